@@ -1,0 +1,159 @@
+"""The gateway's config: one YAML file, validated at load, compiled once into frozen objects.
+
+Shape (every key is optional unless marked; unknown keys are errors)::
+
+    server:
+      max_request_body_bytes: 8388608   # Envoy buffers request bodies up to this (413 past it);
+                                        # the gRPC message limits of both sides follow it
+      grace_period_s: 10                # SIGTERM: in-flight streams get this long to finish
+    default_route: openai               # used when Envoy names no route (optional)
+    routes:                             # required: one entry per Envoy route
+      - name: openai                    # required: the value Envoy sends as x-extproc-route
+        provider: openai                # required: openai | azure | anthropic | gemini | vertex
+        plugins:                        # custom Python policies (see extproc.policy)
+          - class: mypkg.guards:MyGuard
+            options: {...}
+
+Later policies (auth, rate limits, guards) add keys beside `plugins` on each route.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .policy import Policy
+from .schema import Checker, ConfigError, join
+
+PROVIDERS = ("openai", "azure", "anthropic", "gemini", "vertex")
+ROUTE_METADATA_KEY = "x-extproc-route"
+DEFAULT_MAX_BODY = 8 * 1024 * 1024
+#: room for the ext_proc envelope (headers, field tags) on top of the largest body
+GRPC_MESSAGE_OVERHEAD = 256 * 1024
+
+
+@dataclass(frozen=True)
+class RouteConfig:
+    name: str
+    provider: str
+    policies: tuple[Policy, ...] = ()
+
+    @property
+    def needs_request_body(self) -> bool:
+        return any(p.needs_request_body for p in self.policies)
+
+    @property
+    def needs_response_body(self) -> bool:
+        return any(p.needs_response_body for p in self.policies)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    max_request_body_bytes: int = DEFAULT_MAX_BODY
+    grace_period_s: float = 10.0
+
+    @property
+    def grpc_max_message_bytes(self) -> int:
+        return self.max_request_body_bytes + GRPC_MESSAGE_OVERHEAD
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    routes: Mapping[str, RouteConfig] = field(default_factory=dict)
+    default_route: str | None = None
+    source: str = "<memory>"
+
+    def route(self, name: str | None) -> RouteConfig | None:
+        if name:
+            return self.routes.get(name)
+        return self.routes.get(self.default_route) if self.default_route else None
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate a config file; raise ConfigError listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError([f"<file>: cannot read {path}: {exc.strerror}"]) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"<file>: not valid YAML: {exc}"]) from exc
+    return parse(data, source=str(path))
+
+
+def parse(data: Any, source: str = "<memory>") -> Config:
+    """Validate already-parsed YAML data and compile it into a Config."""
+    c = Checker()
+    top = c.mapping(data, "", ("server", "routes", "default_route"))
+    server = _server(c, top.get("server"))
+    routes: dict[str, RouteConfig] = {}
+    raw_routes = c.sequence(top.get("routes"), "routes")
+    if "routes" not in top or not raw_routes:
+        c.error("routes", "at least one route is required")
+    for i, raw in enumerate(raw_routes):
+        route = _route(c, raw, join("routes", i))
+        if route is None:
+            continue
+        if route.name in routes:
+            c.error(join(join("routes", i), "name"), f"duplicate route name {route.name!r}")
+        routes[route.name] = route
+    default = c.string(top, "default_route", "")
+    if default is not None and default not in routes:
+        c.error("default_route", f"names no route: {default!r}")
+    c.raise_if_any()
+    return Config(server=server, routes=routes, default_route=default, source=source)
+
+
+def _server(c: Checker, raw: Any) -> ServerConfig:
+    d = c.mapping(raw, "server", ("max_request_body_bytes", "grace_period_s"))
+    size = c.number(d, "max_request_body_bytes", "server", DEFAULT_MAX_BODY, minimum=1024,
+                    integer=True)
+    if size > 256 * 1024 * 1024:
+        c.error("server.max_request_body_bytes", "must be at most 268435456 (256 MiB)")
+    grace = c.number(d, "grace_period_s", "server", 10.0)
+    return ServerConfig(max_request_body_bytes=int(size), grace_period_s=float(grace))
+
+
+def _route(c: Checker, raw: Any, path: str) -> RouteConfig | None:
+    before = len(c.errors)
+    d = c.mapping(raw, path, ("name", "provider", "plugins"))
+    name = c.string(d, "name", path, required=True)
+    provider = c.choice(d, "provider", path, PROVIDERS, what="provider")
+    policies = [p for i, item in enumerate(c.sequence(d.get("plugins"), join(path, "plugins")))
+                if (p := _plugin(c, item, join(join(path, "plugins"), i))) is not None]
+    if len(c.errors) > before or name is None or provider is None:
+        return None
+    return RouteConfig(name=name, provider=provider, policies=tuple(policies))
+
+
+def _plugin(c: Checker, raw: Any, path: str) -> Policy | None:
+    d = c.mapping(raw, path, ("class", "options"))
+    spec = c.string(d, "class", path, required=True)
+    options = c.mapping(d.get("options"), join(path, "options"), d.get("options") or {})
+    if spec is None:
+        return None
+    module_name, _, attr = spec.partition(":")
+    if not attr:
+        c.error(join(path, "class"), f"expected 'package.module:Class', got {spec!r}")
+        return None
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        c.error(join(path, "class"), f"cannot import {spec!r}: {exc}")
+        return None
+    if not (isinstance(cls, type) and issubclass(cls, Policy)):
+        c.error(join(path, "class"), f"{spec!r} is not a subclass of extproc.policy.Policy")
+        return None
+    try:
+        return cls(dict(options))
+    except Exception as exc:  # a plugin's own validation
+        c.error(join(path, "options"), f"{spec} rejected its options: {exc}")
+        return None

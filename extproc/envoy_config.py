@@ -1,0 +1,102 @@
+"""Renders the reference Envoy config (envoy/envoy.yaml) for one place: local, compose, test.
+
+The template is the single source of truth; a place only fills in addresses, ports, the
+fail mode and the body-size limit (taken from the extproc config, so Envoy's buffer limit and
+both sides' gRPC message limits agree). An upstream given as `https://host[:port]` gets an
+upstream TLS context with SNI; `http://host:port` stays plain (the mock provider).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import string
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from .config import DEFAULT_MAX_BODY, GRPC_MESSAGE_OVERHEAD, PROVIDERS
+
+TEMPLATE = Path(os.environ.get("EXTPROC_ENVOY_TEMPLATE",
+                               Path(__file__).resolve().parent.parent / "envoy" / "envoy.yaml"))
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+
+@dataclass(frozen=True)
+class EnvoySettings:
+    listen_address: str = "127.0.0.1"
+    listen_port: int = 10000
+    admin_port: int = 9901
+    extproc_host: str = "127.0.0.1"
+    extproc_port: int = 50051
+    upstreams: dict[str, str] = field(
+        default_factory=lambda: dict.fromkeys(PROVIDERS, "http://127.0.0.1:8081"))
+    failure_mode_allow: bool = False
+    message_timeout: str = "5s"
+    max_request_body_bytes: int = DEFAULT_MAX_BODY
+
+
+PLACES: dict[str, EnvoySettings] = {
+    "local": EnvoySettings(),
+    "compose": EnvoySettings(listen_address="0.0.0.0", extproc_host="extproc",
+                             upstreams=dict.fromkeys(PROVIDERS, "http://mock:8081")),
+    "test": EnvoySettings(),
+}
+
+
+def settings_for(place: str, **changes: Any) -> EnvoySettings:
+    if place not in PLACES:
+        raise ValueError(f"unknown place {place!r} (one of: {', '.join(PLACES)})")
+    return replace(PLACES[place], **changes)
+
+
+def _split(url: str) -> tuple[str, int, bool]:
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"upstream must look like http(s)://host[:port], got {url!r}")
+    tls = parts.scheme == "https"
+    return parts.hostname, parts.port or (443 if tls else 80), tls
+
+
+def render_dict(s: EnvoySettings) -> dict[str, Any]:
+    """The rendered config as a dict (tests may adjust it before dumping)."""
+    values: dict[str, Any] = {
+        "LISTEN_ADDRESS": s.listen_address, "LISTEN_PORT": s.listen_port,
+        "ENVOY_ADMIN_PORT": s.admin_port, "EXTPROC_HOST": s.extproc_host,
+        "EXTPROC_PORT": s.extproc_port,
+        "FAILURE_MODE_ALLOW": "true" if s.failure_mode_allow else "false",
+        "MESSAGE_TIMEOUT": s.message_timeout,
+        "MAX_REQUEST_BODY_BYTES": s.max_request_body_bytes,
+        "GRPC_MAX_MESSAGE_BYTES": s.max_request_body_bytes + GRPC_MESSAGE_OVERHEAD,
+    }
+    tls_hosts = {}
+    for provider in PROVIDERS:
+        host, port, tls = _split(s.upstreams[provider])
+        values[f"{provider.upper()}_HOST"] = host
+        values[f"{provider.upper()}_PORT"] = port
+        if tls:
+            tls_hosts[provider] = host
+    doc = yaml.safe_load(string.Template(TEMPLATE.read_text()).substitute(values))
+    for cluster in doc["static_resources"]["clusters"]:
+        if cluster["name"] in tls_hosts:
+            cluster["transport_socket"] = {
+                "name": "envoy.transport_sockets.tls",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3"
+                             ".UpstreamTlsContext",
+                    "sni": tls_hosts[cluster["name"]],
+                    "common_tls_context": {"validation_context": {
+                        "trusted_ca": {"filename": CA_BUNDLE}}}}}
+    return doc
+
+
+def dump(doc: dict[str, Any]) -> str:
+    head = f"# Generated from {TEMPLATE.name} by `extproc render-envoy`: edit the template.\n"
+    return head + yaml.safe_dump(copy.deepcopy(doc), sort_keys=False, width=120)
+
+
+def render(s: EnvoySettings) -> str:
+    return dump(render_dict(s))

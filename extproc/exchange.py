@@ -1,0 +1,282 @@
+"""One HTTP request's state, fed ext_proc messages and answering with ext_proc replies.
+
+This is the protocol core, free of gRPC: `Exchange.handle(message)` returns the replies for
+one ProcessingRequest (zero, one or two; serialised bytes or messages). A dispatch table maps
+each message type to its handler. The rules it keeps (see docs in README "Protocol choices"):
+
+* one reply per message, of the matching type, outside FULL_DUPLEX_STREAMED;
+* in FULL_DUPLEX_STREAMED body mode only `streamed_response` replies, any number of them
+  (N:M), always ending with `end_of_stream`;
+* `mode_override` in the headers replies, so bodies no policy needs are never sent to us;
+* a policy's `Reject` becomes an ImmediateResponse in the route provider's error format; any
+  other exception becomes a 500 in that format, logged here, with no trace sent to the client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from envoy.extensions.filters.http.ext_proc.v3.processing_mode_pb2 import ProcessingMode
+from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
+
+from . import protocol as P
+from .config import RouteConfig
+from .errors import error_body
+from .policy import BodyTransform, Reject
+
+log = logging.getLogger("extproc.exchange")
+
+Reply = bytes | pb.ProcessingResponse
+Handler = Callable[["Exchange", Any], Coroutine[Any, Any, Sequence[Reply]]]
+_JSON = "application/json"
+
+
+class Exchange:
+    """State of one HTTP request/response pair as seen over one ext_proc stream."""
+
+    def __init__(self, route: RouteConfig | None, route_name: str | None = None,
+                 max_request_body: int = 8 * 1024 * 1024) -> None:
+        self.route = route
+        self.route_name = route_name
+        self.provider = route.provider if route else "openai"
+        self.max_request_body = max_request_body
+        self.request_headers: dict[str, str] = {}
+        self.response_headers: dict[str, str] = {}
+        self.status = 0
+        self.request_id = ""
+        self.metadata: dict[str, object] = {}
+        self.done = False
+        self.request_mode: int = P.NONE
+        self.response_mode: int = P.NONE
+        self.request_body_bytes = 0
+        self.response_body_bytes = 0
+        self._configured: tuple[int, int] | None = None
+        self._set: dict[str, str] = {}
+        self._remove: list[str] = []
+        self._held: list[bytes] = []
+        self._held_size = 0
+        self._needs_request_body = bool(route and route.needs_request_body)
+        self._transforms: list[BodyTransform] = []
+
+    # --- what policies call -------------------------------------------------------------
+    def set_request_header(self, name: str, value: str) -> None:
+        self._set[name.lower()] = value
+
+    def remove_request_header(self, name: str) -> None:
+        self._remove.append(name.lower())
+
+    set_response_header = set_request_header
+    remove_response_header = remove_request_header
+
+    # --- the protocol -------------------------------------------------------------------
+    async def handle(self, req: pb.ProcessingRequest) -> Sequence[Reply]:
+        """Replies to one message from Envoy."""
+        if self._configured is None:
+            cfg = req.protocol_config
+            self._configured = (cfg.request_body_mode, cfg.response_body_mode)
+            self.request_mode, self.response_mode = self._configured
+        kind = req.WhichOneof("request")
+        handler = _DISPATCH.get(kind)  # type: ignore[arg-type]
+        if handler is None:
+            return ()
+        try:
+            return await handler(self, getattr(req, kind))
+        except Reject as r:
+            return (self._reject(r),)
+        except Exception:
+            log.exception("policy failed on %s (route=%s request_id=%s)",
+                           kind, self.route_name, self.request_id)
+            return (self._reject(Reject(500, "internal error in the gateway",
+                                        details="extproc_internal_error")),)
+
+    def _reject(self, r: Reject) -> pb.ProcessingResponse:
+        self.done = True
+        headers = {"content-type": _JSON, **r.headers}
+        body = error_body(self.provider, r.status, r.message, r.kind)
+        return P.immediate(r.status, body, headers, r.details or f"extproc_{r.status}")
+
+    def _common(self, extra: dict[str, str] | None = None) -> pb.CommonResponse | None:
+        if not self._set and not self._remove and not extra:
+            return None
+        mutation = P.header_mutation({**self._set, **(extra or {})}, self._remove)
+        self._set, self._remove = {}, []
+        return pb.CommonResponse(header_mutation=mutation)
+
+    def _with_metadata(self, msg: pb.ProcessingResponse) -> pb.ProcessingResponse:
+        if self.metadata:
+            msg.dynamic_metadata.CopyFrom(P.dynamic_metadata(self.metadata))
+            self.metadata = {}
+        return msg
+
+    def _full_duplex(self) -> bool:
+        return P.FULL_DUPLEX in (self._configured or ())
+
+    async def _on_request_headers(self, h: pb.HttpHeaders) -> Sequence[Reply]:
+        self.request_headers = headers = P.read_headers(h)
+        self.request_id = headers.get("x-request-id", "")
+        if self.route is None:
+            raise Reject(500, f"the gateway has no route named {self.route_name!r}",
+                         details="extproc_unknown_route")
+        for policy in self.route.policies:
+            await policy.on_request_headers(self)
+        if h.end_of_stream:
+            self._needs_request_body = False
+        want_req = self._want(self.request_mode, self._needs_request_body, P.BUFFERED)
+        want_resp = self._want(self.response_mode, self.route.needs_response_body, P.STREAMED)
+        override = None
+        if not self._full_duplex() and (want_req, want_resp) != (self.request_mode,
+                                                                  self.response_mode):
+            override = ProcessingMode(request_body_mode=want_req, response_body_mode=want_resp)
+            self.request_mode, self.response_mode = want_req, want_resp
+        common = self._common()
+        if common is None and override is None and not self.metadata:
+            return (P.CONTINUE_REQUEST_HEADERS,)
+        msg = pb.ProcessingResponse(request_headers=pb.HeadersResponse(response=common))
+        if override is not None:
+            msg.mode_override.CopyFrom(override)
+        return (self._with_metadata(msg),)
+
+    @staticmethod
+    def _want(configured: int, needed: bool, preferred: int) -> int:
+        if not needed:
+            return P.NONE
+        return configured if configured != P.NONE else preferred
+
+    async def _on_request_body(self, b: pb.HttpBody) -> Sequence[Reply]:
+        self.request_body_bytes += len(b.body)
+        duplex = self.request_mode == P.FULL_DUPLEX
+        if not self._needs_request_body:
+            if duplex:
+                return (P.streamed_reply(False, b.body, b.end_of_stream),)
+            return (P.CONTINUE_REQUEST_BODY,)
+        # BUFFERED sends the whole body in one message (end_of_stream is false only when
+        # trailers follow); only STREAMED and FULL_DUPLEX chunks are held until the end.
+        final = b.end_of_stream or self.request_mode in (P.BUFFERED, P.BUFFERED_PARTIAL)
+        if not final:
+            self._hold(b.body)
+            # STREAMED: drop the chunk for now (it is held); FULL_DUPLEX: answer nothing yet
+            return () if duplex else (P.body_reply(False, b""),)
+        return await self._finish_request_body(b.body, duplex)
+
+    def _hold(self, chunk: bytes) -> None:
+        self._held.append(chunk)
+        self._held_size += len(chunk)
+        if self._held_size > self.max_request_body:
+            raise Reject(413, f"request body exceeds the gateway's limit of "
+                              f"{self.max_request_body} bytes", details="extproc_body_too_large")
+
+    async def _finish_request_body(self, last: bytes, duplex: bool) -> Sequence[Reply]:
+        held = bool(self._held)
+        if held:
+            self._hold(last)
+            body = b"".join(self._held)
+            self._held, self._held_size = [], 0
+        else:
+            body = last
+        assert self.route is not None
+        new = body
+        for policy in self.route.policies:
+            if policy.needs_request_body:
+                replaced = await policy.on_request_body(self, new)
+                if replaced is not None:
+                    new = replaced
+        if duplex:
+            return (P.streamed_reply(False, new, True),)
+        extra = None
+        if new is not body and self.request_mode == P.BUFFERED:
+            extra = {"content-length": str(len(new))}
+        common = self._common(extra)
+        if new is body and not held:
+            if common is None:
+                return (self._with_metadata(pb.ProcessingResponse(
+                    request_body=pb.BodyResponse())),) if self.metadata \
+                    else (P.CONTINUE_REQUEST_BODY,)
+        else:
+            common = common or pb.CommonResponse()
+            common.body_mutation.body = new
+        return (self._with_metadata(pb.ProcessingResponse(
+            request_body=pb.BodyResponse(response=common))),)
+
+    async def _on_request_trailers(self, t: pb.HttpTrailers) -> Sequence[Reply]:
+        if self.request_mode != P.FULL_DUPLEX:
+            if self._held:  # STREAMED with trailers: held chunks can no longer be released
+                log.warning("request trailers after a held STREAMED body (request_id=%s); "
+                            "use BUFFERED request bodies on this route", self.request_id)
+            return (P.CONTINUE_REQUEST_TRAILERS,)
+        # the body ends with the trailers: close our side of it
+        if self._needs_request_body:
+            body_replies = await self._finish_request_body(b"", True)
+        else:
+            body_replies = (P.streamed_reply(False, b"", True),)
+        return (*body_replies, P.CONTINUE_REQUEST_TRAILERS)
+
+    async def _on_response_headers(self, h: pb.HttpHeaders) -> Sequence[Reply]:
+        self.response_headers = P.read_headers(h)
+        try:
+            self.status = int(self.response_headers.get(":status", "0"))
+        except ValueError:
+            self.status = 0
+        assert self.route is not None
+        for policy in self.route.policies:
+            await policy.on_response_headers(self)
+        if self.response_mode != P.NONE and not h.end_of_stream:
+            self._transforms = [t for p in self.route.policies if p.needs_response_body
+                                and (t := p.response_transform(self)) is not None]
+        override = None
+        if not self._transforms and self.response_mode != P.NONE and not self._full_duplex():
+            # nothing will touch this body: ask Envoy not to send it
+            override = ProcessingMode(request_body_mode=self.request_mode,
+                                      response_body_mode=P.NONE)
+            self.response_mode = P.NONE
+        common = self._common()
+        if common is None and override is None and not self.metadata:
+            return (P.CONTINUE_RESPONSE_HEADERS,)
+        msg = pb.ProcessingResponse(response_headers=pb.HeadersResponse(response=common))
+        if override is not None:
+            msg.mode_override.CopyFrom(override)
+        return (self._with_metadata(msg),)
+
+    async def _on_response_body(self, b: pb.HttpBody) -> Sequence[Reply]:
+        chunk, eos = b.body, b.end_of_stream
+        self.response_body_bytes += len(chunk)
+        duplex = self.response_mode == P.FULL_DUPLEX
+        if not self._transforms:
+            if duplex:
+                return (P.streamed_reply(True, chunk, eos),)
+            return (P.CONTINUE_RESPONSE_BODY,)
+        out = self._run_transforms(chunk, eos)
+        if duplex:
+            return (P.streamed_reply(True, out, eos),) if out or eos else ()
+        if out == chunk and not self.metadata:
+            return (P.CONTINUE_RESPONSE_BODY,)
+        msg = P.body_reply(True, out)
+        if self.response_mode == P.BUFFERED:
+            msg.response_body.response.header_mutation.CopyFrom(
+                P.header_mutation({"content-length": str(len(out))}))
+        return (self._with_metadata(msg),)
+
+    def _run_transforms(self, chunk: bytes, eos: bool) -> bytes:
+        data = chunk
+        for t in self._transforms:
+            data = t.feed(data) if data else b""
+            if eos:
+                data += t.finish()
+        return data
+
+    async def _on_response_trailers(self, t: pb.HttpTrailers) -> Sequence[Reply]:
+        if self.response_mode == P.FULL_DUPLEX:
+            out = self._run_transforms(b"", True) if self._transforms else b""
+            return (P.streamed_reply(True, out, True), P.CONTINUE_RESPONSE_TRAILERS)
+        return (P.CONTINUE_RESPONSE_TRAILERS,)
+
+
+_DISPATCH: dict[str, Handler] = {
+    "request_headers": Exchange._on_request_headers,
+    "request_body": Exchange._on_request_body,
+    "request_trailers": Exchange._on_request_trailers,
+    "response_headers": Exchange._on_response_headers,
+    "response_body": Exchange._on_response_body,
+    "response_trailers": Exchange._on_response_trailers,
+}

@@ -1,0 +1,79 @@
+"""The policy interface: what a route's policies may see and do to one HTTP exchange.
+
+A `Policy` is built once per route when the config loads; per-request state lives on the
+`Exchange` it is handed (or in the `BodyTransform` it returns), never on the policy. Policies
+declare which bodies they need, so a route whose policies need no body costs Envoy no body
+messages (the servicer answers with `mode_override`).
+
+Built-in policies (auth, rate limits, guards) and custom ones loaded from config with
+`plugins: [{class: "package.module:Class", options: {...}}]` share this interface.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .exchange import Exchange
+
+
+class Reject(Exception):
+    """Raised by a policy to answer the client itself, in the route provider's error format.
+
+    `message` is shown to the client; never put request content or secrets in it.
+    """
+
+    def __init__(self, status: int, message: str, *, kind: str | None = None,
+                 headers: Mapping[str, str] | None = None, details: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.kind = kind
+        self.headers = dict(headers or {})
+        self.details = details
+
+
+class BodyTransform:
+    """Rewrites a response body as it streams. Synchronous on purpose: it runs per chunk.
+
+    `feed` returns the bytes to release now (possibly fewer or more than it was given: it may
+    hold back a partial frame); `finish` returns whatever is still held at end of stream.
+    Both must be fast and must not block.
+    """
+
+    def feed(self, chunk: bytes) -> bytes:
+        return chunk
+
+    def finish(self) -> bytes:
+        return b""
+
+
+class Policy:
+    """Base class of a route policy. Override only the hooks you need."""
+
+    #: the policy reads or rewrites the request body (Envoy then sends it, buffered)
+    needs_request_body: bool = False
+    #: the policy reads or rewrites the response body (Envoy then streams it)
+    needs_response_body: bool = False
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        self.options: Mapping[str, Any] = options or {}
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    async def on_request_headers(self, ex: Exchange) -> None:
+        """Inspect `ex.request_headers`; mutate with `ex.set_request_header`; raise `Reject`."""
+
+    async def on_request_body(self, ex: Exchange, body: bytes) -> bytes | None:
+        """Inspect the whole request body; return a replacement, or None to keep it."""
+        return None
+
+    async def on_response_headers(self, ex: Exchange) -> None:
+        """Inspect `ex.response_headers` and `ex.status`; mutate with `ex.set_response_header`."""
+
+    def response_transform(self, ex: Exchange) -> BodyTransform | None:
+        """Return a per-request transform for the response body, or None to leave it alone."""
+        return None

@@ -1,0 +1,93 @@
+"""Builders for ext_proc ProcessingResponse messages, and header reading.
+
+Headers are read from `raw_value` and written to `raw_value` only (Envoy ignores `value` and
+rejects both). Replies that never change are built and serialised once: the servicer sends
+bytes for them, so the per-chunk pass-through path allocates nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from envoy.config.core.v3.base_pb2 import HeaderValue, HeaderValueOption
+from envoy.extensions.filters.http.ext_proc.v3.processing_mode_pb2 import ProcessingMode
+from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
+from envoy.type.v3.http_status_pb2 import HttpStatus
+from google.protobuf.struct_pb2 import Struct
+
+NONE = ProcessingMode.NONE
+STREAMED = ProcessingMode.STREAMED
+BUFFERED = ProcessingMode.BUFFERED
+BUFFERED_PARTIAL = ProcessingMode.BUFFERED_PARTIAL
+FULL_DUPLEX = ProcessingMode.FULL_DUPLEX_STREAMED
+MODE_NAMES = {v: k for k, v in ProcessingMode.BodySendMode.items()}
+METADATA_NAMESPACE = "extproc"
+
+_BAD = str.maketrans({"\r": " ", "\n": " ", "\0": " "})
+
+
+def read_headers(msg: pb.HttpHeaders) -> dict[str, str]:
+    """Header map as {lower-case name: value}; repeated headers are joined with ','."""
+    out: dict[str, str] = {}
+    for h in msg.headers.headers:
+        value = h.raw_value.decode("latin-1")
+        if h.key in out:
+            out[h.key] = f"{out[h.key]},{value}"
+        else:
+            out[h.key] = value
+    return out
+
+
+def header_mutation(set_headers: Mapping[str, str],
+                    remove: Iterable[str] = ()) -> pb.HeaderMutation:
+    """A HeaderMutation; values are sanitised so no CR, LF or NUL can reach a header."""
+    return pb.HeaderMutation(
+        set_headers=[HeaderValueOption(header=HeaderValue(
+            key=k, raw_value=v.translate(_BAD).encode("utf-8")))
+            for k, v in set_headers.items()],
+        remove_headers=list(remove))
+
+
+def immediate(status: int, body: bytes, headers: Mapping[str, str], details: str
+              ) -> pb.ProcessingResponse:
+    return pb.ProcessingResponse(immediate_response=pb.ImmediateResponse(
+        status=HttpStatus(code=status), body=body,
+        headers=header_mutation(headers), details=details.replace(" ", "_")))
+
+
+def dynamic_metadata(values: Mapping[str, object]) -> Struct:
+    s = Struct()
+    s.update({METADATA_NAMESPACE: dict(values)})
+    return s
+
+
+def _bytes(msg: pb.ProcessingResponse) -> bytes:
+    return msg.SerializeToString()
+
+
+#: pass-through replies, serialised once
+CONTINUE_REQUEST_HEADERS = _bytes(pb.ProcessingResponse(request_headers=pb.HeadersResponse()))
+CONTINUE_RESPONSE_HEADERS = _bytes(pb.ProcessingResponse(response_headers=pb.HeadersResponse()))
+CONTINUE_REQUEST_BODY = _bytes(pb.ProcessingResponse(request_body=pb.BodyResponse()))
+CONTINUE_RESPONSE_BODY = _bytes(pb.ProcessingResponse(response_body=pb.BodyResponse()))
+CONTINUE_REQUEST_TRAILERS = _bytes(pb.ProcessingResponse(request_trailers=pb.TrailersResponse()))
+CONTINUE_RESPONSE_TRAILERS = _bytes(
+    pb.ProcessingResponse(response_trailers=pb.TrailersResponse()))
+
+
+def body_reply(response: bool, body: bytes | None) -> pb.ProcessingResponse:
+    """One BodyResponse (BUFFERED/STREAMED): `body` replaces the chunk; None keeps it."""
+    common = pb.CommonResponse(body_mutation=pb.BodyMutation(body=body)) \
+        if body is not None else pb.CommonResponse()
+    br = pb.BodyResponse(response=common)
+    return pb.ProcessingResponse(response_body=br) if response \
+        else pb.ProcessingResponse(request_body=br)
+
+
+def streamed_reply(response: bool, body: bytes, end_of_stream: bool) -> bytes:
+    """One FULL_DUPLEX_STREAMED BodyResponse carrying `streamed_response`."""
+    br = pb.BodyResponse(response=pb.CommonResponse(body_mutation=pb.BodyMutation(
+        streamed_response=pb.StreamedBodyResponse(body=body, end_of_stream=end_of_stream))))
+    msg = pb.ProcessingResponse(response_body=br) if response \
+        else pb.ProcessingResponse(request_body=br)
+    return msg.SerializeToString()

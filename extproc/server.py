@@ -1,0 +1,183 @@
+"""Runs the gRPC server: ext_proc + gRPC health, an admin HTTP port, signals, workers.
+
+SIGTERM/SIGINT: health turns NOT_SERVING, the server stops accepting, in-flight streams get
+`server.grace_period_s` to finish, then the process exits. SIGHUP reloads the config file; an
+invalid file leaves the running config in place and logs every error. `--workers N` starts N
+processes that share the TCP port through SO_REUSEPORT (each with its own in-memory state;
+worker i serves the admin port + i).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import time
+from dataclasses import dataclass
+
+import grpc
+from aiohttp import web
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from . import config as cfgmod
+from .schema import ConfigError
+from .servicer import SERVICE, Processor
+
+log = logging.getLogger("extproc.server")
+
+
+@dataclass
+class ServeOptions:
+    config_path: str
+    addresses: tuple[str, ...] = ("127.0.0.1:50051",)
+    admin_port: int | None = None
+    admin_host: str = "127.0.0.1"
+    workers: int = 1
+
+
+def grpc_options(config: cfgmod.Config) -> list[tuple[str, int]]:
+    size = config.server.grpc_max_message_bytes
+    return [("grpc.max_receive_message_length", size),
+            ("grpc.max_send_message_length", size),
+            ("grpc.so_reuseport", 1),
+            ("grpc.http2.max_pings_without_data", 0),
+            ("grpc.keepalive_permit_without_calls", 1)]
+
+
+async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
+    """Serve until SIGTERM/SIGINT; then drain within the grace period."""
+    config = cfgmod.load(opts.config_path)
+    processor = Processor(config)
+    server = grpc.aio.server(options=grpc_options(config))
+    server.add_generic_rpc_handlers((processor.handler(),))
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for address in opts.addresses:
+        server.add_insecure_port(address)
+    await server.start()
+    for service in ("", SERVICE):
+        await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+
+    runner = None
+    if opts.admin_port is not None:
+        runner = await _start_admin(processor, opts.admin_host, opts.admin_port)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(processor, opts.config_path))
+    log.info("serving ext_proc on %s (routes: %s, pid %d)", ", ".join(opts.addresses),
+             ", ".join(sorted(config.routes)), os.getpid())
+    if ready is not None:
+        ready.set()
+    await stop.wait()
+
+    grace = processor.config.server.grace_period_s
+    log.info("stopping: %d streams in flight, grace period %.1fs",
+             processor.streams_active, grace)
+    for service in ("", SERVICE):
+        await health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+    await server.stop(grace)
+    if runner is not None:
+        await runner.cleanup()
+    log.info("stopped")
+
+
+def _reload(processor: Processor, path: str) -> None:
+    try:
+        processor.config = cfgmod.load(path)
+    except ConfigError as exc:
+        log.error("config reload refused, the running config stays: %s",
+                  "; ".join(exc.errors))
+        return
+    log.info("config reloaded from %s (routes: %s)", path,
+             ", ".join(sorted(processor.config.routes)))
+
+
+async def _start_admin(processor: Processor, host: str, port: int) -> web.AppRunner:
+    async def stats(_: web.Request) -> web.Response:
+        return web.json_response(processor.stats())
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    app = web.Application()
+    app.router.add_get("/stats", stats)
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
+
+
+def run(opts: ServeOptions) -> int:
+    """Blocking entry point used by `extproc serve`."""
+    if opts.workers > 1:
+        return _run_workers(opts)
+    _install_uvloop()
+    try:
+        asyncio.run(serve(opts))
+    except ConfigError as exc:
+        for line in exc.errors:
+            log.error("config: %s", line)
+        return 2
+    return 0
+
+
+def _install_uvloop() -> None:
+    with contextlib.suppress(ImportError):
+        import uvloop
+        uvloop.install()
+
+
+def _worker(opts: ServeOptions, index: int) -> None:
+    from .logs import setup_logging
+    setup_logging(prefix=f"worker{index}")
+    if opts.admin_port is not None:
+        opts.admin_port += index
+    opts.workers = 1
+    with contextlib.suppress(KeyboardInterrupt):
+        raise SystemExit(run(opts))
+
+
+def _run_workers(opts: ServeOptions) -> int:
+    """Supervise N worker processes; forward SIGTERM/SIGINT; restart a worker that crashes."""
+    if any(a.startswith("unix:") for a in opts.addresses):
+        log.error("--workers > 1 needs a TCP address: a unix socket cannot be shared")
+        return 2
+    cfgmod.load(opts.config_path)  # fail fast, once, on a bad config
+    ctx = multiprocessing.get_context("spawn")
+    stopping = False
+
+    def start(i: int) -> multiprocessing.process.BaseProcess:
+        p = ctx.Process(target=_worker, args=(opts, i), name=f"extproc-worker-{i}")
+        p.start()
+        return p
+
+    procs = {i: start(i) for i in range(opts.workers)}
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = stopping or signum != signal.SIGHUP
+        for p in procs.values():
+            if p.pid and p.is_alive():
+                os.kill(p.pid, signum)
+
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, forward)
+    while procs:
+        time.sleep(0.2)
+        for i, p in list(procs.items()):
+            if p.is_alive():
+                continue
+            p.join()
+            if stopping or p.exitcode == 2:
+                del procs[i]
+            else:
+                log.error("worker %d exited with %s; restarting it", i, p.exitcode)
+                procs[i] = start(i)
+    return 0

@@ -1,0 +1,82 @@
+"""The gRPC adapter: one `Exchange` per `ExternalProcessor.Process` stream.
+
+It reads which route the request is on from the stream's metadata (`x-extproc-route`, set by
+Envoy's per-route `grpc_initial_metadata`), feeds each message to the Exchange and writes its
+replies. Envoy closing the stream (an ended iterator or a cancelled call) is the normal end.
+Replies may be pre-serialised bytes, so the method is registered with a serializer that
+passes bytes through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
+from envoy.service.ext_proc.v3.external_processor_pb2_grpc import ExternalProcessorServicer
+
+from .config import ROUTE_METADATA_KEY, Config
+from .exchange import Exchange, Reply
+
+log = logging.getLogger("extproc.servicer")
+SERVICE = "envoy.service.ext_proc.v3.ExternalProcessor"
+
+
+def _serialize(reply: Reply) -> bytes:
+    return reply if reply.__class__ is bytes else reply.SerializeToString()  # type: ignore
+
+
+class Processor(ExternalProcessorServicer):
+    """Serves ext_proc streams under the current config (swapped whole on reload)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.streams_total = 0
+        self.streams_active = 0
+        self.stream_errors = 0
+        self._alive: weakref.WeakSet[Exchange] = weakref.WeakSet()
+
+    def stats(self) -> dict[str, Any]:
+        return {"streams_total": self.streams_total, "streams_active": self.streams_active,
+                "stream_errors": self.stream_errors, "exchanges_alive": len(self._alive),
+                "routes": sorted(self.config.routes)}
+
+    def _route_name(self, context: grpc.aio.ServicerContext) -> str | None:
+        for key, value in context.invocation_metadata() or ():
+            if key == ROUTE_METADATA_KEY:
+                return value if isinstance(value, str) else value.decode()
+        return None
+
+    async def Process(self, request_iterator: AsyncIterator[pb.ProcessingRequest],
+                      context: grpc.aio.ServicerContext) -> AsyncIterator[Reply]:
+        config = self.config
+        name = self._route_name(context) or config.default_route
+        ex = Exchange(config.route(name), name, config.server.max_request_body_bytes)
+        self._alive.add(ex)
+        self.streams_total += 1
+        self.streams_active += 1
+        try:
+            async for req in request_iterator:
+                for reply in await ex.handle(req):
+                    yield reply
+                if ex.done:
+                    return
+        except asyncio.CancelledError:
+            pass  # Envoy closed the stream: the request is over, nothing went wrong
+        except Exception:
+            self.stream_errors += 1
+            log.exception("ext_proc stream failed (route=%s request_id=%s)", name,
+                          ex.request_id)
+            raise
+        finally:
+            self.streams_active -= 1
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        return grpc.method_handlers_generic_handler(SERVICE, {
+            "Process": grpc.stream_stream_rpc_method_handler(
+                self.Process, request_deserializer=pb.ProcessingRequest.FromString,
+                response_serializer=_serialize)})
