@@ -35,6 +35,10 @@ ROUTE_METADATA_KEY = "x-extproc-route"
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
 #: room for the ext_proc envelope (headers, field tags) on top of the largest body
 GRPC_MESSAGE_OVERHEAD = 256 * 1024
+#: Envoy enforces its body buffer limit loosely (a body several times over it, read at once,
+#: still reaches the processor), so gRPC messages may be this many times the limit; the
+#: processor itself then answers 413 for anything over the limit.
+GRPC_MESSAGE_FACTOR = 8
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,7 @@ class ServerConfig:
 
     @property
     def grpc_max_message_bytes(self) -> int:
-        return self.max_request_body_bytes + GRPC_MESSAGE_OVERHEAD
+        return grpc_max_message_bytes(self.max_request_body_bytes)
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,11 @@ class Config:
         if name:
             return self.routes.get(name)
         return self.routes.get(self.default_route) if self.default_route else None
+
+
+def grpc_max_message_bytes(max_request_body_bytes: int) -> int:
+    """The gRPC message limit, on both sides, for a given request body limit."""
+    return max_request_body_bytes * GRPC_MESSAGE_FACTOR + GRPC_MESSAGE_OVERHEAD
 
 
 def load(path: str | Path) -> Config:

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from .config import DEFAULT_MAX_BODY, GRPC_MESSAGE_OVERHEAD, PROVIDERS
+from .config import DEFAULT_MAX_BODY, PROVIDERS, grpc_max_message_bytes
 
 TEMPLATE = Path(os.environ.get("EXTPROC_ENVOY_TEMPLATE",
                                Path(__file__).resolve().parent.parent / "envoy" / "envoy.yaml"))
@@ -70,7 +70,7 @@ def render_dict(s: EnvoySettings) -> dict[str, Any]:
         "FAILURE_MODE_ALLOW": "true" if s.failure_mode_allow else "false",
         "MESSAGE_TIMEOUT": s.message_timeout,
         "MAX_REQUEST_BODY_BYTES": s.max_request_body_bytes,
-        "GRPC_MAX_MESSAGE_BYTES": s.max_request_body_bytes + GRPC_MESSAGE_OVERHEAD,
+        "GRPC_MAX_MESSAGE_BYTES": grpc_max_message_bytes(s.max_request_body_bytes),
     }
     tls_hosts = {}
     for provider in PROVIDERS:

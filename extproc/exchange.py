@@ -60,6 +60,13 @@ class Exchange:
         self._needs_request_body = bool(route and route.needs_request_body)
         self._transforms: list[BodyTransform] = []
 
+    def close(self) -> None:
+        """Drop per-request buffers and transforms (called when the stream ends, however)."""
+        self._held.clear()
+        self._held_size = 0
+        self._transforms = []
+        self.done = True
+
     # --- what policies call -------------------------------------------------------------
     def set_request_header(self, name: str, value: str) -> None:
         self._set[name.lower()] = value
@@ -71,13 +78,14 @@ class Exchange:
     remove_response_header = remove_request_header
 
     # --- the protocol -------------------------------------------------------------------
-    async def handle(self, req: pb.ProcessingRequest) -> Sequence[Reply]:
-        """Replies to one message from Envoy."""
+    async def handle(self, req: pb.ProcessingRequest, kind: str | None = None
+                     ) -> Sequence[Reply]:
+        """Replies to one message from Envoy (`kind`: its oneof name, if already known)."""
         if self._configured is None:
             cfg = req.protocol_config
             self._configured = (cfg.request_body_mode, cfg.response_body_mode)
             self.request_mode, self.response_mode = self._configured
-        kind = req.WhichOneof("request")
+        kind = kind or req.WhichOneof("request")
         handler = _DISPATCH.get(kind)  # type: ignore[arg-type]
         if handler is None:
             return ()
@@ -164,8 +172,10 @@ class Exchange:
         self._held.append(chunk)
         self._held_size += len(chunk)
         if self._held_size > self.max_request_body:
-            raise Reject(413, f"request body exceeds the gateway's limit of "
-                              f"{self.max_request_body} bytes", details="extproc_body_too_large")
+            raise Reject(413, self._too_large(), details="extproc_body_too_large")
+
+    def _too_large(self) -> str:
+        return f"request body exceeds the gateway's limit of {self.max_request_body} bytes"
 
     async def _finish_request_body(self, last: bytes, duplex: bool) -> Sequence[Reply]:
         held = bool(self._held)
@@ -175,6 +185,8 @@ class Exchange:
             self._held, self._held_size = [], 0
         else:
             body = last
+            if len(body) > self.max_request_body:  # Envoy's own limit check is not exact
+                raise Reject(413, self._too_large(), details="extproc_body_too_large")
         assert self.route is not None
         new = body
         for policy in self.route.policies:

@@ -24,6 +24,8 @@ from .exchange import Exchange, Reply
 
 log = logging.getLogger("extproc.servicer")
 SERVICE = "envoy.service.ext_proc.v3.ExternalProcessor"
+_KINDS = ("request_headers", "request_body", "request_trailers", "response_headers",
+          "response_body", "response_trailers")
 
 
 def _serialize(reply: Reply) -> bytes:
@@ -38,11 +40,13 @@ class Processor(ExternalProcessorServicer):
         self.streams_total = 0
         self.streams_active = 0
         self.stream_errors = 0
+        self.messages: dict[str, int] = dict.fromkeys(_KINDS, 0)
         self._alive: weakref.WeakSet[Exchange] = weakref.WeakSet()
 
     def stats(self) -> dict[str, Any]:
         return {"streams_total": self.streams_total, "streams_active": self.streams_active,
                 "stream_errors": self.stream_errors, "exchanges_alive": len(self._alive),
+                "messages": dict(self.messages),
                 "routes": sorted(self.config.routes)}
 
     def _route_name(self, context: grpc.aio.ServicerContext) -> str | None:
@@ -59,9 +63,13 @@ class Processor(ExternalProcessorServicer):
         self._alive.add(ex)
         self.streams_total += 1
         self.streams_active += 1
+        counts = self.messages
         try:
             async for req in request_iterator:
-                for reply in await ex.handle(req):
+                kind = req.WhichOneof("request")
+                if kind is not None:
+                    counts[kind] += 1
+                for reply in await ex.handle(req, kind):
                     yield reply
                 if ex.done:
                     return
@@ -73,6 +81,7 @@ class Processor(ExternalProcessorServicer):
                           ex.request_id)
             raise
         finally:
+            ex.close()
             self.streams_active -= 1
 
     def handler(self) -> grpc.GenericRpcHandler:

@@ -1,0 +1,62 @@
+"""Shared fixtures: the test extproc config and a gateway (mock + server + Envoy) per module."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness import Gateway, Mock, add_route
+
+REFERENCE = ("openai", "azure", "anthropic", "gemini", "vertex")
+GATE = {"class": "tests.plugins:Gatekeeper"}
+
+
+def test_config() -> dict[str, Any]:
+    """The reference routes (each with the headers-only Gatekeeper) plus a 'transform' route."""
+    routes: list[dict[str, Any]] = [{"name": n, "provider": n, "plugins": [GATE]}
+                                    for n in REFERENCE]
+    routes.append({"name": "transform", "provider": "openai", "plugins": [
+        GATE, {"class": "tests.plugins:TagRequest"}, {"class": "tests.plugins:UpperResponse"}]})
+    return {"server": {"max_request_body_bytes": 1048576, "grace_period_s": 5},
+            "routes": routes}
+
+
+MODES = {
+    "none": {"request_body_mode": "NONE", "response_body_mode": "NONE"},
+    "buffered": {"request_body_mode": "BUFFERED", "response_body_mode": "BUFFERED"},
+    "streamed": {"request_body_mode": "STREAMED", "response_body_mode": "STREAMED"},
+    "duplex": {"request_body_mode": "FULL_DUPLEX_STREAMED",
+               "response_body_mode": "FULL_DUPLEX_STREAMED",
+               "request_trailer_mode": "SEND", "response_trailer_mode": "SEND"},
+}
+
+
+def add_mode_routes(doc: dict[str, Any]) -> None:
+    """/mode-<m>/openai/ (headers-only route) and /mode-<m>/transform/ (body policies)."""
+    for mode, pm in MODES.items():
+        full = {"request_header_mode": "SEND", "response_header_mode": "SEND", **pm}
+        add_route(doc, f"/mode-{mode}/openai/", "openai", "openai", full)
+        add_route(doc, f"/mode-{mode}/transform/", "openai", "transform", full)
+
+
+@pytest.fixture(scope="session")
+def mock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mock]:
+    m = Mock(tmp_path_factory.mktemp("mock"))
+    yield m
+    m.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory, mock: Mock) -> Iterator[Gateway]:
+    gw = Gateway(tmp_path_factory.mktemp("gateway"), test_config(), mock=mock,
+                 adjust=add_mode_routes)
+    yield gw
+    gw.close()
+
+
+@pytest.fixture
+def log_dir(tmp_path: Path) -> Path:
+    return tmp_path

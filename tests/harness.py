@@ -1,0 +1,236 @@
+"""Starts real processes for integration tests: the mock provider, the extproc server, Envoy.
+
+Every process gets free ports, writes its output to a log file under the test's tmp dir, and
+is stopped (then killed) when the test or module is done. `Gateway` puts the three together
+with a rendered reference Envoy config, optionally adjusted by the test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from extproc import envoy_config
+from extproc.config import PROVIDERS
+from extproc.envoy_bin import envoy_binary
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+class Proc:
+    """A child process with its output in a log file; stopping it is idempotent."""
+
+    def __init__(self, name: str, argv: list[str], log_dir: Path,
+                 env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log = self.log_path.open("ab")
+        full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+        self.popen = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL, cwd=ROOT, env=full_env)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def wait_port(self, port: int, seconds: float = 30) -> None:
+        deadline = time.monotonic() + seconds
+        while not port_open(port):
+            if not self.alive():
+                raise RuntimeError(f"{self.name} exited ({self.popen.returncode}):\n"
+                                   f"{self.log()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} not listening on {port}:\n{self.log()[-3000:]}")
+            time.sleep(0.05)
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            self.popen.send_signal(sig)
+
+    def stop(self, seconds: float = 15) -> int | None:
+        if self.alive():
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(seconds)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self._log.close()
+        return self.popen.returncode
+
+
+class Mock:
+    def __init__(self, log_dir: Path) -> None:
+        self.port = free_port()
+        self.proc = Proc("mock", [sys.executable, "-m", "extproc", "mock-llm", "--port",
+                                  str(self.port)], log_dir)
+        self.proc.wait_port(self.port)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def last(self) -> dict[str, Any]:
+        with urllib.request.urlopen(f"{self.url}/_mock/last", timeout=5) as r:
+            return json.load(r)
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+
+class Server:
+    """`extproc serve` on a free port, with its admin port for /stats."""
+
+    def __init__(self, config: Path, log_dir: Path, port: int | None = None,
+                 extra: list[str] | None = None, name: str = "extproc") -> None:
+        self.config = config
+        self.port = port or free_port()
+        self.admin_port = free_port()
+        self.proc = Proc(name, [sys.executable, "-m", "extproc", "serve", "--config",
+                                str(config), "--listen", f"127.0.0.1:{self.port}",
+                                "--admin-port", str(self.admin_port), *(extra or [])], log_dir)
+        self.proc.wait_port(self.port)
+        self.proc.wait_port(self.admin_port)
+
+    def stats(self) -> dict[str, Any]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/stats",
+                                    timeout=5) as r:
+            return json.load(r)
+
+    def wait_idle(self, seconds: float = 10) -> dict[str, Any]:
+        """Wait until no stream is active and no per-request state is alive."""
+        deadline = time.monotonic() + seconds
+        while True:
+            stats = self.stats()
+            if stats["streams_active"] == 0 and stats["exchanges_alive"] == 0:
+                return stats
+            if time.monotonic() > deadline:
+                return stats
+            time.sleep(0.05)
+
+    def stop(self) -> int | None:
+        return self.proc.stop()
+
+
+def write_config(path: Path, data: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def ext_proc_filter(doc: dict[str, Any]) -> dict[str, Any]:
+    hcm = doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    for f in hcm["typed_config"]["http_filters"]:
+        if f["name"] == "envoy.filters.http.ext_proc":
+            return f["typed_config"]
+    raise KeyError("no ext_proc filter")
+
+
+def routes(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    hcm = doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    return hcm["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
+
+
+def add_route(doc: dict[str, Any], prefix: str, cluster: str, extproc_route: str,
+              processing_mode: dict[str, str] | None = None) -> None:
+    """Add a copy of the reference route for `cluster` at `prefix`, naming its own extproc
+    route and, optionally, its own body modes."""
+    reference = next(r for r in routes(doc) if r.get("name") == cluster)
+    route = copy.deepcopy(reference)
+    route["name"] = prefix.strip("/").replace("/", "-")
+    route["match"] = {"prefix": prefix}
+    overrides = route["typed_per_filter_config"]["envoy.filters.http.ext_proc"]["overrides"]
+    overrides["grpc_initial_metadata"] = [{"key": "x-extproc-route", "value": extproc_route}]
+    if processing_mode:
+        overrides["processing_mode"] = processing_mode
+    routes(doc).insert(0, route)
+
+
+class Envoy:
+    def __init__(self, doc: dict[str, Any], log_dir: Path, name: str = "envoy") -> None:
+        self.config_path = log_dir / f"{name}.yaml"
+        self.config_path.write_text(envoy_config.dump(doc))
+        self.port = doc["static_resources"]["listeners"][0]["address"]["socket_address"][
+            "port_value"]
+        self.admin_port = doc["admin"]["address"]["socket_address"]["port_value"]
+        self.proc = Proc(name, [envoy_binary(), "-c", str(self.config_path),
+                                "--disable-hot-restart", "--log-level", "warn",
+                                "--concurrency", "1"], log_dir)
+        self.proc.wait_port(self.port, 60)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+
+class Gateway:
+    """Mock provider + extproc server + Envoy on the reference config, torn down by close()."""
+
+    def __init__(self, log_dir: Path, config: dict[str, Any], *, mock: Mock | None = None,
+                 fail_open: bool = False, start_server: bool = True,
+                 adjust: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.log_dir = log_dir
+        self._own_mock = mock is None
+        self.mock = mock or Mock(log_dir)
+        self.config_path = write_config(log_dir / "extproc.yaml", config)
+        self.server_port = free_port()
+        self.server: Server | None = None
+        try:
+            if start_server:
+                self.server = Server(self.config_path, log_dir, port=self.server_port)
+            self.doc = envoy_config.render_dict(envoy_config.settings_for(
+                "test", listen_port=free_port(), admin_port=free_port(),
+                extproc_port=self.server_port, failure_mode_allow=fail_open,
+                upstreams=dict.fromkeys(PROVIDERS, self.mock.url)))
+            if adjust:
+                adjust(self.doc)
+            self.envoy = Envoy(self.doc, log_dir)
+        except BaseException:
+            self.close()
+            raise
+        self.url = self.envoy.url
+
+    def restart_server(self) -> Server:
+        self.server = Server(self.config_path, self.log_dir, port=self.server_port,
+                             name=f"extproc-{time.monotonic_ns()}")
+        return self.server
+
+    def envoy_log(self) -> str:
+        return self.envoy.proc.log()
+
+    def close(self) -> None:
+        for part in ("envoy", "server"):
+            with contextlib.suppress(AttributeError):
+                obj = getattr(self, part)
+                if obj is not None:
+                    obj.stop()
+        if self._own_mock:
+            self.mock.stop()

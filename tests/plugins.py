@@ -1,0 +1,63 @@
+"""Custom policies loaded by the test config through `plugins:`, exercising every hook.
+
+They are real plugins (the same mechanism users have), chosen so that each effect is visible
+from outside: a header upstream, a rewritten request body, an upper-cased response body.
+"""
+
+from __future__ import annotations
+
+import json
+
+from extproc.exchange import Exchange
+from extproc.policy import BodyTransform, Policy, Reject
+
+
+class Gatekeeper(Policy):
+    """Headers only: rejects on request, breaks on request, tags both directions."""
+
+    async def on_request_headers(self, ex: Exchange) -> None:
+        if status := ex.request_headers.get("x-test-reject"):
+            raise Reject(int(status), "rejected by the test gatekeeper",
+                         headers={"x-test-rejected": "yes"})
+        if "x-test-boom" in ex.request_headers:
+            raise RuntimeError("SECRET-INTERNAL-DETAIL")
+        ex.set_request_header("x-gateway-route", ex.route_name or "")
+        ex.set_request_header("x-gateway-sanitised", "a\r\nb\0c")
+        ex.remove_request_header("x-test-remove-me")
+
+    async def on_response_headers(self, ex: Exchange) -> None:
+        ex.set_response_header("x-gateway-saw-status", str(ex.status))
+
+
+class TagRequest(Policy):
+    """Rewrites the JSON request body (its length changes)."""
+
+    needs_request_body = True
+
+    async def on_request_body(self, ex: Exchange, body: bytes) -> bytes | None:
+        doc = json.loads(body)
+        doc["user"] = self.options.get("user", "tagged-by-gateway")
+        return json.dumps(doc).encode()
+
+
+class _UpperHoldingLastByte(BodyTransform):
+    def __init__(self) -> None:
+        self.held = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self.held + chunk
+        self.held = data[-1:]
+        return data[:-1].upper()
+
+    def finish(self) -> bytes:
+        out, self.held = self.held.upper(), b""
+        return out
+
+
+class UpperResponse(Policy):
+    """Upper-cases ASCII in the response body, always holding one byte back (N:M replies)."""
+
+    needs_response_body = True
+
+    def response_transform(self, ex: Exchange) -> BodyTransform | None:
+        return _UpperHoldingLastByte() if ex.status == 200 else None
