@@ -14,7 +14,7 @@ REFERENCE = ("openai", "azure", "anthropic", "gemini", "vertex")
 GATE = {"class": "tests.plugins:Gatekeeper"}
 
 
-def test_config() -> dict[str, Any]:
+def gateway_config() -> dict[str, Any]:
     """The reference routes (each with the headers-only Gatekeeper) plus a 'transform' route."""
     routes: list[dict[str, Any]] = [{"name": n, "provider": n, "plugins": [GATE]}
                                     for n in REFERENCE]
@@ -51,7 +51,7 @@ def mock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mock]:
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory, mock: Mock) -> Iterator[Gateway]:
-    gw = Gateway(tmp_path_factory.mktemp("gateway"), test_config(), mock=mock,
+    gw = Gateway(tmp_path_factory.mktemp("gateway"), gateway_config(), mock=mock,
                  adjust=add_mode_routes)
     yield gw
     gw.close()

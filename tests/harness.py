@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -99,9 +100,15 @@ class Mock:
         self.proc.wait_port(self.port)
         self.url = f"http://127.0.0.1:{self.port}"
 
-    def last(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"{self.url}/_mock/last", timeout=5) as r:
-            return json.load(r)
+    def last(self) -> dict[str, Any] | None:
+        """The last request the mock received (None before the first)."""
+        try:
+            with urllib.request.urlopen(f"{self.url}/_mock/last", timeout=5) as r:
+                return json.load(r)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return None
+            raise
 
     def stop(self) -> None:
         self.proc.stop()
@@ -181,9 +188,10 @@ class Envoy:
         self.port = doc["static_resources"]["listeners"][0]["address"]["socket_address"][
             "port_value"]
         self.admin_port = doc["admin"]["address"]["socket_address"]["port_value"]
+        extra = os.environ.get("TEST_ENVOY_ARGS", "").split()  # e.g. a component log level
         self.proc = Proc(name, [envoy_binary(), "-c", str(self.config_path),
                                 "--disable-hot-restart", "--log-level", "warn",
-                                "--concurrency", "1"], log_dir)
+                                "--concurrency", "1", *extra], log_dir)
         self.proc.wait_port(self.port, 60)
         self.url = f"http://127.0.0.1:{self.port}"
 

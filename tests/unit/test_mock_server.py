@@ -26,14 +26,14 @@ ANTHROPIC_BODY = {"model": "claude-x", "max_tokens": 50, "messages": OPENAI_BODY
 
 
 @pytest.fixture(scope="module")
-def mock() -> Iterator[MockServer]:
+def mock_server() -> Iterator[MockServer]:
     with MockServer() as server:
         yield server
 
 
 @pytest.fixture
-def http(mock: MockServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=mock.url, timeout=10) as client:
+def http(mock_server: MockServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=mock_server.url, timeout=10) as client:
         yield client
 
 
@@ -41,25 +41,27 @@ def last(http: httpx.Client) -> dict:
     return http.get("/_mock/last").json()
 
 
-def gemini_client(mock: MockServer) -> genai.Client:
-    return genai.Client(api_key="test-key", http_options=types.HttpOptions(base_url=mock.url))
+def gemini_client(mock_server: MockServer) -> genai.Client:
+    return genai.Client(
+        api_key="test-key", http_options=types.HttpOptions(base_url=mock_server.url)
+    )
 
 
-def vertex_client(mock: MockServer) -> genai.Client:
+def vertex_client(mock_server: MockServer) -> genai.Client:
     return genai.Client(
         vertexai=True,
         project="proj",
         location="us-central1",
         credentials=google.oauth2.credentials.Credentials(token="test-token"),
-        http_options=types.HttpOptions(base_url=mock.url),
+        http_options=types.HttpOptions(base_url=mock_server.url),
     )
 
 
 # --- OpenAI -----------------------------------------------------------------------------
 
 
-def test_openai_sdk_non_streamed(mock: MockServer, http: httpx.Client) -> None:
-    client = openai.OpenAI(base_url=f"{mock.url}/v1", api_key="sk-test")
+def test_openai_sdk_non_streamed(mock_server: MockServer, http: httpx.Client) -> None:
+    client = openai.OpenAI(base_url=f"{mock_server.url}/v1", api_key="sk-test")
     resp = client.chat.completions.create(
         model="gpt-4o-mini",
         messages=[{"role": "user", "content": "say hi"}],
@@ -76,8 +78,8 @@ def test_openai_sdk_non_streamed(mock: MockServer, http: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize("include_usage", [True, False])
-def test_openai_sdk_streamed(mock: MockServer, include_usage: bool) -> None:
-    client = openai.OpenAI(base_url=f"{mock.url}/v1", api_key="sk-test")
+def test_openai_sdk_streamed(mock_server: MockServer, include_usage: bool) -> None:
+    client = openai.OpenAI(base_url=f"{mock_server.url}/v1", api_key="sk-test")
     stream = client.chat.completions.create(
         model="gpt-4o-mini",
         messages=[{"role": "user", "content": "x"}],
@@ -95,8 +97,8 @@ def test_openai_sdk_streamed(mock: MockServer, include_usage: bool) -> None:
         assert chunks[-1].choices[0].finish_reason == "stop"
 
 
-async def test_openai_async_sdk_streamed(mock: MockServer) -> None:
-    client = openai.AsyncOpenAI(base_url=f"{mock.url}/v1", api_key="sk-test")
+async def test_openai_async_sdk_streamed(mock_server: MockServer) -> None:
+    client = openai.AsyncOpenAI(base_url=f"{mock_server.url}/v1", api_key="sk-test")
     stream = await client.chat.completions.create(
         model="gpt-4o",
         messages=[{"role": "user", "content": UNICODE}],
@@ -108,8 +110,10 @@ async def test_openai_async_sdk_streamed(mock: MockServer) -> None:
     await client.close()
 
 
-def test_azure_openai_sdk(mock: MockServer, http: httpx.Client) -> None:
-    client = openai.AzureOpenAI(azure_endpoint=mock.url, api_version="2024-10-21", api_key="k")
+def test_azure_openai_sdk(mock_server: MockServer, http: httpx.Client) -> None:
+    client = openai.AzureOpenAI(
+        azure_endpoint=mock_server.url, api_version="2024-10-21", api_key="k"
+    )
     resp = client.chat.completions.create(
         model="my-deployment", messages=[{"role": "user", "content": "hi"}]
     )
@@ -126,16 +130,16 @@ def test_azure_openai_sdk(mock: MockServer, http: httpx.Client) -> None:
     assert raw.json()["model"] == "dep-7"
 
 
-def test_openai_sdk_models(mock: MockServer) -> None:
-    client = openai.OpenAI(base_url=f"{mock.url}/v1", api_key="sk-test")
+def test_openai_sdk_models(mock_server: MockServer) -> None:
+    client = openai.OpenAI(base_url=f"{mock_server.url}/v1", api_key="sk-test")
     assert "gpt-4o-mini" in [m.id for m in client.models.list()]
 
 
 # --- Anthropic --------------------------------------------------------------------------
 
 
-def test_anthropic_sdk_non_streamed(mock: MockServer, http: httpx.Client) -> None:
-    client = anthropic.Anthropic(base_url=mock.url, api_key="ak-test")
+def test_anthropic_sdk_non_streamed(mock_server: MockServer, http: httpx.Client) -> None:
+    client = anthropic.Anthropic(base_url=mock_server.url, api_key="ak-test")
     msg = client.messages.create(
         model="claude-x",
         max_tokens=50,
@@ -152,8 +156,8 @@ def test_anthropic_sdk_non_streamed(mock: MockServer, http: httpx.Client) -> Non
     assert "anthropic-version" in headers
 
 
-def test_anthropic_sdk_streamed(mock: MockServer) -> None:
-    client = anthropic.Anthropic(base_url=mock.url, api_key="ak-test")
+def test_anthropic_sdk_streamed(mock_server: MockServer) -> None:
+    client = anthropic.Anthropic(base_url=mock_server.url, api_key="ak-test")
     with client.messages.stream(
         model="claude-x", max_tokens=50, messages=[{"role": "user", "content": "hi"}]
     ) as stream:
@@ -170,16 +174,16 @@ def test_anthropic_request_id_header(http: httpx.Client) -> None:
     assert resp.headers["content-type"].startswith("application/json")
 
 
-def test_anthropic_sdk_models(mock: MockServer) -> None:
-    client = anthropic.Anthropic(base_url=mock.url, api_key="ak-test")
+def test_anthropic_sdk_models(mock_server: MockServer) -> None:
+    client = anthropic.Anthropic(base_url=mock_server.url, api_key="ak-test")
     assert any(m.id.startswith("claude") for m in client.models.list())
 
 
 # --- Gemini and Vertex ------------------------------------------------------------------
 
 
-def test_gemini_sdk_non_streamed(mock: MockServer, http: httpx.Client) -> None:
-    client = gemini_client(mock)  # keep a reference: a collected Client closes its transport
+def test_gemini_sdk_non_streamed(mock_server: MockServer, http: httpx.Client) -> None:
+    client = gemini_client(mock_server)  # keep a reference: a collected Client closes its transport
     resp = client.models.generate_content(model="gemini-2.0-flash", contents="hi")
     assert resp.text == DEFAULT_REPLY
     assert resp.candidates[0].finish_reason == types.FinishReason.STOP
@@ -189,8 +193,8 @@ def test_gemini_sdk_non_streamed(mock: MockServer, http: httpx.Client) -> None:
     assert seen["headers"]["x-goog-api-key"] == "test-key"
 
 
-def test_gemini_sdk_streamed(mock: MockServer, http: httpx.Client) -> None:
-    client = gemini_client(mock)
+def test_gemini_sdk_streamed(mock_server: MockServer, http: httpx.Client) -> None:
+    client = gemini_client(mock_server)
     chunks = list(client.models.generate_content_stream(model="gemini-2.5-pro", contents="hi"))
     assert "".join(c.text for c in chunks) == DEFAULT_REPLY
     assert chunks[-1].candidates[0].finish_reason == types.FinishReason.STOP
@@ -200,8 +204,8 @@ def test_gemini_sdk_streamed(mock: MockServer, http: httpx.Client) -> None:
 
 
 @pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
-async def test_gemini_async_sdk_streamed(mock: MockServer) -> None:
-    client = gemini_client(mock)
+async def test_gemini_async_sdk_streamed(mock_server: MockServer) -> None:
+    client = gemini_client(mock_server)
     stream = await client.aio.models.generate_content_stream(
         model="gemini-2.0-flash",
         contents=UNICODE,
@@ -212,8 +216,8 @@ async def test_gemini_async_sdk_streamed(mock: MockServer) -> None:
     assert "".join([c.text async for c in stream]) == UNICODE
 
 
-def test_vertex_sdk_non_streamed(mock: MockServer, http: httpx.Client) -> None:
-    client = vertex_client(mock)
+def test_vertex_sdk_non_streamed(mock_server: MockServer, http: httpx.Client) -> None:
+    client = vertex_client(mock_server)
     resp = client.models.generate_content(model="gemini-2.0-flash", contents="hi")
     assert resp.text == DEFAULT_REPLY
     assert resp.create_time is not None
@@ -225,8 +229,8 @@ def test_vertex_sdk_non_streamed(mock: MockServer, http: httpx.Client) -> None:
     assert seen["headers"]["authorization"] == "Bearer test-token"
 
 
-def test_vertex_sdk_streamed(mock: MockServer, http: httpx.Client) -> None:
-    client = vertex_client(mock)
+def test_vertex_sdk_streamed(mock_server: MockServer, http: httpx.Client) -> None:
+    client = vertex_client(mock_server)
     chunks = list(client.models.generate_content_stream(model="gemini-2.0-flash", contents="x"))
     assert "".join(c.text for c in chunks) == DEFAULT_REPLY
     seen = last(http)
@@ -317,8 +321,8 @@ def test_delay_between_chunks(http: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 429, 500, 503])
-def test_status_openai(mock: MockServer, status: int) -> None:
-    client = openai.OpenAI(base_url=f"{mock.url}/v1", api_key="k", max_retries=0)
+def test_status_openai(mock_server: MockServer, status: int) -> None:
+    client = openai.OpenAI(base_url=f"{mock_server.url}/v1", api_key="k", max_retries=0)
     with pytest.raises(openai.APIStatusError) as info:
         client.chat.completions.create(
             model="m",
@@ -337,8 +341,8 @@ def test_status_openai(mock: MockServer, status: int) -> None:
     ("status", "err_type"),
     [(401, "authentication_error"), (429, "rate_limit_error"), (529, "overloaded_error")],
 )
-def test_status_anthropic(mock: MockServer, status: int, err_type: str) -> None:
-    client = anthropic.Anthropic(base_url=mock.url, api_key="k", max_retries=0)
+def test_status_anthropic(mock_server: MockServer, status: int, err_type: str) -> None:
+    client = anthropic.Anthropic(base_url=mock_server.url, api_key="k", max_retries=0)
     with pytest.raises(anthropic.APIStatusError) as info:
         client.messages.create(
             model="m",
@@ -359,11 +363,11 @@ def test_status_anthropic(mock: MockServer, status: int, err_type: str) -> None:
         (503, "UNAVAILABLE", genai_errors.ServerError),
     ],
 )
-def test_status_google(mock: MockServer, status: int, name: str, exc: type) -> None:
+def test_status_google(mock_server: MockServer, status: int, name: str, exc: type) -> None:
     config = types.GenerateContentConfig(
         http_options=types.HttpOptions(headers={"x-mock-status": str(status)})
     )
-    for client in (gemini_client(mock), vertex_client(mock)):
+    for client in (gemini_client(mock_server), vertex_client(mock_server)):
         with pytest.raises(exc) as info:
             client.models.generate_content(model="gemini-2.0-flash", contents="x", config=config)
         assert (info.value.code, info.value.status) == (status, name)

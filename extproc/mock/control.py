@@ -1,0 +1,101 @@
+"""The ``x-mock-*`` request headers that shape the mock's replies, and the write plan.
+
+Parsing is pure: :func:`parse_control` turns request headers into a :class:`Control`, and
+:func:`plan_chunks` turns response frames plus a Control into the byte chunks to write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from extproc.mock.common import decode_header_text
+
+REPLY = "x-mock-reply"
+CHUNK_BYTES = "x-mock-chunk-bytes"
+DELAY_MS = "x-mock-delay-ms"
+STATUS = "x-mock-status"
+FAIL_AFTER = "x-mock-fail-after"
+ECHO = "echo"
+
+
+class ControlError(ValueError):
+    """A control header has an invalid value."""
+
+
+@dataclass(frozen=True)
+class Control:
+    """The reply-shaping options of one request."""
+
+    reply: str | None = None
+    chunk_bytes: int | None = None
+    delay_ms: int = 0
+    status: int | None = None
+    fail_after: int | None = None
+
+    @property
+    def echo(self) -> bool:
+        """True when the reply should echo the last user message."""
+        return self.reply == ECHO
+
+
+def _int_header(headers: Mapping[str, str], name: str, minimum: int) -> int | None:
+    raw = headers.get(name)
+    if raw is None:
+        return None
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ControlError(f"invalid {name} header: {raw!r} is not an integer") from None
+    if value < minimum:
+        raise ControlError(f"invalid {name} header: {value} is below {minimum}")
+    return value
+
+
+def parse_control(headers: Mapping[str, str]) -> Control:
+    """Read the x-mock-* headers (case-insensitive mapping); raise ControlError if invalid."""
+    reply = headers.get(REPLY)
+    status = _int_header(headers, STATUS, 100)
+    if status is not None and status > 599:
+        raise ControlError(f"invalid {STATUS} header: {status} is not an HTTP status")
+    return Control(
+        reply=None if reply is None else decode_header_text(reply),
+        chunk_bytes=_int_header(headers, CHUNK_BYTES, 1),
+        delay_ms=_int_header(headers, DELAY_MS, 0) or 0,
+        status=status if status is not None and status >= 400 else None,
+        fail_after=_int_header(headers, FAIL_AFTER, 0),
+    )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A response ready to write: status, headers and body frames."""
+
+    status: int
+    headers: dict[str, str]
+    frames: list[bytes]
+    streamed: bool = False
+
+
+def error_plan(status: int, body: bytes, headers: dict[str, str]) -> Plan:
+    """An error response plan; JSON unless ``headers`` sets Content-Type, retry-after on 429."""
+    headers = {"Content-Type": "application/json", **headers}
+    if status == 429:
+        headers["retry-after"] = "1"
+    return Plan(status, headers, [body])
+
+
+def plan_chunks(plan: Plan, control: Control) -> tuple[list[bytes], bool]:
+    """The chunks to write and whether to use chunked transfer encoding.
+
+    With ``x-mock-chunk-bytes: N`` the whole body is cut into N-byte chunks regardless of
+    frame (or UTF-8 character) boundaries; otherwise each stream frame is one chunk and a
+    non-streamed body is written at once with a content-length.
+    """
+    if control.chunk_bytes:
+        body = b"".join(plan.frames)
+        size = control.chunk_bytes
+        return [body[i : i + size] for i in range(0, len(body), size)], True
+    if plan.streamed:
+        return [frame for frame in plan.frames if frame], True
+    return [b"".join(plan.frames)], False

@@ -1,0 +1,189 @@
+"""Gemini / Vertex AI generateContent wire format: pure builders, no IO.
+
+Parses the ``models/{model}:{method}`` request paths, builds ``GenerateContentResponse``
+bodies, the two streaming encodings (SSE with CRLF separators for ``alt=sse``, otherwise one
+JSON array sent element by element) and Google-style error bodies.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from extproc.mock.common import (
+    Reply,
+    RequestError,
+    count_prompt_tokens,
+    dump_compact,
+    dump_pretty,
+    texts_of_parts,
+)
+
+METHODS = ("generateContent", "streamGenerateContent")
+
+_GEMINI_PATH = re.compile(r"^/(?P<ver>v1|v1beta|v1alpha)/models/(?P<model>[^/:]+):(?P<method>\w+)$")
+_VERTEX_PATH = re.compile(
+    r"^/(?P<ver>v1|v1beta1)/(?:projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/)?"
+    r"publishers/(?P<publisher>[^/]+)/models/(?P<model>[^/:]+):(?P<method>\w+)$"
+)
+
+# status -> (status name, default message), as googleapis.com answers.
+_ERRORS: dict[int, tuple[str, str]] = {
+    400: ("INVALID_ARGUMENT", "Request contains an invalid argument."),
+    401: (
+        "UNAUTHENTICATED",
+        "Request had invalid authentication credentials. Expected OAuth 2 access token, "
+        "login cookie or other valid authentication credential.",
+    ),
+    403: ("PERMISSION_DENIED", "The caller does not have permission"),
+    404: ("NOT_FOUND", "Requested entity was not found."),
+    409: ("ABORTED", "The operation was aborted."),
+    429: ("RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."),
+    499: ("CANCELLED", "The operation was cancelled."),
+    500: ("INTERNAL", "An internal error has occurred. Please retry or report it."),
+    501: ("UNIMPLEMENTED", "Method not implemented."),
+    503: ("UNAVAILABLE", "The model is overloaded. Please try again later."),
+    504: ("DEADLINE_EXCEEDED", "Deadline expired before operation could complete."),
+}
+
+
+@dataclass(frozen=True)
+class GoogleRoute:
+    """A parsed Gemini or Vertex generateContent path."""
+
+    model: str
+    method: str
+    vertex: bool
+    version: str
+
+    @property
+    def stream(self) -> bool:
+        """True for ``:streamGenerateContent``."""
+        return self.method == "streamGenerateContent"
+
+
+def parse_path(path: str) -> GoogleRoute | None:
+    """Parse a Gemini (``/v1beta/models/m:method``) or Vertex path; None if neither."""
+    for pattern, vertex in ((_GEMINI_PATH, False), (_VERTEX_PATH, True)):
+        match = pattern.match(path)
+        if match and match["method"] in METHODS:
+            return GoogleRoute(match["model"], match["method"], vertex, match["ver"])
+    return None
+
+
+def validate(request: dict[str, Any]) -> None:
+    """Raise RequestError unless the body looks like a GenerateContentRequest."""
+    contents = request.get("contents")
+    if contents is None:
+        raise RequestError(
+            "* GenerateContentRequest.contents: contents is not specified\n", "contents"
+        )
+    if not isinstance(contents, list) or not contents:
+        raise RequestError("* GenerateContentRequest.contents: contents must not be empty\n")
+
+
+def _parts_texts(content: Any) -> list[str]:
+    if not isinstance(content, dict):
+        return []
+    return texts_of_parts(content.get("parts"))
+
+
+def extract_echo(request: dict[str, Any]) -> str:
+    """Text parts of the last user content (a content without a role counts as user)."""
+    for content in reversed(request.get("contents") or []):
+        if isinstance(content, dict) and content.get("role", "user") == "user":
+            return "".join(_parts_texts(content))
+    return ""
+
+
+def prompt_tokens(request: dict[str, Any]) -> int:
+    """Deterministic prompt token count over systemInstruction and all contents."""
+    system = request.get("systemInstruction") or request.get("system_instruction")
+    texts = _parts_texts(system)
+    for content in request.get("contents") or []:
+        texts.extend(_parts_texts(content))
+    return count_prompt_tokens(texts)
+
+
+def wants_sse(query: dict[str, str]) -> bool:
+    """True when the query string asks for ``alt=sse``."""
+    return query.get("alt") == "sse"
+
+
+def _create_time(created: float) -> str:
+    micros = round((created % 1) * 1_000_000) % 1_000_000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{micros:06d}Z"
+
+
+def _usage(reply: Reply, candidates: int, vertex: bool) -> dict[str, Any]:
+    usage: dict[str, Any] = {
+        "promptTokenCount": reply.prompt_tokens,
+        "candidatesTokenCount": candidates,
+        "totalTokenCount": reply.prompt_tokens + candidates,
+        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": reply.prompt_tokens}],
+    }
+    if vertex:
+        usage["trafficType"] = "ON_DEMAND"
+    return usage
+
+
+def _response(
+    reply: Reply, text: str, candidates: int, finished: bool, vertex: bool
+) -> dict[str, Any]:
+    candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}}
+    if finished:
+        candidate["finishReason"] = "STOP"
+    candidate["index"] = 0
+    body: dict[str, Any] = {
+        "candidates": [candidate],
+        "usageMetadata": _usage(reply, candidates, vertex),
+        "modelVersion": reply.model,
+    }
+    if vertex:
+        body["createTime"] = _create_time(reply.created)
+    body["responseId"] = reply.response_id
+    return body
+
+
+def build_response(request: dict[str, Any], reply: Reply, *, vertex: bool = False) -> bytes:
+    """The non-streamed ``GenerateContentResponse`` body (pretty-printed, like Google)."""
+    body = _response(reply, reply.text, reply.completion_tokens, True, vertex)
+    return (dump_pretty(body) + "\n").encode("utf-8")
+
+
+def stream_events(reply: Reply, *, vertex: bool = False) -> list[dict[str, Any]]:
+    """The streamed responses: one per piece, cumulative usage, the last one finished."""
+    pieces = reply.pieces or [""]
+    last = len(pieces) - 1
+    return [
+        _response(reply, piece, min(i + 1, reply.completion_tokens), i == last, vertex)
+        for i, piece in enumerate(pieces)
+    ]
+
+
+def build_stream(
+    request: dict[str, Any], reply: Reply, *, sse: bool, vertex: bool = False
+) -> list[bytes]:
+    """Stream frames: ``data: {json}\\r\\n\\r\\n`` events, or the pieces of one JSON array."""
+    events = stream_events(reply, vertex=vertex)
+    if sse:
+        return [f"data: {dump_compact(event)}\r\n\r\n".encode() for event in events]
+    frames = []
+    for i, event in enumerate(events):
+        prefix = "[" if i == 0 else "\n,\r\n"
+        frames.append((prefix + dump_pretty(event)).encode("utf-8"))
+    frames.append(b"\n]")
+    return frames
+
+
+def error_body(status: int, message: str | None = None) -> bytes:
+    """Google's error body for an HTTP status."""
+    if status >= 500:
+        default = ("INTERNAL", "Internal error.")
+    else:
+        default = ("FAILED_PRECONDITION", f"Error {status}.")
+    name, default_message = _ERRORS.get(status, default)
+    error = {"code": status, "message": message or default_message, "status": name}
+    return (dump_pretty({"error": error}) + "\n").encode("utf-8")

@@ -1,0 +1,77 @@
+"""Writing a planned mock response to the wire, with the x-mock-* misbehaviours applied.
+
+Honours chunk size (``x-mock-chunk-bytes``), the inter-chunk delay (``x-mock-delay-ms``) and
+the mid-body connection reset (``x-mock-fail-after``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import struct
+
+from aiohttp import web
+
+from extproc.mock.control import Control, Plan, plan_chunks
+
+
+class MockResponse(web.StreamResponse):
+    """A streamed response that remembers how many body bytes went out and if it was reset."""
+
+    sent_bytes = 0
+    aborted = False
+
+
+async def send_plan(request: web.Request, plan: Plan, control: Control) -> MockResponse:
+    """Write ``plan``: one ``write()`` + drain per chunk, sleeping between chunks.
+
+    With ``control.fail_after`` set, exactly that many body bytes are written (or the whole
+    body if shorter) and then the connection is reset instead of ending the response.
+    """
+    chunks, chunked = plan_chunks(plan, control)
+    resp = MockResponse(status=plan.status, headers=plan.headers)
+    if chunked:
+        resp.enable_chunked_encoding()
+    else:
+        resp.content_length = sum(len(c) for c in chunks)
+    writer = await resp.prepare(request)
+    assert writer is not None
+    limit = control.fail_after
+    try:
+        for i, chunk in enumerate(chunks):
+            if i and control.delay_ms:
+                await asyncio.sleep(control.delay_ms / 1000)
+            if limit is not None and resp.sent_bytes + len(chunk) > limit:
+                chunk = chunk[: limit - resp.sent_bytes]
+                if chunk:
+                    await resp.write(chunk)
+                    resp.sent_bytes += len(chunk)
+                break
+            await resp.write(chunk)
+            await writer.drain()
+            resp.sent_bytes += len(chunk)
+        if limit is not None:
+            resp.aborted = True
+            await abort_connection(request)
+            return resp
+        await resp.write_eof()
+    except ConnectionError:
+        resp.aborted = True
+    return resp
+
+
+async def abort_connection(request: web.Request) -> None:
+    """Flush what was written, then reset the connection (SO_LINGER 0: RST, not FIN)."""
+    transport = request.transport
+    if transport is None:
+        return
+    for _ in range(200):
+        if transport.is_closing() or not transport.get_write_buffer_size():
+            break
+        await asyncio.sleep(0.005)
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
