@@ -48,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default=DEFAULT_CONFIG)
     p.add_argument("--port", type=int, default=10000, help="Envoy's listener port")
     p.add_argument("--upstream", action="append", default=[], metavar="PROVIDER=URL")
+    p.add_argument("--mock-port", type=int, default=8081)
+    p.add_argument("--extproc-port", type=int, default=50051)
+    p.add_argument("--admin-port", type=int, default=9464, help="extproc's admin port")
+    p.add_argument("--envoy-admin-port", type=int, default=9901)
 
     args = parser.parse_args(argv)
     from .logs import setup_logging
@@ -81,9 +85,9 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _upstreams(pairs: list[str]) -> dict[str, str]:
+    """The --upstream overrides, as {provider: url}."""
     from .config import PROVIDERS
-    from .envoy_config import PLACES
-    out = dict(PLACES["local"].upstreams)
+    out: dict[str, str] = {}
     for pair in pairs:
         provider, _, url = pair.partition("=")
         if provider not in PROVIDERS or not url:
@@ -98,9 +102,11 @@ def _render(args: argparse.Namespace) -> int:
     cfg = config.load(args.config)
     changes: dict = {"max_request_body_bytes": cfg.server.max_request_body_bytes,
                      "failure_mode_allow": args.fail_open}
+    settings = envoy_config.settings_for(args.place, **changes)
     if args.upstream:
-        changes["upstreams"] = _upstreams(args.upstream)
-    text = envoy_config.render(envoy_config.settings_for(args.place, **changes))
+        settings = envoy_config.settings_for(
+            args.place, **changes, upstreams={**settings.upstreams, **_upstreams(args.upstream)})
+    text = envoy_config.render(settings)
     if args.output:
         Path(args.output).write_text(text)
     else:
@@ -110,8 +116,9 @@ def _render(args: argparse.Namespace) -> int:
 
 def _up(args: argparse.Namespace) -> int:
     from .stack import Stack
-    return Stack(config_path=args.config, port=args.port,
-                 upstreams=_upstreams(args.upstream)).run()
+    return Stack(config_path=args.config, port=args.port, upstreams=_upstreams(args.upstream),
+                 mock_port=args.mock_port, extproc_port=args.extproc_port,
+                 admin_port=args.admin_port, envoy_admin_port=args.envoy_admin_port).run()
 
 
 _COMMANDS = {"serve": _serve, "check": _check, "render-envoy": _render,

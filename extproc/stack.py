@@ -103,8 +103,8 @@ class Stack:
         changes: dict = {"listen_port": self.port, "admin_port": self.envoy_admin_port,
                          "extproc_port": self.extproc_port,
                          "max_request_body_bytes": cfg.server.max_request_body_bytes}
-        if self.upstreams:
-            changes["upstreams"] = self.upstreams
+        mock_url = f"http://127.0.0.1:{self.mock_port}"
+        changes["upstreams"] = {p: mock_url for p in cfgmod.PROVIDERS} | (self.upstreams or {})
         envoy_yaml = self.run_dir / "envoy.yaml"
         envoy_yaml.write_text(envoy_config.render(envoy_config.settings_for("local", **changes)))
 

@@ -1,0 +1,159 @@
+"""The `extproc` command as users run it: check, render-envoy (validated by Envoy itself),
+serve with health and workers, and `up` bringing the whole stack up and down cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from extproc.envoy_bin import envoy_binary
+from tests.harness import ROOT, Server, free_port, port_open, write_config
+
+EXTPROC = [sys.executable, "-m", "extproc"]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*EXTPROC, *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=60)
+
+
+def test_check_accepts_the_reference_config() -> None:
+    r = run("check", "config/gateway.yaml")
+    assert r.returncode == 0, r.stderr
+    assert "ok (5 routes" in r.stdout
+
+
+def test_check_names_every_error_by_key_path(tmp_path: Path) -> None:
+    bad = write_config(tmp_path / "bad.yaml", {
+        "routes": [{"name": "a", "provider": "openai"}, {"name": "b", "provider": "openai"},
+                   {"name": "c", "provider": "gemni"}, {"provider": "openai", "extra": 1}],
+        "server": {"grace_period_s": "soon"}})
+    r = run("check", str(bad))
+    assert r.returncode == 1
+    assert "routes[2].provider: unknown provider 'gemni'" in r.stderr
+    assert "routes[3].extra: unknown key" in r.stderr
+    assert "routes[3].name: is required" in r.stderr
+    assert "server.grace_period_s: expected a number" in r.stderr
+
+
+@pytest.mark.parametrize("place", ["local", "compose", "test"])
+@pytest.mark.parametrize("fail_open", [False, True])
+def test_every_rendered_envoy_config_passes_envoy_validate(tmp_path: Path, place: str,
+                                                           fail_open: bool) -> None:
+    out = tmp_path / "envoy.yaml"
+    args = ["render-envoy", "--place", place, "-o", str(out)]
+    if fail_open:
+        args += ["--fail-open", "--upstream", "openai=https://api.openai.com"]
+    r = run(*args)
+    assert r.returncode == 0, r.stderr
+    v = subprocess.run([envoy_binary(), "--mode", "validate", "-c", str(out)],
+                       capture_output=True, text=True, timeout=60)
+    assert v.returncode == 0, v.stdout[-2000:] + v.stderr[-2000:]
+    text = out.read_text()
+    assert f"failure_mode_allow: {'true' if fail_open else 'false'}" in text
+    assert "request_body_buffer_limit: 8388608" in text
+    if fail_open:
+        assert "sni: api.openai.com" in text
+
+
+def _health(port: int) -> int:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        stub = health_pb2_grpc.HealthStub(ch)
+        return stub.Check(health_pb2.HealthCheckRequest(
+            service="envoy.service.ext_proc.v3.ExternalProcessor"), timeout=5).status
+
+
+def test_serve_health_and_graceful_exit(tmp_path: Path) -> None:
+    server = Server(ROOT / "config/gateway.yaml", tmp_path)
+    assert _health(server.port) == health_pb2.HealthCheckResponse.SERVING
+    assert server.stop() == 0
+    assert "stopped" in server.proc.log()
+
+
+def test_serve_workers_share_one_port(tmp_path: Path) -> None:
+    port = free_port()
+    log = (tmp_path / "workers.log").open("wb")
+    proc = subprocess.Popen([*EXTPROC, "serve", "--config", "config/gateway.yaml", "--listen",
+                             f"127.0.0.1:{port}", "--workers", "2"], cwd=ROOT,
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        text = ""
+        while time.monotonic() < deadline:
+            text = (tmp_path / "workers.log").read_text()
+            if text.count("serving ext_proc") == 2:
+                break
+            time.sleep(0.1)
+        assert text.count("serving ext_proc") == 2, text
+        assert "[worker0]" in text and "[worker1]" in text
+        assert _health(port) == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    assert (tmp_path / "workers.log").read_text().count("stopped") == 2
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
+                         text=True).stdout
+    return [int(x) for x in out.split()]
+
+
+def test_up_runs_the_stack_and_stops_it_without_orphans(tmp_path: Path) -> None:
+    ports = {name: free_port() for name in ("port", "mock", "extproc", "admin", "envoy")}
+    log = (tmp_path / "up.log").open("wb")
+    proc = subprocess.Popen(
+        [*EXTPROC, "up", "--port", str(ports["port"]), "--mock-port", str(ports["mock"]),
+         "--extproc-port", str(ports["extproc"]), "--admin-port", str(ports["admin"]),
+         "--envoy-admin-port", str(ports["envoy"])],
+        cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, "EXTPROC_CONFIG": str(ROOT / "config/gateway.yaml"),
+             "PYTHONPATH": str(ROOT)})
+    children: list[int] = []
+    try:
+        deadline = time.monotonic() + 90
+        while "gateway ready" not in (tmp_path / "up.log").read_text():
+            assert proc.poll() is None, (tmp_path / "up.log").read_text()
+            assert time.monotonic() < deadline, (tmp_path / "up.log").read_text()
+            time.sleep(0.2)
+        children = _children(proc.pid)
+        assert len(children) == 3
+        base = f"http://127.0.0.1:{ports['port']}"
+        body = {"model": "gpt-4o-mini", "stream": True,
+                "messages": [{"role": "user", "content": "hi"}]}
+        r = httpx.post(f"{base}/openai/v1/chat/completions", json=body, timeout=30)
+        assert r.status_code == 200 and r.text.rstrip().endswith("data: [DONE]")
+        r = httpx.post(f"{base}/anthropic/v1/messages", json={**body, "max_tokens": 50},
+                       timeout=30)
+        assert "event: message_stop" in r.text
+        r = httpx.post(f"{base}/gemini/v1beta/models/gemini-2.5-flash:streamGenerateContent"
+                       "?alt=sse", json={"contents": [{"role": "user", "parts": [{"text": "hi"}]}]},
+                       timeout=30)
+        assert r.text.startswith("data: {") and "\r\n\r\n" in r.text
+        r = httpx.post(f"{base}/vertex/v1/projects/p/locations/us-central1/publishers/google/"
+                       "models/gemini-2.5-flash:streamGenerateContent",
+                       json={"contents": [{"role": "user", "parts": [{"text": "hi"}]}]},
+                       timeout=30)
+        assert isinstance(json.loads(r.text), list)
+        text = (tmp_path / "up.log").read_text()
+        for label in ("mock |", "extproc |", "envoy |", "up |"):
+            assert label in text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+    assert code == 0
+    time.sleep(0.2)
+    alive = [pid for pid in children if Path(f"/proc/{pid}").exists()
+             and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()]
+    assert alive == []
+    assert not port_open(ports["port"]) and not port_open(ports["extproc"])
