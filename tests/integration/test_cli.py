@@ -14,6 +14,7 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from extproc.envoy_bin import envoy_binary
@@ -104,9 +105,15 @@ def test_serve_workers_share_one_port(tmp_path: Path) -> None:
 
 
 def _children(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
-                         text=True).stdout
-    return [int(x) for x in out.split()]
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
 
 
 def test_up_runs_the_stack_and_stops_it_without_orphans(tmp_path: Path) -> None:
@@ -157,3 +164,19 @@ def test_up_runs_the_stack_and_stops_it_without_orphans(tmp_path: Path) -> None:
              and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()]
     assert alive == []
     assert not port_open(ports["port"]) and not port_open(ports["extproc"])
+
+
+def test_compose_uses_the_current_rendering_of_the_one_envoy_template(tmp_path: Path) -> None:
+    out = tmp_path / "compose.yaml"
+    assert run("render-envoy", "--place", "compose", "-o", str(out)).returncode == 0
+    assert (ROOT / "envoy/compose.yaml").read_text() == out.read_text(), \
+        "envoy/compose.yaml is stale: run `make compose-config`"
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert set(compose["services"]) == {"envoy", "extproc", "mock", "redis"}
+    assert compose["services"]["envoy"]["image"] == "envoyproxy/envoy:v1.40.0"
+    assert "./envoy/compose.yaml:/etc/envoy/envoy.yaml:ro" in compose["services"]["envoy"][
+        "volumes"]
+    rendered = yaml.safe_load(out.read_text())
+    hosts = {c["name"]: c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"][
+        "address"]["socket_address"]["address"] for c in rendered["static_resources"]["clusters"]}
+    assert hosts["extproc"] == "extproc" and hosts["openai"] == "mock"

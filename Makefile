@@ -1,0 +1,34 @@
+# Two commands matter: `make run` (the local gateway) and `make test` (the whole suite).
+# Both create .venv if it is missing and install the project into it.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench compose-config clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/extproc up
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+# re-render the Envoy config docker compose mounts (a test checks it is current)
+compose-config: $(STAMP)
+	$(BIN)/extproc render-envoy --place compose -o envoy/compose.yaml
+
+clean:
+	rm -rf $(VENV) .run .pytest_cache .ruff_cache *.egg-info
