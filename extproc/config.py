@@ -104,10 +104,13 @@ def parse(data: Any, source: str = "<memory>") -> Config:
     top = c.mapping(data, "", ("server", "routes", "default_route"))
     server = _server(c, top.get("server"))
     routes: dict[str, RouteConfig] = {}
+    declared: set[str] = set()
     raw_routes = c.sequence(top.get("routes"), "routes")
     if "routes" not in top or not raw_routes:
         c.error("routes", "at least one route is required")
     for i, raw in enumerate(raw_routes):
+        if isinstance(raw, dict) and isinstance(raw.get("name"), str):
+            declared.add(raw["name"])
         route = _route(c, raw, join("routes", i))
         if route is None:
             continue
@@ -115,7 +118,7 @@ def parse(data: Any, source: str = "<memory>") -> Config:
             c.error(join(join("routes", i), "name"), f"duplicate route name {route.name!r}")
         routes[route.name] = route
     default = c.string(top, "default_route", "")
-    if default is not None and default not in routes:
+    if default is not None and default not in declared:
         c.error("default_route", f"names no route: {default!r}")
     c.raise_if_any()
     return Config(server=server, routes=routes, default_route=default, source=source)
@@ -155,8 +158,8 @@ def _plugin(c: Checker, raw: Any, path: str) -> Policy | None:
         return None
     try:
         cls = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        c.error(join(path, "class"), f"cannot import {spec!r}: {exc}")
+    except Exception as exc:  # ImportError, but also a plugin module that fails at import
+        c.error(join(path, "class"), f"cannot import {spec!r}: {type(exc).__name__}: {exc}")
         return None
     if not (isinstance(cls, type) and issubclass(cls, Policy)):
         c.error(join(path, "class"), f"{spec!r} is not a subclass of extproc.policy.Policy")

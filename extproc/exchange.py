@@ -251,7 +251,9 @@ class Exchange:
         return (self._with_metadata(msg),)
 
     async def _on_response_body(self, b: pb.HttpBody) -> Sequence[Reply]:
-        chunk, eos = b.body, b.end_of_stream
+        chunk = b.body
+        # BUFFERED: the whole body in one message, final even when trailers follow
+        eos = b.end_of_stream or self.response_mode in (P.BUFFERED, P.BUFFERED_PARTIAL)
         self.response_body_bytes += len(chunk)
         duplex = self.response_mode == P.FULL_DUPLEX
         if not self._transforms:
@@ -281,6 +283,12 @@ class Exchange:
         if self.response_mode == P.FULL_DUPLEX:
             out = self._run_transforms(b"", True) if self._transforms else b""
             return (P.streamed_reply(True, out, True), P.CONTINUE_RESPONSE_TRAILERS)
+        if self._transforms and self.response_mode == P.STREAMED:
+            # a trailers reply cannot carry body bytes: whatever a transform still holds is
+            # lost. LLM providers send no trailers; FULL_DUPLEX_STREAMED handles them fully.
+            log.warning("response trailers after a STREAMED body with held bytes "
+                        "(request_id=%s); use FULL_DUPLEX_STREAMED on this route",
+                        self.request_id)
         return (P.CONTINUE_RESPONSE_TRAILERS,)
 
 

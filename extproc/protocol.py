@@ -27,10 +27,13 @@ _BAD = str.maketrans({"\r": " ", "\n": " ", "\0": " "})
 
 
 def read_headers(msg: pb.HttpHeaders) -> dict[str, str]:
-    """Header map as {lower-case name: value}; repeated headers are joined with ','."""
+    """Header map as {lower-case name: value}; repeated headers are joined with ','.
+
+    Values are UTF-8 with undecodable bytes kept as surrogates, so a value copied into a
+    mutation is written back byte for byte."""
     out: dict[str, str] = {}
     for h in msg.headers.headers:
-        value = h.raw_value.decode("latin-1")
+        value = h.raw_value.decode("utf-8", "surrogateescape")
         if h.key in out:
             out[h.key] = f"{out[h.key]},{value}"
         else:
@@ -43,7 +46,7 @@ def header_mutation(set_headers: Mapping[str, str],
     """A HeaderMutation; values are sanitised so no CR, LF or NUL can reach a header."""
     return pb.HeaderMutation(
         set_headers=[HeaderValueOption(header=HeaderValue(
-            key=k, raw_value=v.translate(_BAD).encode("utf-8")))
+            key=k, raw_value=v.translate(_BAD).encode("utf-8", "surrogateescape")))
             for k, v in set_headers.items()],
         remove_headers=list(remove))
 

@@ -1,0 +1,444 @@
+"""Loading and validating the YAML config (extproc.config, extproc.schema)."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from extproc import config
+from extproc.config import Config, RouteConfig, ServerConfig
+from extproc.policy import Policy
+from extproc.schema import ConfigError
+from tests.plugins import Gatekeeper, TagRequest, UpperResponse
+
+VALID = """\
+server:
+  max_request_body_bytes: 1048576
+  grace_period_s: 2.5
+default_route: openai
+routes:
+  - name: openai
+    provider: openai
+    plugins:
+      - class: tests.plugins:Gatekeeper
+      - class: tests.plugins:TagRequest
+        options: {user: alice}
+  - name: claude
+    provider: anthropic
+  - name: gem
+    provider: gemini
+    plugins:
+      - class: tests.plugins:UpperResponse
+"""
+
+
+class PickyPolicy(Policy):
+    """A plugin that validates its own options."""
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(options)
+        if "limit" not in self.options:
+            raise ValueError("option 'limit' is required")
+
+
+NOT_A_POLICY = object()
+
+
+def errors_of(data: Any) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        config.parse(data)
+    assert str(info.value) == "\n".join(info.value.errors)
+    return info.value.errors
+
+
+def one_error(data: Any) -> str:
+    errors = errors_of(data)
+    assert len(errors) == 1, errors
+    return errors[0]
+
+
+def route(**kw: Any) -> dict[str, Any]:
+    return {"name": "r", "provider": "openai", **kw}
+
+
+def plugin_error(spec: Any, **kw: Any) -> str:
+    return one_error({"routes": [route(), route(name="p", plugins=[
+        {"class": "tests.plugins:Gatekeeper"}, {"class": spec, **kw}])]})
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+# --- a valid config ----------------------------------------------------------------------
+
+def test_valid_config_loads(tmp_path: Path) -> None:
+    path = write(tmp_path, VALID)
+    cfg = config.load(path)
+    assert isinstance(cfg, Config)
+    assert cfg.source == str(path)
+    assert cfg.server == ServerConfig(max_request_body_bytes=1048576, grace_period_s=2.5)
+    assert list(cfg.routes) == ["openai", "claude", "gem"]
+    assert cfg.default_route == "openai"
+    openai = cfg.routes["openai"]
+    assert (openai.name, openai.provider) == ("openai", "openai")
+    assert [type(p) for p in openai.policies] == [Gatekeeper, TagRequest]
+    assert cfg.routes["claude"].provider == "anthropic"
+    assert cfg.routes["claude"].policies == ()
+    assert [type(p) for p in cfg.routes["gem"].policies] == [UpperResponse]
+
+
+def test_route_lookup_and_default_route(tmp_path: Path) -> None:
+    cfg = config.load(write(tmp_path, VALID))
+    assert cfg.route("claude") is cfg.routes["claude"]
+    assert cfg.route(None) is cfg.routes["openai"]
+    assert cfg.route("") is cfg.routes["openai"]
+    assert cfg.route("nope") is None
+
+
+def test_no_default_route() -> None:
+    cfg = config.parse({"routes": [route()]})
+    assert cfg.default_route is None
+    assert cfg.route(None) is None
+    assert cfg.route("r") is not None
+
+
+def test_defaults() -> None:
+    cfg = config.parse({"routes": [route()]})
+    assert cfg.server.max_request_body_bytes == config.DEFAULT_MAX_BODY == 8 * 1024 * 1024
+    assert cfg.server.grace_period_s == 10.0
+    assert isinstance(cfg.server.grace_period_s, float)
+    assert cfg.routes["r"].policies == ()
+
+
+@pytest.mark.parametrize("provider", config.PROVIDERS)
+def test_every_provider_is_accepted(provider: str) -> None:
+    assert config.parse({"routes": [route(provider=provider)]}).routes["r"].provider == provider
+
+
+def test_plugin_options_are_passed(tmp_path: Path) -> None:
+    cfg = config.load(write(tmp_path, VALID))
+    tag = cfg.routes["openai"].policies[1]
+    assert dict(tag.options) == {"user": "alice"}
+    assert dict(cfg.routes["openai"].policies[0].options) == {}
+
+
+async def test_loaded_plugin_uses_its_options(tmp_path: Path) -> None:
+    cfg = config.load(write(tmp_path, VALID))
+    tag = cfg.routes["openai"].policies[1]
+    out = await tag.on_request_body(None, b'{"model": "m"}')  # type: ignore[arg-type]
+    assert out == b'{"model": "m", "user": "alice"}'
+
+
+def test_each_route_gets_its_own_plugin_instance() -> None:
+    spec = {"class": "tests.plugins:TagRequest"}
+    cfg = config.parse({"routes": [route(name="a", plugins=[spec]),
+                                   route(name="b", plugins=[spec])]})
+    assert cfg.routes["a"].policies[0] is not cfg.routes["b"].policies[0]
+
+
+def test_needs_body_reflects_plugins() -> None:
+    def r(*policies: Policy) -> RouteConfig:
+        return RouteConfig("x", "openai", policies)
+
+    assert not r().needs_request_body and not r().needs_response_body
+    assert not r(Gatekeeper()).needs_request_body
+    assert not r(Gatekeeper()).needs_response_body
+    assert r(Gatekeeper(), TagRequest()).needs_request_body
+    assert not r(Gatekeeper(), TagRequest()).needs_response_body
+    assert not r(UpperResponse()).needs_request_body
+    assert r(UpperResponse()).needs_response_body
+    both = r(TagRequest(), UpperResponse())
+    assert both.needs_request_body and both.needs_response_body
+
+
+def test_needs_body_from_loaded_config(tmp_path: Path) -> None:
+    cfg = config.load(write(tmp_path, VALID))
+    assert cfg.routes["openai"].needs_request_body
+    assert not cfg.routes["openai"].needs_response_body
+    assert not cfg.routes["claude"].needs_request_body
+    assert not cfg.routes["claude"].needs_response_body
+    assert cfg.routes["gem"].needs_response_body
+
+
+@pytest.mark.parametrize("size", [1024, 1048576, config.DEFAULT_MAX_BODY, 256 * 1024 * 1024])
+def test_grpc_max_message_is_larger_than_the_body_limit(size: int) -> None:
+    limit = ServerConfig(max_request_body_bytes=size).grpc_max_message_bytes
+    assert limit == config.grpc_max_message_bytes(size)
+    assert limit > size
+    assert limit >= size + config.GRPC_MESSAGE_OVERHEAD
+
+
+def test_grpc_max_message_follows_the_configured_limit() -> None:
+    small = config.parse({"server": {"max_request_body_bytes": 2048}, "routes": [route()]})
+    big = config.parse({"server": {"max_request_body_bytes": 4096}, "routes": [route()]})
+    assert small.server.grpc_max_message_bytes > 2048
+    assert big.server.grpc_max_message_bytes > small.server.grpc_max_message_bytes
+
+
+# --- errors, each with its key path ------------------------------------------------------
+
+def test_unknown_top_level_key() -> None:
+    err = one_error({"routes": [route()], "rotues": []})
+    assert err.startswith("rotues: unknown key")
+    assert "routes" in err  # the known keys are listed
+
+
+def test_unknown_route_key() -> None:
+    assert one_error({"routes": [route(), route(name="b", porvider="x")]}).startswith(
+        "routes[1].porvider: unknown key")
+
+
+def test_unknown_server_key() -> None:
+    assert one_error({"server": {"max_body": 1}, "routes": [route()]}).startswith(
+        "server.max_body: unknown key")
+
+
+def test_unknown_plugin_key() -> None:
+    assert plugin_error("tests.plugins:TagRequest", option={}).startswith(
+        "routes[1].plugins[1].option: unknown key")
+
+
+def test_unknown_provider() -> None:
+    err = one_error({"routes": [route(provider="gemni")]})
+    assert err.startswith("routes[0].provider: unknown provider 'gemni'")
+    assert "gemini" in err
+
+
+def test_missing_provider() -> None:
+    assert one_error({"routes": [route(provider=None)]}).startswith(
+        "routes[0].provider: is required")
+
+
+def test_missing_name() -> None:
+    assert one_error({"routes": [route(), {"provider": "openai"}]}) == (
+        "routes[1].name: is required")
+
+
+@pytest.mark.parametrize("name", ["", 3, ["a"]])
+def test_bad_name(name: Any) -> None:
+    assert one_error({"routes": [route(name=name)]}).startswith(
+        "routes[0].name: expected a non-empty string")
+
+
+def test_duplicate_names() -> None:
+    assert one_error({"routes": [route(name="a"), route(name="b"), route(name="a")]}) == (
+        "routes[2].name: duplicate route name 'a'")
+
+
+@pytest.mark.parametrize("value", ["big", 1.5, True, None, [1]])
+def test_bad_type_for_max_request_body_bytes(value: Any) -> None:
+    err = one_error({"server": {"max_request_body_bytes": value}, "routes": [route()]})
+    assert err == f"server.max_request_body_bytes: expected an integer, got {value!r}"
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    (1023, "must be >= 1024"),
+    (-5, "must be >= 1024"),
+    (256 * 1024 * 1024 + 1, "must be at most 268435456"),
+])
+def test_out_of_range_max_request_body_bytes(value: int, message: str) -> None:
+    err = one_error({"server": {"max_request_body_bytes": value}, "routes": [route()]})
+    assert err.startswith(f"server.max_request_body_bytes: {message}")
+
+
+@pytest.mark.parametrize("value", ["10s", True, None, {}])
+def test_bad_type_for_grace_period_s(value: Any) -> None:
+    err = one_error({"server": {"grace_period_s": value}, "routes": [route()]})
+    assert err == f"server.grace_period_s: expected a number, got {value!r}"
+
+
+def test_negative_grace_period_s() -> None:
+    assert one_error({"server": {"grace_period_s": -1}, "routes": [route()]}).startswith(
+        "server.grace_period_s: must be >= 0")
+
+
+def test_integer_grace_period_is_a_float() -> None:
+    cfg = config.parse({"server": {"grace_period_s": 3}, "routes": [route()]})
+    assert cfg.server.grace_period_s == 3.0
+    assert isinstance(cfg.server.grace_period_s, float)
+
+
+def test_server_must_be_a_mapping() -> None:
+    assert one_error({"server": [1], "routes": [route()]}) == (
+        "server: expected a mapping, got list")
+
+
+def test_default_route_naming_no_route() -> None:
+    assert one_error({"routes": [route()], "default_route": "nope"}) == (
+        "default_route: names no route: 'nope'")
+
+
+@pytest.mark.parametrize("routes", [[], None])
+def test_empty_routes(routes: Any) -> None:
+    assert one_error({"routes": routes}) == "routes: at least one route is required"
+
+
+def test_missing_routes() -> None:
+    assert one_error({"server": {}}) == "routes: at least one route is required"
+
+
+def test_routes_must_be_a_list() -> None:
+    errors = errors_of({"routes": {"name": "a", "provider": "openai"}})
+    assert "routes: expected a list, got dict" in errors
+
+
+def test_route_must_be_a_mapping() -> None:
+    errors = errors_of({"routes": [route(), "openai"]})
+    assert errors[0] == "routes[1]: expected a mapping, got str"
+    assert all(e.startswith("routes[1]") for e in errors)
+
+
+@pytest.mark.parametrize("data", [[1, 2], "text", 3])
+def test_top_level_must_be_a_mapping(data: Any) -> None:
+    errors = errors_of(data)
+    assert errors[0].startswith("<top>: expected a mapping")
+
+
+def test_empty_document() -> None:
+    assert errors_of(None) == ["routes: at least one route is required"]
+
+
+def test_all_errors_are_reported_at_once() -> None:
+    errors = errors_of({
+        "bogus": 1,
+        "server": {"max_request_body_bytes": "big", "grace_period_s": "soon"},
+        "default_route": "missing",
+        "routes": [
+            {"name": "a", "provider": "gemni"},
+            {"provider": "openai"},
+            {"name": "c", "provider": "openai", "extra": True},
+            {"name": "d", "provider": "openai"},
+            {"name": "d", "provider": "anthropic"},
+            {"name": "e", "provider": "openai", "plugins": [{"class": "nope"}]},
+        ],
+    })
+    paths = [e.split(":", 1)[0] for e in errors]
+    for expected in ["bogus", "server.max_request_body_bytes", "server.grace_period_s",
+                     "routes[0].provider", "routes[1].name", "routes[2].extra",
+                     "routes[4].name", "routes[5].plugins[0].class", "default_route"]:
+        assert expected in paths, (expected, errors)
+    assert "routes[0].provider: unknown provider 'gemni'" in "\n".join(errors)
+    assert "duplicate route name 'd'" in errors[paths.index("routes[4].name")]
+
+
+def test_invalid_yaml(tmp_path: Path) -> None:
+    path = write(tmp_path, "routes: [\n  - name: a\n  provider: {\n")
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    (err,) = info.value.errors
+    assert err.startswith("<file>: not valid YAML")
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.yaml"
+    with pytest.raises(ConfigError) as info:
+        config.load(missing)
+    (err,) = info.value.errors
+    assert err.startswith(f"<file>: cannot read {missing}")
+
+
+def test_directory_is_unreadable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        config.load(tmp_path)
+    assert info.value.errors[0].startswith("<file>: cannot read")
+
+
+def test_load_reports_validation_errors(tmp_path: Path) -> None:
+    path = write(tmp_path, """\
+        routes:
+          - name: a
+            provider: gemni
+        """)
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    assert info.value.errors[0].startswith("routes[0].provider: unknown provider 'gemni'")
+
+
+# --- plugins -----------------------------------------------------------------------------
+
+def test_plugin_module_not_importable() -> None:
+    err = plugin_error("no_such_module_xyz.sub:Policy")
+    assert err.startswith("routes[1].plugins[1].class: cannot import "
+                          "'no_such_module_xyz.sub:Policy'")
+
+
+def test_plugin_attribute_missing() -> None:
+    err = plugin_error("tests.plugins:NoSuchPolicy")
+    assert err.startswith("routes[1].plugins[1].class: cannot import 'tests.plugins:NoSuchPolicy'")
+
+
+@pytest.mark.parametrize("spec", ["tests.plugins:Reject",            # a class, not a Policy
+                                  "tests.plugins:json",              # a module
+                                  "tests.unit.test_config:NOT_A_POLICY",
+                                  "extproc.policy:BodyTransform"])
+def test_plugin_not_a_policy(spec: str) -> None:
+    assert plugin_error(spec) == (
+        f"routes[1].plugins[1].class: {spec!r} is not a subclass of extproc.policy.Policy")
+
+
+@pytest.mark.parametrize("spec", ["tests.plugins.TagRequest", "tests.plugins:", "TagRequest"])
+def test_plugin_class_spec_without_colon(spec: str) -> None:
+    assert plugin_error(spec) == (
+        f"routes[1].plugins[1].class: expected 'package.module:Class', got {spec!r}")
+
+
+def test_plugin_class_missing() -> None:
+    assert plugin_error(None, options={}) == "routes[1].plugins[1].class: is required"
+
+
+def test_plugin_class_not_a_string() -> None:
+    assert plugin_error(42).startswith("routes[1].plugins[1].class: expected a non-empty string")
+
+
+def test_plugin_options_rejected_by_the_plugin() -> None:
+    err = plugin_error("tests.unit.test_config:PickyPolicy", options={"other": 1})
+    assert err.startswith("routes[1].plugins[1].options: ")
+    assert "option 'limit' is required" in err
+
+
+def test_plugin_options_accepted_by_the_plugin() -> None:
+    cfg = config.parse({"routes": [route(plugins=[
+        {"class": "tests.unit.test_config:PickyPolicy", "options": {"limit": 3}}])]})
+    (policy,) = cfg.routes["r"].policies
+    assert isinstance(policy, PickyPolicy)
+    assert dict(policy.options) == {"limit": 3}
+
+
+def test_plugin_options_must_be_a_mapping() -> None:
+    assert plugin_error("tests.plugins:TagRequest", options=[1]).startswith(
+        "routes[1].plugins[1].options: expected a mapping")
+
+
+def test_plugins_must_be_a_list() -> None:
+    assert one_error({"routes": [route(plugins={"class": "tests.plugins:TagRequest"})]}) == (
+        "routes[0].plugins: expected a list, got dict")
+
+
+def test_plugin_errors_are_all_reported() -> None:
+    errors = errors_of({"routes": [route(plugins=[
+        {"class": "nope"}, {"class": "tests.plugins:TagRequest"},
+        {"class": "tests.plugins:Missing"}])]})
+    assert [e.split(":", 1)[0] for e in errors] == ["routes[0].plugins[0].class",
+                                                     "routes[0].plugins[2].class"]
+
+
+@pytest.mark.parametrize("spec", [":TagRequest", ".plugins:TagRequest"])
+def test_plugin_class_with_empty_or_relative_module_is_a_config_error(spec: str) -> None:
+    assert plugin_error(spec).startswith("routes[1].plugins[1].class: ")
+
+
+@pytest.mark.parametrize(("name", "source"), [
+    ("extproc_test_syntax_error", "def broken(:\n"),
+    ("extproc_test_raises", "raise RuntimeError('at import')\n")])
+def test_plugin_module_failing_at_import_is_a_config_error(
+        name: str, source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / f"{name}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert plugin_error(f"{name}:Policy").startswith("routes[1].plugins[1].class: ")

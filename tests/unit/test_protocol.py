@@ -1,0 +1,162 @@
+"""The ext_proc message builders and header reading (extproc.protocol)."""
+
+from __future__ import annotations
+
+import pytest
+from envoy.config.core.v3.base_pb2 import HeaderMap, HeaderValue
+from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
+
+from extproc import protocol as P
+
+
+def http_headers(*pairs: tuple[str, bytes]) -> pb.HttpHeaders:
+    return pb.HttpHeaders(headers=HeaderMap(
+        headers=[HeaderValue(key=k, raw_value=v) for k, v in pairs]))
+
+
+# --- reading -----------------------------------------------------------------------------
+
+def test_read_headers_uses_raw_value() -> None:
+    h = http_headers((":method", b"POST"), (":path", b"/v1/x?y=1"), ("x-a", b"1"))
+    assert P.read_headers(h) == {":method": "POST", ":path": "/v1/x?y=1", "x-a": "1"}
+
+
+def test_read_headers_ignores_value_field() -> None:
+    h = pb.HttpHeaders(headers=HeaderMap(headers=[
+        HeaderValue(key="x-a", value="from-value", raw_value=b"from-raw")]))
+    assert P.read_headers(h) == {"x-a": "from-raw"}
+
+
+def test_read_headers_joins_repeated_headers() -> None:
+    h = http_headers(("x-multi", b"a"), ("x-other", b"z"), ("x-multi", b"b"),
+                     ("x-multi", b"c"))
+    assert P.read_headers(h) == {"x-multi": "a,b,c", "x-other": "z"}
+
+
+def test_read_headers_never_fails_on_arbitrary_bytes() -> None:
+    h = http_headers(("x-bin", bytes(range(256))))
+    assert len(P.read_headers(h)["x-bin"]) == 256
+
+
+def test_read_headers_empty() -> None:
+    assert P.read_headers(pb.HttpHeaders()) == {}
+
+
+# --- writing -----------------------------------------------------------------------------
+
+def test_header_mutation_writes_raw_value_only() -> None:
+    m = P.header_mutation({"x-a": "1", "x-b": "two"}, remove=["x-gone"])
+    got = {o.header.key: o.header.raw_value for o in m.set_headers}
+    assert got == {"x-a": b"1", "x-b": b"two"}
+    assert all(o.header.value == "" for o in m.set_headers)
+    assert list(m.remove_headers) == ["x-gone"]
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("a\r\nb", b"a  b"),
+    ("a\nb", b"a b"),
+    ("a\rb", b"a b"),
+    ("a\0b", b"a b"),
+    ("\r\n\r\nx-injected: 1", b"    x-injected: 1"),
+])
+def test_header_mutation_sanitises_cr_lf_nul(value: str, expected: bytes) -> None:
+    (opt,) = P.header_mutation({"x-a": value}).set_headers
+    assert opt.header.raw_value == expected
+    assert not {0, 10, 13} & set(opt.header.raw_value)
+
+
+def test_header_mutation_empty() -> None:
+    m = P.header_mutation({})
+    assert not m.set_headers and not m.remove_headers
+
+
+# --- replies -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("constant", "kind"), [
+    (P.CONTINUE_REQUEST_HEADERS, "request_headers"),
+    (P.CONTINUE_RESPONSE_HEADERS, "response_headers"),
+    (P.CONTINUE_REQUEST_BODY, "request_body"),
+    (P.CONTINUE_RESPONSE_BODY, "response_body"),
+    (P.CONTINUE_REQUEST_TRAILERS, "request_trailers"),
+    (P.CONTINUE_RESPONSE_TRAILERS, "response_trailers"),
+])
+def test_continue_constants(constant: bytes, kind: str) -> None:
+    assert isinstance(constant, bytes)
+    msg = pb.ProcessingResponse.FromString(constant)
+    assert msg.WhichOneof("response") == kind
+    inner = getattr(msg, kind)
+    assert inner.ListFields() == []  # no mutation of any kind: pass through
+    assert not msg.HasField("mode_override")
+    assert not msg.HasField("dynamic_metadata")
+
+
+@pytest.mark.parametrize(("response", "kind"), [(True, "response_body"),
+                                                (False, "request_body")])
+def test_body_reply(response: bool, kind: str) -> None:
+    keep = P.body_reply(response, None)
+    assert keep.WhichOneof("response") == kind
+    assert not getattr(keep, kind).response.HasField("body_mutation")
+
+    replace = P.body_reply(response, b"new")
+    mutation = getattr(replace, kind).response.body_mutation
+    assert mutation.WhichOneof("mutation") == "body"
+    assert mutation.body == b"new"
+
+
+def test_body_reply_empty_body_drops_the_chunk_after_serialisation() -> None:
+    """b"" must be an explicit (empty) replacement, not 'no mutation'."""
+    msg = pb.ProcessingResponse.FromString(P.body_reply(True, b"").SerializeToString())
+    mutation = msg.response_body.response.body_mutation
+    assert mutation.WhichOneof("mutation") == "body"
+    assert mutation.body == b""
+
+
+@pytest.mark.parametrize(("response", "kind"), [(True, "response_body"),
+                                                (False, "request_body")])
+@pytest.mark.parametrize("eos", [True, False])
+def test_streamed_reply(response: bool, kind: str, eos: bool) -> None:
+    raw = P.streamed_reply(response, b"chunk", eos)
+    assert isinstance(raw, bytes)
+    msg = pb.ProcessingResponse.FromString(raw)
+    assert msg.WhichOneof("response") == kind
+    mutation = getattr(msg, kind).response.body_mutation
+    assert mutation.WhichOneof("mutation") == "streamed_response"
+    assert mutation.streamed_response.body == b"chunk"
+    assert mutation.streamed_response.end_of_stream is eos
+
+
+def test_streamed_reply_empty_end_of_stream() -> None:
+    msg = pb.ProcessingResponse.FromString(P.streamed_reply(True, b"", True))
+    sr = msg.response_body.response.body_mutation.streamed_response
+    assert msg.response_body.response.body_mutation.WhichOneof("mutation") == (
+        "streamed_response")
+    assert sr.body == b"" and sr.end_of_stream
+
+
+def test_immediate() -> None:
+    msg = P.immediate(429, b'{"x":1}', {"content-type": "application/json",
+                                        "retry-after": "1\r\n"}, "too many requests")
+    ir = msg.immediate_response
+    assert msg.WhichOneof("response") == "immediate_response"
+    assert ir.status.code == 429
+    assert ir.body == b'{"x":1}'
+    assert ir.details == "too_many_requests"
+    headers = {o.header.key: o.header.raw_value for o in ir.headers.set_headers}
+    assert headers == {"content-type": b"application/json", "retry-after": b"1  "}
+    assert all(o.header.value == "" for o in ir.headers.set_headers)
+
+
+def test_dynamic_metadata_uses_the_extproc_namespace() -> None:
+    s = P.dynamic_metadata({"route": "openai", "tokens": 3})
+    assert list(s.fields) == [P.METADATA_NAMESPACE] == ["extproc"]
+    inner = s.fields["extproc"].struct_value
+    assert inner.fields["route"].string_value == "openai"
+    assert inner.fields["tokens"].number_value == 3
+
+
+def test_mode_names() -> None:
+    assert P.MODE_NAMES[P.NONE] == "NONE"
+    assert P.MODE_NAMES[P.STREAMED] == "STREAMED"
+    assert P.MODE_NAMES[P.BUFFERED] == "BUFFERED"
+    assert P.MODE_NAMES[P.BUFFERED_PARTIAL] == "BUFFERED_PARTIAL"
+    assert P.MODE_NAMES[P.FULL_DUPLEX] == "FULL_DUPLEX_STREAMED"
