@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +48,11 @@ class RouteConfig:
     provider: str
     policies: tuple[Policy, ...] = ()
 
-    @property
+    @cached_property
     def needs_request_body(self) -> bool:
         return any(p.needs_request_body for p in self.policies)
 
-    @property
+    @cached_property
     def needs_response_body(self) -> bool:
         return any(p.needs_response_body for p in self.policies)
 

@@ -53,8 +53,11 @@ class Exchange:
         self.request_body_bytes = 0
         self.response_body_bytes = 0
         self._configured: tuple[int, int] | None = None
-        self._set: dict[str, str] = {}
-        self._remove: list[str] = []
+        # header mutations waiting for the next reply in each direction
+        self._req_set: dict[str, str] = {}
+        self._req_remove: list[str] = []
+        self._resp_set: dict[str, str] = {}
+        self._resp_remove: list[str] = []
         self._held: list[bytes] = []
         self._held_size = 0
         self._needs_request_body = bool(route and route.needs_request_body)
@@ -69,13 +72,19 @@ class Exchange:
 
     # --- what policies call -------------------------------------------------------------
     def set_request_header(self, name: str, value: str) -> None:
-        self._set[name.lower()] = value
+        """Set a header on the request going upstream (request phase only)."""
+        self._req_set[name.lower()] = value
 
     def remove_request_header(self, name: str) -> None:
-        self._remove.append(name.lower())
+        self._req_remove.append(name.lower())
 
-    set_response_header = set_request_header
-    remove_response_header = remove_request_header
+    def set_response_header(self, name: str, value: str) -> None:
+        """Set a header on the response to the client; may be called in any phase up to the
+        response headers (e.g. a decision made at request time)."""
+        self._resp_set[name.lower()] = value
+
+    def remove_response_header(self, name: str) -> None:
+        self._resp_remove.append(name.lower())
 
     # --- the protocol -------------------------------------------------------------------
     async def handle(self, req: pb.ProcessingRequest, kind: str | None = None
@@ -105,11 +114,16 @@ class Exchange:
         body = error_body(self.provider, r.status, r.message, r.kind)
         return P.immediate(r.status, body, headers, r.details or f"extproc_{r.status}")
 
-    def _common(self, extra: dict[str, str] | None = None) -> pb.CommonResponse | None:
-        if not self._set and not self._remove and not extra:
+    def _common(self, response: bool, extra: dict[str, str] | None = None
+                ) -> pb.CommonResponse | None:
+        """The pending header mutations of one direction (then cleared), if any."""
+        sets, removes = (self._resp_set, self._resp_remove) if response \
+            else (self._req_set, self._req_remove)
+        if not sets and not removes and not extra:
             return None
-        mutation = P.header_mutation({**self._set, **(extra or {})}, self._remove)
-        self._set, self._remove = {}, []
+        mutation = P.header_mutation({**sets, **(extra or {})}, removes)
+        sets.clear()
+        removes.clear()
         return pb.CommonResponse(header_mutation=mutation)
 
     def _with_metadata(self, msg: pb.ProcessingResponse) -> pb.ProcessingResponse:
@@ -138,7 +152,7 @@ class Exchange:
                                                                   self.response_mode):
             override = ProcessingMode(request_body_mode=want_req, response_body_mode=want_resp)
             self.request_mode, self.response_mode = want_req, want_resp
-        common = self._common()
+        common = self._common(False)
         if common is None and override is None and not self.metadata:
             return (P.CONTINUE_REQUEST_HEADERS,)
         msg = pb.ProcessingResponse(request_headers=pb.HeadersResponse(response=common))
@@ -199,7 +213,7 @@ class Exchange:
         extra = None
         if new is not body and self.request_mode == P.BUFFERED:
             extra = {"content-length": str(len(new))}
-        common = self._common(extra)
+        common = self._common(False, extra)
         if new is body and not held:
             if common is None:
                 return (self._with_metadata(pb.ProcessingResponse(
@@ -242,7 +256,7 @@ class Exchange:
             override = ProcessingMode(request_body_mode=self.request_mode,
                                       response_body_mode=P.NONE)
             self.response_mode = P.NONE
-        common = self._common()
+        common = self._common(True)
         if common is None and override is None and not self.metadata:
             return (P.CONTINUE_RESPONSE_HEADERS,)
         msg = pb.ProcessingResponse(response_headers=pb.HeadersResponse(response=common))

@@ -401,6 +401,19 @@ async def test_header_names_are_lower_cased_and_mutations_not_repeated() -> None
     assert await ex.handle(response_headers()) == (P.CONTINUE_RESPONSE_HEADERS,)
 
 
+async def test_response_header_decided_at_request_time_goes_on_the_response() -> None:
+    class Decide(Policy):
+        async def on_request_headers(self, ex: Exchange) -> None:
+            ex.set_request_header("x-up", "1")
+            ex.set_response_header("x-down", "2")
+
+    ex = Exchange(plain_route(Decide()), "plain")
+    reply = await one(ex, request_headers())
+    assert set_headers(reply.request_headers.response.header_mutation) == {"x-up": b"1"}
+    reply = await one(ex, response_headers())
+    assert set_headers(reply.response_headers.response.header_mutation) == {"x-down": b"2"}
+
+
 async def test_header_value_round_trips_byte_for_byte() -> None:
     class CopyHeader(Policy):
         async def on_request_headers(self, ex: Exchange) -> None:
