@@ -24,7 +24,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py --rounds 3
 
 # re-render the Envoy config docker compose mounts (a test checks it is current)
 compose-config: $(STAMP)

@@ -1,0 +1,99 @@
+"""CPU use during a measurement: per process (from /proc/PID/stat) and for the whole machine.
+
+Numbers are percent of one core (a process using both cores fully shows 200). `other` is the
+machine's busy time not spent in the bench's processes: the kernel's share of loopback
+networking (some 10-20%), and anything else running on the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_seconds(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime
+
+
+def _machine() -> tuple[float, float]:
+    """(busy, total) jiffies over all CPUs."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    total = sum(values[:8])  # user..steal; guest time is already counted in user
+    return total - idle, total
+
+
+@dataclass
+class CpuSample:
+    pids: dict[str, int]
+    wall: float
+    procs: dict[str, float | None]
+    machine: tuple[float, float]
+
+    @classmethod
+    def take(cls, pids: dict[str, int]) -> CpuSample:
+        return cls(pids, time.monotonic(), {r: _proc_seconds(p) for r, p in pids.items()},
+                   _machine())
+
+    def since(self, start: CpuSample) -> dict[str, float]:
+        """Percent of one core per role, plus 'machine' (all cores, so up to 100 * cores)."""
+        wall = max(self.wall - start.wall, 1e-9)
+        out: dict[str, float] = {}
+        for role, now in self.procs.items():
+            before = start.procs.get(role)
+            if now is not None and before is not None:
+                out[role] = round(100 * (now - before) / wall, 1)
+        busy = self.machine[0] - start.machine[0]
+        total = max(self.machine[1] - start.machine[1], 1)
+        out["machine"] = round(100 * (os.cpu_count() or 1) * busy / total, 1)
+        ours = sum(v for k, v in out.items() if k != "machine")
+        out["other"] = round(max(0.0, out["machine"] - ours), 1)
+        return out
+
+
+def machine_busy(seconds: float = 1.0) -> float:
+    """Percent of one core the whole machine is busy over `seconds` (all cores: up to 200)."""
+    b0, t0 = _machine()
+    time.sleep(seconds)
+    b1, t1 = _machine()
+    return 100 * (os.cpu_count() or 1) * (b1 - b0) / max(t1 - t0, 1)
+
+
+def wait_quiet(limit: float = 30.0, settle: float = 120.0) -> float:
+    """Wait (up to `settle` seconds) until the machine is busier than `limit`% no more.
+
+    Between rows the bench's own processes are idle, so what shows here is someone else's
+    load (a test run, a build). Returns the last reading.
+    """
+    deadline = time.monotonic() + settle
+    busy = machine_busy()
+    warned = False
+    while busy > limit and time.monotonic() < deadline:
+        if not warned:
+            print(f"  machine busy at {busy:.0f}% of a core before the row: waiting up to "
+                  f"{settle:.0f}s for it to settle", flush=True)
+            warned = True
+        busy = machine_busy()
+    return round(busy, 1)
+
+
+def speed_probe(loops: int = 300_000) -> float:
+    """Milliseconds for a fixed pure-Python loop: a yardstick for the machine's speed.
+
+    On a shared VM the same work can take noticeably longer from one minute to the next;
+    comparing this number across rows shows how much of a difference is the machine.
+    """
+    start = time.perf_counter()
+    total = 0
+    for i in range(loops):
+        total += i * i % 7
+    return round((time.perf_counter() - start) * 1000, 2)

@@ -1,0 +1,235 @@
+"""Load generators: wrk (throughput and latency) and a small asyncio client (time to first byte).
+
+Both send the same request: POST /openai/v1/chat/completions with a tiny chat body, over
+keep-alive HTTP/1.1 connections, one connection per unit of concurrency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PATH = "/openai/v1/chat/completions"
+STREAM_REPLY = (
+    "The gateway forwards this fixed reply one word at a time so that every streamed "
+    "response carries about forty server sent events, which is enough to make the cost "
+    "of each body chunk visible next to the cost of the request and response headers."
+)
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    stream: bool
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def body(self) -> bytes:
+        return json.dumps({"model": "gpt-4o-mini", "stream": self.stream,
+                           "messages": [{"role": "user", "content": "hi"}]},
+                          separators=(",", ":")).encode()
+
+
+WORKLOADS = (
+    Workload("non-streamed", False),
+    Workload("streamed", True, {"x-mock-reply": STREAM_REPLY}),
+)
+
+
+# --- wrk ------------------------------------------------------------------------------------
+@dataclass
+class WrkResult:
+    requests: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    errors: dict[str, int]
+    cpu_percent: float  # wrk's own CPU, % of one core
+
+
+_LUA_DONE = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("BENCH_RESULT %d %d %d %d %d %d %d %.1f %.1f %.1f %.1f\\n",
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.mean))
+end
+"""
+
+
+def _lua_string(text: str) -> str:
+    if "]==]" in text:
+        raise ValueError("text cannot be quoted as a Lua long string")
+    return f"[==[{text}]==]"
+
+
+def wrk_script(wl: Workload, directory: Path) -> Path:
+    """Write the wrk Lua script for a workload (method, body, headers, result line)."""
+    lines = ['wrk.method = "POST"', f"wrk.body = {_lua_string(wl.body.decode())}",
+             'wrk.headers["Content-Type"] = "application/json"']
+    lines += [f'wrk.headers["{k}"] = {_lua_string(v)}' for k, v in wl.headers.items()]
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"wrk-{wl.name}.lua"
+    path.write_text("\n".join(lines) + "\n" + _LUA_DONE)
+    return path
+
+
+def run_wrk(url: str, script: Path, connections: int, seconds: float) -> WrkResult:
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
+            "--timeout", "10s", "-s", str(script), url + PATH]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60,
+                          check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH_RESULT")), None)
+    if proc.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr or proc.stdout}")
+    v = line.split()[1:]
+    requests, duration_us = int(v[0]), int(v[1])
+    errors = dict(zip(("connect", "read", "write", "status", "timeout"),
+                      (int(x) for x in v[2:7]), strict=True))
+    secs = duration_us / 1e6
+    return WrkResult(requests, round(secs, 3), round(requests / secs, 1),
+                     float(v[7]) / 1000, float(v[8]) / 1000, float(v[9]) / 1000,
+                     round(float(v[10]) / 1000, 3), errors, round(100 * cpu_s / secs, 1))
+
+
+def ensure_wrk() -> str:
+    """The wrk binary; installs the Debian package when running as root."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() != 0:
+        raise SystemExit("wrk is not installed: run `sudo apt-get install -y wrk` and retry")
+    print("wrk not found: apt-get install -y wrk", flush=True)
+    install = ["apt-get", "install", "-y", "wrk"]
+    if subprocess.run(install, check=False).returncode != 0:
+        subprocess.run(["apt-get", "update"], check=False)
+        subprocess.run(install, check=True)
+    found = shutil.which("wrk")
+    if not found:
+        raise SystemExit("apt-get install wrk finished but wrk is still not on PATH")
+    return found
+
+
+# --- time to first byte ---------------------------------------------------------------------
+@dataclass
+class Response:
+    status: int
+    ttfb: float  # seconds to the first byte of the body
+    total: float
+    body: bytes
+
+
+def _request_bytes(wl: Workload, host: str, port: int) -> bytes:
+    body = wl.body
+    head = [f"POST {PATH} HTTP/1.1", f"Host: {host}:{port}", "Content-Type: application/json",
+            f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in wl.headers.items())]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    request: bytes, keep_body: bool = False) -> tuple[Response, bool]:
+    """One request on an open connection; returns the response and whether to reconnect."""
+    t0 = time.perf_counter()
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    headers = {k.strip().lower(): v.strip() for k, _, v in
+               (ln.partition(":") for ln in lines[1:] if ln)}
+    parts: list[bytes] = []
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        ttfb = None
+        while True:
+            size = int((await reader.readline()).split(b";")[0].strip() or b"0", 16)
+            if ttfb is None:
+                ttfb = time.perf_counter() - t0
+            if size == 0:
+                while (await reader.readline()) not in (b"\r\n", b""):
+                    pass
+                break
+            data = await reader.readexactly(size + 2)
+            if keep_body:
+                parts.append(data[:-2])
+    else:
+        data = await reader.readexactly(int(headers.get("content-length", "0")))
+        ttfb = time.perf_counter() - t0
+        parts.append(data)
+    total = time.perf_counter() - t0
+    close = headers.get("connection", "").lower() == "close"
+    return Response(status, ttfb, total, b"".join(parts)), close
+
+
+async def probe(host: str, port: int, wl: Workload) -> Response:
+    """One request with the body kept, to check a setup answers the workload correctly."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        async with asyncio.timeout(30):
+            resp, _ = await _exchange(reader, writer, _request_bytes(wl, host, port), True)
+        return resp
+    finally:
+        writer.close()
+
+
+@dataclass
+class TtfbResult:
+    requests: int
+    errors: int
+    p50_ms: float
+    p99_ms: float
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile of values (not empty)."""
+    ordered = sorted(values)
+    rank = max(1, round(pct / 100 * len(ordered) + 0.4999))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+async def measure_ttfb(host: str, port: int, wl: Workload, concurrency: int, n: int,
+                       warmup_per_conn: int = 3) -> TtfbResult:
+    """n requests over `concurrency` keep-alive connections, after a short warm-up on each."""
+    request = _request_bytes(wl, host, port)
+    remaining = n
+    ttfbs: list[float] = []
+    errors = 0
+    barrier = asyncio.Barrier(concurrency)
+
+    async def worker() -> None:
+        nonlocal remaining, errors
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            for _ in range(warmup_per_conn):
+                await _exchange(reader, writer, request)
+            await barrier.wait()
+            while remaining > 0:
+                remaining -= 1
+                async with asyncio.timeout(30):
+                    resp, close = await _exchange(reader, writer, request)
+                if resp.status == 200:
+                    ttfbs.append(resp.ttfb)
+                else:
+                    errors += 1
+                if close:
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(host, port)
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    if not ttfbs:
+        return TtfbResult(0, errors, float("nan"), float("nan"))
+    return TtfbResult(len(ttfbs), errors, round(percentile(ttfbs, 50) * 1000, 3),
+                      round(percentile(ttfbs, 99) * 1000, 3))

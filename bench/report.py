@@ -1,0 +1,174 @@
+"""The results table, the bottleneck notes, bench/RESULTS.md and bench/out/results.json."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+TARGET = 0.85  # row (c) streamed throughput over row (b)
+MOCK_BOUND = 85.0  # mock CPU, % of one core, from which it is taken as the bottleneck
+FOREIGN = 40.0  # CPU outside the bench's processes (% of a core) worth a warning
+
+HOW_TO_READ = """\
+Each row is one setup under one workload at one concurrency (connections kept open by the
+client). `req/s` and the latency percentiles come from `wrk` (one thread, keep-alive,
+latency measured to the last byte of the response, so a streamed row includes the whole
+stream). `TTFB` (streamed rows only) is measured separately with a small asyncio client: the
+time from writing the request to receiving the first byte of the response body, i.e. the
+first SSE event. `x(a)` is the row's throughput over the same row of setup (a), Envoy
+straight to the mock; `x(b)` is setup (c) over setup (b), a do-nothing Python ext_proc, so
+it isolates what our server costs beyond the ext_proc protocol itself. `+p50` is the p50
+latency added over (a). `CPU%` is per process in percent of one core during the wrk run
+(E = Envoy, P = ext_proc processor, M = mock provider, wrk, and `other`: the rest of the
+machine's busy time, normally near 0, more when something else runs on the machine; 2 cores
+= 200 in all). Everything shares 2 cores, so at concurrency 32 the numbers say how the CPU
+is split, not what each part could do alone: when the mock is near 100% it, not the
+gateway, caps the direct setup, which flatters the ratios to (a). `probe ms` is how long a
+fixed pure-Python loop took just before the row: on a shared VM it moves by tens of percent
+from minute to minute, and rows measured on a slow minute are slow in every column. With
+`--rounds N` each row is the round with the median req/s and the bracket gives the range
+over the rounds: compare setups by those ranges, not by single numbers. The mock writes a
+stream's events back to back, so Envoy usually hands a processor the whole streamed body in
+one or two chunks (see the messages per stream below), not one chunk per event."""
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def _find(rows: list[dict[str, Any]], key: str, row: dict[str, Any]) -> dict[str, Any] | None:
+    return next((r for r in rows if r["setup_key"] == key and r["workload"] == row["workload"]
+                 and r["concurrency"] == row["concurrency"]), None)
+
+
+def merge_rounds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (setup, workload, concurrency): the round with the median req/s.
+
+    Each kept row lists every round's req/s in `rps_rounds`; with one round it is the row.
+    """
+    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["setup_key"], r["workload"], r["concurrency"]), []).append(r)
+    merged = []
+    for group in groups.values():
+        ordered = sorted(group, key=lambda r: r["wrk"]["rps"])
+        row = dict(ordered[(len(ordered) - 1) // 2])
+        row["rps_rounds"] = [r["wrk"]["rps"] for r in group]
+        merged.append(row)
+    return merged
+
+
+def add_comparisons(rows: list[dict[str, Any]]) -> None:
+    """Fill each row's ratio_a, ratio_b and added_p50_ms (None where not applicable)."""
+    for row in rows:
+        a, b = _find(rows, "a", row), _find(rows, "b", row)
+        rps, p50 = row["wrk"]["rps"], row["wrk"]["p50_ms"]
+        row["ratio_a"] = round(rps / a["wrk"]["rps"], 3) if a and row["setup_key"] != "a" \
+            else None
+        row["ratio_b"] = round(rps / b["wrk"]["rps"], 3) if b and row["setup_key"] == "c" \
+            else None
+        row["added_p50_ms"] = round(p50 - a["wrk"]["p50_ms"], 3) \
+            if a and row["setup_key"] != "a" else None
+
+
+def _rps(row: dict[str, Any]) -> str:
+    rounds = row.get("rps_rounds") or []
+    if len(rounds) < 2:
+        return _fmt(row["wrk"]["rps"], 0)
+    return f"{row['wrk']['rps']:.0f} ({min(rounds):.0f}-{max(rounds):.0f})"
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = ["setup", "workload", "c", "req/s", "p50 ms", "p90 ms", "p99 ms", "TTFB p50",
+            "TTFB p99", "x(a)", "x(b)", "+p50 ms", "CPU% E/P/M/wrk/other", "probe ms"]
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for r in rows:
+        w, t, cpu = r["wrk"], r.get("ttfb") or {}, r["cpu"]
+        cpu_text = "/".join(_fmt(cpu.get(k), 0) for k in ("envoy", "processor", "mock", "wrk",
+                                                          "other"))
+        cells = [f"({r['setup_key']}) {r['setup']}", r["workload"], str(r["concurrency"]),
+                 _rps(r), _fmt(w["p50_ms"]), _fmt(w["p90_ms"]), _fmt(w["p99_ms"]),
+                 _fmt(t.get("p50_ms")), _fmt(t.get("p99_ms")), _fmt(r["ratio_a"]),
+                 _fmt(r["ratio_b"]), _fmt(r["added_p50_ms"]), cpu_text,
+                 _fmt(r.get("speed_probe_ms"), 0)]
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def notes(rows: list[dict[str, Any]], raw: list[dict[str, Any]] | None = None) -> list[str]:
+    """Errors, likely bottlenecks, machine speed drift, and the (c)/(b) streamed target."""
+    out: list[str] = []
+    speeds = [r["speed_probe_ms"] for r in raw or rows if r.get("speed_probe_ms")]
+    if speeds and max(speeds) > 1.1 * min(speeds):
+        out.append(f"the machine's speed drifted during the run: the fixed CPU probe took "
+                   f"{min(speeds):.0f}-{max(speeds):.0f} ms across rows "
+                   f"({100 * (max(speeds) / min(speeds) - 1):.0f}% slower at worst)")
+    for r in rows:
+        name = f"({r['setup_key']}) {r['workload']} c={r['concurrency']}"
+        errs = {k: v for k, v in r["wrk"]["errors"].items() if v}
+        if errs or (r.get("ttfb") or {}).get("errors"):
+            out.append(f"{name}: errors {errs} ttfb errors {(r.get('ttfb') or {}).get('errors')}")
+        other = r["cpu"].get("other", 0.0)
+        if other >= FOREIGN:
+            out.append(f"{name}: {other:.0f}% of a core went to other work on the machine "
+                       "(kernel networking or foreign load): treat this row with care")
+        mock = r["cpu"].get("mock", 0.0)
+        if r["concurrency"] > 1 and mock >= MOCK_BOUND:
+            out.append(f"{name}: the mock is the bottleneck (it uses {mock:.0f}% of a core)")
+    for r in rows:
+        if r["setup_key"] == "c" and r["workload"] == "streamed" and r["ratio_b"] is not None:
+            verdict = "meets" if r["ratio_b"] >= TARGET else "MISSES"
+            out.append(f"target: (c) streamed c={r['concurrency']} is {r['ratio_b']:.2f}x of "
+                       f"(b), {verdict} the {TARGET}x target")
+    return out
+
+
+def _stats_section(stats: dict[str, list[dict[str, Any]]]) -> list[str]:
+    out = ["## ext_proc traffic per setup (first round, warm-ups and probes included)", ""]
+    for name, per_round in stats.items():
+        s = per_round[0]
+        envoy = {k.rsplit(".", 1)[-1]: v for k, v in s.get("envoy", {}).items()}
+        line = f"- {name}: Envoy ext_proc counters {json.dumps(envoy, sort_keys=True)}"
+        if envoy.get("streams_started"):
+            per = envoy.get("stream_msgs_sent", 0) / envoy["streams_started"]
+            line += f" ({per:.1f} messages per stream to the processor)"
+        proc = s.get("processor") or {}
+        if proc.get("messages"):
+            line += f"; server messages {json.dumps(proc['messages'], sort_keys=True)}"
+        out.append(line)
+    return [*out, ""]
+
+
+def markdown(meta: dict[str, Any], rows: list[dict[str, Any]], raw: list[dict[str, Any]],
+             stats: dict[str, Any]) -> str:
+    lines = ["# Gateway overhead bench", "",
+             f"- Date: {meta['date']}",
+             f"- CPU: {meta['cpu_model']}, {meta['cores']} cores",
+             f"- Envoy: {meta['envoy_version']} (`--concurrency 1` in every setup)",
+             f"- Python: {meta['python']}",
+             f"- Command: `{meta['command']}`",
+             f"- Rows: {meta['duration_s']} s of wrk after a {meta['warmup_s']} s warm-up; "
+             f"TTFB over {meta['ttfb_requests']}",
+             f"- Rounds: {meta['rounds']}" + (
+                 " (each row is its median-throughput round; req/s shows the range over "
+                 "rounds in brackets)" if meta["rounds"] > 1 else ""),
+             "", "## How to read this", "", HOW_TO_READ, "", "## Results", "", table(rows), ""]
+    found = notes(rows, raw)
+    if found:
+        lines += ["## Notes", "", *(f"- {n}" for n in found), ""]
+    lines += _stats_section(stats)
+    return "\n".join(lines)
+
+
+def write(meta: dict[str, Any], rows: list[dict[str, Any]], raw: list[dict[str, Any]],
+          stats: dict[str, Any], json_path: Path, md_paths: list[Path]) -> None:
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps({"meta": meta, "rows": rows, "all_rounds": raw,
+                                     "stats": stats}, indent=2))
+    text = markdown(meta, rows, raw, stats)
+    for path in md_paths:
+        path.write_text(text)

@@ -1,0 +1,217 @@
+"""Starting and stopping the three bench setups, each on fresh free ports.
+
+(a) direct: Envoy -> mock, the reference config without the ext_proc filter;
+(b) noop: the reference config, its ext_proc cluster pointing at bench/noop_extproc.py;
+(c) extproc: the reference config with our server (`python -m extproc serve`).
+
+All setups share the same mock provider (bench/mock_uvloop.py) and run Envoy with
+`--concurrency 1`. Every child gets PR_SET_PDEATHSIG, so none outlives the bench, and
+`running()` stops them all (Envoy first) however its block ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from extproc import config as cfgmod
+from extproc import envoy_config
+from extproc.config import PROVIDERS
+from extproc.envoy_bin import envoy_binary
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+GATEWAY_CONFIG = "config/gateway.yaml"
+EXT_PROC_FILTER = "envoy.filters.http.ext_proc"
+SETUPS = {"a": "direct", "b": "noop", "c": "extproc"}
+
+
+@dataclass
+class Running:
+    """A started setup: where to send requests, and its processes by role."""
+
+    key: str
+    name: str
+    port: int
+    envoy_admin: int
+    processor_admin: int | None = None
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def pids(self) -> dict[str, int]:
+        return {role: p.pid for role, p in self.procs.items()}
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct ports the kernel considers free right now."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not _port_open(port):
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode} before listening "
+                               f"(see bench/out/logs/)")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {seconds}s")
+        time.sleep(0.05)
+
+
+def http_get(url: str, timeout: float = 2.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return resp.read().decode()
+
+
+def envoy_config_for(key: str, port: int, admin: int, extproc_port: int,
+                     mock_port: int) -> dict[str, Any]:
+    """The rendered reference config; for (a) without the ext_proc filter and its overrides."""
+    cfg = cfgmod.load(ROOT / GATEWAY_CONFIG)
+    settings = envoy_config.settings_for(
+        "test", listen_port=port, admin_port=admin, extproc_port=extproc_port,
+        max_request_body_bytes=cfg.server.max_request_body_bytes,
+        upstreams={p: f"http://127.0.0.1:{mock_port}" for p in PROVIDERS})
+    doc = envoy_config.render_dict(settings)
+    if key == "a":
+        for listener in doc["static_resources"]["listeners"]:
+            for chain in listener["filter_chains"]:
+                for net in chain["filters"]:
+                    _strip_ext_proc(net["typed_config"])
+    return doc
+
+
+def _strip_ext_proc(hcm: dict[str, Any]) -> None:
+    hcm["http_filters"] = [f for f in hcm.get("http_filters", [])
+                           if f["name"] != EXT_PROC_FILTER]
+    for vhost in hcm.get("route_config", {}).get("virtual_hosts", []):
+        for route in vhost.get("routes", []):
+            per_filter = route.get("typed_per_filter_config", {})
+            per_filter.pop(EXT_PROC_FILTER, None)
+            if not per_filter:
+                route.pop("typed_per_filter_config", None)
+
+
+class _Starter:
+    def __init__(self, running: Running, log_dir: Path) -> None:
+        self.running = running
+        self.log_dir = log_dir
+
+    def spawn(self, role: str, argv: list[str], quiet_stdout: bool = False
+              ) -> subprocess.Popen[bytes]:
+        log = (self.log_dir / f"{self.running.name}-{role}.log").open("wb")
+        with log:
+            proc = subprocess.Popen(
+                argv, cwd=ROOT, stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL if quiet_stdout else log, stderr=log,
+                preexec_fn=_die_with_parent)
+        self.running.procs[role] = proc
+        return proc
+
+
+def _stop(procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    for role in ("envoy", "processor", "mock"):
+        proc = procs.get(role)
+        if proc is None or proc.poll() is not None:
+            continue
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def running(key: str, log_dir: Path) -> Iterator[Running]:
+    """Start setup `key` (a, b or c), yield it ready to serve, and always stop it."""
+    port, admin, mock_port, ext_port, ext_admin = free_ports(5)
+    run = Running(key, SETUPS[key], port, admin, ext_admin if key == "c" else None)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    start = _Starter(run, log_dir)
+    py = sys.executable
+    try:
+        mock = start.spawn("mock", [py, str(BENCH / "mock_uvloop.py"), "--port", str(mock_port)])
+        _wait_port(mock_port, mock, "mock provider", 30)
+        if key == "b":
+            proc = start.spawn("processor", [py, str(BENCH / "noop_extproc.py"),
+                                             "--port", str(ext_port)])
+            _wait_port(ext_port, proc, "noop ext_proc", 30)
+        elif key == "c":
+            proc = start.spawn("processor", [
+                py, "-m", "extproc", "serve", "--config", GATEWAY_CONFIG,
+                "--listen", f"127.0.0.1:{ext_port}", "--admin-port", str(ext_admin)])
+            _wait_port(ext_port, proc, "extproc server", 30)
+        doc = envoy_config_for(key, port, admin, ext_port, mock_port)
+        path = log_dir / f"{run.name}-envoy.yaml"
+        path.write_text(envoy_config.dump(doc))
+        envoy = start.spawn("envoy", [envoy_binary(), "-c", str(path), "--disable-hot-restart",
+                                      "--log-level", "warn", "--concurrency", "1"],
+                            quiet_stdout=True)  # stdout carries the access log
+        _wait_port(port, envoy, "envoy", 60)
+        yield run
+    finally:
+        _stop(run.procs)
+
+
+def envoy_ext_proc_stats(run: Running) -> dict[str, int]:
+    """Envoy's non-zero ext_proc counters (streams, messages, failures)."""
+    url = f"http://127.0.0.1:{run.envoy_admin}/stats?format=json&filter=ext_proc"
+    try:
+        stats = json.loads(http_get(url)).get("stats", [])
+    except (OSError, ValueError):
+        return {}
+    return {s["name"]: int(s["value"]) for s in stats
+            if "value" in s and isinstance(s["value"], int) and s["value"]}
+
+
+def processor_stats(run: Running) -> dict[str, Any]:
+    """Our server's /stats (streams and messages per kind), for setup (c)."""
+    if run.processor_admin is None:
+        return {}
+    try:
+        return json.loads(http_get(f"http://127.0.0.1:{run.processor_admin}/stats"))
+    except (OSError, ValueError):
+        return {}
+
+
+def envoy_version() -> str:
+    out = subprocess.run([envoy_binary(), "--version"], capture_output=True, text=True,
+                         check=False, timeout=30)
+    for line in (out.stdout + out.stderr).splitlines():
+        if "version:" in line:
+            return line.split("version:", 1)[1].strip()
+    return "unknown"
