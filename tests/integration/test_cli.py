@@ -180,3 +180,48 @@ def test_compose_uses_the_current_rendering_of_the_one_envoy_template(tmp_path: 
     hosts = {c["name"]: c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"][
         "address"]["socket_address"]["address"] for c in rendered["static_resources"]["clusters"]}
     assert hosts["extproc"] == "extproc" and hosts["openai"] == "mock"
+
+
+def test_serve_on_a_unix_socket(tmp_path: Path) -> None:
+    sock = tmp_path / "extproc.sock"
+    proc = subprocess.Popen([*EXTPROC, "serve", "--config", "config/gateway.yaml", "--unix",
+                             str(sock)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not sock.exists():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        with grpc.insecure_channel(f"unix:{sock}") as ch:
+            status = health_pb2_grpc.HealthStub(ch).Check(
+                health_pb2.HealthCheckRequest(), timeout=5).status
+        assert status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+
+
+def _wait_for(predicate, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_sighup_reloads_and_refuses_an_invalid_config(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.yaml",
+                          {"routes": [{"name": "openai", "provider": "openai"}]})
+    server = Server(config, tmp_path)
+    try:
+        assert server.stats()["routes"] == ["openai"]
+        write_config(config, {"routes": [{"name": "openai", "provider": "openai"},
+                                         {"name": "claude", "provider": "anthropic"}]})
+        server.proc.signal(signal.SIGHUP)
+        _wait_for(lambda: server.stats()["routes"] == ["claude", "openai"])
+        write_config(config, {"routes": [{"name": "x", "provider": "gemni"}]})
+        server.proc.signal(signal.SIGHUP)
+        _wait_for(lambda: "config reload refused" in server.proc.log())
+        assert "routes[0].provider: unknown provider 'gemni'" in server.proc.log()
+        assert server.stats()["routes"] == ["claude", "openai"]
+    finally:
+        assert server.stop() == 0
