@@ -152,10 +152,17 @@ class Exchange:
                                                                   self.response_mode):
             override = ProcessingMode(request_body_mode=want_req, response_body_mode=want_resp)
             self.request_mode, self.response_mode = want_req, want_resp
-        common = self._common(False)
+        return self._headers_reply(False, override)
+
+    def _headers_reply(self, response: bool, override: ProcessingMode | None
+                       ) -> Sequence[Reply]:
+        """The one reply to a headers message: a constant when there is nothing to say."""
+        common = self._common(response)
         if common is None and override is None and not self.metadata:
-            return (P.CONTINUE_REQUEST_HEADERS,)
-        msg = pb.ProcessingResponse(request_headers=pb.HeadersResponse(response=common))
+            return (P.CONTINUE_RESPONSE_HEADERS if response else P.CONTINUE_REQUEST_HEADERS,)
+        headers = pb.HeadersResponse(response=common)
+        msg = pb.ProcessingResponse(response_headers=headers) if response \
+            else pb.ProcessingResponse(request_headers=headers)
         if override is not None:
             msg.mode_override.CopyFrom(override)
         return (self._with_metadata(msg),)
@@ -256,13 +263,7 @@ class Exchange:
             override = ProcessingMode(request_body_mode=self.request_mode,
                                       response_body_mode=P.NONE)
             self.response_mode = P.NONE
-        common = self._common(True)
-        if common is None and override is None and not self.metadata:
-            return (P.CONTINUE_RESPONSE_HEADERS,)
-        msg = pb.ProcessingResponse(response_headers=pb.HeadersResponse(response=common))
-        if override is not None:
-            msg.mode_override.CopyFrom(override)
-        return (self._with_metadata(msg),)
+        return self._headers_reply(True, override)
 
     async def _on_response_body(self, b: pb.HttpBody) -> Sequence[Reply]:
         chunk = b.body
