@@ -7,6 +7,7 @@ JSON array sent element by element) and Google-style error bodies.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass
@@ -16,7 +17,6 @@ from extproc.mock.common import (
     Reply,
     RequestError,
     count_prompt_tokens,
-    dump_compact,
     dump_pretty,
     texts_of_parts,
 )
@@ -163,13 +163,21 @@ def stream_events(reply: Reply, *, vertex: bool = False) -> list[dict[str, Any]]
     ]
 
 
+def dump_sse_json(obj: Any) -> str:
+    """JSON as Google writes it in `alt=sse` events: one line, `": "` after keys and a bare
+    `,` between members (`{"candidates": [{"content": {"parts": [{"text": "Hi"}],"role":
+    "model"}}],...}`, as seen in recorded Gemini streams): the array mode's pretty-printed
+    objects with their line breaks and indentation removed."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ": "))
+
+
 def build_stream(
     request: dict[str, Any], reply: Reply, *, sse: bool, vertex: bool = False
 ) -> list[bytes]:
     """Stream frames: ``data: {json}\\r\\n\\r\\n`` events, or the pieces of one JSON array."""
     events = stream_events(reply, vertex=vertex)
     if sse:
-        return [f"data: {dump_compact(event)}\r\n\r\n".encode() for event in events]
+        return [f"data: {dump_sse_json(event)}\r\n\r\n".encode() for event in events]
     frames = []
     for i, event in enumerate(events):
         prefix = "[" if i == 0 else "\n,\r\n"
