@@ -1,0 +1,45 @@
+"""Provider adapters: sans-IO parsers of each LLM provider family's requests, replies and streams.
+
+``adapter_for(name)`` returns the shared, stateless adapter for "openai", "azure",
+"anthropic", "gemini" or "vertex" (case-insensitive). See ``base`` for the shapes
+(Usage, Prompt, Delta) and the normalisation conventions.
+"""
+
+from __future__ import annotations
+
+from extproc.providers.anthropic import AnthropicAdapter
+from extproc.providers.base import Adapter, Delta, Prompt, Usage
+from extproc.providers.google import BLOCKED_PREFIX, GoogleAdapter
+from extproc.providers.openai import OpenAIAdapter
+
+_ADAPTERS: dict[str, Adapter] = {
+    "openai": OpenAIAdapter("openai"),
+    "azure": OpenAIAdapter("azure"),
+    "anthropic": AnthropicAdapter("anthropic"),
+    "gemini": GoogleAdapter("gemini"),
+    "vertex": GoogleAdapter("vertex"),
+}
+
+PROVIDERS: tuple[str, ...] = tuple(_ADAPTERS)
+
+
+def adapter_for(provider: str) -> Adapter:
+    """The adapter for a provider name; ValueError for an unknown one."""
+    adapter = _ADAPTERS.get(provider.lower()) if isinstance(provider, str) else None
+    if adapter is None:
+        raise ValueError(f"unknown provider {provider!r}; expected one of {', '.join(PROVIDERS)}")
+    return adapter
+
+
+__all__ = [
+    "BLOCKED_PREFIX",
+    "PROVIDERS",
+    "Adapter",
+    "AnthropicAdapter",
+    "Delta",
+    "GoogleAdapter",
+    "OpenAIAdapter",
+    "Prompt",
+    "Usage",
+    "adapter_for",
+]

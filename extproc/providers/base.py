@@ -1,0 +1,226 @@
+"""The provider-neutral shapes (Usage, Prompt, Delta) and the Adapter interface, plus helpers.
+
+An adapter is sans-IO: it turns one provider family's request bodies, response bodies and
+stream events into these shapes, and never reads sockets, clocks or configuration.
+
+Conventions shared by every adapter:
+
+* Usage counts are normalised so policies can compare providers. ``input_tokens`` is every
+  prompt token the provider billed, cached ones included (OpenAI ``prompt_tokens``, Gemini
+  ``promptTokenCount`` + ``toolUsePromptTokenCount``, Anthropic ``input_tokens`` +
+  ``cache_creation_input_tokens`` + ``cache_read_input_tokens``); ``cached_input_tokens`` is
+  the cache-read subset. ``output_tokens`` includes reasoning tokens (OpenAI
+  ``completion_tokens``, Anthropic ``output_tokens``, Gemini ``candidatesTokenCount`` +
+  ``thoughtsTokenCount``); ``reasoning_tokens`` is that subset. ``total_tokens`` is the
+  provider's total when it reports one, else input + output.
+* Prompt roles are normalised to "system", "user", "assistant" and "tool" (OpenAI
+  "developer" -> "system", Gemini "model" -> "assistant"; tool call arguments and tool results
+  are "tool"). Images, audio, files and earlier thinking blocks carry no text.
+* Nothing here raises on odd input: unparseable or ill-typed data reads as "nothing said".
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+_USAGE_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cached_input_tokens",
+    "reasoning_tokens",
+)
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token counts (normalised as described in the module docstring); None = not reported."""
+
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = None
+    cached_input_tokens: int | None = None
+    reasoning_tokens: int | None = None
+
+    def as_dict(self) -> dict[str, int]:
+        """The reported (non-None) fields only."""
+        out: dict[str, int] = {}
+        for name in _USAGE_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+    def is_empty(self) -> bool:
+        """True when no field was reported."""
+        return all(getattr(self, name) is None for name in _USAGE_FIELDS)
+
+
+@dataclass(slots=True)
+class Prompt:
+    """The request, as policies need it.
+
+    ``texts`` holds (role, text) for every piece of prompt text, in request order: system
+    prompts, message text (string content or text parts), tool call arguments and tool results
+    (role "tool"). ``max_output_tokens`` is whichever max-tokens field the provider uses.
+    """
+
+    model: str | None
+    stream: bool
+    max_output_tokens: int | None
+    texts: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Delta:
+    """What one stream event says.
+
+    ``text`` is visible text only (never thinking, tool arguments or signatures);
+    ``finish_reason`` is the provider's own value; ``usage`` is what this event reports (fold
+    it with ``Adapter.merge_usage``); ``error`` is a mid-stream error message; ``drop`` marks
+    an OpenAI chunk that exists only because ``stream_options.include_usage`` was set (a
+    gateway that added the option itself should not forward it).
+    """
+
+    text: str = ""
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    error: str | None = None
+    drop: bool = False
+
+
+class Adapter(ABC):
+    """One provider family's wire format. Stateless: one shared instance per provider name."""
+
+    name: str
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+    @abstractmethod
+    def parse_request(self, path: str, body: dict[str, Any]) -> Prompt:
+        """The Prompt of a request body; ``path`` may still carry the gateway's prefix."""
+
+    def is_stream_request(self, path: str, body: dict[str, Any] | None) -> bool:
+        """True when the request asks for a streamed reply (default: ``"stream": true``)."""
+        return isinstance(body, dict) and body.get("stream") is True
+
+    @abstractmethod
+    def parse_response(self, body: dict[str, Any]) -> tuple[str, str | None, Usage]:
+        """A non-streamed reply: (visible text, finish reason, usage)."""
+
+    @abstractmethod
+    def stream_delta(self, data: str, event: str | None) -> Delta:
+        """One stream event (SSE data, or one JSON-array element as text). Never raises."""
+
+    @abstractmethod
+    def may_carry_usage(self, data: str, event: str | None) -> bool:
+        """Fast substring prefilter: False means this event certainly reports no usage."""
+
+    def merge_usage(self, acc: Usage, new: Usage) -> Usage:
+        """Fold a new report into the running one (default: latest reported value wins)."""
+        return Usage(*(_latest(getattr(acc, n), getattr(new, n)) for n in _USAGE_FIELDS))
+
+    def add_stream_usage_option(self, body: bytes, parsed: dict[str, Any]) -> bytes | None:
+        """The body with usage reporting switched on for streams, or None if not needed."""
+        return None
+
+    def is_usage_only_chunk(self, data: str) -> bool:
+        """True for an event that only carries usage the client did not ask for."""
+        return False
+
+
+def _latest(old: int | None, new: int | None) -> int | None:
+    return old if new is None else new
+
+
+# ---------------------------------------------------------------- helpers for the adapters
+
+
+def load_json(data: str | bytes) -> Any:
+    """Parse JSON, or None when it is not JSON (including absurdly deep nesting)."""
+    try:
+        return json.loads(data)
+    except (ValueError, TypeError, RecursionError):
+        return None
+
+
+def dump_compact(obj: Any) -> str:
+    """Compact JSON text (UTF-8 kept); "" for what cannot be serialised."""
+    if isinstance(obj, str):
+        return obj
+    try:
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    except (ValueError, TypeError, RecursionError):
+        return ""
+
+
+def as_int(value: Any) -> int | None:
+    """A token count: a non-negative int (bools and integral floats handled), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, float) and value.is_integer() and value >= 0:
+        return int(value)
+    return None
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else an empty dict."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    """``value`` if it is a JSON array, else an empty list."""
+    return value if isinstance(value, list) else []
+
+
+def as_str(value: Any) -> str | None:
+    """``value`` if it is a string, else None."""
+    return value if isinstance(value, str) else None
+
+
+def path_only(path: str) -> str:
+    """The path without query string or fragment, percent-decoded."""
+    for sep in ("?", "#"):
+        cut = path.find(sep)
+        if cut >= 0:
+            path = path[:cut]
+    return unquote(path)
+
+
+def pick_indexed(items: list[Any], index: int = 0) -> dict[str, Any] | None:
+    """The object whose ``index`` is ``index`` (one without ``index`` counts as its position)."""
+    for position, item in enumerate(items):
+        if isinstance(item, dict):
+            own = item.get("index", position)
+            if own == index and not isinstance(own, bool):
+                return item
+    return None
+
+
+def sum_known(*values: int | None) -> int | None:
+    """The sum of the reported values, or None when none was reported."""
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
+
+
+def with_total(usage: Usage) -> Usage:
+    """Fill ``total_tokens`` from input + output when the provider gave no total."""
+    if usage.total_tokens is None and usage.input_tokens is not None:
+        if usage.output_tokens is not None:
+            usage.total_tokens = usage.input_tokens + usage.output_tokens
+    return usage
+
+
+def usage_or_none(usage: Usage) -> Usage | None:
+    """``usage`` unless it reports nothing."""
+    return None if usage.is_empty() else usage

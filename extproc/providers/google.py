@@ -1,0 +1,180 @@
+"""Gemini API and Vertex AI generateContent adapter: requests, replies and stream elements.
+
+The model and the stream flag come from the path, not the body:
+``.../models/{model}:generateContent`` or ``:streamGenerateContent`` (Gemini
+``/v1beta/models/...``, Vertex ``/v1/projects/{p}/locations/{l}/publishers/google/models/...``;
+any prefix, query string or ``%3A`` for the colon is accepted). A ``model`` in the body is
+only a fallback. Both the camelCase and the snake_case JSON field names are read.
+
+A stream event is one ``GenerateContentResponse``: an ``alt=sse`` event's data or one element
+of the streamed JSON array, as text. Only candidate index 0 is read. Visible text is its
+``parts[].text`` without ``thought: true``; ``functionCall`` parts are not text.
+
+Finish reasons: the candidate's own ``finishReason`` ("STOP", "MAX_TOKENS", "SAFETY", ...).
+A blocked prompt (``promptFeedback.blockReason`` and no candidates) reports
+``"blocked:" + blockReason`` (e.g. ``"blocked:SAFETY"``, ``"blocked:PROHIBITED_CONTENT"``),
+so policies can tell a refused prompt from a reply stopped by a safety filter ("SAFETY").
+An element with an ``error`` object (``{"error": {"code", "message", "status"}}``) becomes
+``Delta.error``.
+
+Usage: ``usageMetadata`` is cumulative in every element, so merging takes the latest
+reported value of each field; Vertex intermediate elements may carry only ``trafficType``,
+which reports nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from extproc.providers.base import (
+    Adapter,
+    Delta,
+    Prompt,
+    Usage,
+    as_dict,
+    as_int,
+    as_list,
+    as_str,
+    dump_compact,
+    load_json,
+    path_only,
+    pick_indexed,
+    sum_known,
+    usage_or_none,
+    with_total,
+)
+
+BLOCKED_PREFIX = "blocked:"
+
+_MODEL_PATH = re.compile(r"(?:^|/)(?:models|tunedModels)/([^/:]+):([A-Za-z]+)$")
+_ROLES = {"model": "assistant", "function": "tool"}
+
+
+def _get(obj: dict[str, Any], camel: str, snake: str) -> Any:
+    """A field by its JSON (camelCase) name, else its proto (snake_case) name."""
+    value = obj.get(camel)
+    return obj.get(snake) if value is None else value
+
+
+def _route(path: str) -> tuple[str | None, str | None]:
+    """(model, method) of a generateContent path, or (None, None)."""
+    match = _MODEL_PATH.search(path_only(path))
+    return (match.group(1), match.group(2)) if match else (None, None)
+
+
+def _content_texts(content: Any, role: str | None = None) -> list[tuple[str, str]]:
+    """(role, text) of a Content's parts: text, functionCall args, functionResponse."""
+    if isinstance(content, str):  # tolerated for systemInstruction
+        return [(role or "user", content)]
+    content = as_dict(content)
+    if role is None:
+        own = as_str(content.get("role")) or "user"
+        role = _ROLES.get(own, own)
+    out: list[tuple[str, str]] = []
+    for part in as_list(content.get("parts")):
+        part = as_dict(part)
+        text = as_str(part.get("text"))
+        if text is not None:
+            if part.get("thought") is not True:
+                out.append((role, text))
+            continue
+        call = as_dict(_get(part, "functionCall", "function_call"))
+        if call:
+            out.append(("tool", dump_compact(call.get("args", {}))))
+            continue
+        result = as_dict(_get(part, "functionResponse", "function_response"))
+        if result:
+            out.append(("tool", dump_compact(result.get("response", {}))))
+    return out
+
+
+def _usage(raw: Any) -> Usage:
+    raw = as_dict(raw)
+    candidates = as_int(_get(raw, "candidatesTokenCount", "candidates_token_count"))
+    thoughts = as_int(_get(raw, "thoughtsTokenCount", "thoughts_token_count"))
+    return with_total(
+        Usage(
+            input_tokens=sum_known(
+                as_int(_get(raw, "promptTokenCount", "prompt_token_count")),
+                as_int(_get(raw, "toolUsePromptTokenCount", "tool_use_prompt_token_count")),
+            ),
+            output_tokens=sum_known(candidates, thoughts),
+            total_tokens=as_int(_get(raw, "totalTokenCount", "total_token_count")),
+            cached_input_tokens=as_int(
+                _get(raw, "cachedContentTokenCount", "cached_content_token_count")
+            ),
+            reasoning_tokens=thoughts,
+        )
+    )
+
+
+def _read(obj: dict[str, Any]) -> tuple[str, str | None, Usage, str | None]:
+    """(visible text, finish reason, usage, error) of one GenerateContentResponse."""
+    usage = _usage(_get(obj, "usageMetadata", "usage_metadata"))
+    error = obj.get("error")
+    if error is not None:
+        if isinstance(error, dict):
+            message = as_str(error.get("message")) or as_str(error.get("status"))
+        else:
+            message = as_str(error)
+        return "", None, usage, message or "error"
+    candidates = as_list(obj.get("candidates"))
+    candidate = as_dict(pick_indexed(candidates))
+    if not candidates:
+        feedback = as_dict(_get(obj, "promptFeedback", "prompt_feedback"))
+        reason = as_str(_get(feedback, "blockReason", "block_reason"))
+        finish = BLOCKED_PREFIX + reason if reason else None
+        return "", finish, usage, None
+    text = "".join(
+        as_str(part.get("text")) or ""
+        for part in map(as_dict, as_list(as_dict(candidate.get("content")).get("parts")))
+        if part.get("thought") is not True
+    )
+    return text, as_str(_get(candidate, "finishReason", "finish_reason")), usage, None
+
+
+class GoogleAdapter(Adapter):
+    """Gemini API and Vertex AI (Gemini models) generateContent / streamGenerateContent."""
+
+    def parse_request(self, path: str, body: dict[str, Any]) -> Prompt:
+        body = as_dict(body)
+        model, method = _route(path)
+        if model is None:
+            fallback = as_str(body.get("model"))
+            model = fallback.rsplit("/", 1)[-1] if fallback else None
+        config = as_dict(_get(body, "generationConfig", "generation_config"))
+        max_tokens = as_int(_get(config, "maxOutputTokens", "max_output_tokens"))
+        system = _get(body, "systemInstruction", "system_instruction")
+        texts = _content_texts(system, "system") if system is not None else []
+        for content in as_list(body.get("contents")):
+            texts.extend(_content_texts(content))
+        return Prompt(model, method == "streamGenerateContent", max_tokens, texts)
+
+    def is_stream_request(self, path: str, body: dict[str, Any] | None) -> bool:
+        return _route(path)[1] == "streamGenerateContent"
+
+    def parse_response(self, body: dict[str, Any] | list[Any]) -> tuple[str, str | None, Usage]:
+        """A generateContent reply; a whole buffered JSON-array stream is also accepted."""
+        if isinstance(body, list):
+            text, finish, usage = "", None, Usage()
+            for element in body:
+                part, reason, more, _ = _read(as_dict(element))
+                text += part
+                finish = reason or finish
+                usage = self.merge_usage(usage, more)
+            return text, finish, usage
+        text, finish, usage, _ = _read(as_dict(body))
+        return text, finish, usage
+
+    def stream_delta(self, data: str, event: str | None) -> Delta:
+        obj = load_json(data)
+        if not isinstance(obj, dict):
+            return Delta()
+        text, finish, usage, error = _read(obj)
+        return Delta(text=text, finish_reason=finish, usage=usage_or_none(usage), error=error)
+
+    def may_carry_usage(self, data: str, event: str | None) -> bool:
+        # Every count read ends in `TokenCount"` (camelCase) or `token_count"` (snake_case);
+        # a Vertex `{"trafficType": ...}`-only usageMetadata has neither.
+        return 'TokenCount"' in data or 'token_count"' in data
