@@ -10,6 +10,11 @@ Shape (every key is optional unless marked; unknown keys are errors)::
     routes:                             # required: one entry per Envoy route
       - name: openai                    # required: the value Envoy sends as x-extproc-route
         provider: openai                # required: openai | azure | anthropic | gemini | vertex
+        streams:                        # the built-in LLM traffic policy (extproc.llm)
+          usage: true                   # token usage from every reply, as dynamic metadata
+          json_array_to_sse: false      # Gemini/Vertex JSON-array streams as SSE (default on
+                                        # for gemini and vertex)
+          max_event_bytes: 1048576      # largest SSE event / array element accepted
         plugins:                        # custom Python policies (see extproc.policy)
           - class: mypkg.guards:MyGuard
             options: {...}
@@ -28,6 +33,7 @@ from typing import Any
 
 import yaml
 
+from .llm.policy import LLMTraffic, StreamsConfig, streams_config
 from .policy import Policy
 from .schema import Checker, ConfigError, join
 
@@ -46,7 +52,11 @@ GRPC_MESSAGE_FACTOR = 8
 class RouteConfig:
     name: str
     provider: str
+    #: the whole pipeline, built-in policies first, then the plugins
     policies: tuple[Policy, ...] = ()
+    streams: StreamsConfig = field(default_factory=StreamsConfig)
+    #: the custom policies from `plugins:`, in config order
+    plugins: tuple[Policy, ...] = ()
 
     @cached_property
     def needs_request_body(self) -> bool:
@@ -137,14 +147,20 @@ def _server(c: Checker, raw: Any) -> ServerConfig:
 
 def _route(c: Checker, raw: Any, path: str) -> RouteConfig | None:
     before = len(c.errors)
-    d = c.mapping(raw, path, ("name", "provider", "plugins"))
+    d = c.mapping(raw, path, ("name", "provider", "streams", "plugins"))
     name = c.string(d, "name", path, required=True)
     provider = c.choice(d, "provider", path, PROVIDERS, what="provider")
+    streams = streams_config(c, provider, d.get("streams"), join(path, "streams")) \
+        if provider else None
     policies = [p for i, item in enumerate(c.sequence(d.get("plugins"), join(path, "plugins")))
                 if (p := _plugin(c, item, join(join(path, "plugins"), i))) is not None]
-    if len(c.errors) > before or name is None or provider is None:
+    if len(c.errors) > before or name is None or provider is None or streams is None:
         return None
-    return RouteConfig(name=name, provider=provider, policies=tuple(policies))
+    builtin: list[Policy] = []
+    if streams.usage or streams.json_array_to_sse:
+        builtin.append(LLMTraffic(provider, streams))
+    return RouteConfig(name=name, provider=provider, policies=(*builtin, *policies),
+                       streams=streams, plugins=tuple(policies))
 
 
 def _plugin(c: Checker, raw: Any, path: str) -> Policy | None:

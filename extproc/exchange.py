@@ -46,7 +46,8 @@ class Exchange:
         self.response_headers: dict[str, str] = {}
         self.status = 0
         self.request_id = ""
-        self.metadata: dict[str, object] = {}
+        self.metadata: dict[str, object] = {}   # sent with the next reply, then cleared
+        self.state: dict[str, Any] = {}          # per-request scratch space for policies
         self.done = False
         self.request_mode: int = P.NONE
         self.response_mode: int = P.NONE
@@ -277,11 +278,14 @@ class Exchange:
             return (P.CONTINUE_RESPONSE_BODY,)
         out = self._run_transforms(chunk, eos)
         if duplex:
+            if self.metadata and eos:
+                return (self._with_metadata(P.streamed_message(True, out, eos)),)
             return (P.streamed_reply(True, out, eos),) if out or eos else ()
-        if out == chunk and not self.metadata:
+        unchanged = out is chunk or out == chunk
+        if unchanged and not self.metadata:
             return (P.CONTINUE_RESPONSE_BODY,)
-        msg = P.body_reply(True, out)
-        if self.response_mode == P.BUFFERED:
+        msg = P.body_reply(True, None if unchanged else out)
+        if not unchanged and self.response_mode == P.BUFFERED:
             msg.response_body.response.header_mutation.CopyFrom(
                 P.header_mutation({"content-length": str(len(out))}))
         return (self._with_metadata(msg),)
@@ -297,7 +301,8 @@ class Exchange:
     async def _on_response_trailers(self, t: pb.HttpTrailers) -> Sequence[Reply]:
         if self.response_mode == P.FULL_DUPLEX:
             out = self._run_transforms(b"", True) if self._transforms else b""
-            return (P.streamed_reply(True, out, True), P.CONTINUE_RESPONSE_TRAILERS)
+            last = self._with_metadata(P.streamed_message(True, out, True))
+            return (last, P.CONTINUE_RESPONSE_TRAILERS)
         if self._transforms and self.response_mode == P.STREAMED:
             # a trailers reply cannot carry body bytes: whatever a transform still holds is
             # lost. LLM providers send no trailers; FULL_DUPLEX_STREAMED handles them fully.

@@ -87,10 +87,15 @@ def body_reply(response: bool, body: bytes | None) -> pb.ProcessingResponse:
         else pb.ProcessingResponse(request_body=br)
 
 
-def streamed_reply(response: bool, body: bytes, end_of_stream: bool) -> bytes:
+def streamed_message(response: bool, body: bytes, end_of_stream: bool
+                     ) -> pb.ProcessingResponse:
     """One FULL_DUPLEX_STREAMED BodyResponse carrying `streamed_response`."""
     br = pb.BodyResponse(response=pb.CommonResponse(body_mutation=pb.BodyMutation(
         streamed_response=pb.StreamedBodyResponse(body=body, end_of_stream=end_of_stream))))
-    msg = pb.ProcessingResponse(response_body=br) if response \
+    return pb.ProcessingResponse(response_body=br) if response \
         else pb.ProcessingResponse(request_body=br)
-    return msg.SerializeToString()
+
+
+def streamed_reply(response: bool, body: bytes, end_of_stream: bool) -> bytes:
+    """`streamed_message`, serialised."""
+    return streamed_message(response, body, end_of_stream).SerializeToString()

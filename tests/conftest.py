@@ -15,9 +15,13 @@ GATE = {"class": "tests.plugins:Gatekeeper"}
 
 
 def gateway_config() -> dict[str, Any]:
-    """The reference routes (each with the headers-only Gatekeeper) plus a 'transform' route."""
+    """The reference routes (each with the headers-only Gatekeeper), a 'plain' route that
+    needs no body at all, and a 'transform' route with body policies."""
     routes: list[dict[str, Any]] = [{"name": n, "provider": n, "plugins": [GATE]}
                                     for n in REFERENCE]
+    # headers only: no usage reading, no body policy
+    routes.append({"name": "plain", "provider": "openai", "streams": {"usage": False},
+                   "plugins": [GATE]})
     routes.append({"name": "transform", "provider": "openai", "plugins": [
         GATE, {"class": "tests.plugins:TagRequest"}, {"class": "tests.plugins:UpperResponse"}]})
     return {"server": {"max_request_body_bytes": 1048576, "grace_period_s": 5},
@@ -35,10 +39,14 @@ MODES = {
 
 
 def add_mode_routes(doc: dict[str, Any]) -> None:
-    """/mode-<m>/openai/ (headers-only route) and /mode-<m>/transform/ (body policies)."""
+    """/mode-<m>/plain/ (headers only), /mode-<m>/transform/ (body policies) and
+    /mode-<m>/gemini/ (the built-in LLM policy) with each body mode; /plain/ with the
+    reference modes."""
+    add_route(doc, "/plain/", "openai", "plain")
     for mode, pm in MODES.items():
         full = {"request_header_mode": "SEND", "response_header_mode": "SEND", **pm}
-        add_route(doc, f"/mode-{mode}/openai/", "openai", "openai", full)
+        add_route(doc, f"/mode-{mode}/plain/", "openai", "plain", full)
+        add_route(doc, f"/mode-{mode}/gemini/", "gemini", "gemini", full)
         add_route(doc, f"/mode-{mode}/transform/", "openai", "transform", full)
 
 

@@ -235,6 +235,19 @@ class Gateway:
     def envoy_log(self) -> str:
         return self.envoy.proc.log()
 
+    def access_log(self, request_id: str, seconds: float = 10) -> dict[str, Any]:
+        """The access-log entry Envoy wrote for a request (sent with this x-request-id)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            for line in self.envoy_log().splitlines():
+                if line.startswith("{") and request_id in line:
+                    entry = json.loads(line)
+                    if entry.get("request_id") == request_id:
+                        return entry
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no access log entry for {request_id}")
+            time.sleep(0.05)
+
     def close(self) -> None:
         for part in ("envoy", "server"):
             with contextlib.suppress(AttributeError):

@@ -74,8 +74,8 @@ def test_body_policies_in_every_mode(gateway: Gateway, mode: str, size: str) -> 
     assert after["request_body"] > before["request_body"]
 
 
-@pytest.mark.parametrize("prefix", ["/openai", "/mode-none/openai", "/mode-streamed/openai",
-                                    "/mode-buffered/openai"])
+@pytest.mark.parametrize("prefix", ["/plain", "/mode-none/plain", "/mode-streamed/plain",
+                                    "/mode-buffered/plain"])
 def test_headers_only_route_gets_no_body_messages(gateway: Gateway, prefix: str) -> None:
     """Nothing on the route needs a body, so mode_override (or NONE) keeps bodies away."""
     before = messages(gateway)
@@ -85,7 +85,7 @@ def test_headers_only_route_gets_no_body_messages(gateway: Gateway, prefix: str)
     upstream = gateway.mock.last()["headers"]
     assert same_reply(r.content, reply_direct(gateway, {"x-mock-reply": SHORT_ASCII}, CHAT))
     assert r.headers["x-gateway-saw-status"] == "200"
-    assert upstream["x-gateway-route"] == "openai"
+    assert upstream["x-gateway-route"] == "plain"
     assert "x-test-remove-me" not in upstream
     assert upstream["x-gateway-sanitised"] == "a  b c"    # CR, LF and NUL never reach a header
     assert "accept-encoding" not in upstream               # identity bodies from upstream
@@ -167,6 +167,6 @@ def test_body_over_the_limit_is_413_in_provider_format(gateway: Gateway, mode: s
 
 def test_headers_only_route_does_not_buffer_or_limit(gateway: Gateway) -> None:
     big = {**CHAT, "messages": [{"role": "user", "content": "x" * (3 * 1024 * 1024)}]}
-    r = httpx.post(f"{gateway.url}/openai/v1/chat/completions", json=big, timeout=30)
+    r = httpx.post(f"{gateway.url}/plain/v1/chat/completions", json=big, timeout=30)
     assert r.status_code == 200
     assert json.loads(gateway.mock.last()["body"]) == big

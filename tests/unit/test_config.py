@@ -11,6 +11,7 @@ import pytest
 
 from extproc import config
 from extproc.config import Config, RouteConfig, ServerConfig
+from extproc.llm import LLMTraffic
 from extproc.policy import Policy
 from extproc.schema import ConfigError
 from tests.plugins import Gatekeeper, TagRequest, UpperResponse
@@ -23,14 +24,17 @@ default_route: openai
 routes:
   - name: openai
     provider: openai
+    streams: {usage: false}
     plugins:
       - class: tests.plugins:Gatekeeper
       - class: tests.plugins:TagRequest
         options: {user: alice}
   - name: claude
     provider: anthropic
+    streams: {usage: false}
   - name: gem
     provider: gemini
+    streams: {usage: false, json_array_to_sse: false}
     plugins:
       - class: tests.plugins:UpperResponse
 """
@@ -88,10 +92,10 @@ def test_valid_config_loads(tmp_path: Path) -> None:
     assert cfg.default_route == "openai"
     openai = cfg.routes["openai"]
     assert (openai.name, openai.provider) == ("openai", "openai")
-    assert [type(p) for p in openai.policies] == [Gatekeeper, TagRequest]
+    assert [type(p) for p in openai.plugins] == [Gatekeeper, TagRequest]
     assert cfg.routes["claude"].provider == "anthropic"
-    assert cfg.routes["claude"].policies == ()
-    assert [type(p) for p in cfg.routes["gem"].policies] == [UpperResponse]
+    assert cfg.routes["claude"].plugins == ()
+    assert [type(p) for p in cfg.routes["gem"].plugins] == [UpperResponse]
 
 
 def test_route_lookup_and_default_route(tmp_path: Path) -> None:
@@ -114,7 +118,9 @@ def test_defaults() -> None:
     assert cfg.server.max_request_body_bytes == config.DEFAULT_MAX_BODY == 8 * 1024 * 1024
     assert cfg.server.grace_period_s == 10.0
     assert isinstance(cfg.server.grace_period_s, float)
-    assert cfg.routes["r"].policies == ()
+    assert cfg.routes["r"].plugins == ()
+    (builtin,) = cfg.routes["r"].policies          # the built-in LLM policy, usage on
+    assert isinstance(builtin, LLMTraffic) and cfg.routes["r"].streams.usage
 
 
 @pytest.mark.parametrize("provider", config.PROVIDERS)
@@ -124,14 +130,14 @@ def test_every_provider_is_accepted(provider: str) -> None:
 
 def test_plugin_options_are_passed(tmp_path: Path) -> None:
     cfg = config.load(write(tmp_path, VALID))
-    tag = cfg.routes["openai"].policies[1]
+    tag = cfg.routes["openai"].plugins[1]
     assert dict(tag.options) == {"user": "alice"}
-    assert dict(cfg.routes["openai"].policies[0].options) == {}
+    assert dict(cfg.routes["openai"].plugins[0].options) == {}
 
 
 async def test_loaded_plugin_uses_its_options(tmp_path: Path) -> None:
     cfg = config.load(write(tmp_path, VALID))
-    tag = cfg.routes["openai"].policies[1]
+    tag = cfg.routes["openai"].plugins[1]
     out = await tag.on_request_body(None, b'{"model": "m"}')  # type: ignore[arg-type]
     assert out == b'{"model": "m", "user": "alice"}'
 
@@ -140,7 +146,7 @@ def test_each_route_gets_its_own_plugin_instance() -> None:
     spec = {"class": "tests.plugins:TagRequest"}
     cfg = config.parse({"routes": [route(name="a", plugins=[spec]),
                                    route(name="b", plugins=[spec])]})
-    assert cfg.routes["a"].policies[0] is not cfg.routes["b"].policies[0]
+    assert cfg.routes["a"].plugins[0] is not cfg.routes["b"].plugins[0]
 
 
 def test_needs_body_reflects_plugins() -> None:
@@ -406,7 +412,7 @@ def test_plugin_options_rejected_by_the_plugin() -> None:
 def test_plugin_options_accepted_by_the_plugin() -> None:
     cfg = config.parse({"routes": [route(plugins=[
         {"class": "tests.unit.test_config:PickyPolicy", "options": {"limit": 3}}])]})
-    (policy,) = cfg.routes["r"].policies
+    (policy,) = cfg.routes["r"].plugins
     assert isinstance(policy, PickyPolicy)
     assert dict(policy.options) == {"limit": 3}
 
@@ -442,3 +448,29 @@ def test_plugin_module_failing_at_import_is_a_config_error(
     (tmp_path / f"{name}.py").write_text(source)
     monkeypatch.syspath_prepend(str(tmp_path))
     assert plugin_error(f"{name}:Policy").startswith("routes[1].plugins[1].class: ")
+
+
+@pytest.mark.parametrize("provider", config.PROVIDERS)
+def test_streams_defaults_per_provider(provider: str) -> None:
+    r = config.parse({"routes": [route(provider=provider)]}).routes["r"]
+    google = provider in ("gemini", "vertex")
+    assert r.streams.usage and r.streams.json_array_to_sse is google
+    assert r.needs_response_body
+    assert r.needs_request_body is not google   # Gemini/Vertex: model and stream in the path
+
+
+def test_streams_off_means_no_builtin_policy() -> None:
+    r = config.parse({"routes": [route(provider="gemini", streams={
+        "usage": False, "json_array_to_sse": False})]}).routes["r"]
+    assert r.policies == () and not r.needs_response_body
+
+
+def test_streams_errors_are_named() -> None:
+    errors = errors_of({"routes": [route(provider="openai", streams={
+        "json_array_to_sse": True, "usage": "yes", "max_event_bytes": 10, "x": 1})]})
+    assert "routes[0].streams.json_array_to_sse: only for gemini and vertex, not openai" \
+        in errors
+    assert any(e.startswith("routes[0].streams.usage: expected true or false") for e in errors)
+    assert any(e.startswith("routes[0].streams.max_event_bytes: must be >= 1024")
+               for e in errors)
+    assert any(e.startswith("routes[0].streams.x: unknown key") for e in errors)

@@ -1,0 +1,168 @@
+"""`LLMTraffic`: the built-in policy every LLM route runs before its other policies.
+
+It learns from the request what is being asked (model, stream flag; for Gemini and Vertex
+both come from the path, so their request bodies are never needed), makes OpenAI streams
+report usage (adding `stream_options.include_usage` upstream when the client did not, and
+dropping the extra chunk again before the client sees it), picks the response transform by
+what actually comes back, and publishes model, provider, stream flag and token counts as
+dynamic metadata in the `extproc` namespace when the response ends.
+
+Gemini/Vertex `:streamGenerateContent` without `alt=sse` answers one JSON array sent piece by
+piece; with `json_array_to_sse` (on by default for those providers) a 200 `application/json`
+reply to it is rewritten into `text/event-stream`, element by element.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..policy import BodyTransform, Policy
+from ..providers import adapter_for
+from ..schema import Checker, join
+from . import transforms as T
+
+if TYPE_CHECKING:
+    from ..exchange import Exchange
+
+log = logging.getLogger("extproc.llm")
+GOOGLE = ("gemini", "vertex")
+_KEY = "llm"
+
+
+@dataclass(frozen=True)
+class StreamsConfig:
+    """Route config `streams:`."""
+
+    usage: bool = True                  # read token usage from every response
+    json_array_to_sse: bool = False     # rewrite Gemini JSON-array streams to SSE
+    max_event_bytes: int = 1024 * 1024  # one SSE event / array element may not exceed this
+
+
+@dataclass
+class _Request:
+    model: str | None = None
+    stream: bool = False
+    json_array: bool = False     # a Gemini stream request without alt=sse
+    drop_usage_chunk: bool = False
+
+
+def _google_stream(path: str) -> tuple[bool, bool, str | None]:
+    """(is a stream request, asks for alt=sse, model) from a Gemini/Vertex path."""
+    route, _, query = path.partition("?")
+    last = route.rsplit("/", 1)[-1]
+    model, _, method = last.partition(":")
+    stream = method == "streamGenerateContent"
+    sse = any(p == "alt=sse" for p in query.split("&"))
+    return stream, sse, model or None
+
+
+class LLMTraffic(Policy):
+    def __init__(self, provider: str, streams: StreamsConfig) -> None:
+        super().__init__({})
+        self.provider = provider
+        self.adapter = adapter_for(provider)
+        self.streams = streams
+        self.google = provider in GOOGLE
+        # Gemini/Vertex: model and stream flag are in the path; OpenAI-style and Anthropic
+        # requests must be read (and OpenAI's may be rewritten to ask for usage)
+        self.needs_request_body = not self.google
+        self.needs_response_body = streams.usage or streams.json_array_to_sse
+
+    async def on_request_headers(self, ex: Exchange) -> None:
+        req = _Request()
+        ex.state[_KEY] = req
+        if self.google:
+            stream, sse, req.model = _google_stream(ex.request_headers.get(":path", ""))
+            req.stream = stream
+            req.json_array = stream and not sse
+
+    async def on_request_body(self, ex: Exchange, body: bytes) -> bytes | None:
+        req: _Request = ex.state[_KEY]
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            return None  # not JSON: the provider will say so in its own words
+        if not isinstance(parsed, dict):
+            return None
+        path = ex.request_headers.get(":path", "")
+        try:
+            prompt = self.adapter.parse_request(path, parsed)
+        except (ValueError, TypeError, AttributeError, KeyError):
+            return None
+        req.model, req.stream = prompt.model, prompt.stream
+        if req.stream and self.streams.usage:
+            rewritten = self.adapter.add_stream_usage_option(body, parsed)
+            if rewritten is not None:
+                req.drop_usage_chunk = True
+                return rewritten
+        return None
+
+    async def on_response_headers(self, ex: Exchange) -> None:
+        if ex.status != 200:  # no usage to wait for: say what was asked right away
+            req: _Request = ex.state.get(_KEY) or _Request()
+            ex.metadata.update({"provider": self.provider, "stream": req.stream,
+                                **({"model": req.model} if req.model else {})})
+
+    def response_transform(self, ex: Exchange) -> BodyTransform | None:
+        req: _Request = ex.state.get(_KEY) or _Request()
+        headers = ex.response_headers
+        if ex.status != 200:
+            return None
+        encoding = headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            log.warning("%s reply is %s-encoded: usage not read (request_id=%s)",
+                        self.provider, encoding, ex.request_id)
+            return None
+        ctype = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        meter = self._meter(ex, req)
+        limit = self.streams.max_event_bytes
+        if ctype == "text/event-stream":
+            if req.drop_usage_chunk:
+                return T.SSEReframer(self.adapter, meter, limit)
+            if self.streams.usage:
+                return T.SSEObserver(self.adapter, meter, self.google, limit)
+            return None
+        if ctype != "application/json":
+            return None
+        if req.json_array and self.streams.json_array_to_sse:
+            ex.set_response_header("content-type", "text/event-stream")
+            ex.remove_response_header("content-length")
+            ex.metadata["rewritten_to_sse"] = True
+            return T.JsonArrayToSSE(self.adapter, meter, limit)
+        if not self.streams.usage:
+            return None
+        if req.json_array:
+            return T.JsonArrayObserver(self.adapter, meter, limit)
+        return T.JsonBodyObserver(self.adapter, meter)
+
+    def _meter(self, ex: Exchange, req: _Request) -> T.Meter:
+        provider = self.provider
+
+        def publish(seen: T.StreamReport) -> None:
+            md: dict[str, Any] = {"provider": provider, "stream": req.stream}
+            if req.model:
+                md["model"] = req.model
+            if seen.finish_reason:
+                md["finish_reason"] = seen.finish_reason
+            if seen.error:
+                md["upstream_error"] = seen.error[:200]
+            md.update(seen.usage.as_dict())
+            ex.metadata.update(md)
+            ex.state["usage"] = seen.usage
+
+        return publish
+
+
+def streams_config(c: Checker, provider: str, raw: Any, path: str) -> StreamsConfig:
+    """Validate a route's `streams:`; the JSON-array rewrite defaults on for Gemini/Vertex."""
+    d = c.mapping(raw, path, ("usage", "json_array_to_sse", "max_event_bytes"))
+    rewrite = c.boolean(d, "json_array_to_sse", path, provider in GOOGLE)
+    if rewrite and provider not in GOOGLE:
+        c.error(join(path, "json_array_to_sse"), f"only for gemini and vertex, not {provider}")
+    size = c.number(d, "max_event_bytes", path, StreamsConfig.max_event_bytes, minimum=1024,
+                    integer=True)
+    return StreamsConfig(usage=c.boolean(d, "usage", path, True), json_array_to_sse=rewrite,
+                         max_event_bytes=int(size))

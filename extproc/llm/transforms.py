@@ -1,0 +1,233 @@
+"""Per-request response-body transforms: observe provider streams, re-frame them, rewrite them.
+
+All of them are `BodyTransform`s fed the response body chunk by chunk. They collect usage
+through the route's provider adapter and hand it to a `Meter` when the body ends:
+
+* `SSEObserver`: SSE passed through untouched (every chunk returned as it came), events
+  decoded alongside only to read usage;
+* `SSEReframer`: SSE re-emitted event by event, so events can be dropped (OpenAI's extra
+  usage-only chunk that the gateway itself asked for);
+* `JsonArrayToSSE`: Gemini/Vertex's streamed JSON array rewritten into `text/event-stream`, each
+  element sent as `data: ...\\r\\n\\r\\n` the moment it is complete; a stream cut before `]`
+  ends with a final error event in Google's format;
+* `JsonArrayObserver` and `JsonBodyObserver`: the array or a non-streamed JSON body passed
+  through, parsed for usage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+
+from ..codecs.jsonarray import JsonArrayError, JsonArraySplitter, element_to_sse
+from ..codecs.sse import SSEDecoder, SSEError
+from ..policy import BodyTransform
+from ..providers.base import Adapter, Usage
+
+log = logging.getLogger("extproc.llm")
+
+Meter = Callable[["StreamReport"], None]
+"""Called once at the end of the body with what the stream reported."""
+
+MAX_JSON_BODY = 16 * 1024 * 1024
+
+
+class StreamReport:
+    """What a stream reported: usage, finish reason, a mid-stream error.
+
+    Only events that can carry one of them are parsed (substring prefilters, no JSON); with
+    cumulative usage (Gemini) only the last report is parsed, once, at the end.
+    """
+
+    def __init__(self, adapter: Adapter, cumulative: bool) -> None:
+        self.adapter = adapter
+        self.usage = Usage()
+        self.finish_reason: str | None = None
+        self.error: str | None = None
+        self.cumulative = cumulative
+        self._last: tuple[str, str | None] | None = None
+
+    def see(self, data: str, event: str | None) -> None:
+        usage = self.adapter.may_carry_usage(data, event)
+        other = event == "error" or '"error"' in data or '"finish_reason":"' in data \
+            or '"finish_reason": "' in data
+        if not usage and not other:
+            return
+        if self.cumulative and not other:  # only the last report counts: parse it at the end
+            self._last = (data, event)
+            return
+        self._apply(data, event)
+
+    def _apply(self, data: str, event: str | None) -> None:
+        delta = self.adapter.stream_delta(data, event)
+        if delta.usage is not None:
+            self.usage = self.adapter.merge_usage(self.usage, delta.usage)
+        if delta.finish_reason:
+            self.finish_reason = delta.finish_reason
+        if delta.error:
+            self.error = delta.error
+
+    def done(self) -> Usage:
+        if self._last is not None:
+            self._apply(*self._last)
+            self._last = None
+        return self.usage
+
+
+class SSEObserver(BodyTransform):
+    def __init__(self, adapter: Adapter, meter: Meter, cumulative: bool,
+                 max_event_bytes: int) -> None:
+        self.decoder = SSEDecoder(max_event_bytes)
+        self.acc = StreamReport(adapter, cumulative)
+        self.meter = meter
+        self.broken = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        if not self.broken:
+            try:
+                for ev in self.decoder.feed(chunk):
+                    if ev.has_data:
+                        self.acc.see(ev.data, ev.event)
+            except SSEError as exc:  # observing only: never break the client's stream
+                log.warning("not reading usage from this stream: %s", exc)
+                self.broken = True
+        return chunk
+
+    def finish(self) -> bytes:
+        self.acc.done()
+        self.meter(self.acc)
+        return b""
+
+
+class SSEReframer(BodyTransform):
+    """Releases whole events only, as the client would have seen them had the gateway not
+    asked for usage: the usage-only chunk is dropped and the `"usage":null` that
+    include_usage adds to every other chunk is cut out (a byte replace: inside JSON strings
+    the quotes are escaped, so it cannot match there)."""
+
+    def __init__(self, adapter: Adapter, meter: Meter, max_event_bytes: int) -> None:
+        self.decoder = SSEDecoder(max_event_bytes)
+        self.adapter = adapter
+        self.acc = StreamReport(adapter, cumulative=False)
+        self.meter = meter
+
+    def feed(self, chunk: bytes) -> bytes:
+        try:
+            events = self.decoder.feed(chunk)
+        except SSEError as exc:
+            raise RuntimeError(f"upstream stream unreadable: {exc}") from exc
+        if not events:
+            return b""
+        out = []
+        for ev in events:
+            if ev.has_data:
+                self.acc.see(ev.data, ev.event)
+                if self.adapter.is_usage_only_chunk(ev.data):
+                    continue
+                out.append(ev.raw.replace(b',"usage":null', b""))
+                continue
+            out.append(ev.raw)
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        tail = b"".join(ev.raw for ev in self.decoder.finish())
+        self.acc.done()
+        self.meter(self.acc)
+        return tail
+
+
+def google_error_event(code: int, message: str, status: str) -> bytes:
+    doc = {"error": {"code": code, "message": message, "status": status}}
+    return b"data: " + json.dumps(doc, separators=(",", ": ")).encode() + b"\r\n\r\n"
+
+
+class _JsonArray(BodyTransform):
+    """Shared by the rewrite and the observer: split the array, note the usage element."""
+
+    rewrite = False
+
+    def __init__(self, adapter: Adapter, meter: Meter, max_element_bytes: int) -> None:
+        self.splitter = JsonArraySplitter(max_element_bytes)
+        self.acc = StreamReport(adapter, cumulative=True)
+        self.meter = meter
+        self.failed: str | None = None
+
+    def _elements(self, chunk: bytes) -> list[bytes]:
+        if self.failed:
+            return []
+        try:
+            elements = self.splitter.feed(chunk)
+        except JsonArrayError as exc:
+            self.failed = str(exc)
+            return []
+        for e in elements:
+            if b'"usageMetadata"' in e or b'"error"' in e:
+                self.acc.see(e.decode("utf-8", "replace"), None)
+        return elements
+
+    def _end(self) -> str | None:
+        if not self.failed:
+            try:
+                self.splitter.finish()
+            except JsonArrayError as exc:
+                self.failed = str(exc)
+        self.acc.done()
+        self.meter(self.acc)
+        return self.failed
+
+
+class JsonArrayToSSE(_JsonArray):
+    def feed(self, chunk: bytes) -> bytes:
+        was_ok = not self.failed
+        out = b"".join(map(element_to_sse, self._elements(chunk)))
+        if was_ok and self.failed:
+            return out + self._error_event()
+        return out
+
+    def finish(self) -> bytes:
+        was_ok = not self.failed
+        self._end()
+        return self._error_event() if was_ok and self.failed else b""
+
+    def _error_event(self) -> bytes:
+        log.warning("Gemini stream broken: %s", self.failed)
+        return google_error_event(502, f"upstream stream broken: {self.failed}", "UNAVAILABLE")
+
+
+class JsonArrayObserver(_JsonArray):
+    def feed(self, chunk: bytes) -> bytes:
+        self._elements(chunk)
+        return chunk
+
+    def finish(self) -> bytes:
+        self._end()
+        return b""
+
+
+class JsonBodyObserver(BodyTransform):
+    """A non-streamed JSON reply, passed through; usage read from it at the end."""
+
+    def __init__(self, adapter: Adapter, meter: Meter) -> None:
+        self.adapter = adapter
+        self.meter = meter
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self.size <= MAX_JSON_BODY:
+            self.parts.append(chunk)
+            self.size += len(chunk)
+        return chunk
+
+    def finish(self) -> bytes:
+        acc = StreamReport(self.adapter, cumulative=False)
+        if self.size <= MAX_JSON_BODY:
+            try:
+                _, acc.finish_reason, acc.usage = self.adapter.parse_response(
+                    json.loads(b"".join(self.parts)))
+            except (ValueError, TypeError, AttributeError, KeyError) as exc:
+                log.debug("no usage in a non-JSON reply: %s", exc)
+        self.parts = []
+        self.meter(acc)
+        return b""

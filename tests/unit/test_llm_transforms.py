@@ -1,0 +1,139 @@
+"""The LLM response transforms, sans-IO: any chunking gives the same client bytes, the
+rewrite read back by an SSE parser gives exactly the upstream's array elements, usage and
+finish reasons are reported once at the end, a cut stream ends with an error event."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from extproc.codecs.sse import SSEDecoder
+from extproc.llm.transforms import (
+    JsonArrayObserver,
+    JsonArrayToSSE,
+    JsonBodyObserver,
+    SSEObserver,
+    SSEReframer,
+    StreamReport,
+)
+from extproc.mock import google, openai
+from extproc.mock.common import Reply
+from extproc.providers import adapter_for
+
+
+def reply(text: str) -> Reply:
+    return Reply.make(text, model="m", response_id="r1", created=1_800_000_000,
+                      prompt_tokens=7)
+
+
+def run(transform, chunks: list[bytes]) -> bytes:
+    return b"".join(transform.feed(c) for c in chunks) + transform.finish()
+
+
+def split(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
+
+
+class Meter:
+    def __init__(self) -> None:
+        self.reports: list[StreamReport] = []
+
+    def __call__(self, report: StreamReport) -> None:
+        self.reports.append(report)
+
+
+TEXTS = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1,
+                max_size=80)
+CUTS = st.lists(st.integers(min_value=0, max_value=10_000), max_size=30)
+REQUEST = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=TEXTS, cuts=CUTS, vertex=st.booleans())
+def test_rewrite_read_by_an_sse_parser_gives_the_array_elements(text: str, cuts: list[int],
+                                                                vertex: bool) -> None:
+    r = reply(text)
+    array = b"".join(google.build_stream(REQUEST, r, sse=False, vertex=vertex))
+    sse = b"".join(google.build_stream(REQUEST, r, sse=True, vertex=vertex))
+    meter = Meter()
+    out = run(JsonArrayToSSE(adapter_for("gemini"), meter, 1 << 20), split(array, cuts))
+    assert out == sse                                  # what Gemini's alt=sse sends
+    decoder = SSEDecoder()
+    events = decoder.feed(out) + decoder.finish()
+    assert [json.loads(e.data) for e in events] == json.loads(array)
+    (report,) = meter.reports
+    last = json.loads(array)[-1]["usageMetadata"]
+    assert report.usage.output_tokens == last["candidatesTokenCount"]
+    assert report.usage.input_tokens == last["promptTokenCount"]
+    assert report.finish_reason == "STOP" and report.error is None
+
+
+@given(cut=st.integers(min_value=1, max_value=400))
+def test_a_cut_array_ends_with_a_google_error_event(cut: int) -> None:
+    array = b"".join(google.build_stream(REQUEST, reply("a b c d e f g"), sse=False))
+    cut = min(cut, len(array) - 1)
+    out = run(JsonArrayToSSE(adapter_for("gemini"), Meter(), 1 << 20), [array[:cut]])
+    events = SSEDecoder().feed(out)
+    error = json.loads(events[-1].data)["error"]
+    assert error["code"] == 502 and error["status"] == "UNAVAILABLE"
+    assert "ended before the JSON array was complete" in error["message"]
+    assert len(events) - 1 == array[:cut].count(b"\n}")   # every complete element came first
+
+
+def test_garbage_instead_of_an_array_is_one_error_event_then_nothing() -> None:
+    t = JsonArrayToSSE(adapter_for("vertex"), Meter(), 1 << 20)
+    first = t.feed(b"<html>oops</html>")
+    assert json.loads(SSEDecoder().feed(first)[0].data)["error"]["code"] == 502
+    assert t.feed(b"more") == b"" and t.finish() == b""
+
+
+CHAT = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=TEXTS, cuts=CUTS)
+def test_openai_reframer_hides_the_usage_it_asked_for(text: str, cuts: list[int]) -> None:
+    r = reply(text)
+    asked = b"".join(openai.build_stream({**CHAT, "stream_options": {"include_usage": True}},
+                                         r))
+    plain = b"".join(openai.build_stream(CHAT, r))
+    meter = Meter()
+    out = run(SSEReframer(adapter_for("openai"), meter, 1 << 20), split(asked, cuts))
+    assert out == plain
+    (report,) = meter.reports
+    assert report.usage.output_tokens == len(r.pieces)
+    assert report.usage.input_tokens == 7
+    assert report.finish_reason == "stop"
+
+
+@settings(max_examples=100, deadline=None)
+@given(text=TEXTS, cuts=CUTS)
+def test_observers_pass_every_byte_through_unchanged(text: str, cuts: list[int]) -> None:
+    r = reply(text)
+    for transform, body in [
+        (SSEObserver(adapter_for("gemini"), Meter(), True, 1 << 20),
+         b"".join(google.build_stream(REQUEST, r, sse=True))),
+        (JsonArrayObserver(adapter_for("gemini"), Meter(), 1 << 20),
+         b"".join(google.build_stream(REQUEST, r, sse=False))),
+        (JsonBodyObserver(adapter_for("gemini"), Meter()), google.build_response(REQUEST, r)),
+    ]:
+        chunks = split(body, cuts)
+        assert [transform.feed(c) for c in chunks] == chunks
+        assert transform.finish() == b""
+        (report,) = transform.meter.reports
+        assert report.usage.output_tokens == len(r.pieces)
+
+
+def test_anthropic_mid_stream_error_is_reported() -> None:
+    stream = (b'event: message_start\ndata: {"type":"message_start","message":{"usage":'
+              b'{"input_tokens":12,"output_tokens":1}}}\n\n'
+              b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error",'
+              b'"message":"Overloaded"}}\n\n')
+    meter = Meter()
+    t = SSEObserver(adapter_for("anthropic"), meter, False, 1 << 20)
+    assert run(t, [stream]) == stream
+    (report,) = meter.reports
+    assert report.error == "Overloaded" and report.usage.input_tokens == 12
