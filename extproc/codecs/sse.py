@@ -10,7 +10,6 @@ bytes; fields are decoded once per completed event.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 __all__ = ["Event", "SSEDecoder", "SSEError", "encode"]
 
@@ -22,31 +21,89 @@ _LF_PAIR = re.compile(rb"\n[\r\n]")  # a literal first byte lets re skip ahead f
 _STR_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
-@dataclass(slots=True, frozen=True)
-class Event:
-    """One event: its exact bytes and its fields as the WHATWG algorithm interprets them."""
+Fields = tuple[str, str | None, str | None, int | None, bool]
 
-    raw: bytes  # exact bytes from the stream, terminating blank line (and any leading BOM) included
-    data: str  # the data field values joined with "\n" ("" when none)
-    event: str | None  # the last `event` field value
-    id: str | None  # the last `id` field value without NUL
-    retry: int | None  # the last `retry` field value made only of ASCII digits
-    has_data: bool  # at least one `data` field (WHATWG dispatches only such events)
-    terminated: bool = True  # False only for the unterminated tail returned by finish()
+
+class Event:
+    """One event: its exact bytes and its fields as the WHATWG algorithm interprets them.
+
+    The decoder makes events lazily: the fields are decoded from ``raw`` on first access, so a
+    caller that forwards ``raw`` and looks only at some events pays nothing for the others.
+    """
+
+    __slots__ = ("_fields", "_span", "raw", "terminated")
+
+    def __init__(self, raw: bytes, data: str, event: str | None, id: str | None,
+                 retry: int | None, has_data: bool, terminated: bool = True) -> None:
+        self.raw = raw  # exact bytes, terminating blank line (and any leading BOM) included
+        self.terminated = terminated  # False only for the unterminated tail from finish()
+        self._fields: Fields | None = (data, event, id, retry, has_data)
+        self._span = (0, 0)
+
+    @classmethod
+    def lazy(cls, raw: bytes, start: int, stop: int, terminated: bool = True) -> Event:
+        """An event whose field lines (no blank line among them) are raw[start:stop]."""
+        ev = cls.__new__(cls)
+        ev.raw, ev.terminated, ev._fields, ev._span = raw, terminated, None, (start, stop)
+        return ev
+
+    def _get(self) -> Fields:
+        fields = self._fields
+        if fields is None:
+            fields = self._fields = _parse(self.raw, *self._span)
+        return fields
+
+    @property
+    def data(self) -> str:
+        """The data field values joined with "\n" ("" when none)."""
+        return self._get()[0]
+
+    @property
+    def event(self) -> str | None:
+        """The last `event` field value."""
+        return self._get()[1]
+
+    @property
+    def id(self) -> str | None:
+        """The last `id` field value without NUL."""
+        return self._get()[2]
+
+    @property
+    def retry(self) -> int | None:
+        """The last `retry` field value made only of ASCII digits."""
+        return self._get()[3]
+
+    @property
+    def has_data(self) -> bool:
+        """At least one `data` field (WHATWG dispatches only such events)."""
+        return self._get()[4]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Event):
+            return NotImplemented
+        return (self.raw, self.terminated, self._get()) == (other.raw, other.terminated,
+                                                            other._get())
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        data, event, id_, retry, has_data = self._get()
+        return (f"Event(raw={self.raw!r}, data={data!r}, event={event!r}, id={id_!r}, "
+                f"retry={retry!r}, has_data={has_data}, terminated={self.terminated})")
 
 
 class SSEError(ValueError):
     """The stream cannot be decoded (an event exceeds the size limit)."""
 
 
-def _parse(raw: bytes, start: int, stop: int, terminated: bool) -> Event:
-    """The Event for ``raw`` whose field lines (no blank line among them) are raw[start:stop]."""
+def _parse(raw: bytes, start: int, stop: int) -> Fields:
+    """The fields of an event whose field lines (no blank line among them) are
+    raw[start:stop]."""
     if start == stop:
-        return Event(raw, "", None, None, None, False, terminated)
+        return ("", None, None, None, False)
     text = raw[start:stop].decode("utf-8", "replace")
     if text.startswith("data:") and "\n" not in text and "\r" not in text:  # the common case
-        return Event(raw, text[6:] if text.startswith(" ", 5) else text[5:], None, None, None,
-                     True, terminated)
+        return (text[6:] if text.startswith(" ", 5) else text[5:], None, None, None, True)
     lines = _STR_LINE_END.split(text) if "\r" in text else text.split("\n")
     data: list[str] = []
     event = id_ = retry = None
@@ -68,7 +125,7 @@ def _parse(raw: bytes, start: int, stop: int, terminated: bool) -> Event:
                 id_ = value
         elif name == "retry" and value.isascii() and value.isdigit():
             retry = int(value)
-    return Event(raw, "\n".join(data), event, id_, retry, bool(data), terminated)
+    return ("\n".join(data), event, id_, retry, bool(data))
 
 
 class SSEDecoder:
@@ -121,7 +178,7 @@ class SSEDecoder:
                 stop -= 2
             elif buf[-1] in b"\r\n":
                 stop -= 1
-            events.append(_parse(bytes(buf), min(self._skip, stop), stop, False))
+            events.append(Event.lazy(bytes(buf), min(self._skip, stop), stop, False))
         self._reset()
         return events
 
@@ -155,7 +212,7 @@ class SSEDecoder:
                             end += buf[end] == _LF
                         elif not final:
                             break
-                    out.append(_parse(bytes(buf[pos:end]), body - pos, body - pos, True))
+                    out.append(Event.lazy(bytes(buf[pos:end]), body - pos, body - pos))
                     pos = end
                     self._skip = 0
                     continue
@@ -186,7 +243,7 @@ class SSEDecoder:
                 self._reset()
                 raise SSEError(f"SSE event of {end - pos} bytes exceeds "
                                f"max_event_bytes={limit}")
-            out.append(_parse(bytes(buf[pos:end]), body - pos, stop - pos, True))
+            out.append(Event.lazy(bytes(buf[pos:end]), body - pos, stop - pos))
             pos = end
             scan = -1
             self._skip = 0

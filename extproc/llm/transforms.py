@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable
 
 from ..codecs.jsonarray import JsonArrayError, JsonArraySplitter, element_to_sse
-from ..codecs.sse import SSEDecoder, SSEError
+from ..codecs.sse import Event, SSEDecoder, SSEError
 from ..policy import BodyTransform
 from ..providers.base import Adapter, Usage
 
@@ -47,6 +47,22 @@ class StreamReport:
         self.error: str | None = None
         self.cumulative = cumulative
         self._last: tuple[str, str | None] | None = None
+
+    def see_event(self, ev: Event) -> None:
+        """An SSE event; its fields are decoded only when its bytes hold a needle."""
+        raw = ev.raw
+        for needle in self.adapter.needles:
+            if needle in raw:
+                if ev.has_data:
+                    self.see(ev.data, ev.event)
+                return
+
+    def see_element(self, element: bytes) -> None:
+        """A JSON-array element."""
+        for needle in self.adapter.needles:
+            if needle in element:
+                self.see(element.decode("utf-8", "replace"), None)
+                return
 
     def see(self, data: str, event: str | None) -> None:
         usage = self.adapter.may_carry_usage(data, event)
@@ -87,8 +103,7 @@ class SSEObserver(BodyTransform):
         if not self.broken:
             try:
                 for ev in self.decoder.feed(chunk):
-                    if ev.has_data:
-                        self.acc.see(ev.data, ev.event)
+                    self.acc.see_event(ev)
             except SSEError as exc:  # observing only: never break the client's stream
                 log.warning("not reading usage from this stream: %s", exc)
                 self.broken = True
@@ -121,13 +136,11 @@ class SSEReframer(BodyTransform):
             return b""
         out = []
         for ev in events:
-            if ev.has_data:
-                self.acc.see(ev.data, ev.event)
-                if self.adapter.is_usage_only_chunk(ev.data):
-                    continue
-                out.append(ev.raw.replace(b',"usage":null', b""))
+            self.acc.see_event(ev)
+            raw = ev.raw
+            if b'"choices":[]' in raw and self.adapter.is_usage_only_chunk(ev.data):
                 continue
-            out.append(ev.raw)
+            out.append(raw.replace(b',"usage":null', b""))
         return b"".join(out)
 
     def finish(self) -> bytes:
@@ -162,8 +175,7 @@ class _JsonArray(BodyTransform):
             self.failed = str(exc)
             return []
         for e in elements:
-            if b'"usageMetadata"' in e or b'"error"' in e:
-                self.acc.see(e.decode("utf-8", "replace"), None)
+            self.acc.see_element(e)
         return elements
 
     def _end(self) -> str | None:

@@ -101,6 +101,7 @@ def _max(a: int | None, b: int | None) -> int | None:
 
 
 class AnthropicAdapter(Adapter):
+    needles = (b'"usage"', b'"stop_reason"', b'"error"')
     """Anthropic Messages API."""
 
     def parse_request(self, path: str, body: dict[str, Any]) -> Prompt:

@@ -97,6 +97,9 @@ class Adapter(ABC):
     """One provider family's wire format. Stateless: one shared instance per provider name."""
 
     name: str
+    #: byte strings of which every stream event that reports usage, a finish reason or an
+    #: error contains at least one: the hot path decodes no other event
+    needles: tuple[bytes, ...] = (b"usage", b"error", b"finish", b"stop", b"Token")
 
     def __init__(self, name: str) -> None:
         self.name = name

@@ -135,6 +135,7 @@ def _read(obj: dict[str, Any]) -> tuple[str, str | None, Usage, str | None]:
 
 
 class GoogleAdapter(Adapter):
+    needles = (b'TokenCount"', b'token_count"', b'"finishReason"', b'"blockReason"', b'"error"')
     """Gemini API and Vertex AI (Gemini models) generateContent / streamGenerateContent."""
 
     def parse_request(self, path: str, body: dict[str, Any]) -> Prompt:

@@ -35,6 +35,8 @@ from extproc.providers.base import (
     with_total,
 )
 
+_EMPTY_CHOICES = re.compile(r'"choices"\s*:\s*\[\s*\]')
+
 _AZURE_DEPLOYMENT = re.compile(r"/deployments/([^/]+)/")
 _ROLES = {"developer": "system", "function": "tool"}
 _TEXT_PARTS = ("text", "input_text", "output_text", "refusal")
@@ -101,6 +103,7 @@ def _error_message(raw: Any) -> str:
 
 
 class OpenAIAdapter(Adapter):
+    needles = (b'_tokens"', b'"finish_reason":"', b'"finish_reason": "', b'"error"')
     """OpenAI and Azure OpenAI Chat Completions."""
 
     def parse_request(self, path: str, body: dict[str, Any]) -> Prompt:
@@ -175,7 +178,9 @@ class OpenAIAdapter(Adapter):
         return text.encode("utf-8") if text else None
 
     def is_usage_only_chunk(self, data: str) -> bool:
-        if '"usage"' not in data or '"choices"' not in data:
+        # every chunk carries "usage" once include_usage is on (null in all but the last):
+        # only an empty choices list is worth parsing
+        if '"usage"' not in data or not _EMPTY_CHOICES.search(data):
             return False
         obj = load_json(data)
         return (
