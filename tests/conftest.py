@@ -22,7 +22,9 @@ def gateway_config() -> dict[str, Any]:
     # headers only: no usage reading, no body policy
     routes.append({"name": "plain", "provider": "openai", "streams": {"usage": False},
                    "plugins": [GATE]})
-    routes.append({"name": "transform", "provider": "openai", "plugins": [
+    # body plumbing with the test plugins only (the LLM policy is tested on the others)
+    routes.append({"name": "transform", "provider": "openai", "streams": {"usage": False},
+                   "plugins": [
         GATE, {"class": "tests.plugins:TagRequest"}, {"class": "tests.plugins:UpperResponse"}]})
     return {"server": {"max_request_body_bytes": 1048576, "grace_period_s": 5},
             "routes": routes}

@@ -97,12 +97,14 @@ CHAT = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "
 @given(text=TEXTS, cuts=CUTS)
 def test_openai_reframer_hides_the_usage_it_asked_for(text: str, cuts: list[int]) -> None:
     r = reply(text)
-    asked = b"".join(openai.build_stream({**CHAT, "stream_options": {"include_usage": True}},
-                                         r))
-    plain = b"".join(openai.build_stream(CHAT, r))
+    frames = openai.build_stream({**CHAT, "stream_options": {"include_usage": True}}, r)
+    asked = b"".join(frames)
+    # every event as upstream sent it, but the usage-only chunk the gateway asked for
+    expected = b"".join(f for f in frames if b'"choices":[]' not in f)
+    assert len(frames) - 1 == len(openai.build_stream(CHAT, r))
     meter = Meter()
     out = run(SSEReframer(adapter_for("openai"), meter, 1 << 20), split(asked, cuts))
-    assert out == plain
+    assert out == expected
     (report,) = meter.reports
     assert report.usage.output_tokens == len(r.pieces)
     assert report.usage.input_tokens == 7
@@ -137,3 +139,13 @@ def test_anthropic_mid_stream_error_is_reported() -> None:
     assert run(t, [stream]) == stream
     (report,) = meter.reports
     assert report.error == "Overloaded" and report.usage.input_tokens == 12
+
+
+def test_reframer_passes_whole_event_chunks_as_the_same_object() -> None:
+    frames = openai.build_stream({**CHAT, "stream_options": {"include_usage": True}},
+                                 reply("one two three"))
+    t = SSEReframer(adapter_for("openai"), Meter(), 1 << 20)
+    assert t.feed(frames[0]) is frames[0]               # untouched: the servicer CONTINUEs
+    assert t.feed(frames[1][:10]) == b""                # half an event is held
+    assert t.feed(frames[1][10:] + frames[2]) == frames[1] + frames[2]
+    assert t.feed(frames[3]) is frames[3]               # aligned again
