@@ -56,7 +56,9 @@ class Processor(ExternalProcessorServicer):
         return None
 
     async def Process(self, request_iterator: AsyncIterator[pb.ProcessingRequest],
-                      context: grpc.aio.ServicerContext) -> AsyncIterator[Reply]:
+                      context: grpc.aio.ServicerContext) -> None:
+        """One stream. Uses the call's read/write API: cheaper per message than iterating
+        `request_iterator` and yielding from an async generator."""
         config = self.config
         name = self._route_name(context) or config.default_route
         ex = Exchange(config.route(name), name, config.server.max_request_body_bytes)
@@ -64,13 +66,17 @@ class Processor(ExternalProcessorServicer):
         self.streams_total += 1
         self.streams_active += 1
         counts = self.messages
+        read, write, eof = context.read, context.write, grpc.aio.EOF
         try:
-            async for req in request_iterator:
+            while True:
+                req = await read()
+                if req is eof:
+                    return
                 kind = req.WhichOneof("request")
                 if kind is not None:
                     counts[kind] += 1
                 for reply in await ex.handle(req, kind):
-                    yield reply
+                    await write(reply)
                 if ex.done:
                     return
         except asyncio.CancelledError:

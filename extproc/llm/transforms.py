@@ -16,12 +16,14 @@ through the route's provider adapter and hand it to a `Meter` when the body ends
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Callable
 
 from ..codecs.jsonarray import JsonArrayError, JsonArraySplitter, element_to_sse
-from ..codecs.sse import Event, SSEDecoder, SSEError, encode
+from ..codecs.sse import Event, SSEError, encode
+from ..codecs.sse_skim import SSESkimmer
 from ..policy import BodyTransform
 from ..providers.base import Adapter, Usage
 
@@ -91,131 +93,67 @@ class StreamReport:
         return self.usage
 
 
-_BLANK_LINES = (b"\n\n", b"\r\n\r\n", b"\r\r")
-
-
-def _after_last_blank_line(buf: bytes) -> int:
-    """Where the partial event at the end of `buf` starts: just past the last blank line
-    found (0 if none). A blank line in a rarer form (LF then CRLF) may be missed; that only
-    makes the partial event look longer, never cuts one in two."""
-    best = 0
-    for sep in _BLANK_LINES:
-        i = buf.rfind(sep)
-        if i >= 0 and i + len(sep) > best:
-            best = i + len(sep)
-    return best
-
-
-class _Skim:
-    """The fast path: while no event can matter, chunks are not decoded at all.
-
-    An event that reports usage, a finish reason or an error holds one of the adapter's
-    needles; `skim` checks the bytes of the partial event carried over plus the new chunk for
-    them (C-speed `in`). Without one it only notes where the last event boundary is; with one
-    it hands the bytes, starting at an event boundary, to the real decoder.
-    """
-
-    def __init__(self, needles: tuple[bytes, ...], limit: int) -> None:
-        self.needles = needles
-        self.limit = limit
-        self.carry = b""  # the partial event at the end of what was skimmed
-
-    def skim(self, chunk: bytes) -> tuple[bool, bytes]:
-        """(True, bytes to decode) or (False, the complete events in carry + chunk)."""
-        buf = self.carry + chunk if self.carry else chunk
-        for needle in self.needles:
-            if needle in buf:
-                self.carry = b""
-                return True, buf
-        cut = _after_last_blank_line(buf)
-        if len(buf) - cut > self.limit:  # let the decoder report the oversize event
-            self.carry = b""
-            return True, buf
-        self.carry = buf[cut:]
-        return False, buf[:cut] if cut < len(buf) else buf
-
-
 class SSEObserver(BodyTransform):
+    """SSE passed through untouched; only the events that can report something are read."""
+
     def __init__(self, adapter: Adapter, meter: Meter, cumulative: bool,
                  max_event_bytes: int) -> None:
-        self.decoder = SSEDecoder(max_event_bytes)
         self.acc = StreamReport(adapter, cumulative)
         self.meter = meter
         self.broken = False
-        self.skimmer = _Skim(adapter.needles, max_event_bytes)
+        self.skimmer = SSESkimmer(adapter.needles, self._see, max_event_bytes)
+
+    def _see(self, ev: Event) -> bool:
+        self.acc.see_event(ev)
+        return False
 
     def feed(self, chunk: bytes) -> bytes:
         if not self.broken:
-            data = chunk
-            if not self.decoder.pending:
-                decode, data = self.skimmer.skim(chunk)
-                if not decode:
-                    return chunk
             try:
-                for ev in self.decoder.feed(data):
-                    self.acc.see_event(ev)
+                self.skimmer.feed(chunk)
             except SSEError as exc:  # observing only: never break the client's stream
                 log.warning("not reading usage from this stream: %s", exc)
                 self.broken = True
         return chunk
 
     def finish(self) -> bytes:
+        if not self.broken:
+            with contextlib.suppress(SSEError):
+                self.skimmer.finish()
         self.acc.done()
         self.meter(self.acc)
         return b""
 
 
 class SSEReframer(BodyTransform):
-    """Releases whole events only and drops the usage-only chunk the gateway asked for.
+    """Drops the usage-only chunk the gateway asked for; everything else goes out byte for
+    byte as it came (with the `"usage":null` that include_usage adds to each chunk: OpenAI's
+    own chunk schema, which SDKs model).
 
-    Every other event goes out byte for byte as it came (with the `"usage":null` that
-    include_usage adds to each chunk: OpenAI's own chunk schema, which SDKs model). A chunk
-    made of whole events with nothing dropped is returned as the very same object, so the
-    servicer answers it with a plain CONTINUE and Envoy forwards it untouched.
+    A partial event at the end of a chunk is held until it is whole (it could still turn out
+    to be the usage-only chunk). A chunk of whole events with nothing dropped is returned as
+    the very same object, so the servicer answers it with a plain CONTINUE.
     """
 
     def __init__(self, adapter: Adapter, meter: Meter, max_event_bytes: int) -> None:
-        self.decoder = SSEDecoder(max_event_bytes)
         self.adapter = adapter
         self.acc = StreamReport(adapter, cumulative=False)
         self.meter = meter
-        self.skimmer = _Skim((*adapter.needles, b'"choices":[]'), max_event_bytes)
+        self.skimmer = SSESkimmer((*adapter.needles, b'"choices":[]'), self._see,
+                                  max_event_bytes, hold_partial=True)
+
+    def _see(self, ev: Event) -> bool:
+        self.acc.see_event(ev)
+        return b'"choices":[]' in ev.raw and self.adapter.is_usage_only_chunk(ev.data)
 
     def feed(self, chunk: bytes) -> bytes:
-        if self.decoder.pending:  # inside an event the decoder is assembling
-            return self._decode(chunk, chunk_is_all=False)
-        had_carry = bool(self.skimmer.carry)
-        decode, data = self.skimmer.skim(chunk)
-        if decode:  # `data`: the held partial event (if any) + chunk
-            return self._decode(data, chunk_is_all=not had_carry)
-        if not had_carry and not self.skimmer.carry:
-            return chunk  # whole events, none to drop: the chunk itself
-        return data  # the complete events; the partial one at the end stays held
-
-    def _decode(self, data: bytes, chunk_is_all: bool) -> bytes:
         try:
-            events = self.decoder.feed(data)
+            return self.skimmer.feed(chunk)
         except SSEError as exc:
             raise RuntimeError(f"upstream stream unreadable: {exc}") from exc
-        out = []
-        dropped = False
-        for ev in events:
-            self.acc.see_event(ev)
-            raw = ev.raw
-            if b'"choices":[]' in raw and self.adapter.is_usage_only_chunk(ev.data):
-                dropped = True
-                continue
-            out.append(raw)
-        if chunk_is_all and not dropped and not self.decoder.pending:
-            return data  # nothing held before or after, nothing dropped: the chunk itself
-        return b"".join(out)
 
     def finish(self) -> bytes:
-        carry, self.skimmer.carry = self.skimmer.carry, b""
-        events = self.decoder.feed(carry) if carry else []
-        for ev in events:  # an unterminated tail: nothing in it could be dropped
-            self.acc.see_event(ev)
-        tail = b"".join(ev.raw for ev in (*events, *self.decoder.finish()))
+        tail = self.skimmer.finish()
         self.acc.done()
         self.meter(self.acc)
         return tail

@@ -1,0 +1,112 @@
+"""Skimming an SSE stream: find only the events that hold one of a few byte strings.
+
+Most events of an LLM stream are text deltas that a usage meter never needs to read.
+`SSESkimmer` is fed body chunks like `SSEDecoder`, but it looks for the caller's needles with
+C-speed `bytes.find` and cuts out just the events around them; every other byte is left
+alone, undecoded. It can also drop whole events (the caller decides which), re-emitting
+everything else byte for byte.
+
+Event boundaries are found as the common blank-line forms (LF LF, CRLF CRLF, CR CR). A rarer
+form (LF then CRLF) can be missed: then two events are taken as one, which only means they
+are decoded together by the full `SSEDecoder`; a needle is never cut off from its event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .sse import Event, SSEDecoder, SSEError
+
+_BLANK_LINES = (b"\n\n", b"\r\n\r\n", b"\r\r")
+
+
+def _boundary_before(buf: bytes, lo: int, hi: int) -> int:
+    """Just past the last blank line within buf[lo:hi] (lo when there is none)."""
+    best = lo
+    for sep in _BLANK_LINES:
+        i = buf.rfind(sep, lo, hi)
+        if i >= 0 and i + len(sep) > best:
+            best = i + len(sep)
+    return best
+
+
+def _boundary_after(buf: bytes, at: int) -> int:
+    """Just past the first blank line at or after `at` (-1 when none has arrived yet)."""
+    best = -1
+    for sep in _BLANK_LINES:
+        i = buf.find(sep, at)
+        if i >= 0 and (best < 0 or i + len(sep) < best):
+            best = i + len(sep)
+    return best
+
+
+class SSESkimmer:
+    """Feed chunks; `on_event` sees each event holding a needle; `drop(event)` says whether
+    to cut it out of the stream. Returns the bytes to forward now (a partial event at the end
+    is held back only when `hold_partial`; an observer forwards everything at once)."""
+
+    def __init__(self, needles: tuple[bytes, ...], on_event: Callable[[Event], bool],
+                 max_event_bytes: int = 1 << 20, hold_partial: bool = False) -> None:
+        self.needles = needles
+        self.on_event = on_event  # returns True to drop the event
+        self.max = max_event_bytes
+        self.hold_partial = hold_partial
+        self.carry = b""  # the partial event at the end of what was seen
+
+    def _events(self, raw: bytes, final: bool = False) -> list[Event]:
+        decoder = SSEDecoder(self.max)
+        events = decoder.feed(raw)
+        return events + decoder.finish() if final else events
+
+    def feed(self, chunk: bytes) -> bytes:
+        had_carry = bool(self.carry)
+        buf = self.carry + chunk if had_carry else chunk
+        n = len(buf)
+        out: list[bytes] = []
+        last = 0  # start of what has not been forwarded yet
+        pos = 0  # scanning resumes here (always an event boundary)
+        tail = -1
+        dropped = False
+        find = buf.find
+        while pos < n:
+            hit = -1
+            for needle in self.needles:
+                i = find(needle, pos)
+                if i >= 0 and (hit < 0 or i < hit):
+                    hit = i
+            if hit < 0:
+                break
+            start = _boundary_before(buf, pos, hit)
+            end = _boundary_after(buf, hit)
+            if end < 0:  # the event holding the needle is not complete yet
+                tail = start
+                break
+            for ev in self._events(buf[start:end]):
+                if self.on_event(ev):
+                    out.append(buf[last:start])
+                    last = end
+                    dropped = True
+            pos = end
+        if tail < 0:
+            tail = _boundary_before(buf, pos, n)
+        if n - tail > self.max:
+            raise SSEError(f"SSE event exceeds max_event_bytes={self.max}")
+        self.carry = buf[tail:]
+        if not self.hold_partial:  # observing: forward everything, keep the tail to look at
+            return chunk
+        if not dropped and not had_carry and tail == n:
+            return chunk  # whole events, nothing dropped: the chunk itself
+        out.append(buf[last:tail])
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        """End of stream: look at (and, when holding, release) what is left."""
+        carry, self.carry = self.carry, b""
+        if not carry:
+            return b""
+        kept = []
+        for ev in self._events(carry, final=True):
+            interesting = any(needle in ev.raw for needle in self.needles)
+            if not (interesting and self.on_event(ev)):
+                kept.append(ev.raw)
+        return b"".join(kept) if self.hold_partial else b""
