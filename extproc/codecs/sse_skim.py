@@ -41,17 +41,24 @@ def _boundary_after(buf: bytes, at: int) -> int:
 
 
 class SSESkimmer:
-    """Feed chunks; `on_event` sees each event holding a needle; `drop(event)` says whether
-    to cut it out of the stream. Returns the bytes to forward now (a partial event at the end
-    is held back only when `hold_partial`; an observer forwards everything at once)."""
+    """Feed chunks; `on_event` sees each event holding a needle and returns True to cut it
+    out of the stream. `feed` returns the bytes to forward now.
+
+    An observer (`hold_partial=False`) forwards every chunk at once. When events may be
+    dropped, a partial event at the end of a chunk is held back while `may_drop(partial)`
+    says it could still become one to drop, and forwarded as soon as it cannot.
+    """
 
     def __init__(self, needles: tuple[bytes, ...], on_event: Callable[[Event], bool],
-                 max_event_bytes: int = 1 << 20, hold_partial: bool = False) -> None:
+                 max_event_bytes: int = 1 << 20, hold_partial: bool = False,
+                 may_drop: Callable[[bytes], bool] | None = None) -> None:
         self.needles = needles
         self.on_event = on_event  # returns True to drop the event
         self.max = max_event_bytes
         self.hold_partial = hold_partial
+        self.may_drop = may_drop or (lambda partial: True)
         self.carry = b""  # the partial event at the end of what was seen
+        self.released = 0  # how much of `carry` has been forwarded already
 
     def _events(self, raw: bytes, final: bool = False) -> list[Event]:
         decoder = SSEDecoder(self.max)
@@ -59,11 +66,11 @@ class SSESkimmer:
         return events + decoder.finish() if final else events
 
     def feed(self, chunk: bytes) -> bytes:
-        had_carry = bool(self.carry)
-        buf = self.carry + chunk if had_carry else chunk
+        held = len(self.carry) - self.released  # bytes of carry not forwarded yet
+        buf = self.carry + chunk if self.carry else chunk
         n = len(buf)
         out: list[bytes] = []
-        last = 0  # start of what has not been forwarded yet
+        last = self.released  # start of what has not been forwarded yet
         pos = 0  # scanning resumes here (always an event boundary)
         tail = -1
         dropped = False
@@ -81,8 +88,8 @@ class SSESkimmer:
             if end < 0:  # the event holding the needle is not complete yet
                 tail = start
                 break
-            for ev in self._events(buf[start:end]):
-                if self.on_event(ev):
+            for ev in self._events(buf[start:end], final=True):
+                if self.on_event(ev) and start >= last:
                     out.append(buf[last:start])
                     last = end
                     dropped = True
@@ -94,19 +101,23 @@ class SSESkimmer:
         self.carry = buf[tail:]
         if not self.hold_partial:  # observing: forward everything, keep the tail to look at
             return chunk
-        if not dropped and not had_carry and tail == n:
-            return chunk  # whole events, nothing dropped: the chunk itself
-        out.append(buf[last:tail])
+        hold = tail < n and self.may_drop(self.carry)
+        stop = tail if hold else n
+        self.released = 0 if hold else n - tail
+        if not dropped and not held and stop == n:
+            return chunk  # nothing held before or now, nothing dropped: the chunk itself
+        out.append(buf[last:stop])
         return b"".join(out)
 
     def finish(self) -> bytes:
         """End of stream: look at (and, when holding, release) what is left."""
-        carry, self.carry = self.carry, b""
+        carry, released = self.carry, self.released
+        self.carry, self.released = b"", 0
         if not carry:
             return b""
         kept = []
         for ev in self._events(carry, final=True):
             interesting = any(needle in ev.raw for needle in self.needles)
-            if not (interesting and self.on_event(ev)):
+            if not (interesting and self.on_event(ev) and not released):
                 kept.append(ev.raw)
-        return b"".join(kept) if self.hold_partial else b""
+        return b"".join(kept)[released:] if self.hold_partial else b""

@@ -140,7 +140,14 @@ class SSEReframer(BodyTransform):
         self.acc = StreamReport(adapter, cumulative=False)
         self.meter = meter
         self.skimmer = SSESkimmer((*adapter.needles, b'"choices":[]'), self._see,
-                                  max_event_bytes, hold_partial=True)
+                                  max_event_bytes, hold_partial=True,
+                                  may_drop=self._may_be_usage_only)
+
+    @staticmethod
+    def _may_be_usage_only(partial: bytes) -> bool:
+        """A partial event that already shows a non-empty choices list is not the one to
+        drop: forward it now instead of holding it (chunks then pass untouched)."""
+        return b'"choices":[{' not in partial and b'"choices": [{' not in partial
 
     def _see(self, ev: Event) -> bool:
         self.acc.see_event(ev)

@@ -1,0 +1,101 @@
+"""SSESkimmer against the full decoder: for any chunking it sees exactly the events holding a
+needle, forwards every byte (or everything but the dropped events) in order, and holds back
+only a partial event."""
+
+from __future__ import annotations
+
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from extproc.codecs.sse import Event, SSEDecoder
+from extproc.codecs.sse_skim import SSESkimmer
+
+NEEDLES = (b"NEEDLE", b'"drop":true')
+ENDS = ("\n", "\r\n", "\r")
+
+words = st.sampled_from(["alpha", "beta", "NEEDLE", "gamma ✓", '"drop":true', "δ", "x y"])
+events = st.lists(st.tuples(st.sampled_from(["data", "event", ": comment"]),
+                            st.lists(words, min_size=1, max_size=4)),
+                  min_size=1, max_size=4)
+
+
+def render(stream: list[list[tuple[str, list[str]]]], end: str) -> bytes:
+    out = []
+    for ev in stream:
+        lines = [f"{f}: {' '.join(ws)}" if not f.startswith(":") else f"{f} {ws[0]}"
+                 for f, ws in ev]
+        out.append(end.join(lines) + end + end)
+    return "".join(out).encode()
+
+
+def split(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
+
+
+def full_decode(data: bytes) -> list[Event]:
+    d = SSEDecoder()
+    return d.feed(data) + d.finish()
+
+
+STREAMS = st.lists(events, min_size=1, max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(stream=STREAMS, end=st.sampled_from(ENDS), cuts=st.lists(st.integers(0, 2000),
+                                                                max_size=25))
+def test_observer_sees_exactly_the_needle_events(stream, end: str, cuts: list[int]) -> None:
+    data = render(stream, end)
+    seen: list[bytes] = []
+    skim = SSESkimmer(NEEDLES, lambda ev: seen.append(ev.raw) is not None)
+    out = [skim.feed(c) for c in split(data, cuts)]
+    skim.finish()
+    assert b"".join(out) == data                      # an observer forwards everything at once
+    want = [e.raw for e in full_decode(data) if any(n in e.raw for n in NEEDLES)]
+    assert b"".join(seen) == b"".join(want)           # the same events, in order
+
+
+@settings(max_examples=300, deadline=None)
+@given(stream=STREAMS, cuts=st.lists(st.integers(0, 2000), max_size=25))
+def test_dropping_removes_exactly_those_events(stream, cuts: list[int]) -> None:
+    data = render(stream, "\n")
+    skim = SSESkimmer(NEEDLES, lambda ev: b'"drop":true' in ev.raw, hold_partial=True)
+    out = b"".join(skim.feed(c) for c in split(data, cuts)) + skim.finish()
+    want = b"".join(e.raw for e in full_decode(data) if b'"drop":true' not in e.raw)
+    assert out == want
+
+
+def test_whole_event_chunks_are_forwarded_as_the_same_object() -> None:
+    skim = SSESkimmer(NEEDLES, lambda ev: False, hold_partial=True)
+    chunk = b"data: a\n\ndata: b\n\n"
+    assert skim.feed(chunk) is chunk
+    assert skim.feed(b"data: par") == b""             # held: could still become droppable
+    assert skim.feed(b"tial\n\n") == b"data: partial\n\n"
+
+
+def test_a_needle_split_across_chunks_is_found() -> None:
+    seen: list[str] = []
+    skim = SSESkimmer(NEEDLES, lambda ev: seen.append(ev.data) is None)
+    for chunk in (b"data: one\n\ndata: NEE", b"DLE here\n", b"\ndata: two\n\n"):
+        skim.feed(chunk)
+    skim.finish()
+    assert seen == ["NEEDLE here"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(stream=STREAMS, cuts=st.lists(st.integers(0, 2000), max_size=25))
+def test_partials_that_cannot_be_dropped_go_out_at_once(stream, cuts: list[int]) -> None:
+    """`may_drop` says a partial event holding "alpha" is never one to drop (as an OpenAI
+    chunk showing a non-empty choices list is never the usage-only one)."""
+    data = render(stream, "\n")
+    events_ = full_decode(data)
+    assume(not any(b"alpha" in e.raw and b'"drop":true' in e.raw for e in events_))
+    skim = SSESkimmer(NEEDLES, lambda ev: b'"drop":true' in ev.raw, hold_partial=True,
+                      may_drop=lambda partial: b"alpha" not in partial)
+    out = []
+    for chunk in split(data, cuts):
+        out.append(skim.feed(chunk))
+        held = skim.carry[skim.released:]
+        assert b"alpha" not in held          # released as soon as it showed up
+    out.append(skim.finish())
+    assert b"".join(out) == b"".join(e.raw for e in events_ if b'"drop":true' not in e.raw)
