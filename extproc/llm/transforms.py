@@ -101,11 +101,13 @@ class SSEObserver(BodyTransform):
         self.acc = StreamReport(adapter, cumulative)
         self.meter = meter
         self.broken = False
-        self.skimmer = SSESkimmer(adapter.needles, self._see, max_event_bytes)
+        see = self.acc.see_event  # not a bound method of self: no reference cycle
 
-    def _see(self, ev: Event) -> bool:
-        self.acc.see_event(ev)
-        return False
+        def observe(ev: Event) -> bool:
+            see(ev)
+            return False
+
+        self.skimmer = SSESkimmer(adapter.needles, observe, max_event_bytes)
 
     def feed(self, chunk: bytes) -> bytes:
         if not self.broken:
@@ -139,7 +141,13 @@ class SSEReframer(BodyTransform):
         self.adapter = adapter
         self.acc = StreamReport(adapter, cumulative=False)
         self.meter = meter
-        self.skimmer = SSESkimmer((*adapter.needles, b'"choices":[]'), self._see,
+        see, usage_only = self.acc.see_event, adapter.is_usage_only_chunk
+
+        def drop(ev: Event) -> bool:  # closes over no `self`: no reference cycle
+            see(ev)
+            return b'"choices":[]' in ev.raw and usage_only(ev.data)
+
+        self.skimmer = SSESkimmer((*adapter.needles, b'"choices":[]'), drop,
                                   max_event_bytes, hold_partial=True,
                                   may_drop=self._may_be_usage_only)
 
@@ -148,10 +156,6 @@ class SSEReframer(BodyTransform):
         """A partial event that already shows a non-empty choices list is not the one to
         drop: forward it now instead of holding it (chunks then pass untouched)."""
         return b'"choices":[{' not in partial and b'"choices": [{' not in partial
-
-    def _see(self, ev: Event) -> bool:
-        self.acc.see_event(ev)
-        return b'"choices":[]' in ev.raw and self.adapter.is_usage_only_chunk(ev.data)
 
     def feed(self, chunk: bytes) -> bytes:
         try:

@@ -149,3 +149,45 @@ def test_reframer_passes_whole_event_chunks_as_the_same_object() -> None:
     assert t.feed(frames[1][:10]) == b""                # half an event is held
     assert t.feed(frames[1][10:] + frames[2]) == frames[1] + frames[2]
     assert t.feed(frames[3]) is frames[3]               # aligned again
+
+
+async def test_a_closed_exchange_is_freed_without_waiting_for_the_gc() -> None:
+    """Per-request state must go when the stream ends, not at the next GC cycle."""
+    import gc
+    import weakref
+
+    from envoy.config.core.v3.base_pb2 import HeaderMap, HeaderValue
+    from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
+
+    from extproc import config
+    from extproc.exchange import Exchange
+    from extproc.protocol import BUFFERED, STREAMED
+
+    def headers(**kv: str) -> HeaderMap:
+        return HeaderMap(headers=[HeaderValue(key=k.replace("_", ":", 1) if k.startswith("_")
+                                              else k, raw_value=v.encode())
+                                  for k, v in kv.items()])
+
+    route = config.parse({"routes": [{"name": "r", "provider": "openai"}]}).routes["r"]
+    messages = [
+        pb.ProcessingRequest(request_headers=pb.HttpHeaders(headers=headers(
+            _path="/v1/chat/completions")), protocol_config=pb.ProtocolConfiguration(
+            request_body_mode=BUFFERED, response_body_mode=STREAMED)),
+        pb.ProcessingRequest(request_body=pb.HttpBody(body=json.dumps(CHAT).encode(),
+                                                      end_of_stream=True)),
+        pb.ProcessingRequest(response_headers=pb.HttpHeaders(headers=headers(
+            _status="200", **{"content-type": "text/event-stream"}))),
+        pb.ProcessingRequest(response_body=pb.HttpBody(body=b'data: {"choices":[{"de')),
+    ]
+    gc.disable()
+    try:
+        ex = Exchange(route, "r")
+        for m in messages:
+            await ex.handle(m)
+        assert ex._transforms                    # mid-stream, a reframer holds a partial event
+        ex.close()                               # the client went away
+        ref = weakref.ref(ex)
+        del ex
+        assert ref() is None
+    finally:
+        gc.enable()
