@@ -43,9 +43,11 @@ DEFAULT_MAX_BODY = 8 * 1024 * 1024
 #: room for the ext_proc envelope (headers, field tags) on top of the largest body
 GRPC_MESSAGE_OVERHEAD = 256 * 1024
 #: Envoy enforces its body buffer limit loosely (a body several times over it, read at once,
-#: still reaches the processor), so gRPC messages may be this many times the limit; the
-#: processor itself then answers 413 for anything over the limit.
+#: still reaches the processor, and STREAMED chunks queued behind a slow reply are sent as
+#: one), so gRPC messages may be this many times the limit, and never less than the floor;
+#: the processor itself then answers 413 for anything over the limit.
 GRPC_MESSAGE_FACTOR = 8
+GRPC_MESSAGE_FLOOR = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,8 @@ class Config:
 
 def grpc_max_message_bytes(max_request_body_bytes: int) -> int:
     """The gRPC message limit, on both sides, for a given request body limit."""
-    return max_request_body_bytes * GRPC_MESSAGE_FACTOR + GRPC_MESSAGE_OVERHEAD
+    return max(max_request_body_bytes * GRPC_MESSAGE_FACTOR + GRPC_MESSAGE_OVERHEAD,
+               GRPC_MESSAGE_FLOOR)
 
 
 def load(path: str | Path) -> Config:

@@ -182,9 +182,11 @@ def test_grpc_max_message_is_larger_than_the_body_limit(size: int) -> None:
 
 
 def test_grpc_max_message_follows_the_configured_limit() -> None:
-    small = config.parse({"server": {"max_request_body_bytes": 2048}, "routes": [route()]})
-    big = config.parse({"server": {"max_request_body_bytes": 4096}, "routes": [route()]})
-    assert small.server.grpc_max_message_bytes > 2048
+    tiny = config.parse({"server": {"max_request_body_bytes": 2048}, "routes": [route()]})
+    small = config.parse({"server": {"max_request_body_bytes": 16 << 20}, "routes": [route()]})
+    big = config.parse({"server": {"max_request_body_bytes": 32 << 20}, "routes": [route()]})
+    assert tiny.server.grpc_max_message_bytes == config.GRPC_MESSAGE_FLOOR  # never below it
+    assert small.server.grpc_max_message_bytes > 16 << 20
     assert big.server.grpc_max_message_bytes > small.server.grpc_max_message_bytes
 
 
