@@ -65,6 +65,18 @@ class SSESkimmer:
         events = decoder.feed(raw)
         return events + decoder.finish() if final else events
 
+    def _visit(self, buf: bytes, start: int, end: int, out: list[bytes], last: int,
+               dropped: bool) -> tuple[int, bool]:
+        """Decode buf[start:end] (whole events) once; cut out the events to drop."""
+        at = start
+        for ev in self._events(buf[start:end], final=True):
+            ev_start, at = at, at + len(ev.raw)
+            if self.on_event(ev) and ev_start >= last:
+                out.append(buf[last:ev_start])
+                last = at
+                dropped = True
+        return last, dropped
+
     def feed(self, chunk: bytes) -> bytes:
         held = len(self.carry) - self.released  # bytes of carry not forwarded yet
         buf = self.carry + chunk if self.carry else chunk
@@ -74,6 +86,7 @@ class SSESkimmer:
         pos = 0  # scanning resumes here (always an event boundary)
         tail = -1
         dropped = False
+        span_start = span_end = -1  # adjacent needle events, decoded together
         find = buf.find
         while pos < n:
             hit = -1
@@ -88,12 +101,13 @@ class SSESkimmer:
             if end < 0:  # the event holding the needle is not complete yet
                 tail = start
                 break
-            for ev in self._events(buf[start:end], final=True):
-                if self.on_event(ev) and start >= last:
-                    out.append(buf[last:start])
-                    last = end
-                    dropped = True
-            pos = end
+            if start != span_end:
+                if span_start >= 0:
+                    last, dropped = self._visit(buf, span_start, span_end, out, last, dropped)
+                span_start = start
+            span_end = pos = end
+        if span_start >= 0:
+            last, dropped = self._visit(buf, span_start, span_end, out, last, dropped)
         if tail < 0:
             tail = _boundary_before(buf, pos, n)
         if n - tail > self.max:

@@ -179,8 +179,6 @@ def google_error_event(code: int, message: str, status: str) -> bytes:
 class _JsonArray(BodyTransform):
     """Shared by the rewrite and the observer: split the array, note the usage element."""
 
-    rewrite = False
-
     def __init__(self, adapter: Adapter, meter: Meter, max_element_bytes: int) -> None:
         self.splitter = JsonArraySplitter(max_element_bytes)
         self.acc = StreamReport(adapter, cumulative=True)
