@@ -73,19 +73,30 @@ class Exchange:
 
     # --- what policies call -------------------------------------------------------------
     def set_request_header(self, name: str, value: str) -> None:
-        """Set a header on the request going upstream (request phase only)."""
-        self._req_set[name.lower()] = value
+        """Set a header on the request going upstream (request phase only); the last call
+        for a name wins, whether it sets or removes."""
+        name = name.lower()
+        self._req_set[name] = value
+        if name in self._req_remove:
+            self._req_remove.remove(name)
 
     def remove_request_header(self, name: str) -> None:
-        self._req_remove.append(name.lower())
+        name = name.lower()
+        self._req_set.pop(name, None)
+        self._req_remove.append(name)
 
     def set_response_header(self, name: str, value: str) -> None:
         """Set a header on the response to the client; may be called in any phase up to the
         response headers (e.g. a decision made at request time)."""
-        self._resp_set[name.lower()] = value
+        name = name.lower()
+        self._resp_set[name] = value
+        if name in self._resp_remove:
+            self._resp_remove.remove(name)
 
     def remove_response_header(self, name: str) -> None:
-        self._resp_remove.append(name.lower())
+        name = name.lower()
+        self._resp_set.pop(name, None)
+        self._resp_remove.append(name)
 
     # --- the protocol -------------------------------------------------------------------
     async def handle(self, req: pb.ProcessingRequest, kind: str | None = None
