@@ -1,4 +1,4 @@
-"""The `extproc` command: serve, check, up, mock-llm, render-envoy."""
+"""The `extproc` command: serve, check, up, mock-llm, render-envoy, token, api-key."""
 
 from __future__ import annotations
 
@@ -52,6 +52,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--extproc-port", type=int, default=50051)
     p.add_argument("--admin-port", type=int, default=9464, help="extproc's admin port")
     p.add_argument("--envoy-admin-port", type=int, default=9901)
+
+    p = sub.add_parser("token", help="mint a JWT for the local stack (development key)")
+    p.add_argument("--sub", required=True, help="the subject (who the token is for)")
+    p.add_argument("--scope", action="append", default=[], help="a scope (repeatable)")
+    p.add_argument("--ttl", default="1h", help="lifetime: 90s, 15m, 1h, 7d (default 1h)")
+    p.add_argument("--claim", action="append", default=[], metavar="NAME=VALUE",
+                   help="an extra string claim (repeatable)")
+    p.add_argument("--issuer", help="default: the local stack's development issuer")
+    p.add_argument("--audience", help="default: llm-gateway")
+    p.add_argument("--key", help="sign with this PEM private key instead of the dev key")
+    p.add_argument("--kid", help="key id for --key")
+
+    p = sub.add_parser("api-key", help="make a new API key and print its SHA-256 for the "
+                       "config (or hash a given key)")
+    p.add_argument("key", nargs="?", help="hash this key instead of making a new one")
 
     args = parser.parse_args(argv)
     from .logs import setup_logging
@@ -121,8 +136,42 @@ def _up(args: argparse.Namespace) -> int:
                  admin_port=args.admin_port, envoy_admin_port=args.envoy_admin_port).run()
 
 
+def _token(args: argparse.Namespace) -> int:
+    from .auth import devtoken as d
+    try:
+        ttl = d.parse_ttl(args.ttl)
+    except ValueError as exc:
+        raise SystemExit(f"--ttl: {exc}") from None
+    claims = {}
+    for pair in args.claim:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--claim expects NAME=VALUE, got {pair!r}")
+        claims[name] = value
+    key = Path(args.key).read_bytes() if args.key else None
+    print(d.mint(args.sub, scopes=args.scope, ttl_s=ttl, claims=claims, key_pem=key,
+                 issuer=args.issuer or d.DEV_ISSUER, audience=args.audience or d.DEV_AUDIENCE,
+                 kid=args.kid if args.key else d.DEV_KID))
+    if not args.key:
+        print("(signed by the development key: trusted by the local stack only)",
+              file=sys.stderr)
+    return 0
+
+
+def _api_key(args: argparse.Namespace) -> int:
+    from .auth.apikeys import hash_key, new_key
+    if args.key:
+        print(hash_key(args.key))
+        return 0
+    key, digest = new_key()
+    print(f"key:    {key}\nsha256: {digest}")
+    print("(give the key to the client; put only the sha256 in auth.api_keys)",
+          file=sys.stderr)
+    return 0
+
+
 _COMMANDS = {"serve": _serve, "check": _check, "render-envoy": _render,
-             "up": _up}
+             "up": _up, "token": _token, "api-key": _api_key}
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -15,11 +15,19 @@ Shape (every key is optional unless marked; unknown keys are errors)::
           json_array_to_sse: false      # Gemini/Vertex JSON-array streams as SSE (default on
                                         # for gemini and vertex)
           max_event_bytes: 1048576      # largest SSE event / array element accepted
+        auth: {jwt: [corp], api_keys: true, scopes: [chat]}   # client credentials
+        upstream_credential: {env: OPENAI_API_KEY}          # the provider's key, injected
         plugins:                        # custom Python policies (see extproc.policy)
           - class: mypkg.guards:MyGuard
             options: {...}
 
-Later policies (auth, rate limits, guards) add keys beside `plugins` on each route.
+    auth:                               # JWT providers and API keys the routes refer to
+      jwt_providers: {...}              # (the full schema is in extproc.auth.settings)
+      api_keys: [...]
+
+Top-level keys starting with `x-` are ignored: they hold YAML anchors shared by routes.
+Later policies (rate limits, guards) add keys beside `plugins` on each route. Relative file
+paths (JWKS files, secrets) are relative to the config file's directory.
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ from typing import Any
 
 import yaml
 
+from .auth.policy import Authenticate
+from .auth.settings import AuthSettings, parse_auth, parse_credential, parse_route_auth
 from .llm.policy import LLMTraffic, StreamsConfig, streams_config
 from .policy import Policy
 from .schema import Checker, ConfigError, join
@@ -115,8 +125,12 @@ def load(path: str | Path) -> Config:
 def parse(data: Any, source: str = "<memory>") -> Config:
     """Validate already-parsed YAML data and compile it into a Config."""
     c = Checker()
-    top = c.mapping(data, "", ("server", "routes", "default_route"))
+    if isinstance(data, dict):  # top-level x-* keys hold YAML anchors (as in docker compose)
+        data = {k: v for k, v in data.items() if not str(k).startswith("x-")}
+    top = c.mapping(data, "", ("server", "auth", "routes", "default_route"))
     server = _server(c, top.get("server"))
+    base = Path(source).parent if source != "<memory>" else Path.cwd()
+    auth = parse_auth(c, top.get("auth"), base)
     routes: dict[str, RouteConfig] = {}
     declared: set[str] = set()
     raw_routes = c.sequence(top.get("routes"), "routes")
@@ -125,7 +139,7 @@ def parse(data: Any, source: str = "<memory>") -> Config:
     for i, raw in enumerate(raw_routes):
         if isinstance(raw, dict) and isinstance(raw.get("name"), str):
             declared.add(raw["name"])
-        route = _route(c, raw, join("routes", i))
+        route = _route(c, raw, join("routes", i), auth, base)
         if route is None:
             continue
         if route.name in routes:
@@ -148,18 +162,27 @@ def _server(c: Checker, raw: Any) -> ServerConfig:
     return ServerConfig(max_request_body_bytes=int(size), grace_period_s=float(grace))
 
 
-def _route(c: Checker, raw: Any, path: str) -> RouteConfig | None:
+def _route(c: Checker, raw: Any, path: str, auth: AuthSettings, base: Path
+           ) -> RouteConfig | None:
     before = len(c.errors)
-    d = c.mapping(raw, path, ("name", "provider", "streams", "plugins"))
+    d = c.mapping(raw, path, ("name", "provider", "streams", "auth", "upstream_credential",
+                              "plugins"))
     name = c.string(d, "name", path, required=True)
     provider = c.choice(d, "provider", path, PROVIDERS, what="provider")
     streams = streams_config(c, provider, d.get("streams"), join(path, "streams")) \
         if provider else None
+    route_auth = parse_route_auth(c, d["auth"], join(path, "auth"), auth) \
+        if "auth" in d else None
+    credential = parse_credential(c, d["upstream_credential"], join(
+        path, "upstream_credential"), provider, base) \
+        if "upstream_credential" in d and provider else None
     policies = [p for i, item in enumerate(c.sequence(d.get("plugins"), join(path, "plugins")))
                 if (p := _plugin(c, item, join(join(path, "plugins"), i))) is not None]
     if len(c.errors) > before or name is None or provider is None or streams is None:
         return None
     builtin: list[Policy] = []
+    if route_auth is not None or credential is not None:
+        builtin.append(Authenticate(provider, route_auth, credential))
     if streams.usage or streams.json_array_to_sse:
         builtin.append(LLMTraffic(provider, streams))
     return RouteConfig(name=name, provider=provider, policies=(*builtin, *policies),

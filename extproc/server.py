@@ -23,6 +23,8 @@ from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from . import config as cfgmod
+from . import httpclient
+from .auth.settings import warm_up
 from .schema import ConfigError
 from .servicer import SERVICE, Processor
 
@@ -70,6 +72,7 @@ async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: _reload(processor, opts.config_path))
+    warm_up()
     log.info("serving ext_proc on %s (routes: %s, pid %d)", ", ".join(opts.addresses),
              ", ".join(sorted(config.routes)), os.getpid())
     if ready is not None:
@@ -82,6 +85,7 @@ async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
     for service in ("", SERVICE):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
     await server.stop(grace)
+    await httpclient.close()
     if runner is not None:
         await runner.cleanup()
     log.info("stopped")
@@ -94,6 +98,7 @@ def _reload(processor: Processor, path: str) -> None:
         log.error("config reload refused, the running config stays: %s",
                   "; ".join(exc.errors))
         return
+    warm_up()
     log.info("config reloaded from %s (routes: %s)", path,
              ", ".join(sorted(processor.config.routes)))
 

@@ -138,19 +138,35 @@ def test_up_runs_the_stack_and_stops_it_without_orphans(tmp_path: Path) -> None:
         base = f"http://127.0.0.1:{ports['port']}"
         body = {"model": "gpt-4o-mini", "stream": True,
                 "messages": [{"role": "user", "content": "hi"}]}
+        # as a new user: no credential is a readable 401; `extproc token` gets one
         r = httpx.post(f"{base}/openai/v1/chat/completions", json=body, timeout=30)
-        assert r.status_code == 200 and r.text.rstrip().endswith("data: [DONE]")
-        r = httpx.post(f"{base}/anthropic/v1/messages", json={**body, "max_tokens": 50},
+        assert r.status_code == 401, r.text
+        assert "missing credential" in r.json()["error"]["message"]
+        assert r.headers["www-authenticate"].startswith('Bearer realm="llm-gateway"')
+        token = subprocess.run([*EXTPROC, "token", "--sub", "alice"], check=True,
+                               capture_output=True, text=True).stdout.strip()
+        auth = {"authorization": f"Bearer {token}"}
+        r = httpx.post(f"{base}/openai/v1/chat/completions", json=body, headers=auth,
                        timeout=30)
+        assert r.status_code == 200 and r.text.rstrip().endswith("data: [DONE]")
+        seen = httpx.get(f"http://127.0.0.1:{ports['mock']}/_mock/last").json()["headers"]
+        assert seen["authorization"] == "Bearer mock-openai-key-DEV-ONLY"
+        assert seen["x-gateway-subject"] == "alice"
+        # the README's development API key, sent the way the Anthropic SDK sends keys
+        r = httpx.post(f"{base}/anthropic/v1/messages", json={**body, "max_tokens": 50},
+                       headers={"x-api-key": "gw-local-dev-key-DEV-ONLY"}, timeout=30)
         assert "event: message_stop" in r.text
+        seen = httpx.get(f"http://127.0.0.1:{ports['mock']}/_mock/last").json()["headers"]
+        assert seen["x-api-key"] == "mock-anthropic-key-DEV-ONLY"
+        assert seen["x-gateway-subject"] == "local-dev"
         r = httpx.post(f"{base}/gemini/v1beta/models/gemini-2.5-flash:streamGenerateContent"
                        "?alt=sse", json={"contents": [{"role": "user", "parts": [{"text": "hi"}]}]},
-                       timeout=30)
+                       headers=auth, timeout=30)
         assert r.text.startswith("data: {") and "\r\n\r\n" in r.text
         r = httpx.post(f"{base}/vertex/v1/projects/p/locations/us-central1/publishers/google/"
                        "models/gemini-2.5-flash:streamGenerateContent",
                        json={"contents": [{"role": "user", "parts": [{"text": "hi"}]}]},
-                       timeout=30)
+                       headers=auth, timeout=30)
         # no alt=sse: Vertex answers a JSON array, which the gateway streams as SSE
         assert r.headers["content-type"] == "text/event-stream"
         assert all(json.loads(block[6:])["candidates"] for block in r.text.split("\r\n\r\n")

@@ -1,0 +1,47 @@
+"""`extproc token`: mint a JWT for the local stack, signed by the development key.
+
+The development key ships in the package (extproc/dev/) for the local stack only; its public
+half is config/dev-jwks.json, trusted by config/gateway.yaml under the issuer below. A
+production config never trusts it. `--key` signs with another PEM key instead.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+DEV_KEY = Path(__file__).resolve().parent.parent / "dev" / "DEV-ONLY-jwt-signing-key.pem"
+DEV_KID = "extproc-dev-1"
+DEV_ISSUER = "extproc-local-dev"
+DEV_AUDIENCE = "llm-gateway"
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_ttl(text: str) -> int:
+    """'90', '90s', '15m', '1h', '7d' -> seconds."""
+    m = re.fullmatch(r"(\d+)([smhd]?)", text.strip())
+    if not m:
+        raise ValueError(f"expected a duration like 90s, 15m, 1h or 7d, got {text!r}")
+    return int(m.group(1)) * _UNITS[m.group(2) or "s"]
+
+
+def mint(sub: str, *, scopes: list[str] | None = None, ttl_s: int = 3600,
+         issuer: str = DEV_ISSUER, audience: str = DEV_AUDIENCE,
+         claims: dict[str, Any] | None = None, key_pem: bytes | None = None,
+         kid: str | None = DEV_KID, algorithm: str = "RS256", now: float | None = None) -> str:
+    """A signed token for `sub`."""
+    now = time.time() if now is None else now
+    payload: dict[str, Any] = {"iss": issuer, "sub": sub, "aud": audience, "iat": int(now),
+                               "nbf": int(now), "exp": int(now) + ttl_s,
+                               "jti": uuid.uuid4().hex}
+    if scopes:
+        payload["scope"] = " ".join(scopes)
+    payload.update(claims or {})
+    key = key_pem if key_pem is not None else DEV_KEY.read_bytes()
+    headers = {"kid": kid} if kid else None
+    return jwt.encode(payload, key, algorithm=algorithm, headers=headers)

@@ -1,0 +1,277 @@
+"""The auth parts of the config, validated with every error named by its key path.
+
+Top level (shared by routes, so one JWKS is fetched and cached once)::
+
+    auth:
+      jwt_providers:
+        corp:                                   # a name routes refer to
+          issuer: https://idp.example.com/      # required: the exact `iss`
+          audiences: [llm-gateway]              # required; [] turns the audience check off
+          jwks: {url: https://idp.example.com/.well-known/jwks.json,
+                 timeout_s: 2, refresh_s: 300, min_refetch_s: 15}
+                # or {file: jwks.json} or {inline: {keys: [...]}}
+          algorithms: [RS256]                   # RS*, PS*, ES*, EdDSA; HS* needs shared_secret
+          shared_secret: {env: CORP_HS_SECRET}  # or {file: ...}; only for HS256/384/512
+          leeway_s: 60                          # clock skew allowed on exp, nbf and iat
+          required_claims: [sub]                # besides exp and iss, always required
+      api_keys:
+        - {id: ci-bot, sha256: <hex>, subject: ci-bot, claims: {scope: chat}, revoked: false}
+
+Per route::
+
+    auth:
+      jwt: [corp]                 # providers accepted on this route
+      api_keys: true              # also accept the keys above
+      header: authorization       # default: Authorization: Bearer, then the provider's own
+                                  # key header (x-api-key, api-key, x-goog-api-key)
+      scopes: [chat]              # all required (403 otherwise)
+      claims: {team: [ml, infra]} # claim must have one of these values (403 otherwise)
+      forward_claims: {sub: x-gateway-subject}
+      max_token_bytes: 16384
+      cache_size: 10000           # verified tokens kept (0 turns the cache off)
+    upstream_credential: {env: OPENAI_API_KEY}   # or {file: /run/secrets/openai}
+
+Relative file paths are relative to the config file's directory.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import httpclient
+from ..schema import Checker, join
+from .apikeys import ApiKey, ApiKeyStore
+from .credentials import CLIENT_CREDENTIAL_HEADERS, Secret, SecretError, UpstreamCredential
+from .jwks import RemoteJWKS, StaticKeys
+from .keys import ALGORITHMS, SYMMETRIC, KeySet, KeySetError
+from .policy import RouteAuth
+from .verify import JWTProvider
+
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9a-z-]+$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_RESERVED_HEADERS = {"host", "content-length", "content-type", "transfer-encoding",
+                     "connection", "te", "upgrade"}
+#: remote JWKS sources by settings, so a config reload keeps the keys already fetched
+_REMOTE: dict[tuple[str, float, float, float], RemoteJWKS] = {}
+
+
+@dataclass
+class AuthSettings:
+    providers: dict[str, JWTProvider] = field(default_factory=dict)
+    api_keys: ApiKeyStore | None = None
+
+
+def parse_auth(c: Checker, raw: Any, base: Path) -> AuthSettings:
+    d = c.mapping(raw, "auth", ("jwt_providers", "api_keys"))
+    out = AuthSettings()
+    providers = c.mapping(d.get("jwt_providers"), "auth.jwt_providers", d.get(
+        "jwt_providers") or {})
+    for name, spec in providers.items():
+        p = _provider(c, str(name), spec, join("auth.jwt_providers", str(name)), base)
+        if p is not None:
+            out.providers[str(name)] = p
+    if "api_keys" in d:
+        keys = [k for i, item in enumerate(c.sequence(d.get("api_keys"), "auth.api_keys"))
+                if (k := _api_key(c, item, join("auth.api_keys", i))) is not None]
+        seen: set[str] = set()
+        for k in keys:
+            if k.id in seen:
+                c.error("auth.api_keys", f"duplicate id {k.id!r}")
+            seen.add(k.id)
+        out.api_keys = ApiKeyStore(keys)
+    return out
+
+
+def _strings(c: Checker, d: Mapping[str, Any], key: str, path: str,
+             default: tuple[str, ...] = ()) -> tuple[str, ...]:
+    if key not in d:
+        return default
+    items = c.sequence(d.get(key), join(path, key))
+    for i, item in enumerate(items):
+        if not isinstance(item, str) or not item:
+            c.error(join(join(path, key), i), f"expected a non-empty string, got {item!r}")
+    return tuple(i for i in items if isinstance(i, str) and i)
+
+
+def _provider(c: Checker, name: str, raw: Any, path: str, base: Path) -> JWTProvider | None:
+    before = len(c.errors)
+    d = c.mapping(raw, path, ("issuer", "audiences", "jwks", "algorithms", "shared_secret",
+                              "leeway_s", "required_claims"))
+    issuer = c.string(d, "issuer", path, required=True)
+    if "audiences" not in d:
+        c.error(join(path, "audiences"), "is required (use [] to accept any audience)")
+    audiences = _strings(c, d, "audiences", path)
+    algorithms = _strings(c, d, "algorithms", path, ("RS256",))
+    for i, alg in enumerate(algorithms):
+        if alg.lower() == "none":
+            c.error(join(join(path, "algorithms"), i), "'none' is never accepted")
+        elif alg not in ALGORITHMS:
+            c.error(join(join(path, "algorithms"), i),
+                    f"unknown algorithm {alg!r} (one of: {', '.join(ALGORITHMS)})")
+    secret = None
+    if "shared_secret" in d:
+        ref = _secret(c, d.get("shared_secret"), join(path, "shared_secret"), base)
+        if ref is not None:
+            secret = ref.value().encode()
+            if len(secret) < 32:
+                c.error(join(path, "shared_secret"),
+                        "must be at least 32 bytes (256 bits) for HS256")
+    symmetric = [a for a in algorithms if a in SYMMETRIC]
+    if symmetric and "shared_secret" not in d:
+        c.error(join(path, "algorithms"),
+                f"{', '.join(symmetric)} need shared_secret (keys from a JWKS never serve as "
+                "HMAC secrets)")
+    keys = None
+    if any(a not in SYMMETRIC for a in algorithms):
+        if "jwks" not in d:
+            c.error(join(path, "jwks"), "is required for asymmetric algorithms")
+        else:
+            keys = _jwks(c, d.get("jwks"), join(path, "jwks"), base)
+    leeway = c.number(d, "leeway_s", path, 60.0)
+    required = _strings(c, d, "required_claims", path, ("sub",))
+    if len(c.errors) > before or issuer is None:
+        return None
+    return JWTProvider(name=name, issuer=issuer, audiences=audiences, keys=keys,
+                       algorithms=algorithms, shared_secret=secret, leeway_s=float(leeway),
+                       required_claims=required)
+
+
+def _jwks(c: Checker, raw: Any, path: str, base: Path) -> Any:
+    d = c.mapping(raw, path, ("file", "inline", "url", "timeout_s", "refresh_s",
+                              "min_refetch_s"))
+    given = [k for k in ("file", "inline", "url") if k in d]
+    if len(given) != 1:
+        c.error(path, "needs exactly one of: file, inline, url")
+        return None
+    try:
+        if "inline" in d:
+            return StaticKeys(_nonempty(KeySet.parse(d["inline"])))
+        if "file" in d:
+            f = c.string(d, "file", path)
+            if f is None:
+                return None
+            src = StaticKeys.from_file(base / f)
+            _nonempty(src.keyset)
+            return src
+    except KeySetError as exc:
+        c.error(join(path, given[0]), f"unusable JWKS: {exc}")
+        return None
+    url = c.string(d, "url", path)
+    if url is not None and not url.startswith(("http://", "https://")):
+        c.error(join(path, "url"), f"expected an http(s) URL, got {url!r}")
+        return None
+    timeout = float(c.number(d, "timeout_s", path, 2.0))
+    refresh = float(c.number(d, "refresh_s", path, 300.0))
+    refetch = float(c.number(d, "min_refetch_s", path, 15.0))
+    if url is None:
+        return None
+    key = (url, timeout, refresh, refetch)
+    if key not in _REMOTE:
+        _REMOTE[key] = RemoteJWKS(url, httpclient.fetch_bytes, timeout_s=timeout,
+                                  refresh_s=refresh, min_refetch_s=refetch)
+    return _REMOTE[key]
+
+
+def warm_up() -> None:
+    """Start fetching every remote JWKS the loaded configs name (call inside the loop)."""
+    for source in _REMOTE.values():
+        source.warm()
+
+
+def _nonempty(keyset: KeySet) -> KeySet:
+    if not keyset:
+        detail = f" ({'; '.join(keyset.skipped)})" if keyset.skipped else ""
+        raise KeySetError(f"no usable public signing keys{detail}")
+    return keyset
+
+
+def _secret(c: Checker, raw: Any, path: str, base: Path) -> Secret | None:
+    d = c.mapping(raw, path, ("env", "file"))
+    if raw is None or len([k for k in ("env", "file") if k in d]) != 1:
+        c.error(path, "needs exactly one of: env (a variable name), file (a path); "
+                "secrets are never written in the config itself")
+        return None
+    env, f = c.string(d, "env", path), c.string(d, "file", path)
+    secret = Secret(env=env) if env else Secret(file=str(base / f)) if f else None
+    if secret is None:
+        return None
+    try:
+        secret.load()
+    except SecretError as exc:
+        c.error(path, str(exc))
+        return None
+    return secret
+
+
+def _api_key(c: Checker, raw: Any, path: str) -> ApiKey | None:
+    d = c.mapping(raw, path, ("id", "sha256", "subject", "claims", "revoked"))
+    key_id = c.string(d, "id", path, required=True)
+    digest = c.string(d, "sha256", path, required=True)
+    if digest is not None and not _HEX64.match(digest.lower()):
+        c.error(join(path, "sha256"), "expected 64 hex digits (the SHA-256 of the key; "
+                "`extproc api-key` prints one)")
+        digest = None
+    subject = c.string(d, "subject", path, key_id)
+    claims = c.mapping(d.get("claims"), join(path, "claims"), d.get("claims") or {})
+    revoked = c.boolean(d, "revoked", path, False)
+    if key_id is None or digest is None or subject is None:
+        return None
+    return ApiKey(id=key_id, sha256=digest.lower(), subject=subject,
+                  claims={"sub": subject, **claims}, revoked=revoked)
+
+
+def parse_route_auth(c: Checker, raw: Any, path: str, shared: AuthSettings) -> RouteAuth | None:
+    before = len(c.errors)
+    d = c.mapping(raw, path, ("jwt", "api_keys", "header", "scopes", "claims",
+                              "forward_claims", "max_token_bytes", "cache_size"))
+    names = _strings(c, d, "jwt", path)
+    providers = []
+    for i, n in enumerate(names):
+        if n not in shared.providers:
+            known = ", ".join(shared.providers) or "none defined under auth.jwt_providers"
+            c.error(join(join(path, "jwt"), i), f"unknown JWT provider {n!r} (known: {known})")
+        else:
+            providers.append(shared.providers[n])
+    use_keys = c.boolean(d, "api_keys", path, False)
+    if use_keys and shared.api_keys is None:
+        c.error(join(path, "api_keys"), "no keys are defined under auth.api_keys")
+    if not names and not use_keys:
+        c.error(path, "accepts no credential: name JWT providers (jwt: [...]) and/or set "
+                "api_keys: true")
+    header = c.string(d, "header", path)
+    if header is not None:
+        header = header.lower()
+        if not _TOKEN.match(header):
+            c.error(join(path, "header"), f"not a valid header name: {header!r}")
+    scopes = _strings(c, d, "scopes", path)
+    claims: dict[str, tuple[Any, ...]] = {}
+    for k, v in c.mapping(d.get("claims"), join(path, "claims"), d.get("claims") or {}).items():
+        claims[str(k)] = tuple(v) if isinstance(v, list) else (v,)
+    forward: dict[str, str] = {}
+    raw_fwd = d.get("forward_claims") or {}
+    for k, v in c.mapping(raw_fwd, join(path, "forward_claims"), raw_fwd).items():
+        where = join(join(path, "forward_claims"), str(k))
+        if not isinstance(v, str) or not _TOKEN.match(v.lower()):
+            c.error(where, f"expected a header name, got {v!r}")
+        elif v.lower() in _RESERVED_HEADERS or v.lower() in CLIENT_CREDENTIAL_HEADERS \
+                or v.startswith(":") or v.lower().startswith("x-envoy-"):
+            c.error(where, f"{v!r} cannot carry a claim")
+        else:
+            forward[str(k)] = v.lower()
+    max_bytes = c.number(d, "max_token_bytes", path, 16384, minimum=256, integer=True)
+    cache = c.number(d, "cache_size", path, 10000, integer=True)
+    if len(c.errors) > before:
+        return None
+    return RouteAuth(jwt=tuple(providers), api_keys=shared.api_keys if use_keys else None,
+                     header=header, scopes=scopes, claims=claims, forward_claims=forward,
+                     max_token_bytes=int(max_bytes), cache_size=int(cache))
+
+
+def parse_credential(c: Checker, raw: Any, path: str, provider: str,
+                     base: Path) -> UpstreamCredential | None:
+    secret = _secret(c, raw, path, base)
+    return UpstreamCredential(provider, secret) if secret is not None else None

@@ -1,0 +1,158 @@
+"""One JWT provider's checks: algorithm allow-list, signature, issuer, audience, time, claims.
+
+Sans-IO apart from the key lookup, which is an awaitable the caller supplies (a `KeySource`).
+Every failure is an `AuthError` whose message is safe to show the client: it names what was
+wrong, never the token or a key.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import jwt
+
+from .keys import ASYMMETRIC, SYMMETRIC, Key
+
+
+class AuthError(Exception):
+    """A credential was refused. `status` is 401 (who are you?) or 403 (not allowed)."""
+
+    def __init__(self, message: str, status: int = 401, scope: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.scope = scope
+
+
+class KeySource(Protocol):
+    """Where a provider's keys come from (see `jwks`)."""
+
+    async def candidates(self, kid: str | None, alg: str) -> list[Key]: ...
+
+
+@dataclass(frozen=True)
+class Verified:
+    claims: Mapping[str, Any]
+    exp: float | None
+
+
+@dataclass(frozen=True)
+class JWTProvider:
+    """Config of one token issuer."""
+
+    name: str
+    issuer: str
+    audiences: tuple[str, ...]
+    keys: KeySource | None
+    algorithms: tuple[str, ...] = ("RS256",)
+    shared_secret: bytes | None = None        # enables HS* (never from a JWKS)
+    leeway_s: float = 60.0
+    required_claims: tuple[str, ...] = ("sub",)
+    clock: Any = field(default=time.time, compare=False, repr=False)
+
+    async def verify(self, token: str, header: Mapping[str, Any]) -> Verified:
+        """Verify a token whose (unverified) header has been parsed already."""
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg.lower() == "none":
+            raise AuthError("unsigned tokens (alg 'none') are not accepted")
+        if alg not in self.algorithms:
+            raise AuthError(f"token algorithm {alg!r} is not accepted by issuer "
+                            f"{self.name!r} (accepted: {', '.join(self.algorithms)})")
+        if alg in SYMMETRIC:
+            if self.shared_secret is None:
+                raise AuthError(f"token algorithm {alg!r} needs a shared secret")
+            return self._decode(token, self.shared_secret, alg)
+        if alg not in ASYMMETRIC or self.keys is None:
+            raise AuthError(f"token algorithm {alg!r} is not supported")
+        kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise AuthError("token header 'kid' must be a string")
+        keys = await self.keys.candidates(kid, alg)
+        if not keys:
+            which = f"kid {kid!r}" if kid is not None else "no kid"
+            raise AuthError(f"no signing key of issuer {self.name!r} matches the token "
+                            f"({which}, alg {alg})")
+        last: AuthError | None = None
+        for key in keys:
+            try:
+                return self._decode(token, key.key, alg)
+            except AuthError as exc:
+                if exc.message != _BAD_SIGNATURE:
+                    raise
+                last = exc
+        assert last is not None
+        raise last
+
+    def _decode(self, token: str, key: Any, alg: str) -> Verified:
+        try:
+            claims = jwt.decode(
+                token, key, algorithms=[alg], audience=list(self.audiences) or None,
+                issuer=self.issuer, leeway=self.leeway_s,
+                options={"require": ["exp", "iss", *self.required_claims],
+                         "verify_aud": bool(self.audiences), "verify_iat": True})
+        except jwt.PyJWTError as exc:
+            raise AuthError(_reason(exc)) from None
+        exp = claims.get("exp")
+        return Verified(claims=claims, exp=float(exp) if exp is not None else None)
+
+
+_BAD_SIGNATURE = "token signature is invalid"
+
+
+def _reason(exc: jwt.PyJWTError) -> str:
+    """A client-safe description of a PyJWT failure."""
+    if isinstance(exc, jwt.ExpiredSignatureError):
+        return "token has expired"
+    if isinstance(exc, jwt.ImmatureSignatureError):
+        return "token is not yet valid (nbf or iat in the future)"
+    if isinstance(exc, jwt.InvalidIssuerError):
+        return "token issuer is not accepted"
+    if isinstance(exc, jwt.InvalidAudienceError):
+        return "token audience is not accepted"
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return f"token lacks the required claim {exc.claim!r}"
+    if isinstance(exc, jwt.InvalidSignatureError):
+        return _BAD_SIGNATURE
+    if isinstance(exc, jwt.InvalidAlgorithmError):
+        return "token algorithm is not accepted"
+    if isinstance(exc, jwt.InvalidKeyError):
+        return "token does not fit the issuer's keys"
+    if isinstance(exc, jwt.DecodeError):
+        return "token is malformed"
+    return f"token is invalid ({type(exc).__name__})"
+
+
+def read_header(token: str) -> dict[str, Any]:
+    """The unverified JOSE header; AuthError if the token is not a compact JWS."""
+    if token.count(".") != 2:
+        raise AuthError("token is malformed (expected a JWT: three dot-separated parts)")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise AuthError("token is malformed (header is not base64url JSON)") from None
+    return header
+
+
+def peek_issuer(token: str) -> str | None:
+    """The unverified `iss` claim, only to choose which provider verifies the token."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    iss = claims.get("iss")
+    return iss if isinstance(iss, str) else None
+
+
+def scopes_of(claims: Mapping[str, Any]) -> set[str]:
+    """Scopes from `scope` (space-separated, RFC 8693) or `scp` (list or string)."""
+    out: set[str] = set()
+    for name in ("scope", "scp"):
+        value = claims.get(name)
+        if isinstance(value, str):
+            out.update(value.split())
+        elif isinstance(value, Sequence):
+            out.update(v for v in value if isinstance(v, str))
+    return out

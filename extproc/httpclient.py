@@ -1,0 +1,43 @@
+"""The process's one outbound HTTP client (JWKS fetches now, guard webhooks later).
+
+One aiohttp session per event loop, created on first use and closed by the server at
+shutdown: connections are pooled and reused, never rebuilt per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+_sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+
+
+def session() -> aiohttp.ClientSession:
+    loop = asyncio.get_running_loop()
+    s = _sessions.get(loop)
+    if s is None or s.closed:
+        s = _sessions[loop] = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=64, ttl_dns_cache=60),
+            headers={"user-agent": "extproc-llm-gateway"})
+    return s
+
+
+async def fetch_bytes(url: str, timeout_s: float) -> bytes:
+    """GET `url`; the body of a 200 answer, else an exception that says what went wrong."""
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    async with session().get(url, timeout=timeout) as resp:
+        if resp.status != 200:
+            raise RuntimeError(f"HTTP {resp.status}")
+        body = await resp.content.read(MAX_RESPONSE_BYTES + 1)
+        if len(body) > MAX_RESPONSE_BYTES:
+            raise RuntimeError(f"response larger than {MAX_RESPONSE_BYTES} bytes")
+        return body
+
+
+async def close() -> None:
+    """Close this loop's session (at server shutdown)."""
+    s = _sessions.pop(asyncio.get_running_loop(), None)
+    if s is not None:
+        await s.close()
