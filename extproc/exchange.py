@@ -168,16 +168,33 @@ class Exchange:
 
     def _headers_reply(self, response: bool, override: ProcessingMode | None
                        ) -> Sequence[Reply]:
-        """The one reply to a headers message: a constant when there is nothing to say."""
-        common = self._common(response)
-        if common is None and override is None and not self.metadata:
+        """The one reply to a headers message: a constant when there is nothing to say, and
+        memoised bytes when it says what an earlier reply said (the same identity's headers
+        and metadata on every request of an authenticated client)."""
+        sets, removes = (self._resp_set, self._resp_remove) if response \
+            else (self._req_set, self._req_remove)
+        if not sets and not removes and override is None and not self.metadata:
             return (P.CONTINUE_RESPONSE_HEADERS if response else P.CONTINUE_REQUEST_HEADERS,)
+        key = (response, tuple(sets.items()), tuple(removes), _freeze(self.metadata),
+               None if override is None else (override.request_body_mode,
+                                              override.response_body_mode))
+        cached = _HEADERS_REPLIES.get(key)
+        if cached is not None:
+            sets.clear()
+            removes.clear()
+            self.metadata = {}
+            return (cached,)
+        common = self._common(response)
         headers = pb.HeadersResponse(response=common)
         msg = pb.ProcessingResponse(response_headers=headers) if response \
             else pb.ProcessingResponse(request_headers=headers)
         if override is not None:
             msg.mode_override.CopyFrom(override)
-        return (self._with_metadata(msg),)
+        data = self._with_metadata(msg).SerializeToString()
+        if len(_HEADERS_REPLIES) >= _MEMO_SIZE:
+            _HEADERS_REPLIES.clear()
+        _HEADERS_REPLIES[key] = data
+        return (data,)
 
     @staticmethod
     def _want(configured: int, needed: bool, preferred: int) -> int:
@@ -321,6 +338,20 @@ class Exchange:
                         "(request_id=%s); use FULL_DUPLEX_STREAMED on this route",
                         self.request_id)
         return (P.CONTINUE_RESPONSE_TRAILERS,)
+
+
+#: serialised headers replies by everything they say (bounded; cleared when full)
+_HEADERS_REPLIES: dict[tuple[Any, ...], bytes] = {}
+_MEMO_SIZE = 4096
+
+
+def _freeze(value: Any) -> Any:
+    """A hashable stand-in for metadata values; scalars keep their type (True != 1 here)."""
+    if isinstance(value, dict):
+        return tuple((k, _freeze(v)) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return (list, *(_freeze(v) for v in value))
+    return (value.__class__, value)
 
 
 _DISPATCH: dict[str, Handler] = {
