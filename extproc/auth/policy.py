@@ -52,6 +52,15 @@ class Identity:
 
 
 @dataclass(frozen=True)
+class _Grant:
+    """An identity with what it adds to each request, computed once per cached identity."""
+
+    identity: Identity
+    headers: Mapping[str, str]        # forwarded claims, by header name
+    metadata: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class RouteAuth:
     """Route config `auth:`."""
 
@@ -76,7 +85,8 @@ class Authenticate(Policy):
         self.auth = auth
         self.credential = credential
         self.clock = clock
-        self._cache: OrderedDict[bytes, tuple[Identity, float]] = OrderedDict()
+        self._cache: OrderedDict[bytes, tuple[_Grant, float]] = OrderedDict()
+        self._key_grants: dict[str, _Grant] = {}
         self.stats = {"accepted": 0, "rejected": 0, "cache_hits": 0}
         native = PROVIDER_HEADER[provider][0]
         self._native = native if native != "authorization" else None
@@ -91,20 +101,15 @@ class Authenticate(Policy):
         inject = self.credential.headers() if self.credential else {}
         if self.auth is not None:
             try:
-                identity = await self._authenticate(headers)
-                self._authorize(identity)
+                grant = await self._authenticate(headers)
+                self._authorize(grant.identity)
             except AuthError as exc:
                 self.stats["rejected"] += 1
                 raise self._reject(exc) from None
             self.stats["accepted"] += 1
-            ex.state["identity"] = identity
-            forwarded = self._forwarded(identity)
-            ex.metadata["subject"] = identity.subject
-            ex.metadata["auth"] = identity.label
-            if forwarded:
-                ex.metadata["claims"] = forwarded
-                for claim, value in forwarded.items():
-                    inject[self.auth.forward_claims[claim]] = value
+            ex.state["identity"] = grant.identity
+            ex.metadata.update(grant.metadata)
+            inject.update(grant.headers)
         if self.provider == "anthropic" and self.credential and \
                 "anthropic-version" not in headers:
             inject["anthropic-version"] = ANTHROPIC_VERSION
@@ -114,8 +119,18 @@ class Authenticate(Policy):
         for name, value in inject.items():
             ex.set_request_header(name, value)
 
+    def _grant(self, identity: Identity) -> _Grant:
+        """What an identity adds to every request: forwarded claims and metadata."""
+        assert self.auth is not None
+        forwarded = self._forwarded(identity)
+        metadata: dict[str, Any] = {"subject": identity.subject, "auth": identity.label}
+        if forwarded:
+            metadata["claims"] = forwarded
+        return _Grant(identity, {self.auth.forward_claims[c]: v for c, v in forwarded.items()},
+                      metadata)
+
     # --- who is it? ------------------------------------------------------------------------
-    async def _authenticate(self, headers: Mapping[str, str]) -> Identity:
+    async def _authenticate(self, headers: Mapping[str, str]) -> _Grant:
         assert self.auth is not None
         token = self._credential(headers)
         if len(token) > self.auth.max_token_bytes:
@@ -128,7 +143,11 @@ class Authenticate(Policy):
                 raise AuthError("API key is not valid")
             if key.revoked:
                 raise AuthError("API key has been revoked")
-            return Identity(key.subject, "api_key", key.id, key.claims)
+            grant = self._key_grants.get(key.id)
+            if grant is None:
+                grant = self._key_grants[key.id] = self._grant(
+                    Identity(key.subject, "api_key", key.id, key.claims))
+            return grant
         raise AuthError("token is malformed (expected a JWT: three dot-separated parts)")
 
     def _credential(self, headers: Mapping[str, str]) -> str:
@@ -152,7 +171,7 @@ class Authenticate(Policy):
         where = "Authorization: Bearer" + (f" or {self._native}" if self._native else "")
         raise AuthError(f"missing credential (send it as {where})")
 
-    async def _verify_jwt(self, token: str) -> Identity:
+    async def _verify_jwt(self, token: str) -> _Grant:
         assert self.auth is not None
         digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
         now = self.clock()
@@ -168,12 +187,13 @@ class Authenticate(Policy):
         verified = await provider.verify(token, header)
         claims = verified.claims
         sub = claims.get("sub")
-        identity = Identity(sub if isinstance(sub, str) else "", "jwt", provider.name, claims)
+        grant = self._grant(Identity(sub if isinstance(sub, str) else "", "jwt", provider.name,
+                                     claims))
         if verified.exp is not None and self.auth.cache_size:
-            self._cache[digest] = (identity, verified.exp)
+            self._cache[digest] = (grant, verified.exp)
             if len(self._cache) > self.auth.cache_size:
                 self._cache.popitem(last=False)
-        return identity
+        return grant
 
     def _provider_for(self, token: str) -> JWTProvider:
         assert self.auth is not None
@@ -239,5 +259,6 @@ def header_value(value: Any) -> str:
         text = value
     else:
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    text = _CONTROL.sub(" ", text)
-    return text[:MAX_FORWARDED_VALUE]
+    text = _CONTROL.sub(" ", text)[:MAX_FORWARDED_VALUE]
+    # lone surrogates (valid in JSON, not in UTF-8) cannot be written to a header
+    return text.encode("utf-8", "replace").decode("utf-8")

@@ -106,6 +106,8 @@ def _provider(c: Checker, name: str, raw: Any, path: str, base: Path) -> JWTProv
         c.error(join(path, "audiences"), "is required (use [] to accept any audience)")
     audiences = _strings(c, d, "audiences", path)
     algorithms = _strings(c, d, "algorithms", path, ("RS256",))
+    if "algorithms" in d and not algorithms and isinstance(d.get("algorithms"), list):
+        c.error(join(path, "algorithms"), "is empty: no token could ever be accepted")
     for i, alg in enumerate(algorithms):
         if alg.lower() == "none":
             c.error(join(join(path, "algorithms"), i), "'none' is never accepted")

@@ -7,9 +7,8 @@ wrong, never the token or a key.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import jwt
@@ -51,7 +50,6 @@ class JWTProvider:
     shared_secret: bytes | None = None        # enables HS* (never from a JWKS)
     leeway_s: float = 60.0
     required_claims: tuple[str, ...] = ("sub",)
-    clock: Any = field(default=time.time, compare=False, repr=False)
 
     async def verify(self, token: str, header: Mapping[str, Any]) -> Verified:
         """Verify a token whose (unverified) header has been parsed already."""
@@ -59,20 +57,20 @@ class JWTProvider:
         if not isinstance(alg, str) or alg.lower() == "none":
             raise AuthError("unsigned tokens (alg 'none') are not accepted")
         if alg not in self.algorithms:
-            raise AuthError(f"token algorithm {alg!r} is not accepted by issuer "
+            raise AuthError(f"token algorithm {_short(alg)} is not accepted by issuer "
                             f"{self.name!r} (accepted: {', '.join(self.algorithms)})")
         if alg in SYMMETRIC:
             if self.shared_secret is None:
-                raise AuthError(f"token algorithm {alg!r} needs a shared secret")
+                raise AuthError(f"token algorithm {_short(alg)} needs a shared secret")
             return self._decode(token, self.shared_secret, alg)
         if alg not in ASYMMETRIC or self.keys is None:
-            raise AuthError(f"token algorithm {alg!r} is not supported")
+            raise AuthError(f"token algorithm {_short(alg)} is not supported")
         kid = header.get("kid")
         if kid is not None and not isinstance(kid, str):
             raise AuthError("token header 'kid' must be a string")
         keys = await self.keys.candidates(kid, alg)
         if not keys:
-            which = f"kid {kid!r}" if kid is not None else "no kid"
+            which = f"kid {_short(kid)}" if kid is not None else "no kid"
             raise AuthError(f"no signing key of issuer {self.name!r} matches the token "
                             f"({which}, alg {alg})")
         last: AuthError | None = None
@@ -100,6 +98,12 @@ class JWTProvider:
 
 
 _BAD_SIGNATURE = "token signature is invalid"
+
+
+def _short(value: str, limit: int = 64) -> str:
+    """A client-supplied value, quoted and cut short, for an error message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "...'"
 
 
 def _reason(exc: jwt.PyJWTError) -> str:
@@ -131,7 +135,7 @@ def read_header(token: str) -> dict[str, Any]:
         raise AuthError("token is malformed (expected a JWT: three dot-separated parts)")
     try:
         header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError:
+    except (jwt.PyJWTError, ValueError):  # ValueError: bytes that are not UTF-8 (surrogates)
         raise AuthError("token is malformed (header is not base64url JSON)") from None
     return header
 
@@ -140,7 +144,7 @@ def peek_issuer(token: str) -> str | None:
     """The unverified `iss` claim, only to choose which provider verifies the token."""
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError:
+    except (jwt.PyJWTError, ValueError):
         return None
     iss = claims.get("iss")
     return iss if isinstance(iss, str) else None
