@@ -1,7 +1,9 @@
 """Load generators: wrk (throughput and latency) and a small asyncio client (time to first byte).
 
 Both send the same request: POST /openai/v1/chat/completions with a tiny chat body, over
-keep-alive HTTP/1.1 connections, one connection per unit of concurrency.
+keep-alive HTTP/1.1 connections, one connection per unit of concurrency. Every request
+carries the same bearer token (minted once with the local stack's development key), so the
+bytes on the wire are identical in every setup; only setup (d) checks it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from extproc.auth.devtoken import mint
 
 PATH = "/openai/v1/chat/completions"
 STREAM_REPLY = (
@@ -37,9 +41,10 @@ class Workload:
                           separators=(",", ":")).encode()
 
 
+AUTHORIZATION = {"authorization": f"Bearer {mint('bench-client', ttl_s=2 * 86400)}"}
 WORKLOADS = (
-    Workload("non-streamed", False),
-    Workload("streamed", True, {"x-mock-reply": STREAM_REPLY}),
+    Workload("non-streamed", False, AUTHORIZATION),
+    Workload("streamed", True, {**AUTHORIZATION, "x-mock-reply": STREAM_REPLY}),
 )
 
 

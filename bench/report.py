@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 TARGET = 0.85  # row (c) streamed throughput over row (b)
+AUTH_TARGET = 0.05  # (d) may add at most 5% more latency over (a) than (c) does
 MOCK_BOUND = 85.0  # mock CPU, % of one core, from which it is taken as the bottleneck
 FOREIGN = 40.0  # CPU outside the bench's processes (% of a core) worth a warning
 
@@ -18,20 +19,22 @@ latency measured to the last byte of the response, so a streamed row includes th
 stream). `TTFB` (streamed rows only) is measured separately with a small asyncio client: the
 time from writing the request to receiving the first byte of the response body, i.e. the
 first SSE event. `x(a)` is the row's throughput over the same row of setup (a), Envoy
-straight to the mock; `x(b)` is setup (c) over setup (b), a do-nothing Python ext_proc, so
-it isolates what our server costs beyond the ext_proc protocol itself. `+p50` is the p50
-latency added over (a). `CPU%` is per process in percent of one core during the wrk run
-(E = Envoy, P = ext_proc processor, M = mock provider, wrk, and `other`: the rest of the
-machine's busy time, normally near 0, more when something else runs on the machine; 2 cores
-= 200 in all). Everything shares 2 cores, so at concurrency 32 the numbers say how the CPU
-is split, not what each part could do alone: when the mock is near 100% it, not the
-gateway, caps the direct setup, which flatters the ratios to (a). `probe ms` is how long a
-fixed pure-Python loop took just before the row: on a shared VM it moves by tens of percent
-from minute to minute, and rows measured on a slow minute are slow in every column. With
-`--rounds N` each row is the round with the median req/s and the bracket gives the range
-over the rounds: compare setups by those ranges, not by single numbers. The mock writes a
-stream's events back to back, so Envoy usually hands a processor the whole streamed body in
-one or two chunks (see the messages per stream below), not one chunk per event."""
+straight to the mock; `x(b)` is setups (c) and (d) over setup (b), a do-nothing Python
+ext_proc, so it isolates what our server costs beyond the ext_proc protocol itself; (d)
+differs from (c) only by authentication (JWT check and provider key injection) on every
+request. `+p50` is the p50 latency added over (a). `CPU%` is per process in percent of one
+core during the wrk run (E = Envoy, P = ext_proc processor, M = mock provider, wrk, and
+`other`: the rest of the machine's busy time, normally near 0, more when something else runs
+on the machine; 2 cores = 200 in all). Everything shares 2 cores, so at concurrency 32 the
+numbers say how the CPU is split, not what each part could do alone: when the mock is near
+100% it, not the gateway, caps the direct setup, which flatters the ratios to (a). `probe
+ms` is how long a fixed pure-Python loop took just before the row: on a shared VM it moves
+by tens of percent from minute to minute, and rows measured on a slow minute are slow in
+every column. With `--rounds N` each row is the round with the median req/s and the bracket
+gives the range over the rounds: compare setups by those ranges, not by single numbers. The
+mock writes a stream's events back to back, so Envoy usually hands a processor the whole
+streamed body in one or two chunks (see the messages per stream below), not one chunk per
+event."""
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -69,8 +72,8 @@ def add_comparisons(rows: list[dict[str, Any]]) -> None:
         rps, p50 = row["wrk"]["rps"], row["wrk"]["p50_ms"]
         row["ratio_a"] = round(rps / a["wrk"]["rps"], 3) if a and row["setup_key"] != "a" \
             else None
-        row["ratio_b"] = round(rps / b["wrk"]["rps"], 3) if b and row["setup_key"] == "c" \
-            else None
+        row["ratio_b"] = round(rps / b["wrk"]["rps"], 3) \
+            if b and row["setup_key"] in ("c", "d") else None
         row["added_p50_ms"] = round(p50 - a["wrk"]["p50_ms"], 3) \
             if a and row["setup_key"] != "a" else None
 
@@ -124,6 +127,17 @@ def notes(rows: list[dict[str, Any]], raw: list[dict[str, Any]] | None = None) -
             verdict = "meets" if r["ratio_b"] >= TARGET else "MISSES"
             out.append(f"target: (c) streamed c={r['concurrency']} is {r['ratio_b']:.2f}x of "
                        f"(b), {verdict} the {TARGET}x target")
+    for r in rows:
+        c = _find(rows, "c", r)
+        if r["setup_key"] != "d" or c is None or r["added_p50_ms"] is None:
+            continue
+        base, with_auth = c["added_p50_ms"], r["added_p50_ms"]
+        if base and base > 0:
+            more = with_auth / base - 1
+            verdict = "meets" if more <= AUTH_TARGET else "MISSES"
+            out.append(f"auth: (d) {r['workload']} c={r['concurrency']} adds {with_auth:.3f} ms "
+                       f"at p50 over (a), (c) adds {base:.3f} ms: {100 * more:+.1f}%, "
+                       f"{verdict} the +{100 * AUTH_TARGET:.0f}% target")
     return out
 
 

@@ -1,6 +1,7 @@
-"""Gateway overhead bench: (a) Envoy direct, (b) Envoy + do-nothing ext_proc, (c) our server.
+"""Gateway overhead bench: (a) Envoy direct, (b) Envoy + do-nothing ext_proc, (c) our server,
+(d) our server with authentication on.
 
-    .venv/bin/python bench/run.py [--duration 10] [--only a,b,c] [--quick] [--rounds 1]
+    .venv/bin/python bench/run.py [--duration 10] [--only a,b,c,d] [--quick] [--rounds 1]
 
 Starts each setup in turn, runs the non-streamed and streamed workloads at concurrency 1 and
 32 (wrk for throughput and latency, an asyncio client for time to first byte), prints the
@@ -45,10 +46,10 @@ def _options(argv: list[str]) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--duration", type=float, default=10.0, help="seconds per row (10)")
     p.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per row (2)")
-    p.add_argument("--only", default="a,b,c", help="setups to run, e.g. a,c (a,b,c)")
+    p.add_argument("--only", default="a,b,c,d", help="setups to run, e.g. a,c (a,b,c,d)")
     p.add_argument("--quick", action="store_true", help="2 s rows, 1 s warm-up, fewer TTFB")
     p.add_argument("--rounds", type=int, default=1,
-                   help="repeat the whole a,b,c sequence N times; rows keep the median (1)")
+                   help="repeat the whole a,b,c,d sequence N times; rows keep the median (1)")
     p.add_argument("--retries", type=int, default=2,
                    help="re-measure a row disturbed by foreign CPU load up to N times (2)")
     p.add_argument("--ttfb-requests", type=int, default=0,

@@ -2,7 +2,10 @@
 
 (a) direct: Envoy -> mock, the reference config without the ext_proc filter;
 (b) noop: the reference config, its ext_proc cluster pointing at bench/noop_extproc.py;
-(c) extproc: the reference config with our server (`python -m extproc serve`).
+(c) extproc: our server (`python -m extproc serve`) on the reference config with auth
+    taken out (routes keep their usage metering): the server's own cost;
+(d) extproc+auth: our server on the reference config as is: every request carries a JWT
+    (RS256, verified against the dev JWKS, then cached) and gets the provider key injected.
 
 All setups share the same mock provider (bench/mock_uvloop.py) and run Envoy with
 `--concurrency 1`. Every child gets PR_SET_PDEATHSIG, so none outlives the bench, and
@@ -34,7 +37,21 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 GATEWAY_CONFIG = "config/gateway.yaml"
 EXT_PROC_FILTER = "envoy.filters.http.ext_proc"
-SETUPS = {"a": "direct", "b": "noop", "c": "extproc"}
+SETUPS = {"a": "direct", "b": "noop", "c": "extproc", "d": "extproc+auth"}
+PROCESSORS = ("c", "d")
+
+
+def config_without_auth(directory: Path) -> Path:
+    """The reference config with client auth and credential injection taken out."""
+    import yaml
+    doc = yaml.safe_load((ROOT / GATEWAY_CONFIG).read_text())
+    doc = {k: v for k, v in doc.items() if k != "auth" and not k.startswith("x-")}
+    for route in doc["routes"]:
+        route.pop("auth", None)
+        route.pop("upstream_credential", None)
+    path = directory / "gateway-no-auth.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
 
 
 @dataclass
@@ -157,9 +174,9 @@ def _stop(procs: dict[str, subprocess.Popen[bytes]]) -> None:
 
 @contextlib.contextmanager
 def running(key: str, log_dir: Path) -> Iterator[Running]:
-    """Start setup `key` (a, b or c), yield it ready to serve, and always stop it."""
+    """Start setup `key` (a, b, c or d), yield it ready to serve, and always stop it."""
     port, admin, mock_port, ext_port, ext_admin = free_ports(5)
-    run = Running(key, SETUPS[key], port, admin, ext_admin if key == "c" else None)
+    run = Running(key, SETUPS[key], port, admin, ext_admin if key in PROCESSORS else None)
     log_dir.mkdir(parents=True, exist_ok=True)
     start = _Starter(run, log_dir)
     py = sys.executable
@@ -170,9 +187,10 @@ def running(key: str, log_dir: Path) -> Iterator[Running]:
             proc = start.spawn("processor", [py, str(BENCH / "noop_extproc.py"),
                                              "--port", str(ext_port)])
             _wait_port(ext_port, proc, "noop ext_proc", 30)
-        elif key == "c":
+        elif key in PROCESSORS:
+            config = str(config_without_auth(log_dir)) if key == "c" else GATEWAY_CONFIG
             proc = start.spawn("processor", [
-                py, "-m", "extproc", "serve", "--config", GATEWAY_CONFIG,
+                py, "-m", "extproc", "serve", "--config", config,
                 "--listen", f"127.0.0.1:{ext_port}", "--admin-port", str(ext_admin)])
             _wait_port(ext_port, proc, "extproc server", 30)
         doc = envoy_config_for(key, port, admin, ext_port, mock_port)
@@ -199,7 +217,7 @@ def envoy_ext_proc_stats(run: Running) -> dict[str, int]:
 
 
 def processor_stats(run: Running) -> dict[str, Any]:
-    """Our server's /stats (streams and messages per kind), for setup (c)."""
+    """Our server's /stats (streams and messages per kind), for setups (c) and (d)."""
     if run.processor_admin is None:
         return {}
     try:
