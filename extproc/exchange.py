@@ -49,6 +49,7 @@ class Exchange:
         self.metadata: dict[str, object] = {}   # sent with the next reply, then cleared
         self.state: dict[str, Any] = {}          # per-request scratch space for policies
         self.done = False
+        self.request_ended = False               # the request had no body (headers only)
         self.request_mode: int = P.NONE
         self.response_mode: int = P.NONE
         self.request_body_bytes = 0
@@ -150,6 +151,7 @@ class Exchange:
     async def _on_request_headers(self, h: pb.HttpHeaders) -> Sequence[Reply]:
         self.request_headers = headers = P.read_headers(h)
         self.request_id = headers.get("x-request-id", "")
+        self.request_ended = h.end_of_stream
         if self.route is None:
             raise Reject(500, f"the gateway has no route named {self.route_name!r}",
                          details="extproc_unknown_route")

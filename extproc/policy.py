@@ -56,6 +56,8 @@ class Policy:
     needs_request_body: bool = False
     #: the policy reads or rewrites the response body (Envoy then streams it)
     needs_response_body: bool = False
+    #: the policy's `on_finish` must run when the exchange ends
+    needs_finish: bool = False
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self.options: Mapping[str, Any] = options or {}
@@ -77,3 +79,8 @@ class Policy:
     def response_transform(self, ex: Exchange) -> BodyTransform | None:
         """Return a per-request transform for the response body, or None to leave it alone."""
         return None
+
+    async def on_finish(self, ex: Exchange) -> None:
+        """The exchange is over, however it ended (completed, rejected, client gone, Envoy
+        or upstream reset). Runs after the ext_proc stream has closed, so it can no longer
+        change the request or response; for settling accounts (set `needs_finish`)."""

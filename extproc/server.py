@@ -85,6 +85,7 @@ async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
     for service in ("", SERVICE):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
     await server.stop(grace)
+    await processor.drain(5.0)
     await httpclient.close()
     if runner is not None:
         await runner.cleanup()

@@ -42,10 +42,12 @@ class Processor(ExternalProcessorServicer):
         self.stream_errors = 0
         self.messages: dict[str, int] = dict.fromkeys(_KINDS, 0)
         self._alive: weakref.WeakSet[Exchange] = weakref.WeakSet()
+        self._finishing: set[asyncio.Task[None]] = set()
 
     def stats(self) -> dict[str, Any]:
         return {"streams_total": self.streams_total, "streams_active": self.streams_active,
                 "stream_errors": self.stream_errors, "exchanges_alive": len(self._alive),
+                "finishing": len(self._finishing),
                 "messages": dict(self.messages),
                 "routes": sorted(self.config.routes)}
 
@@ -89,6 +91,26 @@ class Processor(ExternalProcessorServicer):
         finally:
             ex.close()
             self.streams_active -= 1
+            if ex.route is not None and ex.route.finishers:
+                task = asyncio.get_running_loop().create_task(self._finish(ex))
+                self._finishing.add(task)
+                task.add_done_callback(self._finishing.discard)
+
+    @staticmethod
+    async def _finish(ex: Exchange) -> None:
+        """Run the route's `on_finish` hooks (settlement) once the stream is over."""
+        assert ex.route is not None
+        for policy in ex.route.finishers:
+            try:
+                await policy.on_finish(ex)
+            except Exception:
+                log.exception("%s.on_finish failed (route=%s request_id=%s)", policy.name,
+                              ex.route_name, ex.request_id)
+
+    async def drain(self, seconds: float) -> None:
+        """Wait (a bounded time) for finish hooks still running, at shutdown."""
+        if self._finishing:
+            await asyncio.wait(set(self._finishing), timeout=seconds)
 
     def handler(self) -> grpc.GenericRpcHandler:
         return grpc.method_handlers_generic_handler(SERVICE, {
