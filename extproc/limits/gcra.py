@@ -1,0 +1,97 @@
+"""GCRA (the generic cell rate algorithm) over several windows at once, with costs, refunds
+and debts. Sans-IO: plain functions of (stored state, now); the stores keep the state.
+
+A window allows `limit` units per `period_s`, with a burst of the whole limit. Its state is
+one number, the theoretical arrival time (TAT): the time at which the window will be full
+again. A cost `n` moves the TAT forward by `n * period_s / limit`; it fits while the TAT stays
+within one period of now. An admission over several windows (a per-minute and a per-day
+budget, requests and tokens of the same key) is all-or-nothing: either every window takes its
+cost or none does. Settling moves a TAT by a signed amount: a refund never lends more than a
+full window, a charge may go past the period (a debt that later requests wait out).
+
+The Redis backend runs the same arithmetic in a Lua script (`redis_store.py`); the tests hold
+the two to the same results.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Window:
+    limit: int          # units per period (requests or tokens)
+    period_s: float
+
+    @property
+    def interval(self) -> float:
+        """Seconds one unit occupies."""
+        return self.period_s / self.limit
+
+
+@dataclass(frozen=True)
+class WindowState:
+    """What a window looks like after a decision, for the x-ratelimit-* headers."""
+
+    window: Window
+    remaining: int      # units that would still fit now
+    reset_s: float      # seconds until the window is full again
+
+
+@dataclass(frozen=True)
+class Outcome:
+    allowed: bool
+    windows: tuple[WindowState, ...]
+    retry_after_s: float = 0.0      # denied: when the same cost would fit (inf: never)
+
+
+def tolerance(w: Window) -> float:
+    """How far past the line an admission may land and still fit: a ten-thousandth of a
+    unit (at least 1e-9 s), so float rounding in TATs built up by many additions never
+    refuses the last unit of a burst."""
+    return max(1e-9, 1e-4 * w.interval)
+
+
+def remaining(tat: float, w: Window, now: float) -> int:
+    # the tolerance is in units (a thousandth of one): float steps in `now` and the TAT must
+    # not turn 668 units left into 667.99999 and report 667
+    return max(0, math.floor((now + w.period_s - max(tat, now)) / w.interval + 1e-3))
+
+
+def admit(tats: Sequence[float], windows: Sequence[Window], costs: Sequence[float],
+          now: float) -> tuple[Outcome, list[float]]:
+    """Decide one admission; returns the outcome and the TATs to store (unchanged if denied)."""
+    new: list[float] = []
+    retry = 0.0
+    for tat, w, cost in zip(tats, windows, costs, strict=True):
+        base = max(tat, now)
+        after = base + cost * w.interval
+        eps = tolerance(w)
+        if cost * w.interval > w.period_s + eps:
+            retry = math.inf                    # more than the whole window: never fits
+        elif after - w.period_s > now + eps:
+            retry = max(retry, after - w.period_s - now)
+        new.append(after)
+    allowed = retry == 0.0
+    stored = new if allowed else list(tats)
+    return Outcome(allowed, states(stored, windows, now), retry), stored
+
+
+def states(tats: Sequence[float], windows: Sequence[Window], now: float
+           ) -> tuple[WindowState, ...]:
+    return tuple(WindowState(w, remaining(t, w, now), max(0.0, t - now))
+                 for t, w in zip(tats, windows, strict=True))
+
+
+def settle(tat: float, w: Window, delta: float, now: float) -> float:
+    """Move a window by `delta` units: positive charges (may exceed the window: a debt),
+    negative refunds (never below now, so a refund cannot lend more than a full window)."""
+    moved = max(tat, now) + delta * w.interval
+    return max(moved, now) if delta < 0 else moved
+
+
+def expiry(tats: Sequence[float], now: float) -> float:
+    """Seconds after which the stored state equals a fresh one (a TTL for the keys)."""
+    return max(0.0, max(tats, default=now) - now)
