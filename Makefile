@@ -1,5 +1,6 @@
 # Two commands matter: `make run` (the local gateway) and `make test` (the whole suite).
-# Both create .venv if it is missing and install the project into it.
+# Both create .venv if it is missing and install the project into it; `make test` also makes
+# sure redis-server is installed (scripts/ensure-redis: apt-get on Debian/Ubuntu).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -17,6 +18,7 @@ run: $(STAMP)
 	$(BIN)/extproc up
 
 test: $(STAMP)
+	bash scripts/ensure-redis
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 

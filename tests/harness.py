@@ -2,7 +2,8 @@
 
 Every process gets free ports, writes its output to a log file under the test's tmp dir, and
 is stopped (then killed) when the test or module is done. `Gateway` puts the three together
-with a rendered reference Envoy config, optionally adjusted by the test.
+with a rendered reference Envoy config, optionally adjusted by the test. `RedisServer` is a
+throwaway Redis for the rate-limit tests.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import contextlib
 import copy
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -192,6 +194,8 @@ class Envoy:
         extra = os.environ.get("TEST_ENVOY_ARGS", "").split()  # e.g. a component log level
         self.proc = Proc(name, [envoy_binary(), "-c", str(self.config_path),
                                 "--disable-hot-restart", "--log-level", "warn",
+                                # access log lines within 50 ms, not Envoy's default 10 s
+                                "--file-flush-interval-msec", "50",
                                 "--concurrency", "1", *extra], log_dir)
         self.proc.wait_port(self.port, 60)
         self.url = f"http://127.0.0.1:{self.port}"
@@ -256,3 +260,58 @@ class Gateway:
                     obj.stop()
         if self._own_mock:
             self.mock.stop()
+
+
+def redis_answers(port: int) -> bool:
+    """True once a Redis on this port answers PING (not only listens: it may be loading)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class RedisServer:
+    """A real `redis-server` on a free port, without persistence. `stop()` kills it (an
+    outage, not a shutdown); `start()` brings it back on the same port, empty."""
+
+    def __init__(self, log_dir: Path, port: int | None = None) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not on PATH: run scripts/ensure-redis (make "
+                               "test does) or install Redis 6+")
+        self.binary = binary
+        self.log_dir = log_dir
+        self.port = port or free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: Proc | None = None
+        self._starts = 0
+        self.start()
+
+    def start(self, seconds: float = 15) -> None:
+        if self.proc is not None and self.proc.alive():
+            return
+        self._starts += 1
+        data_dir = self.log_dir / f"redis-{self.port}"
+        data_dir.mkdir(exist_ok=True)
+        self.proc = Proc(f"redis-{self.port}-{self._starts}", [
+            self.binary, "--port", str(self.port), "--save", "", "--appendonly", "no",
+            "--bind", "127.0.0.1", "--dir", str(data_dir)], self.log_dir)
+        deadline = time.monotonic() + seconds
+        while not redis_answers(self.port):
+            if not self.proc.alive():
+                raise RuntimeError(f"redis-server exited ({self.proc.popen.returncode}):\n"
+                                   f"{self.proc.log()[-3000:]}")
+            if time.monotonic() > deadline:
+                self.proc.stop()
+                raise RuntimeError(f"redis-server not answering on {self.port}:\n"
+                                   f"{self.proc.log()[-3000:]}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            if self.proc.alive():
+                self.proc.popen.kill()
+                self.proc.popen.wait()
+            self.proc.stop()

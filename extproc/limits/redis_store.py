@@ -1,0 +1,161 @@
+"""Limit state in Redis: one budget for every worker and replica, exact under concurrency.
+
+Each operation is one Lua script (EVALSHA; redis-py loads the script again on NOSCRIPT, as
+after a Redis restart). Redis runs a script alone, so an admission over all windows of a key
+reads, decides and writes atomically: concurrent requests from any number of replicas are
+serialised, none is lost and none slips past the limit.
+
+The scripts are gcra.admit and gcra.settle line for line (the same float operations in the
+same order, the same tolerances). `now` is Redis's own clock (TIME), so replicas with
+skewed clocks agree. The arithmetic runs in a frame that starts at TIME's whole second:
+`now` is the microseconds part (below 1) and a TAT is its distance from that second. At the
+magnitude of Unix time a float's step is 2.4e-7 s, far coarser than gcra's tolerances (the
+remaining count would come out one short for about a third of the windows over 1000/hour);
+in the frame it is as fine as for a clock that started a moment ago. A TAT is stored as a
+decimal string of Unix seconds with 15 fractional digits (say `1764163549.250000000000000`)
+and read back in two parts, whole seconds and fraction, so nothing is lost on the way.
+
+admit returns the frame's `now` and the TATs it read; the Outcome is then built by gcra.admit
+itself from exactly those numbers, so the decision, the remaining counts, reset and
+retry-after are gcra's by construction. A denied admission writes nothing.
+
+Every key lives as long as its window needs (gcra.expiry, here per key) plus a margin, so idle
+keys vanish. All windows of one limit key share a Redis Cluster hash tag, which makes the
+multi-key scripts legal on a cluster: f"{prefix}{{{sha1(key)[:20]}}}:{limit}/{period}".
+
+Failures are fast and never retried (a retried script could charge twice): every socket step
+has `timeout_s`, the whole call at most twice that, and any Redis error, refusal or timeout
+becomes StoreUnavailable with a one-line reason. The pool replaces dead connections when it
+hands them out, so once Redis is back the next call works on the same store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
+
+from . import gcra
+from .gcra import Outcome, Window
+from .store import StoreUnavailable
+
+MARGIN_MS = 1000        # keys outlive their window by this much
+
+_COMMON = """
+local t = redis.call('TIME')
+local sec = tonumber(t[1])
+local now = tonumber(t[2]) / 1000000
+local function read_tat(k)                  -- the TAT in the frame of `sec`, or now if absent
+  local s = redis.call('GET', k)
+  if not s then return now end
+  local dot = string.find(s, '.', 1, true)
+  if not dot then return (tonumber(s) or sec) - sec end
+  return (tonumber(string.sub(s, 1, dot - 1)) - sec) + tonumber('0' .. string.sub(s, dot))
+end
+local function write_tat(k, tat)            -- TTL: gcra.expiry plus a margin
+  local whole = math.floor(tat)
+  local frac = string.format('%.15f', tat - whole)
+  if string.sub(frac, 1, 1) == '1' then whole, frac = whole + 1, '0.000000000000000' end
+  local ttl = math.ceil(math.max(0, tat - now) * 1000) + {margin}
+  redis.call('SET', k, string.format('%d', sec + whole) .. string.sub(frac, 2),
+             'PX', string.format('%d', ttl))
+end
+""".replace("{margin}", str(MARGIN_MS))
+
+# KEYS: one per window; ARGV: limit, period_s, cost per window -> {allowed, now, TATs read}
+_ADMIT = _COMMON + """
+local before, after, allowed = {}, {}, 1
+for i, k in ipairs(KEYS) do
+  local limit, period, cost = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1]),
+                              tonumber(ARGV[3 * i])
+  local interval = period / limit
+  local tat = read_tat(k)
+  local moved = math.max(tat, now) + cost * interval
+  local eps = math.max(1e-9, 1e-4 * interval)      -- gcra.tolerance
+  if cost * interval > period + eps or moved - period > now + eps then allowed = 0 end
+  before[i], after[i] = string.format('%.17g', tat), moved
+end
+if allowed == 1 then
+  for i, k in ipairs(KEYS) do write_tat(k, after[i]) end
+end
+return {allowed, string.format('%.17g', now), unpack(before)}
+"""
+
+# KEYS: one per window; ARGV: limit, period_s, delta per window
+_SETTLE = _COMMON + """
+for i, k in ipairs(KEYS) do
+  local limit, period, delta = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1]),
+                               tonumber(ARGV[3 * i])
+  if delta ~= 0 then
+    local moved = math.max(read_tat(k), now) + delta * (period / limit)
+    if delta < 0 then moved = math.max(moved, now) end
+    write_tat(k, moved)
+  end
+end
+return 1
+"""
+
+
+class RedisStore:
+    """The Store interface over one Redis connection pool."""
+
+    def __init__(self, url: str, timeout_s: float = 0.05, prefix: str = "extproc:rl:") -> None:
+        self.prefix = prefix
+        self.timeout_s = timeout_s
+        self._redis = aioredis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0), health_check_interval=30)
+        self._admit = self._redis.register_script(_ADMIT)
+        self._settle = self._redis.register_script(_SETTLE)
+
+    def keys(self, key: str, windows: Sequence[Window]) -> list[str]:
+        tag = hashlib.sha1(key.encode()).hexdigest()[:20]
+        return [f"{self.prefix}{{{tag}}}:{w.limit}/{w.period_s:.17g}" for w in windows]
+
+    async def admit(self, key: str, windows: Sequence[Window], costs: Sequence[float]
+                    ) -> Outcome:
+        reply = await self._call(self._admit, self.keys(key, windows), _args(windows, costs))
+        now, tats = float(reply[1]), [float(t) for t in reply[2:]]
+        outcome, _ = gcra.admit(tats, windows, costs, now)
+        if outcome.allowed != bool(int(reply[0])):     # cannot happen: same arithmetic
+            raise StoreUnavailable("redis: the script and gcra.admit disagree")
+        return outcome
+
+    async def settle(self, key: str, windows: Sequence[Window], deltas: Sequence[float]
+                     ) -> None:
+        if any(deltas):
+            await self._call(self._settle, self.keys(key, windows), _args(windows, deltas))
+
+    async def ping(self) -> bool:
+        try:
+            async with asyncio.timeout(2 * self.timeout_s):
+                return bool(await self._redis.ping())
+        except (RedisError, OSError, TimeoutError):
+            return False
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+    async def _call(self, script: AsyncScript, keys: list[str], args: list[str]) -> Any:
+        try:
+            async with asyncio.timeout(2 * self.timeout_s):
+                return await script(keys=keys, args=args)
+        except TimeoutError:
+            raise StoreUnavailable(f"redis: no answer within {self.timeout_s:g}s") from None
+        except (RedisError, OSError) as exc:
+            reason = " ".join(str(exc).split())[:160] or "no detail"
+            raise StoreUnavailable(f"redis: {type(exc).__name__}: {reason}") from None
+
+
+def _args(windows: Sequence[Window], amounts: Sequence[float]) -> list[str]:
+    out: list[str] = []
+    for w, n in zip(windows, amounts, strict=True):
+        out += [str(w.limit), repr(float(w.period_s)), repr(float(n))]
+    return out
