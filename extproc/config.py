@@ -17,10 +17,14 @@ Shape (every key is optional unless marked; unknown keys are errors)::
           max_event_bytes: 1048576      # largest SSE event / array element accepted
         auth: {jwt: [corp], api_keys: true, scopes: [chat]}   # client credentials
         upstream_credential: {env: OPENAI_API_KEY}          # the provider's key, injected
+        rate_limits:                    # request and token budgets (extproc.limits.settings)
+          - {name: per-user, key: [subject], requests: [{limit: 60, per: 1m}],
+             tokens: [{limit: 100000, per: 1m}]}
         plugins:                        # custom Python policies (see extproc.policy)
           - class: mypkg.guards:MyGuard
             options: {...}
 
+    limits: {backend: memory}           # or redis (extproc.limits.settings)
     auth:                               # JWT providers and API keys the routes refer to
       jwt_providers: {...}              # (the full schema is in extproc.auth.settings)
       api_keys: [...]
@@ -43,6 +47,7 @@ import yaml
 
 from .auth.policy import Authenticate
 from .auth.settings import AuthSettings, parse_auth, parse_credential, parse_route_auth
+from .limits.settings import LimitsSettings, parse_limits, parse_route_limits
 from .llm.policy import LLMTraffic, StreamsConfig, streams_config
 from .policy import Policy
 from .schema import Checker, ConfigError, join
@@ -77,6 +82,11 @@ class RouteConfig:
     @cached_property
     def needs_response_body(self) -> bool:
         return any(p.needs_response_body for p in self.policies)
+
+    @cached_property
+    def finishers(self) -> tuple[Policy, ...]:
+        """The policies whose `on_finish` runs when an exchange ends."""
+        return tuple(p for p in self.policies if p.needs_finish)
 
 
 @dataclass(frozen=True)
@@ -127,10 +137,11 @@ def parse(data: Any, source: str = "<memory>") -> Config:
     c = Checker()
     if isinstance(data, dict):  # top-level x-* keys hold YAML anchors (as in docker compose)
         data = {k: v for k, v in data.items() if not str(k).startswith("x-")}
-    top = c.mapping(data, "", ("server", "auth", "routes", "default_route"))
+    top = c.mapping(data, "", ("server", "auth", "limits", "routes", "default_route"))
     server = _server(c, top.get("server"))
     base = Path(source).parent if source != "<memory>" else Path.cwd()
     auth = parse_auth(c, top.get("auth"), base)
+    limits = parse_limits(c, top.get("limits"))
     routes: dict[str, RouteConfig] = {}
     declared: set[str] = set()
     raw_routes = c.sequence(top.get("routes"), "routes")
@@ -139,7 +150,7 @@ def parse(data: Any, source: str = "<memory>") -> Config:
     for i, raw in enumerate(raw_routes):
         if isinstance(raw, dict) and isinstance(raw.get("name"), str):
             declared.add(raw["name"])
-        route = _route(c, raw, join("routes", i), auth, base)
+        route = _route(c, raw, join("routes", i), auth, limits, base)
         if route is None:
             continue
         if route.name in routes:
@@ -162,11 +173,11 @@ def _server(c: Checker, raw: Any) -> ServerConfig:
     return ServerConfig(max_request_body_bytes=int(size), grace_period_s=float(grace))
 
 
-def _route(c: Checker, raw: Any, path: str, auth: AuthSettings, base: Path
-           ) -> RouteConfig | None:
+def _route(c: Checker, raw: Any, path: str, auth: AuthSettings, limits: LimitsSettings,
+           base: Path) -> RouteConfig | None:
     before = len(c.errors)
     d = c.mapping(raw, path, ("name", "provider", "streams", "auth", "upstream_credential",
-                              "plugins"))
+                              "rate_limits", "plugins"))
     name = c.string(d, "name", path, required=True)
     provider = c.choice(d, "provider", path, PROVIDERS, what="provider")
     streams = streams_config(c, provider, d.get("streams"), join(path, "streams")) \
@@ -176,15 +187,22 @@ def _route(c: Checker, raw: Any, path: str, auth: AuthSettings, base: Path
     credential = parse_credential(c, d["upstream_credential"], join(
         path, "upstream_credential"), provider, base) \
         if "upstream_credential" in d and provider else None
+    rate = parse_route_limits(c, d["rate_limits"], join(path, "rate_limits"), provider,
+                              name, limits) if "rate_limits" in d and provider and name else None
     policies = [p for i, item in enumerate(c.sequence(d.get("plugins"), join(path, "plugins")))
                 if (p := _plugin(c, item, join(join(path, "plugins"), i))) is not None]
+    if rate is not None and rate.uses_tokens and streams is not None and not streams.usage:
+        c.error(join(path, "rate_limits"), "token budgets settle on the provider's usage: "
+                "they need streams.usage: true")
     if len(c.errors) > before or name is None or provider is None or streams is None:
         return None
     builtin: list[Policy] = []
     if route_auth is not None or credential is not None:
         builtin.append(Authenticate(provider, route_auth, credential))
-    if streams.usage or streams.json_array_to_sse:
+    if streams.usage or streams.json_array_to_sse or rate is not None:
         builtin.append(LLMTraffic(provider, streams))
+    if rate is not None:
+        builtin.append(rate)
     return RouteConfig(name=name, provider=provider, policies=(*builtin, *policies),
                        streams=streams, plugins=tuple(policies))
 

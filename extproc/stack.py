@@ -124,6 +124,7 @@ class Stack:
             await wait_port("127.0.0.1", self.extproc_port, 30, server, "extproc server")
             envoy = await self._start("envoy", envoy_binary(), "-c", str(envoy_yaml),
                                       "--disable-hot-restart", "--log-level", "warn",
+                                      "--file-flush-interval-msec", "250",
                                       "--concurrency", "2")
             await wait_port("127.0.0.1", self.port, 60, envoy, "envoy")
         except (RuntimeError, FileNotFoundError) as exc:

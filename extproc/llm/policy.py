@@ -78,6 +78,7 @@ class LLMTraffic(Policy):
             stream, sse, req.model = _google_stream(ex.request_headers.get(":path", ""))
             req.stream = stream
             req.json_array = stream and not sse
+            ex.state["model"] = req.model
 
     async def on_request_body(self, ex: Exchange, body: bytes) -> bytes | None:
         req: _Request = ex.state[_KEY]
@@ -93,6 +94,7 @@ class LLMTraffic(Policy):
         except (ValueError, TypeError, AttributeError, KeyError):
             return None
         req.model, req.stream = prompt.model, prompt.stream
+        ex.state["prompt"] = prompt  # for later policies (rate limits, guards)
         if req.stream and self.streams.usage:
             rewritten = self.adapter.add_stream_usage_option(body, parsed)
             if rewritten is not None:

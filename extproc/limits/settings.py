@@ -1,0 +1,148 @@
+"""The rate-limit parts of the config, validated with every error named by its key path.
+
+Top level (optional; the default is the in-memory backend, failing open)::
+
+    limits:
+      backend: memory                  # memory (per process) | redis (shared)
+      redis_url: redis://127.0.0.1:6379/0
+      timeout_ms: 50                   # per Redis call
+      on_backend_error: allow          # allow (fail open) | deny (503 + Retry-After: 1)
+      default_max_tokens: 1024         # output reserved when a request names no maximum
+      chars_per_token: 4               # how prompt text is turned into a token estimate
+
+The environment variable `EXTPROC_LIMITS_REDIS_URL`, when set, selects the Redis backend at
+that URL whatever the file says (docker compose uses it, so one config file serves both the
+local stack and compose).
+
+Per route::
+
+    rate_limits:
+      - name: per-user                 # unique on the route
+        key: [subject]                 # subject | api_key | client_ip | route | model |
+                                       # claim:<name> | header:<name>
+        requests: [{limit: 60, per: 1m}, {limit: 1000, per: 1d}]
+        tokens: [{limit: 100000, per: 1m}]
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..schema import Checker, join
+from .gcra import Window
+from .policy import DESCRIPTORS, PREFIXED, LimitSpec, RateLimit
+from .store import MemoryStore, Store
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+#: stores by backend settings: one per process, kept across config reloads (the budgets
+#: already spent survive a reload)
+_STORES: dict[tuple[Any, ...], Store] = {}
+
+
+@dataclass
+class LimitsSettings:
+    backend: str = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    timeout_ms: float = 50.0
+    fail_open: bool = True
+    default_max_tokens: int = 1024
+    chars_per_token: float = 4.0
+    _store: Store | None = field(default=None, repr=False)
+
+    def store(self) -> Store:
+        if self._store is None:
+            key = (self.backend, self.redis_url, self.timeout_ms)
+            if key not in _STORES:
+                if self.backend == "redis":
+                    from .redis_store import RedisStore
+                    _STORES[key] = RedisStore(self.redis_url, timeout_s=self.timeout_ms / 1000)
+                else:
+                    _STORES[key] = MemoryStore()
+            self._store = _STORES[key]
+        return self._store
+
+
+def parse_duration(value: Any) -> float | None:
+    """'1m', '30s', '1h', '1d', '250ms' or a number of seconds; None if unreadable."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value) if value > 0 else None
+    if isinstance(value, str) and (m := _DURATION.match(value.strip())):
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+        return seconds if seconds > 0 else None
+    return None
+
+
+def parse_limits(c: Checker, raw: Any) -> LimitsSettings:
+    d = c.mapping(raw, "limits", ("backend", "redis_url", "timeout_ms", "on_backend_error",
+                                  "default_max_tokens", "chars_per_token"))
+    backend = c.choice(d, "backend", "limits", ("memory", "redis"), "memory", what="backend")
+    url = c.string(d, "redis_url", "limits", "redis://127.0.0.1:6379/0")
+    if url and not url.startswith(("redis://", "rediss://", "unix://")):
+        c.error("limits.redis_url", f"expected redis://, rediss:// or unix://, got {url!r}")
+    timeout = c.number(d, "timeout_ms", "limits", 50.0, minimum=1)
+    mode = c.choice(d, "on_backend_error", "limits", ("allow", "deny"), "allow")
+    default_max = c.number(d, "default_max_tokens", "limits", 1024, minimum=1, integer=True)
+    cpt = c.number(d, "chars_per_token", "limits", 4.0, minimum=0.5)
+    if os.environ.get("EXTPROC_LIMITS_REDIS_URL"):
+        backend, url = "redis", os.environ["EXTPROC_LIMITS_REDIS_URL"]
+    return LimitsSettings(backend=backend or "memory", redis_url=url or "",
+                          timeout_ms=float(timeout), fail_open=mode != "deny",
+                          default_max_tokens=int(default_max), chars_per_token=float(cpt))
+
+
+def _windows(c: Checker, d: Mapping[str, Any], key: str, path: str) -> tuple[Window, ...]:
+    out: list[Window] = []
+    for i, item in enumerate(c.sequence(d.get(key), join(path, key))):
+        where = join(join(path, key), i)
+        w = c.mapping(item, where, ("limit", "per"))
+        if "limit" not in w:
+            c.error(join(where, "limit"), "is required")
+        limit = c.number(w, "limit", where, 1, minimum=1, integer=True)
+        period = parse_duration(w.get("per"))
+        if period is None:
+            c.error(join(where, "per"), f"expected a duration like 1s, 1m, 1h, 1d, got "
+                    f"{w.get('per')!r}")
+        elif "limit" in w:
+            out.append(Window(int(limit), period))
+    return tuple(out)
+
+
+def parse_route_limits(c: Checker, raw: Any, path: str, provider: str, route: str,
+                       shared: LimitsSettings) -> RateLimit | None:
+    before = len(c.errors)
+    specs: list[LimitSpec] = []
+    names: set[str] = set()
+    for i, item in enumerate(c.sequence(raw, path)):
+        where = join(path, i)
+        d = c.mapping(item, where, ("name", "key", "requests", "tokens"))
+        name = c.string(d, "name", where, required=True)
+        if name in names:
+            c.error(join(where, "name"), f"duplicate limit name {name!r}")
+        names.add(name or "")
+        key = tuple(k for k in c.sequence(d.get("key"), join(where, "key")))
+        for j, k in enumerate(key):
+            if not isinstance(k, str) or not (k in DESCRIPTORS or (
+                    k.startswith(PREFIXED) and len(k.split(":", 1)[1]) > 0)):
+                c.error(join(join(where, "key"), j),
+                        f"unknown descriptor {k!r} (one of: {', '.join(DESCRIPTORS)}, "
+                        "claim:<name>, header:<name>)")
+        requests = _windows(c, d, "requests", where)
+        tokens = _windows(c, d, "tokens", where)
+        if not d.get("requests") and not d.get("tokens"):
+            c.error(where, "needs requests and/or tokens budgets")
+        if name:
+            specs.append(LimitSpec(name=name, key=tuple(k.lower() if k.startswith("header:")
+                                                        else k for k in key),
+                                   requests=requests, tokens=tokens))
+    if len(c.errors) > before or not specs:
+        return None
+    return RateLimit(provider, route, specs, shared.store(), fail_open=shared.fail_open,
+                     default_max_tokens=shared.default_max_tokens,
+                     chars_per_token=shared.chars_per_token)

@@ -1,0 +1,241 @@
+"""Rate limits through the real Envoy with the in-memory backend: exact admission under a
+concurrent burst, 429s with Retry-After in each provider's format, x-ratelimit-* headers on
+every response, and token reservations settled against real usage, streamed or not, also
+when the client goes away mid-stream. Each test keys its limits on its own client id."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.harness import Gateway, Mock, add_route
+
+pytestmark = pytest.mark.envoy
+
+KEY = ["header:x-test-client"]
+TOKENS = 10_000
+PROVIDERS = ("openai", "azure", "anthropic", "gemini", "vertex")
+
+
+def config() -> dict[str, Any]:
+    routes: list[dict[str, Any]] = [
+        {"name": "rl-requests", "provider": "openai", "rate_limits": [
+            {"name": "burst", "key": KEY, "requests": [{"limit": 10, "per": "1h"}]}]},
+        {"name": "rl-short", "provider": "openai", "rate_limits": [
+            {"name": "short", "key": KEY, "requests": [{"limit": 2, "per": "2s"}]}]},
+        {"name": "rl-two", "provider": "openai", "rate_limits": [
+            {"name": "hourly", "key": KEY, "requests": [{"limit": 100, "per": "1h"}]},
+            {"name": "tokens", "key": KEY, "tokens": [{"limit": 300, "per": "1h"}]}]},
+    ]
+    routes += [{"name": f"rl-tokens-{p}", "provider": p, "rate_limits": [
+        # a 30-day window refills so slowly (a token per 4 minutes) that the tests can read
+        # exact token counts from the headers
+        {"name": "tokens", "key": KEY, "tokens": [{"limit": TOKENS, "per": "30d"}],
+         "requests": [{"limit": 1000, "per": "30d"}]}]} for p in PROVIDERS]
+    return {"server": {"max_request_body_bytes": 1048576},
+            "limits": {"backend": "memory", "default_max_tokens": 500}, "routes": routes}
+
+
+def adjust(doc: dict[str, Any]) -> None:
+    add_route(doc, "/rl-requests/", "openai", "rl-requests")
+    add_route(doc, "/rl-short/", "openai", "rl-short")
+    add_route(doc, "/rl-two/", "openai", "rl-two")
+    for p in PROVIDERS:
+        add_route(doc, f"/rl-tokens-{p}/", p, f"rl-tokens-{p}")
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory, mock: Mock) -> Iterator[Gateway]:
+    gateway = Gateway(tmp_path_factory.mktemp("ratelimit"), config(), mock=mock, adjust=adjust)
+    yield gateway
+    gateway.close()
+
+
+def client_id() -> dict[str, str]:
+    return {"x-test-client": uuid.uuid4().hex}
+
+
+CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def post(gw: Gateway, route: str, headers: dict[str, str], **body: Any) -> httpx.Response:
+    return httpx.post(f"{gw.url}/{route}/v1/chat/completions", json={**CHAT, **body},
+                      headers=headers, timeout=30)
+
+
+def test_a_burst_admits_exactly_the_budget(gw: Gateway) -> None:
+    who = client_id()
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(
+                max_connections=40)) as client:
+            return await asyncio.gather(*(client.post(
+                f"{gw.url}/rl-requests/v1/chat/completions", json=CHAT, headers=who)
+                for _ in range(40)))
+
+    replies = asyncio.run(burst())
+    codes = sorted(r.status_code for r in replies)
+    assert codes.count(200) == 10 and codes.count(429) == 30, codes
+    limited = next(r for r in replies if r.status_code == 429)
+    error = limited.json()["error"]
+    assert error["type"] == "rate_limit_error"
+    assert "rate limit 'burst' exceeded: 10 requests per 1h" in error["message"]
+    assert int(limited.headers["retry-after"]) > 0
+    assert limited.headers["x-ratelimit-limit-requests"] == "10"
+    assert limited.headers["x-ratelimit-remaining-requests"] == "0"
+    # another client has its own budget
+    assert post(gw, "rl-requests", client_id()).status_code == 200
+
+
+def test_every_response_carries_the_headers(gw: Gateway) -> None:
+    who = client_id()
+    seen = []
+    for _ in range(3):
+        r = post(gw, "rl-requests", who)
+        assert r.status_code == 200
+        seen.append(int(r.headers["x-ratelimit-remaining-requests"]))
+        assert r.headers["x-ratelimit-limit-requests"] == "10"
+        assert r.headers["x-ratelimit-reset-requests"].endswith("s")
+    assert seen == [9, 8, 7]
+
+
+def test_retry_after_is_right(gw: Gateway) -> None:
+    who = client_id()
+    assert [post(gw, "rl-short", who).status_code for _ in range(2)] == [200, 200]
+    r = post(gw, "rl-short", who)
+    assert r.status_code == 429
+    wait = int(r.headers["retry-after"])
+    assert 1 <= wait <= 2
+    time.sleep(wait)
+    assert post(gw, "rl-short", who).status_code == 200
+
+
+def _remaining_tokens(gw: Gateway, route: str, who: dict[str, str]) -> int:
+    """The token budget left after a probe request, read from the probe's own header: the
+    probe reserves prompt 'hi' (1 token) + max_tokens 1 and really costs exactly that (the
+    mock answers one word and reports 1 + 1 tokens), so its settlement changes nothing."""
+    gw.server.wait_idle()   # settlement runs when the exchange ends
+    provider = route.rsplit("-", 1)[-1]
+    r = request(gw, provider, route, {**who, "x-mock-reply": "ok"}, max_tokens=1)
+    assert r.status_code == 200, r.text
+    return int(r.headers["x-ratelimit-remaining-tokens"])
+
+
+def request(gw: Gateway, provider: str, route: str, headers: dict[str, str], *,
+            stream: bool = False, max_tokens: int = 200) -> httpx.Response:
+    base = f"{gw.url}/{route}"
+    if provider in ("openai", "azure"):
+        path = "/v1/chat/completions" if provider == "openai" \
+            else "/openai/deployments/d/chat/completions?api-version=2024-10-21"
+        return httpx.post(base + path, json={**CHAT, "stream": stream, "max_tokens": max_tokens},
+                          headers=headers, timeout=30)
+    if provider == "anthropic":
+        return httpx.post(f"{base}/v1/messages", json={**CHAT, "stream": stream,
+                                                       "max_tokens": max_tokens},
+                          headers=headers, timeout=30)
+    prefix = "/v1beta/models/gemini-2.5-flash" if provider == "gemini" else \
+        "/v1/projects/p/locations/l/publishers/google/models/gemini-2.5-flash"
+    method = ":streamGenerateContent?alt=sse" if stream else ":generateContent"
+    return httpx.post(base + prefix + method, headers=headers, timeout=30, json={
+        "contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+        "generationConfig": {"maxOutputTokens": max_tokens}})
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_tokens_are_settled_on_real_usage(gw: Gateway, provider: str, stream: bool) -> None:
+    route = f"rl-tokens-{provider}"
+    who = client_id()
+    before = _remaining_tokens(gw, route, who)
+    rid = uuid.uuid4().hex
+    r = request(gw, provider, route, {**who, "x-request-id": rid,
+                                      "x-mock-reply": "one two three four five six"},
+                stream=stream, max_tokens=200)
+    assert r.status_code == 200, r.text
+    # reserved up front: prompt estimate (1) + max_tokens (200)
+    assert int(r.headers["x-ratelimit-remaining-tokens"]) == before - 201
+    used = gw.access_log(rid)["extproc"]["total_tokens"]
+    assert 6 <= used < 201
+    after = _remaining_tokens(gw, route, who)
+    assert after == before - used - 2             # settled to usage (and the probe's 2)
+
+
+def test_a_client_gone_mid_stream_pays_for_what_was_delivered(gw: Gateway) -> None:
+    route = "rl-tokens-openai"
+    who = client_id()
+    before = _remaining_tokens(gw, route, who)
+    words = " ".join(f"w{i}" for i in range(200))
+    received = b""
+    with httpx.Client(timeout=30) as client, client.stream(
+            "POST", f"{gw.url}/{route}/v1/chat/completions",
+            json={**CHAT, "stream": True, "max_tokens": 2000},
+            headers={**who, "x-mock-reply": words, "x-mock-delay-ms": "20"}) as r:
+        assert r.status_code == 200
+        for chunk in r.iter_raw():
+            received += chunk
+            if received.count(b"data: ") >= 10:
+                break                             # the client goes away
+    delivered = received.count(b'"content":"')
+    charged = before - _remaining_tokens(gw, route, who) - 2
+    # the prompt estimate (1) plus at least what the client got, far less than the
+    # 2001 reserved, and less than the whole 200-word reply
+    assert 1 + delivered <= charged < 150, (delivered, charged)
+
+
+def test_reservations_stop_concurrent_overspend_and_settle_frees_them(gw: Gateway) -> None:
+    who = client_id()
+    short = {**who, "x-mock-reply": "a short answer"}
+    # 300 tokens per hour: a request reserving 1 + 250 fits once. While it streams, a second
+    # one cannot fit; once the first settles on what it used (a few tokens), it does.
+    with httpx.Client(timeout=30) as client, client.stream(
+            "POST", f"{gw.url}/rl-two/v1/chat/completions",
+            json={**CHAT, "stream": True, "max_tokens": 250},
+            headers={**short, "x-mock-delay-ms": "200"}) as first:
+        assert first.status_code == 200
+        during = post(gw, "rl-two", short, max_tokens=250)
+        assert during.status_code == 429, during.text
+        body = b"".join(first.iter_raw())
+    assert body.rstrip().endswith(b"data: [DONE]")
+    gw.server.wait_idle()
+    after = post(gw, "rl-two", short, max_tokens=250)
+    assert after.status_code == 200, after.text
+
+
+def test_a_request_larger_than_the_budget_is_refused_for_good(gw: Gateway) -> None:
+    r = post(gw, "rl-two", client_id(), max_tokens=5000)
+    assert r.status_code == 429
+    assert "retry-after" not in r.headers
+    assert "more than the whole 'tokens' budget of 300 tokens per 1h" in \
+        r.json()["error"]["message"]
+
+
+def test_a_refusal_by_one_limit_gives_back_what_the_others_took(gw: Gateway) -> None:
+    who = client_id()
+    r = post(gw, "rl-two", who, max_tokens=5000)   # 'hourly' admits, 'tokens' refuses
+    assert r.status_code == 429
+    r = post(gw, "rl-two", who, max_tokens=1)
+    assert r.headers["x-ratelimit-remaining-requests"] == "99"   # only this one counted
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "gemini"])
+def test_429s_come_in_the_providers_format(gw: Gateway, provider: str) -> None:
+    route = f"rl-tokens-{provider}"
+    r = request(gw, provider, route, client_id(), max_tokens=50_000)
+    assert r.status_code == 429
+    body = r.json()
+    if provider == "anthropic":
+        assert body["type"] == "error" and body["error"]["type"] == "rate_limit_error"
+    else:
+        assert body["error"]["status"] == "RESOURCE_EXHAUSTED"
+
+
+def test_no_state_is_left_behind(gw: Gateway) -> None:
+    stats = gw.server.wait_idle()
+    assert stats["streams_active"] == 0 and stats["exchanges_alive"] == 0
+    assert stats["finishing"] == 0

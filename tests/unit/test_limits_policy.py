@@ -1,0 +1,230 @@
+"""The RateLimit policy (extproc.limits.policy) with a real Exchange and the memory store:
+descriptors, reservation estimates, headers, refusals and settlement paths."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from extproc import config as cfgmod
+from extproc.auth.policy import Identity
+from extproc.exchange import Exchange
+from extproc.limits.estimate import DeliveredText, prompt_tokens
+from extproc.limits.gcra import Window
+from extproc.limits.policy import LimitSpec, RateLimit, duration
+from extproc.limits.settings import parse_duration
+from extproc.limits.store import MemoryStore, StoreUnavailable
+from extproc.policy import Reject
+from extproc.providers.base import Usage
+from extproc.schema import ConfigError
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def policy(*specs: LimitSpec, provider: str = "openai", fail_open: bool = True,
+           store: Any = None) -> tuple[RateLimit, MemoryStore, Clock]:
+    clock = Clock()
+    mem = MemoryStore(clock)
+    return RateLimit(provider, "r", specs, store or mem, fail_open=fail_open,
+                     default_max_tokens=100), mem, clock
+
+
+def exchange(headers: dict[str, str] | None = None, identity: Identity | None = None
+             ) -> Exchange:
+    ex = Exchange(route=None)
+    ex.request_headers = {":path": "/v1/chat/completions", **(headers or {})}
+    if identity is not None:
+        ex.state["identity"] = identity
+    return ex
+
+
+BODY = b'{"model":"m","max_tokens":50,"messages":[{"role":"user","content":"12345678"}]}'
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    (0.017, "17ms"), (0, "0ms"), (1, "1s"), (1.5, "1.5s"), (360, "6m0s"), (3723, "1h2m3s")])
+def test_reset_durations_are_written_as_openai_does(seconds: float, text: str) -> None:
+    assert duration(seconds) == text
+
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    ("1m", 60), ("30s", 30), ("2h", 7200), ("1d", 86400), ("250ms", 0.25), (90, 90),
+    ("0s", None), ("soon", None), (True, None), (-1, None)])
+def test_durations_in_config(value: Any, seconds: float | None) -> None:
+    assert parse_duration(value) == seconds
+
+
+async def test_request_limits_decide_at_the_headers_and_set_headers() -> None:
+    rl, _, _ = policy(LimitSpec("l", ("header:x-c",), requests=(Window(2, 60),)))
+    assert not rl.needs_request_body
+    for left in ("1", "0"):
+        ex = exchange({"x-c": "a"})
+        await rl.on_request_headers(ex)
+        assert ex._resp_set["x-ratelimit-remaining-requests"] == left
+        assert ex._resp_set["x-ratelimit-limit-requests"] == "2"
+    with pytest.raises(Reject) as r:
+        await rl.on_request_headers(exchange({"x-c": "a"}))
+    assert r.value.status == 429 and r.value.headers["retry-after"] == "30"
+    await rl.on_request_headers(exchange({"x-c": "b"}))      # another key, another budget
+
+
+async def test_token_reservation_is_prompt_estimate_plus_max_tokens() -> None:
+    rl, _, _ = policy(LimitSpec("t", (), tokens=(Window(1000, 60),)))
+    assert rl.needs_request_body and rl.needs_response_body and rl.needs_finish
+    ex = exchange()
+    await rl.on_request_headers(ex)                          # deferred to the body
+    assert "x-ratelimit-remaining-tokens" not in ex._resp_set
+    await rl.on_request_body(ex, BODY)
+    # "12345678" = 2 tokens at 4 chars per token, + max_tokens 50
+    assert ex._resp_set["x-ratelimit-remaining-tokens"] == str(1000 - 52)
+
+
+async def test_no_max_tokens_reserves_the_default() -> None:
+    rl, _, _ = policy(LimitSpec("t", (), tokens=(Window(1000, 60),)))
+    ex = exchange()
+    await rl.on_request_body(ex, b'{"model":"m","messages":[{"role":"user","content":"hi"}]}')
+    assert ex._resp_set["x-ratelimit-remaining-tokens"] == str(1000 - 1 - 100)
+
+
+@pytest.mark.parametrize(("status", "usage", "delivered", "charged"), [
+    (200, Usage(input_tokens=2, output_tokens=7, total_tokens=9), None, 9),
+    (200, Usage(input_tokens=2, output_tokens=7), None, 9),
+    (200, None, 'data: {"content":"abcdefgh"}\n\ndata: {"content":"x"}\n\n', 2 + 3),
+    (500, Usage(input_tokens=2, output_tokens=7, total_tokens=9), None, 0),
+    (0, None, None, 0),
+])
+async def test_settlement(status: int, usage: Usage | None, delivered: str | None,
+                          charged: int) -> None:
+    rl, _, _ = policy(LimitSpec("t", (), tokens=(Window(1000, 60),)))
+    ex = exchange()
+    await rl.on_request_body(ex, BODY)                       # reserves 52
+    ex.status = status
+    if delivered is not None:
+        t = rl.response_transform(ex)
+        assert isinstance(t, DeliveredText)
+        assert t.feed(delivered.encode()) == delivered.encode()
+    if usage is not None:
+        ex.state["usage"] = usage
+    await rl.on_finish(ex)
+    await rl.on_finish(ex)                                   # settles once only
+    assert ex.state["tokens_charged"] == charged
+    probe = exchange()
+    await rl.on_request_body(probe, BODY)
+    assert probe._resp_set["x-ratelimit-remaining-tokens"] == str(1000 - charged - 52)
+
+
+async def test_a_refusal_refunds_the_limits_that_admitted() -> None:
+    first = LimitSpec("a", (), requests=(Window(10, 60),))
+    second = LimitSpec("b", (), tokens=(Window(60, 60),))
+    rl, _, _ = policy(first, second)
+    await rl.on_request_body(exchange(), BODY)               # 52 of 60 tokens
+    with pytest.raises(Reject) as r:
+        await rl.on_request_body(exchange(), BODY)
+    assert "rate limit 'b' exceeded: 60 tokens per 1m" in r.value.message
+    ex = exchange()
+    with pytest.raises(Reject):
+        await rl.on_request_body(ex, BODY)
+    rl2_ex = exchange()
+    rl.limits = (first,)                                     # look at 'a' alone
+    await rl.on_request_body(rl2_ex, BODY)
+    assert rl2_ex._resp_set["x-ratelimit-remaining-requests"] == "8"   # 2 taken, 2 refunded
+
+
+async def test_a_request_larger_than_the_window_never_fits() -> None:
+    rl, _, _ = policy(LimitSpec("t", (), tokens=(Window(40, 60),)))
+    with pytest.raises(Reject) as r:
+        await rl.on_request_body(exchange(), BODY)
+    assert "retry-after" not in r.value.headers
+    assert "more than the whole 't' budget of 40 tokens per 1m" in r.value.message
+
+
+class Down:
+    async def admit(self, *a: Any) -> Any:
+        raise StoreUnavailable("connection refused")
+
+    async def settle(self, *a: Any) -> None:
+        raise StoreUnavailable("connection refused")
+
+
+async def test_backend_down_fails_open_or_closed() -> None:
+    spec = LimitSpec("l", (), requests=(Window(1, 60),))
+    rl, _, _ = policy(spec, store=Down())
+    ex = exchange()
+    await rl.on_request_headers(ex)                          # open: allowed, no headers
+    assert "x-ratelimit-limit-requests" not in ex._resp_set
+    assert rl.stats["backend_errors"] == 1
+    rl, _, _ = policy(spec, store=Down(), fail_open=False)
+    with pytest.raises(Reject) as r:
+        await rl.on_request_headers(exchange())
+    assert r.value.status == 503 and r.value.headers["retry-after"] == "1"
+
+
+async def test_descriptors() -> None:
+    spec = LimitSpec("l", ("subject", "api_key", "claim:team", "header:x-c", "client_ip",
+                           "route", "model"), requests=(Window(1, 60),))
+    rl, _, _ = policy(spec)
+    who = Identity("alice", "api_key", "k1", {"team": "ml"})
+    ex = exchange({"x-c": "v", "x-forwarded-for": "10.0.0.1, 192.0.2.7"}, who)
+    assert rl._key(ex, spec, "gpt") == "\x1f".join(
+        ["r", "l", "alice", "k1", "ml", "v", "192.0.2.7", "r", "gpt"])
+    anon = exchange()
+    assert rl._key(anon, spec, None) == "\x1f".join(["r", "l", "-", "-", "-", "-", "-", "r",
+                                                     "-"])
+    long = exchange({"x-c": "v" * 500})
+    assert len(rl._key(long, spec, None)) == 64              # long keys are hashed
+
+
+def test_delivered_text_counts_fragments_and_characters() -> None:
+    t = DeliveredText()
+    t.feed(b'data: {"choices":[{"delta":{"content":"Hello"}}]}\n\n')
+    t.feed(b'data: {"type":"content_block_delta","delta":{"type":"text_delta","text":"a'
+           b' long sentence here"}}\n\n')
+    assert t.fragments == 2
+    assert t.tokens == max(2, -(-(5 + 20) // 4))
+    assert prompt_tokens(["12345", "678"]) == 2 and prompt_tokens([]) == 0
+
+
+def _route(rate: list[dict[str, Any]], **top: Any) -> dict[str, Any]:
+    return {**top, "routes": [{"name": "r", "provider": "openai", "rate_limits": rate}]}
+
+
+def test_config_errors_name_their_path() -> None:
+    with pytest.raises(ConfigError) as e:
+        cfgmod.parse(_route([{"name": "x", "key": ["subjekt", "header:"],
+                              "requests": [{"limit": 0, "per": "1 minute"}]},
+                             {"name": "x", "key": []}],
+                            limits={"backend": "memcached", "redis_url": "http://x"}))
+    text = "\n".join(e.value.errors)
+    for expected in ("limits.backend: unknown backend 'memcached'",
+                     "limits.redis_url: expected redis://",
+                     "routes[0].rate_limits[0].key[0]: unknown descriptor 'subjekt'",
+                     "routes[0].rate_limits[0].key[1]: unknown descriptor 'header:'",
+                     "routes[0].rate_limits[0].requests[0].limit: must be >= 1",
+                     "routes[0].rate_limits[0].requests[0].per: expected a duration",
+                     "routes[0].rate_limits[1].name: duplicate limit name 'x'",
+                     "routes[0].rate_limits[1]: needs requests and/or tokens budgets"):
+        assert expected in text, text
+
+
+def test_token_budgets_need_usage() -> None:
+    doc = _route([{"name": "t", "key": [], "tokens": [{"limit": 10, "per": "1m"}]}])
+    doc["routes"][0]["streams"] = {"usage": False}
+    with pytest.raises(ConfigError) as e:
+        cfgmod.parse(doc)
+    assert "routes[0].rate_limits: token budgets settle on the provider's usage" in \
+        "\n".join(e.value.errors)
+
+
+def test_rate_limits_run_after_the_llm_policy() -> None:
+    cfg = cfgmod.parse(_route([{"name": "t", "key": ["model"],
+                                "tokens": [{"limit": 10, "per": "1m"}]}]))
+    names = [p.name for p in cfg.routes["r"].policies]
+    assert names == ["LLMTraffic", "RateLimit"]
+    assert cfg.routes["r"].finishers == (cfg.routes["r"].policies[1],)
