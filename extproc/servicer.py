@@ -92,6 +92,7 @@ class Processor(ExternalProcessorServicer):
             ex.close()
             self.streams_active -= 1
             if ex.route is not None and ex.route.finishers:
+                # a task: this one may be being cancelled (Envoy closed the stream)
                 task = asyncio.get_running_loop().create_task(self._finish(ex))
                 self._finishing.add(task)
                 task.add_done_callback(self._finishing.discard)

@@ -17,22 +17,29 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
 @dataclass(frozen=True)
 class Window:
     limit: int          # units per period (requests or tokens)
     period_s: float
+    #: seconds one unit occupies (derived)
+    interval: float = field(init=False, compare=False, repr=False)
+    #: how far past the line an admission may land and still fit (derived, see tolerance)
+    slack: float = field(init=False, compare=False, repr=False)
+    #: what a store appends to a limit key to name this window's state (derived)
+    suffix: str = field(init=False, compare=False, repr=False)
 
-    @property
-    def interval(self) -> float:
-        """Seconds one unit occupies."""
-        return self.period_s / self.limit
+    def __post_init__(self) -> None:
+        interval = self.period_s / self.limit
+        object.__setattr__(self, "interval", interval)
+        object.__setattr__(self, "slack", max(1e-9, 1e-4 * interval))
+        object.__setattr__(self, "suffix", f"|{self.limit}/{float(self.period_s)!r}")
 
 
-@dataclass(frozen=True)
-class WindowState:
+class WindowState(NamedTuple):
     """What a window looks like after a decision, for the x-ratelimit-* headers."""
 
     window: Window
@@ -40,8 +47,7 @@ class WindowState:
     reset_s: float      # seconds until the window is full again
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     allowed: bool
     windows: tuple[WindowState, ...]
     retry_after_s: float = 0.0      # denied: when the same cost would fit (inf: never)
@@ -51,7 +57,7 @@ def tolerance(w: Window) -> float:
     """How far past the line an admission may land and still fit: a ten-thousandth of a
     unit (at least 1e-9 s), so float rounding in TATs built up by many additions never
     refuses the last unit of a burst."""
-    return max(1e-9, 1e-4 * w.interval)
+    return w.slack
 
 
 def remaining(tat: float, w: Window, now: float) -> int:
@@ -68,7 +74,7 @@ def admit(tats: Sequence[float], windows: Sequence[Window], costs: Sequence[floa
     for tat, w, cost in zip(tats, windows, costs, strict=True):
         base = max(tat, now)
         after = base + cost * w.interval
-        eps = tolerance(w)
+        eps = w.slack
         if cost * w.interval > w.period_s + eps:
             retry = math.inf                    # more than the whole window: never fits
         elif after - w.period_s > now + eps:

@@ -192,6 +192,11 @@ class RateLimit(Policy):
         held: _Held | None = ex.state.get(_STATE)
         if held is None or not self.uses_tokens or ex.status != 200:
             return None
+        # only a stream can be cut after some of it was delivered: a whole JSON reply
+        # carries its usage, and one that never arrived delivered nothing
+        ctype = ex.response_headers.get("content-type", "")
+        if not ctype.startswith("text/event-stream") and not _json_array_stream(ex):
+            return None
         held.delivered = DeliveredText(self.chars_per_token)
         return held.delivered
 
@@ -226,6 +231,12 @@ class RateLimit(Policy):
             return (usage.input_tokens or 0) + (usage.output_tokens or 0)
         delivered = held.delivered.tokens if held.delivered is not None else 0
         return held.input_estimate + delivered
+
+
+def _json_array_stream(ex: Exchange) -> bool:
+    """A Gemini/Vertex stream without alt=sse (a JSON array sent piece by piece)."""
+    path = ex.request_headers.get(":path", "")
+    return ":streamGenerateContent" in path and "alt=sse" not in path
 
 
 def _descriptor(d: str, ex: Exchange, identity: Any, model: str | None, route: str) -> str:

@@ -31,7 +31,7 @@ class Store(Protocol):
 
 
 def window_key(key: str, w: Window) -> str:
-    return f"{key}|{w.limit}/{float(w.period_s)!r}"
+    return key + w.suffix
 
 
 class MemoryStore:
@@ -55,7 +55,7 @@ class MemoryStore:
     def admit_now(self, key: str, windows: Sequence[Window], costs: Sequence[float]
                   ) -> Outcome:
         now = self.clock()
-        keys = [window_key(key, w) for w in windows]
+        keys = [key + w.suffix for w in windows]
         tats = [self._tats.get(k, now) for k in keys]
         outcome, stored = gcra.admit(tats, windows, costs, now)
         if outcome.allowed:

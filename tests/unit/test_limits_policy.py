@@ -106,6 +106,7 @@ async def test_settlement(status: int, usage: Usage | None, delivered: str | Non
     ex = exchange()
     await rl.on_request_body(ex, BODY)                       # reserves 52
     ex.status = status
+    ex.response_headers = {"content-type": "text/event-stream"}
     if delivered is not None:
         t = rl.response_transform(ex)
         assert isinstance(t, DeliveredText)
@@ -118,6 +119,17 @@ async def test_settlement(status: int, usage: Usage | None, delivered: str | Non
     probe = exchange()
     await rl.on_request_body(probe, BODY)
     assert probe._resp_set["x-ratelimit-remaining-tokens"] == str(1000 - charged - 52)
+
+
+async def test_only_streams_are_observed_for_delivered_text() -> None:
+    rl, _, _ = policy(LimitSpec("t", (), tokens=(Window(1000, 60),)))
+    ex = exchange()
+    await rl.on_request_body(ex, BODY)
+    ex.status = 200
+    ex.response_headers = {"content-type": "application/json"}
+    assert rl.response_transform(ex) is None          # a JSON reply carries its usage
+    ex.request_headers[":path"] = "/v1beta/models/g:streamGenerateContent"
+    assert isinstance(rl.response_transform(ex), DeliveredText)   # a JSON-array stream
 
 
 async def test_a_refusal_refunds_the_limits_that_admitted() -> None:
