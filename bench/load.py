@@ -2,8 +2,9 @@
 
 Both send the same request: POST /openai/v1/chat/completions with a tiny chat body, over
 keep-alive HTTP/1.1 connections, one connection per unit of concurrency. Every request
-carries the same bearer token (minted once with the local stack's development key), so the
-bytes on the wire are identical in every setup; only setup (d) checks it.
+carries the same bearer token (minted once with the local stack's development key) and
+client id, so the bytes on the wire are identical in every setup; only setup (d) checks the
+token and only (e) and (f) count the client's requests and tokens.
 """
 
 from __future__ import annotations
@@ -41,10 +42,11 @@ class Workload:
                           separators=(",", ":")).encode()
 
 
-AUTHORIZATION = {"authorization": f"Bearer {mint('bench-client', ttl_s=2 * 86400)}"}
+COMMON = {"authorization": f"Bearer {mint('bench-client', ttl_s=2 * 86400)}",
+          "x-bench-client": "bench"}   # the rate-limit key of setups (e) and (f)
 WORKLOADS = (
-    Workload("non-streamed", False, AUTHORIZATION),
-    Workload("streamed", True, {**AUTHORIZATION, "x-mock-reply": STREAM_REPLY}),
+    Workload("non-streamed", False, COMMON),
+    Workload("streamed", True, {**COMMON, "x-mock-reply": STREAM_REPLY}),
 )
 
 

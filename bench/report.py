@@ -9,6 +9,7 @@ from typing import Any
 
 TARGET = 0.85  # row (c) streamed throughput over row (b)
 AUTH_TARGET = 0.05  # (d) may add at most 5% more latency over (a) than (c) does
+LIMITS_TARGET = 0.95  # (e) in-memory limits keep this share of (c)'s throughput
 MOCK_BOUND = 85.0  # mock CPU, % of one core, from which it is taken as the bottleneck
 FOREIGN = 40.0  # CPU outside the bench's processes (% of a core) worth a warning
 
@@ -73,7 +74,7 @@ def add_comparisons(rows: list[dict[str, Any]]) -> None:
         row["ratio_a"] = round(rps / a["wrk"]["rps"], 3) if a and row["setup_key"] != "a" \
             else None
         row["ratio_b"] = round(rps / b["wrk"]["rps"], 3) \
-            if b and row["setup_key"] in ("c", "d") else None
+            if b and row["setup_key"] not in ("a", "b") else None
         row["added_p50_ms"] = round(p50 - a["wrk"]["p50_ms"], 3) \
             if a and row["setup_key"] != "a" else None
 
@@ -138,6 +139,16 @@ def notes(rows: list[dict[str, Any]], raw: list[dict[str, Any]] | None = None) -
             out.append(f"auth: (d) {r['workload']} c={r['concurrency']} adds {with_auth:.3f} ms "
                        f"at p50 over (a), (c) adds {base:.3f} ms: {100 * more:+.1f}%, "
                        f"{verdict} the +{100 * AUTH_TARGET:.0f}% target")
+    for r in rows:
+        c = _find(rows, "c", r)
+        if r["setup_key"] not in ("e", "f") or c is None:
+            continue
+        ratio = r["wrk"]["rps"] / c["wrk"]["rps"]
+        what = "in-memory" if r["setup_key"] == "e" else "Redis"
+        target = f", {'meets' if ratio >= LIMITS_TARGET else 'MISSES'} the " \
+            f"{LIMITS_TARGET}x target" if r["setup_key"] == "e" else ""
+        out.append(f"limits: ({r['setup_key']}) {what} {r['workload']} c={r['concurrency']} "
+                   f"is {ratio:.2f}x of (c)'s throughput{target}")
     return out
 
 

@@ -1,7 +1,7 @@
 """Gateway overhead bench: (a) Envoy direct, (b) Envoy + do-nothing ext_proc, (c) our server,
-(d) our server with authentication on.
+(d) with authentication, (e) with rate limits in memory, (f) with rate limits in Redis.
 
-    .venv/bin/python bench/run.py [--duration 10] [--only a,b,c,d] [--quick] [--rounds 1]
+    .venv/bin/python bench/run.py [--duration 10] [--only a,b,c,d,e,f] [--quick] [--rounds 1]
 
 Starts each setup in turn, runs the non-streamed and streamed workloads at concurrency 1 and
 32 (wrk for throughput and latency, an asyncio client for time to first byte), prints the
@@ -16,7 +16,9 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -46,10 +48,11 @@ def _options(argv: list[str]) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--duration", type=float, default=10.0, help="seconds per row (10)")
     p.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per row (2)")
-    p.add_argument("--only", default="a,b,c,d", help="setups to run, e.g. a,c (a,b,c,d)")
+    p.add_argument("--only", default=",".join(SETUPS),
+                   help=f"setups to run, e.g. a,c ({','.join(SETUPS)})")
     p.add_argument("--quick", action="store_true", help="2 s rows, 1 s warm-up, fewer TTFB")
     p.add_argument("--rounds", type=int, default=1,
-                   help="repeat the whole a,b,c,d sequence N times; rows keep the median (1)")
+                   help="repeat the whole sequence of setups N times; rows keep the median (1)")
     p.add_argument("--retries", type=int, default=2,
                    help="re-measure a row disturbed by foreign CPU load up to N times (2)")
     p.add_argument("--ttfb-requests", type=int, default=0,
@@ -183,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _options(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)
     ensure_wrk()
+    if "f" in args.keys and not shutil.which("redis-server"):
+        subprocess.run([str(ROOT / "scripts" / "ensure-redis")], check=True)
     meta = _meta(args, argv)
     print(f"bench: setups {', '.join(args.keys)}; {args.duration:g} s rows after "
           f"{args.warmup:g} s warm-up; Envoy {meta['envoy_version']}", flush=True)

@@ -2,10 +2,12 @@
 
 (a) direct: Envoy -> mock, the reference config without the ext_proc filter;
 (b) noop: the reference config, its ext_proc cluster pointing at bench/noop_extproc.py;
-(c) extproc: our server (`python -m extproc serve`) on the reference config with auth
-    taken out (routes keep their usage metering): the server's own cost;
-(d) extproc+auth: our server on the reference config as is: every request carries a JWT
-    (RS256, verified against the dev JWKS, then cached) and gets the provider key injected.
+(c) extproc: our server (`python -m extproc serve`) on the reference config with auth and
+    rate limits taken out (routes keep their usage metering): the server's own cost;
+(d) extproc+auth: (c) plus the reference config's auth: every request carries a JWT
+    (RS256, verified against the dev JWKS, then cached) and gets the provider key injected;
+(e) extproc+limits: (c) plus request and token limits (too large to run out) in memory;
+(f) extproc+redis: the same limits in a real Redis server the bench starts.
 
 All setups share the same mock provider (bench/mock_uvloop.py) and run Envoy with
 `--concurrency 1`. Every child gets PR_SET_PDEATHSIG, so none outlives the bench, and
@@ -37,20 +39,45 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 GATEWAY_CONFIG = "config/gateway.yaml"
 EXT_PROC_FILTER = "envoy.filters.http.ext_proc"
-SETUPS = {"a": "direct", "b": "noop", "c": "extproc", "d": "extproc+auth"}
-PROCESSORS = ("c", "d")
+SETUPS = {"a": "direct", "b": "noop", "c": "extproc", "d": "extproc+auth",
+          "e": "extproc+limits", "f": "extproc+redis"}
+PROCESSORS = ("c", "d", "e", "f")
+#: budgets no bench run can exhaust: the rows measure the cost of checking them
+HUGE_LIMITS = [{"name": "bench", "key": ["header:x-bench-client"],
+                "requests": [{"limit": 10**9, "per": "1m"}],
+                "tokens": [{"limit": 10**12, "per": "1m"}]}]
 
 
-def config_without_auth(directory: Path) -> Path:
-    """The reference config with client auth and credential injection taken out."""
+def processor_config(key: str, directory: Path, redis_url: str | None = None) -> Path:
+    """The extproc config of setup `key`, derived from the reference config: (c) without
+    auth and limits, (d) with its auth only, (e) and (f) with huge token and request limits
+    in memory or in Redis."""
     import yaml
     doc = yaml.safe_load((ROOT / GATEWAY_CONFIG).read_text())
-    doc = {k: v for k, v in doc.items() if k != "auth" and not k.startswith("x-")}
-    for route in doc["routes"]:
-        route.pop("auth", None)
-        route.pop("upstream_credential", None)
-    path = directory / "gateway-no-auth.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    keep_auth = key == "d"
+    out = {k: v for k, v in doc.items() if not k.startswith("x-")
+           and k != "limits" and (keep_auth or k != "auth")}
+    for route in out["routes"]:
+        route.pop("rate_limits", None)
+        if not keep_auth:
+            route.pop("auth", None)
+            route.pop("upstream_credential", None)
+        elif "upstream_credential" in route:
+            file = route["upstream_credential"].get("file")
+            if file:
+                route["upstream_credential"]["file"] = str(ROOT / "config" / file)
+        if key in ("e", "f"):
+            route["rate_limits"] = HUGE_LIMITS
+    if keep_auth:
+        for provider in out["auth"]["jwt_providers"].values():
+            if "file" in provider.get("jwks", {}):
+                provider["jwks"]["file"] = str(ROOT / "config" / provider["jwks"]["file"])
+    if key == "e":
+        out["limits"] = {"backend": "memory"}
+    elif key == "f":
+        out["limits"] = {"backend": "redis", "redis_url": redis_url, "timeout_ms": 200}
+    path = directory / f"gateway-{SETUPS[key]}.yaml"
+    path.write_text(yaml.safe_dump(out, sort_keys=False))
     return path
 
 
@@ -158,7 +185,7 @@ class _Starter:
 
 
 def _stop(procs: dict[str, subprocess.Popen[bytes]]) -> None:
-    for role in ("envoy", "processor", "mock"):
+    for role in ("envoy", "processor", "mock", "redis"):
         proc = procs.get(role)
         if proc is None or proc.poll() is not None:
             continue
@@ -174,7 +201,7 @@ def _stop(procs: dict[str, subprocess.Popen[bytes]]) -> None:
 
 @contextlib.contextmanager
 def running(key: str, log_dir: Path) -> Iterator[Running]:
-    """Start setup `key` (a, b, c or d), yield it ready to serve, and always stop it."""
+    """Start setup `key` (a to f), yield it ready to serve, and always stop it."""
     port, admin, mock_port, ext_port, ext_admin = free_ports(5)
     run = Running(key, SETUPS[key], port, admin, ext_admin if key in PROCESSORS else None)
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -188,7 +215,15 @@ def running(key: str, log_dir: Path) -> Iterator[Running]:
                                              "--port", str(ext_port)])
             _wait_port(ext_port, proc, "noop ext_proc", 30)
         elif key in PROCESSORS:
-            config = str(config_without_auth(log_dir)) if key == "c" else GATEWAY_CONFIG
+            redis_url = None
+            if key == "f":
+                redis_port = free_ports(1)[0]
+                redis = start.spawn("redis", ["redis-server", "--port", str(redis_port),
+                                              "--bind", "127.0.0.1", "--save", "",
+                                              "--appendonly", "no"])
+                _wait_port(redis_port, redis, "redis-server", 30)
+                redis_url = f"redis://127.0.0.1:{redis_port}/0"
+            config = str(processor_config(key, log_dir, redis_url))
             proc = start.spawn("processor", [
                 py, "-m", "extproc", "serve", "--config", config,
                 "--listen", f"127.0.0.1:{ext_port}", "--admin-port", str(ext_admin)])
@@ -217,7 +252,7 @@ def envoy_ext_proc_stats(run: Running) -> dict[str, int]:
 
 
 def processor_stats(run: Running) -> dict[str, Any]:
-    """Our server's /stats (streams and messages per kind), for setups (c) and (d)."""
+    """Our server's /stats (streams and messages per kind), for setups (c) to (f)."""
     if run.processor_admin is None:
         return {}
     try:
