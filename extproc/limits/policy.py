@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..policy import BodyTransform, Policy, Reject
 from ..providers import adapter_for
-from .estimate import DeliveredText, prompt_tokens
+from .estimate import TEXT_MARKERS, DeliveredText, prompt_tokens
 from .gcra import Outcome, Window, WindowState
 from .store import Store, StoreUnavailable
 
@@ -197,7 +197,7 @@ class RateLimit(Policy):
         ctype = ex.response_headers.get("content-type", "")
         if not ctype.startswith("text/event-stream") and not _json_array_stream(ex):
             return None
-        held.delivered = DeliveredText(self.chars_per_token)
+        held.delivered = DeliveredText(TEXT_MARKERS[self.provider], self.chars_per_token)
         return held.delivered
 
     async def on_finish(self, ex: Exchange) -> None:

@@ -193,13 +193,20 @@ async def test_descriptors() -> None:
     assert len(rl._key(long, spec, None)) == 64              # long keys are hashed
 
 
-def test_delivered_text_counts_fragments_and_characters() -> None:
+def test_delivered_text_estimates_from_a_sample() -> None:
+    event = b'data: {"choices":[{"delta":{"content":"Hello"}}]}\n\n'
     t = DeliveredText()
-    t.feed(b'data: {"choices":[{"delta":{"content":"Hello"}}]}\n\n')
-    t.feed(b'data: {"type":"content_block_delta","delta":{"type":"text_delta","text":"a'
-           b' long sentence here"}}\n\n')
-    assert t.fragments == 2
-    assert t.tokens == max(2, -(-(5 + 20) // 4))
+    for _ in range(100):                                     # 5.3 KB, sampled on 1 KB
+        assert t.feed(event) == event
+    assert t.fragments == 100
+    assert t.tokens == 125                                   # "Hello" = 5 characters
+    long = b'data: {"type":"content_block_delta","delta":{"type":"text_delta","text":"' + \
+        b"x" * 400 + b'"}}\n\n'
+    t = DeliveredText(b'"text_delta"')
+    t.feed(long)
+    assert t.fragments == 1
+    assert t.tokens == 100                                   # 400 characters at 4 per token
+    assert DeliveredText().tokens == 0
     assert prompt_tokens(["12345", "678"]) == 2 and prompt_tokens([]) == 0
 
 
