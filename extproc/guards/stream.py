@@ -1,0 +1,136 @@
+"""Sans-IO streaming masker: releases streamed LLM text as early as possible, with sensitive
+values masked exactly as the guard scanner masks the whole text, for any chunking of the stream.
+
+For any split of a text into pieces, ``"".join(m.feed(p) for p in pieces) + m.finish()`` equals
+``scanner.mask(text)``. The masker keeps the unreleased text (the buffer) and up to ``context``
+characters of already released raw text before it (left context: never emitted again, it lets
+lookbehinds and word boundaries see what they see in the whole text). On each piece it scans
+context + buffer and picks the hold point, where the held-back text starts:
+
+- ``scanner.tail_start``: from there on the text could still grow into a match;
+- a match reaching into the held text, or ending less than ``LOOKAHEAD`` characters before the
+  end of what has arrived, is not final (more text could extend it, or fail a boundary check
+  right after it): the hold moves back to its start;
+- everything before the hold is released at once, masked with the matches in it.
+
+Held text is bounded: at most ``scanner.max_len + LOOKAHEAD`` characters. Where the rules would
+hold more, the hold is cut to that bound, never inside a match: a match the cut falls in is
+released whole, masked. Exactness rests on this detector contract:
+
+- a match is at most ``max_len`` characters long (a longer one can be missed or cut);
+- whether a match holds depends on at most ``context`` characters before it and ``LOOKAHEAD``
+  character after it; anything after that which could still change it must keep its start in
+  ``tail_start`` (for instance an e-mail ``a@b.co`` followed by ``.``);
+- ``tail_start`` is conservative: no match can start before it and end after the text's end.
+
+With ``action="reject"`` the first match to become final raises `GuardTriggered` instead, and
+nothing containing any part of it has been released.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from extproc.guards.detectors import Span
+    from extproc.guards.scanner import Scanner
+
+#: characters after a match that may decide whether it holds (a regex boundary or lookahead)
+LOOKAHEAD = 1
+ACTIONS = ("mask", "reject")
+
+
+class GuardTriggered(Exception):
+    """A reject-mode guard found a sensitive value; nothing of it was released."""
+
+    def __init__(self, detector: str) -> None:
+        super().__init__(f"guard triggered: {detector}")
+        self.detector = detector
+
+
+class StreamMasker:
+    """Feed text pieces (str) as they stream; get back text safe to release now."""
+
+    def __init__(self, scanner: Scanner, *, action: str = "mask", context: int = 64) -> None:
+        if action not in ACTIONS:
+            raise ValueError(f"action must be one of {ACTIONS}, not {action!r}")
+        if context < 0:
+            raise ValueError("context must not be negative")
+        self.scanner = scanner
+        self.action = action
+        self.context = context
+        #: the most characters ever held back after a feed
+        self.bound = scanner.max_len + LOOKAHEAD
+        #: detector names of the matches released (or rejected) so far, in stream order
+        self.found: list[str] = []
+        self._left = ""          # released raw text kept as left context
+        self._buf = ""           # raw text not released yet
+        self._stopped: str | None = None   # why no more feeding: "finished" or a detector
+
+    @property
+    def held(self) -> int:
+        """Characters currently held back."""
+        return len(self._buf)
+
+    def feed(self, text: str) -> str:
+        """Take the next piece; return the masked text that is safe to release now."""
+        self._check()
+        if not text:
+            return ""
+        self._buf += text
+        window, c = self._left + self._buf, len(self._left)
+        spans = self._spans(window, c)
+        return self._release(window, c, self._hold(window, c, spans), spans)
+
+    def finish(self) -> str:
+        """End of stream: release everything still held, masked."""
+        self._check()
+        window, c = self._left + self._buf, len(self._left)
+        out = self._release(window, c, len(window), self._spans(window, c))
+        self._stopped = "finished"
+        return out
+
+    def _check(self) -> None:
+        if self._stopped == "finished":
+            raise RuntimeError("StreamMasker used after finish()")
+        if self._stopped is not None:
+            raise GuardTriggered(self._stopped)
+
+    def _spans(self, window: str, c: int) -> list[Span]:
+        """The scanner's matches in the unreleased part of the window, left to right.
+
+        A match starting in the left context belongs to released text: either it was released
+        (masked) already, or it is an artefact of cutting the context short."""
+        return sorted((s for s in self.scanner.find(window) if s.start >= c),
+                      key=lambda s: s.start)
+
+    def _hold(self, window: str, c: int, spans: list[Span]) -> int:
+        """Where the held-back text starts: nothing before it can still change."""
+        n = len(window)
+        hold = max(self.scanner.tail_start(window), c)
+        for s in reversed(spans):      # non-overlapping: one step back at most
+            if s.end > hold or s.end + LOOKAHEAD > n:
+                hold = min(hold, s.start)
+        cut = n - self.bound
+        if hold < cut:                 # over the bound: release, but never half a match
+            hold = cut
+            for s in spans:
+                if s.start < hold < s.end:
+                    hold = s.end
+        return hold
+
+    def _release(self, window: str, c: int, hold: int, spans: list[Span]) -> str:
+        final = [s for s in spans if s.end <= hold]
+        if final and self.action == "reject":
+            self.found.append(final[0].detector)
+            self._stopped = final[0].detector
+            raise GuardTriggered(final[0].detector)
+        self.found.extend(s.detector for s in final)
+        out = window[c:hold]
+        if final:
+            out = self.scanner.mask(out, [dataclasses.replace(s, start=s.start - c,
+                                                              end=s.end - c) for s in final])
+        self._left = window[max(0, hold - self.context):hold]
+        self._buf = window[hold:]
+        return out

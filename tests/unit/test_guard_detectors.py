@@ -1,0 +1,348 @@
+"""The guard detectors and scanner (extproc.guards): true positives and near misses of each
+built-in, custom RE2 patterns, literal deny-lists, overlaps, masking, linear-time scans, and
+the streaming contract of tail_start (by property, over every split of generated texts)."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from extproc.guards.detectors import (
+    Detector,
+    LiteralDetector,
+    PatternError,
+    RegexDetector,
+    Span,
+    builtin_detector,
+)
+from extproc.guards.scanner import BUILTIN_NAMES, Scanner, builtin
+
+PEM = ("-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n"
+       "MIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu\n"
+       "KUpRKfFLfRYC9AIKjbJTWit+CqvjWYzvQwECAwEAAQJAIJLixBy2qpFoS4DSmoEm\n"
+       "-----END RSA PRIVATE KEY-----")
+JWT = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9l"
+       "IiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c")
+ALNUM36 = "aB3dE5fG7hI9jK1lM3nO5pQ7rS9tU1vW3xY5"
+
+POSITIVES: dict[str, list[str]] = {
+    "email": ["john.doe@example.com", "a+tag@sub.mail.example.co.uk", "X_Y%z@my-host.io"],
+    "phone": ["+1 555 123 4567", "+44 20 7946 0958", "+1 (555) 123-4567", "+49 (0)30 123456",
+              "+33 1 23 45 67 89", "+14155552671", "(555) 123-4567", "555-123-4567",
+              "555.123.4567", "1-800-555-1234"],
+    "card": ["4111 1111 1111 1111", "4111-1111-1111-1111", "4111111111111111", "378282246310005",
+             "3782 822463 10005", "5555555555554444", "6011 1111 1111 1117"],
+    "us_ssn": ["123-45-6789", "078-05-1120", "665-01-0001"],
+    "iban": ["GB82 WEST 1234 5698 7654 32", "GB82WEST12345698765432", "NL91ABNA0417164300",
+             "DE89 3704 0044 0532 0130 00", "FR14 2004 1010 0505 0001 3M02 606",
+             "NO93 8601 1117 947", "BE68 5390 0754 7034"],
+    "ipv4": ["192.168.1.1", "10.0.0.255", "8.8.8.8", "255.255.255.255"],
+    "ipv6": ["2001:db8::1", "::1", "fe80::1ff:fe23:4567:890a", "::ffff:192.0.2.128",
+             "2001:0db8:85a3:0000:0000:8a2e:0370:7334"],
+    "aws_access_key": ["AKIAIOSFODNN7EXAMPLE", "ASIAY34FZKBOKMUTVV7A"],
+    "github_token": ["ghp_" + ALNUM36, "gho_" + ALNUM36,
+                     "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN"],
+    "openai_key": ["sk-" + "A1b2C3d4" * 6, "sk-proj-" + "Xy9_-Zw8" * 20],
+    "anthropic_key": ["sk-ant-api03-" + "Ab1_-" * 19 + "AA"],
+    "private_key": [PEM, PEM.replace("RSA ", "")],
+    "jwt": [JWT],
+}
+NEAR_MISSES: dict[str, list[str]] = {
+    "email": ["user@localhost", "user@example", "@example.com", "user@.com", "a at b dot com"],
+    "phone": ["2024-01-15", "1.2.3.4.5", "version 10.2.3", "4111111111111111", "12345678",
+              "+12 34", "5551234567", "192.168.100.200", "15.01.2024"],
+    "card": ["4111 1111 1111 1112", "4111111111111112", "1234 5678 9012", "0000 0000 0000 0000",
+             "2024-01-15", "41111111111111111111111"],
+    "us_ssn": ["000-12-3456", "666-12-3456", "900-12-3456", "123-00-4567", "123-45-0000",
+               "123456789", "123-45-67890"],
+    "iban": ["GB82 WEST 1234 5698 7654 33", "GB82WEST12345698765433", "XX82WEST12345698765432",
+             "DE89 3704 0044 0532 0130", "gb82 west 1234 5698 7654 32"],
+    "ipv4": ["256.1.1.1", "192.168.1.256", "1.2.3.4.5", "1.2.3", "999.999.999.999"],
+    "ipv6": ["12:30:45", "std::vector", "00:1A:2B:3C:4D:5E", "2001:db8:::1", "a :: b",
+             "1:2:3:4:5:6:7:8:9"],
+    "aws_access_key": ["AKIAIOSFODNN7EXAMPL", "AKIAIOSFODNN7EXAMPLEX", "akiaiosfodnn7example"],
+    "github_token": ["ghp_" + ALNUM36[:-1], "ghx_" + ALNUM36],
+    "openai_key": ["sk-this-is-not-a-key-at-all", "sk-abc123"],
+    "anthropic_key": ["sk-ant-short1"],
+    "private_key": [PEM.replace("PRIVATE", "PUBLIC"), PEM.rsplit("\n", 1)[0]],
+    "jwt": ["eyJhbGciOiJIUzI1NiJ9", "eyJ.eyJ.x"],
+}
+CASES = [(n, s, True) for n, ss in POSITIVES.items() for s in ss] + [
+    (n, s, False) for n, ss in NEAR_MISSES.items() for s in ss]
+
+
+def test_builtin_catalogue() -> None:
+    assert [d.name for d in builtin()] == list(BUILTIN_NAMES) == list(POSITIVES)
+    assert [d.name for d in builtin(["ip", "email", "ipv4"])] == ["ipv4", "ipv6", "email"]
+    with pytest.raises(ValueError, match="unknown built-in detector 'emial'"):
+        builtin(["emial"])
+    assert all(isinstance(d, Detector) for d in builtin())
+
+
+@pytest.mark.parametrize(("name", "sample", "hit"), CASES)
+def test_builtin_positives_and_near_misses(name: str, sample: str, hit: bool) -> None:
+    text = f"see: {sample}, thanks."
+    start = text.index(sample)
+    found = builtin_detector(name).find(text)
+    assert found == ([Span(start, start + len(sample), name)] if hit else [])
+    if hit:  # with all the built-ins, the sample is masked as a whole by its own detector
+        assert Scanner(builtin()).find(text) == found
+
+
+@pytest.mark.parametrize(("name", "text", "match"), [
+    ("iban", "BE68 5390 0754 7034 FROM ACCOUNT", "BE68 5390 0754 7034"),  # cut by length
+    ("ipv6", "addr 2001:db8::1: ok", "2001:db8::1"),
+    ("phone", "call +1 555 123 4567.", "+1 555 123 4567"),
+    ("email", "mail Jane.Roe@mail.example.com.", "Jane.Roe@mail.example.com"),
+])
+def test_builtin_edges(name: str, text: str, match: str) -> None:
+    assert [text[s.start:s.end] for s in builtin_detector(name).find(text)] == [match]
+
+
+def test_mask_and_placeholders() -> None:
+    text = ("Mail john@example.com, call +1 555 123 4567, card 4111 1111 1111 1111, "
+            "ssn 123-45-6789, key AKIAIOSFODNN7EXAMPLE from 10.0.0.1.")
+    assert Scanner(builtin()).mask(text) == (
+        "Mail <EMAIL>, call <PHONE>, card <CARD>, ssn <SSN>, key <SECRET> from <IP>.")
+    dets = builtin(["email", "secrets"], {"email": "[email]", "secrets": "[key]", "jwt": "[t]"})
+    assert {d.name: d.placeholder for d in dets} == {
+        "email": "[email]", "aws_access_key": "[key]", "github_token": "[key]",
+        "openai_key": "[key]", "anthropic_key": "[key]", "private_key": "[key]", "jwt": "[t]"}
+    assert Scanner(dets).mask(text) == text.replace("john@example.com", "[email]").replace(
+        "AKIAIOSFODNN7EXAMPLE", "[key]")
+
+
+def test_overlaps_resolved_leftmost_longest_then_order() -> None:
+    def rx(name: str, pattern: str) -> RegexDetector:
+        return RegexDetector(name, pattern, f"<{name}>", 8)
+
+    scanner = Scanner([rx("bcd", "bcd"), rx("abc", "abc")])
+    assert scanner.find("xabcd") == [Span(1, 4, "abc")]  # leftmost
+    assert scanner.mask("xabcd") == "x<abc>d"
+    assert Scanner([rx("ab", "ab"), rx("abcd", "abcd")]).find("abcd") == [Span(0, 4, "abcd")]
+    assert Scanner([rx("x1", "foo"), rx("x2", "foo")]).find("a foo") == [Span(2, 5, "x1")]
+    with pytest.raises(ValueError, match="overlaps"):
+        scanner.mask("xabcd", [Span(1, 4, "abc"), Span(2, 5, "bcd")])
+    with pytest.raises(ValueError, match="no detector"):
+        scanner.mask("xabcd", [Span(1, 4, "nope")])
+    with pytest.raises(ValueError, match="two detectors"):
+        Scanner([rx("a", "a"), rx("a", "b")])
+
+
+def test_custom_regex() -> None:
+    d = RegexDetector("order", r"ORD-\d{6}", "<ORDER>", 10)
+    assert d.find("see ORD-123456 and ORD-1") == [Span(4, 14, "order")]
+    assert Scanner([d]).mask("see ORD-123456.") == "see <ORDER>."
+    assert d.tail_start("ref ORD-12") == 4
+    assert d.tail_start("hello there order") == len("hello there order")
+    # \b and \B are dropped when bounding where matches can start (RE2 judges them as at the
+    # beginning of the text): 'x' after a word character could still be a match of \Bx
+    assert RegexDetector("nb", r"\Bx", "<X>", 1).tail_start("ax") == 1
+    assert RegexDetector("greek", "(?i)σοφία", "<G>", 5).find("ΣΟΦΊΑ σοφία") == [
+        Span(0, 5, "greek"), Span(6, 11, "greek")]
+
+
+@pytest.mark.parametrize("pattern", [r"(a)\1", r"foo(?=bar)", r"(?<=x)y", r"a{2,1}"])
+def test_custom_regex_rejected(pattern: str) -> None:
+    with pytest.raises(PatternError, match=r"detector 'my_rule': RE2 rejects the pattern"):
+        RegexDetector("my_rule", pattern, "<X>", 10)
+
+
+def test_pathological_custom_pattern_is_linear() -> None:
+    d = RegexDetector("evil", r"(a+)+$", "<E>", 16)
+    t0 = time.perf_counter()
+    assert d.find("a" * 100_000 + "b") == []
+    assert d.find("a" * 100_000) == [Span(0, 100_000, "evil")]  # longer than max_len: masked
+    assert time.perf_counter() - t0 < 2.0  # a guard against exponential blowup only
+
+
+def test_literal_deny_list() -> None:
+    d = LiteralDetector("deny", ["Project Falcon", "password", "c++", "École"], "<DENIED>")
+    found = [t for t in ["the PROJECT\nFALCON plan", "my PassWord.", "passwords", "xpassword",
+                         "c++ rocks", "abc++", "l'ÉCOLE", "project  falcon"] if d.find(t)]
+    assert found == ["the PROJECT\nFALCON plan", "my PassWord.", "c++ rocks", "l'ÉCOLE"]
+    assert Scanner([d]).mask("My password is c++") == "My <DENIED> is <DENIED>"
+    assert d.tail_start("my pass") == 3
+    assert d.tail_start("my password") == 3  # 'passwords' would not match
+    assert d.tail_start("my c++") == 6
+    assert d.tail_start("the project fal") == 4
+    assert d.tail_start("xpass") == 5
+    with pytest.raises(PatternError, match="no words"):
+        LiteralDetector("empty", [" "], "<X>")
+
+
+def test_tail_start_examples() -> None:
+    scanner = Scanner(builtin())
+    assert scanner.tail_start("call me at +1 555") == len("call me at ")
+    assert scanner.tail_start("hello there ") == len("hello there ")
+    assert scanner.tail_start("mail me: john.doe@exam") == len("mail me: ")
+    assert scanner.tail_start("key " + PEM[:80]) == 4
+    assert scanner.tail_start("key " + PEM + " ok ") == len(PEM) + 8
+
+
+ADVERSARIAL = {
+    "a": "a" * 100_000, "1": "1" * 100_000, "a@": "a@" * 50_000, "a.": "a." * 50_000,
+    "1.": "1." * 50_000, "1 ": "1 " * 50_000, "1-": "1-" * 50_000, "+1 ": "+1 " * 33_333,
+    "a:": "a:" * 50_000, "colons": ":" * 100_000, "x@a.": "x@" + "a." * 50_000,
+    "dashes": "-" * 100_000, "(1": "(1" * 50_000, "GB82 ": "GB82 " * 20_000,
+    "eyJ": "eyJ" * 33_333, "eyJa.": "eyJa." * 20_000, "sk-": "sk-" * 33_333,
+    "ghp_": "ghp_" * 25_000, "AKIA": "AKIA" * 25_000,
+    "begin": "-----BEGIN RSA PRIVATE KEY-----\n" * 3_000,
+    "open_key": "-----BEGIN PRIVATE KEY-----\n" + "A" * 100_000,
+    "local": "a" * 99_990 + "@example.com",
+}
+
+
+@pytest.mark.parametrize("text", list(ADVERSARIAL.values()), ids=list(ADVERSARIAL))
+def test_builtins_scan_adversarial_text_fast(text: str) -> None:
+    scanner = Scanner(builtin())
+    t0 = time.perf_counter()
+    scanner.find(text)
+    scanner.tail_start(text)
+    assert time.perf_counter() - t0 < 1.0
+
+
+# ---- the streaming contract, by property ----
+
+SIGMA = "\u03c3"
+CUSTOM: list[Detector] = [
+    RegexDetector("order", r"ORD-\d{4,6}", "<O>", 10),
+    RegexDetector("word_x", r"\bx[a-z]{0,3}\b", "<X>", 5),
+    RegexDetector("not_b", r"\Ba{1,2}", "<N>", 2),
+    RegexDetector("opt", r"foo(?:bar)?", "<F>", 6),
+    RegexDetector("ci", r"(?i)pass(?:word)?\d{0,2}", "<P>", 10),
+    RegexDetector("eol", r"(?m)ab$", "<E>", 2),
+    RegexDetector("uni", "\u03c3[a-z]{1,2}", "<U>", 3),
+    LiteralDetector("deny", ["password", "pass", "top secret", "c++", "Σοφία"], "<D>"),
+]
+GENERIC = ["+1 ", "555", "123", "4567", "-", ".", " ", "\n", "@", "example.com", "(", ")", ":",
+           "::", "GB82", "WEST", "4111", "1111 ", "AKIA", "sk-", "ghp_", "eyJhbGciOiJIUzI1NiJ9",
+           "-----BEGIN RSA PRIVATE KEY-----", "-----END RSA PRIVATE KEY-----", "MIIBOgIBAAJB\n"]
+FRAGMENTS: dict[str, list[str]] = {  # per subject: its samples, their halves, near misses
+    name: [*POSITIVES[name] * 3, *NEAR_MISSES[name], *GENERIC,
+           *(part for s in POSITIVES[name] for part in (s[:len(s) // 2], s[len(s) // 2:]))]
+    for name in POSITIVES
+} | {
+    "order": ["ORD-", "ORD-12", "3456", "789", "ord-1234"],
+    "word_x": ["x", "xab", "xabcd", "a", "-"],
+    "not_b": ["a", "aa", "b", "-"],
+    "opt": ["foo", "bar", "fooba", "r", "o"],
+    "ci": ["pass", "PASS", "word", "Word", "12", "3"],
+    "eol": ["ab", "a", "b", "\n"],
+    "uni": [SIGMA, "\u03a3", "ab", "abc", "-"],
+    "deny": ["password", "pass", "PASS", "word", "top", "secret", "c++", "\u03a3\u03bf\u03c6",
+             "\u03af\u03b1", "\u03c3", "s", "x"],
+}
+SUBJECTS: list[Detector | Scanner] = [*builtin(), *CUSTOM, Scanner([*builtin(), *CUSTOM])]
+NOISE = st.text("aA1 .-@:+()_\n9eE" + SIGMA, max_size=4)
+
+
+def texts(subject: Detector | Scanner) -> st.SearchStrategy[str]:
+    frags = FRAGMENTS.get(getattr(subject, "name", ""), [f for fs in FRAGMENTS.values()
+                                                         for f in fs if len(f) < 80])
+    return st.lists(st.one_of(st.sampled_from(frags), NOISE), max_size=14).map("".join)
+
+
+def check_stream(subject: Detector | Scanner, text: str) -> None:
+    full = subject.find(text)
+    for k in range(len(text) + 1):
+        prefix = text[:k]
+        ts = subject.tail_start(prefix)
+        assert max(0, k - subject.max_len) <= ts <= k, (prefix, ts)
+        for s in full:
+            if s.start < k < s.end:  # holding back from ts never splits a match
+                assert ts <= s.start, (prefix, ts, s)
+        part = subject.find(prefix)  # and what starts before ts is final
+        assert [s for s in part if s.start < ts] == [s for s in full if s.start < ts], prefix
+
+
+@pytest.mark.parametrize("subject", SUBJECTS,
+                         ids=[getattr(s, "name", "scanner") for s in SUBJECTS])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_tail_start_never_splits_a_match(subject: Detector | Scanner, data: st.DataObject) -> None:
+    check_stream(subject, data.draw(texts(subject)))
+
+
+@pytest.mark.parametrize("name", list(POSITIVES))
+def test_tail_start_holds_every_sample(name: str) -> None:
+    for sample in POSITIVES[name]:
+        check_stream(builtin_detector(name), f"see: {sample}, thanks.")
+
+
+def stream_mask(scanner: Scanner, chunks: list[str]) -> str:
+    """A naive streaming masker on the contract: emit up to tail_start (or past the end of a
+    final span that crosses it), hold the rest."""
+    text, done, out = "", 0, []
+    for chunk in chunks:
+        text += chunk
+        ts = scanner.tail_start(text)
+        spans = [s for s in scanner.find(text) if s.start < ts]
+        cut = max([done, ts, *(s.end for s in spans)])
+        out.append(scanner.mask(text[done:cut], [
+            Span(s.start - done, s.end - done, s.detector) for s in spans if s.start >= done]))
+        done = cut
+    spans = [s for s in scanner.find(text) if s.start >= done]
+    out.append(scanner.mask(text[done:], [Span(s.start - done, s.end - done, s.detector)
+                                          for s in spans]))
+    return "".join(out)
+
+
+def test_streaming_mask_equals_whole_mask() -> None:
+    scanner = Scanner(builtin())
+    text = " and ".join(f"{s}" for ss in POSITIVES.values() for s in ss) + " bye"
+    rng = random.Random(7)
+    for _ in range(20):
+        cuts = sorted(rng.sample(range(1, len(text)), 60))
+        chunks = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+        assert stream_mask(scanner, chunks) == scanner.mask(text)
+
+
+# ---- speed (opt in: GUARD_BENCH=1) ----
+
+WORDS = ("the of and to in is you that it he was for on are as with his they I at be this have "
+         "from or one had by word but not what all were we when your can said there use an each "
+         "which she do how their if will up other about out many then them these so some her "
+         "would make like him into time has look two more write go see number no way could "
+         "people my than first water been call who oil its now find long down day did get come "
+         "made may part Monday Alice Bob Paris Q3 2024 v1.2.3 10:30 $15.99 42%").split()
+
+
+def realistic_text(size: int, seed: int = 1) -> str:
+    rng = random.Random(seed)
+    pii = [s for ss in POSITIVES.values() for s in ss]
+    parts: list[str] = []
+    total = 0
+    while total < size:
+        words = rng.choices(WORDS, k=rng.randint(6, 20))
+        if rng.random() < 0.05:
+            words.insert(rng.randrange(len(words)), rng.choice(pii))
+        sentence = " ".join(words).capitalize() + rng.choice([". ", "! ", "? ", ".\n"])
+        parts.append(sentence)
+        total += len(sentence)
+    return "".join(parts)[:size]
+
+
+@pytest.mark.skipif(not os.environ.get("GUARD_BENCH"), reason="set GUARD_BENCH=1 to measure")
+def test_scan_speed(capsys: pytest.CaptureFixture[str]) -> None:
+    text = realistic_text(1_000_000)
+    scanner = Scanner(builtin())
+    best = min(_timed(scanner.find, text) for _ in range(3))
+    per = {d.name: min(_timed(d.find, text) for _ in range(2)) for d in scanner.detectors}
+    with capsys.disabled():
+        print(f"\nScanner(builtin()).find: {1.0 / best:.2f} MB/s on 1 MB "
+              f"({len(scanner.find(text))} spans)")
+        for name, seconds in sorted(per.items(), key=lambda kv: -kv[1]):
+            print(f"  {name:15} {seconds * 1000:7.1f} ms")
+
+
+def _timed(fn: Callable[[str], object], text: str) -> float:
+    t0 = time.perf_counter()
+    fn(text)
+    return time.perf_counter() - t0

@@ -1,0 +1,269 @@
+"""StreamMasker against the whole-text scanner: for any chunking the released text equals
+scanner.mask(whole text), nothing of a value that ends up masked is released early, held text
+stays bounded, prose flows through at once, and reject mode stops before the match."""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from extproc.guards.stream import LOOKAHEAD, GuardTriggered, StreamMasker
+
+# ---- a small fake scanner with the detector protocol ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int
+    end: int
+    detector: str
+
+
+def luhn(value: str) -> bool:
+    digits = [int(ch) for ch in value if ch.isdigit()]
+    total = sum(d if i % 2 == 0 else (d * 2 - 9 if d > 4 else d * 2)
+                for i, d in enumerate(reversed(digits)))
+    return total % 10 == 0
+
+
+class FakeDetector:
+    """A regex detector; its tail is the trailing run of characters a match may contain."""
+
+    def __init__(self, name: str, pattern: str, chars: str, starts: str, max_len: int,
+                 valid: Callable[[str], bool] = lambda _: True) -> None:
+        self.name, self.placeholder, self.max_len = name, f"[{name.upper()}]", max_len
+        self.pattern, self.valid = re.compile(pattern, re.ASCII), valid
+        self.chars, self.starts = frozenset(chars), frozenset(starts)
+
+    def find(self, text: str) -> list[Span]:
+        return [Span(m.start(), m.end(), self.name) for m in self.pattern.finditer(text)
+                if self.valid(m.group())]
+
+    def tail_start(self, text: str) -> int:
+        i, lo = len(text), max(0, len(text) - self.max_len)
+        while i > lo and text[i - 1] in self.chars:
+            i -= 1
+        return next((j for j in range(i, len(text)) if text[j] in self.starts), len(text))
+
+
+class FakeScanner:
+    def __init__(self, detectors: list[FakeDetector]) -> None:
+        self.detectors = detectors
+        self.max_len = max(d.max_len for d in detectors)
+
+    def find(self, text: str) -> list[Span]:
+        spans = sorted((s for d in self.detectors for s in d.find(text)),
+                       key=lambda s: (s.start, s.start - s.end))
+        out: list[Span] = []
+        for s in spans:             # leftmost, then longest, wins
+            if not out or s.start >= out[-1].end:
+                out.append(s)
+        return out
+
+    def tail_start(self, text: str) -> int:
+        return min(d.tail_start(text) for d in self.detectors)
+
+    def mask(self, text: str, spans: list[Span] | None = None) -> str:
+        marks = {d.name: d.placeholder for d in self.detectors}
+        parts, at = [], 0
+        for s in self.find(text) if spans is None else spans:
+            parts += [text[at:s.start], marks[s.detector]]
+            at = s.end
+        return "".join(parts) + text[at:]
+
+
+ALNUM = string.ascii_letters + string.digits
+FAKE = FakeScanner([
+    FakeDetector("email", r"(?<![\w.+-])[\w.+-]{1,20}@[A-Za-z0-9-]{1,15}"
+                 r"(?:\.[A-Za-z0-9-]{1,10}){1,3}(?![\w-])",
+                 ALNUM + "_.+-@", ALNUM + "_.+-", 20 + 1 + 15 + 3 * 11),
+    FakeDetector("phone", r"(?<![\w+])(?:\+\d{1,2} )?\d{3}[ -]\d{3}[ -]\d{4}(?!\w)",
+                 string.digits + " -+", string.digits + "+", 16),
+    FakeDetector("card", r"(?<![\d-])\d{4}([ -]?)\d{4}\1\d{4}\1\d{1,4}(?!\d)",
+                 string.digits + " -", string.digits, 19, valid=luhn),
+])
+
+
+def real_scanner(names: list[str] | None = None) -> object | None:
+    """The project's scanner with built-in detectors (all by default), once it exists."""
+    try:
+        from extproc.guards.scanner import Scanner, builtin
+    except ImportError:
+        return None
+    return Scanner(builtin(names))
+
+
+REAL, REAL_EMAIL = real_scanner(), real_scanner(["email"])
+_no_real = pytest.mark.skipif(REAL is None, reason="extproc.guards.scanner not there yet")
+SCANNERS = [pytest.param(FAKE, id="fake"), pytest.param(REAL, id="real", marks=_no_real)]
+TIGHT = [pytest.param(FAKE, id="fake"), pytest.param(REAL_EMAIL, id="email", marks=_no_real)]
+
+# ---- helpers and strategies -------------------------------------------------------------------
+
+
+def split(text: str, cuts: list[int]) -> list[str]:
+    points = sorted({c % (len(text) + 1) for c in cuts})
+    return [text[a:b] for a, b in zip([0, *points], [*points, len(text)], strict=True)]
+
+
+def stream(masker: StreamMasker, pieces: list[str]) -> list[str]:
+    return [masker.feed(p) for p in pieces] + [masker.finish()]
+
+
+FRAGMENTS = [
+    "john.doe@example.com", "a@b.co", "x.y+z@mail.example.org", "bob@", "@", "john", ".", ".uk",
+    "a@b", "415 555 0100", "+1 415-555-0100", "555 0100", "4111 1111 1111 1111",
+    "4111 1111 1111 1112", "4111111111111111", "5500-0000-0000-0004", "1234 5678", "12", "0",
+    "-", "+", "_", "hello", "world", "naïve", "日本語", "é", ",", "!", "?", "\n", "(", "'",
+    "192.168.0.1", "123-45-6789", "(555) 123-4567", "GB82 WEST 1234 5698 7654 32", "::1",
+    "sk-", "eyJ", "AKIA", "x",
+]
+SEPARATORS = ["", "", " ", " ", ", ", "\n", "."]
+unicode_bits = st.text(st.characters(blacklist_categories=("Cs",)), max_size=8)
+TEXTS = st.lists(st.tuples(st.one_of(st.sampled_from(FRAGMENTS), unicode_bits),
+                           st.sampled_from(SEPARATORS)),
+                 max_size=14).map(lambda parts: "".join(f + s for f, s in parts))
+CUTS = st.lists(st.integers(0, 400), max_size=30)
+
+
+# ---- the chunking property --------------------------------------------------------------------
+
+@pytest.mark.parametrize("scanner", SCANNERS)
+@settings(max_examples=500, deadline=None)
+@given(text=TEXTS, cuts=CUTS, per_char=st.booleans())
+def test_any_chunking_masks_like_the_whole_text(scanner, text: str, cuts: list[int],
+                                                per_char: bool) -> None:
+    pieces = list(text) if per_char else split(text, cuts)
+    masker = StreamMasker(scanner)
+    out = stream(masker, pieces)
+    assert "".join(out) == scanner.mask(text)
+    spans = scanner.find(text)
+    assert masker.found == [s.detector for s in spans]
+    assert masker.held == 0
+
+
+@pytest.mark.parametrize("scanner", SCANNERS)
+@settings(max_examples=300, deadline=None)
+@given(text=TEXTS, cuts=CUTS)
+def test_reject_stops_before_the_first_match(scanner, text: str, cuts: list[int]) -> None:
+    masker = StreamMasker(scanner, action="reject")
+    released: list[str] = []
+    spans = scanner.find(text)
+    try:
+        for piece in split(text, cuts):
+            released.append(masker.feed(piece))
+        released.append(masker.finish())
+    except GuardTriggered as exc:
+        assert spans and exc.detector == spans[0].detector
+        assert text[:spans[0].start].startswith("".join(released))
+        assert masker.found == [exc.detector]
+        with pytest.raises(GuardTriggered):
+            masker.feed("more")
+    else:
+        assert not spans and "".join(released) == text
+
+
+# ---- examples ---------------------------------------------------------------------------------
+
+EXAMPLE = "write to john.doe@example.com please"
+
+
+@pytest.mark.parametrize("scanner", SCANNERS)
+def test_no_prefix_of_a_masked_value_is_released(scanner) -> None:
+    masker = StreamMasker(scanner)
+    out = stream(masker, [EXAMPLE[i:i + 3] for i in range(0, len(EXAMPLE), 3)])
+    assert "".join(out) == scanner.mask(EXAMPLE) != EXAMPLE
+    for piece in out:
+        assert not any(part in piece for part in ("john", "@exa", "mple.com"))
+    assert masker.found == ["email"]
+
+
+def test_masks_a_value_split_one_character_at_a_time() -> None:
+    text = "card 4111 1111 1111 1111, mail a@b.co.uk or call +1 415-555-0100."
+    masker = StreamMasker(FAKE)
+    assert "".join(stream(masker, list(text))) == \
+        "card [CARD], mail [EMAIL] or call [PHONE]."
+    assert masker.found == ["card", "email", "phone"]
+
+
+def test_a_match_at_the_end_waits_for_what_follows() -> None:
+    masker = StreamMasker(FAKE)
+    assert masker.feed("mail a@b.co") == "mail "          # could still become a@b.com
+    assert masker.feed("m") == ""
+    assert masker.feed(" now!") == "[EMAIL] now!"
+    assert masker.finish() == ""
+
+
+@pytest.mark.parametrize("scanner", SCANNERS)
+def test_prose_is_released_at_once(scanner) -> None:
+    masker = StreamMasker(scanner)
+    for piece in ["Hello there, ", "how are you? ", "Fine!\n", "naïve 日本語. ", "(yes) "]:
+        assert masker.feed(piece) == piece
+        assert masker.held == 0
+    assert masker.finish() == ""
+
+
+ADVERSARIAL = st.lists(st.text("ab.@-_+1 ", min_size=1, max_size=9), max_size=300)
+
+
+@pytest.mark.parametrize("scanner", TIGHT)
+@settings(max_examples=100, deadline=None)
+@given(pieces=ADVERSARIAL)
+def test_held_text_stays_bounded(scanner, pieces: list[str]) -> None:
+    masker = StreamMasker(scanner)
+    for piece in pieces:
+        masker.feed(piece)
+        assert masker.held <= scanner.max_len + LOOKAHEAD
+    masker.finish()
+
+
+@pytest.mark.parametrize("scanner", TIGHT)
+def test_an_endless_email_like_run_is_held_within_the_bound(scanner) -> None:
+    masker = StreamMasker(scanner)
+    released = [masker.feed("ab.c_d-") for _ in range(2000)]
+    assert max(len(r) for r in released) > 0
+    assert masker.held <= scanner.max_len + LOOKAHEAD
+    assert "".join(released) + masker.finish() == "ab.c_d-" * 2000
+
+
+def test_a_tail_that_holds_too_much_is_cut_to_the_bound_never_inside_a_match() -> None:
+    key = FakeDetector("key", r"\bkey\d\b", "", "", 5)
+    key.tail_start = lambda text: 0        # breaks the contract: would hold everything
+    scanner = FakeScanner([key])
+    text = "some key1 and key22 or key3, done " * 3
+    masker = StreamMasker(scanner)
+    out = []
+    for ch in text:
+        out.append(masker.feed(ch))
+        assert masker.held <= scanner.max_len + LOOKAHEAD
+    assert "".join(out) + masker.finish() == scanner.mask(text)
+    assert masker.found == ["key", "key"] * 3
+
+
+def test_reject_releases_the_text_before_the_match_only() -> None:
+    masker = StreamMasker(FAKE, action="reject")
+    released = []
+    with pytest.raises(GuardTriggered) as exc:
+        for i in range(0, len(EXAMPLE), 3):
+            released.append(masker.feed(EXAMPLE[i:i + 3]))
+    assert exc.value.detector == "email"
+    assert "".join(released) == "write to "
+    masker = StreamMasker(FAKE, action="reject")
+    assert masker.feed("mail a@b.com") == "mail "
+    with pytest.raises(GuardTriggered):
+        masker.finish()
+
+
+def test_feed_after_finish_is_an_error() -> None:
+    masker = StreamMasker(FAKE)
+    masker.finish()
+    with pytest.raises(RuntimeError):
+        masker.feed("x")
+    with pytest.raises(ValueError):
+        StreamMasker(FAKE, action="log")
