@@ -106,26 +106,26 @@ def _short(value: str, limit: int = 64) -> str:
     return text if len(text) <= limit else text[:limit] + "...'"
 
 
+#: client-safe descriptions of PyJWT failures, most specific first
+_REASONS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
+    (jwt.ExpiredSignatureError, "token has expired"),
+    (jwt.ImmatureSignatureError, "token is not yet valid (nbf or iat in the future)"),
+    (jwt.InvalidIssuerError, "token issuer is not accepted"),
+    (jwt.InvalidAudienceError, "token audience is not accepted"),
+    (jwt.InvalidSignatureError, _BAD_SIGNATURE),
+    (jwt.InvalidAlgorithmError, "token algorithm is not accepted"),
+    (jwt.InvalidKeyError, "token does not fit the issuer's keys"),
+    (jwt.DecodeError, "token is malformed"),
+)
+
+
 def _reason(exc: jwt.PyJWTError) -> str:
     """A client-safe description of a PyJWT failure."""
-    if isinstance(exc, jwt.ExpiredSignatureError):
-        return "token has expired"
-    if isinstance(exc, jwt.ImmatureSignatureError):
-        return "token is not yet valid (nbf or iat in the future)"
-    if isinstance(exc, jwt.InvalidIssuerError):
-        return "token issuer is not accepted"
-    if isinstance(exc, jwt.InvalidAudienceError):
-        return "token audience is not accepted"
     if isinstance(exc, jwt.MissingRequiredClaimError):
         return f"token lacks the required claim {exc.claim!r}"
-    if isinstance(exc, jwt.InvalidSignatureError):
-        return _BAD_SIGNATURE
-    if isinstance(exc, jwt.InvalidAlgorithmError):
-        return "token algorithm is not accepted"
-    if isinstance(exc, jwt.InvalidKeyError):
-        return "token does not fit the issuer's keys"
-    if isinstance(exc, jwt.DecodeError):
-        return "token is malformed"
+    for kind, text in _REASONS:
+        if isinstance(exc, kind):
+            return text
     return f"token is invalid ({type(exc).__name__})"
 
 
