@@ -12,10 +12,16 @@ Usage: ``message_start`` reports input and cache tokens (and a first output coun
 Input counts are normalised to include cache writes and reads (see ``base``); merging keeps
 the largest input/cached count seen (so a repeat that omits the cache fields cannot shrink
 it) and the latest output count.
+
+Rewriting visits the same texts: ``system`` (string or text/document blocks), message content
+(string, text blocks, text documents, ``content`` documents recursively), tool_result content
+(role "tool"), and tool_use / server_tool_use ``input``, an object rewritten string value by
+string value (role "tool"). In a reply, the ``text`` of every text block.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from extproc.providers.base import (
@@ -29,7 +35,10 @@ from extproc.providers.base import (
     as_str,
     dump_compact,
     load_json,
+    rewrite_json_strings,
+    rewrite_slot,
     sum_known,
+    text_only,
     usage_or_none,
     with_total,
 )
@@ -78,6 +87,58 @@ def _message_texts(message: Any) -> list[tuple[str, str]]:
     return out
 
 
+def _rewrite_block(block: Any, role: str, fn: Callable[[str, str], str]) -> bool:
+    """Rewrite what ``_block_texts([block])`` reads."""
+    if not isinstance(block, dict):
+        return False
+    kind = block.get("type")
+    if kind == "text":
+        return isinstance(block.get("text"), str) and rewrite_slot(block, "text", role, fn)
+    if kind == "document":
+        source = block.get("source")
+        if not isinstance(source, dict):
+            return False
+        if source.get("type") == "text":
+            return isinstance(source.get("data"), str) and rewrite_slot(source, "data", role, fn)
+        if source.get("type") == "content":
+            return _rewrite_blocks(source, "content", role, fn)
+    return False
+
+
+def _rewrite_blocks(holder: dict[str, Any], key: str, role: str,
+                    fn: Callable[[str, str], str]) -> bool:
+    """Rewrite what ``_block_texts(holder.get(key))`` reads."""
+    content = holder.get(key)
+    if isinstance(content, str):
+        return rewrite_slot(holder, key, role, fn)
+    changed = False
+    for block in as_list(content):
+        changed |= _rewrite_block(block, role, fn)
+    return changed
+
+
+def _rewrite_message(message: Any, fn: Callable[[str, str], str]) -> bool:
+    """Rewrite what ``_message_texts(message)`` reads, in the same order."""
+    if not isinstance(message, dict):
+        return False
+    role = as_str(message.get("role")) or "user"
+    if isinstance(message.get("content"), str):
+        return rewrite_slot(message, "content", role, fn)
+    changed = False
+    for block in as_list(message.get("content")):
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        if kind in ("tool_use", "server_tool_use"):
+            if "input" in block:
+                changed |= rewrite_json_strings(block, "input", "tool", fn)
+        elif kind == "tool_result":
+            changed |= _rewrite_blocks(block, "content", "tool", fn)
+        else:
+            changed |= _rewrite_block(block, role, fn)
+    return changed
+
+
 def _usage(raw: Any) -> Usage:
     raw = as_dict(raw)
     cache_read = as_int(raw.get("cache_read_input_tokens"))
@@ -124,6 +185,24 @@ class AnthropicAdapter(Adapter):
             if block.get("type") == "text"
         )
         return text, as_str(body.get("stop_reason")), _usage(body.get("usage"))
+
+    def rewrite_request_texts(self, path: str, body: dict[str, Any],
+                              fn: Callable[[str, str], str]) -> bool:
+        if not isinstance(body, dict):
+            return False
+        changed = _rewrite_blocks(body, "system", "system", fn)
+        for message in as_list(body.get("messages")):
+            changed |= _rewrite_message(message, fn)
+        return changed
+
+    def rewrite_response_texts(self, body: dict[str, Any], fn: Callable[[str], str]) -> bool:
+        by_role = text_only(fn)
+        changed = False
+        for block in as_list(as_dict(body).get("content")):
+            if isinstance(block, dict) and block.get("type") == "text":
+                if isinstance(block.get("text"), str):
+                    changed |= rewrite_slot(block, "text", "assistant", by_role)
+        return changed
 
     def stream_delta(self, data: str, event: str | None) -> Delta:
         obj = load_json(data)

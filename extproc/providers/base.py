@@ -17,12 +17,21 @@ Conventions shared by every adapter:
   "developer" -> "system", Gemini "model" -> "assistant"; tool call arguments and tool results
   are "tool"). Images, audio, files and earlier thinking blocks carry no text.
 * Nothing here raises on odd input: unparseable or ill-typed data reads as "nothing said".
+* Rewriting (``rewrite_request_texts`` / ``rewrite_response_texts``, for guards that mask
+  values and re-serialise the body) visits exactly the texts that ``parse_request`` reads, in
+  the same order and with the same roles, and stores fn's results back in place. A value that
+  is a JSON object rather than a string (Anthropic tool_use ``input``, Gemini
+  ``functionCall.args`` and ``functionResponse.response``) is read as its compact JSON dump
+  but rewritten string value by string value (keys and non-strings kept). In a reply, the
+  visible text of every choice or candidate is rewritten, not only the first one that
+  ``parse_response`` reads. Nothing is written where fn returns the text unchanged.
 """
 
 from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -120,6 +129,18 @@ class Adapter(ABC):
         """A non-streamed reply: (visible text, finish reason, usage)."""
 
     @abstractmethod
+    def rewrite_request_texts(self, path: str, body: dict[str, Any],
+                              fn: Callable[[str, str], str]) -> bool:
+        """Apply fn(role, text) to every text parse_request extracts (same roles, same order)
+        and store the results back into `body` in place; True if anything changed."""
+
+    @abstractmethod
+    def rewrite_response_texts(self, body: dict[str, Any], fn: Callable[[str], str]) -> bool:
+        """The same for the visible text of a whole (non-streamed) response body: OpenAI
+        choices[].message.content (string or text parts) and refusal; Anthropic content[] text
+        blocks; Gemini candidates[].content.parts[].text (not thought parts)."""
+
+    @abstractmethod
     def stream_delta(self, data: str, event: str | None) -> Delta:
         """One stream event (SSE data, or one JSON-array element as text). Never raises."""
 
@@ -163,6 +184,41 @@ def dump_compact(obj: Any) -> str:
         return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
     except (ValueError, TypeError, RecursionError):
         return ""
+
+
+def rewrite_slot(holder: Any, key: Any, role: str, fn: Callable[[str, str], str]) -> bool:
+    """Store fn(role, holder[key]) (a string) back into ``holder[key]`` if it differs."""
+    old = holder[key]
+    new = fn(role, old)
+    if new == old:
+        return False
+    holder[key] = new
+    return True
+
+
+def rewrite_json_strings(holder: Any, key: Any, role: str,
+                         fn: Callable[[str, str], str]) -> bool:
+    """Rewrite ``holder[key]`` with fn(role, ...): a string as a whole, a JSON object or array
+    string value by string value in serialisation order (``dump_compact``'s order), keys and
+    non-strings left alone. Iterative and cycle-safe. True if anything changed."""
+    changed = False
+    stack: list[tuple[Any, Any]] = [(holder, key)]
+    seen: set[int] = set()
+    while stack:
+        parent, slot = stack.pop()
+        value = parent[slot]
+        if isinstance(value, str):
+            changed |= rewrite_slot(parent, slot, role, fn)
+        elif isinstance(value, dict | list) and id(value) not in seen:
+            seen.add(id(value))
+            slots = list(value) if isinstance(value, dict) else range(len(value))
+            stack.extend((value, s) for s in reversed(slots))
+    return changed
+
+
+def text_only(fn: Callable[[str], str]) -> Callable[[str, str], str]:
+    """A response rewriter (text -> text) as a request one (role, text -> text)."""
+    return lambda _role, text: fn(text)
 
 
 def as_int(value: Any) -> int | None:

@@ -20,11 +20,18 @@ An element with an ``error`` object (``{"error": {"code", "message", "status"}}`
 Usage: ``usageMetadata`` is cumulative in every element, so merging takes the latest
 reported value of each field; Vertex intermediate elements may carry only ``trafficType``,
 which reports nothing.
+
+Rewriting visits the same texts: ``systemInstruction`` and ``contents`` (a Content or a bare
+string), non-thought ``text`` parts, and ``functionCall.args`` / ``functionResponse.response``
+(role "tool"), objects rewritten string value by string value; the same camelCase-then-
+snake_case field choice is made. In a reply (or a buffered JSON-array stream), every
+candidate's non-thought ``parts[].text``.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from extproc.providers.base import (
@@ -40,7 +47,10 @@ from extproc.providers.base import (
     load_json,
     path_only,
     pick_indexed,
+    rewrite_json_strings,
+    rewrite_slot,
     sum_known,
+    text_only,
     usage_or_none,
     with_total,
 )
@@ -87,6 +97,53 @@ def _content_texts(content: Any, role: str | None = None) -> list[tuple[str, str
         if result:
             out.append(("tool", dump_compact(result.get("response", {}))))
     return out
+
+
+def _key(obj: dict[str, Any], camel: str, snake: str) -> str:
+    """The key ``_get(obj, camel, snake)`` reads."""
+    return snake if obj.get(camel) is None else camel
+
+
+def _rewrite_content(holder: Any, key: Any, role: str | None,
+                     fn: Callable[[str, str], str]) -> bool:
+    """Rewrite what ``_content_texts(holder[key], role)`` reads, in the same order."""
+    content = holder[key]
+    if isinstance(content, str):
+        return rewrite_slot(holder, key, role or "user", fn)
+    if not isinstance(content, dict):
+        return False
+    if role is None:
+        own = as_str(content.get("role")) or "user"
+        role = _ROLES.get(own, own)
+    changed = False
+    for part in as_list(content.get("parts")):
+        if not isinstance(part, dict):
+            continue
+        if isinstance(part.get("text"), str):
+            if part.get("thought") is not True:
+                changed |= rewrite_slot(part, "text", role, fn)
+            continue
+        call = as_dict(_get(part, "functionCall", "function_call"))
+        if call:
+            if "args" in call:
+                changed |= rewrite_json_strings(call, "args", "tool", fn)
+            continue
+        result = as_dict(_get(part, "functionResponse", "function_response"))
+        if "response" in result:
+            changed |= rewrite_json_strings(result, "response", "tool", fn)
+    return changed
+
+
+def _rewrite_reply(obj: Any, fn: Callable[[str, str], str]) -> bool:
+    """Rewrite the non-thought text parts of every candidate of one GenerateContentResponse."""
+    changed = False
+    for candidate in as_list(as_dict(obj).get("candidates")):
+        content = as_dict(as_dict(candidate).get("content"))
+        for part in as_list(content.get("parts")):
+            if isinstance(part, dict) and part.get("thought") is not True:
+                if isinstance(part.get("text"), str):
+                    changed |= rewrite_slot(part, "text", "assistant", fn)
+    return changed
 
 
 def _usage(raw: Any) -> Usage:
@@ -167,6 +224,28 @@ class GoogleAdapter(Adapter):
             return text, finish, usage
         text, finish, usage, _ = _read(as_dict(body))
         return text, finish, usage
+
+    def rewrite_request_texts(self, path: str, body: dict[str, Any],
+                              fn: Callable[[str, str], str]) -> bool:
+        if not isinstance(body, dict):
+            return False
+        changed = False
+        key = _key(body, "systemInstruction", "system_instruction")
+        if body.get(key) is not None:
+            changed |= _rewrite_content(body, key, "system", fn)
+        contents = body.get("contents")
+        for index in range(len(as_list(contents))):
+            changed |= _rewrite_content(contents, index, None, fn)
+        return changed
+
+    def rewrite_response_texts(self, body: dict[str, Any] | list[Any],
+                               fn: Callable[[str], str]) -> bool:
+        """Every candidate's visible text; a whole buffered JSON-array stream is also accepted."""
+        by_role = text_only(fn)
+        changed = False
+        for element in body if isinstance(body, list) else [body]:
+            changed |= _rewrite_reply(element, by_role)
+        return changed
 
     def stream_delta(self, data: str, event: str | None) -> Delta:
         obj = load_json(data)

@@ -11,11 +11,18 @@ content. Tool call arguments are not visible text. With ``stream_options.include
 a final chunk with ``"choices": []`` carries the usage; ``Delta.drop`` marks it. A mid-stream
 ``{"error": {...}}`` chunk becomes ``Delta.error``. Azure's ``prompt_filter_results``-only
 chunk says nothing.
+
+Rewriting visits the same texts: message content (string, string parts, text and refusal
+parts), a non-empty ``refusal``, and tool call / legacy ``function_call`` arguments (a JSON
+string, passed whole; a non-string value is rewritten string value by string value). In a
+reply, every choice's ``message.content`` and ``refusal`` (tool call arguments are not
+visible text, so they are left alone).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from extproc.providers.base import (
@@ -31,6 +38,9 @@ from extproc.providers.base import (
     load_json,
     path_only,
     pick_indexed,
+    rewrite_json_strings,
+    rewrite_slot,
+    text_only,
     usage_or_none,
     with_total,
 )
@@ -77,6 +87,43 @@ def _message_texts(message: Any) -> list[tuple[str, str]]:
     if "arguments" in legacy:
         out.append(("tool", dump_compact(legacy["arguments"])))
     return out
+
+
+def _rewrite_parts(holder: dict[str, Any], role: str, fn: Callable[[str, str], str]) -> bool:
+    """Rewrite what ``_part_texts(holder.get("content"))`` reads."""
+    content = holder.get("content")
+    if isinstance(content, str):
+        return rewrite_slot(holder, "content", role, fn)
+    changed = False
+    for index, part in enumerate(as_list(content)):
+        if isinstance(part, str):
+            changed |= rewrite_slot(content, index, role, fn)
+        elif isinstance(part, dict):
+            kind = part.get("type", "text")
+            if kind in _TEXT_PARTS:
+                key = kind if kind == "refusal" else "text"
+                if isinstance(part.get(key), str):
+                    changed |= rewrite_slot(part, key, role, fn)
+    return changed
+
+
+def _rewrite_message(message: Any, fn: Callable[[str, str], str]) -> bool:
+    """Rewrite what ``_message_texts(message)`` reads, in the same order."""
+    if not isinstance(message, dict):
+        return False
+    role = as_str(message.get("role")) or "user"
+    role = _ROLES.get(role, role)
+    changed = _rewrite_parts(message, role, fn)
+    if as_str(message.get("refusal")):
+        changed |= rewrite_slot(message, "refusal", role, fn)
+    for call in as_list(message.get("tool_calls")):
+        function = as_dict(as_dict(call).get("function"))
+        if "arguments" in function:
+            changed |= rewrite_json_strings(function, "arguments", "tool", fn)
+    legacy = as_dict(message.get("function_call"))
+    if "arguments" in legacy:
+        changed |= rewrite_json_strings(legacy, "arguments", "tool", fn)
+    return changed
 
 
 def _usage(raw: Any) -> Usage:
@@ -127,6 +174,23 @@ class OpenAIAdapter(Adapter):
         text = "".join(_part_texts(message.get("content")))
         text += as_str(message.get("refusal")) or ""
         return text, as_str(choice.get("finish_reason")), _usage(body.get("usage"))
+
+    def rewrite_request_texts(self, path: str, body: dict[str, Any],
+                              fn: Callable[[str, str], str]) -> bool:
+        changed = False
+        for message in as_list(as_dict(body).get("messages")):
+            changed |= _rewrite_message(message, fn)
+        return changed
+
+    def rewrite_response_texts(self, body: dict[str, Any], fn: Callable[[str], str]) -> bool:
+        by_role = text_only(fn)
+        changed = False
+        for choice in as_list(as_dict(body).get("choices")):
+            message = as_dict(as_dict(choice).get("message"))
+            changed |= _rewrite_parts(message, "assistant", by_role)
+            if as_str(message.get("refusal")):
+                changed |= rewrite_slot(message, "refusal", "assistant", by_role)
+        return changed
 
     def stream_delta(self, data: str, event: str | None) -> Delta:
         if data == "[DONE]":
