@@ -17,6 +17,7 @@ Shape (every key is optional unless marked; unknown keys are errors)::
           max_event_bytes: 1048576      # largest SSE event / array element accepted
         auth: {jwt: [corp], api_keys: true, scopes: [chat]}   # client credentials
         upstream_credential: {env: OPENAI_API_KEY}          # the provider's key, injected
+        guards: [pii]                   # prompt guards by name
         rate_limits:                    # request and token budgets (extproc.limits.settings)
           - {name: per-user, key: [subject], requests: [{limit: 60, per: 1m}],
              tokens: [{limit: 100000, per: 1m}]}
@@ -25,6 +26,7 @@ Shape (every key is optional unless marked; unknown keys are errors)::
             options: {...}
 
     limits: {backend: memory}           # or redis (extproc.limits.settings)
+    guards: {pii: {detectors: [email, phone], action: mask}}   # (extproc.guards.settings)
     auth:                               # JWT providers and API keys the routes refer to
       jwt_providers: {...}              # (the full schema is in extproc.auth.settings)
       api_keys: [...]
@@ -47,6 +49,8 @@ import yaml
 
 from .auth.policy import Authenticate
 from .auth.settings import AuthSettings, parse_auth, parse_credential, parse_route_auth
+from .guards.policy import Guards
+from .guards.settings import Guard, parse_guards, route_guards
 from .limits.settings import LimitsSettings, parse_limits, parse_route_limits
 from .llm.policy import LLMTraffic, StreamsConfig, streams_config
 from .policy import Policy
@@ -137,11 +141,13 @@ def parse(data: Any, source: str = "<memory>") -> Config:
     c = Checker()
     if isinstance(data, dict):  # top-level x-* keys hold YAML anchors (as in docker compose)
         data = {k: v for k, v in data.items() if not str(k).startswith("x-")}
-    top = c.mapping(data, "", ("server", "auth", "limits", "routes", "default_route"))
+    top = c.mapping(data, "", ("server", "auth", "limits", "guards", "routes",
+                               "default_route"))
     server = _server(c, top.get("server"))
     base = Path(source).parent if source != "<memory>" else Path.cwd()
     auth = parse_auth(c, top.get("auth"), base)
     limits = parse_limits(c, top.get("limits"))
+    guards = parse_guards(c, top.get("guards"))
     routes: dict[str, RouteConfig] = {}
     declared: set[str] = set()
     raw_routes = c.sequence(top.get("routes"), "routes")
@@ -150,7 +156,7 @@ def parse(data: Any, source: str = "<memory>") -> Config:
     for i, raw in enumerate(raw_routes):
         if isinstance(raw, dict) and isinstance(raw.get("name"), str):
             declared.add(raw["name"])
-        route = _route(c, raw, join("routes", i), auth, limits, base)
+        route = _route(c, raw, join("routes", i), auth, limits, guards, base)
         if route is None:
             continue
         if route.name in routes:
@@ -174,10 +180,10 @@ def _server(c: Checker, raw: Any) -> ServerConfig:
 
 
 def _route(c: Checker, raw: Any, path: str, auth: AuthSettings, limits: LimitsSettings,
-           base: Path) -> RouteConfig | None:
+           guards: dict[str, Guard], base: Path) -> RouteConfig | None:
     before = len(c.errors)
     d = c.mapping(raw, path, ("name", "provider", "streams", "auth", "upstream_credential",
-                              "rate_limits", "plugins"))
+                              "rate_limits", "guards", "plugins"))
     name = c.string(d, "name", path, required=True)
     provider = c.choice(d, "provider", path, PROVIDERS, what="provider")
     streams = streams_config(c, provider, d.get("streams"), join(path, "streams")) \
@@ -189,6 +195,8 @@ def _route(c: Checker, raw: Any, path: str, auth: AuthSettings, limits: LimitsSe
         if "upstream_credential" in d and provider else None
     rate = parse_route_limits(c, d["rate_limits"], join(path, "rate_limits"), provider,
                               name, limits) if "rate_limits" in d and provider and name else None
+    route_guard = route_guards(c, d["guards"], join(path, "guards"), guards) \
+        if "guards" in d else ()
     policies = [p for i, item in enumerate(c.sequence(d.get("plugins"), join(path, "plugins")))
                 if (p := _plugin(c, item, join(join(path, "plugins"), i))) is not None]
     if rate is not None and rate.uses_tokens and streams is not None and not streams.usage:
@@ -199,6 +207,8 @@ def _route(c: Checker, raw: Any, path: str, auth: AuthSettings, limits: LimitsSe
     builtin: list[Policy] = []
     if route_auth is not None or credential is not None:
         builtin.append(Authenticate(provider, route_auth, credential))
+    if route_guard:  # before usage metering and limits: a refused prompt costs no budget
+        builtin.append(Guards(provider, route_guard))
     if streams.usage or streams.json_array_to_sse or rate is not None:
         builtin.append(LLMTraffic(provider, streams))
     if rate is not None:

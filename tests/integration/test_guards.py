@@ -1,0 +1,149 @@
+"""Prompt guards on requests, through the real Envoy: reject guards answer a 400 in the
+provider's format that names the guard and never the matched text (and the provider never
+sees the request); mask guards replace each match with its placeholder in the body that goes
+upstream, for every provider's request format."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.harness import Gateway, Mock, add_route
+
+pytestmark = pytest.mark.envoy
+
+EMAIL = "john.doe@example.com"
+CARD = "4111 1111 1111 1111"          # passes Luhn
+NOT_A_CARD = "4111 1111 1111 1112"    # fails Luhn
+AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
+
+
+def config() -> dict[str, Any]:
+    guards = {
+        "secrets": {"detectors": ["secrets"], "action": "reject"},
+        "pii": {"detectors": ["email", "phone", "card"], "action": "mask",
+                "patterns": {"employee_id": {"regex": "EMP-[0-9]{6}", "max_len": 10}},
+                "deny": {"words": ["project falcon"], "placeholder": "<CODENAME>"}},
+    }
+    routes = [{"name": f"g-{p}", "provider": p, "guards": ["secrets", "pii"]}
+              for p in ("openai", "anthropic", "gemini")]
+    return {"server": {"max_request_body_bytes": 1048576}, "guards": guards,
+            "routes": routes}
+
+
+def adjust(doc: dict[str, Any]) -> None:
+    for p in ("openai", "anthropic", "gemini"):
+        add_route(doc, f"/g-{p}/", p, f"g-{p}")
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory, mock: Mock) -> Iterator[Gateway]:
+    gateway = Gateway(tmp_path_factory.mktemp("guards"), config(), mock=mock, adjust=adjust)
+    yield gateway
+    gateway.close()
+
+
+def openai_chat(gw: Gateway, content: str, **extra: Any) -> httpx.Response:
+    body = {"model": "gpt-4o-mini", "messages": [
+        {"role": "system", "content": "You are helpful."},
+        {"role": "user", "content": content}], **extra}
+    return httpx.post(f"{gw.url}/g-openai/v1/chat/completions", json=body, timeout=30)
+
+
+def upstream_body(gw: Gateway) -> dict[str, Any]:
+    last = gw.mock.last()
+    assert last is not None
+    return json.loads(last["body"])
+
+
+def test_masking_replaces_values_in_what_goes_upstream(gw: Gateway) -> None:
+    r = openai_chat(gw, f"mail {EMAIL} or call +1 415 555 0100; card {CARD}, "
+                        f"ref {NOT_A_CARD}, id EMP-123456 for Project Falcon")
+    assert r.status_code == 200, r.text
+    sent = upstream_body(gw)["messages"][1]["content"]
+    assert sent == ("mail <EMAIL> or call <PHONE>; card <CARD>, "
+                    f"ref {NOT_A_CARD}, id <EMPLOYEE_ID> for <CODENAME>")
+    assert upstream_body(gw)["messages"][0]["content"] == "You are helpful."
+
+
+def test_a_reject_guard_answers_400_without_echoing_or_forwarding(gw: Gateway) -> None:
+    marker = uuid.uuid4().hex
+    r = openai_chat(gw, f"{marker} my key is {AWS_KEY}")
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["message"] == ("request blocked by guard 'secrets': the prompt contains "
+                                "aws access key")
+    assert AWS_KEY not in r.text
+    last = gw.mock.last()
+    assert last is None or marker not in last["body"]
+
+
+def test_tool_call_arguments_are_masked(gw: Gateway) -> None:
+    body = {"model": "gpt-4o-mini", "messages": [
+        {"role": "user", "content": "send it"},
+        {"role": "assistant", "content": None, "tool_calls": [{
+            "id": "c1", "type": "function",
+            "function": {"name": "send", "arguments": json.dumps({"to": EMAIL})}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": f"sent to {EMAIL}"}]}
+    r = httpx.post(f"{gw.url}/g-openai/v1/chat/completions", json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    sent = upstream_body(gw)["messages"]
+    assert EMAIL not in json.dumps(sent)
+    assert sent[2]["content"] == "sent to <EMAIL>"
+    assert sent[1]["tool_calls"][0]["id"] == "c1"
+
+
+def test_anthropic_system_and_blocks(gw: Gateway) -> None:
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 50,
+            "system": [{"type": "text", "text": f"Escalate to {EMAIL}."}],
+            "messages": [{"role": "user", "content": [
+                {"type": "text", "text": f"My card is {CARD}"}]}]}
+    r = httpx.post(f"{gw.url}/g-anthropic/v1/messages", json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    sent = upstream_body(gw)
+    assert sent["system"][0]["text"] == "Escalate to <EMAIL>."
+    assert sent["messages"][0]["content"][0]["text"] == "My card is <CARD>"
+    r = httpx.post(f"{gw.url}/g-anthropic/v1/messages", json={
+        **body, "messages": [{"role": "user", "content": f"use {AWS_KEY}"}]}, timeout=30)
+    assert r.status_code == 400
+    assert r.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_gemini_contents_and_system_instruction(gw: Gateway) -> None:
+    body = {"systemInstruction": {"parts": [{"text": f"Contact {EMAIL}"}]},
+            "contents": [{"role": "user", "parts": [{"text": f"card {CARD} please"}]}]}
+    r = httpx.post(f"{gw.url}/g-gemini/v1beta/models/gemini-2.5-flash:generateContent",
+                   json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    sent = upstream_body(gw)
+    assert sent["systemInstruction"]["parts"][0]["text"] == "Contact <EMAIL>"
+    assert sent["contents"][0]["parts"][0]["text"] == "card <CARD> please"
+    r = httpx.post(f"{gw.url}/g-gemini/v1beta/models/gemini-2.5-flash:generateContent",
+                   json={"contents": [{"parts": [{"text": AWS_KEY}]}]}, timeout=30)
+    assert r.status_code == 400 and r.json()["error"]["status"] == "INVALID_ARGUMENT"
+
+
+def test_the_openai_sdk_sees_its_prompt_masked(gw: Gateway) -> None:
+    client = openai.OpenAI(base_url=f"{gw.url}/g-openai/v1", api_key="k", max_retries=0,
+                           default_headers={"x-mock-reply": "echo"})
+    stream = client.chat.completions.create(
+        model="gpt-4o-mini", stream=True,
+        messages=[{"role": "user", "content": f"write to {EMAIL} today"}])
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text == "write to <EMAIL> today"      # the mock echoes what reached it
+    with pytest.raises(openai.BadRequestError) as exc:
+        client.chat.completions.create(model="gpt-4o-mini", messages=[
+            {"role": "user", "content": f"key {AWS_KEY}"}])
+    assert "blocked by guard 'secrets'" in str(exc.value)
+
+
+def test_no_state_left(gw: Gateway) -> None:
+    stats = gw.server.wait_idle()
+    assert stats["streams_active"] == 0 and stats["exchanges_alive"] == 0

@@ -1,0 +1,103 @@
+"""The request-side Guards policy and the guards config (extproc.guards.policy/settings)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from extproc import config as cfgmod
+from extproc.exchange import Exchange
+from extproc.guards.policy import Guards
+from extproc.policy import Reject
+from extproc.schema import ConfigError
+
+
+def build(guards: dict[str, Any], names: list[str], provider: str = "openai") -> Guards:
+    cfg = cfgmod.parse({"guards": guards, "routes": [
+        {"name": "r", "provider": provider, "guards": names}]})
+    policy = next(p for p in cfg.routes["r"].policies if isinstance(p, Guards))
+    return policy
+
+
+def exchange() -> Exchange:
+    ex = Exchange(route=None)
+    ex.request_headers = {":path": "/v1/chat/completions"}
+    return ex
+
+
+def chat(*messages: tuple[str, str]) -> bytes:
+    return json.dumps({"model": "m", "messages": [{"role": r, "content": c}
+                                                   for r, c in messages]}).encode()
+
+
+async def test_mask_rewrites_only_the_configured_roles() -> None:
+    g = build({"pii": {"detectors": ["email"], "roles": ["user"]}}, ["pii"])
+    ex = exchange()
+    out = await g.on_request_body(ex, chat(("system", "ops@example.com"),
+                                           ("user", "me@example.com, hi")))
+    assert out is not None
+    sent = json.loads(out)["messages"]
+    assert sent[0]["content"] == "ops@example.com"           # system not checked
+    assert sent[1]["content"] == "<EMAIL>, hi"
+    assert ex.metadata["guard_request"] == "pii:masked:email"
+
+
+async def test_nothing_found_keeps_the_body_untouched() -> None:
+    g = build({"pii": {"detectors": ["email"]}}, ["pii"])
+    assert await g.on_request_body(exchange(), chat(("user", "no address here"))) is None
+    assert await g.on_request_body(exchange(), b"not json") is None
+    assert await g.on_request_body(exchange(), b"[1, 2]") is None
+
+
+async def test_reject_runs_before_mask_and_never_echoes() -> None:
+    g = build({"pii": {"detectors": ["email"]},
+               "keys": {"detectors": ["secrets"], "action": "reject"}}, ["pii", "keys"])
+    ex = exchange()
+    with pytest.raises(Reject) as r:
+        await g.on_request_body(ex, chat(("user", "me@example.com AKIAIOSFODNN7EXAMPLE")))
+    assert r.value.status == 400
+    assert r.value.message == ("request blocked by guard 'keys': the prompt contains aws "
+                               "access key")
+    assert "AKIA" not in r.value.message
+    assert ex.metadata["guard_request"] == "keys:rejected:aws_access_key"
+    assert g.stats == {"rejected": 1, "masked": 0}
+
+
+async def test_deny_words_and_custom_patterns() -> None:
+    g = build({"c": {"patterns": {"ticket": {"regex": "TCK-[0-9]{4}", "placeholder": "<T>"}},
+                     "deny": {"words": ["Blue Falcon"]}}}, ["c"])
+    out = await g.on_request_body(exchange(), chat(("user", "TCK-1234 about blue falcon")))
+    assert out is not None
+    assert json.loads(out)["messages"][0]["content"] == "<T> about <REDACTED>"
+
+
+def errors(doc: dict[str, Any]) -> str:
+    with pytest.raises(ConfigError) as e:
+        cfgmod.parse(doc)
+    return "\n".join(e.value.errors)
+
+
+def test_config_errors_name_their_path() -> None:
+    text = errors({"guards": {
+        "a": {"detectors": ["emial"], "action": "block", "roles": ["robot"]},
+        "b": {"patterns": {"p": {"regex": "(a)\\1"}}},
+        "c": {"deny": {"words": []}},
+        "d": {}},
+        "routes": [{"name": "r", "provider": "openai", "guards": ["a", "zzz"]}]})
+    for expected in ("guards.a.detectors[0]: unknown detector 'emial'",
+                     "guards.a.action: unknown action 'block' (one of: mask, reject)",
+                     "guards.a.roles[0]: unknown role 'robot'",
+                     "guards.b.patterns.p.regex: ",
+                     "guards.c.deny.words: expected a non-empty list",
+                     "guards.d: detects nothing",
+                     "routes[0].guards[1]: unknown guard 'zzz'"):
+        assert expected in text, text
+
+
+def test_guards_run_right_after_auth() -> None:
+    cfg = cfgmod.parse({"guards": {"g": {"detectors": ["email"]}}, "routes": [
+        {"name": "r", "provider": "openai", "guards": ["g"],
+         "rate_limits": [{"name": "l", "key": [], "requests": [{"limit": 1, "per": "1m"}]}]}]})
+    assert [p.name for p in cfg.routes["r"].policies] == ["Guards", "LLMTraffic", "RateLimit"]
