@@ -207,10 +207,13 @@ def _route(c: Checker, raw: Any, path: str, auth: AuthSettings, limits: LimitsSe
     builtin: list[Policy] = []
     if route_auth is not None or credential is not None:
         builtin.append(Authenticate(provider, route_auth, credential))
-    if route_guard:  # before usage metering and limits: a refused prompt costs no budget
-        builtin.append(Guards(provider, route_guard))
-    if streams.usage or streams.json_array_to_sse or rate is not None:
+    if any("request" in g.apply_to for g in route_guard):
+        # before usage metering and limits: a refused prompt costs no budget
+        builtin.append(Guards(provider, route_guard, "request"))
+    if streams.usage or streams.json_array_to_sse or rate is not None or route_guard:
         builtin.append(LLMTraffic(provider, streams))
+    if any("response" in g.apply_to for g in route_guard):
+        builtin.append(Guards(provider, route_guard, "response"))
     if rate is not None:
         builtin.append(rate)
     return RouteConfig(name=name, provider=provider, policies=(*builtin, *policies),

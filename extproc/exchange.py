@@ -94,6 +94,10 @@ class Exchange:
         if name in self._resp_remove:
             self._resp_remove.remove(name)
 
+    def pending_response_header(self, name: str) -> str | None:
+        """A response header a policy has set for the next reply (None if none has)."""
+        return self._resp_set.get(name.lower())
+
     def remove_response_header(self, name: str) -> None:
         name = name.lower()
         self._resp_set.pop(name, None)

@@ -1,10 +1,16 @@
-"""`Guards`: the built-in route policy that rejects or masks sensitive content in prompts.
+"""`Guards`: the built-in route policy that rejects or masks sensitive content in prompts
+and in responses.
 
-It reads the request body's text the way the provider adapter extracts it (all roles, or
+Requests: it reads the body's text the way the provider adapter extracts it (all roles, or
 the guard's), runs reject guards first (a 400 in the provider's format that names the guard
 and what it found, never the matched text), then mask guards, rewriting each text in place
-with the adapter and re-serialising the body. Responses (whole and streamed) come next, on
-the streaming masker in `stream.py` (issue #6).
+with the adapter and re-serialising the body.
+
+Streamed responses (SSE, including Gemini JSON-array streams rewritten to SSE): every text
+piece goes through the streaming maskers (`stream.py`) and is re-framed as the provider's
+events (`reframe.py`); a reject guard ends the stream with the provider's finish and error
+events. Whole JSON responses are masked in one pass with the adapter; reject guards do not
+apply to them yet (their status line is already out in STREAMED mode).
 """
 
 from __future__ import annotations
@@ -12,9 +18,14 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from ..policy import Policy, Reject
+from ..policy import BodyTransform, Policy, Reject
 from ..providers import adapter_for
+from .reframe import SSEMaskingReframer
 from .settings import Guard
+from .stream import StreamMasker
+
+MAX_EVENT_BYTES = 1024 * 1024
+MAX_JSON_BODY = 16 * 1024 * 1024
 
 if TYPE_CHECKING:
     from ..exchange import Exchange
@@ -23,13 +34,49 @@ if TYPE_CHECKING:
 class Guards(Policy):
     needs_request_body = True
 
-    def __init__(self, provider: str, guards: tuple[Guard, ...]) -> None:
+    def __init__(self, provider: str, guards: tuple[Guard, ...],
+                 side: str = "request") -> None:
+        """`side`: the request side runs before the LLM traffic policy (a refused prompt
+        costs no budget); the response side after it (it sees Gemini JSON-array streams
+        already rewritten to SSE, and rate limits count the masked text delivered)."""
         super().__init__({})
         self.provider = provider
+        self.side = side
         self.adapter = adapter_for(provider)
-        self.rejecting = tuple(g for g in guards if g.action == "reject")
-        self.masking = tuple(g for g in guards if g.action == "mask")
-        self.stats = {"rejected": 0, "masked": 0}
+        requests = tuple(g for g in guards if "request" in g.apply_to) \
+            if side == "request" else ()
+        self.rejecting = tuple(g for g in requests if g.action == "reject")
+        self.masking = tuple(g for g in requests if g.action == "mask")
+        responses = tuple(g for g in guards if "response" in g.apply_to) \
+            if side == "response" else ()
+        # reject guards first: a value they stop must never be masked and sent
+        self.response_guards = tuple(sorted(responses, key=lambda g: g.action != "reject"))
+        self.needs_request_body = bool(requests)
+        self.needs_response_body = bool(responses)
+        self.stats = {"rejected": 0, "masked": 0, "response_rejected": 0}
+
+    def _maskers(self) -> list[StreamMasker]:
+        return [StreamMasker(g.scanner, action=g.action) for g in self.response_guards]
+
+    def response_transform(self, ex: Exchange) -> BodyTransform | None:
+        if ex.status != 200 or not self.response_guards:
+            return None
+        ctype = (ex.pending_response_header("content-type")
+                 or ex.response_headers.get("content-type", ""))
+        ctype = ctype.split(";", 1)[0].strip().lower()
+        if ctype == "text/event-stream":
+            stats = self.stats
+
+            def rejected(detector: str) -> None:
+                stats["response_rejected"] += 1
+                ex.metadata["guard_response"] = f"rejected:{detector}"
+
+            return SSEMaskingReframer(self.provider, self._maskers, MAX_EVENT_BYTES,
+                                      rejected)
+        masking = tuple(g for g in self.response_guards if g.action == "mask")
+        if ctype == "application/json" and masking:
+            return _WholeJsonMasker(self.adapter, masking)
+        return None
 
     async def on_request_body(self, ex: Exchange, body: bytes) -> bytes | None:
         try:
@@ -69,6 +116,45 @@ class Guards(Policy):
         names = sorted(set(masked))
         ex.metadata["guard_request"] = ",".join(
             f"{g.name}:masked" for g in self.masking) + f":{','.join(names)}"
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+class _WholeJsonMasker(BodyTransform):
+    """A whole JSON reply: held until it is complete, then masked with the adapter."""
+
+    def __init__(self, adapter: Any, guards: tuple[Guard, ...]) -> None:
+        self.adapter = adapter
+        self.guards = guards
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def feed(self, chunk: bytes) -> bytes:
+        self.parts.append(chunk)
+        self.size += len(chunk)
+        if self.size > MAX_JSON_BODY:   # too large to hold: let it through unexamined
+            out, self.parts = b"".join(self.parts), []
+            self.guards = ()
+            return out
+        return b""
+
+    def finish(self) -> bytes:
+        body, self.parts = b"".join(self.parts), []
+        if not self.guards or not body:
+            return body
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            return body
+        if not isinstance(doc, dict):
+            return body
+
+        def mask(text: str) -> str:
+            for guard in self.guards:
+                text = guard.scanner.mask(text)
+            return text
+
+        if not self.adapter.rewrite_response_texts(doc, mask):
+            return body
         return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
 
 

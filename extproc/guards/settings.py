@@ -11,6 +11,7 @@ Top level (named guards; routes refer to them by name)::
         placeholders: {email: '<EMAIL>'}                  # override built-in placeholders
         action: mask                                      # mask | reject
         roles: [user, system, tool]                       # request roles checked (all)
+        apply_to: [request, response]                     # default: both
 
 Per route::
 
@@ -29,6 +30,7 @@ from .scanner import BUILTIN_GROUPS, BUILTIN_NAMES, Scanner, builtin
 
 ACTIONS = ("mask", "reject")
 ROLES = ("system", "user", "assistant", "tool")
+DIRECTIONS = ("request", "response")
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class Guard:
     scanner: Scanner
     action: str = "mask"
     roles: frozenset[str] = frozenset(ROLES)
+    apply_to: frozenset[str] = frozenset(DIRECTIONS)
 
 
 def parse_guards(c: Checker, raw: Any) -> dict[str, Guard]:
@@ -51,7 +54,7 @@ def parse_guards(c: Checker, raw: Any) -> dict[str, Guard]:
 def _guard(c: Checker, name: str, raw: Any, path: str) -> Guard | None:
     before = len(c.errors)
     d = c.mapping(raw, path, ("detectors", "patterns", "deny", "placeholders", "action",
-                              "roles"))
+                              "roles", "apply_to"))
     detectors: list[Detector] = []
     names = [n for n in c.sequence(d.get("detectors"), join(path, "detectors"))]
     placeholders = dict(c.mapping(d.get("placeholders"), join(path, "placeholders"),
@@ -93,11 +96,20 @@ def _guard(c: Checker, name: str, raw: Any, path: str) -> Guard | None:
                                                       "<REDACTED>") or "<REDACTED>"))
     action = c.choice(d, "action", path, ACTIONS, "mask", what="action")
     roles = _roles(c, d, path)
+    apply_to = frozenset(DIRECTIONS)
+    if "apply_to" in d:
+        items = c.sequence(d.get("apply_to"), join(path, "apply_to"))
+        for i, item in enumerate(items):
+            if item not in DIRECTIONS:
+                c.error(join(join(path, "apply_to"), i), f"expected request or response, "
+                        f"got {item!r}")
+        apply_to = frozenset(i for i in items if i in DIRECTIONS)
     if not detectors and len(c.errors) == before:
         c.error(path, "detects nothing: name detectors, patterns and/or deny words")
     if len(c.errors) > before:
         return None
-    return Guard(name=name, scanner=Scanner(detectors), action=action or "mask", roles=roles)
+    return Guard(name=name, scanner=Scanner(detectors), action=action or "mask", roles=roles,
+                 apply_to=apply_to)
 
 
 def _roles(c: Checker, d: Mapping[str, Any], path: str) -> frozenset[str]:

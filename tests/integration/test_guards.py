@@ -147,3 +147,79 @@ def test_the_openai_sdk_sees_its_prompt_masked(gw: Gateway) -> None:
 def test_no_state_left(gw: Gateway) -> None:
     stats = gw.server.wait_idle()
     assert stats["streams_active"] == 0 and stats["exchanges_alive"] == 0
+
+
+REPLY = f"Sure: write to {EMAIL} or call +1 415 555 0100 today."
+MASKED = "Sure: write to <EMAIL> or call <PHONE> today."
+TINY = {"x-mock-reply": REPLY, "x-mock-chunk-bytes": "3"}
+
+
+def stream_raw(gw: Gateway, url: str, body: dict[str, Any]) -> bytes:
+    with httpx.Client(timeout=30) as client, client.stream(
+            "POST", url, json=body, headers=TINY) as r:
+        assert r.status_code == 200
+        return b"".join(r.iter_raw())
+
+
+def no_part_of_the_value(raw: bytes) -> None:
+    for piece in (b"john", b"doe@", b"@exa", b"mple.com", b"415 555"):
+        assert piece not in raw
+
+
+def sse_json(raw: bytes) -> list[dict[str, Any]]:
+    out = []
+    for block in raw.replace(b"\r\n", b"\n").split(b"\n\n"):
+        for line in block.split(b"\n"):
+            if line.startswith(b"data: ") and line[6:].strip() not in (b"[DONE]", b""):
+                out.append(json.loads(line[6:]))
+    return out
+
+
+def test_openai_stream_is_masked_across_3_byte_chunks(gw: Gateway) -> None:
+    raw = stream_raw(gw, f"{gw.url}/g-openai/v1/chat/completions",
+                     {"model": "gpt-4o-mini", "stream": True,
+                      "messages": [{"role": "user", "content": "hi"}]})
+    no_part_of_the_value(raw)
+    events = sse_json(raw)
+    text = "".join(c["choices"][0]["delta"].get("content") or ""
+                   for c in events if c.get("choices"))
+    assert text == MASKED
+    assert raw.rstrip().endswith(b"data: [DONE]")
+
+
+def test_anthropic_stream_is_masked(gw: Gateway) -> None:
+    raw = stream_raw(gw, f"{gw.url}/g-anthropic/v1/messages",
+                     {"model": "claude-sonnet-4-5", "max_tokens": 100, "stream": True,
+                      "messages": [{"role": "user", "content": "hi"}]})
+    no_part_of_the_value(raw)
+    text = "".join(e["delta"]["text"] for e in sse_json(raw)
+                   if e.get("type") == "content_block_delta")
+    assert text == MASKED
+    assert b"event: message_stop" in raw
+
+
+@pytest.mark.parametrize("query", ["?alt=sse", ""], ids=["sse", "json-array"])
+def test_gemini_stream_is_masked(gw: Gateway, query: str) -> None:
+    raw = stream_raw(gw, f"{gw.url}/g-gemini/v1beta/models/gemini-2.5-flash:"
+                         f"streamGenerateContent{query}",
+                     {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]})
+    no_part_of_the_value(raw)
+    text = "".join(p.get("text", "") for e in sse_json(raw)
+                   for c in e.get("candidates", []) for p in c["content"]["parts"])
+    assert text == MASKED
+
+
+def test_a_whole_json_reply_is_masked(gw: Gateway) -> None:
+    r = httpx.post(f"{gw.url}/g-openai/v1/chat/completions", timeout=30,
+                   headers={"x-mock-reply": REPLY},
+                   json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]})
+    assert r.status_code == 200
+    assert r.json()["choices"][0]["message"]["content"] == MASKED
+
+
+def test_the_sdks_read_masked_streams(gw: Gateway) -> None:
+    client = openai.OpenAI(base_url=f"{gw.url}/g-openai/v1", api_key="k", max_retries=0,
+                           default_headers=TINY)
+    stream = client.chat.completions.create(model="gpt-4o-mini", stream=True,
+                                            messages=[{"role": "user", "content": "hi"}])
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == MASKED

@@ -62,7 +62,7 @@ async def test_reject_runs_before_mask_and_never_echoes() -> None:
                                "access key")
     assert "AKIA" not in r.value.message
     assert ex.metadata["guard_request"] == "keys:rejected:aws_access_key"
-    assert g.stats == {"rejected": 1, "masked": 0}
+    assert g.stats == {"rejected": 1, "masked": 0, "response_rejected": 0}
 
 
 async def test_deny_words_and_custom_patterns() -> None:
@@ -100,4 +100,5 @@ def test_guards_run_right_after_auth() -> None:
     cfg = cfgmod.parse({"guards": {"g": {"detectors": ["email"]}}, "routes": [
         {"name": "r", "provider": "openai", "guards": ["g"],
          "rate_limits": [{"name": "l", "key": [], "requests": [{"limit": 1, "per": "1m"}]}]}]})
-    assert [p.name for p in cfg.routes["r"].policies] == ["Guards", "LLMTraffic", "RateLimit"]
+    assert [p.name for p in cfg.routes["r"].policies] == ["Guards", "LLMTraffic", "Guards",
+                                                         "RateLimit"]

@@ -1,0 +1,246 @@
+"""Masking streamed responses: decode each SSE event, run its text through the streaming
+masker, and re-frame what the masker releases as valid events of the provider's format.
+
+One masker per choice (OpenAI), content block (Anthropic) or candidate (Gemini/Vertex, in
+SSE or in the JSON-array stream rewritten to SSE). An event's text is replaced by what its
+masker releases now (possibly nothing: the held suffix follows in a later event), and what
+is still held when the piece ends (a finish reason, a content block's stop, the stream's
+end) goes out in the event that ends it, or in a copy of the last text event just before.
+Events without text pass through byte for byte.
+
+With a reject guard the first match ends the stream: a finish event the SDKs understand
+(OpenAI `finish_reason: content_filter`, Anthropic `stop_reason: refusal`, Gemini
+`finishReason: SAFETY`) followed by an error event in the provider's format, and nothing of
+the matched value is ever sent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from ..codecs.sse import Event, SSEDecoder, encode
+from ..policy import BodyTransform
+from .stream import GuardTriggered, StreamMasker
+
+MaskerFactory = Callable[[], list[StreamMasker]]
+GOOGLE = ("gemini", "vertex")
+
+
+def _dump(doc: Any, google: bool) -> str:
+    return json.dumps(doc, ensure_ascii=False,
+                      separators=(",", ": ") if google else (",", ":"))
+
+
+class _Chain:
+    """Maskers applied in order (reject guards first, then mask guards)."""
+
+    def __init__(self, maskers: list[StreamMasker]) -> None:
+        self.maskers = maskers
+
+    def feed(self, text: str) -> str:
+        for m in self.maskers:
+            text = m.feed(text) if text else ""
+        return text
+
+    def finish(self) -> str:
+        out = ""
+        for m in self.maskers:
+            out = (m.feed(out) if out else "") + m.finish()
+        return out
+
+    @property
+    def held(self) -> int:
+        return sum(m.held for m in self.maskers)
+
+
+class SSEMaskingReframer(BodyTransform):
+    def __init__(self, provider: str, maskers: MaskerFactory, max_event_bytes: int,
+                 on_reject: Callable[[str], None] | None = None) -> None:
+        self.provider = provider
+        self.google = provider in GOOGLE
+        self.make = maskers
+        self.decoder = SSEDecoder(max_event_bytes)
+        self.chains: dict[int, _Chain] = {}
+        self.last: dict[int, tuple[str, str | None]] = {}   # data and name of the last text event
+        self._current: tuple[str, str | None] = ("", None)
+        self.on_reject = on_reject
+        self.stopped = False
+        self.terminator = b"\r\n\r\n" if self.google else b"\n\n"
+
+    def _chain(self, key: int) -> _Chain:
+        chain = self.chains.get(key)
+        if chain is None:
+            chain = self.chains[key] = _Chain(self.make())
+        return chain
+
+    @property
+    def held(self) -> int:
+        return sum(c.held for c in self.chains.values())
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self.stopped:
+            return b""
+        return self._events(self.decoder.feed(chunk))
+
+    def finish(self) -> bytes:
+        if self.stopped:
+            return b""
+        out = self._events(self.decoder.finish())
+        if not self.stopped:
+            out += self._flush_all()
+        return out
+
+    def _events(self, events: list[Event]) -> bytes:
+        out: list[bytes] = []
+        for ev in events:
+            if self.stopped:
+                break
+            try:
+                out.append(self._event(ev))
+            except GuardTriggered as hit:
+                out.append(self._rejected(hit.detector))
+        return b"".join(out)
+
+    # --- one event ------------------------------------------------------------------------
+    def _event(self, ev: Event) -> bytes:
+        if not ev.has_data:
+            return ev.raw
+        data = ev.data
+        if data.strip() == "[DONE]":
+            return self._flush_all() + ev.raw
+        try:
+            doc = json.loads(data)
+        except ValueError:
+            return ev.raw
+        if not isinstance(doc, dict):
+            return ev.raw
+        self._current = (data, ev.event)
+        if self.google:
+            changed, before = self._google(doc, ev.event)
+        elif self.provider == "anthropic":
+            changed, before = self._anthropic(doc, ev.event)
+        else:
+            changed, before = self._openai(doc, ev.event)
+        body = encode(_dump(doc, self.google), event=ev.event, terminator=self.terminator) \
+            if changed else ev.raw
+        return before + body
+
+    def _text(self, key: int, text: str) -> str:
+        self.last[key] = self._current
+        return self._chain(key).feed(text)
+
+    def _rest(self, key: int) -> str:
+        chain = self.chains.pop(key, None)
+        return chain.finish() if chain is not None else ""
+
+    def _openai(self, doc: dict[str, Any], event: str | None) -> tuple[bool, bytes]:
+        changed = False
+        for choice in doc.get("choices") or ():
+            if not isinstance(choice, dict):
+                continue
+            key = choice.get("index", 0)
+            delta = choice.get("delta")
+            if isinstance(delta, dict) and isinstance(delta.get("content"), str) \
+                    and delta["content"]:
+                delta["content"] = self._text(key, delta["content"])
+                changed = True
+            if choice.get("finish_reason") and key in self.chains:
+                rest = self._rest(key)
+                if rest:
+                    delta = choice.setdefault("delta", {})
+                    delta["content"] = (delta.get("content") or "") + rest
+                    changed = True
+        return changed, b""
+
+    def _anthropic(self, doc: dict[str, Any], event: str | None) -> tuple[bool, bytes]:
+        kind = doc.get("type")
+        key = doc.get("index", 0)
+        if kind == "content_block_delta":
+            delta = doc.get("delta")
+            if isinstance(delta, dict) and delta.get("type") == "text_delta" \
+                    and isinstance(delta.get("text"), str):
+                delta["text"] = self._text(key, delta["text"])
+                return True, b""
+        elif kind == "content_block_stop" and key in self.chains:
+            return False, self._synthetic(key)
+        return False, b""
+
+    def _google(self, doc: dict[str, Any], event: str | None) -> tuple[bool, bytes]:
+        changed = False
+        for cand in doc.get("candidates") or ():
+            if not isinstance(cand, dict):
+                continue
+            key = cand.get("index", 0)
+            parts = (cand.get("content") or {}).get("parts") or []
+            text_parts = [p for p in parts if isinstance(p, dict)
+                          and isinstance(p.get("text"), str) and not p.get("thought")]
+            for part in text_parts:
+                part["text"] = self._text(key, part["text"])
+                changed = True
+            if cand.get("finishReason") and key in self.chains:
+                rest = self._rest(key)
+                if rest:
+                    if text_parts:
+                        text_parts[-1]["text"] += rest
+                    else:
+                        cand.setdefault("content", {"role": "model"}).setdefault(
+                            "parts", []).append({"text": rest})
+                    changed = True
+        return changed, b""
+
+    # --- what is still held when a piece ends ---------------------------------------------
+    def _synthetic(self, key: int) -> bytes:
+        """A copy of the last text event carrying the rest of a piece's text."""
+        rest = self._rest(key)
+        last = self.last.pop(key, None)
+        if not rest or last is None:
+            return b""
+        data, event = last
+        doc = json.loads(data)
+        if self.provider == "anthropic":
+            doc["delta"]["text"] = rest
+        elif self.google:
+            for cand in doc.get("candidates") or ():
+                if isinstance(cand, dict) and cand.get("index", 0) == key:
+                    cand["content"]["parts"] = [{"text": rest}]
+                    cand.pop("finishReason", None)
+            doc.pop("usageMetadata", None)
+        else:
+            doc["choices"] = [c for c in doc.get("choices") or ()
+                              if isinstance(c, dict) and c.get("index", 0) == key]
+            for c in doc["choices"]:
+                c["delta"] = {"content": rest}
+                c["finish_reason"] = None
+            doc.pop("usage", None)
+        return encode(_dump(doc, self.google), event=event, terminator=self.terminator)
+
+    def _flush_all(self) -> bytes:
+        return b"".join(self._synthetic(key) for key in list(self.chains))
+
+    # --- reject ---------------------------------------------------------------------------
+    def _rejected(self, detector: str) -> bytes:
+        self.stopped = True
+        if self.on_reject is not None:
+            self.on_reject(detector)
+        message = f"response blocked by a guard: it contains {detector.replace('_', ' ')}"
+        if self.provider == "anthropic":
+            stop = {"type": "message_delta", "delta": {"stop_reason": "refusal",
+                                                      "stop_sequence": None},
+                    "usage": {"output_tokens": 0}}
+            error = {"type": "error", "error": {"type": "invalid_request_error",
+                                                "message": message}}
+            return (encode(_dump(stop, False), event="message_delta")
+                    + encode(_dump(error, False), event="error"))
+        if self.google:
+            stop = {"candidates": [{"content": {"parts": [{"text": ""}], "role": "model"},
+                                    "finishReason": "SAFETY", "index": 0}]}
+            error = {"error": {"code": 400, "message": message, "status": "INVALID_ARGUMENT"}}
+            return (encode(_dump(stop, True), terminator=self.terminator)
+                    + encode(_dump(error, True), terminator=self.terminator))
+        stop = {"object": "chat.completion.chunk", "choices": [
+            {"index": 0, "delta": {}, "finish_reason": "content_filter"}]}
+        error = {"error": {"message": message, "type": "invalid_request_error",
+                           "param": None, "code": "content_filter"}}
+        return encode(_dump(stop, False)) + encode(_dump(error, False))
