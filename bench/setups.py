@@ -56,9 +56,10 @@ def processor_config(key: str, directory: Path, redis_url: str | None = None) ->
     doc = yaml.safe_load((ROOT / GATEWAY_CONFIG).read_text())
     keep_auth = key == "d"
     out = {k: v for k, v in doc.items() if not k.startswith("x-")
-           and k != "limits" and (keep_auth or k != "auth")}
+           and k not in ("limits", "guards") and (keep_auth or k != "auth")}
     for route in out["routes"]:
         route.pop("rate_limits", None)
+        route.pop("guards", None)
         if not keep_auth:
             route.pop("auth", None)
             route.pop("upstream_credential", None)
