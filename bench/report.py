@@ -141,14 +141,17 @@ def notes(rows: list[dict[str, Any]], raw: list[dict[str, Any]] | None = None) -
                        f"{verdict} the +{100 * AUTH_TARGET:.0f}% target")
     for r in rows:
         c = _find(rows, "c", r)
-        if r["setup_key"] not in ("e", "f") or c is None:
+        if r["setup_key"] not in ("e", "f", "g") or c is None:
             continue
         ratio = r["wrk"]["rps"] / c["wrk"]["rps"]
-        what = "in-memory" if r["setup_key"] == "e" else "Redis"
+        what = {"e": "in-memory limits", "f": "Redis limits", "g": "guards"}[r["setup_key"]]
         target = f", {'meets' if ratio >= LIMITS_TARGET else 'MISSES'} the " \
             f"{LIMITS_TARGET}x target" if r["setup_key"] == "e" else ""
-        out.append(f"limits: ({r['setup_key']}) {what} {r['workload']} c={r['concurrency']} "
-                   f"is {ratio:.2f}x of (c)'s throughput{target}")
+        added = ""
+        if r["setup_key"] == "g" and r.get("ttfb") and c.get("ttfb"):
+            added = f", TTFB p50 {r['ttfb']['p50_ms'] - c['ttfb']['p50_ms']:+.2f} ms"
+        out.append(f"({r['setup_key']}) {what} {r['workload']} c={r['concurrency']} "
+                   f"is {ratio:.2f}x of (c)'s throughput{target}{added}")
     return out
 
 

@@ -7,7 +7,9 @@
 (d) extproc+auth: (c) plus the reference config's auth: every request carries a JWT
     (RS256, verified against the dev JWKS, then cached) and gets the provider key injected;
 (e) extproc+limits: (c) plus request and token limits (too large to run out) in memory;
-(f) extproc+redis: the same limits in a real Redis server the bench starts.
+(f) extproc+redis: the same limits in a real Redis server the bench starts;
+(g) extproc+guards: (c) plus the reference PII guard masking prompts and replies (every
+    streamed event decoded, masked and re-framed).
 
 All setups share the same mock provider (bench/mock_uvloop.py) and run Envoy with
 `--concurrency 1`. Every child gets PR_SET_PDEATHSIG, so none outlives the bench, and
@@ -40,8 +42,8 @@ BENCH = ROOT / "bench"
 GATEWAY_CONFIG = "config/gateway.yaml"
 EXT_PROC_FILTER = "envoy.filters.http.ext_proc"
 SETUPS = {"a": "direct", "b": "noop", "c": "extproc", "d": "extproc+auth",
-          "e": "extproc+limits", "f": "extproc+redis"}
-PROCESSORS = ("c", "d", "e", "f")
+          "e": "extproc+limits", "f": "extproc+redis", "g": "extproc+guards"}
+PROCESSORS = ("c", "d", "e", "f", "g")
 #: budgets no bench run can exhaust: the rows measure the cost of checking them
 HUGE_LIMITS = [{"name": "bench", "key": ["header:x-bench-client"],
                 "requests": [{"limit": 10**9, "per": "1m"}],
@@ -73,6 +75,10 @@ def processor_config(key: str, directory: Path, redis_url: str | None = None) ->
         for provider in out["auth"]["jwt_providers"].values():
             if "file" in provider.get("jwks", {}):
                 provider["jwks"]["file"] = str(ROOT / "config" / provider["jwks"]["file"])
+    if key == "g":   # the reference PII guard, masking prompts and replies
+        out["guards"] = doc["guards"]
+        for route in out["routes"]:
+            route["guards"] = list(doc["guards"])
     if key == "e":
         out["limits"] = {"backend": "memory"}
     elif key == "f":

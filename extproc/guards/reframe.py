@@ -6,7 +6,8 @@ SSE or in the JSON-array stream rewritten to SSE). An event's text is replaced b
 masker releases now (possibly nothing: the held suffix follows in a later event), and what
 is still held when the piece ends (a finish reason, a content block's stop, the stream's
 end) goes out in the event that ends it, or in a copy of the last text event just before.
-Events without text pass through byte for byte.
+Events without text, and text events whose text goes out unchanged at once (most of them:
+nothing held, nothing masked), pass through byte for byte, without re-encoding.
 
 With a reject guard the first match ends the stream: a finish event the SDKs understand
 (OpenAI `finish_reason: content_filter`, Anthropic `stop_reason: refusal`, Gemini
@@ -144,8 +145,9 @@ class SSEMaskingReframer(BodyTransform):
             delta = choice.get("delta")
             if isinstance(delta, dict) and isinstance(delta.get("content"), str) \
                     and delta["content"]:
-                delta["content"] = self._text(key, delta["content"])
-                changed = True
+                text = delta["content"]
+                delta["content"] = self._text(key, text)
+                changed = changed or delta["content"] != text
             if choice.get("finish_reason") and key in self.chains:
                 rest = self._rest(key)
                 if rest:
@@ -161,8 +163,9 @@ class SSEMaskingReframer(BodyTransform):
             delta = doc.get("delta")
             if isinstance(delta, dict) and delta.get("type") == "text_delta" \
                     and isinstance(delta.get("text"), str):
-                delta["text"] = self._text(key, delta["text"])
-                return True, b""
+                text = delta["text"]
+                delta["text"] = self._text(key, text)
+                return delta["text"] != text, b""
         elif kind == "content_block_stop" and key in self.chains:
             return False, self._synthetic(key)
         return False, b""
@@ -177,8 +180,9 @@ class SSEMaskingReframer(BodyTransform):
             text_parts = [p for p in parts if isinstance(p, dict)
                           and isinstance(p.get("text"), str) and not p.get("thought")]
             for part in text_parts:
-                part["text"] = self._text(key, part["text"])
-                changed = True
+                text = part["text"]
+                part["text"] = self._text(key, text)
+                changed = changed or part["text"] != text
             if cand.get("finishReason") and key in self.chains:
                 rest = self._rest(key)
                 if rest:

@@ -7,9 +7,16 @@ Sans-IO like the detectors: a streaming masker can keep a buffer, emit the part 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 
-from extproc.guards.detectors import BUILTIN_PLACEHOLDERS, Detector, Span, builtin_detector
+from extproc.guards.detectors import (
+    BUILTIN_PLACEHOLDERS,
+    Detector,
+    PatternDetector,
+    Span,
+    builtin_detector,
+)
 
 BUILTIN_NAMES: tuple[str, ...] = (
     "email", "phone", "card", "us_ssn", "iban", "ipv4", "ipv6",
@@ -22,6 +29,17 @@ BUILTIN_GROUPS: dict[str, tuple[str, ...]] = {
                 "jwt"),
 }
 assert set(BUILTIN_NAMES) == set(BUILTIN_PLACEHOLDERS)
+
+#: what every match of a built-in contains: a text without it needs no full scan (prose
+#: streamed a word at a time mostly has neither digits nor '@')
+_NEEDS: dict[str, re.Pattern[str]] = {
+    **{n: re.compile(r"\d") for n in ("phone", "card", "us_ssn", "iban", "ipv4")},
+    "email": re.compile("@"), "ipv6": re.compile(":"),
+    "aws_access_key": re.compile("A[KS]IA"), "github_token": re.compile("gh[pousr]_|github_pat_"),
+    "openai_key": re.compile("sk-"), "anthropic_key": re.compile("sk-ant-"),
+    "private_key": re.compile("-----BEGIN"), "jwt": re.compile("eyJ"),
+}
+assert set(_NEEDS) == set(BUILTIN_NAMES)
 
 
 def _expand(name: str) -> tuple[str, ...]:
@@ -68,6 +86,9 @@ class Scanner:
         """All detectors' matches, non-overlapping, left to right."""
         found: list[tuple[int, int, int, Span]] = []
         for rank, detector in enumerate(self.detectors):
+            need = _NEEDS.get(detector.name) if isinstance(detector, PatternDetector) else None
+            if need is not None and need.search(text) is None:
+                continue   # cannot match here: skip the detector's full scan
             found.extend((s.start, s.start - s.end, rank, s) for s in detector.find(text))
         found.sort(key=lambda f: f[:3])
         spans: list[Span] = []
