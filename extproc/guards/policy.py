@@ -19,7 +19,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from ..policy import BodyTransform, Policy, Reject
-from ..providers import adapter_for
+from ..providers import adapter_for, read_request
 from .reframe import SSEMaskingReframer
 from .settings import Guard
 from .stream import StreamMasker
@@ -79,17 +79,11 @@ class Guards(Policy):
         return None
 
     async def on_request_body(self, ex: Exchange, body: bytes) -> bytes | None:
-        try:
-            doc = json.loads(body)
-        except ValueError:
-            return None     # not JSON: the provider will say so in its own words
-        if not isinstance(doc, dict):
-            return None
         path = ex.request_headers.get(":path", "")
-        try:
-            texts = self.adapter.parse_request(path, doc).texts
-        except (ValueError, TypeError, AttributeError, KeyError):
+        read = read_request(self.adapter, path, body)
+        if read is None:
             return None
+        doc, texts = read[0], read[1].texts
         for guard in self.rejecting:
             found = _found(guard, texts)
             if found:

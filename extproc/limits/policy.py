@@ -14,7 +14,6 @@ delivered so far; an upstream error charges nothing.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import time
@@ -23,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..policy import BodyTransform, Policy, Reject
-from ..providers import adapter_for
+from ..providers import adapter_for, read_request
 from .estimate import TEXT_MARKERS, DeliveredText, prompt_tokens
 from .gcra import Outcome, Window, WindowState
 from .store import Store, StoreUnavailable
@@ -97,12 +96,8 @@ class RateLimit(Policy):
         return None
 
     def _parse(self, ex: Exchange, body: bytes) -> Any:
-        try:
-            doc = json.loads(body)
-            return self.adapter.parse_request(ex.request_headers.get(":path", ""), doc) \
-                if isinstance(doc, dict) else None
-        except (ValueError, TypeError, AttributeError, KeyError):
-            return None
+        read = read_request(self.adapter, ex.request_headers.get(":path", ""), body)
+        return read[1] if read is not None else None
 
     async def _admit(self, ex: Exchange, prompt: Any, body: bytes | None) -> None:
         held = _Held()

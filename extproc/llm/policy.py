@@ -14,13 +14,12 @@ reply to it is rewritten into `text/event-stream`, element by element.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..policy import BodyTransform, Policy
-from ..providers import adapter_for
+from ..providers import adapter_for, read_request
 from ..schema import Checker, join
 from . import transforms as T
 
@@ -82,17 +81,10 @@ class LLMTraffic(Policy):
 
     async def on_request_body(self, ex: Exchange, body: bytes) -> bytes | None:
         req: _Request = ex.state[_KEY]
-        try:
-            parsed = json.loads(body)
-        except ValueError:
-            return None  # not JSON: the provider will say so in its own words
-        if not isinstance(parsed, dict):
+        read = read_request(self.adapter, ex.request_headers.get(":path", ""), body)
+        if read is None:
             return None
-        path = ex.request_headers.get(":path", "")
-        try:
-            prompt = self.adapter.parse_request(path, parsed)
-        except (ValueError, TypeError, AttributeError, KeyError):
-            return None
+        parsed, prompt = read
         req.model, req.stream = prompt.model, prompt.stream
         ex.state["prompt"] = prompt  # for later policies (rate limits, guards)
         if req.stream and self.streams.usage:

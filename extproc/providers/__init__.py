@@ -7,6 +7,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from extproc.providers.anthropic import AnthropicAdapter
 from extproc.providers.base import Adapter, Delta, Prompt, Usage
 from extproc.providers.google import BLOCKED_PREFIX, GoogleAdapter
@@ -21,6 +24,22 @@ _ADAPTERS: dict[str, Adapter] = {
 }
 
 PROVIDERS: tuple[str, ...] = tuple(_ADAPTERS)
+
+
+def read_request(adapter: Adapter, path: str, body: bytes
+                 ) -> tuple[dict[str, Any], Prompt] | None:
+    """A request body as JSON and as the adapter reads it; None when it is not a JSON
+    object the adapter can read (the provider will then say so in its own words)."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    try:
+        return doc, adapter.parse_request(path, doc)
+    except (ValueError, TypeError, AttributeError, KeyError):
+        return None
 
 
 def adapter_for(provider: str) -> Adapter:
@@ -42,4 +61,5 @@ __all__ = [
     "Prompt",
     "Usage",
     "adapter_for",
+    "read_request",
 ]
