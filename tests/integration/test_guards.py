@@ -101,7 +101,7 @@ def test_tool_call_arguments_are_masked(gw: Gateway) -> None:
 
 
 def test_anthropic_system_and_blocks(gw: Gateway) -> None:
-    body = {"model": "claude-sonnet-4-5", "max_tokens": 50,
+    body = {"model": "claude-sonnet-5-5", "max_tokens": 50,
             "system": [{"type": "text", "text": f"Escalate to {EMAIL}."}],
             "messages": [{"role": "user", "content": [
                 {"type": "text", "text": f"My card is {CARD}"}]}]}
@@ -189,7 +189,7 @@ def test_openai_stream_is_masked_across_3_byte_chunks(gw: Gateway) -> None:
 
 def test_anthropic_stream_is_masked(gw: Gateway) -> None:
     raw = stream_raw(gw, f"{gw.url}/g-anthropic/v1/messages",
-                     {"model": "claude-sonnet-4-5", "max_tokens": 100, "stream": True,
+                     {"model": "claude-sonnet-5-5", "max_tokens": 100, "stream": True,
                       "messages": [{"role": "user", "content": "hi"}]})
     no_part_of_the_value(raw)
     text = "".join(e["delta"]["text"] for e in sse_json(raw)
@@ -223,3 +223,37 @@ def test_the_sdks_read_masked_streams(gw: Gateway) -> None:
     stream = client.chat.completions.create(model="gpt-4o-mini", stream=True,
                                             messages=[{"role": "user", "content": "hi"}])
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == MASKED
+
+
+def test_anthropic_and_google_sdks_read_masked_streams(gw: Gateway) -> None:
+    import anthropic
+    from google import genai
+    from google.genai import types
+
+    claude = anthropic.Anthropic(base_url=f"{gw.url}/g-anthropic", api_key="k", max_retries=0,
+                                 default_headers=TINY)
+    with claude.messages.stream(model="claude-sonnet-5-5", max_tokens=100,
+                                messages=[{"role": "user", "content": "hi"}]) as stream:
+        assert "".join(stream.text_stream) == MASKED
+        assert stream.get_final_message().stop_reason == "end_turn"
+    gemini = genai.Client(api_key="k", http_options=types.HttpOptions(
+        base_url=f"{gw.url}/g-gemini", headers=TINY))
+    chunks = list(gemini.models.generate_content_stream(model="gemini-2.5-flash",
+                                                        contents="hi"))
+    assert "".join(c.text or "" for c in chunks) == MASKED
+
+
+def test_a_reject_guard_on_a_stream_ends_it_the_sdk_way(gw: Gateway) -> None:
+    client = openai.OpenAI(base_url=f"{gw.url}/g-openai/v1", api_key="k", max_retries=0,
+                           default_headers={"x-mock-reply": f"the key is {AWS_KEY} ok",
+                                            "x-mock-chunk-bytes": "5"})
+    seen: list[Any] = []
+    with pytest.raises(openai.APIError) as exc:
+        for chunk in client.chat.completions.create(
+                model="gpt-4o-mini", stream=True,
+                messages=[{"role": "user", "content": "hi"}]):
+            seen.append(chunk)
+    assert "response blocked by a guard: it contains aws access key" in str(exc.value)
+    text = "".join(c.choices[0].delta.content or "" for c in seen if c.choices)
+    assert AWS_KEY[:4] not in text and text.startswith("the key is")
+    assert seen[-1].choices[0].finish_reason == "content_filter"
