@@ -1,7 +1,7 @@
-"""Prompt and response guards: find sensitive content (PII, secrets, deny-listed words) in
-text, then reject or mask it.
+"""Prompt guards: reject or mask sensitive content in prompts and responses (issue #6).
 
-Modules: `detectors` (the sans-IO `Detector` contract, the built-in detectors, custom RE2
-patterns and literal deny-lists), `scanner` (several detectors at once: overlap resolution,
-masking, the built-in catalogue).
+Modules: `detectors` (the detector contract and the built-ins), `custom` (RE2 patterns and
+deny-lists from config), `scanner` (detectors combined), `stream` (the streaming masker),
+`reframe` (masked text re-framed as each provider's stream events), `settings` (the config
+schema), `policy` (the `Guards` route policy).
 """

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..schema import Checker, join
-from .detectors import Detector, LiteralDetector, PatternError, RegexDetector
+from .custom import LiteralDetector, RegexDetector
+from .detectors import Detector, PatternError
 from .scanner import BUILTIN_GROUPS, BUILTIN_NAMES, Scanner, builtin
 
 ACTIONS = ("mask", "reject")

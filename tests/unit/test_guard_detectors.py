@@ -13,14 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from extproc.guards.detectors import (
-    Detector,
-    LiteralDetector,
-    PatternError,
-    RegexDetector,
-    Span,
-    builtin_detector,
-)
+from extproc.guards.custom import LiteralDetector, RegexDetector
+from extproc.guards.detectors import Detector, PatternError, Span, builtin_detector
 from extproc.guards.scanner import BUILTIN_NAMES, Scanner, builtin
 
 PEM = ("-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n"
