@@ -298,6 +298,13 @@ class Exchange:
             override = ProcessingMode(request_body_mode=self.request_mode,
                                       response_body_mode=P.NONE)
             self.response_mode = P.NONE
+        elif self.response_mode == P.STREAMED and any(
+                getattr(t, "whole_body", False) for t in self._transforms):
+            # a transform decides on the whole body (and may still refuse it): buffered, the
+            # response headers wait for its verdict
+            override = ProcessingMode(request_body_mode=self.request_mode,
+                                      response_body_mode=P.BUFFERED)
+            self.response_mode = P.BUFFERED
         return self._headers_reply(True, override)
 
     async def _on_response_body(self, b: pb.HttpBody) -> Sequence[Reply]:

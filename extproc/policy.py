@@ -42,6 +42,10 @@ class BodyTransform:
     Both must be fast and must not block.
     """
 
+    #: the transform needs the whole body before it decides (it may raise `Reject` from
+    #: `finish`): the exchange then asks Envoy for the body BUFFERED, holding the headers
+    whole_body: bool = False
+
     def feed(self, chunk: bytes) -> bytes:
         return chunk
 

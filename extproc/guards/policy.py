@@ -9,8 +9,8 @@ with the adapter and re-serialising the body.
 Streamed responses (SSE, including Gemini JSON-array streams rewritten to SSE): every text
 piece goes through the streaming maskers (`stream.py`) and is re-framed as the provider's
 events (`reframe.py`); a reject guard ends the stream with the provider's finish and error
-events. Whole JSON responses are masked in one pass with the adapter; reject guards do not
-apply to them yet (their status line is already out in STREAMED mode).
+events. Whole JSON responses are asked for BUFFERED (their headers wait): a reject guard
+refuses them with an error in the provider's format, mask guards mask them in one pass.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from .settings import Guard
 from .stream import StreamMasker
 
 MAX_EVENT_BYTES = 1024 * 1024
-MAX_JSON_BODY = 16 * 1024 * 1024
 
 if TYPE_CHECKING:
     from ..exchange import Exchange
@@ -73,9 +72,8 @@ class Guards(Policy):
 
             return SSEMaskingReframer(self.provider, self._maskers, MAX_EVENT_BYTES,
                                       rejected)
-        masking = tuple(g for g in self.response_guards if g.action == "mask")
-        if ctype == "application/json" and masking:
-            return _WholeJsonMasker(self.adapter, masking)
+        if ctype == "application/json":
+            return _WholeJsonGuard(self.adapter, self.response_guards, self.stats, ex)
         return None
 
     async def on_request_body(self, ex: Exchange, body: bytes) -> bytes | None:
@@ -113,41 +111,54 @@ class Guards(Policy):
         return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-class _WholeJsonMasker(BodyTransform):
-    """A whole JSON reply: held until it is complete, then masked with the adapter."""
+class _WholeJsonGuard(BodyTransform):
+    """A whole JSON reply, buffered by Envoy (so its headers wait): refused with a 400 in the
+    provider's format (as a prompt would be: SDKs do not retry it) if a reject guard finds
+    something in its text, else masked with the adapter."""
 
-    def __init__(self, adapter: Any, guards: tuple[Guard, ...]) -> None:
+    whole_body = True
+
+    def __init__(self, adapter: Any, guards: tuple[Guard, ...], stats: dict[str, int],
+                 ex: Exchange) -> None:
         self.adapter = adapter
         self.guards = guards
+        self.stats = stats
+        self.ex: Exchange | None = ex      # dropped at finish: no cycle outlives the reply
         self.parts: list[bytes] = []
-        self.size = 0
 
     def feed(self, chunk: bytes) -> bytes:
         self.parts.append(chunk)
-        self.size += len(chunk)
-        if self.size > MAX_JSON_BODY:   # too large to hold: let it through unexamined
-            out, self.parts = b"".join(self.parts), []
-            self.guards = ()
-            return out
         return b""
 
     def finish(self) -> bytes:
         body, self.parts = b"".join(self.parts), []
-        if not self.guards or not body:
-            return body
+        ex, self.ex = self.ex, None
         try:
-            doc = json.loads(body)
+            doc = json.loads(body) if body else None
         except ValueError:
             return body
         if not isinstance(doc, dict):
             return body
+        texts: list[str] = []
+        self.adapter.rewrite_response_texts(doc, lambda t: texts.append(t) or t)
+        for guard in self.guards:
+            if guard.action != "reject":
+                continue
+            found = _found(guard, [("assistant", t) for t in texts])
+            if found:
+                self.stats["response_rejected"] += 1
+                if ex is not None:
+                    ex.metadata["guard_response"] = f"{guard.name}:rejected:{','.join(found)}"
+                raise Reject(400, f"response blocked by guard '{guard.name}': it contains "
+                             f"{_describe(found)}", details="extproc_guard_rejected")
+        masking = [g for g in self.guards if g.action == "mask"]
 
         def mask(text: str) -> str:
-            for guard in self.guards:
+            for guard in masking:
                 text = guard.scanner.mask(text)
             return text
 
-        if not self.adapter.rewrite_response_texts(doc, mask):
+        if not masking or not self.adapter.rewrite_response_texts(doc, mask):
             return body
         return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
 

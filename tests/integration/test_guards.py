@@ -257,3 +257,19 @@ def test_a_reject_guard_on_a_stream_ends_it_the_sdk_way(gw: Gateway) -> None:
     text = "".join(c.choices[0].delta.content or "" for c in seen if c.choices)
     assert AWS_KEY[:4] not in text and text.startswith("the key is")
     assert seen[-1].choices[0].finish_reason == "content_filter"
+
+
+def test_a_reject_guard_refuses_a_whole_reply(gw: Gateway) -> None:
+    r = httpx.post(f"{gw.url}/g-openai/v1/chat/completions", timeout=30,
+                   headers={"x-mock-reply": f"here: {AWS_KEY}"},
+                   json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]})
+    assert r.status_code == 400, r.text   # as for a prompt: no SDK retries it
+    assert r.json()["error"]["message"] == ("response blocked by guard 'secrets': it contains "
+                                            "aws access key")
+    assert AWS_KEY not in r.text
+    # and a clean whole reply still goes out with a right content-length
+    r = httpx.post(f"{gw.url}/g-openai/v1/chat/completions", timeout=30,
+                   headers={"x-mock-reply": "nothing to see"},
+                   json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]})
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == \
+        "nothing to see"
