@@ -50,7 +50,6 @@ class DeliveredText(BodyTransform):
         self.size = 0
         self.sampled = 0            # bytes looked at
         self.sample_chars = 0       # text characters in them
-        self.complete = False
 
     def feed(self, chunk: bytes) -> bytes:
         self.size += len(chunk)
@@ -61,10 +60,6 @@ class DeliveredText(BodyTransform):
                 self.sample_chars += m.end(1) - m.start(1)
             self.sampled += len(sample)
         return chunk
-
-    def finish(self) -> bytes:
-        self.complete = True
-        return b""
 
     @property
     def tokens(self) -> int:
