@@ -1,4 +1,5 @@
-"""The `extproc` command: serve, check, up, mock-llm, render-envoy, token, api-key."""
+"""The `extproc` command: serve, check, up, mock-llm, guard-webhook, render-envoy, token,
+api-key."""
 
 from __future__ import annotations
 
@@ -17,6 +18,11 @@ def main(argv: list[str] | None = None) -> int:
         from .mock.server import main as mock_main
         setup_logging()
         return mock_main(argv[1:])
+    if argv[:1] == ["guard-webhook"]:  # likewise
+        from .guards.sample_webhook import main as webhook_main
+        from .logs import setup_logging
+        setup_logging()
+        return webhook_main(argv[1:])
     parser = argparse.ArgumentParser(prog="extproc", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -34,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("files", nargs="*", default=[DEFAULT_CONFIG])
 
     sub.add_parser("mock-llm", help="run the mock LLM provider (--host, --port)")
+    sub.add_parser("guard-webhook", help="run the sample guard webhook (--host, --port, "
+                   "--deny, --mask)")
 
     p = sub.add_parser("render-envoy", help="print the Envoy config rendered for a place")
     p.add_argument("--place", default="local", choices=("local", "compose", "test"))

@@ -209,11 +209,11 @@ def _route(c: Checker, raw: Any, path: str, auth: AuthSettings, limits: LimitsSe
         builtin.append(Authenticate(provider, route_auth, credential))
     if any("request" in g.apply_to for g in route_guard):
         # before usage metering and limits: a refused prompt costs no budget
-        builtin.append(Guards(provider, route_guard, "request"))
+        builtin.append(Guards(provider, route_guard, "request", route=name))
     if streams.usage or streams.json_array_to_sse or rate is not None or route_guard:
         builtin.append(LLMTraffic(provider, streams))
     if any("response" in g.apply_to for g in route_guard):
-        builtin.append(Guards(provider, route_guard, "response"))
+        builtin.append(Guards(provider, route_guard, "response", route=name))
     if rate is not None:
         builtin.append(rate)
     return RouteConfig(name=name, provider=provider, policies=(*builtin, *policies),

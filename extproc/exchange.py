@@ -64,6 +64,7 @@ class Exchange:
         self._held_size = 0
         self._needs_request_body = bool(route and route.needs_request_body)
         self._transforms: list[BodyTransform] = []
+        self._async_transforms = False
 
     def close(self) -> None:
         """Drop per-request buffers and transforms (called when the stream ends, however)."""
@@ -292,6 +293,7 @@ class Exchange:
         if self.response_mode != P.NONE and not h.end_of_stream:
             self._transforms = [t for p in self.route.policies if p.needs_response_body
                                 and (t := p.response_transform(self)) is not None]
+            self._async_transforms = any(t.is_async for t in self._transforms)
         override = None
         if not self._transforms and self.response_mode != P.NONE and not self._full_duplex():
             # nothing will touch this body: ask Envoy not to send it
@@ -317,7 +319,8 @@ class Exchange:
             if duplex:
                 return (P.streamed_reply(True, chunk, eos),)
             return (P.CONTINUE_RESPONSE_BODY,)
-        out = self._run_transforms(chunk, eos)
+        out = await self._run_transforms_async(chunk, eos) if self._async_transforms \
+            else self._run_transforms(chunk, eos)
         if duplex:
             if self.metadata and eos:
                 return (self._with_metadata(P.streamed_message(True, out, eos)),)
@@ -339,9 +342,17 @@ class Exchange:
                 data += t.finish()
         return data
 
+    async def _run_transforms_async(self, chunk: bytes, eos: bool) -> bytes:
+        data = chunk
+        for t in self._transforms:
+            data = await t.feed_async(data) if data else b""
+            if eos:
+                data += await t.finish_async()
+        return data
+
     async def _on_response_trailers(self, t: pb.HttpTrailers) -> Sequence[Reply]:
         if self.response_mode == P.FULL_DUPLEX:
-            out = self._run_transforms(b"", True) if self._transforms else b""
+            out = (await self._run_transforms_async(b"", True)) if self._transforms else b""
             last = self._with_metadata(P.streamed_message(True, out, True))
             return (last, P.CONTINUE_RESPONSE_TRAILERS)
         if self._transforms and self.response_mode == P.STREAMED:

@@ -35,12 +35,16 @@ class Reject(Exception):
 
 
 class BodyTransform:
-    """Rewrites a response body as it streams. Synchronous on purpose: it runs per chunk.
+    """Rewrites a response body as it streams. Synchronous by default: it runs per chunk.
 
     `feed` returns the bytes to release now (possibly fewer or more than it was given: it may
     hold back a partial frame); `finish` returns whatever is still held at end of stream.
-    Both must be fast and must not block.
+    Both must be fast and must not block. A transform that must call out (a guard webhook)
+    sets `is_async` and overrides `feed_async`/`finish_async` instead.
     """
+
+    #: the exchange awaits `feed_async`/`finish_async` instead of calling `feed`/`finish`
+    is_async: bool = False
 
     #: the transform needs the whole body before it decides (it may raise `Reject` from
     #: `finish`): the exchange then asks Envoy for the body BUFFERED, holding the headers
@@ -51,6 +55,12 @@ class BodyTransform:
 
     def finish(self) -> bytes:
         return b""
+
+    async def feed_async(self, chunk: bytes) -> bytes:
+        return self.feed(chunk)
+
+    async def finish_async(self) -> bytes:
+        return self.finish()
 
 
 class Policy:
@@ -88,3 +98,41 @@ class Policy:
         """The exchange is over, however it ended (completed, rejected, client gone, Envoy
         or upstream reset). Runs after the ext_proc stream has closed, so it can no longer
         change the request or response; for settling accounts (set `needs_finish`)."""
+
+
+class TransformChain(BodyTransform):
+    """Transforms applied in order, as one (async when any part is)."""
+
+    def __init__(self, parts: list[BodyTransform]) -> None:
+        self.parts = parts
+        self.is_async = any(p.is_async for p in parts)
+        self.whole_body = any(p.whole_body for p in parts)
+
+    def feed(self, chunk: bytes) -> bytes:
+        for p in self.parts:
+            chunk = p.feed(chunk) if chunk else b""
+        return chunk
+
+    def finish(self) -> bytes:
+        out = b""
+        for p in self.parts:
+            out = (p.feed(out) if out else b"") + p.finish()
+        return out
+
+    async def feed_async(self, chunk: bytes) -> bytes:
+        for p in self.parts:
+            chunk = await p.feed_async(chunk) if chunk else b""
+        return chunk
+
+    async def finish_async(self) -> bytes:
+        out = b""
+        for p in self.parts:
+            out = (await p.feed_async(out) if out else b"") + await p.finish_async()
+        return out
+
+
+def chain(parts: list[BodyTransform]) -> BodyTransform | None:
+    """None for no transform, the transform itself for one, else a `TransformChain`."""
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else TransformChain(parts)

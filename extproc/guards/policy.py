@@ -11,18 +11,31 @@ piece goes through the streaming maskers (`stream.py`) and is re-framed as the p
 events (`reframe.py`); a reject guard ends the stream with the provider's finish and error
 events. Whole JSON responses are asked for BUFFERED (their headers wait): a reject guard
 refuses them with an error in the provider's format, mask guards mask them in one pass.
+
+Webhook guards (`webhook.py`) run after the local ones, so the remote service only ever sees
+text that local guards have already masked: on requests and whole responses with one call
+each, on streamed responses in segments (`webhook_stream.py`). A webhook error lets the text
+through (`fail: open`) or refuses it with a 503 (`fail: closed`, the default).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import time
 from typing import TYPE_CHECKING, Any
 
-from ..policy import BodyTransform, Policy, Reject
+from ..policy import BodyTransform, Policy, Reject, chain
 from ..providers import adapter_for, read_request
+from . import webhook_client
 from .reframe import SSEMaskingReframer
+from .replies import WholeJsonGuard, describe, found
 from .settings import Guard
 from .stream import StreamMasker
+from .webhook import Call, Text, Verdict, WebhookError, apply, masks_by_text
+from .webhook_stream import WebhookStreamGuard
+
+log = logging.getLogger("extproc.guards")
 
 MAX_EVENT_BYTES = 1024 * 1024
 
@@ -34,62 +47,134 @@ class Guards(Policy):
     needs_request_body = True
 
     def __init__(self, provider: str, guards: tuple[Guard, ...],
-                 side: str = "request") -> None:
+                 side: str = "request", route: str = "") -> None:
         """`side`: the request side runs before the LLM traffic policy (a refused prompt
         costs no budget); the response side after it (it sees Gemini JSON-array streams
         already rewritten to SSE, and rate limits count the masked text delivered)."""
         super().__init__({})
         self.provider = provider
         self.side = side
+        self.route = route
         self.adapter = adapter_for(provider)
         requests = tuple(g for g in guards if "request" in g.apply_to) \
             if side == "request" else ()
         self.rejecting = tuple(g for g in requests if g.action == "reject")
         self.masking = tuple(g for g in requests if g.action == "mask")
+        self.request_webhooks = tuple(g for g in requests if g.webhook is not None)
         responses = tuple(g for g in guards if "response" in g.apply_to) \
             if side == "response" else ()
         # reject guards first: a value they stop must never be masked and sent
-        self.response_guards = tuple(sorted(responses, key=lambda g: g.action != "reject"))
+        self.response_guards = tuple(sorted((g for g in responses if g.webhook is None),
+                                            key=lambda g: g.action != "reject"))
+        self.response_webhooks = tuple(g for g in responses if g.webhook is not None)
         self.needs_request_body = bool(requests)
         self.needs_response_body = bool(responses)
-        self.stats = {"rejected": 0, "masked": 0, "response_rejected": 0}
+        self.stats = {"rejected": 0, "masked": 0, "response_rejected": 0,
+                      "webhook_calls": 0, "webhook_errors": 0, "webhook_failed_open": 0}
+        self._last_warning = 0.0
+
+    # --- webhooks -----------------------------------------------------------------------
+    def _call(self, ex: Exchange, guard: Guard, direction: str, texts: list[Text],
+              stream: bool = False, model: str | None = None) -> Call:
+        identity = ex.state.get("identity")
+        model = model or ex.state.get("model")
+        return Call(guard=guard.name, direction=direction, route=self.route,
+                    provider=self.provider, model=model if isinstance(model, str) else None,
+                    subject=getattr(identity, "subject", None),
+                    request_id=ex.request_id or None, stream=stream, texts=texts)
+
+    async def _verdict(self, guard: Guard, call: Call) -> Verdict | None:
+        """The webhook's verdict; None when it failed and the guard fails open; a 503
+        `Reject` when it failed and the guard fails closed."""
+        assert guard.webhook is not None
+        self.stats["webhook_calls"] += 1
+        try:
+            return await webhook_client.check(guard.webhook, call)
+        except WebhookError as exc:
+            self._failed(guard, exc)
+            if guard.webhook.fail_open:
+                return None
+            raise Reject(503, f"guard '{guard.name}' is unavailable; try again later",
+                         details="extproc_guard_unavailable") from None
+
+    def _failed(self, guard: Guard, exc: Exception) -> None:
+        assert guard.webhook is not None
+        self.stats["webhook_errors"] += 1
+        if guard.webhook.fail_open:
+            self.stats["webhook_failed_open"] += 1
+        now = time.monotonic()
+        if now - self._last_warning >= 10:       # one line per 10 s, not one per request
+            self._last_warning = now
+            log.warning("guard webhook %r failed (%s); failing %s", guard.name, exc,
+                        "open" if guard.webhook.fail_open else "closed")
+
+    async def _check_stream(self, ex: Exchange, guard: Guard, texts: list[Text]) -> Verdict:
+        assert guard.webhook is not None
+        self.stats["webhook_calls"] += 1
+        try:
+            return await webhook_client.check(guard.webhook,
+                                              self._call(ex, guard, "response", texts, True))
+        except WebhookError as exc:
+            self._failed(guard, exc)
+            raise
 
     def _maskers(self) -> list[StreamMasker]:
         return [StreamMasker(g.scanner, action=g.action) for g in self.response_guards]
 
     def response_transform(self, ex: Exchange) -> BodyTransform | None:
-        if ex.status != 200 or not self.response_guards:
+        if ex.status != 200 or not (self.response_guards or self.response_webhooks):
             return None
         ctype = (ex.pending_response_header("content-type")
                  or ex.response_headers.get("content-type", ""))
         ctype = ctype.split(";", 1)[0].strip().lower()
         if ctype == "text/event-stream":
-            stats = self.stats
+            return chain(self._stream_transforms(ex))
+        if ctype == "application/json":
+            return WholeJsonGuard(self, ex)
+        return None
 
+    def _stream_transforms(self, ex: Exchange) -> list[BodyTransform]:
+        stats = self.stats
+        out: list[BodyTransform] = []
+        if self.response_guards:
             def rejected(detector: str) -> None:
                 stats["response_rejected"] += 1
                 ex.metadata["guard_response"] = f"rejected:{detector}"
 
-            return SSEMaskingReframer(self.provider, self._maskers, MAX_EVENT_BYTES,
-                                      rejected)
-        if ctype == "application/json":
-            return _WholeJsonGuard(self.adapter, self.response_guards, self.stats, ex)
-        return None
+            out.append(SSEMaskingReframer(self.provider, self._maskers, MAX_EVENT_BYTES,
+                                          rejected))
+
+        def report(guard: str, outcome: str) -> None:
+            if outcome in ("rejected", "error-closed"):
+                stats["response_rejected"] += 1
+            if outcome != "pass":
+                ex.metadata["guard_response"] = f"{guard}:{outcome}"
+
+        for guard in self.response_webhooks:
+            assert guard.webhook is not None
+
+            async def check(texts: list[Text], guard: Guard = guard) -> Verdict:
+                return await self._check_stream(ex, guard, texts)
+
+            out.append(WebhookStreamGuard(self.provider, guard.name, check,
+                                          guard.webhook.segment_chars, guard.webhook.fail_open,
+                                          MAX_EVENT_BYTES, report))
+        return out
 
     async def on_request_body(self, ex: Exchange, body: bytes) -> bytes | None:
         path = ex.request_headers.get(":path", "")
         read = read_request(self.adapter, path, body)
         if read is None:
             return None
-        doc, texts = read[0], read[1].texts
+        doc, texts, model = read[0], read[1].texts, read[1].model
         for guard in self.rejecting:
-            found = _found(guard, texts)
-            if found:
+            hits = found(guard, texts)
+            if hits:
                 self.stats["rejected"] += 1
-                ex.metadata["guard_request"] = f"{guard.name}:rejected:{','.join(found)}"
+                ex.metadata["guard_request"] = f"{guard.name}:rejected:{','.join(hits)}"
                 raise Reject(400, f"request blocked by guard '{guard.name}': the prompt "
-                             f"contains {_describe(found)}", details="extproc_guard_rejected")
-        if not self.masking:
+                             f"contains {describe(hits)}", details="extproc_guard_rejected")
+        if not self.masking and not self.request_webhooks:
             return None
         masked: list[str] = []
 
@@ -102,77 +187,54 @@ class Guards(Policy):
                         text = guard.scanner.mask(text, spans)
             return text
 
-        if not self.adapter.rewrite_request_texts(path, doc, mask):
+        changed = bool(self.masking) and self.adapter.rewrite_request_texts(path, doc, mask)
+        if changed:
+            self.stats["masked"] += 1
+            names = sorted(set(masked))
+            ex.metadata["guard_request"] = ",".join(
+                f"{g.name}:masked" for g in self.masking) + f":{','.join(names)}"
+        for guard in self.request_webhooks:
+            changed = await self._request_webhook(ex, guard, path, doc, model) or changed
+        if not changed:
             return None
-        self.stats["masked"] += 1
-        names = sorted(set(masked))
-        ex.metadata["guard_request"] = ",".join(
-            f"{g.name}:masked" for g in self.masking) + f":{','.join(names)}"
         return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
 
+    async def _request_webhook(self, ex: Exchange, guard: Guard, path: str,
+                               doc: dict[str, Any], model: str | None) -> bool:
+        """Ask one webhook about the prompt (as local guards left it); True if it masked."""
+        texts: list[Text] = []
+        slots: list[bool] = []                  # per text the adapter yields: sent or not
 
-class _WholeJsonGuard(BodyTransform):
-    """A whole JSON reply, buffered by Envoy (so its headers wait): refused with a 400 in the
-    provider's format (as a prompt would be: SDKs do not retry it) if a reject guard finds
-    something in its text, else masked with the adapter."""
-
-    whole_body = True
-
-    def __init__(self, adapter: Any, guards: tuple[Guard, ...], stats: dict[str, int],
-                 ex: Exchange) -> None:
-        self.adapter = adapter
-        self.guards = guards
-        self.stats = stats
-        self.ex: Exchange | None = ex      # dropped at finish: no cycle outlives the reply
-        self.parts: list[bytes] = []
-
-    def feed(self, chunk: bytes) -> bytes:
-        self.parts.append(chunk)
-        return b""
-
-    def finish(self) -> bytes:
-        body, self.parts = b"".join(self.parts), []
-        ex, self.ex = self.ex, None
-        try:
-            doc = json.loads(body) if body else None
-        except ValueError:
-            return body
-        if not isinstance(doc, dict):
-            return body
-        texts: list[str] = []
-        self.adapter.rewrite_response_texts(doc, lambda t: texts.append(t) or t)
-        for guard in self.guards:
-            if guard.action != "reject":
-                continue
-            found = _found(guard, [("assistant", t) for t in texts])
-            if found:
-                self.stats["response_rejected"] += 1
-                if ex is not None:
-                    ex.metadata["guard_response"] = f"{guard.name}:rejected:{','.join(found)}"
-                raise Reject(400, f"response blocked by guard '{guard.name}': it contains "
-                             f"{_describe(found)}", details="extproc_guard_rejected")
-        masking = [g for g in self.guards if g.action == "mask"]
-
-        def mask(text: str) -> str:
-            for guard in masking:
-                text = guard.scanner.mask(text)
+        def collect(role: str, text: str) -> str:
+            slots.append(role in guard.roles)
+            if slots[-1]:
+                texts.append(Text(role, text))
             return text
 
-        if not masking or not self.adapter.rewrite_response_texts(doc, mask):
-            return body
-        return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+        self.adapter.rewrite_request_texts(path, doc, collect)
+        if not texts:
+            return False
+        verdict = await self._verdict(guard, self._call(ex, guard, "request", texts,
+                                                        model=model))
+        if verdict is None or verdict.action == "pass":
+            return False
+        if verdict.action == "reject":
+            self.stats["rejected"] += 1
+            ex.metadata["guard_request"] = f"{guard.name}:rejected"
+            reason = f": {verdict.reason}" if verdict.reason else ""
+            raise Reject(400, f"request blocked by guard '{guard.name}'{reason}",
+                         details="extproc_guard_rejected")
+        by_text = masks_by_text(verdict)
+        seen = iter(range(len(slots)))
+        sent = iter(range(len(texts)))
 
+        def rewrite(role: str, text: str) -> str:
+            if not slots[next(seen)]:
+                return text
+            masks = by_text.get(next(sent))
+            return apply(text, masks) if masks else text
 
-def _found(guard: Guard, texts: list[tuple[str, str]]) -> list[str]:
-    names: list[str] = []
-    for role, text in texts:
-        if role in guard.roles:
-            for span in guard.scanner.find(text):
-                if span.detector not in names:
-                    names.append(span.detector)
-    return names
-
-
-def _describe(names: list[Any]) -> str:
-    kinds = [str(n).replace("_", " ") for n in names]
-    return kinds[0] if len(kinds) == 1 else ", ".join(kinds[:-1]) + " and " + kinds[-1]
+        self.adapter.rewrite_request_texts(path, doc, rewrite)
+        self.stats["masked"] += 1
+        ex.metadata["guard_request"] = f"{guard.name}:masked"
+        return True

@@ -228,23 +228,30 @@ class SSEMaskingReframer(BodyTransform):
         self.stopped = True
         if self.on_reject is not None:
             self.on_reject(detector)
-        message = f"response blocked by a guard: it contains {detector.replace('_', ' ')}"
-        if self.provider == "anthropic":
-            stop = {"type": "message_delta", "delta": {"stop_reason": "refusal",
-                                                      "stop_sequence": None},
-                    "usage": {"output_tokens": 0}}
-            error = {"type": "error", "error": {"type": "invalid_request_error",
-                                                "message": message}}
-            return (encode(_dump(stop, False), event="message_delta")
-                    + encode(_dump(error, False), event="error"))
-        if self.google:
-            stop = {"candidates": [{"content": {"parts": [{"text": ""}], "role": "model"},
-                                    "finishReason": "SAFETY", "index": 0}]}
-            error = {"error": {"code": 400, "message": message, "status": "INVALID_ARGUMENT"}}
-            return (encode(_dump(stop, True), terminator=self.terminator)
-                    + encode(_dump(error, True), terminator=self.terminator))
-        stop = {"object": "chat.completion.chunk", "choices": [
-            {"index": 0, "delta": {}, "finish_reason": "content_filter"}]}
-        error = {"error": {"message": message, "type": "invalid_request_error",
-                           "param": None, "code": "content_filter"}}
-        return encode(_dump(stop, False)) + encode(_dump(error, False))
+        return stop_events(self.provider, "response blocked by a guard: it contains "
+                           f"{detector.replace('_', ' ')}")
+
+
+def stop_events(provider: str, message: str) -> bytes:
+    """The events that end a refused stream: a finish the SDKs understand (OpenAI
+    `content_filter`, Anthropic `refusal`, Gemini `SAFETY`), then an error event."""
+    google = provider in GOOGLE
+    if provider == "anthropic":
+        stop = {"type": "message_delta", "delta": {"stop_reason": "refusal",
+                                                  "stop_sequence": None},
+                "usage": {"output_tokens": 0}}
+        error = {"type": "error", "error": {"type": "invalid_request_error",
+                                            "message": message}}
+        return (encode(_dump(stop, False), event="message_delta")
+                + encode(_dump(error, False), event="error"))
+    if google:
+        stop = {"candidates": [{"content": {"parts": [{"text": ""}], "role": "model"},
+                                "finishReason": "SAFETY", "index": 0}]}
+        error = {"error": {"code": 400, "message": message, "status": "INVALID_ARGUMENT"}}
+        return (encode(_dump(stop, True), terminator=b"\r\n\r\n")
+                + encode(_dump(error, True), terminator=b"\r\n\r\n"))
+    stop = {"object": "chat.completion.chunk", "choices": [
+        {"index": 0, "delta": {}, "finish_reason": "content_filter"}]}
+    error = {"error": {"message": message, "type": "invalid_request_error",
+                       "param": None, "code": "content_filter"}}
+    return encode(_dump(stop, False)) + encode(_dump(error, False))

@@ -12,6 +12,14 @@ Top level (named guards; routes refer to them by name)::
         action: mask                                      # mask | reject
         roles: [user, system, tool]                       # request roles checked (all)
         apply_to: [request, response]                     # default: both
+      corp-dlp:                                           # or a webhook instead of detectors
+        webhook:
+          url: http://dlp.internal:9100/check
+          timeout_ms: 300                                 # per call
+          fail: closed                                    # closed (refuse) | open (let through)
+          headers: {x-api-key: {env: DLP_API_KEY}}        # strings, or {env: NAME}
+          segment_chars: 200                              # streamed responses: check size
+        apply_to: [request, response]
 
 Per route::
 
@@ -20,6 +28,7 @@ Per route::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +37,7 @@ from ..schema import Checker, join
 from .custom import LiteralDetector, RegexDetector
 from .detectors import Detector, PatternError
 from .scanner import BUILTIN_GROUPS, BUILTIN_NAMES, Scanner, builtin
+from .webhook import WebhookSpec
 
 ACTIONS = ("mask", "reject")
 ROLES = ("system", "user", "assistant", "tool")
@@ -37,10 +47,11 @@ DIRECTIONS = ("request", "response")
 @dataclass(frozen=True)
 class Guard:
     name: str
-    scanner: Scanner
+    scanner: Scanner | None
     action: str = "mask"
     roles: frozenset[str] = frozenset(ROLES)
     apply_to: frozenset[str] = frozenset(DIRECTIONS)
+    webhook: WebhookSpec | None = None
 
 
 def parse_guards(c: Checker, raw: Any) -> dict[str, Guard]:
@@ -55,7 +66,13 @@ def parse_guards(c: Checker, raw: Any) -> dict[str, Guard]:
 def _guard(c: Checker, name: str, raw: Any, path: str) -> Guard | None:
     before = len(c.errors)
     d = c.mapping(raw, path, ("detectors", "patterns", "deny", "placeholders", "action",
-                              "roles", "apply_to"))
+                              "roles", "apply_to", "webhook"))
+    webhook = _webhook(c, d.get("webhook"), join(path, "webhook")) if "webhook" in d else None
+    if "webhook" in d:
+        for key in ("detectors", "patterns", "deny", "placeholders", "action"):
+            if key in d:
+                c.error(join(path, key), "a webhook guard decides itself: no detectors, "
+                        "patterns, deny words or action beside 'webhook'")
     detectors: list[Detector] = []
     names = [n for n in c.sequence(d.get("detectors"), join(path, "detectors"))]
     placeholders = dict(c.mapping(d.get("placeholders"), join(path, "placeholders"),
@@ -105,12 +122,56 @@ def _guard(c: Checker, name: str, raw: Any, path: str) -> Guard | None:
                 c.error(join(join(path, "apply_to"), i), f"expected request or response, "
                         f"got {item!r}")
         apply_to = frozenset(i for i in items if i in DIRECTIONS)
-    if not detectors and len(c.errors) == before:
-        c.error(path, "detects nothing: name detectors, patterns and/or deny words")
+    if not detectors and "webhook" not in d and len(c.errors) == before:
+        c.error(path, "detects nothing: name detectors, patterns and/or deny words, "
+                "or a webhook")
     if len(c.errors) > before:
         return None
+    if webhook is not None:
+        return Guard(name=name, scanner=None, action="webhook", roles=roles,
+                     apply_to=apply_to, webhook=webhook)
     return Guard(name=name, scanner=Scanner(detectors), action=action or "mask", roles=roles,
                  apply_to=apply_to)
+
+
+#: a webhook call waits inside one ext_proc message: it must end well before Envoy's
+#: message_timeout (5 s in the reference config)
+MAX_TIMEOUT_MS = 4000
+
+
+def _webhook(c: Checker, raw: Any, path: str) -> WebhookSpec | None:
+    before = len(c.errors)
+    d = c.mapping(raw, path, ("url", "timeout_ms", "fail", "headers", "segment_chars"))
+    url = c.string(d, "url", path, required=True) or ""
+    if url and not url.startswith(("http://", "https://")):
+        c.error(join(path, "url"), f"expected an http:// or https:// URL, got {url!r}")
+    timeout = c.number(d, "timeout_ms", path, 300, minimum=1, integer=True)
+    if timeout is not None and timeout > MAX_TIMEOUT_MS:
+        c.error(join(path, "timeout_ms"), f"at most {MAX_TIMEOUT_MS}: the call waits inside "
+                "an ext_proc message, which Envoy times out after message_timeout (5 s)")
+    fail = c.choice(d, "fail", path, ("open", "closed"), "closed", what="fail mode")
+    segment = c.number(d, "segment_chars", path, 200, minimum=16, integer=True)
+    headers: list[tuple[str, str]] = []
+    raw_headers = d.get("headers") or {}
+    for hname, value in c.mapping(raw_headers, join(path, "headers"), raw_headers).items():
+        where = join(join(path, "headers"), str(hname))
+        if isinstance(value, dict):
+            env = c.mapping(value, where, ("env",))
+            var = c.string(env, "env", where, required=True)
+            if var is not None:
+                if var not in os.environ:
+                    c.error(join(where, "env"), f"environment variable {var} is not set")
+                else:
+                    headers.append((str(hname).lower(), os.environ[var]))
+        elif isinstance(value, str):
+            headers.append((str(hname).lower(), value))
+        else:
+            c.error(where, "expected a string or {env: NAME}")
+    if len(c.errors) > before:
+        return None
+    return WebhookSpec(url=url, timeout_s=float(timeout or 300) / 1000,
+                       fail_open=fail == "open", headers=tuple(headers),
+                       segment_chars=int(segment or 200))
 
 
 def _roles(c: Checker, d: Mapping[str, Any], path: str) -> frozenset[str]:

@@ -62,7 +62,8 @@ async def test_reject_runs_before_mask_and_never_echoes() -> None:
                                "access key")
     assert "AKIA" not in r.value.message
     assert ex.metadata["guard_request"] == "keys:rejected:aws_access_key"
-    assert g.stats == {"rejected": 1, "masked": 0, "response_rejected": 0}
+    assert g.stats == {"rejected": 1, "masked": 0, "response_rejected": 0, "webhook_calls": 0,
+                       "webhook_errors": 0, "webhook_failed_open": 0}
 
 
 async def test_deny_words_and_custom_patterns() -> None:
@@ -94,6 +95,41 @@ def test_config_errors_name_their_path() -> None:
                      "guards.d: detects nothing",
                      "routes[0].guards[1]: unknown guard 'zzz'"):
         assert expected in text, text
+
+
+def test_webhook_config_errors_name_their_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_SUCH_DLP_KEY", raising=False)
+    text = errors({"guards": {
+        "w": {"webhook": {"url": "ftp://x", "timeout_ms": 9000, "fail": "maybe",
+                          "headers": {"x-api-key": {"env": "NO_SUCH_DLP_KEY"}, "x-n": 3}},
+              "detectors": ["email"]},
+        "v": {"webhook": {"timeout_ms": 0, "segment_chars": 2}}},
+        "routes": [{"name": "r", "provider": "openai", "guards": ["w", "v"]}]})
+    for expected in ("guards.w.webhook.url: expected an http:// or https:// URL",
+                     "guards.w.webhook.timeout_ms: at most 4000",
+                     "guards.w.webhook.fail: unknown fail mode 'maybe'",
+                     "guards.w.webhook.headers.x-api-key.env: environment variable "
+                     "NO_SUCH_DLP_KEY is not set",
+                     "guards.w.webhook.headers.x-n: expected a string or {env: NAME}",
+                     "guards.w.detectors: a webhook guard decides itself",
+                     "guards.v.webhook.url: ",
+                     "guards.v.webhook.timeout_ms: ",
+                     "guards.v.webhook.segment_chars: "):
+        assert expected in text, text
+
+
+def test_a_webhook_guard_parses(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DLP_KEY", "s3cret")
+    cfg = cfgmod.parse({"guards": {"w": {"webhook": {
+        "url": "http://dlp:9100/check", "fail": "open",
+        "headers": {"X-Api-Key": {"env": "DLP_KEY"}, "x-team": "ml"}}, "apply_to": ["request"]}},
+        "routes": [{"name": "r", "provider": "openai", "guards": ["w"]}]})
+    request_side = cfg.routes["r"].policies[0]
+    spec = request_side.request_webhooks[0].webhook
+    assert (spec.url, spec.timeout_s, spec.fail_open, spec.segment_chars) == (
+        "http://dlp:9100/check", 0.3, True, 200)
+    assert spec.headers == (("x-api-key", "s3cret"), ("x-team", "ml"))
+    assert [p.name for p in cfg.routes["r"].policies] == ["Guards", "LLMTraffic"]
 
 
 def test_guards_run_right_after_auth() -> None:

@@ -1,0 +1,135 @@
+"""Whole (non-streamed) JSON replies on guarded routes: Envoy buffers them (their headers
+wait), so a guard can still refuse one with an error in the provider's format, or mask its
+text in one pass; local guards first, then webhooks (which see the masked text)."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from ..policy import BodyTransform, Reject
+from .settings import Guard
+from .webhook import Text, apply, masks_by_text
+
+if TYPE_CHECKING:
+    from ..exchange import Exchange
+    from .policy import Guards
+
+
+class WholeJsonGuard(BodyTransform):
+    """A whole JSON reply, buffered by Envoy (so its headers wait): refused with a 400 in the
+    provider's format (as a prompt would be: SDKs do not retry it) if a reject guard or a
+    webhook refuses its text, else masked with the adapter (local guards, then webhooks)."""
+
+    whole_body = True
+
+    def __init__(self, policy: Guards, ex: Exchange) -> None:
+        self.policy = policy
+        self.guards = policy.response_guards
+        self.is_async = bool(policy.response_webhooks)
+        self.ex: Exchange | None = ex      # dropped at finish: no cycle outlives the reply
+        self.parts: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> bytes:
+        self.parts.append(chunk)
+        return b""
+
+    def _doc(self) -> tuple[bytes, dict[str, Any] | None]:
+        body, self.parts = b"".join(self.parts), []
+        try:
+            doc = json.loads(body) if body else None
+        except ValueError:
+            return body, None
+        return body, doc if isinstance(doc, dict) else None
+
+    def finish(self) -> bytes:
+        ex, self.ex = self.ex, None
+        body, doc = self._doc()
+        if doc is None or not self._local(doc, ex):
+            return body
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+
+    async def finish_async(self) -> bytes:
+        ex, self.ex = self.ex, None
+        body, doc = self._doc()
+        if doc is None or ex is None:
+            return body
+        changed = self._local(doc, ex)
+        for guard in self.policy.response_webhooks:
+            changed = await self._webhook(doc, ex, guard) or changed
+        if not changed:
+            return body
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+
+    async def _webhook(self, doc: dict[str, Any], ex: Exchange, guard: Guard) -> bool:
+        """One webhook on the reply: raise `Reject`, or mask; True if it masked."""
+        adapter = self.policy.adapter
+        texts: list[Text] = []
+        adapter.rewrite_response_texts(doc, lambda t: texts.append(Text("assistant", t)) or t)
+        if not texts:
+            return False
+        verdict = await self.policy._verdict(guard,
+                                             self.policy._call(ex, guard, "response", texts))
+        if verdict is None or verdict.action == "pass":
+            return False
+        if verdict.action == "reject":
+            self.policy.stats["response_rejected"] += 1
+            ex.metadata["guard_response"] = f"{guard.name}:rejected"
+            reason = f": {verdict.reason}" if verdict.reason else ""
+            raise Reject(400, f"response blocked by guard '{guard.name}'{reason}",
+                         details="extproc_guard_rejected")
+        by_text = masks_by_text(verdict)
+        index = iter(range(len(texts)))
+
+        def rewrite(text: str) -> str:
+            masks = by_text.get(next(index))
+            return apply(text, masks) if masks else text
+
+        adapter.rewrite_response_texts(doc, rewrite)
+        ex.metadata["guard_response"] = f"{guard.name}:masked"
+        return True
+
+    def _local(self, doc: dict[str, Any], ex: Exchange | None) -> bool:
+        """Local guards on the reply: raise `Reject`, or mask; True if anything changed."""
+        if not self.guards:
+            return False
+        texts: list[str] = []
+        adapter = self.policy.adapter
+        adapter.rewrite_response_texts(doc, lambda t: texts.append(t) or t)
+        for guard in self.guards:
+            if guard.action != "reject":
+                continue
+            hits = found(guard, [("assistant", t) for t in texts])
+            if hits:
+                self.policy.stats["response_rejected"] += 1
+                if ex is not None:
+                    ex.metadata["guard_response"] = f"{guard.name}:rejected:{','.join(hits)}"
+                raise Reject(400, f"response blocked by guard '{guard.name}': it contains "
+                             f"{describe(hits)}", details="extproc_guard_rejected")
+        masking = [g for g in self.guards if g.action == "mask"]
+
+        def mask(text: str) -> str:
+            for guard in masking:
+                assert guard.scanner is not None
+                text = guard.scanner.mask(text)
+            return text
+
+        return bool(masking) and adapter.rewrite_response_texts(doc, mask)
+
+
+def found(guard: Guard, texts: list[tuple[str, str]]) -> list[str]:
+    """The detectors of a local guard that match any of the texts (of its roles)."""
+    assert guard.scanner is not None
+    names: list[str] = []
+    for role, text in texts:
+        if role in guard.roles:
+            for span in guard.scanner.find(text):
+                if span.detector not in names:
+                    names.append(span.detector)
+    return names
+
+
+def describe(names: list[Any]) -> str:
+    """'email', 'email and phone', 'email, phone and card'."""
+    kinds = [str(n).replace("_", " ") for n in names]
+    return kinds[0] if len(kinds) == 1 else ", ".join(kinds[:-1]) + " and " + kinds[-1]

@@ -1,0 +1,199 @@
+"""The guard webhook's contract, sans IO: the JSON the gateway posts, the answer it accepts
+(pass, mask with spans, reject), and masking texts with the answer's spans.
+
+Published as `docs/guard-webhook.openapi.yaml`; `sample_webhook.py` is a service that
+speaks it. The HTTP call itself lives in `webhook_client.py`.
+
+Offsets in a mask answer count Unicode code points (Python `str` indices). An answer that
+breaks the contract in any way raises `MalformedAnswer`: the guard then fails open or
+closed as configured, exactly as for a timeout or an unreachable service.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+VERSION = 1
+DEFAULT_PLACEHOLDER = "<REDACTED>"
+MAX_PLACEHOLDER = 64
+MAX_REASON = 200
+#: characters of already delivered text sent as `context` with a streamed segment
+CONTEXT_CHARS = 256
+
+
+@dataclass(frozen=True)
+class WebhookSpec:
+    """A webhook guard's settings (config key `guards.NAME.webhook`)."""
+
+    url: str
+    timeout_s: float = 0.3
+    fail_open: bool = False
+    headers: tuple[tuple[str, str], ...] = ()
+    #: streamed responses: check text once this many characters are held (at a word end)
+    segment_chars: int = 200
+
+
+@dataclass(frozen=True)
+class Mask:
+    text: int
+    start: int
+    end: int
+    placeholder: str = DEFAULT_PLACEHOLDER
+
+
+@dataclass(frozen=True)
+class Verdict:
+    action: str                      # pass | mask | reject
+    masks: tuple[Mask, ...] = ()
+    reason: str = ""
+
+
+PASS = Verdict("pass")
+
+
+class MalformedAnswer(ValueError):
+    """The webhook's answer does not follow the contract."""
+
+
+class WebhookError(Exception):
+    """The webhook gave no usable verdict (down, slow, an error status, a bad answer)."""
+
+
+@dataclass
+class Text:
+    role: str
+    text: str
+    context: str | None = None
+
+
+@dataclass
+class Call:
+    """What one webhook call is about (everything but the texts)."""
+
+    guard: str
+    direction: str                   # request | response
+    route: str
+    provider: str
+    model: str | None = None
+    subject: str | None = None
+    request_id: str | None = None
+    stream: bool = False
+    texts: list[Text] = field(default_factory=list)
+
+    def body(self) -> bytes:
+        texts = []
+        for t in self.texts:
+            item: dict[str, Any] = {"role": t.role, "text": t.text}
+            if t.context is not None:
+                item["context"] = t.context
+            texts.append(item)
+        doc = {"version": VERSION, "guard": self.guard, "direction": self.direction,
+               "stream": self.stream, "route": self.route, "provider": self.provider,
+               "model": self.model, "subject": self.subject, "request_id": self.request_id,
+               "texts": texts}
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def parse_answer(body: bytes, texts: list[Text]) -> Verdict:
+    """The verdict in a 200 answer's body, checked against the texts it is about."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise MalformedAnswer("the answer is not JSON") from None
+    if not isinstance(doc, dict):
+        raise MalformedAnswer("the answer is not a JSON object")
+    action = doc.get("action")
+    if action == "pass":
+        return PASS
+    if action == "reject":
+        reason = doc.get("reason", "")
+        if not isinstance(reason, str):
+            raise MalformedAnswer("'reason' is not a string")
+        return Verdict("reject", reason=_clean_reason(reason))
+    if action != "mask":
+        raise MalformedAnswer(f"unknown action {str(action)[:40]!r} (pass, mask or reject)")
+    raw = doc.get("masks")
+    if not isinstance(raw, list):
+        raise MalformedAnswer("'masks' is not a list")
+    masks = sorted((_mask(m, texts) for m in raw), key=lambda m: (m.text, m.start))
+    for a, b in itertools.pairwise(masks):
+        if a.text == b.text and b.start < a.end:
+            raise MalformedAnswer(f"masks overlap in text {a.text}")
+    return Verdict("mask", tuple(masks)) if masks else PASS
+
+
+def _mask(raw: Any, texts: list[Text]) -> Mask:
+    if not isinstance(raw, dict):
+        raise MalformedAnswer("a mask is not an object")
+    index, start, end = raw.get("text"), raw.get("start"), raw.get("end")
+    for name, value in (("text", index), ("start", start), ("end", end)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise MalformedAnswer(f"mask '{name}' is not an integer")
+    assert isinstance(index, int) and isinstance(start, int) and isinstance(end, int)
+    if not 0 <= index < len(texts):
+        raise MalformedAnswer(f"mask refers to text {index}, but {len(texts)} were sent")
+    if not 0 <= start < end <= len(texts[index].text):
+        raise MalformedAnswer(f"mask span {start}..{end} is outside text {index} "
+                              f"({len(texts[index].text)} characters)")
+    placeholder = raw.get("placeholder", DEFAULT_PLACEHOLDER)
+    if not isinstance(placeholder, str) or len(placeholder) > MAX_PLACEHOLDER:
+        raise MalformedAnswer(f"mask placeholder is not a string of at most "
+                              f"{MAX_PLACEHOLDER} characters")
+    return Mask(index, start, end, placeholder)
+
+
+def _clean_reason(reason: str) -> str:
+    reason = " ".join(reason.split())
+    return reason[:MAX_REASON]
+
+
+def apply(text: str, masks: list[Mask] | tuple[Mask, ...]) -> str:
+    """`text` with each span replaced by its placeholder (spans sorted, not overlapping)."""
+    out: list[str] = []
+    at = 0
+    for m in masks:
+        out.append(text[at:m.start])
+        out.append(m.placeholder)
+        at = m.end
+    out.append(text[at:])
+    return "".join(out)
+
+
+def masks_by_text(verdict: Verdict) -> dict[int, list[Mask]]:
+    out: dict[int, list[Mask]] = {}
+    for m in verdict.masks:
+        out.setdefault(m.text, []).append(m)
+    return out
+
+
+def split_masked(pieces: list[str], masks: list[Mask]) -> list[str]:
+    """Mask a text that arrived as `pieces`, keeping the piece boundaries: each piece gets
+    its own unmasked characters, and a placeholder goes in the piece where its span starts
+    (a span's characters in later pieces are dropped)."""
+    out: list[str] = []
+    at = 0                       # offset of the current piece in the whole text
+    spans = list(masks)
+    i = 0
+    for piece in pieces:
+        lo, hi = at, at + len(piece)
+        parts: list[str] = []
+        pos = lo
+        while pos < hi:
+            while i < len(spans) and spans[i].end <= pos:
+                i += 1
+            span = spans[i] if i < len(spans) else None
+            if span is None or span.start >= hi:
+                parts.append(piece[pos - lo:])
+                break
+            if span.start > pos:
+                parts.append(piece[pos - lo:span.start - lo])
+                pos = span.start
+            if span.start == pos:
+                parts.append(span.placeholder)
+            pos = min(span.end, hi)
+        out.append("".join(parts))
+        at = hi
+    return out

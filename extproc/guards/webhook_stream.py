@@ -1,0 +1,234 @@
+"""Webhook guards on streamed responses: the text is checked in segments.
+
+A remote guard cannot be asked about every token (one HTTP call each), nor about the whole
+stream (nothing would be delivered until the end). So the transform holds the stream's
+events while their text grows, and asks the webhook about the held text as one segment once
+it reaches `segment_chars` at a word end (at twice that anywhere), when a piece ends (a
+finish reason, a content block's stop) and at the end of the stream. The verdict applies to
+the held events: pass releases them byte for byte; mask rewrites the text in them (a
+placeholder goes where its span starts, keeping the events' boundaries); reject ends the
+stream with the provider's finish and error events, and nothing of the segment is sent.
+
+Each piece of text (an OpenAI choice, an Anthropic content block, a Gemini candidate) is one
+entry of the call's `texts`, with up to 256 characters of what was already delivered before
+it as `context`: a value split across two segments can be detected, but not masked any more
+(segments end at word ends, so a single token is never split). An error (down, slow,
+malformed) fails open (the segment goes out unchecked) or closed (the stream ends refused).
+
+The transform is sans IO: it is handed the function that performs a call (`check`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..codecs.sse import Event, SSEDecoder, encode
+from ..policy import BodyTransform
+from .reframe import GOOGLE, _dump, stop_events
+from .webhook import CONTEXT_CHARS, Text, Verdict, WebhookError, masks_by_text, split_masked
+
+#: the function that asks the webhook about some texts; raises WebhookError on failure
+Checker = Callable[[list[Text]], Awaitable[Verdict]]
+#: told of each decision: "pass", "masked", "rejected", "error-open", "error-closed"
+Reporter = Callable[[str, str], None]
+
+
+@dataclass
+class _Held:
+    event: Event
+    doc: dict[str, Any] | None = None
+    #: (piece key, path to the text in `doc`) for every text in this event
+    slots: list[tuple[int, tuple[Any, ...]]] = field(default_factory=list)
+
+
+class WebhookStreamGuard(BodyTransform):
+    is_async = True
+
+    def __init__(self, provider: str, guard: str, check: Checker, segment_chars: int,
+                 fail_open: bool, max_event_bytes: int, report: Reporter) -> None:
+        self.provider = provider
+        self.google = provider in GOOGLE
+        self.guard = guard
+        self.check = check
+        self.segment = segment_chars
+        self.fail_open = fail_open
+        self.report = report
+        self.decoder = SSEDecoder(max_event_bytes)
+        self.terminator = b"\r\n\r\n" if self.google else b"\n\n"
+        self.held: list[_Held] = []
+        self.pending: dict[int, list[str]] = {}     # held text per piece, in pieces
+        self.pending_chars = 0
+        self.context: dict[int, str] = {}           # delivered text per piece (its tail)
+        self.stopped = False
+
+    @property
+    def held_bytes(self) -> int:
+        return sum(len(h.event.raw) for h in self.held)
+
+    async def feed_async(self, chunk: bytes) -> bytes:
+        if self.stopped:
+            return b""
+        return await self._events(self.decoder.feed(chunk), end=False)
+
+    async def finish_async(self) -> bytes:
+        if self.stopped:
+            return b""
+        return await self._events(self.decoder.finish(), end=True)
+
+    async def _events(self, events: list[Event], end: bool) -> bytes:
+        out: list[bytes] = []
+        for ev in events:
+            if self.stopped:
+                return b"".join(out)
+            held, ends, final = self._read(ev)
+            if not self.held and not held.slots and not final:
+                out.append(ev.raw)              # nothing waits and nothing to check
+                continue
+            if final:                           # [DONE]: what is held is checked first
+                out.append(await self._release())
+                if not self.stopped:
+                    out.append(ev.raw)
+                continue
+            self.held.append(held)
+            for key, path in held.slots:
+                text = _get(held.doc, path)
+                self.pending.setdefault(key, []).append(text)
+                self.pending_chars += len(text)
+            if ends or self._segment_full(held):
+                out.append(await self._release())
+        if end and not self.stopped:
+            out.append(await self._release())
+        return b"".join(out)
+
+    def _segment_full(self, last: _Held) -> bool:
+        if self.pending_chars >= 2 * self.segment:
+            return True
+        if self.pending_chars < self.segment or not last.slots:
+            return False
+        tail = _get(last.doc, last.slots[-1][1])
+        return bool(tail) and (tail[-1].isspace() or tail[-1] in ".,;:!?")
+
+    # --- the verdict on what is held ----------------------------------------------------
+    async def _release(self) -> bytes:
+        held, self.held = self.held, []
+        pending, self.pending, self.pending_chars = self.pending, {}, 0
+        if not pending:
+            return b"".join(h.event.raw for h in held)
+        keys = list(pending)
+        texts = [Text("assistant", "".join(pending[k]), self.context.get(k, ""))
+                 for k in keys]
+        try:
+            verdict = await self.check(texts)
+        except WebhookError:
+            if self.fail_open:
+                self.report(self.guard, "error-open")
+                verdict = Verdict("pass")
+            else:
+                self.report(self.guard, "error-closed")
+                return self._stop(f"response refused: guard '{self.guard}' is unavailable")
+        if verdict.action == "reject":
+            self.report(self.guard, "rejected")
+            reason = f": {verdict.reason}" if verdict.reason else ""
+            return self._stop(f"response blocked by guard '{self.guard}'{reason}")
+        delivered = dict(zip(keys, (t.text for t in texts), strict=True))
+        changed: set[int] = set()
+        if verdict.action == "mask":
+            self.report(self.guard, "masked")
+            by_text = masks_by_text(verdict)
+            slots = [(h, key, path) for h in held for key, path in h.slots]
+            for i, key in enumerate(keys):
+                masks = by_text.get(i)
+                if not masks:
+                    continue
+                mine = [(h, path) for h, k, path in slots if k == key]
+                new = split_masked(pending[key], masks)
+                for (h, path), text in zip(mine, new, strict=True):
+                    _set(h.doc, path, text)
+                    changed.add(id(h))
+                delivered[key] = "".join(new)
+        else:
+            self.report(self.guard, "pass")
+        for key, text in delivered.items():
+            self.context[key] = (self.context.get(key, "") + text)[-CONTEXT_CHARS:]
+        return b"".join(
+            encode(_dump(h.doc, self.google), event=h.event.event, terminator=self.terminator)
+            if id(h) in changed else h.event.raw for h in held)
+
+    def _stop(self, message: str) -> bytes:
+        self.stopped = True
+        self.held, self.pending, self.pending_chars = [], {}, 0
+        return stop_events(self.provider, message)
+
+    # --- where the text is in each provider's events --------------------------------------
+    def _read(self, ev: Event) -> tuple[_Held, bool, bool]:
+        """The event with its text slots; whether it ends a piece; whether it is [DONE]."""
+        held = _Held(ev)
+        if not ev.has_data:
+            return held, False, False
+        data = ev.data
+        if data.strip() == "[DONE]":
+            return held, False, True
+        try:
+            doc = json.loads(data)
+        except ValueError:
+            return held, False, False
+        if not isinstance(doc, dict):
+            return held, False, False
+        held.doc = doc
+        ends = False
+        if self.google:
+            for ci, cand in enumerate(_list(doc.get("candidates"))):
+                if not isinstance(cand, dict):
+                    continue
+                key = _key(cand)
+                content = cand.get("content")
+                parts = content.get("parts") if isinstance(content, dict) else None
+                for pi, part in enumerate(_list(parts)):
+                    if isinstance(part, dict) and isinstance(part.get("text"), str) \
+                            and part["text"] and not part.get("thought"):
+                        held.slots.append((key, ("candidates", ci, "content", "parts", pi,
+                                                 "text")))
+                ends = ends or bool(cand.get("finishReason"))
+        elif self.provider == "anthropic":
+            kind = doc.get("type")
+            delta = doc.get("delta")
+            if kind == "content_block_delta" and isinstance(delta, dict) \
+                    and delta.get("type") == "text_delta" and isinstance(delta.get("text"), str) \
+                    and delta["text"]:
+                held.slots.append((_key(doc), ("delta", "text")))
+            ends = kind in ("content_block_stop", "message_delta", "message_stop", "error")
+        else:
+            for ci, choice in enumerate(_list(doc.get("choices"))):
+                if not isinstance(choice, dict):
+                    continue
+                delta = choice.get("delta")
+                if isinstance(delta, dict) and isinstance(delta.get("content"), str) \
+                        and delta["content"]:
+                    held.slots.append((_key(choice), ("choices", ci, "delta", "content")))
+                ends = ends or bool(choice.get("finish_reason"))
+            ends = ends or "error" in doc
+        return held, ends, False
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _key(obj: dict[str, Any]) -> int:
+    index = obj.get("index", 0)
+    return index if isinstance(index, int) else 0
+
+
+def _get(doc: Any, path: tuple[Any, ...]) -> str:
+    for step in path:
+        doc = doc[step]
+    return doc
+
+
+def _set(doc: Any, path: tuple[Any, ...], value: str) -> None:
+    for step in path[:-1]:
+        doc = doc[step]
+    doc[path[-1]] = value

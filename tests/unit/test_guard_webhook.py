@@ -1,0 +1,189 @@
+"""The guard webhook's contract (answers, spans) and WebhookStreamGuard, the segmenting
+transform that asks a webhook about streamed text: any chunking of the stream reads the
+same, masks land where their spans start, and every failure follows the fail mode."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from extproc.guards.scanner import Scanner, builtin
+from extproc.guards.webhook import (
+    Call,
+    MalformedAnswer,
+    Mask,
+    Text,
+    Verdict,
+    WebhookError,
+    apply,
+    parse_answer,
+    split_masked,
+)
+from extproc.guards.webhook_stream import WebhookStreamGuard
+
+from .test_guard_reframe import client_text, with_value
+
+EMAIL = Scanner(builtin(["email"]))
+
+
+# --- the answer ---------------------------------------------------------------------------
+def test_pass_reject_and_mask_answers_parse() -> None:
+    texts = [Text("user", "héllo 😀 a@b.co"), Text("user", "x")]
+    assert parse_answer(b'{"action":"pass"}', texts).action == "pass"
+    v = parse_answer(b'{"action":"reject","reason":"  no\\n  way "}', texts)
+    assert (v.action, v.reason) == ("reject", "no way")
+    v = parse_answer(json.dumps({"action": "mask", "masks": [
+        {"text": 0, "start": 8, "end": 14, "placeholder": "<EMAIL>"}]}).encode(), texts)
+    assert v.masks == (Mask(0, 8, 14, "<EMAIL>"),)
+    # offsets are code points: the emoji is one
+    assert apply(texts[0].text, v.masks) == "héllo 😀 <EMAIL>"
+    assert parse_answer(b'{"action":"mask","masks":[]}', texts).action == "pass"
+    v = parse_answer(b'{"action":"mask","masks":[{"text":1,"start":0,"end":1}]}', texts)
+    assert v.masks[0].placeholder == "<REDACTED>"
+
+
+@pytest.mark.parametrize("body", [
+    b"not json", b"[]", b'{"action":"allow"}', b'{"action":"mask"}',
+    b'{"action":"mask","masks":[{"text":2,"start":0,"end":1}]}',
+    b'{"action":"mask","masks":[{"text":0,"start":0,"end":99}]}',
+    b'{"action":"mask","masks":[{"text":0,"start":3,"end":3}]}',
+    b'{"action":"mask","masks":[{"text":0,"start":0,"end":4},{"text":0,"start":3,"end":5}]}',
+    b'{"action":"mask","masks":[{"text":0,"start":true,"end":2}]}',
+    b'{"action":"mask","masks":[{"text":0,"start":0,"end":2,"placeholder":5}]}',
+    b'{"action":"reject","reason":["x"]}', b"\xff\xfe",
+])
+def test_malformed_answers_are_refused(body: bytes) -> None:
+    with pytest.raises(MalformedAnswer):
+        parse_answer(body, [Text("user", "hello")])
+
+
+def test_the_call_body_follows_the_contract() -> None:
+    call = Call("dlp", "response", "openai", "openai", "gpt", None, "rid", True,
+                [Text("assistant", "hi", "before")])
+    doc = json.loads(call.body())
+    assert doc == {"version": 1, "guard": "dlp", "direction": "response", "stream": True,
+                   "route": "openai", "provider": "openai", "model": "gpt", "subject": None,
+                   "request_id": "rid",
+                   "texts": [{"role": "assistant", "text": "hi", "context": "before"}]}
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(max_size=40), cuts=st.lists(st.integers(0, 40), max_size=6),
+       spans=st.lists(st.tuples(st.integers(0, 40), st.integers(1, 8)), max_size=4))
+def test_split_masked_keeps_boundaries_and_masks_like_the_whole(
+        text: str, cuts: list[int], spans: list[tuple[int, int]]) -> None:
+    points = sorted({min(c, len(text)) for c in cuts})
+    pieces = [text[a:b] for a, b in zip([0, *points], [*points, len(text)], strict=True)]
+    masks: list[Mask] = []
+    for start, size in sorted(spans):
+        end = min(start + size, len(text))
+        if start < end and (not masks or start >= masks[-1].end):
+            masks.append(Mask(0, start, end, "<M>"))
+    out = split_masked(pieces, masks)
+    assert len(out) == len(pieces)
+    assert "".join(out) == apply(text, masks)
+
+
+# --- streamed responses -------------------------------------------------------------------
+class FakeWebhook:
+    """Masks e-mail addresses, rejects 'falcon', or fails, like a webhook would."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[list[Text]] = []
+        self.fail = fail
+
+    async def __call__(self, texts: list[Text]) -> Verdict:
+        self.calls.append(texts)
+        if self.fail:
+            raise WebhookError("HTTP 500")
+        if any("falcon" in t.text for t in texts):
+            return Verdict("reject", reason="a codename")
+        masks = tuple(Mask(i, s.start, s.end, "<EMAIL>")
+                      for i, t in enumerate(texts) for s in EMAIL.find(t.text))
+        return Verdict("mask", masks) if masks else Verdict("pass")
+
+
+def run(provider: str, raw: bytes, cuts: list[int], hook: FakeWebhook, segment: int = 200,
+        fail_open: bool = False) -> tuple[list[bytes], list[tuple[str, str]]]:
+    reports: list[tuple[str, str]] = []
+    t = WebhookStreamGuard(provider, "dlp", hook, segment, fail_open, 1 << 20,
+                           lambda g, o: reports.append((g, o)))
+
+    async def go() -> list[bytes]:
+        points = sorted({c % (len(raw) + 1) for c in cuts})
+        out, last = [], 0
+        for p in [*points, len(raw)]:
+            out.append(await t.feed_async(raw[last:p]))
+            last = p
+        out.append(await t.finish_async())
+        return out
+
+    return asyncio.run(go()), reports
+
+
+@settings(max_examples=40, deadline=None)
+@given(provider=st.sampled_from(["openai", "anthropic", "gemini"]),
+       cuts=st.lists(st.integers(0, 1 << 16), max_size=30), bytewise=st.booleans())
+def test_any_chunking_reads_the_same_and_never_leaks(provider: str, cuts: list[int],
+                                                     bytewise: bool) -> None:
+    raw, whole = with_value(provider)
+    hook = FakeWebhook()
+    chunks, reports = run(provider, raw, list(range(len(raw))) if bytewise else cuts, hook)
+    out = b"".join(chunks)
+    assert client_text(provider, out) == EMAIL.mask(whole)
+    assert b"jane" not in out and b"example.org" not in out
+    assert ("dlp", "masked") in reports
+    # what was checked is all the text, once
+    assert "".join(t.text for call in hook.calls for t in call) == whole
+
+
+def test_segments_end_at_word_ends_and_carry_context() -> None:
+    raw, whole = with_value("openai")
+    hook = FakeWebhook()
+    chunks, _ = run("openai", raw, [], hook, segment=16)
+    assert len(hook.calls) > 1
+    for call in hook.calls[:-1]:
+        text = call[0].text
+        assert len(text) >= 16 and (text[-1].isspace() or text[-1] in ".,;:!?"
+                                    or len(text) >= 32)
+    # context is what the client got: masked, never the raw value again
+    assert hook.calls[1][0].context == EMAIL.mask(hook.calls[0][0].text)[-256:]
+    assert "".join(c[0].text for c in hook.calls) == whole
+    # a segment ends at a word end: the address was checked whole, and masked
+    assert client_text("openai", b"".join(chunks)) == EMAIL.mask(whole)
+
+
+@pytest.mark.parametrize("provider,finish", [
+    ("openai", b'"finish_reason":"content_filter"'), ("anthropic", b'"refusal"'),
+    ("gemini", b'"SAFETY"')])
+def test_reject_ends_the_stream_with_nothing_of_the_segment(provider: str,
+                                                            finish: bytes) -> None:
+    raw, _ = with_value(provider)
+    raw = raw.replace(b"mple.org now", b"mple.org falcon")
+    assert b"falcon" in raw
+    chunks, reports = run(provider, raw, [], FakeWebhook())
+    out = b"".join(chunks)
+    assert b"falcon" not in out and b"jane" not in out and finish in out
+    assert b"response blocked by guard 'dlp': a codename" in out
+    assert reports[-1] == ("dlp", "rejected")
+
+
+def test_a_failing_webhook_fails_closed_or_open() -> None:
+    raw, whole = with_value("openai")
+    out = b"".join(run("openai", raw, [], FakeWebhook(fail=True))[0])
+    assert b"jane" not in out and b"guard 'dlp' is unavailable" in out
+    assert b"content_filter" in out and b"[DONE]" not in out
+    chunks, reports = run("openai", raw, [], FakeWebhook(fail=True), fail_open=True)
+    out = b"".join(chunks)
+    assert client_text("openai", out) == whole and out.endswith(b"data: [DONE]\n\n")
+    assert ("dlp", "error-open") in reports
+
+
+def test_events_without_text_pass_at_once() -> None:
+    raw = b'data: {"choices":[{"index":0,"delta":{"role":"assistant"}}]}\n\n'
+    chunks, _ = run("openai", raw, [], FakeWebhook())
+    assert chunks[0] == raw
