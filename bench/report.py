@@ -188,6 +188,9 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]], raw: list[dict[st
     found = notes(rows, raw)
     if found:
         lines += ["## Notes", "", *(f"- {n}" for n in found), ""]
+    if meta.get("guards_micro"):
+        import guards_micro
+        lines += guards_micro.markdown(meta["guards_micro"])
     lines += _stats_section(stats)
     return "\n".join(lines)
 

@@ -204,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as exc:
         print(f"\nbench failed: {exc}\n(process logs and Envoy configs: bench/out/logs/)")
         return 1
+    if "g" in args.keys:
+        import guards_micro
+        print("== guards, in process", flush=True)
+        meta["guards_micro"] = guards_micro.measure()
     merged = merge_rounds(rows)
     add_comparisons(merged)
     print()
