@@ -35,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="processes sharing the TCP port through SO_REUSEPORT")
     p.add_argument("--admin-port", type=int, help="HTTP port for /stats and /healthz")
     p.add_argument("--admin-host", default="127.0.0.1")
+    p.add_argument("--watch-config", action="store_true",
+                   help="reload the config when its file changes (SIGHUP always reloads)")
+    p.add_argument("--log-format", choices=("json", "text"),
+                   help="log lines as JSON objects (default) or text; env EXTPROC_LOG_FORMAT")
 
     p = sub.add_parser("check", help="validate config files; exit 1 naming every error")
     p.add_argument("files", nargs="*", default=[DEFAULT_CONFIG])
@@ -78,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     from .logs import setup_logging
+    if getattr(args, "log_format", None):
+        os.environ["EXTPROC_LOG_FORMAT"] = args.log_format   # workers inherit it
     setup_logging()
     return int(_COMMANDS[args.command](args) or 0)
 
@@ -87,7 +93,7 @@ def _serve(args: argparse.Namespace) -> int:
     addresses = tuple(args.listen or ()) + tuple(f"unix:{p}" for p in args.unix or ())
     opts = ServeOptions(config_path=args.config, addresses=addresses or ("127.0.0.1:50051",),
                         admin_port=args.admin_port, admin_host=args.admin_host,
-                        workers=max(1, args.workers))
+                        workers=max(1, args.workers), watch_config=args.watch_config)
     return run(opts)
 
 

@@ -15,6 +15,8 @@ each message type to its handler. The rules it keeps (see docs in README "Protoc
 from __future__ import annotations
 
 import logging
+import re
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
@@ -25,6 +27,7 @@ from . import protocol as P
 from .config import RouteConfig
 from .errors import error_body
 from .policy import BodyTransform, Reject
+from .providers.tokens import FIRST_TOKEN
 
 log = logging.getLogger("extproc.exchange")
 
@@ -54,6 +57,14 @@ class Exchange:
         self.response_mode: int = P.NONE
         self.request_body_bytes = 0
         self.response_body_bytes = 0
+        # what happened, for metrics and the access log line (monotonic seconds)
+        self.started_at = time.monotonic()
+        self.first_token_at: float | None = None       # first output from upstream
+        self.first_delivered_at: float | None = None   # first output released to the client
+        self.ended_at: float | None = None              # the response's last byte
+        self.rejection: tuple[int, str | None] | None = None   # a policy's refusal
+        self.failed = False
+        self._watch: re.Pattern[bytes] | None = None
         self._configured: tuple[int, int] | None = None
         # header mutations waiting for the next reply in each direction
         self._req_set: dict[str, str] = {}
@@ -65,6 +76,11 @@ class Exchange:
         self._needs_request_body = bool(route and route.needs_request_body)
         self._transforms: list[BodyTransform] = []
         self._async_transforms = False
+
+    @property
+    def transforms(self) -> list[BodyTransform]:
+        """The response transforms running now (empty before response headers)."""
+        return self._transforms
 
     def close(self) -> None:
         """Drop per-request buffers and transforms (called when the stream ends, however)."""
@@ -119,10 +135,13 @@ class Exchange:
         try:
             return await handler(self, getattr(req, kind))
         except Reject as r:
+            # what it said, not the exception: its traceback's frames would hold this exchange
+            self.rejection = (r.status, r.details)
             return (self._reject(r),)
         except Exception:
             log.exception("policy failed on %s (route=%s request_id=%s)",
                            kind, self.route_name, self.request_id)
+            self.failed = True
             return (self._reject(Reject(500, "internal error in the gateway",
                                         details="extproc_internal_error")),)
 
@@ -130,7 +149,8 @@ class Exchange:
         self.done = True
         headers = {"content-type": _JSON, **r.headers}
         body = error_body(self.provider, r.status, r.message, r.kind)
-        return P.immediate(r.status, body, headers, r.details or f"extproc_{r.status}")
+        return self._with_metadata(P.immediate(r.status, body, headers,
+                                               r.details or f"extproc_{r.status}"))
 
     def _common(self, response: bool, extra: dict[str, str] | None = None
                 ) -> pb.CommonResponse | None:
@@ -288,6 +308,10 @@ class Exchange:
         except ValueError:
             self.status = 0
         assert self.route is not None
+        if h.end_of_stream:
+            self.ended_at = time.monotonic()
+        elif self.status == 200 and self.state.get("stream"):
+            self._watch = FIRST_TOKEN.get(self.provider)
         for policy in self.route.policies:
             await policy.on_response_headers(self)
         if self.response_mode != P.NONE and not h.end_of_stream:
@@ -314,13 +338,24 @@ class Exchange:
         # BUFFERED: the whole body in one message, final even when trailers follow
         eos = b.end_of_stream or self.response_mode in (P.BUFFERED, P.BUFFERED_PARTIAL)
         self.response_body_bytes += len(chunk)
+        watch = self._watch
+        if watch is not None and self.first_token_at is None and watch.search(chunk):
+            self.first_token_at = time.monotonic()
+            if not self._transforms:
+                self.first_delivered_at = self.first_token_at
         duplex = self.response_mode == P.FULL_DUPLEX
         if not self._transforms:
+            if eos:
+                self.ended_at = time.monotonic()
             if duplex:
                 return (P.streamed_reply(True, chunk, eos),)
             return (P.CONTINUE_RESPONSE_BODY,)
         out = await self._run_transforms_async(chunk, eos) if self._async_transforms \
             else self._run_transforms(chunk, eos)
+        if watch is not None and self.first_delivered_at is None and out and watch.search(out):
+            self.first_delivered_at = time.monotonic()
+        if eos:
+            self.ended_at = time.monotonic()
         if duplex:
             if self.metadata and eos:
                 return (self._with_metadata(P.streamed_message(True, out, eos)),)
@@ -351,6 +386,7 @@ class Exchange:
         return data
 
     async def _on_response_trailers(self, t: pb.HttpTrailers) -> Sequence[Reply]:
+        self.ended_at = time.monotonic()
         if self.response_mode == P.FULL_DUPLEX:
             out = (await self._run_transforms_async(b"", True)) if self._transforms else b""
             last = self._with_metadata(P.streamed_message(True, out, True))

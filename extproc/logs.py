@@ -1,13 +1,56 @@
-"""Logging setup shared by every subcommand: one line per record on stderr."""
+"""Logging setup shared by every subcommand: one line per record on stderr, as JSON objects
+(the default: `ts`, `level`, `logger`, `msg`, plus a record's structured `fields`, such as the
+access line's) or as text (`EXTPROC_LOG_FORMAT=text` or `--log-format text`)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import time
+from typing import Any
+
+FORMATS = ("json", "text")
 
 
-def setup_logging(level: str | None = None, prefix: str | None = None) -> None:
+class JsonFormatter(logging.Formatter):
+    def __init__(self, prefix: str | None = None) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def format(self, record: logging.LogRecord) -> str:
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        doc: dict[str, Any] = {"ts": f"{ts}.{int(record.msecs):03d}Z",
+                               "level": record.levelname.lower(), "logger": record.name,
+                               "msg": record.getMessage()}
+        if self.prefix:
+            doc["process"] = self.prefix
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            doc.update(fields)
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        return json.dumps(doc, ensure_ascii=False, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            line += " " + " ".join(f"{k}={v}" for k, v in fields.items())
+        return line
+
+
+def setup_logging(level: str | None = None, prefix: str | None = None,
+                  fmt: str | None = None) -> None:
     level = (level or os.environ.get("EXTPROC_LOG_LEVEL", "INFO")).upper()
-    tag = f"[{prefix}] " if prefix else ""
-    logging.basicConfig(level=level, force=True,
-                        format=f"%(asctime)s %(levelname)s {tag}%(name)s: %(message)s")
+    fmt = (fmt or os.environ.get("EXTPROC_LOG_FORMAT", "json")).lower()
+    handler = logging.StreamHandler()
+    if fmt == "text":
+        tag = f"[{prefix}] " if prefix else ""
+        handler.setFormatter(TextFormatter(f"%(asctime)s %(levelname)s {tag}%(name)s: "
+                                           "%(message)s"))
+    else:
+        handler.setFormatter(JsonFormatter(prefix))
+    logging.basicConfig(level=level, force=True, handlers=[handler])

@@ -56,6 +56,11 @@ class BodyTransform:
     def finish(self) -> bytes:
         return b""
 
+    @property
+    def held_bytes(self) -> int:
+        """What the transform holds back right now (for the held-bytes gauge)."""
+        return 0
+
     async def feed_async(self, chunk: bytes) -> bytes:
         return self.feed(chunk)
 
@@ -107,6 +112,10 @@ class TransformChain(BodyTransform):
         self.parts = parts
         self.is_async = any(p.is_async for p in parts)
         self.whole_body = any(p.whole_body for p in parts)
+
+    @property
+    def held_bytes(self) -> int:
+        return sum(p.held_bytes for p in self.parts)
 
     def feed(self, chunk: bytes) -> bytes:
         for p in self.parts:

@@ -4,7 +4,10 @@ SIGTERM/SIGINT: health turns NOT_SERVING, the server stops accepting, in-flight 
 `server.grace_period_s` to finish, then the process exits. SIGHUP reloads the config file; an
 invalid file leaves the running config in place and logs every error. `--workers N` starts N
 processes that share the TCP port through SO_REUSEPORT (each with its own in-memory state;
-worker i serves the admin port + i).
+worker i serves the admin port + i). `--watch-config` also reloads when the file changes
+(polled once a second: no extra dependency, works on every filesystem and in containers).
+
+The admin port serves `/metrics` (Prometheus), `/stats` (JSON) and `/healthz`.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from . import config as cfgmod
-from . import httpclient
+from . import httpclient, metrics
 from .auth.settings import warm_up
 from .schema import ConfigError
 from .servicer import SERVICE, Processor
@@ -38,6 +41,7 @@ class ServeOptions:
     admin_port: int | None = None
     admin_host: str = "127.0.0.1"
     workers: int = 1
+    watch_config: bool = False
 
 
 def grpc_options(config: cfgmod.Config) -> list[tuple[str, int]]:
@@ -52,6 +56,7 @@ def grpc_options(config: cfgmod.Config) -> list[tuple[str, int]]:
 async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
     """Serve until SIGTERM/SIGINT; then drain within the grace period."""
     config = cfgmod.load(opts.config_path)
+    metrics.CONFIG_LOADED.set(time.time())
     processor = Processor(config)
     server = grpc.aio.server(options=grpc_options(config))
     server.add_generic_rpc_handlers((processor.handler(),))
@@ -72,12 +77,16 @@ async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: _reload(processor, opts.config_path))
+    watcher = loop.create_task(_watch(processor, opts.config_path)) \
+        if opts.watch_config else None
     warm_up()
     log.info("serving ext_proc on %s (routes: %s, pid %d)", ", ".join(opts.addresses),
              ", ".join(sorted(config.routes)), os.getpid())
     if ready is not None:
         ready.set()
     await stop.wait()
+    if watcher is not None:
+        watcher.cancel()
 
     grace = processor.config.server.grace_period_s
     log.info("stopping: %d streams in flight, grace period %.1fs",
@@ -92,16 +101,44 @@ async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
     log.info("stopped")
 
 
-def _reload(processor: Processor, path: str) -> None:
+def _reload(processor: Processor, path: str) -> bool:
+    """Load the file and swap it in for new streams (streams in flight keep the config they
+    started with); an invalid file leaves the running config and logs every error."""
     try:
         processor.config = cfgmod.load(path)
     except ConfigError as exc:
+        metrics.RELOADS.labels("refused").inc()
         log.error("config reload refused, the running config stays: %s",
-                  "; ".join(exc.errors))
-        return
+                  "; ".join(exc.errors), extra={"fields": {"errors": exc.errors}})
+        return False
+    metrics.RELOADS.labels("ok").inc()
+    metrics.CONFIG_LOADED.set(time.time())
     warm_up()
     log.info("config reloaded from %s (routes: %s)", path,
              ", ".join(sorted(processor.config.routes)))
+    return True
+
+
+def _fingerprint(path: str) -> tuple[float, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime, st.st_size, st.st_ino)
+
+
+async def _watch(processor: Processor, path: str, interval: float = 1.0) -> None:
+    """Reload when the config file changes (a rewrite, or a rename over it as editors and
+    Kubernetes ConfigMaps do); a file caught half-written is refused, then retried when
+    it changes again."""
+    last = _fingerprint(path)
+    while True:
+        await asyncio.sleep(interval)
+        now = _fingerprint(path)
+        if now is not None and now != last:
+            last = now
+            log.info("config file %s changed: reloading", path)
+            _reload(processor, path)
 
 
 async def _start_admin(processor: Processor, host: str, port: int) -> web.AppRunner:
@@ -111,9 +148,14 @@ async def _start_admin(processor: Processor, host: str, port: int) -> web.AppRun
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
+    async def prometheus(_: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(),
+                            headers={"content-type": metrics.CONTENT_TYPE})
+
     app = web.Application()
     app.router.add_get("/stats", stats)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", prometheus)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,6 +20,7 @@ import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from envoy.service.ext_proc.v3.external_processor_pb2_grpc import ExternalProcessorServicer
 
+from . import accesslog, metrics
 from .config import ROUTE_METADATA_KEY, Config
 from .exchange import Exchange, Reply
 
@@ -43,6 +45,13 @@ class Processor(ExternalProcessorServicer):
         self.messages: dict[str, int] = dict.fromkeys(_KINDS, 0)
         self._alive: weakref.WeakSet[Exchange] = weakref.WeakSet()
         self._finishing: set[asyncio.Task[None]] = set()
+        self._timers = metrics.message_timers()
+        metrics.ACTIVE_STREAMS.set_function(lambda: self.streams_active)
+        metrics.HELD_BYTES.set_function(self.held_bytes)
+
+    def held_bytes(self) -> int:
+        """Response bytes held by the transforms of every exchange in flight."""
+        return sum(t.held_bytes for ex in list(self._alive) for t in ex.transforms)
 
     def stats(self) -> dict[str, Any]:
         return {"streams_total": self.streams_total, "streams_active": self.streams_active,
@@ -67,7 +76,7 @@ class Processor(ExternalProcessorServicer):
         self._alive.add(ex)
         self.streams_total += 1
         self.streams_active += 1
-        counts = self.messages
+        counts, timers, clock = self.messages, self._timers, time.perf_counter
         read, write, eof = context.read, context.write, grpc.aio.EOF
         try:
             while True:
@@ -75,9 +84,13 @@ class Processor(ExternalProcessorServicer):
                 if req is eof:
                     return
                 kind = req.WhichOneof("request")
-                if kind is not None:
-                    counts[kind] += 1
-                for reply in await ex.handle(req, kind):
+                if kind is None:
+                    continue
+                counts[kind] += 1
+                started = clock()
+                replies = await ex.handle(req, kind)
+                timers[kind](clock() - started)
+                for reply in replies:
                     await write(reply)
                 if ex.done:
                     return
@@ -89,8 +102,12 @@ class Processor(ExternalProcessorServicer):
                           ex.request_id)
             raise
         finally:
-            ex.close()
             self.streams_active -= 1
+            if ex.request_headers:
+                outcome = metrics.outcome(ex)
+                metrics.observe_exchange(ex, outcome)
+                accesslog.write(ex, outcome)
+            ex.close()
             if ex.route is not None and ex.route.finishers:
                 # a task: this one may be being cancelled (Envoy closed the stream)
                 task = asyncio.get_running_loop().create_task(self._finish(ex))

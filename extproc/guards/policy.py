@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from ..policy import BodyTransform, Policy, Reject, chain
 from ..providers import adapter_for, read_request
 from . import webhook_client
+from .decisions import decide
 from .reframe import SSEMaskingReframer
 from .replies import WholeJsonGuard, describe, found
 from .settings import Guard
@@ -83,7 +84,7 @@ class Guards(Policy):
                     subject=getattr(identity, "subject", None),
                     request_id=ex.request_id or None, stream=stream, texts=texts)
 
-    async def _verdict(self, guard: Guard, call: Call) -> Verdict | None:
+    async def _verdict(self, guard: Guard, call: Call, ex: Exchange) -> Verdict | None:
         """The webhook's verdict; None when it failed and the guard fails open; a 503
         `Reject` when it failed and the guard fails closed."""
         assert guard.webhook is not None
@@ -93,7 +94,9 @@ class Guards(Policy):
         except WebhookError as exc:
             self._failed(guard, exc)
             if guard.webhook.fail_open:
+                decide(ex, guard.name, call.direction, "error_open")
                 return None
+            decide(ex, guard.name, call.direction, "error_closed")
             raise Reject(503, f"guard '{guard.name}' is unavailable; try again later",
                          details="extproc_guard_unavailable") from None
 
@@ -118,8 +121,15 @@ class Guards(Policy):
             self._failed(guard, exc)
             raise
 
-    def _maskers(self) -> list[StreamMasker]:
-        return [StreamMasker(g.scanner, action=g.action) for g in self.response_guards]
+    def _maskers(self, made: list[tuple[str, StreamMasker]]) -> list[StreamMasker]:
+        out = []
+        for g in self.response_guards:
+            assert g.scanner is not None
+            masker = StreamMasker(g.scanner, action=g.action)
+            if g.action == "mask":
+                made.append((g.name, masker))
+            out.append(masker)
+        return out
 
     def response_transform(self, ex: Exchange) -> BodyTransform | None:
         if ex.status != 200 or not (self.response_guards or self.response_webhooks):
@@ -137,18 +147,28 @@ class Guards(Policy):
         stats = self.stats
         out: list[BodyTransform] = []
         if self.response_guards:
+            rejecting = [g for g in self.response_guards if g.action == "reject"]
+            made: list[tuple[str, StreamMasker]] = []
+
             def rejected(detector: str) -> None:
                 stats["response_rejected"] += 1
-                ex.metadata["guard_response"] = f"rejected:{detector}"
+                name = next((g.name for g in rejecting if g.scanner is not None and any(
+                    d.name == detector for d in g.scanner.detectors)), "guard")
+                decide(ex, name, "response", "rejected", detector)
 
-            out.append(SSEMaskingReframer(self.provider, self._maskers, MAX_EVENT_BYTES,
-                                          rejected))
+            def done() -> None:
+                for name in dict.fromkeys(n for n, m in made if m.found):
+                    found = {d for n, m in made if n == name for d in m.found}
+                    decide(ex, name, "response", "masked", ",".join(sorted(found)))
+
+            out.append(SSEMaskingReframer(self.provider, lambda: self._maskers(made),
+                                          MAX_EVENT_BYTES, rejected, done))
 
         def report(guard: str, outcome: str) -> None:
             if outcome in ("rejected", "error-closed"):
                 stats["response_rejected"] += 1
             if outcome != "pass":
-                ex.metadata["guard_response"] = f"{guard}:{outcome}"
+                decide(ex, guard, "response", outcome.replace("-", "_"))
 
         for guard in self.response_webhooks:
             assert guard.webhook is not None
@@ -171,28 +191,28 @@ class Guards(Policy):
             hits = found(guard, texts)
             if hits:
                 self.stats["rejected"] += 1
-                ex.metadata["guard_request"] = f"{guard.name}:rejected:{','.join(hits)}"
+                decide(ex, guard.name, "request", "rejected", ",".join(hits))
                 raise Reject(400, f"request blocked by guard '{guard.name}': the prompt "
                              f"contains {describe(hits)}", details="extproc_guard_rejected")
         if not self.masking and not self.request_webhooks:
             return None
-        masked: list[str] = []
+        masked: dict[str, set[str]] = {}
 
         def mask(role: str, text: str) -> str:
             for guard in self.masking:
                 if role in guard.roles:
+                    assert guard.scanner is not None
                     spans = guard.scanner.find(text)
                     if spans:
-                        masked.extend(s.detector for s in spans)
+                        masked.setdefault(guard.name, set()).update(s.detector for s in spans)
                         text = guard.scanner.mask(text, spans)
             return text
 
         changed = bool(self.masking) and self.adapter.rewrite_request_texts(path, doc, mask)
         if changed:
             self.stats["masked"] += 1
-            names = sorted(set(masked))
-            ex.metadata["guard_request"] = ",".join(
-                f"{g.name}:masked" for g in self.masking) + f":{','.join(names)}"
+            for name, detectors in masked.items():
+                decide(ex, name, "request", "masked", ",".join(sorted(detectors)))
         for guard in self.request_webhooks:
             changed = await self._request_webhook(ex, guard, path, doc, model) or changed
         if not changed:
@@ -215,12 +235,12 @@ class Guards(Policy):
         if not texts:
             return False
         verdict = await self._verdict(guard, self._call(ex, guard, "request", texts,
-                                                        model=model))
+                                                        model=model), ex)
         if verdict is None or verdict.action == "pass":
             return False
         if verdict.action == "reject":
             self.stats["rejected"] += 1
-            ex.metadata["guard_request"] = f"{guard.name}:rejected"
+            decide(ex, guard.name, "request", "rejected")
             reason = f": {verdict.reason}" if verdict.reason else ""
             raise Reject(400, f"request blocked by guard '{guard.name}'{reason}",
                          details="extproc_guard_rejected")
@@ -236,5 +256,5 @@ class Guards(Policy):
 
         self.adapter.rewrite_request_texts(path, doc, rewrite)
         self.stats["masked"] += 1
-        ex.metadata["guard_request"] = f"{guard.name}:masked"
+        decide(ex, guard.name, "request", "masked")
         return True

@@ -58,7 +58,8 @@ class _Chain:
 
 class SSEMaskingReframer(BodyTransform):
     def __init__(self, provider: str, maskers: MaskerFactory, max_event_bytes: int,
-                 on_reject: Callable[[str], None] | None = None) -> None:
+                 on_reject: Callable[[str], None] | None = None,
+                 on_done: Callable[[], None] | None = None) -> None:
         self.provider = provider
         self.google = provider in GOOGLE
         self.make = maskers
@@ -67,6 +68,7 @@ class SSEMaskingReframer(BodyTransform):
         self.last: dict[int, tuple[str, str | None]] = {}   # data and name of the last text event
         self._current: tuple[str, str | None] = ("", None)
         self.on_reject = on_reject
+        self.on_done = on_done
         self.stopped = False
         self.terminator = b"\r\n\r\n" if self.google else b"\n\n"
 
@@ -80,6 +82,11 @@ class SSEMaskingReframer(BodyTransform):
     def held(self) -> int:
         return sum(c.held for c in self.chains.values())
 
+    @property
+    def held_bytes(self) -> int:
+        """Held text (in characters) plus the partial event the decoder keeps."""
+        return self.held + self.decoder.pending
+
     def feed(self, chunk: bytes) -> bytes:
         if self.stopped:
             return b""
@@ -91,6 +98,8 @@ class SSEMaskingReframer(BodyTransform):
         out = self._events(self.decoder.finish())
         if not self.stopped:
             out += self._flush_all()
+            if self.on_done is not None:
+                self.on_done()
         return out
 
     def _events(self, events: list[Event]) -> bytes:

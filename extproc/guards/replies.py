@@ -8,13 +8,13 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from ..policy import BodyTransform, Reject
+from .decisions import decide
 from .settings import Guard
 from .webhook import Text, apply, masks_by_text
 
 if TYPE_CHECKING:
     from ..exchange import Exchange
     from .policy import Guards
-
 
 class WholeJsonGuard(BodyTransform):
     """A whole JSON reply, buffered by Envoy (so its headers wait): refused with a 400 in the
@@ -68,13 +68,13 @@ class WholeJsonGuard(BodyTransform):
         adapter.rewrite_response_texts(doc, lambda t: texts.append(Text("assistant", t)) or t)
         if not texts:
             return False
-        verdict = await self.policy._verdict(guard,
-                                             self.policy._call(ex, guard, "response", texts))
+        verdict = await self.policy._verdict(
+            guard, self.policy._call(ex, guard, "response", texts), ex)
         if verdict is None or verdict.action == "pass":
             return False
         if verdict.action == "reject":
             self.policy.stats["response_rejected"] += 1
-            ex.metadata["guard_response"] = f"{guard.name}:rejected"
+            decide(ex, guard.name, "response", "rejected")
             reason = f": {verdict.reason}" if verdict.reason else ""
             raise Reject(400, f"response blocked by guard '{guard.name}'{reason}",
                          details="extproc_guard_rejected")
@@ -86,7 +86,7 @@ class WholeJsonGuard(BodyTransform):
             return apply(text, masks) if masks else text
 
         adapter.rewrite_response_texts(doc, rewrite)
-        ex.metadata["guard_response"] = f"{guard.name}:masked"
+        decide(ex, guard.name, "response", "masked")
         return True
 
     def _local(self, doc: dict[str, Any], ex: Exchange | None) -> bool:
@@ -103,18 +103,27 @@ class WholeJsonGuard(BodyTransform):
             if hits:
                 self.policy.stats["response_rejected"] += 1
                 if ex is not None:
-                    ex.metadata["guard_response"] = f"{guard.name}:rejected:{','.join(hits)}"
+                    decide(ex, guard.name, "response", "rejected", ",".join(hits))
                 raise Reject(400, f"response blocked by guard '{guard.name}': it contains "
                              f"{describe(hits)}", details="extproc_guard_rejected")
         masking = [g for g in self.guards if g.action == "mask"]
 
+        masked: dict[str, set[str]] = {}
+
         def mask(text: str) -> str:
             for guard in masking:
                 assert guard.scanner is not None
-                text = guard.scanner.mask(text)
+                spans = guard.scanner.find(text)
+                if spans:
+                    masked.setdefault(guard.name, set()).update(s.detector for s in spans)
+                    text = guard.scanner.mask(text, spans)
             return text
 
-        return bool(masking) and adapter.rewrite_response_texts(doc, mask)
+        changed = bool(masking) and adapter.rewrite_response_texts(doc, mask)
+        if ex is not None:
+            for name, detectors in masked.items():
+                decide(ex, name, "response", "masked", ",".join(sorted(detectors)))
+        return changed
 
 
 def found(guard: Guard, texts: list[tuple[str, str]]) -> list[str]:

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .. import metrics
 from ..policy import BodyTransform, Policy, Reject
 from ..providers import adapter_for, read_request
 from .estimate import TEXT_MARKERS, DeliveredText, prompt_tokens
@@ -122,6 +123,8 @@ class RateLimit(Policy):
             except StoreUnavailable as exc:
                 await self._unwind(admitted, held.estimate)
                 self._backend_error(exc)
+                _decided(ex, spec.name, "backend_error_open" if self.fail_open
+                         else "backend_error_closed")
                 if self.fail_open:
                     return
                 raise Reject(503, "rate limits are unavailable; try again shortly",
@@ -133,9 +136,12 @@ class RateLimit(Policy):
             if not outcome.allowed:
                 await self._unwind(admitted, held.estimate)
                 self.stats["limited"] += 1
+                _decided(ex, spec.name, "limited")
                 raise self._limited(spec, outcome, costs, req_states, tok_states)
             admitted.append((key, spec))
         self.stats["allowed"] += 1
+        for _, spec in admitted:
+            _decided(ex, spec.name, "allowed")
         held.keys = admitted
         ex.state[_STATE] = held
         for name, value in _headers(req_states, tok_states).items():
@@ -285,3 +291,10 @@ def _period(seconds: float) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
     return f"{seconds:g}s"
+
+
+def _decided(ex: Exchange, limit: str, decision: str) -> None:
+    """The metric, and for refusals the `ratelimit` metadata and state (`limited:NAME`)."""
+    metrics.RATELIMIT_DECISIONS.labels(ex.route_name or "unknown", limit, decision).inc()
+    if decision != "allowed":
+        ex.state["ratelimit"] = ex.metadata["ratelimit"] = f"{decision}:{limit}"

@@ -78,6 +78,7 @@ class LLMTraffic(Policy):
             req.stream = stream
             req.json_array = stream and not sse
             ex.state["model"] = req.model
+            ex.state["stream"] = stream
 
     async def on_request_body(self, ex: Exchange, body: bytes) -> bytes | None:
         req: _Request = ex.state[_KEY]
@@ -87,6 +88,9 @@ class LLMTraffic(Policy):
         parsed, prompt = read
         req.model, req.stream = prompt.model, prompt.stream
         ex.state["prompt"] = prompt  # for later policies (rate limits, guards)
+        ex.state["stream"] = prompt.stream
+        if req.model:
+            ex.state["model"] = req.model
         if req.stream and self.streams.usage:
             rewritten = self.adapter.add_stream_usage_option(body, parsed)
             if rewritten is not None:
@@ -140,9 +144,9 @@ class LLMTraffic(Policy):
             if req.model:
                 md["model"] = req.model
             if seen.finish_reason:
-                md["finish_reason"] = seen.finish_reason
+                md["finish_reason"] = ex.state["finish_reason"] = seen.finish_reason
             if seen.error:
-                md["upstream_error"] = seen.error[:200]
+                md["upstream_error"] = ex.state["upstream_error"] = seen.error[:200]
             md.update(seen.usage.as_dict())
             ex.metadata.update(md)
             ex.state["usage"] = seen.usage

@@ -1,0 +1,187 @@
+"""Prometheus metrics: what the gateway did, in series people can graph (served on the admin
+port at `/metrics`; 9464 in the local stack).
+
+Names follow the OpenTelemetry GenAI conventions where one exists, as Prometheus spells them
+(`gen_ai.client.token.usage` is `gen_ai_client_token_usage`, a histogram in tokens); the
+gateway's own series start with `extproc_`. Labels never carry request data: no prompt, no
+subject, no path. The model is the one label a client chooses, so it is bounded: past
+`MAX_MODELS` distinct names in a process, new ones are counted as `other`.
+
+With `--workers N` every worker has its own series on its own admin port (port + i): scrape
+each, and sum.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+if TYPE_CHECKING:
+    from .exchange import Exchange
+
+disable_created_metrics()   # no `_created` series: half the series, nothing lost
+REGISTRY = CollectorRegistry(auto_describe=True)
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+MAX_MODELS = 200
+
+#: OTel's advice for gen_ai.client.token.usage
+TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
+#: OTel's advice for gen_ai.server.time_to_first_token / request durations
+#: (extended: reasoning models can think for a minute before their first token)
+TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5,
+                5.0, 7.5, 10.0, 20.0, 40.0, 80.0)
+DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48,
+                    40.96, 81.92, 163.84, 327.68, 655.36)
+TPOT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5)
+MESSAGE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                   0.1, 0.25, 0.5, 1.0)
+
+GENAI = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "route")
+
+REQUESTS = Counter(
+    "extproc_requests", "HTTP requests the gateway handled, by how they ended (outcome: ok, "
+    "upstream_error, auth_denied, rate_limited, guard_rejected, guard_unavailable, "
+    "gateway_rejected, error, aborted)",
+    ["route", "provider", "model", "outcome"], registry=REGISTRY)
+TOKENS = Histogram(
+    "gen_ai_client_token_usage", "Tokens per request as the provider reported them "
+    "(gen_ai_token_type: input or output)", [*GENAI, "gen_ai_token_type"],
+    buckets=TOKEN_BUCKETS, registry=REGISTRY)
+REQUEST_DURATION = Histogram(
+    "gen_ai_server_request_duration_seconds", "From the request's headers reaching the "
+    "gateway to the response's end", [*GENAI, "outcome"], buckets=DURATION_BUCKETS,
+    registry=REGISTRY)
+TTFT = Histogram(
+    "gen_ai_server_time_to_first_token_seconds", "From the request's headers to the first "
+    "response text arriving from the provider (streams)", GENAI, buckets=TTFT_BUCKETS,
+    registry=REGISTRY)
+TTFT_DELIVERED = Histogram(
+    "extproc_time_to_first_delivered_token_seconds", "From the request's headers to the "
+    "first response text the gateway released to the client (streams; later than the "
+    "provider's first token when guards hold text back)", GENAI, buckets=TTFT_BUCKETS,
+    registry=REGISTRY)
+TPOT = Histogram(
+    "gen_ai_server_time_per_output_token_seconds", "Time per output token after the first "
+    "(streams): (end - first token) / (output tokens - 1)", GENAI, buckets=TPOT_BUCKETS,
+    registry=REGISTRY)
+GUARD_DECISIONS = Counter(
+    "extproc_guard_decisions", "Guard decisions that changed or stopped something "
+    "(decision: masked, rejected, error_open, error_closed)",
+    ["route", "guard", "direction", "decision"], registry=REGISTRY)
+RATELIMIT_DECISIONS = Counter(
+    "extproc_ratelimit_decisions", "Rate-limit admissions (decision: allowed, limited, "
+    "backend_error_open, backend_error_closed)", ["route", "limit", "decision"],
+    registry=REGISTRY)
+MESSAGE_DURATION = Histogram(
+    "extproc_message_duration_seconds", "Time the gateway spent handling one ext_proc "
+    "message, by message kind", ["message"], buckets=MESSAGE_BUCKETS, registry=REGISTRY)
+ACTIVE_STREAMS = Gauge(
+    "extproc_active_streams", "ext_proc streams open now (one per HTTP request in flight)",
+    registry=REGISTRY)
+HELD_BYTES = Gauge(
+    "extproc_held_bytes", "Response bytes held back right now by stream transforms "
+    "(guards waiting to see whether text grows into a match, partial events)",
+    registry=REGISTRY)
+RELOADS = Counter(
+    "extproc_config_reloads", "Config reloads (result: ok, refused)", ["result"],
+    registry=REGISTRY)
+CONFIG_LOADED = Gauge(
+    "extproc_config_loaded_timestamp_seconds", "When the running config was loaded",
+    registry=REGISTRY)
+
+_models: set[str] = set()
+
+
+def model_label(model: Any) -> str:
+    """A model name as a label value, bounded: `unknown` when none, `other` past the cap."""
+    if not isinstance(model, str) or not model:
+        return "unknown"
+    if model in _models:
+        return model
+    if len(_models) >= MAX_MODELS or len(model) > 128:
+        return "other"
+    _models.add(model)
+    return model
+
+
+def operation(provider: str) -> str:
+    return "generate_content" if provider in ("gemini", "vertex") else "chat"
+
+
+#: a refusal's `details` (or status) to the outcome label
+_REFUSALS = {"extproc_guard_rejected": "guard_rejected",
+             "extproc_guard_unavailable": "guard_unavailable",
+             "extproc_ratelimit_unavailable": "error", "extproc_internal_error": "error",
+             "extproc_unknown_route": "error"}
+
+
+def outcome(ex: Exchange) -> str:
+    """How an exchange ended, as one word (the `outcome` label and log field)."""
+    if ex.failed:
+        return "error"
+    if ex.rejection is not None:
+        status, details = ex.rejection
+        if details in _REFUSALS:
+            return _REFUSALS[details]
+        if status in (401, 403):
+            return "auth_denied"
+        if status == 429:
+            return "rate_limited"
+        return "error" if status >= 500 else "gateway_rejected"
+    if ex.state.get("guard_stopped"):
+        return "guard_rejected"
+    if ex.status >= 400 or ex.state.get("upstream_error"):
+        return "upstream_error"
+    if ex.status == 0 or ex.ended_at is None:
+        return "aborted"
+    return "ok"
+
+
+def observe_exchange(ex: Exchange, result: str) -> None:
+    """Record one finished HTTP exchange (called once, when its stream ends)."""
+    route = ex.route_name or "unknown"
+    provider = ex.provider or "unknown"
+    model = model_label(ex.state.get("model"))
+    REQUESTS.labels(route, provider, model, result).inc()
+    genai = (operation(provider), provider, model, route)
+    end = ex.ended_at or time.monotonic()
+    REQUEST_DURATION.labels(*genai, result).observe(end - ex.started_at)
+    usage = ex.state.get("usage")
+    output = 0
+    if usage is not None:
+        inp = getattr(usage, "input_tokens", None)
+        out = getattr(usage, "output_tokens", None)
+        if isinstance(inp, int):
+            TOKENS.labels(*genai, "input").observe(inp)
+        if isinstance(out, int):
+            TOKENS.labels(*genai, "output").observe(out)
+            output = out
+    first = ex.first_token_at
+    if first is not None:
+        TTFT.labels(*genai).observe(first - ex.started_at)
+        if output > 1 and ex.ended_at is not None and ex.ended_at > first:
+            TPOT.labels(*genai).observe((ex.ended_at - first) / (output - 1))
+    if ex.first_delivered_at is not None:
+        TTFT_DELIVERED.labels(*genai).observe(ex.first_delivered_at - ex.started_at)
+
+
+def message_timers() -> dict[str, Callable[[float], None]]:
+    """One bound `observe` per ext_proc message kind (no label lookup per message)."""
+    kinds = ("request_headers", "request_body", "request_trailers", "response_headers",
+             "response_body", "response_trailers")
+    return {k: MESSAGE_DURATION.labels(k).observe for k in kinds}
+
+
+def render() -> bytes:
+    return generate_latest(REGISTRY)
