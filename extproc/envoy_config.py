@@ -30,6 +30,9 @@ class EnvoySettings:
     listen_address: str = "127.0.0.1"
     listen_port: int = 10000
     admin_port: int = 9901
+    #: compose: reachable by Prometheus inside the compose network (never publish it: the
+    #: admin API can stop Envoy)
+    admin_address: str = "127.0.0.1"
     extproc_host: str = "127.0.0.1"
     extproc_port: int = 50051
     upstreams: dict[str, str] = field(
@@ -41,7 +44,8 @@ class EnvoySettings:
 
 PLACES: dict[str, EnvoySettings] = {
     "local": EnvoySettings(),
-    "compose": EnvoySettings(listen_address="0.0.0.0", extproc_host="extproc",
+    "compose": EnvoySettings(listen_address="0.0.0.0", admin_address="0.0.0.0",
+                             extproc_host="extproc",
                              upstreams=dict.fromkeys(PROVIDERS, "http://mock:8081")),
     "test": EnvoySettings(),
 }
@@ -65,7 +69,8 @@ def render_dict(s: EnvoySettings) -> dict[str, Any]:
     """The rendered config as a dict (tests may adjust it before dumping)."""
     values: dict[str, Any] = {
         "LISTEN_ADDRESS": s.listen_address, "LISTEN_PORT": s.listen_port,
-        "ENVOY_ADMIN_PORT": s.admin_port, "EXTPROC_HOST": s.extproc_host,
+        "ENVOY_ADMIN_PORT": s.admin_port, "ADMIN_ADDRESS": s.admin_address,
+        "EXTPROC_HOST": s.extproc_host,
         "EXTPROC_PORT": s.extproc_port,
         "FAILURE_MODE_ALLOW": "true" if s.failure_mode_allow else "false",
         "MESSAGE_TIMEOUT": s.message_timeout,
