@@ -62,16 +62,30 @@ class WrkResult:
     mean_ms: float
     errors: dict[str, int]
     cpu_percent: float  # wrk's own CPU, % of one core
+    #: the whole latency distribution: [[percentile, ms], ...] at PERCENTILES, from
+    #: [0, min] to [100, max]; empty when wrk completed no request
+    percentiles: list[list[float]] = field(default_factory=list)
 
 
+#: the points of the latency distribution wrk reports per row, besides 0 (min) and 100 (max)
+PERCENTILES = (1, 5, 10, 20, 25, 30, 40, 50, 60, 70, 75, 80, 90, 95, 97.5, 99, 99.5, 99.9,
+               99.95, 99.99, 99.995, 99.999)
+
+# wrk's latency:percentile(100) is 0 (its rank runs past the count), hence latency.max.
 _LUA_DONE = """
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format("BENCH_RESULT %d %d %d %d %d %d %d %.1f %.1f %.1f %.1f\\n",
     summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.mean))
+  local points = {string.format("0=%.1f", latency.min)}
+  for _, p in ipairs({@PERCENTILES@}) do
+    points[#points + 1] = string.format("%g=%.1f", p, latency:percentile(p))
+  end
+  points[#points + 1] = string.format("100=%.1f", latency.max)
+  io.write("BENCH_PERCENTILES " .. table.concat(points, " ") .. "\\n")
 end
-"""
+""".replace("@PERCENTILES@", ", ".join(f"{p:g}" for p in PERCENTILES))
 
 
 def _lua_string(text: str) -> str:
@@ -81,7 +95,7 @@ def _lua_string(text: str) -> str:
 
 
 def wrk_script(wl: Workload, directory: Path) -> Path:
-    """Write the wrk Lua script for a workload (method, body, headers, result line)."""
+    """Write the wrk Lua script for a workload (method, body, headers, result lines)."""
     lines = ['wrk.method = "POST"', f"wrk.body = {_lua_string(wl.body.decode())}",
              'wrk.headers["Content-Type"] = "application/json"']
     lines += [f'wrk.headers["{k}"] = {_lua_string(v)}' for k, v in wl.headers.items()]
@@ -99,7 +113,9 @@ def run_wrk(url: str, script: Path, connections: int, seconds: float) -> WrkResu
                           check=False)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH_RESULT")), None)
+    out = proc.stdout.splitlines()
+    line = next((ln for ln in out if ln.startswith("BENCH_RESULT ")), None)
+    dist = next((ln for ln in out if ln.startswith("BENCH_PERCENTILES ")), None)
     if proc.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr or proc.stdout}")
     v = line.split()[1:]
@@ -109,7 +125,17 @@ def run_wrk(url: str, script: Path, connections: int, seconds: float) -> WrkResu
     secs = duration_us / 1e6
     return WrkResult(requests, round(secs, 3), round(requests / secs, 1),
                      float(v[7]) / 1000, float(v[8]) / 1000, float(v[9]) / 1000,
-                     round(float(v[10]) / 1000, 3), errors, round(100 * cpu_s / secs, 1))
+                     round(float(v[10]) / 1000, 3), errors, round(100 * cpu_s / secs, 1),
+                     parse_percentiles(dist) if dist and requests else [])
+
+
+def parse_percentiles(line: str) -> list[list[float]]:
+    """`BENCH_PERCENTILES 0=us 1=us ... 100=us` -> [[0.0, ms], [1.0, ms], ..., [100.0, ms]]."""
+    points = []
+    for item in line.split()[1:]:
+        pct, _, micros = item.partition("=")
+        points.append([float(pct), round(float(micros) / 1000, 3)])
+    return sorted(points)
 
 
 def ensure_wrk() -> str:

@@ -37,6 +37,12 @@ mock writes a stream's events back to back, so Envoy usually hands a processor t
 streamed body in one or two chunks (see the messages per stream below), not one chunk per
 event."""
 
+LATENCY_PLOT = """\
+wrk's latency percentiles for every row (`rows[].wrk.percentiles` in results.json), one curve
+per setup, one plot per workload and concurrency. The x axis is 1/(1 - p) on a log scale, so
+50%, 90%, 99% and 99.9% get equal room and the tail is visible; each curve ends at the row's
+slowest request, drawn at the (1 - 1/N) percentile for N requests."""
+
 
 def _fmt(value: float | None, digits: int = 2) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -172,7 +178,8 @@ def _stats_section(stats: dict[str, list[dict[str, Any]]]) -> list[str]:
 
 
 def markdown(meta: dict[str, Any], rows: list[dict[str, Any]], raw: list[dict[str, Any]],
-             stats: dict[str, Any]) -> str:
+             stats: dict[str, Any], image: str | None = None) -> str:
+    """RESULTS.md; `image` is the latency plot's path relative to it, linked when given."""
     lines = ["# Gateway overhead bench", "",
              f"- Date: {meta['date']}",
              f"- CPU: {meta['cpu_model']}, {meta['cores']} cores",
@@ -188,6 +195,8 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]], raw: list[dict[st
     found = notes(rows, raw)
     if found:
         lines += ["## Notes", "", *(f"- {n}" for n in found), ""]
+    if image:
+        lines += ["## Latency distribution", "", LATENCY_PLOT, "", f"![latency]({image})", ""]
     if meta.get("guards_micro"):
         import guards_micro
         lines += guards_micro.markdown(meta["guards_micro"])
@@ -196,10 +205,11 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]], raw: list[dict[st
 
 
 def write(meta: dict[str, Any], rows: list[dict[str, Any]], raw: list[dict[str, Any]],
-          stats: dict[str, Any], json_path: Path, md_paths: list[Path]) -> None:
+          stats: dict[str, Any], json_path: Path, md_paths: list[Path],
+          image: str | None = None) -> None:
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps({"meta": meta, "rows": rows, "all_rounds": raw,
                                      "stats": stats}, indent=2))
-    text = markdown(meta, rows, raw, stats)
+    text = markdown(meta, rows, raw, stats, image)
     for path in md_paths:
         path.write_text(text)

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
+import plot
 import uvloop
 from cpu import CpuSample, speed_probe, wait_quiet
 from load import WORKLOADS, Workload, ensure_wrk, measure_ttfb, probe, run_wrk, wrk_script
@@ -181,11 +182,28 @@ def _on_sigterm(signum: int, _frame: object) -> NoReturn:
     raise SystemExit(128 + signum)
 
 
+def _plot(meta: dict[str, Any], rows: list[dict[str, Any]], full: bool) -> list[Path]:
+    """bench/out/latency.png, and for a full run bench/latency.png; a failure to draw is
+    reported and never fails the bench."""
+    try:
+        made = plot.render(rows, OUT / "latency.png", plot.figure_title(meta))
+        if made is None:
+            return []
+        if full:
+            shutil.copyfile(made, BENCH / "latency.png")
+            return [made, BENCH / "latency.png"]
+        return [made]
+    except Exception as exc:  # the plot must not cost the measurements
+        print(f"latency plot failed: {exc!r}", flush=True)
+        return []
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = _options(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)
     ensure_wrk()
+    plot.ensure_matplotlib()
     if "f" in args.keys and not shutil.which("redis-server"):
         subprocess.run([str(ROOT / "scripts" / "ensure-redis")], check=True)
     meta = _meta(args, argv)
@@ -214,8 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     print(table(merged))
     for note in notes(merged, rows):
         print(f"- {note}")
-    write(meta, merged, rows, stats, OUT / "results.json", md_paths)
-    print(f"\nwrote {', '.join(os.path.relpath(p) for p in [OUT / 'results.json', *md_paths])}")
+    pngs = _plot(meta, merged, full)
+    write(meta, merged, rows, stats, OUT / "results.json", md_paths,
+          image="latency.png" if pngs else None)
+    written = [OUT / "results.json", *md_paths, *pngs]
+    print(f"\nwrote {', '.join(os.path.relpath(p) for p in written)}")
     return 0
 
 
