@@ -2,14 +2,23 @@
 what of which route, how it ended, how long it took and what it cost. With the JSON log
 format (the default) it is one JSON object per line, keyed by Envoy's `x-request-id`.
 
-Prompt and response text are never logged.
+It is on the hot path, so JSON lines skip the logging machinery: they are written to stderr
+in batches (at most 50 ms or 64 KiB late, flushed at exit), with the same fields the JSON
+formatter writes. Prompt and response text are never logged.
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import json
 import logging
+import sys
 import time
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import TYPE_CHECKING, Any
+
+from . import logs
 
 if TYPE_CHECKING:
     from .exchange import Exchange
@@ -53,6 +62,82 @@ def fields(ex: Exchange, outcome: str) -> dict[str, Any]:
     return {k: v for k, v in out.items() if v is not None}
 
 
+class _Batch:
+    """JSON lines waiting to be written to stderr together."""
+
+    MAX_BYTES = 64 * 1024
+    DELAY_S = 0.05
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.size = 0
+        self.scheduled = False
+
+    def add(self, line: str) -> None:
+        self.parts.append(line)
+        self.size += len(line)
+        if self.size >= self.MAX_BYTES:
+            self.flush()
+        elif not self.scheduled:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self.flush()
+                return
+            self.scheduled = True
+            loop.call_later(self.DELAY_S, self.flush)
+
+    def flush(self) -> None:
+        self.scheduled = False
+        if not self.parts:
+            return
+        data, self.parts, self.size = "".join(self.parts), [], 0
+        try:
+            sys.stderr.write(data)
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+
+
+_batch = _Batch()
+atexit.register(_batch.flush)
+flush = _batch.flush
+
+
+_second: list[Any] = [-1, ""]   # the last whole second seen and its formatted prefix
+
+
+def _ts(now: float) -> str:
+    second = int(now)
+    if second != _second[0]:
+        _second[0], _second[1] = second, time.strftime("%Y-%m-%dT%H:%M:%S",
+                                                       time.gmtime(second))
+    return f"{_second[1]}.{int(now * 1000) % 1000:03d}Z"
+
+
+def _json(value: Any) -> str:
+    if isinstance(value, str):
+        return encode_basestring(value)
+    if value is True or value is False or value is None:
+        return "true" if value else ("false" if value is False else "null")
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def line(ex: Exchange, outcome: str, now: float | None = None) -> str:
+    """The JSON line (what the JSON formatter would write for this record, built faster:
+    the keys are known, only values need encoding)."""
+    head = (f'{{"ts":"{_ts(time.time() if now is None else now)}","level":"info",'
+            f'"logger":"{log.name}","msg":"request"')
+    return head + "".join(f',"{k}":{_json(v)}' for k, v in fields(ex, outcome).items()) \
+        + "}\n"
+
+
 def write(ex: Exchange, outcome: str) -> None:
-    if log.isEnabledFor(logging.INFO):
+    if not log.isEnabledFor(logging.INFO):
+        return
+    if logs.current_format == "text":
         log.info("request", extra={"fields": fields(ex, outcome)})
+        return
+    _batch.add(line(ex, outcome))

@@ -6,6 +6,7 @@ Shape (every key is optional unless marked; unknown keys are errors)::
       max_request_body_bytes: 8388608   # Envoy buffers request bodies up to this (413 past it);
                                         # the gRPC message limits of both sides follow it
       grace_period_s: 10                # SIGTERM: in-flight streams get this long to finish
+      access_log: true                  # one JSON line per request on stderr (extproc.access)
     default_route: openai               # used when Envoy names no route (optional)
     routes:                             # required: one entry per Envoy route
       - name: openai                    # required: the value Envoy sends as x-extproc-route
@@ -97,6 +98,7 @@ class RouteConfig:
 class ServerConfig:
     max_request_body_bytes: int = DEFAULT_MAX_BODY
     grace_period_s: float = 10.0
+    access_log: bool = True
 
     @property
     def grpc_max_message_bytes(self) -> int:
@@ -170,13 +172,14 @@ def parse(data: Any, source: str = "<memory>") -> Config:
 
 
 def _server(c: Checker, raw: Any) -> ServerConfig:
-    d = c.mapping(raw, "server", ("max_request_body_bytes", "grace_period_s"))
+    d = c.mapping(raw, "server", ("max_request_body_bytes", "grace_period_s", "access_log"))
     size = c.number(d, "max_request_body_bytes", "server", DEFAULT_MAX_BODY, minimum=1024,
                     integer=True)
     if size > 256 * 1024 * 1024:
         c.error("server.max_request_body_bytes", "must be at most 268435456 (256 MiB)")
     grace = c.number(d, "grace_period_s", "server", 10.0)
-    return ServerConfig(max_request_body_bytes=int(size), grace_period_s=float(grace))
+    return ServerConfig(max_request_body_bytes=int(size), grace_period_s=float(grace),
+                        access_log=c.boolean(d, "access_log", "server", True))
 
 
 def _route(c: Checker, raw: Any, path: str, auth: AuthSettings, limits: LimitsSettings,

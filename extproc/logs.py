@@ -11,6 +11,8 @@ import time
 from typing import Any
 
 FORMATS = ("json", "text")
+#: the format setup_logging chose (read by the access log's fast path)
+current_format = "json"
 
 
 class JsonFormatter(logging.Formatter):
@@ -44,8 +46,10 @@ class TextFormatter(logging.Formatter):
 
 def setup_logging(level: str | None = None, prefix: str | None = None,
                   fmt: str | None = None) -> None:
+    global current_format
     level = (level or os.environ.get("EXTPROC_LOG_LEVEL", "INFO")).upper()
     fmt = (fmt or os.environ.get("EXTPROC_LOG_FORMAT", "json")).lower()
+    current_format = "text" if fmt == "text" else "json"
     handler = logging.StreamHandler()
     if fmt == "text":
         tag = f"[{prefix}] " if prefix else ""

@@ -21,17 +21,21 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics import MetricWrapperBase
+
+from . import promlite
 
 if TYPE_CHECKING:
     from .exchange import Exchange
 
 disable_created_metrics()   # no `_created` series: half the series, nothing lost
 REGISTRY = CollectorRegistry(auto_describe=True)
+#: the per-request series: lock-free (see promlite), exported at scrape time
+HOT = promlite.Families(REGISTRY)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 MAX_MODELS = 200
 
@@ -49,43 +53,38 @@ MESSAGE_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
 
 GENAI = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "route")
 
-REQUESTS = Counter(
+REQUESTS = HOT.counter(
     "extproc_requests", "HTTP requests the gateway handled, by how they ended (outcome: ok, "
     "upstream_error, auth_denied, rate_limited, guard_rejected, guard_unavailable, "
     "gateway_rejected, error, aborted)",
-    ["route", "provider", "model", "outcome"], registry=REGISTRY)
-TOKENS = Histogram(
+    ["route", "provider", "model", "outcome"])
+TOKENS = HOT.histogram(
     "gen_ai_client_token_usage", "Tokens per request as the provider reported them "
     "(gen_ai_token_type: input or output)", [*GENAI, "gen_ai_token_type"],
-    buckets=TOKEN_BUCKETS, registry=REGISTRY)
-REQUEST_DURATION = Histogram(
+    buckets=TOKEN_BUCKETS)
+REQUEST_DURATION = HOT.histogram(
     "gen_ai_server_request_duration_seconds", "From the request's headers reaching the "
-    "gateway to the response's end", [*GENAI, "outcome"], buckets=DURATION_BUCKETS,
-    registry=REGISTRY)
-TTFT = Histogram(
+    "gateway to the response's end", [*GENAI, "outcome"], buckets=DURATION_BUCKETS)
+TTFT = HOT.histogram(
     "gen_ai_server_time_to_first_token_seconds", "From the request's headers to the first "
-    "response text arriving from the provider (streams)", GENAI, buckets=TTFT_BUCKETS,
-    registry=REGISTRY)
-TTFT_DELIVERED = Histogram(
+    "response text arriving from the provider (streams)", GENAI, buckets=TTFT_BUCKETS)
+TTFT_DELIVERED = HOT.histogram(
     "extproc_time_to_first_delivered_token_seconds", "From the request's headers to the "
     "first response text the gateway released to the client (streams; later than the "
-    "provider's first token when guards hold text back)", GENAI, buckets=TTFT_BUCKETS,
-    registry=REGISTRY)
-TPOT = Histogram(
+    "provider's first token when guards hold text back)", GENAI, buckets=TTFT_BUCKETS)
+TPOT = HOT.histogram(
     "gen_ai_server_time_per_output_token_seconds", "Time per output token after the first "
-    "(streams): (end - first token) / (output tokens - 1)", GENAI, buckets=TPOT_BUCKETS,
-    registry=REGISTRY)
-GUARD_DECISIONS = Counter(
+    "(streams): (end - first token) / (output tokens - 1)", GENAI, buckets=TPOT_BUCKETS)
+GUARD_DECISIONS = HOT.counter(
     "extproc_guard_decisions", "Guard decisions that changed or stopped something "
     "(decision: masked, rejected, error_open, error_closed)",
-    ["route", "guard", "direction", "decision"], registry=REGISTRY)
-RATELIMIT_DECISIONS = Counter(
+    ["route", "guard", "direction", "decision"])
+RATELIMIT_DECISIONS = HOT.counter(
     "extproc_ratelimit_decisions", "Rate-limit admissions (decision: allowed, limited, "
-    "backend_error_open, backend_error_closed)", ["route", "limit", "decision"],
-    registry=REGISTRY)
-MESSAGE_DURATION = Histogram(
+    "backend_error_open, backend_error_closed)", ["route", "limit", "decision"])
+MESSAGE_DURATION = HOT.histogram(
     "extproc_message_duration_seconds", "Time the gateway spent handling one ext_proc "
-    "message, by message kind", ["message"], buckets=MESSAGE_BUCKETS, registry=REGISTRY)
+    "message, by message kind", ["message"], buckets=MESSAGE_BUCKETS)
 ACTIVE_STREAMS = Gauge(
     "extproc_active_streams", "ext_proc streams open now (one per HTTP request in flight)",
     registry=REGISTRY)
@@ -148,32 +147,61 @@ def outcome(ex: Exchange) -> str:
     return "ok"
 
 
+class _Series:
+    """The label children one kind of exchange records into, looked up once: `labels()`
+    takes a lock and checks its arguments on every call."""
+
+    __slots__ = (
+        "delivered",
+        "duration",
+        "requests",
+        "tokens_in",
+        "tokens_out",
+        "tpot",
+        "ttft",
+    )
+
+    def __init__(self, route: str, provider: str, model: str, result: str) -> None:
+        genai = (operation(provider), provider, model, route)
+        self.requests = REQUESTS.labels(route, provider, model, result)
+        self.duration = REQUEST_DURATION.labels(*genai, result)
+        self.tokens_in = TOKENS.labels(*genai, "input")
+        self.tokens_out = TOKENS.labels(*genai, "output")
+        self.ttft = TTFT.labels(*genai)
+        self.delivered = TTFT_DELIVERED.labels(*genai)
+        self.tpot = TPOT.labels(*genai)
+
+
+_series: dict[tuple[str, str, str, str], _Series] = {}
+
+
 def observe_exchange(ex: Exchange, result: str) -> None:
     """Record one finished HTTP exchange (called once, when its stream ends)."""
-    route = ex.route_name or "unknown"
-    provider = ex.provider or "unknown"
-    model = model_label(ex.state.get("model"))
-    REQUESTS.labels(route, provider, model, result).inc()
-    genai = (operation(provider), provider, model, route)
+    key = (ex.route_name or "unknown", ex.provider or "unknown",
+           model_label(ex.state.get("model")), result)
+    series = _series.get(key)
+    if series is None:
+        series = _series[key] = _Series(*key)
+    series.requests.inc()
     end = ex.ended_at or time.monotonic()
-    REQUEST_DURATION.labels(*genai, result).observe(end - ex.started_at)
+    series.duration.observe(end - ex.started_at)
     usage = ex.state.get("usage")
     output = 0
     if usage is not None:
         inp = getattr(usage, "input_tokens", None)
         out = getattr(usage, "output_tokens", None)
         if isinstance(inp, int):
-            TOKENS.labels(*genai, "input").observe(inp)
+            series.tokens_in.observe(inp)
         if isinstance(out, int):
-            TOKENS.labels(*genai, "output").observe(out)
+            series.tokens_out.observe(out)
             output = out
     first = ex.first_token_at
     if first is not None:
-        TTFT.labels(*genai).observe(first - ex.started_at)
+        series.ttft.observe(first - ex.started_at)
         if output > 1 and ex.ended_at is not None and ex.ended_at > first:
-            TPOT.labels(*genai).observe((ex.ended_at - first) / (output - 1))
+            series.tpot.observe((ex.ended_at - first) / (output - 1))
     if ex.first_delivered_at is not None:
-        TTFT_DELIVERED.labels(*genai).observe(ex.first_delivered_at - ex.started_at)
+        series.delivered.observe(ex.first_delivered_at - ex.started_at)
 
 
 def message_timers() -> dict[str, Callable[[float], None]]:
@@ -181,6 +209,15 @@ def message_timers() -> dict[str, Callable[[float], None]]:
     kinds = ("request_headers", "request_body", "request_trailers", "response_headers",
              "response_body", "response_trailers")
     return {k: MESSAGE_DURATION.labels(k).observe for k in kinds}
+
+
+def families() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Every family the server exports: name -> (type, label names)."""
+    out = {f.name: (f.kind, f.labelnames) for f in HOT.families}
+    for value in globals().values():
+        if isinstance(value, MetricWrapperBase):
+            out[value._name] = (value._type, tuple(value._labelnames))
+    return out
 
 
 def render() -> bytes:

@@ -25,8 +25,8 @@ import grpc
 from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from . import accesslog, httpclient, metrics
 from . import config as cfgmod
-from . import httpclient, metrics
 from .auth.settings import warm_up
 from .schema import ConfigError
 from .servicer import SERVICE, Processor
@@ -98,6 +98,7 @@ async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
     await httpclient.close()
     if runner is not None:
         await runner.cleanup()
+    accesslog.flush()
     log.info("stopped")
 
 

@@ -106,7 +106,8 @@ class Processor(ExternalProcessorServicer):
             if ex.request_headers:
                 outcome = metrics.outcome(ex)
                 metrics.observe_exchange(ex, outcome)
-                accesslog.write(ex, outcome)
+                if config.server.access_log:
+                    accesslog.write(ex, outcome)
             ex.close()
             if ex.route is not None and ex.route.finishers:
                 # a task: this one may be being cancelled (Envoy closed the stream)

@@ -174,6 +174,13 @@ def test_up_runs_the_stack_and_stops_it_without_orphans(tmp_path: Path) -> None:
         text = (tmp_path / "up.log").read_text()
         for label in ("mock |", "extproc |", "envoy |", "up |"):
             assert label in text
+        # the new user's metrics check: tokens and time to first token per model
+        metrics = httpx.get(f"http://127.0.0.1:{ports['admin']}/metrics", timeout=5).text
+        for model in ("gpt-4o-mini", "gemini-2.5-flash"):
+            for series in ("gen_ai_client_token_usage_sum",
+                           "gen_ai_server_time_to_first_token_seconds_count"):
+                assert any(line.startswith(series) and f'gen_ai_request_model="{model}"' in line
+                           for line in metrics.splitlines()), (series, model)
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(30)

@@ -169,8 +169,10 @@ def test_the_envoy_access_log_and_the_server_log_carry_the_request(gw: Gateway) 
     line = None
     while line is None and time.monotonic() < deadline:
         for raw in gw.server.proc.log().splitlines():
-            if rid in raw and '"logger": "extproc.access"' in raw:
-                line = json.loads(raw[raw.index("{"):])
+            if rid in raw and "extproc.access" in raw:
+                doc = json.loads(raw[raw.index("{"):])
+                if doc["logger"] == "extproc.access":
+                    line = doc
         time.sleep(0.05)
     assert line is not None, "no access line in the server's log"
     assert line["request_id"] == rid and line["outcome"] == "ok" and line["status"] == 200

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_client.metrics import MetricWrapperBase
 
 from extproc import metrics
 
@@ -46,13 +45,13 @@ LEGEND = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 def _exported() -> dict[str, set[str]]:
     """Every series name the server exposes, with the label names it can carry."""
-    labels = {m._name: set(m._labelnames) for m in vars(metrics).values()
-              if isinstance(m, MetricWrapperBase)}
+    families = metrics.families()
     names: dict[str, set[str]] = {}
     for family in metrics.REGISTRY.collect():
         for suffix in SUFFIXES[family.type]:
-            names[family.name + suffix] = labels[family.name] | (
+            names[family.name + suffix] = set(families[family.name][1]) | (
                 {"le"} if suffix == "_bucket" else set())
+    assert set(families) == {f.name for f in metrics.REGISTRY.collect()}
     return names
 
 

@@ -1,0 +1,73 @@
+"""The hot-path pieces of operations: lock-free histograms export exactly what
+prometheus_client's own would, and the access log's fast JSON line is valid JSON with the
+same fields the formatter would write, for any values."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+from extproc import accesslog, promlite
+from extproc.providers.base import Usage
+
+BUCKETS = (0.1, 0.5, 1.0, 2.5)
+
+
+@given(st.lists(st.sampled_from([0.0, 0.05, 0.1, 0.3, 0.5, 1.0, 2.0, 2.5, 3.0, 99.0])
+                | st.floats(0, 10, allow_nan=False), max_size=40))
+def test_histograms_export_like_prometheus_client(values: list[float]) -> None:
+    ours_reg, theirs_reg = CollectorRegistry(), CollectorRegistry()
+    ours = promlite.Families(ours_reg).histogram("h_seconds", "doc", ["k"], BUCKETS)
+    theirs = Histogram("h_seconds", "doc", ["k"], buckets=BUCKETS, registry=theirs_reg)
+    for v in values:
+        ours.labels("x").observe(v)
+        theirs.labels("x").observe(v)
+
+    def samples(reg: CollectorRegistry) -> dict[tuple[str, str], float]:
+        return {(s.name, s.labels.get("le", "")): s.value for f in reg.collect()
+                for s in f.samples if not s.name.endswith("_created")}
+
+    got, want = samples(ours_reg), samples(theirs_reg)
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        assert abs(got[key] - value) < 1e-9, key
+    assert bool(values) == (b"h_seconds_bucket" in generate_latest(ours_reg))
+
+
+def test_counters_count_per_label_set() -> None:
+    reg = CollectorRegistry()
+    c = promlite.Families(reg).counter("reqs", "doc", ["route"])
+    c.labels("a").inc()
+    c.labels("a").inc(2)
+    c.labels("b").inc()
+    text = generate_latest(reg).decode()
+    assert 'reqs_total{route="a"} 3.0' in text and 'reqs_total{route="b"} 1.0' in text
+
+
+class FakeExchange:
+    def __init__(self, **state: Any) -> None:
+        self.route_name, self.provider, self.request_id = "r", "openai", "rid-1"
+        self.rejection, self.status, self.failed = None, 200, False
+        self.started_at = time.monotonic()
+        self.ended_at = self.started_at + 0.01
+        self.first_token_at = self.first_delivered_at = None
+        self.request_headers = {":method": "POST"}
+        self.request_body_bytes, self.response_body_bytes = 10, 20
+        self.state = state
+
+
+@given(model=st.text(), subject=st.text(), guard=st.text())
+def test_the_fast_access_line_is_the_json_of_its_fields(model: str, subject: str,
+                                                        guard: str) -> None:
+    identity = type("Identity", (), {"subject": subject})()
+    ex = FakeExchange(model=model, identity=identity, guard_request=guard, stream=True,
+                      usage=Usage(3, 4, 7))
+    doc = json.loads(accesslog.line(ex, "ok", now=1764178802.113))  # type: ignore[arg-type]
+    assert doc.pop("ts") == "2025-11-26T17:40:02.113Z"
+    assert doc == {"level": "info", "logger": "extproc.access", "msg": "request",
+                   **accesslog.fields(ex, "ok")}  # type: ignore[arg-type]
