@@ -65,6 +65,7 @@ class PatternDetector:
                  chars: str, starts: str, validate: Validator | None = None) -> None:
         self.name, self.placeholder, self.max_len = name, placeholder, max_len
         self._re, self._chars, self._validate = pattern, chars, validate
+        self.match_chars = frozenset(chars)   # what a match is made of
         self._starts = re.compile("[" + re.escape(starts) + "]")
 
     def find(self, text: str) -> list[Span]:
@@ -79,6 +80,8 @@ class PatternDetector:
 
     def tail_start(self, text: str) -> int:
         n = len(text)
+        if not n or text[-1] not in self.match_chars:
+            return n   # no run of match characters at the end: nothing to hold
         lo = max(0, n - self.max_len)
         run = lo + len(text[lo:].rstrip(self._chars))
         m = self._starts.search(text, run)

@@ -20,13 +20,13 @@ through (`fail: open`) or refuses it with a 503 (`fail: closed`, the default).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
 
 from ..policy import BodyTransform, Policy, Reject, chain
 from ..providers import adapter_for, read_request
+from ..providers.base import json_bytes
 from . import webhook_client
 from .decisions import decide
 from .reframe import SSEMaskingReframer
@@ -217,7 +217,7 @@ class Guards(Policy):
             changed = await self._request_webhook(ex, guard, path, doc, model) or changed
         if not changed:
             return None
-        return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+        return json_bytes(doc)
 
     async def _request_webhook(self, ex: Exchange, guard: Guard, path: str,
                                doc: dict[str, Any], model: str | None) -> bool:

@@ -7,7 +7,9 @@ masker releases now (possibly nothing: the held suffix follows in a later event)
 is still held when the piece ends (a finish reason, a content block's stop, the stream's
 end) goes out in the event that ends it, or in a copy of the last text event just before.
 Events without text, and text events whose text goes out unchanged at once (most of them:
-nothing held, nothing masked), pass through byte for byte, without re-encoding.
+nothing held, nothing masked), pass through byte for byte, without re-encoding. OpenAI's usual
+text event (compact, one choice) is not even parsed: its text literal is cut out, and the
+masked text, when it differs, spliced back in (the same bytes as re-encoding the event).
 
 With a reject guard the first match ends the stream: a finish event the SDKs understand
 (OpenAI `finish_reason: content_filter`, Anthropic `stop_reason: refusal`, Gemini
@@ -18,7 +20,9 @@ the matched value is ever sent.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
+from json.encoder import encode_basestring  # how json.dumps(ensure_ascii=False) writes a str
 from typing import Any
 
 from ..codecs.sse import Event, SSEDecoder, encode
@@ -28,10 +32,36 @@ from .stream import GuardTriggered, StreamMasker
 MaskerFactory = Callable[[], list[StreamMasker]]
 GOOGLE = ("gemini", "vertex")
 
+# The common OpenAI event, a text delta of one choice, when it is written the way `_dump`
+# writes it: compact, strings without escapes, integers only (outside the text), one choice
+# with no finish_reason, every value but the choices and the delta a scalar. Then the masked
+# text spliced into the data is exactly what parsing, masking and re-encoding would give.
+_STR = r'"[^"\\\x00-\x1f]*"'
+_MEMBER = rf'{_STR}:(?:{_STR}|0|-?[1-9][0-9]{{0,17}}|true|false|null)'
+_TEXT = r'"[^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*)*"'
+_OPENAI_TEXT = re.compile(
+    rf'\{{(?:{_MEMBER},)*"choices":\[\{{"index":(0|[1-9][0-9]{{0,8}}),"delta":\{{'
+    rf'(?:{_MEMBER},)*"content":({_TEXT})(?:,{_MEMBER})*\}}'
+    rf'(?:,"finish_reason":null|,(?!"finish_reason"){_MEMBER})*\}}\](?:,{_MEMBER})*\}}')
+_TEXT_LITERAL = re.compile(_TEXT)
+_STRINGS = re.compile(r'"([^"]*)"(:?)')  # in text without escapes: each string, ':' if a key
+
 
 def _dump(doc: Any, google: bool) -> str:
-    return json.dumps(doc, ensure_ascii=False,
-                      separators=(",", ": ") if google else (",", ":"))
+    separators = (",", ": ") if google else (",", ":")
+    text = json.dumps(doc, ensure_ascii=False, separators=separators)
+    try:
+        text.encode()
+    except UnicodeEncodeError:   # a lone surrogate (from a \ud800 escape): keep it escaped
+        text = json.dumps(doc, ensure_ascii=True, separators=separators)
+    return text
+
+
+def _encode(data: str, event: str | None, terminator: bytes) -> bytes:
+    """`encode(data, event=event, terminator=terminator)`, faster for one line of data."""
+    if event is None and "\n" not in data and "\r" not in data:
+        return b"data: " + data.encode() + terminator
+    return encode(data, event=event, terminator=terminator)
 
 
 class _Chain:
@@ -71,6 +101,10 @@ class SSEMaskingReframer(BodyTransform):
         self.on_done = on_done
         self.stopped = False
         self.terminator = b"\r\n\r\n" if self.google else b"\n\n"
+        #: take the fast path for OpenAI's common text events (False: parse every event)
+        self.skim = not self.google and provider != "anthropic"
+        # the data around the text of the last event of the fast path, and its choice
+        self._frame: tuple[str, str, int] | None = None
 
     def _chain(self, key: int) -> _Chain:
         chain = self.chains.get(key)
@@ -97,7 +131,10 @@ class SSEMaskingReframer(BodyTransform):
             return b""
         out = self._events(self.decoder.finish())
         if not self.stopped:
-            out += self._flush_all()
+            try:
+                out += self._flush_all()
+            except GuardTriggered as hit:   # a match made final only by the stream's end
+                return out + self._rejected(hit.detector)
             if self.on_done is not None:
                 self.on_done()
         return out
@@ -118,6 +155,10 @@ class SSEMaskingReframer(BodyTransform):
         if not ev.has_data:
             return ev.raw
         data = ev.data
+        if self.skim:
+            out = self._openai_text(ev, data)
+            if out is not None:
+                return out
         if data.strip() == "[DONE]":
             return self._flush_all() + ev.raw
         try:
@@ -133,9 +174,46 @@ class SSEMaskingReframer(BodyTransform):
             changed, before = self._anthropic(doc, ev.event)
         else:
             changed, before = self._openai(doc, ev.event)
-        body = encode(_dump(doc, self.google), event=ev.event, terminator=self.terminator) \
-            if changed else ev.raw
+        body = _encode(_dump(doc, self.google), ev.event, self.terminator) if changed \
+            else ev.raw
         return before + body
+
+    def _openai_text(self, ev: Event, data: str) -> bytes | None:
+        """`_event` for the common OpenAI event (see `_OPENAI_TEXT`) without parsing it all:
+        the raw event when its text goes out unchanged, else the masked text spliced into
+        the data. None when the event is not of that kind."""
+        frame = self._frame
+        if frame is not None and data.startswith(frame[0]) and data.endswith(frame[1]):
+            pre, post, key = frame   # the data around the text as in the last such event
+            text = data[len(pre):len(data) - len(post)]
+            if _TEXT_LITERAL.fullmatch(text) is None:
+                return None
+        else:
+            m = _OPENAI_TEXT.fullmatch(data)
+            if m is None:
+                return None
+            pre, text, post = data[:m.start(2)], m.group(2), data[m.end(2):]
+            keys = [k for k, colon in _STRINGS.findall(pre + post) if colon]
+            if len(set(keys)) < len(keys):
+                return None   # a key twice: json.loads keeps one
+            key = int(m.group(1))
+            self._frame = (pre, post, key)
+        if text == '""':
+            return ev.raw
+        text = json.loads(text) if "\\" in text else text[1:-1]
+        self._current = (data, ev.event)
+        masked = self._text(key, text)
+        if masked == text:
+            return ev.raw
+        data = pre + encode_basestring(masked) + post   # one line: no line end outside strings
+        try:
+            line = data.encode()
+        except UnicodeEncodeError:   # a lone surrogate (from a \ud800 escape): keep it escaped
+            data = pre + json.dumps(masked) + post
+            line = data.encode()
+        if ev.event is None:
+            return b"data: " + line + self.terminator
+        return encode(data, event=ev.event, terminator=self.terminator)
 
     def _text(self, key: int, text: str) -> str:
         self.last[key] = self._current

@@ -8,6 +8,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from ..policy import BodyTransform, Reject
+from ..providers.base import json_bytes
 from .decisions import decide
 from .settings import Guard
 from .webhook import Text, apply, masks_by_text
@@ -47,7 +48,7 @@ class WholeJsonGuard(BodyTransform):
         body, doc = self._doc()
         if doc is None or not self._local(doc, ex):
             return body
-        return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+        return json_bytes(doc)
 
     async def finish_async(self) -> bytes:
         ex, self.ex = self.ex, None
@@ -59,7 +60,7 @@ class WholeJsonGuard(BodyTransform):
             changed = await self._webhook(doc, ex, guard) or changed
         if not changed:
             return body
-        return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+        return json_bytes(doc)
 
     async def _webhook(self, doc: dict[str, Any], ex: Exchange, guard: Guard) -> bool:
         """One webhook on the reply: raise `Reject`, or mask; True if it masked."""

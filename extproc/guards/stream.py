@@ -5,7 +5,9 @@ For any split of a text into pieces, ``"".join(m.feed(p) for p in pieces) + m.fi
 ``scanner.mask(text)``. The masker keeps the unreleased text (the buffer) and up to ``context``
 characters of already released raw text before it (left context: never emitted again, it lets
 lookbehinds and word boundaries see what they see in the whole text). On each piece it scans
-context + buffer and picks the hold point, where the held-back text starts:
+context + buffer and picks the hold point, where the held-back text starts (when the scanner's
+``may_match`` rules out any match starting in the buffer, as it does for most prose, the scan
+is skipped and only ``tail_start`` is computed):
 
 - ``scanner.tail_start``: from there on the text could still grow into a match;
 - a match reaching into the held text, or ending less than ``LOOKAHEAD`` characters before the
@@ -67,6 +69,8 @@ class StreamMasker:
         self._left = ""          # released raw text kept as left context
         self._buf = ""           # raw text not released yet
         self._stopped: str | None = None   # why no more feeding: "finished" or a detector
+        # scanner.may_match(text, start): False when no match can start at or after `start`
+        self._may_match = getattr(scanner, "may_match", None)
 
     @property
     def held(self) -> int:
@@ -75,13 +79,28 @@ class StreamMasker:
 
     def feed(self, text: str) -> str:
         """Take the next piece; return the masked text that is safe to release now."""
-        self._check()
+        if self._stopped is not None:
+            self._check()
         if not text:
             return ""
-        self._buf += text
-        window, c = self._left + self._buf, len(self._left)
-        spans = self._spans(window, c)
-        return self._release(window, c, self._hold(window, c, spans), spans)
+        left = self._left
+        window, c = left + self._buf + text, len(left)
+        may_match = self._may_match
+        if may_match is None or may_match(window, c):
+            self._buf = window[c:]   # held, should a reject stop here
+            spans = self._spans(window, c)
+            return self._release(window, c, self._hold(window, c, spans), spans)
+        # the common case: no match can start in the unreleased text, so only the tail that
+        # could still grow into one is held (what `_hold` and `_release` do without spans)
+        n = len(window)
+        hold = self.scanner.tail_start(window)
+        if hold < c:
+            hold = c
+        if hold < n - self.bound:
+            hold = n - self.bound
+        self._left = window[hold - self.context:hold] if hold > self.context else window[:hold]
+        self._buf = window[hold:]
+        return window[c:hold]
 
     def finish(self) -> str:
         """End of stream: release everything still held, masked."""

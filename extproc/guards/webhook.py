@@ -16,6 +16,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..providers.base import json_bytes
+
 VERSION = 1
 DEFAULT_PLACEHOLDER = "<REDACTED>"
 MAX_PLACEHOLDER = 64
@@ -94,7 +96,7 @@ class Call:
                "stream": self.stream, "route": self.route, "provider": self.provider,
                "model": self.model, "subject": self.subject, "request_id": self.request_id,
                "texts": texts}
-        return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+        return json_bytes(doc)
 
 
 def parse_answer(body: bytes, texts: list[Text]) -> Verdict:

@@ -176,6 +176,16 @@ def load_json(data: str | bytes) -> Any:
         return None
 
 
+def json_bytes(obj: Any) -> bytes:
+    """Compact JSON as UTF-8 bytes; a lone surrogate (a client's `\\ud800` escape) stays
+    escaped instead of failing the encoding."""
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(obj, separators=(",", ":")).encode()
+
+
 def dump_compact(obj: Any) -> str:
     """Compact JSON text (UTF-8 kept); "" for what cannot be serialised."""
     if isinstance(obj, str):

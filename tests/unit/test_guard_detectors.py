@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from extproc.guards.custom import LiteralDetector, RegexDetector
 from extproc.guards.detectors import Detector, PatternError, Span, builtin_detector
-from extproc.guards.scanner import BUILTIN_NAMES, Scanner, builtin
+from extproc.guards.scanner import _NEEDS, BUILTIN_NAMES, Scanner, builtin
 
 PEM = ("-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n"
        "MIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu\n"
@@ -268,6 +268,39 @@ def test_tail_start_never_splits_a_match(subject: Detector | Scanner, data: st.D
 def test_tail_start_holds_every_sample(name: str) -> None:
     for sample in POSITIVES[name]:
         check_stream(builtin_detector(name), f"see: {sample}, thanks.")
+
+
+PII = Scanner(builtin(["email", "phone", "card", "us_ssn", "iban"]))
+ALL = Scanner(builtin())
+
+
+@pytest.mark.parametrize("name", BUILTIN_NAMES)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_every_match_holds_what_the_prefilter_looks_for(name: str, data: st.DataObject) -> None:
+    detector = builtin_detector(name)
+    chars, need = _NEEDS[name]
+    text = data.draw(texts(detector))
+    for s in detector.find(text):
+        value = text[s.start:s.end]
+        assert set(value) & set(chars) and need.search(value), (name, value)
+
+
+@pytest.mark.parametrize("scanner", [PII, ALL, Scanner(builtin(["phone"])),
+                                     Scanner([*builtin(["email"]), *CUSTOM])],
+                         ids=["pii", "all", "phone", "custom"])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_may_match_and_tail_start_agree_with_the_detectors(scanner: Scanner,
+                                                           data: st.DataObject) -> None:
+    text = data.draw(texts(Scanner(builtin())))
+    spans = scanner.find(text)
+    for k in range(len(text) + 1):
+        if any(s.start >= k for s in spans):
+            assert scanner.may_match(text, k), (text, k)
+        prefix = text[:k]
+        assert scanner.tail_start(prefix) == min(
+            (d.tail_start(prefix) for d in scanner.detectors), default=k)
 
 
 def stream_mask(scanner: Scanner, chunks: list[str]) -> str:

@@ -138,3 +138,11 @@ def test_guards_run_right_after_auth() -> None:
          "rate_limits": [{"name": "l", "key": [], "requests": [{"limit": 1, "per": "1m"}]}]}]})
     assert [p.name for p in cfg.routes["r"].policies] == ["Guards", "LLMTraffic", "Guards",
                                                          "RateLimit"]
+
+
+async def test_a_lone_surrogate_in_a_masked_prompt_stays_escaped() -> None:
+    g = build({"pii": {"detectors": ["email"]}}, ["pii"])
+    out = await g.on_request_body(exchange(), chat(("user", "\ud800 mail a@b.co")))
+    assert out is not None
+    out.decode()                                   # valid UTF-8
+    assert json.loads(out)["messages"][0]["content"] == "\ud800 mail <EMAIL>"

@@ -119,3 +119,119 @@ def test_reject_ends_the_stream_before_the_value(provider: str, cuts: list[int])
     finish = {"openai": b'"finish_reason":"content_filter"', "anthropic": b'"refusal"',
               "gemini": b'"SAFETY"'}[provider]
     assert finish in out
+
+
+# ---- the fast path for OpenAI text events gives what parsing every event gives ---------------
+
+PIECES = ["jane.roe@example.org", "jane", ".roe@", "example.org", "4111 1111 1111 1111", "4111",
+          " call +1 415 555 0100", "hello ", "world", "naïve ", "日本語", "😀", "\"quoted\"",
+          "back\\slash", "a/b", "\n", "\t", "\x00", "\x1f", "\x7f", "\u2028", "</script>", ""]
+CONTENT = st.one_of(st.sampled_from(PIECES), st.text(max_size=6),
+                    st.lists(st.sampled_from(PIECES), max_size=4).map("".join))
+CREATED = st.sampled_from([1751897012] * 6 + [0, -1, None, True, 10 ** 30, 1.5, -0.0, "é"])
+
+
+def sometimes(one_in: int) -> st.SearchStrategy[bool]:
+    return st.sampled_from([False] * (one_in - 1) + [True])
+
+
+@st.composite
+def openai_stream(draw: st.DrawFn) -> bytes:
+    """OpenAI events: in half the streams like the API's (compact, one choice, text deltas),
+    in the others in every form, with the parts the fast path must leave to the full parse."""
+    odd = draw(st.booleans())
+
+    def rarely(one_in: int) -> bool:
+        return odd and draw(sometimes(one_in))
+
+    head = {"id": "chatcmpl-1", "object": "chat.completion.chunk",
+            "created": draw(CREATED) if odd else 1751897012,
+            "model": draw(st.sampled_from(["gpt-4o", "", "é/x"])) if odd else "gpt-4o"}
+    ascii_, compact = rarely(2), not rarely(4)
+    tail = draw(st.sampled_from([{}, {"usage": None}, {"usage": {"tokens": 3}}])) if odd else {}
+    events = []
+    for _ in range(draw(st.integers(0, 8))):
+        choices = []
+        for _ in range(draw(st.sampled_from([1, 1, 1, 0, 2])) if odd else 1):
+            delta: dict[str, Any] = {"role": "assistant"} if rarely(3) else {}
+            if not rarely(6):
+                delta["content"] = draw(st.one_of(CONTENT, st.none()) if odd else CONTENT)
+            if rarely(4):
+                delta["refusal"] = None
+            if rarely(8):
+                delta["tool_calls"] = [{"index": 0, "function": {"arguments": "{}"}}]
+            choice: dict[str, Any] = {"index": 1 if rarely(4) else 0, "delta": delta,
+                                      "logprobs": None, "finish_reason": None}
+            if draw(sometimes(8)):
+                choice["finish_reason"] = draw(st.sampled_from(["stop", ""]))
+            if rarely(6):
+                choice = dict(reversed(list(choice.items())))
+            choices.append(choice)
+        doc = {**head, "choices": choices, **tail}
+        if draw(sometimes(4)):
+            doc["obfuscation"] = draw(st.text("abcXYZ09", max_size=6))
+        data = json.dumps(doc, ensure_ascii=ascii_,
+                          separators=(",", ":") if compact else (", ", ": "))
+        form = draw(st.sampled_from(["slash", "dup", "dup", "space", "lines"])) if rarely(3) \
+            else "plain"
+        if form == "slash":
+            data = data.replace("/", "\\/")
+        elif form == "dup":
+            data = data.replace("{", '{"id":"x",', 1) if draw(st.booleans()) \
+                else data.replace('"delta":{', '"delta":{"content":"x",', 1)
+        elif form == "space":
+            data = " " + data
+        elif form == "lines":
+            data = data.replace(",", ",\ndata: ", 1)
+        event = "event: delta\n" if rarely(4) else ""
+        events.append(f"{event}data: {data}\n\n".encode())
+    return b"".join(events) + draw(st.sampled_from([b"", b"data: [DONE]\n\n"]))
+
+
+def run_events(raw: bytes, cuts: list[int], skim: bool, action: str) -> list[bytes | str]:
+    t = SSEMaskingReframer("openai", lambda: [StreamMasker(SCANNER, action=action)], 1 << 20)
+    t.skim = skim
+    points = sorted({c % (len(raw) + 1) for c in cuts})
+    out: list[bytes | str] = []
+    for a, b in zip([0, *points], [*points, len(raw)], strict=True):
+        out.append(t.feed(raw[a:b]))
+    out.append(t.finish())      # never raises: a lone surrogate stays escaped, and a reject
+    return out                  # made final by the stream's end refuses it politely
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=openai_stream(), cuts=st.lists(st.integers(0, 4000), max_size=6),
+       action=st.sampled_from(["mask", "mask", "reject"]))
+def test_the_openai_fast_path_gives_what_parsing_gives(raw: bytes, cuts: list[int],
+                                                       action: str) -> None:
+    assert run_events(raw, cuts, True, action) == run_events(raw, cuts, False, action)
+
+
+def test_the_fast_path_passes_unchanged_events_through_and_splices_masked_text() -> None:
+    head = '{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":'
+    events = [head + '[{"index":0,"delta":{"content":"' + text + '"},"finish_reason":null}]}'
+              for text in ("Hi. ", "mail jane.roe@exa", "mple.org now ", "\\u00e9t\\u00e9 ",
+                           "\\u00e9t\\u00e9 word")]
+    t = SSEMaskingReframer("openai", lambda: [StreamMasker(SCANNER)], 1 << 20)
+    raw = [f"data: {e}\n\n".encode() for e in events]
+    out = [t.feed(e) for e in raw]
+    assert out[0] == raw[0] and out[3] == raw[3]   # unchanged: byte for byte, escapes kept
+    assert out[1] == raw[1].replace(b"jane.roe@exa", b"")
+    assert out[2] == raw[2].replace(b"mple.org", b"<EMAIL>")
+    assert out[4] == raw[4].replace(b"\\u00e9t\\u00e9 word", "été ".encode())
+
+
+def test_a_reject_made_final_by_the_end_of_the_stream_refuses_it() -> None:
+    raw = b'data: {"choices":[{"index":0,"delta":{"content":"mail jane.roe@example.org"}}]}\n\n'
+    out = b"".join(run_events(raw, [], False, "reject"))     # type: ignore[arg-type]
+    assert b"jane" not in out and b"content_filter" in out
+    assert b"response blocked by a guard: it contains email" in out
+
+
+def test_a_lone_surrogate_in_masked_text_stays_escaped() -> None:
+    raw = (b'data: {"choices":[{"index":0,"delta":{"content":"\\ud800 a@b.co"}}]}\n\n'
+           b'data: [DONE]\n\n')
+    for skim in (True, False):
+        out = b"".join(run_events(raw, [], skim, "mask"))   # type: ignore[arg-type]
+        out.decode()                                          # valid UTF-8
+        assert b"\\ud800" in out and b"<EMAIL>" in out and b"a@b.co" not in out

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extproc.guards.stream import LOOKAHEAD, GuardTriggered, StreamMasker
+from extproc.guards.stream import ACTIONS, LOOKAHEAD, GuardTriggered, StreamMasker
 
 # ---- a small fake scanner with the detector protocol ---------------------------------------------
 
@@ -267,3 +267,33 @@ def test_feed_after_finish_is_an_error() -> None:
         masker.feed("x")
     with pytest.raises(ValueError):
         StreamMasker(FAKE, action="log")
+
+
+PII = real_scanner(["email", "phone", "card", "us_ssn", "iban"])
+
+
+@pytest.mark.parametrize("scanner", [pytest.param(REAL, id="real", marks=_no_real),
+                                     pytest.param(PII, id="pii", marks=_no_real)])
+@settings(max_examples=300, deadline=None)
+@given(text=TEXTS, cuts=CUTS, per_char=st.booleans(), action=st.sampled_from(ACTIONS),
+       context=st.sampled_from([64, 64, 3, 0]))
+def test_the_prefiltered_path_releases_what_the_full_scan_releases(
+        scanner, text: str, cuts: list[int], per_char: bool, action: str, context: int) -> None:
+    """Feed for feed, the masker that skips the scan when the scanner's `may_match` rules a
+    match out gives what scanning every feed gives."""
+    pieces = list(text) if per_char else split(text, cuts)
+    fast = StreamMasker(scanner, action=action, context=context)
+    full = StreamMasker(scanner, action=action, context=context)
+    full._may_match = None
+    for piece in [*pieces, None]:
+        outs: list[tuple[str, str, int]] = []
+        for masker in (fast, full):
+            try:
+                out = masker.feed(piece) if piece is not None else masker.finish()
+                outs.append(("released", out, masker.held))
+            except GuardTriggered as exc:
+                outs.append(("rejected", exc.detector, masker.held))
+        assert outs[0] == outs[1]
+        if outs[0][0] == "rejected":
+            break
+    assert fast.found == full.found
