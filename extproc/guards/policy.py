@@ -30,7 +30,7 @@ from ..providers.base import json_bytes
 from . import webhook_client
 from .decisions import decide
 from .reframe import SSEMaskingReframer
-from .replies import WholeJsonGuard, describe, found
+from .replies import WholeJsonGuard, describe, found, mask_text, refuse
 from .settings import Guard
 from .stream import StreamMasker
 from .webhook import Call, Text, Verdict, WebhookError, apply, masks_by_text
@@ -199,14 +199,7 @@ class Guards(Policy):
         masked: dict[str, set[str]] = {}
 
         def mask(role: str, text: str) -> str:
-            for guard in self.masking:
-                if role in guard.roles:
-                    assert guard.scanner is not None
-                    spans = guard.scanner.find(text)
-                    if spans:
-                        masked.setdefault(guard.name, set()).update(s.detector for s in spans)
-                        text = guard.scanner.mask(text, spans)
-            return text
+            return mask_text([g for g in self.masking if role in g.roles], text, masked)
 
         changed = bool(self.masking) and self.adapter.rewrite_request_texts(path, doc, mask)
         if changed:
@@ -240,10 +233,7 @@ class Guards(Policy):
             return False
         if verdict.action == "reject":
             self.stats["rejected"] += 1
-            decide(ex, guard.name, "request", "rejected")
-            reason = f": {verdict.reason}" if verdict.reason else ""
-            raise Reject(400, f"request blocked by guard '{guard.name}'{reason}",
-                         details="extproc_guard_rejected")
+            refuse(ex, guard, "request", verdict)
         by_text = masks_by_text(verdict)
         seen = iter(range(len(slots)))
         sent = iter(range(len(texts)))

@@ -5,13 +5,13 @@ text in one pass; local guards first, then webhooks (which see the masked text).
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..policy import BodyTransform, Reject
 from ..providers.base import json_bytes
 from .decisions import decide
 from .settings import Guard
-from .webhook import Text, apply, masks_by_text
+from .webhook import Text, Verdict, apply, masks_by_text
 
 if TYPE_CHECKING:
     from ..exchange import Exchange
@@ -75,10 +75,7 @@ class WholeJsonGuard(BodyTransform):
             return False
         if verdict.action == "reject":
             self.policy.stats["response_rejected"] += 1
-            decide(ex, guard.name, "response", "rejected")
-            reason = f": {verdict.reason}" if verdict.reason else ""
-            raise Reject(400, f"response blocked by guard '{guard.name}'{reason}",
-                         details="extproc_guard_rejected")
+            refuse(ex, guard, "response", verdict)
         by_text = masks_by_text(verdict)
         index = iter(range(len(texts)))
 
@@ -110,21 +107,32 @@ class WholeJsonGuard(BodyTransform):
         masking = [g for g in self.guards if g.action == "mask"]
 
         masked: dict[str, set[str]] = {}
-
-        def mask(text: str) -> str:
-            for guard in masking:
-                assert guard.scanner is not None
-                spans = guard.scanner.find(text)
-                if spans:
-                    masked.setdefault(guard.name, set()).update(s.detector for s in spans)
-                    text = guard.scanner.mask(text, spans)
-            return text
-
-        changed = bool(masking) and adapter.rewrite_response_texts(doc, mask)
+        changed = bool(masking) and adapter.rewrite_response_texts(
+            doc, lambda text: mask_text(masking, text, masked))
         if ex is not None:
             for name, detectors in masked.items():
                 decide(ex, name, "response", "masked", ",".join(sorted(detectors)))
         return changed
+
+
+def mask_text(guards: list[Guard] | tuple[Guard, ...], text: str,
+              masked: dict[str, set[str]]) -> str:
+    """`text` masked by each local guard in turn; what each found is added to `masked`."""
+    for guard in guards:
+        assert guard.scanner is not None
+        spans = guard.scanner.find(text)
+        if spans:
+            masked.setdefault(guard.name, set()).update(s.detector for s in spans)
+            text = guard.scanner.mask(text, spans)
+    return text
+
+
+def refuse(ex: Exchange, guard: Guard, direction: str, verdict: Verdict) -> NoReturn:
+    """A webhook refused the text: record it and answer 400 with the webhook's reason."""
+    decide(ex, guard.name, direction, "rejected")
+    reason = f": {verdict.reason}" if verdict.reason else ""
+    raise Reject(400, f"{direction} blocked by guard '{guard.name}'{reason}",
+                 details="extproc_guard_rejected")
 
 
 def found(guard: Guard, texts: list[tuple[str, str]]) -> list[str]:
