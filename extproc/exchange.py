@@ -26,7 +26,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from . import protocol as P
 from .config import RouteConfig
 from .errors import error_body
-from .policy import BodyTransform, Reject
+from .policy import BodyTransform, Reject, run_transforms, run_transforms_async
 from .providers.tokens import FIRST_TOKEN
 
 log = logging.getLogger("extproc.exchange")
@@ -202,10 +202,10 @@ class Exchange:
             else (self._req_set, self._req_remove)
         if not sets and not removes and override is None and not self.metadata:
             return (P.CONTINUE_RESPONSE_HEADERS if response else P.CONTINUE_REQUEST_HEADERS,)
-        key = (response, tuple(sets.items()), tuple(removes), _freeze(self.metadata),
+        key = (response, tuple(sets.items()), tuple(removes), P.freeze(self.metadata),
                None if override is None else (override.request_body_mode,
                                               override.response_body_mode))
-        cached = _HEADERS_REPLIES.get(key)
+        cached = P.HEADERS_REPLIES.get(key)
         if cached is not None:
             sets.clear()
             removes.clear()
@@ -218,9 +218,7 @@ class Exchange:
         if override is not None:
             msg.mode_override.CopyFrom(override)
         data = self._with_metadata(msg).SerializeToString()
-        if len(_HEADERS_REPLIES) >= _MEMO_SIZE:
-            _HEADERS_REPLIES.clear()
-        _HEADERS_REPLIES[key] = data
+        P.remember_headers_reply(key, data)
         return (data,)
 
     @staticmethod
@@ -350,8 +348,8 @@ class Exchange:
             if duplex:
                 return (P.streamed_reply(True, chunk, eos),)
             return (P.CONTINUE_RESPONSE_BODY,)
-        out = await self._run_transforms_async(chunk, eos) if self._async_transforms \
-            else self._run_transforms(chunk, eos)
+        out = await run_transforms_async(self._transforms, chunk, eos) \
+            if self._async_transforms else run_transforms(self._transforms, chunk, eos)
         if watch is not None and self.first_delivered_at is None and out and watch.search(out):
             self.first_delivered_at = time.monotonic()
         if eos:
@@ -369,26 +367,10 @@ class Exchange:
                 P.header_mutation({"content-length": str(len(out))}))
         return (self._with_metadata(msg),)
 
-    def _run_transforms(self, chunk: bytes, eos: bool) -> bytes:
-        data = chunk
-        for t in self._transforms:
-            data = t.feed(data) if data else b""
-            if eos:
-                data += t.finish()
-        return data
-
-    async def _run_transforms_async(self, chunk: bytes, eos: bool) -> bytes:
-        data = chunk
-        for t in self._transforms:
-            data = await t.feed_async(data) if data else b""
-            if eos:
-                data += await t.finish_async()
-        return data
-
     async def _on_response_trailers(self, t: pb.HttpTrailers) -> Sequence[Reply]:
         self.ended_at = time.monotonic()
         if self.response_mode == P.FULL_DUPLEX:
-            out = (await self._run_transforms_async(b"", True)) if self._transforms else b""
+            out = await run_transforms_async(self._transforms, b"", True)
             last = self._with_metadata(P.streamed_message(True, out, True))
             return (last, P.CONTINUE_RESPONSE_TRAILERS)
         if self._transforms and self.response_mode == P.STREAMED:
@@ -398,20 +380,6 @@ class Exchange:
                         "(request_id=%s); use FULL_DUPLEX_STREAMED on this route",
                         self.request_id)
         return (P.CONTINUE_RESPONSE_TRAILERS,)
-
-
-#: serialised headers replies by everything they say (bounded; cleared when full)
-_HEADERS_REPLIES: dict[tuple[Any, ...], bytes] = {}
-_MEMO_SIZE = 4096
-
-
-def _freeze(value: Any) -> Any:
-    """A hashable stand-in for metadata values; scalars keep their type (True != 1 here)."""
-    if isinstance(value, dict):
-        return tuple((k, _freeze(v)) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return (list, *(_freeze(v) for v in value))
-    return (value.__class__, value)
 
 
 _DISPATCH: dict[str, Handler] = {

@@ -11,7 +11,7 @@ Built-in policies (auth, rate limits, guards) and custom ones loaded from config
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -118,26 +118,38 @@ class TransformChain(BodyTransform):
         return sum(p.held_bytes for p in self.parts)
 
     def feed(self, chunk: bytes) -> bytes:
-        for p in self.parts:
-            chunk = p.feed(chunk) if chunk else b""
-        return chunk
+        return run_transforms(self.parts, chunk, False)
 
     def finish(self) -> bytes:
-        out = b""
-        for p in self.parts:
-            out = (p.feed(out) if out else b"") + p.finish()
-        return out
+        return run_transforms(self.parts, b"", True)
 
     async def feed_async(self, chunk: bytes) -> bytes:
-        for p in self.parts:
-            chunk = await p.feed_async(chunk) if chunk else b""
-        return chunk
+        return await run_transforms_async(self.parts, chunk, False)
 
     async def finish_async(self) -> bytes:
-        out = b""
-        for p in self.parts:
-            out = (await p.feed_async(out) if out else b"") + await p.finish_async()
-        return out
+        return await run_transforms_async(self.parts, b"", True)
+
+
+def run_transforms(parts: Sequence[BodyTransform], chunk: bytes, eos: bool) -> bytes:
+    """`chunk` through each transform in turn; at the end of the body each one's `finish`
+    output goes through the transforms after it."""
+    data = chunk
+    for t in parts:
+        data = t.feed(data) if data else b""
+        if eos:
+            data += t.finish()
+    return data
+
+
+async def run_transforms_async(parts: Sequence[BodyTransform], chunk: bytes,
+                               eos: bool) -> bytes:
+    """`run_transforms`, awaiting transforms that call out."""
+    data = chunk
+    for t in parts:
+        data = await t.feed_async(data) if data else b""
+        if eos:
+            data += await t.finish_async()
+    return data
 
 
 def chain(parts: list[BodyTransform]) -> BodyTransform | None:

@@ -8,6 +8,7 @@ bytes for them, so the per-chunk pass-through path allocates nothing.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from envoy.config.core.v3.base_pb2 import HeaderValue, HeaderValueOption
 from envoy.extensions.filters.http.ext_proc.v3.processing_mode_pb2 import ProcessingMode
@@ -99,3 +100,24 @@ def streamed_message(response: bool, body: bytes, end_of_stream: bool
 def streamed_reply(response: bool, body: bytes, end_of_stream: bool) -> bytes:
     """`streamed_message`, serialised."""
     return streamed_message(response, body, end_of_stream).SerializeToString()
+
+
+#: serialised headers replies by everything they say (bounded; cleared when full): the
+#: same identity's headers and metadata on every request of an authenticated client
+HEADERS_REPLIES: dict[tuple[Any, ...], bytes] = {}
+MEMO_SIZE = 4096
+
+
+def remember_headers_reply(key: tuple[Any, ...], data: bytes) -> None:
+    if len(HEADERS_REPLIES) >= MEMO_SIZE:
+        HEADERS_REPLIES.clear()
+    HEADERS_REPLIES[key] = data
+
+
+def freeze(value: Any) -> Any:
+    """A hashable stand-in for metadata values; scalars keep their type (True != 1 here)."""
+    if isinstance(value, dict):
+        return tuple((k, freeze(v)) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return (list, *(freeze(v) for v in value))
+    return (value.__class__, value)
