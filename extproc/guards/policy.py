@@ -31,7 +31,7 @@ from . import webhook_client
 from .decisions import decide
 from .reframe import SSEMaskingReframer
 from .replies import WholeJsonGuard, describe, found, mask_text, refuse
-from .settings import Guard
+from .settings import ROLES, Guard
 from .stream import StreamMasker
 from .webhook import Call, Text, Verdict, WebhookError, apply, masks_by_text
 from .webhook_stream import WebhookStreamGuard
@@ -61,6 +61,8 @@ class Guards(Policy):
             if side == "request" else ()
         self.rejecting = tuple(g for g in requests if g.action == "reject")
         self.masking = tuple(g for g in requests if g.action == "mask")
+        self._masking_by_role = {role: tuple(g for g in self.masking if role in g.roles)
+                                 for role in ROLES}
         self.request_webhooks = tuple(g for g in requests if g.webhook is not None)
         responses = tuple(g for g in guards if "response" in g.apply_to) \
             if side == "response" else ()
@@ -84,15 +86,23 @@ class Guards(Policy):
                     subject=getattr(identity, "subject", None),
                     request_id=ex.request_id or None, stream=stream, texts=texts)
 
-    async def _verdict(self, guard: Guard, call: Call, ex: Exchange) -> Verdict | None:
-        """The webhook's verdict; None when it failed and the guard fails open; a 503
-        `Reject` when it failed and the guard fails closed."""
+    async def _ask(self, guard: Guard, call: Call) -> Verdict:
+        """The webhook's verdict; a failure is counted, logged (rate-limited) and raised."""
         assert guard.webhook is not None
         self.stats["webhook_calls"] += 1
         try:
             return await webhook_client.check(guard.webhook, call)
         except WebhookError as exc:
             self._failed(guard, exc)
+            raise
+
+    async def _verdict(self, guard: Guard, call: Call, ex: Exchange) -> Verdict | None:
+        """The webhook's verdict; None when it failed and the guard fails open; a 503
+        `Reject` when it failed and the guard fails closed."""
+        assert guard.webhook is not None
+        try:
+            return await self._ask(guard, call)
+        except WebhookError:
             if guard.webhook.fail_open:
                 decide(ex, guard.name, call.direction, "error_open")
                 return None
@@ -110,16 +120,6 @@ class Guards(Policy):
             self._last_warning = now
             log.warning("guard webhook %r failed (%s); failing %s", guard.name, exc,
                         "open" if guard.webhook.fail_open else "closed")
-
-    async def _check_stream(self, ex: Exchange, guard: Guard, texts: list[Text]) -> Verdict:
-        assert guard.webhook is not None
-        self.stats["webhook_calls"] += 1
-        try:
-            return await webhook_client.check(guard.webhook,
-                                              self._call(ex, guard, "response", texts, True))
-        except WebhookError as exc:
-            self._failed(guard, exc)
-            raise
 
     def _maskers(self, made: list[tuple[str, StreamMasker]]) -> list[StreamMasker]:
         out = []
@@ -174,7 +174,7 @@ class Guards(Policy):
             assert guard.webhook is not None
 
             async def check(texts: list[Text], guard: Guard = guard) -> Verdict:
-                return await self._check_stream(ex, guard, texts)
+                return await self._ask(guard, self._call(ex, guard, "response", texts, True))
 
             out.append(WebhookStreamGuard(self.provider, guard.name, check,
                                           guard.webhook.segment_chars, guard.webhook.fail_open,
@@ -183,7 +183,7 @@ class Guards(Policy):
 
     async def on_request_body(self, ex: Exchange, body: bytes) -> bytes | None:
         path = ex.request_headers.get(":path", "")
-        read = read_request(self.adapter, path, body)
+        read = read_request(self.adapter, path, body, ex.state)
         if read is None:
             return None
         doc, texts, model = read[0], read[1].texts, read[1].model
@@ -199,7 +199,7 @@ class Guards(Policy):
         masked: dict[str, set[str]] = {}
 
         def mask(role: str, text: str) -> str:
-            return mask_text([g for g in self.masking if role in g.roles], text, masked)
+            return mask_text(self._masking_by_role.get(role, ()), text, masked)
 
         changed = bool(self.masking) and self.adapter.rewrite_request_texts(path, doc, mask)
         if changed:

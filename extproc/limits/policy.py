@@ -97,7 +97,7 @@ class RateLimit(Policy):
         return None
 
     def _parse(self, ex: Exchange, body: bytes) -> Any:
-        read = read_request(self.adapter, ex.request_headers.get(":path", ""), body)
+        read = read_request(self.adapter, ex.request_headers.get(":path", ""), body, ex.state)
         return read[1] if read is not None else None
 
     async def _admit(self, ex: Exchange, prompt: Any, body: bytes | None) -> None:

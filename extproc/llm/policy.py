@@ -82,7 +82,7 @@ class LLMTraffic(Policy):
 
     async def on_request_body(self, ex: Exchange, body: bytes) -> bytes | None:
         req: _Request = ex.state[_KEY]
-        read = read_request(self.adapter, ex.request_headers.get(":path", ""), body)
+        read = read_request(self.adapter, ex.request_headers.get(":path", ""), body, ex.state)
         if read is None:
             return None
         parsed, prompt = read

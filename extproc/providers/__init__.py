@@ -26,10 +26,26 @@ _ADAPTERS: dict[str, Adapter] = {
 PROVIDERS: tuple[str, ...] = tuple(_ADAPTERS)
 
 
-def read_request(adapter: Adapter, path: str, body: bytes
+def read_request(adapter: Adapter, path: str, body: bytes,
+                 memo: dict[str, Any] | None = None
                  ) -> tuple[dict[str, Any], Prompt] | None:
     """A request body as JSON and as the adapter reads it; None when it is not a JSON
-    object the adapter can read (the provider will then say so in its own words)."""
+    object the adapter can read (the provider will then say so in its own words).
+
+    With `memo` (the exchange's state), the policies of one request parse a body once: the
+    next policy handed the very same bytes object gets the same result. A policy that
+    changes the body hands on new bytes, which are parsed afresh."""
+    if memo is not None:
+        hit = memo.get("_read")
+        if hit is not None and hit[0] is body:
+            return hit[1]
+    result = _read(adapter, path, body)
+    if memo is not None:
+        memo["_read"] = (body, result)
+    return result
+
+
+def _read(adapter: Adapter, path: str, body: bytes) -> tuple[dict[str, Any], Prompt] | None:
     try:
         doc = json.loads(body)
     except ValueError:

@@ -489,3 +489,16 @@ def test_anthropic_merge_keeps_input_and_takes_cumulative_output() -> None:
     ).usage
     assert final is not None
     assert ANTHROPIC.merge_usage(acc, final) == Usage(2169, 42, 2211, 2048)
+
+
+def test_read_request_parses_one_body_once_per_exchange() -> None:
+    from extproc.providers import adapter_for, read_request
+    adapter, memo = adapter_for("openai"), {}
+    body = b'{"model":"m","messages":[{"role":"user","content":"hi"}]}'
+    first = read_request(adapter, "/v1/chat/completions", body, memo)
+    assert first is not None
+    assert read_request(adapter, "/v1/chat/completions", body, memo) is first
+    changed = body.replace(b"hi", b"yo")                 # a policy rewrote the body
+    again = read_request(adapter, "/v1/chat/completions", changed, memo)
+    assert again is not None and again is not first
+    assert again[1].texts == [("user", "yo")]
