@@ -166,7 +166,7 @@ class Exchange:
 
     def _with_metadata(self, msg: pb.ProcessingResponse) -> pb.ProcessingResponse:
         if self.metadata:
-            msg.dynamic_metadata.CopyFrom(P.dynamic_metadata(self.metadata))
+            P.fill_metadata(msg.dynamic_metadata, self.metadata)
             self.metadata = {}
         return msg
 

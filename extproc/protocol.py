@@ -14,7 +14,7 @@ from envoy.config.core.v3.base_pb2 import HeaderValue, HeaderValueOption
 from envoy.extensions.filters.http.ext_proc.v3.processing_mode_pb2 import ProcessingMode
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from envoy.type.v3.http_status_pb2 import HttpStatus
-from google.protobuf.struct_pb2 import Struct
+from google.protobuf.struct_pb2 import Struct, Value
 
 NONE = ProcessingMode.NONE
 STREAMED = ProcessingMode.STREAMED
@@ -32,8 +32,12 @@ def read_headers(msg: pb.HttpHeaders) -> dict[str, str]:
 
     Values are UTF-8 with undecodable bytes kept as surrogates, so a value copied into a
     mutation is written back byte for byte."""
+    headers = msg.headers.headers
+    fast = {h.key: h.raw_value.decode("utf-8", "surrogateescape") for h in headers}
+    if len(fast) == len(headers):
+        return fast  # no repeated name (the common case): nothing to join
     out: dict[str, str] = {}
-    for h in msg.headers.headers:
+    for h in headers:
         value = h.raw_value.decode("utf-8", "surrogateescape")
         if h.key in out:
             out[h.key] = f"{out[h.key]},{value}"
@@ -59,9 +63,38 @@ def immediate(status: int, body: bytes, headers: Mapping[str, str], details: str
         headers=header_mutation(headers), details=details.replace(" ", "_")))
 
 
+def _set_value(target: Value, v: object) -> None:
+    """`Struct.update`'s conversion, without its per-value Python overhead."""
+    if v is None:
+        target.null_value = 0  # type: ignore[assignment]
+    elif v is True or v is False:
+        target.bool_value = v
+    elif isinstance(v, int | float):
+        target.number_value = v
+    elif isinstance(v, str):
+        target.string_value = v
+    elif isinstance(v, Mapping):
+        fields = target.struct_value.fields
+        target.struct_value.SetInParent()
+        for key, item in v.items():
+            _set_value(fields[key], item)
+    elif isinstance(v, list | tuple):
+        values = target.list_value
+        values.SetInParent()
+        for item in v:
+            _set_value(values.values.add(), item)
+    else:
+        raise ValueError(f"unexpected metadata value type {type(v).__name__}")
+
+
+def fill_metadata(target: Struct, values: Mapping[str, object]) -> None:
+    """Write `values` under our namespace into a ProcessingResponse's dynamic_metadata."""
+    _set_value(target.fields[METADATA_NAMESPACE], values)
+
+
 def dynamic_metadata(values: Mapping[str, object]) -> Struct:
     s = Struct()
-    s.update({METADATA_NAMESPACE: dict(values)})
+    fill_metadata(s, values)
     return s
 
 

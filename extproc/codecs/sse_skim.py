@@ -18,22 +18,30 @@ from collections.abc import Callable
 from .sse import Event, SSEDecoder, SSEError
 
 _BLANK_LINES = (b"\n\n", b"\r\n\r\n", b"\r\r")
+_LF_ONLY = (b"\n\n",)
 
 
-def _boundary_before(buf: bytes, lo: int, hi: int) -> int:
+def _separators(buf: bytes) -> tuple[bytes, ...]:
+    """The blank-line forms worth looking for in `buf`: a chunk without a CR (one memchr to
+    know) can only hold LF LF, and every search for an absent form is a full pass."""
+    return _BLANK_LINES if b"\r" in buf else _LF_ONLY
+
+
+def _boundary_before(buf: bytes, lo: int, hi: int,
+                     seps: tuple[bytes, ...] = _BLANK_LINES) -> int:
     """Just past the last blank line within buf[lo:hi] (lo when there is none)."""
     best = lo
-    for sep in _BLANK_LINES:
+    for sep in seps:
         i = buf.rfind(sep, lo, hi)
         if i >= 0 and i + len(sep) > best:
             best = i + len(sep)
     return best
 
 
-def _boundary_after(buf: bytes, at: int) -> int:
+def _boundary_after(buf: bytes, at: int, seps: tuple[bytes, ...] = _BLANK_LINES) -> int:
     """Just past the first blank line at or after `at` (-1 when none has arrived yet)."""
     best = -1
-    for sep in _BLANK_LINES:
+    for sep in seps:
         i = buf.find(sep, at)
         if i >= 0 and (best < 0 or i + len(sep) < best):
             best = i + len(sep)
@@ -88,16 +96,24 @@ class SSESkimmer:
         dropped = False
         span_start = span_end = -1  # adjacent needle events, decoded together
         find = buf.find
+        seps = _separators(buf)
+        # where each needle next occurs: searched again only once scanning has passed it,
+        # never again once absent (each absent needle costs one pass over the chunk, not one
+        # per event found)
+        nexts = [find(needle) for needle in self.needles]
+        needles = list(enumerate(self.needles))
         while pos < n:
             hit = -1
-            for needle in self.needles:
-                i = find(needle, pos)
+            for k, needle in needles:
+                i = nexts[k]
+                if 0 <= i < pos:
+                    i = nexts[k] = find(needle, pos)
                 if i >= 0 and (hit < 0 or i < hit):
                     hit = i
             if hit < 0:
                 break
-            start = _boundary_before(buf, pos, hit)
-            end = _boundary_after(buf, hit)
+            start = _boundary_before(buf, pos, hit, seps)
+            end = _boundary_after(buf, hit, seps)
             if end < 0:  # the event holding the needle is not complete yet
                 tail = start
                 break
@@ -109,7 +125,7 @@ class SSESkimmer:
         if span_start >= 0:
             last, dropped = self._visit(buf, span_start, span_end, out, last, dropped)
         if tail < 0:
-            tail = _boundary_before(buf, pos, n)
+            tail = _boundary_before(buf, pos, n, seps)
         if n - tail > self.max:
             raise SSEError(f"SSE event exceeds max_event_bytes={self.max}")
         self.carry = buf[tail:]

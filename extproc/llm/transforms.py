@@ -25,7 +25,7 @@ from ..codecs.jsonarray import JsonArrayError, JsonArraySplitter, element_to_sse
 from ..codecs.sse import Event, SSEError, encode
 from ..codecs.sse_skim import SSESkimmer
 from ..policy import BodyTransform
-from ..providers.base import Adapter, Usage
+from ..providers.base import Adapter, Delta, Usage
 
 log = logging.getLogger("extproc.llm")
 
@@ -50,14 +50,16 @@ class StreamReport:
         self.cumulative = cumulative
         self._last: tuple[str, str | None] | None = None
 
-    def see_event(self, ev: Event) -> None:
-        """An SSE event; its fields are decoded only when its bytes hold a needle."""
+    def see_event(self, ev: Event) -> Delta | None:
+        """An SSE event; its fields are decoded only when its bytes hold a needle. Returns
+        what it said when it had to be parsed now."""
         raw = ev.raw
         for needle in self.adapter.needles:
             if needle in raw:
                 if ev.has_data:
-                    self.see(ev.data, ev.event)
-                return
+                    return self.see(ev.data, ev.event)
+                return None
+        return None
 
     def see_element(self, element: bytes) -> None:
         """A JSON-array element."""
@@ -66,18 +68,18 @@ class StreamReport:
                 self.see(element.decode("utf-8", "replace"), None)
                 return
 
-    def see(self, data: str, event: str | None) -> None:
+    def see(self, data: str, event: str | None) -> Delta | None:
         usage = self.adapter.may_carry_usage(data, event)
         other = event == "error" or '"error"' in data or '"finish_reason":"' in data \
             or '"finish_reason": "' in data
         if not usage and not other:
-            return
+            return None
         if self.cumulative and not other:  # only the last report counts: parse it at the end
             self._last = (data, event)
-            return
-        self._apply(data, event)
+            return None
+        return self._apply(data, event)
 
-    def _apply(self, data: str, event: str | None) -> None:
+    def _apply(self, data: str, event: str | None) -> Delta:
         delta = self.adapter.stream_delta(data, event)
         if delta.usage is not None:
             self.usage = self.adapter.merge_usage(self.usage, delta.usage)
@@ -85,6 +87,7 @@ class StreamReport:
             self.finish_reason = delta.finish_reason
         if delta.error:
             self.error = delta.error
+        return delta
 
     def done(self) -> Usage:
         if self._last is not None:
@@ -144,7 +147,9 @@ class SSEReframer(BodyTransform):
         see, usage_only = self.acc.see_event, adapter.is_usage_only_chunk
 
         def drop(ev: Event) -> bool:  # closes over no `self`: no reference cycle
-            see(ev)
+            delta = see(ev)  # the usage chunk is parsed once, for its usage and this verdict
+            if delta is not None and delta.usage is not None:
+                return delta.drop
             return b'"choices":[]' in ev.raw and usage_only(ev.data)
 
         self.skimmer = SSESkimmer((*adapter.needles, b'"choices":[]'), drop,
