@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 from envoy.config.core.v3.base_pb2 import HeaderMap, HeaderValue
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
+from google.protobuf.struct_pb2 import Struct
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from extproc import protocol as P
 
@@ -152,6 +155,35 @@ def test_dynamic_metadata_uses_the_extproc_namespace() -> None:
     inner = s.fields["extproc"].struct_value
     assert inner.fields["route"].string_value == "openai"
     assert inner.fields["tokens"].number_value == 3
+
+
+_LEAF = (st.none() | st.booleans() | st.integers(-(2**53), 2**53)
+         | st.floats(allow_nan=False) | st.text())
+_VALUE = st.recursive(_LEAF, lambda inner: st.lists(inner, max_size=3)
+                      | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(max_size=8), _VALUE, max_size=6))
+def test_dynamic_metadata_matches_struct_update(values: dict[str, object]) -> None:
+    """The direct writer builds exactly what protobuf's own Struct.update builds."""
+    expected = Struct()
+    expected.update({P.METADATA_NAMESPACE: values})
+    assert P.dynamic_metadata(values) == expected
+    msg = pb.ProcessingResponse()
+    P.fill_metadata(msg.dynamic_metadata, values)
+    assert msg.dynamic_metadata == expected
+
+
+def test_dynamic_metadata_refuses_unknown_types() -> None:
+    with pytest.raises(ValueError, match="object"):
+        P.dynamic_metadata({"x": object()})
+
+
+def test_read_headers_repeated_name_after_many() -> None:
+    h = http_headers(*[(f"x-{i}", b"v") for i in range(5)], ("x-2", b"w"))
+    assert P.read_headers(h)["x-2"] == "v,w"
+    assert len(P.read_headers(h)) == 5
 
 
 def test_mode_names() -> None:
