@@ -134,16 +134,33 @@ class Exchange:
             return ()
         try:
             return await handler(self, getattr(req, kind))
-        except Reject as r:
+        except Exception as exc:
+            return self._refusal(kind, exc)
+
+    def response_chunk(self, b: pb.HttpBody) -> Sequence[Reply] | None:
+        """`handle` of a response body message, without two coroutines per chunk: the path
+        of every chunk of a stream. None when a transform calls out (then `handle` it)."""
+        if self._async_transforms or self._configured is None:
+            return None
+        try:
+            chunk, eos = b.body, self._response_ends(b)
+            self._saw_upstream(chunk)
+            out = run_transforms(self._transforms, chunk, eos) if self._transforms else chunk
+            return self._response_replies(chunk, out, eos)
+        except Exception as exc:
+            return self._refusal("response_body", exc)
+
+    def _refusal(self, kind: str, exc: Exception) -> Sequence[Reply]:
+        """The reply when handling a message raised: a policy's Reject, or a 500."""
+        if isinstance(exc, Reject):
             # what it said, not the exception: its traceback's frames would hold this exchange
-            self.rejection = (r.status, r.details)
-            return (self._reject(r),)
-        except Exception:
-            log.exception("policy failed on %s (route=%s request_id=%s)",
-                           kind, self.route_name, self.request_id)
-            self.failed = True
-            return (self._reject(Reject(500, "internal error in the gateway",
-                                        details="extproc_internal_error")),)
+            self.rejection = (exc.status, exc.details)
+            return (self._reject(exc),)
+        log.error("policy failed on %s (route=%s request_id=%s)", kind, self.route_name,
+                  self.request_id, exc_info=exc)
+        self.failed = True
+        return (self._reject(Reject(500, "internal error in the gateway",
+                                    details="extproc_internal_error")),)
 
     def _reject(self, r: Reject) -> pb.ProcessingResponse:
         self.done = True
@@ -332,15 +349,30 @@ class Exchange:
         return self._headers_reply(True, override)
 
     async def _on_response_body(self, b: pb.HttpBody) -> Sequence[Reply]:
-        chunk = b.body
+        if not self._async_transforms:
+            replies = self.response_chunk(b)
+            if replies is not None:
+                return replies
+        chunk, eos = b.body, self._response_ends(b)
+        self._saw_upstream(chunk)
+        out = await run_transforms_async(self._transforms, chunk, eos)
+        return self._response_replies(chunk, out, eos)
+
+    def _response_ends(self, b: pb.HttpBody) -> bool:
         # BUFFERED: the whole body in one message, final even when trailers follow
-        eos = b.end_of_stream or self.response_mode in (P.BUFFERED, P.BUFFERED_PARTIAL)
+        return b.end_of_stream or self.response_mode in (P.BUFFERED, P.BUFFERED_PARTIAL)
+
+    def _saw_upstream(self, chunk: bytes) -> None:
+        """Count a response chunk as the provider sent it, and watch for its first token."""
         self.response_body_bytes += len(chunk)
         watch = self._watch
         if watch is not None and self.first_token_at is None and watch.search(chunk):
             self.first_token_at = time.monotonic()
             if not self._transforms:
                 self.first_delivered_at = self.first_token_at
+
+    def _response_replies(self, chunk: bytes, out: bytes, eos: bool) -> Sequence[Reply]:
+        """The replies for a response chunk that the transforms turned into `out`."""
         duplex = self.response_mode == P.FULL_DUPLEX
         if not self._transforms:
             if eos:
@@ -348,8 +380,7 @@ class Exchange:
             if duplex:
                 return (P.streamed_reply(True, chunk, eos),)
             return (P.CONTINUE_RESPONSE_BODY,)
-        out = await run_transforms_async(self._transforms, chunk, eos) \
-            if self._async_transforms else run_transforms(self._transforms, chunk, eos)
+        watch = self._watch
         if watch is not None and self.first_delivered_at is None and out and watch.search(out):
             self.first_delivered_at = time.monotonic()
         if eos:

@@ -88,7 +88,12 @@ class Processor(ExternalProcessorServicer):
                     continue
                 counts[kind] += 1
                 started = clock()
-                replies = await ex.handle(req, kind)
+                if kind == "response_body":  # a stream's every chunk: no coroutine if we can
+                    replies = ex.response_chunk(req.response_body)
+                    if replies is None:
+                        replies = await ex.handle(req, kind)
+                else:
+                    replies = await ex.handle(req, kind)
                 timers[kind](clock() - started)
                 for reply in replies:
                     await write(reply)

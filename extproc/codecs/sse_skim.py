@@ -61,6 +61,7 @@ class SSESkimmer:
                  max_event_bytes: int = 1 << 20, hold_partial: bool = False,
                  may_drop: Callable[[bytes], bool] | None = None) -> None:
         self.needles = needles
+        self._indexed = tuple(enumerate(needles))
         self.on_event = on_event  # returns True to drop the event
         self.max = max_event_bytes
         self.hold_partial = hold_partial
@@ -86,6 +87,14 @@ class SSESkimmer:
         return last, dropped
 
     def feed(self, chunk: bytes) -> bytes:
+        if not self.carry and chunk.endswith(_BLANK_LINES):
+            # the common chunk: whole events, nothing carried over; without a needle there
+            # is nothing to look at or drop, so it goes out as it came
+            for needle in self.needles:
+                if needle in chunk:
+                    break
+            else:
+                return chunk
         held = len(self.carry) - self.released  # bytes of carry not forwarded yet
         buf = self.carry + chunk if self.carry else chunk
         n = len(buf)
@@ -101,7 +110,7 @@ class SSESkimmer:
         # never again once absent (each absent needle costs one pass over the chunk, not one
         # per event found)
         nexts = [find(needle) for needle in self.needles]
-        needles = list(enumerate(self.needles))
+        needles = self._indexed
         while pos < n:
             hit = -1
             for k, needle in needles:
