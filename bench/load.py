@@ -44,9 +44,17 @@ class Workload:
 
 COMMON = {"authorization": f"Bearer {mint('bench-client', ttl_s=2 * 86400)}",
           "x-bench-client": "bench"}   # the rate-limit key of setups (e) and (f)
+#: the paced stream's gap between events: far shorter than a real provider's (tens of ms
+#: per token) so the rows stay CPU-bound, long enough that each event is its own chunk
+PACED_DELAY_MS = 1
 WORKLOADS = (
     Workload("non-streamed", False, COMMON),
+    # the mock writes all 43 events at once: Envoy hands the processor one or two chunks
     Workload("streamed", True, {**COMMON, "x-mock-reply": STREAM_REPLY}),
+    # the same stream with the events 1 ms apart, as providers stream tokens over time: one
+    # ext_proc message per event, the usage chunk alone in the last one
+    Workload("streamed-paced", True, {**COMMON, "x-mock-reply": STREAM_REPLY,
+                                      "x-mock-delay-ms": str(PACED_DELAY_MS)}),
 )
 
 

@@ -4,7 +4,13 @@ Every message gets the matching empty reply (headers -> HeadersResponse, body ->
 BodyResponse, trailers -> TrailersResponse). It never sends a mode_override and never looks
 at the processing modes, so Envoy sends it every message its filter config asks for.
 
-    python bench/noop_extproc.py --port 50099
+With `--rewrite-usage` (setup (r)) it also does the two byte edits that exact token counts
+from OpenAI streams take, and nothing else: it adds `stream_options.include_usage` to a
+streamed request body that has no `stream_options`, and cuts the usage-only event (the one
+holding `"choices":[]`) out of the response chunk it arrives in. That is the protocol floor
+of any gateway that meters OpenAI streams exactly: the rewritten bodies travel back to Envoy.
+
+    python bench/noop_extproc.py --port 50099 [--rewrite-usage]
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 import uvloop
+from envoy.config.core.v3.base_pb2 import HeaderValue, HeaderValueOption
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from envoy.service.ext_proc.v3.external_processor_pb2_grpc import (
     ExternalProcessorServicer,
@@ -33,6 +40,49 @@ _REPLIES: dict[str, pb.ProcessingResponse] = {
 }
 
 
+_INCLUDE_USAGE = b'"stream_options":{"include_usage":true},'
+_USAGE_ONLY = b'"choices":[]'
+
+
+def _request_reply(body: bytes) -> pb.ProcessingResponse:
+    if b'"stream":true' not in body or b'"stream_options"' in body or not body.startswith(b"{"):
+        return _REPLIES["request_body"]
+    new = body[:1] + _INCLUDE_USAGE + body[1:]
+    length = HeaderValueOption(header=HeaderValue(key="content-length",
+                                                  raw_value=str(len(new)).encode()))
+    return pb.ProcessingResponse(request_body=pb.BodyResponse(response=pb.CommonResponse(
+        header_mutation=pb.HeaderMutation(set_headers=[length]),
+        body_mutation=pb.BodyMutation(body=new))))
+
+
+def _response_reply(chunk: bytes) -> pb.ProcessingResponse:
+    at = chunk.find(_USAGE_ONLY)
+    if at < 0:
+        return _REPLIES["response_body"]
+    start = chunk.rfind(b"\n\n", 0, at)
+    start = 0 if start < 0 else start + 2
+    end = chunk.find(b"\n\n", at)
+    end = len(chunk) if end < 0 else end + 2
+    return pb.ProcessingResponse(response_body=pb.BodyResponse(response=pb.CommonResponse(
+        body_mutation=pb.BodyMutation(body=chunk[:start] + chunk[end:]))))
+
+
+class RewritingProcessor(ExternalProcessorServicer):
+    async def Process(self, request_iterator: AsyncIterator[pb.ProcessingRequest],
+                      context: grpc.aio.ServicerContext) -> AsyncIterator[pb.ProcessingResponse]:
+        with contextlib.suppress(asyncio.CancelledError):
+            async for req in request_iterator:
+                kind = req.WhichOneof("request") or ""
+                if kind == "request_body":
+                    yield _request_reply(req.request_body.body)
+                elif kind == "response_body":
+                    yield _response_reply(req.response_body.body)
+                else:
+                    reply = _REPLIES.get(kind)
+                    if reply is not None:
+                        yield reply
+
+
 class NoopProcessor(ExternalProcessorServicer):
     async def Process(self, request_iterator: AsyncIterator[pb.ProcessingRequest],
                       context: grpc.aio.ServicerContext) -> AsyncIterator[pb.ProcessingResponse]:
@@ -43,11 +93,12 @@ class NoopProcessor(ExternalProcessorServicer):
                     yield reply
 
 
-async def serve(host: str, port: int) -> None:
+async def serve(host: str, port: int, rewrite_usage: bool = False) -> None:
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0),
                                       ("grpc.max_receive_message_length", 64 << 20),
                                       ("grpc.max_send_message_length", 64 << 20)])
-    add_ExternalProcessorServicer_to_server(NoopProcessor(), server)
+    add_ExternalProcessorServicer_to_server(
+        RewritingProcessor() if rewrite_usage else NoopProcessor(), server)
     server.add_insecure_port(f"{host}:{port}")
     await server.start()
     stop = asyncio.Event()
@@ -62,8 +113,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--rewrite-usage", action="store_true",
+                        help="add include_usage to streamed requests, cut the usage chunk")
     args = parser.parse_args()
-    uvloop.run(serve(args.host, args.port))
+    uvloop.run(serve(args.host, args.port, args.rewrite_usage))
 
 
 if __name__ == "__main__":

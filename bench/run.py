@@ -1,12 +1,13 @@
-"""Gateway overhead bench: (a) Envoy direct, (b) Envoy + do-nothing ext_proc, (c) our server,
-(d) with authentication, (e) with rate limits in memory, (f) with rate limits in Redis.
+"""Gateway overhead bench: (a) Envoy direct, (b) Envoy + do-nothing ext_proc, (r) the same
+noop doing only the usage rewrite, (c) our server, (d) with authentication, (e) with rate
+limits in memory, (f) with rate limits in Redis, (g) with prompt guards.
 
-    .venv/bin/python bench/run.py [--duration 10] [--only a,b,c,d,e,f] [--quick] [--rounds 1]
+    .venv/bin/python bench/run.py [--duration 10] [--only a,b,r,c] [--quick] [--rounds 1]
 
-Starts each setup in turn, runs the non-streamed and streamed workloads at concurrency 1 and
-32 (wrk for throughput and latency, an asyncio client for time to first byte), prints the
-table and writes bench/out/results.json and bench/out/RESULTS.md; a full run (all setups,
-not --quick) also writes bench/RESULTS.md. See bench/README.md.
+Starts each setup in turn, runs the non-streamed, streamed and paced streamed workloads at
+concurrency 1 and 32 (wrk for throughput and latency, an asyncio client for time to first
+byte), prints the table and writes bench/out/results.json and bench/out/RESULTS.md; a full
+run (all setups, not --quick) also writes bench/RESULTS.md. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from setups import (
     ROOT,
     SETUPS,
     Running,
+    counter_delta,
     envoy_ext_proc_stats,
     envoy_version,
     processor_stats,
@@ -104,7 +106,7 @@ def _check(run: Running) -> None:
         if wl.stream:
             events = resp.body.count(b"data: ")
             if events < 40 or b"data: [DONE]" not in resp.body:
-                raise RuntimeError(f"({run.key}) streamed: only {events} events")
+                raise RuntimeError(f"({run.key}) {wl.name}: only {events} events")
             print(f"  probe {wl.name}: 200, {events} SSE events, {len(resp.body)} bytes")
         else:
             if "choices" not in json.loads(resp.body):
@@ -168,13 +170,16 @@ def _round(args: argparse.Namespace, rnd: int,
         print(f"== ({key}) {SETUPS[key]}{tag}", flush=True)
         with running(key, OUT / "logs") as run:
             _check(run)
+            traffic: dict[str, dict[str, int]] = {}
             for wl in WORKLOADS:
                 script = wrk_script(wl, OUT)
+                before = envoy_ext_proc_stats(run)
                 for c in CONCURRENCY:
                     rows.append({**_row(run, wl, script, c, args), "round": rnd})
+                traffic[wl.name] = counter_delta(before, envoy_ext_proc_stats(run))
             stats.setdefault(run.name, []).append(
                 {"round": rnd, "envoy": envoy_ext_proc_stats(run),
-                 "processor": processor_stats(run)})
+                 "processor": processor_stats(run), "workloads": traffic})
     return rows
 
 

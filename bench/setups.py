@@ -2,6 +2,8 @@
 
 (a) direct: Envoy -> mock, the reference config without the ext_proc filter;
 (b) noop: the reference config, its ext_proc cluster pointing at bench/noop_extproc.py;
+(r) noop+rewrite: (b) doing only the byte edits exact OpenAI stream usage takes (add
+    include_usage to the request, cut the usage chunk out of the response): their floor;
 (c) extproc: our server (`python -m extproc serve`) on the reference config with auth and
     rate limits taken out (routes keep their usage metering): the server's own cost;
 (d) extproc+auth: (c) plus the reference config's auth: every request carries a JWT
@@ -41,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 GATEWAY_CONFIG = "config/gateway.yaml"
 EXT_PROC_FILTER = "envoy.filters.http.ext_proc"
-SETUPS = {"a": "direct", "b": "noop", "c": "extproc", "d": "extproc+auth",
+SETUPS = {"a": "direct", "b": "noop", "r": "noop+rewrite", "c": "extproc", "d": "extproc+auth",
           "e": "extproc+limits", "f": "extproc+redis", "g": "extproc+guards"}
 PROCESSORS = ("c", "d", "e", "f", "g")
 #: budgets no bench run can exhaust: the rows measure the cost of checking them
@@ -208,7 +210,7 @@ def _stop(procs: dict[str, subprocess.Popen[bytes]]) -> None:
 
 @contextlib.contextmanager
 def running(key: str, log_dir: Path) -> Iterator[Running]:
-    """Start setup `key` (a to f), yield it ready to serve, and always stop it."""
+    """Start setup `key` (one of SETUPS), yield it ready to serve, and always stop it."""
     port, admin, mock_port, ext_port, ext_admin = free_ports(5)
     run = Running(key, SETUPS[key], port, admin, ext_admin if key in PROCESSORS else None)
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -217,9 +219,10 @@ def running(key: str, log_dir: Path) -> Iterator[Running]:
     try:
         mock = start.spawn("mock", [py, str(BENCH / "mock_uvloop.py"), "--port", str(mock_port)])
         _wait_port(mock_port, mock, "mock provider", 30)
-        if key == "b":
+        if key in ("b", "r"):
             proc = start.spawn("processor", [py, str(BENCH / "noop_extproc.py"),
-                                             "--port", str(ext_port)])
+                                             "--port", str(ext_port)]
+                               + (["--rewrite-usage"] if key == "r" else []))
             _wait_port(ext_port, proc, "noop ext_proc", 30)
         elif key in PROCESSORS:
             redis_url = None
@@ -256,6 +259,12 @@ def envoy_ext_proc_stats(run: Running) -> dict[str, int]:
         return {}
     return {s["name"]: int(s["value"]) for s in stats
             if "value" in s and isinstance(s["value"], int) and s["value"]}
+
+
+def counter_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """What each counter gained between two `envoy_ext_proc_stats` snapshots (non-zero)."""
+    out = {name.rsplit(".", 1)[-1]: value - before.get(name, 0) for name, value in after.items()}
+    return {k: v for k, v in out.items() if v}
 
 
 def processor_stats(run: Running) -> dict[str, Any]:
