@@ -928,3 +928,77 @@ def test_full_duplex_response_chunking_is_invisible(chunks: list[bytes],
     assert [eos for _, eos in out] == [False] * (len(out) - 1) + [True]
     assert b"".join(body for body, _ in out) == b"".join(chunks).upper()
     assert len(out) <= len(chunks) + 1
+
+
+# --- the synchronous chunk path the servicer takes ----------------------------------------
+
+def _wire(replies: Sequence[Any]) -> list[bytes]:
+    return [r if isinstance(r, bytes) else r.SerializeToString() for r in replies]
+
+
+@pytest.mark.parametrize("mode", [P.STREAMED, P.BUFFERED, P.FULL_DUPLEX])
+async def test_response_chunk_answers_as_handle_does(mode: int) -> None:
+    """`response_chunk` (no coroutine) gives, chunk for chunk, what `handle` gives."""
+    chunks = [b"hello ", b"", b"wor", b"ld"] if mode != P.BUFFERED else [b"hello world"]
+    answers = []
+    for sync in (False, True):
+        ex = Exchange(plain_route(UpperResponse()), "upper")
+        await send(ex, request_headers(req_mode=mode, resp_mode=mode))
+        if mode == P.FULL_DUPLEX:
+            await send(ex, request_body(b"{}", True))
+        await send(ex, response_headers())
+        got = []
+        for i, chunk in enumerate(chunks):
+            msg = response_body(chunk, i == len(chunks) - 1)
+            replies = ex.response_chunk(msg.response_body) if sync else await ex.handle(msg)
+            assert replies is not None
+            got.append(_wire(replies))
+        answers.append(got)
+    assert answers[0] == answers[1]
+
+
+class _CallsOut(Policy):
+    needs_response_body = True
+
+    def response_transform(self, ex: Exchange) -> Any:
+        class Out(UpperResponse().response_transform(ex).__class__):  # type: ignore[misc]
+            is_async = True
+        return Out()
+
+
+async def test_response_chunk_leaves_transforms_that_call_out_to_handle() -> None:
+    ex = Exchange(plain_route(_CallsOut()), "out")
+    await send(ex, request_headers(req_mode=P.STREAMED, resp_mode=P.STREAMED))
+    await send(ex, response_headers())
+    msg = response_body(b"abc", False)
+    assert ex.response_chunk(msg.response_body) is None
+    assert replacement(await one(ex, msg)) == b"AB"   # handle awaits it (one byte held)
+
+
+class _BreaksMidStream(Policy):
+    needs_response_body = True
+
+    def response_transform(self, ex: Exchange) -> Any:
+        class Broken(UpperResponse().response_transform(ex).__class__):  # type: ignore[misc]
+            def feed(self, chunk: bytes) -> bytes:
+                raise RuntimeError("SECRET-TRANSFORM-DETAIL")
+        return Broken()
+
+
+async def test_a_transform_failing_on_the_chunk_path_gives_a_clean_500(
+        caplog: pytest.LogCaptureFixture) -> None:
+    ex = Exchange(plain_route(_BreaksMidStream()), "broken")
+    await send(ex, request_headers(req_mode=P.STREAMED, resp_mode=P.STREAMED))
+    await send(ex, response_headers())
+    with caplog.at_level(logging.ERROR, logger="extproc.exchange"):
+        replies = ex.response_chunk(response_body(b"abc", False).response_body)
+    assert replies is not None and len(replies) == 1
+    reply = replies[0]
+    assert isinstance(reply, pb.ProcessingResponse)
+    status, body, _, details = immediate(reply)
+    assert status == 500 and details == "extproc_internal_error"
+    assert body["error"]["type"] == "server_error"
+    assert b"SECRET" not in reply.immediate_response.body
+    assert ex.done and ex.failed
+    assert any(r.exc_info and "SECRET-TRANSFORM-DETAIL" in str(r.exc_info[1])
+               for r in caplog.records)
