@@ -201,8 +201,9 @@ class Exchange:
             await policy.on_request_headers(self)
         if h.end_of_stream:
             self._needs_request_body = False
-        want_req = self._want(self.request_mode, self._needs_request_body, P.BUFFERED)
-        want_resp = self._want(self.response_mode, self.route.needs_response_body, P.STREAMED)
+        want_req = P.wanted_mode(self.request_mode, self._needs_request_body, P.BUFFERED)
+        want_resp = P.wanted_mode(self.response_mode, self.route.needs_response_body,
+                                  P.STREAMED)
         override = None
         if not self._full_duplex() and (want_req, want_resp) != (self.request_mode,
                                                                   self.response_mode):
@@ -212,37 +213,14 @@ class Exchange:
 
     def _headers_reply(self, response: bool, override: ProcessingMode | None
                        ) -> Sequence[Reply]:
-        """The one reply to a headers message: a constant when there is nothing to say, and
-        memoised bytes when it says what an earlier reply said (the same identity's headers
-        and metadata on every request of an authenticated client)."""
+        """The one reply to a headers message, with what is pending for it (then cleared)."""
         sets, removes = (self._resp_set, self._resp_remove) if response \
             else (self._req_set, self._req_remove)
-        if not sets and not removes and override is None and not self.metadata:
-            return (P.CONTINUE_RESPONSE_HEADERS if response else P.CONTINUE_REQUEST_HEADERS,)
-        key = (response, tuple(sets.items()), tuple(removes), P.freeze(self.metadata),
-               None if override is None else (override.request_body_mode,
-                                              override.response_body_mode))
-        cached = P.HEADERS_REPLIES.get(key)
-        if cached is not None:
-            sets.clear()
-            removes.clear()
-            self.metadata = {}
-            return (cached,)
-        common = self._common(response)
-        headers = pb.HeadersResponse(response=common)
-        msg = pb.ProcessingResponse(response_headers=headers) if response \
-            else pb.ProcessingResponse(request_headers=headers)
-        if override is not None:
-            msg.mode_override.CopyFrom(override)
-        data = self._with_metadata(msg).SerializeToString()
-        P.remember_headers_reply(key, data)
+        data = P.headers_reply(response, sets, removes, self.metadata, override)
+        sets.clear()
+        removes.clear()
+        self.metadata = {}
         return (data,)
-
-    @staticmethod
-    def _want(configured: int, needed: bool, preferred: int) -> int:
-        if not needed:
-            return P.NONE
-        return configured if configured != P.NONE else preferred
 
     async def _on_request_body(self, b: pb.HttpBody) -> Sequence[Reply]:
         self.request_body_bytes += len(b.body)

@@ -7,7 +7,7 @@ bytes for them, so the per-chunk pass-through path allocates nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from envoy.config.core.v3.base_pb2 import HeaderValue, HeaderValueOption
@@ -137,14 +137,44 @@ def streamed_reply(response: bool, body: bytes, end_of_stream: bool) -> bytes:
 
 #: serialised headers replies by everything they say (bounded; cleared when full): the
 #: same identity's headers and metadata on every request of an authenticated client
-HEADERS_REPLIES: dict[tuple[Any, ...], bytes] = {}
+_HEADERS_REPLIES: dict[tuple[Any, ...], bytes] = {}
 MEMO_SIZE = 4096
 
 
-def remember_headers_reply(key: tuple[Any, ...], data: bytes) -> None:
-    if len(HEADERS_REPLIES) >= MEMO_SIZE:
-        HEADERS_REPLIES.clear()
-    HEADERS_REPLIES[key] = data
+def headers_reply(response: bool, sets: Mapping[str, str], removes: Sequence[str],
+                  metadata: Mapping[str, object], override: ProcessingMode | None) -> bytes:
+    """The serialised reply to a headers message: a constant when it says nothing, and the
+    memoised bytes when an earlier reply said the same."""
+    if not sets and not removes and override is None and not metadata:
+        return CONTINUE_RESPONSE_HEADERS if response else CONTINUE_REQUEST_HEADERS
+    key = (response, tuple(sets.items()), tuple(removes), freeze(metadata),
+           None if override is None else (override.request_body_mode,
+                                          override.response_body_mode))
+    cached = _HEADERS_REPLIES.get(key)
+    if cached is not None:
+        return cached
+    headers = pb.HeadersResponse()
+    if sets or removes:
+        headers.response.header_mutation.CopyFrom(header_mutation(sets, removes))
+    msg = pb.ProcessingResponse(response_headers=headers) if response \
+        else pb.ProcessingResponse(request_headers=headers)
+    if override is not None:
+        msg.mode_override.CopyFrom(override)
+    if metadata:
+        fill_metadata(msg.dynamic_metadata, metadata)
+    data = msg.SerializeToString()
+    if len(_HEADERS_REPLIES) >= MEMO_SIZE:
+        _HEADERS_REPLIES.clear()
+    _HEADERS_REPLIES[key] = data
+    return data
+
+
+def wanted_mode(configured: int, needed: bool, preferred: int) -> int:
+    """The body mode to ask for: NONE when no policy needs the body, else the configured
+    mode (or `preferred` when the filter is configured NONE)."""
+    if not needed:
+        return NONE
+    return configured if configured != NONE else preferred
 
 
 def freeze(value: Any) -> Any:
