@@ -30,6 +30,15 @@ _KINDS = ("request_headers", "request_body", "request_trailers", "response_heade
           "response_body", "response_trailers")
 
 
+def _abandon(task: asyncio.Task[None]) -> None:
+    """Cancel a write the stream no longer waits for, and retrieve its error, if any."""
+    if task.done():
+        if not task.cancelled():
+            task.exception()
+    else:
+        task.cancel()
+
+
 def _serialize(reply: Reply) -> bytes:
     return reply if reply.__class__ is bytes else reply.SerializeToString()  # type: ignore
 
@@ -78,11 +87,17 @@ class Processor(ExternalProcessorServicer):
         self.streams_active += 1
         counts, timers, clock = self.messages, self._timers, time.perf_counter
         read, write, eof = context.read, context.write, grpc.aio.EOF
+        spawn = asyncio.get_running_loop().create_task
+        # The reply in flight. A write is not awaited before the next read: waiting for its
+        # completion would cost the event loop one more wake-up (and thread hand-off inside
+        # grpc) per message. gRPC allows one send at a time, so each write still waits for
+        # the one before it, and the stream ends only once the last one is out.
+        sending: asyncio.Task[None] | None = None
         try:
             while True:
                 req = await read()
                 if req is eof:
-                    return
+                    break
                 kind = req.WhichOneof("request")
                 if kind is None:
                     continue
@@ -96,9 +111,17 @@ class Processor(ExternalProcessorServicer):
                     replies = await ex.handle(req, kind)
                 timers[kind](clock() - started)
                 for reply in replies:
-                    await write(reply)
+                    if sending is not None:
+                        if sending.done():
+                            sending.result()  # raises what the write raised
+                        else:
+                            await sending
+                    sending = spawn(write(reply))
                 if ex.done:
-                    return
+                    break
+            if sending is not None:
+                await sending
+                sending = None
         except asyncio.CancelledError:
             pass  # Envoy closed the stream: the request is over, nothing went wrong
         except Exception:
@@ -107,6 +130,8 @@ class Processor(ExternalProcessorServicer):
                           ex.request_id)
             raise
         finally:
+            if sending is not None:  # the stream failed or was cancelled: drop the write
+                _abandon(sending)
             self.streams_active -= 1
             if ex.request_headers:
                 outcome = metrics.outcome(ex)

@@ -1,0 +1,167 @@
+"""The gRPC servicer's stream loop, driven through a stand-in for grpc.aio's servicer context.
+
+`Processor.Process` does not wait for a reply's write to complete before it reads the next
+message (that saves the event loop a wake-up per message). These tests hold it to what that
+must not change: replies leave in order, one write at a time, the stream ends only once the
+last reply is out, and a failed or cancelled write leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+import pytest
+from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
+
+from extproc import config
+from extproc.servicer import Processor
+from tests.unit.test_exchange import request_body, request_headers, response_body, response_headers
+
+CHAT = (b'{"model":"gpt-4o-mini","stream":true,'
+        b'"messages":[{"role":"user","content":"hi"}]}')
+
+
+def stream_messages(chunks: int = 5) -> list[pb.ProcessingRequest]:
+    """One streamed OpenAI exchange as Envoy sends it in the reference config's modes."""
+    events = [b'data: {"id":"c1","object":"chat.completion.chunk","model":"gpt-4o-mini",'
+              b'"choices":[{"index":0,"delta":{"content":"w%d "},"finish_reason":null}]}\n\n'
+              % i for i in range(chunks)]
+    events.append(b'data: {"id":"c1","object":"chat.completion.chunk","model":"gpt-4o-mini",'
+                  b'"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n')
+    events.append(b"data: [DONE]\n\n")
+    return [
+        request_headers({":path": "/openai/v1/chat/completions"}, req_mode=1, resp_mode=2),
+        request_body(CHAT, True),
+        response_headers(200, **{"content-type": "text/event-stream"}),
+        *(response_body(e, i == len(events) - 1) for i, e in enumerate(events)),
+    ]
+
+
+class SlowContext:
+    """grpc.aio's context as far as Process uses it: reads from a list, writes slowly."""
+
+    def __init__(self, messages: Sequence[pb.ProcessingRequest], write_delay: float = 0.002,
+                 fail_on_write: int | None = None) -> None:
+        self.messages = list(messages)
+        self.delay = write_delay
+        self.fail_on_write = fail_on_write
+        self.reads = 0
+        self.written: list[bytes] = []
+        self.in_flight = 0
+        self.overlapped = False
+        self.started = 0
+        self.read_during_write = 0  # reads served while a reply was still going out
+        self.writing = asyncio.Event()  # set once a write has started
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("x-extproc-route", "openai"),)
+
+    async def read(self) -> Any:
+        await asyncio.sleep(0)
+        if self.in_flight:
+            self.read_during_write += 1
+        if self.reads == len(self.messages):
+            return grpc.aio.EOF
+        self.reads += 1
+        return self.messages[self.reads - 1]
+
+    async def write(self, reply: Any) -> None:
+        self.started += 1
+        if self.in_flight:
+            self.overlapped = True
+        self.in_flight += 1
+        self.writing.set()
+        try:
+            await asyncio.sleep(self.delay)
+            if self.fail_on_write == self.started:
+                raise RuntimeError("the transport broke")
+            self.written.append(reply if isinstance(reply, bytes) else reply.SerializeToString())
+        finally:
+            self.in_flight -= 1
+
+
+def processor() -> Processor:
+    return Processor(config.parse({"routes": [{"name": "openai", "provider": "openai"}]}))
+
+
+async def reference_replies(messages: Sequence[pb.ProcessingRequest]) -> list[bytes]:
+    """What the same stream gets when every write completes at once."""
+    ctx = SlowContext(messages, write_delay=0)
+    await processor().Process(iter(()), ctx)  # type: ignore[arg-type]
+    return ctx.written
+
+
+def kinds(replies: Sequence[bytes]) -> list[str]:
+    return [pb.ProcessingResponse.FromString(r).WhichOneof("response") or "" for r in replies]
+
+
+def test_slow_writes_keep_order_one_at_a_time_and_end_the_stream_last() -> None:
+    async def main() -> None:
+        messages = stream_messages()
+        expected = await reference_replies(messages)
+        ctx = SlowContext(messages, write_delay=0.003)
+        proc = processor()
+        await proc.Process(iter(()), ctx)  # type: ignore[arg-type]
+        assert not ctx.overlapped, "two writes were in flight at once"
+        assert ctx.in_flight == 0, "the stream ended before its last write completed"
+        assert ctx.written == expected
+        assert kinds(ctx.written) == (["request_headers", "request_body", "response_headers"]
+                                      + ["response_body"] * (len(messages) - 3))
+        assert proc.streams_active == 0 and proc.stream_errors == 0
+
+    asyncio.run(main())
+
+
+def test_reads_run_ahead_of_slow_writes() -> None:
+    """The point of not waiting: the next message is read while a reply is still going out."""
+    async def main() -> None:
+        ctx = SlowContext(stream_messages(), write_delay=0.005)
+        await processor().Process(iter(()), ctx)  # type: ignore[arg-type]
+        assert ctx.read_during_write >= len(ctx.messages) - 1
+
+    asyncio.run(main())
+
+
+def test_a_failed_write_fails_the_stream_once_and_leaves_no_task_behind() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        unhandled: list[dict[str, Any]] = []
+        loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
+        ctx = SlowContext(stream_messages(), write_delay=0.001, fail_on_write=2)
+        proc = processor()
+        with pytest.raises(RuntimeError, match="transport broke"):
+            await proc.Process(iter(()), ctx)  # type: ignore[arg-type]
+        assert proc.stream_errors == 1 and proc.streams_active == 0
+        assert len(ctx.written) == 1  # the failed reply is not counted as sent
+        assert ctx.started == 2, "a write was started after one had failed"
+        await asyncio.sleep(0.01)
+        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        assert pending == []
+        assert unhandled == []
+
+    asyncio.run(main())
+
+
+def test_cancelling_the_stream_mid_write_cancels_the_write() -> None:
+    """Envoy closing the stream cancels the handler while a reply may be going out."""
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        unhandled: list[dict[str, Any]] = []
+        loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
+        ctx = SlowContext(stream_messages(), write_delay=10)
+        proc = processor()
+        task = asyncio.create_task(proc.Process(iter(()), ctx))  # type: ignore[arg-type]
+        await ctx.writing.wait()
+        task.cancel()
+        await asyncio.wait([task])
+        await asyncio.sleep(0.01)
+        assert ctx.in_flight == 0, "the write kept running after the stream was cancelled"
+        assert proc.streams_active == 0 and proc.stream_errors == 0
+        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        assert pending == []
+        assert unhandled == []
+
+    asyncio.run(main())
