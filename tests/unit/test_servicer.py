@@ -94,6 +94,17 @@ async def reference_replies(messages: Sequence[pb.ProcessingRequest]) -> list[by
     return ctx.written
 
 
+def unhandled_errors() -> list[dict[str, Any]]:
+    """What the running loop would report as never retrieved (filled as it happens)."""
+    seen: list[dict[str, Any]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: seen.append(ctx))
+    return seen
+
+
+def other_tasks() -> list[asyncio.Task[Any]]:
+    return [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+
+
 def kinds(replies: Sequence[bytes]) -> list[str]:
     return [pb.ProcessingResponse.FromString(r).WhichOneof("response") or "" for r in replies]
 
@@ -127,9 +138,7 @@ def test_reads_run_ahead_of_slow_writes() -> None:
 
 def test_a_failed_write_fails_the_stream_once_and_leaves_no_task_behind() -> None:
     async def main() -> None:
-        loop = asyncio.get_running_loop()
-        unhandled: list[dict[str, Any]] = []
-        loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
+        unhandled = unhandled_errors()
         ctx = SlowContext(stream_messages(), write_delay=0.001, fail_on_write=2)
         proc = processor()
         with pytest.raises(RuntimeError, match="transport broke"):
@@ -138,8 +147,7 @@ def test_a_failed_write_fails_the_stream_once_and_leaves_no_task_behind() -> Non
         assert len(ctx.written) == 1  # the failed reply is not counted as sent
         assert ctx.started == 2, "a write was started after one had failed"
         await asyncio.sleep(0.01)
-        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        assert pending == []
+        assert other_tasks() == []
         assert unhandled == []
 
     asyncio.run(main())
@@ -148,9 +156,7 @@ def test_a_failed_write_fails_the_stream_once_and_leaves_no_task_behind() -> Non
 def test_cancelling_the_stream_mid_write_cancels_the_write() -> None:
     """Envoy closing the stream cancels the handler while a reply may be going out."""
     async def main() -> None:
-        loop = asyncio.get_running_loop()
-        unhandled: list[dict[str, Any]] = []
-        loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
+        unhandled = unhandled_errors()
         ctx = SlowContext(stream_messages(), write_delay=10)
         proc = processor()
         task = asyncio.create_task(proc.Process(iter(()), ctx))  # type: ignore[arg-type]
@@ -160,8 +166,7 @@ def test_cancelling_the_stream_mid_write_cancels_the_write() -> None:
         await asyncio.sleep(0.01)
         assert ctx.in_flight == 0, "the write kept running after the stream was cancelled"
         assert proc.streams_active == 0 and proc.stream_errors == 0
-        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        assert pending == []
+        assert other_tasks() == []
         assert unhandled == []
 
     asyncio.run(main())
