@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import multiprocessing
 import os
@@ -80,6 +81,11 @@ async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
     watcher = loop.create_task(_watch(processor, opts.config_path)) \
         if opts.watch_config else None
     warm_up()
+    # What exists now (modules, protobuf descriptors, the config) lives as long as the
+    # process: out of the cyclic GC's sight, a full collection walks only what requests
+    # create, and pauses the event loop for a few ms instead of about 20 ms.
+    gc.collect()
+    gc.freeze()
     log.info("serving ext_proc on %s (routes: %s, pid %d)", ", ".join(opts.addresses),
              ", ".join(sorted(config.routes)), os.getpid())
     if ready is not None:
