@@ -87,16 +87,18 @@ class SSESkimmer:
         return last, dropped
 
     def feed(self, chunk: bytes) -> bytes:
-        if not self.carry and chunk.endswith(_BLANK_LINES):
+        carry = self.carry
+        buf = carry + chunk if carry else chunk
+        find = buf.find
+        # where each needle next occurs: searched again only once scanning has passed it,
+        # never again once absent (each absent needle costs one pass over the chunk, not one
+        # per event found)
+        nexts = [find(needle) for needle in self.needles]
+        if not carry and max(nexts, default=-1) < 0 and chunk.endswith(_BLANK_LINES):
             # the common chunk: whole events, nothing carried over; without a needle there
             # is nothing to look at or drop, so it goes out as it came
-            for needle in self.needles:
-                if needle in chunk:
-                    break
-            else:
-                return chunk
-        held = len(self.carry) - self.released  # bytes of carry not forwarded yet
-        buf = self.carry + chunk if self.carry else chunk
+            return chunk
+        held = len(carry) - self.released  # bytes of carry not forwarded yet
         n = len(buf)
         out: list[bytes] = []
         last = self.released  # start of what has not been forwarded yet
@@ -104,12 +106,7 @@ class SSESkimmer:
         tail = -1
         dropped = False
         span_start = span_end = -1  # adjacent needle events, decoded together
-        find = buf.find
         seps = _separators(buf)
-        # where each needle next occurs: searched again only once scanning has passed it,
-        # never again once absent (each absent needle costs one pass over the chunk, not one
-        # per event found)
-        nexts = [find(needle) for needle in self.needles]
         needles = self._indexed
         while pos < n:
             hit = -1
