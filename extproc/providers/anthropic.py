@@ -67,6 +67,13 @@ def _block_texts(content: Any) -> list[str]:
     return out
 
 
+def _prompt_texts(body: dict[str, Any]) -> list[tuple[str, str]]:
+    texts = [("system", text) for text in _block_texts(body.get("system"))]
+    for message in as_list(body.get("messages")):
+        texts.extend(_message_texts(message))
+    return texts
+
+
 def _message_texts(message: Any) -> list[tuple[str, str]]:
     message = as_dict(message)
     role = as_str(message.get("role")) or "user"
@@ -167,14 +174,11 @@ class AnthropicAdapter(Adapter):
 
     def parse_request(self, path: str, body: dict[str, Any]) -> Prompt:
         body = as_dict(body)
-        texts = [("system", text) for text in _block_texts(body.get("system"))]
-        for message in as_list(body.get("messages")):
-            texts.extend(_message_texts(message))
         return Prompt(
             as_str(body.get("model")),
             body.get("stream") is True,
             as_int(body.get("max_tokens")),
-            texts,
+            lambda: _prompt_texts(body),
         )
 
     def parse_response(self, body: dict[str, Any]) -> tuple[str, str | None, Usage]:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
@@ -69,19 +69,46 @@ class Usage:
         return all(getattr(self, name) is None for name in _USAGE_FIELDS)
 
 
-@dataclass(slots=True)
 class Prompt:
     """The request, as policies need it.
 
     ``texts`` holds (role, text) for every piece of prompt text, in request order: system
     prompts, message text (string content or text parts), tool call arguments and tool results
     (role "tool"). ``max_output_tokens`` is whichever max-tokens field the provider uses.
+
+    ``texts`` may be given as a function of no arguments: it is then called on first use,
+    so a route whose policies never read the prompt text (usage metering alone) does not pay
+    for collecting it. Read it before changing the parsed body in place.
     """
 
-    model: str | None
-    stream: bool
-    max_output_tokens: int | None
-    texts: list[tuple[str, str]] = field(default_factory=list)
+    __slots__ = ("_texts", "max_output_tokens", "model", "stream")
+
+    def __init__(self, model: str | None, stream: bool, max_output_tokens: int | None,
+                 texts: list[tuple[str, str]] | Callable[[], list[tuple[str, str]]]
+                 | None = None) -> None:
+        self.model = model
+        self.stream = stream
+        self.max_output_tokens = max_output_tokens
+        self._texts = [] if texts is None else texts
+
+    @property
+    def texts(self) -> list[tuple[str, str]]:
+        texts = self._texts
+        if callable(texts):
+            texts = self._texts = texts()
+        return texts
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Prompt):
+            return NotImplemented
+        return (self.model, self.stream, self.max_output_tokens, self.texts) == (
+            other.model, other.stream, other.max_output_tokens, other.texts)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (f"Prompt(model={self.model!r}, stream={self.stream!r}, "
+                f"max_output_tokens={self.max_output_tokens!r}, texts={self.texts!r})")
 
 
 @dataclass(slots=True)

@@ -73,6 +73,14 @@ def _route(path: str) -> tuple[str | None, str | None]:
     return (match.group(1), match.group(2)) if match else (None, None)
 
 
+def _prompt_texts(body: dict[str, Any]) -> list[tuple[str, str]]:
+    system = _get(body, "systemInstruction", "system_instruction")
+    texts = _content_texts(system, "system") if system is not None else []
+    for content in as_list(body.get("contents")):
+        texts.extend(_content_texts(content))
+    return texts
+
+
 def _content_texts(content: Any, role: str | None = None) -> list[tuple[str, str]]:
     """(role, text) of a Content's parts: text, functionCall args, functionResponse."""
     if isinstance(content, str):  # tolerated for systemInstruction
@@ -203,11 +211,8 @@ class GoogleAdapter(Adapter):
             model = fallback.rsplit("/", 1)[-1] if fallback else None
         config = as_dict(_get(body, "generationConfig", "generation_config"))
         max_tokens = as_int(_get(config, "maxOutputTokens", "max_output_tokens"))
-        system = _get(body, "systemInstruction", "system_instruction")
-        texts = _content_texts(system, "system") if system is not None else []
-        for content in as_list(body.get("contents")):
-            texts.extend(_content_texts(content))
-        return Prompt(model, method == "streamGenerateContent", max_tokens, texts)
+        return Prompt(model, method == "streamGenerateContent", max_tokens,
+                      lambda: _prompt_texts(body))
 
     def is_stream_request(self, path: str, body: dict[str, Any] | None) -> bool:
         return _route(path)[1] == "streamGenerateContent"

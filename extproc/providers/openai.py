@@ -71,6 +71,13 @@ def _part_texts(content: Any) -> list[str]:
     return out
 
 
+def _prompt_texts(body: dict[str, Any]) -> list[tuple[str, str]]:
+    texts: list[tuple[str, str]] = []
+    for message in as_list(body.get("messages")):
+        texts.extend(_message_texts(message))
+    return texts
+
+
 def _message_texts(message: Any) -> list[tuple[str, str]]:
     message = as_dict(message)
     role = as_str(message.get("role")) or "user"
@@ -162,10 +169,7 @@ class OpenAIAdapter(Adapter):
         max_tokens = as_int(body.get("max_completion_tokens"))
         if max_tokens is None:
             max_tokens = as_int(body.get("max_tokens"))
-        texts: list[tuple[str, str]] = []
-        for message in as_list(body.get("messages")):
-            texts.extend(_message_texts(message))
-        return Prompt(model, body.get("stream") is True, max_tokens, texts)
+        return Prompt(model, body.get("stream") is True, max_tokens, lambda: _prompt_texts(body))
 
     def parse_response(self, body: dict[str, Any]) -> tuple[str, str | None, Usage]:
         body = as_dict(body)

@@ -502,3 +502,22 @@ def test_read_request_parses_one_body_once_per_exchange() -> None:
     again = read_request(adapter, "/v1/chat/completions", changed, memo)
     assert again is not None and again is not first
     assert again[1].texts == [("user", "yo")]
+
+
+@pytest.mark.parametrize(("adapter", "path", "body", "body_key"), [
+    (OPENAI, "/v1/chat/completions", OPENAI_BODY, "messages"),
+    (ANTHROPIC, "/v1/messages", ANTHROPIC_BODY, "messages"),
+    (GEMINI, "/v1beta/models/gemini-2.5-flash:generateContent", GEMINI_BODY, "contents"),
+], ids=["openai", "anthropic", "gemini"])
+def test_prompt_texts_are_collected_on_first_use_only(adapter: Any, path: str,
+                                                      body: dict[str, Any],
+                                                      body_key: str) -> None:
+    """Metering alone never reads the prompt text, so parsing does not collect it; the
+    first read does, once, from the body as it was parsed."""
+    doc = json.loads(json.dumps(body))
+    expected = adapter.parse_request(path, json.loads(json.dumps(body))).texts
+    prompt = adapter.parse_request(path, doc)
+    assert callable(prompt._texts), "the texts were collected at parse time"
+    assert expected and prompt.texts == expected
+    doc[body_key] = []  # later changes to the body do not change texts already read
+    assert prompt.texts == expected
