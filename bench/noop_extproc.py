@@ -10,7 +10,11 @@ streamed request body that has no `stream_options`, and cuts the usage-only even
 holding `"choices":[]`) out of the response chunk it arrives in. That is the protocol floor
 of any gateway that meters OpenAI streams exactly: the rewritten bodies travel back to Envoy.
 
-    python bench/noop_extproc.py --port 50099 [--rewrite-usage]
+With `--burn-us N` it also spins N microseconds of CPU on every message before replying: a
+calibration of what per-message work in a Python processor costs in throughput on the bench
+machine (what `N` puts (b) at 0.85x of itself is the budget a real processor has).
+
+    python bench/noop_extproc.py --port 50099 [--rewrite-usage] [--burn-us N]
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import time
 from collections.abc import AsyncIterator
 
 import grpc
@@ -93,12 +98,36 @@ class NoopProcessor(ExternalProcessorServicer):
                     yield reply
 
 
-async def serve(host: str, port: int, rewrite_usage: bool = False) -> None:
+class BurningProcessor(ExternalProcessorServicer):
+    """The noop, spinning `seconds` of CPU per message (the event loop blocked, as by real
+    work)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    async def Process(self, request_iterator: AsyncIterator[pb.ProcessingRequest],
+                      context: grpc.aio.ServicerContext) -> AsyncIterator[pb.ProcessingResponse]:
+        clock, seconds = time.perf_counter, self.seconds
+        with contextlib.suppress(asyncio.CancelledError):
+            async for req in request_iterator:
+                until = clock() + seconds
+                while clock() < until:
+                    pass
+                reply = _REPLIES.get(req.WhichOneof("request") or "")
+                if reply is not None:
+                    yield reply
+
+
+async def serve(host: str, port: int, rewrite_usage: bool = False, burn_us: float = 0) -> None:
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0),
                                       ("grpc.max_receive_message_length", 64 << 20),
                                       ("grpc.max_send_message_length", 64 << 20)])
-    add_ExternalProcessorServicer_to_server(
-        RewritingProcessor() if rewrite_usage else NoopProcessor(), server)
+    servicer: ExternalProcessorServicer = NoopProcessor()
+    if rewrite_usage:
+        servicer = RewritingProcessor()
+    elif burn_us > 0:
+        servicer = BurningProcessor(burn_us / 1e6)
+    add_ExternalProcessorServicer_to_server(servicer, server)
     server.add_insecure_port(f"{host}:{port}")
     await server.start()
     stop = asyncio.Event()
@@ -115,8 +144,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--rewrite-usage", action="store_true",
                         help="add include_usage to streamed requests, cut the usage chunk")
+    parser.add_argument("--burn-us", type=float, default=0,
+                        help="spin this many microseconds of CPU per message (calibration)")
     args = parser.parse_args()
-    uvloop.run(serve(args.host, args.port, args.rewrite_usage))
+    if args.rewrite_usage and args.burn_us:
+        parser.error("--burn-us is a variant of the plain noop, not of --rewrite-usage")
+    uvloop.run(serve(args.host, args.port, args.rewrite_usage, args.burn_us))
 
 
 if __name__ == "__main__":

@@ -209,8 +209,9 @@ def _stop(procs: dict[str, subprocess.Popen[bytes]]) -> None:
 
 
 @contextlib.contextmanager
-def running(key: str, log_dir: Path) -> Iterator[Running]:
-    """Start setup `key` (one of SETUPS), yield it ready to serve, and always stop it."""
+def running(key: str, log_dir: Path, burn_us: float = 0) -> Iterator[Running]:
+    """Start setup `key` (one of SETUPS), yield it ready to serve, and always stop it.
+    `burn_us` makes (b)'s noop spin that much CPU per message (`bench/calibrate.py`)."""
     port, admin, mock_port, ext_port, ext_admin = free_ports(5)
     run = Running(key, SETUPS[key], port, admin, ext_admin if key in PROCESSORS else None)
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -222,7 +223,8 @@ def running(key: str, log_dir: Path) -> Iterator[Running]:
         if key in ("b", "r"):
             proc = start.spawn("processor", [py, str(BENCH / "noop_extproc.py"),
                                              "--port", str(ext_port)]
-                               + (["--rewrite-usage"] if key == "r" else []))
+                               + (["--rewrite-usage"] if key == "r" else [])
+                               + (["--burn-us", str(burn_us)] if burn_us else []))
             _wait_port(ext_port, proc, "noop ext_proc", 30)
         elif key in PROCESSORS:
             redis_url = None
