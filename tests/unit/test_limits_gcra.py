@@ -9,7 +9,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from extproc.limits import gcra
@@ -421,6 +421,9 @@ def test_at_one_instant_admission_is_greedy_and_never_exceeds_the_limit(
        ops=st.lists(st.tuples(st.sampled_from(["admit", "wait", "refund", "charge"]),
                               st.floats(0, 2, allow_nan=False)), max_size=50),
        charges=st.booleans())
+# a second 1/s admission 10 us early lands within the tolerance, just past the line
+@example(limit=1, period=1.0, now=0.0, ops=[("admit", 1.0), ("wait", 0.99999), ("admit", 1.0)],
+         charges=False)
 def test_remaining_and_reset_stay_in_bounds(limit: int, period: float, now: float,
                                             ops: list[tuple[str, float]], charges: bool) -> None:
     w = Window(limit, period)
@@ -438,8 +441,11 @@ def test_remaining_and_reset_stay_in_bounds(limit: int, period: float, now: floa
         assert 0 <= s.remaining <= limit
         assert s.reset_s >= 0.0
         assert s.reset_s == max(0.0, tat - now)
-        if not charges:                         # admissions and refunds never make a debt
-            assert s.reset_s <= period + 1e-9
+        if not charges:  # admissions and refunds never make a debt beyond the tolerance:
+            # an admission may land up to gcra.tolerance(w) past the line (float rounding
+            # must never refuse the last unit of a burst), e.g. a second 1/s request 10 us
+            # early
+            assert s.reset_s <= period + gcra.tolerance(w) + 1e-9
         if s.reset_s > period + 1e-9:           # in debt: nothing fits
             assert s.remaining == 0
         if s.reset_s == 0.0:
