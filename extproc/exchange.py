@@ -327,10 +327,9 @@ class Exchange:
         return self._headers_reply(True, override)
 
     async def _on_response_body(self, b: pb.HttpBody) -> Sequence[Reply]:
-        if not self._async_transforms:
-            replies = self.response_chunk(b)
-            if replies is not None:
-                return replies
+        replies = self.response_chunk(b)  # None only when a transform calls out
+        if replies is not None:
+            return replies
         chunk, eos = b.body, self._response_ends(b)
         self._saw_upstream(chunk)
         out = await run_transforms_async(self._transforms, chunk, eos)
