@@ -45,6 +45,21 @@ async def wait_port(host: str, port: int, seconds: float, proc: asyncio.subproce
         await asyncio.sleep(0.05)
 
 
+def try_lines(base: str, route: cfgmod.RouteConfig | None) -> list[str]:
+    """The curl line to try, with a development credential when the route asks for one (a
+    line that answers 401 would be a poor first step)."""
+    from .auth.devtoken import dev_authorization
+    authorization = dev_authorization(route)
+    header = f" -H 'Authorization: {authorization}'" if authorization else ""
+    lines = [f"  curl -N {base}/openai/v1/chat/completions{header} -H 'content-type: "
+             "application/json' -d '{\"model\":\"gpt-4o-mini\",\"stream\":true,"
+             "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}'"]
+    if authorization is None:
+        lines.append("  (the openai route wants a credential from your identity provider: "
+                     "add -H 'Authorization: Bearer <token>')")
+    return lines
+
+
 class Stack:
     def __init__(self, config_path: str, port: int = 10000,
                  upstreams: dict[str, str] | None = None, mock_port: int = 8081,
@@ -131,7 +146,7 @@ class Stack:
             self.say("up", f"failed to start: {exc}")
             await self._stop_all()
             return 1
-        self._banner()
+        self._banner(cfg)
         waiters = [asyncio.ensure_future(p.wait()) for p in self.procs.values()]
         stopper = asyncio.ensure_future(stop.wait())
         done, _ = await asyncio.wait([stopper, *waiters], return_when=asyncio.FIRST_COMPLETED)
@@ -144,13 +159,12 @@ class Stack:
         stopper.cancel()
         return code
 
-    def _banner(self) -> None:
+    def _banner(self, cfg: cfgmod.Config) -> None:
         base = f"http://127.0.0.1:{self.port}"
         self.say("up", f"gateway ready on {base} (Envoy admin :{self.envoy_admin_port}, "
                        f"extproc admin :{self.admin_port}); Ctrl-C stops everything. Try:")
-        self.say("up", f"  curl -N {base}/openai/v1/chat/completions -H 'content-type: "
-                       "application/json' -d '{\"model\":\"gpt-4o-mini\",\"stream\":true,"
-                       "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}'")
+        for line in try_lines(base, cfg.route("openai")):
+            self.say("up", line)
 
     async def _stop_all(self) -> None:
         for label in ("envoy", "extproc", "mock"):

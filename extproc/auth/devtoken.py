@@ -45,3 +45,26 @@ def mint(sub: str, *, scopes: list[str] | None = None, ttl_s: int = 3600,
     key = key_pem if key_pem is not None else DEV_KEY.read_bytes()
     headers = {"kid": kid} if kid else None
     return jwt.encode(payload, key, algorithm=algorithm, headers=headers)
+
+
+#: the local stack's development API key (config/gateway.yaml holds only its sha256)
+DEV_API_KEY = "gw-local-dev-key-DEV-ONLY"
+
+
+def dev_authorization(route: Any) -> str | None:
+    """The Authorization value that gets a request onto `route` (a RouteConfig) with the
+    development credentials, for the line `extproc up` prints: "" when the route asks for
+    none, None when it asks for one they cannot make (a production issuer)."""
+    from .policy import Authenticate
+    auth = next((p.auth for p in getattr(route, "policies", ())
+                 if isinstance(p, Authenticate)), None)
+    if auth is None:
+        return ""
+    if auth.header is None and auth.api_keys is not None \
+            and auth.api_keys.lookup(DEV_API_KEY) is not None and not auth.scopes \
+            and not auth.claims:
+        return f"Bearer {DEV_API_KEY}"
+    if any(p.issuer == DEV_ISSUER and DEV_AUDIENCE in p.audiences for p in auth.jwt) \
+            and not auth.claims and auth.header is None:
+        return f"Bearer {mint('local-dev', scopes=list(auth.scopes), ttl_s=12 * 3600)}"
+    return None

@@ -3,8 +3,10 @@ serve with health and workers, and `up` bringing the whole stack up and down cle
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -138,6 +140,14 @@ def test_up_runs_the_stack_and_stops_it_without_orphans(tmp_path: Path) -> None:
         base = f"http://127.0.0.1:{ports['port']}"
         body = {"model": "gpt-4o-mini", "stream": True,
                 "messages": [{"role": "user", "content": "hi"}]}
+        # the line `up` prints to try works as printed
+        printed = next(line.split("|", 1)[1].strip() for line in
+                       (tmp_path / "up.log").read_text().splitlines() if "curl -N" in line)
+        argv = shlex.split(printed)
+        assert argv[:2] == ["curl", "-N"] and argv[2] == f"{base}/openai/v1/chat/completions"
+        sent = dict(h.split(": ", 1) for flag, h in itertools.pairwise(argv) if flag == "-H")
+        r = httpx.post(argv[2], content=argv[argv.index("-d") + 1], headers=sent, timeout=30)
+        assert r.status_code == 200 and r.text.rstrip().endswith("data: [DONE]"), r.text
         # as a new user: no credential is a readable 401; `extproc token` gets one
         r = httpx.post(f"{base}/openai/v1/chat/completions", json=body, timeout=30)
         assert r.status_code == 401, r.text

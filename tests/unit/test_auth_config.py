@@ -277,6 +277,32 @@ async def test_reference_config_loads_and_works() -> None:
     assert ex.state["identity"].subject == "local-dev"
 
 
+
+async def test_up_prints_a_credential_the_route_accepts(conf_dir: Path) -> None:
+    """`extproc up` prints a curl line to try: its credential must get through the route."""
+    cfg = config.load(REPO / "config" / "gateway.yaml")
+    for name in cfg.routes:
+        value = devtoken.dev_authorization(cfg.routes[name])
+        assert value == f"Bearer {devtoken.DEV_API_KEY}"
+        ex = await run(auth_policy(cfg, name), {"authorization": value})
+        assert ex.state["identity"].subject == "local-dev"
+    # no development API key: a development JWT, when the route trusts the dev issuer
+    (conf_dir / "jwks.json").write_text((REPO / "config" / "dev-jwks.json").read_text())
+    doc = {"auth": {"jwt_providers": {"dev": {
+               "issuer": devtoken.DEV_ISSUER, "audiences": [devtoken.DEV_AUDIENCE],
+               "jwks": {"file": "jwks.json"}}}},
+           "routes": [{"name": "openai", "provider": "openai",
+                       "auth": {"jwt": ["dev"], "scopes": ["chat"]}},
+                      {"name": "open", "provider": "openai"}]}
+    cfg = parse(doc, conf_dir)
+    value = devtoken.dev_authorization(cfg.routes["openai"])
+    assert value is not None and value.startswith("Bearer ey")
+    ex = await run(auth_policy(cfg), {"authorization": value})
+    assert ex.state["identity"].subject == "local-dev"
+    assert devtoken.dev_authorization(cfg.routes["open"]) == ""   # nothing to send
+    # a production issuer: nothing the development key can sign
+    assert devtoken.dev_authorization(parse(valid(), conf_dir).routes["openai"]) is None
+
 # --- errors, by key path ------------------------------------------------------------------
 
 def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
