@@ -89,7 +89,17 @@ def _set_value(target: Value, v: object) -> None:
 
 def fill_metadata(target: Struct, values: Mapping[str, object]) -> None:
     """Write `values` under our namespace into a ProcessingResponse's dynamic_metadata."""
-    _set_value(target.fields[METADATA_NAMESPACE], values)
+    ours = target.fields[METADATA_NAMESPACE]
+    ours.struct_value.SetInParent()
+    fields = ours.struct_value.fields
+    for key, v in values.items():  # mostly flat strings and numbers: set them right here
+        cls = v.__class__
+        if cls is str:
+            fields[key].string_value = v  # type: ignore[assignment]
+        elif cls is int or cls is float:
+            fields[key].number_value = v  # type: ignore[assignment]
+        else:
+            _set_value(fields[key], v)
 
 
 def dynamic_metadata(values: Mapping[str, object]) -> Struct:
