@@ -85,7 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "log_format", None):
         os.environ["EXTPROC_LOG_FORMAT"] = args.log_format   # workers inherit it
     setup_logging()
-    return int(_COMMANDS[args.command](args) or 0)
+    from .schema import ConfigError
+    try:
+        return int(_COMMANDS[args.command](args) or 0)
+    except ConfigError as exc:   # a config no command can use: say why, not a traceback
+        for line in exc.errors:
+            print(f"extproc {args.command}: config: {line}", file=sys.stderr)
+        return 2
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -49,6 +49,17 @@ def test_check_names_every_error_by_key_path(tmp_path: Path) -> None:
     assert "server.grace_period_s: expected a number" in r.stderr
 
 
+def test_a_config_that_cannot_be_read_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    bad = write_config(tmp_path / "bad.yaml", {"routes": [{"name": "a", "provider": "gemni"}]})
+    for config in (str(tmp_path / "missing.yaml"), str(bad)):
+        r = run("render-envoy", "--place", "local", "--config", config)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert r.stderr.startswith("extproc render-envoy: config: ")
+    assert "cannot read" in run("render-envoy", "--config", str(tmp_path / "missing.yaml")
+                                ).stderr
+    assert "routes[0].provider: unknown provider 'gemni'" in r.stderr
+
+
 @pytest.mark.parametrize("place", ["local", "compose", "test"])
 @pytest.mark.parametrize("fail_open", [False, True])
 def test_every_rendered_envoy_config_passes_envoy_validate(tmp_path: Path, place: str,
