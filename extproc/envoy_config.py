@@ -20,8 +20,10 @@ import yaml
 
 from .config import DEFAULT_MAX_BODY, PROVIDERS, grpc_max_message_bytes
 
-TEMPLATE = Path(os.environ.get("EXTPROC_ENVOY_TEMPLATE",
-                               Path(__file__).resolve().parent.parent / "envoy" / "envoy.yaml"))
+#: envoy/envoy.yaml; the package holds it as a link to that file, so an installed wheel
+#: (which copies it) renders the same configs as a checkout
+_PACKAGED = Path(__file__).resolve().parent / "envoy_template.yaml"
+TEMPLATE = Path(os.environ.get("EXTPROC_ENVOY_TEMPLATE", _PACKAGED))
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
@@ -99,7 +101,8 @@ def render_dict(s: EnvoySettings) -> dict[str, Any]:
 
 
 def dump(doc: dict[str, Any]) -> str:
-    head = f"# Generated from {TEMPLATE.name} by `extproc render-envoy`: edit the template.\n"
+    name = "envoy.yaml" if TEMPLATE == _PACKAGED else TEMPLATE.name
+    head = f"# Generated from {name} by `extproc render-envoy`: edit the template.\n"
     return head + yaml.safe_dump(copy.deepcopy(doc), sort_keys=False, width=120)
 
 

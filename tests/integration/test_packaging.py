@@ -1,0 +1,58 @@
+"""The package as the Dockerfile builds it (`pip install .` from pyproject.toml, README.md,
+extproc, envoy and config): the wheel holds everything the commands need, and an installed
+copy, away from the checkout, renders the very Envoy configs a checkout does."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from tests.harness import ROOT
+
+#: what the Dockerfile copies into the image before `pip install .`
+IMAGE_FILES = ("pyproject.toml", "README.md", "extproc", "envoy", "config")
+
+
+def test_the_wheel_works_away_from_the_checkout(tmp_path: Path) -> None:
+    copied = re.findall(r"^COPY (.+) \./", (ROOT / "Dockerfile").read_text(), re.M)
+    assert sorted(" ".join(copied).split()) == sorted(IMAGE_FILES)
+    src = tmp_path / "app"
+    src.mkdir()
+    for name in IMAGE_FILES:
+        path = ROOT / name
+        if path.is_dir():
+            shutil.copytree(path, src / name, symlinks=True,
+                            ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(path, src / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
+                    str(tmp_path / "dist"), str(src)], check=True, capture_output=True)
+    wheel = next((tmp_path / "dist").glob("extproc-*.whl"))
+    with zipfile.ZipFile(wheel) as z:
+        assert z.read("extproc/envoy_template.yaml") == (ROOT / "envoy/envoy.yaml").read_bytes()
+        assert z.read("extproc/dev/DEV-ONLY-jwt-signing-key.pem")
+        z.extractall(tmp_path / "site")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    env.pop("EXTPROC_ENVOY_TEMPLATE", None)
+
+    def extproc(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "extproc", *args], cwd=elsewhere, env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    where = subprocess.run([sys.executable, "-c", "import extproc; print(extproc.__file__)"],
+                           cwd=elsewhere, env=env, capture_output=True, text=True, check=True)
+    assert where.stdout.startswith(str(tmp_path / "site"))   # not the checkout's package
+    config = str(ROOT / "config/gateway.yaml")
+    r = extproc("render-envoy", "--place", "compose", "--config", config)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == (ROOT / "envoy/compose.yaml").read_text()
+    assert extproc("check", config).returncode == 0
+    token = extproc("token", "--sub", "alice")
+    assert token.returncode == 0 and token.stdout.count(".") == 2
