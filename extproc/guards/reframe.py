@@ -27,6 +27,7 @@ from typing import Any
 
 from ..codecs.sse import Event, SSEDecoder, encode
 from ..policy import BodyTransform
+from ..providers.base import as_list
 from .stream import GuardTriggered, StreamMasker
 
 MaskerFactory = Callable[[], list[StreamMasker]]
@@ -45,6 +46,13 @@ _OPENAI_TEXT = re.compile(
     rf'(?:,"finish_reason":null|,(?!"finish_reason"){_MEMBER})*\}}\](?:,{_MEMBER})*\}}')
 _TEXT_LITERAL = re.compile(_TEXT)
 _STRINGS = re.compile(r'"([^"]*)"(:?)')  # in text without escapes: each string, ':' if a key
+
+
+def piece_key(obj: dict[str, Any]) -> int:
+    """The piece (choice, content block, candidate) an object belongs to: its `index`, 0
+    when that is missing or not an integer (a malformed event is passed on, never a crash)."""
+    index = obj.get("index", 0)
+    return index if isinstance(index, int) else 0
 
 
 def _dump(doc: Any, google: bool) -> str:
@@ -225,10 +233,10 @@ class SSEMaskingReframer(BodyTransform):
 
     def _openai(self, doc: dict[str, Any], event: str | None) -> tuple[bool, bytes]:
         changed = False
-        for choice in doc.get("choices") or ():
+        for choice in as_list(doc.get("choices")):
             if not isinstance(choice, dict):
                 continue
-            key = choice.get("index", 0)
+            key = piece_key(choice)
             delta = choice.get("delta")
             if isinstance(delta, dict) and isinstance(delta.get("content"), str) \
                     and delta["content"]:
@@ -238,14 +246,17 @@ class SSEMaskingReframer(BodyTransform):
             if choice.get("finish_reason") and key in self.chains:
                 rest = self._rest(key)
                 if rest:
-                    delta = choice.setdefault("delta", {})
-                    delta["content"] = (delta.get("content") or "") + rest
+                    delta = choice.get("delta")
+                    if not isinstance(delta, dict):
+                        delta = choice["delta"] = {}
+                    content = delta.get("content")
+                    delta["content"] = (content if isinstance(content, str) else "") + rest
                     changed = True
         return changed, b""
 
     def _anthropic(self, doc: dict[str, Any], event: str | None) -> tuple[bool, bytes]:
         kind = doc.get("type")
-        key = doc.get("index", 0)
+        key = piece_key(doc)
         if kind == "content_block_delta":
             delta = doc.get("delta")
             if isinstance(delta, dict) and delta.get("type") == "text_delta" \
@@ -259,11 +270,12 @@ class SSEMaskingReframer(BodyTransform):
 
     def _google(self, doc: dict[str, Any], event: str | None) -> tuple[bool, bytes]:
         changed = False
-        for cand in doc.get("candidates") or ():
+        for cand in as_list(doc.get("candidates")):
             if not isinstance(cand, dict):
                 continue
-            key = cand.get("index", 0)
-            parts = (cand.get("content") or {}).get("parts") or []
+            key = piece_key(cand)
+            content = cand.get("content")
+            parts = as_list(content.get("parts")) if isinstance(content, dict) else []
             text_parts = [p for p in parts if isinstance(p, dict)
                           and isinstance(p.get("text"), str) and not p.get("thought")]
             for part in text_parts:
@@ -276,8 +288,11 @@ class SSEMaskingReframer(BodyTransform):
                     if text_parts:
                         text_parts[-1]["text"] += rest
                     else:
-                        cand.setdefault("content", {"role": "model"}).setdefault(
-                            "parts", []).append({"text": rest})
+                        if not isinstance(content, dict):
+                            content = cand["content"] = {"role": "model"}
+                        if not isinstance(content.get("parts"), list):
+                            content["parts"] = []
+                        content["parts"].append({"text": rest})
                     changed = True
         return changed, b""
 
@@ -293,14 +308,17 @@ class SSEMaskingReframer(BodyTransform):
         if self.provider == "anthropic":
             doc["delta"]["text"] = rest
         elif self.google:
-            for cand in doc.get("candidates") or ():
-                if isinstance(cand, dict) and cand.get("index", 0) == key:
-                    cand["content"]["parts"] = [{"text": rest}]
+            for cand in as_list(doc.get("candidates")):
+                if isinstance(cand, dict) and piece_key(cand) == key:
+                    content = cand.get("content")
+                    if not isinstance(content, dict):
+                        content = cand["content"] = {"role": "model"}
+                    content["parts"] = [{"text": rest}]
                     cand.pop("finishReason", None)
             doc.pop("usageMetadata", None)
         else:
-            doc["choices"] = [c for c in doc.get("choices") or ()
-                              if isinstance(c, dict) and c.get("index", 0) == key]
+            doc["choices"] = [c for c in as_list(doc.get("choices"))
+                              if isinstance(c, dict) and piece_key(c) == key]
             for c in doc["choices"]:
                 c["delta"] = {"content": rest}
                 c["finish_reason"] = None

@@ -27,7 +27,8 @@ from typing import Any
 
 from ..codecs.sse import Event, SSEDecoder, encode
 from ..policy import BodyTransform
-from .reframe import GOOGLE, _dump, stop_events
+from ..providers.base import as_list
+from .reframe import GOOGLE, _dump, piece_key, stop_events
 from .webhook import CONTEXT_CHARS, Text, Verdict, WebhookError, masks_by_text, split_masked
 
 #: the function that asks the webhook about some texts; raises WebhookError on failure
@@ -180,13 +181,13 @@ class WebhookStreamGuard(BodyTransform):
         held.doc = doc
         ends = False
         if self.google:
-            for ci, cand in enumerate(_list(doc.get("candidates"))):
+            for ci, cand in enumerate(as_list(doc.get("candidates"))):
                 if not isinstance(cand, dict):
                     continue
-                key = _key(cand)
+                key = piece_key(cand)
                 content = cand.get("content")
                 parts = content.get("parts") if isinstance(content, dict) else None
-                for pi, part in enumerate(_list(parts)):
+                for pi, part in enumerate(as_list(parts)):
                     if isinstance(part, dict) and isinstance(part.get("text"), str) \
                             and part["text"] and not part.get("thought"):
                         held.slots.append((key, ("candidates", ci, "content", "parts", pi,
@@ -198,28 +199,19 @@ class WebhookStreamGuard(BodyTransform):
             if kind == "content_block_delta" and isinstance(delta, dict) \
                     and delta.get("type") == "text_delta" and isinstance(delta.get("text"), str) \
                     and delta["text"]:
-                held.slots.append((_key(doc), ("delta", "text")))
+                held.slots.append((piece_key(doc), ("delta", "text")))
             ends = kind in ("content_block_stop", "message_delta", "message_stop", "error")
         else:
-            for ci, choice in enumerate(_list(doc.get("choices"))):
+            for ci, choice in enumerate(as_list(doc.get("choices"))):
                 if not isinstance(choice, dict):
                     continue
                 delta = choice.get("delta")
                 if isinstance(delta, dict) and isinstance(delta.get("content"), str) \
                         and delta["content"]:
-                    held.slots.append((_key(choice), ("choices", ci, "delta", "content")))
+                    held.slots.append((piece_key(choice), ("choices", ci, "delta", "content")))
                 ends = ends or bool(choice.get("finish_reason"))
             ends = ends or "error" in doc
         return held, ends, False
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _key(obj: dict[str, Any]) -> int:
-    index = obj.get("index", 0)
-    return index if isinstance(index, int) else 0
 
 
 def _get(doc: Any, path: tuple[Any, ...]) -> str:

@@ -235,3 +235,57 @@ def test_a_lone_surrogate_in_masked_text_stays_escaped() -> None:
         out = b"".join(run_events(raw, [], skim, "mask"))   # type: ignore[arg-type]
         out.decode()                                          # valid UTF-8
         assert b"\\ud800" in out and b"<EMAIL>" in out and b"a@b.co" not in out
+
+
+# --- malformed events: passed on, never a crash -------------------------------------------
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers(-3, 3) | st.text(max_size=4)
+                     | st.just("jane.roe@example.org"),
+                     lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(st.sampled_from(["index", "text", "content", "parts"]),
+                                       inner, max_size=3), max_leaves=6)
+
+
+def _skeletons(rest: str) -> dict[str, list[dict[str, Any]]]:
+    """Each provider's text events and piece ends, with `rest` somewhere in the text."""
+    return {
+        "openai": [{"choices": [{"index": 0, "delta": {"content": rest}}]},
+                   {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}],
+        "anthropic": [{"type": "content_block_delta", "index": 0,
+                       "delta": {"type": "text_delta", "text": rest}},
+                      {"type": "content_block_stop", "index": 0}],
+        "gemini": [{"candidates": [{"index": 0, "content": {"parts": [{"text": rest}]}}]},
+                   {"candidates": [{"index": 0, "content": {"parts": []},
+                                    "finishReason": "STOP"}]}],
+    }
+
+
+def _paths(doc: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [at] if at else []
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            out += _paths(v, (*at, k))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            out += _paths(v, (*at, i))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(provider=st.sampled_from(["openai", "anthropic", "gemini"]), data=st.data())
+def test_malformed_events_never_crash_the_reframer(provider: str, data: st.DataObject) -> None:
+    """Any value in any place of a provider's events (an index that is a list, content that
+    is a string, parts that are not a list...): the stream goes on, no exception escapes."""
+    events = _skeletons("call jane.ro")[provider] + _skeletons("e@example.org")[provider]
+    raw = b""
+    for doc in events:
+        for _ in range(data.draw(st.integers(0, 2))):
+            path = data.draw(st.sampled_from(_paths(doc)))
+            target = doc
+            for step in path[:-1]:
+                target = target[step]
+            target[path[-1]] = data.draw(_JSON)
+        sep = b"\r\n\r\n" if provider == "gemini" else b"\n\n"
+        raw += b"data: " + json.dumps(doc).encode() + sep
+    out = b"".join(run(provider, raw, data.draw(st.lists(st.integers(0, 1 << 12), max_size=5))))
+    assert isinstance(out, bytes)
