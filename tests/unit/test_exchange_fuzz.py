@@ -1,0 +1,182 @@
+"""Whatever a client or a provider sends, the gateway never fails internally.
+
+Each reference route (config/gateway.yaml: auth, rate limits, the PII guard, usage metering)
+is fed a valid request and a valid provider reply, built by the mock provider, with random
+JSON values put in random places of the request body and of the reply's events, the reply
+cut at random points. Every message must get its reply, and no policy may raise: a raise is
+a 500 "internal error" for the client, logged with a traceback. Bad input is the client's or
+the provider's error, answered in their format, or passed on as it came.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from extproc import config as cfgmod
+from extproc import protocol as P
+from extproc.auth.devtoken import DEV_API_KEY
+from extproc.exchange import Exchange
+from extproc.mock import anthropic as mock_anthropic
+from extproc.mock import google as mock_google
+from extproc.mock import openai as mock_openai
+from extproc.mock.common import Reply
+from tests.unit.test_exchange import (
+    request_body,
+    request_headers,
+    response_body,
+    response_headers,
+    send,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _config() -> cfgmod.Config:
+    """The reference config, its rate limits raised out of reach (one client sends all)."""
+    source = REPO / "config" / "gateway.yaml"
+    doc = yaml.safe_load(source.read_text())
+    for route in doc["routes"]:
+        for limit in route.get("rate_limits") or ():
+            limit["requests"] = [{"limit": 10**9, "per": "1m"}]
+            limit["tokens"] = [{"limit": 10**12, "per": "1m"}]
+    return cfgmod.parse(doc, source=str(source))
+
+
+CONFIG = _config()
+TEXT = "Mail jane.roe@example.org or call, the card is 4111 1111 1111 1111. Bye."
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-2, 3) | st.floats(allow_nan=False)
+    | st.text(max_size=6) | st.just("jane.roe@example.org"),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["index", "text", "content", "parts", "type", "role", "delta",
+                         "usage", "stream", "model", "choices", "candidates"]),
+        inner, max_size=3),
+    max_leaves=6)
+
+
+def _request(route: str, stream: bool) -> tuple[str, dict[str, Any]]:
+    """The path (as Envoy sends it, prefix and all) and a valid request body."""
+    if route in ("openai", "azure"):
+        path = "/openai/v1/chat/completions" if route == "openai" else \
+            "/azure/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21"
+        return path, {"model": "gpt-4o-mini", "stream": stream, "max_tokens": 50,
+                      "messages": [{"role": "system", "content": "be brief"},
+                                   {"role": "user", "content": [{"type": "text",
+                                                                 "text": TEXT}]}]}
+    if route == "anthropic":
+        return "/anthropic/v1/messages", {
+            "model": "claude-3-5-haiku-latest", "max_tokens": 50, "stream": stream,
+            "system": "be brief", "messages": [{"role": "user", "content": TEXT}]}
+    method = "streamGenerateContent" if stream else "generateContent"
+    path = (f"/gemini/v1beta/models/gemini-2.5-flash:{method}" if route == "gemini" else
+            "/vertex/v1/projects/p/locations/us-central1/publishers/google/models/"
+            f"gemini-2.5-flash:{method}")
+    return path, {"contents": [{"role": "user", "parts": [{"text": TEXT}]}],
+                  "generationConfig": {"maxOutputTokens": 50}}
+
+
+def _reply(route: str, body: dict[str, Any], stream: bool, sse: bool
+           ) -> tuple[str, list[bytes]]:
+    """The provider's content type and frames (one frame: the whole body)."""
+    reply = Reply.make(TEXT, "model-x", "rid", 1795721497.0, 7)
+    if route in ("openai", "azure"):
+        body = {**body, "stream_options": {"include_usage": True}}
+        if stream:
+            return "text/event-stream", mock_openai.build_stream(body, reply)
+        return "application/json", [mock_openai.build_response(body, reply)]
+    if route == "anthropic":
+        if stream:
+            return "text/event-stream", mock_anthropic.build_stream(body, reply)
+        return "application/json", [mock_anthropic.build_response(body, reply)]
+    vertex = route == "vertex"
+    if stream:
+        frames = mock_google.build_stream(body, reply, sse=sse, vertex=vertex)
+        return ("text/event-stream" if sse else "application/json"), frames
+    return "application/json", [mock_google.build_response(body, reply, vertex=vertex)]
+
+
+def _paths(doc: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [at] if at else []
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            out += _paths(v, (*at, k))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            out += _paths(v, (*at, i))
+    return out
+
+
+def _mutate(doc: Any, data: st.DataObject, times: int) -> Any:
+    for _ in range(times):
+        paths = _paths(doc)
+        if not paths:
+            return doc
+        path = data.draw(st.sampled_from(paths))
+        target = doc
+        for step in path[:-1]:
+            target = target[step]
+        target[path[-1]] = data.draw(_JSON)
+    return doc
+
+
+def _mutate_frame(frame: bytes, data: st.DataObject) -> bytes:
+    """A frame with random values in its JSON (SSE data or a JSON-array element)."""
+    times = data.draw(st.integers(0, 2))
+    if not times:
+        return frame
+    text = frame.decode()
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end < start:
+        return frame
+    try:
+        doc = json.loads(text[start:end + 1])
+    except ValueError:
+        return frame
+    doc = _mutate(doc, data, times)
+    return (text[:start] + json.dumps(doc) + text[end + 1:]).encode()
+
+
+async def _run(route: str, msgs: list[Any]) -> Exchange:
+    ex = Exchange(CONFIG.route(route), route, CONFIG.server.max_request_body_bytes)
+    for msg in msgs:
+        replies = await send(ex, msg)
+        assert len(replies) == 1, (msg.WhichOneof("request"), replies)
+        if ex.done:   # refused (a client error): the stream ends here
+            break
+    ex.close()
+    return ex
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(route=st.sampled_from(sorted(CONFIG.routes)), stream=st.booleans(), sse=st.booleans(),
+       data=st.data())
+def test_random_values_anywhere_never_fail_the_gateway(route: str, stream: bool, sse: bool,
+                                                       data: st.DataObject) -> None:
+    path, valid = _request(route, stream)
+    ctype, frames = _reply(route, valid, stream, sse)
+    if stream and route in ("gemini", "vertex") and sse:
+        path += "?alt=sse"
+    sent = _mutate(json.loads(json.dumps(valid)), data, data.draw(st.integers(0, 2)))
+    body = json.dumps(sent).encode()
+    raw = b"".join(_mutate_frame(f, data) for f in frames)
+    cuts = sorted(set(data.draw(st.lists(st.integers(0, len(raw)), max_size=6))))
+    chunks = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True)]
+    msgs = [
+        request_headers({":path": path, "authorization": f"Bearer {DEV_API_KEY}",
+                         "content-length": str(len(body))},
+                        req_mode=P.BUFFERED, resp_mode=P.STREAMED),
+        request_body(body, True),
+        response_headers(200, **{"content-type": ctype}),
+        *[response_body(c, i == len(chunks) - 1) for i, c in enumerate(chunks)],
+    ]
+    ex = asyncio.run(_run(route, msgs))
+    assert not ex.failed, "a policy raised: the client got a 500 internal error"
+
