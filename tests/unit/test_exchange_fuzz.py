@@ -180,3 +180,41 @@ def test_random_values_anywhere_never_fail_the_gateway(route: str, stream: bool,
     ex = asyncio.run(_run(route, msgs))
     assert not ex.failed, "a policy raised: the client got a 500 internal error"
 
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(route=st.sampled_from(sorted(CONFIG.routes)), stream=st.booleans(), data=st.data())
+def test_garbage_bodies_statuses_and_headers_never_fail_the_gateway(
+        route: str, stream: bool, data: st.DataObject) -> None:
+    """Bodies that are random bytes or cut short, any status, any content type, odd header
+    values: refused, passed on or ended with an error event, never a policy raising."""
+    path, valid = _request(route, stream)
+    ctype, frames = _reply(route, valid, stream, sse=True)
+
+    def spoil(whole: bytes) -> bytes:
+        kind = data.draw(st.sampled_from(["as sent", "random bytes", "cut short"]))
+        if kind == "random bytes":
+            return data.draw(st.binary(max_size=200))
+        if kind == "cut short":
+            return whole[:data.draw(st.integers(0, len(whole)))]
+        return whole
+
+    body, raw = spoil(json.dumps(valid).encode()), spoil(b"".join(frames))
+    status = data.draw(st.sampled_from(["200", "200", "400", "503", "abc", "", "99999"]))
+    ctype = data.draw(st.sampled_from([ctype, "text/event-stream", "application/json",
+                                       "application/json; charset=utf-8", "text/plain", ""]))
+    odd = data.draw(st.dictionaries(
+        st.sampled_from(["content-encoding", "content-length", "x-request-id", "accept",
+                         "anthropic-version", "x-goog-api-key"]),
+        st.binary(max_size=8), max_size=3))
+    cuts = sorted(set(data.draw(st.lists(st.integers(0, len(raw)), max_size=6))))
+    chunks = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True)]
+    msgs = [
+        request_headers({":path": path, "authorization": f"Bearer {DEV_API_KEY}", **odd},
+                        req_mode=P.BUFFERED, resp_mode=P.STREAMED),
+        request_body(body, True),
+        response_headers(status, **{"content-type": ctype}),
+        *[response_body(c, i == len(chunks) - 1) for i, c in enumerate(chunks)],
+    ]
+    ex = asyncio.run(_run(route, msgs))
+    assert not ex.failed, "a policy raised: the client got a 500 internal error"
