@@ -27,6 +27,7 @@ from extproc.mock import anthropic as mock_anthropic
 from extproc.mock import google as mock_google
 from extproc.mock import openai as mock_openai
 from extproc.mock.common import Reply
+from tests.jsonfuzz import json_values, spoil
 from tests.unit.test_exchange import (
     request_body,
     request_headers,
@@ -52,14 +53,8 @@ def _config() -> cfgmod.Config:
 CONFIG = _config()
 TEXT = "Mail jane.roe@example.org or call, the card is 4111 1111 1111 1111. Bye."
 
-_JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-2, 3) | st.floats(allow_nan=False)
-    | st.text(max_size=6) | st.just("jane.roe@example.org"),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-        st.sampled_from(["index", "text", "content", "parts", "type", "role", "delta",
-                         "usage", "stream", "model", "choices", "candidates"]),
-        inner, max_size=3),
-    max_leaves=6)
+_JSON = json_values(["index", "text", "content", "parts", "type", "role", "delta", "usage",
+                     "stream", "model", "choices", "candidates"])
 
 
 def _request(route: str, stream: bool) -> tuple[str, dict[str, Any]]:
@@ -103,30 +98,6 @@ def _reply(route: str, body: dict[str, Any], stream: bool, sse: bool
     return "application/json", [mock_google.build_response(body, reply, vertex=vertex)]
 
 
-def _paths(doc: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [at] if at else []
-    if isinstance(doc, dict):
-        for k, v in doc.items():
-            out += _paths(v, (*at, k))
-    elif isinstance(doc, list):
-        for i, v in enumerate(doc):
-            out += _paths(v, (*at, i))
-    return out
-
-
-def _mutate(doc: Any, data: st.DataObject, times: int) -> Any:
-    for _ in range(times):
-        paths = _paths(doc)
-        if not paths:
-            return doc
-        path = data.draw(st.sampled_from(paths))
-        target = doc
-        for step in path[:-1]:
-            target = target[step]
-        target[path[-1]] = data.draw(_JSON)
-    return doc
-
-
 def _mutate_frame(frame: bytes, data: st.DataObject) -> bytes:
     """A frame with random values in its JSON (SSE data or a JSON-array element)."""
     times = data.draw(st.integers(0, 2))
@@ -140,7 +111,7 @@ def _mutate_frame(frame: bytes, data: st.DataObject) -> bytes:
         doc = json.loads(text[start:end + 1])
     except ValueError:
         return frame
-    doc = _mutate(doc, data, times)
+    doc = spoil(doc, data, _JSON, times)
     return (text[:start] + json.dumps(doc) + text[end + 1:]).encode()
 
 
@@ -164,7 +135,7 @@ def test_random_values_anywhere_never_fail_the_gateway(route: str, stream: bool,
     ctype, frames = _reply(route, valid, stream, sse)
     if stream and route in ("gemini", "vertex") and sse:
         path += "?alt=sse"
-    sent = _mutate(json.loads(json.dumps(valid)), data, data.draw(st.integers(0, 2)))
+    sent = spoil(json.loads(json.dumps(valid)), data, _JSON, data.draw(st.integers(0, 2)))
     body = json.dumps(sent).encode()
     raw = b"".join(_mutate_frame(f, data) for f in frames)
     cuts = sorted(set(data.draw(st.lists(st.integers(0, len(raw)), max_size=6))))

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from extproc.guards.reframe import SSEMaskingReframer
 from extproc.guards.scanner import Scanner, builtin
 from extproc.guards.stream import StreamMasker
+from tests.jsonfuzz import json_values, spoil
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 SCANNER = Scanner(builtin(["email", "phone", "card"]))
@@ -239,11 +240,7 @@ def test_a_lone_surrogate_in_masked_text_stays_escaped() -> None:
 
 # --- malformed events: passed on, never a crash -------------------------------------------
 
-_JSON = st.recursive(st.none() | st.booleans() | st.integers(-3, 3) | st.text(max_size=4)
-                     | st.just("jane.roe@example.org"),
-                     lambda inner: st.lists(inner, max_size=3)
-                     | st.dictionaries(st.sampled_from(["index", "text", "content", "parts"]),
-                                       inner, max_size=3), max_leaves=6)
+_JSON = json_values(["index", "text", "content", "parts"])
 
 
 def _skeletons(rest: str) -> dict[str, list[dict[str, Any]]]:
@@ -260,17 +257,6 @@ def _skeletons(rest: str) -> dict[str, list[dict[str, Any]]]:
     }
 
 
-def _paths(doc: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [at] if at else []
-    if isinstance(doc, dict):
-        for k, v in doc.items():
-            out += _paths(v, (*at, k))
-    elif isinstance(doc, list):
-        for i, v in enumerate(doc):
-            out += _paths(v, (*at, i))
-    return out
-
-
 @settings(max_examples=300, deadline=None)
 @given(provider=st.sampled_from(["openai", "anthropic", "gemini"]), data=st.data())
 def test_malformed_events_never_crash_the_reframer(provider: str, data: st.DataObject) -> None:
@@ -279,12 +265,7 @@ def test_malformed_events_never_crash_the_reframer(provider: str, data: st.DataO
     events = _skeletons("call jane.ro")[provider] + _skeletons("e@example.org")[provider]
     raw = b""
     for doc in events:
-        for _ in range(data.draw(st.integers(0, 2))):
-            path = data.draw(st.sampled_from(_paths(doc)))
-            target = doc
-            for step in path[:-1]:
-                target = target[step]
-            target[path[-1]] = data.draw(_JSON)
+        spoil(doc, data, _JSON, data.draw(st.integers(0, 2)))
         sep = b"\r\n\r\n" if provider == "gemini" else b"\n\n"
         raw += b"data: " + json.dumps(doc).encode() + sep
     out = b"".join(run(provider, raw, data.draw(st.lists(st.integers(0, 1 << 12), max_size=5))))
