@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--unix", action="append", metavar="PATH", help="unix socket to serve on")
     p.add_argument("--workers", type=int, default=1,
                    help="processes sharing the TCP port through SO_REUSEPORT")
-    p.add_argument("--admin-port", type=int, help="HTTP port for /stats and /healthz")
+    p.add_argument("--admin-port", type=int,
+                   help="HTTP port for /metrics, /stats and /healthz (of all the workers)")
     p.add_argument("--admin-host", default="127.0.0.1")
     p.add_argument("--watch-config", action="store_true",
                    help="reload the config when its file changes (SIGHUP always reloads)")

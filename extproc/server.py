@@ -2,9 +2,9 @@
 
 SIGTERM/SIGINT: health turns NOT_SERVING, the server stops accepting, in-flight streams get
 `server.grace_period_s` to finish, then the process exits. SIGHUP reloads the config file; an
-invalid file leaves the running config in place and logs every error. `--workers N` starts N
-processes that share the TCP port through SO_REUSEPORT (each with its own in-memory state;
-worker i serves the admin port + i). `--watch-config` also reloads when the file changes
+invalid file leaves the running config in place and logs every error. `--workers N` hands
+over to `workers.py` (N processes on one port, one admin port for all). `--watch-config` also
+reloads when the file changes
 (polled once a second: no extra dependency, works on every filesystem and in containers).
 
 The admin port serves `/metrics` (Prometheus), `/stats` (JSON) and `/healthz`.
@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import multiprocessing
 import os
 import signal
 import time
@@ -172,7 +171,8 @@ async def _start_admin(processor: Processor, host: str, port: int) -> web.AppRun
 def run(opts: ServeOptions) -> int:
     """Blocking entry point used by `extproc serve`."""
     if opts.workers > 1:
-        return _run_workers(opts)
+        from .workers import run_workers
+        return run_workers(opts)
     _install_uvloop()
     try:
         asyncio.run(serve(opts))
@@ -187,52 +187,3 @@ def _install_uvloop() -> None:
     with contextlib.suppress(ImportError):
         import uvloop
         uvloop.install()
-
-
-def _worker(opts: ServeOptions, index: int) -> None:
-    from .logs import setup_logging
-    setup_logging(prefix=f"worker{index}")
-    if opts.admin_port is not None:
-        opts.admin_port += index
-    opts.workers = 1
-    with contextlib.suppress(KeyboardInterrupt):
-        raise SystemExit(run(opts))
-
-
-def _run_workers(opts: ServeOptions) -> int:
-    """Supervise N worker processes; forward SIGTERM/SIGINT; restart a worker that crashes."""
-    if any(a.startswith("unix:") for a in opts.addresses):
-        log.error("--workers > 1 needs a TCP address: a unix socket cannot be shared")
-        return 2
-    cfgmod.load(opts.config_path)  # fail fast, once, on a bad config
-    ctx = multiprocessing.get_context("spawn")
-    stopping = False
-
-    def start(i: int) -> multiprocessing.process.BaseProcess:
-        p = ctx.Process(target=_worker, args=(opts, i), name=f"extproc-worker-{i}")
-        p.start()
-        return p
-
-    procs = {i: start(i) for i in range(opts.workers)}
-
-    def forward(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = stopping or signum != signal.SIGHUP
-        for p in procs.values():
-            if p.pid and p.is_alive():
-                os.kill(p.pid, signum)
-
-    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(s, forward)
-    while procs:
-        time.sleep(0.2)
-        for i, p in list(procs.items()):
-            if p.is_alive():
-                continue
-            p.join()
-            if stopping or p.exitcode == 2:
-                del procs[i]
-            else:
-                log.error("worker %d exited with %s; restarting it", i, p.exitcode)
-                procs[i] = start(i)
-    return 0

@@ -3,11 +3,13 @@ serve with health and workers, and `up` bringing the whole stack up and down cle
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +20,7 @@ import httpx
 import pytest
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
 
 from extproc.envoy_bin import envoy_binary
 from tests.harness import ROOT, Server, free_port, port_open, write_config
@@ -94,12 +97,26 @@ def test_serve_health_and_graceful_exit(tmp_path: Path) -> None:
     assert "stopped" in server.proc.log()
 
 
+def _free_ports(n: int) -> int:
+    """The first of n consecutive ports that can all be bound now."""
+    while True:
+        first = free_port()
+        with contextlib.ExitStack() as held:
+            try:
+                for i in range(n):
+                    s = held.enter_context(socket.socket())
+                    s.bind(("127.0.0.1", first + i))
+            except OSError:
+                continue
+        return first
+
+
 def test_serve_workers_share_one_port(tmp_path: Path) -> None:
-    port = free_port()
+    port, admin = free_port(), _free_ports(3)
     log = (tmp_path / "workers.log").open("wb")
     proc = subprocess.Popen([*EXTPROC, "serve", "--config", "config/gateway.yaml", "--listen",
-                             f"127.0.0.1:{port}", "--workers", "2"], cwd=ROOT,
-                            stdout=log, stderr=subprocess.STDOUT)
+                             f"127.0.0.1:{port}", "--workers", "2", "--admin-port", str(admin)],
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30
         text = ""
@@ -111,10 +128,28 @@ def test_serve_workers_share_one_port(tmp_path: Path) -> None:
         assert text.count("serving ext_proc") == 2, text
         assert '"process": "worker0"' in text and '"process": "worker1"' in text  # JSON logs
         assert _health(port) == health_pb2.HealthCheckResponse.SERVING
+        # one admin port for both: their metrics merged, each series labelled by worker
+        base = f"http://127.0.0.1:{admin}"
+        assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200
+        text = ""
+        while time.monotonic() < deadline:
+            text = httpx.get(f"{base}/metrics", timeout=10).text
+            if 'extproc_worker_up{worker="1"} 1' in text and \
+                    'extproc_worker_up{worker="0"} 1' in text:
+                break
+            time.sleep(0.2)
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        loaded = families["extproc_config_loaded_timestamp_seconds"].samples
+        assert sorted(s.labels["worker"] for s in loaded) == ["0", "1"]
+        stats = httpx.get(f"{base}/stats", timeout=10).json()["workers"]
+        assert [(w["worker"], w["alive"], w["admin_port"]) for w in stats] == \
+            [(0, True, admin + 1), (1, True, admin + 2)]
+        assert all(w["stats"]["streams_active"] == 0 for w in stats)
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     assert (tmp_path / "workers.log").read_text().count("stopped") == 2
+    assert not port_open(admin)
 
 
 def _children(pid: int) -> list[int]:

@@ -1,0 +1,202 @@
+"""`serve --workers N`: N server processes on one port, supervised, behind one admin port.
+
+The supervisor starts N spawned workers that share the gRPC port through SO_REUSEPORT,
+forwards SIGTERM, SIGINT and SIGHUP to them, and restarts a worker that crashes. With an
+admin port it serves that port itself, for all of them:
+
+- `/metrics`: every worker's metrics in one exposition, each series labelled `worker="i"`
+  (`merge_expositions`), plus `extproc_worker_up{worker="i"}`. A restarted worker's counters
+  start again under the same label, which Prometheus' `rate()` reads as a counter reset.
+- `/healthz`: 200 while every worker is alive, else 503.
+- `/stats`: each worker's `/stats`, in a list.
+
+Worker i serves its own admin endpoints on 127.0.0.1, at the admin port + 1 + i.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .server import ServeOptions
+
+log = logging.getLogger("extproc.server")
+FETCH_TIMEOUT_S = 2.0
+_UP_HELP = ("# HELP extproc_worker_up Whether the supervisor read this worker's metrics "
+            "(1) or not (0)\n# TYPE extproc_worker_up gauge\n")
+
+
+def _labelled(sample: str, label: str) -> str:
+    """A sample line with `label` (`worker="0"`) first among its labels."""
+    name_end = len(sample)
+    for sep in ("{", " "):
+        at = sample.find(sep)
+        if 0 <= at < name_end:
+            name_end = at
+    name, rest = sample[:name_end], sample[name_end:]
+    if rest.startswith("{}"):
+        return f"{name}{{{label}}}{rest[2:]}"
+    if rest.startswith("{"):
+        return f"{name}{{{label},{rest[1:]}"
+    return f"{name}{{{label}}}{rest}"
+
+
+def merge_expositions(texts: Sequence[tuple[str, str]]) -> str:
+    """One Prometheus text exposition from several `(worker, text)`: each family's HELP and
+    TYPE once, then its samples from every worker, labelled `worker="<worker>"`."""
+    families: dict[str, tuple[list[str], list[str]]] = {}   # name -> (header, samples)
+    for worker, text in texts:
+        label = f'worker="{worker}"'
+        current: list[str] | None = None
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            if line.startswith("#"):
+                parts = line.split(None, 3)
+                if len(parts) >= 3 and parts[1] in ("HELP", "TYPE"):
+                    header, current = families.setdefault(parts[2], ([], []))
+                    if line not in header:
+                        header.append(line)
+                continue
+            if current is None:   # a sample before any family header: a family of its own
+                name = line.split("{", 1)[0].split(None, 1)[0]
+                current = families.setdefault(name, ([], []))[1]
+            current.append(_labelled(line, label))
+    out = []
+    for header, samples in families.values():
+        out.extend(header)
+        out.extend(samples)
+    return "\n".join(out) + "\n" if out else ""
+
+
+def _fetch(port: int, path: str) -> bytes | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}",
+                                    timeout=FETCH_TIMEOUT_S) as r:
+            return r.read()
+    except (OSError, ValueError):
+        return None
+
+
+class _Admin(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], worker_ports: list[int],
+                 alive: Callable[[], list[bool]]) -> None:
+        self.worker_ports = worker_ports
+        self.alive = alive
+        super().__init__(address, _AdminHandler)
+
+
+class _AdminHandler(http.server.BaseHTTPRequestHandler):
+    server: _Admin
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _send(self, status: int, body: bytes, ctype: str) -> None:
+        self.send_response(status)
+        self.send_header("content-type", ctype)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        ports = self.server.worker_ports
+        if path == "/healthz":
+            ok = all(self.server.alive())
+            self._send(200 if ok else 503, b"ok\n" if ok else b"a worker is down\n",
+                       "text/plain")
+        elif path == "/metrics":
+            texts, up = [], []
+            for i, port in enumerate(ports):
+                body = _fetch(port, "/metrics")
+                up.append(f'extproc_worker_up{{worker="{i}"}} {0 if body is None else 1}')
+                if body is not None:
+                    texts.append((str(i), body.decode("utf-8", "replace")))
+            merged = merge_expositions(texts) + _UP_HELP + "\n".join(up) + "\n"
+            self._send(200, merged.encode(), "text/plain; version=0.0.4; charset=utf-8")
+        elif path == "/stats":
+            workers = []
+            for i, (port, alive) in enumerate(zip(ports, self.server.alive(), strict=True)):
+                body = _fetch(port, "/stats") if alive else None
+                workers.append({"worker": i, "alive": alive, "admin_port": port,
+                                "stats": json.loads(body) if body else None})
+            self._send(200, json.dumps({"workers": workers}).encode(), "application/json")
+        else:
+            self._send(404, b"not found\n", "text/plain")
+
+
+def _worker(opts: ServeOptions, index: int) -> None:
+    from .logs import setup_logging
+    from .server import run
+    setup_logging(prefix=f"worker{index}")
+    if opts.admin_port is not None:
+        opts.admin_host, opts.admin_port = "127.0.0.1", opts.admin_port + 1 + index
+    opts.workers = 1
+    with contextlib.suppress(KeyboardInterrupt):
+        raise SystemExit(run(opts))
+
+
+def run_workers(opts: ServeOptions) -> int:
+    """Supervise N worker processes until they have all stopped."""
+    from . import config as cfgmod
+    if any(a.startswith("unix:") for a in opts.addresses):
+        log.error("--workers > 1 needs a TCP address: a unix socket cannot be shared")
+        return 2
+    cfgmod.load(opts.config_path)  # fail fast, once, on a bad config
+    ctx = multiprocessing.get_context("spawn")
+    stopping = False
+
+    def start(i: int) -> multiprocessing.process.BaseProcess:
+        p = ctx.Process(target=_worker, args=(opts, i), name=f"extproc-worker-{i}")
+        p.start()
+        return p
+
+    procs = {i: start(i) for i in range(opts.workers)}
+    alive = [True] * opts.workers   # as this loop last saw them (the admin thread reads it)
+    admin = None
+    if opts.admin_port is not None:
+        ports = [opts.admin_port + 1 + i for i in range(opts.workers)]
+        admin = _Admin((opts.admin_host, opts.admin_port), ports, lambda: list(alive))
+        threading.Thread(target=admin.serve_forever, name="extproc-admin", daemon=True).start()
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = stopping or signum != signal.SIGHUP
+        for p in procs.values():
+            if p.pid and p.is_alive():
+                os.kill(p.pid, signum)
+
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, forward)
+    try:
+        while procs:
+            time.sleep(0.2)
+            for i, p in list(procs.items()):
+                alive[i] = p.is_alive()
+                if alive[i]:
+                    continue
+                p.join()
+                if stopping or p.exitcode == 2:
+                    del procs[i]
+                else:
+                    log.error("worker %d exited with %s; restarting it", i, p.exitcode)
+                    procs[i] = start(i)
+    finally:
+        if admin is not None:
+            admin.shutdown()
+            admin.server_close()
+    return 0

@@ -1,0 +1,44 @@
+"""One admin port for `--workers N`: the workers' expositions merged, each series labelled."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from extproc import metrics
+from extproc.workers import _labelled, merge_expositions
+
+
+def test_labels_go_first_in_every_sample_form() -> None:
+    assert _labelled("up 1", 'worker="0"') == 'up{worker="0"} 1'
+    assert _labelled("up{} 1", 'worker="0"') == 'up{worker="0"} 1'
+    assert _labelled('x_total{a="b c}",d="e"} 2.0 1700000000', 'worker="1"') == \
+        'x_total{worker="1",a="b c}",d="e"} 2.0 1700000000'
+
+
+def test_every_family_once_with_every_workers_samples() -> None:
+    metrics.MESSAGE_DURATION.labels("request_headers").observe(0.001)
+    metrics.RELOADS.labels("ok").inc()
+    text = metrics.render().decode()
+    merged = merge_expositions([("0", text), ("1", text)])
+    families = {f.name: f for f in text_string_to_metric_families(merged)}   # parses
+    single = {f.name: f for f in text_string_to_metric_families(text)}
+    assert set(families) == set(single)
+    for name, family in single.items():
+        assert len(families[name].samples) == 2 * len(family.samples), name
+        for worker in ("0", "1"):
+            mine = [s for s in families[name].samples if s.labels.get("worker") == worker]
+            assert [(s.name, {k: v for k, v in s.labels.items() if k != "worker"}, s.value)
+                    for s in mine] == [(s.name, s.labels, s.value) for s in family.samples]
+    for line in merged.splitlines():   # HELP and TYPE once per family
+        if line.startswith("# "):
+            assert merged.count(line + "\n") == 1, line
+
+
+def test_a_worker_with_a_family_the_others_lack() -> None:
+    a = "# HELP a_total A\n# TYPE a_total counter\na_total 1.0\n"
+    b = a + '# HELP b Only here\n# TYPE b gauge\nb{x="1"} 5.0\n'
+    merged = merge_expositions([("0", a), ("1", b)])
+    assert merged == ('# HELP a_total A\n# TYPE a_total counter\na_total{worker="0"} 1.0\n'
+                      'a_total{worker="1"} 1.0\n# HELP b Only here\n# TYPE b gauge\n'
+                      'b{worker="1",x="1"} 5.0\n')
+    assert merge_expositions([]) == ""
