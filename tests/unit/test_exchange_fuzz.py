@@ -39,10 +39,12 @@ from tests.unit.test_exchange import (
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _config() -> cfgmod.Config:
-    """The reference config, its rate limits raised out of reach (one client sends all)."""
+def _config(action: str = "mask") -> cfgmod.Config:
+    """The reference config, its rate limits raised out of reach (one client sends all), its
+    PII guard masking or rejecting."""
     source = REPO / "config" / "gateway.yaml"
     doc = yaml.safe_load(source.read_text())
+    doc["guards"]["pii"]["action"] = action
     for route in doc["routes"]:
         for limit in route.get("rate_limits") or ():
             limit["requests"] = [{"limit": 10**9, "per": "1m"}]
@@ -51,6 +53,7 @@ def _config() -> cfgmod.Config:
 
 
 CONFIG = _config()
+CONFIGS = {"mask": CONFIG, "reject": _config("reject")}
 TEXT = "Mail jane.roe@example.org or call, the card is 4111 1111 1111 1111. Bye."
 
 _JSON = json_values(["index", "text", "content", "parts", "type", "role", "delta", "usage",
@@ -115,21 +118,35 @@ def _mutate_frame(frame: bytes, data: st.DataObject) -> bytes:
     return (text[:start] + json.dumps(doc) + text[end + 1:]).encode()
 
 
-async def _run(route: str, msgs: list[Any]) -> Exchange:
-    ex = Exchange(CONFIG.route(route), route, CONFIG.server.max_request_body_bytes)
+async def _run(route: str, msgs: list[Any], config: cfgmod.Config = CONFIG) -> Exchange:
+    """Play Envoy's side; check one reply per message (outside FULL_DUPLEX_STREAMED), and
+    that a FULL_DUPLEX_STREAMED response body is ended."""
+    ex = Exchange(config.route(route), route, config.server.max_request_body_bytes)
+    duplex_ended = False
     for msg in msgs:
         replies = await send(ex, msg)
-        assert len(replies) == 1, (msg.WhichOneof("request"), replies)
+        kind = msg.WhichOneof("request")
+        if kind == "response_body" and ex.response_mode == P.FULL_DUPLEX:
+            duplex_ended = duplex_ended or any(
+                r.response_body.response.body_mutation.streamed_response.end_of_stream
+                for r in replies if r.WhichOneof("response") == "response_body")
+        else:
+            assert len(replies) == 1, (kind, replies)
         if ex.done:   # refused (a client error): the stream ends here
             break
+    else:
+        if ex.response_mode == P.FULL_DUPLEX and not ex.failed:
+            assert duplex_ended, "the response body was never ended"
     ex.close()
     return ex
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(route=st.sampled_from(sorted(CONFIG.routes)), stream=st.booleans(), sse=st.booleans(),
-       data=st.data())
+       mode=st.sampled_from([P.STREAMED, P.STREAMED, P.BUFFERED, P.FULL_DUPLEX]),
+       action=st.sampled_from(sorted(CONFIGS)), data=st.data())
 def test_random_values_anywhere_never_fail_the_gateway(route: str, stream: bool, sse: bool,
+                                                       mode: int, action: str,
                                                        data: st.DataObject) -> None:
     path, valid = _request(route, stream)
     ctype, frames = _reply(route, valid, stream, sse)
@@ -138,17 +155,18 @@ def test_random_values_anywhere_never_fail_the_gateway(route: str, stream: bool,
     sent = spoil(json.loads(json.dumps(valid)), data, _JSON, data.draw(st.integers(0, 2)))
     body = json.dumps(sent).encode()
     raw = b"".join(_mutate_frame(f, data) for f in frames)
-    cuts = sorted(set(data.draw(st.lists(st.integers(0, len(raw)), max_size=6))))
+    cuts = [] if mode == P.BUFFERED else \
+        sorted(set(data.draw(st.lists(st.integers(0, len(raw)), max_size=6))))
     chunks = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True)]
     msgs = [
         request_headers({":path": path, "authorization": f"Bearer {DEV_API_KEY}",
                          "content-length": str(len(body))},
-                        req_mode=P.BUFFERED, resp_mode=P.STREAMED),
+                        req_mode=P.BUFFERED, resp_mode=mode),
         request_body(body, True),
         response_headers(200, **{"content-type": ctype}),
         *[response_body(c, i == len(chunks) - 1) for i, c in enumerate(chunks)],
     ]
-    ex = asyncio.run(_run(route, msgs))
+    ex = asyncio.run(_run(route, msgs, CONFIGS[action]))
     assert not ex.failed, "a policy raised: the client got a 500 internal error"
 
 
