@@ -7,8 +7,8 @@ gateway's own series start with `extproc_`. Labels never carry request data: no 
 subject, no path. The model is the one label a client chooses, so it is bounded: past
 `MAX_MODELS` distinct names in a process, new ones are counted as `other`.
 
-With `--workers N` every worker has its own series on its own admin port (port + i): scrape
-each, and sum.
+With `--workers N` every worker keeps its own series; the supervisor's admin port serves them
+all in one scrape, labelled `worker` (`workers.py`).
 """
 
 from __future__ import annotations
