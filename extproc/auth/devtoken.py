@@ -11,9 +11,12 @@ import re
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
+
+if TYPE_CHECKING:
+    from ..config import RouteConfig
 
 DEV_KEY = Path(__file__).resolve().parent.parent / "dev" / "DEV-ONLY-jwt-signing-key.pem"
 DEV_KID = "extproc-dev-1"
@@ -51,20 +54,20 @@ def mint(sub: str, *, scopes: list[str] | None = None, ttl_s: int = 3600,
 DEV_API_KEY = "gw-local-dev-key-DEV-ONLY"
 
 
-def dev_authorization(route: Any) -> str | None:
-    """The Authorization value that gets a request onto `route` (a RouteConfig) with the
-    development credentials, for the line `extproc up` prints: "" when the route asks for
-    none, None when it asks for one they cannot make (a production issuer)."""
+def dev_authorization(route: RouteConfig | None) -> str | None:
+    """The Authorization value that gets a request onto `route` with the development
+    credentials, for the line `extproc up` prints: "" when the route asks for none, None when
+    it asks for one they cannot make (a production issuer, a provider header, claims)."""
     from .policy import Authenticate
-    auth = next((p.auth for p in getattr(route, "policies", ())
+    auth = next((p.auth for p in (route.policies if route else ())
                  if isinstance(p, Authenticate)), None)
     if auth is None:
         return ""
-    if auth.header is None and auth.api_keys is not None \
-            and auth.api_keys.lookup(DEV_API_KEY) is not None and not auth.scopes \
-            and not auth.claims:
+    if auth.header is not None or auth.claims:
+        return None
+    if auth.api_keys is not None and auth.api_keys.lookup(DEV_API_KEY) is not None \
+            and not auth.scopes:
         return f"Bearer {DEV_API_KEY}"
-    if any(p.issuer == DEV_ISSUER and DEV_AUDIENCE in p.audiences for p in auth.jwt) \
-            and not auth.claims and auth.header is None:
+    if any(p.issuer == DEV_ISSUER and DEV_AUDIENCE in p.audiences for p in auth.jwt):
         return f"Bearer {mint('local-dev', scopes=list(auth.scopes), ttl_s=12 * 3600)}"
     return None
