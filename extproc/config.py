@@ -22,6 +22,9 @@ Shape (every key is optional unless marked; unknown keys are errors)::
         rate_limits:                    # request and token budgets (extproc.limits.settings)
           - {name: per-user, key: [subject], requests: [{limit: 60, per: 1m}],
              tokens: [{limit: 100000, per: 1m}]}
+        passthrough:                    # other endpoints let through, with auth and request
+          - {path: /openai/v1/models, methods: [GET]}   # limits only (no body is read);
+          - {path: /openai/v1/files/**}  # `*`: one segment's characters, `/**`: the rest
         plugins:                        # custom Python policies (see extproc.policy)
           - class: mypkg.guards:MyGuard
             options: {...}
@@ -55,6 +58,7 @@ from .guards.settings import Guard, parse_guards, route_guards
 from .limits.settings import LimitsSettings, parse_limits, parse_route_limits
 from .llm.policy import LLMTraffic, StreamsConfig, streams_config
 from .policy import Policy
+from .providers.endpoints import Passthrough
 from .schema import Checker, ConfigError, join
 
 PROVIDERS = ("openai", "azure", "anthropic", "gemini", "vertex")
@@ -79,10 +83,18 @@ class RouteConfig:
     streams: StreamsConfig = field(default_factory=StreamsConfig)
     #: the custom policies from `plugins:`, in config order
     plugins: tuple[Policy, ...] = ()
+    #: requests to other endpoints than the provider's that the route lets through
+    passthrough: tuple[Passthrough, ...] = ()
 
     @cached_property
     def needs_request_body(self) -> bool:
         return any(p.needs_request_body for p in self.policies)
+
+    @cached_property
+    def reads_request_body(self) -> bool:
+        """A policy reads the request body as the provider's JSON (then it must be readable
+        one way only; see `Policy.reads_json`)."""
+        return any(p.needs_request_body and p.reads_json for p in self.policies)
 
     @cached_property
     def needs_response_body(self) -> bool:
@@ -186,7 +198,7 @@ def _route(c: Checker, raw: Any, path: str, auth: AuthSettings, limits: LimitsSe
            guards: dict[str, Guard], base: Path) -> RouteConfig | None:
     before = len(c.errors)
     d = c.mapping(raw, path, ("name", "provider", "streams", "auth", "upstream_credential",
-                              "rate_limits", "guards", "plugins"))
+                              "rate_limits", "guards", "plugins", "passthrough"))
     name = c.string(d, "name", path, required=True)
     provider = c.choice(d, "provider", path, PROVIDERS, what="provider")
     streams = streams_config(c, provider, d.get("streams"), join(path, "streams")) \
@@ -205,6 +217,7 @@ def _route(c: Checker, raw: Any, path: str, auth: AuthSettings, limits: LimitsSe
     if rate is not None and rate.uses_tokens and streams is not None and not streams.usage:
         c.error(join(path, "rate_limits"), "token budgets settle on the provider's usage: "
                 "they need streams.usage: true")
+    passthrough = _passthrough(c, d.get("passthrough"), join(path, "passthrough"))
     if len(c.errors) > before or name is None or provider is None or streams is None:
         return None
     builtin: list[Policy] = []
@@ -220,7 +233,29 @@ def _route(c: Checker, raw: Any, path: str, auth: AuthSettings, limits: LimitsSe
     if rate is not None:
         builtin.append(rate)
     return RouteConfig(name=name, provider=provider, policies=(*builtin, *policies),
-                       streams=streams, plugins=tuple(policies))
+                       streams=streams, plugins=tuple(policies), passthrough=passthrough)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _passthrough(c: Checker, raw: Any, path: str) -> tuple[Passthrough, ...]:
+    out = []
+    for i, item in enumerate(c.sequence(raw, path)):
+        where = join(path, i)
+        d = c.mapping(item, where, ("path", "methods"))
+        pattern = c.string(d, "path", where, required=True)
+        methods = c.sequence(d.get("methods", ["GET"]), join(where, "methods"))
+        bad = [m for m in methods if m not in _METHODS]
+        if bad:
+            c.error(join(where, "methods"), f"unknown method(s) {bad}; expected {_METHODS}")
+        if pattern is not None and not pattern.startswith("/"):
+            c.error(join(where, "path"), f"must start with '/': {pattern!r}")
+        elif pattern is not None and "**" in pattern.removesuffix("/**"):
+            c.error(join(where, "path"), "'**' may only end the pattern, as '/**'")
+        elif pattern is not None and not bad:
+            out.append(Passthrough(pattern, tuple(methods) or ("GET",)))
+    return tuple(out)
 
 
 def _plugin(c: Checker, raw: Any, path: str) -> Policy | None:

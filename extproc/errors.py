@@ -2,7 +2,8 @@
 
 OpenAI and Azure: ``{"error": {"message", "type", "param", "code"}}``;
 Anthropic: ``{"type": "error", "error": {"type", "message"}}``;
-Gemini and Vertex: ``{"error": {"code", "message", "status"}}`` (google.rpc.Status codes).
+Gemini and Vertex: ``{"error": {"code", "message", "status"}}`` (google.rpc.Status codes);
+"gateway" (no route, so no provider): ``{"error": {"message", "type": "gateway_error", "code"}}``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def error_body(provider: str, status: int, message: str, kind: str | None = None
         doc: dict = {"type": "error", "error": {"type": kind, "message": message}}
     elif provider in ("gemini", "vertex"):
         doc = {"error": {"code": status, "message": message, "status": kind}}
+    elif provider == "gateway":   # no provider known (no route): the gateway's own shape
+        doc = {"error": {"message": message, "type": "gateway_error", "code": status}}
     else:
         doc = {"error": {"message": message, "type": kind, "param": None, "code": code}}
     return json.dumps(doc, separators=(",", ":")).encode()

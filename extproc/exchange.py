@@ -26,8 +26,11 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from . import protocol as P
 from .config import RouteConfig
 from .errors import error_body
+from .mutations import HeaderMutations
 from .policy import BodyTransform, Reject, run_transforms, run_transforms_async
+from .providers.endpoints import Endpoint
 from .providers.tokens import FIRST_TOKEN
+from .reading import Unreadable, decode_body, encodings, read_endpoint, strict_json
 
 log = logging.getLogger("extproc.exchange")
 
@@ -36,14 +39,15 @@ Handler = Callable[["Exchange", Any], Coroutine[Any, Any, Sequence[Reply]]]
 _JSON = "application/json"
 
 
-class Exchange:
-    """State of one HTTP request/response pair as seen over one ext_proc stream."""
+class Exchange(HeaderMutations):
+    """State of one HTTP request/response pair as seen over one ext_proc stream (policies
+    change headers with the `HeaderMutations` methods)."""
 
     def __init__(self, route: RouteConfig | None, route_name: str | None = None,
                  max_request_body: int = 8 * 1024 * 1024) -> None:
         self.route = route
         self.route_name = route_name
-        self.provider = route.provider if route else "openai"
+        self.provider = route.provider if route else "gateway"   # its error format
         self.max_request_body = max_request_body
         self.request_headers: dict[str, str] = {}
         self.response_headers: dict[str, str] = {}
@@ -66,16 +70,14 @@ class Exchange:
         self.failed = False
         self._watch: re.Pattern[bytes] | None = None
         self._configured: tuple[int, int] | None = None
-        # header mutations waiting for the next reply in each direction
-        self._req_set: dict[str, str] = {}
-        self._req_remove: list[str] = []
-        self._resp_set: dict[str, str] = {}
-        self._resp_remove: list[str] = []
+        HeaderMutations.__init__(self)
         self._held: list[bytes] = []
         self._held_size = 0
         self._needs_request_body = bool(route and route.needs_request_body)
         self._transforms: list[BodyTransform] = []
         self._async_transforms = False
+        self.endpoint: Endpoint | None = None    # what the request is (reading.py)
+        self._codings: list[str] = []            # the request body's content-encoding
 
     @property
     def transforms(self) -> list[BodyTransform]:
@@ -88,37 +90,6 @@ class Exchange:
         self._held_size = 0
         self._transforms = []
         self.done = True
-
-    # --- what policies call -------------------------------------------------------------
-    def set_request_header(self, name: str, value: str) -> None:
-        """Set a header on the request going upstream (request phase only); the last call
-        for a name wins, whether it sets or removes."""
-        name = name.lower()
-        self._req_set[name] = value
-        if name in self._req_remove:
-            self._req_remove.remove(name)
-
-    def remove_request_header(self, name: str) -> None:
-        name = name.lower()
-        self._req_set.pop(name, None)
-        self._req_remove.append(name)
-
-    def set_response_header(self, name: str, value: str) -> None:
-        """Set a header on the response to the client; may be called in any phase up to the
-        response headers (e.g. a decision made at request time)."""
-        name = name.lower()
-        self._resp_set[name] = value
-        if name in self._resp_remove:
-            self._resp_remove.remove(name)
-
-    def pending_response_header(self, name: str) -> str | None:
-        """A response header a policy has set for the next reply (None if none has)."""
-        return self._resp_set.get(name.lower())
-
-    def remove_response_header(self, name: str) -> None:
-        name = name.lower()
-        self._resp_set.pop(name, None)
-        self._resp_remove.append(name)
 
     # --- the protocol -------------------------------------------------------------------
     async def handle(self, req: pb.ProcessingRequest, kind: str | None = None
@@ -169,18 +140,6 @@ class Exchange:
         return self._with_metadata(P.immediate(r.status, body, headers,
                                                r.details or f"extproc_{r.status}"))
 
-    def _common(self, response: bool, extra: dict[str, str] | None = None
-                ) -> pb.CommonResponse | None:
-        """The pending header mutations of one direction (then cleared), if any."""
-        sets, removes = (self._resp_set, self._resp_remove) if response \
-            else (self._req_set, self._req_remove)
-        if not sets and not removes and not extra:
-            return None
-        mutation = P.header_mutation({**sets, **(extra or {})}, removes)
-        sets.clear()
-        removes.clear()
-        return pb.CommonResponse(header_mutation=mutation)
-
     def _with_metadata(self, msg: pb.ProcessingResponse) -> pb.ProcessingResponse:
         if self.metadata:
             P.fill_metadata(msg.dynamic_metadata, self.metadata)
@@ -195,8 +154,10 @@ class Exchange:
         self.request_id = headers.get("x-request-id", "")
         self.request_ended = h.end_of_stream
         if self.route is None:
-            raise Reject(500, f"the gateway has no route named {self.route_name!r}",
+            raise Reject(404, "no gateway route serves this request" + (
+                f" (route {self.route_name!r} is not configured)" if self.route_name else ""),
                          details="extproc_unknown_route")
+        self._read(headers)
         for policy in self.route.policies:
             await policy.on_request_headers(self)
         if h.end_of_stream:
@@ -210,6 +171,22 @@ class Exchange:
             override = ProcessingMode(request_body_mode=want_req, response_body_mode=want_resp)
             self.request_mode, self.response_mode = want_req, want_resp
         return self._headers_reply(False, override)
+
+    def _read(self, headers: dict[str, str]) -> None:
+        """Classify the request by its canonical target (sent upstream if it differs), and
+        commit to decoding a compressed body that a policy will read."""
+        assert self.route is not None
+        self.endpoint, path = read_endpoint(self.route.provider, self.route.passthrough,
+                                            headers)
+        if path is not None:
+            headers[":path"] = path
+            self.set_request_header(":path", path)
+        if self.endpoint.passthrough:   # built-in body policies skip it; plugins may not
+            self._needs_request_body = any(p.needs_request_body for p in self.route.plugins)
+        elif self.route.reads_request_body and not self.request_ended:
+            self._codings = encodings(headers.get("content-encoding", ""))
+            if self._codings:           # the provider gets the body as the policies read it
+                self.remove_request_header("content-encoding")
 
     def _headers_reply(self, response: bool, override: ProcessingMode | None
                        ) -> Sequence[Reply]:
@@ -258,7 +235,8 @@ class Exchange:
             if len(body) > self.max_request_body:  # Envoy's own limit check is not exact
                 raise Reject(413, self._too_large(), details="extproc_body_too_large")
         assert self.route is not None
-        new = body
+        original = body
+        new = self._readable(body)
         for policy in self.route.policies:
             if policy.needs_request_body:
                 replaced = await policy.on_request_body(self, new)
@@ -267,10 +245,10 @@ class Exchange:
         if duplex:
             return (P.streamed_reply(False, new, True),)
         extra = None
-        if new is not body and self.request_mode == P.BUFFERED:
+        if new is not original and self.request_mode == P.BUFFERED:
             extra = {"content-length": str(len(new))}
         common = self._common(False, extra)
-        if new is body and not held:
+        if new is original and not held:
             if common is None:
                 return (self._with_metadata(pb.ProcessingResponse(
                     request_body=pb.BodyResponse())),) if self.metadata \
@@ -280,6 +258,27 @@ class Exchange:
             common.body_mutation.body = new
         return (self._with_metadata(pb.ProcessingResponse(
             request_body=pb.BodyResponse(response=common))),)
+
+    def _readable(self, body: bytes) -> bytes:
+        """The body decoded, checked to read one way only and parsed once for every policy
+        (`providers.read_request` finds it); an `Unreadable` refuses the request."""
+        endpoint = self.endpoint
+        if endpoint is None or endpoint.adapter is None or self.route is None \
+                or not self.route.reads_request_body:
+            return body
+        if self._codings:
+            body = decode_body(body, self._codings, self.max_request_body)
+        doc = strict_json(body)
+        path = self.request_headers.get(":path", "")
+        try:
+            prompt = endpoint.adapter.parse_request(path, doc)
+        except Exception:   # an adapter's reading must never pass a body on unread
+            log.warning("request body unreadable by %s (request_id=%s)", endpoint.name,
+                        self.request_id, exc_info=True)
+            raise Unreadable(400, f"the request body is not a valid {endpoint.name} request",
+                             "extproc_bad_json") from None
+        self.state["_read"] = (body, (doc, prompt))
+        return body
 
     async def _on_request_trailers(self, t: pb.HttpTrailers) -> Sequence[Reply]:
         if self.request_mode != P.FULL_DUPLEX:

@@ -77,6 +77,10 @@ class Policy:
     needs_response_body: bool = False
     #: the policy's `on_finish` must run when the exchange ends
     needs_finish: bool = False
+    #: the policy reads the request body as the provider's JSON (the built-in LLM policies):
+    #: the exchange then refuses a body that cannot be read one way only (extproc.reading)
+    #: before any policy sees it; a plugin leaving it False reads the bytes its own way
+    reads_json: bool = False
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self.options: Mapping[str, Any] = options or {}

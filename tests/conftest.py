@@ -20,11 +20,12 @@ def gateway_config() -> dict[str, Any]:
     routes: list[dict[str, Any]] = [{"name": n, "provider": n, "plugins": [GATE]}
                                     for n in REFERENCE]
     # headers only: no usage reading, no body policy
+    # both also let any GET through (the explicit pass-through every other path needs)
     routes.append({"name": "plain", "provider": "openai", "streams": {"usage": False},
-                   "plugins": [GATE]})
+                   "plugins": [GATE], "passthrough": [{"path": "/**"}]})
     # body plumbing with the test plugins only (the LLM policy is tested on the others)
     routes.append({"name": "transform", "provider": "openai", "streams": {"usage": False},
-                   "plugins": [
+                   "passthrough": [{"path": "/**"}], "plugins": [
         GATE, {"class": "tests.plugins:TagRequest"}, {"class": "tests.plugins:UpperResponse"}]})
     return {"server": {"max_request_body_bytes": 1048576, "grace_period_s": 5},
             "routes": routes}

@@ -25,8 +25,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..policy import BodyTransform, Policy, Reject, chain
-from ..providers import adapter_for, read_request
+from ..providers import Adapter, adapter_for, read_request
 from ..providers.base import json_bytes
+from ..providers.endpoints import adapter_of, is_passthrough
 from . import webhook_client
 from .decisions import decide
 from .reframe import SSEMaskingReframer
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 
 
 class Guards(Policy):
+    reads_json = True
     needs_request_body = True
 
     def __init__(self, provider: str, guards: tuple[Guard, ...],
@@ -132,8 +134,13 @@ class Guards(Policy):
         return out
 
     def response_transform(self, ex: Exchange) -> BodyTransform | None:
-        if ex.status != 200 or not (self.response_guards or self.response_webhooks):
+        if ex.status != 200 or not (self.response_guards or self.response_webhooks) \
+                or is_passthrough(ex):
             return None
+        encoding = ex.response_headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):   # fail closed: a reply we cannot read
+            raise Reject(502, f"the provider's reply is {encoding}-encoded, which the "
+                         "gateway's reply guards cannot read", details="extproc_unreadable_reply")
         ctype = (ex.pending_response_header("content-type")
                  or ex.response_headers.get("content-type", ""))
         ctype = ctype.split(";", 1)[0].strip().lower()
@@ -141,7 +148,8 @@ class Guards(Policy):
             return chain(self._stream_transforms(ex))
         if ctype == "application/json":
             return WholeJsonGuard(self, ex)
-        return None
+        raise Reject(502, f"the provider's reply is {ctype or 'untyped'}, which the gateway's "
+                     "reply guards cannot read", details="extproc_unreadable_reply")
 
     def _stream_transforms(self, ex: Exchange) -> list[BodyTransform]:
         stats = self.stats
@@ -182,10 +190,14 @@ class Guards(Policy):
         return out
 
     async def on_request_body(self, ex: Exchange, body: bytes) -> bytes | None:
-        path = ex.request_headers.get(":path", "")
-        read = read_request(self.adapter, path, body, ex.state)
-        if read is None:
+        if is_passthrough(ex):
             return None
+        path = ex.request_headers.get(":path", "")
+        adapter = adapter_of(ex, self.adapter)
+        read = read_request(adapter, path, body, ex.state)
+        if read is None:   # the exchange refuses unreadable bodies before any policy
+            raise Reject(400, "the request body is not readable",
+                         details="extproc_bad_json")
         doc, texts, model = read[0], read[1].texts, read[1].model
         for guard in self.rejecting:
             hits = found(guard, texts)
@@ -201,19 +213,21 @@ class Guards(Policy):
         def mask(role: str, text: str) -> str:
             return mask_text(self._masking_by_role.get(role, ()), text, masked)
 
-        changed = bool(self.masking) and self.adapter.rewrite_request_texts(path, doc, mask)
+        changed = bool(self.masking) and adapter.rewrite_request_texts(path, doc, mask)
         if changed:
             self.stats["masked"] += 1
             for name, detectors in masked.items():
                 decide(ex, name, "request", "masked", ",".join(sorted(detectors)))
         for guard in self.request_webhooks:
-            changed = await self._request_webhook(ex, guard, path, doc, model) or changed
+            changed = await self._request_webhook(ex, guard, path, doc, model, adapter) \
+                or changed
         if not changed:
             return None
         return json_bytes(doc)
 
     async def _request_webhook(self, ex: Exchange, guard: Guard, path: str,
-                               doc: dict[str, Any], model: str | None) -> bool:
+                               doc: dict[str, Any], model: str | None,
+                               adapter: Adapter) -> bool:
         """Ask one webhook about the prompt (as local guards left it); True if it masked."""
         texts: list[Text] = []
         slots: list[bool] = []                  # per text the adapter yields: sent or not
@@ -224,7 +238,7 @@ class Guards(Policy):
                 texts.append(Text(role, text))
             return text
 
-        self.adapter.rewrite_request_texts(path, doc, collect)
+        adapter.rewrite_request_texts(path, doc, collect)
         if not texts:
             return False
         verdict = await self._verdict(guard, self._call(ex, guard, "request", texts,
@@ -244,7 +258,7 @@ class Guards(Policy):
             masks = by_text.get(next(sent))
             return apply(text, masks) if masks else text
 
-        self.adapter.rewrite_request_texts(path, doc, rewrite)
+        adapter.rewrite_request_texts(path, doc, rewrite)
         self.stats["masked"] += 1
         decide(ex, guard.name, "request", "masked")
         return True

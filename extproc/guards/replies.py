@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..policy import BodyTransform, Reject
 from ..providers.base import json_bytes
+from ..providers.endpoints import adapter_of
 from .decisions import decide
 from .settings import Guard
 from .webhook import Text, Verdict, apply, masks_by_text
@@ -30,18 +31,29 @@ class WholeJsonGuard(BodyTransform):
         self.is_async = bool(policy.response_webhooks)
         self.ex: Exchange | None = ex      # dropped at finish: no cycle outlives the reply
         self.parts: list[bytes] = []
+        self.adapter = adapter_of(ex, policy.adapter)
+        self.arrays = policy.provider in ("gemini", "vertex")
 
     def feed(self, chunk: bytes) -> bytes:
         self.parts.append(chunk)
         return b""
 
-    def _doc(self) -> tuple[bytes, dict[str, Any] | None]:
+    def _doc(self) -> tuple[bytes, dict[str, Any] | list[Any] | None]:
+        """The reply as JSON: an object, or (Gemini/Vertex streams left as JSON arrays) an
+        array of objects; None for an empty body. Anything else fails closed: a reply the
+        guards cannot read is never delivered unguarded."""
         body, self.parts = b"".join(self.parts), []
-        try:
-            doc = json.loads(body) if body else None
-        except ValueError:
+        if not body.strip():
             return body, None
-        return body, doc if isinstance(doc, dict) else None
+        try:
+            doc = json.loads(body)
+        except (ValueError, RecursionError):
+            doc = None
+        if isinstance(doc, dict) or (isinstance(doc, list) and self.arrays and all(
+                isinstance(item, dict) for item in doc)):
+            return body, doc
+        raise Reject(502, "the provider's reply is not a JSON object the gateway's reply "
+                     "guards can read", details="extproc_unreadable_reply")
 
     def finish(self) -> bytes:
         ex, self.ex = self.ex, None
@@ -62,9 +74,9 @@ class WholeJsonGuard(BodyTransform):
             return body
         return json_bytes(doc)
 
-    async def _webhook(self, doc: dict[str, Any], ex: Exchange, guard: Guard) -> bool:
+    async def _webhook(self, doc: dict[str, Any] | list[Any], ex: Exchange, guard: Guard) -> bool:
         """One webhook on the reply: raise `Reject`, or mask; True if it masked."""
-        adapter = self.policy.adapter
+        adapter = self.adapter
         texts: list[Text] = []
         adapter.rewrite_response_texts(doc, lambda t: texts.append(Text("assistant", t)) or t)
         if not texts:
@@ -87,12 +99,12 @@ class WholeJsonGuard(BodyTransform):
         decide(ex, guard.name, "response", "masked")
         return True
 
-    def _local(self, doc: dict[str, Any], ex: Exchange | None) -> bool:
+    def _local(self, doc: dict[str, Any] | list[Any], ex: Exchange | None) -> bool:
         """Local guards on the reply: raise `Reject`, or mask; True if anything changed."""
         if not self.guards:
             return False
         texts: list[str] = []
-        adapter = self.policy.adapter
+        adapter = self.adapter
         adapter.rewrite_response_texts(doc, lambda t: texts.append(t) or t)
         for guard in self.guards:
             if guard.action != "reject":

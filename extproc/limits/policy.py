@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from .. import metrics
 from ..policy import BodyTransform, Policy, Reject
 from ..providers import adapter_for, read_request
+from ..providers.endpoints import adapter_of, is_passthrough
 from .estimate import TEXT_MARKERS, DeliveredText, prompt_tokens
 from .gcra import Outcome, Window, WindowState
 from .store import Store, StoreUnavailable
@@ -63,6 +64,8 @@ class _Held:
 
 
 class RateLimit(Policy):
+    reads_json = True
+
     def __init__(self, provider: str, route: str, limits: Sequence[LimitSpec], store: Store,
                  *, fail_open: bool = True, default_max_tokens: int = 1024,
                  chars_per_token: float = 4.0) -> None:
@@ -86,10 +89,12 @@ class RateLimit(Policy):
 
     # --- admission ---------------------------------------------------------------------
     async def on_request_headers(self, ex: Exchange) -> None:
-        if not self.needs_request_body or ex.request_ended:
+        if not self.needs_request_body or ex.request_ended or is_passthrough(ex):
             await self._admit(ex, None, None)
 
     async def on_request_body(self, ex: Exchange, body: bytes) -> bytes | None:
+        if is_passthrough(ex):   # admitted on its headers, by request limits only
+            return None
         prompt = ex.state.get("prompt")
         if prompt is None:
             prompt = self._parse(ex, body)
@@ -97,13 +102,20 @@ class RateLimit(Policy):
         return None
 
     def _parse(self, ex: Exchange, body: bytes) -> Any:
-        read = read_request(self.adapter, ex.request_headers.get(":path", ""), body, ex.state)
+        read = read_request(adapter_of(ex, self.adapter), ex.request_headers.get(":path", ""),
+                            body, ex.state)
         return read[1] if read is not None else None
 
     async def _admit(self, ex: Exchange, prompt: Any, body: bytes | None) -> None:
         held = _Held()
         if self.uses_tokens:
-            if prompt is not None:
+            endpoint = ex.endpoint
+            if endpoint is not None and not endpoint.spec.generates:
+                # embeddings, token counts, pass-through: nothing generated to reserve for
+                output = 0
+                held.input_estimate = prompt_tokens((t for _, t in prompt.texts),
+                                                    self.chars_per_token) if prompt else 0
+            elif prompt is not None:
                 held.input_estimate = prompt_tokens((t for _, t in prompt.texts),
                                                     self.chars_per_token)
                 output = prompt.max_output_tokens or self.default_max_tokens
@@ -236,8 +248,7 @@ class RateLimit(Policy):
 
 def _json_array_stream(ex: Exchange) -> bool:
     """A Gemini/Vertex stream without alt=sse (a JSON array sent piece by piece)."""
-    path = ex.request_headers.get(":path", "")
-    return ":streamGenerateContent" in path and "alt=sse" not in path
+    return ex.endpoint is not None and ex.endpoint.json_array
 
 
 def _descriptor(d: str, ex: Exchange, identity: Any, model: str | None, route: str) -> str:

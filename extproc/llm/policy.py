@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..policy import BodyTransform, Policy
 from ..providers import adapter_for, read_request
+from ..providers.endpoints import adapter_of, is_passthrough
 from ..schema import Checker, join
 from . import transforms as T
 
@@ -48,17 +49,9 @@ class _Request:
     drop_usage_chunk: bool = False
 
 
-def _google_stream(path: str) -> tuple[bool, bool, str | None]:
-    """(is a stream request, asks for alt=sse, model) from a Gemini/Vertex path."""
-    route, _, query = path.partition("?")
-    last = route.rsplit("/", 1)[-1]
-    model, _, method = last.partition(":")
-    stream = method == "streamGenerateContent"
-    sse = any(p == "alt=sse" for p in query.split("&"))
-    return stream, sse, model or None
-
-
 class LLMTraffic(Policy):
+    reads_json = True
+
     def __init__(self, provider: str, streams: StreamsConfig) -> None:
         super().__init__({})
         self.provider = provider
@@ -73,16 +66,20 @@ class LLMTraffic(Policy):
     async def on_request_headers(self, ex: Exchange) -> None:
         req = _Request()
         ex.state[_KEY] = req
-        if self.google:
-            stream, sse, req.model = _google_stream(ex.request_headers.get(":path", ""))
-            req.stream = stream
-            req.json_array = stream and not sse
+        endpoint = ex.endpoint
+        if endpoint is not None and endpoint.path_stream is not None:   # Gemini/Vertex
+            req.stream = endpoint.path_stream
+            req.json_array = endpoint.json_array
+            req.model = endpoint.model
             ex.state["model"] = req.model
-            ex.state["stream"] = stream
+            ex.state["stream"] = req.stream
 
     async def on_request_body(self, ex: Exchange, body: bytes) -> bytes | None:
         req: _Request = ex.state[_KEY]
-        read = read_request(self.adapter, ex.request_headers.get(":path", ""), body, ex.state)
+        if is_passthrough(ex):
+            return None
+        adapter = adapter_of(ex, self.adapter)
+        read = read_request(adapter, ex.request_headers.get(":path", ""), body, ex.state)
         if read is None:
             return None
         parsed, prompt = read
@@ -92,7 +89,7 @@ class LLMTraffic(Policy):
         if req.model:
             ex.state["model"] = req.model
         if req.stream and self.streams.usage:
-            rewritten = self.adapter.add_stream_usage_option(body, parsed)
+            rewritten = adapter.add_stream_usage_option(body, parsed)
             if rewritten is not None:
                 req.drop_usage_chunk = True
                 return rewritten
@@ -107,8 +104,9 @@ class LLMTraffic(Policy):
     def response_transform(self, ex: Exchange) -> BodyTransform | None:
         req: _Request = ex.state.get(_KEY) or _Request()
         headers = ex.response_headers
-        if ex.status != 200:
+        if ex.status != 200 or is_passthrough(ex):
             return None
+        adapter = adapter_of(ex, self.adapter)
         encoding = headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):
             log.warning("%s reply is %s-encoded: usage not read (request_id=%s)",
@@ -119,9 +117,9 @@ class LLMTraffic(Policy):
         limit = self.streams.max_event_bytes
         if ctype == "text/event-stream":
             if req.drop_usage_chunk:
-                return T.SSEReframer(self.adapter, meter, limit)
+                return T.SSEReframer(adapter, meter, limit)
             if self.streams.usage:
-                return T.SSEObserver(self.adapter, meter, self.google, limit)
+                return T.SSEObserver(adapter, meter, self.google, limit)
             return None
         if ctype != "application/json":
             return None
@@ -129,12 +127,12 @@ class LLMTraffic(Policy):
             ex.set_response_header("content-type", "text/event-stream")
             ex.remove_response_header("content-length")
             ex.metadata["rewritten_to_sse"] = True
-            return T.JsonArrayToSSE(self.adapter, meter, limit)
+            return T.JsonArrayToSSE(adapter, meter, limit)
         if not self.streams.usage:
             return None
         if req.json_array:
-            return T.JsonArrayObserver(self.adapter, meter, limit)
-        return T.JsonBodyObserver(self.adapter, meter)
+            return T.JsonArrayObserver(adapter, meter, limit)
+        return T.JsonBodyObserver(adapter, meter)
 
     def _meter(self, ex: Exchange, req: _Request) -> T.Meter:
         provider = self.provider

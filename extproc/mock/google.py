@@ -109,7 +109,7 @@ def prompt_tokens(request: dict[str, Any]) -> int:
 
 def wants_sse(query: dict[str, str]) -> bool:
     """True when the query string asks for ``alt=sse``."""
-    return query.get("alt") == "sse"
+    return (query.get("alt") or query.get("$alt")) == "sse"   # `$alt` is Google's alias
 
 
 def _create_time(created: float) -> str:

@@ -212,6 +212,7 @@ async def record_and_log(request: web.Request, handler: Any) -> web.StreamRespon
         request.app[STATE].last = {
             "method": request.method,
             "path": request.path,
+            "raw_path": request.raw_path,    # as sent, query included
             "query": dict(request.query),
             "headers": headers,
             "body": body.decode("utf-8", "replace"),

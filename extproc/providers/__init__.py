@@ -12,6 +12,7 @@ from typing import Any
 
 from extproc.providers.anthropic import AnthropicAdapter
 from extproc.providers.base import Adapter, Delta, Prompt, Usage
+from extproc.providers.endpoints import EndpointSpec, Table, register
 from extproc.providers.google import BLOCKED_PREFIX, GoogleAdapter
 from extproc.providers.openai import OpenAIAdapter
 
@@ -24,6 +25,34 @@ _ADAPTERS: dict[str, Adapter] = {
 }
 
 PROVIDERS: tuple[str, ...] = tuple(_ADAPTERS)
+
+
+def _tables() -> None:
+    """Each family's endpoints (see `endpoints`): the tail of the decoded path, by method."""
+    def chat(name: str) -> EndpointSpec:
+        return EndpointSpec("chat.completions", _ADAPTERS[name])
+
+    for name in ("openai", "azure"):
+        rows = [("POST", r"(?:^|/)v1/chat/completions$", chat(name))]
+        if name == "azure":
+            rows = [("POST", r"(?:^|/)openai/deployments/(?P<model>[^/]+)/chat/completions$",
+                     chat(name)),
+                    ("POST", r"(?:^|/)openai/v1/chat/completions$", chat(name))]
+        register(name, Table(rows))
+    anthropic = _ADAPTERS["anthropic"]
+    register("anthropic", Table([("POST", r"(?:^|/)v1/messages$",
+                                  EndpointSpec("messages", anthropic))]))
+    for name, prefix in (("gemini", r"(?:^|/)v1(?:beta|alpha)?/(?:tunedModels|models)/"),
+                         ("vertex", r"(?:^|/)v1(?:beta1)?/projects/[^/]+/locations/[^/]+/"
+                                    r"publishers/google/models/")):
+        google = _ADAPTERS[name]
+        rows = [("POST", prefix + rf"(?P<model>[^/:]+):{method}$",
+                 EndpointSpec(method, google, streams=method == "streamGenerateContent"))
+                for method in ("generateContent", "streamGenerateContent")]
+        register(name, Table(rows))
+
+
+_tables()
 
 
 def read_request(adapter: Adapter, path: str, body: bytes,

@@ -40,10 +40,11 @@ def header_map(headers: Headers) -> HeaderMap:
 
 
 def request_headers(headers: Headers | None = None, *, req_mode: int = P.NONE,
-                    resp_mode: int = P.NONE, eos: bool = False) -> pb.ProcessingRequest:
+                    resp_mode: int = P.NONE, eos: bool = False,
+                    path: str = "/v1/chat/completions") -> pb.ProcessingRequest:
     """The first message of a stream: request headers plus the protocol config."""
     base: dict[str, str | bytes] = {
-        ":method": "POST", ":path": "/v1/chat/completions", ":authority": "gw.test",
+        ":method": "POST", ":path": path, ":authority": "gw.test",
         ":scheme": "http", "content-type": "application/json", "x-request-id": "rid-1"}
     items = list(base.items()) + list(
         (headers.items() if isinstance(headers, Mapping) else headers) if headers else [])
@@ -162,6 +163,13 @@ def immediate(reply: pb.ProcessingResponse) -> tuple[int, dict, dict[str, bytes]
 
 
 # --- routes ------------------------------------------------------------------------------
+
+ENDPOINTS = {"openai": "/v1/chat/completions",
+             "azure": "/openai/deployments/d/chat/completions?api-version=2024-10-21",
+             "anthropic": "/v1/messages",
+             "gemini": "/v1beta/models/gemini-2.5-flash:generateContent",
+             "vertex": "/v1/projects/p/locations/l/publishers/google/models/m:generateContent"}
+
 
 def plain_route(*policies: Policy, provider: str = "openai") -> RouteConfig:
     return RouteConfig("plain", provider, tuple(policies))
@@ -661,7 +669,8 @@ async def test_full_duplex_error_response_passes_through() -> None:
 async def test_reject_becomes_an_immediate_response(provider: str, expected: dict) -> None:
     ex = Exchange(plain_route(Gatekeeper(), provider=provider), "plain")
     reply = await one(ex, request_headers({"x-test-reject": "429"}, req_mode=P.BUFFERED,
-                                          resp_mode=P.STREAMED), "immediate_response")
+                                          resp_mode=P.STREAMED, path=ENDPOINTS[provider]),
+                      "immediate_response")
     status, body, headers, details = immediate(reply)
     assert status == 429
     assert body == expected
@@ -732,23 +741,27 @@ async def test_exception_in_a_body_policy_becomes_a_500() -> None:
     assert b"Expecting value" not in reply.immediate_response.body
 
 
-async def test_unknown_route_gives_a_500_naming_it() -> None:
+async def test_unknown_route_gives_a_404_naming_it() -> None:
+    """No route is a request the gateway cannot classify: a 404 in the gateway's own, neutral
+    format (no provider is known), never a 500."""
     ex = Exchange(None, "no-such-route")
-    assert ex.provider == "openai"
+    assert ex.provider == "gateway"
     status, body, headers, details = immediate(
         await one(ex, request_headers(req_mode=P.BUFFERED, resp_mode=P.STREAMED),
                   "immediate_response"))
-    assert status == 500
+    assert status == 404
+    assert body["error"]["type"] == "gateway_error"
     assert "no-such-route" in body["error"]["message"]
     assert headers["content-type"] == b"application/json"
     assert details == "extproc_unknown_route"
     assert ex.done
 
 
-async def test_no_route_name_at_all_gives_a_500() -> None:
+async def test_no_route_name_at_all_gives_a_404() -> None:
     ex = Exchange(None, None)
-    status, _, _, _ = immediate(await one(ex, request_headers(), "immediate_response"))
-    assert status == 500
+    status, body, _, _ = immediate(await one(ex, request_headers(), "immediate_response"))
+    assert status == 404
+    assert body["error"]["message"] == "no gateway route serves this request"
 
 
 # === request body limit ===================================================================

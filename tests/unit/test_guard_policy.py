@@ -47,8 +47,16 @@ async def test_mask_rewrites_only_the_configured_roles() -> None:
 async def test_nothing_found_keeps_the_body_untouched() -> None:
     g = build({"pii": {"detectors": ["email"]}}, ["pii"])
     assert await g.on_request_body(exchange(), chat(("user", "no address here"))) is None
-    assert await g.on_request_body(exchange(), b"not json") is None
-    assert await g.on_request_body(exchange(), b"[1, 2]") is None
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'"text"'])
+async def test_a_body_the_guard_cannot_read_is_refused(body: bytes) -> None:
+    """Fail closed: a body the guard cannot read is never passed on unchecked (the exchange
+    refuses it earlier with the reason; the guard itself refuses too, whoever calls it)."""
+    g = build({"pii": {"detectors": ["email"]}}, ["pii"])
+    with pytest.raises(Reject) as err:
+        await g.on_request_body(exchange(), body)
+    assert err.value.status == 400
 
 
 async def test_reject_runs_before_mask_and_never_echoes() -> None:

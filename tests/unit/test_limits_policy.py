@@ -17,6 +17,8 @@ from extproc.limits.settings import parse_duration
 from extproc.limits.store import MemoryStore, StoreUnavailable
 from extproc.policy import Reject
 from extproc.providers.base import Usage
+from extproc.providers.endpoints import classify
+from extproc.reading import canonical_target
 from extproc.schema import ConfigError
 
 
@@ -128,7 +130,8 @@ async def test_only_streams_are_observed_for_delivered_text() -> None:
     ex.status = 200
     ex.response_headers = {"content-type": "application/json"}
     assert rl.response_transform(ex) is None          # a JSON reply carries its usage
-    ex.request_headers[":path"] = "/v1beta/models/g:streamGenerateContent"
+    ex.endpoint = classify("gemini", "POST",
+                           canonical_target("/v1beta/models/g:streamGenerateContent"))
     assert isinstance(rl.response_transform(ex), DeliveredText)   # a JSON-array stream
 
 

@@ -171,8 +171,9 @@ async def test_a_closed_exchange_is_freed_without_waiting_for_the_gc() -> None:
     route = config.parse({"routes": [{"name": "r", "provider": "openai"}]}).routes["r"]
     messages = [
         pb.ProcessingRequest(request_headers=pb.HttpHeaders(headers=headers(
-            _path="/v1/chat/completions")), protocol_config=pb.ProtocolConfiguration(
-            request_body_mode=BUFFERED, response_body_mode=STREAMED)),
+            _path="/v1/chat/completions", _method="POST")),
+            protocol_config=pb.ProtocolConfiguration(
+                request_body_mode=BUFFERED, response_body_mode=STREAMED)),
         pb.ProcessingRequest(request_body=pb.HttpBody(body=json.dumps(CHAT).encode(),
                                                       end_of_stream=True)),
         pb.ProcessingRequest(response_headers=pb.HttpHeaders(headers=headers(

@@ -1,0 +1,313 @@
+"""The canonical reading of a request: the one form every policy and adapter reads, equal to
+what the provider will act on (sans-IO).
+
+* **Path.** `canonical_target(raw)` percent-decodes the path once, as the provider's server
+  does, and re-encodes it minimally; a path that would decode to something else on a second
+  look (an encoded `%`, `/`, `\\`, `?`, `#`, a control character, invalid UTF-8) is refused.
+  The query is parsed the way the provider parses it (`&` separated, `+` and `%XX` decoded);
+  a parameter given twice is ambiguous (is it the first `alt` or the last?) and refused. The
+  canonical form is what goes upstream whenever it differs from what the client sent, so the
+  provider cannot read the request another way than the gateway did.
+* **Body encoding.** `decode_body` undoes `content-encoding` (gzip, x-gzip, deflate, br, zstd,
+  stacked in the order given), never producing more than a bound (no decompression bomb); an
+  unknown encoding is a 415.
+* **JSON.** `strict_json` parses a body as one JSON object, refusing what parsers disagree on:
+  duplicate keys (Python keeps the last, others the first), NaN and Infinity, nesting deeper
+  than `MAX_DEPTH`, a top-level value that is not an object, invalid UTF-8.
+
+* **Endpoint.** `read_endpoint` classifies the canonical target (`providers.endpoints`).
+
+Every refusal is an `Unreadable` (a `Reject` with the status to answer: 400, 413 or 415), or
+a 404 `Reject` for an endpoint the route does not serve.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zlib
+from typing import Any
+from urllib.parse import quote, unquote_to_bytes
+
+from .policy import Reject
+from .providers.endpoints import BadQuery, Endpoint, Passthrough, Unknown, classify
+
+#: deepest JSON nesting accepted in a request body (real prompts, tool schemas included, stay
+#: far below; Python's own parser fails at about a thousand)
+MAX_DEPTH = 128
+SUPPORTED_ENCODINGS = ("gzip", "x-gzip", "deflate", "br", "zstd", "identity")
+
+# characters a path segment may carry unencoded (RFC 3986 pchar, minus '%')
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
+_QUERY_SAFE = ":@!$'()*,;/?-._~"
+_ENCODED_SEPARATOR = re.compile(r"%(?:2[fF]|5[cC]|25)")
+_BAD_DECODED = re.compile(r"[%\\?#\x00-\x1f\x7f]")
+
+
+class Unreadable(Reject):
+    """A request the gateway cannot read the one way the provider would."""
+
+    def __init__(self, status: int, message: str, details: str) -> None:
+        super().__init__(status, message, details=details)
+
+
+class Target:
+    """A request target read canonically: `path` (decoded), `query` (decoded pairs, each name
+    once) and `raw` (the canonical encoding of both, what goes upstream)."""
+
+    __slots__ = ("params", "path", "query", "raw")
+
+    def __init__(self, path: str, query: list[tuple[str, str]]) -> None:
+        self.path = path
+        self.query = query
+        self.params = dict(query)
+        self.raw = encode_target(path, query)
+
+    def __repr__(self) -> str:
+        return f"Target({self.raw!r})"
+
+
+def encode_target(path: str, query: list[tuple[str, str]]) -> str:
+    """The canonical encoding of a decoded path and query."""
+    raw = quote(path, safe=_PATH_SAFE)
+    if query:
+        raw += "?" + "&".join(f"{quote(k, safe=_QUERY_SAFE)}={quote(v, safe=_QUERY_SAFE)}"
+                              for k, v in query)
+    return raw
+
+
+def _decode(raw: str, what: str, plus: bool = False) -> str:
+    if plus:
+        raw = raw.replace("+", " ")
+    try:
+        text = unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        raise Unreadable(400, f"the request {what} is not valid UTF-8 once decoded",
+                         "extproc_bad_path") from None
+    return text
+
+
+def canonical_target(raw: str) -> Target:
+    """The canonical reading of a `:path` value; `Unreadable` (400) for an ambiguous one."""
+    path, sep, query = raw.partition("?")
+    if "#" in raw:
+        raise Unreadable(400, "the request path carries a fragment ('#')", "extproc_bad_path")
+    if not path.startswith("/"):
+        raise Unreadable(400, "the request path must start with '/'", "extproc_bad_path")
+    if _ENCODED_SEPARATOR.search(path):
+        raise Unreadable(400, "the request path holds an encoded '/', '\\' or '%' that "
+                         "servers read differently", "extproc_bad_path")
+    decoded = _decode(path, "path") if "%" in path else path
+    if _BAD_DECODED.search(decoded):
+        raise Unreadable(400, "the request path holds an encoded or control character that "
+                         "servers read differently ('%', '\\', '?', '#')", "extproc_bad_path")
+    pairs: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    if sep and query:
+        for item in query.split("&"):
+            if not item:
+                continue
+            name, _, value = item.partition("=")
+            name = _decode(name, "query", plus=True)
+            value = _decode(value, "query", plus=True)
+            if name in seen:
+                raise Unreadable(400, f"query parameter {name!r} is given more than once",
+                                 "extproc_ambiguous_query")
+            seen.add(name)
+            pairs.append((name, value))
+    return Target(decoded, pairs)
+
+
+# ------------------------------------------------------------------------------ encodings
+
+
+def encodings(header: str) -> list[str]:
+    """The codings of a `content-encoding` value, in the order they were applied; identity
+    dropped. `Unreadable` (415) names the first one the gateway cannot decode."""
+    out = []
+    for item in header.split(","):
+        coding = item.strip().lower()
+        if not coding or coding == "identity":
+            continue
+        if coding not in SUPPORTED_ENCODINGS:
+            raise Unreadable(415, f"content-encoding {coding!r} is not supported; send the "
+                             "body uncompressed or as gzip, deflate, br or zstd",
+                             "extproc_unsupported_encoding")
+        out.append(coding)
+    return out
+
+
+def decode_body(body: bytes, codings: list[str], limit: int) -> bytes:
+    """`body` with `codings` undone (last applied first); at most `limit` bytes come out,
+    past it a 413. A body that does not decode is a 400."""
+    for coding in reversed(codings):
+        try:
+            body = _decode_one(body, coding, limit)
+        except Unreadable:
+            raise
+        except Exception:  # zlib.error, brotli.error, zstd.ZstdError, EOFError...
+            raise Unreadable(400, f"the request body is not valid {coding} data",
+                             "extproc_bad_encoding") from None
+    return body
+
+
+def _too_big(limit: int) -> Unreadable:
+    return Unreadable(413, f"the request body decompresses to more than the gateway's limit "
+                      f"of {limit} bytes", "extproc_body_too_large")
+
+
+def _decode_one(body: bytes, coding: str, limit: int) -> bytes:
+    if coding in ("gzip", "x-gzip", "deflate"):
+        if coding == "deflate":  # RFC 9110 deflate is zlib-wrapped; some clients send raw
+            wbits = zlib.MAX_WBITS if body[:1] and (body[0] & 0x0F) == 8 and \
+                int.from_bytes(body[:2], "big") % 31 == 0 else -zlib.MAX_WBITS
+        else:
+            wbits = 16 + zlib.MAX_WBITS
+        d = zlib.decompressobj(wbits)
+        out = d.decompress(body, limit + 1)
+        if len(out) > limit or d.unconsumed_tail:
+            raise _too_big(limit)
+        if not d.eof or d.unused_data:
+            raise ValueError("truncated or trailing data")
+        return out
+    if coding == "br":
+        import brotli  # type: ignore[import-untyped]
+
+        b = brotli.Decompressor()
+        out = b.process(body, output_buffer_limit=limit + 1)
+        if len(out) > limit or not b.is_finished():
+            if len(out) > limit:
+                raise _too_big(limit)
+            raise ValueError("truncated")
+        return out
+    if coding == "zstd":
+        import zstandard  # type: ignore[import-untyped]
+
+        with zstandard.ZstdDecompressor().stream_reader(body, read_across_frames=True) as r:
+            out = r.read(limit + 1)
+            if len(out) > limit:
+                raise _too_big(limit)
+        z = zstandard.ZstdDecompressor().decompressobj()  # bounded now: checks the frame ends
+        if z.decompress(body) != out or not z.eof or z.unused_data:
+            raise ValueError("truncated or trailing data")
+        return out
+    raise _too_big(limit)  # not reached: encodings() refuses the rest
+
+
+# ----------------------------------------------------------------------------------- JSON
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    doc = dict(pairs)
+    if len(doc) != len(pairs):
+        seen: set[str] = set()
+        name = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise _Duplicate(name)
+    return doc
+
+
+class _Duplicate(ValueError):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def _constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_constant)
+
+
+def strict_json(body: bytes) -> dict[str, Any]:
+    """`body` as one JSON object, read the one way every parser agrees on; `Unreadable`
+    (400) saying what is wrong otherwise."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Unreadable(400, "the request body is not valid UTF-8", "extproc_bad_json") \
+            from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if body.count(b"[") + body.count(b"{") > MAX_DEPTH:
+        _check_depth(body)
+    try:
+        doc = _DECODER.decode(text)
+    except _Duplicate as exc:
+        raise Unreadable(400, f"the request body repeats the key {exc.name!r}; providers "
+                         "read such bodies differently", "extproc_bad_json") from None
+    except RecursionError:
+        raise _too_deep() from None
+    except ValueError as exc:
+        raise Unreadable(400, f"the request body is not valid JSON ({_short(exc)})",
+                         "extproc_bad_json") from None
+    if not isinstance(doc, dict):
+        raise Unreadable(400, "the request body must be a JSON object", "extproc_bad_json")
+    return doc
+
+
+def _short(exc: ValueError) -> str:
+    text = str(exc)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _too_deep() -> Unreadable:
+    return Unreadable(400, f"the request body nests deeper than {MAX_DEPTH} levels",
+                      "extproc_bad_json")
+
+
+_BRACKETS = re.compile(rb'[\[\]{}"\\]')
+
+
+def _check_depth(body: bytes) -> None:
+    """Refuse nesting deeper than MAX_DEPTH before parsing (brackets inside strings do not
+    count); one pass over the brackets, quotes and backslashes only."""
+    depth = 0
+    in_string = False
+    escaped_at = -2
+    for m in _BRACKETS.finditer(body):
+        ch = m.group()
+        pos = m.start()
+        if in_string:
+            if ch == b"\\":
+                if escaped_at != pos - 1:
+                    escaped_at = pos
+                else:
+                    escaped_at = -2
+            elif ch == b'"' and escaped_at != pos - 1:
+                in_string = False
+            continue
+        if ch == b'"':
+            in_string = True
+        elif ch in (b"[", b"{"):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise _too_deep()
+        elif ch in (b"]", b"}"):
+            depth -= 1
+
+
+# ------------------------------------------------------------------------------ endpoints
+
+
+def read_endpoint(provider: str, passthrough: tuple[Passthrough, ...],
+                  headers: dict[str, str]) -> tuple[Endpoint, str | None]:
+    """The endpoint of a request, from its canonical target, and the canonical `:path` to
+    send upstream when it differs from the client's (else None). Raises `Unreadable` (400)
+    for an ambiguous target and a `Reject` (404, in the provider's format) for an endpoint
+    the route neither serves nor lets pass."""
+    raw = headers.get(":path", "")
+    target = canonical_target(raw)
+    method = headers.get(":method", "GET")
+    if "x-http-method-override" in headers:   # Google honours it: another method than ours
+        raise Unreadable(400, "x-http-method-override is not accepted by the gateway",
+                         "extproc_bad_method")
+    try:
+        endpoint = classify(provider, method, target, passthrough)
+    except Unknown as exc:
+        raise Reject(404, f"the gateway does not serve {method} {target.path} on this route "
+                     f"({provider} endpoints served: {', '.join(exc.served)})",
+                     details="extproc_unknown_endpoint") from None
+    except BadQuery as exc:
+        raise Unreadable(400, str(exc), "extproc_bad_query") from None
+    return endpoint, (target.raw if target.raw != raw else None)

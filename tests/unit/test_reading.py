@@ -1,0 +1,267 @@
+"""The canonical reading of a request (extproc.reading) and the endpoint tables
+(extproc.providers.endpoints): one form for every policy, equal to what the provider reads,
+and a refusal for anything that could be read two ways."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from typing import Any
+from urllib.parse import quote
+
+import brotli
+import pytest
+import zstandard
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from extproc.providers.endpoints import (
+    BadQuery,
+    Passthrough,
+    Unknown,
+    classify,
+)
+from extproc.reading import (
+    MAX_DEPTH,
+    Unreadable,
+    canonical_target,
+    decode_body,
+    encodings,
+    strict_json,
+)
+
+# === the target ============================================================================
+
+
+@pytest.mark.parametrize(("raw", "path", "params"), [
+    ("/gemini/v1beta/models/g%3AstreamGenerateContent", "/gemini/v1beta/models/g:"
+     "streamGenerateContent", {}),
+    ("/x/v1beta/models/g:generateContent?%61lt=s%73e", "/x/v1beta/models/g:generateContent",
+     {"alt": "sse"}),
+    ("/a?x=1+2&y=&z", "/a", {"x": "1 2", "y": "", "z": ""}),
+    ("/caf%C3%A9", "/café", {}),
+])
+def test_targets_are_read_as_the_provider_decodes_them(raw: str, path: str,
+                                                       params: dict[str, str]) -> None:
+    target = canonical_target(raw)
+    assert (target.path, target.params) == (path, params)
+    again = canonical_target(target.raw)          # what goes upstream reads the same
+    assert (again.path, again.params, again.raw) == (path, params, target.raw)
+
+
+@pytest.mark.parametrize("raw", [
+    "/a%2Fb", "/a%2fb", "/a%5Cb", "/a%252F", "/a%25", "/a%3Fb", "/a%23b", "/a%00b", "/a%0Ab",
+    "/a%FFb", "relative", "/a#frag", "/x?alt=sse&alt=json", "/x?key=1&k%65y=2",
+])
+def test_ambiguous_targets_are_refused(raw: str) -> None:
+    with pytest.raises(Unreadable) as err:
+        canonical_target(raw)
+    assert err.value.status == 400
+
+
+_SEGMENT = st.text(st.sampled_from("abcXYZ019-._~:@!$&'()*+,;="), min_size=1, max_size=12)
+
+
+@given(st.lists(_SEGMENT, min_size=1, max_size=5), st.data())
+def test_any_spelling_of_a_path_has_one_canonical_form(segments: list[str],
+                                                       data: st.DataObject) -> None:
+    """However a client percent-encodes the characters of a path, the gateway reads (and
+    sends upstream) the same one."""
+    path = "/" + "/".join(segments)
+    spelled = "/" + "/".join(
+        "".join(quote(ch, safe="") if data.draw(st.booleans()) else ch for ch in seg)
+        for seg in segments)
+    assert canonical_target(spelled).raw == canonical_target(path).raw
+    assert canonical_target(spelled).path == path
+
+
+# === endpoints =============================================================================
+
+
+@pytest.mark.parametrize(("provider", "method", "raw", "name", "model", "stream", "array"), [
+    ("openai", "POST", "/openai/v1/chat/completions", "chat.completions", None, None, False),
+    ("azure", "POST", "/azure/openai/deployments/gpt4o/chat/completions?api-version=1",
+     "chat.completions", "gpt4o", None, False),
+    ("anthropic", "POST", "/anthropic/v1/messages", "messages", None, None, False),
+    ("gemini", "POST", "/gemini/v1beta/models/gemini-2.5-flash%3AstreamGenerateContent",
+     "streamGenerateContent", "gemini-2.5-flash", True, True),
+    ("gemini", "POST", "/gemini/v1beta/models/m:streamGenerateContent?$alt=sse",
+     "streamGenerateContent", "m", True, False),
+    ("gemini", "POST", "/gemini/v1beta/models/m:generateContent?alt=json", "generateContent",
+     "m", False, False),
+    ("vertex", "POST", "/vertex/v1/projects/p/locations/us-central1/publishers/google/models/"
+     "m:streamGenerateContent?alt=sse", "streamGenerateContent", "m", True, False),
+])
+def test_known_endpoints_are_classified(provider: str, method: str, raw: str, name: str,
+                                        model: str | None, stream: bool | None,
+                                        array: bool) -> None:
+    ep = classify(provider, method, canonical_target(raw))
+    assert (ep.name, ep.model, ep.path_stream, ep.json_array) == (name, model, stream, array)
+    assert ep.adapter is not None and not ep.passthrough
+
+
+@pytest.mark.parametrize(("provider", "method", "raw"), [
+    ("openai", "GET", "/openai/v1/chat/completions"),
+    ("openai", "POST", "/openai/v1/chat/completions/"),
+    ("openai", "POST", "/openai/v1/chat/completions;x=1"),
+    ("openai", "POST", "/openai/v1/files"),
+    ("openai", "POST", "/openai/v1/messages"),
+    ("anthropic", "POST", "/anthropic/v1/messages/batches"),
+    ("anthropic", "POST", "/anthropic/v1/complete"),
+    ("gemini", "POST", "/gemini/v1beta/models/m:predict"),
+    ("gemini", "POST", "/gemini/v1beta/models/m"),
+    ("gemini", "POST", "/gemini/v1beta/cachedContents"),
+    ("azure", "POST", "/azure/openai/deployments/d/images/generations"),
+])
+def test_other_endpoints_are_unknown(provider: str, method: str, raw: str) -> None:
+    with pytest.raises(Unknown) as err:
+        classify(provider, method, canonical_target(raw))
+    assert err.value.served
+
+
+@pytest.mark.parametrize("query", ["alt=proto", "alt=media", "alt=sse&$alt=json", "alt=SSE"])
+def test_google_alt_must_be_readable(query: str) -> None:
+    with pytest.raises(BadQuery):
+        classify("gemini", "POST",
+                 canonical_target(f"/v1beta/models/m:streamGenerateContent?{query}"))
+
+
+def test_passthrough_lets_only_what_it_names_through() -> None:
+    allowed = (Passthrough("/openai/v1/models"), Passthrough("/openai/v1/models/*"),
+               Passthrough("/openai/v1/files/**", ("GET", "DELETE")))
+
+    def ok(method: str, raw: str) -> bool:
+        try:
+            return classify("openai", method, canonical_target(raw), allowed).passthrough
+        except Unknown:
+            return False
+
+    assert ok("GET", "/openai/v1/models")
+    assert ok("GET", "/openai/v1/models/gpt-4o")
+    assert not ok("GET", "/openai/v1/models/gpt-4o/x")       # '*' stays in one segment
+    assert not ok("POST", "/openai/v1/models")               # GET only, by default
+    assert ok("DELETE", "/openai/v1/files/f1/content")
+    assert ok("GET", "/openai/v1/files")
+    assert not ok("GET", "/openai/v1/filesx")
+    # a served endpoint is never a pass-through, whatever the list says
+    wide = (Passthrough("/**", ("POST",)),)
+    assert not classify("openai", "POST", canonical_target("/v1/chat/completions"),
+                        wide).passthrough
+
+
+# === body encodings ========================================================================
+
+DOC = json.dumps({"model": "m", "messages": [{"role": "user", "content": "x" * 5000}]}).encode()
+ENCODERS = {
+    "gzip": gzip.compress, "x-gzip": gzip.compress, "deflate": zlib.compress,
+    "br": brotli.compress, "zstd": lambda b: zstandard.ZstdCompressor().compress(b),
+}
+
+
+@pytest.mark.parametrize("coding", sorted(ENCODERS))
+def test_each_supported_encoding_is_decoded_within_a_bound(coding: str) -> None:
+    packed = ENCODERS[coding](DOC)
+    assert decode_body(packed, encodings(coding.upper()), len(DOC)) == DOC
+    with pytest.raises(Unreadable) as big:           # a decompression bomb stops at the bound
+        decode_body(packed, [coding], len(DOC) - 1)
+    assert big.value.status == 413
+    with pytest.raises(Unreadable) as cut:
+        decode_body(packed[:-8], [coding], len(DOC))
+    assert cut.value.status == 400
+    with pytest.raises(Unreadable) as junk:
+        decode_body(b"not " + packed, [coding], len(DOC))
+    assert junk.value.status == 400
+
+
+def test_raw_deflate_and_stacked_encodings_decode() -> None:
+    raw = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    packed = raw.compress(DOC) + raw.flush()
+    assert decode_body(packed, ["deflate"], len(DOC)) == DOC
+    stacked = gzip.compress(brotli.compress(DOC))     # br applied first, then gzip
+    assert decode_body(stacked, encodings("br, gzip"), len(DOC)) == DOC
+    assert encodings("identity") == [] and encodings("") == []
+
+
+def test_a_small_bomb_is_stopped_at_the_bound() -> None:
+    bomb = gzip.compress(b"0" * 50_000_000)
+    assert len(bomb) < 100_000
+    with pytest.raises(Unreadable) as err:
+        decode_body(bomb, ["gzip"], 1024 * 1024)
+    assert err.value.status == 413
+
+
+@pytest.mark.parametrize("header", ["compress", "gzip, lzma", "sdch"])
+def test_unknown_encodings_are_415(header: str) -> None:
+    with pytest.raises(Unreadable) as err:
+        encodings(header)
+    assert err.value.status == 415
+
+
+# === strict JSON ===========================================================================
+
+
+@pytest.mark.parametrize(("body", "says"), [
+    (b'{"messages":[],"messages":[{"role":"user","content":"x"}]}', "repeats the key"),
+    (b'{"a":{"b":1,"b":2}}', "repeats the key"),
+    (b'{"a":NaN}', "not valid JSON"),
+    (b'{"a":-Infinity}', "not valid JSON"),
+    (b"[1,2]", "JSON object"),
+    (b'"text"', "JSON object"),
+    (b"", "not valid JSON"),
+    (b'{"a":1} x', "not valid JSON"),
+    (b'{"a":"\xff"}', "UTF-8"),
+    (b"[" * 200_000, "nests deeper"),
+    (b'{"a":' * (MAX_DEPTH + 1) + b"1" + b"}" * (MAX_DEPTH + 1), "nests deeper"),
+])
+def test_bodies_read_two_ways_are_refused(body: bytes, says: str) -> None:
+    with pytest.raises(Unreadable) as err:
+        strict_json(body)
+    assert err.value.status == 400
+    assert says in err.value.message
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
+    text = "[{" * 500 + '\\"' + "\\\\" + "]}"
+    body = json.dumps({"content": text}).encode()
+    assert strict_json(body) == {"content": text}
+    deep_ok = b'{"a":' * (MAX_DEPTH - 1) + b"1" + b"}" * (MAX_DEPTH - 1)
+    assert strict_json(deep_ok)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False,
+                                                          allow_infinity=False)
+    | st.text(alphabet=st.characters(blacklist_categories=("Cs",))),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=5), children, max_size=4),
+    max_leaves=30)
+
+
+@settings(max_examples=300)
+@given(st.dictionaries(st.text(max_size=8), _JSON, max_size=5))
+def test_any_plain_json_object_reads_as_itself(doc: dict[str, Any]) -> None:
+    assert strict_json(json.dumps(doc).encode()) == doc
+    assert strict_json(json.dumps(doc, ensure_ascii=False).encode()) == doc
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
+
+
+@settings(max_examples=200)
+@given(st.integers(1, MAX_DEPTH + 20), st.text(alphabet='[]{}"\\ab', max_size=20))
+def test_the_depth_bound_is_exact(depth: int, filler: str) -> None:
+    doc: Any = filler
+    for i in range(depth - 1):
+        doc = [doc] if i % 2 else {"k": doc}
+    body = json.dumps({"x": doc}).encode()
+    if _depth({"x": doc}) <= MAX_DEPTH:
+        assert strict_json(body) == {"x": doc}
+    else:
+        with pytest.raises(Unreadable):
+            strict_json(body)
