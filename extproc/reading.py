@@ -40,6 +40,8 @@ SUPPORTED_ENCODINGS = ("gzip", "x-gzip", "deflate", "br", "zstd", "identity")
 # characters a path segment may carry unencoded (RFC 3986 pchar, minus '%')
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 _QUERY_SAFE = ":@!$'()*,;/?-._~"
+#: a target with nothing to decode: no '%', no '+' (a space in a query), no '#', no controls
+_PLAIN = re.compile(r"/[A-Za-z0-9/:@!$&'()*,;=._~-]*(?:\?[A-Za-z0-9/:@!$&'()*,;=._~?-]*)?")
 _ENCODED_SEPARATOR = re.compile(r"%(?:2[fF]|5[cC]|25)")
 _BAD_DECODED = re.compile(r"[%\\?#\x00-\x1f\x7f]")
 
@@ -53,15 +55,17 @@ class Unreadable(Reject):
 
 class Target:
     """A request target read canonically: `path` (decoded), `query` (decoded pairs, each name
-    once) and `raw` (the canonical encoding of both, what goes upstream)."""
+    once) and `raw` (the canonical encoding of both, what goes upstream; the client's own
+    when it holds nothing to decode, as most do)."""
 
     __slots__ = ("params", "path", "query", "raw")
 
-    def __init__(self, path: str, query: list[tuple[str, str]]) -> None:
+    def __init__(self, path: str, query: list[tuple[str, str]], raw: str | None = None
+                 ) -> None:
         self.path = path
         self.query = query
         self.params = dict(query)
-        self.raw = encode_target(path, query)
+        self.raw = encode_target(path, query) if raw is None else raw
 
     def __repr__(self) -> str:
         return f"Target({self.raw!r})"
@@ -89,6 +93,17 @@ def _decode(raw: str, what: str, plus: bool = False) -> str:
 
 def canonical_target(raw: str) -> Target:
     """The canonical reading of a `:path` value; `Unreadable` (400) for an ambiguous one."""
+    if _PLAIN.fullmatch(raw):   # nothing encoded: read as is, sent as is
+        path, _, query = raw.partition("?")
+        pairs = [(n, v) for n, _, v in (item.partition("=") for item in query.split("&")
+                                         if item)] if query else []
+        if len({n for n, _ in pairs}) != len(pairs):
+            return _slow_target(raw)   # a repeated name: refused there, with its name
+        return Target(path, pairs, raw)
+    return _slow_target(raw)
+
+
+def _slow_target(raw: str) -> Target:
     path, sep, query = raw.partition("?")
     if "#" in raw:
         raise Unreadable(400, "the request path carries a fragment ('#')", "extproc_bad_path")
