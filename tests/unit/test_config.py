@@ -476,3 +476,20 @@ def test_streams_errors_are_named() -> None:
     assert any(e.startswith("routes[0].streams.max_event_bytes: must be >= 1024")
                for e in errors)
     assert any(e.startswith("routes[0].streams.x: unknown key") for e in errors)
+
+
+def test_passthrough_entries_are_validated() -> None:
+    ok = config.parse({"routes": [{"name": "r", "provider": "openai", "passthrough": [
+        {"path": "/openai/v1/models"}, {"path": "/openai/v1/files/**",
+                                        "methods": ["GET", "DELETE"]}]}]})
+    allowed = ok.routes["r"].passthrough
+    assert [(p.path, p.methods) for p in allowed] == [
+        ("/openai/v1/models", ("GET",)), ("/openai/v1/files/**", ("GET", "DELETE"))]
+    with pytest.raises(ConfigError) as err:
+        config.parse({"routes": [{"name": "r", "provider": "openai", "passthrough": [
+            {"path": "v1/models"}, {"path": "/a/**/b"}, {"path": "/x", "methods": ["FETCH"]},
+            {"methods": ["GET"]}, {"path": "/y", "extra": 1}]}]})
+    text = str(err.value)
+    for where in ("passthrough[0].path", "passthrough[1].path", "passthrough[2].methods",
+                  "passthrough[3].path", "passthrough[4]"):
+        assert where in text, text
