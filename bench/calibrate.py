@@ -6,7 +6,7 @@ streamed workloads at concurrency 1 and 32, and prints each row's req/s as a rat
 noop that burns nothing. The microseconds at which a row falls to 0.85x are the per-message
 budget a real processor has against the 0.85x target; compare them with our server's own
 work per message (its `extproc_message_duration_seconds` histogram, or the in-process figures
-in the README).
+in docs/benchmark.md).
 
     .venv/bin/python bench/calibrate.py [--burn 0,20,40,80] [--duration 10] [--rounds 1]
 

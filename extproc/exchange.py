@@ -2,7 +2,7 @@
 
 This is the protocol core, free of gRPC: `Exchange.handle(message)` returns the replies for
 one ProcessingRequest (zero, one or two; serialised bytes or messages). A dispatch table maps
-each message type to its handler. The rules it keeps (see docs in README "Protocol choices"):
+each message type to its handler. The rules it keeps (docs/architecture.md, "Protocol choices"):
 
 * one reply per message, of the matching type, outside FULL_DUPLEX_STREAMED;
 * in FULL_DUPLEX_STREAMED body mode only `streamed_response` replies, any number of them

@@ -13,7 +13,7 @@ is allowed in front; a path that ends differently (a trailing slash, a `;param`,
 such as `/v1/responses/{id}`) is another endpoint, and refused unless allowed.
 
 The tables themselves are built in `extproc.providers` (`_tables`), one per family; the
-README's security section lists them.
+security model (docs/security.md) lists them.
 
 Google's `alt` (or `$alt`, its alias: both at once are refused) may be `sse` or `json`; with
 `:streamGenerateContent`, `sse` streams SSE and `json` (or none) a JSON array. Google's
