@@ -213,6 +213,7 @@ async def record_and_log(request: web.Request, handler: Any) -> web.StreamRespon
             "method": request.method,
             "path": request.path,
             "query": dict(request.query),
+            "raw_path": request.raw_path,         # as sent: path and query, undecoded
             "headers": headers,
             "body": body.decode("utf-8", "replace"),
         }
