@@ -5,10 +5,8 @@ and credentials in the URL query never go upstream."""
 from __future__ import annotations
 
 import functools
-import json
 import re
 import time
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -20,7 +18,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 from jwt.algorithms import RSAAlgorithm
 
-from extproc import config
 from extproc.auth.apikeys import ApiKey, ApiKeyStore, hash_key
 from extproc.auth.credentials import Secret, UpstreamCredential
 from extproc.auth.jwks import StaticKeys
@@ -33,7 +30,6 @@ from extproc.limits.gcra import Window
 from extproc.limits.policy import LimitSpec, RateLimit
 from extproc.limits.store import MemoryStore
 from extproc.policy import Reject
-from extproc.schema import ConfigError
 
 ISS = "https://idp.example.com/"
 AUD = "llm-gateway"
@@ -353,112 +349,3 @@ async def test_the_missing_credential_message_names_the_key_parameter_on_gemini(
     r = await rejected(authenticate("gemini", api_keys=store()), {":path": "/m"})
     assert r.message == ("authentication failed: missing credential (send it as "
                          "Authorization: Bearer or x-goog-api-key or the key query parameter)")
-
-
-# --- config ---------------------------------------------------------------------------------
-
-@pytest.fixture
-def conf_dir(tmp_path: Path) -> Path:
-    (tmp_path / "jwks.json").write_text(json.dumps(jwks_doc()))
-    return tmp_path
-
-
-def doc(providers: dict[str, Any] | None = None, keys: list[dict[str, Any]] | None = None,
-        route_auth: dict[str, Any] | None = None) -> dict[str, Any]:
-    providers = providers if providers is not None else {"corp": {}}
-    return {
-        "auth": {"jwt_providers": {n: {"issuer": ISS, "audiences": [AUD],
-                                       "jwks": {"file": "jwks.json"}, **extra}
-                                   for n, extra in providers.items()},
-                 "api_keys": keys if keys is not None else [
-                     {"id": "k", "sha256": hash_key(API_KEY), "subject": "alice"}]},
-        "routes": [{"name": "r", "provider": "gemini",
-                    "auth": route_auth or {"jwt": list(providers), "api_keys": True}}],
-    }
-
-
-def parse(data: dict[str, Any], conf_dir: Path) -> config.Config:
-    return config.parse(data, source=str(conf_dir / "gateway.yaml"))
-
-
-def errors(data: dict[str, Any], conf_dir: Path) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        parse(data, conf_dir)
-    return info.value.errors
-
-
-def test_config_options_are_read(conf_dir: Path) -> None:
-    cfg = parse(doc({"corp": {"max_lifetime": "1h", "subject_namespace": "corp"}},
-                    [{"id": "k", "sha256": hash_key(API_KEY), "subject": "alice",
-                      "subject_namespace": "corp"}]), conf_dir)
-    p = cfg.routes["r"].policies[0]
-    assert isinstance(p, Authenticate) and p.auth is not None
-    (corp,) = p.auth.jwt
-    assert corp.max_lifetime_s == 3600 and corp.namespace == "corp"
-    assert p.auth.api_keys is not None
-    assert p.auth.api_keys.lookup(API_KEY).subject_namespace == "corp"   # type: ignore[union-attr]
-    cfg = parse(doc(), conf_dir)
-    p = cfg.routes["r"].policies[0]
-    assert isinstance(p, Authenticate) and p.auth is not None
-    assert p.auth.jwt[0].max_lifetime_s is None and p.auth.jwt[0].namespace == "jwt:corp"
-
-
-@pytest.mark.parametrize(("providers", "keys", "where", "what"), [
-    ({"corp": {"max_lifetime": "soon"}}, None,
-     "auth.jwt_providers.corp.max_lifetime", "expected a duration"),
-    ({"corp": {"max_lifetime": 0}}, None,
-     "auth.jwt_providers.corp.max_lifetime", "expected a duration"),
-    ({"corp": {"subject_namespace": "bad ns"}}, None,
-     "auth.jwt_providers.corp.subject_namespace", "expected a namespace"),
-    ({"corp": {"subject_namespace": "corp:"}}, None,
-     "auth.jwt_providers.corp.subject_namespace", "expected a namespace"),
-    ({"corp": {"subject_namespace": 7}}, None,
-     "auth.jwt_providers.corp.subject_namespace", "expected a namespace"),
-    ({"corp": {"subject_namespace": ""}}, None,
-     "auth.jwt_providers.corp.subject_namespace", "use it on every JWT provider"),
-    ({"corp": {"subject_namespace": "key:x"}}, None,
-     "auth.jwt_providers.corp.subject_namespace", "begins with 'key:'"),
-    ({"a": {}, "a:b": {}}, None, "auth.jwt_providers.a:b.subject_namespace",
-     "begins with 'jwt:a:'"),
-    ({"corp": {}}, [{"id": "k", "sha256": hash_key(API_KEY), "subject": "x",
-                     "claims": {"sub": "root"}}],
-     "auth.api_keys[0].claims.sub", "set by `subject:`"),
-])
-def test_config_errors(conf_dir: Path, providers: dict[str, Any],
-                       keys: list[dict[str, Any]] | None, where: str, what: str) -> None:
-    found = errors(doc(providers, keys), conf_dir)
-    assert any(e.startswith(where + ":") and what in e for e in found), found
-
-
-def test_bare_subjects_everywhere_are_allowed(conf_dir: Path) -> None:
-    parse(doc({"corp": {"subject_namespace": ""}},
-              [{"id": "k", "sha256": hash_key(API_KEY), "subject": "alice",
-                "subject_namespace": ""}]), conf_dir)
-
-
-def test_route_claims_on_sub_must_be_namespaced(conf_dir: Path) -> None:
-    found = errors(doc(route_auth={"jwt": ["corp"], "api_keys": True,
-                                   "claims": {"sub": ["alice"]}}), conf_dir)
-    assert any(e.startswith("routes[0].auth.claims.sub:") and "jwt:corp:alice" in e
-               for e in found), found
-    parse(doc(route_auth={"jwt": ["corp"], "api_keys": True,
-                          "claims": {"sub": ["jwt:corp:alice", "key:alice"]}}), conf_dir)
-    # a key namespace the route cannot see is no good either
-    found = errors(doc(route_auth={"jwt": ["corp"], "claims": {"sub": ["key:alice"]}}),
-                   conf_dir)
-    assert any(e.startswith("routes[0].auth.claims.sub:") for e in found), found
-
-
-async def test_route_claims_on_sub_match_the_namespaced_subject(conf_dir: Path) -> None:
-    cfg = parse(doc(route_auth={"jwt": ["corp"], "api_keys": True,
-                                "claims": {"sub": ["jwt:corp:alice"]}}), conf_dir)
-    p = cfg.routes["r"].policies[0]
-    assert isinstance(p, Authenticate)
-    ex = await run(p, {":path": "/m", "authorization": f"Bearer {token()}"})
-    assert ex.state["identity"].subject == "jwt:corp:alice"
-    # the API key whose raw subject is also "alice" is not let in by that rule
-    ex = Exchange(route=None)
-    ex.request_headers = {":path": "/m", "authorization": f"Bearer {API_KEY}"}
-    with pytest.raises(Reject) as info:
-        await p.on_request_headers(ex)
-    assert info.value.status == 403
