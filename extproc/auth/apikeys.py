@@ -1,8 +1,10 @@
 """API keys: stored in the config only as SHA-256 hashes, each mapped to a subject and claims.
 
 A presented key is hashed and looked up; the rest of the pipeline sees the same identity shape
-as for a JWT (subject + claims), so rate limits and logs treat both alike. `new_key()` makes
-a key and its hash for `extproc api-key`.
+as for a JWT (subject + claims), so rate limits and logs treat both alike. The subject is
+namespaced (`key:<subject>` by default, `subject_namespace` otherwise; see `auth.policy`), so
+a key whose subject is "alice" is not the JWT user "alice" unless the config says so.
+`new_key()` makes a key and its hash for `extproc api-key`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class ApiKey:
     subject: str
     claims: Mapping[str, Any] = field(default_factory=dict)
     revoked: bool = False
+    subject_namespace: str = "key"
 
 
 def hash_key(key: str) -> str:
@@ -41,6 +44,9 @@ class ApiKeyStore:
 
     def __len__(self) -> int:
         return len(self._by_hash)
+
+    def keys(self) -> list[ApiKey]:
+        return list(self._by_hash.values())
 
     def lookup(self, presented: str) -> ApiKey | None:
         return self._by_hash.get(hash_key(presented))

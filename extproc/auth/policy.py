@@ -6,6 +6,24 @@ verified by the route's providers; anything else presented is looked up as an AP
 outcome is an `Identity` in `ex.state["identity"]` (what rate limits key on), dynamic metadata
 (`subject`, `auth`, forwarded `claims`) and, optionally, claims forwarded as request headers.
 Verified tokens are cached (bounded LRU keyed by the token's SHA-256, never past `exp`).
+
+Subjects are namespaced by where they come from, so that one source cannot speak for
+another's users: a JWT's is `jwt:<provider name>:<sub>` and an API key's `key:<subject>` (the
+key's subject defaults to its id). A JWT provider's or an API key's `subject_namespace`
+replaces the prefix (`corp` makes `corp:<sub>`; `""` keeps the bare subject): sources given
+the same namespace are the same people, sharing rate-limit buckets and forwarded identity.
+`Identity.subject` and the `sub` of `Identity.claims` both hold the namespaced subject, so
+everything that reads the subject (the `subject` and `claim:sub` limit descriptors,
+`forward_claims` of `sub`, the `subject` and `claims` metadata, the access log, guard
+webhooks, route `claims: {sub: [...]}` checks) sees the same value.
+
+Where the gateway swaps credentials, the client's are removed: the credential headers, and
+credential parameters of the URL query (see `querycreds`), the latter by rewriting `:path`
+(also in `ex.request_headers`, so later policies read the path that goes upstream). On a
+Gemini route that accepts API keys (and names no `header:`), a `key=` (or Google's alias
+`$key=`) query parameter is accepted as the gateway API key when no credential header is
+sent, as Gemini's REST examples do; it is only ever looked up as an API key, never verified
+as a JWT, and two different values are refused.
 """
 
 from __future__ import annotations
@@ -27,6 +45,7 @@ from .credentials import (
     PROVIDER_HEADER,
     UpstreamCredential,
 )
+from .querycreds import strip_query_credentials
 from .verify import AuthError, JWTProvider, peek_issuer, read_header, scopes_of
 
 if TYPE_CHECKING:
@@ -37,14 +56,23 @@ _QUOTED_UNSAFE = re.compile(r'[^\x20-\x7e]|["\\]')
 MAX_FORWARDED_VALUE = 4096
 
 
+#: providers whose clients may send the gateway API key as the `key` query parameter
+QUERY_KEY_PROVIDERS = ("gemini",)
+
+
+def namespaced(namespace: str, subject: str) -> str:
+    """A subject as the gateway names it: `<namespace>:<subject>`, bare if namespace is ''."""
+    return f"{namespace}:{subject}" if namespace else subject
+
+
 @dataclass(frozen=True)
 class Identity:
     """Who made the request, however they proved it."""
 
-    subject: str
+    subject: str                 # namespaced: "jwt:corp:alice", "key:ci-bot" (see above)
     method: str                  # "jwt" or "api_key"
     source: str                  # the JWT provider's name or the API key's id
-    claims: Mapping[str, Any] = field(default_factory=dict)
+    claims: Mapping[str, Any] = field(default_factory=dict)   # `sub` == subject
 
     @property
     def label(self) -> str:
@@ -98,10 +126,12 @@ class Authenticate(Policy):
 
     async def on_request_headers(self, ex: Exchange) -> None:
         headers = ex.request_headers
+        path = headers.get(":path", "")
+        upstream_path, query_creds = strip_query_credentials(path)
         inject = self.credential.headers() if self.credential else {}
         if self.auth is not None:
             try:
-                grant = await self._authenticate(headers)
+                grant = await self._authenticate(headers, query_creds)
                 self._authorize(grant.identity)
             except AuthError as exc:
                 self.stats["rejected"] += 1
@@ -118,6 +148,9 @@ class Authenticate(Policy):
                 ex.remove_request_header(name)
         for name, value in inject.items():
             ex.set_request_header(name, value)
+        if upstream_path != path:
+            ex.set_request_header(":path", upstream_path)
+            headers[":path"] = upstream_path
 
     def _grant(self, identity: Identity) -> _Grant:
         """What an identity adds to every request: forwarded claims and metadata."""
@@ -130,12 +163,13 @@ class Authenticate(Policy):
                       metadata)
 
     # --- who is it? ------------------------------------------------------------------------
-    async def _authenticate(self, headers: Mapping[str, str]) -> _Grant:
+    async def _authenticate(self, headers: Mapping[str, str],
+                            query_creds: list[tuple[str, str]]) -> _Grant:
         assert self.auth is not None
-        token = self._credential(headers)
+        token, from_query = self._credential(headers, query_creds)
         if len(token) > self.auth.max_token_bytes:
             raise AuthError(f"credential is larger than {self.auth.max_token_bytes} bytes")
-        if self.auth.jwt and _looks_like_jwt(token):
+        if self.auth.jwt and not from_query and _looks_like_jwt(token):
             return await self._verify_jwt(token)
         if self.auth.api_keys is not None:
             key = self.auth.api_keys.lookup(token)
@@ -145,12 +179,36 @@ class Authenticate(Policy):
                 raise AuthError("API key has been revoked")
             grant = self._key_grants.get(key.id)
             if grant is None:
+                subject = namespaced(key.subject_namespace, key.subject)
                 grant = self._key_grants[key.id] = self._grant(
-                    Identity(key.subject, "api_key", key.id, key.claims))
+                    Identity(subject, "api_key", key.id, {**key.claims, "sub": subject}))
             return grant
         raise AuthError("token is malformed (expected a JWT: three dot-separated parts)")
 
-    def _credential(self, headers: Mapping[str, str]) -> str:
+    def _query_key_allowed(self) -> bool:
+        assert self.auth is not None
+        return self.provider in QUERY_KEY_PROVIDERS and self.auth.api_keys is not None \
+            and self.auth.header is None
+
+    def _credential(self, headers: Mapping[str, str],
+                    query_creds: list[tuple[str, str]]) -> tuple[str, bool]:
+        """The presented credential, and whether it came from the `key` query parameter."""
+        header = self._header_credential(headers)
+        if header is not None:
+            return header, False
+        keys = {v for name, v in query_creds if name in ("key", "$key")}
+        if keys and self._query_key_allowed():
+            if len(keys) > 1:
+                raise AuthError("more than one key query parameter")
+            value = keys.pop().strip()
+            if value:
+                return value, True
+        where = "Authorization: Bearer" + (f" or {self._native}" if self._native else "")
+        if self._query_key_allowed():
+            where += " or the key query parameter"
+        raise AuthError(f"missing credential (send it as {where})")
+
+    def _header_credential(self, headers: Mapping[str, str]) -> str | None:
         assert self.auth is not None
         if self.auth.header is not None:
             value = headers.get(self.auth.header, "").strip()
@@ -168,8 +226,7 @@ class Authenticate(Policy):
             return token.strip()
         if self._native is not None and (value := headers.get(self._native, "").strip()):
             return value
-        where = "Authorization: Bearer" + (f" or {self._native}" if self._native else "")
-        raise AuthError(f"missing credential (send it as {where})")
+        return None
 
     async def _verify_jwt(self, token: str) -> _Grant:
         assert self.auth is not None
@@ -187,8 +244,11 @@ class Authenticate(Policy):
         verified = await provider.verify(token, header)
         claims = verified.claims
         sub = claims.get("sub")
-        grant = self._grant(Identity(sub if isinstance(sub, str) else "", "jwt", provider.name,
-                                     claims))
+        if not isinstance(sub, str) or not sub.strip():    # verify() refuses these already
+            raise AuthError("token subject ('sub') must be a non-empty string")
+        subject = namespaced(provider.namespace, sub)
+        grant = self._grant(Identity(subject, "jwt", provider.name,
+                                     {**claims, "sub": subject}))
         if verified.exp is not None and self.auth.cache_size:
             self._cache[digest] = (grant, verified.exp)
             if len(self._cache) > self.auth.cache_size:
@@ -225,8 +285,6 @@ class Authenticate(Policy):
         out: dict[str, str] = {}
         for claim in self.auth.forward_claims:
             value = identity.claims.get(claim)
-            if claim == "sub" and value is None:
-                value = identity.subject or None
             if value is not None:
                 out[claim] = header_value(value)
         return out

@@ -13,9 +13,21 @@ Top level (shared by routes, so one JWKS is fetched and cached once)::
           algorithms: [RS256]                   # RS*, PS*, ES*, EdDSA; HS* needs shared_secret
           shared_secret: {env: CORP_HS_SECRET}  # or {file: ...}; only for HS256/384/512
           leeway_s: 60                          # clock skew allowed on exp, nbf and iat
-          required_claims: [sub]                # besides exp and iss, always required
+          required_claims: [email]              # besides exp, iss and sub, always required
+          max_lifetime: 1h                      # optional: refuse tokens without iat, or
+                                                # whose exp - iat is longer
+          subject_namespace: jwt:corp           # the default: subjects are jwt:corp:<sub>
       api_keys:
-        - {id: ci-bot, sha256: <hex>, subject: ci-bot, claims: {scope: chat}, revoked: false}
+        - {id: ci-bot, sha256: <hex>, subject: ci-bot, claims: {scope: chat}, revoked: false,
+           subject_namespace: key}              # the default: the subject is key:ci-bot
+
+Subjects are namespaced (see `auth.policy`): a JWT's is `jwt:<provider>:<sub>`, an API key's
+`key:<subject>`, so equal raw subjects from different sources are different people. Giving
+sources the same `subject_namespace` says they are the same people (one IdP under two
+provider names, or API keys issued to the IdP's users: `subject_namespace: corp` on both makes
+`corp:alice`); `""` keeps bare subjects and is accepted only if every source uses it. Two
+distinct namespaces where one followed by ':' begins the other (`jwt` and `jwt:corp`) could
+spell the same subject, and are refused. A token's `sub` must be a non-empty string.
 
 Per route::
 
@@ -25,7 +37,8 @@ Per route::
       header: authorization       # default: Authorization: Bearer, then the provider's own
                                   # key header (x-api-key, api-key, x-goog-api-key)
       scopes: [chat]              # all required (403 otherwise)
-      claims: {team: [ml, infra]} # claim must have one of these values (403 otherwise)
+      claims: {team: [ml, infra]} # claim must have one of these values (403 otherwise);
+                                  # `sub` values are namespaced: {sub: [jwt:corp:alice]}
       forward_claims: {sub: x-gateway-subject}
       max_token_bytes: 16384
       cache_size: 10000           # verified tokens kept (0 turns the cache off)
@@ -43,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import httpclient
+from ..limits.settings import parse_duration
 from ..schema import Checker, join
 from .apikeys import ApiKey, ApiKeyStore
 from .credentials import CLIENT_CREDENTIAL_HEADERS, Secret, SecretError, UpstreamCredential
@@ -53,6 +67,7 @@ from .verify import JWTProvider
 
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9a-z-]+$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_NAMESPACE = re.compile(r"^[A-Za-z0-9._@/-]+(:[A-Za-z0-9._@/-]+)*$")
 _RESERVED_HEADERS = {"host", "content-length", "content-type", "transfer-encoding",
                      "connection", "te", "upgrade"}
 #: remote JWKS sources by settings, so a config reload keeps the keys already fetched
@@ -74,16 +89,52 @@ def parse_auth(c: Checker, raw: Any, base: Path) -> AuthSettings:
         p = _provider(c, str(name), spec, join("auth.jwt_providers", str(name)), base)
         if p is not None:
             out.providers[str(name)] = p
+    namespaces: dict[str, str] = {f"auth.jwt_providers.{n}": p.namespace
+                                  for n, p in out.providers.items()}
     if "api_keys" in d:
-        keys = [k for i, item in enumerate(c.sequence(d.get("api_keys"), "auth.api_keys"))
-                if (k := _api_key(c, item, join("auth.api_keys", i))) is not None]
+        keys = []
+        for i, item in enumerate(c.sequence(d.get("api_keys"), "auth.api_keys")):
+            if (k := _api_key(c, item, join("auth.api_keys", i))) is not None:
+                keys.append(k)
+                namespaces[join("auth.api_keys", i)] = k.subject_namespace
         seen: set[str] = set()
         for k in keys:
             if k.id in seen:
                 c.error("auth.api_keys", f"duplicate id {k.id!r}")
             seen.add(k.id)
         out.api_keys = ApiKeyStore(keys)
+    _check_namespaces(c, namespaces)
     return out
+
+
+def _check_namespaces(c: Checker, namespaces: Mapping[str, str]) -> None:
+    """Distinct subject namespaces must never spell the same subject."""
+    distinct = sorted(set(namespaces.values()))
+    if "" in distinct and len(distinct) > 1:
+        where = next(p for p, ns in namespaces.items() if ns == "")
+        c.error(join(where, "subject_namespace"),
+                "'' (bare subjects) can spell any other source's namespaced subject: use it "
+                "on every JWT provider and API key, or on none")
+        return
+    for a in distinct:
+        for b in distinct:
+            if a != b and b.startswith(a + ":"):
+                where = next(p for p, ns in namespaces.items() if ns == b)
+                c.error(join(where, "subject_namespace"),
+                        f"{b!r} begins with {a + ':'!r} (another source's namespace): their "
+                        "subjects could collide; give one another name")
+
+
+def _subject_namespace(c: Checker, d: Mapping[str, Any], path: str) -> str | None:
+    """An optional `subject_namespace`: None when absent, '' allowed (bare subjects)."""
+    if "subject_namespace" not in d:
+        return None
+    value = d["subject_namespace"]
+    if not isinstance(value, str) or (value and not _NAMESPACE.match(value)):
+        c.error(join(path, "subject_namespace"), f"expected a namespace like 'corp' or "
+                f"'jwt:corp' (letters, digits, . _ - : @ /, not ending in ':'), got {value!r}")
+        return None
+    return value
 
 
 def _strings(c: Checker, d: Mapping[str, Any], key: str, path: str,
@@ -100,7 +151,8 @@ def _strings(c: Checker, d: Mapping[str, Any], key: str, path: str,
 def _provider(c: Checker, name: str, raw: Any, path: str, base: Path) -> JWTProvider | None:
     before = len(c.errors)
     d = c.mapping(raw, path, ("issuer", "audiences", "jwks", "algorithms", "shared_secret",
-                              "leeway_s", "required_claims"))
+                              "leeway_s", "required_claims", "max_lifetime",
+                              "subject_namespace"))
     issuer = c.string(d, "issuer", path, required=True)
     if "audiences" not in d:
         c.error(join(path, "audiences"), "is required (use [] to accept any audience)")
@@ -135,11 +187,19 @@ def _provider(c: Checker, name: str, raw: Any, path: str, base: Path) -> JWTProv
             keys = _jwks(c, d.get("jwks"), join(path, "jwks"), base)
     leeway = c.number(d, "leeway_s", path, 60.0)
     required = _strings(c, d, "required_claims", path, ("sub",))
+    lifetime = None
+    if "max_lifetime" in d:
+        lifetime = parse_duration(d["max_lifetime"])
+        if lifetime is None:
+            c.error(join(path, "max_lifetime"), "expected a duration like 15m, 1h or 1d (or a "
+                    f"number of seconds > 0), got {d['max_lifetime']!r}")
+    namespace = _subject_namespace(c, d, path)
     if len(c.errors) > before or issuer is None:
         return None
     return JWTProvider(name=name, issuer=issuer, audiences=audiences, keys=keys,
                        algorithms=algorithms, shared_secret=secret, leeway_s=float(leeway),
-                       required_claims=required)
+                       required_claims=required, max_lifetime_s=lifetime,
+                       subject_namespace=namespace)
 
 
 def _jwks(c: Checker, raw: Any, path: str, base: Path) -> Any:
@@ -210,7 +270,9 @@ def _secret(c: Checker, raw: Any, path: str, base: Path) -> Secret | None:
 
 
 def _api_key(c: Checker, raw: Any, path: str) -> ApiKey | None:
-    d = c.mapping(raw, path, ("id", "sha256", "subject", "claims", "revoked"))
+    before = len(c.errors)
+    d = c.mapping(raw, path, ("id", "sha256", "subject", "claims", "revoked",
+                              "subject_namespace"))
     key_id = c.string(d, "id", path, required=True)
     digest = c.string(d, "sha256", path, required=True)
     if digest is not None and not _HEX64.match(digest.lower()):
@@ -219,11 +281,16 @@ def _api_key(c: Checker, raw: Any, path: str) -> ApiKey | None:
         digest = None
     subject = c.string(d, "subject", path, key_id)
     claims = c.mapping(d.get("claims"), join(path, "claims"), d.get("claims") or {})
+    if "sub" in claims:
+        c.error(join(join(path, "claims"), "sub"), "a key's subject is set by `subject:` "
+                "(and namespaced), not by a claim")
     revoked = c.boolean(d, "revoked", path, False)
-    if key_id is None or digest is None or subject is None:
+    namespace = _subject_namespace(c, d, path)
+    if len(c.errors) > before or key_id is None or digest is None or subject is None:
         return None
     return ApiKey(id=key_id, sha256=digest.lower(), subject=subject,
-                  claims={"sub": subject, **claims}, revoked=revoked)
+                  claims={**claims, "sub": subject}, revoked=revoked,
+                  subject_namespace="key" if namespace is None else namespace)
 
 
 def parse_route_auth(c: Checker, raw: Any, path: str, shared: AuthSettings) -> RouteAuth | None:
@@ -253,6 +320,19 @@ def parse_route_auth(c: Checker, raw: Any, path: str, shared: AuthSettings) -> R
     claims: dict[str, tuple[Any, ...]] = {}
     for k, v in c.mapping(d.get("claims"), join(path, "claims"), d.get("claims") or {}).items():
         claims[str(k)] = tuple(v) if isinstance(v, list) else (v,)
+    if "sub" in claims:
+        spaces = {p.namespace for p in providers} | (
+            {k.subject_namespace for k in shared.api_keys.keys()}
+            if use_keys and shared.api_keys is not None else set())
+        for value in claims["sub"]:
+            if not isinstance(value, str) or not any(
+                    not ns or (value.startswith(ns + ":") and len(value) > len(ns) + 1)
+                    for ns in spaces):
+                example = next(iter(sorted(spaces)), "jwt:<provider>") or "jwt:<provider>"
+                c.error(join(join(path, "claims"), "sub"),
+                        f"subjects are namespaced: {value!r} is no subject this route can "
+                        f"see (write e.g. '{example}:{value}'; namespaces here: "
+                        f"{', '.join(sorted(spaces)) or 'none'})")
     forward: dict[str, str] = {}
     raw_fwd = d.get("forward_claims") or {}
     for k, v in c.mapping(raw_fwd, join(path, "forward_claims"), raw_fwd).items():

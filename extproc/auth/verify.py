@@ -3,6 +3,13 @@
 Sans-IO apart from the key lookup, which is an awaitable the caller supplies (a `KeySource`).
 Every failure is an `AuthError` whose message is safe to show the client: it names what was
 wrong, never the token or a key.
+
+Whatever `required_claims` says, a token must carry `exp`, `iss` and a `sub` that is a
+non-empty string: the subject is who rate limits and logs count, so a token without one (or
+with `""`, which every such token would share) names nobody and is refused. With
+`max_lifetime_s`, a token must also carry a numeric `iat`, and `exp - iat` may not exceed
+it (no leeway: both are the issuer's own clock), so a long-lived token minted by mistake or
+by a compromised client of the issuer is refused.
 """
 
 from __future__ import annotations
@@ -50,6 +57,13 @@ class JWTProvider:
     shared_secret: bytes | None = None        # enables HS* (never from a JWKS)
     leeway_s: float = 60.0
     required_claims: tuple[str, ...] = ("sub",)
+    max_lifetime_s: float | None = None       # refuse tokens whose exp - iat is longer
+    subject_namespace: str | None = None      # None: "jwt:<name>" (see auth.policy)
+
+    @property
+    def namespace(self) -> str:
+        """The prefix of this issuer's subjects: `jwt:<name>` unless configured."""
+        return f"jwt:{self.name}" if self.subject_namespace is None else self.subject_namespace
 
     async def verify(self, token: str, header: Mapping[str, Any]) -> Verified:
         """Verify a token whose (unverified) header has been parsed already."""
@@ -85,19 +99,54 @@ class JWTProvider:
         raise last
 
     def _decode(self, token: str, key: Any, alg: str) -> Verified:
+        required = ["exp", "iss", "sub", *self.required_claims]
+        if self.max_lifetime_s is not None:
+            required.append("iat")
         try:
             claims = jwt.decode(
                 token, key, algorithms=[alg], audience=list(self.audiences) or None,
                 issuer=self.issuer, leeway=self.leeway_s,
-                options={"require": ["exp", "iss", *self.required_claims],
-                         "verify_aud": bool(self.audiences), "verify_iat": True})
+                options={"require": list(dict.fromkeys(required)),
+                         "verify_aud": bool(self.audiences), "verify_iat": True,
+                         "verify_sub": True})
         except jwt.PyJWTError as exc:
             raise AuthError(_reason(exc)) from None
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not sub.strip():
+            raise AuthError(_BAD_SUBJECT)
+        if self.max_lifetime_s is not None:
+            self._check_lifetime(claims)
         exp = claims.get("exp")
         return Verified(claims=claims, exp=float(exp) if exp is not None else None)
 
+    def _check_lifetime(self, claims: Mapping[str, Any]) -> None:
+        assert self.max_lifetime_s is not None
+        exp, iat = claims.get("exp"), claims.get("iat")
+        for name, value in (("exp", exp), ("iat", iat)):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise AuthError(f"token {name!r} is not a number (issuer {self.name!r} "
+                                "limits token lifetime)")
+        lifetime = exp - iat
+        if lifetime > self.max_lifetime_s:
+            raise AuthError(f"token lifetime (exp - iat) of {_span(lifetime)} is longer than "
+                            f"the {_span(self.max_lifetime_s)} issuer {self.name!r} allows")
+
 
 _BAD_SIGNATURE = "token signature is invalid"
+_BAD_SUBJECT = "token subject ('sub') must be a non-empty string"
+
+
+def _span(seconds: float) -> str:
+    """A duration for an error message: 3600 -> '1h', 90 -> '1m30s'."""
+    total = int(seconds)
+    if total != seconds or total <= 0:
+        return f"{seconds:g}s"
+    out = ""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if total >= size:
+            out += f"{total // size}{unit}"
+            total %= size
+    return out
 
 
 def _short(value: str, limit: int = 64) -> str:
@@ -110,6 +159,8 @@ def _short(value: str, limit: int = 64) -> str:
 _REASONS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
     (jwt.ExpiredSignatureError, "token has expired"),
     (jwt.ImmatureSignatureError, "token is not yet valid (nbf or iat in the future)"),
+    (jwt.exceptions.InvalidSubjectError, _BAD_SUBJECT),
+    (jwt.InvalidIssuedAtError, "token 'iat' is not a number"),
     (jwt.InvalidIssuerError, "token issuer is not accepted"),
     (jwt.InvalidAudienceError, "token audience is not accepted"),
     (jwt.InvalidSignatureError, _BAD_SIGNATURE),

@@ -9,6 +9,11 @@ refunded). Every response carries OpenAI's `x-ratelimit-*` headers for the tight
 When the exchange ends, however it ends, the token reservation is settled: with the
 provider's reported usage, or, for a stream cut short, the prompt estimate plus the output
 delivered so far; an upstream error charges nothing.
+
+The `subject` descriptor is the namespaced subject of `auth.policy` (`jwt:<provider>:<sub>`,
+`key:<subject>`), so a JWT user and an API key with the same raw subject get separate buckets
+unless the config gives them one namespace. Descriptor values are escaped before they are
+joined, so no value (a subject, a header, a model name) can spell another key's separator.
 """
 
 from __future__ import annotations
@@ -189,7 +194,7 @@ class RateLimit(Policy):
         parts = [self.route, spec.name]
         for d in spec.key:
             parts.append(_descriptor(d, ex, identity, model, self.route))
-        key = "\x1f".join(parts)
+        key = "\x1f".join(_escape(p) for p in parts)
         return key if len(key) <= 200 else hashlib.sha256(key.encode()).hexdigest()
 
     def _backend_error(self, exc: StoreUnavailable) -> None:
@@ -249,6 +254,17 @@ class RateLimit(Policy):
 def _json_array_stream(ex: Exchange) -> bool:
     """A Gemini/Vertex stream without alt=sse (a JSON array sent piece by piece)."""
     return ex.endpoint is not None and ex.endpoint.json_array
+
+
+def _escape(part: str) -> str:
+    """A key part that cannot contain the separator (\\x1f), with what cannot be encoded
+    (lone surrogates: undecodable header bytes, claims with invalid escapes) spelled out:
+    distinct parts stay distinct."""
+    if "\\" in part or "\x1f" in part:
+        part = part.replace("\\", "\\\\").replace("\x1f", "\\x1f")
+    if not part.isascii():
+        part = part.encode("utf-8", "surrogatepass").decode("utf-8", "backslashreplace")
+    return part
 
 
 def _descriptor(d: str, ex: Exchange, identity: Any, model: str | None, route: str) -> str:

@@ -214,6 +214,7 @@ async def record_and_log(request: web.Request, handler: Any) -> web.StreamRespon
             "path": request.path,
             "raw_path": request.raw_path,    # as sent, query included
             "query": dict(request.query),
+            "raw_path": request.raw_path,         # as sent: path and query, undecoded
             "headers": headers,
             "body": body.decode("utf-8", "replace"),
         }

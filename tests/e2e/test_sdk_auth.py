@@ -71,7 +71,7 @@ def test_openai_sdk_with_a_gateway_token(gw: Gateway, token: str) -> None:
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == TEXT
     seen = upstream_headers(gw)
     assert seen["authorization"] == "Bearer mock-openai-key-DEV-ONLY"
-    assert seen["x-gateway-subject"] == "alice"
+    assert seen["x-gateway-subject"] == "jwt:local-dev:alice"
 
 
 def test_openai_sdk_with_a_bad_key_gets_its_authentication_error(gw: Gateway) -> None:
@@ -101,7 +101,7 @@ def test_anthropic_sdk_with_the_dev_api_key(gw: Gateway) -> None:
         assert "".join(stream.text_stream) == TEXT
     seen = upstream_headers(gw)
     assert seen["x-api-key"] == "mock-anthropic-key-DEV-ONLY"
-    assert seen["x-gateway-subject"] == "local-dev"
+    assert seen["x-gateway-subject"] == "key:local-dev"
 
 
 def test_anthropic_sdk_with_a_token_and_a_bad_one(gw: Gateway, token: str) -> None:

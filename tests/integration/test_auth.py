@@ -186,11 +186,12 @@ def test_a_valid_token_reaches_the_provider_with_the_provider_key_only(
     seen = gw.mock.last()["headers"]
     assert seen["authorization"] == "Bearer provider-key-openai"
     assert token not in json.dumps(gw.mock.last())
-    assert seen["x-gateway-subject"] == "alice"   # the client's spoofed value is replaced
+    # the client's spoofed value is replaced by the namespaced subject
+    assert seen["x-gateway-subject"] == "jwt:idp:alice"
     assert seen["x-gateway-team"] == "ml"
     meta = gw.access_log("auth-ok-1")["extproc"]
-    assert meta["subject"] == "alice" and meta["auth"] == "jwt:idp"
-    assert meta["claims"] == {"sub": "alice", "team": "ml"}
+    assert meta["subject"] == "jwt:idp:alice" and meta["auth"] == "jwt:idp"
+    assert meta["claims"] == {"sub": "jwt:idp:alice", "team": "ml"}
 
 
 def test_a_streamed_reply_with_a_token(gw: Gateway, keys: dict[str, SigningKey]) -> None:
@@ -281,7 +282,7 @@ def test_api_keys_valid_unknown_and_revoked(gw: Gateway) -> None:
     r = chat(gw, bearer(API_KEY))
     assert r.status_code == 200, r.text
     seen = gw.mock.last()["headers"]
-    assert seen["x-gateway-subject"] == "alice-svc" and seen["x-gateway-team"] == "ml"
+    assert seen["x-gateway-subject"] == "key:alice-svc" and seen["x-gateway-team"] == "ml"
     assert API_KEY not in json.dumps(gw.mock.last())
     assert_401(chat(gw, bearer("gw-test-key-unknown")), "API key is not valid")
     assert_401(chat(gw, bearer(REVOKED_KEY)), "API key has been revoked")

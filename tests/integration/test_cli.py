@@ -207,14 +207,14 @@ def test_up_runs_the_stack_and_stops_it_without_orphans(tmp_path: Path) -> None:
         assert r.status_code == 200 and r.text.rstrip().endswith("data: [DONE]")
         seen = httpx.get(f"http://127.0.0.1:{ports['mock']}/_mock/last").json()["headers"]
         assert seen["authorization"] == "Bearer mock-openai-key-DEV-ONLY"
-        assert seen["x-gateway-subject"] == "alice"
+        assert seen["x-gateway-subject"] == "jwt:local-dev:alice"
         # the README's development API key, sent the way the Anthropic SDK sends keys
         r = httpx.post(f"{base}/anthropic/v1/messages", json={**body, "max_tokens": 50},
                        headers={"x-api-key": "gw-local-dev-key-DEV-ONLY"}, timeout=30)
         assert "event: message_stop" in r.text
         seen = httpx.get(f"http://127.0.0.1:{ports['mock']}/_mock/last").json()["headers"]
         assert seen["x-api-key"] == "mock-anthropic-key-DEV-ONLY"
-        assert seen["x-gateway-subject"] == "local-dev"
+        assert seen["x-gateway-subject"] == "key:local-dev"
         r = httpx.post(f"{base}/gemini/v1beta/models/gemini-2.5-flash:streamGenerateContent"
                        "?alt=sse", json={"contents": [{"role": "user", "parts": [{"text": "hi"}]}]},
                        headers=auth, timeout=30)

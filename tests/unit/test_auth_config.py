@@ -158,9 +158,9 @@ async def test_configured_policy_accepts_what_it_should(conf_dir: Path) -> None:
                       scopes=["chat"], claims={"email": "a@example.com", "team": "ml",
                                                "tier": "gold"})
     ex = await run(p, {"authorization": f"Bearer {t}", "x-gateway-subject": "spoof"})
-    assert ex.state["identity"].subject == "alice"
+    assert ex.state["identity"].subject == "jwt:corp:alice"
     assert ex._req_set == {"authorization": "Bearer sk-from-env",
-                           "x-gateway-subject": "alice"}
+                           "x-gateway-subject": "jwt:corp:alice"}
     # the API key has scope chat but no team claim: forbidden by the claims rule
     with pytest.raises(Reject) as info:
         await run(p, {"authorization": f"Bearer {API_KEY}"})
@@ -271,10 +271,10 @@ async def test_reference_config_loads_and_works() -> None:
         assert expected in next(iter(p.credential.headers().values()))
     p = auth_policy(cfg, "openai")
     ex = await run(p, {"authorization": f"Bearer {devtoken.mint('alice')}"})
-    assert ex.state["identity"].subject == "alice"
-    assert ex._req_set["x-gateway-subject"] == "alice"
+    assert ex.state["identity"].subject == "jwt:local-dev:alice"
+    assert ex._req_set["x-gateway-subject"] == "jwt:local-dev:alice"
     ex = await run(p, {"authorization": "Bearer gw-local-dev-key-DEV-ONLY"})
-    assert ex.state["identity"].subject == "local-dev"
+    assert ex.state["identity"].subject == "key:local-dev"
 
 
 
@@ -285,7 +285,7 @@ async def test_up_prints_a_credential_the_route_accepts(conf_dir: Path) -> None:
         value = devtoken.dev_authorization(cfg.routes[name])
         assert value == f"Bearer {devtoken.DEV_API_KEY}"
         ex = await run(auth_policy(cfg, name), {"authorization": value})
-        assert ex.state["identity"].subject == "local-dev"
+        assert ex.state["identity"].subject == "key:local-dev"
     # no development API key: a development JWT, when the route trusts the dev issuer
     (conf_dir / "jwks.json").write_text((REPO / "config" / "dev-jwks.json").read_text())
     doc = {"auth": {"jwt_providers": {"dev": {
@@ -298,7 +298,7 @@ async def test_up_prints_a_credential_the_route_accepts(conf_dir: Path) -> None:
     value = devtoken.dev_authorization(cfg.routes["openai"])
     assert value is not None and value.startswith("Bearer ey")
     ex = await run(auth_policy(cfg), {"authorization": value})
-    assert ex.state["identity"].subject == "local-dev"
+    assert ex.state["identity"].subject == "jwt:dev:local-dev"
     assert devtoken.dev_authorization(cfg.routes["open"]) == ""   # nothing to send
     # a production issuer: nothing the development key can sign
     assert devtoken.dev_authorization(parse(valid(), conf_dir).routes["openai"]) is None

@@ -150,13 +150,14 @@ async def test_bearer_jwt_accepted(upstream: Secret) -> None:
     ex = await run(p, {**bearer(t), ":path": "/v1/chat/completions"})
     ident = ex.state["identity"]
     assert isinstance(ident, Identity)
-    assert (ident.subject, ident.method, ident.source) == ("alice", "jwt", "corp")
+    assert (ident.subject, ident.method, ident.source) == ("jwt:corp:alice", "jwt", "corp")
     assert ident.label == "jwt:corp"
     assert ident.claims["scope"] == "chat"
-    assert ex.metadata == {"subject": "alice", "auth": "jwt:corp",
-                           "claims": {"sub": "alice"}}
+    assert ident.claims["sub"] == "jwt:corp:alice"
+    assert ex.metadata == {"subject": "jwt:corp:alice", "auth": "jwt:corp",
+                           "claims": {"sub": "jwt:corp:alice"}}
     assert ex._req_set == {"authorization": f"Bearer {UPSTREAM}",
-                           "x-gateway-subject": "alice"}
+                           "x-gateway-subject": "jwt:corp:alice"}
     assert ex._req_remove == []
     assert p.stats == {"accepted": 1, "rejected": 0, "cache_hits": 0}
 
@@ -165,7 +166,7 @@ async def test_client_authorization_removed_without_upstream_credential() -> Non
     p = policy("openai")
     ex = await run(p, {**bearer(token()), "x-api-key": "leftover", "api-key": "x",
                        "x-goog-api-key": "y", "content-type": "application/json"})
-    assert ex.state["identity"].subject == "alice"
+    assert ex.state["identity"].subject == "jwt:corp:alice"
     assert sorted(ex._req_remove) == ["api-key", "authorization", "x-api-key",
                                       "x-goog-api-key"]
     assert ex._req_set == {}
@@ -191,7 +192,7 @@ async def test_provider_credential_injected(provider: str, name: str, value: str
     assert ex._req_set == expected
     removed = {"authorization", "x-api-key", "api-key", "x-goog-api-key"} - {name}
     assert sorted(ex._req_remove) == sorted(removed)
-    assert ex.state["identity"].subject == "alice"
+    assert ex.state["identity"].subject == "jwt:corp:alice"
 
 
 async def test_anthropic_version_kept_when_the_client_sent_one(upstream: Secret) -> None:
@@ -237,7 +238,7 @@ async def test_authorization_that_is_not_bearer(value: str) -> None:
 
 async def test_bearer_scheme_is_case_insensitive() -> None:
     ex = await run(policy(), {"authorization": f"bearer   {token()}  "})
-    assert ex.state["identity"].subject == "alice"
+    assert ex.state["identity"].subject == "jwt:corp:alice"
 
 
 async def test_garbage_bearer_token() -> None:
@@ -283,7 +284,7 @@ async def test_token_with_undecodable_byte_is_a_401() -> None:
 async def test_native_header_accepted_for_anthropic(upstream: Secret) -> None:
     p = policy("anthropic", upstream)
     ex = await run(p, {"x-api-key": token("carol")})
-    assert ex.state["identity"].subject == "carol"
+    assert ex.state["identity"].subject == "jwt:corp:carol"
     assert ex._req_set["x-api-key"] == UPSTREAM
 
 
@@ -291,7 +292,7 @@ async def test_native_header_accepted_for_anthropic(upstream: Secret) -> None:
                                                   ("gemini", "x-goog-api-key")])
 async def test_native_header_of_other_providers(provider: str, header: str) -> None:
     ex = await run(policy(provider, api_keys=STORE), {header: API_KEY})
-    assert ex.state["identity"].subject == "ci-bot"
+    assert ex.state["identity"].subject == "key:ci-bot"
     assert ex._req_remove == [header]
 
 
@@ -302,16 +303,16 @@ async def test_native_header_of_another_provider_is_not_read() -> None:
 
 async def test_authorization_wins_over_native_header() -> None:
     ex = await run(policy("anthropic"), {**bearer(token("dave")), "x-api-key": token("eve")})
-    assert ex.state["identity"].subject == "dave"
+    assert ex.state["identity"].subject == "jwt:corp:dave"
 
 
 async def test_configured_header_only() -> None:
     p = policy("openai", header="x-gateway-token")
     ex = await run(p, {"x-gateway-token": f"Bearer {token('frank')}"})
-    assert ex.state["identity"].subject == "frank"
+    assert ex.state["identity"].subject == "jwt:corp:frank"
     assert ex._req_remove == ["x-gateway-token"]
     ex = await run(p, {"x-gateway-token": token("gina")})
-    assert ex.state["identity"].subject == "gina"
+    assert ex.state["identity"].subject == "jwt:corp:gina"
     r = await rejected(p, bearer(token()))            # Authorization is not read
     assert "x-gateway-token" in r.message
 
@@ -320,15 +321,15 @@ async def test_api_key_valid(upstream: Secret) -> None:
     p = policy("openai", upstream, api_keys=STORE)
     ex = await run(p, bearer(API_KEY))
     ident = ex.state["identity"]
-    assert (ident.subject, ident.method, ident.source) == ("ci-bot", "api_key", "ci")
+    assert (ident.subject, ident.method, ident.source) == ("key:ci-bot", "api_key", "ci")
     assert ex.metadata["auth"] == "api_key:ci"
-    assert ex.metadata["subject"] == "ci-bot"
+    assert ex.metadata["subject"] == "key:ci-bot"
     assert ex._req_set == {"authorization": f"Bearer {UPSTREAM}"}
 
 
 async def test_api_key_only_route() -> None:
     p = policy("openai", jwt_=(), api_keys=STORE)
-    assert (await run(p, bearer(API_KEY))).state["identity"].subject == "ci-bot"
+    assert (await run(p, bearer(API_KEY))).state["identity"].subject == "key:ci-bot"
     r = await rejected(p, bearer(token()))            # no JWT providers on this route
     assert r.message == "authentication failed: API key is not valid"
 
@@ -411,9 +412,9 @@ async def test_claim_with_crlf_and_nul_is_sanitised() -> None:
     for value in ex._req_set.values():
         assert not any(c in value for c in "\r\n\x00")
     assert ex._req_set["x-user-name"] == "Bob  X-Evil: 1 end"
-    assert ex._req_set["x-gateway-subject"] == "mallory  X-Admin: yes"
+    assert ex._req_set["x-gateway-subject"] == "jwt:corp:mallory  X-Admin: yes"
     assert ex.metadata["claims"] == {"name": "Bob  X-Evil: 1 end",
-                                     "sub": "mallory  X-Admin: yes"}
+                                     "sub": "jwt:corp:mallory  X-Admin: yes"}
 
 
 async def test_claim_with_lone_surrogate_can_be_sent_upstream() -> None:
@@ -441,7 +442,7 @@ async def test_spoofed_forwarded_header_overwritten_when_claim_present() -> None
 async def test_forwarded_claims_of_api_keys() -> None:
     p = policy(jwt_=(), api_keys=STORE, forward_claims={"sub": "x-sub", "team": "x-team"})
     ex = await run(p, bearer(API_KEY))
-    assert ex._req_set == {"x-sub": "ci-bot", "x-team": "infra"}
+    assert ex._req_set == {"x-sub": "key:ci-bot", "x-team": "infra"}
 
 
 @pytest.mark.parametrize(("value", "expected"), [

@@ -260,8 +260,11 @@ async def test_missing_sub_by_default() -> None:
 
 async def test_required_claims_are_configurable() -> None:
     lax = provider(jwk(rsa_key()), required_claims=())
-    v = await verify(lax, sign(rsa_key(), sub=None))
-    assert "sub" not in v.claims
+    v = await verify(lax, sign(rsa_key()))
+    assert v.claims["sub"] == "alice"
+    # sub names who rate limits and logs count: required whatever required_claims says
+    assert await refused(lax, sign(rsa_key(), sub=None)) == \
+        "token lacks the required claim 'sub'"
     strict = provider(jwk(rsa_key()), required_claims=("sub", "email"))
     msg = await refused(strict, sign(rsa_key()))
     assert msg == "token lacks the required claim 'email'"

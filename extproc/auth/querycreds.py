@@ -1,0 +1,55 @@
+"""Credentials in the URL query: found, and removed before the request goes upstream.
+
+Some clients put a key in the URL: Gemini's REST examples use `?key=`, Google APIs also read
+`$key`, `access_token` and `oauth_token`, and other APIs use `api_key`, `api-key` or `apikey`.
+Wherever the gateway replaces the client's credential (a route with `auth:` or an
+`upstream_credential:`), a parameter with one of these names (`QUERY_CREDENTIAL_PARAMS`;
+the name compared percent-decoded and case-insensitively) is removed from the query, so the
+gateway key never reaches the provider, its logs, or a provider key the client slipped in.
+
+The path keeps everything else byte for byte: the other parameters, their order, their
+encoding, empty ones. Both `&` and `;` count as separators here (some servers split on `;`),
+so `?alt=sse;key=K` loses `;key=K`. A query left empty loses its `?` too.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import unquote_plus
+
+#: parameter names that carry a credential in a URL (compared lower-cased, percent-decoded)
+QUERY_CREDENTIAL_PARAMS = frozenset({
+    "key", "$key",                  # Google API keys (Gemini, Vertex express mode)
+    "access_token", "oauth_token",  # OAuth 2.0 bearer tokens in the URI (RFC 6750 2.3)
+    "api_key", "api-key", "apikey",
+})
+_SEPARATOR = re.compile(r"([&;])")
+
+
+def param_name(piece: str) -> str:
+    """A query piece's name as a server would read it: percent-decoded, lower-cased."""
+    return unquote_plus(piece.partition("=")[0]).strip().lower()
+
+
+def strip_query_credentials(path: str) -> tuple[str, list[tuple[str, str]]]:
+    """`path` without its credential parameters, and those removed as (name, decoded value)
+    pairs; the path is returned unchanged (the same string) when there are none."""
+    mark = path.find("?")
+    if mark < 0:
+        return path, []
+    pieces = _SEPARATOR.split(path[mark + 1:])     # piece, sep, piece, sep, ..., piece
+    kept: list[str] = []
+    removed: list[tuple[str, str]] = []
+    for i in range(0, len(pieces), 2):
+        piece = pieces[i]
+        name = param_name(piece)
+        if name in QUERY_CREDENTIAL_PARAMS:
+            removed.append((name, unquote_plus(piece.partition("=")[2])))
+            continue
+        if kept:
+            kept.append(pieces[i - 1])             # the separator before a kept piece
+        kept.append(piece)
+    if not removed:
+        return path, []
+    query = "".join(kept)
+    return (path[:mark] + "?" + query if query else path[:mark]), removed
