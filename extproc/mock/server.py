@@ -212,7 +212,6 @@ async def record_and_log(request: web.Request, handler: Any) -> web.StreamRespon
         request.app[STATE].last = {
             "method": request.method,
             "path": request.path,
-            "raw_path": request.raw_path,    # as sent, query included
             "query": dict(request.query),
             "raw_path": request.raw_path,         # as sent: path and query, undecoded
             "headers": headers,
