@@ -4,10 +4,10 @@ what the provider will act on (sans-IO).
 * **Path.** `canonical_target(raw)` percent-decodes the path once, as the provider's server
   does, and re-encodes it minimally; a path that would decode to something else on a second
   look (an encoded `%`, `/`, `\\`, `?`, `#`, a control character, invalid UTF-8) is refused.
-  The query is parsed the way the provider parses it (`&` separated, `+` and `%XX` decoded);
-  a parameter given twice is ambiguous (is it the first `alt` or the last?) and refused. The
-  canonical form is what goes upstream whenever it differs from what the client sent, so the
-  provider cannot read the request another way than the gateway did.
+  The canonical path is what goes upstream whenever it differs from the client's, so the
+  provider cannot read the path another way than the gateway did. The query is parsed the
+  way providers parse it (`&` separated, `%XX` and `+` decoded) and sent on as it came; a
+  parameter given twice is ambiguous (is it the first `alt` or the last?) and refused.
 * **Body encoding.** `decode_body` undoes `content-encoding` (gzip, x-gzip, deflate, br, zstd,
   stacked in the order given), never producing more than a bound (no decompression bomb); an
   unknown encoding is a 415.
@@ -130,7 +130,10 @@ def _slow_target(raw: str) -> Target:
                                  "extproc_ambiguous_query")
             seen.add(name)
             pairs.append((name, value))
-    return Target(decoded, pairs)
+    # the query goes upstream as sent: percent-decoding is read alike by every server, but
+    # not '+' (a space to some, a plus to others); the values that matter (Google's alt)
+    # are refused unless they read the same either way
+    return Target(decoded, pairs, quote(decoded, safe=_PATH_SAFE) + (sep + query if query else ""))
 
 
 # ------------------------------------------------------------------------------ encodings
