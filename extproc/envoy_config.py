@@ -1,8 +1,9 @@
 """Renders the reference Envoy config (envoy/envoy.yaml) for one place: local, compose, test.
 
 The template is the single source of truth; a place only fills in addresses, ports, the
-fail mode and the body-size limit (taken from the extproc config, so Envoy's buffer limit and
-both sides' gRPC message limits agree). An upstream given as `https://host[:port]` gets an
+fail mode, the body-size and request-header limits (taken from the extproc config, so Envoy's
+limits and the server's agree, and both sides' gRPC message limits follow the body limit).
+An upstream given as `https://host[:port]` gets an
 upstream TLS context with SNI; `http://host:port` stays plain (the mock provider).
 """
 
@@ -18,7 +19,14 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from .config import DEFAULT_MAX_BODY, PROVIDERS, grpc_max_message_bytes
+from .config import (
+    DEFAULT_MAX_BODY,
+    DEFAULT_MAX_HEADERS_COUNT,
+    DEFAULT_MAX_HEADERS_KB,
+    PROVIDERS,
+    ServerConfig,
+    grpc_max_message_bytes,
+)
 
 #: envoy/envoy.yaml; the package holds it as a link to that file, so an installed wheel
 #: (which copies it) renders the same configs as a checkout
@@ -42,6 +50,8 @@ class EnvoySettings:
     failure_mode_allow: bool = False
     message_timeout: str = "5s"
     max_request_body_bytes: int = DEFAULT_MAX_BODY
+    max_request_headers_kb: int = DEFAULT_MAX_HEADERS_KB
+    max_request_headers_count: int = DEFAULT_MAX_HEADERS_COUNT
 
 
 PLACES: dict[str, EnvoySettings] = {
@@ -57,6 +67,13 @@ def settings_for(place: str, **changes: Any) -> EnvoySettings:
     if place not in PLACES:
         raise ValueError(f"unknown place {place!r} (one of: {', '.join(PLACES)})")
     return replace(PLACES[place], **changes)
+
+
+def limits_of(server: ServerConfig) -> dict[str, int]:
+    """The settings that must equal the extproc server config's (as `settings_for` changes)."""
+    return {"max_request_body_bytes": server.max_request_body_bytes,
+            "max_request_headers_kb": server.max_request_headers_kb,
+            "max_request_headers_count": server.max_request_headers_count}
 
 
 def _split(url: str) -> tuple[str, int, bool]:
@@ -78,6 +95,8 @@ def render_dict(s: EnvoySettings) -> dict[str, Any]:
         "MESSAGE_TIMEOUT": s.message_timeout,
         "MAX_REQUEST_BODY_BYTES": s.max_request_body_bytes,
         "GRPC_MAX_MESSAGE_BYTES": grpc_max_message_bytes(s.max_request_body_bytes),
+        "MAX_REQUEST_HEADERS_KB": s.max_request_headers_kb,
+        "MAX_REQUEST_HEADERS_COUNT": s.max_request_headers_count,
     }
     tls_hosts = {}
     for provider in PROVIDERS:
