@@ -136,8 +136,7 @@ def _upstreams(pairs: list[str]) -> dict[str, str]:
 def _render(args: argparse.Namespace) -> int:
     from . import config, envoy_config
     cfg = config.load(args.config)
-    changes: dict = {"max_request_body_bytes": cfg.server.max_request_body_bytes,
-                     "failure_mode_allow": args.fail_open}
+    changes: dict = {**envoy_config.limits_of(cfg.server), "failure_mode_allow": args.fail_open}
     settings = envoy_config.settings_for(args.place, **changes)
     if args.upstream:
         settings = envoy_config.settings_for(

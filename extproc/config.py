@@ -5,6 +5,8 @@ Shape (every key is optional unless marked; unknown keys are errors)::
     server:
       max_request_body_bytes: 8388608   # Envoy buffers request bodies up to this (413 past it);
                                         # the gRPC message limits of both sides follow it
+      max_request_headers_kb: 96        # Envoy's request header limits (431 past them); the
+      max_request_headers_count: 100    # server answers 431 when its own headers would not fit
       grace_period_s: 10                # SIGTERM: in-flight streams get this long to finish
       access_log: true                  # one JSON line per request on stderr (extproc.access)
     default_route: openai               # used when Envoy names no route (optional)
@@ -64,6 +66,9 @@ from .schema import Checker, ConfigError, join
 PROVIDERS = ("openai", "azure", "anthropic", "gemini", "vertex")
 ROUTE_METADATA_KEY = "x-extproc-route"
 DEFAULT_MAX_BODY = 8 * 1024 * 1024
+#: Envoy's request header limits (HCM max_request_headers_kb, max_headers_count)
+DEFAULT_MAX_HEADERS_KB = 96
+DEFAULT_MAX_HEADERS_COUNT = 100
 #: room for the ext_proc envelope (headers, field tags) on top of the largest body
 GRPC_MESSAGE_OVERHEAD = 256 * 1024
 #: Envoy enforces its body buffer limit loosely (a body several times over it, read at once,
@@ -109,6 +114,8 @@ class RouteConfig:
 @dataclass(frozen=True)
 class ServerConfig:
     max_request_body_bytes: int = DEFAULT_MAX_BODY
+    max_request_headers_kb: int = DEFAULT_MAX_HEADERS_KB
+    max_request_headers_count: int = DEFAULT_MAX_HEADERS_COUNT
     grace_period_s: float = 10.0
     access_log: bool = True
 
@@ -184,13 +191,22 @@ def parse(data: Any, source: str = "<memory>") -> Config:
 
 
 def _server(c: Checker, raw: Any) -> ServerConfig:
-    d = c.mapping(raw, "server", ("max_request_body_bytes", "grace_period_s", "access_log"))
+    d = c.mapping(raw, "server", ("max_request_body_bytes", "max_request_headers_kb",
+                                  "max_request_headers_count", "grace_period_s", "access_log"))
     size = c.number(d, "max_request_body_bytes", "server", DEFAULT_MAX_BODY, minimum=1024,
                     integer=True)
     if size > 256 * 1024 * 1024:
         c.error("server.max_request_body_bytes", "must be at most 268435456 (256 MiB)")
+    # Envoy's own bounds: 1..8192 KiB; a few headers are Envoy's and ours
+    kb = c.number(d, "max_request_headers_kb", "server", DEFAULT_MAX_HEADERS_KB, minimum=8,
+                  integer=True)
+    if kb > 8192:
+        c.error("server.max_request_headers_kb", "must be at most 8192 (Envoy's limit)")
+    count = c.number(d, "max_request_headers_count", "server", DEFAULT_MAX_HEADERS_COUNT,
+                     minimum=32, integer=True)
     grace = c.number(d, "grace_period_s", "server", 10.0)
-    return ServerConfig(max_request_body_bytes=int(size), grace_period_s=float(grace),
+    return ServerConfig(max_request_body_bytes=int(size), max_request_headers_kb=int(kb),
+                        max_request_headers_count=int(count), grace_period_s=float(grace),
                         access_log=c.boolean(d, "access_log", "server", True))
 
 

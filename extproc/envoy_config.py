@@ -1,14 +1,18 @@
 """Renders the reference Envoy config (envoy/envoy.yaml) for one place: local, compose, test.
 
 The template is the single source of truth; a place only fills in addresses, ports, the
-fail mode and the body-size limit (taken from the extproc config, so Envoy's buffer limit and
-both sides' gRPC message limits agree). An upstream given as `https://host[:port]` gets an
-upstream TLS context with SNI; `http://host:port` stays plain (the mock provider).
+fail mode, the body-size and request-header limits (taken from the extproc config, so Envoy's
+limits and the server's agree, and both sides' gRPC message limits follow the body limit).
+An upstream given as `https://host[:port]` gets an upstream TLS context that sends `host` as
+SNI and accepts only a certificate that chains to `ca_bundle` AND names `host` (a DNS SAN,
+wildcards in the certificate allowed; an IP SAN for an IP address); `http://host:port` stays
+plain (the mock provider).
 """
 
 from __future__ import annotations
 
 import copy
+import ipaddress
 import os
 import string
 from dataclasses import dataclass, field, replace
@@ -18,7 +22,14 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from .config import DEFAULT_MAX_BODY, PROVIDERS, grpc_max_message_bytes
+from .config import (
+    DEFAULT_MAX_BODY,
+    DEFAULT_MAX_HEADERS_COUNT,
+    DEFAULT_MAX_HEADERS_KB,
+    PROVIDERS,
+    ServerConfig,
+    grpc_max_message_bytes,
+)
 
 #: envoy/envoy.yaml; the package holds it as a link to that file, so an installed wheel
 #: (which copies it) renders the same configs as a checkout
@@ -42,6 +53,10 @@ class EnvoySettings:
     failure_mode_allow: bool = False
     message_timeout: str = "5s"
     max_request_body_bytes: int = DEFAULT_MAX_BODY
+    max_request_headers_kb: int = DEFAULT_MAX_HEADERS_KB
+    max_request_headers_count: int = DEFAULT_MAX_HEADERS_COUNT
+    #: the CAs an https:// upstream's certificate must chain to (tests use their own)
+    ca_bundle: str = CA_BUNDLE
 
 
 PLACES: dict[str, EnvoySettings] = {
@@ -57,6 +72,13 @@ def settings_for(place: str, **changes: Any) -> EnvoySettings:
     if place not in PLACES:
         raise ValueError(f"unknown place {place!r} (one of: {', '.join(PLACES)})")
     return replace(PLACES[place], **changes)
+
+
+def limits_of(server: ServerConfig) -> dict[str, int]:
+    """The settings that must equal the extproc server config's (as `settings_for` changes)."""
+    return {"max_request_body_bytes": server.max_request_body_bytes,
+            "max_request_headers_kb": server.max_request_headers_kb,
+            "max_request_headers_count": server.max_request_headers_count}
 
 
 def _split(url: str) -> tuple[str, int, bool]:
@@ -78,6 +100,8 @@ def render_dict(s: EnvoySettings) -> dict[str, Any]:
         "MESSAGE_TIMEOUT": s.message_timeout,
         "MAX_REQUEST_BODY_BYTES": s.max_request_body_bytes,
         "GRPC_MAX_MESSAGE_BYTES": grpc_max_message_bytes(s.max_request_body_bytes),
+        "MAX_REQUEST_HEADERS_KB": s.max_request_headers_kb,
+        "MAX_REQUEST_HEADERS_COUNT": s.max_request_headers_count,
     }
     tls_hosts = {}
     for provider in PROVIDERS:
@@ -89,15 +113,26 @@ def render_dict(s: EnvoySettings) -> dict[str, Any]:
     doc = yaml.safe_load(string.Template(TEMPLATE.read_text()).substitute(values))
     for cluster in doc["static_resources"]["clusters"]:
         if cluster["name"] in tls_hosts:
-            cluster["transport_socket"] = {
-                "name": "envoy.transport_sockets.tls",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3"
-                             ".UpstreamTlsContext",
-                    "sni": tls_hosts[cluster["name"]],
-                    "common_tls_context": {"validation_context": {
-                        "trusted_ca": {"filename": CA_BUNDLE}}}}}
+            cluster["transport_socket"] = upstream_tls(tls_hosts[cluster["name"]], s.ca_bundle)
     return doc
+
+
+def upstream_tls(host: str, ca_bundle: str = CA_BUNDLE) -> dict[str, Any]:
+    """The transport socket for an https:// upstream: its certificate must chain to
+    `ca_bundle` and name `host` (Envoy checks the chain only, unless told which names)."""
+    try:
+        ipaddress.ip_address(host)
+        san_type, sni = "IP_ADDRESS", None      # SNI carries host names only (RFC 6066)
+    except ValueError:
+        san_type, sni = "DNS", host
+    tls: dict[str, Any] = {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3"
+                 ".UpstreamTlsContext", **({"sni": sni} if sni else {}),
+        "common_tls_context": {"validation_context": {
+            "trusted_ca": {"filename": ca_bundle},
+            "match_typed_subject_alt_names": [{"san_type": san_type,
+                                               "matcher": {"exact": host}}]}}}
+    return {"name": "envoy.transport_sockets.tls", "typed_config": tls}
 
 
 def dump(doc: dict[str, Any]) -> str:

@@ -2,9 +2,10 @@
 
 It reads which route the request is on from the stream's metadata (`x-extproc-route`, set by
 Envoy's per-route `grpc_initial_metadata`), feeds each message to the Exchange and writes its
-replies. Envoy closing the stream (an ended iterator or a cancelled call) is the normal end.
-Replies may be pre-serialised bytes, so the method is registered with a serializer that
-passes bytes through.
+replies (the request headers reply checked against Envoy's header limits, `headerlimits`).
+Envoy closing the stream (an ended iterator or a cancelled call) is the normal end. Replies
+may be pre-serialised bytes, so the method is registered with a serializer that passes bytes
+through.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from envoy.service.ext_proc.v3.external_processor_pb2_grpc import ExternalProcessorServicer
 
-from . import accesslog, metrics
+from . import accesslog, headerlimits, metrics
 from .config import ROUTE_METADATA_KEY, Config
 from .exchange import Exchange, Reply
 
@@ -107,6 +108,10 @@ class Processor(ExternalProcessorServicer):
                     replies = ex.response_chunk(req.response_body)
                     if replies is None:
                         replies = await ex.handle(req, kind)
+                elif kind == "request_headers":
+                    replies = headerlimits.enforce(
+                        ex, req.request_headers, await ex.handle(req, kind),
+                        headerlimits.of(config.server))
                 else:
                     replies = await ex.handle(req, kind)
                 timers[kind](clock() - started)

@@ -117,7 +117,7 @@ class Stack:
         self.run_dir.mkdir(exist_ok=True)
         changes: dict = {"listen_port": self.port, "admin_port": self.envoy_admin_port,
                          "extproc_port": self.extproc_port,
-                         "max_request_body_bytes": cfg.server.max_request_body_bytes}
+                         **envoy_config.limits_of(cfg.server)}
         mock_url = f"http://127.0.0.1:{self.mock_port}"
         changes["upstreams"] = {p: mock_url for p in cfgmod.PROVIDERS} | (self.upstreams or {})
         envoy_yaml = self.run_dir / "envoy.yaml"

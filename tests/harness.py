@@ -209,7 +209,9 @@ class Gateway:
 
     def __init__(self, log_dir: Path, config: dict[str, Any], *, mock: Mock | None = None,
                  fail_open: bool = False, start_server: bool = True,
-                 adjust: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 adjust: Callable[[dict[str, Any]], None] | None = None,
+                 settings: dict[str, Any] | None = None) -> None:
+        """`settings`: EnvoySettings fields to change (upstreams, ca_bundle, limits...)."""
         self.log_dir = log_dir
         self._own_mock = mock is None
         self.mock = mock or Mock(log_dir)
@@ -222,7 +224,7 @@ class Gateway:
             self.doc = envoy_config.render_dict(envoy_config.settings_for(
                 "test", listen_port=free_port(), admin_port=free_port(),
                 extproc_port=self.server_port, failure_mode_allow=fail_open,
-                upstreams=dict.fromkeys(PROVIDERS, self.mock.url)))
+                **{"upstreams": dict.fromkeys(PROVIDERS, self.mock.url), **(settings or {})}))
             if adjust:
                 adjust(self.doc)
             self.envoy = Envoy(self.doc, log_dir)

@@ -14,6 +14,11 @@ The `subject` descriptor is the namespaced subject of `auth.policy` (`jwt:<provi
 `key:<subject>`), so a JWT user and an API key with the same raw subject get separate buckets
 unless the config gives them one namespace. Descriptor values are escaped before they are
 joined, so no value (a subject, a header, a model name) can spell another key's separator.
+
+The decision is kept as `ratelimit` in the exchange state, a JSON-ready summary for the
+access log: `decision`, the `limit` that decided (the refusing one, else the one closest to
+refusing), `remaining_requests` / `remaining_tokens` of the tightest windows (as in the
+headers) and `reserved_tokens`.
 """
 
 from __future__ import annotations
@@ -40,7 +45,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("extproc.limits")
 DESCRIPTORS = ("subject", "api_key", "client_ip", "route", "model")
 PREFIXED = ("claim:", "header:")
-_STATE = "ratelimit"
+_STATE = "ratelimit"           # the decision's summary (read by the access log)
+_HELD = "ratelimit_held"       # what the request reserved, for settlement
 
 
 @dataclass(frozen=True)
@@ -131,6 +137,7 @@ class RateLimit(Policy):
         model = getattr(prompt, "model", None) or ex.state.get("model")
         req_states: list[WindowState] = []
         tok_states: list[WindowState] = []
+        named: list[tuple[WindowState, str]] = []   # every window, with its limit's name
         admitted: list[tuple[str, LimitSpec]] = []
         for spec in self.limits:
             key = self._key(ex, spec, model)
@@ -150,17 +157,23 @@ class RateLimit(Policy):
             n = len(spec.requests)
             req_states.extend(outcome.windows[:n])
             tok_states.extend(outcome.windows[n:])
+            named.extend((st, spec.name) for st in outcome.windows)
             if not outcome.allowed:
                 await self._unwind(admitted, held.estimate)
                 self.stats["limited"] += 1
-                _decided(ex, spec.name, "limited")
+                # the refusing limit's own windows (those before it are given back)
+                _decided(ex, spec.name, "limited", list(outcome.windows[:n]),
+                         list(outcome.windows[n:]))
                 raise self._limited(spec, outcome, costs, req_states, tok_states)
             admitted.append((key, spec))
         self.stats["allowed"] += 1
         for _, spec in admitted:
             _decided(ex, spec.name, "allowed")
         held.keys = admitted
-        ex.state[_STATE] = held
+        ex.state[_HELD] = held
+        closest = min(named, key=lambda p: _tightness(p[0]))[1] if named else None
+        ex.state[_STATE] = _summary("allowed", closest, req_states, tok_states,
+                                    held.estimate if self.uses_tokens else None)
         for name, value in _headers(req_states, tok_states).items():
             ex.set_response_header(name, value)
 
@@ -207,7 +220,7 @@ class RateLimit(Policy):
 
     # --- settlement --------------------------------------------------------------------
     def response_transform(self, ex: Exchange) -> BodyTransform | None:
-        held: _Held | None = ex.state.get(_STATE)
+        held: _Held | None = ex.state.get(_HELD)
         if held is None or not self.uses_tokens or ex.status != 200:
             return None
         # only a stream can be cut after some of it was delivered: a whole JSON reply
@@ -219,7 +232,7 @@ class RateLimit(Policy):
         return held.delivered
 
     async def on_finish(self, ex: Exchange) -> None:
-        held: _Held | None = ex.state.get(_STATE)
+        held: _Held | None = ex.state.get(_HELD)
         if held is None or held.settled or not self.uses_tokens:
             return
         held.settled = True
@@ -286,12 +299,22 @@ def _descriptor(d: str, ex: Exchange, identity: Any, model: str | None, route: s
     return ex.request_headers.get(d[7:], "-")  # header:<name>
 
 
+def _tightness(s: WindowState) -> tuple[float, float]:
+    """Orders windows by how close they are to refusing: the smallest share left, then the
+    longest wait."""
+    return (s.remaining / s.window.limit, -s.reset_s)
+
+
+def _tightest(states: list[WindowState]) -> WindowState:
+    return min(states, key=_tightness)
+
+
 def _headers(req: list[WindowState], tok: list[WindowState]) -> dict[str, str]:
     out: dict[str, str] = {}
     for kind, states in (("requests", req), ("tokens", tok)):
         if not states:
             continue
-        tight = min(states, key=lambda s: (s.remaining / s.window.limit, -s.reset_s))
+        tight = _tightest(states)
         out[f"x-ratelimit-limit-{kind}"] = str(tight.window.limit)
         out[f"x-ratelimit-remaining-{kind}"] = str(tight.remaining)
         out[f"x-ratelimit-reset-{kind}"] = duration(tight.reset_s)
@@ -320,8 +343,25 @@ def _period(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-def _decided(ex: Exchange, limit: str, decision: str) -> None:
-    """The metric, and for refusals the `ratelimit` metadata and state (`limited:NAME`)."""
+def _decided(ex: Exchange, limit: str, decision: str,
+             req: list[WindowState] | None = None, tok: list[WindowState] | None = None
+             ) -> None:
+    """The metric, and for refusals and backend errors the `ratelimit` metadata
+    (`limited:NAME`) and state (its summary)."""
     metrics.RATELIMIT_DECISIONS.labels(ex.route_name or "unknown", limit, decision).inc()
     if decision != "allowed":
-        ex.state["ratelimit"] = ex.metadata["ratelimit"] = f"{decision}:{limit}"
+        ex.metadata["ratelimit"] = f"{decision}:{limit}"
+        ex.state[_STATE] = _summary(decision, limit, req or [], tok or [], None)
+
+
+def _summary(decision: str, limit: str | None, req: list[WindowState],
+             tok: list[WindowState], reserved: int | None) -> dict[str, Any]:
+    """The decision as plain JSON values: which limit decided and what is left of the
+    tightest windows (what the x-ratelimit-remaining-* headers say)."""
+    out: dict[str, Any] = {"decision": decision, "limit": limit}
+    for kind, states in (("requests", req), ("tokens", tok)):
+        if states:
+            out[f"remaining_{kind}"] = _tightest(states).remaining
+    if reserved is not None:
+        out["reserved_tokens"] = reserved
+    return out

@@ -256,6 +256,27 @@ def test_out_of_range_max_request_body_bytes(value: int, message: str) -> None:
     assert err.startswith(f"server.max_request_body_bytes: {message}")
 
 
+def test_request_header_limits_default_to_envoys_reference_values() -> None:
+    server = config.parse({"routes": [route()]}).server
+    assert (server.max_request_headers_kb, server.max_request_headers_count) == (96, 100)
+    server = config.parse({"server": {"max_request_headers_kb": 64,
+                                      "max_request_headers_count": 200},
+                           "routes": [route()]}).server
+    assert (server.max_request_headers_kb, server.max_request_headers_count) == (64, 200)
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("max_request_headers_kb", 4, "must be >= 8"),
+    ("max_request_headers_kb", 8193, "must be at most 8192"),
+    ("max_request_headers_kb", "96k", "expected an integer"),
+    ("max_request_headers_count", 10, "must be >= 32"),
+    ("max_request_headers_count", 1.5, "expected an integer"),
+])
+def test_bad_request_header_limits(key: str, value: Any, message: str) -> None:
+    err = one_error({"server": {key: value}, "routes": [route()]})
+    assert err.startswith(f"server.{key}: {message}")
+
+
 @pytest.mark.parametrize("value", ["10s", True, None, {}])
 def test_bad_type_for_grace_period_s(value: Any) -> None:
     err = one_error({"server": {"grace_period_s": value}, "routes": [route()]})

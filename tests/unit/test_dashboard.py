@@ -1,5 +1,6 @@
 """The Grafana dashboard, Prometheus and Grafana provisioning, and the compose profile that runs
-them agree with each other and with the metrics the server exports (extproc/metrics.py)."""
+them agree with each other and with the metrics the server exports (extproc/metrics.py); and
+compose publishes nothing on the host's interfaces but Envoy's listener."""
 
 from __future__ import annotations
 
@@ -178,7 +179,7 @@ def test_grafana_provisioning_points_at_prometheus_and_the_mounted_dashboards() 
     assert source["uid"] == "prometheus" and source["type"] == "prometheus"
     assert source["isDefault"] is True
     assert source["url"] == "http://prometheus:9090"
-    assert "9090:9090" in _service("prometheus")["ports"]
+    assert "127.0.0.1:9090:9090" in _service("prometheus")["ports"]
     (provider,) = _load_yaml(PROVIDER)["providers"]
     assert provider["type"] == "file"
     mounts = _mounts("grafana")
@@ -215,7 +216,7 @@ def test_compose_observability_profile_and_extproc_metrics_port() -> None:
     assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
     assert env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
     extproc = services["extproc"]
-    assert f"{ADMIN_PORT}:{ADMIN_PORT}" in extproc["ports"]
+    assert "ports" not in extproc   # Prometheus scrapes it inside the compose network
     # the admin server must listen on every interface inside the container
     command = extproc.get("command")
     if command is None:  # the image's CMD
@@ -232,3 +233,52 @@ def test_every_host_path_compose_mounts_exists() -> None:
             host = volume.split(":")[0]
             if host.startswith((".", "/")):
                 assert (ROOT / host).exists(), f"{name} mounts missing {host}"
+
+
+def _published(spec: Any) -> tuple[str, str, str]:
+    """(host address, host port, container port) of one `ports:` entry, short or long
+    syntax; a host address of "" means every interface."""
+    if isinstance(spec, dict):
+        return (str(spec.get("host_ip", "")), str(spec.get("published", "")),
+                str(spec["target"]))
+    text = str(spec).split("/")[0]
+    host = ""
+    if text.startswith("["):                      # [IPv6]:published:target
+        host, _, text = text[1:].partition("]:")
+    parts = text.split(":")
+    assert 1 <= len(parts) <= 3 and all(parts[-2:]), f"unreadable ports entry {spec!r}"
+    if len(parts) == 3:
+        host = parts.pop(0)
+    return host, parts[0] if len(parts) == 2 else "", parts[-1]
+
+
+LOOPBACK = ("127.0.0.1", "::1")
+
+
+def test_compose_publishes_nothing_but_envoys_listener_beyond_loopback() -> None:
+    listener = _load_yaml(ROOT / "envoy/compose.yaml")["static_resources"]["listeners"][0]
+    port = str(listener["address"]["socket_address"]["port_value"])
+    wide = []
+    for name, service in _load_yaml(COMPOSE)["services"].items():
+        assert service.get("network_mode") != "host", f"{name} shares the host's network"
+        for spec in service.get("ports", []):
+            host, published, target = _published(spec)
+            if host not in LOOPBACK:
+                wide.append((name, published, target))
+    assert wide == [("envoy", port, port)], \
+        f"published on every interface: {wide}; only Envoy's listener may be"
+
+
+@pytest.mark.parametrize(("spec", "parsed"), [
+    ("10000:10000", ("", "10000", "10000")),
+    ("9464", ("", "", "9464")),
+    ("127.0.0.1:9090:9090", ("127.0.0.1", "9090", "9090")),
+    ("[::1]:3000:3000/tcp", ("::1", "3000", "3000")),
+    ("0.0.0.0:9464:9464", ("0.0.0.0", "9464", "9464")),
+    ({"target": 9464, "published": 9464}, ("", "9464", "9464")),
+    ({"target": 3000, "published": "3000", "host_ip": "127.0.0.1"},
+     ("127.0.0.1", "3000", "3000")),
+])
+def test_ports_entries_are_read_in_every_syntax(spec: Any, parsed: tuple[str, str, str]
+                                                 ) -> None:
+    assert _published(spec) == parsed

@@ -3,10 +3,12 @@ descriptors, reservation estimates, headers, refusals and settlement paths."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
+from extproc import accesslog
 from extproc import config as cfgmod
 from extproc.auth.policy import Identity
 from extproc.exchange import Exchange
@@ -179,6 +181,32 @@ async def test_backend_down_fails_open_or_closed() -> None:
     with pytest.raises(Reject) as r:
         await rl.on_request_headers(exchange())
     assert r.value.status == 503 and r.value.headers["retry-after"] == "1"
+
+
+async def test_the_decision_is_kept_as_plain_json_for_the_access_log() -> None:
+    per_user = LimitSpec("per-user", (), requests=(Window(10, 60),), tokens=(Window(1000, 60),))
+    tight = LimitSpec("tight", (), requests=(Window(2, 60),))
+    rl, _, _ = policy(per_user, tight)
+    ex = exchange()
+    await rl.on_request_body(ex, BODY)
+    summary = ex.state["ratelimit"]
+    # 'tight' has 1 of 2 requests left: the limit closest to refusing
+    assert summary == {"decision": "allowed", "limit": "tight", "remaining_requests": 1,
+                       "remaining_tokens": 1000 - 52, "reserved_tokens": 52}
+    assert json.loads(json.dumps(summary)) == summary
+    assert json.loads(accesslog.line(ex, "ok"))["ratelimit"] == summary
+    await rl.on_request_body(exchange(), BODY)
+    refused = exchange()
+    with pytest.raises(Reject):
+        await rl.on_request_body(refused, BODY)
+    assert refused.state["ratelimit"] == {"decision": "limited", "limit": "tight",
+                                          "remaining_requests": 0}
+    assert refused.metadata["ratelimit"] == "limited:tight"
+    down = exchange()
+    rl, _, _ = policy(tight, store=Down())
+    await rl.on_request_headers(down)
+    assert down.state["ratelimit"] == {"decision": "backend_error_open", "limit": "tight"}
+    assert json.loads(accesslog.line(down, "ok"))["ratelimit"] == down.state["ratelimit"]
 
 
 async def test_descriptors() -> None:
