@@ -297,3 +297,30 @@ def test_the_prefiltered_path_releases_what_the_full_scan_releases(
         if outs[0][0] == "rejected":
             break
     assert fast.found == full.found
+
+
+def test_the_rest_of_an_overlapping_match_is_masked_after_a_cut_at_the_bound() -> None:
+    from extproc.guards.custom import RegexDetector
+    from extproc.guards.scanner import Scanner
+
+    head = RegexDetector("head", r"abc", "<H>", 3)
+    head.tail_start = lambda text: 0       # breaks the contract: would hold everything
+    held_all = Scanner([head, RegexDetector("rest", r"cde", "<R>", 3)])
+    # abc + cdee held together (the rest of a match goes out with it) pass the bound
+    chained = Scanner([RegexDetector("head", r"abc", "<H>", 3),
+                       RegexDetector("rest", r"cde+", "<R>", 6)])
+    # a chain: what runs on from a match cut short by the context is masked from the cut on
+    chain3 = Scanner([head, RegexDetector("mid", r"cdef", "<M>", 4),
+                      RegexDetector("rest", r"efgh", "<R>", 4)])
+    for scanner, text, masked in (
+            (held_all, "xx abcde yy abcde", "xx <H><R> yy <H><R>"),
+            (chained, "xx abcdee yy abcdee", "xx <H><R> yy <H><R>"),
+            (chain3, "xx abcdefgh yy abcdefgh", "xx <H><M><R> yy <H><M><R>")):
+        assert scanner.mask(text) == masked
+        for context in (0, 1, 2, 64):
+            masker = StreamMasker(scanner, context=context)
+            out = []
+            for ch in text:
+                out.append(masker.feed(ch))
+                assert masker.held <= scanner.max_len + LOOKAHEAD
+            assert "".join(out) + masker.finish() == scanner.mask(text), context
