@@ -1,7 +1,8 @@
 """Sans-IO detectors of sensitive content in a str: the `Detector` contract and the built-in
 detectors (PII and secrets). Custom RE2 patterns and deny-lists are in `custom.py`.
 
-A detector reports validated, non-overlapping `Span`s left to right, and `tail_start`: where
+A detector reports validated `Span`s left to right, none inside another (they do not overlap,
+except a built-in's with a validator: see `PatternDetector`), and `tail_start`: where
 the suffix begins that more text could still turn into (part of) a match, so that a streaming
 masker knows what to hold back. For any text t, split k and ts = tail_start(t[:k]), the tests
 hold every detector to:
@@ -59,24 +60,54 @@ Validator = Callable[[str], int]  # the accepted length of a candidate (a prefix
 
 class PatternDetector:
     """A built-in: a Python `re` pattern with bounded quantifiers, an optional validator, the
-    characters a match is made of (`chars`) and those it can begin with (`starts`)."""
+    characters a match is made of (`chars`) and those it can begin with (`starts`).
+
+    With a validator, every position where the pattern matches is a candidate start (a
+    rejected candidate hides nothing after its start), and a candidate the validator rejects
+    is retried shorter: at each earlier group boundary (a letter or digit followed by another
+    character) where the pattern matches too, its closing check `after` included, longest
+    first. An accepted candidate inside an earlier one is dropped; one that overlaps an
+    earlier one and reaches past it is reported whole (the scanner resolves the overlap)."""
 
     def __init__(self, name: str, pattern: re.Pattern[str], placeholder: str, max_len: int,
-                 chars: str, starts: str, validate: Validator | None = None) -> None:
+                 chars: str, starts: str, validate: Validator | None = None,
+                 after: re.Pattern[str] | None = None) -> None:
         self.name, self.placeholder, self.max_len = name, placeholder, max_len
         self._re, self._chars, self._validate = pattern, chars, validate
+        self._after = after
         self.match_chars = frozenset(chars)   # what a match is made of
         self._starts = re.compile("[" + re.escape(starts) + "]")
 
     def find(self, text: str) -> list[Span]:
-        spans = []
-        for m in self._re.finditer(text):
-            start, end = m.span()
-            if self._validate is not None:
-                end = start + self._validate(m.group())
-            if end > start:
-                spans.append(Span(start, end, self.name))
+        if self._validate is None:
+            return [Span(*m.span(), self.name) for m in self._re.finditer(text)]
+        spans: list[Span] = []
+        search, name = self._re.search, self.name
+        pos = covered = 0
+        while (m := search(text, pos)) is not None:
+            start = m.start()
+            end = start + self._accept(text, start, m.end())
+            if end > start and end > covered:
+                spans.append(Span(start, end, name))
+                covered = end
+            pos = start + 1
         return spans
+
+    def _accept(self, text: str, start: int, end: int) -> int:
+        """The validated length of the candidate text[start:end], else of its longest shorter
+        candidate that ends at a group boundary; 0 when none passes."""
+        assert self._validate is not None
+        accepted = self._validate(text[start:end])
+        if accepted or self._after is None:
+            return accepted
+        fullmatch, after = self._re.fullmatch, self._after.match
+        for e in range(end - 1, start, -1):
+            if (text[e] not in _ALNUM_SET and text[e - 1] in _ALNUM_SET
+                    and fullmatch(text, start, e) and after(text, e)):
+                accepted = self._validate(text[start:e])
+                if accepted:
+                    return accepted
+        return 0
 
     def tail_start(self, text: str) -> int:
         n = len(text)
@@ -216,11 +247,12 @@ _PHONE = _p(r"[+(\d](?<![\w+.-][\s\S])(?:"
             r"|(?<=1)[ .-](?:\(\d{3}\)[ .-]?|\d{3}[ .-])\d{3}[ .-]\d{4}"  # 1-555-123-4567
             r"|(?<=\d)\d{2}[ .-]\d{3}[ .-]\d{4}"                         # 555-123-4567
             r")(?![\w@]|[.-]\d)")
-_CARD = _p(r"\d(?<![\w.+-][\s\S])(?:\d{12,18}"
+_CARD = _p(r"\d(?<![\w+][\s\S])(?<!\d[.-]\d)"   # not in a word, a number, a +phone
+           r"(?:\d{12,18}"
            r"|\d{3}([ -])\d{4}\1\d{4}\1\d{4}\1\d{3}"    # 4-4-4-4-3
            r"|\d{3}([ -])\d{4}\2\d{4}\2\d{1,7}"         # 4-4-4-n
            r"|\d{3}([ -])\d{6}\3\d{4,5})"               # 4-6-5, 4-6-4
-           r"(?!\w|[ -]\d)")
+           r"(?!\w)")                       # an expiry, a CVC, any number may follow
 _SSN = _p(r"\d(?<![\w-][\s\S])\d\d-\d\d-\d{4}(?!\w|-\d)")
 _IBAN = _p(r"[A-Z](?<![A-Za-z0-9][\s\S])[A-Z]\d\d"
            r"(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,3})?)(?![A-Za-z0-9])")
@@ -256,6 +288,14 @@ _BUILTINS: dict[str, tuple[re.Pattern[str], str, int, str, str, Validator | None
     "private_key": (_PRIVATE_KEY, "<SECRET>", 9216, "", "-", None),
     "jwt": (_JWT, "<SECRET>", 8192, _ALNUM + "_-.", "e", None),
 }
+# the closing check of the patterns whose candidates a validator may reject for a shorter one
+# to pass (too many digits for a phone, a failed Luhn check, an e-mail domain label ending in
+# '-'); the other validators judge a fixed shape, or pick their accepted prefix themselves
+_AFTER: dict[str, re.Pattern[str]] = {name: _p(close) for name, close in {
+    "email": r"(?![A-Za-z0-9-])", "phone": r"(?![\w@]|[.-]\d)", "card": r"(?!\w)",
+}.items()}
+assert all(_BUILTINS[n][0].pattern.endswith(a.pattern) for n, a in _AFTER.items())
+_ALNUM_SET = frozenset(_ALNUM)
 BUILTIN_PLACEHOLDERS: dict[str, str] = {name: spec[1] for name, spec in _BUILTINS.items()}
 
 
@@ -265,5 +305,6 @@ def builtin_detector(name: str, placeholder: str | None = None) -> PatternDetect
         raise KeyError(name)
     pattern, default, max_len, chars, starts, validate = _BUILTINS[name]
     cls = PrivateKeyDetector if name == "private_key" else PatternDetector
-    return cls(name, pattern, placeholder or default, max_len, chars, starts, validate)
+    return cls(name, pattern, placeholder or default, max_len, chars, starts, validate,
+               _AFTER.get(name))
 

@@ -78,8 +78,13 @@ def builtin(names: Iterable[str] | None = None,
 
 
 class Scanner:
-    """Detectors combined. Overlapping matches are resolved leftmost first, then longest,
-    then by detector order; the placeholders are looked up by detector name."""
+    """Detectors combined; the placeholders are looked up by detector name.
+
+    Overlapping matches are resolved leftmost first, then longest, then by detector order,
+    and no character any detector matched is left out: a match inside a kept one is dropped,
+    one that reaches past it is kept from where the kept one ends (a phone number that ran
+    into a card number's first group: '<PHONE><CARD>'). So a span never starts before its
+    detector's match, and which spans start before `tail_start` stays final."""
 
     def __init__(self, detectors: Sequence[Detector]) -> None:
         self.detectors: tuple[Detector, ...] = tuple(detectors)
@@ -102,8 +107,9 @@ class Scanner:
         self._tailing: dict[str, tuple[Detector, ...]] = {}   # by a text's last character
 
     def may_match(self, text: str, start: int = 0) -> bool:
-        """False when no match of `find(text)` can start at or after `start`: a cheap check
-        for what every match of a built-in contains (always True with other detectors)."""
+        """False when no detector's match can start at or after `start`: a cheap check for
+        what every match of a built-in contains (always True with other detectors). A span of
+        `find(text)` may still start there when it continues a match begun before `start`."""
         if self._any_char is None:
             return True
         if self._any_char.search(text, start) is None:
@@ -111,7 +117,7 @@ class Scanner:
         return any(need.search(text, start) is not None for need in self._any_need)
 
     def find(self, text: str) -> list[Span]:
-        """All detectors' matches, non-overlapping, left to right."""
+        """All detectors' matches, non-overlapping (see the class), left to right."""
         found: list[tuple[int, int, int, Span]] = []
         for rank, (detector, need) in enumerate(zip(self.detectors, self._needs, strict=True)):
             if need is not None and need.search(text) is None:
@@ -123,8 +129,8 @@ class Scanner:
         spans: list[Span] = []
         end = 0
         for start, _, _, span in found:
-            if start >= end:
-                spans.append(span)
+            if span.end > end:
+                spans.append(span if start >= end else Span(end, span.end, span.detector))
                 end = span.end
         return spans
 

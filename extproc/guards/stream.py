@@ -17,7 +17,14 @@ is skipped and only ``tail_start`` is computed):
 
 Held text is bounded: at most ``scanner.max_len + LOOKAHEAD`` characters. Where the rules would
 hold more, the hold is cut to that bound, never inside a match: a match the cut falls in is
-released whole, masked. Exactness rests on this detector contract:
+released whole, masked.
+
+The scanner keeps the rest of a match that overlaps an earlier one, from the earlier one's end
+on. When the released text ends with a match, the left context keeps all of it, so the rest of
+a match overlapping it is found and masked as in the whole text; and then a match that runs
+from the left context into the unreleased text is masked from there (it can only be such a
+rest, of a match cut short by the context).
+Exactness rests on this detector contract:
 
 - a match is at most ``max_len`` characters long (a longer one can be missed or cut);
 - whether a match holds depends on at most ``context`` characters before it and ``LOOKAHEAD``
@@ -69,6 +76,7 @@ class StreamMasker:
         self._left = ""          # released raw text kept as left context
         self._buf = ""           # raw text not released yet
         self._stopped: str | None = None   # why no more feeding: "finished" or a detector
+        self._at_span = False    # the released text ends with a span
         # scanner.may_match(text, start): False when no match can start at or after `start`
         self._may_match = getattr(scanner, "may_match", None)
 
@@ -86,7 +94,7 @@ class StreamMasker:
         left = self._left
         window, c = left + self._buf + text, len(left)
         may_match = self._may_match
-        if may_match is None or may_match(window, c):
+        if may_match is None or self._at_span or may_match(window, c):
             self._buf = window[c:]   # held, should a reject stop here
             spans = self._spans(window, c)
             return self._release(window, c, self._hold(window, c, spans), spans)
@@ -120,9 +128,15 @@ class StreamMasker:
         """The scanner's matches in the unreleased part of the window, left to right.
 
         A match starting in the left context belongs to released text: either it was released
-        (masked) already, or it is an artefact of cutting the context short."""
-        return sorted((s for s in self.scanner.find(window) if s.start >= c),
-                      key=lambda s: s.start)
+        (masked) already, or it is an artefact of cutting the context short. But when the
+        released text ends with a span, a match running from before it into the unreleased
+        text is the rest of one that overlapped that span: the scanner of the whole text keeps
+        it from there, and so does this."""
+        spans = self.scanner.find(window)
+        if self._at_span:
+            spans = [dataclasses.replace(s, start=c) if s.start < c < s.end else s
+                     for s in spans]
+        return sorted((s for s in spans if s.start >= c), key=lambda s: s.start)
 
     def _hold(self, window: str, c: int, spans: list[Span]) -> int:
         """Where the held-back text starts: nothing before it can still change."""
@@ -150,6 +164,11 @@ class StreamMasker:
         if final:
             out = self.scanner.mask(out, [dataclasses.replace(s, start=s.start - c,
                                                               end=s.end - c) for s in final])
-        self._left = window[max(0, hold - self.context):hold]
+        if hold > c:                   # else the left context stays as it is
+            keep = hold - self.context
+            self._at_span = bool(final) and final[-1].end == hold
+            if self._at_span:          # keep all of that span: the scanner sees it again
+                keep = min(keep, final[-1].start - self.context)
+            self._left = window[max(0, keep):hold]
         self._buf = window[hold:]
         return out

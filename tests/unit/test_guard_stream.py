@@ -297,3 +297,99 @@ def test_the_prefiltered_path_releases_what_the_full_scan_releases(
         if outs[0][0] == "rejected":
             break
     assert fast.found == full.found
+
+
+# ---- card numbers as people paste them, and matches that overlap ------------------------------
+
+def luhn_digit(body: str) -> str:
+    """The check digit that makes body + it pass Luhn."""
+    return next(d for d in "0123456789" if luhn(body + d))
+
+
+PAN_PREFIXES = ["", "card ", "Card No.", "pay with: ", "(", "+1 ", "call 555 123 ",
+                "call 555-123-4567 ", "+44 20 7946 0958 ", "tel +33 1 23 45 67 89 ", "1234 ",
+                "ref 12 ", "exp 12/27 cvc 123 ", "mail a@b.co ", "ssn 123-45-6789 "]
+
+
+@st.composite
+def pasted_cards(draw: st.DrawFn) -> tuple[str, int, int]:
+    """A text with a valid card number (13-19 digits, laid out as cards are) in it, followed by
+    random digits, spaces and slashes; and where the card number is."""
+    n = draw(st.integers(13, 19))
+    body = "".join(draw(st.lists(st.sampled_from("0123456789"), min_size=n - 1,
+                                 max_size=n - 1)))
+    pan = body + luhn_digit(body)
+    if len(set(pan)) == 1:
+        pan = "4" + pan[1:-1] + luhn_digit("4" + pan[1:-1])
+    layouts = [[pan], [pan[:4], pan[4:8], pan[8:12], pan[12:]]]
+    if n in (14, 15):
+        layouts.append([pan[:4], pan[4:10], pan[10:]])
+    if n == 19:
+        layouts.append([pan[:4], pan[4:8], pan[8:12], pan[12:16], pan[16:]])
+    card = draw(st.sampled_from(" -")).join(draw(st.sampled_from(layouts)))
+    prefix = draw(st.one_of(st.sampled_from(PAN_PREFIXES),
+                            st.text("0123456789 ", max_size=10).map(lambda t: t + " ")))
+    suffix = draw(st.one_of(st.just(""), st.tuples(st.sampled_from([" ", "/", ", ", " / "]),
+                                                   st.text("0123456789 /", max_size=14))
+                            .map("".join)))
+    tail = draw(st.sampled_from(["", " thanks", "\n", ". Call +1 415 555 0100", " 4567 a"]))
+    return prefix + card + suffix + tail, len(prefix), len(prefix) + len(card)
+
+
+@pytest.mark.skipif(PII is None, reason="extproc.guards.scanner not there yet")
+@settings(max_examples=400, deadline=None)
+@given(case=pasted_cards(), cuts=CUTS, per_char=st.booleans())
+def test_no_digit_of_a_pasted_card_number_goes_out(case: tuple[str, int, int], cuts: list[int],
+                                                   per_char: bool) -> None:
+    text, start, end = case
+    covered = {i for s in PII.find(text) for i in range(s.start, s.end)}
+    assert all(i in covered for i in range(start, end) if text[i].isdigit()), text
+    masker = StreamMasker(PII)
+    out = "".join(stream(masker, list(text) if per_char else split(text, cuts)))
+    assert out == PII.mask(text)
+    assert text[start:end] not in out
+
+
+OVERLAPS = ["tel +33 1 23 45 67 89 4111 1111 1111 1111 12/27 ok",
+            "call 555 123 4111 1111 1111 1111, +1 4111 1111 1111 1111 12/27",
+            "ref 1234 4111 1111 1111 1111 then +1 415 555 0100 4111 1111 1111 1111"]
+
+
+@pytest.mark.skipif(PII is None, reason="extproc.guards.scanner not there yet")
+@pytest.mark.parametrize("text", OVERLAPS)
+@pytest.mark.parametrize("context", [64, 0])
+def test_overlapping_matches_go_out_masked_together_for_every_split(text: str,
+                                                                    context: int) -> None:
+    whole = PII.mask(text)
+    assert "1111" not in whole
+    for pieces in [list(text), *([text[:k], text[k:]] for k in range(len(text) + 1))]:
+        masker = StreamMasker(PII, context=context)
+        assert "".join(stream(masker, pieces)) == whole, pieces
+        assert masker.found == [s.detector for s in PII.find(text)]
+
+
+def test_the_rest_of_an_overlapping_match_is_masked_after_a_cut_at_the_bound() -> None:
+    from extproc.guards.custom import RegexDetector
+    from extproc.guards.scanner import Scanner
+
+    head = RegexDetector("head", r"abc", "<H>", 3)
+    head.tail_start = lambda text: 0       # breaks the contract: would hold everything
+    held_all = Scanner([head, RegexDetector("rest", r"cde", "<R>", 3)])
+    # abc + cdee held together (the rest of a match goes out with it) pass the bound
+    chained = Scanner([RegexDetector("head", r"abc", "<H>", 3),
+                       RegexDetector("rest", r"cde+", "<R>", 6)])
+    # a chain: what runs on from a match cut short by the context is masked from the cut on
+    chain3 = Scanner([head, RegexDetector("mid", r"cdef", "<M>", 4),
+                      RegexDetector("rest", r"efgh", "<R>", 4)])
+    for scanner, text, masked in (
+            (held_all, "xx abcde yy abcde", "xx <H><R> yy <H><R>"),
+            (chained, "xx abcdee yy abcdee", "xx <H><R> yy <H><R>"),
+            (chain3, "xx abcdefgh yy abcdefgh", "xx <H><M><R> yy <H><M><R>")):
+        assert scanner.mask(text) == masked
+        for context in (0, 1, 2, 64):
+            masker = StreamMasker(scanner, context=context)
+            out = []
+            for ch in text:
+                out.append(masker.feed(ch))
+                assert masker.held <= scanner.max_len + LOOKAHEAD
+            assert "".join(out) + masker.finish() == scanner.mask(text), context
