@@ -126,7 +126,7 @@ def _slow_target(raw: str) -> Target:
             name = _decode(name, "query", plus=True)
             value = _decode(value, "query", plus=True)
             if name in seen:
-                raise Unreadable(400, f"query parameter {name!r} is given more than once",
+                raise Unreadable(400, f"query parameter {name[:40]!r} is given more than once",
                                  "extproc_ambiguous_query")
             seen.add(name)
             pairs.append((name, value))

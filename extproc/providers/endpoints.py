@@ -170,7 +170,8 @@ def classify(provider: str, method: str, target: Target,
         raise BadQuery("give 'alt' once ('alt' and '$alt' are the same parameter)")
     alt = alts[0] if alts else "json"
     if alt not in ("json", "sse"):
-        raise BadQuery(f"alt={alt!r} is not supported by the gateway; use alt=sse or "
+        # the value is not echoed: it may carry anything (a credential after a ';')
+        raise BadQuery("this value of 'alt' is not supported by the gateway; use alt=sse or "
                        "alt=json")
     stream = spec.name == "streamGenerateContent"
     return Endpoint(spec, model=model, path_stream=stream, json_array=stream and alt != "sse")
