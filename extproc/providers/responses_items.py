@@ -62,6 +62,13 @@ _ARGUMENT_KEYS = {"function_call": "arguments", "mcp_call": "arguments",
                   "custom_tool_call": "input", "code_interpreter_call": "code"}
 
 
+def _kind(obj: dict[str, Any]) -> str | None:
+    """An item's or part's ``type``: None when absent, "?" (an unknown kind) when it is
+    not a string."""
+    kind = obj.get("type")
+    return kind if kind is None or isinstance(kind, str) else "?"
+
+
 # --------------------------------------------------------------------------- requests
 
 
@@ -100,7 +107,7 @@ def item_slots(item: Any, out: list[Slot], default_role: str = "user") -> None:
     """The slots of one input item (see the module docstring)."""
     if not isinstance(item, dict):
         return
-    kind = item.get("type")
+    kind = _kind(item)
     if kind == "message" or (kind is None and "role" in item):
         role = as_str(item.get("role")) or default_role
         role = _ROLES.get(role, role)
@@ -134,8 +141,8 @@ def _part_slots(part: Any, role: str, out: list[Slot]) -> None:
         return
     if not isinstance(part, dict):
         return
-    kind = part.get("type")
-    key = _TEXT_PARTS.get(kind) if isinstance(kind, str) else None
+    kind = _kind(part)
+    key = _TEXT_PARTS.get(kind) if kind is not None else None
     if key is not None:
         if isinstance(part.get(key), str):
             out.append((part, key, role))
@@ -203,7 +210,7 @@ def output_slots(item: Any) -> list[Slot]:
     out: list[Slot] = []
     if not isinstance(item, dict):
         return out
-    kind = item.get("type")
+    kind = _kind(item)
     if kind == "message":
         for index, part in enumerate(as_list(item.get("content"))):
             if isinstance(part, dict):
