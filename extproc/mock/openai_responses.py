@@ -41,7 +41,10 @@ def _item_texts(item: Any) -> list[str]:
     content = item.get("content")
     if isinstance(content, str):
         return [content]
-    return texts_of_parts(content)
+    earlier = [p["text"] for p in content if isinstance(p, dict)
+               and p.get("type") == "output_text" and isinstance(p.get("text"), str)] \
+        if isinstance(content, list) else []
+    return texts_of_parts(content) + earlier
 
 
 def extract_echo(request: dict[str, Any]) -> str:
@@ -83,7 +86,7 @@ def usage(reply: Reply) -> dict[str, Any]:
     """The Responses API usage object for a reply."""
     return {
         "input_tokens": reply.prompt_tokens,
-        "input_tokens_details": {"cached_tokens": 0},
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
         "output_tokens": reply.completion_tokens,
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": reply.total_tokens,
