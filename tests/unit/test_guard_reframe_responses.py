@@ -22,7 +22,7 @@ from extproc.guards.scanner import Scanner, builtin
 from extproc.guards.stream import StreamMasker
 from tests.jsonfuzz import json_values, spoil
 
-GOLDEN = Path(__file__).resolve().parent.parent / "golden"
+GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "endpoints"
 SCANNER = Scanner(builtin(["email", "phone", "card"]))
 EMAIL = "jane.roe@example.org"
 FRAGMENTS = (b"jane", b"roe@", b"@exam", b"example.org")

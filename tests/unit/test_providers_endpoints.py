@@ -29,7 +29,7 @@ from extproc.providers.openai_legacy import OpenAICompletionsAdapter, OpenAIEmbe
 from extproc.providers.openai_responses import OpenAIResponsesAdapter
 from tests.jsonfuzz import json_values, spoil
 
-GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "endpoints"
 EMAIL = "jane.roe@example.org"
 SCANNER = Scanner(builtin(["email"]))
 
@@ -457,6 +457,22 @@ def test_reply_rewrite_visits_every_generated_text_once() -> None:
 
 
 # ------------------------------------------------------------------------ golden replies
+
+
+GOLDEN_REPLIES = {
+    "openai_responses_response.json", "openai_completions_response.json",
+    "openai_embeddings_response.json", "anthropic_count_tokens_response.json",
+    "gemini_count_tokens_response.json", "vertex_count_tokens_response.json",
+    "gemini_embed_response.json", "gemini_batch_embed_response.json",
+    "vertex_embed_response.json"}
+
+
+def test_every_golden_file_is_used() -> None:
+    on_disk = {p.name for p in GOLDEN.iterdir()}
+    assert on_disk == GOLDEN_REPLIES | {s[1] for s in STREAMS}
+    for path in GOLDEN.glob("*.sse"):
+        raw = path.read_bytes()
+        assert b"\r" not in raw and raw.endswith(b"\n\n")
 
 
 def test_golden_replies() -> None:
