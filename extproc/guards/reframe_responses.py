@@ -338,11 +338,11 @@ class ResponsesMaskingReframer(BodyTransform):
             self.on_reject(detector)
         message = f"response blocked by a guard: it contains {detector.replace('_', ' ')}"
         items = [self.items[i] for i in sorted(self.items)]
-        return stop_events(self.response, items, self.seq, message)
+        return refusal_events(self.response, items, self.seq, message)
 
 
-def stop_events(response: dict[str, Any] | None, items: list[Any], seq: int,
-                message: str) -> bytes:
+def refusal_events(response: dict[str, Any] | None, items: list[Any], seq: int,
+                   message: str) -> bytes:
     """The events that end a refused Responses stream: ``response.incomplete`` (reason
     ``content_filter``), then an ``error`` event."""
     base = dict(response) if isinstance(response, dict) else {
