@@ -4,7 +4,8 @@ Completions, ``POST /v1/completions`` (Azure ``/openai/deployments/{d}/completio
 deployment naming the model): the texts are ``prompt`` (a string or a list of strings) and
 ``suffix``, role "user"; ``max_tokens``; ``stream: true`` with ``stream_options.include_usage``
 exactly as in Chat Completions (the gateway may add it, and drops the extra chunk again).
-A reply's visible text is ``choices[].text`` (index 0 read, every choice rewritten; with
+A reply's visible text is ``choices[].text`` (index 0 read, every choice rewritten, and a
+rewritten choice's ``logprobs`` set to null: its tokens would spell the original; with
 ``echo`` the prompt is part of it). Stream chunks are ``text_completion`` objects whose
 ``choices[].text`` is the next piece, ended by ``data: [DONE]``.
 
@@ -152,7 +153,10 @@ class OpenAICompletionsAdapter(_Slotted):
         changed = False
         for choice in as_list(as_dict(body).get("choices")):
             if isinstance(choice, dict) and isinstance(choice.get("text"), str):
-                changed |= rewrite_slot(choice, "text", "assistant", by_role)
+                if rewrite_slot(choice, "text", "assistant", by_role):
+                    changed = True
+                    if choice.get("logprobs") is not None:   # its tokens spell the original
+                        choice["logprobs"] = None
         return changed
 
     def stream_delta(self, data: str, event: str | None) -> Delta:

@@ -15,7 +15,8 @@ or for an incomplete response its ``incomplete_details.reason`` ("max_output_tok
 included, ``output_tokens_details.reasoning_tokens``), ``total_tokens``. Rewriting a reply
 visits every generated text a client can read, which is more than the visible text:
 message text and refusals, function / MCP call arguments, custom tool input, code
-interpreter code, reasoning summaries and reasoning text (``responses_items.output_slots``).
+interpreter code, reasoning summaries and reasoning text (``responses_items.output_slots``);
+a rewritten part's ``logprobs`` list is emptied (its tokens would spell the original).
 
 Stream events are ``event: <type>`` + ``data: <json>`` whose JSON ``type`` is trusted over
 the SSE event name; there is no ``[DONE]``. ``response.output_text.delta`` and
@@ -130,7 +131,11 @@ class OpenAIResponsesAdapter(Adapter):
         changed = False
         for item in as_list(as_dict(body).get("output")):
             for holder, key, _ in output_slots(item):
-                changed |= rewrite_slot(holder, key, "assistant", by_role)
+                if rewrite_slot(holder, key, "assistant", by_role):
+                    changed = True
+                    # the tokens of a rewritten text's logprobs would spell the original
+                    if isinstance(holder.get("logprobs"), list) and holder["logprobs"]:
+                        holder["logprobs"] = []
         return changed
 
     def stream_delta(self, data: str, event: str | None) -> Delta:

@@ -442,6 +442,20 @@ def test_no_email_in_a_reply_text_survives_masking(chosen: list[JsonPath],
     assert EMAIL not in json.dumps(completion)
 
 
+def test_a_rewritten_reply_text_loses_its_logprobs() -> None:
+    body = golden("openai_responses_response.json")
+    part = body["output"][1]["content"][0]
+    part["logprobs"] = [{"token": "Envoy", "logprob": -0.1, "bytes": [69], "top_logprobs": []}]
+    assert RESPONSES.rewrite_response_texts(body, lambda t: t) is False
+    assert part["logprobs"] != []
+    assert RESPONSES.rewrite_response_texts(body, str.upper) is True
+    assert part["logprobs"] == []
+    completion = golden("openai_completions_response.json")
+    completion["choices"][0]["logprobs"] = {"tokens": ["The"], "token_logprobs": [-0.1]}
+    assert COMPLETIONS.rewrite_response_texts(completion, str.upper) is True
+    assert completion["choices"][0]["logprobs"] is None
+
+
 def test_reply_rewrite_visits_every_generated_text_once() -> None:
     body = golden("openai_responses_response.json")
     seen: list[str] = []
