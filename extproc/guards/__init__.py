@@ -2,6 +2,7 @@
 
 Modules: `detectors` (the detector contract and the built-ins), `custom` (RE2 patterns and
 deny-lists from config), `scanner` (detectors combined), `stream` (the streaming masker),
-`reframe` (masked text re-framed as each provider's stream events), `settings` (the config
+`reframe` (masked text re-framed as each provider's stream events; `reframe_responses` and
+`reframe_completions` for OpenAI's Responses and legacy Completions streams), `settings` (the config
 schema), `policy` (the `Guards` route policy).
 """

@@ -3,6 +3,13 @@
 Routes the native OpenAI / Azure OpenAI, Anthropic, Gemini and Vertex AI paths to the pure
 format builders, applies the ``x-mock-*`` control headers while writing, records the last
 request for ``GET /_mock/last`` and logs one line per request to the ``extproc.mock`` logger.
+
+Endpoints: OpenAI chat completions, Responses, legacy completions and embeddings (also under
+``/openai/v1/...`` and Azure's ``/openai/deployments/{deployment}/...``), Anthropic messages
+and ``messages/count_tokens``, Gemini / Vertex ``:generateContent``,
+``:streamGenerateContent``, ``:countTokens``, ``:embedContent`` and ``:batchEmbedContents``.
+Every one honours ``x-mock-status``, ``x-mock-chunk-bytes``, ``x-mock-delay-ms`` and
+``x-mock-fail-after``; those that generate text honour ``x-mock-reply`` (and ``echo``).
 """
 
 from __future__ import annotations
@@ -14,30 +21,26 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any
 
 from aiohttp import web
 
-from extproc.mock import anthropic, google, openai
-from extproc.mock.common import (
-    DEFAULT_REPLY,
-    Reply,
-    RequestError,
-    decode_header_text,
-    make_id,
-    parse_json_object,
-)
+from extproc.mock import anthropic, google, google_extra, openai
+from extproc.mock.common import Reply, decode_header_text, make_id
 from extproc.mock.control import Control, ControlError, Plan, error_plan, parse_control
+from extproc.mock.endpoints import (
+    anthropic_count_tokens,
+    google_other,
+    openai_completions_create,
+    openai_embeddings_create,
+    openai_responses_create,
+)
+from extproc.mock.flow import GOOGLE_JSON, JSON, SSE, generate, request_id
 from extproc.mock.writer import MockResponse, send_plan
 
 log = logging.getLogger("extproc.mock")
 
-JSON = "application/json"
-SSE = "text/event-stream; charset=utf-8"
-GOOGLE_JSON = "application/json; charset=UTF-8"
 MAX_REQUEST_BYTES = 128 * 1024 * 1024
 
 
@@ -51,49 +54,9 @@ class MockState:
 STATE = web.AppKey("mock_state", MockState)
 
 
-async def _request_id(request: web.Request) -> str:
-    """A deterministic id for the request: identical requests get identical ids."""
-    body = await request.read()
-    return make_id(f"{request.method} {request.path_qs}\n".encode() + body)
-
-
-def _reply_text(control: Control, echo: str) -> str:
-    if control.reply is None:
-        return DEFAULT_REPLY
-    return echo if control.echo else control.reply
-
-
-async def _generate(
-    request: web.Request,
-    fmt: ModuleType,
-    error: Callable[[int, str | None, str | None], bytes],
-    headers: dict[str, str],
-    build: Callable[[dict[str, Any], str], Plan],
-) -> web.StreamResponse:
-    """Shared flow: control headers, status override, validation, then build and send."""
-    body = await request.read()
-    try:
-        control = parse_control(request.headers)
-    except ControlError as exc:
-        return await send_plan(
-            request, error_plan(400, error(400, str(exc), None), headers), Control()
-        )
-    if control.status is not None:
-        plan = error_plan(control.status, error(control.status, None, None), headers)
-        return await send_plan(request, plan, control)
-    try:
-        data = parse_json_object(body)
-        fmt.validate(data)
-    except RequestError as exc:
-        plan = error_plan(400, error(400, exc.message, exc.param), headers)
-        return await send_plan(request, plan, control)
-    text = _reply_text(control, fmt.extract_echo(data) if control.echo else "")
-    return await send_plan(request, build(data, text), control)
-
-
 async def openai_chat(request: web.Request) -> web.StreamResponse:
     """POST /v1/chat/completions and Azure's /openai/deployments/{deployment}/chat/completions."""
-    rid = await _request_id(request)
+    rid = await request_id(request)
     headers = {"x-request-id": f"req_{rid}", "openai-processing-ms": "1"}
 
     def build(data: dict[str, Any], text: str) -> Plan:
@@ -109,12 +72,12 @@ async def openai_chat(request: web.Request) -> web.StreamResponse:
     def error(status: int, message: str | None, param: str | None) -> bytes:
         return openai.error_body(status, message, param)
 
-    return await _generate(request, openai, error, headers, build)
+    return await generate(request, openai, error, headers, build)
 
 
 async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     """POST /v1/messages."""
-    rid = await _request_id(request)
+    rid = await request_id(request)
     headers = {"request-id": f"req_{rid}"}
 
     def build(data: dict[str, Any], text: str) -> Plan:
@@ -131,13 +94,13 @@ async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     def error(status: int, message: str | None, param: str | None) -> bytes:
         return anthropic.error_body(status, message, f"req_{rid}")
 
-    return await _generate(request, anthropic, error, headers, build)
+    return await generate(request, anthropic, error, headers, build)
 
 
 async def google_generate(request: web.Request, route: google.GoogleRoute) -> web.StreamResponse:
     """Gemini and Vertex AI ``...models/{model}:generateContent|streamGenerateContent``."""
     sse = google.wants_sse(dict(request.query))
-    rid = await _request_id(request)
+    rid = await request_id(request)
 
     def build(data: dict[str, Any], text: str) -> Plan:
         reply = Reply.make(
@@ -153,7 +116,7 @@ async def google_generate(request: web.Request, route: google.GoogleRoute) -> we
     def error(status: int, message: str | None, param: str | None) -> bytes:
         return google.error_body(status, message)
 
-    return await _generate(request, google, error, {"Content-Type": GOOGLE_JSON}, build)
+    return await generate(request, google, error, {"Content-Type": GOOGLE_JSON}, build)
 
 
 async def list_models(request: web.Request) -> web.StreamResponse:
@@ -177,6 +140,9 @@ async def catch_all(request: web.Request) -> web.StreamResponse:
     route = google.parse_path(request.path)
     if route is not None and request.method == "POST":
         return await google_generate(request, route)
+    other = google_extra.parse_path(request.path)
+    if other is not None and request.method == "POST":
+        return await google_other(request, other)
     error = {
         "error": {
             "message": f"mock-llm has no route for {request.method} {request.path}",
@@ -238,7 +204,18 @@ def build_app() -> web.Application:
     app.router.add_post("/v1/chat/completions", openai_chat)
     app.router.add_post("/openai/v1/chat/completions", openai_chat)
     app.router.add_post("/openai/deployments/{deployment}/chat/completions", openai_chat)
+    app.router.add_post("/v1/responses", openai_responses_create)
+    app.router.add_post("/openai/v1/responses", openai_responses_create)
+    app.router.add_post("/v1/completions", openai_completions_create)
+    app.router.add_post("/openai/v1/completions", openai_completions_create)
+    app.router.add_post("/openai/deployments/{deployment}/completions",
+                        openai_completions_create)
+    app.router.add_post("/v1/embeddings", openai_embeddings_create)
+    app.router.add_post("/openai/v1/embeddings", openai_embeddings_create)
+    app.router.add_post("/openai/deployments/{deployment}/embeddings",
+                        openai_embeddings_create)
     app.router.add_post("/v1/messages", anthropic_messages)
+    app.router.add_post("/v1/messages/count_tokens", anthropic_count_tokens)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/_mock/last", last_request)
     app.router.add_get("/_mock/health", health)

@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
 
+import anthropic.types as anthropic_types
+import openai.types as openai_types
+import pydantic
 import pytest
+from google.genai import types as genai_types
 from hypothesis import given
 from hypothesis import strategies as st
+from openai.types.responses import Response, ResponseStreamEvent
 
-from extproc.mock import anthropic, google, openai
+from extproc.mock import (
+    anthropic,
+    anthropic_tokens,
+    google,
+    google_extra,
+    openai,
+    openai_completions,
+    openai_embeddings,
+    openai_responses,
+)
 from extproc.mock.common import (
     DEFAULT_REPLY,
     Reply,
@@ -420,3 +436,193 @@ def test_every_format_reassembles_any_text(text: str) -> None:
     assert "".join(e["delta"]["text"] for e in an if e["type"] == "content_block_delta") == text
     gg = json.loads(b"".join(google.build_stream({}, reply, sse=False)))
     assert "".join(e["candidates"][0]["content"]["parts"][0]["text"] for e in gg) == text
+
+
+# --- the other endpoints, validated against the official SDKs' own types -----------------
+
+STREAM_EVENT = pydantic.TypeAdapter(ResponseStreamEvent)
+
+
+def named_events(frames: list[bytes]) -> list[dict]:
+    """The data of `event: <type>` frames, checking the name matches the JSON's type."""
+    out = []
+    for frame in frames:
+        assert frame.endswith(b"\n\n") and frame.count(b"\n\n") == 1
+        name, data = frame.decode()[:-2].split("\n")
+        doc = json.loads(data.removeprefix("data: "))
+        assert name == f"event: {doc['type']}"
+        out.append(doc)
+    return out
+
+
+def test_responses_body_validates_against_the_sdk_type() -> None:
+    request = {"model": "gpt-5", "input": "hi", "instructions": "Be brief.",
+               "max_output_tokens": 50}
+    body = Response.model_validate_json(openai_responses.build_response(request, make_reply()))
+    assert body.output_text == TEXT and body.status == "completed"
+    assert body.id == "resp_abc123" and body.model == "m-1" and body.created_at == 1700000000
+    assert body.instructions == "Be brief." and body.max_output_tokens == 50
+    assert body.usage is not None
+    assert (body.usage.input_tokens, body.usage.output_tokens, body.usage.total_tokens) == (
+        5, 4, 9)
+    assert body.usage.input_tokens_details.cached_tokens == 0
+
+
+@pytest.mark.parametrize("obfuscation", [None, True, False])
+def test_responses_stream_validates_against_the_sdk_types(obfuscation: bool | None) -> None:
+    request: dict = {"model": "gpt-5", "input": "hi", "stream": True}
+    if obfuscation is not None:
+        request["stream_options"] = {"include_obfuscation": obfuscation}
+    events = named_events(openai_responses.build_stream(request, make_reply()))
+    for event in events:
+        STREAM_EVENT.validate_python(event)
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    types = [e["type"] for e in events]
+    assert types == ["response.created", "response.in_progress", "response.output_item.added",
+                     "response.content_part.added", *["response.output_text.delta"] * 4,
+                     "response.output_text.done", "response.content_part.done",
+                     "response.output_item.done", "response.completed"]
+    deltas = [e for e in events if e["type"] == "response.output_text.delta"]
+    assert [d["delta"] for d in deltas] == PIECES
+    assert all(("obfuscation" in d) is (obfuscation is not False) for d in deltas)
+    assert events[0]["response"]["usage"] is None and events[0]["response"]["output"] == []
+    final = events[-1]["response"]
+    assert final["status"] == "completed" and final["usage"]["total_tokens"] == 9
+    assert final["output"][0]["content"][0]["text"] == TEXT
+    assert events[-4]["text"] == events[-3]["part"]["text"] == TEXT
+    assert b"[DONE]" not in b"".join(openai_responses.build_stream(request, make_reply()))
+
+
+def test_responses_echo_and_prompt_tokens() -> None:
+    assert openai_responses.extract_echo({"input": "plain"}) == "plain"
+    request = {"instructions": "abcd", "input": [
+        {"role": "user", "content": "first"},
+        {"type": "message", "role": "assistant",
+         "content": [{"type": "output_text", "text": "ok"}]},
+        {"role": "user", "content": [{"type": "input_text", "text": "second"},
+                                     {"type": "input_image", "image_url": "x"}]}]}
+    assert openai_responses.extract_echo(request) == "second"
+    assert openai_responses.prompt_tokens(request) == 5   # 4 + 5 + 2 + 6 = 17 chars
+    with pytest.raises(RequestError):
+        openai_responses.validate({"input": "no model"})
+    with pytest.raises(RequestError):
+        openai_responses.validate({"model": "m", "input": 7})
+
+
+@pytest.mark.parametrize("include_usage", [True, False])
+def test_completions_validate_against_the_sdk_type(include_usage: bool) -> None:
+    body = openai_types.Completion.model_validate_json(
+        openai_completions.build_response({}, make_reply()))
+    assert body.choices[0].text == TEXT and body.choices[0].finish_reason == "stop"
+    assert body.usage is not None and body.usage.total_tokens == 9
+    request = {"stream": True, "stream_options": {"include_usage": include_usage}}
+    frames = openai_completions.build_stream(request, make_reply())
+    payloads = sse_data(frames)
+    assert payloads[-1] == "[DONE]"
+    docs = [json.loads(p) for p in payloads[:-1]]
+    finishes = [d["choices"][0]["finish_reason"] for d in docs if d["choices"]]
+    assert finishes == [None] * 4 + ["stop"]
+    for d in docs:   # the SDK types the whole object, whose finish_reason is never null
+        for choice in d["choices"]:
+            choice["finish_reason"] = choice["finish_reason"] or "stop"
+    chunks = [openai_types.Completion.model_validate(d) for d in docs]
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == TEXT
+    if include_usage:
+        assert chunks[-1].choices == [] and chunks[-1].usage is not None
+        assert all(json.loads(p)["usage"] is None for p in payloads[:-2])
+    else:
+        assert all("usage" not in json.loads(p) for p in payloads[:-1])
+
+
+def test_completions_prompt_forms() -> None:
+    assert openai_completions.extract_echo({"prompt": ["a", "b"]}) == "b"
+    assert openai_completions.extract_echo({"prompt": [1, 2]}) == ""
+    assert openai_completions.prompt_tokens({"prompt": [[1, 2, 3], [4]]}) == 4
+    with pytest.raises(RequestError):
+        openai_completions.validate({"model": "m"})
+
+
+@pytest.mark.parametrize("encoding", ["float", "base64"])
+def test_embeddings_validate_against_the_sdk_type(encoding: str) -> None:
+    request = {"model": "e", "input": ["one", "two", "three"], "encoding_format": encoding,
+               "dimensions": 5}
+    raw = json.loads(openai_embeddings.build_response(request, "e"))
+    if encoding == "base64":
+        for item in raw["data"]:
+            packed = base64.b64decode(item["embedding"])
+            item["embedding"] = list(struct.unpack(f"<{len(packed) // 4}f", packed))
+    body = openai_types.CreateEmbeddingResponse.model_validate(raw)
+    assert [d.index for d in body.data] == [0, 1, 2]
+    assert all(len(d.embedding) == 5 for d in body.data)
+    assert body.data[0].embedding == openai_embeddings.vector_for('"one"', 5)
+    assert abs(sum(v * v for v in body.data[1].embedding) - 1) < 1e-5
+    assert body.usage.prompt_tokens == body.usage.total_tokens == 3
+    tokens = json.loads(openai_embeddings.build_response({"input": [1, 2, 3]}, "e"))
+    assert len(tokens["data"]) == 1 and tokens["usage"]["prompt_tokens"] == 3
+    for bad in ({}, {"input": ""}, {"input": []}, {"input": "x", "dimensions": 0}):
+        with pytest.raises(RequestError):
+            openai_embeddings.validate(bad)
+
+
+def test_anthropic_count_tokens_validates_against_the_sdk_type() -> None:
+    request = {"model": "c", "system": "abcd",
+               "messages": [{"role": "user", "content": "efghijkl"}]}
+    count = anthropic_types.MessageTokensCount.model_validate_json(
+        anthropic_tokens.build_response(request))
+    assert count.input_tokens == 3
+    with pytest.raises(RequestError):
+        anthropic_tokens.validate({"model": "c"})
+
+
+def test_google_extra_paths() -> None:
+    route = google_extra.parse_path("/v1beta/models/gemini-2.5-flash:countTokens")
+    assert route == google_extra.Route("gemini-2.5-flash", "countTokens", False)
+    vertex = google_extra.parse_path(
+        "/v1/projects/p/locations/l/publishers/google/models/g:embedContent")
+    assert vertex == google_extra.Route("g", "embedContent", True)
+    assert google_extra.parse_path("/v1beta/models/e:batchEmbedContents") is not None
+    assert google_extra.parse_path("/v1beta/models/g:generateContent") is None
+    assert google.parse_path("/v1beta/models/g:countTokens") is None
+
+
+def test_google_extra_bodies_validate_against_the_sdk_types() -> None:
+    count = google_extra.Route("g", "countTokens", False)
+    request = {"contents": [{"role": "user", "parts": [{"text": "abcdefgh"}]}],
+               "generateContentRequest": {"contents": [{"parts": [{"text": "abcd"}]}]}}
+    body = json.loads(count.build(request))
+    # google-genai keeps totalTokens (and cachedContentTokenCount) of the wire reply
+    assert genai_types.CountTokensResponse.model_validate(
+        {"totalTokens": body["totalTokens"]}).total_tokens == 3
+    for detail in body["promptTokensDetails"]:
+        assert genai_types.ModalityTokenCount.model_validate(detail).token_count == 3
+    assert set(body) == {"totalTokens", "promptTokensDetails"}
+    vertex = json.loads(google_extra.Route("g", "countTokens", True).build(request))
+    assert vertex["totalBillableCharacters"] == 8
+    embed = google_extra.Route("e", "embedContent", False)
+    single = json.loads(embed.build({"content": {"parts": [{"text": "x"}]},
+                                     "outputDimensionality": 3}))
+    assert set(single) == {"embedding"}
+    assert len(genai_types.ContentEmbedding.model_validate(single["embedding"]).values) == 3
+    vsingle = json.loads(google_extra.Route("e", "embedContent", True).build(
+        {"content": {"parts": [{"text": "abcd"}]}}))
+    assert vsingle["usageMetadata"] == {"promptTokenCount": 1} and vsingle["truncated"] is False
+    batch = google_extra.Route("e", "batchEmbedContents", False)
+    many = json.loads(batch.build({"requests": [
+        {"model": "models/e", "content": {"parts": [{"text": "a"}]}},
+        {"model": "models/e", "content": {"parts": [{"text": "b"}]}}]}))
+    parsed = genai_types.EmbedContentResponse.model_validate(many)
+    assert parsed.embeddings is not None and len(parsed.embeddings) == 2
+    assert parsed.embeddings[0].values != parsed.embeddings[1].values
+    for route, bad in ((embed, {}), (batch, {"requests": []}), (batch, {"requests": [{}]})):
+        with pytest.raises(RequestError):
+            route.validate(bad)
+
+
+@given(st.text(min_size=1))
+def test_responses_and_completions_reassemble_any_text(text: str) -> None:
+    reply = make_reply(text)
+    events = named_events(openai_responses.build_stream({"stream": True}, reply))
+    deltas = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
+    assert deltas == text == events[-1]["response"]["output"][0]["content"][0]["text"]
+    chunks = [json.loads(p) for p in sse_data(openai_completions.build_stream({}, reply))[:-1]]
+    assert "".join(c["choices"][0]["text"] for c in chunks) == text

@@ -1,0 +1,360 @@
+"""Masking streamed OpenAI Responses API replies: every text the client can read is masked,
+in the deltas and in the events that repeat it whole, consistently.
+
+A Responses stream sends each generated text twice or more: as deltas
+(``response.output_text.delta``, ``response.refusal.delta``,
+``response.function_call_arguments.delta``, ``response.custom_tool_call_input.delta``,
+``response.mcp_call_arguments.delta``, ``response.code_interpreter_call_code.delta``,
+``response.reasoning_summary_text.delta``, ``response.reasoning_text.delta``), then whole in
+the matching ``.done`` event, in ``response.content_part.done`` /
+``response.reasoning_summary_part.done``, in ``response.output_item.done`` and in the final
+``response.completed`` (or ``.incomplete`` / ``.failed``) event's ``response.output``.
+
+Each piece of text (a content part, an item's arguments, a reasoning summary part; keyed by
+output index, kind and content or summary index) has its own streaming maskers. A delta's
+text is replaced by what they release now; what they still hold when the piece ends (its
+``.done``, part or item event, a terminal event, an ``error`` event, the stream's end) goes
+out in a copy of the piece's last delta event just before (same ``sequence_number``). The
+whole-text events then carry exactly what the deltas delivered: the piece's masked text when
+their text is the one the deltas spelled (if it extends it, the extension is masked and
+delivered first); a text no delta spelled (an item sent only whole, a ``.done`` that
+disagrees with its deltas) is masked whole, on its own. Events without text, and text
+events whose text goes out unchanged, pass through byte for byte.
+
+``logprobs`` lists (in delta and done events, parts and items) are emptied: their tokens
+would spell the unmasked text. Annotations (URL citation titles) are passed on as they are.
+
+With a reject guard the first match ends the stream: a ``response.incomplete`` event whose
+response has ``incomplete_details.reason: "content_filter"`` (and the items completed so
+far, masked), then an ``error`` event carrying the message both flat (``code``,
+``message``, as the SDK types the event) and nested under ``error`` (which makes the
+official SDKs raise it). Nothing of the matched value is ever sent.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from typing import Any
+
+from ..codecs.sse import Event, SSEDecoder, encode
+from ..policy import BodyTransform
+from ..providers.base import as_list
+from ..providers.responses_items import output_slots
+from .reframe import MaskerFactory, _Chain, _dump
+from .stream import GuardTriggered
+
+Key = tuple[str, int, int]   # (piece kind, output index, content or summary index)
+
+#: delta event type -> piece kind ("c" content part, "a" arguments/input/code,
+#: "s" reasoning summary part, "r" reasoning content part)
+DELTAS = {
+    "response.output_text.delta": "c",
+    "response.refusal.delta": "c",
+    "response.function_call_arguments.delta": "a",
+    "response.custom_tool_call_input.delta": "a",
+    "response.mcp_call_arguments.delta": "a",
+    "response.code_interpreter_call_code.delta": "a",
+    "response.reasoning_summary_text.delta": "s",
+    "response.reasoning_text.delta": "r",
+}
+#: done event type -> (piece kind, field holding the whole text)
+DONES = {
+    "response.output_text.done": ("c", "text"),
+    "response.refusal.done": ("c", "refusal"),
+    "response.function_call_arguments.done": ("a", "arguments"),
+    "response.custom_tool_call_input.done": ("a", "input"),
+    "response.mcp_call_arguments.done": ("a", "arguments"),
+    "response.code_interpreter_call_code.done": ("a", "code"),
+    "response.reasoning_summary_text.done": ("s", "text"),
+    "response.reasoning_text.done": ("r", "text"),
+}
+PARTS = {"response.content_part.added": False, "response.content_part.done": True,
+         "response.reasoning_summary_part.added": False,
+         "response.reasoning_summary_part.done": True}
+ITEMS = {"response.output_item.added": False, "response.output_item.done": True}
+TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+def _int(value: Any) -> int:
+    """An index or sequence number; 0 when missing or not an integer (never a crash)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _sub(kind: str, doc: dict[str, Any]) -> int:
+    if kind == "s":
+        return _int(doc.get("summary_index"))
+    if kind == "a":
+        return 0
+    return _int(doc.get("content_index"))
+
+
+def _blank_logprobs(obj: Any) -> bool:
+    """Empty a non-empty ``logprobs`` list of `obj`; True if it did."""
+    if isinstance(obj, dict) and isinstance(obj.get("logprobs"), list) and obj["logprobs"]:
+        obj["logprobs"] = []
+        return True
+    return False
+
+
+class ResponsesMaskingReframer(BodyTransform):
+    """The Responses API counterpart of `SSEMaskingReframer` (same constructor, same
+    callbacks): `provider` is kept for symmetry ("openai" or "azure")."""
+
+    def __init__(self, provider: str, maskers: MaskerFactory, max_event_bytes: int,
+                 on_reject: Callable[[str], None] | None = None,
+                 on_done: Callable[[], None] | None = None) -> None:
+        self.provider = provider
+        self.make = maskers
+        self.decoder = SSEDecoder(max_event_bytes)
+        self.on_reject = on_reject
+        self.on_done = on_done
+        self.stopped = False
+        self.chains: dict[Key, _Chain] = {}
+        self.raw: dict[Key, list[str]] = {}      # the text the deltas spelled, per open piece
+        self.sent: dict[Key, list[str]] = {}     # what went out for it, masked
+        self.last: dict[Key, tuple[dict[str, Any], str | None]] = {}  # its last delta event
+        self.final: dict[Key, tuple[str, str]] = {}   # ended pieces: (raw text, masked text)
+        self.items: dict[int, Any] = {}          # completed output items, as sent
+        self.response: dict[str, Any] | None = None   # the last whole response seen
+        self.seq = 0
+
+    @property
+    def held(self) -> int:
+        return sum(c.held for c in self.chains.values())
+
+    @property
+    def held_bytes(self) -> int:
+        """Held text (in characters) plus the partial event the decoder keeps."""
+        return self.held + self.decoder.pending
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self.stopped:
+            return b""
+        return self._events(self.decoder.feed(chunk))
+
+    def finish(self) -> bytes:
+        if self.stopped:
+            return b""
+        out = self._events(self.decoder.finish())
+        if not self.stopped:
+            try:
+                out += self._close_all()
+            except GuardTriggered as hit:   # a match made final only by the stream's end
+                return out + self._rejected(hit.detector)
+            if self.on_done is not None:
+                self.on_done()
+        return out
+
+    def _events(self, events: list[Event]) -> bytes:
+        out: list[bytes] = []
+        for ev in events:
+            if self.stopped:
+                break
+            try:
+                out.append(self._event(ev))
+            except GuardTriggered as hit:
+                out.append(self._rejected(hit.detector))
+        return b"".join(out)
+
+    # --- one event ------------------------------------------------------------------------
+    def _event(self, ev: Event) -> bytes:
+        if not ev.has_data:
+            return ev.raw
+        data = ev.data
+        if data.strip() == "[DONE]":
+            return self._close_all() + ev.raw
+        try:
+            doc = json.loads(data)
+        except ValueError:
+            return ev.raw
+        if not isinstance(doc, dict):
+            return ev.raw
+        kind = doc.get("type")
+        if not isinstance(kind, str):
+            kind = ev.event if isinstance(ev.event, str) else ""
+        self.seq = max(self.seq, _int(doc.get("sequence_number")))
+        before, changed = b"", False
+        if kind in DELTAS:
+            changed = self._delta(doc, kind, ev.event)
+        elif kind in DONES:
+            before, changed = self._done(doc, kind)
+        elif kind in PARTS:
+            before, changed = self._part(doc, kind)
+        elif kind in ITEMS:
+            before, changed = self._item(doc, kind)
+        elif kind in TERMINAL or kind == "error":
+            before = self._close_all()
+        if isinstance(doc.get("response"), dict):
+            changed |= self._response(doc["response"], kind in TERMINAL)
+        if not changed:
+            return before + ev.raw
+        return before + encode(_dump(doc, False), event=ev.event)
+
+    def _delta(self, doc: dict[str, Any], kind: str, event: str | None) -> bool:
+        piece = DELTAS[kind]
+        key = (piece, _int(doc.get("output_index")), _sub(piece, doc))
+        changed = _blank_logprobs(doc)
+        text = doc.get("delta")
+        if not isinstance(text, str) or not text:
+            return changed
+        if key in self.final:        # a delta after its piece ended: masked on its own
+            masked = self._mask_whole(text)
+        else:
+            chain = self.chains.get(key)
+            if chain is None:
+                chain = self.chains[key] = _Chain(self.make())
+                self.raw[key], self.sent[key] = [], []
+            self.raw[key].append(text)
+            masked = chain.feed(text)
+            self.sent[key].append(masked)
+            self.last[key] = (doc, event)
+        if masked == text:
+            return changed
+        doc["delta"] = masked
+        return True
+
+    def _done(self, doc: dict[str, Any], kind: str) -> tuple[bytes, bool]:
+        piece, field = DONES[kind]
+        key = (piece, _int(doc.get("output_index")), _sub(piece, doc))
+        changed = _blank_logprobs(doc)
+        text = doc.get(field)
+        if not isinstance(text, str):
+            return b"", changed
+        before, masked = self._whole(key, text, True)
+        if masked != text:
+            doc[field] = masked
+            changed = True
+        return before, changed
+
+    def _part(self, doc: dict[str, Any], kind: str) -> tuple[bytes, bool]:
+        part = doc.get("part")
+        if not isinstance(part, dict):
+            return b"", False
+        changed = _blank_logprobs(part)
+        oi = _int(doc.get("output_index"))
+        if kind.startswith("response.reasoning_summary_part"):
+            key, field = ("s", oi, _int(doc.get("summary_index"))), "text"
+        elif part.get("type") == "reasoning_text":
+            key, field = ("r", oi, _int(doc.get("content_index"))), "text"
+        else:
+            field = "refusal" if part.get("type") == "refusal" else "text"
+            key = ("c", oi, _int(doc.get("content_index")))
+        text = part.get(field)
+        if not isinstance(text, str):
+            return b"", changed
+        before, masked = self._whole(key, text, PARTS[kind])
+        if masked != text:
+            part[field] = masked
+            changed = True
+        return before, changed
+
+    def _item(self, doc: dict[str, Any], kind: str) -> tuple[bytes, bool]:
+        item = doc.get("item")
+        oi = _int(doc.get("output_index"))
+        before, changed = self._item_texts(item, oi, ITEMS[kind])
+        if ITEMS[kind]:
+            self.items[oi] = item
+        return before, changed
+
+    def _item_texts(self, item: Any, oi: int, ends: bool) -> tuple[bytes, bool]:
+        """Mask every text of an output item at output index `oi`; `ends`: the item is
+        complete, so its open pieces end here."""
+        before, changed = b"", False
+        if isinstance(item, dict):
+            for part in as_list(item.get("content")):
+                changed |= _blank_logprobs(part)
+        for holder, field, (piece, sub) in output_slots(item):
+            text = holder[field]
+            out, masked = self._whole((piece, oi, sub), text, ends)
+            before += out
+            if masked != text:
+                holder[field] = masked
+                changed = True
+        return before, changed
+
+    def _response(self, response: dict[str, Any], terminal: bool) -> bool:
+        """Mask the output items of a whole response (all pieces are closed by then when
+        it is a terminal one)."""
+        self.response = response
+        changed = False
+        for index, item in enumerate(as_list(response.get("output"))):
+            _, more = self._item_texts(item, index, terminal)
+            changed |= more
+        return changed
+
+    # --- whole texts ------------------------------------------------------------------------
+    def _whole(self, key: Key, text: str, ends: bool) -> tuple[bytes, str]:
+        """(events to send first, the masked text) for the whole text of a piece. `ends`:
+        the event ends the piece (a done event), else it only shows it (an added event)."""
+        before = b""
+        if ends and key in self.chains:
+            before = self._close(key, text)
+        final = self.final.get(key)
+        if final is not None and final[0] == text:
+            return before, final[1]
+        masked = self._mask_whole(text)
+        if ends and final is None:
+            self.final[key] = (text, masked)
+        return before, masked
+
+    def _mask_whole(self, text: str) -> str:
+        if not text:
+            return text
+        chain = _Chain(self.make())
+        return chain.feed(text) + chain.finish()
+
+    def _close(self, key: Key, full: str | None) -> bytes:
+        """End an open piece: what its maskers hold (and, when `full` extends what the
+        deltas spelled, the extension) goes out in a copy of its last delta event."""
+        chain = self.chains.pop(key)
+        raw = "".join(self.raw.pop(key, ()))
+        sent = self.sent.pop(key, [])
+        last = self.last.pop(key, None)
+        rest = ""
+        if full is not None and len(full) > len(raw) and full.startswith(raw):
+            rest = chain.feed(full[len(raw):])
+            raw = full
+        rest += chain.finish()
+        sent.append(rest)
+        self.final[key] = (raw, "".join(sent))
+        if not rest or last is None:
+            return b""
+        doc, event = copy.copy(last[0]), last[1]
+        doc["delta"] = rest
+        doc.pop("obfuscation", None)
+        if "logprobs" in doc:
+            doc["logprobs"] = []
+        return encode(_dump(doc, False), event=event)
+
+    def _close_all(self) -> bytes:
+        return b"".join(self._close(key, None) for key in list(self.chains))
+
+    # --- reject -----------------------------------------------------------------------------
+    def _rejected(self, detector: str) -> bytes:
+        self.stopped = True
+        if self.on_reject is not None:
+            self.on_reject(detector)
+        message = f"response blocked by a guard: it contains {detector.replace('_', ' ')}"
+        items = [self.items[i] for i in sorted(self.items)]
+        return refusal_events(self.response, items, self.seq, message)
+
+
+def refusal_events(response: dict[str, Any] | None, items: list[Any], seq: int,
+                   message: str) -> bytes:
+    """The events that end a refused Responses stream: ``response.incomplete`` (reason
+    ``content_filter``), then an ``error`` event."""
+    base = dict(response) if isinstance(response, dict) else {
+        "id": "resp_blocked", "object": "response", "created_at": 0, "model": "",
+        "parallel_tool_calls": True, "tool_choice": "auto", "tools": []}
+    base.update(status="incomplete", incomplete_details={"reason": "content_filter"},
+                error=None, output=items, usage=None)
+    incomplete = {"type": "response.incomplete", "sequence_number": seq + 1,
+                  "response": base}
+    detail = {"type": "invalid_request_error", "code": "content_filter", "message": message,
+              "param": None}
+    error = {"type": "error", "sequence_number": seq + 2, "code": "content_filter",
+             "message": message, "param": None, "error": detail}
+    return (encode(_dump(incomplete, False), event="response.incomplete")
+            + encode(_dump(error, False), event="error"))

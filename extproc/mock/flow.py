@@ -1,0 +1,65 @@
+"""The mock's shared request flow: control headers, status override, validation, then the
+format's plan, written with the control headers' misbehaviours."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from extproc.mock.common import DEFAULT_REPLY, RequestError, make_id, parse_json_object
+from extproc.mock.control import Control, ControlError, Plan, error_plan, parse_control
+from extproc.mock.writer import send_plan
+
+JSON = "application/json"
+SSE = "text/event-stream; charset=utf-8"
+GOOGLE_JSON = "application/json; charset=UTF-8"
+
+
+async def request_id(request: web.Request) -> str:
+    """A deterministic id for the request: identical requests get identical ids."""
+    body = await request.read()
+    return make_id(f"{request.method} {request.path_qs}\n".encode() + body)
+
+
+def reply_text(control: Control, echo: str) -> str:
+    if control.reply is None:
+        return DEFAULT_REPLY
+    return echo if control.echo else control.reply
+
+
+class Format(Protocol):
+    """What the shared flow needs of a format (a module or a route object)."""
+
+    def validate(self, request: dict[str, Any]) -> None: ...
+
+    def extract_echo(self, request: dict[str, Any]) -> str: ...
+
+
+async def generate(
+    request: web.Request,
+    fmt: Format,
+    error: Callable[[int, str | None, str | None], bytes],
+    headers: dict[str, str],
+    build: Callable[[dict[str, Any], str], Plan],
+) -> web.StreamResponse:
+    """Shared flow: control headers, status override, validation, then build and send."""
+    body = await request.read()
+    try:
+        control = parse_control(request.headers)
+    except ControlError as exc:
+        return await send_plan(
+            request, error_plan(400, error(400, str(exc), None), headers), Control()
+        )
+    if control.status is not None:
+        plan = error_plan(control.status, error(control.status, None, None), headers)
+        return await send_plan(request, plan, control)
+    try:
+        data = parse_json_object(body)
+        fmt.validate(data)
+    except RequestError as exc:
+        plan = error_plan(400, error(400, exc.message, exc.param), headers)
+        return await send_plan(request, plan, control)
+    text = reply_text(control, fmt.extract_echo(data) if control.echo else "")
+    return await send_plan(request, build(data, text), control)

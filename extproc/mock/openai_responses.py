@@ -1,0 +1,185 @@
+"""OpenAI Responses API wire format (``POST /v1/responses``): pure builders, no IO.
+
+Builds the ``response`` object and the named-event SSE stream of a streamed response, as the
+API sends them: ``response.created``, ``response.in_progress``, ``response.output_item.added``,
+``response.content_part.added``, one ``response.output_text.delta`` per piece (with
+``logprobs: []`` and an ``obfuscation`` pad unless ``stream_options.include_obfuscation`` is
+false), ``response.output_text.done``, ``response.content_part.done``,
+``response.output_item.done`` and ``response.completed`` with the usage; every event carries
+its ``sequence_number``, and there is no ``[DONE]``. Errors use OpenAI's error bodies.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from extproc.mock.common import (
+    Reply,
+    RequestError,
+    count_prompt_tokens,
+    dump_compact,
+    dump_pretty,
+    make_id,
+    texts_of_parts,
+)
+
+_OBFUSCATION_TO = 16   # pad each delta's text + obfuscation to about this many characters
+
+
+def validate(request: dict[str, Any]) -> None:
+    """Raise RequestError unless the body looks like a Responses request."""
+    if "model" not in request:
+        raise RequestError("Missing required parameter: 'model'.", "model")
+    value = request.get("input")
+    if value is not None and not isinstance(value, str | list):
+        raise RequestError("Invalid type for 'input': expected a string or an array.", "input")
+
+
+def _item_texts(item: Any) -> list[str]:
+    if not isinstance(item, dict):
+        return []
+    content = item.get("content")
+    if isinstance(content, str):
+        return [content]
+    earlier = [p["text"] for p in content if isinstance(p, dict)
+               and p.get("type") == "output_text" and isinstance(p.get("text"), str)] \
+        if isinstance(content, list) else []
+    return texts_of_parts(content) + earlier
+
+
+def extract_echo(request: dict[str, Any]) -> str:
+    """The input when it is a string, else the text of the last user message item."""
+    value = request.get("input")
+    if isinstance(value, str):
+        return value
+    for item in reversed(value if isinstance(value, list) else []):
+        if isinstance(item, dict) and item.get("role") == "user":
+            return "".join(_item_texts(item))
+    return ""
+
+
+def prompt_tokens(request: dict[str, Any]) -> int:
+    """Deterministic prompt token count over the instructions and the input messages."""
+    texts: list[str] = []
+    if isinstance(request.get("instructions"), str):
+        texts.append(request["instructions"])
+    value = request.get("input")
+    if isinstance(value, str):
+        texts.append(value)
+    elif isinstance(value, list):
+        for item in value:
+            texts.extend(_item_texts(item))
+    return count_prompt_tokens(texts)
+
+
+def wants_stream(request: dict[str, Any]) -> bool:
+    """True when the request asks for ``"stream": true``."""
+    return request.get("stream") is True
+
+
+def _obfuscate(request: dict[str, Any]) -> bool:
+    options = request.get("stream_options")
+    return not (isinstance(options, dict) and options.get("include_obfuscation") is False)
+
+
+def usage(reply: Reply) -> dict[str, Any]:
+    """The Responses API usage object for a reply."""
+    return {
+        "input_tokens": reply.prompt_tokens,
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "output_tokens": reply.completion_tokens,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": reply.total_tokens,
+    }
+
+
+def _part(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "annotations": [], "logprobs": [], "text": text}
+
+
+def _message(reply: Reply, status: str, content: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"id": f"msg_{reply.response_id}", "type": "message", "status": status,
+            "content": content, "role": "assistant"}
+
+
+def _response(request: dict[str, Any], reply: Reply, status: str, output: list[Any],
+              with_usage: bool) -> dict[str, Any]:
+    tools = request.get("tools")
+    return {
+        "id": f"resp_{reply.response_id}",
+        "object": "response",
+        "created_at": int(reply.created),
+        "status": status,
+        "background": False,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": request.get("instructions"),
+        "max_output_tokens": request.get("max_output_tokens"),
+        "max_tool_calls": None,
+        "model": reply.model,
+        "output": output,
+        "parallel_tool_calls": True,
+        "previous_response_id": request.get("previous_response_id"),
+        "reasoning": {"effort": None, "summary": None},
+        "service_tier": "default",
+        "store": request.get("store", True) is not False,
+        "temperature": 1.0,
+        "text": {"format": {"type": "text"}, "verbosity": "medium"},
+        "tool_choice": "auto",
+        "tools": tools if isinstance(tools, list) else [],
+        "top_logprobs": 0,
+        "top_p": 1.0,
+        "truncation": "disabled",
+        "usage": usage(reply) if with_usage else None,
+        "user": None,
+        "metadata": {},
+    }
+
+
+def build_response(request: dict[str, Any], reply: Reply) -> bytes:
+    """The non-streamed ``response`` body."""
+    output = [_message(reply, "completed", [_part(reply.text)])]
+    body = _response(request, reply, "completed", output, True)
+    return (dump_pretty(body) + "\n").encode("utf-8")
+
+
+def stream_events(request: dict[str, Any], reply: Reply) -> list[dict[str, Any]]:
+    """The event objects of a streamed response, in order, without their sequence numbers."""
+    item_id = f"msg_{reply.response_id}"
+    where = {"item_id": item_id, "output_index": 0, "content_index": 0}
+    obfuscate = _obfuscate(request)
+    events: list[dict[str, Any]] = [
+        {"type": "response.created",
+         "response": _response(request, reply, "in_progress", [], False)},
+        {"type": "response.in_progress",
+         "response": _response(request, reply, "in_progress", [], False)},
+        {"type": "response.output_item.added", "output_index": 0,
+         "item": _message(reply, "in_progress", [])},
+        {"type": "response.content_part.added", **where, "part": _part("")},
+    ]
+    for i, piece in enumerate(reply.pieces):
+        delta: dict[str, Any] = {"type": "response.output_text.delta", **where,
+                                 "delta": piece, "logprobs": []}
+        if obfuscate:
+            pad = max(1, _OBFUSCATION_TO - len(piece))
+            delta["obfuscation"] = make_id(f"{reply.response_id}:{i}", pad)
+        events.append(delta)
+    done_message = _message(reply, "completed", [_part(reply.text)])
+    events += [
+        {"type": "response.output_text.done", **where, "text": reply.text, "logprobs": []},
+        {"type": "response.content_part.done", **where, "part": _part(reply.text)},
+        {"type": "response.output_item.done", "output_index": 0, "item": done_message},
+        {"type": "response.completed",
+         "response": _response(request, reply, "completed", [done_message], True)},
+    ]
+    return events
+
+
+def build_stream(request: dict[str, Any], reply: Reply) -> list[bytes]:
+    """The SSE frames of a streamed response: ``event: <type>`` + ``data: <json>``."""
+    frames = []
+    for number, event in enumerate(stream_events(request, reply)):
+        event = {"type": event["type"], "sequence_number": number,
+                 **{k: v for k, v in event.items() if k != "type"}}
+        frames.append(f"event: {event['type']}\ndata: {dump_compact(event)}\n\n".encode())
+    return frames

@@ -1,0 +1,167 @@
+"""OpenAI Responses API adapter (``POST /v1/responses``; Azure OpenAI ``/openai/v1/responses``):
+requests, replies and the named-event SSE stream.
+
+Requests: the model, ``stream: true`` and ``max_output_tokens`` from the body; the texts are
+the request slots of ``responses_items`` (instructions, input items, prompt variables, tool
+descriptions and schemas, the JSON-schema text format). Rewriting visits exactly those slots,
+in the same order, with the same roles: string values only, so an object value (a
+malformed ``arguments``) is read and rewritten string value by string value.
+
+Replies (a ``response`` object): the visible text is every message item's ``output_text`` and
+``refusal`` parts; the finish reason is the response's ``status`` ("completed", "failed"),
+or for an incomplete response its ``incomplete_details.reason`` ("max_output_tokens",
+"content_filter"; "incomplete" when absent). Usage: ``input_tokens`` (cached ones included,
+``input_tokens_details.cached_tokens`` is the cached subset), ``output_tokens`` (reasoning
+included, ``output_tokens_details.reasoning_tokens``), ``total_tokens``. Rewriting a reply
+visits every generated text a client can read, which is more than the visible text:
+message text and refusals, function / MCP call arguments, custom tool input, code
+interpreter code, reasoning summaries and reasoning text (``responses_items.output_slots``);
+a rewritten part's ``logprobs`` list is emptied (its tokens would spell the original).
+
+Stream events are ``event: <type>`` + ``data: <json>`` whose JSON ``type`` is trusted over
+the SSE event name; there is no ``[DONE]``. ``response.output_text.delta`` and
+``response.refusal.delta`` are visible text. ``response.completed``, ``response.incomplete``
+and ``response.failed`` carry the whole response: its usage and finish reason (and for a
+failed one, ``response.error.message`` as ``Delta.error``). An ``error`` event, flat
+(``{"type": "error", "code", "message"}``, as the SDK types it) or nested (``{"type":
+"error", "error": {...}}``, as the API has been recorded sending it), becomes
+``Delta.error``. There is no ``stream_options.include_usage``: the completed event always
+reports usage, so nothing is added to the request and no event is dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from extproc.providers.base import (
+    Adapter,
+    Delta,
+    Prompt,
+    Usage,
+    as_dict,
+    as_int,
+    as_list,
+    as_str,
+    load_json,
+    rewrite_slot,
+    text_only,
+    usage_or_none,
+    with_total,
+)
+from extproc.providers.responses_items import output_slots, request_slots, visible_text
+
+#: event types whose ``delta`` is visible text
+TEXT_DELTAS = frozenset({"response.output_text.delta", "response.refusal.delta"})
+#: event types that end the response and carry it whole
+TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+def usage(raw: Any) -> Usage:
+    """A Responses API ``usage`` object, normalised (see ``base``)."""
+    raw = as_dict(raw)
+    return with_total(
+        Usage(
+            input_tokens=as_int(raw.get("input_tokens")),
+            output_tokens=as_int(raw.get("output_tokens")),
+            total_tokens=as_int(raw.get("total_tokens")),
+            cached_input_tokens=as_int(
+                as_dict(raw.get("input_tokens_details")).get("cached_tokens")),
+            reasoning_tokens=as_int(
+                as_dict(raw.get("output_tokens_details")).get("reasoning_tokens")),
+        )
+    )
+
+
+def finish_reason(response: dict[str, Any]) -> str | None:
+    """The response's status, or why it is incomplete."""
+    status = as_str(response.get("status"))
+    if status == "incomplete":
+        return as_str(as_dict(response.get("incomplete_details")).get("reason")) or status
+    return status
+
+
+def error_message(raw: Any) -> str | None:
+    """The message of an error object (or its code), None when there is no error."""
+    if raw is None:
+        return None
+    if isinstance(raw, dict):
+        return as_str(raw.get("message")) or as_str(raw.get("code")) or "error"
+    return as_str(raw) or "error"
+
+
+class OpenAIResponsesAdapter(Adapter):
+    """The OpenAI (and Azure OpenAI) Responses API."""
+
+    needles = (b'"usage"', b'"error"', b"response.completed", b"response.incomplete",
+               b"response.failed")
+    #: the endpoint can stream; it generates output tokens
+    streams = True
+    generates = True
+    #: the bytes that start each streamed text fragment, and the first generated token
+    text_marker = b'"response.output_text.delta"'
+    first_token = re.compile(rb'"delta":\s*"[^"]')
+
+    def parse_request(self, path: str, body: dict[str, Any]) -> Prompt:
+        body = as_dict(body)
+        return Prompt(
+            as_str(body.get("model")),
+            body.get("stream") is True,
+            as_int(body.get("max_output_tokens")),
+            lambda: [(role, holder[key]) for holder, key, role in request_slots(body)],
+        )
+
+    def parse_response(self, body: dict[str, Any]) -> tuple[str, str | None, Usage]:
+        body = as_dict(body)
+        text = "".join(visible_text(item) for item in as_list(body.get("output")))
+        return text, finish_reason(body), usage(body.get("usage"))
+
+    def rewrite_request_texts(self, path: str, body: dict[str, Any],
+                              fn: Callable[[str, str], str]) -> bool:
+        if not isinstance(body, dict):
+            return False
+        changed = False
+        for holder, key, role in request_slots(body):
+            changed |= rewrite_slot(holder, key, role, fn)
+        return changed
+
+    def rewrite_response_texts(self, body: dict[str, Any], fn: Callable[[str], str]) -> bool:
+        by_role = text_only(fn)
+        changed = False
+        for item in as_list(as_dict(body).get("output")):
+            for holder, key, _ in output_slots(item):
+                if rewrite_slot(holder, key, "assistant", by_role):
+                    changed = True
+                    # the tokens of a rewritten text's logprobs would spell the original
+                    if isinstance(holder.get("logprobs"), list) and holder["logprobs"]:
+                        holder["logprobs"] = []
+        return changed
+
+    def stream_delta(self, data: str, event: str | None) -> Delta:
+        obj = load_json(data)
+        if not isinstance(obj, dict):
+            return Delta()
+        kind = obj.get("type")
+        if not isinstance(kind, str):
+            kind = event
+        if kind in TEXT_DELTAS:
+            return Delta(text=as_str(obj.get("delta")) or "")
+        if kind in TERMINAL:
+            response = as_dict(obj.get("response"))
+            raw_usage = response.get("usage")
+            reported = usage_or_none(usage(raw_usage)) if isinstance(raw_usage, dict) else None
+            error = None
+            if kind == "response.failed":
+                error = error_message(response.get("error")) or "response failed"
+            return Delta(finish_reason=finish_reason(response), usage=reported, error=error)
+        if kind == "error":
+            nested = obj.get("error")
+            message = error_message(nested) if nested is not None else None
+            return Delta(error=message or error_message(obj) or "error")
+        return Delta()
+
+    def may_carry_usage(self, data: str, event: str | None) -> bool:
+        # usage lives only in the whole response of a terminal event; every count read
+        # ends in `_tokens"`
+        return '"usage"' in data and '_tokens"' in data

@@ -1,0 +1,236 @@
+"""Where the texts are in OpenAI Responses API items: the slots a guard reads and rewrites.
+
+A slot is ``(holder, key, label)``: ``holder[key]`` is a string. Reading a slot and storing
+a rewritten string back into it are then the same walk, so what the adapter reads and what a
+masking guard rewrites can never drift apart. Slots are collected before anything is
+rewritten; rewriting replaces string values only, so the slots stay valid.
+
+Request slots (label = the normalised role) cover what the model reads: ``instructions`` (a
+string, or a list of items as ``Response.instructions`` allows), ``input`` (a string, or a
+list of items), ``prompt.variables`` values, function and custom tool descriptions,
+parameter schemas and grammars, and a ``json_schema`` text format's description and schema.
+Known items are read field by field:
+
+* ``message`` (with or without ``type``): string content, or parts ``input_text`` /
+  ``output_text`` (``text``) and ``refusal`` (``refusal``); images, files and audio carry no
+  text the gateway can read. Roles: developer -> system, others as given.
+* ``function_call`` ``arguments``, ``custom_tool_call`` ``input``, ``function_call_output`` /
+  ``custom_tool_call_output`` ``output`` (a string or ``input_text`` parts): role "tool".
+* ``reasoning`` ``summary[].text`` and ``content[].text``: role "assistant".
+* ``item_reference``, ``compaction_trigger``, ``image_generation_call`` (its ``result`` is a
+  base64 image) and ``computer_call_output`` (a screenshot): no text.
+
+Any other item type (MCP calls and listings, shell and apply_patch calls and outputs, tool
+search, web and file search calls, programs, ...) is read whole: every string value at any
+depth except identifiers, enums and binary payloads (``_OPAQUE_KEYS``), role "tool". A new
+item type the gateway does not know yet is therefore still read, never passed on unread.
+
+Output slots (label = the piece of the stream the text belongs to) cover the texts of one
+output item: a message's ``output_text`` / ``refusal`` parts, ``("c", content_index)``;
+``function_call`` / ``mcp_call`` ``arguments``, ``custom_tool_call`` ``input`` and
+``code_interpreter_call`` ``code``, ``("a", 0)``; a reasoning item's ``summary[i].text``,
+``("s", i)``, and ``content[i].text``, ``("r", i)``. The streamed-reply reframer keys its
+maskers by the same pieces.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from extproc.providers.base import as_dict, as_list, as_str
+
+Slot = tuple[Any, Any, Any]
+
+_ROLES = {"developer": "system"}
+#: content part types that are text, and the key holding it
+_TEXT_PARTS = {"input_text": "text", "output_text": "text", "text": "text",
+               "refusal": "refusal", "summary_text": "text", "reasoning_text": "text"}
+_NO_TEXT_PARTS = frozenset({"input_image", "input_file", "input_audio", "image", "file"})
+_NO_TEXT_ITEMS = frozenset({"item_reference", "compaction_trigger", "image_generation_call",
+                            "computer_call_output"})
+_TOOL_OUTPUTS = frozenset({"function_call_output", "custom_tool_call_output"})
+#: keys whose string values are identifiers, enums or binary payloads, not text
+_OPAQUE_KEYS = frozenset({
+    "type", "id", "call_id", "item_id", "status", "role", "approval_request_id",
+    "caller_id", "container_id", "file_id", "file_data", "file_url", "image_url",
+    "encrypted_content", "signature", "fingerprint", "mime_type", "detail",
+    "phase", "execution", "server_label", "server_url", "connector_id", "authorization",
+    "headers", "data", "vector_store_ids", "mode", "ttl",
+})
+#: output item types whose one generated text is streamed as argument deltas, and its key
+_ARGUMENT_KEYS = {"function_call": "arguments", "mcp_call": "arguments",
+                  "custom_tool_call": "input", "code_interpreter_call": "code"}
+
+
+def _kind(obj: dict[str, Any]) -> str | None:
+    """An item's or part's ``type``: None when absent, "?" (an unknown kind) when it is
+    not a string."""
+    kind = obj.get("type")
+    return kind if kind is None or isinstance(kind, str) else "?"
+
+
+# --------------------------------------------------------------------------- requests
+
+
+def request_slots(body: dict[str, Any]) -> list[Slot]:
+    """Every text of a ``POST /v1/responses`` body, as (holder, key, role), in body order
+    of the fields: instructions, input, prompt variables, tools, text format."""
+    out: list[Slot] = []
+    if isinstance(body.get("instructions"), str):
+        out.append((body, "instructions", "system"))
+    else:
+        for item in as_list(body.get("instructions")):
+            item_slots(item, out, "system")
+    if isinstance(body.get("input"), str):
+        out.append((body, "input", "user"))
+    else:
+        for item in as_list(body.get("input")):
+            item_slots(item, out)
+    variables = as_dict(as_dict(body.get("prompt")).get("variables"))
+    for name in list(variables):
+        value = variables[name]
+        if isinstance(value, str):
+            out.append((variables, name, "user"))
+        elif isinstance(value, dict):
+            _part_slots(value, "user", out)
+    for tool in as_list(body.get("tools")):
+        tool_slots(tool, out)
+    text_format = as_dict(as_dict(body.get("text")).get("format"))
+    if text_format.get("type") == "json_schema":
+        if isinstance(text_format.get("description"), str):
+            out.append((text_format, "description", "system"))
+        _strings(text_format, "schema", "system", out)
+    return out
+
+
+def item_slots(item: Any, out: list[Slot], default_role: str = "user") -> None:
+    """The slots of one input item (see the module docstring)."""
+    if not isinstance(item, dict):
+        return
+    kind = _kind(item)
+    if kind == "message" or (kind is None and "role" in item):
+        role = as_str(item.get("role")) or default_role
+        role = _ROLES.get(role, role)
+        if isinstance(item.get("content"), str):
+            out.append((item, "content", role))
+        else:
+            for part in as_list(item.get("content")):
+                _part_slots(part, role, out)
+    elif kind == "function_call":
+        _strings(item, "arguments", "tool", out)
+    elif kind == "custom_tool_call":
+        _strings(item, "input", "tool", out)
+    elif kind in _TOOL_OUTPUTS:
+        if isinstance(item.get("output"), str):
+            out.append((item, "output", "tool"))
+        else:
+            for part in as_list(item.get("output")):
+                _part_slots(part, "tool", out)
+    elif kind == "reasoning":
+        for key in ("summary", "content"):
+            for part in as_list(item.get(key)):
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    out.append((part, "text", "assistant"))
+    elif kind not in _NO_TEXT_ITEMS:
+        _generic(item, "tool", out)
+
+
+def _part_slots(part: Any, role: str, out: list[Slot]) -> None:
+    """A content part: its text, nothing for media, every string of an unknown kind."""
+    if isinstance(part, str):   # tolerated: a bare string in a content list
+        return
+    if not isinstance(part, dict):
+        return
+    kind = _kind(part)
+    key = _TEXT_PARTS.get(kind) if kind is not None else None
+    if key is not None:
+        if isinstance(part.get(key), str):
+            out.append((part, key, role))
+    elif kind not in _NO_TEXT_PARTS:
+        _generic(part, role, out)
+
+
+def tool_slots(tool: Any, out: list[Slot]) -> None:
+    """A tool definition: a function's description and parameter schema, a custom tool's
+    description and grammar, the tools of a namespace. Hosted tools (web search, file
+    search, MCP servers with their headers, ...) carry configuration, not prompt text."""
+    if not isinstance(tool, dict):
+        return
+    kind = tool.get("type")
+    if kind in ("function", "custom"):
+        if isinstance(tool.get("description"), str):
+            out.append((tool, "description", "system"))
+        _strings(tool, "parameters" if kind == "function" else "format", "system", out)
+    for inner in as_list(tool.get("tools")):
+        tool_slots(inner, out)
+
+
+def _strings(holder: dict[str, Any], key: str, role: str, out: list[Slot]) -> None:
+    """``holder[key]`` when it is a string, else every string value inside it (keys and
+    non-strings left alone), in serialisation order. Iterative and cycle-safe."""
+    if key not in holder:
+        return
+    stack: list[tuple[Any, Any]] = [(holder, key)]
+    seen: set[int] = set()
+    while stack:
+        parent, slot = stack.pop()
+        value = parent[slot]
+        if isinstance(value, str):
+            out.append((parent, slot, role))
+        elif isinstance(value, dict | list) and id(value) not in seen:
+            seen.add(id(value))
+            slots = list(value) if isinstance(value, dict) else range(len(value))
+            stack.extend((value, s) for s in reversed(slots))
+
+
+def _generic(obj: dict[str, Any], role: str, out: list[Slot]) -> None:
+    """Every string value of an item or part of a kind not known field by field, except
+    those under ``_OPAQUE_KEYS`` (at any depth)."""
+    stack: list[tuple[Any, Any]] = [(obj, k) for k in reversed(list(obj))
+                                    if k not in _OPAQUE_KEYS]
+    seen: set[int] = {id(obj)}
+    while stack:
+        parent, slot = stack.pop()
+        value = parent[slot]
+        if isinstance(value, str):
+            out.append((parent, slot, role))
+        elif isinstance(value, dict) and id(value) not in seen:
+            seen.add(id(value))
+            stack.extend((value, k) for k in reversed(list(value)) if k not in _OPAQUE_KEYS)
+        elif isinstance(value, list) and id(value) not in seen:
+            seen.add(id(value))
+            stack.extend((value, i) for i in reversed(range(len(value))))
+
+
+# --------------------------------------------------------------------------- replies
+
+
+def output_slots(item: Any) -> list[Slot]:
+    """The generated texts of one output item, as (holder, key, piece), in item order."""
+    out: list[Slot] = []
+    if not isinstance(item, dict):
+        return out
+    kind = _kind(item)
+    if kind == "message":
+        for index, part in enumerate(as_list(item.get("content"))):
+            if isinstance(part, dict):
+                key = "refusal" if part.get("type") == "refusal" else "text"
+                if part.get("type") in ("output_text", "refusal") \
+                        and isinstance(part.get(key), str):
+                    out.append((part, key, ("c", index)))
+    elif kind in _ARGUMENT_KEYS:
+        key = _ARGUMENT_KEYS[kind]
+        if isinstance(item.get(key), str):
+            out.append((item, key, ("a", 0)))
+    elif kind == "reasoning":
+        for field, piece in (("summary", "s"), ("content", "r")):
+            for index, part in enumerate(as_list(item.get(field))):
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    out.append((part, "text", (piece, index)))
+    return out
+
+
+def visible_text(item: Any) -> str:
+    """What a reader of the reply reads as the answer in one output item: a message's
+    ``output_text`` and ``refusal`` parts (not tool arguments, not reasoning)."""
+    return "".join(holder[key] for holder, key, piece in output_slots(item) if piece[0] == "c")
