@@ -303,7 +303,8 @@ class Exchange(HeaderMutations):
         if h.end_of_stream:
             self.ended_at = time.monotonic()
         elif self.status == 200 and self.state.get("stream"):
-            self._watch = FIRST_TOKEN.get(self.provider)
+            adapter = self.endpoint.adapter if self.endpoint else None
+            self._watch = getattr(adapter, "first_token", None) or FIRST_TOKEN.get(self.provider)
         for policy in self.route.policies:
             await policy.on_response_headers(self)
         if self.response_mode != P.NONE and not h.end_of_stream:

@@ -31,6 +31,8 @@ from ..providers.endpoints import adapter_of, is_passthrough
 from . import webhook_client
 from .decisions import decide
 from .reframe import SSEMaskingReframer
+from .reframe_completions import CompletionsMaskingReframer
+from .reframe_responses import ResponsesMaskingReframer
 from .replies import WholeJsonGuard, describe, found, mask_text, refuse
 from .settings import ROLES, Guard
 from .stream import StreamMasker
@@ -40,6 +42,9 @@ from .webhook_stream import WebhookStreamGuard
 log = logging.getLogger("extproc.guards")
 
 MAX_EVENT_BYTES = 1024 * 1024
+#: streamed-reply maskers of the endpoints whose events differ from their provider's chat ones
+_REFRAMERS: dict[str, Any] = {"responses": ResponsesMaskingReframer,
+                              "completions": CompletionsMaskingReframer}
 
 if TYPE_CHECKING:
     from ..exchange import Exchange
@@ -153,6 +158,13 @@ class Guards(Policy):
 
     def _stream_transforms(self, ex: Exchange) -> list[BodyTransform]:
         stats = self.stats
+        endpoint = ex.endpoint.name if ex.endpoint else ""
+        if self.response_webhooks and endpoint in _REFRAMERS:
+            # the webhook stream guard reads chat, messages and Gemini events only: fail
+            # closed rather than let a stream it cannot read through unseen
+            raise Reject(502, f"the gateway's webhook reply guards cannot read {endpoint} "
+                         "streams; ask for a whole reply (stream: false)",
+                         details="extproc_unreadable_reply")
         out: list[BodyTransform] = []
         if self.response_guards:
             rejecting = [g for g in self.response_guards if g.action == "reject"]
@@ -169,8 +181,10 @@ class Guards(Policy):
                     found = {d for n, m in made if n == name for d in m.found}
                     decide(ex, name, "response", "masked", ",".join(sorted(found)))
 
-            out.append(SSEMaskingReframer(self.provider, lambda: self._maskers(made),
-                                          MAX_EVENT_BYTES, rejected, done))
+            reframer = _REFRAMERS.get(ex.endpoint.name if ex.endpoint else "",
+                                      SSEMaskingReframer)
+            out.append(reframer(self.provider, lambda: self._maskers(made),
+                                MAX_EVENT_BYTES, rejected, done))
 
         def report(guard: str, outcome: str) -> None:
             if outcome in ("rejected", "error-closed"):
@@ -199,6 +213,10 @@ class Guards(Policy):
             raise Reject(400, "the request body is not readable",
                          details="extproc_bad_json")
         doc, texts, model = read[0], read[1].texts, read[1].model
+        opaque = getattr(adapter, "opaque_tokens", None)
+        if opaque is not None and opaque(doc):
+            raise Reject(400, "the request gives its input as token ids, which the gateway's "
+                         "guards cannot read; send text", details="extproc_unreadable_input")
         for guard in self.rejecting:
             hits = found(guard, texts)
             if hits:

@@ -106,18 +106,17 @@ class RateLimit(Policy):
     async def on_request_body(self, ex: Exchange, body: bytes) -> bytes | None:
         if is_passthrough(ex):   # admitted on its headers, by request limits only
             return None
-        prompt = ex.state.get("prompt")
-        if prompt is None:
-            prompt = self._parse(ex, body)
-        await self._admit(ex, prompt, body)
+        adapter = adapter_of(ex, self.adapter)
+        read = read_request(adapter, ex.request_headers.get(":path", ""), body, ex.state)
+        prompt = ex.state.get("prompt") or (read[1] if read is not None else None)
+        # token-id inputs (legacy completions, embeddings) carry no text: count them as given
+        opaque = getattr(adapter, "opaque_tokens", None)
+        extra = opaque(read[0]) if opaque is not None and read is not None else 0
+        await self._admit(ex, prompt, body, extra)
         return None
 
-    def _parse(self, ex: Exchange, body: bytes) -> Any:
-        read = read_request(adapter_of(ex, self.adapter), ex.request_headers.get(":path", ""),
-                            body, ex.state)
-        return read[1] if read is not None else None
-
-    async def _admit(self, ex: Exchange, prompt: Any, body: bytes | None) -> None:
+    async def _admit(self, ex: Exchange, prompt: Any, body: bytes | None,
+                     extra_input: int = 0) -> None:
         held = _Held()
         if self.uses_tokens:
             endpoint = ex.endpoint
@@ -133,6 +132,7 @@ class RateLimit(Policy):
             else:
                 held.input_estimate = math.ceil(len(body or b"") / self.chars_per_token)
                 output = self.default_max_tokens
+            held.input_estimate += extra_input
             held.estimate = held.input_estimate + output
         model = getattr(prompt, "model", None) or ex.state.get("model")
         req_states: list[WindowState] = []
@@ -228,7 +228,9 @@ class RateLimit(Policy):
         ctype = ex.response_headers.get("content-type", "")
         if not ctype.startswith("text/event-stream") and not _json_array_stream(ex):
             return None
-        held.delivered = DeliveredText(TEXT_MARKERS[self.provider], self.chars_per_token)
+        marker = getattr(adapter_of(ex, self.adapter), "text_marker", None) \
+            or TEXT_MARKERS[self.provider]
+        held.delivered = DeliveredText(marker, self.chars_per_token)
         return held.delivered
 
     async def on_finish(self, ex: Exchange) -> None:

@@ -11,10 +11,14 @@ import json
 from typing import Any
 
 from extproc.providers.anthropic import AnthropicAdapter
+from extproc.providers.anthropic_extra import AnthropicCountTokensAdapter
 from extproc.providers.base import Adapter, Delta, Prompt, Usage
 from extproc.providers.endpoints import EndpointSpec, Table, register
 from extproc.providers.google import BLOCKED_PREFIX, GoogleAdapter
+from extproc.providers.google_extra import GoogleCountTokensAdapter, GoogleEmbedAdapter
 from extproc.providers.openai import OpenAIAdapter
+from extproc.providers.openai_legacy import OpenAICompletionsAdapter, OpenAIEmbeddingsAdapter
+from extproc.providers.openai_responses import OpenAIResponsesAdapter
 
 _ADAPTERS: dict[str, Adapter] = {
     "openai": OpenAIAdapter("openai"),
@@ -27,29 +31,51 @@ _ADAPTERS: dict[str, Adapter] = {
 PROVIDERS: tuple[str, ...] = tuple(_ADAPTERS)
 
 
+def _spec(name: str, adapter: Adapter) -> EndpointSpec:
+    return EndpointSpec(name, adapter, generates=getattr(adapter, "generates", True),
+                        streams=getattr(adapter, "streams", True))
+
+
 def _tables() -> None:
     """Each family's endpoints (see `endpoints`): the tail of the decoded path, by method."""
-    def chat(name: str) -> EndpointSpec:
-        return EndpointSpec("chat.completions", _ADAPTERS[name])
-
     for name in ("openai", "azure"):
-        rows = [("POST", r"(?:^|/)v1/chat/completions$", chat(name))]
+        chat = _spec("chat.completions", _ADAPTERS[name])
+        responses = _spec("responses", OpenAIResponsesAdapter(name))
+        completions = _spec("completions", OpenAICompletionsAdapter(name))
+        embeddings = _spec("embeddings", OpenAIEmbeddingsAdapter(name))
+        if name == "openai":
+            v1 = r"(?:^|/)v1/"
+        else:   # Azure: the deployment API, and the v1 API (model in the body)
+            v1 = r"(?:^|/)openai/v1/"
+            deployment = r"(?:^|/)openai/deployments/(?P<model>[^/]+)/"
+        rows = [("POST", v1 + "chat/completions$", chat),
+                ("POST", v1 + "responses$", responses),
+                ("POST", v1 + "completions$", completions),
+                ("POST", v1 + "embeddings$", embeddings)]
         if name == "azure":
-            rows = [("POST", r"(?:^|/)openai/deployments/(?P<model>[^/]+)/chat/completions$",
-                     chat(name)),
-                    ("POST", r"(?:^|/)openai/v1/chat/completions$", chat(name))]
+            rows += [("POST", deployment + "chat/completions$", chat),
+                     ("POST", deployment + "completions$", completions),
+                     ("POST", deployment + "embeddings$", embeddings),
+                     ("POST", r"(?:^|/)openai/responses$", responses)]
         register(name, Table(rows))
     anthropic = _ADAPTERS["anthropic"]
-    register("anthropic", Table([("POST", r"(?:^|/)v1/messages$",
-                                  EndpointSpec("messages", anthropic))]))
+    register("anthropic", Table([
+        ("POST", r"(?:^|/)v1/messages$", _spec("messages", anthropic)),
+        ("POST", r"(?:^|/)v1/messages/count_tokens$",
+         _spec("count_tokens", AnthropicCountTokensAdapter("anthropic")))]))
     for name, prefix in (("gemini", r"(?:^|/)v1(?:beta|alpha)?/(?:tunedModels|models)/"),
                          ("vertex", r"(?:^|/)v1(?:beta1)?/projects/[^/]+/locations/[^/]+/"
                                     r"publishers/google/models/")):
         google = _ADAPTERS[name]
-        rows = [("POST", prefix + rf"(?P<model>[^/:]+):{method}$",
-                 EndpointSpec(method, google, streams=method == "streamGenerateContent"))
-                for method in ("generateContent", "streamGenerateContent")]
-        register(name, Table(rows))
+        methods = {"generateContent": EndpointSpec("generateContent", google, streams=False),
+                   "streamGenerateContent": _spec("streamGenerateContent", google),
+                   "countTokens": _spec("countTokens", GoogleCountTokensAdapter(name))}
+        if name == "gemini":   # Vertex embeds with :predict, which is not read (refused)
+            embed = GoogleEmbedAdapter(name)
+            methods["embedContent"] = _spec("embedContent", embed)
+            methods["batchEmbedContents"] = _spec("batchEmbedContents", embed)
+        register(name, Table([("POST", prefix + rf"(?P<model>[^/:]+):{method}$", spec)
+                              for method, spec in methods.items()]))
 
 
 _tables()
