@@ -77,7 +77,8 @@ class Guards(Policy):
         self.response_guards = tuple(sorted((g for g in responses if g.webhook is None),
                                             key=lambda g: g.action != "reject"))
         self.response_webhooks = tuple(g for g in responses if g.webhook is not None)
-        self.needs_request_body = bool(requests)
+        # the reply side reads the request too: to refuse what would show the reply unmasked
+        self.needs_request_body = bool(requests) or bool(responses)
         self.needs_response_body = bool(responses)
         self.stats = {"rejected": 0, "masked": 0, "response_rejected": 0,
                       "webhook_calls": 0, "webhook_errors": 0, "webhook_failed_open": 0}
@@ -212,6 +213,9 @@ class Guards(Policy):
         if read is None:   # the exchange refuses unreadable bodies before any policy
             raise Reject(400, "the request body is not readable",
                          details="extproc_bad_json")
+        if self.side == "response":
+            _refuse_unmaskable(read[0], ex)
+            return None
         doc, texts, model = read[0], read[1].texts, read[1].model
         opaque = getattr(adapter, "opaque_tokens", None)
         if opaque is not None and opaque(doc):
@@ -280,3 +284,18 @@ class Guards(Policy):
         self.stats["masked"] += 1
         decide(ex, guard.name, "request", "masked")
         return True
+
+
+def _refuse_unmaskable(doc: dict[str, Any], ex: Exchange) -> None:
+    """Refuse a request whose reply would carry its text where reply guards cannot mask it:
+    log probabilities (chat `logprobs`/`top_logprobs`, legacy completions `logprobs`) list
+    the reply's tokens one by one, so they would spell a masked value in clear. The
+    Responses API's are emptied by its masker instead."""
+    endpoint = ex.endpoint.name if ex.endpoint else ""
+    if endpoint not in ("chat.completions", "completions"):
+        return
+    for name in ("logprobs", "top_logprobs"):
+        value = doc.get(name)
+        if value not in (None, False, 0):
+            raise Reject(400, f"'{name}' cannot be used on this route: its reply guards "
+                         "cannot mask the tokens it lists", details="extproc_guard_unmaskable")

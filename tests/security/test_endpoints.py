@@ -185,3 +185,25 @@ def test_gemini_count_and_embed_are_masked(gw: Gateway) -> None:
                                          contents=[f"mail {EMAIL}", "other"])
     assert result.embeddings and len(result.embeddings) == 2
     assert "<EMAIL>" in json.dumps(sent(gw))
+
+
+@pytest.mark.parametrize(("path", "extra"), [
+    ("/openai/v1/chat/completions", {"logprobs": True}),
+    ("/openai/v1/chat/completions", {"logprobs": True, "top_logprobs": 3}),
+    ("/openai/v1/completions", {"logprobs": 2}),
+])
+def test_logprobs_that_would_spell_a_masked_reply_are_refused(
+        gw: Gateway, path: str, extra: dict[str, Any]) -> None:
+    body: dict[str, Any] = {"model": "m", **extra}
+    if "chat" in path:
+        body["messages"] = [{"role": "user", "content": "hi"}]
+    else:
+        body["prompt"] = "hi"
+    r = httpx.post(gw.url + path, json=body, headers={"x-mock-reply": REPLY}, timeout=30)
+    assert r.status_code == 400, r.text
+    assert "logprobs" in r.json()["error"]["message"]
+    ok = httpx.post(gw.url + path, json={**body, "logprobs": False, "top_logprobs": None}
+                    if "chat" in path else {**body, "logprobs": None},
+                    headers={"x-mock-reply": REPLY}, timeout=30)
+    assert ok.status_code == 200, ok.text
+    assert EMAIL not in ok.text
