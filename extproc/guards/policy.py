@@ -1,13 +1,16 @@
 """`Guards`: the built-in route policy that rejects or masks sensitive content in prompts
 and in responses.
 
-Requests: it reads the body's text the way the provider adapter extracts it (all roles, or
-the guard's), runs reject guards first (a 400 in the provider's format that names the guard
-and what it found, never the matched text), then mask guards, rewriting each text in place
-with the adapter and re-serialising the body.
+Requests: it reads every text the model reads, the way the provider adapter extracts it
+(all roles, or the guard's `roles`, compared case-insensitively; a role outside the four
+known ones is read by every guard), runs reject guards first (a 400 in the provider's format
+that names the guard and what it found, never the matched text), then mask guards,
+rewriting each text in place with the adapter and re-serialising the body.
 
-Streamed responses (SSE, including Gemini JSON-array streams rewritten to SSE): every text
-piece goes through the streaming maskers (`stream.py`) and is re-framed as the provider's
+Responses: every text the model writes (visible text, refusals, thinking, tool-call
+arguments, of every choice or candidate), whatever the guard's `roles`. Streamed responses
+(SSE, including Gemini JSON-array streams rewritten to SSE): every text piece goes through
+the streaming maskers (`stream.py`) and is re-framed as the provider's
 events (`reframe.py`); a reject guard ends the stream with the provider's finish and error
 events. Whole JSON responses are asked for BUFFERED (their headers wait): a reject guard
 refuses them with an error in the provider's format, mask guards mask them in one pass.
@@ -61,7 +64,7 @@ class Guards(Policy):
             if side == "request" else ()
         self.rejecting = tuple(g for g in requests if g.action == "reject")
         self.masking = tuple(g for g in requests if g.action == "mask")
-        self._masking_by_role = {role: tuple(g for g in self.masking if role in g.roles)
+        self._masking_by_role = {role: tuple(g for g in self.masking if g.reads(role))
                                  for role in ROLES}
         self.request_webhooks = tuple(g for g in requests if g.webhook is not None)
         responses = tuple(g for g in guards if "response" in g.apply_to) \
@@ -199,7 +202,10 @@ class Guards(Policy):
         masked: dict[str, set[str]] = {}
 
         def mask(role: str, text: str) -> str:
-            return mask_text(self._masking_by_role.get(role, ()), text, masked)
+            guards = self._masking_by_role.get(role)
+            if guards is None:       # a role spelled otherwise, or unknown: see Guard.reads
+                guards = tuple(g for g in self.masking if g.reads(role))
+            return mask_text(guards, text, masked)
 
         changed = bool(self.masking) and self.adapter.rewrite_request_texts(path, doc, mask)
         if changed:
@@ -219,7 +225,7 @@ class Guards(Policy):
         slots: list[bool] = []                  # per text the adapter yields: sent or not
 
         def collect(role: str, text: str) -> str:
-            slots.append(role in guard.roles)
+            slots.append(guard.reads(role))
             if slots[-1]:
                 texts.append(Text(role, text))
             return text

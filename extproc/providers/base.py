@@ -13,18 +13,27 @@ Conventions shared by every adapter:
   ``completion_tokens``, Anthropic ``output_tokens``, Gemini ``candidatesTokenCount`` +
   ``thoughtsTokenCount``); ``reasoning_tokens`` is that subset. ``total_tokens`` is the
   provider's total when it reports one, else input + output.
-* Prompt roles are normalised to "system", "user", "assistant" and "tool" (OpenAI
-  "developer" -> "system", Gemini "model" -> "assistant"; tool call arguments and tool results
-  are "tool"). Images, audio, files and earlier thinking blocks carry no text.
+* Prompt roles are normalised to "system", "user", "assistant" and "tool", in any case the
+  client spells them ("User", "SYSTEM"; OpenAI "developer" -> "system", Gemini "model" ->
+  "assistant"; tool call arguments and tool results are "tool"; tool definitions, their
+  descriptions and input schemas, are "system"). A role outside these four is passed on
+  lower-cased: guards read it whatever their ``roles`` filter. Images, audio and files carry
+  no text; earlier thinking (Anthropic ``thinking`` blocks, Gemini ``thought`` parts) does.
 * Nothing here raises on odd input: unparseable or ill-typed data reads as "nothing said".
 * Rewriting (``rewrite_request_texts`` / ``rewrite_response_texts``, for guards that mask
   values and re-serialise the body) visits exactly the texts that ``parse_request`` reads, in
   the same order and with the same roles, and stores fn's results back in place. A value that
   is a JSON object rather than a string (Anthropic tool_use ``input``, Gemini
   ``functionCall.args`` and ``functionResponse.response``) is read as its compact JSON dump
-  but rewritten string value by string value (keys and non-strings kept). In a reply, the
-  visible text of every choice or candidate is rewritten, not only the first one that
-  ``parse_response`` reads. Nothing is written where fn returns the text unchanged.
+  but rewritten string value by string value (keys and non-strings kept). Nothing is written
+  where fn returns the text unchanged.
+* Replies have two readings. ``parse_response`` (and ``Delta.text`` in streams) is what the
+  user sees of the first choice or candidate: the usage and metering reading. The guards read
+  every text the model writes, of every choice or candidate: ``response_texts`` /
+  ``rewrite_response_texts`` for a whole reply, ``stream_texts`` / ``rest_event`` for stream
+  events. Those add refusals, thinking (Anthropic thinking, Gemini thought parts, OpenAI-style
+  ``reasoning_content``) and the tool-call arguments the model writes, read as they are on
+  the wire (an arguments JSON string is one text, escapes and all).
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
@@ -72,9 +81,11 @@ class Usage:
 class Prompt:
     """The request, as policies need it.
 
-    ``texts`` holds (role, text) for every piece of prompt text, in request order: system
-    prompts, message text (string content or text parts), tool call arguments and tool results
-    (role "tool"). ``max_output_tokens`` is whichever max-tokens field the provider uses.
+    ``texts`` holds (role, text) for every piece of text the model reads, in a fixed order:
+    system prompts, tool definitions (descriptions, and input schemas as compact JSON; role
+    "system"), message text (string content, text parts, names, documents, earlier thinking),
+    tool call arguments and tool results (role "tool"). ``max_output_tokens`` is whichever
+    max-tokens field the provider uses.
 
     ``texts`` may be given as a function of no arguments: it is then called on first use,
     so a route whose policies never read the prompt text (usage metering alone) does not pay
@@ -115,7 +126,8 @@ class Prompt:
 class Delta:
     """What one stream event says.
 
-    ``text`` is visible text only (never thinking, tool arguments or signatures);
+    ``text`` is visible text only, of the first choice or candidate (never thinking, tool
+    arguments or signatures): the metering reading (the guards read ``stream_texts``);
     ``finish_reason`` is the provider's own value; ``usage`` is what this event reports (fold
     it with ``Adapter.merge_usage``); ``error`` is a mid-stream error message; ``drop`` marks
     an OpenAI chunk that exists only because ``stream_options.include_usage`` was set (a
@@ -127,6 +139,34 @@ class Delta:
     usage: Usage | None = None
     error: str | None = None
     drop: bool = False
+
+
+#: one streamed text of a reply: (choice / content block / candidate index, field, sub-index),
+#: e.g. (0, "content", 0), (1, "tool", 2) (choice 1, tool call 2), (3, "thinking", 0)
+Piece = tuple[int, str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class TextSlot:
+    """Where one text the model wrote sits in a stream event: the piece it continues and the
+    path (keys and indices) from the event's JSON object to the string. A ``whole`` slot is a
+    complete value that no later event continues (a Gemini ``functionCall.args`` string): it
+    is checked on its own."""
+
+    piece: Piece
+    path: tuple[str | int, ...]
+    whole: bool = False
+
+
+@dataclass(slots=True)
+class EventTexts:
+    """What one stream event means to a guard: its text slots in event order, the pieces it
+    ends (by their first member: a choice, block or candidate index) and whether it ends every
+    piece (a stream-level stop or error)."""
+
+    slots: list[TextSlot] = field(default_factory=list)
+    ends: tuple[int, ...] = ()
+    ends_all: bool = False
 
 
 class Adapter(ABC):
@@ -163,9 +203,30 @@ class Adapter(ABC):
 
     @abstractmethod
     def rewrite_response_texts(self, body: dict[str, Any], fn: Callable[[str], str]) -> bool:
-        """The same for the visible text of a whole (non-streamed) response body: OpenAI
-        choices[].message.content (string or text parts) and refusal; Anthropic content[] text
-        blocks; Gemini candidates[].content.parts[].text (not thought parts)."""
+        """Apply fn(text) to every text ``response_texts`` reads in a whole (non-streamed)
+        reply, in the same order, and store the results back in place; True if anything
+        changed."""
+
+    def response_texts(self, body: Any) -> list[tuple[str, str]]:
+        """Every text the model wrote in a whole reply, of every choice or candidate, as
+        (kind, text): "text" (what the user reads: content, refusal), "thinking" or "tool"
+        (tool-call arguments; a JSON object read as its compact dump). The default reads
+        them through ``rewrite_response_texts``, all as "text"."""
+        texts: list[tuple[str, str]] = []
+        self.rewrite_response_texts(body, lambda t: texts.append(("text", t)) or t)
+        return texts
+
+    def stream_texts(self, doc: dict[str, Any], event: str | None = None) -> EventTexts:
+        """The texts the model wrote in one stream event (a parsed SSE data object; `event`
+        is the SSE event name), for the guards: see ``EventTexts``. An adapter whose streams
+        guards cannot read does not implement it (guarded streams then fail, never pass)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot locate texts in stream events")
+
+    def rest_event(self, doc: dict[str, Any], piece: Piece, text: str) -> dict[str, Any]:
+        """A stream event that carries `text` as the continuation of `piece` and nothing else,
+        made from `doc`, the last event that carried text of that piece (ids and model kept,
+        no finish, no usage): how a guard sends what it still held when the piece ended."""
+        raise NotImplementedError(f"{type(self).__name__} cannot write stream events")
 
     @abstractmethod
     def stream_delta(self, data: str, event: str | None) -> Delta:
@@ -251,6 +312,49 @@ def rewrite_json_strings(holder: Any, key: Any, role: str,
             slots = list(value) if isinstance(value, dict) else range(len(value))
             stack.extend((value, s) for s in reversed(slots))
     return changed
+
+
+def string_paths(value: Any, path: tuple[str | int, ...] = ()
+                 ) -> list[tuple[str | int, ...]]:
+    """The paths of the string values inside a parsed JSON value (``value`` itself if it is
+    a string), in serialisation order. Iterative."""
+    out: list[tuple[str | int, ...]] = []
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            out.append(where)
+        elif isinstance(item, dict):
+            stack.extend((item[k], (*where, k)) for k in reversed(list(item)))
+        elif isinstance(item, list):
+            stack.extend((item[i], (*where, i)) for i in reversed(range(len(item))))
+    return out
+
+
+def get_path(doc: Any, path: tuple[str | int, ...]) -> Any:
+    """The value at ``path`` (keys and indices) in a parsed JSON value."""
+    for step in path:
+        doc = doc[step]
+    return doc
+
+
+def set_path(doc: Any, path: tuple[str | int, ...], value: Any) -> None:
+    """Store ``value`` at ``path`` in a parsed JSON value."""
+    for step in path[:-1]:
+        doc = doc[step]
+    doc[path[-1]] = value
+
+
+def piece_index(obj: dict[str, Any]) -> int:
+    """The index of a choice, content block or candidate: its ``index``, 0 when that is
+    missing or not an integer (a malformed event is still read, never a crash)."""
+    index = obj.get("index", 0)
+    return index if isinstance(index, int) and not isinstance(index, bool) else 0
+
+
+def lower_role(value: Any, default: str = "user") -> str:
+    """A message's role, lower-cased (``default`` when it is not a string)."""
+    return value.lower() if isinstance(value, str) else default
 
 
 def text_only(fn: Callable[[str], str]) -> Callable[[str, str], str]:

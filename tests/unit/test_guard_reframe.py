@@ -157,10 +157,15 @@ def openai_stream(draw: st.DrawFn) -> bytes:
             delta: dict[str, Any] = {"role": "assistant"} if rarely(3) else {}
             if not rarely(6):
                 delta["content"] = draw(st.one_of(CONTENT, st.none()) if odd else CONTENT)
+            # the other texts the model writes: the fast path must leave these events to
+            # the full parse, which masks them too
             if rarely(4):
-                delta["refusal"] = None
+                delta["refusal"] = draw(st.one_of(st.none(), CONTENT))
+            if rarely(6):
+                delta[draw(st.sampled_from(["reasoning_content", "reasoning"]))] = draw(
+                    st.one_of(st.none(), CONTENT))
             if rarely(8):
-                delta["tool_calls"] = [{"index": 0, "function": {"arguments": "{}"}}]
+                delta["tool_calls"] = [{"index": 0, "function": {"arguments": draw(CONTENT)}}]
             choice: dict[str, Any] = {"index": 1 if rarely(4) else 0, "delta": delta,
                                       "logprobs": None, "finish_reason": None}
             if draw(sometimes(8)):
