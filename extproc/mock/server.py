@@ -68,7 +68,7 @@ async def _generate(
     fmt: ModuleType,
     error: Callable[[int, str | None, str | None], bytes],
     headers: dict[str, str],
-    build: Callable[[dict[str, Any], str], Plan],
+    build: Callable[[dict[str, Any], str, str | None], Plan],
 ) -> web.StreamResponse:
     """Shared flow: control headers, status override, validation, then build and send."""
     body = await request.read()
@@ -81,6 +81,11 @@ async def _generate(
     if control.status is not None:
         plan = error_plan(control.status, error(control.status, None, None), headers)
         return await send_plan(request, plan, control)
+    if control.shape is not None and control.shape not in fmt.SHAPES:
+        message = f"x-mock-shape {control.shape!r} is not a shape of this provider " \
+                  f"(one of: {', '.join(fmt.SHAPES)})"
+        return await send_plan(request, error_plan(400, error(400, message, None), headers),
+                               Control())
     try:
         data = parse_json_object(body)
         fmt.validate(data)
@@ -88,7 +93,7 @@ async def _generate(
         plan = error_plan(400, error(400, exc.message, exc.param), headers)
         return await send_plan(request, plan, control)
     text = _reply_text(control, fmt.extract_echo(data) if control.echo else "")
-    return await send_plan(request, build(data, text), control)
+    return await send_plan(request, build(data, text, control.shape), control)
 
 
 async def openai_chat(request: web.Request) -> web.StreamResponse:
@@ -96,15 +101,16 @@ async def openai_chat(request: web.Request) -> web.StreamResponse:
     rid = await _request_id(request)
     headers = {"x-request-id": f"req_{rid}", "openai-processing-ms": "1"}
 
-    def build(data: dict[str, Any], text: str) -> Plan:
+    def build(data: dict[str, Any], text: str, shape: str | None) -> Plan:
         model = data.get("model") or request.match_info.get("deployment") or "mock-model"
         reply = Reply.make(
             text, str(model), make_id(f"{rid}:{text}"), time.time(), openai.prompt_tokens(data)
         )
         if openai.wants_stream(data):
-            frames = openai.build_stream(data, reply)
+            frames = openai.build_stream(data, reply, shape)
             return Plan(200, {**headers, "Content-Type": SSE}, frames, streamed=True)
-        return Plan(200, {**headers, "Content-Type": JSON}, [openai.build_response(data, reply)])
+        body_bytes = openai.build_response(data, reply, shape)
+        return Plan(200, {**headers, "Content-Type": JSON}, [body_bytes])
 
     def error(status: int, message: str | None, param: str | None) -> bytes:
         return openai.error_body(status, message, param)
@@ -117,15 +123,15 @@ async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     rid = await _request_id(request)
     headers = {"request-id": f"req_{rid}"}
 
-    def build(data: dict[str, Any], text: str) -> Plan:
+    def build(data: dict[str, Any], text: str, shape: str | None) -> Plan:
         model = str(data.get("model") or "mock-model")
         reply = Reply.make(
             text, model, make_id(f"{rid}:{text}"), time.time(), anthropic.prompt_tokens(data)
         )
         if anthropic.wants_stream(data):
-            frames = anthropic.build_stream(data, reply)
+            frames = anthropic.build_stream(data, reply, shape)
             return Plan(200, {**headers, "Content-Type": SSE}, frames, streamed=True)
-        body_bytes = anthropic.build_response(data, reply)
+        body_bytes = anthropic.build_response(data, reply, shape)
         return Plan(200, {**headers, "Content-Type": JSON}, [body_bytes])
 
     def error(status: int, message: str | None, param: str | None) -> bytes:
@@ -139,14 +145,14 @@ async def google_generate(request: web.Request, route: google.GoogleRoute) -> we
     sse = google.wants_sse(dict(request.query))
     rid = await _request_id(request)
 
-    def build(data: dict[str, Any], text: str) -> Plan:
+    def build(data: dict[str, Any], text: str, shape: str | None) -> Plan:
         reply = Reply.make(
             text, route.model, make_id(f"{rid}:{text}"), time.time(), google.prompt_tokens(data)
         )
         if not route.stream:
-            body_bytes = google.build_response(data, reply, vertex=route.vertex)
+            body_bytes = google.build_response(data, reply, vertex=route.vertex, shape=shape)
             return Plan(200, {"Content-Type": GOOGLE_JSON}, [body_bytes])
-        frames = google.build_stream(data, reply, sse=sse, vertex=route.vertex)
+        frames = google.build_stream(data, reply, sse=sse, vertex=route.vertex, shape=shape)
         ctype = "text/event-stream" if sse else GOOGLE_JSON
         return Plan(200, {"Content-Type": ctype}, frames, streamed=True)
 
