@@ -226,8 +226,8 @@ class Guards(Policy):
 
         def collect(role: str, text: str) -> str:
             slots.append(guard.reads(role))
-            if slots[-1]:
-                texts.append(Text(role, text))
+            if slots[-1]:        # the contract names four roles: any other is sent as "user"
+                texts.append(Text(role if role in ROLES else "user", text))
             return text
 
         self.adapter.rewrite_request_texts(path, doc, collect)

@@ -33,7 +33,7 @@ from typing import Any
 from ..codecs.sse import Event, SSEDecoder, encode
 from ..policy import BodyTransform
 from ..providers import adapter_for
-from ..providers.base import EventTexts, Piece, TextSlot, get_path, set_path
+from ..providers.base import Piece, TextSlot
 from ..providers.openai import DELTA_TEXT_FIELDS
 from .stream import GuardTriggered, StreamMasker
 
@@ -77,21 +77,6 @@ def _encode(data: str, event: str | None, terminator: bytes) -> bytes:
     return encode(data, event=event, terminator=terminator)
 
 
-def event_texts(adapter: Any, doc: dict[str, Any], event: str | None) -> EventTexts:
-    """The adapter's `stream_texts`, with every slot checked to hold a string (an event that
-    says otherwise is malformed: its texts are not read, and it is passed on)."""
-    texts = adapter.stream_texts(doc, event)
-    slots = []
-    for slot in texts.slots:
-        try:
-            if isinstance(get_path(doc, slot.path), str):
-                slots.append(slot)
-        except (KeyError, IndexError, TypeError):
-            continue
-    texts.slots = slots
-    return texts
-
-
 class _Chain:
     """Maskers applied in order (reject guards first, then mask guards)."""
 
@@ -132,8 +117,8 @@ class SSEMaskingReframer(BodyTransform):
         self.terminator = b"\r\n\r\n" if self.google else b"\n\n"
         #: take the fast path for OpenAI's common text events (False: parse every event)
         self.skim = not self.google and provider != "anthropic"
-        # the data around the text of the last event of the fast path, and its choice
-        self._frame: tuple[str, str, int] | None = None
+        # the data around the text of the last event of the fast path, and its piece
+        self._frame: tuple[str, str, Piece] | None = None
 
     def _chain(self, key: Piece) -> _Chain:
         chain = self.chains.get(key)
@@ -196,25 +181,28 @@ class SSEMaskingReframer(BodyTransform):
             return ev.raw
         if not isinstance(doc, dict):
             return ev.raw
-        texts = event_texts(self.adapter, doc, ev.event)
+        texts = self.adapter.stream_texts(doc, ev.event)   # slots hold strings
         if not texts.slots and not texts.ends and not texts.ends_all:
             return ev.raw
         self._current = (data, ev.event)
         changed = False
         here: dict[Piece, TextSlot] = {}      # each piece's last slot in this event
         for slot in texts.slots:
-            text = get_path(doc, slot.path)
-            if slot.whole:
+            piece, holder, key, whole = slot
+            text = holder[key]
+            if whole:
                 chain = _Chain(self.make())
                 masked = chain.feed(text) + chain.finish()
             else:
-                masked = self._text(slot.piece, text)
-                here[slot.piece] = slot
+                masked = self._text(piece, text)
+                here[piece] = slot
             if masked != text:
-                set_path(doc, slot.path, masked)
+                holder[key] = masked
                 changed = True
         before = []
-        for piece in [p for p in self.chains if texts.ends_all or p[0] in texts.ends]:
+        ended = [p for p in self.chains if texts.ends_all or p[0] in texts.ends] \
+            if texts.ends or texts.ends_all else ()
+        for piece in ended:
             slot = here.get(piece)
             if slot is None:
                 before.append(self._synthetic(piece))
@@ -222,7 +210,7 @@ class SSEMaskingReframer(BodyTransform):
             self.last.pop(piece, None)
             rest = self._rest(piece)
             if rest:
-                set_path(doc, slot.path, get_path(doc, slot.path) + rest)
+                slot.holder[slot.key] += rest
                 changed = True
         body = _encode(_dump(doc, self.google), ev.event, self.terminator) if changed \
             else ev.raw
@@ -234,7 +222,7 @@ class SSEMaskingReframer(BodyTransform):
         the data. None when the event is not of that kind."""
         frame = self._frame
         if frame is not None and data.startswith(frame[0]) and data.endswith(frame[1]):
-            pre, post, index = frame   # the data around the text as in the last such event
+            pre, post, piece = frame   # the data around the text as in the last such event
             text = data[len(pre):len(data) - len(post)]
             if _TEXT_LITERAL.fullmatch(text) is None:
                 return None
@@ -246,13 +234,13 @@ class SSEMaskingReframer(BodyTransform):
             keys = [k for k, colon in _STRINGS.findall(pre + post) if colon]
             if len(set(keys)) < len(keys):
                 return None   # a key twice: json.loads keeps one
-            index = int(m.group(1))
-            self._frame = (pre, post, index)
+            piece = (int(m.group(1)), "content", 0)
+            self._frame = (pre, post, piece)
         if text == '""':
             return ev.raw
         text = json.loads(text) if "\\" in text else text[1:-1]
         self._current = (data, ev.event)
-        masked = self._text((index, "content", 0), text)
+        masked = self._text(piece, text)
         if masked == text:
             return ev.raw
         data = pre + encode_basestring(masked) + post   # one line: no line end outside strings

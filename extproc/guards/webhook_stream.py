@@ -34,8 +34,7 @@ from typing import Any
 from ..codecs.sse import Event, SSEDecoder, encode
 from ..policy import BodyTransform
 from ..providers import adapter_for
-from ..providers.base import get_path, set_path
-from .reframe import GOOGLE, _dump, event_texts, stop_events
+from .reframe import GOOGLE, _dump, stop_events
 from .webhook import CONTEXT_CHARS, Text, Verdict, WebhookError, masks_by_text, split_masked
 
 #: the function that asks the webhook about some texts; raises WebhookError on failure
@@ -48,8 +47,9 @@ Reporter = Callable[[str, str], None]
 class _Held:
     event: Event
     doc: dict[str, Any] | None = None
-    #: (piece key, path to the text in `doc`) for every text in this event
-    slots: list[tuple[Hashable, tuple[Any, ...]]] = field(default_factory=list)
+    #: (piece key, holder, key) for every text in this event: the text is holder[key], in
+    #: `doc`
+    slots: list[tuple[Hashable, Any, Any]] = field(default_factory=list)
 
 
 class WebhookStreamGuard(BodyTransform):
@@ -103,8 +103,8 @@ class WebhookStreamGuard(BodyTransform):
                     out.append(ev.raw)
                 continue
             self.held.append(held)
-            for key, path in held.slots:
-                text = get_path(held.doc, path)
+            for key, holder, slot in held.slots:
+                text = holder[slot]
                 self.pending.setdefault(key, []).append(text)
                 self.pending_chars += len(text)
             if ends or self._segment_full(held):
@@ -118,7 +118,8 @@ class WebhookStreamGuard(BodyTransform):
             return True
         if self.pending_chars < self.segment or not last.slots:
             return False
-        tail = get_path(last.doc, last.slots[-1][1])
+        _, holder, slot = last.slots[-1]
+        tail = holder[slot]
         return bool(tail) and (tail[-1].isspace() or tail[-1] in ".,;:!?")
 
     # --- the verdict on what is held ----------------------------------------------------
@@ -148,15 +149,15 @@ class WebhookStreamGuard(BodyTransform):
         if verdict.action == "mask":
             self.report(self.guard, "masked")
             by_text = masks_by_text(verdict)
-            slots = [(h, key, path) for h in held for key, path in h.slots]
+            slots = [(h, key, holder, slot) for h in held for key, holder, slot in h.slots]
             for i, key in enumerate(keys):
                 masks = by_text.get(i)
                 if not masks:
                     continue
-                mine = [(h, path) for h, k, path in slots if k == key]
+                mine = [(h, holder, slot) for h, k, holder, slot in slots if k == key]
                 new = split_masked(pending[key], masks)
-                for (h, path), text in zip(mine, new, strict=True):
-                    set_path(h.doc, path, text)
+                for (h, holder, slot), text in zip(mine, new, strict=True):
+                    holder[slot] = text
                     changed.add(id(h))
                 delivered[key] = "".join(new)
         else:
@@ -189,11 +190,11 @@ class WebhookStreamGuard(BodyTransform):
         if not isinstance(doc, dict):
             return held, False, False
         held.doc = doc
-        texts = event_texts(self.adapter, doc, ev.event)
+        texts = self.adapter.stream_texts(doc, ev.event)   # slots hold strings
         for slot in texts.slots:
             if slot.whole:
-                if get_path(doc, slot.path):
-                    held.slots.append((next(self._whole), slot.path))
+                if slot.holder[slot.key]:
+                    held.slots.append((next(self._whole), slot.holder, slot.key))
             else:
-                held.slots.append((slot.piece, slot.path))
+                held.slots.append((slot.piece, slot.holder, slot.key))
         return held, bool(texts.ends) or texts.ends_all, False

@@ -20,8 +20,8 @@ role "system"), then each message's content (role lower-cased): a string, or blo
 ``data``, a content source's blocks), ``search_result`` (``source``, ``title``, its content
 blocks), tool_result / mcp_tool_result content in any of these shapes (role "tool"), tool_use
 / server_tool_use / mcp_tool_use ``input`` (an object rewritten string value by string value,
-role "tool"), and the ``text`` of any other block. Blocks nested deeper than documents and
-tool results ever are are read whole, as compact JSON.
+role "tool"), and the ``text`` of any other block. A block nested deeper than real requests
+nest them (8 levels of tool results and documents) is read whole, as its compact JSON.
 
 What the model writes (guards): in a whole reply, every text block ("text"), thinking block
 ("thinking") and tool_use ``input`` ("tool"); in a stream, one piece per content block: the
@@ -54,7 +54,7 @@ from extproc.providers.base import (
     lower_role,
     piece_index,
     rewrite_json_strings,
-    string_paths,
+    string_slots,
     sum_known,
     usage_or_none,
     with_total,
@@ -251,20 +251,22 @@ class AnthropicAdapter(Adapter):
             delta = doc.get("delta")
             if isinstance(delta, dict):
                 index = piece_index(doc)
-                for key in _DELTA_TYPES:
-                    if isinstance(delta.get(key), str) and delta[key]:
-                        out.slots.append(TextSlot((index, key, 0), ("delta", key)))
+                for key in delta:                # a delta has its type and one field
+                    if key in _DELTA_TYPES:
+                        text = delta[key]
+                        if text and isinstance(text, str):
+                            out.slots.append(TextSlot((index, key, 0), delta, key))
         elif kind == "content_block_start":
             block = doc.get("content_block")
             if isinstance(block, dict):
                 index = piece_index(doc)
                 for key in ("text", "thinking"):
-                    if isinstance(block.get(key), str) and block[key]:
-                        out.slots.append(TextSlot((index, key, 0), ("content_block", key)))
-                if isinstance(block.get("input"), dict | list | str):
-                    out.slots.extend(
-                        TextSlot((index, "input", 0), path, whole=True)
-                        for path in string_paths(block["input"], ("content_block", "input")))
+                    text = block.get(key)
+                    if text and isinstance(text, str):
+                        out.slots.append(TextSlot((index, key, 0), block, key))
+                if "input" in block:
+                    out.slots.extend(TextSlot((index, "input", 0), holder, key, whole=True)
+                                     for holder, key in string_slots(block, "input"))
         elif kind == "content_block_stop":
             out.ends = (piece_index(doc),)
         elif kind in ("message_delta", "message_stop", "error"):

@@ -41,8 +41,8 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 from urllib.parse import unquote
 
 _USAGE_FIELDS = (
@@ -146,27 +146,30 @@ class Delta:
 Piece = tuple[int, str, int]
 
 
-@dataclass(frozen=True, slots=True)
-class TextSlot:
-    """Where one text the model wrote sits in a stream event: the piece it continues and the
-    path (keys and indices) from the event's JSON object to the string. A ``whole`` slot is a
-    complete value that no later event continues (a Gemini ``functionCall.args`` string): it
-    is checked on its own."""
+class TextSlot(NamedTuple):
+    """Where one text the model wrote sits in a parsed stream event: the piece it continues,
+    and the string at ``holder[key]`` (holder is the dict or list of the event's JSON that
+    holds it). A ``whole`` slot is a complete value that no later event continues (a Gemini
+    ``functionCall.args`` string): it is checked on its own."""
 
     piece: Piece
-    path: tuple[str | int, ...]
+    holder: Any
+    key: Any
     whole: bool = False
 
 
-@dataclass(slots=True)
 class EventTexts:
     """What one stream event means to a guard: its text slots in event order, the pieces it
     ends (by their first member: a choice, block or candidate index) and whether it ends every
     piece (a stream-level stop or error)."""
 
-    slots: list[TextSlot] = field(default_factory=list)
-    ends: tuple[int, ...] = ()
-    ends_all: bool = False
+    __slots__ = ("ends", "ends_all", "slots")
+
+    def __init__(self, slots: list[TextSlot] | None = None, ends: tuple[int, ...] = (),
+                 ends_all: bool = False) -> None:
+        self.slots: list[TextSlot] = [] if slots is None else slots
+        self.ends = ends
+        self.ends_all = ends_all
 
 
 class Adapter(ABC):
@@ -314,35 +317,22 @@ def rewrite_json_strings(holder: Any, key: Any, role: str,
     return changed
 
 
-def string_paths(value: Any, path: tuple[str | int, ...] = ()
-                 ) -> list[tuple[str | int, ...]]:
-    """The paths of the string values inside a parsed JSON value (``value`` itself if it is
-    a string), in serialisation order. Iterative."""
-    out: list[tuple[str | int, ...]] = []
-    stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, path)]
+def string_slots(holder: Any, key: Any) -> list[tuple[Any, Any]]:
+    """(holder, key) of every string inside ``holder[key]`` (itself if it is a string), in
+    serialisation order. Iterative and cycle-safe."""
+    out: list[tuple[Any, Any]] = []
+    stack: list[tuple[Any, Any]] = [(holder, key)]
+    seen: set[int] = set()
     while stack:
-        item, where = stack.pop()
+        parent, slot = stack.pop()
+        item = parent[slot]
         if isinstance(item, str):
-            out.append(where)
-        elif isinstance(item, dict):
-            stack.extend((item[k], (*where, k)) for k in reversed(list(item)))
-        elif isinstance(item, list):
-            stack.extend((item[i], (*where, i)) for i in reversed(range(len(item))))
+            out.append((parent, slot))
+        elif isinstance(item, dict | list) and id(item) not in seen:
+            seen.add(id(item))
+            slots = list(item) if isinstance(item, dict) else range(len(item))
+            stack.extend((item, s) for s in reversed(slots))
     return out
-
-
-def get_path(doc: Any, path: tuple[str | int, ...]) -> Any:
-    """The value at ``path`` (keys and indices) in a parsed JSON value."""
-    for step in path:
-        doc = doc[step]
-    return doc
-
-
-def set_path(doc: Any, path: tuple[str | int, ...], value: Any) -> None:
-    """Store ``value`` at ``path`` in a parsed JSON value."""
-    for step in path[:-1]:
-        doc = doc[step]
-    doc[path[-1]] = value
 
 
 def piece_index(obj: dict[str, Any]) -> int:

@@ -66,7 +66,7 @@ from extproc.providers.base import (
     pick_indexed,
     piece_index,
     rewrite_json_strings,
-    string_paths,
+    string_slots,
     sum_known,
     usage_or_none,
     with_total,
@@ -100,6 +100,7 @@ _VALUES = (("functionCall", "args"), ("function_call", "args"),
            ("functionResponse", "response"), ("function_response", "response"),
            ("executableCode", "code"), ("executable_code", "code"),
            ("codeExecutionResult", "output"), ("code_execution_result", "output"))
+_VALUE_KEYS = dict(_VALUES)
 _DECLARATIONS = ("functionDeclarations", "function_declarations")
 _SCHEMAS = ("parameters", "parametersJsonSchema", "parameters_json_schema", "response",
             "responseJsonSchema", "response_json_schema")
@@ -274,7 +275,7 @@ class GoogleAdapter(Adapter):
         values of function calls and code, whole."""
         out = EventTexts(ends_all=doc.get("error") is not None)
         ends: list[int] = []
-        for ci, candidate in enumerate(as_list(doc.get("candidates"))):
+        for candidate in as_list(doc.get("candidates")):
             if not isinstance(candidate, dict):
                 continue
             index = piece_index(candidate)
@@ -283,17 +284,18 @@ class GoogleAdapter(Adapter):
             for pi, part in enumerate(as_list(parts)):
                 if not isinstance(part, dict):
                     continue
-                at = ("candidates", ci, "content", "parts", pi)
-                text = part.get("text")
-                if isinstance(text, str) and text:
-                    kind = "thought" if part.get("thought") is True else "text"
-                    out.slots.append(TextSlot((index, kind, 0), (*at, "text")))
-                for name, key in _VALUES:
-                    value = part.get(name)
+                for name in part:                # a part has one or two keys
+                    if name == "text":
+                        text = part["text"]
+                        if text and isinstance(text, str):
+                            kind = "thought" if part.get("thought") is True else "text"
+                            out.slots.append(TextSlot((index, kind, 0), part, "text"))
+                        continue
+                    key = _VALUE_KEYS.get(name)
+                    value = part[name] if key is not None else None
                     if isinstance(value, dict) and key in value:
-                        out.slots.extend(
-                            TextSlot((index, name, pi), path, whole=True)
-                            for path in string_paths(value[key], (*at, name, key)))
+                        out.slots.extend(TextSlot((index, name, pi), holder, k, whole=True)
+                                         for holder, k in string_slots(value, key))
             if _get(candidate, "finishReason", "finish_reason"):
                 ends.append(index)
         out.ends = tuple(ends)

@@ -51,7 +51,7 @@ from extproc.providers.base import (
     pick_indexed,
     piece_index,
     rewrite_json_strings,
-    string_paths,
+    string_slots,
     usage_or_none,
     with_total,
 )
@@ -172,16 +172,16 @@ def _error_message(raw: Any) -> str:
     return as_str(raw) or "error"
 
 
-def _argument_slots(slots: list[TextSlot], piece: Piece, value: Any,
-                    at: tuple[str | int, ...]) -> None:
+def _argument_slots(slots: list[TextSlot], piece: Piece, function: dict[str, Any]) -> None:
     """Streamed arguments: a non-empty string continues the piece; a JSON value (not what
     OpenAI sends) has each string value checked whole."""
+    value = function["arguments"]
     if isinstance(value, str):
         if value:
-            slots.append(TextSlot(piece, (*at, "arguments")))
+            slots.append(TextSlot(piece, function, "arguments"))
     else:
-        slots.extend(TextSlot(piece, path, whole=True)
-                     for path in string_paths(value, (*at, "arguments")))
+        slots.extend(TextSlot(piece, holder, key, whole=True)
+                     for holder, key in string_slots(function, "arguments"))
 
 
 class OpenAIAdapter(Adapter):
@@ -251,26 +251,25 @@ class OpenAIAdapter(Adapter):
         choice's finish reason ends its pieces, an error chunk ends them all."""
         out = EventTexts(ends_all=doc.get("error") is not None)
         ends: list[int] = []
-        for ci, choice in enumerate(as_list(doc.get("choices"))):
+        for choice in as_list(doc.get("choices")):
             if not isinstance(choice, dict):
                 continue
             index = piece_index(choice)
             delta = choice.get("delta")
             if isinstance(delta, dict):
-                at = ("choices", ci, "delta")
                 for key in DELTA_TEXT_FIELDS:
-                    if isinstance(delta.get(key), str) and delta[key]:
-                        out.slots.append(TextSlot((index, key, 0), (*at, key)))
-                for ti, call in enumerate(as_list(delta.get("tool_calls"))):
-                    function = as_dict(as_dict(call).get("function"))
-                    if "arguments" in function:
-                        _argument_slots(out.slots, (index, "tool", piece_index(
-                            {"index": call.get("index", ti)})),
-                            function["arguments"], (*at, "tool_calls", ti, "function"))
+                    text = delta.get(key)
+                    if text and isinstance(text, str):
+                        out.slots.append(TextSlot((index, key, 0), delta, key))
+                if "tool_calls" in delta:
+                    for ti, call in enumerate(as_list(delta["tool_calls"])):
+                        function = as_dict(as_dict(call).get("function"))
+                        if "arguments" in function:
+                            sub = piece_index({"index": call.get("index", ti)})
+                            _argument_slots(out.slots, (index, "tool", sub), function)
                 legacy = as_dict(delta.get("function_call"))
                 if "arguments" in legacy:
-                    _argument_slots(out.slots, (index, "function_call", 0),
-                                    legacy["arguments"], (*at, "function_call"))
+                    _argument_slots(out.slots, (index, "function_call", 0), legacy)
             if choice.get("finish_reason"):
                 ends.append(index)
         out.ends = tuple(ends)

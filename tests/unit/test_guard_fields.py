@@ -519,3 +519,43 @@ def test_a_webhook_guard_sees_and_masks_every_field(name: str, cuts: list[int]) 
     # the webhook was asked about the field's text (whole: one segment at the default size)
     assert any(t.text == case.text or (EMAIL in t.text and EMAIL in case.text)
                for call in hook.calls for t in call)
+
+
+def test_blocks_nested_deeper_than_real_requests_are_read_whole() -> None:
+    """Past 8 levels of tool results and documents an Anthropic block is read as its JSON
+    (and masked string by string): no depth hides a value, and no depth is a crash."""
+    from extproc.providers import adapter_for
+
+    block: dict[str, Any] = {"type": "text", "text": SECRET}
+    for _ in range(40):
+        block = {"type": "tool_result", "tool_use_id": "t", "content": [
+            {"type": "document", "source": {"type": "content", "content": [block]}}]}
+    body = {"messages": [{"role": "user", "content": [block]}]}
+    adapter = adapter_for("anthropic")
+    texts = adapter.parse_request("/v1/messages", body).texts
+    assert len(texts) == 1 and SECRET in texts[0][1]
+    assert adapter.rewrite_request_texts("/v1/messages", body, lambda r, t: SCANNER.mask(t))
+    out = json.dumps(body)
+    assert EMAIL not in out and KEY not in out and MASKED in out
+
+
+async def test_a_role_the_webhook_contract_does_not_name_is_sent_as_user(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from extproc.guards import webhook_client
+
+    seen: list[list[Text]] = []
+
+    async def check(spec: Any, call: Any) -> Verdict:
+        seen.append(call.texts)
+        return Verdict("pass")
+
+    monkeypatch.setattr(webhook_client, "check", check)
+    cfg = cfgmod.parse({"guards": {"w": {"webhook": {"url": "http://dlp/check"},
+                                         "roles": ["system"]}},
+                        "routes": [{"name": "r", "provider": "openai", "guards": ["w"]}]})
+    policy = next(p for p in cfg.routes["r"].policies if isinstance(p, Guards))
+    body = json.dumps({"model": "m", "messages": [
+        {"role": "Critic", "content": "one"}, {"role": "SYSTEM", "content": "two"},
+        {"role": "user", "content": "three"}]}).encode()
+    assert await policy.on_request_body(exchange(PATHS["openai"]), body) is None
+    assert [(t.role, t.text) for t in seen[0]] == [("user", "one"), ("system", "two")]
