@@ -33,8 +33,8 @@ from typing import Any
 from ..codecs.sse import Event, SSEDecoder, encode
 from ..policy import BodyTransform
 from ..providers import adapter_for
-from ..providers.base import Piece, TextSlot
 from ..providers.openai import DELTA_TEXT_FIELDS
+from ..providers.slots import Piece, TextSlot
 from .stream import GuardTriggered, StreamMasker
 
 MaskerFactory = Callable[[], list[StreamMasker]]
@@ -271,8 +271,8 @@ class SSEMaskingReframer(BodyTransform):
             return b""
         data, event = last
         doc = self.adapter.rest_event(json.loads(data), key, rest)
-        if event is not None and isinstance(doc.get("type"), str):
-            event = doc["type"]                # Anthropic: named after its type
+        if event is not None and self.provider == "anthropic":
+            event = doc["type"]                # named after its type, as Anthropic does
         return encode(_dump(doc, self.google), event=event, terminator=self.terminator)
 
     def _flush_all(self) -> bytes:

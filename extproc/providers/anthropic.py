@@ -40,10 +40,7 @@ from typing import Any
 from extproc.providers.base import (
     Adapter,
     Delta,
-    EventTexts,
-    Piece,
     Prompt,
-    TextSlot,
     Usage,
     as_dict,
     as_int,
@@ -52,12 +49,17 @@ from extproc.providers.base import (
     dump_compact,
     load_json,
     lower_role,
-    piece_index,
     rewrite_json_strings,
-    string_slots,
     sum_known,
     usage_or_none,
     with_total,
+)
+from extproc.providers.slots import (
+    EventTexts,
+    Piece,
+    TextSlot,
+    piece_index,
+    string_slots,
 )
 
 _TOOL_USE = ("tool_use", "server_tool_use", "mcp_tool_use")

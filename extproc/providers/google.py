@@ -50,10 +50,7 @@ from typing import Any
 from extproc.providers.base import (
     Adapter,
     Delta,
-    EventTexts,
-    Piece,
     Prompt,
-    TextSlot,
     Usage,
     as_dict,
     as_int,
@@ -64,12 +61,17 @@ from extproc.providers.base import (
     lower_role,
     path_only,
     pick_indexed,
-    piece_index,
     rewrite_json_strings,
-    string_slots,
     sum_known,
     usage_or_none,
     with_total,
+)
+from extproc.providers.slots import (
+    EventTexts,
+    Piece,
+    TextSlot,
+    piece_index,
+    string_slots,
 )
 
 BLOCKED_PREFIX = "blocked:"

@@ -18,7 +18,7 @@ from extproc.mock import google as mock_google
 from extproc.mock import openai as mock_openai
 from extproc.mock.common import Reply
 from extproc.providers import PROVIDERS, Adapter, Delta, Usage, adapter_for
-from extproc.providers.base import string_slots
+from extproc.providers.slots import string_slots
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
