@@ -8,7 +8,9 @@ that names the guard and what it found, never the matched text), then mask guard
 rewriting each text in place with the adapter and re-serialising the body.
 
 Responses: every text the model writes (visible text, refusals, thinking, tool-call
-arguments, of every choice or candidate), whatever the guard's `roles`. Streamed responses
+arguments, of every choice or candidate), whatever the guard's `roles`. A request that asks
+for reply parts repeating the text where no guard can mask it (token log probabilities) is
+refused with a 400 on a route whose guards read replies. Streamed responses
 (SSE, including Gemini JSON-array streams rewritten to SSE): every text piece goes through
 the streaming maskers (`stream.py`) and is re-framed as the provider's
 events (`reframe.py`); a reject guard ends the stream with the provider's finish and error
@@ -73,7 +75,11 @@ class Guards(Policy):
         self.response_guards = tuple(sorted((g for g in responses if g.webhook is None),
                                             key=lambda g: g.action != "reject"))
         self.response_webhooks = tuple(g for g in responses if g.webhook is not None)
-        self.needs_request_body = bool(requests)
+        #: request side: the first guard that reads replies, if any: a request for reply
+        #: parts no guard can read (log probabilities repeat the reply's tokens) is refused
+        self.reads_replies = next((g.name for g in guards if "response" in g.apply_to),
+                                  None) if side == "request" else None
+        self.needs_request_body = bool(requests) or self.reads_replies is not None
         self.needs_response_body = bool(responses)
         self.stats = {"rejected": 0, "masked": 0, "response_rejected": 0,
                       "webhook_calls": 0, "webhook_errors": 0, "webhook_failed_open": 0}
@@ -190,6 +196,13 @@ class Guards(Policy):
         if read is None:
             return None
         doc, texts, model = read[0], read[1].texts, read[1].model
+        unreadable = self.adapter.unreadable_reply(doc) if self.reads_replies else []
+        if unreadable:
+            self.stats["rejected"] += 1
+            decide(ex, self.reads_replies, "request", "rejected", "unreadable_reply")
+            raise Reject(400, f"request refused: the reply would carry {describe(unreadable)}, "
+                         "which the route's guards cannot check; ask without it",
+                         details="extproc_guard_unreadable")
         for guard in self.rejecting:
             hits = found(guard, texts)
             if hits:

@@ -190,6 +190,12 @@ class Adapter(ABC):
         self.rewrite_response_texts(body, lambda t: texts.append(("text", t)) or t)
         return texts
 
+    def unreadable_reply(self, body: dict[str, Any]) -> list[str]:
+        """What a request asks the reply to carry that repeats its text where no guard can
+        mask it (token log probabilities: the reply's tokens one by one), named for an
+        error message; empty when nothing."""
+        return []
+
     def stream_texts(self, doc: dict[str, Any], event: str | None = None) -> EventTexts:
         """The texts the model wrote in one stream event (a parsed SSE data object; `event`
         is the SSE event name), for the guards: see ``EventTexts``. An adapter whose streams

@@ -225,6 +225,12 @@ class GoogleAdapter(Adapter):
                       lambda: [(role, dump_compact(holder[key]))
                                for role, holder, key in _request_slots(body)])
 
+    def unreadable_reply(self, body: dict[str, Any]) -> list[str]:
+        config = as_dict(_get(as_dict(body), "generationConfig", "generation_config"))
+        asked = (_get(config, "responseLogprobs", "response_logprobs") is True
+                 or (as_int(config.get("logprobs")) or 0) > 0)
+        return ["token log probabilities (responseLogprobs)"] if asked else []
+
     def is_stream_request(self, path: str, body: dict[str, Any] | None) -> bool:
         return _route(path)[1] == "streamGenerateContent"
 

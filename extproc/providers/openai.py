@@ -203,6 +203,12 @@ class OpenAIAdapter(Adapter):
                       lambda: [(role, dump_compact(holder[key]))
                                for role, holder, key in _request_slots(body)])
 
+    def unreadable_reply(self, body: dict[str, Any]) -> list[str]:
+        body = as_dict(body)
+        if body.get("logprobs") is True or (as_int(body.get("top_logprobs")) or 0) > 0:
+            return ["token log probabilities (logprobs)"]
+        return []
+
     def parse_response(self, body: dict[str, Any]) -> tuple[str, str | None, Usage]:
         body = as_dict(body)
         choice = as_dict(pick_indexed(as_list(body.get("choices"))))

@@ -380,6 +380,23 @@ def test_a_streamed_reply_field_ends_the_stream_before_the_value(
     assert b"response blocked by a guard: it contains email" in raw
 
 
+@pytest.mark.parametrize(("provider", "asks"), [
+    ("openai", {"logprobs": True, "top_logprobs": 2}),
+    ("gemini", {"generationConfig": {"responseLogprobs": True, "logprobs": 2}})])
+def test_a_request_for_log_probabilities_is_refused(gw: Gateway, provider: str,
+                                                    asks: dict[str, Any]) -> None:
+    """Log probabilities repeat the reply's tokens one by one, where no guard can mask a
+    value: asking for them on a route whose guards read replies is refused up front."""
+    marker = uuid.uuid4().hex
+    body = {**reply_body(provider, {}, False), **asks, "labels": {"m": marker}}
+    r = httpx.post(url(gw, "mask", provider), json=body, headers=reply_headers(None),
+                   timeout=30)
+    assert r.status_code == 400, r.text
+    assert "token log probabilities" in provider_error(provider, r)
+    last = gw.mock.last()
+    assert last is None or marker not in last["body"]
+
+
 def test_no_state_left(gw: Gateway) -> None:
     assert gw.server is not None
     stats = gw.server.wait_idle()

@@ -559,3 +559,31 @@ async def test_a_role_the_webhook_contract_does_not_name_is_sent_as_user(
         {"role": "user", "content": "three"}]}).encode()
     assert await policy.on_request_body(exchange(PATHS["openai"]), body) is None
     assert [(t.role, t.text) for t in seen[0]] == [("user", "one"), ("system", "two")]
+
+
+@pytest.mark.parametrize(("provider", "asks"), [
+    ("openai", {"logprobs": True}), ("openai", {"top_logprobs": 3}),
+    ("gemini", {"generationConfig": {"responseLogprobs": True}}),
+    ("gemini", {"generation_config": {"logprobs": 2}})])
+@pytest.mark.parametrize("apply_to", [["request", "response"], ["response"]])
+async def test_a_request_for_log_probabilities_is_refused_where_guards_read_replies(
+        provider: str, asks: dict[str, Any], apply_to: list[str]) -> None:
+    """Log probabilities repeat the reply's tokens one by one: no guard can mask a value
+    in them, so a route whose guards read replies refuses to ask for them."""
+    def route(to: list[str]) -> Guards:
+        cfg = cfgmod.parse({"guards": {"g": {"detectors": ["email"], "apply_to": to}},
+                            "routes": [{"name": "r", "provider": provider, "guards": ["g"]}]})
+        return next(p for p in cfg.routes["r"].policies if isinstance(p, Guards))
+
+    base: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "hi"}]} \
+        if provider == "openai" else {"contents": [{"parts": [{"text": "hi"}]}]}
+    body = json.dumps({**base, **asks}).encode()
+    ex = exchange(PATHS[provider])
+    with pytest.raises(Reject) as refused:
+        await route(apply_to).on_request_body(ex, body)
+    assert refused.value.status == 400
+    assert "token log probabilities" in refused.value.message
+    assert ex.metadata["guard_request"] == "g:rejected:unreadable_reply"
+    # without them, or where no guard reads replies, the request goes on
+    assert await route(apply_to).on_request_body(ex, json.dumps(base).encode()) is None
+    assert await route(["request"]).on_request_body(ex, body) is None
