@@ -239,8 +239,9 @@ def _route(c: Checker, raw: Any, path: str, auth: AuthSettings, limits: LimitsSe
     builtin: list[Policy] = []
     if route_auth is not None or credential is not None:
         builtin.append(Authenticate(provider, route_auth, credential))
-    if any("request" in g.apply_to for g in route_guard):
-        # before usage metering and limits: a refused prompt costs no budget
+    if route_guard:
+        # before usage metering and limits: a refused prompt costs no budget (on a route
+        # whose guards read replies only, it refuses a request for what they cannot read)
         builtin.append(Guards(provider, route_guard, "request", route=name))
     if streams.usage or streams.json_array_to_sse or rate is not None or route_guard:
         builtin.append(LLMTraffic(provider, streams))

@@ -1,13 +1,18 @@
 """`Guards`: the built-in route policy that rejects or masks sensitive content in prompts
 and in responses.
 
-Requests: it reads the body's text the way the provider adapter extracts it (all roles, or
-the guard's), runs reject guards first (a 400 in the provider's format that names the guard
-and what it found, never the matched text), then mask guards, rewriting each text in place
-with the adapter and re-serialising the body.
+Requests: it reads every text the model reads, the way the provider adapter extracts it
+(all roles, or the guard's `roles`, compared case-insensitively; a role outside the four
+known ones is read by every guard), runs reject guards first (a 400 in the provider's format
+that names the guard and what it found, never the matched text), then mask guards,
+rewriting each text in place with the adapter and re-serialising the body.
 
-Streamed responses (SSE, including Gemini JSON-array streams rewritten to SSE): every text
-piece goes through the streaming maskers (`stream.py`) and is re-framed as the provider's
+Responses: every text the model writes (visible text, refusals, thinking, tool-call
+arguments, of every choice or candidate), whatever the guard's `roles`. A request that asks
+for reply parts repeating the text where no guard can mask it (token log probabilities) is
+refused with a 400 on a route whose guards read replies. Streamed responses
+(SSE, including Gemini JSON-array streams rewritten to SSE): every text piece goes through
+the streaming maskers (`stream.py`) and is re-framed as the provider's
 events (`reframe.py`); a reject guard ends the stream with the provider's finish and error
 events. Whole JSON responses are asked for BUFFERED (their headers wait): a reject guard
 refuses them with an error in the provider's format, mask guards mask them in one pass.
@@ -68,7 +73,7 @@ class Guards(Policy):
             if side == "request" else ()
         self.rejecting = tuple(g for g in requests if g.action == "reject")
         self.masking = tuple(g for g in requests if g.action == "mask")
-        self._masking_by_role = {role: tuple(g for g in self.masking if role in g.roles)
+        self._masking_by_role = {role: tuple(g for g in self.masking if g.reads(role))
                                  for role in ROLES}
         self.request_webhooks = tuple(g for g in requests if g.webhook is not None)
         responses = tuple(g for g in guards if "response" in g.apply_to) \
@@ -77,8 +82,11 @@ class Guards(Policy):
         self.response_guards = tuple(sorted((g for g in responses if g.webhook is None),
                                             key=lambda g: g.action != "reject"))
         self.response_webhooks = tuple(g for g in responses if g.webhook is not None)
-        # the reply side reads the request too: to refuse what would show the reply unmasked
-        self.needs_request_body = bool(requests) or bool(responses)
+        #: request side: the first guard that reads replies, if any: a request for reply
+        #: parts no guard can read (log probabilities repeat the reply's tokens) is refused
+        self.reads_replies = next((g.name for g in guards if "response" in g.apply_to),
+                                  None) if side == "request" else None
+        self.needs_request_body = bool(requests) or self.reads_replies is not None
         self.needs_response_body = bool(responses)
         self.stats = {"rejected": 0, "masked": 0, "response_rejected": 0,
                       "webhook_calls": 0, "webhook_errors": 0, "webhook_failed_open": 0}
@@ -213,14 +221,19 @@ class Guards(Policy):
         if read is None:   # the exchange refuses unreadable bodies before any policy
             raise Reject(400, "the request body is not readable",
                          details="extproc_bad_json")
-        if self.side == "response":
-            _refuse_unmaskable(read[0], ex)
-            return None
         doc, texts, model = read[0], read[1].texts, read[1].model
         opaque = getattr(adapter, "opaque_tokens", None)
         if opaque is not None and opaque(doc):
             raise Reject(400, "the request gives its input as token ids, which the gateway's "
                          "guards cannot read; send text", details="extproc_unreadable_input")
+        check = getattr(adapter, "unreadable_reply", None) if self.reads_replies else None
+        unreadable = check(doc) if check is not None else []
+        if unreadable:
+            self.stats["rejected"] += 1
+            decide(ex, self.reads_replies, "request", "rejected", "unreadable_reply")
+            raise Reject(400, f"request refused: the reply would carry {describe(unreadable)}, "
+                         "which the route's guards cannot check; ask without it",
+                         details="extproc_guard_unreadable")
         for guard in self.rejecting:
             hits = found(guard, texts)
             if hits:
@@ -233,7 +246,10 @@ class Guards(Policy):
         masked: dict[str, set[str]] = {}
 
         def mask(role: str, text: str) -> str:
-            return mask_text(self._masking_by_role.get(role, ()), text, masked)
+            guards = self._masking_by_role.get(role)
+            if guards is None:       # a role spelled otherwise, or unknown: see Guard.reads
+                guards = tuple(g for g in self.masking if g.reads(role))
+            return mask_text(guards, text, masked)
 
         changed = bool(self.masking) and adapter.rewrite_request_texts(path, doc, mask)
         if changed:
@@ -255,9 +271,9 @@ class Guards(Policy):
         slots: list[bool] = []                  # per text the adapter yields: sent or not
 
         def collect(role: str, text: str) -> str:
-            slots.append(role in guard.roles)
-            if slots[-1]:
-                texts.append(Text(role, text))
+            slots.append(guard.reads(role))
+            if slots[-1]:        # the contract names four roles: any other is sent as "user"
+                texts.append(Text(role if role in ROLES else "user", text))
             return text
 
         adapter.rewrite_request_texts(path, doc, collect)
@@ -285,17 +301,3 @@ class Guards(Policy):
         decide(ex, guard.name, "request", "masked")
         return True
 
-
-def _refuse_unmaskable(doc: dict[str, Any], ex: Exchange) -> None:
-    """Refuse a request whose reply would carry its text where reply guards cannot mask it:
-    log probabilities (chat `logprobs`/`top_logprobs`, legacy completions `logprobs`) list
-    the reply's tokens one by one, so they would spell a masked value in clear. The
-    Responses API's are emptied by its masker instead."""
-    endpoint = ex.endpoint.name if ex.endpoint else ""
-    if endpoint not in ("chat.completions", "completions"):
-        return
-    for name in ("logprobs", "top_logprobs"):
-        value = doc.get(name)
-        if value not in (None, False, 0):
-            raise Reject(400, f"'{name}' cannot be used on this route: its reply guards "
-                         "cannot mask the tokens it lists", details="extproc_guard_unmaskable")

@@ -1,14 +1,19 @@
-"""Masking streamed responses: decode each SSE event, run its text through the streaming
-masker, and re-frame what the masker releases as valid events of the provider's format.
+"""Masking streamed responses: decode each SSE event, run its texts through the streaming
+maskers, and re-frame what the maskers release as valid events of the provider's format.
 
-One masker per choice (OpenAI), content block (Anthropic) or candidate (Gemini/Vertex, in
-SSE or in the JSON-array stream rewritten to SSE). An event's text is replaced by what its
-masker releases now (possibly nothing: the held suffix follows in a later event), and what
-is still held when the piece ends (a finish reason, a content block's stop, the stream's
-end) goes out in the event that ends it, or in a copy of the last text event just before.
-Events without text, and text events whose text goes out unchanged at once (most of them:
-nothing held, nothing masked), pass through byte for byte, without re-encoding. OpenAI's usual
-text event (compact, one choice) is not even parsed: its text literal is cut out, and the
+The texts are every text the model writes, where the adapter's ``stream_texts`` finds them:
+visible text, refusals, thinking, tool-call arguments, of every choice, content block or
+candidate. One masker chain per piece (a choice's content, its refusal, one tool call's
+arguments, an Anthropic content block, a Gemini candidate's text or its thought text); a value
+that arrives whole (a Gemini function call's string values) gets a chain of its own. A text
+is replaced by what its chain releases now (possibly nothing: the held suffix follows in a
+later event), and what is still held when the piece ends (a finish reason, a content block's
+stop, a stream-level stop or error, ``[DONE]``, the stream's end) is appended to the piece's
+text in the event that ends it, or else goes out just before that event in the adapter's
+``rest_event`` (made from the piece's last text event). Events without text, and text events
+whose texts go out unchanged at once (most of them: nothing held, nothing masked), pass
+through byte for byte, without re-encoding. OpenAI's usual content event (compact, one
+choice, no other text in its delta) is not even parsed: its text literal is cut out, and the
 masked text, when it differs, spliced back in (the same bytes as re-encoding the event).
 
 With a reject guard the first match ends the stream: a finish event the SDKs understand
@@ -27,32 +32,32 @@ from typing import Any
 
 from ..codecs.sse import Event, SSEDecoder, encode
 from ..policy import BodyTransform
-from ..providers.base import as_list
+from ..providers import adapter_for
+from ..providers.openai import DELTA_TEXT_FIELDS
+from ..providers.slots import Piece, TextSlot
 from .stream import GuardTriggered, StreamMasker
 
 MaskerFactory = Callable[[], list[StreamMasker]]
 GOOGLE = ("gemini", "vertex")
 
-# The common OpenAI event, a text delta of one choice, when it is written the way `_dump`
+# The common OpenAI event, a content delta of one choice, when it is written the way `_dump`
 # writes it: compact, strings without escapes, integers only (outside the text), one choice
-# with no finish_reason, every value but the choices and the delta a scalar. Then the masked
-# text spliced into the data is exactly what parsing, masking and re-encoding would give.
+# with no finish_reason, every value but the choices and the delta a scalar, and no other
+# text in the delta (a refusal or reasoning field is null if there). Then the masked text
+# spliced into the data is exactly what parsing, masking and re-encoding would give.
 _STR = r'"[^"\\\x00-\x1f]*"'
-_MEMBER = rf'{_STR}:(?:{_STR}|0|-?[1-9][0-9]{{0,17}}|true|false|null)'
+_SCALAR = r'(?:"[^"\\\x00-\x1f]*"|0|-?[1-9][0-9]{0,17}|true|false|null)'
+_MEMBER = rf'{_STR}:{_SCALAR}'
+_OTHER_TEXT = "|".join(f for f in DELTA_TEXT_FIELDS if f != "content")
+_DELTA_MEMBER = (rf'(?:"(?!(?:content|{_OTHER_TEXT})")[^"\\\x00-\x1f]*":{_SCALAR}'
+                 rf'|"(?:{_OTHER_TEXT})":null)')
 _TEXT = r'"[^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*)*"'
 _OPENAI_TEXT = re.compile(
     rf'\{{(?:{_MEMBER},)*"choices":\[\{{"index":(0|[1-9][0-9]{{0,8}}),"delta":\{{'
-    rf'(?:{_MEMBER},)*"content":({_TEXT})(?:,{_MEMBER})*\}}'
+    rf'(?:{_DELTA_MEMBER},)*"content":({_TEXT})(?:,{_DELTA_MEMBER})*\}}'
     rf'(?:,"finish_reason":null|,(?!"finish_reason"){_MEMBER})*\}}\](?:,{_MEMBER})*\}}')
 _TEXT_LITERAL = re.compile(_TEXT)
 _STRINGS = re.compile(r'"([^"]*)"(:?)')  # in text without escapes: each string, ':' if a key
-
-
-def piece_key(obj: dict[str, Any]) -> int:
-    """The piece (choice, content block, candidate) an object belongs to: its `index`, 0
-    when that is missing or not an integer (a malformed event is passed on, never a crash)."""
-    index = obj.get("index", 0)
-    return index if isinstance(index, int) else 0
 
 
 def _dump(doc: Any, google: bool) -> str:
@@ -99,11 +104,12 @@ class SSEMaskingReframer(BodyTransform):
                  on_reject: Callable[[str], None] | None = None,
                  on_done: Callable[[], None] | None = None) -> None:
         self.provider = provider
+        self.adapter = adapter_for(provider)
         self.google = provider in GOOGLE
         self.make = maskers
         self.decoder = SSEDecoder(max_event_bytes)
-        self.chains: dict[int, _Chain] = {}
-        self.last: dict[int, tuple[str, str | None]] = {}   # data and name of the last text event
+        self.chains: dict[Piece, _Chain] = {}
+        self.last: dict[Piece, tuple[str, str | None]] = {}  # data, name of its last text event
         self._current: tuple[str, str | None] = ("", None)
         self.on_reject = on_reject
         self.on_done = on_done
@@ -111,10 +117,10 @@ class SSEMaskingReframer(BodyTransform):
         self.terminator = b"\r\n\r\n" if self.google else b"\n\n"
         #: take the fast path for OpenAI's common text events (False: parse every event)
         self.skim = not self.google and provider != "anthropic"
-        # the data around the text of the last event of the fast path, and its choice
-        self._frame: tuple[str, str, int] | None = None
+        # the data around the text of the last event of the fast path, and its piece
+        self._frame: tuple[str, str, Piece] | None = None
 
-    def _chain(self, key: int) -> _Chain:
+    def _chain(self, key: Piece) -> _Chain:
         chain = self.chains.get(key)
         if chain is None:
             chain = self.chains[key] = _Chain(self.make())
@@ -175,16 +181,40 @@ class SSEMaskingReframer(BodyTransform):
             return ev.raw
         if not isinstance(doc, dict):
             return ev.raw
+        texts = self.adapter.stream_texts(doc, ev.event)   # slots hold strings
+        if not texts.slots and not texts.ends and not texts.ends_all:
+            return ev.raw
         self._current = (data, ev.event)
-        if self.google:
-            changed, before = self._google(doc, ev.event)
-        elif self.provider == "anthropic":
-            changed, before = self._anthropic(doc, ev.event)
-        else:
-            changed, before = self._openai(doc, ev.event)
+        changed = False
+        here: dict[Piece, TextSlot] = {}      # each piece's last slot in this event
+        for slot in texts.slots:
+            piece, holder, key, whole = slot
+            text = holder[key]
+            if whole:
+                chain = _Chain(self.make())
+                masked = chain.feed(text) + chain.finish()
+            else:
+                masked = self._text(piece, text)
+                here[piece] = slot
+            if masked != text:
+                holder[key] = masked
+                changed = True
+        before = []
+        ended = [p for p in self.chains if texts.ends_all or p[0] in texts.ends] \
+            if texts.ends or texts.ends_all else ()
+        for piece in ended:
+            slot = here.get(piece)
+            if slot is None:
+                before.append(self._synthetic(piece))
+                continue
+            self.last.pop(piece, None)
+            rest = self._rest(piece)
+            if rest:
+                slot.holder[slot.key] += rest
+                changed = True
         body = _encode(_dump(doc, self.google), ev.event, self.terminator) if changed \
             else ev.raw
-        return before + body
+        return b"".join(before) + body
 
     def _openai_text(self, ev: Event, data: str) -> bytes | None:
         """`_event` for the common OpenAI event (see `_OPENAI_TEXT`) without parsing it all:
@@ -192,7 +222,7 @@ class SSEMaskingReframer(BodyTransform):
         the data. None when the event is not of that kind."""
         frame = self._frame
         if frame is not None and data.startswith(frame[0]) and data.endswith(frame[1]):
-            pre, post, key = frame   # the data around the text as in the last such event
+            pre, post, piece = frame   # the data around the text as in the last such event
             text = data[len(pre):len(data) - len(post)]
             if _TEXT_LITERAL.fullmatch(text) is None:
                 return None
@@ -204,13 +234,13 @@ class SSEMaskingReframer(BodyTransform):
             keys = [k for k, colon in _STRINGS.findall(pre + post) if colon]
             if len(set(keys)) < len(keys):
                 return None   # a key twice: json.loads keeps one
-            key = int(m.group(1))
-            self._frame = (pre, post, key)
+            piece = (int(m.group(1)), "content", 0)
+            self._frame = (pre, post, piece)
         if text == '""':
             return ev.raw
         text = json.loads(text) if "\\" in text else text[1:-1]
         self._current = (data, ev.event)
-        masked = self._text(key, text)
+        masked = self._text(piece, text)
         if masked == text:
             return ev.raw
         data = pre + encode_basestring(masked) + post   # one line: no line end outside strings
@@ -223,106 +253,26 @@ class SSEMaskingReframer(BodyTransform):
             return b"data: " + line + self.terminator
         return encode(data, event=ev.event, terminator=self.terminator)
 
-    def _text(self, key: int, text: str) -> str:
+    def _text(self, key: Piece, text: str) -> str:
         self.last[key] = self._current
         return self._chain(key).feed(text)
 
-    def _rest(self, key: int) -> str:
+    def _rest(self, key: Piece) -> str:
         chain = self.chains.pop(key, None)
         return chain.finish() if chain is not None else ""
 
-    def _openai(self, doc: dict[str, Any], event: str | None) -> tuple[bool, bytes]:
-        changed = False
-        for choice in as_list(doc.get("choices")):
-            if not isinstance(choice, dict):
-                continue
-            key = piece_key(choice)
-            delta = choice.get("delta")
-            if isinstance(delta, dict) and isinstance(delta.get("content"), str) \
-                    and delta["content"]:
-                text = delta["content"]
-                delta["content"] = self._text(key, text)
-                changed = changed or delta["content"] != text
-            if choice.get("finish_reason") and key in self.chains:
-                rest = self._rest(key)
-                if rest:
-                    delta = choice.get("delta")
-                    if not isinstance(delta, dict):
-                        delta = choice["delta"] = {}
-                    content = delta.get("content")
-                    delta["content"] = (content if isinstance(content, str) else "") + rest
-                    changed = True
-        return changed, b""
-
-    def _anthropic(self, doc: dict[str, Any], event: str | None) -> tuple[bool, bytes]:
-        kind = doc.get("type")
-        key = piece_key(doc)
-        if kind == "content_block_delta":
-            delta = doc.get("delta")
-            if isinstance(delta, dict) and delta.get("type") == "text_delta" \
-                    and isinstance(delta.get("text"), str):
-                text = delta["text"]
-                delta["text"] = self._text(key, text)
-                return delta["text"] != text, b""
-        elif kind == "content_block_stop" and key in self.chains:
-            return False, self._synthetic(key)
-        return False, b""
-
-    def _google(self, doc: dict[str, Any], event: str | None) -> tuple[bool, bytes]:
-        changed = False
-        for cand in as_list(doc.get("candidates")):
-            if not isinstance(cand, dict):
-                continue
-            key = piece_key(cand)
-            content = cand.get("content")
-            parts = as_list(content.get("parts")) if isinstance(content, dict) else []
-            text_parts = [p for p in parts if isinstance(p, dict)
-                          and isinstance(p.get("text"), str) and not p.get("thought")]
-            for part in text_parts:
-                text = part["text"]
-                part["text"] = self._text(key, text)
-                changed = changed or part["text"] != text
-            if cand.get("finishReason") and key in self.chains:
-                rest = self._rest(key)
-                if rest:
-                    if text_parts:
-                        text_parts[-1]["text"] += rest
-                    else:
-                        if not isinstance(content, dict):
-                            content = cand["content"] = {"role": "model"}
-                        if not isinstance(content.get("parts"), list):
-                            content["parts"] = []
-                        content["parts"].append({"text": rest})
-                    changed = True
-        return changed, b""
-
     # --- what is still held when a piece ends ---------------------------------------------
-    def _synthetic(self, key: int) -> bytes:
-        """A copy of the last text event carrying the rest of a piece's text."""
+    def _synthetic(self, key: Piece) -> bytes:
+        """The adapter's rest event, made from the piece's last text event, carrying what is
+        still held of the piece."""
         rest = self._rest(key)
         last = self.last.pop(key, None)
         if not rest or last is None:
             return b""
         data, event = last
-        doc = json.loads(data)
-        if self.provider == "anthropic":
-            doc["delta"]["text"] = rest
-        elif self.google:
-            for cand in as_list(doc.get("candidates")):
-                if isinstance(cand, dict) and piece_key(cand) == key:
-                    content = cand.get("content")
-                    if not isinstance(content, dict):
-                        content = cand["content"] = {"role": "model"}
-                    content["parts"] = [{"text": rest}]
-                    cand.pop("finishReason", None)
-            doc.pop("usageMetadata", None)
-        else:
-            doc["choices"] = [c for c in as_list(doc.get("choices"))
-                              if isinstance(c, dict) and piece_key(c) == key]
-            for c in doc["choices"]:
-                c["delta"] = {"content": rest}
-                c["finish_reason"] = None
-            doc.pop("usage", None)
+        doc = self.adapter.rest_event(json.loads(data), key, rest)
+        if event is not None and self.provider == "anthropic":
+            event = doc["type"]                # named after its type, as Anthropic does
         return encode(_dump(doc, self.google), event=event, terminator=self.terminator)
 
     def _flush_all(self) -> bytes:

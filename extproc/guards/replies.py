@@ -1,6 +1,9 @@
 """Whole (non-streamed) JSON replies on guarded routes: Envoy buffers them (their headers
 wait), so a guard can still refuse one with an error in the provider's format, or mask its
-text in one pass; local guards first, then webhooks (which see the masked text)."""
+texts in one pass; local guards first, then webhooks (which see the masked text). The texts
+are every text the model wrote (the adapter's `response_texts`: visible text, refusals,
+thinking, tool-call arguments, of every choice or candidate), checked whatever a guard's
+`roles` (those filter prompt text)."""
 
 from __future__ import annotations
 
@@ -109,7 +112,7 @@ class WholeJsonGuard(BodyTransform):
         for guard in self.guards:
             if guard.action != "reject":
                 continue
-            hits = found(guard, [("assistant", t) for t in texts])
+            hits = found(guard, [(None, t) for t in texts])
             if hits:
                 self.policy.stats["response_rejected"] += 1
                 if ex is not None:
@@ -147,12 +150,13 @@ def refuse(ex: Exchange, guard: Guard, direction: str, verdict: Verdict) -> NoRe
                  details="extproc_guard_rejected")
 
 
-def found(guard: Guard, texts: list[tuple[str, str]]) -> list[str]:
-    """The detectors of a local guard that match any of the texts (of its roles)."""
+def found(guard: Guard, texts: list[tuple[str, str]] | list[tuple[None, str]]) -> list[str]:
+    """The detectors of a local guard that match any of the texts: of the roles it reads
+    (`Guard.reads`), or all of them when the role is None (a reply's texts)."""
     assert guard.scanner is not None
     names: list[str] = []
     for role, text in texts:
-        if role in guard.roles:
+        if role is None or guard.reads(role):
             for span in guard.scanner.find(text):
                 if span.detector not in names:
                     names.append(span.detector)

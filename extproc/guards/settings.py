@@ -10,7 +10,8 @@ Top level (named guards; routes refer to them by name)::
         deny: {words: [project falcon], placeholder: '<REDACTED>'}
         placeholders: {email: '<EMAIL>'}                  # override built-in placeholders
         action: mask                                      # mask | reject
-        roles: [user, system, tool]                       # request roles checked (all)
+        roles: [user, system, tool]                       # request roles checked (all;
+                                                          # any case; unknown roles always)
         apply_to: [request, response]                     # default: both
       corp-dlp:                                           # or a webhook instead of detectors
         webhook:
@@ -52,6 +53,13 @@ class Guard:
     roles: frozenset[str] = frozenset(ROLES)
     apply_to: frozenset[str] = frozenset(DIRECTIONS)
     webhook: WebhookSpec | None = None
+
+    def reads(self, role: str) -> bool:
+        """Whether this guard checks prompt text of `role` (compared case-insensitively): a
+        role in its `roles`, or any role outside the four it could name (default deny: a
+        role the gateway does not know is never a way around the filter)."""
+        role = role.lower()
+        return role in self.roles or role not in ROLES
 
 
 def parse_guards(c: Checker, raw: Any) -> dict[str, Guard]:
@@ -177,7 +185,8 @@ def _webhook(c: Checker, raw: Any, path: str) -> WebhookSpec | None:
 def _roles(c: Checker, d: Mapping[str, Any], path: str) -> frozenset[str]:
     if "roles" not in d:
         return frozenset(ROLES)
-    roles = c.sequence(d.get("roles"), join(path, "roles"))
+    roles = [r.lower() if isinstance(r, str) else r
+             for r in c.sequence(d.get("roles"), join(path, "roles"))]
     for i, r in enumerate(roles):
         if r not in ROLES:
             c.error(join(join(path, "roles"), i), f"unknown role {r!r} (one of: "

@@ -9,10 +9,15 @@ the held events: pass releases them byte for byte; mask rewrites the text in the
 placeholder goes where its span starts, keeping the events' boundaries); reject ends the
 stream with the provider's finish and error events, and nothing of the segment is sent.
 
-Each piece of text (an OpenAI choice, an Anthropic content block, a Gemini candidate) is one
-entry of the call's `texts`, with up to 256 characters of what was already delivered before
-it as `context`: a value split across two segments can be detected, but not masked any more
-(segments end at word ends, so a single token is never split). An error (down, slow,
+The texts are every text the model writes, where the adapter's `stream_texts` finds them
+(visible text, refusals, thinking, tool-call arguments, of every choice, content block or
+candidate; the same texts the local guards' reframer reads). Each piece of text (an OpenAI
+choice's content, its refusal, one tool call's arguments, an Anthropic content block, a
+Gemini candidate's text or thought text) is one entry of the call's `texts`, with up to 256
+characters of what was already delivered before it as `context`; a value that arrives whole
+(a Gemini function call's string values) is an entry of its own. A value split across two
+segments can be detected, but not masked any more (segments end at word ends, so a single
+token is never split). An error (down, slow,
 malformed) fails open (the segment goes out unchecked) or closed (the stream ends refused).
 
 The transform is sans IO: it is handed the function that performs a call (`check`).
@@ -20,15 +25,16 @@ The transform is sans IO: it is handed the function that performs a call (`check
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..codecs.sse import Event, SSEDecoder, encode
 from ..policy import BodyTransform
-from ..providers.base import as_list
-from .reframe import GOOGLE, _dump, piece_key, stop_events
+from ..providers import adapter_for
+from .reframe import GOOGLE, _dump, stop_events
 from .webhook import CONTEXT_CHARS, Text, Verdict, WebhookError, masks_by_text, split_masked
 
 #: the function that asks the webhook about some texts; raises WebhookError on failure
@@ -41,8 +47,9 @@ Reporter = Callable[[str, str], None]
 class _Held:
     event: Event
     doc: dict[str, Any] | None = None
-    #: (piece key, path to the text in `doc`) for every text in this event
-    slots: list[tuple[int, tuple[Any, ...]]] = field(default_factory=list)
+    #: (piece key, holder, key) for every text in this event: the text is holder[key], in
+    #: `doc`
+    slots: list[tuple[Hashable, Any, Any]] = field(default_factory=list)
 
 
 class WebhookStreamGuard(BodyTransform):
@@ -51,6 +58,7 @@ class WebhookStreamGuard(BodyTransform):
     def __init__(self, provider: str, guard: str, check: Checker, segment_chars: int,
                  fail_open: bool, max_event_bytes: int, report: Reporter) -> None:
         self.provider = provider
+        self.adapter = adapter_for(provider)
         self.google = provider in GOOGLE
         self.guard = guard
         self.check = check
@@ -60,9 +68,10 @@ class WebhookStreamGuard(BodyTransform):
         self.decoder = SSEDecoder(max_event_bytes)
         self.terminator = b"\r\n\r\n" if self.google else b"\n\n"
         self.held: list[_Held] = []
-        self.pending: dict[int, list[str]] = {}     # held text per piece, in pieces
+        self.pending: dict[Hashable, list[str]] = {}    # held text per piece, in pieces
         self.pending_chars = 0
-        self.context: dict[int, str] = {}           # delivered text per piece (its tail)
+        self.context: dict[Hashable, str] = {}          # delivered text per piece (its tail)
+        self._whole = itertools.count()                 # keys of values that arrive whole
         self.stopped = False
 
     @property
@@ -94,8 +103,8 @@ class WebhookStreamGuard(BodyTransform):
                     out.append(ev.raw)
                 continue
             self.held.append(held)
-            for key, path in held.slots:
-                text = _get(held.doc, path)
+            for key, holder, slot in held.slots:
+                text = holder[slot]
                 self.pending.setdefault(key, []).append(text)
                 self.pending_chars += len(text)
             if ends or self._segment_full(held):
@@ -109,7 +118,8 @@ class WebhookStreamGuard(BodyTransform):
             return True
         if self.pending_chars < self.segment or not last.slots:
             return False
-        tail = _get(last.doc, last.slots[-1][1])
+        _, holder, slot = last.slots[-1]
+        tail = holder[slot]
         return bool(tail) and (tail[-1].isspace() or tail[-1] in ".,;:!?")
 
     # --- the verdict on what is held ----------------------------------------------------
@@ -139,21 +149,22 @@ class WebhookStreamGuard(BodyTransform):
         if verdict.action == "mask":
             self.report(self.guard, "masked")
             by_text = masks_by_text(verdict)
-            slots = [(h, key, path) for h in held for key, path in h.slots]
+            slots = [(h, key, holder, slot) for h in held for key, holder, slot in h.slots]
             for i, key in enumerate(keys):
                 masks = by_text.get(i)
                 if not masks:
                     continue
-                mine = [(h, path) for h, k, path in slots if k == key]
+                mine = [(h, holder, slot) for h, k, holder, slot in slots if k == key]
                 new = split_masked(pending[key], masks)
-                for (h, path), text in zip(mine, new, strict=True):
-                    _set(h.doc, path, text)
+                for (h, holder, slot), text in zip(mine, new, strict=True):
+                    holder[slot] = text
                     changed.add(id(h))
                 delivered[key] = "".join(new)
         else:
             self.report(self.guard, "pass")
         for key, text in delivered.items():
-            self.context[key] = (self.context.get(key, "") + text)[-CONTEXT_CHARS:]
+            if isinstance(key, tuple):              # not a whole value: it may continue
+                self.context[key] = (self.context.get(key, "") + text)[-CONTEXT_CHARS:]
         return b"".join(
             encode(_dump(h.doc, self.google), event=h.event.event, terminator=self.terminator)
             if id(h) in changed else h.event.raw for h in held)
@@ -163,7 +174,7 @@ class WebhookStreamGuard(BodyTransform):
         self.held, self.pending, self.pending_chars = [], {}, 0
         return stop_events(self.provider, message)
 
-    # --- where the text is in each provider's events --------------------------------------
+    # --- the texts of an event ------------------------------------------------------------
     def _read(self, ev: Event) -> tuple[_Held, bool, bool]:
         """The event with its text slots; whether it ends a piece; whether it is [DONE]."""
         held = _Held(ev)
@@ -179,48 +190,11 @@ class WebhookStreamGuard(BodyTransform):
         if not isinstance(doc, dict):
             return held, False, False
         held.doc = doc
-        ends = False
-        if self.google:
-            for ci, cand in enumerate(as_list(doc.get("candidates"))):
-                if not isinstance(cand, dict):
-                    continue
-                key = piece_key(cand)
-                content = cand.get("content")
-                parts = content.get("parts") if isinstance(content, dict) else None
-                for pi, part in enumerate(as_list(parts)):
-                    if isinstance(part, dict) and isinstance(part.get("text"), str) \
-                            and part["text"] and not part.get("thought"):
-                        held.slots.append((key, ("candidates", ci, "content", "parts", pi,
-                                                 "text")))
-                ends = ends or bool(cand.get("finishReason"))
-        elif self.provider == "anthropic":
-            kind = doc.get("type")
-            delta = doc.get("delta")
-            if kind == "content_block_delta" and isinstance(delta, dict) \
-                    and delta.get("type") == "text_delta" and isinstance(delta.get("text"), str) \
-                    and delta["text"]:
-                held.slots.append((piece_key(doc), ("delta", "text")))
-            ends = kind in ("content_block_stop", "message_delta", "message_stop", "error")
-        else:
-            for ci, choice in enumerate(as_list(doc.get("choices"))):
-                if not isinstance(choice, dict):
-                    continue
-                delta = choice.get("delta")
-                if isinstance(delta, dict) and isinstance(delta.get("content"), str) \
-                        and delta["content"]:
-                    held.slots.append((piece_key(choice), ("choices", ci, "delta", "content")))
-                ends = ends or bool(choice.get("finish_reason"))
-            ends = ends or "error" in doc
-        return held, ends, False
-
-
-def _get(doc: Any, path: tuple[Any, ...]) -> str:
-    for step in path:
-        doc = doc[step]
-    return doc
-
-
-def _set(doc: Any, path: tuple[Any, ...], value: str) -> None:
-    for step in path[:-1]:
-        doc = doc[step]
-    doc[path[-1]] = value
+        texts = self.adapter.stream_texts(doc, ev.event)   # slots hold strings
+        for slot in texts.slots:
+            if slot.whole:
+                if slot.holder[slot.key]:
+                    held.slots.append((next(self._whole), slot.holder, slot.key))
+            else:
+                held.slots.append((slot.piece, slot.holder, slot.key))
+        return held, bool(texts.ends) or texts.ends_all, False

@@ -2,6 +2,12 @@
 
 Builds the ``message`` body, the named-event SSE frames of a streamed message, the
 ``/v1/models`` list and Anthropic-style error bodies from a parsed request and a Reply.
+
+Shapes (``x-mock-shape``): ``thinking`` puts the reply in a thinking block (streamed as
+``thinking_delta`` events and a ``signature_delta``) before a text block saying
+``THINKING_ANSWER``; ``tool`` makes the reply a ``tool_use`` block whose input is
+``{"text": reply}`` (streamed as ``input_json_delta`` pieces; stop reason ``tool_use``);
+``start`` sends the whole text in the text block's ``content_block_start`` (no text deltas).
 """
 
 from __future__ import annotations
@@ -18,6 +24,9 @@ from extproc.mock.common import (
 )
 
 MODELS = ("claude-sonnet-4-5", "claude-opus-4-1", "claude-3-5-haiku-latest")
+SHAPES = ("thinking", "tool", "start")
+THINKING_ANSWER = "Done."
+TOOL_NAME = "mock_tool"
 
 # status -> (error.type, default message), as api.anthropic.com answers.
 _ERRORS: dict[int, tuple[str, str]] = {
@@ -94,10 +103,25 @@ def _message(reply: Reply, content: list[Any], stop_reason: str | None, out: int
     }
 
 
-def build_response(request: dict[str, Any], reply: Reply) -> bytes:
+def _signature(reply: Reply) -> str:
+    return f"EqQBmock{reply.response_id}"
+
+
+def _tool_use(reply: Reply) -> dict[str, Any]:
+    return {"type": "tool_use", "id": f"toolu_{reply.response_id[:24]}", "name": TOOL_NAME,
+            "input": {"text": reply.text}}
+
+
+def build_response(request: dict[str, Any], reply: Reply, shape: str | None = None) -> bytes:
     """The non-streamed ``message`` body."""
-    content = [{"type": "text", "text": reply.text}]
-    body = _message(reply, content, "end_turn", reply.completion_tokens)
+    content: list[dict[str, Any]] = [{"type": "text", "text": reply.text}]
+    stop = "end_turn"
+    if shape == "thinking":
+        content = [{"type": "thinking", "thinking": reply.text, "signature": _signature(reply)},
+                   {"type": "text", "text": THINKING_ANSWER}]
+    elif shape == "tool":
+        content, stop = [_tool_use(reply)], "tool_use"
+    body = _message(reply, content, stop, reply.completion_tokens)
     return dump_compact(body).encode("utf-8")
 
 
@@ -105,35 +129,47 @@ def _event(obj: dict[str, Any]) -> bytes:
     return f"event: {obj['type']}\ndata: {dump_compact(obj)}\n\n".encode()
 
 
-def build_stream(request: dict[str, Any], reply: Reply) -> list[bytes]:
+def _block(index: int, start: dict[str, Any], deltas: list[dict[str, Any]]) -> list[bytes]:
+    """One content block: its start, its deltas, its stop."""
+    return [_event({"type": "content_block_start", "index": index, "content_block": start}),
+            *(_event({"type": "content_block_delta", "index": index, "delta": delta})
+              for delta in deltas),
+            _event({"type": "content_block_stop", "index": index})]
+
+
+def split_json(text: str) -> list[str]:
+    """Streamed tool input in pieces of up to 8 characters after an empty first one."""
+    return ["", *(text[i:i + 8] for i in range(0, len(text), 8))]
+
+
+def build_stream(request: dict[str, Any], reply: Reply,
+                 shape: str | None = None) -> list[bytes]:
     """The SSE frames of a streamed message, message_start through message_stop."""
-    frames = [
-        _event({"type": "message_start", "message": _message(reply, [], None, 1)}),
-        _event(
-            {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": {"type": "text", "text": ""},
-            }
-        ),
-        _event({"type": "ping"}),
-    ]
-    frames.extend(
-        _event(
-            {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "text_delta", "text": piece},
-            }
-        )
-        for piece in reply.pieces
-    )
-    frames.append(_event({"type": "content_block_stop", "index": 0}))
+    frames = [_event({"type": "message_start", "message": _message(reply, [], None, 1)})]
+    stop = "end_turn"
+    text = [{"type": "text_delta", "text": piece} for piece in reply.pieces]
+    if shape == "thinking":
+        frames += _block(0, {"type": "thinking", "thinking": "", "signature": ""}, [
+            *({"type": "thinking_delta", "thinking": piece} for piece in reply.pieces),
+            {"type": "signature_delta", "signature": _signature(reply)}])
+        frames += _block(1, {"type": "text", "text": ""},
+                         [{"type": "text_delta", "text": THINKING_ANSWER}])
+    elif shape == "tool":
+        block = _tool_use(reply)
+        frames += _block(0, {**block, "input": {}}, [
+            {"type": "input_json_delta", "partial_json": piece}
+            for piece in split_json(dump_compact(block["input"]))])
+        stop = "tool_use"
+    elif shape == "start":
+        frames += _block(0, {"type": "text", "text": reply.text}, [])
+    else:
+        frames += _block(0, {"type": "text", "text": ""}, text)
+    frames.insert(2, _event({"type": "ping"}))   # after the first block's start
     frames.append(
         _event(
             {
                 "type": "message_delta",
-                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "delta": {"stop_reason": stop, "stop_sequence": None},
                 "usage": {"output_tokens": reply.completion_tokens},
             }
         )

@@ -16,6 +16,10 @@ CHUNK_BYTES = "x-mock-chunk-bytes"
 DELAY_MS = "x-mock-delay-ms"
 STATUS = "x-mock-status"
 FAIL_AFTER = "x-mock-fail-after"
+#: where the reply goes besides visible text: the formats' SHAPES (refusal, thinking, tool,
+#: start); a shape a provider has not is a 400
+SHAPE = "x-mock-shape"
+SHAPES = ("refusal", "thinking", "tool", "start")
 ECHO = "echo"
 
 
@@ -32,6 +36,7 @@ class Control:
     delay_ms: int = 0
     status: int | None = None
     fail_after: int | None = None
+    shape: str | None = None
 
     @property
     def echo(self) -> bool:
@@ -55,6 +60,12 @@ def _int_header(headers: Mapping[str, str], name: str, minimum: int) -> int | No
 def parse_control(headers: Mapping[str, str]) -> Control:
     """Read the x-mock-* headers (case-insensitive mapping); raise ControlError if invalid."""
     reply = headers.get(REPLY)
+    shape = headers.get(SHAPE)
+    if shape is not None:
+        shape = shape.strip().lower()
+        if shape not in SHAPES:
+            raise ControlError(f"invalid {SHAPE} header: {shape!r} is not one of "
+                               f"{', '.join(SHAPES)}")
     status = _int_header(headers, STATUS, 100)
     if status is not None and status > 599:
         raise ControlError(f"invalid {STATUS} header: {status} is not an HTTP status")
@@ -64,6 +75,7 @@ def parse_control(headers: Mapping[str, str]) -> Control:
         delay_ms=_int_header(headers, DELAY_MS, 0) or 0,
         status=status if status is not None and status >= 400 else None,
         fail_after=_int_header(headers, FAIL_AFTER, 0),
+        shape=shape,
     )
 
 

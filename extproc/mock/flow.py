@@ -42,9 +42,11 @@ async def generate(
     fmt: Format,
     error: Callable[[int, str | None, str | None], bytes],
     headers: dict[str, str],
-    build: Callable[[dict[str, Any], str], Plan],
+    build: Callable[..., Plan],
 ) -> web.StreamResponse:
-    """Shared flow: control headers, status override, validation, then build and send."""
+    """Shared flow: control headers, status override, validation, then build and send.
+    A format with `SHAPES` (the chat formats) gets `build(data, text, shape)`, and an
+    `x-mock-shape` it does not have is a 400; the others get `build(data, text)`."""
     body = await request.read()
     try:
         control = parse_control(request.headers)
@@ -55,6 +57,12 @@ async def generate(
     if control.status is not None:
         plan = error_plan(control.status, error(control.status, None, None), headers)
         return await send_plan(request, plan, control)
+    shapes = getattr(fmt, "SHAPES", None)
+    if control.shape is not None and control.shape not in (shapes or ()):
+        message = f"x-mock-shape {control.shape!r} is not a shape of this provider " \
+                  f"(one of: {', '.join(shapes or ())})"
+        return await send_plan(request, error_plan(400, error(400, message, None), headers),
+                               Control())
     try:
         data = parse_json_object(body)
         fmt.validate(data)
@@ -62,4 +70,5 @@ async def generate(
         plan = error_plan(400, error(400, exc.message, exc.param), headers)
         return await send_plan(request, plan, control)
     text = reply_text(control, fmt.extract_echo(data) if control.echo else "")
-    return await send_plan(request, build(data, text), control)
+    plan = build(data, text, control.shape) if shapes is not None else build(data, text)
+    return await send_plan(request, plan, control)

@@ -3,6 +3,12 @@
 Parses the ``models/{model}:{method}`` request paths, builds ``GenerateContentResponse``
 bodies, the two streaming encodings (SSE with CRLF separators for ``alt=sse``, otherwise one
 JSON array sent element by element) and Google-style error bodies.
+
+``generationConfig.candidateCount`` gives that many candidates, each with the reply, in
+every streamed element. Shapes (``x-mock-shape``): ``thinking`` streams the reply as thought
+parts (``"thought": true``, counted in ``thoughtsTokenCount``) before a text part saying
+``THINKING_ANSWER``; ``tool`` answers one ``functionCall`` part whose args are
+``{"text": reply}`` (it arrives whole, in one element).
 """
 
 from __future__ import annotations
@@ -22,6 +28,10 @@ from extproc.mock.common import (
 )
 
 METHODS = ("generateContent", "streamGenerateContent")
+SHAPES = ("thinking", "tool")
+THINKING_ANSWER = "Done."
+TOOL_NAME = "mock_tool"
+MAX_CANDIDATES = 8
 
 _GEMINI_PATH = re.compile(r"^/(?P<ver>v1|v1beta|v1alpha)/models/(?P<model>[^/:]+):(?P<method>\w+)$")
 _VERTEX_PATH = re.compile(
@@ -117,28 +127,45 @@ def _create_time(created: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{micros:06d}Z"
 
 
-def _usage(reply: Reply, candidates: int, vertex: bool) -> dict[str, Any]:
+def candidate_count(request: dict[str, Any]) -> int:
+    """How many candidates to answer: ``generationConfig.candidateCount`` (1 to
+    MAX_CANDIDATES, either spelling), else 1."""
+    config = request.get("generationConfig") or request.get("generation_config")
+    if isinstance(config, dict):
+        n = config.get("candidateCount", config.get("candidate_count"))
+        if isinstance(n, int) and not isinstance(n, bool) and n >= 1:
+            return min(n, MAX_CANDIDATES)
+    return 1
+
+
+def _usage(reply: Reply, candidates: int, vertex: bool, thoughts: int = 0) -> dict[str, Any]:
     usage: dict[str, Any] = {
         "promptTokenCount": reply.prompt_tokens,
         "candidatesTokenCount": candidates,
-        "totalTokenCount": reply.prompt_tokens + candidates,
+        "totalTokenCount": reply.prompt_tokens + candidates + thoughts,
         "promptTokensDetails": [{"modality": "TEXT", "tokenCount": reply.prompt_tokens}],
     }
+    if thoughts:
+        usage["thoughtsTokenCount"] = thoughts
     if vertex:
         usage["trafficType"] = "ON_DEMAND"
     return usage
 
 
 def _response(
-    reply: Reply, text: str, candidates: int, finished: bool, vertex: bool
+    reply: Reply, parts: list[dict[str, Any]], candidates: int, finished: bool, vertex: bool,
+    n: int = 1, thoughts: int = 0,
 ) -> dict[str, Any]:
-    candidate: dict[str, Any] = {"content": {"parts": [{"text": text}], "role": "model"}}
-    if finished:
-        candidate["finishReason"] = "STOP"
-    candidate["index"] = 0
+    answers = []
+    for index in range(n):
+        candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}}
+        if finished:
+            candidate["finishReason"] = "STOP"
+        candidate["index"] = index
+        answers.append(candidate)
     body: dict[str, Any] = {
-        "candidates": [candidate],
-        "usageMetadata": _usage(reply, candidates, vertex),
+        "candidates": answers,
+        "usageMetadata": _usage(reply, candidates * n, vertex, thoughts * n),
         "modelVersion": reply.model,
     }
     if vertex:
@@ -147,18 +174,40 @@ def _response(
     return body
 
 
-def build_response(request: dict[str, Any], reply: Reply, *, vertex: bool = False) -> bytes:
+def _call(reply: Reply) -> dict[str, Any]:
+    return {"functionCall": {"name": TOOL_NAME, "args": {"text": reply.text}}}
+
+
+def build_response(request: dict[str, Any], reply: Reply, *, vertex: bool = False,
+                   shape: str | None = None) -> bytes:
     """The non-streamed ``GenerateContentResponse`` body (pretty-printed, like Google)."""
-    body = _response(reply, reply.text, reply.completion_tokens, True, vertex)
+    n = candidate_count(request)
+    tokens = reply.completion_tokens
+    if shape == "thinking":
+        parts = [{"text": reply.text, "thought": True}, {"text": THINKING_ANSWER}]
+        body = _response(reply, parts, 1, True, vertex, n, tokens)
+    elif shape == "tool":
+        body = _response(reply, [_call(reply)], tokens, True, vertex, n)
+    else:
+        body = _response(reply, [{"text": reply.text}], tokens, True, vertex, n)
     return (dump_pretty(body) + "\n").encode("utf-8")
 
 
-def stream_events(reply: Reply, *, vertex: bool = False) -> list[dict[str, Any]]:
+def stream_events(reply: Reply, *, vertex: bool = False, n: int = 1,
+                  shape: str | None = None) -> list[dict[str, Any]]:
     """The streamed responses: one per piece, cumulative usage, the last one finished."""
+    if shape == "tool":
+        return [_response(reply, [_call(reply)], reply.completion_tokens, True, vertex, n)]
     pieces = reply.pieces or [""]
+    if shape == "thinking":   # thoughts first (no answer tokens yet), then the answer
+        thoughts = reply.completion_tokens
+        return [*(_response(reply, [{"text": piece, "thought": True}], 0, False, vertex, n,
+                            min(i + 1, thoughts)) for i, piece in enumerate(pieces)),
+                _response(reply, [{"text": THINKING_ANSWER}], 1, True, vertex, n, thoughts)]
     last = len(pieces) - 1
     return [
-        _response(reply, piece, min(i + 1, reply.completion_tokens), i == last, vertex)
+        _response(reply, [{"text": piece}], min(i + 1, reply.completion_tokens), i == last,
+                  vertex, n)
         for i, piece in enumerate(pieces)
     ]
 
@@ -172,10 +221,11 @@ def dump_sse_json(obj: Any) -> str:
 
 
 def build_stream(
-    request: dict[str, Any], reply: Reply, *, sse: bool, vertex: bool = False
+    request: dict[str, Any], reply: Reply, *, sse: bool, vertex: bool = False,
+    shape: str | None = None,
 ) -> list[bytes]:
     """Stream frames: ``data: {json}\\r\\n\\r\\n`` events, or the pieces of one JSON array."""
-    events = stream_events(reply, vertex=vertex)
+    events = stream_events(reply, vertex=vertex, n=candidate_count(request), shape=shape)
     if sse:
         return [f"data: {dump_sse_json(event)}\r\n\r\n".encode() for event in events]
     frames = []

@@ -2,6 +2,12 @@
 
 Builds the ``chat.completion`` body, the ``chat.completion.chunk`` SSE frames, the
 ``/v1/models`` list and OpenAI-style error bodies from a parsed request and a Reply.
+
+The request's ``n`` gives that many choices, each with the reply (stream chunks carry one
+choice each, interleaved, as the API sends them). Shapes (``x-mock-shape``): ``refusal`` puts
+the reply in ``refusal`` (content null, as a refusing model answers); ``tool`` makes the
+reply a tool call whose arguments are ``{"text": reply}`` (content null, finish reason
+``tool_calls``; streamed as argument pieces after a first chunk with the call's id and name).
 """
 
 from __future__ import annotations
@@ -18,6 +24,9 @@ from extproc.mock.common import (
 )
 
 SYSTEM_FINGERPRINT = "fp_mock0001"
+SHAPES = ("refusal", "tool")
+MAX_CHOICES = 8
+TOOL_NAME = "mock_tool"
 MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1", "o3-mini")
 
 # status -> (type, code, message), following what api.openai.com answers.
@@ -97,18 +106,35 @@ def wants_stream(request: dict[str, Any]) -> bool:
     return request.get("stream") is True
 
 
+def choices(request: dict[str, Any]) -> int:
+    """How many choices to answer: the request's ``n`` (1 to MAX_CHOICES), else 1."""
+    n = request.get("n")
+    if isinstance(n, int) and not isinstance(n, bool) and n >= 1:
+        return min(n, MAX_CHOICES)
+    return 1
+
+
+def tool_arguments(reply: Reply) -> str:
+    """The arguments of the ``tool`` shape's call: ``{"text": reply}`` as compact JSON."""
+    return dump_compact({"text": reply.text})
+
+
+def _tool_call_id(reply: Reply, index: int) -> str:
+    return f"call_{reply.response_id[:20]}{index}"
+
+
 def wants_usage(request: dict[str, Any]) -> bool:
     """True when ``stream_options.include_usage`` is true."""
     options = request.get("stream_options")
     return isinstance(options, dict) and options.get("include_usage") is True
 
 
-def usage(reply: Reply) -> dict[str, Any]:
-    """The OpenAI usage object for a reply."""
+def usage(reply: Reply, n: int = 1) -> dict[str, Any]:
+    """The OpenAI usage object for a reply (``n`` choices of it)."""
     return {
         "prompt_tokens": reply.prompt_tokens,
-        "completion_tokens": reply.completion_tokens,
-        "total_tokens": reply.total_tokens,
+        "completion_tokens": reply.completion_tokens * n,
+        "total_tokens": reply.prompt_tokens + reply.completion_tokens * n,
         "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
         "completion_tokens_details": {
             "reasoning_tokens": 0,
@@ -119,27 +145,35 @@ def usage(reply: Reply) -> dict[str, Any]:
     }
 
 
-def build_response(request: dict[str, Any], reply: Reply) -> bytes:
+def _message(reply: Reply, index: int, shape: str | None) -> tuple[dict[str, Any], str]:
+    """One choice's message and finish reason."""
+    message: dict[str, Any] = {"role": "assistant", "content": reply.text, "refusal": None,
+                               "annotations": []}
+    if shape == "refusal":
+        message.update(content=None, refusal=reply.text)
+    elif shape == "tool":
+        message["content"] = None
+        message["tool_calls"] = [{"id": _tool_call_id(reply, index), "type": "function",
+                                  "function": {"name": TOOL_NAME,
+                                               "arguments": tool_arguments(reply)}}]
+        return message, "tool_calls"
+    return message, "stop"
+
+
+def build_response(request: dict[str, Any], reply: Reply, shape: str | None = None) -> bytes:
     """The non-streamed ``chat.completion`` body."""
+    n = choices(request)
+    answers = [_message(reply, i, shape) for i in range(n)]
     body = {
         "id": f"chatcmpl-{reply.response_id}",
         "object": "chat.completion",
         "created": int(reply.created),
         "model": reply.model,
         "choices": [
-            {
-                "index": 0,
-                "message": {
-                    "role": "assistant",
-                    "content": reply.text,
-                    "refusal": None,
-                    "annotations": [],
-                },
-                "logprobs": None,
-                "finish_reason": "stop",
-            }
+            {"index": i, "message": message, "logprobs": None, "finish_reason": finish}
+            for i, (message, finish) in enumerate(answers)
         ],
-        "usage": usage(reply),
+        "usage": usage(reply, n),
         "service_tier": "default",
         "system_fingerprint": SYSTEM_FINGERPRINT,
     }
@@ -150,11 +184,14 @@ def _sse(obj: Any) -> bytes:
     return f"data: {dump_compact(obj)}\n\n".encode()
 
 
-def build_stream(request: dict[str, Any], reply: Reply) -> list[bytes]:
+def build_stream(request: dict[str, Any], reply: Reply,
+                 shape: str | None = None) -> list[bytes]:
     """The SSE frames of a streamed reply, ending with ``data: [DONE]``."""
     include_usage = wants_usage(request)
+    n = choices(request)
 
-    def chunk(delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
+    def chunk(delta: dict[str, Any], finish_reason: str | None,
+              index: int = 0) -> dict[str, Any]:
         obj: dict[str, Any] = {
             "id": f"chatcmpl-{reply.response_id}",
             "object": "chat.completion.chunk",
@@ -163,23 +200,45 @@ def build_stream(request: dict[str, Any], reply: Reply) -> list[bytes]:
             "service_tier": "default",
             "system_fingerprint": SYSTEM_FINGERPRINT,
             "choices": [
-                {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+                {"index": index, "delta": delta, "logprobs": None,
+                 "finish_reason": finish_reason}
             ],
         }
         if include_usage:
             obj["usage"] = None
         return obj
 
-    frames = [_sse(chunk({"role": "assistant", "content": "", "refusal": None}, None))]
-    frames.extend(_sse(chunk({"content": piece}, None)) for piece in reply.pieces)
-    frames.append(_sse(chunk({}, "stop")))
+    if shape == "tool":
+        first = [{"role": "assistant", "content": None, "tool_calls": [
+            {"index": 0, "id": _tool_call_id(reply, i), "type": "function",
+             "function": {"name": TOOL_NAME, "arguments": ""}}], "refusal": None}
+            for i in range(n)]
+        deltas = [{"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}
+                  for piece in split_arguments(tool_arguments(reply))]
+        finish = "tool_calls"
+    elif shape == "refusal":
+        first = [{"role": "assistant", "content": None, "refusal": ""}] * n
+        deltas = [{"refusal": piece} for piece in reply.pieces]
+        finish = "stop"
+    else:
+        first = [{"role": "assistant", "content": "", "refusal": None}] * n
+        deltas = [{"content": piece} for piece in reply.pieces]
+        finish = "stop"
+    frames = [_sse(chunk(first[i], None, i)) for i in range(n)]
+    frames.extend(_sse(chunk(delta, None, i)) for delta in deltas for i in range(n))
+    frames.extend(_sse(chunk({}, finish, i)) for i in range(n))
     if include_usage:
         final = chunk({}, None)
         final["choices"] = []
-        final["usage"] = usage(reply)
+        final["usage"] = usage(reply, n)
         frames.append(_sse(final))
     frames.append(b"data: [DONE]\n\n")
     return frames
+
+
+def split_arguments(arguments: str) -> list[str]:
+    """Tool-call arguments in pieces of up to 8 characters, as the API streams them."""
+    return [arguments[i:i + 8] for i in range(0, len(arguments), 8)]
 
 
 def build_models(created: float) -> bytes:

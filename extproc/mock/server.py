@@ -59,15 +59,16 @@ async def openai_chat(request: web.Request) -> web.StreamResponse:
     rid = await request_id(request)
     headers = {"x-request-id": f"req_{rid}", "openai-processing-ms": "1"}
 
-    def build(data: dict[str, Any], text: str) -> Plan:
+    def build(data: dict[str, Any], text: str, shape: str | None) -> Plan:
         model = data.get("model") or request.match_info.get("deployment") or "mock-model"
         reply = Reply.make(
             text, str(model), make_id(f"{rid}:{text}"), time.time(), openai.prompt_tokens(data)
         )
         if openai.wants_stream(data):
-            frames = openai.build_stream(data, reply)
+            frames = openai.build_stream(data, reply, shape)
             return Plan(200, {**headers, "Content-Type": SSE}, frames, streamed=True)
-        return Plan(200, {**headers, "Content-Type": JSON}, [openai.build_response(data, reply)])
+        body_bytes = openai.build_response(data, reply, shape)
+        return Plan(200, {**headers, "Content-Type": JSON}, [body_bytes])
 
     def error(status: int, message: str | None, param: str | None) -> bytes:
         return openai.error_body(status, message, param)
@@ -80,15 +81,15 @@ async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     rid = await request_id(request)
     headers = {"request-id": f"req_{rid}"}
 
-    def build(data: dict[str, Any], text: str) -> Plan:
+    def build(data: dict[str, Any], text: str, shape: str | None) -> Plan:
         model = str(data.get("model") or "mock-model")
         reply = Reply.make(
             text, model, make_id(f"{rid}:{text}"), time.time(), anthropic.prompt_tokens(data)
         )
         if anthropic.wants_stream(data):
-            frames = anthropic.build_stream(data, reply)
+            frames = anthropic.build_stream(data, reply, shape)
             return Plan(200, {**headers, "Content-Type": SSE}, frames, streamed=True)
-        body_bytes = anthropic.build_response(data, reply)
+        body_bytes = anthropic.build_response(data, reply, shape)
         return Plan(200, {**headers, "Content-Type": JSON}, [body_bytes])
 
     def error(status: int, message: str | None, param: str | None) -> bytes:
@@ -102,14 +103,14 @@ async def google_generate(request: web.Request, route: google.GoogleRoute) -> we
     sse = google.wants_sse(dict(request.query))
     rid = await request_id(request)
 
-    def build(data: dict[str, Any], text: str) -> Plan:
+    def build(data: dict[str, Any], text: str, shape: str | None) -> Plan:
         reply = Reply.make(
             text, route.model, make_id(f"{rid}:{text}"), time.time(), google.prompt_tokens(data)
         )
         if not route.stream:
-            body_bytes = google.build_response(data, reply, vertex=route.vertex)
+            body_bytes = google.build_response(data, reply, vertex=route.vertex, shape=shape)
             return Plan(200, {"Content-Type": GOOGLE_JSON}, [body_bytes])
-        frames = google.build_stream(data, reply, sse=sse, vertex=route.vertex)
+        frames = google.build_stream(data, reply, sse=sse, vertex=route.vertex, shape=shape)
         ctype = "text/event-stream" if sse else GOOGLE_JSON
         return Plan(200, {"Content-Type": ctype}, frames, streamed=True)
 

@@ -2,7 +2,8 @@
 
 ``adapter_for(name)`` returns the shared, stateless adapter for "openai", "azure",
 "anthropic", "gemini" or "vertex" (case-insensitive). See ``base`` for the shapes
-(Usage, Prompt, Delta) and the normalisation conventions.
+(Usage, Prompt, Delta) and the normalisation conventions, and ``slots`` for the guards' view
+of stream events (which texts the model wrote, and where).
 """
 
 from __future__ import annotations

@@ -13,15 +13,28 @@ Input counts are normalised to include cache writes and reads (see ``base``); me
 the largest input/cached count seen (so a repeat that omits the cache fields cannot shrink
 it) and the latest output count.
 
-Rewriting visits the same texts: ``system`` (string or text/document blocks), message content
-(string, text blocks, text documents, ``content`` documents recursively), tool_result content
-(role "tool"), and tool_use / server_tool_use ``input``, an object rewritten string value by
-string value (role "tool"). In a reply, the ``text`` of every text block.
+What the model reads (``parse_request``, rewritten in the same order): ``system`` (a string
+or blocks), tool definitions (``tools[].description``, and ``input_schema`` as compact JSON;
+role "system"), then each message's content (role lower-cased): a string, or blocks -- text,
+``thinking`` (its thinking text), documents (``title``, ``context``, a text source's
+``data``, a content source's blocks), ``search_result`` (``source``, ``title``, its content
+blocks), tool_result / mcp_tool_result content in any of these shapes (role "tool"), tool_use
+/ server_tool_use / mcp_tool_use ``input`` (an object rewritten string value by string value,
+role "tool"), and the ``text`` of any other block. A block nested deeper than real requests
+nest them (8 levels of tool results and documents) is read whole, as its compact JSON.
+
+What the model writes (guards): in a whole reply, every text block ("text"), thinking block
+("thinking") and tool_use ``input`` ("tool"); in a stream, one piece per content block: the
+``text`` / ``thinking`` of its ``content_block_start`` and its ``text_delta``,
+``thinking_delta`` and ``input_json_delta`` (the string values of a non-empty start
+``input`` are checked whole), ended by its ``content_block_stop`` (and every piece by
+``message_delta``, ``message_stop`` or ``error``). Thinking masked in a reply no longer
+matches its signature: the provider refuses it when it is sent back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from extproc.providers.base import (
@@ -35,115 +48,104 @@ from extproc.providers.base import (
     as_str,
     dump_compact,
     load_json,
+    lower_role,
     rewrite_json_strings,
-    rewrite_slot,
     sum_known,
-    text_only,
     usage_or_none,
     with_total,
 )
+from extproc.providers.slots import (
+    EventTexts,
+    Piece,
+    TextSlot,
+    piece_index,
+    string_slots,
+)
+
+_TOOL_USE = ("tool_use", "server_tool_use", "mcp_tool_use")
+_TOOL_RESULT = ("tool_result", "mcp_tool_result")
+#: deeper than any real request nests blocks (a tool result holding a document holding
+#: content blocks): below it a block is read whole, as its compact JSON
+_MAX_DEPTH = 8
+#: the fields of a streamed content block that carry text, and their delta types
+_DELTA_TYPES = {"text": "text_delta", "thinking": "thinking_delta",
+                "partial_json": "input_json_delta"}
+
+#: (role or kind, holder, key): a text at holder[key] (a string, or a JSON value read as
+#: its compact dump and rewritten string value by string value)
+Slot = tuple[str, Any, Any]
 
 
-def _block_texts(content: Any) -> list[str]:
-    """Text of string content or of text/document blocks (images etc. skipped)."""
+def _blocks_slots(holder: Any, key: Any, role: str, depth: int = 0) -> Iterator[Slot]:
+    """A string, or a list of blocks, at holder[key]."""
+    content = holder.get(key) if isinstance(holder, dict) else None
     if isinstance(content, str):
-        return [content]
-    out: list[str] = []
-    for block in as_list(content):
-        block = as_dict(block)
-        kind = block.get("type")
-        if kind == "text":
-            text = as_str(block.get("text"))
-            if text is not None:
-                out.append(text)
-        elif kind == "document":
-            source = as_dict(block.get("source"))
-            if source.get("type") == "text":
-                text = as_str(source.get("data"))
-                if text is not None:
-                    out.append(text)
-            elif source.get("type") == "content":
-                out.extend(_block_texts(source.get("content")))
-    return out
-
-
-def _prompt_texts(body: dict[str, Any]) -> list[tuple[str, str]]:
-    texts = [("system", text) for text in _block_texts(body.get("system"))]
-    for message in as_list(body.get("messages")):
-        texts.extend(_message_texts(message))
-    return texts
-
-
-def _message_texts(message: Any) -> list[tuple[str, str]]:
-    message = as_dict(message)
-    role = as_str(message.get("role")) or "user"
-    content = message.get("content")
-    if isinstance(content, str):
-        return [(role, content)]
-    out: list[tuple[str, str]] = []
-    for block in as_list(content):
-        block = as_dict(block)
-        kind = block.get("type")
-        if kind in ("tool_use", "server_tool_use"):
-            if "input" in block:
-                out.append(("tool", dump_compact(block["input"])))
-        elif kind == "tool_result":
-            out.extend(("tool", text) for text in _block_texts(block.get("content")))
+        yield role, holder, key
+        return
+    for index, block in enumerate(as_list(content)):
+        if depth >= _MAX_DEPTH:
+            yield role, content, index
         else:
-            out.extend((role, text) for text in _block_texts([block]))
-    return out
+            yield from _block_slots(block, role, depth)
 
 
-def _rewrite_block(block: Any, role: str, fn: Callable[[str, str], str]) -> bool:
-    """Rewrite what ``_block_texts([block])`` reads."""
+def _block_slots(block: Any, role: str, depth: int) -> Iterator[Slot]:
     if not isinstance(block, dict):
-        return False
+        return
     kind = block.get("type")
-    if kind == "text":
-        return isinstance(block.get("text"), str) and rewrite_slot(block, "text", role, fn)
-    if kind == "document":
+    if kind in _TOOL_USE:
+        if "input" in block:
+            yield "tool", block, "input"
+    elif kind in _TOOL_RESULT:
+        yield from _blocks_slots(block, "content", "tool", depth + 1)
+    elif kind == "thinking":
+        if isinstance(block.get("thinking"), str):
+            yield role, block, "thinking"
+    elif kind == "document":
+        for key in ("title", "context"):
+            if isinstance(block.get(key), str):
+                yield role, block, key
         source = block.get("source")
-        if not isinstance(source, dict):
-            return False
-        if source.get("type") == "text":
-            return isinstance(source.get("data"), str) and rewrite_slot(source, "data", role, fn)
-        if source.get("type") == "content":
-            return _rewrite_blocks(source, "content", role, fn)
-    return False
+        if isinstance(source, dict):
+            if source.get("type") == "text":
+                if isinstance(source.get("data"), str):
+                    yield role, source, "data"
+            elif source.get("type") == "content":
+                yield from _blocks_slots(source, "content", role, depth + 1)
+    elif kind == "search_result":
+        for key in ("source", "title"):
+            if isinstance(block.get(key), str):
+                yield role, block, key
+        yield from _blocks_slots(block, "content", role, depth + 1)
+    elif isinstance(block.get("text"), str):
+        yield role, block, "text"
 
 
-def _rewrite_blocks(holder: dict[str, Any], key: str, role: str,
-                    fn: Callable[[str, str], str]) -> bool:
-    """Rewrite what ``_block_texts(holder.get(key))`` reads."""
-    content = holder.get(key)
-    if isinstance(content, str):
-        return rewrite_slot(holder, key, role, fn)
-    changed = False
-    for block in as_list(content):
-        changed |= _rewrite_block(block, role, fn)
-    return changed
+def _request_slots(body: dict[str, Any]) -> Iterator[Slot]:
+    yield from _blocks_slots(body, "system", "system")
+    for tool in as_list(body.get("tools")):
+        if isinstance(tool, dict):
+            if isinstance(tool.get("description"), str):
+                yield "system", tool, "description"
+            if isinstance(tool.get("input_schema"), dict | list):
+                yield "system", tool, "input_schema"
+    for message in as_list(body.get("messages")):
+        if isinstance(message, dict):
+            yield from _blocks_slots(message, "content", lower_role(message.get("role")))
 
 
-def _rewrite_message(message: Any, fn: Callable[[str, str], str]) -> bool:
-    """Rewrite what ``_message_texts(message)`` reads, in the same order."""
-    if not isinstance(message, dict):
-        return False
-    role = as_str(message.get("role")) or "user"
-    if isinstance(message.get("content"), str):
-        return rewrite_slot(message, "content", role, fn)
-    changed = False
-    for block in as_list(message.get("content")):
+def _reply_slots(body: Any) -> Iterator[Slot]:
+    """(kind, holder, key) of every text the model wrote, block by block."""
+    for block in as_list(as_dict(body).get("content")):
         if not isinstance(block, dict):
             continue
         kind = block.get("type")
-        if kind in ("tool_use", "server_tool_use"):
-            if "input" in block:
-                changed |= rewrite_json_strings(block, "input", "tool", fn)
-        elif kind == "tool_result":
-            changed |= _rewrite_blocks(block, "content", "tool", fn)
-        else:
-            changed |= _rewrite_block(block, role, fn)
-    return changed
+        if kind == "text" and isinstance(block.get("text"), str):
+            yield "text", block, "text"
+        elif kind == "thinking" and isinstance(block.get("thinking"), str):
+            yield "thinking", block, "thinking"
+        elif kind in _TOOL_USE and "input" in block:
+            yield "tool", block, "input"
 
 
 def _usage(raw: Any) -> Usage:
@@ -178,7 +180,8 @@ class AnthropicAdapter(Adapter):
             as_str(body.get("model")),
             body.get("stream") is True,
             as_int(body.get("max_tokens")),
-            lambda: _prompt_texts(body),
+            lambda: [(role, dump_compact(holder[key]))
+                     for role, holder, key in _request_slots(body)],
         )
 
     def parse_response(self, body: dict[str, Any]) -> tuple[str, str | None, Usage]:
@@ -194,18 +197,18 @@ class AnthropicAdapter(Adapter):
                               fn: Callable[[str, str], str]) -> bool:
         if not isinstance(body, dict):
             return False
-        changed = _rewrite_blocks(body, "system", "system", fn)
-        for message in as_list(body.get("messages")):
-            changed |= _rewrite_message(message, fn)
+        changed = False
+        for role, holder, key in _request_slots(body):
+            changed |= rewrite_json_strings(holder, key, role, fn)
         return changed
 
+    def response_texts(self, body: Any) -> list[tuple[str, str]]:
+        return [(kind, dump_compact(holder[key])) for kind, holder, key in _reply_slots(body)]
+
     def rewrite_response_texts(self, body: dict[str, Any], fn: Callable[[str], str]) -> bool:
-        by_role = text_only(fn)
         changed = False
-        for block in as_list(as_dict(body).get("content")):
-            if isinstance(block, dict) and block.get("type") == "text":
-                if isinstance(block.get("text"), str):
-                    changed |= rewrite_slot(block, "text", "assistant", by_role)
+        for _, holder, key in _reply_slots(body):
+            changed |= rewrite_json_strings(holder, key, "assistant", lambda _r, t: fn(t))
         return changed
 
     def stream_delta(self, data: str, event: str | None) -> Delta:
@@ -240,6 +243,42 @@ class AnthropicAdapter(Adapter):
                 message = as_str(error)
             return Delta(error=message or "error")
         return Delta()
+
+    def stream_texts(self, doc: dict[str, Any], event: str | None = None) -> EventTexts:
+        """One piece per content block, keyed by the field its text is in (a block has one
+        kind): (index, "text" | "thinking" | "partial_json", 0)."""
+        kind = doc.get("type", event)
+        out = EventTexts()
+        if kind == "content_block_delta":
+            delta = doc.get("delta")
+            if isinstance(delta, dict):
+                index = piece_index(doc)
+                for key in delta:                # a delta has its type and one field
+                    if key in _DELTA_TYPES:
+                        text = delta[key]
+                        if text and isinstance(text, str):
+                            out.slots.append(TextSlot((index, key, 0), delta, key))
+        elif kind == "content_block_start":
+            block = doc.get("content_block")
+            if isinstance(block, dict):
+                index = piece_index(doc)
+                for key in ("text", "thinking"):
+                    text = block.get(key)
+                    if text and isinstance(text, str):
+                        out.slots.append(TextSlot((index, key, 0), block, key))
+                if "input" in block:
+                    out.slots.extend(TextSlot((index, "input", 0), holder, key, whole=True)
+                                     for holder, key in string_slots(block, "input"))
+        elif kind == "content_block_stop":
+            out.ends = (piece_index(doc),)
+        elif kind in ("message_delta", "message_stop", "error"):
+            out.ends_all = True
+        return out
+
+    def rest_event(self, doc: dict[str, Any], piece: Piece, text: str) -> dict[str, Any]:
+        index, key, _ = piece
+        return {"type": "content_block_delta", "index": index,
+                "delta": {"type": _DELTA_TYPES.get(key, "text_delta"), key: text}}
 
     def may_carry_usage(self, data: str, event: str | None) -> bool:
         # Only message_start / message_delta carry usage, always under a "usage" key.

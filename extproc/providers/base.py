@@ -13,18 +13,27 @@ Conventions shared by every adapter:
   ``completion_tokens``, Anthropic ``output_tokens``, Gemini ``candidatesTokenCount`` +
   ``thoughtsTokenCount``); ``reasoning_tokens`` is that subset. ``total_tokens`` is the
   provider's total when it reports one, else input + output.
-* Prompt roles are normalised to "system", "user", "assistant" and "tool" (OpenAI
-  "developer" -> "system", Gemini "model" -> "assistant"; tool call arguments and tool results
-  are "tool"). Images, audio, files and earlier thinking blocks carry no text.
+* Prompt roles are normalised to "system", "user", "assistant" and "tool", in any case the
+  client spells them ("User", "SYSTEM"; OpenAI "developer" -> "system", Gemini "model" ->
+  "assistant"; tool call arguments and tool results are "tool"; tool definitions, their
+  descriptions and input schemas, are "system"). A role outside these four is passed on
+  lower-cased: guards read it whatever their ``roles`` filter. Images, audio and files carry
+  no text; earlier thinking (Anthropic ``thinking`` blocks, Gemini ``thought`` parts) does.
 * Nothing here raises on odd input: unparseable or ill-typed data reads as "nothing said".
 * Rewriting (``rewrite_request_texts`` / ``rewrite_response_texts``, for guards that mask
   values and re-serialise the body) visits exactly the texts that ``parse_request`` reads, in
   the same order and with the same roles, and stores fn's results back in place. A value that
   is a JSON object rather than a string (Anthropic tool_use ``input``, Gemini
   ``functionCall.args`` and ``functionResponse.response``) is read as its compact JSON dump
-  but rewritten string value by string value (keys and non-strings kept). In a reply, the
-  visible text of every choice or candidate is rewritten, not only the first one that
-  ``parse_response`` reads. Nothing is written where fn returns the text unchanged.
+  but rewritten string value by string value (keys and non-strings kept). Nothing is written
+  where fn returns the text unchanged.
+* Replies have two readings. ``parse_response`` (and ``Delta.text`` in streams) is what the
+  user sees of the first choice or candidate: the usage and metering reading. The guards read
+  every text the model writes, of every choice or candidate: ``response_texts`` /
+  ``rewrite_response_texts`` for a whole reply, ``stream_texts`` / ``rest_event`` for stream
+  events. Those add refusals, thinking (Anthropic thinking, Gemini thought parts, OpenAI-style
+  ``reasoning_content``) and the tool-call arguments the model writes, read as they are on
+  the wire (an arguments JSON string is one text, escapes and all).
 """
 
 from __future__ import annotations
@@ -35,6 +44,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
+
+from extproc.providers.slots import EventTexts, Piece
 
 _USAGE_FIELDS = (
     "input_tokens",
@@ -72,9 +83,11 @@ class Usage:
 class Prompt:
     """The request, as policies need it.
 
-    ``texts`` holds (role, text) for every piece of prompt text, in request order: system
-    prompts, message text (string content or text parts), tool call arguments and tool results
-    (role "tool"). ``max_output_tokens`` is whichever max-tokens field the provider uses.
+    ``texts`` holds (role, text) for every piece of text the model reads, in a fixed order:
+    system prompts, tool definitions (descriptions, and input schemas as compact JSON; role
+    "system"), message text (string content, text parts, names, documents, earlier thinking),
+    tool call arguments and tool results (role "tool"). ``max_output_tokens`` is whichever
+    max-tokens field the provider uses.
 
     ``texts`` may be given as a function of no arguments: it is then called on first use,
     so a route whose policies never read the prompt text (usage metering alone) does not pay
@@ -115,7 +128,8 @@ class Prompt:
 class Delta:
     """What one stream event says.
 
-    ``text`` is visible text only (never thinking, tool arguments or signatures);
+    ``text`` is visible text only, of the first choice or candidate (never thinking, tool
+    arguments or signatures): the metering reading (the guards read ``stream_texts``);
     ``finish_reason`` is the provider's own value; ``usage`` is what this event reports (fold
     it with ``Adapter.merge_usage``); ``error`` is a mid-stream error message; ``drop`` marks
     an OpenAI chunk that exists only because ``stream_options.include_usage`` was set (a
@@ -163,9 +177,36 @@ class Adapter(ABC):
 
     @abstractmethod
     def rewrite_response_texts(self, body: dict[str, Any], fn: Callable[[str], str]) -> bool:
-        """The same for the visible text of a whole (non-streamed) response body: OpenAI
-        choices[].message.content (string or text parts) and refusal; Anthropic content[] text
-        blocks; Gemini candidates[].content.parts[].text (not thought parts)."""
+        """Apply fn(text) to every text ``response_texts`` reads in a whole (non-streamed)
+        reply, in the same order, and store the results back in place; True if anything
+        changed."""
+
+    def response_texts(self, body: Any) -> list[tuple[str, str]]:
+        """Every text the model wrote in a whole reply, of every choice or candidate, as
+        (kind, text): "text" (what the user reads: content, refusal), "thinking" or "tool"
+        (tool-call arguments; a JSON object read as its compact dump). The default reads
+        them through ``rewrite_response_texts``, all as "text"."""
+        texts: list[tuple[str, str]] = []
+        self.rewrite_response_texts(body, lambda t: texts.append(("text", t)) or t)
+        return texts
+
+    def unreadable_reply(self, body: dict[str, Any]) -> list[str]:
+        """What a request asks the reply to carry that repeats its text where no guard can
+        mask it (token log probabilities: the reply's tokens one by one), named for an
+        error message; empty when nothing."""
+        return []
+
+    def stream_texts(self, doc: dict[str, Any], event: str | None = None) -> EventTexts:
+        """The texts the model wrote in one stream event (a parsed SSE data object; `event`
+        is the SSE event name), for the guards: see ``EventTexts``. An adapter whose streams
+        guards cannot read does not implement it (guarded streams then fail, never pass)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot locate texts in stream events")
+
+    def rest_event(self, doc: dict[str, Any], piece: Piece, text: str) -> dict[str, Any]:
+        """A stream event that carries `text` as the continuation of `piece` and nothing else,
+        made from `doc`, the last event that carried text of that piece (ids and model kept,
+        no finish, no usage): how a guard sends what it still held when the piece ended."""
+        raise NotImplementedError(f"{type(self).__name__} cannot write stream events")
 
     @abstractmethod
     def stream_delta(self, data: str, event: str | None) -> Delta:
@@ -251,6 +292,11 @@ def rewrite_json_strings(holder: Any, key: Any, role: str,
             slots = list(value) if isinstance(value, dict) else range(len(value))
             stack.extend((value, s) for s in reversed(slots))
     return changed
+
+
+def lower_role(value: Any, default: str = "user") -> str:
+    """A message's role, lower-cased (``default`` when it is not a string)."""
+    return value.lower() if isinstance(value, str) else default
 
 
 def text_only(fn: Callable[[str], str]) -> Callable[[str, str], str]:

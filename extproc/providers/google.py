@@ -7,8 +7,8 @@ any prefix, query string or ``%3A`` for the colon is accepted). A ``model`` in t
 only a fallback. Both the camelCase and the snake_case JSON field names are read.
 
 A stream event is one ``GenerateContentResponse``: an ``alt=sse`` event's data or one element
-of the streamed JSON array, as text. Only candidate index 0 is read. Visible text is its
-``parts[].text`` without ``thought: true``; ``functionCall`` parts are not text.
+of the streamed JSON array, as text. ``stream_delta`` reads candidate index 0 only. Visible
+text is its ``parts[].text`` without ``thought: true``; ``functionCall`` parts are not text.
 
 Finish reasons: the candidate's own ``finishReason`` ("STOP", "MAX_TOKENS", "SAFETY", ...).
 A blocked prompt (``promptFeedback.blockReason`` and no candidates) reports
@@ -21,17 +21,30 @@ Usage: ``usageMetadata`` is cumulative in every element, so merging takes the la
 reported value of each field; Vertex intermediate elements may carry only ``trafficType``,
 which reports nothing.
 
-Rewriting visits the same texts: ``systemInstruction`` and ``contents`` (a Content or a bare
-string), non-thought ``text`` parts, and ``functionCall.args`` / ``functionResponse.response``
-(role "tool"), objects rewritten string value by string value; the same camelCase-then-
-snake_case field choice is made. In a reply (or a buffered JSON-array stream), every
-candidate's non-thought ``parts[].text``.
+Where a field has two spellings (``systemInstruction`` / ``system_instruction``,
+``functionCall`` / ``function_call``, ...), the model may be given either: texts are read
+(and rewritten) under both, camelCase first.
+
+What the model reads (``parse_request``, rewritten in the same order): the system
+instruction (a Content or a bare string), tool declarations
+(``tools[].functionDeclarations[]``: ``description``, and ``parameters`` /
+``parametersJsonSchema`` / ``response`` / ``responseJsonSchema`` as compact JSON; role
+"system"), then ``contents`` (role lower-cased, "model" -> "assistant"): every part's
+``text`` (thought parts too), ``functionCall.args`` and ``functionResponse.response`` (role
+"tool", objects rewritten string value by string value), ``executableCode.code`` and
+``codeExecutionResult.output`` (role "tool").
+
+What the model writes (guards): in a whole reply (or a buffered JSON-array stream), every
+candidate's text parts ("text"), thought parts ("thinking"), ``functionCall.args`` and code
+parts ("tool"); in a stream, one piece per candidate for its text and one for its thought
+text, ended by its finish reason (every piece by an error element), the string values of
+function calls and code checked whole (they arrive whole).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from extproc.providers.base import (
@@ -45,14 +58,20 @@ from extproc.providers.base import (
     as_str,
     dump_compact,
     load_json,
+    lower_role,
     path_only,
     pick_indexed,
     rewrite_json_strings,
-    rewrite_slot,
     sum_known,
-    text_only,
     usage_or_none,
     with_total,
+)
+from extproc.providers.slots import (
+    EventTexts,
+    Piece,
+    TextSlot,
+    piece_index,
+    string_slots,
 )
 
 BLOCKED_PREFIX = "blocked:"
@@ -73,85 +92,76 @@ def _route(path: str) -> tuple[str | None, str | None]:
     return (match.group(1), match.group(2)) if match else (None, None)
 
 
-def _prompt_texts(body: dict[str, Any]) -> list[tuple[str, str]]:
-    system = _get(body, "systemInstruction", "system_instruction")
-    texts = _content_texts(system, "system") if system is not None else []
-    for content in as_list(body.get("contents")):
-        texts.extend(_content_texts(content))
-    return texts
+#: (role or kind, holder, key): a text at holder[key] (a string, or a JSON value read as
+#: its compact dump and rewritten string value by string value)
+Slot = tuple[str, Any, Any]
+
+#: parts holding a JSON value the model reads or writes: (part field, value field), both
+#: spellings; read whole (``functionCall.args``), a string (code) or an object
+_VALUES = (("functionCall", "args"), ("function_call", "args"),
+           ("functionResponse", "response"), ("function_response", "response"),
+           ("executableCode", "code"), ("executable_code", "code"),
+           ("codeExecutionResult", "output"), ("code_execution_result", "output"))
+_VALUE_KEYS = dict(_VALUES)
+_DECLARATIONS = ("functionDeclarations", "function_declarations")
+_SCHEMAS = ("parameters", "parametersJsonSchema", "parameters_json_schema", "response",
+            "responseJsonSchema", "response_json_schema")
 
 
-def _content_texts(content: Any, role: str | None = None) -> list[tuple[str, str]]:
-    """(role, text) of a Content's parts: text, functionCall args, functionResponse."""
-    if isinstance(content, str):  # tolerated for systemInstruction
-        return [(role or "user", content)]
-    content = as_dict(content)
-    if role is None:
-        own = as_str(content.get("role")) or "user"
-        role = _ROLES.get(own, own)
-    out: list[tuple[str, str]] = []
-    for part in as_list(content.get("parts")):
-        part = as_dict(part)
-        text = as_str(part.get("text"))
-        if text is not None:
-            if part.get("thought") is not True:
-                out.append((role, text))
-            continue
-        call = as_dict(_get(part, "functionCall", "function_call"))
-        if call:
-            out.append(("tool", dump_compact(call.get("args", {}))))
-            continue
-        result = as_dict(_get(part, "functionResponse", "function_response"))
-        if result:
-            out.append(("tool", dump_compact(result.get("response", {}))))
-    return out
+def _part_slots(part: dict[str, Any], role: str) -> Iterator[Slot]:
+    """A part's text (thought or not) and its function call args, function response, code
+    and code result (role "tool"), under either spelling."""
+    if isinstance(part.get("text"), str):
+        yield role, part, "text"
+    for name, key in _VALUES:
+        value = part.get(name)
+        if isinstance(value, dict) and key in value:
+            yield "tool", value, key
 
 
-def _key(obj: dict[str, Any], camel: str, snake: str) -> str:
-    """The key ``_get(obj, camel, snake)`` reads."""
-    return snake if obj.get(camel) is None else camel
-
-
-def _rewrite_content(holder: Any, key: Any, role: str | None,
-                     fn: Callable[[str, str], str]) -> bool:
-    """Rewrite what ``_content_texts(holder[key], role)`` reads, in the same order."""
+def _content_slots(holder: Any, key: Any, role: str | None) -> Iterator[Slot]:
+    """A Content (or a bare string) at holder[key]; its own role unless ``role`` is given."""
     content = holder[key]
-    if isinstance(content, str):
-        return rewrite_slot(holder, key, role or "user", fn)
+    if isinstance(content, str):  # tolerated for systemInstruction
+        yield role or "user", holder, key
+        return
     if not isinstance(content, dict):
-        return False
+        return
     if role is None:
-        own = as_str(content.get("role")) or "user"
+        own = lower_role(content.get("role"))
         role = _ROLES.get(own, own)
-    changed = False
     for part in as_list(content.get("parts")):
-        if not isinstance(part, dict):
-            continue
-        if isinstance(part.get("text"), str):
-            if part.get("thought") is not True:
-                changed |= rewrite_slot(part, "text", role, fn)
-            continue
-        call = as_dict(_get(part, "functionCall", "function_call"))
-        if call:
-            if "args" in call:
-                changed |= rewrite_json_strings(call, "args", "tool", fn)
-            continue
-        result = as_dict(_get(part, "functionResponse", "function_response"))
-        if "response" in result:
-            changed |= rewrite_json_strings(result, "response", "tool", fn)
-    return changed
+        if isinstance(part, dict):
+            yield from _part_slots(part, role)
 
 
-def _rewrite_reply(obj: Any, fn: Callable[[str, str], str]) -> bool:
-    """Rewrite the non-thought text parts of every candidate of one GenerateContentResponse."""
-    changed = False
+def _request_slots(body: dict[str, Any]) -> Iterator[Slot]:
+    for key in ("systemInstruction", "system_instruction"):
+        if body.get(key) is not None:
+            yield from _content_slots(body, key, "system")
+    for tool in as_list(body.get("tools")):
+        for name in _DECLARATIONS:
+            for declaration in as_list(as_dict(tool).get(name)):
+                if not isinstance(declaration, dict):
+                    continue
+                if isinstance(declaration.get("description"), str):
+                    yield "system", declaration, "description"
+                for key in _SCHEMAS:
+                    if isinstance(declaration.get(key), dict | list):
+                        yield "system", declaration, key
+    contents = body.get("contents")
+    for index in range(len(as_list(contents))):
+        yield from _content_slots(contents, index, None)
+
+
+def _reply_slots(obj: Any) -> Iterator[Slot]:
+    """(kind, holder, key) of every text the model wrote in one GenerateContentResponse."""
     for candidate in as_list(as_dict(obj).get("candidates")):
         content = as_dict(as_dict(candidate).get("content"))
         for part in as_list(content.get("parts")):
-            if isinstance(part, dict) and part.get("thought") is not True:
-                if isinstance(part.get("text"), str):
-                    changed |= rewrite_slot(part, "text", "assistant", fn)
-    return changed
+            if isinstance(part, dict):
+                kind = "thinking" if part.get("thought") is True else "text"
+                yield from _part_slots(part, kind)
 
 
 def _usage(raw: Any) -> Usage:
@@ -212,7 +222,14 @@ class GoogleAdapter(Adapter):
         config = as_dict(_get(body, "generationConfig", "generation_config"))
         max_tokens = as_int(_get(config, "maxOutputTokens", "max_output_tokens"))
         return Prompt(model, method == "streamGenerateContent", max_tokens,
-                      lambda: _prompt_texts(body))
+                      lambda: [(role, dump_compact(holder[key]))
+                               for role, holder, key in _request_slots(body)])
+
+    def unreadable_reply(self, body: dict[str, Any]) -> list[str]:
+        config = as_dict(_get(as_dict(body), "generationConfig", "generation_config"))
+        asked = (_get(config, "responseLogprobs", "response_logprobs") is True
+                 or (as_int(config.get("logprobs")) or 0) > 0)
+        return ["token log probabilities (responseLogprobs)"] if asked else []
 
     def is_stream_request(self, path: str, body: dict[str, Any] | None) -> bool:
         return _route(path)[1] == "streamGenerateContent"
@@ -235,21 +252,23 @@ class GoogleAdapter(Adapter):
         if not isinstance(body, dict):
             return False
         changed = False
-        key = _key(body, "systemInstruction", "system_instruction")
-        if body.get(key) is not None:
-            changed |= _rewrite_content(body, key, "system", fn)
-        contents = body.get("contents")
-        for index in range(len(as_list(contents))):
-            changed |= _rewrite_content(contents, index, None, fn)
+        for role, holder, key in _request_slots(body):
+            changed |= rewrite_json_strings(holder, key, role, fn)
         return changed
+
+    def response_texts(self, body: Any) -> list[tuple[str, str]]:
+        """A whole buffered JSON-array stream is also accepted."""
+        return [(kind, dump_compact(holder[key]))
+                for element in (body if isinstance(body, list) else [body])
+                for kind, holder, key in _reply_slots(element)]
 
     def rewrite_response_texts(self, body: dict[str, Any] | list[Any],
                                fn: Callable[[str], str]) -> bool:
-        """Every candidate's visible text; a whole buffered JSON-array stream is also accepted."""
-        by_role = text_only(fn)
+        """A whole buffered JSON-array stream is also accepted."""
         changed = False
         for element in body if isinstance(body, list) else [body]:
-            changed |= _rewrite_reply(element, by_role)
+            for _, holder, key in _reply_slots(element):
+                changed |= rewrite_json_strings(holder, key, "assistant", lambda _r, t: fn(t))
         return changed
 
     def stream_delta(self, data: str, event: str | None) -> Delta:
@@ -258,6 +277,47 @@ class GoogleAdapter(Adapter):
             return Delta()
         text, finish, usage, error = _read(obj)
         return Delta(text=text, finish_reason=finish, usage=usage_or_none(usage), error=error)
+
+    def stream_texts(self, doc: dict[str, Any], event: str | None = None) -> EventTexts:
+        """Per candidate: (index, "text", 0) and (index, "thought", 0) pieces; the string
+        values of function calls and code, whole."""
+        out = EventTexts(ends_all=doc.get("error") is not None)
+        ends: list[int] = []
+        for candidate in as_list(doc.get("candidates")):
+            if not isinstance(candidate, dict):
+                continue
+            index = piece_index(candidate)
+            content = candidate.get("content")
+            parts = content.get("parts") if isinstance(content, dict) else None
+            for pi, part in enumerate(as_list(parts)):
+                if not isinstance(part, dict):
+                    continue
+                for name in part:                # a part has one or two keys
+                    if name == "text":
+                        text = part["text"]
+                        if text and isinstance(text, str):
+                            kind = "thought" if part.get("thought") is True else "text"
+                            out.slots.append(TextSlot((index, kind, 0), part, "text"))
+                        continue
+                    key = _VALUE_KEYS.get(name)
+                    value = part[name] if key is not None else None
+                    if isinstance(value, dict) and key in value:
+                        out.slots.extend(TextSlot((index, name, pi), holder, k, whole=True)
+                                         for holder, k in string_slots(value, key))
+            if _get(candidate, "finishReason", "finish_reason"):
+                ends.append(index)
+        out.ends = tuple(ends)
+        return out
+
+    def rest_event(self, doc: dict[str, Any], piece: Piece, text: str) -> dict[str, Any]:
+        index, kind, _ = piece
+        part: dict[str, Any] = {"text": text}
+        if kind == "thought":
+            part["thought"] = True
+        out = {k: v for k, v in doc.items()
+               if k not in ("candidates", "usageMetadata", "usage_metadata")}
+        out["candidates"] = [{"content": {"parts": [part], "role": "model"}, "index": index}]
+        return out
 
     def may_carry_usage(self, data: str, event: str | None) -> bool:
         # Every count read ends in `TokenCount"` (camelCase) or `token_count"` (snake_case);

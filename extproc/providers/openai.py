@@ -5,24 +5,31 @@ Azure's ``/openai/deployments/{deployment}/chat/completions`` (the deployment in
 names the model Azure serves, so it wins over a ``model`` in the body).
 
 Stream chunks are ``data: {"object": "chat.completion.chunk", "choices": [...]}`` events
-ended by ``data: [DONE]``; only choice index 0 is read. ``delta.refusal`` (and a reply's
-``message.refusal``) IS counted as visible text: it is what the user reads instead of
-content. Tool call arguments are not visible text. With ``stream_options.include_usage``
+ended by ``data: [DONE]``; ``stream_delta`` reads choice index 0 only. ``delta.refusal`` (and
+a reply's ``message.refusal``) IS counted as visible text: it is what the user reads instead
+of content. Tool call arguments are not visible text. With ``stream_options.include_usage``
 a final chunk with ``"choices": []`` carries the usage; ``Delta.drop`` marks it. A mid-stream
 ``{"error": {...}}`` chunk becomes ``Delta.error``. Azure's ``prompt_filter_results``-only
 chunk says nothing.
 
-Rewriting visits the same texts: message content (string, string parts, text and refusal
-parts), a non-empty ``refusal``, and tool call / legacy ``function_call`` arguments (a JSON
-string, passed whole; a non-string value is rewritten string value by string value). In a
-reply, every choice's ``message.content`` and ``refusal`` (tool call arguments are not
-visible text, so they are left alone).
+What the model reads (``parse_request``, rewritten in the same order): tool definitions
+(``tools[].function`` / ``tools[].custom`` and legacy ``functions[]``: ``description``, and
+``parameters`` as compact JSON, role "system"), then per message (role lower-cased,
+"developer" -> "system", "function" -> "tool"): ``name``, content (string, string parts, the
+``text`` of any part, the ``refusal`` of refusal parts), a non-empty ``refusal`` and
+``reasoning_content`` / ``reasoning``, and tool call / legacy ``function_call`` arguments (a
+JSON string, passed whole; a non-string value is rewritten string value by string value).
+
+What the model writes (guards): in a whole reply, every choice's ``message.content`` and
+``refusal`` (kind "text"), ``reasoning_content`` / ``reasoning`` ("thinking") and tool call
+arguments ("tool"); in a stream, the same fields of every choice's ``delta``, one piece per
+choice and field (per tool call index for arguments), ended by the choice's finish reason.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from extproc.providers.base import (
@@ -36,101 +43,112 @@ from extproc.providers.base import (
     as_str,
     dump_compact,
     load_json,
+    lower_role,
     path_only,
     pick_indexed,
     rewrite_json_strings,
-    rewrite_slot,
-    text_only,
     usage_or_none,
     with_total,
+)
+from extproc.providers.slots import (
+    EventTexts,
+    Piece,
+    TextSlot,
+    piece_index,
+    string_slots,
 )
 
 _EMPTY_CHOICES = re.compile(r'"choices"\s*:\s*\[\s*\]')
 
 _AZURE_DEPLOYMENT = re.compile(r"/deployments/([^/]+)/")
 _ROLES = {"developer": "system", "function": "tool"}
-_TEXT_PARTS = ("text", "input_text", "output_text", "refusal")
 _INCLUDE_USAGE = b'"stream_options":{"include_usage":true},'
+#: a message's or a delta's texts besides its content: (field, reply kind)
+_EXTRA = (("refusal", "text"), ("reasoning_content", "thinking"), ("reasoning", "thinking"))
+#: every text field of a stream delta, in reading order
+DELTA_TEXT_FIELDS = ("content", "refusal", "reasoning_content", "reasoning")
+
+#: (role or kind, holder, key): a text at holder[key] (a string, or a JSON value read as
+#: its compact dump and rewritten string value by string value)
+Slot = tuple[str, Any, Any]
 
 
-def _part_texts(content: Any) -> list[str]:
-    """Text of string content or of text/refusal content parts (images, audio, files skipped)."""
-    if isinstance(content, str):
-        return [content]
-    out: list[str] = []
-    for part in as_list(content):
-        if isinstance(part, str):
-            out.append(part)
-            continue
-        part = as_dict(part)
-        kind = part.get("type", "text")
-        if kind in _TEXT_PARTS:
-            text = as_str(part.get(kind if kind == "refusal" else "text"))
-            if text is not None:
-                out.append(text)
-    return out
-
-
-def _prompt_texts(body: dict[str, Any]) -> list[tuple[str, str]]:
-    texts: list[tuple[str, str]] = []
-    for message in as_list(body.get("messages")):
-        texts.extend(_message_texts(message))
-    return texts
-
-
-def _message_texts(message: Any) -> list[tuple[str, str]]:
-    message = as_dict(message)
-    role = as_str(message.get("role")) or "user"
-    role = _ROLES.get(role, role)
-    out = [(role, text) for text in _part_texts(message.get("content"))]
-    refusal = as_str(message.get("refusal"))
-    if refusal:
-        out.append((role, refusal))
-    for call in as_list(message.get("tool_calls")):
-        function = as_dict(as_dict(call).get("function"))
-        if "arguments" in function:
-            out.append(("tool", dump_compact(function["arguments"])))
-    legacy = as_dict(message.get("function_call"))
-    if "arguments" in legacy:
-        out.append(("tool", dump_compact(legacy["arguments"])))
-    return out
-
-
-def _rewrite_parts(holder: dict[str, Any], role: str, fn: Callable[[str, str], str]) -> bool:
-    """Rewrite what ``_part_texts(holder.get("content"))`` reads."""
+def _content_slots(holder: dict[str, Any], role: str) -> Iterator[Slot]:
+    """String content, string parts, and the text (a refusal part's refusal) of any part."""
     content = holder.get("content")
     if isinstance(content, str):
-        return rewrite_slot(holder, "content", role, fn)
-    changed = False
+        yield role, holder, "content"
+        return
     for index, part in enumerate(as_list(content)):
         if isinstance(part, str):
-            changed |= rewrite_slot(content, index, role, fn)
+            yield role, content, index
         elif isinstance(part, dict):
-            kind = part.get("type", "text")
-            if kind in _TEXT_PARTS:
-                key = kind if kind == "refusal" else "text"
-                if isinstance(part.get(key), str):
-                    changed |= rewrite_slot(part, key, role, fn)
-    return changed
+            key = "refusal" if part.get("type") == "refusal" else "text"
+            if isinstance(part.get(key), str):
+                yield role, part, key
 
 
-def _rewrite_message(message: Any, fn: Callable[[str, str], str]) -> bool:
-    """Rewrite what ``_message_texts(message)`` reads, in the same order."""
-    if not isinstance(message, dict):
-        return False
-    role = as_str(message.get("role")) or "user"
-    role = _ROLES.get(role, role)
-    changed = _rewrite_parts(message, role, fn)
-    if as_str(message.get("refusal")):
-        changed |= rewrite_slot(message, "refusal", role, fn)
+def _call_slots(message: dict[str, Any]) -> Iterator[Slot]:
+    """Tool call and legacy function_call arguments (role "tool")."""
     for call in as_list(message.get("tool_calls")):
         function = as_dict(as_dict(call).get("function"))
         if "arguments" in function:
-            changed |= rewrite_json_strings(function, "arguments", "tool", fn)
+            yield "tool", function, "arguments"
     legacy = as_dict(message.get("function_call"))
     if "arguments" in legacy:
-        changed |= rewrite_json_strings(legacy, "arguments", "tool", fn)
-    return changed
+        yield "tool", legacy, "arguments"
+
+
+def _message_slots(message: Any) -> Iterator[Slot]:
+    if not isinstance(message, dict):
+        return
+    role = lower_role(message.get("role"))
+    role = _ROLES.get(role, role)
+    if isinstance(message.get("name"), str):
+        yield role, message, "name"
+    yield from _content_slots(message, role)
+    for key, _ in _EXTRA:
+        if as_str(message.get(key)):
+            yield role, message, key
+    yield from _call_slots(message)
+
+
+def _spec_slots(spec: Any) -> Iterator[Slot]:
+    """A tool definition's description and parameters schema (role "system")."""
+    if isinstance(spec, dict):
+        if isinstance(spec.get("description"), str):
+            yield "system", spec, "description"
+        if isinstance(spec.get("parameters"), dict | list):
+            yield "system", spec, "parameters"
+
+
+def _request_slots(body: dict[str, Any]) -> Iterator[Slot]:
+    for tool in as_list(body.get("tools")):
+        if isinstance(tool, dict):
+            yield from _spec_slots(tool.get("function"))
+            yield from _spec_slots(tool.get("custom"))
+    for spec in as_list(body.get("functions")):
+        yield from _spec_slots(spec)
+    for message in as_list(body.get("messages")):
+        yield from _message_slots(message)
+
+
+def _reply_slots(body: Any) -> Iterator[Slot]:
+    """(kind, holder, key) of every text the model wrote, choice by choice."""
+    for choice in as_list(as_dict(body).get("choices")):
+        message = as_dict(as_dict(choice).get("message"))
+        for _, holder, key in _content_slots(message, "text"):
+            yield "text", holder, key
+        for key, kind in _EXTRA:
+            if as_str(message.get(key)):
+                yield kind, message, key
+        yield from _call_slots(message)
+
+
+def _visible(message: dict[str, Any]) -> str:
+    """What the user reads of one reply message: its content, then its refusal."""
+    text = "".join(holder[key] for _, holder, key in _content_slots(message, ""))
+    return text + (as_str(message.get("refusal")) or "")
 
 
 def _usage(raw: Any) -> Usage:
@@ -156,6 +174,18 @@ def _error_message(raw: Any) -> str:
     return as_str(raw) or "error"
 
 
+def _argument_slots(slots: list[TextSlot], piece: Piece, function: dict[str, Any]) -> None:
+    """Streamed arguments: a non-empty string continues the piece; a JSON value (not what
+    OpenAI sends) has each string value checked whole."""
+    value = function["arguments"]
+    if isinstance(value, str):
+        if value:
+            slots.append(TextSlot(piece, function, "arguments"))
+    else:
+        slots.extend(TextSlot(piece, holder, key, whole=True)
+                     for holder, key in string_slots(function, "arguments"))
+
+
 class OpenAIAdapter(Adapter):
     needles = (b'_tokens"', b'"finish_reason":"', b'"finish_reason": "', b'"error"')
     """OpenAI and Azure OpenAI Chat Completions."""
@@ -169,31 +199,38 @@ class OpenAIAdapter(Adapter):
         max_tokens = as_int(body.get("max_completion_tokens"))
         if max_tokens is None:
             max_tokens = as_int(body.get("max_tokens"))
-        return Prompt(model, body.get("stream") is True, max_tokens, lambda: _prompt_texts(body))
+        return Prompt(model, body.get("stream") is True, max_tokens,
+                      lambda: [(role, dump_compact(holder[key]))
+                               for role, holder, key in _request_slots(body)])
+
+    def unreadable_reply(self, body: dict[str, Any]) -> list[str]:
+        body = as_dict(body)
+        if body.get("logprobs") is True or (as_int(body.get("top_logprobs")) or 0) > 0:
+            return ["token log probabilities (logprobs)"]
+        return []
 
     def parse_response(self, body: dict[str, Any]) -> tuple[str, str | None, Usage]:
         body = as_dict(body)
         choice = as_dict(pick_indexed(as_list(body.get("choices"))))
-        message = as_dict(choice.get("message"))
-        text = "".join(_part_texts(message.get("content")))
-        text += as_str(message.get("refusal")) or ""
+        text = _visible(as_dict(choice.get("message")))
         return text, as_str(choice.get("finish_reason")), _usage(body.get("usage"))
 
     def rewrite_request_texts(self, path: str, body: dict[str, Any],
                               fn: Callable[[str, str], str]) -> bool:
+        if not isinstance(body, dict):
+            return False
         changed = False
-        for message in as_list(as_dict(body).get("messages")):
-            changed |= _rewrite_message(message, fn)
+        for role, holder, key in _request_slots(body):
+            changed |= rewrite_json_strings(holder, key, role, fn)
         return changed
 
+    def response_texts(self, body: Any) -> list[tuple[str, str]]:
+        return [(kind, dump_compact(holder[key])) for kind, holder, key in _reply_slots(body)]
+
     def rewrite_response_texts(self, body: dict[str, Any], fn: Callable[[str], str]) -> bool:
-        by_role = text_only(fn)
         changed = False
-        for choice in as_list(as_dict(body).get("choices")):
-            message = as_dict(as_dict(choice).get("message"))
-            changed |= _rewrite_parts(message, "assistant", by_role)
-            if as_str(message.get("refusal")):
-                changed |= rewrite_slot(message, "refusal", "assistant", by_role)
+        for _, holder, key in _reply_slots(body):
+            changed |= rewrite_json_strings(holder, key, "assistant", lambda _r, t: fn(t))
         return changed
 
     def stream_delta(self, data: str, event: str | None) -> Delta:
@@ -216,6 +253,53 @@ class OpenAIAdapter(Adapter):
             usage=usage,
             drop=choices == [] and isinstance(raw_usage, dict),
         )
+
+    def stream_texts(self, doc: dict[str, Any], event: str | None = None) -> EventTexts:
+        """Every choice's delta content, refusal, reasoning and tool-call arguments; a
+        choice's finish reason ends its pieces, an error chunk ends them all."""
+        out = EventTexts(ends_all=doc.get("error") is not None)
+        ends: list[int] = []
+        for choice in as_list(doc.get("choices")):
+            if not isinstance(choice, dict):
+                continue
+            index = piece_index(choice)
+            delta = choice.get("delta")
+            if isinstance(delta, dict):
+                for key in DELTA_TEXT_FIELDS:
+                    text = delta.get(key)
+                    if text and isinstance(text, str):
+                        out.slots.append(TextSlot((index, key, 0), delta, key))
+                if "tool_calls" in delta:
+                    for ti, call in enumerate(as_list(delta["tool_calls"])):
+                        function = as_dict(as_dict(call).get("function"))
+                        if "arguments" in function:
+                            sub = piece_index({"index": call.get("index", ti)})
+                            _argument_slots(out.slots, (index, "tool", sub), function)
+                legacy = as_dict(delta.get("function_call"))
+                if "arguments" in legacy:
+                    _argument_slots(out.slots, (index, "function_call", 0), legacy)
+            if choice.get("finish_reason"):
+                ends.append(index)
+        out.ends = tuple(ends)
+        return out
+
+    def rest_event(self, doc: dict[str, Any], piece: Piece, text: str) -> dict[str, Any]:
+        index, key, sub = piece
+        if key == "tool":
+            delta: dict[str, Any] = {"tool_calls": [{"index": sub,
+                                                     "function": {"arguments": text}}]}
+        elif key == "function_call":
+            delta = {"function_call": {"arguments": text}}
+        else:
+            delta = {key: text}
+        out = {k: v for k, v in doc.items() if k not in ("choices", "usage")}
+        choice: dict[str, Any] = {"index": index, "delta": delta}
+        for c in as_list(doc.get("choices")):
+            if isinstance(c, dict) and piece_index(c) == index and "logprobs" in c:
+                choice["logprobs"] = None
+        choice["finish_reason"] = None
+        out["choices"] = [choice]
+        return out
 
     def may_carry_usage(self, data: str, event: str | None) -> bool:
         # Every usage field read ends in `_tokens"` (prompt_tokens, cached_tokens, ...).

@@ -137,6 +137,13 @@ class OpenAICompletionsAdapter(_Slotted):
         """Token ids in ``prompt`` (text the gateway cannot read)."""
         return _token_ids(as_dict(body).get("prompt"))
 
+    def unreadable_reply(self, body: dict[str, Any]) -> list[str]:
+        """``logprobs: N`` lists the reply's tokens one by one, out of any guard's reach in a
+        stream (as chat's do)."""
+        value = as_dict(body).get("logprobs")
+        asked = value is not None and value is not False and value != 0
+        return ["token log probabilities (logprobs)"] if asked else []
+
     def parse_request(self, path: str, body: dict[str, Any]) -> Prompt:
         body = as_dict(body)
         return Prompt(_model(path, body), body.get("stream") is True,

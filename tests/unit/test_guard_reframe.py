@@ -157,10 +157,15 @@ def openai_stream(draw: st.DrawFn) -> bytes:
             delta: dict[str, Any] = {"role": "assistant"} if rarely(3) else {}
             if not rarely(6):
                 delta["content"] = draw(st.one_of(CONTENT, st.none()) if odd else CONTENT)
+            # the other texts the model writes: the fast path must leave these events to
+            # the full parse, which masks them too
             if rarely(4):
-                delta["refusal"] = None
+                delta["refusal"] = draw(st.one_of(st.none(), CONTENT))
+            if rarely(6):
+                delta[draw(st.sampled_from(["reasoning_content", "reasoning"]))] = draw(
+                    st.one_of(st.none(), CONTENT))
             if rarely(8):
-                delta["tool_calls"] = [{"index": 0, "function": {"arguments": "{}"}}]
+                delta["tool_calls"] = [{"index": 0, "function": {"arguments": draw(CONTENT)}}]
             choice: dict[str, Any] = {"index": 1 if rarely(4) else 0, "delta": delta,
                                       "logprobs": None, "finish_reason": None}
             if draw(sometimes(8)):
@@ -240,18 +245,34 @@ def test_a_lone_surrogate_in_masked_text_stays_escaped() -> None:
 
 # --- malformed events: passed on, never a crash -------------------------------------------
 
-_JSON = json_values(["index", "text", "content", "parts"])
+_JSON = json_values(["index", "text", "content", "parts", "refusal", "arguments",
+                     "tool_calls", "thinking", "partial_json", "thought", "functionCall",
+                     "args", "content_block"])
 
 
 def _skeletons(rest: str) -> dict[str, list[dict[str, Any]]]:
-    """Each provider's text events and piece ends, with `rest` somewhere in the text."""
+    """Each provider's text events (every field the model writes) and piece ends, with
+    `rest` somewhere in the text."""
     return {
         "openai": [{"choices": [{"index": 0, "delta": {"content": rest}}]},
+                   {"choices": [{"index": 1, "delta": {"refusal": rest,
+                                                       "reasoning_content": rest}}]},
+                   {"choices": [{"index": 0, "delta": {"tool_calls": [
+                       {"index": 0, "function": {"arguments": rest}}]}}]},
                    {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}],
-        "anthropic": [{"type": "content_block_delta", "index": 0,
+        "anthropic": [{"type": "content_block_start", "index": 0,
+                       "content_block": {"type": "text", "text": rest}},
+                      {"type": "content_block_delta", "index": 0,
                        "delta": {"type": "text_delta", "text": rest}},
+                      {"type": "content_block_delta", "index": 1,
+                       "delta": {"type": "thinking_delta", "thinking": rest}},
+                      {"type": "content_block_delta", "index": 2,
+                       "delta": {"type": "input_json_delta", "partial_json": rest}},
                       {"type": "content_block_stop", "index": 0}],
         "gemini": [{"candidates": [{"index": 0, "content": {"parts": [{"text": rest}]}}]},
+                   {"candidates": [{"index": 1, "content": {"parts": [
+                       {"text": rest, "thought": True},
+                       {"functionCall": {"name": "f", "args": {"a": rest}}}]}}]},
                    {"candidates": [{"index": 0, "content": {"parts": []},
                                     "finishReason": "STOP"}]}],
     }

@@ -108,6 +108,7 @@ def test_openai_parse_request_every_message_shape() -> None:
             ("assistant", "I can't."),
             ("assistant", "No."),
             ("tool", "{}"),
+            ("tool", "old"),  # a message's name is read too
             ("tool", "legacy result"),
             ("user", "Merci ✓"),
         ],
@@ -211,6 +212,7 @@ def test_anthropic_parse_request_every_block_shape() -> None:
             ("system", "You are helpful."),
             ("system", "Be brief."),
             ("user", "Hello"),
+            ("assistant", "hmm, weather"),  # earlier thinking is read (not redacted thinking)
             ("assistant", "Let me check."),
             ("tool", '{"query":"météo","days":3}'),
             ("tool", "Sunny"),
@@ -267,6 +269,7 @@ GEMINI_TEXTS = [
     ("system", "Rhyme."),
     ("user", "Write about"),
     ("user", "this picture"),
+    ("assistant", "Considering the image..."),  # earlier thought parts are read
     ("assistant", "I'll describe it."),
     ("tool", '{"detail":"high"}'),
     ("tool", '{"caption":"a cat"}'),

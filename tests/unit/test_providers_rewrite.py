@@ -1,7 +1,8 @@
 """Provider adapters rewriting texts in place: rewrite_request_texts and rewrite_response_texts
-visit exactly what parse_request / parse_response read (same roles, same order), store the
+visit exactly what parse_request / response_texts read (same roles, same order), store the
 results where the texts came from, touch nothing else, and leave the body alone (returning
-False) when fn changes nothing. Realistic bodies and the golden replies are checked field by
+False) when fn changes nothing; the "text" kind of response_texts is what parse_response
+reads as visible text. Realistic bodies and the golden replies are checked field by
 field; hypothesis checks the mirror on random, partly malformed bodies."""
 
 from __future__ import annotations
@@ -73,6 +74,17 @@ def upper_strings(value: Any) -> Any:
     return value
 
 
+def bracket_strings(value: Any) -> Any:
+    """``value`` with every string value (not key) put in angle brackets."""
+    if isinstance(value, str):
+        return f"<{value}>"
+    if isinstance(value, dict):
+        return {key: bracket_strings(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [bracket_strings(item) for item in value]
+    return value
+
+
 def upper_json(text: str) -> str:
     """The compact dump of a JSON object after upper-casing its string values."""
     return dump_compact(upper_strings(json.loads(text)))
@@ -86,9 +98,10 @@ def check_request_rewrite(adapter: Adapter, path: str, original: dict[str, Any],
     before_texts = adapter.parse_request(path, body).texts
     assert len(before_texts) == len(after_texts)
     for (role, old), (new_role, new) in zip(before_texts, after_texts, strict=True):
-        # a string is upper-cased whole; an object value has its string values upper-cased
+        # a string is upper-cased whole; an object value (tool input, arguments, a tool's
+        # schema) has its string values upper-cased
         assert new_role == role
-        assert new == old.upper() or (role == "tool" and new == upper_json(old))
+        assert new == old.upper() or (role in ("tool", "system") and new == upper_json(old))
     assert adapter.rewrite_request_texts(path, body, upper) is True
     assert adapter.parse_request(path, body).texts == after_texts
     changed = changed_strings(original, body)
@@ -152,8 +165,11 @@ OPENAI_BODY: dict[str, Any] = {
 }  # fmt: skip
 
 OPENAI_AFTER = [
+    ("system", "FIND THINGS"),  # tool definitions first: description, then the schema
+    ("system", '{"type":"OBJECT","properties":{"q":{"type":"STRING"}}}'),
     ("system", "BE TERSE."),
     ("system", "ANSWER IN FRENCH."),
+    ("user", "ALICE"),  # a message's name
     ("user", "WHAT IS IN THIS IMAGE? MAIL BOB@X.ORG"),
     ("user", "AND THIS ONE?"),
     ("user", "A BARE STRING PART"),
@@ -166,11 +182,17 @@ OPENAI_AFTER = [
     ("assistant", "PARTLY"),
     ("assistant", "NO."),
     ("tool", '{"CITY":"PARIS"}'),
+    ("tool", "OLD"),
     ("tool", "LEGACY RESULT"),
     ("user", "MERCI ✓ É"),
 ]
 
 OPENAI_TEXT_PATHS: set[JsonPath] = {
+    ("tools", 0, "function", "description"),
+    ("tools", 0, "function", "parameters", "type"),
+    ("tools", 0, "function", "parameters", "properties", "q", "type"),
+    ("messages", 2, "name"),
+    ("messages", 10, "name"),
     ("messages", 0, "content"),
     ("messages", 1, "content", 0, "text"),
     ("messages", 2, "content", 0, "text"),
@@ -203,7 +225,10 @@ def test_openai_calls_fn_with_parse_request_roles_and_order() -> None:
     body = copy.deepcopy(OPENAI_BODY)
     calls: list[tuple[str, str]] = []
     OPENAI.rewrite_request_texts(OPENAI_PATH, body, lambda r, t: calls.append((r, t)) or t)
-    assert calls == OPENAI.parse_request(OPENAI_PATH, OPENAI_BODY).texts
+    # every text but the tool's schema (an object: its string values one by one) is a string
+    texts = OPENAI.parse_request(OPENAI_PATH, OPENAI_BODY).texts
+    assert texts[1] == ("system", '{"type":"object","properties":{"q":{"type":"string"}}}')
+    assert calls == [texts[0], ("system", "object"), ("system", "string"), *texts[2:]]
 
 
 def test_openai_non_string_arguments_rewritten_value_by_value() -> None:
@@ -267,7 +292,10 @@ ANTHROPIC_BODY: dict[str, Any] = {
 ANTHROPIC_AFTER = [
     ("system", "YOU ARE HELPFUL."),
     ("system", "BE BRIEF."),
+    ("system", "WEB SEARCH"),  # tool definitions: description, then the schema
+    ("system", '{"type":"OBJECT","properties":{"query":{"type":"STRING"}}}'),
     ("user", "HELLO, I'M CAROL@EXAMPLE.COM"),
+    ("assistant", "HMM, WEATHER"),  # earlier thinking (not redacted thinking)
     ("assistant", "LET ME CHECK."),
     # an object input: string values rewritten, keys and numbers kept
     ("tool", '{"query":"MÉTÉO","days":3,"where":{"city":"PARIS","zip":null},'
@@ -277,6 +305,7 @@ ANTHROPIC_AFTER = [
     ("tool", "RAIN LATER"),
     ("tool", "WIND 20 KM/H"),
     ("user", "SUMMARISE PLEASE."),
+    ("user", "NOTES"),  # a document's title
     ("user", "DOC BODY."),
     ("user", "CHUNK ONE"),
     ("user", "CHUNK TWO"),
@@ -286,7 +315,11 @@ ANTHROPIC_AFTER = [
 ANTHROPIC_TEXT_PATHS: set[JsonPath] = {
     ("system", 0, "text"),
     ("system", 1, "text"),
+    ("tools", 0, "description"),
+    ("tools", 0, "input_schema", "type"),
+    ("tools", 0, "input_schema", "properties", "query", "type"),
     ("messages", 0, "content"),
+    ("messages", 1, "content", 0, "thinking"),
     ("messages", 1, "content", 2, "text"),
     ("messages", 1, "content", 3, "input", "query"),
     ("messages", 1, "content", 3, "input", "where", "city"),
@@ -297,6 +330,7 @@ ANTHROPIC_TEXT_PATHS: set[JsonPath] = {
     ("messages", 2, "content", 1, "content", 0, "text"),
     ("messages", 2, "content", 1, "content", 2, "text"),
     ("messages", 2, "content", 3, "text"),
+    ("messages", 2, "content", 4, "title"),
     ("messages", 2, "content", 4, "source", "data"),
     ("messages", 2, "content", 6, "source", "content", 0, "text"),
     ("messages", 2, "content", 6, "source", "content", 2, "text"),
@@ -321,8 +355,8 @@ def test_anthropic_tool_input_leaves_get_tool_role_in_order() -> None:
     body = copy.deepcopy(ANTHROPIC_BODY)
     calls: list[tuple[str, str]] = []
     ANTHROPIC.rewrite_request_texts(ANTHROPIC_PATH, body, lambda r, t: calls.append((r, t)) or t)
-    assert calls[3:9] == [("assistant", "let me check."), ("tool", "météo"), ("tool", "paris"),
-                          ("tool", "rain"), ("tool", "wind"), ("tool", "paris forecast")]
+    assert calls[7:13] == [("assistant", "let me check."), ("tool", "météo"), ("tool", "paris"),
+                           ("tool", "rain"), ("tool", "wind"), ("tool", "paris forecast")]
 
 
 # ---------------------------------------------------------------------- Gemini/Vertex
@@ -332,6 +366,10 @@ VERTEX_PATH = ("/v1/projects/my-proj/locations/us-central1/publishers/google/mod
                "gemini-2.0-flash-001:generateContent")  # fmt: skip
 GEMINI_BODY: dict[str, Any] = {
     "systemInstruction": {"parts": [{"text": "you are a poet."}, {"text": "rhyme."}]},
+    "tools": [{"functionDeclarations": [
+        {"name": "describe", "description": "describe a picture",
+         "parameters": {"type": "object", "properties": {"detail": {"type": "string"}}}}]},
+        {"googleSearch": {}}],
     "contents": [
         {"role": "user", "parts": [
             {"text": "write about"},
@@ -361,8 +399,11 @@ GEMINI_BODY: dict[str, Any] = {
 GEMINI_AFTER = [
     ("system", "YOU ARE A POET."),
     ("system", "RHYME."),
+    ("system", "DESCRIBE A PICTURE"),  # tool declarations: description, then the schema
+    ("system", '{"type":"OBJECT","properties":{"detail":{"type":"STRING"}}}'),
     ("user", "WRITE ABOUT"),
     ("user", "THIS PICTURE, CALL DAVE ON +1 555 0100"),
+    ("assistant", "CONSIDERING THE IMAGE..."),  # earlier thought parts
     ("assistant", "I'LL DESCRIBE IT."),
     ("tool", '{"detail":"HIGH","max":3,"aspects":["COLOUR","MOOD"]}'),
     ("tool", '{"caption":"A CAT","score":0.5}'),
@@ -373,7 +414,11 @@ GEMINI_AFTER = [
 GEMINI_TEXT_PATHS: set[JsonPath] = {
     ("systemInstruction", "parts", 0, "text"),
     ("systemInstruction", "parts", 1, "text"),
+    ("tools", 0, "functionDeclarations", 0, "description"),
+    ("tools", 0, "functionDeclarations", 0, "parameters", "type"),
+    ("tools", 0, "functionDeclarations", 0, "parameters", "properties", "detail", "type"),
     ("contents", 0, "parts", 0, "text"),
+    ("contents", 1, "parts", 0, "text"),
     ("contents", 0, "parts", 3, "text"),
     ("contents", 1, "parts", 1, "text"),
     ("contents", 1, "parts", 2, "functionCall", "args", "detail"),
@@ -386,7 +431,8 @@ GEMINI_TEXT_PATHS: set[JsonPath] = {
 
 SNAKE = [("systemInstruction", "system_instruction"), ("functionCall", "function_call"),
          ("functionResponse", "function_response"), ("generationConfig", "generation_config"),
-         ("maxOutputTokens", "max_output_tokens"), ("inlineData", "inline_data")]  # fmt: skip
+         ("maxOutputTokens", "max_output_tokens"), ("inlineData", "inline_data"),
+         ("functionDeclarations", "function_declarations")]  # fmt: skip
 
 
 def snake_case(body: dict[str, Any]) -> dict[str, Any]:
@@ -423,9 +469,9 @@ def test_google_system_instruction_forms(system: Any) -> None:
                           {key, ("contents", 0, "parts", 0, "text")})  # fmt: skip
 
 
-def test_google_camel_case_field_wins_like_in_parse_request() -> None:
-    # parse_request reads systemInstruction (not system_instruction) and functionCall (not
-    # function_call) when both are there; a null camelCase field falls back to snake_case.
+def test_google_both_spellings_are_read() -> None:
+    # Google may take either spelling when both are sent: both are read and rewritten,
+    # camelCase first; a null field is skipped.
     body = {"systemInstruction": {"parts": [{"text": "camel"}]},
             "system_instruction": {"parts": [{"text": "snake"}]},
             "contents": [{"parts": [{"functionCall": {"args": {"a": "camel"}},
@@ -433,10 +479,12 @@ def test_google_camel_case_field_wins_like_in_parse_request() -> None:
                                     {"functionCall": None,
                                      "function_call": {"args": {"a": "fallback"}}}]}]}
     check_request_rewrite(GEMINI, "/", body,
-                          [("system", "CAMEL"), ("tool", '{"a":"CAMEL"}'),
-                           ("tool", '{"a":"FALLBACK"}')],
+                          [("system", "CAMEL"), ("system", "SNAKE"), ("tool", '{"a":"CAMEL"}'),
+                           ("tool", '{"a":"SNAKE"}'), ("tool", '{"a":"FALLBACK"}')],
                           {("systemInstruction", "parts", 0, "text"),
+                           ("system_instruction", "parts", 0, "text"),
                            ("contents", 0, "parts", 0, "functionCall", "args", "a"),
+                           ("contents", 0, "parts", 0, "function_call", "args", "a"),
                            ("contents", 0, "parts", 1, "function_call", "args", "a")})  # fmt: skip
 
 
@@ -476,19 +524,24 @@ def test_masking_with_a_scanner_and_reserialising() -> None:
     assert "carol@example.com" not in wire and "toolu_1" in wire and "ivborw0k" in wire
     masked = scanner.mask("hello, i'm carol@example.com")
     assert masked != "hello, i'm carol@example.com"
-    assert ANTHROPIC.parse_request(ANTHROPIC_PATH, json.loads(wire)).texts[2] == ("user", masked)
+    assert ANTHROPIC.parse_request(ANTHROPIC_PATH, json.loads(wire)).texts[4] == ("user", masked)
     assert changed_strings(ANTHROPIC_BODY, body) == {
         ("messages", 0, "content"): ("hello, i'm carol@example.com", masked)}
 
 
 # ------------------------------------------------------------------------ responses
 
+# every text the model wrote: visible text, and thinking and tool-call arguments too
 GOLDEN_RESPONSES: list[tuple[str, str, set[JsonPath]]] = [
     ("openai", "openai_response.json", {("choices", 0, "message", "content")}),
-    ("openai", "openai_tool_call_response.json", set()),  # arguments are not visible text
+    ("openai", "openai_tool_call_response.json", {
+        ("choices", 0, "message", "tool_calls", 0, "function", "arguments")}),
     ("azure", "azure_response.json", {("choices", 0, "message", "content")}),
-    ("anthropic", "anthropic_response.json", {("content", 1, "text")}),  # not thinking/tool_use
-    ("gemini", "gemini_response.json", {("candidates", 0, "content", "parts", 1, "text"),
+    ("anthropic", "anthropic_response.json", {("content", 0, "thinking"), ("content", 1, "text"),
+                                              ("content", 2, "input", "location"),
+                                              ("content", 2, "input", "unit")}),
+    ("gemini", "gemini_response.json", {("candidates", 0, "content", "parts", 0, "text"),
+                                        ("candidates", 0, "content", "parts", 1, "text"),
                                         ("candidates", 0, "content", "parts", 2, "text")}),
     ("gemini", "gemini_blocked_response.json", set()),
     ("vertex", "vertex_response.json", {("candidates", 0, "content", "parts", 0, "text")}),
@@ -528,6 +581,7 @@ def test_openai_response_every_choice_and_part_shape() -> None:
         ("choices", 0, "message", "content", 0, "text"),
         ("choices", 0, "message", "content", 2, "text"),
         ("choices", 0, "message", "refusal"),
+        ("choices", 0, "message", "tool_calls", 0, "function", "arguments"),
         ("choices", 1, "message", "content"),  # parse_response reads choice 0 only
     }
 
@@ -615,15 +669,23 @@ class OpenAIJunk(Junky):
     def message(self, reply: bool = False) -> Any:
         return self.odd(lambda: self.obj(
             role=(lambda: "assistant") if reply else self.one_of(
-                "system", "developer", "user", "assistant", "tool", "function"),
-            content=self.content, refusal=self.odd_text,
+                "system", "developer", "user", "assistant", "tool", "function", "User",
+                "SYSTEM", "Developer", "critic"),
+            content=self.content, refusal=self.odd_text, reasoning_content=self.odd_text,
             tool_calls=lambda: self.many(lambda: self.odd(lambda: self.obj(
                 id=self.text, type=lambda: "function", function=self.function)), 3),
-            function_call=self.function, name=self.text))  # fmt: skip
+            function_call=self.function, name=self.odd_text))  # fmt: skip
+
+    def spec(self) -> Any:
+        return self.odd(lambda: self.obj(name=self.text, description=self.odd_text,
+                                         parameters=self.json))
 
     def request(self) -> dict[str, Any]:
+        tool = lambda: self.odd(lambda: self.obj(  # noqa: E731
+            type=self.one_of("function", "custom"), function=self.spec, custom=self.spec))
         return {"model": self.text(), "messages": self.many(self.message, 6),
-                **self.obj(stream=lambda: self.chance(0.5))}
+                **self.obj(stream=lambda: self.chance(0.5), tools=lambda: self.many(tool, 2),
+                           functions=lambda: self.many(self.spec, 2))}
 
     def response(self) -> dict[str, Any]:
         choice = lambda: self.odd(lambda: self.obj(  # noqa: E731
@@ -640,9 +702,11 @@ class AnthropicJunk(Junky):
         return self.odd(lambda: self.obj(
             type=self.one_of("text", "text", "text", "document", "document", "image",
                              "thinking", "redacted_thinking", "tool_use", "server_tool_use",
-                             "tool_result", "tool_result"),
-            text=self.odd_text, thinking=self.text,
-            source=lambda: self.odd(lambda: self.obj(
+                             "tool_result", "tool_result", "search_result", "mcp_tool_use",
+                             "mcp_tool_result"),
+            text=self.odd_text, thinking=self.odd_text, title=self.odd_text,
+            context=self.odd_text,
+            source=lambda: (self.chance(0.3) and self.text()) or self.odd(lambda: self.obj(
                 type=self.one_of("text", "content", "base64", "url"),
                 data=self.odd_text, url=self.text, content=nested)),
             input=self.json, content=nested, id=self.text, name=self.text))  # fmt: skip
@@ -652,9 +716,11 @@ class AnthropicJunk(Junky):
 
     def request(self) -> dict[str, Any]:
         message = lambda: self.odd(lambda: self.obj(  # noqa: E731
-            role=self.one_of("user", "assistant"), content=self.blocks))
+            role=self.one_of("user", "assistant", "User", "ASSISTANT"), content=self.blocks))
+        tool = lambda: self.odd(lambda: self.obj(  # noqa: E731
+            name=self.text, description=self.odd_text, input_schema=self.json))
         return {"model": self.text(), "max_tokens": 9, "messages": self.many(message, 5),
-                **self.obj(system=self.blocks)}
+                **self.obj(system=self.blocks, tools=lambda: self.many(tool, 2))}
 
     def response(self) -> dict[str, Any]:
         return {"id": self.text(), "content": self.many(self.block),
@@ -673,6 +739,10 @@ class GoogleJunk(Junky):
             lambda: self.obj(text=self.odd_text, thought=thought),
             lambda: self.obj(functionCall=call, function_call=call),
             lambda: self.obj(functionResponse=result, function_response=result),
+            lambda: self.obj(executableCode=lambda: self.odd(lambda: self.obj(
+                language=self.text, code=self.odd_text)),
+                codeExecutionResult=lambda: self.odd(lambda: self.obj(
+                    outcome=self.text, output=self.odd_text))),
             lambda: self.obj(  # anything goes
                 text=self.odd_text, thought=thought, thoughtSignature=self.text,
                 functionCall=call, function_call=call, functionResponse=result,
@@ -684,13 +754,20 @@ class GoogleJunk(Junky):
         if not reply and self.chance(0.2):
             return self.text()
         return self.odd(lambda: self.obj(
-            role=(lambda: "model") if reply else self.one_of("user", "model", "function"),
+            role=(lambda: "model") if reply else self.one_of("user", "model", "function",
+                                                             "USER", "Model"),
             parts=lambda: self.many(self.part, 5)))  # fmt: skip
 
     def request(self) -> dict[str, Any]:
+        declaration = lambda: self.odd(lambda: self.obj(  # noqa: E731
+            name=self.text, description=self.odd_text, parameters=self.json,
+            parametersJsonSchema=self.json, response=self.json))
+        tool = lambda: self.odd(lambda: self.obj(  # noqa: E731
+            functionDeclarations=lambda: self.many(declaration, 2),
+            function_declarations=lambda: self.many(declaration, 2)))
         return {"contents": self.many(self.content, 5), **self.obj(
             systemInstruction=self.content, system_instruction=self.content, model=self.text,
-            generationConfig=lambda: {"maxOutputTokens": 9})}
+            generationConfig=lambda: {"maxOutputTokens": 9}, tools=lambda: self.many(tool, 2))}
 
     def response(self) -> Any:
         candidate = lambda: self.odd(lambda: self.obj(  # noqa: E731
@@ -749,7 +826,9 @@ def expected(texts: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], list[
         except ValueError:  # a text, or an object value that is a string: one call
             after.append((role, mark(text, role)))
             continue
-        assert role == "tool"  # a dump of an object value: one call per string inside
+        # a dump of an object value (tool input or arguments, a tool's schema): one call per
+        # string inside
+        assert role in ("tool", "system")
         after.append((role, dump_compact(mark(value, role)) if value != {} else text))
     return calls, after
 
@@ -832,12 +911,11 @@ def test_realistic_bodies_with_random_texts(adapter: Adapter, path: str,
     assert changed_strings(original, body) == {
         p: (t, f"<{t}>") for p, t in zip(ordered, texts, strict=True)}
     before = adapter.parse_request(path, original).texts
-    if adapter is OPENAI:  # every text is a string slot: fn saw exactly what parse_request reads
-        assert calls == before
-        assert adapter.parse_request(path, body).texts == [(r, f"<{t}>") for r, t in before]
-    else:
-        assert [rt for rt in adapter.parse_request(path, body).texts if rt[0] != "tool"] == [
-            (r, f"<{t}>") for r, t in before if r != "tool"]
+    after = adapter.parse_request(path, body).texts
+    assert [r for r, _ in after] == [r for r, _ in before]
+    for (_, old), (_, new) in zip(before, after, strict=True):
+        # a string slot is marked whole, an object value (its dump) string by string
+        assert new == f"<{old}>" or new == dump_compact(bracket_strings(json.loads(old)))
     check_identity(lambda b, f: adapter.rewrite_request_texts(path, b, f), original)
 
 
@@ -854,13 +932,18 @@ def visible_pieces(adapter: Adapter, body: Any) -> list[str]:
 
 
 def check_response_mirror(adapter: Adapter, original: Any) -> None:
+    texts = adapter.response_texts(original)
+    assert {kind for kind, _ in texts} <= {"text", "thinking", "tool"}
+    # what the user reads of each choice is its "text" texts
+    assert "".join(t for k, t in texts if k == "text") == "".join(
+        visible_pieces(adapter, original))
+    calls_wanted, texts_wanted = expected(texts)
     body = copy.deepcopy(original)
     calls: list[tuple[str, str]] = []
     fn = marker(calls)
     assert adapter.rewrite_response_texts(body, lambda t: fn("assistant", t)) is bool(calls)
-    assert "".join(t for _, t in calls) == "".join(visible_pieces(adapter, original))
-    marked = "".join(f"{t}\x01{i}\x02" for i, (_, t) in enumerate(calls))
-    assert "".join(visible_pieces(adapter, body)) == marked
+    assert [t for _, t in calls] == [t for _, t in calls_wanted]
+    assert adapter.response_texts(body) == texts_wanted
     found = [int(m) for _, v in leaves(body) if isinstance(v, str) for m in MARK.findall(v)]
     assert sorted(found) == list(range(len(calls)))
     assert strip_marks(body) == original

@@ -18,6 +18,7 @@ from extproc.mock import google as mock_google
 from extproc.mock import openai as mock_openai
 from extproc.mock.common import Reply
 from extproc.providers import PROVIDERS, Adapter, Delta, Usage, adapter_for
+from extproc.providers.slots import string_slots
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
@@ -362,6 +363,7 @@ def test_arbitrary_json_never_raises_and_prefilter_holds(
 
 
 GOLDEN_EVENTS = all_golden_events()
+GOLDEN_STREAMS = list(dict.fromkeys((row[1], row[0]) for row in STREAMS))
 
 
 def mutate(draw: st.DrawFn, value: Any) -> Any:
@@ -420,3 +422,101 @@ def test_deep_nesting_does_not_raise() -> None:
     deep = "[" * 100_000 + "]" * 100_000
     for provider in PROVIDERS:
         assert adapter_for(provider).stream_delta(deep, None) == Delta()
+
+
+# ------------------------------------------------ stream_texts / rest_event (the guards' reading)
+
+
+def guarded(provider: str, name: str) -> dict[tuple[Any, ...], str]:
+    """Each piece's text (whole values under their key) as stream_texts reads a golden
+    stream."""
+    adapter = adapter_for(provider)
+    out: dict[tuple[Any, ...], str] = {}
+    for event, data in golden_events(name):
+        doc = load_or_text(data)
+        if not isinstance(doc, dict):
+            continue
+        for slot in adapter.stream_texts(doc, event).slots:
+            key = (*slot.piece, slot.key) if slot.whole else slot.piece
+            out[key] = out.get(key, "") + slot.holder[slot.key]
+    return out
+
+
+GUARDED_STREAMS = [
+    ("openai", "openai_text_stream.sse", None),
+    ("openai", "openai_refusal_stream.sse",
+     {(0, "refusal", 0): "I'm sorry, I can't help with that."}),
+    ("openai", "openai_tool_call_stream.sse",
+     {(0, "tool", 0): '{"location":"Paris,"unit":"celsius"}',  # as recorded
+      (0, "tool", 1): '{"tz":"Europe/Paris"}'}),
+    ("anthropic", "anthropic_thinking_stream.sse",
+     {(0, "thinking", 0): "I need to find the GCD of 1071 and 462.\n\n1071 = 2 \u00d7 462 + 147\n"
+                          "462 = 3 \u00d7 147 + 21\n147 = 7 \u00d7 21 + 0\n\nSo the GCD is 21.",
+      (1, "text", 0): "The greatest common divisor of 1071 and 462 is **21**."}),
+    ("anthropic", "anthropic_tool_use_stream.sse",
+     {(0, "text", 0): "Okay, let me check the weather in Paris:",
+      (1, "partial_json", 0): '{"location": "Paris, FR", "unit": "celsius"}'}),
+    ("gemini", "gemini_thought_stream.sse",
+     {(0, "thought", 0): "**Evaluating the question**\n\nThe user wants the answer to life, the "
+                         "universe and everything, which is a reference I recognise.",
+      (0, "text", 0): "The answer is 42. Hope that helps!"}),
+    ("gemini", "gemini_function_call_stream.sse",
+     {(0, "functionCall", 0, "location"): "Boston, MA",
+      (0, "functionCall", 0, "unit"): "fahrenheit"}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("provider", "name", "pieces"), GUARDED_STREAMS,
+                         ids=[n for _, n, _ in GUARDED_STREAMS])
+def test_stream_texts_read_every_text_the_model_writes(
+        provider: str, name: str, pieces: dict[tuple[Any, ...], str] | None) -> None:
+    got = guarded(provider, name)
+    if pieces is None:   # a text-only stream: its visible text, as Delta reads it
+        pieces = {(0, "content", 0): fold(adapter_for(provider), golden_events(name)).text}
+    assert got == pieces
+
+
+@pytest.mark.parametrize(("provider", "name"), GOLDEN_STREAMS)
+def test_delta_text_is_what_stream_texts_call_visible(provider: str, name: str) -> None:
+    """Delta.text (metering) is the visible text of the first choice / candidate among the
+    texts the guards read: content and refusal, Anthropic text, Gemini non-thought text."""
+    adapter = adapter_for(provider)
+    visible = {"openai": ("content", "refusal"), "azure": ("content", "refusal"),
+               "anthropic": ("text",), "gemini": ("text",), "vertex": ("text",)}[provider]
+    for event, data in golden_events(name):
+        doc = load_or_text(data)
+        if not isinstance(doc, dict):
+            continue
+        texts = adapter.stream_texts(doc, event)
+        seen = ""
+        for slot in texts.slots:
+            value = slot.holder[slot.key]
+            if slot.piece[1] in visible and (provider == "anthropic" or slot.piece[0] == 0):
+                seen += value
+        assert adapter.stream_delta(data, event).text == seen
+
+
+@settings(max_examples=600, deadline=None)
+@given(case=mutated_events(), rest=st.text(min_size=1, max_size=5))
+def test_mutated_events_stream_texts_hold_and_rest_events_carry_only_the_rest(
+    case: tuple[str, str | None, str], rest: str
+) -> None:
+    provider, event, data = case
+    adapter = adapter_for(provider)
+    doc = load_or_text(data)
+    if not isinstance(doc, dict):
+        return
+    texts = adapter.stream_texts(doc, event)
+    strings = {(id(h), k) for h, k in string_slots({"doc": doc}, "doc")}
+    for slot in texts.slots:
+        # a string of this event's JSON (guards store masked text back there)
+        assert (id(slot.holder), slot.key) in strings
+        assert isinstance(slot.holder[slot.key], str)
+        if slot.whole:
+            continue
+        # the event carrying the rest of this piece reads as that rest and nothing else
+        made = adapter.rest_event(json.loads(data), slot.piece, rest)
+        again = adapter.stream_texts(made, made.get("type", event))
+        assert [(s.piece, s.whole) for s in again.slots] == [(slot.piece, False)]
+        assert again.ends == () and not again.ends_all
+        assert adapter.stream_delta(json.dumps(made), event).usage is None

@@ -1,0 +1,62 @@
+"""The guards' view of the texts a model writes in a stream event: where each one is
+(``TextSlot``: the piece it continues and its holder in the parsed event), what an event ends
+(``EventTexts``), and helpers for adapters that build them (``Adapter.stream_texts``)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+#: one streamed text of a reply: (choice / content block / candidate index, field, sub-index),
+#: e.g. (0, "content", 0), (1, "tool", 2) (choice 1, tool call 2), (3, "thinking", 0)
+Piece = tuple[int, str, int]
+
+
+class TextSlot(NamedTuple):
+    """Where one text the model wrote sits in a parsed stream event: the piece it continues,
+    and the string at ``holder[key]`` (holder is the dict or list of the event's JSON that
+    holds it). A ``whole`` slot is a complete value that no later event continues (a Gemini
+    ``functionCall.args`` string): it is checked on its own."""
+
+    piece: Piece
+    holder: Any
+    key: Any
+    whole: bool = False
+
+
+class EventTexts:
+    """What one stream event means to a guard: its text slots in event order, the pieces it
+    ends (by their first member: a choice, block or candidate index) and whether it ends every
+    piece (a stream-level stop or error)."""
+
+    __slots__ = ("ends", "ends_all", "slots")
+
+    def __init__(self, slots: list[TextSlot] | None = None, ends: tuple[int, ...] = (),
+                 ends_all: bool = False) -> None:
+        self.slots: list[TextSlot] = [] if slots is None else slots
+        self.ends = ends
+        self.ends_all = ends_all
+
+
+def string_slots(holder: Any, key: Any) -> list[tuple[Any, Any]]:
+    """(holder, key) of every string inside ``holder[key]`` (itself if it is a string), in
+    serialisation order. Iterative and cycle-safe."""
+    out: list[tuple[Any, Any]] = []
+    stack: list[tuple[Any, Any]] = [(holder, key)]
+    seen: set[int] = set()
+    while stack:
+        parent, slot = stack.pop()
+        item = parent[slot]
+        if isinstance(item, str):
+            out.append((parent, slot))
+        elif isinstance(item, dict | list) and id(item) not in seen:
+            seen.add(id(item))
+            slots = list(item) if isinstance(item, dict) else range(len(item))
+            stack.extend((item, s) for s in reversed(slots))
+    return out
+
+
+def piece_index(obj: dict[str, Any]) -> int:
+    """The index of a choice, content block or candidate: its ``index``, 0 when that is
+    missing or not an integer (a malformed event is still read, never a crash)."""
+    index = obj.get("index", 0)
+    return index if isinstance(index, int) and not isinstance(index, bool) else 0
