@@ -42,6 +42,7 @@ from extproc.providers.base import (
     with_total,
 )
 from extproc.providers.openai import OpenAIAdapter
+from extproc.providers.slots import EventTexts, Piece, TextSlot, piece_index
 
 _AZURE_DEPLOYMENT = re.compile(r"/deployments/([^/]+)/")
 #: chat's stream options and usage-only chunk, which Completions share
@@ -136,6 +137,29 @@ class OpenAICompletionsAdapter(_Slotted):
     def opaque_tokens(self, body: dict[str, Any]) -> int:
         """Token ids in ``prompt`` (text the gateway cannot read)."""
         return _token_ids(as_dict(body).get("prompt"))
+
+    def stream_texts(self, doc: dict[str, Any], event: str | None = None) -> EventTexts:
+        """Every choice's ``text``; a choice's finish reason ends it, an error chunk ends
+        every choice."""
+        out = EventTexts(ends_all=doc.get("error") is not None)
+        ends: list[int] = []
+        for choice in as_list(doc.get("choices")):
+            if not isinstance(choice, dict):
+                continue
+            index = piece_index(choice)
+            text = choice.get("text")
+            if text and isinstance(text, str):
+                out.slots.append(TextSlot((index, "text", 0), choice, "text"))
+            if choice.get("finish_reason"):
+                ends.append(index)
+        out.ends = tuple(ends)
+        return out
+
+    def rest_event(self, doc: dict[str, Any], piece: Piece, text: str) -> dict[str, Any]:
+        out = {k: v for k, v in doc.items() if k not in ("choices", "usage")}
+        out["choices"] = [{"text": text, "index": piece[0], "logprobs": None,
+                           "finish_reason": None}]
+        return out
 
     def unreadable_reply(self, body: dict[str, Any]) -> list[str]:
         """``logprobs: N`` lists the reply's tokens one by one, out of any guard's reach in a

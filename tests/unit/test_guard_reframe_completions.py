@@ -17,6 +17,7 @@ from extproc.guards.reframe import SSEMaskingReframer
 from extproc.guards.reframe_completions import CompletionsMaskingReframer
 from extproc.guards.scanner import Scanner, builtin
 from extproc.guards.stream import StreamMasker
+from extproc.providers.openai_legacy import OpenAICompletionsAdapter
 
 SCANNER = Scanner(builtin(["email", "phone", "card"]))
 EMAIL = "jane.roe@example.org"
@@ -83,9 +84,15 @@ def test_the_chat_reframer_would_leak_it() -> None:
     assert text_of(leaked) == "mail jane.roe@example.org now"
 
 
-def test_logprobs_are_dropped_from_text_chunks() -> None:
-    out = b"".join(run(stream(["a ", "b"], logprobs=True), []))
-    assert b'"tokens"' not in out
+def test_logprobs_are_refused_before_the_request_is_sent() -> None:
+    """Log probabilities list the reply's tokens one by one: the stream masker cannot mask
+    them, so a request for them never reaches the provider on a guarded route (the adapter
+    names them; tests/security/test_endpoints.py checks the 400 through Envoy)."""
+    adapter = OpenAICompletionsAdapter("openai")
+    assert adapter.unreadable_reply({"prompt": "hi", "logprobs": 2})
+    assert adapter.unreadable_reply({"prompt": "hi", "logprobs": True})
+    assert not adapter.unreadable_reply({"prompt": "hi", "logprobs": None})
+    assert not adapter.unreadable_reply({"prompt": "hi", "logprobs": 0})
 
 
 @settings(max_examples=40, deadline=None)
