@@ -30,12 +30,12 @@ from collections.abc import Callable
 from json.encoder import encode_basestring  # how json.dumps(ensure_ascii=False) writes a str
 from typing import Any
 
-from ..codecs.sse import Event, SSEDecoder, encode
-from ..policy import BodyTransform
+from ..codecs.sse import Event, encode
 from ..providers import adapter_for
 from ..providers.openai import DELTA_TEXT_FIELDS
 from ..providers.slots import Piece, TextSlot
-from .stream import GuardTriggered, StreamMasker
+from .event_stream import EventMasker
+from .stream import StreamMasker
 
 MaskerFactory = Callable[[], list[StreamMasker]]
 GOOGLE = ("gemini", "vertex")
@@ -99,7 +99,7 @@ class _Chain:
         return sum(m.held for m in self.maskers)
 
 
-class SSEMaskingReframer(BodyTransform):
+class SSEMaskingReframer(EventMasker):
     def __init__(self, provider: str, maskers: MaskerFactory, max_event_bytes: int,
                  on_reject: Callable[[str], None] | None = None,
                  on_done: Callable[[], None] | None = None) -> None:
@@ -107,13 +107,10 @@ class SSEMaskingReframer(BodyTransform):
         self.adapter = adapter_for(provider)
         self.google = provider in GOOGLE
         self.make = maskers
-        self.decoder = SSEDecoder(max_event_bytes)
+        super().__init__(max_event_bytes, on_reject, on_done)
         self.chains: dict[Piece, _Chain] = {}
         self.last: dict[Piece, tuple[str, str | None]] = {}  # data, name of its last text event
         self._current: tuple[str, str | None] = ("", None)
-        self.on_reject = on_reject
-        self.on_done = on_done
-        self.stopped = False
         self.terminator = b"\r\n\r\n" if self.google else b"\n\n"
         #: take the fast path for OpenAI's common text events (False: parse every event)
         self.skim = not self.google and provider != "anthropic"
@@ -126,44 +123,6 @@ class SSEMaskingReframer(BodyTransform):
             chain = self.chains[key] = _Chain(self.make())
         return chain
 
-    @property
-    def held(self) -> int:
-        return sum(c.held for c in self.chains.values())
-
-    @property
-    def held_bytes(self) -> int:
-        """Held text (in characters) plus the partial event the decoder keeps."""
-        return self.held + self.decoder.pending
-
-    def feed(self, chunk: bytes) -> bytes:
-        if self.stopped:
-            return b""
-        return self._events(self.decoder.feed(chunk))
-
-    def finish(self) -> bytes:
-        if self.stopped:
-            return b""
-        out = self._events(self.decoder.finish())
-        if not self.stopped:
-            try:
-                out += self._flush_all()
-            except GuardTriggered as hit:   # a match made final only by the stream's end
-                return out + self._rejected(hit.detector)
-            if self.on_done is not None:
-                self.on_done()
-        return out
-
-    def _events(self, events: list[Event]) -> bytes:
-        out: list[bytes] = []
-        for ev in events:
-            if self.stopped:
-                break
-            try:
-                out.append(self._event(ev))
-            except GuardTriggered as hit:
-                out.append(self._rejected(hit.detector))
-        return b"".join(out)
-
     # --- one event ------------------------------------------------------------------------
     def _event(self, ev: Event) -> bytes:
         if not ev.has_data:
@@ -174,7 +133,7 @@ class SSEMaskingReframer(BodyTransform):
             if out is not None:
                 return out
         if data.strip() == "[DONE]":
-            return self._flush_all() + ev.raw
+            return self._end() + ev.raw
         try:
             doc = json.loads(data)
         except ValueError:
@@ -275,7 +234,7 @@ class SSEMaskingReframer(BodyTransform):
             event = doc["type"]                # named after its type, as Anthropic does
         return encode(_dump(doc, self.google), event=event, terminator=self.terminator)
 
-    def _flush_all(self) -> bytes:
+    def _end(self) -> bytes:
         return b"".join(self._synthetic(key) for key in list(self.chains))
 
     # --- reject ---------------------------------------------------------------------------

@@ -38,12 +38,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from ..codecs.sse import Event, SSEDecoder, encode
-from ..policy import BodyTransform
+from ..codecs.sse import Event, encode
 from ..providers.base import as_list
 from ..providers.responses_items import output_slots
+from .event_stream import EventMasker
 from .reframe import MaskerFactory, _Chain, _dump
-from .stream import GuardTriggered
 
 Key = tuple[str, int, int]   # (piece kind, output index, content or summary index)
 
@@ -98,7 +97,7 @@ def _blank_logprobs(obj: Any) -> bool:
     return False
 
 
-class ResponsesMaskingReframer(BodyTransform):
+class ResponsesMaskingReframer(EventMasker):
     """The Responses API counterpart of `SSEMaskingReframer` (same constructor, same
     callbacks): `provider` is kept for symmetry ("openai" or "azure")."""
 
@@ -107,10 +106,7 @@ class ResponsesMaskingReframer(BodyTransform):
                  on_done: Callable[[], None] | None = None) -> None:
         self.provider = provider
         self.make = maskers
-        self.decoder = SSEDecoder(max_event_bytes)
-        self.on_reject = on_reject
-        self.on_done = on_done
-        self.stopped = False
+        super().__init__(max_event_bytes, on_reject, on_done)
         self.chains: dict[Key, _Chain] = {}
         self.raw: dict[Key, list[str]] = {}      # the text the deltas spelled, per open piece
         self.sent: dict[Key, list[str]] = {}     # what went out for it, masked
@@ -120,51 +116,13 @@ class ResponsesMaskingReframer(BodyTransform):
         self.response: dict[str, Any] | None = None   # the last whole response seen
         self.seq = 0
 
-    @property
-    def held(self) -> int:
-        return sum(c.held for c in self.chains.values())
-
-    @property
-    def held_bytes(self) -> int:
-        """Held text (in characters) plus the partial event the decoder keeps."""
-        return self.held + self.decoder.pending
-
-    def feed(self, chunk: bytes) -> bytes:
-        if self.stopped:
-            return b""
-        return self._events(self.decoder.feed(chunk))
-
-    def finish(self) -> bytes:
-        if self.stopped:
-            return b""
-        out = self._events(self.decoder.finish())
-        if not self.stopped:
-            try:
-                out += self._close_all()
-            except GuardTriggered as hit:   # a match made final only by the stream's end
-                return out + self._rejected(hit.detector)
-            if self.on_done is not None:
-                self.on_done()
-        return out
-
-    def _events(self, events: list[Event]) -> bytes:
-        out: list[bytes] = []
-        for ev in events:
-            if self.stopped:
-                break
-            try:
-                out.append(self._event(ev))
-            except GuardTriggered as hit:
-                out.append(self._rejected(hit.detector))
-        return b"".join(out)
-
     # --- one event ------------------------------------------------------------------------
     def _event(self, ev: Event) -> bytes:
         if not ev.has_data:
             return ev.raw
         data = ev.data
         if data.strip() == "[DONE]":
-            return self._close_all() + ev.raw
+            return self._end() + ev.raw
         try:
             doc = json.loads(data)
         except ValueError:
@@ -185,7 +143,7 @@ class ResponsesMaskingReframer(BodyTransform):
         elif kind in ITEMS:
             before, changed = self._item(doc, kind)
         elif kind in TERMINAL or kind == "error":
-            before = self._close_all()
+            before = self._end()
         if isinstance(doc.get("response"), dict):
             changed |= self._response(doc["response"], kind in TERMINAL)
         if not changed:
@@ -328,7 +286,7 @@ class ResponsesMaskingReframer(BodyTransform):
             doc["logprobs"] = []
         return encode(_dump(doc, False), event=event)
 
-    def _close_all(self) -> bytes:
+    def _end(self) -> bytes:
         return b"".join(self._close(key, None) for key in list(self.chains))
 
     # --- reject -----------------------------------------------------------------------------
