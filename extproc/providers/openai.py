@@ -151,18 +151,21 @@ def _visible(message: dict[str, Any]) -> str:
     return text + (as_str(message.get("refusal")) or "")
 
 
-def _usage(raw: Any) -> Usage:
+def usage_of(raw: Any, given: str = "prompt", made: str = "completion") -> Usage:
+    """An OpenAI ``usage`` object, normalised (see ``base``): chat and completions name its
+    counts ``prompt``/``completion`` (``prompt_tokens``, ``completion_tokens_details``...),
+    the Responses API ``input``/``output``."""
     raw = as_dict(raw)
     return with_total(
         Usage(
-            input_tokens=as_int(raw.get("prompt_tokens")),
-            output_tokens=as_int(raw.get("completion_tokens")),
+            input_tokens=as_int(raw.get(f"{given}_tokens")),
+            output_tokens=as_int(raw.get(f"{made}_tokens")),
             total_tokens=as_int(raw.get("total_tokens")),
             cached_input_tokens=as_int(
-                as_dict(raw.get("prompt_tokens_details")).get("cached_tokens")
+                as_dict(raw.get(f"{given}_tokens_details")).get("cached_tokens")
             ),
             reasoning_tokens=as_int(
-                as_dict(raw.get("completion_tokens_details")).get("reasoning_tokens")
+                as_dict(raw.get(f"{made}_tokens_details")).get("reasoning_tokens")
             ),
         )
     )
@@ -213,7 +216,7 @@ class OpenAIAdapter(Adapter):
         body = as_dict(body)
         choice = as_dict(pick_indexed(as_list(body.get("choices"))))
         text = _visible(as_dict(choice.get("message")))
-        return text, as_str(choice.get("finish_reason")), _usage(body.get("usage"))
+        return text, as_str(choice.get("finish_reason")), usage_of(body.get("usage"))
 
     def rewrite_request_texts(self, path: str, body: dict[str, Any],
                               fn: Callable[[str, str], str]) -> bool:
@@ -246,7 +249,7 @@ class OpenAIAdapter(Adapter):
         delta = as_dict(choice.get("delta"))
         text = (as_str(delta.get("content")) or "") + (as_str(delta.get("refusal")) or "")
         raw_usage = obj.get("usage")
-        usage = usage_or_none(_usage(raw_usage)) if isinstance(raw_usage, dict) else None
+        usage = usage_or_none(usage_of(raw_usage)) if isinstance(raw_usage, dict) else None
         return Delta(
             text=text,
             finish_reason=as_str(choice.get("finish_reason")),

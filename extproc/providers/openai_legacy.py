@@ -39,9 +39,8 @@ from extproc.providers.base import (
     rewrite_slot,
     text_only,
     usage_or_none,
-    with_total,
 )
-from extproc.providers.openai import OpenAIAdapter
+from extproc.providers.openai import OpenAIAdapter, usage_of
 from extproc.providers.slots import EventTexts, Piece, TextSlot, piece_index
 
 _AZURE_DEPLOYMENT = re.compile(r"/deployments/([^/]+)/")
@@ -75,22 +74,6 @@ def _token_ids(value: Any) -> int:
         elif isinstance(item, list):
             count += sum(1 for i in item if isinstance(i, int) and not isinstance(i, bool))
     return count
-
-
-def chat_usage(raw: Any) -> Usage:
-    """An OpenAI ``usage`` object with ``prompt_tokens`` / ``completion_tokens``."""
-    raw = as_dict(raw)
-    return with_total(
-        Usage(
-            input_tokens=as_int(raw.get("prompt_tokens")),
-            output_tokens=as_int(raw.get("completion_tokens")),
-            total_tokens=as_int(raw.get("total_tokens")),
-            cached_input_tokens=as_int(
-                as_dict(raw.get("prompt_tokens_details")).get("cached_tokens")),
-            reasoning_tokens=as_int(
-                as_dict(raw.get("completion_tokens_details")).get("reasoning_tokens")),
-        )
-    )
 
 
 def _error_message(raw: Any) -> str:
@@ -177,7 +160,7 @@ class OpenAICompletionsAdapter(_Slotted):
         body = as_dict(body)
         choice = as_dict(pick_indexed(as_list(body.get("choices"))))
         return (as_str(choice.get("text")) or "", as_str(choice.get("finish_reason")),
-                chat_usage(body.get("usage")))
+                usage_of(body.get("usage")))
 
     def rewrite_response_texts(self, body: dict[str, Any], fn: Callable[[str], str]) -> bool:
         by_role = text_only(fn)
@@ -201,7 +184,7 @@ class OpenAICompletionsAdapter(_Slotted):
         choices = obj.get("choices")
         choice = as_dict(pick_indexed(as_list(choices)))
         raw_usage = obj.get("usage")
-        reported = usage_or_none(chat_usage(raw_usage)) if isinstance(raw_usage, dict) else None
+        reported = usage_or_none(usage_of(raw_usage)) if isinstance(raw_usage, dict) else None
         return Delta(text=as_str(choice.get("text")) or "",
                      finish_reason=as_str(choice.get("finish_reason")), usage=reported,
                      drop=choices == [] and isinstance(raw_usage, dict))

@@ -48,8 +48,8 @@ from extproc.providers.base import (
     rewrite_slot,
     text_only,
     usage_or_none,
-    with_total,
 )
+from extproc.providers.openai import usage_of
 from extproc.providers.responses_items import output_slots, request_slots, visible_text
 
 #: event types whose ``delta`` is visible text
@@ -59,19 +59,9 @@ TERMINAL = frozenset({"response.completed", "response.incomplete", "response.fai
 
 
 def usage(raw: Any) -> Usage:
-    """A Responses API ``usage`` object, normalised (see ``base``)."""
-    raw = as_dict(raw)
-    return with_total(
-        Usage(
-            input_tokens=as_int(raw.get("input_tokens")),
-            output_tokens=as_int(raw.get("output_tokens")),
-            total_tokens=as_int(raw.get("total_tokens")),
-            cached_input_tokens=as_int(
-                as_dict(raw.get("input_tokens_details")).get("cached_tokens")),
-            reasoning_tokens=as_int(
-                as_dict(raw.get("output_tokens_details")).get("reasoning_tokens")),
-        )
-    )
+    """A Responses API ``usage`` object (``input_tokens``, ``output_tokens_details``...),
+    normalised (see ``base``)."""
+    return usage_of(raw, "input", "output")
 
 
 def finish_reason(response: dict[str, Any]) -> str | None:
