@@ -1,8 +1,9 @@
 """What every streamed-reply masker shares: it decodes SSE events, hands each to `_event`,
 ends the stream with `_end` (what the maskers still hold goes out), and turns a reject
 guard's hit into the provider's refusal events (`_rejected`), after which nothing more is
-sent. The reframers (`reframe.py` for chat, messages and Gemini; `reframe_responses.py` for
-the Responses API) implement those three."""
+sent. An event whose data is not a JSON object ends the stream the same way (UNREADABLE):
+what the guards cannot read is never passed on. The reframers (`reframe.py` for chat,
+messages and Gemini; `reframe_responses.py` for the Responses API) implement those three."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ from typing import Any
 from ..codecs.sse import Event, SSEDecoder
 from ..policy import BodyTransform
 from .stream import GuardTriggered
+
+#: what a refusal names when an event is not the JSON object the guards read: the stream
+#: ends there (fail closed) instead of passing on what no guard could check
+UNREADABLE = "an_unreadable_event"
 
 
 class EventMasker(BodyTransform):

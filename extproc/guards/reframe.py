@@ -34,7 +34,7 @@ from ..codecs.sse import Event, encode
 from ..providers import adapter_for
 from ..providers.openai import DELTA_TEXT_FIELDS
 from ..providers.slots import Piece, TextSlot
-from .event_stream import EventMasker
+from .event_stream import UNREADABLE, EventMasker
 from .stream import StreamMasker
 
 MaskerFactory = Callable[[], list[StreamMasker]]
@@ -136,10 +136,10 @@ class SSEMaskingReframer(EventMasker):
             return self._end() + ev.raw
         try:
             doc = json.loads(data)
-        except ValueError:
-            return ev.raw
+        except (ValueError, RecursionError):
+            return self._rejected(UNREADABLE)
         if not isinstance(doc, dict):
-            return ev.raw
+            return self._rejected(UNREADABLE)
         texts = self.adapter.stream_texts(doc, ev.event)   # slots hold strings
         if not texts.slots and not texts.ends and not texts.ends_all:
             return ev.raw

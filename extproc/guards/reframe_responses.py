@@ -41,7 +41,7 @@ from typing import Any
 from ..codecs.sse import Event, encode
 from ..providers.base import as_list
 from ..providers.responses_items import output_slots
-from .event_stream import EventMasker
+from .event_stream import UNREADABLE, EventMasker
 from .reframe import MaskerFactory, _Chain, _dump
 
 Key = tuple[str, int, int]   # (piece kind, output index, content or summary index)
@@ -125,10 +125,10 @@ class ResponsesMaskingReframer(EventMasker):
             return self._end() + ev.raw
         try:
             doc = json.loads(data)
-        except ValueError:
-            return ev.raw
+        except (ValueError, RecursionError):
+            return self._rejected(UNREADABLE)
         if not isinstance(doc, dict):
-            return ev.raw
+            return self._rejected(UNREADABLE)
         kind = doc.get("type")
         if not isinstance(kind, str):
             kind = ev.event if isinstance(ev.event, str) else ""

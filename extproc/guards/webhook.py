@@ -103,7 +103,7 @@ def parse_answer(body: bytes, texts: list[Text]) -> Verdict:
     """The verdict in a 200 answer's body, checked against the texts it is about."""
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise MalformedAnswer("the answer is not JSON") from None
     if not isinstance(doc, dict):
         raise MalformedAnswer("the answer is not a JSON object")

@@ -50,6 +50,8 @@ class _Held:
     #: (piece key, holder, key) for every text in this event: the text is holder[key], in
     #: `doc`
     slots: list[tuple[Hashable, Any, Any]] = field(default_factory=list)
+    #: its data is not the JSON object the guard reads: the stream ends (fail closed)
+    unreadable: bool = False
 
 
 class WebhookStreamGuard(BodyTransform):
@@ -94,6 +96,12 @@ class WebhookStreamGuard(BodyTransform):
             if self.stopped:
                 return b"".join(out)
             held, ends, final = self._read(ev)
+            if held.unreadable:                 # fail closed: what no guard can check
+                out.append(await self._release())
+                if not self.stopped:
+                    out.append(self._stop("response blocked by a guard: it contains an "
+                                          "unreadable event"))
+                return b"".join(out)
             if not self.held and not held.slots and not final:
                 out.append(ev.raw)              # nothing waits and nothing to check
                 continue
@@ -185,9 +193,10 @@ class WebhookStreamGuard(BodyTransform):
             return held, False, True
         try:
             doc = json.loads(data)
-        except ValueError:
-            return held, False, False
+        except (ValueError, RecursionError):
+            doc = None
         if not isinstance(doc, dict):
+            held.unreadable = True
             return held, False, False
         held.doc = doc
         texts = self.adapter.stream_texts(doc, ev.event)   # slots hold strings

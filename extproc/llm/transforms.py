@@ -262,8 +262,8 @@ class JsonBodyObserver(BodyTransform):
             try:
                 _, acc.finish_reason, acc.usage = self.adapter.parse_response(
                     json.loads(b"".join(self.parts)))
-            except (ValueError, TypeError, AttributeError, KeyError) as exc:
-                log.debug("no usage in a non-JSON reply: %s", exc)
+            except (ValueError, TypeError, AttributeError, KeyError, RecursionError) as exc:
+                log.debug("no usage in a non-JSON reply: %s", type(exc).__name__)
         self.parts = []
         self.meter(acc)
         return b""

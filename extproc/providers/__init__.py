@@ -104,7 +104,7 @@ def read_request(adapter: Adapter, path: str, body: bytes,
 def _read(adapter: Adapter, path: str, body: bytes) -> tuple[dict[str, Any], Prompt] | None:
     try:
         doc = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(doc, dict):
         return None

@@ -1,0 +1,89 @@
+"""A reply the reply guards cannot read is refused, never delivered unchecked (issue #8,
+item 1): a compressed reply, one of another content type, a whole reply that is not a JSON
+object, and, once a stream has started, an event that is not a JSON object (the stream ends
+with the provider's finish and error events). Driven through a real Exchange, sans-IO."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from extproc import config as cfgmod
+from extproc import protocol as P
+from extproc.exchange import Exchange
+from tests.unit.test_exchange import (
+    request_body,
+    request_headers,
+    response_body,
+    response_headers,
+    send,
+)
+
+EMAIL = "john.doe@example.com"
+CHAT = json.dumps({"model": "m", "stream": True,
+                   "messages": [{"role": "user", "content": "hi"}]}).encode()
+
+
+def route() -> Any:
+    doc = {"guards": {"pii": {"detectors": ["email"], "action": "mask"}},
+           "routes": [{"name": "r", "provider": "openai", "guards": ["pii"]}]}
+    return cfgmod.parse(doc).route("r")
+
+
+async def start(resp_mode: int = P.STREAMED, **headers: str) -> tuple[Exchange, list[Any]]:
+    ex = Exchange(route(), "r")
+    await send(ex, request_headers(req_mode=P.BUFFERED, resp_mode=resp_mode))
+    await send(ex, request_body(CHAT, True))
+    return ex, await send(ex, response_headers(200, **headers))
+
+
+def refused(replies: list[Any]) -> tuple[int, dict[str, Any]]:
+    assert len(replies) == 1 and replies[0].WhichOneof("response") == "immediate_response"
+    reply = replies[0].immediate_response
+    return reply.status.code, json.loads(reply.body)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br", "deflate"])
+async def test_a_compressed_reply_is_refused_before_its_headers_go_out(encoding: str) -> None:
+    _, replies = await start(**{"content-type": "text/event-stream",
+                                "content-encoding": encoding})
+    status, body = refused(replies)
+    assert status == 502
+    assert f"{encoding}-encoded" in body["error"]["message"]
+
+
+@pytest.mark.parametrize("ctype", ["text/plain", "application/x-ndjson", "text/html", ""])
+async def test_a_reply_of_another_type_is_refused(ctype: str) -> None:
+    _, replies = await start(**{"content-type": ctype})
+    status, _ = refused(replies)
+    assert status == 502
+
+
+@pytest.mark.parametrize("whole", [b"[1, 2]", b'"text ' + EMAIL.encode() + b'"', b"{bad",
+                                   b"[" * 100_000])
+async def test_a_whole_reply_that_is_not_an_object_is_refused(whole: bytes) -> None:
+    ex, replies = await start(resp_mode=P.STREAMED, **{"content-type": "application/json"})
+    assert replies[0].HasField("mode_override")    # buffered: its headers wait
+    out = await send(ex, response_body(whole, True))
+    status, body = refused(out)
+    assert status == 502
+    assert EMAIL not in json.dumps(body)
+
+
+@pytest.mark.parametrize("event", [b"data: not json " + EMAIL.encode() + b"\n\n",
+                                   b"data: [1,2]\n\n", b'data: "' + EMAIL.encode() + b'"\n\n'])
+async def test_an_unreadable_stream_event_ends_the_stream(event: bytes) -> None:
+    ex, _ = await start(**{"content-type": "text/event-stream"})
+    first = (b'data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,'
+             b'"delta":{"content":"hello "},"finish_reason":null}]}\n\n')
+    sent = b""
+    for chunk in (first, event, first):
+        for reply in await send(ex, response_body(chunk, False)):
+            mutation = reply.response_body.response.body_mutation
+            sent += mutation.body if mutation.HasField("body") else chunk
+    assert EMAIL.encode() not in sent
+    assert b'"finish_reason":"content_filter"' in sent
+    assert b"unreadable event" in sent
+    assert sent.count(b"hello") == 1                   # nothing after the refusal
