@@ -5,7 +5,9 @@ The texts are every text the model writes, where the adapter's ``stream_texts`` 
 visible text, refusals, thinking, tool-call arguments, of every choice, content block or
 candidate. One masker chain per piece (a choice's content, its refusal, one tool call's
 arguments, an Anthropic content block, a Gemini candidate's text or its thought text); a value
-that arrives whole (a Gemini function call's string values) gets a chain of its own. A text
+that arrives whole (a Gemini function call's string values) gets a chain of its own. Tool-call
+arguments (``JSON_PIECES``) are JSON source text: their chain reads it token by token, escapes
+decoded, and writes it back as valid JSON text (``codecs.jsontext.JsonTextMasker``). A text
 is replaced by what its chain releases now (possibly nothing: the held suffix follows in a
 later event), and what is still held when the piece ends (a finish reason, a content block's
 stop, a stream-level stop or error, ``[DONE]``, the stream's end) is appended to the piece's
@@ -30,10 +32,11 @@ from collections.abc import Callable
 from json.encoder import encode_basestring  # how json.dumps(ensure_ascii=False) writes a str
 from typing import Any
 
+from ..codecs.jsontext import JsonTextMasker
 from ..codecs.sse import Event, encode
 from ..providers import adapter_for
 from ..providers.openai import DELTA_TEXT_FIELDS
-from ..providers.slots import Piece, TextSlot
+from ..providers.slots import JSON_PIECES, Piece, TextSlot
 from .event_stream import UNREADABLE, EventMasker
 from .stream import StreamMasker
 
@@ -94,9 +97,24 @@ class _Chain:
             out = (m.feed(out) if out else "") + m.finish()
         return out
 
+    def end(self) -> str:
+        """End one text and start afresh on the next (a token of JSON source text)."""
+        out = ""
+        for m in self.maskers:
+            out = (m.feed(out) if out else "") + m.end()
+        return out
+
     @property
     def held(self) -> int:
         return sum(m.held for m in self.maskers)
+
+
+Chain = _Chain | JsonTextMasker
+
+
+def json_chain(maskers: list[StreamMasker]) -> JsonTextMasker:
+    """The chain of a piece of JSON source text (tool-call arguments)."""
+    return JsonTextMasker(_Chain(maskers))
 
 
 class SSEMaskingReframer(EventMasker):
@@ -108,7 +126,7 @@ class SSEMaskingReframer(EventMasker):
         self.google = provider in GOOGLE
         self.make = maskers
         super().__init__(max_event_bytes, on_reject, on_done)
-        self.chains: dict[Piece, _Chain] = {}
+        self.chains: dict[Piece, Chain] = {}
         self.last: dict[Piece, tuple[str, str | None]] = {}  # data, name of its last text event
         self._current: tuple[str, str | None] = ("", None)
         self.terminator = b"\r\n\r\n" if self.google else b"\n\n"
@@ -117,10 +135,12 @@ class SSEMaskingReframer(EventMasker):
         # the data around the text of the last event of the fast path, and its piece
         self._frame: tuple[str, str, Piece] | None = None
 
-    def _chain(self, key: Piece) -> _Chain:
+    def _chain(self, key: Piece) -> Chain:
         chain = self.chains.get(key)
         if chain is None:
-            chain = self.chains[key] = _Chain(self.make())
+            maskers = self.make()
+            chain = self.chains[key] = json_chain(maskers) if key[1] in JSON_PIECES \
+                else _Chain(maskers)
         return chain
 
     # --- one event ------------------------------------------------------------------------

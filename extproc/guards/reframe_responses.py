@@ -11,7 +11,10 @@ the matching ``.done`` event, in ``response.content_part.done`` /
 ``response.completed`` (or ``.incomplete`` / ``.failed``) event's ``response.output``.
 
 Each piece of text (a content part, an item's arguments, a reasoning summary part; keyed by
-output index, kind and content or summary index) has its own streaming maskers. A delta's
+output index, kind and content or summary index) has its own streaming maskers; function
+and MCP call arguments are JSON source text, masked token by token with their escapes
+decoded and written back as valid JSON text (``codecs.jsontext``), while custom tool input
+and interpreter code are plain text. A delta's
 text is replaced by what they release now; what they still hold when the piece ends (its
 ``.done``, part or item event, a terminal event, an ``error`` event, the stream's end) goes
 out in a copy of the piece's last delta event just before (same ``sequence_number``). The
@@ -40,9 +43,9 @@ from typing import Any
 
 from ..codecs.sse import Event, encode
 from ..providers.base import as_list
-from ..providers.responses_items import output_slots
+from ..providers.responses_items import is_arguments, output_slots
 from .event_stream import UNREADABLE, EventMasker
-from .reframe import MaskerFactory, _Chain, _dump
+from .reframe import Chain, MaskerFactory, _Chain, _dump, json_chain
 
 Key = tuple[str, int, int]   # (piece kind, output index, content or summary index)
 
@@ -69,6 +72,12 @@ DONES = {
     "response.reasoning_summary_text.done": ("s", "text"),
     "response.reasoning_text.done": ("r", "text"),
 }
+#: the delta and done events whose text is JSON source (function and MCP call arguments):
+#: masked token by token, escapes decoded (``codecs.jsontext``)
+JSON_TEXTS = frozenset({"response.function_call_arguments.delta",
+                        "response.mcp_call_arguments.delta",
+                        "response.function_call_arguments.done",
+                        "response.mcp_call_arguments.done"})
 PARTS = {"response.content_part.added": False, "response.content_part.done": True,
          "response.reasoning_summary_part.added": False,
          "response.reasoning_summary_part.done": True}
@@ -107,7 +116,7 @@ class ResponsesMaskingReframer(EventMasker):
         self.provider = provider
         self.make = maskers
         super().__init__(max_event_bytes, on_reject, on_done)
-        self.chains: dict[Key, _Chain] = {}
+        self.chains: dict[Key, Chain] = {}
         self.raw: dict[Key, list[str]] = {}      # the text the deltas spelled, per open piece
         self.sent: dict[Key, list[str]] = {}     # what went out for it, masked
         self.last: dict[Key, tuple[dict[str, Any], str | None]] = {}  # its last delta event
@@ -157,12 +166,15 @@ class ResponsesMaskingReframer(EventMasker):
         text = doc.get("delta")
         if not isinstance(text, str) or not text:
             return changed
+        json_text = kind in JSON_TEXTS
         if key in self.final:        # a delta after its piece ended: masked on its own
-            masked = self._mask_whole(text)
+            masked = self._mask_whole(text, json_text)
         else:
             chain = self.chains.get(key)
             if chain is None:
-                chain = self.chains[key] = _Chain(self.make())
+                maskers = self.make()
+                chain = self.chains[key] = json_chain(maskers) if json_text \
+                    else _Chain(maskers)
                 self.raw[key], self.sent[key] = [], []
             self.raw[key].append(text)
             masked = chain.feed(text)
@@ -180,7 +192,7 @@ class ResponsesMaskingReframer(EventMasker):
         text = doc.get(field)
         if not isinstance(text, str):
             return b"", changed
-        before, masked = self._whole(key, text, True)
+        before, masked = self._whole(key, text, True, kind in JSON_TEXTS)
         if masked != text:
             doc[field] = masked
             changed = True
@@ -225,7 +237,7 @@ class ResponsesMaskingReframer(EventMasker):
                 changed |= _blank_logprobs(part)
         for holder, field, (piece, sub) in output_slots(item):
             text = holder[field]
-            out, masked = self._whole((piece, oi, sub), text, ends)
+            out, masked = self._whole((piece, oi, sub), text, ends, is_arguments(holder, field))
             before += out
             if masked != text:
                 holder[field] = masked
@@ -243,24 +255,27 @@ class ResponsesMaskingReframer(EventMasker):
         return changed
 
     # --- whole texts ------------------------------------------------------------------------
-    def _whole(self, key: Key, text: str, ends: bool) -> tuple[bytes, str]:
+    def _whole(self, key: Key, text: str, ends: bool,
+               json_text: bool = False) -> tuple[bytes, str]:
         """(events to send first, the masked text) for the whole text of a piece. `ends`:
-        the event ends the piece (a done event), else it only shows it (an added event)."""
+        the event ends the piece (a done event), else it only shows it (an added event);
+        `json_text`: the text is JSON source (arguments)."""
         before = b""
         if ends and key in self.chains:
             before = self._close(key, text)
         final = self.final.get(key)
         if final is not None and final[0] == text:
             return before, final[1]
-        masked = self._mask_whole(text)
+        masked = self._mask_whole(text, json_text)
         if ends and final is None:
             self.final[key] = (text, masked)
         return before, masked
 
-    def _mask_whole(self, text: str) -> str:
+    def _mask_whole(self, text: str, json_text: bool = False) -> str:
         if not text:
             return text
-        chain = _Chain(self.make())
+        maskers = self.make()
+        chain = json_chain(maskers) if json_text else _Chain(maskers)
         return chain.feed(text) + chain.finish()
 
     def _close(self, key: Key, full: str | None) -> bytes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from ..codecs.jsontext import JsonSource, read_texts, rewrite
 from ..policy import BodyTransform, Reject
 from ..providers.base import json_bytes
 from ..providers.endpoints import adapter_of
@@ -132,7 +133,16 @@ class WholeJsonGuard(BodyTransform):
 
 def mask_text(guards: list[Guard] | tuple[Guard, ...], text: str,
               masked: dict[str, set[str]]) -> str:
-    """`text` masked by each local guard in turn; what each found is added to `masked`."""
+    """`text` masked by each local guard in turn; what each found is added to `masked`. A
+    `JsonSource` (tool-call arguments) is masked token by token, escapes decoded, as the
+    tool reads it (`codecs.jsontext.rewrite`)."""
+    if isinstance(text, JsonSource):
+        return rewrite(text, lambda token: _mask(guards, token, masked))
+    return _mask(guards, text, masked)
+
+
+def _mask(guards: list[Guard] | tuple[Guard, ...], text: str,
+          masked: dict[str, set[str]]) -> str:
     for guard in guards:
         assert guard.scanner is not None
         spans = guard.scanner.find(text)
@@ -152,14 +162,16 @@ def refuse(ex: Exchange, guard: Guard, direction: str, verdict: Verdict) -> NoRe
 
 def found(guard: Guard, texts: list[tuple[str, str]] | list[tuple[None, str]]) -> list[str]:
     """The detectors of a local guard that match any of the texts: of the roles it reads
-    (`Guard.reads`), or all of them when the role is None (a reply's texts)."""
+    (`Guard.reads`), or all of them when the role is None (a reply's texts). A `JsonSource`
+    is read as `codecs.jsontext.read_texts` reads it (the tokens the tool reads, decoded)."""
     assert guard.scanner is not None
     names: list[str] = []
     for role, text in texts:
         if role is None or guard.reads(role):
-            for span in guard.scanner.find(text):
-                if span.detector not in names:
-                    names.append(span.detector)
+            for piece in read_texts(text) if isinstance(text, JsonSource) else (text,):
+                for span in guard.scanner.find(piece):
+                    if span.detector not in names:
+                        names.append(span.detector)
     return names
 
 

@@ -118,6 +118,16 @@ class StreamMasker:
         self._stopped = "finished"
         return out
 
+    def end(self) -> str:
+        """End of one text (a token of JSON source): release everything still held, masked,
+        and start afresh on the next text as a new masker would (no left context); `found`
+        is kept."""
+        out = self.finish()
+        self._left = self._buf = ""
+        self._at_span = False
+        self._stopped = None
+        return out
+
     def _check(self) -> None:
         if self._stopped == "finished":
             raise RuntimeError("StreamMasker used after finish()")

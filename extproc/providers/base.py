@@ -32,8 +32,12 @@ Conventions shared by every adapter:
   every text the model writes, of every choice or candidate: ``response_texts`` /
   ``rewrite_response_texts`` for a whole reply, ``stream_texts`` / ``rest_event`` for stream
   events. Those add refusals, thinking (Anthropic thinking, Gemini thought parts, OpenAI-style
-  ``reasoning_content``) and the tool-call arguments the model writes, read as they are on
-  the wire (an arguments JSON string is one text, escapes and all).
+  ``reasoning_content``) and the tool-call arguments the model writes.
+* Tool-call arguments given as a string (OpenAI ``tool_calls[].function.arguments`` and
+  ``function_call.arguments``, Responses ``function_call`` / ``mcp_call`` ``arguments``) are
+  JSON source text: they are read as a ``JsonSource`` (a str: estimates count it as sent) and
+  handed to fn as one, so that guards read and mask them token by token with their escapes
+  decoded, as the tool will (``codecs.jsontext``; ``read_arguments`` / ``rewrite_arguments``).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+from extproc.codecs.jsontext import JsonSource
 from extproc.providers.slots import EventTexts, Piece
 
 _USAGE_FIELDS = (
@@ -292,6 +297,21 @@ def rewrite_json_strings(holder: Any, key: Any, role: str,
             slots = list(value) if isinstance(value, dict) else range(len(value))
             stack.extend((value, s) for s in reversed(slots))
     return changed
+
+
+def read_arguments(value: Any) -> str:
+    """Tool-call arguments as the guards read them: a string is JSON source (a
+    ``JsonSource``), any other value its compact dump."""
+    return JsonSource(value) if isinstance(value, str) else dump_compact(value)
+
+
+def rewrite_arguments(holder: Any, key: Any, role: str, fn: Callable[[str, str], str]) -> bool:
+    """Rewrite tool-call arguments at ``holder[key]`` with fn(role, ...): a string whole, as
+    a ``JsonSource`` (a plain str is stored back, only if it differs); any other value as
+    ``rewrite_json_strings`` does. True if anything changed."""
+    if isinstance(holder[key], str):
+        return rewrite_slot(holder, key, role, lambda r, t: str(fn(r, JsonSource(t))))
+    return rewrite_json_strings(holder, key, role, fn)
 
 
 def lower_role(value: Any, default: str = "user") -> str:

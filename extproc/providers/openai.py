@@ -18,7 +18,8 @@ What the model reads (``parse_request``, rewritten in the same order): tool defi
 "developer" -> "system", "function" -> "tool"): ``name``, content (string, string parts, the
 ``text`` of any part, the ``refusal`` of refusal parts), a non-empty ``refusal`` and
 ``reasoning_content`` / ``reasoning``, and tool call / legacy ``function_call`` arguments (a
-JSON string, passed whole; a non-string value is rewritten string value by string value).
+JSON string, passed whole as a ``JsonSource``; a non-string value is rewritten string value by
+string value).
 
 What the model writes (guards): in a whole reply, every choice's ``message.content`` and
 ``refusal`` (kind "text"), ``reasoning_content`` / ``reasoning`` ("thinking") and tool call
@@ -46,6 +47,8 @@ from extproc.providers.base import (
     lower_role,
     path_only,
     pick_indexed,
+    read_arguments,
+    rewrite_arguments,
     rewrite_json_strings,
     usage_or_none,
     with_total,
@@ -97,6 +100,18 @@ def _call_slots(message: dict[str, Any]) -> Iterator[Slot]:
     legacy = as_dict(message.get("function_call"))
     if "arguments" in legacy:
         yield "tool", legacy, "arguments"
+
+
+def _read(holder: Any, key: Any) -> str:
+    """A slot's text: arguments as JSON source, any other string as it is, an object value
+    as its compact dump (the key "arguments" is only ever that of a call's arguments)."""
+    return read_arguments(holder[key]) if key == "arguments" else dump_compact(holder[key])
+
+
+def _rewrite(holder: Any, key: Any, role: str, fn: Callable[[str, str], str]) -> bool:
+    if key == "arguments":
+        return rewrite_arguments(holder, key, role, fn)
+    return rewrite_json_strings(holder, key, role, fn)
 
 
 def _message_slots(message: Any) -> Iterator[Slot]:
@@ -203,7 +218,7 @@ class OpenAIAdapter(Adapter):
         if max_tokens is None:
             max_tokens = as_int(body.get("max_tokens"))
         return Prompt(model, body.get("stream") is True, max_tokens,
-                      lambda: [(role, dump_compact(holder[key]))
+                      lambda: [(role, _read(holder, key))
                                for role, holder, key in _request_slots(body)])
 
     def unreadable_reply(self, body: dict[str, Any]) -> list[str]:
@@ -224,16 +239,16 @@ class OpenAIAdapter(Adapter):
             return False
         changed = False
         for role, holder, key in _request_slots(body):
-            changed |= rewrite_json_strings(holder, key, role, fn)
+            changed |= _rewrite(holder, key, role, fn)
         return changed
 
     def response_texts(self, body: Any) -> list[tuple[str, str]]:
-        return [(kind, dump_compact(holder[key])) for kind, holder, key in _reply_slots(body)]
+        return [(kind, _read(holder, key)) for kind, holder, key in _reply_slots(body)]
 
     def rewrite_response_texts(self, body: dict[str, Any], fn: Callable[[str], str]) -> bool:
         changed = False
         for _, holder, key in _reply_slots(body):
-            changed |= rewrite_json_strings(holder, key, "assistant", lambda _r, t: fn(t))
+            changed |= _rewrite(holder, key, "assistant", lambda _r, t: fn(t))
         return changed
 
     def stream_delta(self, data: str, event: str | None) -> Delta:

@@ -5,7 +5,9 @@ Requests: the model, ``stream: true`` and ``max_output_tokens`` from the body; t
 the request slots of ``responses_items`` (instructions, input items, prompt variables, tool
 descriptions and schemas, the JSON-schema text format). Rewriting visits exactly those slots,
 in the same order, with the same roles: string values only, so an object value (a
-malformed ``arguments``) is read and rewritten string value by string value.
+malformed ``arguments``) is read and rewritten string value by string value. Function and
+MCP call ``arguments`` strings, in requests and replies, are JSON source text, handed to the
+guards as a ``JsonSource`` (see ``base``).
 
 Replies (a ``response`` object): the visible text is every message item's ``output_text`` and
 ``refusal`` parts; the finish reason is the response's ``status`` ("completed", "failed"),
@@ -45,12 +47,19 @@ from extproc.providers.base import (
     as_list,
     as_str,
     load_json,
+    read_arguments,
+    rewrite_arguments,
     rewrite_slot,
     text_only,
     usage_or_none,
 )
 from extproc.providers.openai import usage_of
-from extproc.providers.responses_items import output_slots, request_slots, visible_text
+from extproc.providers.responses_items import (
+    is_arguments,
+    output_slots,
+    request_slots,
+    visible_text,
+)
 
 #: event types whose ``delta`` is visible text
 TEXT_DELTAS = frozenset({"response.output_text.delta", "response.refusal.delta"})
@@ -99,7 +108,8 @@ class OpenAIResponsesAdapter(Adapter):
             as_str(body.get("model")),
             body.get("stream") is True,
             as_int(body.get("max_output_tokens")),
-            lambda: [(role, holder[key]) for holder, key, role in request_slots(body)],
+            lambda: [(role, read_arguments(holder[key]) if is_arguments(holder, key)
+                      else holder[key]) for holder, key, role in request_slots(body)],
         )
 
     def parse_response(self, body: dict[str, Any]) -> tuple[str, str | None, Usage]:
@@ -113,7 +123,8 @@ class OpenAIResponsesAdapter(Adapter):
             return False
         changed = False
         for holder, key, role in request_slots(body):
-            changed |= rewrite_slot(holder, key, role, fn)
+            rewrite = rewrite_arguments if is_arguments(holder, key) else rewrite_slot
+            changed |= rewrite(holder, key, role, fn)
         return changed
 
     def rewrite_response_texts(self, body: dict[str, Any], fn: Callable[[str], str]) -> bool:
@@ -121,7 +132,8 @@ class OpenAIResponsesAdapter(Adapter):
         changed = False
         for item in as_list(as_dict(body).get("output")):
             for holder, key, _ in output_slots(item):
-                if rewrite_slot(holder, key, "assistant", by_role):
+                rewrite = rewrite_arguments if is_arguments(holder, key) else rewrite_slot
+                if rewrite(holder, key, "assistant", by_role):
                     changed = True
                     # the tokens of a rewritten text's logprobs would spell the original
                     if isinstance(holder.get("logprobs"), list) and holder["logprobs"]:

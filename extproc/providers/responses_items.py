@@ -16,6 +16,8 @@ Known items are read field by field:
   text the gateway can read. Roles: developer -> system, others as given.
 * ``function_call`` ``arguments``, ``custom_tool_call`` ``input``, ``function_call_output`` /
   ``custom_tool_call_output`` ``output`` (a string or ``input_text`` parts): role "tool".
+  Function and MCP call ``arguments`` strings are JSON source text (``is_arguments``): the
+  adapter hands them to the guards as a ``JsonSource``.
 * ``reasoning`` ``summary[].text`` and ``content[].text``: role "assistant".
 * ``item_reference``, ``compaction_trigger``, ``image_generation_call`` (its ``result`` is a
   base64 image) and ``computer_call_output`` (a screenshot): no text.
@@ -60,6 +62,13 @@ _OPAQUE_KEYS = frozenset({
 #: output item types whose one generated text is streamed as argument deltas, and its key
 _ARGUMENT_KEYS = {"function_call": "arguments", "mcp_call": "arguments",
                   "custom_tool_call": "input", "code_interpreter_call": "code"}
+
+
+def is_arguments(holder: Any, key: Any) -> bool:
+    """True for the slot of a function or MCP call's ``arguments``, a string of JSON source
+    text (custom tool input and interpreter code are plain text)."""
+    return key == "arguments" and isinstance(holder, dict) \
+        and holder.get("type") in ("function_call", "mcp_call")
 
 
 def _kind(obj: dict[str, Any]) -> str | None:

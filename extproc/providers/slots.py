@@ -9,6 +9,10 @@ from typing import Any, NamedTuple
 #: one streamed text of a reply: (choice / content block / candidate index, field, sub-index),
 #: e.g. (0, "content", 0), (1, "tool", 2) (choice 1, tool call 2), (3, "thinking", 0)
 Piece = tuple[int, str, int]
+#: the fields of the pieces whose text is JSON source, tool-call arguments (OpenAI tool calls
+#: and legacy function calls, Anthropic ``input_json_delta``): guards read them decoded,
+#: token by token (``codecs.jsontext``)
+JSON_PIECES = frozenset({"tool", "function_call", "partial_json"})
 
 
 class TextSlot(NamedTuple):
