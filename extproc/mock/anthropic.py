@@ -7,6 +7,8 @@ Shapes (``x-mock-shape``): ``thinking`` puts the reply in a thinking block (stre
 ``thinking_delta`` events and a ``signature_delta``) before a text block saying
 ``THINKING_ANSWER``; ``tool`` makes the reply a ``tool_use`` block whose input is
 ``{"text": reply}`` (streamed as ``input_json_delta`` pieces; stop reason ``tool_use``);
+``tool-escaped`` streams that input with every character of the value written as a ``\\uXXXX``
+escape (``common.dump_escaped``; a whole reply's input is an object, as with ``tool``);
 ``start`` sends the whole text in the text block's ``content_block_start`` (no text deltas).
 """
 
@@ -20,11 +22,12 @@ from extproc.mock.common import (
     RequestError,
     count_prompt_tokens,
     dump_compact,
+    dump_escaped,
     texts_of_parts,
 )
 
 MODELS = ("claude-sonnet-4-5", "claude-opus-4-1", "claude-3-5-haiku-latest")
-SHAPES = ("thinking", "tool", "start")
+SHAPES = ("thinking", "tool", "tool-escaped", "start")
 THINKING_ANSWER = "Done."
 TOOL_NAME = "mock_tool"
 
@@ -119,7 +122,7 @@ def build_response(request: dict[str, Any], reply: Reply, shape: str | None = No
     if shape == "thinking":
         content = [{"type": "thinking", "thinking": reply.text, "signature": _signature(reply)},
                    {"type": "text", "text": THINKING_ANSWER}]
-    elif shape == "tool":
+    elif shape in ("tool", "tool-escaped"):
         content, stop = [_tool_use(reply)], "tool_use"
     body = _message(reply, content, stop, reply.completion_tokens)
     return dump_compact(body).encode("utf-8")
@@ -154,11 +157,12 @@ def build_stream(request: dict[str, Any], reply: Reply,
             {"type": "signature_delta", "signature": _signature(reply)}])
         frames += _block(1, {"type": "text", "text": ""},
                          [{"type": "text_delta", "text": THINKING_ANSWER}])
-    elif shape == "tool":
+    elif shape in ("tool", "tool-escaped"):
         block = _tool_use(reply)
+        dump = dump_escaped if shape == "tool-escaped" else dump_compact
         frames += _block(0, {**block, "input": {}}, [
             {"type": "input_json_delta", "partial_json": piece}
-            for piece in split_json(dump_compact(block["input"]))])
+            for piece in split_json(dump(block["input"]))])
         stop = "tool_use"
     elif shape == "start":
         frames += _block(0, {"type": "text", "text": reply.text}, [])

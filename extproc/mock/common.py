@@ -80,6 +80,22 @@ def dump_compact(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
+def dump_escaped(obj: Any) -> str:
+    """Compact JSON whose string values (keys kept) have every character written as a
+    ``\\uXXXX`` escape (surrogate pairs beyond the BMP): valid JSON that spells none of its
+    values, as a model may write tool-call arguments."""
+    if isinstance(obj, str):
+        units = obj.encode("utf-16-be", "surrogatepass")
+        return '"' + "".join(f"\\u{int.from_bytes(units[i:i + 2], 'big'):04x}"
+                             for i in range(0, len(units), 2)) + '"'
+    if isinstance(obj, dict):
+        return "{" + ",".join(f"{dump_compact(k)}:{dump_escaped(v)}"
+                              for k, v in obj.items()) + "}"
+    if isinstance(obj, list):
+        return "[" + ",".join(dump_escaped(v) for v in obj) + "]"
+    return dump_compact(obj)
+
+
 def dump_pretty(obj: Any) -> str:
     """Two-space indented JSON, as Google and OpenAI send non-streamed bodies."""
     return json.dumps(obj, ensure_ascii=False, indent=2)

@@ -7,7 +7,9 @@ The request's ``n`` gives that many choices, each with the reply (stream chunks 
 choice each, interleaved, as the API sends them). Shapes (``x-mock-shape``): ``refusal`` puts
 the reply in ``refusal`` (content null, as a refusing model answers); ``tool`` makes the
 reply a tool call whose arguments are ``{"text": reply}`` (content null, finish reason
-``tool_calls``; streamed as argument pieces after a first chunk with the call's id and name).
+``tool_calls``; streamed as argument pieces after a first chunk with the call's id and name);
+``tool-escaped`` is ``tool`` with every character of the value written as a ``\\uXXXX`` escape
+(``common.dump_escaped``), so that the pieces split escapes apart.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from extproc.mock.common import (
     RequestError,
     count_prompt_tokens,
     dump_compact,
+    dump_escaped,
     dump_pretty,
     texts_of_parts,
 )
 
 SYSTEM_FINGERPRINT = "fp_mock0001"
-SHAPES = ("refusal", "tool")
+SHAPES = ("refusal", "tool", "tool-escaped")
 MAX_CHOICES = 8
 TOOL_NAME = "mock_tool"
 MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1", "o3-mini")
@@ -114,8 +117,11 @@ def choices(request: dict[str, Any]) -> int:
     return 1
 
 
-def tool_arguments(reply: Reply) -> str:
-    """The arguments of the ``tool`` shape's call: ``{"text": reply}`` as compact JSON."""
+def tool_arguments(reply: Reply, shape: str | None = "tool") -> str:
+    """The arguments of the ``tool`` shape's call: ``{"text": reply}`` as compact JSON (its
+    value all escapes for ``tool-escaped``)."""
+    if shape == "tool-escaped":
+        return dump_escaped({"text": reply.text})
     return dump_compact({"text": reply.text})
 
 
@@ -151,11 +157,11 @@ def _message(reply: Reply, index: int, shape: str | None) -> tuple[dict[str, Any
                                "annotations": []}
     if shape == "refusal":
         message.update(content=None, refusal=reply.text)
-    elif shape == "tool":
+    elif shape in ("tool", "tool-escaped"):
         message["content"] = None
         message["tool_calls"] = [{"id": _tool_call_id(reply, index), "type": "function",
                                   "function": {"name": TOOL_NAME,
-                                               "arguments": tool_arguments(reply)}}]
+                                               "arguments": tool_arguments(reply, shape)}}]
         return message, "tool_calls"
     return message, "stop"
 
@@ -208,13 +214,13 @@ def build_stream(request: dict[str, Any], reply: Reply,
             obj["usage"] = None
         return obj
 
-    if shape == "tool":
+    if shape in ("tool", "tool-escaped"):
         first = [{"role": "assistant", "content": None, "tool_calls": [
             {"index": 0, "id": _tool_call_id(reply, i), "type": "function",
              "function": {"name": TOOL_NAME, "arguments": ""}}], "refusal": None}
             for i in range(n)]
         deltas = [{"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}
-                  for piece in split_arguments(tool_arguments(reply))]
+                  for piece in split_arguments(tool_arguments(reply, shape))]
         finish = "tool_calls"
     elif shape == "refusal":
         first = [{"role": "assistant", "content": None, "refusal": ""}] * n

@@ -5,6 +5,7 @@ providers' wire format."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -89,6 +90,27 @@ def test_openai_tool_arguments_stream_in_pieces(mock_server: MockServer) -> None
     assert len(pieces) > 3 and json.loads("".join(pieces)) == TOOL_INPUT
 
 
+def test_openai_escaped_tool_arguments(mock_server: MockServer) -> None:
+    """`tool-escaped`: the same call, its value spelled in \\uXXXX escapes only, streamed in
+    pieces that split them."""
+    for final in (oa_stream(mock_server, "tool-escaped"),
+                  oa(mock_server).chat.completions.create(
+                      model="gpt-4o", messages=MESSAGES, extra_headers=headers("tool-escaped"))):
+        arguments = final.choices[0].message.tool_calls[0].function.arguments
+        assert json.loads(arguments) == TOOL_INPUT
+        assert "jane" not in arguments and "\\u0040" in arguments
+    body = {"model": "gpt-4o", "messages": MESSAGES, "stream": True}
+    r = httpx.post(f"{mock_server.url}/v1/chat/completions", json=body,
+                   headers=headers("tool-escaped"), timeout=10)
+    chunks = [json.loads(line[6:]) for line in r.text.split("\n")
+              if line.startswith("data: {")]
+    pieces = [c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"]
+              for c in chunks[1:-1]]
+    # deltas that end inside an escape: "\\", "\\u0", ...
+    assert sum(bool(re.search(r"\\(u[0-9a-f]{0,3})?$", p)) for p in pieces) > 3
+    assert json.loads("".join(pieces)) == TOOL_INPUT
+
+
 # --- Anthropic ------------------------------------------------------------------------
 
 def an(mock_server: MockServer) -> anthropic.Anthropic:
@@ -119,6 +141,19 @@ def test_anthropic_tool_use(mock_server: MockServer) -> None:
         (block,) = message.content
         assert block.type == "tool_use" and block.name == "mock_tool"
         assert block.input == TOOL_INPUT and message.stop_reason == "tool_use"
+
+
+def test_anthropic_escaped_tool_input(mock_server: MockServer) -> None:
+    for message in an_both(mock_server, "tool-escaped"):
+        assert message.content[0].input == TOOL_INPUT
+    body = {"model": "claude-x", "max_tokens": 50, "messages": MESSAGES, "stream": True}
+    r = httpx.post(f"{mock_server.url}/v1/messages", json=body,
+                   headers=headers("tool-escaped"), timeout=10)
+    assert "jane" not in r.text and "\\\\u00" in r.text
+    assert json.loads("".join(json.loads(line[6:])["delta"]["partial_json"]
+                              for line in r.text.split("\n")
+                              if line.startswith("data: ") and "partial_json" in line)) \
+        == TOOL_INPUT
 
 
 def test_anthropic_text_in_block_start(mock_server: MockServer) -> None:
