@@ -46,9 +46,9 @@ from extproc.providers.base import (
     as_int,
     as_list,
     as_str,
-    dump_compact,
     load_json,
     lower_role,
+    read_value,
     rewrite_json_strings,
     sum_known,
     usage_or_none,
@@ -180,7 +180,7 @@ class AnthropicAdapter(Adapter):
             as_str(body.get("model")),
             body.get("stream") is True,
             as_int(body.get("max_tokens")),
-            lambda: [(role, dump_compact(holder[key]))
+            lambda: [(role, read_value(holder[key]))
                      for role, holder, key in _request_slots(body)],
         )
 
@@ -203,7 +203,7 @@ class AnthropicAdapter(Adapter):
         return changed
 
     def response_texts(self, body: Any) -> list[tuple[str, str]]:
-        return [(kind, dump_compact(holder[key])) for kind, holder, key in _reply_slots(body)]
+        return [(kind, read_value(holder[key])) for kind, holder, key in _reply_slots(body)]
 
     def rewrite_response_texts(self, body: dict[str, Any], fn: Callable[[str], str]) -> bool:
         changed = False

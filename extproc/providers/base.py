@@ -38,6 +38,7 @@ Conventions shared by every adapter:
   JSON source text: they are read as a ``JsonSource`` (a str: estimates count it as sent) and
   handed to fn as one, so that guards read and mask them token by token with their escapes
   decoded, as the tool will (``codecs.jsontext``; ``read_arguments`` / ``rewrite_arguments``).
+  The compact dump of a JSON value is read the same way (``read_value``).
 """
 
 from __future__ import annotations
@@ -299,10 +300,17 @@ def rewrite_json_strings(holder: Any, key: Any, role: str,
     return changed
 
 
+def read_value(value: Any) -> str:
+    """A text slot as the guards read it: a string as it is; a JSON value (a tool's input or
+    schema) as its compact dump, a ``JsonSource``: read token by token with its escapes
+    decoded, so that a dumped line end (``\\n``) does not hide a PEM block from a guard."""
+    return value if isinstance(value, str) else JsonSource(dump_compact(value))
+
+
 def read_arguments(value: Any) -> str:
     """Tool-call arguments as the guards read them: a string is JSON source (a
-    ``JsonSource``), any other value its compact dump."""
-    return JsonSource(value) if isinstance(value, str) else dump_compact(value)
+    ``JsonSource``), any other value its compact dump (``read_value``)."""
+    return JsonSource(value) if isinstance(value, str) else read_value(value)
 
 
 def rewrite_arguments(holder: Any, key: Any, role: str, fn: Callable[[str, str], str]) -> bool:

@@ -56,11 +56,11 @@ from extproc.providers.base import (
     as_int,
     as_list,
     as_str,
-    dump_compact,
     load_json,
     lower_role,
     path_only,
     pick_indexed,
+    read_value,
     rewrite_json_strings,
     sum_known,
     usage_or_none,
@@ -222,7 +222,7 @@ class GoogleAdapter(Adapter):
         config = as_dict(_get(body, "generationConfig", "generation_config"))
         max_tokens = as_int(_get(config, "maxOutputTokens", "max_output_tokens"))
         return Prompt(model, method == "streamGenerateContent", max_tokens,
-                      lambda: [(role, dump_compact(holder[key]))
+                      lambda: [(role, read_value(holder[key]))
                                for role, holder, key in _request_slots(body)])
 
     def unreadable_reply(self, body: dict[str, Any]) -> list[str]:
@@ -258,7 +258,7 @@ class GoogleAdapter(Adapter):
 
     def response_texts(self, body: Any) -> list[tuple[str, str]]:
         """A whole buffered JSON-array stream is also accepted."""
-        return [(kind, dump_compact(holder[key]))
+        return [(kind, read_value(holder[key]))
                 for element in (body if isinstance(body, list) else [body])
                 for kind, holder, key in _reply_slots(element)]
 

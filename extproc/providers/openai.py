@@ -48,6 +48,7 @@ from extproc.providers.base import (
     path_only,
     pick_indexed,
     read_arguments,
+    read_value,
     rewrite_arguments,
     rewrite_json_strings,
     usage_or_none,
@@ -105,7 +106,7 @@ def _call_slots(message: dict[str, Any]) -> Iterator[Slot]:
 def _read(holder: Any, key: Any) -> str:
     """A slot's text: arguments as JSON source, any other string as it is, an object value
     as its compact dump (the key "arguments" is only ever that of a call's arguments)."""
-    return read_arguments(holder[key]) if key == "arguments" else dump_compact(holder[key])
+    return read_arguments(holder[key]) if key == "arguments" else read_value(holder[key])
 
 
 def _rewrite(holder: Any, key: Any, role: str, fn: Callable[[str, str], str]) -> bool:
