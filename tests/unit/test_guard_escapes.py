@@ -249,3 +249,38 @@ def test_custom_tool_input_is_plain_text_not_json() -> None:
     out = b"".join(run_responses(raw, []))
     assert EMAIL.encode() not in out
     assert json.dumps("mail <EMAIL> \\u0041").encode() in out      # no quoting, no decoding
+
+
+# ----------------------------------------------------------- JSON values read as dumps
+
+OBJECTS: list[tuple[str, str, dict[str, Any]]] = [
+    ("anthropic-tool-input", "anthropic", {"model": "m", "max_tokens": 9, "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": "t", "name": "f", "input": {"pem": PEM}}]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "t", "content": "ok"}]}]}),
+    ("gemini-function-args", "gemini", {"contents": [
+        {"role": "user", "parts": [{"text": "hi"}]},
+        {"role": "model", "parts": [{"functionCall": {"name": "f", "args": {"pem": PEM}}}]},
+        {"role": "user", "parts": [{"functionResponse": {"name": "f",
+                                                         "response": {"ok": True}}}]}]}),
+    ("openai-object-arguments", "openai", {"model": "m", "messages": [
+        HI, {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c", "type": "function", "function": {"name": "f",
+                                                         "arguments": {"pem": PEM}}}]}]}),
+]
+
+
+@pytest.mark.parametrize(("provider", "body"), [(p, b) for _, p, b in OBJECTS],
+                         ids=[i for i, _, _ in OBJECTS])
+async def test_a_pem_block_in_a_json_value_is_refused_and_masked(provider: str,
+                                                                  body: dict[str, Any]) -> None:
+    """An object value is read as its compact dump, where the block's line ends are `\\n`
+    escapes: read decoded, the block is found by a reject guard as by a mask guard."""
+    raw = json.dumps(body).encode()
+    with pytest.raises(Reject) as refused:
+        await guards("reject", provider).on_request_body(exchange(PATHS[provider]), raw)
+    assert refused.value.message.endswith("contains private key")
+    out = await guards("mask", provider).on_request_body(exchange(PATHS[provider]), raw)
+    assert out is not None and b"MIIEow" not in out and b'"pem":"<SECRET>"' in out
