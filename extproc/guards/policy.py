@@ -17,10 +17,16 @@ events (`reframe.py`); a reject guard ends the stream with the provider's finish
 events. Whole JSON responses are asked for BUFFERED (their headers wait): a reject guard
 refuses them with an error in the provider's format, mask guards mask them in one pass.
 
+Local guards read tool-call arguments (JSON source text in a string, both ways) and the
+compact dumps of JSON values as the tool reads them: token by token, escapes decoded
+(`codecs.jsontext`; `replies.found` / `mask_text` on a `JsonSource`), so `\u0040` or a `\n`
+escape cannot hide a value; a masked value keeps the text valid JSON.
+
 Webhook guards (`webhook.py`) run after the local ones, so the remote service only ever sees
 text that local guards have already masked: on requests and whole responses with one call
 each, on streamed responses in segments (`webhook_stream.py`). A webhook error lets the text
-through (`fail: open`) or refuses it with a 503 (`fail: closed`, the default).
+through (`fail: open`) or refuses it with a 503 (`fail: closed`, the default). Webhooks get
+tool-call arguments as the JSON source text they are, escapes and all.
 """
 
 from __future__ import annotations
