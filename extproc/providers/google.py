@@ -115,8 +115,8 @@ def _part_slots(part: dict[str, Any], role: str) -> Iterator[Slot]:
         yield role, part, "text"
     for name, key in _VALUES:
         value = part.get(name)
-        if isinstance(value, dict) and key in value:
-            yield "tool", value, key
+        if isinstance(value, dict) and isinstance(value.get(key), str | dict | list):
+            yield "tool", value, key   # a null or a number holds no text
 
 
 def _content_slots(holder: Any, key: Any, role: str | None) -> Iterator[Slot]:

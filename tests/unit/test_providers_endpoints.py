@@ -660,3 +660,13 @@ def test_google_adapters_delegate_content_reading() -> None:
     bare = {"content": "just a string"}
     assert EMBED.rewrite_request_texts(EMBED_PATH, bare, lambda r, t: t.upper()) is True
     assert bare == {"content": "JUST A STRING"}
+
+
+def test_a_null_function_call_value_holds_no_text() -> None:
+    """A `functionCall.args: null` (any JSON value can be sent) is read as nothing, as
+    rewriting visits nothing there: reading and rewriting stay mirrors (hypothesis found it)."""
+    body = {"contents": [{"role": "model", "parts": [
+        {"functionCall": {"name": "f", "args": None}},
+        {"functionResponse": {"name": "f", "response": 3}}]}]}
+    adapter = GoogleCountTokensAdapter("gemini")
+    assert adapter.parse_request("/v1beta/models/m:countTokens", body).texts == []
