@@ -25,7 +25,8 @@ disagrees with its deltas) is masked whole, on its own. Events without text, and
 events whose text goes out unchanged, pass through byte for byte.
 
 ``logprobs`` lists (in delta and done events, parts and items) are emptied: their tokens
-would spell the unmasked text. Annotations (URL citation titles) are passed on as they are.
+would spell the unmasked text. An event type not modelled here (audio transcripts, citation
+annotations, a newer type) is read anyway: see `_unknown`.
 
 With a reject guard the first match ends the stream: a ``response.incomplete`` event whose
 response has ``incomplete_details.reason: "content_filter"`` (and the items completed so
@@ -44,6 +45,7 @@ from typing import Any
 from ..codecs.sse import Event, encode
 from ..providers.base import as_list
 from ..providers.responses_items import is_arguments, output_slots
+from ..providers.slots import string_slots
 from .event_stream import UNREADABLE, EventMasker
 from .reframe import Chain, MaskerFactory, _Chain, _dump, json_chain
 
@@ -83,6 +85,11 @@ PARTS = {"response.content_part.added": False, "response.content_part.done": Tru
          "response.reasoning_summary_part.done": True}
 ITEMS = {"response.output_item.added": False, "response.output_item.done": True}
 TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+#: events that carry only a whole response object (read by `_response`) and no text of their own
+_WHOLE_RESPONSE = frozenset({"response.created", "response.in_progress", "response.queued"})
+#: keys whose strings are ids or enumerations, not text anyone wrote
+_NOT_TEXT = frozenset({"type", "id", "item_id", "call_id", "object", "status", "role",
+                       "model", "event_id", "response_id", "logprobs"})
 
 
 def _int(value: Any) -> int:
@@ -153,14 +160,38 @@ class ResponsesMaskingReframer(EventMasker):
             before, changed = self._item(doc, kind)
         elif kind in TERMINAL or kind == "error":
             before = self._end()
+        elif kind not in _WHOLE_RESPONSE:
+            changed = self._unknown(doc, kind, ev.event)
         if isinstance(doc.get("response"), dict):
             changed |= self._response(doc["response"], kind in TERMINAL)
         if not changed:
             return before + ev.raw
         return before + encode(_dump(doc, False), event=ev.event)
 
-    def _delta(self, doc: dict[str, Any], kind: str, event: str | None) -> bool:
-        piece = DELTAS[kind]
+    def _unknown(self, doc: dict[str, Any], kind: str, event: str | None) -> bool:
+        """An event type this masker does not model (audio transcripts, annotations, a
+        type newer than this code): fail closed by reading it anyway. A `*.delta` event's
+        text is streamed through its own maskers, as a text part's; any other event has
+        every string masked on its own (ids and enumerations aside)."""
+        if kind.endswith(".delta") and isinstance(doc.get("delta"), str):
+            return self._delta(doc, kind, event, kind)
+        changed = False
+        top = {k: v for k, v in doc.items() if k != "response"}   # read by `_response`
+        for holder, key in string_slots({"": top}, ""):
+            if key in _NOT_TEXT:
+                continue
+            text = holder[key]
+            masked = self._mask_whole(text)
+            if masked != text:
+                holder[key] = masked
+                changed = True
+        if changed:
+            doc.update(top)
+        return changed
+
+    def _delta(self, doc: dict[str, Any], kind: str, event: str | None,
+               piece: str | None = None) -> bool:
+        piece = piece or DELTAS[kind]
         key = (piece, _int(doc.get("output_index")), _sub(piece, doc))
         changed = _blank_logprobs(doc)
         text = doc.get("delta")
