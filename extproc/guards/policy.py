@@ -4,8 +4,10 @@ and in responses.
 Requests: it reads every text the model reads, the way the provider adapter extracts it
 (all roles, or the guard's `roles`, compared case-insensitively; a role outside the four
 known ones is read by every guard), runs reject guards first (a 400 in the provider's format
-that names the guard and what it found, never the matched text), then mask guards,
-rewriting each text in place with the adapter and re-serialising the body.
+that names the guard and what it found, never the matched text; they read a JSON value such
+as a tool schema both as its JSON text, keys included, and string value by string value, so
+an escape cannot hide a value), then mask guards, rewriting each text in place with the
+adapter and re-serialising the body.
 
 Responses: every text the model writes (visible text, refusals, thinking, tool-call
 arguments, of every choice or candidate), whatever the guard's `roles`. A request that asks
@@ -240,8 +242,13 @@ class Guards(Policy):
             raise Reject(400, f"request refused: the reply would carry {describe(unreadable)}, "
                          "which the route's guards cannot check; ask without it",
                          details="extproc_guard_unreadable")
+        strings: list[tuple[str, str]] | None = None
         for guard in self.rejecting:
             hits = found(guard, texts)
+            if not hits:
+                if strings is None:   # JSON values string by string, escapes undone
+                    strings = _strings(adapter, path, doc)
+                hits = found(guard, strings)
             if hits:
                 self.stats["rejected"] += 1
                 decide(ex, guard.name, "request", "rejected", ",".join(hits))
@@ -307,3 +314,16 @@ class Guards(Policy):
         decide(ex, guard.name, "request", "masked")
         return True
 
+
+def _strings(adapter: Adapter, path: str, doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """The prompt's texts as mask guards read them: a JSON value (a tool schema, a tool
+    call's input) string value by string value, not as its JSON text, where an escape glues
+    its letter to a value (`\\nAKIA...` holds no key); keys stay read in the JSON text."""
+    out: list[tuple[str, str]] = []
+
+    def collect(role: str, text: str) -> str:
+        out.append((role, text))
+        return text
+
+    adapter.rewrite_request_texts(path, doc, collect)
+    return out

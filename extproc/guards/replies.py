@@ -3,7 +3,8 @@ wait), so a guard can still refuse one with an error in the provider's format, o
 texts in one pass; local guards first, then webhooks (which see the masked text). The texts
 are every text the model wrote (the adapter's `response_texts`: visible text, refusals,
 thinking, tool-call arguments, of every choice or candidate), checked whatever a guard's
-`roles` (those filter prompt text)."""
+`roles` (those filter prompt text). A Gemini/Vertex stream left as a JSON array is read by
+the local guards as the stream it is (its elements' texts joined, as a client joins them)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ import json
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..codecs.jsontext import JsonSource, read_texts, rewrite
+from ..codecs.sse import SSEDecoder
 from ..policy import BodyTransform, Reject
 from ..providers.base import json_bytes
 from ..providers.endpoints import adapter_of
 from .decisions import decide
+from .reframe import SSEMaskingReframer
 from .settings import Guard
 from .webhook import Text, Verdict, apply, masks_by_text
 
@@ -107,6 +110,8 @@ class WholeJsonGuard(BodyTransform):
         """Local guards on the reply: raise `Reject`, or mask; True if anything changed."""
         if not self.guards:
             return False
+        if isinstance(doc, list):
+            return self._elements(doc, ex)
         texts: list[str] = []
         adapter = self.adapter
         adapter.rewrite_response_texts(doc, lambda t: texts.append(t) or t)
@@ -129,6 +134,40 @@ class WholeJsonGuard(BodyTransform):
             for name, detectors in masked.items():
                 decide(ex, name, "response", "masked", ",".join(sorted(detectors)))
         return changed
+
+
+    def _elements(self, items: list[Any], ex: Exchange | None) -> bool:
+        """A buffered Gemini/Vertex JSON-array stream: its elements are a stream's events,
+        and a client joins their texts, so they are masked (or refused) as one stream is (a
+        value split across elements is caught as in one element); the elements are replaced
+        by the masked events."""
+        made: list[tuple[str, Any]] = []
+        hits: list[str] = []
+        events = b"".join(b"data: " + json_bytes(item) + b"\n\n" for item in items)
+        reframer = SSEMaskingReframer(self.policy.provider, lambda: self.policy._maskers(made),
+                                      len(events) + 1, hits.append)
+        out = reframer.feed(events) + reframer.finish()
+        if hits:
+            detector = hits[0]
+            name = next((g.name for g in self.guards if g.action == "reject"
+                         and g.scanner is not None
+                         and any(d.name == detector for d in g.scanner.detectors)), "guard")
+            self.policy.stats["response_rejected"] += 1
+            if ex is not None:
+                decide(ex, name, "response", "rejected", detector)
+            raise Reject(400, f"response blocked by guard '{name}': it contains "
+                         f"{describe([detector])}", details="extproc_guard_rejected")
+        if ex is not None:
+            for name in dict.fromkeys(n for n, m in made if m.found):
+                found_here = {d for n, m in made if n == name for d in m.found}
+                decide(ex, name, "response", "masked", ",".join(sorted(found_here)))
+        decoder = SSEDecoder(len(out) + 1)   # masked events may be longer than they came
+        masked = [json.loads(ev.data) for ev in decoder.feed(out) + decoder.finish()
+                  if ev.has_data]
+        if masked == items:
+            return False
+        items[:] = masked
+        return True
 
 
 def mask_text(guards: list[Guard] | tuple[Guard, ...], text: str,

@@ -15,13 +15,18 @@ it) and the latest output count.
 
 What the model reads (``parse_request``, rewritten in the same order): ``system`` (a string
 or blocks), tool definitions (``tools[].description``, and ``input_schema`` as compact JSON;
-role "system"), then each message's content (role lower-cased): a string, or blocks -- text,
-``thinking`` (its thinking text), documents (``title``, ``context``, a text source's
-``data``, a content source's blocks), ``search_result`` (``source``, ``title``, its content
-blocks), tool_result / mcp_tool_result content in any of these shapes (role "tool"), tool_use
-/ server_tool_use / mcp_tool_use ``input`` (an object rewritten string value by string value,
-role "tool"), and the ``text`` of any other block. A block nested deeper than real requests
-nest them (8 levels of tool results and documents) is read whole, as its compact JSON.
+role "system"), then each message's content (role lower-cased): a string, or
+blocks -- text, ``thinking`` (its thinking text), documents (``title``, ``context``, a text
+source's ``data``, a content source's blocks), ``search_result`` (``source``, ``title``, its
+content blocks), tool_result / mcp_tool_result content in any of these shapes (role "tool"),
+tool_use / server_tool_use / mcp_tool_use ``input`` (an object rewritten string value by
+string value, role "tool"); images, redacted thinking and container uploads carry
+no text; a block of any other kind (web search and fetch results, code execution and text
+editor results, kinds to come) is read whole: every string value but identifiers and binary
+payloads. A text block's ``citations`` are not read: the API does not give their
+``cited_text`` to the model (it is not counted as input). A block nested deeper than real
+requests nest them (8 levels of tool results and documents) is read whole, as its compact
+JSON.
 
 What the model writes (guards): in a whole reply, every text block ("text"), thinking block
 ("thinking") and tool_use ``input`` ("tool"); in a stream, one piece per content block: the
@@ -64,6 +69,16 @@ from extproc.providers.slots import (
 
 _TOOL_USE = ("tool_use", "server_tool_use", "mcp_tool_use")
 _TOOL_RESULT = ("tool_result", "mcp_tool_result")
+#: blocks that hold no text the gateway can read (an image, encrypted thinking, a file id)
+_NO_TEXT = ("image", "redacted_thinking", "container_upload")
+#: block kinds read field by field; any other kind is read whole (`_other_slots`); tuples,
+#: as a malformed `type` may be a list
+_KNOWN = (*_TOOL_USE, *_TOOL_RESULT, *_NO_TEXT, "text", "thinking", "document",
+          "search_result")
+#: in a block of another kind: keys whose string values are identifiers, enums or binary
+#: payloads, not text
+_OPAQUE = frozenset({"type", "id", "tool_use_id", "signature", "data", "media_type",
+                     "file_id", "encrypted_content", "encrypted_index", "cache_control"})
 #: deeper than any real request nests blocks (a tool result holding a document holding
 #: content blocks): below it a block is read whole, as its compact JSON
 _MAX_DEPTH = 8
@@ -117,8 +132,37 @@ def _block_slots(block: Any, role: str, depth: int) -> Iterator[Slot]:
             if isinstance(block.get(key), str):
                 yield role, block, key
         yield from _blocks_slots(block, "content", role, depth + 1)
-    elif isinstance(block.get("text"), str):
-        yield role, block, "text"
+    elif kind == "text":
+        if isinstance(block.get("text"), str):
+            yield role, block, "text"
+    elif kind not in _NO_TEXT:
+        yield from _other_slots(block, role, depth)
+
+
+def _other_slots(block: dict[str, Any], role: str, depth: int) -> Iterator[Slot]:
+    """A block of a kind not read field by field (server tool results: web search and fetch,
+    code execution output, text editor views; kinds to come): every string value at any
+    depth but those under `_OPAQUE` keys, a nested block of a known kind read as such."""
+    for key in list(block):
+        if key not in _OPAQUE:
+            yield from _value_slots(block, key, role, depth + 1)
+
+
+def _value_slots(holder: Any, key: Any, role: str, depth: int) -> Iterator[Slot]:
+    value = holder[key]
+    if isinstance(value, str):
+        yield role, holder, key
+    elif isinstance(value, dict | list) and depth >= _MAX_DEPTH:
+        for parent, slot in string_slots(holder, key):   # iterative: no depth is a crash
+            yield role, parent, slot
+    elif isinstance(value, dict):
+        if value.get("type") in _KNOWN:
+            yield from _block_slots(value, role, depth)
+        else:
+            yield from _other_slots(value, role, depth)
+    elif isinstance(value, list):
+        for index in range(len(value)):
+            yield from _value_slots(value, index, role, depth + 1)
 
 
 def _request_slots(body: dict[str, Any]) -> Iterator[Slot]:

@@ -29,10 +29,11 @@ What the model reads (``parse_request``, rewritten in the same order): the syste
 instruction (a Content or a bare string), tool declarations
 (``tools[].functionDeclarations[]``: ``description``, and ``parameters`` /
 ``parametersJsonSchema`` / ``response`` / ``responseJsonSchema`` as compact JSON; role
-"system"), then ``contents`` (role lower-cased, "model" -> "assistant"): every part's
-``text`` (thought parts too), ``functionCall.args`` and ``functionResponse.response`` (role
-"tool", objects rewritten string value by string value), ``executableCode.code`` and
-``codeExecutionResult.output`` (role "tool").
+"system"), the structured-output schema (``generationConfig.responseSchema`` /
+``responseJsonSchema``, role "system"), then ``contents`` (role lower-cased, "model" ->
+"assistant"): every part's ``text`` (thought parts too), ``functionCall.args`` and
+``functionResponse.response`` (role "tool", objects rewritten string value by string value),
+``executableCode.code`` and ``codeExecutionResult.output`` (role "tool").
 
 What the model writes (guards): in a whole reply (or a buffered JSON-array stream), every
 candidate's text parts ("text"), thought parts ("thinking"), ``functionCall.args`` and code
@@ -106,6 +107,8 @@ _VALUE_KEYS = dict(_VALUES)
 _DECLARATIONS = ("functionDeclarations", "function_declarations")
 _SCHEMAS = ("parameters", "parametersJsonSchema", "parameters_json_schema", "response",
             "responseJsonSchema", "response_json_schema")
+_OUTPUT_SCHEMAS = ("responseSchema", "response_schema", "responseJsonSchema",
+                   "response_json_schema")
 
 
 def _part_slots(part: dict[str, Any], role: str) -> Iterator[Slot]:
@@ -149,6 +152,12 @@ def _request_slots(body: dict[str, Any]) -> Iterator[Slot]:
                 for key in _SCHEMAS:
                     if isinstance(declaration.get(key), dict | list):
                         yield "system", declaration, key
+    for name in ("generationConfig", "generation_config"):
+        config = body.get(name)
+        if isinstance(config, dict):
+            for key in _OUTPUT_SCHEMAS:     # structured output: the model reads the schema
+                if isinstance(config.get(key), dict | list):
+                    yield "system", config, key
     contents = body.get("contents")
     for index in range(len(as_list(contents))):
         yield from _content_slots(contents, index, None)

@@ -14,17 +14,21 @@ chunk says nothing.
 
 What the model reads (``parse_request``, rewritten in the same order): tool definitions
 (``tools[].function`` / ``tools[].custom`` and legacy ``functions[]``: ``description``, and
-``parameters`` as compact JSON, role "system"), then per message (role lower-cased,
+``parameters`` / a custom tool's grammar ``format`` as compact JSON, role "system"), the
+``response_format`` JSON schema and its description (role "system"), the predicted output
+``prediction.content`` (role "user"), then per message (role lower-cased,
 "developer" -> "system", "function" -> "tool"): ``name``, content (string, string parts, the
 ``text`` of any part, the ``refusal`` of refusal parts), a non-empty ``refusal`` and
-``reasoning_content`` / ``reasoning``, and tool call / legacy ``function_call`` arguments (a
-JSON string, passed whole as a ``JsonSource``; a non-string value is rewritten string value by
-string value).
+``reasoning_content`` / ``reasoning``, and the arguments of tool calls and of the legacy
+``function_call`` (a JSON string, passed whole as a ``JsonSource``; a non-string value is
+rewritten string value by string value), a custom tool call's ``input``. Function and tool
+names are identifiers, not read.
 
-What the model writes (guards): in a whole reply, every choice's ``message.content`` and
-``refusal`` (kind "text"), ``reasoning_content`` / ``reasoning`` ("thinking") and tool call
-arguments ("tool"); in a stream, the same fields of every choice's ``delta``, one piece per
-choice and field (per tool call index for arguments), ended by the choice's finish reason.
+What the model writes (guards): in a whole reply, every choice's ``message.content``,
+``refusal`` and ``audio.transcript`` (kind "text"), ``reasoning_content`` / ``reasoning``
+("thinking") and tool call arguments and custom tool input ("tool"); in a stream, the same
+fields of every choice's ``delta`` (custom tool input aside), one piece per choice and field
+(per tool call index for arguments), ended by the choice's finish reason.
 """
 
 from __future__ import annotations
@@ -93,11 +97,13 @@ def _content_slots(holder: dict[str, Any], role: str) -> Iterator[Slot]:
 
 
 def _call_slots(message: dict[str, Any]) -> Iterator[Slot]:
-    """Tool call and legacy function_call arguments (role "tool")."""
+    """Tool call and legacy function_call arguments, custom tool call input (role "tool")."""
     for call in as_list(message.get("tool_calls")):
-        function = as_dict(as_dict(call).get("function"))
-        if "arguments" in function:
-            yield "tool", function, "arguments"
+        call = as_dict(call)
+        for holder, key in ((as_dict(call.get("function")), "arguments"),
+                            (as_dict(call.get("custom")), "input")):
+            if key in holder:
+                yield "tool", holder, key
     legacy = as_dict(message.get("function_call"))
     if "arguments" in legacy:
         yield "tool", legacy, "arguments"
@@ -130,12 +136,14 @@ def _message_slots(message: Any) -> Iterator[Slot]:
 
 
 def _spec_slots(spec: Any) -> Iterator[Slot]:
-    """A tool definition's description and parameters schema (role "system")."""
+    """A tool definition's description, parameters schema and (a custom tool's) grammar
+    (role "system")."""
     if isinstance(spec, dict):
         if isinstance(spec.get("description"), str):
             yield "system", spec, "description"
-        if isinstance(spec.get("parameters"), dict | list):
-            yield "system", spec, "parameters"
+        for key in ("parameters", "format"):
+            if isinstance(spec.get(key), dict | list):
+                yield "system", spec, key
 
 
 def _request_slots(body: dict[str, Any]) -> Iterator[Slot]:
@@ -145,6 +153,16 @@ def _request_slots(body: dict[str, Any]) -> Iterator[Slot]:
             yield from _spec_slots(tool.get("custom"))
     for spec in as_list(body.get("functions")):
         yield from _spec_slots(spec)
+    # structured outputs: the model reads the schema, and its description
+    schema = as_dict(as_dict(body.get("response_format")).get("json_schema"))
+    if isinstance(schema.get("description"), str):
+        yield "system", schema, "description"
+    if isinstance(schema.get("schema"), dict | list):
+        yield "system", schema, "schema"
+    # predicted output: sent to the provider, which matches the reply against it
+    prediction = body.get("prediction")
+    if isinstance(prediction, dict):
+        yield from _content_slots(prediction, "user")
     for message in as_list(body.get("messages")):
         yield from _message_slots(message)
 
@@ -158,6 +176,9 @@ def _reply_slots(body: Any) -> Iterator[Slot]:
         for key, kind in _EXTRA:
             if as_str(message.get(key)):
                 yield kind, message, key
+        audio = as_dict(message.get("audio"))
+        if isinstance(audio.get("transcript"), str):
+            yield "text", audio, "transcript"
         yield from _call_slots(message)
 
 
@@ -288,6 +309,11 @@ class OpenAIAdapter(Adapter):
                     text = delta.get(key)
                     if text and isinstance(text, str):
                         out.slots.append(TextSlot((index, key, 0), delta, key))
+                audio = delta.get("audio")
+                if isinstance(audio, dict):
+                    text = audio.get("transcript")
+                    if text and isinstance(text, str):
+                        out.slots.append(TextSlot((index, "audio", 0), audio, "transcript"))
                 if "tool_calls" in delta:
                     for ti, call in enumerate(as_list(delta["tool_calls"])):
                         function = as_dict(as_dict(call).get("function"))
@@ -309,6 +335,8 @@ class OpenAIAdapter(Adapter):
                                                      "function": {"arguments": text}}]}
         elif key == "function_call":
             delta = {"function_call": {"arguments": text}}
+        elif key == "audio":
+            delta = {"audio": {"transcript": text}}
         else:
             delta = {key: text}
         out = {k: v for k, v in doc.items() if k not in ("choices", "usage")}

@@ -8,8 +8,8 @@ rewritten; rewriting replaces string values only, so the slots stay valid.
 Request slots (label = the normalised role) cover what the model reads: ``instructions`` (a
 string, or a list of items as ``Response.instructions`` allows), ``input`` (a string, or a
 list of items), ``prompt.variables`` values, function and custom tool descriptions,
-parameter schemas and grammars, and a ``json_schema`` text format's description and schema.
-Known items are read field by field:
+parameter schemas and grammars, an MCP tool's ``server_description``, and a ``json_schema``
+text format's description and schema. Known items are read field by field:
 
 * ``message`` (with or without ``type``): string content, or parts ``input_text`` /
   ``output_text`` (``text``) and ``refusal`` (``refusal``); images, files and audio carry no
@@ -18,9 +18,10 @@ Known items are read field by field:
   ``custom_tool_call_output`` ``output`` (a string or ``input_text`` parts): role "tool".
   Function and MCP call ``arguments`` strings are JSON source text (``is_arguments``): the
   adapter hands them to the guards as a ``JsonSource``.
-* ``reasoning`` ``summary[].text`` and ``content[].text``: role "assistant".
-* ``item_reference``, ``compaction_trigger``, ``image_generation_call`` (its ``result`` is a
-  base64 image) and ``computer_call_output`` (a screenshot): no text.
+* ``reasoning`` ``summary[].text`` and ``content[].text``, ``image_generation_call``
+  ``revised_prompt`` (its ``result`` is a base64 image): role "assistant".
+* ``item_reference``, ``compaction_trigger`` and ``computer_call_output`` (a screenshot): no
+  text.
 
 Any other item type (MCP calls and listings, shell and apply_patch calls and outputs, tool
 search, web and file search calls, programs, ...) is read whole: every string value at any
@@ -48,8 +49,7 @@ _ROLES = {"developer": "system"}
 _TEXT_PARTS = {"input_text": "text", "output_text": "text", "text": "text",
                "refusal": "refusal", "summary_text": "text", "reasoning_text": "text"}
 _NO_TEXT_PARTS = frozenset({"input_image", "input_file", "input_audio", "image", "file"})
-_NO_TEXT_ITEMS = frozenset({"item_reference", "compaction_trigger", "image_generation_call",
-                            "computer_call_output"})
+_NO_TEXT_ITEMS = frozenset({"item_reference", "compaction_trigger", "computer_call_output"})
 _TOOL_OUTPUTS = frozenset({"function_call_output", "custom_tool_call_output"})
 #: keys whose string values are identifiers, enums or binary payloads, not text
 _OPAQUE_KEYS = frozenset({
@@ -65,10 +65,11 @@ _ARGUMENT_KEYS = {"function_call": "arguments", "mcp_call": "arguments",
 
 
 def is_arguments(holder: Any, key: Any) -> bool:
-    """True for the slot of a function or MCP call's ``arguments``, a string of JSON source
-    text (custom tool input and interpreter code are plain text)."""
+    """True for the slot of a function or MCP call's (or MCP approval request's)
+    ``arguments``, a string of JSON source text (custom tool input and interpreter code are
+    plain text)."""
     return key == "arguments" and isinstance(holder, dict) \
-        and holder.get("type") in ("function_call", "mcp_call")
+        and holder.get("type") in ("function_call", "mcp_call", "mcp_approval_request")
 
 
 def _kind(obj: dict[str, Any]) -> str | None:
@@ -129,6 +130,9 @@ def item_slots(item: Any, out: list[Slot], default_role: str = "user") -> None:
         _strings(item, "arguments", "tool", out)
     elif kind == "custom_tool_call":
         _strings(item, "input", "tool", out)
+    elif kind == "image_generation_call":
+        if isinstance(item.get("revised_prompt"), str):
+            out.append((item, "revised_prompt", "assistant"))
     elif kind in _TOOL_OUTPUTS:
         if isinstance(item.get("output"), str):
             out.append((item, "output", "tool"))
@@ -161,8 +165,9 @@ def _part_slots(part: Any, role: str, out: list[Slot]) -> None:
 
 def tool_slots(tool: Any, out: list[Slot]) -> None:
     """A tool definition: a function's description and parameter schema, a custom tool's
-    description and grammar, the tools of a namespace. Hosted tools (web search, file
-    search, MCP servers with their headers, ...) carry configuration, not prompt text."""
+    description and grammar, an MCP server's description (the model reads it), the tools of
+    a namespace. Other hosted tools' settings (web search, file search, an MCP
+    server's URL and headers, ...) are configuration, not prompt text."""
     if not isinstance(tool, dict):
         return
     kind = tool.get("type")
@@ -170,6 +175,8 @@ def tool_slots(tool: Any, out: list[Slot]) -> None:
         if isinstance(tool.get("description"), str):
             out.append((tool, "description", "system"))
         _strings(tool, "parameters" if kind == "function" else "format", "system", out)
+    elif kind == "mcp" and isinstance(tool.get("server_description"), str):
+        out.append((tool, "server_description", "system"))
     for inner in as_list(tool.get("tools")):
         tool_slots(inner, out)
 
