@@ -139,6 +139,27 @@ def _block_slots(block: Any, role: str, depth: int) -> Iterator[Slot]:
         yield from _other_slots(block, role, depth)
 
 
+def _text_leaves(block: dict[str, Any]) -> Iterator[tuple[Any, Any]]:
+    """(holder, key) of every string in a block, at any depth, but those under `_OPAQUE`
+    keys (ids, signatures, encrypted or binary payloads a client sends back unchanged).
+    Iterative and cycle-safe."""
+    stack: list[Any] = [block]
+    seen: set[int] = set()
+    while stack:
+        value = stack.pop()
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            if isinstance(value, dict) and key in _OPAQUE:
+                continue
+            if isinstance(item, str):
+                yield value, key
+            elif isinstance(item, dict | list):
+                stack.append(item)
+
+
 def _other_slots(block: dict[str, Any], role: str, depth: int) -> Iterator[Slot]:
     """A block of a kind not read field by field (server tool results: web search and fetch,
     code execution output, text editor views; kinds to come): every string value at any
@@ -179,7 +200,8 @@ def _request_slots(body: dict[str, Any]) -> Iterator[Slot]:
 
 
 def _reply_slots(body: Any) -> Iterator[Slot]:
-    """(kind, holder, key) of every text the model wrote, block by block."""
+    """(kind, holder, key) of every text the model wrote, block by block, and every string of
+    a block of another kind (server tool results), ids and payloads aside."""
     for block in as_list(as_dict(body).get("content")):
         if not isinstance(block, dict):
             continue
@@ -190,6 +212,9 @@ def _reply_slots(body: Any) -> Iterator[Slot]:
             yield "thinking", block, "thinking"
         elif kind in _TOOL_USE and "input" in block:
             yield "tool", block, "input"
+        elif kind not in _KNOWN:    # a server tool's result: what the provider fetched
+            for holder, key in _text_leaves(block):
+                yield "result", holder, key
 
 
 def _usage(raw: Any) -> Usage:
@@ -313,6 +338,11 @@ class AnthropicAdapter(Adapter):
                 if "input" in block:
                     out.slots.extend(TextSlot((index, "input", 0), holder, key, whole=True)
                                      for holder, key in string_slots(block, "input"))
+                elif block.get("type") not in _KNOWN:
+                    # a server tool's result (web search, fetch, code execution...): what the
+                    # provider fetched reaches the client here; every string is read whole
+                    out.slots.extend(TextSlot((index, "result", 0), holder, key, whole=True)
+                                     for holder, key in _text_leaves(block))
         elif kind == "content_block_stop":
             out.ends = (piece_index(doc),)
         elif kind in ("message_delta", "message_stop", "error"):

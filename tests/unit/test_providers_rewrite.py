@@ -933,7 +933,8 @@ def visible_pieces(adapter: Adapter, body: Any) -> list[str]:
 
 def check_response_mirror(adapter: Adapter, original: Any) -> None:
     texts = adapter.response_texts(original)
-    assert {kind for kind, _ in texts} <= {"text", "thinking", "tool"}
+    # "result": a server tool result's strings (what the provider fetched), read too
+    assert {kind for kind, _ in texts} <= {"text", "thinking", "tool", "result"}
     # what the user reads of each choice is its "text" texts
     assert "".join(t for k, t in texts if k == "text") == "".join(
         visible_pieces(adapter, original))

@@ -87,3 +87,24 @@ async def test_an_unreadable_stream_event_ends_the_stream(event: bytes) -> None:
     assert b'"finish_reason":"content_filter"' in sent
     assert b"unreadable event" in sent
     assert sent.count(b"hello") == 1                   # nothing after the refusal
+
+
+async def test_an_anthropic_server_tool_result_is_masked_whole_and_streamed() -> None:
+    """What the provider fetched itself (web search results, fetched pages, code output)
+    reaches the client in server tool result blocks: their strings are masked, ids and
+    encrypted payloads (sent back by the client unchanged) are not touched."""
+    from extproc.providers import adapter_for
+
+    block = {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": [
+        {"type": "web_search_result", "title": f"Contact {EMAIL}", "url": "https://x",
+         "encrypted_content": f"opaque {EMAIL}", "page_age": None}]}
+    adapter = adapter_for("anthropic")
+    whole = {"content": [{"type": "text", "text": "see"}, json.loads(json.dumps(block))]}
+    assert adapter.rewrite_response_texts(whole, lambda t: t.replace(EMAIL, "<EMAIL>"))
+    result = whole["content"][1]["content"][0]
+    assert result["title"] == "Contact <EMAIL>"
+    assert result["encrypted_content"] == f"opaque {EMAIL}"      # a payload, not text
+    doc = {"type": "content_block_start", "index": 1, "content_block": block}
+    slots = adapter.stream_texts(doc, "content_block_start").slots
+    assert [s.holder[s.key] for s in slots] == [f"Contact {EMAIL}", "https://x"]
+    assert all(s.whole for s in slots)
