@@ -243,6 +243,16 @@ def output_slots(item: Any) -> list[Slot]:
             for index, part in enumerate(as_list(item.get(field))):
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
                     out.append((part, "text", (piece, index)))
+    if kind not in ("message", "reasoning"):
+        # everything else such an item says (an MCP call's output, code-interpreter logs, a
+        # web search's query, an image's revised prompt, a kind newer than this code): the
+        # provider or a tool wrote it, the client reads it; each string is masked on its own
+        covered = {id(holder) for holder, _, _ in out}
+        rest: list[Slot] = []
+        _generic(item, "assistant", rest)
+        out.extend((holder, key, ("o", n)) for n, (holder, key, _) in enumerate(rest)
+                   if key != "name"     # a tool's name: an identifier
+                   and not (id(holder) in covered and key == _ARGUMENT_KEYS.get(kind)))
     return out
 
 

@@ -232,7 +232,9 @@ def test_a_type_that_is_not_a_string_is_an_unknown_kind_read_whole() -> None:
         ("tool", "hi"), ("user", "part")]
     reply = {"output": [{"type": [], "arguments": "x"}], "status": "completed"}
     assert RESPONSES.parse_response(reply) == ("", "completed", Usage())
-    assert RESPONSES.rewrite_response_texts(reply, str.upper) is False
+    # in a reply too: an item of a kind not known is read whole (fail closed), not skipped
+    assert RESPONSES.rewrite_response_texts(reply, str.upper) is True
+    assert reply["output"][0]["arguments"] == "X"
 
 
 def test_other_requests_read_their_texts() -> None:

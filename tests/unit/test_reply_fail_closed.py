@@ -108,3 +108,22 @@ async def test_an_anthropic_server_tool_result_is_masked_whole_and_streamed() ->
     slots = adapter.stream_texts(doc, "content_block_start").slots
     assert [s.holder[s.key] for s in slots] == [f"Contact {EMAIL}", "https://x"]
     assert all(s.whole for s in slots)
+
+
+def test_what_tools_report_in_a_responses_reply_is_masked() -> None:
+    """An MCP call's output, code-interpreter logs, a web search's query: the provider or a
+    tool wrote them and the client reads them, so they are masked (each on its own), ids and
+    tool names left alone."""
+    from extproc.providers.openai_responses import OpenAIResponsesAdapter
+
+    body = {"output": [
+        {"type": "mcp_call", "id": "mcp_1", "name": "lookup", "server_label": "crm",
+         "arguments": '{"q":"x"}', "output": f"owner: {EMAIL}"},
+        {"type": "code_interpreter_call", "id": "ci_1", "code": "print(1)",
+         "outputs": [{"type": "logs", "logs": f"mail {EMAIL}"}]},
+        {"type": "web_search_call", "id": "ws_1", "status": "completed",
+         "action": {"type": "search", "query": EMAIL}}]}
+    adapter = OpenAIResponsesAdapter("openai")
+    assert adapter.rewrite_response_texts(body, lambda t: t.replace(EMAIL, "<EMAIL>"))
+    assert EMAIL not in json.dumps(body)
+    assert body["output"][0]["name"] == "lookup" and body["output"][0]["id"] == "mcp_1"
