@@ -7,6 +7,7 @@ messages and Gemini; `reframe_responses.py` for the Responses API) implement tho
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -68,6 +69,16 @@ class EventMasker(BodyTransform):
             except GuardTriggered as hit:
                 out.append(self._rejected(hit.detector))
         return b"".join(out)
+
+    @staticmethod
+    def _parse(data: str) -> dict[str, Any] | None:
+        """An event's data as the JSON object the guards read; None when it is not one
+        (the caller then ends the stream with `_rejected(UNREADABLE)`)."""
+        try:
+            doc = json.loads(data)
+        except (ValueError, RecursionError):
+            return None
+        return doc if isinstance(doc, dict) else None
 
     def _event(self, ev: Event) -> bytes:
         raise NotImplementedError

@@ -154,11 +154,8 @@ class SSEMaskingReframer(EventMasker):
                 return out
         if data.strip() == "[DONE]":
             return self._end() + ev.raw
-        try:
-            doc = json.loads(data)
-        except (ValueError, RecursionError):
-            return self._rejected(UNREADABLE)
-        if not isinstance(doc, dict):
+        doc = self._parse(data)
+        if doc is None:
             return self._rejected(UNREADABLE)
         texts = self.adapter.stream_texts(doc, ev.event)   # slots hold strings
         if not texts.slots and not texts.ends and not texts.ends_all:

@@ -38,7 +38,6 @@ official SDKs raise it). Nothing of the matched value is ever sent.
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -139,11 +138,8 @@ class ResponsesMaskingReframer(EventMasker):
         data = ev.data
         if data.strip() == "[DONE]":
             return self._end() + ev.raw
-        try:
-            doc = json.loads(data)
-        except (ValueError, RecursionError):
-            return self._rejected(UNREADABLE)
-        if not isinstance(doc, dict):
+        doc = self._parse(data)
+        if doc is None:
             return self._rejected(UNREADABLE)
         kind = doc.get("type")
         if not isinstance(kind, str):

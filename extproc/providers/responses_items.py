@@ -41,6 +41,7 @@ from __future__ import annotations
 from typing import Any
 
 from extproc.providers.base import as_dict, as_list, as_str
+from extproc.providers.slots import string_slots
 
 Slot = tuple[Any, Any, Any]
 
@@ -183,20 +184,9 @@ def tool_slots(tool: Any, out: list[Slot]) -> None:
 
 def _strings(holder: dict[str, Any], key: str, role: str, out: list[Slot]) -> None:
     """``holder[key]`` when it is a string, else every string value inside it (keys and
-    non-strings left alone), in serialisation order. Iterative and cycle-safe."""
-    if key not in holder:
-        return
-    stack: list[tuple[Any, Any]] = [(holder, key)]
-    seen: set[int] = set()
-    while stack:
-        parent, slot = stack.pop()
-        value = parent[slot]
-        if isinstance(value, str):
-            out.append((parent, slot, role))
-        elif isinstance(value, dict | list) and id(value) not in seen:
-            seen.add(id(value))
-            slots = list(value) if isinstance(value, dict) else range(len(value))
-            stack.extend((value, s) for s in reversed(slots))
+    non-strings left alone), in serialisation order."""
+    if key in holder:
+        out.extend((parent, slot, role) for parent, slot in string_slots(holder, key))
 
 
 def _generic(obj: dict[str, Any], role: str, out: list[Slot]) -> None:
