@@ -7,7 +7,13 @@
    body reaches the provider in clear, and its tokens are not counted in the token budget.
    Whatever the gateway does (read the object as a one-element list, or refuse with 400),
    the PII must not reach the provider and a 30,000-token prompt must not be admitted.
-2. The output reservation ignores how many completions are asked for: OpenAI `n` and Gemini
+2. On a route whose pass-through list lets the model listings through (`GET .../models/*`,
+   as the reference config does), `GET .../models/gemini-2.5-flash:generateContent` with a
+   JSON body is a pass-through request: its body goes upstream unread, and the refusal of
+   Google's `$httpMethod` (docs/security.md) is not applied, so
+   `GET ...:generateContent?$httpMethod=POST` with PII in the body reaches Google, which reads
+   it as the POST it names (no guard, no token budget). Likewise `x-http-method: POST`.
+3. The output reservation ignores how many completions are asked for: OpenAI `n` and Gemini
    `candidateCount` multiply the output, but a request reserves `max_tokens` once, so
    `n: 50, max_tokens: 1000` (50,000 output tokens) is admitted by a 20,000-token budget.
 """
@@ -38,7 +44,9 @@ def config() -> dict[str, Any]:
                       "action": "mask"}}
     budget = [{"name": "tokens", "key": ["route"], "tokens": [{"limit": 20000, "per": "1m"}]}]
     routes = [
-        {"name": "p-gemini", "provider": "gemini", "guards": ["pii"]},
+        {"name": "p-gemini", "provider": "gemini", "guards": ["pii"],
+         "passthrough": [{"path": "/p-gemini/v1beta/models"},
+                         {"path": "/p-gemini/v1beta/models/*"}]},   # as the reference config
         {"name": "p-gbudget", "provider": "gemini", "rate_limits": budget},
         {"name": "p-obudget", "provider": "openai", "rate_limits": budget},
     ]
@@ -103,6 +111,20 @@ def test_gemini_single_object_prompt_is_budgeted(gw: Gateway, body: dict[str, An
     r = httpx.post(gw.url + GEN.replace("/p-gemini/", "/p-gbudget/"), json=body, timeout=30)
     assert r.status_code in (400, 429), r.text[:300]
     assert upstream_body(gw, before) == "", "the provider received the request"
+
+
+@pytest.mark.parametrize(("query", "headers"), [
+    ("?$httpMethod=POST", {}), ("?%24httpMethod=POST", {}), ("", {"x-http-method": "POST"}),
+    ("", {}),
+], ids=["$httpMethod", "%24httpMethod", "x-http-method", "plain-get-with-body"])
+def test_a_get_with_a_body_on_a_passthrough_path_does_not_carry_pii_upstream(
+        gw: Gateway, query: str, headers: dict[str, str]) -> None:
+    before = gw.mock.last()
+    body = {"contents": [{"role": "user", "parts": [{"text": TEXT}]}]}
+    r = httpx.request("GET", gw.url + GEN + query, json=body, timeout=30,
+                      headers={"x-mock-reply": "echo", **headers})
+    sent = upstream_body(gw, before)
+    assert EMAIL not in sent and CARD not in sent, (r.status_code, sent)
 
 
 def test_openai_n_multiplies_the_output_reservation(gw: Gateway) -> None:
