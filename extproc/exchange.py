@@ -181,6 +181,10 @@ class Exchange(HeaderMutations):
         if path is not None:
             headers[":path"] = path
             self.set_request_header(":path", path)
+        if self.endpoint.passthrough and not self.request_ended \
+                and headers.get(":method") in ("GET", "HEAD"):
+            raise Unreadable(400, "a GET or HEAD request may not carry a body here",
+                             "extproc_unexpected_body")
         if self.endpoint.passthrough:   # built-in body policies skip it; plugins may not
             self._needs_request_body = any(p.needs_request_body for p in self.route.plugins)
         elif self.route.reads_request_body and not self.request_ended:

@@ -112,11 +112,12 @@ class RateLimit(Policy):
         # token-id inputs (legacy completions, embeddings) carry no text: count them as given
         opaque = getattr(adapter, "opaque_tokens", None)
         extra = opaque(read[0]) if opaque is not None and read is not None else 0
-        await self._admit(ex, prompt, body, extra)
+        choices = adapter.output_choices(read[0]) if read is not None else 1
+        await self._admit(ex, prompt, body, extra, choices)
         return None
 
     async def _admit(self, ex: Exchange, prompt: Any, body: bytes | None,
-                     extra_input: int = 0) -> None:
+                     extra_input: int = 0, choices: int = 1) -> None:
         held = _Held()
         if self.uses_tokens:
             endpoint = ex.endpoint
@@ -128,7 +129,8 @@ class RateLimit(Policy):
             elif prompt is not None:
                 held.input_estimate = prompt_tokens((t for _, t in prompt.texts),
                                                     self.chars_per_token)
-                output = prompt.max_output_tokens or self.default_max_tokens
+                # n / candidateCount replies may each run to the max
+                output = (prompt.max_output_tokens or self.default_max_tokens) * choices
             else:
                 held.input_estimate = math.ceil(len(body or b"") / self.chars_per_token)
                 output = self.default_max_tokens

@@ -196,6 +196,11 @@ class Adapter(ABC):
         self.rewrite_response_texts(body, lambda t: texts.append(("text", t)) or t)
         return texts
 
+    def output_choices(self, body: dict[str, Any]) -> int:
+        """How many replies the request asks for at once (OpenAI ``n``, Gemini
+        ``candidateCount``): each may run to the max output tokens. At least 1."""
+        return 1
+
     def unreadable_reply(self, body: dict[str, Any]) -> list[str]:
         """What a request asks the reply to carry that repeats its text where no guard can
         mask it (token log probabilities: the reply's tokens one by one), named for an

@@ -109,6 +109,10 @@ class Table:
                     return spec, match
         return None
 
+    def serves_path(self, path: str) -> bool:
+        """True when some endpoint has this path, whatever the method."""
+        return any(regex.search(path) for _, regex, _ in self.rows)
+
     def names(self) -> list[str]:
         return list(dict.fromkeys(s.name for _, _, s in self.rows))
 
@@ -151,8 +155,17 @@ def classify(provider: str, method: str, target: Target,
     """The endpoint a request goes to; `Unknown` when none serves it, `BadQuery` for an
     unreadable Google `alt`."""
     path = target.path
+    google = provider in ("gemini", "vertex")
+    if google:
+        for name in _REREAD:
+            if name in target.params:
+                raise BadQuery(f"the system parameter {name!r} is not accepted by the gateway")
     found = _TABLES[provider].find(method, path)
     if found is None:
+        if _TABLES[provider].serves_path(path):
+            # a served endpoint asked with another method is never a pass-through, whatever
+            # a glob says: the provider may still act on its body
+            raise Unknown(provider, method, path, _TABLES[provider].names())
         for allowed in passthrough:
             if allowed.matches(method, path):
                 return Endpoint(PASSTHROUGH)
@@ -160,11 +173,8 @@ def classify(provider: str, method: str, target: Target,
     spec, match = found
     groups = match.groupdict()
     model = groups.get("model")
-    if provider not in ("gemini", "vertex"):
+    if not google:
         return Endpoint(spec, model=model)
-    for name in _REREAD:
-        if name in target.params:
-            raise BadQuery(f"the system parameter {name!r} is not accepted by the gateway")
     alts = [target.params[k] for k in _ALT if k in target.params]
     if len(alts) > 1:
         raise BadQuery("give 'alt' once ('alt' and '$alt' are the same parameter)")

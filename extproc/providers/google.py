@@ -133,18 +133,27 @@ def _content_slots(holder: Any, key: Any, role: str | None) -> Iterator[Slot]:
     if role is None:
         own = lower_role(content.get("role"))
         role = _ROLES.get(own, own)
-    for part in as_list(content.get("parts")):
+    for part in _items(content.get("parts")):
         if isinstance(part, dict):
             yield from _part_slots(part, role)
+
+
+def _items(value: Any) -> list[Any]:
+    """A repeated field of a request as Google's JSON parser reads it: a list, or a lone
+    object as a list of one (`"parts": {"text": ...}` is a prompt, as Google's own examples
+    send it)."""
+    if isinstance(value, list):
+        return value
+    return [value] if isinstance(value, dict) else []
 
 
 def _request_slots(body: dict[str, Any]) -> Iterator[Slot]:
     for key in ("systemInstruction", "system_instruction"):
         if body.get(key) is not None:
             yield from _content_slots(body, key, "system")
-    for tool in as_list(body.get("tools")):
+    for tool in _items(body.get("tools")):
         for name in _DECLARATIONS:
-            for declaration in as_list(as_dict(tool).get(name)):
+            for declaration in _items(as_dict(tool).get(name)):
                 if not isinstance(declaration, dict):
                     continue
                 if isinstance(declaration.get("description"), str):
@@ -159,6 +168,8 @@ def _request_slots(body: dict[str, Any]) -> Iterator[Slot]:
                 if isinstance(config.get(key), dict | list):
                     yield "system", config, key
     contents = body.get("contents")
+    if isinstance(contents, dict):   # one Content: a list of one to Google
+        yield from _content_slots(body, "contents", None)
     for index in range(len(as_list(contents))):
         yield from _content_slots(contents, index, None)
 
@@ -233,6 +244,11 @@ class GoogleAdapter(Adapter):
         return Prompt(model, method == "streamGenerateContent", max_tokens,
                       lambda: [(role, read_value(holder[key]))
                                for role, holder, key in _request_slots(body)])
+
+    def output_choices(self, body: dict[str, Any]) -> int:
+        config = as_dict(_get(as_dict(body), "generationConfig", "generation_config"))
+        count = _get(config, "candidateCount", "candidate_count")
+        return max(1, as_int(count) or 1)
 
     def unreadable_reply(self, body: dict[str, Any]) -> list[str]:
         config = as_dict(_get(as_dict(body), "generationConfig", "generation_config"))

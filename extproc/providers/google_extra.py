@@ -31,11 +31,10 @@ from extproc.providers.base import (
     Usage,
     as_dict,
     as_int,
-    as_list,
     as_str,
     load_json,
 )
-from extproc.providers.google import GoogleAdapter
+from extproc.providers.google import GoogleAdapter, _items
 
 Texts = list[tuple[str, str]]
 
@@ -144,7 +143,7 @@ class GoogleEmbedAdapter(_GoogleNoOutput):
     def _requests(self, path: str, body: dict[str, Any]) -> list[dict[str, Any]]:
         """The body itself (embedContent), then each of its ``requests`` (batch): both are
         read whatever the path says, so a misplaced field is never passed on unread."""
-        return [body, *(r for r in as_list(body.get("requests")) if isinstance(r, dict))]
+        return [body, *(r for r in _items(body.get("requests")) if isinstance(r, dict))]
 
     def _read(self, path: str, body: dict[str, Any]) -> Texts:
         texts: Texts = []

@@ -243,6 +243,10 @@ class OpenAIAdapter(Adapter):
                       lambda: [(role, _read(holder, key))
                                for role, holder, key in _request_slots(body)])
 
+    def output_choices(self, body: dict[str, Any]) -> int:
+        body = as_dict(body)   # legacy completions generate best_of, return n
+        return max(1, as_int(body.get("n")) or 1, as_int(body.get("best_of")) or 1)
+
     def unreadable_reply(self, body: dict[str, Any]) -> list[str]:
         body = as_dict(body)
         if body.get("logprobs") is True or (as_int(body.get("top_logprobs")) or 0) > 0:

@@ -144,6 +144,9 @@ class OpenAICompletionsAdapter(_Slotted):
                            "finish_reason": None}]
         return out
 
+    def output_choices(self, body: dict[str, Any]) -> int:
+        return _CHAT.output_choices(body)
+
     def unreadable_reply(self, body: dict[str, Any]) -> list[str]:
         """``logprobs: N`` lists the reply's tokens one by one, out of any guard's reach in a
         stream (as chat's do)."""

@@ -524,3 +524,29 @@ def test_prompt_texts_are_collected_on_first_use_only(adapter: Any, path: str,
     assert expected and prompt.texts == expected
     doc[body_key] = []  # later changes to the body do not change texts already read
     assert prompt.texts == expected
+
+
+def test_each_reply_a_request_asks_for_counts_in_its_output() -> None:
+    """n, best_of and candidateCount multiply what a request may generate (a budget reserves
+    max output tokens for each); anything odd reads as one."""
+    from extproc.providers import adapter_for
+    from extproc.providers.openai_legacy import OpenAICompletionsAdapter
+
+    chat, gemini = adapter_for("openai"), adapter_for("gemini")
+    assert chat.output_choices({"n": 50}) == 50
+    assert chat.output_choices({"n": "50"}) == chat.output_choices({"n": -3}) == 1
+    assert OpenAICompletionsAdapter("openai").output_choices({"n": 10, "best_of": 20}) == 20
+    assert gemini.output_choices({"generationConfig": {"candidateCount": 8}}) == 8
+    assert gemini.output_choices({"generation_config": {"candidate_count": 3}}) == 3
+    assert adapter_for("anthropic").output_choices({"n": 9}) == 1
+
+
+def test_google_reads_a_lone_object_where_a_list_goes() -> None:
+    """Google's JSON parser takes one object for a repeated field, as its own examples send
+    `"parts": {"text": ...}`: the guards read it too (the probe found it passed unread)."""
+    from extproc.providers import adapter_for
+
+    body = {"system_instruction": {"parts": {"text": "sys"}},
+            "contents": {"role": "user", "parts": {"text": "hello"}}}
+    texts = adapter_for("gemini").parse_request("/v1beta/models/m:generateContent", body).texts
+    assert texts == [("system", "sys"), ("user", "hello")]
