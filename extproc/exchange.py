@@ -29,6 +29,7 @@ from .errors import error_body
 from .mutations import HeaderMutations
 from .policy import BodyTransform, Reject, run_transforms, run_transforms_async
 from .providers.endpoints import Endpoint
+from .providers.shapes import check as check_shape
 from .providers.tokens import FIRST_TOKEN
 from .reading import Unreadable, decode_body, encodings, read_endpoint, strict_json
 
@@ -273,6 +274,10 @@ class Exchange(HeaderMutations):
         if self._codings:
             body = decode_body(body, self._codings, self.max_request_body)
         doc = strict_json(body)
+        wrong = check_shape(endpoint.name, doc)
+        if wrong is not None:   # a text field in a shape no adapter reads: never unguarded
+            raise Unreadable(400, f"the request body is not a valid {endpoint.name} request: "
+                             f"{wrong}", "extproc_bad_shape")
         path = self.request_headers.get(":path", "")
         try:
             prompt = endpoint.adapter.parse_request(path, doc)

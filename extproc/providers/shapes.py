@@ -1,0 +1,90 @@
+"""The shapes of the request fields that carry prompt text, checked before any policy reads
+them (sans-IO). An adapter reads what it understands and passes over the rest; a field the
+provider would read in a shape the adapter passes over (a message's content as an object, a
+text part whose text is not a string) would then reach the provider unguarded. Such a body is
+refused instead (the provider would refuse it too): `check(endpoint, body)` says what is
+wrong, or None. Google's repeated fields accept a lone object and are read so
+(`google._items`); they need no check here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_TEXT_KEYS = {"text": "text", "input_text": "text", "output_text": "text",
+              "refusal": "refusal", "thinking": "thinking"}
+
+
+def _parts(value: Any, where: str, strings: bool) -> str | None:
+    """Content: a string, null, or a list of parts (objects; strings too when `strings`)
+    whose text fields, when present, are strings."""
+    if value is None or isinstance(value, str):
+        return None
+    if not isinstance(value, list):
+        return f"{where} must be a string or a list of parts"
+    for i, part in enumerate(value):
+        if isinstance(part, str) and strings:
+            continue
+        if not isinstance(part, dict):
+            return f"{where}[{i}] must be an object"
+        key = _TEXT_KEYS.get(part.get("type")) if isinstance(part.get("type"), str) else None
+        if key is not None and key in part and not isinstance(part[key], str):
+            return f"{where}[{i}].{key} must be a string"
+    return None
+
+
+def _messages(body: dict[str, Any], key: str, strings: bool) -> str | None:
+    messages = body.get(key)
+    if not isinstance(messages, list):
+        return f"'{key}' must be a list"
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            return f"{key}[{i}] must be an object"
+        error = _parts(message.get("content"), f"{key}[{i}].content", strings)
+        if error:
+            return error
+    return None
+
+
+def _token_input(value: Any, where: str) -> str | None:
+    """A string, a list of strings, a list of token ids, or a list of lists of token ids."""
+    if isinstance(value, str):
+        return None
+    if isinstance(value, list) and (all(isinstance(v, str) for v in value)
+                                    or all(isinstance(v, int) for v in value)
+                                    or all(isinstance(v, list) and all(
+                                        isinstance(t, int) for t in v) for v in value)):
+        return None
+    return f"'{where}' must be a string, a list of strings or token ids"
+
+
+def check(endpoint: str, body: dict[str, Any]) -> str | None:
+    """What is wrong with the shape of a request's text fields, or None."""
+    if endpoint == "chat.completions":
+        return _messages(body, "messages", strings=True)
+    if endpoint in ("messages", "count_tokens"):
+        system = body.get("system")
+        if system is not None:
+            error = _parts(system, "system", strings=False)
+            if error:
+                return error
+        return _messages(body, "messages", strings=False)
+    if endpoint == "responses":
+        items = body.get("input")
+        if items is None or isinstance(items, str):
+            return None
+        if not isinstance(items, list):
+            return "'input' must be a string or a list of items"
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                return f"input[{i}] must be an object"
+            if "content" in item:
+                error = _parts(item["content"], f"input[{i}].content", strings=False)
+                if error:
+                    return error
+        return None
+    if endpoint == "completions":
+        return _token_input(body.get("prompt", ""), "prompt")
+    if endpoint == "embeddings":
+        return _token_input(body.get("input"), "input")
+    return None
