@@ -29,9 +29,8 @@ from .errors import error_body
 from .mutations import HeaderMutations
 from .policy import BodyTransform, Reject, run_transforms, run_transforms_async
 from .providers.endpoints import Endpoint
-from .providers.shapes import check as check_shape
 from .providers.tokens import FIRST_TOKEN
-from .reading import Unreadable, decode_body, encodings, read_endpoint, strict_json
+from .reading import Unreadable, encodings, read_body, read_endpoint
 
 log = logging.getLogger("extproc.exchange")
 
@@ -75,6 +74,9 @@ class Exchange(HeaderMutations):
         self._held: list[bytes] = []
         self._held_size = 0
         self._needs_request_body = bool(route and route.needs_request_body)
+        #: the policies that see bodies: all, but on a pass-through request none that reads
+        #: the provider's JSON (`Policy.reads_json`: guards, usage, token budgets)
+        self._body_policies = route.policies if route else ()
         self._transforms: list[BodyTransform] = []
         self._async_transforms = False
         self.endpoint: Endpoint | None = None    # what the request is (reading.py)
@@ -186,8 +188,9 @@ class Exchange(HeaderMutations):
                 and headers.get(":method") in ("GET", "HEAD"):
             raise Unreadable(400, "a GET or HEAD request may not carry a body here",
                              "extproc_unexpected_body")
-        if self.endpoint.passthrough:   # built-in body policies skip it; plugins may not
-            self._needs_request_body = any(p.needs_request_body for p in self.route.plugins)
+        if self.endpoint.passthrough:   # auth and request limits only; plugins as they like
+            self._body_policies = tuple(p for p in self.route.policies if not p.reads_json)
+            self._needs_request_body = any(p.needs_request_body for p in self._body_policies)
         elif self.route.reads_request_body and not self.request_ended:
             self._codings = encodings(headers.get("content-encoding", ""))
             if self._codings:           # the provider gets the body as the policies read it
@@ -242,7 +245,7 @@ class Exchange(HeaderMutations):
         assert self.route is not None
         original = body
         new = self._readable(body)
-        for policy in self.route.policies:
+        for policy in self._body_policies:
             if policy.needs_request_body:
                 replaced = await policy.on_request_body(self, new)
                 if replaced is not None:
@@ -265,28 +268,15 @@ class Exchange(HeaderMutations):
             request_body=pb.BodyResponse(response=common))),)
 
     def _readable(self, body: bytes) -> bytes:
-        """The body decoded, checked to read one way only and parsed once for every policy
-        (`providers.read_request` finds it); an `Unreadable` refuses the request."""
+        """The body as every policy reads it (`reading.read_body`), parsed once: the parse
+        is left where `providers.read_request` finds it."""
         endpoint = self.endpoint
         if endpoint is None or endpoint.adapter is None or self.route is None \
                 or not self.route.reads_request_body:
             return body
-        if self._codings:
-            body = decode_body(body, self._codings, self.max_request_body)
-        doc = strict_json(body)
-        wrong = check_shape(endpoint.name, doc)
-        if wrong is not None:   # a text field in a shape no adapter reads: never unguarded
-            raise Unreadable(400, f"the request body is not a valid {endpoint.name} request: "
-                             f"{wrong}", "extproc_bad_shape")
-        path = self.request_headers.get(":path", "")
-        try:
-            prompt = endpoint.adapter.parse_request(path, doc)
-        except Exception:   # an adapter's reading must never pass a body on unread
-            log.warning("request body unreadable by %s (request_id=%s)", endpoint.name,
-                        self.request_id, exc_info=True)
-            raise Unreadable(400, f"the request body is not a valid {endpoint.name} request",
-                             "extproc_bad_json") from None
-        self.state["_read"] = (body, (doc, prompt))
+        body, read = read_body(endpoint, body, self._codings, self.max_request_body,
+                               self.request_headers.get(":path", ""), self.request_id)
+        self.state["_read"] = (body, read)
         return body
 
     async def _on_request_trailers(self, t: pb.HttpTrailers) -> Sequence[Reply]:
@@ -317,7 +307,7 @@ class Exchange(HeaderMutations):
         for policy in self.route.policies:
             await policy.on_response_headers(self)
         if self.response_mode != P.NONE and not h.end_of_stream:
-            self._transforms = [t for p in self.route.policies if p.needs_response_body
+            self._transforms = [t for p in self._body_policies if p.needs_response_body
                                 and (t := p.response_transform(self)) is not None]
             self._async_transforms = any(t.is_async for t in self._transforms)
         override = None

@@ -16,6 +16,8 @@ what the provider will act on (sans-IO).
   than `MAX_DEPTH`, a top-level value that is not an object, invalid UTF-8.
 
 * **Endpoint.** `read_endpoint` classifies the canonical target (`providers.endpoints`).
+* **The whole body.** `read_body` does all of the above for one endpoint, then checks the
+  shapes of its text fields (`providers.shapes`) and has the endpoint's adapter read it.
 
 Every refusal is an `Unreadable` (a `Reject` with the status to answer: 400, 413 or 415), or
 a 404 `Reject` for an endpoint the route does not serve.
@@ -24,17 +26,21 @@ a 404 `Reject` for an endpoint the route does not serve.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import zlib
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
 from .policy import Reject
+from .providers.base import Prompt
 from .providers.endpoints import BadQuery, Endpoint, Passthrough, Unknown, classify
+from .providers.shapes import check as check_shape
 
 #: deepest JSON nesting accepted in a request body (real prompts, tool schemas included, stay
 #: far below; Python's own parser fails at about a thousand)
 MAX_DEPTH = 128
+log = logging.getLogger("extproc.reading")
 SUPPORTED_ENCODINGS = ("gzip", "x-gzip", "deflate", "br", "zstd", "identity")
 
 # characters a path segment may carry unencoded (RFC 3986 pchar, minus '%')
@@ -329,3 +335,27 @@ def read_endpoint(provider: str, passthrough: tuple[Passthrough, ...],
     except BadQuery as exc:
         raise Unreadable(400, str(exc), "extproc_bad_query") from None
     return endpoint, (target.raw if target.raw != raw else None)
+
+
+def read_body(endpoint: Endpoint, body: bytes, codings: list[str], limit: int, path: str,
+              request_id: str = "") -> tuple[bytes, tuple[dict[str, Any], Prompt]]:
+    """A request body as the provider reads it: decoded (`codings`, at most `limit` bytes),
+    one strict JSON object, its text fields in shapes the adapter reads, and the endpoint
+    adapter's reading of it. Returns the decoded body and (JSON, Prompt); `Unreadable`
+    refuses it otherwise."""
+    assert endpoint.adapter is not None
+    if codings:
+        body = decode_body(body, codings, limit)
+    doc = strict_json(body)
+    wrong = check_shape(endpoint.name, doc)
+    if wrong is not None:   # a text field in a shape no adapter reads: never unguarded
+        raise Unreadable(400, f"the request body is not a valid {endpoint.name} request: "
+                         f"{wrong}", "extproc_bad_shape")
+    try:
+        prompt = endpoint.adapter.parse_request(path, doc)
+    except Exception:   # an adapter's reading must never pass a body on unread
+        log.warning("request body unreadable by %s (request_id=%s)", endpoint.name,
+                    request_id, exc_info=True)
+        raise Unreadable(400, f"the request body is not a valid {endpoint.name} request",
+                         "extproc_bad_json") from None
+    return body, (doc, prompt)

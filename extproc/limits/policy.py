@@ -100,14 +100,18 @@ class RateLimit(Policy):
 
     # --- admission ---------------------------------------------------------------------
     async def on_request_headers(self, ex: Exchange) -> None:
+        # a pass-through request is admitted here, by request limits only (the exchange
+        # shows its body to no policy that reads the provider's JSON)
         if not self.needs_request_body or ex.request_ended or is_passthrough(ex):
             await self._admit(ex, None, None)
 
     async def on_request_body(self, ex: Exchange, body: bytes) -> bytes | None:
-        if is_passthrough(ex):   # admitted on its headers, by request limits only
-            return None
         adapter = adapter_of(ex, self.adapter)
-        read = read_request(adapter, ex.request_headers.get(":path", ""), body, ex.state)
+        # the request as read before any policy changed it (masking, the usage option do
+        # not touch what is counted here): no second parse of a rewritten body
+        memo = ex.state.get("_read")
+        read = memo[1] if memo is not None and memo[1] is not None else read_request(
+            adapter, ex.request_headers.get(":path", ""), body, ex.state)
         prompt = ex.state.get("prompt") or (read[1] if read is not None else None)
         # token-id inputs (legacy completions, embeddings) carry no text: count them as given
         opaque = getattr(adapter, "opaque_tokens", None)
@@ -120,21 +124,20 @@ class RateLimit(Policy):
                      extra_input: int = 0, choices: int = 1) -> None:
         held = _Held()
         if self.uses_tokens:
-            endpoint = ex.endpoint
-            if endpoint is not None and not endpoint.spec.generates:
-                # embeddings, token counts, pass-through: nothing generated to reserve for
-                output = 0
-                held.input_estimate = prompt_tokens((t for _, t in prompt.texts),
-                                                    self.chars_per_token) if prompt else 0
-            elif prompt is not None:
+            if prompt is not None:
                 held.input_estimate = prompt_tokens((t for _, t in prompt.texts),
                                                     self.chars_per_token)
+            else:
+                held.input_estimate = math.ceil(len(body or b"") / self.chars_per_token)
+            held.input_estimate += extra_input
+            endpoint = ex.endpoint
+            if endpoint is not None and not endpoint.spec.generates:
+                output = 0   # embeddings, token counts, pass-through: nothing to generate
+            elif prompt is not None:
                 # n / candidateCount replies may each run to the max
                 output = (prompt.max_output_tokens or self.default_max_tokens) * choices
             else:
-                held.input_estimate = math.ceil(len(body or b"") / self.chars_per_token)
                 output = self.default_max_tokens
-            held.input_estimate += extra_input
             held.estimate = held.input_estimate + output
         model = getattr(prompt, "model", None) or ex.state.get("model")
         req_states: list[WindowState] = []

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..policy import BodyTransform, Policy
 from ..providers import adapter_for, read_request
-from ..providers.endpoints import adapter_of, is_passthrough
+from ..providers.endpoints import adapter_of
 from ..schema import Checker, join
 from . import transforms as T
 
@@ -76,8 +76,6 @@ class LLMTraffic(Policy):
 
     async def on_request_body(self, ex: Exchange, body: bytes) -> bytes | None:
         req: _Request = ex.state[_KEY]
-        if is_passthrough(ex):
-            return None
         adapter = adapter_of(ex, self.adapter)
         read = read_request(adapter, ex.request_headers.get(":path", ""), body, ex.state)
         if read is None:
@@ -104,7 +102,7 @@ class LLMTraffic(Policy):
     def response_transform(self, ex: Exchange) -> BodyTransform | None:
         req: _Request = ex.state.get(_KEY) or _Request()
         headers = ex.response_headers
-        if ex.status != 200 or is_passthrough(ex):
+        if ex.status != 200:
             return None
         adapter = adapter_of(ex, self.adapter)
         encoding = headers.get("content-encoding", "identity").strip().lower()
