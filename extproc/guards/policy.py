@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from ..policy import BodyTransform, Policy, Reject, chain
 from ..providers import Adapter, adapter_for, read_request
 from ..providers.base import json_bytes
-from ..providers.endpoints import adapter_of, is_passthrough
+from ..providers.endpoints import adapter_of
 from . import webhook_client
 from .decisions import decide
 from .reframe import SSEMaskingReframer
@@ -55,10 +55,6 @@ from .webhook_stream import WebhookStreamGuard
 log = logging.getLogger("extproc.guards")
 
 MAX_EVENT_BYTES = 1024 * 1024
-#: streamed-reply maskers of the endpoints whose events differ from their provider's chat ones
-_REFRAMERS: dict[str, Any] = {"responses": ResponsesMaskingReframer,
-                              "completions": CompletionsMaskingReframer}
-
 if TYPE_CHECKING:
     from ..exchange import Exchange
 
@@ -156,8 +152,7 @@ class Guards(Policy):
         return out
 
     def response_transform(self, ex: Exchange) -> BodyTransform | None:
-        if ex.status != 200 or not (self.response_guards or self.response_webhooks) \
-                or is_passthrough(ex):
+        if ex.status != 200 or not (self.response_guards or self.response_webhooks):
             return None
         encoding = ex.response_headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):   # fail closed: a reply we cannot read
@@ -176,9 +171,11 @@ class Guards(Policy):
     def _stream_transforms(self, ex: Exchange) -> list[BodyTransform]:
         stats = self.stats
         endpoint = ex.endpoint.name if ex.endpoint else ""
-        if self.response_webhooks and endpoint in _REFRAMERS:
-            # the webhook stream guard reads chat, messages and Gemini events only: fail
-            # closed rather than let a stream it cannot read through unseen
+        adapter = adapter_of(ex, self.adapter)
+        if self.response_webhooks and type(adapter).stream_texts is Adapter.stream_texts:
+            # the webhook stream guard finds texts with the adapter's `stream_texts`; fail
+            # closed on a stream whose adapter has none (the Responses API's) rather than
+            # let it through unseen
             raise Reject(502, f"the gateway's webhook reply guards cannot read {endpoint} "
                          "streams; ask for a whole reply (stream: false)",
                          details="extproc_unreadable_reply")
@@ -198,10 +195,14 @@ class Guards(Policy):
                     found = {d for n, m in made if n == name for d in m.found}
                     decide(ex, name, "response", "masked", ",".join(sorted(found)))
 
-            reframer = _REFRAMERS.get(ex.endpoint.name if ex.endpoint else "",
-                                      SSEMaskingReframer)
-            out.append(reframer(self.provider, lambda: self._maskers(made),
-                                MAX_EVENT_BYTES, rejected, done))
+            if endpoint == "responses":
+                out.append(ResponsesMaskingReframer(self.provider, lambda: self._maskers(made),
+                                                    MAX_EVENT_BYTES, rejected, done))
+            else:
+                reframer = CompletionsMaskingReframer if endpoint == "completions" \
+                    else SSEMaskingReframer
+                out.append(reframer(self.provider, lambda: self._maskers(made),
+                                    MAX_EVENT_BYTES, rejected, done, adapter))
 
         def report(guard: str, outcome: str) -> None:
             if outcome in ("rejected", "error-closed"):
@@ -217,12 +218,10 @@ class Guards(Policy):
 
             out.append(WebhookStreamGuard(self.provider, guard.name, check,
                                           guard.webhook.segment_chars, guard.webhook.fail_open,
-                                          MAX_EVENT_BYTES, report))
+                                          MAX_EVENT_BYTES, report, adapter))
         return out
 
     async def on_request_body(self, ex: Exchange, body: bytes) -> bytes | None:
-        if is_passthrough(ex):
-            return None
         path = ex.request_headers.get(":path", "")
         adapter = adapter_of(ex, self.adapter)
         read = read_request(adapter, path, body, ex.state)

@@ -34,8 +34,8 @@ from typing import Any
 
 from ..codecs.jsontext import JsonTextMasker
 from ..codecs.sse import Event, encode
-from ..providers import adapter_for
-from ..providers.openai import DELTA_TEXT_FIELDS
+from ..providers import Adapter, adapter_for
+from ..providers.openai import DELTA_TEXT_FIELDS, OpenAIAdapter
 from ..providers.slots import JSON_PIECES, Piece, TextSlot
 from .event_stream import UNREADABLE, EventMasker
 from .stream import StreamMasker
@@ -120,9 +120,12 @@ def json_chain(maskers: list[StreamMasker]) -> JsonTextMasker:
 class SSEMaskingReframer(EventMasker):
     def __init__(self, provider: str, maskers: MaskerFactory, max_event_bytes: int,
                  on_reject: Callable[[str], None] | None = None,
-                 on_done: Callable[[], None] | None = None) -> None:
+                 on_done: Callable[[], None] | None = None,
+                 adapter: Adapter | None = None) -> None:
+        """`adapter` locates the texts of the stream's events (`stream_texts`): the
+        endpoint's (default: the provider's chat adapter)."""
         self.provider = provider
-        self.adapter = adapter_for(provider)
+        self.adapter = adapter or adapter_for(provider)
         self.google = provider in GOOGLE
         self.make = maskers
         super().__init__(max_event_bytes, on_reject, on_done)
@@ -131,7 +134,7 @@ class SSEMaskingReframer(EventMasker):
         self._current: tuple[str, str | None] = ("", None)
         self.terminator = b"\r\n\r\n" if self.google else b"\n\n"
         #: take the fast path for OpenAI's common text events (False: parse every event)
-        self.skim = not self.google and provider != "anthropic"
+        self.skim = type(self.adapter) is OpenAIAdapter
         # the data around the text of the last event of the fast path, and its piece
         self._frame: tuple[str, str, Piece] | None = None
 

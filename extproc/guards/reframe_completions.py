@@ -1,10 +1,10 @@
 """Masking streamed OpenAI legacy Completions replies (``text_completion`` chunks).
 
-The chat reframer (`SSEMaskingReframer`) finds a stream's texts through an adapter's
-`stream_texts`; a Completions chunk carries its text in ``choices[].text``, which the
-completions adapter locates, so this subclass only swaps the adapter in, leaves the chat fast
-path off, and ends a refused stream the Completions way: a ``text_completion`` chunk whose
-``finish_reason`` is ``content_filter``, then an OpenAI error chunk. Requests for
+The chat reframer (`SSEMaskingReframer`) finds a stream's texts through the endpoint
+adapter's `stream_texts` (the completions adapter locates ``choices[].text``; the chat fast
+path is for the chat adapter only); this subclass only ends a refused stream the Completions
+way: a ``text_completion`` chunk whose ``finish_reason`` is ``content_filter``, then an
+OpenAI error chunk. Requests for
 ``logprobs`` (whose tokens would spell the unmasked text) are refused before they are sent.
 """
 
@@ -13,19 +13,21 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..codecs.sse import encode
+from ..providers.base import Adapter
 from ..providers.openai_legacy import OpenAICompletionsAdapter
 from .reframe import MaskerFactory, SSEMaskingReframer, _dump
 
 
 class CompletionsMaskingReframer(SSEMaskingReframer):
-    """`SSEMaskingReframer` for ``text_completion`` streams (same constructor)."""
+    """`SSEMaskingReframer` for ``text_completion`` streams (same constructor; the adapter
+    defaults to the completions one)."""
 
     def __init__(self, provider: str, maskers: MaskerFactory, max_event_bytes: int,
                  on_reject: Callable[[str], None] | None = None,
-                 on_done: Callable[[], None] | None = None) -> None:
-        super().__init__(provider, maskers, max_event_bytes, on_reject, on_done)
-        self.adapter = OpenAICompletionsAdapter(provider)
-        self.skim = False   # the fast path knows chat chunks only
+                 on_done: Callable[[], None] | None = None,
+                 adapter: Adapter | None = None) -> None:
+        super().__init__(provider, maskers, max_event_bytes, on_reject, on_done,
+                         adapter or OpenAICompletionsAdapter(provider))
 
     def _rejected(self, detector: str) -> bytes:
         self.stopped = True

@@ -33,7 +33,7 @@ from typing import Any
 
 from ..codecs.sse import Event, SSEDecoder, encode
 from ..policy import BodyTransform
-from ..providers import adapter_for
+from ..providers import Adapter, adapter_for
 from .reframe import GOOGLE, _dump, stop_events
 from .webhook import CONTEXT_CHARS, Text, Verdict, WebhookError, masks_by_text, split_masked
 
@@ -58,9 +58,10 @@ class WebhookStreamGuard(BodyTransform):
     is_async = True
 
     def __init__(self, provider: str, guard: str, check: Checker, segment_chars: int,
-                 fail_open: bool, max_event_bytes: int, report: Reporter) -> None:
+                 fail_open: bool, max_event_bytes: int, report: Reporter,
+                 adapter: Adapter | None = None) -> None:
         self.provider = provider
-        self.adapter = adapter_for(provider)
+        self.adapter = adapter or adapter_for(provider)   # the endpoint's: it finds the texts
         self.google = provider in GOOGLE
         self.guard = guard
         self.check = check

@@ -187,3 +187,40 @@ def test_events_without_text_pass_at_once() -> None:
     raw = b'data: {"choices":[{"index":0,"delta":{"role":"assistant"}}]}\n\n'
     chunks, _ = run("openai", raw, [], FakeWebhook())
     assert chunks[0] == raw
+
+
+def test_a_webhook_guard_reads_a_legacy_completions_stream() -> None:
+    """The webhook stream guard finds texts with the endpoint's adapter: a text_completion
+    stream's choices[].text reach the webhook and come back masked, split anywhere."""
+    from extproc.guards.scanner import Scanner, builtin
+    from extproc.guards.webhook import Mask
+    from extproc.providers.openai_legacy import OpenAICompletionsAdapter
+
+    email = "john.doe@example.com"
+    email_scan = Scanner(builtin(["email"]))
+
+    async def hook(texts: list[Text]) -> Verdict:
+        masks = tuple(Mask(i, s.start, s.end, "<EMAIL>")
+                      for i, t in enumerate(texts) for s in email_scan.find(t.text))
+        return Verdict("mask", masks) if masks else Verdict("pass")
+
+    def chunk(text: str, finish: str | None = None) -> bytes:
+        doc = {"id": "cmpl-1", "object": "text_completion", "model": "m",
+               "choices": [{"text": text, "index": 0, "logprobs": None,
+                            "finish_reason": finish}]}
+        return b"data: " + json.dumps(doc).encode() + b"\n\n"
+
+    raw = chunk("mail john.d") + chunk("oe@example.com now", "stop") + b"data: [DONE]\n\n"
+    for cut in range(1, len(raw), 7):
+        t = WebhookStreamGuard("openai", "dlp", hook, 200, False, 1 << 20,
+                               lambda g, o: None, OpenAICompletionsAdapter("openai"))
+
+        async def go(t: WebhookStreamGuard = t, cut: int = cut) -> bytes:
+            return b"".join([await t.feed_async(raw[:cut]), await t.feed_async(raw[cut:]),
+                             await t.finish_async()])
+
+        out = asyncio.run(go())
+        assert email.encode() not in out
+        texts = "".join(json.loads(line[6:])["choices"][0]["text"]
+                        for line in out.split(b"\n") if line.startswith(b"data: {"))
+        assert texts == "mail <EMAIL> now"
