@@ -105,7 +105,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from .config import load
+    from .loader import load
     from .schema import ConfigError
     status = 0
     for name in args.files:
@@ -134,8 +134,8 @@ def _upstreams(pairs: list[str]) -> dict[str, str]:
 
 
 def _render(args: argparse.Namespace) -> int:
-    from . import config, envoy_config
-    cfg = config.load(args.config)
+    from . import envoy_config, loader
+    cfg = loader.load(args.config)
     changes: dict = {**envoy_config.limits_of(cfg.server), "failure_mode_allow": args.fail_open}
     settings = envoy_config.settings_for(args.place, **changes)
     if args.upstream:

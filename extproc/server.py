@@ -25,7 +25,7 @@ import grpc
 from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from . import accesslog, httpclient, metrics
+from . import accesslog, httpclient, loader, metrics
 from . import config as cfgmod
 from .auth.settings import warm_up
 from .schema import ConfigError
@@ -55,7 +55,7 @@ def grpc_options(config: cfgmod.Config) -> list[tuple[str, int]]:
 
 async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
     """Serve until SIGTERM/SIGINT; then drain within the grace period."""
-    config = cfgmod.load(opts.config_path)
+    config = loader.load(opts.config_path)
     metrics.CONFIG_LOADED.set(time.time())
     processor = Processor(config)
     server = grpc.aio.server(options=grpc_options(config))
@@ -111,7 +111,7 @@ def _reload(processor: Processor, path: str) -> bool:
     """Load the file and swap it in for new streams (streams in flight keep the config they
     started with); an invalid file leaves the running config and logs every error."""
     try:
-        processor.config = cfgmod.load(path)
+        processor.config = loader.load(path)
     except ConfigError as exc:
         metrics.RELOADS.labels("refused").inc()
         log.error("config reload refused, the running config stays: %s",
