@@ -146,6 +146,8 @@ AUTO_PATHS = [
     ("/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.5-pro:"
      "streamGenerateContent", "vertex"),
     ("/openai/deployments/gpt4o/chat/completions?api-version=2024-10-21", "azure"),
+    ("/openai/v1/chat/completions", "azure"),
+    ("/v1/completions", "openai"),
 ]
 
 
