@@ -265,3 +265,18 @@ def test_the_servicer_routes_by_attributes_and_refuses_what_nothing_claims() -> 
         "message": "no gateway route serves this request", "type": "gateway_error",
         "code": 404}}
     assert processor.stats()["routed_by"] == {"route_name": 1, "none": 1}
+
+
+def test_check_prints_how_each_route_is_recognised() -> None:
+    from extproc.cli import identity_lines
+    cfg = config(routes=[
+        {"name": "eg", "provider": "openai", "envoy_route_names": ["httproute/a/**"]},
+        {"name": "llm", "provider": "auto", "providers": ["openai", "anthropic"],
+         "match": {"host": "*.x.example", "headers": {"x-llm": "1"}}}],
+        routing={"unmatched_status": 403})
+    assert identity_lines(cfg) == [
+        "eg (openai) <- x-extproc-route: eg | xds.route_name ~ httproute/a/** | "
+        "route metadata: eg",
+        "llm (auto: anthropic, openai) <- x-extproc-route: llm | route metadata: llm | "
+        "match host *.x.example, x-llm: 1",
+        "anything else -> 403 (no route)"]
