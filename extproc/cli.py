@@ -105,6 +105,9 @@ def _serve(args: argparse.Namespace) -> int:
     opts = ServeOptions(config_path=args.config, addresses=addresses or ("127.0.0.1:50051",),
                         admin_port=args.admin_port, admin_host=args.admin_host,
                         workers=max(1, args.workers), watch_config=args.watch_config)
+    if opts.workers > 1:
+        from .workers import run_workers
+        return run_workers(opts)
     return run(opts)
 
 

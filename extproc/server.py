@@ -1,10 +1,10 @@
-"""Runs the gRPC server: ext_proc + gRPC health, an admin HTTP port, signals, workers.
+"""Runs the gRPC server: ext_proc + gRPC health, an admin HTTP port, signals, reloads.
 
 SIGTERM/SIGINT: health turns NOT_SERVING, the server stops accepting, in-flight streams get
 `server.grace_period_s` to finish, then the process exits. SIGHUP reloads the config file; an
-invalid file leaves the running config in place and logs every error. `--workers N` hands
-over to `workers.py` (N processes on one port, one admin port for all). `--watch-config` also
-reloads when the file changes (polled once a second: no extra dependency, works on every
+invalid file leaves the running config in place and logs every error. With `--workers N` the
+command runs `workers.py` instead (N processes on one port, one admin port for all, each
+running this module). `--watch-config` also reloads when the file changes (polled once a second: no extra dependency, works on every
 filesystem and in containers).
 
 The admin port serves `/metrics` (Prometheus), `/stats` (JSON) and `/healthz`.
@@ -169,10 +169,8 @@ async def _start_admin(processor: Processor, host: str, port: int) -> web.AppRun
 
 
 def run(opts: ServeOptions) -> int:
-    """Blocking entry point used by `extproc serve`."""
-    if opts.workers > 1:
-        from .workers import run_workers
-        return run_workers(opts)
+    """Blocking entry point of one serving process (`extproc serve`, or one of its
+    `--workers`: `extproc.workers` supervises them and calls this in each)."""
     _install_uvloop()
     try:
         asyncio.run(serve(opts))
