@@ -4,8 +4,8 @@ SIGTERM/SIGINT: health turns NOT_SERVING, the server stops accepting, in-flight 
 `server.grace_period_s` to finish, then the process exits. SIGHUP reloads the config file; an
 invalid file leaves the running config in place and logs every error. With `--workers N` the
 command runs `workers.py` instead (N processes on one port, one admin port for all, each
-running this module). `--watch-config` also reloads when the file changes (polled once a second: no extra dependency, works on every
-filesystem and in containers).
+running this module). `--watch-config` also reloads when the file changes (polled once a
+second: no extra dependency, works on every filesystem and in containers).
 
 The admin port serves `/metrics` (Prometheus), `/stats` (JSON) and `/healthz`.
 """
