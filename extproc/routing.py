@@ -43,7 +43,7 @@ ATTRIBUTES_KEY = "envoy.filters.http.ext_proc"
 ROUTE_NAME = "xds.route_name"
 ROUTE_METADATA = "xds.route_metadata"
 #: our own namespace in route metadata (`filter_metadata: {extproc: {route: <name>}}`)
-METADATA_NAMESPACE = "extproc"
+METADATA_NAMESPACE = P.METADATA_NAMESPACE
 #: Envoy Gateway copies HTTPRoute annotations with this prefix into route metadata
 EG_NAMESPACE = "envoy-gateway"
 EG_ANNOTATION = "gateway.envoyproxy.io/extproc-route"
