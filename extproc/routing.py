@@ -11,8 +11,9 @@ that speaks decides:
    `envoy_route_names` globs in config order. No match: the next source.
 3. The request attribute `xds.route_metadata` (Envoy sends the text format of
    `envoy.config.core.v3.Metadata`): `filter_metadata.extproc.route`, else the HTTPRoute
-   annotation `gateway.envoyproxy.io/extproc-route` that Envoy Gateway copies into
-   `filter_metadata.envoy-gateway.resources[].annotations`. A name no route has is refused.
+   annotation `gateway.envoyproxy.io/extproc-route`, which Envoy Gateway copies into
+   `filter_metadata.envoy-gateway.resources[].annotations` without its prefix (as
+   `extproc-route`; the prefixed key is read too). A name no route has is refused.
 4. The request itself: the first route, in config order, whose `match` holds.
 5. `default_route`, when the config names one (an explicit opt-in).
 
@@ -44,9 +45,11 @@ ROUTE_NAME = "xds.route_name"
 ROUTE_METADATA = "xds.route_metadata"
 #: our own namespace in route metadata (`filter_metadata: {extproc: {route: <name>}}`)
 METADATA_NAMESPACE = P.METADATA_NAMESPACE
-#: Envoy Gateway copies HTTPRoute annotations with this prefix into route metadata
+#: Envoy Gateway copies the HTTPRoute annotations prefixed `gateway.envoyproxy.io/` into
+#: route metadata, with the prefix removed (`filterEGPrefix` in its internal/gatewayapi)
 EG_NAMESPACE = "envoy-gateway"
 EG_ANNOTATION = "gateway.envoyproxy.io/extproc-route"
+EG_KEYS = ("extproc-route", EG_ANNOTATION)
 _CACHE_SIZE = 4096
 
 
@@ -84,9 +87,10 @@ def route_metadata_name(text: str) -> str | None:
         resources = fm[EG_NAMESPACE].fields.get("resources")
         for item in resources.list_value.values if resources is not None else ():
             notes = item.struct_value.fields.get("annotations")
-            value = notes.struct_value.fields.get(EG_ANNOTATION) if notes is not None else None
-            if value is not None and value.string_value:
-                return value.string_value
+            for key in EG_KEYS if notes is not None else ():
+                value = notes.struct_value.fields.get(key)
+                if value is not None and value.string_value:
+                    return value.string_value
     return None
 
 

@@ -52,16 +52,17 @@ def attrs(route_name: str | None = None, metadata: str | None = None) -> Any:
     return req.attributes
 
 
-def eg_metadata(route: str) -> str:
+def eg_metadata(route: str, key: str = "extproc-route") -> str:
     """`xds.route_metadata` as Envoy 1.40 sent it for a route shaped like Envoy Gateway's
-    (the text format of envoy.config.core.v3.Metadata, copied from a real run)."""
+    (the text format of envoy.config.core.v3.Metadata, copied from a real run): EG copies
+    the annotation `gateway.envoyproxy.io/extproc-route` without its prefix."""
     return (
         'filter_metadata { key: "envoy-gateway" value { fields { key: "resources" value { '
         'list_value { values { struct_value { fields { key: "annotations" value { struct_value '
-        '{ fields { key: "gateway.envoyproxy.io/extproc-route" value { string_value: "ROUTE" } '
+        '{ fields { key: "KEY" value { string_value: "ROUTE" } '
         '} } } } fields { key: "kind" value { string_value: "HTTPRoute" } } fields { key: '
         '"name" value { string_value: "openai" } } fields { key: "namespace" value { '
-        'string_value: "llm" } } } } } } } } } ').replace("ROUTE", route)
+        'string_value: "llm" } } } } } } } } } ').replace("ROUTE", route).replace("KEY", key)
 
 
 def own_metadata(route: str) -> str:
@@ -187,6 +188,8 @@ def test_route_metadata_parsing_ignores_what_it_cannot_read() -> None:
     assert route_metadata_name("") is None
     assert route_metadata_name('filter_metadata { key: "other" value { } }') is None
     assert route_metadata_name(eg_metadata("x")) == "x"
+    assert route_metadata_name(eg_metadata("y", "gateway.envoyproxy.io/extproc-route")) == "y"
+    assert route_metadata_name(eg_metadata("z", "other-annotation")) is None
 
 
 @pytest.mark.parametrize(("route", "error"), [
