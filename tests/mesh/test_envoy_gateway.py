@@ -79,13 +79,14 @@ class TestEnvoyGateway(ProviderRoutes):
     def test_an_httproute_no_extproc_route_claims_is_refused(self, gw: Gateway) -> None:
         r = refused_unforwarded(gw, "/unclaimed")
         assert r.status_code == 404, r.text
-        assert r.json()["error"]["type"] == "gateway_error"
-        assert r.json()["error"]["code"] == 404
+        assert r.json() == {"error": {"message": "no gateway route serves this request",
+                                      "type": "gateway_error", "code": 404}}
 
     def test_an_annotation_naming_no_configured_route_is_refused(self, gw: Gateway) -> None:
         r = refused_unforwarded(gw, "/stale")
         assert r.status_code == 404, r.text
         assert r.json()["error"]["type"] == "gateway_error"
+        assert "'retired'" in r.json()["error"]["message"]    # the annotation was read
 
     def test_a_prompt_past_egs_default_32KiB_buffer_is_read_and_guarded(
             self, gw: Gateway) -> None:
