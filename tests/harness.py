@@ -2,8 +2,9 @@
 
 Every process gets free ports, writes its output to a log file under the test's tmp dir, and
 is stopped (then killed) when the test or module is done. `Gateway` puts the three together
-with a rendered reference Envoy config, optionally adjusted by the test. `RedisServer` is a
-throwaway Redis for the rate-limit tests.
+with a rendered reference Envoy config, optionally adjusted by the test, or with a whole Envoy
+config of the test's own (`envoy_doc`, given the free ports). `RedisServer` is a throwaway
+Redis for the rate-limit tests.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -204,14 +206,27 @@ class Envoy:
         self.proc.stop()
 
 
+@dataclass(frozen=True)
+class Ports:
+    """The ports a test's own Envoy config is rendered with (`Gateway(envoy_doc=...)`)."""
+
+    listen: int
+    admin: int
+    extproc: int
+    mock: int
+
+
 class Gateway:
     """Mock provider + extproc server + Envoy on the reference config, torn down by close()."""
 
     def __init__(self, log_dir: Path, config: dict[str, Any], *, mock: Mock | None = None,
                  fail_open: bool = False, start_server: bool = True,
                  adjust: Callable[[dict[str, Any]], None] | None = None,
-                 settings: dict[str, Any] | None = None) -> None:
-        """`settings`: EnvoySettings fields to change (upstreams, ca_bundle, limits...)."""
+                 settings: dict[str, Any] | None = None,
+                 envoy_doc: Callable[[Ports], dict[str, Any]] | None = None) -> None:
+        """`settings`: EnvoySettings fields to change (upstreams, ca_bundle, limits...).
+        `envoy_doc`: the whole Envoy config instead of the reference one (its first listener
+        is the one tests send to); `fail_open`, `settings` and `adjust` do not apply to it."""
         self.log_dir = log_dir
         self._own_mock = mock is None
         self.mock = mock or Mock(log_dir)
@@ -221,10 +236,15 @@ class Gateway:
         try:
             if start_server:
                 self.server = Server(self.config_path, log_dir, port=self.server_port)
-            self.doc = envoy_config.render_dict(envoy_config.settings_for(
-                "test", listen_port=free_port(), admin_port=free_port(),
-                extproc_port=self.server_port, failure_mode_allow=fail_open,
-                **{"upstreams": dict.fromkeys(PROVIDERS, self.mock.url), **(settings or {})}))
+            if envoy_doc is not None:
+                self.doc = envoy_doc(Ports(listen=free_port(), admin=free_port(),
+                                           extproc=self.server_port, mock=self.mock.port))
+            else:
+                self.doc = envoy_config.render_dict(envoy_config.settings_for(
+                    "test", listen_port=free_port(), admin_port=free_port(),
+                    extproc_port=self.server_port, failure_mode_allow=fail_open,
+                    **{"upstreams": dict.fromkeys(PROVIDERS, self.mock.url),
+                       **(settings or {})}))
             if adjust:
                 adjust(self.doc)
             self.envoy = Envoy(self.doc, log_dir)
@@ -241,14 +261,16 @@ class Gateway:
     def envoy_log(self) -> str:
         return self.envoy.proc.log()
 
-    def access_log(self, request_id: str, seconds: float = 10) -> dict[str, Any]:
-        """The access-log entry Envoy wrote for a request (sent with this x-request-id)."""
+    def access_log(self, request_id: str, seconds: float = 10,
+                   key: str = "request_id") -> dict[str, Any]:
+        """The access-log entry Envoy wrote for a request (sent with this x-request-id), whose
+        field `key` holds the request id."""
         deadline = time.monotonic() + seconds
         while True:
             for line in self.envoy_log().splitlines():
                 if line.startswith("{") and request_id in line:
                     entry = json.loads(line)
-                    if entry.get("request_id") == request_id:
+                    if entry.get(key) == request_id:
                         return entry
             if time.monotonic() > deadline:
                 raise AssertionError(f"no access log entry for {request_id}")
