@@ -35,8 +35,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from load import PATH, WORKLOADS, Workload
 from setups import processor_config
 
-from extproc import accesslog, exchange, servicer
-from extproc import config as cfgmod
+from extproc import accesslog, exchange, loader, servicer
 from extproc import protocol as P
 from extproc.config import ROUTE_METADATA_KEY
 from extproc.mock import openai as mock_openai
@@ -116,7 +115,7 @@ async def replay(processor: servicer.Processor, raw: list[bytes]) -> list[bytes]
 def setup_c() -> servicer.Processor:
     """The servicer under setup (c)'s config."""
     with tempfile.TemporaryDirectory() as tmp:
-        return servicer.Processor(cfgmod.load(processor_config("c", Path(tmp))))
+        return servicer.Processor(loader.load(processor_config("c", Path(tmp))))
 
 
 def _canned(kind: str) -> list[bytes]:

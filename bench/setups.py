@@ -34,8 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from extproc import config as cfgmod
-from extproc import envoy_config
+from extproc import envoy_config, loader
 from extproc.config import PROVIDERS
 from extproc.envoy_bin import envoy_binary
 
@@ -151,7 +150,7 @@ def http_get(url: str, timeout: float = 2.0) -> str:
 def envoy_config_for(key: str, port: int, admin: int, extproc_port: int,
                      mock_port: int) -> dict[str, Any]:
     """The rendered reference config; for (a) without the ext_proc filter and its overrides."""
-    cfg = cfgmod.load(ROOT / GATEWAY_CONFIG)
+    cfg = loader.load(ROOT / GATEWAY_CONFIG)
     settings = envoy_config.settings_for(
         "test", listen_port=port, admin_port=admin, extproc_port=extproc_port,
         max_request_body_bytes=cfg.server.max_request_body_bytes,

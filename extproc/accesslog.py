@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from . import logs
 
 if TYPE_CHECKING:
-    from .exchange import Exchange
+    from .context import Context
 
 log = logging.getLogger("extproc.access")
 
@@ -30,7 +30,7 @@ def _ms(start: float, end: float | None) -> float | None:
     return None if end is None else round((end - start) * 1000, 2)
 
 
-def fields(ex: Exchange, outcome: str) -> dict[str, Any]:
+def fields(ex: Context, outcome: str) -> dict[str, Any]:
     """The line's fields (None values dropped)."""
     identity = ex.state.get("identity")
     usage = ex.state.get("usage")
@@ -125,7 +125,7 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def line(ex: Exchange, outcome: str, now: float | None = None) -> str:
+def line(ex: Context, outcome: str, now: float | None = None) -> str:
     """The JSON line (what the JSON formatter would write for this record, built faster:
     the keys are known, only values need encoding)."""
     head = (f'{{"ts":"{_ts(time.time() if now is None else now)}","level":"info",'
@@ -134,7 +134,7 @@ def line(ex: Exchange, outcome: str, now: float | None = None) -> str:
         + "}\n"
 
 
-def write(ex: Exchange, outcome: str) -> None:
+def write(ex: Context, outcome: str) -> None:
     if not log.isEnabledFor(logging.INFO):
         return
     if logs.current_format == "text":

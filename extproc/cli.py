@@ -7,6 +7,10 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .config import Config
 
 DEFAULT_CONFIG = os.environ.get("EXTPROC_CONFIG", "config/gateway.yaml")
 
@@ -102,11 +106,14 @@ def _serve(args: argparse.Namespace) -> int:
     opts = ServeOptions(config_path=args.config, addresses=addresses or ("127.0.0.1:50051",),
                         admin_port=args.admin_port, admin_host=args.admin_host,
                         workers=max(1, args.workers), watch_config=args.watch_config)
+    if opts.workers > 1:
+        from .workers import run_workers
+        return run_workers(opts)
     return run(opts)
 
 
 def _check(args: argparse.Namespace) -> int:
-    from .config import load
+    from .loader import load
     from .schema import ConfigError
     status = 0
     for name in args.files:
@@ -118,7 +125,32 @@ def _check(args: argparse.Namespace) -> int:
                 print(f"{name}: {line}", file=sys.stderr)
             continue
         print(f"{name}: ok ({len(cfg.routes)} routes: {', '.join(cfg.routes)})")
+        for line in identity_lines(cfg):
+            print(f"  {line}")
     return status
+
+
+def identity_lines(cfg: Config) -> list[str]:
+    """How each route is recognised (docs/configuration.md, "Route identity"), for `check`."""
+    lines = []
+    for route in cfg.routes.values():
+        ways = [f"x-extproc-route: {route.name}"]
+        ways += [f"xds.route_name ~ {p}" for p in route.envoy_route_names]
+        ways.append(f"route metadata: {route.name}")
+        if route.match is not None:
+            m = route.match
+            parts = [f"path_prefix {m.path_prefix}"] if m.path_prefix else []
+            parts += [f"host {m.host}"] if m.host else []
+            parts += [f"{k}: {v}" for k, v in m.headers]
+            ways.append("match " + ", ".join(parts))
+        provider = route.provider if not route.variants else \
+            f"auto: {', '.join(route.variants)}"
+        lines.append(f"{route.name} ({provider}) <- " + " | ".join(ways))
+    if cfg.default_route:
+        lines.append(f"anything else -> {cfg.default_route} (default_route)")
+    else:
+        lines.append(f"anything else -> {cfg.unmatched_status} (no route)")
+    return lines
 
 
 def _upstreams(pairs: list[str]) -> dict[str, str]:
@@ -135,8 +167,8 @@ def _upstreams(pairs: list[str]) -> dict[str, str]:
 
 
 def _render(args: argparse.Namespace) -> int:
-    from . import config, envoy_config
-    cfg = config.load(args.config)
+    from . import envoy_config, loader
+    cfg = loader.load(args.config)
     changes: dict = {**envoy_config.limits_of(cfg.server), "failure_mode_allow": args.fail_open}
     settings = envoy_config.settings_for(args.place, **changes)
     if args.upstream:

@@ -45,9 +45,6 @@ class Exchange(HeaderMutations):
 
     def __init__(self, route: RouteConfig | None, route_name: str | None = None,
                  max_request_body: int = 8 * 1024 * 1024) -> None:
-        self.route = route
-        self.route_name = route_name
-        self.provider = route.provider if route else "gateway"   # its error format
         self.max_request_body = max_request_body
         self.request_headers: dict[str, str] = {}
         self.response_headers: dict[str, str] = {}
@@ -73,14 +70,25 @@ class Exchange(HeaderMutations):
         HeaderMutations.__init__(self)
         self._held: list[bytes] = []
         self._held_size = 0
-        self._needs_request_body = bool(route and route.needs_request_body)
-        #: the policies that see bodies: all, but on a pass-through request none that reads
-        #: the provider's JSON (`Policy.reads_json`: guards, usage, token budgets)
-        self._body_policies = route.policies if route else ()
         self._transforms: list[BodyTransform] = []
         self._async_transforms = False
         self.endpoint: Endpoint | None = None    # what the request is (reading.py)
         self._codings: list[str] = []            # the request body's content-encoding
+        self.bind(route, route_name)
+
+    def bind(self, route: RouteConfig | None, name: str | None,
+             refusal: tuple[int, str] | None = None) -> None:
+        """Set the route (`extproc.routing` finds it before the request headers are
+        handled); with no route, the request is refused with `refusal` (status, message)."""
+        self.route = route
+        self.route_name = name
+        self.provider = route.provider if route else "gateway"   # its error format
+        self._unrouted = refusal or (404, "no gateway route serves this request" + (
+            f" (route {name!r} is not configured)" if name else ""))
+        self._needs_request_body = bool(route and route.needs_request_body)
+        #: the policies that see bodies: all, but on a pass-through request none that reads
+        #: the provider's JSON (`Policy.reads_json`: guards, usage, token budgets)
+        self._body_policies = route.policies if route else ()
 
     @property
     def transforms(self) -> list[BodyTransform]:
@@ -157,9 +165,7 @@ class Exchange(HeaderMutations):
         self.request_id = headers.get("x-request-id", "")
         self.request_ended = h.end_of_stream
         if self.route is None:
-            raise Reject(404, "no gateway route serves this request" + (
-                f" (route {self.route_name!r} is not configured)" if self.route_name else ""),
-                         details="extproc_unknown_route")
+            raise Reject(*self._unrouted, details="extproc_unknown_route")
         self._read(headers)
         for policy in self.route.policies:
             await policy.on_request_headers(self)

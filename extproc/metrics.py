@@ -30,7 +30,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from . import promlite
 
 if TYPE_CHECKING:
-    from .exchange import Exchange
+    from .context import Context
 
 disable_created_metrics()   # no `_created` series: half the series, nothing lost
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -125,7 +125,7 @@ _REFUSALS = {"extproc_guard_rejected": "guard_rejected",
              "extproc_unknown_route": "error"}
 
 
-def outcome(ex: Exchange) -> str:
+def outcome(ex: Context) -> str:
     """How an exchange ended, as one word (the `outcome` label and log field)."""
     if ex.failed:
         return "error"
@@ -175,7 +175,7 @@ class _Series:
 _series: dict[tuple[str, str, str, str], _Series] = {}
 
 
-def observe_exchange(ex: Exchange, result: str) -> None:
+def observe_exchange(ex: Context, result: str) -> None:
     """Record one finished HTTP exchange (called once, when its stream ends)."""
     key = (ex.route_name or "unknown", ex.provider or "unknown",
            model_label(ex.state.get("model")), result)

@@ -1,9 +1,10 @@
 """The policy interface: what a route's policies may see and do to one HTTP exchange.
 
 A `Policy` is built once per route when the config loads; per-request state lives on the
-`Exchange` it is handed (or in the `BodyTransform` it returns), never on the policy. Policies
-declare which bodies they need, so a route whose policies need no body costs Envoy no body
-messages (the servicer answers with `mode_override`).
+`Context` it is handed (`extproc.context`, which the `Exchange` implements) or in the
+`BodyTransform` it returns, never on the policy. Policies declare which bodies they need,
+so a route whose policies need no body costs Envoy no body messages (the servicer answers
+with `mode_override`).
 
 Built-in policies (auth, rate limits, guards) and custom ones loaded from config with
 `plugins: [{class: "package.module:Class", options: {...}}]` share this interface.
@@ -15,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .exchange import Exchange
+    from .context import Context
 
 
 class Reject(Exception):
@@ -89,21 +90,21 @@ class Policy:
     def name(self) -> str:
         return type(self).__name__
 
-    async def on_request_headers(self, ex: Exchange) -> None:
+    async def on_request_headers(self, ex: Context) -> None:
         """Inspect `ex.request_headers`; mutate with `ex.set_request_header`; raise `Reject`."""
 
-    async def on_request_body(self, ex: Exchange, body: bytes) -> bytes | None:
+    async def on_request_body(self, ex: Context, body: bytes) -> bytes | None:
         """Inspect the whole request body; return a replacement, or None to keep it."""
         return None
 
-    async def on_response_headers(self, ex: Exchange) -> None:
+    async def on_response_headers(self, ex: Context) -> None:
         """Inspect `ex.response_headers` and `ex.status`; mutate with `ex.set_response_header`."""
 
-    def response_transform(self, ex: Exchange) -> BodyTransform | None:
+    def response_transform(self, ex: Context) -> BodyTransform | None:
         """Return a per-request transform for the response body, or None to leave it alone."""
         return None
 
-    async def on_finish(self, ex: Exchange) -> None:
+    async def on_finish(self, ex: Context) -> None:
         """The exchange is over, however it ended (completed, rejected, client gone, Envoy
         or upstream reset). Runs after the ext_proc stream has closed, so it can no longer
         change the request or response; for settling accounts (set `needs_finish`)."""

@@ -36,6 +36,7 @@ from .policy import Reject
 from .providers.base import Prompt
 from .providers.endpoints import BadQuery, Endpoint, Passthrough, Unknown, classify
 from .providers.shapes import check as check_shape
+from .target import PATH_SAFE, Target
 
 #: deepest JSON nesting accepted in a request body (real prompts, tool schemas included, stay
 #: far below; Python's own parser fails at about a thousand)
@@ -43,9 +44,6 @@ MAX_DEPTH = 128
 log = logging.getLogger("extproc.reading")
 SUPPORTED_ENCODINGS = ("gzip", "x-gzip", "deflate", "br", "zstd", "identity")
 
-# characters a path segment may carry unencoded (RFC 3986 pchar, minus '%')
-_PATH_SAFE = "/:@!$&'()*+,;=-._~"
-_QUERY_SAFE = ":@!$'()*,;/?-._~"
 #: a target with nothing to decode: no '%', no '+' (a space in a query), no '#', no controls
 _PLAIN = re.compile(r"/[A-Za-z0-9/:@!$&'()*,;=._~-]*(?:\?[A-Za-z0-9/:@!$&'()*,;=._~?-]*)?")
 _ENCODED_SEPARATOR = re.compile(r"%(?:2[fF]|5[cC]|25)")
@@ -57,33 +55,6 @@ class Unreadable(Reject):
 
     def __init__(self, status: int, message: str, details: str) -> None:
         super().__init__(status, message, details=details)
-
-
-class Target:
-    """A request target read canonically: `path` (decoded), `query` (decoded pairs, each name
-    once) and `raw` (the canonical encoding of both, what goes upstream; the client's own
-    when it holds nothing to decode, as most do)."""
-
-    __slots__ = ("params", "path", "query", "raw")
-
-    def __init__(self, path: str, query: list[tuple[str, str]], raw: str | None = None
-                 ) -> None:
-        self.path = path
-        self.query = query
-        self.params = dict(query)
-        self.raw = encode_target(path, query) if raw is None else raw
-
-    def __repr__(self) -> str:
-        return f"Target({self.raw!r})"
-
-
-def encode_target(path: str, query: list[tuple[str, str]]) -> str:
-    """The canonical encoding of a decoded path and query."""
-    raw = quote(path, safe=_PATH_SAFE)
-    if query:
-        raw += "?" + "&".join(f"{quote(k, safe=_QUERY_SAFE)}={quote(v, safe=_QUERY_SAFE)}"
-                              for k, v in query)
-    return raw
 
 
 def _decode(raw: str, what: str, plus: bool = False) -> str:
@@ -139,7 +110,7 @@ def _slow_target(raw: str) -> Target:
     # the query goes upstream as sent: percent-decoding is read alike by every server, but
     # not '+' (a space to some, a plus to others); the values that matter (Google's alt)
     # are refused unless they read the same either way
-    return Target(decoded, pairs, quote(decoded, safe=_PATH_SAFE) + (sep + query if query else ""))
+    return Target(decoded, pairs, quote(decoded, safe=PATH_SAFE) + (sep + query if query else ""))
 
 
 # ------------------------------------------------------------------------------ encodings

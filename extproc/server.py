@@ -1,11 +1,11 @@
-"""Runs the gRPC server: ext_proc + gRPC health, an admin HTTP port, signals, workers.
+"""Runs the gRPC server: ext_proc + gRPC health, an admin HTTP port, signals, reloads.
 
 SIGTERM/SIGINT: health turns NOT_SERVING, the server stops accepting, in-flight streams get
 `server.grace_period_s` to finish, then the process exits. SIGHUP reloads the config file; an
-invalid file leaves the running config in place and logs every error. `--workers N` hands
-over to `workers.py` (N processes on one port, one admin port for all). `--watch-config` also
-reloads when the file changes (polled once a second: no extra dependency, works on every
-filesystem and in containers).
+invalid file leaves the running config in place and logs every error. With `--workers N` the
+command runs `workers.py` instead (N processes on one port, one admin port for all, each
+running this module). `--watch-config` also reloads when the file changes (polled once a
+second: no extra dependency, works on every filesystem and in containers).
 
 The admin port serves `/metrics` (Prometheus), `/stats` (JSON) and `/healthz`.
 """
@@ -25,7 +25,7 @@ import grpc
 from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from . import accesslog, httpclient, metrics
+from . import accesslog, httpclient, loader, metrics
 from . import config as cfgmod
 from .auth.settings import warm_up
 from .schema import ConfigError
@@ -55,7 +55,7 @@ def grpc_options(config: cfgmod.Config) -> list[tuple[str, int]]:
 
 async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
     """Serve until SIGTERM/SIGINT; then drain within the grace period."""
-    config = cfgmod.load(opts.config_path)
+    config = loader.load(opts.config_path)
     metrics.CONFIG_LOADED.set(time.time())
     processor = Processor(config)
     server = grpc.aio.server(options=grpc_options(config))
@@ -111,7 +111,7 @@ def _reload(processor: Processor, path: str) -> bool:
     """Load the file and swap it in for new streams (streams in flight keep the config they
     started with); an invalid file leaves the running config and logs every error."""
     try:
-        processor.config = cfgmod.load(path)
+        processor.config = loader.load(path)
     except ConfigError as exc:
         metrics.RELOADS.labels("refused").inc()
         log.error("config reload refused, the running config stays: %s",
@@ -169,10 +169,8 @@ async def _start_admin(processor: Processor, host: str, port: int) -> web.AppRun
 
 
 def run(opts: ServeOptions) -> int:
-    """Blocking entry point used by `extproc serve`."""
-    if opts.workers > 1:
-        from .workers import run_workers
-        return run_workers(opts)
+    """Blocking entry point of one serving process (`extproc serve`, or one of its
+    `--workers`: `extproc.workers` supervises them and calls this in each)."""
     _install_uvloop()
     try:
         asyncio.run(serve(opts))

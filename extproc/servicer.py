@@ -1,8 +1,9 @@
 """The gRPC adapter: one `Exchange` per `ExternalProcessor.Process` stream.
 
-It reads which route the request is on from the stream's metadata (`x-extproc-route`, set by
-Envoy's per-route `grpc_initial_metadata`), feeds each message to the Exchange and writes its
-replies (the request headers reply checked against Envoy's header limits, `headerlimits`).
+It finds which route the request is on (`extproc.routing`: the stream's `x-extproc-route`
+metadata, Envoy's route attributes, or the request itself), feeds each message to the
+Exchange and writes its replies (the request headers reply checked against Envoy's header
+limits, `headerlimits`).
 Envoy closing the stream (an ended iterator or a cancelled call) is the normal end. Replies
 may be pre-serialised bytes, so the method is registered with a serializer that passes bytes
 through.
@@ -24,6 +25,7 @@ from envoy.service.ext_proc.v3.external_processor_pb2_grpc import ExternalProces
 from . import accesslog, headerlimits, metrics
 from .config import ROUTE_METADATA_KEY, Config
 from .exchange import Exchange, Reply
+from .routing import Router
 
 log = logging.getLogger("extproc.servicer")
 SERVICE = "envoy.service.ext_proc.v3.ExternalProcessor"
@@ -49,6 +51,7 @@ class Processor(ExternalProcessorServicer):
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.routed: dict[str, int] = {}   # streams by the source that named their route
         self.streams_total = 0
         self.streams_active = 0
         self.stream_errors = 0
@@ -68,7 +71,18 @@ class Processor(ExternalProcessorServicer):
                 "stream_errors": self.stream_errors, "exchanges_alive": len(self._alive),
                 "finishing": len(self._finishing),
                 "messages": dict(self.messages),
+                "routed_by": dict(self.routed),
                 "routes": sorted(self.config.routes)}
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    @config.setter
+    def config(self, config: Config) -> None:
+        """Swap the config (a reload) and its route lookup together, for new streams."""
+        self._current = (config, Router(config))
+        self._config = config
 
     def _route_name(self, context: grpc.aio.ServicerContext) -> str | None:
         for key, value in context.invocation_metadata() or ():
@@ -80,9 +94,10 @@ class Processor(ExternalProcessorServicer):
                       context: grpc.aio.ServicerContext) -> None:
         """One stream. Uses the call's read/write API: cheaper per message than iterating
         `request_iterator` and yielding from an async generator."""
-        config = self.config
-        name = self._route_name(context) or config.default_route
-        ex = Exchange(config.route(name), name, config.server.max_request_body_bytes)
+        config, router = self._current
+        initial = self._route_name(context)
+        ex = Exchange(None, initial, config.server.max_request_body_bytes)
+        routed = self.routed
         self._alive.add(ex)
         self.streams_total += 1
         self.streams_active += 1
@@ -109,6 +124,9 @@ class Processor(ExternalProcessorServicer):
                     if replies is None:
                         replies = await ex.handle(req, kind)
                 elif kind == "request_headers":
+                    found = router.resolve(initial, req.attributes, req.request_headers)
+                    ex.bind(found.route, found.name, found.refusal)
+                    routed[found.source] = routed.get(found.source, 0) + 1
                     replies = headerlimits.enforce(
                         ex, req.request_headers, await ex.handle(req, kind),
                         headerlimits.of(config.server))
@@ -131,7 +149,7 @@ class Processor(ExternalProcessorServicer):
             pass  # Envoy closed the stream: the request is over, nothing went wrong
         except Exception:
             self.stream_errors += 1
-            log.exception("ext_proc stream failed (route=%s request_id=%s)", name,
+            log.exception("ext_proc stream failed (route=%s request_id=%s)", ex.route_name,
                           ex.request_id)
             raise
         finally:

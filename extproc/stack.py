@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from . import config as cfgmod
-from . import envoy_config
+from . import envoy_config, loader
 from .envoy_bin import envoy_binary
 
 _COLORS = {"mock": "35", "extproc": "36", "envoy": "33"}
@@ -104,8 +104,8 @@ class Stack:
 
     async def _main(self) -> int:
         try:
-            cfg = cfgmod.load(self.config_path)
-        except cfgmod.ConfigError as exc:
+            cfg = loader.load(self.config_path)
+        except loader.ConfigError as exc:
             for line in exc.errors:
                 self.say("up", f"config: {line}")
             return 2

@@ -152,11 +152,11 @@ def _worker(opts: ServeOptions, index: int) -> None:
 
 def run_workers(opts: ServeOptions) -> int:
     """Supervise N worker processes until they have all stopped."""
-    from . import config as cfgmod
+    from . import loader
     if any(a.startswith("unix:") for a in opts.addresses):
         log.error("--workers > 1 needs a TCP address: a unix socket cannot be shared")
         return 2
-    cfgmod.load(opts.config_path)  # fail fast, once, on a bad config
+    loader.load(opts.config_path)  # fail fast, once, on a bad config
     ctx = multiprocessing.get_context("spawn")
     stopping = False
 

@@ -22,7 +22,7 @@ import pytest
 import zstandard
 from hypothesis import strategies as st
 
-from extproc import config as cfgmod
+from extproc import loader
 
 EMAILS = ("jane.roe@example.org", "zq.hidden-77@corp-mail.test", "x_y+z@sub.d0main.io")
 KEYS = ("AKIAIOSFODNN7EXAMPLE", "AKIAQWERTZUIOPLKJHGF", "ASIAZXCVBNMLKJHGFDSA")
@@ -32,7 +32,7 @@ _GUARDS = ["keys", "pii"]
 
 #: every provider's route masks e-mail addresses and refuses AWS keys, both ways; the
 #: `-array` routes leave Gemini/Vertex JSON-array streams as they come (not rewritten to SSE)
-CONFIG = cfgmod.parse({
+CONFIG = loader.parse({
     "guards": {"keys": {"detectors": ["aws_access_key"], "action": "reject"},
                "pii": {"detectors": ["email"], "action": "mask"}},
     "routes": [{"name": p, "provider": p, "guards": _GUARDS} for p in PROVIDERS] + [

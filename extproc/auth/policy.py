@@ -49,7 +49,7 @@ from .querycreds import strip_query_credentials
 from .verify import AuthError, JWTProvider, peek_issuer, read_header, scopes_of
 
 if TYPE_CHECKING:
-    from ..exchange import Exchange
+    from ..context import Context
 
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _QUOTED_UNSAFE = re.compile(r'[^\x20-\x7e]|["\\]')
@@ -124,7 +124,7 @@ class Authenticate(Policy):
         self._strip = tuple(dict.fromkeys((*CLIENT_CREDENTIAL_HEADERS, *forwarded,
                                            *((auth.header,) if auth and auth.header else ()))))
 
-    async def on_request_headers(self, ex: Exchange) -> None:
+    async def on_request_headers(self, ex: Context) -> None:
         headers = ex.request_headers
         path = headers.get(":path", "")
         upstream_path, query_creds = strip_query_credentials(path)

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 from .. import metrics
 
 if TYPE_CHECKING:
-    from ..exchange import Exchange
+    from ..context import Context
 
 
-def decide(ex: Exchange, guard: str, direction: str, decision: str, detail: str = "") -> None:
+def decide(ex: Context, guard: str, direction: str, decision: str, detail: str = "") -> None:
     """Record a guard decision that changed or stopped something: the metric, the dynamic
     metadata (`guard_request` / `guard_response`, `guard:decision[:detectors]`, comma
     separated when several guards acted) and the exchange's state (for the access log)."""

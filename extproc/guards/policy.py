@@ -56,7 +56,7 @@ log = logging.getLogger("extproc.guards")
 
 MAX_EVENT_BYTES = 1024 * 1024
 if TYPE_CHECKING:
-    from ..exchange import Exchange
+    from ..context import Context
 
 
 class Guards(Policy):
@@ -97,7 +97,7 @@ class Guards(Policy):
         self._last_warning = 0.0
 
     # --- webhooks -----------------------------------------------------------------------
-    def _call(self, ex: Exchange, guard: Guard, direction: str, texts: list[Text],
+    def _call(self, ex: Context, guard: Guard, direction: str, texts: list[Text],
               stream: bool = False, model: str | None = None) -> Call:
         identity = ex.state.get("identity")
         model = model or ex.state.get("model")
@@ -116,7 +116,7 @@ class Guards(Policy):
             self._failed(guard, exc)
             raise
 
-    async def _verdict(self, guard: Guard, call: Call, ex: Exchange) -> Verdict | None:
+    async def _verdict(self, guard: Guard, call: Call, ex: Context) -> Verdict | None:
         """The webhook's verdict; None when it failed and the guard fails open; a 503
         `Reject` when it failed and the guard fails closed."""
         assert guard.webhook is not None
@@ -151,7 +151,7 @@ class Guards(Policy):
             out.append(masker)
         return out
 
-    def response_transform(self, ex: Exchange) -> BodyTransform | None:
+    def response_transform(self, ex: Context) -> BodyTransform | None:
         if ex.status != 200 or not (self.response_guards or self.response_webhooks):
             return None
         encoding = ex.response_headers.get("content-encoding", "identity").strip().lower()
@@ -168,7 +168,7 @@ class Guards(Policy):
         raise Reject(502, f"the provider's reply is {ctype or 'untyped'}, which the gateway's "
                      "reply guards cannot read", details="extproc_unreadable_reply")
 
-    def _stream_transforms(self, ex: Exchange) -> list[BodyTransform]:
+    def _stream_transforms(self, ex: Context) -> list[BodyTransform]:
         stats = self.stats
         endpoint = ex.endpoint.name if ex.endpoint else ""
         adapter = adapter_of(ex, self.adapter)
@@ -221,7 +221,7 @@ class Guards(Policy):
                                           MAX_EVENT_BYTES, report, adapter))
         return out
 
-    async def on_request_body(self, ex: Exchange, body: bytes) -> bytes | None:
+    async def on_request_body(self, ex: Context, body: bytes) -> bytes | None:
         path = ex.request_headers.get(":path", "")
         adapter = adapter_of(ex, self.adapter)
         read = read_request(adapter, path, body, ex.state)
@@ -275,7 +275,7 @@ class Guards(Policy):
             return None
         return json_bytes(doc)
 
-    async def _request_webhook(self, ex: Exchange, guard: Guard, path: str,
+    async def _request_webhook(self, ex: Context, guard: Guard, path: str,
                                doc: dict[str, Any], model: str | None,
                                adapter: Adapter) -> bool:
         """Ask one webhook about the prompt (as local guards left it); True if it masked."""

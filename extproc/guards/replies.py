@@ -9,7 +9,7 @@ the local guards as the stream it is (its elements' texts joined, as a client jo
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from ..codecs.jsontext import JsonSource, read_texts, rewrite
 from ..codecs.sse import SSEDecoder
@@ -22,8 +22,29 @@ from .settings import Guard
 from .webhook import Text, Verdict, apply, masks_by_text
 
 if TYPE_CHECKING:
-    from ..exchange import Exchange
-    from .policy import Guards
+    from ..context import Context
+    from ..providers.base import Adapter
+    from .stream import StreamMasker
+    from .webhook import Call
+
+
+class Guards(Protocol):
+    """What a whole reply's guard uses of the route's reply-guarding policy
+    (`extproc.guards.policy.Guards`), named here so the two modules do not import each
+    other."""
+
+    provider: str
+    adapter: Adapter
+    response_guards: tuple[Guard, ...]
+    response_webhooks: tuple[Guard, ...]
+    stats: dict[str, int]
+
+    def _call(self, ex: Context, guard: Guard, direction: str, texts: list[Text],
+              stream: bool = False, model: str | None = None) -> Call: ...
+
+    async def _verdict(self, guard: Guard, call: Call, ex: Context) -> Verdict | None: ...
+
+    def _maskers(self, made: list[tuple[str, StreamMasker]]) -> list[StreamMasker]: ...
 
 class WholeJsonGuard(BodyTransform):
     """A whole JSON reply, buffered by Envoy (so its headers wait): refused with a 400 in the
@@ -32,11 +53,11 @@ class WholeJsonGuard(BodyTransform):
 
     whole_body = True
 
-    def __init__(self, policy: Guards, ex: Exchange) -> None:
+    def __init__(self, policy: Guards, ex: Context) -> None:
         self.policy = policy
         self.guards = policy.response_guards
         self.is_async = bool(policy.response_webhooks)
-        self.ex: Exchange | None = ex      # dropped at finish: no cycle outlives the reply
+        self.ex: Context | None = ex      # dropped at finish: no cycle outlives the reply
         self.parts: list[bytes] = []
         self.adapter = adapter_of(ex, policy.adapter)
         self.arrays = policy.provider in ("gemini", "vertex")
@@ -81,7 +102,7 @@ class WholeJsonGuard(BodyTransform):
             return body
         return json_bytes(doc)
 
-    async def _webhook(self, doc: dict[str, Any] | list[Any], ex: Exchange, guard: Guard) -> bool:
+    async def _webhook(self, doc: dict[str, Any] | list[Any], ex: Context, guard: Guard) -> bool:
         """One webhook on the reply: raise `Reject`, or mask; True if it masked."""
         adapter = self.adapter
         texts: list[Text] = []
@@ -106,7 +127,7 @@ class WholeJsonGuard(BodyTransform):
         decide(ex, guard.name, "response", "masked")
         return True
 
-    def _local(self, doc: dict[str, Any] | list[Any], ex: Exchange | None) -> bool:
+    def _local(self, doc: dict[str, Any] | list[Any], ex: Context | None) -> bool:
         """Local guards on the reply: raise `Reject`, or mask; True if anything changed."""
         if not self.guards:
             return False
@@ -136,7 +157,7 @@ class WholeJsonGuard(BodyTransform):
         return changed
 
 
-    def _elements(self, items: list[Any], ex: Exchange | None) -> bool:
+    def _elements(self, items: list[Any], ex: Context | None) -> bool:
         """A buffered Gemini/Vertex JSON-array stream: its elements are a stream's events,
         and a client joins their texts, so they are masked (or refused) as one stream is (a
         value split across elements is caught as in one element); the elements are replaced
@@ -191,7 +212,7 @@ def _mask(guards: list[Guard] | tuple[Guard, ...], text: str,
     return text
 
 
-def refuse(ex: Exchange, guard: Guard, direction: str, verdict: Verdict) -> NoReturn:
+def refuse(ex: Context, guard: Guard, direction: str, verdict: Verdict) -> NoReturn:
     """A webhook refused the text: record it and answer 400 with the webhook's reason."""
     decide(ex, guard.name, direction, "rejected")
     reason = f": {verdict.reason}" if verdict.reason else ""

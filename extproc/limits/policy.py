@@ -40,7 +40,7 @@ from .gcra import Outcome, Window, WindowState
 from .store import Store, StoreUnavailable
 
 if TYPE_CHECKING:
-    from ..exchange import Exchange
+    from ..context import Context
 
 log = logging.getLogger("extproc.limits")
 DESCRIPTORS = ("subject", "api_key", "client_ip", "route", "model")
@@ -99,13 +99,13 @@ class RateLimit(Policy):
         self._last_error_log = 0.0
 
     # --- admission ---------------------------------------------------------------------
-    async def on_request_headers(self, ex: Exchange) -> None:
+    async def on_request_headers(self, ex: Context) -> None:
         # a pass-through request is admitted here, by request limits only (the exchange
         # shows its body to no policy that reads the provider's JSON)
         if not self.needs_request_body or ex.request_ended or is_passthrough(ex):
             await self._admit(ex, None, None)
 
-    async def on_request_body(self, ex: Exchange, body: bytes) -> bytes | None:
+    async def on_request_body(self, ex: Context, body: bytes) -> bytes | None:
         adapter = adapter_of(ex, self.adapter)
         # the request as read before any policy changed it (masking, the usage option do
         # not touch what is counted here): no second parse of a rewritten body
@@ -120,7 +120,7 @@ class RateLimit(Policy):
         await self._admit(ex, prompt, body, extra, choices)
         return None
 
-    async def _admit(self, ex: Exchange, prompt: Any, body: bytes | None,
+    async def _admit(self, ex: Context, prompt: Any, body: bytes | None,
                      extra_input: int = 0, choices: int = 1) -> None:
         held = _Held()
         if self.uses_tokens:
@@ -207,7 +207,7 @@ class RateLimit(Policy):
                        f"{_period(w.period_s)}; retry after {headers['retry-after']}s")
         return Reject(429, message, headers=headers, details="extproc_ratelimited")
 
-    def _key(self, ex: Exchange, spec: LimitSpec, model: str | None) -> str:
+    def _key(self, ex: Context, spec: LimitSpec, model: str | None) -> str:
         identity = ex.state.get("identity")
         parts = [self.route, spec.name]
         for d in spec.key:
@@ -224,7 +224,7 @@ class RateLimit(Policy):
                         "open" if self.fail_open else "closed")
 
     # --- settlement --------------------------------------------------------------------
-    def response_transform(self, ex: Exchange) -> BodyTransform | None:
+    def response_transform(self, ex: Context) -> BodyTransform | None:
         held: _Held | None = ex.state.get(_HELD)
         if held is None or not self.uses_tokens or ex.status != 200:
             return None
@@ -238,7 +238,7 @@ class RateLimit(Policy):
         held.delivered = DeliveredText(marker, self.chars_per_token)
         return held.delivered
 
-    async def on_finish(self, ex: Exchange) -> None:
+    async def on_finish(self, ex: Context) -> None:
         held: _Held | None = ex.state.get(_HELD)
         if held is None or held.settled or not self.uses_tokens:
             return
@@ -257,7 +257,7 @@ class RateLimit(Policy):
                     self._backend_error(exc)
 
     @staticmethod
-    def actual_tokens(ex: Exchange, held: _Held) -> int:
+    def actual_tokens(ex: Context, held: _Held) -> int:
         """What the request really cost: nothing when it never got a 2xx from upstream,
         the provider's usage when it reported it, else prompt estimate + delivered output."""
         if not 200 <= ex.status < 300:
@@ -271,7 +271,7 @@ class RateLimit(Policy):
         return held.input_estimate + delivered
 
 
-def _json_array_stream(ex: Exchange) -> bool:
+def _json_array_stream(ex: Context) -> bool:
     """A Gemini/Vertex stream without alt=sse (a JSON array sent piece by piece)."""
     return ex.endpoint is not None and ex.endpoint.json_array
 
@@ -287,7 +287,7 @@ def _escape(part: str) -> str:
     return part
 
 
-def _descriptor(d: str, ex: Exchange, identity: Any, model: str | None, route: str) -> str:
+def _descriptor(d: str, ex: Context, identity: Any, model: str | None, route: str) -> str:
     if d == "subject":
         return getattr(identity, "subject", "") or "-"
     if d == "api_key":
@@ -350,7 +350,7 @@ def _period(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-def _decided(ex: Exchange, limit: str, decision: str,
+def _decided(ex: Context, limit: str, decision: str,
              req: list[WindowState] | None = None, tok: list[WindowState] | None = None
              ) -> None:
     """The metric, and for refusals and backend errors the `ratelimit` metadata

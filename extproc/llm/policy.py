@@ -25,7 +25,7 @@ from ..schema import Checker, join
 from . import transforms as T
 
 if TYPE_CHECKING:
-    from ..exchange import Exchange
+    from ..context import Context
 
 log = logging.getLogger("extproc.llm")
 GOOGLE = ("gemini", "vertex")
@@ -63,7 +63,7 @@ class LLMTraffic(Policy):
         self.needs_request_body = not self.google
         self.needs_response_body = streams.usage or streams.json_array_to_sse
 
-    async def on_request_headers(self, ex: Exchange) -> None:
+    async def on_request_headers(self, ex: Context) -> None:
         req = _Request()
         ex.state[_KEY] = req
         endpoint = ex.endpoint
@@ -74,7 +74,7 @@ class LLMTraffic(Policy):
             ex.state["model"] = req.model
             ex.state["stream"] = req.stream
 
-    async def on_request_body(self, ex: Exchange, body: bytes) -> bytes | None:
+    async def on_request_body(self, ex: Context, body: bytes) -> bytes | None:
         req: _Request = ex.state[_KEY]
         adapter = adapter_of(ex, self.adapter)
         read = read_request(adapter, ex.request_headers.get(":path", ""), body, ex.state)
@@ -93,13 +93,13 @@ class LLMTraffic(Policy):
                 return rewritten
         return None
 
-    async def on_response_headers(self, ex: Exchange) -> None:
+    async def on_response_headers(self, ex: Context) -> None:
         if ex.status != 200:  # no usage to wait for: say what was asked right away
             req: _Request = ex.state.get(_KEY) or _Request()
             ex.metadata.update({"provider": self.provider, "stream": req.stream,
                                 **({"model": req.model} if req.model else {})})
 
-    def response_transform(self, ex: Exchange) -> BodyTransform | None:
+    def response_transform(self, ex: Context) -> BodyTransform | None:
         req: _Request = ex.state.get(_KEY) or _Request()
         headers = ex.response_headers
         if ex.status != 200:
@@ -132,7 +132,7 @@ class LLMTraffic(Policy):
             return T.JsonArrayObserver(adapter, meter, limit)
         return T.JsonBodyObserver(adapter, meter)
 
-    def _meter(self, ex: Exchange, req: _Request) -> T.Meter:
+    def _meter(self, ex: Context, req: _Request) -> T.Meter:
         provider = self.provider
 
         def publish(seen: T.StreamReport) -> None:

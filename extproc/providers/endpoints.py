@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from .base import Adapter
 
 if TYPE_CHECKING:
-    from ..reading import Target
+    from ..target import Target
 
 
 @dataclass(frozen=True, slots=True)

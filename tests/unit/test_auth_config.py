@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from extproc import config
+from extproc import config, loader
 from extproc.auth import credentials, devtoken
 from extproc.auth.apikeys import hash_key
 from extproc.auth.credentials import Secret, SecretError
@@ -98,7 +98,7 @@ def valid() -> dict[str, Any]:
 
 
 def parse(data: Any, conf_dir: Path) -> config.Config:
-    return config.parse(data, source=source(conf_dir))
+    return loader.parse(data, source=source(conf_dir))
 
 
 def errors_of(data: Any, conf_dir: Path) -> list[str]:
@@ -218,7 +218,8 @@ def test_top_level_x_keys_are_ignored(conf_dir: Path) -> None:
     parse(data, conf_dir)
     data["y-anything"] = 1
     assert errors_of(data, conf_dir) == [
-        "y-anything: unknown key (known keys: auth, default_route, guards, limits, routes, server)"]
+        "y-anything: unknown key (known keys: auth, default_route, guards, limits, routes, "
+        "routing, server)"]
 
 
 def test_relative_paths_resolve_against_the_config_directory(conf_dir: Path) -> None:
@@ -252,7 +253,7 @@ def test_load_from_yaml_file(conf_dir: Path) -> None:
               upstream_credential: {{file: secrets/openai.key}}}}
           - {{name: g, provider: gemini, auth: *auth}}
         """))
-    cfg = config.load(path)
+    cfg = loader.load(path)
     a = auth_policy(cfg, "a")
     assert a.credential is not None and a.credential.headers() == {"x-api-key": "sk-from-file"}
     g = auth_policy(cfg, "g")
@@ -261,7 +262,7 @@ def test_load_from_yaml_file(conf_dir: Path) -> None:
 
 
 async def test_reference_config_loads_and_works() -> None:
-    cfg = config.load(REPO / "config" / "gateway.yaml")
+    cfg = loader.load(REPO / "config" / "gateway.yaml")
     assert set(cfg.routes) == {"openai", "azure", "anthropic", "gemini", "vertex"}
     for name, route in cfg.routes.items():
         p = auth_policy(cfg, name)
@@ -280,7 +281,7 @@ async def test_reference_config_loads_and_works() -> None:
 
 async def test_up_prints_a_credential_the_route_accepts(conf_dir: Path) -> None:
     """`extproc up` prints a curl line to try: its credential must get through the route."""
-    cfg = config.load(REPO / "config" / "gateway.yaml")
+    cfg = loader.load(REPO / "config" / "gateway.yaml")
     for name in cfg.routes:
         value = devtoken.dev_authorization(cfg.routes[name])
         assert value == f"Bearer {devtoken.DEV_API_KEY}"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from extproc import config
+from extproc import config, loader
 from extproc.auth.apikeys import hash_key
 from extproc.auth.policy import Authenticate
 from extproc.exchange import Exchange
@@ -40,7 +40,7 @@ def doc(providers: dict[str, Any] | None = None, keys: list[dict[str, Any]] | No
 
 
 def parse(data: dict[str, Any], conf_dir: Path) -> config.Config:
-    return config.parse(data, source=str(conf_dir / "gateway.yaml"))
+    return loader.parse(data, source=str(conf_dir / "gateway.yaml"))
 
 
 def errors(data: dict[str, Any], conf_dir: Path) -> list[str]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from extproc import config
+from extproc import config, loader
 from extproc.config import Config, RouteConfig, ServerConfig
 from extproc.llm import LLMTraffic
 from extproc.policy import Policy
@@ -54,7 +54,7 @@ NOT_A_POLICY = object()
 
 def errors_of(data: Any) -> list[str]:
     with pytest.raises(ConfigError) as info:
-        config.parse(data)
+        loader.parse(data)
     assert str(info.value) == "\n".join(info.value.errors)
     return info.value.errors
 
@@ -84,7 +84,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_valid_config_loads(tmp_path: Path) -> None:
     path = write(tmp_path, VALID)
-    cfg = config.load(path)
+    cfg = loader.load(path)
     assert isinstance(cfg, Config)
     assert cfg.source == str(path)
     assert cfg.server == ServerConfig(max_request_body_bytes=1048576, grace_period_s=2.5)
@@ -99,7 +99,7 @@ def test_valid_config_loads(tmp_path: Path) -> None:
 
 
 def test_route_lookup_and_default_route(tmp_path: Path) -> None:
-    cfg = config.load(write(tmp_path, VALID))
+    cfg = loader.load(write(tmp_path, VALID))
     assert cfg.route("claude") is cfg.routes["claude"]
     assert cfg.route(None) is cfg.routes["openai"]
     assert cfg.route("") is cfg.routes["openai"]
@@ -107,14 +107,14 @@ def test_route_lookup_and_default_route(tmp_path: Path) -> None:
 
 
 def test_no_default_route() -> None:
-    cfg = config.parse({"routes": [route()]})
+    cfg = loader.parse({"routes": [route()]})
     assert cfg.default_route is None
     assert cfg.route(None) is None
     assert cfg.route("r") is not None
 
 
 def test_defaults() -> None:
-    cfg = config.parse({"routes": [route()]})
+    cfg = loader.parse({"routes": [route()]})
     assert cfg.server.max_request_body_bytes == config.DEFAULT_MAX_BODY == 8 * 1024 * 1024
     assert cfg.server.grace_period_s == 10.0
     assert isinstance(cfg.server.grace_period_s, float)
@@ -125,18 +125,18 @@ def test_defaults() -> None:
 
 @pytest.mark.parametrize("provider", config.PROVIDERS)
 def test_every_provider_is_accepted(provider: str) -> None:
-    assert config.parse({"routes": [route(provider=provider)]}).routes["r"].provider == provider
+    assert loader.parse({"routes": [route(provider=provider)]}).routes["r"].provider == provider
 
 
 def test_plugin_options_are_passed(tmp_path: Path) -> None:
-    cfg = config.load(write(tmp_path, VALID))
+    cfg = loader.load(write(tmp_path, VALID))
     tag = cfg.routes["openai"].plugins[1]
     assert dict(tag.options) == {"user": "alice"}
     assert dict(cfg.routes["openai"].plugins[0].options) == {}
 
 
 async def test_loaded_plugin_uses_its_options(tmp_path: Path) -> None:
-    cfg = config.load(write(tmp_path, VALID))
+    cfg = loader.load(write(tmp_path, VALID))
     tag = cfg.routes["openai"].plugins[1]
     out = await tag.on_request_body(None, b'{"model": "m"}')  # type: ignore[arg-type]
     assert out == b'{"model": "m", "user": "alice"}'
@@ -144,7 +144,7 @@ async def test_loaded_plugin_uses_its_options(tmp_path: Path) -> None:
 
 def test_each_route_gets_its_own_plugin_instance() -> None:
     spec = {"class": "tests.plugins:TagRequest"}
-    cfg = config.parse({"routes": [route(name="a", plugins=[spec]),
+    cfg = loader.parse({"routes": [route(name="a", plugins=[spec]),
                                    route(name="b", plugins=[spec])]})
     assert cfg.routes["a"].plugins[0] is not cfg.routes["b"].plugins[0]
 
@@ -165,7 +165,7 @@ def test_needs_body_reflects_plugins() -> None:
 
 
 def test_needs_body_from_loaded_config(tmp_path: Path) -> None:
-    cfg = config.load(write(tmp_path, VALID))
+    cfg = loader.load(write(tmp_path, VALID))
     assert cfg.routes["openai"].needs_request_body
     assert not cfg.routes["openai"].needs_response_body
     assert not cfg.routes["claude"].needs_request_body
@@ -182,9 +182,9 @@ def test_grpc_max_message_is_larger_than_the_body_limit(size: int) -> None:
 
 
 def test_grpc_max_message_follows_the_configured_limit() -> None:
-    tiny = config.parse({"server": {"max_request_body_bytes": 2048}, "routes": [route()]})
-    small = config.parse({"server": {"max_request_body_bytes": 16 << 20}, "routes": [route()]})
-    big = config.parse({"server": {"max_request_body_bytes": 32 << 20}, "routes": [route()]})
+    tiny = loader.parse({"server": {"max_request_body_bytes": 2048}, "routes": [route()]})
+    small = loader.parse({"server": {"max_request_body_bytes": 16 << 20}, "routes": [route()]})
+    big = loader.parse({"server": {"max_request_body_bytes": 32 << 20}, "routes": [route()]})
     assert tiny.server.grpc_max_message_bytes == config.GRPC_MESSAGE_FLOOR  # never below it
     assert small.server.grpc_max_message_bytes > 16 << 20
     assert big.server.grpc_max_message_bytes > small.server.grpc_max_message_bytes
@@ -257,9 +257,9 @@ def test_out_of_range_max_request_body_bytes(value: int, message: str) -> None:
 
 
 def test_request_header_limits_default_to_envoys_reference_values() -> None:
-    server = config.parse({"routes": [route()]}).server
+    server = loader.parse({"routes": [route()]}).server
     assert (server.max_request_headers_kb, server.max_request_headers_count) == (96, 100)
-    server = config.parse({"server": {"max_request_headers_kb": 64,
+    server = loader.parse({"server": {"max_request_headers_kb": 64,
                                       "max_request_headers_count": 200},
                            "routes": [route()]}).server
     assert (server.max_request_headers_kb, server.max_request_headers_count) == (64, 200)
@@ -289,7 +289,7 @@ def test_negative_grace_period_s() -> None:
 
 
 def test_integer_grace_period_is_a_float() -> None:
-    cfg = config.parse({"server": {"grace_period_s": 3}, "routes": [route()]})
+    cfg = loader.parse({"server": {"grace_period_s": 3}, "routes": [route()]})
     assert cfg.server.grace_period_s == 3.0
     assert isinstance(cfg.server.grace_period_s, float)
 
@@ -360,7 +360,7 @@ def test_all_errors_are_reported_at_once() -> None:
 def test_invalid_yaml(tmp_path: Path) -> None:
     path = write(tmp_path, "routes: [\n  - name: a\n  provider: {\n")
     with pytest.raises(ConfigError) as info:
-        config.load(path)
+        loader.load(path)
     (err,) = info.value.errors
     assert err.startswith("<file>: not valid YAML")
 
@@ -368,14 +368,14 @@ def test_invalid_yaml(tmp_path: Path) -> None:
 def test_unreadable_file(tmp_path: Path) -> None:
     missing = tmp_path / "missing.yaml"
     with pytest.raises(ConfigError) as info:
-        config.load(missing)
+        loader.load(missing)
     (err,) = info.value.errors
     assert err.startswith(f"<file>: cannot read {missing}")
 
 
 def test_directory_is_unreadable(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
-        config.load(tmp_path)
+        loader.load(tmp_path)
     assert info.value.errors[0].startswith("<file>: cannot read")
 
 
@@ -386,7 +386,7 @@ def test_load_reports_validation_errors(tmp_path: Path) -> None:
             provider: gemni
         """)
     with pytest.raises(ConfigError) as info:
-        config.load(path)
+        loader.load(path)
     assert info.value.errors[0].startswith("routes[0].provider: unknown provider 'gemni'")
 
 
@@ -433,7 +433,7 @@ def test_plugin_options_rejected_by_the_plugin() -> None:
 
 
 def test_plugin_options_accepted_by_the_plugin() -> None:
-    cfg = config.parse({"routes": [route(plugins=[
+    cfg = loader.parse({"routes": [route(plugins=[
         {"class": "tests.unit.test_config:PickyPolicy", "options": {"limit": 3}}])]})
     (policy,) = cfg.routes["r"].plugins
     assert isinstance(policy, PickyPolicy)
@@ -475,7 +475,7 @@ def test_plugin_module_failing_at_import_is_a_config_error(
 
 @pytest.mark.parametrize("provider", config.PROVIDERS)
 def test_streams_defaults_per_provider(provider: str) -> None:
-    r = config.parse({"routes": [route(provider=provider)]}).routes["r"]
+    r = loader.parse({"routes": [route(provider=provider)]}).routes["r"]
     google = provider in ("gemini", "vertex")
     assert r.streams.usage and r.streams.json_array_to_sse is google
     assert r.needs_response_body
@@ -483,7 +483,7 @@ def test_streams_defaults_per_provider(provider: str) -> None:
 
 
 def test_streams_off_means_no_builtin_policy() -> None:
-    r = config.parse({"routes": [route(provider="gemini", streams={
+    r = loader.parse({"routes": [route(provider="gemini", streams={
         "usage": False, "json_array_to_sse": False})]}).routes["r"]
     assert r.policies == () and not r.needs_response_body
 
@@ -500,14 +500,14 @@ def test_streams_errors_are_named() -> None:
 
 
 def test_passthrough_entries_are_validated() -> None:
-    ok = config.parse({"routes": [{"name": "r", "provider": "openai", "passthrough": [
+    ok = loader.parse({"routes": [{"name": "r", "provider": "openai", "passthrough": [
         {"path": "/openai/v1/models"}, {"path": "/openai/v1/files/**",
                                         "methods": ["GET", "DELETE"]}]}]})
     allowed = ok.routes["r"].passthrough
     assert [(p.path, p.methods) for p in allowed] == [
         ("/openai/v1/models", ("GET",)), ("/openai/v1/files/**", ("GET", "DELETE"))]
     with pytest.raises(ConfigError) as err:
-        config.parse({"routes": [{"name": "r", "provider": "openai", "passthrough": [
+        loader.parse({"routes": [{"name": "r", "provider": "openai", "passthrough": [
             {"path": "v1/models"}, {"path": "/a/**/b"}, {"path": "/x", "methods": ["FETCH"]},
             {"methods": ["GET"]}, {"path": "/y", "extra": 1}]}]})
     text = str(err.value)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from extproc import config as cfgmod
-from extproc import envoy_config
+from extproc import envoy_config, loader
 
 
 def cluster(doc: dict[str, Any], name: str) -> dict[str, Any]:
@@ -45,7 +45,7 @@ def test_the_default_trust_is_the_system_bundle() -> None:
 
 
 def test_header_limits_and_path_normalisation_are_rendered() -> None:
-    server = cfgmod.parse({"server": {"max_request_headers_kb": 64,
+    server = loader.parse({"server": {"max_request_headers_kb": 64,
                                       "max_request_headers_count": 120},
                            "routes": [{"name": "r", "provider": "openai"}]}).server
     conf = hcm(envoy_config.render_dict(envoy_config.settings_for(

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from extproc import config as cfgmod
+from extproc import loader
 from extproc import protocol as P
 from extproc.auth.devtoken import DEV_API_KEY
 from extproc.exchange import Exchange
@@ -49,7 +50,7 @@ def _config(action: str = "mask") -> cfgmod.Config:
         for limit in route.get("rate_limits") or ():
             limit["requests"] = [{"limit": 10**9, "per": "1m"}]
             limit["tokens"] = [{"limit": 10**12, "per": "1m"}]
-    return cfgmod.parse(doc, source=str(source))
+    return loader.parse(doc, source=str(source))
 
 
 CONFIG = _config()

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extproc import config as cfgmod
+from extproc import loader
 from extproc.exchange import Exchange
 from extproc.guards.policy import Guards
 from extproc.guards.reframe import SSEMaskingReframer
@@ -53,7 +53,7 @@ def guards(action: str, provider: str, roles: list[str] | None = None,
     spec: dict[str, Any] = {"detectors": ["email", "secrets"], "action": action}
     if roles is not None:
         spec["roles"] = roles
-    cfg = cfgmod.parse({"guards": {"g": spec},
+    cfg = loader.parse({"guards": {"g": spec},
                         "routes": [{"name": "r", "provider": provider, "guards": ["g"]}]})
     return [p for p in cfg.routes["r"].policies if isinstance(p, Guards)][side]
 
@@ -550,7 +550,7 @@ async def test_a_role_the_webhook_contract_does_not_name_is_sent_as_user(
         return Verdict("pass")
 
     monkeypatch.setattr(webhook_client, "check", check)
-    cfg = cfgmod.parse({"guards": {"w": {"webhook": {"url": "http://dlp/check"},
+    cfg = loader.parse({"guards": {"w": {"webhook": {"url": "http://dlp/check"},
                                          "roles": ["system"]}},
                         "routes": [{"name": "r", "provider": "openai", "guards": ["w"]}]})
     policy = next(p for p in cfg.routes["r"].policies if isinstance(p, Guards))
@@ -571,7 +571,7 @@ async def test_a_request_for_log_probabilities_is_refused_where_guards_read_repl
     """Log probabilities repeat the reply's tokens one by one: no guard can mask a value
     in them, so a route whose guards read replies refuses to ask for them."""
     def route(to: list[str]) -> Guards:
-        cfg = cfgmod.parse({"guards": {"g": {"detectors": ["email"], "apply_to": to}},
+        cfg = loader.parse({"guards": {"g": {"detectors": ["email"], "apply_to": to}},
                             "routes": [{"name": "r", "provider": provider, "guards": ["g"]}]})
         return next(p for p in cfg.routes["r"].policies if isinstance(p, Guards))
 

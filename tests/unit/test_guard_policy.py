@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from extproc import config as cfgmod
+from extproc import loader
 from extproc.exchange import Exchange
 from extproc.guards.policy import Guards
 from extproc.policy import Reject
@@ -15,7 +15,7 @@ from extproc.schema import ConfigError
 
 
 def build(guards: dict[str, Any], names: list[str], provider: str = "openai") -> Guards:
-    cfg = cfgmod.parse({"guards": guards, "routes": [
+    cfg = loader.parse({"guards": guards, "routes": [
         {"name": "r", "provider": provider, "guards": names}]})
     policy = next(p for p in cfg.routes["r"].policies if isinstance(p, Guards))
     return policy
@@ -84,7 +84,7 @@ async def test_deny_words_and_custom_patterns() -> None:
 
 def errors(doc: dict[str, Any]) -> str:
     with pytest.raises(ConfigError) as e:
-        cfgmod.parse(doc)
+        loader.parse(doc)
     return "\n".join(e.value.errors)
 
 
@@ -128,7 +128,7 @@ def test_webhook_config_errors_name_their_path(monkeypatch: pytest.MonkeyPatch) 
 
 def test_a_webhook_guard_parses(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DLP_KEY", "s3cret")
-    cfg = cfgmod.parse({"guards": {"w": {"webhook": {
+    cfg = loader.parse({"guards": {"w": {"webhook": {
         "url": "http://dlp:9100/check", "fail": "open",
         "headers": {"X-Api-Key": {"env": "DLP_KEY"}, "x-team": "ml"}}, "apply_to": ["request"]}},
         "routes": [{"name": "r", "provider": "openai", "guards": ["w"]}]})
@@ -141,7 +141,7 @@ def test_a_webhook_guard_parses(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_guards_run_right_after_auth() -> None:
-    cfg = cfgmod.parse({"guards": {"g": {"detectors": ["email"]}}, "routes": [
+    cfg = loader.parse({"guards": {"g": {"detectors": ["email"]}}, "routes": [
         {"name": "r", "provider": "openai", "guards": ["g"],
          "rate_limits": [{"name": "l", "key": [], "requests": [{"limit": 1, "per": "1m"}]}]}]})
     assert [p.name for p in cfg.routes["r"].policies] == ["Guards", "LLMTraffic", "Guards",

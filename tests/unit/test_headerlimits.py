@@ -11,8 +11,8 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from hypothesis import given
 from hypothesis import strategies as st
 
-from extproc import config as cfgmod
 from extproc import headerlimits as hl
+from extproc import loader
 from extproc import protocol as P
 from extproc.exchange import Exchange
 
@@ -70,7 +70,7 @@ BASE = [(":method", b"POST"), (":path", b"/v1/chat/completions"), (":authority",
 
 
 def exchange(provider: str = "anthropic") -> Exchange:
-    cfg = cfgmod.parse({"routes": [{"name": "r", "provider": provider}]})
+    cfg = loader.parse({"routes": [{"name": "r", "provider": provider}]})
     return Exchange(cfg.route("r"), "r")
 
 
@@ -139,7 +139,7 @@ def test_a_refusal_stays_the_refusal() -> None:
 
 
 def test_the_limits_are_the_server_configs() -> None:
-    server = cfgmod.parse({"server": {"max_request_headers_kb": 64,
+    server = loader.parse({"server": {"max_request_headers_kb": 64,
                                       "max_request_headers_count": 50},
                            "routes": [{"name": "r", "provider": "openai"}]}).server
     assert hl.of(server) == hl.HeaderLimits(max_bytes=64 * 1024, max_count=50)

@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from extproc import accesslog
-from extproc import config as cfgmod
+from extproc import accesslog, loader
 from extproc.auth.policy import Identity
 from extproc.exchange import Exchange
 from extproc.limits.estimate import DeliveredText, prompt_tokens
@@ -247,7 +246,7 @@ def _route(rate: list[dict[str, Any]], **top: Any) -> dict[str, Any]:
 
 def test_config_errors_name_their_path() -> None:
     with pytest.raises(ConfigError) as e:
-        cfgmod.parse(_route([{"name": "x", "key": ["subjekt", "header:"],
+        loader.parse(_route([{"name": "x", "key": ["subjekt", "header:"],
                               "requests": [{"limit": 0, "per": "1 minute"}]},
                              {"name": "x", "key": []}],
                             limits={"backend": "memcached", "redis_url": "http://x"}))
@@ -267,13 +266,13 @@ def test_token_budgets_need_usage() -> None:
     doc = _route([{"name": "t", "key": [], "tokens": [{"limit": 10, "per": "1m"}]}])
     doc["routes"][0]["streams"] = {"usage": False}
     with pytest.raises(ConfigError) as e:
-        cfgmod.parse(doc)
+        loader.parse(doc)
     assert "routes[0].rate_limits: token budgets settle on the provider's usage" in \
         "\n".join(e.value.errors)
 
 
 def test_rate_limits_run_after_the_llm_policy() -> None:
-    cfg = cfgmod.parse(_route([{"name": "t", "key": ["model"],
+    cfg = loader.parse(_route([{"name": "t", "key": ["model"],
                                 "tokens": [{"limit": 10, "per": "1m"}]}]))
     names = [p.name for p in cfg.routes["r"].policies]
     assert names == ["LLMTraffic", "RateLimit"]

@@ -159,7 +159,7 @@ async def test_a_closed_exchange_is_freed_without_waiting_for_the_gc() -> None:
     from envoy.config.core.v3.base_pb2 import HeaderMap, HeaderValue
     from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 
-    from extproc import config
+    from extproc import loader
     from extproc.exchange import Exchange
     from extproc.protocol import BUFFERED, STREAMED
 
@@ -168,7 +168,7 @@ async def test_a_closed_exchange_is_freed_without_waiting_for_the_gc() -> None:
                                               else k, raw_value=v.encode())
                                   for k, v in kv.items()])
 
-    route = config.parse({"routes": [{"name": "r", "provider": "openai"}]}).routes["r"]
+    route = loader.parse({"routes": [{"name": "r", "provider": "openai"}]}).routes["r"]
     messages = [
         pb.ProcessingRequest(request_headers=pb.HttpHeaders(headers=headers(
             _path="/v1/chat/completions", _method="POST")),

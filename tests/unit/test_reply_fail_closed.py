@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from extproc import config as cfgmod
+from extproc import loader
 from extproc import protocol as P
 from extproc.exchange import Exchange
 from tests.unit.test_exchange import (
@@ -29,7 +29,7 @@ CHAT = json.dumps({"model": "m", "stream": True,
 def route() -> Any:
     doc = {"guards": {"pii": {"detectors": ["email"], "action": "mask"}},
            "routes": [{"name": "r", "provider": "openai", "guards": ["pii"]}]}
-    return cfgmod.parse(doc).route("r")
+    return loader.parse(doc).route("r")
 
 
 async def start(resp_mode: int = P.STREAMED, **headers: str) -> tuple[Exchange, list[Any]]:

@@ -16,7 +16,7 @@ import grpc
 import pytest
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 
-from extproc import config
+from extproc import loader
 from extproc.servicer import Processor
 from tests.unit.test_exchange import request_body, request_headers, response_body, response_headers
 
@@ -84,7 +84,7 @@ class SlowContext:
 
 
 def processor() -> Processor:
-    return Processor(config.parse({"routes": [{"name": "openai", "provider": "openai"}]}))
+    return Processor(loader.parse({"routes": [{"name": "openai", "provider": "openai"}]}))
 
 
 async def reference_replies(messages: Sequence[pb.ProcessingRequest]) -> list[bytes]:

@@ -1,0 +1,224 @@
+"""Builds one `routes:` item of the config into a `RouteConfig`: its policies, in order, and
+how the route is recognised (`envoy_route_names`, `match`, `provider: auto`).
+
+The pipeline of a route is: authentication, request guards, the LLM traffic policy (usage,
+stream rewrites), reply guards, rate limits, then the custom `plugins:` in config order.
+A `provider: auto` route is built once per provider it serves (`RouteConfig.variants`), each
+with that provider's adapters, error format and credential; `extproc.routing` picks one by the
+request's path. Errors are collected on the `Checker` with their path in the file.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from .auth.credentials import UpstreamCredential
+from .auth.policy import Authenticate
+from .auth.settings import AuthSettings, parse_credential, parse_route_auth
+from .config import AUTO_ORDER, PROVIDERS, RequestMatch, RouteConfig
+from .guards.policy import Guards
+from .guards.settings import Guard, route_guards
+from .limits.settings import LimitsSettings, parse_route_limits
+from .llm.policy import LLMTraffic, streams_config
+from .policy import Policy
+from .providers.endpoints import Passthrough
+from .schema import Checker, join
+
+_KEYS = ("name", "provider", "providers", "streams", "auth", "upstream_credential",
+         "rate_limits", "guards", "plugins", "passthrough", "envoy_route_names", "match")
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def route_config(c: Checker, raw: Any, path: str, auth: AuthSettings, limits: LimitsSettings,
+                 guards: dict[str, Guard], base: Path) -> RouteConfig | None:
+    """One route, or None when it has errors (they are on `c`)."""
+    before = len(c.errors)
+    d = c.mapping(raw, path, _KEYS)
+    name = c.string(d, "name", path, required=True)
+    provider = c.choice(d, "provider", path, (*PROVIDERS, "auto"), what="provider")
+    served = _served(c, d, path, provider)
+    envoy_names = _envoy_route_names(c, d.get("envoy_route_names"),
+                                     join(path, "envoy_route_names"))
+    match = _match(c, d["match"], join(path, "match")) if "match" in d else None
+    route_auth = parse_route_auth(c, d["auth"], join(path, "auth"), auth) \
+        if "auth" in d else None
+    credentials = _credentials(c, d, path, provider, served, base)
+    route_guard = route_guards(c, d["guards"], join(path, "guards"), guards) \
+        if "guards" in d else ()
+    plugins = [p for i, item in enumerate(c.sequence(d.get("plugins"), join(path, "plugins")))
+               if (p := _plugin(c, item, join(join(path, "plugins"), i))) is not None]
+    passthrough = _passthrough(c, d.get("passthrough"), join(path, "passthrough"))
+    if passthrough and provider == "auto":
+        c.error(join(path, "passthrough"), "a provider: auto route cannot tell whose "
+                "pass-through a path is: give that provider a route of its own")
+    if len(c.errors) > before or name is None or provider is None:
+        return None
+    variants = {}
+    for i, each in enumerate(served):
+        # the same settings read for each provider: their errors are reported once
+        checker = c if i == 0 else Checker()
+        variant = _variant(checker, d, path, name, each, route_auth, credentials.get(each),
+                           route_guard, tuple(plugins), passthrough, limits)
+        if variant is None:
+            return None
+        variants[each] = variant
+    if provider != "auto":
+        return replace(variants[provider], envoy_route_names=envoy_names, match=match)
+    return RouteConfig(name=name, provider="auto", plugins=tuple(plugins),
+                       passthrough=passthrough, envoy_route_names=envoy_names, match=match,
+                       variants=variants)
+
+
+def _variant(c: Checker, d: Any, path: str, name: str, provider: str, route_auth: Any,
+             credential: UpstreamCredential | None, route_guard: tuple[Guard, ...],
+             plugins: tuple[Policy, ...], passthrough: tuple[Passthrough, ...],
+             limits: LimitsSettings) -> RouteConfig | None:
+    before = len(c.errors)
+    streams = streams_config(c, provider, d.get("streams"), join(path, "streams"))
+    rate = parse_route_limits(c, d["rate_limits"], join(path, "rate_limits"), provider,
+                              name, limits) if "rate_limits" in d else None
+    if rate is not None and rate.uses_tokens and not streams.usage:
+        c.error(join(path, "rate_limits"), "token budgets settle on the provider's usage: "
+                "they need streams.usage: true")
+    if len(c.errors) > before:
+        return None
+    builtin: list[Policy] = []
+    if route_auth is not None or credential is not None:
+        builtin.append(Authenticate(provider, route_auth, credential))
+    if route_guard:
+        # before usage metering and limits: a refused prompt costs no budget (on a route
+        # whose guards read replies only, it refuses a request for what they cannot read)
+        builtin.append(Guards(provider, route_guard, "request", route=name))
+    if streams.usage or streams.json_array_to_sse or rate is not None or route_guard:
+        builtin.append(LLMTraffic(provider, streams))
+    if any("response" in g.apply_to for g in route_guard):
+        builtin.append(Guards(provider, route_guard, "response", route=name))
+    if rate is not None:
+        builtin.append(rate)
+    return RouteConfig(name=name, provider=provider, policies=(*builtin, *plugins),
+                       streams=streams, plugins=plugins, passthrough=passthrough)
+
+
+def _served(c: Checker, d: Any, path: str, provider: str | None) -> tuple[str, ...]:
+    """The providers a route serves: its own, or with `provider: auto` those listed in
+    `providers` (default all), in the order they are recognised in."""
+    if "providers" in d and provider != "auto":
+        c.error(join(path, "providers"), "only a route with provider: auto lists providers")
+    if provider is None:
+        return ()
+    if provider != "auto":
+        return (provider,)
+    listed = c.sequence(d.get("providers", list(PROVIDERS)), join(path, "providers"))
+    bad = [p for p in listed if p not in PROVIDERS]
+    if bad:
+        c.error(join(path, "providers"), f"unknown provider(s) {bad} (one of: "
+                f"{', '.join(PROVIDERS)})")
+    if not listed:
+        c.error(join(path, "providers"), "lists no provider")
+    return tuple(p for p in AUTO_ORDER if p in listed)
+
+
+def _credentials(c: Checker, d: Any, path: str, provider: str | None,
+                 served: tuple[str, ...], base: Path) -> dict[str, UpstreamCredential]:
+    """The upstream credential of each provider served: one spec, or with `provider: auto`
+    a mapping from provider to spec that names every provider served."""
+    if "upstream_credential" not in d or provider is None:
+        return {}
+    where = join(path, "upstream_credential")
+    raw = d["upstream_credential"]
+    if provider != "auto":
+        credential = parse_credential(c, raw, where, provider, base)
+        return {provider: credential} if credential is not None else {}
+    specs = c.mapping(raw, where, PROVIDERS)
+    missing = [p for p in served if p not in specs]
+    if missing:
+        c.error(where, f"with provider: auto, name a credential for each provider served "
+                f"(missing: {', '.join(missing)})")
+    out = {}
+    for each in served:
+        if each in specs and (credential := parse_credential(
+                c, specs[each], join(where, each), each, base)) is not None:
+            out[each] = credential
+    return out
+
+
+def _envoy_route_names(c: Checker, raw: Any, path: str) -> tuple[str, ...]:
+    out = []
+    for i, item in enumerate(c.sequence(raw, path)):
+        if not isinstance(item, str) or not item:
+            c.error(join(path, i), f"expected a non-empty pattern, got {item!r}")
+        else:
+            out.append(item)
+    return tuple(out)
+
+
+def _match(c: Checker, raw: Any, path: str) -> RequestMatch | None:
+    d = c.mapping(raw, path, ("path_prefix", "host", "headers"))
+    if not d:
+        c.error(path, "give at least one of path_prefix, host, headers")
+        return None
+    prefix = c.string(d, "path_prefix", path)
+    if prefix is not None and not prefix.startswith("/"):
+        c.error(join(path, "path_prefix"), f"must start with '/': {prefix!r}")
+    host = c.string(d, "host", path)
+    if host is not None and ("*" in host.removeprefix("*.") or ":" in host):
+        c.error(join(path, "host"), f"a host name, or '*.' and a domain (no port): {host!r}")
+    headers = c.mapping(d.get("headers"), join(path, "headers"), d.get("headers") or {})
+    pairs = []
+    for key, value in headers.items():
+        if not isinstance(key, str) or not key or key.startswith(":"):
+            c.error(join(path, "headers"), f"not a header name: {key!r} (use path_prefix "
+                    "and host for the path and authority)")
+        elif not isinstance(value, str):
+            c.error(join(join(path, "headers"), key), f"expected a string, got {value!r}")
+        else:
+            pairs.append((key.lower(), value))
+    return RequestMatch(path_prefix=prefix, host=host.lower() if host else None,
+                        headers=tuple(pairs))
+
+
+def _passthrough(c: Checker, raw: Any, path: str) -> tuple[Passthrough, ...]:
+    out = []
+    for i, item in enumerate(c.sequence(raw, path)):
+        where = join(path, i)
+        d = c.mapping(item, where, ("path", "methods"))
+        pattern = c.string(d, "path", where, required=True)
+        methods = c.sequence(d.get("methods", ["GET"]), join(where, "methods"))
+        bad = [m for m in methods if m not in _METHODS]
+        if bad:
+            c.error(join(where, "methods"), f"unknown method(s) {bad}; expected {_METHODS}")
+        if pattern is not None and not pattern.startswith("/"):
+            c.error(join(where, "path"), f"must start with '/': {pattern!r}")
+        elif pattern is not None and "**" in pattern.removesuffix("/**"):
+            c.error(join(where, "path"), "'**' may only end the pattern, as '/**'")
+        elif pattern is not None and not bad:
+            out.append(Passthrough(pattern, tuple(methods) or ("GET",)))
+    return tuple(out)
+
+
+def _plugin(c: Checker, raw: Any, path: str) -> Policy | None:
+    d = c.mapping(raw, path, ("class", "options"))
+    spec = c.string(d, "class", path, required=True)
+    options = c.mapping(d.get("options"), join(path, "options"), d.get("options") or {})
+    if spec is None:
+        return None
+    module_name, _, attr = spec.partition(":")
+    if not attr:
+        c.error(join(path, "class"), f"expected 'package.module:Class', got {spec!r}")
+        return None
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except Exception as exc:  # ImportError, but also a plugin module that fails at import
+        c.error(join(path, "class"), f"cannot import {spec!r}: {type(exc).__name__}: {exc}")
+        return None
+    if not (isinstance(cls, type) and issubclass(cls, Policy)):
+        c.error(join(path, "class"), f"{spec!r} is not a subclass of extproc.policy.Policy")
+        return None
+    try:
+        return cls(dict(options))
+    except Exception as exc:  # a plugin's own validation
+        c.error(join(path, "options"), f"{spec} rejected its options: {exc}")
+        return None

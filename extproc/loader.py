@@ -1,0 +1,107 @@
+"""Reads and validates the config file into a `Config` (`load`, `parse`).
+
+The shape of the file is told in `extproc.config`. Every problem is collected, with its path
+in the file, and raised at once as a `ConfigError`: `extproc check` prints them all. Each
+route's policies are built by `extproc.assembly`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .assembly import route_config
+from .auth.settings import parse_auth
+from .config import (
+    DEFAULT_MAX_BODY,
+    DEFAULT_MAX_HEADERS_COUNT,
+    DEFAULT_MAX_HEADERS_KB,
+    Config,
+    RouteConfig,
+    ServerConfig,
+)
+from .guards.settings import parse_guards
+from .limits.settings import parse_limits
+from .schema import Checker, ConfigError, join
+
+UNMATCHED_STATUSES = (404, 403)
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate a config file; raise ConfigError listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError([f"<file>: cannot read {path}: {exc.strerror}"]) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"<file>: not valid YAML: {exc}"]) from exc
+    return parse(data, source=str(path))
+
+
+def parse(data: Any, source: str = "<memory>") -> Config:
+    """Validate already-parsed YAML data and compile it into a Config."""
+    c = Checker()
+    if isinstance(data, dict):  # top-level x-* keys hold YAML anchors (as in docker compose)
+        data = {k: v for k, v in data.items() if not str(k).startswith("x-")}
+    top = c.mapping(data, "", ("server", "auth", "limits", "guards", "routes",
+                               "default_route", "routing"))
+    server = _server(c, top.get("server"))
+    unmatched = _routing(c, top.get("routing"))
+    base = Path(source).parent if source != "<memory>" else Path.cwd()
+    auth = parse_auth(c, top.get("auth"), base)
+    limits = parse_limits(c, top.get("limits"))
+    guards = parse_guards(c, top.get("guards"))
+    routes: dict[str, RouteConfig] = {}
+    declared: set[str] = set()
+    raw_routes = c.sequence(top.get("routes"), "routes")
+    if "routes" not in top or not raw_routes:
+        c.error("routes", "at least one route is required")
+    for i, raw in enumerate(raw_routes):
+        if isinstance(raw, dict) and isinstance(raw.get("name"), str):
+            declared.add(raw["name"])
+        route = route_config(c, raw, join("routes", i), auth, limits, guards, base)
+        if route is None:
+            continue
+        if route.name in routes:
+            c.error(join(join("routes", i), "name"), f"duplicate route name {route.name!r}")
+        routes[route.name] = route
+    default = c.string(top, "default_route", "")
+    if default is not None and default not in declared:
+        c.error("default_route", f"names no route: {default!r}")
+    c.raise_if_any()
+    return Config(server=server, routes=routes, default_route=default,
+                  unmatched_status=unmatched, source=source)
+
+
+def _server(c: Checker, raw: Any) -> ServerConfig:
+    d = c.mapping(raw, "server", ("max_request_body_bytes", "max_request_headers_kb",
+                                  "max_request_headers_count", "grace_period_s", "access_log"))
+    size = c.number(d, "max_request_body_bytes", "server", DEFAULT_MAX_BODY, minimum=1024,
+                    integer=True)
+    if size > 256 * 1024 * 1024:
+        c.error("server.max_request_body_bytes", "must be at most 268435456 (256 MiB)")
+    # Envoy's own bounds: 1..8192 KiB; a few headers are Envoy's and ours
+    kb = c.number(d, "max_request_headers_kb", "server", DEFAULT_MAX_HEADERS_KB, minimum=8,
+                  integer=True)
+    if kb > 8192:
+        c.error("server.max_request_headers_kb", "must be at most 8192 (Envoy's limit)")
+    count = c.number(d, "max_request_headers_count", "server", DEFAULT_MAX_HEADERS_COUNT,
+                     minimum=32, integer=True)
+    grace = c.number(d, "grace_period_s", "server", 10.0)
+    return ServerConfig(max_request_body_bytes=int(size), max_request_headers_kb=int(kb),
+                        max_request_headers_count=int(count), grace_period_s=float(grace),
+                        access_log=c.boolean(d, "access_log", "server", True))
+
+
+def _routing(c: Checker, raw: Any) -> int:
+    d = c.mapping(raw, "routing", ("unmatched_status",))
+    status = d.get("unmatched_status", 404)
+    if status not in UNMATCHED_STATUSES or isinstance(status, bool):
+        c.error("routing.unmatched_status", f"must be 404 or 403, got {status!r}")
+        return 404
+    return int(status)

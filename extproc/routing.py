@@ -1,0 +1,216 @@
+"""Which route a request is on: the route lookup, from whatever the Envoy in front can give.
+
+Tried in this order, once per ext_proc stream (on its request headers); the first source
+that speaks decides:
+
+1. `x-extproc-route` gRPC initial metadata (Envoy's per-route `grpc_initial_metadata`, an
+   Istio EnvoyFilter route patch, agentgateway's `metadataContext`). A name no route has is
+   refused: a misconfigured Envoy never falls through to another route.
+2. The request attribute `xds.route_name` (Envoy Gateway names its routes
+   `httproute/<ns>/<name>/rule/<i>/match/<j>/<host>`), matched against each route's
+   `envoy_route_names` globs in config order. No match: the next source.
+3. The request attribute `xds.route_metadata` (Envoy sends the text format of
+   `envoy.config.core.v3.Metadata`): `filter_metadata.extproc.route`, else the HTTPRoute
+   annotation `gateway.envoyproxy.io/extproc-route` that Envoy Gateway copies into
+   `filter_metadata.envoy-gateway.resources[].annotations`. A name no route has is refused.
+4. The request itself: the first route, in config order, whose `match` holds.
+5. `default_route`, when the config names one (an explicit opt-in).
+
+Anything else is refused with `unmatched_status` (404 or 403) in the gateway's neutral
+error format. A route with `provider: auto` is then narrowed to the provider its path is
+served by (`extproc.providers.endpoints` tables), or refused (404) if none serves it.
+
+Every answer that depends on one value only (a name, a route name, a metadata text) is
+cached per distinct value, so the lookup costs a dict hit per stream. Sans-IO: it reads an
+already-parsed `ProcessingRequest` and header dict.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from envoy.config.core.v3.base_pb2 import Metadata
+from google.protobuf import text_format
+
+from . import protocol as P
+from .config import Config, RequestMatch, RouteConfig
+from .providers.endpoints import table
+from .reading import Unreadable, canonical_target
+
+ATTRIBUTES_KEY = "envoy.filters.http.ext_proc"
+ROUTE_NAME = "xds.route_name"
+ROUTE_METADATA = "xds.route_metadata"
+#: our own namespace in route metadata (`filter_metadata: {extproc: {route: <name>}}`)
+METADATA_NAMESPACE = P.METADATA_NAMESPACE
+#: Envoy Gateway copies HTTPRoute annotations with this prefix into route metadata
+EG_NAMESPACE = "envoy-gateway"
+EG_ANNOTATION = "gateway.envoyproxy.io/extproc-route"
+_CACHE_SIZE = 4096
+
+
+class Resolution(NamedTuple):
+    """The lookup's answer: the route (None when refused), its name, which source decided
+    (`metadata`, `route_name`, `route_metadata`, `match`, `default`, `none`), and the
+    refusal's (status, message) when there is no route."""
+
+    route: RouteConfig | None
+    name: str | None
+    source: str
+    refusal: tuple[int, str] | None = None
+
+
+def glob(pattern: str) -> re.Pattern[str]:
+    """An `envoy_route_names` pattern: `**` any characters, `*` any but '/'."""
+    parts = re.split(r"(\*\*|\*)", pattern)
+    rx = "".join(".*" if p == "**" else "[^/]*" if p == "*" else re.escape(p) for p in parts)
+    return re.compile(rx)
+
+
+def route_metadata_name(text: str) -> str | None:
+    """The route name a `xds.route_metadata` attribute carries, if any (see module doc)."""
+    meta = Metadata()
+    try:
+        text_format.Parse(text, meta)
+    except text_format.ParseError:
+        return None
+    fm = meta.filter_metadata
+    if METADATA_NAMESPACE in fm:
+        value = fm[METADATA_NAMESPACE].fields.get("route")
+        if value is not None and value.string_value:
+            return value.string_value
+    if EG_NAMESPACE in fm:
+        resources = fm[EG_NAMESPACE].fields.get("resources")
+        for item in resources.list_value.values if resources is not None else ():
+            notes = item.struct_value.fields.get("annotations")
+            value = notes.struct_value.fields.get(EG_ANNOTATION) if notes is not None else None
+            if value is not None and value.string_value:
+                return value.string_value
+    return None
+
+
+def _host(authority: str) -> str:
+    host = authority.lower()
+    if host.startswith("["):   # [v6]:port
+        return host.partition("]")[0] + "]"
+    return host.rpartition(":")[0] if ":" in host else host
+
+
+def holds(match: RequestMatch, headers: Mapping[str, str]) -> bool:
+    """True when every part the match gives holds for these request headers."""
+    if match.path_prefix is not None:
+        try:
+            path = canonical_target(headers.get(":path", "")).path
+        except Unreadable:
+            return False
+        if not path.startswith(match.path_prefix):
+            return False
+    if match.host is not None:
+        host = _host(headers.get(":authority", "") or headers.get("host", ""))
+        if match.host.startswith("*."):
+            if not host.endswith(match.host[1:]):
+                return False
+        elif host != match.host:
+            return False
+    return all(headers.get(name) == value for name, value in match.headers)
+
+
+class Router:
+    """The route lookup for one config (built again when the config is reloaded)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._routes = list(config.routes.values())
+        self._patterns = [(glob(p), r) for r in self._routes for p in r.envoy_route_names]
+        self._matchers = [r for r in self._routes if r.match is not None]
+        self._named: dict[str, Resolution] = {}
+        self._by_route_name: dict[str, Resolution | None] = {}
+        self._by_metadata: dict[str, Resolution | None] = {}
+
+    def resolve(self, initial: str | None, attributes: Mapping[str, Any] | None,
+                headers: Mapping[str, str] | Any) -> Resolution:
+        """The route of one request: `initial` is the `x-extproc-route` metadata value,
+        `attributes` the `ProcessingRequest.attributes` map, `headers` the request's (a dict,
+        or the `HttpHeaders` message, read only if a `match` or `provider: auto` needs it)."""
+        found = self._find(initial, attributes, headers)
+        route = found.route
+        if route is not None and route.variants:
+            return self._provider(route, _dict(headers), found.source)
+        return found
+
+    def _find(self, initial: str | None, attributes: Mapping[str, Any] | None,
+              headers: Mapping[str, str] | Any) -> Resolution:
+        if initial:
+            return self._name(initial, "metadata")
+        if attributes and ATTRIBUTES_KEY in attributes:
+            fields = attributes[ATTRIBUTES_KEY].fields
+            if ROUTE_NAME in fields and self._patterns:
+                found = self._envoy_route(fields[ROUTE_NAME].string_value)
+                if found is not None:
+                    return found
+            if ROUTE_METADATA in fields:
+                found = self._metadata(fields[ROUTE_METADATA].string_value)
+                if found is not None:
+                    return found
+        if self._matchers:
+            headers = _dict(headers)
+            for route in self._matchers:
+                assert route.match is not None
+                if holds(route.match, headers):
+                    return Resolution(route, route.name, "match")
+        default = self.config.default_route
+        if default:
+            return Resolution(self.config.routes.get(default), default, "default")
+        return Resolution(None, None, "none", (
+            self.config.unmatched_status, "no gateway route serves this request"))
+
+    def _name(self, name: str, source: str) -> Resolution:
+        found = self._named.get(name)
+        if found is None:
+            route = self.config.routes.get(name)
+            found = Resolution(route, name, source, None if route is not None else (
+                404, f"no gateway route serves this request (route {name!r} is not "
+                     "configured)"))
+            _remember(self._named, name, found)
+        return found if found.source == source else found._replace(source=source)
+
+    def _envoy_route(self, value: str) -> Resolution | None:
+        if value in self._by_route_name:
+            return self._by_route_name[value]
+        found = next((Resolution(r, r.name, "route_name") for rx, r in self._patterns
+                      if rx.fullmatch(value)), None)
+        _remember(self._by_route_name, value, found)
+        return found
+
+    def _metadata(self, text: str) -> Resolution | None:
+        if text in self._by_metadata:
+            return self._by_metadata[text]
+        name = route_metadata_name(text)
+        found = self._name(name, "route_metadata") if name else None
+        _remember(self._by_metadata, text, found)
+        return found
+
+    @staticmethod
+    def _provider(route: RouteConfig, headers: Mapping[str, str], source: str) -> Resolution:
+        """A `provider: auto` route narrowed to the provider that serves the path."""
+        try:
+            path = canonical_target(headers.get(":path", "")).path
+        except Unreadable as exc:
+            return Resolution(None, route.name, source, (exc.status, exc.message))
+        for provider, variant in route.variants.items():
+            if table(provider).serves_path(path):
+                return Resolution(variant, route.name, source)
+        return Resolution(None, route.name, source, (
+            404, f"no provider served by route {route.name!r} has this endpoint (served: "
+                 f"{', '.join(route.variants)})"))
+
+
+def _dict(headers: Mapping[str, str] | Any) -> Mapping[str, str]:
+    return headers if isinstance(headers, Mapping) else P.read_headers(headers)
+
+
+def _remember(cache: dict[str, Any], key: str, value: Any) -> None:
+    if len(cache) >= _CACHE_SIZE:   # values come from Envoy's config, not clients; bounded
+        cache.clear()
+    cache[key] = value
