@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench compose-config clean
+.PHONY: run test lint bench compose-config kubernetes-config clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ bench: $(STAMP)
 # re-render the Envoy config docker compose mounts (a test checks it is current)
 compose-config: $(STAMP)
 	$(BIN)/extproc render-envoy --place compose -o envoy/compose.yaml
+
+# re-render the Envoy config of the Kubernetes sidecar overlay (a test checks it is current)
+kubernetes-config: $(STAMP)
+	$(BIN)/extproc render-envoy --place kubernetes-sidecar \
+	  --config deploy/kubernetes/base/gateway.yaml -o deploy/kubernetes/overlays/sidecar/envoy.yaml
 
 clean:
 	rm -rf $(VENV) .run .pytest_cache .ruff_cache *.egg-info

@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
                    "--deny, --mask)")
 
     p = sub.add_parser("render-envoy", help="print the Envoy config rendered for a place")
-    p.add_argument("--place", default="local", choices=("local", "compose", "test"))
+    p.add_argument("--place", default="local",
+                   choices=("local", "compose", "test", "kubernetes-sidecar"))
     p.add_argument("--config", default=DEFAULT_CONFIG)
     p.add_argument("--upstream", action="append", default=[], metavar="PROVIDER=URL",
                    help="e.g. openai=https://api.openai.com (default: the mock provider)")

@@ -1,4 +1,5 @@
-"""Renders the reference Envoy config (envoy/envoy.yaml) for one place: local, compose, test.
+"""Renders the reference Envoy config (envoy/envoy.yaml) for one place: local, compose, test,
+kubernetes-sidecar.
 
 The template is the single source of truth; a place only fills in addresses, ports, the
 fail mode, the body-size and request-header limits (taken from the extproc config, so Envoy's
@@ -6,7 +7,8 @@ limits and the server's agree, and both sides' gRPC message limits follow the bo
 An upstream given as `https://host[:port]` gets an upstream TLS context that sends `host` as
 SNI and accepts only a certificate that chains to `ca_bundle` AND names `host` (a DNS SAN,
 wildcards in the certificate allowed; an IP SAN for an IP address); `http://host:port` stays
-plain (the mock provider).
+plain (the mock provider). A place with `extproc_unix` reaches the processor over that unix
+socket (the Kubernetes sidecar pod: no network hop) instead of host:port.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class EnvoySettings:
     admin_address: str = "127.0.0.1"
     extproc_host: str = "127.0.0.1"
     extproc_port: int = 50051
+    #: a unix socket path: the processor listens there (`extproc serve --unix PATH`)
+    extproc_unix: str | None = None
     upstreams: dict[str, str] = field(
         default_factory=lambda: dict.fromkeys(PROVIDERS, "http://127.0.0.1:8081"))
     failure_mode_allow: bool = False
@@ -59,12 +63,27 @@ class EnvoySettings:
     ca_bundle: str = CA_BUNDLE
 
 
+#: the providers' public endpoints
+KUBERNETES_UPSTREAMS: dict[str, str] = {
+    "openai": "https://api.openai.com",
+    "azure": "https://example-resource.openai.azure.com",
+    "anthropic": "https://api.anthropic.com",
+    "gemini": "https://generativelanguage.googleapis.com",
+    "vertex": "https://us-central1-aiplatform.googleapis.com",
+}
+
 PLACES: dict[str, EnvoySettings] = {
     "local": EnvoySettings(),
     "compose": EnvoySettings(listen_address="0.0.0.0", admin_address="0.0.0.0",
                              extproc_host="extproc",
                              upstreams=dict.fromkeys(PROVIDERS, "http://mock:8081")),
     "test": EnvoySettings(),
+    # deploy/kubernetes/overlays/sidecar: Envoy and the server in one pod, sharing an
+    # emptyDir for the socket; the upstreams are the providers themselves (edit the Azure
+    # resource and the Vertex region in the overlay's copy, or re-render with --upstream)
+    "kubernetes-sidecar": EnvoySettings(
+        listen_address="0.0.0.0", extproc_unix="/var/run/extproc/extproc.sock",
+        upstreams=KUBERNETES_UPSTREAMS),
 }
 
 
@@ -114,6 +133,11 @@ def render_dict(s: EnvoySettings) -> dict[str, Any]:
     for cluster in doc["static_resources"]["clusters"]:
         if cluster["name"] in tls_hosts:
             cluster["transport_socket"] = upstream_tls(tls_hosts[cluster["name"]], s.ca_bundle)
+        if cluster["name"] == "extproc" and s.extproc_unix:
+            cluster["type"] = "STATIC"
+            cluster.pop("dns_lookup_family", None)
+            cluster["load_assignment"]["endpoints"] = [{"lb_endpoints": [
+                {"endpoint": {"address": {"pipe": {"path": s.extproc_unix}}}}]}]
     return doc
 
 

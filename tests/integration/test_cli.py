@@ -63,7 +63,7 @@ def test_a_config_that_cannot_be_read_is_an_error_not_a_traceback(tmp_path: Path
     assert "routes[0].provider: unknown provider 'gemni'" in r.stderr
 
 
-@pytest.mark.parametrize("place", ["local", "compose", "test"])
+@pytest.mark.parametrize("place", ["local", "compose", "test", "kubernetes-sidecar"])
 @pytest.mark.parametrize("fail_open", [False, True])
 def test_every_rendered_envoy_config_passes_envoy_validate(tmp_path: Path, place: str,
                                                            fail_open: bool) -> None:
