@@ -1,6 +1,6 @@
 """Istio's ingress gateway with our EnvoyFilter (tests/mesh/istio.yaml: the
 `outbound|50051||extproc.llm-gateway.svc.cluster.local` cluster, the filter inserted before the
-router and disabled by default, each VirtualService route's HTTP_ROUTE MERGE adding the
+router and on for every route, each VirtualService route's HTTP_ROUTE MERGE adding the
 `x-extproc-route` initial metadata), run by the real Envoy against the real server and the
 mock provider: every provider route reaches its own extproc route with auth, limits, the PII
 guard and usage in the access log (tests/mesh/suite.py)."""
@@ -46,3 +46,17 @@ class TestIstio(ProviderRoutes):
                                 "authorization": f"Bearer {token()}"},
                        json={"model": "m", "messages": [{"role": "user", "content": "x"}]})
         assert r.status_code == 404
+
+    def test_a_route_no_patch_names_is_refused_by_the_server_not_let_through(
+            self, gw: Gateway) -> None:
+        """A VirtualService route added without its EnvoyFilter patch reaches the server with
+        no route name: the server refuses it (neutral 404), the provider never sees it."""
+        before = gw.mock.last()
+        r = httpx.post(f"{gw.url}/unlisted/v1/chat/completions", timeout=30,
+                       headers={"host": "llm.example.com",
+                                "authorization": f"Bearer {token()}"},
+                       json={"model": "m", "messages": [{"role": "user", "content": "x"}]})
+        assert r.status_code == 404
+        assert r.json() == {"error": {"message": "no gateway route serves this request",
+                                      "type": "gateway_error", "code": 404}}
+        assert gw.mock.last() == before
