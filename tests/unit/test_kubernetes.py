@@ -546,9 +546,17 @@ def test_istio_filter_and_route_patches_are_accepted_by_envoy(tmp_path: Path) ->
 def test_agentgateway_sends_each_routes_name_as_initial_metadata() -> None:
     docs = rendered("overlays/agentgateway")
     policies = {d["spec"]["targetRefs"][0]["name"]: d["spec"]["traffic"]["extProc"]
-                for d in of_kind(docs, "AgentgatewayPolicy")}
+                for d in of_kind(docs, "AgentgatewayPolicy")
+                if d["spec"]["targetRefs"][0]["kind"] == "HTTPRoute"}
     routes = http_routes(docs)
     assert set(policies) == set(routes) == {f"llm-{p}" for p in PROVIDERS}
+    # and the whole Gateway, with no route name: a route without its own policy is refused
+    # by the server instead of skipping it
+    (gateway_wide,) = [d["spec"] for d in of_kind(docs, "AgentgatewayPolicy")
+                       if d["spec"]["targetRefs"][0]["kind"] == "Gateway"]
+    assert gateway_wide["targetRefs"][0]["name"] == one(docs, "Gateway")["metadata"]["name"]
+    assert gateway_wide["traffic"]["extProc"]["failureMode"] == "FailClosed"
+    assert "metadataContext" not in gateway_wide["traffic"]["extProc"]
     for p in PROVIDERS:
         ext = policies[f"llm-{p}"]
         assert ext["failureMode"] == "FailClosed"
