@@ -7,10 +7,11 @@ files in a hidden timestamped directory and shows them through two levels of sym
     <dir>/..data       -> ..2026_12_03_18_00_00.123456789
     <dir>/..2026_12_03_18_00_00.123456789/gateway.yaml      (the file, mode 0644)
 
-An update, in the writer's order: (5) a new timestamped directory (mode 0755), (6) the whole
-payload written into it, (7) a `..data_tmp` symlink to it, (8) `..data_tmp` renamed over
-`..data` (the one atomic step), (9) links for new keys created, (10) links for removed keys
-removed, (11) the old timestamped directory removed. A reader never sees a half-written
+An update, in the writer's order (its own step numbers, Kubernetes 1.23 and later): (5) a
+new timestamped directory (mode 0755), (6) the whole payload written into it, (7) a
+`..data_tmp` symlink to it, (8) `..data_tmp` renamed over `..data` (the one atomic step),
+(9) links for new keys created, (10) links for removed keys removed, (11) the old
+timestamped directory removed. A reader never sees a half-written
 file, but a path it opened before step 11 may vanish after it; the files' mtimes are the
 time of writing (`mtime` lets a test give the new ones an older mtime, as a restored or
 copied file may carry).

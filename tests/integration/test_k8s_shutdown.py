@@ -193,6 +193,7 @@ def test_a_stream_longer_than_the_grace_period_is_cut_at_it(gw: Gateway) -> None
     assert not stream.is_alive()
     assert grace - 0.5 < stream.ended - sent < grace + 2.5            # cut at the grace
     assert "[DONE]" not in stream.text and WORDS[39] not in stream.words()
+    assert isinstance(stream.error, httpx.RemoteProtocolError), stream.error   # a reset
     assert "w00" in stream.words()
 
 
