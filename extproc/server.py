@@ -1,11 +1,15 @@
 """Runs the gRPC server: ext_proc + gRPC health, an admin HTTP port, signals, reloads.
 
-SIGTERM/SIGINT: health turns NOT_SERVING, the server stops accepting, in-flight streams get
-`server.grace_period_s` to finish, then the process exits. SIGHUP reloads the config file; an
-invalid file leaves the running config in place and logs every error. With `--workers N` the
-command runs `workers.py` instead (N processes on one port, one admin port for all, each
-running this module). `--watch-config` also reloads when the file changes (polled once a
-second: no extra dependency, works on every filesystem and in containers).
+SIGTERM/SIGINT: the health service turns NOT_SERVING first, then the server stops accepting
+(listening sockets closed, GOAWAY on open connections), streams in flight get
+`server.grace_period_s` to finish (the rest are cancelled), and the process exits 0. SIGHUP
+reloads the config; an invalid file leaves the running config in place and logs every error.
+With `--workers N` the command runs `workers.py` instead (N processes on one port, one
+admin port for all; each worker runs this module and does all of the above).
+`--watch-config` also reloads when a file the running config was read from changes (the
+config file, JWKS and secret files it names, a Kubernetes volume's `..data` symlink swap; see
+`filewatch`), polled once a second: no extra dependency, works on every filesystem and in
+containers.
 
 The admin port serves `/metrics` (Prometheus), `/stats` (JSON) and `/healthz`.
 """
@@ -23,11 +27,12 @@ from dataclasses import dataclass
 
 import grpc
 from aiohttp import web
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2_grpc
 
-from . import accesslog, httpclient, loader, metrics
+from . import accesslog, filewatch, httpclient, loader, metrics
 from . import config as cfgmod
 from .auth.settings import warm_up
+from .health import SERVING, Health
 from .schema import ConfigError
 from .servicer import SERVICE, Processor
 
@@ -55,18 +60,17 @@ def grpc_options(config: cfgmod.Config) -> list[tuple[str, int]]:
 
 async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
     """Serve until SIGTERM/SIGINT; then drain within the grace period."""
-    config = loader.load(opts.config_path)
+    with filewatch.tracking() as read:
+        config = _load(opts.config_path)
     metrics.CONFIG_LOADED.set(time.time())
     processor = Processor(config)
     server = grpc.aio.server(options=grpc_options(config))
     server.add_generic_rpc_handlers((processor.handler(),))
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_service = Health(("", SERVICE))
+    health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
     for address in opts.addresses:
         server.add_insecure_port(address)
     await server.start()
-    for service in ("", SERVICE):
-        await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
 
     runner = None
     if opts.admin_port is not None:
@@ -74,30 +78,36 @@ async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    watch = filewatch.Watch(opts.config_path, read) if opts.watch_config else None
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(processor, opts.config_path))
-    watcher = loop.create_task(_watch(processor, opts.config_path)) \
-        if opts.watch_config else None
+    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(processor, opts.config_path, watch))
+    watcher = loop.create_task(_watch(processor, opts.config_path, watch)) \
+        if watch is not None else None
     warm_up()
     # What exists now (modules, protobuf descriptors, the config) lives as long as the
     # process: out of the cyclic GC's sight, a full collection walks only what requests
     # create, and pauses the event loop for a few ms instead of about 20 ms.
     gc.collect()
     gc.freeze()
+    await health_service.set_all(SERVING)
     log.info("serving ext_proc on %s (routes: %s, pid %d)", ", ".join(opts.addresses),
              ", ".join(sorted(config.routes)), os.getpid())
     if ready is not None:
         ready.set()
     await stop.wait()
+    # First of all, before anything that could take time: probes and health-checking
+    # load balancers see NOT_SERVING now (open Watch streams get it and end).
+    await health_service.shutdown()
     if watcher is not None:
         watcher.cancel()
-
     grace = processor.config.server.grace_period_s
     log.info("stopping: %d streams in flight, grace period %.1fs",
              processor.streams_active, grace)
-    for service in ("", SERVICE):
-        await health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+    # stop(grace) closes the listening sockets and sends GOAWAY on every connection at once:
+    # a new stream needs a new connection, which is refused here (Envoy opens it to another
+    # replica). Streams in flight go on; those still open when the grace period ends are
+    # cancelled. It returns as soon as no RPC is left.
     await server.stop(grace)
     await processor.drain(5.0)
     await httpclient.close()
@@ -107,16 +117,34 @@ async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
     log.info("stopped")
 
 
-def _reload(processor: Processor, path: str) -> bool:
+def _load(path: str) -> cfgmod.Config:
+    """Load the config; inside `filewatch.tracking()`, every file it reads is noted (the
+    file itself, JWKS and secret files), each with its state when read."""
+    filewatch.note(path)
+    return loader.load(path)
+
+
+def _reload(processor: Processor, path: str, watch: filewatch.Watch | None = None) -> bool:
     """Load the file and swap it in for new streams (streams in flight keep the config they
-    started with); an invalid file leaves the running config and logs every error."""
-    try:
-        processor.config = loader.load(path)
-    except ConfigError as exc:
+    started with); an invalid file leaves the running config and logs every error. `watch`
+    learns what the new config read (or what the refused one tried to)."""
+    with filewatch.tracking() as read:
+        try:
+            config = _load(path)
+        except ConfigError as exc:
+            error = exc
+        else:
+            error = None
+    if error is not None:
         metrics.RELOADS.labels("refused").inc()
+        if watch is not None:
+            watch.refused(read)
         log.error("config reload refused, the running config stays: %s",
-                  "; ".join(exc.errors), extra={"fields": {"errors": exc.errors}})
+                  "; ".join(error.errors), extra={"fields": {"errors": error.errors}})
         return False
+    processor.config = config
+    if watch is not None:
+        watch.loaded(read)
     metrics.RELOADS.labels("ok").inc()
     metrics.CONFIG_LOADED.set(time.time())
     warm_up()
@@ -125,26 +153,17 @@ def _reload(processor: Processor, path: str) -> bool:
     return True
 
 
-def _fingerprint(path: str) -> tuple[float, int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_mtime, st.st_size, st.st_ino)
-
-
-async def _watch(processor: Processor, path: str, interval: float = 1.0) -> None:
-    """Reload when the config file changes (a rewrite, or a rename over it as editors and
-    Kubernetes ConfigMaps do); a file caught half-written is refused, then retried when
-    it changes again."""
-    last = _fingerprint(path)
+async def _watch(processor: Processor, path: str, watch: filewatch.Watch,
+                 interval: float = 1.0) -> None:
+    """Reload when a file the running config was read from changes: the config file, a JWKS
+    or secret file it names, a Kubernetes volume's `..data` swap (see `filewatch`). A file
+    caught half-written is refused, then retried when it changes again."""
     while True:
         await asyncio.sleep(interval)
-        now = _fingerprint(path)
-        if now is not None and now != last:
-            last = now
-            log.info("config file %s changed: reloading", path)
-            _reload(processor, path)
+        changed = watch.poll()
+        if changed:
+            log.info("config changed (%s): reloading", ", ".join(changed))
+            _reload(processor, path, watch)
 
 
 async def _start_admin(processor: Processor, host: str, port: int) -> web.AppRunner:

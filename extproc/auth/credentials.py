@@ -4,15 +4,22 @@ Clients never hold provider keys: the gateway strips whatever credential the cli
 sets the provider's (OpenAI and Vertex `Authorization: Bearer`, Azure `api-key`, Anthropic
 `x-api-key` plus `anthropic-version`, Gemini `x-goog-api-key`). The value is read from an
 environment variable or a file named in the config, never from the config itself; a file is
-re-read when it changes (mounted secrets rotate, Vertex access tokens expire hourly).
+re-read when it changes (mounted secrets rotate, Vertex access tokens expire hourly), and
+followed through a Kubernetes volume's `..data` symlink swap (see `Secret`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .. import filewatch
+from ..filewatch import FileId
+
+log = logging.getLogger("extproc.auth")
 
 #: every header a client may carry a credential in; all are removed before going upstream
 CLIENT_CREDENTIAL_HEADERS = ("authorization", "x-api-key", "api-key", "x-goog-api-key")
@@ -33,12 +40,20 @@ class SecretError(ValueError):
 
 @dataclass
 class Secret:
-    """A secret named by `env: VAR` or `file: PATH`."""
+    """A secret named by `env: VAR` or `file: PATH`.
+
+    A file is re-read when the file its path resolves to is another one or has changed
+    (realpath, inode, size, mtime: see `filewatch.file_id`), not when its mtime alone moves:
+    a Kubernetes Secret volume swaps a `..data` symlink to a new directory whose files may
+    carry an older mtime. A read that fails (the file briefly missing, empty, unreadable)
+    keeps the last good value, and is tried again at the next check.
+    """
 
     env: str | None = None
     file: str | None = None
     _value: str = field(default="", repr=False)
-    _mtime: float = 0.0
+    _version: FileId | None = None     # the file the value was read from
+    _failed: FileId | None = None      # the last version that could not be used (logged once)
     _checked: float = 0.0
 
     def load(self) -> str:
@@ -50,29 +65,43 @@ class Secret:
             self._value = value.strip()
             return self._value
         assert self.file is not None
+        filewatch.note(self.file)
+        version = filewatch.file_id(self.file)   # before reading: a swap now reads again
         try:
-            st = os.stat(self.file)
             value = Path(self.file).read_text().strip()
         except OSError as exc:
             raise SecretError(f"cannot read {self.file}: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise SecretError(f"{self.file} is not UTF-8 text") from exc
         if not value:
             raise SecretError(f"{self.file} is empty")
-        self._value, self._mtime = value, st.st_mtime
+        self._value, self._version, self._checked = value, version, time.monotonic()
         return value
 
     def value(self) -> str:
-        """The current value; a file is checked for changes at most once a second and the
-        last good value is kept if it disappears."""
+        """The current value; a file is checked for a new version at most once a second,
+        and the last good value is kept while the file is missing or unusable."""
         if self.file is not None:
             now = time.monotonic()
             if now - self._checked >= 1.0:
                 self._checked = now
-                try:
-                    if os.stat(self.file).st_mtime != self._mtime:
-                        self.load()
-                except (OSError, SecretError):
-                    pass
+                self._refresh()
         return self._value
+
+    def _refresh(self) -> None:
+        assert self.file is not None
+        version = filewatch.file_id(self.file)
+        if version is None or version == self._version:
+            return                       # unchanged, or missing for now (a swap in flight)
+        try:
+            self.load()
+        except SecretError as exc:
+            if version != self._failed:
+                self._failed = version
+                log.warning("secret %s changed but cannot be used (%s): keeping the last "
+                            "good value", self.file, exc)
+        else:
+            log.info("secret %s re-read", self.file)
 
     def describe(self) -> str:
         return f"env {self.env}" if self.env else f"file {self.file}"

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from .. import filewatch
 from .keys import Key, KeySet, KeySetError
 from .verify import AuthError
 
@@ -36,6 +37,10 @@ class StaticKeys:
 
     @classmethod
     def from_file(cls, path: str | Path) -> StaticKeys:
+        """The keys in a JWKS file, read now. The file is noted as one the config depends on
+        (`filewatch`): `--watch-config` reloads when it changes, SIGHUP always does; a reload
+        that cannot read it is refused and the running keys stay."""
+        filewatch.note(path)
         try:
             text = Path(path).read_bytes()
         except OSError as exc:
