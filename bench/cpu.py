@@ -1,8 +1,11 @@
-"""CPU use during a measurement: per process (from /proc/PID/stat) and for the whole machine.
+"""CPU use during a measurement: per process tree (from /proc/PID/stat) and for the machine.
 
-Numbers are percent of one core (a process using both cores fully shows 200). `other` is the
-machine's busy time not spent in the bench's processes: the kernel's share of loopback
-networking (some 10-20%), and anything else running on the machine.
+Each role (envoy, processor, mock...) counts its process and every descendant, found by
+walking the parent pids in /proc: `serve --workers N`'s spawned workers, LiteLLM's. Numbers
+are percent of one core (a process using both cores fully shows 200), and microseconds of
+CPU (utime + stime) per completed request. `other` is the machine's busy time not spent in
+the bench's processes: the kernel's share of loopback networking (some 10-20%), and anything
+else running on the machine.
 """
 
 from __future__ import annotations
@@ -14,13 +17,70 @@ from dataclasses import dataclass
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _proc_seconds(pid: int) -> float | None:
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/PID/stat's fields after the command name (the 3rd field, `state`, first)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
+            return f.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
+
+
+def _proc_seconds(pid: int) -> float | None:
+    fields = _stat_fields(pid)
+    if fields is None or len(fields) < 13:
+        return None
     return (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime
+
+
+def parent_map() -> dict[int, int]:
+    """Every live process's parent pid, from /proc/*/stat."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields is not None and len(fields) > 1:
+                parents[int(entry)] = int(fields[1])
+    return parents
+
+
+def descendants(root: int, parents: dict[int, int]) -> list[int]:
+    """`root` and every process below it in the `{pid: ppid}` tree, root first."""
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parents.items():
+        if pid != ppid:
+            children.setdefault(ppid, []).append(pid)
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(sorted(children.get(pid, ()), reverse=True))
+    return out
+
+
+def tree_seconds(root: int, parents: dict[int, int] | None = None) -> dict[int, float]:
+    """CPU seconds (utime + stime) of `root` and each live descendant, by pid."""
+    parents = parent_map() if parents is None else parents
+    out = {}
+    for pid in descendants(root, parents):
+        secs = _proc_seconds(pid)
+        if secs is not None:
+            out[pid] = secs
+    return out
+
+
+def tree_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds a process tree spent between two `tree_seconds` readings. A process born
+    in between counts from zero; one that exited in between is lost (the bench's processes
+    live as long as their setup)."""
+    return sum(now - before.get(pid, 0.0) for pid, now in after.items())
+
+
+def us_per_request(seconds: float | None, requests: int) -> float | None:
+    """CPU microseconds per completed request; None without requests or a reading."""
+    if seconds is None or requests <= 0:
+        return None
+    return round(1e6 * seconds / requests, 1)
 
 
 def _machine() -> tuple[float, float]:
@@ -36,22 +96,30 @@ def _machine() -> tuple[float, float]:
 class CpuSample:
     pids: dict[str, int]
     wall: float
-    procs: dict[str, float | None]
+    #: per role, CPU seconds of each process in its tree (None: the root is gone)
+    procs: dict[str, dict[int, float] | None]
     machine: tuple[float, float]
 
     @classmethod
     def take(cls, pids: dict[str, int]) -> CpuSample:
-        return cls(pids, time.monotonic(), {r: _proc_seconds(p) for r, p in pids.items()},
-                   _machine())
+        parents = parent_map()
+        procs = {r: (tree_seconds(p, parents) or None) for r, p in pids.items()}
+        return cls(pids, time.monotonic(), procs, _machine())
 
-    def since(self, start: CpuSample) -> dict[str, float]:
-        """Percent of one core per role, plus 'machine' (all cores, so up to 100 * cores)."""
-        wall = max(self.wall - start.wall, 1e-9)
+    def seconds_since(self, start: CpuSample) -> dict[str, float]:
+        """CPU seconds per role (its whole process tree) since `start`."""
         out: dict[str, float] = {}
         for role, now in self.procs.items():
             before = start.procs.get(role)
             if now is not None and before is not None:
-                out[role] = round(100 * (now - before) / wall, 1)
+                out[role] = tree_delta(before, now)
+        return out
+
+    def since(self, start: CpuSample) -> dict[str, float]:
+        """Percent of one core per role, plus 'machine' (all cores, so up to 100 * cores)."""
+        wall = max(self.wall - start.wall, 1e-9)
+        out = {role: round(100 * secs / wall, 1)
+               for role, secs in self.seconds_since(start).items()}
         busy = self.machine[0] - start.machine[0]
         total = max(self.machine[1] - start.machine[1], 1)
         out["machine"] = round(100 * (os.cpu_count() or 1) * busy / total, 1)

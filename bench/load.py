@@ -4,7 +4,9 @@ Both send the same request: POST /openai/v1/chat/completions with a tiny chat bo
 keep-alive HTTP/1.1 connections, one connection per unit of concurrency. Every request
 carries the same bearer token (minted once with the local stack's development key) and
 client id, so the bytes on the wire are identical in every setup; only setup (d) checks the
-token and only (e) and (f) count the client's requests and tokens.
+token and only (e) and (f) count the client's requests and tokens. A setup that is not
+Envoy (LiteLLM, setup (l)) gets the same bodies on its own path, with its own credential
+(`for_setup`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import resource
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from extproc.auth.devtoken import mint
@@ -34,6 +36,10 @@ class Workload:
     name: str
     stream: bool
     headers: dict[str, str] = field(default_factory=dict)
+
+    def with_headers(self, headers: dict[str, str]) -> Workload:
+        """The same workload with `headers` replacing its own of the same names."""
+        return replace(self, headers={**self.headers, **headers}) if headers else self
 
     @property
     def body(self) -> bytes:
@@ -102,20 +108,22 @@ def _lua_string(text: str) -> str:
     return f"[==[{text}]==]"
 
 
-def wrk_script(wl: Workload, directory: Path) -> Path:
-    """Write the wrk Lua script for a workload (method, body, headers, result lines)."""
+def wrk_script(wl: Workload, directory: Path, tag: str = "") -> Path:
+    """Write the wrk Lua script for a workload (method, body, headers, result lines);
+    `tag` goes into the file name (a setup sending other headers)."""
     lines = ['wrk.method = "POST"', f"wrk.body = {_lua_string(wl.body.decode())}",
              'wrk.headers["Content-Type"] = "application/json"']
     lines += [f'wrk.headers["{k}"] = {_lua_string(v)}' for k, v in wl.headers.items()]
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"wrk-{wl.name}.lua"
+    path = directory / f"wrk-{tag + '-' if tag else ''}{wl.name}.lua"
     path.write_text("\n".join(lines) + "\n" + _LUA_DONE)
     return path
 
 
-def run_wrk(url: str, script: Path, connections: int, seconds: float) -> WrkResult:
+def run_wrk(url: str, script: Path, connections: int, seconds: float,
+            path: str = PATH) -> WrkResult:
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
-            "--timeout", "10s", "-s", str(script), url + PATH]
+            "--timeout", "10s", "-s", str(script), url + path]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60,
                           check=False)
@@ -173,9 +181,9 @@ class Response:
     body: bytes
 
 
-def _request_bytes(wl: Workload, host: str, port: int) -> bytes:
+def _request_bytes(wl: Workload, host: str, port: int, path: str = PATH) -> bytes:
     body = wl.body
-    head = [f"POST {PATH} HTTP/1.1", f"Host: {host}:{port}", "Content-Type: application/json",
+    head = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", "Content-Type: application/json",
             f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in wl.headers.items())]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
@@ -213,12 +221,13 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
     return Response(status, ttfb, total, b"".join(parts)), close
 
 
-async def probe(host: str, port: int, wl: Workload) -> Response:
+async def probe(host: str, port: int, wl: Workload, path: str = PATH) -> Response:
     """One request with the body kept, to check a setup answers the workload correctly."""
     reader, writer = await asyncio.open_connection(host, port)
     try:
         async with asyncio.timeout(30):
-            resp, _ = await _exchange(reader, writer, _request_bytes(wl, host, port), True)
+            resp, _ = await _exchange(reader, writer, _request_bytes(wl, host, port, path),
+                                      True)
         return resp
     finally:
         writer.close()
@@ -240,22 +249,26 @@ def percentile(values: list[float], pct: float) -> float:
 
 
 async def measure_ttfb(host: str, port: int, wl: Workload, concurrency: int, n: int,
-                       warmup_per_conn: int = 3) -> TtfbResult:
-    """n requests over `concurrency` keep-alive connections, after a short warm-up on each."""
-    request = _request_bytes(wl, host, port)
+                       warmup_per_conn: int = 3, path: str = PATH,
+                       max_seconds: float | None = None) -> TtfbResult:
+    """n requests over `concurrency` keep-alive connections, after a short warm-up on each;
+    no new request starts `max_seconds` after the warm-up (a slow peer's rows end in time)."""
+    request = _request_bytes(wl, host, port, path)
+    deadline = float("inf")
     remaining = n
     ttfbs: list[float] = []
     errors = 0
     barrier = asyncio.Barrier(concurrency)
 
     async def worker() -> None:
-        nonlocal remaining, errors
+        nonlocal remaining, errors, deadline
         reader, writer = await asyncio.open_connection(host, port)
         try:
             for _ in range(warmup_per_conn):
                 await _exchange(reader, writer, request)
-            await barrier.wait()
-            while remaining > 0:
+            if await barrier.wait() == 0 and max_seconds is not None:
+                deadline = time.monotonic() + max_seconds
+            while remaining > 0 and time.monotonic() < deadline:
                 remaining -= 1
                 async with asyncio.timeout(30):
                     resp, close = await _exchange(reader, writer, request)

@@ -12,6 +12,10 @@ AUTH_TARGET = 0.05  # (d) may add at most 5% more latency over (a) than (c) does
 LIMITS_TARGET = 0.95  # (e) in-memory limits keep this share of (c)'s throughput
 MOCK_BOUND = 85.0  # mock CPU, % of one core, from which it is taken as the bottleneck
 FOREIGN = 40.0  # CPU outside the bench's processes (% of a core) worth a warning
+#: issue #10: (h)'s processor CPU per request over (b)'s at concurrency 32, by workload
+CPU_TARGETS = {"non-streamed": 1.5, "streamed-paced": 1.5, "streamed": 2.0}
+ADDED_P50_MS = 1.0  # (h) adds at most this p50 over (b) at concurrency 1
+ADDED_TTFB_MS = 1.0  # and at most this time to first byte on paced streams
 
 HOW_TO_READ = """\
 Each row is one setup under one workload at one concurrency (connections kept open by the
@@ -23,16 +27,30 @@ first SSE event. `x(a)` is the row's throughput over the same row of setup (a), 
 straight to the mock; `x(b)` is setups (c) and (d) over setup (b), a do-nothing Python
 ext_proc, so it isolates what our server costs beyond the ext_proc protocol itself; (d)
 differs from (c) only by authentication (JWT check and provider key injection) on every
-request. `+p50` is the p50 latency added over (a). `CPU%` is per process in percent of one
-core during the wrk run (E = Envoy, P = ext_proc processor, M = mock provider, wrk, and
-`other`: the rest of the machine's busy time, normally near 0, more when something else runs
-on the machine; 2 cores = 200 in all). Everything shares 2 cores, so at concurrency 32 the
-numbers say how the CPU is split, not what each part could do alone: when the mock is near
-100% it, not the gateway, caps the direct setup, which flatters the ratios to (a). `probe
-ms` is how long a fixed pure-Python loop took just before the row: on a shared VM it moves
-by tens of percent from minute to minute, and rows measured on a slow minute are slow in
-every column. With `--rounds N` each row is the round with the median req/s and the bracket
-gives the range over the rounds: compare setups by those ranges, not by single numbers.
+request. (h) is the reference config as shipped, every policy at once (JWT auth and the
+provider key, the PII guard on prompts and replies, usage metering, the per-subject request
+and token limits in memory, raised out of reach); (h2) is (h) on `serve --workers 2`, on
+two rows only; (l) is LiteLLM's proxy with its master key and a masking guardrail, the
+load sent to it directly (no Envoy). `+p50` is the p50 latency added over (a). `CPU%` is
+per process in percent of one core during the wrk run (E = Envoy, P = ext_proc processor,
+or LiteLLM for (l), M = mock provider, wrk, and `other`: the rest of the machine's busy
+time, normally near 0, more when something else runs on the machine; 2 cores = 200 in all).
+Everything shares 2 cores, so at concurrency 32 the numbers say how the CPU is split, not
+what each part could do alone: when the mock is near 100% it, not the gateway, caps the
+direct setup, which flatters the ratios to (a). `probe ms` is how long a fixed pure-Python
+loop took just before the row: on a shared VM it moves by tens of percent from minute to
+minute, and rows measured on a slow minute are slow in every column. With `--rounds N` each
+row is the round with the median req/s and the bracket gives the range over the rounds:
+compare setups by those ranges, not by single numbers.
+
+`CPU us/req P` and `CPU us/req E` are the CPU time (user + system, from `/proc/PID/stat`)
+the processor and Envoy spent during the wrk run, divided by the requests wrk completed in
+it, in microseconds. Each counts the whole process tree, so `--workers` children (and
+LiteLLM's) are in P. Unlike req/s, which swings with the machine's neighbours, CPU per
+request stays steady, so it is the judged measure of what a processor costs. `cpu x(b)` is
+the row's P over (b)'s P in the same workload and concurrency: what the processor costs per
+request next to a do-nothing one. With `--rounds N` these three are the median over the
+rounds (brackets: the range of P), while the other columns come from the median-req/s round.
 
 The two streamed workloads carry the same 43 events. In `streamed` the mock writes them back
 to back, so Envoy hands a processor the whole body in one or two chunks (see the messages per
@@ -61,10 +79,18 @@ def _find(rows: list[dict[str, Any]], key: str, row: dict[str, Any]) -> dict[str
                  and r["concurrency"] == row["concurrency"]), None)
 
 
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
 def merge_rounds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (setup, workload, concurrency): the round with the median req/s.
 
     Each kept row lists every round's req/s in `rps_rounds`; with one round it is the row.
+    Its `cpu_us_per_req` is the median over the rounds, role by role, and
+    `cpu_us_rounds` every round's values.
     """
     groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
     for r in rows:
@@ -74,14 +100,36 @@ def merge_rounds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         ordered = sorted(group, key=lambda r: r["wrk"]["rps"])
         row = dict(ordered[(len(ordered) - 1) // 2])
         row["rps_rounds"] = [r["wrk"]["rps"] for r in group]
+        rounds = [r.get("cpu_us_per_req") or {} for r in group]
+        row["cpu_us_rounds"] = rounds
+        roles = {role for per in rounds for role in per}
+        row["cpu_us_per_req"] = {
+            role: round(_median(values), 1) if values else None
+            for role in sorted(roles)
+            for values in [[per[role] for per in rounds if per.get(role) is not None]]}
         merged.append(row)
     return merged
 
 
+def cpu_us(row: dict[str, Any] | None, role: str = "processor") -> float | None:
+    """The row's CPU microseconds per request for `role`, if measured."""
+    return None if row is None else (row.get("cpu_us_per_req") or {}).get(role)
+
+
+def cpu_ratio(row: dict[str, Any], base: dict[str, Any] | None) -> float | None:
+    """The row's processor CPU per request over `base`'s (None without both)."""
+    mine, theirs = cpu_us(row), cpu_us(base)
+    if mine is None or not theirs:
+        return None
+    return round(mine / theirs, 2)
+
+
 def add_comparisons(rows: list[dict[str, Any]]) -> None:
-    """Fill each row's ratio_a, ratio_b and added_p50_ms (None where not applicable)."""
+    """Fill each row's ratio_a, ratio_b, cpu_ratio_b and added_p50_ms (None where not
+    applicable)."""
     for row in rows:
         a, b = _find(rows, "a", row), _find(rows, "b", row)
+        row["cpu_ratio_b"] = cpu_ratio(row, b) if row["setup_key"] != "b" else None
         rps, p50 = row["wrk"]["rps"], row["wrk"]["p50_ms"]
         row["ratio_a"] = round(rps / a["wrk"]["rps"], 3) if a and row["setup_key"] != "a" \
             else None
@@ -98,9 +146,21 @@ def _rps(row: dict[str, Any]) -> str:
     return f"{row['wrk']['rps']:.0f} ({min(rounds):.0f}-{max(rounds):.0f})"
 
 
+def _cpu_cell(row: dict[str, Any], role: str) -> str:
+    value = cpu_us(row, role)
+    rounds = [per.get(role) for per in row.get("cpu_us_rounds") or []]
+    rounds = [v for v in rounds if v is not None]
+    if value is None:
+        return "-"
+    if role != "processor" or len(rounds) < 2:
+        return f"{value:.0f}"
+    return f"{value:.0f} ({min(rounds):.0f}-{max(rounds):.0f})"
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     head = ["setup", "workload", "c", "req/s", "p50 ms", "p90 ms", "p99 ms", "TTFB p50",
-            "TTFB p99", "x(a)", "x(b)", "+p50 ms", "CPU% E/P/M/wrk/other", "probe ms"]
+            "TTFB p99", "x(a)", "x(b)", "+p50 ms", "CPU us/req P", "CPU us/req E", "cpu x(b)",
+            "CPU% E/P/M/wrk/other", "probe ms"]
     out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in rows:
         w, t, cpu = r["wrk"], r.get("ttfb") or {}, r["cpu"]
@@ -109,15 +169,71 @@ def table(rows: list[dict[str, Any]]) -> str:
         cells = [f"({r['setup_key']}) {r['setup']}", r["workload"], str(r["concurrency"]),
                  _rps(r), _fmt(w["p50_ms"]), _fmt(w["p90_ms"]), _fmt(w["p99_ms"]),
                  _fmt(t.get("p50_ms")), _fmt(t.get("p99_ms")), _fmt(r["ratio_a"]),
-                 _fmt(r["ratio_b"]), _fmt(r["added_p50_ms"]), cpu_text,
+                 _fmt(r["ratio_b"]), _fmt(r["added_p50_ms"]), _cpu_cell(r, "processor"),
+                 _cpu_cell(r, "envoy"), _fmt(r.get("cpu_ratio_b")), cpu_text,
                  _fmt(r.get("speed_probe_ms"), 0)]
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 
 
-def notes(rows: list[dict[str, Any]], raw: list[dict[str, Any]] | None = None) -> list[str]:
-    """Errors, likely bottlenecks, machine speed drift, and the (c)/(b) streamed target."""
+def _verdict(ok: bool) -> str:
+    return "meets" if ok else "MISSES"
+
+
+def judged_notes(rows: list[dict[str, Any]]) -> list[str]:
+    """Issue #10's targets for (h), the reference config with every policy, against (b)."""
     out: list[str] = []
+    for workload, limit in CPU_TARGETS.items():
+        h = next((r for r in rows if r["setup_key"] == "h" and r["workload"] == workload
+                  and r["concurrency"] == 32), None)
+        b = _find(rows, "b", h) if h else None
+        ratio = cpu_ratio(h, b) if h else None
+        if h is None or b is None or ratio is None:
+            continue
+        out.append(f"target: (h) processor CPU per request, {workload} c=32: {cpu_us(h):.0f} "
+                   f"us against (b)'s {cpu_us(b):.0f} us = {ratio:.2f}x, "
+                   f"{_verdict(ratio <= limit)} the {limit}x target")
+    for r in rows:
+        b = _find(rows, "b", r)
+        if r["setup_key"] != "h" or b is None:
+            continue
+        if r["concurrency"] == 1:
+            added = r["wrk"]["p50_ms"] - b["wrk"]["p50_ms"]
+            out.append(f"target: (h) {r['workload']} c=1 adds {added:+.2f} ms of p50 over (b), "
+                       f"{_verdict(added <= ADDED_P50_MS)} the +{ADDED_P50_MS:g} ms target")
+        if r["workload"] == "streamed-paced" and r.get("ttfb") and b.get("ttfb"):
+            added = r["ttfb"]["p50_ms"] - b["ttfb"]["p50_ms"]
+            out.append(f"target: (h) streamed-paced c={r['concurrency']} TTFB p50 "
+                       f"{added:+.2f} ms over (b), {_verdict(added <= ADDED_TTFB_MS)} "
+                       f"the +{ADDED_TTFB_MS:g} ms target")
+    return out
+
+
+def peer_notes(rows: list[dict[str, Any]]) -> list[str]:
+    """(h2) against (h): scaling over workers; (h) against LiteLLM (l)."""
+    out: list[str] = []
+    for r in rows:
+        h = _find(rows, "h", r)
+        if r["setup_key"] == "h2" and h is not None:
+            spread = r.get("worker_streams")
+            split = f"; streams per worker {spread}" if spread else ""
+            out.append(f"workers: (h2) {r['workload']} c={r['concurrency']} on 2 workers "
+                       f"{r['wrk']['rps']:.0f} req/s = {r['wrk']['rps'] / h['wrk']['rps']:.2f}x "
+                       f"of (h) on 1 ({h['wrk']['rps']:.0f}); processor CPU per request "
+                       f"{_fmt(cpu_us(r), 0)} against {_fmt(cpu_us(h), 0)} us{split}")
+        if r["setup_key"] == "l" and h is not None and r["wrk"]["rps"]:
+            out.append(f"peer: (h) {r['workload']} c={r['concurrency']} does "
+                       f"{h['wrk']['rps'] / r['wrk']['rps']:.1f}x LiteLLM's throughput "
+                       f"({h['wrk']['rps']:.0f} against {r['wrk']['rps']:.0f} req/s); CPU per "
+                       f"request: ours {_fmt(cpu_us(h), 0)} us (+ Envoy "
+                       f"{_fmt(cpu_us(h, 'envoy'), 0)}), LiteLLM {_fmt(cpu_us(r), 0)} us")
+    return out
+
+
+def notes(rows: list[dict[str, Any]], raw: list[dict[str, Any]] | None = None,
+          skipped: dict[str, str] | None = None) -> list[str]:
+    """Skipped setups, errors, likely bottlenecks, machine speed drift, and the targets."""
+    out: list[str] = [f"({key}) skipped: {why}" for key, why in (skipped or {}).items()]
     speeds = [r["speed_probe_ms"] for r in raw or rows if r.get("speed_probe_ms")]
     if speeds and max(speeds) > 1.1 * min(speeds):
         out.append(f"the machine's speed drifted during the run: the fixed CPU probe took "
@@ -170,7 +286,7 @@ def notes(rows: list[dict[str, Any]], raw: list[dict[str, Any]] | None = None) -
             added = f", TTFB p50 {r['ttfb']['p50_ms'] - c['ttfb']['p50_ms']:+.2f} ms"
         out.append(f"({r['setup_key']}) {what} {r['workload']} c={r['concurrency']} "
                    f"is {ratio:.2f}x of (c)'s throughput{target}{added}")
-    return out
+    return out + judged_notes(rows) + peer_notes(rows)
 
 
 def _stats_section(stats: dict[str, list[dict[str, Any]]]) -> list[str]:
@@ -202,6 +318,7 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]], raw: list[dict[st
              f"- Date: {meta['date']}",
              f"- CPU: {meta['cpu_model']}, {meta['cores']} cores",
              f"- Envoy: {meta['envoy_version']} (`--concurrency 1` in every setup)",
+             *([f"- LiteLLM: {meta['litellm']} (setup (l))"] if meta.get("litellm") else []),
              f"- Python: {meta['python']}",
              f"- Command: `{meta['command']}`",
              f"- Rows: {meta['duration_s']} s of wrk after a {meta['warmup_s']} s warm-up; "
@@ -210,7 +327,7 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]], raw: list[dict[st
                  " (each row is its median-throughput round; req/s shows the range over "
                  "rounds in brackets)" if meta["rounds"] > 1 else ""),
              "", "## How to read this", "", HOW_TO_READ, "", "## Results", "", table(rows), ""]
-    found = notes(rows, raw)
+    found = notes(rows, raw, meta.get("skipped"))
     if found:
         lines += ["## Notes", "", *(f"- {n}" for n in found), ""]
     if image:

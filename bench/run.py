@@ -1,8 +1,9 @@
 """Gateway overhead bench: (a) Envoy direct, (b) Envoy + do-nothing ext_proc, (r) the same
 noop doing only the usage rewrite, (c) our server, (d) with authentication, (e) with rate
-limits in memory, (f) with rate limits in Redis, (g) with prompt guards.
+limits in memory, (f) with rate limits in Redis, (g) with prompt guards, (h) with every
+policy of the reference config, (h2) the same on 2 workers, (l) LiteLLM's proxy as a peer.
 
-    .venv/bin/python bench/run.py [--duration 10] [--only a,b,r,c] [--quick] [--rounds 1]
+    .venv/bin/python bench/run.py [--duration 10] [--only a,b,h,l] [--quick] [--rounds 1]
 
 Starts each setup in turn, runs the non-streamed, streamed and paced streamed workloads at
 concurrency 1 and 32 (wrk for throughput and latency, an asyncio client for time to first
@@ -27,7 +28,7 @@ from typing import Any, NoReturn
 
 import plot
 import uvloop
-from cpu import CpuSample, speed_probe, wait_quiet
+from cpu import CpuSample, speed_probe, us_per_request, wait_quiet
 from load import WORKLOADS, Workload, ensure_wrk, measure_ttfb, probe, run_wrk, wrk_script
 from report import FOREIGN, add_comparisons, merge_rounds, notes, table, write
 from setups import (
@@ -40,6 +41,7 @@ from setups import (
     envoy_version,
     processor_stats,
     running,
+    worker_streams,
 )
 
 CONCURRENCY = (1, 32)
@@ -100,7 +102,7 @@ def _meta(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
 def _check(run: Running) -> None:
     """One request per workload: the setup must answer 200 with a well-formed body."""
     for wl in WORKLOADS:
-        resp = uvloop.run(probe("127.0.0.1", run.port, wl))
+        resp = uvloop.run(probe("127.0.0.1", run.port, wl.with_headers(run.headers), run.path))
         if resp.status != 200:
             raise RuntimeError(f"({run.key}) {wl.name}: status {resp.status}: {resp.body[:300]!r}")
         if wl.stream:
@@ -124,20 +126,29 @@ def _measure(run: Running, wl: Workload, script: Path, c: int,
              args: argparse.Namespace) -> dict[str, Any]:
     idle_busy = wait_quiet()
     speed = min(speed_probe() for _ in range(3))
-    run_wrk(run.base_url, script, c, args.warmup)
+    run_wrk(run.base_url, script, c, args.warmup, run.path)
+    spread = worker_streams(run)
     before = CpuSample.take(run.pids())
-    result = run_wrk(run.base_url, script, c, args.duration)
-    cpu = CpuSample.take(run.pids()).since(before)
+    result = run_wrk(run.base_url, script, c, args.duration, run.path)
+    after = CpuSample.take(run.pids())
+    cpu = after.since(before)
     cpu["wrk"] = result.cpu_percent
     cpu["other"] = round(max(0.0, cpu["other"] - result.cpu_percent), 1)
     cpu["before_row"] = idle_busy
+    # CPU microseconds per completed request, per role (its whole process tree)
+    per_req = {role: us_per_request(secs, result.requests)
+               for role, secs in after.seconds_since(before).items()}
+    if spread is not None:   # streams each worker served during the wrk run
+        spread = [n - b for n, b in zip(worker_streams(run) or [], spread, strict=False)]
     ttfb = None
     if wl.stream:
-        ttfb = uvloop.run(measure_ttfb("127.0.0.1", run.port, wl, c, _ttfb_count(args, c)))
+        ttfb = uvloop.run(measure_ttfb("127.0.0.1", run.port, wl.with_headers(run.headers), c,
+                                       _ttfb_count(args, c), path=run.path,
+                                       max_seconds=max(10.0, args.duration)))
     _alive(run)
     return {"setup_key": run.key, "setup": run.name, "workload": wl.name, "concurrency": c,
             "wrk": vars(result), "ttfb": vars(ttfb) if ttfb else None, "cpu": cpu,
-            "speed_probe_ms": speed}
+            "cpu_us_per_req": per_req, "worker_streams": spread, "speed_probe_ms": speed}
 
 
 def _row(run: Running, wl: Workload, script: Path, c: int,
@@ -156,30 +167,53 @@ def _row(run: Running, wl: Workload, script: Path, c: int,
     result, ttfb, cpu = row["wrk"], row["ttfb"], row["cpu"]
     extra = f"  TTFB p50 {ttfb['p50_ms']:.2f} ms" if ttfb else ""
     load = " ".join(f"{k}={v:.0f}" for k, v in cpu.items())
+    per_req = " ".join(f"{k}={v:.0f}" for k, v in row["cpu_us_per_req"].items()
+                       if v is not None)
     print(f"  {wl.name:>12} c={c:<2} {result['rps']:7.0f} req/s  p50 {result['p50_ms']:.2f} ms  "
-          f"p99 {result['p99_ms']:.2f} ms{extra}  cpu% {load}", flush=True)
+          f"p99 {result['p99_ms']:.2f} ms{extra}  cpu% {load}  cpu us/req {per_req}", flush=True)
     return row
 
 
-def _round(args: argparse.Namespace, rnd: int,
-           stats: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Every selected setup once, one after another; returns its rows."""
+def _setup_rows(args: argparse.Namespace, key: str, rnd: int,
+                stats: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    with running(key, OUT / "logs") as run:
+        _check(run)
+        traffic: dict[str, dict[str, int]] = {}
+        for wl in WORKLOADS:
+            wanted = [c for c in CONCURRENCY if run.wants(wl.name, c)]
+            if not wanted:
+                continue
+            script = wrk_script(wl.with_headers(run.headers), OUT, run.key if run.headers else "")
+            before = envoy_ext_proc_stats(run)
+            for c in wanted:
+                rows.append({**_row(run, wl, script, c, args), "round": rnd})
+            traffic[wl.name] = counter_delta(before, envoy_ext_proc_stats(run))
+        stats.setdefault(run.name, []).append(
+            {"round": rnd, "envoy": envoy_ext_proc_stats(run),
+             "processor": processor_stats(run), "workloads": traffic})
+    return rows
+
+
+def _round(args: argparse.Namespace, rnd: int, stats: dict[str, list[dict[str, Any]]],
+           skipped: dict[str, str]) -> list[dict[str, Any]]:
+    """Every selected setup once, one after another; returns its rows. The peer (l) failing
+    to start or to answer is recorded in `skipped` and the bench goes on without it."""
     rows: list[dict[str, Any]] = []
     for key in args.keys:
+        if key in skipped:
+            continue
         tag = f" (round {rnd}/{args.rounds})" if args.rounds > 1 else ""
         print(f"== ({key}) {SETUPS[key]}{tag}", flush=True)
-        with running(key, OUT / "logs") as run:
-            _check(run)
-            traffic: dict[str, dict[str, int]] = {}
-            for wl in WORKLOADS:
-                script = wrk_script(wl, OUT)
-                before = envoy_ext_proc_stats(run)
-                for c in CONCURRENCY:
-                    rows.append({**_row(run, wl, script, c, args), "round": rnd})
-                traffic[wl.name] = counter_delta(before, envoy_ext_proc_stats(run))
-            stats.setdefault(run.name, []).append(
-                {"round": rnd, "envoy": envoy_ext_proc_stats(run),
-                 "processor": processor_stats(run), "workloads": traffic})
+        if key != "l":
+            rows += _setup_rows(args, key, rnd, stats)
+            continue
+        try:
+            rows += _setup_rows(args, key, rnd, stats)
+        except Exception as exc:  # the peer must not cost the rest of the bench
+            skipped[key] = f"LiteLLM did not serve the bench: {exc!r}"[:300]
+            print(f"  skipped: {skipped[key]}", flush=True)
+            rows = [r for r in rows if r["setup_key"] != key]
     return rows
 
 
@@ -211,16 +245,25 @@ def main(argv: list[str] | None = None) -> int:
     plot.ensure_matplotlib()
     if "f" in args.keys and not shutil.which("redis-server"):
         subprocess.run([str(ROOT / "scripts" / "ensure-redis")], check=True)
+    full = not args.quick and args.keys == list(SETUPS)
+    skipped: dict[str, str] = {}
+    if "l" in args.keys:
+        import litellm_peer
+        why = litellm_peer.ensure_installed()
+        if why:
+            skipped["l"] = why
+            print(f"(l) skipped: {why}", flush=True)
     meta = _meta(args, argv)
+    if "l" in args.keys:
+        meta["litellm"] = litellm_peer.VERSION
     print(f"bench: setups {', '.join(args.keys)}; {args.duration:g} s rows after "
           f"{args.warmup:g} s warm-up; Envoy {meta['envoy_version']}", flush=True)
     rows: list[dict[str, Any]] = []
     stats: dict[str, list[dict[str, Any]]] = {}
-    full = not args.quick and args.keys == list(SETUPS)
     md_paths = [OUT / "RESULTS.md", *([BENCH / "RESULTS.md"] if full else [])]
     try:
         for rnd in range(1, args.rounds + 1):
-            rows += _round(args, rnd, stats)
+            rows += _round(args, rnd, stats, skipped)
     except KeyboardInterrupt:
         print("\ninterrupted: every process started by the bench has been stopped")
         return 130
@@ -231,11 +274,12 @@ def main(argv: list[str] | None = None) -> int:
         import guards_micro
         print("== guards, in process", flush=True)
         meta["guards_micro"] = guards_micro.measure()
+    meta["skipped"] = skipped
     merged = merge_rounds(rows)
     add_comparisons(merged)
     print()
     print(table(merged))
-    for note in notes(merged, rows):
+    for note in notes(merged, rows, skipped):
         print(f"- {note}")
     pngs = _plot(meta, merged, full)
     write(meta, merged, rows, stats, OUT / "results.json", md_paths,

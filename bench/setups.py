@@ -1,4 +1,4 @@
-"""Starting and stopping the three bench setups, each on fresh free ports.
+"""Starting and stopping the bench setups, each on fresh free ports.
 
 (a) direct: Envoy -> mock, the reference config without the ext_proc filter;
 (b) noop: the reference config, its ext_proc cluster pointing at bench/noop_extproc.py;
@@ -11,7 +11,14 @@
 (e) extproc+limits: (c) plus request and token limits (too large to run out) in memory;
 (f) extproc+redis: the same limits in a real Redis server the bench starts;
 (g) extproc+guards: (c) plus the reference PII guard masking prompts and replies (every
-    streamed event decoded, masked and re-framed).
+    streamed event decoded, masked and re-framed);
+(h) extproc+all: the reference config as shipped, every policy on at once (JWT auth and the
+    provider key, the PII guard, usage metering, the per-subject request and token limits in
+    memory with their numbers raised out of reach);
+(h2) extproc+all x2: (h) with `serve --workers 2`, and Envoy opening a connection to the
+    processor per 4 streams so the kernel spreads them over both workers;
+(l) litellm: LiteLLM's proxy (bench/litellm_peer.py), no Envoy: its master key and a
+    masking guardrail (bench/litellm_guard.py) stand in for our auth and PII guard.
 
 All setups share the same mock provider (bench/mock_uvloop.py) and run Envoy with
 `--concurrency 1`. Every child gets PR_SET_PDEATHSIG, so none outlives the bench, and
@@ -43,20 +50,72 @@ BENCH = ROOT / "bench"
 GATEWAY_CONFIG = "config/gateway.yaml"
 EXT_PROC_FILTER = "envoy.filters.http.ext_proc"
 SETUPS = {"a": "direct", "b": "noop", "r": "noop+rewrite", "c": "extproc", "d": "extproc+auth",
-          "e": "extproc+limits", "f": "extproc+redis", "g": "extproc+guards"}
-PROCESSORS = ("c", "d", "e", "f", "g")
+          "e": "extproc+limits", "f": "extproc+redis", "g": "extproc+guards",
+          "h": "extproc+all", "h2": "extproc+all x2", "l": "litellm"}
+PROCESSORS = ("c", "d", "e", "f", "g", "h", "h2")
+#: setups measured on some rows only, as (workload, concurrency): the rest are left out
+ROWS = {"h2": {("non-streamed", 32), ("streamed-paced", 32)}}
+#: `serve --workers` per setup (1 when absent)
+WORKERS = {"h2": 2}
+#: h2's cap on concurrent streams per connection to the processor (the reference config's is
+#: 64): the kernel spreads connections, not streams, over SO_REUSEPORT workers, so at
+#: concurrency 32 and one Envoy thread the cap of 64 keeps every stream on one connection
+H2_STREAMS_PER_CONNECTION = 4
 #: budgets no bench run can exhaust: the rows measure the cost of checking them
+HUGE_REQUESTS, HUGE_TOKENS = 10**9, 10**12
 HUGE_LIMITS = [{"name": "bench", "key": ["header:x-bench-client"],
-                "requests": [{"limit": 10**9, "per": "1m"}],
-                "tokens": [{"limit": 10**12, "per": "1m"}]}]
+                "requests": [{"limit": HUGE_REQUESTS, "per": "1m"}],
+                "tokens": [{"limit": HUGE_TOKENS, "per": "1m"}]}]
+
+
+def out_of_reach(limits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The same limits (names, keys, windows) with every number raised out of reach."""
+    out = []
+    for limit in limits:
+        raised = dict(limit)
+        for kind, huge in (("requests", HUGE_REQUESTS), ("tokens", HUGE_TOKENS)):
+            if kind in limit:
+                raised[kind] = [{**window, "limit": huge} for window in limit[kind]]
+        out.append(raised)
+    return out
+
+
+def _absolute_files(doc: dict[str, Any]) -> None:
+    """Point the config's JWKS and provider key files at config/ (the bench writes the
+    config it runs elsewhere)."""
+    for route in doc.get("routes", []):
+        cred = route.get("upstream_credential")
+        if cred and cred.get("file"):
+            route["upstream_credential"] = {**cred, "file": str(ROOT / "config" / cred["file"])}
+    for provider in (doc.get("auth") or {}).get("jwt_providers", {}).values():
+        jwks = provider.get("jwks", {})
+        if "file" in jwks:
+            provider["jwks"] = {**jwks, "file": str(ROOT / "config" / jwks["file"])}
+
+
+def reference_config_all(doc: dict[str, Any]) -> dict[str, Any]:
+    """Setup (h): the reference config as shipped, every policy on, rate limits out of reach
+    (same names, keys and windows), the memory backend, file paths absolute."""
+    out = {k: v for k, v in doc.items() if not k.startswith("x-")}
+    out["routes"] = [dict(route) for route in doc["routes"]]
+    for route in out["routes"]:
+        if "rate_limits" in route:
+            route["rate_limits"] = out_of_reach(route["rate_limits"])
+    out["limits"] = {**(doc.get("limits") or {}), "backend": "memory"}
+    _absolute_files(out)
+    return out
 
 
 def processor_config(key: str, directory: Path, redis_url: str | None = None) -> Path:
     """The extproc config of setup `key`, derived from the reference config: (c) without
     auth and limits, (d) with its auth only, (e) and (f) with huge token and request limits
-    in memory or in Redis."""
+    in memory or in Redis, (h) and (h2) all of it with its limits out of reach."""
     import yaml
     doc = yaml.safe_load((ROOT / GATEWAY_CONFIG).read_text())
+    if key in ("h", "h2"):
+        path = directory / f"gateway-{SETUPS[key].replace(' ', '-')}.yaml"
+        path.write_text(yaml.safe_dump(reference_config_all(doc), sort_keys=False))
+        return path
     keep_auth = key == "d"
     out = {k: v for k, v in doc.items() if not k.startswith("x-")
            and k not in ("limits", "guards") and (keep_auth or k != "auth")}
@@ -96,13 +155,21 @@ class Running:
     key: str
     name: str
     port: int
-    envoy_admin: int
+    envoy_admin: int | None
     processor_admin: int | None = None
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    #: the request path the load goes to, and headers replacing the workloads' own
+    path: str = "/openai/v1/chat/completions"
+    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def wants(self, workload: str, concurrency: int) -> bool:
+        """Whether this setup measures that row (see ROWS)."""
+        rows = ROWS.get(self.key)
+        return rows is None or (workload, concurrency) in rows
 
     def pids(self) -> dict[str, int]:
         return {role: p.pid for role, p in self.procs.items()}
@@ -161,6 +228,13 @@ def envoy_config_for(key: str, port: int, admin: int, extproc_port: int,
             for chain in listener["filter_chains"]:
                 for net in chain["filters"]:
                     _strip_ext_proc(net["typed_config"])
+    if key == "h2":
+        for cluster in doc["static_resources"]["clusters"]:
+            if cluster["name"] == "extproc":
+                opts = cluster["typed_extension_protocol_options"][
+                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+                h2 = opts["explicit_http_config"]["http2_protocol_options"]
+                h2["max_concurrent_streams"] = H2_STREAMS_PER_CONNECTION
     return doc
 
 
@@ -180,12 +254,13 @@ class _Starter:
         self.running = running
         self.log_dir = log_dir
 
-    def spawn(self, role: str, argv: list[str], quiet_stdout: bool = False
-              ) -> subprocess.Popen[bytes]:
-        log = (self.log_dir / f"{self.running.name}-{role}.log").open("wb")
+    def spawn(self, role: str, argv: list[str], quiet_stdout: bool = False,
+              env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        name = self.running.name.replace(" ", "-")
+        log = (self.log_dir / f"{name}-{role}.log").open("wb")
         with log:
             proc = subprocess.Popen(
-                argv, cwd=ROOT, stdin=subprocess.DEVNULL,
+                argv, cwd=ROOT, stdin=subprocess.DEVNULL, env=env,
                 stdout=subprocess.DEVNULL if quiet_stdout else log, stderr=log,
                 preexec_fn=_die_with_parent)
         self.running.procs[role] = proc
@@ -212,13 +287,21 @@ def running(key: str, log_dir: Path, burn_us: float = 0) -> Iterator[Running]:
     """Start setup `key` (one of SETUPS), yield it ready to serve, and always stop it.
     `burn_us` makes (b)'s noop spin that much CPU per message (`bench/calibrate.py`)."""
     port, admin, mock_port, ext_port, ext_admin = free_ports(5)
-    run = Running(key, SETUPS[key], port, admin, ext_admin if key in PROCESSORS else None)
+    run = Running(key, SETUPS[key], port, None if key == "l" else admin,
+                  ext_admin if key in PROCESSORS else None)
     log_dir.mkdir(parents=True, exist_ok=True)
     start = _Starter(run, log_dir)
     py = sys.executable
     try:
         mock = start.spawn("mock", [py, str(BENCH / "mock_uvloop.py"), "--port", str(mock_port)])
         _wait_port(mock_port, mock, "mock provider", 30)
+        if key == "l":   # LiteLLM is the gateway itself: no Envoy in front of it
+            import litellm_peer
+            argv, env, run.path, run.headers = litellm_peer.prepare(log_dir, port, mock_port)
+            proc = start.spawn("processor", argv, env=env)
+            _wait_port(port, proc, "LiteLLM proxy", 180)
+            yield run
+            return
         if key in ("b", "r"):
             proc = start.spawn("processor", [py, str(BENCH / "noop_extproc.py"),
                                              "--port", str(ext_port)]
@@ -237,10 +320,11 @@ def running(key: str, log_dir: Path, burn_us: float = 0) -> Iterator[Running]:
             config = str(processor_config(key, log_dir, redis_url))
             proc = start.spawn("processor", [
                 py, "-m", "extproc", "serve", "--config", config,
-                "--listen", f"127.0.0.1:{ext_port}", "--admin-port", str(ext_admin)])
+                "--listen", f"127.0.0.1:{ext_port}", "--admin-port", str(ext_admin),
+                "--workers", str(WORKERS.get(key, 1))])
             _wait_port(ext_port, proc, "extproc server", 30)
         doc = envoy_config_for(key, port, admin, ext_port, mock_port)
-        path = log_dir / f"{run.name}-envoy.yaml"
+        path = log_dir / f"{run.name.replace(' ', '-')}-envoy.yaml"
         path.write_text(envoy_config.dump(doc))
         envoy = start.spawn("envoy", [envoy_binary(), "-c", str(path), "--disable-hot-restart",
                                       "--log-level", "warn", "--concurrency", "1"],
@@ -253,6 +337,8 @@ def running(key: str, log_dir: Path, burn_us: float = 0) -> Iterator[Running]:
 
 def envoy_ext_proc_stats(run: Running) -> dict[str, int]:
     """Envoy's non-zero ext_proc counters (streams, messages, failures)."""
+    if run.envoy_admin is None:
+        return {}
     url = f"http://127.0.0.1:{run.envoy_admin}/stats?format=json&filter=ext_proc"
     try:
         stats = json.loads(http_get(url)).get("stats", [])
@@ -276,6 +362,14 @@ def processor_stats(run: Running) -> dict[str, Any]:
         return json.loads(http_get(f"http://127.0.0.1:{run.processor_admin}/stats"))
     except (OSError, ValueError):
         return {}
+
+
+def worker_streams(run: Running) -> list[int] | None:
+    """Streams served so far by each worker of a `--workers N` processor (None otherwise)."""
+    if WORKERS.get(run.key, 1) < 2:
+        return None
+    workers = processor_stats(run).get("workers") or []
+    return [int((w.get("stats") or {}).get("streams_total", 0)) for w in workers]
 
 
 def envoy_version() -> str:
