@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,53 @@ if TYPE_CHECKING:
     from .config import Config
 
 DEFAULT_CONFIG = os.environ.get("EXTPROC_CONFIG", "config/gateway.yaml")
+#: cores `--workers auto` leaves to others, chiefly Envoy's `--concurrency` worker threads
+RESERVED_CORES_ENV = "EXTPROC_RESERVED_CORES"
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. a cpuset), else all."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def resolve_workers(value: str, cores: int | None = None,
+                    environ: Mapping[str, str] | None = None, unix: bool = False) -> int:
+    """`--workers`: a count, or `auto`: one worker per usable core minus
+    EXTPROC_RESERVED_CORES (default 1, the core of an Envoy run with `--concurrency 1`
+    beside the server), at least 1; 1 when the server listens on a unix socket (which
+    workers cannot share). Raises ValueError for anything else."""
+    text = value.strip().lower()
+    if text != "auto":
+        try:
+            count = int(text)
+        except ValueError:
+            count = 0
+        if count < 1:
+            raise ValueError(f"--workers takes a count of at least 1 or auto, got {value!r}")
+        return count
+    environ = os.environ if environ is None else environ
+    raw = environ.get(RESERVED_CORES_ENV, "1")
+    try:
+        reserved = int(raw)
+    except ValueError:
+        raise ValueError(f"{RESERVED_CORES_ENV} must be a whole number of cores, "
+                         f"got {raw!r}") from None
+    if reserved < 0:
+        raise ValueError(f"{RESERVED_CORES_ENV} must be 0 or more, got {reserved}")
+    if unix:
+        return 1
+    return max(1, (usable_cores() if cores is None else cores) - reserved)
+
+
+def _workers_arg(value: str) -> str:
+    try:
+        resolve_workers(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,8 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--listen", action="append", metavar="HOST:PORT",
                    help="TCP address to serve on (repeatable; default 127.0.0.1:50051)")
     p.add_argument("--unix", action="append", metavar="PATH", help="unix socket to serve on")
-    p.add_argument("--workers", type=int, default=1,
-                   help="processes sharing the TCP port through SO_REUSEPORT")
+    p.add_argument("--workers", type=_workers_arg, default="1", metavar="N|auto",
+                   help="processes sharing the TCP port through SO_REUSEPORT; auto: one "
+                   f"per usable core minus ${RESERVED_CORES_ENV} (default 1, for Envoy)")
     p.add_argument("--admin-port", type=int,
                    help="HTTP port for /metrics, /stats and /healthz (of all the workers)")
     p.add_argument("--admin-host", default="127.0.0.1")
@@ -105,7 +154,8 @@ def _serve(args: argparse.Namespace) -> int:
     addresses = tuple(args.listen or ()) + tuple(f"unix:{p}" for p in args.unix or ())
     opts = ServeOptions(config_path=args.config, addresses=addresses or ("127.0.0.1:50051",),
                         admin_port=args.admin_port, admin_host=args.admin_host,
-                        workers=max(1, args.workers), watch_config=args.watch_config)
+                        workers=resolve_workers(args.workers, unix=bool(args.unix)),
+                        watch_config=args.watch_config)
     if opts.workers > 1:
         from .workers import run_workers
         return run_workers(opts)
