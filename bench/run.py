@@ -60,6 +60,9 @@ def _options(argv: list[str]) -> argparse.Namespace:
                    help="repeat the whole sequence of setups N times; rows keep the median (1)")
     p.add_argument("--retries", type=int, default=2,
                    help="re-measure a row disturbed by foreign CPU load up to N times (2)")
+    p.add_argument("--record", action="store_true",
+                   help="write bench/RESULTS.md and bench/latency.png even when --only picks "
+                   "some setups (a run of all setups does it anyway; never with --quick)")
     p.add_argument("--ttfb-requests", type=int, default=0,
                    help="TTFB requests per row (default max(200, 20 x concurrency))")
     args = p.parse_args(argv)
@@ -67,6 +70,8 @@ def _options(argv: list[str]) -> argparse.Namespace:
         args.duration, args.warmup = 2.0, 1.0
     if args.rounds < 1 or args.retries < 0 or args.duration < 1:
         p.error("--rounds must be >= 1, --retries >= 0 and --duration >= 1")
+    if args.record and args.quick:
+        p.error("--record keeps a real run: not with --quick")
     keys = [k.strip() for k in args.only.split(",") if k.strip()]
     bad = [k for k in keys if k not in SETUPS]
     if bad or not keys:
@@ -245,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     plot.ensure_matplotlib()
     if "f" in args.keys and not shutil.which("redis-server"):
         subprocess.run([str(ROOT / "scripts" / "ensure-redis")], check=True)
-    full = not args.quick and args.keys == list(SETUPS)
+    full = not args.quick and (args.record or args.keys == list(SETUPS))
     skipped: dict[str, str] = {}
     if "l" in args.keys:
         import litellm_peer
