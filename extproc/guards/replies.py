@@ -135,10 +135,10 @@ class WholeJsonGuard(BodyTransform):
             return self._elements(doc, ex)
         texts: list[str] = []
         adapter = self.adapter
-        adapter.rewrite_response_texts(doc, lambda t: texts.append(t) or t)
-        for guard in self.guards:
-            if guard.action != "reject":
-                continue
+        rejecting = [g for g in self.guards if g.action == "reject"]
+        if rejecting:   # the texts, read once for every reject guard
+            adapter.rewrite_response_texts(doc, lambda t: texts.append(t) or t)
+        for guard in rejecting:
             hits = found(guard, [(None, t) for t in texts])
             if hits:
                 self.policy.stats["response_rejected"] += 1

@@ -145,6 +145,8 @@ class Scanner:
 
     def find(self, text: str) -> list[Span]:
         """All detectors' matches, non-overlapping (see the class), left to right."""
+        if self._any_char is not None and self._any_char.search(text) is None:
+            return []   # not one character any match holds (most prose): one search
         found: list[tuple[int, int, int, Span]] = []
         for rank, (detector, need) in enumerate(zip(self.detectors, self._needs, strict=True)):
             if need is not None and need.search(text) is None:
