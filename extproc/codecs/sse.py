@@ -138,6 +138,8 @@ class SSEDecoder:
     """
 
     __slots__ = ("_buf", "_first", "_max", "_scan", "_skip")
+    #: take `_feed_lf` for a chunk it can cut (False: always the plain way, for the tests)
+    fast = True
 
     def __init__(self, max_event_bytes: int = 1 << 20) -> None:
         self._max = max_event_bytes
@@ -158,6 +160,11 @@ class SSEDecoder:
         """Every event completed by ``chunk``."""
         if not chunk:
             return []
+        if self.fast and not self._buf and b"\r" not in chunk:
+            if self._first and chunk[0] != _BOM[0]:
+                self._first = False   # the stream does not start with a BOM
+            if not self._first:
+                return self._feed_lf(chunk)
         self._buf += chunk
         events = self._drain(False)
         if len(self._buf) > self._max:
@@ -165,6 +172,28 @@ class SSEDecoder:
             self._reset()
             raise SSEError(f"SSE event exceeds max_event_bytes={self._max} ({size}+ bytes "
                            "without a blank line)")
+        return events
+
+    def _feed_lf(self, chunk: bytes) -> list[Event]:
+        """`feed` of a chunk without CR that starts a new event, the common chunk of an LLM
+        stream: each event ends at the first LF LF, found with one `find`. An event that
+        starts with a line end, or the partial event at the end, goes the plain way."""
+        events: list[Event] = []
+        find, n, pos, limit = chunk.find, len(chunk), 0, self._max
+        while pos < n and chunk[pos] != _LF:
+            q = find(b"\n\n", pos)
+            if q < 0 or q + 2 - pos > limit:
+                break
+            events.append(Event.lazy(chunk[pos:q + 2], 0, q - pos))
+            pos = q + 2
+        if pos < n:
+            self._buf += chunk[pos:] if pos else chunk
+            events += self._drain(False)
+            if len(self._buf) > limit:
+                size = len(self._buf)
+                self._reset()
+                raise SSEError(f"SSE event exceeds max_event_bytes={limit} ({size}+ bytes "
+                               "without a blank line)")
         return events
 
     def finish(self) -> list[Event]:

@@ -76,6 +76,7 @@ class PatternDetector:
         self._re, self._chars, self._validate = pattern, chars, validate
         self._after = after
         self.match_chars = frozenset(chars)   # what a match is made of
+        self.start_chars = frozenset(starts)  # what a match can begin with
         self._starts = re.compile("[" + re.escape(starts) + "]")
 
     def find(self, text: str) -> list[Span]:

@@ -28,6 +28,7 @@ class EventMasker(BodyTransform):
     def __init__(self, max_event_bytes: int, on_reject: Callable[[str], None] | None,
                  on_done: Callable[[], None] | None) -> None:
         self.decoder = SSEDecoder(max_event_bytes)
+        self.max_event_bytes = max_event_bytes
         self.on_reject = on_reject
         self.on_done = on_done
         self.stopped = False

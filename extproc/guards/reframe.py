@@ -38,7 +38,7 @@ from ..providers import Adapter, adapter_for
 from ..providers.openai import DELTA_TEXT_FIELDS, OpenAIAdapter
 from ..providers.slots import JSON_PIECES, Piece, TextSlot
 from .event_stream import UNREADABLE, EventMasker
-from .stream import StreamMasker
+from .stream import GuardTriggered, StreamMasker
 
 MaskerFactory = Callable[[], list[StreamMasker]]
 GOOGLE = ("gemini", "vertex")
@@ -138,6 +138,23 @@ class SSEMaskingReframer(EventMasker):
         # the data around the text of the last event of the fast path, and its piece
         self._frame: tuple[str, str, Piece] | None = None
 
+    def feed(self, chunk: bytes) -> bytes:
+        """`EventMasker.feed`, and for a chunk that is one whole one-line event (a paced
+        stream's every chunk: `data: {...}` and a blank line, LF only) of the kind
+        `_openai_text` reads once it has seen one, that reading without decoding SSE."""
+        if self._frame is not None and self.skim and not self.stopped \
+                and chunk.startswith(b"data: ") \
+                and chunk.endswith(b"\n\n") and chunk.find(b"\n", 6) == len(chunk) - 2 \
+                and b"\r" not in chunk and not self.decoder.pending \
+                and len(chunk) <= self.max_event_bytes:
+            try:
+                out = self._openai_text(chunk, chunk[6:-2].decode("utf-8", "replace"), None)
+            except GuardTriggered as hit:
+                return self._rejected(hit.detector)
+            if out is not None:
+                return out
+        return super().feed(chunk)
+
     def _chain(self, key: Piece) -> Chain:
         chain = self.chains.get(key)
         if chain is None:
@@ -152,7 +169,7 @@ class SSEMaskingReframer(EventMasker):
             return ev.raw
         data = ev.data
         if self.skim:
-            out = self._openai_text(ev, data)
+            out = self._openai_text(ev.raw, data, ev.event)
             if out is not None:
                 return out
         if data.strip() == "[DONE]":
@@ -195,10 +212,10 @@ class SSEMaskingReframer(EventMasker):
             else ev.raw
         return b"".join(before) + body
 
-    def _openai_text(self, ev: Event, data: str) -> bytes | None:
+    def _openai_text(self, raw: bytes, data: str, event: str | None) -> bytes | None:
         """`_event` for the common OpenAI event (see `_OPENAI_TEXT`) without parsing it all:
         the raw event when its text goes out unchanged, else the masked text spliced into
-        the data. None when the event is not of that kind."""
+        the data. None when the event is not of that kind (nothing has changed then)."""
         frame = self._frame
         if frame is not None and data.startswith(frame[0]) and data.endswith(frame[1]):
             pre, post, piece = frame   # the data around the text as in the last such event
@@ -216,21 +233,21 @@ class SSEMaskingReframer(EventMasker):
             piece = (int(m.group(1)), "content", 0)
             self._frame = (pre, post, piece)
         if text == '""':
-            return ev.raw
+            return raw
         text = json.loads(text) if "\\" in text else text[1:-1]
-        self._current = (data, ev.event)
+        self._current = (data, event)
         masked = self._text(piece, text)
         if masked == text:
-            return ev.raw
+            return raw
         data = pre + encode_basestring(masked) + post   # one line: no line end outside strings
         try:
             line = data.encode()
         except UnicodeEncodeError:   # a lone surrogate (from a \ud800 escape): keep it escaped
             data = pre + json.dumps(masked) + post
             line = data.encode()
-        if ev.event is None:
+        if event is None:
             return b"data: " + line + self.terminator
-        return encode(data, event=ev.event, terminator=self.terminator)
+        return encode(data, event=event, terminator=self.terminator)
 
     def _text(self, key: Piece, text: str) -> str:
         self.last[key] = self._current

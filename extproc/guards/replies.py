@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from ..codecs.jsontext import JsonSource, read_texts, rewrite
 from ..codecs.sse import SSEDecoder
+from ..llm.transforms import PARSED_REPLY
 from ..policy import BodyTransform, Reject
 from ..providers.base import json_bytes
 from ..providers.endpoints import adapter_of
@@ -66,17 +67,22 @@ class WholeJsonGuard(BodyTransform):
         self.parts.append(chunk)
         return b""
 
-    def _doc(self) -> tuple[bytes, dict[str, Any] | list[Any] | None]:
+    def _doc(self, ex: Context | None) -> tuple[bytes, dict[str, Any] | list[Any] | None]:
         """The reply as JSON: an object, or (Gemini/Vertex streams left as JSON arrays) an
         array of objects; None for an empty body. Anything else fails closed: a reply the
-        guards cannot read is never delivered unguarded."""
+        guards cannot read is never delivered unguarded. The usage meter's parse of the
+        same bytes (`PARSED_REPLY`) is taken when there is one."""
         body, self.parts = b"".join(self.parts), []
         if not body.strip():
             return body, None
-        try:
-            doc = json.loads(body)
-        except (ValueError, RecursionError):
-            doc = None
+        parsed = ex.state.pop(PARSED_REPLY, None) if ex is not None else None
+        if parsed is not None and parsed[0] == body:
+            doc = parsed[1]
+        else:
+            try:
+                doc = json.loads(body)
+            except (ValueError, RecursionError):
+                doc = None
         if isinstance(doc, dict) or (isinstance(doc, list) and self.arrays and all(
                 isinstance(item, dict) for item in doc)):
             return body, doc
@@ -85,14 +91,14 @@ class WholeJsonGuard(BodyTransform):
 
     def finish(self) -> bytes:
         ex, self.ex = self.ex, None
-        body, doc = self._doc()
+        body, doc = self._doc(ex)
         if doc is None or not self._local(doc, ex):
             return body
         return json_bytes(doc)
 
     async def finish_async(self) -> bytes:
         ex, self.ex = self.ex, None
-        body, doc = self._doc()
+        body, doc = self._doc(ex)
         if doc is None or ex is None:
             return body
         changed = self._local(doc, ex)
@@ -135,10 +141,10 @@ class WholeJsonGuard(BodyTransform):
             return self._elements(doc, ex)
         texts: list[str] = []
         adapter = self.adapter
-        adapter.rewrite_response_texts(doc, lambda t: texts.append(t) or t)
-        for guard in self.guards:
-            if guard.action != "reject":
-                continue
+        rejecting = [g for g in self.guards if g.action == "reject"]
+        if rejecting:   # the texts, read once for every reject guard
+            adapter.rewrite_response_texts(doc, lambda t: texts.append(t) or t)
+        for guard in rejecting:
             hits = found(guard, [(None, t) for t in texts])
             if hits:
                 self.policy.stats["response_rejected"] += 1

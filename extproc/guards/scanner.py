@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Iterable, Mapping, Sequence
+from typing import NamedTuple
 
 from extproc.guards.detectors import (
     BUILTIN_PLACEHOLDERS,
@@ -77,6 +78,30 @@ def builtin(names: Iterable[str] | None = None,
     return [builtin_detector(n, chosen.get(n)) for n in wanted]
 
 
+class _Tailing(NamedTuple):
+    """The detectors to ask for a tail; for the plain built-ins among them (exactly
+    `PatternDetector`s) the union of their match characters, their longest reach and a
+    pattern of the characters they can start with (None without such built-ins); and the
+    `others`, always asked."""
+
+    detectors: tuple[Detector, ...]
+    reach: int
+    chars: str
+    starts: re.Pattern[str] | None
+    others: tuple[Detector, ...]
+
+    @classmethod
+    def of(cls, detectors: tuple[Detector, ...]) -> _Tailing:
+        plain = [d for d in detectors if type(d) is PatternDetector]
+        others = tuple(d for d in detectors if type(d) is not PatternDetector)
+        if not plain:
+            return cls(detectors, 0, "", None, others)
+        chars = "".join(sorted({ch for d in plain for ch in d.match_chars}))
+        starts = "".join(sorted({ch for d in plain for ch in d.start_chars}))
+        return cls(detectors, max(d.max_len for d in plain), chars,
+                   re.compile(f"[{re.escape(starts)}]"), others)
+
+
 class Scanner:
     """Detectors combined; the placeholders are looked up by detector name.
 
@@ -104,7 +129,9 @@ class Scanner:
             chars = "".join(sorted({ch for n in needs if n is not None for ch in n[0]}))
             self._any_char = re.compile(f"[{re.escape(chars)}]" if chars else "(?!)")
             self._any_need = tuple(dict.fromkeys(n[1] for n in needs if n is not None))
-        self._tailing: dict[str, tuple[Detector, ...]] = {}   # by a text's last character
+        # by a text's last character: the detectors whose tail can be short of the end, and
+        # the shared look of the built-ins among them (`_Tailing`)
+        self._tailing: dict[str, _Tailing] = {}
 
     def may_match(self, text: str, start: int = 0) -> bool:
         """False when no detector's match can start at or after `start`: a cheap check for
@@ -118,6 +145,8 @@ class Scanner:
 
     def find(self, text: str) -> list[Span]:
         """All detectors' matches, non-overlapping (see the class), left to right."""
+        if self._any_char is not None and self._any_char.search(text) is None:
+            return []   # not one character any match holds (most prose): one search
         found: list[tuple[int, int, int, Span]] = []
         for rank, (detector, need) in enumerate(zip(self.detectors, self._needs, strict=True)):
             if need is not None and need.search(text) is None:
@@ -140,23 +169,32 @@ class Scanner:
         if not n:
             return 0
         last = text[-1]
-        detectors = self._tailing.get(last)
-        if detectors is None:
-            detectors = self._detectors_ending_with(last)
+        tailing = self._tailing.get(last)
+        if tailing is None:
+            tailing = self._detectors_ending_with(last)
+        detectors, reach, chars, starts, others = tailing
+        if starts is not None:
+            # the fast path: one look at the run of characters that any of these built-ins'
+            # matches are made of; without a character one of them can start with in it,
+            # none holds anything (each one's own run is a suffix of it), only the others do
+            lo = n - reach if n > reach else 0
+            if starts.search(text, lo + len(text[lo:].rstrip(chars))) is None:
+                detectors = others
         for d in detectors:
             ts = d.tail_start(text)
             if ts < n:
                 n = ts
         return n
 
-    def _detectors_ending_with(self, last: str) -> tuple[Detector, ...]:
+    def _detectors_ending_with(self, last: str) -> _Tailing:
         """The detectors whose `tail_start` can be short of the end of a text ending with
         `last` (a built-in's is not, unless `last` is one of the characters of its matches)."""
         found = tuple(d for d in self.detectors if type(d) is not PatternDetector
                       or last in d.match_chars)
+        tailing = _Tailing.of(found)
         if len(self._tailing) < 4096:
-            self._tailing[last] = found
-        return found
+            self._tailing[last] = tailing
+        return tailing
 
     def mask(self, text: str, spans: list[Span] | None = None) -> str:
         """`text` with each span (by default: `find(text)`) replaced by its detector's

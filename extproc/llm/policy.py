@@ -130,7 +130,7 @@ class LLMTraffic(Policy):
             return None
         if req.json_array:
             return T.JsonArrayObserver(adapter, meter, limit)
-        return T.JsonBodyObserver(adapter, meter)
+        return T.JsonBodyObserver(adapter, meter, ex.state)
 
     def _meter(self, ex: Context, req: _Request) -> T.Meter:
         provider = self.provider

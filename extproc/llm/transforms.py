@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from ..codecs.jsonarray import JsonArrayError, JsonArraySplitter, element_to_sse
 from ..codecs.sse import Event, SSEError, encode
@@ -241,12 +242,20 @@ class JsonArrayObserver(_JsonArray):
         return b""
 
 
-class JsonBodyObserver(BodyTransform):
-    """A non-streamed JSON reply, passed through; usage read from it at the end."""
+#: where `JsonBodyObserver` leaves the reply it parsed, (body, doc), in the exchange's state:
+#: a reply guard after it reads the same bytes and takes the parse instead of making its own
+PARSED_REPLY = "_parsed_reply"
 
-    def __init__(self, adapter: Adapter, meter: Meter) -> None:
+
+class JsonBodyObserver(BodyTransform):
+    """A non-streamed JSON reply, passed through; usage read from it at the end (and its
+    parse left in `state[PARSED_REPLY]` when a `state` is given)."""
+
+    def __init__(self, adapter: Adapter, meter: Meter,
+                 state: dict[str, Any] | None = None) -> None:
         self.adapter = adapter
         self.meter = meter
+        self.state = state
         self.parts: list[bytes] = []
         self.size = 0
 
@@ -260,8 +269,11 @@ class JsonBodyObserver(BodyTransform):
         acc = StreamReport(self.adapter, cumulative=False)
         if self.size <= MAX_JSON_BODY:
             try:
-                _, acc.finish_reason, acc.usage = self.adapter.parse_response(
-                    json.loads(b"".join(self.parts)))
+                body = b"".join(self.parts)
+                doc = json.loads(body)
+                if self.state is not None:
+                    self.state[PARSED_REPLY] = (body, doc)
+                _, acc.finish_reason, acc.usage = self.adapter.parse_response(doc)
             except (ValueError, TypeError, AttributeError, KeyError, RecursionError) as exc:
                 log.debug("no usage in a non-JSON reply: %s", type(exc).__name__)
         self.parts = []

@@ -366,6 +366,21 @@ def test_may_match_and_tail_start_agree_with_the_detectors(scanner: Scanner,
             (d.tail_start(prefix) for d in scanner.detectors), default=k)
 
 
+@pytest.mark.parametrize("scanner", [PII, ALL, Scanner([*builtin(["phone", "card"]), *CUSTOM])],
+                         ids=["pii", "all", "custom"])
+@settings(max_examples=300, deadline=None)
+@given(text=st.lists(st.one_of(st.sampled_from(["(", "+", " ", "     ", "-", ".", "GB82", "7",
+                                                 "a", "Z", "x@y.io", ":", "_", "\n"]),
+                                st.text("aZ 1-.+(", max_size=9)), max_size=150).map("".join))
+def test_tail_start_fast_path_equals_asking_each_detector(scanner: Scanner, text: str) -> None:
+    """The scanner's one look at the run its built-ins share (past their reach too) gives what
+    asking each detector gives."""
+    for k in (len(text), len(text) // 2, max(0, len(text) - 81)):
+        prefix = text[:k]
+        assert scanner.tail_start(prefix) == min(
+            (d.tail_start(prefix) for d in scanner.detectors), default=k), prefix
+
+
 def stream_mask(scanner: Scanner, chunks: list[str]) -> str:
     """A naive streaming masker on the contract: emit up to tail_start (or past the end of a
     final span that crosses it), hold the rest."""

@@ -24,7 +24,9 @@ from extproc.guards.scanner import Scanner, builtin
 from extproc.guards.stream import StreamMasker
 from extproc.guards.webhook import Mask, Text, Verdict
 from extproc.guards.webhook_stream import WebhookStreamGuard
-from extproc.policy import Reject
+from extproc.llm.transforms import PARSED_REPLY, JsonBodyObserver
+from extproc.policy import Reject, run_transforms
+from extproc.providers import adapter_for
 
 EMAIL = "jane.roe@example.org"
 KEY = "AKIAIOSFODNN7EXAMPLE"
@@ -220,6 +222,26 @@ def test_every_reply_field_is_masked_and_rejected(provider: str, body: dict[str,
     with pytest.raises(Reject) as refused:
         whole(provider, "reject", body)
     assert refused.value.status == 400 and "response blocked" in refused.value.message
+
+
+@pytest.mark.parametrize(("provider", "body"), [(p, b) for _, p, b in REPLIES],
+                         ids=[i for i, _, _ in REPLIES])
+def test_the_reply_guard_takes_the_usage_meters_parse_only_of_the_same_bytes(
+        provider: str, body: dict[str, Any]) -> None:
+    """After the usage meter (which leaves its parse in the state) the guard masks exactly
+    what it masks alone; a parse of other bytes left there is never used."""
+    raw = json.dumps(body).encode()
+    ex = exchange(PATHS[provider])
+    meter = JsonBodyObserver(adapter_for(provider), lambda report: None, ex.state)
+    out = run_transforms([meter, WholeJsonGuard(guards("mask", provider, side=1), ex)],
+                         raw, True)
+    assert out == whole(provider, "mask", body)
+    assert PARSED_REPLY not in ex.state                     # taken, not kept
+    ex = exchange(PATHS[provider])
+    ex.state[PARSED_REPLY] = (b"{}", {})                  # stale: other bytes
+    transform = WholeJsonGuard(guards("mask", provider, side=1), ex)
+    transform.feed(raw)
+    assert transform.finish() == out
 
 
 # ----------------------------------------------------------------------------- streams

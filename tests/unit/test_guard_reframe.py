@@ -213,6 +213,18 @@ def test_the_openai_fast_path_gives_what_parsing_gives(raw: bytes, cuts: list[in
     assert run_events(raw, cuts, True, action) == run_events(raw, cuts, False, action)
 
 
+@settings(max_examples=300, deadline=None)
+@given(raw=openai_stream(), keep=st.lists(st.booleans(), max_size=12),
+       action=st.sampled_from(["mask", "mask", "reject"]))
+def test_one_event_chunks_take_the_fast_path_and_give_what_parsing_gives(
+        raw: bytes, keep: list[bool], action: str) -> None:
+    """Cut at event boundaries (mostly one event per chunk, as a paced stream comes): the
+    chunk-level fast path gives what parsing every event gives."""
+    ends = [i + 2 for i in range(len(raw)) if raw.startswith(b"\n\n", i)]
+    cuts = [e for i, e in enumerate(ends) if i >= len(keep) or keep[i]]
+    assert run_events(raw, cuts, True, action) == run_events(raw, cuts, False, action)
+
+
 def test_the_fast_path_passes_unchanged_events_through_and_splices_masked_text() -> None:
     head = '{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":'
     events = [head + '[{"index":0,"delta":{"content":"' + text + '"},"finish_reason":null}]}'

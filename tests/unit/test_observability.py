@@ -66,7 +66,8 @@ def test_the_fast_access_line_is_the_json_of_its_fields(model: str, subject: str
                                                         guard: str) -> None:
     identity = type("Identity", (), {"subject": subject})()
     ex = FakeExchange(model=model, identity=identity, guard_request=guard, stream=True,
-                      usage=Usage(3, 4, 7))
+                      usage=Usage(3, 4, 7), ratelimit={"decision": "allowed", "limit": guard,
+                                                       "remaining_tokens": 9})
     doc = json.loads(accesslog.line(ex, "ok", now=1764178802.113))  # type: ignore[arg-type]
     assert doc.pop("ts") == "2025-11-26T17:40:02.113Z"
     assert doc == {"level": "info", "logger": "extproc.access", "msg": "request",

@@ -7,7 +7,7 @@ import re
 from itertools import pairwise
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from extproc.codecs.sse import Event, SSEDecoder, SSEError, encode
@@ -353,3 +353,33 @@ def test_encode_decode_round_trip(data: str, event: str | None, id: str | None,
     raw = encode(data, event=event, id=id, retry=retry, terminator=terminator)
     decoded = decode(raw, bytewise(raw))
     assert decoded == [Event(raw, re.sub(r"\r\n|\r|\n", "\n", data), event, id, retry, True)]
+
+
+class PlainDecoder(SSEDecoder):
+    fast = False
+
+
+def _outcome(decoder: SSEDecoder, chunks: list[bytes]) -> list[object]:
+    """Each feed's events (or the error it raised, after which the decoder is done)."""
+    out: list[object] = []
+    for chunk in chunks:
+        try:
+            out.append(decoder.feed(chunk))
+        except SSEError as exc:
+            return [*out, str(exc)]
+    return [*out, decoder.finish()]
+
+
+_LF_PARTS = st.sampled_from([b"\n", b"\n\n", b"data: x", b"data: " + b"y" * 20, b":",
+                             b"event: e", b"\xc3\xa9", b"\r\n", BOM, BOM[:2]])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.lists(_LF_PARTS, max_size=8).map(b"".join), max_size=8),
+       st.one_of(st.integers(4, 48), st.just(1 << 20)))
+@example([b"\n", b"data: x\n\n"], 8).via("an event one byte over the limit")
+@example([b"\n", b"data: x\n\n"], 9).via("an event at the limit")
+def test_lf_fast_path_equals_the_plain_way(chunks: list[bytes], limit: int) -> None:
+    """A chunk without CR that starts an event is cut with one find per event; what it gives
+    (events, errors past max_event_bytes) is what the plain way gives, chunk by chunk."""
+    assert _outcome(SSEDecoder(limit), chunks) == _outcome(PlainDecoder(limit), chunks)
