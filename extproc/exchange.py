@@ -31,6 +31,7 @@ from .policy import BodyTransform, Reject, run_transforms, run_transforms_async
 from .providers.endpoints import Endpoint
 from .providers.tokens import FIRST_TOKEN
 from .reading import Unreadable, encodings, read_body, read_endpoint
+from .routing import unrouted
 
 log = logging.getLogger("extproc.exchange")
 
@@ -83,8 +84,7 @@ class Exchange(HeaderMutations):
         self.route = route
         self.route_name = name
         self.provider = route.provider if route else "gateway"   # its error format
-        self._unrouted = refusal or (404, "no gateway route serves this request" + (
-            f" (route {name!r} is not configured)" if name else ""))
+        self._unrouted = refusal
         self._needs_request_body = bool(route and route.needs_request_body)
         #: the policies that see bodies: all, but on a pass-through request none that reads
         #: the provider's JSON (`Policy.reads_json`: guards, usage, token budgets)
@@ -165,7 +165,8 @@ class Exchange(HeaderMutations):
         self.request_id = headers.get("x-request-id", "")
         self.request_ended = h.end_of_stream
         if self.route is None:
-            raise Reject(*self._unrouted, details="extproc_unknown_route")
+            raise Reject(*(self._unrouted or unrouted(self.route_name)),
+                         details="extproc_unknown_route")
         self._read(headers)
         for policy in self.route.policies:
             await policy.on_request_headers(self)
@@ -232,11 +233,12 @@ class Exchange(HeaderMutations):
     def _hold(self, chunk: bytes) -> None:
         self._held.append(chunk)
         self._held_size += len(chunk)
-        if self._held_size > self.max_request_body:
-            raise Reject(413, self._too_large(), details="extproc_body_too_large")
+        self._within_limit(self._held_size)
 
-    def _too_large(self) -> str:
-        return f"request body exceeds the gateway's limit of {self.max_request_body} bytes"
+    def _within_limit(self, size: int) -> None:
+        if size > self.max_request_body:  # Envoy's own limit check is not exact
+            raise Reject(413, "request body exceeds the gateway's limit of "
+                         f"{self.max_request_body} bytes", details="extproc_body_too_large")
 
     async def _finish_request_body(self, last: bytes, duplex: bool) -> Sequence[Reply]:
         held = bool(self._held)
@@ -246,8 +248,7 @@ class Exchange(HeaderMutations):
             self._held, self._held_size = [], 0
         else:
             body = last
-            if len(body) > self.max_request_body:  # Envoy's own limit check is not exact
-                raise Reject(413, self._too_large(), details="extproc_body_too_large")
+            self._within_limit(len(body))
         assert self.route is not None
         original = body
         new = self._readable(body)

@@ -166,16 +166,15 @@ class Router:
         default = self.config.default_route
         if default:
             return Resolution(self.config.routes.get(default), default, "default")
-        return Resolution(None, None, "none", (
-            self.config.unmatched_status, "no gateway route serves this request"))
+        return Resolution(None, None, "none",
+                          (self.config.unmatched_status, unrouted(None)[1]))
 
     def _name(self, name: str, source: str) -> Resolution:
         found = self._named.get(name)
         if found is None:
             route = self.config.routes.get(name)
-            found = Resolution(route, name, source, None if route is not None else (
-                404, f"no gateway route serves this request (route {name!r} is not "
-                     "configured)"))
+            found = Resolution(route, name, source,
+                               None if route is not None else unrouted(name))
             _remember(self._named, name, found)
         return found if found.source == source else found._replace(source=source)
 
@@ -208,6 +207,12 @@ class Router:
         return Resolution(None, route.name, source, (
             404, f"no provider served by route {route.name!r} has this endpoint (served: "
                  f"{', '.join(route.variants)})"))
+
+
+def unrouted(name: str | None) -> tuple[int, str]:
+    """The refusal of a request on no route (`name`: the route it named, if any)."""
+    return 404, "no gateway route serves this request" + (
+        f" (route {name!r} is not configured)" if name else "")
 
 
 def _dict(headers: Mapping[str, str] | Any) -> Mapping[str, str]:

@@ -1,5 +1,3 @@
-"""The built-in LLM traffic policy: usage from every stream, Gemini JSON-array streams as SSE."""
-
-from .policy import LLMTraffic, StreamsConfig
-
-__all__ = ["LLMTraffic", "StreamsConfig"]
+"""The built-in LLM traffic policy (`policy.LLMTraffic`): usage from every stream, Gemini
+JSON-array streams as SSE. The package re-exports nothing, so its modules import each other
+without passing through it."""

@@ -25,7 +25,7 @@ from extproc.auth.credentials import Secret, SecretError
 from extproc.auth.jwks import RemoteJWKS, StaticKeys
 from extproc.auth.policy import Authenticate
 from extproc.exchange import Exchange
-from extproc.llm import LLMTraffic
+from extproc.llm.policy import LLMTraffic
 from extproc.policy import Reject
 from extproc.schema import ConfigError
 

@@ -11,7 +11,7 @@ import pytest
 
 from extproc import config, loader
 from extproc.config import Config, RouteConfig, ServerConfig
-from extproc.llm import LLMTraffic
+from extproc.llm.policy import LLMTraffic
 from extproc.policy import Policy
 from extproc.schema import ConfigError
 from tests.plugins import Gatekeeper, TagRequest, UpperResponse
