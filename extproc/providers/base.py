@@ -9,10 +9,11 @@ Conventions shared by every adapter:
   prompt token the provider billed, cached ones included (OpenAI ``prompt_tokens``, Gemini
   ``promptTokenCount`` + ``toolUsePromptTokenCount``, Anthropic ``input_tokens`` +
   ``cache_creation_input_tokens`` + ``cache_read_input_tokens``); ``cached_input_tokens`` is
-  the cache-read subset. ``output_tokens`` includes reasoning tokens (OpenAI
-  ``completion_tokens``, Anthropic ``output_tokens``, Gemini ``candidatesTokenCount`` +
-  ``thoughtsTokenCount``); ``reasoning_tokens`` is that subset. ``total_tokens`` is the
-  provider's total when it reports one, else input + output.
+  the cache-read subset, ``cache_write_input_tokens`` the cache-write subset (Anthropic).
+  ``output_tokens`` includes reasoning tokens (OpenAI ``completion_tokens``, Anthropic
+  ``output_tokens``, Gemini ``candidatesTokenCount`` + ``thoughtsTokenCount``);
+  ``reasoning_tokens`` is that subset. ``total_tokens`` is the provider's total when it
+  reports one, else input + output.
 * Prompt roles are normalised to "system", "user", "assistant" and "tool", in any case the
   client spells them ("User", "SYSTEM"; OpenAI "developer" -> "system", Gemini "model" ->
   "assistant"; tool call arguments and tool results are "tool"; tool definitions, their
@@ -59,6 +60,7 @@ _USAGE_FIELDS = (
     "total_tokens",
     "cached_input_tokens",
     "reasoning_tokens",
+    "cache_write_input_tokens",
 )
 
 
@@ -71,6 +73,9 @@ class Usage:
     total_tokens: int | None = None
     cached_input_tokens: int | None = None
     reasoning_tokens: int | None = None
+    #: the prompt tokens written to the provider's cache (Anthropic's
+    #: cache_creation_input_tokens), a subset of input_tokens billed at their own price
+    cache_write_input_tokens: int | None = None
 
     def as_dict(self) -> dict[str, int]:
         """The reported (non-None) fields only."""

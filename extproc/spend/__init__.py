@@ -1,0 +1,1 @@
+"""Spend: prices per provider and model (`prices`), the cost of a request from its usage."""
