@@ -26,14 +26,17 @@ from .llm.policy import LLMTraffic, streams_config
 from .policy import Policy
 from .providers.endpoints import Passthrough
 from .schema import Checker, join
+from .spend.prices import PriceTable, Pricing
+from .spend.settings import parse_price
 
 _KEYS = ("name", "provider", "providers", "streams", "auth", "upstream_credential",
-         "rate_limits", "guards", "plugins", "passthrough", "envoy_route_names", "match")
+         "rate_limits", "guards", "plugins", "passthrough", "envoy_route_names", "match",
+         "default_price")
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def route_config(c: Checker, raw: Any, path: str, auth: AuthSettings, limits: LimitsSettings,
-                 guards: dict[str, Guard], base: Path) -> RouteConfig | None:
+                 guards: dict[str, Guard], base: Path, prices: PriceTable) -> RouteConfig | None:
     """One route, or None when it has errors (they are on `c`)."""
     before = len(c.errors)
     d = c.mapping(raw, path, _KEYS)
@@ -51,6 +54,9 @@ def route_config(c: Checker, raw: Any, path: str, auth: AuthSettings, limits: Li
     plugins = [p for i, item in enumerate(c.sequence(d.get("plugins"), join(path, "plugins")))
                if (p := _plugin(c, item, join(join(path, "plugins"), i))) is not None]
     passthrough = _passthrough(c, d.get("passthrough"), join(path, "passthrough"))
+    default_price = parse_price(c, d["default_price"], join(path, "default_price"),
+                                Pricing(prices).currency) if "default_price" in d else None
+    pricing = Pricing(prices, default_price)
     if passthrough and provider == "auto":
         c.error(join(path, "passthrough"), "a provider: auto route cannot tell whose "
                 "pass-through a path is: give that provider a route of its own")
@@ -61,7 +67,7 @@ def route_config(c: Checker, raw: Any, path: str, auth: AuthSettings, limits: Li
         # the same settings read for each provider: their errors are reported once
         checker = c if i == 0 else Checker()
         variant = _variant(checker, d, path, name, each, route_auth, credentials.get(each),
-                           route_guard, tuple(plugins), passthrough, limits)
+                           route_guard, tuple(plugins), passthrough, limits, pricing)
         if variant is None:
             return None
         variants[each] = variant
@@ -69,13 +75,13 @@ def route_config(c: Checker, raw: Any, path: str, auth: AuthSettings, limits: Li
         return replace(variants[provider], envoy_route_names=envoy_names, match=match)
     return RouteConfig(name=name, provider="auto", plugins=tuple(plugins),
                        passthrough=passthrough, envoy_route_names=envoy_names, match=match,
-                       variants=variants)
+                       variants=variants, pricing=pricing)
 
 
 def _variant(c: Checker, d: Any, path: str, name: str, provider: str, route_auth: Any,
              credential: UpstreamCredential | None, route_guard: tuple[Guard, ...],
              plugins: tuple[Policy, ...], passthrough: tuple[Passthrough, ...],
-             limits: LimitsSettings) -> RouteConfig | None:
+             limits: LimitsSettings, pricing: Pricing) -> RouteConfig | None:
     before = len(c.errors)
     streams = streams_config(c, provider, d.get("streams"), join(path, "streams"))
     rate = parse_route_limits(c, d["rate_limits"], join(path, "rate_limits"), provider,
@@ -99,7 +105,8 @@ def _variant(c: Checker, d: Any, path: str, name: str, provider: str, route_auth
     if rate is not None:
         builtin.append(rate)
     return RouteConfig(name=name, provider=provider, policies=(*builtin, *plugins),
-                       streams=streams, plugins=plugins, passthrough=passthrough)
+                       streams=streams, plugins=plugins, passthrough=passthrough,
+                       pricing=pricing)
 
 
 def _served(c: Checker, d: Any, path: str, provider: str | None) -> tuple[str, ...]:

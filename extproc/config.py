@@ -66,6 +66,7 @@ from .llm.policy import StreamsConfig
 if TYPE_CHECKING:
     from .policy import Policy
     from .providers.endpoints import Passthrough
+    from .spend.prices import Pricing
 
 PROVIDERS = ("openai", "azure", "anthropic", "gemini", "vertex")
 #: `provider: auto` recognises these from the path, the most specific paths first (Azure's
@@ -114,6 +115,8 @@ class RouteConfig:
     match: RequestMatch | None = None
     #: `provider: auto`: the route as each provider it serves (empty otherwise)
     variants: Mapping[str, RouteConfig] = field(default_factory=dict)
+    #: the price table and the route's `default_price` (extproc.spend)
+    pricing: Pricing | None = None
 
     @cached_property
     def needs_request_body(self) -> bool:

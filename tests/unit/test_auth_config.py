@@ -218,8 +218,8 @@ def test_top_level_x_keys_are_ignored(conf_dir: Path) -> None:
     parse(data, conf_dir)
     data["y-anything"] = 1
     assert errors_of(data, conf_dir) == [
-        "y-anything: unknown key (known keys: auth, default_route, guards, limits, routes, "
-        "routing, server)"]
+        "y-anything: unknown key (known keys: auth, default_route, guards, limits, prices, "
+        "routes, routing, server)"]
 
 
 def test_relative_paths_resolve_against_the_config_directory(conf_dir: Path) -> None:
