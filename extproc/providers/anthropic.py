@@ -9,9 +9,10 @@ message. ``ping``, ``content_block_stop`` and ``message_stop`` say nothing.
 
 Usage: ``message_start`` reports input and cache tokens (and a first output count);
 ``message_delta`` reports the CUMULATIVE ``output_tokens`` and may repeat input/cache counts.
-Input counts are normalised to include cache writes and reads (see ``base``); merging keeps
-the largest input/cached count seen (so a repeat that omits the cache fields cannot shrink
-it) and the latest output count.
+Input counts are normalised to include cache writes and reads (see ``base``; the writes,
+``cache_creation_input_tokens``, are also kept apart as ``cache_write_input_tokens`` so they
+can be priced); merging keeps the largest input/cached/cache-write count seen (so a repeat
+that omits the cache fields cannot shrink it) and the latest output count.
 
 What the model reads (``parse_request``, rewritten in the same order): ``system`` (a string
 or blocks), tool definitions (``tools[].description``, and ``input_schema`` as compact JSON;
@@ -220,15 +221,13 @@ def _reply_slots(body: Any) -> Iterator[Slot]:
 def _usage(raw: Any) -> Usage:
     raw = as_dict(raw)
     cache_read = as_int(raw.get("cache_read_input_tokens"))
+    cache_write = as_int(raw.get("cache_creation_input_tokens"))
     return with_total(
         Usage(
-            input_tokens=sum_known(
-                as_int(raw.get("input_tokens")),
-                as_int(raw.get("cache_creation_input_tokens")),
-                cache_read,
-            ),
+            input_tokens=sum_known(as_int(raw.get("input_tokens")), cache_write, cache_read),
             output_tokens=as_int(raw.get("output_tokens")),
             cached_input_tokens=cache_read,
+            cache_write_input_tokens=cache_write,
         )
     )
 
@@ -364,6 +363,8 @@ class AnthropicAdapter(Adapter):
             output_tokens=new.output_tokens if new.output_tokens is not None else acc.output_tokens,
             total_tokens=new.total_tokens if new.total_tokens is not None else acc.total_tokens,
             cached_input_tokens=_max(acc.cached_input_tokens, new.cached_input_tokens),
+            cache_write_input_tokens=_max(acc.cache_write_input_tokens,
+                                          new.cache_write_input_tokens),
             reasoning_tokens=(
                 new.reasoning_tokens if new.reasoning_tokens is not None else acc.reasoning_tokens
             ),

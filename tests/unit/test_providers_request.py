@@ -476,7 +476,7 @@ def test_anthropic_merge_keeps_input_and_takes_cumulative_output() -> None:
         '"cache_creation_input_tokens":100,"cache_read_input_tokens":2048,"output_tokens":1}}}',
         "message_start",
     ).usage
-    assert start == Usage(2169, 1, 2170, 2048)
+    assert start == Usage(2169, 1, 2170, 2048, cache_write_input_tokens=100)
     acc = ANTHROPIC.merge_usage(Usage(), start)
     # a repeat of input_tokens without the cache fields must not shrink the input count
     partial = ANTHROPIC.stream_delta(
@@ -485,13 +485,14 @@ def test_anthropic_merge_keeps_input_and_takes_cumulative_output() -> None:
     ).usage
     assert partial is not None
     acc = ANTHROPIC.merge_usage(acc, partial)
-    assert acc == Usage(2169, 10, 2179, 2048)
+    assert acc == Usage(2169, 10, 2179, 2048, cache_write_input_tokens=100)
     final = ANTHROPIC.stream_delta(
         '{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":42}}',
         "message_delta",
     ).usage
     assert final is not None
-    assert ANTHROPIC.merge_usage(acc, final) == Usage(2169, 42, 2211, 2048)
+    assert ANTHROPIC.merge_usage(acc, final) == Usage(2169, 42, 2211, 2048,
+                                                     cache_write_input_tokens=100)
 
 
 def test_read_request_parses_one_body_once_per_exchange() -> None:

@@ -85,9 +85,10 @@ def u(
     t: int | None = None,
     c: int | None = None,
     r: int | None = None,
+    w: int | None = None,
 ) -> dict[str, int]:
-    """Expected usage: input, output, total, cached input, reasoning."""
-    return Usage(i, o, t, c, r).as_dict()
+    """Expected usage: input, output, total, cached input, reasoning, cache write."""
+    return Usage(i, o, t, c, r, w).as_dict()
 
 
 # file, provider, text, finish reason, merged usage, errors, dropped (usage-only) chunks
@@ -105,14 +106,14 @@ STREAMS: list[tuple[str, str, str, str | None, dict[str, int], list[str], int]] 
     ("azure_text_stream.sse", "azure", "Bonjour le monde", "stop", u(12, 4, 16, 0, 0), [], 1),
     ("anthropic_text_stream.sse", "anthropic",
      "Why did the scarecrow win an award?\n\nBecause he was outstanding in his field! 🌾",
-     "end_turn", u(2069, 22, 2091, 2048), [], 0),
+     "end_turn", u(2069, 22, 2091, 2048, w=0), [], 0),
     ("anthropic_tool_use_stream.sse", "anthropic", "Okay, let me check the weather in Paris:",
      "tool_use", u(472, 89, 561), [], 0),
     ("anthropic_thinking_stream.sse", "anthropic",
      "The greatest common divisor of 1071 and 462 is **21**.", "end_turn",
-     u(1246, 117, 1363, 0), [], 0),
+     u(1246, 117, 1363, 0, w=1200), [], 0),
     ("anthropic_error_stream.sse", "anthropic", "Here is the first part of the summary", None,
-     u(310, 1, 311, 0), ["Overloaded"], 0),
+     u(310, 1, 311, 0, w=0), ["Overloaded"], 0),
     ("gemini_text_stream.sse", "gemini",
      "The sky appears blue because sunlight scatters off the molecules in the air; "
      "short blue wavelengths scatter the most.\n", "STOP", u(8, 22, 30), [], 0),
@@ -137,7 +138,7 @@ REPLIES: list[tuple[str, str, str, str | None, dict[str, int]]] = [
     ("openai_tool_call_response.json", "openai", "", "tool_calls", u(82, 18, 100, 0, 0)),
     ("azure_response.json", "azure", "Bonjour le monde", "stop", u(12, 4, 16, 0, 0)),
     ("anthropic_response.json", "anthropic", "I'll look up the current weather in Paris for you.",
-     "tool_use", u(3482, 96, 3578, 3072)),
+     "tool_use", u(3482, 96, 3578, 3072, w=0)),
     ("gemini_response.json", "gemini", "Hello! How can I help you today?", "STOP",
      u(4, 47, 51, r=38)),
     ("gemini_blocked_response.json", "gemini", "", "blocked:PROHIBITED_CONTENT", u(11, t=11)),
@@ -294,11 +295,11 @@ def test_mock_anthropic_stream() -> None:
     frames = b"".join(mock_anthropic.build_stream({}, reply))
     folded = fold(adapter_for("anthropic"), sse_events(frames))
     assert (folded.text, folded.finish) == (reply.text, "end_turn")
-    assert folded.usage.as_dict() == u(5, 4, 9, 0)
+    assert folded.usage.as_dict() == u(5, 4, 9, 0, w=0)
     text, finish, usage = adapter_for("anthropic").parse_response(
         json.loads(mock_anthropic.build_response({}, reply))
     )
-    assert (text, finish, usage.as_dict()) == (reply.text, "end_turn", u(5, 4, 9, 0))
+    assert (text, finish, usage.as_dict()) == (reply.text, "end_turn", u(5, 4, 9, 0, w=0))
 
 
 @pytest.mark.parametrize("vertex", [False, True])
