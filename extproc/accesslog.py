@@ -1,5 +1,7 @@
 """One log line per HTTP request, at info level on the `extproc.access` logger: who asked
-what of which route, how it ended, how long it took and what it cost. With the JSON log
+what of which route, how it ended, how long it took and what it cost (`cost` and
+`currency`, the usage at the route's prices rounded to 10 decimal places, or
+`cost_status: "unpriced"` when nothing prices the model). With the JSON log
 format (the default) it is one JSON object per line, keyed by Envoy's `x-request-id`.
 
 It is on the hot path, so JSON lines skip the logging machinery: they are written to stderr
@@ -19,6 +21,7 @@ from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import TYPE_CHECKING, Any
 
 from . import logs
+from .spend.cost import as_number
 
 if TYPE_CHECKING:
     from .context import Context
@@ -34,6 +37,7 @@ def fields(ex: Context, outcome: str) -> dict[str, Any]:
     """The line's fields (None values dropped)."""
     identity = ex.state.get("identity")
     usage = ex.state.get("usage")
+    cost = ex.state.get("cost")
     rejection = ex.rejection
     out: dict[str, Any] = {
         "request_id": ex.request_id or None,
@@ -51,6 +55,9 @@ def fields(ex: Context, outcome: str) -> dict[str, Any]:
         "ttft_delivered_ms": _ms(ex.started_at, ex.first_delivered_at),
         "input_tokens": getattr(usage, "input_tokens", None),
         "output_tokens": getattr(usage, "output_tokens", None),
+        "cost": as_number(cost) if cost is not None else None,
+        "currency": ex.state.get("currency") if cost is not None else None,
+        "cost_status": ex.state.get("cost_status"),
         "finish_reason": ex.state.get("finish_reason"),
         "upstream_error": ex.state.get("upstream_error"),
         "guard_request": ex.state.get("guard_request"),

@@ -27,7 +27,7 @@ from .policy import Policy
 from .providers.endpoints import Passthrough
 from .schema import Checker, join
 from .spend.prices import PriceTable, Pricing
-from .spend.settings import parse_price
+from .spend.settings import SpendSettings, parse_price
 
 _KEYS = ("name", "provider", "providers", "streams", "auth", "upstream_credential",
          "rate_limits", "guards", "plugins", "passthrough", "envoy_route_names", "match",
@@ -36,7 +36,8 @@ _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def route_config(c: Checker, raw: Any, path: str, auth: AuthSettings, limits: LimitsSettings,
-                 guards: dict[str, Guard], base: Path, prices: PriceTable) -> RouteConfig | None:
+                 guards: dict[str, Guard], base: Path, prices: PriceTable,
+                 spend: SpendSettings | None = None) -> RouteConfig | None:
     """One route, or None when it has errors (they are on `c`)."""
     before = len(c.errors)
     d = c.mapping(raw, path, _KEYS)
@@ -67,7 +68,8 @@ def route_config(c: Checker, raw: Any, path: str, auth: AuthSettings, limits: Li
         # the same settings read for each provider: their errors are reported once
         checker = c if i == 0 else Checker()
         variant = _variant(checker, d, path, name, each, route_auth, credentials.get(each),
-                           route_guard, tuple(plugins), passthrough, limits, pricing)
+                           route_guard, tuple(plugins), passthrough, limits, pricing,
+                           spend or SpendSettings())
         if variant is None:
             return None
         variants[each] = variant
@@ -81,7 +83,8 @@ def route_config(c: Checker, raw: Any, path: str, auth: AuthSettings, limits: Li
 def _variant(c: Checker, d: Any, path: str, name: str, provider: str, route_auth: Any,
              credential: UpstreamCredential | None, route_guard: tuple[Guard, ...],
              plugins: tuple[Policy, ...], passthrough: tuple[Passthrough, ...],
-             limits: LimitsSettings, pricing: Pricing) -> RouteConfig | None:
+             limits: LimitsSettings, pricing: Pricing,
+             spend: SpendSettings) -> RouteConfig | None:
     before = len(c.errors)
     streams = streams_config(c, provider, d.get("streams"), join(path, "streams"))
     rate = parse_route_limits(c, d["rate_limits"], join(path, "rate_limits"), provider,
@@ -99,7 +102,7 @@ def _variant(c: Checker, d: Any, path: str, name: str, provider: str, route_auth
         # whose guards read replies only, it refuses a request for what they cannot read)
         builtin.append(Guards(provider, route_guard, "request", route=name))
     if streams.usage or streams.json_array_to_sse or rate is not None or route_guard:
-        builtin.append(LLMTraffic(provider, streams))
+        builtin.append(LLMTraffic(provider, streams, pricing, spend.team_claim))
     if any("response" in g.apply_to for g in route_guard):
         builtin.append(Guards(provider, route_guard, "response", route=name))
     if rate is not None:

@@ -25,7 +25,7 @@ from .config import (
 from .guards.settings import parse_guards
 from .limits.settings import parse_limits
 from .schema import Checker, ConfigError, join
-from .spend.settings import parse_prices
+from .spend.settings import parse_prices, parse_spend
 
 UNMATCHED_STATUSES = (404, 403)
 
@@ -50,7 +50,7 @@ def parse(data: Any, source: str = "<memory>") -> Config:
     if isinstance(data, dict):  # top-level x-* keys hold YAML anchors (as in docker compose)
         data = {k: v for k, v in data.items() if not str(k).startswith("x-")}
     top = c.mapping(data, "", ("server", "auth", "limits", "guards", "routes",
-                               "default_route", "routing", "prices"))
+                               "default_route", "routing", "prices", "spend"))
     server = _server(c, top.get("server"))
     unmatched = _routing(c, top.get("routing"))
     base = Path(source).parent if source != "<memory>" else Path.cwd()
@@ -58,6 +58,7 @@ def parse(data: Any, source: str = "<memory>") -> Config:
     limits = parse_limits(c, top.get("limits"))
     guards = parse_guards(c, top.get("guards"))
     prices = parse_prices(c, top.get("prices"))
+    spend = parse_spend(c, top.get("spend"))
     routes: dict[str, RouteConfig] = {}
     declared: set[str] = set()
     raw_routes = c.sequence(top.get("routes"), "routes")
@@ -66,7 +67,8 @@ def parse(data: Any, source: str = "<memory>") -> Config:
     for i, raw in enumerate(raw_routes):
         if isinstance(raw, dict) and isinstance(raw.get("name"), str):
             declared.add(raw["name"])
-        route = route_config(c, raw, join("routes", i), auth, limits, guards, base, prices)
+        route = route_config(c, raw, join("routes", i), auth, limits, guards, base, prices,
+                             spend)
         if route is None:
             continue
         if route.name in routes:

@@ -5,7 +5,9 @@ Names follow the OpenTelemetry GenAI conventions where one exists, as Prometheus
 (`gen_ai.client.token.usage` is `gen_ai_client_token_usage`, a histogram in tokens); the
 gateway's own series start with `extproc_`. Labels never carry request data: no prompt, no
 subject, no path. The model is the one label a client chooses, so it is bounded: past
-`MAX_MODELS` distinct names in a process, new ones are counted as `other`.
+`MAX_MODELS` distinct names in a process, new ones are counted as `other`. The spend
+counters' `team` (the value of the configured `spend.team_claim`, `-` without one) is
+bounded the same way (`MAX_TEAMS`).
 
 With `--workers N` every worker keeps its own series; the supervisor's admin port serves them
 all in one scrape, labelled `worker` (`workers.py`).
@@ -38,6 +40,7 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 HOT = promlite.Families(REGISTRY)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 MAX_MODELS = 200
+MAX_TEAMS = 200
 
 #: OTel's advice for gen_ai.client.token.usage
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
@@ -82,6 +85,14 @@ GUARD_DECISIONS = HOT.counter(
 RATELIMIT_DECISIONS = HOT.counter(
     "extproc_ratelimit_decisions", "Rate-limit admissions (decision: allowed, limited, "
     "backend_error_open, backend_error_closed)", ["route", "limit", "decision"])
+SPEND = HOT.counter(
+    "extproc_spend", "What requests cost at the route's prices (from the provider's usage; "
+    "in `currency`, the config's prices.currency)",
+    ["route", "provider", "model", "team", "currency"])
+UNPRICED = HOT.counter(
+    "extproc_unpriced_requests", "Requests with usage but no price for their model (no "
+    "prices entry and no route default_price): their cost is unknown, not zero",
+    ["route", "provider", "model"])
 MESSAGE_DURATION = HOT.histogram(
     "extproc_message_duration_seconds", "Time the gateway spent handling one ext_proc "
     "message, by message kind", ["message"], buckets=MESSAGE_BUCKETS)
@@ -112,6 +123,21 @@ def model_label(model: Any) -> str:
         return "other"
     _models.add(model)
     return model
+
+
+_teams: set[str] = set()
+
+
+def team_label(team: Any) -> str:
+    """A team claim's value as a label value, bounded: `-` when none, `other` past the cap."""
+    if not isinstance(team, str) or not team:
+        return "-"
+    if team in _teams:
+        return team
+    if len(_teams) >= MAX_TEAMS or len(team) > 128:
+        return "other"
+    _teams.add(team)
+    return team
 
 
 def operation(provider: str) -> str:
@@ -202,6 +228,12 @@ def observe_exchange(ex: Context, result: str) -> None:
             series.tpot.observe((ex.ended_at - first) / (output - 1))
     if ex.first_delivered_at is not None:
         series.delivered.observe(ex.first_delivered_at - ex.started_at)
+    cost = ex.state.get("cost")
+    if cost is not None:
+        SPEND.labels(key[0], key[1], key[2], team_label(ex.state.get("spend_team")),
+                     ex.state.get("currency") or "USD").inc(float(cost))
+    elif ex.state.get("cost_status") == "unpriced":
+        UNPRICED.labels(key[0], key[1], key[2]).inc()
 
 
 def message_timers() -> dict[str, Callable[[float], None]]:

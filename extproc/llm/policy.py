@@ -5,7 +5,10 @@ both come from the path, so their request bodies are never needed), makes OpenAI
 report usage (adding `stream_options.include_usage` upstream when the client did not, and
 dropping the extra chunk again before the client sees it), picks the response transform by
 what actually comes back, and publishes model, provider, stream flag and token counts as
-dynamic metadata in the `extproc` namespace when the response ends.
+dynamic metadata in the `extproc` namespace when the response ends, with what the usage
+costs at the route's prices (`cost` and `currency`, or `cost_status: "unpriced"`; see
+`extproc.spend.cost`). `ex.state` gets `usage`, `cost` (the exact Decimal), `currency` or
+`cost_status`, and `spend_team` (the team claim's value) for the metrics and later policies.
 
 Gemini/Vertex `:streamGenerateContent` without `alt=sse` answers one JSON array sent piece by
 piece; with `json_array_to_sse` (on by default for those providers) a 200 `application/json`
@@ -22,10 +25,12 @@ from ..policy import BodyTransform, Policy
 from ..providers import adapter_for, read_request
 from ..providers.endpoints import adapter_of
 from ..schema import Checker, join
+from ..spend.cost import request_cost, team_of
 from . import transforms as T
 
 if TYPE_CHECKING:
     from ..context import Context
+    from ..spend.prices import Pricing
 
 log = logging.getLogger("extproc.llm")
 GOOGLE = ("gemini", "vertex")
@@ -52,9 +57,12 @@ class _Request:
 class LLMTraffic(Policy):
     reads_json = True
 
-    def __init__(self, provider: str, streams: StreamsConfig) -> None:
+    def __init__(self, provider: str, streams: StreamsConfig, pricing: Pricing | None = None,
+                 team_claim: str | None = None) -> None:
         super().__init__({})
         self.provider = provider
+        self.pricing = pricing
+        self.team_claim = team_claim
         self.adapter = adapter_for(provider)
         self.streams = streams
         self.google = provider in GOOGLE
@@ -133,7 +141,7 @@ class LLMTraffic(Policy):
         return T.JsonBodyObserver(adapter, meter, ex.state)
 
     def _meter(self, ex: Context, req: _Request) -> T.Meter:
-        provider = self.provider
+        provider, pricing, team_claim = self.provider, self.pricing, self.team_claim
 
         def publish(seen: T.StreamReport) -> None:
             md: dict[str, Any] = {"provider": provider, "stream": req.stream}
@@ -143,7 +151,18 @@ class LLMTraffic(Policy):
                 md["finish_reason"] = ex.state["finish_reason"] = seen.finish_reason
             if seen.error:
                 md["upstream_error"] = ex.state["upstream_error"] = seen.error[:200]
-            md.update(seen.usage.as_dict())
+            counts = seen.usage.as_dict()
+            md.update(counts)
+            if pricing is not None and counts:
+                cost = request_cost(pricing, provider, req.model, seen.usage)
+                md.update(cost.fields())
+                for key in ("cost", "currency", "cost_status"):
+                    ex.state.pop(key, None)
+                if cost.amount is None:
+                    ex.state["cost_status"] = "unpriced"
+                else:
+                    ex.state["cost"], ex.state["currency"] = cost.amount, cost.currency
+                ex.state["spend_team"] = team_of(ex.state.get("identity"), team_claim)
             ex.metadata.update(md)
             ex.state["usage"] = seen.usage
 

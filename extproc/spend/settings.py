@@ -11,6 +11,9 @@ Top level (optional)::
         - {provider: anthropic, model: "claude-sonnet-4-5*", input: 3, cached_input: 0.30,
            cache_write: 3.75, output: 15, since: 2025-09-29}
 
+    spend:
+      team_claim: team              # the JWT claim whose value labels spend metrics (`team`)
+
 Per route::
 
     default_price: {input: 1.00, output: 4.00}   # for models no table prices (else the
@@ -22,6 +25,7 @@ Prices are per million tokens; `since` (a date) is when a price takes effect.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from functools import cache
 from pathlib import Path
@@ -35,6 +39,20 @@ from .prices import Price, PriceEntry, PriceTable
 
 DEFAULTS_FILE = Path(__file__).with_name("prices.yaml")
 _PRICE_KEYS = ("input", "output", "cached_input", "cache_write", "reasoning")
+
+
+@dataclass(frozen=True)
+class SpendSettings:
+    """Top-level `spend:`."""
+
+    #: the identity claim whose value is the `team` label of the spend metrics (None: `-`)
+    team_claim: str | None = None
+
+
+def parse_spend(c: Checker, raw: Any) -> SpendSettings:
+    """The top-level `spend:` section (optional)."""
+    d = c.mapping(raw, "spend", ("team_claim",))
+    return SpendSettings(team_claim=c.string(d, "team_claim", "spend"))
 
 
 def parse_prices(c: Checker, raw: Any) -> PriceTable:
@@ -86,20 +104,43 @@ def parse_price(c: Checker, raw: Any, path: str, currency: str) -> Price | None:
 @cache
 def default_table() -> PriceTable:
     """The shipped table (read once per process)."""
-    data = yaml.safe_load(DEFAULTS_FILE.read_text()) or {}
+    return read_table(DEFAULTS_FILE)
+
+
+def read_table(path: Path) -> PriceTable:
+    """A table file in the shipped format (written by scripts/prices_from_litellm.py)::
+
+        source: "where the prices come from"
+        generated: 2026-12-03
+        models:
+          - {providers: [openai, azure], model: gpt-4o, input: 2.5, cached_input: 1.25,
+             output: 10, since: 2024-08-06, note: "what is not applied"}
+
+    Every problem raises ValueError naming the file and the entry's path."""
+    data = yaml.safe_load(path.read_text()) or {}
     c = Checker()
+    top = c.mapping(data, "", ("source", "generated", "models"))
+    source = top.get("source", "")
     entries = []
-    for i, item in enumerate(c.sequence(data.get("models"), "models")):
+    for i, item in enumerate(c.sequence(top.get("models"), "models")):
         where = join("models", i)
-        providers = item.get("providers") or [item.get("provider")]
-        price = parse_price(c, {k: item[k] for k in _PRICE_KEYS if k in item}, where, "USD")
-        since = _date(c, item, where)
-        if price is not None:
-            entries.extend(PriceEntry(p, item["model"], price, since,
-                                      source=item.get("source", data.get("source", "")))
-                           for p in providers)
-    if c.errors:   # a defect of the package itself, caught by its tests
-        raise ValueError(f"{DEFAULTS_FILE}: {c.errors}")
+        e = c.mapping(item, where, ("providers", "model", "since", "note", "source",
+                                    *_PRICE_KEYS))
+        providers = c.sequence(e.get("providers"), join(where, "providers"))
+        if not providers:
+            c.error(join(where, "providers"), "is required (a list of providers)")
+        for provider in providers:
+            if provider not in PROVIDERS:
+                c.error(join(where, "providers"), f"unknown provider {provider!r} (one of: "
+                        f"{', '.join(PROVIDERS)})")
+        model = c.string(e, "model", where, required=True)
+        price = parse_price(c, {k: e[k] for k in _PRICE_KEYS if k in e}, where, "USD")
+        since = _date(c, e, where)
+        if price is not None and model:
+            entries.extend(PriceEntry(p, model, price, since, source=e.get("source", source))
+                           for p in providers if p in PROVIDERS)
+    if c.errors:   # a defect of the package (or of a regenerated file), caught by its tests
+        raise ValueError(f"{path}: {'; '.join(c.errors)}")
     return PriceTable(entries)
 
 

@@ -219,7 +219,7 @@ def test_top_level_x_keys_are_ignored(conf_dir: Path) -> None:
     data["y-anything"] = 1
     assert errors_of(data, conf_dir) == [
         "y-anything: unknown key (known keys: auth, default_route, guards, limits, prices, "
-        "routes, routing, server)"]
+        "routes, routing, server, spend)"]
 
 
 def test_relative_paths_resolve_against_the_config_directory(conf_dir: Path) -> None:
