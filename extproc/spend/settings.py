@@ -69,7 +69,8 @@ def parse_prices(c: Checker, raw: Any) -> PriceTable:
         e = c.mapping(item, where, ("provider", "model", "since", *_PRICE_KEYS))
         provider = c.choice(e, "provider", where, PROVIDERS, what="provider")
         model = c.string(e, "model", where, required=True)
-        price = parse_price(c, e, where, currency)
+        # only the price keys: the entry's unknown keys are reported once, above
+        price = parse_price(c, {k: e[k] for k in _PRICE_KEYS if k in e}, where, currency)
         since = _date(c, e, where)
         if provider and model and price is not None:
             entries.append(PriceEntry(provider, model, price, since, source="config"))
@@ -79,7 +80,7 @@ def parse_prices(c: Checker, raw: Any) -> PriceTable:
 
 def parse_price(c: Checker, raw: Any, path: str, currency: str) -> Price | None:
     """One price: `input` and `output` required, the others optional (per million tokens)."""
-    d = c.mapping(raw, path, (*_PRICE_KEYS, "provider", "model", "since"))
+    d = c.mapping(raw, path, _PRICE_KEYS)
     values: dict[str, Decimal | None] = {}
     for key in _PRICE_KEYS:
         value = d.get(key)
