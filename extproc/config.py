@@ -36,6 +36,8 @@ Shape (every key is optional unless marked; unknown keys are errors)::
         rate_limits:                    # request and token budgets (extproc.limits.settings)
           - {name: per-user, key: [subject], requests: [{limit: 60, per: 1m}],
              tokens: [{limit: 100000, per: 1m}]}
+        default_price: {input: 1.00, output: 4.00}   # per million tokens, for models no
+                                        # price table entry names (else: unpriced)
         passthrough:                    # other endpoints let through, with auth and request
           - {path: /openai/v1/models, methods: [GET]}   # limits only (no body is read);
           - {path: /openai/v1/files/**}  # `*`: one segment's characters, `/**`: the rest
@@ -44,6 +46,13 @@ Shape (every key is optional unless marked; unknown keys are errors)::
             options: {...}
 
     limits: {backend: memory}           # or redis (extproc.limits.settings)
+    prices:                             # per million tokens (extproc.spend.settings; the
+      currency: USD                     # shipped table is extproc/spend/prices.yaml)
+      models:                           # looked up before the shipped table
+        - {provider: openai, model: gpt-4o, input: 2.50, cached_input: 1.25, output: 10}
+        - {provider: anthropic, model: "claude-sonnet-4-5*", input: 3, cached_input: 0.30,
+           cache_write: 3.75, output: 15, since: 2025-09-29}
+    spend: {team_claim: team}           # the claim labelling the spend metrics (`team`)
     guards: {pii: {detectors: [email, phone], action: mask}}   # (extproc.guards.settings)
     auth:                               # JWT providers and API keys the routes refer to
       jwt_providers: {...}              # (the full schema is in extproc.auth.settings)
