@@ -84,6 +84,18 @@ class LimitsSettings:
         return self._store
 
 
+async def spend_budgets() -> dict[str, Any]:
+    """What `GET /spend` answers: every spend budget with state in the stores this process
+    uses (`budgets.rows`), and which kind of store holds them (`memory`: this process's own;
+    `redis`: shared by every worker and replica)."""
+    rows: list[dict[str, Any]] = []
+    kinds = set()
+    for (backend, *_), store in list(_STORES.items()):
+        kinds.add(backend)
+        rows += await store.spend_budgets()
+    return {"store": "redis" if kinds == {"redis"} else "memory", "budgets": rows}
+
+
 def parse_duration(value: Any) -> float | None:
     """'1m', '30s', '1h', '1d', '250ms' or a number of seconds; None if unreadable."""
     if isinstance(value, bool):
