@@ -308,7 +308,11 @@ def _spend(args: argparse.Namespace) -> int:
             from .limits.settings import parse_limits
             from .schema import Checker
             # the limits section alone (EXTPROC_LIMITS_REDIS_URL applies, as in the server)
-            data = yaml.safe_load(Path(args.config).read_text()) or {}
+            try:
+                data = yaml.safe_load(Path(args.config).read_text()) or {}
+            except (OSError, yaml.YAMLError) as exc:
+                print(f"extproc spend: {args.config}: {exc}", file=sys.stderr)
+                return 2
             limits = parse_limits(Checker(), data.get("limits") if isinstance(data, dict)
                                   else None)
             if limits.backend != "redis":

@@ -386,3 +386,14 @@ async def test_the_label_lives_as_long_as_the_spend_windows(redis_url: str) -> N
     finally:
         await client.aclose()
         await store.close()
+
+
+def test_extproc_spend_needs_a_server_for_memory_budgets(tmp_path: Any, capsys: Any) -> None:
+    from extproc.cli import main
+    path = tmp_path / "c.yaml"
+    path.write_text("limits: {backend: memory}\nroutes: []\n")
+    assert main(["spend", "--config", str(path)]) == 2
+    assert "read them with --admin" in capsys.readouterr().err
+    assert main(["spend", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert main(["spend", "--redis", "redis://127.0.0.1:1/0"]) == 1
+    assert "extproc spend: redis: " in capsys.readouterr().err
