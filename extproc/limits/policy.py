@@ -170,7 +170,8 @@ class RateLimit(Policy):
         model = getattr(prompt, "model", None) or ex.state.get("model")
         if self.settles:
             self._estimate(ex, held, prompt, body, extra_input, choices)
-        if self.uses_spend:
+        if self.uses_spend and not is_passthrough(ex):
+            # (a pass-through generates nothing the gateway reads: it reserves no money)
             held.price = self._price(ex, model)
             held.cost = held.price.worst_case(held.input_estimate, held.output)
         cost = spending.micro(held.cost)

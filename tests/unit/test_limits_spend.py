@@ -11,6 +11,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from extproc.limits.spending import money, spend_allowance, to_micro, token_allo
 from extproc.limits.store import MemoryStore
 from extproc.policy import Reject
 from extproc.providers.base import Usage
+from extproc.providers.endpoints import PASSTHROUGH
 from extproc.schema import ConfigError
 from extproc.spend.prices import Price, PriceEntry, PriceTable, Pricing
 from tests.harness import RedisServer
@@ -214,6 +216,20 @@ async def test_an_unpriced_model_is_refused() -> None:
     await rl.on_request_body(ok, BODY.replace(b'"m"', b'"gpt-unknown"'))
     # (2 x 1 + 50 x 4) / 1e6 = 0.000202
     assert ok.state["ratelimit"]["reserved_spend"] == "0.000202"
+
+
+async def test_a_passthrough_is_not_priced_and_costs_nothing() -> None:
+    rl, _, _ = policy(LimitSpec("s", (), spend=(spend("1"),)), pricing=Pricing(
+        PriceTable([])))                                     # nothing is priced
+    ex = exchange()
+    ex.request_headers[":path"] = "/v1/models"
+    ex.endpoint = SimpleNamespace(adapter=None, spec=PASSTHROUGH, json_array=False)
+    ex.request_ended = True
+    await rl.on_request_headers(ex)
+    assert ex._resp_set["x-ratelimit-remaining-spend"] == "1.00"
+    ex.status = 200
+    await rl.on_finish(ex)
+    assert "spend_charged" not in ex.state
 
 
 async def test_refusals_say_which_budget_and_when_it_refills() -> None:
