@@ -1,5 +1,5 @@
 """The `extproc` command: serve, check, up, mock-llm, guard-webhook, render-envoy, token,
-api-key."""
+api-key, spend."""
 
 from __future__ import annotations
 
@@ -134,6 +134,16 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("api-key", help="make a new API key and print its SHA-256 for the "
                        "config (or hash a given key)")
     p.add_argument("key", nargs="?", help="hash this key instead of making a new one")
+
+    p = sub.add_parser("spend", help="print each spend budget key's spend and remaining "
+                       "amount in its current window (from Redis or a server's admin port)")
+    p.add_argument("--admin", metavar="URL",
+                   help="a running server's admin address, e.g. http://127.0.0.1:9464 "
+                   "(its GET /spend; the only way to read in-memory budgets)")
+    p.add_argument("--redis", metavar="URL", help="read Redis at this URL (default: the "
+                   "config's limits.redis_url when its backend is redis)")
+    p.add_argument("--config", default=DEFAULT_CONFIG)
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
 
     args = parser.parse_args(argv)
     from .logs import setup_logging
@@ -273,8 +283,66 @@ def _api_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def _spend(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    from .limits.budgets import table
+    if args.admin:
+        import httpx
+        url = args.admin.rstrip("/") + "/spend"
+        try:
+            r = httpx.get(url, timeout=10)
+        except httpx.HTTPError as exc:
+            print(f"extproc spend: {url}: {exc}", file=sys.stderr)
+            return 1
+        if r.status_code != 200:
+            print(f"extproc spend: {url}: {r.status_code} {r.text.strip()}", file=sys.stderr)
+            return 1
+        rows = r.json()["budgets"]
+    else:
+        url = args.redis
+        if not url:
+            import yaml
+
+            from .limits.settings import parse_limits
+            from .schema import Checker
+            # the limits section alone (EXTPROC_LIMITS_REDIS_URL applies, as in the server)
+            try:
+                data = yaml.safe_load(Path(args.config).read_text()) or {}
+            except (OSError, yaml.YAMLError) as exc:
+                print(f"extproc spend: {args.config}: {exc}", file=sys.stderr)
+                return 2
+            limits = parse_limits(Checker(), data.get("limits") if isinstance(data, dict)
+                                  else None)
+            if limits.backend != "redis":
+                print(f"extproc spend: {args.config} keeps budgets in each server's memory: "
+                      "read them with --admin http://HOST:ADMIN_PORT", file=sys.stderr)
+                return 2
+            url = limits.redis_url
+        from .limits.redis_store import RedisStore
+        from .limits.store import StoreUnavailable
+
+        async def read() -> list[dict]:
+            store = RedisStore(url, timeout_s=5.0)
+            try:
+                return await store.spend_budgets()
+            finally:
+                await store.close()
+        try:
+            rows = asyncio.run(read())
+        except StoreUnavailable as exc:
+            print(f"extproc spend: {exc}", file=sys.stderr)
+            return 1
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        sys.stdout.write(table(rows))
+    return 0
+
+
 _COMMANDS = {"serve": _serve, "check": _check, "render-envoy": _render,
-             "up": _up, "token": _token, "api-key": _api_key}
+             "up": _up, "token": _token, "api-key": _api_key, "spend": _spend}
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -33,7 +33,7 @@ Shape (every key is optional unless marked; unknown keys are errors)::
         upstream_credential: {env: OPENAI_API_KEY}          # the provider's key, injected
                                         # (provider: auto: {openai: {env: ...}, ...})
         guards: [pii]                   # prompt guards by name
-        rate_limits:                    # request and token budgets (extproc.limits.settings)
+        rate_limits:                    # request, token, spend budgets (extproc.limits.settings)
           - {name: per-user, key: [subject], requests: [{limit: 60, per: 1m}],
              tokens: [{limit: 100000, per: 1m}]}
         default_price: {input: 1.00, output: 4.00}   # per million tokens, for models no

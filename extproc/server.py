@@ -11,7 +11,9 @@ config file, JWKS and secret files it names, a Kubernetes volume's `..data` syml
 `filewatch`), polled once a second: no extra dependency, works on every filesystem and in
 containers.
 
-The admin port serves `/metrics` (Prometheus), `/stats` (JSON) and `/healthz`.
+The admin port serves `/metrics` (Prometheus), `/stats` (JSON), `/healthz` and `/spend`
+(JSON: each spend budget key's spend and remaining amount in its current window, from this
+process's memory store or from Redis; `extproc spend` reads it).
 """
 
 from __future__ import annotations
@@ -173,6 +175,14 @@ async def _start_admin(processor: Processor, host: str, port: int) -> web.AppRun
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
+    async def spend(_: web.Request) -> web.Response:
+        from .limits.settings import spend_budgets
+        from .limits.store import StoreUnavailable
+        try:
+            return web.json_response(await spend_budgets())
+        except StoreUnavailable as exc:
+            return web.json_response({"error": str(exc)}, status=503)
+
     async def prometheus(_: web.Request) -> web.Response:
         return web.Response(body=metrics.render(),
                             headers={"content-type": metrics.CONTENT_TYPE})
@@ -180,6 +190,7 @@ async def _start_admin(processor: Processor, host: str, port: int) -> web.AppRun
     app = web.Application()
     app.router.add_get("/stats", stats)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/spend", spend)
     app.router.add_get("/metrics", prometheus)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

@@ -9,6 +9,8 @@ admin port it serves that port itself, for all of them:
   start again under the same label, which Prometheus' `rate()` reads as a counter reset.
 - `/healthz`: 200 while every worker is alive, else 503.
 - `/stats`: each worker's `/stats`, in a list.
+- `/spend`: the spend budgets: from Redis once, or each worker's memory store's, every row
+  marked with its `worker`.
 
 Worker i serves its own admin endpoints on 127.0.0.1, at the admin port + 1 + i.
 """
@@ -135,8 +137,25 @@ class _AdminHandler(http.server.BaseHTTPRequestHandler):
                 workers.append({"worker": i, "alive": alive, "admin_port": port,
                                 "stats": json.loads(body) if body else None})
             self._send(200, json.dumps({"workers": workers}).encode(), "application/json")
+        elif path == "/spend":
+            self._send(*_spend(ports, self.server.alive()))
         else:
             self._send(404, b"not found\n", "text/plain")
+
+
+def _spend(ports: list[int], alive: list[bool]) -> tuple[int, bytes, str]:
+    """`/spend` of all workers: a shared (Redis) store's budgets once, each worker's own
+    (memory) budgets marked with its index."""
+    rows: list[dict[str, Any]] = []
+    for i, (port, up) in enumerate(zip(ports, alive, strict=True)):
+        body = _fetch(port, "/spend") if up else None
+        if body is None:
+            continue
+        found = json.loads(body)
+        if found.get("store") == "redis":
+            return 200, body, "application/json"
+        rows += [{**row, "worker": i} for row in found.get("budgets", ())]
+    return 200, json.dumps({"store": "memory", "budgets": rows}).encode(), "application/json"
 
 
 def _worker(opts: ServeOptions, index: int) -> None:

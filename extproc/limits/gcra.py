@@ -23,8 +23,11 @@ from typing import NamedTuple
 
 @dataclass(frozen=True)
 class Window:
-    limit: int          # units per period (requests or tokens)
+    limit: int          # units per period (requests, tokens or micro-units of currency)
     period_s: float
+    #: what the units are, when it is not requests or tokens ("spend"): it is part of the
+    #: suffix, so a spend window never shares state with a token window of the same numbers
+    unit: str = ""
     #: seconds one unit occupies (derived)
     interval: float = field(init=False, compare=False, repr=False)
     #: how far past the line an admission may land and still fit (derived, see tolerance)
@@ -36,7 +39,9 @@ class Window:
         interval = self.period_s / self.limit
         object.__setattr__(self, "interval", interval)
         object.__setattr__(self, "slack", max(1e-9, 1e-4 * interval))
-        object.__setattr__(self, "suffix", f"|{self.limit}/{float(self.period_s)!r}")
+        # requests and tokens keep the suffix they always had (stored state stays valid)
+        unit = f"{self.unit}:" if self.unit else ""
+        object.__setattr__(self, "suffix", f"|{unit}{self.limit}/{float(self.period_s)!r}")
 
 
 class WindowState(NamedTuple):

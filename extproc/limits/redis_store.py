@@ -21,7 +21,11 @@ retry-after are gcra's by construction. A denied admission writes nothing.
 
 Every key lives as long as its window needs (gcra.expiry, here per key) plus a margin, so idle
 keys vanish. All windows of one limit key share a Redis Cluster hash tag, which makes the
-multi-key scripts legal on a cluster: f"{prefix}{{{sha1(key)[:20]}}}:{limit}/{period}".
+multi-key scripts legal on a cluster: f"{prefix}{{{sha1(key)[:20]}}}:{limit}/{period}"
+(a spend window's name has its unit: `...:spend:{limit}/{period}`, so it never shares state
+with a token window of the same numbers). A spend limit's admissions and settlements also
+write its label (`...}:label`, JSON: see `budgets`) under the same hash tag, living as long
+as the longest of its windows; `spend_budgets` finds the labels with SCAN.
 
 Failures are fast and never retried (a retried script could charge twice): every socket step
 has `timeout_s`, the whole call at most twice that, and any Redis error, refusal or timeout
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,9 +47,9 @@ from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from . import gcra
+from . import budgets, gcra
 from .gcra import Outcome, Window
-from .store import StoreUnavailable
+from .store import Label, StoreUnavailable
 
 MARGIN_MS = 1000        # keys outlive their window by this much
 
@@ -52,6 +57,8 @@ _COMMON = """
 local t = redis.call('TIME')
 local sec = tonumber(t[1])
 local now = tonumber(t[2]) / 1000000
+local n = math.floor(#ARGV / 3)             -- windows; KEYS[n + 1], if given, is the label
+local maxttl = 0
 local function read_tat(k)                  -- the TAT in the frame of `sec`, or now if absent
   local s = redis.call('GET', k)
   if not s then return now end
@@ -64,15 +71,26 @@ local function write_tat(k, tat)            -- TTL: gcra.expiry plus a margin
   local frac = string.format('%.15f', tat - whole)
   if string.sub(frac, 1, 1) == '1' then whole, frac = whole + 1, '0.000000000000000' end
   local ttl = math.ceil(math.max(0, tat - now) * 1000) + {margin}
+  if ttl > maxttl then maxttl = ttl end
   redis.call('SET', k, string.format('%d', sec + whole) .. string.sub(frac, 2),
              'PX', string.format('%d', ttl))
 end
+local function write_label()                -- a spend limit's label lives as its windows do
+  if #KEYS > n and maxttl > 0 then
+    local k = KEYS[n + 1]
+    local keep = redis.call('PTTL', k)
+    if keep < maxttl then keep = maxttl end
+    redis.call('SET', k, ARGV[3 * n + 1], 'PX', string.format('%d', keep))
+  end
+end
 """.replace("{margin}", str(MARGIN_MS))
 
-# KEYS: one per window; ARGV: limit, period_s, cost per window -> {allowed, now, TATs read}
+# KEYS: one per window (+ the label's); ARGV: limit, period_s, cost per window (+ the label)
+# -> {allowed, now, TATs read}
 _ADMIT = _COMMON + """
 local before, after, allowed = {}, {}, 1
-for i, k in ipairs(KEYS) do
+for i = 1, n do
+  local k = KEYS[i]
   local limit, period, cost = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1]),
                               tonumber(ARGV[3 * i])
   local interval = period / limit
@@ -83,14 +101,16 @@ for i, k in ipairs(KEYS) do
   before[i], after[i] = string.format('%.17g', tat), moved
 end
 if allowed == 1 then
-  for i, k in ipairs(KEYS) do write_tat(k, after[i]) end
+  for i = 1, n do write_tat(KEYS[i], after[i]) end
+  write_label()
 end
 return {allowed, string.format('%.17g', now), unpack(before)}
 """
 
-# KEYS: one per window; ARGV: limit, period_s, delta per window
+# KEYS: one per window (+ the label's); ARGV: limit, period_s, delta per window (+ the label)
 _SETTLE = _COMMON + """
-for i, k in ipairs(KEYS) do
+for i = 1, n do
+  local k = KEYS[i]
   local limit, period, delta = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1]),
                                tonumber(ARGV[3 * i])
   if delta ~= 0 then
@@ -99,6 +119,7 @@ for i, k in ipairs(KEYS) do
     write_tat(k, moved)
   end
 end
+write_label()
 return 1
 """
 
@@ -116,22 +137,63 @@ class RedisStore:
         self._settle = self._redis.register_script(_SETTLE)
 
     def keys(self, key: str, windows: Sequence[Window]) -> list[str]:
-        tag = hashlib.sha1(key.encode()).hexdigest()[:20]
-        return [f"{self.prefix}{{{tag}}}:{w.limit}/{w.period_s:.17g}" for w in windows]
+        return self._keys(_tag(key), windows)
 
-    async def admit(self, key: str, windows: Sequence[Window], costs: Sequence[float]
-                    ) -> Outcome:
-        reply = await self._call(self._admit, self.keys(key, windows), _args(windows, costs))
+    def _keys(self, tag: str, windows: Sequence[Window]) -> list[str]:
+        # requests and tokens keep the names they always had; a spend window's has its unit
+        return [f"{self.prefix}{{{tag}}}:{w.unit + ':' if w.unit else ''}"
+                f"{w.limit}/{w.period_s:.17g}" for w in windows]
+
+    def label_key(self, key: str) -> str:
+        return f"{self.prefix}{{{_tag(key)}}}:label"
+
+    async def admit(self, key: str, windows: Sequence[Window], costs: Sequence[float],
+                    label: Label | None = None) -> Outcome:
+        keys, args = self.keys(key, windows), _args(windows, costs)
+        if label is not None:
+            keys.append(self.label_key(key))
+            args.append(_json(label))
+        reply = await self._call(self._admit, keys, args)
         now, tats = float(reply[1]), [float(t) for t in reply[2:]]
         outcome, _ = gcra.admit(tats, windows, costs, now)
         if outcome.allowed != bool(int(reply[0])):     # cannot happen: same arithmetic
             raise StoreUnavailable("redis: the script and gcra.admit disagree")
         return outcome
 
-    async def settle(self, key: str, windows: Sequence[Window], deltas: Sequence[float]
-                     ) -> None:
+    async def settle(self, key: str, windows: Sequence[Window], deltas: Sequence[float],
+                     label: Label | None = None) -> None:
         if any(deltas):
-            await self._call(self._settle, self.keys(key, windows), _args(windows, deltas))
+            keys, args = self.keys(key, windows), _args(windows, deltas)
+            if label is not None:
+                keys.append(self.label_key(key))
+                args.append(_json(label))
+            await self._call(self._settle, keys, args)
+
+    async def spend_budgets(self) -> list[dict[str, Any]]:
+        """Every spend budget with state in Redis: the labels the admission script wrote
+        (found with SCAN, one node of a cluster), each window read with the label's own hash
+        tag (legal on a cluster), at Redis's clock. An admin command: no timeout of its own
+        beyond the socket's."""
+        out: list[dict[str, Any]] = []
+        try:
+            async for raw in self._redis.scan_iter(match=f"{self.prefix}*:label", count=500):
+                name = raw.decode() if isinstance(raw, bytes) else raw
+                tag = name[len(self.prefix) + 1:name.index("}")]
+                text = await self._redis.get(name)
+                if text is None:
+                    continue                     # expired since the scan saw it
+                lab = json.loads(text)
+                wins = budgets.windows(lab)
+                stored = await self._redis.mget(self._keys(tag, wins)) if wins else []
+                sec, usec = await self._redis.time()
+                now = sec + usec / 1e6
+                tats = [float(t) if t is not None else None for t in stored]
+                if all(t is None or t <= now for t in tats):
+                    continue
+                out += budgets.rows(lab, tats, now)
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis: {type(exc).__name__}: {exc}") from None
+        return out
 
     async def ping(self) -> bool:
         try:
@@ -152,6 +214,14 @@ class RedisStore:
         except (RedisError, OSError) as exc:
             reason = " ".join(str(exc).split())[:160] or "no detail"
             raise StoreUnavailable(f"redis: {type(exc).__name__}: {reason}") from None
+
+
+def _tag(key: str) -> str:
+    return hashlib.sha1(key.encode()).hexdigest()[:20]
+
+
+def _json(label: Label) -> str:
+    return json.dumps(label, separators=(",", ":"), sort_keys=True)
 
 
 def _args(windows: Sequence[Window], amounts: Sequence[float]) -> list[str]:

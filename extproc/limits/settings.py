@@ -22,6 +22,18 @@ Per route::
                                        # claim:<name> | header:<name>
         requests: [{limit: 60, per: 1m}, {limit: 1000, per: 1d}]
         tokens: [{limit: 100000, per: 1m}]
+      - name: team-daily
+        key: [claim:team]
+        spend: [{limit: 25.00, per: 1d}]   # in the config's currency (prices.currency);
+                                           # decimals allowed, down to 0.000001
+        cut_streams: true              # end a stream when this limit's token or spend
+                                       # budget runs out (default false; only on a limit
+                                       # with tokens or spend)
+
+Each limit needs at least one of requests, tokens, spend. Token and spend budgets settle on
+the provider's usage: the route needs `streams.usage: true`. Spend budgets price a request at
+its model's price (`prices`, else the route's `default_price`); a request whose model has no
+price is refused (403), since its spend could not be counted.
 """
 
 from __future__ import annotations
@@ -30,11 +42,16 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ..schema import Checker, join
+from ..spend.prices import Pricing
+from . import budgets
 from .gcra import Window
-from .policy import DESCRIPTORS, PREFIXED, LimitSpec, RateLimit
+from .keys import DESCRIPTORS, PREFIXED
+from .policy import LimitSpec, RateLimit
+from .spending import to_micro
 from .store import MemoryStore, Store
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
@@ -65,6 +82,18 @@ class LimitsSettings:
                     _STORES[key] = MemoryStore()
             self._store = _STORES[key]
         return self._store
+
+
+async def spend_budgets() -> dict[str, Any]:
+    """What `GET /spend` answers: every spend budget with state in the stores this process
+    uses (`budgets.rows`), and which kind of store holds them (`memory`: this process's own;
+    `redis`: shared by every worker and replica)."""
+    rows: list[dict[str, Any]] = []
+    kinds = set()
+    for (backend, *_), store in list(_STORES.items()):
+        kinds.add(backend)
+        rows += await store.spend_budgets()
+    return {"store": "redis" if kinds == {"redis"} else "memory", "budgets": rows}
 
 
 def parse_duration(value: Any) -> float | None:
@@ -104,24 +133,48 @@ def _windows(c: Checker, d: Mapping[str, Any], key: str, path: str) -> tuple[Win
         w = c.mapping(item, where, ("limit", "per"))
         if "limit" not in w:
             c.error(join(where, "limit"), "is required")
-        limit = c.number(w, "limit", where, 1, minimum=1, integer=True)
+            limit: int | None = None
+        elif key == "spend":
+            limit = _spend_limit(c, w.get("limit"), join(where, "limit"))
+        else:
+            limit = int(c.number(w, "limit", where, 1, minimum=1, integer=True) or 1)
         period = parse_duration(w.get("per"))
         if period is None:
             c.error(join(where, "per"), f"expected a duration like 1s, 1m, 1h, 1d, got "
                     f"{w.get('per')!r}")
-        elif "limit" in w:
-            out.append(Window(int(limit), period))
+        elif limit is not None:
+            out.append(Window(limit, period, budgets.UNIT if key == "spend" else ""))
     return tuple(out)
 
 
+def _spend_limit(c: Checker, value: Any, path: str) -> int | None:
+    """A spend limit in currency units as micro-units (25.00 -> 25_000_000)."""
+    try:
+        # through str: 0.3 is read as written, not as the binary float nearest to it
+        amount = Decimal(str(value)) if isinstance(value, int | float | str) and \
+            not isinstance(value, bool) else None
+    except InvalidOperation:
+        amount = None
+    if amount is None or not amount.is_finite() or amount <= 0:
+        c.error(path, f"expected an amount of currency > 0 (like 25.00), got {value!r}")
+        return None
+    micro = to_micro(amount)
+    if micro < 1 or micro != amount * 1_000_000:
+        c.error(path, f"{value!r}: amounts are counted to the millionth (0.000001)")
+        return None
+    return micro
+
+
 def parse_route_limits(c: Checker, raw: Any, path: str, provider: str, route: str,
-                       shared: LimitsSettings) -> RateLimit | None:
+                       shared: LimitsSettings, pricing: Pricing | None = None
+                       ) -> RateLimit | None:
     before = len(c.errors)
     specs: list[LimitSpec] = []
     names: set[str] = set()
     for i, item in enumerate(c.sequence(raw, path)):
         where = join(path, i)
-        d = c.mapping(item, where, ("name", "key", "requests", "tokens"))
+        d = c.mapping(item, where, ("name", "key", "requests", "tokens", "spend",
+                                    "cut_streams"))
         name = c.string(d, "name", where, required=True)
         if name in names:
             c.error(join(where, "name"), f"duplicate limit name {name!r}")
@@ -135,14 +188,20 @@ def parse_route_limits(c: Checker, raw: Any, path: str, provider: str, route: st
                         "claim:<name>, header:<name>)")
         requests = _windows(c, d, "requests", where)
         tokens = _windows(c, d, "tokens", where)
-        if not d.get("requests") and not d.get("tokens"):
-            c.error(where, "needs requests and/or tokens budgets")
+        spend = _windows(c, d, "spend", where)
+        if not d.get("requests") and not d.get("tokens") and not d.get("spend"):
+            c.error(where, "needs requests, tokens and/or spend budgets")
+        cut = bool(c.boolean(d, "cut_streams", where, False))
+        if cut and not d.get("tokens") and not d.get("spend"):
+            c.error(join(where, "cut_streams"), "cuts a stream at a token or spend budget: "
+                    "this limit has neither")
         if name:
             specs.append(LimitSpec(name=name, key=tuple(k.lower() if k.startswith("header:")
                                                         else k for k in key),
-                                   requests=requests, tokens=tokens))
+                                   requests=requests, tokens=tokens, spend=spend,
+                                   cut_streams=cut))
     if len(c.errors) > before or not specs:
         return None
     return RateLimit(provider, route, specs, shared.store(), fail_open=shared.fail_open,
                      default_max_tokens=shared.default_max_tokens,
-                     chars_per_token=shared.chars_per_token)
+                     chars_per_token=shared.chars_per_token, pricing=pricing)

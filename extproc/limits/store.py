@@ -6,16 +6,22 @@ starts that window fresh. In memory, state is per process: with `--workers N` ea
 enforces its own budget (use Redis for one budget across workers and replicas). The event
 loop runs one coroutine at a time and the memory store never awaits in between reading and
 writing, so every admission is atomic.
+
+A spend limit's admissions and settlements carry its `label` (route, limit name, descriptor
+values, currency, spend windows: see `budgets`), which the store keeps as long as the
+windows' state so `GET /spend` and `extproc spend` can list and name every spend budget.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
-from . import gcra
+from . import budgets, gcra
 from .gcra import Outcome, Window
+
+Label = Mapping[str, Any]
 
 
 class StoreUnavailable(Exception):
@@ -23,11 +29,15 @@ class StoreUnavailable(Exception):
 
 
 class Store(Protocol):
-    async def admit(self, key: str, windows: Sequence[Window], costs: Sequence[float]
-                    ) -> Outcome: ...
+    async def admit(self, key: str, windows: Sequence[Window], costs: Sequence[float],
+                    label: Label | None = None) -> Outcome: ...
 
-    async def settle(self, key: str, windows: Sequence[Window], deltas: Sequence[float]
-                     ) -> None: ...
+    async def settle(self, key: str, windows: Sequence[Window], deltas: Sequence[float],
+                     label: Label | None = None) -> None: ...
+
+    async def spend_budgets(self) -> list[dict[str, Any]]:
+        """Every spend budget the store holds state for (`budgets.rows`)."""
+        ...
 
 
 def window_key(key: str, w: Window) -> str:
@@ -43,17 +53,18 @@ class MemoryStore:
         start = time.monotonic()
         self.clock = clock or (lambda: time.monotonic() - start)
         self._tats: dict[str, float] = {}
+        self._labels: dict[str, Label] = {}
         self._sweep_at = 4096
 
     def __len__(self) -> int:
         return len(self._tats)
 
-    async def admit(self, key: str, windows: Sequence[Window], costs: Sequence[float]
-                    ) -> Outcome:
-        return self.admit_now(key, windows, costs)
+    async def admit(self, key: str, windows: Sequence[Window], costs: Sequence[float],
+                    label: Label | None = None) -> Outcome:
+        return self.admit_now(key, windows, costs, label)
 
-    def admit_now(self, key: str, windows: Sequence[Window], costs: Sequence[float]
-                  ) -> Outcome:
+    def admit_now(self, key: str, windows: Sequence[Window], costs: Sequence[float],
+                  label: Label | None = None) -> Outcome:
         now = self.clock()
         keys = [key + w.suffix for w in windows]
         tats = [self._tats.get(k, now) for k in keys]
@@ -61,12 +72,16 @@ class MemoryStore:
         if outcome.allowed:
             for k, t in zip(keys, stored, strict=True):
                 self._tats[k] = t
+            if label is not None:
+                self._labels[key] = label
             self._maybe_sweep(now)
         return outcome
 
-    async def settle(self, key: str, windows: Sequence[Window], deltas: Sequence[float]
-                     ) -> None:
+    async def settle(self, key: str, windows: Sequence[Window], deltas: Sequence[float],
+                     label: Label | None = None) -> None:
         now = self.clock()
+        if label is not None:
+            self._labels[key] = label
         for w, d in zip(windows, deltas, strict=True):
             if d:
                 k = window_key(key, w)
@@ -77,4 +92,20 @@ class MemoryStore:
         if len(self._tats) < self._sweep_at:
             return
         self._tats = {k: t for k, t in self._tats.items() if t > now}
+        self._labels = {k: v for k, v in self._labels.items()
+                        if any(t > now for t in self._spend_tats(k, v))}
         self._sweep_at = max(4096, 2 * len(self._tats))
+
+    def _spend_tats(self, key: str, label: Label) -> list[float | None]:
+        return [self._tats.get(key + w.suffix) for w in budgets.windows(label)]
+
+    async def spend_budgets(self) -> list[dict[str, Any]]:
+        now = self.clock()
+        out: list[dict[str, Any]] = []
+        for key, label in list(self._labels.items()):
+            tats = self._spend_tats(key, label)
+            if all(t is None or t <= now for t in tats):
+                del self._labels[key]          # full again: nothing to report
+                continue
+            out += budgets.rows(label, tats, now)
+        return out

@@ -258,7 +258,7 @@ def test_config_errors_name_their_path() -> None:
                      "routes[0].rate_limits[0].requests[0].limit: must be >= 1",
                      "routes[0].rate_limits[0].requests[0].per: expected a duration",
                      "routes[0].rate_limits[1].name: duplicate limit name 'x'",
-                     "routes[0].rate_limits[1]: needs requests and/or tokens budgets"):
+                     "routes[0].rate_limits[1]: needs requests, tokens and/or spend budgets"):
         assert expected in text, text
 
 

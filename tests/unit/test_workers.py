@@ -1,10 +1,14 @@
-"""One admin port for `--workers N`: the workers' expositions merged, each series labelled."""
+"""One admin port for `--workers N`: the workers' expositions merged, each series labelled,
+and their spend budgets listed."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from prometheus_client.parser import text_string_to_metric_families
 
-from extproc import metrics
+from extproc import metrics, workers
 from extproc.workers import _labelled, merge_expositions
 
 
@@ -42,3 +46,18 @@ def test_a_worker_with_a_family_the_others_lack() -> None:
                       'a_total{worker="1"} 1.0\n# HELP b Only here\n# TYPE b gauge\n'
                       'b{worker="1",x="1"} 5.0\n')
     assert merge_expositions([]) == ""
+
+
+def test_spend_lists_each_workers_memory_budgets_or_redis_once(monkeypatch: Any) -> None:
+    row = {"route": "r", "limit": "l", "key": {}, "spent": "1.00"}
+    answers = {1: {"store": "memory", "budgets": [row]}, 2: None,
+               3: {"store": "memory", "budgets": [row, row]}}
+    monkeypatch.setattr(workers, "_fetch", lambda port, path: None if answers[port] is None
+                        else json.dumps(answers[port]).encode())
+    status, body, _ = workers._spend([1, 2, 3], [True, True, True])
+    found = json.loads(body)
+    assert status == 200 and found["store"] == "memory"
+    assert [r["worker"] for r in found["budgets"]] == [0, 2, 2]
+    shared = {"store": "redis", "budgets": [row]}
+    answers.update({1: shared, 3: shared})
+    assert json.loads(workers._spend([1, 2, 3], [True, True, True])[1]) == shared
