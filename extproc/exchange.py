@@ -8,6 +8,10 @@ each message type to its handler. The rules it keeps (docs/architecture.md, "Pro
 * in FULL_DUPLEX_STREAMED body mode only `streamed_response` replies, any number of them
   (N:M), always ending with `end_of_stream`;
 * `mode_override` in the headers replies, so bodies no policy needs are never sent to us;
+* a response a transform may end early (`BodyTransform.ends_early`: a stream cut at its
+  budget) is switched from STREAMED to FULL_DUPLEX_STREAMED; when the transform has `ended`,
+  every transform is finished and our `end_of_stream` ends the response cleanly, and Envoy
+  then closes the upstream (docs/spend.md, "The stream cut");
 * a policy's `Reject` becomes an ImmediateResponse in the route provider's error format; any
   other exception becomes a 500 in that format, logged here, with no trace sent to the client.
 """
@@ -73,6 +77,8 @@ class Exchange(HeaderMutations):
         self._held_size = 0
         self._transforms: list[BodyTransform] = []
         self._async_transforms = False
+        self._ends_early = False                 # a transform may end the response early
+        self._cut = False                        # ...and did: nothing more is sent
         self.endpoint: Endpoint | None = None    # what the request is (reading.py)
         self._codings: list[str] = []            # the request body's content-encoding
         self.bind(route, route_name)
@@ -125,9 +131,14 @@ class Exchange(HeaderMutations):
         if self._async_transforms or self._configured is None:
             return None
         try:
+            if self._cut:
+                return self._after_cut()
             chunk, eos = b.body, self._response_ends(b)
             self._saw_upstream(chunk)
             out = run_transforms(self._transforms, chunk, eos) if self._transforms else chunk
+            if self._ends_early and not eos and any(t.ended for t in self._transforms):
+                out += run_transforms(self._transforms, b"", True)   # finish them all
+                eos = self._cut = True
             return self._response_replies(chunk, out, eos)
         except Exception as exc:
             return self._refusal("response_body", exc)
@@ -317,6 +328,7 @@ class Exchange(HeaderMutations):
             self._transforms = [t for p in self._body_policies if p.needs_response_body
                                 and (t := p.response_transform(self)) is not None]
             self._async_transforms = any(t.is_async for t in self._transforms)
+            self._ends_early = any(t.ends_early for t in self._transforms)
         override = None
         if not self._transforms and self.response_mode != P.NONE and not self._full_duplex():
             # nothing will touch this body: ask Envoy not to send it
@@ -330,16 +342,36 @@ class Exchange(HeaderMutations):
             override = ProcessingMode(request_body_mode=self.request_mode,
                                       response_body_mode=P.BUFFERED)
             self.response_mode = P.BUFFERED
+        elif self.response_mode == P.STREAMED and self._ends_early:
+            # a transform may end the response before the upstream does: only an
+            # end_of_stream of our own (FULL_DUPLEX_STREAMED) ends it cleanly, and Envoy then
+            # closes the upstream; in STREAMED it could only drop the rest, or reset
+            override = ProcessingMode(request_body_mode=self.request_mode,
+                                      response_body_mode=P.FULL_DUPLEX)
+            self.response_mode = P.FULL_DUPLEX
         return self._headers_reply(True, override)
 
     async def _on_response_body(self, b: pb.HttpBody) -> Sequence[Reply]:
         replies = self.response_chunk(b)  # None only when a transform calls out
         if replies is not None:
             return replies
+        if self._cut:
+            return self._after_cut()
         chunk, eos = b.body, self._response_ends(b)
         self._saw_upstream(chunk)
         out = await run_transforms_async(self._transforms, chunk, eos)
+        if self._ends_early and not eos and any(t.ended for t in self._transforms):
+            out += await run_transforms_async(self._transforms, b"", True)
+            eos = self._cut = True
         return self._response_replies(chunk, out, eos)
+
+    def _after_cut(self) -> Sequence[Reply]:
+        """A response chunk after a transform ended the response: in FULL_DUPLEX_STREAMED
+        (the end_of_stream sent, Envoy is closing the upstream) nothing; in STREAMED, where
+        the response cannot end early, the chunk is dropped."""
+        if self.response_mode == P.FULL_DUPLEX:
+            return ()
+        return (P.body_reply(True, b""),)
 
     def _response_ends(self, b: pb.HttpBody) -> bool:
         # BUFFERED: the whole body in one message, final even when trailers follow
@@ -382,6 +414,8 @@ class Exchange(HeaderMutations):
         return (self._with_metadata(msg),)
 
     async def _on_response_trailers(self, t: pb.HttpTrailers) -> Sequence[Reply]:
+        if self._cut:   # the response already ended
+            return (P.CONTINUE_RESPONSE_TRAILERS,)
         self.ended_at = time.monotonic()
         if self.response_mode == P.FULL_DUPLEX:
             out = await run_transforms_async(self._transforms, b"", True)

@@ -51,6 +51,14 @@ class BodyTransform:
     #: `finish`): the exchange then asks Envoy for the body BUFFERED, holding the headers
     whole_body: bool = False
 
+    #: the transform may end the response before the upstream does (a stream cut at its
+    #: budget): the exchange then asks Envoy for the body FULL_DUPLEX_STREAMED, and ends the
+    #: response (which closes the upstream) once `ended` turns true
+    ends_early: bool = False
+    #: nothing more may reach the client: the exchange finishes every transform and ends
+    #: the response now
+    ended: bool = False
+
     def feed(self, chunk: bytes) -> bytes:
         return chunk
 
@@ -117,6 +125,11 @@ class TransformChain(BodyTransform):
         self.parts = parts
         self.is_async = any(p.is_async for p in parts)
         self.whole_body = any(p.whole_body for p in parts)
+        self.ends_early = any(p.ends_early for p in parts)
+
+    @property
+    def ended(self) -> bool:  # type: ignore[override]
+        return any(p.ended for p in self.parts)
 
     @property
     def held_bytes(self) -> int:

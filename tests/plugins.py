@@ -61,3 +61,22 @@ class UpperResponse(Policy):
 
     def response_transform(self, ex: Exchange) -> BodyTransform | None:
         return _UpperHoldingLastByte() if ex.status == 200 else None
+
+
+class CutAtAllowance(Policy):
+    """Stands in for a rate limit with `cut_streams: true`: the request header
+    `x-test-allowance` becomes `ex.state["output_allowance"]`, and the stream cut
+    (extproc.limits.cut) runs as the response transform."""
+
+    needs_response_body = True
+
+    async def on_request_headers(self, ex: Exchange) -> None:
+        if (allowance := ex.request_headers.get("x-test-allowance")) is not None:
+            ex.state["output_allowance"] = int(allowance)
+
+    def response_transform(self, ex: Exchange) -> BodyTransform | None:
+        from extproc.limits.cut import cut_transform
+        from extproc.providers import adapter_for
+        from extproc.providers.endpoints import adapter_of
+
+        return cut_transform(ex, adapter_of(ex, adapter_for(ex.provider)))

@@ -1,0 +1,240 @@
+"""Ending a stream at its budget: `StreamCut`, the response transform that counts the output
+delivered and, when it reaches the request's allowance, ends the stream there in the
+provider's own format (sans-IO; the terminal events are `cut_events`).
+
+The allowance is what the admission left for this request's output (`ex.state
+["output_allowance"]`, an int, set by the rate-limit policy for a limit with `cut_streams`).
+The output is counted event by event, on the events the client gets (the transform runs
+after the usage reframer, the JSON-array rewrite and the masking guards):
+
+* exactly where the provider reports running usage: Gemini/Vertex `usageMetadata`
+  `candidatesTokenCount + thoughtsTokenCount` (cumulative), plus the estimate of any event
+  delivered since the last report (Vertex's intermediate chunks may carry none);
+* otherwise by the delivered text, with the very estimate the settlement uses
+  (`estimate.DeliveredText`: text fragments, or text characters at chars_per_token).
+
+The event that reaches the allowance is delivered whole (the overshoot is at most that one
+event), then the terminal events, then nothing: `ended` turns true, and the exchange ends
+the response there (FULL_DUPLEX_STREAMED `end_of_stream`), which makes Envoy close the
+upstream stream, so the provider stops generating. A stream that already ended by itself
+(every choice finished) is not cut. Chunking does not matter: events are cut whole.
+
+At the end the usage the stream reported is made true to what was delivered (a cut stream
+never gets the provider's final usage: Anthropic's `message_start` says 1 output token),
+so the settlement and the metadata charge the output delivered; `cut: "budget"` goes in the
+metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ..codecs.jsonarray import JsonArrayError, JsonArraySplitter
+from ..codecs.sse import Event, SSEDecoder, SSEError
+from ..policy import BodyTransform
+from ..providers.base import Adapter, Usage
+from .cut_events import Format, format_for
+from .estimate import CHARS_PER_TOKEN, TEXT_MARKERS, DeliveredText, prompt_tokens
+
+if TYPE_CHECKING:
+    from ..context import Context
+
+log = logging.getLogger("extproc.limits")
+
+ALLOWANCE = "output_allowance"
+MAX_EVENT_BYTES = 1 << 20
+
+
+class StreamCut(BodyTransform):
+    """Counts the output delivered, event by event, and ends the stream at `allowance`."""
+
+    #: the exchange asks Envoy for FULL_DUPLEX_STREAMED, so that it can end the response
+    #: before the upstream does (and Envoy then closes the upstream)
+    ends_early = True
+
+    def __init__(self, fmt: Format, allowance: int, marker: bytes | None,
+                 chars_per_token: float = CHARS_PER_TOKEN, prompt: int | None = None,
+                 max_event_bytes: int = MAX_EVENT_BYTES,
+                 on_cut: Any = None) -> None:
+        self.fmt = fmt
+        self.allowance = allowance
+        self.prompt = prompt
+        self.marker = marker or b'"content"'
+        self.chars_per_token = chars_per_token
+        self.on_cut = on_cut
+        self.exact = 0                              # the provider's last running report
+        self.since = DeliveredText(self.marker, chars_per_token)   # estimated since then
+        self.ended = False
+        self.broken = False                         # unreadable: passed on, not counted
+        self.decoder = SSEDecoder(max_event_bytes) if not fmt.array else None
+        self.splitter = JsonArraySplitter(max_event_bytes) if fmt.array else None
+        self.elements = 0
+
+    @property
+    def tokens(self) -> int:
+        """The output delivered so far, in tokens (exact + estimated since)."""
+        return self.exact + self.since.tokens
+
+    @property
+    def held_bytes(self) -> int:
+        if self.decoder is not None:
+            return self.decoder.pending
+        return 0
+
+    # --- the stream ----------------------------------------------------------------------
+    def feed(self, chunk: bytes) -> bytes:
+        if self.ended:
+            return b""
+        if self.broken:
+            return chunk
+        try:
+            if self.splitter is not None:
+                return self._elements(self.splitter.feed(chunk))
+            assert self.decoder is not None
+            return self._events(self.decoder.feed(chunk))
+        except (SSEError, JsonArrayError) as exc:
+            # not a stream this transform can cut: the other transforms decide what to do
+            # with it (the reframers end it with an error); pass on what it holds
+            log.warning("stream not cut at its budget: %s", exc)
+            self.broken = True
+            return chunk
+
+    def finish(self) -> bytes:
+        if self.ended or self.broken:
+            return b""
+        if self.splitter is not None:
+            try:
+                self.splitter.finish()
+            except JsonArrayError:
+                return b""   # the array never closed: the client sees it as it came
+            return b"]" if self.elements else b"[]"
+        assert self.decoder is not None
+        return self._events(self.decoder.finish())
+
+    def _events(self, events: list[Event]) -> bytes:
+        out: list[bytes] = []
+        for ev in events:
+            out.append(ev.raw)
+            if self._count(ev.data if ev.has_data else "", ev.event, ev.raw):
+                out.append(self._cut())
+                break
+        return b"".join(out)
+
+    def _elements(self, elements: list[bytes]) -> bytes:
+        out: list[bytes] = []
+        for e in elements:
+            out.append((b"," if self.elements else b"[") + e)
+            self.elements += 1
+            if self._count(e.decode("utf-8", "replace"), None, e):
+                out.append(b"," + self._cut() + b"]")
+                break
+        return b"".join(out)
+
+    def _count(self, data: str, event: str | None, raw: bytes) -> bool:
+        """Count one delivered event; True when it reaches the allowance (and the stream
+        has not ended by itself)."""
+        doc = _json(data)
+        if doc is not None:
+            self.fmt.see(doc, event)
+            reported = self.fmt.reported(doc)
+            if reported is not None:
+                self.exact = reported
+                self.since = DeliveredText(self.marker, self.chars_per_token)
+            else:
+                self.since.feed(raw)
+        return self.tokens >= self.allowance and not self.fmt.finished()
+
+    def _cut(self) -> bytes:
+        self.ended = True
+        if self.on_cut is not None:
+            self.on_cut(self)
+        return self.fmt.terminal(self.tokens, self.prompt)
+
+
+def _json(data: str) -> dict[str, Any] | None:
+    if not data.startswith("{"):
+        return None
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def settle_cut_usage(ex: Context, cut: StreamCut) -> None:
+    """Make the usage the stream reported true to what a cut stream delivered: its output
+    is what was counted (a provider's partial report, such as Anthropic's message_start,
+    says less), and totals follow. A stream that reported nothing is left unreported: the
+    settlement then charges the prompt estimate plus the delivered output."""
+    usage: Usage | None = ex.state.get("usage")
+    ex.metadata["cut"] = ex.state["cut"] = "budget"
+    ex.metadata["output_allowance"] = cut.allowance
+    if usage is None or usage.is_empty():
+        return
+    usage.output_tokens = cut.tokens
+    if usage.reasoning_tokens is not None:
+        usage.reasoning_tokens = min(usage.reasoning_tokens, cut.tokens)
+    if usage.input_tokens is not None:
+        usage.total_tokens = usage.input_tokens + cut.tokens
+    ex.metadata.update(usage.as_dict())
+
+
+class _Settling(StreamCut):
+    """`StreamCut` bound to an exchange: fixes its usage and metadata when the body ends."""
+
+    def __init__(self, ex: Context, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ex: Context | None = ex
+
+    def finish(self) -> bytes:
+        out = super().finish()
+        ex, self.ex = self.ex, None     # no reference cycle past the end
+        if ex is not None and self.ended:
+            settle_cut_usage(ex, self)
+        return out
+
+
+def _include_usage(ex: Context) -> bool:
+    """Did the client itself ask for OpenAI's usage chunk (stream_options.include_usage)?"""
+    llm = ex.state.get("llm")
+    if llm is not None and getattr(llm, "drop_usage_chunk", False):
+        return False    # the gateway added the option; the client never sees that chunk
+    read = ex.state.get("_read")
+    doc = read[1][0] if isinstance(read, tuple) and isinstance(read[1], tuple) else None
+    options = doc.get("stream_options") if isinstance(doc, dict) else None
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+def _prompt_estimate(ex: Context, chars_per_token: float) -> int | None:
+    prompt = ex.state.get("prompt")
+    if prompt is None:
+        return None
+    return prompt_tokens((t for _, t in prompt.texts), chars_per_token)
+
+
+def cut_transform(ex: Context, adapter: Adapter,
+                  chars_per_token: float = CHARS_PER_TOKEN) -> BodyTransform | None:
+    """The stream cut for this exchange, or None: no allowance (`ex.state
+    ["output_allowance"]`), not a 200, or not a stream (a whole JSON reply is not cut).
+    Put it after every other response transform of the request, and before the
+    settlement's `DeliveredText` (which then counts exactly what was delivered)."""
+    allowance = ex.state.get(ALLOWANCE)
+    if allowance is None or ex.status != 200:
+        return None
+    # the content type the client gets (the JSON-array rewrite sets text/event-stream)
+    ctype = ex.pending_response_header("content-type") \
+        or ex.response_headers.get("content-type", "")
+    ctype = ctype.split(";", 1)[0].strip().lower()
+    array = False
+    if ctype != "text/event-stream":
+        endpoint = ex.endpoint
+        array = ctype == "application/json" and bool(getattr(endpoint, "json_array", False))
+        if not array:
+            return None
+    provider = ex.provider
+    fmt = format_for(adapter, provider, include_usage=_include_usage(ex), array=array)
+    marker = getattr(adapter, "text_marker", None) or TEXT_MARKERS.get(provider)
+    return _Settling(ex, fmt, int(allowance), marker, chars_per_token,
+                     _prompt_estimate(ex, chars_per_token))
