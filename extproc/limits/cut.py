@@ -10,8 +10,11 @@ after the usage reframer, the JSON-array rewrite and the masking guards):
 * exactly where the provider reports running usage: Gemini/Vertex `usageMetadata`
   `candidatesTokenCount + thoughtsTokenCount` (cumulative), plus the estimate of any event
   delivered since the last report (Vertex's intermediate chunks may carry none);
-* otherwise by the delivered text, with the very estimate the settlement uses
-  (`estimate.DeliveredText`: text fragments, or text characters at chars_per_token).
+* otherwise by the delivered text: every text character of every event delivered (the
+  JSON string values that carry text, as `estimate` reads them) at chars_per_token, and at
+  least one token per text fragment. Unlike the settlement's `DeliveredText`, which samples
+  the first KiB of a stream to stay cheap, every event is read: a budget is cut on what was
+  delivered, not on what the stream's first events suggest.
 
 The event that reaches the allowance is delivered whole (the overshoot is at most that one
 event), then the terminal events, then nothing: `ended` turns true, and the exchange ends
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import TYPE_CHECKING, Any
 
 from ..codecs.jsonarray import JsonArrayError, JsonArraySplitter
@@ -36,7 +40,7 @@ from ..codecs.sse import Event, SSEDecoder, SSEError
 from ..policy import BodyTransform
 from ..providers.base import Adapter, Usage
 from .cut_events import Format, format_for
-from .estimate import CHARS_PER_TOKEN, TEXT_MARKERS, DeliveredText, prompt_tokens
+from .estimate import CHARS_PER_TOKEN, TEXT_MARKERS, TEXT_VALUE, prompt_tokens
 
 if TYPE_CHECKING:
     from ..context import Context
@@ -45,6 +49,28 @@ log = logging.getLogger("extproc.limits")
 
 ALLOWANCE = "output_allowance"
 MAX_EVENT_BYTES = 1 << 20
+
+
+class _Text:
+    """The output tokens of the events fed: their text characters at chars_per_token, at
+    least one per text fragment."""
+
+    __slots__ = ("chars", "chars_per_token", "fragments", "marker")
+
+    def __init__(self, marker: bytes, chars_per_token: float) -> None:
+        self.marker = marker
+        self.chars_per_token = chars_per_token
+        self.fragments = 0
+        self.chars = 0
+
+    def feed(self, raw: bytes) -> None:
+        self.fragments += raw.count(self.marker)
+        for m in TEXT_VALUE.finditer(raw):
+            self.chars += m.end(1) - m.start(1)
+
+    @property
+    def tokens(self) -> int:
+        return max(self.fragments, math.ceil(self.chars / self.chars_per_token))
 
 
 class StreamCut(BodyTransform):
@@ -65,7 +91,7 @@ class StreamCut(BodyTransform):
         self.chars_per_token = chars_per_token
         self.on_cut = on_cut
         self.exact = 0                              # the provider's last running report
-        self.since = DeliveredText(self.marker, chars_per_token)   # estimated since then
+        self.since = _Text(self.marker, chars_per_token)   # estimated since then
         self.ended = False
         self.broken = False                         # unreadable: passed on, not counted
         self.decoder = SSEDecoder(max_event_bytes) if not fmt.array else None
@@ -141,7 +167,7 @@ class StreamCut(BodyTransform):
             reported = self.fmt.reported(doc)
             if reported is not None:
                 self.exact = reported
-                self.since = DeliveredText(self.marker, self.chars_per_token)
+                self.since = _Text(self.marker, self.chars_per_token)
             else:
                 self.since.feed(raw)
         return self.tokens >= self.allowance and not self.fmt.finished()

@@ -24,7 +24,7 @@ CHARS_PER_TOKEN = 4.0
 
 #: a JSON string literal that holds streamed text, in any provider's format: OpenAI
 #: `"content":"..."`, Anthropic `"text":"..."` (text_delta), Gemini `"text": "..."`
-_TEXT = re.compile(rb'"(?:content|text|partial_json|arguments)"\s*:\s*"((?:[^"\\]|\\.)*)"')
+TEXT_VALUE = re.compile(rb'"(?:content|text|partial_json|arguments)"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 
 def prompt_tokens(texts: Iterable[str], chars_per_token: float = CHARS_PER_TOKEN) -> int:
@@ -56,7 +56,7 @@ class DeliveredText(BodyTransform):
         self.fragments += chunk.count(self.marker)
         if self.sampled < self.SAMPLE:
             sample = chunk[:self.SAMPLE - self.sampled]
-            for m in _TEXT.finditer(sample):
+            for m in TEXT_VALUE.finditer(sample):
                 self.sample_chars += m.end(1) - m.start(1)
             self.sampled += len(sample)
         return chunk

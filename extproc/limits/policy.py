@@ -37,6 +37,7 @@ from ..policy import BodyTransform, Policy, Reject
 from ..providers import adapter_for, read_request
 from ..providers.endpoints import adapter_of, is_passthrough
 from . import budgets, keys, spending
+from .cut import StreamCut, cut_transform
 from .estimate import TEXT_MARKERS, DeliveredText, prompt_tokens
 from .gcra import Outcome, Window, WindowState
 from .headers import KINDS, duration, headers, period, summary, tightness
@@ -91,7 +92,7 @@ class _Held:
     price: Price | None = None
     cost: Decimal = Decimal(0)                         # reserved per spend window
     keys: list[tuple[str, LimitSpec, Any]] = field(default_factory=list)
-    delivered: DeliveredText | None = None
+    delivered: DeliveredText | StreamCut | None = None   # what counts the output
     settled: bool = False
 
 
@@ -315,9 +316,12 @@ class RateLimit(Policy):
         ctype = ex.response_headers.get("content-type", "")
         if not ctype.startswith("text/event-stream") and not _json_array_stream(ex):
             return None
-        marker = getattr(adapter_of(ex, self.adapter), "text_marker", None) \
-            or TEXT_MARKERS[self.provider]
-        held.delivered = DeliveredText(marker, self.chars_per_token)
+        adapter = adapter_of(ex, self.adapter)
+        marker = getattr(adapter, "text_marker", None) or TEXT_MARKERS[self.provider]
+        # a `cut_streams` limit set an output allowance: the cut ends the stream there, and
+        # its count of every event it let through is what a usage-less stream settles on
+        cut = cut_transform(ex, adapter, self.chars_per_token)
+        held.delivered = cut if cut is not None else DeliveredText(marker, self.chars_per_token)
         return held.delivered
 
     async def on_finish(self, ex: Context) -> None:

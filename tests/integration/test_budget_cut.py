@@ -1,0 +1,90 @@
+"""A rate limit with `cut_streams: true`, through the real Envoy: a long stream against a small
+token or spend budget ends where the budget runs dry, in the provider's own format (the
+official SDK reads a normal length stop), the upstream is closed, the cut stream is charged
+what it delivered, and the next request finds the budget spent."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import anthropic
+import openai
+import pytest
+
+from tests.harness import Gateway, Mock
+from tests.integration.test_stream_cut import mock_lines, upstream_closed
+
+TEXT = " ".join(f"word{i}" for i in range(80))   # about 160 tokens by the estimate
+SLOW = {"x-mock-reply": TEXT, "x-mock-delay-ms": "30"}
+MSG = [{"role": "user", "content": "hi"}]
+# every token costs 1 USD, so a 40 USD budget is a 40-token budget
+PRICE = {"input": 1_000_000, "output": 1_000_000}
+
+
+def _limit(name: str, kind: str, who: str) -> dict[str, object]:
+    window = [{"limit": 40, "per": "1h"}]
+    return {"name": name, "key": ["header:x-who"], kind: window, "cut_streams": True}
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory, mock: Mock) -> Iterator[Gateway]:
+    routes = [
+        {"name": "openai", "provider": "openai",
+         "rate_limits": [_limit("tokens-40", "tokens", "t")]},
+        {"name": "anthropic", "provider": "anthropic", "default_price": PRICE,
+         "rate_limits": [_limit("spend-40", "spend", "s")]},
+    ]
+    config = {"routes": routes, "limits": {"default_max_tokens": 10}}
+    g = Gateway(tmp_path_factory.mktemp("budget-cut"), config, mock=mock)
+    yield g
+    g.close()
+
+
+def test_a_token_budget_cuts_an_openai_stream(gw: Gateway) -> None:
+    before = len(mock_lines(gw, "/v1/chat/completions"))
+    client = openai.OpenAI(base_url=f"{gw.url}/openai/v1", api_key="k", max_retries=0,
+                           default_headers={**SLOW, "x-who": "alice"})
+    started = time.monotonic()
+    chunks = list(client.chat.completions.create(
+        model="gpt-4o-mini", messages=MSG, stream=True,
+        stream_options={"include_usage": True}))
+    elapsed = time.monotonic() - started
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finishes[-1] == "length" and finishes.count("length") == 1
+    assert TEXT.startswith(text) and 5 < len(text.split()) < 30
+    usage = chunks[-1].usage
+    assert usage is not None
+    # the budget is 40 tokens; the prompt's estimate is a few; the event that reaches the
+    # allowance is delivered whole (one word here: at most 2 tokens over)
+    assert 30 <= usage.prompt_tokens + usage.completion_tokens <= 42
+    assert elapsed < 2      # 80 words at 30 ms each would take 2.4 s
+    assert upstream_closed(gw, "/v1/chat/completions", before)
+    # the budget is spent: the next request of the same key is refused
+    with pytest.raises(openai.RateLimitError) as exc:
+        client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True)
+    assert "tokens-40" in str(exc.value)
+    # another key has its own budget
+    other = openai.OpenAI(base_url=f"{gw.url}/openai/v1", api_key="k", max_retries=0,
+                          default_headers={**SLOW, "x-who": "bob", "x-mock-reply": "short"})
+    reply = other.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+    assert reply.choices[0].finish_reason == "stop"
+
+
+def test_a_spend_budget_cuts_an_anthropic_stream(gw: Gateway) -> None:
+    before = len(mock_lines(gw, "/v1/messages"))
+    client = anthropic.Anthropic(base_url=f"{gw.url}/anthropic", api_key="k", max_retries=0,
+                                 default_headers={**SLOW, "x-who": "carol"})
+    with client.messages.stream(model="claude-unlisted", max_tokens=10,
+                                messages=MSG) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert final.stop_reason == "max_tokens"
+    assert TEXT.startswith(text) and 5 < len(text.split()) < 30
+    # 40 USD at 1 USD a token, less the prompt's estimate
+    assert 30 <= final.usage.input_tokens + final.usage.output_tokens <= 42
+    assert upstream_closed(gw, "/v1/messages", before)
+    with pytest.raises(anthropic.RateLimitError) as exc:
+        client.messages.create(model="claude-unlisted", max_tokens=10, messages=MSG)
+    assert "spend-40" in str(exc.value)
