@@ -83,7 +83,7 @@ GUARD_DECISIONS = HOT.counter(
     "(decision: masked, rejected, error_open, error_closed)",
     ["route", "guard", "direction", "decision"])
 RATELIMIT_DECISIONS = HOT.counter(
-    "extproc_ratelimit_decisions", "Rate-limit admissions (decision: allowed, limited, "
+    "extproc_ratelimit_decisions", "Rate-limit admissions (decision: allowed, limited, unpriced, "
     "backend_error_open, backend_error_closed)", ["route", "limit", "decision"])
 SPEND = HOT.counter(
     "extproc_spend", "What requests cost at the route's prices (from the provider's usage; "
@@ -92,6 +92,10 @@ SPEND = HOT.counter(
 UNPRICED = HOT.counter(
     "extproc_unpriced_requests", "Requests with usage but no price for their model (no "
     "prices entry and no route default_price): their cost is unknown, not zero",
+    ["route", "provider", "model"])
+STREAM_CUTS = HOT.counter(
+    "extproc_stream_cuts", "Streams ended at their budget's output allowance (rate limits "
+    "with cut_streams), in the provider's format, the upstream closed",
     ["route", "provider", "model"])
 MESSAGE_DURATION = HOT.histogram(
     "extproc_message_duration_seconds", "Time the gateway spent handling one ext_proc "
@@ -234,6 +238,8 @@ def observe_exchange(ex: Context, result: str) -> None:
                      ex.state.get("currency") or "USD").inc(float(cost))
     elif ex.state.get("cost_status") == "unpriced":
         UNPRICED.labels(key[0], key[1], key[2]).inc()
+    if ex.state.get("cut") == "budget":
+        STREAM_CUTS.labels(key[0], key[1], key[2]).inc()
 
 
 def message_timers() -> dict[str, Callable[[float], None]]:

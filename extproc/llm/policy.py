@@ -30,11 +30,14 @@ from . import transforms as T
 
 if TYPE_CHECKING:
     from ..context import Context
+    from ..providers.base import Usage
     from ..spend.prices import Pricing
 
 log = logging.getLogger("extproc.llm")
 GOOGLE = ("gemini", "vertex")
 _KEY = "llm"
+#: where the publisher leaves the function that prices a usage again (`extproc.limits.cut`)
+REPRICE = "reprice_usage"
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,21 @@ class LLMTraffic(Policy):
     def _meter(self, ex: Context, req: _Request) -> T.Meter:
         provider, pricing, team_claim = self.provider, self.pricing, self.team_claim
 
+        def price(usage: Usage) -> None:
+            """Publish the cost of `usage` (again, when a stream cut corrects the usage)."""
+            if pricing is None or usage.is_empty():
+                return
+            cost = request_cost(pricing, provider, req.model, usage)
+            for key in ("cost", "currency", "cost_status"):
+                ex.state.pop(key, None)
+                ex.metadata.pop(key, None)
+            ex.metadata.update(cost.fields())
+            if cost.amount is None:
+                ex.state["cost_status"] = "unpriced"
+            else:
+                ex.state["cost"], ex.state["currency"] = cost.amount, cost.currency
+            ex.state["spend_team"] = team_of(ex.state.get("identity"), team_claim)
+
         def publish(seen: T.StreamReport) -> None:
             md: dict[str, Any] = {"provider": provider, "stream": req.stream}
             if req.model:
@@ -151,20 +169,11 @@ class LLMTraffic(Policy):
                 md["finish_reason"] = ex.state["finish_reason"] = seen.finish_reason
             if seen.error:
                 md["upstream_error"] = ex.state["upstream_error"] = seen.error[:200]
-            counts = seen.usage.as_dict()
-            md.update(counts)
-            if pricing is not None and counts:
-                cost = request_cost(pricing, provider, req.model, seen.usage)
-                md.update(cost.fields())
-                for key in ("cost", "currency", "cost_status"):
-                    ex.state.pop(key, None)
-                if cost.amount is None:
-                    ex.state["cost_status"] = "unpriced"
-                else:
-                    ex.state["cost"], ex.state["currency"] = cost.amount, cost.currency
-                ex.state["spend_team"] = team_of(ex.state.get("identity"), team_claim)
+            md.update(seen.usage.as_dict())
             ex.metadata.update(md)
+            price(seen.usage)
             ex.state["usage"] = seen.usage
+            ex.state[REPRICE] = price
 
         return publish
 

@@ -13,6 +13,7 @@ import openai
 import pytest
 
 from tests.harness import Gateway, Mock
+from tests.integration.test_spend_cost import scrape, value
 from tests.integration.test_stream_cut import mock_lines, upstream_closed
 
 TEXT = " ".join(f"word{i}" for i in range(80))   # about 160 tokens by the estimate
@@ -74,8 +75,10 @@ def test_a_token_budget_cuts_an_openai_stream(gw: Gateway) -> None:
 
 def test_a_spend_budget_cuts_an_anthropic_stream(gw: Gateway) -> None:
     before = len(mock_lines(gw, "/v1/messages"))
+    cuts = value(scrape(gw), "extproc_stream_cuts_total", route="anthropic")
     client = anthropic.Anthropic(base_url=f"{gw.url}/anthropic", api_key="k", max_retries=0,
-                                 default_headers={**SLOW, "x-who": "carol"})
+                                 default_headers={**SLOW, "x-who": "carol",
+                                                  "x-request-id": "budget-cut-anthropic"})
     with client.messages.stream(model="claude-unlisted", max_tokens=10,
                                 messages=MSG) as stream:
         text = "".join(stream.text_stream)
@@ -85,6 +88,11 @@ def test_a_spend_budget_cuts_an_anthropic_stream(gw: Gateway) -> None:
     # 40 USD at 1 USD a token, less the prompt's estimate
     assert 30 <= final.usage.input_tokens + final.usage.output_tokens <= 42
     assert upstream_closed(gw, "/v1/messages", before)
+    # the cost is that of the usage as delivered (message_start said 1 output token)
+    md = gw.access_log("budget-cut-anthropic")["extproc"]
+    assert md["cut"] == "budget" and md["output_tokens"] == final.usage.output_tokens
+    assert md["cost"] == final.usage.input_tokens + final.usage.output_tokens
+    assert value(scrape(gw), "extproc_stream_cuts_total", route="anthropic") == cuts + 1
     with pytest.raises(anthropic.RateLimitError) as exc:
         client.messages.create(model="claude-unlisted", max_tokens=10, messages=MSG)
     assert "spend-40" in str(exc.value)
