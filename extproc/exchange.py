@@ -30,23 +30,22 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from . import protocol as P
 from .config import RouteConfig
 from .errors import error_body
-from .mutations import HeaderMutations
 from .policy import BodyTransform, Reject, run_transforms, run_transforms_async
 from .providers.endpoints import Endpoint
 from .providers.tokens import FIRST_TOKEN
-from .reading import Unreadable, encodings, read_body, read_endpoint
+from .reading import Unreadable, encodings, read_endpoint
+from .request_body import Reply, RequestBody
 from .routing import unrouted
 
 log = logging.getLogger("extproc.exchange")
 
-Reply = bytes | pb.ProcessingResponse
 Handler = Callable[["Exchange", Any], Coroutine[Any, Any, Sequence[Reply]]]
 _JSON = "application/json"
 
 
-class Exchange(HeaderMutations):
+class Exchange(RequestBody):
     """State of one HTTP request/response pair as seen over one ext_proc stream (policies
-    change headers with the `HeaderMutations` methods)."""
+    change headers with the `HeaderMutations` methods; the request body is `RequestBody`'s)."""
 
     def __init__(self, route: RouteConfig | None, route_name: str | None = None,
                  max_request_body: int = 8 * 1024 * 1024) -> None:
@@ -72,7 +71,7 @@ class Exchange(HeaderMutations):
         self.failed = False
         self._watch: re.Pattern[bytes] | None = None
         self._configured: tuple[int, int] | None = None
-        HeaderMutations.__init__(self)
+        RequestBody.__init__(self)
         self._held: list[bytes] = []
         self._held_size = 0
         self._transforms: list[BodyTransform] = []
@@ -225,90 +224,6 @@ class Exchange(HeaderMutations):
         self.metadata = {}
         return (data,)
 
-    async def _on_request_body(self, b: pb.HttpBody) -> Sequence[Reply]:
-        self.request_body_bytes += len(b.body)
-        duplex = self.request_mode == P.FULL_DUPLEX
-        if not self._needs_request_body:
-            if duplex:
-                return (P.streamed_reply(False, b.body, b.end_of_stream),)
-            return (P.CONTINUE_REQUEST_BODY,)
-        # BUFFERED sends the whole body in one message (end_of_stream is false only when
-        # trailers follow); only STREAMED and FULL_DUPLEX chunks are held until the end.
-        final = b.end_of_stream or self.request_mode in (P.BUFFERED, P.BUFFERED_PARTIAL)
-        if not final:
-            self._hold(b.body)
-            # STREAMED: drop the chunk for now (it is held); FULL_DUPLEX: answer nothing yet
-            return () if duplex else (P.body_reply(False, b""),)
-        return await self._finish_request_body(b.body, duplex)
-
-    def _hold(self, chunk: bytes) -> None:
-        self._held.append(chunk)
-        self._held_size += len(chunk)
-        self._within_limit(self._held_size)
-
-    def _within_limit(self, size: int) -> None:
-        if size > self.max_request_body:  # Envoy's own limit check is not exact
-            raise Reject(413, "request body exceeds the gateway's limit of "
-                         f"{self.max_request_body} bytes", details="extproc_body_too_large")
-
-    async def _finish_request_body(self, last: bytes, duplex: bool) -> Sequence[Reply]:
-        held = bool(self._held)
-        if held:
-            self._hold(last)
-            body = b"".join(self._held)
-            self._held, self._held_size = [], 0
-        else:
-            body = last
-            self._within_limit(len(body))
-        assert self.route is not None
-        original = body
-        new = self._readable(body)
-        for policy in self._body_policies:
-            if policy.needs_request_body:
-                replaced = await policy.on_request_body(self, new)
-                if replaced is not None:
-                    new = replaced
-        if duplex:
-            return (P.streamed_reply(False, new, True),)
-        extra = None
-        if new is not original and self.request_mode == P.BUFFERED:
-            extra = {"content-length": str(len(new))}
-        common = self._common(False, extra)
-        if new is original and not held:
-            if common is None:
-                return (self._with_metadata(pb.ProcessingResponse(
-                    request_body=pb.BodyResponse())),) if self.metadata \
-                    else (P.CONTINUE_REQUEST_BODY,)
-        else:
-            common = common or pb.CommonResponse()
-            common.body_mutation.body = new
-        return (self._with_metadata(pb.ProcessingResponse(
-            request_body=pb.BodyResponse(response=common))),)
-
-    def _readable(self, body: bytes) -> bytes:
-        """The body as every policy reads it (`reading.read_body`), parsed once: the parse
-        is left where `providers.read_request` finds it."""
-        endpoint = self.endpoint
-        if endpoint is None or endpoint.adapter is None or self.route is None \
-                or not self.route.reads_request_body:
-            return body
-        body, read = read_body(endpoint, body, self._codings, self.max_request_body,
-                               self.request_headers.get(":path", ""), self.request_id)
-        self.state["_read"] = (body, read)
-        return body
-
-    async def _on_request_trailers(self, t: pb.HttpTrailers) -> Sequence[Reply]:
-        if self.request_mode != P.FULL_DUPLEX:
-            if self._held:  # STREAMED with trailers: held chunks can no longer be released
-                log.warning("request trailers after a held STREAMED body (request_id=%s); "
-                            "use BUFFERED request bodies on this route", self.request_id)
-            return (P.CONTINUE_REQUEST_TRAILERS,)
-        # the body ends with the trailers: close our side of it
-        if self._needs_request_body:
-            body_replies = await self._finish_request_body(b"", True)
-        else:
-            body_replies = (P.streamed_reply(False, b"", True),)
-        return (*body_replies, P.CONTINUE_REQUEST_TRAILERS)
 
     async def _on_response_headers(self, h: pb.HttpHeaders) -> Sequence[Reply]:
         self.response_headers = P.read_headers(h)

@@ -1,0 +1,134 @@
+"""The request body side of an `Exchange`: held STREAMED chunks, the size limit, the body as
+every policy reads it (`reading.read_body`, decoded and parsed once), each policy's
+`on_request_body`, and the one reply that carries the result (a body mutation with its
+content-length in BUFFERED, a `streamed_response` in FULL_DUPLEX_STREAMED), trailers
+included. A base class of `Exchange`, which owns the state it reads.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
+
+from . import protocol as P
+from .mutations import HeaderMutations
+from .policy import Policy, Reject
+from .reading import read_body
+
+if TYPE_CHECKING:
+    from .config import RouteConfig
+    from .providers.endpoints import Endpoint
+
+log = logging.getLogger("extproc.exchange")
+
+Reply = bytes | pb.ProcessingResponse
+
+
+class RequestBody(HeaderMutations):
+    """The request body's handling; the attributes are the `Exchange`'s."""
+
+    route: RouteConfig | None
+    endpoint: Endpoint | None
+    request_headers: dict[str, str]
+    request_id: str
+    state: dict[str, Any]
+    metadata: dict[str, object]
+    max_request_body: int
+    request_body_bytes: int
+    request_mode: int
+    _needs_request_body: bool
+    _body_policies: tuple[Policy, ...]
+    _held: list[bytes]
+    _held_size: int
+    _codings: list[str]
+
+    def _with_metadata(self, msg: pb.ProcessingResponse) -> pb.ProcessingResponse:
+        raise NotImplementedError   # the Exchange's: the pending metadata on a reply
+
+    async def _on_request_body(self, b: pb.HttpBody) -> Sequence[Reply]:
+        self.request_body_bytes += len(b.body)
+        duplex = self.request_mode == P.FULL_DUPLEX
+        if not self._needs_request_body:
+            if duplex:
+                return (P.streamed_reply(False, b.body, b.end_of_stream),)
+            return (P.CONTINUE_REQUEST_BODY,)
+        # BUFFERED sends the whole body in one message (end_of_stream is false only when
+        # trailers follow); only STREAMED and FULL_DUPLEX chunks are held until the end.
+        final = b.end_of_stream or self.request_mode in (P.BUFFERED, P.BUFFERED_PARTIAL)
+        if not final:
+            self._hold(b.body)
+            # STREAMED: drop the chunk for now (it is held); FULL_DUPLEX: answer nothing yet
+            return () if duplex else (P.body_reply(False, b""),)
+        return await self._finish_request_body(b.body, duplex)
+
+    def _hold(self, chunk: bytes) -> None:
+        self._held.append(chunk)
+        self._held_size += len(chunk)
+        self._within_limit(self._held_size)
+
+    def _within_limit(self, size: int) -> None:
+        if size > self.max_request_body:  # Envoy's own limit check is not exact
+            raise Reject(413, "request body exceeds the gateway's limit of "
+                         f"{self.max_request_body} bytes", details="extproc_body_too_large")
+
+    async def _finish_request_body(self, last: bytes, duplex: bool) -> Sequence[Reply]:
+        held = bool(self._held)
+        if held:
+            self._hold(last)
+            body = b"".join(self._held)
+            self._held, self._held_size = [], 0
+        else:
+            body = last
+            self._within_limit(len(body))
+        assert self.route is not None
+        original = body
+        new = self._readable(body)
+        for policy in self._body_policies:
+            if policy.needs_request_body:
+                replaced = await policy.on_request_body(self, new)
+                if replaced is not None:
+                    new = replaced
+        if duplex:
+            return (P.streamed_reply(False, new, True),)
+        extra = None
+        if new is not original and self.request_mode == P.BUFFERED:
+            extra = {"content-length": str(len(new))}
+        common = self._common(False, extra)
+        if new is original and not held:
+            if common is None:
+                return (self._with_metadata(pb.ProcessingResponse(
+                    request_body=pb.BodyResponse())),) if self.metadata \
+                    else (P.CONTINUE_REQUEST_BODY,)
+        else:
+            common = common or pb.CommonResponse()
+            common.body_mutation.body = new
+        return (self._with_metadata(pb.ProcessingResponse(
+            request_body=pb.BodyResponse(response=common))),)
+
+    def _readable(self, body: bytes) -> bytes:
+        """The body as every policy reads it (`reading.read_body`), parsed once: the parse
+        is left where `providers.read_request` finds it."""
+        endpoint = self.endpoint
+        if endpoint is None or endpoint.adapter is None or self.route is None \
+                or not self.route.reads_request_body:
+            return body
+        body, read = read_body(endpoint, body, self._codings, self.max_request_body,
+                               self.request_headers.get(":path", ""), self.request_id)
+        self.state["_read"] = (body, read)
+        return body
+
+    async def _on_request_trailers(self, t: pb.HttpTrailers) -> Sequence[Reply]:
+        if self.request_mode != P.FULL_DUPLEX:
+            if self._held:  # STREAMED with trailers: held chunks can no longer be released
+                log.warning("request trailers after a held STREAMED body (request_id=%s); "
+                            "use BUFFERED request bodies on this route", self.request_id)
+            return (P.CONTINUE_REQUEST_TRAILERS,)
+        # the body ends with the trailers: close our side of it
+        if self._needs_request_body:
+            body_replies = await self._finish_request_body(b"", True)
+        else:
+            body_replies = (P.streamed_reply(False, b"", True),)
+        return (*body_replies, P.CONTINUE_REQUEST_TRAILERS)
