@@ -9,8 +9,11 @@ import time
 from collections.abc import Iterator
 
 import anthropic
+import google.oauth2.credentials
 import openai
 import pytest
+from google import genai
+from google.genai import types
 
 from tests.harness import Gateway, Mock
 from tests.integration.test_spend_cost import scrape, value
@@ -35,6 +38,8 @@ def gw(tmp_path_factory: pytest.TempPathFactory, mock: Mock) -> Iterator[Gateway
          "rate_limits": [_limit("tokens-40", "tokens", "t")]},
         {"name": "anthropic", "provider": "anthropic", "default_price": PRICE,
          "rate_limits": [_limit("spend-40", "spend", "s")]},
+        {"name": "vertex", "provider": "vertex", "default_price": PRICE,
+         "rate_limits": [_limit("spend-40", "spend", "v")]},
     ]
     config = {"routes": routes, "limits": {"default_max_tokens": 10}}
     g = Gateway(tmp_path_factory.mktemp("budget-cut"), config, mock=mock)
@@ -96,3 +101,28 @@ def test_a_spend_budget_cuts_an_anthropic_stream(gw: Gateway) -> None:
     with pytest.raises(anthropic.RateLimitError) as exc:
         client.messages.create(model="claude-unlisted", max_tokens=10, messages=MSG)
     assert "spend-40" in str(exc.value)
+
+
+def test_a_spend_budget_cuts_a_vertex_stream(gw: Gateway) -> None:
+    """Vertex through google-genai (alt=sse): the cut counts the running usage Vertex
+    reports and ends with MAX_TOKENS; the model is priced by the route's default_price."""
+    before = len(mock_lines(gw, ":streamGenerateContent"))
+    client = genai.Client(
+        vertexai=True, project="p", location="us-central1",
+        credentials=google.oauth2.credentials.Credentials(token="t"),
+        http_options=types.HttpOptions(base_url=f"{gw.url}/vertex",
+                                       headers={**SLOW, "x-who": "dave"}))
+    chunks = list(client.models.generate_content_stream(
+        model="gemini-unlisted", contents="hi",
+        config=types.GenerateContentConfig(max_output_tokens=10)))
+    text = "".join(c.text or "" for c in chunks)
+    last = chunks[-1]
+    assert last.candidates[0].finish_reason == types.FinishReason.MAX_TOKENS
+    assert TEXT.startswith(text) and 5 < len(text.split()) < 40
+    usage = last.usage_metadata
+    assert 30 <= usage.prompt_token_count + usage.candidates_token_count <= 42
+    assert upstream_closed(gw, ":streamGenerateContent", before)
+    with pytest.raises(genai.errors.ClientError) as exc:
+        client.models.generate_content(model="gemini-unlisted", contents="hi",
+                                       config=types.GenerateContentConfig(max_output_tokens=10))
+    assert exc.value.code == 429 and "spend-40" in str(exc.value)
