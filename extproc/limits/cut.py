@@ -205,9 +205,9 @@ def settle_cut_usage(ex: Context, cut: StreamCut) -> None:
     if usage.input_tokens is not None:
         usage.total_tokens = usage.input_tokens + cut.tokens
     ex.metadata.update(usage.as_dict())
-    reprice = ex.state.get("reprice_usage")    # the cost follows the corrected usage
-    if reprice is not None:
-        reprice(usage)
+    report = ex.state.get("reprice_usage")    # the cost follows the corrected usage
+    if report is not None:
+        report.publish(ex.state, ex.metadata, usage)
 
 
 class _Settling(StreamCut):

@@ -25,18 +25,17 @@ from ..policy import BodyTransform, Policy
 from ..providers import adapter_for, read_request
 from ..providers.endpoints import adapter_of
 from ..schema import Checker, join
-from ..spend.cost import request_cost, team_of
+from ..spend.cost import CostReport
 from . import transforms as T
 
 if TYPE_CHECKING:
     from ..context import Context
-    from ..providers.base import Usage
     from ..spend.prices import Pricing
 
 log = logging.getLogger("extproc.llm")
 GOOGLE = ("gemini", "vertex")
 _KEY = "llm"
-#: where the publisher leaves the function that prices a usage again (`extproc.limits.cut`)
+#: where the publisher leaves its `CostReport`, to price a corrected usage again (the cut)
 REPRICE = "reprice_usage"
 
 
@@ -146,21 +145,6 @@ class LLMTraffic(Policy):
     def _meter(self, ex: Context, req: _Request) -> T.Meter:
         provider, pricing, team_claim = self.provider, self.pricing, self.team_claim
 
-        def price(usage: Usage) -> None:
-            """Publish the cost of `usage` (again, when a stream cut corrects the usage)."""
-            if pricing is None or usage.is_empty():
-                return
-            cost = request_cost(pricing, provider, req.model, usage)
-            for key in ("cost", "currency", "cost_status"):
-                ex.state.pop(key, None)
-                ex.metadata.pop(key, None)
-            ex.metadata.update(cost.fields())
-            if cost.amount is None:
-                ex.state["cost_status"] = "unpriced"
-            else:
-                ex.state["cost"], ex.state["currency"] = cost.amount, cost.currency
-            ex.state["spend_team"] = team_of(ex.state.get("identity"), team_claim)
-
         def publish(seen: T.StreamReport) -> None:
             md: dict[str, Any] = {"provider": provider, "stream": req.stream}
             if req.model:
@@ -171,9 +155,11 @@ class LLMTraffic(Policy):
                 md["upstream_error"] = ex.state["upstream_error"] = seen.error[:200]
             md.update(seen.usage.as_dict())
             ex.metadata.update(md)
-            price(seen.usage)
+            if pricing is not None:
+                report = CostReport(pricing, provider, req.model, team_claim)
+                report.publish(ex.state, ex.metadata, seen.usage)
+                ex.state[REPRICE] = report
             ex.state["usage"] = seen.usage
-            ex.state[REPRICE] = price
 
         return publish
 

@@ -63,3 +63,31 @@ def team_of(identity: Any, claim: str | None) -> str | None:
     if isinstance(value, str | int | float):
         return str(value) if value != "" else None
     return None
+
+
+@dataclass(frozen=True)
+class CostReport:
+    """How one request's usage is priced and reported: kept in the exchange state (it holds
+    no reference to the exchange) so that a stream cut can report its corrected usage."""
+
+    pricing: Pricing
+    provider: str
+    model: str | None
+    team_claim: str | None
+
+    def publish(self, state: dict[str, Any], metadata: dict[str, Any], usage: Usage) -> None:
+        """Price `usage` into the state (`cost` as a Decimal and `currency`, or
+        `cost_status`; `spend_team`) and the metadata (`Cost.fields`), replacing any earlier
+        report."""
+        if usage.is_empty():
+            return
+        cost = request_cost(self.pricing, self.provider, self.model, usage)
+        for key in ("cost", "currency", "cost_status"):
+            state.pop(key, None)
+            metadata.pop(key, None)
+        metadata.update(cost.fields())
+        if cost.amount is None:
+            state["cost_status"] = UNPRICED
+        else:
+            state["cost"], state["currency"] = cost.amount, cost.currency
+        state["spend_team"] = team_of(state.get("identity"), self.team_claim)
