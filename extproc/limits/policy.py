@@ -341,6 +341,9 @@ class RateLimit(Policy):
                                       held.input_estimate, delivered, ex.status)
             ex.state["spend_charged"] = charged
             spend = spending.micro(charged - held.cost)
+        # counted: let go of the counter (a stream cut refers to the exchange, and one cut
+        # short by the client never finished, so it still does: no cycle past settlement)
+        held.delivered = None
         if not tokens and not spend:
             return
         for key, spec, label in held.keys:

@@ -126,3 +126,19 @@ def test_a_spend_budget_cuts_a_vertex_stream(gw: Gateway) -> None:
         client.models.generate_content(model="gemini-unlisted", contents="hi",
                                        config=types.GenerateContentConfig(max_output_tokens=10))
     assert exc.value.code == 429 and "spend-40" in str(exc.value)
+
+
+def test_a_stream_the_client_leaves_leaves_no_state(gw: Gateway) -> None:
+    """A client that goes away before its stream is cut or done: the exchange and its cut
+    counter are freed once settled (no reference cycle waiting for the cyclic GC)."""
+    import httpx
+
+    with httpx.stream("POST", f"{gw.url}/openai/v1/chat/completions", timeout=10,
+                      headers={**SLOW, "x-who": "erin"},
+                      json={"model": "gpt-4o-mini", "messages": MSG, "stream": True}) as r:
+        assert r.status_code == 200
+        for _ in r.iter_lines():
+            break
+    assert gw.server is not None
+    stats = gw.server.wait_idle()
+    assert stats["streams_active"] == 0 and stats["exchanges_alive"] == 0
