@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from extproc import httpclient
 from tests.harness import Gateway, Mock, add_route
 
 REFERENCE = ("openai", "azure", "anthropic", "gemini", "vertex")
@@ -51,6 +52,14 @@ def add_mode_routes(doc: dict[str, Any]) -> None:
         add_route(doc, f"/mode-{mode}/plain/", "openai", "plain", full)
         add_route(doc, f"/mode-{mode}/gemini/", "gemini", "gemini", full)
         add_route(doc, f"/mode-{mode}/transform/", "openai", "transform", full)
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def _http_sessions_closed() -> AsyncIterator[None]:
+    """The server closes its outbound HTTP session at shutdown; in-process tests (JWKS
+    fetches, webhook guards) share the session loop's, closed here at the end."""
+    yield
+    await httpclient.close()
 
 
 @pytest.fixture(scope="session")

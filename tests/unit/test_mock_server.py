@@ -206,14 +206,15 @@ def test_gemini_sdk_streamed(mock_server: MockServer, http: httpx.Client) -> Non
 @pytest.mark.filterwarnings("ignore:Inheritance class AiohttpClientSession:DeprecationWarning")
 async def test_gemini_async_sdk_streamed(mock_server: MockServer) -> None:
     client = gemini_client(mock_server)
-    stream = await client.aio.models.generate_content_stream(
-        model="gemini-2.0-flash",
-        contents=UNICODE,
-        config=types.GenerateContentConfig(
-            http_options=types.HttpOptions(headers={"x-mock-reply": "echo"})
-        ),
-    )
-    assert "".join([c.text async for c in stream]) == UNICODE
+    async with client.aio as aio:    # closes the SDK's own HTTP session
+        stream = await aio.models.generate_content_stream(
+            model="gemini-2.0-flash",
+            contents=UNICODE,
+            config=types.GenerateContentConfig(
+                http_options=types.HttpOptions(headers={"x-mock-reply": "echo"})
+            ),
+        )
+        assert "".join([c.text async for c in stream]) == UNICODE
 
 
 def test_vertex_sdk_non_streamed(mock_server: MockServer, http: httpx.Client) -> None:

@@ -16,7 +16,7 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from extproc import filewatch, metrics, server
+from extproc import filewatch, httpclient, metrics, server
 from extproc.auth import credentials
 from extproc.auth.credentials import Secret
 from extproc.auth.policy import Authenticate
@@ -242,6 +242,7 @@ async def test_the_watch_loop_reloads_on_swaps_and_refuses_a_bad_one(tmp_path: P
         assert not kid_known(processor, "three", "k1")
     finally:
         task.cancel()
+        await httpclient.close()   # this test's loop's session, as the server does at exit
 
 
 # --- Secret rotation ----------------------------------------------------------------------
