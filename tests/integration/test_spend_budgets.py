@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from tests.harness import Gateway, Mock, RedisServer, Server, add_route, write_config
+from tests.integration.test_ratelimit_redis import two_endpoints
 
 pytestmark = pytest.mark.envoy
 
@@ -209,16 +210,8 @@ def pair(tmp_path_factory: pytest.TempPathFactory, mock: Mock, redis: RedisServe
     tmp = tmp_path_factory.mktemp("spend-pair")
     doc = redis_config(redis.url)
     second = Server(write_config(tmp / "second.yaml", doc), tmp, name="extproc-2")
-
-    def two(envoy: dict[str, Any]) -> None:
-        add_route(envoy, "/shared/", "openai", "shared")
-        cluster = next(c for c in envoy["static_resources"]["clusters"]
-                       if c["name"] == "extproc")
-        cluster["load_assignment"]["endpoints"][0]["lb_endpoints"].append(
-            {"endpoint": {"address": {"socket_address": {
-                "address": "127.0.0.1", "port_value": second.port}}}})
     try:
-        gw = Gateway(tmp, doc, mock=mock, adjust=two)
+        gw = Gateway(tmp, doc, mock=mock, adjust=two_endpoints(second.port))
     except BaseException:
         second.stop()
         raise
