@@ -80,13 +80,25 @@ def out_of_reach(limits: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _holders(route: dict[str, Any]) -> list[dict[str, Any]]:
+    """Where a route names provider credentials: itself, and on the unified front each of
+    its backends (copied, so the reference config's own dicts are never changed)."""
+    holders = [route]
+    if isinstance(route.get("backends"), dict):
+        route["backends"] = {name: dict(spec) for name, spec in route["backends"].items()}
+        holders += list(route["backends"].values())
+    return holders
+
+
 def _absolute_files(doc: dict[str, Any]) -> None:
     """Point the config's JWKS and provider key files at config/ (the bench writes the
     config it runs elsewhere)."""
     for route in doc.get("routes", []):
-        cred = route.get("upstream_credential")
-        if cred and cred.get("file"):
-            route["upstream_credential"] = {**cred, "file": str(ROOT / "config" / cred["file"])}
+        for holder in _holders(route):
+            cred = holder.get("upstream_credential")
+            if cred and cred.get("file"):
+                holder["upstream_credential"] = {**cred,
+                                                 "file": str(ROOT / "config" / cred["file"])}
     for provider in (doc.get("auth") or {}).get("jwt_providers", {}).values():
         jwks = provider.get("jwks", {})
         if "file" in jwks:
@@ -122,13 +134,16 @@ def processor_config(key: str, directory: Path, redis_url: str | None = None) ->
     for route in out["routes"]:
         route.pop("rate_limits", None)
         route.pop("guards", None)
+        for holder in _holders(route):
+            if not keep_auth:
+                holder.pop("upstream_credential", None)
+            elif "upstream_credential" in holder:
+                file = holder["upstream_credential"].get("file")
+                if file:
+                    holder["upstream_credential"] = {**holder["upstream_credential"],
+                                                     "file": str(ROOT / "config" / file)}
         if not keep_auth:
             route.pop("auth", None)
-            route.pop("upstream_credential", None)
-        elif "upstream_credential" in route:
-            file = route["upstream_credential"].get("file")
-            if file:
-                route["upstream_credential"]["file"] = str(ROOT / "config" / file)
         if key in ("e", "f"):
             route["rate_limits"] = HUGE_LIMITS
     if keep_auth:

@@ -44,6 +44,8 @@ def fields(ex: Context, outcome: str) -> dict[str, Any]:
         "route": ex.route_name,
         "provider": ex.provider,
         "model": ex.state.get("model"),
+        "backend": ex.state.get("backend_provider"),      # the unified front: who served
+        "backend_model": ex.state.get("backend_model"),   # the front model (`model`)
         "stream": ex.state.get("stream"),
         "method": ex.request_headers.get(":method"),
         "status": rejection[0] if rejection is not None else (ex.status or None),

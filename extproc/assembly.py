@@ -19,6 +19,8 @@ from .auth.credentials import UpstreamCredential
 from .auth.policy import Authenticate
 from .auth.settings import AuthSettings, parse_credential, parse_route_auth
 from .config import AUTO_ORDER, PROVIDERS, RequestMatch, RouteConfig
+from .front.policy import FrontModels, FrontRequest
+from .front.settings import FRONT_KEYS, FrontConfig, parse_front
 from .guards.policy import Guards
 from .guards.settings import Guard, route_guards
 from .limits.settings import LimitsSettings, parse_route_limits
@@ -31,7 +33,8 @@ from .spend.settings import SpendSettings, parse_price
 
 _KEYS = ("name", "provider", "providers", "streams", "auth", "upstream_credential",
          "rate_limits", "guards", "plugins", "passthrough", "envoy_route_names", "match",
-         "default_price")
+         "default_price", *FRONT_KEYS)
+FRONT = "openai-compatible"
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
@@ -42,7 +45,14 @@ def route_config(c: Checker, raw: Any, path: str, auth: AuthSettings, limits: Li
     before = len(c.errors)
     d = c.mapping(raw, path, _KEYS)
     name = c.string(d, "name", path, required=True)
-    provider = c.choice(d, "provider", path, (*PROVIDERS, "auto"), what="provider")
+    provider = c.choice(d, "provider", path, (*PROVIDERS, "auto", FRONT), what="provider")
+    front = None
+    if provider == FRONT:
+        front = parse_front(c, d, path, base)
+        provider = "openai"     # what the route reads and answers as
+    elif any(key in d for key in FRONT_KEYS):
+        c.error(path, f"{', '.join(k for k in FRONT_KEYS if k in d)}: only on a provider: "
+                f"{FRONT} route")
     served = _served(c, d, path, provider)
     envoy_names = _envoy_route_names(c, d.get("envoy_route_names"),
                                      join(path, "envoy_route_names"))
@@ -73,11 +83,26 @@ def route_config(c: Checker, raw: Any, path: str, auth: AuthSettings, limits: Li
         if variant is None:
             return None
         variants[each] = variant
+    if front is not None:
+        return _front(variants[provider], front, envoy_names, match)
     if provider != "auto":
         return replace(variants[provider], envoy_route_names=envoy_names, match=match)
     return RouteConfig(name=name, provider="auto", plugins=tuple(plugins),
                        passthrough=passthrough, envoy_route_names=envoy_names, match=match,
                        variants=variants, pricing=pricing)
+
+
+def _front(route: RouteConfig, front: FrontConfig, envoy_names: tuple[str, ...],
+           match: RequestMatch | None) -> RouteConfig:
+    """An OpenAI route made the unified front: its model resolution right after
+    authentication (and first on the reply, to translate it), its request translation last;
+    the model list is its only pass-through."""
+    policies = list(route.policies)
+    at = 1 if policies and isinstance(policies[0], Authenticate) else 0
+    policies.insert(at, FrontModels(front, route.name))
+    policies.append(FrontRequest(front, route.name))
+    return replace(route, policies=tuple(policies), front=front, envoy_route_names=envoy_names,
+                   match=match, passthrough=(Passthrough("/v1/models", ("GET",)),))
 
 
 def _variant(c: Checker, d: Any, path: str, name: str, provider: str, route_auth: Any,

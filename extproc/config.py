@@ -20,7 +20,9 @@ Shape (every key is optional unless marked; unknown keys are errors)::
     routes:                             # required: one entry per Envoy route
       - name: openai                    # required: the value Envoy sends as x-extproc-route
         provider: openai                # required: openai | azure | anthropic | gemini |
-                                        # vertex | auto (recognised from the path)
+                                        # vertex | auto (recognised from the path) |
+                                        # openai-compatible (the unified front: its
+                                        # backends and models keys are in extproc.front)
         providers: [openai, anthropic]  # with provider: auto, the ones served (default all)
         envoy_route_names: ["httproute/llm/openai/**"]   # xds.route_name patterns
         match: {path_prefix: /openai/, host: llm.example.com, headers: {x-llm: openai}}
@@ -73,6 +75,7 @@ from typing import TYPE_CHECKING
 from .llm.policy import StreamsConfig
 
 if TYPE_CHECKING:
+    from .front.settings import FrontConfig
     from .policy import Policy
     from .providers.endpoints import Passthrough
     from .spend.prices import Pricing
@@ -126,6 +129,9 @@ class RouteConfig:
     variants: Mapping[str, RouteConfig] = field(default_factory=dict)
     #: the price table and the route's `default_price` (extproc.spend)
     pricing: Pricing | None = None
+    #: `provider: openai-compatible`: the unified front's model map and backends
+    #: (extproc.front); the route itself reads and answers as OpenAI
+    front: FrontConfig | None = None
 
     @cached_property
     def needs_request_body(self) -> bool:

@@ -46,6 +46,9 @@ class Context(Protocol):
     first_token_at: float | None
     first_delivered_at: float | None
     ended_at: float | None
+    #: Envoy picks the route again after the next request reply (a header it matches
+    #: changed: the unified front's backend)
+    clear_route_cache: bool
 
     def set_request_header(self, name: str, value: str) -> None: ...
     def remove_request_header(self, name: str) -> None: ...

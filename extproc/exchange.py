@@ -30,7 +30,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from . import protocol as P
 from .config import RouteConfig
 from .errors import error_body
-from .policy import BodyTransform, Reject, run_transforms, run_transforms_async
+from .policy import Answer, BodyTransform, Reject, run_transforms, run_transforms_async
 from .providers.endpoints import Endpoint
 from .providers.tokens import FIRST_TOKEN
 from .reading import Unreadable, encodings, read_endpoint
@@ -70,6 +70,7 @@ class Exchange(RequestBody):
         self.rejection: tuple[int, str | None] | None = None   # a policy's refusal
         self.failed = False
         self._watch: re.Pattern[bytes] | None = None
+        self._delivered_watch: re.Pattern[bytes] | None = None   # the client's, if another
         self._configured: tuple[int, int] | None = None
         RequestBody.__init__(self)
         self._held: list[bytes] = []
@@ -144,6 +145,12 @@ class Exchange(RequestBody):
 
     def _refusal(self, kind: str, exc: Exception) -> Sequence[Reply]:
         """The reply when handling a message raised: a policy's Reject, or a 500."""
+        if isinstance(exc, Answer):   # the gateway answers the request itself
+            self.done = True
+            self.status = exc.status
+            self.ended_at = time.monotonic()
+            return (self._with_metadata(P.immediate(exc.status, exc.body, exc.headers,
+                                                    exc.details or "extproc_answered")),)
         if isinstance(exc, Reject):
             # what it said, not the exception: its traceback's frames would hold this exchange
             self.rejection = (exc.status, exc.details)
@@ -157,7 +164,7 @@ class Exchange(RequestBody):
     def _reject(self, r: Reject) -> pb.ProcessingResponse:
         self.done = True
         headers = {"content-type": _JSON, **r.headers}
-        body = error_body(self.provider, r.status, r.message, r.kind)
+        body = error_body(self.provider, r.status, r.message, r.kind, r.code)
         return self._with_metadata(P.immediate(r.status, body, headers,
                                                r.details or f"extproc_{r.status}"))
 
@@ -237,6 +244,9 @@ class Exchange(RequestBody):
         elif self.status == 200 and self.state.get("stream"):
             adapter = self.endpoint.adapter if self.endpoint else None
             self._watch = getattr(adapter, "first_token", None) or FIRST_TOKEN.get(self.provider)
+            backend = self.state.get("backend_provider")   # the unified front: what the
+            if backend is not None:                       # upstream sends is the backend's
+                self._delivered_watch, self._watch = self._watch, FIRST_TOKEN.get(backend)
         for policy in self.route.policies:
             await policy.on_response_headers(self)
         if self.response_mode != P.NONE and not h.end_of_stream:
@@ -310,7 +320,7 @@ class Exchange(RequestBody):
             if duplex:
                 return (P.streamed_reply(True, chunk, eos),)
             return (P.CONTINUE_RESPONSE_BODY,)
-        watch = self._watch
+        watch = self._watch if self._delivered_watch is None else self._delivered_watch
         if watch is not None and self.first_delivered_at is None and out and watch.search(out):
             self.first_delivered_at = time.monotonic()
         if eos:

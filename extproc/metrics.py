@@ -207,15 +207,17 @@ _series: dict[tuple[str, str, str, str], _Series] = {}
 
 def observe_exchange(ex: Context, result: str) -> None:
     """Record one finished HTTP exchange (called once, when its stream ends)."""
-    key = (ex.route_name or "unknown", ex.provider or "unknown",
-           model_label(ex.state.get("model")), result)
+    state = ex.state
+    # the unified front: labelled by the backend that served the front model
+    key = (ex.route_name or "unknown", state.get("backend_provider") or ex.provider or
+           "unknown", model_label(state.get("backend_model") or state.get("model")), result)
     series = _series.get(key)
     if series is None:
         series = _series[key] = _Series(*key)
     series.requests.inc()
     end = ex.ended_at or time.monotonic()
     series.duration.observe(end - ex.started_at)
-    usage = ex.state.get("usage")
+    usage = state.get("usage")
     output = 0
     if usage is not None:
         inp = getattr(usage, "input_tokens", None)

@@ -21,6 +21,9 @@ class HeaderMutations:
         self._req_remove: list[str] = []
         self._resp_set: dict[str, str] = {}
         self._resp_remove: list[str] = []
+        #: Envoy picks the route again after the next request reply (its header mutation
+        #: may change what the route table matches: the unified front's backend header)
+        self.clear_route_cache = False
 
     def set_request_header(self, name: str, value: str) -> None:
         """Set a header on the request going upstream (request phase only); the last call
@@ -62,4 +65,7 @@ class HeaderMutations:
         mutation = P.header_mutation({**sets, **(extra or {})}, removes)
         sets.clear()
         removes.clear()
+        if not response and self.clear_route_cache:
+            self.clear_route_cache = False
+            return pb.CommonResponse(header_mutation=mutation, clear_route_cache=True)
         return pb.CommonResponse(header_mutation=mutation)

@@ -26,13 +26,25 @@ class Reject(Exception):
     """
 
     def __init__(self, status: int, message: str, *, kind: str | None = None,
-                 headers: Mapping[str, str] | None = None, details: str | None = None) -> None:
+                 headers: Mapping[str, str] | None = None, details: str | None = None,
+                 code: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.kind = kind
+        self.code = code   # OpenAI's error `code` (other formats have none)
         self.headers = dict(headers or {})
         self.details = details
+
+
+class Answer(Reject):
+    """Raised by a policy to answer the request itself with a body of its own (a 200 the
+    gateway serves, such as the unified front's model list): not a refusal."""
+
+    def __init__(self, status: int, body: bytes, *, content_type: str = "application/json",
+                 details: str = "extproc_answered") -> None:
+        super().__init__(status, "", headers={"content-type": content_type}, details=details)
+        self.body = body
 
 
 class BodyTransform:

@@ -232,13 +232,17 @@ class RateLimit(Policy):
     def _price(self, ex: Context, model: str | None) -> Price:
         """The price spend budgets reserve and charge at; default deny: a model the route
         cannot price is refused, since its budget could not be enforced."""
-        price = self.pricing.price(self.provider, model) if self.pricing is not None else None
+        provider = self.provider
+        priced_as = ex.state.get("priced_as")   # the unified front: the backend's model
+        if priced_as is not None:
+            provider, model = priced_as
+        price = self.pricing.price(provider, model) if self.pricing is not None else None
         if price is not None:
             return price
         what = f"model {model!r}" if model else "a request that names no model"
         _decided(ex, next(s.name for s in self.limits if s.spend), "unpriced")
         raise Reject(403, f"spend budgets on this route cannot price {what} on "
-                     f"{self.provider}: add it to prices.models or give the route a "
+                     f"{provider}: add it to prices.models or give the route a "
                      "default_price", details="extproc_spend_unpriced")
 
     def _allowance(self, held: _Held, cut: list[dict[str, list[WindowState]]]

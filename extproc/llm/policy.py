@@ -156,7 +156,9 @@ class LLMTraffic(Policy):
             md.update(seen.usage.as_dict())
             ex.metadata.update(md)
             if pricing is not None:
-                report = CostReport(pricing, provider, req.model, team_claim)
+                # the unified front prices the backend's model (extproc.front)
+                priced, model = ex.state.get("priced_as") or (provider, req.model)
+                report = CostReport(pricing, priced, model, team_claim)
                 report.publish(ex.state, ex.metadata, seen.usage)
                 ex.state[REPRICE] = report
             ex.state["usage"] = seen.usage

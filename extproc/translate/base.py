@@ -51,8 +51,16 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Backend", "ReplyContext", "ReplyTranslator", "Translated", "Unsupported",
-           "chunk_event", "openai_error", "DONE"]
+__all__ = [
+    "DONE",
+    "Backend",
+    "ReplyContext",
+    "ReplyTranslator",
+    "Translated",
+    "Unsupported",
+    "chunk_event",
+    "openai_error",
+]
 
 DONE = b"data: [DONE]\n\n"
 

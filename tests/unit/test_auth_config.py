@@ -263,8 +263,17 @@ def test_load_from_yaml_file(conf_dir: Path) -> None:
 
 async def test_reference_config_loads_and_works() -> None:
     cfg = loader.load(REPO / "config" / "gateway.yaml")
-    assert set(cfg.routes) == {"openai", "azure", "anthropic", "gemini", "vertex"}
+    assert set(cfg.routes) == {"openai", "azure", "anthropic", "gemini", "vertex", "unified"}
+    # the unified front: client auth on the route, each backend's credential on the front
+    front = cfg.routes["unified"].front
+    assert front is not None and auth_policy(cfg, "unified").auth is not None
+    assert auth_policy(cfg, "unified").credential is None
+    for name in ("openai", "azure", "anthropic", "gemini", "vertex"):
+        expected = (REPO / "config" / "dev-secrets" / f"{name}.key").read_text().strip()
+        assert expected in next(iter(front.credentials[name].headers().values()))
     for name, route in cfg.routes.items():
+        if name == "unified":
+            continue
         p = auth_policy(cfg, name)
         assert p.credential is not None and p.auth is not None
         assert route.provider == name

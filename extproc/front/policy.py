@@ -1,0 +1,196 @@
+"""The unified front's two route policies (sans-IO, on the `Context`).
+
+`FrontModels` runs right after authentication. It answers `GET /v1/models` from the config,
+refuses any endpoint but Chat Completions, and resolves the request's model to its backend
+before any budget is spent on it (an unknown model is a 404 in OpenAI's format naming the
+models served). Limits and spend then price the request at the backend's model
+(`ex.state["priced_as"]`). On the way back it is the first transform of the reply: the
+backend's reply is translated into OpenAI's format before usage metering, the reply guards
+and the stream cut read it, so masking happens on the text the client sees.
+
+`FrontRequest` runs last, on the request as every other policy left it (masked, with the
+usage option added): it translates it into the backend's API, points it at the backend (the
+`x-extproc-backend` header the Envoy route table matches, the backend's path, a cleared route
+cache) and injects the backend's credential.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from ..auth.credentials import ANTHROPIC_VERSION, CLIENT_CREDENTIAL_HEADERS
+from ..policy import Answer, BodyTransform, Policy, Reject
+from ..providers import adapter_for, read_request
+from ..providers.endpoints import adapter_of
+from ..translate import Backend, ReplyContext, ReplyTranslator, Unsupported, module_for
+from .settings import FrontConfig
+
+if TYPE_CHECKING:
+    from ..context import Context
+
+log = logging.getLogger("extproc.front")
+#: the request header Envoy's route table matches to send a request to its backend's cluster
+BACKEND_HEADER = "x-extproc-backend"
+_STATE = "front"
+CHAT = "chat.completions"
+
+
+@dataclass
+class FrontState:
+    """One request's front: the model asked for, the backend serving it, its translator."""
+
+    model: str
+    backend: Backend
+    module: ModuleType
+    reply: ReplyContext | None = None
+    translator: ReplyTranslator | None = None
+
+
+class _Translating(BodyTransform):
+    """A reply translator as the first response transform."""
+
+    def __init__(self, translator: ReplyTranslator) -> None:
+        self.translator = translator
+
+    def feed(self, chunk: bytes) -> bytes:
+        return self.translator.feed(chunk)
+
+    def finish(self) -> bytes:
+        return self.translator.finish()
+
+    @property
+    def held_bytes(self) -> int:
+        return self.translator.held_bytes
+
+
+class FrontModels(Policy):
+    needs_request_body = True
+    needs_response_body = True
+    reads_json = True
+
+    def __init__(self, front: FrontConfig, route: str) -> None:
+        super().__init__({})
+        self.front = front
+        self.route = route
+        self.adapter = adapter_for("openai")
+        self.created = int(time.time())
+
+    async def on_request_headers(self, ex: Context) -> None:
+        endpoint = ex.endpoint
+        if endpoint is not None and endpoint.passthrough:   # GET /v1/models
+            raise Answer(200, self.front.models.listing(self.created),
+                         details="extproc_models")
+        if endpoint is None or endpoint.name != CHAT:
+            raise Reject(404, "this endpoint is not served by the unified front, which "
+                         "serves POST /v1/chat/completions and GET /v1/models; other "
+                         "endpoints are on each provider's own route",
+                         details="extproc_unknown_endpoint", code="unknown_url")
+
+    async def on_request_body(self, ex: Context, body: bytes) -> bytes | None:
+        read = read_request(adapter_of(ex, self.adapter), ex.request_headers.get(":path", ""),
+                            body, ex.state)
+        model = read[0].get("model") if read is not None else None
+        if not isinstance(model, str) or not model:
+            raise Reject(400, "model is required: a string naming one of the models this "
+                         f"route serves ({', '.join(self.front.models.served())})",
+                         details="extproc_front_no_model", code="missing_model")
+        backend = self.front.models.resolve(model)
+        if backend is None:
+            raise Reject(404, f"The model `{model}` is not served by this gateway route. "
+                         f"It serves: {', '.join(self.front.models.served())}",
+                         kind="invalid_request_error", details="extproc_front_unknown_model",
+                         code="model_not_found")
+        ex.state[_STATE] = FrontState(model, backend, module_for(backend.provider))
+        ex.state["priced_as"] = (backend.provider, backend.model)
+        ex.state["backend_provider"] = backend.provider
+        ex.state["backend_model"] = backend.model
+        ex.state["front_model"] = model
+        ex.metadata.update({"front_model": model, "backend": backend.provider,
+                            "backend_model": backend.model})
+        return None
+
+    async def on_response_headers(self, ex: Context) -> None:
+        st: FrontState | None = ex.state.get(_STATE)
+        if st is None or st.reply is None:
+            return
+        headers = ex.response_headers
+        encoding = headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            raise Reject(502, f"the {st.backend.provider} backend's reply is "
+                         f"{encoding}-encoded and cannot be translated",
+                         details="extproc_front_encoded_reply")
+        ctype = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        translator = st.module.reply_translator(ex.status, ctype, st.reply)
+        if translator is None:
+            return
+        st.translator = translator
+        ex.set_response_header("content-type", translator.content_type)
+        ex.remove_response_header("content-length")
+        # what Envoy and later policies read is the translated reply
+        headers["content-type"] = translator.content_type
+        headers.pop("content-length", None)
+
+    def response_transform(self, ex: Context) -> BodyTransform | None:
+        st: FrontState | None = ex.state.get(_STATE)
+        if st is None or st.translator is None:
+            return None
+        return _Translating(st.translator)
+
+
+class FrontRequest(Policy):
+    needs_request_body = True
+    reads_json = True
+
+    def __init__(self, front: FrontConfig, route: str) -> None:
+        super().__init__({})
+        self.front = front
+        self.route = route
+        self.adapter = adapter_for("openai")
+
+    async def on_request_body(self, ex: Context, body: bytes) -> bytes | None:
+        st: FrontState | None = ex.state.get(_STATE)
+        read = read_request(adapter_of(ex, self.adapter), ex.request_headers.get(":path", ""),
+                            body, ex.state)
+        if st is None or read is None:   # FrontModels refused it, or nothing to read
+            raise Reject(400, "the request could not be read as Chat Completions",
+                         details="extproc_front_unreadable")
+        doc: dict[str, Any] = read[0]
+        backend = st.backend
+        try:
+            t = st.module.translate_request(doc, backend,
+                                            drop_unsupported=self.front.drop_unsupported)
+        except Unsupported as exc:
+            raise Reject(400, f"{backend.provider} cannot honour {exc.field}: {exc.reason}",
+                         details="extproc_front_unsupported",
+                         code="unsupported_parameter") from None
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise Reject(400, f"the request cannot be translated for {backend.provider}: "
+                         f"{exc}", details="extproc_front_untranslatable") from None
+        if t.dropped:
+            log.info("front dropped %s for %s (route=%s request_id=%s)", ", ".join(t.dropped),
+                     backend.provider, self.route, ex.request_id)
+            ex.metadata["dropped_fields"] = ",".join(t.dropped)
+        options = doc.get("stream_options")
+        usage = isinstance(options, dict) and options.get("include_usage") is True
+        st.reply = ReplyContext(model=backend.model, stream=t.stream,
+                                include_usage=t.stream and usage, created=int(time.time()))
+        headers = ex.request_headers
+        for name in CLIENT_CREDENTIAL_HEADERS:
+            if name in headers:
+                ex.remove_request_header(name)
+        credential = self.front.credentials.get(backend.provider)
+        if credential is not None:
+            for name, value in credential.headers().items():
+                ex.set_request_header(name, value)
+        if backend.provider == "anthropic":
+            ex.set_request_header("anthropic-version", ANTHROPIC_VERSION)
+        for name, value in t.headers.items():
+            ex.set_request_header(name, value)
+        ex.set_request_header(":path", t.path)
+        ex.set_request_header(BACKEND_HEADER, backend.provider)
+        ex.clear_route_cache = True
+        return t.body
