@@ -10,12 +10,12 @@
   ``input_json_delta`` pieces as argument deltas; ``message_delta`` -> the finish chunk;
   ``message_stop`` -> the usage chunk (``include_usage`` only) and ``[DONE]``. Dropped, as
   they carry nothing the client reads: ``ping``, ``signature_delta``, ``citations_delta``,
-  ``redacted_thinking`` blocks (encrypted), ``content_block_stop`` and event types Anthropic
-  may add (its versioning policy). Refused with a final error event: any other content block
-  (server tools' blocks: the request never asks for server tools) or delta, an ``error``
-  event (mapped, see `error_body`), bytes that are not Anthropic's events, and a stream that
-  ends without ``message_stop`` (truncated upstream). After an error event nothing follows,
-  no ``[DONE]``.
+  ``redacted_thinking`` blocks (encrypted), ``content_block_stop`` (but see JSON mode) and
+  event types Anthropic may add (its versioning policy). Refused with a final error event:
+  any other content block (server tools' blocks: the request never asks for server tools)
+  or delta, an ``error`` event (mapped, see `error_body`), bytes that are not Anthropic's
+  events, and a stream that ends without ``message_stop`` (truncated upstream). After an
+  error event nothing follows, no ``[DONE]``.
 * 200 ``application/json``: the whole ``message`` -> one ``chat.completion`` (text blocks
   joined as ``content``, null when there are only tool calls; thinking joined as
   ``reasoning_content``), held until ``finish`` and capped at `MAX_BODY`.
@@ -30,8 +30,11 @@ an unknown reason -> stop. Usage: ``prompt_tokens`` = input + cache writes + cac
 reasoning_tokens`` only when Anthropic reports ``output_tokens_details.thinking_tokens``.
 
 JSON mode (``json_tool``, the request's `JSON_TOOL` for ``response_format: json_object``): the
-forced tool's call is the answer: its input becomes ``content`` (streamed: its argument pieces
-become content deltas) and its ``tool_use`` stop reason becomes ``stop``.
+forced tool's call is the answer: its input becomes ``content``, as compact JSON with UTF-8
+kept (``json.dumps(..., ensure_ascii=False)``), and its ``tool_use`` stop reason becomes
+``stop``. Streamed, the input is held until its block stops and then released as one content
+delta, re-serialized the same way: the model's raw JSON text may hide characters behind
+``\\uXXXX`` escapes, and the reply guards read ``content`` as plain text.
 
 A translator that had to turn a 200 reply into an error sets ``failed`` (the caller may want a
 502 status for a whole reply).
@@ -250,6 +253,8 @@ class _StreamReply(ReplyTranslator):
         self._id: str | None = None
         self._blocks: dict[int, tuple[str, int]] = {}   # Anthropic index -> (kind, tool index)
         self._tools = 0
+        self._json: list[str] = []   # the JSON-mode tool input held until its block stops
+        self._json_size = 0
         self._usage: dict[str, Any] = {}
         self._finished = False   # the finish chunk went out
         self._ended = False      # [DONE] or an error event went out
@@ -257,7 +262,7 @@ class _StreamReply(ReplyTranslator):
 
     @property
     def held_bytes(self) -> int:
-        return self._decoder.pending
+        return self._decoder.pending + self._json_size
 
     def feed(self, chunk: bytes) -> bytes:
         if self._ended:
@@ -346,11 +351,22 @@ class _StreamReply(ReplyTranslator):
                                    "choices": [], "usage": openai_usage(self._usage)})
             self._ended = True
             return out + DONE
-        return b""   # content_block_stop
+        index = ev.get("index")   # content_block_stop
+        if isinstance(index, int) and self._blocks.get(index, ("", 0))[0] == "json":
+            text, self._json, self._json_size = "".join(self._json), [], 0
+            self._blocks[index] = ("stopped", 0)
+            try:
+                answer = json.loads(text or "{}")
+            except ValueError:
+                raise _Unreadable("the JSON-mode answer is not JSON") from None
+            if not isinstance(answer, dict):
+                raise _Unreadable("the JSON-mode answer is not an object")
+            return self._chunk({"content": _dump(answer).decode()})
+        return b""
 
     def _json_only(self) -> bool:
         kinds = [k for k, _ in self._blocks.values()]
-        return "json" in kinds and "tool" not in kinds
+        return "stopped" in kinds and "tool" not in kinds
 
     def _start(self, index: Any, block: Any) -> bytes:
         if not isinstance(index, int) or index in self._blocks or not isinstance(block, dict):
@@ -371,7 +387,9 @@ class _StreamReply(ReplyTranslator):
             given = _dump(block["input"]).decode() if block["input"] else ""
             if self._json_tool is not None and block["name"] == self._json_tool:
                 self._blocks[index] = ("json", 0)
-                return self._chunk({"content": given}) if given else b""
+                self._json = [given]
+                self._json_size = len(given)
+                return b""
             self._blocks[index] = ("tool", self._tools)
             self._tools += 1
             call = {"index": self._tools - 1, "id": block["id"], "type": "function",
@@ -401,7 +419,11 @@ class _StreamReply(ReplyTranslator):
             if not piece:
                 return b""
             if blk == "json":
-                return self._chunk({"content": piece})
+                self._json.append(piece)
+                self._json_size += len(piece)
+                if self._json_size > MAX_BODY:
+                    raise _Unreadable(f"the JSON-mode answer exceeds {MAX_BODY} bytes")
+                return b""
             return self._chunk({"tool_calls": [{"index": tool, "function": {"arguments": piece}}]})
         raise _Unreadable(f"unsupported {kind!r} delta in a {blk} block")
 

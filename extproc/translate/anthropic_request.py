@@ -115,7 +115,7 @@ def _number(value: Any) -> bool:
 def _budget(effort: Any, b: Builder) -> int | None:
     if effort is None or effort == "none":
         return None
-    if effort not in THINKING_BUDGETS:
+    if not isinstance(effort, str) or effort not in THINKING_BUDGETS:
         raise b.bad("reasoning_effort", f"unknown value {effort!r}")
     return THINKING_BUDGETS[effort]
 
