@@ -44,7 +44,8 @@ meaning. The choices, each against Anthropic's API as of anthropic-sdk-python 2.
   `DEFAULT_MAX_TOKENS`; a given limit is the client's cost bound and is kept, the budget is
   lowered to fit under it (a limit of 1024 or less is refused). With thinking Anthropic accepts
   only ``temperature`` 1, ``top_p`` in [0.95, 1] and tool choice auto or none: anything else is
-  refused.
+  refused. A conversation whose last assistant turn called tools is refused too: Anthropic
+  wants that turn's signed thinking blocks back, which an OpenAI client never has.
 * ``temperature`` (Anthropic's range is 0..1: above 1 is refused, never clamped), ``top_p``,
   ``stop`` -> ``stop_sequences``, ``user`` / ``safety_identifier`` -> ``metadata.user_id``
   (both given and different: refused), ``service_tier`` ``auto`` (Anthropic's default) or
@@ -151,6 +152,12 @@ def translate_request(doc: dict[str, Any], backend: Backend, *,
     body["messages"] = turns
 
     budget = _budget(doc.get("reasoning_effort"), b)
+    last = next((t for t in reversed(turns) if t["role"] == "assistant"), None)
+    if budget is not None and last is not None \
+            and any(block["type"] == "tool_use" for block in last["content"]):
+        b.refuse("reasoning_effort", "Anthropic's thinking needs the signed thinking blocks of "
+                 "the last assistant turn that called tools, which OpenAI messages cannot hold")
+        budget = None
     if budget is not None and limit is not None:
         budget = min(budget, limit - 1)
         if budget < MIN_THINKING_BUDGET:

@@ -169,6 +169,8 @@ UNSUPPORTED = [
     (_req(reasoning_effort="low", top_p=0.5), "top_p"),
     (_req(reasoning_effort="low", tools=TOOLS, tool_choice="required"), "tool_choice"),
     (_req(reasoning_effort="low", max_completion_tokens=1000), "reasoning_effort"),
+    (_msgs(U, A_CALL, {"role": "tool", "tool_call_id": "t1", "content": "ok"},
+           reasoning_effort="high", tools=TOOLS), "reasoning_effort"),
 ]
 
 
@@ -192,6 +194,13 @@ def test_drop_mode_leaves_it_out_and_lists_it(request_doc: dict, field: str) -> 
         assert top not in body   # not translated under any name Anthropic shares
     # what is left is still a request Anthropic reads
     assert body["model"] == BACKEND.model and body["messages"]
+
+
+def test_thinking_is_fine_after_an_earlier_tool_loop_ended() -> None:
+    t = translate_request(_msgs(U, A_CALL, {"role": "tool", "tool_call_id": "t1", "content": "ok"},
+                                {"role": "assistant", "content": "Done."}, U,
+                                reasoning_effort="low", tools=TOOLS), BACKEND)
+    assert json.loads(t.body)["thinking"] == {"type": "enabled", "budget_tokens": 2048}
 
 
 def test_drop_mode_with_a_refused_effort_keeps_the_limit_and_no_thinking() -> None:
