@@ -1,0 +1,443 @@
+"""An Anthropic Messages reply as the OpenAI Chat Completions reply, incremental and sans-IO.
+
+`reply_translator` picks, from the status and content type:
+
+* 200 ``text/event-stream``: Anthropic's named events become ``chat.completion.chunk`` events
+  as each event completes (see `extproc.translate.base` for the chunk conventions):
+  ``message_start`` -> the role chunk; text and thinking deltas (and a block start that already
+  holds text) -> ``content`` / ``reasoning_content``; a ``tool_use`` block -> a tool call
+  (OpenAI indexes 0, 1, ... in block order, Anthropic's ``toolu_`` id) then its
+  ``input_json_delta`` pieces as argument deltas; ``message_delta`` -> the finish chunk;
+  ``message_stop`` -> the usage chunk (``include_usage`` only) and ``[DONE]``. Dropped, as
+  they carry nothing the client reads: ``ping``, ``signature_delta``, ``citations_delta``,
+  ``redacted_thinking`` blocks (encrypted), ``content_block_stop`` (but see JSON mode) and
+  event types Anthropic may add (its versioning policy). Refused with a final error event:
+  any other content block (server tools' blocks: the request never asks for server tools)
+  or delta, an ``error`` event (mapped, see `error_body`), bytes that are not Anthropic's
+  events, and a stream that ends without ``message_stop`` (truncated upstream). After an
+  error event nothing follows, no ``[DONE]``.
+* 200 ``application/json``: the whole ``message`` -> one ``chat.completion`` (text blocks
+  joined as ``content``, null when there are only tool calls; thinking joined as
+  ``reasoning_content``), held until ``finish`` and capped at `MAX_BODY`.
+* any other status: Anthropic's error JSON -> OpenAI's error object; any other body -> a
+  generic OpenAI error with the status (never the backend's bytes).
+
+Finish reasons: end_turn, stop_sequence, pause_turn -> stop; max_tokens,
+model_context_window_exceeded -> length; tool_use -> tool_calls; refusal -> content_filter;
+an unknown reason -> stop. Usage: ``prompt_tokens`` = input + cache writes + cache reads,
+``prompt_tokens_details`` ``{cached_tokens: cache reads, cache_write_tokens: cache writes}``
+(always both), ``completion_tokens`` = output tokens, ``completion_tokens_details.
+reasoning_tokens`` only when Anthropic reports ``output_tokens_details.thinking_tokens``.
+
+JSON mode (``json_tool``, the request's `JSON_TOOL` for ``response_format: json_object``): the
+forced tool's call is the answer: its input becomes ``content``, as compact JSON with UTF-8
+kept (``json.dumps(..., ensure_ascii=False)``), and its ``tool_use`` stop reason becomes
+``stop``. Streamed, the input is held until its block stops and then released as one content
+delta, re-serialized the same way: the model's raw JSON text may hide characters behind
+``\\uXXXX`` escapes, and the reply guards read ``content`` as plain text.
+
+A translator that had to turn a 200 reply into an error sets ``failed`` (the caller may want a
+502 status for a whole reply).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from extproc.codecs.sse import SSEDecoder, SSEError
+from extproc.translate.base import (
+    DONE,
+    ReplyContext,
+    ReplyTranslator,
+    chunk_event,
+    openai_error,
+)
+
+__all__ = ["MAX_BODY", "error_body", "openai_usage", "reply_translator"]
+
+MAX_BODY = 64 << 20          # a whole reply held for translation
+MAX_ERROR_BODY = 1 << 20     # an error body
+MAX_EVENT = 16 << 20         # one SSE event
+
+_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop",
+           "max_tokens": "length", "model_context_window_exceeded": "length",
+           "tool_use": "tool_calls", "refusal": "content_filter"}
+# Anthropic error.type -> (OpenAI error type, code)
+_ERRORS = {"invalid_request_error": ("invalid_request_error", None),
+           "authentication_error": ("authentication_error", None),
+           "permission_error": ("permission_error", None),
+           "not_found_error": ("not_found_error", None),
+           "rate_limit_error": ("rate_limit_error", "rate_limit_exceeded"),
+           "request_too_large": ("invalid_request_error", "request_too_large"),
+           "billing_error": ("insufficient_quota", "insufficient_quota"),
+           "api_error": ("server_error", None),
+           "overloaded_error": ("server_error", "overloaded"),
+           "timeout_error": ("server_error", "timeout")}
+
+
+class _Unreadable(ValueError):
+    """The backend's reply is not what Anthropic sends."""
+
+
+def _dump(doc: Any) -> bytes:
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _int(value: Any) -> int:
+    if value is None:
+        return 0
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise _Unreadable(f"bad token count {value!r}")
+    return value
+
+
+def openai_usage(usage: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's reading of Anthropic's usage (see the module docstring)."""
+    fresh, write = _int(usage.get("input_tokens")), _int(usage.get("cache_creation_input_tokens"))
+    read, out = _int(usage.get("cache_read_input_tokens")), _int(usage.get("output_tokens"))
+    prompt = fresh + write + read
+    doc: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": out,
+                           "total_tokens": prompt + out,
+                           "prompt_tokens_details": {"cached_tokens": read,
+                                                     "cache_write_tokens": write}}
+    details = usage.get("output_tokens_details")
+    if isinstance(details, dict) and details.get("thinking_tokens") is not None:
+        doc["completion_tokens_details"] = {
+            "reasoning_tokens": _int(details["thinking_tokens"])}
+    return doc
+
+
+def _mapped_error(error: Any, status: int) -> dict[str, Any] | None:
+    """OpenAI's error object for Anthropic's ``error`` member, None when it is not one."""
+    if not isinstance(error, dict) or not isinstance(error.get("type"), str):
+        return None
+    message = error.get("message")
+    if not isinstance(message, str) or not message:
+        message = f"Anthropic returned {error['type']}"
+    kind, code = _ERRORS.get(error["type"], (None, error["type"]))
+    return openai_error(status, message, kind, code)
+
+
+def error_body(status: int, body: bytes) -> dict[str, Any]:
+    """OpenAI's error object for an Anthropic error reply (any body)."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        doc = None
+    mapped = _mapped_error(doc.get("error"), status) if isinstance(doc, dict) \
+        and doc.get("type") == "error" else None
+    if mapped is not None:
+        return mapped
+    return openai_error(status, f"the Anthropic backend answered HTTP {status} without "
+                        "an error Anthropic's API would send", code="upstream_error")
+
+
+def _unreadable(reason: str) -> dict[str, Any]:
+    return openai_error(502, f"the Anthropic backend's reply could not be translated: {reason}",
+                        "server_error", "bad_upstream_reply")
+
+
+def _finish(stop: Any, json_mode: bool) -> str:
+    if not isinstance(stop, str):
+        raise _Unreadable("no stop_reason")
+    if json_mode and stop == "tool_use":
+        return "stop"
+    return _FINISH.get(stop, "stop")
+
+
+class _Held(ReplyTranslator):
+    """A whole body held until `finish`, capped."""
+
+    content_type = "application/json"
+
+    def __init__(self, cap: int) -> None:
+        self._buf = bytearray()
+        self._cap = cap
+        self._over = False
+        self.failed = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        if not self._over:
+            self._buf += chunk
+            if len(self._buf) > self._cap:
+                self._over = True
+                self._buf = bytearray()
+        return b""
+
+    @property
+    def held_bytes(self) -> int:
+        return len(self._buf)
+
+
+class _ErrorReply(_Held):
+    def __init__(self, status: int) -> None:
+        super().__init__(MAX_ERROR_BODY)
+        self._status = status
+
+    def finish(self) -> bytes:
+        body, self._buf = bytes(self._buf), bytearray()
+        return _dump(error_body(self._status, b"" if self._over else body))
+
+
+class _WholeReply(_Held):
+    def __init__(self, ctx: ReplyContext, json_tool: str | None) -> None:
+        super().__init__(MAX_BODY)
+        self._ctx = ctx
+        self._json_tool = json_tool
+
+    def finish(self) -> bytes:
+        body, self._buf = bytes(self._buf), bytearray()
+        try:
+            if self._over:
+                raise _Unreadable(f"the body exceeds {MAX_BODY} bytes")
+            return _dump(self._completion(body))
+        except _Unreadable as exc:
+            self.failed = True
+            return _dump(_unreadable(str(exc)))
+
+    def _completion(self, body: bytes) -> dict[str, Any]:
+        try:
+            msg = json.loads(body)
+        except ValueError:
+            raise _Unreadable("not JSON") from None
+        if not isinstance(msg, dict) or msg.get("type") != "message" \
+                or not isinstance(msg.get("content"), list) \
+                or not isinstance(msg.get("usage"), dict):
+            raise _Unreadable("not an Anthropic message")
+        texts, thoughts, calls = [], [], []
+        json_used = False
+        for block in msg["content"]:
+            kind = block.get("type") if isinstance(block, dict) else None
+            if kind == "text" and isinstance(block.get("text"), str):
+                texts.append(block["text"])
+            elif kind == "thinking" and isinstance(block.get("thinking"), str):
+                thoughts.append(block["thinking"])
+            elif kind == "redacted_thinking":
+                continue
+            elif kind == "tool_use" and isinstance(block.get("id"), str) \
+                    and isinstance(block.get("name"), str) and isinstance(block.get("input"), dict):
+                if self._json_tool is not None and block["name"] == self._json_tool:
+                    texts.append(_dump(block["input"]).decode())
+                    json_used = True
+                else:
+                    calls.append({"id": block["id"], "type": "function", "function": {
+                        "name": block["name"], "arguments": _dump(block["input"]).decode()}})
+            else:
+                raise _Unreadable(f"unsupported content block {kind!r}")
+        message: dict[str, Any] = {"role": "assistant",
+                                   "content": "".join(texts) if texts or not calls else None,
+                                   "refusal": None, "annotations": []}
+        if calls:
+            message["tool_calls"] = calls
+        if thoughts:
+            message["reasoning_content"] = "".join(thoughts)
+        msg_id = msg.get("id")
+        return {"id": self._ctx.id or f"chatcmpl-{msg_id}", "object": "chat.completion",
+                "created": self._ctx.created, "model": self._ctx.model,
+                "choices": [{"index": 0, "message": message, "logprobs": None,
+                             "finish_reason": _finish(msg.get("stop_reason"),
+                                                      json_used and not calls)}],
+                "usage": openai_usage(msg["usage"])}
+
+
+class _StreamReply(ReplyTranslator):
+    """Anthropic's event stream -> OpenAI chunks, event by event."""
+
+    content_type = "text/event-stream"
+
+    def __init__(self, ctx: ReplyContext, json_tool: str | None) -> None:
+        self._ctx = ctx
+        self._json_tool = json_tool
+        self._decoder = SSEDecoder(MAX_EVENT)
+        self._id: str | None = None
+        self._blocks: dict[int, tuple[str, int]] = {}   # Anthropic index -> (kind, tool index)
+        self._tools = 0
+        self._json: list[str] = []   # the JSON-mode tool input held until its block stops
+        self._json_size = 0
+        self._usage: dict[str, Any] = {}
+        self._finished = False   # the finish chunk went out
+        self._ended = False      # [DONE] or an error event went out
+        self.failed = False
+
+    @property
+    def held_bytes(self) -> int:
+        return self._decoder.pending + self._json_size
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self._ended:
+            return b""
+        try:
+            events = self._decoder.feed(chunk)
+        except SSEError as exc:
+            return self._fail(str(exc))
+        return self._run(events)
+
+    def finish(self) -> bytes:
+        if self._ended:
+            return b""
+        events = [ev for ev in self._decoder.finish() if ev.terminated]
+        out = self._run(events)
+        if not self._ended:
+            out += self._fail("the stream ended before message_stop (truncated upstream)")
+        return out
+
+    def _run(self, events: list[Any]) -> bytes:
+        out = bytearray()
+        for ev in events:
+            if self._ended:
+                break
+            if not ev.has_data:
+                continue
+            try:
+                out += self._event(ev.data)
+            except _Unreadable as exc:
+                out += self._fail(str(exc))
+        return bytes(out)
+
+    def _fail(self, reason: str) -> bytes:
+        self._ended = self.failed = True
+        return chunk_event(_unreadable(reason))
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return chunk_event({"id": self._id, "object": "chat.completion.chunk",
+                            "created": self._ctx.created, "model": self._ctx.model,
+                            "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                                         "finish_reason": finish}], "usage": None})
+
+    def _event(self, data: str) -> bytes:
+        try:
+            ev = json.loads(data)
+        except ValueError:
+            raise _Unreadable("an event is not JSON") from None
+        kind = ev.get("type") if isinstance(ev, dict) else None
+        if kind == "error":
+            self._ended = True
+            error = _mapped_error(ev.get("error"), 500)
+            if error is None:
+                raise _Unreadable("an error event without an error")
+            return chunk_event(error)
+        if kind == "message_start":
+            msg = ev.get("message")
+            if self._id is not None or not isinstance(msg, dict):
+                raise _Unreadable("a misplaced message_start")
+            usage = msg.get("usage")
+            self._usage = dict(usage) if isinstance(usage, dict) else {}
+            self._id = self._ctx.id or f"chatcmpl-{msg.get('id')}"
+            return self._chunk({"role": "assistant", "content": ""})
+        if kind not in ("content_block_start", "content_block_delta", "content_block_stop",
+                        "message_delta", "message_stop"):
+            return b""   # ping, and event types Anthropic may add
+        if self._id is None or (self._finished and kind != "message_stop"):
+            raise _Unreadable(f"a misplaced {kind}")
+        if kind == "content_block_start":
+            return self._start(ev.get("index"), ev.get("content_block"))
+        if kind == "content_block_delta":
+            return self._delta(ev.get("index"), ev.get("delta"))
+        if kind == "message_delta":
+            delta, usage = ev.get("delta"), ev.get("usage")
+            if isinstance(usage, dict):
+                self._usage.update(usage)
+            stop = delta.get("stop_reason") if isinstance(delta, dict) else None
+            self._finished = True
+            return self._chunk({}, _finish(stop, self._json_only()))
+        if kind == "message_stop":
+            if not self._finished:
+                raise _Unreadable("message_stop before message_delta")
+            out = b""
+            if self._ctx.include_usage:
+                out = chunk_event({"id": self._id, "object": "chat.completion.chunk",
+                                   "created": self._ctx.created, "model": self._ctx.model,
+                                   "choices": [], "usage": openai_usage(self._usage)})
+            self._ended = True
+            return out + DONE
+        index = ev.get("index")   # content_block_stop
+        if isinstance(index, int) and self._blocks.get(index, ("", 0))[0] == "json":
+            text, self._json, self._json_size = "".join(self._json), [], 0
+            self._blocks[index] = ("stopped", 0)
+            try:
+                answer = json.loads(text or "{}")
+            except ValueError:
+                raise _Unreadable("the JSON-mode answer is not JSON") from None
+            if not isinstance(answer, dict):
+                raise _Unreadable("the JSON-mode answer is not an object")
+            return self._chunk({"content": _dump(answer).decode()})
+        return b""
+
+    def _json_only(self) -> bool:
+        kinds = [k for k, _ in self._blocks.values()]
+        return "stopped" in kinds and "tool" not in kinds
+
+    def _start(self, index: Any, block: Any) -> bytes:
+        if not isinstance(index, int) or index in self._blocks or not isinstance(block, dict):
+            raise _Unreadable("a misplaced content_block_start")
+        kind = block.get("type")
+        if kind == "text" and isinstance(block.get("text"), str):
+            self._blocks[index] = ("text", 0)
+            return self._chunk({"content": block["text"]}) if block["text"] else b""
+        if kind == "thinking" and isinstance(block.get("thinking"), str):
+            self._blocks[index] = ("thinking", 0)
+            text = block["thinking"]
+            return self._chunk({"reasoning_content": text}) if text else b""
+        if kind == "redacted_thinking":
+            self._blocks[index] = ("redacted", 0)
+            return b""
+        if kind == "tool_use" and isinstance(block.get("id"), str) \
+                and isinstance(block.get("name"), str) and isinstance(block.get("input"), dict):
+            given = _dump(block["input"]).decode() if block["input"] else ""
+            if self._json_tool is not None and block["name"] == self._json_tool:
+                self._blocks[index] = ("json", 0)
+                self._json = [given]
+                self._json_size = len(given)
+                return b""
+            self._blocks[index] = ("tool", self._tools)
+            self._tools += 1
+            call = {"index": self._tools - 1, "id": block["id"], "type": "function",
+                    "function": {"name": block["name"], "arguments": given}}
+            return self._chunk({"tool_calls": [call]})
+        raise _Unreadable(f"unsupported content block {kind!r}")
+
+    def _delta(self, index: Any, delta: Any) -> bytes:
+        block = self._blocks.get(index) if isinstance(index, int) else None
+        kind = delta.get("type") if isinstance(delta, dict) else None
+        if block is None or kind is None:
+            raise _Unreadable("a misplaced content_block_delta")
+        blk, tool = block
+        if blk == "text" and kind == "text_delta" and isinstance(delta.get("text"), str):
+            return self._chunk({"content": delta["text"]}) if delta["text"] else b""
+        if blk == "text" and kind == "citations_delta":
+            return b""
+        if blk == "thinking" and kind == "thinking_delta" \
+                and isinstance(delta.get("thinking"), str):
+            text = delta["thinking"]
+            return self._chunk({"reasoning_content": text}) if text else b""
+        if blk == "thinking" and kind == "signature_delta":
+            return b""
+        if blk in ("tool", "json") and kind == "input_json_delta" \
+                and isinstance(delta.get("partial_json"), str):
+            piece = delta["partial_json"]
+            if not piece:
+                return b""
+            if blk == "json":
+                self._json.append(piece)
+                self._json_size += len(piece)
+                if self._json_size > MAX_BODY:
+                    raise _Unreadable(f"the JSON-mode answer exceeds {MAX_BODY} bytes")
+                return b""
+            return self._chunk({"tool_calls": [{"index": tool, "function": {"arguments": piece}}]})
+        raise _Unreadable(f"unsupported {kind!r} delta in a {blk} block")
+
+
+def _media_type(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def reply_translator(status: int, content_type: str, ctx: ReplyContext, *,
+                     json_tool: str | None = None) -> ReplyTranslator:
+    """The translator of one Anthropic reply; `json_tool` is the request's
+    ``AnthropicTranslated.json_tool`` (JSON mode)."""
+    if status != 200:
+        return _ErrorReply(status)
+    if _media_type(content_type) == "text/event-stream":
+        return _StreamReply(ctx, json_tool)
+    return _WholeReply(ctx, json_tool)
