@@ -158,8 +158,8 @@ def _generation(doc: dict[str, Any], req: Refusals) -> dict[str, Any]:
                       ("presence_penalty", "presencePenalty"),
                       ("frequency_penalty", "frequencyPenalty")):
         value = _number(doc, key)
-        if value is not None:
-            gen[name] = value
+        if value is not None and not (key.endswith("_penalty") and value == 0):
+            gen[name] = value   # a 0 penalty is the default (some models refuse penalties)
     stop = doc.get("stop")
     if isinstance(stop, str):
         gen["stopSequences"] = [stop]
