@@ -18,7 +18,8 @@ out and listed, never conversation content, malformed values or the legacy funct
   URL -> ``fileData {mimeType, fileUri}`` with the type from the path's extension (png,
   jpeg/jpg, webp, gif, heic, heif; else refused). The Gemini API fetches public and signed
   http(s) URLs given as ``fileUri`` (Google, "Increased file size limits and expanded inputs
-  support in Gemini API", 2026); Vertex accepts http(s) ``fileUri`` for Gemini 2+ models.
+  support in Gemini API"); Vertex's reference allows a publicly readable HTTP URL as
+  ``fileUri`` (with per-request file limits). Google fetches the URL, not the gateway.
   ``detail`` other than auto and ``prompt_cache_breakpoint`` are refused (droppable).
   ``input_audio`` wav/mp3 -> inlineData audio/wav|audio/mp3; ``file.file_data`` (a base64
   data URL) -> inlineData with its type (``filename`` is a label and is not sent; ``file_id``
@@ -46,7 +47,8 @@ out and listed, never conversation content, malformed values or the legacy funct
   only the OpenAPI subset). name, description and strict are not sent.
 * generationConfig: temperature, top_p -> topP, stop -> stopSequences, max_tokens /
   max_completion_tokens (the latter wins) -> maxOutputTokens, n -> candidateCount, seed,
-  presence_penalty -> presencePenalty, frequency_penalty -> frequencyPenalty,
+  presence_penalty -> presencePenalty, frequency_penalty -> frequencyPenalty (a 0 penalty,
+  the default, is not sent: some Gemini models refuse any penalty field),
   reasoning_effort -> ``thinkingConfig {thinkingBudget, includeThoughts: true}`` with the
   budgets of `THINKING_BUDGETS` (none -> 0 and no thoughts).
 * refused unless at their default: logprobs / top_logprobs (not translated back),
@@ -59,7 +61,10 @@ out and listed, never conversation content, malformed values or the legacy funct
 
 Reply choices: see `google_reply` (finish reasons in `FINISH_REASONS`, a blocked prompt is
 a ``content_filter`` choice with no content, thought parts -> ``reasoning_content``,
-function calls -> tool calls whose id carries the thoughtSignature).
+function calls -> tool calls whose id carries the thoughtSignature). Each reply translator
+has a ``status`` attribute: the HTTP status the client must get (a 200 whose body cannot be
+translated becomes a 502 error object for a whole request; a stream request keeps its 200 and
+gets a final error event).
 """
 
 from __future__ import annotations

@@ -239,8 +239,10 @@ def completion(doc: Any, ctx: ReplyContext) -> dict[str, Any]:
             message["reasoning_content"] = "".join(thoughts)
         if calls:
             message["tool_calls"] = calls
+        if cand.get("finishReason") is None:
+            raise _unreadable("a candidate without a finishReason")
         choices.append({"index": index, "message": message, "logprobs": None,
-                        "finish_reason": _finish(cand.get("finishReason"), bool(calls))})
+                        "finish_reason": _finish(cand["finishReason"], bool(calls))})
     return {"id": ctx.id or f"chatcmpl-{rid or 'gemini'}", "object": "chat.completion",
             "created": ctx.created, "model": ctx.model, "choices": choices,
             "usage": usage(doc.get("usageMetadata"))}

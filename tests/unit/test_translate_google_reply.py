@@ -342,11 +342,19 @@ def test_stream_failures_end_with_an_error_event(body: bytes, message: str) -> N
     assert translator.finish() == b""
 
 
-def test_malformed_function_call_in_a_whole_reply_is_a_502() -> None:
-    body = json.dumps(_cand([], "MALFORMED_FUNCTION_CALL")).encode()
-    out, translator = run(200, JSON, WHOLE, body)
-    assert translator.status == 502
-    assert json.loads(out)["error"]["code"] == "malformed_function_call"
+@pytest.mark.parametrize(("doc", "code", "message"), [
+    (_cand([], "MALFORMED_FUNCTION_CALL"), "malformed_function_call", "MALFORMED_FUNCTION_CALL"),
+    (_cand([{"text": "x"}]), "bad_upstream_reply", "without a finishReason"),
+    ({"responseId": "r"}, "bad_upstream_reply", "no candidates"),
+    ({"candidates": [{"content": {"parts": [{"inlineData": {}}]}, "finishReason": "STOP"}]},
+     "bad_upstream_reply", "inlineData part"),
+    ({"error": {"code": 429, "message": "quota", "status": "RESOURCE_EXHAUSTED"}},
+     "RESOURCE_EXHAUSTED", "quota")])
+def test_unusable_whole_replies_are_errors(doc: Any, code: str, message: str) -> None:
+    out, translator = run(200, JSON, WHOLE, json.dumps(doc).encode())
+    assert translator.status == (429 if code == "RESOURCE_EXHAUSTED" else 502)
+    error = json.loads(out)["error"]
+    assert error["code"] == code and message in error["message"]
 
 
 @pytest.mark.parametrize(("reason", "finish"), [
