@@ -368,6 +368,10 @@ class StreamReply(ReplyTranslator):
             self._choice(0, out).finished = True
             out.append(self._chunk(0, {}, "content_filter"))
         for index, cand in cands:
+            done = self._choices.get(index)
+            if done is not None and done.finished \
+                    and all(_part(part) is None for part in _parts(cand)):
+                continue    # a finished candidate repeated without content (usage only)
             choice = self._choice(index, out)
             for part in _parts(cand):
                 got = _part(part)

@@ -342,6 +342,19 @@ def test_stream_failures_end_with_an_error_event(body: bytes, message: str) -> N
     assert translator.finish() == b""
 
 
+def test_a_finished_candidate_may_repeat_without_content() -> None:
+    usage = {"promptTokenCount": 3, "candidatesTokenCount": 2, "totalTokenCount": 5}
+    body = _sse(_cand([{"text": "Hi"}], "STOP"),
+                {**_cand([{"text": ""}], "STOP"), "usageMetadata": usage})
+    out, translator = run(200, SSE, STREAM, body)
+    check_openai_shape(out, translator)
+    datas = events(out)
+    assert datas[-1] == "[DONE]"
+    assert [json.loads(d)["choices"][0]["finish_reason"] for d in datas[:-2]] == [
+        None, None, "stop"]
+    assert json.loads(datas[-2])["usage"]["total_tokens"] == 5
+
+
 @pytest.mark.parametrize(("doc", "code", "message"), [
     (_cand([], "MALFORMED_FUNCTION_CALL"), "malformed_function_call", "MALFORMED_FUNCTION_CALL"),
     (_cand([{"text": "x"}]), "bad_upstream_reply", "without a finishReason"),
