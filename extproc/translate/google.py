@@ -1,7 +1,8 @@
 """The unified front's Gemini API / Vertex AI backend: OpenAI Chat Completions in front,
 ``generateContent`` / ``streamGenerateContent?alt=sse`` behind (sans-IO; `translate.base`
 gives the interface). The work is in `google_messages` (messages), `google_request` (the
-rest of the request) and `google_reply` (replies); this module is their public face.
+rest of the request), `google_parts` (reading Gemini responses) and `google_reply` (the
+reply translators); this module is their public face.
 
 Request paths: Gemini ``/v1beta/models/{model}:generateContent`` (stream:
 ``:streamGenerateContent?alt=sse``, never the JSON-array stream); Vertex
