@@ -16,6 +16,7 @@ cache) and injects the backend's credential.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -48,19 +49,32 @@ class FrontState:
     module: ModuleType
     reply: ReplyContext | None = None
     translator: ReplyTranslator | None = None
+    #: Anthropic JSON mode: the forced tool whose input is the answer (translate.anthropic)
+    json_tool: str | None = None
 
 
 class _Translating(BodyTransform):
-    """A reply translator as the first response transform."""
+    """A reply translator as the first response transform. A whole 200 reply is translated
+    with its headers held (`whole_body`: Envoy buffers it), so one the translator cannot read
+    is answered with a clean 502 in OpenAI's format instead of a 200 carrying an error."""
 
-    def __init__(self, translator: ReplyTranslator) -> None:
+    def __init__(self, translator: ReplyTranslator, whole: bool, upstream: int) -> None:
         self.translator = translator
+        self.whole_body = whole
+        self.upstream = upstream
 
     def feed(self, chunk: bytes) -> bytes:
         return self.translator.feed(chunk)
 
     def finish(self) -> bytes:
-        return self.translator.finish()
+        out = self.translator.finish()
+        if self.whole_body:
+            status = self.translator.status or self.upstream
+            if self.translator.failed and status == 200:
+                status = 502
+            if status != self.upstream:
+                raise Reject(status, _message(out), details="extproc_front_untranslatable")
+        return out
 
     @property
     def held_bytes(self) -> int:
@@ -124,7 +138,8 @@ class FrontModels(Policy):
                          f"{encoding}-encoded and cannot be translated",
                          details="extproc_front_encoded_reply")
         ctype = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        translator = st.module.reply_translator(ex.status, ctype, st.reply)
+        extra = {"json_tool": st.json_tool} if st.json_tool else {}
+        translator = st.module.reply_translator(ex.status, ctype, st.reply, **extra)
         if translator is None:
             return
         st.translator = translator
@@ -138,7 +153,18 @@ class FrontModels(Policy):
         st: FrontState | None = ex.state.get(_STATE)
         if st is None or st.translator is None:
             return None
-        return _Translating(st.translator)
+        assert st.reply is not None
+        return _Translating(st.translator, not st.reply.stream and ex.status == 200, ex.status)
+
+
+def _message(body: bytes) -> str:
+    """The message of the OpenAI error a translator produced."""
+    try:
+        message = json.loads(body)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        message = None
+    return message if isinstance(message, str) and message else \
+        "the backend's reply could not be translated"
 
 
 class FrontRequest(Policy):
@@ -176,6 +202,7 @@ class FrontRequest(Policy):
             ex.metadata["dropped_fields"] = ",".join(t.dropped)
         options = doc.get("stream_options")
         usage = isinstance(options, dict) and options.get("include_usage") is True
+        st.json_tool = getattr(t, "json_tool", None)
         st.reply = ReplyContext(model=backend.model, stream=t.stream,
                                 include_usage=t.stream and usage, created=int(time.time()))
         headers = ex.request_headers

@@ -193,14 +193,16 @@ def usage_of(raw: Any, given: str = "prompt", made: str = "completion") -> Usage
     counts ``prompt``/``completion`` (``prompt_tokens``, ``completion_tokens_details``...),
     the Responses API ``input``/``output``."""
     raw = as_dict(raw)
+    details = as_dict(raw.get(f"{given}_tokens_details"))
     return with_total(
         Usage(
             input_tokens=as_int(raw.get(f"{given}_tokens")),
             output_tokens=as_int(raw.get(f"{made}_tokens")),
             total_tokens=as_int(raw.get("total_tokens")),
-            cached_input_tokens=as_int(
-                as_dict(raw.get(f"{given}_tokens_details")).get("cached_tokens")
-            ),
+            cached_input_tokens=as_int(details.get("cached_tokens")),
+            # prompt tokens written to the cache: OpenAI's newer usage reports them, and the
+            # unified front reports Anthropic's there (extproc.translate.base)
+            cache_write_input_tokens=as_int(details.get("cache_write_tokens")),
             reasoning_tokens=as_int(
                 as_dict(raw.get(f"{made}_tokens_details")).get("reasoning_tokens")
             ),

@@ -34,8 +34,8 @@ OpenAI reply: usage metering, the reply guards, the stream cut):
   writes included), ``completion_tokens`` output including reasoning, ``total_tokens``,
   ``prompt_tokens_details.cached_tokens`` (cache reads), ``completion_tokens_details.
   reasoning_tokens``, and, where the backend reports cache writes (Anthropic),
-  ``prompt_tokens_details.cache_write_tokens`` (not an OpenAI field; the gateway prices
-  them).
+  ``prompt_tokens_details.cache_write_tokens`` (where OpenAI's newer usage reports its own;
+  the gateway prices them apart).
 * A backend error before the stream starts is a non-200 status: translated whole into
   ``{"error": {"message", "type", "param", "code"}}``. An error event during a stream becomes
   ``data: {"error": {...}}\\n\\n`` (what the OpenAI SDK raises as ``APIError``) and the stream
@@ -111,6 +111,11 @@ class ReplyTranslator:
 
     #: the content type of what it produces (set on the response headers)
     content_type: str = "application/json"
+    #: the status the client should get when it is not the upstream's (a 200 whose body
+    #: could not be translated: 502), known at `finish` for a whole reply; None: unchanged
+    status: int | None = None
+    #: a 200 reply could not be translated (what was produced is an OpenAI error instead)
+    failed: bool = False
 
     def feed(self, chunk: bytes) -> bytes:
         raise NotImplementedError

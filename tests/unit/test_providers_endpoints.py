@@ -495,7 +495,7 @@ def test_golden_replies() -> None:
     text, finish, usage = RESPONSES.parse_response(golden("openai_responses_response.json"))
     assert text == "Envoy's ext_proc filter calls an external gRPC service."
     assert finish == "completed"
-    assert usage == Usage(812, 144, 956, 768, 64)
+    assert usage == Usage(812, 144, 956, 768, 64, 0)
     assert COMPLETIONS.parse_response(golden("openai_completions_response.json")) == (
         "\n\nThe gateway masks what it must.", "stop", Usage(6, 9, 15))
     assert EMBEDDINGS.parse_response(golden("openai_embeddings_response.json")) == (
@@ -548,14 +548,16 @@ def read_stream(adapter: Adapter, name: str) -> tuple[str, str | None, Usage, st
     return text, finish, usage, error
 
 
+# the Responses goldens report `cache_write_tokens` (0) beside `cached_tokens`: the sixth
+# field, cache_write_input_tokens
 STREAMS = [
     (RESPONSES, "openai_responses_text_stream.sse",
      ("Sure! The gateway masks what it must, and passes the rest.", "completed",
-      Usage(36, 15, 51, 0, 0), None)),
+      Usage(36, 15, 51, 0, 0, 0), None)),
     (RESPONSES, "openai_responses_tool_stream.sse",
-     ("", "completed", Usage(1284, 211, 1495, 1152, 192), None)),
+     ("", "completed", Usage(1284, 211, 1495, 1152, 192, 0), None)),
     (RESPONSES, "openai_responses_incomplete_stream.sse",
-     ("I'm sorry, I can't help with", "max_output_tokens", Usage(18, 7, 25, 0, 0), None)),
+     ("I'm sorry, I can't help with", "max_output_tokens", Usage(18, 7, 25, 0, 0, 0), None)),
     (RESPONSES, "openai_responses_failed_stream.sse",
      ("", "failed", Usage(), "The model produced invalid content.")),
     (COMPLETIONS, "openai_completions_stream.sse",
