@@ -205,6 +205,10 @@ def identity_lines(cfg: Config) -> list[str]:
             ways.append("match " + ", ".join(parts))
         provider = route.provider if not route.variants else \
             f"auto: {', '.join(route.variants)}"
+        if route.front is not None:
+            models = route.front.models
+            provider = (f"openai-compatible: {len(models.entries)} models -> "
+                        f"{', '.join(models.backends)}")
         lines.append(f"{route.name} ({provider}) <- " + " | ".join(ways))
     if cfg.default_route:
         lines.append(f"anything else -> {cfg.default_route} (default_route)")

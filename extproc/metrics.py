@@ -97,6 +97,10 @@ STREAM_CUTS = HOT.counter(
     "extproc_stream_cuts", "Streams ended at their budget's output allowance (rate limits "
     "with cut_streams), in the provider's format, the upstream closed",
     ["route", "provider", "model"])
+FRONT_REQUESTS = HOT.counter(
+    "extproc_front_requests", "Requests of the unified OpenAI-compatible front, by the model "
+    "the client named (front_model) and the backend provider and model that served it",
+    ["route", "front_model", "provider", "model", "outcome"])
 MESSAGE_DURATION = HOT.histogram(
     "extproc_message_duration_seconds", "Time the gateway spent handling one ext_proc "
     "message, by message kind", ["message"], buckets=MESSAGE_BUCKETS)
@@ -242,6 +246,9 @@ def observe_exchange(ex: Context, result: str) -> None:
         UNPRICED.labels(key[0], key[1], key[2]).inc()
     if ex.state.get("cut") == "budget":
         STREAM_CUTS.labels(key[0], key[1], key[2]).inc()
+    front = state.get("front_model")
+    if front is not None:
+        FRONT_REQUESTS.labels(key[0], model_label(front), key[1], key[2], result).inc()
 
 
 def message_timers() -> dict[str, Callable[[float], None]]:

@@ -36,7 +36,9 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 def test_check_accepts_the_reference_config() -> None:
     r = run("check", "config/gateway.yaml")
     assert r.returncode == 0, r.stderr
-    assert "ok (5 routes" in r.stdout
+    assert "ok (6 routes" in r.stdout
+    assert "unified (openai-compatible: 7 models -> openai, azure, anthropic, gemini, " \
+        "vertex)" in r.stdout
 
 
 def test_check_names_every_error_by_key_path(tmp_path: Path) -> None:
