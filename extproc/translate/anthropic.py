@@ -6,7 +6,14 @@ json_tool=)``)."""
 
 from __future__ import annotations
 
-from extproc.translate.anthropic_reply import MAX_BODY, error_body, openai_usage, reply_translator
+from extproc.translate.anthropic_reply import (
+    MAX_BODY,
+    ErrorReply,
+    WholeReply,
+    error_body,
+    media_type,
+    openai_usage,
+)
 from extproc.translate.anthropic_request import (
     DEFAULT_MAX_TOKENS,
     JSON_TOOL,
@@ -14,7 +21,20 @@ from extproc.translate.anthropic_request import (
     AnthropicTranslated,
     translate_request,
 )
+from extproc.translate.anthropic_stream import StreamReply
+from extproc.translate.base import ReplyContext, ReplyTranslator
 
 __all__ = ["DEFAULT_MAX_TOKENS", "JSON_TOOL", "MAX_BODY", "THINKING_BUDGETS",
            "AnthropicTranslated", "error_body", "openai_usage", "reply_translator",
            "translate_request"]
+
+
+def reply_translator(status: int, content_type: str, ctx: ReplyContext, *,
+                     json_tool: str | None = None) -> ReplyTranslator:
+    """The translator of one Anthropic reply; `json_tool` is the request's
+    ``AnthropicTranslated.json_tool`` (JSON mode)."""
+    if status != 200:
+        return ErrorReply(status)
+    if media_type(content_type) == "text/event-stream":
+        return StreamReply(ctx, json_tool)
+    return WholeReply(ctx, json_tool)
