@@ -1,6 +1,7 @@
 """The Anthropic backend of the unified front: OpenAI Chat Completions in front, Anthropic
-Messages behind. The request side lives in `anthropic_request`, the reply side in
-`anthropic_reply`; this module is the interface `extproc.translate.base` describes, plus the
+Messages behind. The request side lives in `anthropic_request` (and `anthropic_messages`),
+the reply side in `anthropic_reply` (whole replies, errors) and `anthropic_stream`
+(streams); this module is the interface `extproc.translate.base` describes, plus the
 JSON-mode link between the two (``AnthropicTranslated.json_tool`` -> ``reply_translator(...,
 json_tool=)``)."""
 
