@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -310,6 +311,13 @@ def test_a_client_cannot_pick_the_backend_route_itself(gw: Gateway) -> None:
         model="claude-sonnet-4-5", messages=MSG)
     assert gw.mock.last()["path"] == "/v1/messages"
     assert gw.access_log(r)["route"] == "unified-anthropic"
+    # Envoy drops the client's header before it picks a route: this request is matched
+    # by its path alone (the /anthropic/ route, which this config does not serve)
+    r = rid()
+    reply = httpx.post(f"{gw.url}/anthropic/v1/messages", json={"model": "x"}, timeout=10,
+                       headers={"x-extproc-backend": "openai", "x-request-id": r})
+    assert reply.status_code == 404
+    assert gw.access_log(r)["route"] == "anthropic"
 
 
 def test_spend_and_metrics_are_labelled_by_the_backend(gw: Gateway) -> None:
