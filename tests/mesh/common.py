@@ -66,9 +66,13 @@ def reference_config(key_dir: Path, routes: dict[str, dict[str, Any]] | None = N
     _absolute(doc)
     key_dir.mkdir(parents=True, exist_ok=True)
     for route in doc["routes"]:
-        key = key_dir / f"{route['name']}.key"
-        key.write_text(route_key(route["name"]) + "\n")
-        route["upstream_credential"] = {"file": str(key)}
+        # the unified front names a credential per backend (`<route>-<backend>`)
+        holders = {f"{route['name']}-{name}": spec for name, spec in
+                   route["backends"].items()} if "backends" in route else {route["name"]: route}
+        for name, holder in holders.items():
+            key = key_dir / f"{name}.key"
+            key.write_text(route_key(name) + "\n")
+            holder["upstream_credential"] = {"file": str(key)}
         route.update((routes or {}).get(route["name"], {}))
     return doc
 
