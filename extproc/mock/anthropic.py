@@ -10,10 +10,15 @@ Shapes (``x-mock-shape``): ``thinking`` puts the reply in a thinking block (stre
 ``tool-escaped`` streams that input with every character of the value written as a ``\\uXXXX``
 escape (``common.dump_escaped``; a whole reply's input is an object, as with ``tool``);
 ``start`` sends the whole text in the text block's ``content_block_start`` (no text deltas).
+
+A request that forces a tool (``tool_choice: {"type": "tool", "name": N}``) is answered with a
+``tool_use`` of N whatever the shape, as Anthropic answers it; its input is the reply text
+when that is a JSON object, else ``{"text": reply}``.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -110,9 +115,27 @@ def _signature(reply: Reply) -> str:
     return f"EqQBmock{reply.response_id}"
 
 
-def _tool_use(reply: Reply) -> dict[str, Any]:
-    return {"type": "tool_use", "id": f"toolu_{reply.response_id[:24]}", "name": TOOL_NAME,
-            "input": {"text": reply.text}}
+def _forced_tool(request: dict[str, Any]) -> str | None:
+    """The tool the request forces the model to call, if any."""
+    choice = request.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") == "tool" \
+            and isinstance(choice.get("name"), str):
+        return choice["name"]
+    return None
+
+
+def _tool_use(reply: Reply, request: dict[str, Any]) -> dict[str, Any]:
+    name = _forced_tool(request)
+    tool_input: Any = {"text": reply.text}
+    if name is not None:
+        try:
+            parsed = json.loads(reply.text)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            tool_input = parsed
+    return {"type": "tool_use", "id": f"toolu_{reply.response_id[:24]}",
+            "name": name or TOOL_NAME, "input": tool_input}
 
 
 def build_response(request: dict[str, Any], reply: Reply, shape: str | None = None) -> bytes:
@@ -122,8 +145,8 @@ def build_response(request: dict[str, Any], reply: Reply, shape: str | None = No
     if shape == "thinking":
         content = [{"type": "thinking", "thinking": reply.text, "signature": _signature(reply)},
                    {"type": "text", "text": THINKING_ANSWER}]
-    elif shape in ("tool", "tool-escaped"):
-        content, stop = [_tool_use(reply)], "tool_use"
+    elif shape in ("tool", "tool-escaped") or _forced_tool(request):
+        content, stop = [_tool_use(reply, request)], "tool_use"
     body = _message(reply, content, stop, reply.completion_tokens)
     return dump_compact(body).encode("utf-8")
 
@@ -157,8 +180,8 @@ def build_stream(request: dict[str, Any], reply: Reply,
             {"type": "signature_delta", "signature": _signature(reply)}])
         frames += _block(1, {"type": "text", "text": ""},
                          [{"type": "text_delta", "text": THINKING_ANSWER}])
-    elif shape in ("tool", "tool-escaped"):
-        block = _tool_use(reply)
+    elif shape in ("tool", "tool-escaped") or _forced_tool(request):
+        block = _tool_use(reply, request)
         dump = dump_escaped if shape == "tool-escaped" else dump_compact
         frames += _block(0, {**block, "input": {}}, [
             {"type": "input_json_delta", "partial_json": piece}

@@ -381,3 +381,28 @@ def test_a_token_budget_cuts_a_translated_stream(tmp_path: Path, mock: Mock) -> 
         assert "tokens-40" in exc.value.message
     finally:
         g.close()
+
+
+@pytest.mark.parametrize("model", TRANSLATED)
+@pytest.mark.parametrize("stream", [True, False])
+def test_json_mode_answers_json_content(gw: Gateway, model: str, stream: bool) -> None:
+    """`response_format: json_object`: Anthropic is made to call a forced tool whose input is
+    the answer (the mock, as Anthropic, calls the tool it is forced to), Gemini is asked for
+    application/json; either way the client reads the JSON as the message's content."""
+    answer = {"summary": "sunny", "temp_c": 21}
+    c = client(gw, **{"x-mock-reply": json.dumps(answer), "x-mock-chunk-bytes": "9"})
+    fmt: Any = {"type": "json_object"}
+    if stream:
+        chunks = [ch for ch in c.chat.completions.create(
+            model=model, messages=MSG, response_format=fmt, stream=True) if ch.choices]
+        content = "".join(ch.choices[0].delta.content or "" for ch in chunks)
+        finish = chunks[-1].choices[0].finish_reason
+    else:
+        reply = c.chat.completions.create(model=model, messages=MSG, response_format=fmt)
+        content, finish = reply.choices[0].message.content or "", reply.choices[0].finish_reason
+    assert json.loads(content) == answer and finish == "stop"
+    sent = json.loads(gw.mock.last()["body"])
+    if model.startswith("claude"):
+        assert sent["tool_choice"]["type"] == "tool"
+    else:
+        assert sent["generationConfig"]["responseMimeType"] == "application/json"
