@@ -42,7 +42,7 @@ def fields(ex: Context, outcome: str) -> dict[str, Any]:
     out: dict[str, Any] = {
         "request_id": ex.request_id or None,
         "route": ex.route_name,
-        "provider": ex.provider,
+        "provider": ex.state.get("backend_provider") or ex.provider,
         "model": ex.state.get("model"),
         "backend": ex.state.get("backend_provider"),      # the unified front: who served
         "backend_model": ex.state.get("backend_model"),   # the front model (`model`)

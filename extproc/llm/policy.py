@@ -106,7 +106,8 @@ class LLMTraffic(Policy):
     async def on_response_headers(self, ex: Context) -> None:
         if ex.status != 200:  # no usage to wait for: say what was asked right away
             req: _Request = ex.state.get(_KEY) or _Request()
-            ex.metadata.update({"provider": self.provider, "stream": req.stream,
+            ex.metadata.update({"provider": ex.state.get("backend_provider") or self.provider,
+                                "stream": req.stream,
                                 **({"model": req.model} if req.model else {})})
 
     def response_transform(self, ex: Context) -> BodyTransform | None:
@@ -146,7 +147,9 @@ class LLMTraffic(Policy):
         provider, pricing, team_claim = self.provider, self.pricing, self.team_claim
 
         def publish(seen: T.StreamReport) -> None:
-            md: dict[str, Any] = {"provider": provider, "stream": req.stream}
+            # the unified front: the backend that served it (extproc.front)
+            md: dict[str, Any] = {"provider": ex.state.get("backend_provider") or provider,
+                                  "stream": req.stream}
             if req.model:
                 md["model"] = req.model
             if seen.finish_reason:

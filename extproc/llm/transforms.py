@@ -1,7 +1,10 @@
 """Per-request response-body transforms: observe provider streams, re-frame them, rewrite them.
 
 All of them are `BodyTransform`s fed the response body chunk by chunk. They collect usage
-through the route's provider adapter and hand it to a `Meter` when the body ends:
+through the route's provider adapter and hand it to a `Meter` when the body ends, or, on an
+OpenAI-style stream, at its `data: [DONE]`: the metadata then rides on the reply that carries
+[DONE], which Envoy has before the client does (a client that closes the connection at [DONE],
+as the OpenAI SDK may, would otherwise leave Envoy's access log without the usage):
 
 * `SSEObserver`: SSE passed through untouched (every chunk returned as it came), events
   decoded alongside only to read usage;
@@ -31,7 +34,7 @@ from ..providers.base import Adapter, Delta, Usage
 log = logging.getLogger("extproc.llm")
 
 Meter = Callable[["StreamReport"], None]
-"""Called once at the end of the body with what the stream reported."""
+"""Called once with what the stream reported: at the end of the body, or at [DONE]."""
 
 MAX_JSON_BODY = 16 * 1024 * 1024
 
@@ -50,6 +53,14 @@ class StreamReport:
         self.error: str | None = None
         self.cumulative = cumulative
         self._last: tuple[str, str | None] | None = None
+        self.metered = False   # handed to the meter (at [DONE] or at the end)
+
+    def meter_once(self, meter: Meter) -> None:
+        """Hand the report to `meter`, once."""
+        if not self.metered:
+            self.metered = True
+            self.done()
+            meter(self)
 
     def see_event(self, ev: Event) -> Delta | None:
         """An SSE event; its fields are decoded only when its bytes hold a needle. Returns
@@ -102,16 +113,19 @@ class SSEObserver(BodyTransform):
 
     def __init__(self, adapter: Adapter, meter: Meter, cumulative: bool,
                  max_event_bytes: int) -> None:
-        self.acc = StreamReport(adapter, cumulative)
+        self.acc = acc = StreamReport(adapter, cumulative)
         self.meter = meter
         self.broken = False
-        see = self.acc.see_event  # not a bound method of self: no reference cycle
+        see = acc.see_event  # not a bound method of self: no reference cycle
 
         def observe(ev: Event) -> bool:
-            see(ev)
+            if _is_done(ev):
+                acc.meter_once(meter)
+            else:
+                see(ev)
             return False
 
-        self.skimmer = SSESkimmer(adapter.needles, observe, max_event_bytes)
+        self.skimmer = SSESkimmer((*adapter.needles, DONE), observe, max_event_bytes)
 
     def feed(self, chunk: bytes) -> bytes:
         if not self.broken:
@@ -126,8 +140,7 @@ class SSEObserver(BodyTransform):
         if not self.broken:
             with contextlib.suppress(SSEError):
                 self.skimmer.finish()
-        self.acc.done()
-        self.meter(self.acc)
+        self.acc.meter_once(self.meter)
         return b""
 
 
@@ -143,17 +156,20 @@ class SSEReframer(BodyTransform):
 
     def __init__(self, adapter: Adapter, meter: Meter, max_event_bytes: int) -> None:
         self.adapter = adapter
-        self.acc = StreamReport(adapter, cumulative=False)
+        self.acc = acc = StreamReport(adapter, cumulative=False)
         self.meter = meter
-        see, usage_only = self.acc.see_event, adapter.is_usage_only_chunk
+        see, usage_only = acc.see_event, adapter.is_usage_only_chunk
 
         def drop(ev: Event) -> bool:  # closes over no `self`: no reference cycle
+            if _is_done(ev):
+                acc.meter_once(meter)
+                return False
             delta = see(ev)  # the usage chunk is parsed once, for its usage and this verdict
             if delta is not None and delta.usage is not None:
                 return delta.drop
             return b'"choices":[]' in ev.raw and usage_only(ev.data)
 
-        self.skimmer = SSESkimmer((*adapter.needles, b'"choices":[]'), drop,
+        self.skimmer = SSESkimmer((*adapter.needles, b'"choices":[]', DONE), drop,
                                   max_event_bytes, hold_partial=True,
                                   may_drop=self._may_be_usage_only)
 
@@ -171,9 +187,16 @@ class SSEReframer(BodyTransform):
 
     def finish(self) -> bytes:
         tail = self.skimmer.finish()
-        self.acc.done()
-        self.meter(self.acc)
+        self.acc.meter_once(self.meter)
         return tail
+
+
+DONE = b"[DONE]"
+
+
+def _is_done(ev: Event) -> bool:
+    """OpenAI's last event, `data: [DONE]`."""
+    return DONE in ev.raw and ev.data.strip() == "[DONE]"
 
 
 def google_error_event(code: int, message: str, status: str) -> bytes:

@@ -124,7 +124,11 @@ def test_every_backend_streams_text_and_usage(gw: Gateway, model: str) -> None:
     # Envoy sent it on the backend's route; the server logged who served the front model
     assert gw.access_log(r)["route"] == f"unified-{backend}"
     line = access_line(gw, r)
-    assert (line["model"], line["backend"]) == (model, backend)
+    assert (line["model"], line["backend"], line["provider"]) == (model, backend, backend)
+    # Envoy's log has the usage too, even though the SDK may close the connection at [DONE]
+    envoy = gw.access_log(r)
+    assert envoy["extproc"].get("provider") == backend, envoy
+    assert envoy["extproc"]["output_tokens"] == usage.completion_tokens
     assert line["output_tokens"] == usage.completion_tokens
 
 
@@ -333,6 +337,8 @@ def test_spend_and_metrics_are_labelled_by_the_backend(gw: Gateway) -> None:
     assert Decimal(str(line["cost"])) == price.cost(usage)
     assert line["backend_model"] == "claude-sonnet-4-5"
     client(gw).chat.completions.create(model="fast", messages=MSG)
+    assert gw.server is not None
+    gw.server.wait_idle()          # the series are counted when the ext_proc stream ends
     samples = scrape(gw)
     assert value(samples, "extproc_front_requests_total", front_model="fast",
                  provider="gemini", model="gemini-2.5-flash", outcome="ok") >= 1

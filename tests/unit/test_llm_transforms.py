@@ -192,3 +192,26 @@ async def test_a_closed_exchange_is_freed_without_waiting_for_the_gc() -> None:
         assert ref() is None
     finally:
         gc.enable()
+
+
+@settings(max_examples=100, deadline=None)
+@given(text=TEXTS, cuts=CUTS, reframe=st.booleans())
+def test_an_openai_stream_is_metered_at_done_once(text: str, cuts: list[int],
+                                                  reframe: bool) -> None:
+    """The report reaches the meter with the chunk that completes `data: [DONE]` (so its
+    metadata rides on that chunk's reply, before the client has [DONE]), and only once."""
+    r = reply(text)
+    body = b"".join(openai.build_stream({**CHAT, "stream_options": {"include_usage": True}},
+                                        r))
+    meter = Meter()
+    transform = SSEReframer(adapter_for("openai"), meter, 1 << 20) if reframe \
+        else SSEObserver(adapter_for("openai"), meter, False, 1 << 20)
+    done_at = body.index(b"data: [DONE]") + len(b"data: [DONE]\n\n")
+    fed = 0
+    for chunk in split(body, cuts):
+        transform.feed(chunk)
+        fed += len(chunk)
+        assert len(meter.reports) == (1 if fed >= done_at else 0)
+    transform.finish()
+    (report,) = meter.reports
+    assert report.usage.output_tokens == len(r.pieces) and report.finish_reason == "stop"
