@@ -412,3 +412,12 @@ def test_json_mode_answers_json_content(gw: Gateway, model: str, stream: bool) -
         assert sent["tool_choice"]["type"] == "tool"
     else:
         assert sent["generationConfig"]["responseMimeType"] == "application/json"
+
+
+def test_nothing_is_left_behind(gw: Gateway) -> None:
+    """After every request of this module (streams cut, refused, translated, failed), the
+    server holds no exchange: no translator, state or stream outlives its request."""
+    assert gw.server is not None
+    stats = gw.server.wait_idle()
+    assert stats["streams_active"] == 0 and stats["exchanges_alive"] == 0
+    assert stats["stream_errors"] == 0
