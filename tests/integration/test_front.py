@@ -414,6 +414,35 @@ def test_json_mode_answers_json_content(gw: Gateway, model: str, stream: bool) -
         assert sent["generationConfig"]["responseMimeType"] == "application/json"
 
 
+
+PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAAB"
+       "JRU5ErkJggg==")
+PARTS = [{"type": "text", "text": "What is in these?"},
+         {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
+         {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}}]
+
+
+@pytest.mark.parametrize("model", TRANSLATED)
+def test_images_by_data_and_by_url_reach_the_backend_translated(gw: Gateway,
+                                                                model: str) -> None:
+    reply = client(gw).chat.completions.create(
+        model=model, messages=[{"role": "user", "content": PARTS}])
+    assert reply.choices[0].message.content == TEXT
+    sent = json.loads(gw.mock.last()["body"])
+    if model.startswith("claude"):
+        blocks = sent["messages"][0]["content"]
+        assert [b["type"] for b in blocks] == ["text", "image", "image"]
+        assert blocks[1]["source"] == {"type": "base64", "media_type": "image/png",
+                                       "data": PNG}
+        assert blocks[2]["source"] == {"type": "url", "url": "https://example.com/cat.jpg"}
+    else:
+        parts = sent["contents"][0]["parts"]
+        assert parts[0] == {"text": "What is in these?"}
+        assert parts[1]["inlineData"] == {"mimeType": "image/png", "data": PNG}
+        assert parts[2]["fileData"] == {"mimeType": "image/jpeg",
+                                        "fileUri": "https://example.com/cat.jpg"}
+
+
 def test_nothing_is_left_behind(gw: Gateway) -> None:
     """After every request of this module (streams cut, refused, translated, failed), the
     server holds no exchange: no translator, state or stream outlives its request."""
