@@ -139,11 +139,13 @@ class Server:
             return json.load(r)
 
     def wait_idle(self, seconds: float = 10) -> dict[str, Any]:
-        """Wait until no stream is active and no per-request state is alive."""
+        """Wait until no stream is active, no per-request state is alive and no finish hook
+        (settlement) is still running or waiting to be let go of."""
         deadline = time.monotonic() + seconds
         while True:
             stats = self.stats()
-            if stats["streams_active"] == 0 and stats["exchanges_alive"] == 0:
+            if stats["streams_active"] == 0 and stats["exchanges_alive"] == 0 \
+                    and stats.get("finishing", 0) == 0:
                 return stats
             if time.monotonic() > deadline:
                 return stats
