@@ -69,8 +69,10 @@ class Exchange(RequestBody):
         self.ended_at: float | None = None              # the response's last byte
         self.rejection: tuple[int, str | None] | None = None   # a policy's refusal
         self.failed = False
+        # the first token: in what the upstream sends, and in what the client gets (they
+        # differ where the unified front translates the reply)
         self._watch: re.Pattern[bytes] | None = None
-        self._delivered_watch: re.Pattern[bytes] | None = None   # the client's, if another
+        self._delivered_watch: re.Pattern[bytes] | None = None
         self._configured: tuple[int, int] | None = None
         RequestBody.__init__(self)
         self._held: list[bytes] = []
@@ -243,10 +245,11 @@ class Exchange(RequestBody):
             self.ended_at = time.monotonic()
         elif self.status == 200 and self.state.get("stream"):
             adapter = self.endpoint.adapter if self.endpoint else None
-            self._watch = getattr(adapter, "first_token", None) or FIRST_TOKEN.get(self.provider)
+            self._watch = self._delivered_watch = getattr(adapter, "first_token", None) \
+                or FIRST_TOKEN.get(self.provider)
             backend = self.state.get("backend_provider")   # the unified front: what the
             if backend is not None:                       # upstream sends is the backend's
-                self._delivered_watch, self._watch = self._watch, FIRST_TOKEN.get(backend)
+                self._watch = FIRST_TOKEN.get(backend)
         for policy in self.route.policies:
             await policy.on_response_headers(self)
         if self.response_mode != P.NONE and not h.end_of_stream:
@@ -320,7 +323,7 @@ class Exchange(RequestBody):
             if duplex:
                 return (P.streamed_reply(True, chunk, eos),)
             return (P.CONTINUE_RESPONSE_BODY,)
-        watch = self._watch if self._delivered_watch is None else self._delivered_watch
+        watch = self._delivered_watch
         if watch is not None and self.first_delivered_at is None and out and watch.search(out):
             self.first_delivered_at = time.monotonic()
         if eos:
