@@ -4,8 +4,9 @@
 refuses any endpoint but Chat Completions, and resolves the request's model to its backend
 before any budget is spent on it (an unknown model is a 404 in OpenAI's format naming the
 models served). Limits and spend then price the request at the backend's model
-(`ex.state["priced_as"]`). On the way back it is the first transform of the reply: the
-backend's reply is translated into OpenAI's format before usage metering, the reply guards
+(`spend.cost.priced_as` reads the `backend_provider` and `backend_model` it leaves in
+`ex.state`). On the way back it is the first transform of the reply: the backend's reply is
+translated into OpenAI's format before usage metering, the reply guards
 and the stream cut read it, so masking happens on the text the client sees.
 
 `FrontRequest` runs last, on the request as every other policy left it (masked, with the
@@ -81,9 +82,11 @@ class _Translating(BodyTransform):
         return self.translator.held_bytes
 
 
-class FrontModels(Policy):
+class _FrontPolicy(Policy):
+    """What both front policies share: the route's front, and the request read as Chat
+    Completions (parsed once per body: `read_request` keeps the parse in `ex.state`)."""
+
     needs_request_body = True
-    needs_response_body = True
     reads_json = True
 
     def __init__(self, front: FrontConfig, route: str) -> None:
@@ -91,6 +94,18 @@ class FrontModels(Policy):
         self.front = front
         self.route = route
         self.adapter = adapter_for("openai")
+
+    def _read(self, ex: Context, body: bytes) -> dict[str, Any] | None:
+        read = read_request(adapter_of(ex, self.adapter), ex.request_headers.get(":path", ""),
+                            body, ex.state)
+        return read[0] if read is not None else None
+
+
+class FrontModels(_FrontPolicy):
+    needs_response_body = True
+
+    def __init__(self, front: FrontConfig, route: str) -> None:
+        super().__init__(front, route)
         self.created = int(time.time())
 
     async def on_request_headers(self, ex: Context) -> None:
@@ -105,9 +120,8 @@ class FrontModels(Policy):
                          details="extproc_unknown_endpoint", code="unknown_url")
 
     async def on_request_body(self, ex: Context, body: bytes) -> bytes | None:
-        read = read_request(adapter_of(ex, self.adapter), ex.request_headers.get(":path", ""),
-                            body, ex.state)
-        model = read[0].get("model") if read is not None else None
+        doc = self._read(ex, body)
+        model = doc.get("model") if doc is not None else None
         if not isinstance(model, str) or not model:
             raise Reject(400, "model is required: a string naming one of the models this "
                          f"route serves ({', '.join(self.front.models.served())})",
@@ -119,7 +133,6 @@ class FrontModels(Policy):
                          kind="invalid_request_error", details="extproc_front_unknown_model",
                          code="model_not_found")
         ex.state[_STATE] = FrontState(model, backend, module_for(backend.provider))
-        ex.state["priced_as"] = (backend.provider, backend.model)
         ex.state["backend_provider"] = backend.provider
         ex.state["backend_model"] = backend.model
         ex.state["front_model"] = model
@@ -167,24 +180,13 @@ def _message(body: bytes) -> str:
         "the backend's reply could not be translated"
 
 
-class FrontRequest(Policy):
-    needs_request_body = True
-    reads_json = True
-
-    def __init__(self, front: FrontConfig, route: str) -> None:
-        super().__init__({})
-        self.front = front
-        self.route = route
-        self.adapter = adapter_for("openai")
-
+class FrontRequest(_FrontPolicy):
     async def on_request_body(self, ex: Context, body: bytes) -> bytes | None:
         st: FrontState | None = ex.state.get(_STATE)
-        read = read_request(adapter_of(ex, self.adapter), ex.request_headers.get(":path", ""),
-                            body, ex.state)
-        if st is None or read is None:   # FrontModels refused it, or nothing to read
+        doc = self._read(ex, body)
+        if st is None or doc is None:   # FrontModels refused it, or nothing to read
             raise Reject(400, "the request could not be read as Chat Completions",
                          details="extproc_front_unreadable")
-        doc: dict[str, Any] = read[0]
         backend = st.backend
         try:
             t = st.module.translate_request(doc, backend,

@@ -36,6 +36,7 @@ from .. import metrics
 from ..policy import BodyTransform, Policy, Reject
 from ..providers import adapter_for, read_request
 from ..providers.endpoints import adapter_of, is_passthrough
+from ..spend.cost import priced_as
 from . import budgets, keys, spending
 from .cut import StreamCut, cut_transform
 from .estimate import TEXT_MARKERS, DeliveredText, prompt_tokens
@@ -232,10 +233,7 @@ class RateLimit(Policy):
     def _price(self, ex: Context, model: str | None) -> Price:
         """The price spend budgets reserve and charge at; default deny: a model the route
         cannot price is refused, since its budget could not be enforced."""
-        provider = self.provider
-        priced_as = ex.state.get("priced_as")   # the unified front: the backend's model
-        if priced_as is not None:
-            provider, model = priced_as
+        provider, model = priced_as(ex.state, self.provider, model)
         price = self.pricing.price(provider, model) if self.pricing is not None else None
         if price is not None:
             return price

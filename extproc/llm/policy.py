@@ -25,7 +25,7 @@ from ..policy import BodyTransform, Policy
 from ..providers import adapter_for, read_request
 from ..providers.endpoints import adapter_of
 from ..schema import Checker, join
-from ..spend.cost import CostReport
+from ..spend.cost import CostReport, priced_as
 from . import transforms as T
 
 if TYPE_CHECKING:
@@ -159,9 +159,8 @@ class LLMTraffic(Policy):
             md.update(seen.usage.as_dict())
             ex.metadata.update(md)
             if pricing is not None:
-                # the unified front prices the backend's model (extproc.front)
-                priced, model = ex.state.get("priced_as") or (provider, req.model)
-                report = CostReport(pricing, priced, model, team_claim)
+                report = CostReport(pricing, *priced_as(ex.state, provider, req.model),
+                                    team_claim)
                 report.publish(ex.state, ex.metadata, seen.usage)
                 ex.state[REPRICE] = report
             ex.state["usage"] = seen.usage

@@ -65,6 +65,14 @@ def team_of(identity: Any, claim: str | None) -> str | None:
     return None
 
 
+def priced_as(state: Mapping[str, Any], provider: str, model: str | None
+              ) -> tuple[str, str | None]:
+    """The provider and model a request is priced at: the route's, or on the unified front
+    the backend's that serves the front model (`extproc.front` leaves them in the state)."""
+    backend = state.get("backend_provider")
+    return (backend, state.get("backend_model")) if backend is not None else (provider, model)
+
+
 @dataclass(frozen=True)
 class CostReport:
     """How one request's usage is priced and reported: kept in the exchange state (it holds
