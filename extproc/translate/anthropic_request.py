@@ -68,7 +68,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from extproc.translate.anthropic_messages import JSON_TOOL, Builder
-from extproc.translate.base import Backend, Translated, Unsupported
+from extproc.translate.base import Backend, Translated, Unsupported, stop_sequences
 
 __all__ = ["DEFAULT_MAX_TOKENS", "JSON_TOOL", "MIN_THINKING_BUDGET", "THINKING_BUDGETS",
            "AnthropicTranslated", "translate_request"]
@@ -188,14 +188,9 @@ def translate_request(doc: dict[str, Any], backend: Backend, *,
         else:
             body["top_p"] = top_p
 
-    stop = doc.get("stop")
-    if isinstance(stop, str):
-        body["stop_sequences"] = [stop]
-    elif isinstance(stop, list) and all(isinstance(s, str) for s in stop):
-        if stop:
-            body["stop_sequences"] = stop
-    elif stop is not None:
-        raise b.bad("stop", "must be a string or a list of strings")
+    stop = stop_sequences(doc.get("stop"))
+    if stop:
+        body["stop_sequences"] = stop
 
     tools = b.tools(doc["tools"]) if doc.get("tools") is not None else []
     choice = b.tool_choice(doc["tool_choice"]) if doc.get("tool_choice") is not None else None

@@ -60,6 +60,7 @@ __all__ = [
     "Unsupported",
     "chunk_event",
     "openai_error",
+    "stop_sequences",
 ]
 
 DONE = b"data: [DONE]\n\n"
@@ -140,6 +141,17 @@ def openai_error(status: int, message: str, kind: str | None = None,
         kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500
                                  else "invalid_request_error")
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def stop_sequences(value: Any) -> list[str] | None:
+    """OpenAI's `stop` (a string or a list of strings) as a list; None when it names none."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(s, str) for s in value):
+        return value or None
+    if value is not None:
+        raise Unsupported("stop", "must be a string or a list of strings")
+    return None
 
 
 def chunk_event(doc: dict[str, Any]) -> bytes:

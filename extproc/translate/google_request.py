@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any
 
-from extproc.translate.base import Backend, Translated, Unsupported
+from extproc.translate.base import Backend, Translated, Unsupported, stop_sequences
 from extproc.translate.google_messages import Refusals, bad, contents
 
 __all__ = ["THINKING_BUDGETS", "translate_request"]
@@ -160,14 +160,9 @@ def _generation(doc: dict[str, Any], req: Refusals) -> dict[str, Any]:
         value = _number(doc, key)
         if value is not None and not (key.endswith("_penalty") and value == 0):
             gen[name] = value   # a 0 penalty is the default (some models refuse penalties)
-    stop = doc.get("stop")
-    if isinstance(stop, str):
-        gen["stopSequences"] = [stop]
-    elif isinstance(stop, list) and all(isinstance(s, str) for s in stop):
-        if stop:
-            gen["stopSequences"] = stop
-    elif stop is not None:
-        raise bad("stop", "must be a string or a list of strings")
+    stop = stop_sequences(doc.get("stop"))
+    if stop:
+        gen["stopSequences"] = stop
     limit = _number(doc, "max_completion_tokens", True)
     if limit is None:
         limit = _number(doc, "max_tokens", True)
