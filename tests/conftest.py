@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from extproc import httpclient
-from tests.harness import Gateway, Mock, add_route
+from tests.harness import Gateway, Mock, RedisServer, add_route
 
 REFERENCE = ("openai", "azure", "anthropic", "gemini", "vertex")
 GATE = {"class": "tests.plugins:Gatekeeper"}
@@ -60,6 +60,14 @@ async def _http_sessions_closed() -> AsyncIterator[None]:
     fetches, webhook guards) share the session loop's, closed here at the end."""
     yield
     await httpclient.close()
+
+
+@pytest.fixture(scope="module")
+def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real redis-server of the module's own (limits shared across replicas)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

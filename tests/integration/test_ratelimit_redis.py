@@ -43,13 +43,6 @@ def two_endpoints(second_port: int) -> Any:
 
 
 @pytest.fixture(scope="module")
-def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory, mock: Mock, redis: RedisServer
          ) -> Iterator[tuple[Gateway, Server]]:
     """Envoy with two extproc servers (fail closed) sharing one Redis."""

@@ -198,13 +198,6 @@ def redis_config(url: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory, mock: Mock, redis: RedisServer
          ) -> Iterator[tuple[Gateway, Server]]:
     tmp = tmp_path_factory.mktemp("spend-pair")
