@@ -39,8 +39,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..policy import BodyTransform, Policy, Reject, chain
 from ..providers import Adapter, adapter_for, read_request
-from ..providers.base import json_bytes
 from ..providers.endpoints import adapter_of
+from ..providers.values import json_bytes
 from . import webhook_client
 from .decisions import decide
 from .reframe import SSEMaskingReframer

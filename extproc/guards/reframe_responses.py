@@ -42,9 +42,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ..codecs.sse import Event, encode
-from ..providers.base import as_list
 from ..providers.responses_items import is_arguments, output_slots
 from ..providers.slots import string_slots
+from ..providers.values import as_list
 from .event_stream import UNREADABLE, EventMasker
 from .reframe import Chain, MaskerFactory, _Chain, _dump, json_chain
 

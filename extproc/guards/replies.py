@@ -15,8 +15,8 @@ from ..codecs.jsontext import JsonSource, read_texts, rewrite
 from ..codecs.sse import SSEDecoder
 from ..llm.transforms import PARSED_REPLY
 from ..policy import BodyTransform, Reject
-from ..providers.base import json_bytes
 from ..providers.endpoints import adapter_of
+from ..providers.values import json_bytes
 from .decisions import decide
 from .reframe import SSEMaskingReframer
 from .settings import Guard

@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..providers.base import json_bytes
+from ..providers.values import json_bytes
 
 VERSION = 1
 DEFAULT_PLACEHOLDER = "<REDACTED>"

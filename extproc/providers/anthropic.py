@@ -43,11 +43,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from extproc.providers.base import (
-    Adapter,
-    Delta,
-    Prompt,
-    Usage,
+from extproc.providers.base import Adapter, Delta, Prompt, Usage
+from extproc.providers.slots import (
+    EventTexts,
+    Piece,
+    TextSlot,
+    piece_index,
+    string_slots,
+)
+from extproc.providers.values import (
     as_dict,
     as_int,
     as_list,
@@ -59,13 +63,6 @@ from extproc.providers.base import (
     sum_known,
     usage_or_none,
     with_total,
-)
-from extproc.providers.slots import (
-    EventTexts,
-    Piece,
-    TextSlot,
-    piece_index,
-    string_slots,
 )
 
 _TOOL_USE = ("tool_use", "server_tool_use", "mcp_tool_use")

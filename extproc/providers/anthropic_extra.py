@@ -13,16 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from extproc.providers.anthropic import AnthropicAdapter
-from extproc.providers.base import (
-    Adapter,
-    Delta,
-    Prompt,
-    Usage,
-    as_dict,
-    as_int,
-    as_str,
-    load_json,
-)
+from extproc.providers.base import Adapter, Delta, Prompt, Usage
+from extproc.providers.values import as_dict, as_int, as_str, load_json
 
 FREE = Usage(input_tokens=0, output_tokens=0, total_tokens=0)
 

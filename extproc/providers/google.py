@@ -48,11 +48,15 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from extproc.providers.base import (
-    Adapter,
-    Delta,
-    Prompt,
-    Usage,
+from extproc.providers.base import Adapter, Delta, Prompt, Usage
+from extproc.providers.slots import (
+    EventTexts,
+    Piece,
+    TextSlot,
+    piece_index,
+    string_slots,
+)
+from extproc.providers.values import (
     as_dict,
     as_int,
     as_list,
@@ -66,13 +70,6 @@ from extproc.providers.base import (
     sum_known,
     usage_or_none,
     with_total,
-)
-from extproc.providers.slots import (
-    EventTexts,
-    Piece,
-    TextSlot,
-    piece_index,
-    string_slots,
 )
 
 BLOCKED_PREFIX = "blocked:"

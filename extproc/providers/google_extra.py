@@ -24,17 +24,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from extproc.providers.base import (
-    Adapter,
-    Delta,
-    Prompt,
-    Usage,
-    as_dict,
-    as_int,
-    as_str,
-    load_json,
-)
+from extproc.providers.base import Adapter, Delta, Prompt, Usage
 from extproc.providers.google import GoogleAdapter, _items
+from extproc.providers.values import as_dict, as_int, as_str, load_json
 
 Texts = list[tuple[str, str]]
 

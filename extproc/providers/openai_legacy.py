@@ -24,11 +24,10 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from extproc.providers.base import (
-    Adapter,
-    Delta,
-    Prompt,
-    Usage,
+from extproc.providers.base import Adapter, Delta, Prompt, Usage
+from extproc.providers.openai import OpenAIAdapter, usage_of
+from extproc.providers.slots import EventTexts, Piece, TextSlot, piece_index
+from extproc.providers.values import (
     as_dict,
     as_int,
     as_list,
@@ -40,8 +39,6 @@ from extproc.providers.base import (
     text_only,
     usage_or_none,
 )
-from extproc.providers.openai import OpenAIAdapter, usage_of
-from extproc.providers.slots import EventTexts, Piece, TextSlot, piece_index
 
 _AZURE_DEPLOYMENT = re.compile(r"/deployments/([^/]+)/")
 #: chat's stream options and usage-only chunk, which Completions share

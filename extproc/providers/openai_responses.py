@@ -37,11 +37,15 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from extproc.providers.base import (
-    Adapter,
-    Delta,
-    Prompt,
-    Usage,
+from extproc.providers.base import Adapter, Delta, Prompt, Usage
+from extproc.providers.openai import usage_of
+from extproc.providers.responses_items import (
+    is_arguments,
+    output_slots,
+    request_slots,
+    visible_text,
+)
+from extproc.providers.values import (
     as_dict,
     as_int,
     as_list,
@@ -52,13 +56,6 @@ from extproc.providers.base import (
     rewrite_slot,
     text_only,
     usage_or_none,
-)
-from extproc.providers.openai import usage_of
-from extproc.providers.responses_items import (
-    is_arguments,
-    output_slots,
-    request_slots,
-    visible_text,
 )
 
 #: event types whose ``delta`` is visible text

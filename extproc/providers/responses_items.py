@@ -40,8 +40,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from extproc.providers.base import as_dict, as_list, as_str
 from extproc.providers.slots import string_slots
+from extproc.providers.values import as_dict, as_list, as_str
 
 Slot = tuple[Any, Any, Any]
 

@@ -23,10 +23,11 @@ from extproc.guards.scanner import Scanner, builtin
 from extproc.llm.transforms import SSEObserver, SSEReframer, StreamReport
 from extproc.providers import AnthropicAdapter, GoogleAdapter
 from extproc.providers.anthropic_extra import AnthropicCountTokensAdapter
-from extproc.providers.base import Adapter, Delta, Usage, dump_compact
+from extproc.providers.base import Adapter, Delta, Usage
 from extproc.providers.google_extra import GoogleCountTokensAdapter, GoogleEmbedAdapter
 from extproc.providers.openai_legacy import OpenAICompletionsAdapter, OpenAIEmbeddingsAdapter
 from extproc.providers.openai_responses import OpenAIResponsesAdapter
+from extproc.providers.values import dump_compact
 from tests.jsonfuzz import json_values, spoil
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "endpoints"

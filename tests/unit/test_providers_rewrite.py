@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from extproc.guards.scanner import Scanner, builtin
 from extproc.providers import PROVIDERS, Adapter, adapter_for
-from extproc.providers.base import dump_compact
+from extproc.providers.values import dump_compact
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 OPENAI = adapter_for("openai")

@@ -1,0 +1,169 @@
+"""Tolerant readers and writers of provider JSON values, shared by the adapters: typed reads
+that never raise (`as_int`, `as_dict`, ...), compact dumps, the in-place rewriting of text
+slots and of JSON-source tool arguments (see ``providers.base`` for the conventions), and
+usage arithmetic.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import unquote
+
+from extproc.codecs.jsontext import JsonSource
+from extproc.providers.base import Usage
+
+
+def load_json(data: str | bytes) -> Any:
+    """Parse JSON, or None when it is not JSON (including absurdly deep nesting)."""
+    try:
+        return json.loads(data)
+    except (ValueError, TypeError, RecursionError):
+        return None
+
+
+def json_bytes(obj: Any) -> bytes:
+    """Compact JSON as UTF-8 bytes; a lone surrogate (a client's `\\ud800` escape) stays
+    escaped instead of failing the encoding."""
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def dump_compact(obj: Any) -> str:
+    """Compact JSON text (UTF-8 kept); "" for what cannot be serialised."""
+    if isinstance(obj, str):
+        return obj
+    try:
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    except (ValueError, TypeError, RecursionError):
+        return ""
+
+
+def rewrite_slot(holder: Any, key: Any, role: str, fn: Callable[[str, str], str]) -> bool:
+    """Store fn(role, holder[key]) (a string) back into ``holder[key]`` if it differs."""
+    old = holder[key]
+    new = fn(role, old)
+    if new == old:
+        return False
+    holder[key] = new
+    return True
+
+
+def rewrite_json_strings(holder: Any, key: Any, role: str,
+                         fn: Callable[[str, str], str]) -> bool:
+    """Rewrite ``holder[key]`` with fn(role, ...): a string as a whole, a JSON object or array
+    string value by string value in serialisation order (``dump_compact``'s order), keys and
+    non-strings left alone. Iterative and cycle-safe. True if anything changed."""
+    changed = False
+    stack: list[tuple[Any, Any]] = [(holder, key)]
+    seen: set[int] = set()
+    while stack:
+        parent, slot = stack.pop()
+        value = parent[slot]
+        if isinstance(value, str):
+            changed |= rewrite_slot(parent, slot, role, fn)
+        elif isinstance(value, dict | list) and id(value) not in seen:
+            seen.add(id(value))
+            slots = list(value) if isinstance(value, dict) else range(len(value))
+            stack.extend((value, s) for s in reversed(slots))
+    return changed
+
+
+def read_value(value: Any) -> str:
+    """A text slot as the guards read it: a string as it is; a JSON value (a tool's input or
+    schema) as its compact dump, a ``JsonSource``: read token by token with its escapes
+    decoded, so that a dumped line end (``\\n``) does not hide a PEM block from a guard."""
+    return value if isinstance(value, str) else JsonSource(dump_compact(value))
+
+
+def read_arguments(value: Any) -> str:
+    """Tool-call arguments as the guards read them: a string is JSON source (a
+    ``JsonSource``), any other value its compact dump (``read_value``)."""
+    return JsonSource(value) if isinstance(value, str) else read_value(value)
+
+
+def rewrite_arguments(holder: Any, key: Any, role: str, fn: Callable[[str, str], str]) -> bool:
+    """Rewrite tool-call arguments at ``holder[key]`` with fn(role, ...): a string whole, as
+    a ``JsonSource`` (a plain str is stored back, only if it differs); any other value as
+    ``rewrite_json_strings`` does. True if anything changed."""
+    if isinstance(holder[key], str):
+        return rewrite_slot(holder, key, role, lambda r, t: str(fn(r, JsonSource(t))))
+    return rewrite_json_strings(holder, key, role, fn)
+
+
+def lower_role(value: Any, default: str = "user") -> str:
+    """A message's role, lower-cased (``default`` when it is not a string)."""
+    return value.lower() if isinstance(value, str) else default
+
+
+def text_only(fn: Callable[[str], str]) -> Callable[[str, str], str]:
+    """A response rewriter (text -> text) as a request one (role, text -> text)."""
+    return lambda _role, text: fn(text)
+
+
+def as_int(value: Any) -> int | None:
+    """A token count: a non-negative int (bools and integral floats handled), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, float) and value.is_integer() and value >= 0:
+        return int(value)
+    return None
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else an empty dict."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    """``value`` if it is a JSON array, else an empty list."""
+    return value if isinstance(value, list) else []
+
+
+def as_str(value: Any) -> str | None:
+    """``value`` if it is a string, else None."""
+    return value if isinstance(value, str) else None
+
+
+def path_only(path: str) -> str:
+    """The path without query string or fragment, percent-decoded."""
+    for sep in ("?", "#"):
+        cut = path.find(sep)
+        if cut >= 0:
+            path = path[:cut]
+    return unquote(path)
+
+
+def pick_indexed(items: list[Any], index: int = 0) -> dict[str, Any] | None:
+    """The object whose ``index`` is ``index`` (one without ``index`` counts as its position)."""
+    for position, item in enumerate(items):
+        if isinstance(item, dict):
+            own = item.get("index", position)
+            if own == index and not isinstance(own, bool):
+                return item
+    return None
+
+
+def sum_known(*values: int | None) -> int | None:
+    """The sum of the reported values, or None when none was reported."""
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
+
+
+def with_total(usage: Usage) -> Usage:
+    """Fill ``total_tokens`` from input + output when the provider gave no total."""
+    if usage.total_tokens is None and usage.input_tokens is not None:
+        if usage.output_tokens is not None:
+            usage.total_tokens = usage.input_tokens + usage.output_tokens
+    return usage
+
+
+def usage_or_none(usage: Usage) -> Usage | None:
+    """``usage`` unless it reports nothing."""
+    return None if usage.is_empty() else usage
