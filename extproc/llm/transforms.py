@@ -117,15 +117,16 @@ class SSEObserver(BodyTransform):
         self.meter = meter
         self.broken = False
         see = acc.see_event  # not a bound method of self: no reference cycle
+        done = adapter.done_event
 
         def observe(ev: Event) -> bool:
-            if _is_done(ev):
+            if done and _is_done(ev):
                 acc.meter_once(meter)
             else:
                 see(ev)
             return False
 
-        self.skimmer = SSESkimmer((*adapter.needles, DONE), observe, max_event_bytes)
+        self.skimmer = SSESkimmer(_needles(adapter), observe, max_event_bytes)
 
     def feed(self, chunk: bytes) -> bytes:
         if not self.broken:
@@ -160,8 +161,10 @@ class SSEReframer(BodyTransform):
         self.meter = meter
         see, usage_only = acc.see_event, adapter.is_usage_only_chunk
 
+        done = adapter.done_event
+
         def drop(ev: Event) -> bool:  # closes over no `self`: no reference cycle
-            if _is_done(ev):
+            if done and _is_done(ev):
                 acc.meter_once(meter)
                 return False
             delta = see(ev)  # the usage chunk is parsed once, for its usage and this verdict
@@ -169,7 +172,7 @@ class SSEReframer(BodyTransform):
                 return delta.drop
             return b'"choices":[]' in ev.raw and usage_only(ev.data)
 
-        self.skimmer = SSESkimmer((*adapter.needles, b'"choices":[]', DONE), drop,
+        self.skimmer = SSESkimmer((*_needles(adapter), b'"choices":[]'), drop,
                                   max_event_bytes, hold_partial=True,
                                   may_drop=self._may_be_usage_only)
 
@@ -197,6 +200,12 @@ DONE = b"[DONE]"
 def _is_done(ev: Event) -> bool:
     """OpenAI's last event, `data: [DONE]`."""
     return DONE in ev.raw and ev.data.strip() == "[DONE]"
+
+
+def _needles(adapter: Adapter) -> tuple[bytes, ...]:
+    """The events a stream's observer decodes: the adapter's, and [DONE] where its streams
+    end with it (no other stream pays for looking for it)."""
+    return (*adapter.needles, DONE) if adapter.done_event else adapter.needles
 
 
 def google_error_event(code: int, message: str, status: str) -> bytes:

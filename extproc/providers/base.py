@@ -159,6 +159,8 @@ class Adapter(ABC):
     #: byte strings of which every stream event that reports usage, a finish reason or an
     #: error contains at least one: the hot path decodes no other event
     needles: tuple[bytes, ...] = (b"usage", b"error", b"finish", b"stop", b"Token")
+    #: its streams end with the event `data: [DONE]` (OpenAI chat and legacy completions)
+    done_event: bool = False
 
     def __init__(self, name: str) -> None:
         self.name = name

@@ -227,6 +227,7 @@ def _argument_slots(slots: list[TextSlot], piece: Piece, function: dict[str, Any
 
 class OpenAIAdapter(Adapter):
     needles = (b'_tokens"', b'"finish_reason":"', b'"finish_reason": "', b'"error"')
+    done_event = True
     """OpenAI and Azure OpenAI Chat Completions."""
 
     def parse_request(self, path: str, body: dict[str, Any]) -> Prompt:
