@@ -6,6 +6,12 @@ C-speed `bytes.find` and cuts out just the events around them; every other byte 
 alone, undecoded. It can also drop whole events (the caller decides which), re-emitting
 everything else byte for byte.
 
+The chunks of a paced stream are alike: one event each, the same bytes around a short text.
+A needle-free chunk of whole events leaves its prefix and suffix in common with the one
+before it (`_frame`); a next chunk that shares them is searched only around the bytes in
+between, where a needle could be (a needle wholly inside the known needle-free prefix or
+suffix is impossible).
+
 Event boundaries are found as the common blank-line forms (LF LF, CRLF CRLF, CR CR). A rarer
 form (LF then CRLF) can be missed: then two events are taken as one, which only means they
 are decoded together by the full `SSEDecoder`; a needle is never cut off from its event.
@@ -25,6 +31,31 @@ def _separators(buf: bytes) -> tuple[bytes, ...]:
     """The blank-line forms worth looking for in `buf`: a chunk without a CR (one memchr to
     know) can only hold LF LF, and every search for an absent form is a full pass."""
     return _BLANK_LINES if b"\r" in buf else _LF_ONLY
+
+
+def _common_prefix(a: bytes, b: bytes) -> int:
+    """The length of the longest common prefix of `a` and `b` (a binary search of C
+    compares: no Python loop over bytes)."""
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) >> 1
+        if a.startswith(b[:mid]):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _common_suffix(a: bytes, b: bytes, most: int) -> int:
+    """The length of the longest common suffix of `a` and `b`, at most `most`."""
+    lo, hi = 0, min(len(a), len(b), most)
+    while lo < hi:
+        mid = (lo + hi + 1) >> 1
+        if a.endswith(b[len(b) - mid:]):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def _boundary_before(buf: bytes, lo: int, hi: int,
@@ -68,6 +99,12 @@ class SSESkimmer:
         self.may_drop = may_drop or (lambda partial: True)
         self.carry = b""  # the partial event at the end of what was seen
         self.released = 0  # how much of `carry` has been forwarded already
+        #: the longest needle, less one: how far a needle can reach into a known prefix
+        self._reach = max((len(n) for n in needles), default=1) - 1
+        # the last needle-free chunk of whole events, and the prefix and suffix it shares
+        # with the one before it (both needle-free): see `_quiet`
+        self._last = b""
+        self._pre = self._post = b""
 
     def _events(self, raw: bytes, final: bool = False) -> list[Event]:
         decoder = SSEDecoder(self.max)
@@ -86,18 +123,47 @@ class SSESkimmer:
                 dropped = True
         return last, dropped
 
+    def _quiet(self, chunk: bytes) -> bool:
+        """Whether `chunk`, with nothing carried over, is whole events without a needle: the
+        common chunk, with nothing to look at or drop, that goes out as it came. When it
+        shares the known frame, only the bytes between prefix and suffix (and a needle's
+        reach into them) are searched."""
+        if not chunk.endswith(_BLANK_LINES):
+            return False
+        pre, post = self._pre, self._post
+        n = len(chunk)
+        if pre and chunk.startswith(pre) and chunk.endswith(post):
+            lo = len(pre) - self._reach
+            if lo < 0:   # a negative start would count from the end
+                lo = 0
+            hi = n - len(post) + self._reach
+            find = chunk.find
+            for needle in self.needles:
+                if find(needle, lo, hi) >= 0:
+                    return False
+            return True
+        find = chunk.find
+        for needle in self.needles:
+            if find(needle) >= 0:
+                return False
+        last = self._last
+        if last:   # a frame shared with the needle-free chunk before this one
+            p = _common_prefix(chunk, last)
+            self._pre = chunk[:p]
+            self._post = chunk[n - _common_suffix(chunk, last, n - p):]
+        self._last = chunk
+        return True
+
     def feed(self, chunk: bytes) -> bytes:
         carry = self.carry
+        if not carry and self._quiet(chunk):
+            return chunk
         buf = carry + chunk if carry else chunk
         find = buf.find
         # where each needle next occurs: searched again only once scanning has passed it,
         # never again once absent (each absent needle costs one pass over the chunk, not one
         # per event found)
         nexts = [find(needle) for needle in self.needles]
-        if not carry and max(nexts, default=-1) < 0 and chunk.endswith(_BLANK_LINES):
-            # the common chunk: whole events, nothing carried over; without a needle there
-            # is nothing to look at or drop, so it goes out as it came
-            return chunk
         held = len(carry) - self.released  # bytes of carry not forwarded yet
         n = len(buf)
         out: list[bytes] = []
