@@ -60,6 +60,7 @@ _OPENAI_TEXT = re.compile(
     rf'(?:{_DELTA_MEMBER},)*"content":({_TEXT})(?:,{_DELTA_MEMBER})*\}}'
     rf'(?:,"finish_reason":null|,(?!"finish_reason"){_MEMBER})*\}}\](?:,{_MEMBER})*\}}')
 _TEXT_LITERAL = re.compile(_TEXT)
+_TEXT_LITERAL_BYTES = re.compile(_TEXT.encode())
 _STRINGS = re.compile(r'"([^"]*)"(:?)')  # in text without escapes: each string, ':' if a key
 
 
@@ -130,30 +131,64 @@ class SSEMaskingReframer(EventMasker):
         self.make = maskers
         super().__init__(max_event_bytes, on_reject, on_done)
         self.chains: dict[Piece, Chain] = {}
-        self.last: dict[Piece, tuple[str, str | None]] = {}  # data, name of its last text event
-        self._current: tuple[str, str | None] = ("", None)
+        # each piece's last text event: its data (or the chunk that was that one event, as
+        # `_chunk_text` saw it, decoded only if needed) and its name
+        self.last: dict[Piece, tuple[str | bytes, str | None]] = {}
+        self._current: tuple[str | bytes, str | None] = ("", None)
         self.terminator = b"\r\n\r\n" if self.google else b"\n\n"
         #: take the fast path for OpenAI's common text events (False: parse every event)
         self.skim = type(self.adapter) is OpenAIAdapter
         # the data around the text of the last event of the fast path, and its piece
         self._frame: tuple[str, str, Piece] | None = None
+        # the same as a chunk has it: `data: ` and the data before the text, the data after
+        # it and LF LF; then the frame itself
+        self._bframe: tuple[bytes, bytes, str, str, Piece] | None = None
 
     def feed(self, chunk: bytes) -> bytes:
         """`EventMasker.feed`, and for a chunk that is one whole one-line event (a paced
         stream's every chunk: `data: {...}` and a blank line, LF only) of the kind
-        `_openai_text` reads once it has seen one, that reading without decoding SSE."""
+        `_openai_text` reads once it has seen one, that reading without decoding SSE (and
+        without decoding the chunk at all when it has the bytes of the last one around its
+        text: `_chunk_text`)."""
         if self._frame is not None and self.skim and not self.stopped \
-                and chunk.startswith(b"data: ") \
-                and chunk.endswith(b"\n\n") and chunk.find(b"\n", 6) == len(chunk) - 2 \
-                and b"\r" not in chunk and not self.decoder.pending \
-                and len(chunk) <= self.max_event_bytes:
+                and not self.decoder.pending and len(chunk) <= self.max_event_bytes:
             try:
-                out = self._openai_text(chunk, chunk[6:-2].decode("utf-8", "replace"), None)
+                out = self._chunk_text(chunk)
+                if out is None and chunk.startswith(b"data: ") \
+                        and chunk.endswith(b"\n\n") and chunk.find(b"\n", 6) == len(chunk) - 2 \
+                        and b"\r" not in chunk:
+                    out = self._openai_text(chunk, chunk[6:-2].decode("utf-8", "replace"),
+                                            None)
             except GuardTriggered as hit:
                 return self._rejected(hit.detector)
             if out is not None:
                 return out
         return super().feed(chunk)
+
+    def _chunk_text(self, chunk: bytes) -> bytes | None:
+        """`_openai_text` of a chunk that is the last such event's bytes around another text
+        literal: `data: `, the data before the text, the literal, the data after it and a
+        blank line. The frame holds no line end (`_OPENAI_TEXT` admits none) and neither
+        does a literal, so the chunk is one whole event; and as the literal is cut at ASCII
+        quotes, decoding it alone gives what decoding the whole chunk would. None when the
+        chunk is not such an event (nothing has changed then)."""
+        if self._bframe is None:
+            return None
+        head, tail, pre, post, piece = self._bframe
+        if not (chunk.startswith(head) and chunk.endswith(tail)):
+            return None
+        literal = chunk[len(head):len(chunk) - len(tail)]
+        if _TEXT_LITERAL_BYTES.fullmatch(literal) is None:
+            return None
+        if literal == b'""':
+            return chunk
+        text = literal.decode("utf-8", "replace")
+        text = json.loads(text) if "\\" in text else text[1:-1]
+        self._current = (chunk, None)
+        masked = self._text(piece, text)
+        if masked == text:
+            return chunk
+        return self._splice(pre, masked, post, None)
 
     def _chain(self, key: Piece) -> Chain:
         chain = self.chains.get(key)
@@ -195,18 +230,18 @@ class SSEMaskingReframer(EventMasker):
             if masked != text:
                 holder[key] = masked
                 changed = True
-        before = []
+        before: list[bytes] = []
         ended = [p for p in self.chains if texts.ends_all or p[0] in texts.ends] \
             if texts.ends or texts.ends_all else ()
         for piece in ended:
-            slot = here.get(piece)
-            if slot is None:
+            last_slot = here.get(piece)   # (compiled, a variable keeps one type)
+            if last_slot is None:
                 before.append(self._synthetic(piece))
                 continue
             self.last.pop(piece, None)
             rest = self._rest(piece)
             if rest:
-                slot.holder[slot.key] += rest
+                last_slot.holder[last_slot.key] += rest
                 changed = True
         body = _encode(_dump(doc, self.google), ev.event, self.terminator) if changed \
             else ev.raw
@@ -232,6 +267,11 @@ class SSEMaskingReframer(EventMasker):
                 return None   # a key twice: json.loads keeps one
             piece = (int(m.group(1)), "content", 0)
             self._frame = (pre, post, piece)
+            try:   # as the chunk of a next such event starts and ends (`_chunk_text`)
+                self._bframe = (b"data: " + pre.encode(), post.encode() + b"\n\n", pre, post,
+                                piece)
+            except UnicodeEncodeError:
+                self._bframe = None
         if text == '""':
             return raw
         text = json.loads(text) if "\\" in text else text[1:-1]
@@ -239,6 +279,10 @@ class SSEMaskingReframer(EventMasker):
         masked = self._text(piece, text)
         if masked == text:
             return raw
+        return self._splice(pre, masked, post, event)
+
+    def _splice(self, pre: str, masked: str, post: str, event: str | None) -> bytes:
+        """The event of the data around a text, with the masked text in its place."""
         data = pre + encode_basestring(masked) + post   # one line: no line end outside strings
         try:
             line = data.encode()
@@ -266,6 +310,8 @@ class SSEMaskingReframer(EventMasker):
         if not rest or last is None:
             return b""
         data, event = last
+        if isinstance(data, bytes):   # the chunk `_chunk_text` read: `data: ...` and LF LF
+            data = data[6:-2].decode("utf-8", "replace")
         doc = self.adapter.rest_event(json.loads(data), key, rest)
         if event is not None and self.provider == "anthropic":
             event = doc["type"]                # named after its type, as Anthropic does
@@ -287,6 +333,8 @@ def stop_events(provider: str, message: str) -> bytes:
     """The events that end a refused stream: a finish the SDKs understand (OpenAI
     `content_filter`, Anthropic `refusal`, Gemini `SAFETY`), then an error event."""
     google = provider in GOOGLE
+    stop: dict[str, Any]
+    error: dict[str, Any]
     if provider == "anthropic":
         stop = {"type": "message_delta", "delta": {"stop_reason": "refusal",
                                                   "stop_sequence": None},
