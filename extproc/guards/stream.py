@@ -39,15 +39,28 @@ nothing containing any part of it has been released.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from extproc.guards.detectors import Span
-    from extproc.guards.scanner import Scanner
 
 #: characters after a match that may decide whether it holds (a regex boundary or lookahead)
 LOOKAHEAD = 1
 ACTIONS = ("mask", "reject")
+
+
+class ScannerLike(Protocol):
+    """What the masker needs of a scanner (`extproc.guards.scanner.Scanner` is one): the
+    detector contract above. A protocol, not the class: compiled, a parameter typed with a
+    class only takes that class."""
+
+    max_len: int
+
+    def find(self, text: str) -> list[Span]: ...
+
+    def tail_start(self, text: str) -> int: ...
+
+    def mask(self, text: str, spans: list[Span] | None = None) -> str: ...
 
 
 class GuardTriggered(Exception):
@@ -61,7 +74,7 @@ class GuardTriggered(Exception):
 class StreamMasker:
     """Feed text pieces (str) as they stream; get back text safe to release now."""
 
-    def __init__(self, scanner: Scanner, *, action: str = "mask", context: int = 64) -> None:
+    def __init__(self, scanner: ScannerLike, *, action: str = "mask", context: int = 64) -> None:
         if action not in ACTIONS:
             raise ValueError(f"action must be one of {ACTIONS}, not {action!r}")
         if context < 0:
