@@ -5,10 +5,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# the sources setup.py compiles with mypyc (extproc/native.py lists them): an edit rebuilds
+NATIVE_SRC := $(shell $(PYTHON) -c "import runpy; print(' '.join('extproc/' + m.split('.', 1)[1].replace('.', '/') + '.py' for m in runpy.run_path('extproc/native.py')['MODULES']))")
 
 .PHONY: run test lint bench compose-config kubernetes-config clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py extproc/native.py $(NATIVE_SRC)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
@@ -17,10 +19,13 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/extproc up
 
+# the whole suite on the compiled hot path, then the unit tests again on the pure-Python
+# fallback (EXTPROC_PURE=1): both must pass
 test: $(STAMP)
 	bash scripts/ensure-redis
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
+	EXTPROC_PURE=1 $(BIN)/pytest -q tests/unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -38,4 +43,5 @@ kubernetes-config: $(STAMP)
 	  --config deploy/kubernetes/base/gateway.yaml -o deploy/kubernetes/overlays/sidecar/envoy.yaml
 
 clean:
-	rm -rf $(VENV) .run .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .run .pytest_cache .ruff_cache *.egg-info build extproc/_native_build.py
+	find extproc -name '*.so' -delete

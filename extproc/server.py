@@ -31,7 +31,7 @@ import grpc
 from aiohttp import web
 from grpc_health.v1 import health_pb2_grpc
 
-from . import accesslog, filewatch, httpclient, loader, metrics
+from . import accesslog, filewatch, httpclient, loader, metrics, native
 from . import config as cfgmod
 from .auth.settings import warm_up
 from .health import SERVING, Health
@@ -93,8 +93,9 @@ async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
     gc.collect()
     gc.freeze()
     await health_service.set_all(SERVING)
-    log.info("serving ext_proc on %s (routes: %s, pid %d)", ", ".join(opts.addresses),
-             ", ".join(sorted(config.routes)), os.getpid())
+    log.info("serving ext_proc on %s (routes: %s, pid %d, hot path: %s)",
+             ", ".join(opts.addresses), ", ".join(sorted(config.routes)), os.getpid(),
+             native.status()["reason"])
     if ready is not None:
         ready.set()
     await stop.wait()

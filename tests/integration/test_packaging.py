@@ -1,6 +1,7 @@
-"""The package as the Dockerfile builds it (`pip install .` from pyproject.toml, README.md,
-extproc, envoy and config): the wheel holds everything the commands need, and an installed
-copy, away from the checkout, renders the very Envoy configs a checkout does."""
+"""The package as the Dockerfile builds it (a wheel from pyproject.toml, setup.py, README.md
+and extproc, the hot path compiled; envoy and config beside it): the wheel holds everything
+the commands need, and an installed copy, away from the checkout, runs the compiled modules
+and renders the very Envoy configs a checkout does."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import sys
 import zipfile
 from pathlib import Path
 
+from extproc import native
 from tests.harness import ROOT
 
-#: what the Dockerfile copies into the image before `pip install .`
-IMAGE_FILES = ("pyproject.toml", "README.md", "extproc", "envoy", "config")
+#: what the Dockerfile copies to build the wheel and into the image
+IMAGE_FILES = ("pyproject.toml", "setup.py", "README.md", "extproc", "envoy", "config")
 
 
 def test_the_wheel_works_away_from_the_checkout(tmp_path: Path) -> None:
@@ -26,20 +28,30 @@ def test_the_wheel_works_away_from_the_checkout(tmp_path: Path) -> None:
     for name in IMAGE_FILES:
         path = ROOT / name
         if path.is_dir():
+            # as the Dockerfile does: no compiled file of the checkout's own build
             shutil.copytree(path, src / name, symlinks=True,
-                            ignore=shutil.ignore_patterns("__pycache__"))
+                            ignore=shutil.ignore_patterns("__pycache__", "*.so",
+                                                          "_native_build.py"))
         else:
             shutil.copy(path, src / name)
+    build_env = {k: v for k, v in os.environ.items() if k != "EXTPROC_PURE"}
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
-                    str(tmp_path / "dist"), str(src)], check=True, capture_output=True)
+                    str(tmp_path / "dist"), str(src)], check=True, capture_output=True,
+                   env=build_env)
     wheel = next((tmp_path / "dist").glob("extproc-*.whl"))
     with zipfile.ZipFile(wheel) as z:
         assert z.read("extproc/envoy_template.yaml") == (ROOT / "envoy/envoy.yaml").read_bytes()
         assert z.read("extproc/dev/DEV-ONLY-jwt-signing-key.pem")
+        names = z.namelist()
+        assert "extproc/_native_build.py" in names
+        for module in native.MODULES:   # compiled, and the source beside it
+            path = module.replace(".", "/")
+            assert f"{path}.py" in names
+            assert any(n.startswith(f"{path}.") and n.endswith(".so") for n in names), module
         z.extractall(tmp_path / "site")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    env = {**build_env, "PYTHONPATH": str(tmp_path / "site")}
     env.pop("EXTPROC_ENVOY_TEMPLATE", None)
 
     def extproc(*args: str) -> subprocess.CompletedProcess[str]:
@@ -49,6 +61,10 @@ def test_the_wheel_works_away_from_the_checkout(tmp_path: Path) -> None:
     where = subprocess.run([sys.executable, "-c", "import extproc; print(extproc.__file__)"],
                            cwd=elsewhere, env=env, capture_output=True, text=True, check=True)
     assert where.stdout.startswith(str(tmp_path / "site"))   # not the checkout's package
+    hot = subprocess.run([sys.executable, "-c", "import extproc.native as n, "
+                          "extproc.guards.reframe; print(n.status())"],
+                         cwd=elsewhere, env=env, capture_output=True, text=True, check=True)
+    assert "'compiled': True" in hot.stdout and ".so'" in hot.stdout, hot.stdout + hot.stderr
     config = str(ROOT / "config/gateway.yaml")
     r = extproc("render-envoy", "--place", "compose", "--config", config)
     assert r.returncode == 0, r.stderr
