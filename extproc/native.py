@@ -62,8 +62,8 @@ def digest(path: Path) -> str:
 def compiled_files(module: str, package_dir: Path = _PACKAGE) -> list[Path]:
     """The extension files built for `module` that sit beside its source."""
     src = source_path(module, package_dir)
-    return [src.with_name(src.stem + suffix) for suffix in importlib.machinery.EXTENSION_SUFFIXES
-            if src.with_name(src.stem + suffix).exists()]
+    built = (src.with_name(src.stem + suffix) for suffix in importlib.machinery.EXTENSION_SUFFIXES)
+    return [path for path in built if path.exists()]
 
 
 def stale(recorded: dict[str, str], package_dir: Path = _PACKAGE,

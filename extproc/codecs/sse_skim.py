@@ -24,6 +24,9 @@ from collections.abc import Callable
 from .sse import Event, SSEDecoder, SSEError
 
 _BLANK_LINES = (b"\n\n", b"\r\n\r\n", b"\r\r")
+#: the largest chunk a frame is learnt from (a paced stream's chunk is one event, a few
+#: hundred bytes; finding the common prefix of two large chunks copies them repeatedly)
+_FRAME_MAX = 4096
 _LF_ONLY = (b"\n\n",)
 
 
@@ -146,6 +149,8 @@ class SSESkimmer:
         for needle in self.needles:
             if find(needle) >= 0:
                 return False
+        if n > _FRAME_MAX:   # not a paced chunk: a frame would cost more than it saves
+            return True
         last = self._last
         if last:   # a frame shared with the needle-free chunk before this one
             p = _common_prefix(chunk, last)

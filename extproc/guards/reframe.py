@@ -182,13 +182,8 @@ class SSEMaskingReframer(EventMasker):
             return None
         if literal == b'""':
             return chunk
-        text = literal.decode("utf-8", "replace")
-        text = json.loads(text) if "\\" in text else text[1:-1]
-        self._current = (chunk, None)
-        masked = self._text(piece, text)
-        if masked == text:
-            return chunk
-        return self._splice(pre, masked, post, None)
+        return self._literal(chunk, chunk, None, pre, literal.decode("utf-8", "replace"),
+                             post, piece)
 
     def _chain(self, key: Piece) -> Chain:
         chain = self.chains.get(key)
@@ -274,24 +269,27 @@ class SSEMaskingReframer(EventMasker):
                 self._bframe = None
         if text == '""':
             return raw
-        text = json.loads(text) if "\\" in text else text[1:-1]
+        return self._literal(raw, data, event, pre, text, post, piece)
+
+    def _literal(self, raw: bytes, data: str | bytes, event: str | None, pre: str,
+                 literal: str, post: str, piece: Piece) -> bytes:
+        """The event `raw` (data: `pre`, a JSON text literal, `post`) with the literal's text
+        run through the piece's chain: `raw` itself when it comes out unchanged, else the
+        masked text spliced in (`data` is what `last` keeps of the event)."""
+        text = json.loads(literal) if "\\" in literal else literal[1:-1]
         self._current = (data, event)
         masked = self._text(piece, text)
         if masked == text:
             return raw
-        return self._splice(pre, masked, post, event)
-
-    def _splice(self, pre: str, masked: str, post: str, event: str | None) -> bytes:
-        """The event of the data around a text, with the masked text in its place."""
-        data = pre + encode_basestring(masked) + post   # one line: no line end outside strings
+        out = pre + encode_basestring(masked) + post   # one line: no line end outside strings
         try:
-            line = data.encode()
+            line = out.encode()
         except UnicodeEncodeError:   # a lone surrogate (from a \ud800 escape): keep it escaped
-            data = pre + json.dumps(masked) + post
-            line = data.encode()
+            out = pre + json.dumps(masked) + post
+            line = out.encode()
         if event is None:
             return b"data: " + line + self.terminator
-        return encode(data, event=event, terminator=self.terminator)
+        return encode(out, event=event, terminator=self.terminator)
 
     def _text(self, key: Piece, text: str) -> str:
         self.last[key] = self._current
