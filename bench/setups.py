@@ -36,7 +36,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -298,9 +298,12 @@ def _stop(procs: dict[str, subprocess.Popen[bytes]]) -> None:
 
 
 @contextlib.contextmanager
-def running(key: str, log_dir: Path, burn_us: float = 0) -> Iterator[Running]:
+def running(key: str, log_dir: Path, burn_us: float = 0,
+            processor: Sequence[str] | None = None) -> Iterator[Running]:
     """Start setup `key` (one of SETUPS), yield it ready to serve, and always stop it.
-    `burn_us` makes (b)'s noop spin that much CPU per message (`bench/calibrate.py`)."""
+    `burn_us` makes (b)'s noop spin that much CPU per message (`bench/calibrate.py`);
+    `processor` replaces `python -m extproc` as the command of our server's setups (the
+    options after `serve` stay: `bench/split.py` runs a variant of the server this way)."""
     port, admin, mock_port, ext_port, ext_admin = free_ports(5)
     run = Running(key, SETUPS[key], port, None if key == "l" else admin,
                   ext_admin if key in PROCESSORS else None)
@@ -334,7 +337,7 @@ def running(key: str, log_dir: Path, burn_us: float = 0) -> Iterator[Running]:
                 redis_url = f"redis://127.0.0.1:{redis_port}/0"
             config = str(processor_config(key, log_dir, redis_url))
             proc = start.spawn("processor", [
-                py, "-m", "extproc", "serve", "--config", config,
+                *(processor or (py, "-m", "extproc")), "serve", "--config", config,
                 "--listen", f"127.0.0.1:{ext_port}", "--admin-port", str(ext_admin),
                 "--workers", str(WORKERS.get(key, 1))])
             _wait_port(ext_port, proc, "extproc server", 30)
