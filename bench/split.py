@@ -28,7 +28,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from cpu import tree_delta, tree_seconds, us_per_request
+from cpu import CpuSample, us_per_request
 from load import WORKLOADS, Workload, ensure_wrk, run_wrk, wrk_script
 from setups import running
 
@@ -74,11 +74,12 @@ def measure(key: str, wl: Workload, seconds: float, log_dir: Path, canned: bool 
     with running(key, log_dir, processor=prefix) as run:
         script = wrk_script(wl.with_headers(run.headers), log_dir, tag=key)
         run_wrk(run.base_url, script, 32, 2.0, run.path)   # warm-up
-        pid = run.procs["processor"].pid
-        cpu0, m0 = tree_seconds(pid), _metrics(run.processor_admin)
+        cpu0, m0 = CpuSample.take(run.pids()), _metrics(run.processor_admin)
         result = run_wrk(run.base_url, script, 32, seconds, run.path)
-        cpu1, m1 = tree_seconds(pid), _metrics(run.processor_admin)
-    return {"cpu_us": us_per_request(tree_delta(cpu0, cpu1), result.requests),
+        cpu1, m1 = CpuSample.take(run.pids()), _metrics(run.processor_admin)
+    # the processor's CPU as the bench's own column counts it (its whole process tree)
+    secs = cpu1.seconds_since(cpu0).get("processor")
+    return {"cpu_us": us_per_request(secs, result.requests) or 0.0,
             "rps": result.rps, "handlers": handler_split(m0, m1, result.requests)}
 
 
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             handlers = sum(v["us"] for v in h["handlers"].values())
             by_kind = ", ".join(f"{k} {v['us']:.0f} ({v['messages']:.1f} msgs)"
                                 for k, v in h["handlers"].items())
-            outside = (h["cpu_us"] or 0) - (c["cpu_us"] or 0) - handlers
+            outside = h["cpu_us"] - c["cpu_us"] - handlers
             print(f"| {wl.name} | {b['cpu_us']:.0f} | {c['cpu_us']:.0f} | {h['cpu_us']:.0f} | "
                   f"{handlers:.0f} | {outside:.0f} | {by_kind} |", flush=True)
     return 0
