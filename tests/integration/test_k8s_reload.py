@@ -148,9 +148,12 @@ def test_without_watch_config_the_key_still_rotates(tmp_path: Path, mock: Mock) 
 def test_every_worker_reloads(tmp_path: Path, mock: Mock) -> None:
     d = Deployment(tmp_path, mock, ["--watch-config", "--workers", "2"])
     try:
+        # two workers starting at once on a busy 2-core machine (imports, config) can
+        # take longer than one: the wait for them is a start-up wait, as long as the harness
+        # gives any server to start (30 s); what the test checks comes after
         eventually(lambda: all(("extproc_worker_up", (("worker", w),)) in d.metrics()
                                and d.metrics()[("extproc_worker_up", (("worker", w),))] == 1
-                               for w in ("0", "1")))
+                               for w in ("0", "1")), seconds=30)
         assert d.masked_as() == "mail <EMAIL>"
         d.configmap.update({"gateway.yaml": config("<MAIL!>", d.key_file)}, mtime=OLD)
         for worker in ("0", "1"):
