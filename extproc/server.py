@@ -72,17 +72,19 @@ async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
     health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
     for address in opts.addresses:
         server.add_insecure_port(address)
+    # before the port opens: a SIGTERM from then on drains (once started) instead of killing
+    # a process that may already hold a stream
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
     await server.start()
 
     runner = None
     if opts.admin_port is not None:
         runner = await _start_admin(processor, opts.admin_host, opts.admin_port)
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     watch = filewatch.Watch(opts.config_path, read) if opts.watch_config else None
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: _reload(processor, opts.config_path, watch))
     watcher = loop.create_task(_watch(processor, opts.config_path, watch)) \
         if watch is not None else None

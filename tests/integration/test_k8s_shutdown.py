@@ -200,6 +200,13 @@ def test_a_stream_longer_than_the_grace_period_is_cut_at_it(gw: Gateway) -> None
 def test_with_workers_every_worker_drains(gw: Gateway) -> None:
     grace = 8.0
     server = start(gw, grace, ["--workers", "2"])
+    # the port opens with the first worker; a SIGTERM while the second is still importing
+    # ends it before it can log its drain. A worker that answers /stats has its SIGTERM
+    # handler (installed before its port opens)
+    deadline = time.monotonic() + 30
+    while not all(w["stats"] for w in server.stats()["workers"]):
+        assert time.monotonic() < deadline, "the second worker did not start"
+        time.sleep(0.1)
     stream, watch, sent = sigterm_mid_stream(gw, server, 12, 250)
     assert_not_serving_at_once(watch, sent, server.port)
     stream.join(30)
