@@ -44,8 +44,10 @@ class SlowContext:
     """grpc.aio's context as far as Process uses it: reads from a list, writes slowly."""
 
     def __init__(self, messages: Sequence[pb.ProcessingRequest], write_delay: float = 0.002,
-                 fail_on_write: int | None = None) -> None:
+                 fail_on_write: int | None = None, fail_at_start: bool = False) -> None:
         self.messages = list(messages)
+        self.fail_at_start = fail_at_start  # fail before the write's first wait (as gRPC
+        # does for a call that has already ended)
         self.delay = write_delay
         self.fail_on_write = fail_on_write
         self.reads = 0
@@ -70,6 +72,8 @@ class SlowContext:
 
     async def write(self, reply: Any) -> None:
         self.started += 1
+        if self.fail_at_start and self.fail_on_write == self.started:
+            raise RuntimeError("the call has ended")
         if self.in_flight:
             self.overlapped = True
         self.in_flight += 1
@@ -146,6 +150,26 @@ def test_a_failed_write_fails_the_stream_once_and_leaves_no_task_behind() -> Non
         assert proc.stream_errors == 1 and proc.streams_active == 0
         assert len(ctx.written) == 1  # the failed reply is not counted as sent
         assert ctx.started == 2, "a write was started after one had failed"
+        await asyncio.sleep(0.01)
+        assert other_tasks() == []
+        assert unhandled == []
+
+    asyncio.run(main())
+
+
+def test_a_write_that_fails_as_it_starts_fails_the_stream_once() -> None:
+    """A write is started by hand up to its first wait: one failing before it raises there,
+    after the write before it has gone out."""
+    async def main() -> None:
+        unhandled = unhandled_errors()
+        ctx = SlowContext(stream_messages(), write_delay=0.001, fail_on_write=3,
+                          fail_at_start=True)
+        proc = processor()
+        with pytest.raises(RuntimeError, match="the call has ended"):
+            await proc.Process(iter(()), ctx)  # type: ignore[arg-type]
+        assert proc.stream_errors == 1 and proc.streams_active == 0
+        assert len(ctx.written) == 2 and ctx.in_flight == 0
+        assert ctx.started == 3, "a write was started after one had failed"
         await asyncio.sleep(0.01)
         assert other_tasks() == []
         assert unhandled == []
