@@ -41,6 +41,8 @@ log = logging.getLogger("extproc.exchange")
 
 Handler = Callable[["Exchange", Any], Coroutine[Any, Any, Sequence[Reply]]]
 _JSON = "application/json"
+#: the reply to a response chunk passed on unchanged (shared: a tuple of bytes)
+_CONTINUE_BODY: tuple[Reply, ...] = (P.CONTINUE_RESPONSE_BODY,)
 
 
 class Exchange(RequestBody):
@@ -137,10 +139,22 @@ class Exchange(RequestBody):
                 return self._after_cut()
             chunk, eos = b.body, self._response_ends(b)
             self._saw_upstream(chunk)
-            out = run_transforms(self._transforms, chunk, eos) if self._transforms else chunk
-            if self._ends_early and not eos and any(t.ended for t in self._transforms):
-                out += run_transforms(self._transforms, b"", True)   # finish them all
-                eos = self._cut = True
+            transforms = self._transforms
+            if not transforms:
+                out = chunk
+            elif eos:
+                out = run_transforms(transforms, chunk, True)
+            else:   # `run_transforms` before the end, inline: every chunk of a stream
+                out = chunk
+                for t in transforms:
+                    out = t.feed(out) if out else b""
+                if self._ends_early and any(t.ended for t in transforms):
+                    out += run_transforms(transforms, b"", True)   # finish them all
+                    eos = self._cut = True
+            if out is chunk and not eos and self.response_mode == P.STREAMED \
+                    and not self.metadata and (self.first_delivered_at is not None
+                                               or self._delivered_watch is None):
+                return _CONTINUE_BODY   # the common chunk: passed on as it came
             return self._response_replies(chunk, out, eos)
         except Exception as exc:
             return self._refusal("response_body", exc)
@@ -308,8 +322,10 @@ class Exchange(RequestBody):
     def _saw_upstream(self, chunk: bytes) -> None:
         """Count a response chunk as the provider sent it, and watch for its first token."""
         self.response_body_bytes += len(chunk)
+        if self.first_token_at is not None:
+            return
         watch = self._watch
-        if watch is not None and self.first_token_at is None and watch.search(chunk):
+        if watch is not None and watch.search(chunk):
             self.first_token_at = time.monotonic()
             if not self._transforms:
                 self.first_delivered_at = self.first_token_at
