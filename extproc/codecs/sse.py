@@ -174,6 +174,27 @@ class SSEDecoder:
                            "without a blank line)")
         return events
 
+    def whole_lf(self, chunk: bytes) -> list[bytes] | None:
+        """The events of `chunk` as their bytes, when nothing is held and the chunk is only
+        whole events of the form `_feed_lf` cuts (no CR, none starting with a line end, the
+        last ended by LF LF): what `feed` would return, without making `Event`s. None, with
+        nothing consumed, for any other chunk (`feed` it then)."""
+        if not self.fast or self._buf or not chunk.endswith(b"\n\n") or b"\r" in chunk \
+                or (self._first and chunk[0] == _BOM[0]):
+            return None
+        out: list[bytes] = []
+        find, n, pos, limit = chunk.find, len(chunk), 0, self._max
+        while pos < n:
+            if chunk[pos] == _LF:
+                return None
+            q = find(b"\n\n", pos)
+            if q + 2 - pos > limit:
+                return None
+            out.append(chunk[pos:q + 2])
+            pos = q + 2
+        self._first = False
+        return out
+
     def _feed_lf(self, chunk: bytes) -> list[Event]:
         """`feed` of a chunk without CR that starts a new event, the common chunk of an LLM
         stream: each event ends at the first LF LF, found with one `find`. An event that

@@ -314,6 +314,42 @@ def test_one_byte_chunks_decode_like_the_whole(case: tuple[bytes, list[Event]]) 
     assert decode(stream, bytewise(stream)) == expected
 
 
+@settings(max_examples=400, deadline=None)
+@given(chunked(), st.booleans())
+def test_whole_lf_cuts_a_chunk_as_feed_does_or_leaves_it(
+        case: tuple[bytes, list[Event], list[bytes]], small: bool) -> None:
+    """`whole_lf`, the maskers' cut of a chunk of whole events, returns exactly the bytes of
+    the events `feed` returns for it, or None and leaves the decoder as it was."""
+    _, _, chunks = case
+    limit = 40 if small else 1 << 20
+    fast, plain = SSEDecoder(limit), SSEDecoder(limit)
+    for chunk in chunks:
+        raws = fast.whole_lf(chunk)
+        try:
+            expected = plain.feed(chunk)
+        except SSEError:
+            assert raws is None
+            return
+        if raws is None:
+            assert fast.feed(chunk) == expected
+        else:
+            assert raws == [e.raw for e in expected]
+            assert all(e.terminated for e in expected) and plain.pending == 0
+    assert fast.finish() == plain.finish()
+
+
+def test_whole_lf_takes_only_whole_lf_events() -> None:
+    d = SSEDecoder()
+    assert d.whole_lf(b"data: a\n\ndata: b\n\n") == [b"data: a\n\n", b"data: b\n\n"]
+    assert d.whole_lf(b"data: a\n\ndata: b") is None          # a partial event
+    assert d.whole_lf(b"data: a\r\n\r\n") is None            # CR
+    assert d.whole_lf(b"data: a\n\n\ndata: b\n\n") is None  # an empty event
+    assert SSEDecoder().whole_lf(BOM + b"data: a\n\n") is None  # the stream's BOM
+    held = SSEDecoder()
+    held.feed(b"data: a")
+    assert held.whole_lf(b"\n\n") is None                      # completes a held event
+
+
 def reference_raws(stream: bytes) -> list[bytes]:
     """Each event's bytes, by tokenizing the whole stream's line ends left to right (the slow,
     obvious way): a line end that starts where the previous line started is a blank line."""
