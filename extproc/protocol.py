@@ -123,21 +123,31 @@ CONTINUE_RESPONSE_TRAILERS = _bytes(
 
 
 def body_reply(response: bool, body: bytes | None) -> pb.ProcessingResponse:
-    """One BodyResponse (BUFFERED/STREAMED): `body` replaces the chunk; None keeps it."""
-    common = pb.CommonResponse(body_mutation=pb.BodyMutation(body=body)) \
-        if body is not None else pb.CommonResponse()
-    br = pb.BodyResponse(response=common)
-    return pb.ProcessingResponse(response_body=br) if response \
-        else pb.ProcessingResponse(request_body=br)
+    """One BodyResponse (BUFFERED/STREAMED): `body` replaces the chunk; None keeps it.
+
+    Built in place: a message passed to a constructor is copied, so nesting constructors
+    would copy the body once per level."""
+    msg = pb.ProcessingResponse()
+    common = (msg.response_body if response else msg.request_body).response
+    if body is None:
+        common.SetInParent()
+    else:
+        common.body_mutation.body = body
+    return msg
 
 
 def streamed_message(response: bool, body: bytes, end_of_stream: bool
                      ) -> pb.ProcessingResponse:
-    """One FULL_DUPLEX_STREAMED BodyResponse carrying `streamed_response`."""
-    br = pb.BodyResponse(response=pb.CommonResponse(body_mutation=pb.BodyMutation(
-        streamed_response=pb.StreamedBodyResponse(body=body, end_of_stream=end_of_stream))))
-    return pb.ProcessingResponse(response_body=br) if response \
-        else pb.ProcessingResponse(request_body=br)
+    """One FULL_DUPLEX_STREAMED BodyResponse carrying `streamed_response` (built in place,
+    as `body_reply`)."""
+    msg = pb.ProcessingResponse()
+    out = (msg.response_body if response else msg.request_body
+           ).response.body_mutation.streamed_response
+    out.body = body
+    out.end_of_stream = end_of_stream
+    if not body and not end_of_stream:
+        out.SetInParent()
+    return msg
 
 
 def streamed_reply(response: bool, body: bytes, end_of_stream: bool) -> bytes:
