@@ -83,6 +83,59 @@ def us_per_request(seconds: float | None, requests: int) -> float | None:
     return round(1e6 * seconds / requests, 1)
 
 
+#: the roles `thread_split` sorts a processor's threads into
+THREAD_ROLES = ("loop", "cq poller", "grpc engine", "other")
+
+
+def thread_role(tid: int, pid: int, comm: str, main_comm: str) -> str:
+    """The part a thread plays in a Python gRPC server: the main thread runs the event loop;
+    gRPC's C++ threads are named `event_engine`; the asyncio server's completion-queue poller
+    is a Python thread (named as the process is); anything else (timers) is other."""
+    if tid == pid:
+        return "loop"
+    if comm.startswith("event_engine"):
+        return "grpc engine"
+    return "cq poller" if comm == main_comm else "other"
+
+
+def thread_split(pid: int) -> dict[str, tuple[float, int]]:
+    """CPU seconds and voluntary context switches (times a thread went to sleep) of one
+    process's threads, by `thread_role`. A loop thread that hardly ever sleeps is saturated:
+    work it saves then goes to more turns of the loop, not into idle time."""
+    out = {role: (0.0, 0) for role in THREAD_ROLES}
+    task = f"/proc/{pid}/task"
+    try:
+        tids = [int(t) for t in os.listdir(task)]
+        with open(f"/proc/{pid}/comm") as f:
+            main_comm = f.read().strip()
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"{task}/{tid}/stat") as f:
+                stat = f.read()
+            with open(f"{task}/{tid}/status") as f:
+                status = f.read()
+        except OSError:
+            continue   # the thread ended meanwhile
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        secs = (int(fields[11]) + int(fields[12])) / _TICK
+        sleeps = int(status.split("voluntary_ctxt_switches:", 1)[1].split()[0]) \
+            if "\nvoluntary_ctxt_switches:" in status else 0
+        role = thread_role(tid, pid, comm, main_comm)
+        had = out[role]
+        out[role] = (had[0] + secs, had[1] + sleeps)
+    return out
+
+
+def thread_delta(before: dict[str, tuple[float, int]], after: dict[str, tuple[float, int]]
+                 ) -> dict[str, tuple[float, int]]:
+    """What each role spent between two `thread_split` readings."""
+    return {role: (after[role][0] - before.get(role, (0.0, 0))[0],
+                   after[role][1] - before.get(role, (0.0, 0))[1]) for role in after}
+
+
 def _machine() -> tuple[float, float]:
     """(busy, total) jiffies over all CPUs."""
     with open("/proc/stat") as f:

@@ -12,7 +12,11 @@ request by message kind (the server's own `extproc_message_duration_seconds`). S
 * (h) minus canned is what the policies cost under load;
 * (h)'s handler time is the part of that spent answering messages; the rest is outside the
   handlers: the stream's end (access log, metrics, settlement) and gRPC's own threads,
-  which work harder when the event loop is busy.
+  which work harder when the event loop is busy;
+* a second table splits each setup's processor CPU by thread (`cpu.thread_split`): the
+  event loop thread, gRPC's completion-queue poller and gRPC's C++ engine threads, with
+  how often per request the loop thread went to sleep. A loop that hardly ever sleeps is
+  saturated: there, CPU a change saves in process mostly goes to more loop turns.
 
     python bench/split.py [--seconds 10] [--workloads non-streamed,streamed-paced]
     python bench/split.py --serve-canned serve ...   # the canned server (split.py runs it)
@@ -28,7 +32,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from cpu import CpuSample, us_per_request
+from cpu import THREAD_ROLES, CpuSample, thread_delta, thread_split, us_per_request
 from load import WORKLOADS, Workload, ensure_wrk, run_wrk, wrk_script
 from setups import running
 
@@ -74,13 +78,27 @@ def measure(key: str, wl: Workload, seconds: float, log_dir: Path, canned: bool 
     with running(key, log_dir, processor=prefix) as run:
         script = wrk_script(wl.with_headers(run.headers), log_dir, tag=key)
         run_wrk(run.base_url, script, 32, 2.0, run.path)   # warm-up
+        pid = run.pids()["processor"]
         cpu0, m0 = CpuSample.take(run.pids()), _metrics(run.processor_admin)
+        t0 = thread_split(pid)
         result = run_wrk(run.base_url, script, 32, seconds, run.path)
+        t1 = thread_split(pid)
         cpu1, m1 = CpuSample.take(run.pids()), _metrics(run.processor_admin)
     # the processor's CPU as the bench's own column counts it (its whole process tree)
     secs = cpu1.seconds_since(cpu0).get("processor")
+    n = max(result.requests, 1)
+    threads = {role: (1e6 * secs_ / n, sleeps / n)
+               for role, (secs_, sleeps) in thread_delta(t0, t1).items()}
     return {"cpu_us": us_per_request(secs, result.requests) or 0.0,
-            "rps": result.rps, "handlers": handler_split(m0, m1, result.requests)}
+            "rps": result.rps, "handlers": handler_split(m0, m1, result.requests),
+            "threads": threads}
+
+
+def thread_row(workload: str, setup: str, threads: dict[str, tuple[float, float]]) -> str:
+    """One line of the threads table: us per request by thread role, and how often per
+    request the loop thread went to sleep."""
+    cells = " | ".join(f"{threads.get(role, (0.0, 0.0))[0]:.0f}" for role in THREAD_ROLES)
+    return f"| {workload} | {setup} | {cells} | {threads.get('loop', (0.0, 0.0))[1]:.1f} |"
 
 
 def serve_canned(argv: list[str]) -> int:
@@ -109,17 +127,27 @@ def main(argv: list[str] | None = None) -> int:
     print("| workload | (b) noop | canned (our server, no policies) | (h) all policies | "
           "(h) handlers | (h) outside handlers | handlers by message (us per request) |")
     print("|---|---|---|---|---|---|---|")
+    rows: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         for wl in chosen:
             b = measure("b", wl, args.seconds, Path(tmp))
             c = measure("h", wl, args.seconds, Path(tmp), canned=True)
             h = measure("h", wl, args.seconds, Path(tmp))
+            rows += [thread_row(wl.name, name, m["threads"])
+                     for name, m in (("(b)", b), ("canned", c), ("(h)", h))]
             handlers = sum(v["us"] for v in h["handlers"].values())
             by_kind = ", ".join(f"{k} {v['us']:.0f} ({v['messages']:.1f} msgs)"
                                 for k, v in h["handlers"].items())
             outside = h["cpu_us"] - c["cpu_us"] - handlers
             print(f"| {wl.name} | {b['cpu_us']:.0f} | {c['cpu_us']:.0f} | {h['cpu_us']:.0f} | "
                   f"{handlers:.0f} | {outside:.0f} | {by_kind} |", flush=True)
+    print()
+    print("Processor CPU by thread (us per request) and how often per request its event "
+          "loop thread went to sleep (near 0: the loop is saturated):")
+    print()
+    print("| workload | setup | " + " | ".join(THREAD_ROLES) + " | loop sleeps |")
+    print("|---|---|" + "---|" * (len(THREAD_ROLES) + 1))
+    print("\n".join(rows))
     return 0
 
 

@@ -72,3 +72,44 @@ def test_a_sample_counts_the_cpu_of_a_process_s_children() -> None:
             subprocess.run(["kill", str(pid)], check=False)
         root.kill()
         root.wait()
+
+
+def test_thread_role_names_a_grpc_servers_threads() -> None:
+    assert cpu.thread_role(100, 100, "python", "python") == "loop"
+    assert cpu.thread_role(101, 100, "event_engine", "python") == "grpc engine"
+    assert cpu.thread_role(102, 100, "python", "python") == "cq poller"
+    assert cpu.thread_role(103, 100, "grpc_global_tim", "python") == "other"
+
+
+def test_thread_split_counts_a_busy_thread_apart_from_the_main_one() -> None:
+    import os
+    import threading
+
+    before = cpu.thread_split(os.getpid())
+    assert set(before) == set(cpu.THREAD_ROLES)
+
+    done = threading.Event()
+
+    def spin() -> None:
+        end = time.process_time() + 0.3   # the process's CPU: at least 0.3 s of this thread
+        while time.process_time() < end:
+            pass
+        done.wait(5)   # alive until read: a thread's time goes with it when it ends
+
+    t = threading.Thread(target=spin)
+    t.start()
+    time.sleep(0.05)   # the main thread sleeps while the other one spins
+    while t.is_alive() and not _spun(before):
+        time.sleep(0.05)
+    spent = cpu.thread_delta(before, cpu.thread_split(os.getpid()))
+    done.set()
+    t.join()
+    # the spinner is named as the process is, like gRPC's poller
+    assert spent["cq poller"][0] >= 0.2
+    assert spent["loop"][0] < spent["cq poller"][0]
+    assert spent["loop"][1] >= 1   # the main thread slept
+
+
+def _spun(before: dict[str, tuple[float, int]]) -> bool:
+    import os
+    return cpu.thread_delta(before, cpu.thread_split(os.getpid()))["cq poller"][0] >= 0.25

@@ -46,3 +46,11 @@ def test_other_series_are_ignored() -> None:
             'extproc_message_duration_seconds_count{message="request_body"} 4\n'
             'extproc_requests_total{route="openai"} 9\n')
     assert split.message_seconds(text) == {"request_body": (0.25, 4.0)}
+
+
+def test_thread_row_prints_each_role_and_the_loops_sleeps() -> None:
+    threads = {"loop": (2862.4, 0.5), "cq poller": (553.0, 41.9), "grpc engine": (303.0, 15.5),
+               "other": (0.0, 0.0)}
+    assert split.thread_row("streamed-paced", "(h)", threads) == \
+        "| streamed-paced | (h) | 2862 | 553 | 303 | 0 | 0.5 |"
+    assert split.thread_row("x", "(b)", {}) == "| x | (b) | 0 | 0 | 0 | 0 | 0.0 |"
