@@ -139,22 +139,10 @@ class Exchange(RequestBody):
                 return self._after_cut()
             chunk, eos = b.body, self._response_ends(b)
             self._saw_upstream(chunk)
-            transforms = self._transforms
-            if not transforms:
-                out = chunk
-            elif eos:
-                out = run_transforms(transforms, chunk, True)
-            else:   # `run_transforms` before the end, inline: every chunk of a stream
-                out = chunk
-                for t in transforms:
-                    out = t.feed(out) if out else b""
-                if self._ends_early and any(t.ended for t in transforms):
-                    out += run_transforms(transforms, b"", True)   # finish them all
-                    eos = self._cut = True
-            if out is chunk and not eos and self.response_mode == P.STREAMED \
-                    and not self.metadata and (self.first_delivered_at is not None
-                                               or self._delivered_watch is None):
-                return _CONTINUE_BODY   # the common chunk: passed on as it came
+            out = run_transforms(self._transforms, chunk, eos) if self._transforms else chunk
+            if self._ends_early and not eos and any(t.ended for t in self._transforms):
+                out += run_transforms(self._transforms, b"", True)   # finish them all
+                eos = self._cut = True
             return self._response_replies(chunk, out, eos)
         except Exception as exc:
             return self._refusal("response_body", exc)
@@ -338,7 +326,7 @@ class Exchange(RequestBody):
                 self.ended_at = time.monotonic()
             if duplex:
                 return (P.streamed_reply(True, chunk, eos),)
-            return (P.CONTINUE_RESPONSE_BODY,)
+            return _CONTINUE_BODY
         watch = self._delivered_watch
         if watch is not None and self.first_delivered_at is None and out and watch.search(out):
             self.first_delivered_at = time.monotonic()
@@ -350,7 +338,7 @@ class Exchange(RequestBody):
             return (P.streamed_reply(True, out, eos),) if out or eos else ()
         unchanged = out is chunk or out == chunk
         if unchanged and not self.metadata:
-            return (P.CONTINUE_RESPONSE_BODY,)
+            return _CONTINUE_BODY
         msg = P.body_reply(True, None if unchanged else out)
         if not unchanged and self.response_mode == P.BUFFERED:
             msg.response_body.response.header_mutation.CopyFrom(

@@ -146,26 +146,20 @@ class SSEMaskingReframer(EventMasker):
 
     def feed(self, chunk: bytes) -> bytes:
         """`EventMasker.feed`, faster for OpenAI's stream of one-line `data:` events (LF only)
-        once nothing is held: a chunk that is one such event (a paced stream's every chunk)
-        of the kind `_openai_text` reads, once it has seen one, is read without decoding SSE
-        (and without decoding the chunk at all when it has the bytes of the last one around
-        its text: `_chunk_text`); a chunk of whole events (a stream sent at once) is cut into
-        them by `SSEDecoder.whole_lf` and each is read so (`_whole_events`)."""
+        once nothing is held: a chunk of whole events is cut into them by
+        `SSEDecoder.whole_lf` and each is read without making an `Event` (`_whole_events`);
+        and a chunk that is the last text event's bytes around another text (a paced
+        stream's every chunk, once it has seen one) is not even cut (`_chunk_text`)."""
         if self.skim and not self.stopped and not self.decoder.pending \
                 and len(chunk) <= self.max_event_bytes:
-            try:
-                if self._frame is not None:
+            if self._bframe is not None:
+                try:
                     out = self._chunk_text(chunk)
-                    if out is not None:
-                        return out
-                    if chunk.startswith(b"data: ") and chunk.endswith(b"\n\n") \
-                            and chunk.find(b"\n", 6) == len(chunk) - 2 and b"\r" not in chunk:
-                        out = self._openai_text(chunk, chunk[6:-2].decode("utf-8", "replace"),
-                                                None)
-                        return out if out is not None else super().feed(chunk)
-                raws = self.decoder.whole_lf(chunk)
-            except GuardTriggered as hit:
-                return self._rejected(hit.detector)
+                except GuardTriggered as hit:
+                    return self._rejected(hit.detector)
+                if out is not None:
+                    return out
+            raws = self.decoder.whole_lf(chunk)
             if raws is not None:
                 return self._whole_events(raws)
         return super().feed(chunk)

@@ -175,10 +175,6 @@ class SSEReframer(BodyTransform):
         self.skimmer = SSESkimmer((*_needles(adapter), b'"choices":[]'), drop,
                                   max_event_bytes, hold_partial=True,
                                   may_drop=self._may_be_usage_only)
-        # the skimmer's own method, not one that calls it: every chunk of a stream comes
-        # here. An unreadable stream raises `SSEError`, which fails the response (a 500 in
-        # the client's format, or the stream's error event) like any transform's error.
-        self.feed = self.skimmer.feed  # type: ignore[method-assign]
 
     @staticmethod
     def _may_be_usage_only(partial: bytes) -> bool:
@@ -187,7 +183,10 @@ class SSEReframer(BodyTransform):
         return b'"choices":[{' not in partial and b'"choices": [{' not in partial
 
     def feed(self, chunk: bytes) -> bytes:
-        return self.skimmer.feed(chunk)   # (replaced by the skimmer's own in __init__)
+        try:
+            return self.skimmer.feed(chunk)
+        except SSEError as exc:
+            raise RuntimeError(f"upstream stream unreadable: {exc}") from exc
 
     def finish(self) -> bytes:
         tail = self.skimmer.finish()
