@@ -17,7 +17,7 @@ core. Load stretches our work (cache, preemption) but not the calibration's time
 workload needs its figure here well under the budget. Try a change here in seconds; confirm
 it with the bench.
 
-    python bench/replay.py [--requests 2000] [--rounds 5] [--config c|full]
+    python bench/replay.py [--requests 2000] [--rounds 5] [--config c|full] [--json]
 """
 
 from __future__ import annotations
@@ -194,6 +194,7 @@ def main() -> None:
     parser.add_argument("--config", choices=sorted(SETUPS), default="c",
                         help="c: setup (c)'s config; full: the reference config, every "
                         "policy on, limits out of reach")
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = parser.parse_args()
     import uvloop
 
@@ -202,6 +203,9 @@ def main() -> None:
     with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
         rows = uvloop.run(_main(args.requests, args.rounds, args.config))
         accesslog.flush()  # the lines still batched, into the same bin
+    if args.json:
+        print(json.dumps(rows))
+        return
     print("| workload | messages | us per request | the servicer loop alone | our work per "
           "message |")
     print("|---|---|---|---|---|")
