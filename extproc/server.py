@@ -25,6 +25,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
@@ -49,6 +50,9 @@ class ServeOptions:
     admin_host: str = "127.0.0.1"
     workers: int = 1
     watch_config: bool = False
+    #: told the admin port once it is bound (a `--workers` worker binds port 0 and tells
+    #: its supervisor which port it got)
+    admin_bound: Callable[[int], None] | None = None
 
 
 def grpc_options(config: cfgmod.Config) -> list[tuple[str, int]]:
@@ -83,6 +87,8 @@ async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
     runner = None
     if opts.admin_port is not None:
         runner = await _start_admin(processor, opts.admin_host, opts.admin_port)
+        if opts.admin_bound is not None:
+            opts.admin_bound(runner.addresses[0][1])
 
     watch = filewatch.Watch(opts.config_path, read) if opts.watch_config else None
     loop.add_signal_handler(signal.SIGHUP, lambda: _reload(processor, opts.config_path, watch))

@@ -12,7 +12,10 @@ admin port it serves that port itself, for all of them:
 - `/spend`: the spend budgets: from Redis once, or each worker's memory store's, every row
   marked with its `worker`.
 
-Worker i serves its own admin endpoints on 127.0.0.1, at the admin port + 1 + i.
+Worker i serves its own admin endpoints on 127.0.0.1, on a port the kernel picks (so no
+port next to the admin port has to be free), and tells the supervisor which, through
+shared memory; `/stats` shows it. Until a worker has bound it (and while it restarts) the
+supervisor counts it as not up.
 """
 
 from __future__ import annotations
@@ -94,9 +97,9 @@ def _fetch(port: int, path: str) -> bytes | None:
 class _Admin(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], worker_ports: list[int],
+    def __init__(self, address: tuple[str, int], worker_ports: Callable[[], list[int]],
                  alive: Callable[[], list[bool]]) -> None:
-        self.worker_ports = worker_ports
+        self.worker_ports = worker_ports   # 0: that worker has not bound its port (yet)
         self.alive = alive
         super().__init__(address, _AdminHandler)
 
@@ -116,7 +119,7 @@ class _AdminHandler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
-        ports = self.server.worker_ports
+        ports = self.server.worker_ports()
         if path == "/healthz":
             ok = all(self.server.alive())
             self._send(200 if ok else 503, b"ok\n" if ok else b"a worker is down\n",
@@ -124,7 +127,7 @@ class _AdminHandler(http.server.BaseHTTPRequestHandler):
         elif path == "/metrics":
             texts, up = [], []
             for i, port in enumerate(ports):
-                body = _fetch(port, "/metrics")
+                body = _fetch(port, "/metrics") if port else None
                 up.append(f'extproc_worker_up{{worker="{i}"}} {0 if body is None else 1}')
                 if body is not None:
                     texts.append((str(i), body.decode("utf-8", "replace")))
@@ -133,8 +136,8 @@ class _AdminHandler(http.server.BaseHTTPRequestHandler):
         elif path == "/stats":
             workers = []
             for i, (port, alive) in enumerate(zip(ports, self.server.alive(), strict=True)):
-                body = _fetch(port, "/stats") if alive else None
-                workers.append({"worker": i, "alive": alive, "admin_port": port,
+                body = _fetch(port, "/stats") if alive and port else None
+                workers.append({"worker": i, "alive": alive, "admin_port": port or None,
                                 "stats": json.loads(body) if body else None})
             self._send(200, json.dumps({"workers": workers}).encode(), "application/json")
         elif path == "/spend":
@@ -148,7 +151,7 @@ def _spend(ports: list[int], alive: list[bool]) -> tuple[int, bytes, str]:
     (memory) budgets marked with its index."""
     rows: list[dict[str, Any]] = []
     for i, (port, up) in enumerate(zip(ports, alive, strict=True)):
-        body = _fetch(port, "/spend") if up else None
+        body = _fetch(port, "/spend") if up and port else None
         if body is None:
             continue
         found = json.loads(body)
@@ -158,12 +161,18 @@ def _spend(ports: list[int], alive: list[bool]) -> tuple[int, bytes, str]:
     return 200, json.dumps({"store": "memory", "budgets": rows}).encode(), "application/json"
 
 
-def _worker(opts: ServeOptions, index: int) -> None:
+def _worker(opts: ServeOptions, index: int, ports: Any) -> None:
+    """One worker process: `serve` with its admin endpoints on 127.0.0.1 at a port the
+    kernel picks, written to `ports[index]` (shared with the supervisor) once bound."""
     from .logs import setup_logging
     from .server import run
     setup_logging(prefix=f"worker{index}")
     if opts.admin_port is not None:
-        opts.admin_host, opts.admin_port = "127.0.0.1", opts.admin_port + 1 + index
+        opts.admin_host, opts.admin_port = "127.0.0.1", 0
+
+        def bound(port: int) -> None:
+            ports[index] = port
+        opts.admin_bound = bound
     opts.workers = 1
     with contextlib.suppress(KeyboardInterrupt):
         raise SystemExit(run(opts))
@@ -178,9 +187,12 @@ def run_workers(opts: ServeOptions) -> int:
     loader.load(opts.config_path)  # fail fast, once, on a bad config
     ctx = multiprocessing.get_context("spawn")
     stopping = False
+    # each worker's admin port, written by the worker once bound (0 until then)
+    ports = ctx.Array("i", opts.workers, lock=False)
 
     def start(i: int) -> multiprocessing.process.BaseProcess:
-        p = ctx.Process(target=_worker, args=(opts, i), name=f"extproc-worker-{i}")
+        ports[i] = 0
+        p = ctx.Process(target=_worker, args=(opts, i, ports), name=f"extproc-worker-{i}")
         p.start()
         return p
 
@@ -188,8 +200,8 @@ def run_workers(opts: ServeOptions) -> int:
     alive = [True] * opts.workers   # as this loop last saw them (the admin thread reads it)
     admin = None
     if opts.admin_port is not None:
-        ports = [opts.admin_port + 1 + i for i in range(opts.workers)]
-        admin = _Admin((opts.admin_host, opts.admin_port), ports, lambda: list(alive))
+        admin = _Admin((opts.admin_host, opts.admin_port), lambda: list(ports),
+                       lambda: list(alive))
         threading.Thread(target=admin.serve_forever, name="extproc-admin", daemon=True).start()
 
     def forward(signum: int, _frame: object) -> None:

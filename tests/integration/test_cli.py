@@ -115,6 +115,13 @@ def _free_ports(n: int) -> int:
 
 def test_serve_workers_share_one_port(tmp_path: Path) -> None:
     port, admin = free_port(), _free_ports(3)
+    # the ports next to the admin port are taken by someone else: the workers' own admin
+    # endpoints must not need them (they once did, and a worker then crashed on every start)
+    taken = contextlib.ExitStack()
+    for neighbour in (admin + 1, admin + 2):
+        s = taken.enter_context(socket.socket())
+        s.bind(("127.0.0.1", neighbour))
+        s.listen()
     log = (tmp_path / "workers.log").open("wb")
     proc = subprocess.Popen([*EXTPROC, "serve", "--config", "config/gateway.yaml", "--listen",
                              f"127.0.0.1:{port}", "--workers", "2", "--admin-port", str(admin)],
@@ -144,12 +151,18 @@ def test_serve_workers_share_one_port(tmp_path: Path) -> None:
         loaded = families["extproc_config_loaded_timestamp_seconds"].samples
         assert sorted(s.labels["worker"] for s in loaded) == ["0", "1"]
         stats = httpx.get(f"{base}/stats", timeout=10).json()["workers"]
-        assert [(w["worker"], w["alive"], w["admin_port"]) for w in stats] == \
-            [(0, True, admin + 1), (1, True, admin + 2)]
-        assert all(w["stats"]["streams_active"] == 0 for w in stats)
+        assert [(w["worker"], w["alive"]) for w in stats] == [(0, True), (1, True)]
+        own = [w["admin_port"] for w in stats]
+        assert len(set(own)) == 2 and not set(own) & {admin, admin + 1, admin + 2}, own
+        for w, own_port in zip(stats, own, strict=True):   # each worker's own endpoints
+            assert w["stats"]["streams_active"] == 0
+            assert httpx.get(f"http://127.0.0.1:{own_port}/healthz", timeout=5).status_code \
+                == 200
+        assert "restarting" not in (tmp_path / "workers.log").read_text()
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
+        taken.close()
     assert (tmp_path / "workers.log").read_text().count("stopped") == 2
     assert not port_open(admin)
 

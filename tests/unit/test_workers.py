@@ -61,3 +61,16 @@ def test_spend_lists_each_workers_memory_budgets_or_redis_once(monkeypatch: Any)
     shared = {"store": "redis", "budgets": [row]}
     answers.update({1: shared, 3: shared})
     assert json.loads(workers._spend([1, 2, 3], [True, True, True])[1]) == shared
+
+
+def test_a_worker_that_has_not_bound_its_admin_port_is_not_asked(monkeypatch: Any) -> None:
+    asked: list[int] = []
+    row = {"route": "r", "limit": "l", "key": {}, "spent": "1.00"}
+
+    def fetch(port: int, path: str) -> bytes:
+        asked.append(port)
+        return json.dumps({"store": "memory", "budgets": [row]}).encode()
+    monkeypatch.setattr(workers, "_fetch", fetch)
+    # worker 0 is starting (or restarting): its port is still 0
+    found = json.loads(workers._spend([0, 7], [True, True])[1])
+    assert asked == [7] and [r["worker"] for r in found["budgets"]] == [1]
