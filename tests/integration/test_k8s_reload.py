@@ -150,7 +150,9 @@ def test_every_worker_reloads(tmp_path: Path, mock: Mock) -> None:
     try:
         # two workers starting at once on a busy 2-core machine (imports, config) can
         # take longer than one: the wait for them is a start-up wait, as long as the harness
-        # gives any server to start (30 s); what the test checks comes after
+        # gives any server to start (30 s); what the test checks comes after. (One of its
+        # failures was a worker whose admin port, then the admin port + 1 + i, was taken:
+        # workers now bind one the kernel picks.)
         eventually(lambda: all(("extproc_worker_up", (("worker", w),)) in d.metrics()
                                and d.metrics()[("extproc_worker_up", (("worker", w),))] == 1
                                for w in ("0", "1")), seconds=30)
