@@ -17,6 +17,7 @@ import pytest
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 
 from extproc import loader
+from extproc.policy import Policy
 from extproc.servicer import Processor
 from tests.unit.test_exchange import request_body, request_headers, response_body, response_headers
 
@@ -192,5 +193,87 @@ def test_cancelling_the_stream_mid_write_cancels_the_write() -> None:
         assert proc.streams_active == 0 and proc.stream_errors == 0
         assert other_tasks() == []
         assert unhandled == []
+
+    asyncio.run(main())
+
+
+FINISHED: list[str] = []
+
+
+class FinishNow(Policy):
+    """A finish hook that never waits (as settling in memory)."""
+
+    needs_finish = True
+
+    async def on_finish(self, ex: Any) -> None:
+        FINISHED.append(f"now:{self.options.get('tag')}")
+
+
+class FinishLater(Policy):
+    """A finish hook that waits (as settling over Redis)."""
+
+    needs_finish = True
+
+    async def on_finish(self, ex: Any) -> None:
+        await asyncio.sleep(0.01)
+        FINISHED.append("later")
+
+
+class FinishBoom(Policy):
+    needs_finish = True
+
+    async def on_finish(self, ex: Any) -> None:
+        raise RuntimeError("settling failed")
+
+
+def finishing(*plugins: str) -> Processor:
+    FINISHED.clear()
+    return Processor(loader.parse({"routes": [{
+        "name": "openai", "provider": "openai",
+        "plugins": [{"class": f"tests.unit.test_servicer:{p.split('=')[0]}",
+                     "options": {"tag": p.split("=")[1]} if "=" in p else {}}
+                    for p in plugins]}]}))
+
+
+def test_finish_hooks_that_never_wait_are_done_when_the_stream_ends() -> None:
+    """No Task for them: the stream's own handler runs them to the end."""
+    async def main() -> None:
+        proc = finishing("FinishNow=a", "FinishNow=b")
+        await proc.Process(iter(()), SlowContext(stream_messages(), write_delay=0))  # type: ignore[arg-type]
+        assert FINISHED == ["now:a", "now:b"]
+        assert proc._finishing == set() and other_tasks() == []
+
+    asyncio.run(main())
+
+
+def test_finish_hooks_that_wait_go_on_in_a_task_in_order_and_a_failure_stops_none(
+        caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        unhandled = unhandled_errors()
+        proc = finishing("FinishNow=a", "FinishLater", "FinishBoom", "FinishNow=b")
+        await proc.Process(iter(()), SlowContext(stream_messages(), write_delay=0))  # type: ignore[arg-type]
+        assert FINISHED == ["now:a"]          # up to the first wait, then a Task
+        assert len(proc._finishing) == 1
+        await proc.drain(5)
+        assert FINISHED == ["now:a", "later", "now:b"]
+        assert proc._finishing == set() and other_tasks() == []
+        assert unhandled == []
+
+    asyncio.run(main())
+    assert "FinishBoom.on_finish failed" in caplog.text
+
+
+def test_finish_hooks_run_when_envoy_cancels_the_stream() -> None:
+    """The stream's handler is being cancelled: the hooks' wait is not part of it."""
+    async def main() -> None:
+        proc = finishing("FinishLater", "FinishNow=a")
+        ctx = SlowContext(stream_messages(), write_delay=10)
+        task = asyncio.create_task(proc.Process(iter(()), ctx))  # type: ignore[arg-type]
+        await ctx.writing.wait()
+        task.cancel()
+        await asyncio.wait([task])
+        await proc.drain(5)
+        assert FINISHED == ["later", "now:a"]
+        assert other_tasks() == []
 
     asyncio.run(main())
