@@ -23,6 +23,7 @@ it with the bench.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
@@ -162,6 +163,9 @@ async def _per_request(processor: servicer.Processor, raw: list[bytes], n: int,
         started = time.process_time()
         for call in calls:
             await processor.Process(None, call)  # type: ignore[arg-type]
+            # one turn of the loop, as the server's gets between streams: a Task a stream
+            # left (settling over Redis) runs now, not after thousands more streams
+            await asyncio.sleep(0)
         await processor.drain(60)   # the finish hooks (settling budgets) are part of it
         best = min(best, (time.process_time() - started) / n)
     return best * 1e6
