@@ -108,15 +108,56 @@ def _lua_string(text: str) -> str:
     return f"[==[{text}]==]"
 
 
-def wrk_script(wl: Workload, directory: Path, tag: str = "") -> Path:
+#: wrk's `delay()` hook as a pacer: the requests of all connections start on one schedule,
+#: one every 1/rate s (a monotonic clock through LuaJIT's ffi: wrk runs LuaJIT). A connection
+#: that finished its request waits for the next free start; when the server falls behind,
+#: starts already past go at once, so the schedule catches up and the offered rate holds
+#: while the connections suffice. wrk measures each latency from the request's own start.
+_LUA_PACER = """
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+int clock_gettime(int clk_id, bench_timespec *tp);
+]]
+local bench_ts = ffi.new("bench_timespec")
+local function bench_now_ms()
+  ffi.C.clock_gettime(1, bench_ts)   -- CLOCK_MONOTONIC
+  return tonumber(bench_ts.tv_sec) * 1000 + tonumber(bench_ts.tv_nsec) / 1e6
+end
+local bench_interval_ms = @INTERVAL_MS@
+local bench_next_ms = nil
+delay = function()
+  local now = bench_now_ms()
+  if bench_next_ms == nil then bench_next_ms = now end
+  local wait = bench_next_ms - now
+  bench_next_ms = bench_next_ms + bench_interval_ms
+  if wait < 0 then return 0 end
+  return wait
+end
+"""
+
+
+def pacer_lua(rate: float) -> str:
+    """The Lua that makes wrk start `rate` requests per second over all its connections
+    (run wrk with one thread: each thread keeps its own schedule)."""
+    if not rate > 0:
+        raise ValueError(f"a request rate must be positive, not {rate!r}")
+    return _LUA_PACER.replace("@INTERVAL_MS@", repr(1000.0 / rate))
+
+
+def wrk_script(wl: Workload, directory: Path, tag: str = "", rate: float | None = None
+               ) -> Path:
     """Write the wrk Lua script for a workload (method, body, headers, result lines);
-    `tag` goes into the file name (a setup sending other headers)."""
+    `tag` goes into the file name (a setup sending other headers); with `rate`, wrk offers
+    that many requests per second (`pacer_lua`) instead of one after another."""
     lines = ['wrk.method = "POST"', f"wrk.body = {_lua_string(wl.body.decode())}",
              'wrk.headers["Content-Type"] = "application/json"']
     lines += [f'wrk.headers["{k}"] = {_lua_string(v)}' for k, v in wl.headers.items()]
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"wrk-{tag + '-' if tag else ''}{wl.name}.lua"
-    path.write_text("\n".join(lines) + "\n" + _LUA_DONE)
+    paced = "" if rate is None else f"-{rate:g}rps"
+    path = directory / f"wrk-{tag + '-' if tag else ''}{wl.name}{paced}.lua"
+    pacer = "" if rate is None else pacer_lua(rate)
+    path.write_text("\n".join(lines) + "\n" + pacer + _LUA_DONE)
     return path
 
 
