@@ -31,17 +31,15 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from cpu import CpuSample, speed_probe, us_per_request, wait_quiet
+from cpu import CpuSample, run_meta, us_per_request, wait_quiet
 from load import WORKLOADS, ensure_wrk, run_wrk, wrk_script
+from report import CPU_TARGETS
 from setups import BENCH, counter_delta, envoy_ext_proc_stats, running
 
 OUT = BENCH / "out"
-#: #10's targets: (h)'s processor CPU per request over (b)'s, by workload
-TARGETS = {"non-streamed": 1.5, "streamed": 2.0, "streamed-paced": 1.5}
 
 
 def _options(argv: list[str] | None = None) -> argparse.Namespace:
@@ -93,7 +91,7 @@ def _one(key: str, args: argparse.Namespace, burn: float = 0.0) -> dict[str, dic
     return out
 
 
-def _median(samples: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, Any]]:
+def medians(samples: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, Any]]:
     """Each workload's medians over the rounds (and the rounds' CPU figures)."""
     out: dict[str, dict[str, Any]] = {}
     for name in samples[0]:
@@ -129,7 +127,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                       f"{r['cpu_us']:7.0f} us CPU/req", flush=True)
     rows: list[dict[str, Any]] = []
     for burn, samples in b.items():
-        for name, r in _median(samples).items():
+        for name, r in medians(samples).items():
             rows.append({"burn_us": burn, "workload": name, **r})
     base = {r["workload"]: r for r in rows if r["burn_us"] == 0}
     for row in rows:
@@ -137,7 +135,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         row["spin_us"] = row["burn_us"] * row["messages"]   # per request
         row["rps_ratio"] = round(row["rps"] / ref["rps"], 3) if ref["rps"] else None
         row["cpu_ratio"] = round(row["cpu_us"] / ref["cpu_us"], 3) if ref["cpu_us"] else None
-    return {"rows": rows, "h": _median(h) if h else {},
+    return {"rows": rows, "h": medians(h) if h else {},
             "work": replay_work() if args.replay else {}}
 
 
@@ -168,7 +166,7 @@ def summary(result: dict[str, Any]) -> list[str]:
     for name in dict.fromkeys(r["workload"] for r in result["rows"]):
         rows = [r for r in result["rows"] if r["workload"] == name]
         base = next(r for r in rows if r["burn_us"] == 0)
-        target = TARGETS.get(name)
+        target = CPU_TARGETS.get(name)
         text = f"- {name}:"
         if target is not None:
             at = crossing([(r["spin_us"], r["cpu_ratio"] or 0.0) for r in rows], target)
@@ -227,14 +225,12 @@ def main(argv: list[str] | None = None) -> None:
     args = _options(argv)
     ensure_wrk()
     OUT.mkdir(parents=True, exist_ok=True)
-    meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-            "command": "bench/calibrate.py --burn " + ",".join(f"{b:g}" for b in args.burns)
-            + f" --workloads {','.join(wl.name for wl in args.chosen)}"
-            + f" --concurrency {args.concurrency} --duration {args.duration:g}"
-            + f" --rounds {args.rounds}" + ("" if args.with_h else " --no-h")
-            + (" --replay" if args.replay else ""),
-            "concurrency": args.concurrency,
-            "probe_ms": round(min(speed_probe() for _ in range(3)), 1)}
+    meta = {**run_meta("bench/calibrate.py --burn " + ",".join(f"{b:g}" for b in args.burns)
+                       + f" --workloads {','.join(wl.name for wl in args.chosen)}"
+                       + f" --concurrency {args.concurrency} --duration {args.duration:g}"
+                       + f" --rounds {args.rounds}" + ("" if args.with_h else " --no-h")
+                       + (" --replay" if args.replay else "")),
+            "concurrency": args.concurrency}
     result = measure(args)
     (OUT / "calibration.json").write_text(json.dumps({"meta": meta, **result}, indent=1))
     text = markdown(result, meta)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from typing import Any
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -218,3 +219,10 @@ def speed_probe(loops: int = 300_000) -> float:
     for i in range(loops):
         total += i * i % 7
     return round((time.perf_counter() - start) * 1000, 2)
+
+
+def run_meta(command: str) -> dict[str, Any]:
+    """What a bench tool's report opens with: when it ran, the command, and the machine's
+    speed then (`probe_ms`, the best of three `speed_probe`s)."""
+    return {"date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "command": command,
+            "probe_ms": round(min(speed_probe() for _ in range(3)), 1)}

@@ -25,18 +25,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from pathlib import Path
 from typing import Any
 
-from cpu import CpuSample, speed_probe, us_per_request, wait_quiet
+import calibrate
+from cpu import CpuSample, run_meta, us_per_request, wait_quiet
 from load import WORKLOADS, ensure_wrk, run_wrk, wrk_script
+from report import CPU_TARGETS
 from setups import BENCH, PROCESSORS, running
 
 OUT = BENCH / "out"
-#: #10's targets: (h)'s processor CPU per request over (b)'s, by workload (read at c=32)
-TARGETS = {"non-streamed": 1.5, "streamed": 2.0, "streamed-paced": 1.5}
 #: well below (h)'s saturation on the 2-core bench machine (about 900 non-streamed, 500
 #: back-to-back and 190 paced requests per second at concurrency 32)
 DEFAULT_RATES = "non-streamed=400,streamed=300,streamed-paced=100"
@@ -117,13 +115,11 @@ def _one(key: str, args: argparse.Namespace) -> dict[str, dict[str, float]]:
 
 
 def medians(samples: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, Any]]:
-    """Each workload's medians over the rounds, with the rounds' CPU figures."""
-    out: dict[str, dict[str, Any]] = {}
-    for name in samples[0]:
-        runs = [s[name] for s in samples if name in s]
-        out[name] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-        out[name]["cpu_rounds"] = [round(r["cpu_us"]) for r in runs]
-        out[name]["kept_up"] = all(r["rps"] >= KEPT_UP * r["rate"] for r in runs)
+    """Each workload's medians over the rounds (`calibrate.medians`), and whether the
+    setup kept up with the offered rate in every round."""
+    out = calibrate.medians(samples)
+    for name, row in out.items():
+        row["kept_up"] = all(s[name]["rps"] >= KEPT_UP * s[name]["rate"] for s in samples)
     return out
 
 
@@ -144,11 +140,12 @@ def rows(result: dict[str, dict[str, dict[str, Any]]], base: str = "b",
          ours: str = "h") -> list[dict[str, Any]]:
     """One row per workload: both setups' figures and (ours)/(base) for CPU and p50."""
     out = []
-    for name in TARGETS:
+    for wl in WORKLOADS:
+        name = wl.name
         b, h = result.get(base, {}).get(name), result.get(ours, {}).get(name)
-        if b is None or h is None:
+        if b is None or h is None or name not in CPU_TARGETS:
             continue
-        out.append({"workload": name, "rate": h["rate"], "target": TARGETS[name],
+        out.append({"workload": name, "rate": h["rate"], "target": CPU_TARGETS[name],
                     "base": b, "ours": h,
                     "cpu_ratio": round(h["cpu_us"] / b["cpu_us"], 3) if b["cpu_us"] else None,
                     "p50_added_ms": round(h["p50_ms"] - b["p50_ms"], 3),
@@ -191,13 +188,11 @@ def main(argv: list[str] | None = None) -> None:
     args = _options(argv)
     ensure_wrk()
     OUT.mkdir(parents=True, exist_ok=True)
-    meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-            "command": "bench/fixed_rate.py --rates "
-            + ",".join(f"{k}={v:g}" for k, v in args.rate_of.items())
-            + f" --setups {','.join(args.keys)} --rounds {args.rounds}"
-            + f" --duration {args.duration:g} --concurrency {args.concurrency}",
-            "concurrency": args.concurrency, "rounds": args.rounds,
-            "probe_ms": round(min(speed_probe() for _ in range(3)), 1)}
+    meta = {**run_meta("bench/fixed_rate.py --rates "
+                       + ",".join(f"{k}={v:g}" for k, v in args.rate_of.items())
+                       + f" --setups {','.join(args.keys)} --rounds {args.rounds}"
+                       + f" --duration {args.duration:g} --concurrency {args.concurrency}"),
+            "concurrency": args.concurrency, "rounds": args.rounds}
     result = measure(args)
     (OUT / "fixed_rate.json").write_text(json.dumps({"meta": meta, "setups": result,
                                                      "rows": rows(result)}, indent=1))

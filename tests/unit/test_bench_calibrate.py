@@ -63,7 +63,7 @@ def test_the_summary_says_when_no_spin_reached_the_target() -> None:
 def test_rounds_are_reduced_to_their_medians() -> None:
     samples = [{"paced": {"rps": r, "cpu_us": c, "messages": 40.0}}
                for r, c in ((100.0, 3000.0), (120.0, 2000.0), (110.0, 2600.0))]
-    got = calibrate._median(samples)["paced"]
+    got = calibrate.medians(samples)["paced"]
     assert got["rps"] == 110.0 and got["cpu_us"] == 2600.0
     assert got["cpu_rounds"] == [3000, 2000, 2600]
 
