@@ -37,8 +37,9 @@ _DONE = object()   # what `_resume` returns once a write's coroutine has finishe
 
 
 def _resume(write: Coroutine[Any, Any, None]) -> Any:
-    """Run a write's coroutine on until it next waits: what it waits on (the future of the
-    send it started), or `_DONE` once it has finished (raising what it raised).
+    """Run a coroutine (a reply's write, or a stream's finish hooks) on until it next waits:
+    what it waits on (for a write, the future of the send it started), or `_DONE` once it
+    has finished (raising what it raised).
 
     Driving the coroutine by hand, not as a Task, starts the send at once and costs no Task
     (creation, registry, two scheduled steps): a third of what a message costs the loop."""
@@ -49,7 +50,8 @@ def _resume(write: Coroutine[Any, Any, None]) -> Any:
 
 
 async def _written(write: Coroutine[Any, Any, None], waiting: Any) -> None:
-    """Wait until the write `_resume` left `waiting` has finished; raise what it raised."""
+    """Wait until the coroutine `_resume` left `waiting` has finished; raise what it
+    raised."""
     while waiting is not _DONE:
         if waiting is None:   # a bare yield: give the loop one turn
             await asyncio.sleep(0)
