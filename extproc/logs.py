@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from typing import Any
 
@@ -35,6 +36,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, ensure_ascii=False, default=str)
 
 
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes each record to `sys.stderr` as it is when the record is written, not as it was
+    when the handler was made: a stderr replaced since (a test runner's capture, closed when
+    its test ends; a redirect) is never written to after it is gone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass   # StreamHandler.__init__ and setStream: the stream is always sys.stderr
+
+
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
@@ -50,7 +68,7 @@ def setup_logging(level: str | None = None, prefix: str | None = None,
     level = (level or os.environ.get("EXTPROC_LOG_LEVEL", "INFO")).upper()
     fmt = (fmt or os.environ.get("EXTPROC_LOG_FORMAT", "json")).lower()
     current_format = "text" if fmt == "text" else "json"
-    handler = logging.StreamHandler()
+    handler = StderrHandler()
     if fmt == "text":
         tag = f"[{prefix}] " if prefix else ""
         handler.setFormatter(TextFormatter(f"%(asctime)s %(levelname)s {tag}%(name)s: "
