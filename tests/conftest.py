@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from extproc import httpclient
+from extproc import httpclient, logs
 from tests.harness import Gateway, Mock, RedisServer, add_route
 
 REFERENCE = ("openai", "azure", "anthropic", "gemini", "vertex")
@@ -60,6 +61,19 @@ async def _http_sessions_closed() -> AsyncIterator[None]:
     fetches, webhook guards) share the session loop's, closed here at the end."""
     yield
     await httpclient.close()
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """A test that runs a subcommand in process (`cli.main` sets up logging) leaves the
+    root logger as it found it: its handlers must not log the next tests' records, nor
+    those of the in-process mock's thread between tests."""
+    root = logging.getLogger()
+    handlers, level, fmt = root.handlers[:], root.level, logs.current_format
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    logs.current_format = fmt
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 """The log setup: one JSON object (or text line) per record on stderr, whichever stderr is
-current when the record is written."""
+current when the record is written (tests/conftest.py restores the root logger after each
+test)."""
 
 from __future__ import annotations
 
@@ -7,25 +8,13 @@ import io
 import json
 import logging
 import sys
-from collections.abc import Iterator
 
 import pytest
 
 from extproc import logs
 
 
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level, fmt = root.handlers[:], root.level, logs.current_format
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    logs.current_format = fmt
-
-
-def test_json_lines_carry_the_record_and_its_fields(restore_logging: None,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_json_lines_carry_the_record_and_its_fields(monkeypatch: pytest.MonkeyPatch) -> None:
     out = io.StringIO()
     monkeypatch.setattr(sys, "stderr", out)
     logs.setup_logging("INFO", prefix="worker-1", fmt="json")
@@ -40,7 +29,7 @@ def test_json_lines_carry_the_record_and_its_fields(restore_logging: None,
     assert logs.current_format == "json"
 
 
-def test_text_lines(restore_logging: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_text_lines(monkeypatch: pytest.MonkeyPatch) -> None:
     out = io.StringIO()
     monkeypatch.setattr(sys, "stderr", out)
     logs.setup_logging("INFO", prefix="w", fmt="text")
@@ -50,8 +39,7 @@ def test_text_lines(restore_logging: None, monkeypatch: pytest.MonkeyPatch) -> N
     assert logs.current_format == "text"
 
 
-def test_records_follow_stderr_when_it_is_replaced(restore_logging: None,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_records_follow_stderr_when_it_is_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
     """A handler made while one stderr was current (a test's capture) must not write to it
     once it is replaced and closed: records go to the stderr of the moment."""
     first, second = io.StringIO(), io.StringIO()
