@@ -52,7 +52,9 @@ from extproc.providers.values import (
     as_str,
     load_json,
     read_arguments,
+    read_value,
     rewrite_arguments,
+    rewrite_json_strings,
     rewrite_slot,
     text_only,
     usage_or_none,
@@ -106,7 +108,7 @@ class OpenAIResponsesAdapter(Adapter):
             body.get("stream") is True,
             as_int(body.get("max_output_tokens")),
             lambda: [(role, read_arguments(holder[key]) if is_arguments(holder, key)
-                      else holder[key]) for holder, key, role in request_slots(body)],
+                      else read_value(holder[key])) for holder, key, role in request_slots(body)],
         )
 
     def parse_response(self, body: dict[str, Any]) -> tuple[str, str | None, Usage]:
@@ -120,7 +122,8 @@ class OpenAIResponsesAdapter(Adapter):
             return False
         changed = False
         for holder, key, role in request_slots(body):
-            rewrite = rewrite_arguments if is_arguments(holder, key) else rewrite_slot
+            # a string slot as a whole; a schema (a JSON value) string value by string value
+            rewrite = rewrite_arguments if is_arguments(holder, key) else rewrite_json_strings
             changed |= rewrite(holder, key, role, fn)
         return changed
 

@@ -110,7 +110,7 @@ def request_slots(body: dict[str, Any]) -> list[Slot]:
     if text_format.get("type") == "json_schema":
         if isinstance(text_format.get("description"), str):
             out.append((text_format, "description", "system"))
-        _strings(text_format, "schema", "system", out)
+        _value(text_format, "schema", "system", out)
     return out
 
 
@@ -175,11 +175,19 @@ def tool_slots(tool: Any, out: list[Slot]) -> None:
     if kind in ("function", "custom"):
         if isinstance(tool.get("description"), str):
             out.append((tool, "description", "system"))
-        _strings(tool, "parameters" if kind == "function" else "format", "system", out)
+        _value(tool, "parameters" if kind == "function" else "format", "system", out)
     elif kind == "mcp" and isinstance(tool.get("server_description"), str):
         out.append((tool, "server_description", "system"))
     for inner in as_list(tool.get("tools")):
         tool_slots(inner, out)
+
+
+def _value(holder: dict[str, Any], key: str, role: str, out: list[Slot]) -> None:
+    """``holder[key]`` as one slot, a string or a whole JSON value (a schema): read as its
+    compact dump, so a guard reads its keys (property names) as the model does, and
+    rewritten string value by string value (``rewrite_json_strings``)."""
+    if isinstance(holder.get(key), str | dict | list):
+        out.append((holder, key, role))
 
 
 def _strings(holder: dict[str, Any], key: str, role: str, out: list[Slot]) -> None:

@@ -85,6 +85,35 @@ def test_a_reject_guard_answers_400_without_echoing_or_forwarding(gw: Gateway) -
     assert last is None or marker not in last["body"]
 
 
+def test_a_reject_guard_reads_the_property_names_of_a_responses_tool_schema(
+        gw: Gateway) -> None:
+    """The model reads a function tool's schema, keys included: a key spelled as a property
+    name is refused as it is in any other text (the Responses API reads schemas whole)."""
+    marker = uuid.uuid4().hex
+    for schema_holder in ({"tools": [{"type": "function", "name": "send", "parameters": {
+            "type": "object", "properties": {AWS_KEY: {"type": "string"}}}}]},
+            {"text": {"format": {"type": "json_schema", "name": "out", "schema": {
+                "type": "object", "properties": {AWS_KEY: {"type": "string"}}}}}}):
+        body = {"model": "gpt-4o-mini", "input": f"{marker} hi", **schema_holder}
+        r = httpx.post(f"{gw.url}/g-openai/v1/responses", json=body, timeout=30)
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["message"] == ("request blocked by guard 'secrets': the "
+                                                "prompt contains aws access key")
+        assert AWS_KEY not in r.text
+        last = gw.mock.last()
+        assert last is None or marker not in last["body"]
+    # the same schema without the key goes through, its keys and values as they were
+    body = {"model": "gpt-4o-mini", "input": "hi", "tools": [{
+        "type": "function", "name": "send", "parameters": {
+            "type": "object", "properties": {"to": {"type": "string",
+                                                    "description": f"mail {EMAIL}"}}}}]}
+    r = httpx.post(f"{gw.url}/g-openai/v1/responses", json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    sent = upstream_body(gw)["tools"][0]["parameters"]
+    assert sent == {"type": "object", "properties": {"to": {"type": "string",
+                                                            "description": "mail <EMAIL>"}}}
+
+
 def test_tool_call_arguments_are_masked(gw: Gateway) -> None:
     body = {"model": "gpt-4o-mini", "messages": [
         {"role": "user", "content": "send it"},

@@ -122,11 +122,14 @@ RESPONSES_TEXTS = [
     ("tool", "total 0"), ("tool", "find_contact"), ("tool", '{"who":"Sam"}'),
     ("tool", "Sam is in Paris."),
     ("user", "Paris"), ("user", "Keep it short."),
-    ("system", "Look things up."), ("system", "object"), ("system", "q"),
-    ("system", "string"), ("system", "The query."),
-    ("system", "Run a shell command."), ("system", "grammar"), ("system", "lark"),
-    ("system", "start: WORD"),
-    ("system", "The answer."), ("system", "object"),
+    # a schema or grammar is read whole, as its compact dump: its keys (property names)
+    # are text the model reads too
+    ("system", "Look things up."),
+    ("system", '{"type":"object","required":["q"],"properties":{"q":{"type":"string",'
+               '"description":"The query."}}}'),
+    ("system", "Run a shell command."),
+    ("system", '{"type":"grammar","syntax":"lark","definition":"start: WORD"}'),
+    ("system", "The answer."), ("system", '{"type":"object"}'),
 ]
 # string fields the model does not read as prompt text (names, ids, enums, media, metadata)
 RESPONSES_OPAQUE = {"model", "type", "role", "id", "call_id", "status", "name", "detail",
@@ -300,16 +303,17 @@ def string_leaves(value: Any) -> list[str]:
 
 def expected_calls(texts: list[tuple[str, str]],
                    calls: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The fn calls that mirroring `texts` implies: one per text, except that a "tool" text
-    which is the compact dump of an object value (Anthropic tool_use input, Gemini
-    functionCall args, read through the delegated adapters) is rewritten string value by
-    string value. `calls` only decides which of the two a dump-looking text was."""
+    """The fn calls that mirroring `texts` implies: one per text, except that a "tool" or
+    "system" text which is the compact dump of an object value (Anthropic tool_use input,
+    Gemini functionCall args, read through the delegated adapters; a Responses tool's
+    schema) is rewritten string value by string value. `calls` only decides which of the
+    two a dump-looking text was."""
     out: list[tuple[str, str]] = []
     for role, text in texts:
         if calls[len(out):len(out) + 1] == [(role, text)]:
             out.append((role, text))
             continue
-        assert role == "tool", (role, text)
+        assert role in ("tool", "system"), (role, text)
         value = json.loads(text)
         assert isinstance(value, dict | list) and dump_compact(value) == text
         out.extend((role, leaf) for leaf in string_leaves(value))
