@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from ..policy import BodyTransform, Policy, Reject, chain
 from ..providers import Adapter, adapter_for, read_request
 from ..providers.endpoints import adapter_of
-from ..providers.values import json_bytes
+from ..providers.values import KeyRewriter, json_bytes
 from . import webhook_client
 from .decisions import decide
 from .reframe import SSEMaskingReframer
@@ -263,7 +263,9 @@ class Guards(Policy):
                 guards = tuple(g for g in self.masking if g.reads(role))
             return mask_text(guards, text, masked)
 
-        changed = bool(self.masking) and adapter.rewrite_request_texts(path, doc, mask)
+        # keys too: a schema's property name or a tool input's field is read by the model
+        changed = bool(self.masking) and adapter.rewrite_request_texts(path, doc,
+                                                                        KeyRewriter(mask))
         if changed:
             self.stats["masked"] += 1
             for name, detectors in masked.items():

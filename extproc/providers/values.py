@@ -53,12 +53,30 @@ def rewrite_slot(holder: Any, key: Any, role: str, fn: Callable[[str, str], str]
     return True
 
 
+class KeyRewriter:
+    """A rewriting fn (role, text -> text) that applies to the keys of the JSON objects it
+    meets too: a mask guard's. A key is text the model reads (a schema's property name, a
+    field of a tool's input), so what a mask guard masks in a value it masks in a key.
+    Any other fn (a webhook's collector, a reader) sees string values only, as the texts
+    contract of `rewrite_request_texts` says."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[str, str], str]) -> None:
+        self.fn = fn
+
+    def __call__(self, role: str, text: str) -> str:
+        return self.fn(role, text)
+
+
 def rewrite_json_strings(holder: Any, key: Any, role: str,
                          fn: Callable[[str, str], str]) -> bool:
     """Rewrite ``holder[key]`` with fn(role, ...): a string as a whole, a JSON object or array
     string value by string value in serialisation order (``dump_compact``'s order), keys and
-    non-strings left alone. Iterative and cycle-safe. True if anything changed."""
+    non-strings left alone; a `KeyRewriter` also renames each object's keys (`rename_keys`,
+    before its values). Iterative and cycle-safe. True if anything changed."""
     changed = False
+    keys = isinstance(fn, KeyRewriter)
     stack: list[tuple[Any, Any]] = [(holder, key)]
     seen: set[int] = set()
     while stack:
@@ -68,9 +86,32 @@ def rewrite_json_strings(holder: Any, key: Any, role: str,
             changed |= rewrite_slot(parent, slot, role, fn)
         elif isinstance(value, dict | list) and id(value) not in seen:
             seen.add(id(value))
+            if keys and isinstance(value, dict):
+                changed |= rename_keys(value, {k: fn(role, k) for k in value
+                                               if isinstance(k, str)})
             slots = list(value) if isinstance(value, dict) else range(len(value))
             stack.extend((value, s) for s in reversed(slots))
     return changed
+
+
+def rename_keys(obj: dict[str, Any], names: dict[str, str]) -> bool:
+    """Rename the keys of `obj` in place as `names` says (old -> new), their order kept.
+    Keys renamed alike (two addresses masked to one placeholder) stay apart: the later ones
+    get `_2`, `_3`, ... (a name no other key has), so no value is lost. True if any key
+    changed."""
+    if all(new == old for old, new in names.items()):
+        return False
+    items = list(obj.items())
+    obj.clear()
+    for old, value in items:
+        new = names.get(old, old)
+        if new in obj:
+            n = 2
+            while f"{new}_{n}" in obj or f"{new}_{n}" in names:
+                n += 1
+            new = f"{new}_{n}"
+        obj[new] = value
+    return True
 
 
 def read_value(value: Any) -> str:

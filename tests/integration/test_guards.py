@@ -114,6 +114,23 @@ def test_a_reject_guard_reads_the_property_names_of_a_responses_tool_schema(
                                                             "description": "mail <EMAIL>"}}}
 
 
+def test_a_mask_guard_renames_an_address_used_as_a_key(gw: Gateway) -> None:
+    """A tool input keyed by addresses: the keys are masked like values, none is lost."""
+    other = "jane.roe@example.org"
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [
+        {"role": "user", "content": "who came?"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1",
+                                           "name": "attendance",
+                                           "input": {EMAIL: "yes", other: "no"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+                                      "content": "noted"}]}]}
+    r = httpx.post(f"{gw.url}/g-anthropic/v1/messages", json=body,
+                   headers={"anthropic-version": "2023-06-01"}, timeout=30)
+    assert r.status_code == 200, r.text
+    sent = upstream_body(gw)["messages"][1]["content"][0]["input"]
+    assert sent == {"<EMAIL>": "yes", "<EMAIL>_2": "no"}
+
+
 def test_tool_call_arguments_are_masked(gw: Gateway) -> None:
     body = {"model": "gpt-4o-mini", "messages": [
         {"role": "user", "content": "send it"},

@@ -204,11 +204,10 @@ def test_escapes_inside_tool_arguments_hide_no_prompt_secret(
     check(out, endpoint, secret if kind == "email" else None, secret if kind == "key" else None)
 
 
-# --- not fixed yet: a secret as a key of a JSON object the model reads -------------------
+# --- a secret as a key of a JSON object the model reads ---------------------------------
 
 #: the model reads the keys of tool arguments, results and schemas: reject guards read them
-#: (a schema or tool input is read as its JSON text), but mask guards rewrite string values
-#: only
+#: (a schema or tool input is read as its JSON text) and mask guards rename them
 OBJECT_KEYS = [
     ("/v1/chat/completions", lambda t: chat(tools=[{"type": "function", "function": {
         "name": "send", "parameters": {"type": "object", "properties": {t: {}}}}}])),
@@ -219,12 +218,9 @@ OBJECT_KEYS = [
     (f"{GEMINI}:generateContent", lambda t: contents(
         {"functionCall": {"name": "send", "args": {t: 1}}}, role="model")),
 ]
-_UNMASKED_KEYS = pytest.mark.xfail(strict=True, reason="not fixed: mask guards leave the "
-                                   "keys of JSON objects as they are")
-KEY_CASES = [pytest.param(e, build, secret, id=f"{path}-{kind}", marks=[_UNMASKED_KEYS] * (
-    kind == "email")) for path, build in OBJECT_KEYS
-    for e in ENDPOINTS if e.path == path for kind, secret in (("email", EMAILS[0]),
-                                                             ("key", KEYS[0]))]
+KEY_CASES = [pytest.param(e, build, secret, id=f"{path}-{kind}")
+             for path, build in OBJECT_KEYS for e in ENDPOINTS if e.path == path
+             for kind, secret in (("email", EMAILS[0]), ("key", KEYS[0]))]
 
 
 @pytest.mark.parametrize(("endpoint", "build", "secret"), KEY_CASES)
