@@ -81,6 +81,12 @@ class Proc:
             self._log.flush()
         return self.log_path.read_text(errors="replace")
 
+    def log_lines(self) -> list[str]:
+        """The log's complete lines: a line the process is still writing (its end not yet
+        in the file) is left for the next read, never parsed half."""
+        text = self.log()
+        return text[:text.rfind("\n") + 1].splitlines()
+
     def signal(self, sig: int) -> None:
         if self.alive():
             self.popen.send_signal(sig)
@@ -269,7 +275,8 @@ class Gateway:
         field `key` holds the request id."""
         deadline = time.monotonic() + seconds
         while True:
-            for line in self.envoy_log().splitlines():
+            text = self.envoy_log()   # complete lines only: Envoy may be mid-line
+            for line in text[:text.rfind("\n") + 1].splitlines():
                 if line.startswith("{") and request_id in line:
                     entry = json.loads(line)
                     if entry.get(key) == request_id:

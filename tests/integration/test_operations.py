@@ -168,7 +168,7 @@ def test_the_envoy_access_log_and_the_server_log_carry_the_request(gw: Gateway) 
     deadline = time.monotonic() + 5
     line = None
     while line is None and time.monotonic() < deadline:
-        for raw in gw.server.proc.log().splitlines():
+        for raw in gw.server.proc.log_lines():
             if rid in raw and "extproc.access" in raw:
                 doc = json.loads(raw[raw.index("{"):])
                 if doc["logger"] == "extproc.access":

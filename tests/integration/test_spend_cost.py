@@ -145,7 +145,7 @@ def access_line(gw: Gateway, rid: str) -> dict[str, Any]:
     assert gw.server is not None
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        for raw in gw.server.proc.log().splitlines():
+        for raw in gw.server.proc.log_lines():
             if rid in raw and "extproc.access" in raw:
                 doc = json.loads(raw[raw.index("{"):])
                 if doc.get("request_id") == rid:

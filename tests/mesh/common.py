@@ -150,7 +150,7 @@ def server_access_log(gw: Gateway, request_id: str, seconds: float = 10) -> dict
     assert gw.server is not None
     deadline = time.monotonic() + seconds
     while True:
-        for line in gw.server.proc.log().splitlines():
+        for line in gw.server.proc.log_lines():
             if line.startswith("{") and request_id in line:
                 entry = json.loads(line)
                 if entry.get("request_id") == request_id:
