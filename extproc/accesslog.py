@@ -6,7 +6,10 @@ format (the default) it is one JSON object per line, keyed by Envoy's `x-request
 
 It is on the hot path, so JSON lines skip the logging machinery: they are written to stderr
 in batches (at most 50 ms or 64 KiB late, flushed at exit), with the same fields the JSON
-formatter writes. Prompt and response text are never logged.
+formatter writes. A batch goes out in writes of whole lines, each at most `PIPE_BUF` bytes
+(one longer line alone): the workers of `--workers N` share one stderr, and a pipe (docker's,
+the kubelet's) keeps such writes whole, so no line is ever cut by another process's, nor
+read half-written. Prompt and response text are never logged.
 """
 
 from __future__ import annotations
@@ -100,12 +103,35 @@ class _Batch:
         self.scheduled = False
         if not self.parts:
             return
-        data, self.parts, self.size = "".join(self.parts), [], 0
+        parts, self.parts, self.size = self.parts, [], 0
         try:
-            sys.stderr.write(data)
-            sys.stderr.flush()
+            for piece in pieces(parts):
+                sys.stderr.write(piece)
+                sys.stderr.flush()
         except (OSError, ValueError):
             pass
+
+
+#: the most bytes one write to a pipe carries whole (POSIX guarantees at least 512; Linux 4096)
+PIPE_BUF = 4096
+
+
+def pieces(lines: list[str], limit: int = PIPE_BUF) -> list[str]:
+    """`lines` (each ending in a newline) joined into as few strings as keep each at most
+    `limit` bytes in UTF-8; a longer line is a piece of its own."""
+    out: list[str] = []
+    group: list[str] = []
+    size = 0
+    for line in lines:
+        n = len(line) if line.isascii() else len(line.encode("utf-8", "surrogateescape"))
+        if group and size + n > limit:
+            out.append("".join(group))
+            group, size = [], 0
+        group.append(line)
+        size += n
+    if group:
+        out.append("".join(group))
+    return out
 
 
 _batch = _Batch()
