@@ -87,8 +87,9 @@ def rewrite_json_strings(holder: Any, key: Any, role: str,
         elif isinstance(value, dict | list) and id(value) not in seen:
             seen.add(id(value))
             if keys and isinstance(value, dict):
-                changed |= rename_keys(value, {k: fn(role, k) for k in value
-                                               if isinstance(k, str)})
+                renamed = {k: new for k in value if (new := fn(role, k)) != k}
+                if renamed:
+                    changed |= rename_keys(value, renamed)
             slots = list(value) if isinstance(value, dict) else range(len(value))
             stack.extend((value, s) for s in reversed(slots))
     return changed
@@ -96,18 +97,20 @@ def rewrite_json_strings(holder: Any, key: Any, role: str,
 
 def rename_keys(obj: dict[str, Any], names: dict[str, str]) -> bool:
     """Rename the keys of `obj` in place as `names` says (old -> new), their order kept.
-    Keys renamed alike (two addresses masked to one placeholder) stay apart: the later ones
-    get `_2`, `_3`, ... (a name no other key has), so no value is lost. True if any key
-    changed."""
-    if all(new == old for old, new in names.items()):
+    A key not renamed keeps its name; a renamed key that would take a name already taken
+    (two addresses masked to one placeholder) gets `_2`, `_3`, ... so no value is lost.
+    True if any key changed."""
+    renamed = {old: new for old, new in names.items() if new != old}
+    if not renamed:
         return False
+    kept = {k for k in obj if k not in renamed}
     items = list(obj.items())
     obj.clear()
     for old, value in items:
-        new = names.get(old, old)
-        if new in obj:
+        new = renamed.get(old, old)
+        if old in renamed and (new in obj or new in kept):
             n = 2
-            while f"{new}_{n}" in obj or f"{new}_{n}" in names:
+            while f"{new}_{n}" in obj or f"{new}_{n}" in kept:
                 n += 1
             new = f"{new}_{n}"
         obj[new] = value
