@@ -41,9 +41,6 @@ class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     when the handler was made: a stderr replaced since (a test runner's capture, closed when
     its test ends; a redirect) is never written to after it is gone."""
 
-    def __init__(self) -> None:
-        super().__init__()
-
     @property  # type: ignore[override]
     def stream(self) -> Any:
         return sys.stderr

@@ -47,6 +47,12 @@ def port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def complete_lines(text: str) -> list[str]:
+    """A log's complete lines: a line its process is still writing (its end not yet in the
+    file) is left for the next read, never parsed half."""
+    return text[:text.rfind("\n") + 1].splitlines()
+
+
 class Proc:
     """A child process with its output in a log file; stopping it is idempotent."""
 
@@ -82,10 +88,7 @@ class Proc:
         return self.log_path.read_text(errors="replace")
 
     def log_lines(self) -> list[str]:
-        """The log's complete lines: a line the process is still writing (its end not yet
-        in the file) is left for the next read, never parsed half."""
-        text = self.log()
-        return text[:text.rfind("\n") + 1].splitlines()
+        return complete_lines(self.log())
 
     def signal(self, sig: int) -> None:
         if self.alive():
@@ -275,8 +278,7 @@ class Gateway:
         field `key` holds the request id."""
         deadline = time.monotonic() + seconds
         while True:
-            text = self.envoy_log()   # complete lines only: Envoy may be mid-line
-            for line in text[:text.rfind("\n") + 1].splitlines():
+            for line in complete_lines(self.envoy_log()):
                 if line.startswith("{") and request_id in line:
                     entry = json.loads(line)
                     if entry.get(key) == request_id:
