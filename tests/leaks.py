@@ -30,11 +30,13 @@ EMAIL, KEY = EMAILS[0], KEYS[0]
 PROVIDERS = ("openai", "azure", "anthropic", "gemini", "vertex")
 _GUARDS = ["keys", "pii"]
 
-#: every provider's route masks e-mail addresses and refuses AWS keys, both ways; the
-#: `-array` routes leave Gemini/Vertex JSON-array streams as they come (not rewritten to SSE)
+#: every provider's route masks e-mail addresses (and card numbers, which
+#: tests/unit/test_no_leaks_json_values.py writes as JSON numbers) and refuses AWS keys, both
+#: ways; the `-array` routes leave Gemini/Vertex JSON-array streams as they come (not
+#: rewritten to SSE)
 CONFIG = loader.parse({
     "guards": {"keys": {"detectors": ["aws_access_key"], "action": "reject"},
-               "pii": {"detectors": ["email"], "action": "mask"}},
+               "pii": {"detectors": ["email", "card"], "action": "mask"}},
     "routes": [{"name": p, "provider": p, "guards": _GUARDS} for p in PROVIDERS] + [
         {"name": f"{p}-array", "provider": p, "guards": _GUARDS,
          "streams": {"json_array_to_sse": False}} for p in ("gemini", "vertex")],

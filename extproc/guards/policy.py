@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from ..policy import BodyTransform, Policy, Reject, chain
 from ..providers import Adapter, adapter_for, read_request
 from ..providers.endpoints import adapter_of
-from ..providers.values import KeyRewriter, json_bytes
+from ..providers.values import MaskingFn, json_bytes
 from . import webhook_client
 from .decisions import decide
 from .reframe import SSEMaskingReframer
@@ -265,7 +265,7 @@ class Guards(Policy):
 
         # keys too: a schema's property name or a tool input's field is read by the model
         changed = bool(self.masking) and adapter.rewrite_request_texts(path, doc,
-                                                                        KeyRewriter(mask))
+                                                                        MaskingFn(mask))
         if changed:
             self.stats["masked"] += 1
             for name, detectors in masked.items():

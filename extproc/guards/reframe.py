@@ -5,7 +5,8 @@ The texts are every text the model writes, where the adapter's ``stream_texts`` 
 visible text, refusals, thinking, tool-call arguments, of every choice, content block or
 candidate. One masker chain per piece (a choice's content, its refusal, one tool call's
 arguments, an Anthropic content block, a Gemini candidate's text or its thought text); a value
-that arrives whole (a Gemini function call's string values) gets a chain of its own. Tool-call
+that arrives whole gets a chain of its own (a Gemini function call's args, an Anthropic tool's
+input: each of their keys, numbers and strings, as `rewrite_json_strings` visits them). Tool-call
 arguments (``JSON_PIECES``) are JSON source text: their chain reads it token by token, escapes
 decoded, and writes it back as valid JSON text (``codecs.jsontext.JsonTextMasker``). A text
 is replaced by what its chain releases now (possibly nothing: the held suffix follows in a
@@ -37,6 +38,7 @@ from ..codecs.sse import Event, encode
 from ..providers import Adapter, adapter_for
 from ..providers.openai import DELTA_TEXT_FIELDS, OpenAIAdapter
 from ..providers.slots import JSON_PIECES, Piece, TextSlot
+from ..providers.values import MaskingFn, rewrite_json_strings
 from .event_stream import UNREADABLE, EventMasker
 from .stream import GuardTriggered, StreamMasker
 
@@ -244,8 +246,12 @@ class SSEMaskingReframer(EventMasker):
             piece, holder, key, whole = slot
             text = holder[key]
             if whole:
-                chain = _Chain(self.make())
-                masked = chain.feed(text) + chain.finish()
+                if not isinstance(text, str):
+                    # a JSON value (a function call's args): its keys, numbers and strings
+                    changed |= rewrite_json_strings(holder, key, "assistant",
+                                                    MaskingFn(self._whole_text))
+                    continue
+                masked = self._whole_text("", text)
             else:
                 masked = self._text(piece, text)
                 here[piece] = slot
@@ -316,6 +322,11 @@ class SSEMaskingReframer(EventMasker):
         if event is None:
             return b"data: " + line + self.terminator
         return encode(out, event=event, terminator=self.terminator)
+
+    def _whole_text(self, _role: str, text: str) -> str:
+        """A text no later event continues, through a chain of its own."""
+        chain = _Chain(self.make())
+        return chain.feed(text) + chain.finish()
 
     def _text(self, key: Piece, text: str) -> str:
         self.last[key] = self._current

@@ -16,7 +16,7 @@ from ..codecs.sse import SSEDecoder
 from ..llm.transforms import PARSED_REPLY
 from ..policy import BodyTransform, Reject
 from ..providers.endpoints import adapter_of
-from ..providers.values import json_bytes
+from ..providers.values import MaskingFn, json_bytes
 from .decisions import decide
 from .reframe import SSEMaskingReframer
 from .settings import Guard
@@ -139,13 +139,13 @@ class WholeJsonGuard(BodyTransform):
             return False
         if isinstance(doc, list):
             return self._elements(doc, ex)
-        texts: list[str] = []
         adapter = self.adapter
         rejecting = [g for g in self.guards if g.action == "reject"]
-        if rejecting:   # the texts, read once for every reject guard
-            adapter.rewrite_response_texts(doc, lambda t: texts.append(t) or t)
+        # the texts, read once for every reject guard; a JSON value (a tool's input) as its
+        # JSON text, keys and numbers included, as the client reads it
+        texts = [(None, t) for _, t in adapter.response_texts(doc)] if rejecting else []
         for guard in rejecting:
-            hits = found(guard, [(None, t) for t in texts])
+            hits = found(guard, texts)
             if hits:
                 self.policy.stats["response_rejected"] += 1
                 if ex is not None:
@@ -155,8 +155,8 @@ class WholeJsonGuard(BodyTransform):
         masking = [g for g in self.guards if g.action == "mask"]
 
         masked: dict[str, set[str]] = {}
-        changed = bool(masking) and adapter.rewrite_response_texts(
-            doc, lambda text: mask_text(masking, text, masked))
+        changed = bool(masking) and adapter.rewrite_response_texts(   # keys and numbers too
+            doc, MaskingFn(lambda text: mask_text(masking, text, masked)))
         if ex is not None:
             for name, detectors in masked.items():
                 decide(ex, name, "response", "masked", ",".join(sorted(detectors)))

@@ -34,6 +34,7 @@ from typing import Any
 from ..codecs.sse import Event, SSEDecoder, encode
 from ..policy import BodyTransform
 from ..providers import Adapter, adapter_for
+from ..providers.slots import string_slots
 from .reframe import GOOGLE, _dump, stop_events
 from .webhook import CONTEXT_CHARS, Text, Verdict, WebhookError, masks_by_text, split_masked
 
@@ -202,9 +203,10 @@ class WebhookStreamGuard(BodyTransform):
         held.doc = doc
         texts = self.adapter.stream_texts(doc, ev.event)   # slots hold strings
         for slot in texts.slots:
-            if slot.whole:
-                if slot.holder[slot.key]:
-                    held.slots.append((next(self._whole), slot.holder, slot.key))
+            if slot.whole:   # a JSON value's string values, each on its own
+                held.slots.extend((next(self._whole), holder, key)
+                                  for holder, key in string_slots(slot.holder, slot.key)
+                                  if holder[key])
             else:
                 held.slots.append((slot.piece, slot.holder, slot.key))
         return held, bool(texts.ends) or texts.ends_all, False

@@ -7,8 +7,8 @@ JSON array sent element by element) and Google-style error bodies.
 ``generationConfig.candidateCount`` gives that many candidates, each with the reply, in
 every streamed element. Shapes (``x-mock-shape``): ``thinking`` streams the reply as thought
 parts (``"thought": true``, counted in ``thoughtsTokenCount``) before a text part saying
-``THINKING_ANSWER``; ``tool`` answers one ``functionCall`` part whose args are
-``{"text": reply}`` (it arrives whole, in one element).
+``THINKING_ANSWER``; ``tool`` answers one ``functionCall`` part whose args are the reply
+when it is a JSON object, else ``{"text": reply}`` (it arrives whole, in one element).
 """
 
 from __future__ import annotations
@@ -175,7 +175,15 @@ def _response(
 
 
 def _call(reply: Reply) -> dict[str, Any]:
-    return {"functionCall": {"name": TOOL_NAME, "args": {"text": reply.text}}}
+    """The ``functionCall`` part: its args are the reply text when that is a JSON object,
+    else ``{"text": reply}``."""
+    try:
+        args = json.loads(reply.text)
+    except ValueError:
+        args = None
+    if not isinstance(args, dict):
+        args = {"text": reply.text}
+    return {"functionCall": {"name": TOOL_NAME, "args": args}}
 
 
 def build_response(request: dict[str, Any], reply: Reply, *, vertex: bool = False,

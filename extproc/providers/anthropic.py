@@ -61,6 +61,7 @@ from extproc.providers.values import (
     read_value,
     rewrite_json_strings,
     sum_known,
+    text_only,
     usage_or_none,
     with_total,
 )
@@ -273,7 +274,7 @@ class AnthropicAdapter(Adapter):
     def rewrite_response_texts(self, body: dict[str, Any], fn: Callable[[str], str]) -> bool:
         changed = False
         for _, holder, key in _reply_slots(body):
-            changed |= rewrite_json_strings(holder, key, "assistant", lambda _r, t: fn(t))
+            changed |= rewrite_json_strings(holder, key, "assistant", text_only(fn))
         return changed
 
     def stream_delta(self, data: str, event: str | None) -> Delta:
@@ -332,8 +333,11 @@ class AnthropicAdapter(Adapter):
                     if text and isinstance(text, str):
                         out.slots.append(TextSlot((index, key, 0), block, key))
                 if "input" in block:
-                    out.slots.extend(TextSlot((index, "input", 0), holder, key, whole=True)
-                                     for holder, key in string_slots(block, "input"))
+                    if block["input"] and isinstance(block["input"], str | dict | list):
+                        # whole: the tool's input with its keys and numbers (usually {}:
+                        # the input then streams as input_json_delta)
+                        out.slots.append(TextSlot((index, "input", 0), block, "input",
+                                                  whole=True))
                 elif block.get("type") not in _KNOWN:
                     # a server tool's result (web search, fetch, code execution...): what the
                     # provider fetched reaches the client here; every string is read whole

@@ -26,8 +26,9 @@ Conventions shared by every adapter:
   the same order and with the same roles, and stores fn's results back in place. A value that
   is a JSON object rather than a string (Anthropic tool_use ``input``, Gemini
   ``functionCall.args`` and ``functionResponse.response``) is read as its compact JSON dump
-  but rewritten string value by string value (keys and non-strings kept). Nothing is written
-  where fn returns the text unchanged.
+  but rewritten string value by string value (keys and non-strings kept), except by a mask
+  guard's fn (``values.MaskingFn``), which masks its keys and numbers too. Nothing is
+  written where fn returns the text unchanged.
 * Replies have two readings. ``parse_response`` (and ``Delta.text`` in streams) is what the
   user sees of the first choice or candidate: the usage and metering reading. The guards read
   every text the model writes, of every choice or candidate: ``response_texts`` /

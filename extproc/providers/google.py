@@ -54,7 +54,6 @@ from extproc.providers.slots import (
     Piece,
     TextSlot,
     piece_index,
-    string_slots,
 )
 from extproc.providers.values import (
     as_dict,
@@ -68,6 +67,7 @@ from extproc.providers.values import (
     read_value,
     rewrite_json_strings,
     sum_known,
+    text_only,
     usage_or_none,
     with_total,
 )
@@ -290,7 +290,7 @@ class GoogleAdapter(Adapter):
         changed = False
         for element in body if isinstance(body, list) else [body]:
             for _, holder, key in _reply_slots(element):
-                changed |= rewrite_json_strings(holder, key, "assistant", lambda _r, t: fn(t))
+                changed |= rewrite_json_strings(holder, key, "assistant", text_only(fn))
         return changed
 
     def stream_delta(self, data: str, event: str | None) -> Delta:
@@ -323,9 +323,10 @@ class GoogleAdapter(Adapter):
                         continue
                     key = _VALUE_KEYS.get(name)
                     value = part[name] if key is not None else None
-                    if isinstance(value, dict) and key in value:
-                        out.slots.extend(TextSlot((index, name, pi), holder, k, whole=True)
-                                         for holder, k in string_slots(value, key))
+                    if isinstance(value, dict) and value.get(key) and isinstance(
+                            value[key], str | dict | list):
+                        # whole: the args object with its keys and numbers, or the code
+                        out.slots.append(TextSlot((index, name, pi), value, key, whole=True))
             if _get(candidate, "finishReason", "finish_reason"):
                 ends.append(index)
         out.ends = tuple(ends)

@@ -43,7 +43,6 @@ from extproc.providers.slots import (
     Piece,
     TextSlot,
     piece_index,
-    string_slots,
 )
 from extproc.providers.values import (
     as_dict,
@@ -59,6 +58,7 @@ from extproc.providers.values import (
     read_value,
     rewrite_arguments,
     rewrite_json_strings,
+    text_only,
     usage_or_none,
     with_total,
 )
@@ -215,14 +215,13 @@ def _error_message(raw: Any) -> str:
 
 def _argument_slots(slots: list[TextSlot], piece: Piece, function: dict[str, Any]) -> None:
     """Streamed arguments: a non-empty string continues the piece; a JSON value (not what
-    OpenAI sends) has each string value checked whole."""
+    OpenAI sends) is checked whole, keys and numbers included."""
     value = function["arguments"]
     if isinstance(value, str):
         if value:
             slots.append(TextSlot(piece, function, "arguments"))
-    else:
-        slots.extend(TextSlot(piece, holder, key, whole=True)
-                     for holder, key in string_slots(function, "arguments"))
+    elif value and isinstance(value, dict | list):
+        slots.append(TextSlot(piece, function, "arguments", whole=True))
 
 
 class OpenAIAdapter(Adapter):
@@ -274,7 +273,7 @@ class OpenAIAdapter(Adapter):
     def rewrite_response_texts(self, body: dict[str, Any], fn: Callable[[str], str]) -> bool:
         changed = False
         for _, holder, key in _reply_slots(body):
-            changed |= _rewrite(holder, key, "assistant", lambda _r, t: fn(t))
+            changed |= _rewrite(holder, key, "assistant", text_only(fn))
         return changed
 
     def stream_delta(self, data: str, event: str | None) -> Delta:

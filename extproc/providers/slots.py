@@ -18,8 +18,10 @@ JSON_PIECES = frozenset({"tool", "function_call", "partial_json"})
 class TextSlot(NamedTuple):
     """Where one text the model wrote sits in a parsed stream event: the piece it continues,
     and the string at ``holder[key]`` (holder is the dict or list of the event's JSON that
-    holds it). A ``whole`` slot is a complete value that no later event continues (a Gemini
-    ``functionCall.args`` string): it is checked on its own."""
+    holds it). A ``whole`` slot is a complete value that no later event continues, checked
+    on its own: a string (Gemini code), or a JSON object or array (a Gemini
+    ``functionCall.args``, an Anthropic tool's ``input``), whose keys and numbers the model
+    wrote as much as its strings."""
 
     piece: Piece
     holder: Any

@@ -53,30 +53,33 @@ def rewrite_slot(holder: Any, key: Any, role: str, fn: Callable[[str, str], str]
     return True
 
 
-class KeyRewriter:
-    """A rewriting fn (role, text -> text) that applies to the keys of the JSON objects it
-    meets too: a mask guard's. A key is text the model reads (a schema's property name, a
-    field of a tool's input), so what a mask guard masks in a value it masks in a key.
-    Any other fn (a webhook's collector, a reader) sees string values only, as the texts
-    contract of `rewrite_request_texts` says."""
+class MaskingFn:
+    """A rewriting fn (role, text -> text, or text -> text on the reply side) that masks: a
+    mask guard's. It applies to every part of a JSON value the model reads, not its string
+    values alone: the keys of its objects (a schema's property names, a tool input's fields)
+    and its numbers (a card or phone number written as a JSON number), so what a mask guard
+    masks in a string it masks there too. Any other fn (a webhook's collector, a reader)
+    sees string values only, as the texts contract of `rewrite_request_texts` says."""
 
     __slots__ = ("fn",)
 
-    def __init__(self, fn: Callable[[str, str], str]) -> None:
+    def __init__(self, fn: Callable[..., str]) -> None:
         self.fn = fn
 
-    def __call__(self, role: str, text: str) -> str:
-        return self.fn(role, text)
+    def __call__(self, *args: str) -> str:
+        return self.fn(*args)
 
 
 def rewrite_json_strings(holder: Any, key: Any, role: str,
                          fn: Callable[[str, str], str]) -> bool:
     """Rewrite ``holder[key]`` with fn(role, ...): a string as a whole, a JSON object or array
     string value by string value in serialisation order (``dump_compact``'s order), keys and
-    non-strings left alone; a `KeyRewriter` also renames each object's keys (`rename_keys`,
-    before its values). Iterative and cycle-safe. True if anything changed."""
+    non-strings left alone. A `MaskingFn` also renames each object's keys (`rename_keys`,
+    before its values) and rewrites each number as its JSON text (a masked number becomes a
+    string, as in tool-call arguments; booleans and nulls hold no text). Iterative and
+    cycle-safe. True if anything changed."""
     changed = False
-    keys = isinstance(fn, KeyRewriter)
+    masks = isinstance(fn, MaskingFn)
     stack: list[tuple[Any, Any]] = [(holder, key)]
     seen: set[int] = set()
     while stack:
@@ -86,12 +89,18 @@ def rewrite_json_strings(holder: Any, key: Any, role: str,
             changed |= rewrite_slot(parent, slot, role, fn)
         elif isinstance(value, dict | list) and id(value) not in seen:
             seen.add(id(value))
-            if keys and isinstance(value, dict):
+            if masks and isinstance(value, dict):
                 renamed = {k: new for k in value if (new := fn(role, k)) != k}
                 if renamed:
                     changed |= rename_keys(value, renamed)
             slots = list(value) if isinstance(value, dict) else range(len(value))
             stack.extend((value, s) for s in reversed(slots))
+        elif masks and isinstance(value, int | float) and not isinstance(value, bool):
+            text = json.dumps(value)
+            new = fn(role, text)
+            if new != text:
+                parent[slot] = new
+                changed = True
     return changed
 
 
@@ -145,7 +154,10 @@ def lower_role(value: Any, default: str = "user") -> str:
 
 
 def text_only(fn: Callable[[str], str]) -> Callable[[str, str], str]:
-    """A response rewriter (text -> text) as a request one (role, text -> text)."""
+    """A response rewriter (text -> text) as a request one (role, text -> text); a mask
+    guard's (`MaskingFn`) stays one."""
+    if isinstance(fn, MaskingFn):
+        return MaskingFn(lambda _role, text: fn(text))
     return lambda _role, text: fn(text)
 
 

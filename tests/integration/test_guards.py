@@ -263,6 +263,45 @@ def test_a_whole_json_reply_is_masked(gw: Gateway) -> None:
     assert r.json()["choices"][0]["message"]["content"] == MASKED
 
 
+#: a function call's args keyed by an address, with a card number as a JSON number
+RECORD = json.dumps({EMAIL: 4111111111111111, "note": "call back"})
+MASKED_RECORD = {"<EMAIL>": "<CARD>", "note": "call back"}
+
+
+@pytest.mark.parametrize("method", ["generateContent", "streamGenerateContent?alt=sse",
+                                    "streamGenerateContent"],
+                         ids=["whole", "sse", "json-array"])
+def test_a_function_calls_keys_and_numbers_are_masked_in_replies(gw: Gateway,
+                                                                 method: str) -> None:
+    r = httpx.post(f"{gw.url}/g-gemini/v1beta/models/gemini-2.5-flash:{method}", timeout=30,
+                   headers={"x-mock-reply": RECORD, "x-mock-shape": "tool",
+                            "x-mock-chunk-bytes": "7"},
+                   json={"contents": [{"role": "user", "parts": [{"text": "who?"}]}]})
+    assert r.status_code == 200, r.text
+    assert EMAIL.encode() not in r.content and b"411111" not in r.content
+    docs = [r.json()] if method == "generateContent" else sse_json(r.content)
+    calls = [p["functionCall"]["args"] for d in docs for c in d.get("candidates", [])
+             for p in c["content"]["parts"] if "functionCall" in p]
+    assert calls == [MASKED_RECORD]
+
+
+def test_a_tool_inputs_keys_and_numbers_are_guarded_in_a_whole_anthropic_reply(
+        gw: Gateway) -> None:
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 64,
+            "tools": [{"name": "lookup", "input_schema": {"type": "object"}}],
+            "tool_choice": {"type": "tool", "name": "lookup"},
+            "messages": [{"role": "user", "content": "who?"}]}
+    url = f"{gw.url}/g-anthropic/v1/messages"
+    r = httpx.post(url, json=body, headers={"x-mock-reply": RECORD}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.json()["content"][0]["input"] == MASKED_RECORD
+    # an AWS key as a key: the reply is refused, the key never shown
+    r = httpx.post(url, json=body, headers={"x-mock-reply": json.dumps({AWS_KEY: 1})},
+                   timeout=30)
+    assert r.status_code == 400, r.text
+    assert AWS_KEY not in r.text and "aws access key" in r.text
+
+
 def test_the_sdks_read_masked_streams(gw: Gateway) -> None:
     client = openai.OpenAI(base_url=f"{gw.url}/g-openai/v1", api_key="k", max_retries=0,
                            default_headers=TINY)

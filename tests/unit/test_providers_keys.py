@@ -1,6 +1,7 @@
-"""Mask guards reach the keys of the JSON objects the model reads (a schema's property
-names, a tool input's fields): `KeyRewriter` and `rename_keys` in `providers.values`. Any
-other rewriting fn still sees string values only."""
+"""Mask guards reach the keys and numbers of the JSON values the model reads or writes (a
+schema's property names, a tool input's fields, a card number written as a JSON number), in
+prompts and in whole replies: `MaskingFn` and `rename_keys` in `providers.values`. Any other
+rewriting fn still sees string values only."""
 
 from __future__ import annotations
 
@@ -12,13 +13,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from extproc.providers import adapter_for
-from extproc.providers.values import KeyRewriter, rename_keys, rewrite_json_strings
+from extproc.providers.values import MaskingFn, rename_keys, rewrite_json_strings
 
 EMAIL = re.compile(r"[\w.]+@[\w.]+\.\w+")
 
 
+CARD = re.compile(r"\b\d{13,19}\b")
+
+
 def mask(_role: str, text: str) -> str:
     return EMAIL.sub("<EMAIL>", text)
+
+
+def mask_cards(_role: str, text: str) -> str:
+    return CARD.sub("<CARD>", text)
 
 
 def test_rename_keys_keeps_order_and_every_value() -> None:
@@ -42,9 +50,9 @@ def test_only_a_key_rewriter_renames_keys() -> None:
     plain = copy.deepcopy(holder)
     assert rewrite_json_strings(plain, "input", "tool", mask) is True
     assert plain == {"input": {"a@x.io": "to <EMAIL>", "list": [{"b@y.io": 1}]}}
-    assert rewrite_json_strings(holder, "input", "tool", KeyRewriter(mask)) is True
+    assert rewrite_json_strings(holder, "input", "tool", MaskingFn(mask)) is True
     assert holder == {"input": {"<EMAIL>": "to <EMAIL>", "list": [{"<EMAIL>": 1}]}}
-    assert rewrite_json_strings(holder, "input", "tool", KeyRewriter(mask)) is False
+    assert rewrite_json_strings(holder, "input", "tool", MaskingFn(mask)) is False
 
 
 def test_keys_are_masked_in_every_adapter_slot_that_holds_an_object() -> None:
@@ -52,7 +60,7 @@ def test_keys_are_masked_in_every_adapter_slot_that_holds_an_object() -> None:
         {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "f",
                                            "input": {"ann@x.io": True, "bob@y.io": 1}}]}]}
     assert adapter_for("anthropic").rewrite_request_texts(
-        "/v1/messages", anthropic, KeyRewriter(mask)) is True
+        "/v1/messages", anthropic, MaskingFn(mask)) is True
     assert anthropic["messages"][0]["content"][0]["input"] == {"<EMAIL>": True,
                                                                "<EMAIL>_2": 1}
     # the request's own fields are not texts: never renamed
@@ -60,9 +68,47 @@ def test_keys_are_masked_in_every_adapter_slot_that_holds_an_object() -> None:
     gemini = {"contents": [{"role": "model", "parts": [
         {"functionCall": {"name": "f", "args": {"ann@x.io": "ann@x.io"}}}]}]}
     assert adapter_for("gemini").rewrite_request_texts(
-        "/v1beta/models/gemini-2.5-flash:generateContent", gemini, KeyRewriter(mask)) is True
+        "/v1beta/models/gemini-2.5-flash:generateContent", gemini, MaskingFn(mask)) is True
     assert gemini["contents"][0]["parts"][0]["functionCall"]["args"] == {
         "<EMAIL>": "<EMAIL>"}
+
+
+def test_a_masking_fn_masks_a_number_as_its_json_text() -> None:
+    value = {"card": 4111111111111111, "big": 4.111111111111111e15, "n": 7, "ok": True,
+             "none": None, "list": [378282246310005, False], "s": "5500005555555559"}
+    plain = {"v": copy.deepcopy(value)}
+    assert rewrite_json_strings(plain, "v", "tool", mask_cards) is True
+    assert plain["v"] == {**value, "s": "<CARD>"}    # numbers are no text to a plain fn
+    holder = {"v": copy.deepcopy(value)}
+    assert rewrite_json_strings(holder, "v", "tool", MaskingFn(mask_cards)) is True
+    # a masked number becomes a string (as in tool-call arguments); a float is read as the
+    # gateway writes it on (4111111111111111.0); booleans and nulls hold no text
+    assert holder["v"] == {"card": "<CARD>", "big": "<CARD>.0", "n": 7, "ok": True,
+                           "none": None, "list": ["<CARD>", False], "s": "<CARD>"}
+    assert rewrite_json_strings({"v": 4111111111111111}, "v", "tool",
+                                MaskingFn(mask_cards)) is True
+
+
+def test_whole_replies_mask_keys_and_numbers_only_for_a_masking_fn() -> None:
+    def reply_mask(text: str) -> str:
+        return mask_cards("assistant", mask("assistant", text))
+
+    anthropic = {"type": "message", "role": "assistant", "content": [
+        {"type": "tool_use", "id": "t1", "name": "f",
+         "input": {"ann@x.io": 4111111111111111, "note": "ann@x.io"}}]}
+    gemini = {"candidates": [{"index": 0, "content": {"role": "model", "parts": [
+        {"functionCall": {"name": "f", "args": {"ann@x.io": [4111111111111111]}}}]}}]}
+    for provider, doc, at, masked in (
+            ("anthropic", anthropic, lambda d: d["content"][0]["input"],
+             {"<EMAIL>": "<CARD>", "note": "<EMAIL>"}),
+            ("gemini", gemini,
+             lambda d: d["candidates"][0]["content"]["parts"][0]["functionCall"]["args"],
+             {"<EMAIL>": ["<CARD>"]})):
+        plain = copy.deepcopy(doc)
+        adapter_for(provider).rewrite_response_texts(plain, reply_mask)
+        assert EMAIL.search(next(iter(at(plain))))      # a plain fn: string values only
+        assert adapter_for(provider).rewrite_response_texts(doc, MaskingFn(reply_mask))
+        assert at(doc) == masked
 
 
 json_values = st.recursive(
@@ -95,7 +141,7 @@ def shape(value: Any) -> Any:
                        max_size=4))
 def test_masking_keys_loses_no_value_and_leaves_no_address(doc: dict[str, Any]) -> None:
     holder = {"v": copy.deepcopy(doc)}
-    rewrite_json_strings(holder, "v", "tool", KeyRewriter(mask))
+    rewrite_json_strings(holder, "v", "tool", MaskingFn(mask))
     out = holder["v"]
     assert shape(out) == shape(doc)   # every value kept, in its place and order
     assert [v for v in leaf_values(out) if not isinstance(v, str)] == \
