@@ -290,7 +290,9 @@ class Guards(Policy):
                 texts.append(Text(role if role in ROLES else "user", text))
             return text
 
-        adapter.rewrite_request_texts(path, doc, collect)
+        # keys and numbers of JSON values too, each a text of its own (MaskingFn); the two
+        # passes visit the same texts in the same order
+        adapter.rewrite_request_texts(path, doc, MaskingFn(collect))
         if not texts:
             return False
         verdict = await self._verdict(guard, self._call(ex, guard, "request", texts,
@@ -310,7 +312,7 @@ class Guards(Policy):
             masks = by_text.get(next(sent))
             return apply(text, masks) if masks else text
 
-        adapter.rewrite_request_texts(path, doc, rewrite)
+        adapter.rewrite_request_texts(path, doc, MaskingFn(rewrite))
         self.stats["masked"] += 1
         decide(ex, guard.name, "request", "masked")
         return True

@@ -112,7 +112,10 @@ class WholeJsonGuard(BodyTransform):
         """One webhook on the reply: raise `Reject`, or mask; True if it masked."""
         adapter = self.adapter
         texts: list[Text] = []
-        adapter.rewrite_response_texts(doc, lambda t: texts.append(Text("assistant", t)) or t)
+        # keys and numbers of JSON values too, each a text of its own (MaskingFn); the two
+        # passes visit the same texts in the same order
+        adapter.rewrite_response_texts(
+            doc, MaskingFn(lambda t: texts.append(Text("assistant", t)) or t))
         if not texts:
             return False
         verdict = await self.policy._verdict(
@@ -129,7 +132,7 @@ class WholeJsonGuard(BodyTransform):
             masks = by_text.get(next(index))
             return apply(text, masks) if masks else text
 
-        adapter.rewrite_response_texts(doc, rewrite)
+        adapter.rewrite_response_texts(doc, MaskingFn(rewrite))
         decide(ex, guard.name, "response", "masked")
         return True
 

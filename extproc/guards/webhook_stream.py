@@ -15,10 +15,10 @@ candidate; the same texts the local guards' reframer reads). Each piece of text 
 choice's content, its refusal, one tool call's arguments, an Anthropic content block, a
 Gemini candidate's text or thought text) is one entry of the call's `texts`, with up to 256
 characters of what was already delivered before it as `context`; a value that arrives whole
-(a Gemini function call's string values) is an entry of its own. A value split across two
-segments can be detected, but not masked any more (segments end at word ends, so a single
-token is never split). An error (down, slow,
-malformed) fails open (the segment goes out unchecked) or closed (the stream ends refused).
+(a Gemini function call's args: each key, number and string of it) is an entry of its own. A
+value split across two segments can be detected, but not masked any more (segments end at
+word ends, so a single token is never split). An error (down, slow, malformed) fails open
+(the segment goes out unchecked) or closed (the stream ends refused).
 
 The transform is sans IO: it is handed the function that performs a call (`check`).
 """
@@ -34,7 +34,7 @@ from typing import Any
 from ..codecs.sse import Event, SSEDecoder, encode
 from ..policy import BodyTransform
 from ..providers import Adapter, adapter_for
-from ..providers.slots import string_slots
+from ..providers.values import value_slots
 from .reframe import GOOGLE, _dump, stop_events
 from .webhook import CONTEXT_CHARS, Text, Verdict, WebhookError, masks_by_text, split_masked
 
@@ -203,9 +203,9 @@ class WebhookStreamGuard(BodyTransform):
         held.doc = doc
         texts = self.adapter.stream_texts(doc, ev.event)   # slots hold strings
         for slot in texts.slots:
-            if slot.whole:   # a JSON value's string values, each on its own
+            if slot.whole:   # a JSON value's keys, numbers and strings, each on its own
                 held.slots.extend((next(self._whole), holder, key)
-                                  for holder, key in string_slots(slot.holder, slot.key)
+                                  for holder, key in value_slots(slot.holder, slot.key)
                                   if holder[key])
             else:
                 held.slots.append((slot.piece, slot.holder, slot.key))

@@ -1,7 +1,8 @@
 """Tolerant readers and writers of provider JSON values, shared by the adapters: typed reads
 that never raise (`as_int`, `as_dict`, ...), compact dumps, the in-place rewriting of text
-slots and of JSON-source tool arguments (see ``providers.base`` for the conventions), and
-usage arithmetic.
+slots and of JSON-source tool arguments (see ``providers.base`` for the conventions), every
+text of a JSON value as a slot (``value_slots``: keys and numbers too), and usage
+arithmetic.
 """
 
 from __future__ import annotations
@@ -124,6 +125,99 @@ def rename_keys(obj: dict[str, Any], names: dict[str, str]) -> bool:
             new = f"{new}_{n}"
         obj[new] = value
     return True
+
+
+class _Entry:
+    """One member of a JSON object, found by its position (so that renaming its key, or a
+    sibling's, never loses it)."""
+
+    __slots__ = ("obj", "position")
+
+    def __init__(self, obj: dict[str, Any], position: int) -> None:
+        self.obj = obj
+        self.position = position
+
+    def name(self) -> str:
+        for i, name in enumerate(self.obj):
+            if i == self.position:
+                return name
+        raise KeyError(self.position)
+
+
+class KeyRef(_Entry):
+    """A member's key as a slot: ``ref[None]`` is the key's text, and storing a new text
+    there renames the key in place, its position and value kept (a name already taken gets
+    `_2`, `_3`, ... as `values.rename_keys` does)."""
+
+    __slots__ = ()
+
+    def __getitem__(self, _key: None) -> str:
+        return self.name()
+
+    def __setitem__(self, _key: None, text: str) -> None:
+        rename_keys(self.obj, {self.name(): text})
+
+
+class EntryRef(_Entry):
+    """A member's value as a slot: ``ref[None]`` reads and writes it."""
+
+    __slots__ = ()
+
+    def __getitem__(self, _key: None) -> Any:
+        return self.obj[self.name()]
+
+    def __setitem__(self, _key: None, value: Any) -> None:
+        self.obj[self.name()] = value
+
+
+class NumberRef:
+    """A number of a JSON value as a slot: ``ref[None]`` is its JSON text; storing a text
+    that differs puts that string in its place (a masked number becomes a string)."""
+
+    __slots__ = ("holder", "key")
+
+    def __init__(self, holder: Any, key: Any) -> None:
+        self.holder = holder
+        self.key = key
+
+    def __getitem__(self, _key: None) -> str:
+        value = self.holder[self.key]
+        return value if isinstance(value, str) else json.dumps(value)
+
+    def __setitem__(self, _key: None, text: str) -> None:
+        if text != self[None]:
+            self.holder[self.key] = text
+
+
+def value_slots(holder: Any, key: Any) -> list[tuple[Any, Any]]:
+    """(holder, key) of every text the model reads in the JSON value at ``holder[key]``, in
+    the order `rewrite_json_strings` hands them to a `MaskingFn` (an object's keys, then its
+    values, in order): each string, and, unlike `string_slots`, each key of an object (a
+    `KeyRef`) and each number (a `NumberRef`; booleans and nulls hold no text).
+    ``holder[key]`` reads each text and storing there rewrites it in place. Iterative and
+    cycle-safe."""
+    out: list[tuple[Any, Any]] = []
+    stack: list[tuple[Any, Any]] = [(holder, key)]
+    seen: set[int] = set()
+    while stack:
+        parent, slot = stack.pop()
+        if isinstance(parent, KeyRef):
+            out.append((parent, None))
+            continue
+        item = parent[slot]
+        if isinstance(item, str):
+            out.append((parent, slot))
+        elif isinstance(item, int | float) and not isinstance(item, bool):
+            out.append((NumberRef(parent, slot), None))
+        elif isinstance(item, dict) and id(item) not in seen:
+            seen.add(id(item))
+            positions = range(len(item))
+            stack.extend((EntryRef(item, position), None) for position in reversed(positions))
+            stack.extend((KeyRef(item, position), None) for position in reversed(positions))
+        elif isinstance(item, list) and id(item) not in seen:
+            seen.add(id(item))
+            stack.extend((item, i) for i in reversed(range(len(item))))
+    return out
 
 
 def read_value(value: Any) -> str:

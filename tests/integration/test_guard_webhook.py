@@ -190,6 +190,34 @@ def test_the_webhook_masks_streams_of_every_provider(gw: Gateway) -> None:
                    for p in c["content"]["parts"]) == MASKED
 
 
+def test_the_webhook_reads_the_keys_of_json_values_both_ways(gw: Gateway) -> None:
+    """An address used as a key: in a prompt's tool input, a whole reply's function call
+    and a streamed one, the webhook gets the key as a text and its mask renames it."""
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [
+        {"role": "user", "content": "who came?"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1",
+                                           "name": "attendance", "input": {EMAIL: "yes"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+                                      "content": "noted"}]}]}
+    r = httpx.post(f"{gw.url}/w-anthropic/v1/messages", json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    last = gw.mock.last()
+    assert last is not None
+    assert json.loads(last["body"])["messages"][1]["content"][0]["input"] == {"<EMAIL>": "yes"}
+    record = json.dumps({EMAIL: "yes", "note": "fine"})
+    gemini = {"contents": [{"role": "user", "parts": [{"text": "who?"}]}]}
+    for method in ("generateContent", "streamGenerateContent"):
+        r = httpx.post(f"{gw.url}/w-gemini/v1beta/models/gemini-2.5-flash:{method}",
+                       json=gemini, timeout=30,
+                       headers={"x-mock-reply": record, "x-mock-shape": "tool"})
+        assert r.status_code == 200, r.text
+        assert b"john" not in r.content
+        docs = [r.json()] if method == "generateContent" else sse_json(r.content)
+        calls = [p["functionCall"]["args"] for d in docs for c in d.get("candidates", [])
+                 for p in c["content"]["parts"] if "functionCall" in p]
+        assert calls == [{"<EMAIL>": "yes", "note": "fine"}], method
+
+
 def test_the_openai_sdk_reads_a_refused_stream(gw: Gateway) -> None:
     client = openai.OpenAI(base_url=f"{gw.url}/w-openai/v1", api_key="k", max_retries=0,
                            default_headers={"x-mock-reply": "fine words first. Then Project "

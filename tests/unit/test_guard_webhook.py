@@ -224,3 +224,26 @@ def test_a_webhook_guard_reads_a_legacy_completions_stream() -> None:
         texts = "".join(json.loads(line[6:])["choices"][0]["text"]
                         for line in out.split(b"\n") if line.startswith(b"data: {"))
         assert texts == "mail <EMAIL> now"
+
+
+@settings(max_examples=30, deadline=None)
+@given(cuts=st.lists(st.integers(0, 400), max_size=12))
+def test_a_function_calls_keys_reach_the_webhook_and_come_back_masked(
+        cuts: list[int]) -> None:
+    """A Gemini function call arrives whole: each key, number and string of its args is a
+    text of its own, and a mask renames a key in place, every field kept."""
+    args = {"jane.roe@example.org": "yes", "x.y@example.org": 4111111111111111,
+            "list": [{"z@example.org": True}]}
+    event = {"candidates": [{"index": 0, "content": {"role": "model", "parts": [
+        {"functionCall": {"name": "send", "args": args}}]}, "finishReason": "STOP"}]}
+    raw = b"data: " + json.dumps(event).encode() + b"\r\n\r\n"
+    hook = FakeWebhook()
+    out = b"".join(run("gemini", raw, cuts, hook)[0])
+    assert b"example.org" not in out
+    doc = json.loads(out.removeprefix(b"data: "))
+    sent = doc["candidates"][0]["content"]["parts"][0]["functionCall"]["args"]
+    assert sent == {"<EMAIL>": "yes", "<EMAIL>_2": 4111111111111111,
+                    "list": [{"<EMAIL>": True}]}
+    checked = [t.text for call in hook.calls for t in call]
+    assert checked == ["jane.roe@example.org", "x.y@example.org", "list", "yes",
+                       "4111111111111111", "z@example.org"]

@@ -13,7 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from extproc.providers import adapter_for
-from extproc.providers.values import MaskingFn, rename_keys, rewrite_json_strings
+from extproc.providers.values import (
+    MaskingFn,
+    rename_keys,
+    rewrite_json_strings,
+    value_slots,
+)
 
 EMAIL = re.compile(r"[\w.]+@[\w.]+\.\w+")
 
@@ -156,3 +161,34 @@ def test_masking_keys_loses_no_value_and_leaves_no_address(doc: dict[str, Any]) 
 
     assert not any(EMAIL.search(k) for k in keys(out))
     assert not any(EMAIL.search(v) for v in leaf_values(out) if isinstance(v, str))
+
+
+number_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.sampled_from([4111111111111111, 2.5])
+    | st.text(max_size=5) | st.sampled_from(["a@b.io", "4111111111111111"]),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.sampled_from(["a", "c@d.io", "e@f.io", "<EMAIL>", "<EMAIL>_2",
+                                       "4111111111111111"]), inner, max_size=5),
+    max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(number_values)
+def test_value_slots_read_and_write_what_a_masking_fn_does(value: Any) -> None:
+    """`value_slots` (the webhook stream guard's reading of a JSON value) visits the texts
+    `rewrite_json_strings` hands a `MaskingFn`, in the same order, and storing each masked
+    text back gives the same value."""
+    def both(role: str, text: str) -> str:
+        return mask_cards(role, mask(role, text))
+
+    seen: list[str] = []
+    rewrite_json_strings({"v": copy.deepcopy(value)}, "v", "tool",
+                         MaskingFn(lambda _r, t: seen.append(t) or t))
+    holder = {"v": copy.deepcopy(value)}
+    slots = value_slots(holder, "v")
+    assert [h[k] for h, k in slots] == seen
+    for h, k in slots:
+        h[k] = both("tool", h[k])
+    expected = {"v": copy.deepcopy(value)}
+    rewrite_json_strings(expected, "v", "tool", MaskingFn(both))
+    assert holder == expected
