@@ -261,8 +261,9 @@ ENDPOINTS = [Endpoint(p, path, fields, wrap) for p, path, fields, wrap in [
     ("vertex", f"{_V}:countTokens", GOOGLE, _as_is),
 ]]
 CASES = [(e, f) for e in ENDPOINTS for f in e.fields if not f.ident]
-#: tool and function names: the adapters read none (identifiers, by design), so only an
-#: identifier-shaped secret such as a key fits there, and it goes through (see the report)
+#: tool and function names: the adapters read none as texts (identifiers: a mask could not
+#: rewrite them); an identifier-shaped secret such as a key fits there, and the guards refuse
+#: it (`extproc/guards/names.py`)
 NAME_CASES = [(e, f) for e in ENDPOINTS for f in e.fields if f.ident]
 
 

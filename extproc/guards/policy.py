@@ -7,7 +7,8 @@ known ones is read by every guard), runs reject guards first (a 400 in the provi
 that names the guard and what it found, never the matched text; they read a JSON value such
 as a tool schema both as its JSON text, keys included, and string value by string value, so
 an escape cannot hide a value), then mask guards, rewriting each text in place with the
-adapter and re-serialising the body.
+adapter and re-serialising the body. Tool and function names (`names.py`) are read by both,
+whatever the guards' `roles`: a match there is refused, as a name cannot be masked.
 
 Responses: every text the model writes (visible text, refusals, thinking, tool-call
 arguments, of every choice or candidate), whatever the guard's `roles`. A request that asks
@@ -43,6 +44,7 @@ from ..providers.endpoints import adapter_of
 from ..providers.values import MaskingFn, json_bytes
 from . import webhook_client
 from .decisions import decide
+from .names import readings
 from .reframe import SSEMaskingReframer
 from .reframe_completions import CompletionsMaskingReframer
 from .reframe_responses import ResponsesMaskingReframer
@@ -242,12 +244,17 @@ class Guards(Policy):
                          "which the route's guards cannot check; ask without it",
                          details="extproc_guard_unreadable")
         strings: list[tuple[str, str]] | None = None
+        names: list[tuple[None, str]] | None = None
         for guard in self.rejecting:
             hits = found(guard, texts)
             if not hits:
                 if strings is None:   # JSON values string by string, escapes undone
                     strings = _strings(adapter, path, doc)
                 hits = found(guard, strings)
+            if not hits:
+                if names is None:     # tool and function names: read whatever the roles
+                    names = readings(doc, body)
+                hits = found(guard, names)
             if hits:
                 self.stats["rejected"] += 1
                 decide(ex, guard.name, "request", "rejected", ",".join(hits))
@@ -270,12 +277,31 @@ class Guards(Policy):
             self.stats["masked"] += 1
             for name, detectors in masked.items():
                 decide(ex, name, "request", "masked", ",".join(sorted(detectors)))
+        if self.masking:
+            self._unmaskable_names(ex, doc, None if changed else body)
         for guard in self.request_webhooks:
             changed = await self._request_webhook(ex, guard, path, doc, model, adapter) \
                 or changed
         if not changed:
             return None
         return json_bytes(doc)
+
+    def _unmaskable_names(self, ex: Context, doc: dict[str, Any], raw: bytes | None) -> None:
+        """Refuse a prompt in which a mask guard finds something in a name (`names.py`; read
+        after masking, so a name that is also a text, such as a tool input's field, counts as
+        masked there): a name cannot be masked, so it is refused rather than sent in clear."""
+        names = readings(doc, raw)
+        if not names:
+            return
+        for guard in self.masking:
+            hits = found(guard, names)
+            if hits:
+                self.stats["rejected"] += 1
+                decide(ex, guard.name, "request", "rejected", ",".join(hits))
+                raise Reject(400, f"request blocked by guard '{guard.name}': a name in the "
+                             f"request (a tool's, a function's) contains {describe(hits)}, "
+                             "which cannot be masked in a name; rename it",
+                             details="extproc_guard_rejected")
 
     async def _request_webhook(self, ex: Context, guard: Guard, path: str,
                                doc: dict[str, Any], model: str | None,

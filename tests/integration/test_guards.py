@@ -131,6 +131,22 @@ def test_a_mask_guard_renames_an_address_used_as_a_key(gw: Gateway) -> None:
     assert sent == {"<EMAIL>": "yes", "<EMAIL>_2": "no"}
 
 
+@pytest.mark.parametrize(("name", "found"), [
+    (f"fetch_{AWS_KEY}", "aws access key"), ("lookup_4111111111111111", "card")])
+def test_a_secret_or_a_card_as_a_tool_name_is_refused(gw: Gateway, name: str,
+                                                      found: str) -> None:
+    """A name cannot be masked (the client dispatches calls by it): what a reject or a mask
+    guard finds there refuses the prompt, and the provider never sees it."""
+    marker = uuid.uuid4().hex
+    r = openai_chat(gw, f"{marker} go", tools=[{"type": "function", "function": {
+        "name": name, "parameters": {"type": "object"}}}])
+    assert r.status_code == 400, r.text
+    assert found in r.json()["error"]["message"]
+    assert name not in r.text
+    last = gw.mock.last()
+    assert last is None or marker not in last["body"]
+
+
 def test_tool_call_arguments_are_masked(gw: Gateway) -> None:
     body = {"model": "gpt-4o-mini", "messages": [
         {"role": "user", "content": "send it"},
