@@ -287,6 +287,22 @@ class Gateway:
                 raise AssertionError(f"no access log entry for {request_id}")
             time.sleep(0.05)
 
+    def server_access_line(self, request_id: str, seconds: float = 5) -> dict[str, Any]:
+        """The server's own JSON access line for a request (its `request_id`), waited for:
+        the server writes them in batches, up to 50 ms late."""
+        assert self.server is not None
+        deadline = time.monotonic() + seconds
+        while True:
+            for raw in self.server.proc.log_lines():
+                if request_id in raw and "extproc.access" in raw:
+                    doc = json.loads(raw[raw.index("{"):])
+                    if doc.get("logger") == "extproc.access" and \
+                            doc.get("request_id") == request_id:
+                        return doc
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no access line for {request_id} in the server's log")
+            time.sleep(0.05)
+
     def close(self) -> None:
         for part in ("envoy", "server"):
             with contextlib.suppress(AttributeError):

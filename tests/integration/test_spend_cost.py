@@ -6,7 +6,6 @@ prices (which override the shipped table); a model nothing prices is reported as
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -140,20 +139,6 @@ def value(samples: dict[Any, float], name: str, **labels: str) -> float:
                if n == name and all((k, want) in ls for k, want in labels.items()))
 
 
-def access_line(gw: Gateway, rid: str) -> dict[str, Any]:
-    """The server's own JSON access line for the request."""
-    assert gw.server is not None
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        for raw in gw.server.proc.log_lines():
-            if rid in raw and "extproc.access" in raw:
-                doc = json.loads(raw[raw.index("{"):])
-                if doc.get("request_id") == rid:
-                    return doc
-        time.sleep(0.05)
-    raise AssertionError("no access line in the server's log")
-
-
 def send(gw: Gateway, provider: str, stream: bool, headers: dict[str, str] | None = None,
          model: str | None = None) -> tuple[str, httpx.Response]:
     rid = f"spend-{uuid.uuid4()}"
@@ -189,7 +174,7 @@ def test_the_cost_is_the_usage_at_the_configured_price(gw: Gateway, provider: st
     assert md["model"] == model and md["stream"] is stream
     assert D(str(md["cost"])) == want and md["currency"] == "USD"
     assert "cost_status" not in md
-    line = access_line(gw, rid)
+    line = gw.server_access_line(rid)
     assert D(repr(line["cost"])) == want and line["currency"] == "USD"
     assert "cost_status" not in line
 
@@ -212,7 +197,7 @@ def test_an_unpriced_model_is_unpriced_in_metadata_log_and_metrics(gw: Gateway,
     md = gw.access_log(rid)["extproc"]
     assert md["cost_status"] == "unpriced" and "cost" not in md and "currency" not in md
     assert md["output_tokens"] > 0
-    line = access_line(gw, rid)
+    line = gw.server_access_line(rid)
     assert line["cost_status"] == "unpriced" and "cost" not in line
     assert gw.server is not None
     gw.server.wait_idle()
