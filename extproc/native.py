@@ -1,10 +1,10 @@
 """The compiled hot path: which modules `setup.py` compiles with mypyc, and whether this
 process runs them or their pure-Python source.
 
-The modules that every chunk of a streamed reply goes through (the SSE skimmer, the reply
-maskers and their scanner, the delivered-text estimate) are compiled when the package is
-built, unless the build ran with ``EXTPROC_PURE=1``. The `.py` files stay beside the compiled
-ones: they are the source of truth and the fallback.
+The modules that every chunk of a streamed reply goes through (the SSE decoder and skimmer,
+the reply maskers and their scanner, the usage observer, the delivered-text estimate) are
+compiled when the package is built, unless the build ran with ``EXTPROC_PURE=1``. The `.py`
+files stay beside the compiled ones: they are the source of truth and the fallback.
 
 At import (`extproc/__init__.py` calls `choose`), the compiled modules are used only when
 they were built from exactly the sources beside them: the build records each source's
@@ -32,6 +32,7 @@ from typing import Any
 
 #: the modules compiled together (one mypyc group; a class in one may derive from another's)
 MODULES: tuple[str, ...] = (
+    "extproc.codecs.sse",
     "extproc.codecs.sse_skim",
     "extproc.guards.stream",
     "extproc.guards.scanner",
@@ -40,6 +41,7 @@ MODULES: tuple[str, ...] = (
     "extproc.guards.reframe_completions",
     "extproc.guards.reframe_responses",
     "extproc.limits.estimate",
+    "extproc.llm.transforms",
 )
 #: the group's shared library, `extproc/_compiled__mypyc.*.so`
 GROUP = "extproc._compiled"

@@ -43,8 +43,8 @@ class Event:
     @classmethod
     def lazy(cls, raw: bytes, start: int, stop: int, terminated: bool = True) -> Event:
         """An event whose field lines (no blank line among them) are raw[start:stop]."""
-        ev = cls.__new__(cls)
-        ev.raw, ev.terminated, ev._fields, ev._span = raw, terminated, None, (start, stop)
+        ev = cls(raw, "", None, None, None, False, terminated)
+        ev._fields, ev._span = None, (start, stop)
         return ev
 
     def _get(self) -> Fields:
@@ -79,10 +79,14 @@ class Event:
         return self._get()[4]
 
     def __eq__(self, other: object) -> bool:
+        # compiled (mypyc): a bool method returns a bool, not NotImplemented; and the fields
+        # compare as objects (mypyc's code for `==` of two nested tuples of optional strings
+        # releases a value it never set)
         if not isinstance(other, Event):
-            return NotImplemented
-        return (self.raw, self.terminated, self._get()) == (other.raw, other.terminated,
-                                                            other._get())
+            return False
+        mine: object = self._get()
+        theirs: object = other._get()
+        return self.raw == other.raw and self.terminated == other.terminated and mine == theirs
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -137,12 +141,13 @@ class SSEDecoder:
     then. After ``finish()`` the decoder is reset for a new stream.
     """
 
-    __slots__ = ("_buf", "_first", "_max", "_scan", "_skip")
-    #: take `_feed_lf` for a chunk it can cut (False: always the plain way, for the tests)
-    fast = True
+    __slots__ = ("_buf", "_first", "_max", "_scan", "_skip", "fast")
 
-    def __init__(self, max_event_bytes: int = 1 << 20) -> None:
+    def __init__(self, max_event_bytes: int = 1 << 20, fast: bool = True) -> None:
+        """`fast`: take `_feed_lf` for a chunk it can cut (False: always the plain way, for
+        the tests)."""
         self._max = max_event_bytes
+        self.fast = fast
         self._reset()
 
     def _reset(self) -> None:

@@ -391,8 +391,8 @@ def test_encode_decode_round_trip(data: str, event: str | None, id: str | None,
     assert decoded == [Event(raw, re.sub(r"\r\n|\r|\n", "\n", data), event, id, retry, True)]
 
 
-class PlainDecoder(SSEDecoder):
-    fast = False
+def plain_decoder(limit: int) -> SSEDecoder:
+    return SSEDecoder(limit, fast=False)
 
 
 def _outcome(decoder: SSEDecoder, chunks: list[bytes]) -> list[object]:
@@ -418,4 +418,4 @@ _LF_PARTS = st.sampled_from([b"\n", b"\n\n", b"data: x", b"data: " + b"y" * 20, 
 def test_lf_fast_path_equals_the_plain_way(chunks: list[bytes], limit: int) -> None:
     """A chunk without CR that starts an event is cut with one find per event; what it gives
     (events, errors past max_event_bytes) is what the plain way gives, chunk by chunk."""
-    assert _outcome(SSEDecoder(limit), chunks) == _outcome(PlainDecoder(limit), chunks)
+    assert _outcome(SSEDecoder(limit), chunks) == _outcome(plain_decoder(limit), chunks)
