@@ -23,7 +23,7 @@ from extproc.providers import Usage
 from extproc.spend.prices import Pricing
 from extproc.spend.settings import default_table
 from tests.harness import Gateway, Mock
-from tests.integration.test_spend_cost import access_line, scrape, value
+from tests.integration.test_spend_cost import scrape, value
 from tests.integration.test_stream_cut import mock_lines, upstream_closed
 
 TEXT = "Gateways should be boring: fast, correct, and invisible."
@@ -123,7 +123,7 @@ def test_every_backend_streams_text_and_usage(gw: Gateway, model: str) -> None:
     assert "x-extproc-backend" not in last["headers"]
     # Envoy sent it on the backend's route; the server logged who served the front model
     assert gw.access_log(r)["route"] == f"unified-{backend}"
-    line = access_line(gw, r)
+    line = gw.server_access_line(r)
     assert (line["model"], line["backend"], line["provider"]) == (model, backend, backend)
     # Envoy's log has the usage too, even though the SDK may close the connection at [DONE]
     envoy = gw.access_log(r)
@@ -232,7 +232,7 @@ def test_the_usage_chunk_comes_only_when_asked(gw: Gateway, model: str) -> None:
                                                          stream=True))
     assert all(c.usage is None for c in chunks) and all(c.choices for c in chunks)
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == TEXT
-    assert access_line(gw, r)["output_tokens"] > 0     # metered all the same
+    assert gw.server_access_line(r)["output_tokens"] > 0     # metered all the same
 
 
 @pytest.mark.parametrize("model", TRANSLATED)
@@ -328,7 +328,7 @@ def test_spend_and_metrics_are_labelled_by_the_backend(gw: Gateway) -> None:
     r = rid()
     reply = client(gw, r).chat.completions.create(model="claude-sonnet-4-5", messages=MSG)
     assert reply.usage is not None
-    line = access_line(gw, r)
+    line = gw.server_access_line(r)
     price = Pricing(default_table()).price("anthropic", "claude-sonnet-4-5")
     assert price is not None
     usage = Usage(input_tokens=reply.usage.prompt_tokens,
