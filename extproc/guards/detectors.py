@@ -168,6 +168,10 @@ def _luhn(c: str) -> int:
     digits = [int(ch) for ch in c if ch.isdigit()]
     if not 13 <= len(digits) <= 19 or len(set(digits)) == 1:
         return 0
+    # no card number starts with 0 (ISO/IEC 7812), and with 1 only UATP's 15 digits: a
+    # millisecond timestamp (13 digits from 1) or a 64-bit id (18-19) is no card
+    if digits[0] == 0 or (digits[0] == 1 and len(digits) != 15):
+        return 0
     total = 0
     for i, d in enumerate(reversed(digits)):
         total += (d * 2 - 9 if d > 4 else d * 2) if i % 2 else d

@@ -132,6 +132,12 @@ PASTED_CARDS = [
     ("pi 3.4111111111111111", None),
     ("id 1234-4111-1111-1111-1111", None),
     ("41111111111111111234 12/27", None),
+    # Luhn-valid, but no card starts with 0, nor with 1 unless it is UATP's 15 digits: a
+    # millisecond timestamp, a 64-bit id
+    ("created 1733360000124 ms", None),
+    ("id 1234567890123456785", None),
+    ("ref 0411111111111116", None),
+    ("uatp 111122223333442 ok", "uatp <CARD> ok"),
 ]
 
 

@@ -162,3 +162,15 @@ def test_the_stream_cases_cover_every_json_value_of_a_reply() -> None:
     assert {"function-call", "input-json", "input-in-start", "tool-call-arguments"} <= fields
     assert {fmt for fmt, field in STREAM_CASES if field == "function-call"} >= {
         "gemini-sse", "vertex-sse", "gemini-array-whole"}
+
+
+def test_a_timestamp_or_an_id_stays_a_number() -> None:
+    """Numbers are read as the card detector reads text: a Luhn-valid millisecond timestamp
+    or 64-bit id is no card (no card starts with 1 unless it has 15 digits), so a tool's
+    result keeps them as they are."""
+    endpoint = next(e for e in ENDPOINTS if e.path == f"{GEMINI}:generateContent")
+    value = {"created": 1733360000124, "id": 1234567890123456785, "card": CARDS[0]}
+    out = run(endpoint, json.dumps(endpoint.wrap(PROMPT_VALUES[2][1](value))).encode())
+    assert out.refused is None
+    sent = json.loads(out.upstream)["contents"][0]["parts"][0]["functionResponse"]["response"]
+    assert sent == {"created": 1733360000124, "id": 1234567890123456785, "card": "<CARD>"}
