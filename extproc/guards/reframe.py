@@ -236,7 +236,7 @@ class SSEMaskingReframer(EventMasker):
         doc = self._parse(data)
         if doc is None:
             return self._rejected(UNREADABLE)
-        texts = self.adapter.stream_texts(doc, event)   # slots hold strings
+        texts = self.adapter.stream_texts(doc, event)   # strings, and whole JSON values
         if not texts.slots and not texts.ends and not texts.ends_all:
             return raw
         self._current = (data, event)

@@ -201,7 +201,7 @@ class WebhookStreamGuard(BodyTransform):
             held.unreadable = True
             return held, False, False
         held.doc = doc
-        texts = self.adapter.stream_texts(doc, ev.event)   # slots hold strings
+        texts = self.adapter.stream_texts(doc, ev.event)   # strings, whole JSON values
         for slot in texts.slots:
             if slot.whole:   # a JSON value's keys, numbers and strings, each on its own
                 held.slots.extend((next(self._whole), holder, key)
