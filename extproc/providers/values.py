@@ -14,6 +14,7 @@ from urllib.parse import unquote
 
 from extproc.codecs.jsontext import JsonSource
 from extproc.providers.base import Usage
+from extproc.providers.slots import string_slots
 
 
 def load_json(data: str | bytes) -> Any:
@@ -74,34 +75,18 @@ class MaskingFn:
 def rewrite_json_strings(holder: Any, key: Any, role: str,
                          fn: Callable[[str, str], str]) -> bool:
     """Rewrite ``holder[key]`` with fn(role, ...): a string as a whole, a JSON object or array
-    string value by string value in serialisation order (``dump_compact``'s order), keys and
-    non-strings left alone. A `MaskingFn` also renames each object's keys (`rename_keys`,
-    before its values) and rewrites each number as its JSON text (a masked number becomes a
+    string value by string value in serialisation order (``dump_compact``'s order,
+    `string_slots`), keys and non-strings left alone. A `MaskingFn` gets every text of the
+    value (`value_slots`): each object's keys too, before its values (a masked key is renamed
+    as `rename_keys` does), and each number as its JSON text (a masked number becomes a
     string, as in tool-call arguments; booleans and nulls hold no text). Iterative and
     cycle-safe. True if anything changed."""
+    if isinstance(holder[key], str):    # most slots: one string
+        return rewrite_slot(holder, key, role, fn)
+    slots = value_slots(holder, key) if isinstance(fn, MaskingFn) else string_slots(holder, key)
     changed = False
-    masks = isinstance(fn, MaskingFn)
-    stack: list[tuple[Any, Any]] = [(holder, key)]
-    seen: set[int] = set()
-    while stack:
-        parent, slot = stack.pop()
-        value = parent[slot]
-        if isinstance(value, str):
-            changed |= rewrite_slot(parent, slot, role, fn)
-        elif isinstance(value, dict | list) and id(value) not in seen:
-            seen.add(id(value))
-            if masks and isinstance(value, dict):
-                renamed = {k: new for k in value if (new := fn(role, k)) != k}
-                if renamed:
-                    changed |= rename_keys(value, renamed)
-            slots = list(value) if isinstance(value, dict) else range(len(value))
-            stack.extend((value, s) for s in reversed(slots))
-        elif masks and isinstance(value, int | float) and not isinstance(value, bool):
-            text = json.dumps(value)
-            new = fn(role, text)
-            if new != text:
-                parent[slot] = new
-                changed = True
+    for parent, slot in slots:
+        changed |= rewrite_slot(parent, slot, role, fn)
     return changed
 
 
