@@ -278,7 +278,9 @@ class Guards(Policy):
             for name, detectors in masked.items():
                 decide(ex, name, "request", "masked", ",".join(sorted(detectors)))
         if self.masking:
-            self._unmaskable_names(ex, doc, None if changed else body)
+            if changed or names is None:   # else the reject guards' reading still holds
+                names = readings(doc, None if changed else body)
+            self._unmaskable_names(ex, names)
         for guard in self.request_webhooks:
             changed = await self._request_webhook(ex, guard, path, doc, model, adapter) \
                 or changed
@@ -286,13 +288,10 @@ class Guards(Policy):
             return None
         return json_bytes(doc)
 
-    def _unmaskable_names(self, ex: Context, doc: dict[str, Any], raw: bytes | None) -> None:
+    def _unmaskable_names(self, ex: Context, names: list[tuple[None, str]]) -> None:
         """Refuse a prompt in which a mask guard finds something in a name (`names.py`; read
         after masking, so a name that is also a text, such as a tool input's field, counts as
         masked there): a name cannot be masked, so it is refused rather than sent in clear."""
-        names = readings(doc, raw)
-        if not names:
-            return
         for guard in self.masking:
             hits = found(guard, names)
             if hits:
