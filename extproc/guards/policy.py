@@ -44,7 +44,7 @@ from ..providers.endpoints import adapter_of
 from ..providers.values import MaskingFn, json_bytes
 from . import webhook_client
 from .decisions import decide
-from .names import readings
+from .names import identifiers, readings
 from .reframe import SSEMaskingReframer
 from .reframe_completions import CompletionsMaskingReframer
 from .reframe_responses import ResponsesMaskingReframer
@@ -318,6 +318,10 @@ class Guards(Policy):
         # keys and numbers of JSON values too, each a text of its own (MaskingFn); the two
         # passes visit the same texts in the same order
         adapter.rewrite_request_texts(path, doc, MaskingFn(collect))
+        # then the tool and function names, whatever the guard's roles (as local guards read
+        # them): the webhook may refuse for one, but not mask it
+        first_name = len(texts)
+        texts.extend(Text("tool", name) for name in dict.fromkeys(identifiers(doc)))
         if not texts:
             return False
         verdict = await self._verdict(guard, self._call(ex, guard, "request", texts,
@@ -328,6 +332,12 @@ class Guards(Policy):
             self.stats["rejected"] += 1
             refuse(ex, guard, "request", verdict)
         by_text = masks_by_text(verdict)
+        if any(index >= first_name for index in by_text):
+            self.stats["rejected"] += 1
+            decide(ex, guard.name, "request", "rejected")
+            raise Reject(400, f"request blocked by guard '{guard.name}': it would mask a name "
+                         "in the request (a tool's, a function's), which cannot be masked; "
+                         "rename it", details="extproc_guard_rejected")
         seen = iter(range(len(slots)))
         sent = iter(range(len(texts)))
 

@@ -6,7 +6,8 @@ visible text, refusals, thinking, tool-call arguments, of every choice, content 
 candidate. One masker chain per piece (a choice's content, its refusal, one tool call's
 arguments, an Anthropic content block, a Gemini candidate's text or its thought text); a value
 that arrives whole gets a chain of its own (a Gemini function call's args, an Anthropic tool's
-input: each of their keys, numbers and strings, as `rewrite_json_strings` visits them). Tool-call
+input: each of their keys, numbers and strings, as `rewrite_json_strings` visits them; a call's
+name, read as `names.mask_name` reads it). Tool-call
 arguments (``JSON_PIECES``) are JSON source text: their chain reads it token by token, escapes
 decoded, and writes it back as valid JSON text (``codecs.jsontext.JsonTextMasker``). A text
 is replaced by what its chain releases now (possibly nothing: the held suffix follows in a
@@ -37,9 +38,10 @@ from ..codecs.jsontext import JsonTextMasker
 from ..codecs.sse import Event, encode
 from ..providers import Adapter, adapter_for
 from ..providers.openai import DELTA_TEXT_FIELDS, OpenAIAdapter
-from ..providers.slots import JSON_PIECES, Piece, TextSlot
+from ..providers.slots import JSON_PIECES, NAME_PIECE, Piece, TextSlot
 from ..providers.values import MaskingFn, rewrite_json_strings
 from .event_stream import UNREADABLE, EventMasker
+from .names import mask_name
 from .stream import GuardTriggered, StreamMasker
 
 MaskerFactory = Callable[[], list[StreamMasker]]
@@ -251,7 +253,8 @@ class SSEMaskingReframer(EventMasker):
                     changed |= rewrite_json_strings(holder, key, "assistant",
                                                     MaskingFn(self._whole_text))
                     continue
-                masked = self._whole_text("", text)
+                masked = self._whole_name(text) if piece[1] == NAME_PIECE \
+                    else self._whole_text("", text)
             else:
                 masked = self._text(piece, text)
                 here[piece] = slot
@@ -327,6 +330,10 @@ class SSEMaskingReframer(EventMasker):
         """A text no later event continues, through a chain of its own."""
         chain = _Chain(self.make())
         return chain.feed(text) + chain.finish()
+
+    def _whole_name(self, name: str) -> str:
+        """A call's name (whole), as and through `names.mask_name`."""
+        return mask_name(name, lambda reading: self._whole_text("", reading))
 
     def _text(self, key: Piece, text: str) -> str:
         self.last[key] = self._current

@@ -46,6 +46,7 @@ from ..providers.responses_items import is_arguments, output_slots
 from ..providers.slots import string_slots
 from ..providers.values import as_list
 from .event_stream import UNREADABLE, EventMasker
+from .names import mask_name
 from .reframe import Chain, MaskerFactory, _Chain, _dump, json_chain
 
 Key = tuple[str, int, int]   # (piece kind, output index, content or summary index)
@@ -264,7 +265,8 @@ class ResponsesMaskingReframer(EventMasker):
                 changed |= _blank_logprobs(part)
         for holder, field, (piece, sub) in output_slots(item):
             text = holder[field]
-            out, masked = self._whole((piece, oi, sub), text, ends, is_arguments(holder, field))
+            out, masked = self._whole((piece, oi, sub), text, ends, is_arguments(holder, field),
+                                      piece == "n")
             before += out
             if masked != text:
                 holder[field] = masked
@@ -282,18 +284,19 @@ class ResponsesMaskingReframer(EventMasker):
         return changed
 
     # --- whole texts ------------------------------------------------------------------------
-    def _whole(self, key: Key, text: str, ends: bool,
-               json_text: bool = False) -> tuple[bytes, str]:
+    def _whole(self, key: Key, text: str, ends: bool, json_text: bool = False,
+               name: bool = False) -> tuple[bytes, str]:
         """(events to send first, the masked text) for the whole text of a piece. `ends`:
         the event ends the piece (a done event), else it only shows it (an added event);
-        `json_text`: the text is JSON source (arguments)."""
+        `json_text`: the text is JSON source (arguments); `name`: a call's name (masked as
+        `names.mask_name` says)."""
         before = b""
         if ends and key in self.chains:
             before = self._close(key, text)
         final = self.final.get(key)
         if final is not None and final[0] == text:
             return before, final[1]
-        masked = self._mask_whole(text, json_text)
+        masked = mask_name(text, self._mask_whole) if name else self._mask_whole(text, json_text)
         if ends and final is None:
             self.final[key] = (text, masked)
         return before, masked

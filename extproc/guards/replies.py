@@ -2,9 +2,10 @@
 wait), so a guard can still refuse one with an error in the provider's format, or mask its
 texts in one pass; local guards first, then webhooks (which see the masked text). The texts
 are every text the model wrote (the adapter's `response_texts`: visible text, refusals,
-thinking, tool-call arguments, of every choice or candidate), checked whatever a guard's
-`roles` (those filter prompt text). A Gemini/Vertex stream left as a JSON array is read by
-the local guards as the stream it is (its elements' texts joined, as a client joins them)."""
+thinking, tool-call arguments and the calls' names, of every choice or candidate), checked
+whatever a guard's `roles` (those filter prompt text). A Gemini/Vertex stream left as a JSON
+array is read by the local guards as the stream it is (its elements' texts joined, as a
+client joins them)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from ..codecs.sse import SSEDecoder
 from ..llm.transforms import PARSED_REPLY
 from ..policy import BodyTransform, Reject
 from ..providers.endpoints import adapter_of
+from ..providers.slots import Name
 from ..providers.values import MaskingFn, json_bytes
 from .decisions import decide
+from .names import mask_name, name_readings
 from .reframe import SSEMaskingReframer
 from .settings import Guard
 from .webhook import Text, Verdict, apply, masks_by_text
@@ -204,9 +207,11 @@ def mask_text(guards: list[Guard] | tuple[Guard, ...], text: str,
               masked: dict[str, set[str]]) -> str:
     """`text` masked by each local guard in turn; what each found is added to `masked`. A
     `JsonSource` (tool-call arguments) is masked token by token, escapes decoded, as the
-    tool reads it (`codecs.jsontext.rewrite`)."""
+    tool reads it (`codecs.jsontext.rewrite`); a call's `Name` as `names.mask_name` says."""
     if isinstance(text, JsonSource):
         return rewrite(text, lambda token: _mask(guards, token, masked))
+    if isinstance(text, Name):
+        return mask_name(text, lambda reading: _mask(guards, reading, masked))
     return _mask(guards, text, masked)
 
 
@@ -232,12 +237,14 @@ def refuse(ex: Context, guard: Guard, direction: str, verdict: Verdict) -> NoRet
 def found(guard: Guard, texts: list[tuple[str, str]] | list[tuple[None, str]]) -> list[str]:
     """The detectors of a local guard that match any of the texts: of the roles it reads
     (`Guard.reads`), or all of them when the role is None (a reply's texts). A `JsonSource`
-    is read as `codecs.jsontext.read_texts` reads it (the tokens the tool reads, decoded)."""
+    is read as `codecs.jsontext.read_texts` reads it (the tokens the tool reads, decoded), a
+    call's `Name` in its `names.name_readings`."""
     assert guard.scanner is not None
     names: list[str] = []
     for role, text in texts:
         if role is None or guard.reads(role):
-            for piece in read_texts(text) if isinstance(text, JsonSource) else (text,):
+            for piece in read_texts(text) if isinstance(text, JsonSource) \
+                    else name_readings(text) if isinstance(text, Name) else (text,):
                 for span in guard.scanner.find(piece):
                     if span.detector not in names:
                         names.append(span.detector)

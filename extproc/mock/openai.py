@@ -9,7 +9,9 @@ the reply in ``refusal`` (content null, as a refusing model answers); ``tool`` m
 reply a tool call whose arguments are ``{"text": reply}`` (content null, finish reason
 ``tool_calls``; streamed as argument pieces after a first chunk with the call's id and name);
 ``tool-escaped`` is ``tool`` with every character of the value written as a ``\\uXXXX`` escape
-(``common.dump_escaped``), so that the pieces split escapes apart.
+(``common.dump_escaped``), so that the pieces split escapes apart. The call is to the function
+the request forces (``tool_choice: {"type": "function", "function": {"name": N}}``), else to
+``mock_tool``.
 """
 
 from __future__ import annotations
@@ -151,7 +153,16 @@ def usage(reply: Reply, n: int = 1) -> dict[str, Any]:
     }
 
 
-def _message(reply: Reply, index: int, shape: str | None) -> tuple[dict[str, Any], str]:
+def tool_name(request: dict[str, Any]) -> str:
+    """The function the request forces the model to call, else ``TOOL_NAME``."""
+    choice = request.get("tool_choice")
+    function = choice.get("function") if isinstance(choice, dict) else None
+    name = function.get("name") if isinstance(function, dict) else None
+    return name if isinstance(name, str) else TOOL_NAME
+
+
+def _message(reply: Reply, index: int, shape: str | None,
+             name: str = TOOL_NAME) -> tuple[dict[str, Any], str]:
     """One choice's message and finish reason."""
     message: dict[str, Any] = {"role": "assistant", "content": reply.text, "refusal": None,
                                "annotations": []}
@@ -160,7 +171,7 @@ def _message(reply: Reply, index: int, shape: str | None) -> tuple[dict[str, Any
     elif shape in ("tool", "tool-escaped"):
         message["content"] = None
         message["tool_calls"] = [{"id": _tool_call_id(reply, index), "type": "function",
-                                  "function": {"name": TOOL_NAME,
+                                  "function": {"name": name,
                                                "arguments": tool_arguments(reply, shape)}}]
         return message, "tool_calls"
     return message, "stop"
@@ -169,7 +180,7 @@ def _message(reply: Reply, index: int, shape: str | None) -> tuple[dict[str, Any
 def build_response(request: dict[str, Any], reply: Reply, shape: str | None = None) -> bytes:
     """The non-streamed ``chat.completion`` body."""
     n = choices(request)
-    answers = [_message(reply, i, shape) for i in range(n)]
+    answers = [_message(reply, i, shape, tool_name(request)) for i in range(n)]
     body = {
         "id": f"chatcmpl-{reply.response_id}",
         "object": "chat.completion",
@@ -217,7 +228,7 @@ def build_stream(request: dict[str, Any], reply: Reply,
     if shape in ("tool", "tool-escaped"):
         first = [{"role": "assistant", "content": None, "tool_calls": [
             {"index": 0, "id": _tool_call_id(reply, i), "type": "function",
-             "function": {"name": TOOL_NAME, "arguments": ""}}], "refusal": None}
+             "function": {"name": tool_name(request), "arguments": ""}}], "refusal": None}
             for i in range(n)]
         deltas = [{"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}
                   for piece in split_arguments(tool_arguments(reply, shape))]

@@ -45,9 +45,12 @@ from typing import Any
 
 from extproc.providers.base import Adapter, Delta, Prompt, Usage
 from extproc.providers.slots import (
+    NAME_PIECE,
     EventTexts,
+    Name,
     Piece,
     TextSlot,
+    name_slot,
     piece_index,
     string_slots,
 )
@@ -60,6 +63,7 @@ from extproc.providers.values import (
     lower_role,
     read_value,
     rewrite_json_strings,
+    rewrite_name,
     sum_known,
     text_only,
     usage_or_none,
@@ -209,8 +213,12 @@ def _reply_slots(body: Any) -> Iterator[Slot]:
             yield "text", block, "text"
         elif kind == "thinking" and isinstance(block.get("thinking"), str):
             yield "thinking", block, "thinking"
-        elif kind in _TOOL_USE and "input" in block:
-            yield "tool", block, "input"
+        elif kind in _TOOL_USE:
+            for key in ("name", "server_name"):     # the call's name, an MCP server's
+                if isinstance(block.get(key), str):
+                    yield "name", block, key
+            if "input" in block:
+                yield "tool", block, "input"
         elif kind not in _KNOWN:    # a server tool's result: what the provider fetched
             for holder, key in _text_leaves(block):
                 yield "result", holder, key
@@ -269,12 +277,14 @@ class AnthropicAdapter(Adapter):
         return changed
 
     def response_texts(self, body: Any) -> list[tuple[str, str]]:
-        return [(kind, read_value(holder[key])) for kind, holder, key in _reply_slots(body)]
+        return [(kind, Name(holder[key]) if kind == "name" else read_value(holder[key]))
+                for kind, holder, key in _reply_slots(body)]
 
     def rewrite_response_texts(self, body: dict[str, Any], fn: Callable[[str], str]) -> bool:
         changed = False
-        for _, holder, key in _reply_slots(body):
-            changed |= rewrite_json_strings(holder, key, "assistant", text_only(fn))
+        for kind, holder, key in _reply_slots(body):
+            rewrite = rewrite_name if kind == "name" else rewrite_json_strings
+            changed |= rewrite(holder, key, "assistant", text_only(fn))
         return changed
 
     def stream_delta(self, data: str, event: str | None) -> Delta:
@@ -332,6 +342,9 @@ class AnthropicAdapter(Adapter):
                     text = block.get(key)
                     if text and isinstance(text, str):
                         out.slots.append(TextSlot((index, key, 0), block, key))
+                if block.get("type") in _TOOL_USE:
+                    name_slot(out.slots, (index, NAME_PIECE, 0), block)
+                    name_slot(out.slots, (index, NAME_PIECE, 1), block, "server_name")
                 if "input" in block:
                     if block["input"] and isinstance(block["input"], str | dict | list):
                         # whole: the tool's input with its keys and numbers (usually {}:

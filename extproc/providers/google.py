@@ -50,9 +50,12 @@ from typing import Any
 
 from extproc.providers.base import Adapter, Delta, Prompt, Usage
 from extproc.providers.slots import (
+    NAME_PIECE,
     EventTexts,
+    Name,
     Piece,
     TextSlot,
+    name_slot,
     piece_index,
 )
 from extproc.providers.values import (
@@ -66,6 +69,7 @@ from extproc.providers.values import (
     pick_indexed,
     read_value,
     rewrite_json_strings,
+    rewrite_name,
     sum_known,
     text_only,
     usage_or_none,
@@ -101,6 +105,8 @@ _VALUES = (("functionCall", "args"), ("function_call", "args"),
            ("executableCode", "code"), ("executable_code", "code"),
            ("codeExecutionResult", "output"), ("code_execution_result", "output"))
 _VALUE_KEYS = dict(_VALUES)
+#: the parts of a reply that call a function, by name
+_CALLS = ("functionCall", "function_call")
 _DECLARATIONS = ("functionDeclarations", "function_declarations")
 _SCHEMAS = ("parameters", "parametersJsonSchema", "parameters_json_schema", "response",
             "responseJsonSchema", "response_json_schema")
@@ -178,6 +184,9 @@ def _reply_slots(obj: Any) -> Iterator[Slot]:
         for part in as_list(content.get("parts")):
             if isinstance(part, dict):
                 kind = "thinking" if part.get("thought") is True else "text"
+                for call in _CALLS:
+                    if isinstance(as_dict(part.get(call)).get("name"), str):
+                        yield "name", part[call], "name"
                 yield from _part_slots(part, kind)
 
 
@@ -280,7 +289,7 @@ class GoogleAdapter(Adapter):
 
     def response_texts(self, body: Any) -> list[tuple[str, str]]:
         """A whole buffered JSON-array stream is also accepted."""
-        return [(kind, read_value(holder[key]))
+        return [(kind, Name(holder[key]) if kind == "name" else read_value(holder[key]))
                 for element in (body if isinstance(body, list) else [body])
                 for kind, holder, key in _reply_slots(element)]
 
@@ -289,8 +298,9 @@ class GoogleAdapter(Adapter):
         """A whole buffered JSON-array stream is also accepted."""
         changed = False
         for element in body if isinstance(body, list) else [body]:
-            for _, holder, key in _reply_slots(element):
-                changed |= rewrite_json_strings(holder, key, "assistant", text_only(fn))
+            for kind, holder, key in _reply_slots(element):
+                rewrite = rewrite_name if kind == "name" else rewrite_json_strings
+                changed |= rewrite(holder, key, "assistant", text_only(fn))
         return changed
 
     def stream_delta(self, data: str, event: str | None) -> Delta:
@@ -323,6 +333,8 @@ class GoogleAdapter(Adapter):
                         continue
                     key = _VALUE_KEYS.get(name)
                     value = part[name] if key is not None else None
+                    if name in _CALLS and isinstance(value, dict):
+                        name_slot(out.slots, (index, NAME_PIECE, pi), value)
                     if isinstance(value, dict) and value.get(key) and isinstance(
                             value[key], str | dict | list):
                         # whole: the args object with its keys and numbers, or the code

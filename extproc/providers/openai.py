@@ -39,9 +39,12 @@ from typing import Any
 
 from extproc.providers.base import Adapter, Delta, Prompt, Usage
 from extproc.providers.slots import (
+    NAME_PIECE,
     EventTexts,
+    Name,
     Piece,
     TextSlot,
+    name_slot,
     piece_index,
 )
 from extproc.providers.values import (
@@ -58,6 +61,7 @@ from extproc.providers.values import (
     read_value,
     rewrite_arguments,
     rewrite_json_strings,
+    rewrite_name,
     text_only,
     usage_or_none,
     with_total,
@@ -104,6 +108,18 @@ def _call_slots(message: dict[str, Any]) -> Iterator[Slot]:
     legacy = as_dict(message.get("function_call"))
     if "arguments" in legacy:
         yield "tool", legacy, "arguments"
+
+
+def _call_names(message: dict[str, Any]) -> Iterator[Slot]:
+    """The names of a reply message's tool calls and legacy function call (kind "name")."""
+    for call in as_list(message.get("tool_calls")):
+        call = as_dict(call)
+        for holder in (as_dict(call.get("function")), as_dict(call.get("custom"))):
+            if isinstance(holder.get("name"), str):
+                yield "name", holder, "name"
+    legacy = as_dict(message.get("function_call"))
+    if isinstance(legacy.get("name"), str):
+        yield "name", legacy, "name"
 
 
 def _read(holder: Any, key: Any) -> str:
@@ -176,6 +192,7 @@ def _reply_slots(body: Any) -> Iterator[Slot]:
         audio = as_dict(message.get("audio"))
         if isinstance(audio.get("transcript"), str):
             yield "text", audio, "transcript"
+        yield from _call_names(message)
         yield from _call_slots(message)
 
 
@@ -268,12 +285,14 @@ class OpenAIAdapter(Adapter):
         return changed
 
     def response_texts(self, body: Any) -> list[tuple[str, str]]:
-        return [(kind, _read(holder, key)) for kind, holder, key in _reply_slots(body)]
+        return [(kind, Name(holder[key]) if kind == "name" else _read(holder, key))
+                for kind, holder, key in _reply_slots(body)]
 
     def rewrite_response_texts(self, body: dict[str, Any], fn: Callable[[str], str]) -> bool:
         changed = False
-        for _, holder, key in _reply_slots(body):
-            changed |= _rewrite(holder, key, "assistant", text_only(fn))
+        for kind, holder, key in _reply_slots(body):
+            rewrite = rewrite_name if kind == "name" else _rewrite
+            changed |= rewrite(holder, key, "assistant", text_only(fn))
         return changed
 
     def stream_delta(self, data: str, event: str | None) -> Delta:
@@ -320,10 +339,12 @@ class OpenAIAdapter(Adapter):
                 if "tool_calls" in delta:
                     for ti, call in enumerate(as_list(delta["tool_calls"])):
                         function = as_dict(as_dict(call).get("function"))
+                        sub = piece_index({"index": as_dict(call).get("index", ti)})
+                        name_slot(out.slots, (index, NAME_PIECE, sub), function)
                         if "arguments" in function:
-                            sub = piece_index({"index": call.get("index", ti)})
                             _argument_slots(out.slots, (index, "tool", sub), function)
                 legacy = as_dict(delta.get("function_call"))
+                name_slot(out.slots, (index, NAME_PIECE, 0), legacy)
                 if "arguments" in legacy:
                     _argument_slots(out.slots, (index, "function_call", 0), legacy)
             if choice.get("finish_reason"):

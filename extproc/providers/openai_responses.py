@@ -17,8 +17,9 @@ or for an incomplete response its ``incomplete_details.reason`` ("max_output_tok
 included, ``output_tokens_details.reasoning_tokens``), ``total_tokens``. Rewriting a reply
 visits every generated text a client can read, which is more than the visible text:
 message text and refusals, function / MCP call arguments, custom tool input, code
-interpreter code, reasoning summaries and reasoning text (``responses_items.output_slots``);
-a rewritten part's ``logprobs`` list is emptied (its tokens would spell the original).
+interpreter code, reasoning summaries and reasoning text, and the names of calls
+(``responses_items.output_slots``); a rewritten part's ``logprobs`` list is emptied (its
+tokens would spell the original).
 
 Stream events are ``event: <type>`` + ``data: <json>`` whose JSON ``type`` is trusted over
 the SSE event name; there is no ``[DONE]``. ``response.output_text.delta`` and
@@ -55,6 +56,7 @@ from extproc.providers.values import (
     read_value,
     rewrite_arguments,
     rewrite_json_strings,
+    rewrite_name,
     rewrite_slot,
     text_only,
     usage_or_none,
@@ -131,8 +133,9 @@ class OpenAIResponsesAdapter(Adapter):
         by_role = text_only(fn)
         changed = False
         for item in as_list(as_dict(body).get("output")):
-            for holder, key, _ in output_slots(item):
-                rewrite = rewrite_arguments if is_arguments(holder, key) else rewrite_slot
+            for holder, key, piece in output_slots(item):
+                rewrite = rewrite_arguments if is_arguments(holder, key) \
+                    else rewrite_name if piece[0] == "n" else rewrite_slot
                 if rewrite(holder, key, "assistant", by_role):
                     changed = True
                     # the tokens of a rewritten text's logprobs would spell the original

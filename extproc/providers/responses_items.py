@@ -244,13 +244,16 @@ def output_slots(item: Any) -> list[Slot]:
     if kind not in ("message", "reasoning"):
         # everything else such an item says (an MCP call's output, code-interpreter logs, a
         # web search's query, an image's revised prompt, a kind newer than this code): the
-        # provider or a tool wrote it, the client reads it; each string is masked on its own
+        # provider or a tool wrote it, the client reads it; each string is masked on its own,
+        # a tool's name (piece "n") as a name (`slots.Name`)
         covered = {id(holder) for holder, _, _ in out}
         rest: list[Slot] = []
         _generic(item, "assistant", rest)
-        out.extend((holder, key, ("o", n)) for n, (holder, key, _) in enumerate(rest)
-                   if key != "name"     # a tool's name: an identifier
-                   and not (id(holder) in covered and key == _ARGUMENT_KEYS.get(kind)))
+        out.extend((holder, key, ("n" if key == "name" else "o", n))
+                   for n, (holder, key, _) in enumerate(rest)
+                   if not (id(holder) in covered and key == _ARGUMENT_KEYS.get(kind)))
+        if isinstance(item.get("server_label"), str):   # an MCP server's name, echoed
+            out.append((item, "server_label", ("n", len(rest))))
     return out
 
 

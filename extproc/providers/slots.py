@@ -1,6 +1,7 @@
 """The guards' view of the texts a model writes in a stream event: where each one is
 (``TextSlot``: the piece it continues and its holder in the parsed event), what an event ends
-(``EventTexts``), and helpers for adapters that build them (``Adapter.stream_texts``)."""
+(``EventTexts``), and helpers for adapters that build them (``Adapter.stream_texts``); and
+the mark of a call's name among the texts of a whole reply (``Name``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,18 @@ Piece = tuple[int, str, int]
 #: and legacy function calls, Anthropic ``input_json_delta``): guards read them decoded,
 #: token by token (``codecs.jsontext``)
 JSON_PIECES = frozenset({"tool", "function_call", "partial_json"})
+#: the field of a piece that is a tool's or function's name the model wrote (a whole slot)
+NAME_PIECE = "name"
+
+
+class Name(str):
+    """A tool's or a function's name the model wrote in a reply (a call's name), as an
+    adapter hands it to a rewriting fn: guards read it as they read the names of a prompt
+    (`guards.names`), as written and with its underscores as spaces. A client dispatches a
+    call by its name, but a name a guard finds something in was never one the prompt
+    declared (the prompt's names are guarded too), so it is masked like any text."""
+
+    __slots__ = ()
 
 
 class TextSlot(NamedTuple):
@@ -41,6 +54,15 @@ class EventTexts:
         self.slots: list[TextSlot] = [] if slots is None else slots
         self.ends = ends
         self.ends_all = ends_all
+
+
+def name_slot(slots: list[TextSlot], piece: Piece, holder: dict[str, Any],
+              key: str = "name") -> None:
+    """Add the name of a call at ``holder[key]`` (a non-empty string) as a whole slot of
+    the piece (field `NAME_PIECE`): a provider sends a call's name in one event."""
+    name = holder.get(key)
+    if name and isinstance(name, str):
+        slots.append(TextSlot(piece, holder, key, whole=True))
 
 
 def string_slots(holder: Any, key: Any) -> list[tuple[Any, Any]]:

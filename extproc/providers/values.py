@@ -1,8 +1,8 @@
 """Tolerant readers and writers of provider JSON values, shared by the adapters: typed reads
 that never raise (`as_int`, `as_dict`, ...), compact dumps, the in-place rewriting of text
-slots and of JSON-source tool arguments (see ``providers.base`` for the conventions), every
-text of a JSON value as a slot (``value_slots``: keys and numbers too), and usage
-arithmetic.
+slots, of JSON-source tool arguments and of call names (see ``providers.base`` for the
+conventions), every text of a JSON value as a slot (``value_slots``: keys and numbers too),
+and usage arithmetic.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from urllib.parse import unquote
 
 from extproc.codecs.jsontext import JsonSource
 from extproc.providers.base import Usage
-from extproc.providers.slots import string_slots
+from extproc.providers.slots import Name, string_slots
 
 
 def load_json(data: str | bytes) -> Any:
@@ -225,6 +225,13 @@ def rewrite_arguments(holder: Any, key: Any, role: str, fn: Callable[[str, str],
     if isinstance(holder[key], str):
         return rewrite_slot(holder, key, role, lambda r, t: str(fn(r, JsonSource(t))))
     return rewrite_json_strings(holder, key, role, fn)
+
+
+def rewrite_name(holder: Any, key: Any, role: str, fn: Callable[[str, str], str]) -> bool:
+    """Rewrite the name of a call the model wrote at ``holder[key]`` (a string) with
+    fn(role, ...), given as a ``Name`` (a plain str is stored back, only if it differs).
+    True if it changed."""
+    return rewrite_slot(holder, key, role, lambda r, t: str(fn(r, Name(t))))
 
 
 def lower_role(value: Any, default: str = "user") -> str:

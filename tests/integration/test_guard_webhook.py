@@ -93,8 +93,10 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def config(sample: str, bad: BadWebhook) -> dict[str, Any]:
     guards: dict[str, Any] = {
         "dlp": {"webhook": {"url": sample, "timeout_ms": 2000, "segment_chars": 24}}}
+    guards["dlp-out"] = {**guards["dlp"], "apply_to": ["response"]}
     routes = [{"name": f"w-{p}", "provider": p, "guards": ["dlp"]}
               for p in ("openai", "anthropic", "gemini")]
+    routes.append({"name": "wr-anthropic", "provider": "anthropic", "guards": ["dlp-out"]})
     for kind in FAILURES:
         for mode in ("open", "closed"):
             for side in ("request", "response"):
@@ -276,3 +278,32 @@ def test_calls_follow_the_contract_and_no_state_is_left(gw: Gateway, bad: BadWeb
     segment = calls[("status-open-response", "response")]
     assert segment["stream"] is True and segment["texts"][0]["role"] == "assistant"
     assert "context" in segment["texts"][0]
+
+
+def test_the_webhook_reads_tool_names_and_refuses_a_prompt_it_would_mask_one_of(
+        gw: Gateway) -> None:
+    marker = uuid.uuid4().hex
+    r = chat(gw, "w-openai", f"{marker} go", tools=[{"type": "function", "function": {
+        "name": f"notify_{EMAIL}", "parameters": {"type": "object"}}}])
+    assert r.status_code == 400, r.text
+    message = r.json()["error"]["message"]
+    assert message.startswith("request blocked by guard 'dlp': it would mask a name")
+    assert EMAIL not in r.text
+    last = gw.mock.last()
+    assert last is None or marker not in last["body"]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_the_webhook_masks_the_name_of_a_call_in_a_reply(gw: Gateway, stream: bool) -> None:
+    name = f"notify_{EMAIL}"
+    r = httpx.post(f"{gw.url}/wr-anthropic/v1/messages", timeout=30,
+                   headers={"x-mock-reply": '{"city": "Paris"}', "x-mock-chunk-bytes": "9"},
+                   json={"model": "claude-sonnet-4-5", "max_tokens": 64, "stream": stream,
+                         "tools": [{"name": name, "input_schema": {"type": "object"}}],
+                         "tool_choice": {"type": "tool", "name": name},
+                         "messages": [{"role": "user", "content": "go"}]})
+    assert r.status_code == 200, r.text
+    assert EMAIL.encode() not in r.content
+    blocks = [d["content_block"] for d in sse_json(r.content)
+              if d.get("type") == "content_block_start"] if stream else r.json()["content"]
+    assert [b["name"] for b in blocks if b["type"] == "tool_use"] == ["<EMAIL>"]

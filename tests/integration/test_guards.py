@@ -31,8 +31,13 @@ def config() -> dict[str, Any]:
                 "patterns": {"employee_id": {"regex": "EMP-[0-9]{6}", "max_len": 10}},
                 "deny": {"words": ["project falcon"], "placeholder": "<CODENAME>"}},
     }
+    # the same guards on replies only (`r-` routes): a prompt may name any tool
+    guards.update({f"{name}-out": {**guard, "apply_to": ["response"]}
+                   for name, guard in list(guards.items())})
     routes = [{"name": f"g-{p}", "provider": p, "guards": ["secrets", "pii"]}
               for p in ("openai", "anthropic", "gemini")]
+    routes += [{"name": f"r-{p}", "provider": p, "guards": ["secrets-out", "pii-out"]}
+               for p in ("openai", "anthropic")]
     return {"server": {"max_request_body_bytes": 1048576}, "guards": guards,
             "routes": routes}
 
@@ -40,6 +45,8 @@ def config() -> dict[str, Any]:
 def adjust(doc: dict[str, Any]) -> None:
     for p in ("openai", "anthropic", "gemini"):
         add_route(doc, f"/g-{p}/", p, f"g-{p}")
+    for p in ("openai", "anthropic"):
+        add_route(doc, f"/r-{p}/", p, f"r-{p}")
 
 
 @pytest.fixture(scope="module")
@@ -374,3 +381,55 @@ def test_a_reject_guard_refuses_a_whole_reply(gw: Gateway) -> None:
                    json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]})
     assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == \
         "nothing to see"
+
+
+# --- the names of the calls a model makes ------------------------------------------------
+
+def _forced(name: str) -> dict[str, Any]:
+    """An Anthropic request that forces a call to the tool `name` (the mock answers it)."""
+    return {"model": "claude-sonnet-4-5", "max_tokens": 64,
+            "tools": [{"name": name, "input_schema": {"type": "object"}}],
+            "tool_choice": {"type": "tool", "name": name},
+            "messages": [{"role": "user", "content": "go"}]}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_a_secret_in_the_name_of_a_call_in_a_reply_is_masked_or_refused(
+        gw: Gateway, stream: bool) -> None:
+    """On a route that guards replies only, a model's call named with an address has its
+    name masked, and one named with an AWS key is refused (whole) or ends the stream."""
+    url = f"{gw.url}/r-anthropic/v1/messages"
+    headers = {"x-mock-reply": '{"city": "Paris"}', "x-mock-chunk-bytes": "9"}
+    r = httpx.post(url, json={**_forced(f"notify_{EMAIL}"), "stream": stream},
+                   headers=headers, timeout=30)
+    assert r.status_code == 200, r.text
+    assert EMAIL.encode() not in r.content
+    if stream:
+        starts = [d["content_block"] for d in sse_json(r.content)
+                  if d.get("type") == "content_block_start"]
+        assert [b["name"] for b in starts] == ["<EMAIL>"]
+    else:
+        assert r.json()["content"][0]["name"] == "<EMAIL>"
+        assert r.json()["content"][0]["input"] == {"city": "Paris"}
+    r = httpx.post(url, json={**_forced(f"fetch_{AWS_KEY}"), "stream": stream},
+                   headers=headers, timeout=30)
+    assert AWS_KEY[4:].encode() not in r.content and b"aws access key" in r.content
+    if stream:
+        assert r.status_code == 200 and b"event: error" in r.content
+    else:
+        assert r.status_code == 400, r.text
+
+
+def test_the_openai_sdk_reads_a_calls_masked_name_in_a_stream(gw: Gateway) -> None:
+    name = "lookup_4111111111111111"
+    client = openai.OpenAI(base_url=f"{gw.url}/r-openai/v1", api_key="k", max_retries=0,
+                           default_headers={"x-mock-shape": "tool", "x-mock-reply": "hi",
+                                            "x-mock-chunk-bytes": "4"})
+    chunks = list(client.chat.completions.create(
+        model="gpt-4o-mini", stream=True, messages=[{"role": "user", "content": "go"}],
+        tools=[{"type": "function", "function": {"name": name, "parameters": {}}}],
+        tool_choice={"type": "function", "function": {"name": name}}))
+    names = [call.function.name for c in chunks if c.choices
+             for call in c.choices[0].delta.tool_calls or [] if call.function.name]
+    assert names == ["lookup <CARD>"]
+    assert gw.mock.last() is not None and name in gw.mock.last()["body"]   # prompt untouched

@@ -245,5 +245,6 @@ def test_a_function_calls_keys_reach_the_webhook_and_come_back_masked(
     assert sent == {"<EMAIL>": "yes", "<EMAIL>_2": 4111111111111111,
                     "list": [{"<EMAIL>": True}]}
     checked = [t.text for call in hook.calls for t in call]
-    assert checked == ["jane.roe@example.org", "x.y@example.org", "list", "yes",
+    # the call's name (as the event spells it), then the args' keys and values
+    assert checked == ["send", "jane.roe@example.org", "x.y@example.org", "list", "yes",
                        "4111111111111111", "z@example.org"]

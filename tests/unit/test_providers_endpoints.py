@@ -469,7 +469,7 @@ def test_reply_rewrite_visits_every_generated_text_once() -> None:
     RESPONSES.rewrite_response_texts(body, lambda t: seen.append(t) or t.upper())
     assert seen == ["**Answering**\n\nLooked up the docs.",
                     "Envoy's ext_proc filter calls an external gRPC service.",
-                    '{"query":"ext_proc body modes"}']
+                    '{"query":"ext_proc body modes"}', "search_docs"]   # and the call's name
     assert RESPONSES.parse_response(body)[0] == seen[1].upper()
     assert body["output"][1]["content"][0]["annotations"][0]["title"] == "Envoy docs"
     for adapter in (EMBEDDINGS, COUNT, GCOUNT, EMBED):

@@ -531,13 +531,16 @@ def test_masking_with_a_scanner_and_reserialising() -> None:
 
 # ------------------------------------------------------------------------ responses
 
-# every text the model wrote: visible text, and thinking and tool-call arguments too
+# every text the model wrote: visible text, and thinking, tool-call arguments and the calls'
+# names too
 GOLDEN_RESPONSES: list[tuple[str, str, set[JsonPath]]] = [
     ("openai", "openai_response.json", {("choices", 0, "message", "content")}),
     ("openai", "openai_tool_call_response.json", {
+        ("choices", 0, "message", "tool_calls", 0, "function", "name"),
         ("choices", 0, "message", "tool_calls", 0, "function", "arguments")}),
     ("azure", "azure_response.json", {("choices", 0, "message", "content")}),
     ("anthropic", "anthropic_response.json", {("content", 0, "thinking"), ("content", 1, "text"),
+                                              ("content", 2, "name"),
                                               ("content", 2, "input", "location"),
                                               ("content", 2, "input", "unit")}),
     ("gemini", "gemini_response.json", {("candidates", 0, "content", "parts", 0, "text"),
@@ -581,6 +584,7 @@ def test_openai_response_every_choice_and_part_shape() -> None:
         ("choices", 0, "message", "content", 0, "text"),
         ("choices", 0, "message", "content", 2, "text"),
         ("choices", 0, "message", "refusal"),
+        ("choices", 0, "message", "tool_calls", 0, "function", "name"),
         ("choices", 0, "message", "tool_calls", 0, "function", "arguments"),
         ("choices", 1, "message", "content"),  # parse_response reads choice 0 only
     }
@@ -933,8 +937,9 @@ def visible_pieces(adapter: Adapter, body: Any) -> list[str]:
 
 def check_response_mirror(adapter: Adapter, original: Any) -> None:
     texts = adapter.response_texts(original)
-    # "result": a server tool result's strings (what the provider fetched), read too
-    assert {kind for kind, _ in texts} <= {"text", "thinking", "tool", "result"}
+    # "result": a server tool result's strings (what the provider fetched), read too;
+    # "name": a call's name
+    assert {kind for kind, _ in texts} <= {"text", "thinking", "tool", "result", "name"}
     # what the user reads of each choice is its "text" texts
     assert "".join(t for k, t in texts if k == "text") == "".join(
         visible_pieces(adapter, original))

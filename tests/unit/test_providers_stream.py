@@ -450,20 +450,23 @@ GUARDED_STREAMS = [
      {(0, "refusal", 0): "I'm sorry, I can't help with that."}),
     ("openai", "openai_tool_call_stream.sse",
      {(0, "tool", 0): '{"location":"Paris,"unit":"celsius"}',  # as recorded
-      (0, "tool", 1): '{"tz":"Europe/Paris"}'}),
+      (0, "tool", 1): '{"tz":"Europe/Paris"}',
+      (0, "name", 0, "name"): "get_weather", (0, "name", 1, "name"): "get_time"}),
     ("anthropic", "anthropic_thinking_stream.sse",
      {(0, "thinking", 0): "I need to find the GCD of 1071 and 462.\n\n1071 = 2 \u00d7 462 + 147\n"
                           "462 = 3 \u00d7 147 + 21\n147 = 7 \u00d7 21 + 0\n\nSo the GCD is 21.",
       (1, "text", 0): "The greatest common divisor of 1071 and 462 is **21**."}),
     ("anthropic", "anthropic_tool_use_stream.sse",
      {(0, "text", 0): "Okay, let me check the weather in Paris:",
-      (1, "partial_json", 0): '{"location": "Paris, FR", "unit": "celsius"}'}),
+      (1, "partial_json", 0): '{"location": "Paris, FR", "unit": "celsius"}',
+      (1, "name", 0, "name"): "get_weather"}),
     ("gemini", "gemini_thought_stream.sse",
      {(0, "thought", 0): "**Evaluating the question**\n\nThe user wants the answer to life, the "
                          "universe and everything, which is a reference I recognise.",
       (0, "text", 0): "The answer is 42. Hope that helps!"}),
     ("gemini", "gemini_function_call_stream.sse",
-     {(0, "functionCall", 0, "args"): '{"location":"Boston, MA","unit":"fahrenheit"}'}),
+     {(0, "functionCall", 0, "args"): '{"location":"Boston, MA","unit":"fahrenheit"}',
+      (0, "name", 0, "name"): "get_weather"}),
 ]  # fmt: skip
 
 
