@@ -239,6 +239,12 @@ class ResponsesMaskingReframer(EventMasker):
         else:
             field = "refusal" if part.get("type") == "refusal" else "text"
             key = ("c", oi, _int(doc.get("content_index")))
+        if part.get("annotations"):   # citations: each string on its own
+            for holder, name in string_slots(part, "annotations", _NOT_TEXT):
+                masked = self._mask_whole(holder[name])
+                if masked != holder[name]:
+                    holder[name] = masked
+                    changed = True
         text = part.get(field)
         if not isinstance(text, str):
             return b"", changed

@@ -9,6 +9,11 @@ every streamed element. Shapes (``x-mock-shape``): ``thinking`` streams the repl
 parts (``"thought": true``, counted in ``thoughtsTokenCount``) before a text part saying
 ``THINKING_ANSWER``; ``tool`` answers one ``functionCall`` part whose args are the reply
 when it is a JSON object, else ``{"text": reply}`` (it arrives whole, in one element).
+
+A request with the Google Search tool (``tools: [{"google_search": {}}]``, either spelling)
+is answered grounded, as Gemini answers it: the finished element's candidates carry
+``groundingMetadata`` (the search query, one web source, the reply's text as the segment it
+supports, a search entry point).
 """
 
 from __future__ import annotations
@@ -152,15 +157,37 @@ def _usage(reply: Reply, candidates: int, vertex: bool, thoughts: int = 0) -> di
     return usage
 
 
+def grounding(request: dict[str, Any], reply: Reply) -> dict[str, Any] | None:
+    """The ``groundingMetadata`` of a request that gives the model Google Search, else None."""
+    tools = request.get("tools")
+    if not isinstance(tools, list) or not any(
+            isinstance(t, dict) and ("google_search" in t or "googleSearch" in t)
+            for t in tools):
+        return None
+    query = extract_echo(request)[-80:] or "query"
+    segment: dict[str, Any] = {"endIndex": len(reply.text.encode()), "text": reply.text}
+    return {
+        "searchEntryPoint": {"renderedContent": f'<div class="chip">{query}</div>'},
+        "groundingChunks": [{"web": {
+            "uri": "https://vertexaisearch.cloud.google.com/grounding-api-redirect/mock",
+            "title": "example.org"}}],
+        "groundingSupports": [{"segment": segment, "groundingChunkIndices": [0],
+                               "confidenceScores": [0.9]}],
+        "webSearchQueries": [query],
+    }
+
+
 def _response(
     reply: Reply, parts: list[dict[str, Any]], candidates: int, finished: bool, vertex: bool,
-    n: int = 1, thoughts: int = 0,
+    n: int = 1, thoughts: int = 0, grounded: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     answers = []
     for index in range(n):
         candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}}
         if finished:
             candidate["finishReason"] = "STOP"
+            if grounded is not None:
+                candidate["groundingMetadata"] = grounded
         candidate["index"] = index
         answers.append(candidate)
     body: dict[str, Any] = {
@@ -197,12 +224,14 @@ def build_response(request: dict[str, Any], reply: Reply, *, vertex: bool = Fals
     elif shape == "tool":
         body = _response(reply, [_call(reply)], tokens, True, vertex, n)
     else:
-        body = _response(reply, [{"text": reply.text}], tokens, True, vertex, n)
+        body = _response(reply, [{"text": reply.text}], tokens, True, vertex, n,
+                         grounded=grounding(request, reply))
     return (dump_pretty(body) + "\n").encode("utf-8")
 
 
 def stream_events(reply: Reply, *, vertex: bool = False, n: int = 1,
-                  shape: str | None = None) -> list[dict[str, Any]]:
+                  shape: str | None = None,
+                  grounded: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The streamed responses: one per piece, cumulative usage, the last one finished."""
     if shape == "tool":
         return [_response(reply, [_call(reply)], reply.completion_tokens, True, vertex, n)]
@@ -215,7 +244,7 @@ def stream_events(reply: Reply, *, vertex: bool = False, n: int = 1,
     last = len(pieces) - 1
     return [
         _response(reply, [{"text": piece}], min(i + 1, reply.completion_tokens), i == last,
-                  vertex, n)
+                  vertex, n, grounded=grounded)
         for i, piece in enumerate(pieces)
     ]
 
@@ -233,7 +262,8 @@ def build_stream(
     shape: str | None = None,
 ) -> list[bytes]:
     """Stream frames: ``data: {json}\\r\\n\\r\\n`` events, or the pieces of one JSON array."""
-    events = stream_events(reply, vertex=vertex, n=candidate_count(request), shape=shape)
+    events = stream_events(reply, vertex=vertex, n=candidate_count(request), shape=shape,
+                           grounded=grounding(request, reply))
     if sse:
         return [f"data: {dump_sse_json(event)}\r\n\r\n".encode() for event in events]
     frames = []

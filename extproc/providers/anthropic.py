@@ -29,11 +29,13 @@ payloads. A text block's ``citations`` are not read: the API does not give their
 requests nest them (8 levels of tool results and documents) is read whole, as its compact
 JSON.
 
-What the model writes (guards): in a whole reply, every text block ("text"), thinking block
-("thinking") and tool_use ``input`` ("tool"); in a stream, one piece per content block: the
-``text`` / ``thinking`` of its ``content_block_start`` and its ``text_delta``,
-``thinking_delta`` and ``input_json_delta`` (the string values of a non-empty start
-``input`` are checked whole), ended by its ``content_block_stop`` (and every piece by
+What the model writes (guards): in a whole reply, every text block ("text") and the strings
+of its ``citations`` ("result": what a source says, its title and URL), thinking block
+("thinking"), tool_use ``name`` and MCP ``server_name`` ("name") and ``input`` ("tool"); in a
+stream, one piece per content block: the ``text`` / ``thinking`` of its
+``content_block_start`` and its ``text_delta``, ``thinking_delta`` and ``input_json_delta``
+(the string values of a non-empty start ``input``, a tool's name and a ``citations_delta``'s
+strings are checked whole), ended by its ``content_block_stop`` (and every piece by
 ``message_delta``, ``message_stop`` or ``error``). Thinking masked in a reply no longer
 matches its signature: the provider refuses it when it is sent back.
 """
@@ -163,6 +165,16 @@ def _text_leaves(block: dict[str, Any]) -> Iterator[tuple[Any, Any]]:
                 stack.append(item)
 
 
+def _citation_slots(holder: dict[str, Any], key: str = "citations") -> list[tuple[Any, Any]]:
+    """(holder, key) of every string of a text block's citations (or of one streamed
+    citation): what the sources say (``cited_text``) and their titles and URLs, ids and
+    encrypted indexes aside."""
+    value = holder.get(key)
+    citations = value if isinstance(value, list) else [value]
+    return [slot for citation in citations if isinstance(citation, dict)
+            for slot in _text_leaves(citation)]
+
+
 def _other_slots(block: dict[str, Any], role: str, depth: int) -> Iterator[Slot]:
     """A block of a kind not read field by field (server tool results: web search and fetch,
     code execution output, text editor views; kinds to come): every string value at any
@@ -211,6 +223,8 @@ def _reply_slots(body: Any) -> Iterator[Slot]:
         kind = block.get("type")
         if kind == "text" and isinstance(block.get("text"), str):
             yield "text", block, "text"
+            for holder, key in _citation_slots(block):
+                yield "result", holder, key
         elif kind == "thinking" and isinstance(block.get("thinking"), str):
             yield "thinking", block, "thinking"
         elif kind in _TOOL_USE:
@@ -334,6 +348,9 @@ class AnthropicAdapter(Adapter):
                         text = delta[key]
                         if text and isinstance(text, str):
                             out.slots.append(TextSlot((index, key, 0), delta, key))
+                    elif key == "citation":      # a citations_delta: each string whole
+                        out.slots.extend(TextSlot((index, "citation", 0), holder, k, whole=True)
+                                         for holder, k in _citation_slots(delta, key))
         elif kind == "content_block_start":
             block = doc.get("content_block")
             if isinstance(block, dict):
@@ -342,6 +359,9 @@ class AnthropicAdapter(Adapter):
                     text = block.get(key)
                     if text and isinstance(text, str):
                         out.slots.append(TextSlot((index, key, 0), block, key))
+                if block.get("citations"):
+                    out.slots.extend(TextSlot((index, "citation", 0), holder, k, whole=True)
+                                     for holder, k in _citation_slots(block))
                 if block.get("type") in _TOOL_USE:
                     name_slot(out.slots, (index, NAME_PIECE, 0), block)
                     name_slot(out.slots, (index, NAME_PIECE, 1), block, "server_name")

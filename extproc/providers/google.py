@@ -36,10 +36,12 @@ instruction (a Content or a bare string), tool declarations
 ``executableCode.code`` and ``codeExecutionResult.output`` (role "tool").
 
 What the model writes (guards): in a whole reply (or a buffered JSON-array stream), every
-candidate's text parts ("text"), thought parts ("thinking"), ``functionCall.args`` and code
-parts ("tool"); in a stream, one piece per candidate for its text and one for its thought
-text, ended by its finish reason (every piece by an error element), the string values of
-function calls and code checked whole (they arrive whole).
+candidate's text parts ("text"), thought parts ("thinking"), ``functionCall`` names ("name"),
+``functionCall.args`` and code parts ("tool"), and every string of the candidate's metadata
+("result": grounding, whose supported segments copy the reply's text, citations, the finish
+message); in a stream, one piece per candidate for its text and one for its thought text,
+ended by its finish reason (every piece by an error element), function call names and
+values, code and metadata strings checked whole (they arrive whole).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from extproc.providers.slots import (
     TextSlot,
     name_slot,
     piece_index,
+    string_slots,
 )
 from extproc.providers.values import (
     as_dict,
@@ -107,6 +110,20 @@ _VALUES = (("functionCall", "args"), ("function_call", "args"),
 _VALUE_KEYS = dict(_VALUES)
 #: the parts of a reply that call a function, by name
 _CALLS = ("functionCall", "function_call")
+#: what a candidate says besides its content that is no text a client reads: enums, token
+#: log probabilities (refused unless asked, `unreadable_reply`) and binary payloads, at any
+#: depth of its metadata
+_NOT_TEXT = frozenset({"content", "finishReason", "finish_reason", "safetyRatings",
+                       "safety_ratings", "logprobsResult", "logprobs_result", "sdkBlob",
+                       "sdk_blob"})
+
+
+def _metadata_slots(candidate: dict[str, Any]) -> list[tuple[Any, Any]]:
+    """(holder, key) of every string a candidate holds besides its content: grounding (the
+    search queries, the sources' titles, the passages retrieved, each supported segment of
+    the reply, a copy of its text), citations, the finish message."""
+    return [slot for key in candidate if key not in _NOT_TEXT
+            for slot in string_slots(candidate, key, _NOT_TEXT)]
 _DECLARATIONS = ("functionDeclarations", "function_declarations")
 _SCHEMAS = ("parameters", "parametersJsonSchema", "parameters_json_schema", "response",
             "responseJsonSchema", "response_json_schema")
@@ -188,6 +205,9 @@ def _reply_slots(obj: Any) -> Iterator[Slot]:
                     if isinstance(as_dict(part.get(call)).get("name"), str):
                         yield "name", part[call], "name"
                 yield from _part_slots(part, kind)
+        if isinstance(candidate, dict):
+            for holder, key in _metadata_slots(candidate):
+                yield "result", holder, key
 
 
 def _usage(raw: Any) -> Usage:
@@ -339,6 +359,9 @@ class GoogleAdapter(Adapter):
                             value[key], str | dict | list):
                         # whole: the args object with its keys and numbers, or the code
                         out.slots.append(TextSlot((index, name, pi), value, key, whole=True))
+            # its grounding, citations and finish message: each string whole
+            out.slots.extend(TextSlot((index, "metadata", n), holder, key, whole=True)
+                             for n, (holder, key) in enumerate(_metadata_slots(candidate)))
             if _get(candidate, "finishReason", "finish_reason"):
                 ends.append(index)
         out.ends = tuple(ends)

@@ -22,13 +22,15 @@ What the model reads (``parse_request``, rewritten in the same order): tool defi
 ``reasoning_content`` / ``reasoning``, and the arguments of tool calls and of the legacy
 ``function_call`` (a JSON string, passed whole as a ``JsonSource``; a non-string value is
 rewritten string value by string value), a custom tool call's ``input``. Function and tool
-names are identifiers, not read.
+names are identifiers, not texts (``guards.names`` reads them).
 
 What the model writes (guards): in a whole reply, every choice's ``message.content``,
 ``refusal`` and ``audio.transcript`` (kind "text"), ``reasoning_content`` / ``reasoning``
-("thinking") and tool call arguments and custom tool input ("tool"); in a stream, the same
+("thinking"), tool call arguments and custom tool input ("tool"), the calls' names ("name")
+and the strings of ``annotations`` (web search citations, "result"); in a stream, the same
 fields of every choice's ``delta`` (custom tool input aside), one piece per choice and field
-(per tool call index for arguments), ended by the choice's finish reason.
+(per tool call index for arguments), ended by the choice's finish reason; names and
+annotations are checked whole.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from extproc.providers.slots import (
     TextSlot,
     name_slot,
     piece_index,
+    string_slots,
 )
 from extproc.providers.values import (
     as_dict,
@@ -74,6 +77,8 @@ _ROLES = {"developer": "system", "function": "tool"}
 _INCLUDE_USAGE = b'"stream_options":{"include_usage":true},'
 #: a message's or a delta's texts besides its content: (field, reply kind)
 _EXTRA = (("refusal", "text"), ("reasoning_content", "thinking"), ("reasoning", "thinking"))
+#: keys whose string values are enumerations, not text
+_ENUMS = frozenset({"type"})
 #: every text field of a stream delta, in reading order
 DELTA_TEXT_FIELDS = ("content", "refusal", "reasoning_content", "reasoning")
 
@@ -192,6 +197,9 @@ def _reply_slots(body: Any) -> Iterator[Slot]:
         audio = as_dict(message.get("audio"))
         if isinstance(audio.get("transcript"), str):
             yield "text", audio, "transcript"
+        if message.get("annotations"):   # web search citations: the pages' titles and URLs
+            for holder, key in string_slots(message, "annotations", _ENUMS):
+                yield "result", holder, key
         yield from _call_names(message)
         yield from _call_slots(message)
 
@@ -331,6 +339,10 @@ class OpenAIAdapter(Adapter):
                     text = delta.get(key)
                     if text and isinstance(text, str):
                         out.slots.append(TextSlot((index, key, 0), delta, key))
+                if delta.get("annotations"):     # citations: each string whole
+                    out.slots.extend(TextSlot((index, "annotations", 0), holder, key, whole=True)
+                                     for holder, key in string_slots(delta, "annotations",
+                                                                     _ENUMS))
                 audio = delta.get("audio")
                 if isinstance(audio, dict):
                     text = audio.get("transcript")

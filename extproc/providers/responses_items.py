@@ -226,12 +226,17 @@ def output_slots(item: Any) -> list[Slot]:
         return out
     kind = _kind(item)
     if kind == "message":
+        cited = 0
         for index, part in enumerate(as_list(item.get("content"))):
             if isinstance(part, dict):
                 key = "refusal" if part.get("type") == "refusal" else "text"
                 if part.get("type") in ("output_text", "refusal") \
                         and isinstance(part.get(key), str):
                     out.append((part, key, ("c", index)))
+                if part.get("annotations"):   # citations: titles, URLs, file names
+                    for holder, field in string_slots(part, "annotations", _OPAQUE_KEYS):
+                        out.append((holder, field, ("o", cited)))
+                        cited += 1
     elif kind in _ARGUMENT_KEYS:
         key = _ARGUMENT_KEYS[kind]
         if isinstance(item.get(key), str):

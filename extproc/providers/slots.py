@@ -65,9 +65,11 @@ def name_slot(slots: list[TextSlot], piece: Piece, holder: dict[str, Any],
         slots.append(TextSlot(piece, holder, key, whole=True))
 
 
-def string_slots(holder: Any, key: Any) -> list[tuple[Any, Any]]:
+def string_slots(holder: Any, key: Any,
+                 skip: frozenset[str] = frozenset()) -> list[tuple[Any, Any]]:
     """(holder, key) of every string inside ``holder[key]`` (itself if it is a string), in
-    serialisation order. Iterative and cycle-safe."""
+    serialisation order, but those under an object key in `skip` (at any depth). Iterative
+    and cycle-safe."""
     out: list[tuple[Any, Any]] = []
     stack: list[tuple[Any, Any]] = [(holder, key)]
     seen: set[int] = set()
@@ -78,7 +80,8 @@ def string_slots(holder: Any, key: Any) -> list[tuple[Any, Any]]:
             out.append((parent, slot))
         elif isinstance(item, dict | list) and id(item) not in seen:
             seen.add(id(item))
-            slots = list(item) if isinstance(item, dict) else range(len(item))
+            slots = [k for k in item if k not in skip] if isinstance(item, dict) \
+                else range(len(item))
             stack.extend((item, s) for s in reversed(slots))
     return out
 

@@ -433,3 +433,25 @@ def test_the_openai_sdk_reads_a_calls_masked_name_in_a_stream(gw: Gateway) -> No
              for call in c.choices[0].delta.tool_calls or [] if call.function.name]
     assert names == ["lookup <CARD>"]
     assert gw.mock.last() is not None and name in gw.mock.last()["body"]   # prompt untouched
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_googles_grounding_is_masked_as_the_reply_it_copies(gw: Gateway, stream: bool) -> None:
+    """Grounded on Google Search, Gemini repeats each supported segment of its reply in the
+    grounding metadata: masked like the reply, read by the google-genai SDK."""
+    from google import genai
+    from google.genai import types
+
+    client = genai.Client(api_key="k", http_options=types.HttpOptions(
+        base_url=f"{gw.url}/g-gemini", headers=TINY))
+    config = types.GenerateContentConfig(tools=[types.Tool(google_search=types.GoogleSearch())])
+    if stream:
+        chunks = list(client.models.generate_content_stream(
+            model="gemini-2.5-flash", contents="hi", config=config))
+    else:
+        chunks = [client.models.generate_content(model="gemini-2.5-flash", contents="hi",
+                                                 config=config)]
+    assert "".join(c.text or "" for c in chunks) == MASKED
+    [metadata] = [c.candidates[0].grounding_metadata for c in chunks
+                  if c.candidates and c.candidates[0].grounding_metadata]
+    assert [s.segment.text for s in metadata.grounding_supports] == [MASKED]

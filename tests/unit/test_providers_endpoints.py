@@ -469,9 +469,11 @@ def test_reply_rewrite_visits_every_generated_text_once() -> None:
     RESPONSES.rewrite_response_texts(body, lambda t: seen.append(t) or t.upper())
     assert seen == ["**Answering**\n\nLooked up the docs.",
                     "Envoy's ext_proc filter calls an external gRPC service.",
+                    "Envoy docs", "https://www.envoyproxy.io/docs",   # its citation
                     '{"query":"ext_proc body modes"}', "search_docs"]   # and the call's name
     assert RESPONSES.parse_response(body)[0] == seen[1].upper()
-    assert body["output"][1]["content"][0]["annotations"][0]["title"] == "Envoy docs"
+    # a citation is read too: the page's title reaches the client
+    assert body["output"][1]["content"][0]["annotations"][0]["title"] == "ENVOY DOCS"
     for adapter in (EMBEDDINGS, COUNT, GCOUNT, EMBED):
         assert adapter.rewrite_response_texts({"data": [{"embedding": [1.0]}]},
                                               str.upper) is False
