@@ -56,6 +56,10 @@ CHAT = {
     "function-call-arguments": chat(lambda p: {"function_call": {"arguments": p}},
                                     {"function_call": {"name": "send", "arguments": ""}}),
     "audio-transcript": chat(lambda p: {"audio": {"id": "audio_1", "transcript": p}}),
+    "custom-tool-input": chat(
+        lambda p: {"tool_calls": [{"index": 0, "custom": {"input": p}}]},
+        {"tool_calls": [{"index": 0, "id": "call_1", "type": "custom",
+                         "custom": {"name": "run", "input": ""}}]}),
 }
 #: fields whose text is a JSON document (the secret is a string value in it)
 ARGUMENTS = ("tool-call-arguments", "function-call-arguments", "function-call",

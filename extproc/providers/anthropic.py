@@ -351,6 +351,10 @@ class AnthropicAdapter(Adapter):
                     elif key == "citation":      # a citations_delta: each string whole
                         out.slots.extend(TextSlot((index, "citation", 0), holder, k, whole=True)
                                          for holder, k in _citation_slots(delta, key))
+                    elif key not in _OPAQUE:     # a delta this code does not know: its
+                        # strings whole (fail closed)
+                        out.slots.extend(TextSlot((index, "other", 0), holder, k, whole=True)
+                                         for holder, k in string_slots(delta, key, _OPAQUE))
         elif kind == "content_block_start":
             block = doc.get("content_block")
             if isinstance(block, dict):

@@ -28,9 +28,10 @@ What the model writes (guards): in a whole reply, every choice's ``message.conte
 ``refusal`` and ``audio.transcript`` (kind "text"), ``reasoning_content`` / ``reasoning``
 ("thinking"), tool call arguments and custom tool input ("tool"), the calls' names ("name")
 and the strings of ``annotations`` (web search citations, "result"); in a stream, the same
-fields of every choice's ``delta`` (custom tool input aside), one piece per choice and field
-(per tool call index for arguments), ended by the choice's finish reason; names and
-annotations are checked whole.
+fields of every choice's ``delta``, one piece per choice and field (per tool call index for
+arguments and custom tool input), ended by the choice's finish reason; names and
+annotations are checked whole. A message or delta field this code does not know has its
+strings read whole (fail closed).
 """
 
 from __future__ import annotations
@@ -77,8 +78,14 @@ _ROLES = {"developer": "system", "function": "tool"}
 _INCLUDE_USAGE = b'"stream_options":{"include_usage":true},'
 #: a message's or a delta's texts besides its content: (field, reply kind)
 _EXTRA = (("refusal", "text"), ("reasoning_content", "thinking"), ("reasoning", "thinking"))
-#: keys whose string values are enumerations, not text
-_ENUMS = frozenset({"type"})
+#: keys whose string values are enumerations or ids, not text
+_ENUMS = frozenset({"type", "id"})
+#: the fields of a stream delta read one by one (or holding no text); any other field's
+#: strings are read whole, each on its own
+_DELTA_FIELDS = frozenset({"role", "content", "refusal", "reasoning_content", "reasoning",
+                           "audio", "tool_calls", "function_call", "annotations"})
+#: the same for a whole reply's message (``audio`` holds base64 data and its transcript)
+_MESSAGE_FIELDS = _DELTA_FIELDS | {"name"}
 #: every text field of a stream delta, in reading order
 DELTA_TEXT_FIELDS = ("content", "refusal", "reasoning_content", "reasoning")
 
@@ -200,6 +207,10 @@ def _reply_slots(body: Any) -> Iterator[Slot]:
         if message.get("annotations"):   # web search citations: the pages' titles and URLs
             for holder, key in string_slots(message, "annotations", _ENUMS):
                 yield "result", holder, key
+        for key in message:              # a field this code does not know: fail closed
+            if key not in _MESSAGE_FIELDS:
+                for holder, field in string_slots(message, key, _ENUMS):
+                    yield "result", holder, field
         yield from _call_names(message)
         yield from _call_slots(message)
 
@@ -355,10 +366,18 @@ class OpenAIAdapter(Adapter):
                         name_slot(out.slots, (index, NAME_PIECE, sub), function)
                         if "arguments" in function:
                             _argument_slots(out.slots, (index, "tool", sub), function)
+                        custom = as_dict(as_dict(call).get("custom"))   # free text
+                        name_slot(out.slots, (index, NAME_PIECE, sub), custom)
+                        if custom.get("input") and isinstance(custom["input"], str):
+                            out.slots.append(TextSlot((index, "custom", sub), custom, "input"))
                 legacy = as_dict(delta.get("function_call"))
                 name_slot(out.slots, (index, NAME_PIECE, 0), legacy)
                 if "arguments" in legacy:
                     _argument_slots(out.slots, (index, "function_call", 0), legacy)
+                for key in delta:            # a field this code does not know: fail closed
+                    if key not in _DELTA_FIELDS:
+                        out.slots.extend(TextSlot((index, "other", 0), holder, k, whole=True)
+                                         for holder, k in string_slots(delta, key, _ENUMS))
             if choice.get("finish_reason"):
                 ends.append(index)
         out.ends = tuple(ends)
@@ -369,6 +388,8 @@ class OpenAIAdapter(Adapter):
         if key == "tool":
             delta: dict[str, Any] = {"tool_calls": [{"index": sub,
                                                      "function": {"arguments": text}}]}
+        elif key == "custom":
+            delta = {"tool_calls": [{"index": sub, "custom": {"input": text}}]}
         elif key == "function_call":
             delta = {"function_call": {"arguments": text}}
         elif key == "audio":

@@ -260,3 +260,31 @@ def test_a_grounded_segment_is_masked_as_the_text_it_copies(stream: bool) -> Non
     [segment] = [s["segment"]["text"] for d in docs for c in d["candidates"]
                  for s in c.get("groundingMetadata", {}).get("groundingSupports", [])]
     assert texts == segment == "write to <EMAIL> today."
+
+
+@pytest.mark.parametrize("kind", sorted(SECRETS))
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_a_field_of_an_openai_message_this_code_does_not_know_is_read(kind: str,
+                                                                      stream: bool) -> None:
+    """Fail closed: a field a provider adds to a chat message or delta (an OpenAI-compatible
+    server's own, one newer than this code) has every string read whole."""
+    secret, placeholder = SECRETS[kind]
+    extra = {"x_notes": [{"id": "n_1", "type": "note", "text": _said(secret)}]}
+    if stream:
+        docs = chat("title", "plain")
+        docs[1]["choices"][0]["delta"].update(extra)
+        out = play(FORMATS["openai-chat"], docs, [], P.STREAMED)
+    else:
+        doc = chat_whole("title", "plain")
+        doc["choices"][0]["message"].update(extra)
+        out = play(WHOLE["openai-chat"][0], [doc], [], P.STREAMED)
+    check(out, secret, placeholder)
+
+
+@pytest.mark.parametrize("kind", sorted(SECRETS))
+def test_an_anthropic_delta_this_code_does_not_know_is_read(kind: str) -> None:
+    secret, placeholder = SECRETS[kind]
+    docs = anthropic("title", "plain")
+    docs.insert(3, {"type": "content_block_delta", "index": 0, "delta": {
+        "type": "note_delta", "note": {"text": _said(secret), "signature": "c2ln"}}})
+    check(play(FORMATS["anthropic"], docs, [], P.STREAMED), secret, placeholder)
