@@ -112,7 +112,8 @@ def decode_escapes(text: str) -> str:
     return _ANY_ESCAPE.sub(one, text)
 
 
-def _parses(text: str) -> bool:
+def parses(text: str) -> bool:
+    """True if `text` is JSON."""
     try:
         json.loads(text)
     except (ValueError, RecursionError):
@@ -388,7 +389,7 @@ def read_texts(text: str) -> list[str]:
     docstring), and, when it does not parse as JSON, the text with every escape decoded."""
     texts: list[str] = []
     _tokens(text, lambda t: texts.append(t) or t)
-    if not _parses(text):
+    if not parses(text):
         texts.append(decode_escapes(text))
     return texts
 
@@ -398,7 +399,7 @@ def rewrite(text: str, fn: Callable[[str], str]) -> str:
     only what fn changes is rewritten. A text that does not parse as JSON is then read
     with every escape decoded; if fn changes that reading, it is the result."""
     out = _tokens(text, fn)
-    if not _parses(text):
+    if not parses(text):
         decoded = decode_escapes(out)
         masked = fn(decoded)
         if masked != decoded:

@@ -51,7 +51,7 @@ from .reframe_responses import ResponsesMaskingReframer
 from .replies import WholeJsonGuard, describe, found, mask_text, refuse
 from .settings import ROLES, Guard
 from .stream import StreamMasker
-from .webhook import Call, Text, Verdict, WebhookError, apply, masks_by_text
+from .webhook import Call, Collected, Text, Verdict, WebhookError, masks_by_text
 from .webhook_stream import WebhookStreamGuard
 
 log = logging.getLogger("extproc.guards")
@@ -306,18 +306,18 @@ class Guards(Policy):
                                doc: dict[str, Any], model: str | None,
                                adapter: Adapter) -> bool:
         """Ask one webhook about the prompt (as local guards left it); True if it masked."""
-        texts: list[Text] = []
-        slots: list[bool] = []                  # per text the adapter yields: sent or not
+        collected = Collected()
 
         def collect(role: str, text: str) -> str:
-            slots.append(guard.reads(role))
-            if slots[-1]:        # the contract names four roles: any other is sent as "user"
-                texts.append(Text(role if role in ROLES else "user", text))
-            return text
+            # the contract names four roles: any other is sent as "user"
+            return collected.add((role if role in ROLES else "user") if guard.reads(role)
+                                 else None, text)
 
-        # keys and numbers of JSON values too, each a text of its own (MaskingFn); the two
-        # passes visit the same texts in the same order
+        # keys and numbers of JSON values too, each a text of its own (MaskingFn), and
+        # tool-call arguments as the tool reads them; the two passes visit the same texts
+        # in the same order
         adapter.rewrite_request_texts(path, doc, MaskingFn(collect))
+        texts = collected.texts
         # then the tool and function names, whatever the guard's roles (as local guards read
         # them): the webhook may refuse for one, but not mask it
         first_name = len(texts)
@@ -338,16 +338,8 @@ class Guards(Policy):
             raise Reject(400, f"request blocked by guard '{guard.name}': it would mask a name "
                          "in the request (a tool's, a function's), which cannot be masked; "
                          "rename it", details="extproc_guard_rejected")
-        seen = iter(range(len(slots)))
-        sent = iter(range(len(texts)))
-
-        def rewrite(role: str, text: str) -> str:
-            if not slots[next(seen)]:
-                return text
-            masks = by_text.get(next(sent))
-            return apply(text, masks) if masks else text
-
-        adapter.rewrite_request_texts(path, doc, MaskingFn(rewrite))
+        masked = collected.rewriter(by_text)
+        adapter.rewrite_request_texts(path, doc, MaskingFn(lambda _role, text: masked(text)))
         self.stats["masked"] += 1
         decide(ex, guard.name, "request", "masked")
         return True

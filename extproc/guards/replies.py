@@ -23,7 +23,7 @@ from .decisions import decide
 from .names import mask_name, name_readings
 from .reframe import SSEMaskingReframer
 from .settings import Guard
-from .webhook import Text, Verdict, apply, masks_by_text
+from .webhook import Collected, Text, Verdict, masks_by_text
 
 if TYPE_CHECKING:
     from ..context import Context
@@ -114,28 +114,21 @@ class WholeJsonGuard(BodyTransform):
     async def _webhook(self, doc: dict[str, Any] | list[Any], ex: Context, guard: Guard) -> bool:
         """One webhook on the reply: raise `Reject`, or mask; True if it masked."""
         adapter = self.adapter
-        texts: list[Text] = []
-        # keys and numbers of JSON values too, each a text of its own (MaskingFn); the two
-        # passes visit the same texts in the same order
-        adapter.rewrite_response_texts(
-            doc, MaskingFn(lambda t: texts.append(Text("assistant", t)) or t))
-        if not texts:
+        collected = Collected()
+        # keys and numbers of JSON values too, each a text of its own (MaskingFn), and
+        # tool-call arguments as the tool reads them; the two passes visit the same texts
+        # in the same order
+        adapter.rewrite_response_texts(doc, MaskingFn(lambda t: collected.add("assistant", t)))
+        if not collected.texts:
             return False
         verdict = await self.policy._verdict(
-            guard, self.policy._call(ex, guard, "response", texts), ex)
+            guard, self.policy._call(ex, guard, "response", collected.texts), ex)
         if verdict is None or verdict.action == "pass":
             return False
         if verdict.action == "reject":
             self.policy.stats["response_rejected"] += 1
             refuse(ex, guard, "response", verdict)
-        by_text = masks_by_text(verdict)
-        index = iter(range(len(texts)))
-
-        def rewrite(text: str) -> str:
-            masks = by_text.get(next(index))
-            return apply(text, masks) if masks else text
-
-        adapter.rewrite_response_texts(doc, MaskingFn(rewrite))
+        adapter.rewrite_response_texts(doc, MaskingFn(collected.rewriter(masks_by_text(verdict))))
         decide(ex, guard.name, "response", "masked")
         return True
 

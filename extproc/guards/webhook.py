@@ -4,6 +4,11 @@
 Published as `docs/guard-webhook.openapi.yaml`; `sample_webhook.py` is a service that
 speaks it. The HTTP call itself lives in `webhook_client.py`.
 
+`Collected` gathers the texts of one call from an adapter's texts, and writes an answer's
+masks back: tool-call arguments (a `JsonSource`) go out as the tool reads them, token by
+token with escapes decoded (one text each), or, when they are not JSON, as one text with
+every escape decoded.
+
 Offsets in a mask answer count Unicode code points (Python `str` indices). An answer that
 breaks the contract in any way raises `MalformedAnswer`: the guard then fails open or
 closed as configured, exactly as for a timeout or an unreachable service.
@@ -13,9 +18,11 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..codecs.jsontext import JsonSource, decode_escapes, parses, read_texts, rewrite
 from ..providers.values import json_bytes
 
 VERSION = 1
@@ -169,6 +176,63 @@ def masks_by_text(verdict: Verdict) -> dict[int, list[Mask]]:
     for m in verdict.masks:
         out.setdefault(m.text, []).append(m)
     return out
+
+
+class Collected:
+    """The texts one webhook call sends for a sequence of slots (an adapter's texts, in its
+    order), and the way back: `add` each slot's text on the way out, then rewrite the same
+    slots in the same order with `rewriter`'s function."""
+
+    def __init__(self) -> None:
+        self.texts: list[Text] = []
+        self.counts: list[int] = []     # per slot: how many texts it sent
+
+    def add(self, role: str | None, text: str) -> str:
+        """Collect one slot's text (role None: not sent, the guard does not read it);
+        returns the text unchanged, as a collecting rewriter does."""
+        if role is None:
+            self.counts.append(0)
+            return text
+        pieces = source_texts(text) if isinstance(text, JsonSource) else [text]
+        self.texts.extend(Text(role, piece) for piece in pieces)
+        self.counts.append(len(pieces))
+        return text
+
+    def rewriter(self, by_text: dict[int, list[Mask]]) -> Callable[[str], str]:
+        """A function of each slot's text, in `add`'s order, to its masked text."""
+        counts = iter(self.counts)
+        sent = itertools.count()
+
+        def masked(text: str) -> str:
+            masks = [by_text.get(next(sent)) for _ in range(next(counts))]
+            if not any(masks):
+                return text
+            if isinstance(text, JsonSource):
+                return rewrite_source(text, masks)
+            return apply(text, masks[0] or ())
+        return masked
+
+
+def source_texts(text: str) -> list[str]:
+    """What a webhook gets of JSON source (tool-call arguments): its tokens, decoded
+    (`codecs.jsontext.read_texts`); when it is not JSON, the text with every escape
+    decoded, as one text."""
+    return read_texts(text) if parses(text) else [decode_escapes(text)]
+
+
+def rewrite_source(text: str, masks: list[list[Mask] | None]) -> str:
+    """JSON source `text` with the masks of its `source_texts` applied: token by token,
+    re-encoded as JSON (`codecs.jsontext.rewrite`); when it is not JSON, the whole text
+    replaced by its masked decoded reading."""
+    if not parses(text):
+        first = masks[0] if masks else None
+        return apply(decode_escapes(text), first) if first else text
+    it = iter(masks)
+
+    def token(piece: str) -> str:
+        found = next(it, None)
+        return apply(piece, found) if found else piece
+    return rewrite(text, token)
 
 
 def split_masked(pieces: list[str], masks: list[Mask]) -> list[str]:

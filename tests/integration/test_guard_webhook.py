@@ -307,3 +307,32 @@ def test_the_webhook_masks_the_name_of_a_call_in_a_reply(gw: Gateway, stream: bo
     blocks = [d["content_block"] for d in sse_json(r.content)
               if d.get("type") == "content_block_start"] if stream else r.json()["content"]
     assert [b["name"] for b in blocks if b["type"] == "tool_use"] == ["<EMAIL>"]
+
+
+def test_the_webhook_reads_a_prompts_tool_arguments_as_the_tool_does(gw: Gateway) -> None:
+    """Escapes in tool-call arguments hide nothing from a webhook: it gets each value
+    decoded, and its masks go back into valid JSON arguments."""
+    marker = uuid.uuid4().hex
+    arguments = '{"to": "' + EMAIL.replace("@", "\\u0040").replace(".", "\\u002e") + '"}'
+    r = httpx.post(f"{gw.url}/w-openai/v1/chat/completions", timeout=30, json={
+        "model": "gpt-4o-mini", "messages": [
+            {"role": "user", "content": f"{marker} mail them"},
+            {"role": "assistant", "content": None, "tool_calls": [{
+                "id": "call_1", "type": "function",
+                "function": {"name": "send", "arguments": arguments}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "sent"}]})
+    assert r.status_code == 200, r.text
+    last = gw.mock.last()
+    assert last is not None and marker in last["body"]
+    sent = json.loads(last["body"])["messages"][1]["tool_calls"][0]["function"]["arguments"]
+    assert json.loads(sent) == {"to": "<EMAIL>"}
+
+
+def test_the_webhook_reads_a_replys_escaped_tool_arguments(gw: Gateway) -> None:
+    r = httpx.post(f"{gw.url}/w-openai/v1/chat/completions", timeout=30,
+                   headers={"x-mock-shape": "tool-escaped", "x-mock-reply": f"mail {EMAIL}"},
+                   json={"model": "gpt-4o-mini",
+                         "messages": [{"role": "user", "content": "go"}]})
+    assert r.status_code == 200, r.text
+    call = r.json()["choices"][0]["message"]["tool_calls"][0]["function"]
+    assert json.loads(call["arguments"]) == {"text": "mail <EMAIL>"}

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from extproc.codecs.jsontext import JsonSource, read_texts, rewrite
 from extproc.guards.scanner import Scanner, builtin
 from extproc.guards.webhook import (
     Call,
+    Collected,
     MalformedAnswer,
     Mask,
     Text,
@@ -21,6 +24,8 @@ from extproc.guards.webhook import (
     WebhookError,
     apply,
     parse_answer,
+    rewrite_source,
+    source_texts,
     split_masked,
 )
 from extproc.guards.webhook_stream import WebhookStreamGuard
@@ -248,3 +253,50 @@ def test_a_function_calls_keys_reach_the_webhook_and_come_back_masked(
     # the call's name (as the event spells it), then the args' keys and values
     assert checked == ["send", "jane.roe@example.org", "x.y@example.org", "list", "yes",
                        "4111111111111111", "z@example.org"]
+
+
+# --- tool-call arguments: what a webhook gets of JSON source, and how its masks come back -
+
+_AT = re.compile(r"@\w*")
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text("ab@é\n\"\\日", max_size=8),
+    lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.text("ab@\n", max_size=4), inner, max_size=3), max_leaves=10)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=json_values, ascii_only=st.booleans())
+def test_a_webhooks_masks_on_arguments_come_back_as_a_local_guards_would(
+        value: object, ascii_only: bool) -> None:
+    """The webhook reads each token of the arguments decoded (`\\u0040` is `@`), and masking
+    the spans it names gives what a local guard masking the same spans writes."""
+    text = JsonSource(json.dumps(value, ensure_ascii=ascii_only))
+    pieces = source_texts(text)
+    assert pieces == read_texts(text)
+    masks = [[Mask(i, m.start(), m.end(), "<E>") for m in _AT.finditer(piece)] or None
+             for i, piece in enumerate(pieces)]
+    out = rewrite_source(text, masks)
+    assert out == rewrite(text, lambda t: _AT.sub("<E>", t))
+    assert "@" not in json.dumps(json.loads(out), ensure_ascii=False)
+
+
+def test_arguments_that_are_not_json_are_one_decoded_text() -> None:
+    text = JsonSource('{"to": "jane\\u0040example.org", "cut')
+    assert source_texts(text) == ['{"to": "jane@example.org", "cut']
+    start = source_texts(text)[0].index("jane")
+    masked = rewrite_source(text, [[Mask(0, start, start + 16, "<EMAIL>")]])
+    assert masked == '{"to": "<EMAIL>", "cut'
+
+
+def test_collected_texts_map_masks_back_slot_by_slot() -> None:
+    collected = Collected()
+    slots = [("user", "hi a@b"), (None, "skipped a@b"), ("tool", JsonSource('{"x@y": "a@b"}')),
+             ("user", "c@d")]
+    for role, text in slots:
+        assert collected.add(role, text) is text
+    assert [(t.role, t.text) for t in collected.texts] == [
+        ("user", "hi a@b"), ("tool", "x@y"), ("tool", "a@b"), ("user", "c@d")]
+    by_text = {0: [Mask(0, 3, 6, "<E>")], 2: [Mask(2, 0, 3, "<E>")]}
+    rewrite_fn = collected.rewriter(by_text)
+    assert [rewrite_fn(text) for _, text in slots] == [
+        "hi <E>", "skipped a@b", '{"x@y": "<E>"}', "c@d"]
