@@ -235,6 +235,11 @@ class Guards(Policy):
         if opaque is not None and opaque(doc):
             raise Reject(400, "the request gives its input as token ids, which the gateway's "
                          "guards cannot read; send text", details="extproc_unreadable_input")
+        undecodable = getattr(adapter, "undecodable_inputs", None)
+        unread = undecodable(doc) if undecodable is not None else []
+        if unread:
+            raise Reject(400, f"the request carries {describe(unread)}, which the gateway's "
+                         "guards cannot read", details="extproc_unreadable_input")
         check = getattr(adapter, "unreadable_reply", None) if self.reads_replies else None
         unreadable = check(doc) if check is not None else []
         if unreadable:

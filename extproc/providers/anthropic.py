@@ -16,18 +16,18 @@ that omits the cache fields cannot shrink it) and the latest output count.
 
 What the model reads (``parse_request``, rewritten in the same order): ``system`` (a string
 or blocks), tool definitions (``tools[].description``, and ``input_schema`` as compact JSON;
-role "system"), then each message's content (role lower-cased): a string, or
-blocks -- text, ``thinking`` (its thinking text), documents (``title``, ``context``, a text
-source's ``data``, a content source's blocks), ``search_result`` (``source``, ``title``, its
-content blocks), tool_result / mcp_tool_result content in any of these shapes (role "tool"),
-tool_use / server_tool_use / mcp_tool_use ``input`` (an object rewritten string value by
-string value, role "tool"); images, redacted thinking and container uploads carry
-no text; a block of any other kind (web search and fetch results, code execution and text
-editor results, kinds to come) is read whole: every string value but identifiers and binary
-payloads. A text block's ``citations`` are not read: the API does not give their
-``cited_text`` to the model (it is not counted as input). A block nested deeper than real
-requests nest them (8 levels of tool results and documents) is read whole, as its compact
-JSON.
+role "system"), then each message's content (role lower-cased): a string, or blocks -- text,
+``thinking`` (its thinking text), documents (``title``, ``context``, a text source's
+``data``, a base64 source of a text media type decoded, a content source's blocks),
+``search_result`` (``source``, ``title``, its content blocks), tool_result / mcp_tool_result
+content in any of these shapes (role "tool"), tool_use / server_tool_use / mcp_tool_use
+``input`` (an object rewritten string value by string value, role "tool"); images, redacted
+thinking and container uploads carry no text; a block of any other kind (web search and
+fetch results, code execution and text editor results, kinds to come) is read whole: every
+string value but identifiers and binary payloads. A text block's ``citations`` are not read:
+the API does not give their ``cited_text`` to the model (it is not counted as input). A
+block nested deeper than real requests nest them (8 levels of tool results and documents) is
+read whole, as its compact JSON.
 
 What the model writes (guards): in a whole reply, every text block ("text") and the strings
 of its ``citations`` ("result": what a source says, its title and URL), thinking block
@@ -46,6 +46,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from extproc.providers.base import Adapter, Delta, Prompt, Usage
+from extproc.providers.inline import InlineText, decode, is_text_type
 from extproc.providers.slots import (
     NAME_PIECE,
     EventTexts,
@@ -132,6 +133,9 @@ def _block_slots(block: Any, role: str, depth: int) -> Iterator[Slot]:
                     yield role, source, "data"
             elif source.get("type") == "content":
                 yield from _blocks_slots(source, "content", role, depth + 1)
+            elif source.get("type") == "base64" and is_text_type(source.get("media_type")) \
+                    and isinstance(source.get("data"), str):   # a text file, in base64
+                yield role, InlineText(source), None
     elif kind == "search_result":
         for key in ("source", "title"):
             if isinstance(block.get(key), str):
@@ -271,6 +275,13 @@ class AnthropicAdapter(Adapter):
             lambda: [(role, read_value(holder[key]))
                      for role, holder, key in _request_slots(body)],
         )
+
+    def undecodable_inputs(self, body: dict[str, Any]) -> list[str]:
+        """A base64 document source of a text media type whose data is not base64."""
+        if any(isinstance(holder, InlineText) and decode(holder.blob["data"]) is None
+               for _, holder, _ in _request_slots(as_dict(body))):
+            return ["a text document in base64 that does not decode"]
+        return []
 
     def parse_response(self, body: dict[str, Any]) -> tuple[str, str | None, Usage]:
         body = as_dict(body)

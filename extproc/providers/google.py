@@ -31,7 +31,8 @@ instruction (a Content or a bare string), tool declarations
 ``parametersJsonSchema`` / ``response`` / ``responseJsonSchema`` as compact JSON; role
 "system"), the structured-output schema (``generationConfig.responseSchema`` /
 ``responseJsonSchema``, role "system"), then ``contents`` (role lower-cased, "model" ->
-"assistant"): every part's ``text`` (thought parts too), ``functionCall.args`` and
+"assistant"): every part's ``text`` (thought parts too), inline data of a text media type
+(decoded from base64, ``providers.inline``), ``functionCall.args`` and
 ``functionResponse.response`` (role "tool", objects rewritten string value by string value),
 ``executableCode.code`` and ``codeExecutionResult.output`` (role "tool").
 
@@ -51,6 +52,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from extproc.providers.base import Adapter, Delta, Prompt, Usage
+from extproc.providers.inline import InlineText, decode, text_blobs
 from extproc.providers.slots import (
     NAME_PIECE,
     EventTexts,
@@ -124,6 +126,8 @@ def _metadata_slots(candidate: dict[str, Any]) -> list[tuple[Any, Any]]:
     the reply, a copy of its text), citations, the finish message."""
     return [slot for key in candidate if key not in _NOT_TEXT
             for slot in string_slots(candidate, key, _NOT_TEXT)]
+
+
 _DECLARATIONS = ("functionDeclarations", "function_declarations")
 _SCHEMAS = ("parameters", "parametersJsonSchema", "parameters_json_schema", "response",
             "responseJsonSchema", "response_json_schema")
@@ -136,6 +140,8 @@ def _part_slots(part: dict[str, Any], role: str) -> Iterator[Slot]:
     and code result (role "tool"), under either spelling."""
     if isinstance(part.get("text"), str):
         yield role, part, "text"
+    for blob in text_blobs(part):    # a text file inline: read as the model reads it
+        yield role, InlineText(blob), None
     for name, key in _VALUES:
         value = part.get(name)
         if isinstance(value, dict) and isinstance(value.get(key), str | dict | list):
@@ -271,6 +277,14 @@ class GoogleAdapter(Adapter):
                       lambda: [(role, read_value(holder[key]))
                                for role, holder, key in _request_slots(body)])
 
+    def undecodable_inputs(self, body: dict[str, Any]) -> list[str]:
+        """What a request carries that the model reads as text but the gateway cannot:
+        inline text data that is not base64 (`providers.inline`)."""
+        if any(isinstance(holder, InlineText) and decode(holder.blob["data"]) is None
+               for _, holder, _ in _request_slots(as_dict(body))):
+            return ["inline text data that is not base64"]
+        return []
+
     def output_choices(self, body: dict[str, Any]) -> int:
         config = as_dict(_get(as_dict(body), "generationConfig", "generation_config"))
         count = _get(config, "candidateCount", "candidate_count")
@@ -359,6 +373,8 @@ class GoogleAdapter(Adapter):
                             value[key], str | dict | list):
                         # whole: the args object with its keys and numbers, or the code
                         out.slots.append(TextSlot((index, name, pi), value, key, whole=True))
+                out.slots.extend(TextSlot((index, "inline", pi), InlineText(blob), None,
+                                          whole=True) for blob in text_blobs(part))
             # its grounding, citations and finish message: each string whole
             out.slots.extend(TextSlot((index, "metadata", n), holder, key, whole=True)
                              for n, (holder, key) in enumerate(_metadata_slots(candidate)))

@@ -455,3 +455,26 @@ def test_googles_grounding_is_masked_as_the_reply_it_copies(gw: Gateway, stream:
     [metadata] = [c.candidates[0].grounding_metadata for c in chunks
                   if c.candidates and c.candidates[0].grounding_metadata]
     assert [s.segment.text for s in metadata.grounding_supports] == [MASKED]
+
+
+def test_a_text_file_sent_inline_is_guarded(gw: Gateway) -> None:
+    """A text file the google-genai SDK sends inline (base64) is read as the model reads it:
+    an address in it is masked before it leaves, a key refuses the prompt."""
+    import base64
+
+    from google import genai
+    from google.genai import errors, types
+
+    client = genai.Client(api_key="k", http_options=types.HttpOptions(
+        base_url=f"{gw.url}/g-gemini"))
+    notes = f"name,mail\njohn,{EMAIL}\n".encode()
+    client.models.generate_content(model="gemini-2.5-flash", contents=[
+        "summarise", types.Part.from_bytes(data=notes, mime_type="text/csv")])
+    part = upstream_body(gw)["contents"][0]["parts"][1]
+    blob = part.get("inlineData") or part["inline_data"]
+    assert base64.b64decode(blob["data"]) == b"name,mail\njohn,<EMAIL>\n"
+    with pytest.raises(errors.ClientError) as exc:
+        client.models.generate_content(model="gemini-2.5-flash", contents=[
+            "summarise", types.Part.from_bytes(data=f"key={AWS_KEY}".encode(),
+                                               mime_type="text/plain")])
+    assert exc.value.code == 400 and "aws access key" in str(exc.value)

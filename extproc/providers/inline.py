@@ -1,0 +1,86 @@
+"""Inline file data the model reads as text: a Gemini/Vertex ``inlineData`` part (or
+``inline_data``) whose media type is text (``text/plain``, ``text/csv``, ``text/html``,
+``application/json``, source code...), its content base64 in ``data``.
+
+The model reads such a part as it reads a text part, so the guards must too, or a prompt
+would carry an address or a key past them in base64. `InlineText` presents the part as a text
+slot (``ref[None]``): the data decoded to read it, and encoded back (standard base64) when a
+guard rewrites it. Data that is not base64 cannot be read: `undecodable` names such parts,
+so the request is refused rather than sent unread. Binary media (images, audio, video, PDF)
+carry no text the gateway reads (docs/security.md, known limits).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+#: the spellings of an inline data part and of its media type
+BLOBS = ("inlineData", "inline_data")
+_MIME = ("mimeType", "mime_type")
+#: application/ media types whose content is text
+_TEXT_APPLICATION = frozenset({
+    "application/json", "application/xml", "application/javascript",
+    "application/x-javascript", "application/typescript", "application/x-typescript",
+    "application/x-python", "application/x-python-code", "application/rtf",
+    "application/x-sh", "application/sql", "application/yaml", "application/x-yaml",
+    "application/csv", "application/x-ndjson", "application/ld+json", "application/x-tex",
+})
+
+
+def is_text_type(mime: Any) -> bool:
+    """True for a media type whose content the model reads as text."""
+    if not isinstance(mime, str):
+        return False
+    base = mime.split(";", 1)[0].strip().lower()
+    return base.startswith("text/") or base in _TEXT_APPLICATION \
+        or base.endswith(("+json", "+xml"))
+
+
+def decode(data: str) -> str | None:
+    """base64 (standard or URL-safe, padding optional) to text, undecodable UTF-8 bytes
+    kept as surrogates (so an unchanged text encodes back to the same bytes); None if
+    `data` is not base64."""
+    text = "".join(data.split())
+    urlsafe = "-" in text or "_" in text
+    try:
+        raw = base64.b64decode(text + "=" * (-len(text) % 4),
+                               altchars=b"-_" if urlsafe else None, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw.decode("utf-8", "surrogateescape")
+
+
+class InlineText:
+    """An inline text part's data as a text slot: ``ref[None]`` is the decoded text (empty
+    when it is not base64: `undecodable` refuses such a request first), and storing a text
+    there writes it back as base64."""
+
+    __slots__ = ("blob",)
+
+    def __init__(self, blob: dict[str, Any]) -> None:
+        self.blob = blob
+
+    def __getitem__(self, _key: None) -> str:
+        return decode(self.blob["data"]) or ""
+
+    def __setitem__(self, _key: None, text: str) -> None:
+        self.blob["data"] = base64.b64encode(text.encode("utf-8", "surrogateescape")).decode()
+
+
+def text_blobs(part: dict[str, Any]) -> list[dict[str, Any]]:
+    """The inline data of a part (either spelling) that holds text: a media type of text
+    and string data."""
+    out = []
+    for name in BLOBS:
+        blob = part.get(name)
+        if isinstance(blob, dict) and isinstance(blob.get("data"), str) and any(
+                is_text_type(blob.get(key)) for key in _MIME):
+            out.append(blob)
+    return out
+
+
+def undecodable(part: dict[str, Any]) -> bool:
+    """True if the part holds inline text data that is not base64."""
+    return any(decode(blob["data"]) is None for blob in text_blobs(part))

@@ -1,0 +1,119 @@
+"""A text file sent inline in base64 (a Gemini/Vertex ``inlineData`` part of a text media type,
+an Anthropic document with a base64 source of one) is read as the model reads it: decoded,
+guarded, and masked in place (encoded back); data that does not decode is refused on a
+guarded route; binary media pass untouched (`extproc.providers.inline`)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from extproc.providers.inline import InlineText, decode, is_text_type
+from tests.leak_prompts import ENDPOINTS, GEMINI, contents, turn
+from tests.leaks import EMAILS, KEYS
+from tests.unit.test_no_leaks import run
+
+GEMINI_EP = next(e for e in ENDPOINTS if e.path == f"{GEMINI}:generateContent")
+ANTHROPIC_EP = next(e for e in ENDPOINTS if e.path == "/v1/messages")
+
+
+def gemini(mime: str, data: str, spelling: str = "inlineData") -> dict[str, Any]:
+    mime_key = "mimeType" if spelling == "inlineData" else "mime_type"
+    return contents({spelling: {mime_key: mime, "data": data}})
+
+
+def anthropic(mime: str, data: str) -> dict[str, Any]:
+    return turn({"type": "document", "title": "notes",
+                 "source": {"type": "base64", "media_type": mime, "data": data}})
+
+
+def b64(text: str, urlsafe: bool = False) -> str:
+    raw = text.encode()
+    return (base64.urlsafe_b64encode(raw).decode().rstrip("=") if urlsafe
+            else base64.b64encode(raw).decode())
+
+
+def sent_data(out: Any, gemini_part: bool, spelling: str = "inlineData") -> str:
+    body = json.loads(out.upstream)
+    if gemini_part:
+        return body["contents"][0]["parts"][0][spelling]["data"]
+    return body["messages"][-1]["content"][0]["source"]["data"]
+
+
+CASES = [("gemini", "text/plain", "inlineData"), ("gemini", "application/json", "inline_data"),
+         ("gemini", "text/csv; charset=utf-8", "inlineData"),
+         ("anthropic", "text/plain", None)]
+
+
+@pytest.mark.parametrize(("provider", "mime", "spelling"), CASES)
+@pytest.mark.parametrize("urlsafe", [False, True])
+def test_an_address_in_an_inline_text_file_is_masked_in_place(
+        provider: str, mime: str, spelling: str | None, urlsafe: bool) -> None:
+    text = f"name,mail\njane,{EMAILS[0]}\n"
+    if provider == "gemini":
+        endpoint, body = GEMINI_EP, gemini(mime, b64(text, urlsafe), spelling or "inlineData")
+    else:
+        endpoint, body = ANTHROPIC_EP, anthropic(mime, b64(text, urlsafe))
+    out = run(endpoint, json.dumps(endpoint.wrap(body)).encode())
+    assert out.refused is None, out.refused
+    data = sent_data(out, provider == "gemini", spelling or "inlineData")
+    assert base64.b64decode(data).decode() == "name,mail\njane,<EMAIL>\n"
+
+
+@pytest.mark.parametrize(("provider", "mime", "spelling"), CASES)
+def test_a_key_in_an_inline_text_file_refuses_the_prompt(provider: str, mime: str,
+                                                         spelling: str | None) -> None:
+    data = b64(f"aws_access_key_id = {KEYS[0]}\n")
+    endpoint, body = (GEMINI_EP, gemini(mime, data, spelling or "inlineData")) \
+        if provider == "gemini" else (ANTHROPIC_EP, anthropic(mime, data))
+    out = run(endpoint, json.dumps(endpoint.wrap(body)).encode())
+    assert out.refused is not None and out.refused[0] == 400
+    assert b"aws access key" in out.refused[1] and KEYS[0].encode() not in out.refused[1]
+
+
+@pytest.mark.parametrize("provider", ["gemini", "anthropic"])
+def test_inline_text_that_does_not_decode_is_refused(provider: str) -> None:
+    endpoint, body = (GEMINI_EP, gemini("text/plain", "%% not base64 %%")) \
+        if provider == "gemini" else (ANTHROPIC_EP, anthropic("text/plain", "%%"))
+    out = run(endpoint, json.dumps(endpoint.wrap(body)).encode())
+    assert out.refused is not None and out.refused[0] == 400
+    assert b"cannot read" in out.refused[1]
+
+
+def test_binary_media_and_clean_text_pass_byte_for_byte() -> None:
+    for body in (gemini("image/png", "iVBORw0KGgo="), gemini("text/plain", b64("hello\n")),
+                 gemini("application/pdf", b64(EMAILS[0]))):    # a PDF: not read as text
+        out = run(GEMINI_EP, json.dumps(GEMINI_EP.wrap(body)).encode())
+        assert out.refused is None
+        assert json.loads(out.upstream) == GEMINI_EP.wrap(body)
+
+
+def test_text_media_types() -> None:
+    assert all(is_text_type(m) for m in ("text/plain", "TEXT/HTML", "application/json",
+                                         "application/vnd.api+json", "text/x-python; q=1"))
+    assert not any(is_text_type(m) for m in ("image/png", "application/pdf", "audio/wav",
+                                             None, 3, "application/octet-stream"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=st.binary(max_size=64), urlsafe=st.booleans(), strip=st.booleans(),
+       wrap=st.integers(0, 8))
+def test_any_base64_spelling_reads_the_same_and_an_unchanged_text_encodes_back(
+        raw: bytes, urlsafe: bool, strip: bool, wrap: int) -> None:
+    data = (base64.urlsafe_b64encode(raw) if urlsafe else base64.b64encode(raw)).decode()
+    if strip:
+        data = data.rstrip("=")
+    if wrap:
+        data = "\n".join(data[i:i + wrap * 4] for i in range(0, len(data), wrap * 4))
+    text = decode(data)
+    assert text is not None
+    assert text.encode("utf-8", "surrogateescape") == raw
+    blob = {"data": data}
+    ref = InlineText(blob)
+    ref[None] = ref[None]
+    assert base64.b64decode(blob["data"]) == raw
