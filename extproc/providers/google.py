@@ -120,6 +120,20 @@ _NOT_TEXT = frozenset({"content", "finishReason", "finish_reason", "safetyRating
                        "sdk_blob"})
 
 
+#: the keys of a reply part read field by field, or holding no text (a thought signature,
+#: binary data or a file's URI, video offsets); any other key's strings are read whole
+_PART_KEYS = frozenset({"text", "thought", "thoughtSignature", "thought_signature",
+                        *(name for name, _ in _VALUES), *_CALLS, "inlineData", "inline_data",
+                        "fileData", "file_data", "videoMetadata", "video_metadata"})
+
+
+def _other_part_slots(part: dict[str, Any]) -> list[tuple[Any, Any]]:
+    """(holder, key) of every string of a reply part under a key this code does not know
+    (a part type newer than it): read whole, so it fails closed."""
+    return [slot for key in part if key not in _PART_KEYS
+            for slot in string_slots(part, key, _NOT_TEXT)]
+
+
 def _metadata_slots(candidate: dict[str, Any]) -> list[tuple[Any, Any]]:
     """(holder, key) of every string a candidate holds besides its content: grounding (the
     search queries, the sources' titles, the passages retrieved, each supported segment of
@@ -211,6 +225,8 @@ def _reply_slots(obj: Any) -> Iterator[Slot]:
                     if isinstance(as_dict(part.get(call)).get("name"), str):
                         yield "name", part[call], "name"
                 yield from _part_slots(part, kind)
+                for holder, key in _other_part_slots(part):
+                    yield "result", holder, key
         if isinstance(candidate, dict):
             for holder, key in _metadata_slots(candidate):
                 yield "result", holder, key
@@ -375,6 +391,8 @@ class GoogleAdapter(Adapter):
                         out.slots.append(TextSlot((index, name, pi), value, key, whole=True))
                 out.slots.extend(TextSlot((index, "inline", pi), InlineText(blob), None,
                                           whole=True) for blob in text_blobs(part))
+                out.slots.extend(TextSlot((index, "other", pi), holder, key, whole=True)
+                                 for holder, key in _other_part_slots(part))
             # its grounding, citations and finish message: each string whole
             out.slots.extend(TextSlot((index, "metadata", n), holder, key, whole=True)
                              for n, (holder, key) in enumerate(_metadata_slots(candidate)))

@@ -288,3 +288,15 @@ def test_an_anthropic_delta_this_code_does_not_know_is_read(kind: str) -> None:
     docs.insert(3, {"type": "content_block_delta", "index": 0, "delta": {
         "type": "note_delta", "note": {"text": _said(secret), "signature": "c2ln"}}})
     check(play(FORMATS["anthropic"], docs, [], P.STREAMED), secret, placeholder)
+
+
+@pytest.mark.parametrize("kind", sorted(SECRETS))
+@pytest.mark.parametrize("fmt", ["gemini", "gemini-sse", "gemini-array-to-sse"])
+def test_a_gemini_part_this_code_does_not_know_is_read(kind: str, fmt: str) -> None:
+    secret, placeholder = SECRETS[kind]
+    part = {"toolCall": {"id": "t1", "toolType": "SEARCH", "args": {"q": _said(secret)}},
+            "thoughtSignature": "c2ln"}
+    doc = gemini_whole("finish-message", "done")
+    doc["candidates"][1]["content"]["parts"].append(part)
+    spec = WHOLE[fmt][0] if fmt == "gemini" else FORMATS[fmt]
+    check(play(spec, [doc], [], P.STREAMED), secret, placeholder)
