@@ -235,8 +235,9 @@ class Guards(Policy):
         if opaque is not None and opaque(doc):
             raise Reject(400, "the request gives its input as token ids, which the gateway's "
                          "guards cannot read; send text", details="extproc_unreadable_input")
-        undecodable = getattr(adapter, "undecodable_inputs", None)
-        unread = undecodable(doc) if undecodable is not None else []
+        undecodable = getattr(adapter, "undecodable_inputs", None)   # a text file inline
+        unread = undecodable(doc) if undecodable is not None and any(
+            needle in body for needle in getattr(adapter, "inline_needles", ())) else []
         if unread:
             raise Reject(400, f"the request carries {describe(unread)}, which the gateway's "
                          "guards cannot read", details="extproc_unreadable_input")

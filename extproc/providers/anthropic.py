@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from extproc.providers.base import Adapter, Delta, Prompt, Usage
-from extproc.providers.inline import InlineText, decode, is_text_type
+from extproc.providers.inline import InlineText, is_text_type, unreadable
 from extproc.providers.slots import (
     NAME_PIECE,
     EventTexts,
@@ -276,10 +276,11 @@ class AnthropicAdapter(Adapter):
                      for role, holder, key in _request_slots(body)],
         )
 
+    inline_needles = (b"base64", b"\\u")   # what a body with a base64 document holds
+
     def undecodable_inputs(self, body: dict[str, Any]) -> list[str]:
         """A base64 document source of a text media type whose data is not base64."""
-        if any(isinstance(holder, InlineText) and decode(holder.blob["data"]) is None
-               for _, holder, _ in _request_slots(as_dict(body))):
+        if unreadable(holder for _, holder, _ in _request_slots(as_dict(body))):
             return ["a text document in base64 that does not decode"]
         return []
 

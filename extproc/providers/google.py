@@ -52,7 +52,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from extproc.providers.base import Adapter, Delta, Prompt, Usage
-from extproc.providers.inline import InlineText, decode, text_blobs
+from extproc.providers.inline import InlineText, text_blobs, unreadable
 from extproc.providers.slots import (
     NAME_PIECE,
     EventTexts,
@@ -293,11 +293,12 @@ class GoogleAdapter(Adapter):
                       lambda: [(role, read_value(holder[key]))
                                for role, holder, key in _request_slots(body)])
 
+    inline_needles = (b"nline", b"\\u")   # what a body with inline data holds
+
     def undecodable_inputs(self, body: dict[str, Any]) -> list[str]:
         """What a request carries that the model reads as text but the gateway cannot:
         inline text data that is not base64 (`providers.inline`)."""
-        if any(isinstance(holder, InlineText) and decode(holder.blob["data"]) is None
-               for _, holder, _ in _request_slots(as_dict(body))):
+        if unreadable(holder for _, holder, _ in _request_slots(as_dict(body))):
             return ["inline text data that is not base64"]
         return []
 

@@ -1,12 +1,15 @@
 """Inline file data the model reads as text: a Gemini/Vertex ``inlineData`` part (or
-``inline_data``) whose media type is text (``text/plain``, ``text/csv``, ``text/html``,
-``application/json``, source code...), its content base64 in ``data``.
+``inline_data``), an Anthropic document's base64 source, or an OpenAI file part's
+``file_data`` data URL (``data:text/csv;base64,...``), whose media type is text
+(``text/plain``, ``text/csv``, ``text/html``, ``application/json``, source code...), its
+content in base64.
 
 The model reads such a part as it reads a text part, so the guards must too, or a prompt
 would carry an address or a key past them in base64. `InlineText` presents the part as a text
 slot (``ref[None]``): the data decoded to read it, and encoded back (standard base64) when a
 guard rewrites it. Data that is not base64 cannot be read: `undecodable` names such parts,
-so the request is refused rather than sent unread. Binary media (images, audio, video, PDF)
+so the request is refused rather than sent unread. `DataUrlText` does the same for a data
+URL. Binary media (images, audio, video, PDF)
 carry no text the gateway reads (docs/security.md, known limits).
 """
 
@@ -84,3 +87,57 @@ def text_blobs(part: dict[str, Any]) -> list[dict[str, Any]]:
 def undecodable(part: dict[str, Any]) -> bool:
     """True if the part holds inline text data that is not base64."""
     return any(decode(blob["data"]) is None for blob in text_blobs(part))
+
+
+def data_url(value: Any) -> tuple[str, str] | None:
+    """(prefix up to the comma, base64 data) of a base64 data URL of a text media type."""
+    if not isinstance(value, str) or not value.startswith("data:"):
+        return None
+    head, sep, data = value.partition(",")
+    if not sep or not head.endswith(";base64") or not is_text_type(head[5:-7]):
+        return None
+    return head + ",", data
+
+
+class DataUrlText:
+    """A base64 data URL of a text media type at ``holder[key]``, as a text slot:
+    ``ref[None]`` is the decoded text (empty when it is not base64), and storing a text
+    there writes it back under the same prefix."""
+
+    __slots__ = ("holder", "key")
+
+    def __init__(self, holder: dict[str, Any], key: str) -> None:
+        self.holder = holder
+        self.key = key
+
+    def __getitem__(self, _key: None) -> str:
+        found = data_url(self.holder[self.key])
+        return (decode(found[1]) or "") if found else ""
+
+    def __setitem__(self, _key: None, text: str) -> None:
+        found = data_url(self.holder[self.key])
+        prefix = found[0] if found else "data:text/plain;base64,"
+        self.holder[self.key] = prefix + base64.b64encode(
+            text.encode("utf-8", "surrogateescape")).decode()
+
+    def undecodable(self) -> bool:
+        found = data_url(self.holder[self.key])
+        return found is not None and decode(found[1]) is None
+
+
+def file_data_slot(holder: Any) -> DataUrlText | None:
+    """The slot of an OpenAI file's ``file_data`` (a chat ``file`` part's ``file``, or a
+    Responses ``input_file`` part) when it is a data URL of a text media type."""
+    if isinstance(holder, dict) and data_url(holder.get("file_data")) is not None:
+        return DataUrlText(holder, "file_data")
+    return None
+
+
+def unreadable(slot_holders: Any) -> bool:
+    """True if any of the holders is an inline text that does not decode."""
+    for holder in slot_holders:
+        if isinstance(holder, InlineText) and decode(holder.blob["data"]) is None:
+            return True
+        if isinstance(holder, DataUrlText) and holder.undecodable():
+            return True
+    return False

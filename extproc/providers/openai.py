@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from extproc.providers.base import Adapter, Delta, Prompt, Usage
+from extproc.providers.inline import file_data_slot, unreadable
 from extproc.providers.slots import (
     NAME_PIECE,
     EventTexts,
@@ -107,6 +108,9 @@ def _content_slots(holder: dict[str, Any], role: str) -> Iterator[Slot]:
             key = "refusal" if part.get("type") == "refusal" else "text"
             if isinstance(part.get(key), str):
                 yield role, part, key
+            inline = file_data_slot(part.get("file"))   # a text file, as a data URL
+            if inline is not None:
+                yield role, inline, None
 
 
 def _call_slots(message: dict[str, Any]) -> Iterator[Slot]:
@@ -262,6 +266,7 @@ def _argument_slots(slots: list[TextSlot], piece: Piece, function: dict[str, Any
 
 class OpenAIAdapter(Adapter):
     needles = (b'_tokens"', b'"finish_reason":"', b'"finish_reason": "', b'"error"')
+    inline_needles = (b"base64", b"\\u")   # what a body with a text file's data URL holds
     done_event = True
     """OpenAI and Azure OpenAI Chat Completions."""
 
@@ -302,6 +307,12 @@ class OpenAIAdapter(Adapter):
         for role, holder, key in _request_slots(body):
             changed |= _rewrite(holder, key, role, fn)
         return changed
+
+    def undecodable_inputs(self, body: dict[str, Any]) -> list[str]:
+        """A file part's data URL of a text media type whose data is not base64."""
+        if isinstance(body, dict) and unreadable(h for _, h, _ in _request_slots(body)):
+            return ["a text file whose data does not decode"]
+        return []
 
     def response_texts(self, body: Any) -> list[tuple[str, str]]:
         return [(kind, Name(holder[key]) if kind == "name" else _read(holder, key))

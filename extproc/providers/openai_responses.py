@@ -39,6 +39,7 @@ from collections.abc import Callable
 from typing import Any
 
 from extproc.providers.base import Adapter, Delta, Prompt, Usage
+from extproc.providers.inline import unreadable
 from extproc.providers.openai import usage_of
 from extproc.providers.responses_items import (
     is_arguments,
@@ -128,6 +129,14 @@ class OpenAIResponsesAdapter(Adapter):
             rewrite = rewrite_arguments if is_arguments(holder, key) else rewrite_json_strings
             changed |= rewrite(holder, key, role, fn)
         return changed
+
+    inline_needles = (b"base64", b"\\u")   # what a body with a text file's data URL holds
+
+    def undecodable_inputs(self, body: dict[str, Any]) -> list[str]:
+        """An input file's data URL of a text media type whose data is not base64."""
+        if isinstance(body, dict) and unreadable(h for h, _, _ in request_slots(body)):
+            return ["a text file whose data does not decode"]
+        return []
 
     def rewrite_response_texts(self, body: dict[str, Any], fn: Callable[[str], str]) -> bool:
         by_role = text_only(fn)

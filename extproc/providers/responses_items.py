@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from extproc.providers.inline import file_data_slot
 from extproc.providers.slots import string_slots
 from extproc.providers.values import as_dict, as_list, as_str
 
@@ -160,6 +161,10 @@ def _part_slots(part: Any, role: str, out: list[Slot]) -> None:
     if key is not None:
         if isinstance(part.get(key), str):
             out.append((part, key, role))
+    elif kind == "input_file":
+        inline = file_data_slot(part)      # a text file, as a data URL
+        if inline is not None:
+            out.append((inline, None, role))
     elif kind not in _NO_TEXT_PARTS:
         _generic(part, role, out)
 

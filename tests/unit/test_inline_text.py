@@ -1,7 +1,8 @@
 """A text file sent inline in base64 (a Gemini/Vertex ``inlineData`` part of a text media type,
-an Anthropic document with a base64 source of one) is read as the model reads it: decoded,
-guarded, and masked in place (encoded back); data that does not decode is refused on a
-guarded route; binary media pass untouched (`extproc.providers.inline`)."""
+an Anthropic document with a base64 source of one, an OpenAI chat ``file`` part or Responses
+``input_file`` whose ``file_data`` is a data URL of one) is read as the model reads it:
+decoded, guarded, and masked in place (encoded back); data that does not decode is refused
+on a guarded route; binary media pass untouched (`extproc.providers.inline`)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from tests.leaks import EMAILS, KEYS
 from tests.unit.test_no_leaks import run
 
 GEMINI_EP = next(e for e in ENDPOINTS if e.path == f"{GEMINI}:generateContent")
+CHAT_EP = next(e for e in ENDPOINTS if e.path == "/v1/chat/completions")
+RESPONSES_EP = next(e for e in ENDPOINTS if e.path == "/v1/responses")
 ANTHROPIC_EP = next(e for e in ENDPOINTS if e.path == "/v1/messages")
 
 
@@ -117,3 +120,41 @@ def test_any_base64_spelling_reads_the_same_and_an_unchanged_text_encodes_back(
     ref = InlineText(blob)
     ref[None] = ref[None]
     assert base64.b64decode(blob["data"]) == raw
+
+
+def _chat(url: str) -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": [
+        {"type": "text", "text": "summarise"},
+        {"type": "file", "file": {"filename": "notes.csv", "file_data": url}}]}]}
+
+
+def _responses(url: str) -> dict[str, Any]:
+    return {"input": [{"role": "user", "content": [
+        {"type": "input_text", "text": "summarise"},
+        {"type": "input_file", "filename": "notes.csv", "file_data": url}]}]}
+
+
+def _file_data(out: Any, chat: bool) -> str:
+    body = json.loads(out.upstream)
+    if chat:
+        return body["messages"][0]["content"][1]["file"]["file_data"]
+    return body["input"][0]["content"][1]["file_data"]
+
+
+@pytest.mark.parametrize("chat", [True, False], ids=["chat", "responses"])
+def test_an_openai_text_file_as_a_data_url_is_guarded(chat: bool) -> None:
+    endpoint, build = (CHAT_EP, _chat) if chat else (RESPONSES_EP, _responses)
+    url = "data:text/csv;base64," + b64(f"name,mail\njane,{EMAILS[0]}\n")
+    out = run(endpoint, json.dumps(endpoint.wrap(build(url))).encode())
+    assert out.refused is None, out.refused
+    prefix, data = _file_data(out, chat).split(",", 1)
+    assert prefix == "data:text/csv;base64"
+    assert base64.b64decode(data).decode() == "name,mail\njane,<EMAIL>\n"
+    out = run(endpoint, json.dumps(endpoint.wrap(build(
+        "data:text/plain;base64," + b64(KEYS[0])))).encode())
+    assert out.refused is not None and b"aws access key" in out.refused[1]
+    out = run(endpoint, json.dumps(endpoint.wrap(build("data:text/plain;base64,%%"))).encode())
+    assert out.refused is not None and b"cannot read" in out.refused[1]
+    pdf = "data:application/pdf;base64," + b64(EMAILS[0])   # binary: not read
+    out = run(endpoint, json.dumps(endpoint.wrap(build(pdf))).encode())
+    assert out.refused is None and _file_data(out, chat) == pdf
