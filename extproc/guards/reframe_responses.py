@@ -44,7 +44,7 @@ from typing import Any
 from ..codecs.sse import Event, encode
 from ..providers.responses_items import is_arguments, output_slots
 from ..providers.slots import string_slots
-from ..providers.values import as_list
+from ..providers.values import EntryRef, as_list, value_slots
 from .event_stream import UNREADABLE, EventMasker
 from .names import mask_name
 from .reframe import Chain, MaskerFactory, _Chain, _dump, json_chain
@@ -169,21 +169,25 @@ class ResponsesMaskingReframer(EventMasker):
         """An event type this masker does not model (audio transcripts, annotations, a
         type newer than this code): fail closed by reading it anyway. A `*.delta` event's
         text is streamed through its own maskers, as a text part's; any other event has
-        every string masked on its own (ids and enumerations aside)."""
+        every text (each string, key and number) masked on its own, ids and enumerations
+        aside."""
         if kind.endswith(".delta") and isinstance(doc.get("delta"), str):
             return self._delta(doc, kind, event, kind)
         changed = False
-        top = {k: v for k, v in doc.items() if k != "response"}   # read by `_response`
-        for holder, key in string_slots({"": top}, ""):
-            if key in _NOT_TEXT:
+        # every text of the event's fields (its `response` is read by `_response`): keys and
+        # numbers too, as in any JSON value the model writes
+        slots = [slot for name in list(doc) if name != "response" and name not in _NOT_TEXT
+                 for slot in value_slots(doc, name)]
+        for holder, key in slots:
+            if isinstance(holder, EntryRef) and holder.name() in _NOT_TEXT:
                 continue
             text = holder[key]
+            if not isinstance(text, str):
+                continue
             masked = self._mask_whole(text)
             if masked != text:
                 holder[key] = masked
                 changed = True
-        if changed:
-            doc.update(top)
         return changed
 
     def _delta(self, doc: dict[str, Any], kind: str, event: str | None,
