@@ -14,20 +14,7 @@ Input counts are normalised to include cache writes and reads (see ``base``; the
 can be priced); merging keeps the largest input/cached/cache-write count seen (so a repeat
 that omits the cache fields cannot shrink it) and the latest output count.
 
-What the model reads (``parse_request``, rewritten in the same order): ``system`` (a string
-or blocks), tool definitions (``tools[].description``, and ``input_schema`` as compact JSON;
-role "system"), then each message's content (role lower-cased): a string, or blocks -- text,
-``thinking`` (its thinking text), documents (``title``, ``context``, a text source's
-``data``, a base64 source of a text media type decoded, a content source's blocks),
-``search_result`` (``source``, ``title``, its content blocks), tool_result / mcp_tool_result
-content in any of these shapes (role "tool"), tool_use / server_tool_use / mcp_tool_use
-``input`` (an object rewritten string value by string value, role "tool"); images, redacted
-thinking and container uploads carry no text; a block of any other kind (web search and
-fetch results, code execution and text editor results, kinds to come) is read whole: every
-string value but identifiers and binary payloads. A text block's ``citations`` are not read:
-the API does not give their ``cited_text`` to the model (it is not counted as input). A
-block nested deeper than real requests nest them (8 levels of tool results and documents) is
-read whole, as its compact JSON.
+What the model reads: ``anthropic_prompts``.
 
 What the model writes (guards): in a whole reply, every text block ("text") and the strings
 of its ``citations`` ("result": what a source says, its title and URL), thinking block
@@ -45,8 +32,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from extproc.providers.anthropic_prompts import (
+    KNOWN,
+    OPAQUE,
+    TOOL_USE,
+    Slot,
+    request_slots,
+    text_leaves,
+)
 from extproc.providers.base import Adapter, Delta, Prompt, Usage
-from extproc.providers.inline import InlineText, is_text_type, unreadable
+from extproc.providers.inline import unreadable
 from extproc.providers.slots import (
     NAME_PIECE,
     EventTexts,
@@ -63,7 +58,6 @@ from extproc.providers.values import (
     as_list,
     as_str,
     load_json,
-    lower_role,
     read_value,
     rewrite_json_strings,
     rewrite_name,
@@ -73,100 +67,9 @@ from extproc.providers.values import (
     with_total,
 )
 
-_TOOL_USE = ("tool_use", "server_tool_use", "mcp_tool_use")
-_TOOL_RESULT = ("tool_result", "mcp_tool_result")
-#: blocks that hold no text the gateway can read (an image, encrypted thinking, a file id)
-_NO_TEXT = ("image", "redacted_thinking", "container_upload")
-#: block kinds read field by field; any other kind is read whole (`_other_slots`); tuples,
-#: as a malformed `type` may be a list
-_KNOWN = (*_TOOL_USE, *_TOOL_RESULT, *_NO_TEXT, "text", "thinking", "document",
-          "search_result")
-#: in a block of another kind: keys whose string values are identifiers, enums or binary
-#: payloads, not text
-_OPAQUE = frozenset({"type", "id", "tool_use_id", "signature", "data", "media_type",
-                     "file_id", "encrypted_content", "encrypted_index", "cache_control"})
-#: deeper than any real request nests blocks (a tool result holding a document holding
-#: content blocks): below it a block is read whole, as its compact JSON
-_MAX_DEPTH = 8
 #: the fields of a streamed content block that carry text, and their delta types
 _DELTA_TYPES = {"text": "text_delta", "thinking": "thinking_delta",
                 "partial_json": "input_json_delta"}
-
-#: (role or kind, holder, key): a text at holder[key] (a string, or a JSON value read as
-#: its compact dump and rewritten string value by string value)
-Slot = tuple[str, Any, Any]
-
-
-def _blocks_slots(holder: Any, key: Any, role: str, depth: int = 0) -> Iterator[Slot]:
-    """A string, or a list of blocks, at holder[key]."""
-    content = holder.get(key) if isinstance(holder, dict) else None
-    if isinstance(content, str):
-        yield role, holder, key
-        return
-    for index, block in enumerate(as_list(content)):
-        if depth >= _MAX_DEPTH:
-            yield role, content, index
-        else:
-            yield from _block_slots(block, role, depth)
-
-
-def _block_slots(block: Any, role: str, depth: int) -> Iterator[Slot]:
-    if not isinstance(block, dict):
-        return
-    kind = block.get("type")
-    if kind in _TOOL_USE:
-        if "input" in block:
-            yield "tool", block, "input"
-    elif kind in _TOOL_RESULT:
-        yield from _blocks_slots(block, "content", "tool", depth + 1)
-    elif kind == "thinking":
-        if isinstance(block.get("thinking"), str):
-            yield role, block, "thinking"
-    elif kind == "document":
-        for key in ("title", "context"):
-            if isinstance(block.get(key), str):
-                yield role, block, key
-        source = block.get("source")
-        if isinstance(source, dict):
-            if source.get("type") == "text":
-                if isinstance(source.get("data"), str):
-                    yield role, source, "data"
-            elif source.get("type") == "content":
-                yield from _blocks_slots(source, "content", role, depth + 1)
-            elif source.get("type") == "base64" and is_text_type(source.get("media_type")) \
-                    and isinstance(source.get("data"), str):   # a text file, in base64
-                yield role, InlineText(source), None
-    elif kind == "search_result":
-        for key in ("source", "title"):
-            if isinstance(block.get(key), str):
-                yield role, block, key
-        yield from _blocks_slots(block, "content", role, depth + 1)
-    elif kind == "text":
-        if isinstance(block.get("text"), str):
-            yield role, block, "text"
-    elif kind not in _NO_TEXT:
-        yield from _other_slots(block, role, depth)
-
-
-def _text_leaves(block: dict[str, Any]) -> Iterator[tuple[Any, Any]]:
-    """(holder, key) of every string in a block, at any depth, but those under `_OPAQUE`
-    keys (ids, signatures, encrypted or binary payloads a client sends back unchanged).
-    Iterative and cycle-safe."""
-    stack: list[Any] = [block]
-    seen: set[int] = set()
-    while stack:
-        value = stack.pop()
-        if id(value) in seen:
-            continue
-        seen.add(id(value))
-        items = value.items() if isinstance(value, dict) else enumerate(value)
-        for key, item in items:
-            if isinstance(value, dict) and key in _OPAQUE:
-                continue
-            if isinstance(item, str):
-                yield value, key
-            elif isinstance(item, dict | list):
-                stack.append(item)
 
 
 def _citation_slots(holder: dict[str, Any], key: str = "citations") -> list[tuple[Any, Any]]:
@@ -176,46 +79,7 @@ def _citation_slots(holder: dict[str, Any], key: str = "citations") -> list[tupl
     value = holder.get(key)
     citations = value if isinstance(value, list) else [value]
     return [slot for citation in citations if isinstance(citation, dict)
-            for slot in _text_leaves(citation)]
-
-
-def _other_slots(block: dict[str, Any], role: str, depth: int) -> Iterator[Slot]:
-    """A block of a kind not read field by field (server tool results: web search and fetch,
-    code execution output, text editor views; kinds to come): every string value at any
-    depth but those under `_OPAQUE` keys, a nested block of a known kind read as such."""
-    for key in list(block):
-        if key not in _OPAQUE:
-            yield from _value_slots(block, key, role, depth + 1)
-
-
-def _value_slots(holder: Any, key: Any, role: str, depth: int) -> Iterator[Slot]:
-    value = holder[key]
-    if isinstance(value, str):
-        yield role, holder, key
-    elif isinstance(value, dict | list) and depth >= _MAX_DEPTH:
-        for parent, slot in string_slots(holder, key):   # iterative: no depth is a crash
-            yield role, parent, slot
-    elif isinstance(value, dict):
-        if value.get("type") in _KNOWN:
-            yield from _block_slots(value, role, depth)
-        else:
-            yield from _other_slots(value, role, depth)
-    elif isinstance(value, list):
-        for index in range(len(value)):
-            yield from _value_slots(value, index, role, depth + 1)
-
-
-def _request_slots(body: dict[str, Any]) -> Iterator[Slot]:
-    yield from _blocks_slots(body, "system", "system")
-    for tool in as_list(body.get("tools")):
-        if isinstance(tool, dict):
-            if isinstance(tool.get("description"), str):
-                yield "system", tool, "description"
-            if isinstance(tool.get("input_schema"), dict | list):
-                yield "system", tool, "input_schema"
-    for message in as_list(body.get("messages")):
-        if isinstance(message, dict):
-            yield from _blocks_slots(message, "content", lower_role(message.get("role")))
+            for slot in text_leaves(citation)]
 
 
 def _reply_slots(body: Any) -> Iterator[Slot]:
@@ -231,14 +95,14 @@ def _reply_slots(body: Any) -> Iterator[Slot]:
                 yield "result", holder, key
         elif kind == "thinking" and isinstance(block.get("thinking"), str):
             yield "thinking", block, "thinking"
-        elif kind in _TOOL_USE:
+        elif kind in TOOL_USE:
             for key in ("name", "server_name"):     # the call's name, an MCP server's
                 if isinstance(block.get(key), str):
                     yield "name", block, key
             if "input" in block:
                 yield "tool", block, "input"
-        elif kind not in _KNOWN:    # a server tool's result: what the provider fetched
-            for holder, key in _text_leaves(block):
+        elif kind not in KNOWN:    # a server tool's result: what the provider fetched
+            for holder, key in text_leaves(block):
                 yield "result", holder, key
 
 
@@ -273,14 +137,14 @@ class AnthropicAdapter(Adapter):
             body.get("stream") is True,
             as_int(body.get("max_tokens")),
             lambda: [(role, read_value(holder[key]))
-                     for role, holder, key in _request_slots(body)],
+                     for role, holder, key in request_slots(body)],
         )
 
     inline_needles = (b"base64", b"\\u")   # what a body with a base64 document holds
 
     def undecodable_inputs(self, body: dict[str, Any]) -> list[str]:
         """A base64 document source of a text media type whose data is not base64."""
-        if unreadable(holder for _, holder, _ in _request_slots(as_dict(body))):
+        if unreadable(holder for _, holder, _ in request_slots(as_dict(body))):
             return ["a text document in base64 that does not decode"]
         return []
 
@@ -298,7 +162,7 @@ class AnthropicAdapter(Adapter):
         if not isinstance(body, dict):
             return False
         changed = False
-        for role, holder, key in _request_slots(body):
+        for role, holder, key in request_slots(body):
             changed |= rewrite_json_strings(holder, key, role, fn)
         return changed
 
@@ -363,10 +227,10 @@ class AnthropicAdapter(Adapter):
                     elif key == "citation":      # a citations_delta: each string whole
                         out.slots.extend(TextSlot((index, "citation", 0), holder, k, whole=True)
                                          for holder, k in _citation_slots(delta, key))
-                    elif key not in _OPAQUE:     # a delta this code does not know: its
+                    elif key not in OPAQUE:     # a delta this code does not know: its
                         # strings whole (fail closed)
                         out.slots.extend(TextSlot((index, "other", 0), holder, k, whole=True)
-                                         for holder, k in string_slots(delta, key, _OPAQUE))
+                                         for holder, k in string_slots(delta, key, OPAQUE))
         elif kind == "content_block_start":
             block = doc.get("content_block")
             if isinstance(block, dict):
@@ -378,7 +242,7 @@ class AnthropicAdapter(Adapter):
                 if block.get("citations"):
                     out.slots.extend(TextSlot((index, "citation", 0), holder, k, whole=True)
                                      for holder, k in _citation_slots(block))
-                if block.get("type") in _TOOL_USE:
+                if block.get("type") in TOOL_USE:
                     name_slot(out.slots, (index, NAME_PIECE, 0), block)
                     name_slot(out.slots, (index, NAME_PIECE, 1), block, "server_name")
                 if "input" in block:
@@ -387,11 +251,11 @@ class AnthropicAdapter(Adapter):
                         # the input then streams as input_json_delta)
                         out.slots.append(TextSlot((index, "input", 0), block, "input",
                                                   whole=True))
-                elif block.get("type") not in _KNOWN:
+                elif block.get("type") not in KNOWN:
                     # a server tool's result (web search, fetch, code execution...): what the
                     # provider fetched reaches the client here; every string is read whole
                     out.slots.extend(TextSlot((index, "result", 0), holder, key, whole=True)
-                                     for holder, key in _text_leaves(block))
+                                     for holder, key in text_leaves(block))
         elif kind == "content_block_stop":
             out.ends = (piece_index(doc),)
         elif kind in ("message_delta", "message_stop", "error"):

@@ -25,16 +25,7 @@ Where a field has two spellings (``systemInstruction`` / ``system_instruction``,
 ``functionCall`` / ``function_call``, ...), the model may be given either: texts are read
 (and rewritten) under both, camelCase first.
 
-What the model reads (``parse_request``, rewritten in the same order): the system
-instruction (a Content or a bare string), tool declarations
-(``tools[].functionDeclarations[]``: ``description``, and ``parameters`` /
-``parametersJsonSchema`` / ``response`` / ``responseJsonSchema`` as compact JSON; role
-"system"), the structured-output schema (``generationConfig.responseSchema`` /
-``responseJsonSchema``, role "system"), then ``contents`` (role lower-cased, "model" ->
-"assistant"): every part's ``text`` (thought parts too), inline data of a text media type
-(decoded from base64, ``providers.inline``), ``functionCall.args`` and
-``functionResponse.response`` (role "tool", objects rewritten string value by string value),
-``executableCode.code`` and ``codeExecutionResult.output`` (role "tool").
+What the model reads: ``google_prompts``.
 
 What the model writes (guards): in a whole reply (or a buffered JSON-array stream), every
 candidate's text parts ("text"), thought parts ("thinking"), ``functionCall`` names ("name"),
@@ -52,6 +43,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from extproc.providers.base import Adapter, Delta, Prompt, Usage
+from extproc.providers.google_prompts import VALUES, Slot, part_slots, request_slots
 from extproc.providers.inline import InlineText, text_blobs, unreadable
 from extproc.providers.slots import (
     NAME_PIECE,
@@ -69,7 +61,6 @@ from extproc.providers.values import (
     as_list,
     as_str,
     load_json,
-    lower_role,
     path_only,
     pick_indexed,
     read_value,
@@ -84,7 +75,6 @@ from extproc.providers.values import (
 BLOCKED_PREFIX = "blocked:"
 
 _MODEL_PATH = re.compile(r"(?:^|/)(?:models|tunedModels)/([^/:]+):([A-Za-z]+)$")
-_ROLES = {"model": "assistant", "function": "tool"}
 
 
 def _get(obj: dict[str, Any], camel: str, snake: str) -> Any:
@@ -99,17 +89,7 @@ def _route(path: str) -> tuple[str | None, str | None]:
     return (match.group(1), match.group(2)) if match else (None, None)
 
 
-#: (role or kind, holder, key): a text at holder[key] (a string, or a JSON value read as
-#: its compact dump and rewritten string value by string value)
-Slot = tuple[str, Any, Any]
-
-#: parts holding a JSON value the model reads or writes: (part field, value field), both
-#: spellings; read whole (``functionCall.args``), a string (code) or an object
-_VALUES = (("functionCall", "args"), ("function_call", "args"),
-           ("functionResponse", "response"), ("function_response", "response"),
-           ("executableCode", "code"), ("executable_code", "code"),
-           ("codeExecutionResult", "output"), ("code_execution_result", "output"))
-_VALUE_KEYS = dict(_VALUES)
+_VALUE_KEYS = dict(VALUES)
 #: the parts of a reply that call a function, by name
 _CALLS = ("functionCall", "function_call")
 #: what a candidate says besides its content that is no text a client reads: enums, token
@@ -123,7 +103,7 @@ _NOT_TEXT = frozenset({"content", "finishReason", "finish_reason", "safetyRating
 #: the keys of a reply part read field by field, or holding no text (a thought signature,
 #: binary data or a file's URI, video offsets); any other key's strings are read whole
 _PART_KEYS = frozenset({"text", "thought", "thoughtSignature", "thought_signature",
-                        *(name for name, _ in _VALUES), *_CALLS, "inlineData", "inline_data",
+                        *(name for name, _ in VALUES), *_CALLS, "inlineData", "inline_data",
                         "fileData", "file_data", "videoMetadata", "video_metadata"})
 
 
@@ -142,78 +122,6 @@ def _metadata_slots(candidate: dict[str, Any]) -> list[tuple[Any, Any]]:
             for slot in string_slots(candidate, key, _NOT_TEXT)]
 
 
-_DECLARATIONS = ("functionDeclarations", "function_declarations")
-_SCHEMAS = ("parameters", "parametersJsonSchema", "parameters_json_schema", "response",
-            "responseJsonSchema", "response_json_schema")
-_OUTPUT_SCHEMAS = ("responseSchema", "response_schema", "responseJsonSchema",
-                   "response_json_schema")
-
-
-def _part_slots(part: dict[str, Any], role: str) -> Iterator[Slot]:
-    """A part's text (thought or not) and its function call args, function response, code
-    and code result (role "tool"), under either spelling."""
-    if isinstance(part.get("text"), str):
-        yield role, part, "text"
-    for blob in text_blobs(part):    # a text file inline: read as the model reads it
-        yield role, InlineText(blob), None
-    for name, key in _VALUES:
-        value = part.get(name)
-        if isinstance(value, dict) and isinstance(value.get(key), str | dict | list):
-            yield "tool", value, key   # a null or a number holds no text
-
-
-def _content_slots(holder: Any, key: Any, role: str | None) -> Iterator[Slot]:
-    """A Content (or a bare string) at holder[key]; its own role unless ``role`` is given."""
-    content = holder[key]
-    if isinstance(content, str):  # tolerated for systemInstruction
-        yield role or "user", holder, key
-        return
-    if not isinstance(content, dict):
-        return
-    if role is None:
-        own = lower_role(content.get("role"))
-        role = _ROLES.get(own, own)
-    for part in _items(content.get("parts")):
-        if isinstance(part, dict):
-            yield from _part_slots(part, role)
-
-
-def _items(value: Any) -> list[Any]:
-    """A repeated field of a request as Google's JSON parser reads it: a list, or a lone
-    object as a list of one (`"parts": {"text": ...}` is a prompt, as Google's own examples
-    send it)."""
-    if isinstance(value, list):
-        return value
-    return [value] if isinstance(value, dict) else []
-
-
-def _request_slots(body: dict[str, Any]) -> Iterator[Slot]:
-    for key in ("systemInstruction", "system_instruction"):
-        if body.get(key) is not None:
-            yield from _content_slots(body, key, "system")
-    for tool in _items(body.get("tools")):
-        for name in _DECLARATIONS:
-            for declaration in _items(as_dict(tool).get(name)):
-                if not isinstance(declaration, dict):
-                    continue
-                if isinstance(declaration.get("description"), str):
-                    yield "system", declaration, "description"
-                for key in _SCHEMAS:
-                    if isinstance(declaration.get(key), dict | list):
-                        yield "system", declaration, key
-    for name in ("generationConfig", "generation_config"):
-        config = body.get(name)
-        if isinstance(config, dict):
-            for key in _OUTPUT_SCHEMAS:     # structured output: the model reads the schema
-                if isinstance(config.get(key), dict | list):
-                    yield "system", config, key
-    contents = body.get("contents")
-    if isinstance(contents, dict):   # one Content: a list of one to Google
-        yield from _content_slots(body, "contents", None)
-    for index in range(len(as_list(contents))):
-        yield from _content_slots(contents, index, None)
-
-
 def _reply_slots(obj: Any) -> Iterator[Slot]:
     """(kind, holder, key) of every text the model wrote in one GenerateContentResponse."""
     for candidate in as_list(as_dict(obj).get("candidates")):
@@ -224,7 +132,7 @@ def _reply_slots(obj: Any) -> Iterator[Slot]:
                 for call in _CALLS:
                     if isinstance(as_dict(part.get(call)).get("name"), str):
                         yield "name", part[call], "name"
-                yield from _part_slots(part, kind)
+                yield from part_slots(part, kind)
                 for holder, key in _other_part_slots(part):
                     yield "result", holder, key
         if isinstance(candidate, dict):
@@ -291,14 +199,14 @@ class GoogleAdapter(Adapter):
         max_tokens = as_int(_get(config, "maxOutputTokens", "max_output_tokens"))
         return Prompt(model, method == "streamGenerateContent", max_tokens,
                       lambda: [(role, read_value(holder[key]))
-                               for role, holder, key in _request_slots(body)])
+                               for role, holder, key in request_slots(body)])
 
     inline_needles = (b"nline", b"\\u")   # what a body with inline data holds
 
     def undecodable_inputs(self, body: dict[str, Any]) -> list[str]:
         """What a request carries that the model reads as text but the gateway cannot:
         inline text data that is not base64 (`providers.inline`)."""
-        if unreadable(holder for _, holder, _ in _request_slots(as_dict(body))):
+        if unreadable(holder for _, holder, _ in request_slots(as_dict(body))):
             return ["inline text data that is not base64"]
         return []
 
@@ -334,7 +242,7 @@ class GoogleAdapter(Adapter):
         if not isinstance(body, dict):
             return False
         changed = False
-        for role, holder, key in _request_slots(body):
+        for role, holder, key in request_slots(body):
             changed |= rewrite_json_strings(holder, key, role, fn)
         return changed
 

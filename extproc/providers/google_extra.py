@@ -25,7 +25,8 @@ from collections.abc import Callable
 from typing import Any
 
 from extproc.providers.base import Adapter, Delta, Prompt, Usage
-from extproc.providers.google import GoogleAdapter, _items
+from extproc.providers.google import GoogleAdapter
+from extproc.providers.google_prompts import items
 from extproc.providers.values import as_dict, as_int, as_str, load_json
 
 Texts = list[tuple[str, str]]
@@ -135,7 +136,7 @@ class GoogleEmbedAdapter(_GoogleNoOutput):
     def _requests(self, path: str, body: dict[str, Any]) -> list[dict[str, Any]]:
         """The body itself (embedContent), then each of its ``requests`` (batch): both are
         read whatever the path says, so a misplaced field is never passed on unread."""
-        return [body, *(r for r in _items(body.get("requests")) if isinstance(r, dict))]
+        return [body, *(r for r in items(body.get("requests")) if isinstance(r, dict))]
 
     def _read(self, path: str, body: dict[str, Any]) -> Texts:
         texts: Texts = []

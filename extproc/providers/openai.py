@@ -12,17 +12,7 @@ a final chunk with ``"choices": []`` carries the usage; ``Delta.drop`` marks it.
 ``{"error": {...}}`` chunk becomes ``Delta.error``. Azure's ``prompt_filter_results``-only
 chunk says nothing.
 
-What the model reads (``parse_request``, rewritten in the same order): tool definitions
-(``tools[].function`` / ``tools[].custom`` and legacy ``functions[]``: ``description``, and
-``parameters`` / a custom tool's grammar ``format`` as compact JSON, role "system"), the
-``response_format`` JSON schema and its description (role "system"), the predicted output
-``prediction.content`` (role "user"), then per message (role lower-cased,
-"developer" -> "system", "function" -> "tool"): ``name``, content (string, string parts, the
-``text`` of any part, the ``refusal`` of refusal parts), a non-empty ``refusal`` and
-``reasoning_content`` / ``reasoning``, and the arguments of tool calls and of the legacy
-``function_call`` (a JSON string, passed whole as a ``JsonSource``; a non-string value is
-rewritten string value by string value), a custom tool call's ``input``. Function and tool
-names are identifiers, not texts (``guards.names`` reads them).
+What the model reads: ``openai_prompts``.
 
 What the model writes (guards): in a whole reply, every choice's ``message.content``,
 ``refusal`` and ``audio.transcript`` (kind "text"), ``reasoning_content`` / ``reasoning``
@@ -41,7 +31,16 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from extproc.providers.base import Adapter, Delta, Prompt, Usage
-from extproc.providers.inline import file_data_slot, unreadable
+from extproc.providers.inline import unreadable
+from extproc.providers.openai_prompts import (
+    EXTRA,
+    Slot,
+    call_slots,
+    content_slots,
+    read_text,
+    request_slots,
+    rewrite_text,
+)
 from extproc.providers.slots import (
     NAME_PIECE,
     EventTexts,
@@ -59,13 +58,8 @@ from extproc.providers.values import (
     as_str,
     dump_compact,
     load_json,
-    lower_role,
     path_only,
     pick_indexed,
-    read_arguments,
-    read_value,
-    rewrite_arguments,
-    rewrite_json_strings,
     rewrite_name,
     text_only,
     usage_or_none,
@@ -75,10 +69,7 @@ from extproc.providers.values import (
 _EMPTY_CHOICES = re.compile(r'"choices"\s*:\s*\[\s*\]')
 
 _AZURE_DEPLOYMENT = re.compile(r"/deployments/([^/]+)/")
-_ROLES = {"developer": "system", "function": "tool"}
 _INCLUDE_USAGE = b'"stream_options":{"include_usage":true},'
-#: a message's or a delta's texts besides its content: (field, reply kind)
-_EXTRA = (("refusal", "text"), ("reasoning_content", "thinking"), ("reasoning", "thinking"))
 #: keys whose string values are enumerations or ids, not text
 _ENUMS = frozenset({"type", "id"})
 #: the fields of a stream delta read one by one (or holding no text); any other field's
@@ -89,41 +80,6 @@ _DELTA_FIELDS = frozenset({"role", "content", "refusal", "reasoning_content", "r
 _MESSAGE_FIELDS = _DELTA_FIELDS | {"name"}
 #: every text field of a stream delta, in reading order
 DELTA_TEXT_FIELDS = ("content", "refusal", "reasoning_content", "reasoning")
-
-#: (role or kind, holder, key): a text at holder[key] (a string, or a JSON value read as
-#: its compact dump and rewritten string value by string value)
-Slot = tuple[str, Any, Any]
-
-
-def _content_slots(holder: dict[str, Any], role: str) -> Iterator[Slot]:
-    """String content, string parts, and the text (a refusal part's refusal) of any part."""
-    content = holder.get("content")
-    if isinstance(content, str):
-        yield role, holder, "content"
-        return
-    for index, part in enumerate(as_list(content)):
-        if isinstance(part, str):
-            yield role, content, index
-        elif isinstance(part, dict):
-            key = "refusal" if part.get("type") == "refusal" else "text"
-            if isinstance(part.get(key), str):
-                yield role, part, key
-            inline = file_data_slot(part.get("file"))   # a text file, as a data URL
-            if inline is not None:
-                yield role, inline, None
-
-
-def _call_slots(message: dict[str, Any]) -> Iterator[Slot]:
-    """Tool call and legacy function_call arguments, custom tool call input (role "tool")."""
-    for call in as_list(message.get("tool_calls")):
-        call = as_dict(call)
-        for holder, key in ((as_dict(call.get("function")), "arguments"),
-                            (as_dict(call.get("custom")), "input")):
-            if key in holder:
-                yield "tool", holder, key
-    legacy = as_dict(message.get("function_call"))
-    if "arguments" in legacy:
-        yield "tool", legacy, "arguments"
 
 
 def _call_names(message: dict[str, Any]) -> Iterator[Slot]:
@@ -138,71 +94,13 @@ def _call_names(message: dict[str, Any]) -> Iterator[Slot]:
         yield "name", legacy, "name"
 
 
-def _read(holder: Any, key: Any) -> str:
-    """A slot's text: arguments as JSON source, any other string as it is, an object value
-    as its compact dump (the key "arguments" is only ever that of a call's arguments)."""
-    return read_arguments(holder[key]) if key == "arguments" else read_value(holder[key])
-
-
-def _rewrite(holder: Any, key: Any, role: str, fn: Callable[[str, str], str]) -> bool:
-    if key == "arguments":
-        return rewrite_arguments(holder, key, role, fn)
-    return rewrite_json_strings(holder, key, role, fn)
-
-
-def _message_slots(message: Any) -> Iterator[Slot]:
-    if not isinstance(message, dict):
-        return
-    role = lower_role(message.get("role"))
-    role = _ROLES.get(role, role)
-    if isinstance(message.get("name"), str):
-        yield role, message, "name"
-    yield from _content_slots(message, role)
-    for key, _ in _EXTRA:
-        if as_str(message.get(key)):
-            yield role, message, key
-    yield from _call_slots(message)
-
-
-def _spec_slots(spec: Any) -> Iterator[Slot]:
-    """A tool definition's description, parameters schema and (a custom tool's) grammar
-    (role "system")."""
-    if isinstance(spec, dict):
-        if isinstance(spec.get("description"), str):
-            yield "system", spec, "description"
-        for key in ("parameters", "format"):
-            if isinstance(spec.get(key), dict | list):
-                yield "system", spec, key
-
-
-def _request_slots(body: dict[str, Any]) -> Iterator[Slot]:
-    for tool in as_list(body.get("tools")):
-        if isinstance(tool, dict):
-            yield from _spec_slots(tool.get("function"))
-            yield from _spec_slots(tool.get("custom"))
-    for spec in as_list(body.get("functions")):
-        yield from _spec_slots(spec)
-    # structured outputs: the model reads the schema, and its description
-    schema = as_dict(as_dict(body.get("response_format")).get("json_schema"))
-    if isinstance(schema.get("description"), str):
-        yield "system", schema, "description"
-    if isinstance(schema.get("schema"), dict | list):
-        yield "system", schema, "schema"
-    # predicted output: sent to the provider, which matches the reply against it
-    prediction = body.get("prediction")
-    if isinstance(prediction, dict):
-        yield from _content_slots(prediction, "user")
-    for message in as_list(body.get("messages")):
-        yield from _message_slots(message)
-
-
 def _reply_slots(body: Any) -> Iterator[Slot]:
     """(kind, holder, key) of every text the model wrote, choice by choice."""
     for choice in as_list(as_dict(body).get("choices")):
         message = as_dict(as_dict(choice).get("message"))
-        for _, holder, key in _content_slots(message, "text"):
+        for _, holder, key in content_slots(message, "text"):
             yield "text", holder, key
-        for key, kind in _EXTRA:
+        for key, kind in EXTRA:
             if as_str(message.get(key)):
                 yield kind, message, key
         audio = as_dict(message.get("audio"))
@@ -216,12 +114,12 @@ def _reply_slots(body: Any) -> Iterator[Slot]:
                 for holder, field in string_slots(message, key, _ENUMS):
                     yield "result", holder, field
         yield from _call_names(message)
-        yield from _call_slots(message)
+        yield from call_slots(message)
 
 
 def _visible(message: dict[str, Any]) -> str:
     """What the user reads of one reply message: its content, then its refusal."""
-    text = "".join(holder[key] for _, holder, key in _content_slots(message, ""))
+    text = "".join(holder[key] for _, holder, key in content_slots(message, ""))
     return text + (as_str(message.get("refusal")) or "")
 
 
@@ -280,8 +178,8 @@ class OpenAIAdapter(Adapter):
         if max_tokens is None:
             max_tokens = as_int(body.get("max_tokens"))
         return Prompt(model, body.get("stream") is True, max_tokens,
-                      lambda: [(role, _read(holder, key))
-                               for role, holder, key in _request_slots(body)])
+                      lambda: [(role, read_text(holder, key))
+                               for role, holder, key in request_slots(body)])
 
     def output_choices(self, body: dict[str, Any]) -> int:
         body = as_dict(body)   # legacy completions generate best_of, return n
@@ -304,24 +202,24 @@ class OpenAIAdapter(Adapter):
         if not isinstance(body, dict):
             return False
         changed = False
-        for role, holder, key in _request_slots(body):
-            changed |= _rewrite(holder, key, role, fn)
+        for role, holder, key in request_slots(body):
+            changed |= rewrite_text(holder, key, role, fn)
         return changed
 
     def undecodable_inputs(self, body: dict[str, Any]) -> list[str]:
         """A file part's data URL of a text media type whose data is not base64."""
-        if isinstance(body, dict) and unreadable(h for _, h, _ in _request_slots(body)):
+        if isinstance(body, dict) and unreadable(h for _, h, _ in request_slots(body)):
             return ["a text file whose data does not decode"]
         return []
 
     def response_texts(self, body: Any) -> list[tuple[str, str]]:
-        return [(kind, Name(holder[key]) if kind == "name" else _read(holder, key))
+        return [(kind, Name(holder[key]) if kind == "name" else read_text(holder, key))
                 for kind, holder, key in _reply_slots(body)]
 
     def rewrite_response_texts(self, body: dict[str, Any], fn: Callable[[str], str]) -> bool:
         changed = False
         for kind, holder, key in _reply_slots(body):
-            rewrite = rewrite_name if kind == "name" else _rewrite
+            rewrite = rewrite_name if kind == "name" else rewrite_text
             changed |= rewrite(holder, key, "assistant", text_only(fn))
         return changed
 

@@ -1,0 +1,158 @@
+"""What the model reads in an Anthropic Messages request, as text slots the guards read and
+rewrite, and the block tables and helpers a reply's reading shares.
+
+In ``request_slots`` order (``parse_request`` reads and ``rewrite_request_texts`` rewrites
+the same slots): ``system`` (a string or blocks), tool definitions (``tools[].description``,
+and ``input_schema`` as compact JSON; role "system"), then each message's content (role
+lower-cased): a string, or blocks -- text, ``thinking`` (its thinking text), documents
+(``title``, ``context``, a text source's ``data``, a base64 source of a text media type
+decoded, a content source's blocks), ``search_result`` (``source``, ``title``, its content
+blocks), tool_result / mcp_tool_result content in any of these shapes (role "tool"),
+tool_use / server_tool_use / mcp_tool_use ``input`` (an object rewritten string value by
+string value, role "tool"); images, redacted thinking and container uploads carry no text; a
+block of any other kind (web search and fetch results, code execution and text editor
+results, kinds to come) is read whole: every string value but identifiers and binary
+payloads. A text block's ``citations`` are not read: the API does not give their
+``cited_text`` to the model (it is not counted as input). A block nested deeper than real
+requests nest them (8 levels of tool results and documents) is read whole, as its compact
+JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from extproc.providers.inline import InlineText, is_text_type
+from extproc.providers.slots import string_slots
+from extproc.providers.values import as_list, lower_role
+
+TOOL_USE = ("tool_use", "server_tool_use", "mcp_tool_use")
+_TOOL_RESULT = ("tool_result", "mcp_tool_result")
+#: blocks that hold no text the gateway can read (an image, encrypted thinking, a file id)
+_NO_TEXT = ("image", "redacted_thinking", "container_upload")
+#: block kinds read field by field; any other kind is read whole (`_other_slots`); tuples,
+#: as a malformed `type` may be a list
+KNOWN = (*TOOL_USE, *_TOOL_RESULT, *_NO_TEXT, "text", "thinking", "document",
+         "search_result")
+#: in a block of another kind: keys whose string values are identifiers, enums or binary
+#: payloads, not text
+OPAQUE = frozenset({"type", "id", "tool_use_id", "signature", "data", "media_type",
+                    "file_id", "encrypted_content", "encrypted_index", "cache_control"})
+#: deeper than any real request nests blocks (a tool result holding a document holding
+#: content blocks): below it a block is read whole, as its compact JSON
+_MAX_DEPTH = 8
+#: (role or kind, holder, key): a text at holder[key] (a string, or a JSON value read as
+#: its compact dump and rewritten string value by string value)
+Slot = tuple[str, Any, Any]
+
+
+def _blocks_slots(holder: Any, key: Any, role: str, depth: int = 0) -> Iterator[Slot]:
+    """A string, or a list of blocks, at holder[key]."""
+    content = holder.get(key) if isinstance(holder, dict) else None
+    if isinstance(content, str):
+        yield role, holder, key
+        return
+    for index, block in enumerate(as_list(content)):
+        if depth >= _MAX_DEPTH:
+            yield role, content, index
+        else:
+            yield from _block_slots(block, role, depth)
+
+
+def _block_slots(block: Any, role: str, depth: int) -> Iterator[Slot]:
+    if not isinstance(block, dict):
+        return
+    kind = block.get("type")
+    if kind in TOOL_USE:
+        if "input" in block:
+            yield "tool", block, "input"
+    elif kind in _TOOL_RESULT:
+        yield from _blocks_slots(block, "content", "tool", depth + 1)
+    elif kind == "thinking":
+        if isinstance(block.get("thinking"), str):
+            yield role, block, "thinking"
+    elif kind == "document":
+        for key in ("title", "context"):
+            if isinstance(block.get(key), str):
+                yield role, block, key
+        source = block.get("source")
+        if isinstance(source, dict):
+            if source.get("type") == "text":
+                if isinstance(source.get("data"), str):
+                    yield role, source, "data"
+            elif source.get("type") == "content":
+                yield from _blocks_slots(source, "content", role, depth + 1)
+            elif source.get("type") == "base64" and is_text_type(source.get("media_type")) \
+                    and isinstance(source.get("data"), str):   # a text file, in base64
+                yield role, InlineText(source), None
+    elif kind == "search_result":
+        for key in ("source", "title"):
+            if isinstance(block.get(key), str):
+                yield role, block, key
+        yield from _blocks_slots(block, "content", role, depth + 1)
+    elif kind == "text":
+        if isinstance(block.get("text"), str):
+            yield role, block, "text"
+    elif kind not in _NO_TEXT:
+        yield from _other_slots(block, role, depth)
+
+
+def text_leaves(block: dict[str, Any]) -> Iterator[tuple[Any, Any]]:
+    """(holder, key) of every string in a block, at any depth, but those under `OPAQUE`
+    keys (ids, signatures, encrypted or binary payloads a client sends back unchanged).
+    Iterative and cycle-safe."""
+    stack: list[Any] = [block]
+    seen: set[int] = set()
+    while stack:
+        value = stack.pop()
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            if isinstance(value, dict) and key in OPAQUE:
+                continue
+            if isinstance(item, str):
+                yield value, key
+            elif isinstance(item, dict | list):
+                stack.append(item)
+
+
+def _other_slots(block: dict[str, Any], role: str, depth: int) -> Iterator[Slot]:
+    """A block of a kind not read field by field (server tool results: web search and fetch,
+    code execution output, text editor views; kinds to come): every string value at any
+    depth but those under `OPAQUE` keys, a nested block of a known kind read as such."""
+    for key in list(block):
+        if key not in OPAQUE:
+            yield from _value_slots(block, key, role, depth + 1)
+
+
+def _value_slots(holder: Any, key: Any, role: str, depth: int) -> Iterator[Slot]:
+    value = holder[key]
+    if isinstance(value, str):
+        yield role, holder, key
+    elif isinstance(value, dict | list) and depth >= _MAX_DEPTH:
+        for parent, slot in string_slots(holder, key):   # iterative: no depth is a crash
+            yield role, parent, slot
+    elif isinstance(value, dict):
+        if value.get("type") in KNOWN:
+            yield from _block_slots(value, role, depth)
+        else:
+            yield from _other_slots(value, role, depth)
+    elif isinstance(value, list):
+        for index in range(len(value)):
+            yield from _value_slots(value, index, role, depth + 1)
+
+
+def request_slots(body: dict[str, Any]) -> Iterator[Slot]:
+    yield from _blocks_slots(body, "system", "system")
+    for tool in as_list(body.get("tools")):
+        if isinstance(tool, dict):
+            if isinstance(tool.get("description"), str):
+                yield "system", tool, "description"
+            if isinstance(tool.get("input_schema"), dict | list):
+                yield "system", tool, "input_schema"
+    for message in as_list(body.get("messages")):
+        if isinstance(message, dict):
+            yield from _blocks_slots(message, "content", lower_role(message.get("role")))

@@ -1,0 +1,104 @@
+"""What the model reads in a Gemini or Vertex AI generateContent request (countTokens'
+and embedContent's inputs too), as text slots the guards read and rewrite, and the part
+reading a reply's shares.
+
+In ``request_slots`` order (``parse_request`` reads and ``rewrite_request_texts`` rewrites
+the same slots): the system instruction (a Content or a bare string), tool declarations
+(``tools[].functionDeclarations[]``: ``description``, and ``parameters`` /
+``parametersJsonSchema`` / ``response`` / ``responseJsonSchema`` as compact JSON; role
+"system"), the structured-output schema (``generationConfig.responseSchema`` /
+``responseJsonSchema``, role "system"), then ``contents`` (role lower-cased, "model" ->
+"assistant"): every part's ``text`` (thought parts too), inline data of a text media type
+(decoded from base64, ``providers.inline``), ``functionCall.args`` and
+``functionResponse.response`` (role "tool", objects rewritten string value by string value),
+``executableCode.code`` and ``codeExecutionResult.output`` (role "tool").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from extproc.providers.inline import InlineText, text_blobs
+from extproc.providers.values import as_dict, as_list, lower_role
+
+_ROLES = {"model": "assistant", "function": "tool"}
+#: (role or kind, holder, key): a text at holder[key] (a string, or a JSON value read as
+#: its compact dump and rewritten string value by string value)
+Slot = tuple[str, Any, Any]
+#: parts holding a JSON value the model reads or writes: (part field, value field), both
+#: spellings; read whole (``functionCall.args``), a string (code) or an object
+VALUES = (("functionCall", "args"), ("function_call", "args"),
+          ("functionResponse", "response"), ("function_response", "response"),
+          ("executableCode", "code"), ("executable_code", "code"),
+          ("codeExecutionResult", "output"), ("code_execution_result", "output"))
+_DECLARATIONS = ("functionDeclarations", "function_declarations")
+_SCHEMAS = ("parameters", "parametersJsonSchema", "parameters_json_schema", "response",
+            "responseJsonSchema", "response_json_schema")
+_OUTPUT_SCHEMAS = ("responseSchema", "response_schema", "responseJsonSchema",
+                   "response_json_schema")
+
+
+def part_slots(part: dict[str, Any], role: str) -> Iterator[Slot]:
+    """A part's text (thought or not) and its function call args, function response, code
+    and code result (role "tool"), under either spelling."""
+    if isinstance(part.get("text"), str):
+        yield role, part, "text"
+    for blob in text_blobs(part):    # a text file inline: read as the model reads it
+        yield role, InlineText(blob), None
+    for name, key in VALUES:
+        value = part.get(name)
+        if isinstance(value, dict) and isinstance(value.get(key), str | dict | list):
+            yield "tool", value, key   # a null or a number holds no text
+
+
+def _content_slots(holder: Any, key: Any, role: str | None) -> Iterator[Slot]:
+    """A Content (or a bare string) at holder[key]; its own role unless ``role`` is given."""
+    content = holder[key]
+    if isinstance(content, str):  # tolerated for systemInstruction
+        yield role or "user", holder, key
+        return
+    if not isinstance(content, dict):
+        return
+    if role is None:
+        own = lower_role(content.get("role"))
+        role = _ROLES.get(own, own)
+    for part in items(content.get("parts")):
+        if isinstance(part, dict):
+            yield from part_slots(part, role)
+
+
+def items(value: Any) -> list[Any]:
+    """A repeated field of a request as Google's JSON parser reads it: a list, or a lone
+    object as a list of one (`"parts": {"text": ...}` is a prompt, as Google's own examples
+    send it)."""
+    if isinstance(value, list):
+        return value
+    return [value] if isinstance(value, dict) else []
+
+
+def request_slots(body: dict[str, Any]) -> Iterator[Slot]:
+    for key in ("systemInstruction", "system_instruction"):
+        if body.get(key) is not None:
+            yield from _content_slots(body, key, "system")
+    for tool in items(body.get("tools")):
+        for name in _DECLARATIONS:
+            for declaration in items(as_dict(tool).get(name)):
+                if not isinstance(declaration, dict):
+                    continue
+                if isinstance(declaration.get("description"), str):
+                    yield "system", declaration, "description"
+                for key in _SCHEMAS:
+                    if isinstance(declaration.get(key), dict | list):
+                        yield "system", declaration, key
+    for name in ("generationConfig", "generation_config"):
+        config = body.get(name)
+        if isinstance(config, dict):
+            for key in _OUTPUT_SCHEMAS:     # structured output: the model reads the schema
+                if isinstance(config.get(key), dict | list):
+                    yield "system", config, key
+    contents = body.get("contents")
+    if isinstance(contents, dict):   # one Content: a list of one to Google
+        yield from _content_slots(body, "contents", None)
+    for index in range(len(as_list(contents))):
+        yield from _content_slots(contents, index, None)

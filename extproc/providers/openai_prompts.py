@@ -1,0 +1,129 @@
+"""What the model reads in an OpenAI Chat Completions request (and Azure's), as text slots
+the guards read and rewrite, and the slot helpers a reply's reading shares.
+
+In ``request_slots`` order (``parse_request`` reads and ``rewrite_request_texts`` rewrites
+the same slots): tool definitions (``tools[].function`` / ``tools[].custom`` and legacy
+``functions[]``: ``description``, and ``parameters`` / a custom tool's grammar ``format`` as
+compact JSON, role "system"), the ``response_format`` JSON schema and its description (role
+"system"), the predicted output ``prediction.content`` (role "user"), then per message (role
+lower-cased, "developer" -> "system", "function" -> "tool"): ``name``, content (string,
+string parts, the ``text`` of any part, the ``refusal`` of refusal parts, a ``file`` part's
+data URL of a text media type, decoded: ``providers.inline``), a non-empty ``refusal`` and
+``reasoning_content`` / ``reasoning``, and the arguments of tool calls and of the legacy
+``function_call`` (a JSON string, passed whole as a ``JsonSource``; a non-string value is
+rewritten string value by string value), a custom tool call's ``input``. Function and tool
+names are identifiers, not texts (``guards.names`` reads them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from extproc.providers.inline import file_data_slot
+from extproc.providers.values import (
+    as_dict,
+    as_list,
+    as_str,
+    lower_role,
+    read_arguments,
+    read_value,
+    rewrite_arguments,
+    rewrite_json_strings,
+)
+
+_ROLES = {"developer": "system", "function": "tool"}
+#: a message's or a delta's texts besides its content: (field, reply kind)
+EXTRA = (("refusal", "text"), ("reasoning_content", "thinking"), ("reasoning", "thinking"))
+#: (role or kind, holder, key): a text at holder[key] (a string, or a JSON value read as
+#: its compact dump and rewritten string value by string value)
+Slot = tuple[str, Any, Any]
+
+
+def content_slots(holder: dict[str, Any], role: str) -> Iterator[Slot]:
+    """String content, string parts, and the text (a refusal part's refusal) of any part."""
+    content = holder.get("content")
+    if isinstance(content, str):
+        yield role, holder, "content"
+        return
+    for index, part in enumerate(as_list(content)):
+        if isinstance(part, str):
+            yield role, content, index
+        elif isinstance(part, dict):
+            key = "refusal" if part.get("type") == "refusal" else "text"
+            if isinstance(part.get(key), str):
+                yield role, part, key
+            inline = file_data_slot(part.get("file"))   # a text file, as a data URL
+            if inline is not None:
+                yield role, inline, None
+
+
+def call_slots(message: dict[str, Any]) -> Iterator[Slot]:
+    """Tool call and legacy function_call arguments, custom tool call input (role "tool")."""
+    for call in as_list(message.get("tool_calls")):
+        call = as_dict(call)
+        for holder, key in ((as_dict(call.get("function")), "arguments"),
+                            (as_dict(call.get("custom")), "input")):
+            if key in holder:
+                yield "tool", holder, key
+    legacy = as_dict(message.get("function_call"))
+    if "arguments" in legacy:
+        yield "tool", legacy, "arguments"
+
+
+def read_text(holder: Any, key: Any) -> str:
+    """A slot's text: arguments as JSON source, any other string as it is, an object value
+    as its compact dump (the key "arguments" is only ever that of a call's arguments)."""
+    return read_arguments(holder[key]) if key == "arguments" else read_value(holder[key])
+
+
+def rewrite_text(holder: Any, key: Any, role: str, fn: Callable[[str, str], str]) -> bool:
+    if key == "arguments":
+        return rewrite_arguments(holder, key, role, fn)
+    return rewrite_json_strings(holder, key, role, fn)
+
+
+def message_slots(message: Any) -> Iterator[Slot]:
+    if not isinstance(message, dict):
+        return
+    role = lower_role(message.get("role"))
+    role = _ROLES.get(role, role)
+    if isinstance(message.get("name"), str):
+        yield role, message, "name"
+    yield from content_slots(message, role)
+    for key, _ in EXTRA:
+        if as_str(message.get(key)):
+            yield role, message, key
+    yield from call_slots(message)
+
+
+def spec_slots(spec: Any) -> Iterator[Slot]:
+    """A tool definition's description, parameters schema and (a custom tool's) grammar
+    (role "system")."""
+    if isinstance(spec, dict):
+        if isinstance(spec.get("description"), str):
+            yield "system", spec, "description"
+        for key in ("parameters", "format"):
+            if isinstance(spec.get(key), dict | list):
+                yield "system", spec, key
+
+
+def request_slots(body: dict[str, Any]) -> Iterator[Slot]:
+    for tool in as_list(body.get("tools")):
+        if isinstance(tool, dict):
+            yield from spec_slots(tool.get("function"))
+            yield from spec_slots(tool.get("custom"))
+    for spec in as_list(body.get("functions")):
+        yield from spec_slots(spec)
+    # structured outputs: the model reads the schema, and its description
+    schema = as_dict(as_dict(body.get("response_format")).get("json_schema"))
+    if isinstance(schema.get("description"), str):
+        yield "system", schema, "description"
+    if isinstance(schema.get("schema"), dict | list):
+        yield "system", schema, "schema"
+    # predicted output: sent to the provider, which matches the reply against it
+    prediction = body.get("prediction")
+    if isinstance(prediction, dict):
+        yield from content_slots(prediction, "user")
+    for message in as_list(body.get("messages")):
+        yield from message_slots(message)
