@@ -70,8 +70,9 @@ _EMPTY_CHOICES = re.compile(r'"choices"\s*:\s*\[\s*\]')
 
 _AZURE_DEPLOYMENT = re.compile(r"/deployments/([^/]+)/")
 _INCLUDE_USAGE = b'"stream_options":{"include_usage":true},'
-#: keys whose string values are enumerations or ids, not text
-_ENUMS = frozenset({"type", "id"})
+#: keys whose string values are enumerations, ids or opaque payloads (an encrypted
+#: reasoning's data, a signature), not text
+_ENUMS = frozenset({"type", "id", "data", "signature", "encrypted_content", "format"})
 #: the fields of a stream delta read one by one (or holding no text); any other field's
 #: strings are read whole, each on its own
 _DELTA_FIELDS = frozenset({"role", "content", "refusal", "reasoning_content", "reasoning",
