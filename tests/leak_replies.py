@@ -176,7 +176,9 @@ def responses(kind: Kind) -> Build:
                 docs.append({"type": f"response.{kind.part_events}.added", **where, **at,
                              "part": kind.part("")})
             docs += [{"type": kind.delta, **where, **at, "delta": p} for p in pieces]
-            docs.append({"type": kind.done, **where, **at, kind.done_key: text})
+            # the done event of a call repeats its name, as the API sends it
+            named = {"name": item["name"]} if isinstance(item.get("name"), str) else {}
+            docs.append({"type": kind.done, **where, **at, kind.done_key: text, **named})
             if kind.part is not None:
                 docs.append({"type": f"response.{kind.part_events}.done", **where, **at,
                              "part": kind.part(text)})

@@ -228,6 +228,12 @@ class ResponsesMaskingReframer(EventMasker):
         if masked != text:
             doc[field] = masked
             changed = True
+        name = doc.get("name")   # a call's name, as some done events repeat it
+        if isinstance(name, str) and name:
+            masked = mask_name(name, self._mask_whole)
+            if masked != name:
+                doc["name"] = masked
+                changed = True
         return before, changed
 
     def _part(self, doc: dict[str, Any], kind: str) -> tuple[bytes, bool]:
