@@ -11,6 +11,10 @@ Shapes (``x-mock-shape``): ``thinking`` puts the reply in a thinking block (stre
 escape (``common.dump_escaped``; a whole reply's input is an object, as with ``tool``);
 ``start`` sends the whole text in the text block's ``content_block_start`` (no text deltas).
 
+A plain-text document with citations enabled is cited, as Anthropic cites it: the reply's
+text block carries a ``char_location`` citation of its first 200 characters (streamed as a
+``citations_delta`` before the text).
+
 A request that forces a tool (``tool_choice: {"type": "tool", "name": N}``) is answered with a
 ``tool_use`` of N whatever the shape, as Anthropic answers it; its input is the reply text
 when that is a JSON object, else ``{"text": reply}``.
@@ -138,9 +142,34 @@ def _tool_use(reply: Reply, request: dict[str, Any]) -> dict[str, Any]:
             "name": name or TOOL_NAME, "input": tool_input}
 
 
+def _citation(request: dict[str, Any]) -> dict[str, Any] | None:
+    """What the reply cites when the request gives a plain-text document with citations
+    enabled, as Anthropic cites it: the document's first sentence (up to 200 characters)."""
+    index = 0
+    for message in request.get("messages") or []:
+        content = message.get("content") if isinstance(message, dict) else None
+        for block in content if isinstance(content, list) else []:
+            if not isinstance(block, dict) or block.get("type") != "document":
+                continue
+            source = block.get("source")
+            enabled = isinstance(block.get("citations"), dict) \
+                and block["citations"].get("enabled") is True
+            if enabled and isinstance(source, dict) and source.get("type") == "text" \
+                    and isinstance(source.get("data"), str):
+                text = source["data"][:200]
+                return {"type": "char_location", "cited_text": text, "document_index": index,
+                        "document_title": block.get("title"), "start_char_index": 0,
+                        "end_char_index": len(text)}
+            index += 1
+    return None
+
+
 def build_response(request: dict[str, Any], reply: Reply, shape: str | None = None) -> bytes:
     """The non-streamed ``message`` body."""
     content: list[dict[str, Any]] = [{"type": "text", "text": reply.text}]
+    citation = _citation(request)
+    if citation is not None:
+        content[0]["citations"] = [citation]
     stop = "end_turn"
     if shape == "thinking":
         content = [{"type": "thinking", "thinking": reply.text, "signature": _signature(reply)},
@@ -190,7 +219,9 @@ def build_stream(request: dict[str, Any], reply: Reply,
     elif shape == "start":
         frames += _block(0, {"type": "text", "text": reply.text}, [])
     else:
-        frames += _block(0, {"type": "text", "text": ""}, text)
+        citation = _citation(request)
+        cites = [{"type": "citations_delta", "citation": citation}] if citation else []
+        frames += _block(0, {"type": "text", "text": ""}, [*cites, *text])
     frames.insert(2, _event({"type": "ping"}))   # after the first block's start
     frames.append(
         _event(

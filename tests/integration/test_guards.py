@@ -478,3 +478,29 @@ def test_a_text_file_sent_inline_is_guarded(gw: Gateway) -> None:
             "summarise", types.Part.from_bytes(data=f"key={AWS_KEY}".encode(),
                                                mime_type="text/plain")])
     assert exc.value.code == 400 and "aws access key" in str(exc.value)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_a_citation_of_a_document_is_masked_in_the_reply(gw: Gateway, stream: bool) -> None:
+    """On a route that guards replies only, the passage a reply cites from the prompt's
+    document reaches the client masked, in the text block's citations (whole) or its
+    citations_delta (stream), which the anthropic SDK reads."""
+    import anthropic
+
+    client = anthropic.Anthropic(base_url=f"{gw.url}/r-anthropic", api_key="k", max_retries=0,
+                                 default_headers={"x-mock-reply": "As the notes say.",
+                                                  "x-mock-chunk-bytes": "11"})
+    document = {"type": "document", "title": "notes", "citations": {"enabled": True},
+                "source": {"type": "text", "media_type": "text/plain",
+                           "data": f"Write to {EMAIL} about it."}}
+    messages: Any = [{"role": "user", "content": [document, {"type": "text", "text": "?"}]}]
+    if stream:
+        with client.messages.stream(model="claude-sonnet-4-5", max_tokens=64,
+                                    messages=messages) as events:
+            message = events.get_final_message()
+    else:
+        message = client.messages.create(model="claude-sonnet-4-5", max_tokens=64,
+                                         messages=messages)
+    [block] = message.content
+    assert block.text == "As the notes say."
+    assert [c.cited_text for c in block.citations] == ["Write to <EMAIL> about it."]
