@@ -17,8 +17,18 @@ Gemini candidate's text or thought text) is one entry of the call's `texts`, wit
 characters of what was already delivered before it as `context`; a value that arrives whole
 (a Gemini function call's args: each key, number and string of it) is an entry of its own. A
 value split across two segments can be detected, but not masked any more (segments end at
-word ends, so a single token is never split). An error (down, slow, malformed) fails open
-(the segment goes out unchecked) or closed (the stream ends refused).
+word ends, so a single token is never split).
+
+Tool-call arguments stream as JSON source (OpenAI ``arguments``, Anthropic
+``input_json_delta``), where an escape (``\\u0040``) would hide a value from the webhook. So a
+call's arguments are held whole until the call ends (its choice's finish, its block's stop),
+with the events around them, and sent as the tool reads them: each token decoded, one entry
+each (`webhook.source_texts`); a mask comes back as valid JSON in the call's first event, the
+others left empty (clients join the pieces). Arguments longer than `JSON_HOLD_SEGMENTS`
+segments go on as their source, segment by segment: nothing is held without end.
+
+An error (down, slow, malformed) fails open (the segment goes out unchecked) or closed (the
+stream ends refused).
 
 The transform is sans IO: it is handed the function that performs a call (`check`).
 """
@@ -31,12 +41,37 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..codecs.jsontext import JsonSource
 from ..codecs.sse import Event, SSEDecoder, encode
 from ..policy import BodyTransform
 from ..providers import Adapter, adapter_for
+from ..providers.slots import JSON_PIECES
 from ..providers.values import value_slots
 from .reframe import GOOGLE, _dump, stop_events
-from .webhook import CONTEXT_CHARS, Text, Verdict, WebhookError, masks_by_text, split_masked
+from .webhook import (
+    CONTEXT_CHARS,
+    Text,
+    Verdict,
+    WebhookError,
+    masks_by_text,
+    rewrite_source,
+    source_texts,
+    split_masked,
+)
+
+#: how long tool-call arguments are held whole, in segments, before they go on raw
+JSON_HOLD_SEGMENTS = 16
+
+
+def _is_json(key: Hashable) -> bool:
+    """A piece whose text is JSON source (tool-call arguments)."""
+    return isinstance(key, tuple) and len(key) == 3 and key[1] in JSON_PIECES
+
+
+def _ends(held: _Held, key: Hashable) -> bool:
+    """True if the event ends the piece `key` (a (choice or block, field, sub) tuple)."""
+    return held.ends_all or (isinstance(key, tuple) and key[0] in held.ends)
+
 
 #: the function that asks the webhook about some texts; raises WebhookError on failure
 Checker = Callable[[list[Text]], Awaitable[Verdict]]
@@ -53,6 +88,9 @@ class _Held:
     slots: list[tuple[Hashable, Any, Any]] = field(default_factory=list)
     #: its data is not the JSON object the guard reads: the stream ends (fail closed)
     unreadable: bool = False
+    #: the pieces it ends (by their first member) and whether it ends them all
+    ends: tuple[int, ...] = ()
+    ends_all: bool = False
 
 
 class WebhookStreamGuard(BodyTransform):
@@ -76,6 +114,11 @@ class WebhookStreamGuard(BodyTransform):
         self.pending_chars = 0
         self.context: dict[Hashable, str] = {}          # delivered text per piece (its tail)
         self._whole = itertools.count()                 # keys of values that arrive whole
+        # tool-call arguments (JSON source): the pieces held whole since their first text,
+        # which are sent decoded once they end; those still open; and every one seen
+        self.json_whole: set[Hashable] = set()
+        self.json_open: set[Hashable] = set()
+        self.json_seen: set[Hashable] = set()
         self.stopped = False
 
     @property
@@ -117,13 +160,26 @@ class WebhookStreamGuard(BodyTransform):
                 text = holder[slot]
                 self.pending.setdefault(key, []).append(text)
                 self.pending_chars += len(text)
-            if ends or self._segment_full(held):
+                if _is_json(key) and key not in self.json_seen:
+                    self.json_seen.add(key)
+                    self.json_whole.add(key)
+                    self.json_open.add(key)
+            if ends:
+                self.json_open = {k for k in self.json_open if not _ends(held, k)}
+            if (ends and not self._json_held()) or self._segment_full(held):
                 out.append(await self._release())
         if end and not self.stopped:
             out.append(await self._release())
         return b"".join(out)
 
+    def _json_held(self) -> bool:
+        """True while tool-call arguments are held whole and still open (up to a bound)."""
+        return bool(self.json_open & self.json_whole) \
+            and self.pending_chars < JSON_HOLD_SEGMENTS * self.segment
+
     def _segment_full(self, last: _Held) -> bool:
+        if self._json_held():
+            return False
         if self.pending_chars >= 2 * self.segment:
             return True
         if self.pending_chars < self.segment or not last.slots:
@@ -139,8 +195,20 @@ class WebhookStreamGuard(BodyTransform):
         if not pending:
             return b"".join(h.event.raw for h in held)
         keys = list(pending)
-        texts = [Text("assistant", "".join(pending[k]), self.context.get(k, ""))
-                 for k in keys]
+        texts: list[Text] = []
+        sent: dict[Hashable, list[int]] = {}    # the texts each piece was sent as
+        decoded: set[Hashable] = set()          # pieces sent as their JSON tokens
+        for k in keys:
+            joined = "".join(pending[k])
+            if k in self.json_whole and k not in self.json_open:
+                decoded.add(k)                  # arguments held whole: read as the tool does
+                pieces = source_texts(joined)
+                sent[k] = list(range(len(texts), len(texts) + len(pieces)))
+                texts.extend(Text("assistant", piece) for piece in pieces)
+            else:
+                sent[k] = [len(texts)]
+                texts.append(Text("assistant", joined, self.context.get(k, "")))
+        self.json_whole -= set(keys)            # what goes on of an open one goes raw
         try:
             verdict = await self.check(texts)
         except WebhookError:
@@ -154,18 +222,22 @@ class WebhookStreamGuard(BodyTransform):
             self.report(self.guard, "rejected")
             reason = f": {verdict.reason}" if verdict.reason else ""
             return self._stop(f"response blocked by guard '{self.guard}'{reason}")
-        delivered = dict(zip(keys, (t.text for t in texts), strict=True))
+        delivered = {k: "".join(pending[k]) for k in keys}
         changed: set[int] = set()
         if verdict.action == "mask":
             self.report(self.guard, "masked")
             by_text = masks_by_text(verdict)
             slots = [(h, key, holder, slot) for h in held for key, holder, slot in h.slots]
-            for i, key in enumerate(keys):
-                masks = by_text.get(i)
-                if not masks:
+            for key in keys:
+                masks = [by_text.get(i) for i in sent[key]]
+                if not any(masks):
                     continue
                 mine = [(h, holder, slot) for h, k, holder, slot in slots if k == key]
-                new = split_masked(pending[key], masks)
+                if key in decoded:     # the masked arguments in the piece's first event
+                    whole = rewrite_source(JsonSource(delivered[key]), masks)
+                    new = [whole] + [""] * (len(mine) - 1)
+                else:
+                    new = split_masked(pending[key], masks[0] or [])
                 for (h, holder, slot), text in zip(mine, new, strict=True):
                     holder[slot] = text
                     changed.add(id(h))
@@ -209,4 +281,5 @@ class WebhookStreamGuard(BodyTransform):
                                   if holder[key])
             else:
                 held.slots.append((slot.piece, slot.holder, slot.key))
+        held.ends, held.ends_all = texts.ends, texts.ends_all
         return held, bool(texts.ends) or texts.ends_all, False

@@ -336,3 +336,15 @@ def test_the_webhook_reads_a_replys_escaped_tool_arguments(gw: Gateway) -> None:
     assert r.status_code == 200, r.text
     call = r.json()["choices"][0]["message"]["tool_calls"][0]["function"]
     assert json.loads(call["arguments"]) == {"text": "mail <EMAIL>"}
+
+
+def test_the_webhook_reads_a_streamed_replys_escaped_tool_arguments(gw: Gateway) -> None:
+    client = openai.OpenAI(base_url=f"{gw.url}/w-openai/v1", api_key="k", max_retries=0,
+                           default_headers={"x-mock-shape": "tool-escaped",
+                                            "x-mock-reply": f"mail {EMAIL}",
+                                            "x-mock-chunk-bytes": "7"})
+    chunks = list(client.chat.completions.create(
+        model="gpt-4o-mini", stream=True, messages=[{"role": "user", "content": "go"}]))
+    arguments = "".join(call.function.arguments or "" for c in chunks if c.choices
+                        for call in c.choices[0].delta.tool_calls or [])
+    assert json.loads(arguments) == {"text": "mail <EMAIL>"}

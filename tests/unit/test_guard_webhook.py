@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -300,3 +301,80 @@ def test_collected_texts_map_masks_back_slot_by_slot() -> None:
     rewrite_fn = collected.rewriter(by_text)
     assert [rewrite_fn(text) for _, text in slots] == [
         "hi <E>", "skipped a@b", '{"x@y": "<E>"}', "c@d"]
+
+
+# --- streamed tool-call arguments: held whole, sent decoded ------------------------------
+
+_ARGS = '{"to": "jane\\u0040example\\u002eorg", "n": 1}'
+
+
+def _openai_tool_stream(pieces: list[str]) -> bytes:
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+        return "data: " + json.dumps({"id": "c", "object": "chat.completion.chunk", "choices": [
+            {"index": 0, "delta": delta, "finish_reason": finish}]}) + "\n\n"
+    first = chunk({"role": "assistant", "tool_calls": [{"index": 0, "id": "call_1",
+                   "type": "function", "function": {"name": "send", "arguments": ""}}]})
+    body = "".join(chunk({"tool_calls": [{"index": 0, "function": {"arguments": p}}]})
+                   for p in pieces)
+    return (first + body + chunk({}, "tool_calls") + "data: [DONE]\n\n").encode()
+
+
+def _anthropic_tool_stream(pieces: list[str]) -> bytes:
+    def event(doc: dict[str, Any]) -> str:
+        return f"event: {doc['type']}\ndata: {json.dumps(doc)}\n\n"
+    return "".join(event(d) for d in [
+        {"type": "message_start", "message": {"id": "m", "type": "message", "role": "assistant",
+                                              "content": [], "usage": {"input_tokens": 1}}},
+        {"type": "content_block_start", "index": 0, "content_block": {
+            "type": "tool_use", "id": "toolu_1", "name": "send", "input": {}}},
+        *({"type": "content_block_delta", "index": 0,
+           "delta": {"type": "input_json_delta", "partial_json": p}} for p in pieces),
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "tool_use"},
+         "usage": {"output_tokens": 9}},
+        {"type": "message_stop"}]).encode()
+
+
+def _arguments(provider: str, out: bytes) -> str:
+    text = out.decode()
+    docs = [json.loads(line[6:]) for line in text.split("\n")
+            if line.startswith("data: ") and line[6:] != "[DONE]"]
+    if provider == "openai":
+        return "".join(c["delta"]["tool_calls"][0]["function"].get("arguments", "")
+                       for d in docs for c in d["choices"] if c["delta"].get("tool_calls"))
+    return "".join(d["delta"]["partial_json"] for d in docs
+                   if d.get("type") == "content_block_delta")
+
+
+@settings(max_examples=150, deadline=None)
+@given(provider=st.sampled_from(["openai", "anthropic"]),
+       splits=st.lists(st.integers(0, len(_ARGS)), max_size=8),
+       cuts=st.lists(st.integers(0, 1 << 12), max_size=12), segment=st.sampled_from([8, 200]))
+def test_streamed_arguments_reach_the_webhook_decoded_and_come_back_valid_json(
+        provider: str, splits: list[int], cuts: list[int], segment: int) -> None:
+    """Escapes in streamed tool-call arguments hide nothing from a webhook: a call's
+    arguments are held whole until the call ends (up to a bound), sent as the tool reads
+    them, and the masked arguments the client joins are valid JSON."""
+    points = sorted(set(splits))
+    pieces = [_ARGS[a:b] for a, b in zip([0, *points], [*points, len(_ARGS)], strict=True)]
+    build = _openai_tool_stream if provider == "openai" else _anthropic_tool_stream
+    hook = FakeWebhook()
+    chunks, reports = run(provider, build(pieces), cuts, hook, segment=segment)
+    out = b"".join(chunks)
+    assert b"jane" not in out and b"example" not in out
+    assert json.loads(_arguments(provider, out)) == {"to": "<EMAIL>", "n": 1}
+    checked = [t.text for call in hook.calls for t in call]
+    assert "jane@example.org" in checked
+    assert ("dlp", "masked") in reports
+
+
+def test_arguments_too_long_to_hold_go_on_as_their_source() -> None:
+    """Past the bound, a call's arguments are checked as JSON source, segment by segment,
+    as before: nothing is held without end."""
+    long_args = json.dumps({"note": "word " * 2000, "to": "jane@example.org"})
+    pieces = [long_args[i:i + 50] for i in range(0, len(long_args), 50)]
+    hook = FakeWebhook()
+    chunks, _ = run("openai", _openai_tool_stream(pieces), [], hook, segment=64)
+    out = b"".join(chunks)
+    assert len(hook.calls) > 2 and b"jane@example.org" not in out
+    assert json.loads(_arguments("openai", out))["to"] == "<EMAIL>"
