@@ -10,8 +10,9 @@ the same slots): the system instruction (a Content or a bare string), tool decla
 ``responseJsonSchema``, role "system"), then ``contents`` (role lower-cased, "model" ->
 "assistant"): every part's ``text`` (thought parts too), inline data of a text media type
 (decoded from base64, ``providers.inline``), ``functionCall.args`` and
-``functionResponse.response`` (role "tool", objects rewritten string value by string value),
-``executableCode.code`` and ``codeExecutionResult.output`` (role "tool").
+``functionResponse.response`` and the text files of its ``parts`` (role "tool", objects
+rewritten string value by string value), ``executableCode.code`` and
+``codeExecutionResult.output`` (role "tool").
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ def part_slots(part: dict[str, Any], role: str) -> Iterator[Slot]:
         value = part.get(name)
         if isinstance(value, dict) and isinstance(value.get(key), str | dict | list):
             yield "tool", value, key   # a null or a number holds no text
+        if isinstance(value, dict) and key == "response":   # a function response's files
+            for inner in items(value.get("parts")):
+                if isinstance(inner, dict):
+                    for blob in text_blobs(inner):
+                        yield "tool", InlineText(blob), None
 
 
 def _content_slots(holder: Any, key: Any, role: str | None) -> Iterator[Slot]:

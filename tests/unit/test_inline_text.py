@@ -158,3 +158,14 @@ def test_an_openai_text_file_as_a_data_url_is_guarded(chat: bool) -> None:
     pdf = "data:application/pdf;base64," + b64(EMAILS[0])   # binary: not read
     out = run(endpoint, json.dumps(endpoint.wrap(build(pdf))).encode())
     assert out.refused is None and _file_data(out, chat) == pdf
+
+
+def test_a_text_file_in_a_function_response_is_guarded() -> None:
+    """Gemini 3 lets a function response carry files (``functionResponse.parts``): a text
+    one is read like any inline text."""
+    body = contents({"functionResponse": {"name": "fetch", "response": {"ok": True}, "parts": [
+        {"inlineData": {"mimeType": "text/plain", "data": b64(f"mail {EMAILS[0]}")}}]}})
+    out = run(GEMINI_EP, json.dumps(GEMINI_EP.wrap(body)).encode())
+    assert out.refused is None
+    part = json.loads(out.upstream)["contents"][0]["parts"][0]["functionResponse"]["parts"][0]
+    assert base64.b64decode(part["inlineData"]["data"]).decode() == "mail <EMAIL>"
