@@ -44,7 +44,7 @@ from typing import Any
 
 from extproc.providers.base import Adapter, Delta, Prompt, Usage
 from extproc.providers.google_prompts import VALUES, Slot, part_slots, request_slots
-from extproc.providers.inline import InlineText, text_blobs, unreadable
+from extproc.providers.inline import BLOBS, InlineText, is_text_blob, unreadable
 from extproc.providers.slots import (
     NAME_PIECE,
     EventTexts,
@@ -95,7 +95,7 @@ _CALLS = ("functionCall", "function_call")
 #: what a candidate says besides its content that is no text a client reads: enums, token
 #: log probabilities (refused unless asked, `unreadable_reply`) and binary payloads, at any
 #: depth of its metadata
-_NOT_TEXT = frozenset({"content", "finishReason", "finish_reason", "safetyRatings",
+_NOT_TEXT = frozenset({"content", "index", "finishReason", "finish_reason", "safetyRatings",
                        "safety_ratings", "logprobsResult", "logprobs_result", "sdkBlob",
                        "sdk_blob"})
 
@@ -110,7 +110,8 @@ _PART_KEYS = frozenset({"text", "thought", "thoughtSignature", "thought_signatur
 def _other_part_slots(part: dict[str, Any]) -> list[tuple[Any, Any]]:
     """(holder, key) of every string of a reply part under a key this code does not know
     (a part type newer than it): read whole, so it fails closed."""
-    return [slot for key in part if key not in _PART_KEYS
+    return [slot for key, value in part.items()
+            if key not in _PART_KEYS and isinstance(value, str | dict | list)
             for slot in string_slots(part, key, _NOT_TEXT)]
 
 
@@ -118,7 +119,8 @@ def _metadata_slots(candidate: dict[str, Any]) -> list[tuple[Any, Any]]:
     """(holder, key) of every string a candidate holds besides its content: grounding (the
     search queries, the sources' titles, the passages retrieved, each supported segment of
     the reply, a copy of its text), citations, the finish message."""
-    return [slot for key in candidate if key not in _NOT_TEXT
+    return [slot for key, value in candidate.items()
+            if key not in _NOT_TEXT and isinstance(value, str | dict | list)
             for slot in string_slots(candidate, key, _NOT_TEXT)]
 
 
@@ -291,20 +293,28 @@ class GoogleAdapter(Adapter):
                             out.slots.append(TextSlot((index, kind, 0), part, "text"))
                         continue
                     key = _VALUE_KEYS.get(name)
-                    value = part[name] if key is not None else None
+                    if key is None:
+                        if name in BLOBS:        # a text file inline, whole
+                            if is_text_blob(part[name]):
+                                out.slots.append(TextSlot((index, "inline", pi),
+                                                          InlineText(part[name]), None,
+                                                          whole=True))
+                        elif name not in _PART_KEYS:   # a part type newer than this code
+                            out.slots.extend(
+                                TextSlot((index, "other", pi), holder, k, whole=True)
+                                for holder, k in string_slots(part, name, _NOT_TEXT))
+                        continue
+                    value = part[name]
                     if name in _CALLS and isinstance(value, dict):
                         name_slot(out.slots, (index, NAME_PIECE, pi), value)
                     if isinstance(value, dict) and value.get(key) and isinstance(
                             value[key], str | dict | list):
                         # whole: the args object with its keys and numbers, or the code
                         out.slots.append(TextSlot((index, name, pi), value, key, whole=True))
-                out.slots.extend(TextSlot((index, "inline", pi), InlineText(blob), None,
-                                          whole=True) for blob in text_blobs(part))
-                out.slots.extend(TextSlot((index, "other", pi), holder, key, whole=True)
-                                 for holder, key in _other_part_slots(part))
-            # its grounding, citations and finish message: each string whole
-            out.slots.extend(TextSlot((index, "metadata", n), holder, key, whole=True)
-                             for n, (holder, key) in enumerate(_metadata_slots(candidate)))
+            metadata = _metadata_slots(candidate)   # grounding, citations, finish message
+            if metadata:                             # (rare): each string whole
+                out.slots.extend(TextSlot((index, "metadata", n), holder, key, whole=True)
+                                 for n, (holder, key) in enumerate(metadata))
             if _get(candidate, "finishReason", "finish_reason"):
                 ends.append(index)
         out.ends = tuple(ends)

@@ -7,7 +7,7 @@ content in base64.
 The model reads such a part as it reads a text part, so the guards must too, or a prompt
 would carry an address or a key past them in base64. `InlineText` presents the part as a text
 slot (``ref[None]``): the data decoded to read it, and encoded back (standard base64) when a
-guard rewrites it. Data that is not base64 cannot be read: `undecodable` names such parts,
+guard rewrites it. Data that is not base64 cannot be read: `unreadable` finds such parts,
 so the request is refused rather than sent unread. `DataUrlText` does the same for a data
 URL. Binary media (images, audio, video, PDF)
 carry no text the gateway reads (docs/security.md, known limits).
@@ -72,21 +72,15 @@ class InlineText:
         self.blob["data"] = base64.b64encode(text.encode("utf-8", "surrogateescape")).decode()
 
 
+def is_text_blob(blob: Any) -> bool:
+    """True for inline data that holds text: a media type of text and string data."""
+    return isinstance(blob, dict) and isinstance(blob.get("data"), str) \
+        and any(is_text_type(blob.get(key)) for key in _MIME)
+
+
 def text_blobs(part: dict[str, Any]) -> list[dict[str, Any]]:
-    """The inline data of a part (either spelling) that holds text: a media type of text
-    and string data."""
-    out = []
-    for name in BLOBS:
-        blob = part.get(name)
-        if isinstance(blob, dict) and isinstance(blob.get("data"), str) and any(
-                is_text_type(blob.get(key)) for key in _MIME):
-            out.append(blob)
-    return out
-
-
-def undecodable(part: dict[str, Any]) -> bool:
-    """True if the part holds inline text data that is not base64."""
-    return any(decode(blob["data"]) is None for blob in text_blobs(part))
+    """The inline data of a part (either spelling) that holds text."""
+    return [part[name] for name in BLOBS if is_text_blob(part.get(name))]
 
 
 def data_url(value: Any) -> tuple[str, str] | None:
