@@ -173,17 +173,18 @@ class ResponsesMaskingReframer(EventMasker):
         aside."""
         if kind.endswith(".delta") and isinstance(doc.get("delta"), str):
             return self._delta(doc, kind, event, kind)
-        changed = False
         # every text of the event's fields (its `response` is read by `_response`): keys and
         # numbers too, as in any JSON value the model writes
-        slots = [slot for name in list(doc) if name != "response" and name not in _NOT_TEXT
-                 for slot in value_slots(doc, name)]
+        return self._mask_each([
+            (holder, key) for name in list(doc) if name != "response" and name not in _NOT_TEXT
+            for holder, key in value_slots(doc, name)
+            if not (isinstance(holder, EntryRef) and holder.name() in _NOT_TEXT)])
+
+    def _mask_each(self, slots: list[tuple[Any, Any]]) -> bool:
+        """Mask the text at each slot on its own; True if any changed."""
+        changed = False
         for holder, key in slots:
-            if isinstance(holder, EntryRef) and holder.name() in _NOT_TEXT:
-                continue
             text = holder[key]
-            if not isinstance(text, str):
-                continue
             masked = self._mask_whole(text)
             if masked != text:
                 holder[key] = masked
@@ -250,11 +251,7 @@ class ResponsesMaskingReframer(EventMasker):
             field = "refusal" if part.get("type") == "refusal" else "text"
             key = ("c", oi, _int(doc.get("content_index")))
         if part.get("annotations"):   # citations: each string on its own
-            for holder, name in string_slots(part, "annotations", _NOT_TEXT):
-                masked = self._mask_whole(holder[name])
-                if masked != holder[name]:
-                    holder[name] = masked
-                    changed = True
+            changed |= self._mask_each(string_slots(part, "annotations", _NOT_TEXT))
         text = part.get(field)
         if not isinstance(text, str):
             return b"", changed

@@ -41,7 +41,6 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..codecs.jsontext import JsonSource
 from ..codecs.sse import Event, SSEDecoder, encode
 from ..policy import BodyTransform
 from ..providers import Adapter, adapter_for
@@ -234,7 +233,7 @@ class WebhookStreamGuard(BodyTransform):
                     continue
                 mine = [(h, holder, slot) for h, k, holder, slot in slots if k == key]
                 if key in decoded:     # the masked arguments in the piece's first event
-                    whole = rewrite_source(JsonSource(delivered[key]), masks)
+                    whole = rewrite_source(delivered[key], masks)
                     new = [whole] + [""] * (len(mine) - 1)
                 else:
                     new = split_masked(pending[key], masks[0] or [])
