@@ -72,14 +72,12 @@ _DELTA_TYPES = {"text": "text_delta", "thinking": "thinking_delta",
                 "partial_json": "input_json_delta"}
 
 
-def _citation_slots(holder: dict[str, Any], key: str = "citations") -> list[tuple[Any, Any]]:
-    """(holder, key) of every string of a text block's citations (or of one streamed
-    citation): what the sources say (``cited_text``) and their titles and URLs, ids and
-    encrypted indexes aside."""
-    value = holder.get(key)
-    citations = value if isinstance(value, list) else [value]
-    return [slot for citation in citations if isinstance(citation, dict)
-            for slot in text_leaves(citation)]
+def _citation_slots(block: dict[str, Any]) -> list[tuple[Any, Any]]:
+    """(holder, key) of every string of a text block's citations: what the sources say
+    (``cited_text``) and their titles and URLs, ids and encrypted indexes aside."""
+    if not isinstance(block.get("citations"), list):
+        return []
+    return string_slots(block, "citations", OPAQUE)
 
 
 def _reply_slots(body: Any) -> Iterator[Slot]:
@@ -224,11 +222,8 @@ class AnthropicAdapter(Adapter):
                         text = delta[key]
                         if text and isinstance(text, str):
                             out.slots.append(TextSlot((index, key, 0), delta, key))
-                    elif key == "citation":      # a citations_delta: each string whole
-                        out.slots.extend(TextSlot((index, "citation", 0), holder, k, whole=True)
-                                         for holder, k in _citation_slots(delta, key))
-                    elif key not in OPAQUE:     # a delta this code does not know: its
-                        # strings whole (fail closed)
+                    elif key not in OPAQUE:   # a citations_delta's citation, a delta
+                        # newer than this code: every string whole, ids aside
                         out.slots.extend(TextSlot((index, "other", 0), holder, k, whole=True)
                                          for holder, k in string_slots(delta, key, OPAQUE))
         elif kind == "content_block_start":

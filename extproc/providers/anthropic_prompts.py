@@ -98,25 +98,12 @@ def _block_slots(block: Any, role: str, depth: int) -> Iterator[Slot]:
         yield from _other_slots(block, role, depth)
 
 
-def text_leaves(block: dict[str, Any]) -> Iterator[tuple[Any, Any]]:
+def text_leaves(block: dict[str, Any]) -> list[tuple[Any, Any]]:
     """(holder, key) of every string in a block, at any depth, but those under `OPAQUE`
-    keys (ids, signatures, encrypted or binary payloads a client sends back unchanged).
-    Iterative and cycle-safe."""
-    stack: list[Any] = [block]
-    seen: set[int] = set()
-    while stack:
-        value = stack.pop()
-        if id(value) in seen:
-            continue
-        seen.add(id(value))
-        items = value.items() if isinstance(value, dict) else enumerate(value)
-        for key, item in items:
-            if isinstance(value, dict) and key in OPAQUE:
-                continue
-            if isinstance(item, str):
-                yield value, key
-            elif isinstance(item, dict | list):
-                stack.append(item)
+    keys (ids, signatures, encrypted or binary payloads a client sends back unchanged), in
+    serialisation order. Iterative and cycle-safe."""
+    return [slot for key in block if key not in OPAQUE
+            for slot in string_slots(block, key, OPAQUE)]
 
 
 def _other_slots(block: dict[str, Any], role: str, depth: int) -> Iterator[Slot]:

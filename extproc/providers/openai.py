@@ -74,9 +74,10 @@ _INCLUDE_USAGE = b'"stream_options":{"include_usage":true},'
 #: reasoning's data, a signature), not text
 _ENUMS = frozenset({"type", "id", "data", "signature", "encrypted_content", "format"})
 #: the fields of a stream delta read one by one (or holding no text); any other field's
-#: strings are read whole, each on its own
+#: strings (web search ``annotations``, a field newer than this code) are read whole, each
+#: on its own
 _DELTA_FIELDS = frozenset({"role", "content", "refusal", "reasoning_content", "reasoning",
-                           "audio", "tool_calls", "function_call", "annotations"})
+                           "audio", "tool_calls", "function_call"})
 #: the same for a whole reply's message (``audio`` holds base64 data and its transcript)
 _MESSAGE_FIELDS = _DELTA_FIELDS | {"name"}
 #: every text field of a stream delta, in reading order
@@ -107,11 +108,8 @@ def _reply_slots(body: Any) -> Iterator[Slot]:
         audio = as_dict(message.get("audio"))
         if isinstance(audio.get("transcript"), str):
             yield "text", audio, "transcript"
-        if message.get("annotations"):   # web search citations: the pages' titles and URLs
-            for holder, key in string_slots(message, "annotations", _ENUMS):
-                yield "result", holder, key
-        for key in message:              # a field this code does not know: fail closed
-            if key not in _MESSAGE_FIELDS:
+        for key in message:   # any other field (web search annotations, a field newer
+            if key not in _MESSAGE_FIELDS:   # than this code): every string, read whole
                 for holder, field in string_slots(message, key, _ENUMS):
                     yield "result", holder, field
         yield from _call_names(message)
@@ -260,10 +258,6 @@ class OpenAIAdapter(Adapter):
                     text = delta.get(key)
                     if text and isinstance(text, str):
                         out.slots.append(TextSlot((index, key, 0), delta, key))
-                if delta.get("annotations"):     # citations: each string whole
-                    out.slots.extend(TextSlot((index, "annotations", 0), holder, key, whole=True)
-                                     for holder, key in string_slots(delta, "annotations",
-                                                                     _ENUMS))
                 audio = delta.get("audio")
                 if isinstance(audio, dict):
                     text = audio.get("transcript")
@@ -284,8 +278,8 @@ class OpenAIAdapter(Adapter):
                 name_slot(out.slots, (index, NAME_PIECE, 0), legacy)
                 if "arguments" in legacy:
                     _argument_slots(out.slots, (index, "function_call", 0), legacy)
-                for key in delta:            # a field this code does not know: fail closed
-                    if key not in _DELTA_FIELDS:
+                for key in delta:   # any other field (annotations, a field newer than
+                    if key not in _DELTA_FIELDS:   # this code): every string, read whole
                         out.slots.extend(TextSlot((index, "other", 0), holder, k, whole=True)
                                          for holder, k in string_slots(delta, key, _ENUMS))
             if choice.get("finish_reason"):
