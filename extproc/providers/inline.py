@@ -7,10 +7,10 @@ content in base64.
 The model reads such a part as it reads a text part, so the guards must too, or a prompt
 would carry an address or a key past them in base64. `InlineText` presents the part as a text
 slot (``ref[None]``): the data decoded to read it, and encoded back (standard base64) when a
-guard rewrites it. Data that is not base64 cannot be read: `unreadable` finds such parts,
-so the request is refused rather than sent unread. `DataUrlText` does the same for a data
-URL. Binary media (images, audio, video, PDF)
-carry no text the gateway reads (docs/security.md, known limits).
+guard rewrites it; `DataUrlText` does the same for a data URL. Data that is not base64
+cannot be read: `unreadable` finds such parts, so the request is refused rather than sent
+unread. Binary media (images, audio, video, PDF) carry no text the gateway reads
+(docs/security.md, known limits).
 """
 
 from __future__ import annotations
@@ -55,21 +55,44 @@ def decode(data: str) -> str | None:
     return raw.decode("utf-8", "surrogateescape")
 
 
-class InlineText:
-    """An inline text part's data as a text slot: ``ref[None]`` is the decoded text (empty
-    when it is not base64: `undecodable` refuses such a request first), and storing a text
-    there writes it back as base64."""
+class _Base64Text:
+    """Base64 data of a text media type as a text slot: ``ref[None]`` is the decoded text
+    (empty when the data is not base64: `unreadable` refuses such a request first), and
+    storing a text there writes it back as base64. A subclass says where the data is."""
+
+    __slots__ = ()
+
+    def _data(self) -> str | None:
+        raise NotImplementedError
+
+    def _store(self, data: str) -> None:
+        raise NotImplementedError
+
+    def __getitem__(self, _key: None) -> str:
+        data = self._data()
+        return (decode(data) or "") if data is not None else ""
+
+    def __setitem__(self, _key: None, text: str) -> None:
+        self._store(base64.b64encode(text.encode("utf-8", "surrogateescape")).decode())
+
+    def undecodable(self) -> bool:
+        data = self._data()
+        return data is not None and decode(data) is None
+
+
+class InlineText(_Base64Text):
+    """An inline text part's (or a base64 document source's) ``data``."""
 
     __slots__ = ("blob",)
 
     def __init__(self, blob: dict[str, Any]) -> None:
         self.blob = blob
 
-    def __getitem__(self, _key: None) -> str:
-        return decode(self.blob["data"]) or ""
+    def _data(self) -> str | None:
+        return self.blob["data"]  # type: ignore[no-any-return]
 
-    def __setitem__(self, _key: None, text: str) -> None:
-        self.blob["data"] = base64.b64encode(text.encode("utf-8", "surrogateescape")).decode()
+    def _store(self, data: str) -> None:
+        self.blob["data"] = data
 
 
 def is_text_blob(blob: Any) -> bool:
@@ -93,10 +116,9 @@ def data_url(value: Any) -> tuple[str, str] | None:
     return head + ",", data
 
 
-class DataUrlText:
-    """A base64 data URL of a text media type at ``holder[key]``, as a text slot:
-    ``ref[None]`` is the decoded text (empty when it is not base64), and storing a text
-    there writes it back under the same prefix."""
+class DataUrlText(_Base64Text):
+    """A base64 data URL of a text media type at ``holder[key]``, written back under the
+    same prefix."""
 
     __slots__ = ("holder", "key")
 
@@ -104,19 +126,13 @@ class DataUrlText:
         self.holder = holder
         self.key = key
 
-    def __getitem__(self, _key: None) -> str:
+    def _data(self) -> str | None:
         found = data_url(self.holder[self.key])
-        return (decode(found[1]) or "") if found else ""
+        return found[1] if found else None
 
-    def __setitem__(self, _key: None, text: str) -> None:
+    def _store(self, data: str) -> None:
         found = data_url(self.holder[self.key])
-        prefix = found[0] if found else "data:text/plain;base64,"
-        self.holder[self.key] = prefix + base64.b64encode(
-            text.encode("utf-8", "surrogateescape")).decode()
-
-    def undecodable(self) -> bool:
-        found = data_url(self.holder[self.key])
-        return found is not None and decode(found[1]) is None
+        self.holder[self.key] = (found[0] if found else "data:text/plain;base64,") + data
 
 
 def file_data_slot(holder: Any) -> DataUrlText | None:
@@ -128,10 +144,6 @@ def file_data_slot(holder: Any) -> DataUrlText | None:
 
 
 def unreadable(slot_holders: Any) -> bool:
-    """True if any of the holders is an inline text that does not decode."""
-    for holder in slot_holders:
-        if isinstance(holder, InlineText) and decode(holder.blob["data"]) is None:
-            return True
-        if isinstance(holder, DataUrlText) and holder.undecodable():
-            return True
-    return False
+    """True if any of the holders is base64 text data that does not decode."""
+    return any(isinstance(holder, _Base64Text) and holder.undecodable()
+               for holder in slot_holders)
