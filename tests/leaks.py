@@ -33,10 +33,15 @@ _GUARDS = ["keys", "pii"]
 #: every provider's route masks e-mail addresses (and card numbers, which
 #: tests/unit/test_no_leaks_json_values.py writes as JSON numbers) and refuses AWS keys, both
 #: ways; the `-array` routes leave Gemini/Vertex JSON-array streams as they come (not
-#: rewritten to SSE)
+#: rewritten to SSE). The catalogue puts texts beside images and files, as real requests
+#: do: these guards let such inputs pass unread (tests/unit/test_unread_inputs.py refuses
+#: them)
+_UNREAD = ["image", "audio", "video", "document", "file"]
 CONFIG = loader.parse({
-    "guards": {"keys": {"detectors": ["aws_access_key"], "action": "reject"},
-               "pii": {"detectors": ["email", "card"], "action": "mask"}},
+    "guards": {"keys": {"detectors": ["aws_access_key"], "action": "reject",
+                        "allow_unread": _UNREAD},
+               "pii": {"detectors": ["email", "card"], "action": "mask",
+                       "allow_unread": _UNREAD}},
     "routes": [{"name": p, "provider": p, "guards": _GUARDS} for p in PROVIDERS] + [
         {"name": f"{p}-array", "provider": p, "guards": _GUARDS,
          "streams": {"json_array_to_sse": False}} for p in ("gemini", "vertex")],

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from ..policy import BodyTransform, Policy, Reject, chain
 from ..providers import Adapter, adapter_for, read_request
 from ..providers.endpoints import adapter_of
+from ..providers.unread import NAMES as UNREAD
 from ..providers.values import MaskingFn, json_bytes
 from . import webhook_client
 from .decisions import decide
@@ -82,6 +83,7 @@ class Guards(Policy):
         self._masking_by_role = {role: tuple(g for g in self.masking if g.reads(role))
                                  for role in ROLES}
         self.request_webhooks = tuple(g for g in requests if g.webhook is not None)
+        self.prompt_guards = requests
         responses = tuple(g for g in guards if "response" in g.apply_to) \
             if side == "response" else ()
         # reject guards first: a value they stop must never be masked and sent
@@ -241,6 +243,8 @@ class Guards(Policy):
         if unread:
             raise Reject(400, f"the request carries {describe(unread)}, which the gateway's "
                          "guards cannot read", details="extproc_unreadable_input")
+        if self.prompt_guards:
+            self._refuse_unread(ex, adapter, doc, body)
         check = getattr(adapter, "unreadable_reply", None) if self.reads_replies else None
         unreadable = check(doc) if check is not None else []
         if unreadable:
@@ -293,6 +297,23 @@ class Guards(Policy):
         if not changed:
             return None
         return json_bytes(doc)
+
+    def _refuse_unread(self, ex: Context, adapter: Adapter, doc: Any, body: bytes) -> None:
+        """Default deny: refuse a prompt input no guard can read (an image, a PDF, a file by
+        id or URL: `providers.unread`) unless every prompt guard that reads its role lets
+        its kind pass unread (`allow_unread`)."""
+        find = getattr(adapter, "unread_inputs", None)
+        if find is None or not any(n in body for n in getattr(adapter, "unread_needles", ())):
+            return
+        for role, kind in find(doc):
+            for guard in self.prompt_guards:
+                if guard.reads(role) and kind not in guard.allow_unread:
+                    self.stats["rejected"] += 1
+                    decide(ex, guard.name, "request", "rejected", f"unread_{kind}")
+                    raise Reject(400, f"request refused: the prompt carries {UNREAD[kind]} "
+                                 f"in a {role} message, which guard '{guard.name}' cannot "
+                                 "read and does not let pass unread",
+                                 details="extproc_guard_unreadable")
 
     def _unmaskable_names(self, ex: Context, names: list[tuple[None, str]]) -> None:
         """Refuse a prompt in which a mask guard finds something in a name (`names.py`; read

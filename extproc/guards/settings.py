@@ -13,6 +13,10 @@ Top level (named guards; routes refer to them by name)::
         roles: [user, system, tool]                       # request roles checked (all;
                                                           # any case; unknown roles always)
         apply_to: [request, response]                     # default: both
+        allow_unread: [image]                             # prompt inputs no guard reads
+                                                          # (image, audio, video, document,
+                                                          # file) that may pass unread;
+                                                          # default: none, they are refused
       corp-dlp:                                           # or a webhook instead of detectors
         webhook:
           url: http://dlp.internal:9100/check
@@ -34,6 +38,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..providers.unread import KINDS as UNREAD_KINDS
 from ..schema import Checker, join
 from .custom import LiteralDetector, RegexDetector
 from .detectors import Detector, PatternError
@@ -53,6 +58,9 @@ class Guard:
     roles: frozenset[str] = frozenset(ROLES)
     apply_to: frozenset[str] = frozenset(DIRECTIONS)
     webhook: WebhookSpec | None = None
+    #: kinds of prompt input no guard can read (`providers.unread.KINDS`) that this guard
+    #: lets pass unread; any other is refused (default deny)
+    allow_unread: frozenset[str] = frozenset()
 
     def reads(self, role: str) -> bool:
         """Whether this guard checks prompt text of `role` (compared case-insensitively): a
@@ -74,7 +82,7 @@ def parse_guards(c: Checker, raw: Any) -> dict[str, Guard]:
 def _guard(c: Checker, name: str, raw: Any, path: str) -> Guard | None:
     before = len(c.errors)
     d = c.mapping(raw, path, ("detectors", "patterns", "deny", "placeholders", "action",
-                              "roles", "apply_to", "webhook"))
+                              "roles", "apply_to", "webhook", "allow_unread"))
     webhook = _webhook(c, d.get("webhook"), join(path, "webhook")) if "webhook" in d else None
     if "webhook" in d:
         for key in ("detectors", "patterns", "deny", "placeholders", "action"):
@@ -130,6 +138,7 @@ def _guard(c: Checker, name: str, raw: Any, path: str) -> Guard | None:
                 c.error(join(join(path, "apply_to"), i), f"expected request or response, "
                         f"got {item!r}")
         apply_to = frozenset(i for i in items if i in DIRECTIONS)
+    allow_unread = _allow_unread(c, d, path)
     if not detectors and "webhook" not in d and len(c.errors) == before:
         c.error(path, "detects nothing: name detectors, patterns and/or deny words, "
                 "or a webhook")
@@ -137,9 +146,9 @@ def _guard(c: Checker, name: str, raw: Any, path: str) -> Guard | None:
         return None
     if webhook is not None:
         return Guard(name=name, scanner=None, action="webhook", roles=roles,
-                     apply_to=apply_to, webhook=webhook)
+                     apply_to=apply_to, webhook=webhook, allow_unread=allow_unread)
     return Guard(name=name, scanner=Scanner(detectors), action=action or "mask", roles=roles,
-                 apply_to=apply_to)
+                 apply_to=apply_to, allow_unread=allow_unread)
 
 
 #: a webhook call waits inside one ext_proc message: it must end well before Envoy's
@@ -180,6 +189,15 @@ def _webhook(c: Checker, raw: Any, path: str) -> WebhookSpec | None:
     return WebhookSpec(url=url, timeout_s=float(timeout or 300) / 1000,
                        fail_open=fail == "open", headers=tuple(headers),
                        segment_chars=int(segment or 200))
+
+
+def _allow_unread(c: Checker, d: Mapping[str, Any], path: str) -> frozenset[str]:
+    kinds = c.sequence(d.get("allow_unread"), join(path, "allow_unread"))
+    for i, kind in enumerate(kinds):
+        if kind not in UNREAD_KINDS:
+            c.error(join(join(path, "allow_unread"), i), f"unknown input kind {kind!r} (one "
+                    f"of: {', '.join(UNREAD_KINDS)})")
+    return frozenset(k for k in kinds if k in UNREAD_KINDS)
 
 
 def _roles(c: Checker, d: Mapping[str, Any], path: str) -> frozenset[str]:

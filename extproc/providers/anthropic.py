@@ -52,6 +52,7 @@ from extproc.providers.slots import (
     piece_index,
     string_slots,
 )
+from extproc.providers.unread import unread_inputs
 from extproc.providers.values import (
     as_dict,
     as_int,
@@ -145,6 +146,13 @@ class AnthropicAdapter(Adapter):
         if unreadable(holder for _, holder, _ in request_slots(as_dict(body))):
             return ["a text document in base64 that does not decode"]
         return []
+
+    unread_needles = (b"image", b"document", b"container_upload", b"\\u")
+
+    def unread_inputs(self, body: dict[str, Any]) -> list[tuple[str, str]]:
+        """(role, kind) of each input no guard can read (`providers.unread`)."""
+        return unread_inputs((role, holder)
+                             for role, holder, _ in request_slots(as_dict(body), True))
 
     def parse_response(self, body: dict[str, Any]) -> tuple[str, str | None, Usage]:
         body = as_dict(body)

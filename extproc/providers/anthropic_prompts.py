@@ -9,10 +9,11 @@ lower-cased): a string, or blocks -- text, ``thinking`` (its thinking text), doc
 decoded, a content source's blocks), ``search_result`` (``source``, ``title``, its content
 blocks), tool_result / mcp_tool_result content in any of these shapes (role "tool"),
 tool_use / server_tool_use / mcp_tool_use ``input`` (an object rewritten string value by
-string value, role "tool"); images, redacted thinking and container uploads carry no text; a
-block of any other kind (web search and fetch results, code execution and text editor
-results, kinds to come) is read whole: every string value but identifiers and binary
-payloads. A text block's ``citations`` are not read: the API does not give their
+string value, role "tool"); images, other document sources (a PDF, a URL, a file id) and
+container uploads are `providers.unread` markers (when asked for), redacted thinking
+carries no text; a block of any other kind (web search and fetch results, code execution
+and text editor results, kinds to come) is read whole: every string value but identifiers
+and binary payloads. A text block's ``citations`` are not read: the API does not give their
 ``cited_text`` to the model (it is not counted as input). A block nested deeper than real
 requests nest them (8 levels of tool results and documents) is read whole, as its compact
 JSON.
@@ -25,6 +26,7 @@ from typing import Any
 
 from extproc.providers.inline import InlineText, is_text_type
 from extproc.providers.slots import string_slots
+from extproc.providers.unread import Unread, media_kind
 from extproc.providers.values import as_list, lower_role
 
 TOOL_USE = ("tool_use", "server_tool_use", "mcp_tool_use")
@@ -47,7 +49,8 @@ _MAX_DEPTH = 8
 Slot = tuple[str, Any, Any]
 
 
-def _blocks_slots(holder: Any, key: Any, role: str, depth: int = 0) -> Iterator[Slot]:
+def _blocks_slots(holder: Any, key: Any, role: str, depth: int = 0,
+                  inputs: bool = False) -> Iterator[Slot]:
     """A string, or a list of blocks, at holder[key]."""
     content = holder.get(key) if isinstance(holder, dict) else None
     if isinstance(content, str):
@@ -57,10 +60,10 @@ def _blocks_slots(holder: Any, key: Any, role: str, depth: int = 0) -> Iterator[
         if depth >= _MAX_DEPTH:
             yield role, content, index
         else:
-            yield from _block_slots(block, role, depth)
+            yield from _block_slots(block, role, depth, inputs)
 
 
-def _block_slots(block: Any, role: str, depth: int) -> Iterator[Slot]:
+def _block_slots(block: Any, role: str, depth: int, inputs: bool) -> Iterator[Slot]:
     if not isinstance(block, dict):
         return
     kind = block.get("type")
@@ -68,7 +71,7 @@ def _block_slots(block: Any, role: str, depth: int) -> Iterator[Slot]:
         if "input" in block:
             yield "tool", block, "input"
     elif kind in _TOOL_RESULT:
-        yield from _blocks_slots(block, "content", "tool", depth + 1)
+        yield from _blocks_slots(block, "content", "tool", depth + 1, inputs)
     elif kind == "thinking":
         if isinstance(block.get("thinking"), str):
             yield role, block, "thinking"
@@ -82,20 +85,30 @@ def _block_slots(block: Any, role: str, depth: int) -> Iterator[Slot]:
                 if isinstance(source.get("data"), str):
                     yield role, source, "data"
             elif source.get("type") == "content":
-                yield from _blocks_slots(source, "content", role, depth + 1)
+                yield from _blocks_slots(source, "content", role, depth + 1, inputs)
             elif source.get("type") == "base64" and is_text_type(source.get("media_type")) \
                     and isinstance(source.get("data"), str):   # a text file, in base64
                 yield role, InlineText(source), None
+            elif inputs:   # a PDF, a file by URL or id: the provider reads it, no guard can
+                kind = media_kind(source.get("media_type")) \
+                    if source.get("type") == "base64" else "document"
+                yield role, Unread(kind or "document"), None
     elif kind == "search_result":
         for key in ("source", "title"):
             if isinstance(block.get(key), str):
                 yield role, block, key
-        yield from _blocks_slots(block, "content", role, depth + 1)
+        yield from _blocks_slots(block, "content", role, depth + 1, inputs)
     elif kind == "text":
         if isinstance(block.get("text"), str):
             yield role, block, "text"
+    elif kind == "image":
+        if inputs:
+            yield role, Unread("image"), None
+    elif kind == "container_upload":
+        if inputs:
+            yield role, Unread("file"), None
     elif kind not in _NO_TEXT:
-        yield from _other_slots(block, role, depth)
+        yield from _other_slots(block, role, depth, inputs)
 
 
 def text_leaves(block: dict[str, Any]) -> list[tuple[Any, Any]]:
@@ -106,16 +119,18 @@ def text_leaves(block: dict[str, Any]) -> list[tuple[Any, Any]]:
             for slot in string_slots(block, key, OPAQUE)]
 
 
-def _other_slots(block: dict[str, Any], role: str, depth: int) -> Iterator[Slot]:
+def _other_slots(block: dict[str, Any], role: str, depth: int, inputs: bool
+                 ) -> Iterator[Slot]:
     """A block of a kind not read field by field (server tool results: web search and fetch,
     code execution output, text editor views; kinds to come): every string value at any
     depth but those under `OPAQUE` keys, a nested block of a known kind read as such."""
     for key in list(block):
         if key not in OPAQUE:
-            yield from _value_slots(block, key, role, depth + 1)
+            yield from _value_slots(block, key, role, depth + 1, inputs)
 
 
-def _value_slots(holder: Any, key: Any, role: str, depth: int) -> Iterator[Slot]:
+def _value_slots(holder: Any, key: Any, role: str, depth: int, inputs: bool
+                 ) -> Iterator[Slot]:
     value = holder[key]
     if isinstance(value, str):
         yield role, holder, key
@@ -124,16 +139,17 @@ def _value_slots(holder: Any, key: Any, role: str, depth: int) -> Iterator[Slot]
             yield role, parent, slot
     elif isinstance(value, dict):
         if value.get("type") in KNOWN:
-            yield from _block_slots(value, role, depth)
+            yield from _block_slots(value, role, depth, inputs)
         else:
-            yield from _other_slots(value, role, depth)
+            yield from _other_slots(value, role, depth, inputs)
     elif isinstance(value, list):
         for index in range(len(value)):
-            yield from _value_slots(value, index, role, depth + 1)
+            yield from _value_slots(value, index, role, depth + 1, inputs)
 
 
-def request_slots(body: dict[str, Any]) -> Iterator[Slot]:
-    yield from _blocks_slots(body, "system", "system")
+def request_slots(body: dict[str, Any], inputs: bool = False) -> Iterator[Slot]:
+    """The texts of a request; with `inputs`, `providers.unread` markers too."""
+    yield from _blocks_slots(body, "system", "system", 0, inputs)
     for tool in as_list(body.get("tools")):
         if isinstance(tool, dict):
             if isinstance(tool.get("description"), str):
@@ -142,4 +158,5 @@ def request_slots(body: dict[str, Any]) -> Iterator[Slot]:
                 yield "system", tool, "input_schema"
     for message in as_list(body.get("messages")):
         if isinstance(message, dict):
-            yield from _blocks_slots(message, "content", lower_role(message.get("role")))
+            yield from _blocks_slots(message, "content", lower_role(message.get("role")), 0,
+                                     inputs)

@@ -55,6 +55,7 @@ from extproc.providers.slots import (
     piece_index,
     string_slots,
 )
+from extproc.providers.unread import unread_inputs
 from extproc.providers.values import (
     as_dict,
     as_int,
@@ -211,6 +212,13 @@ class GoogleAdapter(Adapter):
         if unreadable(holder for _, holder, _ in request_slots(as_dict(body))):
             return ["inline text data that is not base64"]
         return []
+
+    unread_needles = (b"nline", b"ileData", b"ile_data", b"\\u")
+
+    def unread_inputs(self, body: dict[str, Any]) -> list[tuple[str, str]]:
+        """(role, kind) of each input no guard can read (`providers.unread`)."""
+        return unread_inputs((role, holder)
+                             for role, holder, _ in request_slots(as_dict(body), True))
 
     def output_choices(self, body: dict[str, Any]) -> int:
         config = as_dict(_get(as_dict(body), "generationConfig", "generation_config"))

@@ -9,7 +9,8 @@ the same slots): the system instruction (a Content or a bare string), tool decla
 "system"), the structured-output schema (``generationConfig.responseSchema`` /
 ``responseJsonSchema``, role "system"), then ``contents`` (role lower-cased, "model" ->
 "assistant"): every part's ``text`` (thought parts too), inline data of a text media type
-(decoded from base64, ``providers.inline``), ``functionCall.args`` and
+(decoded from base64, ``providers.inline``; other inline data and file data by URI are
+`providers.unread` markers when asked for), ``functionCall.args`` and
 ``functionResponse.response`` and the text files of its ``parts`` (role "tool", objects
 rewritten string value by string value), ``executableCode.code`` and
 ``codeExecutionResult.output`` (role "tool").
@@ -20,13 +21,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from extproc.providers.inline import InlineText, text_blobs
+from extproc.providers.inline import BLOBS, InlineText, is_text_blob
+from extproc.providers.unread import Unread, media_kind
 from extproc.providers.values import as_dict, as_list, lower_role
 
 _ROLES = {"model": "assistant", "function": "tool"}
 #: (role or kind, holder, key): a text at holder[key] (a string, or a JSON value read as
 #: its compact dump and rewritten string value by string value)
 Slot = tuple[str, Any, Any]
+#: the spellings of a part's file data (a file the provider fetches by URI)
+FILES = ("fileData", "file_data")
 #: parts holding a JSON value the model reads or writes: (part field, value field), both
 #: spellings; read whole (``functionCall.args``), a string (code) or an object
 VALUES = (("functionCall", "args"), ("function_call", "args"),
@@ -40,13 +44,12 @@ _OUTPUT_SCHEMAS = ("responseSchema", "response_schema", "responseJsonSchema",
                    "response_json_schema")
 
 
-def part_slots(part: dict[str, Any], role: str) -> Iterator[Slot]:
+def part_slots(part: dict[str, Any], role: str, inputs: bool = False) -> Iterator[Slot]:
     """A part's text (thought or not) and its function call args, function response, code
     and code result (role "tool"), under either spelling."""
     if isinstance(part.get("text"), str):
         yield role, part, "text"
-    for blob in text_blobs(part):    # a text file inline: read as the model reads it
-        yield role, InlineText(blob), None
+    yield from _data_slots(part, role, inputs)
     for name, key in VALUES:
         value = part.get(name)
         if isinstance(value, dict) and isinstance(value.get(key), str | dict | list):
@@ -54,11 +57,31 @@ def part_slots(part: dict[str, Any], role: str) -> Iterator[Slot]:
         if isinstance(value, dict) and key == "response":   # a function response's files
             for inner in items(value.get("parts")):
                 if isinstance(inner, dict):
-                    for blob in text_blobs(inner):
-                        yield "tool", InlineText(blob), None
+                    yield from _data_slots(inner, "tool", inputs)
 
 
-def _content_slots(holder: Any, key: Any, role: str | None) -> Iterator[Slot]:
+def _data_slots(part: dict[str, Any], role: str, inputs: bool) -> Iterator[Slot]:
+    """A part's inline data (either spelling) of a text media type, read as the model reads
+    it; with `inputs`, other inline data and file data (by URI) as `Unread` markers."""
+    for name in BLOBS:
+        blob = part.get(name)
+        if is_text_blob(blob):
+            yield role, InlineText(blob), None
+        elif blob is not None and inputs:
+            yield role, Unread(media_kind(_mime(blob)) or "document"), None
+    if not inputs:
+        return
+    for name in FILES:
+        data = part.get(name)
+        if data is not None:
+            yield role, Unread(media_kind(_mime(data), "file") or "file"), None
+
+
+def _mime(blob: Any) -> Any:
+    return (blob.get("mimeType") or blob.get("mime_type")) if isinstance(blob, dict) else None
+
+
+def _content_slots(holder: Any, key: Any, role: str | None, inputs: bool) -> Iterator[Slot]:
     """A Content (or a bare string) at holder[key]; its own role unless ``role`` is given."""
     content = holder[key]
     if isinstance(content, str):  # tolerated for systemInstruction
@@ -71,7 +94,7 @@ def _content_slots(holder: Any, key: Any, role: str | None) -> Iterator[Slot]:
         role = _ROLES.get(own, own)
     for part in items(content.get("parts")):
         if isinstance(part, dict):
-            yield from part_slots(part, role)
+            yield from part_slots(part, role, inputs)
 
 
 def items(value: Any) -> list[Any]:
@@ -83,10 +106,11 @@ def items(value: Any) -> list[Any]:
     return [value] if isinstance(value, dict) else []
 
 
-def request_slots(body: dict[str, Any]) -> Iterator[Slot]:
+def request_slots(body: dict[str, Any], inputs: bool = False) -> Iterator[Slot]:
+    """The texts of a request; with `inputs`, `providers.unread` markers too."""
     for key in ("systemInstruction", "system_instruction"):
         if body.get(key) is not None:
-            yield from _content_slots(body, key, "system")
+            yield from _content_slots(body, key, "system", inputs)
     for tool in items(body.get("tools")):
         for name in _DECLARATIONS:
             for declaration in items(as_dict(tool).get(name)):
@@ -105,6 +129,6 @@ def request_slots(body: dict[str, Any]) -> Iterator[Slot]:
                     yield "system", config, key
     contents = body.get("contents")
     if isinstance(contents, dict):   # one Content: a list of one to Google
-        yield from _content_slots(body, "contents", None)
+        yield from _content_slots(body, "contents", None, inputs)
     for index in range(len(as_list(contents))):
-        yield from _content_slots(contents, index, None)
+        yield from _content_slots(contents, index, None, inputs)

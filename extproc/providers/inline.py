@@ -9,8 +9,8 @@ would carry an address or a key past them in base64. `InlineText` presents the p
 slot (``ref[None]``): the data decoded to read it, and encoded back (standard base64) when a
 guard rewrites it; `DataUrlText` does the same for a data URL. Data that is not base64
 cannot be read: `unreadable` finds such parts, so the request is refused rather than sent
-unread. Binary media (images, audio, video, PDF) carry no text the gateway reads
-(docs/security.md, known limits).
+unread. Binary media (images, audio, video, PDF) carry no text the gateway reads: they are
+`providers.unread`'s.
 """
 
 from __future__ import annotations
@@ -99,11 +99,6 @@ def is_text_blob(blob: Any) -> bool:
     """True for inline data that holds text: a media type of text and string data."""
     return isinstance(blob, dict) and isinstance(blob.get("data"), str) \
         and any(is_text_type(blob.get(key)) for key in _MIME)
-
-
-def text_blobs(part: dict[str, Any]) -> list[dict[str, Any]]:
-    """The inline data of a part (either spelling) that holds text."""
-    return [part[name] for name in BLOBS if is_text_blob(part.get(name))]
 
 
 def data_url(value: Any) -> tuple[str, str] | None:

@@ -51,6 +51,7 @@ from extproc.providers.slots import (
     piece_index,
     string_slots,
 )
+from extproc.providers.unread import unread_inputs
 from extproc.providers.values import (
     as_dict,
     as_int,
@@ -210,6 +211,15 @@ class OpenAIAdapter(Adapter):
         if isinstance(body, dict) and unreadable(h for _, h, _ in request_slots(body)):
             return ["a text file whose data does not decode"]
         return []
+
+    unread_needles = (b"image", b"audio", b"file", b"\\u")   # what a body with one holds
+
+    def unread_inputs(self, body: dict[str, Any]) -> list[tuple[str, str]]:
+        """(role, kind) of each input no guard can read (`providers.unread`)."""
+        if not isinstance(body, dict):
+            return []
+        return unread_inputs((role, holder)
+                             for role, holder, _ in request_slots(body, inputs=True))
 
     def response_texts(self, body: Any) -> list[tuple[str, str]]:
         return [(kind, Name(holder[key]) if kind == "name" else read_text(holder, key))

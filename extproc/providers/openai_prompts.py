@@ -8,7 +8,8 @@ compact JSON, role "system"), the ``response_format`` JSON schema and its descri
 "system"), the predicted output ``prediction.content`` (role "user"), then per message (role
 lower-cased, "developer" -> "system", "function" -> "tool"): ``name``, content (string,
 string parts, the ``text`` of any part, the ``refusal`` of refusal parts, a ``file`` part's
-data URL of a text media type, decoded: ``providers.inline``), a non-empty ``refusal`` and
+data URL of a text media type, decoded: ``providers.inline``; images, audio, binary files and
+files by id are `providers.unread` markers when asked for), a non-empty ``refusal`` and
 ``reasoning_content`` / ``reasoning``, and the arguments of tool calls and of the legacy
 ``function_call`` (a JSON string, passed whole as a ``JsonSource``; a non-string value is
 rewritten string value by string value), a custom tool call's ``input``. Function and tool
@@ -20,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from extproc.providers.inline import file_data_slot
+from extproc.providers.unread import Unread, file_holders
 from extproc.providers.values import (
     as_dict,
     as_list,
@@ -40,8 +41,9 @@ EXTRA = (("refusal", "text"), ("reasoning_content", "thinking"), ("reasoning", "
 Slot = tuple[str, Any, Any]
 
 
-def content_slots(holder: dict[str, Any], role: str) -> Iterator[Slot]:
-    """String content, string parts, and the text (a refusal part's refusal) of any part."""
+def content_slots(holder: dict[str, Any], role: str, inputs: bool = False) -> Iterator[Slot]:
+    """String content, string parts, and the text (a refusal part's refusal) of any part;
+    with `inputs`, an `Unread` marker for each image, audio and binary or fetched file."""
     content = holder.get("content")
     if isinstance(content, str):
         yield role, holder, "content"
@@ -50,12 +52,18 @@ def content_slots(holder: dict[str, Any], role: str) -> Iterator[Slot]:
         if isinstance(part, str):
             yield role, content, index
         elif isinstance(part, dict):
-            key = "refusal" if part.get("type") == "refusal" else "text"
+            kind = part.get("type")
+            key = "refusal" if kind == "refusal" else "text"
             if isinstance(part.get(key), str):
                 yield role, part, key
-            inline = file_data_slot(part.get("file"))   # a text file, as a data URL
-            if inline is not None:
-                yield role, inline, None
+            for holder in file_holders(part.get("file"), inputs):   # a text file is read
+                yield role, holder, None
+            if not inputs:
+                continue
+            if kind == "image_url" or "image_url" in part:
+                yield role, Unread("image"), None
+            elif kind == "input_audio" or "input_audio" in part:
+                yield role, Unread("audio"), None
 
 
 def call_slots(message: dict[str, Any]) -> Iterator[Slot]:
@@ -83,14 +91,14 @@ def rewrite_text(holder: Any, key: Any, role: str, fn: Callable[[str, str], str]
     return rewrite_json_strings(holder, key, role, fn)
 
 
-def message_slots(message: Any) -> Iterator[Slot]:
+def message_slots(message: Any, inputs: bool = False) -> Iterator[Slot]:
     if not isinstance(message, dict):
         return
     role = lower_role(message.get("role"))
     role = _ROLES.get(role, role)
     if isinstance(message.get("name"), str):
         yield role, message, "name"
-    yield from content_slots(message, role)
+    yield from content_slots(message, role, inputs)
     for key, _ in EXTRA:
         if as_str(message.get(key)):
             yield role, message, key
@@ -108,7 +116,8 @@ def spec_slots(spec: Any) -> Iterator[Slot]:
                 yield "system", spec, key
 
 
-def request_slots(body: dict[str, Any]) -> Iterator[Slot]:
+def request_slots(body: dict[str, Any], inputs: bool = False) -> Iterator[Slot]:
+    """The texts of a request; with `inputs`, `providers.unread` markers too."""
     for tool in as_list(body.get("tools")):
         if isinstance(tool, dict):
             yield from spec_slots(tool.get("function"))
@@ -126,4 +135,4 @@ def request_slots(body: dict[str, Any]) -> Iterator[Slot]:
     if isinstance(prediction, dict):
         yield from content_slots(prediction, "user")
     for message in as_list(body.get("messages")):
-        yield from message_slots(message)
+        yield from message_slots(message, inputs)

@@ -47,6 +47,7 @@ from extproc.providers.responses_items import (
     request_slots,
     visible_text,
 )
+from extproc.providers.unread import unread_inputs
 from extproc.providers.values import (
     as_dict,
     as_int,
@@ -137,6 +138,15 @@ class OpenAIResponsesAdapter(Adapter):
         if isinstance(body, dict) and unreadable(h for h, _, _ in request_slots(body)):
             return ["a text file whose data does not decode"]
         return []
+
+    unread_needles = (b"image", b"audio", b"file", b"computer_call_output", b"\\u")
+
+    def unread_inputs(self, body: dict[str, Any]) -> list[tuple[str, str]]:
+        """(role, kind) of each input no guard can read (`providers.unread`)."""
+        if not isinstance(body, dict):
+            return []
+        return unread_inputs((role, holder)
+                             for holder, _, role in request_slots(body, inputs=True))
 
     def rewrite_response_texts(self, body: dict[str, Any], fn: Callable[[str], str]) -> bool:
         by_role = text_only(fn)

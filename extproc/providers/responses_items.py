@@ -12,16 +12,17 @@ parameter schemas and grammars, an MCP tool's ``server_description``, and a ``js
 text format's description and schema. Known items are read field by field:
 
 * ``message`` (with or without ``type``): string content, or parts ``input_text`` /
-  ``output_text`` (``text``) and ``refusal`` (``refusal``); images, files and audio carry no
-  text the gateway can read. Roles: developer -> system, others as given.
+  ``output_text`` (``text``) and ``refusal`` (``refusal``); an ``input_file``'s data URL of a
+  text media type is read, decoded; images, audio, other files and files by id or URL are
+  `providers.unread` markers. Roles: developer -> system, others as given.
 * ``function_call`` ``arguments``, ``custom_tool_call`` ``input``, ``function_call_output`` /
   ``custom_tool_call_output`` ``output`` (a string or ``input_text`` parts): role "tool".
   Function and MCP call ``arguments`` strings are JSON source text (``is_arguments``): the
   adapter hands them to the guards as a ``JsonSource``.
 * ``reasoning`` ``summary[].text`` and ``content[].text``, ``image_generation_call``
   ``revised_prompt`` (its ``result`` is a base64 image): role "assistant".
-* ``item_reference``, ``compaction_trigger`` and ``computer_call_output`` (a screenshot): no
-  text.
+* ``computer_call_output``: a screenshot (an `Unread` image when asked for); ``item_reference`` and
+  ``compaction_trigger``: no text.
 
 Any other item type (MCP calls and listings, shell and apply_patch calls and outputs, tool
 search, web and file search calls, programs, ...) is read whole: every string value at any
@@ -40,8 +41,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from extproc.providers.inline import file_data_slot
 from extproc.providers.slots import string_slots
+from extproc.providers.unread import Unread, file_holders
 from extproc.providers.values import as_dict, as_list, as_str
 
 Slot = tuple[Any, Any, Any]
@@ -84,27 +85,28 @@ def _kind(obj: dict[str, Any]) -> str | None:
 # --------------------------------------------------------------------------- requests
 
 
-def request_slots(body: dict[str, Any]) -> list[Slot]:
+def request_slots(body: dict[str, Any], inputs: bool = False) -> list[Slot]:
     """Every text of a ``POST /v1/responses`` body, as (holder, key, role), in body order
-    of the fields: instructions, input, prompt variables, tools, text format."""
+    of the fields: instructions, input, prompt variables, tools, text format; with `inputs`,
+    `providers.unread` markers too."""
     out: list[Slot] = []
     if isinstance(body.get("instructions"), str):
         out.append((body, "instructions", "system"))
     else:
         for item in as_list(body.get("instructions")):
-            item_slots(item, out, "system")
+            item_slots(item, out, "system", inputs)
     if isinstance(body.get("input"), str):
         out.append((body, "input", "user"))
     else:
         for item in as_list(body.get("input")):
-            item_slots(item, out)
+            item_slots(item, out, "user", inputs)
     variables = as_dict(as_dict(body.get("prompt")).get("variables"))
     for name in list(variables):
         value = variables[name]
         if isinstance(value, str):
             out.append((variables, name, "user"))
         elif isinstance(value, dict):
-            _part_slots(value, "user", out)
+            _part_slots(value, "user", out, inputs)
     for tool in as_list(body.get("tools")):
         tool_slots(tool, out)
     text_format = as_dict(as_dict(body.get("text")).get("format"))
@@ -115,7 +117,8 @@ def request_slots(body: dict[str, Any]) -> list[Slot]:
     return out
 
 
-def item_slots(item: Any, out: list[Slot], default_role: str = "user") -> None:
+def item_slots(item: Any, out: list[Slot], default_role: str = "user",
+               inputs: bool = False) -> None:
     """The slots of one input item (see the module docstring)."""
     if not isinstance(item, dict):
         return
@@ -127,7 +130,7 @@ def item_slots(item: Any, out: list[Slot], default_role: str = "user") -> None:
             out.append((item, "content", role))
         else:
             for part in as_list(item.get("content")):
-                _part_slots(part, role, out)
+                _part_slots(part, role, out, inputs)
     elif kind == "function_call":
         _strings(item, "arguments", "tool", out)
     elif kind == "custom_tool_call":
@@ -140,7 +143,10 @@ def item_slots(item: Any, out: list[Slot], default_role: str = "user") -> None:
             out.append((item, "output", "tool"))
         else:
             for part in as_list(item.get("output")):
-                _part_slots(part, "tool", out)
+                _part_slots(part, "tool", out, inputs)
+    elif kind == "computer_call_output":   # a screenshot
+        if inputs:
+            out.append((Unread("image"), None, "tool"))
     elif kind == "reasoning":
         for key in ("summary", "content"):
             for part in as_list(item.get(key)):
@@ -150,8 +156,9 @@ def item_slots(item: Any, out: list[Slot], default_role: str = "user") -> None:
         _generic(item, "tool", out)
 
 
-def _part_slots(part: Any, role: str, out: list[Slot]) -> None:
-    """A content part: its text, nothing for media, every string of an unknown kind."""
+def _part_slots(part: Any, role: str, out: list[Slot], inputs: bool) -> None:
+    """A content part: its text, a text file's data, every string of an unknown kind; with
+    `inputs`, an `Unread` marker for media and other files."""
     if isinstance(part, str):   # tolerated: a bare string in a content list
         return
     if not isinstance(part, dict):
@@ -161,10 +168,14 @@ def _part_slots(part: Any, role: str, out: list[Slot]) -> None:
     if key is not None:
         if isinstance(part.get(key), str):
             out.append((part, key, role))
-    elif kind == "input_file":
-        inline = file_data_slot(part)      # a text file, as a data URL
-        if inline is not None:
-            out.append((inline, None, role))
+    elif kind in ("input_file", "file"):   # a text file is read
+        out.extend((holder, None, role) for holder in file_holders(part, inputs))
+    elif kind in ("input_image", "image"):
+        if inputs:
+            out.append((Unread("image"), None, role))
+    elif kind == "input_audio":
+        if inputs:
+            out.append((Unread("audio"), None, role))
     elif kind not in _NO_TEXT_PARTS:
         _generic(part, role, out)
 

@@ -78,7 +78,8 @@ def front_route(base: Path, **extra: Any) -> dict[str, Any]:
 
 def front_config(base: Path, **extra: Any) -> dict[str, Any]:
     return {"auth": {"api_keys": [{"id": "t", "sha256": hash_key(KEY), "subject": "tester"}]},
-            "guards": {"pii": {"detectors": ["email"], "action": "mask"}},
+            "guards": {"pii": {"detectors": ["email"], "action": "mask",
+                               "allow_unread": ["image"]}},
             "routes": [front_route(base, **extra)]}
 
 
@@ -441,6 +442,20 @@ def test_images_by_data_and_by_url_reach_the_backend_translated(gw: Gateway,
         assert parts[1]["inlineData"] == {"mimeType": "image/png", "data": PNG}
         assert parts[2]["fileData"] == {"mimeType": "image/jpeg",
                                         "fileUri": "https://example.com/cat.jpg"}
+
+
+@pytest.mark.parametrize("model", TRANSLATED)
+def test_a_pdf_no_guard_reads_is_refused_in_the_backends_reading(gw: Gateway,
+                                                                  model: str) -> None:
+    """The guards read the request the backend will act on: a PDF translated into an
+    Anthropic document or Gemini inline data is an input they cannot read, which this
+    route's guard lets pass only for images."""
+    pdf = {"type": "file", "file": {"filename": "a.pdf",
+                                    "file_data": "data:application/pdf;base64,JVBERi0xLjQK"}}
+    with pytest.raises(openai.BadRequestError) as exc:
+        client(gw).chat.completions.create(model=model, messages=[
+            {"role": "user", "content": [{"type": "text", "text": "read"}, pdf]}])
+    assert "carries a binary document" in str(exc.value) and "guard 'pii'" in str(exc.value)
 
 
 def test_nothing_is_left_behind(gw: Gateway) -> None:

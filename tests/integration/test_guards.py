@@ -38,6 +38,11 @@ def config() -> dict[str, Any]:
               for p in ("openai", "anthropic", "gemini")]
     routes += [{"name": f"r-{p}", "provider": p, "guards": ["secrets-out", "pii-out"]}
                for p in ("openai", "anthropic")]
+    # `m-` routes: the same prompt guards, both letting images pass unread
+    guards.update({f"{name}-media": {**guards[name], "allow_unread": ["image"]}
+                   for name in ("secrets", "pii")})
+    routes += [{"name": f"m-{p}", "provider": p, "guards": ["secrets-media", "pii-media"]}
+               for p in ("openai", "anthropic", "gemini")]
     return {"server": {"max_request_body_bytes": 1048576}, "guards": guards,
             "routes": routes}
 
@@ -47,6 +52,8 @@ def adjust(doc: dict[str, Any]) -> None:
         add_route(doc, f"/g-{p}/", p, f"g-{p}")
     for p in ("openai", "anthropic"):
         add_route(doc, f"/r-{p}/", p, f"r-{p}")
+    for p in ("openai", "anthropic", "gemini"):
+        add_route(doc, f"/m-{p}/", p, f"m-{p}")
 
 
 @pytest.fixture(scope="module")
@@ -504,3 +511,71 @@ def test_a_citation_of_a_document_is_masked_in_the_reply(gw: Gateway, stream: bo
     [block] = message.content
     assert block.text == "As the notes say."
     assert [c.cited_text for c in block.citations] == ["Write to <EMAIL> about it."]
+
+
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                    "1f15c4890000000d49444154789c636060f80f0000010101002d0ab4a80000000049454e44ae426082")
+
+
+def test_an_image_or_a_file_no_guard_reads_is_refused_by_default(gw: Gateway) -> None:
+    """An image, audio or a PDF is read by the model but by no guard: on a guarded route the
+    official SDKs get a 400 in their own format naming what and which guard, and the
+    provider never sees the request; a route whose guards let images pass unread sends the
+    image on untouched, and still refuses a PDF."""
+    import base64
+
+    import anthropic
+    from google import genai
+    from google.genai import errors, types
+
+    marker = uuid.uuid4().hex
+    image = {"type": "image_url", "image_url": {
+        "url": "data:image/png;base64," + base64.b64encode(PNG).decode()}}
+    pdf = {"type": "file", "file": {"filename": "a.pdf",
+                                    "file_data": "data:application/pdf;base64,JVBERi0xLjQK"}}
+    chat = openai.OpenAI(base_url=f"{gw.url}/g-openai/v1", api_key="k", max_retries=0)
+    for part, what in ((image, "an image"), (pdf, "a binary document (a PDF, an office file)")):
+        with pytest.raises(openai.BadRequestError) as exc:
+            chat.chat.completions.create(model="gpt-4o-mini", messages=[
+                {"role": "user", "content": [{"type": "text", "text": marker}, part]}])
+        assert f"the prompt carries {what} in a user message, which guard 'secrets' " \
+            "cannot read" in str(exc.value)
+        last = gw.mock.last()
+        assert last is None or marker not in last["body"]
+    claude = anthropic.Anthropic(base_url=f"{gw.url}/g-anthropic", api_key="k", max_retries=0)
+    block = {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                         "data": base64.b64encode(PNG).decode()}}
+    with pytest.raises(anthropic.BadRequestError) as aexc:
+        claude.messages.create(model="claude-sonnet-4-5", max_tokens=50, messages=[
+            {"role": "user", "content": [{"type": "text", "text": marker}, block]}])
+    assert "carries an image" in str(aexc.value)
+    gemini = genai.Client(api_key="k", http_options=types.HttpOptions(
+        base_url=f"{gw.url}/g-gemini"))
+    with pytest.raises(errors.ClientError) as gexc:
+        gemini.models.generate_content(model="gemini-2.5-flash", contents=[
+            marker, types.Part.from_bytes(data=b"RIFF....WAVE", mime_type="audio/wav")])
+    assert gexc.value.code == 400 and "carries audio" in str(gexc.value)
+    last = gw.mock.last()
+    assert last is None or marker not in last["body"]
+
+    # the m- routes let images pass: untouched, beside a prompt still masked
+    chat = openai.OpenAI(base_url=f"{gw.url}/m-openai/v1", api_key="k", max_retries=0)
+    chat.chat.completions.create(model="gpt-4o-mini", messages=[
+        {"role": "user", "content": [{"type": "text", "text": f"mail {EMAIL}"}, image]}])
+    sent = upstream_body(gw)["messages"][0]["content"]
+    assert sent == [{"type": "text", "text": "mail <EMAIL>"}, image]
+    with pytest.raises(openai.BadRequestError) as exc:
+        chat.chat.completions.create(model="gpt-4o-mini", messages=[
+            {"role": "user", "content": [{"type": "text", "text": "read"}, pdf]}])
+    assert "a binary document" in str(exc.value)
+    claude = anthropic.Anthropic(base_url=f"{gw.url}/m-anthropic", api_key="k", max_retries=0)
+    claude.messages.create(model="claude-sonnet-4-5", max_tokens=50, messages=[
+        {"role": "user", "content": [{"type": "text", "text": "look"}, block]}])
+    assert upstream_body(gw)["messages"][0]["content"][1] == block
+    gemini = genai.Client(api_key="k", http_options=types.HttpOptions(
+        base_url=f"{gw.url}/m-gemini"))
+    gemini.models.generate_content(model="gemini-2.5-flash", contents=[
+        "look", types.Part.from_bytes(data=PNG, mime_type="image/png")])
+    part = upstream_body(gw)["contents"][0]["parts"][1]
+    blob = part.get("inlineData") or part["inline_data"]
+    assert base64.b64decode(blob["data"]) == PNG

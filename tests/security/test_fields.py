@@ -6,6 +6,7 @@ the provider sees anything, or a stream ended the provider's way), never passed 
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -393,6 +394,48 @@ def test_a_request_for_log_probabilities_is_refused(gw: Gateway, provider: str,
                    timeout=30)
     assert r.status_code == 400, r.text
     assert "token log probabilities" in provider_error(provider, r)
+    last = gw.mock.last()
+    assert last is None or marker not in last["body"]
+
+
+_PDF = base64.b64encode(f"%PDF-1.4 BT ({VALUE}) Tj ET".encode()).decode()
+#: a value carried in an input no guard reads: a PDF inline, an image, a file by URL or id
+UNREAD = [
+    ("openai-pdf", "openai", {"messages": [{"role": "user", "content": [
+        {"type": "text", "text": "read this"},
+        {"type": "file", "file": {"filename": "a.pdf",
+                                  "file_data": f"data:application/pdf;base64,{_PDF}"}}]}]}),
+    ("openai-image-url", "openai", {"messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": f"https://x.test/?q={EMAIL}"}}]}]}),
+    ("openai-file-id", "openai", {"messages": [{"role": "user", "content": [
+        {"type": "file", "file": {"file_id": "file-abc"}}]}]}),
+    ("anthropic-pdf", "anthropic", {"messages": [{"role": "user", "content": [
+        {"type": "document", "source": {"type": "base64", "media_type": "application/pdf",
+                                        "data": _PDF}}]}]}),
+    ("anthropic-pdf-url", "anthropic", {"messages": [{"role": "user", "content": [
+        {"type": "document", "source": {"type": "url", "url": "https://x.test/a.pdf"}}]}]}),
+    ("gemini-pdf", "gemini", {"contents": [{"role": "user", "parts": [
+        {"text": "read this"}, {"inlineData": {"mimeType": "application/pdf", "data": _PDF}}]}]}),
+    ("gemini-file-uri", "gemini", {"contents": [{"role": "user", "parts": [
+        {"fileData": {"mimeType": "application/pdf", "fileUri": "gs://b/a.pdf"}}]}]}),
+]
+
+
+@pytest.mark.parametrize("action", ["mask", "reject"])
+@pytest.mark.parametrize(("provider", "fields"), [(p, f) for _, p, f in UNREAD],
+                         ids=[i for i, _, _ in UNREAD])
+def test_a_value_in_an_input_no_guard_reads_never_reaches_the_provider(
+        gw: Gateway, provider: str, fields: dict[str, Any], action: str) -> None:
+    """A PDF, an image or a file by URL or id is read by the model and by no guard: on a
+    guarded route it is refused up front, in the provider's format, unless a guard lets its
+    kind pass unread (none here does)."""
+    marker = uuid.uuid4().hex
+    r = httpx.post(url(gw, action, provider), json=prompt_body(provider, fields, marker),
+                   timeout=30)
+    assert r.status_code == 400, r.text
+    message = provider_error(provider, r)
+    assert f"which guard '{action}' cannot read and does not let pass unread" in message
+    assert not any(f in r.content for f in FRAGMENTS)
     last = gw.mock.last()
     assert last is None or marker not in last["body"]
 

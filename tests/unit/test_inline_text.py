@@ -2,7 +2,8 @@
 an Anthropic document with a base64 source of one, an OpenAI chat ``file`` part or Responses
 ``input_file`` whose ``file_data`` is a data URL of one) is read as the model reads it:
 decoded, guarded, and masked in place (encoded back); data that does not decode is refused
-on a guarded route; binary media pass untouched (`extproc.providers.inline`)."""
+on a guarded route; binary media, which these guards let pass unread (`allow_unread`),
+pass untouched (`extproc.providers.inline`)."""
 
 from __future__ import annotations
 
