@@ -43,7 +43,15 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from extproc.providers.base import Adapter, Delta, Prompt, Usage
-from extproc.providers.google_prompts import VALUES, Slot, part_slots, request_slots
+from extproc.providers.google_prompts import (
+    NOT_TEXT,
+    PART_KEYS,
+    VALUES,
+    Slot,
+    other_part_slots,
+    part_slots,
+    request_slots,
+)
 from extproc.providers.inline import BLOBS, InlineText, is_text_blob, unreadable
 from extproc.providers.slots import (
     NAME_PIECE,
@@ -93,36 +101,13 @@ def _route(path: str) -> tuple[str | None, str | None]:
 _VALUE_KEYS = dict(VALUES)
 #: the parts of a reply that call a function, by name
 _CALLS = ("functionCall", "function_call")
-#: what a candidate says besides its content that is no text a client reads: enums, token
-#: log probabilities (refused unless asked, `unreadable_reply`) and binary payloads, at any
-#: depth of its metadata
-_NOT_TEXT = frozenset({"content", "index", "finishReason", "finish_reason", "safetyRatings",
-                       "safety_ratings", "logprobsResult", "logprobs_result", "sdkBlob",
-                       "sdk_blob"})
-
-
-#: the keys of a reply part read field by field, or holding no text (a thought signature,
-#: binary data or a file's URI, video offsets); any other key's strings are read whole
-_PART_KEYS = frozenset({"text", "thought", "thoughtSignature", "thought_signature",
-                        *(name for name, _ in VALUES), *_CALLS, "inlineData", "inline_data",
-                        "fileData", "file_data", "videoMetadata", "video_metadata"})
-
-
-def _other_part_slots(part: dict[str, Any]) -> list[tuple[Any, Any]]:
-    """(holder, key) of every string of a reply part under a key this code does not know
-    (a part type newer than it): read whole, so it fails closed."""
-    return [slot for key, value in part.items()
-            if key not in _PART_KEYS and isinstance(value, str | dict | list)
-            for slot in string_slots(part, key, _NOT_TEXT)]
-
-
 def _metadata_slots(candidate: dict[str, Any]) -> list[tuple[Any, Any]]:
     """(holder, key) of every string a candidate holds besides its content: grounding (the
     search queries, the sources' titles, the passages retrieved, each supported segment of
     the reply, a copy of its text), citations, the finish message."""
     return [slot for key, value in candidate.items()
-            if key not in _NOT_TEXT and isinstance(value, str | dict | list)
-            for slot in string_slots(candidate, key, _NOT_TEXT)]
+            if key not in NOT_TEXT and isinstance(value, str | dict | list)
+            for slot in string_slots(candidate, key, NOT_TEXT)]
 
 
 def _reply_slots(obj: Any) -> Iterator[Slot]:
@@ -136,7 +121,7 @@ def _reply_slots(obj: Any) -> Iterator[Slot]:
                     if isinstance(as_dict(part.get(call)).get("name"), str):
                         yield "name", part[call], "name"
                 yield from part_slots(part, kind)
-                for holder, key in _other_part_slots(part):
+                for holder, key in other_part_slots(part):
                     yield "result", holder, key
         if isinstance(candidate, dict):
             for holder, key in _metadata_slots(candidate):
@@ -307,10 +292,10 @@ class GoogleAdapter(Adapter):
                                 out.slots.append(TextSlot((index, "inline", pi),
                                                           InlineText(part[name]), None,
                                                           whole=True))
-                        elif name not in _PART_KEYS:   # a part type newer than this code
+                        elif name not in PART_KEYS:   # a part type newer than this code
                             out.slots.extend(
                                 TextSlot((index, "other", pi), holder, k, whole=True)
-                                for holder, k in string_slots(part, name, _NOT_TEXT))
+                                for holder, k in string_slots(part, name, NOT_TEXT))
                         continue
                     value = part[name]
                     if name in _CALLS and isinstance(value, dict):

@@ -13,7 +13,8 @@ the same slots): the system instruction (a Content or a bare string), tool decla
 `providers.unread` markers when asked for), ``functionCall.args`` and
 ``functionResponse.response`` and the text files of its ``parts`` (role "tool", objects
 rewritten string value by string value), ``executableCode.code`` and
-``codeExecutionResult.output`` (role "tool").
+``codeExecutionResult.output`` (role "tool"); a part key this code does not know (a part
+kind newer than it) has every string read (``other_part_slots``, shared with replies).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from extproc.providers.inline import BLOBS, InlineText, is_text_blob
+from extproc.providers.slots import string_slots
 from extproc.providers.unread import Unread, media_kind
 from extproc.providers.values import as_dict, as_list, lower_role
 
@@ -42,6 +44,27 @@ _SCHEMAS = ("parameters", "parametersJsonSchema", "parameters_json_schema", "res
             "responseJsonSchema", "response_json_schema")
 _OUTPUT_SCHEMAS = ("responseSchema", "response_schema", "responseJsonSchema",
                    "response_json_schema")
+
+
+#: what a candidate says besides its content that is no text a client reads: enums, token
+#: log probabilities (refused unless asked, `unreadable_reply`) and binary payloads, at any
+#: depth of its metadata (or of a part of a kind this code does not know)
+NOT_TEXT = frozenset({"content", "index", "finishReason", "finish_reason", "safetyRatings",
+                      "safety_ratings", "logprobsResult", "logprobs_result", "sdkBlob",
+                      "sdk_blob"})
+#: the keys of a part read field by field, or holding no text (a thought signature, binary
+#: data or a file's URI, video offsets); any other key's strings are read whole
+PART_KEYS = frozenset({"text", "thought", "thoughtSignature", "thought_signature",
+                       *(name for name, _ in VALUES), *BLOBS, *FILES, "videoMetadata",
+                       "video_metadata", "mediaResolution", "media_resolution"})
+
+
+def other_part_slots(part: dict[str, Any]) -> list[tuple[Any, Any]]:
+    """(holder, key) of every string of a part under a key this code does not know (a part
+    type newer than it): read whole, so it fails closed."""
+    return [slot for key, value in part.items()
+            if key not in PART_KEYS and isinstance(value, str | dict | list)
+            for slot in string_slots(part, key, NOT_TEXT)]
 
 
 def part_slots(part: dict[str, Any], role: str, inputs: bool = False) -> Iterator[Slot]:
@@ -95,6 +118,8 @@ def _content_slots(holder: Any, key: Any, role: str | None, inputs: bool) -> Ite
     for part in items(content.get("parts")):
         if isinstance(part, dict):
             yield from part_slots(part, role, inputs)
+            for parent, key in other_part_slots(part):   # a part kind newer than this code
+                yield role, parent, key
 
 
 def items(value: Any) -> list[Any]:

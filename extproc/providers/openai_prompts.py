@@ -12,8 +12,10 @@ data URL of a text media type, decoded: ``providers.inline``; images, audio, bin
 files by id are `providers.unread` markers when asked for), a non-empty ``refusal`` and
 ``reasoning_content`` / ``reasoning``, and the arguments of tool calls and of the legacy
 ``function_call`` (a JSON string, passed whole as a ``JsonSource``; a non-string value is
-rewritten string value by string value), a custom tool call's ``input``. Function and tool
-names are identifiers, not texts (``guards.names`` reads them).
+rewritten string value by string value), a custom tool call's ``input``; a content part of
+a kind this code does not know, or a message field it does not know, has every string read,
+ids and payloads aside (it fails closed). Function and tool names are identifiers, not
+texts (``guards.names`` reads them).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from extproc.providers.slots import string_slots
 from extproc.providers.unread import Unread, file_holders
 from extproc.providers.values import (
     as_dict,
@@ -34,6 +37,18 @@ from extproc.providers.values import (
 )
 
 _ROLES = {"developer": "system", "function": "tool"}
+#: content part kinds read field by field; a part of any other kind has every string read
+PART_TYPES = frozenset({"text", "refusal", "image_url", "input_audio", "file"})
+#: message fields read field by field, or holding no text (ids, an earlier audio reply's id);
+#: any other field's strings are read whole
+MESSAGE_KEYS = frozenset({"role", "content", "name", "refusal", "reasoning_content",
+                          "reasoning", "tool_calls", "function_call", "tool_call_id", "audio"})
+#: in a part or field read whole: keys whose strings are ids, enums or payloads, not text
+OPAQUE = frozenset({"type", "id", "data", "signature", "encrypted_content", "format",
+                    "detail", "file_id", "file_data", "cache_control", "image_url",
+                    "input_audio", "file"})
+#: keys of a part that carry data or a file no guard reads (an `Unread` input)
+PAYLOADS = ("data", "file_id", "file_data", "image_url", "input_audio", "file")
 #: a message's or a delta's texts besides its content: (field, reply kind)
 EXTRA = (("refusal", "text"), ("reasoning_content", "thinking"), ("reasoning", "thinking"))
 #: (role or kind, holder, key): a text at holder[key] (a string, or a JSON value read as
@@ -53,6 +68,14 @@ def content_slots(holder: dict[str, Any], role: str, inputs: bool = False) -> It
             yield role, content, index
         elif isinstance(part, dict):
             kind = part.get("type")
+            if not isinstance(kind, str) or kind not in PART_TYPES:   # a kind newer than
+                # this code (or malformed): every string in it is read
+                for key in part:
+                    if key not in OPAQUE:
+                        yield from ((role, h, k) for h, k in string_slots(part, key, OPAQUE))
+                if inputs and any(key in part for key in PAYLOADS):   # and what it carries
+                    yield role, Unread("file"), None
+                continue
             key = "refusal" if kind == "refusal" else "text"
             if isinstance(part.get(key), str):
                 yield role, part, key
@@ -60,9 +83,9 @@ def content_slots(holder: dict[str, Any], role: str, inputs: bool = False) -> It
                 yield role, holder, None
             if not inputs:
                 continue
-            if kind == "image_url" or "image_url" in part:
+            if kind == "image_url":
                 yield role, Unread("image"), None
-            elif kind == "input_audio" or "input_audio" in part:
+            elif kind == "input_audio":
                 yield role, Unread("audio"), None
 
 
@@ -103,6 +126,9 @@ def message_slots(message: Any, inputs: bool = False) -> Iterator[Slot]:
         if as_str(message.get(key)):
             yield role, message, key
     yield from call_slots(message)
+    for key in message:   # a field newer than this code: every string in it is read
+        if key not in MESSAGE_KEYS:
+            yield from ((role, h, k) for h, k in string_slots(message, key, OPAQUE))
 
 
 def spec_slots(spec: Any) -> Iterator[Slot]:
