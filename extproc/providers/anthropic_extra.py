@@ -47,6 +47,16 @@ class AnthropicCountTokensAdapter(Adapter):
                               fn: Callable[[str, str], str]) -> bool:
         return self.messages.rewrite_request_texts(path, body, fn)
 
+    # what the model would read but no guard can: as Messages reads it
+    inline_needles = AnthropicAdapter.inline_needles
+    unread_needles = AnthropicAdapter.unread_needles
+
+    def undecodable_inputs(self, body: dict[str, Any]) -> list[str]:
+        return self.messages.undecodable_inputs(body)
+
+    def unread_inputs(self, body: dict[str, Any]) -> list[tuple[str, str]]:
+        return self.messages.unread_inputs(body)
+
     def parse_response(self, body: dict[str, Any]) -> tuple[str, str | None, Usage]:
         return "", None, _free()
 

@@ -100,16 +100,31 @@ class _GoogleNoOutput(Adapter):
     def _read(self, path: str, body: dict[str, Any]) -> Texts:
         raise NotImplementedError
 
+    def _bodies(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """The generateContent-shaped requests this body holds, as `_read` reads them."""
+        raise NotImplementedError
+
+    # what the model would read but no guard can: as generateContent reads it
+    inline_needles = GoogleAdapter.inline_needles
+    unread_needles = GoogleAdapter.unread_needles
+
+    def undecodable_inputs(self, body: dict[str, Any]) -> list[str]:
+        return [u for b in self._bodies(as_dict(body))
+                for u in self.google.undecodable_inputs(b)]
+
+    def unread_inputs(self, body: dict[str, Any]) -> list[tuple[str, str]]:
+        return [u for b in self._bodies(as_dict(body)) for u in self.google.unread_inputs(b)]
+
 
 class GoogleCountTokensAdapter(_GoogleNoOutput):
     """``models/{model}:countTokens`` (Gemini API and Vertex AI)."""
 
     def _read(self, path: str, body: dict[str, Any]) -> Texts:
-        texts = self.google.parse_request(path, body).texts
+        return [t for b in self._bodies(body) for t in self.google.parse_request(path, b).texts]
+
+    def _bodies(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         inner = body.get(_key(body, "generateContentRequest", "generate_content_request"))
-        if isinstance(inner, dict):
-            texts = texts + self.google.parse_request(path, inner).texts
-        return texts
+        return [body, inner] if isinstance(inner, dict) else [body]
 
     def rewrite_request_texts(self, path: str, body: dict[str, Any],
                               fn: Callable[[str, str], str]) -> bool:
@@ -137,6 +152,10 @@ class GoogleEmbedAdapter(_GoogleNoOutput):
         """The body itself (embedContent), then each of its ``requests`` (batch): both are
         read whatever the path says, so a misplaced field is never passed on unread."""
         return [body, *(r for r in items(body.get("requests")) if isinstance(r, dict))]
+
+    def _bodies(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{"contents": [request["content"]]} for request in self._requests("", body)
+                if request.get("content") is not None]
 
     def _read(self, path: str, body: dict[str, Any]) -> Texts:
         texts: Texts = []

@@ -32,6 +32,10 @@ CHAT = "/v1/chat/completions"
 RESPONSES = "/v1/responses"
 MESSAGES = "/v1/messages"
 GEMINI = "/v1beta/models/gemini-2.5-flash:generateContent"
+GEMINI_COUNT = "/v1beta/models/gemini-2.5-flash:countTokens"
+GEMINI_EMBED = "/v1beta/models/gemini-embedding-001:embedContent"
+GEMINI_BATCH = "/v1beta/models/gemini-embedding-001:batchEmbedContents"
+COUNT_TOKENS = "/v1/messages/count_tokens"
 Body = dict[str, Any]
 
 
@@ -170,6 +174,21 @@ CASES: list[tuple[str, str, str, Body, tuple[str, str]]] = [
                                   "parts": [blob("image/png")]}}), ("tool", "image")),
     ("gemini-system-image", "gemini", GEMINI,
      {"systemInstruction": {"parts": [blob("image/png")]}, **gemini()}, ("system", "image")),
+    # the endpoints that read a prompt without generating: token counts and embeddings
+    ("gemini-count-tokens", "gemini", GEMINI_COUNT, gemini(blob("image/png")),
+     ("user", "image")),
+    ("gemini-count-tokens-inner", "gemini", GEMINI_COUNT,
+     {"generateContentRequest": {"model": "models/gemini-2.5-flash",
+                                 **gemini(blob("application/pdf", PDF))}},
+     ("user", "document")),
+    ("gemini-embed", "gemini", GEMINI_EMBED,
+     {"content": {"parts": [{"text": "a"}, blob("image/png")]}}, ("user", "image")),
+    ("gemini-batch-embed", "gemini", GEMINI_BATCH,
+     {"requests": [{"model": "models/gemini-embedding-001",
+                    "content": {"parts": [file_data("video/mp4")]}}]}, ("user", "video")),
+    ("anthropic-count-tokens", "anthropic", COUNT_TOKENS,
+     messages({"type": "image", "source": {"type": "url", "url": "https://x.test/a.png"}}),
+     ("user", "image")),
 ]
 IDS = [c[0] for c in CASES]
 
