@@ -127,7 +127,7 @@ def message_slots(message: Any, inputs: bool = False) -> Iterator[Slot]:
             yield role, message, key
     yield from call_slots(message)
     for key in message:   # a field newer than this code: every string in it is read
-        if key not in MESSAGE_KEYS:
+        if key not in MESSAGE_KEYS and key not in OPAQUE:
             yield from ((role, h, k) for h, k in string_slots(message, key, OPAQUE))
 
 

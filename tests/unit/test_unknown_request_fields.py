@@ -73,11 +73,14 @@ def test_a_key_in_an_unknown_part_or_field_is_refused(case: str, endpoint: Any, 
     assert b"aws access key" in out.refused[1] and KEYS[0].encode() not in out.refused[1]
 
 
-def test_ids_and_payloads_of_an_unknown_part_are_not_read_as_text() -> None:
+def test_ids_and_payloads_of_an_unknown_part_or_field_are_not_read_as_text() -> None:
     part = {"type": "input_note", "id": EMAILS[0], "note": "plain"}
     out = run(CHAT_EP, wrapped(CHAT_EP, chat_part(part)))
     assert out.refused is None
     assert json.loads(out.upstream)["messages"][0]["content"][1] == part
+    body = chat_field("id", EMAILS[0])   # a message's own id, as some clients send back
+    out = run(CHAT_EP, wrapped(CHAT_EP, body))
+    assert out.refused is None and json.loads(out.upstream)["messages"][0]["id"] == EMAILS[0]
 
 
 def test_data_an_unknown_part_carries_is_an_unread_input() -> None:
