@@ -41,6 +41,8 @@ KNOWN = (*TOOL_USE, *_TOOL_RESULT, *_NO_TEXT, "text", "thinking", "document",
 #: payloads, not text
 OPAQUE = frozenset({"type", "id", "tool_use_id", "signature", "data", "media_type",
                     "file_id", "encrypted_content", "encrypted_index", "cache_control"})
+#: keys of a block of an unknown kind that carry data or a file no guard reads
+PAYLOADS = ("data", "file_id", "source")
 #: deeper than any real request nests blocks (a tool result holding a document holding
 #: content blocks): below it a block is read whole, as its compact JSON
 _MAX_DEPTH = 8
@@ -109,6 +111,8 @@ def _block_slots(block: Any, role: str, depth: int, inputs: bool) -> Iterator[Sl
             yield role, Unread("file"), None
     elif kind not in _NO_TEXT:
         yield from _other_slots(block, role, depth, inputs)
+        if inputs and any(key in block for key in PAYLOADS):   # and what it carries
+            yield role, Unread("file"), None
 
 
 def text_leaves(block: dict[str, Any]) -> list[tuple[Any, Any]]:

@@ -212,7 +212,8 @@ class OpenAIAdapter(Adapter):
             return ["a text file whose data does not decode"]
         return []
 
-    unread_needles = (b"image", b"audio", b"file", b"\\u")   # what a body with one holds
+    #: what a body with an unread input holds (a part of an unknown kind carrying "data")
+    unread_needles = (b"image", b"audio", b"file", b"data", b"\\u")
 
     def unread_inputs(self, body: dict[str, Any]) -> list[tuple[str, str]]:
         """(role, kind) of each input no guard can read (`providers.unread`)."""

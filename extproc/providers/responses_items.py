@@ -53,6 +53,8 @@ _TEXT_PARTS = {"input_text": "text", "output_text": "text", "text": "text",
                "refusal": "refusal", "summary_text": "text", "reasoning_text": "text"}
 _NO_TEXT_PARTS = frozenset({"input_image", "input_file", "input_audio", "image", "file"})
 _NO_TEXT_ITEMS = frozenset({"item_reference", "compaction_trigger", "computer_call_output"})
+#: keys of a part of an unknown kind that carry data or a file no guard reads
+PAYLOADS = ("data", "file_id", "file_data", "file_url", "image_url")
 _TOOL_OUTPUTS = frozenset({"function_call_output", "custom_tool_call_output"})
 #: keys whose string values are identifiers, enums or binary payloads, not text
 _OPAQUE_KEYS = frozenset({
@@ -178,6 +180,8 @@ def _part_slots(part: Any, role: str, out: list[Slot], inputs: bool) -> None:
             out.append((Unread("audio"), None, role))
     elif kind not in _NO_TEXT_PARTS:
         _generic(part, role, out)
+        if inputs and any(key in part for key in PAYLOADS):   # and what it carries
+            out.append((Unread("file"), None, role))
 
 
 def tool_slots(tool: Any, out: list[Slot]) -> None:

@@ -174,6 +174,14 @@ CASES: list[tuple[str, str, str, Body, tuple[str, str]]] = [
                                   "parts": [blob("image/png")]}}), ("tool", "image")),
     ("gemini-system-image", "gemini", GEMINI,
      {"systemInstruction": {"parts": [blob("image/png")]}, **gemini()}, ("system", "image")),
+    # a part or block of a kind newer than the adapters, carrying data or a file
+    ("chat-unknown-part-data", "openai", CHAT, chat({"type": "input_video", "data": PNG}),
+     ("user", "file")),
+    ("responses-unknown-part-file", "openai", RESPONSES,
+     responses(said({"type": "input_video", "file_id": "file-abc"})), ("user", "file")),
+    ("anthropic-unknown-block-source", "anthropic", MESSAGES,
+     messages({"type": "video", "source": {"type": "base64", "media_type": "video/mp4",
+                                           "data": PNG}}), ("user", "file")),
     # the endpoints that read a prompt without generating: token counts and embeddings
     ("gemini-count-tokens", "gemini", GEMINI_COUNT, gemini(blob("image/png")),
      ("user", "image")),
