@@ -15,6 +15,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from extproc import loader
 from extproc import protocol as P
@@ -23,6 +25,8 @@ from extproc.providers.endpoints import classify
 from extproc.providers.unread import KINDS, NAMES, Unread
 from extproc.reading import canonical_target
 from extproc.schema import ConfigError
+from tests.leak_prompts import respell
+from tests.leaks import dumps
 from tests.unit.test_exchange import request_body, request_headers, send
 
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAAB"
@@ -341,3 +345,22 @@ def test_allow_unread_names_known_kinds_only() -> None:
     with pytest.raises(ConfigError) as err:
         config(allow=["image", "pictures"])
     assert "guards.pii.allow_unread[1]" in str(err.value) and "pictures" in str(err.value)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=st.sampled_from(CASES),
+       chars=st.sets(st.sampled_from("abcdefghijklmnopqrstuvwxyz_ABCDEFGHIJKLMNOPQRSTUVWXYZ")),
+       snake=st.booleans())
+def test_however_the_body_is_spelled_the_precheck_never_skips_an_unread_input(
+        case: tuple[str, str, str, Body, tuple[str, str]], chars: set[str],
+        snake: bool) -> None:
+    """The byte precheck in front of the walk is sound: any character of any key or string
+    written as a JSON escape (`\\u0069mage_url`), Google's keys in either spelling, and the
+    input is still found and refused."""
+    _, provider, path, body, found = case
+    if provider == "gemini" and snake:
+        body = respell(body, lambda: True)
+    raw = dumps(body, lambda ch: ch in chars).encode()
+    assert adapter(provider, path).unread_inputs(json.loads(raw)) == [found]
+    sent, refused = asyncio.run(_run(config(), provider, path, raw))
+    assert sent == b"" and refused is not None and refused[0] == 400
