@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from extproc.providers.inline import InlineText, is_text_type
-from extproc.providers.slots import string_slots
+from extproc.providers.slots import field_strings, string_slots
 from extproc.providers.unread import Unread, media_kind
 from extproc.providers.values import as_list, lower_role
 
@@ -119,8 +119,7 @@ def text_leaves(block: dict[str, Any]) -> list[tuple[Any, Any]]:
     """(holder, key) of every string in a block, at any depth, but those under `OPAQUE`
     keys (ids, signatures, encrypted or binary payloads a client sends back unchanged), in
     serialisation order. Iterative and cycle-safe."""
-    return [slot for key in block if key not in OPAQUE
-            for slot in string_slots(block, key, OPAQUE)]
+    return field_strings(block, OPAQUE, OPAQUE)
 
 
 def _other_slots(block: dict[str, Any], role: str, depth: int, inputs: bool

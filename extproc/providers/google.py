@@ -59,6 +59,7 @@ from extproc.providers.slots import (
     Name,
     Piece,
     TextSlot,
+    field_strings,
     name_slot,
     piece_index,
     string_slots,
@@ -105,9 +106,7 @@ def _metadata_slots(candidate: dict[str, Any]) -> list[tuple[Any, Any]]:
     """(holder, key) of every string a candidate holds besides its content: grounding (the
     search queries, the sources' titles, the passages retrieved, each supported segment of
     the reply, a copy of its text), citations, the finish message."""
-    return [slot for key, value in candidate.items()
-            if key not in NOT_TEXT and isinstance(value, str | dict | list)
-            for slot in string_slots(candidate, key, NOT_TEXT)]
+    return field_strings(candidate, NOT_TEXT, NOT_TEXT)
 
 
 def _reply_slots(obj: Any) -> Iterator[Slot]:

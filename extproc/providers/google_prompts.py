@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from extproc.providers.inline import BLOBS, InlineText, is_text_blob
-from extproc.providers.slots import string_slots
+from extproc.providers.slots import field_strings
 from extproc.providers.unread import Unread, media_kind
 from extproc.providers.values import as_dict, as_list, lower_role
 
@@ -62,9 +62,7 @@ PART_KEYS = frozenset({"text", "thought", "thoughtSignature", "thought_signature
 def other_part_slots(part: dict[str, Any]) -> list[tuple[Any, Any]]:
     """(holder, key) of every string of a part under a key this code does not know (a part
     type newer than it): read whole, so it fails closed."""
-    return [slot for key, value in part.items()
-            if key not in PART_KEYS and isinstance(value, str | dict | list)
-            for slot in string_slots(part, key, NOT_TEXT)]
+    return field_strings(part, PART_KEYS, NOT_TEXT)
 
 
 def part_slots(part: dict[str, Any], role: str, inputs: bool = False) -> Iterator[Slot]:

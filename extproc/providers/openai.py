@@ -47,6 +47,7 @@ from extproc.providers.slots import (
     Name,
     Piece,
     TextSlot,
+    field_strings,
     name_slot,
     piece_index,
     string_slots,
@@ -109,10 +110,10 @@ def _reply_slots(body: Any) -> Iterator[Slot]:
         audio = as_dict(message.get("audio"))
         if isinstance(audio.get("transcript"), str):
             yield "text", audio, "transcript"
-        for key in message:   # any other field (web search annotations, a field newer
-            if key not in _MESSAGE_FIELDS:   # than this code): every string, read whole
-                for holder, field in string_slots(message, key, _ENUMS):
-                    yield "result", holder, field
+        # any other field (web search annotations, a field newer than this code): every
+        # string, read whole
+        for holder, field in field_strings(message, _MESSAGE_FIELDS, _ENUMS):
+            yield "result", holder, field
         yield from _call_names(message)
         yield from call_slots(message)
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from extproc.providers.slots import string_slots
+from extproc.providers.slots import field_strings
 from extproc.providers.unread import Unread, file_holders
 from extproc.providers.values import (
     as_dict,
@@ -47,6 +47,7 @@ MESSAGE_KEYS = frozenset({"role", "content", "name", "refusal", "reasoning_conte
 OPAQUE = frozenset({"type", "id", "data", "signature", "encrypted_content", "format",
                     "detail", "file_id", "file_data", "cache_control", "image_url",
                     "input_audio", "file"})
+_READ_OR_OPAQUE = MESSAGE_KEYS | OPAQUE
 #: keys of a part that carry data or a file no guard reads (an `Unread` input)
 PAYLOADS = ("data", "file_id", "file_data", "image_url", "input_audio", "file")
 #: a message's or a delta's texts besides its content: (field, reply kind)
@@ -70,9 +71,7 @@ def content_slots(holder: dict[str, Any], role: str, inputs: bool = False) -> It
             kind = part.get("type")
             if not isinstance(kind, str) or kind not in PART_TYPES:   # a kind newer than
                 # this code (or malformed): every string in it is read
-                for key in part:
-                    if key not in OPAQUE:
-                        yield from ((role, h, k) for h, k in string_slots(part, key, OPAQUE))
+                yield from ((role, h, k) for h, k in field_strings(part, OPAQUE, OPAQUE))
                 if inputs and any(key in part for key in PAYLOADS):   # and what it carries
                     yield role, Unread("file"), None
                 continue
@@ -126,9 +125,8 @@ def message_slots(message: Any, inputs: bool = False) -> Iterator[Slot]:
         if as_str(message.get(key)):
             yield role, message, key
     yield from call_slots(message)
-    for key in message:   # a field newer than this code: every string in it is read
-        if key not in MESSAGE_KEYS and key not in OPAQUE:
-            yield from ((role, h, k) for h, k in string_slots(message, key, OPAQUE))
+    # a field newer than this code: every string in it is read
+    yield from ((role, h, k) for h, k in field_strings(message, _READ_OR_OPAQUE, OPAQUE))
 
 
 def spec_slots(spec: Any) -> Iterator[Slot]:

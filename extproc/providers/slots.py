@@ -5,6 +5,7 @@ the mark of a call's name among the texts of a whole reply (``Name``)."""
 
 from __future__ import annotations
 
+from collections.abc import Container
 from typing import Any, NamedTuple
 
 #: one streamed text of a reply: (choice / content block / candidate index, field, sub-index),
@@ -84,6 +85,17 @@ def string_slots(holder: Any, key: Any,
                 else range(len(item))
             stack.extend((item, s) for s in reversed(slots))
     return out
+
+
+def field_strings(obj: dict[str, Any], known: Container[Any], skip: frozenset[str]
+                  ) -> list[tuple[Any, Any]]:
+    """(holder, key) of every string in the fields of `obj` but those in `known` (read field
+    by field elsewhere, or holding no text), at any depth but under a key in `skip`, in
+    serialisation order: how a part, block or field of a kind the code does not know is read
+    whole, so it fails closed."""
+    return [slot for key, value in obj.items()
+            if key not in known and isinstance(value, str | dict | list)
+            for slot in string_slots(obj, key, skip)]
 
 
 def piece_index(obj: dict[str, Any]) -> int:
