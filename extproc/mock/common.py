@@ -1,4 +1,10 @@
-"""Provider-neutral helpers for the mock LLM: reply text, pieces, token counts, ids, JSON.
+"""Provider-neutral helpers for the mock LLM: reply text, pieces, token counts, ids, JSON,
+and the generated media.
+
+The media are one fixed payload per kind, base64 (standard alphabet, padded) as the providers
+send them: ``IMAGE_B64`` (a 1x1 PNG) and ``AUDIO_B64`` (10 ms of a 440 Hz tone, a WAV file:
+mono 16-bit PCM at 24 kHz), which every image or audio reply carries byte for byte, and
+``split_b64`` cuts one into stream pieces that each decode on their own.
 
 Everything here is pure (no IO); the per-provider format modules and the server build on it.
 """
@@ -19,6 +25,37 @@ DEFAULT_REPLY = (
     "and joining all the pieces gives back exactly this text. Nothing here is generated; "
     "the same request always gets the same answer."
 )
+
+#: the image of every generated-image reply: a 1x1 RGBA PNG (70 bytes), base64
+IMAGE_B64 = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mPQr9//HwAEuwJtQWZp3AAAAABJRU5Er"
+    "kJggg=="
+)
+IMAGE_MIME = "image/png"
+#: the audio of every generated-audio reply: a WAV file (524 bytes) of 10 ms of a 440 Hz tone,
+#: mono 16-bit PCM at 24 kHz, base64
+AUDIO_B64 = (
+    "UklGRgQCAABXQVZFZm10IBAAAAABAAEAwF0AAIC7AAACABAAZGF0YeABAAAAAJcDIweWCuUNBRHrE44W5BjmGowc"
+    "0h2yHisfOR/eHhke7xxiG3kZOReqFNYRxA6BCxcIkQT7AGP90/lY9v7y0O/Z7CPqt+ed5d3jfeKB4ezgwOD/4Kfh"
+    "tuIo5PnlIuic6l7tYPCX8/j2d/oK/qMBNgW4CBwMVw9eEicVqBfZGbIbLR1FHvYePh8cH5Eenh1HHI8afhgZFmkT"
+    "eBBODfgJfwbxAlj/wvs6+M30hvFv7pXr/+i45sbkMeP+4TDhy+DQ4D7hFeJS4/Dk6eY46dTrte7Q8Rv1jPgV/Kz/"
+    "RAPRBkcKmg2/EKsTVBaxGLsaahy4HaIeJB88H+oeLx4OHYobqRlxF+kUGhIOD88LZwjjBE8Btv0l+qj2SvMY8Bvt"
+    "X+rs58vlAuSZ4pPh9eDA4PXgk+GZ4gLky+Xs51/qG+0Y8ErzqPYl+rb9TwHjBGcIzwsODxoS6RRxF6kZihsOHS8e"
+    "6h48HyQfoh64HWocuxqxGFQWqxO/EJoNRwrRBkQDrP8V/Iz4G/XQ8bXu1Os46enm8ORS4xXiPuHQ4MvgMOH+4THj"
+    "xuS45v/oletv7obxzfQ6+ML7WP/xAn8G+AlODXgQaRMZFn4YjxpHHJ4dkR4cHz4f9h5FHi0dshvZGagXJxU="
+)
+#: output tokens a generated image counts for (Gemini's figure for a 1024x1024 image)
+IMAGE_TOKENS = 1290
+#: output tokens the generated audio counts for (a small fixed figure)
+AUDIO_TOKENS = 25
+
+
+def split_b64(data: str, size: int) -> list[str]:
+    """Base64 text in pieces of ``size`` characters (rounded down to a multiple of 4, at
+    least 4): each piece decodes on its own and their concatenation is exactly ``data``."""
+    size = max(4, size - size % 4)
+    return [data[i:i + size] for i in range(0, len(data), size)]
+
 
 _PIECE_RE = re.compile(r"\s*\S+\s*", re.DOTALL)
 

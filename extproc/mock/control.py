@@ -17,9 +17,10 @@ DELAY_MS = "x-mock-delay-ms"
 STATUS = "x-mock-status"
 FAIL_AFTER = "x-mock-fail-after"
 #: where the reply goes besides visible text: the formats' SHAPES (refusal, thinking, tool,
-#: tool-escaped, start); a shape a provider has not is a 400
+#: tool-escaped, start; image and audio, generated media with the reply); a shape a provider
+#: has not is a 400
 SHAPE = "x-mock-shape"
-SHAPES = ("refusal", "thinking", "tool", "tool-escaped", "start")
+SHAPES = ("refusal", "thinking", "tool", "tool-escaped", "start", "image", "audio")
 ECHO = "echo"
 
 

@@ -8,7 +8,19 @@ JSON array sent element by element) and Google-style error bodies.
 every streamed element. Shapes (``x-mock-shape``): ``thinking`` streams the reply as thought
 parts (``"thought": true``, counted in ``thoughtsTokenCount``) before a text part saying
 ``THINKING_ANSWER``; ``tool`` answers one ``functionCall`` part whose args are the reply
-when it is a JSON object, else ``{"text": reply}`` (it arrives whole, in one element).
+when it is a JSON object, else ``{"text": reply}`` (it arrives whole, in one element);
+``image`` and ``audio`` answer with generated media as if the request asked for it (below),
+as image models such as gemini-2.5-flash-image answer by default.
+
+A request whose ``generationConfig.responseModalities`` (either spelling, values in any case)
+has ``IMAGE`` is answered with the reply's text part followed by an ``{"inlineData":
+{"mimeType": "image/png", "data": IMAGE_B64}}`` part; one that has ``AUDIO`` with only an
+``{"inlineData": {"mimeType": "audio/L16;codec=pcm;rate=24000", "data": AUDIO_B64}}`` part,
+as a TTS model answers (``common.IMAGE_B64`` / ``AUDIO_B64``; AUDIO wins when both are asked;
+the ``thinking`` and ``tool`` shapes ignore the modalities). The media part counts
+``IMAGE_TOKENS`` / ``AUDIO_TOKENS`` more ``candidatesTokenCount``, broken down by modality in
+``candidatesTokensDetails``. Streamed, the media part comes whole in the finishing element,
+after the text pieces' elements (audio: that one element only).
 
 A request with the Google Search tool (``tools: [{"google_search": {}}]``, either spelling)
 is answered grounded, as Gemini answers it: the finished element's candidates carry
@@ -25,6 +37,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from extproc.mock.common import (
+    AUDIO_B64,
+    AUDIO_TOKENS,
+    IMAGE_B64,
+    IMAGE_MIME,
+    IMAGE_TOKENS,
     Reply,
     RequestError,
     count_prompt_tokens,
@@ -33,7 +50,9 @@ from extproc.mock.common import (
 )
 
 METHODS = ("generateContent", "streamGenerateContent")
-SHAPES = ("thinking", "tool")
+SHAPES = ("thinking", "tool", "image", "audio")
+MEDIA = ("image", "audio")
+AUDIO_MIME = "audio/L16;codec=pcm;rate=24000"
 THINKING_ANSWER = "Done."
 TOOL_NAME = "mock_tool"
 MAX_CANDIDATES = 8
@@ -143,13 +162,48 @@ def candidate_count(request: dict[str, Any]) -> int:
     return 1
 
 
-def _usage(reply: Reply, candidates: int, vertex: bool, thoughts: int = 0) -> dict[str, Any]:
+def media_kind(request: dict[str, Any], shape: str | None = None) -> str | None:
+    """The generated media to answer with: ``"audio"`` or ``"image"`` (the ``image`` /
+    ``audio`` shape, else the request's ``responseModalities``), else None."""
+    if shape is not None:
+        return shape if shape in MEDIA else None
+    config = request.get("generationConfig") or request.get("generation_config")
+    if not isinstance(config, dict):
+        return None
+    modalities = config.get("responseModalities", config.get("response_modalities"))
+    names = {m.strip().upper() for m in modalities if isinstance(m, str)} \
+        if isinstance(modalities, list) else set()
+    return "audio" if "AUDIO" in names else "image" if "IMAGE" in names else None
+
+
+def _media_part(kind: str) -> dict[str, Any]:
+    if kind == "audio":
+        return {"inlineData": {"mimeType": AUDIO_MIME, "data": AUDIO_B64}}
+    return {"inlineData": {"mimeType": IMAGE_MIME, "data": IMAGE_B64}}
+
+
+def _media_details(reply: Reply, kind: str) -> list[dict[str, Any]]:
+    """One candidate's ``candidatesTokensDetails`` for a media reply."""
+    if kind == "audio":
+        return [{"modality": "AUDIO", "tokenCount": AUDIO_TOKENS}]
+    return [{"modality": "TEXT", "tokenCount": reply.completion_tokens},
+            {"modality": "IMAGE", "tokenCount": IMAGE_TOKENS}]
+
+
+def _media_tokens(reply: Reply, kind: str) -> int:
+    return AUDIO_TOKENS if kind == "audio" else reply.completion_tokens + IMAGE_TOKENS
+
+
+def _usage(reply: Reply, candidates: int, vertex: bool, thoughts: int = 0,
+           details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     usage: dict[str, Any] = {
         "promptTokenCount": reply.prompt_tokens,
         "candidatesTokenCount": candidates,
         "totalTokenCount": reply.prompt_tokens + candidates + thoughts,
         "promptTokensDetails": [{"modality": "TEXT", "tokenCount": reply.prompt_tokens}],
     }
+    if details:
+        usage["candidatesTokensDetails"] = details
     if thoughts:
         usage["thoughtsTokenCount"] = thoughts
     if vertex:
@@ -180,6 +234,7 @@ def grounding(request: dict[str, Any], reply: Reply) -> dict[str, Any] | None:
 def _response(
     reply: Reply, parts: list[dict[str, Any]], candidates: int, finished: bool, vertex: bool,
     n: int = 1, thoughts: int = 0, grounded: dict[str, Any] | None = None,
+    details: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     answers = []
     for index in range(n):
@@ -192,7 +247,9 @@ def _response(
         answers.append(candidate)
     body: dict[str, Any] = {
         "candidates": answers,
-        "usageMetadata": _usage(reply, candidates * n, vertex, thoughts * n),
+        "usageMetadata": _usage(reply, candidates * n, vertex, thoughts * n,
+                                [{**d, "tokenCount": d["tokenCount"] * n}
+                                 for d in details or ()]),
         "modelVersion": reply.model,
     }
     if vertex:
@@ -218,8 +275,17 @@ def build_response(request: dict[str, Any], reply: Reply, *, vertex: bool = Fals
     """The non-streamed ``GenerateContentResponse`` body (pretty-printed, like Google)."""
     n = candidate_count(request)
     tokens = reply.completion_tokens
-    if shape == "thinking":
-        parts = [{"text": reply.text, "thought": True}, {"text": THINKING_ANSWER}]
+    kind = media_kind(request, shape)
+    if kind == "audio":
+        body = _response(reply, [_media_part(kind)], AUDIO_TOKENS, True, vertex, n,
+                         details=_media_details(reply, kind))
+    elif kind == "image":
+        body = _response(reply, [{"text": reply.text}, _media_part(kind)],
+                         _media_tokens(reply, kind), True, vertex, n,
+                         grounded=grounding(request, reply), details=_media_details(reply, kind))
+    elif shape == "thinking":
+        parts: list[dict[str, Any]] = [{"text": reply.text, "thought": True},
+                                       {"text": THINKING_ANSWER}]
         body = _response(reply, parts, 1, True, vertex, n, tokens)
     elif shape == "tool":
         body = _response(reply, [_call(reply)], tokens, True, vertex, n)
@@ -230,9 +296,22 @@ def build_response(request: dict[str, Any], reply: Reply, *, vertex: bool = Fals
 
 
 def stream_events(reply: Reply, *, vertex: bool = False, n: int = 1,
-                  shape: str | None = None,
-                  grounded: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """The streamed responses: one per piece, cumulative usage, the last one finished."""
+                  shape: str | None = None, grounded: dict[str, Any] | None = None,
+                  media: str | None = None) -> list[dict[str, Any]]:
+    """The streamed responses: one per piece, cumulative usage, the last one finished; with
+    ``media`` (``"image"``: the text pieces, then the image part in the finishing element;
+    ``"audio"``: the audio part, in one finished element; the ``image`` / ``audio`` shape
+    gives its media too)."""
+    media = media or (shape if shape in MEDIA else None)
+    if media in MEDIA:
+        last_media = _response(reply, [_media_part(media)], _media_tokens(reply, media), True,
+                               vertex, n, grounded=grounded if media == "image" else None,
+                               details=_media_details(reply, media))
+        if media == "audio":
+            return [last_media]
+        return [*(_response(reply, [{"text": piece}], min(i + 1, reply.completion_tokens),
+                            False, vertex, n) for i, piece in enumerate(reply.pieces or [""])),
+                last_media]
     if shape == "tool":
         return [_response(reply, [_call(reply)], reply.completion_tokens, True, vertex, n)]
     pieces = reply.pieces or [""]
@@ -263,7 +342,7 @@ def build_stream(
 ) -> list[bytes]:
     """Stream frames: ``data: {json}\\r\\n\\r\\n`` events, or the pieces of one JSON array."""
     events = stream_events(reply, vertex=vertex, n=candidate_count(request), shape=shape,
-                           grounded=grounding(request, reply))
+                           grounded=grounding(request, reply), media=media_kind(request, shape))
     if sse:
         return [f"data: {dump_sse_json(event)}\r\n\r\n".encode() for event in events]
     frames = []

@@ -12,6 +12,16 @@ reply a tool call whose arguments are ``{"text": reply}`` (content null, finish 
 (``common.dump_escaped``), so that the pieces split escapes apart. The call is to the function
 the request forces (``tool_choice: {"type": "function", "function": {"name": N}}``), else to
 ``mock_tool``.
+
+A request whose ``modalities`` has ``"audio"`` (its ``audio: {voice, format}`` is accepted, not
+required) is answered with speech, as gpt-4o-audio-preview answers: the message's content is
+null and its ``audio`` is ``{"id": "audio_<hex>", "data": AUDIO_B64, "expires_at": <created +
+1 h>, "transcript": reply}`` (``common.AUDIO_B64``; ``AUDIO_TOKENS`` more completion tokens,
+as ``completion_tokens_details.audio_tokens``). Streamed, after the first chunk (role, content
+null) come ``delta.audio.transcript`` pieces (the first audio delta also carries the ``id``),
+then ``delta.audio.data`` pieces of ``AUDIO_PIECE`` base64 characters (each decodes alone,
+joined they are AUDIO_B64), then a ``delta.audio.expires_at``, then the finish chunk. The
+``refusal`` and ``tool`` shapes answer as without audio.
 """
 
 from __future__ import annotations
@@ -19,12 +29,16 @@ from __future__ import annotations
 from typing import Any
 
 from extproc.mock.common import (
+    AUDIO_B64,
+    AUDIO_TOKENS,
     Reply,
     RequestError,
     count_prompt_tokens,
     dump_compact,
     dump_escaped,
     dump_pretty,
+    make_id,
+    split_b64,
     texts_of_parts,
 )
 
@@ -33,6 +47,8 @@ SHAPES = ("refusal", "tool", "tool-escaped")
 MAX_CHOICES = 8
 TOOL_NAME = "mock_tool"
 MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1", "o3-mini")
+AUDIO_PIECE = 256          # base64 characters per streamed audio data delta
+AUDIO_EXPIRES_AFTER = 3600  # seconds from creation to a reply audio's expires_at
 
 # status -> (type, code, message), following what api.openai.com answers.
 _ERRORS: dict[int, tuple[str, str | None, str]] = {
@@ -137,16 +153,34 @@ def wants_usage(request: dict[str, Any]) -> bool:
     return isinstance(options, dict) and options.get("include_usage") is True
 
 
-def usage(reply: Reply, n: int = 1) -> dict[str, Any]:
-    """The OpenAI usage object for a reply (``n`` choices of it)."""
+def wants_audio(request: dict[str, Any]) -> bool:
+    """True when the request's ``modalities`` has ``"audio"``."""
+    modalities = request.get("modalities")
+    return isinstance(modalities, list) and any(
+        isinstance(m, str) and m.strip().lower() == "audio" for m in modalities)
+
+
+def _audio_id(reply: Reply, index: int) -> str:
+    return f"audio_{make_id(f'{reply.response_id}:audio:{index}', 32)}"
+
+
+def _audio_expires_at(reply: Reply) -> int:
+    return int(reply.created) + AUDIO_EXPIRES_AFTER
+
+
+def usage(reply: Reply, n: int = 1, audio: bool = False) -> dict[str, Any]:
+    """The OpenAI usage object for a reply (``n`` choices of it; with ``audio``, each choice
+    also counts ``AUDIO_TOKENS`` audio completion tokens)."""
+    audio_tokens = AUDIO_TOKENS * n if audio else 0
+    completion = reply.completion_tokens * n + audio_tokens
     return {
         "prompt_tokens": reply.prompt_tokens,
-        "completion_tokens": reply.completion_tokens * n,
-        "total_tokens": reply.prompt_tokens + reply.completion_tokens * n,
+        "completion_tokens": completion,
+        "total_tokens": reply.prompt_tokens + completion,
         "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
         "completion_tokens_details": {
             "reasoning_tokens": 0,
-            "audio_tokens": 0,
+            "audio_tokens": audio_tokens,
             "accepted_prediction_tokens": 0,
             "rejected_prediction_tokens": 0,
         },
@@ -161,12 +195,18 @@ def tool_name(request: dict[str, Any]) -> str:
     return name if isinstance(name, str) else TOOL_NAME
 
 
-def _message(reply: Reply, index: int, shape: str | None,
-             name: str = TOOL_NAME) -> tuple[dict[str, Any], str]:
+def _message(reply: Reply, index: int, shape: str | None, name: str = TOOL_NAME,
+             audio: bool = False) -> tuple[dict[str, Any], str]:
     """One choice's message and finish reason."""
     message: dict[str, Any] = {"role": "assistant", "content": reply.text, "refusal": None,
                                "annotations": []}
-    if shape == "refusal":
+    if audio and shape is None:
+        message = {"role": "assistant", "content": None, "refusal": None,
+                   "audio": {"id": _audio_id(reply, index), "data": AUDIO_B64,
+                             "expires_at": _audio_expires_at(reply),
+                             "transcript": reply.text},
+                   "annotations": []}
+    elif shape == "refusal":
         message.update(content=None, refusal=reply.text)
     elif shape in ("tool", "tool-escaped"):
         message["content"] = None
@@ -180,7 +220,8 @@ def _message(reply: Reply, index: int, shape: str | None,
 def build_response(request: dict[str, Any], reply: Reply, shape: str | None = None) -> bytes:
     """The non-streamed ``chat.completion`` body."""
     n = choices(request)
-    answers = [_message(reply, i, shape, tool_name(request)) for i in range(n)]
+    audio = wants_audio(request) and shape is None
+    answers = [_message(reply, i, shape, tool_name(request), audio) for i in range(n)]
     body = {
         "id": f"chatcmpl-{reply.response_id}",
         "object": "chat.completion",
@@ -190,7 +231,7 @@ def build_response(request: dict[str, Any], reply: Reply, shape: str | None = No
             {"index": i, "message": message, "logprobs": None, "finish_reason": finish}
             for i, (message, finish) in enumerate(answers)
         ],
-        "usage": usage(reply, n),
+        "usage": usage(reply, n, audio),
         "service_tier": "default",
         "system_fingerprint": SYSTEM_FINGERPRINT,
     }
@@ -225,32 +266,50 @@ def build_stream(request: dict[str, Any], reply: Reply,
             obj["usage"] = None
         return obj
 
+    audio = wants_audio(request) and shape is None
+    deltas: list[list[dict[str, Any]]]   # each choice's deltas after its first chunk
     if shape in ("tool", "tool-escaped"):
         first = [{"role": "assistant", "content": None, "tool_calls": [
             {"index": 0, "id": _tool_call_id(reply, i), "type": "function",
              "function": {"name": tool_name(request), "arguments": ""}}], "refusal": None}
             for i in range(n)]
-        deltas = [{"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}
-                  for piece in split_arguments(tool_arguments(reply, shape))]
+        deltas = [[{"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}
+                   for piece in split_arguments(tool_arguments(reply, shape))]] * n
         finish = "tool_calls"
     elif shape == "refusal":
         first = [{"role": "assistant", "content": None, "refusal": ""}] * n
-        deltas = [{"refusal": piece} for piece in reply.pieces]
+        deltas = [[{"refusal": piece} for piece in reply.pieces]] * n
+        finish = "stop"
+    elif audio:
+        first = [{"role": "assistant", "content": None, "refusal": None}] * n
+        deltas = [audio_deltas(reply, i) for i in range(n)]
         finish = "stop"
     else:
         first = [{"role": "assistant", "content": "", "refusal": None}] * n
-        deltas = [{"content": piece} for piece in reply.pieces]
+        deltas = [[{"content": piece} for piece in reply.pieces]] * n
         finish = "stop"
     frames = [_sse(chunk(first[i], None, i)) for i in range(n)]
-    frames.extend(_sse(chunk(delta, None, i)) for delta in deltas for i in range(n))
+    frames.extend(_sse(chunk(deltas[i][j], None, i))
+                  for j in range(len(deltas[0])) for i in range(n))
     frames.extend(_sse(chunk({}, finish, i)) for i in range(n))
     if include_usage:
         final = chunk({}, None)
         final["choices"] = []
-        final["usage"] = usage(reply, n)
+        final["usage"] = usage(reply, n, audio)
         frames.append(_sse(final))
     frames.append(b"data: [DONE]\n\n")
     return frames
+
+
+def audio_deltas(reply: Reply, index: int = 0) -> list[dict[str, Any]]:
+    """One choice's streamed audio deltas: the transcript pieces (the first one with the
+    audio's ``id``), the ``data`` pieces of AUDIO_B64, then ``expires_at``."""
+    deltas: list[dict[str, Any]] = [{"audio": {"transcript": piece}}
+                                    for piece in reply.pieces or [""]]
+    deltas[0]["audio"] = {"id": _audio_id(reply, index), **deltas[0]["audio"]}
+    deltas += [{"audio": {"data": piece}} for piece in split_b64(AUDIO_B64, AUDIO_PIECE)]
+    deltas.append({"audio": {"expires_at": _audio_expires_at(reply)}})
+    return deltas
 
 
 def split_arguments(arguments: str) -> list[str]:

@@ -7,6 +7,17 @@ API sends them: ``response.created``, ``response.in_progress``, ``response.outpu
 false), ``response.output_text.done``, ``response.content_part.done``,
 ``response.output_item.done`` and ``response.completed`` with the usage; every event carries
 its ``sequence_number``, and there is no ``[DONE]``. Errors use OpenAI's error bodies.
+
+A request whose ``tools`` has an ``{"type": "image_generation"}`` tool is answered with an
+image, as the API answers it: before the message comes an ``image_generation_call`` output
+item ``{"id": "ig_<hex>", "type": "image_generation_call", "status": "completed", "background":
+"opaque", "output_format": "png", "quality": "high", "size": "1024x1024", "revised_prompt":
+reply, "result": IMAGE_B64}`` (``common.IMAGE_B64``; the message is then output 1). Streamed,
+that item comes first: ``response.output_item.added`` (status ``in_progress``, no result),
+``response.image_generation_call.in_progress``, ``...generating``, the tool's
+``partial_images`` (0 to 3, more is a 400) ``...partial_image`` events (``partial_image_index``,
+``partial_image_b64``: IMAGE_B64), ``...completed`` and ``response.output_item.done`` with the
+whole item; ``response.completed`` has it in its ``output``.
 """
 
 from __future__ import annotations
@@ -14,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from extproc.mock.common import (
+    IMAGE_B64,
     Reply,
     RequestError,
     count_prompt_tokens,
@@ -24,6 +36,8 @@ from extproc.mock.common import (
 )
 
 _OBFUSCATION_TO = 16   # pad each delta's text + obfuscation to about this many characters
+IMAGE_TOOL = "image_generation"
+MAX_PARTIAL_IMAGES = 3
 
 
 def validate(request: dict[str, Any]) -> None:
@@ -33,6 +47,26 @@ def validate(request: dict[str, Any]) -> None:
     value = request.get("input")
     if value is not None and not isinstance(value, str | list):
         raise RequestError("Invalid type for 'input': expected a string or an array.", "input")
+    tools = request.get("tools")
+    for i, tool in enumerate(tools if isinstance(tools, list) else []):
+        if not isinstance(tool, dict) or tool.get("type") != IMAGE_TOOL:
+            continue
+        partial = tool.get("partial_images", 0)
+        param = f"tools[{i}].partial_images"
+        if not isinstance(partial, int) or isinstance(partial, bool):
+            raise RequestError(f"Invalid type for '{param}': expected an integer.", param)
+        if not 0 <= partial <= MAX_PARTIAL_IMAGES:
+            raise RequestError(f"Invalid '{param}': expected a value from 0 to "
+                               f"{MAX_PARTIAL_IMAGES}, but got {partial} instead.", param)
+
+
+def image_tool(request: dict[str, Any]) -> dict[str, Any] | None:
+    """The request's ``image_generation`` tool, else None."""
+    tools = request.get("tools")
+    for tool in tools if isinstance(tools, list) else []:
+        if isinstance(tool, dict) and tool.get("type") == IMAGE_TOOL:
+            return tool
+    return None
 
 
 def _item_texts(item: Any) -> list[str]:
@@ -102,6 +136,34 @@ def _message(reply: Reply, status: str, content: list[dict[str, Any]]) -> dict[s
             "content": content, "role": "assistant"}
 
 
+def _image_call(reply: Reply, done: bool) -> dict[str, Any]:
+    """The ``image_generation_call`` output item: in progress (no result), or done."""
+    item: dict[str, Any] = {"id": f"ig_{reply.response_id}", "type": "image_generation_call",
+                            "status": "completed" if done else "in_progress"}
+    if done:
+        item.update(background="opaque", output_format="png", quality="high",
+                    size="1024x1024", revised_prompt=reply.text, result=IMAGE_B64)
+    return item
+
+
+def _image_events(tool: dict[str, Any], reply: Reply) -> list[dict[str, Any]]:
+    """The streamed events of the image item (output 0), without sequence numbers."""
+    where = {"output_index": 0, "item_id": f"ig_{reply.response_id}"}
+    partial = tool.get("partial_images")
+    return [
+        {"type": "response.output_item.added", "output_index": 0,
+         "item": _image_call(reply, False)},
+        {"type": "response.image_generation_call.in_progress", **where},
+        {"type": "response.image_generation_call.generating", **where},
+        *({"type": "response.image_generation_call.partial_image", **where,
+           "partial_image_index": i, "partial_image_b64": IMAGE_B64}
+          for i in range(partial if isinstance(partial, int) else 0)),
+        {"type": "response.image_generation_call.completed", **where},
+        {"type": "response.output_item.done", "output_index": 0,
+         "item": _image_call(reply, True)},
+    ]
+
+
 def _response(request: dict[str, Any], reply: Reply, status: str, output: list[Any],
               with_usage: bool) -> dict[str, Any]:
     tools = request.get("tools")
@@ -139,6 +201,8 @@ def _response(request: dict[str, Any], reply: Reply, status: str, output: list[A
 def build_response(request: dict[str, Any], reply: Reply) -> bytes:
     """The non-streamed ``response`` body."""
     output = [_message(reply, "completed", [_part(reply.text)])]
+    if image_tool(request) is not None:
+        output.insert(0, _image_call(reply, True))
     body = _response(request, reply, "completed", output, True)
     return (dump_pretty(body) + "\n").encode("utf-8")
 
@@ -146,14 +210,18 @@ def build_response(request: dict[str, Any], reply: Reply) -> bytes:
 def stream_events(request: dict[str, Any], reply: Reply) -> list[dict[str, Any]]:
     """The event objects of a streamed response, in order, without their sequence numbers."""
     item_id = f"msg_{reply.response_id}"
-    where = {"item_id": item_id, "output_index": 0, "content_index": 0}
+    tool = image_tool(request)
+    before = [] if tool is None else [_image_call(reply, True)]   # output items before the text
+    index = len(before)
+    where = {"item_id": item_id, "output_index": index, "content_index": 0}
     obfuscate = _obfuscate(request)
     events: list[dict[str, Any]] = [
         {"type": "response.created",
          "response": _response(request, reply, "in_progress", [], False)},
         {"type": "response.in_progress",
          "response": _response(request, reply, "in_progress", [], False)},
-        {"type": "response.output_item.added", "output_index": 0,
+        *([] if tool is None else _image_events(tool, reply)),
+        {"type": "response.output_item.added", "output_index": index,
          "item": _message(reply, "in_progress", [])},
         {"type": "response.content_part.added", **where, "part": _part("")},
     ]
@@ -168,9 +236,9 @@ def stream_events(request: dict[str, Any], reply: Reply) -> list[dict[str, Any]]
     events += [
         {"type": "response.output_text.done", **where, "text": reply.text, "logprobs": []},
         {"type": "response.content_part.done", **where, "part": _part(reply.text)},
-        {"type": "response.output_item.done", "output_index": 0, "item": done_message},
+        {"type": "response.output_item.done", "output_index": index, "item": done_message},
         {"type": "response.completed",
-         "response": _response(request, reply, "completed", [done_message], True)},
+         "response": _response(request, reply, "completed", [*before, done_message], True)},
     ]
     return events
 
