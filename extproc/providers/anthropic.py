@@ -37,6 +37,7 @@ from extproc.providers.anthropic_prompts import (
     OPAQUE,
     TOOL_USE,
     Slot,
+    block_media,
     request_slots,
     text_leaves,
 )
@@ -156,6 +157,12 @@ class AnthropicAdapter(Adapter):
         return unread_inputs((role, holder)
                              for role, holder, _ in request_slots(as_dict(body), True))
 
+    def reply_media(self, body: Any) -> list[str]:
+        """What a server tool's result block carries that no guard reads (a fetched PDF or
+        image), and any image block."""
+        return [kind for block in as_list(as_dict(body).get("content"))
+                for kind in block_media(block)]
+
     def parse_response(self, body: dict[str, Any]) -> tuple[str, str | None, Usage]:
         body = as_dict(body)
         text = "".join(
@@ -261,6 +268,7 @@ class AnthropicAdapter(Adapter):
                     # provider fetched reaches the client here; every string is read whole
                     out.slots.extend(TextSlot((index, "result", 0), holder, key, whole=True)
                                      for holder, key in text_leaves(block))
+                out.unread.extend(block_media(block))   # a PDF or image it fetched
         elif kind == "content_block_stop":
             out.ends = (piece_index(doc),)
         elif kind in ("message_delta", "message_stop", "error"):

@@ -115,6 +115,20 @@ def _block_slots(block: Any, role: str, depth: int, inputs: bool) -> Iterator[Sl
             yield role, Unread("file"), None
 
 
+#: reply blocks that carry no media (`block_media` need not walk them)
+_PLAIN = (*TOOL_USE, "text", "thinking", "redacted_thinking")
+
+
+def block_media(block: Any) -> list[str]:
+    """The kinds of the media no guard reads in a reply's content block (`providers.unread`:
+    a PDF or an image a server tool fetched, an image, data of a kind newer than this code),
+    as the prompt walk marks them."""
+    if not isinstance(block, dict) or block.get("type") in _PLAIN:
+        return []
+    return [holder.kind for _, holder, _ in _block_slots(block, "assistant", 0, True)
+            if holder.__class__ is Unread]
+
+
 def text_leaves(block: dict[str, Any]) -> list[tuple[Any, Any]]:
     """(holder, key) of every string in a block, at any depth, but those under `OPAQUE`
     keys (ids, signatures, encrypted or binary payloads a client sends back unchanged), in

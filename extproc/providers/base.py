@@ -213,6 +213,17 @@ class Adapter(ABC):
         error message; empty when nothing."""
         return []
 
+    def asks_media(self, body: dict[str, Any]) -> list[str]:
+        """The kinds of media no guard can read (`providers.unread`: "image", "audio") a
+        request asks the reply to carry (OpenAI's audio modality, the Responses API's image
+        generation tool, Gemini's image or audio response modality), in request order."""
+        return []
+
+    def reply_media(self, body: Any) -> list[str]:
+        """The kinds of media no guard can read (`providers.unread`) a whole reply carries
+        (a generated image, audio, a file a server tool fetched), in reply order."""
+        return []
+
     def stream_texts(self, doc: dict[str, Any], event: str | None = None) -> EventTexts:
         """The texts the model wrote in one stream event (a parsed SSE data object; `event`
         is the SSE event name), for the guards: see ``EventTexts``. An adapter whose streams

@@ -48,7 +48,9 @@ from extproc.providers.google_prompts import (
     PART_KEYS,
     VALUES,
     Slot,
+    data_kind,
     other_part_slots,
+    part_media,
     part_slots,
     request_slots,
 )
@@ -209,6 +211,25 @@ class GoogleAdapter(Adapter):
         count = _get(config, "candidateCount", "candidate_count")
         return max(1, as_int(count) or 1)
 
+    def asks_media(self, body: dict[str, Any]) -> list[str]:
+        """Images and audio, as the request's response modalities (`responseModalities`)
+        name them; audio when it configures speech (`speechConfig`)."""
+        config = as_dict(_get(as_dict(body), "generationConfig", "generation_config"))
+        modalities = _get(config, "responseModalities", "response_modalities")
+        out = [kind for kind in ("image", "audio") if any(
+            isinstance(m, str) and m.strip().lower() == kind for m in as_list(modalities))]
+        if "audio" not in out and _get(config, "speechConfig", "speech_config") is not None:
+            out.append("audio")
+        return out
+
+    def reply_media(self, body: Any) -> list[str]:
+        """Every candidate's inline data no guard reads (a generated image, speech) and
+        file data; a whole buffered JSON-array stream is also accepted."""
+        return [kind for element in (body if isinstance(body, list) else [body])
+                for candidate in as_list(as_dict(element).get("candidates"))
+                for part in as_list(as_dict(as_dict(candidate).get("content")).get("parts"))
+                if isinstance(part, dict) for kind in part_media(part)]
+
     def unreadable_reply(self, body: dict[str, Any]) -> list[str]:
         config = as_dict(_get(as_dict(body), "generationConfig", "generation_config"))
         asked = (_get(config, "responseLogprobs", "response_logprobs") is True
@@ -291,7 +312,11 @@ class GoogleAdapter(Adapter):
                                 out.slots.append(TextSlot((index, "inline", pi),
                                                           InlineText(part[name]), None,
                                                           whole=True))
-                        elif name not in PART_KEYS:   # a part type newer than this code
+                        if name in PART_KEYS:    # an image, speech, a file by URI
+                            media = data_kind(name, part[name])
+                            if media is not None:
+                                out.unread.append(media)
+                        else:                    # a part type newer than this code
                             out.slots.extend(
                                 TextSlot((index, "other", pi), holder, k, whole=True)
                                 for holder, k in string_slots(part, name, NOT_TEXT))

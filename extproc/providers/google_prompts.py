@@ -98,6 +98,25 @@ def _data_slots(part: dict[str, Any], role: str, inputs: bool) -> Iterator[Slot]
             yield role, Unread(media_kind(_mime(data), "file") or "file"), None
 
 
+def data_kind(name: str, value: Any) -> str | None:
+    """The kind of a part's `name` field (inline data or file data, either spelling) as an
+    input no guard reads (`providers.unread`); None when the gateway reads it (inline data
+    of a text type) or it is neither (or null)."""
+    if value is None:
+        return None
+    if name in BLOBS:
+        return None if is_text_blob(value) else media_kind(_mime(value)) or "document"
+    if name in FILES:
+        return media_kind(_mime(value), "file") or "file"
+    return None
+
+
+def part_media(part: dict[str, Any]) -> list[str]:
+    """The kinds of a part's inputs no guard reads (its inline and file data)."""
+    return [kind for name in (*BLOBS, *FILES) if name in part
+            for kind in (data_kind(name, part[name]),) if kind is not None]
+
+
 def _mime(blob: Any) -> Any:
     return (blob.get("mimeType") or blob.get("mime_type")) if isinstance(blob, dict) else None
 

@@ -118,6 +118,13 @@ def _reply_slots(body: Any) -> Iterator[Slot]:
         yield from call_slots(message)
 
 
+def _has_audio(message: dict[str, Any]) -> bool:
+    """Whether a reply message (or a stream delta) carries audio data, which no guard
+    reads."""
+    audio = message.get("audio")
+    return isinstance(audio, dict) and bool(audio.get("data"))
+
+
 def _visible(message: dict[str, Any]) -> str:
     """What the user reads of one reply message: its content, then its refusal."""
     text = "".join(holder[key] for _, holder, key in content_slots(message, ""))
@@ -191,6 +198,20 @@ class OpenAIAdapter(Adapter):
         if body.get("logprobs") is True or (as_int(body.get("top_logprobs")) or 0) > 0:
             return ["token log probabilities (logprobs)"]
         return []
+
+    def asks_media(self, body: dict[str, Any]) -> list[str]:
+        """Audio, when the request asks for the audio modality (`modalities`, `audio`)."""
+        body = as_dict(body)
+        modalities = body.get("modalities")
+        asked = isinstance(body.get("audio"), dict) or (isinstance(modalities, list) and any(
+            isinstance(m, str) and m.strip().lower() == "audio" for m in modalities))
+        return ["audio"] if asked else []
+
+    def reply_media(self, body: Any) -> list[str]:
+        """Audio, for every choice whose message carries audio data (its transcript is
+        read as text)."""
+        return ["audio" for choice in as_list(as_dict(body).get("choices"))
+                if _has_audio(as_dict(as_dict(choice).get("message")))]
 
     def parse_response(self, body: dict[str, Any]) -> tuple[str, str | None, Usage]:
         body = as_dict(body)
@@ -275,6 +296,8 @@ class OpenAIAdapter(Adapter):
                     text = audio.get("transcript")
                     if text and isinstance(text, str):
                         out.slots.append(TextSlot((index, "audio", 0), audio, "transcript"))
+                    if _has_audio(delta):
+                        out.unread.append("audio")
                 if "tool_calls" in delta:
                     for ti, call in enumerate(as_list(delta["tool_calls"])):
                         function = as_dict(as_dict(call).get("function"))

@@ -43,6 +43,7 @@ from extproc.providers.inline import unreadable
 from extproc.providers.openai import usage_of
 from extproc.providers.responses_items import (
     is_arguments,
+    output_media,
     output_slots,
     request_slots,
     visible_text,
@@ -147,6 +148,17 @@ class OpenAIResponsesAdapter(Adapter):
             return []
         return unread_inputs((role, holder)
                              for holder, _, role in request_slots(body, inputs=True))
+
+    def asks_media(self, body: dict[str, Any]) -> list[str]:
+        """An image, when the request offers the image generation tool."""
+        asked = any(isinstance(tool, dict) and tool.get("type") == "image_generation"
+                    for tool in as_list(as_dict(body).get("tools")))
+        return ["image"] if asked else []
+
+    def reply_media(self, body: Any) -> list[str]:
+        """Every output item's generated image (`responses_items.output_media`)."""
+        return [kind for item in as_list(as_dict(body).get("output"))
+                for kind in output_media(item)]
 
     def rewrite_response_texts(self, body: dict[str, Any], fn: Callable[[str], str]) -> bool:
         by_role = text_only(fn)

@@ -20,7 +20,8 @@ text format's description and schema. Known items are read field by field:
   Function and MCP call ``arguments`` strings are JSON source text (``is_arguments``): the
   adapter hands them to the guards as a ``JsonSource``.
 * ``reasoning`` ``summary[].text`` and ``content[].text``, ``image_generation_call``
-  ``revised_prompt`` (its ``result`` is a base64 image): role "assistant".
+  ``revised_prompt`` (its ``result`` is a base64 image, an `Unread` image when asked for):
+  role "assistant".
 * ``computer_call_output``: a screenshot (an `Unread` image when asked for); ``item_reference`` and
   ``compaction_trigger``: no text.
 
@@ -67,6 +68,8 @@ _OPAQUE_KEYS = frozenset({
 #: output item types whose one generated text is streamed as argument deltas, and its key
 _ARGUMENT_KEYS = {"function_call": "arguments", "mcp_call": "arguments",
                   "custom_tool_call": "input", "code_interpreter_call": "code"}
+#: output item types and their keys holding media, not text (`output_media`)
+_MEDIA: dict[str | None, tuple[str, ...]] = {"image_generation_call": ("result",)}
 
 
 def is_arguments(holder: Any, key: Any) -> bool:
@@ -140,6 +143,8 @@ def item_slots(item: Any, out: list[Slot], default_role: str = "user",
     elif kind == "image_generation_call":
         if isinstance(item.get("revised_prompt"), str):
             out.append((item, "revised_prompt", "assistant"))
+        if inputs and item.get("result"):   # the image, sent back: the model sees it
+            out.append((Unread("image"), None, "assistant"))
     elif kind in _TOOL_OUTPUTS:
         if isinstance(item.get("output"), str):
             out.append((item, "output", "tool"))
@@ -276,10 +281,26 @@ def output_slots(item: Any) -> list[Slot]:
         _generic(item, "assistant", rest)
         out.extend((holder, key, ("n" if key == "name" else "o", n))
                    for n, (holder, key, _) in enumerate(rest)
-                   if not (id(holder) in covered and key == _ARGUMENT_KEYS.get(kind)))
+                   if not (id(holder) in covered and key == _ARGUMENT_KEYS.get(kind))
+                   and not (holder is item and key in _MEDIA.get(kind, ())))
         if isinstance(item.get("server_label"), str):   # an MCP server's name, echoed
             out.append((item, "server_label", ("n", len(rest))))
     return out
+
+
+def output_media(item: Any) -> list[str]:
+    """The kinds of the media no guard reads (`providers.unread`) in one output item: a
+    generated image (an ``image_generation_call``'s ``result``), an image the code
+    interpreter made (an ``image`` output)."""
+    if not isinstance(item, dict):
+        return []
+    kind = _kind(item)
+    if kind == "image_generation_call":
+        return ["image"] if item.get("result") else []
+    if kind == "code_interpreter_call":
+        return ["image" for output in as_list(item.get("outputs"))
+                if isinstance(output, dict) and output.get("type") == "image"]
+    return []
 
 
 def visible_text(item: Any) -> str:

@@ -46,15 +46,17 @@ class TextSlot(NamedTuple):
 class EventTexts:
     """What one stream event means to a guard: its text slots in event order, the pieces it
     ends (by their first member: a choice, block or candidate index) and whether it ends every
-    piece (a stream-level stop or error)."""
+    piece (a stream-level stop or error), and the kinds of the media it carries that no
+    guard can read (`providers.unread`: a generated image, audio), in event order."""
 
-    __slots__ = ("ends", "ends_all", "slots")
+    __slots__ = ("ends", "ends_all", "slots", "unread")
 
     def __init__(self, slots: list[TextSlot] | None = None, ends: tuple[int, ...] = (),
                  ends_all: bool = False) -> None:
         self.slots: list[TextSlot] = [] if slots is None else slots
         self.ends = ends
         self.ends_all = ends_all
+        self.unread: list[str] = []
 
 
 def name_slot(slots: list[TextSlot], piece: Piece, holder: dict[str, Any],

@@ -72,7 +72,7 @@ PROMPTS: list[tuple[str, str, str, dict[str, Any]]] = [
          "server_description": VALUE, "require_approval": "never"}]}),
     ("responses-image-revised-prompt", "openai", "/v1/responses", {"input": [
         {"type": "image_generation_call", "id": "ig_1", "status": "completed",
-         "result": "aGk=", "revised_prompt": VALUE}, {"role": "user", "content": "more"}]}),
+         "result": None, "revised_prompt": VALUE}, {"role": "user", "content": "more"}]}),
     ("anthropic-web-search-result", "anthropic", "", _server_result(
         "web_search_tool_result", [{"type": "web_search_result", "title": VALUE,
                                     "url": "https://example.net/", "encrypted_content": "e"}])),

@@ -136,6 +136,10 @@ CASES: list[tuple[str, str, str, Body, tuple[str, str]]] = [
      responses({"type": "computer_call_output", "call_id": "c1",
                 "output": {"type": "computer_screenshot", "image_url": data_url("image/png")}}),
      ("tool", "image")),
+    ("responses-image-sent-back", "openai", RESPONSES,
+     responses({"type": "image_generation_call", "id": "ig_1", "status": "completed",
+                "result": PNG, "revised_prompt": "a cat"}, said()),
+     ("assistant", "image")),
     ("responses-prompt-variable", "openai", RESPONSES,
      {"model": "gpt-4o-mini", "prompt": {"id": "pmpt_1", "variables": {
          "pic": {"type": "input_image", "image_url": "https://x.test/a.png"}}}},
