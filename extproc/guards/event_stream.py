@@ -2,7 +2,9 @@
 ends the stream with `_end` (what the maskers still hold goes out), and turns a reject
 guard's hit into the provider's refusal events (`_rejected`), after which nothing more is
 sent. An event whose data is not a JSON object ends the stream the same way (UNREADABLE):
-what the guards cannot read is never passed on. The reframers (`reframe.py` for chat,
+what the guards cannot read is never passed on; so does an event carrying media no guard
+reads (a generated image, audio: `providers.unread`) of a kind not every reply guard lets
+pass (`allow_unread`; `media`). The reframers (`reframe.py` for chat,
 messages and Gemini; `reframe_responses.py` for the Responses API) implement those three."""
 
 from __future__ import annotations
@@ -13,11 +15,32 @@ from typing import Any
 
 from ..codecs.sse import Event, SSEDecoder
 from ..policy import BodyTransform
+from ..providers.unread import NAMES
 from .stream import GuardTriggered
 
 #: what a refusal names when an event is not the JSON object the guards read: the stream
 #: ends there (fail closed) instead of passing on what no guard could check
 UNREADABLE = "an_unreadable_event"
+#: what a refusal for media no guard reads names: this prefix and the kind ("unread_image")
+UNREAD = "unread_"
+
+
+def refusal_message(detector: str) -> str:
+    """What the error event of a refused stream says: what a reject guard found (never the
+    value), or the media it carries that the route's guards cannot read."""
+    if detector.startswith(UNREAD):
+        kind = detector[len(UNREAD):]
+        return (f"response blocked by a guard: the reply carries {NAMES.get(kind, kind)}, "
+                "which the route's guards cannot read and do not let pass unread")
+    return f"response blocked by a guard: it contains {detector.replace('_', ' ')}"
+
+
+def media(kinds: list[str], allowed: frozenset[str]) -> None:
+    """Raise `GuardTriggered` (``unread_<kind>``) for the first of an event's media kinds
+    (`EventTexts.unread`) not in `allowed`."""
+    for kind in kinds:
+        if kind not in allowed:
+            raise GuardTriggered(UNREAD + kind)
 
 
 class EventMasker(BodyTransform):
@@ -26,11 +49,14 @@ class EventMasker(BodyTransform):
     chains: dict[Any, Any]
 
     def __init__(self, max_event_bytes: int, on_reject: Callable[[str], None] | None,
-                 on_done: Callable[[], None] | None) -> None:
+                 on_done: Callable[[], None] | None,
+                 allow_unread: frozenset[str] = frozenset()) -> None:
         self.decoder = SSEDecoder(max_event_bytes)
         self.max_event_bytes = max_event_bytes
         self.on_reject = on_reject
         self.on_done = on_done
+        #: the media kinds every reply guard lets pass unread; any other ends the stream
+        self.allow_unread = allow_unread
         self.stopped = False
 
     @property

@@ -13,7 +13,10 @@ whatever the guards' `roles`: a match there is refused, as a name cannot be mask
 Responses: every text the model writes (visible text, refusals, thinking, tool-call
 arguments, of every choice or candidate), whatever the guard's `roles`. A request that asks
 for reply parts repeating the text where no guard can mask it (token log probabilities) is
-refused with a 400 on a route whose guards read replies. Streamed responses
+refused with a 400 on a route whose guards read replies, and so is a request for a reply
+in media no guard reads (audio, a generated image) unless every guard that reads replies
+lets its kind pass (`allow_unread`); a reply carrying such media anyway is refused whole
+(400) or ends its stream refused. Streamed responses
 (SSE, including Gemini JSON-array streams rewritten to SSE): every text piece goes through
 the streaming maskers (`stream.py`) and is re-framed as the provider's
 events (`reframe.py`); a reject guard ends the stream with the provider's finish and error
@@ -41,10 +44,10 @@ from typing import TYPE_CHECKING, Any
 from ..policy import BodyTransform, Policy, Reject, chain
 from ..providers import Adapter, adapter_for, read_request
 from ..providers.endpoints import adapter_of
-from ..providers.unread import NAMES as UNREAD
 from ..providers.values import MaskingFn, json_bytes
 from . import webhook_client
 from .decisions import decide
+from .event_stream import UNREAD as UNREAD_DETECTOR
 from .names import identifiers, readings
 from .reframe import SSEMaskingReframer
 from .reframe_completions import CompletionsMaskingReframer
@@ -52,6 +55,7 @@ from .reframe_responses import ResponsesMaskingReframer
 from .replies import WholeJsonGuard, describe, found, mask_text, refuse
 from .settings import ROLES, Guard
 from .stream import StreamMasker
+from .unread import refuse_asked_media, refuse_unread_inputs
 from .webhook import Call, Collected, Text, Verdict, WebhookError, masks_by_text
 from .webhook_stream import WebhookStreamGuard
 
@@ -94,6 +98,10 @@ class Guards(Policy):
         #: parts no guard can read (log probabilities repeat the reply's tokens) is refused
         self.reads_replies = next((g.name for g in guards if "response" in g.apply_to),
                                   None) if side == "request" else None
+        #: request side: the guards that will read the reply (a request for reply media
+        #: one of them does not let pass unread is refused before it is sent)
+        self.reply_guards = tuple(g for g in guards if "response" in g.apply_to) \
+            if side == "request" else ()
         self.needs_request_body = bool(requests) or self.reads_replies is not None
         self.needs_response_body = bool(responses)
         self.stats = {"rejected": 0, "masked": 0, "response_rejected": 0,
@@ -187,11 +195,18 @@ class Guards(Policy):
         if self.response_guards:
             rejecting = [g for g in self.response_guards if g.action == "reject"]
             made: list[tuple[str, StreamMasker]] = []
+            # the media kinds (an image, audio) every local reply guard lets pass unread
+            allowed = frozenset.intersection(*(g.allow_unread for g in self.response_guards))
 
             def rejected(detector: str) -> None:
                 stats["response_rejected"] += 1
-                name = next((g.name for g in rejecting if g.scanner is not None and any(
-                    d.name == detector for d in g.scanner.detectors)), "guard")
+                if detector.startswith(UNREAD_DETECTOR):   # media a guard does not allow
+                    kind = detector[len(UNREAD_DETECTOR):]
+                    name = next((g.name for g in self.response_guards
+                                 if kind not in g.allow_unread), "guard")
+                else:
+                    name = next((g.name for g in rejecting if g.scanner is not None and any(
+                        d.name == detector for d in g.scanner.detectors)), "guard")
                 decide(ex, name, "response", "rejected", detector)
 
             def done() -> None:
@@ -201,12 +216,12 @@ class Guards(Policy):
 
             if endpoint == "responses":
                 out.append(ResponsesMaskingReframer(self.provider, lambda: self._maskers(made),
-                                                    MAX_EVENT_BYTES, rejected, done))
+                                                    MAX_EVENT_BYTES, rejected, done, allowed))
             else:
                 reframer = CompletionsMaskingReframer if endpoint == "completions" \
                     else SSEMaskingReframer
                 out.append(reframer(self.provider, lambda: self._maskers(made),
-                                    MAX_EVENT_BYTES, rejected, done, adapter))
+                                    MAX_EVENT_BYTES, rejected, done, adapter, allowed))
 
         def report(guard: str, outcome: str) -> None:
             if outcome in ("rejected", "error-closed"):
@@ -222,7 +237,7 @@ class Guards(Policy):
 
             out.append(WebhookStreamGuard(self.provider, guard.name, check,
                                           guard.webhook.segment_chars, guard.webhook.fail_open,
-                                          MAX_EVENT_BYTES, report, adapter))
+                                          MAX_EVENT_BYTES, report, adapter, guard.allow_unread))
         return out
 
     async def on_request_body(self, ex: Context, body: bytes) -> bytes | None:
@@ -244,7 +259,9 @@ class Guards(Policy):
             raise Reject(400, f"the request carries {describe(unread)}, which the gateway's "
                          "guards cannot read", details="extproc_unreadable_input")
         if self.prompt_guards:
-            self._refuse_unread(ex, adapter, doc, body)
+            refuse_unread_inputs(ex, self.prompt_guards, self.stats, adapter, doc, body)
+        if self.reply_guards:
+            refuse_asked_media(ex, self.reply_guards, self.stats, adapter, doc)
         check = getattr(adapter, "unreadable_reply", None) if self.reads_replies else None
         unreadable = check(doc) if check is not None else []
         if unreadable:
@@ -297,23 +314,6 @@ class Guards(Policy):
         if not changed:
             return None
         return json_bytes(doc)
-
-    def _refuse_unread(self, ex: Context, adapter: Adapter, doc: Any, body: bytes) -> None:
-        """Default deny: refuse a prompt input no guard can read (an image, a PDF, a file by
-        id or URL: `providers.unread`) unless every prompt guard that reads its role lets
-        its kind pass unread (`allow_unread`)."""
-        find = getattr(adapter, "unread_inputs", None)
-        if find is None or not any(n in body for n in getattr(adapter, "unread_needles", ())):
-            return
-        for role, kind in find(doc):
-            for guard in self.prompt_guards:
-                if guard.reads(role) and kind not in guard.allow_unread:
-                    self.stats["rejected"] += 1
-                    decide(ex, guard.name, "request", "rejected", f"unread_{kind}")
-                    raise Reject(400, f"request refused: the prompt carries {UNREAD[kind]} "
-                                 f"in a {role} message, which guard '{guard.name}' cannot "
-                                 "read and does not let pass unread",
-                                 details="extproc_guard_unreadable")
 
     def _unmaskable_names(self, ex: Context, names: list[tuple[None, str]]) -> None:
         """Refuse a prompt in which a mask guard finds something in a name (`names.py`; read

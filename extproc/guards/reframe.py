@@ -20,6 +20,9 @@ through byte for byte, without re-encoding. OpenAI's usual content event (compac
 choice, no other text in its delta) is not even parsed: its text literal is cut out, and the
 masked text, when it differs, spliced back in (the same bytes as re-encoding the event).
 
+An event carrying media no guard reads (a generated image, audio: the adapter's
+``EventTexts.unread``) of a kind not in ``allow_unread`` ends the stream the same way.
+
 With a reject guard the first match ends the stream: a finish event the SDKs understand
 (OpenAI `finish_reason: content_filter`, Anthropic `stop_reason: refusal`, Gemini
 `finishReason: SAFETY`) followed by an error event in the provider's format, and nothing of
@@ -40,7 +43,7 @@ from ..providers import Adapter, adapter_for
 from ..providers.openai import DELTA_TEXT_FIELDS, OpenAIAdapter
 from ..providers.slots import JSON_PIECES, NAME_PIECE, Piece, TextSlot
 from ..providers.values import MaskingFn, rewrite_json_strings
-from .event_stream import UNREADABLE, EventMasker
+from .event_stream import UNREADABLE, EventMasker, media, refusal_message
 from .names import mask_name
 from .stream import GuardTriggered, StreamMasker
 
@@ -126,14 +129,16 @@ class SSEMaskingReframer(EventMasker):
     def __init__(self, provider: str, maskers: MaskerFactory, max_event_bytes: int,
                  on_reject: Callable[[str], None] | None = None,
                  on_done: Callable[[], None] | None = None,
-                 adapter: Adapter | None = None) -> None:
+                 adapter: Adapter | None = None,
+                 allow_unread: frozenset[str] = frozenset()) -> None:
         """`adapter` locates the texts of the stream's events (`stream_texts`): the
-        endpoint's (default: the provider's chat adapter)."""
+        endpoint's (default: the provider's chat adapter); `allow_unread`: the kinds of
+        media no guard reads that the stream may carry (any other ends it refused)."""
         self.provider = provider
         self.adapter = adapter or adapter_for(provider)
         self.google = provider in GOOGLE
         self.make = maskers
-        super().__init__(max_event_bytes, on_reject, on_done)
+        super().__init__(max_event_bytes, on_reject, on_done, allow_unread)
         self.chains: dict[Piece, Chain] = {}
         # each piece's last text event: its data (or the chunk that was that one event, as
         # `_chunk_text` saw it, decoded only if needed) and its name
@@ -239,6 +244,8 @@ class SSEMaskingReframer(EventMasker):
         if doc is None:
             return self._rejected(UNREADABLE)
         texts = self.adapter.stream_texts(doc, event)   # strings, and whole JSON values
+        if texts.unread:     # an image, audio: refused unless every guard lets it pass
+            media(texts.unread, self.allow_unread)
         if not texts.slots and not texts.ends and not texts.ends_all:
             return raw
         self._current = (data, event)
@@ -367,8 +374,7 @@ class SSEMaskingReframer(EventMasker):
         self.stopped = True
         if self.on_reject is not None:
             self.on_reject(detector)
-        return stop_events(self.provider, "response blocked by a guard: it contains "
-                           f"{detector.replace('_', ' ')}")
+        return stop_events(self.provider, refusal_message(detector))
 
 
 def stop_events(provider: str, message: str) -> bytes:

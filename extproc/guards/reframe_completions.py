@@ -15,6 +15,7 @@ from collections.abc import Callable
 from ..codecs.sse import encode
 from ..providers.base import Adapter
 from ..providers.openai_legacy import OpenAICompletionsAdapter
+from .event_stream import refusal_message
 from .reframe import MaskerFactory, SSEMaskingReframer, _dump
 
 
@@ -25,15 +26,16 @@ class CompletionsMaskingReframer(SSEMaskingReframer):
     def __init__(self, provider: str, maskers: MaskerFactory, max_event_bytes: int,
                  on_reject: Callable[[str], None] | None = None,
                  on_done: Callable[[], None] | None = None,
-                 adapter: Adapter | None = None) -> None:
+                 adapter: Adapter | None = None,
+                 allow_unread: frozenset[str] = frozenset()) -> None:
         super().__init__(provider, maskers, max_event_bytes, on_reject, on_done,
-                         adapter or OpenAICompletionsAdapter(provider))
+                         adapter or OpenAICompletionsAdapter(provider), allow_unread)
 
     def _rejected(self, detector: str) -> bytes:
         self.stopped = True
         if self.on_reject is not None:
             self.on_reject(detector)
-        message = f"response blocked by a guard: it contains {detector.replace('_', ' ')}"
+        message = refusal_message(detector)
         stop = {"object": "text_completion", "choices": [
             {"text": "", "index": 0, "logprobs": None, "finish_reason": "content_filter"}]}
         error = {"error": {"message": message, "type": "invalid_request_error",

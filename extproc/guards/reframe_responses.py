@@ -28,6 +28,10 @@ events whose text goes out unchanged, pass through byte for byte.
 would spell the unmasked text. An event type not modelled here (audio transcripts, citation
 annotations, a newer type) is read anyway: see `_unknown`.
 
+A generated image (a partial image event, an ``image_generation_call`` item with its
+``result``) or an image output of the code interpreter is never read; unless every reply
+guard lets images pass (``allow_unread``) it ends the stream as a reject guard does.
+
 With a reject guard the first match ends the stream: a ``response.incomplete`` event whose
 response has ``incomplete_details.reason: "content_filter"`` (and the items completed so
 far, masked), then an ``error`` event carrying the message both flat (``code``,
@@ -42,10 +46,10 @@ from collections.abc import Callable
 from typing import Any
 
 from ..codecs.sse import Event, encode
-from ..providers.responses_items import is_arguments, output_slots
+from ..providers.responses_items import is_arguments, output_media, output_slots
 from ..providers.slots import string_slots
 from ..providers.values import EntryRef, as_list, value_slots
-from .event_stream import UNREADABLE, EventMasker
+from .event_stream import UNREADABLE, EventMasker, media, refusal_message
 from .names import mask_name
 from .reframe import Chain, MaskerFactory, _Chain, _dump, json_chain
 
@@ -85,6 +89,8 @@ PARTS = {"response.content_part.added": False, "response.content_part.done": Tru
          "response.reasoning_summary_part.done": True}
 ITEMS = {"response.output_item.added": False, "response.output_item.done": True}
 TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+#: events that carry media no guard reads, and its kind (`providers.unread`)
+MEDIA_EVENTS = {"response.image_generation_call.partial_image": "image"}
 #: events that carry only a whole response object (read by `_response`) and no text of their own
 _WHOLE_RESPONSE = frozenset({"response.created", "response.in_progress", "response.queued"})
 #: keys whose strings are ids or enumerations, not text anyone wrote
@@ -119,10 +125,11 @@ class ResponsesMaskingReframer(EventMasker):
 
     def __init__(self, provider: str, maskers: MaskerFactory, max_event_bytes: int,
                  on_reject: Callable[[str], None] | None = None,
-                 on_done: Callable[[], None] | None = None) -> None:
+                 on_done: Callable[[], None] | None = None,
+                 allow_unread: frozenset[str] = frozenset()) -> None:
         self.provider = provider
         self.make = maskers
-        super().__init__(max_event_bytes, on_reject, on_done)
+        super().__init__(max_event_bytes, on_reject, on_done, allow_unread)
         self.chains: dict[Key, Chain] = {}
         self.raw: dict[Key, list[str]] = {}      # the text the deltas spelled, per open piece
         self.sent: dict[Key, list[str]] = {}     # what went out for it, masked
@@ -157,6 +164,8 @@ class ResponsesMaskingReframer(EventMasker):
             before, changed = self._item(doc, kind)
         elif kind in TERMINAL or kind == "error":
             before = self._end()
+        elif kind in MEDIA_EVENTS:    # a partial image: refused unless let pass, never read
+            media([MEDIA_EVENTS[kind]], self.allow_unread)
         elif kind not in _WHOLE_RESPONSE:
             changed = self._unknown(doc, kind, ev.event)
         if isinstance(doc.get("response"), dict):
@@ -274,6 +283,7 @@ class ResponsesMaskingReframer(EventMasker):
         complete, so its open pieces end here."""
         before, changed = b"", False
         if isinstance(item, dict):
+            media(output_media(item), self.allow_unread)   # a generated image
             for part in as_list(item.get("content")):
                 changed |= _blank_logprobs(part)
         for holder, field, (piece, sub) in output_slots(item):
@@ -352,7 +362,7 @@ class ResponsesMaskingReframer(EventMasker):
         self.stopped = True
         if self.on_reject is not None:
             self.on_reject(detector)
-        message = f"response blocked by a guard: it contains {detector.replace('_', ' ')}"
+        message = refusal_message(detector)
         items = [self.items[i] for i in sorted(self.items)]
         return refusal_events(self.response, items, self.seq, message)
 

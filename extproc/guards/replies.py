@@ -23,6 +23,7 @@ from .decisions import decide
 from .names import mask_name, name_readings
 from .reframe import SSEMaskingReframer
 from .settings import Guard
+from .unread import refuse_reply_media
 from .webhook import Collected, Text, Verdict, masks_by_text
 
 if TYPE_CHECKING:
@@ -52,8 +53,9 @@ class Guards(Protocol):
 
 class WholeJsonGuard(BodyTransform):
     """A whole JSON reply, buffered by Envoy (so its headers wait): refused with a 400 in the
-    provider's format (as a prompt would be: SDKs do not retry it) if a reject guard or a
-    webhook refuses its text, else masked with the adapter (local guards, then webhooks)."""
+    provider's format (as a prompt would be: SDKs do not retry it) if it carries media no
+    guard reads that a reply guard does not let pass, or a reject guard or a webhook refuses
+    its text, else masked with the adapter (local guards, then webhooks)."""
 
     whole_body = True
 
@@ -95,7 +97,11 @@ class WholeJsonGuard(BodyTransform):
     def finish(self) -> bytes:
         ex, self.ex = self.ex, None
         body, doc = self._doc(ex)
-        if doc is None or not self._local(doc, ex):
+        if doc is None:
+            return body
+        refuse_reply_media(ex, (*self.guards, *self.policy.response_webhooks),
+                           self.policy.stats, self.adapter, doc)
+        if not self._local(doc, ex):
             return body
         return json_bytes(doc)
 
@@ -104,6 +110,8 @@ class WholeJsonGuard(BodyTransform):
         body, doc = self._doc(ex)
         if doc is None or ex is None:
             return body
+        refuse_reply_media(ex, (*self.guards, *self.policy.response_webhooks),
+                           self.policy.stats, self.adapter, doc)
         changed = self._local(doc, ex)
         for guard in self.policy.response_webhooks:
             changed = await self._webhook(doc, ex, guard) or changed

@@ -13,10 +13,10 @@ Top level (named guards; routes refer to them by name)::
         roles: [user, system, tool]                       # request roles checked (all;
                                                           # any case; unknown roles always)
         apply_to: [request, response]                     # default: both
-        allow_unread: [image]                             # prompt inputs no guard reads
-                                                          # (image, audio, video, document,
-                                                          # file) that may pass unread;
-                                                          # default: none, they are refused
+        allow_unread: [image]                             # inputs and replies no guard
+                                                          # reads (image, audio, video,
+                                                          # document, file) that may pass
+                                                          # unread; default: none, refused
       corp-dlp:                                           # or a webhook instead of detectors
         webhook:
           url: http://dlp.internal:9100/check
@@ -58,8 +58,8 @@ class Guard:
     roles: frozenset[str] = frozenset(ROLES)
     apply_to: frozenset[str] = frozenset(DIRECTIONS)
     webhook: WebhookSpec | None = None
-    #: kinds of prompt input no guard can read (`providers.unread.KINDS`) that this guard
-    #: lets pass unread; any other is refused (default deny)
+    #: kinds of prompt input or reply media no guard can read (`providers.unread.KINDS`)
+    #: that this guard lets pass unread; any other is refused (default deny)
     allow_unread: frozenset[str] = frozenset()
 
     def reads(self, role: str) -> bool:

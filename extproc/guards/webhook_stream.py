@@ -27,6 +27,10 @@ each (`webhook.source_texts`); a mask comes back as valid JSON in the call's fir
 others left empty (clients join the pieces). Arguments longer than `JSON_HOLD_SEGMENTS`
 segments go on as their source, segment by segment: nothing is held without end.
 
+An event carrying media no guard reads (a generated image, audio: the adapter's
+``EventTexts.unread``) of a kind the guard does not let pass (`allow_unread`) ends the stream
+refused, after what is held before it has been checked.
+
 An error (down, slow, malformed) fails open (the segment goes out unchecked) or closed (the
 stream ends refused).
 
@@ -45,6 +49,7 @@ from ..codecs.sse import Event, SSEDecoder, encode
 from ..policy import BodyTransform
 from ..providers import Adapter, adapter_for
 from ..providers.slots import JSON_PIECES
+from ..providers.unread import NAMES
 from ..providers.values import value_slots
 from .reframe import GOOGLE, _dump, stop_events
 from .webhook import (
@@ -87,6 +92,9 @@ class _Held:
     slots: list[tuple[Hashable, Any, Any]] = field(default_factory=list)
     #: its data is not the JSON object the guard reads: the stream ends (fail closed)
     unreadable: bool = False
+    #: the kind of media no guard reads it carries that the guard does not let pass (an
+    #: image, audio: `providers.unread`): the stream ends refused
+    media: str | None = None
     #: the pieces it ends (by their first member) and whether it ends them all
     ends: tuple[int, ...] = ()
     ends_all: bool = False
@@ -97,8 +105,10 @@ class WebhookStreamGuard(BodyTransform):
 
     def __init__(self, provider: str, guard: str, check: Checker, segment_chars: int,
                  fail_open: bool, max_event_bytes: int, report: Reporter,
-                 adapter: Adapter | None = None) -> None:
+                 adapter: Adapter | None = None,
+                 allow_unread: frozenset[str] = frozenset()) -> None:
         self.provider = provider
+        self.allow_unread = allow_unread
         self.adapter = adapter or adapter_for(provider)   # the endpoint's: it finds the texts
         self.google = provider in GOOGLE
         self.guard = guard
@@ -145,6 +155,15 @@ class WebhookStreamGuard(BodyTransform):
                 if not self.stopped:
                     out.append(self._stop("response blocked by a guard: it contains an "
                                           "unreadable event"))
+                return b"".join(out)
+            if held.media is not None:          # nor what it cannot read and does not allow
+                out.append(await self._release())
+                if not self.stopped:
+                    self.report(self.guard, "rejected")
+                    out.append(self._stop(f"response blocked by guard '{self.guard}': the "
+                                          f"reply carries {NAMES.get(held.media, held.media)}"
+                                          ", which it cannot read and does not let pass "
+                                          "unread"))
                 return b"".join(out)
             if not self.held and not held.slots and not final:
                 out.append(ev.raw)              # nothing waits and nothing to check
@@ -273,6 +292,7 @@ class WebhookStreamGuard(BodyTransform):
             return held, False, False
         held.doc = doc
         texts = self.adapter.stream_texts(doc, ev.event)   # strings, whole JSON values
+        held.media = next((k for k in texts.unread if k not in self.allow_unread), None)
         for slot in texts.slots:
             if slot.whole:   # a JSON value's keys, numbers and strings, each on its own
                 held.slots.extend((next(self._whole), holder, key)

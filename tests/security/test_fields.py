@@ -440,6 +440,42 @@ def test_a_value_in_an_input_no_guard_reads_never_reaches_the_provider(
     assert last is None or marker not in last["body"]
 
 
+@pytest.mark.parametrize("action", ["mask", "reject"])
+@pytest.mark.parametrize("mode", ["", "sse", "array"], ids=["whole", "sse", "array"])
+def test_an_image_the_model_sends_unasked_never_reaches_the_client(
+        gw: Gateway, action: str, mode: str) -> None:
+    """An image model answers with an image the request did not ask for (the mock's `image`
+    shape): no guard reads it, so a whole reply is refused in Google's format and a stream,
+    SSE or the JSON array rewritten to SSE, ends the Gemini way before the image."""
+    from extproc.mock.common import IMAGE_B64
+
+    # no value in the text beside it: the image is what the guards must stop
+    headers = {"x-mock-reply": "here is a cat", "x-mock-shape": "image",
+               "x-mock-chunk-bytes": "41"}
+    r = httpx.post(url(gw, action, "gemini", mode), json=reply_body("gemini", {}, bool(mode)),
+                   headers=headers, timeout=30)
+    assert IMAGE_B64[:24].encode() not in r.content
+    no_fragment(r.content)
+    if not mode:
+        assert r.status_code == 400, r.text
+        assert "the reply carries an image, which guard" in provider_error("gemini", r)
+        return
+    assert r.status_code == 200
+    assert FINISH["gemini"] in r.content and b"the reply carries an image" in r.content
+
+
+@pytest.mark.parametrize("action", ["mask", "reject"])
+def test_a_request_for_speech_is_refused_before_the_provider(gw: Gateway, action: str) -> None:
+    marker = uuid.uuid4().hex
+    body = {**reply_body("openai", {}, False), "modalities": ["text", "audio"],
+            "audio": {"voice": "alloy", "format": "wav"}, "metadata": {"m": marker}}
+    r = httpx.post(url(gw, action, "openai"), json=body, timeout=30)
+    assert r.status_code == 400, r.text
+    assert "the reply would carry audio" in provider_error("openai", r)
+    last = gw.mock.last()
+    assert last is None or marker not in last["body"]
+
+
 def test_no_state_left(gw: Gateway) -> None:
     assert gw.server is not None
     stats = gw.server.wait_idle()

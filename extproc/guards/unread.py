@@ -1,0 +1,73 @@
+"""Default deny for what no guard can read (`providers.unread`: an image, audio, a video, a
+PDF, a file the provider fetches): a request or a whole reply that carries such a thing is
+refused with a 400 in the provider's format, naming what and which guard, unless every guard
+that would have to read it lets its kind pass unread (`allow_unread`).
+
+Three places ask: a prompt's inputs (`refuse_unread_inputs`: the guards that read the input's
+role), a request for a reply in media (`refuse_asked_media`: OpenAI's audio, the image
+generation tool, Gemini's image or audio modality; the guards that read replies, before a
+token is spent) and a whole reply (`refuse_reply_media`: what the model sent anyway; the reply
+guards). A stream's events are checked by the reframers (`event_stream.media`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from ..policy import Reject
+from ..providers.unread import NAMES
+from .decisions import decide
+from .settings import Guard
+
+if TYPE_CHECKING:
+    from ..context import Context
+    from ..providers.base import Adapter
+
+
+def _check(ex: Context | None, guards: Iterable[Guard], kind: str, direction: str,
+           stats: dict[str, int], counter: str, what: str, role: str | None = None) -> None:
+    """Refuse `kind` (`what` says where it is) unless every guard of `guards` that reads
+    `role` (every one for None) lets it pass: count it, record the decision, raise."""
+    for guard in guards:
+        if (role is None or guard.reads(role)) and kind not in guard.allow_unread:
+            stats[counter] += 1
+            if ex is not None:
+                decide(ex, guard.name, direction, "rejected", f"unread_{kind}")
+            raise Reject(400, f"{what.format(NAMES[kind])}, which guard '{guard.name}' "
+                         "cannot read and does not let pass unread",
+                         details="extproc_guard_unreadable")
+
+
+def refuse_unread_inputs(ex: Context, guards: Iterable[Guard], stats: dict[str, int],
+                         adapter: Adapter, doc: Any, body: bytes) -> None:
+    """A prompt input no guard can read (an image, a PDF, a file by id or URL), unless every
+    prompt guard that reads its role lets its kind pass. A byte precheck
+    (`unread_needles`) keeps the walk off bodies that cannot hold one."""
+    find = getattr(adapter, "unread_inputs", None)
+    if find is None or not any(n in body for n in getattr(adapter, "unread_needles", ())):
+        return
+    guards = tuple(guards)
+    for role, kind in find(doc):
+        _check(ex, guards, kind, "request", stats, "rejected",
+               f"request refused: the prompt carries {{}} in a {role} message", role)
+
+
+def refuse_asked_media(ex: Context, guards: Iterable[Guard], stats: dict[str, int],
+                       adapter: Adapter, doc: Any) -> None:
+    """A request for a reply in media no guard reads (`Adapter.asks_media`), unless every
+    guard that reads replies lets its kind pass: refused before any token is spent."""
+    guards = tuple(guards)
+    for kind in adapter.asks_media(doc):
+        _check(ex, guards, kind, "request", stats, "rejected",
+               "request refused: the reply would carry {}")
+
+
+def refuse_reply_media(ex: Context | None, guards: Iterable[Guard], stats: dict[str, int],
+                       adapter: Adapter, doc: Any) -> None:
+    """A whole reply carrying media no guard reads (`Adapter.reply_media`: a generated
+    image, speech, a PDF a server tool fetched), unless every reply guard lets its kind
+    pass."""
+    guards = tuple(guards)
+    for kind in adapter.reply_media(doc):
+        _check(ex, guards, kind, "response", stats, "response_rejected",
+               "response blocked: the reply carries {}")
