@@ -20,13 +20,11 @@ through byte for byte, without re-encoding. OpenAI's usual content event (compac
 choice, no other text in its delta) is not even parsed: its text literal is cut out, and the
 masked text, when it differs, spliced back in (the same bytes as re-encoding the event).
 
-An event carrying media no guard reads (a generated image, audio: the adapter's
-``EventTexts.unread``) of a kind not in ``allow_unread`` ends the stream the same way.
-
-With a reject guard the first match ends the stream: a finish event the SDKs understand
-(OpenAI `finish_reason: content_filter`, Anthropic `stop_reason: refusal`, Gemini
-`finishReason: SAFETY`) followed by an error event in the provider's format, and nothing of
-the matched value is ever sent.
+With a reject guard the first match ends the stream (so does an event carrying media no
+guard reads, ``EventTexts.unread``, of a kind not in ``allow_unread``): a finish event the
+SDKs understand (OpenAI `finish_reason: content_filter`, Anthropic `stop_reason: refusal`,
+Gemini `finishReason: SAFETY`) followed by an error event in the provider's format, and
+nothing of the matched value is ever sent.
 """
 
 from __future__ import annotations
