@@ -12,7 +12,8 @@ data URL of a text media type, decoded: ``providers.inline``; images, audio, bin
 files by id are `providers.unread` markers when asked for), a non-empty ``refusal`` and
 ``reasoning_content`` / ``reasoning``, and the arguments of tool calls and of the legacy
 ``function_call`` (a JSON string, passed whole as a ``JsonSource``; a non-string value is
-rewritten string value by string value), a custom tool call's ``input``; a content part of
+rewritten string value by string value), a custom tool call's ``input`` (an earlier audio
+reply sent back by ``audio.id`` is an unread audio input); a content part of
 a kind this code does not know, or a message field it does not know, has every string read,
 ids and payloads aside (it fails closed). Function and tool names are identifiers, not
 texts (``guards.names`` reads them).
@@ -125,6 +126,8 @@ def message_slots(message: Any, inputs: bool = False) -> Iterator[Slot]:
         if as_str(message.get(key)):
             yield role, message, key
     yield from call_slots(message)
+    if inputs and isinstance(message.get("audio"), dict):   # an earlier audio reply, by id:
+        yield role, Unread("audio"), None                   # the model hears it again
     # a field newer than this code: every string in it is read
     yield from ((role, h, k) for h, k in field_strings(message, _READ_OR_OPAQUE, OPAQUE))
 

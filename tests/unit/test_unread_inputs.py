@@ -136,6 +136,12 @@ CASES: list[tuple[str, str, str, Body, tuple[str, str]]] = [
      responses({"type": "computer_call_output", "call_id": "c1",
                 "output": {"type": "computer_screenshot", "image_url": data_url("image/png")}}),
      ("tool", "image")),
+    ("openai-audio-reply-sent-back", "openai", CHAT,
+     {"model": "gpt-4o-audio-preview", "messages": [
+         {"role": "user", "content": "say hi"},
+         {"role": "assistant", "content": None, "audio": {"id": "audio_abc123"}},
+         {"role": "user", "content": "again"}]},
+     ("assistant", "audio")),
     ("responses-image-sent-back", "openai", RESPONSES,
      responses({"type": "image_generation_call", "id": "ig_1", "status": "completed",
                 "result": PNG, "revised_prompt": "a cat"}, said()),
