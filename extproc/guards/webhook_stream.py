@@ -25,7 +25,11 @@ call's arguments are held whole until the call ends (its choice's finish, its bl
 with the events around them, and sent as the tool reads them: each token decoded, one entry
 each (`webhook.source_texts`); a mask comes back as valid JSON in the call's first event, the
 others left empty (clients join the pieces). Arguments longer than `JSON_HOLD_SEGMENTS`
-segments go on as their source, segment by segment: nothing is held without end.
+segments go on as their source, segment by segment: nothing is held without end. Once such
+arguments have shown an escape, each of their segments is also sent as the tool reads it
+(decoded token by token across segments, `codecs.jsontext`), as an entry the webhook may
+refuse for but not mask: a mask there cannot be written back into source already streaming
+on, so it ends the stream refused, never lets the value through.
 
 An event carrying media no guard reads (a generated image, audio: the adapter's
 ``EventTexts.unread``) of a kind the guard does not let pass (`allow_unread`) ends the stream
@@ -45,6 +49,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..codecs.jsontext import JsonTextMasker
 from ..codecs.sse import Event, SSEDecoder, encode
 from ..policy import BodyTransform
 from ..providers import Adapter, adapter_for
@@ -100,6 +105,29 @@ class _Held:
     ends_all: bool = False
 
 
+class _Decoded:
+    """The token masker of a `JsonTextMasker` that masks nothing and keeps what it is fed:
+    the decoded tokens of JSON source, each ended by a space."""
+
+    held = 0
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+
+    def feed(self, text: str) -> str:
+        self.parts.append(text)
+        return text
+
+    def end(self) -> str:
+        self.parts.append(" ")
+        return ""
+
+    def take(self) -> str:
+        out = "".join(self.parts)
+        self.parts.clear()
+        return out
+
+
 class WebhookStreamGuard(BodyTransform):
     is_async = True
 
@@ -128,6 +156,13 @@ class WebhookStreamGuard(BodyTransform):
         self.json_whole: set[Hashable] = set()
         self.json_open: set[Hashable] = set()
         self.json_seen: set[Hashable] = set()
+        # arguments past the hold: their decoded reading, the tail already sent of it, and
+        # those that have shown an escape (their reading is sent beside their source)
+        self.views: dict[Hashable, tuple[JsonTextMasker, _Decoded]] = {}
+        self.view_text: dict[Hashable, list[str]] = {}  # read since the last release
+        self.view_context: dict[Hashable, str] = {}
+        self.escaped: set[Hashable] = set()
+        self.ending = False                             # the stream's last release
         self.stopped = False
 
     @property
@@ -177,7 +212,11 @@ class WebhookStreamGuard(BodyTransform):
             for key, holder, slot in held.slots:
                 text = holder[slot]
                 self.pending.setdefault(key, []).append(text)
-                self.pending_chars += len(text)
+                if key in self.views:           # arguments past the hold: read as they come
+                    decoded = self._decode(key, text)
+                    self.pending_chars += len(decoded if key in self.escaped else text)
+                else:
+                    self.pending_chars += len(text)
                 if _is_json(key) and key not in self.json_seen:
                     self.json_seen.add(key)
                     self.json_whole.add(key)
@@ -187,6 +226,7 @@ class WebhookStreamGuard(BodyTransform):
             if (ends and not self._json_held()) or self._segment_full(held):
                 out.append(await self._release())
         if end and not self.stopped:
+            self.ending = True
             out.append(await self._release())
         return b"".join(out)
 
@@ -202,20 +242,28 @@ class WebhookStreamGuard(BodyTransform):
             return True
         if self.pending_chars < self.segment or not last.slots:
             return False
-        _, holder, slot = last.slots[-1]
+        key, holder, slot = last.slots[-1]
         tail = holder[slot]
+        if key in self.escaped:                 # escaped arguments: where their reading is
+            tail = "".join(self.view_text.get(key, ()))
         return bool(tail) and (tail[-1].isspace() or tail[-1] in ".,;:!?")
 
     # --- the verdict on what is held ----------------------------------------------------
     async def _release(self) -> bytes:
         held, self.held = self.held, []
         pending, self.pending, self.pending_chars = self.pending, {}, 0
+        # arguments past the hold that ended (or the stream did) with no more text: what
+        # their decoder still holds is read too
+        for k in [k for k in self.views if k not in pending
+                  and (k not in self.json_open or self.ending)]:
+            pending[k] = []
         if not pending:
             return b"".join(h.event.raw for h in held)
         keys = list(pending)
         texts: list[Text] = []
         sent: dict[Hashable, list[int]] = {}    # the texts each piece was sent as
         decoded: set[Hashable] = set()          # pieces sent as their JSON tokens
+        read_only: set[int] = set()             # texts a mask cannot be written back to
         for k in keys:
             joined = "".join(pending[k])
             if k in self.json_whole and k not in self.json_open:
@@ -224,9 +272,18 @@ class WebhookStreamGuard(BodyTransform):
                 sent[k] = list(range(len(texts), len(texts) + len(pieces)))
                 texts.extend(Text("assistant", piece) for piece in pieces)
             else:
-                sent[k] = [len(texts)]
-                texts.append(Text("assistant", joined, self.context.get(k, "")))
+                sent[k] = [len(texts)] if joined else []
+                if joined:
+                    texts.append(Text("assistant", joined, self.context.get(k, "")))
+                before = self.view_context.get(k, "")
+                view = self._view(k, joined, first=k not in self.views) if _is_json(k) \
+                    else None
+                if view is not None:            # arguments past the hold, escapes decoded
+                    read_only.add(len(texts))
+                    texts.append(Text("assistant", view, before))
         self.json_whole -= set(keys)            # what goes on of an open one goes raw
+        if not texts:                           # a decoder's rest, and nothing in it
+            return b"".join(h.event.raw for h in held)
         try:
             verdict = await self.check(texts)
         except WebhookError:
@@ -242,6 +299,10 @@ class WebhookStreamGuard(BodyTransform):
             return self._stop(f"response blocked by guard '{self.guard}'{reason}")
         delivered = {k: "".join(pending[k]) for k in keys}
         changed: set[int] = set()
+        if verdict.action == "mask" and any(i in read_only for i in masks_by_text(verdict)):
+            self.report(self.guard, "rejected")
+            return self._stop(f"response blocked by guard '{self.guard}': it masks text of "
+                              "tool-call arguments too long to hold, which streamed on")
         if verdict.action == "mask":
             self.report(self.guard, "masked")
             by_text = masks_by_text(verdict)
@@ -268,6 +329,34 @@ class WebhookStreamGuard(BodyTransform):
         return b"".join(
             encode(_dump(h.doc, self.google), event=h.event.event, terminator=self.terminator)
             if id(h) in changed else h.event.raw for h in held)
+
+    def _decode(self, key: Hashable, raw: str) -> str:
+        """Feed more source of arguments past the hold to their decoder (one per piece, so
+        an escape split between pieces is read whole): the reading it gives now."""
+        if "\\" in raw:
+            self.escaped.add(key)
+        pair = self.views.get(key)
+        if pair is None:
+            pair = self.views[key] = (JsonTextMasker(collected := _Decoded()), collected)
+        pair[0].feed(raw)
+        got = pair[1].take()
+        self.view_text.setdefault(key, []).append(got)
+        return got
+
+    def _view(self, key: Hashable, raw: str, first: bool) -> str | None:
+        """The decoded reading of the source of arguments past the hold released now (all
+        of it, `raw`, when `first`: what was held); with what the decoder still holds once
+        the call or the stream ended. None while the piece has shown no escape (its source
+        reads the same)."""
+        if first:
+            self._decode(key, raw)
+        if key not in self.json_open or self.ending:
+            masker, collected = self.views.pop(key)
+            masker.finish()
+            self.view_text.setdefault(key, []).append(collected.take())
+        text = "".join(self.view_text.pop(key, ()))
+        self.view_context[key] = (self.view_context.get(key, "") + text)[-CONTEXT_CHARS:]
+        return text if key in self.escaped and text.strip() else None
 
     def _stop(self, message: str) -> bytes:
         self.stopped = True

@@ -18,6 +18,7 @@ import openai
 import pytest
 from aiohttp import web
 
+from extproc.codecs.jsontext import decode_escapes
 from tests.harness import Gateway, Mock, Proc, add_route, free_port
 
 from .test_guards import EMAIL, sse_json
@@ -348,3 +349,24 @@ def test_the_webhook_reads_a_streamed_replys_escaped_tool_arguments(gw: Gateway)
     arguments = "".join(call.function.arguments or "" for c in chunks if c.choices
                         for call in c.choices[0].delta.tool_calls or [])
     assert json.loads(arguments) == {"text": "mail <EMAIL>"}
+
+
+def test_an_escaped_value_in_arguments_too_long_to_hold_ends_the_stream(gw: Gateway) -> None:
+    """Past the hold (16 segments) the arguments stream on as their source; every character
+    escaped hides nothing: the webhook reads them decoded, and the address it finds there,
+    no longer maskable, ends the stream refused before it is sent whole (a segment cut
+    inside it may have let its head go, as in any streamed text: docs/guards.md)."""
+    client = openai.OpenAI(base_url=f"{gw.url}/w-openai/v1", api_key="k", max_retries=0,
+                           default_headers={"x-mock-shape": "tool-escaped",
+                                            "x-mock-reply": "word " * 120 + f"mail {EMAIL}",
+                                            "x-mock-chunk-bytes": "64"})
+    seen: list[Any] = []
+    with pytest.raises(openai.APIError) as exc:
+        for chunk in client.chat.completions.create(
+                model="gpt-4o-mini", stream=True, messages=[{"role": "user", "content": "go"}]):
+            seen.append(chunk)
+    assert "response blocked by guard 'dlp'" in str(exc.value)
+    arguments = "".join(call.function.arguments or "" for c in seen if c.choices
+                        for call in c.choices[0].delta.tool_calls or [])
+    assert len(arguments) > 16 * 24 and "\\u0077\\u006f\\u0072\\u0064" in arguments
+    assert EMAIL not in decode_escapes(arguments)

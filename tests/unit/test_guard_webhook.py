@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extproc.codecs.jsontext import JsonSource, read_texts, rewrite
+from extproc.codecs.jsontext import JsonSource, decode_escapes, read_texts, rewrite
 from extproc.guards.scanner import Scanner, builtin
 from extproc.guards.webhook import (
     Call,
@@ -378,3 +378,63 @@ def test_arguments_too_long_to_hold_go_on_as_their_source() -> None:
     out = b"".join(chunks)
     assert len(hook.calls) > 2 and b"jane@example.org" not in out
     assert json.loads(_arguments("openai", out))["to"] == "<EMAIL>"
+
+
+_ESCAPED = "jane\\u0040example\\u002eorg"
+
+
+class ContextWebhook(FakeWebhook):
+    """`FakeWebhook` that also reads each text's context, as a DLP service does to catch a
+    value split between two segments: a match reaching into the text is masked there."""
+
+    async def __call__(self, texts: list[Text]) -> Verdict:
+        self.calls.append(texts)
+        if any("falcon" in (t.context or "") + t.text for t in texts):
+            return Verdict("reject", reason="a codename")
+        masks = []
+        for i, t in enumerate(texts):
+            lead = len(t.context or "")
+            for span in EMAIL.find((t.context or "") + t.text):
+                if span.end > lead:
+                    masks.append(Mask(i, max(0, span.start - lead), span.end - lead,
+                                      "<EMAIL>"))
+        return Verdict("mask", tuple(masks)) if masks else Verdict("pass")
+
+
+@settings(max_examples=60, deadline=None)
+@given(provider=st.sampled_from(["openai", "anthropic"]),
+       size=st.integers(7, 60), cuts=st.lists(st.integers(0, 1 << 16), max_size=8),
+       verdict=st.sampled_from(["mask", "reject"]))
+def test_an_escaped_value_in_arguments_too_long_to_hold_is_still_seen(
+        provider: str, size: int, cuts: list[int], verdict: str) -> None:
+    """Past the bound the arguments stream on as their source, where an escape would hide a
+    value from the webhook: their decoded reading is sent beside it (however the escapes
+    are cut, with what came before as context), and a value found there ends the stream
+    refused, since a mask can no longer be written into source already on its way."""
+    long_args = json.dumps({"note": "word " * 400})[:-1] + f', "to": "{_ESCAPED}"}}'
+    if verdict == "reject":
+        long_args = long_args.replace("jane", "falcon")
+    pieces = [long_args[i:i + size] for i in range(0, len(long_args), size)]
+    build = _openai_tool_stream if provider == "openai" else _anthropic_tool_stream
+    hook = ContextWebhook()
+    chunks, reports = run(provider, build(pieces), cuts, hook, segment=64)
+    out = b"".join(chunks)
+    assert ("dlp", "rejected") in reports
+    seen = " ".join((t.context or "") + t.text for call in hook.calls for t in call)
+    assert ("jane@example.org" if verdict == "mask" else "falcon") in seen
+    assert b"response blocked by guard 'dlp'" in out
+    # the value never reaches the client whole (a segment cut inside it may have let its
+    # head go, as with any text: see the module docstring)
+    kept = out.split(b"response blocked")[0].rsplit(b"data: ", 1)[0]
+    assert "example.org" not in decode_escapes(_arguments(provider, kept))
+
+
+def test_long_arguments_without_escapes_are_sent_as_before() -> None:
+    long_args = json.dumps({"note": "word " * 2000, "to": "a plain note"})
+    pieces = [long_args[i:i + 50] for i in range(0, len(long_args), 50)]
+    hook = FakeWebhook()
+    chunks, reports = run("openai", _openai_tool_stream(pieces), [], hook, segment=64)
+    assert json.loads(_arguments("openai", b"".join(chunks))) == json.loads(long_args)
+    sent = "".join(t.text for call in hook.calls for t in call)
+    assert sent.count("word") == long_args.count("word")   # the source, once, no reading
+    assert all(o == "pass" for _, o in reports)
