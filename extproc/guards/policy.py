@@ -32,7 +32,7 @@ Webhook guards (`webhook.py`) run after the local ones, so the remote service on
 text that local guards have already masked: on requests and whole responses with one call
 each, on streamed responses in segments (`webhook_stream.py`). A webhook error lets the text
 through (`fail: open`) or refuses it with a 503 (`fail: closed`, the default). Webhooks get
-tool-call arguments as the JSON source text they are, escapes and all.
+tool-call arguments as the tool reads them, escapes decoded (`webhook.source_texts`).
 """
 
 from __future__ import annotations
