@@ -35,10 +35,41 @@ from extproc.envoy_bin import envoy_binary
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _ephemeral_low() -> int:
+    """Where the kernel's ephemeral port range starts (the source ports of outgoing
+    connections come from it)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+#: the ports `free_port` hands out: below the ephemeral range, from a point that differs
+#: between runs, one after the other (never the same twice in a run)
+_LOW = 10000
+_PORTS = {"next": _LOW + (os.getpid() * 7919) % max(1, _ephemeral_low() - _LOW)}
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free to listen on. Taken below the kernel's ephemeral range when there is
+    room: a port picked inside it (as binding port 0 does) can be taken as the source port
+    of some outgoing connection between the pick and the listener's bind, and the test
+    fails with "address already in use"."""
+    high = _ephemeral_low()
+    if high - _LOW < 1000:                # no room below it: let the kernel pick
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    for _ in range(high - _LOW):
+        port = _PORTS["next"]
+        _PORTS["next"] = _LOW + (port + 1 - _LOW) % (high - _LOW)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def port_open(port: int) -> bool:
