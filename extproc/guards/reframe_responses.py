@@ -29,7 +29,8 @@ would spell the unmasked text. An event type not modelled here (audio transcript
 annotations, a newer type) is read anyway: see `_unknown`.
 
 A generated image (a partial image event, an ``image_generation_call`` item with its
-``result``) or an image output of the code interpreter is never read; unless every reply
+``result``), an image output of the code interpreter or speech (``response.audio.delta``,
+base64; its transcript is read) is never read; unless every reply
 guard lets images pass (``allow_unread``) it ends the stream as a reject guard does.
 
 With a reject guard the first match ends the stream: a ``response.incomplete`` event whose
@@ -90,7 +91,8 @@ PARTS = {"response.content_part.added": False, "response.content_part.done": Tru
 ITEMS = {"response.output_item.added": False, "response.output_item.done": True}
 TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 #: events that carry media no guard reads, and its kind (`providers.unread`)
-MEDIA_EVENTS = {"response.image_generation_call.partial_image": "image"}
+MEDIA_EVENTS = {"response.image_generation_call.partial_image": "image",
+                "response.audio.delta": "audio"}
 #: events that carry only a whole response object (read by `_response`) and no text of their own
 _WHOLE_RESPONSE = frozenset({"response.created", "response.in_progress", "response.queued"})
 #: keys whose strings are ids or enumerations, not text anyone wrote

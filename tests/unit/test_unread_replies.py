@@ -153,6 +153,11 @@ STREAMS = [
         {"type": "response.output_item.done", "sequence_number": 4, "output_index": 0,
          "item": {"id": "ig_1", "type": "image_generation_call", "status": "completed",
                   "revised_prompt": "A cat", "result": PNG}}, event=True), "image"),
+    ("responses-speech", "responses", RESPONSES, _sse(
+        {"type": "response.audio.transcript.delta", "sequence_number": 1, "delta": "Hi "},
+        {"type": "response.audio.delta", "sequence_number": 2, "delta": WAV},
+        {"type": "response.audio.transcript.done", "sequence_number": 3},
+        {"type": "response.audio.done", "sequence_number": 4}, event=True), "audio"),
     ("gemini-image", "gemini", GEMINI_SSE, _sse(
         {"candidates": [{"content": {"role": "model", "parts": [{"text": "Here "}]},
                          "index": 0}]},
