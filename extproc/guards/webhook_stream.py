@@ -3,8 +3,10 @@
 A remote guard cannot be asked about every token (one HTTP call each), nor about the whole
 stream (nothing would be delivered until the end). So the transform holds the stream's
 events while their text grows, and asks the webhook about the held text as one segment once
-it reaches `segment_chars` at a word end (at twice that anywhere), when a piece ends (a
-finish reason, a content block's stop) and at the end of the stream. The verdict applies to
+it reaches `segment_chars` at a word end (after whitespace, or before a token that starts
+with it: the events after the last word end wait for the next segment; past twice that, at
+any end there is), when a piece ends (a finish reason, a content block's stop) and at the
+end of the stream. The verdict applies to
 the held events: pass releases them byte for byte; mask rewrites the text in them (a
 placeholder goes where its span starts, keeping the events' boundaries); reject ends the
 stream with the provider's finish and error events, and nothing of the segment is sent.
@@ -16,8 +18,9 @@ choice's content, its refusal, one tool call's arguments, an Anthropic content b
 Gemini candidate's text or thought text) is one entry of the call's `texts`, with up to 256
 characters of what was already delivered before it as `context`; a value that arrives whole
 (a Gemini function call's args: each key, number and string of it) is an entry of its own. A
-value split across two segments can be detected, but not masked any more (segments end at
-word ends, so a single token is never split).
+multi-word value split across two segments can be detected, but not masked any more
+(segments end at word ends, so a word, an address or a URL, is not cut in two unless it is
+longer than twice `segment_chars`).
 
 Tool-call arguments stream as JSON source (OpenAI ``arguments``, Anthropic
 ``input_json_delta``), where an escape (``\\u0040``) would hide a value from the webhook. So a
@@ -223,8 +226,12 @@ class WebhookStreamGuard(BodyTransform):
                     self.json_open.add(key)
             if ends:
                 self.json_open = {k for k in self.json_open if not _ends(held, k)}
-            if (ends and not self._json_held()) or self._segment_full(held):
+            if ends and not self._json_held():
                 out.append(await self._release())
+                continue
+            keep = self._segment_end(held)
+            if keep is not None:
+                out.append(await self._release(keep))
         if end and not self.stopped:
             self.ending = True
             out.append(await self._release())
@@ -235,21 +242,70 @@ class WebhookStreamGuard(BodyTransform):
         return bool(self.json_open & self.json_whole) \
             and self.pending_chars < JSON_HOLD_SEGMENTS * self.segment
 
-    def _segment_full(self, last: _Held) -> bool:
+    def _segment_end(self, last: _Held) -> int | None:
+        """Whether to check the held text now: None to hold on, else how many of the last
+        held events to keep for the next segment (0: all go). A segment ends at a word end
+        once it reaches `segment_chars`: after a text ending in whitespace, or before one
+        starting with it (token streams put the space first), so a word (an address, a
+        number, a URL) is not cut in two; the events after the last such end wait for the
+        next segment. Past twice `segment_chars` it ends at the last word end there is, or
+        anywhere."""
         if self._json_held():
-            return False
-        if self.pending_chars >= 2 * self.segment:
-            return True
+            return None
+        full = self.pending_chars >= 2 * self.segment
         if self.pending_chars < self.segment or not last.slots:
-            return False
+            return 0 if full else None
         key, holder, slot = last.slots[-1]
         tail = holder[slot]
         if key in self.escaped:                 # escaped arguments: where their reading is
             tail = "".join(self.view_text.get(key, ()))
-        return bool(tail) and (tail[-1].isspace() or tail[-1] in ".,;:!?")
+        if tail and tail[-1].isspace():
+            return 0
+        keep = self._word_start(0 if full else self.segment)
+        if keep is not None:
+            return keep
+        return 0 if full else None
+
+    def _word_start(self, least: int) -> int | None:
+        """How many of the last held events hold the word still open at the end of the
+        held text (the events from the last word end with at least `least` characters
+        before it); None when there is no such word end, or the held text is not one plain
+        piece (several choices' texts interleave, tool-call arguments and whole values have
+        their own ends)."""
+        keys = {key for h in self.held for key, _, _ in h.slots}
+        if len(keys) != 1 or any(_is_json(k) or not isinstance(k, tuple) for k in keys):
+            return None
+        cut: int | None = None
+        before, chars = "", 0
+        for index, h in enumerate(self.held):
+            texts = [holder[slot] for _, holder, slot in h.slots if holder[slot]]
+            if not texts:
+                continue
+            if before and chars >= max(least, 1) \
+                    and (before[-1].isspace() or texts[0][0].isspace()):
+                cut = index
+            before = texts[-1]
+            chars += sum(len(t) for t in texts)
+        return None if cut is None else len(self.held) - cut
 
     # --- the verdict on what is held ----------------------------------------------------
-    async def _release(self) -> bytes:
+    async def _release(self, keep: int = 0) -> bytes:
+        """Check what is held and send it on (or stop the stream); the last `keep` held
+        events (one plain piece's text: `_word_start`) wait for the next segment."""
+        if keep:
+            kept = self.held[-keep:]
+            self.held = self.held[:-keep]
+            for h in reversed(kept):            # their texts are the last of their piece
+                for key, _, _ in reversed(h.slots):
+                    self.pending[key].pop()
+            out = await self._release()
+            if not self.stopped:
+                self.held = kept
+                for h in kept:
+                    for key, holder, slot in h.slots:
+                        self.pending.setdefault(key, []).append(holder[slot])
+                        self.pending_chars += len(holder[slot])
+            return out
         held, self.held = self.held, []
         pending, self.pending, self.pending_chars = self.pending, {}, 0
         # arguments past the hold that ended (or the stream did) with no more text: what
