@@ -30,7 +30,7 @@ each (`webhook.source_texts`); a mask comes back as valid JSON in the call's fir
 others left empty (clients join the pieces). Arguments longer than `JSON_HOLD_SEGMENTS`
 segments go on as their source, segment by segment: nothing is held without end. Once such
 arguments have shown an escape, each of their segments is also sent as the tool reads it
-(decoded token by token across segments, `codecs.jsontext`), as an entry the webhook may
+(decoded token by token across segments: `webhook_args`), as an entry the webhook may
 refuse for but not mask: a mask there cannot be written back into source already streaming
 on, so it ends the stream refused, never lets the value through.
 
@@ -52,7 +52,6 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..codecs.jsontext import JsonTextMasker
 from ..codecs.sse import Event, SSEDecoder, encode
 from ..policy import BodyTransform
 from ..providers import Adapter, adapter_for
@@ -70,6 +69,7 @@ from .webhook import (
     source_texts,
     split_masked,
 )
+from .webhook_args import ArgumentReadings
 
 #: how long tool-call arguments are held whole, in segments, before they go on raw
 JSON_HOLD_SEGMENTS = 16
@@ -108,29 +108,6 @@ class _Held:
     ends_all: bool = False
 
 
-class _Decoded:
-    """The token masker of a `JsonTextMasker` that masks nothing and keeps what it is fed:
-    the decoded tokens of JSON source, each ended by a space."""
-
-    held = 0
-
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-
-    def feed(self, text: str) -> str:
-        self.parts.append(text)
-        return text
-
-    def end(self) -> str:
-        self.parts.append(" ")
-        return ""
-
-    def take(self) -> str:
-        out = "".join(self.parts)
-        self.parts.clear()
-        return out
-
-
 class WebhookStreamGuard(BodyTransform):
     is_async = True
 
@@ -161,10 +138,7 @@ class WebhookStreamGuard(BodyTransform):
         self.json_seen: set[Hashable] = set()
         # arguments past the hold: their decoded reading, the tail already sent of it, and
         # those that have shown an escape (their reading is sent beside their source)
-        self.views: dict[Hashable, tuple[JsonTextMasker, _Decoded]] = {}
-        self.view_text: dict[Hashable, list[str]] = {}  # read since the last release
-        self.view_context: dict[Hashable, str] = {}
-        self.escaped: set[Hashable] = set()
+        self.readings = ArgumentReadings()
         self.ending = False                             # the stream's last release
         self.stopped = False
 
@@ -215,9 +189,10 @@ class WebhookStreamGuard(BodyTransform):
             for key, holder, slot in held.slots:
                 text = holder[slot]
                 self.pending.setdefault(key, []).append(text)
-                if key in self.views:           # arguments past the hold: read as they come
-                    decoded = self._decode(key, text)
-                    self.pending_chars += len(decoded if key in self.escaped else text)
+                if key in self.readings:        # arguments past the hold: read as they come
+                    decoded = self.readings.feed(key, text)
+                    self.pending_chars += len(decoded if key in self.readings.escaped
+                                              else text)
                 else:
                     self.pending_chars += len(text)
                 if _is_json(key) and key not in self.json_seen:
@@ -257,8 +232,8 @@ class WebhookStreamGuard(BodyTransform):
             return 0 if full else None
         key, holder, slot = last.slots[-1]
         tail = holder[slot]
-        if key in self.escaped:                 # escaped arguments: where their reading is
-            tail = "".join(self.view_text.get(key, ()))
+        if key in self.readings.escaped:        # escaped arguments: where their reading is
+            tail = self.readings.tail(key)
         if tail and tail[-1].isspace():
             return 0
         keep = self._word_start(0 if full else self.segment)
@@ -310,7 +285,7 @@ class WebhookStreamGuard(BodyTransform):
         pending, self.pending, self.pending_chars = self.pending, {}, 0
         # arguments past the hold that ended (or the stream did) with no more text: what
         # their decoder still holds is read too
-        for k in [k for k in self.views if k not in pending
+        for k in [k for k in self.readings.decoders if k not in pending
                   and (k not in self.json_open or self.ending)]:
             pending[k] = []
         if not pending:
@@ -331,9 +306,8 @@ class WebhookStreamGuard(BodyTransform):
                 sent[k] = [len(texts)] if joined else []
                 if joined:
                     texts.append(Text("assistant", joined, self.context.get(k, "")))
-                before = self.view_context.get(k, "")
-                view = self._view(k, joined, first=k not in self.views) if _is_json(k) \
-                    else None
+                before = self.readings.context.get(k, "")
+                view = self._reading(k, joined) if _is_json(k) else None
                 if view is not None:            # arguments past the hold, escapes decoded
                     read_only.add(len(texts))
                     texts.append(Text("assistant", view, before))
@@ -386,33 +360,12 @@ class WebhookStreamGuard(BodyTransform):
             encode(_dump(h.doc, self.google), event=h.event.event, terminator=self.terminator)
             if id(h) in changed else h.event.raw for h in held)
 
-    def _decode(self, key: Hashable, raw: str) -> str:
-        """Feed more source of arguments past the hold to their decoder (one per piece, so
-        an escape split between pieces is read whole): the reading it gives now."""
-        if "\\" in raw:
-            self.escaped.add(key)
-        pair = self.views.get(key)
-        if pair is None:
-            pair = self.views[key] = (JsonTextMasker(collected := _Decoded()), collected)
-        pair[0].feed(raw)
-        got = pair[1].take()
-        self.view_text.setdefault(key, []).append(got)
-        return got
-
-    def _view(self, key: Hashable, raw: str, first: bool) -> str | None:
-        """The decoded reading of the source of arguments past the hold released now (all
-        of it, `raw`, when `first`: what was held); with what the decoder still holds once
-        the call or the stream ended. None while the piece has shown no escape (its source
-        reads the same)."""
-        if first:
-            self._decode(key, raw)
-        if key not in self.json_open or self.ending:
-            masker, collected = self.views.pop(key)
-            masker.finish()
-            self.view_text.setdefault(key, []).append(collected.take())
-        text = "".join(self.view_text.pop(key, ()))
-        self.view_context[key] = (self.view_context.get(key, "") + text)[-CONTEXT_CHARS:]
-        return text if key in self.escaped and text.strip() else None
+    def _reading(self, key: Hashable, raw: str) -> str | None:
+        """The decoded reading of the source of arguments past the hold released now
+        (`webhook_args`; all of it, `raw`, the first time: what was held)."""
+        if key not in self.readings:
+            self.readings.feed(key, raw)
+        return self.readings.segment(key, key not in self.json_open or self.ending)
 
     def _stop(self, message: str) -> bytes:
         self.stopped = True
