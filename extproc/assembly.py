@@ -130,7 +130,8 @@ def _variant(c: Checker, d: Any, path: str, name: str, provider: str, route_auth
     if streams.usage or streams.json_array_to_sse or rate is not None or route_guard:
         builtin.append(LLMTraffic(provider, streams, pricing, spend.team_claim))
     if any("response" in g.apply_to for g in route_guard):
-        builtin.append(Guards(provider, route_guard, "response", route=name))
+        builtin.append(Guards(provider, route_guard, "response", route=name,
+                              max_event_bytes=streams.max_event_bytes))
     if rate is not None:
         builtin.append(rate)
     return RouteConfig(name=name, provider=provider, policies=(*builtin, *plugins),

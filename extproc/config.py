@@ -30,7 +30,8 @@ Shape (every key is optional unless marked; unknown keys are errors)::
           usage: true                   # token usage from every reply, as dynamic metadata
           json_array_to_sse: false      # Gemini/Vertex JSON-array streams as SSE (default on
                                         # for gemini and vertex)
-          max_event_bytes: 1048576      # largest SSE event / array element accepted
+          max_event_bytes: 1048576      # largest SSE event / array element accepted (and
+                                        # read by reply guards: a larger one is refused)
         auth: {jwt: [corp], api_keys: true, scopes: [chat]}   # client credentials
         upstream_credential: {env: OPENAI_API_KEY}          # the provider's key, injected
                                         # (provider: auto: {openai: {env: ...}, ...})

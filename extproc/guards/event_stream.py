@@ -2,7 +2,8 @@
 ends the stream with `_end` (what the maskers still hold goes out), and turns a reject
 guard's hit into the provider's refusal events (`_rejected`), after which nothing more is
 sent. An event whose data is not a JSON object ends the stream the same way (UNREADABLE):
-what the guards cannot read is never passed on; so does an event carrying media no guard
+what the guards cannot read is never passed on; so does an event larger than the route's
+`streams.max_event_bytes` (OVERSIZED), and an event carrying media no guard
 reads (a generated image, audio: `providers.unread`) of a kind not every reply guard lets
 pass (`allow_unread`; `media`). The reframers (`reframe.py` for chat,
 messages and Gemini; `reframe_responses.py` for the Responses API) implement those three."""
@@ -13,7 +14,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from ..codecs.sse import Event, SSEDecoder
+from ..codecs.sse import Event, SSEDecoder, SSEError
 from ..policy import BodyTransform
 from ..providers.unread import NAMES
 from .stream import GuardTriggered
@@ -23,11 +24,17 @@ from .stream import GuardTriggered
 UNREADABLE = "an_unreadable_event"
 #: what a refusal for media no guard reads names: this prefix and the kind ("unread_image")
 UNREAD = "unread_"
+#: what a refusal names when an event is larger than the route's `streams.max_event_bytes`:
+#: the stream ends there, as for an unreadable event
+OVERSIZED = "an_oversized_event"
 
 
 def refusal_message(detector: str) -> str:
     """What the error event of a refused stream says: what a reject guard found (never the
     value), or the media it carries that the route's guards cannot read."""
+    if detector == OVERSIZED:
+        return ("response blocked by a guard: a stream event is larger than the route's "
+                "streams.max_event_bytes, so the guards could not read it")
     if detector.startswith(UNREAD):
         kind = detector[len(UNREAD):]
         return (f"response blocked by a guard: the reply carries {NAMES.get(kind, kind)}, "
@@ -71,12 +78,20 @@ class EventMasker(BodyTransform):
     def feed(self, chunk: bytes) -> bytes:
         if self.stopped:
             return b""
-        return self._events(self.decoder.feed(chunk))
+        try:
+            events = self.decoder.feed(chunk)
+        except SSEError:                # an event past the size limit: never read, not sent
+            return self._rejected(OVERSIZED)
+        return self._events(events)
 
     def finish(self) -> bytes:
         if self.stopped:
             return b""
-        out = self._events(self.decoder.finish())
+        try:
+            events = self.decoder.finish()
+        except SSEError:
+            return self._rejected(OVERSIZED)
+        out = self._events(events)
         if not self.stopped:
             try:
                 out += self._end()

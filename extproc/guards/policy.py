@@ -71,13 +71,17 @@ class Guards(Policy):
     needs_request_body = True
 
     def __init__(self, provider: str, guards: tuple[Guard, ...],
-                 side: str = "request", route: str = "") -> None:
+                 side: str = "request", route: str = "",
+                 max_event_bytes: int = MAX_EVENT_BYTES) -> None:
         """`side`: the request side runs before the LLM traffic policy (a refused prompt
         costs no budget); the response side after it (it sees Gemini JSON-array streams
         already rewritten to SSE, and rate limits count the masked text delivered)."""
         super().__init__({})
         self.provider = provider
         self.side = side
+        #: the largest stream event read (the route's `streams.max_event_bytes`): a larger
+        #: one ends the stream refused
+        self.max_event_bytes = max_event_bytes
         self.route = route
         self.adapter = adapter_for(provider)
         requests = tuple(g for g in guards if "request" in g.apply_to) \
@@ -216,12 +220,13 @@ class Guards(Policy):
 
             if endpoint == "responses":
                 out.append(ResponsesMaskingReframer(self.provider, lambda: self._maskers(made),
-                                                    MAX_EVENT_BYTES, rejected, done, allowed))
+                                                    self.max_event_bytes, rejected, done,
+                                                    allowed))
             else:
                 reframer = CompletionsMaskingReframer if endpoint == "completions" \
                     else SSEMaskingReframer
                 out.append(reframer(self.provider, lambda: self._maskers(made),
-                                    MAX_EVENT_BYTES, rejected, done, adapter, allowed))
+                                    self.max_event_bytes, rejected, done, adapter, allowed))
 
         def report(guard: str, outcome: str) -> None:
             if outcome in ("rejected", "error-closed"):
@@ -237,7 +242,8 @@ class Guards(Policy):
 
             out.append(WebhookStreamGuard(self.provider, guard.name, check,
                                           guard.webhook.segment_chars, guard.webhook.fail_open,
-                                          MAX_EVENT_BYTES, report, adapter, guard.allow_unread))
+                                          self.max_event_bytes, report, adapter,
+                                          guard.allow_unread))
         return out
 
     async def on_request_body(self, ex: Context, body: bytes) -> bytes | None:

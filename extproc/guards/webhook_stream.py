@@ -52,12 +52,13 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..codecs.sse import Event, SSEDecoder, encode
+from ..codecs.sse import Event, SSEDecoder, SSEError, encode
 from ..policy import BodyTransform
 from ..providers import Adapter, adapter_for
 from ..providers.slots import JSON_PIECES
 from ..providers.unread import NAMES
 from ..providers.values import value_slots
+from .event_stream import OVERSIZED, refusal_message
 from .reframe import GOOGLE, _dump, stop_events
 from .webhook import (
     CONTEXT_CHARS,
@@ -149,12 +150,29 @@ class WebhookStreamGuard(BodyTransform):
     async def feed_async(self, chunk: bytes) -> bytes:
         if self.stopped:
             return b""
-        return await self._events(self.decoder.feed(chunk), end=False)
+        try:
+            events = self.decoder.feed(chunk)
+        except SSEError:
+            return await self._oversized()
+        return await self._events(events, end=False)
 
     async def finish_async(self) -> bytes:
         if self.stopped:
             return b""
-        return await self._events(self.decoder.finish(), end=True)
+        try:
+            events = self.decoder.finish()
+        except SSEError:
+            return await self._oversized()
+        return await self._events(events, end=True)
+
+    async def _oversized(self) -> bytes:
+        """An event larger than the route's `streams.max_event_bytes`: what is held is
+        checked and goes on, then the stream ends refused (the event is never sent)."""
+        out = await self._release()
+        if self.stopped:
+            return out
+        self.report(self.guard, "rejected")
+        return out + self._stop(refusal_message(OVERSIZED))
 
     async def _events(self, events: list[Event], end: bool) -> bytes:
         out: list[bytes] = []

@@ -14,6 +14,7 @@ rewrite base64), while the reply's texts are still guarded. Driven through a rea
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 from typing import Any
@@ -179,7 +180,8 @@ STREAM_IDS = [c[0] for c in STREAMS]
 
 
 def config(allow: list[str] | None = None, apply_to: list[str] | None = None,
-           action: str = "mask", second: Body | None = None) -> Any:
+           action: str = "mask", second: Body | None = None,
+           max_event_bytes: int | None = None) -> Any:
     pii: Body = {"detectors": ["email"], "action": action}
     if allow is not None:
         pii["allow_unread"] = allow
@@ -190,7 +192,9 @@ def config(allow: list[str] | None = None, apply_to: list[str] | None = None,
         guards["dlp"] = second
     return loader.parse({
         "guards": guards,
-        "routes": [{"name": name, "provider": provider, "guards": list(guards)}
+        "routes": [{"name": name, "provider": provider, "guards": list(guards),
+                    **({"streams": {"max_event_bytes": max_event_bytes}}
+                       if max_event_bytes else {})}
                    for name, provider in PROVIDER.items()]
         + [{"name": "open", "provider": "openai"}]})
 
@@ -469,3 +473,55 @@ def test_a_text_request_asks_for_no_media() -> None:
     assert adapter("gemini", GEMINI).asks_media(
         {"generationConfig": {"responseModalities": ["TEXT"]}}) == []
     assert adapter("openai", CHAT).asks_media({"modalities": ["text"]}) == []
+
+
+# --- events larger than the route reads ----------------------------------------------------
+
+BIG = base64.b64encode(bytes(range(256)) * 5000).decode()    # 1.7 MB of base64
+
+
+def _big_image_stream() -> bytes:
+    return _sse({"candidates": [{"content": {"role": "model", "parts": [{"text": "Here "}]},
+                                 "index": 0}]},
+                {"candidates": [{"content": {"role": "model", "parts": [
+                    {"inlineData": {"mimeType": "image/png", "data": BIG}}]}, "index": 0,
+                    "finishReason": "STOP"}]}, crlf=True)
+
+
+@pytest.mark.parametrize("cuts", [[], [65536 * i for i in range(1, 30)]], ids=["whole", "64k"])
+def test_an_event_larger_than_the_route_reads_ends_the_stream_cleanly(cuts: list[int]) -> None:
+    """An event past the route's streams.max_event_bytes (1 MiB by default) cannot be read
+    by the guards: the stream ends the provider's way with an error event that says so (not
+    an internal error), and nothing of the event is sent. A route that raises the limit
+    reads it: a large generated image passes once images are allowed."""
+    raw = _big_image_stream()
+    sent, ex = stream(config(allow=["image"]), "gemini", GEMINI_SSE, raw, cuts)
+    assert BIG[:64].encode() not in sent
+    assert b'"SAFETY"' in sent and b"larger than the route's streams.max_event_bytes" in sent
+    assert ex.state["guard_response"] == "guard:rejected:an_oversized_event"
+    sent, _ = stream(config(allow=["image"], max_event_bytes=4 << 20), "gemini", GEMINI_SSE,
+                     raw, cuts)
+    assert sent.count(BIG.encode()) == 1
+    sent, _ = stream(config(max_event_bytes=4 << 20), "gemini", GEMINI_SSE, raw, cuts)
+    assert BIG[:64].encode() not in sent and NAMES["image"].encode() in sent
+
+
+def test_a_webhook_reply_guard_ends_a_stream_with_an_oversized_event_cleanly() -> None:
+    async def check(texts: list[Any]) -> Verdict:
+        return Verdict("pass")
+
+    decisions: list[tuple[str, str]] = []
+
+    async def run(raw: bytes) -> bytes:
+        guard = WebhookStreamGuard("gemini", "dlp", check, 200, False, 1 << 20,
+                                   lambda g, o: decisions.append((g, o)),
+                                   allow_unread=frozenset({"image"}))
+        out = b""
+        for i in range(0, len(raw), 65536):
+            out += await guard.feed_async(raw[i:i + 65536])
+        return out + await guard.finish_async()
+
+    sent = asyncio.run(run(_big_image_stream()))
+    assert b"Here " in sent and BIG[:64].encode() not in sent     # what came first went on
+    assert b"larger than the route's streams.max_event_bytes" in sent
+    assert decisions[-1] == ("dlp", "rejected")
