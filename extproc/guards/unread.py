@@ -26,14 +26,15 @@ if TYPE_CHECKING:
 
 def _check(ex: Context | None, guards: Iterable[Guard], kind: str, direction: str,
            stats: dict[str, int], counter: str, what: str, role: str | None = None) -> None:
-    """Refuse `kind` (`what` says where it is) unless every guard of `guards` that reads
-    `role` (every one for None) lets it pass: count it, record the decision, raise."""
+    """Refuse `kind` (`what` names it and says where it is) unless every guard of `guards`
+    that reads `role` (every one for None) lets it pass: count it, record the decision,
+    raise."""
     for guard in guards:
         if (role is None or guard.reads(role)) and kind not in guard.allow_unread:
             stats[counter] += 1
             if ex is not None:
                 decide(ex, guard.name, direction, "rejected", f"unread_{kind}")
-            raise Reject(400, f"{what.format(NAMES[kind])}, which guard '{guard.name}' "
+            raise Reject(400, f"{what}, which guard '{guard.name}' "
                          "cannot read and does not let pass unread",
                          details="extproc_guard_unreadable")
 
@@ -49,7 +50,7 @@ def refuse_unread_inputs(ex: Context, guards: Iterable[Guard], stats: dict[str, 
     guards = tuple(guards)
     for role, kind in find(doc):
         _check(ex, guards, kind, "request", stats, "rejected",
-               f"request refused: the prompt carries {{}} in a {role} message", role)
+               f"request refused: the prompt carries {NAMES[kind]} in a {role} message", role)
 
 
 def refuse_asked_media(ex: Context, guards: Iterable[Guard], stats: dict[str, int],
@@ -59,7 +60,7 @@ def refuse_asked_media(ex: Context, guards: Iterable[Guard], stats: dict[str, in
     guards = tuple(guards)
     for kind in adapter.asks_media(doc):
         _check(ex, guards, kind, "request", stats, "rejected",
-               "request refused: the reply would carry {}")
+               f"request refused: the reply would carry {NAMES[kind]}")
 
 
 def refuse_reply_media(ex: Context | None, guards: Iterable[Guard], stats: dict[str, int],
@@ -70,4 +71,4 @@ def refuse_reply_media(ex: Context | None, guards: Iterable[Guard], stats: dict[
     guards = tuple(guards)
     for kind in adapter.reply_media(doc):
         _check(ex, guards, kind, "response", stats, "response_rejected",
-               "response blocked: the reply carries {}")
+               f"response blocked: the reply carries {NAMES[kind]}")

@@ -374,3 +374,13 @@ def test_however_the_body_is_spelled_the_precheck_never_skips_an_unread_input(
     assert adapter(provider, path).unread_inputs(json.loads(raw)) == [found]
     sent, refused = asyncio.run(_run(config(), provider, path, raw))
     assert sent == b"" and refused is not None and refused[0] == 400
+
+
+@pytest.mark.parametrize("role", ["{0}", "{kind}", "}{", "x{y}z"])
+def test_a_role_spelled_with_braces_gets_the_same_clean_refusal(role: str) -> None:
+    """The role goes into the message as written: a role that looks like a format field
+    is text, not a crash (an internal error instead of the 400)."""
+    body = chat({"type": "image_url", "image_url": {"url": "https://x.test/a.png"}}, role=role)
+    _, refused = run(config(), "openai", CHAT, body)
+    assert refused is not None and refused[0] == 400
+    assert f"in a {role} message, which guard 'pii'" in refused[1]["error"]["message"]
