@@ -11,7 +11,7 @@ messages and Gemini; `reframe_responses.py` for the Responses API) implement tho
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..codecs.sse import Event, SSEDecoder, SSEError
@@ -42,7 +42,7 @@ def refusal_message(detector: str) -> str:
     return f"response blocked by a guard: it contains {detector.replace('_', ' ')}"
 
 
-def media(kinds: list[str], allowed: frozenset[str]) -> None:
+def media(kinds: Sequence[str], allowed: frozenset[str]) -> None:
     """Raise `GuardTriggered` (``unread_<kind>``) for the first of an event's media kinds
     (`EventTexts.unread`) not in `allowed`."""
     for kind in kinds:

@@ -268,7 +268,7 @@ class AnthropicAdapter(Adapter):
                     # provider fetched reaches the client here; every string is read whole
                     out.slots.extend(TextSlot((index, "result", 0), holder, key, whole=True)
                                      for holder, key in text_leaves(block))
-                out.unread.extend(block_media(block))   # a PDF or image it fetched
+                out.unread += tuple(block_media(block))   # a PDF or image it fetched
         elif kind == "content_block_stop":
             out.ends = (piece_index(doc),)
         elif kind in ("message_delta", "message_stop", "error"):

@@ -44,6 +44,7 @@ from typing import Any
 
 from extproc.providers.base import Adapter, Delta, Prompt, Usage
 from extproc.providers.google_prompts import (
+    DATA,
     NOT_TEXT,
     PART_KEYS,
     VALUES,
@@ -307,16 +308,15 @@ class GoogleAdapter(Adapter):
                         continue
                     key = _VALUE_KEYS.get(name)
                     if key is None:
-                        if name in BLOBS:        # a text file inline, whole
-                            if is_text_blob(part[name]):
+                        if name in DATA:         # inline data, a file by URI
+                            media = data_kind(name, part[name])
+                            if media is not None:    # an image, speech: no guard reads it
+                                out.unread += (media,)
+                            elif name in BLOBS and is_text_blob(part[name]):
                                 out.slots.append(TextSlot((index, "inline", pi),
                                                           InlineText(part[name]), None,
-                                                          whole=True))
-                        if name in PART_KEYS:    # an image, speech, a file by URI
-                            media = data_kind(name, part[name])
-                            if media is not None:
-                                out.unread.append(media)
-                        else:                    # a part type newer than this code
+                                                          whole=True))   # a text file
+                        elif name not in PART_KEYS:   # a part type newer than this code
                             out.slots.extend(
                                 TextSlot((index, "other", pi), holder, k, whole=True)
                                 for holder, k in string_slots(part, name, NOT_TEXT))

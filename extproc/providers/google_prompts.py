@@ -33,6 +33,8 @@ _ROLES = {"model": "assistant", "function": "tool"}
 Slot = tuple[str, Any, Any]
 #: the spellings of a part's file data (a file the provider fetches by URI)
 FILES = ("fileData", "file_data")
+#: a part's data fields: inline data and file data, both spellings
+DATA = (*BLOBS, *FILES)
 #: parts holding a JSON value the model reads or writes: (part field, value field), both
 #: spellings; read whole (``functionCall.args``), a string (code) or an object
 VALUES = (("functionCall", "args"), ("function_call", "args"),
@@ -113,7 +115,7 @@ def data_kind(name: str, value: Any) -> str | None:
 
 def part_media(part: dict[str, Any]) -> list[str]:
     """The kinds of a part's inputs no guard reads (its inline and file data)."""
-    return [kind for name in (*BLOBS, *FILES) if name in part
+    return [kind for name in DATA if name in part
             for kind in (data_kind(name, part[name]),) if kind is not None]
 
 

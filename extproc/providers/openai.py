@@ -297,7 +297,7 @@ class OpenAIAdapter(Adapter):
                     if text and isinstance(text, str):
                         out.slots.append(TextSlot((index, "audio", 0), audio, "transcript"))
                     if _has_audio(delta):
-                        out.unread.append("audio")
+                        out.unread += ("audio",)
                 if "tool_calls" in delta:
                     for ti, call in enumerate(as_list(delta["tool_calls"])):
                         function = as_dict(as_dict(call).get("function"))

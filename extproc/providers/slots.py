@@ -56,7 +56,8 @@ class EventTexts:
         self.slots: list[TextSlot] = [] if slots is None else slots
         self.ends = ends
         self.ends_all = ends_all
-        self.unread: list[str] = []
+        #: a tuple, empty on nearly every event: no list made per event for it
+        self.unread: tuple[str, ...] = ()
 
 
 def name_slot(slots: list[TextSlot], piece: Piece, holder: dict[str, Any],
