@@ -75,8 +75,9 @@ class WholeJsonGuard(BodyTransform):
     def _doc(self, ex: Context | None) -> tuple[bytes, dict[str, Any] | list[Any] | None]:
         """The reply as JSON: an object, or (Gemini/Vertex streams left as JSON arrays) an
         array of objects; None for an empty body. Anything else fails closed: a reply the
-        guards cannot read is never delivered unguarded. The usage meter's parse of the
-        same bytes (`PARSED_REPLY`) is taken when there is one."""
+        guards cannot read is never delivered unguarded, nor one carrying media they do not
+        all let pass (`unread.refuse_reply_media`). The usage meter's parse of the same
+        bytes (`PARSED_REPLY`) is taken when there is one."""
         body, self.parts = b"".join(self.parts), []
         if not body.strip():
             return body, None
@@ -90,6 +91,8 @@ class WholeJsonGuard(BodyTransform):
                 doc = None
         if isinstance(doc, dict) or (isinstance(doc, list) and self.arrays and all(
                 isinstance(item, dict) for item in doc)):
+            refuse_reply_media(ex, (*self.guards, *self.policy.response_webhooks),
+                               self.policy.stats, self.adapter, doc)
             return body, doc
         raise Reject(502, "the provider's reply is not a JSON object the gateway's reply "
                      "guards can read", details="extproc_unreadable_reply")
@@ -97,11 +100,7 @@ class WholeJsonGuard(BodyTransform):
     def finish(self) -> bytes:
         ex, self.ex = self.ex, None
         body, doc = self._doc(ex)
-        if doc is None:
-            return body
-        refuse_reply_media(ex, (*self.guards, *self.policy.response_webhooks),
-                           self.policy.stats, self.adapter, doc)
-        if not self._local(doc, ex):
+        if doc is None or not self._local(doc, ex):
             return body
         return json_bytes(doc)
 
@@ -110,8 +109,6 @@ class WholeJsonGuard(BodyTransform):
         body, doc = self._doc(ex)
         if doc is None or ex is None:
             return body
-        refuse_reply_media(ex, (*self.guards, *self.policy.response_webhooks),
-                           self.policy.stats, self.adapter, doc)
         changed = self._local(doc, ex)
         for guard in self.policy.response_webhooks:
             changed = await self._webhook(doc, ex, guard) or changed
