@@ -58,7 +58,7 @@ from ..providers import Adapter, adapter_for
 from ..providers.slots import JSON_PIECES
 from ..providers.unread import NAMES
 from ..providers.values import value_slots
-from .event_stream import OVERSIZED, refusal_message
+from .event_stream import OVERSIZED, UNREADABLE, refusal_message
 from .reframe import GOOGLE, _dump, stop_events
 from .webhook import (
     CONTEXT_CHARS,
@@ -152,8 +152,8 @@ class WebhookStreamGuard(BodyTransform):
             return b""
         try:
             events = self.decoder.feed(chunk)
-        except SSEError:
-            return await self._oversized()
+        except SSEError:                        # an event past the size limit: never sent
+            return await self._refuse(refusal_message(OVERSIZED))
         return await self._events(events, end=False)
 
     async def finish_async(self) -> bytes:
@@ -162,17 +162,19 @@ class WebhookStreamGuard(BodyTransform):
         try:
             events = self.decoder.finish()
         except SSEError:
-            return await self._oversized()
+            return await self._refuse(refusal_message(OVERSIZED))
         return await self._events(events, end=True)
 
-    async def _oversized(self) -> bytes:
-        """An event larger than the route's `streams.max_event_bytes`: what is held is
-        checked and goes on, then the stream ends refused (the event is never sent)."""
+    async def _refuse(self, message: str, report: bool = True) -> bytes:
+        """An event the guard cannot read (too large, not JSON, media it does not allow):
+        what is held before it is checked and goes on, then the stream ends refused with
+        `message`; the event is never sent."""
         out = await self._release()
         if self.stopped:
             return out
-        self.report(self.guard, "rejected")
-        return out + self._stop(refusal_message(OVERSIZED))
+        if report:
+            self.report(self.guard, "rejected")
+        return out + self._stop(message)
 
     async def _events(self, events: list[Event], end: bool) -> bytes:
         out: list[bytes] = []
@@ -181,19 +183,13 @@ class WebhookStreamGuard(BodyTransform):
                 return b"".join(out)
             held, ends, final = self._read(ev)
             if held.unreadable:                 # fail closed: what no guard can check
-                out.append(await self._release())
-                if not self.stopped:
-                    out.append(self._stop("response blocked by a guard: it contains an "
-                                          "unreadable event"))
+                out.append(await self._refuse(refusal_message(UNREADABLE), report=False))
                 return b"".join(out)
             if held.media is not None:          # nor what it cannot read and does not allow
-                out.append(await self._release())
-                if not self.stopped:
-                    self.report(self.guard, "rejected")
-                    out.append(self._stop(f"response blocked by guard '{self.guard}': the "
-                                          f"reply carries {NAMES.get(held.media, held.media)}"
-                                          ", which it cannot read and does not let pass "
-                                          "unread"))
+                out.append(await self._refuse(
+                    f"response blocked by guard '{self.guard}': the reply carries "
+                    f"{NAMES.get(held.media, held.media)}, which it cannot read and does not "
+                    "let pass unread"))
                 return b"".join(out)
             if not self.held and not held.slots and not final:
                 out.append(ev.raw)              # nothing waits and nothing to check
