@@ -33,6 +33,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from .. import metrics
+from ..llm.policy import USAGE_UNREAD
 from ..policy import BodyTransform, Policy, Reject
 from ..providers import adapter_for, read_request
 from ..providers.endpoints import adapter_of, is_passthrough
@@ -340,7 +341,9 @@ class RateLimit(Policy):
         if held.price is not None:
             delivered = held.delivered.tokens if held.delivered is not None else 0
             charged = spending.charge(held.price, ex.state.get("usage"),
-                                      held.input_estimate, delivered, ex.status)
+                                      held.input_estimate, delivered, ex.status,
+                                      unread=ex.state.get(USAGE_UNREAD) is not None,
+                                      reserved=held.cost)
             ex.state["spend_charged"] = charged
             spend = spending.micro(charged - held.cost)
         # counted: let go of the counter (a stream cut refers to the exchange, and one cut
@@ -359,16 +362,22 @@ class RateLimit(Policy):
     @staticmethod
     def actual_tokens(ex: Context, held: _Held) -> int:
         """What the request really cost: nothing when it never got a 2xx from upstream,
-        the provider's usage when it reported it, else prompt estimate + delivered output."""
+        the provider's usage when it reported it, else prompt estimate + delivered output.
+        When the gateway could not read the reply's usage (`USAGE_UNREAD`: an event past
+        `streams.max_event_bytes`, an encoded reply), whatever it counted is partial: the
+        request is charged at least its whole reservation (default deny, for budgets)."""
         if not 200 <= ex.status < 300:
             return 0
         usage = ex.state.get("usage")
+        reported = None
         if usage is not None and not usage.is_empty():
-            if usage.total_tokens is not None:
-                return usage.total_tokens
-            return (usage.input_tokens or 0) + (usage.output_tokens or 0)
+            reported = usage.total_tokens if usage.total_tokens is not None else (
+                (usage.input_tokens or 0) + (usage.output_tokens or 0))
         delivered = held.delivered.tokens if held.delivered is not None else 0
-        return held.input_estimate + delivered
+        counted = held.input_estimate + delivered
+        if ex.state.get(USAGE_UNREAD) is not None:
+            return max(held.estimate, counted, reported or 0)
+        return reported if reported is not None else counted
 
 
 def _amount(w: Window) -> str:

@@ -56,15 +56,20 @@ def money(amount: Decimal | int | float, *, micro_units: bool = False,
 
 
 def charge(price: Price, usage: Usage | None, input_estimate: int, delivered: int,
-           status: int) -> Decimal:
+           status: int, unread: bool = False, reserved: Decimal = Decimal(0)) -> Decimal:
     """What a finished request costs: nothing unless upstream answered 2xx, the provider's
     usage at the price when it reported it, else the prompt estimate plus the delivered
-    output (a stream cut short)."""
+    output (a stream cut short). When the reply's usage could not be read (`unread`), what
+    was counted is partial: at least the `reserved` worst case."""
     if not 200 <= status < 300:
         return Decimal(0)
+    counted = Usage(input_tokens=input_estimate, output_tokens=delivered)
     if usage is None or usage.is_empty():
-        usage = Usage(input_tokens=input_estimate, output_tokens=delivered)
-    return price.cost(usage)
+        usage = counted
+    elif not unread:
+        return price.cost(usage)
+    cost = price.cost(usage)
+    return max(cost, price.cost(counted), reserved) if unread else cost
 
 
 def token_allowance(remaining: int, reserved_output: int) -> int:

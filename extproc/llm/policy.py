@@ -120,6 +120,7 @@ class LLMTraffic(Policy):
         if encoding not in ("", "identity"):
             log.warning("%s reply is %s-encoded: usage not read (request_id=%s)",
                         self.provider, encoding, ex.request_id)
+            unread(ex, f"a {encoding}-encoded reply")
             return None
         ctype = headers.get("content-type", "").split(";", 1)[0].strip().lower()
         meter = self._meter(ex, req)
@@ -158,6 +159,10 @@ class LLMTraffic(Policy):
                 md["upstream_error"] = ex.state["upstream_error"] = seen.error[:200]
             md.update(seen.usage.as_dict())
             ex.metadata.update(md)
+            if seen.unread is not None:
+                log.warning("%s usage not read: %s (request_id=%s)", provider, seen.unread,
+                            ex.request_id)
+                unread(ex, seen.unread)
             if pricing is not None:
                 report = CostReport(pricing, *priced_as(ex.state, provider, req.model),
                                     team_claim)
@@ -166,6 +171,18 @@ class LLMTraffic(Policy):
             ex.state["usage"] = seen.usage
 
         return publish
+
+
+#: where the exchange's state says why the reply's usage could not be read (an event past
+#: `streams.max_event_bytes`, an encoded or unparseable reply): token limits and spend budgets
+#: then settle on their worst case, not on a partial count (`limits.policy`)
+USAGE_UNREAD = "usage_unread"
+
+
+def unread(ex: Context, reason: str) -> None:
+    """Record that this reply's usage could not be read, and why (also in the metadata that
+    the access log and Envoy's dynamic metadata carry)."""
+    ex.state[USAGE_UNREAD] = ex.metadata[USAGE_UNREAD] = reason[:200]
 
 
 def streams_config(c: Checker, provider: str, raw: Any, path: str) -> StreamsConfig:

@@ -54,6 +54,10 @@ class StreamReport:
         self.cumulative = cumulative
         self._last: tuple[str, str | None] | None = None
         self.metered = False   # handed to the meter (at [DONE] or at the end)
+        #: why the usage could not be read (an event past `max_event_bytes`, a body that is
+        #: not the JSON it claims): what it holds is then partial or nothing, and the meter's
+        #: users (token limits, spend budgets) charge their worst case rather than trust it
+        self.unread: str | None = None
 
     def meter_once(self, meter: Meter) -> None:
         """Hand the report to `meter`, once."""
@@ -135,6 +139,7 @@ class SSEObserver(BodyTransform):
             except SSEError as exc:  # observing only: never break the client's stream
                 log.warning("not reading usage from this stream: %s", exc)
                 self.broken = True
+                self.acc.unread = str(exc)
         return chunk
 
     def finish(self) -> bytes:
@@ -175,6 +180,7 @@ class SSEReframer(BodyTransform):
         self.skimmer = SSESkimmer((*_needles(adapter), b'"choices":[]'), drop,
                                   max_event_bytes, hold_partial=True,
                                   may_drop=self._may_be_usage_only)
+        self.broken = False
 
     @staticmethod
     def _may_be_usage_only(partial: bytes) -> bool:
@@ -183,13 +189,23 @@ class SSEReframer(BodyTransform):
         return b'"choices":[{' not in partial and b'"choices": [{' not in partial
 
     def feed(self, chunk: bytes) -> bytes:
+        if self.broken:
+            return chunk
+        skimmer = self.skimmer
         try:
-            return self.skimmer.feed(chunk)
+            return skimmer.feed(chunk)
         except SSEError as exc:
-            raise RuntimeError(f"upstream stream unreadable: {exc}") from exc
+            # an event past max_event_bytes: the stream goes on as it comes (the client then
+            # also sees the usage chunk, which OpenAI's SDKs accept), unread from here on
+            log.warning("not reading usage from this stream: %s", exc)
+            self.broken = True
+            self.acc.unread = str(exc)
+            held = skimmer.carry[skimmer.released:]   # what it held back, not yet forwarded
+            skimmer.carry, skimmer.released = b"", 0
+            return held + chunk
 
     def finish(self) -> bytes:
-        tail = self.skimmer.finish()
+        tail = b"" if self.broken else self.skimmer.finish()
         self.acc.meter_once(self.meter)
         return tail
 
@@ -229,7 +245,7 @@ class _JsonArray(BodyTransform):
         try:
             elements = self.splitter.feed(chunk)
         except JsonArrayError as exc:
-            self.failed = str(exc)
+            self.failed = self.acc.unread = str(exc)
             return []
         for e in elements:
             self.acc.see_element(e)
@@ -299,7 +315,9 @@ class JsonBodyObserver(BodyTransform):
 
     def finish(self) -> bytes:
         acc = StreamReport(self.adapter, cumulative=False)
-        if self.size <= MAX_JSON_BODY:
+        if self.size > MAX_JSON_BODY:
+            acc.unread = f"a JSON reply larger than {MAX_JSON_BODY} bytes"
+        else:
             try:
                 body = b"".join(self.parts)
                 doc = json.loads(body)
@@ -308,6 +326,7 @@ class JsonBodyObserver(BodyTransform):
                 _, acc.finish_reason, acc.usage = self.adapter.parse_response(doc)
             except (ValueError, TypeError, AttributeError, KeyError, RecursionError) as exc:
                 log.debug("no usage in a non-JSON reply: %s", type(exc).__name__)
+                acc.unread = "a reply that is not the JSON its content-type says"
         self.parts = []
         self.meter(acc)
         return b""

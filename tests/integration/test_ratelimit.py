@@ -6,6 +6,7 @@ when the client goes away mid-stream. Each test keys its limits on its own clien
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -38,6 +39,10 @@ def config() -> dict[str, Any]:
         # exact token counts from the headers
         {"name": "tokens", "key": KEY, "tokens": [{"limit": TOKENS, "per": "30d"}],
          "requests": [{"limit": 1000, "per": "30d"}]}]} for p in PROVIDERS]
+    routes.append({"name": "rl-small-events", "provider": "openai",
+                   "streams": {"max_event_bytes": 1024}, "rate_limits": [
+                       {"name": "tokens", "key": KEY,
+                        "tokens": [{"limit": TOKENS, "per": "30d"}]}]})
     return {"server": {"max_request_body_bytes": 1048576},
             "limits": {"backend": "memory", "default_max_tokens": 500}, "routes": routes}
 
@@ -48,6 +53,7 @@ def adjust(doc: dict[str, Any]) -> None:
     add_route(doc, "/rl-two/", "openai", "rl-two")
     for p in PROVIDERS:
         add_route(doc, f"/rl-tokens-{p}/", p, f"rl-tokens-{p}")
+    add_route(doc, "/rl-small-events/", "openai", "rl-small-events")
 
 
 @pytest.fixture(scope="module")
@@ -186,6 +192,37 @@ def test_a_client_gone_mid_stream_pays_for_what_was_delivered(gw: Gateway) -> No
     # the prompt estimate (1) plus at least what the client got, far less than the
     # 2001 reserved, and less than the whole 200-word reply
     assert 1 + delivered <= charged < 150, (delivered, charged)
+
+
+def test_a_stream_whose_usage_cannot_be_read_is_whole_and_pays_its_reservation(
+        gw: Gateway) -> None:
+    """An event past the route's streams.max_event_bytes (here one 3,000-character word,
+    sent in 256-byte chunks 2 ms apart): the gateway cannot read the stream's usage. The
+    stream still reaches the client whole (it was reset before), and the budget is charged
+    at least the reservation, since a partial count would let a client spend past its
+    budget by asking for such replies."""
+    route = "rl-small-events"
+    who = client_id()
+    word = "x" * 3000
+    rid = uuid.uuid4().hex
+    r = httpx.post(f"{gw.url}/{route}/v1/chat/completions",
+                   json={**CHAT, "stream": True, "max_tokens": 200}, timeout=30,
+                   headers={**who, "x-request-id": rid, "x-mock-reply": word,
+                            "x-mock-chunk-bytes": "256", "x-mock-delay-ms": "2"})
+    assert r.status_code == 200
+    assert int(r.headers["x-ratelimit-remaining-tokens"]) == TOKENS - 201
+    events = [line[6:] for line in r.text.split("\n") if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks
+                   if c["choices"]) == word
+    logged = gw.access_log(rid)["extproc"]
+    assert "max_event_bytes" in logged["usage_unread"]
+    gw.server.wait_idle()
+    probe = request(gw, "openai", route, {**who, "x-mock-reply": "ok"}, max_tokens=1)
+    assert probe.status_code == 200
+    # charged at least the 201 reserved (the mock reports 1 + 1 tokens for this reply)
+    assert int(probe.headers["x-ratelimit-remaining-tokens"]) <= TOKENS - 201 - 2
 
 
 def test_reservations_stop_concurrent_overspend_and_settle_frees_them(gw: Gateway) -> None:

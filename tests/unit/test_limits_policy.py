@@ -124,6 +124,36 @@ async def test_settlement(status: int, usage: Usage | None, delivered: str | Non
     assert probe._resp_set["x-ratelimit-remaining-tokens"] == str(1000 - charged - 52)
 
 
+@pytest.mark.parametrize(("usage", "delivered", "charged"), [
+    (None, None, 52),                                          # nothing read: the reservation
+    (Usage(input_tokens=2, output_tokens=7, total_tokens=9), None, 52),   # a partial report
+    (Usage(input_tokens=2, output_tokens=90, total_tokens=92), None, 92),  # more than reserved
+    (None, 'data: {"content":"abc"}\n\n' * 60, 2 + 60),        # more delivered than reserved
+])
+async def test_a_reply_whose_usage_was_not_read_is_charged_at_least_its_reservation(
+        usage: Usage | None, delivered: str | None, charged: int) -> None:
+    """Default deny for budgets: an event past max_event_bytes or an encoded reply leaves
+    the usage unread, and what was counted is then partial. Charging it would let a client
+    spend past its budget by asking for such replies."""
+    rl, _, _ = policy(LimitSpec("t", (), tokens=(Window(1000, 60),)))
+    ex = exchange()
+    await rl.on_request_body(ex, BODY)                       # reserves 52
+    ex.status = 200
+    ex.response_headers = {"content-type": "text/event-stream"}
+    t = rl.response_transform(ex)
+    if delivered is not None:
+        assert isinstance(t, DeliveredText)
+        t.feed(delivered.encode())
+    if usage is not None:
+        ex.state["usage"] = usage
+    ex.state["usage_unread"] = "SSE event exceeds max_event_bytes=2048"
+    await rl.on_finish(ex)
+    assert ex.state["tokens_charged"] == charged
+    probe = exchange()
+    await rl.on_request_body(probe, BODY)
+    assert probe._resp_set["x-ratelimit-remaining-tokens"] == str(1000 - charged - 52)
+
+
 async def test_only_streams_are_observed_for_delivered_text() -> None:
     rl, _, _ = policy(LimitSpec("t", (), tokens=(Window(1000, 60),)))
     ex = exchange()
@@ -277,3 +307,18 @@ def test_rate_limits_run_after_the_llm_policy() -> None:
     names = [p.name for p in cfg.routes["r"].policies]
     assert names == ["LLMTraffic", "RateLimit"]
     assert cfg.routes["r"].finishers == (cfg.routes["r"].policies[1],)
+
+
+def test_an_encoded_reply_leaves_the_usage_unread() -> None:
+    """The usage observer cannot read a gzip reply: it says so, and settlement then charges
+    the reservation (above) instead of the prompt estimate alone."""
+    from extproc.llm.policy import LLMTraffic, StreamsConfig
+    llm = LLMTraffic("openai", StreamsConfig())
+    for encoding, unread in (("gzip", True), ("identity", False)):
+        ex = exchange()
+        ex.status = 200
+        ex.response_headers = {"content-type": "text/event-stream",
+                               "content-encoding": encoding}
+        llm.response_transform(ex)
+        assert ("usage_unread" in ex.state) is unread
+        assert ("gzip" in str(ex.metadata.get("usage_unread"))) is unread

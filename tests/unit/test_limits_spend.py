@@ -185,6 +185,25 @@ async def test_settlement_charges_the_real_cost(status: int, usage: Usage | None
     assert probe._resp_set["x-ratelimit-remaining-spend"] == money(left)
 
 
+@pytest.mark.parametrize(("usage", "charged"), [
+    (None, WORST),                                                   # nothing read
+    (Usage(input_tokens=2, output_tokens=7, total_tokens=9), WORST),  # a partial report
+    # (2 x 2.50 + 600 x 10.00) / 1e6: a report past the reservation counts as it is
+    (Usage(input_tokens=2, output_tokens=600), D("0.006005")),
+])
+async def test_a_reply_whose_usage_was_not_read_costs_at_least_the_reservation(
+        usage: Usage | None, charged: Decimal) -> None:
+    rl, _, _ = policy(LimitSpec("s", (), spend=(spend("0.01"),)))
+    ex = exchange()
+    await rl.on_request_body(ex, BODY)
+    ex.status = 200
+    if usage is not None:
+        ex.state["usage"] = usage
+    ex.state["usage_unread"] = "a gzip-encoded reply"
+    await rl.on_finish(ex)
+    assert ex.state["spend_charged"] == charged
+
+
 async def test_tokens_and_spend_settle_together() -> None:
     rl, _, _ = policy(LimitSpec("both", (), tokens=(Window(1000, 3600),),
                                 spend=(spend("0.01", 3600),)))

@@ -215,3 +215,84 @@ def test_an_openai_stream_is_metered_at_done_once(text: str, cuts: list[int],
     transform.finish()
     (report,) = meter.reports
     assert report.usage.output_tokens == len(r.pieces) and report.finish_reason == "stop"
+
+
+def _oversized_openai_stream(text: str) -> tuple[list[bytes], bytes]:
+    """An OpenAI stream (with the usage chunk the gateway asks for) whose second event is
+    over 2 KiB: the frames as sent, and one big event."""
+    frames = openai.build_stream({**CHAT, "stream_options": {"include_usage": True}},
+                                 reply(text))
+    big = b'data: {"choices":[{"index":0,"delta":{"content":"' + b"x" * 4096 + b'"}}]}\n\n'
+    return [frames[0], big, *frames[1:]], big
+
+
+@settings(max_examples=100, deadline=None)
+@given(text=TEXTS, cuts=CUTS)
+def test_an_oversized_event_passes_through_the_reframer_unread(text: str,
+                                                                cuts: list[int]) -> None:
+    """An event past max_event_bytes no longer breaks the stream (it raised, and Envoy reset
+    it): every byte from the one it held on goes out as it came, and the report says its
+    usage was not read."""
+    frames, big = _oversized_openai_stream(text)
+    body = b"".join(frames)
+    asked = b"".join(f for f in frames if b'"choices":[]' not in f)
+    chunks = split(body, cuts)
+    meter = Meter()
+    out = run(SSEReframer(adapter_for("openai"), meter, 2048), chunks)
+    (report,) = meter.reports
+    if report.unread is None:
+        # the big event was never held (it arrived whole, with no needle in it): the
+        # stream was read as usual
+        assert out == asked and report.usage.input_tokens == 7
+    else:
+        assert "max_event_bytes" in report.unread
+        assert out == body      # nothing lost or reordered (the usage chunk passes too)
+    # cut inside the big event, it is held past the limit
+    at = body.index(big) + 3000
+    meter = Meter()
+    assert run(SSEReframer(adapter_for("openai"), meter, 2048),
+               [*split(body[:at], cuts), body[at:]]) == body
+    assert meter.reports[0].unread is not None
+
+
+@settings(max_examples=100, deadline=None)
+@given(text=TEXTS, cuts=CUTS)
+def test_an_oversized_event_leaves_the_observers_usage_unread(text: str,
+                                                               cuts: list[int]) -> None:
+    frames, big = _oversized_openai_stream(text)
+    body = b"".join(frames)
+    at = body.index(big) + 3000     # a cut inside the big event: it is held past the limit
+    chunks = [*split(body[:at], cuts), body[at:]]
+    meter = Meter()
+    t = SSEObserver(adapter_for("openai"), meter, False, 2048)
+    assert [t.feed(c) for c in chunks] == chunks
+    t.finish()
+    (report,) = meter.reports
+    assert report.unread is not None
+    # under the limit, the same stream is read whole
+    meter = Meter()
+    run(SSEObserver(adapter_for("openai"), meter, False, 1 << 20), chunks)
+    assert meter.reports[0].unread is None and meter.reports[0].usage.input_tokens == 7
+
+
+def test_an_oversized_array_element_leaves_the_usage_unread() -> None:
+    r = reply("hello there")
+    body = b"".join(google.build_stream(REQUEST, r, sse=False))
+    big = body[:1] + b'{"candidates":[{"content":{"parts":[{"text":"' + b"y" * 4096 \
+        + b'"}]}}]},' + body[1:]
+    for t in (JsonArrayObserver(adapter_for("gemini"), Meter(), 2048),
+              JsonArrayToSSE(adapter_for("gemini"), Meter(), 2048)):
+        run(t, [big])
+        (report,) = t.meter.reports
+        assert report.unread is not None
+    t = JsonArrayObserver(adapter_for("gemini"), Meter(), 2048)
+    run(t, [body[:5], body[5:]])        # cut before `]`: the upstream broke, usage was read
+    assert t.meter.reports[0].unread is None
+
+
+def test_a_whole_reply_that_is_not_json_leaves_the_usage_unread() -> None:
+    good = google.build_response(REQUEST, reply("hi"))
+    for body, unread in [(good, False), (b"<html>oops</html>", True), (good[:-3], True)]:
+        t = JsonBodyObserver(adapter_for("gemini"), Meter())
+        run(t, [body])
+        assert (t.meter.reports[0].unread is not None) is unread
