@@ -88,6 +88,11 @@ class Plan:
     headers: dict[str, str]
     frames: list[bytes]
     streamed: bool = False
+    #: how many of the last frames the provider sends the moment generation ends, right
+    #: after the frame before them: OpenAI's usage chunk and `[DONE]`, Anthropic's
+    #: `message_delta` and `message_stop`. ``x-mock-delay-ms`` paces the frames a model
+    #: generates, not these (a real stream that reports usage is no longer for it)
+    settled: int = 0
 
 
 def error_plan(status: int, body: bytes, headers: dict[str, str]) -> Plan:

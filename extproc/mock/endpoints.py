@@ -61,7 +61,8 @@ async def openai_completions_create(request: web.Request) -> web.StreamResponse:
                            openai_completions.prompt_tokens(data))
         if openai.wants_stream(data):
             frames = openai_completions.build_stream(data, reply)
-            return Plan(200, {**headers, "Content-Type": SSE}, frames, streamed=True)
+            return Plan(200, {**headers, "Content-Type": SSE}, frames, streamed=True,
+                        settled=1 + openai.wants_usage(data))
         body = openai_completions.build_response(data, reply)
         return Plan(200, {**headers, "Content-Type": JSON}, [body])
 

@@ -66,7 +66,9 @@ async def openai_chat(request: web.Request) -> web.StreamResponse:
         )
         if openai.wants_stream(data):
             frames = openai.build_stream(data, reply, shape)
-            return Plan(200, {**headers, "Content-Type": SSE}, frames, streamed=True)
+            # the usage chunk (when asked for) and [DONE] follow the last chunk at once
+            return Plan(200, {**headers, "Content-Type": SSE}, frames, streamed=True,
+                        settled=1 + openai.wants_usage(data))
         body_bytes = openai.build_response(data, reply, shape)
         return Plan(200, {**headers, "Content-Type": JSON}, [body_bytes])
 
@@ -88,7 +90,9 @@ async def anthropic_messages(request: web.Request) -> web.StreamResponse:
         )
         if anthropic.wants_stream(data):
             frames = anthropic.build_stream(data, reply, shape)
-            return Plan(200, {**headers, "Content-Type": SSE}, frames, streamed=True)
+            # message_delta (stop reason, usage) and message_stop end it at once
+            return Plan(200, {**headers, "Content-Type": SSE}, frames, streamed=True,
+                        settled=2)
         body_bytes = anthropic.build_response(data, reply, shape)
         return Plan(200, {**headers, "Content-Type": JSON}, [body_bytes])
 

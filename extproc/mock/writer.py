@@ -24,7 +24,9 @@ class MockResponse(web.StreamResponse):
 
 
 async def send_plan(request: web.Request, plan: Plan, control: Control) -> MockResponse:
-    """Write ``plan``: one ``write()`` + drain per chunk, sleeping between chunks.
+    """Write ``plan``: one ``write()`` + drain per chunk, sleeping between chunks (not
+    before the frames the provider sends once generation has ended, ``plan.settled``, unless
+    ``x-mock-chunk-bytes`` cuts the body regardless of frames).
 
     With ``control.fail_after`` set, exactly that many body bytes are written (or the whole
     body if shorter) and then the connection is reset instead of ending the response.
@@ -38,9 +40,10 @@ async def send_plan(request: web.Request, plan: Plan, control: Control) -> MockR
     writer = await resp.prepare(request)
     assert writer is not None
     limit = control.fail_after
+    paced = len(chunks) - (0 if control.chunk_bytes else plan.settled)
     try:
         for i, chunk in enumerate(chunks):
-            if i and control.delay_ms:
+            if i and control.delay_ms and i < paced:
                 await asyncio.sleep(control.delay_ms / 1000)
             if limit is not None and resp.sent_bytes + len(chunk) > limit:
                 chunk = chunk[: limit - resp.sent_bytes]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import anthropic
 import google.oauth2.credentials
@@ -318,7 +320,40 @@ def test_delay_between_chunks(http: httpx.Client) -> None:
     started = time.monotonic()
     resp = http.post("/v1/chat/completions", json={**OPENAI_BODY, "stream": True}, headers=headers)
     assert resp.status_code == 200
-    assert time.monotonic() - started >= 0.2  # 6 frames: 5 gaps of 50 ms
+    assert time.monotonic() - started >= 0.2  # 6 frames: 4 gaps of 50 ms, then [DONE]
+
+
+@pytest.mark.parametrize(("path", "body", "settled"), [
+    ("/v1/chat/completions", {**OPENAI_BODY, "stream": True}, [b"[DONE]"]),
+    ("/v1/chat/completions", {**OPENAI_BODY, "stream": True,
+                              "stream_options": {"include_usage": True}},
+     [b'"choices":[]', b"[DONE]"]),
+    ("/v1/messages", {**ANTHROPIC_BODY, "stream": True}, [b"message_delta", b"message_stop"]),
+])
+def test_the_frames_sent_once_generation_ended_are_not_paced(
+        http: httpx.Client, path: str, body: dict[str, Any], settled: list[bytes]) -> None:
+    """x-mock-delay-ms paces what a model generates. The usage chunk, [DONE] and Anthropic's
+    message_delta and message_stop leave the moment generation ends, as a provider sends
+    them: pacing them made every stream that asks for usage a pause longer."""
+    arrived: list[tuple[float, bytes]] = []
+    with http.stream("POST", path, json=body,
+                     headers={"x-mock-reply": "a b c", "x-mock-delay-ms": "100"}) as resp:
+        for chunk in resp.iter_raw():
+            arrived.append((time.monotonic(), chunk))
+    data = b"".join(c for _, c in arrived)
+    frames = [f for f in data.split(b"\n\n") if f]
+    assert all(marker in frame for marker, frame in zip(settled, frames[-len(settled):],
+                                                        strict=True))
+    # the time each frame was complete: the last frame before the settled ones is paced,
+    # the settled ones come with it
+    ends = []
+    seen = b""
+    for at, chunk in arrived:
+        seen += chunk
+        ends += [at] * (seen.count(b"\n\n") - len(ends))
+    gaps = [b - a for a, b in itertools.pairwise(ends)]
+    assert min(gaps[:-len(settled)]) >= 0.08
+    assert max(gaps[-len(settled):]) < 0.05
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 429, 500, 503])
