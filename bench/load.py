@@ -58,7 +58,7 @@ WORKLOADS = (
     # the mock writes all 43 events at once: Envoy hands the processor one or two chunks
     Workload("streamed", True, {**COMMON, "x-mock-reply": STREAM_REPLY}),
     # the same stream with the events 1 ms apart, as providers stream tokens over time: one
-    # ext_proc message per event, the usage chunk alone in the last one
+    # ext_proc message per event; the usage chunk and [DONE] follow the finish chunk at once
     Workload("streamed-paced", True, {**COMMON, "x-mock-reply": STREAM_REPLY,
                                       "x-mock-delay-ms": str(PACED_DELAY_MS)}),
 )

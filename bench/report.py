@@ -59,7 +59,10 @@ stream below); our server, which asks OpenAI for the usage chunk the client did 
 rewrites that whole 13 KB chunk, and the request body too: the worst case of this design.
 In `streamed-paced` the events leave the mock 1 ms apart, as a provider streams tokens over
 time (real ones take tens of ms per token), so every event is its own ext_proc message and
-only the last, small chunk that holds the usage is rewritten: the common case."""
+only the last, small chunk that holds the usage is rewritten: the common case. The frames a
+provider sends once generation has ended (the usage chunk, `[DONE]`) follow the finish chunk
+at once, as a provider sends them (until 2026-12-05 the mock paced them too, which made the
+stream of a setup that asks for usage one 1 ms gap longer)."""
 
 LATENCY_PLOT = """\
 wrk's latency percentiles for every row (`rows[].wrk.percentiles` in results.json), one curve
