@@ -47,7 +47,11 @@ _CLOSED = 6  # after the closing `]`: only whitespace
 
 
 class JsonArrayError(ValueError):
-    """The byte stream is not a JSON array, or an element is too large."""
+    """The byte stream is not a JSON array, or an element is too large. `elements` are the
+    elements the failing chunk completed before it (a caller that ends the stream cleanly
+    at the error still has them to send)."""
+
+    elements: list[bytes] = []
 
 
 class JsonArraySplitter:
@@ -78,6 +82,7 @@ class JsonArraySplitter:
     def feed(self, chunk: bytes) -> list[bytes]:
         """Scan one more chunk; return the elements it completed, in order."""
         if self._error is not None:
+            self._error.elements = []   # (handed over when it was first raised)
             raise self._error
         if not chunk:
             return []
@@ -87,6 +92,7 @@ class JsonArraySplitter:
             self._scan(out)
         except JsonArrayError as exc:
             self._error = exc
+            exc.elements = out
             raise
         keep = self._start if self._state in (_IN_ELEMENT, _IN_SCALAR) else self._pos
         if keep:

@@ -97,7 +97,13 @@ class Event:
 
 
 class SSEError(ValueError):
-    """The stream cannot be decoded (an event exceeds the size limit)."""
+    """The stream cannot be decoded (an event exceeds the size limit). `events` are the
+    events the same chunk completed before it: a caller that goes on past the error (or
+    ends the stream cleanly at it) still has them to send."""
+
+    def __init__(self, message: str, events: list[Event] | None = None) -> None:
+        super().__init__(message)
+        self.events: list[Event] = events if events is not None else []
 
 
 def _parse(raw: bytes, start: int, stop: int) -> Fields:
@@ -176,7 +182,7 @@ class SSEDecoder:
             size = len(self._buf)
             self._reset()
             raise SSEError(f"SSE event exceeds max_event_bytes={self._max} ({size}+ bytes "
-                           "without a blank line)")
+                           "without a blank line)", events)
         return events
 
     def whole_lf(self, chunk: bytes) -> list[bytes] | None:
@@ -214,12 +220,16 @@ class SSEDecoder:
             pos = q + 2
         if pos < n:
             self._buf += chunk[pos:] if pos else chunk
-            events += self._drain(False)
+            try:
+                events += self._drain(False)
+            except SSEError as exc:
+                exc.events = events + exc.events   # the events before the one too large
+                raise
             if len(self._buf) > limit:
                 size = len(self._buf)
                 self._reset()
                 raise SSEError(f"SSE event exceeds max_event_bytes={limit} ({size}+ bytes "
-                               "without a blank line)")
+                               "without a blank line)", events)
         return events
 
     def finish(self) -> list[Event]:
@@ -297,7 +307,7 @@ class SSEDecoder:
             if end - pos > limit:
                 self._reset()
                 raise SSEError(f"SSE event of {end - pos} bytes exceeds "
-                               f"max_event_bytes={limit}")
+                               f"max_event_bytes={limit}", out)
             out.append(Event.lazy(bytes(buf[pos:end]), body - pos, stop - pos))
             pos = end
             scan = -1

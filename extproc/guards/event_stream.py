@@ -80,8 +80,9 @@ class EventMasker(BodyTransform):
             return b""
         try:
             events = self.decoder.feed(chunk)
-        except SSEError:                # an event past the size limit: never read, not sent
-            return self._rejected(OVERSIZED)
+        except SSEError as exc:   # an event past the size limit: never read, not sent
+            out = self._events(exc.events)   # (the events before it are)
+            return out if self.stopped else out + self._rejected(OVERSIZED)
         return self._events(events)
 
     def finish(self) -> bytes:

@@ -152,8 +152,11 @@ class WebhookStreamGuard(BodyTransform):
             return b""
         try:
             events = self.decoder.feed(chunk)
-        except SSEError:                        # an event past the size limit: never sent
-            return await self._refuse(refusal_message(OVERSIZED))
+        except SSEError as exc:                 # an event past the size limit: never sent
+            out = await self._events(exc.events, end=False)   # (the events before it are)
+            if self.stopped:
+                return out
+            return out + await self._refuse(refusal_message(OVERSIZED))
         return await self._events(events, end=False)
 
     async def finish_async(self) -> bytes:

@@ -52,8 +52,9 @@ class StreamReply(ReplyTranslator):
             return b""
         try:
             events = self._decoder.feed(chunk)
-        except SSEError as exc:
-            return self._fail(str(exc))
+        except SSEError as exc:   # the events before the one too large still go out
+            out = self._run(exc.events)
+            return out if self._ended else out + self._fail(str(exc))
         return self._run(events)
 
     def finish(self) -> bytes:

@@ -419,3 +419,26 @@ def test_lf_fast_path_equals_the_plain_way(chunks: list[bytes], limit: int) -> N
     """A chunk without CR that starts an event is cut with one find per event; what it gives
     (events, errors past max_event_bytes) is what the plain way gives, chunk by chunk."""
     assert _outcome(SSEDecoder(limit), chunks) == _outcome(plain_decoder(limit), chunks)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"\n\n", b"\r\n\r\n", b"\r\r"]), min_size=4, max_size=4),
+       st.integers(0, 3), st.lists(st.integers(1, 3000), max_size=8), st.booleans())
+def test_the_events_before_one_too_large_come_with_the_error(
+        ends: list[bytes], big_at: int, cuts: list[int], fast: bool) -> None:
+    """Whatever the chunking, the events completed before an event past max_event_bytes
+    reach the caller, returned or carried by the SSEError (which lost them before): a
+    caller that ends the stream at the error sends everything before it."""
+    events = [b"data: " + (b"x" * 3000 if i == big_at else f"e{i}".encode()) + end
+              for i, end in enumerate(ends)]
+    body = b"".join(events)
+    decoder = SSEDecoder(1024, fast=fast)
+    got: list[bytes] = []
+    pos = 0
+    with pytest.raises(SSEError) as raised:
+        for size in [*cuts, len(body)]:
+            got += [ev.raw for ev in decoder.feed(body[pos:pos + size])]
+            pos += size
+        got += [ev.raw for ev in decoder.finish()]
+    got += [ev.raw for ev in raised.value.events]
+    assert b"".join(got) == b"".join(events[:big_at])

@@ -497,6 +497,7 @@ def test_an_event_larger_than_the_route_reads_ends_the_stream_cleanly(cuts: list
     raw = _big_image_stream()
     sent, ex = stream(config(allow=["image"]), "gemini", GEMINI_SSE, raw, cuts)
     assert BIG[:64].encode() not in sent
+    assert b'"Here "' in sent      # the event before it goes on (it was lost with it)
     assert b'"SAFETY"' in sent and b"larger than the route's streams.max_event_bytes" in sent
     assert ex.state["guard_response"] == "guard:rejected:an_oversized_event"
     sent, _ = stream(config(allow=["image"], max_event_bytes=4 << 20), "gemini", GEMINI_SSE,
