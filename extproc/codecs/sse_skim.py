@@ -12,6 +12,10 @@ before it (`_frame`); a next chunk that shares them is searched only around the 
 between, where a needle could be (a needle wholly inside the known needle-free prefix or
 suffix is impossible).
 
+An event that would have to be held larger than `max_event_bytes` to be whole raises
+`SSEError`; `PastLimit` then lets it go by unread, without holding it, and skims on after
+it. (An event that arrives whole within what was fed is read whatever its size.)
+
 Event boundaries are found as the common blank-line forms (LF LF, CRLF CRLF, CR CR). A rarer
 form (LF then CRLF) can be missed: then two events are taken as one, which only means they
 are decoded together by the full `SSEDecoder`; a needle is never cut off from its event.
@@ -110,7 +114,9 @@ class SSESkimmer:
         self._pre = self._post = b""
 
     def _events(self, raw: bytes, final: bool = False) -> list[Event]:
-        decoder = SSEDecoder(self.max)
+        # `max_event_bytes` bounds what is held waiting for an event's end; an event that
+        # arrived whole (in memory already) is read whatever its size
+        decoder = SSEDecoder(max(self.max, len(raw)))
         events = decoder.feed(raw)
         return events + decoder.finish() if final else events
 
@@ -228,3 +234,76 @@ class SSESkimmer:
             if not (interesting and self.on_event(ev) and not released):
                 kept.append(ev.raw)
         return b"".join(kept)[released:] if self.hold_partial else b""
+
+
+
+class SkippedEvent:
+    """The rest of an event too large to hold: its bytes go by unread up to the blank line
+    that ends it, and only its last `keep` bytes are kept. Blank lines are found as
+    `SSESkimmer` finds them."""
+
+    def __init__(self, seen: bytes, keep: int) -> None:
+        self.keep = keep
+        self.tail = seen[-keep:]   # the event's last bytes so far
+
+    def feed(self, data: bytes) -> int:
+        """Where in `data` the next event starts, or -1 while this one goes on."""
+        head = self.tail[-3:]   # a blank line may start in what came before
+        buf = head + data
+        end = _boundary_after(buf, 0, _separators(buf))
+        used = len(data) if end < 0 else max(end - len(head), 0)
+        keep = self.keep
+        self.tail = data[used - keep:used] if used >= keep \
+            else (self.tail + data[:used])[-keep:]
+        return -1 if end < 0 else used
+
+
+class PastLimit:
+    """A skimmer's way past an event larger than its `max_event_bytes`, which it raises on
+    rather than hold: the event goes by unread and is never held whole, `on_tail(tail,
+    reason)` gets its last `keep` bytes once it ends (where a provider that writes its usage
+    last in every event has it), and the events after it are skimmed as usual. Chunks go
+    out as they came, with what the skimmer held back before the event."""
+
+    def __init__(self, skimmer: SSESkimmer, on_tail: Callable[[bytes, str], None],
+                 keep: int) -> None:
+        self.skimmer = skimmer
+        self.on_tail = on_tail
+        self.keep = keep
+        self.event: SkippedEvent | None = None   # the event going by, if one is
+        self.reason = ""
+
+    def begin(self, chunk: bytes, reason: str) -> bytes:
+        """The skimmer raised `reason` on `chunk`: the partial event it ends with is too
+        large. Returns what to forward: what the skimmer held back unforwarded, and
+        `chunk`."""
+        skimmer = self.skimmer
+        carry, released = skimmer.carry, skimmer.released   # as before `chunk`: it raised
+        skimmer.carry, skimmer.released = b"", 0
+        self.event = SkippedEvent(carry + chunk, self.keep)
+        self.reason = reason
+        return carry[released:] + chunk
+
+    def feed(self, chunk: bytes) -> bytes:
+        """A chunk while an event goes by: what to forward (with what the skimmer makes of
+        the events after it)."""
+        event = self.event
+        assert event is not None
+        at = event.feed(chunk)
+        if at < 0:
+            return chunk
+        self.event = None
+        self.on_tail(event.tail, self.reason)
+        if at == len(chunk):
+            return chunk
+        rest = chunk[at:]
+        try:
+            return chunk[:at] + self.skimmer.feed(rest)
+        except SSEError as exc:
+            return chunk[:at] + self.begin(rest, str(exc))
+
+    def finish(self) -> None:
+        """The stream ended inside an event going by: it never ended, nothing of it read."""
+        if self.event is not None:
+            self.event = None
+            self.on_tail(b"", self.reason)

@@ -15,6 +15,10 @@ as the OpenAI SDK may, would otherwise leave Envoy's access log without the usag
   ends with a final error event in Google's format;
 * `JsonArrayObserver` and `JsonBodyObserver`: the array or a non-streamed JSON body passed
   through, parsed for usage.
+
+An SSE event past the route's `streams.max_event_bytes` goes by unread (`PastLimit`), its last
+bytes searched for usage (`Adapter.usage_in_tail`); with no usage read after it, the report
+says so (`StreamReport.unread`) and budgets charge their worst case.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Any
 
 from ..codecs.jsonarray import JsonArrayError, JsonArraySplitter, element_to_sse
 from ..codecs.sse import Event, SSEError, encode
-from ..codecs.sse_skim import SSESkimmer
+from ..codecs.sse_skim import PastLimit, SSESkimmer
 from ..policy import BodyTransform
 from ..providers.base import Adapter, Delta, Usage
 
@@ -37,6 +41,8 @@ Meter = Callable[["StreamReport"], None]
 """Called once with what the stream reported: at the end of the body, or at [DONE]."""
 
 MAX_JSON_BODY = 16 * 1024 * 1024
+#: the last bytes of an event too large to read that are kept to find its usage in
+TAIL_BYTES = 64 * 1024
 
 
 class StreamReport:
@@ -54,10 +60,13 @@ class StreamReport:
         self.cumulative = cumulative
         self._last: tuple[str, str | None] | None = None
         self.metered = False   # handed to the meter (at [DONE] or at the end)
-        #: why the usage could not be read (an event past `max_event_bytes`, a body that is
-        #: not the JSON it claims): what it holds is then partial or nothing, and the meter's
-        #: users (token limits, spend budgets) charge their worst case rather than trust it
+        #: why the usage could not be read (an event past `max_event_bytes` with no usage
+        #: read after it, a body that is not the JSON it claims): what it holds is then
+        #: partial or nothing, and the meter's users (token limits, spend budgets) charge
+        #: their worst case rather than trust it
         self.unread: str | None = None
+        self._skipped: str | None = None   # why an event went by unread, if one did
+        self._reported = True              # a usage report was read after the last one
 
     def meter_once(self, meter: Meter) -> None:
         """Hand the report to `meter`, once."""
@@ -92,13 +101,28 @@ class StreamReport:
             return None
         if self.cumulative and not other:  # only the last report counts: parse it at the end
             self._last = (data, event)
+            self._reported = True
             return None
         return self._apply(data, event)
+
+    def see_tail(self, tail: bytes, reason: str) -> None:
+        """An event too large to read went by (`reason`); `tail` is its last bytes, where
+        the adapter may find its usage. Without a report in it or after it, the usage is
+        unread."""
+        self._skipped = reason
+        usage = self.adapter.usage_in_tail(tail)
+        if usage is None:
+            self._reported = False
+            return
+        self._last = None          # a later report than any before it
+        self.usage = self.adapter.merge_usage(self.usage, usage)
+        self._reported = True
 
     def _apply(self, data: str, event: str | None) -> Delta:
         delta = self.adapter.stream_delta(data, event)
         if delta.usage is not None:
             self.usage = self.adapter.merge_usage(self.usage, delta.usage)
+            self._reported = True
         if delta.finish_reason:
             self.finish_reason = delta.finish_reason
         if delta.error:
@@ -106,9 +130,13 @@ class StreamReport:
         return delta
 
     def done(self) -> Usage:
-        if self._last is not None:
+        if self._last is not None:   # (stored, and counted as reported, when it was seen)
+            reported = self._reported
             self._apply(*self._last)
+            self._reported = reported
             self._last = None
+        if not self._reported and self.unread is None:
+            self.unread = self._skipped
         return self.usage
 
 
@@ -119,7 +147,6 @@ class SSEObserver(BodyTransform):
                  max_event_bytes: int) -> None:
         self.acc = acc = StreamReport(adapter, cumulative)
         self.meter = meter
-        self.broken = False
         see = acc.see_event  # not a bound method of self: no reference cycle
         done = adapter.done_event
 
@@ -131,21 +158,22 @@ class SSEObserver(BodyTransform):
             return False
 
         self.skimmer = SSESkimmer(_needles(adapter), observe, max_event_bytes)
+        self.skip = PastLimit(self.skimmer, acc.see_tail, min(TAIL_BYTES, max_event_bytes))
 
     def feed(self, chunk: bytes) -> bytes:
-        if not self.broken:
-            try:
+        try:
+            if self.skip.event is None:
                 self.skimmer.feed(chunk)
-            except SSEError as exc:  # observing only: never break the client's stream
-                log.warning("not reading usage from this stream: %s", exc)
-                self.broken = True
-                self.acc.unread = str(exc)
+            else:
+                self.skip.feed(chunk)
+        except SSEError as exc:   # an event past the limit: it goes by unread
+            self.skip.begin(chunk, str(exc))
         return chunk
 
     def finish(self) -> bytes:
-        if not self.broken:
-            with contextlib.suppress(SSEError):
-                self.skimmer.finish()
+        self.skip.finish()
+        with contextlib.suppress(SSEError):
+            self.skimmer.finish()
         self.acc.meter_once(self.meter)
         return b""
 
@@ -180,7 +208,7 @@ class SSEReframer(BodyTransform):
         self.skimmer = SSESkimmer((*_needles(adapter), b'"choices":[]'), drop,
                                   max_event_bytes, hold_partial=True,
                                   may_drop=self._may_be_usage_only)
-        self.broken = False
+        self.skip = PastLimit(self.skimmer, acc.see_tail, min(TAIL_BYTES, max_event_bytes))
 
     @staticmethod
     def _may_be_usage_only(partial: bytes) -> bool:
@@ -189,23 +217,17 @@ class SSEReframer(BodyTransform):
         return b'"choices":[{' not in partial and b'"choices": [{' not in partial
 
     def feed(self, chunk: bytes) -> bytes:
-        if self.broken:
-            return chunk
-        skimmer = self.skimmer
         try:
-            return skimmer.feed(chunk)
+            if self.skip.event is None:
+                return self.skimmer.feed(chunk)
+            return self.skip.feed(chunk)
         except SSEError as exc:
-            # an event past max_event_bytes: the stream goes on as it comes (the client then
-            # also sees the usage chunk, which OpenAI's SDKs accept), unread from here on
-            log.warning("not reading usage from this stream: %s", exc)
-            self.broken = True
-            self.acc.unread = str(exc)
-            held = skimmer.carry[skimmer.released:]   # what it held back, not yet forwarded
-            skimmer.carry, skimmer.released = b"", 0
-            return held + chunk
+            # an event past max_event_bytes goes out as it comes, unread (never held whole)
+            return self.skip.begin(chunk, str(exc))
 
     def finish(self) -> bytes:
-        tail = b"" if self.broken else self.skimmer.finish()
+        self.skip.finish()
+        tail = self.skimmer.finish()
         self.acc.meter_once(self.meter)
         return tail
 
@@ -244,9 +266,9 @@ class _JsonArray(BodyTransform):
             return []
         try:
             elements = self.splitter.feed(chunk)
-        except JsonArrayError as exc:
+        except JsonArrayError as exc:   # (the elements before the error still go out)
             self.failed = self.acc.unread = str(exc)
-            return []
+            elements = exc.elements
         for e in elements:
             self.acc.see_element(e)
         return elements

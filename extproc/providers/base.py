@@ -244,6 +244,12 @@ class Adapter(ABC):
     def may_carry_usage(self, data: str, event: str | None) -> bool:
         """Fast substring prefilter: False means this event certainly reports no usage."""
 
+    def usage_in_tail(self, tail: bytes) -> Usage | None:
+        """The usage that a stream event too large to read reports in its last bytes
+        (`tail`), for a provider that writes it last in every event; None when it does not,
+        or it is not there (the gateway then charges budgets their worst case)."""
+        return None
+
     def merge_usage(self, acc: Usage, new: Usage) -> Usage:
         """Fold a new report into the running one (default: latest reported value wins)."""
         return Usage(*(_latest(getattr(acc, n), getattr(new, n)) for n in _USAGE_FIELDS))

@@ -74,6 +74,7 @@ from extproc.providers.values import (
     as_list,
     as_str,
     load_json,
+    object_after,
     path_only,
     pick_indexed,
     read_value,
@@ -277,6 +278,18 @@ class GoogleAdapter(Adapter):
                 rewrite = rewrite_name if kind == "name" else rewrite_json_strings
                 changed |= rewrite(holder, key, "assistant", text_only(fn))
         return changed
+
+    def usage_in_tail(self, tail: bytes) -> Usage | None:
+        """Gemini and Vertex write `usageMetadata` after the candidates in every element:
+        the last one in the bytes that end an element too large to read whole (an image, a
+        long piece of speech) is its report. Inside a JSON string its quotes would be
+        escaped, so what is found is a key."""
+        for key in (b'"usageMetadata":', b'"usage_metadata":'):
+            at = tail.rfind(key)
+            raw = object_after(tail, at + len(key)) if at >= 0 else None
+            if raw is not None:
+                return usage_or_none(_usage(raw))
+        return None
 
     def stream_delta(self, data: str, event: str | None) -> Delta:
         obj = load_json(data)

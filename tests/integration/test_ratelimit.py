@@ -39,10 +39,10 @@ def config() -> dict[str, Any]:
         # exact token counts from the headers
         {"name": "tokens", "key": KEY, "tokens": [{"limit": TOKENS, "per": "30d"}],
          "requests": [{"limit": 1000, "per": "30d"}]}]} for p in PROVIDERS]
-    routes.append({"name": "rl-small-events", "provider": "openai",
-                   "streams": {"max_event_bytes": 1024}, "rate_limits": [
-                       {"name": "tokens", "key": KEY,
-                        "tokens": [{"limit": TOKENS, "per": "30d"}]}]})
+    routes += [{"name": f"rl-small-events-{p}", "provider": p,
+                "streams": {"max_event_bytes": 1024}, "rate_limits": [
+                    {"name": "tokens", "key": KEY, "tokens": [{"limit": TOKENS, "per": "30d"}]}]}
+               for p in ("openai", "gemini")]
     return {"server": {"max_request_body_bytes": 1048576},
             "limits": {"backend": "memory", "default_max_tokens": 500}, "routes": routes}
 
@@ -53,7 +53,8 @@ def adjust(doc: dict[str, Any]) -> None:
     add_route(doc, "/rl-two/", "openai", "rl-two")
     for p in PROVIDERS:
         add_route(doc, f"/rl-tokens-{p}/", p, f"rl-tokens-{p}")
-    add_route(doc, "/rl-small-events/", "openai", "rl-small-events")
+    for p in ("openai", "gemini"):
+        add_route(doc, f"/rl-small-events-{p}/", p, f"rl-small-events-{p}")
 
 
 @pytest.fixture(scope="module")
@@ -194,34 +195,71 @@ def test_a_client_gone_mid_stream_pays_for_what_was_delivered(gw: Gateway) -> No
     assert 1 + delivered <= charged < 150, (delivered, charged)
 
 
-def test_a_stream_whose_usage_cannot_be_read_is_whole_and_pays_its_reservation(
-        gw: Gateway) -> None:
-    """An event past the route's streams.max_event_bytes (here one 3,000-character word,
-    sent in 256-byte chunks 2 ms apart): the gateway cannot read the stream's usage. The
-    stream still reaches the client whole (it was reset before), and the budget is charged
-    at least the reservation, since a partial count would let a client spend past its
-    budget by asking for such replies."""
-    route = "rl-small-events"
+WORD = "x" * 3000    # one piece: one stream event of over 3 KiB
+SLOW_CHUNKS = {"x-mock-reply": WORD, "x-mock-chunk-bytes": "256", "x-mock-delay-ms": "2"}
+
+
+def _events(text: str) -> list[str]:
+    return [line[6:] for line in text.split("\n") if line.startswith("data: ")]
+
+
+@pytest.mark.parametrize("provider", ["openai", "gemini"])
+def test_an_event_past_the_size_limit_goes_by_and_the_usage_is_still_exact(
+        gw: Gateway, provider: str) -> None:
+    """An event past the route's streams.max_event_bytes (1 KiB here; one 3,000-character
+    word sent in 256-byte chunks 2 ms apart) goes by unread, never held whole, and the
+    stream is read on after it. OpenAI's usage chunk, which follows, is read and dropped as
+    usual; Gemini's usageMetadata, which ends the big event itself, is read from its last
+    bytes. Before, the OpenAI stream was reset, and an unguarded stream's usage went
+    unread."""
+    route = f"rl-small-events-{provider}"
     who = client_id()
-    word = "x" * 3000
     rid = uuid.uuid4().hex
-    r = httpx.post(f"{gw.url}/{route}/v1/chat/completions",
-                   json={**CHAT, "stream": True, "max_tokens": 200}, timeout=30,
-                   headers={**who, "x-request-id": rid, "x-mock-reply": word,
-                            "x-mock-chunk-bytes": "256", "x-mock-delay-ms": "2"})
+    r = request(gw, provider, route, {**who, **SLOW_CHUNKS, "x-request-id": rid},
+                stream=True, max_tokens=200)
     assert r.status_code == 200
     assert int(r.headers["x-ratelimit-remaining-tokens"]) == TOKENS - 201
-    events = [line[6:] for line in r.text.split("\n") if line.startswith("data: ")]
-    assert events[-1] == "[DONE]"
-    chunks = [json.loads(e) for e in events[:-1]]
-    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks
-                   if c["choices"]) == word
+    docs = [json.loads(e) for e in _events(r.text) if e != "[DONE]"]
+    if provider == "openai":
+        assert _events(r.text)[-1] == "[DONE]"
+        assert all(d["choices"] for d in docs)     # the usage chunk it asked for is cut
+        text = "".join(d["choices"][0]["delta"].get("content") or "" for d in docs)
+    else:
+        text = "".join(p.get("text", "") for d in docs
+                       for p in d["candidates"][0]["content"]["parts"])
+    assert text == WORD
+    logged = gw.access_log(rid)["extproc"]
+    assert "usage_unread" not in logged
+    used = logged["total_tokens"]
+    assert used < 201
+    gw.server.wait_idle()
+    probe = request(gw, provider, route, {**who, "x-mock-reply": "ok"}, max_tokens=1)
+    assert int(probe.headers["x-ratelimit-remaining-tokens"]) == TOKENS - used - 2
+
+
+def test_a_stream_whose_usage_cannot_be_read_pays_its_reservation(gw: Gateway) -> None:
+    """The Responses API repeats the whole reply in its last event, response.completed,
+    with the usage inside: past the size limit, the usage cannot be read. The stream still
+    reaches the client whole, and the budget is charged at least the reservation (a partial
+    count would let a client spend past its budget by asking for such replies)."""
+    route = "rl-small-events-openai"
+    who = client_id()
+    rid = uuid.uuid4().hex
+    r = httpx.post(f"{gw.url}/{route}/v1/responses", timeout=30,
+                   json={"model": "gpt-4o-mini", "input": "hi", "stream": True,
+                         "max_output_tokens": 200},
+                   headers={**who, **SLOW_CHUNKS, "x-request-id": rid})
+    assert r.status_code == 200
+    assert int(r.headers["x-ratelimit-remaining-tokens"]) == TOKENS - 201
+    docs = [json.loads(e) for e in _events(r.text)]
+    assert docs[-1]["type"] == "response.completed"
+    assert "".join(d["delta"] for d in docs if d["type"] == "response.output_text.delta") \
+        == WORD
     logged = gw.access_log(rid)["extproc"]
     assert "max_event_bytes" in logged["usage_unread"]
     gw.server.wait_idle()
     probe = request(gw, "openai", route, {**who, "x-mock-reply": "ok"}, max_tokens=1)
-    assert probe.status_code == 200
-    # charged at least the 201 reserved (the mock reports 1 + 1 tokens for this reply)
+    # charged at least the 201 reserved (the mock reports 1 + 1 tokens for the probe)
     assert int(probe.headers["x-ratelimit-remaining-tokens"]) <= TOKENS - 201 - 2
 
 

@@ -226,53 +226,79 @@ def _oversized_openai_stream(text: str) -> tuple[list[bytes], bytes]:
     return [frames[0], big, *frames[1:]], big
 
 
-@settings(max_examples=100, deadline=None)
-@given(text=TEXTS, cuts=CUTS)
-def test_an_oversized_event_passes_through_the_reframer_unread(text: str,
-                                                                cuts: list[int]) -> None:
-    """An event past max_event_bytes no longer breaks the stream (it raised, and Envoy reset
-    it): every byte from the one it held on goes out as it came, and the report says its
-    usage was not read."""
+@settings(max_examples=200, deadline=None)
+@given(text=TEXTS, cuts=CUTS, inside=st.integers(min_value=1, max_value=4200))
+def test_an_oversized_event_goes_by_unread_and_the_stream_is_read_on(
+        text: str, cuts: list[int], inside: int) -> None:
+    """An event past max_event_bytes raised, and Envoy reset the stream. It now goes by
+    unread and never held whole, and the events after it are read as before: the reframer
+    still drops the usage chunk it asked for and reads the usage exactly, under any
+    chunking, with a cut anywhere inside the big event."""
     frames, big = _oversized_openai_stream(text)
     body = b"".join(frames)
     asked = b"".join(f for f in frames if b'"choices":[]' not in f)
-    chunks = split(body, cuts)
+    at = body.index(big) + inside
+    chunks = [*split(body[:at], cuts), *split(body[at:], cuts)]
     meter = Meter()
-    out = run(SSEReframer(adapter_for("openai"), meter, 2048), chunks)
+    assert run(SSEReframer(adapter_for("openai"), meter, 2048), chunks) == asked
     (report,) = meter.reports
-    if report.unread is None:
-        # the big event was never held (it arrived whole, with no needle in it): the
-        # stream was read as usual
-        assert out == asked and report.usage.input_tokens == 7
-    else:
-        assert "max_event_bytes" in report.unread
-        assert out == body      # nothing lost or reordered (the usage chunk passes too)
-    # cut inside the big event, it is held past the limit
-    at = body.index(big) + 3000
-    meter = Meter()
-    assert run(SSEReframer(adapter_for("openai"), meter, 2048),
-               [*split(body[:at], cuts), body[at:]]) == body
-    assert meter.reports[0].unread is not None
-
-
-@settings(max_examples=100, deadline=None)
-@given(text=TEXTS, cuts=CUTS)
-def test_an_oversized_event_leaves_the_observers_usage_unread(text: str,
-                                                               cuts: list[int]) -> None:
-    frames, big = _oversized_openai_stream(text)
-    body = b"".join(frames)
-    at = body.index(big) + 3000     # a cut inside the big event: it is held past the limit
-    chunks = [*split(body[:at], cuts), body[at:]]
+    assert report.unread is None
+    assert (report.usage.input_tokens, report.usage.output_tokens) == (7, len(reply(text).pieces))
     meter = Meter()
     t = SSEObserver(adapter_for("openai"), meter, False, 2048)
     assert [t.feed(c) for c in chunks] == chunks
     t.finish()
     (report,) = meter.reports
-    assert report.unread is not None
-    # under the limit, the same stream is read whole
-    meter = Meter()
-    run(SSEObserver(adapter_for("openai"), meter, False, 1 << 20), chunks)
-    assert meter.reports[0].unread is None and meter.reports[0].usage.input_tokens == 7
+    assert report.unread is None and report.usage.input_tokens == 7
+
+
+def _gemini_sse(text: str, image: bytes) -> list[bytes]:
+    """A Gemini SSE stream whose finishing event carries `image` (inline data) and, after
+    it, the final usageMetadata, as Gemini writes an image it generated."""
+    frames = google.build_stream(REQUEST, reply(text), sse=True)
+    last = json.loads(frames[-1][len(b"data: "):])
+    last["candidates"][0]["content"]["parts"].append(
+        {"inlineData": {"mimeType": "image/png", "data": image.decode()}})
+    last["usageMetadata"]["candidatesTokenCount"] += 1290
+    last["usageMetadata"]["totalTokenCount"] += 1290
+    return [*frames[:-1], b"data: " + google.dump_sse_json(last).encode() + b"\r\n\r\n"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(text=TEXTS, cuts=CUTS)
+def test_a_gemini_event_too_large_to_read_still_reports_its_usage(text: str,
+                                                                    cuts: list[int]) -> None:
+    """The usage Gemini writes after the candidates in the event with the image is read
+    from the event's last bytes: the token count is exact, not the worst case."""
+    frames = _gemini_sse(text, b"A" * 8000)
+    chunks = split(b"".join(frames), cuts)
+    for limit in (2048, 1 << 20):
+        meter = Meter()
+        run(SSEObserver(adapter_for("gemini"), meter, True, limit), chunks)
+        (report,) = meter.reports
+        assert report.unread is None
+        assert report.usage.output_tokens == len(reply(text).pieces) + 1290
+
+
+def test_without_usage_after_an_event_too_large_the_usage_is_unread() -> None:
+    frames = _gemini_sse("hi there", b"A" * 8000)
+    # no usage in the image event's last bytes
+    last = frames[-1].replace(b'"usageMetadata"', b'"usageMetadataX"')
+    for stream, unread, ends in [([*frames[:-1], last], True, True), (frames, False, True),
+                                 # the stream ends inside the big event
+                                 ([*frames[:-1], frames[-1][:5000]], True, False)]:
+        body = b"".join(stream)
+        at = len(b"".join(frames[:-1])) + 3000    # the big event arrives in two pieces
+        meter = Meter()
+        run(SSEObserver(adapter_for("gemini"), meter, True, 2048), [body[:at], body[at:]])
+        assert (meter.reports[0].unread is not None) is unread
+        if unread:
+            assert "max_event_bytes" in str(meter.reports[0].unread)
+        if ends:
+            # the same event arriving whole is read whole
+            meter = Meter()
+            run(SSEObserver(adapter_for("gemini"), meter, True, 2048), [body])
+            assert meter.reports[0].unread is None
 
 
 def test_an_oversized_array_element_leaves_the_usage_unread() -> None:
@@ -296,3 +322,30 @@ def test_a_whole_reply_that_is_not_json_leaves_the_usage_unread() -> None:
         t = JsonBodyObserver(adapter_for("gemini"), Meter())
         run(t, [body])
         assert (t.meter.reports[0].unread is not None) is unread
+
+
+def test_the_usage_in_an_events_last_bytes_is_a_key_never_text() -> None:
+    """What a model writes cannot pose as the usage: inside a JSON string the key's quotes
+    are escaped, so only the real key is found."""
+    gemini = adapter_for("gemini")
+    text = json.dumps({"text": 'x "usageMetadata": {"candidatesTokenCount": 1}'})
+    assert gemini.usage_in_tail(f'{{"candidates": [{text}]}}'.encode()) is None
+    real = b', "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 1290}}'
+    usage = gemini.usage_in_tail(text.encode() + real)
+    assert usage is not None and (usage.input_tokens, usage.output_tokens) == (3, 1290)
+    assert gemini.usage_in_tail(real[:-20]) is None          # cut: not a whole object
+    assert adapter_for("openai").usage_in_tail(real) is None  # reports it elsewhere
+
+
+def test_the_elements_before_one_too_large_are_rewritten_before_the_error_event() -> None:
+    r = reply("hello there friend")
+    body = b"".join(google.build_stream(REQUEST, r, sse=False))
+    at = body.index(b"\n,") + 1       # after the first element
+    big = body[:at] + b'\n,{"candidates":[{"content":{"parts":[{"text":"' + b"y" * 4096 \
+        + b'"}]}}]}' + body[at:]
+    t = JsonArrayToSSE(adapter_for("gemini"), Meter(), 2048)
+    out = run(t, [big])                # one chunk: the first element, then the big one
+    docs = [json.loads(line[6:]) for line in out.decode().split("\r\n")
+            if line.startswith("data: ")]
+    assert docs[0]["candidates"][0]["content"]["parts"][0]["text"] == r.pieces[0]
+    assert docs[-1]["error"]["status"] == "UNAVAILABLE" and len(docs) == 2
