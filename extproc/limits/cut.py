@@ -17,9 +17,11 @@ after the usage reframer, the JSON-array rewrite and the masking guards):
   delivered, not on what the stream's first events suggest.
 
 The event that reaches the allowance is delivered whole (the overshoot is at most that one
-event), then the terminal events, then nothing: `ended` turns true, and the exchange ends
-the response there (FULL_DUPLEX_STREAMED `end_of_stream`), which makes Envoy close the
-upstream stream, so the provider stops generating. A stream that already ended by itself
+event), then the terminal events, then nothing (an event it cannot count, past
+`max_event_bytes`, ends the stream the same way before it, `cut: "unreadable"`): `ended`
+turns true, and the exchange ends the response there (FULL_DUPLEX_STREAMED
+`end_of_stream`), which makes Envoy close the upstream stream, so the provider stops
+generating. A stream that already ended by itself
 (every choice finished) is not cut. Chunking does not matter: events are cut whole.
 
 At the end the usage the stream reported is made true to what was delivered (a cut stream
@@ -93,7 +95,7 @@ class StreamCut(BodyTransform):
         self.exact = 0                              # the provider's last running report
         self.since = _Text(self.marker, chars_per_token)   # estimated since then
         self.ended = False
-        self.broken = False                         # unreadable: passed on, not counted
+        self.unreadable: str | None = None          # why it ended at an event it cannot count
         self.decoder = SSEDecoder(max_event_bytes) if not fmt.array else None
         self.splitter = JsonArraySplitter(max_event_bytes) if fmt.array else None
         self.elements = 0
@@ -113,22 +115,27 @@ class StreamCut(BodyTransform):
     def feed(self, chunk: bytes) -> bytes:
         if self.ended:
             return b""
-        if self.broken:
-            return chunk
         try:
             if self.splitter is not None:
                 return self._elements(self.splitter.feed(chunk))
             assert self.decoder is not None
             return self._events(self.decoder.feed(chunk))
         except (SSEError, JsonArrayError) as exc:
-            # not a stream this transform can cut: the other transforms decide what to do
-            # with it (the reframers end it with an error); pass on what it holds
-            log.warning("stream not cut at its budget: %s", exc)
-            self.broken = True
-            return chunk
+            # an event it cannot count (past max_event_bytes, or no event at all): the
+            # budget cannot be kept past it, so the stream ends here, as at the allowance
+            # (default deny), after the events before it; nothing of that event is sent
+            out = self._events(exc.events) if isinstance(exc, SSEError) \
+                else self._elements(exc.elements)
+            if self.ended:
+                return out
+            log.warning("stream cut at an event it cannot count: %s", exc)
+            self.unreadable = str(exc)[:200]
+            if self.splitter is not None:
+                return out + (b"," if self.elements else b"[") + self._cut() + b"]"
+            return out + self._cut()
 
     def finish(self) -> bytes:
-        if self.ended or self.broken:
+        if self.ended:
             return b""
         if self.splitter is not None:
             try:
@@ -195,7 +202,7 @@ def settle_cut_usage(ex: Context, cut: StreamCut) -> None:
     says less), and totals follow. A stream that reported nothing is left unreported: the
     settlement then charges the prompt estimate plus the delivered output."""
     usage: Usage | None = ex.state.get("usage")
-    ex.metadata["cut"] = ex.state["cut"] = "budget"
+    ex.metadata["cut"] = ex.state["cut"] = "budget" if cut.unreadable is None else "unreadable"
     ex.metadata["output_allowance"] = cut.allowance
     if usage is None or usage.is_empty():
         return

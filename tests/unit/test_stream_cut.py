@@ -267,3 +267,35 @@ def test_settlement_charges_the_delivered_output() -> None:
     empty = _Ex(usage=Usage())
     settle_cut_usage(empty, t)  # type: ignore[arg-type]
     assert empty.state["usage"].is_empty()   # the settlement estimates it then
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 4000), st.booleans())
+def test_an_event_it_cannot_count_ends_the_stream_before_it(inside: int, array: bool) -> None:
+    """An event past max_event_bytes, cut anywhere: the budget cannot be kept past it, so
+    the stream ends there the provider's way, and no byte of that event is sent (before, the
+    cut passed the stream on uncounted and lost what it held of the event)."""
+    if array:
+        body, cut = streams()["gemini_array"]
+        first = body.index(b"\n,") + 1
+        big = b'\n,{"candidates": [{"content": {"parts": [{"text": "' + b"y" * 5000 \
+            + b'"}]}}]}'
+    else:
+        body, cut = streams()["chat"]
+        first = body.index(b"\n\n") + 2
+        big = b'data: {"choices":[{"index":0,"delta":{"content":"' + b"y" * 5000 \
+            + b'"}}]}\n\n'
+    cut.__init__(cut.fmt, 10_000, cut.marker, prompt=3, max_event_bytes=2048)
+    stream = body[:first] + big + body[first:]
+    at = first + min(inside, len(big) - 1)
+    out = run(cut, [stream[:at], stream[at:]])
+    assert cut.ended and cut.unreadable is not None and b"yyyy" not in out
+    assert out.startswith(body[:first] if not array else body[:first - 1])
+    if array:
+        arr = json.loads(out)
+        assert arr[-1]["candidates"][0]["finishReason"] == "MAX_TOKENS"
+    else:
+        assert out.endswith(b"data: [DONE]\n\n") and b'"finish_reason":"length"' in out
+    ex = _Ex()
+    settle_cut_usage(ex, cut)   # type: ignore[arg-type]
+    assert ex.metadata["cut"] == "unreadable"
