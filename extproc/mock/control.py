@@ -90,8 +90,9 @@ class Plan:
     streamed: bool = False
     #: how many of the last frames the provider sends the moment generation ends, right
     #: after the frame before them: OpenAI's usage chunk and `[DONE]`, Anthropic's
-    #: `message_delta` and `message_stop`. ``x-mock-delay-ms`` paces the frames a model
-    #: generates, not these (a real stream that reports usage is no longer for it)
+    #: `message_delta` and `message_stop`, the Responses API's closing events.
+    #: ``x-mock-delay-ms`` paces the frames a model generates, not these (a real stream
+    #: that reports usage is no longer for it)
     settled: int = 0
 
 

@@ -43,7 +43,8 @@ async def openai_responses_create(request: web.Request) -> web.StreamResponse:
                            openai_responses.prompt_tokens(data))
         if openai_responses.wants_stream(data):
             frames = openai_responses.build_stream(data, reply)
-            return Plan(200, {**headers, "Content-Type": SSE}, frames, streamed=True)
+            return Plan(200, {**headers, "Content-Type": SSE}, frames, streamed=True,
+                        settled=openai_responses.settled_frames(frames))
         body = openai_responses.build_response(data, reply)
         return Plan(200, {**headers, "Content-Type": JSON}, [body])
 

@@ -251,3 +251,15 @@ def build_stream(request: dict[str, Any], reply: Reply) -> list[bytes]:
                  **{k: v for k, v in event.items() if k != "type"}}
         frames.append(f"event: {event['type']}\ndata: {dump_compact(event)}\n\n".encode())
     return frames
+
+
+def settled_frames(frames: list[bytes]) -> int:
+    """How many of the last frames close what generation made (the trailing `*.done`
+    events and `response.completed`): the API sends them the moment generation ends."""
+    n = 0
+    for frame in reversed(frames):
+        kind = frame.split(b"\n", 1)[0].removeprefix(b"event: ")
+        if not (kind.endswith(b".done") or kind == b"response.completed"):
+            break
+        n += 1
+    return n

@@ -329,6 +329,9 @@ def test_delay_between_chunks(http: httpx.Client) -> None:
                               "stream_options": {"include_usage": True}},
      [b'"choices":[]', b"[DONE]"]),
     ("/v1/messages", {**ANTHROPIC_BODY, "stream": True}, [b"message_delta", b"message_stop"]),
+    ("/v1/responses", {"model": "m", "input": "hi", "stream": True},
+     [b"response.output_text.done", b"response.content_part.done",
+      b"response.output_item.done", b"response.completed"]),
 ])
 def test_the_frames_sent_once_generation_ended_are_not_paced(
         http: httpx.Client, path: str, body: dict[str, Any], settled: list[bytes]) -> None:
