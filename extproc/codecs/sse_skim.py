@@ -236,7 +236,6 @@ class SSESkimmer:
         return b"".join(kept)[released:] if self.hold_partial else b""
 
 
-
 class SkippedEvent:
     """The rest of an event too large to hold: its bytes go by unread up to the blank line
     that ends it, and only its last `keep` bytes are kept. Blank lines are found as
@@ -259,11 +258,12 @@ class SkippedEvent:
 
 
 class PastLimit:
-    """A skimmer's way past an event larger than its `max_event_bytes`, which it raises on
-    rather than hold: the event goes by unread and is never held whole, `on_tail(tail,
-    reason)` gets its last `keep` bytes once it ends (where a provider that writes its usage
-    last in every event has it), and the events after it are skimmed as usual. Chunks go
-    out as they came, with what the skimmer held back before the event."""
+    """Feeds a skimmer, and takes it past an event larger than its `max_event_bytes`, which
+    the skimmer raises on rather than hold: the event goes by unread and is never held
+    whole, `on_tail(tail, reason)` gets its last `keep` bytes once it ends (where a provider
+    that writes its usage last in every event has it), and the events after it are skimmed
+    as usual. Such an event's chunks go out as they came, with what the skimmer held back
+    before it."""
 
     def __init__(self, skimmer: SSESkimmer, on_tail: Callable[[bytes, str], None],
                  keep: int) -> None:
@@ -273,7 +273,16 @@ class PastLimit:
         self.event: SkippedEvent | None = None   # the event going by, if one is
         self.reason = ""
 
-    def begin(self, chunk: bytes, reason: str) -> bytes:
+    def feed(self, chunk: bytes) -> bytes:
+        """One chunk: what to forward (the skimmer's output)."""
+        if self.event is None:
+            try:
+                return self.skimmer.feed(chunk)
+            except SSEError as exc:
+                return self._begin(chunk, str(exc))
+        return self._past(chunk)
+
+    def _begin(self, chunk: bytes, reason: str) -> bytes:
         """The skimmer raised `reason` on `chunk`: the partial event it ends with is too
         large. Returns what to forward: what the skimmer held back unforwarded, and
         `chunk`."""
@@ -284,7 +293,7 @@ class PastLimit:
         self.reason = reason
         return carry[released:] + chunk
 
-    def feed(self, chunk: bytes) -> bytes:
+    def _past(self, chunk: bytes) -> bytes:
         """A chunk while an event goes by: what to forward (with what the skimmer makes of
         the events after it)."""
         event = self.event
@@ -300,7 +309,7 @@ class PastLimit:
         try:
             return chunk[:at] + self.skimmer.feed(rest)
         except SSEError as exc:
-            return chunk[:at] + self.begin(rest, str(exc))
+            return chunk[:at] + self._begin(rest, str(exc))
 
     def finish(self) -> None:
         """The stream ended inside an event going by: it never ended, nothing of it read."""

@@ -64,11 +64,7 @@ def charge(price: Price, usage: Usage | None, input_estimate: int, delivered: in
     if not 200 <= status < 300:
         return Decimal(0)
     counted = Usage(input_tokens=input_estimate, output_tokens=delivered)
-    if usage is None or usage.is_empty():
-        usage = counted
-    elif not unread:
-        return price.cost(usage)
-    cost = price.cost(usage)
+    cost = price.cost(counted if usage is None or usage.is_empty() else usage)
     return max(cost, price.cost(counted), reserved) if unread else cost
 
 

@@ -158,20 +158,14 @@ class SSEObserver(BodyTransform):
             return False
 
         self.skimmer = SSESkimmer(_needles(adapter), observe, max_event_bytes)
-        self.skip = PastLimit(self.skimmer, acc.see_tail, min(TAIL_BYTES, max_event_bytes))
+        self.skim = PastLimit(self.skimmer, acc.see_tail, min(TAIL_BYTES, max_event_bytes))
 
     def feed(self, chunk: bytes) -> bytes:
-        try:
-            if self.skip.event is None:
-                self.skimmer.feed(chunk)
-            else:
-                self.skip.feed(chunk)
-        except SSEError as exc:   # an event past the limit: it goes by unread
-            self.skip.begin(chunk, str(exc))
+        self.skim.feed(chunk)   # (an event past the limit goes by unread)
         return chunk
 
     def finish(self) -> bytes:
-        self.skip.finish()
+        self.skim.finish()
         with contextlib.suppress(SSEError):
             self.skimmer.finish()
         self.acc.meter_once(self.meter)
@@ -208,7 +202,7 @@ class SSEReframer(BodyTransform):
         self.skimmer = SSESkimmer((*_needles(adapter), b'"choices":[]'), drop,
                                   max_event_bytes, hold_partial=True,
                                   may_drop=self._may_be_usage_only)
-        self.skip = PastLimit(self.skimmer, acc.see_tail, min(TAIL_BYTES, max_event_bytes))
+        self.skim = PastLimit(self.skimmer, acc.see_tail, min(TAIL_BYTES, max_event_bytes))
 
     @staticmethod
     def _may_be_usage_only(partial: bytes) -> bool:
@@ -217,16 +211,11 @@ class SSEReframer(BodyTransform):
         return b'"choices":[{' not in partial and b'"choices": [{' not in partial
 
     def feed(self, chunk: bytes) -> bytes:
-        try:
-            if self.skip.event is None:
-                return self.skimmer.feed(chunk)
-            return self.skip.feed(chunk)
-        except SSEError as exc:
-            # an event past max_event_bytes goes out as it comes, unread (never held whole)
-            return self.skip.begin(chunk, str(exc))
+        # (an event past max_event_bytes goes out as it comes, unread, never held whole)
+        return self.skim.feed(chunk)
 
     def finish(self) -> bytes:
-        self.skip.finish()
+        self.skim.finish()
         tail = self.skimmer.finish()
         self.acc.meter_once(self.meter)
         return tail
