@@ -11,13 +11,18 @@ expressions: ordinary bytes and whole strings are skipped inside one regex match
 runs once per bracket, and scanning resumes where the previous chunk left off (only a backslash
 split from the byte it escapes is looked at again). It finds element boundaries exactly for any
 valid JSON but is not a validator: ``json.loads`` of each element is the caller's business.
+
+An element that would have to be held past ``max_element_bytes`` to be whole (an inline image
+can be megabytes) is an error for ``feed``; ``feed_parts`` hands it on instead as the
+`Part`s it arrives in, never held whole, and :class:`SSEPieces` frames those parts as
+one SSE event, exactly what :func:`element_to_sse` makes of the whole element.
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["JsonArrayError", "JsonArraySplitter", "element_to_sse"]
+__all__ = ["JsonArrayError", "JsonArraySplitter", "Part", "SSEPieces", "element_to_sse"]
 
 _WS = re.compile(rb"[ \t\r\n]*+")
 # Byte classes spelled as positive ranges, which `re` scans about twice as fast as `[^...]`.
@@ -51,7 +56,20 @@ class JsonArrayError(ValueError):
     elements the failing chunk completed before it (a caller that ends the stream cleanly
     at the error still has them to send)."""
 
-    elements: list[bytes] = []
+    elements: list[bytes | Part] = []
+
+
+class Part:
+    """A piece of an element too large to hold (`feed_parts`): its bytes as they came, in
+    order; `first` and `last` mark the element's first and last piece."""
+
+    __slots__ = ("data", "first", "last")
+
+    def __init__(self, data: bytes, first: bool, last: bool) -> None:
+        self.data, self.first, self.last = data, first, last
+
+    def __repr__(self) -> str:
+        return f"Part({self.data!r}, first={self.first}, last={self.last})"
 
 
 class JsonArraySplitter:
@@ -61,6 +79,11 @@ class JsonArraySplitter:
     surrounding whitespace and commas); ``finish`` checks the array was closed. An element
     longer than ``max_element_bytes`` raises :class:`JsonArrayError`, so the buffer is bounded.
     After any error the splitter stays failed and raises the same error again.
+
+    ``feed_parts`` is ``feed`` for a caller that takes an element too large to hold in pieces:
+    an element completed within what was fed comes whole whatever its size; one that would be
+    held past ``max_element_bytes`` comes as `Part`s, each the bytes of it that a
+    chunk brought, so at most about ``max_element_bytes`` plus a chunk is ever held.
     """
 
     def __init__(self, max_element_bytes: int = 8 << 20) -> None:
@@ -73,6 +96,8 @@ class JsonArraySplitter:
         self._stack: list[int] = []  # closing byte expected for each open `{` / `[`
         self._in_string = False
         self._error: JsonArrayError | None = None
+        self._parts = False      # feeding by feed_parts: an element too large comes in Parts
+        self._passing = False    # inside such an element, its first Part already handed on
 
     @property
     def closed(self) -> bool:
@@ -81,13 +106,22 @@ class JsonArraySplitter:
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """Scan one more chunk; return the elements it completed, in order."""
+        return self._feed(chunk)  # type: ignore[return-value]  # (no Part without _parts)
+
+    def feed_parts(self, chunk: bytes) -> list[bytes | Part]:
+        """Scan one more chunk; return the elements it completed and the pieces of an
+        element too large to hold, in order. Use one of `feed` and `feed_parts` throughout."""
+        self._parts = True
+        return self._feed(chunk)
+
+    def _feed(self, chunk: bytes) -> list[bytes | Part]:
         if self._error is not None:
             self._error.elements = []   # (handed over when it was first raised)
             raise self._error
         if not chunk:
             return []
         self._buf += chunk
-        out: list[bytes] = []
+        out: list[bytes | Part] = []
         try:
             self._scan(out)
         except JsonArrayError as exc:
@@ -113,7 +147,7 @@ class JsonArraySplitter:
     def _fail(self, message: str, pos: int) -> JsonArrayError:
         return JsonArrayError(f"{message} (at byte {self._dropped + pos} of the stream)")
 
-    def _scan(self, out: list[bytes]) -> None:
+    def _scan(self, out: list[bytes | Part]) -> None:
         buf, pos, state, start = self._buf, self._pos, self._state, self._start
         n = len(buf)
         limit = self.max_element_bytes
@@ -171,11 +205,22 @@ class JsonArraySplitter:
                         state = _IN_SCALAR
                 continue
             # An element ended just before `pos`.
-            if pos - start > limit:
+            if self._passing:
+                out.append(Part(bytes(buf[start:pos]), first=False, last=True))
+                self._passing = False
+            elif pos - start > limit and not self._parts:
                 raise self._fail(f"array element larger than {limit} bytes", start)
-            out.append(bytes(buf[start:pos]))
-        if state in (_IN_ELEMENT, _IN_SCALAR) and n - start > limit:
-            raise self._fail(f"array element larger than {limit} bytes", start)
+            else:
+                out.append(bytes(buf[start:pos]))
+        if state in (_IN_ELEMENT, _IN_SCALAR) and (self._passing or n - start > limit):
+            if not self._parts:
+                raise self._fail(f"array element larger than {limit} bytes", start)
+            # hand on what is scanned of it (a backslash split from what it escapes, which
+            # `pos` stops before, goes with the next piece); `feed` drops it from the buffer
+            if pos > start or not self._passing:
+                out.append(Part(bytes(buf[start:pos]), first=not self._passing, last=False))
+            self._passing = True
+            self._start = pos
         self._pos, self._state = pos, state
 
     def _scan_element(self, pos: int, n: int) -> tuple[int, bool]:
@@ -208,6 +253,32 @@ class JsonArraySplitter:
                 raise self._fail(f"unbalanced {bytes([byte])!r} in an array element", end)
             elif not stack:
                 return pos, True
+
+
+class SSEPieces:
+    """An element's `Part`s as one SSE event, piece by piece: ``data: `` before the
+    first, the line breaks and the indentation after them taken out across pieces, the
+    event's end after the last. Joined, the pieces are ``element_to_sse`` of the element."""
+
+    def __init__(self) -> None:
+        self._at_break = False   # the bytes so far end in a line break and its indentation
+
+    def feed(self, part: Part) -> bytes:
+        data = part.data
+        if part.first:
+            self._at_break = False
+        if self._at_break:
+            data = data.lstrip(b" \t")
+        if b"\n" in data or b"\r" in data:
+            lines = data.splitlines()
+            ends = data[-1] in b"\r\n"
+            data = lines[0] + b"".join([line.lstrip(b" \t") for line in lines[1:]])
+            self._at_break = ends or (len(lines) > 1 and not lines[-1].strip(b" \t"))
+        elif data:
+            self._at_break = False
+        if part.first:
+            data = b"data: " + data
+        return data + b"\r\n\r\n" if part.last else data
 
 
 def element_to_sse(element: bytes) -> bytes:

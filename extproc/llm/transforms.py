@@ -29,7 +29,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ..codecs.jsonarray import JsonArrayError, JsonArraySplitter, element_to_sse
+from ..codecs.jsonarray import JsonArrayError, JsonArraySplitter, Part, SSEPieces, element_to_sse
 from ..codecs.sse import Event, SSEError, encode
 from ..codecs.sse_skim import PastLimit, SSESkimmer
 from ..policy import BodyTransform
@@ -242,25 +242,40 @@ def google_error_event(code: int, message: str, status: str) -> bytes:
 
 
 class _JsonArray(BodyTransform):
-    """Shared by the rewrite and the observer: split the array, note the usage element."""
+    """Shared by the rewrite and the observer: split the array, note the usage element.
+
+    An element too large to hold whole comes in `Part`s (an inline image can be
+    megabytes): its last `TAIL_BYTES` are searched for its usage, as an SSE event's are."""
 
     def __init__(self, adapter: Adapter, meter: Meter, max_element_bytes: int) -> None:
         self.splitter = JsonArraySplitter(max_element_bytes)
         self.acc = StreamReport(adapter, cumulative=True)
         self.meter = meter
         self.failed: str | None = None
+        self.max = max_element_bytes
+        self._tail = b""      # the last bytes of an element passing in parts
 
-    def _elements(self, chunk: bytes) -> list[bytes]:
+    def _elements(self, chunk: bytes) -> list[bytes | Part]:
         if self.failed:
             return []
         try:
-            elements = self.splitter.feed(chunk)
+            elements = self.splitter.feed_parts(chunk)
         except JsonArrayError as exc:   # (the elements before the error still go out)
             self.failed = self.acc.unread = str(exc)
             elements = exc.elements
         for e in elements:
-            self.acc.see_element(e)
+            if isinstance(e, bytes):
+                self.acc.see_element(e)
+            else:
+                self._see_part(e)
         return elements
+
+    def _see_part(self, part: Part) -> None:
+        keep = min(TAIL_BYTES, self.max)
+        self._tail = (b"" if part.first else self._tail[-keep:]) + part.data
+        if part.last:
+            tail, self._tail = self._tail[-keep:], b""
+            self.acc.see_tail(tail, f"an array element larger than {self.max} bytes")
 
     def _end(self) -> str | None:
         if not self.failed:
@@ -274,9 +289,18 @@ class _JsonArray(BodyTransform):
 
 
 class JsonArrayToSSE(_JsonArray):
+    """Each element sent as one SSE event the moment it is complete; one too large to hold
+    goes out as it comes, framed as one event piece by piece (`SSEPieces`)."""
+
+    def __init__(self, adapter: Adapter, meter: Meter, max_element_bytes: int) -> None:
+        super().__init__(adapter, meter, max_element_bytes)
+        self.pieces = SSEPieces()
+
     def feed(self, chunk: bytes) -> bytes:
         was_ok = not self.failed
-        out = b"".join(map(element_to_sse, self._elements(chunk)))
+        frame = self.pieces.feed
+        out = b"".join([element_to_sse(e) if isinstance(e, bytes) else frame(e)
+                        for e in self._elements(chunk)])
         if was_ok and self.failed:
             return out + self._error_event()
         return out
@@ -288,7 +312,12 @@ class JsonArrayToSSE(_JsonArray):
 
     def _error_event(self) -> bytes:
         log.warning("Gemini stream broken: %s", self.failed)
-        return google_error_event(502, f"upstream stream broken: {self.failed}", "UNAVAILABLE")
+        # (an element broken off in the middle of its parts: its event is ended where it
+        # broke, so that the error is an event of its own after it; the broken one is not
+        # JSON, and a client reading it fails there rather than take it for whole)
+        cut = b"\r\n\r\n" if self._tail else b""
+        return cut + google_error_event(502, f"upstream stream broken: {self.failed}",
+                                        "UNAVAILABLE")
 
 
 class JsonArrayObserver(_JsonArray):

@@ -237,6 +237,35 @@ def test_an_event_past_the_size_limit_goes_by_and_the_usage_is_still_exact(
     assert int(probe.headers["x-ratelimit-remaining-tokens"]) == TOKENS - used - 2
 
 
+def test_an_array_element_past_the_size_limit_is_rewritten_and_metered_exactly(
+        gw: Gateway) -> None:
+    """Gemini's stream without alt=sse is one JSON array, rewritten to SSE (on by default).
+    An element past the route's max_event_bytes (the 3,000-character word in 256-byte
+    chunks) is never held whole: it goes out as the one SSE event it is, piece by piece, and
+    its usageMetadata is read from its last bytes. Before, the rewrite ended the stream
+    there with an error event, and the usage went unread."""
+    route = "rl-small-events-gemini"
+    who = client_id()
+    rid = uuid.uuid4().hex
+    r = httpx.post(f"{gw.url}/{route}/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+                   headers={**who, **SLOW_CHUNKS, "x-request-id": rid}, timeout=30, json={
+                       "contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+                       "generationConfig": {"maxOutputTokens": 200}})
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/event-stream")
+    docs = [json.loads(e) for e in _events(r.text)]
+    assert all("error" not in d for d in docs)
+    assert "".join(p.get("text", "") for d in docs
+                   for p in d["candidates"][0]["content"]["parts"]) == WORD
+    logged = gw.access_log(rid)["extproc"]
+    assert "usage_unread" not in logged and logged["rewritten_to_sse"] is True
+    used = logged["total_tokens"]
+    assert used == docs[-1]["usageMetadata"]["totalTokenCount"] < 201
+    gw.server.wait_idle()
+    probe = request(gw, "gemini", route, {**who, "x-mock-reply": "ok"}, max_tokens=1)
+    assert int(probe.headers["x-ratelimit-remaining-tokens"]) == TOKENS - used - 2
+
+
 def test_a_stream_whose_usage_cannot_be_read_pays_its_reservation(gw: Gateway) -> None:
     """The Responses API repeats the whole reply in its last event, response.completed,
     with the usage inside: past the size limit, the usage cannot be read. The stream still

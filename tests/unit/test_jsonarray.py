@@ -11,7 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extproc.codecs.jsonarray import JsonArrayError, JsonArraySplitter, element_to_sse
+from extproc.codecs.jsonarray import (
+    JsonArrayError,
+    JsonArraySplitter,
+    Part,
+    SSEPieces,
+    element_to_sse,
+)
 from extproc.mock import google
 from extproc.mock.common import Reply
 
@@ -400,3 +406,88 @@ def test_element_to_sse_of_pretty_json_is_googles_sse_form(obj: Any) -> None:
     assert element_to_sse(compact) == b"data: " + compact + b"\r\n\r\n"
     array = b"[" + pretty + b"\n,\r\n" + pretty + b"\n]"
     assert [element_to_sse(e) for e in split(bytewise(array))] == [sse_compact(obj)] * 2
+
+
+# --- elements too large to hold: feed_parts ---------------------------------------------
+
+
+def parts_of(chunks: list[bytes], limit: int) -> tuple[list[bytes | Part], int]:
+    """feed_parts over all chunks: what came out, and the most the splitter ever held."""
+    splitter = JsonArraySplitter(limit)
+    out: list[bytes | Part] = []
+    held = 0
+    for chunk in chunks:
+        out += splitter.feed_parts(chunk)
+        held = max(held, len(splitter._buf))
+    splitter.finish()
+    return out, held
+
+
+def rejoined(out: list[bytes | Part]) -> list[bytes]:
+    """The elements, each one's parts joined; checks the parts' first/last marks."""
+    elements: list[bytes] = []
+    open_: list[bytes] | None = None
+    for item in out:
+        if isinstance(item, bytes):
+            assert open_ is None
+            elements.append(item)
+            continue
+        assert item.first == (open_ is None)
+        open_ = [item.data] if item.first else [*(open_ or []), item.data]
+        if item.last:
+            elements.append(b"".join(open_))
+            open_ = None
+    assert open_ is None
+    return elements
+
+
+@settings(max_examples=300, deadline=None)
+@given(ELEMENTS, st.randoms(use_true_random=False), st.booleans(),
+       st.lists(st.integers(0, 10**6)), st.integers(2, 40))
+def test_an_element_too_large_to_hold_comes_in_parts_under_any_chunking(
+    values: list[Any], rng: random.Random, ascii_only: bool, cuts: list[int], limit: int
+) -> None:
+    """Whatever the chunking and the bound: the parts joined are the elements exactly,
+    the splitter never holds much more than the bound and a chunk, an element completed
+    within one chunk comes whole, and the parts framed piece by piece are the SSE event
+    `element_to_sse` makes of the whole element."""
+    data, raws, _, _ = serialise(values, rng, ascii_only)
+    for chunks in (chunked(data, cuts), bytewise(data), [data]):
+        out, held = parts_of(chunks, limit)
+        assert rejoined(out) == raws
+        assert held <= limit + max(map(len, chunks)) + 1
+        if len(chunks) == 1:
+            assert out == raws               # all of it whole within what was fed
+        frame = SSEPieces()
+        events = b"".join(element_to_sse(i) if isinstance(i, bytes) else frame.feed(i)
+                          for i in out)
+        assert events == b"".join(map(element_to_sse, raws))
+
+
+@given(st.text(st.sampled_from(" \t\r\nab\"{}"), max_size=60), st.lists(st.integers(0, 80)))
+def test_sse_pieces_strip_line_breaks_and_indentation_across_any_cut(
+    text: str, cuts: list[int]
+) -> None:
+    element = b"{" + text.encode() + b"}"
+    pieces = chunked(element, cuts)
+    frame = SSEPieces()
+    out = b"".join(frame.feed(Part(p, first=i == 0, last=i == len(pieces) - 1))
+                   for i, p in enumerate(pieces))
+    assert out == element_to_sse(element)
+
+
+def test_feed_still_refuses_an_element_too_large_and_parts_keep_the_elements_before() -> None:
+    data = b'[{"a": 1}, {"b": "' + b"x" * 40 + b'"}, {"c": 2}]'
+    with pytest.raises(JsonArrayError, match="larger than 16 bytes"):
+        split([data[:30], data[30:]], max_element_bytes=16)
+    splitter = JsonArraySplitter(16)
+    first = splitter.feed_parts(data[:30])
+    assert first[0] == b'{"a": 1}' and isinstance(first[1], Part) and first[1].first
+    rest = splitter.feed_parts(data[30:])
+    assert isinstance(rest[0], Part) and rest[0].last and rest[1] == b'{"c": 2}'
+    # a broken array still fails, with what the chunk completed before the break
+    splitter = JsonArraySplitter(16)
+    splitter.feed_parts(data[:30])
+    with pytest.raises(JsonArrayError, match="unbalanced") as err:
+        splitter.feed_parts(b'x"]]')
+    assert err.value.elements == []

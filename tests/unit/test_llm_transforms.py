@@ -301,16 +301,43 @@ def test_without_usage_after_an_event_too_large_the_usage_is_unread() -> None:
             assert meter.reports[0].unread is None
 
 
-def test_an_oversized_array_element_leaves_the_usage_unread() -> None:
-    r = reply("hello there")
-    body = b"".join(google.build_stream(REQUEST, r, sse=False))
-    big = body[:1] + b'{"candidates":[{"content":{"parts":[{"text":"' + b"y" * 4096 \
-        + b'"}]}}]},' + body[1:]
+@settings(max_examples=100, deadline=None)
+@given(cuts=st.lists(st.integers(min_value=0, max_value=10_000), min_size=1, max_size=30),
+       vertex=st.booleans())
+def test_an_array_element_too_large_to_hold_is_rewritten_and_read_in_pieces(
+        cuts: list[int], vertex: bool) -> None:
+    """An element past the bound (an inline image, say) is never held whole: the rewrite
+    sends it on piece by piece as the one event Gemini's alt=sse sends, and its usage is read
+    from its last bytes, under any chunking."""
+    r = reply("hello " + "y" * 3000 + " there " + "z" * 2500)
+    array = b"".join(google.build_stream(REQUEST, r, sse=False, vertex=vertex))
+    sse = b"".join(google.build_stream(REQUEST, r, sse=True, vertex=vertex))
+    last = json.loads(array)[-1]["usageMetadata"]
+    for t in (JsonArrayToSSE(adapter_for("gemini"), Meter(), 2048),
+              JsonArrayObserver(adapter_for("gemini"), Meter(), 2048)):
+        chunks = split(array, cuts)
+        out = [t.feed(c) for c in chunks]
+        assert t.splitter._buf.__len__() <= 2048 + max(map(len, chunks))
+        out.append(t.finish())
+        assert b"".join(out) == (sse if isinstance(t, JsonArrayToSSE) else array)
+        (report,) = t.meter.reports
+        assert report.unread is None and report.error is None
+        assert report.usage.output_tokens == last["candidatesTokenCount"]
+        assert report.usage.input_tokens == last["promptTokenCount"]
+
+
+def test_an_array_element_too_large_with_no_usage_after_it_leaves_the_usage_unread() -> None:
+    big = b'[{"candidates":[{"content":{"parts":[{"text":"' + b"y" * 4096 + b'"}]}}]}]'
     for t in (JsonArrayObserver(adapter_for("gemini"), Meter(), 2048),
               JsonArrayToSSE(adapter_for("gemini"), Meter(), 2048)):
-        run(t, [big])
+        run(t, [big[:2500], big[2500:]])   # held past the bound before it ends
         (report,) = t.meter.reports
-        assert report.unread is not None
+        assert report.unread is not None and "larger than 2048 bytes" in report.unread
+    t = JsonArrayObserver(adapter_for("gemini"), Meter(), 2048)
+    run(t, [big])                       # whole within one chunk: read whole
+    assert t.meter.reports[0].unread is None
+    r = reply("hello there")
+    body = b"".join(google.build_stream(REQUEST, r, sse=False))
     t = JsonArrayObserver(adapter_for("gemini"), Meter(), 2048)
     run(t, [body[:5], body[5:]])        # cut before `]`: the upstream broke, usage was read
     assert t.meter.reports[0].unread is None
@@ -337,15 +364,18 @@ def test_the_usage_in_an_events_last_bytes_is_a_key_never_text() -> None:
     assert adapter_for("openai").usage_in_tail(real) is None  # reports it elsewhere
 
 
-def test_the_elements_before_one_too_large_are_rewritten_before_the_error_event() -> None:
+def test_an_array_broken_inside_an_element_in_pieces_ends_with_an_error_event() -> None:
+    """The event already under way is ended where it broke, and the error follows it as an
+    event of its own; the elements before it went out whole."""
     r = reply("hello there friend")
     body = b"".join(google.build_stream(REQUEST, r, sse=False))
     at = body.index(b"\n,") + 1       # after the first element
-    big = body[:at] + b'\n,{"candidates":[{"content":{"parts":[{"text":"' + b"y" * 4096 \
-        + b'"}]}}]}' + body[at:]
+    big = body[:at] + b'\n,{"candidates":[{"content":{"parts":[{"text":"' + b"y" * 4096
     t = JsonArrayToSSE(adapter_for("gemini"), Meter(), 2048)
-    out = run(t, [big])                # one chunk: the first element, then the big one
-    docs = [json.loads(line[6:]) for line in out.decode().split("\r\n")
-            if line.startswith("data: ")]
-    assert docs[0]["candidates"][0]["content"]["parts"][0]["text"] == r.pieces[0]
-    assert docs[-1]["error"]["status"] == "UNAVAILABLE" and len(docs) == 2
+    out = run(t, [big[:at + 100], big[at + 100:]])
+    events = SSEDecoder().feed(out)
+    assert json.loads(events[0].data)["candidates"][0]["content"]["parts"][0]["text"] \
+        == r.pieces[0]
+    assert events[1].data.startswith('{"candidates":[{"content":{"parts":[{"text":"yyy')
+    assert json.loads(events[2].data)["error"]["status"] == "UNAVAILABLE"
+    assert len(events) == 3
