@@ -22,7 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..codecs.jsontext import JsonSource, decode_escapes, parses, read_texts, rewrite
+from ..codecs.jsonescape import decode_escapes, parses
+from ..codecs.jsontext import JsonSource, read_texts, rewrite
 from ..providers.values import json_bytes
 
 VERSION = 1

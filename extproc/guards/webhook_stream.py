@@ -47,17 +47,12 @@ The transform is sans IO: it is handed the function that performs a call (`check
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Awaitable, Callable, Hashable
-from dataclasses import dataclass, field
-from typing import Any
 
 from ..codecs.sse import Event, SSEDecoder, SSEError, encode
 from ..policy import BodyTransform
 from ..providers import Adapter, adapter_for
-from ..providers.slots import JSON_PIECES
 from ..providers.unread import NAMES
-from ..providers.values import value_slots
 from .event_stream import OVERSIZED, UNREADABLE, refusal_message
 from .reframe import GOOGLE, _dump, stop_events
 from .webhook import (
@@ -71,42 +66,16 @@ from .webhook import (
     split_masked,
 )
 from .webhook_args import ArgumentReadings
+from .webhook_held import Held, ends_piece, is_json, read_event
 
 #: how long tool-call arguments are held whole, in segments, before they go on raw
 JSON_HOLD_SEGMENTS = 16
-
-
-def _is_json(key: Hashable) -> bool:
-    """A piece whose text is JSON source (tool-call arguments)."""
-    return isinstance(key, tuple) and len(key) == 3 and key[1] in JSON_PIECES
-
-
-def _ends(held: _Held, key: Hashable) -> bool:
-    """True if the event ends the piece `key` (a (choice or block, field, sub) tuple)."""
-    return held.ends_all or (isinstance(key, tuple) and key[0] in held.ends)
 
 
 #: the function that asks the webhook about some texts; raises WebhookError on failure
 Checker = Callable[[list[Text]], Awaitable[Verdict]]
 #: told of each decision: "pass", "masked", "rejected", "error-open", "error-closed"
 Reporter = Callable[[str, str], None]
-
-
-@dataclass
-class _Held:
-    event: Event
-    doc: dict[str, Any] | None = None
-    #: (piece key, holder, key) for every text in this event: the text is holder[key], in
-    #: `doc`
-    slots: list[tuple[Hashable, Any, Any]] = field(default_factory=list)
-    #: its data is not the JSON object the guard reads: the stream ends (fail closed)
-    unreadable: bool = False
-    #: the kind of media no guard reads it carries that the guard does not let pass (an
-    #: image, audio: `providers.unread`): the stream ends refused
-    media: str | None = None
-    #: the pieces it ends (by their first member) and whether it ends them all
-    ends: tuple[int, ...] = ()
-    ends_all: bool = False
 
 
 class WebhookStreamGuard(BodyTransform):
@@ -127,7 +96,7 @@ class WebhookStreamGuard(BodyTransform):
         self.report = report
         self.decoder = SSEDecoder(max_event_bytes)
         self.terminator = b"\r\n\r\n" if self.google else b"\n\n"
-        self.held: list[_Held] = []
+        self.held: list[Held] = []
         self.pending: dict[Hashable, list[str]] = {}    # held text per piece, in pieces
         self.pending_chars = 0
         self.context: dict[Hashable, str] = {}          # delivered text per piece (its tail)
@@ -184,7 +153,7 @@ class WebhookStreamGuard(BodyTransform):
         for ev in events:
             if self.stopped:
                 return b"".join(out)
-            held, ends, final = self._read(ev)
+            held, ends, final = read_event(self.adapter, ev, self._whole, self.allow_unread)
             if held.unreadable:                 # fail closed: what no guard can check
                 out.append(await self._refuse(refusal_message(UNREADABLE), report=False))
                 return b"".join(out)
@@ -212,12 +181,12 @@ class WebhookStreamGuard(BodyTransform):
                                               else text)
                 else:
                     self.pending_chars += len(text)
-                if _is_json(key) and key not in self.json_seen:
+                if is_json(key) and key not in self.json_seen:
                     self.json_seen.add(key)
                     self.json_whole.add(key)
                     self.json_open.add(key)
             if ends:
-                self.json_open = {k for k in self.json_open if not _ends(held, k)}
+                self.json_open = {k for k in self.json_open if not ends_piece(held, k)}
             if ends and not self._json_held():
                 out.append(await self._release())
                 continue
@@ -234,7 +203,7 @@ class WebhookStreamGuard(BodyTransform):
         return bool(self.json_open & self.json_whole) \
             and self.pending_chars < JSON_HOLD_SEGMENTS * self.segment
 
-    def _segment_end(self, last: _Held) -> int | None:
+    def _segment_end(self, last: Held) -> int | None:
         """Whether to check the held text now: None to hold on, else how many of the last
         held events to keep for the next segment (0: all go). A segment ends at a word end
         once it reaches `segment_chars`: after a text ending in whitespace, or before one
@@ -265,7 +234,7 @@ class WebhookStreamGuard(BodyTransform):
         piece (several choices' texts interleave, tool-call arguments and whole values have
         their own ends)."""
         keys = {key for h in self.held for key, _, _ in h.slots}
-        if len(keys) != 1 or any(_is_json(k) or not isinstance(k, tuple) for k in keys):
+        if len(keys) != 1 or any(is_json(k) or not isinstance(k, tuple) for k in keys):
             return None
         cut: int | None = None
         before, chars = "", 0
@@ -324,7 +293,7 @@ class WebhookStreamGuard(BodyTransform):
                 if joined:
                     texts.append(Text("assistant", joined, self.context.get(k, "")))
                 before = self.readings.context.get(k, "")
-                view = self._reading(k, joined) if _is_json(k) else None
+                view = self._reading(k, joined) if is_json(k) else None
                 if view is not None:            # arguments past the hold, escapes decoded
                     read_only.add(len(texts))
                     texts.append(Text("assistant", view, before))
@@ -388,32 +357,3 @@ class WebhookStreamGuard(BodyTransform):
         self.stopped = True
         self.held, self.pending, self.pending_chars = [], {}, 0
         return stop_events(self.provider, message)
-
-    # --- the texts of an event ------------------------------------------------------------
-    def _read(self, ev: Event) -> tuple[_Held, bool, bool]:
-        """The event with its text slots; whether it ends a piece; whether it is [DONE]."""
-        held = _Held(ev)
-        if not ev.has_data:
-            return held, False, False
-        data = ev.data
-        if data.strip() == "[DONE]":
-            return held, False, True
-        try:
-            doc = json.loads(data)
-        except (ValueError, RecursionError):
-            doc = None
-        if not isinstance(doc, dict):
-            held.unreadable = True
-            return held, False, False
-        held.doc = doc
-        texts = self.adapter.stream_texts(doc, ev.event)   # strings, whole JSON values
-        held.media = next((k for k in texts.unread if k not in self.allow_unread), None)
-        for slot in texts.slots:
-            if slot.whole:   # a JSON value's keys, numbers and strings, each on its own
-                held.slots.extend((next(self._whole), holder, key)
-                                  for holder, key in value_slots(slot.holder, slot.key)
-                                  if holder[key])
-            else:
-                held.slots.append((slot.piece, slot.holder, slot.key))
-        held.ends, held.ends_all = texts.ends, texts.ends_all
-        return held, bool(texts.ends) or texts.ends_all, False

@@ -18,7 +18,7 @@ import openai
 import pytest
 from aiohttp import web
 
-from extproc.codecs.jsontext import decode_escapes
+from extproc.codecs.jsonescape import decode_escapes
 from tests.harness import Gateway, Mock, Proc, add_route, free_port
 
 from .test_guards import EMAIL, sse_json

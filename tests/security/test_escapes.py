@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from extproc.codecs.jsontext import decode_escapes
+from extproc.codecs.jsonescape import decode_escapes
 from tests.harness import Gateway, Mock, add_route
 
 pytestmark = pytest.mark.envoy

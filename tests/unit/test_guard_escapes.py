@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extproc.codecs.jsontext import decode_escapes
+from extproc.codecs.jsonescape import decode_escapes
 from extproc.exchange import Exchange
 from extproc.guards.reframe_responses import ResponsesMaskingReframer
 from extproc.guards.replies import WholeJsonGuard

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extproc.codecs.jsontext import JsonSource, decode_escapes, read_texts, rewrite
+from extproc.codecs.jsonescape import decode_escapes
+from extproc.codecs.jsontext import JsonSource, read_texts, rewrite
 from extproc.guards.scanner import Scanner, builtin
 from extproc.guards.webhook import (
     Call,

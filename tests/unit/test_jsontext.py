@@ -13,14 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extproc.codecs.jsontext import (
-    RUN_LIMIT,
-    JsonSource,
-    decode_escapes,
-    encode_content,
-    read_texts,
-    rewrite,
-)
+from extproc.codecs.jsonescape import decode_escapes, encode_content
+from extproc.codecs.jsontext import RUN_LIMIT, JsonSource, read_texts, rewrite
 from extproc.guards.reframe import json_chain
 from extproc.guards.scanner import Scanner, builtin
 from extproc.guards.stream import GuardTriggered, StreamMasker

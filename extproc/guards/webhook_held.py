@@ -1,0 +1,78 @@
+"""The events a webhook stream guard holds (`webhook_stream`), and what each carries: its text
+slots, found by the endpoint's adapter (every text the model writes; a value that arrives
+whole, a Gemini function call's args, as each of its keys, numbers and strings), the pieces
+it ends, and whether it is unreadable (not the JSON object the guard reads) or carries media
+no guard reads."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Hashable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..codecs.sse import Event
+from ..providers import Adapter
+from ..providers.slots import JSON_PIECES
+from ..providers.values import value_slots
+
+
+@dataclass
+class Held:
+    """An event a webhook stream guard holds, with the texts it carries."""
+
+    event: Event
+    doc: dict[str, Any] | None = None
+    #: (piece key, holder, key) for every text in this event: the text is holder[key], in
+    #: `doc`
+    slots: list[tuple[Hashable, Any, Any]] = field(default_factory=list)
+    #: its data is not the JSON object the guard reads: the stream ends (fail closed)
+    unreadable: bool = False
+    #: the kind of media no guard reads it carries that the guard does not let pass (an
+    #: image, audio: `providers.unread`): the stream ends refused
+    media: str | None = None
+    #: the pieces it ends (by their first member) and whether it ends them all
+    ends: tuple[int, ...] = ()
+    ends_all: bool = False
+
+
+def is_json(key: Hashable) -> bool:
+    """A piece whose text is JSON source (tool-call arguments)."""
+    return isinstance(key, tuple) and len(key) == 3 and key[1] in JSON_PIECES
+
+
+def ends_piece(held: Held, key: Hashable) -> bool:
+    """True if the event ends the piece `key` (a (choice or block, field, sub) tuple)."""
+    return held.ends_all or (isinstance(key, tuple) and key[0] in held.ends)
+
+
+def read_event(adapter: Adapter, ev: Event, whole: Iterator[int],
+               allow_unread: frozenset[str]) -> tuple[Held, bool, bool]:
+    """The event with its text slots (found by the endpoint's `adapter`; the keys, numbers
+    and strings of a value that arrives whole each keyed by the next of `whole`), whether it
+    ends a piece, and whether it is [DONE]."""
+    held = Held(ev)
+    if not ev.has_data:
+        return held, False, False
+    data = ev.data
+    if data.strip() == "[DONE]":
+        return held, False, True
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        doc = None
+    if not isinstance(doc, dict):
+        held.unreadable = True
+        return held, False, False
+    held.doc = doc
+    texts = adapter.stream_texts(doc, ev.event)   # strings, whole JSON values
+    held.media = next((k for k in texts.unread if k not in allow_unread), None)
+    for slot in texts.slots:
+        if slot.whole:   # a JSON value's keys, numbers and strings, each on its own
+            held.slots.extend((next(whole), holder, key)
+                              for holder, key in value_slots(slot.holder, slot.key)
+                              if holder[key])
+        else:
+            held.slots.append((slot.piece, slot.holder, slot.key))
+    held.ends, held.ends_all = texts.ends, texts.ends_all
+    return held, bool(texts.ends) or texts.ends_all, False
