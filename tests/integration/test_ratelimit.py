@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import MODES
 from tests.harness import Gateway, Mock, add_route
 
 pytestmark = pytest.mark.envoy
@@ -55,6 +56,10 @@ def adjust(doc: dict[str, Any]) -> None:
         add_route(doc, f"/rl-tokens-{p}/", p, f"rl-tokens-{p}")
     for p in ("openai", "gemini"):
         add_route(doc, f"/rl-small-events-{p}/", p, f"rl-small-events-{p}")
+    # the same route with Envoy sending the reply FULL_DUPLEX_STREAMED
+    add_route(doc, "/rl-small-events-duplex/", "gemini", "rl-small-events-gemini",
+              {"request_header_mode": "SEND", "response_header_mode": "SEND",
+               **MODES["duplex"]})
 
 
 @pytest.fixture(scope="module")
@@ -237,8 +242,9 @@ def test_an_event_past_the_size_limit_goes_by_and_the_usage_is_still_exact(
     assert int(probe.headers["x-ratelimit-remaining-tokens"]) == TOKENS - used - 2
 
 
+@pytest.mark.parametrize("prefix", ["rl-small-events-gemini", "rl-small-events-duplex"])
 def test_an_array_element_past_the_size_limit_is_rewritten_and_metered_exactly(
-        gw: Gateway) -> None:
+        gw: Gateway, prefix: str) -> None:
     """Gemini's stream without alt=sse is one JSON array, rewritten to SSE (on by default).
     An element past the route's max_event_bytes (the 3,000-character word in 256-byte
     chunks) is never held whole: it goes out as the one SSE event it is, piece by piece, and
@@ -247,7 +253,7 @@ def test_an_array_element_past_the_size_limit_is_rewritten_and_metered_exactly(
     route = "rl-small-events-gemini"
     who = client_id()
     rid = uuid.uuid4().hex
-    r = httpx.post(f"{gw.url}/{route}/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+    r = httpx.post(f"{gw.url}/{prefix}/v1beta/models/gemini-2.5-flash:streamGenerateContent",
                    headers={**who, **SLOW_CHUNKS, "x-request-id": rid}, timeout=30, json={
                        "contents": [{"role": "user", "parts": [{"text": "hi"}]}],
                        "generationConfig": {"maxOutputTokens": 200}})
