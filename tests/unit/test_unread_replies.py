@@ -507,6 +507,27 @@ def test_an_event_larger_than_the_route_reads_ends_the_stream_cleanly(cuts: list
     assert BIG[:64].encode() not in sent and NAMES["image"].encode() in sent
 
 
+@pytest.mark.parametrize("cuts", [[], [65536 * i for i in range(1, 30)]], ids=["whole", "64k"])
+def test_an_array_element_larger_than_the_route_reads_ends_the_rewritten_stream_cleanly(
+        cuts: list[int]) -> None:
+    """The same image as one element of a Gemini JSON-array stream (no alt=sse), which the
+    gateway rewrites to SSE, and which passes that rewrite in pieces when it is too large to
+    hold: the guards still cannot read it, so the stream ends refused, nothing of the element
+    is sent, and the element before it goes on."""
+    first, second = (json.loads(line[6:]) for line in _big_image_stream().decode().split(
+        "\r\n") if line.startswith("data: "))
+    raw = ("[" + json.dumps(first, indent=2) + "\n,\r\n" + json.dumps(second, indent=2)
+           + "\n]").encode()
+    points = sorted({c % (len(raw) + 1) for c in cuts} | {0, len(raw)})
+    chunks = [raw[a:b] for a, b in itertools.pairwise(points)] + [b""]
+    sent, ex = asyncio.run(_stream_as(config(allow=["image"]), "gemini", GEMINI_ARRAY,
+                                      "application/json", chunks))
+    assert BIG[:64].encode() not in sent
+    assert b'"Here "' in sent
+    assert b'"SAFETY"' in sent and b"larger than the route's streams.max_event_bytes" in sent
+    assert ex.state["guard_response"] == "guard:rejected:an_oversized_event"
+
+
 def test_a_webhook_reply_guard_ends_a_stream_with_an_oversized_event_cleanly() -> None:
     async def check(texts: list[Any]) -> Verdict:
         return Verdict("pass")
