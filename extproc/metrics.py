@@ -97,6 +97,10 @@ STREAM_CUTS = HOT.counter(
     "extproc_stream_cuts", "Streams ended at their budget's output allowance (rate limits "
     "with cut_streams), in the provider's format, the upstream closed",
     ["route", "provider", "model"])
+USAGE_UNREAD = HOT.counter(
+    "extproc_usage_unread", "Replies whose usage the gateway could not read, so token limits "
+    "and spend budgets charged their worst case (reason: oversized_event, broken_stream, "
+    "too_large, not_json, encoded)", ["route", "provider", "model", "reason"])
 FRONT_REQUESTS = HOT.counter(
     "extproc_front_requests", "Requests of the unified OpenAI-compatible front, by the model "
     "the client named (front_model) and the backend provider and model that served it",
@@ -246,6 +250,9 @@ def observe_exchange(ex: Context, result: str) -> None:
         UNPRICED.labels(key[0], key[1], key[2]).inc()
     if ex.state.get("cut") == "budget":
         STREAM_CUTS.labels(key[0], key[1], key[2]).inc()
+    unread = ex.state.get("usage_unread_kind")   # (llm.policy.USAGE_UNREAD_KIND)
+    if unread is not None:
+        USAGE_UNREAD.labels(key[0], key[1], key[2], unread).inc()
     front = state.get("front_model")
     if front is not None:
         FRONT_REQUESTS.labels(key[0], model_label(front), key[1], key[2], result).inc()

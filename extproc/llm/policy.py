@@ -120,7 +120,7 @@ class LLMTraffic(Policy):
         if encoding not in ("", "identity"):
             log.warning("%s reply is %s-encoded: usage not read (request_id=%s)",
                         self.provider, encoding, ex.request_id)
-            unread(ex, f"a {encoding}-encoded reply")
+            unread(ex, f"a {encoding}-encoded reply", T.ENCODED)
             return None
         ctype = headers.get("content-type", "").split(";", 1)[0].strip().lower()
         meter = self._meter(ex, req)
@@ -162,7 +162,7 @@ class LLMTraffic(Policy):
             if seen.unread is not None:
                 log.warning("%s usage not read: %s (request_id=%s)", provider, seen.unread,
                             ex.request_id)
-                unread(ex, seen.unread)
+                unread(ex, seen.unread, seen.unread_kind or T.BROKEN_STREAM)
             if pricing is not None:
                 report = CostReport(pricing, *priced_as(ex.state, provider, req.model),
                                     team_claim)
@@ -177,12 +177,16 @@ class LLMTraffic(Policy):
 #: `streams.max_event_bytes`, an encoded or unparseable reply): token limits and spend budgets
 #: then settle on their worst case, not on a partial count (`limits.policy`)
 USAGE_UNREAD = "usage_unread"
+#: which of `transforms.UNREAD_KINDS` it was, for `extproc_usage_unread_total{reason}`
+USAGE_UNREAD_KIND = "usage_unread_kind"
 
 
-def unread(ex: Context, reason: str) -> None:
+def unread(ex: Context, reason: str, kind: str) -> None:
     """Record that this reply's usage could not be read, and why (also in the metadata that
-    the access log and Envoy's dynamic metadata carry)."""
+    the access log and Envoy's dynamic metadata carry; `kind`, one of
+    `transforms.UNREAD_KINDS`, labels the metric)."""
     ex.state[USAGE_UNREAD] = ex.metadata[USAGE_UNREAD] = reason[:200]
+    ex.state[USAGE_UNREAD_KIND] = kind
 
 
 def streams_config(c: Checker, provider: str, raw: Any, path: str) -> StreamsConfig:

@@ -41,6 +41,17 @@ Meter = Callable[["StreamReport"], None]
 """Called once with what the stream reported: at the end of the body, or at [DONE]."""
 
 MAX_JSON_BODY = 16 * 1024 * 1024
+
+#: why a reply's usage went unread, as `StreamReport.unread_kind` and the metric's label:
+#: an event or array element past `streams.max_event_bytes` with no report after it, a
+#: JSON-array stream that broke, a whole reply over `MAX_JSON_BODY` or not JSON; `encoded`
+#: (a reply in a content-encoding) is decided before any transform (`llm.policy`)
+OVERSIZED_EVENT = "oversized_event"
+BROKEN_STREAM = "broken_stream"
+TOO_LARGE = "too_large"
+NOT_JSON = "not_json"
+ENCODED = "encoded"
+UNREAD_KINDS = (OVERSIZED_EVENT, BROKEN_STREAM, TOO_LARGE, NOT_JSON, ENCODED)
 #: the last bytes of an event too large to read that are kept to find its usage in
 TAIL_BYTES = 64 * 1024
 
@@ -65,6 +76,8 @@ class StreamReport:
         #: partial or nothing, and the meter's users (token limits, spend budgets) charge
         #: their worst case rather than trust it
         self.unread: str | None = None
+        #: which of `UNREAD_KINDS` it is (a bounded label for the metric)
+        self.unread_kind: str | None = None
         self._skipped: str | None = None   # why an event went by unread, if one did
         self._reported = True              # a usage report was read after the last one
 
@@ -135,8 +148,8 @@ class StreamReport:
             self._apply(*self._last)
             self._reported = reported
             self._last = None
-        if not self._reported and self.unread is None:
-            self.unread = self._skipped
+        if not self._reported and self.unread is None and self._skipped is not None:
+            self.unread, self.unread_kind = self._skipped, OVERSIZED_EVENT
         return self.usage
 
 
@@ -262,6 +275,7 @@ class _JsonArray(BodyTransform):
             elements = self.splitter.feed_parts(chunk)
         except JsonArrayError as exc:   # (the elements before the error still go out)
             self.failed = self.acc.unread = str(exc)
+            self.acc.unread_kind = BROKEN_STREAM
             elements = exc.elements
         for e in elements:
             if isinstance(e, bytes):
@@ -357,6 +371,7 @@ class JsonBodyObserver(BodyTransform):
         acc = StreamReport(self.adapter, cumulative=False)
         if self.size > MAX_JSON_BODY:
             acc.unread = f"a JSON reply larger than {MAX_JSON_BODY} bytes"
+            acc.unread_kind = TOO_LARGE
         else:
             try:
                 body = b"".join(self.parts)
@@ -367,6 +382,7 @@ class JsonBodyObserver(BodyTransform):
             except (ValueError, TypeError, AttributeError, KeyError, RecursionError) as exc:
                 log.debug("no usage in a non-JSON reply: %s", type(exc).__name__)
                 acc.unread = "a reply that is not the JSON its content-type says"
+                acc.unread_kind = NOT_JSON
         self.parts = []
         self.meter(acc)
         return b""

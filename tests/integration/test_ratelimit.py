@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import MODES
 from tests.harness import Gateway, Mock, add_route
+from tests.integration.test_operations import scrape, value
 
 pytestmark = pytest.mark.envoy
 
@@ -280,6 +281,7 @@ def test_a_stream_whose_usage_cannot_be_read_pays_its_reservation(gw: Gateway) -
     route = "rl-small-events-openai"
     who = client_id()
     rid = uuid.uuid4().hex
+    before = scrape(gw)
     r = httpx.post(f"{gw.url}/{route}/v1/responses", timeout=30,
                    json={"model": "gpt-4o-mini", "input": "hi", "stream": True,
                          "max_output_tokens": 200},
@@ -293,6 +295,11 @@ def test_a_stream_whose_usage_cannot_be_read_pays_its_reservation(gw: Gateway) -
     logged = gw.access_log(rid)["extproc"]
     assert "max_event_bytes" in logged["usage_unread"]
     gw.server.wait_idle()
+    # and operators can graph how often budgets charged their worst case, and why
+    after = scrape(gw)
+    for reason, more in (("oversized_event", 1), ("encoded", 0), ("not_json", 0)):
+        assert value(after, "extproc_usage_unread_total", route=route, reason=reason) \
+            == value(before, "extproc_usage_unread_total", route=route, reason=reason) + more
     probe = request(gw, "openai", route, {**who, "x-mock-reply": "ok"}, max_tokens=1)
     # charged at least the 201 reserved (the mock reports 1 + 1 tokens for the probe)
     assert int(probe.headers["x-ratelimit-remaining-tokens"]) <= TOKENS - 201 - 2

@@ -322,3 +322,4 @@ def test_an_encoded_reply_leaves_the_usage_unread() -> None:
         llm.response_transform(ex)
         assert ("usage_unread" in ex.state) is unread
         assert ("gzip" in str(ex.metadata.get("usage_unread"))) is unread
+        assert ex.state.get("usage_unread_kind") == ("encoded" if unread else None)

@@ -333,6 +333,10 @@ def test_an_array_element_too_large_with_no_usage_after_it_leaves_the_usage_unre
         run(t, [big[:2500], big[2500:]])   # held past the bound before it ends
         (report,) = t.meter.reports
         assert report.unread is not None and "larger than 2048 bytes" in report.unread
+        assert report.unread_kind == "oversized_event"
+    t = JsonArrayObserver(adapter_for("gemini"), Meter(), 2048)
+    run(t, [b'[{"candidates": []}', b', }'])     # an array that breaks: what followed
+    assert t.meter.reports[0].unread_kind == "broken_stream"     # the break went unread
     t = JsonArrayObserver(adapter_for("gemini"), Meter(), 2048)
     run(t, [big])                       # whole within one chunk: read whole
     assert t.meter.reports[0].unread is None
@@ -349,6 +353,7 @@ def test_a_whole_reply_that_is_not_json_leaves_the_usage_unread() -> None:
         t = JsonBodyObserver(adapter_for("gemini"), Meter())
         run(t, [body])
         assert (t.meter.reports[0].unread is not None) is unread
+        assert t.meter.reports[0].unread_kind == ("not_json" if unread else None)
 
 
 def test_the_usage_in_an_events_last_bytes_is_a_key_never_text() -> None:
