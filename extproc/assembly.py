@@ -113,7 +113,8 @@ def _variant(c: Checker, d: Any, path: str, name: str, provider: str, route_auth
     before = len(c.errors)
     streams = streams_config(c, provider, d.get("streams"), join(path, "streams"))
     rate = parse_route_limits(c, d["rate_limits"], join(path, "rate_limits"), provider,
-                              name, limits, pricing) if "rate_limits" in d else None
+                              name, limits, pricing, streams.max_event_bytes) \
+        if "rate_limits" in d else None
     if rate is not None and rate.settles and not streams.usage:
         what = "token budgets" if rate.uses_tokens else "spend budgets"
         c.error(join(path, "rate_limits"), f"{what} settle on the provider's usage: "

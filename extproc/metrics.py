@@ -94,9 +94,10 @@ UNPRICED = HOT.counter(
     "prices entry and no route default_price): their cost is unknown, not zero",
     ["route", "provider", "model"])
 STREAM_CUTS = HOT.counter(
-    "extproc_stream_cuts", "Streams ended at their budget's output allowance (rate limits "
-    "with cut_streams), in the provider's format, the upstream closed",
-    ["route", "provider", "model"])
+    "extproc_stream_cuts", "Streams the gateway ended before the provider did (rate limits "
+    "with cut_streams), in the provider's format, the upstream closed (reason: budget, at "
+    "the budget's output allowance; unreadable, at an event it could not count)",
+    ["route", "provider", "model", "reason"])
 USAGE_UNREAD = HOT.counter(
     "extproc_usage_unread", "Replies whose usage the gateway could not read, so token limits "
     "and spend budgets charged their worst case (reason: oversized_event, broken_stream, "
@@ -248,8 +249,9 @@ def observe_exchange(ex: Context, result: str) -> None:
                      ex.state.get("currency") or "USD").inc(float(cost))
     elif ex.state.get("cost_status") == "unpriced":
         UNPRICED.labels(key[0], key[1], key[2]).inc()
-    if ex.state.get("cut") == "budget":
-        STREAM_CUTS.labels(key[0], key[1], key[2]).inc()
+    cut = ex.state.get("cut")
+    if cut is not None:
+        STREAM_CUTS.labels(key[0], key[1], key[2], cut).inc()
     unread = ex.state.get("usage_unread_kind")   # (llm.policy.USAGE_UNREAD_KIND)
     if unread is not None:
         USAGE_UNREAD.labels(key[0], key[1], key[2], unread).inc()

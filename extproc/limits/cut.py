@@ -251,7 +251,8 @@ def _prompt_estimate(ex: Context, chars_per_token: float) -> int | None:
 
 
 def cut_transform(ex: Context, adapter: Adapter,
-                  chars_per_token: float = CHARS_PER_TOKEN) -> BodyTransform | None:
+                  chars_per_token: float = CHARS_PER_TOKEN,
+                  max_event_bytes: int = MAX_EVENT_BYTES) -> BodyTransform | None:
     """The stream cut for this exchange, or None: no allowance (`ex.state
     ["output_allowance"]`), not a 200, or not a stream (a whole JSON reply is not cut).
     Put it after every other response transform of the request, and before the
@@ -273,4 +274,4 @@ def cut_transform(ex: Context, adapter: Adapter,
     fmt = format_for(adapter, provider, include_usage=_include_usage(ex), array=array)
     marker = getattr(adapter, "text_marker", None) or TEXT_MARKERS.get(provider)
     return _Settling(ex, fmt, int(allowance), marker, chars_per_token,
-                     _prompt_estimate(ex, chars_per_token))
+                     _prompt_estimate(ex, chars_per_token), max_event_bytes)

@@ -39,7 +39,7 @@ from ..providers import adapter_for, read_request
 from ..providers.endpoints import adapter_of, is_passthrough
 from ..spend.cost import priced_as
 from . import budgets, keys, spending
-from .cut import StreamCut, cut_transform
+from .cut import MAX_EVENT_BYTES, StreamCut, cut_transform
 from .estimate import TEXT_MARKERS, DeliveredText, prompt_tokens
 from .gcra import Outcome, Window, WindowState
 from .headers import KINDS, duration, headers, period, summary, tightness
@@ -103,8 +103,12 @@ class RateLimit(Policy):
 
     def __init__(self, provider: str, route: str, limits: Sequence[LimitSpec], store: Store,
                  *, fail_open: bool = True, default_max_tokens: int = 1024,
-                 chars_per_token: float = 4.0, pricing: Pricing | None = None) -> None:
+                 chars_per_token: float = 4.0, pricing: Pricing | None = None,
+                 max_event_bytes: int = MAX_EVENT_BYTES) -> None:
         super().__init__({})
+        #: the route's streams.max_event_bytes: the largest event a stream cut holds to
+        #: count; one larger ends the stream there (`cut: "unreadable"`)
+        self.max_event_bytes = max_event_bytes
         self.provider = provider
         self.route = route
         self.limits = tuple(limits)
@@ -323,7 +327,7 @@ class RateLimit(Policy):
         marker = getattr(adapter, "text_marker", None) or TEXT_MARKERS[self.provider]
         # a `cut_streams` limit set an output allowance: the cut ends the stream there, and
         # its count of every event it let through is what a usage-less stream settles on
-        cut = cut_transform(ex, adapter, self.chars_per_token)
+        cut = cut_transform(ex, adapter, self.chars_per_token, self.max_event_bytes)
         held.delivered = cut if cut is not None else DeliveredText(marker, self.chars_per_token)
         return held.delivered
 

@@ -48,6 +48,7 @@ from typing import Any
 from ..schema import Checker, join
 from ..spend.prices import Pricing
 from . import budgets
+from .cut import MAX_EVENT_BYTES
 from .gcra import Window
 from .keys import DESCRIPTORS, PREFIXED
 from .policy import LimitSpec, RateLimit
@@ -166,8 +167,8 @@ def _spend_limit(c: Checker, value: Any, path: str) -> int | None:
 
 
 def parse_route_limits(c: Checker, raw: Any, path: str, provider: str, route: str,
-                       shared: LimitsSettings, pricing: Pricing | None = None
-                       ) -> RateLimit | None:
+                       shared: LimitsSettings, pricing: Pricing | None = None,
+                       max_event_bytes: int = MAX_EVENT_BYTES) -> RateLimit | None:
     before = len(c.errors)
     specs: list[LimitSpec] = []
     names: set[str] = set()
@@ -204,4 +205,5 @@ def parse_route_limits(c: Checker, raw: Any, path: str, provider: str, route: st
         return None
     return RateLimit(provider, route, specs, shared.store(), fail_open=shared.fail_open,
                      default_max_tokens=shared.default_max_tokens,
-                     chars_per_token=shared.chars_per_token, pricing=pricing)
+                     chars_per_token=shared.chars_per_token, pricing=pricing,
+                     max_event_bytes=max_event_bytes)

@@ -15,7 +15,7 @@ import pytest
 from google import genai
 from google.genai import types
 
-from tests.harness import Gateway, Mock
+from tests.harness import Gateway, Mock, add_route
 from tests.integration.test_spend_cost import scrape, value
 from tests.integration.test_stream_cut import mock_lines, upstream_closed
 
@@ -40,9 +40,18 @@ def gw(tmp_path_factory: pytest.TempPathFactory, mock: Mock) -> Iterator[Gateway
          "rate_limits": [_limit("spend-40", "spend", "s")]},
         {"name": "vertex", "provider": "vertex", "default_price": PRICE,
          "rate_limits": [_limit("spend-40", "spend", "v")]},
+        # a budget far from its end, on a route that reads events of 1 KiB at most
+        {"name": "openai-small-events", "provider": "openai",
+         "streams": {"max_event_bytes": 1024},
+         "rate_limits": [{"name": "tokens-big", "key": ["header:x-who"],
+                          "tokens": [{"limit": 100_000, "per": "1h"}], "cut_streams": True}]},
     ]
     config = {"routes": routes, "limits": {"default_max_tokens": 10}}
-    g = Gateway(tmp_path_factory.mktemp("budget-cut"), config, mock=mock)
+
+    def adjust(doc: dict[str, object]) -> None:
+        add_route(doc, "/openai-small-events/", "openai", "openai-small-events")
+
+    g = Gateway(tmp_path_factory.mktemp("budget-cut"), config, mock=mock, adjust=adjust)
     yield g
     g.close()
 
@@ -142,3 +151,29 @@ def test_a_stream_the_client_leaves_leaves_no_state(gw: Gateway) -> None:
     assert gw.server is not None
     stats = gw.server.wait_idle()
     assert stats["streams_active"] == 0 and stats["exchanges_alive"] == 0
+
+
+def test_a_stream_with_an_event_the_cut_cannot_count_ends_before_it(gw: Gateway) -> None:
+    """An event past the route's max_event_bytes (one 3,000-character word, in 256-byte
+    chunks) cannot be counted against the budget, so the stream ends before it, as at the
+    budget (default deny): the SDK reads a length stop after the words before it, nothing of
+    the big event is sent, the upstream is closed, and operators see the cut by reason."""
+    before = len(mock_lines(gw, "/v1/chat/completions"))
+    cuts = value(scrape(gw), "extproc_stream_cuts_total", route="openai-small-events",
+                 reason="unreadable")
+    big = "x" * 3000
+    client = openai.OpenAI(
+        base_url=f"{gw.url}/openai-small-events/v1", api_key="k", max_retries=0,
+        default_headers={"x-who": "dave", "x-mock-reply": f"first words {big} after",
+                         "x-mock-chunk-bytes": "256", "x-mock-delay-ms": "2",
+                         "x-request-id": "budget-cut-unreadable"})
+    chunks = list(client.chat.completions.create(model="gpt-4o-mini", messages=MSG,
+                                                 stream=True))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "first words " and big[:64] not in text
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
+    assert upstream_closed(gw, "/v1/chat/completions", before)
+    md = gw.access_log("budget-cut-unreadable")["extproc"]
+    assert md["cut"] == "unreadable"
+    assert value(scrape(gw), "extproc_stream_cuts_total", route="openai-small-events",
+                 reason="unreadable") == cuts + 1

@@ -299,3 +299,33 @@ def test_an_event_it_cannot_count_ends_the_stream_before_it(inside: int, array: 
     ex = _Ex()
     settle_cut_usage(ex, cut)   # type: ignore[arg-type]
     assert ex.metadata["cut"] == "unreadable"
+
+
+def test_the_cut_holds_events_as_large_as_the_route_reads() -> None:
+    """The cut takes the route's streams.max_event_bytes, not a fixed 1 MiB: a route raised
+    for images counts a 2 MiB event (before, it ended such a stream as unreadable), and a
+    route lowered to 2 KiB holds no more than that."""
+    from extproc import loader
+    from extproc.limits.policy import RateLimit
+
+    def route(size: int) -> Any:
+        cfg = loader.parse({"routes": [{
+            "name": "r", "provider": "openai", "streams": {"max_event_bytes": size},
+            "rate_limits": [{"name": "t", "key": ["header:x-who"], "cut_streams": True,
+                             "tokens": [{"limit": 10_000_000, "per": "1h"}]}]}]})
+        (rate,) = [p for p in cfg.routes["r"].policies if isinstance(p, RateLimit)]
+        return rate
+
+    assert route(4 << 20).max_event_bytes == 4 << 20
+    body, _ = streams()["chat"]
+    first = body.index(b"\n\n") + 2
+    big = b'data: {"choices":[{"index":0,"delta":{"content":"' + b"y " * (1 << 20) \
+        + b'"}}]}\n\n'
+    stream = body[:first] + big + body[first:]
+    for size, ends in ((4 << 20, False), (2048, True)):
+        t = cut_transform(_Ex(output_allowance=10_000_000), adapter_for("openai"),
+                          max_event_bytes=route(size).max_event_bytes)  # type: ignore[arg-type]
+        assert isinstance(t, StreamCut)
+        out = run(t, [stream[:first + 1000], stream[first + 1000:]])
+        assert (t.unreadable is not None) is ends
+        assert (out == stream) is not ends
