@@ -272,7 +272,7 @@ class SSEPieces:
         if b"\n" in data or b"\r" in data:
             lines = data.splitlines()
             ends = data[-1] in b"\r\n"
-            data = lines[0] + b"".join([line.lstrip(b" \t") for line in lines[1:]])
+            data = _unbroken(lines)
             self._at_break = ends or (len(lines) > 1 and not lines[-1].strip(b" \t"))
         elif data:
             self._at_break = False
@@ -290,6 +290,12 @@ def element_to_sse(element: bytes) -> bytes:
     breaks is passed as is.
     """
     if b"\n" in element or b"\r" in element:
-        lines = element.splitlines()  # bytes split at CR, LF and CRLF only, dropping them
-        element = lines[0] + b"".join([line.lstrip(b" \t") for line in lines[1:]])
+        # (bytes split at CR, LF and CRLF only, dropping them)
+        element = _unbroken(element.splitlines())
     return b"data: " + element + b"\r\n\r\n"
+
+
+def _unbroken(lines: list[bytes]) -> bytes:
+    """The lines of a split text joined again without their breaks, the indentation that
+    began each line after the first taken out."""
+    return lines[0] + b"".join([line.lstrip(b" \t") for line in lines[1:]])
