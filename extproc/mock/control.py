@@ -16,6 +16,8 @@ CHUNK_BYTES = "x-mock-chunk-bytes"
 DELAY_MS = "x-mock-delay-ms"
 STATUS = "x-mock-status"
 FAIL_AFTER = "x-mock-fail-after"
+#: end the body cleanly after N bytes (a stream that stops short, mid-event, without a reset)
+END_AFTER = "x-mock-end-after"
 #: where the reply goes besides visible text: the formats' SHAPES (refusal, thinking, tool,
 #: tool-escaped, start; image and audio, generated media with the reply); a shape a provider
 #: has not is a 400
@@ -37,6 +39,7 @@ class Control:
     delay_ms: int = 0
     status: int | None = None
     fail_after: int | None = None
+    end_after: int | None = None
     shape: str | None = None
 
     @property
@@ -76,6 +79,7 @@ def parse_control(headers: Mapping[str, str]) -> Control:
         delay_ms=_int_header(headers, DELAY_MS, 0) or 0,
         status=status if status is not None and status >= 400 else None,
         fail_after=_int_header(headers, FAIL_AFTER, 0),
+        end_after=_int_header(headers, END_AFTER, 0),
         shape=shape,
     )
 

@@ -8,8 +8,9 @@ Endpoints: OpenAI chat completions, Responses, legacy completions and embeddings
 ``/openai/v1/...`` and Azure's ``/openai/deployments/{deployment}/...``), Anthropic messages
 and ``messages/count_tokens``, Gemini / Vertex ``:generateContent``,
 ``:streamGenerateContent``, ``:countTokens``, ``:embedContent`` and ``:batchEmbedContents``.
-Every one honours ``x-mock-status``, ``x-mock-chunk-bytes``, ``x-mock-delay-ms`` and
-``x-mock-fail-after``; those that generate text honour ``x-mock-reply`` (and ``echo``).
+Every one honours ``x-mock-status``, ``x-mock-chunk-bytes``, ``x-mock-delay-ms``,
+``x-mock-fail-after`` and ``x-mock-end-after``; those that generate text honour
+``x-mock-reply`` (and ``echo``).
 """
 
 from __future__ import annotations

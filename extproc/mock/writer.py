@@ -1,7 +1,8 @@
 """Writing a planned mock response to the wire, with the x-mock-* misbehaviours applied.
 
-Honours chunk size (``x-mock-chunk-bytes``), the inter-chunk delay (``x-mock-delay-ms``) and
-the mid-body connection reset (``x-mock-fail-after``).
+Honours chunk size (``x-mock-chunk-bytes``), the inter-chunk delay (``x-mock-delay-ms``), the
+mid-body connection reset (``x-mock-fail-after``) and the body ended short
+(``x-mock-end-after``).
 """
 
 from __future__ import annotations
@@ -29,9 +30,12 @@ async def send_plan(request: web.Request, plan: Plan, control: Control) -> MockR
     ``x-mock-chunk-bytes`` cuts the body regardless of frames).
 
     With ``control.fail_after`` set, exactly that many body bytes are written (or the whole
-    body if shorter) and then the connection is reset instead of ending the response.
+    body if shorter) and then the connection is reset instead of ending the response. With
+    ``control.end_after``, the body ends there, as a whole response does.
     """
     chunks, chunked = plan_chunks(plan, control)
+    if control.end_after is not None:
+        chunks = _first_bytes(chunks, control.end_after)
     resp = MockResponse(status=plan.status, headers=plan.headers)
     if chunked:
         resp.enable_chunked_encoding()
@@ -62,6 +66,17 @@ async def send_plan(request: web.Request, plan: Plan, control: Control) -> MockR
     except ConnectionError:
         resp.aborted = True
     return resp
+
+
+def _first_bytes(chunks: list[bytes], n: int) -> list[bytes]:
+    """The chunks cut to their first `n` bytes."""
+    out: list[bytes] = []
+    for chunk in chunks:
+        if n <= 0:
+            break
+        out.append(chunk[:n])
+        n -= len(chunk)
+    return out
 
 
 async def abort_connection(request: web.Request) -> None:

@@ -428,6 +428,15 @@ def test_fail_after_resets_connection(http: httpx.Client, stream: bool) -> None:
     assert len(received) <= 100
 
 
+@pytest.mark.parametrize("stream", [True, False])
+def test_end_after_ends_the_body_short_and_cleanly(http: httpx.Client, stream: bool) -> None:
+    body = {**OPENAI_BODY, "stream": stream}
+    whole = http.post("/v1/chat/completions", json=body).content
+    resp = http.post("/v1/chat/completions", json=body, headers={"x-mock-end-after": "100"})
+    assert resp.status_code == 200
+    assert resp.content == whole[:100] and len(whole) > 100
+
+
 def test_fail_after_zero_sends_headers_only(http: httpx.Client) -> None:
     with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)):
         with http.stream(
