@@ -13,8 +13,9 @@ between, where a needle could be (a needle wholly inside the known needle-free p
 suffix is impossible).
 
 An event that would have to be held larger than `max_event_bytes` to be whole raises
-`SSEError`; `PastLimit` then lets it go by unread, without holding it, and skims on after
-it. (An event that arrives whole within what was fed is read whatever its size.)
+`SSEError`; `PastLimit` then lets it go by without holding it, reading only the few fields
+its caller needs on the way, and skims on after it. (An event that arrives whole within what
+was fed is read whatever its size.)
 
 Event boundaries are found as the common blank-line forms (LF LF, CRLF CRLF, CR CR). A rarer
 form (LF then CRLF) can be missed: then two events are taken as one, which only means they
@@ -24,8 +25,11 @@ are decoded together by the full `SSEDecoder`; a needle is never cut off from it
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+from .jsonprune import Path
 from .sse import Event, SSEDecoder, SSEError
+from .sse_large import LargeEventReader
 
 _BLANK_LINES = (b"\n\n", b"\r\n\r\n", b"\r\r")
 #: the largest chunk a frame is learnt from (a paced stream's chunk is one event, a few
@@ -237,39 +241,46 @@ class SSESkimmer:
 
 
 class SkippedEvent:
-    """The rest of an event too large to hold: its bytes go by unread up to the blank line
-    that ends it, and only its last `keep` bytes are kept. Blank lines are found as
-    `SSESkimmer` finds them."""
+    """The rest of an event too large to hold: its bytes go by up to the blank line that ends
+    it, read by `reader` (when there is one) on the way, never held. Blank lines are found
+    as `SSESkimmer` finds them."""
 
-    def __init__(self, seen: bytes, keep: int) -> None:
-        self.keep = keep
-        self.tail = seen[-keep:]   # the event's last bytes so far
+    def __init__(self, seen: bytes, reader: LargeEventReader | None) -> None:
+        self.reader = reader
+        self.tail = seen[-3:]   # a blank line may end across two chunks
+        if reader is not None:
+            reader.feed(seen)
 
     def feed(self, data: bytes) -> int:
         """Where in `data` the next event starts, or -1 while this one goes on."""
-        head = self.tail[-3:]   # a blank line may start in what came before
+        head = self.tail
         buf = head + data
         end = _boundary_after(buf, 0, _separators(buf))
         used = len(data) if end < 0 else max(end - len(head), 0)
-        keep = self.keep
-        self.tail = data[used - keep:used] if used >= keep \
-            else (self.tail + data[:used])[-keep:]
+        if self.reader is not None:
+            self.reader.feed(data[:used])
+        self.tail = data[used - 3:used] if used >= 3 else (head + data[:used])[-3:]
         return -1 if end < 0 else used
+
+
+#: called once an event too large to hold has gone by: what its reader made of it (its
+#: data's fields at the paths, or None; its event name) and why it went by unread
+OnSkipped = Callable[[Any, "str | None", str], None]
 
 
 class PastLimit:
     """Feeds a skimmer, and takes it past an event larger than its `max_event_bytes`, which
-    the skimmer raises on rather than hold: the event goes by unread and is never held
-    whole, `on_tail(tail, reason)` gets its last `keep` bytes once it ends (where a provider
-    that writes its usage last in every event has it), and the events after it are skimmed
-    as usual. Such an event's chunks go out as they came, with what the skimmer held back
-    before it."""
+    the skimmer raises on rather than hold: the event goes by, never held whole, read on the
+    way for the fields at `paths` of its data (`sse_large`), which `on_skipped` gets once it
+    ends; the events after it are skimmed as usual. Such an event's chunks go out as they
+    came, with what the skimmer held back before it."""
 
-    def __init__(self, skimmer: SSESkimmer, on_tail: Callable[[bytes, str], None],
-                 keep: int) -> None:
+    def __init__(self, skimmer: SSESkimmer, on_skipped: OnSkipped,
+                 paths: tuple[Path, ...] = (), max_value_bytes: int = 64 * 1024) -> None:
         self.skimmer = skimmer
-        self.on_tail = on_tail
-        self.keep = keep
+        self.on_skipped = on_skipped
+        self.paths = paths
+        self.max_value_bytes = max_value_bytes
         self.event: SkippedEvent | None = None   # the event going by, if one is
         self.reason = ""
 
@@ -289,7 +300,12 @@ class PastLimit:
         skimmer = self.skimmer
         carry, released = skimmer.carry, skimmer.released   # as before `chunk`: it raised
         skimmer.carry, skimmer.released = b"", 0
-        self.event = SkippedEvent(carry + chunk, self.keep)
+        buf = carry + chunk
+        # the partial event starts after the last blank line (the whole events before it in
+        # `chunk` were seen by the skimmer already)
+        start = _boundary_before(buf, 0, len(buf), _separators(buf))
+        reader = LargeEventReader(self.paths, self.max_value_bytes) if self.paths else None
+        self.event = SkippedEvent(buf[start:], reader)
         self.reason = reason
         return carry[released:] + chunk
 
@@ -302,7 +318,7 @@ class PastLimit:
         if at < 0:
             return chunk
         self.event = None
-        self.on_tail(event.tail, self.reason)
+        self._skipped(event)
         if at == len(chunk):
             return chunk
         rest = chunk[at:]
@@ -311,8 +327,12 @@ class PastLimit:
         except SSEError as exc:
             return chunk[:at] + self._begin(rest, str(exc))
 
+    def _skipped(self, event: SkippedEvent) -> None:
+        doc, name = event.reader.result() if event.reader is not None else (None, None)
+        self.on_skipped(doc, name, self.reason)
+
     def finish(self) -> None:
         """The stream ended inside an event going by: it never ended, nothing of it read."""
         if self.event is not None:
             self.event = None
-            self.on_tail(b"", self.reason)
+            self.on_skipped(None, None, self.reason)

@@ -16,9 +16,12 @@ as the OpenAI SDK may, would otherwise leave Envoy's access log without the usag
 * `JsonArrayObserver` and `JsonBodyObserver`: the array or a non-streamed JSON body passed
   through, parsed for usage.
 
-An SSE event past the route's `streams.max_event_bytes` goes by unread (`PastLimit`), its last
-bytes searched for usage (`Adapter.usage_in_tail`); with no usage read after it, the report
-says so (`StreamReport.unread`) and budgets charge their worst case.
+An SSE event or array element past the route's `streams.max_event_bytes` (a generated image,
+speech) goes by without being held (`PastLimit`, `Part`s), read on the way for just the fields
+the adapter reads (`Adapter.event_paths`, `codecs.jsonprune`): its usage and finish reason
+are read exactly as the whole event's would be. One that is not whole, valid JSON (or whose
+usage itself is past the bound) leaves the usage unread, unless a later event reports it:
+the report says so (`StreamReport.unread`) and budgets charge their worst case.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..codecs.jsonarray import JsonArrayError, JsonArraySplitter, Part, SSEPieces, element_to_sse
+from ..codecs.jsonprune import JsonPruner
 from ..codecs.sse import Event, SSEError, encode
 from ..codecs.sse_skim import PastLimit, SSESkimmer
 from ..policy import BodyTransform
@@ -52,8 +56,8 @@ TOO_LARGE = "too_large"
 NOT_JSON = "not_json"
 ENCODED = "encoded"
 UNREAD_KINDS = (OVERSIZED_EVENT, BROKEN_STREAM, TOO_LARGE, NOT_JSON, ENCODED)
-#: the last bytes of an event too large to read that are kept to find its usage in
-TAIL_BYTES = 64 * 1024
+#: how large a value read from an event too large to hold (its usage, an error) may be
+MAX_FIELD_BYTES = 64 * 1024
 
 
 class StreamReport:
@@ -118,18 +122,16 @@ class StreamReport:
             return None
         return self._apply(data, event)
 
-    def see_tail(self, tail: bytes, reason: str) -> None:
-        """An event too large to read went by (`reason`); `tail` is its last bytes, where
-        the adapter may find its usage. Without a report in it or after it, the usage is
-        unread."""
-        self._skipped = reason
-        usage = self.adapter.usage_in_tail(tail)
-        if usage is None:
+    def see_large(self, doc: Any, event: str | None, reason: str) -> None:
+        """An event too large to hold went by (`reason`), read for the fields at the
+        adapter's `event_paths` only: `doc` is what they make of it, read as the whole event
+        would be; None when it was not whole, valid JSON (or a field was too large), and
+        then, without a report after it, the usage is unread."""
+        if doc is None:
+            self._skipped = reason
             self._reported = False
             return
-        self._last = None          # a later report than any before it
-        self.usage = self.adapter.merge_usage(self.usage, usage)
-        self._reported = True
+        self.see(json.dumps(doc), event)
 
     def _apply(self, data: str, event: str | None) -> Delta:
         delta = self.adapter.stream_delta(data, event)
@@ -171,7 +173,8 @@ class SSEObserver(BodyTransform):
             return False
 
         self.skimmer = SSESkimmer(_needles(adapter), observe, max_event_bytes)
-        self.skim = PastLimit(self.skimmer, acc.see_tail, min(TAIL_BYTES, max_event_bytes))
+        self.skim = PastLimit(self.skimmer, acc.see_large, adapter.event_paths,
+                              MAX_FIELD_BYTES)
 
     def feed(self, chunk: bytes) -> bytes:
         self.skim.feed(chunk)   # (an event past the limit goes by unread)
@@ -215,7 +218,8 @@ class SSEReframer(BodyTransform):
         self.skimmer = SSESkimmer((*_needles(adapter), b'"choices":[]'), drop,
                                   max_event_bytes, hold_partial=True,
                                   may_drop=self._may_be_usage_only)
-        self.skim = PastLimit(self.skimmer, acc.see_tail, min(TAIL_BYTES, max_event_bytes))
+        self.skim = PastLimit(self.skimmer, acc.see_large, adapter.event_paths,
+                              MAX_FIELD_BYTES)
 
     @staticmethod
     def _may_be_usage_only(partial: bytes) -> bool:
@@ -258,7 +262,7 @@ class _JsonArray(BodyTransform):
     """Shared by the rewrite and the observer: split the array, note the usage element.
 
     An element too large to hold whole comes in `Part`s (an inline image can be
-    megabytes): its last `TAIL_BYTES` are searched for its usage, as an SSE event's are."""
+    megabytes): they are read for the adapter's `event_paths` only, as an SSE event's are."""
 
     def __init__(self, adapter: Adapter, meter: Meter, max_element_bytes: int) -> None:
         self.splitter = JsonArraySplitter(max_element_bytes)
@@ -266,7 +270,7 @@ class _JsonArray(BodyTransform):
         self.meter = meter
         self.failed: str | None = None
         self.max = max_element_bytes
-        self._tail = b""      # the last bytes of an element passing in parts
+        self._pruner: JsonPruner | None = None   # reading an element passing in parts
 
     def _elements(self, chunk: bytes) -> list[bytes | Part]:
         if self.failed:
@@ -285,11 +289,12 @@ class _JsonArray(BodyTransform):
         return elements
 
     def _see_part(self, part: Part) -> None:
-        keep = min(TAIL_BYTES, self.max)
-        self._tail = (b"" if part.first else self._tail[-keep:]) + part.data
+        if part.first or self._pruner is None:
+            self._pruner = JsonPruner(self.acc.adapter.event_paths, MAX_FIELD_BYTES)
+        self._pruner.feed(part.data)
         if part.last:
-            tail, self._tail = self._tail[-keep:], b""
-            self.acc.see_tail(tail, f"an array element larger than {self.max} bytes")
+            doc, self._pruner = self._pruner.finish(), None
+            self.acc.see_large(doc, None, f"an array element larger than {self.max} bytes")
 
     def _end(self) -> str | None:
         if not self.failed:
@@ -329,7 +334,7 @@ class JsonArrayToSSE(_JsonArray):
         # (an element broken off in the middle of its parts: its event is ended where it
         # broke, so that the error is an event of its own after it; the broken one is not
         # JSON, and a client reading it fails there rather than take it for whole)
-        cut = b"\r\n\r\n" if self._tail else b""
+        cut = b"\r\n\r\n" if self._pruner is not None else b""
         return cut + google_error_event(502, f"upstream stream broken: {self.failed}",
                                         "UNAVAILABLE")
 

@@ -128,6 +128,8 @@ def _max(a: int | None, b: int | None) -> int | None:
 
 class AnthropicAdapter(Adapter):
     needles = (b'"usage"', b'"stop_reason"', b'"error"')
+    event_paths = (("type",), ("error",), ("usage",), ("message", "usage"),
+                   ("delta", "stop_reason"))
     """Anthropic Messages API."""
 
     def parse_request(self, path: str, body: dict[str, Any]) -> Prompt:

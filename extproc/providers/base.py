@@ -51,6 +51,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from extproc.codecs.jsonprune import Path
 from extproc.providers.slots import EventTexts, Piece
 
 _USAGE_FIELDS = (
@@ -244,11 +245,10 @@ class Adapter(ABC):
     def may_carry_usage(self, data: str, event: str | None) -> bool:
         """Fast substring prefilter: False means this event certainly reports no usage."""
 
-    def usage_in_tail(self, tail: bytes) -> Usage | None:
-        """The usage that a stream event too large to read reports in its last bytes
-        (`tail`), for a provider that writes it last in every event; None when it does not,
-        or it is not there (the gateway then charges budgets their worst case)."""
-        return None
+    #: the paths (`codecs.jsonprune`) of every field `stream_delta` reads for usage, the
+    #: finish reason and errors: all that is read of an event too large to hold (a
+    #: generated image), so that it reads as the whole event would
+    event_paths: tuple[Path, ...] = ()
 
     def merge_usage(self, acc: Usage, new: Usage) -> Usage:
         """Fold a new report into the running one (default: latest reported value wins)."""

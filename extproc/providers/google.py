@@ -42,6 +42,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from extproc.codecs.jsonprune import EACH
 from extproc.providers.base import Adapter, Delta, Prompt, Usage
 from extproc.providers.google_prompts import (
     DATA,
@@ -74,7 +75,6 @@ from extproc.providers.values import (
     as_list,
     as_str,
     load_json,
-    object_after,
     path_only,
     pick_indexed,
     read_value,
@@ -178,6 +178,11 @@ def _read(obj: dict[str, Any]) -> tuple[str, str | None, Usage, str | None]:
 
 class GoogleAdapter(Adapter):
     needles = (b'TokenCount"', b'token_count"', b'"finishReason"', b'"blockReason"', b'"error"')
+    event_paths = (("error",), ("usageMetadata",), ("usage_metadata",),
+                   ("candidates", EACH, "index"), ("candidates", EACH, "finishReason"),
+                   ("candidates", EACH, "finish_reason"),
+                   *((feedback, reason) for feedback in ("promptFeedback", "prompt_feedback")
+                     for reason in ("blockReason", "block_reason")))
     """Gemini API and Vertex AI (Gemini models) generateContent / streamGenerateContent."""
 
     def parse_request(self, path: str, body: dict[str, Any]) -> Prompt:
@@ -278,18 +283,6 @@ class GoogleAdapter(Adapter):
                 rewrite = rewrite_name if kind == "name" else rewrite_json_strings
                 changed |= rewrite(holder, key, "assistant", text_only(fn))
         return changed
-
-    def usage_in_tail(self, tail: bytes) -> Usage | None:
-        """Gemini and Vertex write `usageMetadata` after the candidates in every element:
-        the last one in the bytes that end an element too large to read whole (an image, a
-        long piece of speech) is its report. Inside a JSON string its quotes would be
-        escaped, so what is found is a key."""
-        for key in (b'"usageMetadata":', b'"usage_metadata":'):
-            at = tail.rfind(key)
-            raw = object_after(tail, at + len(key)) if at >= 0 else None
-            if raw is not None:
-                return usage_or_none(_usage(raw))
-        return None
 
     def stream_delta(self, data: str, event: str | None) -> Delta:
         obj = load_json(data)

@@ -30,6 +30,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from extproc.codecs.jsonprune import EACH
 from extproc.providers.base import Adapter, Delta, Prompt, Usage
 from extproc.providers.inline import unreadable
 from extproc.providers.openai_prompts import (
@@ -172,6 +173,8 @@ def _argument_slots(slots: list[TextSlot], piece: Piece, function: dict[str, Any
 
 class OpenAIAdapter(Adapter):
     needles = (b'_tokens"', b'"finish_reason":"', b'"finish_reason": "', b'"error"')
+    event_paths = (("error",), ("usage",), ("choices", EACH, "index"),
+                   ("choices", EACH, "finish_reason"))
     inline_needles = (b"base64", b"\\u")   # what a body with a text file's data URL holds
     done_event = True
     """OpenAI and Azure OpenAI Chat Completions."""

@@ -102,6 +102,7 @@ class OpenAICompletionsAdapter(_Slotted):
     """OpenAI legacy Completions (and Azure OpenAI completions deployments)."""
 
     needles = _CHAT.needles
+    event_paths = _CHAT.event_paths
     done_event = True
     streams = True
     generates = True

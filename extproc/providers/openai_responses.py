@@ -97,6 +97,9 @@ def error_message(raw: Any) -> str | None:
 class OpenAIResponsesAdapter(Adapter):
     """The OpenAI (and Azure OpenAI) Responses API."""
 
+    event_paths = (("type",), ("error",), ("message",), ("code",), ("response", "usage"),
+                   ("response", "status"), ("response", "incomplete_details"),
+                   ("response", "error"))
     needles = (b'"usage"', b'"error"', b"response.completed", b"response.incomplete",
                b"response.failed")
     #: the endpoint can stream; it generates output tokens

@@ -25,20 +25,6 @@ def load_json(data: str | bytes) -> Any:
         return None
 
 
-_DECODER = json.JSONDecoder()
-
-
-def object_after(data: bytes, start: int) -> dict[str, Any] | None:
-    """The JSON object that starts at `data[start:]` (after any whitespace), or None: what
-    follows a key found in the bytes of a document too large to parse whole."""
-    text = data[start:start + 65536].decode("utf-8", "replace").lstrip()
-    try:
-        obj, _ = _DECODER.raw_decode(text)
-    except (ValueError, RecursionError):
-        return None
-    return obj if isinstance(obj, dict) else None
-
-
 def json_bytes(obj: Any) -> bytes:
     """Compact JSON as UTF-8 bytes; a lone surrogate (a client's `\\ud800` escape) stays
     escaped instead of failing the encoding."""

@@ -215,8 +215,8 @@ def test_an_event_past_the_size_limit_goes_by_and_the_usage_is_still_exact(
     """An event past the route's streams.max_event_bytes (1 KiB here; one 3,000-character
     word sent in 256-byte chunks 2 ms apart) goes by unread, never held whole, and the
     stream is read on after it. OpenAI's usage chunk, which follows, is read and dropped as
-    usual; Gemini's usageMetadata, which ends the big event itself, is read from its last
-    bytes. Before, the OpenAI stream was reset, and an unguarded stream's usage went
+    usual; Gemini's usageMetadata, which ends the big event itself, is read at its place on
+    the way. Before, the OpenAI stream was reset, and an unguarded stream's usage went
     unread."""
     route = f"rl-small-events-{provider}"
     who = client_id()
@@ -249,7 +249,7 @@ def test_an_array_element_past_the_size_limit_is_rewritten_and_metered_exactly(
     """Gemini's stream without alt=sse is one JSON array, rewritten to SSE (on by default).
     An element past the route's max_event_bytes (the 3,000-character word in 256-byte
     chunks) is never held whole: it goes out as the one SSE event it is, piece by piece, and
-    its usageMetadata is read from its last bytes. Before, the rewrite ended the stream
+    its usageMetadata is read at its place on the way. Before, the rewrite ended the stream
     there with an error event, and the usage went unread."""
     route = "rl-small-events-gemini"
     who = client_id()
@@ -273,25 +273,68 @@ def test_an_array_element_past_the_size_limit_is_rewritten_and_metered_exactly(
     assert int(probe.headers["x-ratelimit-remaining-tokens"]) == TOKENS - used - 2
 
 
-def test_a_stream_whose_usage_cannot_be_read_pays_its_reservation(gw: Gateway) -> None:
-    """The Responses API repeats the whole reply in its last event, response.completed,
-    with the usage inside: past the size limit, the usage cannot be read. The stream still
-    reaches the client whole, and the budget is charged at least the reservation (a partial
-    count would let a client spend past its budget by asking for such replies)."""
+RESPONSES_STREAM = {
+    "model": "gpt-4o-mini", "input": "hi", "stream": True, "max_output_tokens": 200,
+    # the reply repeats the tools: a schema naming a property "usage" is no usage
+    "tools": [{"type": "function", "name": "lookup", "parameters": {
+        "type": "object", "properties": {"usage": {"type": "object", "properties": {
+            "input_tokens": {"type": "integer"}, "output_tokens": {"type": "integer"}}}}}},
+        {"type": "image_generation", "partial_images": 1}]}
+
+
+def _responses_stream(gw: Gateway, route: str, headers: dict[str, str]) -> httpx.Response:
+    return httpx.post(f"{gw.url}/{route}/v1/responses", timeout=30, json=RESPONSES_STREAM,
+                      headers={**headers, **SLOW_CHUNKS})
+
+
+def test_the_responses_apis_last_event_past_the_size_limit_is_read_for_its_usage(
+        gw: Gateway) -> None:
+    """The Responses API repeats the whole reply (the generated image's data, the tools) in
+    its last event, response.completed, with the usage inside: past the route's 1 KiB, it
+    goes by never held whole, read on the way for its usage at its place, and the budget
+    is charged exactly. Before, the usage went unread and the request paid its
+    reservation."""
     route = "rl-small-events-openai"
     who = client_id()
     rid = uuid.uuid4().hex
     before = scrape(gw)
-    r = httpx.post(f"{gw.url}/{route}/v1/responses", timeout=30,
-                   json={"model": "gpt-4o-mini", "input": "hi", "stream": True,
-                         "max_output_tokens": 200},
-                   headers={**who, **SLOW_CHUNKS, "x-request-id": rid})
+    r = _responses_stream(gw, route, {**who, "x-request-id": rid})
     assert r.status_code == 200
-    assert int(r.headers["x-ratelimit-remaining-tokens"]) == TOKENS - 201
+    reserved = TOKENS - int(r.headers["x-ratelimit-remaining-tokens"])
+    assert reserved > 200    # the 200 it may write, and the prompt with its tools
     docs = [json.loads(e) for e in _events(r.text)]
-    assert docs[-1]["type"] == "response.completed"
+    assert docs[-1]["type"] == "response.completed" and len(_events(r.text)[-1]) > 4096
     assert "".join(d["delta"] for d in docs if d["type"] == "response.output_text.delta") \
         == WORD
+    usage = docs[-1]["response"]["usage"]
+    logged = gw.access_log(rid)["extproc"]
+    assert "usage_unread" not in logged
+    assert (logged["input_tokens"], logged["output_tokens"]) \
+        == (usage["input_tokens"], usage["output_tokens"])
+    gw.server.wait_idle()
+    after = scrape(gw)
+    assert value(after, "extproc_usage_unread_total", route=route,
+                 reason="oversized_event") \
+        == value(before, "extproc_usage_unread_total", route=route, reason="oversized_event")
+    probe = request(gw, "openai", route, {**who, "x-mock-reply": "ok"}, max_tokens=1)
+    assert int(probe.headers["x-ratelimit-remaining-tokens"]) \
+        == TOKENS - usage["total_tokens"] - 2
+
+
+def test_a_stream_whose_usage_cannot_be_read_pays_its_reservation(gw: Gateway) -> None:
+    """The same stream ending short, inside response.completed (the upstream ends the body
+    there): the usage it held is unknown. The budget is charged at least the reservation (a
+    partial count would let a client spend past its budget by asking for such replies)."""
+    route = "rl-small-events-openai"
+    whole = _responses_stream(gw, route, client_id()).content
+    who = client_id()
+    rid = uuid.uuid4().hex
+    before = scrape(gw)
+    r = _responses_stream(gw, route, {**who, "x-request-id": rid,
+                                      "x-mock-end-after": str(len(whole) - 200)})
+    assert r.status_code == 200
+    reserved = TOKENS - int(r.headers["x-ratelimit-remaining-tokens"])
+    assert reserved > 200 and len(r.content) == len(whole) - 200
     logged = gw.access_log(rid)["extproc"]
     assert "max_event_bytes" in logged["usage_unread"]
     gw.server.wait_idle()
@@ -301,8 +344,8 @@ def test_a_stream_whose_usage_cannot_be_read_pays_its_reservation(gw: Gateway) -
         assert value(after, "extproc_usage_unread_total", route=route, reason=reason) \
             == value(before, "extproc_usage_unread_total", route=route, reason=reason) + more
     probe = request(gw, "openai", route, {**who, "x-mock-reply": "ok"}, max_tokens=1)
-    # charged at least the 201 reserved (the mock reports 1 + 1 tokens for the probe)
-    assert int(probe.headers["x-ratelimit-remaining-tokens"]) <= TOKENS - 201 - 2
+    # charged at least what it reserved (the mock reports 1 + 1 tokens for the probe)
+    assert int(probe.headers["x-ratelimit-remaining-tokens"]) <= TOKENS - reserved - 2
 
 
 def test_reservations_stop_concurrent_overspend_and_settle_frees_them(gw: Gateway) -> None:

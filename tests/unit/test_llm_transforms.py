@@ -21,6 +21,7 @@ from extproc.llm.transforms import (
 from extproc.mock import google, openai
 from extproc.mock.common import Reply
 from extproc.providers import adapter_for
+from extproc.providers.base import Usage
 
 
 def reply(text: str) -> Reply:
@@ -280,25 +281,34 @@ def test_a_gemini_event_too_large_to_read_still_reports_its_usage(text: str,
         assert report.usage.output_tokens == len(reply(text).pieces) + 1290
 
 
-def test_without_usage_after_an_event_too_large_the_usage_is_unread() -> None:
+def _report(stream: list[bytes], limit: int, cut: int) -> StreamReport:
+    body = b"".join(stream)
+    meter = Meter()
+    run(SSEObserver(adapter_for("gemini"), meter, True, limit), [body[:cut], body[cut:]])
+    (report,) = meter.reports
+    return report
+
+
+def test_an_event_too_large_reads_as_it_would_whole_unless_it_is_not_json() -> None:
     frames = _gemini_sse("hi there", b"A" * 8000)
-    # no usage in the image event's last bytes
-    last = frames[-1].replace(b'"usageMetadata"', b'"usageMetadataX"')
-    for stream, unread, ends in [([*frames[:-1], last], True, True), (frames, False, True),
-                                 # the stream ends inside the big event
-                                 ([*frames[:-1], frames[-1][:5000]], True, False)]:
-        body = b"".join(stream)
-        at = len(b"".join(frames[:-1])) + 3000    # the big event arrives in two pieces
-        meter = Meter()
-        run(SSEObserver(adapter_for("gemini"), meter, True, 2048), [body[:at], body[at:]])
-        assert (meter.reports[0].unread is not None) is unread
-        if unread:
-            assert "max_event_bytes" in str(meter.reports[0].unread)
-        if ends:
-            # the same event arriving whole is read whole
-            meter = Meter()
-            run(SSEObserver(adapter_for("gemini"), meter, True, 2048), [body])
-            assert meter.reports[0].unread is None
+    at = len(b"".join(frames[:-1])) + 3000    # the big event arrives in two pieces
+    # with its usage, and without any: read as the same event held whole is read
+    last = json.loads(frames[-1][len(b"data: "):])
+    del last["usageMetadata"]
+    without = b"data: " + google.dump_sse_json(last).encode() + b"\r\n\r\n"
+    for stream in (frames, [*frames[:-1], without]):
+        past, whole = _report(stream, 2048, at), _report(stream, 1 << 20, at)
+        assert past.unread is None and whole.unread is None
+        assert (past.usage, past.finish_reason) == (whole.usage, whole.finish_reason)
+    assert _report(frames, 2048, at).usage.output_tokens \
+        > _report([*frames[:-1], without], 2048, at).usage.output_tokens
+    # not JSON (a quote lost in the image data), or the stream ends inside it: what it said
+    # is not known, and with no report after it the usage is unread
+    damaged = frames[-1].replace(b'"data": "', b'"data": ')
+    for stream in ([*frames[:-1], damaged], [*frames[:-1], frames[-1][:5000]]):
+        report = _report(stream, 2048, at)
+        assert report.unread is not None and "max_event_bytes" in report.unread
+        assert report.unread_kind == "oversized_event"
 
 
 @settings(max_examples=100, deadline=None)
@@ -326,19 +336,24 @@ def test_an_array_element_too_large_to_hold_is_rewritten_and_read_in_pieces(
         assert report.usage.input_tokens == last["promptTokenCount"]
 
 
-def test_an_array_element_too_large_with_no_usage_after_it_leaves_the_usage_unread() -> None:
+def test_an_array_element_too_large_that_is_not_json_leaves_the_usage_unread() -> None:
     big = b'[{"candidates":[{"content":{"parts":[{"text":"' + b"y" * 4096 + b'"}]}}]}]'
+    bad = big.replace(b'"text":"', b'"text":"\t')    # a raw tab in a string: not JSON
     for t in (JsonArrayObserver(adapter_for("gemini"), Meter(), 2048),
               JsonArrayToSSE(adapter_for("gemini"), Meter(), 2048)):
-        run(t, [big[:2500], big[2500:]])   # held past the bound before it ends
+        run(t, [bad[:2500], bad[2500:]])   # held past the bound before it ends
         (report,) = t.meter.reports
         assert report.unread is not None and "larger than 2048 bytes" in report.unread
         assert report.unread_kind == "oversized_event"
+    for t in (JsonArrayObserver(adapter_for("gemini"), Meter(), 2048),
+              JsonArrayToSSE(adapter_for("gemini"), Meter(), 2048)):
+        run(t, [big[:2500], big[2500:]])   # JSON with no usage in it: read, as held whole
+        assert t.meter.reports[0].unread is None
     t = JsonArrayObserver(adapter_for("gemini"), Meter(), 2048)
     run(t, [b'[{"candidates": []}', b', }'])     # an array that breaks: what followed
     assert t.meter.reports[0].unread_kind == "broken_stream"     # the break went unread
     t = JsonArrayObserver(adapter_for("gemini"), Meter(), 2048)
-    run(t, [big])                       # whole within one chunk: read whole
+    run(t, [bad])                       # whole within one chunk: read whole
     assert t.meter.reports[0].unread is None
     r = reply("hello there")
     body = b"".join(google.build_stream(REQUEST, r, sse=False))
@@ -356,17 +371,24 @@ def test_a_whole_reply_that_is_not_json_leaves_the_usage_unread() -> None:
         assert t.meter.reports[0].unread_kind == ("not_json" if unread else None)
 
 
-def test_the_usage_in_an_events_last_bytes_is_a_key_never_text() -> None:
-    """What a model writes cannot pose as the usage: inside a JSON string the key's quotes
-    are escaped, so only the real key is found."""
-    gemini = adapter_for("gemini")
-    text = json.dumps({"text": 'x "usageMetadata": {"candidatesTokenCount": 1}'})
-    assert gemini.usage_in_tail(f'{{"candidates": [{text}]}}'.encode()) is None
-    real = b', "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 1290}}'
-    usage = gemini.usage_in_tail(text.encode() + real)
-    assert usage is not None and (usage.input_tokens, usage.output_tokens) == (3, 1290)
-    assert gemini.usage_in_tail(real[:-20]) is None          # cut: not a whole object
-    assert adapter_for("openai").usage_in_tail(real) is None  # reports it elsewhere
+def test_the_usage_of_an_event_too_large_is_the_one_at_its_path_never_text() -> None:
+    """What a model writes cannot pose as the usage: not inside a string, not deeper than
+    the usage's place (a function call's arguments naming a key "usageMetadata"), even
+    when the real one is missing."""
+    decoy = {"promptTokenCount": 1, "candidatesTokenCount": 1, "totalTokenCount": 2}
+    event = {"candidates": [{"content": {"parts": [
+        {"text": 'x "usageMetadata": ' + json.dumps(decoy)},
+        {"functionCall": {"name": "f", "args": {"usageMetadata": decoy}}},
+        {"inlineData": {"mimeType": "image/png", "data": "A" * 8000}}]},
+        "finishReason": "STOP", "index": 0}]}
+    frame = b"data: " + json.dumps(event).encode() + b"\r\n\r\n"
+    for limit in (2048, 1 << 20):   # past the limit, and held whole
+        report = _report([frame], limit, 3000)
+        assert report.usage == Usage() and report.unread is None
+    real = {"promptTokenCount": 3, "candidatesTokenCount": 1290, "totalTokenCount": 1293}
+    frame = b"data: " + json.dumps({**event, "usageMetadata": real}).encode() + b"\r\n\r\n"
+    report = _report([frame], 2048, 3000)
+    assert (report.usage.input_tokens, report.usage.output_tokens) == (3, 1290)
 
 
 def test_an_array_broken_inside_an_element_in_pieces_ends_with_an_error_event() -> None:
