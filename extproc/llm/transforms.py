@@ -138,6 +138,9 @@ class StreamReport:
         if delta.usage is not None:
             self.usage = self.adapter.merge_usage(self.usage, delta.usage)
             self._reported = True
+            # a report read now is later than one stored to be read at the end
+            # (cumulative usage: that one must not win over it)
+            self._last = None
         if delta.finish_reason:
             self.finish_reason = delta.finish_reason
         if delta.error:

@@ -5,6 +5,7 @@ finish reasons are reported once at the end, a cut stream ends with an error eve
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -406,3 +407,33 @@ def test_an_array_broken_inside_an_element_in_pieces_ends_with_an_error_event() 
     assert events[1].data.startswith('{"candidates":[{"content":{"parts":[{"text":"yyy')
     assert json.loads(events[2].data)["error"]["status"] == "UNAVAILABLE"
     assert len(events) == 3
+
+
+@settings(max_examples=50, deadline=None)
+@given(cuts=st.lists(st.integers(min_value=0, max_value=5000), max_size=6))
+def test_a_gemini_report_read_at_once_is_not_overwritten_by_an_older_one(
+        cuts: list[int]) -> None:
+    """Gemini reports cumulative usage in every element, and only the last report counts.
+    An element holding `"error"` anywhere (a function call's argument of that name) is read
+    at once; the plain report stored before it must not then win over it at the end."""
+    def element(parts: list[dict[str, Any]], out: int, finish: str | None = None) -> Any:
+        candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
+        if finish:
+            candidate["finishReason"] = finish
+        return {"candidates": [candidate], "modelVersion": "gemini-2.5-flash",
+                "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": out,
+                                  "totalTokenCount": 10 + out}}
+
+    elements = [element([{"text": "Calling the tool."}], 3),
+                element([{"functionCall": {"name": "report", "args": {"error": "x " * 500}}}],
+                        503, "STOP")]
+    sse = b"".join(b"data: " + json.dumps(e, separators=(",", ": ")).encode() + b"\r\n\r\n"
+                   for e in elements)
+    array = ("[" + "\n,\r\n".join(json.dumps(e, indent=2) for e in elements) + "\n]").encode()
+    for t, body in ((SSEObserver(adapter_for("gemini"), Meter(), True, 1 << 20), sse),
+                    (JsonArrayToSSE(adapter_for("gemini"), Meter(), 1 << 20), array),
+                    (JsonArrayObserver(adapter_for("gemini"), Meter(), 1 << 20), array)):
+        run(t, split(body, cuts))
+        (report,) = t.meter.reports
+        assert (report.usage.output_tokens, report.usage.total_tokens) == (503, 513)
+        assert report.finish_reason == "STOP"
