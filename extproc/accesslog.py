@@ -123,7 +123,9 @@ def pieces(lines: list[str], limit: int = PIPE_BUF) -> list[str]:
     group: list[str] = []
     size = 0
     for line in lines:
-        n = len(line) if line.isascii() else len(line.encode("utf-8", "surrogateescape"))
+        # (as stderr writes it: a lone surrogate, from an undecodable header byte or a
+        # JSON `\ud800` escape, as its backslash escape)
+        n = len(line) if line.isascii() else len(line.encode("utf-8", "backslashreplace"))
         if group and size + n > limit:
             out.append("".join(group))
             group, size = [], 0

@@ -46,12 +46,33 @@ def read_headers(msg: pb.HttpHeaders) -> dict[str, str]:
     return out
 
 
+def _header_bytes(value: str) -> bytes:
+    """A header value's bytes: as read (`read_headers` keeps undecodable bytes as
+    surrogates), a lone surrogate from elsewhere (a JSON `\\ud800` escape) written as its
+    escape."""
+    try:
+        return value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace")
+
+
+def text(value: str) -> str:
+    """`value` as protobuf can hold it: a lone surrogate (a JSON `\\ud800` escape in a
+    model name or an upstream's error message, an undecodable header byte) written as its
+    escape, where assigning it would raise."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode()
+    return value
+
+
 def header_mutation(set_headers: Mapping[str, str],
                     remove: Iterable[str] = ()) -> pb.HeaderMutation:
     """A HeaderMutation; values are sanitised so no CR, LF or NUL can reach a header."""
     return pb.HeaderMutation(
         set_headers=[HeaderValueOption(header=HeaderValue(
-            key=k, raw_value=v.translate(_BAD).encode("utf-8", "surrogateescape")))
+            key=k, raw_value=_header_bytes(v.translate(_BAD))))
             for k, v in set_headers.items()],
         remove_headers=list(remove))
 
@@ -72,12 +93,12 @@ def _set_value(target: Value, v: object) -> None:
     elif isinstance(v, int | float):
         target.number_value = v
     elif isinstance(v, str):
-        target.string_value = v
+        target.string_value = text(v)
     elif isinstance(v, Mapping):
         fields = target.struct_value.fields
         target.struct_value.SetInParent()
         for key, item in v.items():
-            _set_value(fields[key], item)
+            _set_value(fields[text(key)], item)
     elif isinstance(v, list | tuple):
         values = target.list_value
         values.SetInParent()
@@ -95,7 +116,10 @@ def fill_metadata(target: Struct, values: Mapping[str, object]) -> None:
     for key, v in values.items():  # mostly flat strings and numbers: set them right here
         cls = v.__class__
         if cls is str:
-            fields[key].string_value = v  # type: ignore[assignment]
+            try:
+                fields[key].string_value = v  # type: ignore[assignment]
+            except UnicodeEncodeError:   # (rare: see `text`)
+                fields[key].string_value = text(v)  # type: ignore[arg-type]
         elif cls is int or cls is float:
             fields[key].number_value = v  # type: ignore[assignment]
         else:

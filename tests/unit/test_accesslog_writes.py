@@ -97,3 +97,20 @@ def test_workers_sharing_a_pipe_never_cut_a_line() -> None:
         tag = line[6]
         number = line.split('"i":')[1].split(",")[0]
         assert line == f'{{"w":"{tag}","i":{number},"pad":"{tag * 300}"}}', line[:80]
+
+
+def test_a_line_holding_a_lone_surrogate_goes_out_with_every_other(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model name sent as `"gpt\\ud800"`, an undecodable header byte: the line carries
+    its escape, as stderr writes it; before, measuring it raised, and the whole batch of
+    lines was dropped."""
+    recorder = _Recorder()
+    monkeypatch.setattr(sys, "stderr", recorder)
+    batch = accesslog._Batch()
+    lines = ['{"model":"a"}\n', '{"model":"gpt\ud800"}\n', '{"sub":"x\udc80"}\n',
+             '{"model":"b"}\n']
+    batch.parts.extend(lines)
+    batch.flush()
+    assert "".join(w for w in recorder.writes if w != "<flush>") == "".join(lines)
+    for piece in accesslog.pieces(lines * 200):
+        assert len(piece.encode("utf-8", "backslashreplace")) <= accesslog.PIPE_BUF

@@ -1015,3 +1015,26 @@ async def test_a_transform_failing_on_the_chunk_path_gives_a_clean_500(
     assert ex.done and ex.failed
     assert any(r.exc_info and "SECRET-TRANSFORM-DETAIL" in str(r.exc_info[1])
                for r in caplog.records)
+
+
+@pytest.mark.parametrize("status", [200, 404])
+async def test_a_lone_surrogate_in_a_model_or_an_upstream_error_never_escapes(
+        status: int) -> None:
+    """A JSON `\\ud800` escape in the client's model name, or in the message of an
+    upstream's error event: published (metadata, the access line) as its escape, never an
+    exception out of the exchange (which failed the gRPC stream)."""
+    from extproc import loader
+    route = loader.parse({"routes": [{"name": "r", "provider": "openai"}]}).routes["r"]
+    ex = Exchange(route, "r")
+    body = b'{"model":"gpt\\ud800","stream":true,"messages":[{"role":"user","content":"hi"}]}'
+    await send(ex, request_headers(req_mode=P.BUFFERED, resp_mode=P.STREAMED))
+    await send(ex, request_body(body, True))
+    await send(ex, response_headers(status, **{"content-type": "text/event-stream"}))
+    for i, chunk in enumerate([
+            b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"hi"},'
+            b'"finish_reason":null}],"usage":null}\n\n',
+            b'data: {"error":{"message":"upstream failed \\ud800","type":"server_error"}}\n\n',
+            b"data: [DONE]\n\n"]):
+        replies = await send(ex, response_body(chunk, i == 2))
+        assert len(replies) == 1    # every chunk answered
+    assert ex.state["model"] == "gpt\ud800"

@@ -192,3 +192,18 @@ def test_mode_names() -> None:
     assert P.MODE_NAMES[P.BUFFERED] == "BUFFERED"
     assert P.MODE_NAMES[P.BUFFERED_PARTIAL] == "BUFFERED_PARTIAL"
     assert P.MODE_NAMES[P.FULL_DUPLEX] == "FULL_DUPLEX_STREAMED"
+
+
+def test_a_lone_surrogate_is_written_as_its_escape_never_raised() -> None:
+    """A JSON `\\ud800` escape in a model name or an upstream's error message decodes to a
+    lone surrogate, which protobuf cannot hold: it is written as its escape."""
+    s = Struct()
+    P.fill_metadata(s, {"model": "gpt\ud800", "error": {"message": "boom \udfff", "k\ud800": 1},
+                      "list": ["\ud800"]})
+    ours = s.fields[P.METADATA_NAMESPACE].struct_value.fields
+    assert ours["model"].string_value == "gpt\\ud800"
+    assert ours["error"].struct_value.fields["message"].string_value == "boom \\udfff"
+    assert ours["error"].struct_value.fields["k\\ud800"].number_value == 1
+    assert ours["list"].list_value.values[0].string_value == "\\ud800"
+    m = P.header_mutation({"x-model": "gpt\ud800", "x-raw": "caf\udce9"})
+    assert [h.header.raw_value for h in m.set_headers] == [b"gpt\\ud800", b"caf\xe9"]
