@@ -12,10 +12,11 @@ before it (`_frame`); a next chunk that shares them is searched only around the 
 between, where a needle could be (a needle wholly inside the known needle-free prefix or
 suffix is impossible).
 
-An event that would have to be held larger than `max_event_bytes` to be whole raises
-`SSEError`; `PastLimit` then lets it go by without holding it, reading only the few fields
-its caller needs on the way, and skims on after it. (An event that arrives whole within what
-was fed is read whatever its size.)
+An event that would have to be held larger than `max_event_bytes` to be whole is handed
+over (`SSESkimmer.oversized`) once the whole events before it are done with; `PastLimit`
+then lets it go by without holding it, reading only the few fields its caller needs on the
+way, and skims on after it. (An event that arrives whole within what was fed is read
+whatever its size.)
 
 Event boundaries are found as the common blank-line forms (LF LF, CRLF CRLF, CR CR). A rarer
 form (LF then CRLF) can be missed: then two events are taken as one, which only means they
@@ -28,7 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .jsonprune import Path
-from .sse import Event, SSEDecoder, SSEError
+from .sse import Event, SSEDecoder
 from .sse_large import LargeEventReader
 
 _BLANK_LINES = (b"\n\n", b"\r\n\r\n", b"\r\r")
@@ -110,6 +111,9 @@ class SSESkimmer:
         self.may_drop = may_drop or (lambda partial: True)
         self.carry = b""  # the partial event at the end of what was seen
         self.released = 0  # how much of `carry` has been forwarded already
+        #: set by `feed` when the partial event it ends with is too large to hold: that
+        #: event's bytes so far (forwarded, not held); the caller takes it (`PastLimit`)
+        self.oversized: bytes | None = None
         #: the longest needle, less one: how far a needle can reach into a known prefix
         self._reach = max((len(n) for n in needles), default=1) - 1
         # the last needle-free chunk of whole events, and the prefix and suffix it shares
@@ -214,7 +218,15 @@ class SSESkimmer:
         if tail < 0:
             tail = _boundary_before(buf, pos, n, seps)
         if n - tail > self.max:
-            raise SSEError(f"SSE event exceeds max_event_bytes={self.max}")
+            # the partial event at the end is too large to hold: it goes out as it comes
+            # (`PastLimit` takes it from here), after the whole events before it as they
+            # were decided (one to drop stays dropped)
+            self.carry, self.released = b"", 0
+            self.oversized = buf[tail:]
+            if not self.hold_partial:
+                return chunk
+            out.append(buf[last:])
+            return b"".join(out)
         self.carry = buf[tail:]
         if not self.hold_partial:  # observing: forward everything, keep the tail to look at
             return chunk
@@ -287,27 +299,19 @@ class PastLimit:
     def feed(self, chunk: bytes) -> bytes:
         """One chunk: what to forward (the skimmer's output)."""
         if self.event is None:
-            try:
-                return self.skimmer.feed(chunk)
-            except SSEError as exc:
-                return self._begin(chunk, str(exc))
+            return self._skim(chunk)
         return self._past(chunk)
 
-    def _begin(self, chunk: bytes, reason: str) -> bytes:
-        """The skimmer raised `reason` on `chunk`: the partial event it ends with is too
-        large. Returns what to forward: what the skimmer held back unforwarded, and
-        `chunk`."""
-        skimmer = self.skimmer
-        carry, released = skimmer.carry, skimmer.released   # as before `chunk`: it raised
-        skimmer.carry, skimmer.released = b"", 0
-        buf = carry + chunk
-        # the partial event starts after the last blank line (the whole events before it in
-        # `chunk` were seen by the skimmer already)
-        start = _boundary_before(buf, 0, len(buf), _separators(buf))
-        reader = LargeEventReader(self.paths, self.max_value_bytes) if self.paths else None
-        self.event = SkippedEvent(buf[start:], reader)
-        self.reason = reason
-        return carry[released:] + chunk
+    def _skim(self, chunk: bytes) -> bytes:
+        out = self.skimmer.feed(chunk)
+        partial = self.skimmer.oversized
+        if partial is not None:   # it ends with the start of an event too large to hold
+            self.skimmer.oversized = None
+            reader = LargeEventReader(self.paths, self.max_value_bytes) if self.paths \
+                else None
+            self.event = SkippedEvent(partial, reader)
+            self.reason = f"SSE event exceeds max_event_bytes={self.skimmer.max}"
+        return out
 
     def _past(self, chunk: bytes) -> bytes:
         """A chunk while an event goes by: what to forward (with what the skimmer makes of
@@ -321,11 +325,7 @@ class PastLimit:
         self._skipped(event)
         if at == len(chunk):
             return chunk
-        rest = chunk[at:]
-        try:
-            return chunk[:at] + self.skimmer.feed(rest)
-        except SSEError as exc:
-            return chunk[:at] + self._begin(rest, str(exc))
+        return chunk[:at] + self._skim(chunk[at:])
 
     def _skipped(self, event: SkippedEvent) -> None:
         doc, name = event.reader.result() if event.reader is not None else (None, None)

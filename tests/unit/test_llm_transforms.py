@@ -437,3 +437,25 @@ def test_a_gemini_report_read_at_once_is_not_overwritten_by_an_older_one(
         (report,) = t.meter.reports
         assert (report.usage.output_tokens, report.usage.total_tokens) == (503, 513)
         assert report.finish_reason == "STOP"
+
+
+@settings(max_examples=100, deadline=None)
+@given(cuts=st.lists(st.integers(min_value=0, max_value=4000), max_size=5))
+def test_the_usage_chunk_is_dropped_whatever_the_chunking_before_an_event_too_large(
+        cuts: list[int]) -> None:
+    """A chunk that ends with the start of an event too large to hold: the events before it
+    are forwarded as decided (the usage-only chunk the gateway asked for stays dropped),
+    under any chunking."""
+    usage = (b'data: {"id":"c","choices":[],"usage":{"prompt_tokens":7,'
+             b'"completion_tokens":2,"total_tokens":9}}\n\n')
+    first = (b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"hi"},'
+             b'"finish_reason":"stop"}],"usage":null}\n\n')
+    big = (b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"' + b"x" * 3000
+           + b'"},"finish_reason":null}],"usage":null}\n\n')
+    body = first + usage + big + b"data: [DONE]\n\n"
+    for chunks in ([body[:len(first + usage) + 1500], body[len(first + usage) + 1500:]],
+                   split(body, cuts)):
+        meter = Meter()
+        out = run(SSEReframer(adapter_for("openai"), meter, 1024), chunks)
+        assert out == first + big + b"data: [DONE]\n\n"
+        assert meter.reports[0].usage.output_tokens == 2
