@@ -8,13 +8,11 @@ straight on to a `JsonPruner` instead of being kept.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Any
 
 from .jsonprune import JsonPruner, Path
 
-_LINE_END = re.compile(rb"[\r\n]")
 #: the longest field name worth reading (`event`, `data`); and the longest event name kept
 _MAX_NAME = 8
 _MAX_EVENT_NAME = 256
@@ -42,11 +40,17 @@ class LargeEventReader:
             self.after_cr = False
             if raw[0] == 0x0A:
                 pos = 1
+        # the next CR and LF (memchr; each found again only once passed: a data line of
+        # megabytes is two passes)
+        cr, lf = raw.find(b"\r", pos), raw.find(b"\n", pos)
         while pos < n:
-            m = _LINE_END.search(raw, pos)
-            end = n if m is None else m.start()
+            if 0 <= cr < pos:
+                cr = raw.find(b"\r", pos)
+            if 0 <= lf < pos:
+                lf = raw.find(b"\n", pos)
+            end = min(cr if cr >= 0 else n, lf if lf >= 0 else n)
             self._text(raw, pos, end)
-            if m is None:
+            if end == n:
                 return
             self._line_end()
             if raw[end] == 0x0D:

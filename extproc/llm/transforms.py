@@ -20,7 +20,8 @@ An SSE event or array element past the route's `streams.max_event_bytes` (a gene
 speech) goes by without being held (`PastLimit`, `Part`s), read on the way for just the fields
 the adapter reads (`Adapter.event_paths`, `codecs.jsonprune`): its usage and finish reason
 are read exactly as the whole event's would be. One that is not whole, valid JSON (or whose
-usage itself is past the bound) leaves the usage unread, unless a later event reports it:
+usage itself is past the bound, or too intricate to read on the way: `jsonprune.MAX_TOKENS`)
+leaves the usage unread, unless a later event reports it:
 the report says so (`StreamReport.unread`) and budgets charge their worst case.
 """
 

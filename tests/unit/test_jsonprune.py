@@ -171,3 +171,17 @@ def test_scalars_as_json_loads_takes_them(text: str) -> None:
 def test_what_json_loads_refuses_gives_none(text: str) -> None:
     assert load_json(text) is None
     assert pruned(text.encode(), [2]) is None
+
+
+def test_a_document_of_too_many_tokens_is_not_read() -> None:
+    """A huge structured value (a function call's arguments of megabytes) costs a step per
+    token: past the bound it is not read, as a text that is not JSON is not."""
+    doc = {"usageMetadata": {"totalTokenCount": 3},
+           "rows": [{"id": i, "tags": ["a", "b"]} for i in range(3000)]}
+    data = json.dumps(doc).encode()
+    p = JsonPruner(PATHS, max_tokens=10_000)
+    p.feed(data)
+    assert p.finish() is None
+    p = JsonPruner(PATHS, max_tokens=40_000)
+    p.feed(data)
+    assert p.finish() == {"usageMetadata": {"totalTokenCount": 3}}
