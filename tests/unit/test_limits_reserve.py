@@ -1,0 +1,92 @@
+"""What a token or spend budget reserves for a request: the most the provider may generate
+for it, read as the provider reads the request (Gemini's proto3 JSON counts given as strings,
+every prompt of a legacy completions batch, the max_tokens the unified front sends a
+backend, thinking included), and counts too large for any budget refused cleanly (a 429
+that says it can never fit), never a 500."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
+
+from extproc import loader
+from extproc.exchange import Exchange
+from extproc.providers import adapter_for
+from tests.unit.test_exchange import request_body, request_headers
+
+GEMINI = "/v1beta/models/gemini-2.5-flash:generateContent"
+
+
+def _config(route: dict[str, Any], name: str) -> Any:
+    return loader.parse({"limits": {"default_max_tokens": 1024},
+                         "routes": [{"name": name, **route}]})
+
+
+def _tokens(limit: int = 100_000) -> list[dict[str, Any]]:
+    return [{"name": "t", "key": [], "tokens": [{"limit": limit, "per": "1d"}]}]
+
+
+async def admit(route: dict[str, Any], path: str, body: dict[str, Any] | bytes
+                ) -> tuple[Exchange, pb.ImmediateResponse | None]:
+    """One request through the route's policies (a route of its own, so budgets the memory
+    store keeps across configs start full): the exchange and its refusal, if any."""
+    name = f"r{uuid.uuid4().hex[:10]}"
+    cfg = _config(route, name)
+    ex = Exchange(cfg.routes[name], name, cfg.server.max_request_body_bytes)
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    refused = None
+    for msg in (request_headers(path=path, req_mode=1), request_body(raw, True)):
+        for reply in await ex.handle(msg):
+            if isinstance(reply, bytes):
+                reply = pb.ProcessingResponse.FromString(reply)
+            if reply.WhichOneof("response") == "immediate_response":
+                refused = reply.immediate_response
+    return ex, refused
+
+
+def reserved(ex: Exchange) -> int:
+    return int(ex.state["ratelimit"]["reserved_tokens"])
+
+
+# --- Gemini / Vertex: proto3 JSON counts -----------------------------------------------------
+
+@pytest.mark.parametrize(("value", "count"), [
+    (8, 8), (8.0, 8), ("8", 8), (" +8 ", 8), ("60000", 60000), ("8.0", 8), ("8e0", 8),
+    ("0", 0), (-1, None), ("-1", None), ("8.5", None), ("eight", None), ("", None),
+    (True, None), (None, None), ([8], None), ("1e30", 10 ** 19), ("9" * 300, 10 ** 19),
+    ("1e999999999", 10 ** 19), ("1_000", None)])
+def test_a_proto3_count_is_read_as_google_reads_it(value: Any, count: int | None) -> None:
+    from extproc.providers.values import as_proto_int
+
+    assert as_proto_int(value) == count
+
+
+def test_gemini_counts_given_as_strings_are_counted() -> None:
+    gemini = adapter_for("gemini")
+    body = {"generationConfig": {"maxOutputTokens": "60000", "candidateCount": "8"}}
+    assert gemini.parse_request(GEMINI, body).max_output_tokens == 60000
+    assert gemini.output_choices(body) == 8
+    # under both spellings Google keeps one of them: the larger is reserved
+    both = {"generationConfig": {"maxOutputTokens": 10, "max_output_tokens": "5000",
+                                 "candidateCount": 1},
+            "generation_config": {"candidate_count": "4"}}
+    assert gemini.parse_request(GEMINI, both).max_output_tokens == 5000
+    assert gemini.output_choices(both) == 4
+
+
+@pytest.mark.parametrize("provider", ["gemini", "vertex"])
+async def test_gemini_string_counts_reserve_what_they_ask(provider: str) -> None:
+    path = GEMINI if provider == "gemini" else \
+        "/v1/projects/p/locations/l/publishers/google/models/gemini-2.5-flash:generateContent"
+    body = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+            "generationConfig": {"maxOutputTokens": "8000", "candidateCount": "8"}}
+    ex, refused = await admit({"provider": provider, "rate_limits": _tokens()}, path, body)
+    assert refused is None and reserved(ex) == 1 + 8000 * 8
+    body["generationConfig"] = {"maxOutputTokens": "60000", "candidateCount": "8"}
+    _, refused = await admit({"provider": provider, "rate_limits": _tokens()}, path, body)
+    assert refused is not None and refused.status.code == 429
+    assert b"can never" in refused.body or b"more than the whole" in refused.body
