@@ -16,6 +16,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from extproc import loader
 from extproc.exchange import Exchange
 from extproc.providers import adapter_for
+from extproc.providers.openai_legacy import OpenAICompletionsAdapter
 from tests.unit.test_exchange import request_body, request_headers
 
 GEMINI = "/v1beta/models/gemini-2.5-flash:generateContent"
@@ -90,3 +91,27 @@ async def test_gemini_string_counts_reserve_what_they_ask(provider: str) -> None
     _, refused = await admit({"provider": provider, "rate_limits": _tokens()}, path, body)
     assert refused is not None and refused.status.code == 429
     assert b"can never" in refused.body or b"more than the whole" in refused.body
+
+
+# --- legacy completions: every prompt of a batch -------------------------------------------
+
+@pytest.mark.parametrize(("prompt", "prompts"), [
+    ("one", 1), (["a"] * 20, 20), ([1, 2, 3], 1), ([[1, 2], [3], [4]], 3), ([], 1),
+    (["a", [1, 2]], 2), (["a", 7], 2), (None, 1)])
+def test_each_prompt_of_a_completions_batch_is_completed_n_times(prompt: Any,
+                                                                  prompts: int) -> None:
+    adapter = OpenAICompletionsAdapter("openai")
+    assert adapter.output_choices({"prompt": prompt}) == prompts
+    assert adapter.output_choices({"prompt": prompt, "n": 3}) == 3 * prompts
+    assert adapter.output_choices({"prompt": prompt, "n": 2, "best_of": 5}) == 5 * prompts
+
+
+@pytest.mark.parametrize("prompt", [["say hi"] * 20, [[1, 2, 3, 4]] * 20])
+async def test_a_completions_batch_reserves_every_prompts_output(prompt: Any) -> None:
+    body = {"model": "gpt-3.5-turbo-instruct", "max_tokens": 1000, "prompt": prompt}
+    ex, refused = await admit({"provider": "openai", "rate_limits": _tokens(100_000)},
+                              "/v1/completions", body)
+    assert refused is None and reserved(ex) >= 20 * 1000
+    _, refused = await admit({"provider": "openai", "rate_limits": _tokens(10_000)},
+                             "/v1/completions", body)
+    assert refused is not None and refused.status.code == 429
