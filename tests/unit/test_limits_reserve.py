@@ -115,3 +115,13 @@ async def test_a_completions_batch_reserves_every_prompts_output(prompt: Any) ->
     _, refused = await admit({"provider": "openai", "rate_limits": _tokens(10_000)},
                              "/v1/completions", body)
     assert refused is not None and refused.status.code == 429
+
+
+# --- OpenAI: both max fields ----------------------------------------------------------------
+
+def test_openai_reserves_the_larger_of_its_two_max_fields() -> None:
+    chat = adapter_for("openai")
+    for body in ({"max_completion_tokens": 10, "max_tokens": 5000},
+                 {"max_completion_tokens": 5000, "max_tokens": 10}):
+        assert chat.parse_request("/v1/chat/completions", body).max_output_tokens == 5000
+    assert chat.parse_request("/v1/chat/completions", {"max_tokens": 7}).max_output_tokens == 7
