@@ -4,7 +4,11 @@ the end.
 
 Per request, for each configured limit: build its key from descriptors (`keys`), then one
 atomic admission over all its windows (requests cost 1, token windows the token estimate,
-spend windows the worst-case cost in micro-units: `spending`). All limits admit or the
+spend windows the worst-case cost in micro-units: `spending`). The estimate is the prompt's
+plus the most the request may generate: its max output tokens as the provider reads them
+(or `default_max_tokens`) times its choices (`Adapter.output_choices`); a count beyond
+`MAX_TOKENS` counts as that, which no budget holds (a 429 that says it can never fit, not a
+500). All limits admit or the
 request is refused with a 429 in the provider's format and `Retry-After` (limits that had
 admitted are refunded). A route with spend budgets refuses (403) a request whose model it
 cannot price: the budget could not be enforced. Every response carries OpenAI's
@@ -53,6 +57,10 @@ if TYPE_CHECKING:
 __all__ = ["DESCRIPTORS", "PREFIXED", "LimitSpec", "RateLimit", "duration"]
 
 log = logging.getLogger("extproc.limits")
+#: the most tokens a reservation counts for its input or its output (2**53, exact as a float):
+#: more than any budget holds, so a request asking for more is refused as one that can
+#: never fit
+MAX_TOKENS = 2 ** 53
 _STATE = "ratelimit"           # the decision's summary (read by the access log)
 _HELD = "ratelimit_held"       # what the request reserved, for settlement
 
@@ -160,15 +168,18 @@ class RateLimit(Policy):
                                                 self.chars_per_token)
         else:
             held.input_estimate = math.ceil(len(body or b"") / self.chars_per_token)
-        held.input_estimate += extra_input
+        held.input_estimate = min(held.input_estimate + extra_input, MAX_TOKENS)
         endpoint = ex.endpoint
         if endpoint is not None and not endpoint.spec.generates:
             held.output = 0   # embeddings, token counts, pass-through: nothing to generate
         elif prompt is not None:
-            # n / candidateCount replies may each run to the max
+            # n / candidateCount replies (per prompt of a batch) may each run to the max
             held.output = (prompt.max_output_tokens or self.default_max_tokens) * choices
         else:
             held.output = self.default_max_tokens
+        # a count beyond any budget (a max_tokens of 400 digits) can never fit: held at a
+        # bound floats and decimals carry exactly, so it is refused as such, not a 500
+        held.output = min(held.output, MAX_TOKENS)
         held.estimate = held.input_estimate + held.output
 
     async def _admit(self, ex: Context, prompt: Any, body: bytes | None,

@@ -125,3 +125,39 @@ def test_openai_reserves_the_larger_of_its_two_max_fields() -> None:
                  {"max_completion_tokens": 5000, "max_tokens": 10}):
         assert chat.parse_request("/v1/chat/completions", body).max_output_tokens == 5000
     assert chat.parse_request("/v1/chat/completions", {"max_tokens": 7}).max_output_tokens == 7
+
+
+# --- counts beyond any budget -------------------------------------------------------------
+
+HUGE = "1" + "0" * 400
+
+
+@pytest.mark.parametrize(("provider", "path", "body"), [
+    ("openai", "/v1/chat/completions",
+     '{"model":"m","max_tokens":HUGE,"messages":[{"role":"user","content":"hi"}]}'),
+    ("openai", "/v1/chat/completions",
+     '{"model":"m","max_tokens":10,"n":HUGE,"messages":[{"role":"user","content":"hi"}]}'),
+    ("anthropic", "/v1/messages",
+     '{"model":"m","max_tokens":HUGE,"messages":[{"role":"user","content":"hi"}]}'),
+    ("gemini", GEMINI, '{"contents":[{"parts":[{"text":"hi"}]}],'
+     '"generationConfig":{"maxOutputTokens":"HUGE","candidateCount":HUGE}}')])
+async def test_a_count_beyond_any_budget_can_never_fit(provider: str, path: str,
+                                                       body: str) -> None:
+    ex, refused = await admit({"provider": provider, "rate_limits": _tokens()}, path,
+                              body.replace("HUGE", HUGE).encode())
+    assert not ex.failed
+    assert refused is not None and refused.status.code == 429, refused
+    assert b"more than the whole 't' budget" in refused.body
+    assert not any(h.header.key == "retry-after" for h in refused.headers.set_headers)
+
+
+@pytest.mark.parametrize("digits", [9, 27, 30, 40, 400])
+async def test_a_spend_route_refuses_a_huge_max_tokens_cleanly(digits: int) -> None:
+    route = {"provider": "openai", "default_price": {"input": 1, "output": 4},
+             "rate_limits": [{"name": "s", "key": [], "spend": [{"limit": 10, "per": "1d"}]}]}
+    body = ('{"model":"m","max_tokens":1' + "0" * digits
+            + ',"messages":[{"role":"user","content":"hi"}]}').encode()
+    ex, refused = await admit(route, "/v1/chat/completions", body)
+    assert not ex.failed
+    assert refused is not None and refused.status.code == 429
+    assert b"request may cost up to" in refused.body
