@@ -6,9 +6,9 @@ Per request, for each configured limit: build its key from descriptors (`keys`),
 atomic admission over all its windows (requests cost 1, token windows the token estimate,
 spend windows the worst-case cost in micro-units: `spending`). The estimate is the prompt's
 plus the most the request may generate: its max output tokens as the provider reads them
-(or `default_max_tokens`) times its choices (`Adapter.output_choices`); a count beyond
-`MAX_TOKENS` counts as that, which no budget holds (a 429 that says it can never fit, not a
-500). All limits admit or the
+(or `default_max_tokens`; on the unified front what the backend is sent, `MAX_OUTPUT`)
+times its choices (`Adapter.output_choices`); a count beyond `MAX_TOKENS` counts as that,
+which no budget holds (a 429 that says it can never fit, not a 500). All limits admit or the
 request is refused with a 429 in the provider's format and `Retry-After` (limits that had
 admitted are refunded). A route with spend budgets refuses (403) a request whose model it
 cannot price: the budget could not be enforced. Every response carries OpenAI's
@@ -61,6 +61,9 @@ log = logging.getLogger("extproc.limits")
 #: more than any budget holds, so a request asking for more is refused as one that can
 #: never fit
 MAX_TOKENS = 2 ** 53
+#: state: the unified front's `max_output(default_max_tokens)`, the most one choice of the
+#: backend's request may generate (`front.policy.MAX_OUTPUT`)
+MAX_OUTPUT = "max_output"
 _STATE = "ratelimit"           # the decision's summary (read by the access log)
 _HELD = "ratelimit_held"       # what the request reserved, for settlement
 
@@ -170,8 +173,11 @@ class RateLimit(Policy):
             held.input_estimate = math.ceil(len(body or b"") / self.chars_per_token)
         held.input_estimate = min(held.input_estimate + extra_input, MAX_TOKENS)
         endpoint = ex.endpoint
+        bound = ex.state.get(MAX_OUTPUT)   # the unified front: what the backend is sent
         if endpoint is not None and not endpoint.spec.generates:
             held.output = 0   # embeddings, token counts, pass-through: nothing to generate
+        elif bound is not None:
+            held.output = bound(self.default_max_tokens) * choices
         elif prompt is not None:
             # n / candidateCount replies (per prompt of a batch) may each run to the max
             held.output = (prompt.max_output_tokens or self.default_max_tokens) * choices

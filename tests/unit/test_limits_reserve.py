@@ -7,6 +7,7 @@ that says it can never fit), never a 500."""
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from typing import Any
 
@@ -17,6 +18,8 @@ from extproc import loader
 from extproc.exchange import Exchange
 from extproc.providers import adapter_for
 from extproc.providers.openai_legacy import OpenAICompletionsAdapter
+from extproc.translate import Backend, anthropic, google
+from extproc.translate import openai as openai_front
 from tests.unit.test_exchange import request_body, request_headers
 
 GEMINI = "/v1beta/models/gemini-2.5-flash:generateContent"
@@ -125,6 +128,97 @@ def test_openai_reserves_the_larger_of_its_two_max_fields() -> None:
                  {"max_completion_tokens": 5000, "max_tokens": 10}):
         assert chat.parse_request("/v1/chat/completions", body).max_output_tokens == 5000
     assert chat.parse_request("/v1/chat/completions", {"max_tokens": 7}).max_output_tokens == 7
+
+
+# --- the unified front: what the backend is sent ----------------------------------------------
+
+CLAUDE = Backend("anthropic", "claude-sonnet-4-5")
+EFFORTS = [None, "none", "minimal", "low", "medium", "high", "xhigh", "max"]
+LIMITS: list[dict[str, Any]] = [{}, {"max_tokens": 2000}, {"max_completion_tokens": 30000},
+                                {"max_tokens": 100, "max_completion_tokens": 50000}]
+
+
+@pytest.mark.parametrize("effort", EFFORTS)
+@pytest.mark.parametrize("limit", LIMITS)
+def test_the_anthropic_reservation_is_the_max_tokens_it_is_sent(
+        effort: str | None, limit: dict[str, Any]) -> None:
+    doc = {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi"}],
+           **limit, **({"reasoning_effort": effort} if effort else {})}
+    sent = json.loads(anthropic.translate_request(doc, CLAUDE).body)
+    assert anthropic.max_output_tokens(doc, 1024) == sent["max_tokens"]
+    thinking = sent.get("thinking")
+    assert thinking is None or thinking["budget_tokens"] < sent["max_tokens"]
+
+
+@pytest.mark.parametrize("effort", EFFORTS)
+@pytest.mark.parametrize("limit", [*LIMITS, {"max_tokens": 0}])
+def test_the_gemini_reservation_bounds_what_it_is_sent(effort: str | None,
+                                                       limit: dict[str, Any]) -> None:
+    doc = {"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "hi"}],
+           **limit, **({"reasoning_effort": effort} if effort else {})}
+    gen = json.loads(google.translate_request(doc, Backend("gemini", "g")).body).get(
+        "generationConfig", {})
+    bound = google.max_output_tokens(doc, 1024)
+    if gen.get("maxOutputTokens"):             # thoughts count in maxOutputTokens
+        assert bound == gen["maxOutputTokens"]
+    else:                                      # only the model bounds it: default + thinking
+        assert bound == 1024 + gen.get("thinkingConfig", {}).get("thinkingBudget", 0)
+
+
+def test_the_openai_backend_reservation_is_the_requests_own() -> None:
+    assert openai_front.max_output_tokens({"max_tokens": 10, "max_completion_tokens": 99},
+                                          1024) == 99
+    assert openai_front.max_output_tokens({}, 1024) == 1024
+
+
+@pytest.mark.parametrize("provider", ["openai", "azure", "anthropic", "gemini", "vertex"])
+def test_every_backend_says_what_its_request_may_generate(provider: str) -> None:
+    from extproc.translate import module_for
+
+    assert module_for(provider).max_output_tokens({"max_tokens": 77}, 1024) == 77
+
+
+def _front(limit: int = 100_000) -> dict[str, Any]:
+    os.environ.setdefault("EXTPROC_TEST_FRONT_KEY", "k")
+    credential = {"upstream_credential": {"env": "EXTPROC_TEST_FRONT_KEY"}}
+    return {"provider": "openai-compatible",
+            "backends": {"anthropic": credential, "gemini": credential},
+            "models": [{"model": "claude-*", "backend": "anthropic"},
+                       {"model": "gemini-*", "backend": "gemini"}],
+            "rate_limits": _tokens(limit)}
+
+
+@pytest.mark.parametrize(("extra", "output"), [
+    ({}, 4096), ({"reasoning_effort": "high"}, 4096 + 24576),
+    ({"reasoning_effort": "max"}, 4096 + 49152), ({"max_tokens": 3000}, 3000),
+    ({"max_completion_tokens": 2000, "reasoning_effort": "low"}, 2000)])
+async def test_the_front_reserves_what_anthropic_may_generate(extra: dict[str, Any],
+                                                              output: int) -> None:
+    body = {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi"}],
+            **extra}
+    ex, refused = await admit(_front(), "/v1/chat/completions", body)
+    assert refused is None
+    assert reserved(ex) == 1 + output
+
+
+@pytest.mark.parametrize(("extra", "output"), [
+    ({}, 1024), ({"reasoning_effort": "high"}, 1024 + 24576), ({"max_tokens": 3000}, 3000),
+    ({"max_tokens": 3000, "n": 4}, 12000), ({"n": 2, "reasoning_effort": "low"}, 2 * 2048)])
+async def test_the_front_reserves_what_gemini_may_generate(extra: dict[str, Any],
+                                                           output: int) -> None:
+    body = {"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "hi"}],
+            **extra}
+    ex, refused = await admit(_front(), "/v1/chat/completions", body)
+    assert refused is None
+    assert reserved(ex) == 1 + output
+
+
+async def test_a_front_request_anthropic_would_overrun_is_refused() -> None:
+    body = {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi"}],
+            "reasoning_effort": "max"}
+    _, refused = await admit(_front(30_000), "/v1/chat/completions", body)
+    assert refused is not None and refused.status.code == 429
+    assert b"53249 tokens" in refused.body
 
 
 # --- counts beyond any budget -------------------------------------------------------------
