@@ -6,7 +6,8 @@ Per request, for each configured limit: build its key from descriptors (`keys`),
 atomic admission over all its windows (requests cost 1, token windows the token estimate,
 spend windows the worst-case cost in micro-units: `spending`). The estimate is the prompt's
 plus the most the request may generate: its max output tokens as the provider reads them
-(or `default_max_tokens`; on the unified front what the backend is sent, `MAX_OUTPUT`)
+(or `default_max_tokens`, plus a thinking budget named beside no max:
+`Adapter.thinking_budget`; on the unified front what the backend is sent, `MAX_OUTPUT`)
 times its choices (`Adapter.output_choices`); a count beyond `MAX_TOKENS` counts as that,
 which no budget holds (a 429 that says it can never fit, not a 500). All limits admit or the
 request is refused with a 429 in the provider's format and `Retry-After` (limits that had
@@ -161,11 +162,12 @@ class RateLimit(Policy):
         opaque = getattr(adapter, "opaque_tokens", None)
         extra = opaque(read[0]) if opaque is not None and read is not None else 0
         choices = adapter.output_choices(read[0]) if read is not None else 1
-        await self._admit(ex, prompt, body, extra, choices)
+        thinking = adapter.thinking_budget(read[0]) if read is not None else 0
+        await self._admit(ex, prompt, body, extra, choices, thinking)
         return None
 
     def _estimate(self, ex: Context, held: _Held, prompt: Any, body: bytes | None,
-                  extra_input: int, choices: int) -> None:
+                  extra_input: int, choices: int, thinking: int) -> None:
         if prompt is not None:
             held.input_estimate = prompt_tokens((t for _, t in prompt.texts),
                                                 self.chars_per_token)
@@ -180,7 +182,8 @@ class RateLimit(Policy):
             held.output = bound(self.default_max_tokens) * choices
         elif prompt is not None:
             # n / candidateCount replies (per prompt of a batch) may each run to the max
-            held.output = (prompt.max_output_tokens or self.default_max_tokens) * choices
+            held.output = (prompt.max_output_tokens
+                           or self.default_max_tokens + thinking) * choices
         else:
             held.output = self.default_max_tokens
         # a count beyond any budget (a max_tokens of 400 digits) can never fit: held at a
@@ -189,11 +192,11 @@ class RateLimit(Policy):
         held.estimate = held.input_estimate + held.output
 
     async def _admit(self, ex: Context, prompt: Any, body: bytes | None,
-                     extra_input: int = 0, choices: int = 1) -> None:
+                     extra_input: int = 0, choices: int = 1, thinking: int = 0) -> None:
         held = _Held()
         model = getattr(prompt, "model", None) or ex.state.get("model")
         if self.settles:
-            self._estimate(ex, held, prompt, body, extra_input, choices)
+            self._estimate(ex, held, prompt, body, extra_input, choices, thinking)
         if self.uses_spend and not is_passthrough(ex):
             # (a pass-through generates nothing the gateway reads: it reserves no money)
             held.price = self._price(ex, model)

@@ -223,6 +223,18 @@ class GoogleAdapter(Adapter):
     def output_choices(self, body: dict[str, Any]) -> int:
         return max(1, _count(body, "candidateCount", "candidate_count") or 1)
 
+    def thinking_budget(self, body: dict[str, Any]) -> int:
+        """``thinkingConfig.thinkingBudget`` when no ``maxOutputTokens`` (which counts
+        thoughts) bounds the reply; dynamic thinking (-1) names no number."""
+        if _count(body, "maxOutputTokens", "max_output_tokens"):
+            return 0
+        found = [n for key in ("generationConfig", "generation_config")
+                 for name in ("thinkingConfig", "thinking_config")
+                 for field in ("thinkingBudget", "thinking_budget")
+                 if (n := as_proto_int(as_dict(as_dict(as_dict(body).get(key)).get(name))
+                                       .get(field))) is not None]
+        return max(found, default=0)
+
     def asks_media(self, body: dict[str, Any]) -> list[str]:
         """Images and audio, as the request's response modalities (`responseModalities`)
         name them; audio when it configures speech (`speechConfig`)."""

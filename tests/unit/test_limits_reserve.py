@@ -96,6 +96,20 @@ async def test_gemini_string_counts_reserve_what_they_ask(provider: str) -> None
     assert b"can never" in refused.body or b"more than the whole" in refused.body
 
 
+@pytest.mark.parametrize(("config", "output"), [
+    ({"thinkingConfig": {"thinkingBudget": 24576}}, 1024 + 24576),
+    ({"thinking_config": {"thinking_budget": "8192"}}, 1024 + 8192),
+    ({"thinkingConfig": {"thinkingBudget": -1}}, 1024),
+    ({"thinkingConfig": {"thinkingBudget": 24576}, "maxOutputTokens": 3000}, 3000),
+    ({"thinkingConfig": {"thinkingBudget": 0}}, 1024)])
+async def test_a_gemini_thinking_budget_beside_no_max_is_reserved(config: dict[str, Any],
+                                                                  output: int) -> None:
+    body = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+            "generationConfig": config}
+    ex, refused = await admit({"provider": "gemini", "rate_limits": _tokens()}, GEMINI, body)
+    assert refused is None and reserved(ex) == 1 + output
+
+
 # --- legacy completions: every prompt of a batch -------------------------------------------
 
 @pytest.mark.parametrize(("prompt", "prompts"), [
