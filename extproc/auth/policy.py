@@ -15,7 +15,10 @@ the same namespace are the same people, sharing rate-limit buckets and forwarded
 `Identity.subject` and the `sub` of `Identity.claims` both hold the namespaced subject, so
 everything that reads the subject (the `subject` and `claim:sub` limit descriptors,
 `forward_claims` of `sub`, the `subject` and `claims` metadata, the access log, guard
-webhooks, route `claims: {sub: [...]}` checks) sees the same value.
+webhooks, route `claims: {sub: [...]}` checks) sees the same value. A route's `claims:`
+compares a claim with its allowed values as JSON values (`json_equal`): `true` is not `1`,
+`false` not `0`, a string not a number; a claim that is an array passes when one of its
+items is allowed.
 
 Where the gateway swaps credentials, the client's are removed: the credential headers, and
 credential parameters of the URL query (see `querycreds`), the latter by rewriting `:path`
@@ -277,7 +280,7 @@ class Authenticate(Policy):
         for claim, allowed in self.auth.claims.items():
             value = identity.claims.get(claim)
             values = value if isinstance(value, list) else [value]
-            if not any(v in allowed for v in values if v is not None):
+            if not any(json_equal(v, a) for v in values if v is not None for a in allowed):
                 raise AuthError(f"claim {claim!r} does not allow this route", status=403)
 
     def _forwarded(self, identity: Identity) -> dict[str, str]:
@@ -320,3 +323,22 @@ def header_value(value: Any) -> str:
     text = _CONTROL.sub(" ", text)[:MAX_FORWARDED_VALUE]
     # lone surrogates (valid in JSON, not in UTF-8) cannot be written to a header
     return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def json_equal(a: Any, b: Any) -> bool:
+    """Two JSON values are the same value, their JSON types respected (Python's `==` holds
+    `True == 1 == 1.0` and `False == 0`): a boolean equals only the same boolean, numbers
+    compare by value (1 and 1.0 are one JSON number), strings only strings, arrays and
+    objects member by member."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
+    if isinstance(a, int | float | list | tuple | dict) or isinstance(
+            b, int | float | list | tuple | dict):
+        return False
+    return type(a) is type(b) and bool(a == b)

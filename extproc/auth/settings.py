@@ -37,7 +37,8 @@ Per route::
       header: authorization       # default: Authorization: Bearer, then the provider's own
                                   # key header (x-api-key, api-key, x-goog-api-key)
       scopes: [chat]              # all required (403 otherwise)
-      claims: {team: [ml, infra]} # claim must have one of these values (403 otherwise);
+      claims: {team: [ml, infra]} # claim must have one of these values, of the same JSON
+                                  # type (true is not 1; 403 otherwise);
                                   # `sub` values are namespaced: {sub: [jwt:corp:alice]}
       forward_claims: {sub: x-gateway-subject}
       max_token_bytes: 16384

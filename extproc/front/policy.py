@@ -5,9 +5,12 @@ refuses any endpoint but Chat Completions, and resolves the request's model to i
 before any budget is spent on it (an unknown model is a 404 in OpenAI's format naming the
 models served). Limits and spend then price the request at the backend's model
 (`spend.cost.priced_as` reads the `backend_provider` and `backend_model` it leaves in
-`ex.state`). On the way back it is the first transform of the reply: the backend's reply is
-translated into OpenAI's format before usage metering, the reply guards
-and the stream cut read it, so masking happens on the text the client sees.
+`ex.state`) and reserve what the translated request lets the backend generate (the
+`max_output` it leaves there: the backend module's `max_output_tokens`, e.g. the
+`max_tokens` Anthropic is sent, thinking budget included). On the way back it is the first
+transform of the reply: the backend's reply is translated into OpenAI's format before usage
+metering, the reply guards and the stream cut read it, so masking happens on the text the
+client sees.
 
 `FrontRequest` runs last, on the request as every other policy left it (masked, with the
 usage option added): it translates it into the backend's API, points it at the backend (the
@@ -21,10 +24,12 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ..auth.credentials import ANTHROPIC_VERSION, CLIENT_CREDENTIAL_HEADERS
+from ..limits.policy import MAX_OUTPUT
 from ..policy import Answer, BodyTransform, Policy, Reject
 from ..providers import adapter_for, read_request
 from ..providers.endpoints import adapter_of
@@ -132,7 +137,11 @@ class FrontModels(_FrontPolicy):
                          f"It serves: {', '.join(self.front.models.served())}",
                          kind="invalid_request_error", details="extproc_front_unknown_model",
                          code="model_not_found")
-        ex.state[_STATE] = FrontState(model, backend, module_for(backend.provider))
+        module = module_for(backend.provider)
+        ex.state[_STATE] = FrontState(model, backend, module)
+        # what one choice of the translated request may generate (Anthropic: the max_tokens
+        # the translation sends, thinking included), for the budgets that reserve it
+        ex.state[MAX_OUTPUT] = partial(module.max_output_tokens, doc or {})
         ex.state["backend_provider"] = backend.provider
         ex.state["backend_model"] = backend.model
         ex.state["front_model"] = model

@@ -4,7 +4,12 @@ the end.
 
 Per request, for each configured limit: build its key from descriptors (`keys`), then one
 atomic admission over all its windows (requests cost 1, token windows the token estimate,
-spend windows the worst-case cost in micro-units: `spending`). All limits admit or the
+spend windows the worst-case cost in micro-units: `spending`). The estimate is the prompt's
+plus the most the request may generate: its max output tokens as the provider reads them
+(or `default_max_tokens`, plus a thinking budget named beside no max:
+`Adapter.thinking_budget`; on the unified front what the backend is sent, `MAX_OUTPUT`)
+times its choices (`Adapter.output_choices`); a count beyond `MAX_TOKENS` counts as that,
+which no budget holds (a 429 that says it can never fit, not a 500). All limits admit or the
 request is refused with a 429 in the provider's format and `Retry-After` (limits that had
 admitted are refunded). A route with spend budgets refuses (403) a request whose model it
 cannot price: the budget could not be enforced. Every response carries OpenAI's
@@ -53,6 +58,13 @@ if TYPE_CHECKING:
 __all__ = ["DESCRIPTORS", "PREFIXED", "LimitSpec", "RateLimit", "duration"]
 
 log = logging.getLogger("extproc.limits")
+#: the most tokens a reservation counts for its input or its output (2**53, exact as a float):
+#: more than any budget holds, so a request asking for more is refused as one that can
+#: never fit
+MAX_TOKENS = 2 ** 53
+#: state: the unified front's `max_output(default_max_tokens)`, the most one choice of the
+#: backend's request may generate (`front.policy.MAX_OUTPUT`)
+MAX_OUTPUT = "max_output"
 _STATE = "ratelimit"           # the decision's summary (read by the access log)
 _HELD = "ratelimit_held"       # what the request reserved, for settlement
 
@@ -150,33 +162,41 @@ class RateLimit(Policy):
         opaque = getattr(adapter, "opaque_tokens", None)
         extra = opaque(read[0]) if opaque is not None and read is not None else 0
         choices = adapter.output_choices(read[0]) if read is not None else 1
-        await self._admit(ex, prompt, body, extra, choices)
+        thinking = adapter.thinking_budget(read[0]) if read is not None else 0
+        await self._admit(ex, prompt, body, extra, choices, thinking)
         return None
 
     def _estimate(self, ex: Context, held: _Held, prompt: Any, body: bytes | None,
-                  extra_input: int, choices: int) -> None:
+                  extra_input: int, choices: int, thinking: int) -> None:
         if prompt is not None:
             held.input_estimate = prompt_tokens((t for _, t in prompt.texts),
                                                 self.chars_per_token)
         else:
             held.input_estimate = math.ceil(len(body or b"") / self.chars_per_token)
-        held.input_estimate += extra_input
+        held.input_estimate = min(held.input_estimate + extra_input, MAX_TOKENS)
         endpoint = ex.endpoint
+        bound = ex.state.get(MAX_OUTPUT)   # the unified front: what the backend is sent
         if endpoint is not None and not endpoint.spec.generates:
             held.output = 0   # embeddings, token counts, pass-through: nothing to generate
+        elif bound is not None:
+            held.output = bound(self.default_max_tokens) * choices
         elif prompt is not None:
-            # n / candidateCount replies may each run to the max
-            held.output = (prompt.max_output_tokens or self.default_max_tokens) * choices
+            # n / candidateCount replies (per prompt of a batch) may each run to the max
+            held.output = (prompt.max_output_tokens
+                           or self.default_max_tokens + thinking) * choices
         else:
             held.output = self.default_max_tokens
+        # a count beyond any budget (a max_tokens of 400 digits) can never fit: held at a
+        # bound floats and decimals carry exactly, so it is refused as such, not a 500
+        held.output = min(held.output, MAX_TOKENS)
         held.estimate = held.input_estimate + held.output
 
     async def _admit(self, ex: Context, prompt: Any, body: bytes | None,
-                     extra_input: int = 0, choices: int = 1) -> None:
+                     extra_input: int = 0, choices: int = 1, thinking: int = 0) -> None:
         held = _Held()
         model = getattr(prompt, "model", None) or ex.state.get("model")
         if self.settles:
-            self._estimate(ex, held, prompt, body, extra_input, choices)
+            self._estimate(ex, held, prompt, body, extra_input, choices, thinking)
         if self.uses_spend and not is_passthrough(ex):
             # (a pass-through generates nothing the gateway reads: it reserves no money)
             held.price = self._price(ex, model)

@@ -208,6 +208,13 @@ class Adapter(ABC):
         ``candidateCount``): each may run to the max output tokens. At least 1."""
         return 1
 
+    def thinking_budget(self, body: dict[str, Any]) -> int:
+        """Output tokens a request that names no max output sets aside for thinking on top
+        of its answer (Gemini's ``thinkingConfig.thinkingBudget``): a reservation adds them
+        to ``default_max_tokens``. 0 when its max output bounds thinking too, or none is
+        named."""
+        return 0
+
     def unreadable_reply(self, body: dict[str, Any]) -> list[str]:
         """What a request asks the reply to carry that repeats its text where no guard can
         mask it (token log probabilities: the reply's tokens one by one), named for an

@@ -73,6 +73,7 @@ from extproc.providers.values import (
     as_dict,
     as_int,
     as_list,
+    as_proto_int,
     as_str,
     load_json,
     path_only,
@@ -95,6 +96,18 @@ def _get(obj: dict[str, Any], camel: str, snake: str) -> Any:
     """A field by its JSON (camelCase) name, else its proto (snake_case) name."""
     value = obj.get(camel)
     return obj.get(snake) if value is None else value
+
+
+def _count(body: Any, camel: str, snake: str) -> int | None:
+    """A count field of generationConfig as Google's proto3 JSON parser reads it (a number
+    or a decimal string). Given under both spellings (of the field or of generationConfig),
+    the largest: which one Google keeps is not documented, and a reservation must cover
+    either."""
+    body = as_dict(body)
+    found = [n for key in ("generationConfig", "generation_config")
+             for name in (camel, snake)
+             if (n := as_proto_int(as_dict(body.get(key)).get(name))) is not None]
+    return max(found) if found else None
 
 
 def _route(path: str) -> tuple[str | None, str | None]:
@@ -191,8 +204,7 @@ class GoogleAdapter(Adapter):
         if model is None:
             fallback = as_str(body.get("model"))
             model = fallback.rsplit("/", 1)[-1] if fallback else None
-        config = as_dict(_get(body, "generationConfig", "generation_config"))
-        max_tokens = as_int(_get(config, "maxOutputTokens", "max_output_tokens"))
+        max_tokens = _count(body, "maxOutputTokens", "max_output_tokens")
         return Prompt(model, method == "streamGenerateContent", max_tokens,
                       lambda: [(role, read_value(holder[key]))
                                for role, holder, key in request_slots(body)])
@@ -214,9 +226,19 @@ class GoogleAdapter(Adapter):
                              for role, holder, _ in request_slots(as_dict(body), True))
 
     def output_choices(self, body: dict[str, Any]) -> int:
-        config = as_dict(_get(as_dict(body), "generationConfig", "generation_config"))
-        count = _get(config, "candidateCount", "candidate_count")
-        return max(1, as_int(count) or 1)
+        return max(1, _count(body, "candidateCount", "candidate_count") or 1)
+
+    def thinking_budget(self, body: dict[str, Any]) -> int:
+        """``thinkingConfig.thinkingBudget`` when no ``maxOutputTokens`` (which counts
+        thoughts) bounds the reply; dynamic thinking (-1) names no number."""
+        if _count(body, "maxOutputTokens", "max_output_tokens"):
+            return 0
+        found = [n for key in ("generationConfig", "generation_config")
+                 for name in ("thinkingConfig", "thinking_config")
+                 for field in ("thinkingBudget", "thinking_budget")
+                 if (n := as_proto_int(as_dict(as_dict(as_dict(body).get(key)).get(name))
+                                       .get(field))) is not None]
+        return max(found, default=0)
 
     def asks_media(self, body: dict[str, Any]) -> list[str]:
         """Images and audio, as the request's response modalities (`responseModalities`)

@@ -185,10 +185,11 @@ class OpenAIAdapter(Adapter):
         deployment = _AZURE_DEPLOYMENT.search(path_only(path))
         if deployment:
             model = deployment.group(1)
-        max_tokens = as_int(body.get("max_completion_tokens"))
-        if max_tokens is None:
-            max_tokens = as_int(body.get("max_tokens"))
-        return Prompt(model, body.get("stream") is True, max_tokens,
+        # both given: the larger (OpenAI documents neither as winning, and an Azure or
+        # OpenAI-compatible deployment may honour either)
+        limits = [n for n in (as_int(body.get("max_completion_tokens")),
+                              as_int(body.get("max_tokens"))) if n is not None]
+        return Prompt(model, body.get("stream") is True, max(limits) if limits else None,
                       lambda: [(role, read_text(holder, key))
                                for role, holder, key in request_slots(body)])
 

@@ -15,7 +15,8 @@ streams. Usage is ``prompt_tokens`` and ``total_tokens``; output is 0.
 
 A prompt or input given as token ids (a list of integers, or a list of such lists) carries
 no text the gateway can read or mask: ``opaque_tokens`` counts those ids, so a policy can
-refuse them where guards must read the prompt and count them in a token estimate.
+refuse them where guards must read the prompt and count them in a token estimate. Each
+prompt of a list is completed ``max(n, best_of)`` times: ``output_choices`` counts them all.
 """
 
 from __future__ import annotations
@@ -71,6 +72,18 @@ def _token_ids(value: Any) -> int:
         elif isinstance(item, list):
             count += sum(1 for i in item if isinstance(i, int) and not isinstance(i, bool))
     return count
+
+
+def _prompts(value: Any) -> int:
+    """How many prompts ``prompt`` holds, as OpenAI reads it: a string or a list of token
+    ids is one; a list of strings or of token-id lists one per item (a mixed list: one per
+    string or list, plus one for loose ids, which is at least as many as any reading of
+    it). At least 1."""
+    if not isinstance(value, list):
+        return 1
+    items = sum(1 for item in value if isinstance(item, str | list))
+    loose = any(not isinstance(item, str | list) for item in value)
+    return max(1, items + loose)
 
 
 def _error_message(raw: Any) -> str:
@@ -144,7 +157,9 @@ class OpenAICompletionsAdapter(_Slotted):
         return out
 
     def output_choices(self, body: dict[str, Any]) -> int:
-        return _CHAT.output_choices(body)
+        """``max(n, best_of)`` completions for each prompt of ``prompt`` (OpenAI generates
+        them per prompt: a list of 20 prompts with ``n: 2`` is 40 completions)."""
+        return _CHAT.output_choices(body) * _prompts(as_dict(body).get("prompt"))
 
     def unreadable_reply(self, body: dict[str, Any]) -> list[str]:
         """``logprobs: N`` lists the reply's tokens one by one, out of any guard's reach in a

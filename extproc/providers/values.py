@@ -8,7 +8,9 @@ and usage arithmetic.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import unquote
 
@@ -256,6 +258,31 @@ def as_int(value: Any) -> int | None:
     if isinstance(value, float) and value.is_integer() and value >= 0:
         return int(value)
     return None
+
+
+#: a proto3 JSON integer written as a string: Google's parsers take decimal strings for
+#: int32/int64 fields ("8", " +8 "), some (Java's JsonFormat) also "8.0" or "8e0"
+_PROTO_INT = re.compile(r"\s*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*")
+#: digits beyond which a count is read as this bound (no int64 field holds more)
+_HUGE = 10 ** 19
+
+
+def as_proto_int(value: Any) -> int | None:
+    """A token count in a proto3 JSON field (Gemini, Vertex): a number, or a decimal string
+    as Google's JSON parsers also accept for int32/int64 fields (`"candidateCount": "8"`),
+    read generously (an exponent or a zero fraction too: a value Google refuses costs
+    nothing). Non-negative, else None; anything beyond int64 reads as `_HUGE`."""
+    if isinstance(value, str):
+        if len(value) > 400 or not _PROTO_INT.fullmatch(value):
+            return None
+        try:
+            number = Decimal(value.strip())
+        except InvalidOperation:
+            return None
+        if number < 0 or number != number.to_integral_value():
+            return None
+        return _HUGE if number.adjusted() >= 19 else int(number)
+    return as_int(value)
 
 
 def as_dict(value: Any) -> dict[str, Any]:

@@ -20,14 +20,15 @@ from extproc.translate.anthropic_request import (
     JSON_TOOL,
     THINKING_BUDGETS,
     AnthropicTranslated,
+    max_output_tokens,
     translate_request,
 )
 from extproc.translate.anthropic_stream import StreamReply
 from extproc.translate.base import ReplyContext, ReplyTranslator
 
 __all__ = ["DEFAULT_MAX_TOKENS", "JSON_TOOL", "MAX_BODY", "THINKING_BUDGETS",
-           "AnthropicTranslated", "error_body", "openai_usage", "reply_translator",
-           "translate_request"]
+           "AnthropicTranslated", "error_body", "max_output_tokens", "openai_usage",
+           "reply_translator", "translate_request"]
 
 
 def reply_translator(status: int, content_type: str, ctx: ReplyContext, *,

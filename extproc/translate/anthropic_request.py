@@ -42,7 +42,8 @@ meaning. The choices, each against Anthropic's API as of anthropic-sdk-python 2.
   `THINKING_BUDGETS` (``none``: no thinking field). Anthropic needs ``max_tokens >
   budget_tokens >= 1024``: with no token limit given, ``max_tokens`` is the budget plus
   `DEFAULT_MAX_TOKENS`; a given limit is the client's cost bound and is kept, the budget is
-  lowered to fit under it (a limit of 1024 or less is refused). With thinking Anthropic accepts
+  lowered to fit under it (a limit of 1024 or less is refused). `max_output_tokens` says
+  which ``max_tokens`` that is, for the budgets that reserve it. With thinking Anthropic accepts
   only ``temperature`` 1, ``top_p`` in [0.95, 1] and tool choice auto or none: anything else is
   refused. A conversation whose last assistant turn called tools is refused too: Anthropic
   wants that turn's signed thinking blocks back, which an OpenAI client never has.
@@ -71,7 +72,7 @@ from extproc.translate.anthropic_messages import JSON_TOOL, Builder
 from extproc.translate.base import Backend, Translated, Unsupported, stop_sequences
 
 __all__ = ["DEFAULT_MAX_TOKENS", "JSON_TOOL", "MIN_THINKING_BUDGET", "THINKING_BUDGETS",
-           "AnthropicTranslated", "translate_request"]
+           "AnthropicTranslated", "max_output_tokens", "translate_request"]
 
 PATH = "/v1/messages"
 DEFAULT_MAX_TOKENS = 4096
@@ -129,6 +130,24 @@ def _max_tokens(doc: dict[str, Any]) -> int | None:
                 raise Unsupported(key, "must be a positive integer")
             return value
     return None
+
+
+def max_output_tokens(doc: dict[str, Any], default: int) -> int:
+    """The ``max_tokens`` `translate_request` sends Anthropic for `doc`: the most its reply
+    may generate, thinking included (Anthropic counts thinking in ``max_tokens``), which a
+    token or spend budget must reserve. The client's limit when given, else
+    `DEFAULT_MAX_TOKENS` plus the thinking budget of its ``reasoning_effort``. For a request
+    the translation refuses, never less than any ``max_tokens`` it could send. `default`
+    (the route's ``default_max_tokens``) is not used: Anthropic is always sent a limit."""
+    try:
+        limit = _max_tokens(doc)
+    except Unsupported:
+        limit = None        # refused: a 400, which costs nothing
+    if limit is not None:
+        return limit
+    effort = doc.get("reasoning_effort")
+    return DEFAULT_MAX_TOKENS + (THINKING_BUDGETS.get(effort, 0) if isinstance(effort, str)
+                                 else 0)
 
 
 def translate_request(doc: dict[str, Any], backend: Backend, *,

@@ -11,6 +11,11 @@ A backend module (`translate.anthropic`, `translate.google`, `translate.openai`)
   honour raises `Unsupported` naming it (the client gets a 400 in OpenAI's format); with
   ``drop_unsupported`` it is left out instead and named in ``Translated.dropped`` (logged).
   Unknown fields are unsupported too: nothing is silently ignored.
+* ``max_output_tokens(doc, default) -> int``: the most one choice of the request
+  ``translate_request`` would send may generate (the ``max_tokens`` Anthropic is sent,
+  thinking included; Gemini's ``maxOutputTokens``), ``default`` (the route's
+  ``default_max_tokens``) standing for what only the model bounds: what a token or spend
+  budget reserves, before the request is translated.
 * ``reply_translator(status, content_type, ctx) -> ReplyTranslator``: a per-response, incremental
   translator of the backend's reply into what OpenAI would have sent: a
   ``chat.completion`` JSON object, a stream of ``chat.completion.chunk`` SSE events ending

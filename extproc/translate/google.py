@@ -72,7 +72,11 @@ from __future__ import annotations
 
 from extproc.translate.google_messages import THOUGHT_SEP
 from extproc.translate.google_reply import FINISH_REASONS, MAX_BODY, reply_translator
-from extproc.translate.google_request import THINKING_BUDGETS, translate_request
+from extproc.translate.google_request import (
+    THINKING_BUDGETS,
+    max_output_tokens,
+    translate_request,
+)
 
-__all__ = ["FINISH_REASONS", "MAX_BODY", "THINKING_BUDGETS", "THOUGHT_SEP", "reply_translator",
-           "translate_request"]
+__all__ = ["FINISH_REASONS", "MAX_BODY", "THINKING_BUDGETS", "THOUGHT_SEP",
+           "max_output_tokens", "reply_translator", "translate_request"]

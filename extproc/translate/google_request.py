@@ -15,7 +15,7 @@ from typing import Any
 from extproc.translate.base import Backend, Translated, Unsupported, stop_sequences
 from extproc.translate.google_messages import Refusals, bad, contents
 
-__all__ = ["THINKING_BUDGETS", "translate_request"]
+__all__ = ["THINKING_BUDGETS", "max_output_tokens", "translate_request"]
 
 #: reasoning_effort -> thinkingConfig.thinkingBudget (tokens). 0 disables thinking (Gemini
 #: 2.5 Flash / Flash-Lite; 2.5 Pro refuses it); 512..24576 is inside every 2.5 model's range.
@@ -200,6 +200,26 @@ def _generation(doc: dict[str, Any], req: Refusals) -> dict[str, Any]:
             thinking["includeThoughts"] = True
         gen["thinkingConfig"] = thinking
     return gen
+
+
+def max_output_tokens(doc: dict[str, Any], default: int) -> int:
+    """The most one candidate of the request `translate_request` sends may generate, for the
+    budgets that reserve it: its ``maxOutputTokens`` (the client's max_completion_tokens,
+    else max_tokens), which bounds thinking too (Gemini counts thoughts in it); without one
+    (or 0, which Gemini reads as unset) the reply is bounded only by the model, so `default`
+    (the route's ``default_max_tokens``) stands for the answer, plus the thinking budget of
+    its ``reasoning_effort``. `n` (``candidateCount``) multiplies it (the route's reading of
+    Chat Completions counts it). For a request the translation refuses, any value."""
+    limit = None
+    for key in ("max_completion_tokens", "max_tokens"):
+        value = doc.get(key)
+        if value is not None:
+            limit = value if isinstance(value, int) and not isinstance(value, bool) else None
+            break
+    if limit is not None and limit > 0:
+        return limit
+    effort = doc.get("reasoning_effort")
+    return default + (THINKING_BUDGETS.get(effort, 0) if isinstance(effort, str) else 0)
 
 
 def _path(backend: Backend, stream: bool) -> str:

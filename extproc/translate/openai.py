@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..providers.openai import OpenAIAdapter
 from .base import Backend, ReplyContext, ReplyTranslator, Translated
+
+_READER = OpenAIAdapter("openai")
 
 
 def translate_request(doc: dict[str, Any], backend: Backend, *,
@@ -21,6 +24,14 @@ def translate_request(doc: dict[str, Any], backend: Backend, *,
         else "/v1/chat/completions"
     body = json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode()
     return Translated(body=body, path=path, stream=out.get("stream") is True)
+
+
+def max_output_tokens(doc: dict[str, Any], default: int) -> int:
+    """The most one choice of the request may generate, as on an OpenAI route: the larger of
+    max_completion_tokens and max_tokens, else `default` (the route's
+    ``default_max_tokens``)."""
+    limit = _READER.parse_request("", doc).max_output_tokens
+    return limit or default
 
 
 def reply_translator(status: int, content_type: str, ctx: ReplyContext

@@ -374,8 +374,9 @@ def test_a_token_budget_cuts_a_translated_stream(tmp_path: Path, mock: Mock) -> 
     try:
         before = len(mock_lines(g, "/v1/messages"))
         c = client(g, **{"x-mock-reply": words, "x-mock-delay-ms": "30"})
+        # max_tokens 10: the request reserves what Anthropic is sent (without it, 4096)
         chunks = list(c.chat.completions.create(
-            model="claude-sonnet-4-5", messages=MSG, stream=True,
+            model="claude-sonnet-4-5", messages=MSG, stream=True, max_tokens=10,
             stream_options={"include_usage": True}))
         text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
         finishes = [ch.choices[0].finish_reason for ch in chunks if ch.choices]
@@ -384,8 +385,8 @@ def test_a_token_budget_cuts_a_translated_stream(tmp_path: Path, mock: Mock) -> 
         assert chunks[-1].usage is not None
         assert upstream_closed(g, "/v1/messages", before)
         with pytest.raises(openai.RateLimitError) as exc:
-            c.chat.completions.create(model="claude-sonnet-4-5", messages=MSG)
-        assert "tokens-40" in exc.value.message
+            c.chat.completions.create(model="claude-sonnet-4-5", messages=MSG, max_tokens=10)
+        assert "tokens-40" in exc.value.message and "retry after" in exc.value.message
     finally:
         g.close()
 

@@ -1,0 +1,122 @@
+"""Token reservations through the real Envoy: a request reserves the most the provider may
+generate for it, as the provider reads the request. On the unified front, the max_tokens the
+backend is sent (Anthropic's 4096 default and its thinking budget, Gemini's thinking budget
+and candidate count); a legacy completions batch, every prompt's completions; Gemini counts
+written as JSON strings, as Google's proto3 JSON parser reads them. The reservation is read
+from the `x-ratelimit-remaining-tokens` header of the request's own reply (each test keys
+its budget on its own client id, so the budget was whole before it)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.harness import Gateway, Mock, add_route
+from tests.integration.test_front import KEY, front_config
+
+pytestmark = pytest.mark.envoy
+
+BUDGET = 100_000
+DEFAULT_MAX = 500
+CLIENT = ["header:x-test-client"]
+GEMINI = "/v1beta/models/gemini-2.5-flash:generateContent"
+
+
+def _limits(limit: int = BUDGET) -> list[dict[str, Any]]:
+    # a 30-day window refills a token every 26 s: the header reads the reservation exactly
+    return [{"name": "tokens", "key": CLIENT, "tokens": [{"limit": limit, "per": "30d"}]}]
+
+
+def config(base: Any) -> dict[str, Any]:
+    doc = front_config(base, rate_limits=_limits())
+    doc["limits"] = {"backend": "memory", "default_max_tokens": DEFAULT_MAX}
+    doc["routes"] += [
+        {"name": "rs-openai", "provider": "openai", "rate_limits": _limits()},
+        {"name": "rs-small", "provider": "openai", "rate_limits": _limits(1000)},
+        {"name": "rs-gemini", "provider": "gemini", "rate_limits": _limits()},
+        {"name": "rs-vertex", "provider": "vertex", "rate_limits": _limits()},
+    ]
+    return doc
+
+
+def adjust(doc: dict[str, Any]) -> None:
+    for route, cluster in (("rs-openai", "openai"), ("rs-small", "openai"),
+                           ("rs-gemini", "gemini"), ("rs-vertex", "vertex")):
+        add_route(doc, f"/{route}/", cluster, route)
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory, mock: Mock) -> Iterator[Gateway]:
+    base = tmp_path_factory.mktemp("reservations")
+    gateway = Gateway(base, config(base), mock=mock, adjust=adjust)
+    yield gateway
+    gateway.close()
+
+
+def who() -> dict[str, str]:
+    return {"x-test-client": uuid.uuid4().hex, "x-mock-reply": "ok"}
+
+
+def reserved(r: httpx.Response, limit: int = BUDGET) -> int:
+    assert r.status_code == 200, r.text[:300]
+    return limit - int(r.headers["x-ratelimit-remaining-tokens"])
+
+
+def front(gw: Gateway, model: str, **body: Any) -> httpx.Response:
+    return httpx.post(f"{gw.url}/v1/chat/completions", timeout=30,
+                      headers={"authorization": f"Bearer {KEY}", **who()},
+                      json={"model": model, "messages": [{"role": "user", "content": "hi"}],
+                            **body})
+
+
+@pytest.mark.parametrize(("body", "sent"), [
+    ({}, 4096), ({"reasoning_effort": "high"}, 4096 + 24576),
+    ({"reasoning_effort": "max"}, 4096 + 49152), ({"max_tokens": 2000}, 2000)])
+def test_the_front_reserves_the_max_tokens_anthropic_is_sent(
+        gw: Gateway, body: dict[str, Any], sent: int) -> None:
+    before = gw.mock.last()
+    r = front(gw, "claude-sonnet-4-5", **body)
+    upstream = gw.mock.last()
+    assert upstream is not None and upstream != before
+    assert json.loads(upstream["body"])["max_tokens"] == sent
+    assert reserved(r) == 1 + sent          # the prompt "hi" and every token Anthropic may write
+
+
+@pytest.mark.parametrize(("body", "output"), [
+    ({}, DEFAULT_MAX), ({"reasoning_effort": "high"}, DEFAULT_MAX + 24576),
+    ({"max_tokens": 300, "n": 3}, 900), ({"max_completion_tokens": 300}, 300)])
+def test_the_front_reserves_what_gemini_may_generate(gw: Gateway, body: dict[str, Any],
+                                                    output: int) -> None:
+    assert reserved(front(gw, "gemini-2.5-flash", **body)) == 1 + output
+
+
+def test_a_completions_batch_reserves_every_prompts_completions(gw: Gateway) -> None:
+    body = {"model": "gpt-3.5-turbo-instruct", "max_tokens": 100, "prompt": ["hi"] * 20}
+    r = httpx.post(f"{gw.url}/rs-openai/v1/completions", json=body, headers=who(), timeout=30)
+    assert reserved(r) == 10 + 20 * 100     # 40 characters of prompt, 100 tokens per prompt
+    ids = {**body, "prompt": [[1, 2, 3, 4]] * 20, "n": 2}
+    r = httpx.post(f"{gw.url}/rs-openai/v1/completions", json=ids, headers=who(), timeout=30)
+    assert reserved(r) == 80 + 20 * 2 * 100
+    # a budget smaller than the batch refuses it, as it refuses the same completions as n
+    r = httpx.post(f"{gw.url}/rs-small/v1/completions", json=body, headers=who(), timeout=30)
+    assert r.status_code == 429, r.text
+    assert "more than the whole 'tokens' budget" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("provider", ["gemini", "vertex"])
+def test_gemini_counts_written_as_strings_are_reserved(gw: Gateway, provider: str) -> None:
+    path = GEMINI if provider == "gemini" else \
+        "/v1/projects/p/locations/l/publishers/google/models/gemini-2.5-flash:generateContent"
+    body = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+            "generationConfig": {"maxOutputTokens": "8000", "candidateCount": "3"}}
+    r = httpx.post(f"{gw.url}/rs-{provider}{path}", json=body, headers=who(), timeout=30)
+    assert reserved(r) == 1 + 3 * 8000
+    body["generationConfig"] = {"maxOutputTokens": "60000", "candidateCount": "8"}
+    r = httpx.post(f"{gw.url}/rs-{provider}{path}", json=body, headers=who(), timeout=30)
+    assert r.status_code == 429, r.text
+    assert "480001 tokens" in r.json()["error"]["message"]
