@@ -179,6 +179,10 @@ def _read(obj: dict[str, Any]) -> tuple[str, str | None, Usage, str | None]:
 class GoogleAdapter(Adapter):
     needles = (b'TokenCount"', b'token_count"', b'"finishReason"', b'"blockReason"', b'"error"')
     """Gemini API and Vertex AI (Gemini models) generateContent / streamGenerateContent."""
+    #: every part of output: text (thoughts too), a function call, executable code, media;
+    #: all but text come whole in one part, read exactly
+    output_markers = (b'"text"', b'"functionCall"', b'"inlineData"', b'"executableCode"')
+    dense_markers = (b'"functionCall"', b'"inlineData"', b'"executableCode"')
 
     def parse_request(self, path: str, body: dict[str, Any]) -> Prompt:
         body = as_dict(body)
