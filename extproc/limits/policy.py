@@ -10,9 +10,9 @@ admitted are refunded). A route with spend budgets refuses (403) a request whose
 cannot price: the budget could not be enforced. Every response carries OpenAI's
 `x-ratelimit-*` headers for the tightest window of each kind (`headers`). When the exchange
 ends, however it ends, the reservation is settled: with the provider's reported usage (at
-the model's price for spend), or, for a stream cut short, the prompt estimate plus the
-output delivered so far (at least the reservation when it delivered generated media); an
-upstream error charges nothing.
+the model's price for spend), or, for a stream cut short (or ended by an error after a
+partial report), at least the prompt estimate plus the output delivered so far (at least the
+reservation when it delivered generated media); an upstream error status charges nothing.
 
 With `cut_streams: true` on a limit, admission also fixes `output_allowance` in the exchange
 state: the output tokens this request may deliver before its tightest cut window runs dry
@@ -34,7 +34,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from .. import metrics
-from ..llm.policy import USAGE_UNREAD
+from ..llm.policy import USAGE_PARTIAL, USAGE_UNREAD
 from ..policy import BodyTransform, Policy, Reject
 from ..providers import adapter_for, read_request
 from ..providers.endpoints import adapter_of, is_passthrough
@@ -349,7 +349,9 @@ class RateLimit(Policy):
             charged = spending.charge(held.price, ex.state.get("usage"),
                                       held.input_estimate, delivered, ex.status,
                                       unread=ex.state.get(USAGE_UNREAD) is not None,
-                                      reserved=held.cost, media=_media(held))
+                                      reserved=held.cost,
+                                      partial=ex.state.get(USAGE_PARTIAL) is True,
+                                      media=_media(held))
             ex.state["spend_charged"] = charged
             spend = spending.micro(charged - held.cost)
         # counted: let go of the counter (a stream cut refers to the exchange, and one cut
@@ -368,12 +370,16 @@ class RateLimit(Policy):
     @staticmethod
     def actual_tokens(ex: Context, held: _Held) -> int:
         """What the request really cost: nothing when it never got a 2xx from upstream,
-        the provider's usage when it reported it, else prompt estimate + delivered output
-        (every kind of output: `estimate`), and at least its whole reservation when it
-        delivered generated media, whose tokens no count of bytes can size. When the
-        gateway could not read the reply's usage (`USAGE_UNREAD`: an event past
-        `streams.max_event_bytes`, an encoded reply), whatever it counted is partial: the
-        request is charged at least its whole reservation (default deny, for budgets)."""
+        the provider's usage when its stream reported it whole, else at least the prompt
+        estimate + the delivered output: a stream that ended without a usage report (the
+        client left, the upstream broke), or with only a partial one (`USAGE_PARTIAL`: an
+        error event ended it, or it never finished; Anthropic's message_start says one
+        output token) is charged the larger of what it reported and what was counted, and
+        at least its whole reservation when it delivered generated media, whose tokens no
+        count of bytes can size. When the gateway could not read the reply's usage
+        (`USAGE_UNREAD`: an event past `streams.max_event_bytes`, an encoded reply),
+        whatever it counted is partial: the request is charged at least its whole
+        reservation (default deny, for budgets)."""
         if not 200 <= ex.status < 300:
             return 0
         usage = ex.state.get("usage")
@@ -385,9 +391,9 @@ class RateLimit(Policy):
         counted = held.input_estimate + delivered
         if ex.state.get(USAGE_UNREAD) is not None:
             return max(held.estimate, counted, reported or 0)
-        if reported is not None:
+        if reported is not None and ex.state.get(USAGE_PARTIAL) is not True:
             return reported
-        return max(counted, held.estimate if _media(held) else 0)
+        return max(counted, reported or 0, held.estimate if _media(held) else 0)
 
 
 def _media(held: _Held) -> bool:
