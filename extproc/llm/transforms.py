@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -54,6 +55,9 @@ ENCODED = "encoded"
 UNREAD_KINDS = (OVERSIZED_EVENT, BROKEN_STREAM, TOO_LARGE, NOT_JSON, ENCODED)
 #: the last bytes of an event too large to read that are kept to find its usage in
 TAIL_BYTES = 64 * 1024
+#: a finish reason in such an event's last bytes (Gemini writes its candidate's finishReason
+#: after the parts, before the usageMetadata the tail is searched for)
+_TAIL_FINISH = re.compile(rb'"(?:finishReason|finish_reason|stop_reason)"\s*:\s*"(\w+)"')
 
 
 class StreamReport:
@@ -142,6 +146,9 @@ class StreamReport:
         self._last = None          # a later report than any before it
         self.usage = self.adapter.merge_usage(self.usage, usage)
         self._reported = True
+        finish = _TAIL_FINISH.findall(tail)
+        if finish:
+            self.finish_reason = finish[-1].decode("ascii")
 
     def _apply(self, data: str, event: str | None) -> Delta:
         delta = self.adapter.stream_delta(data, event)

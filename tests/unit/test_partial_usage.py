@@ -157,3 +157,18 @@ def test_charge_trusts_a_partial_report_only_as_far_as_it_goes() -> None:
     assert spending.charge(price, partial, 5, 30, 200, reserved=reserved,
                            media=True) == price.cost(partial)
     assert spending.charge(price, partial, 5, 30, 500, partial=True, media=True) == 0
+
+
+def test_a_report_read_from_the_tail_of_an_event_too_large_to_read_is_final() -> None:
+    """Gemini writes finishReason and usageMetadata after the parts of its last event: read
+    from the last bytes of an event past max_event_bytes, the report is final, not partial
+    (the budgets then charge it exactly)."""
+    frames = m_google.build_stream({}, Reply.make("x" * 5000, "m", "r", 0, 7), sse=True)
+    seen: list[StreamReport] = []
+    t = SSEObserver(adapter_for("gemini"), seen.append, True, 1024)
+    for f in frames:
+        for i in range(0, len(f), 256):
+            t.feed(f[i:i + 256])
+    t.finish()
+    assert seen[0].usage.output_tokens and seen[0].unread is None
+    assert seen[0].finish_reason == "STOP" and seen[0].final
