@@ -16,6 +16,9 @@ CHUNK_BYTES = "x-mock-chunk-bytes"
 DELAY_MS = "x-mock-delay-ms"
 STATUS = "x-mock-status"
 FAIL_AFTER = "x-mock-fail-after"
+#: a streamed reply ends after N of its frames with the provider's mid-stream error event
+#: (OpenAI's error chunk, Anthropic's `event: error`, Gemini's error object; SSE streams)
+ERROR_AFTER = "x-mock-error-after"
 #: where the reply goes besides visible text: the formats' SHAPES (refusal, thinking, tool,
 #: tool-escaped, start; image and audio, generated media with the reply); a shape a provider
 #: has not is a 400
@@ -38,6 +41,7 @@ class Control:
     status: int | None = None
     fail_after: int | None = None
     shape: str | None = None
+    error_after: int | None = None
 
     @property
     def echo(self) -> bool:
@@ -77,6 +81,7 @@ def parse_control(headers: Mapping[str, str]) -> Control:
         status=status if status is not None and status >= 400 else None,
         fail_after=_int_header(headers, FAIL_AFTER, 0),
         shape=shape,
+        error_after=_int_header(headers, ERROR_AFTER, 1),
     )
 
 
