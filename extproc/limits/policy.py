@@ -369,17 +369,12 @@ class RateLimit(Policy):
 
     @staticmethod
     def actual_tokens(ex: Context, held: _Held) -> int:
-        """What the request really cost: nothing when it never got a 2xx from upstream,
-        the provider's usage when its stream reported it whole, else at least the prompt
-        estimate + the delivered output: a stream that ended without a usage report (the
-        client left, the upstream broke), or with only a partial one (`USAGE_PARTIAL`: an
-        error event ended it, or it never finished; Anthropic's message_start says one
-        output token) is charged the larger of what it reported and what was counted, and
-        at least its whole reservation when it delivered generated media, whose tokens no
-        count of bytes can size. When the gateway could not read the reply's usage
-        (`USAGE_UNREAD`: an event past `streams.max_event_bytes`, an encoded reply),
-        whatever it counted is partial: the request is charged at least its whole
-        reservation (default deny, for budgets)."""
+        """What the request really cost: nothing without a 2xx from upstream, the
+        provider's usage when it was its final report, else at least the prompt estimate +
+        the delivered output (no report, or a partial one, `USAGE_PARTIAL`: an error event
+        ended the stream), and the whole reservation when media was delivered (no count of
+        bytes sizes it). Usage the gateway could not read (`USAGE_UNREAD`) leaves a partial
+        count: at least the whole reservation (default deny, for budgets)."""
         if not 200 <= ex.status < 300:
             return 0
         usage = ex.state.get("usage")

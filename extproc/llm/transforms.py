@@ -89,12 +89,9 @@ class StreamReport:
 
     @property
     def final(self) -> bool:
-        """Is the usage it holds the provider's final report? A whole reply's is; a
-        stream's only when the stream ended as the provider ends one, with a finish reason
-        and no error: one that ended in an error event holds at most a partial report (an
-        Anthropic stream's message_start says one output token, a Gemini stream's running
-        count stops where it broke), and the budgets then charge at least the output
-        delivered (`limits.policy`)."""
+        """Is its usage the provider's final report? A whole reply's is; a stream's only
+        when it ended with a finish reason and no error (else budgets charge at least the
+        output delivered: Anthropic's message_start says one output token)."""
         return self.whole or (self.finish_reason is not None and self.error is None)
 
     def meter_once(self, meter: Meter) -> None:
