@@ -10,11 +10,13 @@ after the usage reframer, the JSON-array rewrite and the masking guards):
 * exactly where the provider reports running usage: Gemini/Vertex `usageMetadata`
   `candidatesTokenCount + thoughtsTokenCount` (cumulative), plus the estimate of any event
   delivered since the last report (Vertex's intermediate chunks may carry none);
-* otherwise by the delivered text: every text character of every event delivered (the
-  JSON string values that carry text, as `estimate` reads them) at chars_per_token, and at
-  least one token per text fragment. Unlike the settlement's `DeliveredText`, which samples
-  the first KiB of a stream to stay cheap, every event is read: a budget is cut on what was
-  delivered, not on what the stream's first events suggest.
+* otherwise by the delivered output: every character of generated output of every event
+  delivered (the JSON values that carry text, thinking, refusals, tool arguments, as
+  `estimate.OutputScan` reads them) at chars_per_token, at least one token per output event
+  (`Adapter.output_markers`), and generated media at one token per
+  `estimate.MEDIA_BYTES_PER_TOKEN` base64 bytes. Unlike the settlement's `DeliveredText`,
+  which samples the first KiB of a stream to stay cheap, every event is read: a budget is
+  cut on what was delivered, not on what the stream's first events suggest.
 
 The event that reaches the allowance is delivered whole (the overshoot is at most that one
 event), then the terminal events, then nothing (an event it cannot count, past
@@ -42,7 +44,14 @@ from ..codecs.sse import Event, SSEDecoder, SSEError
 from ..policy import BodyTransform
 from ..providers.base import Adapter, Usage
 from .cut_events import Format, format_for
-from .estimate import CHARS_PER_TOKEN, TEXT_MARKERS, TEXT_VALUE, prompt_tokens
+from .estimate import (
+    CHARS_PER_TOKEN,
+    MEDIA_BYTES_PER_TOKEN,
+    TEXT_MARKERS,
+    count_markers,
+    output_of,
+    prompt_tokens,
+)
 
 if TYPE_CHECKING:
     from ..context import Context
@@ -54,25 +63,39 @@ MAX_EVENT_BYTES = 1 << 20
 
 
 class _Text:
-    """The output tokens of the events fed: their text characters at chars_per_token, at
-    least one per text fragment."""
+    """The output tokens of the events fed: their output characters at chars_per_token, at
+    least one per output event (the larger of the legacy text marker's count and the
+    adapter's output markers'), plus their media bytes at `MEDIA_BYTES_PER_TOKEN`."""
 
-    __slots__ = ("chars", "chars_per_token", "fragments", "marker")
+    __slots__ = ("chars", "chars_per_token", "counted", "legacy", "marker", "markers",
+                 "media")
 
-    def __init__(self, marker: bytes, chars_per_token: float) -> None:
+    def __init__(self, marker: bytes, chars_per_token: float,
+                 markers: tuple[bytes, ...] = ()) -> None:
         self.marker = marker
+        self.markers = markers
         self.chars_per_token = chars_per_token
-        self.fragments = 0
+        self.legacy = 0
+        self.counted = 0
         self.chars = 0
+        self.media = 0
 
     def feed(self, raw: bytes) -> None:
-        self.fragments += raw.count(self.marker)
-        for m in TEXT_VALUE.finditer(raw):
-            self.chars += m.end(1) - m.start(1)
+        self.legacy += raw.count(self.marker)
+        if self.markers:
+            self.counted += count_markers(raw, self.markers)
+        chars, media = output_of(raw)
+        self.chars += chars
+        self.media += media
+
+    @property
+    def fragments(self) -> int:
+        return max(self.legacy, self.counted)
 
     @property
     def tokens(self) -> int:
-        return max(self.fragments, math.ceil(self.chars / self.chars_per_token))
+        return max(self.fragments, math.ceil(self.chars / self.chars_per_token)) \
+            + math.ceil(self.media / MEDIA_BYTES_PER_TOKEN)
 
 
 class StreamCut(BodyTransform):
@@ -85,15 +108,17 @@ class StreamCut(BodyTransform):
     def __init__(self, fmt: Format, allowance: int, marker: bytes | None,
                  chars_per_token: float = CHARS_PER_TOKEN, prompt: int | None = None,
                  max_event_bytes: int = MAX_EVENT_BYTES,
-                 on_cut: Any = None) -> None:
+                 on_cut: Any = None, markers: tuple[bytes, ...] = ()) -> None:
         self.fmt = fmt
         self.allowance = allowance
         self.prompt = prompt
         self.marker = marker or b'"content"'
+        self.markers = markers
         self.chars_per_token = chars_per_token
         self.on_cut = on_cut
         self.exact = 0                              # the provider's last running report
-        self.since = _Text(self.marker, chars_per_token)   # estimated since then
+        self.since = _Text(self.marker, chars_per_token, markers)   # estimated since then
+        self.media_bytes = 0                        # generated media delivered, in all
         self.ended = False
         self.unreadable: str | None = None          # why it ended at an event it cannot count
         self.decoder = SSEDecoder(max_event_bytes) if not fmt.array else None
@@ -104,6 +129,12 @@ class StreamCut(BodyTransform):
     def tokens(self) -> int:
         """The output delivered so far, in tokens (exact + estimated since)."""
         return self.exact + self.since.tokens
+
+    @property
+    def media(self) -> bool:
+        """Generated media was delivered (the settlement then charges at least the
+        reservation: its tokens cannot be sized)."""
+        return self.media_bytes > 0
 
     @property
     def held_bytes(self) -> int:
@@ -174,9 +205,12 @@ class StreamCut(BodyTransform):
             reported = self.fmt.reported(doc)
             if reported is not None:
                 self.exact = reported
-                self.since = _Text(self.marker, self.chars_per_token)
+                self.since = _Text(self.marker, self.chars_per_token, self.markers)
+                self.media_bytes += output_of(raw)[1]
             else:
+                media = self.since.media
                 self.since.feed(raw)
+                self.media_bytes += self.since.media - media
         return self.tokens >= self.allowance and not self.fmt.finished()
 
     def _cut(self) -> bytes:
@@ -274,4 +308,5 @@ def cut_transform(ex: Context, adapter: Adapter,
     fmt = format_for(adapter, provider, include_usage=_include_usage(ex), array=array)
     marker = getattr(adapter, "text_marker", None) or TEXT_MARKERS.get(provider)
     return _Settling(ex, fmt, int(allowance), marker, chars_per_token,
-                     _prompt_estimate(ex, chars_per_token), max_event_bytes)
+                     _prompt_estimate(ex, chars_per_token), max_event_bytes,
+                     markers=adapter.output_markers)

@@ -15,8 +15,9 @@ admitted are refunded). A route with spend budgets refuses (403) a request whose
 cannot price: the budget could not be enforced. Every response carries OpenAI's
 `x-ratelimit-*` headers for the tightest window of each kind (`headers`). When the exchange
 ends, however it ends, the reservation is settled: with the provider's reported usage (at
-the model's price for spend), or, for a stream cut short, the prompt estimate plus the
-output delivered so far; an upstream error charges nothing.
+the model's price for spend), or, for a stream cut short (or ended by an error after a
+partial report), at least the prompt estimate plus the output delivered so far (at least the
+reservation when it delivered generated media); an upstream error status charges nothing.
 
 With `cut_streams: true` on a limit, admission also fixes `output_allowance` in the exchange
 state: the output tokens this request may deliver before its tightest cut window runs dry
@@ -38,7 +39,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from .. import metrics
-from ..llm.policy import USAGE_UNREAD
+from ..llm.policy import USAGE_PARTIAL, USAGE_UNREAD
 from ..policy import BodyTransform, Policy, Reject
 from ..providers import adapter_for, read_request
 from ..providers.endpoints import adapter_of, is_passthrough
@@ -348,7 +349,8 @@ class RateLimit(Policy):
         # a `cut_streams` limit set an output allowance: the cut ends the stream there, and
         # its count of every event it let through is what a usage-less stream settles on
         cut = cut_transform(ex, adapter, self.chars_per_token, self.max_event_bytes)
-        held.delivered = cut if cut is not None else DeliveredText(marker, self.chars_per_token)
+        held.delivered = cut if cut is not None else DeliveredText(
+            marker, self.chars_per_token, adapter.output_markers, adapter.dense_markers)
         return held.delivered
 
     async def on_finish(self, ex: Context) -> None:
@@ -367,7 +369,9 @@ class RateLimit(Policy):
             charged = spending.charge(held.price, ex.state.get("usage"),
                                       held.input_estimate, delivered, ex.status,
                                       unread=ex.state.get(USAGE_UNREAD) is not None,
-                                      reserved=held.cost)
+                                      reserved=held.cost,
+                                      partial=ex.state.get(USAGE_PARTIAL) is True,
+                                      media=_media(held))
             ex.state["spend_charged"] = charged
             spend = spending.micro(charged - held.cost)
         # counted: let go of the counter (a stream cut refers to the exchange, and one cut
@@ -385,11 +389,12 @@ class RateLimit(Policy):
 
     @staticmethod
     def actual_tokens(ex: Context, held: _Held) -> int:
-        """What the request really cost: nothing when it never got a 2xx from upstream,
-        the provider's usage when it reported it, else prompt estimate + delivered output.
-        When the gateway could not read the reply's usage (`USAGE_UNREAD`: an event past
-        `streams.max_event_bytes`, an encoded reply), whatever it counted is partial: the
-        request is charged at least its whole reservation (default deny, for budgets)."""
+        """What the request really cost: nothing without a 2xx from upstream, the
+        provider's usage when it was its final report, else at least the prompt estimate +
+        the delivered output (no report, or a partial one, `USAGE_PARTIAL`: an error event
+        ended the stream), and the whole reservation when media was delivered (no count of
+        bytes sizes it). Usage the gateway could not read (`USAGE_UNREAD`) leaves a partial
+        count: at least the whole reservation (default deny, for budgets)."""
         if not 200 <= ex.status < 300:
             return 0
         usage = ex.state.get("usage")
@@ -401,7 +406,14 @@ class RateLimit(Policy):
         counted = held.input_estimate + delivered
         if ex.state.get(USAGE_UNREAD) is not None:
             return max(held.estimate, counted, reported or 0)
-        return reported if reported is not None else counted
+        if reported is not None and ex.state.get(USAGE_PARTIAL) is not True:
+            return reported
+        return max(counted, reported or 0, held.estimate if _media(held) else 0)
+
+
+def _media(held: _Held) -> bool:
+    """The stream delivered generated media (an image, audio)."""
+    return held.delivered is not None and held.delivered.media
 
 
 def _amount(w: Window) -> str:

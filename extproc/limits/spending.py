@@ -9,8 +9,9 @@ shown to people (the 429, the headers, `extproc spend`) are decimal strings in c
 with at least two decimals ("25.00", "0.000315").
 
 - reservation: `Price.worst_case(input estimate, max output x choices)`;
-- charge: `Price.cost(usage)` of the provider's usage; for a stream cut short without usage,
-  the prompt estimate as input plus the delivered output; nothing for an upstream error;
+- charge: `Price.cost(usage)` of the provider's whole usage; for a stream cut short without
+  usage or with a partial report, at least the prompt estimate as input plus the delivered
+  output (and the reservation when media was delivered); nothing for an upstream error;
 - output allowance (`cut_streams`): per token window, what is left after the admission plus
   the output this request reserved; per spend window, the same in micro-units divided by the
   dearest price of one output token. It is fixed at admission: concurrent requests share what
@@ -56,16 +57,25 @@ def money(amount: Decimal | int | float, *, micro_units: bool = False,
 
 
 def charge(price: Price, usage: Usage | None, input_estimate: int, delivered: int,
-           status: int, unread: bool = False, reserved: Decimal = Decimal(0)) -> Decimal:
+           status: int, unread: bool = False, reserved: Decimal = Decimal(0),
+           partial: bool = False, media: bool = False) -> Decimal:
     """What a finished request costs: nothing unless upstream answered 2xx, the provider's
-    usage at the price when it reported it, else the prompt estimate plus the delivered
-    output (a stream cut short). When the reply's usage could not be read (`unread`), what
-    was counted is partial: at least the `reserved` worst case."""
+    usage at the price when the stream reported it whole, else at least the prompt
+    estimate plus the delivered output (a stream cut short, or one that reported only
+    part of its usage: `partial`), and at least the `reserved` worst case when it delivered
+    generated `media` (its tokens cannot be sized). When the reply's usage could not be
+    read (`unread`), what was counted is partial: at least the `reserved` worst case."""
     if not 200 <= status < 300:
         return Decimal(0)
     counted = Usage(input_tokens=input_estimate, output_tokens=delivered)
-    cost = price.cost(counted if usage is None or usage.is_empty() else usage)
-    return max(cost, price.cost(counted), reserved) if unread else cost
+    reported = usage is not None and not usage.is_empty()
+    cost = price.cost(usage if reported and usage is not None else counted)
+    if unread:
+        return max(cost, price.cost(counted), reserved)
+    if reported and not partial:
+        return cost
+    cost = max(cost, price.cost(counted))
+    return max(cost, reserved) if media else cost
 
 
 def token_allowance(remaining: int, reserved_output: int) -> int:

@@ -159,6 +159,8 @@ class LLMTraffic(Policy):
                 md["upstream_error"] = ex.state["upstream_error"] = seen.error[:200]
             md.update(seen.usage.as_dict())
             ex.metadata.update(md)
+            if not seen.final:     # budgets charge at least the output delivered
+                ex.state[USAGE_PARTIAL] = True
             if seen.unread is not None:
                 log.warning("%s usage not read: %s (request_id=%s)", provider, seen.unread,
                             ex.request_id)
@@ -179,6 +181,10 @@ class LLMTraffic(Policy):
 USAGE_UNREAD = "usage_unread"
 #: which of `transforms.UNREAD_KINDS` it was, for `extproc_usage_unread_total{reason}`
 USAGE_UNREAD_KIND = "usage_unread_kind"
+#: True where a stream's usage is not its final report (it ended in an error event, or
+#: without a finish reason): token limits and spend budgets then charge at least the prompt
+#: estimate plus the output delivered (`limits.policy`)
+USAGE_PARTIAL = "usage_partial"
 
 
 def unread(ex: Context, reason: str, kind: str) -> None:

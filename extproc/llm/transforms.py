@@ -85,6 +85,15 @@ class StreamReport:
         self.unread_kind: str | None = None
         self._skipped: str | None = None   # why an event went by unread, if one did
         self._reported = True              # a usage report was read after the last one
+        #: a whole (non-streamed) reply: its usage is its final report
+        self.whole = False
+
+    @property
+    def final(self) -> bool:
+        """Is its usage the provider's final report? A whole reply's is; a stream's only
+        when it ended with a finish reason and no error (else budgets charge at least the
+        output delivered: Anthropic's message_start says one output token)."""
+        return self.whole or (self.finish_reason is not None and self.error is None)
 
     def meter_once(self, meter: Meter) -> None:
         """Hand the report to `meter`, once."""
@@ -378,6 +387,7 @@ class JsonBodyObserver(BodyTransform):
 
     def finish(self) -> bytes:
         acc = StreamReport(self.adapter, cumulative=False)
+        acc.whole = True
         if self.size > MAX_JSON_BODY:
             acc.unread = f"a JSON reply larger than {MAX_JSON_BODY} bytes"
             acc.unread_kind = TOO_LARGE

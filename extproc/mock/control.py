@@ -18,6 +18,9 @@ STATUS = "x-mock-status"
 FAIL_AFTER = "x-mock-fail-after"
 #: end the body cleanly after N bytes (a stream that stops short, mid-event, without a reset)
 END_AFTER = "x-mock-end-after"
+#: a streamed reply ends after N of its frames with the provider's mid-stream error event
+#: (OpenAI's error chunk, Anthropic's `event: error`, Gemini's error object; SSE streams)
+ERROR_AFTER = "x-mock-error-after"
 #: where the reply goes besides visible text: the formats' SHAPES (refusal, thinking, tool,
 #: tool-escaped, start; image and audio, generated media with the reply); a shape a provider
 #: has not is a 400
@@ -41,6 +44,7 @@ class Control:
     fail_after: int | None = None
     end_after: int | None = None
     shape: str | None = None
+    error_after: int | None = None
 
     @property
     def echo(self) -> bool:
@@ -81,6 +85,7 @@ def parse_control(headers: Mapping[str, str]) -> Control:
         fail_after=_int_header(headers, FAIL_AFTER, 0),
         end_after=_int_header(headers, END_AFTER, 0),
         shape=shape,
+        error_after=_int_header(headers, ERROR_AFTER, 1),
     )
 
 

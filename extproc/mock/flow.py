@@ -3,6 +3,7 @@ format's plan, written with the control headers' misbehaviours."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -43,10 +44,13 @@ async def generate(
     error: Callable[[int, str | None, str | None], bytes],
     headers: dict[str, str],
     build: Callable[..., Plan],
+    stream_error: bytes | None = None,
 ) -> web.StreamResponse:
     """Shared flow: control headers, status override, validation, then build and send.
     A format with `SHAPES` (the chat formats) gets `build(data, text, shape)`, and an
-    `x-mock-shape` it does not have is a 400; the others get `build(data, text)`."""
+    `x-mock-shape` it does not have is a 400; the others get `build(data, text)`. With
+    `x-mock-error-after: N` a streamed plan ends after N frames with `stream_error` (the
+    format's mid-stream error event; a format without one ignores the header)."""
     body = await request.read()
     try:
         control = parse_control(request.headers)
@@ -71,4 +75,7 @@ async def generate(
         return await send_plan(request, plan, control)
     text = reply_text(control, fmt.extract_echo(data) if control.echo else "")
     plan = build(data, text, control.shape) if shapes is not None else build(data, text)
+    if control.error_after is not None and plan.streamed and stream_error is not None:
+        plan = dataclasses.replace(plan, frames=[*plan.frames[:control.error_after],
+                                                 stream_error], settled=0)
     return await send_plan(request, plan, control)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import sys
@@ -76,7 +77,9 @@ async def openai_chat(request: web.Request) -> web.StreamResponse:
     def error(status: int, message: str | None, param: str | None) -> bytes:
         return openai.error_body(status, message, param)
 
-    return await generate(request, openai, error, headers, build)
+    overloaded = json.loads(openai.error_body(500, "The server had an error"))
+    event = b"data: " + json.dumps(overloaded, separators=(",", ":")).encode() + b"\n\n"
+    return await generate(request, openai, error, headers, build, event)
 
 
 async def anthropic_messages(request: web.Request) -> web.StreamResponse:
@@ -100,7 +103,10 @@ async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     def error(status: int, message: str | None, param: str | None) -> bytes:
         return anthropic.error_body(status, message, f"req_{rid}")
 
-    return await generate(request, anthropic, error, headers, build)
+    overloaded = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    event = b"event: error\ndata: " + json.dumps(overloaded, separators=(",", ":")).encode() \
+        + b"\n\n"
+    return await generate(request, anthropic, error, headers, build, event)
 
 
 async def google_generate(request: web.Request, route: google.GoogleRoute) -> web.StreamResponse:
@@ -122,7 +128,10 @@ async def google_generate(request: web.Request, route: google.GoogleRoute) -> we
     def error(status: int, message: str | None, param: str | None) -> bytes:
         return google.error_body(status, message)
 
-    return await generate(request, google, error, {"Content-Type": GOOGLE_JSON}, build)
+    overloaded = json.loads(google.error_body(503, "The model is overloaded."))
+    event = b"data: " + json.dumps(overloaded, separators=(",", ": ")).encode() + b"\r\n\r\n"
+    return await generate(request, google, error, {"Content-Type": GOOGLE_JSON}, build,
+                          event if sse else None)
 
 
 async def list_models(request: web.Request) -> web.StreamResponse:

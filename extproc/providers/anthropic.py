@@ -131,6 +131,10 @@ class AnthropicAdapter(Adapter):
     event_paths = (("type",), ("error",), ("usage",), ("message", "usage"),
                    ("delta", "stop_reason"))
     """Anthropic Messages API."""
+    #: every delta (text, thinking, signature, tool input, citations) and every block's
+    #: start (which may carry text, or redacted thinking, whole)
+    output_markers = (b'"content_block_delta"', b'"content_block_start"')
+    dense_markers = (b'"content_block_start"',)
 
     def parse_request(self, path: str, body: dict[str, Any]) -> Prompt:
         body = as_dict(body)

@@ -163,6 +163,13 @@ class Adapter(ABC):
     needles: tuple[bytes, ...] = (b"usage", b"error", b"finish", b"stop", b"Token")
     #: its streams end with the event `data: [DONE]` (OpenAI chat and legacy completions)
     done_event: bool = False
+    #: byte strings of which each streamed event of generated output (of any kind: text,
+    #: thinking, refusal, tool arguments, media) holds one: a stream cut short counts at
+    #: least a token per occurrence (`limits.estimate`)
+    output_markers: tuple[bytes, ...] = ()
+    #: byte strings that start an event that may carry much output in one piece (a block's
+    #: start, a function call, media): its output is read exactly, not estimated
+    dense_markers: tuple[bytes, ...] = ()
 
     def __init__(self, name: str) -> None:
         self.name = name

@@ -197,6 +197,10 @@ class GoogleAdapter(Adapter):
                    *((feedback, reason) for feedback in ("promptFeedback", "prompt_feedback")
                      for reason in ("blockReason", "block_reason")))
     """Gemini API and Vertex AI (Gemini models) generateContent / streamGenerateContent."""
+    #: every part of output: text (thoughts too), a function call, executable code, media;
+    #: all but text come whole in one part, read exactly
+    output_markers = (b'"text"', b'"functionCall"', b'"inlineData"', b'"executableCode"')
+    dense_markers = (b'"functionCall"', b'"inlineData"', b'"executableCode"')
 
     def parse_request(self, path: str, body: dict[str, Any]) -> Prompt:
         body = as_dict(body)

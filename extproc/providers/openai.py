@@ -178,6 +178,10 @@ class OpenAIAdapter(Adapter):
     inline_needles = (b"base64", b"\\u")   # what a body with a text file's data URL holds
     done_event = True
     """OpenAI and Azure OpenAI Chat Completions."""
+    #: every chunk of output is one choice's delta (content, refusal, reasoning_content,
+    #: tool-call arguments, audio); audio is media, read exactly
+    output_markers = (b'"delta"', b'"audio"')
+    dense_markers = (b'"audio"',)
 
     def parse_request(self, path: str, body: dict[str, Any]) -> Prompt:
         body = as_dict(body)

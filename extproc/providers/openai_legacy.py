@@ -120,6 +120,7 @@ class OpenAICompletionsAdapter(_Slotted):
     streams = True
     generates = True
     text_marker = b'"text"'
+    output_markers = (b'"text"',)
     first_token = re.compile(rb'"text":\s*"[^"]')
 
     def _slots(self, body: dict[str, Any]) -> list[Slot]:

@@ -107,6 +107,10 @@ class OpenAIResponsesAdapter(Adapter):
     generates = True
     #: the bytes that start each streamed text fragment, and the first generated token
     text_marker = b'"response.output_text.delta"'
+    #: every `response.*.delta` event (text, refusal, reasoning, function-call arguments,
+    #: tool input) and each generated image, partial or final, read exactly
+    output_markers = (b'.delta"', b'"partial_image_b64"', b'"result"')
+    dense_markers = (b'"partial_image_b64"', b'"result"')
     first_token = re.compile(rb'"delta":\s*"[^"]')
 
     def parse_request(self, path: str, body: dict[str, Any]) -> Prompt:
