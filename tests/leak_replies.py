@@ -195,10 +195,11 @@ def _an(kind: str, **fields: Any) -> Doc:
     return {"type": kind, **fields}
 
 
-def anthropic(start: Doc, delta: str, key: str, head: bool = False, tail: Doc | None = None
-              ) -> Build:
+def anthropic(start: Doc, delta: str, key: str, head: bool = False, tail: Doc | None = None,
+              whole: Callable[[str], Doc] | None = None) -> Build:
     """Blocks 0..n-1, plain text but block `target`, which writes the text (its first piece
-    in the block's start when `head`)."""
+    in the block's start when `head`; all of it in the start block `whole` makes: a tool's
+    result arrives whole)."""
     def build(pieces: list[str], n: int, target: int) -> list[Doc]:
         docs = [_an("message_start", message={
             "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x",
@@ -216,6 +217,8 @@ def anthropic(start: Doc, delta: str, key: str, head: bool = False, tail: Doc | 
             block = dict(start)
             if head:
                 block[key], rest = pieces[0], pieces[1:]
+            if whole is not None:
+                block, rest = whole("".join(pieces)), []
             docs.append(_an("content_block_start", index=i, content_block=block))
             docs += [_an("content_block_delta", index=i, delta={"type": delta, key: p})
                      for p in rest]
@@ -228,6 +231,27 @@ def anthropic(start: Doc, delta: str, key: str, head: bool = False, tail: Doc | 
 
 
 _USE = {"type": "tool_use", "id": "toolu_1", "name": "send", "input": {}}
+
+
+def _result(kind: str, content: Callable[[str], Any]) -> Callable[[str], Doc]:
+    """A tool's result block, as an MCP connector (`mcp_tool_result`) or a tool run on the
+    provider's side puts it in a reply."""
+    return lambda t: {"type": kind, "tool_use_id": "mcptoolu_1", "is_error": False,
+                      "content": content(t)}
+
+
+#: the blocks of a reply that carry what a tool returned, whole
+RESULTS: dict[str, Callable[[str], Doc]] = {
+    "mcp-tool-result": _result("mcp_tool_result", lambda t: [{"type": "text", "text": t}]),
+    "mcp-tool-result-string": _result("mcp_tool_result", lambda t: t),
+    "tool-result": _result("tool_result", lambda t: [{"type": "text", "text": "see:"},
+                                                    {"type": "text", "text": t}]),
+    "web-fetch-document": lambda t: {
+        "type": "web_fetch_tool_result", "tool_use_id": "srvtoolu_1", "content": {
+            "type": "web_fetch_result", "url": "https://news.test/p",
+            "content": {"type": "document", "title": "page", "source": {
+                "type": "text", "media_type": "text/plain", "data": t}}}},
+}
 ANTHROPIC = {
     "text": anthropic({"type": "text", "text": ""}, "text_delta", "text"),
     "text-in-start": anthropic({"type": "text"}, "text_delta", "text", head=True),
@@ -240,6 +264,8 @@ ANTHROPIC = {
     "server-tool-input-json": anthropic(
         {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {}},
         "input_json_delta", "partial_json"),
+    **{name: anthropic({}, "text_delta", "text", whole=block)
+       for name, block in RESULTS.items()},
 }
 
 # --- Gemini / Vertex -------------------------------------------------------------------

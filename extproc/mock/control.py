@@ -17,10 +17,11 @@ DELAY_MS = "x-mock-delay-ms"
 STATUS = "x-mock-status"
 FAIL_AFTER = "x-mock-fail-after"
 #: where the reply goes besides visible text: the formats' SHAPES (refusal, thinking, tool,
-#: tool-escaped, start; image and audio, generated media with the reply); a shape a provider
+#: tool-escaped, start; image and audio, generated media with the reply; mcp, an MCP
+#: server's tool result); a shape a provider
 #: has not is a 400
 SHAPE = "x-mock-shape"
-SHAPES = ("refusal", "thinking", "tool", "tool-escaped", "start", "image", "audio")
+SHAPES = ("refusal", "thinking", "tool", "tool-escaped", "start", "image", "audio", "mcp")
 ECHO = "echo"
 
 

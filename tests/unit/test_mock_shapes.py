@@ -165,6 +165,23 @@ def test_anthropic_text_in_block_start(mock_server: MockServer) -> None:
     assert "text" not in events      # no text delta: the text came whole in the start
 
 
+def test_anthropic_mcp_tool_result(mock_server: MockServer) -> None:
+    """The MCP connector's blocks, as the beta SDK reads them, streamed and whole."""
+    client = an(mock_server).beta
+    ask = {"model": "claude-x", "max_tokens": 50, "messages": MESSAGES,
+           "mcp_servers": [{"type": "url", "url": "https://mcp.test/sse", "name": "mock"}],
+           "betas": ["mcp-client-2025-04-04"], "extra_headers": headers("mcp")}
+    with client.messages.stream(**ask) as stream:
+        streamed = stream.get_final_message()
+    for message in (streamed, client.messages.create(**ask)):
+        use, result, text = message.content
+        assert use.type == "mcp_tool_use" and use.server_name == "mock"
+        assert use.input == {"q": "mock"}
+        assert result.type == "mcp_tool_result" and result.tool_use_id == use.id
+        assert [c.text for c in result.content] == [REPLY]
+        assert text.text == mock_anthropic.THINKING_ANSWER
+
+
 # --- Gemini ---------------------------------------------------------------------------
 
 def gm(mock_server: MockServer) -> genai.Client:

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from extproc import protocol as P
-from tests.leak_replies import KINDS, Format, _message, _out_text, _response
+from tests.leak_replies import KINDS, RESULTS, Format, _message, _out_text, _response
 from tests.leaks import ARGUMENT_ESCAPES, EMAILS, KEYS, KNOWN, KNOWN_LIMIT, around, placed
 from tests.unit.test_no_leaks_streams import check, play
 
@@ -92,6 +92,7 @@ ANTHROPIC = {
     "server-tool-use-input": anthropic(lambda t: {
         "type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search",
         "input": json.loads(t)}),
+    **{name: anthropic(block) for name, block in RESULTS.items()},
 }
 
 

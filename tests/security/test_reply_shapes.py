@@ -1,0 +1,120 @@
+"""Reply shapes the reply guards once skipped, through the real Envoy (the guard audit):
+
+1. Anthropic `mcp_tool_result` blocks (what an MCP server's tool returned, put in the reply by
+   the MCP connector) were never read, streamed or whole: the reply readers read a block's
+   strings only when its kind was not one the prompt reader knows, and tool results are.
+2. Vertex streamed function call arguments (`functionCall.partialArgs[].stringValue`, sent
+   when the request sets `toolConfig.functionCallingConfig.streamFunctionCallArguments`)
+   were never read.
+3. Legacy completions with `logprobs: 0`: OpenAI returns the sampled token's log
+   probability then, so `choices[].logprobs.tokens` spell the reply unmasked.
+4. Streamed chat `content` given as a list of parts (OpenAI-compatible models behind
+   Azure's /openai/v1 write it so) was skipped.
+
+Each reply comes from the mock provider in the provider's own wire format (`x-mock-shape`);
+nothing of the value may reach the client in clear, and a reject guard's match ends the
+reply refused.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.harness import Gateway, Mock, add_route
+
+pytestmark = pytest.mark.envoy
+
+EMAIL = "john.doe@example.com"
+CARD = "4111 1111 1111 1111"
+AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
+REPLY = f"write to {EMAIL}, card {CARD}."
+MASKED = "write to <EMAIL>, card <CARD>."
+PROVIDERS = ("openai", "azure", "anthropic", "vertex")
+
+
+def config() -> dict[str, Any]:
+    guards = {"keys": {"detectors": ["secrets"], "action": "reject"},
+              "pii": {"detectors": ["email", "card"], "action": "mask"}}
+    routes = [{"name": f"s-{p}", "provider": p, "guards": ["keys", "pii"]} for p in PROVIDERS]
+    return {"server": {"max_request_body_bytes": 1048576}, "guards": guards,
+            "routes": routes}
+
+
+def adjust(doc: dict[str, Any]) -> None:
+    for p in PROVIDERS:
+        add_route(doc, f"/s-{p}/", p, f"s-{p}")
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory, mock: Mock) -> Iterator[Gateway]:
+    gateway = Gateway(tmp_path_factory.mktemp("shapes"), config(), mock=mock, adjust=adjust)
+    yield gateway
+    gateway.close()
+
+
+def post(gw: Gateway, path: str, body: dict[str, Any], shape: str, reply: str = REPLY,
+         ) -> tuple[int, bytes]:
+    headers = {"x-mock-reply": reply, "x-mock-shape": shape, "x-mock-chunk-bytes": "5"}
+    with httpx.Client(timeout=30) as client, client.stream(
+            "POST", f"{gw.url}{path}", json=body, headers=headers) as r:
+        return r.status_code, b"".join(r.iter_raw())
+
+
+def no_part_of(raw: bytes, value: str) -> None:
+    """Not a run of six characters of the value, in the bytes or a JSON string's text."""
+    texts = raw.decode("utf-8", "replace")
+    for line in texts.replace("\r\n", "\n").split("\n"):
+        if line.startswith("data:") and line[5:].strip().startswith("{"):
+            texts += json.dumps(json.loads(line[5:]), ensure_ascii=False)
+    for i in range(len(value) - 5):
+        assert value[i:i + 6] not in texts, (value[i:i + 6], raw[:600])
+
+
+def sse(raw: bytes) -> list[dict[str, Any]]:
+    return [json.loads(line[5:]) for line in raw.decode().replace("\r\n", "\n").split("\n")
+            if line.startswith("data:") and line[5:].strip().startswith("{")]
+
+
+# --- 1. Anthropic mcp_tool_result ----------------------------------------------------------
+
+MESSAGES = {"model": "claude-sonnet-4-5", "max_tokens": 100,
+            "messages": [{"role": "user", "content": "look jane up"}],
+            "mcp_servers": [{"type": "url", "url": "https://mcp.test/sse", "name": "mock"}]}
+
+
+def test_an_mcp_tool_result_is_masked_in_a_stream(gw: Gateway) -> None:
+    status, raw = post(gw, "/s-anthropic/v1/messages", {**MESSAGES, "stream": True}, "mcp")
+    assert status == 200
+    no_part_of(raw, EMAIL)
+    no_part_of(raw, CARD)
+    [result] = [e["content_block"] for e in sse(raw) if e.get("type") == "content_block_start"
+                and e["content_block"]["type"] == "mcp_tool_result"]
+    assert result["content"] == [{"type": "text", "text": MASKED}]
+    assert b"event: message_stop" in raw
+
+
+def test_an_mcp_tool_result_is_masked_in_a_whole_reply(gw: Gateway) -> None:
+    status, raw = post(gw, "/s-anthropic/v1/messages", MESSAGES, "mcp")
+    assert status == 200
+    no_part_of(raw, EMAIL)
+    use, result, text = json.loads(raw)["content"]
+    assert use["type"] == "mcp_tool_use" and use["input"] == {"q": "mock"}
+    assert result["content"] == [{"type": "text", "text": MASKED}]
+    assert text == {"type": "text", "text": "Done."}
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
+def test_a_key_in_an_mcp_tool_result_refuses_the_reply(gw: Gateway, stream: bool) -> None:
+    status, raw = post(gw, "/s-anthropic/v1/messages", {**MESSAGES, "stream": stream},
+                       "mcp", reply=f"the key is {AWS_KEY}")
+    no_part_of(raw, AWS_KEY)
+    assert b"aws access key" in raw
+    if stream:
+        assert status == 200 and b"event: error" in raw and b'"refusal"' in raw
+    else:
+        assert status == 400
