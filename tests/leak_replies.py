@@ -271,16 +271,20 @@ ANTHROPIC = {
 # --- Gemini / Vertex -------------------------------------------------------------------
 
 
-def google(part: Callable[[str], Doc], whole: bool = False) -> Build:
+def google(part: Callable[[str], Doc], whole: bool = False,
+           end: Callable[[str], Doc] | None = None) -> Build:
     """Candidates 0..n-1; candidate `target` writes the text in `part`s (the whole text in
-    one part when `whole`: function calls and code arrive whole)."""
+    one part when `whole`: function calls and code arrive whole; the last piece in `end`
+    when given)."""
     def build(pieces: list[str], n: int, target: int) -> list[Doc]:
         pieces = ["".join(pieces)] if whole else pieces
         docs = []
         for k, piece in enumerate(pieces):
             last = k == len(pieces) - 1
+            write = end if last and end is not None else part
             cands = [{"index": i, "content": {"role": "model", "parts": [
-                part(piece) if i == target else {"text": f"fine {k} "}]}} for i in range(n)]
+                write(piece) if i == target else {"text": f"fine {k} "}]}}
+                for i in range(n)]
             for c in cands:
                 if last:
                     c["finishReason"] = "STOP"
@@ -293,8 +297,18 @@ def google(part: Callable[[str], Doc], whole: bool = False) -> Build:
     return build
 
 
+def partial_args(piece: str, more: bool = True) -> Doc:
+    """A piece of a function call's string argument as Vertex streams it (the request set
+    `streamFunctionCallArguments`); the last piece of the argument does not continue."""
+    arg = {"jsonPath": "$.to", "stringValue": piece, **({"willContinue": True} if more else {})}
+    return {"functionCall": {"partialArgs": [arg], "willContinue": True}}
+
+
 GOOGLE = {
     "text": google(lambda p: {"text": p}),
+    # Vertex's streamed arguments: the argument's last piece ends it, or the finish does
+    "partial-args": google(partial_args, end=lambda p: partial_args(p, more=False)),
+    "partial-args-to-finish": google(partial_args),
     "thought": google(lambda p: {"text": p, "thought": True}),
     "function-call": google(lambda t: {"functionCall": {"name": "send",
                                                         "args": json.loads(t)}}, whole=True),

@@ -118,3 +118,43 @@ def test_a_key_in_an_mcp_tool_result_refuses_the_reply(gw: Gateway, stream: bool
         assert status == 200 and b"event: error" in raw and b'"refusal"' in raw
     else:
         assert status == 400
+
+
+# --- 2. Vertex streamed function call arguments -------------------------------------------
+
+VERTEX = ("/s-vertex/v1/projects/p/locations/us-central1/publishers/google/models/"
+          "gemini-3-pro-preview:streamGenerateContent")
+STREAMED_ARGS = {"contents": [{"role": "user", "parts": [{"text": "send it"}]}],
+                 "tools": [{"functionDeclarations": [{"name": "mock_tool", "description": "x",
+                            "parameters": {"type": "object",
+                                           "properties": {"text": {"type": "string"}}}}]}],
+                 "toolConfig": {"functionCallingConfig": {
+                     "mode": "AUTO", "streamFunctionCallArguments": True}}}
+
+
+def streamed_args(raw: bytes) -> list[dict[str, Any]]:
+    return [a for e in sse(raw) for c in e.get("candidates", [])
+            for p in c["content"]["parts"] for a in p.get("functionCall", {}).get(
+                "partialArgs", [])]
+
+
+@pytest.mark.parametrize("query", ["?alt=sse", ""], ids=["sse", "json-array"])
+def test_streamed_function_call_arguments_are_masked(gw: Gateway, query: str) -> None:
+    status, raw = post(gw, VERTEX + query, STREAMED_ARGS, "partial-args")
+    assert status == 200
+    no_part_of(raw, EMAIL)
+    no_part_of(raw, CARD)
+    args = streamed_args(raw)
+    assert "".join(a["stringValue"] for a in args) == MASKED
+    assert not args[-1].get("willContinue")   # what was held went out in the last piece
+
+
+@pytest.mark.parametrize("query", ["?alt=sse", ""], ids=["sse", "json-array"])
+def test_a_key_in_streamed_function_call_arguments_ends_the_stream(gw: Gateway,
+                                                                  query: str) -> None:
+    status, raw = post(gw, VERTEX + query, STREAMED_ARGS, "partial-args",
+                       reply=f"the key is {AWS_KEY} ok")
+    assert status == 200
+    no_part_of(raw, AWS_KEY)
+    assert b'"SAFETY"' in raw and b"aws access key" in raw
+

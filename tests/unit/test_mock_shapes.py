@@ -230,6 +230,23 @@ def test_gemini_function_call(mock_server: MockServer) -> None:
         assert call.name == "mock_tool" and call.args == TOOL_INPUT
 
 
+def test_vertex_partial_args(mock_server: MockServer) -> None:
+    """Streamed call arguments, as Vertex streams them: the name, then each piece of the
+    string at $.text, the last not continuing, then the finish."""
+    body = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}], "toolConfig": {
+        "functionCallingConfig": {"mode": "AUTO", "streamFunctionCallArguments": True}}}
+    r = httpx.post(f"{mock_server.url}/v1/projects/p/locations/l/publishers/google/models/"
+                   "gemini-3-pro-preview:streamGenerateContent?alt=sse", json=body,
+                   headers=headers("partial-args"), timeout=10)
+    calls = [json.loads(line[6:])["candidates"][0]["content"]["parts"][0]["functionCall"]
+             for line in r.text.split("\r\n") if line.startswith("data: ")]
+    assert calls[0] == {"name": "mock_tool", "willContinue": True} and calls[-1] == {}
+    args = [a for call in calls[1:-1] for a in call["partialArgs"]]
+    assert "".join(a["stringValue"] for a in args) == REPLY and len(args) > 1
+    assert [a.get("willContinue", False) for a in args] == [True] * (len(args) - 1) + [False]
+    assert all(a["jsonPath"] == "$.text" for a in args)
+
+
 # --- control --------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("path", "shape", "status"), [

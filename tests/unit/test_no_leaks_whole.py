@@ -108,6 +108,9 @@ def google(part: Callable[[str], Doc]) -> Build:
 
 GOOGLE = {
     "text": google(lambda t: {"text": t}),
+    # Vertex streams these; a whole reply that holds them anyway is read too
+    "partial-args": google(lambda t: {"functionCall": {"partialArgs": [
+        {"jsonPath": "$.to", "stringValue": t}]}}),
     "thought": google(lambda t: {"text": t, "thought": True}),
     "function-call": google(lambda t: {"functionCall": {"name": "send",
                                                         "args": json.loads(t)}}),
