@@ -56,6 +56,11 @@ CHAT = {
     "function-call-arguments": chat(lambda p: {"function_call": {"arguments": p}},
                                     {"function_call": {"name": "send", "arguments": ""}}),
     "audio-transcript": chat(lambda p: {"audio": {"id": "audio_1", "transcript": p}}),
+    # as OpenAI-compatible servers (behind Azure's /openai/v1) stream them: lists of parts
+    "content-parts": chat(lambda p: {"content": [{"type": "text", "text": p}]}),
+    "reasoning-parts": chat(lambda p: {"reasoning_content": [{"type": "text", "text": p}]}),
+    "thinking-parts": chat(lambda p: {"content": [{"type": "thinking", "thinking": [
+        {"type": "text", "text": p}]}]}),
     "custom-tool-input": chat(
         lambda p: {"tool_calls": [{"index": 0, "custom": {"input": p}}]},
         {"tool_calls": [{"index": 0, "id": "call_1", "type": "custom",

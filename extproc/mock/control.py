@@ -18,11 +18,12 @@ STATUS = "x-mock-status"
 FAIL_AFTER = "x-mock-fail-after"
 #: where the reply goes besides visible text: the formats' SHAPES (refusal, thinking, tool,
 #: tool-escaped, start; image and audio, generated media with the reply; mcp, an MCP
-#: server's tool result; partial-args, Vertex's streamed call arguments); a shape a provider
+#: server's tool result; partial-args, Vertex's streamed call arguments; parts, content as
+#: a list of parts); a shape a provider
 #: has not is a 400
 SHAPE = "x-mock-shape"
 SHAPES = ("refusal", "thinking", "tool", "tool-escaped", "start", "image", "audio", "mcp",
-          "partial-args")
+          "partial-args", "parts")
 ECHO = "echo"
 
 

@@ -158,3 +158,37 @@ def test_a_key_in_streamed_function_call_arguments_ends_the_stream(gw: Gateway,
     no_part_of(raw, AWS_KEY)
     assert b'"SAFETY"' in raw and b"aws access key" in raw
 
+
+# --- 4. chat content as a list of parts ---------------------------------------------------
+
+CHAT = {"model": "mistral-large-2411", "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.mark.parametrize("path", ["/s-azure/openai/v1/chat/completions",
+                                  "/s-openai/v1/chat/completions"], ids=["azure-v1", "openai"])
+def test_content_streamed_as_parts_is_masked(gw: Gateway, path: str) -> None:
+    status, raw = post(gw, path, {**CHAT, "stream": True}, "parts")
+    assert status == 200
+    no_part_of(raw, EMAIL)
+    no_part_of(raw, CARD)
+    text = "".join(p["text"] for e in sse(raw) for c in e.get("choices", [])
+                   for p in (c["delta"].get("content") or []) if isinstance(p, dict))
+    assert text == MASKED
+    assert raw.rstrip().endswith(b"data: [DONE]")
+
+
+def test_content_as_parts_is_masked_in_a_whole_reply(gw: Gateway) -> None:
+    status, raw = post(gw, "/s-azure/openai/v1/chat/completions", CHAT, "parts")
+    assert status == 200
+    no_part_of(raw, EMAIL)
+    assert json.loads(raw)["choices"][0]["message"]["content"] == [
+        {"type": "text", "text": MASKED}]
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
+def test_a_key_in_content_parts_refuses_the_reply(gw: Gateway, stream: bool) -> None:
+    status, raw = post(gw, "/s-azure/openai/v1/chat/completions", {**CHAT, "stream": stream},
+                       "parts", reply=f"the key is {AWS_KEY} ok")
+    no_part_of(raw, AWS_KEY)
+    assert b"aws access key" in raw
+    assert (status, b"content_filter" in raw) == ((200, True) if stream else (400, False))

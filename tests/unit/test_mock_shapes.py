@@ -111,6 +111,21 @@ def test_openai_escaped_tool_arguments(mock_server: MockServer) -> None:
     assert json.loads("".join(pieces)) == TOOL_INPUT
 
 
+def test_openai_content_parts(mock_server: MockServer) -> None:
+    """Content as a list of text parts, as OpenAI-compatible models behind Azure's
+    /openai/v1 write it: one part a piece in a stream, one part in a whole reply."""
+    body = {"model": "mistral-large-2411", "messages": MESSAGES}
+    url = f"{mock_server.url}/v1/chat/completions"
+    whole = httpx.post(url, json=body, headers=headers("parts"), timeout=10).json()
+    assert whole["choices"][0]["message"]["content"] == [{"type": "text", "text": REPLY}]
+    r = httpx.post(url, json={**body, "stream": True}, headers=headers("parts"), timeout=10)
+    deltas = [json.loads(line[6:])["choices"][0]["delta"] for line in r.text.split("\n")
+              if line.startswith("data: {")]
+    parts = [d["content"] for d in deltas[1:] if d.get("content")]
+    assert len(parts) > 1 and all(len(p) == 1 and p[0]["type"] == "text" for p in parts)
+    assert "".join(p[0]["text"] for p in parts) == REPLY
+
+
 # --- Anthropic ------------------------------------------------------------------------
 
 def an(mock_server: MockServer) -> anthropic.Anthropic:

@@ -56,6 +56,13 @@ CHAT = {
                                                                  "arguments": t}}),
     "audio-transcript": chat(lambda t: {"audio": {"id": "audio_1", "data": "UklGRg==",
                                                   "expires_at": 1, "transcript": t}}),
+    # as OpenAI-compatible servers write them: lists of parts, an object
+    "content-parts": chat(lambda t: {"content": [{"type": "text", "text": t}]}),
+    "refusal-parts": chat(lambda t: {"refusal": [{"type": "refusal", "refusal": t}]}),
+    "reasoning-parts": chat(lambda t: {"content": "ok", "reasoning_content": [
+        {"type": "text", "text": t}]}),
+    "reasoning-object": chat(lambda t: {"content": "ok", "reasoning": {"text": t}}),
+    "content-object": chat(lambda t: {"content": {"type": "text", "text": t}}),
 }
 
 
