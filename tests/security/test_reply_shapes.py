@@ -192,3 +192,16 @@ def test_a_key_in_content_parts_refuses_the_reply(gw: Gateway, stream: bool) -> 
     no_part_of(raw, AWS_KEY)
     assert b"aws access key" in raw
     assert (status, b"content_filter" in raw) == ((200, True) if stream else (400, False))
+
+
+def test_a_prompts_refusal_or_reasoning_in_parts_is_refused(gw: Gateway) -> None:
+    """The prompt side of the same shapes: the chat adapter reads a message's refusal and
+    reasoning as strings, so parts or objects there are refused (400) and never sent."""
+    for field in ({"refusal": [{"type": "text", "text": EMAIL}]},
+                  {"reasoning_content": {"text": EMAIL}}):
+        body = {**CHAT, "messages": [{"role": "assistant", "content": "ok", **field},
+                                     {"role": "user", "content": "go on"}]}
+        before = gw.mock.last()
+        status, raw = post(gw, "/s-azure/openai/v1/chat/completions", body, "parts")
+        assert status == 400 and b"must be a string" in raw, raw
+        assert gw.mock.last() == before
