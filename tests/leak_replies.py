@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tests.leak_results import RESULTS
+
 Doc = dict[str, Any]
 #: (pieces of the text, choices or candidates, the one that writes it) -> the events
 Build = Callable[[list[str], int, int], list[Doc]]
@@ -236,27 +238,6 @@ def anthropic(start: Doc, delta: str, key: str, head: bool = False, tail: Doc | 
 
 
 _USE = {"type": "tool_use", "id": "toolu_1", "name": "send", "input": {}}
-
-
-def _result(kind: str, content: Callable[[str], Any]) -> Callable[[str], Doc]:
-    """A tool's result block, as an MCP connector (`mcp_tool_result`) or a tool run on the
-    provider's side puts it in a reply."""
-    return lambda t: {"type": kind, "tool_use_id": "mcptoolu_1", "is_error": False,
-                      "content": content(t)}
-
-
-#: the blocks of a reply that carry what a tool returned, whole
-RESULTS: dict[str, Callable[[str], Doc]] = {
-    "mcp-tool-result": _result("mcp_tool_result", lambda t: [{"type": "text", "text": t}]),
-    "mcp-tool-result-string": _result("mcp_tool_result", lambda t: t),
-    "tool-result": _result("tool_result", lambda t: [{"type": "text", "text": "see:"},
-                                                    {"type": "text", "text": t}]),
-    "web-fetch-document": lambda t: {
-        "type": "web_fetch_tool_result", "tool_use_id": "srvtoolu_1", "content": {
-            "type": "web_fetch_result", "url": "https://news.test/p",
-            "content": {"type": "document", "title": "page", "source": {
-                "type": "text", "media_type": "text/plain", "data": t}}}},
-}
 ANTHROPIC = {
     "text": anthropic({"type": "text", "text": ""}, "text_delta", "text"),
     "text-in-start": anthropic({"type": "text"}, "text_delta", "text", head=True),

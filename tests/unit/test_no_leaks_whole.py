@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from extproc import protocol as P
-from tests.leak_replies import KINDS, RESULTS, Format, _message, _out_text, _response
+from tests.leak_replies import KINDS, Format, _message, _out_text, _response
+from tests.leak_results import RESULTS
 from tests.leaks import ARGUMENT_ESCAPES, EMAILS, KEYS, KNOWN, KNOWN_LIMIT, around, placed
 from tests.unit.test_no_leaks_streams import check, play
 
