@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tests.leak_results import RESULTS
+
 Doc = dict[str, Any]
 #: (pieces of the text, choices or candidates, the one that writes it) -> the events
 Build = Callable[[list[str], int, int], list[Doc]]
@@ -56,6 +58,11 @@ CHAT = {
     "function-call-arguments": chat(lambda p: {"function_call": {"arguments": p}},
                                     {"function_call": {"name": "send", "arguments": ""}}),
     "audio-transcript": chat(lambda p: {"audio": {"id": "audio_1", "transcript": p}}),
+    # as OpenAI-compatible servers (behind Azure's /openai/v1) stream them: lists of parts
+    "content-parts": chat(lambda p: {"content": [{"type": "text", "text": p}]}),
+    "reasoning-parts": chat(lambda p: {"reasoning_content": [{"type": "text", "text": p}]}),
+    "thinking-parts": chat(lambda p: {"content": [{"type": "thinking", "thinking": [
+        {"type": "text", "text": p}]}]}),
     "custom-tool-input": chat(
         lambda p: {"tool_calls": [{"index": 0, "custom": {"input": p}}]},
         {"tool_calls": [{"index": 0, "id": "call_1", "type": "custom",
@@ -195,10 +202,11 @@ def _an(kind: str, **fields: Any) -> Doc:
     return {"type": kind, **fields}
 
 
-def anthropic(start: Doc, delta: str, key: str, head: bool = False, tail: Doc | None = None
-              ) -> Build:
+def anthropic(start: Doc, delta: str, key: str, head: bool = False, tail: Doc | None = None,
+              whole: Callable[[str], Doc] | None = None) -> Build:
     """Blocks 0..n-1, plain text but block `target`, which writes the text (its first piece
-    in the block's start when `head`)."""
+    in the block's start when `head`; all of it in the start block `whole` makes: a tool's
+    result arrives whole)."""
     def build(pieces: list[str], n: int, target: int) -> list[Doc]:
         docs = [_an("message_start", message={
             "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x",
@@ -216,6 +224,8 @@ def anthropic(start: Doc, delta: str, key: str, head: bool = False, tail: Doc | 
             block = dict(start)
             if head:
                 block[key], rest = pieces[0], pieces[1:]
+            if whole is not None:
+                block, rest = whole("".join(pieces)), []
             docs.append(_an("content_block_start", index=i, content_block=block))
             docs += [_an("content_block_delta", index=i, delta={"type": delta, key: p})
                      for p in rest]
@@ -240,21 +250,27 @@ ANTHROPIC = {
     "server-tool-input-json": anthropic(
         {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {}},
         "input_json_delta", "partial_json"),
+    **{name: anthropic({}, "text_delta", "text", whole=block)
+       for name, block in RESULTS.items()},
 }
 
 # --- Gemini / Vertex -------------------------------------------------------------------
 
 
-def google(part: Callable[[str], Doc], whole: bool = False) -> Build:
+def google(part: Callable[[str], Doc], whole: bool = False,
+           end: Callable[[str], Doc] | None = None) -> Build:
     """Candidates 0..n-1; candidate `target` writes the text in `part`s (the whole text in
-    one part when `whole`: function calls and code arrive whole)."""
+    one part when `whole`: function calls and code arrive whole; the last piece in `end`
+    when given)."""
     def build(pieces: list[str], n: int, target: int) -> list[Doc]:
         pieces = ["".join(pieces)] if whole else pieces
         docs = []
         for k, piece in enumerate(pieces):
             last = k == len(pieces) - 1
+            write = end if last and end is not None else part
             cands = [{"index": i, "content": {"role": "model", "parts": [
-                part(piece) if i == target else {"text": f"fine {k} "}]}} for i in range(n)]
+                write(piece) if i == target else {"text": f"fine {k} "}]}}
+                for i in range(n)]
             for c in cands:
                 if last:
                     c["finishReason"] = "STOP"
@@ -267,8 +283,18 @@ def google(part: Callable[[str], Doc], whole: bool = False) -> Build:
     return build
 
 
+def partial_args(piece: str, more: bool = True) -> Doc:
+    """A piece of a function call's string argument as Vertex streams it (the request set
+    `streamFunctionCallArguments`); the last piece of the argument does not continue."""
+    arg = {"jsonPath": "$.to", "stringValue": piece, **({"willContinue": True} if more else {})}
+    return {"functionCall": {"partialArgs": [arg], "willContinue": True}}
+
+
 GOOGLE = {
     "text": google(lambda p: {"text": p}),
+    # Vertex's streamed arguments: the argument's last piece ends it, or the finish does
+    "partial-args": google(partial_args, end=lambda p: partial_args(p, more=False)),
+    "partial-args-to-finish": google(partial_args),
     "thought": google(lambda p: {"text": p, "thought": True}),
     "function-call": google(lambda t: {"functionCall": {"name": "send",
                                                         "args": json.loads(t)}}, whole=True),

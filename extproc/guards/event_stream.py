@@ -16,6 +16,7 @@ from typing import Any
 
 from ..codecs.sse import Event, SSEDecoder, SSEError
 from ..policy import BodyTransform
+from ..providers.slots import EventTexts
 from ..providers.unread import NAMES
 from .stream import GuardTriggered
 
@@ -48,6 +49,15 @@ def media(kinds: Sequence[str], allowed: frozenset[str]) -> None:
     for kind in kinds:
         if kind not in allowed:
             raise GuardTriggered(UNREAD + kind)
+
+
+def ended(chains: dict[Any, Any], texts: EventTexts) -> list[Any]:
+    """The pieces with a chain that an event ends: those of the choices, blocks or
+    candidates it ends (or all of them), then those it ends one by one."""
+    out = [p for p in chains if texts.ends_all or p[0] in texts.ends] \
+        if texts.ends or texts.ends_all else []
+    out.extend(p for p in texts.ends_pieces if p in chains and p not in out)
+    return out
 
 
 class EventMasker(BodyTransform):

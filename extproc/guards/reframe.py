@@ -41,7 +41,7 @@ from ..providers import Adapter, adapter_for
 from ..providers.openai import DELTA_TEXT_FIELDS, OpenAIAdapter
 from ..providers.slots import JSON_PIECES, NAME_PIECE, Piece, TextSlot
 from ..providers.values import MaskingFn, rewrite_json_strings
-from .event_stream import UNREADABLE, EventMasker, media, refusal_message
+from .event_stream import UNREADABLE, EventMasker, ended, media, refusal_message
 from .names import mask_name
 from .stream import GuardTriggered, StreamMasker
 
@@ -244,7 +244,8 @@ class SSEMaskingReframer(EventMasker):
         texts = self.adapter.stream_texts(doc, event)   # strings, and whole JSON values
         if texts.unread:     # an image, audio: refused unless every guard lets it pass
             media(texts.unread, self.allow_unread)
-        if not texts.slots and not texts.ends and not texts.ends_all:
+        if not texts.slots and not texts.ends and not texts.ends_all \
+                and not texts.ends_pieces:
             return raw
         self._current = (data, event)
         changed = False
@@ -267,9 +268,7 @@ class SSEMaskingReframer(EventMasker):
                 holder[key] = masked
                 changed = True
         before: list[bytes] = []
-        ended = [p for p in self.chains if texts.ends_all or p[0] in texts.ends] \
-            if texts.ends or texts.ends_all else ()
-        for piece in ended:
+        for piece in ended(self.chains, texts):
             last_slot = here.get(piece)   # (compiled, a variable keeps one type)
             if last_slot is None:
                 before.append(self._synthetic(piece))

@@ -145,13 +145,28 @@ class Scanner:
 
     def find(self, text: str) -> list[Span]:
         """All detectors' matches, non-overlapping (see the class), left to right."""
+        return self.find_from(text, 0)
+
+    def find_from(self, text: str, start: int, crossing: bool = False) -> list[Span]:
+        """`find` as a streaming masker needs it, `text[:start]` being left context (text
+        already released): the detectors' matches that start before `start` are dropped
+        before overlaps are resolved, so one that the cut context made up (a lookbehind
+        that no longer sees what came before the cut lets a match start there, longer than
+        any in the whole text) cannot shadow a real match after `start`; with `crossing`,
+        one that runs past `start` is kept from there on (the rest of a match that
+        overlapped a released span), ranked by where it really starts."""
         if self._any_char is not None and self._any_char.search(text) is None:
             return []   # not one character any match holds (most prose): one search
         found: list[tuple[int, int, int, Span]] = []
         for rank, (detector, need) in enumerate(zip(self.detectors, self._needs, strict=True)):
             if need is not None and need.search(text) is None:
                 continue   # cannot match here: skip the detector's full scan
-            found.extend((s.start, s.start - s.end, rank, s) for s in detector.find(text))
+            for s in detector.find(text):
+                if s.start >= start:
+                    found.append((s.start, s.start - s.end, rank, s))
+                elif crossing and s.end > start:
+                    found.append((s.start, s.start - s.end, rank,
+                                  Span(start, s.end, s.detector)))
         if not found:
             return []
         found.sort(key=lambda f: f[:3])

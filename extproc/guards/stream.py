@@ -92,6 +92,9 @@ class StreamMasker:
         self._at_span = False    # the released text ends with a span
         # scanner.may_match(text, start): False when no match can start at or after `start`
         self._may_match = getattr(scanner, "may_match", None)
+        # scanner.find_from(text, start, crossing): the matches from `start` on, those that
+        # start in the left context dropped before overlaps are resolved (`_spans`)
+        self._find_from = getattr(scanner, "find_from", None)
 
     @property
     def held(self) -> int:
@@ -154,7 +157,17 @@ class StreamMasker:
         (masked) already, or it is an artefact of cutting the context short. But when the
         released text ends with a span, a match running from before it into the unreleased
         text is the rest of one that overlapped that span: the scanner of the whole text keeps
-        it from there, and so does this."""
+        it from there, and so does this.
+
+        A scanner with ``find_from`` drops the matches that start in the context before it
+        resolves overlaps: one that the cut context made up (a lookbehind no longer sees
+        what preceded the cut, so a match starts there that the whole text does not have)
+        would otherwise take the place of a real one it overlaps, then be dropped here, and
+        the real one would go out in clear."""
+        find_from = self._find_from
+        if find_from is not None:
+            found: list[Span] = find_from(window, c, self._at_span)
+            return found
         spans = self.scanner.find(window)
         if self._at_span:
             spans = [dataclasses.replace(s, start=c) if s.start < c < s.end else s

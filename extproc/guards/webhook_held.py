@@ -34,6 +34,8 @@ class Held:
     #: the pieces it ends (by their first member) and whether it ends them all
     ends: tuple[int, ...] = ()
     ends_all: bool = False
+    #: the pieces it ends one by one (a Vertex streamed argument's last piece)
+    ends_pieces: tuple[Hashable, ...] = ()
 
 
 def is_json(key: Hashable) -> bool:
@@ -43,7 +45,8 @@ def is_json(key: Hashable) -> bool:
 
 def ends_piece(held: Held, key: Hashable) -> bool:
     """True if the event ends the piece `key` (a (choice or block, field, sub) tuple)."""
-    return held.ends_all or (isinstance(key, tuple) and key[0] in held.ends)
+    return held.ends_all or (isinstance(key, tuple) and key[0] in held.ends) \
+        or key in held.ends_pieces
 
 
 def read_event(adapter: Adapter, ev: Event, whole: Iterator[int],
@@ -74,5 +77,5 @@ def read_event(adapter: Adapter, ev: Event, whole: Iterator[int],
                               if holder[key])
         else:
             held.slots.append((slot.piece, slot.holder, slot.key))
-    held.ends, held.ends_all = texts.ends, texts.ends_all
-    return held, bool(texts.ends) or texts.ends_all, False
+    held.ends, held.ends_all, held.ends_pieces = texts.ends, texts.ends_all, texts.ends_pieces
+    return held, bool(texts.ends or texts.ends_pieces) or texts.ends_all, False

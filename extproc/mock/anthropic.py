@@ -9,7 +9,11 @@ Shapes (``x-mock-shape``): ``thinking`` puts the reply in a thinking block (stre
 ``{"text": reply}`` (streamed as ``input_json_delta`` pieces; stop reason ``tool_use``);
 ``tool-escaped`` streams that input with every character of the value written as a ``\\uXXXX``
 escape (``common.dump_escaped``; a whole reply's input is an object, as with ``tool``);
-``start`` sends the whole text in the text block's ``content_block_start`` (no text deltas).
+``start`` sends the whole text in the text block's ``content_block_start`` (no text deltas);
+``mcp`` answers as the MCP connector does: an ``mcp_tool_use`` block (server ``mock``, tool
+``lookup``, its input streamed as ``input_json_delta``), then an ``mcp_tool_result`` block
+whose content is one text block, the reply (whole, in its ``content_block_start``), then a
+text block saying ``THINKING_ANSWER``.
 
 A plain-text document with citations enabled is cited, as Anthropic cites it: the reply's
 text block carries a ``char_location`` citation of its first 200 characters (streamed as a
@@ -36,7 +40,7 @@ from extproc.mock.common import (
 )
 
 MODELS = ("claude-sonnet-4-5", "claude-opus-4-1", "claude-3-5-haiku-latest")
-SHAPES = ("thinking", "tool", "tool-escaped", "start")
+SHAPES = ("thinking", "tool", "tool-escaped", "start", "mcp")
 THINKING_ANSWER = "Done."
 TOOL_NAME = "mock_tool"
 
@@ -142,6 +146,15 @@ def _tool_use(reply: Reply, request: dict[str, Any]) -> dict[str, Any]:
             "name": name or TOOL_NAME, "input": tool_input}
 
 
+def _mcp(reply: Reply) -> list[dict[str, Any]]:
+    """What the MCP connector puts in a reply: the call to a server's tool, its result."""
+    call = f"mcptoolu_{reply.response_id[:24]}"
+    return [{"type": "mcp_tool_use", "id": call, "name": "lookup", "server_name": "mock",
+             "input": {"q": "mock"}},
+            {"type": "mcp_tool_result", "tool_use_id": call, "is_error": False,
+             "content": [{"type": "text", "text": reply.text}]}]
+
+
 def _citation(request: dict[str, Any]) -> dict[str, Any] | None:
     """What the reply cites when the request gives a plain-text document with citations
     enabled, as Anthropic cites it: the document's first sentence (up to 200 characters)."""
@@ -176,6 +189,8 @@ def build_response(request: dict[str, Any], reply: Reply, shape: str | None = No
                    {"type": "text", "text": THINKING_ANSWER}]
     elif shape in ("tool", "tool-escaped") or _forced_tool(request):
         content, stop = [_tool_use(reply, request)], "tool_use"
+    elif shape == "mcp":
+        content = [*_mcp(reply), {"type": "text", "text": THINKING_ANSWER}]
     body = _message(reply, content, stop, reply.completion_tokens)
     return dump_compact(body).encode("utf-8")
 
@@ -218,6 +233,14 @@ def build_stream(request: dict[str, Any], reply: Reply,
         stop = "tool_use"
     elif shape == "start":
         frames += _block(0, {"type": "text", "text": reply.text}, [])
+    elif shape == "mcp":
+        use, result = _mcp(reply)
+        frames += _block(0, {**use, "input": {}}, [
+            {"type": "input_json_delta", "partial_json": piece}
+            for piece in split_json(dump_compact(use["input"]))])
+        frames += _block(1, result, [])
+        frames += _block(2, {"type": "text", "text": ""},
+                         [{"type": "text_delta", "text": THINKING_ANSWER}])
     else:
         citation = _citation(request)
         cites = [{"type": "citations_delta", "citation": citation}] if citation else []

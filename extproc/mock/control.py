@@ -22,10 +22,13 @@ END_AFTER = "x-mock-end-after"
 #: (OpenAI's error chunk, Anthropic's `event: error`, Gemini's error object; SSE streams)
 ERROR_AFTER = "x-mock-error-after"
 #: where the reply goes besides visible text: the formats' SHAPES (refusal, thinking, tool,
-#: tool-escaped, start; image and audio, generated media with the reply); a shape a provider
+#: tool-escaped, start; image and audio, generated media with the reply; mcp, an MCP
+#: server's tool result; partial-args, Vertex's streamed call arguments; parts, content as
+#: a list of parts); a shape a provider
 #: has not is a 400
 SHAPE = "x-mock-shape"
-SHAPES = ("refusal", "thinking", "tool", "tool-escaped", "start", "image", "audio")
+SHAPES = ("refusal", "thinking", "tool", "tool-escaped", "start", "image", "audio", "mcp",
+          "partial-args", "parts")
 ECHO = "echo"
 
 

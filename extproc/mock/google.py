@@ -9,6 +9,11 @@ every streamed element. Shapes (``x-mock-shape``): ``thinking`` streams the repl
 parts (``"thought": true``, counted in ``thoughtsTokenCount``) before a text part saying
 ``THINKING_ANSWER``; ``tool`` answers one ``functionCall`` part whose args are the reply
 when it is a JSON object, else ``{"text": reply}`` (it arrives whole, in one element);
+``partial-args`` streams that call's arguments as Vertex does when the request sets
+``toolConfig.functionCallingConfig.streamFunctionCallArguments``: an element naming the
+call (``willContinue: true``), then one per piece of the reply, each a ``partialArgs``
+piece of the string at ``$.text`` (``willContinue: true`` but the last), then the finished
+element with an empty ``functionCall`` (a whole reply answers as ``tool`` does);
 ``image`` and ``audio`` answer with generated media as if the request asked for it (below),
 as image models such as gemini-2.5-flash-image answer by default.
 
@@ -50,7 +55,7 @@ from extproc.mock.common import (
 )
 
 METHODS = ("generateContent", "streamGenerateContent")
-SHAPES = ("thinking", "tool", "image", "audio")
+SHAPES = ("thinking", "tool", "image", "audio", "partial-args")
 MEDIA = ("image", "audio")
 AUDIO_MIME = "audio/L16;codec=pcm;rate=24000"
 THINKING_ANSWER = "Done."
@@ -287,7 +292,7 @@ def build_response(request: dict[str, Any], reply: Reply, *, vertex: bool = Fals
         parts: list[dict[str, Any]] = [{"text": reply.text, "thought": True},
                                        {"text": THINKING_ANSWER}]
         body = _response(reply, parts, 1, True, vertex, n, tokens)
-    elif shape == "tool":
+    elif shape in ("tool", "partial-args"):
         body = _response(reply, [_call(reply)], tokens, True, vertex, n)
     else:
         body = _response(reply, [{"text": reply.text}], tokens, True, vertex, n,
@@ -315,6 +320,8 @@ def stream_events(reply: Reply, *, vertex: bool = False, n: int = 1,
     if shape == "tool":
         return [_response(reply, [_call(reply)], reply.completion_tokens, True, vertex, n)]
     pieces = reply.pieces or [""]
+    if shape == "partial-args":
+        return _partial_args(reply, pieces, vertex, n)
     if shape == "thinking":   # thoughts first (no answer tokens yet), then the answer
         thoughts = reply.completion_tokens
         return [*(_response(reply, [{"text": piece, "thought": True}], 0, False, vertex, n,
@@ -326,6 +333,19 @@ def stream_events(reply: Reply, *, vertex: bool = False, n: int = 1,
                   vertex, n, grounded=grounded)
         for i, piece in enumerate(pieces)
     ]
+
+
+def _partial_args(reply: Reply, pieces: list[str], vertex: bool, n: int
+                  ) -> list[dict[str, Any]]:
+    """A function call whose arguments stream (`stream_events`, ``partial-args``)."""
+    last = len(pieces) - 1
+    args = [{"jsonPath": "$.text", "stringValue": piece, **({"willContinue": True}
+                                                            if i < last else {})}
+            for i, piece in enumerate(pieces)]
+    calls = [{"name": TOOL_NAME, "willContinue": True},
+             *({"partialArgs": [arg], "willContinue": True} for arg in args), {}]
+    return [_response(reply, [{"functionCall": call}], min(i, reply.completion_tokens),
+                      i == len(calls) - 1, vertex, n) for i, call in enumerate(calls)]
 
 
 def dump_sse_json(obj: Any) -> str:

@@ -11,7 +11,9 @@ reply a tool call whose arguments are ``{"text": reply}`` (content null, finish 
 ``tool-escaped`` is ``tool`` with every character of the value written as a ``\\uXXXX`` escape
 (``common.dump_escaped``), so that the pieces split escapes apart. The call is to the function
 the request forces (``tool_choice: {"type": "function", "function": {"name": N}}``), else to
-``mock_tool``.
+``mock_tool``. ``parts`` writes the content as a list of text parts, as OpenAI-compatible
+models served behind Azure's /openai/v1 write it (Mistral's: ``"content": [{"type": "text",
+"text": ...}]``), in a whole reply (one part) and in each streamed delta (one part a piece).
 
 A request whose ``modalities`` has ``"audio"`` (its ``audio: {voice, format}`` is accepted, not
 required) is answered with speech, as gpt-4o-audio-preview answers: the message's content is
@@ -43,7 +45,7 @@ from extproc.mock.common import (
 )
 
 SYSTEM_FINGERPRINT = "fp_mock0001"
-SHAPES = ("refusal", "tool", "tool-escaped")
+SHAPES = ("refusal", "tool", "tool-escaped", "parts")
 MAX_CHOICES = 8
 TOOL_NAME = "mock_tool"
 MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1", "o3-mini")
@@ -208,6 +210,8 @@ def _message(reply: Reply, index: int, shape: str | None, name: str = TOOL_NAME,
                    "annotations": []}
     elif shape == "refusal":
         message.update(content=None, refusal=reply.text)
+    elif shape == "parts":
+        message["content"] = [{"type": "text", "text": reply.text}]
     elif shape in ("tool", "tool-escaped"):
         message["content"] = None
         message["tool_calls"] = [{"id": _tool_call_id(reply, index), "type": "function",
@@ -279,6 +283,11 @@ def build_stream(request: dict[str, Any], reply: Reply,
     elif shape == "refusal":
         first = [{"role": "assistant", "content": None, "refusal": ""}] * n
         deltas = [[{"refusal": piece} for piece in reply.pieces]] * n
+        finish = "stop"
+    elif shape == "parts":
+        first = [{"role": "assistant", "content": "", "refusal": None}] * n
+        deltas = [[{"content": [{"type": "text", "text": piece}]}
+                   for piece in reply.pieces]] * n
         finish = "stop"
     elif audio:
         first = [{"role": "assistant", "content": None, "refusal": None}] * n

@@ -18,11 +18,15 @@ What the model reads: ``anthropic_prompts``.
 
 What the model writes (guards): in a whole reply, every text block ("text") and the strings
 of its ``citations`` ("result": what a source says, its title and URL), thinking block
-("thinking"), tool_use ``name`` and MCP ``server_name`` ("name") and ``input`` ("tool"); in a
-stream, one piece per content block: the ``text`` / ``thinking`` of its
-``content_block_start`` and its ``text_delta``, ``thinking_delta`` and ``input_json_delta``
-(the string values of a non-empty start ``input``, a tool's name and a ``citations_delta``'s
-strings are checked whole), ended by its ``content_block_stop`` (and every piece by
+("thinking"), tool_use ``name`` and MCP ``server_name`` ("name") and ``input`` ("tool"),
+and every text of a block of any other kind ("result", `anthropic_prompts.result_slots`: a
+tool's result an MCP connector or a server tool put in the reply, ``mcp_tool_result`` and
+``tool_result`` with their string or block content, web search and fetch results and the
+documents in them, kinds to come); in a stream, one piece per content block: the ``text`` /
+``thinking`` of its ``content_block_start`` and its ``text_delta``, ``thinking_delta`` and
+``input_json_delta`` (the string values of a non-empty start ``input``, a tool's name, a
+``citations_delta``'s strings and the texts of a result block, which starts whole, are
+checked whole), ended by its ``content_block_stop`` (and every piece by
 ``message_delta``, ``message_stop`` or ``error``). Thinking masked in a reply no longer
 matches its signature: the provider refuses it when it is sent back.
 """
@@ -33,13 +37,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from extproc.providers.anthropic_prompts import (
-    KNOWN,
     OPAQUE,
+    REPLY_FIELDS,
     TOOL_USE,
     Slot,
     block_media,
     request_slots,
-    text_leaves,
+    result_slots,
 )
 from extproc.providers.base import Adapter, Delta, Prompt, Usage
 from extproc.providers.inline import unreadable
@@ -83,8 +87,9 @@ def _citation_slots(block: dict[str, Any]) -> list[tuple[Any, Any]]:
 
 
 def _reply_slots(body: Any) -> Iterator[Slot]:
-    """(kind, holder, key) of every text the model wrote, block by block, and every string of
-    a block of another kind (server tool results), ids and payloads aside."""
+    """(kind, holder, key) of every text the model wrote, block by block, and every text of
+    a block of another kind (tool results an MCP connector or a server tool put in the
+    reply, server tool results, kinds to come: `result_slots`), ids and payloads aside."""
     for block in as_list(as_dict(body).get("content")):
         if not isinstance(block, dict):
             continue
@@ -101,8 +106,8 @@ def _reply_slots(body: Any) -> Iterator[Slot]:
                     yield "name", block, key
             if "input" in block:
                 yield "tool", block, "input"
-        elif kind not in KNOWN:    # a server tool's result: what the provider fetched
-            for holder, key in text_leaves(block):
+        elif kind not in REPLY_FIELDS:   # a tool's result: what a tool or server returned
+            for holder, key in result_slots(block):
                 yield "result", holder, key
 
 
@@ -269,11 +274,12 @@ class AnthropicAdapter(Adapter):
                         # the input then streams as input_json_delta)
                         out.slots.append(TextSlot((index, "input", 0), block, "input",
                                                   whole=True))
-                elif block.get("type") not in KNOWN:
-                    # a server tool's result (web search, fetch, code execution...): what the
-                    # provider fetched reaches the client here; every string is read whole
+                elif block.get("type") not in REPLY_FIELDS:
+                    # a tool's result (an MCP connector's mcp_tool_result, a server tool's:
+                    # web search, fetch, code execution...): what a tool or the provider
+                    # fetched reaches the client here, whole; every text is read whole
                     out.slots.extend(TextSlot((index, "result", 0), holder, key, whole=True)
-                                     for holder, key in text_leaves(block))
+                                     for holder, key in result_slots(block))
                 out.unread += tuple(block_media(block))   # a PDF or image it fetched
         elif kind == "content_block_stop":
             out.ends = (piece_index(doc),)

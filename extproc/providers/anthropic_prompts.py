@@ -129,6 +129,30 @@ def block_media(block: Any) -> list[str]:
             if holder.__class__ is Unread]
 
 
+#: the reply blocks the reply readers read field by field (`providers.anthropic`); every
+#: other block of a reply is read whole (`result_slots`)
+REPLY_FIELDS = (*TOOL_USE, "text", "thinking")
+
+
+def result_slots(block: dict[str, Any]) -> list[tuple[Any, Any]]:
+    """(holder, key) of every text of a reply block of a kind not in `REPLY_FIELDS`: a
+    tool's result an MCP connector or a server tool put in the reply (``mcp_tool_result``,
+    ``tool_result``: a string or blocks), a server tool's result (web search, fetch, code
+    execution), a document, a kind newer than this code. Read as a prompt reads such a block
+    (a text document's data, a base64 text file decoded), then every other string in it
+    but ids and payloads (`text_leaves`), so no shape the prompt walk does not know goes
+    unread; a string is read once."""
+    out: list[tuple[Any, Any]] = []
+    for _, holder, key in _block_slots(block, "assistant", 0, False):
+        if holder.__class__ is InlineText or isinstance(holder[key], str):
+            out.append((holder, key))
+        else:   # a value read whole (a block nested past the depth): each of its strings
+            out.extend(string_slots(holder, key))
+    read = {(id(h), k) for h, k in out if h.__class__ is not InlineText}
+    out += [(h, k) for h, k in text_leaves(block) if (id(h), k) not in read]
+    return out
+
+
 def text_leaves(block: dict[str, Any]) -> list[tuple[Any, Any]]:
     """(holder, key) of every string in a block, at any depth, but those under `OPAQUE`
     keys (ids, signatures, encrypted or binary payloads a client sends back unchanged), in

@@ -31,9 +31,12 @@ What the model writes (guards): in a whole reply (or a buffered JSON-array strea
 candidate's text parts ("text"), thought parts ("thinking"), ``functionCall`` names ("name"),
 ``functionCall.args`` and code parts ("tool"), and every string of the candidate's metadata
 ("result": grounding, whose supported segments copy the reply's text, citations, the finish
-message); in a stream, one piece per candidate for its text and one for its thought text,
-ended by its finish reason (every piece by an error element), function call names and
-values, code and metadata strings checked whole (they arrive whole).
+message), and the string and number values of Vertex's streamed call arguments
+(``functionCall.partialArgs``, "tool"); in a stream, one piece per candidate for its text and
+one for its thought text, ended by its finish reason (every piece by an error element), one
+per streamed argument (`google_partial`: its string pieces, ended by its last piece too),
+function call names and values, code and metadata strings checked whole (they arrive
+whole).
 """
 
 from __future__ import annotations
@@ -44,6 +47,12 @@ from typing import Any
 
 from extproc.codecs.jsonprune import EACH
 from extproc.providers.base import Adapter, Delta, Prompt, Usage
+from extproc.providers.google_partial import (
+    is_partial,
+    partial_reply_slots,
+    partial_slots,
+    rest_part,
+)
 from extproc.providers.google_prompts import (
     DATA,
     NOT_TEXT,
@@ -136,6 +145,9 @@ def _reply_slots(obj: Any) -> Iterator[Slot]:
                 for call in _CALLS:
                     if isinstance(as_dict(part.get(call)).get("name"), str):
                         yield "name", part[call], "name"
+                    if isinstance(part.get(call), dict):   # Vertex's streamed arguments
+                        for holder, key in partial_reply_slots(part[call]):
+                            yield "tool", holder, key
                 yield from part_slots(part, kind)
                 for holder, key in other_part_slots(part):
                     yield "result", holder, key
@@ -318,10 +330,12 @@ class GoogleAdapter(Adapter):
         return Delta(text=text, finish_reason=finish, usage=usage_or_none(usage), error=error)
 
     def stream_texts(self, doc: dict[str, Any], event: str | None = None) -> EventTexts:
-        """Per candidate: (index, "text", 0) and (index, "thought", 0) pieces; the string
-        values of function calls and code, whole."""
+        """Per candidate: (index, "text", 0) and (index, "thought", 0) pieces, and one per
+        streamed function call argument (`google_partial`); the string values of function
+        calls and code, whole."""
         out = EventTexts(ends_all=doc.get("error") is not None)
         ends: list[int] = []
+        ended: list[Piece] = []    # streamed arguments (`google_partial`) that end here
         for candidate in as_list(doc.get("candidates")):
             if not isinstance(candidate, dict):
                 continue
@@ -356,6 +370,7 @@ class GoogleAdapter(Adapter):
                     value = part[name]
                     if name in _CALLS and isinstance(value, dict):
                         name_slot(out.slots, (index, NAME_PIECE, pi), value)
+                        partial_slots(index, value, out.slots, ended)
                     if isinstance(value, dict) and value.get(key) and isinstance(
                             value[key], str | dict | list):
                         # whole: the args object with its keys and numbers, or the code
@@ -367,11 +382,13 @@ class GoogleAdapter(Adapter):
             if _get(candidate, "finishReason", "finish_reason"):
                 ends.append(index)
         out.ends = tuple(ends)
+        if ended:
+            out.ends_pieces = tuple(ended)
         return out
 
     def rest_event(self, doc: dict[str, Any], piece: Piece, text: str) -> dict[str, Any]:
         index, kind, _ = piece
-        part: dict[str, Any] = {"text": text}
+        part: dict[str, Any] = rest_part(kind, text) if is_partial(kind) else {"text": text}
         if kind == "thought":
             part["thought"] = True
         out = {k: v for k, v in doc.items()

@@ -20,8 +20,10 @@ What the model writes (guards): in a whole reply, every choice's ``message.conte
 and the strings of ``annotations`` (web search citations, "result"); in a stream, the same
 fields of every choice's ``delta``, one piece per choice and field (per tool call index for
 arguments and custom tool input), ended by the choice's finish reason; names and
-annotations are checked whole. A message or delta field this code does not know has its
-strings read whole (fail closed).
+annotations are checked whole. A text field given as a list of parts or an object (as
+OpenAI-compatible servers write content) is read too, whole replies and streams alike
+(`openai_parts`): never skipped as a known field of an unknown shape. A message or delta
+field this code does not know has its strings read whole (fail closed).
 """
 
 from __future__ import annotations
@@ -33,11 +35,13 @@ from typing import Any
 from extproc.codecs.jsonprune import EACH
 from extproc.providers.base import Adapter, Delta, Prompt, Usage
 from extproc.providers.inline import unreadable
+from extproc.providers.openai_parts import part_slots
 from extproc.providers.openai_prompts import (
-    EXTRA,
+    OPAQUE,
     Slot,
     call_slots,
     content_slots,
+    extra_slots,
     read_text,
     request_slots,
     rewrite_text,
@@ -105,9 +109,10 @@ def _reply_slots(body: Any) -> Iterator[Slot]:
         message = as_dict(as_dict(choice).get("message"))
         for _, holder, key in content_slots(message, "text"):
             yield "text", holder, key
-        for key, kind in EXTRA:
-            if as_str(message.get(key)):
-                yield kind, message, key
+        if isinstance(message.get("content"), dict):   # one part, not in a list
+            for holder, key in string_slots(message, "content", OPAQUE):
+                yield "text", holder, key
+        yield from extra_slots(message)   # refusal and reasoning: strings, parts, objects
         audio = as_dict(message.get("audio"))
         if isinstance(audio.get("transcript"), str):
             yield "text", audio, "transcript"
@@ -299,6 +304,8 @@ class OpenAIAdapter(Adapter):
                     text = delta.get(key)
                     if text and isinstance(text, str):
                         out.slots.append(TextSlot((index, key, 0), delta, key))
+                    elif isinstance(text, list | dict):   # parts: read, never skipped
+                        part_slots(out, index, key, text)
                 audio = delta.get("audio")
                 if isinstance(audio, dict):
                     text = audio.get("transcript")
@@ -348,6 +355,9 @@ class OpenAIAdapter(Adapter):
         for c in as_list(doc.get("choices")):
             if isinstance(c, dict) and piece_index(c) == index and "logprobs" in c:
                 choice["logprobs"] = None
+            if isinstance(c, dict) and piece_index(c) == index and key in delta \
+                    and isinstance(as_dict(c.get("delta")).get(key), list):
+                delta[key] = [{"type": "text", "text": text}]   # parts, as the stream has
         choice["finish_reason"] = None
         out["choices"] = [choice]
         return out

@@ -164,9 +164,11 @@ class OpenAICompletionsAdapter(_Slotted):
 
     def unreadable_reply(self, body: dict[str, Any]) -> list[str]:
         """``logprobs: N`` lists the reply's tokens one by one, out of any guard's reach in a
-        stream (as chat's do)."""
-        value = as_dict(body).get("logprobs")
-        asked = value is not None and value is not False and value != 0
+        stream (as chat's do). Any value but null asks for them: with ``logprobs: 0`` the
+        API still returns each sampled token's log probability, so ``logprobs.tokens``
+        spell the reply (the ``echo: true, logprobs: 0`` idiom); a value the API would
+        refuse is refused here first (default deny)."""
+        asked = as_dict(body).get("logprobs") is not None
         return ["token log probabilities (logprobs)"] if asked else []
 
     def parse_request(self, path: str, body: dict[str, Any]) -> Prompt:

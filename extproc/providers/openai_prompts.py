@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from extproc.providers.slots import field_strings
+from extproc.providers.slots import field_strings, string_slots
 from extproc.providers.unread import Unread, file_holders
 from extproc.providers.values import (
     as_dict,
@@ -87,6 +87,21 @@ def content_slots(holder: dict[str, Any], role: str, inputs: bool = False) -> It
                 yield role, Unread("image"), None
             elif kind == "input_audio":
                 yield role, Unread("audio"), None
+
+
+def extra_slots(message: dict[str, Any]) -> Iterator[Slot]:
+    """A reply message's refusal and reasoning (`EXTRA`, as (kind, holder, key)): a
+    non-empty string; a list of parts, read as content is (OpenAI-compatible servers write
+    them so); any other value's strings, each whole (never skipped)."""
+    for key, kind in EXTRA:
+        value = message.get(key)
+        if isinstance(value, str):
+            if value:
+                yield kind, message, key
+        elif isinstance(value, list):
+            yield from content_slots({"content": value}, kind)
+        elif isinstance(value, dict):
+            yield from ((kind, h, k) for h, k in string_slots(message, key, OPAQUE))
 
 
 def call_slots(message: dict[str, Any]) -> Iterator[Slot]:

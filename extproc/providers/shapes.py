@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+#: a chat message's text fields besides its content: the adapter reads them as strings
+_CHAT_STRINGS = ("refusal", "reasoning_content", "reasoning")
 _TEXT_KEYS = {"text": "text", "input_text": "text", "output_text": "text",
               "refusal": "refusal", "thinking": "thinking"}
 
@@ -43,6 +45,10 @@ def _messages(body: dict[str, Any], key: str, strings: bool) -> str | None:
         error = _parts(message.get("content"), f"{key}[{i}].content", strings)
         if error:
             return error
+        if strings:   # chat: a message's refusal and reasoning are strings (or null)
+            for name in _CHAT_STRINGS:
+                if message.get(name) is not None and not isinstance(message[name], str):
+                    return f"{key}[{i}].{name} must be a string"
     return None
 
 

@@ -45,19 +45,22 @@ class TextSlot(NamedTuple):
 
 class EventTexts:
     """What one stream event means to a guard: its text slots in event order, the pieces it
-    ends (by their first member: a choice, block or candidate index) and whether it ends every
-    piece (a stream-level stop or error), and the kinds of the media it carries that no
-    guard can read (`providers.unread`: a generated image, audio), in event order."""
+    ends (by their first member: a choice, block or candidate index), the pieces it ends
+    one by one (`ends_pieces`: a Vertex streamed argument whose last piece this is) and
+    whether it ends every piece (a stream-level stop or error), and the kinds of the media
+    it carries that no guard can read (`providers.unread`: a generated image, audio), in
+    event order."""
 
-    __slots__ = ("ends", "ends_all", "slots", "unread")
+    __slots__ = ("ends", "ends_all", "ends_pieces", "slots", "unread")
 
     def __init__(self, slots: list[TextSlot] | None = None, ends: tuple[int, ...] = (),
                  ends_all: bool = False) -> None:
         self.slots: list[TextSlot] = [] if slots is None else slots
         self.ends = ends
         self.ends_all = ends_all
-        #: a tuple, empty on nearly every event: no list made per event for it
+        #: tuples, empty on nearly every event: no list made per event for them
         self.unread: tuple[str, ...] = ()
+        self.ends_pieces: tuple[Piece, ...] = ()
 
 
 def name_slot(slots: list[TextSlot], piece: Piece, holder: dict[str, Any],

@@ -191,6 +191,9 @@ def test_gemini_count_and_embed_are_masked(gw: Gateway) -> None:
     ("/openai/v1/chat/completions", {"logprobs": True}),
     ("/openai/v1/chat/completions", {"logprobs": True, "top_logprobs": 3}),
     ("/openai/v1/completions", {"logprobs": 2}),
+    # 0 asks too: the API returns the sampled token's log probability, its token spelled out
+    ("/openai/v1/completions", {"logprobs": 0}),
+    ("/openai/v1/completions", {"logprobs": 0, "echo": True, "stream": True}),
 ])
 def test_logprobs_that_would_spell_a_masked_reply_are_refused(
         gw: Gateway, path: str, extra: dict[str, Any]) -> None:

@@ -92,7 +92,24 @@ def test_logprobs_are_refused_before_the_request_is_sent() -> None:
     assert adapter.unreadable_reply({"prompt": "hi", "logprobs": 2})
     assert adapter.unreadable_reply({"prompt": "hi", "logprobs": True})
     assert not adapter.unreadable_reply({"prompt": "hi", "logprobs": None})
-    assert not adapter.unreadable_reply({"prompt": "hi", "logprobs": 0})
+    assert not adapter.unreadable_reply({"prompt": "hi"})
+    # 0 asks too: the API always returns the sampled token's log probability, so the
+    # tokens listed spell the reply the masker masked (the guard audit's third finding)
+    assert adapter.unreadable_reply({"prompt": "hi", "logprobs": 0})
+    assert adapter.unreadable_reply({"prompt": "hi", "logprobs": 0, "echo": True,
+                                     "stream": True})
+    assert adapter.unreadable_reply({"prompt": "hi", "logprobs": False})
+
+
+@given(value=st.one_of(st.integers(-5, 20), st.booleans(), st.floats(allow_nan=False),
+                       st.text(max_size=3), st.lists(st.integers(), max_size=2)),
+       stream=st.booleans())
+def test_any_logprobs_but_null_is_refused(value: object, stream: bool) -> None:
+    """Whatever `logprobs` says but null, streamed or not, the request is refused on a
+    route whose guards read replies: the gateway never guesses that a value asks for no
+    token list."""
+    adapter = OpenAICompletionsAdapter("openai")
+    assert adapter.unreadable_reply({"prompt": "hi", "stream": stream, "logprobs": value})
 
 
 @settings(max_examples=40, deadline=None)

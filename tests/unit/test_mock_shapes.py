@@ -111,6 +111,21 @@ def test_openai_escaped_tool_arguments(mock_server: MockServer) -> None:
     assert json.loads("".join(pieces)) == TOOL_INPUT
 
 
+def test_openai_content_parts(mock_server: MockServer) -> None:
+    """Content as a list of text parts, as OpenAI-compatible models behind Azure's
+    /openai/v1 write it: one part a piece in a stream, one part in a whole reply."""
+    body = {"model": "mistral-large-2411", "messages": MESSAGES}
+    url = f"{mock_server.url}/v1/chat/completions"
+    whole = httpx.post(url, json=body, headers=headers("parts"), timeout=10).json()
+    assert whole["choices"][0]["message"]["content"] == [{"type": "text", "text": REPLY}]
+    r = httpx.post(url, json={**body, "stream": True}, headers=headers("parts"), timeout=10)
+    deltas = [json.loads(line[6:])["choices"][0]["delta"] for line in r.text.split("\n")
+              if line.startswith("data: {")]
+    parts = [d["content"] for d in deltas[1:] if d.get("content")]
+    assert len(parts) > 1 and all(len(p) == 1 and p[0]["type"] == "text" for p in parts)
+    assert "".join(p[0]["text"] for p in parts) == REPLY
+
+
 # --- Anthropic ------------------------------------------------------------------------
 
 def an(mock_server: MockServer) -> anthropic.Anthropic:
@@ -165,6 +180,23 @@ def test_anthropic_text_in_block_start(mock_server: MockServer) -> None:
     assert "text" not in events      # no text delta: the text came whole in the start
 
 
+def test_anthropic_mcp_tool_result(mock_server: MockServer) -> None:
+    """The MCP connector's blocks, as the beta SDK reads them, streamed and whole."""
+    client = an(mock_server).beta
+    ask = {"model": "claude-x", "max_tokens": 50, "messages": MESSAGES,
+           "mcp_servers": [{"type": "url", "url": "https://mcp.test/sse", "name": "mock"}],
+           "betas": ["mcp-client-2025-04-04"], "extra_headers": headers("mcp")}
+    with client.messages.stream(**ask) as stream:
+        streamed = stream.get_final_message()
+    for message in (streamed, client.messages.create(**ask)):
+        use, result, text = message.content
+        assert use.type == "mcp_tool_use" and use.server_name == "mock"
+        assert use.input == {"q": "mock"}
+        assert result.type == "mcp_tool_result" and result.tool_use_id == use.id
+        assert [c.text for c in result.content] == [REPLY]
+        assert text.text == mock_anthropic.THINKING_ANSWER
+
+
 # --- Gemini ---------------------------------------------------------------------------
 
 def gm(mock_server: MockServer) -> genai.Client:
@@ -211,6 +243,23 @@ def test_gemini_function_call(mock_server: MockServer) -> None:
                 model="gemini-2.5-flash", contents="hi", config=gm_config("tool"))):
         (call,) = response.function_calls
         assert call.name == "mock_tool" and call.args == TOOL_INPUT
+
+
+def test_vertex_partial_args(mock_server: MockServer) -> None:
+    """Streamed call arguments, as Vertex streams them: the name, then each piece of the
+    string at $.text, the last not continuing, then the finish."""
+    body = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}], "toolConfig": {
+        "functionCallingConfig": {"mode": "AUTO", "streamFunctionCallArguments": True}}}
+    r = httpx.post(f"{mock_server.url}/v1/projects/p/locations/l/publishers/google/models/"
+                   "gemini-3-pro-preview:streamGenerateContent?alt=sse", json=body,
+                   headers=headers("partial-args"), timeout=10)
+    calls = [json.loads(line[6:])["candidates"][0]["content"]["parts"][0]["functionCall"]
+             for line in r.text.split("\r\n") if line.startswith("data: ")]
+    assert calls[0] == {"name": "mock_tool", "willContinue": True} and calls[-1] == {}
+    args = [a for call in calls[1:-1] for a in call["partialArgs"]]
+    assert "".join(a["stringValue"] for a in args) == REPLY and len(args) > 1
+    assert [a.get("willContinue", False) for a in args] == [True] * (len(args) - 1) + [False]
+    assert all(a["jsonPath"] == "$.text" for a in args)
 
 
 # --- control --------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from extproc import protocol as P
 from tests.leak_replies import KINDS, Format, _message, _out_text, _response
+from tests.leak_results import RESULTS
 from tests.leaks import ARGUMENT_ESCAPES, EMAILS, KEYS, KNOWN, KNOWN_LIMIT, around, placed
 from tests.unit.test_no_leaks_streams import check, play
 
@@ -56,6 +57,13 @@ CHAT = {
                                                                  "arguments": t}}),
     "audio-transcript": chat(lambda t: {"audio": {"id": "audio_1", "data": "UklGRg==",
                                                   "expires_at": 1, "transcript": t}}),
+    # as OpenAI-compatible servers write them: lists of parts, an object
+    "content-parts": chat(lambda t: {"content": [{"type": "text", "text": t}]}),
+    "refusal-parts": chat(lambda t: {"refusal": [{"type": "refusal", "refusal": t}]}),
+    "reasoning-parts": chat(lambda t: {"content": "ok", "reasoning_content": [
+        {"type": "text", "text": t}]}),
+    "reasoning-object": chat(lambda t: {"content": "ok", "reasoning": {"text": t}}),
+    "content-object": chat(lambda t: {"content": {"type": "text", "text": t}}),
 }
 
 
@@ -92,6 +100,7 @@ ANTHROPIC = {
     "server-tool-use-input": anthropic(lambda t: {
         "type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search",
         "input": json.loads(t)}),
+    **{name: anthropic(block) for name, block in RESULTS.items()},
 }
 
 
@@ -107,6 +116,9 @@ def google(part: Callable[[str], Doc]) -> Build:
 
 GOOGLE = {
     "text": google(lambda t: {"text": t}),
+    # Vertex streams these; a whole reply that holds them anyway is read too
+    "partial-args": google(lambda t: {"functionCall": {"partialArgs": [
+        {"jsonPath": "$.to", "stringValue": t}]}}),
     "thought": google(lambda t: {"text": t, "thought": True}),
     "function-call": google(lambda t: {"functionCall": {"name": "send",
                                                         "args": json.loads(t)}}),

@@ -20,6 +20,13 @@ EMAIL = "john.doe@example.com"
     ("chat.completions", {"messages": [{"role": "user", "content": 42}]}),
     ("chat.completions", {"messages": {"role": "user", "content": EMAIL}}),
     ("chat.completions", {"messages": [EMAIL]}),
+    # a refusal or reasoning the chat adapter reads as a string only (found beside the
+    # guard audit's list content in replies)
+    ("chat.completions", {"messages": [{"role": "assistant", "content": "x",
+                                        "refusal": [{"type": "text", "text": EMAIL}]}]}),
+    ("chat.completions", {"messages": [{"role": "assistant", "content": "x",
+                                        "reasoning_content": {"text": EMAIL}}]}),
+    ("chat.completions", {"messages": [{"role": "assistant", "reasoning": [EMAIL]}]}),
     ("responses", {"input": {"role": "user", "content": EMAIL}}),
     ("responses", {"input": [{"role": "user", "content": {"text": EMAIL}}]}),
     ("messages", {"system": {"text": EMAIL}, "messages": []}),
@@ -42,7 +49,8 @@ def test_text_in_a_shape_no_adapter_reads_is_refused(endpoint: str, body: dict[s
         {"role": "system", "content": "s"}, {"role": "user", "content": [
             {"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {"url": "x"}}]},
         {"role": "assistant", "content": None, "tool_calls": []}, {"role": "user",
-                                                                   "content": ["plain"]}]}),
+                                                                   "content": ["plain"]},
+        {"role": "assistant", "content": "x", "refusal": None, "reasoning_content": "t"}]}),
     ("responses", {"input": "hi"}),
     ("responses", {"previous_response_id": "r", "input": [
         {"role": "user", "content": [{"type": "input_text", "text": "hi"}]},
