@@ -7,7 +7,12 @@ what the provider will act on (sans-IO).
   The canonical path is what goes upstream whenever it differs from the client's, so the
   provider cannot read the path another way than the gateway did. The query is parsed the
   way providers parse it (`&` separated, `%XX` and `+` decoded) and sent on as it came; a
-  parameter given twice is ambiguous (is it the first `alt` or the last?) and refused.
+  parameter given twice is ambiguous (is it the first `alt` or the last?) and refused, and
+  so is a raw `;` anywhere in the query: some servers split parameters on it, others read it
+  as part of a value, so `?key=x;$ct=...` could be one harmless parameter to the gateway and
+  a refused one to the provider (`%3B` is a `;` in a value to every server). Everything that
+  reads the query (the endpoint's checks, the credential strip of `auth.querycreds`) reads
+  it this one way.
 * **Body encoding.** `decode_body` undoes `content-encoding` (gzip, x-gzip, deflate, br, zstd,
   stacked in the order given), never producing more than a bound (no decompression bomb); an
   unknown encoding is a 415.
@@ -72,6 +77,8 @@ def canonical_target(raw: str) -> Target:
     """The canonical reading of a `:path` value; `Unreadable` (400) for an ambiguous one."""
     if _PLAIN.fullmatch(raw):   # nothing encoded: read as is, sent as is
         path, _, query = raw.partition("?")
+        if ";" in query:
+            return _slow_target(raw)   # refused there
         pairs = [(n, v) for n, _, v in (item.partition("=") for item in query.split("&")
                                          if item)] if query else []
         if len({n for n, _ in pairs}) != len(pairs):
@@ -89,6 +96,10 @@ def _slow_target(raw: str) -> Target:
     if _ENCODED_SEPARATOR.search(path):
         raise Unreadable(400, "the request path holds an encoded '/', '\\' or '%' that "
                          "servers read differently", "extproc_bad_path")
+    if ";" in query:
+        raise Unreadable(400, "the request query holds a ';', which servers read differently "
+                         "(a parameter separator to some, part of a value to others); "
+                         "encode it as %3B", "extproc_ambiguous_query")
     decoded = _decode(path, "path") if "%" in path else path
     if _BAD_DECODED.search(decoded):
         raise Unreadable(400, "the request path holds an encoded or control character that "
