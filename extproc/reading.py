@@ -17,8 +17,9 @@ what the provider will act on (sans-IO).
   stacked in the order given), never producing more than a bound (no decompression bomb); an
   unknown encoding is a 415.
 * **JSON.** `strict_json` parses a body as one JSON object, refusing what parsers disagree on:
-  duplicate keys (Python keeps the last, others the first), NaN and Infinity, nesting deeper
-  than `MAX_DEPTH`, a top-level value that is not an object, invalid UTF-8.
+  duplicate keys (Python keeps the last, others the first), NaN and Infinity (and a number
+  too large for a double, `1e999`, which reads as Infinity), nesting deeper than
+  `MAX_DEPTH`, a top-level value that is not an object, invalid UTF-8.
 
 * **Endpoint.** `read_endpoint` classifies the canonical target (`providers.endpoints`).
 * **The whole body.** `read_body` does all of the above for one endpoint, then checks the
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import zlib
 from typing import Any
@@ -222,7 +224,18 @@ def _constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_constant)
+def _finite(text: str) -> float:
+    """A JSON number with a fraction or an exponent, as a double; one too large for a double
+    (`1e999`) would be read as infinity, which is `Infinity` in disguise: refused like it
+    (written back, it would be the literal `Infinity`, which is not JSON)."""
+    value = float(text)
+    if value in (math.inf, -math.inf):
+        raise ValueError(f"the number {text[:24]} overflows to Infinity, which is not JSON")
+    return value
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_constant,
+                            parse_float=_finite)
 
 
 def strict_json(body: bytes) -> dict[str, Any]:

@@ -246,6 +246,9 @@ def test_unknown_encodings_are_415(header: str) -> None:
     (b'{"a":{"b":1,"b":2}}', "repeats the key"),
     (b'{"a":NaN}', "not valid JSON"),
     (b'{"a":-Infinity}', "not valid JSON"),
+    (b'{"a":1e999}', "overflows to Infinity"),       # Infinity in disguise (deny audit)
+    (b'{"a":[-1.5E400]}', "overflows to Infinity"),
+    (b'{"a":1.7976931348623159e308}', "overflows to Infinity"),   # just past the largest
     (b"[1,2]", "JSON object"),
     (b'"text"', "JSON object"),
     (b"", "not valid JSON"),
@@ -259,6 +262,11 @@ def test_bodies_read_two_ways_are_refused(body: bytes, says: str) -> None:
         strict_json(body)
     assert err.value.status == 400
     assert says in err.value.message
+
+
+def test_numbers_a_double_holds_read_as_themselves() -> None:
+    assert strict_json(b'{"a":1e308,"b":-1.7976931348623157e308,"c":1e-999,"d":0.5}') == {
+        "a": 1e308, "b": -1.7976931348623157e308, "c": 0.0, "d": 0.5}
 
 
 def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
