@@ -33,7 +33,7 @@ from .spend.settings import SpendSettings, parse_price
 
 _KEYS = ("name", "provider", "providers", "streams", "auth", "upstream_credential",
          "rate_limits", "guards", "plugins", "passthrough", "envoy_route_names", "match",
-         "default_price", *FRONT_KEYS)
+         "default_price", "allow_background", *FRONT_KEYS)
 FRONT = "openai-compatible"
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
@@ -112,8 +112,11 @@ def _variant(c: Checker, d: Any, path: str, name: str, provider: str, route_auth
              spend: SpendSettings) -> RouteConfig | None:
     before = len(c.errors)
     streams = streams_config(c, provider, d.get("streams"), join(path, "streams"))
+    # a reply made later and fetched elsewhere (the Responses API's background mode):
+    # refused where budgets settle or guards read replies, unless the route allows it
+    background = c.boolean(d, "allow_background", path, False)
     rate = parse_route_limits(c, d["rate_limits"], join(path, "rate_limits"), provider,
-                              name, limits, pricing, streams.max_event_bytes) \
+                              name, limits, pricing, streams.max_event_bytes, background) \
         if "rate_limits" in d else None
     if rate is not None and rate.settles and not streams.usage:
         what = "token budgets" if rate.uses_tokens else "spend budgets"
@@ -127,7 +130,8 @@ def _variant(c: Checker, d: Any, path: str, name: str, provider: str, route_auth
     if route_guard:
         # before usage metering and limits: a refused prompt costs no budget (on a route
         # whose guards read replies only, it refuses a request for what they cannot read)
-        builtin.append(Guards(provider, route_guard, "request", route=name))
+        builtin.append(Guards(provider, route_guard, "request", route=name,
+                              allow_background=background))
     if streams.usage or streams.json_array_to_sse or rate is not None or route_guard:
         builtin.append(LLMTraffic(provider, streams, pricing, spend.team_claim))
     if any("response" in g.apply_to for g in route_guard):

@@ -30,7 +30,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from . import protocol as P
 from .config import RouteConfig
 from .errors import error_body
-from .policy import Answer, BodyTransform, Reject, run_transforms, run_transforms_async
+from .policy import Answer, BodyTransform, Policy, Reject, run_transforms, run_transforms_async
 from .providers.endpoints import Endpoint
 from .providers.tokens import FIRST_TOKEN
 from .reading import Unreadable, encodings, read_endpoint
@@ -242,7 +242,7 @@ class Exchange(RequestBody):
             self.status = int(self.response_headers.get(":status", "0"))
         except ValueError:
             self.status = 0
-        assert self.route is not None
+        policies = self.route.policies if self.route is not None else self._unseen_request()
         if h.end_of_stream:
             self.ended_at = time.monotonic()
         elif self.status == 200 and self.state.get("stream"):
@@ -252,7 +252,7 @@ class Exchange(RequestBody):
             backend = self.state.get("backend_provider")   # the unified front: what the
             if backend is not None:                       # upstream sends is the backend's
                 self._watch = FIRST_TOKEN.get(backend)
-        for policy in self.route.policies:
+        for policy in policies:
             await policy.on_response_headers(self)
         if self.response_mode != P.NONE and not h.end_of_stream:
             self._transforms = [t for p in self._body_policies if p.needs_response_body
@@ -280,6 +280,16 @@ class Exchange(RequestBody):
                                       response_body_mode=P.FULL_DUPLEX)
             self.response_mode = P.FULL_DUPLEX
         return self._headers_reply(True, override)
+
+    def _unseen_request(self) -> tuple[Policy, ...]:
+        """The policies of a reply to a request whose headers never reached the processor:
+        none. Envoy answered it itself (it refuses a WebSocket upgrade on a route that
+        allows none, before ext_proc sees the request): its refusal passes on as it is. A
+        reply that is no refusal would be one no policy read the request of: refused."""
+        if self.status < 400:
+            raise Reject(502, "the gateway got a reply to a request it never saw",
+                         details="extproc_unseen_request")
+        return ()
 
     async def _on_response_body(self, b: pb.HttpBody) -> Sequence[Reply]:
         replies = self.response_chunk(b)  # None only when a transform calls out

@@ -7,13 +7,19 @@ what the provider will act on (sans-IO).
   The canonical path is what goes upstream whenever it differs from the client's, so the
   provider cannot read the path another way than the gateway did. The query is parsed the
   way providers parse it (`&` separated, `%XX` and `+` decoded) and sent on as it came; a
-  parameter given twice is ambiguous (is it the first `alt` or the last?) and refused.
+  parameter given twice is ambiguous (is it the first `alt` or the last?) and refused, and
+  so is a raw `;` anywhere in the query: some servers split parameters on it, others read it
+  as part of a value, so `?key=x;$ct=...` could be one harmless parameter to the gateway and
+  a refused one to the provider (`%3B` is a `;` in a value to every server). Everything that
+  reads the query (the endpoint's checks, the credential strip of `auth.querycreds`) reads
+  it this one way.
 * **Body encoding.** `decode_body` undoes `content-encoding` (gzip, x-gzip, deflate, br, zstd,
   stacked in the order given), never producing more than a bound (no decompression bomb); an
   unknown encoding is a 415.
 * **JSON.** `strict_json` parses a body as one JSON object, refusing what parsers disagree on:
-  duplicate keys (Python keeps the last, others the first), NaN and Infinity, nesting deeper
-  than `MAX_DEPTH`, a top-level value that is not an object, invalid UTF-8.
+  duplicate keys (Python keeps the last, others the first), NaN and Infinity (and a number
+  too large for a double, `1e999`, which reads as Infinity), nesting deeper than
+  `MAX_DEPTH`, a top-level value that is not an object, invalid UTF-8.
 
 * **Endpoint.** `read_endpoint` classifies the canonical target (`providers.endpoints`).
 * **The whole body.** `read_body` does all of the above for one endpoint, then checks the
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import zlib
 from typing import Any
@@ -72,6 +79,8 @@ def canonical_target(raw: str) -> Target:
     """The canonical reading of a `:path` value; `Unreadable` (400) for an ambiguous one."""
     if _PLAIN.fullmatch(raw):   # nothing encoded: read as is, sent as is
         path, _, query = raw.partition("?")
+        if ";" in query:
+            return _slow_target(raw)   # refused there
         pairs = [(n, v) for n, _, v in (item.partition("=") for item in query.split("&")
                                          if item)] if query else []
         if len({n for n, _ in pairs}) != len(pairs):
@@ -89,6 +98,10 @@ def _slow_target(raw: str) -> Target:
     if _ENCODED_SEPARATOR.search(path):
         raise Unreadable(400, "the request path holds an encoded '/', '\\' or '%' that "
                          "servers read differently", "extproc_bad_path")
+    if ";" in query:
+        raise Unreadable(400, "the request query holds a ';', which servers read differently "
+                         "(a parameter separator to some, part of a value to others); "
+                         "encode it as %3B", "extproc_ambiguous_query")
     decoded = _decode(path, "path") if "%" in path else path
     if _BAD_DECODED.search(decoded):
         raise Unreadable(400, "the request path holds an encoded or control character that "
@@ -211,7 +224,18 @@ def _constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_constant)
+def _finite(text: str) -> float:
+    """A JSON number with a fraction or an exponent, as a double; one too large for a double
+    (`1e999`) would be read as infinity, which is `Infinity` in disguise: refused like it
+    (written back, it would be the literal `Infinity`, which is not JSON)."""
+    value = float(text)
+    if value in (math.inf, -math.inf):
+        raise ValueError(f"the number {text[:24]} overflows to Infinity, which is not JSON")
+    return value
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_constant,
+                            parse_float=_finite)
 
 
 def strict_json(body: bytes) -> dict[str, Any]:

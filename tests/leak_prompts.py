@@ -129,6 +129,8 @@ ANTHROPIC = fields_of({
         {"name": "send", "description": t, "input_schema": schema("who")}]},
     "tool-input-schema": lambda t: {"messages": [_AHI], "tools": [
         {"name": "send", "input_schema": schema(t)}]},
+    "tool-input-examples": lambda t: {"messages": [_AHI], "tools": [
+        {"name": "send", "input_schema": schema("who"), "input_examples": [{"to": t}]}]},
     "tool-name": lambda t: {"messages": [_AHI], "tools": [
         {"name": t, "input_schema": {"type": "object"}}]},
 }, idents=("tool-use-name", "tool-name"))
@@ -157,6 +159,7 @@ def _gen(config: Body) -> Body:
 #: the fields under `contents` (Gemini's countTokens takes them at the top level)
 GOOGLE_CONTENTS = ("user-text", "model-text", "no-role-text", "thought", "function-call-args",
                    "function-call-args-nested", "function-call-name", "function-response",
+                   "inline-data-display-name", "file-data-display-name",
                    "executable-code", "code-execution-result")
 GOOGLE = fields_of({
     "user-text": lambda t: contents({"text": t}),
@@ -173,6 +176,10 @@ GOOGLE = fields_of({
         _GHI, {"role": "model", "parts": [{"functionCall": {"name": "send", "args": {}}}]},
         {"role": "user", "parts": [{"functionResponse": {"name": "send",
                                                          "response": {"result": t}}}]}]},
+    "inline-data-display-name": lambda t: contents({"text": "read it"}, {"inlineData": {
+        "mimeType": "text/plain", "data": "bm90ZXM=", "displayName": t}}),
+    "file-data-display-name": lambda t: contents({"text": "read it"}, {"fileData": {
+        "mimeType": "application/pdf", "fileUri": "gs://b/a.pdf", "displayName": t}}),
     "executable-code": lambda t: contents(
         {"executableCode": {"language": "PYTHON", "code": t}}, role="model"),
     "code-execution-result": lambda t: contents(

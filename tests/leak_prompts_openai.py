@@ -54,6 +54,8 @@ def _call(t: str, kind: str = "function") -> Body:
 
 
 _CALL = _call("x")
+#: a text file sent inline (read, decoded): a file part whose name is the field
+_TEXT_FILE = "data:text/plain;base64,bm90ZXM="
 CHAT = fields_of({
     "user-string": lambda t: chat({"role": "user", "content": t}),
     "user-text-part": lambda t: chat({"role": "user", "content": [
@@ -110,6 +112,13 @@ CHAT = fields_of({
                                                "schema": schema("who")}}),
     "response-format-schema": lambda t: chat(response_format={
         "type": "json_schema", "json_schema": {"name": "out", "schema": schema(t)}}),
+    "user-file-filename": lambda t: chat({"role": "user", "content": [
+        {"type": "text", "text": "read it"},
+        {"type": "file", "file": {"filename": t, "file_data": _TEXT_FILE}}]}),
+    "tool-file-filename": lambda t: chat(_HI, _CALL, {"role": "tool", "tool_call_id": "call_1",
+                                                        "content": [{"type": "file", "file": {
+                                                            "filename": t,
+                                                            "file_id": "file-1"}}]}),
     "prediction-string": lambda t: chat(prediction={"type": "content", "content": t}),
     "prediction-parts": lambda t: chat(prediction={
         "type": "content", "content": [{"type": "text", "text": t}]}),
@@ -153,6 +162,12 @@ RESPONSES = fields_of({
     "function-call-output-parts": lambda t: _inp({
         "type": "function_call_output", "call_id": "c1",
         "output": [{"type": "input_text", "text": t}]}),
+    "input-file-filename": lambda t: _inp({"role": "user", "content": [
+        {"type": "input_text", "text": "read it"},
+        {"type": "input_file", "filename": t, "file_data": _TEXT_FILE}]}),
+    "function-call-output-file-filename": lambda t: _inp({
+        "type": "function_call_output", "call_id": "c1",
+        "output": [{"type": "input_file", "filename": t, "file_id": "file-1"}]}),
     "custom-tool-call-input": lambda t: _inp({
         "type": "custom_tool_call", "call_id": "c1", "name": "run", "input": t}),
     "custom-tool-call-output": lambda t: _inp({

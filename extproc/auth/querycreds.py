@@ -8,8 +8,11 @@ the name compared percent-decoded and case-insensitively) is removed from the qu
 gateway key never reaches the provider, its logs, or a provider key the client slipped in.
 
 The path keeps everything else byte for byte: the other parameters, their order, their
-encoding, empty ones. Both `&` and `;` count as separators here (some servers split on `;`),
-so `?alt=sse;key=K` loses `;key=K`. A query left empty loses its `?` too.
+encoding, empty ones. The query is split on `&` only, as the canonical reading splits it
+(`reading.canonical_target`), so the parameters removed here are those the gateway read: a
+raw `;` (a separator to some servers) is refused there before any policy runs, so no
+`?key=x;$ct=...` can be one parameter to the gateway's checks and two once the key piece
+is stripped. A query left empty loses its `?` too.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ QUERY_CREDENTIAL_PARAMS = frozenset({
     "access_token", "oauth_token",  # OAuth 2.0 bearer tokens in the URI (RFC 6750 2.3)
     "api_key", "api-key", "apikey",
 })
-_SEPARATOR = re.compile(r"([&;])")
+_SEPARATOR = re.compile(r"(&)")
 
 
 def param_name(piece: str) -> str:

@@ -55,7 +55,7 @@ from .reframe_responses import ResponsesMaskingReframer
 from .replies import WholeJsonGuard, describe, found, mask_text, refuse
 from .settings import ROLES, Guard
 from .stream import StreamMasker
-from .unread import refuse_asked_media, refuse_unread_inputs
+from .unread import refuse_asked_media, refuse_deferred_reply, refuse_unread_inputs
 from .webhook import Call, Collected, Text, Verdict, WebhookError, masks_by_text
 from .webhook_stream import WebhookStreamGuard
 
@@ -72,11 +72,15 @@ class Guards(Policy):
 
     def __init__(self, provider: str, guards: tuple[Guard, ...],
                  side: str = "request", route: str = "",
-                 max_event_bytes: int = MAX_EVENT_BYTES) -> None:
+                 max_event_bytes: int = MAX_EVENT_BYTES,
+                 allow_background: bool = False) -> None:
         """`side`: the request side runs before the LLM traffic policy (a refused prompt
         costs no budget); the response side after it (it sees Gemini JSON-array streams
-        already rewritten to SSE, and rate limits count the masked text delivered)."""
+        already rewritten to SSE, and rate limits count the masked text delivered).
+        `allow_background`: the route lets a reply made later and fetched elsewhere through
+        unread (`unread.refuse_deferred_reply`)."""
         super().__init__({})
+        self.allow_background = allow_background
         self.provider = provider
         self.side = side
         #: the largest stream event read (the route's `streams.max_event_bytes`): a larger
@@ -268,6 +272,8 @@ class Guards(Policy):
             refuse_unread_inputs(ex, self.prompt_guards, self.stats, adapter, doc, body)
         if self.reply_guards:
             refuse_asked_media(ex, self.reply_guards, self.stats, adapter, doc)
+        refuse_deferred_reply(ex, self.reads_replies, self.stats, adapter, doc,
+                              self.allow_background)
         check = getattr(adapter, "unreadable_reply", None) if self.reads_replies else None
         unreadable = check(doc) if check is not None else []
         if unreadable:

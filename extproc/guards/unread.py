@@ -3,11 +3,14 @@ PDF, a file the provider fetches): a request or a whole reply that carries such 
 refused with a 400 in the provider's format, naming what and which guard, unless every guard
 that would have to read it lets its kind pass unread (`allow_unread`).
 
-Three places ask: a prompt's inputs (`refuse_unread_inputs`: the guards that read the input's
+Four places ask: a prompt's inputs (`refuse_unread_inputs`: the guards that read the input's
 role), a request for a reply in media (`refuse_asked_media`: OpenAI's audio, the image
 generation tool, Gemini's image or audio modality; the guards that read replies, before a
-token is spent) and a whole reply (`refuse_reply_media`: what the model sent anyway; the reply
-guards). A stream's events are checked by the reframers (`event_stream.media`)."""
+token is spent), a request whose reply is made later and fetched elsewhere
+(`refuse_deferred_reply`: the Responses API's background mode, which no reply guard would
+ever see, unless the route's `allow_background` lets it through) and a whole reply
+(`refuse_reply_media`: what the model sent anyway; the reply guards). A stream's events
+are checked by the reframers (`event_stream.media`)."""
 
 from __future__ import annotations
 
@@ -61,6 +64,21 @@ def refuse_asked_media(ex: Context, guards: Iterable[Guard], stats: dict[str, in
     for kind in adapter.asks_media(doc):
         _check(ex, guards, kind, "request", stats, "rejected",
                f"request refused: the reply would carry {NAMES[kind]}")
+
+
+def refuse_deferred_reply(ex: Context, guard: str | None, stats: dict[str, int],
+                          adapter: Adapter, doc: Any, allowed: bool) -> None:
+    """A request whose reply is generated later and fetched elsewhere
+    (`Adapter.deferred_reply`), on a route whose guards read replies (`guard` names the
+    first): the reply would never cross them. Refused unless the route allows it."""
+    why = adapter.deferred_reply(doc) if guard is not None and not allowed else None
+    if why is None or guard is None:
+        return
+    stats["rejected"] += 1
+    decide(ex, guard, "request", "rejected", "deferred_reply")
+    raise Reject(400, f"request refused: {why}; the reply would never cross the gateway, "
+                 f"where guard '{guard}' reads replies: ask for the reply in this request "
+                 "instead", details="extproc_deferred_reply")
 
 
 def refuse_reply_media(ex: Context | None, guards: Iterable[Guard], stats: dict[str, int],

@@ -19,6 +19,9 @@ the model's price for spend), or, for a stream cut short (or ended by an error a
 partial report), at least the prompt estimate plus the output delivered so far (at least the
 reservation when it delivered generated media); an upstream error status charges nothing.
 
+A request whose reply is made later and fetched elsewhere (`background: true`) is refused
+where budgets settle, or charged its whole reservation (`deferred`).
+
 With `cut_streams: true` on a limit, admission also fixes `output_allowance` in the exchange
 state: the output tokens this request may deliver before its tightest cut window runs dry
 (`spending`); the stream transform that cuts reads it.
@@ -46,6 +49,7 @@ from ..providers.endpoints import adapter_of, is_passthrough
 from ..spend.cost import priced_as
 from . import budgets, keys, spending
 from .cut import MAX_EVENT_BYTES, StreamCut, cut_transform
+from .deferred import admit_deferred, answered
 from .estimate import TEXT_MARKERS, DeliveredText, prompt_tokens
 from .gcra import Outcome, Window, WindowState
 from .headers import KINDS, duration, headers, period, summary, tightness
@@ -117,8 +121,10 @@ class RateLimit(Policy):
     def __init__(self, provider: str, route: str, limits: Sequence[LimitSpec], store: Store,
                  *, fail_open: bool = True, default_max_tokens: int = 1024,
                  chars_per_token: float = 4.0, pricing: Pricing | None = None,
-                 max_event_bytes: int = MAX_EVENT_BYTES) -> None:
+                 max_event_bytes: int = MAX_EVENT_BYTES,
+                 allow_background: bool = False) -> None:
         super().__init__({})
+        self.allow_background = allow_background   # (`deferred`)
         #: the route's streams.max_event_bytes: the largest event a stream cut holds to
         #: count; one larger ends the stream there (`cut: "unreadable"`)
         self.max_event_bytes = max_event_bytes
@@ -164,6 +170,10 @@ class RateLimit(Policy):
         extra = opaque(read[0]) if opaque is not None and read is not None else 0
         choices = adapter.output_choices(read[0]) if read is not None else 1
         thinking = adapter.thinking_budget(read[0]) if read is not None else 0
+        if self.settles and read is not None:
+            admit_deferred(ex, adapter.deferred_reply(read[0]), self.allow_background,
+                           lambda: _decided(ex, next(s.name for s in self.limits
+                                                     if s.tokens or s.spend), "deferred"))
         await self._admit(ex, prompt, body, extra, choices, thinking)
         return None
 
@@ -335,6 +345,9 @@ class RateLimit(Policy):
                         "open" if self.fail_open else "closed")
 
     # --- settlement --------------------------------------------------------------------
+    async def on_response_headers(self, ex: Context) -> None:
+        answered(ex)   # a deferred reply: its usage is never read (`deferred`)
+
     def response_transform(self, ex: Context) -> BodyTransform | None:
         held: _Held | None = ex.state.get(_HELD)
         if held is None or not self.settles or ex.status != 200:

@@ -179,18 +179,22 @@ class LLMTraffic(Policy):
 #: `streams.max_event_bytes`, an encoded or unparseable reply): token limits and spend budgets
 #: then settle on their worst case, not on a partial count (`limits.policy`)
 USAGE_UNREAD = "usage_unread"
-#: which of `transforms.UNREAD_KINDS` it was, for `extproc_usage_unread_total{reason}`
+#: which of `transforms.UNREAD_KINDS` it was, for `extproc_usage_unread_total{reason}`, or
+#: `DEFERRED`
 USAGE_UNREAD_KIND = "usage_unread_kind"
 #: True where a stream's usage is not its final report (it ended in an error event, or
 #: without a finish reason): token limits and spend budgets then charge at least the prompt
 #: estimate plus the output delivered (`limits.policy`)
 USAGE_PARTIAL = "usage_partial"
+#: the reason a reply generated later and fetched elsewhere (`Adapter.deferred_reply`, let
+#: through by a route's `allow_background`) has its usage unread: decided on the request
+DEFERRED = "deferred"
 
 
 def unread(ex: Context, reason: str, kind: str) -> None:
     """Record that this reply's usage could not be read, and why (also in the metadata that
     the access log and Envoy's dynamic metadata carry; `kind`, one of
-    `transforms.UNREAD_KINDS`, labels the metric)."""
+    `transforms.UNREAD_KINDS` or `DEFERRED`, labels the metric)."""
     ex.state[USAGE_UNREAD] = ex.metadata[USAGE_UNREAD] = reason[:200]
     ex.state[USAGE_UNREAD_KIND] = kind
 

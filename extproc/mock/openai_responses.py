@@ -18,6 +18,9 @@ that item comes first: ``response.output_item.added`` (status ``in_progress``, n
 ``partial_images`` (0 to 3, more is a 400) ``...partial_image`` events (``partial_image_index``,
 ``partial_image_b64``: IMAGE_B64), ``...completed`` and ``response.output_item.done`` with the
 whole item; ``response.completed`` has it in its ``output``.
+
+A whole (non-streamed) request with ``background: true`` is answered as OpenAI answers it at
+once: ``status: "queued"``, ``background: true``, no output, ``usage: null``.
 """
 
 from __future__ import annotations
@@ -199,7 +202,12 @@ def _response(request: dict[str, Any], reply: Reply, status: str, output: list[A
 
 
 def build_response(request: dict[str, Any], reply: Reply) -> bytes:
-    """The non-streamed ``response`` body."""
+    """The non-streamed ``response`` body; with ``background: true``, what OpenAI answers at
+    once (https://platform.openai.com/docs/guides/background): ``queued``, no output and
+    ``usage: null`` (the output would be generated later, fetched elsewhere)."""
+    if request.get("background") is True:
+        queued = {**_response(request, reply, "queued", [], False), "background": True}
+        return (dump_pretty(queued) + "\n").encode("utf-8")
     output = [_message(reply, "completed", [_part(reply.text)])]
     if image_tool(request) is not None:
         output.insert(0, _image_call(reply, True))

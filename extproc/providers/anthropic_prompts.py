@@ -3,7 +3,8 @@ rewrite, and the block tables and helpers a reply's reading shares.
 
 In ``request_slots`` order (``parse_request`` reads and ``rewrite_request_texts`` rewrites
 the same slots): ``system`` (a string or blocks), tool definitions (``tools[].description``,
-and ``input_schema`` as compact JSON; role "system"), then each message's content (role
+and ``input_schema`` and ``input_examples``, the example inputs shown to the model with the
+tool, as compact JSON; role "system"), then each message's content (role
 lower-cased): a string, or blocks -- text, ``thinking`` (its thinking text), documents
 (``title``, ``context``, a text source's ``data``, a base64 source of a text media type
 decoded, a content source's blocks), ``search_result`` (``source``, ``title``, its content
@@ -195,8 +196,9 @@ def request_slots(body: dict[str, Any], inputs: bool = False) -> Iterator[Slot]:
         if isinstance(tool, dict):
             if isinstance(tool.get("description"), str):
                 yield "system", tool, "description"
-            if isinstance(tool.get("input_schema"), dict | list):
-                yield "system", tool, "input_schema"
+            for key in ("input_schema", "input_examples"):   # examples: shown to the model
+                if isinstance(tool.get(key), dict | list):
+                    yield "system", tool, key
     for message in as_list(body.get("messages")):
         if isinstance(message, dict):
             yield from _blocks_slots(message, "content", lower_role(message.get("role")), 0,

@@ -228,6 +228,13 @@ class Adapter(ABC):
         error message; empty when nothing."""
         return []
 
+    def deferred_reply(self, body: dict[str, Any]) -> str | None:
+        """Why the reply to this request is generated after its answer and fetched elsewhere
+        (the Responses API's ``background``): then the answer carries no usage and no
+        output, and neither token budgets nor reply guards ever see what the model makes.
+        None for a request answered in full (every other endpoint)."""
+        return None
+
     def asks_media(self, body: dict[str, Any]) -> list[str]:
         """The kinds of media no guard can read (`providers.unread`: "image", "audio") a
         request asks the reply to carry (OpenAI's audio modality, the Responses API's image

@@ -10,11 +10,12 @@ the same slots): the system instruction (a Content or a bare string), tool decla
 ``responseJsonSchema``, role "system"), then ``contents`` (role lower-cased, "model" ->
 "assistant"): every part's ``text`` (thought parts too), inline data of a text media type
 (decoded from base64, ``providers.inline``; other inline data and file data by URI are
-`providers.unread` markers when asked for), ``functionCall.args`` and
-``functionResponse.response`` and the text files of its ``parts`` (role "tool", objects
-rewritten string value by string value), ``executableCode.code`` and
-``codeExecutionResult.output`` (role "tool"); a part key this code does not know (a part
-kind newer than it) has every string read (``other_part_slots``, shared with replies).
+`providers.unread` markers when asked for) and the ``displayName`` of either,
+``functionCall.args`` and ``functionResponse.response`` and the text files of its
+``parts`` (role "tool", objects rewritten string value by string value),
+``executableCode.code`` and ``codeExecutionResult.output`` (role "tool"); a part key this
+code does not know (a part kind newer than it) has every string read
+(``other_part_slots``, shared with replies).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ VALUES = (("functionCall", "args"), ("function_call", "args"),
 _DECLARATIONS = ("functionDeclarations", "function_declarations")
 _SCHEMAS = ("parameters", "parametersJsonSchema", "parameters_json_schema", "response",
             "responseJsonSchema", "response_json_schema")
+#: the spellings of the label of inline or file data
+_LABELS = ("displayName", "display_name")
 _OUTPUT_SCHEMAS = ("responseSchema", "response_schema", "responseJsonSchema",
                    "response_json_schema")
 
@@ -85,7 +88,15 @@ def part_slots(part: dict[str, Any], role: str, inputs: bool = False) -> Iterato
 
 def _data_slots(part: dict[str, Any], role: str, inputs: bool) -> Iterator[Slot]:
     """A part's inline data (either spelling) of a text media type, read as the model reads
-    it; with `inputs`, other inline data and file data (by URI) as `Unread` markers."""
+    it; the ``displayName`` of inline and file data (a label, read: a guard over-reading is
+    harmless, one under-reading is not); with `inputs`, other inline data and file data (by
+    URI) as `Unread` markers."""
+    for name in DATA:
+        data = part.get(name)
+        if isinstance(data, dict):
+            for key in _LABELS:
+                if isinstance(data.get(key), str):
+                    yield role, data, key
     for name in BLOBS:
         blob = part.get(name)
         if is_text_blob(blob):

@@ -8,7 +8,8 @@ compact JSON, role "system"), the ``response_format`` JSON schema and its descri
 "system"), the predicted output ``prediction.content`` (role "user"), then per message (role
 lower-cased, "developer" -> "system", "function" -> "tool"): ``name``, content (string,
 string parts, the ``text`` of any part, the ``refusal`` of refusal parts, a ``file`` part's
-data URL of a text media type, decoded: ``providers.inline``; images, audio, binary files and
+``filename`` (OpenAI passes it to the model with the file) and its data URL of a text media
+type, decoded: ``providers.inline``; images, audio, binary files and
 files by id are `providers.unread` markers when asked for), a non-empty ``refusal`` and
 ``reasoning_content`` / ``reasoning``, and the arguments of tool calls and of the legacy
 ``function_call`` (a JSON string, passed whole as a ``JsonSource``; a non-string value is
@@ -45,9 +46,10 @@ PART_TYPES = frozenset({"text", "refusal", "image_url", "input_audio", "file"})
 MESSAGE_KEYS = frozenset({"role", "content", "name", "refusal", "reasoning_content",
                           "reasoning", "tool_calls", "function_call", "tool_call_id", "audio"})
 #: in a part or field read whole: keys whose strings are ids, enums or payloads, not text
+#: (not ``file``: a file's ``filename`` is text the model reads, its data and id are opaque)
 OPAQUE = frozenset({"type", "id", "data", "signature", "encrypted_content", "format",
-                    "detail", "file_id", "file_data", "cache_control", "image_url",
-                    "input_audio", "file"})
+                    "detail", "file_id", "file_data", "file_url", "cache_control",
+                    "image_url", "input_audio"})
 _READ_OR_OPAQUE = MESSAGE_KEYS | OPAQUE
 #: keys of a part that carry data or a file no guard reads (an `Unread` input)
 PAYLOADS = ("data", "file_id", "file_data", "image_url", "input_audio", "file")
@@ -79,7 +81,10 @@ def content_slots(holder: dict[str, Any], role: str, inputs: bool = False) -> It
             key = "refusal" if kind == "refusal" else "text"
             if isinstance(part.get(key), str):
                 yield role, part, key
-            for holder in file_holders(part.get("file"), inputs):   # a text file is read
+            file = part.get("file")
+            if isinstance(file, dict) and isinstance(file.get("filename"), str):
+                yield role, file, "filename"   # the model reads a file's name with it
+            for holder in file_holders(file, inputs):   # a text file is read
                 yield role, holder, None
             if not inputs:
                 continue

@@ -21,6 +21,10 @@ interpreter code, reasoning summaries and reasoning text, and the names of calls
 (``responses_items.output_slots``); a rewritten part's ``logprobs`` list is emptied (its
 tokens would spell the original).
 
+A request with ``background`` set is a deferred reply (``deferred_reply``): the answer is
+``queued`` with ``usage: null``; budgets and reply guards refuse it unless the route allows
+it (``allow_background``).
+
 Stream events are ``event: <type>`` + ``data: <json>`` whose JSON ``type`` is trusted over
 the SSE event name; there is no ``[DONE]``. ``response.output_text.delta`` and
 ``response.refusal.delta`` are visible text. ``response.completed``, ``response.incomplete``
@@ -155,6 +159,16 @@ class OpenAIResponsesAdapter(Adapter):
             return []
         return unread_inputs((role, holder)
                              for holder, _, role in request_slots(body, inputs=True))
+
+    def deferred_reply(self, body: dict[str, Any]) -> str | None:
+        """``background`` set (anything but absent, null or false: a value the provider
+        might read as true is not sent unchecked): OpenAI answers ``queued`` with ``usage:
+        null`` and generates the output later, fetched with ``GET /v1/responses/{id}``."""
+        value = as_dict(body).get("background")
+        if value is None or value is False:
+            return None
+        return "background: true (the provider answers at once and generates the reply " \
+            "later, to be fetched elsewhere)"
 
     def asks_media(self, body: dict[str, Any]) -> list[str]:
         """An image, when the request offers the image generation tool."""

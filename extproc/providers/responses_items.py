@@ -12,11 +12,13 @@ parameter schemas and grammars, an MCP tool's ``server_description``, and a ``js
 text format's description and schema. Known items are read field by field:
 
 * ``message`` (with or without ``type``): string content, or parts ``input_text`` /
-  ``output_text`` (``text``) and ``refusal`` (``refusal``); an ``input_file``'s data URL of a
-  text media type is read, decoded; images, audio, other files and files by id or URL are
+  ``output_text`` (``text``) and ``refusal`` (``refusal``); an ``input_file``'s
+  ``filename`` (the model reads it with the file) and its data URL of a text media type
+  are read, the data decoded; images, audio, other files and files by id or URL are
   `providers.unread` markers. Roles: developer -> system, others as given.
 * ``function_call`` ``arguments``, ``custom_tool_call`` ``input``, ``function_call_output`` /
-  ``custom_tool_call_output`` ``output`` (a string or ``input_text`` parts): role "tool".
+  ``custom_tool_call_output`` ``output`` (a string or parts, read as a message's): role
+  "tool".
   Function and MCP call ``arguments`` strings are JSON source text (``is_arguments``): the
   adapter hands them to the guards as a ``JsonSource``.
 * ``reasoning`` ``summary[].text`` and ``content[].text``, ``image_generation_call``
@@ -175,7 +177,9 @@ def _part_slots(part: Any, role: str, out: list[Slot], inputs: bool) -> None:
     if key is not None:
         if isinstance(part.get(key), str):
             out.append((part, key, role))
-    elif kind in ("input_file", "file"):   # a text file is read
+    elif kind in ("input_file", "file"):   # its name, and a text file, are read
+        if isinstance(part.get("filename"), str):
+            out.append((part, "filename", role))
         out.extend((holder, None, role) for holder in file_holders(part, inputs))
     elif kind in ("input_image", "image"):
         if inputs:

@@ -227,6 +227,10 @@ def test_a_compressed_secret_is_refused(gw: Gateway) -> None:
     (b'{"model":"m","messages":[{"role":"user","content":"a","content":"' + EMAIL.encode()
      + b'"}]}', {}, 400),                                                          # duplicate key
     (b'{"model":"m","temperature":NaN,"messages":[]}', {}, 400),
+    # Infinity in disguise (deny audit): a number too large for a double
+    (b'{"model":"m","temperature":1e999,"messages":[{"role":"user","content":"'
+     + EMAIL.encode() + b'"}]}', {}, 400),
+    (b'{"model":"m","top_p":-1.5E400,"messages":[]}', {}, 400),
     (b"[" * 200_000, {}, 400),                                                     # deep
     (gzip.compress(b"{}"), {"content-encoding": "compress"}, 415),                 # unknown
     (b"not gzip at all", {"content-encoding": "gzip"}, 400),
@@ -243,6 +247,26 @@ def test_unreadable_bodies_are_refused_in_the_providers_format(
     assert EMAIL not in r.text
     assert not reached(gw)
     no_traceback(gw)
+
+
+def test_a_huge_number_never_goes_upstream_as_infinity(gw: Gateway) -> None:
+    """`1e999` read as a double is infinity: accepted, a masking guard's rewrite then sent
+    the literal `Infinity` (not JSON) upstream. Refused as `Infinity` is; `1e308` still
+    reads as the number it is."""
+    literal = b'{"model":"gpt-4o-mini","temperature":Infinity,"messages":[]}'
+    for body in (literal, literal.replace(b"Infinity", b"1e999")):
+        mark(gw)
+        r = httpx.post(gw.url + CHAT, content=body, timeout=30)
+        assert r.status_code == 400 and "Infinity" in r.json()["error"]["message"], r.text
+        assert not reached(gw)
+    mark(gw)
+    r = httpx.post(gw.url + CHAT, timeout=30, content=b'{"model":"gpt-4o-mini","temperature":'
+                   b'1e308,"messages":[{"role":"user","content":"mail ' + EMAIL.encode()
+                   + b'"}]}')
+    assert r.status_code == 200, r.text
+    sent = gw.mock.last()
+    assert sent is not None and "Infinity" not in sent["body"] and EMAIL not in sent["body"]
+    assert json.loads(sent["body"])["temperature"] == 1e308
 
 
 def test_unreadable_bodies_speak_each_providers_format(gw: Gateway) -> None:

@@ -5,7 +5,6 @@ and credentials in the URL query never go upstream."""
 from __future__ import annotations
 
 import functools
-import re
 import time
 from typing import Any
 from urllib.parse import quote
@@ -30,6 +29,7 @@ from extproc.limits.gcra import Window
 from extproc.limits.policy import LimitSpec, RateLimit
 from extproc.limits.store import MemoryStore
 from extproc.policy import Reject
+from extproc.reading import Unreadable, canonical_target
 
 ISS = "https://idp.example.com/"
 AUD = "llm-gateway"
@@ -248,7 +248,10 @@ async def test_max_lifetime() -> None:
     ("/p?a=%2F1&KEY=K&b=x+y&c", "/p?a=%2F1&b=x+y&c", [("key", "K")]),
     ("/p?%6Bey=K&b=1", "/p?b=1", [("key", "K")]),
     ("/p?%24key=K&$key=L&b=1", "/p?b=1", [("$key", "K"), ("$key", "L")]),
-    ("/p?alt=sse;key=K;b=2", "/p?alt=sse;b=2", [("key", "K")]),
+    # `;` is no separator: read as the canonical reading reads it (which refuses such a
+    # query before any policy runs: test_reading's test_a_semicolon_query_is_refused_...)
+    ("/p?alt=sse;key=K;b=2", "/p?alt=sse;key=K;b=2", []),
+    ("/p?a=1;x&key=K", "/p?a=1;x", [("key", "K")]),
     ("/p?access_token=T&api_key=A&api-key=B&apikey=C&oauth_token=O&x=1", "/p?x=1",
      [("access_token", "T"), ("api_key", "A"), ("api-key", "B"), ("apikey", "C"),
       ("oauth_token", "O")]),
@@ -275,6 +278,14 @@ def test_strip_query_credentials_properties(params: list[tuple[str, str]],
     query = "".join(p + sep for p, sep in zip(pieces, seps, strict=False))[:-1] \
         if pieces else ""
     path = "/v1/x:generateContent?" + query
+    if ";" in query:
+        # some servers split on ';', others do not: the canonical reading refuses the
+        # query before the strip (or any policy) could read it one way and the provider
+        # another
+        with pytest.raises(Unreadable) as err:
+            canonical_target(path)
+        assert err.value.status == 400 and err.value.details == "extproc_ambiguous_query"
+        return
     out, removed = strip_query_credentials(path)
     kept = [p for p in pieces if param_name(p) not in QUERY_CREDENTIAL_PARAMS]
     assert len(removed) == len(pieces) - len(kept)
@@ -283,7 +294,7 @@ def test_strip_query_credentials_properties(params: list[tuple[str, str]],
         return
     base, mark, rest = out.partition("?")
     assert base == "/v1/x:generateContent"
-    left = re.split("[&;]", rest) if mark else [""]
+    left = rest.split("&") if mark else [""]
     assert left == (kept or [""])                         # the others, in order, as sent
     assert mark == "?" or "".join(kept) == ""
 

@@ -115,7 +115,7 @@ RESPONSES_BODY: dict[str, Any] = {
 }
 RESPONSES_TEXTS = [
     ("system", "Be brief."), ("system", "Follow policy P."),
-    ("user", "Summarise the attached."),
+    ("user", "Summarise the attached."), ("user", "notes.pdf"),   # a file's name is read
     ("assistant", "Here it is."), ("assistant", "I can't share that."),
     ("assistant", "Thinking about it."),
     ("tool", '{"q":"weather"}'), ("tool", "Sunny."), ("tool", "Cloudy."), ("tool", "ls -la"),
@@ -133,7 +133,7 @@ RESPONSES_TEXTS = [
 ]
 # string fields the model does not read as prompt text (names, ids, enums, media, metadata)
 RESPONSES_OPAQUE = {"model", "type", "role", "id", "call_id", "status", "name", "detail",
-                    "image_url", "filename", "file_id", "encrypted_content", "server_label",
+                    "image_url", "file_id", "encrypted_content", "server_label",
                     "version", "team", "user"}
 
 COMPLETIONS_PATH = "/v1/completions"

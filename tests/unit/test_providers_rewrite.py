@@ -171,6 +171,7 @@ OPENAI_AFTER = [
     ("system", "ANSWER IN FRENCH."),
     ("user", "ALICE"),  # a message's name
     ("user", "WHAT IS IN THIS IMAGE? MAIL BOB@X.ORG"),
+    ("user", "A.PDF"),  # a file's name: the model reads it with the file
     ("user", "AND THIS ONE?"),
     ("user", "A BARE STRING PART"),
     ("tool", '{"Q":"CAT"}'),  # a JSON string is one text, rewritten whole
@@ -196,6 +197,7 @@ OPENAI_TEXT_PATHS: set[JsonPath] = {
     ("messages", 0, "content"),
     ("messages", 1, "content", 0, "text"),
     ("messages", 2, "content", 0, "text"),
+    ("messages", 2, "content", 3, "file", "filename"),
     ("messages", 2, "content", 4, "text"),
     ("messages", 2, "content", 5),
     ("messages", 3, "tool_calls", 0, "function", "arguments"),

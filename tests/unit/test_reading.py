@@ -60,6 +60,46 @@ def test_ambiguous_targets_are_refused(raw: str) -> None:
     assert err.value.status == 400
 
 
+@pytest.mark.parametrize("raw", [
+    "/x?key=x;$ct=application/x-protobuf", "/x?key=x;alt=media", "/x?a;b", "/x?a=1&b=2;c",
+    "/x?alt=sse;key=K", "/x?%61=1;b", "/x?a=1+2;b", "/x?;",
+])
+def test_a_raw_semicolon_in_the_query_is_refused(raw: str) -> None:
+    """`;` separates parameters for some servers and not for others: `?key=x;$ct=...` is one
+    harmless parameter to one reading and a refused `$ct` to another. The gateway reads the
+    query one way (`&`), so it refuses what another could read otherwise (deny audit)."""
+    with pytest.raises(Unreadable) as err:
+        canonical_target(raw)
+    assert (err.value.status, err.value.details) == (400, "extproc_ambiguous_query")
+    assert "';'" in err.value.message and "%3B" in err.value.message
+
+
+def test_an_encoded_semicolon_is_a_semicolon_in_a_value() -> None:
+    assert canonical_target("/x?a=1%3B2&b=%3b").params == {"a": "1;2", "b": ";"}
+    assert canonical_target("/x/a;b?c=1").path == "/x/a;b"   # not the query's business
+
+
+async def test_a_semicolon_query_is_refused_before_any_policy() -> None:
+    """Through an exchange on a Gemini route with API keys, a query the credential strip
+    could once have read as two parameters is refused before authentication even runs."""
+    from extproc import loader
+    from extproc import protocol as P
+    from extproc.auth.apikeys import hash_key
+    from extproc.exchange import Exchange
+    from tests.unit.test_exchange import request_headers, send
+    cfg = loader.parse({"auth": {"api_keys": [{"id": "k", "sha256": hash_key("gw-k")}]},
+                        "routes": [{"name": "g", "provider": "gemini",
+                                    "auth": {"api_keys": True}}]})
+    ex = Exchange(cfg.route("g"), "g", cfg.server.max_request_body_bytes)
+    path = "/v1beta/models/m:generateContent?key=gw-k;$ct=application/x-protobuf"
+    [reply] = await send(ex, request_headers({"x-goog-api-key": "gw-k"}, path=path,
+                                             req_mode=P.BUFFERED))
+    assert reply.WhichOneof("response") == "immediate_response"
+    assert reply.immediate_response.status.code == 400
+    assert b"';'" in reply.immediate_response.body
+    assert b"gw-k" not in reply.immediate_response.body
+
+
 _SEGMENT = st.text(st.sampled_from("abcXYZ019-._~:@!$&'()*+,;="), min_size=1, max_size=12)
 
 
@@ -206,6 +246,9 @@ def test_unknown_encodings_are_415(header: str) -> None:
     (b'{"a":{"b":1,"b":2}}', "repeats the key"),
     (b'{"a":NaN}', "not valid JSON"),
     (b'{"a":-Infinity}', "not valid JSON"),
+    (b'{"a":1e999}', "overflows to Infinity"),       # Infinity in disguise (deny audit)
+    (b'{"a":[-1.5E400]}', "overflows to Infinity"),
+    (b'{"a":1.7976931348623159e308}', "overflows to Infinity"),   # just past the largest
     (b"[1,2]", "JSON object"),
     (b'"text"', "JSON object"),
     (b"", "not valid JSON"),
@@ -219,6 +262,11 @@ def test_bodies_read_two_ways_are_refused(body: bytes, says: str) -> None:
         strict_json(body)
     assert err.value.status == 400
     assert says in err.value.message
+
+
+def test_numbers_a_double_holds_read_as_themselves() -> None:
+    assert strict_json(b'{"a":1e308,"b":-1.7976931348623157e308,"c":1e-999,"d":0.5}') == {
+        "a": 1e308, "b": -1.7976931348623157e308, "c": 0.0, "d": 0.5}
 
 
 def test_brackets_inside_strings_do_not_count_as_nesting() -> None:

@@ -1,0 +1,89 @@
+"""The query the gateway checks is the query the provider gets, through the real Envoy (found
+by the deny audit). The canonical reading split the query on `&` only, while the credential
+strip (run on every route with `auth:` or an `upstream_credential`) split it on `&` and `;`
+and dropped the key piece: `?key=x;$ct=...` was one harmless parameter `key` to the checks
+and reached Google as `?$ct=...`, so every query refusal of docs/security.md (Google's `$ct`,
+`$httpMethod`, an `alt` other than sse/json, a repeated `alt`, Azure's repeated
+`api-version`) could be sidestepped. Servers disagree on `;` (a separator to some, part of a
+value to others), so a raw `;` in the query is refused with a clear 400; `%3B` is a `;` in
+a value to every server and passes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from extproc.auth.apikeys import hash_key
+from tests.harness import Gateway, Mock
+
+pytestmark = pytest.mark.envoy
+
+KEY = "gw-query-key"
+GEMINI = "/gemini/v1beta/models/gemini-2.5-flash:generateContent"
+AZURE = "/azure/openai/deployments/d/chat/completions"
+GEMINI_BODY = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+AZURE_BODY = {"messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory, mock: Mock) -> Iterator[Gateway]:
+    config = {"auth": {"api_keys": [{"id": "k", "sha256": hash_key(KEY), "subject": "a"}]},
+              "guards": {"pii": {"detectors": ["email"], "action": "mask"}},
+              "routes": [{"name": p, "provider": p, "auth": {"api_keys": True},
+                          "guards": ["pii"]} for p in ("gemini", "azure")]}
+    gateway = Gateway(tmp_path_factory.mktemp("query"), config, mock=mock)
+    yield gateway
+    gateway.close()
+
+
+def send(gw: Gateway, path: str, query: str) -> tuple[httpx.Response, str | None]:
+    """The reply, and the raw path the provider got (None if nothing reached it)."""
+    httpx.get(gw.mock.url + "/reset")    # recorded as the mock's last request
+    gemini = path == GEMINI
+    r = httpx.post(gw.url + path + query, json=GEMINI_BODY if gemini else AZURE_BODY,
+                   timeout=30, headers={"x-goog-api-key" if gemini else "api-key": KEY})
+    last: dict[str, Any] | None = gw.mock.last()
+    return r, (last["raw_path"] if last is not None and last["path"] != "/reset" else None)
+
+
+def refused(r: httpx.Response, upstream: str | None) -> None:
+    assert r.status_code == 400, r.text
+    assert upstream is None
+    assert KEY not in r.text
+
+
+@pytest.mark.parametrize(("plain", "smuggled"), [
+    ("?$ct=application/x-protobuf", "?key=x;$ct=application/x-protobuf"),
+    ("?$httpMethod=GET", "?key=x;$httpMethod=GET"),
+    ("?alt=media", "?key=x;alt=media"),
+    ("?alt=sse&alt=json", "?key=x;alt=sse&alt=json"),
+    ("?alt=sse&alt=json", "?alt=sse&key=x;alt=json"),
+])
+def test_a_refused_query_is_refused_behind_a_key_piece(gw: Gateway, plain: str,
+                                                       smuggled: str) -> None:
+    refused(*send(gw, GEMINI, plain))                 # refused, as documented
+    r, upstream = send(gw, GEMINI, smuggled)
+    refused(r, upstream)
+    error = r.json()["error"]                          # Google's format, saying why
+    assert error["code"] == 400 and "';'" in error["message"], error
+
+
+def test_a_repeated_api_version_is_refused_behind_a_key_piece(gw: Gateway) -> None:
+    refused(*send(gw, AZURE, "?api-version=2024-10-21&api-version=2025-01-01"))
+    r, upstream = send(gw, AZURE, "?api_key=x;api-version=2024-10-21&api-version=2025-01-01")
+    refused(r, upstream)
+    assert "';'" in r.json()["error"]["message"]
+
+
+def test_a_semicolon_anywhere_in_the_query_is_refused(gw: Gateway) -> None:
+    for query in ("?alt=sse;foo=1", "?foo=1;bar", "?key=" + KEY + ";x"):
+        refused(*send(gw, GEMINI, query))
+
+
+def test_an_encoded_semicolon_passes_as_part_of_a_value(gw: Gateway) -> None:
+    r, upstream = send(gw, GEMINI, "?alt=json&note=a%3Bb&key=x")
+    assert r.status_code == 200, r.text
+    assert upstream == GEMINI.removeprefix("/gemini") + "?alt=json&note=a%3Bb"
