@@ -14,10 +14,8 @@ request is refused with a 429 in the provider's format and `Retry-After` (limits
 admitted are refunded). A route with spend budgets refuses (403) a request whose model it
 cannot price: the budget could not be enforced. Every response carries OpenAI's
 `x-ratelimit-*` headers for the tightest window of each kind (`headers`). When the exchange
-ends, however it ends, the reservation is settled: with the provider's reported usage (at
-the model's price for spend), or, for a stream cut short (or ended by an error after a
-partial report), at least the prompt estimate plus the output delivered so far (at least the
-reservation when it delivered generated media); an upstream error status charges nothing.
+ends, however it ends, the reservation is settled on what the request really cost
+(`settle`: the provider's final usage, or at least what was delivered).
 
 A request whose reply is made later and fetched elsewhere (`background: true`) is refused
 where budgets settle, or charged its whole reservation (`deferred`).
@@ -37,23 +35,23 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from .. import metrics
-from ..llm.policy import USAGE_PARTIAL, USAGE_UNREAD
 from ..policy import BodyTransform, Policy, Reject
 from ..providers import adapter_for, read_request
 from ..providers.endpoints import adapter_of, is_passthrough
 from ..spend.cost import priced_as
 from . import budgets, keys, spending
-from .cut import MAX_EVENT_BYTES, StreamCut, cut_transform
+from .cut import MAX_EVENT_BYTES
 from .deferred import admit_deferred, answered
-from .estimate import TEXT_MARKERS, DeliveredText, prompt_tokens
+from .estimate import prompt_tokens
 from .gcra import Outcome, Window, WindowState
 from .headers import KINDS, duration, headers, period, summary, tightness
 from .keys import DESCRIPTORS, PREFIXED
+from .settle import Held, charges, delivered_counter
 from .store import Store, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -99,20 +97,6 @@ class LimitSpec:
         n, m = len(self.requests), len(self.requests) + len(self.tokens)
         return {"requests": list(states[:n]), "tokens": list(states[n:m]),
                 "spend": list(states[m:])}
-
-
-@dataclass
-class _Held:
-    """What one request reserved, to settle when it ends."""
-
-    estimate: int = 0                                  # tokens reserved per token window
-    input_estimate: int = 0
-    output: int = 0                                    # the output part of `estimate`
-    price: Price | None = None
-    cost: Decimal = Decimal(0)                         # reserved per spend window
-    keys: list[tuple[str, LimitSpec, Any]] = field(default_factory=list)
-    delivered: DeliveredText | StreamCut | None = None   # what counts the output
-    settled: bool = False
 
 
 class RateLimit(Policy):
@@ -177,7 +161,7 @@ class RateLimit(Policy):
         await self._admit(ex, prompt, body, extra, choices, thinking)
         return None
 
-    def _estimate(self, ex: Context, held: _Held, prompt: Any, body: bytes | None,
+    def _estimate(self, ex: Context, held: Held, prompt: Any, body: bytes | None,
                   extra_input: int, choices: int, thinking: int) -> None:
         if prompt is not None:
             held.input_estimate = prompt_tokens((t for _, t in prompt.texts),
@@ -204,7 +188,7 @@ class RateLimit(Policy):
 
     async def _admit(self, ex: Context, prompt: Any, body: bytes | None,
                      extra_input: int = 0, choices: int = 1, thinking: int = 0) -> None:
-        held = _Held()
+        held = Held()
         model = getattr(prompt, "model", None) or ex.state.get("model")
         if self.settles:
             self._estimate(ex, held, prompt, body, extra_input, choices, thinking)
@@ -279,7 +263,7 @@ class RateLimit(Policy):
                      f"{provider}: add it to prices.models or give the route a "
                      "default_price", details="extproc_spend_unpriced")
 
-    def _allowance(self, held: _Held, cut: list[dict[str, list[WindowState]]]
+    def _allowance(self, held: Held, cut: list[dict[str, list[WindowState]]]
                    ) -> int | None:
         """The output tokens this request may deliver before its tightest `cut_streams`
         window runs dry, fixed at admission (see `spending`)."""
@@ -293,7 +277,7 @@ class RateLimit(Policy):
                         found.append(each)
         return min(found) if found else None
 
-    async def _unwind(self, admitted: list[tuple[str, LimitSpec, Any]], held: _Held) -> None:
+    async def _unwind(self, admitted: list[tuple[str, LimitSpec, Any]], held: Held) -> None:
         """Give back what the limits before a refusal took."""
         for key, spec, label in admitted:
             deltas = spec.amounts(-1.0, -float(held.estimate), -spending.micro(held.cost))
@@ -349,47 +333,18 @@ class RateLimit(Policy):
         answered(ex)   # a deferred reply: its usage is never read (`deferred`)
 
     def response_transform(self, ex: Context) -> BodyTransform | None:
-        held: _Held | None = ex.state.get(_HELD)
+        held: Held | None = ex.state.get(_HELD)
         if held is None or not self.settles or ex.status != 200:
             return None
-        # only a stream can be cut after some of it was delivered: a whole JSON reply
-        # carries its usage, and one that never arrived delivered nothing
-        ctype = ex.response_headers.get("content-type", "")
-        if not ctype.startswith("text/event-stream") and not _json_array_stream(ex):
-            return None
-        adapter = adapter_of(ex, self.adapter)
-        marker = getattr(adapter, "text_marker", None) or TEXT_MARKERS[self.provider]
-        # a `cut_streams` limit set an output allowance: the cut ends the stream there, and
-        # its count of every event it let through is what a usage-less stream settles on
-        cut = cut_transform(ex, adapter, self.chars_per_token, self.max_event_bytes)
-        held.delivered = cut if cut is not None else DeliveredText(
-            marker, self.chars_per_token, adapter.output_markers, adapter.dense_markers)
-        return held.delivered
+        return delivered_counter(ex, held, adapter_of(ex, self.adapter), self.provider,
+                                 self.chars_per_token, self.max_event_bytes)
 
     async def on_finish(self, ex: Context) -> None:
-        held: _Held | None = ex.state.get(_HELD)
+        held: Held | None = ex.state.get(_HELD)
         if held is None or held.settled or not self.settles:
             return
         held.settled = True
-        tokens = 0.0
-        if self.uses_tokens:
-            actual = self.actual_tokens(ex, held)
-            ex.state["tokens_charged"] = actual
-            tokens = float(actual - held.estimate)
-        spend = 0.0
-        if held.price is not None:
-            delivered = held.delivered.tokens if held.delivered is not None else 0
-            charged = spending.charge(held.price, ex.state.get("usage"),
-                                      held.input_estimate, delivered, ex.status,
-                                      unread=ex.state.get(USAGE_UNREAD) is not None,
-                                      reserved=held.cost,
-                                      partial=ex.state.get(USAGE_PARTIAL) is True,
-                                      media=_media(held))
-            ex.state["spend_charged"] = charged
-            spend = spending.micro(charged - held.cost)
-        # counted: let go of the counter (a stream cut refers to the exchange, and one cut
-        # short by the client never finished, so it still does: no cycle past settlement)
-        held.delivered = None
+        tokens, spend = charges(ex, held, self.uses_tokens)
         if not tokens and not spend:
             return
         for key, spec, label in held.keys:
@@ -400,42 +355,9 @@ class RateLimit(Policy):
                 except StoreUnavailable as exc:
                     self._backend_error(exc)
 
-    @staticmethod
-    def actual_tokens(ex: Context, held: _Held) -> int:
-        """What the request really cost: nothing without a 2xx from upstream, the
-        provider's usage when it was its final report, else at least the prompt estimate +
-        the delivered output (no report, or a partial one, `USAGE_PARTIAL`: an error event
-        ended the stream), and the whole reservation when media was delivered (no count of
-        bytes sizes it). Usage the gateway could not read (`USAGE_UNREAD`) leaves a partial
-        count: at least the whole reservation (default deny, for budgets)."""
-        if not 200 <= ex.status < 300:
-            return 0
-        usage = ex.state.get("usage")
-        reported = None
-        if usage is not None and not usage.is_empty():
-            reported = usage.total_tokens if usage.total_tokens is not None else (
-                (usage.input_tokens or 0) + (usage.output_tokens or 0))
-        delivered = held.delivered.tokens if held.delivered is not None else 0
-        counted = held.input_estimate + delivered
-        if ex.state.get(USAGE_UNREAD) is not None:
-            return max(held.estimate, counted, reported or 0)
-        if reported is not None and ex.state.get(USAGE_PARTIAL) is not True:
-            return reported
-        return max(counted, reported or 0, held.estimate if _media(held) else 0)
-
-
-def _media(held: _Held) -> bool:
-    """The stream delivered generated media (an image, audio)."""
-    return held.delivered is not None and held.delivered.media
-
 
 def _amount(w: Window) -> str:
     return spending.money(w.limit, micro_units=True)
-
-
-def _json_array_stream(ex: Context) -> bool:
-    """A Gemini/Vertex stream without alt=sse (a JSON array sent piece by piece)."""
-    return ex.endpoint is not None and ex.endpoint.json_array
 
 
 def _decided(ex: Context, limit: str, decision: str,

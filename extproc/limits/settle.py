@@ -1,0 +1,113 @@
+"""Settling a rate-limited request: what it reserved (`Held`), the counter of the output a
+stream delivers (`delivered_counter`), and what the request really cost once it ended
+(`actual_tokens`, `charges`), which `RateLimit.on_finish` then settles in the store.
+
+The provider's usage is trusted when it is its final report. A stream cut short (or ended by
+an error after a partial report) is charged at least the prompt estimate plus the output
+delivered so far, and at least its whole reservation when it delivered generated media (no
+count of bytes sizes it). Usage the gateway could not read leaves a partial count: at least
+the whole reservation (default deny, for budgets). An upstream error status charges nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from ..llm.policy import USAGE_PARTIAL, USAGE_UNREAD
+from ..policy import BodyTransform
+from ..providers.base import Adapter
+from . import spending
+from .cut import StreamCut, cut_transform
+from .estimate import TEXT_MARKERS, DeliveredText
+
+if TYPE_CHECKING:
+    from ..context import Context
+    from ..spend.prices import Price
+
+
+@dataclass
+class Held:
+    """What one request reserved, to settle when it ends."""
+
+    estimate: int = 0                                  # tokens reserved per token window
+    input_estimate: int = 0
+    output: int = 0                                    # the output part of `estimate`
+    price: Price | None = None
+    cost: Decimal = Decimal(0)                         # reserved per spend window
+    keys: list[tuple[str, Any, Any]] = field(default_factory=list)   # (key, LimitSpec, label)
+    delivered: DeliveredText | StreamCut | None = None   # what counts the output
+    settled: bool = False
+
+
+def delivered_counter(ex: Context, held: Held, adapter: Adapter, provider: str,
+                      chars_per_token: float, max_event_bytes: int) -> BodyTransform | None:
+    """The transform that counts what a stream delivers (`held.delivered`), None for a whole
+    reply (it carries its usage, and one that never arrived delivered nothing). With a
+    `cut_streams` limit's output allowance it is the stream cut, which ends the stream there
+    and whose count of every event it let through is what a usage-less stream settles on."""
+    ctype = ex.response_headers.get("content-type", "")
+    if not ctype.startswith("text/event-stream") and not _json_array_stream(ex):
+        return None
+    marker = getattr(adapter, "text_marker", None) or TEXT_MARKERS[provider]
+    cut = cut_transform(ex, adapter, chars_per_token, max_event_bytes)
+    held.delivered = cut if cut is not None else DeliveredText(
+        marker, chars_per_token, adapter.output_markers, adapter.dense_markers)
+    return held.delivered
+
+
+def charges(ex: Context, held: Held, uses_tokens: bool) -> tuple[float, float]:
+    """What settling must add to the token and spend windows (micro-units) beyond what was
+    reserved (negative: given back). Records `tokens_charged` and `spend_charged` in the
+    exchange state, and lets go of the output counter."""
+    tokens = 0.0
+    if uses_tokens:
+        actual = actual_tokens(ex, held)
+        ex.state["tokens_charged"] = actual
+        tokens = float(actual - held.estimate)
+    spend = 0.0
+    if held.price is not None:
+        delivered = held.delivered.tokens if held.delivered is not None else 0
+        charged = spending.charge(held.price, ex.state.get("usage"), held.input_estimate,
+                                  delivered, ex.status,
+                                  unread=ex.state.get(USAGE_UNREAD) is not None,
+                                  reserved=held.cost,
+                                  partial=ex.state.get(USAGE_PARTIAL) is True,
+                                  media=_media(held))
+        ex.state["spend_charged"] = charged
+        spend = spending.micro(charged - held.cost)
+    # counted: let go of the counter (a stream cut refers to the exchange, and one cut short
+    # by the client never finished, so it still does: no cycle past settlement)
+    held.delivered = None
+    return tokens, spend
+
+
+def actual_tokens(ex: Context, held: Held) -> int:
+    """What the request really cost in tokens (see the module's docstring):
+    `USAGE_PARTIAL` marks a report an error event ended, `USAGE_UNREAD` usage the gateway
+    could not read."""
+    if not 200 <= ex.status < 300:
+        return 0
+    usage = ex.state.get("usage")
+    reported = None
+    if usage is not None and not usage.is_empty():
+        reported = usage.total_tokens if usage.total_tokens is not None else (
+            (usage.input_tokens or 0) + (usage.output_tokens or 0))
+    delivered = held.delivered.tokens if held.delivered is not None else 0
+    counted = held.input_estimate + delivered
+    if ex.state.get(USAGE_UNREAD) is not None:
+        return max(held.estimate, counted, reported or 0)
+    if reported is not None and ex.state.get(USAGE_PARTIAL) is not True:
+        return reported
+    return max(counted, reported or 0, held.estimate if _media(held) else 0)
+
+
+def _media(held: Held) -> bool:
+    """The stream delivered generated media (an image, audio)."""
+    return held.delivered is not None and held.delivered.media
+
+
+def _json_array_stream(ex: Context) -> bool:
+    """A Gemini/Vertex stream without alt=sse (a JSON array sent piece by piece)."""
+    return ex.endpoint is not None and ex.endpoint.json_array
