@@ -358,6 +358,9 @@ class OpenAIAdapter(Adapter):
             if isinstance(c, dict) and piece_index(c) == index and key in delta \
                     and isinstance(as_dict(c.get("delta")).get(key), list):
                 delta[key] = [{"type": "text", "text": text}]   # parts, as the stream has
+        if sub == 1 and key in DELTA_TEXT_FIELDS:
+            # a part's other strings (`openai_parts`: a piece of their own): a part of theirs
+            delta[key] = [{"type": "thinking", "thinking": text}]
         choice["finish_reason"] = None
         out["choices"] = [choice]
         return out

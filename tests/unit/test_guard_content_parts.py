@@ -120,3 +120,16 @@ def test_a_whole_reply_reads_parts_and_objects_in_every_text_field() -> None:
         assert "jane.roe@example.org" in [t for _, t in adapter.response_texts(body)], message
         assert adapter.rewrite_response_texts(body, lambda t: t.replace("jane", "<X>"))
         assert "jane" not in json.dumps(body)
+
+
+def test_a_rest_event_of_a_parts_other_strings_reads_as_their_piece() -> None:
+    """The held rest of a part's other strings (a thinking part's text, a refusal given as
+    an object: piece (index, key, 1)) goes out in a part of their kind, so that it reads as
+    that piece again, not as the field's text (found by the mutated-events property)."""
+    from extproc.providers import adapter_for
+    adapter = adapter_for("openai")
+    doc = {"choices": [{"delta": {"refusal": {"usage": "message_start"}}}]}
+    (slot,) = adapter.stream_texts(doc).slots
+    assert slot.piece == (0, "refusal", 1)
+    made = adapter.rest_event(doc, slot.piece, "0")
+    assert [s.piece for s in adapter.stream_texts(made).slots] == [(0, "refusal", 1)]
