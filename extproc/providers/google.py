@@ -276,9 +276,15 @@ class GoogleAdapter(Adapter):
                 if isinstance(part, dict) for kind in part_media(part)]
 
     def unreadable_reply(self, body: dict[str, Any]) -> list[str]:
-        config = as_dict(_get(as_dict(body), "generationConfig", "generation_config"))
-        asked = (_get(config, "responseLogprobs", "response_logprobs") is True
-                 or (as_int(config.get("logprobs")) or 0) > 0)
+        """Log probabilities, asked in any spelling Google may read (both spellings of
+        generationConfig and of the flag, a count as a number or a decimal string, the flag
+        as `true` or `"true"`): a reply's tokens one by one, which no guard can mask."""
+        body = as_dict(body)
+        flags = [as_dict(body.get(config)).get(flag)
+                 for config in ("generationConfig", "generation_config")
+                 for flag in ("responseLogprobs", "response_logprobs")]
+        asked = any(f is True or (isinstance(f, str) and f.strip().lower() == "true")
+                    for f in flags) or (_count(body, "logprobs", "logprobs") or 0) > 0
         return ["token log probabilities (responseLogprobs)"] if asked else []
 
     def is_stream_request(self, path: str, body: dict[str, Any] | None) -> bool:

@@ -35,7 +35,12 @@ from typing import Any
 from extproc.codecs.jsonprune import EACH
 from extproc.providers.base import Adapter, Delta, Prompt, Usage
 from extproc.providers.inline import unreadable
-from extproc.providers.openai_parts import part_slots
+from extproc.providers.openai_parts import (
+    DELTA_TEXT_FIELDS,
+    has_audio,
+    part_slots,
+    reply_media,
+)
 from extproc.providers.openai_prompts import (
     OPAQUE,
     Slot,
@@ -88,7 +93,6 @@ _DELTA_FIELDS = frozenset({"role", "content", "refusal", "reasoning_content", "r
 #: the same for a whole reply's message (``audio`` holds base64 data and its transcript)
 _MESSAGE_FIELDS = _DELTA_FIELDS | {"name"}
 #: every text field of a stream delta, in reading order
-DELTA_TEXT_FIELDS = ("content", "refusal", "reasoning_content", "reasoning")
 
 
 def _call_names(message: dict[str, Any]) -> Iterator[Slot]:
@@ -122,13 +126,6 @@ def _reply_slots(body: Any) -> Iterator[Slot]:
             yield "result", holder, field
         yield from _call_names(message)
         yield from call_slots(message)
-
-
-def _has_audio(message: dict[str, Any]) -> bool:
-    """Whether a reply message (or a stream delta) carries audio data, which no guard
-    reads."""
-    audio = message.get("audio")
-    return isinstance(audio, dict) and bool(audio.get("data"))
 
 
 def _visible(message: dict[str, Any]) -> str:
@@ -221,10 +218,7 @@ class OpenAIAdapter(Adapter):
         return ["audio"] if asked else []
 
     def reply_media(self, body: Any) -> list[str]:
-        """Audio, for every choice whose message carries audio data (its transcript is
-        read as text)."""
-        return ["audio" for choice in as_list(as_dict(body).get("choices"))
-                if _has_audio(as_dict(as_dict(choice).get("message")))]
+        return reply_media(body)
 
     def parse_response(self, body: dict[str, Any]) -> tuple[str, str | None, Usage]:
         body = as_dict(body)
@@ -311,7 +305,7 @@ class OpenAIAdapter(Adapter):
                     text = audio.get("transcript")
                     if text and isinstance(text, str):
                         out.slots.append(TextSlot((index, "audio", 0), audio, "transcript"))
-                    if _has_audio(delta):
+                    if has_audio(delta):
                         out.unread += ("audio",)
                 if "tool_calls" in delta:
                     for ti, call in enumerate(as_list(delta["tool_calls"])):

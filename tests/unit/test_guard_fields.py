@@ -586,7 +586,13 @@ async def test_a_role_the_webhook_contract_does_not_name_is_sent_as_user(
 @pytest.mark.parametrize(("provider", "asks"), [
     ("openai", {"logprobs": True}), ("openai", {"top_logprobs": 3}),
     ("gemini", {"generationConfig": {"responseLogprobs": True}}),
-    ("gemini", {"generation_config": {"logprobs": 2}})])
+    ("gemini", {"generation_config": {"logprobs": 2}}),
+    # as Google's proto3 JSON parser may read them: a count as a string, the flag as one,
+    # the snake spelling beside a camel one that does not ask
+    ("gemini", {"generationConfig": {"logprobs": "5"}}),
+    ("gemini", {"generationConfig": {"responseLogprobs": "true"}}),
+    ("gemini", {"generationConfig": {"temperature": 1},
+                "generation_config": {"response_logprobs": True}})])
 @pytest.mark.parametrize("apply_to", [["request", "response"], ["response"]])
 async def test_a_request_for_log_probabilities_is_refused_where_guards_read_replies(
         provider: str, asks: dict[str, Any], apply_to: list[str]) -> None:

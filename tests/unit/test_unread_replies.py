@@ -85,6 +85,14 @@ WHOLE = [
             "audio": {"id": "audio_1", "data": WAV, "expires_at": 1795721497,
                       "transcript": f"Mail {EMAIL}."}}}],
         "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14}}, "audio"),
+    # an OpenAI-compatible server's content as parts (the streamed form ends refused too)
+    ("openai-parts-image", "openai", CHAT, {
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {
+            "role": "assistant", "content": [
+                {"type": "text", "text": f"Mail {EMAIL}."},
+                {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}}]}}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14}}, "image"),
     ("responses-image", "responses", RESPONSES, {
         "id": "resp_1", "object": "response", "status": "completed", "model": "gpt-4.1",
         "output": [{"id": "ig_1", "type": "image_generation_call", "status": "completed",
