@@ -37,8 +37,9 @@ FORMS = {
 }
 
 
-def run(raw: bytes, cuts: list[int], action: str = "mask") -> bytes:
-    t = SSEMaskingReframer("openai", lambda: [StreamMasker(SCANNER, action=action)], 1 << 20)
+def run(raw: bytes, cuts: list[int], action: str = "mask", provider: str = "openai") -> bytes:
+    """`raw` cut at `cuts`, through the e-mail and card maskers (or rejecters)."""
+    t = SSEMaskingReframer(provider, lambda: [StreamMasker(SCANNER, action=action)], 1 << 20)
     points = sorted({c % (len(raw) + 1) for c in cuts})
     out, last = [], 0
     for p in [*points, len(raw)]:

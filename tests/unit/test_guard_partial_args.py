@@ -13,11 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from extproc.codecs.sse import SSEDecoder
-from extproc.guards.reframe import SSEMaskingReframer
 from extproc.guards.scanner import Scanner, builtin
-from extproc.guards.stream import StreamMasker
 from extproc.guards.webhook_held import ends_piece, read_event
 from extproc.providers.google import GoogleAdapter
+from tests.unit.test_guard_content_parts import run as run_masked
 
 SCANNER = Scanner(builtin(["email", "card"]))
 ADAPTER = GoogleAdapter("vertex")
@@ -51,13 +50,7 @@ def stream(pieces: list[tuple[str, str, bool]], snake: bool = False) -> bytes:
 
 
 def run(raw: bytes, cuts: list[int], action: str = "mask") -> bytes:
-    t = SSEMaskingReframer("vertex", lambda: [StreamMasker(SCANNER, action=action)], 1 << 20)
-    points = sorted({c % (len(raw) + 1) for c in cuts})
-    out, last = [], 0
-    for p in [*points, len(raw)]:
-        out.append(t.feed(raw[last:p]))
-        last = p
-    return b"".join(out) + t.finish()
+    return run_masked(raw, cuts, action, "vertex")
 
 
 def args_of(raw: bytes) -> list[tuple[str, str, bool]]:
