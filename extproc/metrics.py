@@ -101,7 +101,7 @@ STREAM_CUTS = HOT.counter(
 USAGE_UNREAD = HOT.counter(
     "extproc_usage_unread", "Replies whose usage the gateway could not read, so token limits "
     "and spend budgets charged their worst case (reason: oversized_event, broken_stream, "
-    "too_large, not_json, encoded)", ["route", "provider", "model", "reason"])
+    "too_large, not_json, encoded, deferred)", ["route", "provider", "model", "reason"])
 FRONT_REQUESTS = HOT.counter(
     "extproc_front_requests", "Requests of the unified OpenAI-compatible front, by the model "
     "the client named (front_model) and the backend provider and model that served it",

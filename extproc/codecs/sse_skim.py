@@ -297,21 +297,30 @@ class PastLimit:
         self.reason = ""
 
     def feed(self, chunk: bytes) -> bytes:
-        """One chunk: what to forward (the skimmer's output)."""
+        """One chunk: what to forward (the skimmer's output). Every chunk of a stream comes
+        here: the common one costs the skimmer's feed and one attribute test."""
         if self.event is None:
-            return self._skim(chunk)
+            out = self.skimmer.feed(chunk)
+            if self.skimmer.oversized is not None:
+                self._begin()
+            return out
         return self._past(chunk)
 
     def _skim(self, chunk: bytes) -> bytes:
         out = self.skimmer.feed(chunk)
-        partial = self.skimmer.oversized
-        if partial is not None:   # it ends with the start of an event too large to hold
-            self.skimmer.oversized = None
-            reader = LargeEventReader(self.paths, self.max_value_bytes) if self.paths \
-                else None
-            self.event = SkippedEvent(partial, reader)
-            self.reason = f"SSE event exceeds max_event_bytes={self.skimmer.max}"
+        if self.skimmer.oversized is not None:
+            self._begin()
         return out
+
+    def _begin(self) -> None:
+        """The skimmer's output ended with the start of an event too large to hold: read it
+        on the way from here."""
+        skimmer = self.skimmer
+        partial, skimmer.oversized = skimmer.oversized, None
+        assert partial is not None
+        reader = LargeEventReader(self.paths, self.max_value_bytes) if self.paths else None
+        self.event = SkippedEvent(partial, reader)
+        self.reason = f"SSE event exceeds max_event_bytes={skimmer.max}"
 
     def _past(self, chunk: bytes) -> bytes:
         """A chunk while an event goes by: what to forward (with what the skimmer makes of
