@@ -46,6 +46,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from extproc.codecs.jsonprune import EACH
+from extproc.providers import google_config as config
 from extproc.providers.base import Adapter, Delta, Prompt, Usage
 from extproc.providers.google_partial import (
     is_partial,
@@ -82,7 +83,6 @@ from extproc.providers.values import (
     as_dict,
     as_int,
     as_list,
-    as_proto_int,
     as_str,
     load_json,
     path_only,
@@ -105,18 +105,6 @@ def _get(obj: dict[str, Any], camel: str, snake: str) -> Any:
     """A field by its JSON (camelCase) name, else its proto (snake_case) name."""
     value = obj.get(camel)
     return obj.get(snake) if value is None else value
-
-
-def _count(body: Any, camel: str, snake: str) -> int | None:
-    """A count field of generationConfig as Google's proto3 JSON parser reads it (a number
-    or a decimal string). Given under both spellings (of the field or of generationConfig),
-    the largest: which one Google keeps is not documented, and a reservation must cover
-    either."""
-    body = as_dict(body)
-    found = [n for key in ("generationConfig", "generation_config")
-             for name in (camel, snake)
-             if (n := as_proto_int(as_dict(body.get(key)).get(name))) is not None]
-    return max(found) if found else None
 
 
 def _route(path: str) -> tuple[str | None, str | None]:
@@ -220,7 +208,7 @@ class GoogleAdapter(Adapter):
         if model is None:
             fallback = as_str(body.get("model"))
             model = fallback.rsplit("/", 1)[-1] if fallback else None
-        max_tokens = _count(body, "maxOutputTokens", "max_output_tokens")
+        max_tokens = config.count(body, "maxOutputTokens", "max_output_tokens")
         return Prompt(model, method == "streamGenerateContent", max_tokens,
                       lambda: [(role, read_value(holder[key]))
                                for role, holder, key in request_slots(body)])
@@ -242,30 +230,13 @@ class GoogleAdapter(Adapter):
                              for role, holder, _ in request_slots(as_dict(body), True))
 
     def output_choices(self, body: dict[str, Any]) -> int:
-        return max(1, _count(body, "candidateCount", "candidate_count") or 1)
+        return max(1, config.count(body, "candidateCount", "candidate_count") or 1)
 
     def thinking_budget(self, body: dict[str, Any]) -> int:
-        """``thinkingConfig.thinkingBudget`` when no ``maxOutputTokens`` (which counts
-        thoughts) bounds the reply; dynamic thinking (-1) names no number."""
-        if _count(body, "maxOutputTokens", "max_output_tokens"):
-            return 0
-        found = [n for key in ("generationConfig", "generation_config")
-                 for name in ("thinkingConfig", "thinking_config")
-                 for field in ("thinkingBudget", "thinking_budget")
-                 if (n := as_proto_int(as_dict(as_dict(as_dict(body).get(key)).get(name))
-                                       .get(field))) is not None]
-        return max(found, default=0)
+        return config.thinking_budget(body)
 
     def asks_media(self, body: dict[str, Any]) -> list[str]:
-        """Images and audio, as the request's response modalities (`responseModalities`)
-        name them; audio when it configures speech (`speechConfig`)."""
-        config = as_dict(_get(as_dict(body), "generationConfig", "generation_config"))
-        modalities = _get(config, "responseModalities", "response_modalities")
-        out = [kind for kind in ("image", "audio") if any(
-            isinstance(m, str) and m.strip().lower() == kind for m in as_list(modalities))]
-        if "audio" not in out and _get(config, "speechConfig", "speech_config") is not None:
-            out.append("audio")
-        return out
+        return config.asks_media(body)
 
     def reply_media(self, body: Any) -> list[str]:
         """Every candidate's inline data no guard reads (a generated image, speech) and
@@ -276,16 +247,10 @@ class GoogleAdapter(Adapter):
                 if isinstance(part, dict) for kind in part_media(part)]
 
     def unreadable_reply(self, body: dict[str, Any]) -> list[str]:
-        """Log probabilities, asked in any spelling Google may read (both spellings of
-        generationConfig and of the flag, a count as a number or a decimal string, the flag
-        as `true` or `"true"`): a reply's tokens one by one, which no guard can mask."""
-        body = as_dict(body)
-        flags = [as_dict(body.get(config)).get(flag)
-                 for config in ("generationConfig", "generation_config")
-                 for flag in ("responseLogprobs", "response_logprobs")]
-        asked = any(f is True or (isinstance(f, str) and f.strip().lower() == "true")
-                    for f in flags) or (_count(body, "logprobs", "logprobs") or 0) > 0
-        return ["token log probabilities (responseLogprobs)"] if asked else []
+        """Log probabilities, asked in any spelling (`google_config`): a reply's tokens one
+        by one, which no guard can mask."""
+        return ["token log probabilities (responseLogprobs)"] \
+            if config.asks_logprobs(body) else []
 
     def is_stream_request(self, path: str, body: dict[str, Any] | None) -> bool:
         return _route(path)[1] == "streamGenerateContent"

@@ -445,6 +445,11 @@ ASKED = [
                                                                     ["audio"]}}, "audio"),
     ("gemini-speech", "gemini", GEMINI, {"generationConfig": {"speechConfig": {
         "voiceConfig": {"prebuiltVoiceConfig": {"voiceName": "Kore"}}}}}, "audio"),
+    # the snake-case config beside a camelCase one that asks for nothing: Google may keep
+    # either, so what either asks for counts
+    ("gemini-image-both-spellings", "gemini", GEMINI, {
+        "generationConfig": {"temperature": 1},
+        "generation_config": {"response_modalities": ["IMAGE"]}}, "image"),
 ]
 
 

@@ -1,0 +1,62 @@
+"""What a Gemini or Vertex AI request's ``generationConfig`` asks of the reply, read as
+Google's proto3 JSON parser may read it: the config under either spelling
+(``generationConfig``, ``generation_config``) and each field under either (camelCase,
+snake_case), a count as a number or a decimal string. Which spelling Google keeps when a
+request sends both is not documented, so every question here is asked of all of them:
+the most a reservation must cover, and whether any spelling asks for what no guard reads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from extproc.providers.values import as_dict, as_list, as_proto_int
+
+_CONFIGS = ("generationConfig", "generation_config")
+
+
+def _fields(body: Any, camel: str, snake: str) -> list[Any]:
+    """The field's value under every spelling it is given in (absent ones left out)."""
+    out = []
+    for key in _CONFIGS:
+        config = as_dict(as_dict(body).get(key))
+        for name in (camel, snake):
+            if config.get(name) is not None:
+                out.append(config[name])
+    return out
+
+
+def count(body: Any, camel: str, snake: str) -> int | None:
+    """A count field (``maxOutputTokens``, ``candidateCount``...): the largest given."""
+    found = [n for v in _fields(body, camel, snake) if (n := as_proto_int(v)) is not None]
+    return max(found) if found else None
+
+
+def thinking_budget(body: Any) -> int:
+    """``thinkingConfig.thinkingBudget`` when no ``maxOutputTokens`` (which counts thoughts)
+    bounds the reply; dynamic thinking (-1) names no number."""
+    if count(body, "maxOutputTokens", "max_output_tokens"):
+        return 0
+    found = [n for config in _fields(body, "thinkingConfig", "thinking_config")
+             for field in ("thinkingBudget", "thinking_budget")
+             if (n := as_proto_int(as_dict(config).get(field))) is not None]
+    return max(found, default=0)
+
+
+def asks_media(body: Any) -> list[str]:
+    """Images and audio, as the response modalities (``responseModalities``) name them;
+    audio when the request configures speech (``speechConfig``)."""
+    modalities = [m for v in _fields(body, "responseModalities", "response_modalities")
+                  for m in as_list(v)]
+    out = [kind for kind in ("image", "audio") if any(
+        isinstance(m, str) and m.strip().lower() == kind for m in modalities)]
+    if "audio" not in out and _fields(body, "speechConfig", "speech_config"):
+        out.append("audio")
+    return out
+
+
+def asks_logprobs(body: Any) -> bool:
+    """Log probabilities: the flag as ``true`` or ``"true"``, or a count above 0."""
+    return any(f is True or (isinstance(f, str) and f.strip().lower() == "true")
+               for f in _fields(body, "responseLogprobs", "response_logprobs")) \
+        or (count(body, "logprobs", "logprobs") or 0) > 0
