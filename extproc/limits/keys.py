@@ -5,6 +5,10 @@ header, client IP, route, model), each escaped so no value can spell the separat
 another key; keys longer than 200 characters are hashed. `values` gives the descriptor
 values by name, the readable label `extproc spend` shows for a spend limit's key.
 
+The `model` descriptor is the model the provider acts on: on the unified front, the backend's
+provider and model (`gemini/gemini-2.5-flash`), not the name the client sent, so an alias and
+the model it names, or two patterns naming one backend model, count in one bucket.
+
 The `subject` descriptor is the namespaced subject of `auth.policy` (`jwt:<provider>:<sub>`,
 `key:<subject>`), so a JWT user and an API key with the same raw subject get separate buckets
 unless the config gives them one namespace.
@@ -54,6 +58,9 @@ def descriptor(d: str, ex: Context, identity: Any, model: str | None, route: str
     if d == "route":
         return route
     if d == "model":
+        backend = ex.state.get("backend_provider")   # the unified front's (`front.policy`)
+        if backend is not None:
+            return f"{backend}/{ex.state.get('backend_model') or '-'}"
         return model or "-"
     if d == "client_ip":
         xff = ex.request_headers.get("x-forwarded-for", "")

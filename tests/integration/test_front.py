@@ -391,6 +391,26 @@ def test_a_token_budget_cuts_a_translated_stream(tmp_path: Path, mock: Mock) -> 
         g.close()
 
 
+def test_a_model_limit_counts_the_backend_model_whatever_the_alias(tmp_path: Path,
+                                                                   mock: Mock) -> None:
+    """`fast` is an alias of gemini-2.5-flash: a limit keyed on the model gives them one
+    bucket (two spellings of one backend model are not two budgets), while another backend
+    model keeps a bucket of its own."""
+    limit = {"name": "per-model", "key": ["model"], "requests": [{"limit": 2, "per": "1h"}]}
+    g = Gateway(tmp_path, front_config(tmp_path, rate_limits=[limit]), mock=mock)
+    try:
+        c = client(g)
+        for model in ("fast", "gemini-2.5-flash"):
+            assert c.chat.completions.create(model=model, messages=MSG).choices
+        for model in ("fast", "gemini-2.5-flash"):
+            with pytest.raises(openai.RateLimitError) as exc:
+                c.chat.completions.create(model=model, messages=MSG)
+            assert "per-model" in exc.value.message
+        assert c.chat.completions.create(model="claude-sonnet-4-5", messages=MSG).choices
+    finally:
+        g.close()
+
+
 @pytest.mark.parametrize("model", TRANSLATED)
 @pytest.mark.parametrize("stream", [True, False])
 def test_json_mode_answers_json_content(gw: Gateway, model: str, stream: bool) -> None:

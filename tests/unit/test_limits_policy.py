@@ -325,3 +325,22 @@ def test_an_encoded_reply_leaves_the_usage_unread() -> None:
         assert ("usage_unread" in ex.state) is unread
         assert ("gzip" in str(ex.metadata.get("usage_unread"))) is unread
         assert ex.state.get("usage_unread_kind") == ("encoded" if unread else None)
+
+
+def test_the_model_key_is_the_backend_model_on_the_unified_front() -> None:
+    """The model a limit counts is the one the provider is asked for: on the unified front
+    the backend's (an alias and the name it stands for are one bucket); elsewhere the
+    request's."""
+    from extproc.limits import keys
+    plain = exchange()
+    assert keys.values(plain, ["model"], "gpt-4o-mini", "r") == ["gpt-4o-mini"]
+    assert keys.values(plain, ["model"], None, "r") == ["-"]
+    by_alias, by_name = exchange(), exchange()
+    for ex in (by_alias, by_name):
+        ex.state.update(backend_provider="gemini", backend_model="gemini-2.5-flash")
+    assert keys.values(by_alias, ["model"], "fast", "u") == \
+        keys.values(by_name, ["model"], "gemini-2.5-flash", "u") == ["gemini/gemini-2.5-flash"]
+    other = exchange()
+    other.state.update(backend_provider="vertex", backend_model="gemini-2.5-flash")
+    assert keys.values(other, ["model"], "vertex/gemini-2.5-flash", "u") != \
+        keys.values(by_name, ["model"], "gemini-2.5-flash", "u")
