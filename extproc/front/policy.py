@@ -190,6 +190,12 @@ def _message(body: bytes) -> str:
 
 
 class FrontRequest(_FrontPolicy):
+    def __init__(self, front: FrontConfig, route: str,
+                 max_event_bytes: int = 16 << 20) -> None:
+        super().__init__(front, route)
+        #: the route's streams.max_event_bytes: the largest backend event held to translate
+        self.max_event_bytes = max_event_bytes
+
     async def on_request_body(self, ex: Context, body: bytes) -> bytes | None:
         st: FrontState | None = ex.state.get(_STATE)
         doc = self._read(ex, body)
@@ -215,7 +221,8 @@ class FrontRequest(_FrontPolicy):
         usage = isinstance(options, dict) and options.get("include_usage") is True
         st.json_tool = getattr(t, "json_tool", None)
         st.reply = ReplyContext(model=backend.model, stream=t.stream,
-                                include_usage=t.stream and usage, created=int(time.time()))
+                                include_usage=t.stream and usage, created=int(time.time()),
+                                max_event_bytes=self.max_event_bytes)
         headers = ex.request_headers
         for name in CLIENT_CREDENTIAL_HEADERS:
             if name in headers:

@@ -57,7 +57,6 @@ __all__ = ["MAX_BODY", "ErrorReply", "WholeReply", "error_body", "media_type", "
 
 MAX_BODY = 64 << 20          # a whole reply held for translation
 MAX_ERROR_BODY = 1 << 20     # an error body
-MAX_EVENT = 16 << 20         # one SSE event
 
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop",
            "max_tokens": "length", "model_context_window_exceeded": "length",

@@ -11,7 +11,6 @@ from typing import Any
 from extproc.codecs.sse import SSEDecoder, SSEError
 from extproc.translate.anthropic_reply import (
     MAX_BODY,
-    MAX_EVENT,
     _dump,
     _finish,
     _mapped_error,
@@ -32,7 +31,7 @@ class StreamReply(ReplyTranslator):
     def __init__(self, ctx: ReplyContext, json_tool: str | None) -> None:
         self._ctx = ctx
         self._json_tool = json_tool
-        self._decoder = SSEDecoder(MAX_EVENT)
+        self._decoder = SSEDecoder(ctx.max_event_bytes)
         self._id: str | None = None
         self._blocks: dict[int, tuple[str, int]] = {}   # Anthropic index -> (kind, tool index)
         self._tools = 0

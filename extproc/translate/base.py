@@ -110,6 +110,9 @@ class ReplyContext:
     include_usage: bool = False    # stream_options.include_usage (after the gateway's own)
     created: int = 0               # unix seconds, for `created`
     id: str | None = None          # the completion id (else made from the backend's)
+    #: the largest stream event held to translate (the route's `streams.max_event_bytes`):
+    #: a larger one ends the stream with an error event, as it cannot go out untranslated
+    max_event_bytes: int = 16 << 20
 
 
 class ReplyTranslator:

@@ -50,11 +50,10 @@ from extproc.translate.google_parts import (
     usage,
 )
 
-__all__ = ["FINISH_REASONS", "MAX_BODY", "MAX_EVENT", "BufferedReply", "StreamReply",
+__all__ = ["FINISH_REASONS", "MAX_BODY", "BufferedReply", "StreamReply",
            "completion", "reply_translator", "usage"]
 
 MAX_BODY = 64 << 20    # a whole reply
-MAX_EVENT = 16 << 20   # one SSE event
 
 
 def _dumps(doc: dict[str, Any]) -> bytes:
@@ -135,7 +134,7 @@ class StreamReply(ReplyTranslator):
 
     def __init__(self, ctx: ReplyContext) -> None:
         self._ctx = ctx
-        self._decoder = SSEDecoder(MAX_EVENT)
+        self._decoder = SSEDecoder(ctx.max_event_bytes)
         self._id = ctx.id
         self._usage: Any = None
         self._choices: dict[int, _Choice] = {}
@@ -221,8 +220,13 @@ class StreamReply(ReplyTranslator):
         out: list[bytes] = []
         try:
             step(out)
-        except SSEError:
-            out.append(chunk_event(unreadable(f"an event exceeds {MAX_EVENT} bytes").error))
+        except SSEError as exc:   # the whole events before the one too large still go out
+            try:
+                self._events(exc.events, out)
+                error = unreadable(str(exc)).error
+            except Failed as failed:
+                error = failed.error
+            out.append(chunk_event(error))
             self._done = True
         except Failed as failed:
             out.append(chunk_event(failed.error))

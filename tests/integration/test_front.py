@@ -391,6 +391,27 @@ def test_a_token_budget_cuts_a_translated_stream(tmp_path: Path, mock: Mock) -> 
         g.close()
 
 
+def test_a_backend_event_past_the_routes_bound_ends_the_stream_cleanly(tmp_path: Path,
+                                                                       mock: Mock) -> None:
+    """The route's streams.max_event_bytes bounds what the front holds to translate: a backend
+    event past it cannot reach the client untranslated, so the stream ends there with an
+    error event the SDK raises, and a reply within it streams as usual."""
+    config = front_config(tmp_path, streams={"max_event_bytes": 2048})
+    g = Gateway(tmp_path, config, mock=mock)
+    try:
+        for model in ("claude-sonnet-4-5", "gemini-2.5-flash"):
+            long = client(g, **{"x-mock-reply": "x" * 5000})
+            with pytest.raises(openai.APIError) as exc:
+                list(long.chat.completions.create(model=model, messages=MSG, stream=True))
+            assert "exceeds max_event_bytes=2048" in exc.value.message, model
+            chunks = list(client(g).chat.completions.create(model=model, messages=MSG,
+                                                            stream=True))
+            assert "".join(ch.choices[0].delta.content or "" for ch in chunks
+                           if ch.choices) == TEXT
+    finally:
+        g.close()
+
+
 def test_a_model_limit_counts_the_backend_model_whatever_the_alias(tmp_path: Path,
                                                                    mock: Mock) -> None:
     """`fast` is an alias of gemini-2.5-flash: a limit keyed on the model gives them one

@@ -651,3 +651,20 @@ def test_a_cut_stream_ends_with_an_error_never_done(data: st.DataObject) -> None
     out = _run(body[:cut], [], 200, "text/event-stream", ctx, json_tool)
     assert _last_error(out)["code"] == "bad_upstream_reply"
     assert whole.startswith(out[:out.rindex(b"data: {\"error\"")])  # a prefix, then the error
+
+
+def test_an_event_past_the_routes_bound_ends_the_stream_with_an_error() -> None:
+    """The route's streams.max_event_bytes bounds what is held to translate: an event past it
+    cannot go out untranslated, so the stream ends there with an OpenAI error event, in any
+    chunking, and nothing stays held."""
+    data = _mock_stream(None)
+    largest = max(len(frame) for frame in data.split(b"\n\n"))
+    for bound, fails in ((largest + 8, False), (largest // 2, True)):
+        ctx = ReplyContext("claude-front", True, True, 1700000000, max_event_bytes=bound)
+        for pieces in ([], [7] * (len(data) // 7)):
+            events = _events(_run(data, pieces, 200, "text/event-stream", ctx, None))
+            last = events[-1]
+            if fails:
+                assert isinstance(last, dict) and "exceeds" in last["error"]["message"]
+            else:
+                assert last == "[DONE]"

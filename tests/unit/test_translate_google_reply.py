@@ -384,11 +384,21 @@ def test_finish_reasons(reason: str, finish: str) -> None:
 
 
 def test_limits(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(google_reply, "MAX_EVENT", 64)
     monkeypatch.setattr(google_reply, "MAX_BODY", 64)
     big = _sse(_cand([{"text": "x" * 100}], "STOP"))
-    out, _ = run(200, SSE, STREAM, big)
-    assert "exceeds" in last_event(out)["error"]["message"]
+    out, _ = run(200, SSE, STREAM, big)   # within the default bound
+    assert b"exceeds" not in out and out.endswith(b"data: [DONE]\n\n")
+    # the route's streams.max_event_bytes bounds an event held to translate
+    out, translator = run(200, SSE, ReplyContext("m", stream=True, max_event_bytes=64), big)
+    assert "exceeds max_event_bytes=64" in last_event(out)["error"]["message"]
+    assert translator.held_bytes == 0
+    # the whole events before the one too large, in the same chunk, still go out
+    small = _sse(_cand([{"text": "kept"}]))
+    ctx = ReplyContext("m", stream=True, max_event_bytes=len(small) + 8)
+    out, _ = run(200, SSE, ctx, small + big)
+    assert "".join(json.loads(e)["choices"][0]["delta"].get("content") or ""
+                   for e in events(out)[:-1]) == "kept"
+    assert "exceeds max_event_bytes" in last_event(out)["error"]["message"]
     out, translator = run(200, JSON, WHOLE, big)
     assert translator.status == 502 and "exceeds" in json.loads(out)["error"]["message"]
     assert translator.held_bytes == 0
