@@ -13,6 +13,9 @@ Shape (every key is optional unless marked; unknown keys are errors)::
       max_request_headers_count: 100    # server answers 431 when its own headers would not fit
       grace_period_s: 10                # SIGTERM: in-flight streams get this long to finish
       access_log: true                  # one JSON line per request on stderr (extproc.access)
+      trust_mode_override: false        # the filter allows mode_override: a body mode it
+                                        # configures NONE is upgraded where a policy needs
+                                        # the body (else such a request is refused: unshown)
     routing:                            # how a request finds its route (extproc.routing)
       unmatched_status: 404             # 404 or 403: the answer when no route claims it
     default_route: openai               # explicit opt-in: the route of a request nothing
@@ -161,6 +164,9 @@ class ServerConfig:
     max_request_headers_count: int = DEFAULT_MAX_HEADERS_COUNT
     grace_period_s: float = 10.0
     access_log: bool = True
+    #: Envoy's filter sets allow_mode_override: a body mode it configures NONE may be
+    #: upgraded by mode_override (`extproc.unshown`); else such a request is refused
+    trust_mode_override: bool = False
 
     @property
     def grpc_max_message_bytes(self) -> int:

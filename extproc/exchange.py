@@ -28,6 +28,7 @@ from envoy.extensions.filters.http.ext_proc.v3.processing_mode_pb2 import Proces
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 
 from . import protocol as P
+from . import unshown
 from .config import RouteConfig
 from .errors import error_body
 from .policy import Answer, BodyTransform, Policy, Reject, run_transforms, run_transforms_async
@@ -50,8 +51,14 @@ class Exchange(RequestBody):
     change headers with the `HeaderMutations` methods; the request body is `RequestBody`'s)."""
 
     def __init__(self, route: RouteConfig | None, route_name: str | None = None,
-                 max_request_body: int = 8 * 1024 * 1024) -> None:
+                 max_request_body: int = 8 * 1024 * 1024,
+                 trust_override: bool = True) -> None:
         self.max_request_body = max_request_body
+        #: whether a body mode Envoy is configured NONE may be upgraded by mode_override
+        #: (`server.trust_mode_override`; the servicer passes the config's, False by default)
+        self.trust_override = trust_override
+        self._declared = False       # the stream's first message carried protocol_config
+        self._awaiting_body = False  # a request body asked for by override, not seen yet
         self.request_headers: dict[str, str] = {}
         self.response_headers: dict[str, str] = {}
         self.status = 0
@@ -120,6 +127,9 @@ class Exchange(RequestBody):
             cfg = req.protocol_config
             self._configured = (cfg.request_body_mode, cfg.response_body_mode)
             self.request_mode, self.response_mode = self._configured
+            self._declared = req.HasField("protocol_config")
+            if req.observability_mode:
+                unshown.observed(self.route_name or "unknown")
         kind = kind or req.WhichOneof("request")
         handler = _DISPATCH.get(kind)  # type: ignore[arg-type]
         if handler is None:
@@ -139,13 +149,21 @@ class Exchange(RequestBody):
                 return self._after_cut()
             chunk, eos = b.body, self._response_ends(b)
             self._saw_upstream(chunk)
-            out = run_transforms(self._transforms, chunk, eos) if self._transforms else chunk
+            out = run_transforms(self._transforms, chunk, eos) if self._transforms \
+                else self._untransformed(chunk)
             if self._ends_early and not eos and any(t.ended for t in self._transforms):
                 out += run_transforms(self._transforms, b"", True)   # finish them all
                 eos = self._cut = True
             return self._response_replies(chunk, out, eos)
         except Exception as exc:
             return self._refusal("response_body", exc)
+
+    def _untransformed(self, chunk: bytes) -> bytes:
+        """A response chunk no transform reads: refused if the reply's headers never came
+        (Envoy skips them: no policy set up for this reply)."""
+        if not self.response_headers:
+            raise unshown.refuse_skipped_headers(self.route_name or "unknown", "response")
+        return chunk
 
     def _refusal(self, kind: str, exc: Exception) -> Sequence[Reply]:
         """The reply when handling a message raised: a policy's Reject, or a 500."""
@@ -189,10 +207,17 @@ class Exchange(RequestBody):
             raise Reject(*(self._unrouted or unrouted(self.route_name)),
                          details="extproc_unknown_route")
         self._read(headers)
-        for policy in self.route.policies:
-            await policy.on_request_headers(self)
         if h.end_of_stream:
             self._needs_request_body = False
+        assert self._configured is not None
+        # before any policy acts (a request limit would count it): bodies they cannot see
+        missing = unshown.needs_unshown(self._configured, self._declared, self.trust_override,
+                                        self._needs_request_body,
+                                        self.route.needs_response_body)
+        if missing:
+            raise unshown.refuse_unshown(self.route_name or self.route.name, missing)
+        for policy in self.route.policies:
+            await policy.on_request_headers(self)
         want_req = P.wanted_mode(self.request_mode, self._needs_request_body, P.BUFFERED)
         want_resp = P.wanted_mode(self.response_mode, self.route.needs_response_body,
                                   P.STREAMED)
@@ -200,6 +225,8 @@ class Exchange(RequestBody):
         if not self._full_duplex() and (want_req, want_resp) != (self.request_mode,
                                                                   self.response_mode):
             override = ProcessingMode(request_body_mode=want_req, response_body_mode=want_resp)
+            # a body Envoy is configured not to send comes only if it honours the override
+            self._awaiting_body = self.request_mode == P.NONE and want_req != P.NONE
             self.request_mode, self.response_mode = want_req, want_resp
         return self._headers_reply(False, override)
 
@@ -238,6 +265,9 @@ class Exchange(RequestBody):
 
     async def _on_response_headers(self, h: pb.HttpHeaders) -> Sequence[Reply]:
         self.response_headers = P.read_headers(h)
+        if self._awaiting_body:   # Envoy ignored the override: the request went unread
+            self._awaiting_body = False
+            raise unshown.refuse_ignored_override(self.route_name or "unknown")
         try:
             self.status = int(self.response_headers.get(":status", "0"))
         except ValueError:

@@ -84,7 +84,8 @@ def parse(data: Any, source: str = "<memory>") -> Config:
 
 def _server(c: Checker, raw: Any) -> ServerConfig:
     d = c.mapping(raw, "server", ("max_request_body_bytes", "max_request_headers_kb",
-                                  "max_request_headers_count", "grace_period_s", "access_log"))
+                                  "max_request_headers_count", "grace_period_s", "access_log",
+                                  "trust_mode_override"))
     size = c.number(d, "max_request_body_bytes", "server", DEFAULT_MAX_BODY, minimum=1024,
                     integer=True)
     if size > 256 * 1024 * 1024:
@@ -99,7 +100,9 @@ def _server(c: Checker, raw: Any) -> ServerConfig:
     grace = c.number(d, "grace_period_s", "server", 10.0)
     return ServerConfig(max_request_body_bytes=int(size), max_request_headers_kb=int(kb),
                         max_request_headers_count=int(count), grace_period_s=float(grace),
-                        access_log=c.boolean(d, "access_log", "server", True))
+                        access_log=c.boolean(d, "access_log", "server", True),
+                        trust_mode_override=c.boolean(d, "trust_mode_override", "server",
+                                                      False))
 
 
 def _routing(c: Checker, raw: Any) -> int:

@@ -102,6 +102,12 @@ USAGE_UNREAD = HOT.counter(
     "extproc_usage_unread", "Replies whose usage the gateway could not read, so token limits "
     "and spend budgets charged their worst case (reason: oversized_event, broken_stream, "
     "too_large, not_json, encoded, deferred)", ["route", "provider", "model", "reason"])
+UNSHOWN = HOT.counter(
+    "extproc_unshown", "Requests and replies Envoy did not show the gateway although a "
+    "policy needed them, by what was missing (request_body, response_body: body mode NONE; "
+    "request_body_override_ignored; request_headers, response_headers: header mode SKIP): "
+    "refused; observability_mode: counted, as nothing can be refused there",
+    ["route", "what"])
 FRONT_REQUESTS = HOT.counter(
     "extproc_front_requests", "Requests of the unified OpenAI-compatible front, by the model "
     "the client named (front_model) and the backend provider and model that served it",

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 
 from . import protocol as P
+from . import unshown
 from .mutations import HeaderMutations
 from .policy import Policy, Reject
 from .reading import read_body
@@ -39,7 +40,9 @@ class RequestBody(HeaderMutations):
     max_request_body: int
     request_body_bytes: int
     request_mode: int
+    route_name: str | None
     _needs_request_body: bool
+    _awaiting_body: bool
     _body_policies: tuple[Policy, ...]
     _held: list[bytes]
     _held_size: int
@@ -50,6 +53,9 @@ class RequestBody(HeaderMutations):
 
     async def _on_request_body(self, b: pb.HttpBody) -> Sequence[Reply]:
         self.request_body_bytes += len(b.body)
+        self._awaiting_body = False
+        if not self.request_headers:   # Envoy skips them: no policy classified the request
+            raise unshown.refuse_skipped_headers(self.route_name or "unknown", "request")
         duplex = self.request_mode == P.FULL_DUPLEX
         if not self._needs_request_body:
             if duplex:

@@ -130,7 +130,8 @@ class Processor(ExternalProcessorServicer):
         `request_iterator` and yielding from an async generator."""
         config, router = self._current
         initial = self._route_name(context)
-        ex = Exchange(None, None, config.server.max_request_body_bytes)
+        ex = Exchange(None, None, config.server.max_request_body_bytes,
+                      config.server.trust_mode_override)
         routed = self.routed
         self._alive.add(ex)
         self.streams_total += 1

@@ -29,7 +29,9 @@ def gateway_config() -> dict[str, Any]:
     routes.append({"name": "transform", "provider": "openai", "streams": {"usage": False},
                    "passthrough": [{"path": "/**"}], "plugins": [
         GATE, {"class": "tests.plugins:TagRequest"}, {"class": "tests.plugins:UpperResponse"}]})
-    return {"server": {"max_request_body_bytes": 1048576, "grace_period_s": 5},
+    # the test Envoy allows mode_override: its /mode-none/ routes are upgraded by it
+    return {"server": {"max_request_body_bytes": 1048576, "grace_period_s": 5,
+                       "trust_mode_override": True},
             "routes": routes}
 
 

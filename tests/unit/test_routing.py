@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from extproc import loader
+from extproc import protocol as P
 from extproc.routing import ATTRIBUTES_KEY, Router, glob, holds, route_metadata_name
 from extproc.schema import ConfigError
 from extproc.servicer import Processor
@@ -248,7 +249,8 @@ class Context:
 
 def test_the_servicer_routes_by_attributes_and_refuses_what_nothing_claims() -> None:
     processor = Processor(config())
-    first = request_headers(eos=True)
+    # (the body modes the reference Envoy config sets: the route's usage reads the reply)
+    first = request_headers(eos=True, req_mode=P.BUFFERED, resp_mode=P.STREAMED)
     first.attributes[ATTRIBUTES_KEY].fields["xds.route_name"].string_value = \
         "httproute/llm/openai/rule/0/match/0/x"
     ctx = Context([first])

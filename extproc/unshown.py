@@ -1,0 +1,106 @@
+"""What Envoy does not show the processor, and the refusals that keep a policy from failing
+open because of it. Sans-IO.
+
+A policy can only act on what Envoy's ext_proc filter sends. The filter's configuration
+decides that, not ours, and some of it leaves a policy blind while the traffic flows on:
+
+* a body mode of `NONE` where a policy reads that body (prompt guards, token budgets read the
+  request; reply guards, usage and budgets the reply). The processor can ask for the body
+  with `mode_override`, but Envoy honours it only when the filter sets `allow_mode_override`,
+  which it does not say, and never in `FULL_DUPLEX_STREAMED`. So a request whose configured
+  mode (`protocol_config`, on the stream's first message) is `NONE` where a policy needs the
+  body is refused before it goes upstream, unless `server.trust_mode_override` says the filter
+  allows the override; and a request body asked for that way that never came (the reply
+  arrives instead) gets its reply refused;
+* skipped headers (`request_header_mode` or `response_header_mode: SKIP`): a body with no
+  headers before it belongs to a request no policy classified, or a reply no policy set up
+  for, and is refused (a reply's refusal is a reset: its headers are already out);
+* `observability_mode`: Envoy ignores every answer, so nothing can be refused. The stream is
+  logged as an error and counted, so it shows.
+
+Each is counted in `extproc_unshown_total{route, what}`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from . import protocol as P
+from .policy import Reject
+
+log = logging.getLogger("extproc.unshown")
+
+#: the `what` label: a body Envoy is configured not to send, one asked for that never came,
+#: headers it skipped, observability mode
+WHAT = ("request_body", "response_body", "request_body_override_ignored", "request_headers",
+        "response_headers", "observability_mode")
+FIX = ("set the ext_proc filter's processing_mode to request_body_mode: BUFFERED and "
+       "response_body_mode: STREAMED (the reference config's modes)")
+_LOG_EVERY_S = 60.0
+_logged: dict[tuple[str, str], float] = {}
+
+
+def needs_unshown(configured: tuple[int, int], declared: bool, trusted: bool,
+                  need_request: bool, need_response: bool) -> list[str]:
+    """The bodies a route's policies need that Envoy is configured not to send, and no
+    override can be relied on to bring: `configured` is (request, response) body mode from
+    `protocol_config`, `declared` whether the stream's first message carried one (an Envoy
+    too old to send it, or a test, leaves the override to do its work)."""
+    if not declared:
+        return []
+    duplex = P.FULL_DUPLEX in configured
+    if trusted and not duplex:
+        return []
+    out = []
+    if need_request and configured[0] == P.NONE:
+        out.append("request_body")
+    if need_response and configured[1] == P.NONE:
+        out.append("response_body")
+    return out
+
+
+def refuse_unshown(route: str, missing: list[str]) -> Reject:
+    """The refusal of a request whose policies would not see the bodies in `missing`."""
+    for what in missing:
+        count(route, what)
+    which = " and ".join(m.replace("_", " ") for m in missing)
+    return Reject(500, f"the gateway is misconfigured: Envoy sends it no {which} "
+                  f"(body mode NONE), which route '{route}' needs to enforce its policies; "
+                  f"{FIX}, or set server.trust_mode_override if the filter allows "
+                  "mode_override", details="extproc_body_not_shown")
+
+
+def refuse_ignored_override(route: str) -> Reject:
+    """The refusal of a reply whose request body was asked for by `mode_override` and never
+    came: Envoy ignored the override and the request went upstream unread."""
+    count(route, "request_body_override_ignored")
+    return Reject(500, "the gateway is misconfigured: Envoy ignored its request for the "
+                  f"request body (mode_override) on route '{route}', so the request went "
+                  f"upstream unchecked; {FIX}, or set allow_mode_override: true",
+                  details="extproc_body_not_shown")
+
+
+def refuse_skipped_headers(route: str, which: str) -> Reject:
+    """The refusal of a body whose headers Envoy never sent (`which`: request or response)."""
+    count(route, f"{which}_headers")
+    return Reject(500, f"the gateway is misconfigured: Envoy sent it a {which} body without "
+                  f"the {which} headers ({which}_header_mode SKIP); set it to SEND",
+                  details="extproc_headers_not_shown")
+
+
+def observed(route: str) -> None:
+    """A stream in observability mode: nothing can be enforced; logged and counted."""
+    count(route, "observability_mode")
+
+
+def count(route: str, what: str) -> None:
+    from .metrics import UNSHOWN  # (metrics imports the exchange's modules)
+    UNSHOWN.labels(route, what).inc()
+    now = time.monotonic()
+    key = (route, what)
+    if now - _logged.get(key, -_LOG_EVERY_S) >= _LOG_EVERY_S:
+        _logged[key] = now
+        log.error("route %s: Envoy does not show the gateway what its policies need (%s); "
+                  "requests are refused, except in observability mode, where nothing can "
+                  "be: see docs/running.md, 'Envoy's processing modes'", route, what)
