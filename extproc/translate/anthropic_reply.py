@@ -47,6 +47,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from extproc.providers.values import json_bytes
 from extproc.translate.base import (
     ReplyContext,
     ReplyTranslator,
@@ -79,7 +80,7 @@ class _Unreadable(ValueError):
 
 
 def _dump(doc: Any) -> bytes:
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+    return json_bytes(doc)   # (a lone surrogate from a \ud83d escape stays escaped)
 
 
 def _int(value: Any) -> int:
@@ -121,7 +122,7 @@ def error_body(status: int, body: bytes) -> dict[str, Any]:
     """OpenAI's error object for an Anthropic error reply (any body)."""
     try:
         doc = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):   # (deeper than Python parses)
         doc = None
     mapped = _mapped_error(doc.get("error"), status) if isinstance(doc, dict) \
         and doc.get("type") == "error" else None
@@ -197,7 +198,7 @@ class WholeReply(_Held):
     def _completion(self, body: bytes) -> dict[str, Any]:
         try:
             msg = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):   # (deeper than Python parses)
             raise _Unreadable("not JSON") from None
         if not isinstance(msg, dict) or msg.get("type") != "message" \
                 or not isinstance(msg.get("content"), list) \

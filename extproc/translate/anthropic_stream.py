@@ -91,7 +91,7 @@ class StreamReply(ReplyTranslator):
     def _event(self, data: str) -> bytes:
         try:
             ev = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):   # (deeper than Python parses)
             raise _Unreadable("an event is not JSON") from None
         kind = ev.get("type") if isinstance(ev, dict) else None
         if kind == "error":
@@ -140,7 +140,7 @@ class StreamReply(ReplyTranslator):
             self._blocks[index] = ("stopped", 0)
             try:
                 answer = json.loads(text or "{}")
-            except ValueError:
+            except (ValueError, RecursionError):   # (deeper than Python parses)
                 raise _Unreadable("the JSON-mode answer is not JSON") from None
             if not isinstance(answer, dict):
                 raise _Unreadable("the JSON-mode answer is not an object")

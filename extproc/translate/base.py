@@ -52,9 +52,10 @@ OpenAI reply: usage metering, the reply guards, the stream cut):
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
+
+from extproc.providers.values import json_bytes
 
 __all__ = [
     "DONE",
@@ -164,5 +165,4 @@ def stop_sequences(value: Any) -> list[str] | None:
 
 def chunk_event(doc: dict[str, Any]) -> bytes:
     """One SSE event holding `doc` as compact JSON."""
-    return b"data: " + json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode() \
-        + b"\n\n"
+    return b"data: " + json_bytes(doc) + b"\n\n"

@@ -7,6 +7,11 @@ the extension); assistant turns become ``model`` turns of text and functionCall 
 thoughtSignature carried in the tool call id goes back on its part); tool results become
 functionResponse parts of a ``user`` turn, named after the assistant call with that id.
 Consecutive turns of one role are merged.
+
+What the model reads is what the guards read (they read the OpenAI request before it is
+translated): a list of text parts stays a list of parts, never joined into one text; a tool
+result goes as the JSON object it spells only where that object reads as its text does (no
+escapes, no exponents), else as the text.
 """
 
 from __future__ import annotations
@@ -50,8 +55,15 @@ def bad(field: str, reason: str) -> Unsupported:
 
 def text_of(content: Any, field: str, kinds: tuple[str, ...] = ("text",)) -> str:
     """A string, or the text of a list of text (and refusal) parts."""
+    return "".join(texts_of(content, field, kinds))
+
+
+def texts_of(content: Any, field: str, kinds: tuple[str, ...] = ("text",)) -> list[str]:
+    """A string, or the texts of a list of text (and refusal) parts, one by one: the guards
+    read each part on its own, so each goes on as a part of its own (joined, the gateway
+    would make a value none of them read, as two parts that split an address)."""
     if isinstance(content, str):
-        return content
+        return [content]
     if not isinstance(content, list):
         raise bad(field, "must be a string or a list of text parts")
     texts = []
@@ -66,7 +78,24 @@ def text_of(content: Any, field: str, kinds: tuple[str, ...] = ("text",)) -> str
         if not isinstance(part.get(kind), str):
             raise bad(f"{where}.{kind}", "must be a string")
         texts.append(part[kind])
-    return "".join(texts)
+    return texts
+
+
+_JSON_STRING = re.compile(r'"[^"]*"')
+_EXPONENT = re.compile(r"[0-9.][eE]")
+
+
+def tool_result(text: str) -> Any:
+    """A tool's result as Gemini gets it: the JSON object it spells, where the object reads
+    as the text does (no escape, no exponent: what the guards read in the text is what the
+    model reads in the object), else the text itself, as OpenAI sends it."""
+    if "\\" in text or _EXPONENT.search(_JSON_STRING.sub("", text)):
+        return text
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, dict) else text
 
 
 def _data_url(url: str, field: str) -> tuple[str, str]:
@@ -187,7 +216,8 @@ def _message(msg: Any, i: int, req: Refusals, calls: dict[str, str],
         req.refuse(f"{field}.name", "Gemini has no participant names")
     content = msg.get("content")
     if role in ("system", "developer"):
-        system.append({"text": text_of(content, f"{field}.content")})
+        texts = texts_of(content, f"{field}.content")
+        system.extend({"text": t} for t in texts if t or len(texts) == 1)
         return None
     if role == "user":
         if isinstance(content, str):
@@ -200,12 +230,8 @@ def _message(msg: Any, i: int, req: Refusals, calls: dict[str, str],
         call_id = msg.get("tool_call_id")
         if not isinstance(call_id, str) or call_id not in calls:
             raise bad(f"{field}.tool_call_id", "no earlier assistant tool call has this id")
-        text = text_of(content, f"{field}.content")
-        try:
-            value = json.loads(text)
-        except ValueError:
-            value = None
-        result = value if isinstance(value, dict) else text
+        texts = texts_of(content, f"{field}.content")
+        result: Any = texts if len(texts) > 1 else tool_result(texts[0] if texts else "")
         return "user", [{"functionResponse": {"name": calls[call_id],
                                               "response": {"content": result}}}]
     # assistant
@@ -216,9 +242,8 @@ def _message(msg: Any, i: int, req: Refusals, calls: dict[str, str],
         req.refuse(f"{field}.reasoning_content", "Gemini thoughts cannot be sent back")
     parts: list[dict[str, Any]] = []
     if content is not None:
-        text = text_of(content, f"{field}.content", ("text", "refusal"))
-        if text:
-            parts.append({"text": text})
+        parts.extend({"text": t} for t in texts_of(content, f"{field}.content",
+                                                   ("text", "refusal")) if t)
     refusal = msg.get("refusal")
     if refusal is not None:
         if not isinstance(refusal, str):

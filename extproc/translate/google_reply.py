@@ -27,6 +27,7 @@ import json
 from typing import Any
 
 from extproc.codecs.sse import Event, SSEDecoder, SSEError
+from extproc.providers.values import json_bytes
 from extproc.translate.base import (
     DONE,
     ReplyContext,
@@ -57,7 +58,7 @@ MAX_BODY = 64 << 20    # a whole reply
 
 
 def _dumps(doc: dict[str, Any]) -> bytes:
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+    return json_bytes(doc)   # (a lone surrogate from a \ud83d escape stays escaped)
 
 
 class BufferedReply(ReplyTranslator):
@@ -91,7 +92,7 @@ class BufferedReply(ReplyTranslator):
             raise unreadable(f"the body exceeds {MAX_BODY} bytes")
         try:
             doc = json.loads(self._buf)
-        except ValueError:
+        except (ValueError, RecursionError):   # (deeper than Python parses)
             doc = None
         if self._upstream != 200:
             failed = google_error(doc, self._upstream)
@@ -210,7 +211,7 @@ class StreamReply(ReplyTranslator):
                 raise unreadable("the stream ends inside an event")
             try:
                 doc = json.loads(event.data)
-            except ValueError:
+            except (ValueError, RecursionError):   # (deeper than Python parses)
                 raise unreadable("an event that is not JSON") from None
             self._translate(doc, out)
 

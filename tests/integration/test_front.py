@@ -391,6 +391,23 @@ def test_a_token_budget_cuts_a_translated_stream(tmp_path: Path, mock: Mock) -> 
         g.close()
 
 
+def test_gemini_gets_a_tool_result_as_the_guards_read_it(gw: Gateway) -> None:
+    """A tool result whose object would read otherwise than its text (escapes decoded) goes
+    to Gemini as the text the guards read; one that reads the same goes as its object,
+    masked."""
+    call = {"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}
+    for content, sent in (
+            ('{"owner":"jane.roe\\u0040example.com"}', '{"owner":"jane.roe\\u0040example.com"}'),
+            ('{"owner":"jane.roe@example.com"}', {"owner": "<EMAIL>"})):
+        client(gw).chat.completions.create(model="gemini-2.5-flash", messages=[
+            {"role": "user", "content": "who owns it?"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "c1", "content": content}])
+        body = json.loads(gw.mock.last()["body"])
+        part = body["contents"][-1]["parts"][0]
+        assert part["functionResponse"]["response"]["content"] == sent
+
+
 def test_a_backend_event_past_the_routes_bound_ends_the_stream_cleanly(tmp_path: Path,
                                                                        mock: Mock) -> None:
     """The route's streams.max_event_bytes bounds what the front holds to translate: a backend

@@ -668,3 +668,42 @@ def test_an_event_past_the_routes_bound_ends_the_stream_with_an_error() -> None:
                 assert isinstance(last, dict) and "exceeds" in last["error"]["message"]
             else:
                 assert last == "[DONE]"
+
+
+DEEP = b"[" * 100000 + b"]" * 100000
+
+
+def _stream_with(delta_json: bytes) -> bytes:
+    start = (b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1",'
+             b'"type":"message","role":"assistant","content":[],"model":"m","usage":'
+             b'{"input_tokens":1,"output_tokens":1}}}\n\n')
+    return start + (
+        b'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
+        b'"content_block":{"type":"text","text":""}}\n\n'
+        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+        b'"delta":{"type":"text_delta","text":' + delta_json + b'}}\n\n'
+        b'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n'
+        b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":'
+        b'"end_turn"},"usage":{"output_tokens":2}}\n\n'
+        b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
+
+
+def test_a_lone_surrogate_stays_escaped_and_deep_json_is_unreadable() -> None:
+    """Half a surrogate pair goes on escaped (UTF-8 cannot carry it), and JSON nested deeper
+    than Python reads is an unreadable reply: neither is a crash (a 500 and a traceback)."""
+    out = _run(_stream_with(b'"hi \\ud83d"'), [], 200, "text/event-stream", CTX, None)
+    out.decode()
+    assert b"\\ud83d" in out and out.endswith(b"data: [DONE]\n\n")
+    whole = (b'{"id":"msg_1","type":"message","role":"assistant","model":"m","content":'
+             b'[{"type":"text","text":"hi \\ud83d"}],"stop_reason":"end_turn","usage":'
+             b'{"input_tokens":1,"output_tokens":2}}')
+    doc = json.loads(_run(whole, [], 200, "application/json", WHOLE_CTX, None))
+    assert doc["choices"][0]["message"]["content"] == "hi \ud83d"
+    last = _events(_run(_stream_with(DEEP), [], 200, "text/event-stream", CTX, None))[-1]
+    assert isinstance(last, dict) and "not JSON" in last["error"]["message"]
+    tr = reply_translator(200, "application/json", WHOLE_CTX)
+    tr.feed(whole.replace(b'"hi \\ud83d"', DEEP))
+    assert json.loads(tr.finish())["error"]["code"] == "bad_upstream_reply" and tr.failed
+    tr = reply_translator(400, "application/json", WHOLE_CTX)   # an error body that deep
+    tr.feed(DEEP)
+    assert "error" in json.loads(tr.finish())

@@ -184,8 +184,9 @@ def test_key_features_in_golden() -> None:
     decl = body["tools"][0]["functionDeclarations"][0]
     assert decl["parametersJsonSchema"] == WEATHER_TOOL["function"]["parameters"]
     system = translate("system_and_developer")["body"]["systemInstruction"]
-    assert system == {"parts": [{"text": "Be brief."}, {"text": "Answer in French."},
-                                {"text": "Never swear."}]}
+    # a list of text parts stays parts, as the guards read them (never joined into one)
+    assert system == {"parts": [{"text": "Be brief."}, {"text": "Answer in "},
+                                {"text": "French."}, {"text": "Never swear."}]}
     gen = translate("sampling")["body"]["generationConfig"]
     assert gen["maxOutputTokens"] == 20 and gen["candidateCount"] == 2
     assert translate("strict_tools")["body"]["toolConfig"] == {
@@ -359,3 +360,48 @@ def test_vertex_needs_project_and_location(project: str | None, location: str | 
 def test_other_providers_are_not_google() -> None:
     with pytest.raises(ValueError, match="not a Google backend"):
         translate_request(req(), Backend("anthropic", "claude"))
+
+
+CALL = {"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}
+
+
+def _tool_result(content: Any) -> Any:
+    body = json.loads(translate_request(req(messages=[
+        {"role": "user", "content": "who owns it?"},
+        {"role": "assistant", "content": None, "tool_calls": [CALL]},
+        {"role": "tool", "tool_call_id": "c1", "content": content}]), GEMINI).body)
+    return body["contents"][-1]["parts"][0]["functionResponse"]["response"]["content"]
+
+
+@pytest.mark.parametrize("content", [
+    '{"owner":"john.doe\\u0040example.com"}',          # an escape the guards read as written
+    '{"john.doe\\u0040example.com":true}',
+    '{"card":4.111111111111111e15}',                   # a number Gemini would write otherwise
+    '{"card":4111111111111111E0}',
+    '{"a":"\\"quoted\\""}'])
+def test_a_tool_result_goes_as_the_text_the_guards_read(content: str) -> None:
+    """The guards read a tool result as its text; as an object, Gemini's model would read
+    its escapes decoded and its numbers rewritten, which no guard saw. So the text goes."""
+    assert _tool_result(content) == content
+
+
+@pytest.mark.parametrize(("content", "sent"), [
+    ('{"temp": 21, "sky": "clear", "wind": 3.5, "note": "e1 ok"}',
+     {"temp": 21, "sky": "clear", "wind": 3.5, "note": "e1 ok"}),
+    ("12:00", "12:00"), ("[1, 2]", "[1, 2]"),
+    ([{"type": "text", "text": "john.doe@exa"}, {"type": "text", "text": "mple.com"}],
+     ["john.doe@exa", "mple.com"]),                  # parts stay apart, as guards read them
+    ([{"type": "text", "text": '{"a": 1}'}], {"a": 1})])
+def test_a_tool_result_that_reads_as_its_text_goes_as_an_object(content: Any, sent: Any) -> None:
+    assert _tool_result(content) == sent
+
+
+def test_text_parts_are_never_joined_into_a_value_no_guard_read() -> None:
+    parts = [{"type": "text", "text": "key AKIAIOSF"}, {"type": "text", "text": "ODNN7EXAMPLE"}]
+    body = json.loads(translate_request(req(messages=[
+        {"role": "system", "content": parts}, {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": parts}, {"role": "user", "content": "ok"}]),
+        GEMINI).body)
+    assert body["systemInstruction"]["parts"] == [{"text": "key AKIAIOSF"},
+                                                  {"text": "ODNN7EXAMPLE"}]
+    assert body["contents"][1]["parts"] == [{"text": "key AKIAIOSF"}, {"text": "ODNN7EXAMPLE"}]

@@ -418,3 +418,27 @@ def test_context_id_and_no_response_id() -> None:
     assert chunks[0]["id"] == "chatcmpl-gemini"
     assert chunks[1]["choices"][0]["delta"]["tool_calls"][0]["id"] == "call_0_0"
     assert chunks[2]["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"] == "{}"
+
+
+DEEP = "[" * 100000 + "]" * 100000
+
+
+def test_a_lone_surrogate_stays_escaped_whole_and_streamed() -> None:
+    """A backend's `\\ud83d` escape (half a pair) is text Python holds but UTF-8 cannot
+    encode: it goes on escaped, never as a crash (a 500 and a traceback)."""
+    doc = _cand([{"text": "hi \ud83d"}], "STOP")
+    out, _ = run(200, SSE, STREAM, _sse(doc))
+    out.decode()
+    assert b"\\ud83d" in out and out.endswith(b"data: [DONE]\n\n")
+    whole, translator = run(200, JSON, WHOLE, json.dumps(doc).encode())
+    assert translator.status == 200
+    assert json.loads(whole)["choices"][0]["message"]["content"] == "hi \ud83d"
+
+
+def test_json_deeper_than_python_reads_is_an_unreadable_reply() -> None:
+    args = '{"candidates":[{"content":{"role":"model","parts":[{"functionCall":{"name":"f",' \
+        '"args":{"a":' + DEEP + '}}}]},"finishReason":"STOP","index":0}]}'
+    out, _ = run(200, SSE, STREAM, b"data: " + args.encode() + b"\r\n\r\n")
+    assert "not JSON" in last_event(out)["error"]["message"]
+    whole, translator = run(200, JSON, WHOLE, args.encode())
+    assert translator.status == 502 and "error" in json.loads(whole)
