@@ -233,7 +233,8 @@ def _upstreams(pairs: list[str]) -> dict[str, str]:
 def _render(args: argparse.Namespace) -> int:
     from . import envoy_config, loader
     cfg = loader.load(args.config)
-    changes: dict = {**envoy_config.limits_of(cfg.server), "failure_mode_allow": args.fail_open}
+    changes: dict = {**envoy_config.limits_of(cfg.server), "failure_mode_allow": args.fail_open,
+                     "front": envoy_config.serves_front(cfg.routes)}
     settings = envoy_config.settings_for(args.place, **changes)
     if args.upstream:
         settings = envoy_config.settings_for(

@@ -61,6 +61,9 @@ class EnvoySettings:
     max_request_headers_count: int = DEFAULT_MAX_HEADERS_COUNT
     #: the CAs an https:// upstream's certificate must chain to (tests use their own)
     ca_bundle: str = CA_BUNDLE
+    #: the unified front's routes (`/v1/`): rendered only for a server config that has the
+    #: `unified` route they name (`serves_front`), else `/v1/` would reach a missing route
+    front: bool = True
 
 
 #: the providers' public endpoints
@@ -91,6 +94,12 @@ def settings_for(place: str, **changes: Any) -> EnvoySettings:
     if place not in PLACES:
         raise ValueError(f"unknown place {place!r} (one of: {', '.join(PLACES)})")
     return replace(PLACES[place], **changes)
+
+
+def serves_front(routes: Any) -> bool:
+    """Whether a server config's routes include the unified front the template routes
+    `/v1/` to (`x-extproc-route: unified`)."""
+    return "unified" in routes
 
 
 def limits_of(server: ServerConfig) -> dict[str, int]:
@@ -138,6 +147,14 @@ def render_dict(s: EnvoySettings) -> dict[str, Any]:
             cluster.pop("dns_lookup_family", None)
             cluster["load_assignment"]["endpoints"] = [{"lb_endpoints": [
                 {"endpoint": {"address": {"pipe": {"path": s.extproc_unix}}}}]}]
+    if not s.front:
+        for listener in doc["static_resources"]["listeners"]:
+            for chain in listener["filter_chains"]:
+                for f in chain["filters"]:
+                    for host in f["typed_config"].get("route_config", {}).get(
+                            "virtual_hosts", []):
+                        host["routes"] = [r for r in host["routes"]
+                                          if r.get("name", "").split("-")[0] != "unified"]
     return doc
 
 

@@ -606,11 +606,33 @@ def test_sidecar_runs_the_server_as_a_native_sidecar_on_a_socket() -> None:
 
 
 def test_the_sidecar_envoy_config_is_the_current_rendering() -> None:
-    server = loader.load(K8S / "base/gateway.yaml").server
+    cfg = loader.load(K8S / "base/gateway.yaml")
     fresh = envoy_config.render(envoy_config.settings_for(
-        "kubernetes-sidecar", **envoy_config.limits_of(server)))
+        "kubernetes-sidecar", **envoy_config.limits_of(cfg.server),
+        front=envoy_config.serves_front(cfg.routes)))
     assert (K8S / "overlays/sidecar/envoy.yaml").read_text() == fresh, \
         "deploy/kubernetes/overlays/sidecar/envoy.yaml is stale: run `make kubernetes-config`"
+
+
+def _route_values(doc: object) -> set[str]:
+    """Every x-extproc-route value an Envoy config sends."""
+    if isinstance(doc, dict):
+        out = {m["value"] for m in doc.get("grpc_initial_metadata", [])
+               if m.get("key") == "x-extproc-route"}
+        return out.union(*(_route_values(v) for v in doc.values()))
+    if isinstance(doc, list):
+        return set().union(*(_route_values(v) for v in doc))
+    return set()
+
+
+def test_the_sidecar_envoy_sends_only_routes_its_server_config_has() -> None:
+    """/v1/ goes to the unified front only where the server config has it: else every
+    /v1/ request would reach a missing route."""
+    cfg = loader.load(K8S / "base/gateway.yaml")
+    sent = _route_values(yaml.safe_load((K8S / "overlays/sidecar/envoy.yaml").read_text()))
+    assert sent and sent <= set(cfg.routes)
+    with_front = envoy_config.render_dict(envoy_config.settings_for("kubernetes-sidecar"))
+    assert "unified" in _route_values(with_front)
 
 
 def test_every_overlay_is_documented() -> None:
