@@ -45,6 +45,7 @@ from .apikeys import ApiKeyStore
 from .credentials import (
     ANTHROPIC_VERSION,
     CLIENT_CREDENTIAL_HEADERS,
+    CREDENTIAL_SCOPE_HEADERS,
     PROVIDER_HEADER,
     UpstreamCredential,
 )
@@ -125,7 +126,8 @@ class Authenticate(Policy):
         # headers that must never reach the upstream from the client: its credentials and
         # anything it could use to spoof a forwarded claim
         self._strip = tuple(dict.fromkeys((*CLIENT_CREDENTIAL_HEADERS, *forwarded,
-                                           *((auth.header,) if auth and auth.header else ()))))
+                                           *((auth.header,) if auth and auth.header else ()),
+                                           *(CREDENTIAL_SCOPE_HEADERS if credential else ()))))
 
     async def on_request_headers(self, ex: Context) -> None:
         headers = ex.request_headers

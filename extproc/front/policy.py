@@ -28,7 +28,11 @@ from functools import partial
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from ..auth.credentials import ANTHROPIC_VERSION, CLIENT_CREDENTIAL_HEADERS
+from ..auth.credentials import (
+    ANTHROPIC_VERSION,
+    CLIENT_CREDENTIAL_HEADERS,
+    CREDENTIAL_SCOPE_HEADERS,
+)
 from ..limits.policy import MAX_OUTPUT
 from ..policy import Answer, BodyTransform, Policy, Reject
 from ..providers import adapter_for, read_request
@@ -224,7 +228,9 @@ class FrontRequest(_FrontPolicy):
                                 include_usage=t.stream and usage, created=int(time.time()),
                                 max_event_bytes=self.max_event_bytes)
         headers = ex.request_headers
-        for name in CLIENT_CREDENTIAL_HEADERS:
+        # the client's credentials, the account they bill, and a backend's own feature
+        # switches (the front speaks OpenAI's API: what it translates is all a backend gets)
+        for name in (*CLIENT_CREDENTIAL_HEADERS, *CREDENTIAL_SCOPE_HEADERS, "anthropic-beta"):
             if name in headers:
                 ex.remove_request_header(name)
         credential = self.front.credentials.get(backend.provider)

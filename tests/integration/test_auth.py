@@ -327,6 +327,25 @@ def test_native_key_headers_carry_gateway_credentials(gw: Gateway,
     assert gw.mock.last()["headers"]["x-goog-api-key"] == "provider-key-gemini"
 
 
+def test_the_account_a_key_bills_is_not_the_clients_to_choose(gw: Gateway) -> None:
+    """With the gateway's credential injected, the headers that pick the account it bills (an
+    OpenAI organization or project, a Google quota project) are the operator's: a client's
+    are removed, as its own credentials are."""
+    scope = {"openai-organization": "org-other", "openai-project": "proj_other",
+             "x-goog-user-project": "someone-elses-project"}
+    r = httpx.post(f"{gw.url}/auth-openai/v1/chat/completions", json=CHAT, timeout=30,
+                   headers={"authorization": f"Bearer {API_KEY}", **scope})
+    assert r.status_code == 200, r.text
+    seen = gw.mock.last()["headers"]
+    assert seen["authorization"] == "Bearer provider-key-openai"
+    assert not set(scope) & set(seen)
+    r = httpx.post(f"{gw.url}/auth-gemini/v1beta/models/gemini-2.5-flash:generateContent",
+                   json={"contents": [{"parts": [{"text": "hi"}]}]}, timeout=30,
+                   headers={"x-goog-api-key": API_KEY, **scope})
+    assert r.status_code == 200, r.text
+    assert not set(scope) & set(gw.mock.last()["headers"])
+
+
 def test_unknown_kid_then_key_rotation(gw: Gateway, jwks: JWKSServer,
                                        keys: dict[str, SigningKey]) -> None:
     token = keys["k2"].token()

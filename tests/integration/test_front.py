@@ -391,6 +391,16 @@ def test_a_token_budget_cuts_a_translated_stream(tmp_path: Path, mock: Mock) -> 
         g.close()
 
 
+def test_a_backend_gets_no_account_or_feature_header_of_the_clients(gw: Gateway) -> None:
+    """The front speaks OpenAI's API: the account a backend key bills and a backend's own
+    feature switches are not the client's to send."""
+    sent = {"openai-organization": "org-other", "openai-project": "proj_other",
+            "x-goog-user-project": "other-project", "anthropic-beta": "context-1m-2025-08-07"}
+    for model in ("claude-sonnet-4-5", "gemini-2.5-flash", "gpt-4o-mini"):
+        client(gw, **sent).chat.completions.create(model=model, messages=MSG)
+        assert not set(sent) & set(gw.mock.last()["headers"]), model
+
+
 def test_gemini_gets_a_tool_result_as_the_guards_read_it(gw: Gateway) -> None:
     """A tool result whose object would read otherwise than its text (escapes decoded) goes
     to Gemini as the text the guards read; one that reads the same goes as its object,
