@@ -211,9 +211,9 @@ class Exchange(RequestBody):
             self._needs_request_body = False
         assert self._configured is not None
         # before any policy acts (a request limit would count it): bodies they cannot see
-        missing = unshown.needs_unshown(self._configured, self._declared, self.trust_override,
-                                        self._needs_request_body,
-                                        self.route.needs_response_body)
+        missing = unshown.needs_unshown(
+            self._configured, self._declared, self.trust_override, self._needs_request_body,
+            any(p.needs_response_body for p in self._body_policies))   # (a pass-through: none)
         if missing:
             raise unshown.refuse_unshown(self.route_name or self.route.name, missing)
         for policy in self.route.policies:

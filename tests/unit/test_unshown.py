@@ -111,3 +111,20 @@ async def test_observability_mode_is_counted() -> None:
     first.observability_mode = True
     await ex.handle(first)
     assert count("transform", "observability_mode") == before + 1
+
+
+async def test_a_pass_through_request_needs_no_body_and_is_not_refused() -> None:
+    """GET /v1/models on a route whose bodies Envoy does not send: no policy reads them."""
+    from extproc import loader
+    route = loader.parse({"routes": [{"name": "r", "provider": "openai",
+                                      "passthrough": [{"path": "/v1/models"}]}]}).routes["r"]
+    ex = Exchange(route, "r", trust_override=False)
+    first = request_headers(req_mode=N, resp_mode=N, eos=True, path="/v1/models")
+    for pair in first.request_headers.headers.headers:
+        if pair.key == ":method":
+            pair.raw_value = b"GET"
+    reply = await one(ex, first)
+    assert reply.WhichOneof("response") == "request_headers"
+    # while the same route refuses a chat request it could not read the reply of
+    ex = Exchange(route, "r", trust_override=False)
+    await one(ex, request_headers(req_mode=B, resp_mode=N), "immediate_response")
