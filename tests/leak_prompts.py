@@ -133,6 +133,10 @@ ANTHROPIC = fields_of({
         {"name": "send", "input_schema": schema("who"), "input_examples": [{"to": t}]}]},
     "tool-name": lambda t: {"messages": [_AHI], "tools": [
         {"name": t, "input_schema": {"type": "object"}}]},
+    "output-config-format-schema": lambda t: {"messages": [_AHI], "output_config": {
+        "format": {"type": "json_schema", "schema": schema(t)}}},
+    "output-format-beta-schema": lambda t: {"messages": [_AHI], "output_format": {
+        "type": "json_schema", "schema": schema(t)}},
 }, idents=("tool-use-name", "tool-name"))
 
 # --- Gemini / Vertex -------------------------------------------------------------------
@@ -160,7 +164,8 @@ def _gen(config: Body) -> Body:
 GOOGLE_CONTENTS = ("user-text", "model-text", "no-role-text", "thought", "function-call-args",
                    "function-call-args-nested", "function-call-name", "function-response",
                    "inline-data-display-name", "file-data-display-name",
-                   "executable-code", "code-execution-result")
+                   "executable-code", "code-execution-result", "tool-call-args",
+                   "tool-response", "unknown-part-content")
 GOOGLE = fields_of({
     "user-text": lambda t: contents({"text": t}),
     "model-text": lambda t: contents({"text": t}, role="model"),
@@ -197,6 +202,17 @@ GOOGLE = fields_of({
     "tool-name": lambda t: _tools({"name": t}),
     "response-schema": lambda t: _gen({"responseSchema": schema(t)}),
     "response-json-schema": lambda t: _gen({"responseJsonSchema": schema(t)}),
+    "response-json-schema-underscore": lambda t: _gen({"_responseJsonSchema": schema(t)}),
+    "response-format-schema": lambda t: _gen({"responseFormat": {"text": {
+        "mimeType": "APPLICATION_JSON", "schema": schema(t)}}}),
+    "response-format-list-schema": lambda t: _gen({"responseFormat": [{"text": {
+        "schema": schema(t)}}]}),
+    "tool-call-args": lambda t: contents({"toolCall": {
+        "id": "t1", "toolType": "GOOGLE_SEARCH_WEB", "args": {"query": t}}}, role="model"),
+    "tool-response": lambda t: contents({"toolResponse": {
+        "id": "t1", "toolType": "GOOGLE_SEARCH_WEB", "response": {"content": t}}}),
+    "unknown-part-content": lambda t: contents({"text": "hi"}, {"futurePart": {
+        "content": t}}),
 }, idents=("function-call-name", "tool-name"))
 GOOGLE_EMBED = fields_of({
     "content-text": lambda t: {"content": {"parts": [{"text": t}]}},

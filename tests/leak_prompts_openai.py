@@ -122,6 +122,9 @@ CHAT = fields_of({
     "prediction-string": lambda t: chat(prediction={"type": "content", "content": t}),
     "prediction-parts": lambda t: chat(prediction={
         "type": "content", "content": [{"type": "text", "text": t}]}),
+    "azure-data-sources-role-information": lambda t: chat(data_sources=[{
+        "type": "azure_search", "parameters": {"endpoint": "https://s.search.windows.net",
+                                               "index_name": "i", "role_information": t}}]),
 }, idents=("assistant-tool-call-name", "tool-name"),
    args=("assistant-tool-call-arguments", "assistant-function-call-arguments",
          "custom-tool-grammar"))
@@ -239,6 +242,30 @@ RESPONSES = fields_of({
         "type": "json_schema", "name": "out", "description": t, "schema": schema("who")}}},
     "text-format-schema": lambda t: {"input": "hi", "text": {"format": {
         "type": "json_schema", "name": "out", "schema": schema(t)}}},
+    "namespace-description": lambda t: {"input": "hi", "tools": [
+        {"type": "namespace", "name": "crm", "description": t, "tools": [
+            {"type": "function", "name": "f", "parameters": schema("who")}]}]},
+    "tool-search-description": lambda t: {"input": "hi", "tools": [
+        {"type": "tool_search", "execution": "client", "description": t,
+         "parameters": schema("who")}]},
+    "tool-search-parameters": lambda t: {"input": "hi", "tools": [
+        {"type": "tool_search", "execution": "client", "parameters": schema(t)}]},
+    "tool-output-schema": lambda t: {"input": "hi", "tools": [
+        {"type": "function", "name": "f", "parameters": schema("who"),
+         "output_schema": schema(t)}]},
+    "additional-tools-property-name": lambda t: _inp({
+        "type": "additional_tools", "role": "developer", "tools": [
+            {"type": "function", "name": "f", "parameters": {
+                "type": "object", "properties": {t: {"type": "string"}}}}]}),
+    "tool-search-call-arguments-key": lambda t: _inp({
+        "type": "tool_search_call", "id": "ts_1", "call_id": "c1", "status": "completed",
+        "arguments": {t: 1}}),
+    "mcp-list-tools-schema-key": lambda t: _inp({
+        "type": "mcp_list_tools", "id": "mcpl_1", "server_label": "s", "tools": [
+            {"name": "f", "input_schema": {"type": "object", "properties": {t: {}}}}]}),
+    "local-shell-call-env-key": lambda t: _inp({
+        "type": "local_shell_call", "id": "ls_1", "call_id": "c1", "status": "completed",
+        "action": {"type": "exec", "command": ["env"], "env": {t: "1"}}}),
 }, idents=("function-call-name",),
    args=("function-call-arguments", "mcp-call-arguments", "mcp-approval-request"))
 

@@ -199,6 +199,12 @@ def request_slots(body: dict[str, Any], inputs: bool = False) -> Iterator[Slot]:
             for key in ("input_schema", "input_examples"):   # examples: shown to the model
                 if isinstance(tool.get(key), dict | list):
                     yield "system", tool, key
+    # structured outputs: the schema the model writes to (and the beta spelling)
+    config = body.get("output_config")
+    if isinstance(config, dict) and isinstance(config.get("format"), dict | list):
+        yield "system", config, "format"
+    if isinstance(body.get("output_format"), dict | list):
+        yield "system", body, "output_format"
     for message in as_list(body.get("messages")):
         if isinstance(message, dict):
             yield from _blocks_slots(message, "content", lower_role(message.get("role")), 0,

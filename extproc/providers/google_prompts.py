@@ -12,10 +12,11 @@ the same slots): the system instruction (a Content or a bare string), tool decla
 (decoded from base64, ``providers.inline``; other inline data and file data by URI are
 `providers.unread` markers when asked for) and the ``displayName`` of either,
 ``functionCall.args`` and ``functionResponse.response`` and the text files of its
-``parts`` (role "tool", objects rewritten string value by string value),
-``executableCode.code`` and ``codeExecutionResult.output`` (role "tool"); a part key this
-code does not know (a part kind newer than it) has every string read
-(``other_part_slots``, shared with replies).
+``parts``, a server-side tool's ``toolCall.args`` and ``toolResponse.response`` (role "tool",
+objects read whole and rewritten string value by string value), ``executableCode.code`` and
+``codeExecutionResult.output`` (role "tool"); a part key this code does not know (a part
+kind newer than it) has its value read whole, keys and numbers included (a reply's are read
+string by string: ``other_part_slots``, shared with replies).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ DATA = (*BLOBS, *FILES)
 #: spellings; read whole (``functionCall.args``), a string (code) or an object
 VALUES = (("functionCall", "args"), ("function_call", "args"),
           ("functionResponse", "response"), ("function_response", "response"),
+          ("toolCall", "args"), ("tool_call", "args"),      # a server-side tool's call
+          ("toolResponse", "response"), ("tool_response", "response"),   # and its result
           ("executableCode", "code"), ("executable_code", "code"),
           ("codeExecutionResult", "output"), ("code_execution_result", "output"))
 _DECLARATIONS = ("functionDeclarations", "function_declarations")
@@ -48,7 +51,9 @@ _SCHEMAS = ("parameters", "parametersJsonSchema", "parameters_json_schema", "res
 #: the spellings of the label of inline or file data
 _LABELS = ("displayName", "display_name")
 _OUTPUT_SCHEMAS = ("responseSchema", "response_schema", "responseJsonSchema",
-                   "response_json_schema")
+                   "response_json_schema", "_responseJsonSchema",
+                   # its successor: a format (or a list of them) holding the text's schema
+                   "responseFormat", "response_format")
 
 
 #: what a candidate says besides its content that is no text a client reads: enums, token
@@ -148,8 +153,9 @@ def _content_slots(holder: Any, key: Any, role: str | None, inputs: bool) -> Ite
     for part in items(content.get("parts")):
         if isinstance(part, dict):
             yield from part_slots(part, role, inputs)
-            for parent, key in other_part_slots(part):   # a part kind newer than this code
-                yield role, parent, key
+            for key in part:   # a part kind newer than this code: its value read whole (its
+                if key not in PART_KEYS and isinstance(part[key], str | dict | list):
+                    yield role, part, key   # keys and numbers too, as a function's args are
 
 
 def items(value: Any) -> list[Any]:

@@ -183,3 +183,10 @@ def request_slots(body: dict[str, Any], inputs: bool = False) -> Iterator[Slot]:
         yield from content_slots(prediction, "user")
     for message in as_list(body.get("messages")):
         yield from message_slots(message, inputs)
+    # Azure On Your Data: instructions to the model, and documents Azure retrieves itself
+    for source in as_list(body.get("data_sources")):
+        parameters = as_dict(as_dict(source).get("parameters"))
+        if isinstance(parameters.get("role_information"), str):
+            yield "system", parameters, "role_information"
+        if inputs:
+            yield "system", Unread("file"), None

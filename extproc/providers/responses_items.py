@@ -163,6 +163,24 @@ def item_slots(item: Any, out: list[Slot], default_role: str = "user",
                     out.append((part, "text", "assistant"))
     elif kind not in _NO_TEXT_ITEMS:
         _generic(item, "tool", out)
+        _item_values(item, kind, out)
+
+
+def _item_values(item: dict[str, Any], kind: str | None, out: list[Slot]) -> None:
+    """What `_generic` (strings only) leaves of the items that carry JSON values the model
+    reads whole, keys and numbers included: tool definitions and schemas given as an item,
+    a tool search's arguments, an MCP server's tool list, a shell call's environment."""
+    if kind in ("additional_tools", "configuration_update"):
+        for tool in as_list(item.get("tools")):
+            tool_slots(tool, out)
+        _value(as_dict(as_dict(item.get("text")).get("format")), "schema", "system", out)
+    elif kind == "tool_search_call":
+        _value(item, "arguments", "tool", out)
+    elif kind == "mcp_list_tools":
+        for tool in as_list(item.get("tools")):
+            _value(as_dict(tool), "input_schema", "tool", out)
+    elif kind == "local_shell_call":
+        _value(as_dict(item.get("action")), "env", "tool", out)
 
 
 def _part_slots(part: Any, role: str, out: list[Slot], inputs: bool) -> None:
@@ -194,18 +212,24 @@ def _part_slots(part: Any, role: str, out: list[Slot], inputs: bool) -> None:
 
 
 def tool_slots(tool: Any, out: list[Slot]) -> None:
-    """A tool definition: a function's description and parameter schema, a custom tool's
-    description and grammar, an MCP server's description (the model reads it), the tools of
-    a namespace. Other hosted tools' settings (web search, file search, an MCP
+    """A tool definition: any tool's description (a function's, a namespace's, a tool
+    search's) and output schema, a function's or tool search's parameter schema, a custom
+    tool's grammar, an MCP server's description (the model reads it), the tools of a
+    namespace. Other hosted tools' settings (web search, file search, an MCP
     server's URL and headers, ...) are configuration, not prompt text."""
     if not isinstance(tool, dict):
         return
     kind = tool.get("type")
-    if kind in ("function", "custom"):
-        if isinstance(tool.get("description"), str):
-            out.append((tool, "description", "system"))
-        _value(tool, "parameters" if kind == "function" else "format", "system", out)
-    elif kind == "mcp" and isinstance(tool.get("server_description"), str):
+    # a description is shown to the model, whatever the tool (a function, a namespace, a
+    # tool search); so are the schemas of what it takes and returns
+    if isinstance(tool.get("description"), str):
+        out.append((tool, "description", "system"))
+    if kind in ("function", "tool_search"):
+        _value(tool, "parameters", "system", out)
+    elif kind == "custom":
+        _value(tool, "format", "system", out)
+    _value(tool, "output_schema", "system", out)
+    if kind == "mcp" and isinstance(tool.get("server_description"), str):
         out.append((tool, "server_description", "system"))
     for inner in as_list(tool.get("tools")):
         tool_slots(inner, out)
