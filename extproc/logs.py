@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import time
 from typing import Any
@@ -50,12 +51,29 @@ class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass   # StreamHandler.__init__ and setStream: the stream is always sys.stderr
 
 
+#: what could end or fake a line of the text format: control characters, and the line
+#: and paragraph separators some readers break lines at
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escaped(text: str) -> str:
+    """`text` on one line: each unsafe character as its escape (`\\n`, `\\u2028`)."""
+    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 class TextFormatter(logging.Formatter):
+    """One line per record (a traceback after it aside): what a client sent (a model name
+    with a line break) cannot write a line of its own."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = _escaped(record.message)
+        return super().formatMessage(record)
+
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
-            line += " " + " ".join(f"{k}={v}" for k, v in fields.items())
+            line += " " + " ".join(f"{k}={_escaped(str(v))}" for k, v in fields.items())
         return line
 
 

@@ -138,7 +138,7 @@ def model_label(model: Any) -> str:
         return "unknown"
     if model in _models:
         return model
-    if len(_models) >= MAX_MODELS or len(model) > 128:
+    if len(_models) >= MAX_MODELS or len(model) > 128 or not model.isprintable():
         return "other"
     _models.add(model)
     return model
@@ -153,7 +153,7 @@ def team_label(team: Any) -> str:
         return "-"
     if team in _teams:
         return team
-    if len(_teams) >= MAX_TEAMS or len(team) > 128:
+    if len(_teams) >= MAX_TEAMS or len(team) > 128 or not team.isprintable():
         return "other"
     _teams.add(team)
     return team

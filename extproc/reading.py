@@ -332,6 +332,11 @@ def read_endpoint(provider: str, passthrough: tuple[Passthrough, ...],
     return endpoint, (target.raw if target.raw != raw else None)
 
 
+#: the longest model name read (provider names are under 100 characters; an Azure
+#: deployment's at most 64)
+MAX_MODEL_CHARS = 256
+
+
 def read_body(endpoint: Endpoint, body: bytes, codings: list[str], limit: int, path: str,
               request_id: str = "") -> tuple[bytes, tuple[dict[str, Any], Prompt]]:
     """A request body as the provider reads it: decoded (`codings`, at most `limit` bytes),
@@ -353,4 +358,10 @@ def read_body(endpoint: Endpoint, body: bytes, codings: list[str], limit: int, p
                     request_id, exc_info=True)
         raise Unreadable(400, f"the request body is not a valid {endpoint.name} request",
                          "extproc_bad_json") from None
+    model = getattr(prompt, "model", None)
+    if isinstance(model, str) and (len(model) > MAX_MODEL_CHARS or not model.isprintable()):
+        # no provider serves such a name; it would only fill logs, metadata and labels
+        raise Unreadable(400, f"the model name is not one a provider serves (more than "
+                         f"{MAX_MODEL_CHARS} characters, or a control character)",
+                         "extproc_bad_model")
     return body, (doc, prompt)

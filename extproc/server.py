@@ -140,18 +140,20 @@ def _reload(processor: Processor, path: str, watch: filewatch.Watch | None = Non
     started with); an invalid file leaves the running config and logs every error. `watch`
     learns what the new config read (or what the refused one tried to)."""
     with filewatch.tracking() as read:
+        errors: list[str] = []
         try:
             config = _load(path)
         except ConfigError as exc:
-            error = exc
-        else:
-            error = None
-    if error is not None:
+            errors = exc.errors
+        except Exception as exc:   # what else a file can make loading raise (not UTF-8,
+            # nested deeper than Python parses): refused too, never the watcher's end
+            errors = [f"{path}: cannot be loaded ({type(exc).__name__}: {str(exc)[:300]})"]
+    if errors:
         metrics.RELOADS.labels("refused").inc()
         if watch is not None:
             watch.refused(read)
         log.error("config reload refused, the running config stays: %s",
-                  "; ".join(error.errors), extra={"fields": {"errors": error.errors}})
+                  "; ".join(errors), extra={"fields": {"errors": errors}})
         return False
     processor.config = config
     if watch is not None:

@@ -64,7 +64,9 @@ def merge_expositions(texts: Sequence[tuple[str, str]]) -> str:
     for worker, text in texts:
         label = f'worker="{worker}"'
         current: list[str] | None = None
-        for line in text.splitlines():
+        # (lines end at \n only: a label value may hold U+2028 or \r, which splitlines
+        # would cut a sample at, and one broken sample makes Prometheus drop the scrape)
+        for line in text.split("\n"):
             if not line.strip():
                 continue
             if line.startswith("#"):

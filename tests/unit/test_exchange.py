@@ -1021,12 +1021,18 @@ async def test_a_transform_failing_on_the_chunk_path_gives_a_clean_500(
 async def test_a_lone_surrogate_in_a_model_or_an_upstream_error_never_escapes(
         status: int) -> None:
     """A JSON `\\ud800` escape in the client's model name, or in the message of an
-    upstream's error event: published (metadata, the access line) as its escape, never an
-    exception out of the exchange (which failed the gRPC stream)."""
+    upstream's error event: never an exception out of the exchange (which failed the gRPC
+    stream). The model name is one no provider serves: refused (400); the error's message is
+    published (metadata, the access line) as its escape."""
     from extproc import loader
     route = loader.parse({"routes": [{"name": "r", "provider": "openai"}]}).routes["r"]
     ex = Exchange(route, "r")
     body = b'{"model":"gpt\\ud800","stream":true,"messages":[{"role":"user","content":"hi"}]}'
+    await send(ex, request_headers(req_mode=P.BUFFERED, resp_mode=P.STREAMED))
+    (refused,) = await send(ex, request_body(body, True))
+    assert immediate(refused)[0] == 400 and not ex.failed
+    ex = Exchange(route, "r")
+    body = body.replace(b"gpt\\ud800", b"gpt-4o")
     await send(ex, request_headers(req_mode=P.BUFFERED, resp_mode=P.STREAMED))
     await send(ex, request_body(body, True))
     await send(ex, response_headers(status, **{"content-type": "text/event-stream"}))
@@ -1037,4 +1043,4 @@ async def test_a_lone_surrogate_in_a_model_or_an_upstream_error_never_escapes(
             b"data: [DONE]\n\n"]):
         replies = await send(ex, response_body(chunk, i == 2))
         assert len(replies) == 1    # every chunk answered
-    assert ex.state["model"] == "gpt\ud800"
+    assert ex.state["model"] == "gpt-4o"

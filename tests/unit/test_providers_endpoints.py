@@ -303,17 +303,17 @@ def string_leaves(value: Any) -> list[str]:
 
 def expected_calls(texts: list[tuple[str, str]],
                    calls: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The fn calls that mirroring `texts` implies: one per text, except that a "tool" or
-    "system" text which is the compact dump of an object value (Anthropic tool_use input,
-    Gemini functionCall args, read through the delegated adapters; a Responses tool's
-    schema) is rewritten string value by string value. `calls` only decides which of the
-    two a dump-looking text was."""
+    """The fn calls that mirroring `texts` implies: one per text, except that a text which
+    is the compact dump of an object value (Anthropic tool_use input, Gemini functionCall
+    args, read through the delegated adapters; a Responses tool's schema, all "tool" or
+    "system"; a Gemini part of a kind newer than the adapter, in its turn's role) is
+    rewritten string value by string value. `calls` only decides which of the two a
+    dump-looking text was."""
     out: list[tuple[str, str]] = []
     for role, text in texts:
         if calls[len(out):len(out) + 1] == [(role, text)]:
             out.append((role, text))
             continue
-        assert role in ("tool", "system"), (role, text)
         value = json.loads(text)
         assert isinstance(value, dict | list) and dump_compact(value) == text
         out.extend((role, leaf) for leaf in string_leaves(value))
