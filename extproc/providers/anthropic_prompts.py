@@ -190,8 +190,13 @@ def _value_slots(holder: Any, key: Any, role: str, depth: int, inputs: bool
 
 
 def request_slots(body: dict[str, Any], inputs: bool = False) -> Iterator[Slot]:
-    """The texts of a request; with `inputs`, `providers.unread` markers too."""
+    """The texts of a request; with `inputs`, `providers.unread` markers too (skills the
+    container loads for the model: files no guard reads)."""
     yield from _blocks_slots(body, "system", "system", 0, inputs)
+    container = body.get("container")
+    if inputs and isinstance(container, dict):
+        for _ in as_list(container.get("skills")):
+            yield "system", Unread("file"), None
     for tool in as_list(body.get("tools")):
         if isinstance(tool, dict):
             if isinstance(tool.get("description"), str):

@@ -173,6 +173,10 @@ def request_slots(body: dict[str, Any], inputs: bool = False) -> Iterator[Slot]:
         if body.get(key) is not None:
             yield from _content_slots(body, key, "system", inputs)
     for tool in items(body.get("tools")):
+        if inputs and any(as_dict(as_dict(tool).get(name)).get(stores)
+                          for name in ("fileSearch", "file_search")
+                          for stores in ("fileSearchStoreNames", "file_search_store_names")):
+            yield "system", Unread("file"), None   # stores of files Google searches itself
         for name in _DECLARATIONS:
             for declaration in items(as_dict(tool).get(name)):
                 if not isinstance(declaration, dict):

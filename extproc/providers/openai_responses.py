@@ -151,7 +151,8 @@ class OpenAIResponsesAdapter(Adapter):
             return ["a text file whose data does not decode"]
         return []
 
-    unread_needles = (b"image", b"audio", b"file", b"data", b"computer_call_output", b"\\u")
+    unread_needles = (b"image", b"audio", b"file", b"data", b"computer_call_output",
+                      b"vector_store", b"skill", b"\\u")
 
     def unread_inputs(self, body: dict[str, Any]) -> list[tuple[str, str]]:
         """(role, kind) of each input no guard can read (`providers.unread`)."""

@@ -116,6 +116,8 @@ def request_slots(body: dict[str, Any], inputs: bool = False) -> list[Slot]:
             _part_slots(value, "user", out, inputs)
     for tool in as_list(body.get("tools")):
         tool_slots(tool, out)
+        if inputs:
+            out.extend((Unread(kind), None, "system") for kind in tool_inputs(tool))
     text_format = as_dict(as_dict(body.get("text")).get("format"))
     if text_format.get("type") == "json_schema":
         if isinstance(text_format.get("description"), str):
@@ -229,10 +231,34 @@ def tool_slots(tool: Any, out: list[Slot]) -> None:
     elif kind == "custom":
         _value(tool, "format", "system", out)
     _value(tool, "output_schema", "system", out)
+    for holder in (tool, as_dict(tool.get("environment"))):   # a shell's skills: shown
+        for skill in as_list(holder.get("skills")):           # to the model by description
+            if isinstance(skill, dict) and isinstance(skill.get("description"), str):
+                out.append((skill, "description", "system"))
     if kind == "mcp" and isinstance(tool.get("server_description"), str):
         out.append((tool, "server_description", "system"))
     for inner in as_list(tool.get("tools")):
         tool_slots(inner, out)
+
+
+def tool_inputs(tool: Any) -> list[str]:
+    """What a hosted tool makes the provider load for the model by itself, which no guard
+    reads (`providers.unread` kinds): files by id (code interpreter, a shell's container),
+    vector stores (file search), skills (inline, as a zip: a document; by reference), at
+    any depth of a namespace's tools."""
+    if not isinstance(tool, dict):
+        return []
+    out: list[str] = []
+    if tool.get("vector_store_ids"):
+        out.append("file")
+    for holder in (tool, as_dict(tool.get("container")), as_dict(tool.get("environment"))):
+        if holder.get("file_ids"):
+            out.append("file")
+        for skill in as_list(holder.get("skills")):
+            out.append("document" if as_dict(skill).get("type") == "inline" else "file")
+    for inner in as_list(tool.get("tools")):
+        out.extend(tool_inputs(inner))
+    return out
 
 
 def _value(holder: dict[str, Any], key: str, role: str, out: list[Slot]) -> None:

@@ -208,6 +208,33 @@ CASES: list[tuple[str, str, str, Body, tuple[str, str]]] = [
     ("gemini-batch-embed", "gemini", GEMINI_BATCH,
      {"requests": [{"model": "models/gemini-embedding-001",
                     "content": {"parts": [file_data("video/mp4")]}}]}, ("user", "video")),
+    # what a hosted tool or a data source makes the provider load for the model by itself
+    ("chat-azure-data-source", "openai", CHAT,
+     {**chat(), "data_sources": [{"type": "azure_search", "parameters": {
+         "endpoint": "https://s.search.windows.net", "index_name": "i"}}]}, ("system", "file")),
+    ("responses-code-interpreter-files", "openai", RESPONSES,
+     {**responses(said()), "tools": [{"type": "code_interpreter", "container": {
+         "type": "auto", "file_ids": ["file-abc"]}}]}, ("system", "file")),
+    ("responses-file-search", "openai", RESPONSES,
+     {**responses(said()), "tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}]},
+     ("system", "file")),
+    ("responses-shell-inline-skill", "openai", RESPONSES,
+     {**responses(said()), "tools": [{"type": "shell", "environment": {
+         "type": "container_auto", "skills": [{"type": "inline", "name": "s",
+                                               "description": "d", "source": {
+                                                   "type": "base64", "data": PDF,
+                                                   "media_type": "application/zip"}}]}}]},
+     ("system", "document")),
+    ("responses-namespace-skill-reference", "openai", RESPONSES,
+     {**responses(said()), "tools": [{"type": "namespace", "name": "n", "tools": [
+         {"type": "shell", "environment": {"type": "container_auto", "skills": [
+             {"type": "skill_reference", "skill_id": "sk_1"}]}}]}]}, ("system", "file")),
+    ("anthropic-container-skills", "anthropic", MESSAGES,
+     {**messages(), "container": {"skills": [{"type": "custom", "skill_id": "sk_1"}]}},
+     ("system", "file")),
+    ("gemini-file-search-store", "gemini", GEMINI,
+     {**gemini(), "tools": [{"fileSearch": {"fileSearchStoreNames": ["fileSearchStores/s"]}}]},
+     ("system", "file")),
     ("anthropic-count-tokens", "anthropic", COUNT_TOKENS,
      messages({"type": "image", "source": {"type": "url", "url": "https://x.test/a.png"}}),
      ("user", "image")),
