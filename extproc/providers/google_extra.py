@@ -27,14 +27,27 @@ from typing import Any
 from extproc.providers.base import Adapter, Delta, Prompt, Usage
 from extproc.providers.google import GoogleAdapter
 from extproc.providers.google_prompts import items
-from extproc.providers.values import as_dict, as_int, as_str, load_json
+from extproc.providers.values import (
+    as_dict,
+    as_int,
+    as_str,
+    dump_compact,
+    load_json,
+    rewrite_json_strings,
+)
 
 Texts = list[tuple[str, str]]
 
 
 def _key(obj: dict[str, Any], camel: str, snake: str) -> str:
-    """The key a camelCase-then-snake_case read uses."""
+    """The key a camelCase-then-snake_case read uses (for what Google reports back)."""
     return snake if obj.get(camel) is None else camel
+
+
+def _spellings(obj: dict[str, Any], camel: str, snake: str) -> list[dict[str, Any]]:
+    """The objects a request holds under either spelling: both are read, as which one Google
+    keeps when a request sends both is not documented (`google_config`)."""
+    return [value for key in (camel, snake) if isinstance(value := obj.get(key), dict)]
 
 
 def _error(obj: Any) -> str | None:
@@ -120,20 +133,23 @@ class GoogleCountTokensAdapter(_GoogleNoOutput):
     """``models/{model}:countTokens`` (Gemini API and Vertex AI)."""
 
     def _read(self, path: str, body: dict[str, Any]) -> Texts:
-        return [t for b in self._bodies(body) for t in self.google.parse_request(path, b).texts]
+        texts = [t for b in self._bodies(body) for t in self.google.parse_request(path, b).texts]
+        if isinstance(body.get("instances"), dict | list):   # Vertex: the model's own schema,
+            texts.append(("user", dump_compact(body["instances"])))   # read whole
+        return texts
 
     def _bodies(self, body: dict[str, Any]) -> list[dict[str, Any]]:
-        inner = body.get(_key(body, "generateContentRequest", "generate_content_request"))
-        return [body, inner] if isinstance(inner, dict) else [body]
+        return [body, *_spellings(body, "generateContentRequest", "generate_content_request")]
 
     def rewrite_request_texts(self, path: str, body: dict[str, Any],
                               fn: Callable[[str, str], str]) -> bool:
         if not isinstance(body, dict):
             return False
         changed = self.google.rewrite_request_texts(path, body, fn)
-        inner = body.get(_key(body, "generateContentRequest", "generate_content_request"))
-        if isinstance(inner, dict):
+        for inner in _spellings(body, "generateContentRequest", "generate_content_request"):
             changed |= self.google.rewrite_request_texts(path, inner, fn)
+        if isinstance(body.get("instances"), dict | list):
+            changed |= rewrite_json_strings(body, "instances", "user", fn)
         return changed
 
     def parse_response(self, body: dict[str, Any]) -> tuple[str, str | None, Usage]:
@@ -162,8 +178,8 @@ class GoogleEmbedAdapter(_GoogleNoOutput):
         for request in self._requests(path, body):
             if request.get("content") is not None:
                 texts += self._contents(path, request, "content")
-            for holder in (request, as_dict(request.get(
-                    _key(request, "embedContentConfig", "embed_content_config")))):
+            for holder in (request, *_spellings(request, "embedContentConfig",
+                                                "embed_content_config")):
                 if isinstance(holder.get("title"), str):
                     texts.append(("user", holder["title"]))
         return texts
@@ -176,8 +192,8 @@ class GoogleEmbedAdapter(_GoogleNoOutput):
         for request in self._requests(path, body):
             if request.get("content") is not None:
                 changed |= self._rewrite_contents(path, request, "content", fn)
-            for holder in (request, as_dict(request.get(
-                    _key(request, "embedContentConfig", "embed_content_config")))):
+            for holder in (request, *_spellings(request, "embedContentConfig",
+                                                "embed_content_config")):
                 if isinstance(holder.get("title"), str):
                     new = fn("user", holder["title"])
                     if new != holder["title"]:

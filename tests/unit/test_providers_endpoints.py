@@ -681,3 +681,21 @@ def test_a_null_function_call_value_holds_no_text() -> None:
         {"functionResponse": {"name": "f", "response": 3}}]}]}
     adapter = GoogleCountTokensAdapter("gemini")
     assert adapter.parse_request("/v1beta/models/m:countTokens", body).texts == []
+
+
+def test_count_tokens_and_embed_read_every_spelling_and_vertex_instances() -> None:
+    """Which spelling Google keeps when a request sends both is not documented: both are
+    read. Vertex's countTokens takes `instances` in the model's own schema: read whole."""
+    secret = "jane.roe@example.org"
+    body = {"generateContentRequest": {"contents": [{"parts": [{"text": "hi"}]}]},
+            "generate_content_request": {"contents": [{"parts": [{"text": secret}]}]},
+            "instances": [{"prompt": secret, secret: 1}]}
+    texts = GCOUNT.parse_request(VERTEX_COUNT_PATH, body).texts
+    assert sum(secret in t for _, t in texts) == 2
+    from extproc.providers.values import MaskingFn
+    assert GCOUNT.rewrite_request_texts(VERTEX_COUNT_PATH, body, MaskingFn(
+        lambda _r, t: t.replace(secret, "<EMAIL>")))
+    assert secret not in json.dumps(body)
+    embed = {"content": {"parts": [{"text": "a"}]}, "embedContentConfig": {"title": "t"},
+             "embed_content_config": {"title": secret}}
+    assert ("user", secret) in EMBED.parse_request("/v1beta/models/m:embedContent", embed).texts
