@@ -51,7 +51,7 @@ _SCHEMAS = ("parameters", "parametersJsonSchema", "parameters_json_schema", "res
 #: the spellings of the label of inline or file data
 _LABELS = ("displayName", "display_name")
 _OUTPUT_SCHEMAS = ("responseSchema", "response_schema", "responseJsonSchema",
-                   "response_json_schema", "_responseJsonSchema",
+                   "response_json_schema", "_responseJsonSchema", "_response_json_schema",
                    # its successor: a format (or a list of them) holding the text's schema
                    "responseFormat", "response_format")
 
