@@ -32,13 +32,27 @@ _TEXT_APPLICATION = frozenset({
 })
 
 
+#: the charsets whose text the gateway reads (as UTF-8, which ASCII is part of)
+_READ_CHARSETS = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
+
+
 def is_text_type(mime: Any) -> bool:
-    """True for a media type whose content the model reads as text."""
+    """True for a media type whose content the model reads as text, in a charset the gateway
+    reads: text in another one (`charset=utf-16`) would be read as garbage while the provider
+    may decode it, so it is an input no guard reads (`providers.unread`)."""
     if not isinstance(mime, str):
         return False
-    base = mime.split(";", 1)[0].strip().lower()
-    return base.startswith("text/") or base in _TEXT_APPLICATION \
-        or base.endswith(("+json", "+xml"))
+    base, _, params = mime.partition(";")
+    base = base.strip().lower()
+    if not (base.startswith("text/") or base in _TEXT_APPLICATION
+            or base.endswith(("+json", "+xml"))):
+        return False
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and \
+                value.strip().strip('"').lower() not in _READ_CHARSETS:
+            return False
+    return True
 
 
 def decode(data: str) -> str | None:

@@ -208,6 +208,12 @@ CASES: list[tuple[str, str, str, Body, tuple[str, str]]] = [
     ("gemini-batch-embed", "gemini", GEMINI_BATCH,
      {"requests": [{"model": "models/gemini-embedding-001",
                     "content": {"parts": [file_data("video/mp4")]}}]}, ("user", "video")),
+    # text in a charset the gateway does not read (decoded as UTF-8 it would be garbage)
+    ("gemini-utf16-text", "gemini", GEMINI,
+     gemini(blob("text/plain; charset=utf-16", TXT)), ("user", "document")),
+    ("chat-utf16-text-file", "openai", CHAT,
+     chat({"type": "file", "file": {"filename": "a.txt", "file_data": data_url(
+         "text/plain;charset=UTF-16", TXT)}}), ("user", "document")),
     # what a hosted tool or a data source makes the provider load for the model by itself
     ("chat-azure-data-source", "openai", CHAT,
      {**chat(), "data_sources": [{"type": "azure_search", "parameters": {
@@ -250,6 +256,7 @@ READ: list[tuple[str, str, Body]] = [
     ("anthropic", MESSAGES, messages({"type": "document", "source": {
         "type": "base64", "media_type": "text/plain", "data": TXT}})),
     ("gemini", GEMINI, gemini(blob("text/csv", TXT))),
+    ("gemini", GEMINI, gemini(blob('text/plain; charset="UTF-8"', TXT))),
 ]
 
 
