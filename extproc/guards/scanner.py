@@ -102,6 +102,11 @@ class _Tailing(NamedTuple):
                    re.compile(f"[{re.escape(starts)}]"), others)
 
 
+#: the longest lookbehind of the built-in patterns, in characters before the match (`_CARD`'s
+#: `(?<!\d[.-]\d)`: two), with room to spare
+LOOKBEHIND = 4
+
+
 class Scanner:
     """Detectors combined; the placeholders are looked up by detector name.
 
@@ -119,6 +124,11 @@ class Scanner:
                 raise ValueError(f"two detectors are named {d.name!r}")
             self._placeholders[d.name] = d.placeholder
         self.max_len: int = max((d.max_len for d in self.detectors), default=0)
+        #: how many characters before a match decide whether it holds (a built-in's
+        #: lookbehind: a card's first digit must not follow `7.`): a streaming masker's left
+        #: context is never shorter (`StreamMasker`)
+        self.lookbehind: int = LOOKBEHIND if any(isinstance(d, PatternDetector)
+                                                 for d in self.detectors) else 0
         needs = [_NEEDS.get(d.name) if isinstance(d, PatternDetector) else None
                  for d in self.detectors]
         self._needs = tuple(n[1] if n is not None else None for n in needs)

@@ -81,7 +81,8 @@ class StreamMasker:
             raise ValueError("context must not be negative")
         self.scanner = scanner
         self.action = action
-        self.context = context
+        # never shorter than what decides whether a match holds (`Scanner.lookbehind`)
+        self.context = max(context, getattr(scanner, "lookbehind", 0))
         #: the most characters ever held back after a feed
         self.bound = scanner.max_len + LOOKAHEAD
         #: detector names of the matches released (or rejected) so far, in stream order

@@ -28,9 +28,20 @@ from .spending import money
 UNIT = "spend"
 
 
+#: the longest key value a label shows (a `header:` value can be kilobytes; the bucket's
+#: key itself is hashed past 200 characters, `keys.limit_key`): what is kept as long as the
+#: spend windows are, in memory or in Redis, per bucket
+MAX_LABEL_VALUE = 128
+
+
+def _shown(value: str) -> str:
+    return value if len(value) <= MAX_LABEL_VALUE else value[:MAX_LABEL_VALUE - 1] + "\u2026"
+
+
 def label(route: str, limit: str, descriptors: Sequence[str], values: Sequence[str],
           currency: str, windows: Sequence[Window]) -> dict[str, Any]:
-    return {"route": route, "limit": limit, "key": dict(zip(descriptors, values, strict=True)),
+    return {"route": route, "limit": limit,
+            "key": dict(zip(descriptors, map(_shown, values), strict=True)),
             "currency": currency,
             "windows": [[w.limit, float(w.period_s)] for w in windows if w.unit == UNIT]}
 

@@ -81,3 +81,14 @@ def test_find_from_drops_context_matches_before_resolving_overlaps() -> None:
     assert window[spans[0].start:spans[0].end] == CARD
     kept = PII.find_from(window, 12, crossing=True)
     assert kept[0].start == 12 and kept[0].detector == "email"
+
+
+def test_a_context_shorter_than_a_lookbehind_is_widened_to_it() -> None:
+    """A card's first digit must not follow `7.` (a decimal): a left context of one
+    character cannot see that, and masked the card a whole text leaves alone. The masker
+    keeps at least what the scanner's lookbehind reads (found by the property test above)."""
+    text = "b@7.4111111111111111. " + "7" * 61 + "@4111111111111111.com"
+    assert "<CARD>" not in PII.mask(text)
+    for context in (0, 1, 2):
+        assert StreamMasker(PII, context=context).context >= PII.lookbehind
+        assert streamed(PII, text, list(range(len(text))), context) == PII.mask(text)

@@ -439,3 +439,16 @@ def test_extproc_spend_needs_a_server_for_memory_budgets(tmp_path: Any, capsys: 
     assert main(["spend", "--config", str(tmp_path / "missing.yaml")]) == 2
     assert main(["spend", "--redis", "redis://127.0.0.1:1/0"]) == 1
     assert "extproc spend: redis: " in capsys.readouterr().err
+
+
+def test_a_spend_label_keeps_a_bounded_value_of_a_long_key() -> None:
+    """A `header:` key value can be kilobytes: the label `extproc spend` shows (kept as long
+    as the windows are) keeps its first characters, the bucket its whole value (hashed)."""
+    from extproc.limits import budgets, keys
+    from extproc.limits.gcra import Window
+    long = "x" * 10_000
+    lab = budgets.label("r", "spend", ["header:x-team"], [long], "USD",
+                        [Window(1000, 60.0, budgets.UNIT)])
+    shown = lab["key"]["header:x-team"]
+    assert len(shown) == budgets.MAX_LABEL_VALUE and long.startswith(shown[:-1])
+    assert keys.limit_key("r", "spend", [long]) != keys.limit_key("r", "spend", [long + "y"])
