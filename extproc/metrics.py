@@ -132,13 +132,16 @@ CONFIG_LOADED = Gauge(
 _models: set[str] = set()
 
 
-def model_label(model: Any) -> str:
-    """A model name as a label value, bounded: `unknown` when none, `other` past the cap."""
+def model_label(model: Any, admit: bool = True) -> str:
+    """A model name as a label value, bounded: `unknown` when none, `other` past the cap. A
+    name not seen before takes one of the cap's places only with `admit` (a request the
+    provider served): names a provider refused (a 404 for each made-up model) cannot fill
+    the cap and push the real ones into `other`."""
     if not isinstance(model, str) or not model:
         return "unknown"
     if model in _models:
         return model
-    if len(_models) >= MAX_MODELS or len(model) > 128 or not model.isprintable():
+    if not admit or len(_models) >= MAX_MODELS or len(model) > 128 or not model.isprintable():
         return "other"
     _models.add(model)
     return model
@@ -223,9 +226,11 @@ _series: dict[tuple[str, str, str, str], _Series] = {}
 def observe_exchange(ex: Context, result: str) -> None:
     """Record one finished HTTP exchange (called once, when its stream ends)."""
     state = ex.state
+    served = ex.status == 200   # (a model only a refusal named takes no place in the cap)
     # the unified front: labelled by the backend that served the front model
     key = (ex.route_name or "unknown", state.get("backend_provider") or ex.provider or
-           "unknown", model_label(state.get("backend_model") or state.get("model")), result)
+           "unknown", model_label(state.get("backend_model") or state.get("model"), served),
+           result)
     series = _series.get(key)
     if series is None:
         series = _series[key] = _Series(*key)
@@ -263,7 +268,7 @@ def observe_exchange(ex: Context, result: str) -> None:
         USAGE_UNREAD.labels(key[0], key[1], key[2], unread).inc()
     front = state.get("front_model")
     if front is not None:
-        FRONT_REQUESTS.labels(key[0], model_label(front), key[1], key[2], result).inc()
+        FRONT_REQUESTS.labels(key[0], model_label(front, served), key[1], key[2], result).inc()
 
 
 def message_timers() -> dict[str, Callable[[float], None]]:

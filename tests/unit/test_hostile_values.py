@@ -80,3 +80,19 @@ async def test_a_config_file_that_cannot_be_loaded_is_refused_and_the_watch_goes
     finally:
         task.cancel()
         await httpclient.close()   # this test's loop's session, as the server does at exit
+
+
+def test_made_up_model_names_cannot_fill_the_label_cap() -> None:
+    """A name takes a place in the 200-name cap only when the provider served it: 200
+    made-up names (each a 404 upstream) leave room for the real one."""
+    saved = set(metrics._models)
+    metrics._models.clear()
+    try:
+        for i in range(metrics.MAX_MODELS + 5):
+            assert metrics.model_label(f"made-up-{i}", admit=False) == "other"
+        assert metrics.model_label("gpt-4o") == "gpt-4o"              # served: admitted
+        assert metrics.model_label("gpt-4o", admit=False) == "gpt-4o"   # and known since
+        assert metrics._models == {"gpt-4o"}
+    finally:
+        metrics._models.clear()
+        metrics._models.update(saved)
