@@ -209,13 +209,14 @@ class Exchange(RequestBody):
         self._read(headers)
         if h.end_of_stream:
             self._needs_request_body = False
-        assert self._configured is not None
-        # before any policy acts (a request limit would count it): bodies they cannot see
-        missing = unshown.needs_unshown(
-            self._configured, self._declared, self.trust_override, self._needs_request_body,
-            any(p.needs_response_body for p in self._body_policies))   # (a pass-through: none)
-        if missing:
-            raise unshown.refuse_unshown(self.route_name or self.route.name, missing)
+        configured = self._configured
+        if configured is not None and P.NONE in configured:   # (rare: asked only then)
+            # before any policy acts (a request limit would count it): bodies they cannot see
+            missing = unshown.needs_unshown(
+                configured, self._declared, self.trust_override, self._needs_request_body,
+                any(p.needs_response_body for p in self._body_policies))   # pass-through: none
+            if missing:
+                raise unshown.refuse_unshown(self.route_name or self.route.name, missing)
         for policy in self.route.policies:
             await policy.on_request_headers(self)
         want_req = P.wanted_mode(self.request_mode, self._needs_request_body, P.BUFFERED)
