@@ -244,7 +244,8 @@ _ALNUM = string.ascii_letters + string.digits
 _UPPER_DIGITS = string.ascii_uppercase + string.digits
 
 _EMAIL = _p(r"[A-Za-z0-9._%+-](?<![A-Za-z0-9._%+-][\s\S])[A-Za-z0-9._%+-]{0,63}"
-            r"@(?:[A-Za-z0-9-]{1,63}\.){1,8}[A-Za-z]{2,24}(?![A-Za-z0-9-])")
+            r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}"
+            r"(?![A-Za-z0-9-])")
 _PHONE = _p(r"[+(\d](?<![\w+.-][\s\S])(?:"
             r"(?<=\+)(?:\d{7,15}|\d{1,3}(?:[ .-]?\(\d{1,4}\)[ .-]?\d{1,10}|[ .-]\d{1,10})"
             r"(?:[ .-]\d{1,10}){0,5})"                                  # +CC groups, (area)
@@ -294,10 +295,12 @@ _BUILTINS: dict[str, tuple[re.Pattern[str], str, int, str, str, Validator | None
     "jwt": (_JWT, "<SECRET>", 8192, _ALNUM + "_-.", "e", None),
 }
 # the closing check of the patterns whose candidates a validator may reject for a shorter one
-# to pass (too many digits for a phone, a failed Luhn check, an e-mail domain label ending in
-# '-'); the other validators judge a fixed shape, or pick their accepted prefix themselves
+# to pass (too many digits for a phone, a failed Luhn check); the other validators judge a
+# fixed shape, or pick their accepted prefix themselves. The e-mail pattern states its label
+# rule (no '-' at either end) itself, so its validator never rejects and nothing is retried:
+# retrying at every boundary of crafted "a-a-a-...-.cc" candidates cost 0.6 s of CPU per MiB.
 _AFTER: dict[str, re.Pattern[str]] = {name: _p(close) for name, close in {
-    "email": r"(?![A-Za-z0-9-])", "phone": r"(?![\w@]|[.-]\d)", "card": r"(?!\w)",
+    "phone": r"(?![\w@]|[.-]\d)", "card": r"(?!\w)",
 }.items()}
 assert all(_BUILTINS[n][0].pattern.endswith(a.pattern) for n, a in _AFTER.items())
 _ALNUM_SET = frozenset(_ALNUM)

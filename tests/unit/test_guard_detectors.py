@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import random
+import re
+import string
 import time
 from collections.abc import Callable
 
@@ -457,3 +459,61 @@ def _timed(fn: Callable[[str], object], text: str) -> float:
     t0 = time.perf_counter()
     fn(text)
     return time.perf_counter() - t0
+
+
+# The e-mail pattern used to allow a domain label to begin or end with '-' and leave that to
+# its validator, which then retried a rejected candidate at every earlier group boundary: a
+# body of crafted candidates ("a-a-a-...-.cc") cost seconds of CPU per MiB. The pattern now
+# states the label rule itself. This is the former procedure, kept as the reference the
+# pattern must agree with on every text.
+_OLD_EMAIL = re.compile(r"[A-Za-z0-9._%+-](?<![A-Za-z0-9._%+-][\s\S])[A-Za-z0-9._%+-]{0,63}"
+                        r"@(?:[A-Za-z0-9-]{1,63}\.){1,8}[A-Za-z]{2,24}(?![A-Za-z0-9-])",
+                        re.ASCII)
+_OLD_AFTER = re.compile(r"(?![A-Za-z0-9-])", re.ASCII)
+_ALNUMS = set(string.ascii_letters + string.digits)
+
+
+def _old_email_valid(c: str) -> bool:
+    return all(not (x.startswith("-") or x.endswith("-"))
+               for x in c.rpartition("@")[2].split("."))
+
+
+def _old_email_spans(text: str) -> list[tuple[int, int]]:
+    spans: list[tuple[int, int]] = []
+    pos = covered = 0
+    while (m := _OLD_EMAIL.search(text, pos)) is not None:
+        start, end = m.span()
+        if not _old_email_valid(text[start:end]):
+            end = next((e for e in range(end - 1, start, -1)
+                        if text[e] not in _ALNUMS and text[e - 1] in _ALNUMS
+                        and _OLD_EMAIL.fullmatch(text, start, e) and _OLD_AFTER.match(text, e)
+                        and _old_email_valid(text[start:e])), start)
+        if end > start and end > covered:
+            spans.append((start, end))
+            covered = end
+        pos = start + 1
+    return spans
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=st.lists(st.one_of(st.sampled_from(["a", "b-", "-", ".", "@", "x@y", ".io", " ",
+                                                 "-a", "1", ".-", "a-.", "@a.b", "cc", "+"]),
+                                st.text("ab1-.@ ", max_size=6)), max_size=80).map("".join))
+def test_email_pattern_agrees_with_the_former_validator_and_retries(text: str) -> None:
+    detector = builtin_detector("email")
+    assert [(s.start, s.end) for s in detector.find(text)] == _old_email_spans(text)
+
+
+def test_email_candidates_are_never_retried_shorter() -> None:
+    """Every match of the pattern now passes the label rule, so no candidate is retried: the
+    crafted body that used to cost 0.6 s of CPU per MiB scans like prose."""
+    label = "-".join(["a"] * 31) + "-"
+    crafted = ("a" * 63 + "@" + ".".join([label] * 8) + ".cc ") * 20
+    detector = builtin_detector("email")
+    calls: list[str] = []
+    real = detector._validate
+    assert real is not None
+    detector._validate = lambda c: calls.append(c) or real(c)  # type: ignore[method-assign]
+    text = crafted + " mail a@ex.com.-x.org and b-@c-.d.io"
+    assert [text[s.start:s.end] for s in detector.find(text)] == ["a@ex.com"]
+    assert calls == ["a@ex.com"]
