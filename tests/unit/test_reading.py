@@ -313,3 +313,35 @@ def test_the_depth_bound_is_exact(depth: int, filler: str) -> None:
     else:
         with pytest.raises(Unreadable):
             strict_json(body)
+
+
+def _nested(depth: int, filler: str) -> Any:
+    doc: Any = filler
+    for i in range(depth):
+        doc = [doc] if i % 2 else {"k": doc}
+    return doc
+
+
+@settings(max_examples=200)
+@given(st.lists(st.tuples(st.integers(0, MAX_DEPTH + 2), st.text(alphabet='[]{}"\\ab',
+                                                                  max_size=6)),
+                min_size=1, max_size=12))
+def test_the_depth_bound_is_exact_over_siblings(pieces: list[tuple[int, str]]) -> None:
+    """Many values side by side, some nested past the few levels the quick pass peels off:
+    the depth of the deepest one decides, wherever it sits."""
+    doc = {"x": [_nested(depth, filler) for depth, filler in pieces]}
+    body = json.dumps(doc).encode()
+    if _depth(doc) <= MAX_DEPTH:
+        assert strict_json(body) == doc
+    else:
+        with pytest.raises(Unreadable, match="nests deeper"):
+            strict_json(body)
+
+
+@pytest.mark.parametrize("body", [
+    b'{"a":[' + b",".join([b"{}"] * 300_000) + b"]}",
+    b'{"a":[' + b",".join([b"[" * 126 + b"]" * 126] * 3_000) + b"]}",
+    b'{"a":[' + b",".join([b'"[\\"{"'] * 100_000) + b"]}",
+])
+def test_bracket_heavy_bodies_within_the_bound_read(body: bytes) -> None:
+    assert strict_json(body) == json.loads(body)
