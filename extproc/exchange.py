@@ -32,6 +32,7 @@ from . import unshown
 from .config import RouteConfig
 from .errors import error_body
 from .policy import Answer, BodyTransform, Policy, Reject, run_transforms, run_transforms_async
+from .providers import forget_request
 from .providers.endpoints import Endpoint
 from .providers.tokens import FIRST_TOKEN
 from .reading import Unreadable, encodings, read_endpoint
@@ -290,6 +291,7 @@ class Exchange(RequestBody):
                                 and (t := p.response_transform(self)) is not None]
             self._async_transforms = any(t.is_async for t in self._transforms)
             self._ends_early = any(t.ends_early for t in self._transforms)
+        forget_request(self.state)
         override = None
         if not self._transforms and self.response_mode != P.NONE and not self._full_duplex():
             # nothing will touch this body: ask Envoy not to send it
