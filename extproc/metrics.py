@@ -15,8 +15,9 @@ all in one scrape, labelled `worker` (`workers.py`).
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
@@ -28,6 +29,8 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from . import promlite
 
@@ -35,9 +38,21 @@ if TYPE_CHECKING:
     from .context import Context
 
 disable_created_metrics()   # no `_created` series: half the series, nothing lost
+#: every series the server exports, for whoever reads a registry
 REGISTRY = CollectorRegistry(auto_describe=True)
 #: the per-request series: lock-free (see promlite), exported at scrape time
 HOT = promlite.Families(REGISTRY)
+#: the few series kept by prometheus_client itself (gauges, reloads): `/metrics` writes
+#: them after HOT's, with its `generate_latest`
+OTHERS = CollectorRegistry(auto_describe=True)
+
+
+class _Others(Collector):
+    def collect(self) -> Iterator[Metric]:
+        return OTHERS.collect()
+
+
+REGISTRY.register(_Others())
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 MAX_MODELS = 200
 MAX_TEAMS = 200
@@ -117,17 +132,17 @@ MESSAGE_DURATION = HOT.histogram(
     "message, by message kind", ["message"], buckets=MESSAGE_BUCKETS)
 ACTIVE_STREAMS = Gauge(
     "extproc_active_streams", "ext_proc streams open now (one per HTTP request in flight)",
-    registry=REGISTRY)
+    registry=OTHERS)
 HELD_BYTES = Gauge(
     "extproc_held_bytes", "Response bytes held back right now by stream transforms "
     "(guards waiting to see whether text grows into a match, partial events)",
-    registry=REGISTRY)
+    registry=OTHERS)
 RELOADS = Counter(
     "extproc_config_reloads", "Config reloads (result: ok, refused)", ["result"],
-    registry=REGISTRY)
+    registry=OTHERS)
 CONFIG_LOADED = Gauge(
     "extproc_config_loaded_timestamp_seconds", "When the running config was loaded",
-    registry=REGISTRY)
+    registry=OTHERS)
 
 _models: set[str] = set()
 
@@ -288,4 +303,20 @@ def families() -> dict[str, tuple[str, tuple[str, ...]]]:
 
 
 def render() -> bytes:
-    return generate_latest(REGISTRY)
+    """The exposition `/metrics` serves (text format 0.0.4), in one go."""
+    return ("".join(HOT.exposition()).encode() + generate_latest(OTHERS))
+
+
+#: how many series `render_async` writes between two turns it gives the event loop
+SLICE = 200
+
+
+async def render_async() -> bytes:
+    """`render()`, giving the event loop a turn every SLICE series: a scrape of tens of
+    thousands of series must not stall every open stream for as long as it takes."""
+    parts: list[str] = []
+    for i, part in enumerate(HOT.exposition(), 1):
+        parts.append(part)
+        if i % SLICE == 0:
+            await asyncio.sleep(0)
+    return "".join(parts).encode() + generate_latest(OTHERS)

@@ -195,7 +195,7 @@ async def _start_admin(processor: Processor, host: str, port: int) -> web.AppRun
             return web.json_response({"error": str(exc)}, status=503)
 
     async def prometheus(_: web.Request) -> web.Response:
-        return web.Response(body=metrics.render(),
+        return web.Response(body=await metrics.render_async(),
                             headers={"content-type": metrics.CONTENT_TYPE})
 
     app = web.Application()

@@ -1,6 +1,7 @@
 """The hot-path pieces of operations: lock-free histograms export exactly what
-prometheus_client's own would, and the access log's fast JSON line is valid JSON with the
-same fields the formatter would write, for any values."""
+prometheus_client's own would, their text exposition is byte for byte what its
+`generate_latest` writes, and the access log's fast JSON line is valid JSON with the same
+fields the formatter would write, for any values."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.utils import floatToGoString
 
-from extproc import accesslog, promlite
+from extproc import accesslog, metrics, promlite
 from extproc.providers.base import Usage
 
 BUCKETS = (0.1, 0.5, 1.0, 2.5)
@@ -47,6 +49,43 @@ def test_counters_count_per_label_set() -> None:
     c.labels("b").inc()
     text = generate_latest(reg).decode()
     assert 'reqs_total{route="a"} 3.0' in text and 'reqs_total{route="b"} 1.0' in text
+
+
+@given(series=st.lists(st.tuples(st.text(max_size=6), st.text(max_size=6),
+                                  st.sampled_from([0.0, 1.0, 2.5, 1e6, 12345678.0, 1e22])
+                                  | st.floats(0, 1e9, allow_nan=False),
+                                  st.lists(st.floats(0, 10, allow_nan=False), max_size=5)),
+                        max_size=8),
+       doc=st.text(max_size=12))
+def test_the_text_exposition_is_what_prometheus_client_writes(
+        series: list[tuple[str, str, float, list[float]]], doc: str) -> None:
+    """Label values with quotes, backslashes, line breaks or any other text, label names on
+    either side of the histogram's `le`, counts and sums of any size."""
+    reg = CollectorRegistry()
+    fams = promlite.Families(reg)
+    plain = fams.counter("c", doc, ["route", "a_model"])
+    timed = fams.histogram("h_seconds", "doc", ["zone", "kind", "a"], BUCKETS)
+    bare = fams.histogram("b", "doc", [], BUCKETS)
+    fams.counter("empty", "never used", ["x"])
+    for one, two, amount, observed in series:
+        plain.labels(one, two).inc(amount)
+        for value in observed:
+            timed.labels(two, one, "x").observe(value)
+            bare.labels().observe(value)
+    assert "".join(fams.exposition()).encode() == generate_latest(reg)
+
+
+@given(st.integers(0, 10**13))
+def test_counts_are_written_as_prometheus_client_writes_them(n: int) -> None:
+    assert promlite._count(n) == floatToGoString(n)
+
+
+async def test_the_served_exposition_is_the_registry_s() -> None:
+    metrics.REQUESTS.labels("r", "openai", 'a "quoted"\nmodel', "ok").inc()
+    metrics.RELOADS.labels("ok").inc()
+    want = generate_latest(metrics.REGISTRY)
+    assert metrics.render() == want
+    assert await metrics.render_async() == want
 
 
 class FakeExchange:
