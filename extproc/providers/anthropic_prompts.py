@@ -62,6 +62,9 @@ def _blocks_slots(holder: Any, key: Any, role: str, depth: int = 0,
     for index, block in enumerate(as_list(content)):
         if depth >= _MAX_DEPTH:
             yield role, content, index
+        elif isinstance(block, dict) and block.get("type") == "text" \
+                and isinstance(block.get("text"), str):
+            yield role, block, "text"   # the usual block, at once (as _block_slots reads it)
         else:
             yield from _block_slots(block, role, depth, inputs)
 

@@ -152,10 +152,28 @@ def _content_slots(holder: Any, key: Any, role: str | None, inputs: bool) -> Ite
         role = _ROLES.get(own, own)
     for part in items(content.get("parts")):
         if isinstance(part, dict):
-            yield from part_slots(part, role, inputs)
-            for key in part:   # a part kind newer than this code: its value read whole (its
-                if key not in PART_KEYS and isinstance(part[key], str | dict | list):
-                    yield role, part, key   # keys and numbers too, as a function's args are
+            yield from content_part_slots(part, role, inputs)
+
+
+#: the keys of the usual part: a text (thought or not, maybe signed), read at once
+_PLAIN_PART = frozenset({"text", "thought", "thoughtSignature", "thought_signature"})
+
+
+def content_part_slots(part: dict[str, Any], role: str, inputs: bool) -> Iterator[Slot]:
+    """A part of a prompt's Content: the usual text part at once, any other as
+    `all_part_slots` reads it (which finds the same in the usual one)."""
+    if isinstance(part.get("text"), str) and part.keys() <= _PLAIN_PART:
+        yield role, part, "text"
+        return
+    yield from all_part_slots(part, role, inputs)
+
+
+def all_part_slots(part: dict[str, Any], role: str, inputs: bool) -> Iterator[Slot]:
+    """A part of a prompt's Content, field by field."""
+    yield from part_slots(part, role, inputs)
+    for key in part:   # a part kind newer than this code: its value read whole (its
+        if key not in PART_KEYS and isinstance(part[key], str | dict | list):
+            yield role, part, key   # keys and numbers too, as a function's args are
 
 
 def items(value: Any) -> list[Any]:

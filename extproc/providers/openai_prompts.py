@@ -134,11 +134,27 @@ def rewrite_text(holder: Any, key: Any, role: str, fn: Callable[[str, str], str]
     return rewrite_json_strings(holder, key, role, fn)
 
 
+#: the fields of the usual message: `message_slots` reads one of only these, content a string,
+#: at once (what `all_message_slots` would find in it: its name, then its content)
+_PLAIN = frozenset({"role", "content", "name"})
+
+
 def message_slots(message: Any, inputs: bool = False) -> Iterator[Slot]:
     if not isinstance(message, dict):
         return
     role = lower_role(message.get("role"))
     role = _ROLES.get(role, role)
+    if isinstance(message.get("content"), str) and message.keys() <= _PLAIN:
+        if isinstance(message.get("name"), str):
+            yield role, message, "name"
+        yield role, message, "content"
+        return
+    yield from all_message_slots(message, role, inputs)
+
+
+def all_message_slots(message: dict[str, Any], role: str, inputs: bool = False
+                      ) -> Iterator[Slot]:
+    """A message's slots, field by field (`role` lower-cased and mapped already)."""
     if isinstance(message.get("name"), str):
         yield role, message, "name"
     yield from content_slots(message, role, inputs)

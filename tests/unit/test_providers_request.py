@@ -21,6 +21,9 @@ from extproc.providers import (
     Usage,
     adapter_for,
 )
+from extproc.providers.openai_prompts import _ROLES, all_message_slots, message_slots
+from extproc.providers.unread import Unread
+from extproc.providers.values import lower_role
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 OPENAI = adapter_for("openai")
@@ -551,3 +554,75 @@ def test_google_reads_a_lone_object_where_a_list_goes() -> None:
             "contents": {"role": "user", "parts": {"text": "hello"}}}
     texts = adapter_for("gemini").parse_request("/v1beta/models/m:generateContent", body).texts
     assert texts == [("system", "sys"), ("user", "hello")]
+
+
+_MESSAGE_VALUES = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=4),
+                            st.lists(st.text(max_size=3), max_size=2),
+                            st.dictionaries(st.sampled_from(["type", "text", "x"]),
+                                            st.text(max_size=3), max_size=2))
+
+
+@settings(max_examples=400)
+@given(message=st.dictionaries(st.sampled_from(["role", "content", "name", "refusal",
+                                                "tool_calls", "audio", "extra"]),
+                               _MESSAGE_VALUES, max_size=5)
+       | st.builds(lambda usual, other: {**usual, **other},   # the usual shape, or near it
+                   st.fixed_dictionaries({"content": st.text(max_size=4)},
+                                         optional={"role": _MESSAGE_VALUES,
+                                                   "name": _MESSAGE_VALUES}),
+                   st.dictionaries(st.sampled_from(["refusal", "reasoning_content",
+                                                    "reasoning", "tool_calls",
+                                                    "function_call", "audio", "extra"]),
+                                   _MESSAGE_VALUES, max_size=1)),
+       inputs=st.booleans())
+def test_the_usual_message_is_read_at_once_as_field_by_field(message: dict[str, Any],
+                                                             inputs: bool) -> None:
+    """`message_slots` reads a message of only role, content (a string) and name at once;
+    what it finds is what the field-by-field reading finds, in any message."""
+    def seen(slots: Any) -> list[tuple[Any, ...]]:   # holders by identity, markers by kind
+        return [(r, h.kind if isinstance(h, Unread) else id(h), k) for r, h, k in slots]
+
+    role = lower_role(message.get("role"))
+    whole = seen(all_message_slots(message, _ROLES.get(role, role), inputs))
+    assert seen(message_slots(message, inputs)) == whole
+
+
+_PART_VALUES = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=4),
+                         st.dictionaries(st.sampled_from(["mimeType", "data", "args", "x"]),
+                                         st.text(max_size=3), max_size=2))
+
+
+def _seen(slots: Any) -> list[tuple[Any, ...]]:
+    return [(r, h.kind if isinstance(h, Unread) else id(h), k) for r, h, k in slots]
+
+
+@settings(max_examples=400)
+@given(part=st.dictionaries(st.sampled_from(["text", "thought", "thoughtSignature",
+                                             "inlineData", "functionCall", "newKind"]),
+                            _PART_VALUES, max_size=4)
+       | st.fixed_dictionaries({"text": st.text(max_size=4)},   # the usual part
+                               optional={"thought": _PART_VALUES,
+                                         "thought_signature": _PART_VALUES}),
+       inputs=st.booleans())
+def test_the_usual_gemini_part_is_read_at_once_as_field_by_field(part: dict[str, Any],
+                                                                 inputs: bool) -> None:
+    from extproc.providers.google_prompts import all_part_slots, content_part_slots
+    assert _seen(content_part_slots(part, "user", inputs)) == _seen(
+        all_part_slots(part, "user", inputs))
+
+
+@settings(max_examples=400)
+@given(block=st.dictionaries(st.sampled_from(["type", "text", "citations", "input",
+                                              "source", "content"]),
+                             _PART_VALUES | st.sampled_from(["text", "tool_use", "image",
+                                                             "thinking"]), max_size=4)
+       | st.fixed_dictionaries({"type": st.just("text"), "text": st.text(max_size=4)},
+                               optional={"cache_control": _PART_VALUES}),
+       depth=st.integers(0, 9), inputs=st.booleans())
+def test_the_usual_anthropic_block_is_read_at_once_as_field_by_field(
+        block: dict[str, Any], depth: int, inputs: bool) -> None:
+    from extproc.providers.anthropic_prompts import _MAX_DEPTH, _block_slots, _blocks_slots
+    holder = {"content": [block]}
+    whole = [("user", holder["content"], 0)] if depth >= _MAX_DEPTH else list(
+        _block_slots(block, "user", depth, inputs))
+    assert _seen(_blocks_slots(holder, "content", "user", depth, inputs)) == _seen(whole)
