@@ -67,6 +67,7 @@ from extproc.providers.values import (
     read_value,
     rewrite_json_strings,
     rewrite_name,
+    rewrite_slots,
     sum_known,
     text_only,
     usage_or_none,
@@ -187,10 +188,7 @@ class AnthropicAdapter(Adapter):
                               fn: Callable[[str, str], str]) -> bool:
         if not isinstance(body, dict):
             return False
-        changed = False
-        for role, holder, key in request_slots(body):
-            changed |= rewrite_json_strings(holder, key, role, fn)
-        return changed
+        return rewrite_slots(request_slots(body), fn)
 
     def response_texts(self, body: Any) -> list[tuple[str, str]]:
         return [(kind, Name(holder[key]) if kind == "name" else read_value(holder[key]))

@@ -73,6 +73,7 @@ from extproc.providers.values import (
     path_only,
     pick_indexed,
     rewrite_name,
+    rewrite_slots,
     text_only,
     usage_or_none,
     with_total,
@@ -230,10 +231,7 @@ class OpenAIAdapter(Adapter):
                               fn: Callable[[str, str], str]) -> bool:
         if not isinstance(body, dict):
             return False
-        changed = False
-        for role, holder, key in request_slots(body):
-            changed |= rewrite_text(holder, key, role, fn)
-        return changed
+        return rewrite_slots(request_slots(body), fn, arguments=True)
 
     def undecodable_inputs(self, body: dict[str, Any]) -> list[str]:
         """A file part's data URL of a text media type whose data is not base64."""

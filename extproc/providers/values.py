@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import unquote
@@ -89,6 +89,28 @@ def rewrite_json_strings(holder: Any, key: Any, role: str,
     changed = False
     for parent, slot in slots:
         changed |= rewrite_slot(parent, slot, role, fn)
+    return changed
+
+
+def rewrite_slots(slots: Iterable[tuple[str, Any, Any]], fn: Callable[[str, str], str],
+                  arguments: bool = False) -> bool:
+    """`rewrite_json_strings` over every (role, holder, key) of `slots` (with `arguments`,
+    `rewrite_arguments` for a slot keyed "arguments", as OpenAI's tool-call arguments are
+    JSON source): the usual slot, a string, rewritten right here (a long prompt is hundreds
+    of them). True if anything changed."""
+    call = fn.fn if isinstance(fn, MaskingFn) else fn   # the same function, one call less
+    changed = False
+    for role, holder, key in slots:
+        old = holder[key]
+        if isinstance(old, str) and not (arguments and key == "arguments"):
+            new = call(role, old)
+            if new != old:
+                holder[key] = new
+                changed = True
+        elif arguments and key == "arguments":
+            changed |= rewrite_arguments(holder, key, role, fn)
+        else:
+            changed |= rewrite_json_strings(holder, key, role, fn)
     return changed
 
 

@@ -19,9 +19,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from extproc.codecs.jsontext import JsonSource
 from extproc.guards.scanner import Scanner, builtin
-from extproc.providers import PROVIDERS, Adapter, adapter_for
-from extproc.providers.values import dump_compact
+from extproc.providers import (
+    PROVIDERS,
+    Adapter,
+    adapter_for,
+    anthropic_prompts,
+    google_prompts,
+    openai_prompts,
+)
+from extproc.providers.values import (
+    MaskingFn,
+    dump_compact,
+    rewrite_arguments,
+    rewrite_json_strings,
+)
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 OPENAI = adapter_for("openai")
@@ -974,3 +987,35 @@ def test_anthropic_response_rewrite_mirrors_parse_response(body: dict[str, Any])
 @given(body=GOOGLE_RESPONSES)
 def test_google_response_rewrite_mirrors_parse_response(body: Any) -> None:
     check_response_mirror(GEMINI, body)
+
+
+def _slot_by_slot(slots: Any, body: dict[str, Any], fn: Any, arguments: bool) -> bool:
+    """The rewrite as every adapter wrote it before `values.rewrite_slots`: slot by slot."""
+    changed = False
+    for role, holder, key in slots(body):
+        rewrite = rewrite_arguments if arguments and key == "arguments" else rewrite_json_strings
+        changed |= rewrite(holder, key, role, fn)
+    return changed
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), masking=st.booleans())
+def test_the_shared_rewrite_is_the_slot_by_slot_one(data: st.DataObject, masking: bool) -> None:
+    """Each adapter's rewrite (`values.rewrite_slots`, which rewrites a string slot in
+    place) leaves a body exactly as rewriting it slot by slot does, a mask guard's fn (which
+    sees keys and numbers too) or any other."""
+    adapter, path, bodies, slots, arguments = data.draw(st.sampled_from([
+        (OPENAI, OPENAI_PATH, OPENAI_BODIES, openai_prompts.request_slots, True),
+        (ANTHROPIC, ANTHROPIC_PATH, ANTHROPIC_BODIES, anthropic_prompts.request_slots, False),
+        (GEMINI, GEMINI_PATH, GOOGLE_BODIES, google_prompts.request_slots, False)]))
+    body = data.draw(bodies)
+
+    def change(role: str, text: str) -> str:   # tells JSON source (arguments) apart
+        tag = "<json>" if isinstance(text, JsonSource) else ""
+        return tag + str(text).replace("a", "<" + role + ">")
+
+    fn = MaskingFn(change) if masking else change
+    want, got = copy.deepcopy(body), copy.deepcopy(body)
+    assert adapter.rewrite_request_texts(path, got, fn) == _slot_by_slot(slots, want, fn,
+                                                                          arguments)
+    assert got == want
