@@ -218,14 +218,22 @@ def identity_lines(cfg: Config) -> list[str]:
 
 
 def _upstreams(pairs: list[str]) -> dict[str, str]:
-    """The --upstream overrides, as {provider: url}."""
+    """The --upstream overrides, as {provider: url}; a URL without its scheme (or another
+    scheme) is refused, plain HTTP to a remote host is warned about."""
     from .config import PROVIDERS
+    from .envoy_config import check_upstream
     out: dict[str, str] = {}
     for pair in pairs:
         provider, _, url = pair.partition("=")
         if provider not in PROVIDERS or not url:
             raise SystemExit(f"--upstream expects PROVIDER=URL with a provider in "
                              f"{', '.join(PROVIDERS)}; got {pair!r}")
+        try:
+            warning = check_upstream(url)
+        except ValueError as exc:
+            raise SystemExit(f"--upstream {pair}: {exc}") from None
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
         out[provider] = url
     return out
 

@@ -110,11 +110,36 @@ def limits_of(server: ServerConfig) -> dict[str, int]:
 
 
 def _split(url: str) -> tuple[str, int, bool]:
-    parts = urlsplit(url if "://" in url else f"http://{url}")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"upstream must look like http(s)://host[:port], got {url!r}")
+    """(host, port, TLS?) of an upstream URL, which must say its scheme: a bare host would
+    leave it to a default, and the provider key the gateway injects would go in plain text
+    to a host that was meant to be reached over TLS."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == -1 \
+            or parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"an upstream is https://host[:port] (TLS) or http://host[:port] "
+                         f"(plain text), got {url!r}")
     tls = parts.scheme == "https"
-    return parts.hostname, parts.port or (443 if tls else 80), tls
+    return parts.hostname, port or (443 if tls else 80), tls
+
+
+def check_upstream(url: str) -> str | None:
+    """Raise ValueError for an upstream URL `render` cannot use; a warning (str) for plain
+    HTTP to a host that is not local (the provider key goes unencrypted), else None."""
+    host, _, tls = _split(url)
+    if tls or "." not in host or host == "localhost":   # a container or service name
+        return None
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if address is not None and (address.is_loopback or address.is_private):
+        return None
+    return (f"upstream {url} is plain HTTP: the provider key the gateway injects goes "
+            "unencrypted (use https:// for a provider)")
 
 
 def render_dict(s: EnvoySettings) -> dict[str, Any]:

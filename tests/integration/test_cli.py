@@ -323,3 +323,26 @@ def test_sighup_reloads_and_refuses_an_invalid_config(tmp_path: Path) -> None:
         assert server.stats()["routes"] == ["claude", "openai"]
     finally:
         assert server.stop() == 0
+
+
+@pytest.mark.parametrize(("upstream", "says"), [
+    ("openai=api.openai.com", "https://host[:port] (TLS) or http://host[:port]"),
+    ("openai=htp://api.openai.com:99", "got 'htp://api.openai.com:99'"),
+    ("openai=https://api.openai.com:99999", "got 'https://api.openai.com:99999'"),
+    ("openai=https://api.openai.com/v1", "got 'https://api.openai.com/v1'"),
+])
+def test_an_upstream_must_say_its_scheme(upstream: str, says: str) -> None:
+    """A bare host used to become plain HTTP on port 80, the provider key then sent in clear
+    text to a provider meant to be reached over TLS; a wrong scheme was a traceback."""
+    for command in ("render-envoy", "up"):
+        r = run(command, "--upstream", upstream)
+        assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+        assert says in r.stderr and upstream in r.stderr
+
+
+def test_plain_http_to_a_remote_provider_is_warned_about() -> None:
+    r = run("render-envoy", "--upstream", "openai=http://api.openai.com")
+    assert r.returncode == 0 and "warning: upstream http://api.openai.com is plain HTTP" in r.stderr
+    r = run("render-envoy", "--upstream", "openai=http://mock:8081",
+            "--upstream", "anthropic=http://127.0.0.1:8081")
+    assert r.returncode == 0 and "warning" not in r.stderr
