@@ -60,6 +60,7 @@ class Exchange(RequestBody):
         self.trust_override = trust_override
         self._declared = False       # the stream's first message carried protocol_config
         self._awaiting_body = False  # a request body asked for by override, not seen yet
+        self._body_seen = False      # a request body message came
         self.request_headers: dict[str, str] = {}
         self.response_headers: dict[str, str] = {}
         self.status = 0
@@ -275,6 +276,8 @@ class Exchange(RequestBody):
         except ValueError:
             self.status = 0
         policies = self.route.policies if self.route is not None else self._unseen_request()
+        if not (self.request_ended or self._body_seen) and self.request_mode != P.NONE:
+            self.state["local_reply"] = True   # Envoy's own answer (a 413): sent nowhere
         if h.end_of_stream:
             self.ended_at = time.monotonic()
         elif self.status == 200 and self.state.get("stream"):

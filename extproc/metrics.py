@@ -203,6 +203,8 @@ def outcome(ex: Context) -> str:
         return "error" if status >= 500 else "gateway_rejected"
     if ex.state.get("guard_stopped"):
         return "guard_rejected"
+    if ex.state.get("local_reply") and ex.status >= 400:   # Envoy's refusal, before upstream
+        return "error" if ex.status >= 500 else "gateway_rejected"
     if ex.status >= 400 or ex.state.get("upstream_error"):
         return "upstream_error"
     if ex.status == 0 or ex.ended_at is None:

@@ -43,6 +43,7 @@ class RequestBody(HeaderMutations):
     route_name: str | None
     _needs_request_body: bool
     _awaiting_body: bool
+    _body_seen: bool
     _body_policies: tuple[Policy, ...]
     _held: list[bytes]
     _held_size: int
@@ -54,6 +55,7 @@ class RequestBody(HeaderMutations):
     async def _on_request_body(self, b: pb.HttpBody) -> Sequence[Reply]:
         self.request_body_bytes += len(b.body)
         self._awaiting_body = False
+        self._body_seen = True
         if not self.request_headers:   # Envoy skips them: no policy classified the request
             raise unshown.refuse_skipped_headers(self.route_name or "unknown", "request")
         duplex = self.request_mode == P.FULL_DUPLEX

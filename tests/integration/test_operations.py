@@ -91,6 +91,22 @@ def sse_usage(text: str) -> tuple[int, int]:
     raise AssertionError("no usage in the stream")
 
 
+def test_envoys_own_413_is_a_gateway_refusal_not_an_upstream_error(gw: Gateway) -> None:
+    """A body past Envoy's buffer limit is answered by Envoy before the processor sees it or
+    anything goes upstream: counted and logged as `gateway_rejected`, not as a provider
+    error that an operator's error-ratio alert would fire on."""
+    before = scrape(gw)
+    r = chat(gw, "ops-openai", "x" * (12 * 1048576))
+    assert r.status_code == 413, r.text[:200]
+    assert gw.server is not None
+    gw.server.wait_idle()
+    after = scrape(gw)
+    for outcome, want in (("gateway_rejected", 1), ("upstream_error", 0)):
+        assert value(after, "extproc_requests_total", route="ops-openai", outcome=outcome) \
+            - value(before, "extproc_requests_total", route="ops-openai",
+                    outcome=outcome) == want, outcome
+
+
 def test_metrics_match_the_traffic(gw: Gateway) -> None:
     before = scrape(gw)
     inp = out = 0
