@@ -14,11 +14,14 @@ by a compromised client of the issuer is refused.
 
 from __future__ import annotations
 
+import binascii
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import jwt
+from jwt.utils import base64url_decode, base64url_encode
 
 from .keys import ASYMMETRIC, SYMMETRIC, Key
 
@@ -187,8 +190,22 @@ def read_header(token: str) -> dict[str, Any]:
     try:
         header = jwt.get_unverified_header(token)
     except (jwt.PyJWTError, ValueError):  # ValueError: bytes that are not UTF-8 (surrogates)
-        raise AuthError("token is malformed (header is not base64url JSON)") from None
+        raise AuthError(f"token is malformed ({_bad_part(token)})") from None
     return header
+
+
+def _bad_part(token: str) -> str:
+    """Which part of a token PyJWT could not read (it decodes all three for the header)."""
+    for name, part in zip(("header", "payload", "signature"), token.split("."), strict=True):
+        try:
+            raw = base64url_decode(part.encode("ascii"))
+            if base64url_encode(raw) != part.rstrip("=").encode("ascii"):   # not canonical
+                raise ValueError(name)
+            if name != "signature" and not isinstance(json.loads(raw), dict):
+                raise ValueError(name)
+        except (ValueError, TypeError, binascii.Error, RecursionError):
+            return f"{name} is not base64url" + ("" if name == "signature" else " JSON")
+    return "it cannot be read"
 
 
 def peek_issuer(token: str) -> str | None:

@@ -407,6 +407,21 @@ def test_read_header_on_garbage(garbage: str) -> None:
     assert info.value.message.startswith("token is malformed")
 
 
+@pytest.mark.parametrize(("spoil", "says"), [
+    (lambda h, p, s: f"{h}x.{p}.{s}", "header is not base64url JSON"),
+    (lambda h, p, s: f"{h}.{p}!.{s}", "payload is not base64url JSON"),
+    (lambda h, p, s: f"{h}.{p}.{s[:-1]}xx", "signature is not base64url"),
+    (lambda h, p, s: f"{h}.{p}.{s}!", "signature is not base64url"),
+])
+def test_a_malformed_token_names_the_part_that_is(spoil: Any, says: str) -> None:
+    """Every reason is specific: a spoilt payload or signature used to be reported as a bad
+    header, which sent people looking at the one part that was fine."""
+    token = spoil(*sign(rsa_key(), "RS256", kid="k9").split("."))
+    with pytest.raises(AuthError) as info:
+        read_header(token)
+    assert info.value.message == f"token is malformed ({says})"
+
+
 def test_read_header() -> None:
     token = sign(rsa_key(), "RS256", kid="k9")
     assert read_header(token) == {"alg": "RS256", "typ": "JWT", "kid": "k9"}
