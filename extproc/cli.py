@@ -274,10 +274,18 @@ def _token(args: argparse.Namespace) -> int:
         if not sep or not name:
             raise SystemExit(f"--claim expects NAME=VALUE, got {pair!r}")
         claims[name] = value
-    key = Path(args.key).read_bytes() if args.key else None
+    key, algorithm = None, "RS256"
+    if args.key:
+        try:
+            key = Path(args.key).read_bytes()
+            algorithm = d.algorithm_for(key)
+        except OSError as exc:
+            raise SystemExit(f"--key: cannot read {args.key}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise SystemExit(f"--key {args.key}: {exc}") from None
     print(d.mint(args.sub, scopes=args.scope, ttl_s=ttl, claims=claims, key_pem=key,
                  issuer=args.issuer or d.DEV_ISSUER, audience=args.audience or d.DEV_AUDIENCE,
-                 kid=args.kid if args.key else d.DEV_KID))
+                 kid=args.kid if args.key else d.DEV_KID, algorithm=algorithm))
     if not args.key:
         print("(signed by the development key: trusted by the local stack only)",
               file=sys.stderr)

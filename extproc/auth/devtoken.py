@@ -50,6 +50,33 @@ def mint(sub: str, *, scopes: list[str] | None = None, ttl_s: int = 3600,
     return jwt.encode(payload, key, algorithm=algorithm, headers=headers)
 
 
+_CURVES = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
+
+
+def algorithm_for(key_pem: bytes) -> str:
+    """The JWS algorithm to sign with a PEM private key: RS256 for RSA, ES256/384/512 for
+    the P-256/384/521 curves, EdDSA for Ed25519 and Ed448; ValueError saying what is wrong
+    with any other key (or with what is not a PEM private key)."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    try:
+        key = load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError) as exc:
+        reason = "it is encrypted" if "encrypted" in str(exc).lower() or "password" in \
+            str(exc).lower() else "it is not an unencrypted PEM private key"
+        raise ValueError(f"cannot sign with it: {reason}") from None
+    if isinstance(key, rsa.RSAPrivateKey):
+        return "RS256"
+    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name in _CURVES:
+        return _CURVES[key.curve.name]
+    if isinstance(key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey):
+        return "EdDSA"
+    what = f"an EC key on {key.curve.name}" if isinstance(key, ec.EllipticCurvePrivateKey) \
+        else "this kind of key"
+    raise ValueError(f"cannot sign with {what}: use RSA, an EC key on P-256, P-384 or "
+                     "P-521, Ed25519 or Ed448")
+
+
 #: the local stack's development API key (config/gateway.yaml holds only its sha256)
 DEV_API_KEY = "gw-local-dev-key-DEV-ONLY"
 

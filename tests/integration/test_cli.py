@@ -14,9 +14,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
+import jwt
 import pytest
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -346,3 +348,36 @@ def test_plain_http_to_a_remote_provider_is_warned_about() -> None:
     r = run("render-envoy", "--upstream", "openai=http://mock:8081",
             "--upstream", "anthropic=http://127.0.0.1:8081")
     assert r.returncode == 0 and "warning" not in r.stderr
+
+
+def _pem(key: Any) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def test_token_signs_with_the_key_it_is_given(tmp_path: Path) -> None:
+    """`extproc token --key` signs with what the gateway verifies (RS*, ES*, EdDSA), with the
+    algorithm the key's type calls for; a key it cannot use is one line, never a traceback."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+    keys = {"RS256": rsa.generate_private_key(65537, 2048), "ES256": ec.generate_private_key(
+        ec.SECP256R1()), "ES384": ec.generate_private_key(ec.SECP384R1()),
+        "EdDSA": ed25519.Ed25519PrivateKey.generate()}
+    for alg, key in keys.items():
+        path = tmp_path / f"{alg}.pem"
+        path.write_bytes(_pem(key))
+        r = run("token", "--sub", "s", "--key", str(path), "--kid", "k1")
+        assert r.returncode == 0, r.stderr
+        token = r.stdout.strip()
+        assert jwt.get_unverified_header(token)["alg"] == alg
+        claims = jwt.decode(token, key.public_key(), algorithms=[alg],
+                            options={"verify_aud": False})
+        assert claims["sub"] == "s"
+    (tmp_path / "k1.pem").write_bytes(_pem(ec.generate_private_key(ec.SECP256K1())))
+    (tmp_path / "text.pem").write_text("not a key\n")
+    for name, says in (("k1.pem", "cannot sign with an EC key on secp256k1"),
+                       ("text.pem", "not an unencrypted PEM private key"),
+                       ("missing.pem", "cannot read")):
+        r = run("token", "--sub", "s", "--key", str(tmp_path / name), "--kid", "k1")
+        assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+        assert says in r.stderr
