@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from . import errors
 from .config import (
     DEFAULT_MAX_BODY,
     DEFAULT_MAX_HEADERS_COUNT,
@@ -142,6 +143,16 @@ def check_upstream(url: str) -> str | None:
             "unencrypted (use https:// for a provider)")
 
 
+def _cel_kind(fmt: str) -> str:
+    """A CEL expression of an Envoy local reply's error type (Anthropic) or status (Google)
+    from its HTTP status: the same table as the processor's own errors (`errors.KINDS`)."""
+    table = errors.KINDS[fmt]
+    keys = ", ".join(f"{code}: true" for code in table)
+    names = ", ".join(f"{code}: '{name}'" for code, name in table.items())
+    return (f"response.code in {{{keys}}} ? {{{names}}}[response.code] : "
+            f"'{errors.DEFAULT_KINDS[fmt]}'")
+
+
 def render_dict(s: EnvoySettings) -> dict[str, Any]:
     """The rendered config as a dict (tests may adjust it before dumping)."""
     values: dict[str, Any] = {
@@ -155,6 +166,8 @@ def render_dict(s: EnvoySettings) -> dict[str, Any]:
         "GRPC_MAX_MESSAGE_BYTES": grpc_max_message_bytes(s.max_request_body_bytes),
         "MAX_REQUEST_HEADERS_KB": s.max_request_headers_kb,
         "MAX_REQUEST_HEADERS_COUNT": s.max_request_headers_count,
+        "ANTHROPIC_ERROR_TYPE": _cel_kind("anthropic"),
+        "GOOGLE_ERROR_STATUS": _cel_kind("google"),
     }
     tls_hosts = {}
     for provider in PROVIDERS:

@@ -18,8 +18,13 @@ _ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error",
                     413: "request_too_large", 429: "rate_limit_error", 529: "overloaded_error"}
 _GOOGLE_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
                   404: "NOT_FOUND", 409: "ABORTED", 413: "INVALID_ARGUMENT",
-                  429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 501: "NOT_IMPLEMENTED",
+                  429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 501: "UNIMPLEMENTED",
                   503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+
+
+#: the kind an unlisted status gets, per provider format (see `error_kind`)
+DEFAULT_KINDS = {"anthropic": "api_error", "google": "INTERNAL"}
+KINDS = {"anthropic": _ANTHROPIC_TYPES, "google": _GOOGLE_STATUS}
 
 
 def error_kind(provider: str, status: int) -> str:

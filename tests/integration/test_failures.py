@@ -8,6 +8,8 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from unittest.mock import ANY
 
 import httpx
 import pytest
@@ -35,7 +37,7 @@ def own_gateway(tmp_path: Path, mock: Mock) -> Iterator[Gateway]:
     ("/anthropic/v1/messages",
      lambda d: d["type"] == "error" and d["error"]["type"] == "api_error"),
     ("/gemini/v1beta/models/gemini-2.5-flash:streamGenerateContent",
-     lambda d: d["error"]["code"] == 500 and d["error"]["status"] == "UNAVAILABLE"),
+     lambda d: d["error"]["code"] == 500 and d["error"]["status"] == "INTERNAL"),
 ])
 def test_processor_down_fails_closed_with_a_clear_error(tmp_path: Path, mock: Mock, path: str,
                                                         check) -> None:
@@ -50,6 +52,25 @@ def test_processor_down_fails_closed_with_a_clear_error(tmp_path: Path, mock: Mo
         assert mock.last() == before       # fail closed: nothing reached the provider
     finally:
         gw.close()
+
+
+BIG = "x" * (20 * 1024 * 1024)
+
+
+@pytest.mark.parametrize(("path", "big", "check"), [
+    ("/anthropic/v1/messages", {"model": "claude-sonnet-4-5", "max_tokens": 10,
+                                "messages": [{"role": "user", "content": BIG}]},
+     lambda d: d == {"type": "error", "error": {"type": "request_too_large", "message": ANY}}),
+])
+def test_envoys_own_errors_carry_the_type_their_status_calls_for(
+        gateway: Gateway, path: str, big: dict[str, Any], check: Any) -> None:
+    """Envoy's refusal of a body past its buffer limit, in the provider's format with the
+    error type the processor's own 413 has (it was api_error, a server error, for every
+    status; Google's status, UNAVAILABLE for every status, follows the same table: see the
+    processor-down test above, a 500 that is INTERNAL)."""
+    r = httpx.post(f"{gateway.url}{path}", json=big, timeout=30)
+    assert r.status_code == 413, r.text[:300]
+    assert check(r.json()), r.json()
 
 
 def test_processor_down_fails_open_when_configured(tmp_path: Path, mock: Mock) -> None:
