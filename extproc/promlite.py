@@ -15,6 +15,7 @@ Not thread-safe on purpose: the server records from its event loop only.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -70,8 +71,9 @@ class _Family:
         if child is None:
             if len(values) != len(self.labelnames):
                 raise ValueError(f"{self.name}: expected labels {self.labelnames}")
-            child = self.children[values] = self._new()
-            self._made(child, values)
+            child = self._new()
+            self._made(child, values)   # first: a value it cannot write leaves no series
+            self.children[values] = child
         return child
 
     def _made(self, child: Any, values: tuple[str, ...]) -> None:
@@ -121,6 +123,10 @@ class Histogram(_Family):
         self.bounds = tuple(float(b) for b in buckets)
         if list(self.bounds) != sorted(set(self.bounds)):
             raise ValueError(f"{name}: buckets must increase")
+        if any(not 0 <= b < math.inf for b in self.bounds):
+            # prometheus_client writes such histograms otherwise (no count and sum after a
+            # negative bound, its own +Inf): the exposition would no longer be its text
+            raise ValueError(f"{name}: buckets must be finite and not negative")
 
     def _new(self) -> HistogramChild:
         return HistogramChild(self.bounds)

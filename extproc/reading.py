@@ -284,6 +284,7 @@ _AS_STEPS = bytes.maketrans(b"[]{}", b"\x02\x00\x02\x00")
 _AS_PARENS = bytes.maketrans(b"[]{}", b"()()")
 _SLICE = 1 << 16
 _PEEL = 8
+_TOO_MANY_OPEN = b"(" * (MAX_DEPTH + 1)
 
 
 def _check_depth(body: bytes) -> None:
@@ -312,6 +313,8 @@ def _check_depth(body: bytes) -> None:
         pos = end
     brackets = b"".join(outside).replace(b'"', b"")
     rest = brackets.translate(_AS_PARENS)
+    if _TOO_MANY_OPEN in rest:   # that many in a row: too deep, whatever comes after
+        raise _too_deep()
     for _ in range(_PEEL):
         if not rest:
             return

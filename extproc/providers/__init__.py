@@ -102,12 +102,14 @@ def read_request(adapter: Adapter, path: str, body: bytes,
 
 
 def forget_request(memo: dict[str, Any]) -> None:
-    """Let go of the request as read (the parsed body in `memo` and the prompt the LLM policy
-    left beside it) once the reply's headers are handled: what the reply side needs of them
-    was taken by then, and an open stream would otherwise keep them for its whole reply (up
-    to about 100 MiB for an 8 MiB body of tiny messages)."""
+    """Let go of the request as read (the parsed body in `memo`, the prompt the LLM policy
+    left beside it, the unified front's bound on output, which holds the request) once the
+    reply's headers are handled: what the reply side needs of them was taken by then, and an
+    open stream would otherwise keep them for its whole reply (up to about 100 MiB for an
+    8 MiB body of tiny messages)."""
     memo.pop("_read", None)
     memo.pop("prompt", None)
+    memo.pop("max_output", None)   # limits.policy.MAX_OUTPUT: the front's, over the request
 
 
 def _read(adapter: Adapter, path: str, body: bytes) -> tuple[dict[str, Any], Prompt] | None:

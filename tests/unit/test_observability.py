@@ -9,6 +9,7 @@ import json
 import time
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
@@ -111,3 +112,21 @@ def test_the_fast_access_line_is_the_json_of_its_fields(model: str, subject: str
     assert doc.pop("ts") == "2025-11-26T17:40:02.113Z"
     assert doc == {"level": "info", "logger": "extproc.access", "msg": "request",
                    **accesslog.fields(ex, "ok")}  # type: ignore[arg-type]
+
+
+def test_a_series_it_cannot_write_is_not_made() -> None:
+    """A label value that is not text raises, and leaves no series without its labels in
+    the exposition (it used to be stored before its label string was made)."""
+    reg = CollectorRegistry()
+    counter = promlite.Families(reg).counter("c", "doc", ["route"])
+    with pytest.raises(AttributeError):
+        counter.labels(5)   # type: ignore[arg-type]
+    counter.labels("r").inc()
+    assert "".join(counter.exposition()).splitlines()[2:] == ['c_total{route="r"} 1.0']
+
+
+@pytest.mark.parametrize("buckets", [(-1.0, 1.0), (0.5, float("inf")), (float("nan"),)])
+def test_buckets_the_exposition_cannot_write_as_prometheus_client_are_refused(
+        buckets: tuple[float, ...]) -> None:
+    with pytest.raises(ValueError):
+        promlite.Families(CollectorRegistry()).histogram("h", "doc", [], buckets)
