@@ -310,7 +310,10 @@ def _spend(args: argparse.Namespace) -> int:
 
     from .limits.budgets import table
     if args.admin:
+        import logging
+
         import httpx
+        logging.getLogger("httpx").setLevel(logging.WARNING)   # no request line in the output
         url = args.admin.rstrip("/") + "/spend"
         try:
             r = httpx.get(url, timeout=10)

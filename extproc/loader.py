@@ -39,8 +39,9 @@ def load(path: str | Path) -> Config:
         raise ConfigError([f"<file>: cannot read {path}: {exc.strerror}"]) from exc
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"<file>: not valid YAML: {exc}"]) from exc
+    except yaml.YAMLError as exc:   # PyYAML names a string it parsed "<unicode string>"
+        where = str(exc).replace('"<unicode string>"', f'"{path}"')
+        raise ConfigError([f"<file>: not valid YAML: {where}"]) from exc
     return parse(data, source=str(path))
 
 

@@ -180,6 +180,7 @@ def test_extproc_spend_reads_a_servers_memory_budgets(gw: Gateway) -> None:
     text = run_spend("--admin", f"http://127.0.0.1:{gw.server.admin_port}")
     assert text.returncode == 0 and who["x-test-client"] in text.stdout
     assert text.stdout.startswith("ROUTE")
+    assert "HTTP Request" not in text.stderr   # the HTTP library's own log stays out of it
 
 
 # --- two replicas sharing Redis ---------------------------------------------------------

@@ -363,6 +363,7 @@ def test_invalid_yaml(tmp_path: Path) -> None:
         loader.load(path)
     (err,) = info.value.errors
     assert err.startswith("<file>: not valid YAML")
+    assert f'in "{path}", line' in err and "<unicode string>" not in err   # where, by name
 
 
 def test_unreadable_file(tmp_path: Path) -> None:
