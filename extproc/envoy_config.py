@@ -116,13 +116,13 @@ def _split(url: str) -> tuple[str, int, bool]:
     to a host that was meant to be reached over TLS."""
     parts = urlsplit(url)
     try:
-        port = parts.port
+        port = parts.port   # ValueError: not a port
+        if parts.scheme not in ("http", "https") or not parts.hostname \
+                or parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError(url)
     except ValueError:
-        port = -1
-    if parts.scheme not in ("http", "https") or not parts.hostname or port == -1 \
-            or parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ValueError(f"an upstream is https://host[:port] (TLS) or http://host[:port] "
-                         f"(plain text), got {url!r}")
+                         f"(plain text), got {url!r}") from None
     tls = parts.scheme == "https"
     return parts.hostname, port or (443 if tls else 80), tls
 
@@ -131,13 +131,13 @@ def check_upstream(url: str) -> str | None:
     """Raise ValueError for an upstream URL `render` cannot use; a warning (str) for plain
     HTTP to a host that is not local (the provider key goes unencrypted), else None."""
     host, _, tls = _split(url)
-    if tls or "." not in host or host == "localhost":   # a container or service name
-        return None
     try:
         address = ipaddress.ip_address(host)
-    except ValueError:
-        address = None
-    if address is not None and (address.is_loopback or address.is_private):
+    except ValueError:   # a name: local when it has no dot (localhost, a container's)
+        local = "." not in host
+    else:
+        local = address.is_loopback or address.is_private
+    if tls or local:
         return None
     return (f"upstream {url} is plain HTTP: the provider key the gateway injects goes "
             "unencrypted (use https:// for a provider)")

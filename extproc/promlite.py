@@ -76,13 +76,11 @@ class _Family:
             self.children[values] = child
         return child
 
-    def _made(self, child: Any, values: tuple[str, ...]) -> None:
-        """Give a new series its label string."""
-        pairs = self._pairs(values)
+    def _made(self, child: Any, values: tuple[str, ...]) -> list[str]:
+        """Give a new series its label string; its `name="value"` pairs, in order."""
+        pairs = [f'{self.labelnames[i]}="{_escape(values[i])}"' for i in self._order]
         child.labels = "{" + ",".join(pairs) + "}" if pairs else ""
-
-    def _pairs(self, values: tuple[str, ...]) -> list[str]:
-        return [f'{self.labelnames[i]}="{_escape(values[i])}"' for i in self._order]
+        return pairs
 
     def _head(self, kind: str, name: str) -> str:
         doc = self.documentation.replace("\\", r"\\").replace("\n", r"\n")
@@ -127,16 +125,18 @@ class Histogram(_Family):
             # prometheus_client writes such histograms otherwise (no count and sum after a
             # negative bound, its own +Inf): the exposition would no longer be its text
             raise ValueError(f"{name}: buckets must be finite and not negative")
+        #: where a bucket's `le` goes among the sorted label names
+        self._le_at = sum(1 for label in self.labelnames if label < "le")
 
     def _new(self) -> HistogramChild:
         return HistogramChild(self.bounds)
 
-    def _made(self, child: Any, values: tuple[str, ...]) -> None:
-        super()._made(child, values)
-        pairs = self._pairs(values)
-        at = sum(1 for i in self._order if self.labelnames[i] < "le")
+    def _made(self, child: Any, values: tuple[str, ...]) -> list[str]:
+        pairs = super()._made(child, values)
+        at = self._le_at
         child.le_labels = ("{" + "".join(p + "," for p in pairs[:at]) + 'le="',
                            '"' + "".join("," + p for p in pairs[at:]) + "}")
+        return pairs
 
     def exposition(self) -> Iterator[str]:
         name = self.name

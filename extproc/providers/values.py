@@ -101,16 +101,17 @@ def rewrite_slots(slots: Iterable[tuple[str, Any, Any]], fn: Callable[[str, str]
     call = fn.fn if isinstance(fn, MaskingFn) else fn   # the same function, one call less
     changed = False
     for role, holder, key in slots:
-        old = holder[key]
-        if isinstance(old, str) and not (arguments and key == "arguments"):
-            new = call(role, old)
-            if new != old:
-                holder[key] = new
-                changed = True
-        elif arguments and key == "arguments":
+        if arguments and key == "arguments":
             changed |= rewrite_arguments(holder, key, role, fn)
-        else:
+            continue
+        old = holder[key]
+        if not isinstance(old, str):
             changed |= rewrite_json_strings(holder, key, role, fn)
+            continue
+        new = call(role, old)
+        if new != old:
+            holder[key] = new
+            changed = True
     return changed
 
 
