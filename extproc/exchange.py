@@ -35,7 +35,6 @@ from .policy import Answer, BodyTransform, Policy, Reject, run_transforms, run_t
 from .providers import forget_request
 from .providers.endpoints import Endpoint
 from .providers.tokens import FIRST_TOKEN
-from .reading import Unreadable, encodings, read_endpoint
 from .request_body import Reply, RequestBody
 from .routing import unrouted
 
@@ -232,27 +231,6 @@ class Exchange(RequestBody):
             self._awaiting_body = self.request_mode == P.NONE and want_req != P.NONE
             self.request_mode, self.response_mode = want_req, want_resp
         return self._headers_reply(False, override)
-
-    def _read(self, headers: dict[str, str]) -> None:
-        """Classify the request by its canonical target (sent upstream if it differs), and
-        commit to decoding a compressed body that a policy will read."""
-        assert self.route is not None
-        self.endpoint, path = read_endpoint(self.route.provider, self.route.passthrough,
-                                            headers)
-        if path is not None:
-            headers[":path"] = path
-            self.set_request_header(":path", path)
-        if self.endpoint.passthrough and not self.request_ended \
-                and headers.get(":method") in ("GET", "HEAD"):
-            raise Unreadable(400, "a GET or HEAD request may not carry a body here",
-                             "extproc_unexpected_body")
-        if self.endpoint.passthrough:   # auth and request limits only; plugins as they like
-            self._body_policies = tuple(p for p in self.route.policies if not p.reads_json)
-            self._needs_request_body = any(p.needs_request_body for p in self._body_policies)
-        elif self.route.reads_request_body and not self.request_ended:
-            self._codings = encodings(headers.get("content-encoding", ""))
-            if self._codings:           # the provider gets the body as the policies read it
-                self.remove_request_header("content-encoding")
 
     def _headers_reply(self, response: bool, override: ProcessingMode | None
                        ) -> Sequence[Reply]:

@@ -1,8 +1,10 @@
-"""The request body side of an `Exchange`: held STREAMED chunks, the size limit, the body as
-every policy reads it (`reading.read_body`, decoded and parsed once), each policy's
-`on_request_body`, and the one reply that carries the result (a body mutation with its
-content-length in BUFFERED, a `streamed_response` in FULL_DUPLEX_STREAMED), trailers
-included. A base class of `Exchange`, which owns the state it reads.
+"""The request body side of an `Exchange`: what reads the body (decided as the request is
+classified: the policies a pass-through endpoint leaves, the codings to undo), held
+STREAMED chunks, the size limit, the body as every policy reads it (`reading.read_body`,
+decoded and parsed once), each policy's `on_request_body`, and the one reply that carries
+the result (a body mutation with its content-length in BUFFERED, a `streamed_response` in
+FULL_DUPLEX_STREAMED), trailers included. A base class of `Exchange`, which owns the state
+it reads.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from . import protocol as P
 from . import unshown
 from .mutations import HeaderMutations
 from .policy import Policy, Reject
-from .reading import read_body
+from .reading import Unreadable, encodings, read_body, read_endpoint
 
 if TYPE_CHECKING:
     from .config import RouteConfig
@@ -43,6 +45,7 @@ class RequestBody(HeaderMutations):
     route_name: str | None
     _needs_request_body: bool
     _awaiting_body: bool
+    request_ended: bool
     _body_seen: bool
     _body_policies: tuple[Policy, ...]
     _held: list[bytes]
@@ -51,6 +54,27 @@ class RequestBody(HeaderMutations):
 
     def _with_metadata(self, msg: pb.ProcessingResponse) -> pb.ProcessingResponse:
         raise NotImplementedError   # the Exchange's: the pending metadata on a reply
+
+    def _read(self, headers: dict[str, str]) -> None:
+        """Classify the request by its canonical target (sent upstream if it differs), and
+        commit to decoding a compressed body that a policy will read."""
+        assert self.route is not None
+        self.endpoint, path = read_endpoint(self.route.provider, self.route.passthrough,
+                                            headers)
+        if path is not None:
+            headers[":path"] = path
+            self.set_request_header(":path", path)
+        if self.endpoint.passthrough and not self.request_ended \
+                and headers.get(":method") in ("GET", "HEAD"):
+            raise Unreadable(400, "a GET or HEAD request may not carry a body here",
+                             "extproc_unexpected_body")
+        if self.endpoint.passthrough:   # auth and request limits only; plugins as they like
+            self._body_policies = tuple(p for p in self.route.policies if not p.reads_json)
+            self._needs_request_body = any(p.needs_request_body for p in self._body_policies)
+        elif self.route.reads_request_body and not self.request_ended:
+            self._codings = encodings(headers.get("content-encoding", ""))
+            if self._codings:           # the provider gets the body as the policies read it
+                self.remove_request_header("content-encoding")
 
     async def _on_request_body(self, b: pb.HttpBody) -> Sequence[Reply]:
         self.request_body_bytes += len(b.body)
