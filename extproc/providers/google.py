@@ -45,8 +45,8 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import extproc.providers.google_config as config
 from extproc.codecs.jsonprune import EACH
-from extproc.providers import google_config as config
 from extproc.providers.base import Adapter, Delta, Prompt, Usage
 from extproc.providers.google_partial import (
     is_partial,
