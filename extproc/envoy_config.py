@@ -193,7 +193,43 @@ def render_dict(s: EnvoySettings) -> dict[str, Any]:
                             "virtual_hosts", []):
                         host["routes"] = [r for r in host["routes"]
                                           if r.get("name", "").split("-")[0] != "unified"]
+    for listener in doc["static_resources"]["listeners"]:
+        for chain in listener["filter_chains"]:
+            for f in chain["filters"]:
+                _say_unrouted(f["typed_config"])
     return doc
+
+
+def served_prefixes(hcm: dict[str, Any]) -> list[str]:
+    """The path prefixes an HTTP connection manager's routes serve, in route order."""
+    out: list[str] = []
+    for host in hcm.get("route_config", {}).get("virtual_hosts", []):
+        for r in host["routes"]:
+            prefix = r.get("match", {}).get("prefix")
+            if prefix and prefix != "/" and prefix not in out:
+                out.append(prefix)
+    return out
+
+
+def _say_unrouted(hcm: dict[str, Any]) -> None:
+    """Envoy's 404 for a path no route matches has no body of its own: name the prefixes the
+    gateway serves instead (the first local-reply mapper, before the provider formats, which
+    go by a prefix such a path does not have)."""
+    mappers = hcm.get("local_reply_config", {}).get("mappers")
+    prefixes = served_prefixes(hcm)
+    if mappers is None or not prefixes:
+        return
+    message = ("gateway error: no route for this path; the gateway serves paths under "
+               + ", ".join(prefixes) + " (route_not_found)")
+    mappers.insert(0, {
+        "filter": {"extension_filter": {
+            "name": "envoy.access_loggers.extension_filters.cel",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3."
+                         "ExpressionFilter",
+                "expression": "response.code_details == 'route_not_found'"}}},
+        "body_format_override": {"json_format": {"error": {
+            "message": message, "type": "gateway_error", "code": "route_not_found"}}}})
 
 
 def upstream_tls(host: str, ca_bundle: str = CA_BUNDLE) -> dict[str, Any]:

@@ -152,6 +152,9 @@ def test_a_path_out_of_every_provider_prefix_gets_a_404_and_goes_nowhere(
     assert answer.status == 404, answer.body
     error = answer.json()["error"]
     assert error["code"] == "route_not_found" and error["type"] == "gateway_error"
+    # the client is told where the gateway serves, not just that nothing matched
+    assert "/openai/" in error["message"] and "/anthropic/" in error["message"], error
+    assert "/gemini/" in error["message"] and "/vertex/" in error["message"], error
     assert reached(gw, rid) is None
 
 
