@@ -324,7 +324,9 @@ def _spend(args: argparse.Namespace) -> int:
             print(f"extproc spend: {url}: {r.status_code} {r.text.strip()}", file=sys.stderr)
             return 1
         rows = r.json()["budgets"]
+        configured = r.json().get("configured")
     else:
+        configured = None
         url = args.redis
         if not url:
             import yaml
@@ -361,7 +363,7 @@ def _spend(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        sys.stdout.write(table(rows))
+        sys.stdout.write(table(rows, configured))
     return 0
 
 

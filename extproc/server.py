@@ -187,10 +187,13 @@ async def _start_admin(processor: Processor, host: str, port: int) -> web.AppRun
         return web.Response(text="ok\n")
 
     async def spend(_: web.Request) -> web.Response:
+        from .limits.budgets import configured
         from .limits.settings import spend_budgets
         from .limits.store import StoreUnavailable
         try:
-            return web.json_response(await spend_budgets())
+            found = await spend_budgets()
+            found["configured"] = configured(processor.config.routes)
+            return web.json_response(found)
         except StoreUnavailable as exc:
             return web.json_response({"error": str(exc)}, status=503)
 

@@ -152,6 +152,7 @@ def _spend(ports: list[int], alive: list[bool]) -> tuple[int, bytes, str]:
     """`/spend` of all workers: a shared (Redis) store's budgets once, each worker's own
     (memory) budgets marked with its index."""
     rows: list[dict[str, Any]] = []
+    configured = None   # (every worker runs the same config)
     for i, (port, up) in enumerate(zip(ports, alive, strict=True)):
         body = _fetch(port, "/spend") if up and port else None
         if body is None:
@@ -160,7 +161,11 @@ def _spend(ports: list[int], alive: list[bool]) -> tuple[int, bytes, str]:
         if found.get("store") == "redis":
             return 200, body, "application/json"
         rows += [{**row, "worker": i} for row in found.get("budgets", ())]
-    return 200, json.dumps({"store": "memory", "budgets": rows}).encode(), "application/json"
+        configured = found.get("configured", configured)
+    answer: dict[str, Any] = {"store": "memory", "budgets": rows}
+    if configured is not None:
+        answer["configured"] = configured
+    return 200, json.dumps(answer).encode(), "application/json"
 
 
 def _worker(opts: ServeOptions, index: int, ports: Any) -> None:

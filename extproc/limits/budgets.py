@@ -67,9 +67,26 @@ def rows(lab: Mapping[str, Any], tats: Sequence[float | None], now: float
     return out
 
 
-def table(found: Sequence[Mapping[str, Any]]) -> str:
-    """The rows as a text table (what `extproc spend` prints)."""
+def configured(routes: Mapping[str, Any]) -> int:
+    """How many spend limits the routes of a config set (a route's `RateLimit` policies'
+    limits with `spend:` windows; each of a `provider: auto` route's variants counts once)."""
+    seen: set[tuple[str, str]] = set()
+    for name, route in routes.items():
+        for r in (route, *getattr(route, "variants", {}).values()):
+            for policy in r.policies:
+                for spec in getattr(policy, "limits", ()):
+                    if getattr(spec, "spend", ()):
+                        seen.add((name, spec.name))
+    return len(seen)
+
+
+def table(found: Sequence[Mapping[str, Any]], configured: int | None = None) -> str:
+    """The rows as a text table (what `extproc spend` prints); `configured`: how many spend
+    limits the server's config sets, when known (none: say so rather than "nothing spent")."""
     if not found:
+        if configured == 0:
+            return ("no spend budgets are configured: a route's rate_limits entry sets one "
+                    "with spend: [{limit: 25.00, per: 1d}]\n")
         return "no spend recorded in any spend budget's current window\n"
     head = ("ROUTE", "LIMIT", "KEY", "PER", "BUDGET", "SPENT", "REMAINING", "RESETS IN")
     lines = [head]

@@ -91,6 +91,19 @@ def sse_usage(text: str) -> tuple[int, int]:
     raise AssertionError("no usage in the stream")
 
 
+def test_extproc_spend_says_the_config_sets_no_spend_budget(gw: Gateway) -> None:
+    import subprocess
+    import sys
+    assert gw.server is not None
+    admin = f"http://127.0.0.1:{gw.server.admin_port}"
+    with urllib.request.urlopen(f"{admin}/spend", timeout=5) as r:
+        assert json.loads(r.read()) == {"store": "memory", "budgets": [], "configured": 0}
+    done = subprocess.run([sys.executable, "-m", "extproc", "spend", "--admin", admin],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("no spend budgets are configured"), done.stdout
+
+
 def test_envoys_own_413_is_a_gateway_refusal_not_an_upstream_error(gw: Gateway) -> None:
     """A body past Envoy's buffer limit is answered by Envoy before the processor sees it or
     anything goes upstream: counted and logged as `gateway_rejected`, not as a provider

@@ -14,6 +14,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -177,6 +178,9 @@ def test_extproc_spend_reads_a_servers_memory_budgets(gw: Gateway) -> None:
     # 2 tokens (1 + 1: the mock's "ok") at 0.001, minus what drained since (< 1 micro-unit/s)
     assert abs(D(row["spent"]) - D("0.002")) <= D("0.00002")
     assert abs(D(row["remaining"]) - D("0.998")) <= D("0.00002")
+    with urllib.request.urlopen(f"http://127.0.0.1:{gw.server.admin_port}/spend",
+                                timeout=5) as answer:
+        assert json.loads(answer.read())["configured"] >= 1
     text = run_spend("--admin", f"http://127.0.0.1:{gw.server.admin_port}")
     assert text.returncode == 0 and who["x-test-client"] in text.stdout
     assert text.stdout.startswith("ROUTE")

@@ -452,3 +452,22 @@ def test_a_spend_label_keeps_a_bounded_value_of_a_long_key() -> None:
     shown = lab["key"]["header:x-team"]
     assert len(shown) == budgets.MAX_LABEL_VALUE and long.startswith(shown[:-1])
     assert keys.limit_key("r", "spend", [long]) != keys.limit_key("r", "spend", [long + "y"])
+
+
+def test_extproc_spend_says_when_no_spend_budget_is_configured() -> None:
+    """An empty answer from a server whose config sets no spend budget is not "nothing
+    spent yet": the table says there is nothing to spend against, and how to set one."""
+    none = loader.parse(_doc([{"name": "req", "key": [], "requests": [{"limit": 5,
+                                                                        "per": "1m"}]}]))
+    two = loader.parse({"routes": [
+        {"name": "a", "provider": "openai", "default_price": {"input": 1, "output": 4},
+         "rate_limits": [{"name": "s", "key": [], "spend": [{"limit": 1, "per": "1d"},
+                                                            {"limit": 5, "per": "30d"}]},
+                         {"name": "r", "key": [], "requests": [{"limit": 5, "per": "1m"}]}]},
+        {"name": "b", "provider": "auto", "default_price": {"input": 1, "output": 4},
+         "rate_limits": [{"name": "s", "key": [], "spend": [{"limit": 1, "per": "1d"}]}]}]})
+    assert budgets.configured(none.routes) == 0
+    assert budgets.configured(two.routes) == 2     # one per limit, whatever its windows
+    assert budgets.table([], 0).startswith("no spend budgets are configured")
+    assert budgets.table([], 2).startswith("no spend recorded")
+    assert budgets.table([]).startswith("no spend recorded")   # (unknown: --redis)

@@ -74,3 +74,11 @@ def test_a_worker_that_has_not_bound_its_admin_port_is_not_asked(monkeypatch: An
     # worker 0 is starting (or restarting): its port is still 0
     found = json.loads(workers._spend([0, 7], [True, True])[1])
     assert asked == [7] and [r["worker"] for r in found["budgets"]] == [1]
+
+
+def test_spend_of_the_workers_says_how_many_budgets_are_configured(monkeypatch: Any) -> None:
+    answers = {1: {"store": "memory", "budgets": [], "configured": 0}, 2: None}
+    monkeypatch.setattr(workers, "_fetch", lambda port, path: None if answers[port] is None
+                        else json.dumps(answers[port]).encode())
+    assert json.loads(workers._spend([1, 2], [True, True])[1])["configured"] == 0
+    assert "configured" not in json.loads(workers._spend([2], [True])[1])
