@@ -43,10 +43,10 @@ from ..providers.slots import JSON_PIECES, NAME_PIECE, Piece, TextSlot
 from ..providers.values import MaskingFn, rewrite_json_strings
 from .event_stream import UNREADABLE, EventMasker, ended, media, refusal_message
 from .names import mask_name
+from .stops import GOOGLE, _dump, stop_events, stream_head
 from .stream import GuardTriggered, StreamMasker
 
 MaskerFactory = Callable[[], list[StreamMasker]]
-GOOGLE = ("gemini", "vertex")
 
 # The common OpenAI event, a content delta of one choice, when it is written the way `_dump`
 # writes it: compact, strings without escapes, integers only (outside the text), one choice
@@ -67,16 +67,6 @@ _OPENAI_TEXT = re.compile(
 _TEXT_LITERAL = re.compile(_TEXT)
 _TEXT_LITERAL_BYTES = re.compile(_TEXT.encode())
 _STRINGS = re.compile(r'"([^"]*)"(:?)')  # in text without escapes: each string, ':' if a key
-
-
-def _dump(doc: Any, google: bool) -> str:
-    separators = (",", ": ") if google else (",", ":")
-    text = json.dumps(doc, ensure_ascii=False, separators=separators)
-    try:
-        text.encode()
-    except UnicodeEncodeError:   # a lone surrogate (from a \ud800 escape): keep it escaped
-        text = json.dumps(doc, ensure_ascii=True, separators=separators)
-    return text
 
 
 def _encode(data: str, event: str | None, terminator: bytes) -> bytes:
@@ -241,13 +231,13 @@ class SSEMaskingReframer(EventMasker):
         doc = self._parse(data)
         if doc is None:
             return self._rejected(UNREADABLE)
+        self._current = (data, event)
         texts = self.adapter.stream_texts(doc, event)   # strings, and whole JSON values
         if texts.unread:     # an image, audio: refused unless every guard lets it pass
             media(texts.unread, self.allow_unread)
         if not texts.slots and not texts.ends and not texts.ends_all \
                 and not texts.ends_pieces:
             return raw
-        self._current = (data, event)
         changed = False
         here: dict[Piece, TextSlot] = {}      # each piece's last slot in this event
         for slot in texts.slots:
@@ -367,35 +357,18 @@ class SSEMaskingReframer(EventMasker):
         return b"".join(self._synthetic(key) for key in list(self.chains))
 
     # --- reject ---------------------------------------------------------------------------
+    def _head(self) -> dict[str, Any]:
+        """`stream_head` of the event being read (or the last one read with text)."""
+        data = self._current[0]
+        if isinstance(data, bytes):   # the chunk `_chunk_text` read: `data: ...` and LF LF
+            data = data[6:-2].decode("utf-8", "replace")
+        try:
+            return stream_head(json.loads(data)) if data else {}
+        except (ValueError, RecursionError):
+            return {}
+
     def _rejected(self, detector: str) -> bytes:
         self.stopped = True
         if self.on_reject is not None:
             self.on_reject(detector)
-        return stop_events(self.provider, refusal_message(detector))
-
-
-def stop_events(provider: str, message: str) -> bytes:
-    """The events that end a refused stream: a finish the SDKs understand (OpenAI
-    `content_filter`, Anthropic `refusal`, Gemini `SAFETY`), then an error event."""
-    google = provider in GOOGLE
-    stop: dict[str, Any]
-    error: dict[str, Any]
-    if provider == "anthropic":
-        stop = {"type": "message_delta", "delta": {"stop_reason": "refusal",
-                                                  "stop_sequence": None},
-                "usage": {"output_tokens": 0}}
-        error = {"type": "error", "error": {"type": "invalid_request_error",
-                                            "message": message}}
-        return (encode(_dump(stop, False), event="message_delta")
-                + encode(_dump(error, False), event="error"))
-    if google:
-        stop = {"candidates": [{"content": {"parts": [{"text": ""}], "role": "model"},
-                                "finishReason": "SAFETY", "index": 0}]}
-        error = {"error": {"code": 400, "message": message, "status": "INVALID_ARGUMENT"}}
-        return (encode(_dump(stop, True), terminator=b"\r\n\r\n")
-                + encode(_dump(error, True), terminator=b"\r\n\r\n"))
-    stop = {"object": "chat.completion.chunk", "choices": [
-        {"index": 0, "delta": {}, "finish_reason": "content_filter"}]}
-    error = {"error": {"message": message, "type": "invalid_request_error",
-                       "param": None, "code": "content_filter"}}
-    return encode(_dump(stop, False)) + encode(_dump(error, False))
+        return stop_events(self.provider, refusal_message(detector), self._head())

@@ -16,7 +16,8 @@ from ..codecs.sse import encode
 from ..providers.base import Adapter
 from ..providers.openai_legacy import OpenAICompletionsAdapter
 from .event_stream import refusal_message
-from .reframe import MaskerFactory, SSEMaskingReframer, _dump
+from .reframe import MaskerFactory, SSEMaskingReframer
+from .stops import HEAD_FIELDS, _dump
 
 
 class CompletionsMaskingReframer(SSEMaskingReframer):
@@ -36,8 +37,12 @@ class CompletionsMaskingReframer(SSEMaskingReframer):
         if self.on_reject is not None:
             self.on_reject(detector)
         message = refusal_message(detector)
-        stop = {"object": "text_completion", "choices": [
-            {"text": "", "index": 0, "logprobs": None, "finish_reason": "content_filter"}]}
+        head = self._head()
+        stop = {**{k: head[k] for k in HEAD_FIELDS[:1] if k in head},
+                "object": "text_completion",
+                **{k: head[k] for k in HEAD_FIELDS[1:] if k in head},
+                "choices": [{"text": "", "index": 0, "logprobs": None,
+                             "finish_reason": "content_filter"}]}
         error = {"error": {"message": message, "type": "invalid_request_error",
                            "param": None, "code": "content_filter"}}
         return encode(_dump(stop, False)) + encode(_dump(error, False))

@@ -48,13 +48,14 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Awaitable, Callable, Hashable
+from typing import Any
 
 from ..codecs.sse import Event, SSEDecoder, SSEError, encode
 from ..policy import BodyTransform
 from ..providers import Adapter, adapter_for
 from ..providers.unread import NAMES
 from .event_stream import OVERSIZED, UNREADABLE, refusal_message
-from .reframe import GOOGLE, _dump, stop_events
+from .stops import GOOGLE, _dump, stop_events, stream_head
 from .webhook import (
     CONTEXT_CHARS,
     Text,
@@ -111,6 +112,7 @@ class WebhookStreamGuard(BodyTransform):
         self.readings = ArgumentReadings()
         self.ending = False                             # the stream's last release
         self.stopped = False
+        self.head: dict[str, Any] = {}                  # `stream_head` of its first event
 
     @property
     def held_bytes(self) -> int:
@@ -154,6 +156,8 @@ class WebhookStreamGuard(BodyTransform):
             if self.stopped:
                 return b"".join(out)
             held, ends, final = read_event(self.adapter, ev, self._whole, self.allow_unread)
+            if not self.head:
+                self.head = stream_head(held.doc)
             if held.unreadable:                 # fail closed: what no guard can check
                 out.append(await self._refuse(refusal_message(UNREADABLE), report=False))
                 return b"".join(out)
@@ -356,4 +360,4 @@ class WebhookStreamGuard(BodyTransform):
     def _stop(self, message: str) -> bytes:
         self.stopped = True
         self.held, self.pending, self.pending_chars = [], {}, 0
-        return stop_events(self.provider, message)
+        return stop_events(self.provider, message, self.head)

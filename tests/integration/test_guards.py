@@ -372,6 +372,9 @@ def test_a_reject_guard_on_a_stream_ends_it_the_sdk_way(gw: Gateway) -> None:
     text = "".join(c.choices[0].delta.content or "" for c in seen if c.choices)
     assert AWS_KEY[:4] not in text and text.startswith("the key is")
     assert seen[-1].choices[0].finish_reason == "content_filter"
+    # the SDK's chunk model has what every chunk has, the refusal's too
+    assert (seen[-1].id, seen[-1].model, seen[-1].created) == (
+        seen[0].id, seen[0].model, seen[0].created)
 
 
 def test_a_reject_guard_refuses_a_whole_reply(gw: Gateway) -> None:

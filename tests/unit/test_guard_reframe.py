@@ -120,6 +120,21 @@ def test_reject_ends_the_stream_before_the_value(provider: str, cuts: list[int])
     finish = {"openai": b'"finish_reason":"content_filter"', "anthropic": b'"refusal"',
               "gemini": b'"SAFETY"'}[provider]
     assert finish in out
+    if provider == "openai":
+        assert_stop_chunk_repeats_the_head(out)
+
+
+def assert_stop_chunk_repeats_the_head(out: bytes, kind: str = "chat.completion.chunk") -> None:
+    """The chunk that ends a refused OpenAI stream has the stream's id, created and model
+    (the SDKs' chunk schema requires them: `chunk.id` of the last chunk must not fail)."""
+    docs = [json.loads(line[6:]) for line in out.decode().split("\n")
+            if line.startswith("data: {")]
+    stop = next(d for d in docs if d.get("choices") and any(
+        c.get("finish_reason") == "content_filter" for c in d["choices"]))
+    head = {k: docs[0][k] for k in ("id", "created", "model")}
+    assert {k: stop.get(k) for k in head} == head, (docs[0], stop)
+    assert stop["object"] == kind
+    assert list(stop)[:4] == ["id", "object", "created", "model"]   # as OpenAI orders them
 
 
 # ---- the fast path for OpenAI text events gives what parsing every event gives ---------------

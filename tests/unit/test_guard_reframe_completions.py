@@ -19,6 +19,8 @@ from extproc.guards.scanner import Scanner, builtin
 from extproc.guards.stream import StreamMasker
 from extproc.providers.openai_legacy import OpenAICompletionsAdapter
 
+from .test_guard_reframe import assert_stop_chunk_repeats_the_head
+
 SCANNER = Scanner(builtin(["email", "phone", "card"]))
 EMAIL = "jane.roe@example.org"
 
@@ -122,6 +124,7 @@ def test_reject_ends_the_stream_before_the_value(cuts: list[int]) -> None:
     out = b"".join(chunks)
     assert b'"finish_reason":"content_filter"' in out
     assert b"response blocked by a guard: it contains email" in out
+    assert_stop_chunk_repeats_the_head(out, "text_completion")
 
 
 def sdk_text(raw: bytes) -> str:

@@ -32,7 +32,7 @@ from extproc.guards.webhook import (
 )
 from extproc.guards.webhook_stream import WebhookStreamGuard
 
-from .test_guard_reframe import client_text, with_value
+from .test_guard_reframe import assert_stop_chunk_repeats_the_head, client_text, with_value
 
 EMAIL = Scanner(builtin(["email"]))
 
@@ -178,6 +178,8 @@ def test_reject_ends_the_stream_with_nothing_of_the_segment(provider: str,
     assert b"falcon" not in out and b"jane" not in out and finish in out
     assert b"response blocked by guard 'dlp': a codename" in out
     assert reports[-1] == ("dlp", "rejected")
+    if provider == "openai":
+        assert_stop_chunk_repeats_the_head(out)
 
 
 def test_a_failing_webhook_fails_closed_or_open() -> None:
