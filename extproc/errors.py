@@ -37,8 +37,9 @@ def error_kind(provider: str, status: int) -> str:
 
 
 def error_body(provider: str, status: int, message: str, kind: str | None = None,
-               code: str | None = None) -> bytes:
-    """A complete JSON error body, as the provider itself would send it."""
+               code: str | None = None, param: str | None = None) -> bytes:
+    """A complete JSON error body, as the provider itself would send it (`code` and `param`,
+    the request field at fault, are OpenAI's: other formats have no place for them)."""
     kind = kind or error_kind(provider, status)
     if provider == "anthropic":
         doc: dict = {"type": "error", "error": {"type": kind, "message": message}}
@@ -47,5 +48,5 @@ def error_body(provider: str, status: int, message: str, kind: str | None = None
     elif provider == "gateway":   # no provider known (no route): the gateway's own shape
         doc = {"error": {"message": message, "type": "gateway_error", "code": status}}
     else:
-        doc = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+        doc = {"error": {"message": message, "type": kind, "param": param, "code": code}}
     return json.dumps(doc, separators=(",", ":")).encode()

@@ -187,7 +187,7 @@ class Exchange(RequestBody):
     def _reject(self, r: Reject) -> pb.ProcessingResponse:
         self.done = True
         headers = {"content-type": _JSON, **r.headers}
-        body = error_body(self.provider, r.status, r.message, r.kind, r.code)
+        body = error_body(self.provider, r.status, r.message, r.kind, r.code, r.param)
         return self._with_metadata(P.immediate(r.status, body, headers,
                                                r.details or f"extproc_{r.status}"))
 

@@ -27,12 +27,13 @@ class Reject(Exception):
 
     def __init__(self, status: int, message: str, *, kind: str | None = None,
                  headers: Mapping[str, str] | None = None, details: str | None = None,
-                 code: str | None = None) -> None:
+                 code: str | None = None, param: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.kind = kind
         self.code = code   # OpenAI's error `code` (other formats have none)
+        self.param = param   # OpenAI's error `param`: the request field at fault, if one is
         self.headers = dict(headers or {})
         self.details = details
 

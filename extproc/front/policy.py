@@ -213,7 +213,7 @@ class FrontRequest(_FrontPolicy):
         except Unsupported as exc:
             raise Reject(400, f"{backend.provider} cannot honour {exc.field}: {exc.reason}",
                          details="extproc_front_unsupported",
-                         code="unsupported_parameter") from None
+                         code="unsupported_parameter", param=exc.field) from None
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise Reject(400, f"the request cannot be translated for {backend.provider}: "
                          f"{exc}", details="extproc_front_untranslatable") from None

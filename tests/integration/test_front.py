@@ -271,6 +271,7 @@ def test_a_field_the_backend_cannot_honour_is_a_400_naming_it(gw: Gateway) -> No
         client(gw).chat.completions.create(model="claude-sonnet-4-5", messages=MSG,
                                            logit_bias={"50256": -100})
     assert "logit_bias" in exc.value.message and exc.value.code == "unsupported_parameter"
+    assert exc.value.param == "logit_bias"      # as OpenAI names the field at fault
     with pytest.raises(openai.BadRequestError) as exc:
         client(gw).chat.completions.create(model="gemini-2.5-flash", messages=MSG,
                                            extra_body={"no_such_field": 1})
