@@ -63,18 +63,8 @@ def _workers_arg(value: str) -> str:
     return value
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["mock-llm"]:  # its own parser owns every option after it
-        from .logs import setup_logging
-        from .mock.server import main as mock_main
-        setup_logging()
-        return mock_main(argv[1:])
-    if argv[:1] == ["guard-webhook"]:  # likewise
-        from .guards.sample_webhook import main as webhook_main
-        from .logs import setup_logging
-        setup_logging()
-        return webhook_main(argv[1:])
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser (`mock-llm` and `guard-webhook` parse their own options)."""
     parser = argparse.ArgumentParser(prog="extproc", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -87,15 +77,19 @@ def main(argv: list[str] | None = None) -> int:
                    help="processes sharing the TCP port through SO_REUSEPORT; auto: one "
                    f"per usable core minus ${RESERVED_CORES_ENV} (default 1, for Envoy)")
     p.add_argument("--admin-port", type=int,
-                   help="HTTP port for /metrics, /stats and /healthz (of all the workers)")
-    p.add_argument("--admin-host", default="127.0.0.1")
+                   help="HTTP port for /metrics, /stats, /healthz and /spend (of all the "
+                   "workers); none: no admin endpoint")
+    p.add_argument("--admin-host", default="127.0.0.1",
+                   help="address the admin port binds (default 127.0.0.1; 0.0.0.0 for a "
+                   "scraper on another host)")
     p.add_argument("--watch-config", action="store_true",
                    help="reload the config when its file changes (SIGHUP always reloads)")
     p.add_argument("--log-format", choices=("json", "text"),
                    help="log lines as JSON objects (default) or text; env EXTPROC_LOG_FORMAT")
 
     p = sub.add_parser("check", help="validate config files; exit 1 naming every error")
-    p.add_argument("files", nargs="*", default=[DEFAULT_CONFIG])
+    p.add_argument("files", nargs="*", default=[DEFAULT_CONFIG],
+                   help=f"config files (default {DEFAULT_CONFIG})")
 
     sub.add_parser("mock-llm", help="run the mock LLM provider (--host, --port)")
     sub.add_parser("guard-webhook", help="run the sample guard webhook (--host, --port, "
@@ -103,8 +97,12 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("render-envoy", help="print the Envoy config rendered for a place")
     p.add_argument("--place", default="local",
-                   choices=("local", "compose", "test", "kubernetes-sidecar"))
-    p.add_argument("--config", default=DEFAULT_CONFIG)
+                   choices=("local", "compose", "test", "kubernetes-sidecar"),
+                   help="where the Envoy runs: its addresses and the processor's (default "
+                   "local)")
+    p.add_argument("--config", default=DEFAULT_CONFIG,
+                   help="the server's config, for its limits and routes (default "
+                   f"{DEFAULT_CONFIG})")
     p.add_argument("--upstream", action="append", default=[], metavar="PROVIDER=URL",
                    help="e.g. openai=https://api.openai.com (default: the mock provider)")
     p.add_argument("--fail-open", action="store_true",
@@ -112,13 +110,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-o", "--output", help="write to this file instead of stdout")
 
     p = sub.add_parser("up", help="run Envoy, the server and the mock provider together")
-    p.add_argument("--config", default=DEFAULT_CONFIG)
-    p.add_argument("--port", type=int, default=10000, help="Envoy's listener port")
-    p.add_argument("--upstream", action="append", default=[], metavar="PROVIDER=URL")
-    p.add_argument("--mock-port", type=int, default=8081)
-    p.add_argument("--extproc-port", type=int, default=50051)
-    p.add_argument("--admin-port", type=int, default=9464, help="extproc's admin port")
-    p.add_argument("--envoy-admin-port", type=int, default=9901)
+    p.add_argument("--config", default=DEFAULT_CONFIG,
+                   help=f"the server's YAML config (default {DEFAULT_CONFIG})")
+    p.add_argument("--port", type=int, default=10000,
+                   help="Envoy's listener port, where clients connect (default 10000)")
+    p.add_argument("--upstream", action="append", default=[], metavar="PROVIDER=URL",
+                   help="send PROVIDER's route to URL instead of the mock, e.g. "
+                   "openai=https://api.openai.com (repeatable)")
+    p.add_argument("--mock-port", type=int, default=8081,
+                   help="the mock provider's port (default 8081)")
+    p.add_argument("--extproc-port", type=int, default=50051,
+                   help="the server's gRPC port, which Envoy calls (default 50051)")
+    p.add_argument("--admin-port", type=int, default=9464,
+                   help="the server's admin port: /metrics, /stats, /spend (default 9464)")
+    p.add_argument("--envoy-admin-port", type=int, default=9901,
+                   help="Envoy's admin port (default 9901)")
 
     p = sub.add_parser("token", help="mint a JWT for the local stack (development key)")
     p.add_argument("--sub", required=True, help="the subject (who the token is for)")
@@ -142,10 +148,25 @@ def main(argv: list[str] | None = None) -> int:
                    "(its GET /spend; the only way to read in-memory budgets)")
     p.add_argument("--redis", metavar="URL", help="read Redis at this URL (default: the "
                    "config's limits.redis_url when its backend is redis)")
-    p.add_argument("--config", default=DEFAULT_CONFIG)
+    p.add_argument("--config", default=DEFAULT_CONFIG,
+                   help=f"the config whose limits.redis_url to read (default {DEFAULT_CONFIG})")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["mock-llm"]:  # its own parser owns every option after it
+        from .logs import setup_logging
+        from .mock.server import main as mock_main
+        setup_logging()
+        return mock_main(argv[1:])
+    if argv[:1] == ["guard-webhook"]:  # likewise
+        from .guards.sample_webhook import main as webhook_main
+        from .logs import setup_logging
+        setup_logging()
+        return webhook_main(argv[1:])
+    args = build_parser().parse_args(argv)
     from .logs import setup_logging
     if getattr(args, "log_format", None):
         os.environ["EXTPROC_LOG_FORMAT"] = args.log_format   # workers inherit it
