@@ -71,6 +71,14 @@ per setup, one plot per workload and concurrency. The x axis is 1/(1 - p) on a l
 slowest request, drawn at the (1 - 1/N) percentile for N requests."""
 
 
+#: how a round went through the setups (`meta["order"]`)
+ORDERS = {
+    "interleaved": "all setups but (l) up at once, each row measured on one after the other "
+                   "(reversed every other round), so the rows a ratio compares are minutes "
+                   "apart at most; (l) alone after them",
+    "sequential": "one setup after another, each through every row"}
+
+
 def _fmt(value: float | None, digits: int = 2) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
@@ -336,6 +344,7 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]], raw: list[dict[st
              f"- Rounds: {meta['rounds']}" + (
                  " (each row is its median-throughput round; req/s shows the range over "
                  "rounds in brackets)" if meta["rounds"] > 1 else ""),
+             *([f"- Order: {ORDERS[meta['order']]}"] if meta.get("order") in ORDERS else []),
              "", "## How to read this", "", HOW_TO_READ, "", "## Results", "", table(rows), ""]
     found = notes(rows, raw, meta.get("skipped"))
     if found:

@@ -5,15 +5,18 @@ policy of the reference config, (h2) the same on 2 workers, (l) LiteLLM's proxy 
 
     .venv/bin/python bench/run.py [--duration 10] [--only a,b,h,l] [--quick] [--rounds 1]
 
-Starts each setup in turn, runs the non-streamed, streamed and paced streamed workloads at
-concurrency 1 and 32 (wrk for throughput and latency, an asyncio client for time to first
-byte), prints the table and writes bench/out/results.json and bench/out/RESULTS.md; a full
-run (all setups, not --quick) also writes bench/RESULTS.md. See bench/README.md.
+Starts the setups (all at once, then each row measured on one setup after the other;
+--sequential: one setup after another), runs the non-streamed, streamed and paced streamed
+workloads at concurrency 1 and 32 (wrk for throughput and latency, an asyncio client for
+time to first byte), prints the table and writes bench/out/results.json and
+bench/out/RESULTS.md; a full run (all setups, not --quick) also writes bench/RESULTS.md. See
+bench/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -58,6 +61,9 @@ def _options(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="2 s rows, 1 s warm-up, fewer TTFB")
     p.add_argument("--rounds", type=int, default=1,
                    help="repeat the whole sequence of setups N times; rows keep the median (1)")
+    p.add_argument("--sequential", action="store_true",
+                   help="run one setup after another, each through every row, instead of "
+                   "starting them all and measuring each row on every setup in turn")
     p.add_argument("--retries", type=int, default=2,
                    help="re-measure a row disturbed by foreign CPU load up to N times (2)")
     p.add_argument("--record", action="store_true",
@@ -100,6 +106,7 @@ def _meta(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
             "python": f"{platform.python_implementation()} {platform.python_version()}",
             "command": shlex.join([exe, script, *argv]), "duration_s": args.duration,
             "warmup_s": args.warmup, "setups": args.keys, "rounds": args.rounds,
+            "order": "sequential" if args.sequential else "interleaved",
             "ttfb_requests": "max(50, 5 x c)" if args.quick and not args.ttfb_requests
             else f"{args.ttfb_requests or 'max(200, 20 x c)'} requests"}
 
@@ -171,11 +178,13 @@ def _row(run: Running, wl: Workload, script: Path, c: int,
     row["attempts"] = len(tries)
     result, ttfb, cpu = row["wrk"], row["ttfb"], row["cpu"]
     extra = f"  TTFB p50 {ttfb['p50_ms']:.2f} ms" if ttfb else ""
+    who = "" if args.sequential else f"({run.key}) "
     load = " ".join(f"{k}={v:.0f}" for k, v in cpu.items())
     per_req = " ".join(f"{k}={v:.0f}" for k, v in row["cpu_us_per_req"].items()
                        if v is not None)
-    print(f"  {wl.name:>12} c={c:<2} {result['rps']:7.0f} req/s  p50 {result['p50_ms']:.2f} ms  "
-          f"p99 {result['p99_ms']:.2f} ms{extra}  cpu% {load}  cpu us/req {per_req}", flush=True)
+    print(f"  {who}{wl.name:>12} c={c:<2} {result['rps']:7.0f} req/s  "
+          f"p50 {result['p50_ms']:.2f} ms  p99 {result['p99_ms']:.2f} ms{extra}  "
+          f"cpu% {load}  cpu us/req {per_req}", flush=True)
     return row
 
 
@@ -219,6 +228,56 @@ def _round(args: argparse.Namespace, rnd: int, stats: dict[str, list[dict[str, A
             skipped[key] = f"LiteLLM did not serve the bench: {exc!r}"[:300]
             print(f"  skipped: {skipped[key]}", flush=True)
             rows = [r for r in rows if r["setup_key"] != key]
+    return rows
+
+
+def _round_interleaved(args: argparse.Namespace, rnd: int,
+                       stats: dict[str, list[dict[str, Any]]],
+                       skipped: dict[str, str]) -> list[dict[str, Any]]:
+    """Every selected setup but the peer started at once, each on ports of its own, then each
+    workload and concurrency measured on one setup after the other (in reverse order every
+    other round): the rows a ratio compares are a minute or two apart, not a whole setup's
+    run, so a drift of the machine's speed (a shared VM's neighbours) moves both alike. Idle
+    setups cost nothing measurable (their CPU would show as `other`). The peer (l), whose
+    proxy keeps busy when idle, runs after them on its own, as in `_round`."""
+    keys = [k for k in args.keys if k != "l" and k not in skipped]
+    rows: list[dict[str, Any]] = []
+    tag = f" (round {rnd}/{args.rounds})" if args.rounds > 1 else ""
+    with contextlib.ExitStack() as stack:
+        runs: list[Running] = []
+        for key in keys:
+            print(f"== ({key}) {SETUPS[key]}: starting{tag}", flush=True)
+            run = stack.enter_context(running(key, OUT / "logs"))
+            _check(run)
+            runs.append(run)
+        traffic: dict[str, dict[str, dict[str, int]]] = {run.key: {} for run in runs}
+        order = runs if rnd % 2 else runs[::-1]
+        for wl in WORKLOADS:
+            scripts = {run.key: wrk_script(wl.with_headers(run.headers), OUT,
+                                           run.key if run.headers else "") for run in runs}
+            print(f"== {wl.name}{tag}", flush=True)
+            for c in CONCURRENCY:
+                for run in order:
+                    if not run.wants(wl.name, c):
+                        continue
+                    before = envoy_ext_proc_stats(run)
+                    rows.append({**_row(run, wl, scripts[run.key], c, args), "round": rnd})
+                    seen = traffic[run.key].setdefault(wl.name, {})
+                    for name, n in counter_delta(before, envoy_ext_proc_stats(run)).items():
+                        seen[name] = seen.get(name, 0) + n
+        for run in runs:
+            stats.setdefault(run.name, []).append(
+                {"round": rnd, "envoy": envoy_ext_proc_stats(run),
+                 "processor": processor_stats(run),
+                 "workloads": {k: v for k, v in traffic[run.key].items() if v}})
+    if "l" in args.keys and "l" not in skipped:
+        print(f"== (l) {SETUPS['l']}{tag}", flush=True)
+        try:
+            rows += _setup_rows(args, "l", rnd, stats)
+        except Exception as exc:  # the peer must not cost the rest of the bench
+            skipped["l"] = f"LiteLLM did not serve the bench: {exc!r}"[:300]
+            print(f"  skipped: {skipped['l']}", flush=True)
+            rows = [r for r in rows if r["setup_key"] != "l"]
     return rows
 
 
@@ -268,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     md_paths = [OUT / "RESULTS.md", *([BENCH / "RESULTS.md"] if full else [])]
     try:
         for rnd in range(1, args.rounds + 1):
-            rows += _round(args, rnd, stats, skipped)
+            one = _round if args.sequential else _round_interleaved
+            rows += one(args, rnd, stats, skipped)
     except KeyboardInterrupt:
         print("\ninterrupted: every process started by the bench has been stopped")
         return 130

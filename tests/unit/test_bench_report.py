@@ -136,3 +136,15 @@ def test_the_litellm_guardrail_masks_what_our_pii_guard_masks() -> None:
     assert litellm_guard.mask("order 4111 1111 1111 1112") == "order 4111 1111 1111 1112"
     assert litellm_guard.mask("GB82 WEST 1234 5698 7654 33") == "GB82 WEST 1234 5698 7654 33"
     assert litellm_guard.mask("hello world") == "hello world"
+
+
+def test_results_say_in_which_order_the_setups_ran() -> None:
+    meta = {"date": "d", "cpu_model": "m", "cores": 2, "envoy_version": "1.40", "python": "3",
+            "command": "c", "duration_s": 10, "warmup_s": 2, "ttfb_requests": "200",
+            "rounds": 3}
+    rows = [_row("b", "non-streamed", 32, 1000, 10, 600.0)]
+    for order, words in (("interleaved", "each row measured on one after the other"),
+                         ("sequential", "one setup after another")):
+        text = report.markdown({**meta, "order": order}, rows, rows, {})
+        assert f"- Order: {report.ORDERS[order]}" in text and words in text
+    assert "- Order:" not in report.markdown(meta, rows, rows, {})   # (older results.json)
