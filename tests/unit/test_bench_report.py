@@ -142,7 +142,8 @@ def test_results_say_in_which_order_the_setups_ran() -> None:
     meta = {"date": "d", "cpu_model": "m", "cores": 2, "envoy_version": "1.40", "python": "3",
             "command": "c", "duration_s": 10, "warmup_s": 2, "ttfb_requests": "200",
             "rounds": 3}
-    rows = [_row("b", "non-streamed", 32, 1000, 10, 600.0)]
+    rows = report.merge_rounds([_row("b", "non-streamed", 32, 1000, 10, 600.0)])
+    report.add_comparisons(rows)
     for order, words in (("interleaved", "each row measured on one after the other"),
                          ("sequential", "one setup after another")):
         text = report.markdown({**meta, "order": order}, rows, rows, {})
