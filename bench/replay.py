@@ -18,6 +18,12 @@ workload needs its figure here well under the budget. Try a change here in secon
 it with the bench.
 
     python bench/replay.py [--requests 2000] [--rounds 5] [--config c|full] [--json]
+    python bench/replay.py --config full --idle-us 500 --requests 300 --rounds 3   # cold
+
+With `--idle-us` the thread sleeps before each message, as the server's does between
+Envoy's messages; each message then starts from cold caches and branch predictors, which is
+what multiplies our work about 3x in the bench (docs/benchmark-analysis.md, "Idle between
+messages").
 """
 
 from __future__ import annotations
@@ -91,15 +97,19 @@ def messages(wl: Workload) -> list[bytes]:
 class _Call:
     """The servicer's view of one gRPC call: metadata, read() and write()."""
 
-    def __init__(self, raw: list[bytes]) -> None:
+    def __init__(self, raw: list[bytes], idle_s: float = 0.0) -> None:
         self.msgs = [pb.ProcessingRequest.FromString(m) for m in raw]  # as grpc parses
         self.i = 0
         self.replies: list[Any] = []
+        self.idle_s = idle_s
 
     def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
         return ((ROUTE_METADATA_KEY, "openai"),)
 
     async def read(self) -> Any:
+        if self.idle_s:   # the thread blocks, the core idles: as between Envoy's messages
+            # (not asyncio.sleep: libuv's timers count whole milliseconds)
+            time.sleep(self.idle_s)  # noqa: ASYNC251
         if self.i == len(self.msgs):
             return grpc.aio.EOF
         self.i += 1
@@ -153,13 +163,13 @@ class _Canned(exchange.Exchange):
 
 
 async def _per_request(processor: servicer.Processor, raw: list[bytes], n: int,
-                       rounds: int) -> float:
+                       rounds: int, idle_s: float = 0.0) -> float:
     """Best of `rounds` runs of `n` requests, in us of this process's CPU per request (CPU,
     not wall time: a neighbour taking the core does not count; the requests' messages are
-    parsed outside the timing)."""
+    parsed outside the timing). `idle_s`: the thread sleeps this long before each message."""
     best = float("inf")
     for _ in range(rounds):
-        calls = [_Call(raw) for _ in range(n)]
+        calls = [_Call(raw, idle_s) for _ in range(n)]
         started = time.process_time()
         for call in calls:
             await processor.Process(None, call)  # type: ignore[arg-type]
@@ -171,17 +181,18 @@ async def _per_request(processor: servicer.Processor, raw: list[bytes], n: int,
     return best * 1e6
 
 
-async def _main(n: int, rounds: int, config: str = "c") -> list[dict[str, Any]]:
+async def _main(n: int, rounds: int, config: str = "c", idle_s: float = 0.0
+                ) -> list[dict[str, Any]]:
     processor = SETUPS[config]()
     rows = []
     for wl in WORKLOADS:
         raw = messages(wl)
         if len(await replay(processor, raw)) != len(raw):
             raise SystemExit(f"{wl.name}: not one reply per message")
-        ours = await _per_request(processor, raw, n, rounds)
+        ours = await _per_request(processor, raw, n, rounds, idle_s)
         servicer.Exchange = _Canned  # type: ignore[misc]
         try:
-            loop = await _per_request(processor, raw, n, rounds)
+            loop = await _per_request(processor, raw, n, rounds, idle_s)
         finally:
             servicer.Exchange = exchange.Exchange  # type: ignore[misc]
         rows.append({"workload": wl.name, "messages": len(raw), "us_per_request": ours,
@@ -198,6 +209,11 @@ def main() -> None:
     parser.add_argument("--config", choices=sorted(SETUPS), default="c",
                         help="c: setup (c)'s config; full: the reference config, every "
                         "policy on, limits out of reach")
+    parser.add_argument("--idle-us", type=float, default=0.0,
+                        help="sleep this long before each message, as the server idles "
+                        "between Envoy's messages, so each message starts from the cold "
+                        "caches and predictors it meets in the bench (500 reproduces the "
+                        "bench's stretch; the sleep's own CPU is in both columns)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = parser.parse_args()
     import uvloop
@@ -205,7 +221,8 @@ def main() -> None:
     from extproc.logs import setup_logging
     setup_logging()  # as the server: the access log's line per request is part of the cost
     with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
-        rows = uvloop.run(_main(args.requests, args.rounds, args.config))
+        rows = uvloop.run(_main(args.requests, args.rounds, args.config,
+                                args.idle_us / 1e6))
         accesslog.flush()  # the lines still batched, into the same bin
     if args.json:
         print(json.dumps(rows))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
@@ -46,3 +47,14 @@ async def test_the_paced_stream_is_one_event_per_chunk() -> None:
                for c in chunks[:-1])
     assert chunks[-1].body == b"" and chunks[-1].end_of_stream
     assert not any(c.end_of_stream for c in chunks[:-1])
+
+
+async def test_an_idle_replay_sleeps_before_each_message_and_answers_the_same() -> None:
+    raw = replay.messages(_workload("non-streamed"))
+    processor = replay.setup_c()
+    call = replay._Call(raw, idle_s=0.002)
+    started = time.monotonic()
+    await processor.Process(None, call)  # type: ignore[arg-type]
+    # one sleep per message and one before the end of the stream
+    assert time.monotonic() - started >= 0.002 * (len(raw) + 1)
+    assert len(call.replies) == len(await replay.replay(processor, raw)) == len(raw)
