@@ -291,7 +291,9 @@ class RateLimit(Policy):
         out = headers(states)
         kinds = [k for k in KINDS for _ in getattr(spec, k)]
         if math.isinf(outcome.retry_after_s):
-            # the window the request can never fit in
+            # the window the request can never fit in; the OpenAI and Anthropic SDKs retry a
+            # 429 unless told not to: this one would be refused every time
+            out["x-should-retry"] = "false"
             i = next(i for i, w in enumerate(spec.windows) if costs[i] > w.limit)
             w = spec.windows[i]
             if kinds[i] == "spend":

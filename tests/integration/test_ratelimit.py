@@ -373,6 +373,26 @@ def test_a_request_larger_than_the_budget_is_refused_for_good(gw: Gateway) -> No
     assert "retry-after" not in r.headers
     assert "more than the whole 'tokens' budget of 300 tokens per 1h" in \
         r.json()["error"]["message"]
+    assert r.headers["x-should-retry"] == "false"
+
+
+def test_the_sdk_does_not_retry_a_request_that_can_never_fit(gw: Gateway) -> None:
+    """The OpenAI SDK retries a 429 twice by default; a request larger than a whole budget
+    says `x-should-retry: false`, so it is sent once. An ordinary 429 leaves the SDK free."""
+    import openai
+    sent: list[httpx.Request] = []
+    http = httpx.Client(event_hooks={"request": [sent.append]}, timeout=30)
+    client = openai.OpenAI(base_url=f"{gw.url}/rl-two/v1", api_key="k", http_client=http,
+                           default_headers=client_id())
+    with pytest.raises(openai.RateLimitError) as exc:
+        client.chat.completions.create(model="gpt-4o-mini", max_tokens=5000,
+                                       messages=[{"role": "user", "content": "hi"}])
+    assert "more than the whole 'tokens' budget" in exc.value.message
+    assert len(sent) == 1
+    who = client_id()
+    for _ in range(3):   # (the budget: 300 tokens an hour; 250 reserved each)
+        r = post(gw, "rl-two", who, max_tokens=250)
+    assert r.status_code == 429 and "x-should-retry" not in r.headers
 
 
 def test_a_refusal_by_one_limit_gives_back_what_the_others_took(gw: Gateway) -> None:
