@@ -74,8 +74,8 @@ slowest request, drawn at the (1 - 1/N) percentile for N requests."""
 #: how a round went through the setups (`meta["order"]`)
 ORDERS = {
     "interleaved": "all setups but (l) up at once, each row measured on one after the other "
-                   "(reversed every other round), so the rows a ratio compares are minutes "
-                   "apart at most; (l) alone after them",
+                   "(reversed every other round), so the rows a ratio compares are a minute "
+                   "or two apart, not a setup's whole run; (l) alone after them",
     "sequential": "one setup after another, each through every row"}
 
 
@@ -304,7 +304,28 @@ def notes(rows: list[dict[str, Any]], raw: list[dict[str, Any]] | None = None,
             added = f", TTFB p50 {r['ttfb']['p50_ms'] - c['ttfb']['p50_ms']:+.2f} ms"
         out.append(f"({r['setup_key']}) {what} {r['workload']} c={r['concurrency']} "
                    f"is {ratio:.2f}x of (c)'s throughput{target}{added}")
-    return out + judged_notes(rows) + peer_notes(rows)
+    return out + judged_notes(rows) + paired_notes(raw or []) + peer_notes(rows)
+
+
+def paired_notes(raw: list[dict[str, Any]]) -> list[str]:
+    """(h)/(b) processor CPU per request within each round at c=32 (the judged column divides
+    medians taken over the rounds separately, so its (h) and (b) may come from different
+    rounds): the median of the rounds' ratios and their range."""
+    out: list[str] = []
+    for workload in CPU_TARGETS:
+        ratios = []
+        for h in raw:
+            if h["setup_key"] != "h" or h["workload"] != workload or h["concurrency"] != 32:
+                continue
+            b = next((r for r in raw if r["setup_key"] == "b" and r["workload"] == workload
+                      and r["concurrency"] == 32 and r.get("round") == h.get("round")), None)
+            ratio = cpu_ratio(h, b)
+            if ratio is not None:
+                ratios.append(ratio)
+        if len(ratios) > 1:
+            out.append(f"(h)/(b) processor CPU per request, {workload} c=32, round by round: "
+                       f"median {_median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}x)")
+    return out
 
 
 def _stats_section(stats: dict[str, list[dict[str, Any]]]) -> list[str]:

@@ -172,8 +172,9 @@ def _row(run: Running, wl: Workload, script: Path, c: int,
         other = tries[-1]["cpu"]["other"]
         if other < FOREIGN or len(tries) > args.retries:
             break
-        print(f"  {wl.name:>12} c={c:<2} disturbed ({other:.0f}% of a core went elsewhere): "
-              "measuring again", flush=True)
+        who = "" if args.sequential else f"({run.key}) "
+        print(f"  {who}{wl.name:>12} c={c:<2} disturbed ({other:.0f}% of a core went "
+              "elsewhere): measuring again", flush=True)
     row = min(tries, key=lambda r: r["cpu"]["other"])
     row["attempts"] = len(tries)
     result, ttfb, cpu = row["wrk"], row["ttfb"], row["cpu"]

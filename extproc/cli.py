@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                    f"per usable core minus ${RESERVED_CORES_ENV} (default 1, for Envoy)")
     p.add_argument("--admin-port", type=int,
                    help="HTTP port for /metrics, /stats, /healthz and /spend (of all the "
-                   "workers); none: no admin endpoint")
+                   "workers); without it, no admin endpoint")
     p.add_argument("--admin-host", default="127.0.0.1",
                    help="address the admin port binds (default 127.0.0.1; 0.0.0.0 for a "
                    "scraper on another host)")

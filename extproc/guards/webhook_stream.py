@@ -112,7 +112,7 @@ class WebhookStreamGuard(BodyTransform):
         self.readings = ArgumentReadings()
         self.ending = False                             # the stream's last release
         self.stopped = False
-        self.head: dict[str, Any] = {}                  # `stream_head` of its first event
+        self.head: dict[str, Any] = {}                  # `stream_head` of its first chunk
 
     @property
     def held_bytes(self) -> int:
@@ -156,8 +156,8 @@ class WebhookStreamGuard(BodyTransform):
             if self.stopped:
                 return b"".join(out)
             held, ends, final = read_event(self.adapter, ev, self._whole, self.allow_unread)
-            if not self.head:
-                self.head = stream_head(held.doc)
+            if not self.head.get("id"):   # (Azure's first chunk, its prompt filter
+                self.head = stream_head(held.doc)   # results, has an empty id and model)
             if held.unreadable:                 # fail closed: what no guard can check
                 out.append(await self._refuse(refusal_message(UNREADABLE), report=False))
                 return b"".join(out)

@@ -70,13 +70,14 @@ def rows(lab: Mapping[str, Any], tats: Sequence[float | None], now: float
 def configured(routes: Mapping[str, Any]) -> int:
     """How many spend limits the routes of a config set (a route's `RateLimit` policies'
     limits with `spend:` windows; each of a `provider: auto` route's variants counts once)."""
+    from .policy import RateLimit  # (the policy module imports this one)
+
     seen: set[tuple[str, str]] = set()
     for name, route in routes.items():
         for r in (route, *getattr(route, "variants", {}).values()):
             for policy in r.policies:
-                for spec in getattr(policy, "limits", ()):
-                    if getattr(spec, "spend", ()):
-                        seen.add((name, spec.name))
+                if isinstance(policy, RateLimit):
+                    seen.update((name, spec.name) for spec in policy.limits if spec.spend)
     return len(seen)
 
 

@@ -149,3 +149,15 @@ def test_results_say_in_which_order_the_setups_ran() -> None:
         text = report.markdown({**meta, "order": order}, rows, rows, {})
         assert f"- Order: {report.ORDERS[order]}" in text and words in text
     assert "- Order:" not in report.markdown(meta, rows, rows, {})   # (older results.json)
+
+
+def test_the_notes_give_the_ratio_round_by_round() -> None:
+    raw = [_row("b", "non-streamed", 32, 1000, 10, 400.0, rnd=1),
+           _row("h", "non-streamed", 32, 600, 20, 1000.0, rnd=1),
+           _row("b", "non-streamed", 32, 1000, 10, 600.0, rnd=2),
+           _row("h", "non-streamed", 32, 600, 20, 1200.0, rnd=2),
+           _row("b", "non-streamed", 32, 1000, 10, 500.0, rnd=3),
+           _row("h", "non-streamed", 32, 600, 20, 1100.0, rnd=3)]
+    (line,) = report.paired_notes(raw)
+    # 2.5, 2.0 and 2.2 within the rounds; the medians taken apart would give 1100/500 = 2.2
+    assert line.endswith("round by round: median 2.20x (2.00-2.50x)")

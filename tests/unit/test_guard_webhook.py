@@ -182,6 +182,21 @@ def test_reject_ends_the_stream_with_nothing_of_the_segment(provider: str,
         assert_stop_chunk_repeats_the_head(out)
 
 
+def test_the_refusal_chunk_takes_the_head_of_a_chunk_that_has_an_id() -> None:
+    """Azure opens a stream with its prompt filter results, a chunk whose id and model are
+    empty: the refusal repeats the first chunk that names them."""
+    raw, _ = with_value("openai")
+    raw = raw.replace(b"mple.org now", b"mple.org falcon")
+    azure = (b'data: {"choices":[],"created":0,"id":"","model":"","object":"",'
+             b'"prompt_filter_results":[{"prompt_index":0,"content_filter_results":{}}]}\n\n')
+    out = b"".join(run("openai", azure + raw, [], FakeWebhook())[0])
+    assert b"falcon" not in out
+    assert_stop_chunk_repeats_the_head(out[len(azure):])
+    stop = next(line for line in out.split(b"\n")
+                if b'"finish_reason":"content_filter"' in line)
+    assert b'"id":""' not in stop
+
+
 def test_a_failing_webhook_fails_closed_or_open() -> None:
     raw, whole = with_value("openai")
     out = b"".join(run("openai", raw, [], FakeWebhook(fail=True))[0])
