@@ -187,8 +187,7 @@ async def _start_admin(processor: Processor, host: str, port: int) -> web.AppRun
         return web.Response(text="ok\n")
 
     async def spend(_: web.Request) -> web.Response:
-        from .limits.budgets import configured
-        from .limits.settings import spend_budgets
+        from .limits.settings import configured, spend_budgets
         from .limits.store import StoreUnavailable
         try:
             found = await spend_budgets()

@@ -67,23 +67,10 @@ def rows(lab: Mapping[str, Any], tats: Sequence[float | None], now: float
     return out
 
 
-def configured(routes: Mapping[str, Any]) -> int:
-    """How many spend limits the routes of a config set (a route's `RateLimit` policies'
-    limits with `spend:` windows; each of a `provider: auto` route's variants counts once)."""
-    from .policy import RateLimit  # (the policy module imports this one)
-
-    seen: set[tuple[str, str]] = set()
-    for name, route in routes.items():
-        for r in (route, *getattr(route, "variants", {}).values()):
-            for policy in r.policies:
-                if isinstance(policy, RateLimit):
-                    seen.update((name, spec.name) for spec in policy.limits if spec.spend)
-    return len(seen)
-
-
 def table(found: Sequence[Mapping[str, Any]], configured: int | None = None) -> str:
     """The rows as a text table (what `extproc spend` prints); `configured`: how many spend
-    limits the server's config sets, when known (none: say so rather than "nothing spent")."""
+    limits the server's config sets (`settings.configured`), when known (none: say so rather
+    than "nothing spent")."""
     if not found:
         if configured == 0:
             return ("no spend budgets are configured: a route's rate_limits entry sets one "

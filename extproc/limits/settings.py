@@ -97,6 +97,18 @@ async def spend_budgets() -> dict[str, Any]:
     return {"store": "redis" if kinds == {"redis"} else "memory", "budgets": rows}
 
 
+def configured(routes: Mapping[str, Any]) -> int:
+    """How many spend limits the routes of a config set (a route's `RateLimit` policies'
+    limits with `spend:` windows; each of a `provider: auto` route's variants counts once)."""
+    seen: set[tuple[str, str]] = set()
+    for name, route in routes.items():
+        for r in (route, *getattr(route, "variants", {}).values()):
+            for policy in r.policies:
+                if isinstance(policy, RateLimit):
+                    seen.update((name, spec.name) for spec in policy.limits if spec.spend)
+    return len(seen)
+
+
 def parse_duration(value: Any) -> float | None:
     """'1m', '30s', '1h', '1d', '250ms' or a number of seconds; None if unreadable."""
     if isinstance(value, bool):

@@ -24,6 +24,7 @@ from extproc.limits import budgets
 from extproc.limits.gcra import Window
 from extproc.limits.policy import LimitSpec, RateLimit
 from extproc.limits.redis_store import RedisStore
+from extproc.limits.settings import configured
 from extproc.limits.spending import money, spend_allowance, to_micro, token_allowance
 from extproc.limits.store import MemoryStore
 from extproc.policy import Reject
@@ -466,8 +467,8 @@ def test_extproc_spend_says_when_no_spend_budget_is_configured() -> None:
                          {"name": "r", "key": [], "requests": [{"limit": 5, "per": "1m"}]}]},
         {"name": "b", "provider": "auto", "default_price": {"input": 1, "output": 4},
          "rate_limits": [{"name": "s", "key": [], "spend": [{"limit": 1, "per": "1d"}]}]}]})
-    assert budgets.configured(none.routes) == 0
-    assert budgets.configured(two.routes) == 2     # one per limit, whatever its windows
+    assert configured(none.routes) == 0
+    assert configured(two.routes) == 2     # one per limit, whatever its windows
     assert budgets.table([], 0).startswith("no spend budgets are configured")
     assert budgets.table([], 2).startswith("no spend recorded")
     assert budgets.table([]).startswith("no spend recorded")   # (unknown: --redis)
