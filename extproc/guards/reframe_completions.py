@@ -17,7 +17,7 @@ from ..providers.base import Adapter
 from ..providers.openai_legacy import OpenAICompletionsAdapter
 from .event_stream import refusal_message
 from .reframe import MaskerFactory, SSEMaskingReframer
-from .stops import HEAD_FIELDS, _dump
+from .stops import _dump, headed
 
 
 class CompletionsMaskingReframer(SSEMaskingReframer):
@@ -37,12 +37,9 @@ class CompletionsMaskingReframer(SSEMaskingReframer):
         if self.on_reject is not None:
             self.on_reject(detector)
         message = refusal_message(detector)
-        head = self._head()
-        stop = {**{k: head[k] for k in HEAD_FIELDS[:1] if k in head},
-                "object": "text_completion",
-                **{k: head[k] for k in HEAD_FIELDS[1:] if k in head},
-                "choices": [{"text": "", "index": 0, "logprobs": None,
-                             "finish_reason": "content_filter"}]}
+        stop = headed(self._head(), "text_completion",
+                      [{"text": "", "index": 0, "logprobs": None,
+                        "finish_reason": "content_filter"}])
         error = {"error": {"message": message, "type": "invalid_request_error",
                            "param": None, "code": "content_filter"}}
         return encode(_dump(stop, False)) + encode(_dump(error, False))

@@ -37,6 +37,14 @@ def stream_head(doc: Any) -> dict[str, Any]:
     return {k: doc[k] for k in HEAD_FIELDS if k in doc}
 
 
+def headed(head: dict[str, Any] | None, kind: str, choices: list[Any]) -> dict[str, Any]:
+    """An OpenAI chunk of object `kind` carrying `choices` and the stream's `head`, its
+    fields in OpenAI's order (id, object, created, model)."""
+    head = head or {}
+    return {**{k: head[k] for k in HEAD_FIELDS[:1] if k in head}, "object": kind,
+            **{k: head[k] for k in HEAD_FIELDS[1:] if k in head}, "choices": choices}
+
+
 def stop_events(provider: str, message: str, head: dict[str, Any] | None = None) -> bytes:
     """The events that end a refused stream: a finish the SDKs understand (OpenAI
     `content_filter`, Anthropic `refusal`, Gemini `SAFETY`), then an error event. `head`:
@@ -58,11 +66,8 @@ def stop_events(provider: str, message: str, head: dict[str, Any] | None = None)
         error = {"error": {"code": 400, "message": message, "status": "INVALID_ARGUMENT"}}
         return (encode(_dump(stop, True), terminator=b"\r\n\r\n")
                 + encode(_dump(error, True), terminator=b"\r\n\r\n"))
-    head = head or {}
-    stop = {**{k: head[k] for k in HEAD_FIELDS[:1] if k in head},
-            "object": "chat.completion.chunk",
-            **{k: head[k] for k in HEAD_FIELDS[1:] if k in head},
-            "choices": [{"index": 0, "delta": {}, "finish_reason": "content_filter"}]}
+    stop = headed(head, "chat.completion.chunk",
+                  [{"index": 0, "delta": {}, "finish_reason": "content_filter"}])
     error = {"error": {"message": message, "type": "invalid_request_error",
                        "param": None, "code": "content_filter"}}
     return encode(_dump(stop, False)) + encode(_dump(error, False))

@@ -113,6 +113,8 @@ class WebhookStreamGuard(BodyTransform):
         self.ending = False                             # the stream's last release
         self.stopped = False
         self.head: dict[str, Any] = {}                  # `stream_head` of its first chunk
+        # (with an id: OpenAI's refusal chunk repeats it; the other formats have none)
+        self.wants_head = provider != "anthropic" and not self.google
 
     @property
     def held_bytes(self) -> int:
@@ -156,8 +158,8 @@ class WebhookStreamGuard(BodyTransform):
             if self.stopped:
                 return b"".join(out)
             held, ends, final = read_event(self.adapter, ev, self._whole, self.allow_unread)
-            if not self.head.get("id"):   # (Azure's first chunk, its prompt filter
-                self.head = stream_head(held.doc)   # results, has an empty id and model)
+            if self.wants_head and not self.head.get("id"):   # (Azure's first chunk, its
+                self.head = stream_head(held.doc)   # prompt filter results, has an empty id)
             if held.unreadable:                 # fail closed: what no guard can check
                 out.append(await self._refuse(refusal_message(UNREADABLE), report=False))
                 return b"".join(out)
