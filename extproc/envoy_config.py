@@ -185,18 +185,15 @@ def render_dict(s: EnvoySettings) -> dict[str, Any]:
             cluster.pop("dns_lookup_family", None)
             cluster["load_assignment"]["endpoints"] = [{"lb_endpoints": [
                 {"endpoint": {"address": {"pipe": {"path": s.extproc_unix}}}}]}]
-    if not s.front:
-        for listener in doc["static_resources"]["listeners"]:
-            for chain in listener["filter_chains"]:
-                for f in chain["filters"]:
-                    for host in f["typed_config"].get("route_config", {}).get(
-                            "virtual_hosts", []):
-                        host["routes"] = [r for r in host["routes"]
-                                          if r.get("name", "").split("-")[0] != "unified"]
     for listener in doc["static_resources"]["listeners"]:
         for chain in listener["filter_chains"]:
             for f in chain["filters"]:
-                _say_unrouted(f["typed_config"])
+                hcm = f["typed_config"]
+                if not s.front:
+                    for host in hcm.get("route_config", {}).get("virtual_hosts", []):
+                        host["routes"] = [r for r in host["routes"]
+                                          if r.get("name", "").split("-")[0] != "unified"]
+                _say_unrouted(hcm)
     return doc
 
 
