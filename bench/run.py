@@ -220,16 +220,21 @@ def _round(args: argparse.Namespace, rnd: int, stats: dict[str, list[dict[str, A
             continue
         tag = f" (round {rnd}/{args.rounds})" if args.rounds > 1 else ""
         print(f"== ({key}) {SETUPS[key]}{tag}", flush=True)
-        if key != "l":
-            rows += _setup_rows(args, key, rnd, stats)
-            continue
-        try:
-            rows += _setup_rows(args, key, rnd, stats)
-        except Exception as exc:  # the peer must not cost the rest of the bench
-            skipped[key] = f"LiteLLM did not serve the bench: {exc!r}"[:300]
-            print(f"  skipped: {skipped[key]}", flush=True)
-            rows = [r for r in rows if r["setup_key"] != key]
+        rows += _setup_rows(args, key, rnd, stats) if key != "l" \
+            else _peer_rows(args, rnd, stats, skipped)
     return rows
+
+
+def _peer_rows(args: argparse.Namespace, rnd: int, stats: dict[str, list[dict[str, Any]]],
+               skipped: dict[str, str]) -> list[dict[str, Any]]:
+    """The peer (l)'s rows; none, and the reason in `skipped`, when it fails to start or to
+    answer (it must not cost the rest of the bench)."""
+    try:
+        return _setup_rows(args, "l", rnd, stats)
+    except Exception as exc:
+        skipped["l"] = f"LiteLLM did not serve the bench: {exc!r}"[:300]
+        print(f"  skipped: {skipped['l']}", flush=True)
+        return []
 
 
 def _round_interleaved(args: argparse.Namespace, rnd: int,
@@ -273,12 +278,7 @@ def _round_interleaved(args: argparse.Namespace, rnd: int,
                  "workloads": {k: v for k, v in traffic[run.key].items() if v}})
     if "l" in args.keys and "l" not in skipped:
         print(f"== (l) {SETUPS['l']}{tag}", flush=True)
-        try:
-            rows += _setup_rows(args, "l", rnd, stats)
-        except Exception as exc:  # the peer must not cost the rest of the bench
-            skipped["l"] = f"LiteLLM did not serve the bench: {exc!r}"[:300]
-            print(f"  skipped: {skipped['l']}", flush=True)
-            rows = [r for r in rows if r["setup_key"] != "l"]
+        rows += _peer_rows(args, rnd, stats, skipped)
     return rows
 
 
