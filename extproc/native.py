@@ -42,6 +42,7 @@ MODULES: tuple[str, ...] = (
     "extproc.guards.reframe_responses",
     "extproc.limits.estimate",
     "extproc.llm.transforms",
+    "extproc.llm.json_array",
 )
 #: the group's shared library, `extproc/_compiled__mypyc.*.so`
 GROUP = "extproc._compiled"

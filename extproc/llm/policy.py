@@ -26,6 +26,7 @@ from ..providers import adapter_for, read_request
 from ..providers.endpoints import adapter_of
 from ..schema import Checker, join
 from ..spend.cost import CostReport, priced_as
+from . import json_array
 from . import transforms as T
 
 if TYPE_CHECKING:
@@ -137,11 +138,11 @@ class LLMTraffic(Policy):
             ex.set_response_header("content-type", "text/event-stream")
             ex.remove_response_header("content-length")
             ex.metadata["rewritten_to_sse"] = True
-            return T.JsonArrayToSSE(adapter, meter, limit)
+            return json_array.JsonArrayToSSE(adapter, meter, limit)
         if not self.streams.usage:
             return None
         if req.json_array:
-            return T.JsonArrayObserver(adapter, meter, limit)
+            return json_array.JsonArrayObserver(adapter, meter, limit)
         return T.JsonBodyObserver(adapter, meter, ex.state)
 
     def _meter(self, ex: Context, req: _Request) -> T.Meter:

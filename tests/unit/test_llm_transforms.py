@@ -11,9 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from extproc.codecs.sse import SSEDecoder
+from extproc.llm.json_array import JsonArrayObserver, JsonArrayToSSE
 from extproc.llm.transforms import (
-    JsonArrayObserver,
-    JsonArrayToSSE,
     JsonBodyObserver,
     SSEObserver,
     SSEReframer,

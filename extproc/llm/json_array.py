@@ -1,0 +1,119 @@
+"""Gemini/Vertex's streamed JSON array as response-body transforms (the rest are in
+`llm.transforms`, whose `StreamReport` both read usage into):
+
+* `JsonArrayToSSE`: the array rewritten into `text/event-stream`, each element sent as
+  `data: ...\\r\\n\\r\\n` the moment it is complete; a stream cut before `]` ends with a
+  final error event in Google's format;
+* `JsonArrayObserver`: the array passed through, parsed for usage.
+
+An element too large to hold whole comes in `Part`s (an inline image can be megabytes): it
+is read for the adapter's `event_paths` only, as an SSE event's are.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ..codecs.jsonarray import JsonArrayError, JsonArraySplitter, Part, SSEPieces, element_to_sse
+from ..codecs.jsonprune import JsonPruner
+from ..codecs.sse import encode
+from ..policy import BodyTransform
+from ..providers.base import Adapter
+from .transforms import BROKEN_STREAM, MAX_FIELD_BYTES, Meter, StreamReport, log
+
+
+def google_error_event(code: int, message: str, status: str) -> bytes:
+    """A final SSE event in Google's error format, framed as Gemini frames its events."""
+    doc = {"error": {"code": code, "message": message, "status": status}}
+    return encode(json.dumps(doc, separators=(",", ": ")), terminator=b"\r\n\r\n")
+
+
+class _JsonArray(BodyTransform):
+    """Shared by the rewrite and the observer: split the array, note the usage element.
+
+    An element too large to hold whole comes in `Part`s (an inline image can be
+    megabytes): they are read for the adapter's `event_paths` only, as an SSE event's are."""
+
+    def __init__(self, adapter: Adapter, meter: Meter, max_element_bytes: int) -> None:
+        self.splitter = JsonArraySplitter(max_element_bytes)
+        self.acc = StreamReport(adapter, cumulative=True)
+        self.meter = meter
+        self.failed: str | None = None
+        self.max = max_element_bytes
+        self._pruner: JsonPruner | None = None   # reading an element passing in parts
+
+    def _elements(self, chunk: bytes) -> list[bytes | Part]:
+        if self.failed:
+            return []
+        try:
+            elements = self.splitter.feed_parts(chunk)
+        except JsonArrayError as exc:   # (the elements before the error still go out)
+            self.failed = self.acc.unread = str(exc)
+            self.acc.unread_kind = BROKEN_STREAM
+            elements = exc.elements
+        for e in elements:
+            if isinstance(e, bytes):
+                self.acc.see_element(e)
+            else:
+                self._see_part(e)
+        return elements
+
+    def _see_part(self, part: Part) -> None:
+        if part.first or self._pruner is None:
+            self._pruner = JsonPruner(self.acc.adapter.event_paths, MAX_FIELD_BYTES)
+        self._pruner.feed(part.data)
+        if part.last:
+            doc, self._pruner = self._pruner.finish(), None
+            self.acc.see_large(doc, None, f"an array element larger than {self.max} bytes")
+
+    def _end(self) -> str | None:
+        if not self.failed:
+            try:
+                self.splitter.finish()
+            except JsonArrayError as exc:
+                self.failed = str(exc)
+        self.acc.done()
+        self.meter(self.acc)
+        return self.failed
+
+
+class JsonArrayToSSE(_JsonArray):
+    """Each element sent as one SSE event the moment it is complete; one too large to hold
+    goes out as it comes, framed as one event piece by piece (`SSEPieces`)."""
+
+    def __init__(self, adapter: Adapter, meter: Meter, max_element_bytes: int) -> None:
+        super().__init__(adapter, meter, max_element_bytes)
+        self.pieces = SSEPieces()
+
+    def feed(self, chunk: bytes) -> bytes:
+        was_ok = not self.failed
+        frame = self.pieces.feed
+        out = b"".join([element_to_sse(e) if isinstance(e, bytes) else frame(e)
+                        for e in self._elements(chunk)])
+        if was_ok and self.failed:
+            return out + self._error_event()
+        return out
+
+    def finish(self) -> bytes:
+        was_ok = not self.failed
+        self._end()
+        return self._error_event() if was_ok and self.failed else b""
+
+    def _error_event(self) -> bytes:
+        log.warning("Gemini stream broken: %s", self.failed)
+        # (an element broken off in the middle of its parts: its event is ended where it
+        # broke, so that the error is an event of its own after it; the broken one is not
+        # JSON, and a client reading it fails there rather than take it for whole)
+        cut = b"\r\n\r\n" if self._pruner is not None else b""
+        return cut + google_error_event(502, f"upstream stream broken: {self.failed}",
+                                        "UNAVAILABLE")
+
+
+class JsonArrayObserver(_JsonArray):
+    def feed(self, chunk: bytes) -> bytes:
+        self._elements(chunk)
+        return chunk
+
+    def finish(self) -> bytes:
+        self._end()
+        return b""
