@@ -55,3 +55,10 @@ class Context(Protocol):
     def set_response_header(self, name: str, value: str) -> None: ...
     def remove_response_header(self, name: str) -> None: ...
     def pending_response_header(self, name: str) -> str | None: ...
+
+
+def succeeded(status: int) -> bool:
+    """Did the provider answer with success (any 2xx, not only 200)? Such a reply's body is
+    the model's output: read for usage, guarded and charged, whatever 2xx it came with (an
+    upstream answering 201 or 203 must not carry a reply past the guards and the budget)."""
+    return 200 <= status < 300

@@ -30,6 +30,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from . import protocol as P
 from . import unshown
 from .config import RouteConfig
+from .context import succeeded
 from .errors import error_body
 from .policy import Answer, BodyTransform, Policy, Reject, run_transforms, run_transforms_async
 from .providers import forget_request
@@ -258,7 +259,7 @@ class Exchange(RequestBody):
             self.state["local_reply"] = True   # Envoy's own answer (a 413): sent nowhere
         if h.end_of_stream:
             self.ended_at = time.monotonic()
-        elif self.status == 200 and self.state.get("stream"):
+        elif succeeded(self.status) and self.state.get("stream"):
             adapter = self.endpoint.adapter if self.endpoint else None
             self._watch = self._delivered_watch = getattr(adapter, "first_token", None) \
                 or FIRST_TOKEN.get(self.provider)

@@ -33,6 +33,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from . import promlite
+from .context import succeeded
 
 if TYPE_CHECKING:
     from .context import Context
@@ -243,7 +244,7 @@ _series: dict[tuple[str, str, str, str], _Series] = {}
 def observe_exchange(ex: Context, result: str) -> None:
     """Record one finished HTTP exchange (called once, when its stream ends)."""
     state = ex.state
-    served = ex.status == 200   # (a model only a refusal named takes no place in the cap)
+    served = succeeded(ex.status)   # (a model only a refusal named takes no place in the cap)
     # the unified front: labelled by the backend that served the front model
     key = (ex.route_name or "unknown", state.get("backend_provider") or ex.provider or
            "unknown", model_label(state.get("backend_model") or state.get("model"), served),

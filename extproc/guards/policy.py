@@ -41,12 +41,14 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from ..context import succeeded
 from ..policy import BodyTransform, Policy, Reject, chain
 from ..providers import Adapter, adapter_for, read_request
 from ..providers.endpoints import adapter_of
 from ..providers.values import MaskingFn, json_bytes
 from . import webhook_client
 from .decisions import decide
+from .errors import ErrorReplyGuard
 from .event_stream import UNREAD as UNREAD_DETECTOR
 from .names import identifiers, readings
 from .reframe import SSEMaskingReframer
@@ -172,8 +174,11 @@ class Guards(Policy):
         return out
 
     def response_transform(self, ex: Context) -> BodyTransform | None:
-        if ex.status != 200 or not (self.response_guards or self.response_webhooks):
+        if not (self.response_guards or self.response_webhooks):
             return None
+        if not succeeded(ex.status):   # an error's message may quote any text
+            return ErrorReplyGuard(self.response_guards, self.stats, ex) \
+                if self.response_guards else None
         encoding = ex.response_headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):   # fail closed: a reply we cannot read
             raise Reject(502, f"the provider's reply is {encoding}-encoded, which the "

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..codecs.jsonarray import JsonArrayError, JsonArraySplitter
 from ..codecs.sse import Event, SSEDecoder, SSEError
+from ..context import succeeded
 from ..policy import BodyTransform
 from ..providers.base import Adapter, Usage
 from .cut_events import Format, format_for
@@ -288,11 +289,11 @@ def cut_transform(ex: Context, adapter: Adapter,
                   chars_per_token: float = CHARS_PER_TOKEN,
                   max_event_bytes: int = MAX_EVENT_BYTES) -> BodyTransform | None:
     """The stream cut for this exchange, or None: no allowance (`ex.state
-    ["output_allowance"]`), not a 200, or not a stream (a whole JSON reply is not cut).
+    ["output_allowance"]`), not a 2xx, or not a stream (a whole JSON reply is not cut).
     Put it after every other response transform of the request, and before the
     settlement's `DeliveredText` (which then counts exactly what was delivered)."""
     allowance = ex.state.get(ALLOWANCE)
-    if allowance is None or ex.status != 200:
+    if allowance is None or not succeeded(ex.status):
         return None
     # the content type the client gets (the JSON-array rewrite sets text/event-stream)
     ctype = ex.pending_response_header("content-type") \

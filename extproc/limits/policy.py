@@ -40,6 +40,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from .. import metrics
+from ..context import succeeded
 from ..policy import BodyTransform, Policy, Reject
 from ..providers import adapter_for, read_request
 from ..providers.endpoints import adapter_of, is_passthrough
@@ -336,7 +337,7 @@ class RateLimit(Policy):
 
     def response_transform(self, ex: Context) -> BodyTransform | None:
         held: Held | None = ex.state.get(_HELD)
-        if held is None or not self.settles or ex.status != 200:
+        if held is None or not self.settles or not succeeded(ex.status):
             return None
         return delivered_counter(ex, held, adapter_of(ex, self.adapter), self.provider,
                                  self.chars_per_token, self.max_event_bytes)

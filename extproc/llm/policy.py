@@ -21,9 +21,10 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..context import succeeded
 from ..policy import BodyTransform, Policy
 from ..providers import adapter_for, read_request
-from ..providers.endpoints import adapter_of
+from ..providers.endpoints import adapter_of, is_passthrough
 from ..schema import Checker, join
 from ..spend.cost import CostReport, priced_as
 from . import json_array
@@ -105,7 +106,7 @@ class LLMTraffic(Policy):
         return None
 
     async def on_response_headers(self, ex: Context) -> None:
-        if ex.status != 200:  # no usage to wait for: say what was asked right away
+        if not succeeded(ex.status):  # no usage to wait for: say what was asked now
             req: _Request = ex.state.get(_KEY) or _Request()
             ex.metadata.update({"provider": ex.state.get("backend_provider") or self.provider,
                                 "stream": req.stream,
@@ -114,7 +115,7 @@ class LLMTraffic(Policy):
     def response_transform(self, ex: Context) -> BodyTransform | None:
         req: _Request = ex.state.get(_KEY) or _Request()
         headers = ex.response_headers
-        if ex.status != 200:
+        if not succeeded(ex.status):
             return None
         adapter = adapter_of(ex, self.adapter)
         encoding = headers.get("content-encoding", "identity").strip().lower()
@@ -133,6 +134,9 @@ class LLMTraffic(Policy):
                 return T.SSEObserver(adapter, meter, self.google, limit)
             return None
         if ctype != "application/json":
+            if self.streams.usage and not is_passthrough(ex):   # (JSONP, a field mask's
+                # text, an HTML page): no usage to read, so budgets charge their worst case
+                unread(ex, f"a reply of type {ctype or 'none'}", T.NOT_JSON)
             return None
         if req.json_array and self.streams.json_array_to_sse:
             ex.set_response_header("content-type", "text/event-stream")

@@ -44,6 +44,8 @@ class Control:
     chunk_bytes: int | None = None
     delay_ms: int = 0
     status: int | None = None
+    #: a 2xx other than 200 (``x-mock-status: 201``): the normal reply, sent with it
+    success_status: int | None = None
     fail_after: int | None = None
     end_after: int | None = None
     shape: str | None = None
@@ -85,6 +87,7 @@ def parse_control(headers: Mapping[str, str]) -> Control:
         chunk_bytes=_int_header(headers, CHUNK_BYTES, 1),
         delay_ms=_int_header(headers, DELAY_MS, 0) or 0,
         status=status if status is not None and status >= 400 else None,
+        success_status=status if status is not None and 200 < status < 300 else None,
         fail_after=_int_header(headers, FAIL_AFTER, 0),
         end_after=_int_header(headers, END_AFTER, 0),
         shape=shape,

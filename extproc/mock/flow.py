@@ -58,8 +58,8 @@ async def generate(
         return await send_plan(
             request, error_plan(400, error(400, str(exc), None), headers), Control()
         )
-    if control.status is not None:
-        plan = error_plan(control.status, error(control.status, None, None), headers)
+    if control.status is not None:   # (its message is x-mock-reply's text, if given)
+        plan = error_plan(control.status, error(control.status, control.reply, None), headers)
         return await send_plan(request, plan, control)
     shapes = getattr(fmt, "SHAPES", None)
     if control.shape is not None and control.shape not in (shapes or ()):
@@ -78,4 +78,6 @@ async def generate(
     if control.error_after is not None and plan.streamed and stream_error is not None:
         plan = dataclasses.replace(plan, frames=[*plan.frames[:control.error_after],
                                                  stream_error], settled=0)
+    if control.success_status is not None:
+        plan = dataclasses.replace(plan, status=control.success_status)
     return await send_plan(request, plan, control)
