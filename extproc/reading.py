@@ -41,6 +41,7 @@ import zlib
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
+from .codecs.jsonunique import RepeatedKey, unique_pairs
 from .policy import Reject
 from .providers.base import Prompt
 from .providers.endpoints import BadQuery, Endpoint, Passthrough, Unknown, classify
@@ -207,21 +208,6 @@ def _decode_one(body: bytes, coding: str, limit: int) -> bytes:
 # ----------------------------------------------------------------------------------- JSON
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    doc = dict(pairs)
-    if len(doc) != len(pairs):
-        seen: set[str] = set()
-        name = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
-        raise _Duplicate(name)
-    return doc
-
-
-class _Duplicate(ValueError):
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self.name = name
-
-
 def _constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
@@ -236,7 +222,7 @@ def _finite(text: str) -> float:
     return value
 
 
-_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_constant,
+_DECODER = json.JSONDecoder(object_pairs_hook=unique_pairs, parse_constant=_constant,
                             parse_float=_finite)
 
 
@@ -254,7 +240,7 @@ def strict_json(body: bytes) -> dict[str, Any]:
         _check_depth(body)
     try:
         doc = _DECODER.decode(text)
-    except _Duplicate as exc:
+    except RepeatedKey as exc:
         raise Unreadable(400, f"the request body repeats the key {exc.name!r}; providers "
                          "read such bodies differently", "extproc_bad_json") from None
     except RecursionError:

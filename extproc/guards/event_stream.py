@@ -10,11 +10,12 @@ messages and Gemini; `reframe_responses.py` for the Responses API) implement tho
 
 from __future__ import annotations
 
-import json
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..codecs.sse import Event, SSEDecoder, SSEError
+from ..codecs import jsonunique
+from ..codecs.sse import Event, SSEDecoder, SSEError, encode
 from ..policy import BodyTransform
 from ..providers.slots import EventTexts
 from ..providers.unread import NAMES
@@ -41,6 +42,35 @@ def refusal_message(detector: str) -> str:
         return (f"response blocked by a guard: the reply carries {NAMES.get(kind, kind)}, "
                 "which the route's guards cannot read and do not let pass unread")
     return f"response blocked by a guard: it contains {detector.replace('_', ' ')}"
+
+
+#: an event of `data` and `event` lines alone (after a BOM, at the stream's start), ended
+_PLAIN = re.compile(rb"(?:\xef\xbb\xbf)?(?:(?:data|event):[^\r\n]*(?:\r\n|\r(?!\n)|\n))+"
+                    rb"(?:\r\n|\r|\n)")
+
+
+def plain(ev: Event) -> Event:
+    """`ev` as what a client reads of it, so that nothing goes out that the guards did not
+    read: an event of `data` and `event` lines as it came; one with a comment, an `id`, a
+    `retry` or any other line, made again of its data and name (what SSE clients dispatch);
+    one with no data (no client dispatches it) an empty comment, which keeps a keep-alive
+    alive. A reader that is no SSE parser (an SDK that reads a reply mislabelled
+    `text/event-stream` as JSON) then sees only what the guards read."""
+    raw = ev.raw
+    if ev.terminated and _PLAIN.fullmatch(raw) is not None:
+        return ev
+    end = raw[len(raw.rstrip(b"\r\n")):] if ev.terminated else b""
+    if _BLANKS.fullmatch(end) is None:
+        end = b"\n\n" if ev.terminated else b""
+    if not ev.has_data:
+        out = b":" + end if end else b""
+    else:
+        out = encode(ev.data, event=ev.event)
+        out = out[:-2] + end   # (encode's own blank line, LF LF, replaced)
+    return Event(out, ev.data, ev.event, None, None, ev.has_data, ev.terminated)
+
+
+_BLANKS = re.compile(rb"(?:\r\n|\r|\n){2}")
 
 
 def media(kinds: Sequence[str], allowed: frozenset[str]) -> None:
@@ -125,10 +155,11 @@ class EventMasker(BodyTransform):
 
     @staticmethod
     def _parse(data: str) -> dict[str, Any] | None:
-        """An event's data as the JSON object the guards read; None when it is not one
-        (the caller then ends the stream with `_rejected(UNREADABLE)`)."""
+        """An event's data as the JSON object the guards read; None when it is not one, or
+        repeats a key (`codecs.jsonunique`: the client's parser may keep the copy the
+        guards did not read; the caller then ends the stream with `_rejected(UNREADABLE)`)."""
         try:
-            doc = json.loads(data)
+            doc = jsonunique.loads(data)
         except (ValueError, RecursionError):
             return None
         return doc if isinstance(doc, dict) else None

@@ -41,7 +41,7 @@ from ..providers import Adapter, adapter_for
 from ..providers.openai import DELTA_TEXT_FIELDS, OpenAIAdapter
 from ..providers.slots import JSON_PIECES, NAME_PIECE, Piece, TextSlot
 from ..providers.values import MaskingFn, rewrite_json_strings
-from .event_stream import UNREADABLE, EventMasker, ended, media, refusal_message
+from .event_stream import UNREADABLE, EventMasker, ended, media, plain, refusal_message
 from .names import mask_name
 from .stops import GOOGLE, _dump, stop_events, stream_head
 from .stream import GuardTriggered, StreamMasker
@@ -214,6 +214,7 @@ class SSEMaskingReframer(EventMasker):
 
     # --- one event ------------------------------------------------------------------------
     def _event(self, ev: Event) -> bytes:
+        ev = plain(ev)   # (only what a client reads of it goes out)
         if not ev.has_data:
             return ev.raw
         data = ev.data

@@ -50,7 +50,7 @@ from ..codecs.sse import Event, encode
 from ..providers.responses_items import is_arguments, output_media, output_slots
 from ..providers.slots import string_slots
 from ..providers.values import EntryRef, as_list, value_slots
-from .event_stream import UNREADABLE, EventMasker, media, refusal_message
+from .event_stream import UNREADABLE, EventMasker, media, plain, refusal_message
 from .names import mask_name
 from .reframe import Chain, MaskerFactory, _Chain, _dump, json_chain
 
@@ -143,6 +143,7 @@ class ResponsesMaskingReframer(EventMasker):
 
     # --- one event ------------------------------------------------------------------------
     def _event(self, ev: Event) -> bytes:
+        ev = plain(ev)   # (only what a client reads of it goes out)
         if not ev.has_data:
             return ev.raw
         data = ev.data

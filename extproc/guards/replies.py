@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
+from ..codecs import jsonunique
 from ..codecs.jsontext import JsonSource, read_texts, rewrite
 from ..codecs.sse import SSEDecoder
 from ..llm.transforms import PARSED_REPLY
@@ -85,8 +86,8 @@ class WholeJsonGuard(BodyTransform):
         if parsed is not None and parsed[0] == body:
             doc = parsed[1]
         else:
-            try:
-                doc = json.loads(body)
+            try:   # (a repeated key is unreadable: `codecs.jsonunique`)
+                doc = jsonunique.loads(body)
             except (ValueError, RecursionError):
                 doc = None
         if isinstance(doc, dict) or (isinstance(doc, list) and self.arrays and all(

@@ -6,11 +6,11 @@ no guard reads."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..codecs import jsonunique
 from ..codecs.sse import Event
 from ..providers import Adapter
 from ..providers.slots import JSON_PIECES
@@ -60,8 +60,8 @@ def read_event(adapter: Adapter, ev: Event, whole: Iterator[int],
     data = ev.data
     if data.strip() == "[DONE]":
         return held, False, True
-    try:
-        doc = json.loads(data)
+    try:   # (a repeated key is unreadable: `codecs.jsonunique`)
+        doc = jsonunique.loads(data)
     except (ValueError, RecursionError):
         doc = None
     if not isinstance(doc, dict):

@@ -54,7 +54,7 @@ from ..codecs.sse import Event, SSEDecoder, SSEError, encode
 from ..policy import BodyTransform
 from ..providers import Adapter, adapter_for
 from ..providers.unread import NAMES
-from .event_stream import OVERSIZED, UNREADABLE, refusal_message
+from .event_stream import OVERSIZED, UNREADABLE, plain, refusal_message
 from .stops import GOOGLE, _dump, stop_events, stream_head
 from .webhook import (
     CONTEXT_CHARS,
@@ -157,6 +157,7 @@ class WebhookStreamGuard(BodyTransform):
         for ev in events:
             if self.stopped:
                 return b"".join(out)
+            ev = plain(ev)   # (only what a client reads of it goes out)
             held, ends, final = read_event(self.adapter, ev, self._whole, self.allow_unread)
             if self.wants_head and not self.head.get("id"):   # (Azure's first chunk, its
                 self.head = stream_head(held.doc)   # prompt filter results, has an empty id)

@@ -30,6 +30,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from ..codecs import jsonunique
 from ..codecs.sse import Event, SSEError
 from ..codecs.sse_skim import PastLimit, SSESkimmer
 from ..policy import BodyTransform
@@ -292,7 +293,7 @@ class JsonBodyObserver(BodyTransform):
         else:
             try:
                 body = b"".join(self.parts)
-                doc = json.loads(body)
+                doc = jsonunique.loads(body)   # a repeated key: read as not JSON
                 if self.state is not None:
                     self.state[PARSED_REPLY] = (body, doc)
                 _, acc.finish_reason, acc.usage = self.adapter.parse_response(doc)
