@@ -329,6 +329,9 @@ def read_endpoint(provider: str, passthrough: tuple[Passthrough, ...],
     if "x-http-method-override" in headers:   # Google honours it: another method than ours
         raise Unreadable(400, "x-http-method-override is not accepted by the gateway",
                          "extproc_bad_method")
+    if "x-goog-fieldmask" in headers:   # Google's field mask: it can drop the usage report
+        raise Unreadable(400, "x-goog-fieldmask is not accepted by the gateway (a field mask "
+                         "can drop the usage report the budgets settle on)", "extproc_bad_query")
     try:
         endpoint = classify(provider, method, target, passthrough)
     except Unknown as exc:

@@ -18,7 +18,8 @@ security model (docs/security.md) lists them.
 Google's `alt` (or `$alt`, its alias: both at once are refused) may be `sse` or `json`; with
 `:streamGenerateContent`, `sse` streams SSE and `json` (or none) a JSON array. Google's
 `$ct` and `$httpMethod` system parameters (they make Google read the body as another type,
-or the request as another method) are refused.
+or the request as another method) are refused, and so are `fields` and `callback` (a field
+mask that can drop the reply's usage report, JSONP), in either spelling.
 """
 
 from __future__ import annotations
@@ -148,6 +149,9 @@ _ALT = ("alt", "$alt")
 #: Google system parameters that change how the provider reads the request itself (its
 #: content type, its method): the gateway would read it another way, so they are refused
 _REREAD = ("$ct", "$httpMethod")
+#: ... and those that change what the reply holds: a field mask (`fields`) can drop the usage
+#: report the budgets settle on, JSONP (`callback`) wraps the reply in code no reader reads
+_RESHAPE = ("fields", "$fields", "callback", "$callback")
 
 
 def classify(provider: str, method: str, target: Target,
@@ -157,7 +161,7 @@ def classify(provider: str, method: str, target: Target,
     path = target.path
     google = provider in ("gemini", "vertex")
     if google:
-        for name in _REREAD:
+        for name in (*_REREAD, *_RESHAPE):
             if name in target.params:
                 raise BadQuery(f"the system parameter {name!r} is not accepted by the gateway")
     found = _TABLES[provider].find(method, path)

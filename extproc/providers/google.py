@@ -223,7 +223,8 @@ class GoogleAdapter(Adapter):
             return ["inline text data that is not base64"]
         return []
 
-    unread_needles = (b"nline", b"ileData", b"ile_data", b"ileSearch", b"ile_search", b"\\u")
+    unread_needles = (b"nline", b"ileData", b"ile_data", b"ileSearch", b"ile_search", b"etrieval",
+                     b"\\u")
 
     def unread_inputs(self, body: dict[str, Any]) -> list[tuple[str, str]]:
         """(role, kind) of each input no guard can read (`providers.unread`)."""

@@ -12,7 +12,8 @@ the same slots): the system instruction (a Content or a bare string), tool decla
 (decoded from base64, ``providers.inline``; other inline data and file data by URI are
 `providers.unread` markers when asked for) and the ``displayName`` of either,
 ``functionCall.args`` and ``functionResponse.response`` and the text files of its
-``parts``, a server-side tool's ``toolCall.args`` and ``toolResponse.response`` (role "tool",
+``parts`` (any other field of either, Vertex's ``partialArgs`` among them, read whole), a
+server-side tool's ``toolCall.args`` and ``toolResponse.response`` (role "tool",
 objects read whole and rewritten string value by string value), ``executableCode.code`` and
 ``codeExecutionResult.output`` (role "tool"); a part key this code does not know (a part
 kind newer than it) has its value read whole, keys and numbers included (a reply's are read
@@ -168,9 +169,22 @@ def content_part_slots(part: dict[str, Any], role: str, inputs: bool) -> Iterato
     yield from all_part_slots(part, role, inputs)
 
 
+#: the fields of a prompt's function call or response read on their own (its `args`, its
+#: `response` and that one's `parts`: `VALUES`), or holding no text (its name, read by
+#: `guards.names`, and its id); any other (Vertex's `partialArgs`, a field newer than this
+#: code) has its value read whole
+_CALL_KEYS = frozenset({"name", "id", "args", "response", "parts"})
+
+
 def all_part_slots(part: dict[str, Any], role: str, inputs: bool) -> Iterator[Slot]:
     """A part of a prompt's Content, field by field."""
     yield from part_slots(part, role, inputs)
+    for name in ("functionCall", "function_call", "functionResponse", "function_response"):
+        call = part.get(name)
+        if isinstance(call, dict):
+            for key in call:
+                if key not in _CALL_KEYS and isinstance(call[key], str | dict | list):
+                    yield "tool", call, key
     for key in part:   # a part kind newer than this code: its value read whole (its
         if key not in PART_KEYS and isinstance(part[key], str | dict | list):
             yield role, part, key   # keys and numbers too, as a function's args are
@@ -191,10 +205,13 @@ def request_slots(body: dict[str, Any], inputs: bool = False) -> Iterator[Slot]:
         if body.get(key) is not None:
             yield from _content_slots(body, key, "system", inputs)
     for tool in items(body.get("tools")):
-        if inputs and any(as_dict(as_dict(tool).get(name)).get(stores)
-                          for name in ("fileSearch", "file_search")
-                          for stores in ("fileSearchStoreNames", "file_search_store_names")):
-            yield "system", Unread("file"), None   # stores of files Google searches itself
+        if inputs and (any(as_dict(as_dict(tool).get(name)).get(stores)
+                           for name in ("fileSearch", "file_search")
+                           for stores in ("fileSearchStoreNames", "file_search_store_names"))
+                       or as_dict(tool).get("retrieval") is not None):
+            # stores of files Google searches itself; Vertex's retrieval (a RAG corpus, a
+            # Vertex AI Search data store, an external API) loads documents the same way
+            yield "system", Unread("file"), None
         for name in _DECLARATIONS:
             for declaration in items(as_dict(tool).get(name)):
                 if not isinstance(declaration, dict):

@@ -87,3 +87,24 @@ def test_an_encoded_semicolon_passes_as_part_of_a_value(gw: Gateway) -> None:
     r, upstream = send(gw, GEMINI, "?alt=json&note=a%3Bb&key=x")
     assert r.status_code == 200, r.text
     assert upstream == GEMINI.removeprefix("/gemini") + "?alt=json&note=a%3Bb"
+
+
+@pytest.mark.parametrize("query", ["?fields=candidates", "?%24fields=candidates",
+                                   "?$fields=candidates", "?callback=f", "?$callback=f"])
+def test_a_field_mask_or_jsonp_is_refused(gw: Gateway, query: str) -> None:
+    """Google's field mask keeps only the fields it names: `fields=candidates` drops
+    `usageMetadata`, and the budgets would settle a reply of thousands of tokens on the
+    prompt estimate alone (found by the body audit). JSONP wraps the reply in code no
+    reader reads."""
+    r, upstream = send(gw, GEMINI, query)
+    refused(r, upstream)
+    assert r.json()["error"]["code"] == 400
+
+
+def test_a_field_mask_header_is_refused(gw: Gateway) -> None:
+    httpx.get(gw.mock.url + "/reset")
+    r = httpx.post(gw.url + GEMINI, json=GEMINI_BODY, timeout=30,
+                   headers={"x-goog-api-key": KEY, "X-Goog-FieldMask": "candidates"})
+    last = gw.mock.last()
+    refused(r, last["raw_path"] if last is not None and last["path"] != "/reset" else None)
+    assert "fieldmask" in r.json()["error"]["message"]

@@ -137,6 +137,14 @@ REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
                                     {"name": "send", "description": SECRET,
                                      "parameters": SCHEMA}]}]}),
     ("gemini-role-case", "gemini", {"contents": [{"role": "USER", "parts": [{"text": SECRET}]}]}),
+    # Vertex's streamed call arguments sent back in a model turn, and a call field newer
+    # than the code (the body audit)
+    ("vertex-partial-args", "gemini", {"contents": [
+        {"role": "user", "parts": [{"text": "hi"}]},
+        {"role": "model", "parts": [{"functionCall": {"name": "f", "partialArgs": [
+            {"jsonPath": "$.to", "stringValue": SECRET}], "willContinue": False}}]},
+        {"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {},
+                                                         "newField": {"x": SECRET}}}]}]}),
 ]
 
 

@@ -241,6 +241,15 @@ CASES: list[tuple[str, str, str, Body, tuple[str, str]]] = [
     ("gemini-file-search-store", "gemini", GEMINI,
      {**gemini(), "tools": [{"fileSearch": {"fileSearchStoreNames": ["fileSearchStores/s"]}}]},
      ("system", "file")),
+    # Vertex's retrieval tool: a RAG corpus, a Vertex AI Search data store (the body audit)
+    ("vertex-retrieval-rag-store", "gemini", GEMINI,
+     {**gemini(), "tools": [{"retrieval": {"vertexRagStore": {"ragResources": [
+         {"ragCorpus": "projects/p/locations/us-central1/ragCorpora/1"}]}}}]},
+     ("system", "file")),
+    ("vertex-retrieval-search", "gemini", GEMINI,
+     {**gemini(), "tools": [{"retrieval": {"vertexAiSearch": {
+         "datastore": "projects/p/locations/global/collections/c/dataStores/d"}}}]},
+     ("system", "file")),
     ("anthropic-count-tokens", "anthropic", COUNT_TOKENS,
      messages({"type": "image", "source": {"type": "url", "url": "https://x.test/a.png"}}),
      ("user", "image")),
