@@ -7,12 +7,12 @@ what the provider will act on (sans-IO).
   The canonical path is what goes upstream whenever it differs from the client's, so the
   provider cannot read the path another way than the gateway did. The query is parsed the
   way providers parse it (`&` separated, `%XX` and `+` decoded) and sent on as it came; a
-  parameter given twice is ambiguous (is it the first `alt` or the last?) and refused, and
-  so is a raw `;` anywhere in the query: some servers split parameters on it, others read it
-  as part of a value, so `?key=x;$ct=...` could be one harmless parameter to the gateway and
-  a refused one to the provider (`%3B` is a `;` in a value to every server). Everything that
-  reads the query (the endpoint's checks, the credential strip of `auth.querycreds`) reads
-  it this one way.
+  parameter given twice, in any case, is ambiguous (is it the first `alt` or the last?) and
+  refused, and so is a raw `;` anywhere in the query: some servers split parameters on it,
+  others read it as part of a value, so `?key=x;$ct=...` could be one harmless parameter to
+  the gateway and a refused one to the provider (`%3B` is a `;` in a value to every
+  server). Everything that reads the query (the endpoint's checks, the credential strip of
+  `auth.querycreds`) reads it this one way.
 * **Body encoding.** `decode_body` undoes `content-encoding` (gzip, x-gzip, deflate, br, zstd,
   stacked in the order given), never producing more than a bound (no decompression bomb); an
   unknown encoding is a 415.
@@ -86,7 +86,7 @@ def canonical_target(raw: str) -> Target:
             return _slow_target(raw)   # refused there
         pairs = [(n, v) for n, _, v in (item.partition("=") for item in query.split("&")
                                          if item)] if query else []
-        if len({n for n, _ in pairs}) != len(pairs):
+        if len({n.lower() for n, _ in pairs}) != len(pairs):
             return _slow_target(raw)   # a repeated name: refused there, with its name
         return Target(path, pairs, raw)
     return _slow_target(raw)
@@ -118,10 +118,10 @@ def _slow_target(raw: str) -> Target:
             name, _, value = item.partition("=")
             name = _decode(name, "query", plus=True)
             value = _decode(value, "query", plus=True)
-            if name in seen:
+            if name.lower() in seen:   # (in any case: servers differ on whether it counts)
                 raise Unreadable(400, f"query parameter {name[:40]!r} is given more than once",
                                  "extproc_ambiguous_query")
-            seen.add(name)
+            seen.add(name.lower())
             pairs.append((name, value))
     # the query goes upstream as sent: percent-decoding is read alike by every server, but
     # not '+' (a space to some, a plus to others); the values that matter (Google's alt)

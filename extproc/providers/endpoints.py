@@ -152,6 +152,9 @@ _REREAD = ("$ct", "$httpMethod")
 #: ... and those that change what the reply holds: a field mask (`fields`) can drop the usage
 #: report the budgets settle on, JSONP (`callback`) wraps the reply in code no reader reads
 _RESHAPE = ("fields", "$fields", "callback", "$callback")
+#: every system parameter above by its name in lower case: one spelled in another case
+#: (`ALT`, `$Ct`) is refused, whether or not Google reads names case-insensitively
+_SYSTEM = {name.lower(): name for name in (*_ALT, *_REREAD, *_RESHAPE)}
 
 
 def classify(provider: str, method: str, target: Target,
@@ -164,6 +167,10 @@ def classify(provider: str, method: str, target: Target,
         for name in (*_REREAD, *_RESHAPE):
             if name in target.params:
                 raise BadQuery(f"the system parameter {name!r} is not accepted by the gateway")
+        for name in target.params:
+            known = _SYSTEM.get(name.lower())
+            if known is not None and name != known:
+                raise BadQuery(f"the system parameter {known!r} must be spelled so")
     found = _TABLES[provider].find(method, path)
     if found is None:
         if _TABLES[provider].serves_path(path):

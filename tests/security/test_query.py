@@ -108,3 +108,16 @@ def test_a_field_mask_header_is_refused(gw: Gateway) -> None:
     last = gw.mock.last()
     refused(r, last["raw_path"] if last is not None and last["path"] != "/reset" else None)
     assert "fieldmask" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("query", ["?ALT=media", "?$Ct=application/x-protobuf",
+                                   "?$HttpMethod=GET", "?Fields=candidates",
+                                   "?alt=sse&ALT=json"])
+def test_a_system_parameter_in_another_case_is_refused(gw: Gateway, query: str) -> None:
+    """Whether Google reads parameter names case-insensitively is not documented: a system
+    parameter in another case (found by the path audit) is refused, not guessed at."""
+    refused(*send(gw, GEMINI, query))
+
+
+def test_a_parameter_repeated_in_another_case_is_refused(gw: Gateway) -> None:
+    refused(*send(gw, AZURE, "?api-version=2024-10-21&Api-Version=2025-01-01"))
