@@ -44,12 +44,12 @@ class Control:
     chunk_bytes: int | None = None
     delay_ms: int = 0
     status: int | None = None
-    #: a 2xx other than 200 (``x-mock-status: 201``): the normal reply, sent with it
-    success_status: int | None = None
     fail_after: int | None = None
     end_after: int | None = None
     shape: str | None = None
     error_after: int | None = None
+    #: a 2xx other than 200 (``x-mock-status: 201``): the normal reply, sent with it
+    success_status: int | None = None
 
     @property
     def echo(self) -> bool:

@@ -124,6 +124,8 @@ def test_parse_control() -> None:
     assert control.echo
     assert parse_control({}) == Control()
     assert parse_control({"x-mock-status": "200"}).status is None
+    assert parse_control({"x-mock-status": "200"}).success_status is None
+    assert parse_control({"x-mock-status": "201"}) == Control(success_status=201)
 
 
 @pytest.mark.parametrize(
