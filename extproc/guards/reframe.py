@@ -200,6 +200,7 @@ class SSEMaskingReframer(EventMasker):
         if _TEXT_LITERAL_BYTES.fullmatch(literal) is None:
             return None
         if literal == b'""':
+            self._current = (chunk, None)   # (a refusal next repeats its head)
             return chunk
         return self._literal(chunk, chunk, None, pre, literal.decode("utf-8", "replace"),
                              post, piece)
@@ -298,6 +299,7 @@ class SSEMaskingReframer(EventMasker):
             except UnicodeEncodeError:
                 self._bframe = None
         if text == '""':
+            self._current = (data, event)   # (a refusal next repeats its head)
             return raw
         return self._literal(raw, data, event, pre, text, post, piece)
 
