@@ -50,11 +50,16 @@ class ErrorReplyGuard(BodyTransform):
                          details="extproc_unreadable_reply")
         try:
             doc: Any = jsonunique.loads(body)
-        except (ValueError, RecursionError):
+        except (jsonunique.RepeatedKey, RecursionError):   # JSON no guard reads one way
+            raise Reject(self.status, "the provider's error reply was withheld: it is JSON "
+                         "the gateway's reply guards cannot read",
+                         details="extproc_unreadable_reply") from None
+        except ValueError:
             doc = None
-        # a JSON body as its texts (keys and numbers too), any other as one text
-        box: list[Any] = [doc] if isinstance(doc, dict | list) else \
-            [body.decode("utf-8", "replace")]
+        # a JSON object, array or string as its texts (escapes decoded; keys and numbers
+        # too), any other body as one text (a number's or a page's text is as it is sent)
+        json_text = isinstance(doc, dict | list | str)
+        box: list[Any] = [doc] if json_text else [body.decode("utf-8", "replace")]
         texts: list[tuple[None, str]] = []
 
         def collect(_role: str, text: str) -> str:
@@ -81,4 +86,4 @@ class ErrorReplyGuard(BodyTransform):
         if ex is not None:
             for name, detectors in masked.items():
                 decide(ex, name, "response", "masked", ",".join(sorted(detectors)))
-        return json_bytes(box[0]) if doc is not None else box[0].encode()
+        return json_bytes(box[0]) if json_text else box[0].encode()

@@ -55,9 +55,13 @@ def plain(ev: Event) -> Event:
     `retry` or any other line, made again of its data and name (what SSE clients dispatch);
     one with no data (no client dispatches it) an empty comment, which keeps a keep-alive
     alive. A reader that is no SSE parser (an SDK that reads a reply mislabelled
-    `text/event-stream` as JSON) then sees only what the guards read."""
+    `text/event-stream` as JSON) then sees only what the guards read. An event name that is
+    no provider's kind of name (`_NAME`) raises `GuardTriggered` (unreadable): a name
+    cannot be masked."""
     raw = ev.raw
-    if ev.terminated and _PLAIN.fullmatch(raw) is not None:
+    if ev.event is not None and _NAME.fullmatch(ev.event) is None:
+        raise GuardTriggered(UNREADABLE)   # a name is no text to mask: refused, not sent
+    if ev.terminated and ev.has_data and _PLAIN.fullmatch(raw) is not None:
         return ev
     end = raw[len(raw.rstrip(b"\r\n")):] if ev.terminated else b""
     if _BLANKS.fullmatch(end) is None:
@@ -71,6 +75,8 @@ def plain(ev: Event) -> Event:
 
 
 _BLANKS = re.compile(rb"(?:\r\n|\r|\n){2}")
+#: an event name as providers name theirs (`content_block_delta`, `response.output_text.delta`)
+_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
 
 def media(kinds: Sequence[str], allowed: frozenset[str]) -> None:

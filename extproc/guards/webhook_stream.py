@@ -56,6 +56,7 @@ from ..providers import Adapter, adapter_for
 from ..providers.unread import NAMES
 from .event_stream import OVERSIZED, UNREADABLE, plain, refusal_message
 from .stops import GOOGLE, _dump, stop_events, stream_head
+from .stream import GuardTriggered
 from .webhook import (
     CONTEXT_CHARS,
     Text,
@@ -157,7 +158,11 @@ class WebhookStreamGuard(BodyTransform):
         for ev in events:
             if self.stopped:
                 return b"".join(out)
-            ev = plain(ev)   # (only what a client reads of it goes out)
+            try:
+                ev = plain(ev)   # (only what a client reads of it goes out)
+            except GuardTriggered:   # an event name no provider gives: fail closed
+                out.append(await self._refuse(refusal_message(UNREADABLE), report=False))
+                return b"".join(out)
             held, ends, final = read_event(self.adapter, ev, self._whole, self.allow_unread)
             if self.wants_head and not self.head.get("id"):   # (Azure's first chunk, its
                 self.head = stream_head(held.doc)   # prompt filter results, has an empty id)

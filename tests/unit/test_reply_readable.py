@@ -62,6 +62,7 @@ def event(raw: bytes, terminated: bool = True) -> Event:
     (b'data: {"a":1}\n: ' + EMAIL.encode() + b'\r\n\r\n', b'data: {"a":1}\r\n\r\n'),
     (b"DATA: " + EMAIL.encode() + b"\n\n", b":\n\n"),                 # fields are cased
     (b'data:{"a":1}\ndata:2\n\n', b'data:{"a":1}\ndata:2\n\n'),
+    (b"event: ping\n\n", b":\n\n"),                                   # a name, no data
 ])
 def test_plain_keeps_only_what_a_client_reads(raw: bytes, out: bytes) -> None:
     ev = event(raw)
@@ -103,6 +104,13 @@ def test_nothing_unread_goes_out_under_any_chunking(body: bytes, action: str,
     out = masked("openai", body, cut, action)
     assert EMAIL.encode() not in out and b"example.com" not in out, out
     assert out == masked("openai", body, None, action)   # any split, the same output
+
+
+@pytest.mark.parametrize("raw", [b"event: " + EMAIL.encode() + b"\n\n",
+                                 b"event: " + EMAIL.encode() + b'\ndata: {"type":"ping"}\n\n'])
+def test_an_event_name_no_provider_gives_ends_the_stream_refused(raw: bytes) -> None:
+    out = masked("anthropic", raw)
+    assert EMAIL.encode() not in out and b"unreadable" in out, out
 
 
 def test_a_keep_alive_comment_stays_a_comment() -> None:
@@ -203,6 +211,23 @@ def test_an_error_reply_in_plain_text_is_read_as_one_text() -> None:
     assert code is None and body == b"upstream said <EMAIL>"
     code, body = sent(exchange(502, b"key AKIAIOSFODNN7EXAMPLE", "text/html"))
     assert code == 502 and b"AKIA" not in body and b"withheld" in body
+
+
+@pytest.mark.parametrize("body", [
+    b'"john.doe\\u0040example.com"',                          # a JSON string, escaped
+    b'{"error":{"message":"saw john.doe\\u0040example.com"}}'])
+def test_an_error_reply_is_read_with_its_escapes_decoded(body: bytes) -> None:
+    code, out = sent(exchange(500, body))
+    assert code is None and EMAIL not in json.dumps(json.loads(out)), out
+
+
+@pytest.mark.parametrize("body", [
+    b'{"error":{"message":"ok","message":"john.doe\\u0040example.com"}}',
+    b'{"error":{"message":"a","message":"key \\u0041KIAIOSFODNN7EXAMPLE"}}',
+    b"[" * 5000 + b"]" * 5000])
+def test_an_error_reply_no_guard_reads_one_way_is_withheld(body: bytes) -> None:
+    code, out = sent(exchange(429, body))
+    assert code == 429 and b"withheld" in out and b"example" not in out, out
 
 
 def test_an_encoded_error_reply_is_replaced() -> None:
