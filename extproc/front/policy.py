@@ -33,6 +33,7 @@ from ..auth.credentials import (
     CLIENT_CREDENTIAL_HEADERS,
     CREDENTIAL_SCOPE_HEADERS,
 )
+from ..context import succeeded
 from ..limits.policy import MAX_OUTPUT
 from ..policy import Answer, BodyTransform, Policy, Reject
 from ..providers import adapter_for, read_request
@@ -165,7 +166,9 @@ class FrontModels(_FrontPolicy):
                          details="extproc_front_encoded_reply")
         ctype = headers.get("content-type", "").split(";", 1)[0].strip().lower()
         extra = {"json_tool": st.json_tool} if st.json_tool else {}
-        translator = st.module.reply_translator(ex.status, ctype, st.reply, **extra)
+        # (a backend's 201 or 203 is its reply, translated as a 200's is)
+        status = 200 if succeeded(ex.status) else ex.status
+        translator = st.module.reply_translator(status, ctype, st.reply, **extra)
         if translator is None:
             return
         st.translator = translator
@@ -180,7 +183,8 @@ class FrontModels(_FrontPolicy):
         if st is None or st.translator is None:
             return None
         assert st.reply is not None
-        return _Translating(st.translator, not st.reply.stream and ex.status == 200, ex.status)
+        status = 200 if succeeded(ex.status) else ex.status
+        return _Translating(st.translator, not st.reply.stream and status == 200, status)
 
 
 def _message(body: bytes) -> str:

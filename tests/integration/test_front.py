@@ -311,6 +311,21 @@ def test_backend_errors_reach_the_client_in_openai_format(
     assert body["message"]
 
 
+@pytest.mark.parametrize("model", ["claude-sonnet-4-5", "gemini-2.5-flash"])
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_backend_reply_with_another_2xx_is_translated(gw: Gateway, model: str,
+                                                        stream: bool) -> None:
+    """A backend's 201 is its reply (the reply audit): translated as a 200's is, not
+    turned into an error."""
+    made = client(gw, **{"x-mock-status": "201"}).chat.completions.create(
+        model=model, messages=MSG, stream=stream)
+    if stream:
+        text = "".join(c.choices[0].delta.content or "" for c in made if c.choices)
+    else:
+        text = made.choices[0].message.content or ""
+    assert text == TEXT
+
+
 def test_a_client_cannot_pick_the_backend_route_itself(gw: Gateway) -> None:
     r = rid()
     client(gw, r, **{"x-extproc-backend": "openai"}).chat.completions.create(
