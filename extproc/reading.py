@@ -46,7 +46,7 @@ from .policy import Reject
 from .providers.base import Prompt
 from .providers.endpoints import BadQuery, Endpoint, Passthrough, Unknown, classify
 from .providers.shapes import check as check_shape
-from .target import PATH_SAFE, Target
+from .target import PATH_SAFE, Target, fold_name
 
 #: deepest JSON nesting accepted in a request body (real prompts, tool schemas included, stay
 #: far below; Python's own parser fails at about a thousand)
@@ -86,7 +86,7 @@ def canonical_target(raw: str) -> Target:
             return _slow_target(raw)   # refused there
         pairs = [(n, v) for n, _, v in (item.partition("=") for item in query.split("&")
                                          if item)] if query else []
-        if len({n.lower() for n, _ in pairs}) != len(pairs):
+        if len({fold_name(n) for n, _ in pairs}) != len(pairs):
             return _slow_target(raw)   # a repeated name: refused there, with its name
         return Target(path, pairs, raw)
     return _slow_target(raw)
@@ -118,10 +118,10 @@ def _slow_target(raw: str) -> Target:
             name, _, value = item.partition("=")
             name = _decode(name, "query", plus=True)
             value = _decode(value, "query", plus=True)
-            if name.lower() in seen:   # (in any case: servers differ on whether it counts)
+            if fold_name(name) in seen:   # (in any case: servers differ on whether it counts)
                 raise Unreadable(400, f"query parameter {name[:40]!r} is given more than once",
                                  "extproc_ambiguous_query")
-            seen.add(name.lower())
+            seen.add(fold_name(name))
             pairs.append((name, value))
     # the query goes upstream as sent: percent-decoding is read alike by every server, but
     # not '+' (a space to some, a plus to others); the values that matter (Google's alt)

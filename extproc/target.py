@@ -11,6 +11,13 @@ PATH_SAFE = "/:@!$&'()*+,;=-._~"
 QUERY_SAFE = ":@!$'()*,;/?-._~"
 
 
+def fold_name(name: str) -> str:
+    """A query parameter's name as a server that trims and ignores case may read it
+    (`ALT`, `alt `, `f\u0131elds`, whose dotless i upper-cases to I): what the gateway
+    compares names by, so that no two it tells apart are one to such a server."""
+    return name.strip().upper().lower()
+
+
 class Target:
     """A request target read canonically: `path` (decoded), `query` (decoded pairs, each name
     once) and `raw` (the canonical encoding of both, what goes upstream; the client's own

@@ -28,6 +28,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..target import fold_name
 from .base import Adapter
 
 if TYPE_CHECKING:
@@ -152,9 +153,10 @@ _REREAD = ("$ct", "$httpMethod")
 #: ... and those that change what the reply holds: a field mask (`fields`) can drop the usage
 #: report the budgets settle on, JSONP (`callback`) wraps the reply in code no reader reads
 _RESHAPE = ("fields", "$fields", "callback", "$callback")
-#: every system parameter above by its name in lower case: one spelled in another case
-#: (`ALT`, `$Ct`) is refused, whether or not Google reads names case-insensitively
-_SYSTEM = {name.lower(): name for name in (*_ALT, *_REREAD, *_RESHAPE)}
+#: every system parameter above by its folded name (`target.fold_name`): one spelled in
+#: another case or with spaces (`ALT`, `$Ct`, `fields `) is refused, whether or not Google
+#: reads names so
+_SYSTEM = {fold_name(name): name for name in (*_ALT, *_REREAD, *_RESHAPE)}
 
 
 def classify(provider: str, method: str, target: Target,
@@ -168,7 +170,7 @@ def classify(provider: str, method: str, target: Target,
             if name in target.params:
                 raise BadQuery(f"the system parameter {name!r} is not accepted by the gateway")
         for name in target.params:
-            known = _SYSTEM.get(name.lower())
+            known = _SYSTEM.get(fold_name(name))
             if known is not None and name != known:
                 raise BadQuery(f"the system parameter {known!r} must be spelled so")
     found = _TABLES[provider].find(method, path)

@@ -112,10 +112,12 @@ def test_a_field_mask_header_is_refused(gw: Gateway) -> None:
 
 @pytest.mark.parametrize("query", ["?ALT=media", "?$Ct=application/x-protobuf",
                                    "?$HttpMethod=GET", "?Fields=candidates",
-                                   "?alt=sse&ALT=json"])
+                                   "?alt=sse&ALT=json", "?fields%20=candidates",
+                                   "?f%C4%B1elds=candidates", "?alt=sse&alt%20=json"])
 def test_a_system_parameter_in_another_case_is_refused(gw: Gateway, query: str) -> None:
-    """Whether Google reads parameter names case-insensitively is not documented: a system
-    parameter in another case (found by the path audit) is refused, not guessed at."""
+    """Whether Google reads parameter names case-insensitively (or trims them) is not
+    documented: a system parameter in another case or with spaces (found by the path audit
+    and its review; `\u0131`, a dotless i, upper-cases to I) is refused, not guessed at."""
     refused(*send(gw, GEMINI, query))
 
 
