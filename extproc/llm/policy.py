@@ -166,7 +166,8 @@ class LLMTraffic(Policy):
             ex.metadata.update(md)
             if not seen.final:     # budgets charge at least the output delivered
                 ex.state[USAGE_PARTIAL] = True
-            if seen.unread is not None:
+            if seen.unread is not None and USAGE_UNREAD not in ex.state:
+                # (a reason decided on the request, a reply made later, stands)
                 log.warning("%s usage not read: %s (request_id=%s)", provider, seen.unread,
                             ex.request_id)
                 unread(ex, seen.unread, seen.unread_kind or T.BROKEN_STREAM)

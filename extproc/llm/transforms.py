@@ -46,13 +46,17 @@ MAX_JSON_BODY = 16 * 1024 * 1024
 #: why a reply's usage went unread, as `StreamReport.unread_kind` and the metric's label:
 #: an event or array element past `streams.max_event_bytes` with no report after it, a
 #: JSON-array stream that broke, a whole reply over `MAX_JSON_BODY` or not JSON; `encoded`
-#: (a reply in a content-encoding) is decided before any transform (`llm.policy`)
+#: (a reply in a content-encoding) is decided before any transform (`llm.policy`);
+#: `no_usage`, a whole reply of an endpoint that generates output, parsed, with no usage
+#: report in it (every such endpoint reports one: a reply without it was cut down on the
+#: way, or comes from an upstream that is not the provider it claims to be)
 OVERSIZED_EVENT = "oversized_event"
 BROKEN_STREAM = "broken_stream"
 TOO_LARGE = "too_large"
 NOT_JSON = "not_json"
 ENCODED = "encoded"
-UNREAD_KINDS = (OVERSIZED_EVENT, BROKEN_STREAM, TOO_LARGE, NOT_JSON, ENCODED)
+NO_USAGE = "no_usage"
+UNREAD_KINDS = (OVERSIZED_EVENT, BROKEN_STREAM, TOO_LARGE, NOT_JSON, ENCODED, NO_USAGE)
 #: how large a value read from an event too large to hold (its usage, an error) may be
 MAX_FIELD_BYTES = 64 * 1024
 
@@ -297,6 +301,9 @@ class JsonBodyObserver(BodyTransform):
                 if self.state is not None:
                     self.state[PARSED_REPLY] = (body, doc)
                 _, acc.finish_reason, acc.usage = self.adapter.parse_response(doc)
+                if acc.usage.is_empty() and getattr(self.adapter, "generates", True):
+                    acc.unread = "a reply without its usage report"
+                    acc.unread_kind = NO_USAGE
             except (ValueError, TypeError, AttributeError, KeyError, RecursionError) as exc:
                 log.debug("no usage in a non-JSON reply: %s", type(exc).__name__)
                 acc.unread = "a reply that is not the JSON its content-type says"

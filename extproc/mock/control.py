@@ -30,6 +30,9 @@ SHAPE = "x-mock-shape"
 SHAPES = ("refusal", "thinking", "tool", "tool-escaped", "start", "image", "audio", "mcp",
           "partial-args", "parts")
 ECHO = "echo"
+#: ``x-mock-usage: omit``: a whole (non-streamed) reply leaves out its usage report
+#: (``usage``, ``usageMetadata``), as an upstream that is not quite the provider might
+USAGE = "x-mock-usage"
 
 
 class ControlError(ValueError):
@@ -50,6 +53,8 @@ class Control:
     error_after: int | None = None
     #: a 2xx other than 200 (``x-mock-status: 201``): the normal reply, sent with it
     success_status: int | None = None
+    #: ``x-mock-usage: omit``: a whole reply without its usage report
+    omit_usage: bool = False
 
     @property
     def echo(self) -> bool:
@@ -82,16 +87,20 @@ def parse_control(headers: Mapping[str, str]) -> Control:
     status = _int_header(headers, STATUS, 100)
     if status is not None and status > 599:
         raise ControlError(f"invalid {STATUS} header: {status} is not an HTTP status")
+    usage = headers.get(USAGE)
+    if usage is not None and usage.strip().lower() != "omit":
+        raise ControlError(f"invalid {USAGE} header: {usage!r} is not 'omit'")
     return Control(
         reply=None if reply is None else decode_header_text(reply),
         chunk_bytes=_int_header(headers, CHUNK_BYTES, 1),
         delay_ms=_int_header(headers, DELAY_MS, 0) or 0,
         status=status if status is not None and status >= 400 else None,
-        success_status=status if status is not None and 200 < status < 300 else None,
         fail_after=_int_header(headers, FAIL_AFTER, 0),
         end_after=_int_header(headers, END_AFTER, 0),
         shape=shape,
         error_after=_int_header(headers, ERROR_AFTER, 1),
+        success_status=status if status is not None and 200 < status < 300 else None,
+        omit_usage=usage is not None,
     )
 
 

@@ -4,6 +4,7 @@ format's plan, written with the control headers' misbehaviours."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -80,4 +81,15 @@ async def generate(
                                                  stream_error], settled=0)
     if control.success_status is not None:
         plan = dataclasses.replace(plan, status=control.success_status)
+    if control.omit_usage and not plan.streamed:
+        plan = dataclasses.replace(plan, frames=[_without_usage(b"".join(plan.frames))])
     return await send_plan(request, plan, control)
+
+
+def _without_usage(body: bytes) -> bytes:
+    """A whole JSON reply without its usage report (``x-mock-usage: omit``)."""
+    doc = json.loads(body)
+    if isinstance(doc, dict):
+        doc.pop("usage", None)
+        doc.pop("usageMetadata", None)
+    return json.dumps(doc, indent=2).encode()

@@ -1,10 +1,11 @@
-"""The shapes of the request fields that carry prompt text, checked before any policy reads
-them (sans-IO). An adapter reads what it understands and passes over the rest; a field the
-provider would read in a shape the adapter passes over (a message's content as an object, a
-text part whose text is not a string) would then reach the provider unguarded. Such a body is
-refused instead (the provider would refuse it too): `check(endpoint, body)` says what is
-wrong, or None. Google's repeated fields accept a lone object and are read so
-(`google._items`); they need no check here.
+"""The shapes of the request fields that carry prompt text, and of the counts budgets
+reserve by (max tokens, choices), checked before any policy reads them (sans-IO). An adapter
+reads what it understands and passes over the rest; a field the provider would read in a
+shape the adapter passes over (a message's content as an object, a text part whose text is
+not a string) would then reach the provider unguarded. Such a body is refused instead (the
+provider would refuse it too): `check(endpoint, body)` says what is wrong, or None. Google's
+repeated fields accept a lone object and are read so (`google._items`); they need no check
+here.
 """
 
 from __future__ import annotations
@@ -64,8 +65,35 @@ def _token_input(value: Any, where: str) -> str | None:
     return f"'{where}' must be a string, a list of strings or token ids"
 
 
+#: the counts budgets reserve by, per endpoint (Gemini's are proto3 integers, which Google
+#: also takes as strings: `google_config.count` reads them so)
+_COUNTS = {"chat.completions": ("max_tokens", "max_completion_tokens", "n"),
+           "completions": ("max_tokens", "n", "best_of"),
+           "responses": ("max_output_tokens",),
+           "messages": ("max_tokens",)}
+
+
+def _counts(body: dict[str, Any], names: tuple[str, ...]) -> str | None:
+    """Each count given (not null) is a non-negative integer: one the adapters cannot read
+    (a string "5000", which a lenient OpenAI-compatible server or a pydantic model may take
+    as 5000) would make budgets reserve the default for a reply that may run longer."""
+    for name in names:
+        value = body.get(name)
+        if value is None:
+            continue
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            return f"'{name}' must be a non-negative integer"
+    return None
+
+
 def check(endpoint: str, body: dict[str, Any]) -> str | None:
-    """What is wrong with the shape of a request's text fields, or None."""
+    """What is wrong with the shape of a request's text fields or of the counts budgets
+    reserve by, or None."""
+    error = _counts(body, _COUNTS.get(endpoint, ()))
+    if error:
+        return error
     if endpoint == "chat.completions":
         return _messages(body, "messages", strings=True)
     if endpoint in ("messages", "count_tokens"):

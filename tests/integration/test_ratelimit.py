@@ -179,6 +179,85 @@ def test_tokens_are_settled_on_real_usage(gw: Gateway, provider: str, stream: bo
     assert after == before - used - 2             # settled to usage (and the probe's 2)
 
 
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_whole_reply_without_its_usage_pays_its_reservation(gw: Gateway,
+                                                              provider: str) -> None:
+    """A whole reply of a generating endpoint with no usage report in it (the upstream, or
+    something on the way, left it out): its output is unknown, so the budget is charged
+    the whole reservation, not the prompt estimate alone (which would make the output
+    free), and the metric says why."""
+    route = f"rl-tokens-{provider}"
+    who = client_id()
+    before = _remaining_tokens(gw, route, who)
+    rid = uuid.uuid4().hex
+    scraped = scrape(gw)
+    r = request(gw, provider, route, {**who, "x-request-id": rid, "x-mock-usage": "omit",
+                                      "x-mock-reply": "one two three four five six"},
+                max_tokens=200)
+    assert r.status_code == 200, r.text
+    assert not {"usage", "usageMetadata"} & set(r.json())
+    assert r.headers["x-ratelimit-remaining-tokens"] == str(before - 201)
+    assert gw.access_log(rid)["extproc"]["usage_unread"] == "a reply without its usage report"
+    assert _remaining_tokens(gw, route, who) == before - 201 - 2
+    assert value(scrape(gw), "extproc_usage_unread_total", route=route, reason="no_usage") \
+        == value(scraped, "extproc_usage_unread_total", route=route, reason="no_usage") + 1
+
+
+@pytest.mark.parametrize(("provider", "path", "field", "value"), [
+    ("openai", "/v1/chat/completions", "max_tokens", "5000"),
+    ("openai", "/v1/chat/completions", "max_completion_tokens", 5000.5),
+    ("openai", "/v1/chat/completions", "n", "4"),
+    ("azure", "/openai/deployments/d/chat/completions?api-version=2024-10-21", "max_tokens",
+     [5000]),
+    ("anthropic", "/v1/messages", "max_tokens", "5000"),
+    ("anthropic", "/v1/messages", "max_tokens", True),
+    ("openai", "/v1/responses", "max_output_tokens", "5000"),
+    ("openai", "/v1/completions", "best_of", "4"),
+])
+def test_a_count_budgets_cannot_read_is_refused(gw: Gateway, provider: str, path: str,
+                                                field: str, value: Any) -> None:
+    """A max-tokens or choices count as a string (which a lenient OpenAI-compatible server
+    may take as the number) or any other non-integer: the budget would reserve the default
+    for a reply that may run longer, or one choice for four. Refused in the provider's
+    format before anything is reserved or sent."""
+    route = f"rl-tokens-{provider}"
+    who = client_id()
+    before = _remaining_tokens(gw, route, who)
+    body: dict[str, Any] = {"model": "gpt-4o-mini", field: value}
+    if path.endswith("responses"):
+        body["input"] = "hi"
+    elif path.endswith("/completions") and "chat" not in path:
+        body["prompt"] = "hi"
+    else:
+        body["messages"] = CHAT["messages"]
+        if provider == "anthropic" and field != "max_tokens":
+            body["max_tokens"] = 10
+    last = gw.mock.last()
+    r = httpx.post(f"{gw.url}/{route}{path}", json=body, headers=who, timeout=30)
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert f"'{field}' must be a non-negative integer" in error["message"]
+    assert error["type"] == "invalid_request_error"
+    assert gw.mock.last() == last
+    assert _remaining_tokens(gw, route, who) == before - 2     # (the probe's own 2)
+
+
+@pytest.mark.parametrize("provider", ["gemini", "vertex"])
+def test_a_google_count_given_as_a_string_is_read_as_google_reads_it(gw: Gateway,
+                                                                     provider: str) -> None:
+    """Google's proto3 JSON takes an integer as a string: reserved as the number it is."""
+    route = f"rl-tokens-{provider}"
+    who = client_id()
+    before = _remaining_tokens(gw, route, who)
+    prefix = "/v1beta/models/gemini-2.5-flash" if provider == "gemini" else \
+        "/v1/projects/p/locations/l/publishers/google/models/gemini-2.5-flash"
+    r = httpx.post(f"{gw.url}/{route}{prefix}:generateContent", headers=who, timeout=30,
+                   json={"contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+                         "generationConfig": {"maxOutputTokens": "300"}})
+    assert r.status_code == 200, r.text
+    assert r.headers["x-ratelimit-remaining-tokens"] == str(before - 301)
+
+
 def test_a_client_gone_mid_stream_pays_for_what_was_delivered(gw: Gateway) -> None:
     route = "rl-tokens-openai"
     who = client_id()

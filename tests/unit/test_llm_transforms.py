@@ -371,6 +371,38 @@ def test_a_whole_reply_that_is_not_json_leaves_the_usage_unread() -> None:
         assert t.meter.reports[0].unread_kind == ("not_json" if unread else None)
 
 
+def test_a_whole_reply_without_its_usage_report_leaves_the_usage_unread() -> None:
+    """Every endpoint that generates reports its usage in a whole reply: one without it (cut
+    down on the way, or from an upstream that is not the provider) is charged its worst
+    case, never just the prompt. Embeddings and token counts generate nothing: theirs may
+    go without."""
+    from extproc.mock import anthropic, openai_responses
+    from extproc.providers.anthropic_extra import AnthropicCountTokensAdapter
+    from extproc.providers.google_extra import GoogleEmbedAdapter
+    from extproc.providers.openai_responses import OpenAIResponsesAdapter
+
+    def without(body: bytes) -> bytes:
+        doc = json.loads(body)
+        assert doc.pop("usage", None) or doc.pop("usageMetadata", None)
+        return json.dumps(doc).encode()
+
+    generating = [
+        (adapter_for("openai"), openai.build_response({}, reply("hi"))),
+        (adapter_for("anthropic"), anthropic.build_response({}, reply("hi"))),
+        (adapter_for("gemini"), google.build_response(REQUEST, reply("hi"))),
+        (OpenAIResponsesAdapter("openai"), openai_responses.build_response({}, reply("hi"))),
+    ]
+    for adapter, body in generating:
+        for sent, unread in ((body, None), (without(body), "no_usage")):
+            t = JsonBodyObserver(adapter, Meter())
+            run(t, [sent])
+            assert t.meter.reports[0].unread_kind == unread, adapter
+    for adapter in (GoogleEmbedAdapter("gemini"), AnthropicCountTokensAdapter("anthropic")):
+        t = JsonBodyObserver(adapter, Meter())
+        run(t, [b'{"embedding": {"values": [0.5]}}'])
+        assert t.meter.reports[0].unread is None
+
+
 def test_the_usage_of_an_event_too_large_is_the_one_at_its_path_never_text() -> None:
     """What a model writes cannot pose as the usage: not inside a string, not deeper than
     the usage's place (a function call's arguments naming a key "usageMetadata"), even

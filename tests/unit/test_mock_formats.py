@@ -126,6 +126,7 @@ def test_parse_control() -> None:
     assert parse_control({"x-mock-status": "200"}).status is None
     assert parse_control({"x-mock-status": "200"}).success_status is None
     assert parse_control({"x-mock-status": "201"}) == Control(success_status=201)
+    assert parse_control({"x-mock-usage": " Omit"}) == Control(omit_usage=True)
 
 
 @pytest.mark.parametrize(
@@ -136,6 +137,7 @@ def test_parse_control() -> None:
         {"x-mock-delay-ms": "-1"},
         {"x-mock-status": "700"},
         {"x-mock-fail-after": "-5"},
+        {"x-mock-usage": "none"},
     ],
 )
 def test_parse_control_rejects_bad_values(headers: dict[str, str]) -> None:

@@ -345,3 +345,23 @@ def test_the_depth_bound_is_exact_over_siblings(pieces: list[tuple[int, str]]) -
 ])
 def test_bracket_heavy_bodies_within_the_bound_read(body: bytes) -> None:
     assert strict_json(body) == json.loads(body)
+
+
+@pytest.mark.parametrize(("endpoint", "body", "wrong"), [
+    ("chat.completions", {"messages": [], "max_tokens": "5"}, "max_tokens"),
+    ("chat.completions", {"messages": [], "max_completion_tokens": -1}, "max_completion_tokens"),
+    ("chat.completions", {"messages": [], "n": 2.5}, "n"),
+    ("chat.completions", {"messages": [], "n": False}, "n"),
+    ("completions", {"prompt": "hi", "best_of": "3"}, "best_of"),
+    ("responses", {"input": "hi", "max_output_tokens": {"value": 9}}, "max_output_tokens"),
+    ("messages", {"messages": [], "max_tokens": "1024"}, "max_tokens"),
+    ("chat.completions", {"messages": [], "max_tokens": 5, "n": 2.0}, None),
+    ("chat.completions", {"messages": [], "max_tokens": None}, None),
+    ("messages", {"messages": [], "max_tokens": 1024}, None),
+    ("generateContent", {"generationConfig": {"maxOutputTokens": "9"}}, None),
+])
+def test_counts_budgets_reserve_by_must_be_integers(endpoint: str, body: dict[str, Any],
+                                                    wrong: str | None) -> None:
+    from extproc.providers.shapes import check
+    said = check(endpoint, body)
+    assert said == (None if wrong is None else f"'{wrong}' must be a non-negative integer")
