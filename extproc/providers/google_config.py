@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from extproc.providers.values import as_dict, as_list, as_proto_int
+from extproc.providers.values import as_dict, as_proto_int
 
 _CONFIGS = ("generationConfig", "generation_config")
 
@@ -46,13 +46,22 @@ def thinking_budget(body: Any) -> int:
 def asks_media(body: Any) -> list[str]:
     """Images and audio, as the response modalities (``responseModalities``) name them;
     audio when the request configures speech (``speechConfig``)."""
-    modalities = [m for v in _fields(body, "responseModalities", "response_modalities")
-                  for m in as_list(v)]
-    out = [kind for kind in ("image", "audio") if any(
-        isinstance(m, str) and m.strip().lower() == kind for m in modalities)]
+    modalities = [_modality(m) for v in _fields(body, "responseModalities", "response_modalities")
+                  for m in (v if isinstance(v, list) else [v])]
+    out = [kind for kind in ("image", "audio") if kind in modalities]
     if "audio" not in out and _fields(body, "speechConfig", "speech_config"):
         out.append("audio")
     return out
+
+
+def _modality(value: Any) -> str:
+    """A modality as Google's proto3 JSON parsers read one: its name in any case, or its enum
+    number (IMAGE is 2; AUDIO is 3 in v1beta's enum and 4 in v1's, where 3 is VIDEO), a lone
+    value standing for a list of one."""
+    number = as_proto_int(value)   # (a number, or one written as a string: "2")
+    if number is not None:
+        return "text" if number <= 1 else "image" if number == 2 else "audio"
+    return value.strip().lower() if isinstance(value, str) else "text"
 
 
 def asks_logprobs(body: Any) -> bool:

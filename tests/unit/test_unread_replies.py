@@ -450,6 +450,16 @@ ASKED = [
     ("gemini-image-both-spellings", "gemini", GEMINI, {
         "generationConfig": {"temperature": 1},
         "generation_config": {"response_modalities": ["IMAGE"]}}, "image"),
+    # Google's proto3 JSON reads a lone value as a list of one, and an enum by its number
+    # (IMAGE is 2; AUDIO 3 in v1beta, 4 in v1), given as a number or as a string
+    ("gemini-image-lone", "gemini", GEMINI, {"generationConfig": {"responseModalities":
+                                                                  "IMAGE"}}, "image"),
+    ("gemini-image-number", "gemini", GEMINI, {"generationConfig": {"responseModalities":
+                                                                    [1, 2]}}, "image"),
+    ("gemini-audio-number-string", "gemini", GEMINI, {"generationConfig": {
+        "responseModalities": "3"}}, "audio"),
+    ("gemini-audio-v1-number", "gemini", GEMINI, {"generationConfig": {
+        "responseModalities": [4]}}, "audio"),
 ]
 
 
@@ -483,8 +493,9 @@ def test_a_text_request_asks_for_no_media() -> None:
                         ("gemini", GEMINI)):
         assert adapter(route, path).asks_media(ASK[route]) == []
         assert ask(config(), route, path, {}) is None
-    assert adapter("gemini", GEMINI).asks_media(
-        {"generationConfig": {"responseModalities": ["TEXT"]}}) == []
+    for text in (["TEXT"], "text", [1], "1", [0]):
+        assert adapter("gemini", GEMINI).asks_media(
+            {"generationConfig": {"responseModalities": text}}) == []
     assert adapter("openai", CHAT).asks_media({"modalities": ["text"]}) == []
 
 
