@@ -6,7 +6,10 @@ The provider's usage is trusted when it is its final report. A stream cut short 
 an error after a partial report) is charged at least the prompt estimate plus the output
 delivered so far, and at least its whole reservation when it delivered generated media (no
 count of bytes sizes it). Usage the gateway could not read leaves a partial count: at least
-the whole reservation (default deny, for budgets). An upstream error status charges nothing.
+the whole reservation (default deny, for budgets), and so does an admitted request whose
+exchange ended before any reply came (`no_reply`: the client left, or the stream broke,
+while the provider may have been generating; a reasoning model can take minutes before its
+headers). An upstream error status charges nothing.
 """
 
 from __future__ import annotations
@@ -69,9 +72,10 @@ def charges(ex: Context, held: Held, uses_tokens: bool) -> tuple[float, float]:
     spend = 0.0
     if held.price is not None:
         delivered = held.delivered.tokens if held.delivered is not None else 0
+        gone = no_reply(ex)
         charged = spending.charge(held.price, ex.state.get("usage"), held.input_estimate,
-                                  delivered, ex.status,
-                                  unread=ex.state.get(USAGE_UNREAD) is not None,
+                                  delivered, 200 if gone else ex.status,
+                                  unread=gone or ex.state.get(USAGE_UNREAD) is not None,
                                   reserved=held.cost,
                                   partial=ex.state.get(USAGE_PARTIAL) is True,
                                   media=_media(held))
@@ -86,7 +90,9 @@ def charges(ex: Context, held: Held, uses_tokens: bool) -> tuple[float, float]:
 def actual_tokens(ex: Context, held: Held) -> int:
     """What the request really cost in tokens (see the module's docstring):
     `USAGE_PARTIAL` marks a report an error event ended, `USAGE_UNREAD` usage the gateway
-    could not read."""
+    could not read; `no_reply`, a request that got no reply at all."""
+    if no_reply(ex):
+        return held.estimate
     if not 200 <= ex.status < 300:
         return 0
     usage = ex.state.get("usage")
@@ -101,6 +107,14 @@ def actual_tokens(ex: Context, held: Held) -> int:
     if reported is not None and ex.state.get(USAGE_PARTIAL) is not True:
         return reported
     return max(counted, reported or 0, held.estimate if _media(held) else 0)
+
+
+def no_reply(ex: Context) -> bool:
+    """The exchange of an admitted request ended before any reply headers came: the client
+    went away (or Envoy's stream to us broke) after the request went upstream. Envoy's own
+    answers (a 503 when the upstream cannot be reached, a 504 on its timeout) and the
+    gateway's refusals all carry a status."""
+    return ex.status == 0
 
 
 def _media(held: Held) -> bool:

@@ -33,6 +33,9 @@ ECHO = "echo"
 #: ``x-mock-usage: omit``: a whole (non-streamed) reply leaves out its usage report
 #: (``usage``, ``usageMetadata``), as an upstream that is not quite the provider might
 USAGE = "x-mock-usage"
+#: wait N ms before answering at all (status and headers), as a provider generating a whole
+#: reply, or a reasoning model thinking before its first event, does
+WAIT_MS = "x-mock-wait-ms"
 
 
 class ControlError(ValueError):
@@ -55,6 +58,8 @@ class Control:
     success_status: int | None = None
     #: ``x-mock-usage: omit``: a whole reply without its usage report
     omit_usage: bool = False
+    #: ``x-mock-wait-ms: N``: N ms before the status and headers go out
+    wait_ms: int = 0
 
     @property
     def echo(self) -> bool:
@@ -101,6 +106,7 @@ def parse_control(headers: Mapping[str, str]) -> Control:
         error_after=_int_header(headers, ERROR_AFTER, 1),
         success_status=status if status is not None and 200 < status < 300 else None,
         omit_usage=usage is not None,
+        wait_ms=_int_header(headers, WAIT_MS, 0) or 0,
     )
 
 

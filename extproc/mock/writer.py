@@ -33,6 +33,8 @@ async def send_plan(request: web.Request, plan: Plan, control: Control) -> MockR
     body if shorter) and then the connection is reset instead of ending the response. With
     ``control.end_after``, the body ends there, as a whole response does.
     """
+    if control.wait_ms:
+        await asyncio.sleep(control.wait_ms / 1000)
     chunks, chunked = plan_chunks(plan, control)
     if control.end_after is not None:
         chunks = _first_bytes(chunks, control.end_after)

@@ -141,21 +141,21 @@ def _remaining_tokens(gw: Gateway, route: str, who: dict[str, str]) -> int:
 
 
 def request(gw: Gateway, provider: str, route: str, headers: dict[str, str], *,
-            stream: bool = False, max_tokens: int = 200) -> httpx.Response:
+            stream: bool = False, max_tokens: int = 200, timeout: float = 30) -> httpx.Response:
     base = f"{gw.url}/{route}"
     if provider in ("openai", "azure"):
         path = "/v1/chat/completions" if provider == "openai" \
             else "/openai/deployments/d/chat/completions?api-version=2024-10-21"
         return httpx.post(base + path, json={**CHAT, "stream": stream, "max_tokens": max_tokens},
-                          headers=headers, timeout=30)
+                          headers=headers, timeout=timeout)
     if provider == "anthropic":
         return httpx.post(f"{base}/v1/messages", json={**CHAT, "stream": stream,
                                                        "max_tokens": max_tokens},
-                          headers=headers, timeout=30)
+                          headers=headers, timeout=timeout)
     prefix = "/v1beta/models/gemini-2.5-flash" if provider == "gemini" else \
         "/v1/projects/p/locations/l/publishers/google/models/gemini-2.5-flash"
     method = ":streamGenerateContent?alt=sse" if stream else ":generateContent"
-    return httpx.post(base + prefix + method, headers=headers, timeout=30, json={
+    return httpx.post(base + prefix + method, headers=headers, timeout=timeout, json={
         "contents": [{"role": "user", "parts": [{"text": "hi"}]}],
         "generationConfig": {"maxOutputTokens": max_tokens}})
 
@@ -256,6 +256,24 @@ def test_a_google_count_given_as_a_string_is_read_as_google_reads_it(gw: Gateway
                          "generationConfig": {"maxOutputTokens": "300"}})
     assert r.status_code == 200, r.text
     assert r.headers["x-ratelimit-remaining-tokens"] == str(before - 301)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "gemini"])
+def test_a_client_gone_before_the_reply_pays_its_reservation(gw: Gateway, provider: str,
+                                                             stream: bool) -> None:
+    """The request went upstream, and the client gave up before any reply came (a whole
+    reply being generated, a reasoning model thinking before its first event). The provider
+    bills what it generated; nothing of it crossed the gateway: charged the whole
+    reservation, never nothing (which would make such requests free, in any number)."""
+    route = f"rl-tokens-{provider}"
+    who = client_id()
+    before = _remaining_tokens(gw, route, who)
+    with pytest.raises(httpx.TimeoutException):
+        request(gw, provider, route, {**who, "x-mock-wait-ms": "1500"}, stream=stream,
+                max_tokens=300, timeout=0.5)
+    time.sleep(1.5)
+    assert _remaining_tokens(gw, route, who) == before - 301 - 2    # (the probe's own 2)
 
 
 def test_a_client_gone_mid_stream_pays_for_what_was_delivered(gw: Gateway) -> None:

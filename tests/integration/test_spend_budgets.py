@@ -15,6 +15,7 @@ import json
 import subprocess
 import sys
 import urllib.request
+import time
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -134,6 +135,30 @@ def test_reserved_at_the_worst_case_settled_at_the_real_cost(gw: Gateway, provid
     r = request(gw, provider, route, {**who, "x-mock-reply": "ok"}, max_tokens=1)
     assert r.status_code == 200, r.text
     assert abs(remaining(r) - (1 - cost - D("0.002"))) <= D("0.000002")
+
+
+@pytest.mark.parametrize("provider", ["openai", "vertex"])
+def test_a_client_gone_before_the_reply_pays_its_worst_case(gw: Gateway, provider: str
+                                                            ) -> None:
+    """The client gives up while the provider generates a whole reply: nothing crossed the
+    gateway, the provider bills it all the same, so the budget keeps the worst case it
+    reserved (0.601), not nothing."""
+    route, who = f"sb-{provider}", client_id()
+    base = f"{gw.url}/{route}"
+    path = "/v1/chat/completions" if provider == "openai" else \
+        "/v1/projects/p/locations/l/publishers/google/models/gemini-2.5-flash:generateContent"
+    body = {**CHAT, "model": "gpt-4o-mini", "max_tokens": 600} if provider == "openai" else {
+        "contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+        "generationConfig": {"maxOutputTokens": 600}}
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(base + path, json=body, headers={**who, "x-mock-wait-ms": "1500"},
+                   timeout=0.5)
+    time.sleep(1.5)
+    gw.server.wait_idle()
+    r = request(gw, provider, route, {**who, "x-mock-reply": "ok"}, max_tokens=1)
+    assert r.status_code == 200, r.text
+    # the probe reserves 0.002 on top of the 0.601 kept
+    assert remaining(r) == D("0.397"), r.headers
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

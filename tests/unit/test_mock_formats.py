@@ -127,6 +127,7 @@ def test_parse_control() -> None:
     assert parse_control({"x-mock-status": "200"}).success_status is None
     assert parse_control({"x-mock-status": "201"}) == Control(success_status=201)
     assert parse_control({"x-mock-usage": " Omit"}) == Control(omit_usage=True)
+    assert parse_control({"x-mock-wait-ms": "250"}) == Control(wait_ms=250)
 
 
 @pytest.mark.parametrize(
@@ -138,6 +139,7 @@ def test_parse_control() -> None:
         {"x-mock-status": "700"},
         {"x-mock-fail-after": "-5"},
         {"x-mock-usage": "none"},
+        {"x-mock-wait-ms": "-1"},
     ],
 )
 def test_parse_control_rejects_bad_values(headers: dict[str, str]) -> None:
