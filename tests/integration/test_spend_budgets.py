@@ -14,8 +14,8 @@ import asyncio
 import json
 import subprocess
 import sys
-import urllib.request
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
