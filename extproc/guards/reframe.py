@@ -39,14 +39,17 @@ from ..codecs.jsontext import JsonTextMasker
 from ..codecs.sse import Event, encode
 from ..providers import Adapter, adapter_for
 from ..providers.openai import DELTA_TEXT_FIELDS, OpenAIAdapter
-from ..providers.slots import JSON_PIECES, NAME_PIECE, Piece, TextSlot
+from ..providers.slots import JSON_PIECES, NAME_PIECE, BadIndex, Piece, TextSlot
 from ..providers.values import MaskingFn, rewrite_json_strings
 from .event_stream import UNREADABLE, EventMasker, ended, media, plain, refusal_message
 from .names import mask_name
+from .side_texts import side_slots
 from .stops import GOOGLE, _dump, stop_events, stream_head
 from .stream import GuardTriggered, StreamMasker
 
 MaskerFactory = Callable[[], list[StreamMasker]]
+#: the piece of a side text (`side_texts`), each read whole
+SIDE_PIECE: Piece = (-1, "side", 0)
 
 # The common OpenAI event, a content delta of one choice, when it is written the way `_dump`
 # writes it: compact, strings without escapes, integers only (outside the text), one choice
@@ -57,13 +60,21 @@ _STR = r'"[^"\\\x00-\x1f]*"'
 _SCALAR = r'(?:"[^"\\\x00-\x1f]*"|0|-?[1-9][0-9]{0,17}|true|false|null)'
 _MEMBER = rf'{_STR}:{_SCALAR}'
 _OTHER_TEXT = "|".join(f for f in DELTA_TEXT_FIELDS if f != "content")
-_DELTA_MEMBER = (rf'(?:"(?!(?:content|{_OTHER_TEXT})")[^"\\\x00-\x1f]*":{_SCALAR}'
+# a delta member the slow path would not read: the role, a text field that is null, or
+# another key whose value is no string (the slow path reads the strings of a delta field it
+# does not know, so one holding a string leaves the fast path)
+_NUMBER = r'(?:0|-?[1-9][0-9]{0,17}|true|false|null)'
+_DELTA_MEMBER = (rf'(?:"role":{_SCALAR}'
+                 rf'|"(?!(?:content|role|{_OTHER_TEXT})")[^"\\\x00-\x1f]*":{_NUMBER}'
                  rf'|"(?:{_OTHER_TEXT})":null)')
 _TEXT = r'"[^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*)*"'
+# an event member outside the choices: no side text (`side_texts`: an error, a feedback)
+_TOP_MEMBER = (rf'"(?!(?:error|type|stop_details|promptFeedback|prompt_feedback)")'
+               rf'[^"\\\x00-\x1f]*":{_SCALAR}')
 _OPENAI_TEXT = re.compile(
-    rf'\{{(?:{_MEMBER},)*"choices":\[\{{"index":(0|[1-9][0-9]{{0,8}}),"delta":\{{'
+    rf'\{{(?:{_TOP_MEMBER},)*"choices":\[\{{"index":(0|[1-9][0-9]{{0,8}}),"delta":\{{'
     rf'(?:{_DELTA_MEMBER},)*"content":({_TEXT})(?:,{_DELTA_MEMBER})*\}}'
-    rf'(?:,"finish_reason":null|,(?!"finish_reason"){_MEMBER})*\}}\](?:,{_MEMBER})*\}}')
+    rf'(?:,"finish_reason":null|,(?!"finish_reason"){_MEMBER})*\}}\](?:,{_TOP_MEMBER})*\}}')
 _TEXT_LITERAL = re.compile(_TEXT)
 _TEXT_LITERAL_BYTES = re.compile(_TEXT.encode())
 _STRINGS = re.compile(r'"([^"]*)"(:?)')  # in text without escapes: each string, ':' if a key
@@ -234,7 +245,12 @@ class SSEMaskingReframer(EventMasker):
         if doc is None:
             return self._rejected(UNREADABLE)
         self._current = (data, event)
-        texts = self.adapter.stream_texts(doc, event)   # strings, and whole JSON values
+        try:
+            texts = self.adapter.stream_texts(doc, event)   # strings, and whole JSON values
+        except BadIndex:     # -1, true: a client would join pieces the guards keep apart
+            return self._rejected(UNREADABLE)
+        texts.slots.extend(TextSlot(SIDE_PIECE, holder, key, whole=True)  # an error's
+                           for holder, key in side_slots(doc))           # message...
         if texts.unread:     # an image, audio: refused unless every guard lets it pass
             media(texts.unread, self.allow_unread)
         if not texts.slots and not texts.ends and not texts.ends_all \

@@ -48,11 +48,12 @@ from typing import Any
 
 from ..codecs.sse import Event, encode
 from ..providers.responses_items import is_arguments, output_media, output_slots
-from ..providers.slots import string_slots
+from ..providers.slots import BadIndex, index_value, string_slots
 from ..providers.values import EntryRef, as_list, value_slots
 from .event_stream import UNREADABLE, EventMasker, media, plain, refusal_message
 from .names import mask_name
 from .reframe import Chain, MaskerFactory, _Chain, _dump, json_chain
+from .side_texts import side_slots
 
 Key = tuple[str, int, int]   # (piece kind, output index, content or summary index)
 
@@ -107,10 +108,10 @@ def _int(value: Any) -> int:
 
 def _sub(kind: str, doc: dict[str, Any]) -> int:
     if kind == "s":
-        return _int(doc.get("summary_index"))
+        return index_value(doc.get("summary_index"))
     if kind == "a":
         return 0
-    return _int(doc.get("content_index"))
+    return index_value(doc.get("content_index"))
 
 
 def _blank_logprobs(obj: Any) -> bool:
@@ -156,9 +157,24 @@ class ResponsesMaskingReframer(EventMasker):
         if not isinstance(kind, str):
             kind = ev.event if isinstance(ev.event, str) else ""
         self.seq = max(self.seq, _int(doc.get("sequence_number")))
+        try:
+            before, changed = self._kind(doc, kind, ev.event)
+        except BadIndex:   # -1, true: a client would join pieces the guards keep apart
+            return self._rejected(UNREADABLE)
+        # an error's message (the `error` event's, a failed response's): a client shows it
+        changed |= self._mask_each(side_slots(doc))
+        if isinstance(doc.get("response"), dict):
+            changed |= self._mask_each(side_slots(doc["response"]))
+            changed |= self._response(doc["response"], kind in TERMINAL)
+        if not changed:
+            return before + ev.raw
+        return before + encode(_dump(doc, False), event=ev.event)
+
+    def _kind(self, doc: dict[str, Any], kind: str, event: str | None) -> tuple[bytes, bool]:
+        """One event by its type: (what goes before it, whether its texts changed)."""
         before, changed = b"", False
         if kind in DELTAS:
-            changed = self._delta(doc, kind, ev.event)
+            changed = self._delta(doc, kind, event)
         elif kind in DONES:
             before, changed = self._done(doc, kind)
         elif kind in PARTS:
@@ -170,12 +186,8 @@ class ResponsesMaskingReframer(EventMasker):
         elif kind in MEDIA_EVENTS:    # a partial image: refused unless let pass, never read
             media([MEDIA_EVENTS[kind]], self.allow_unread)
         elif kind not in _WHOLE_RESPONSE:
-            changed = self._unknown(doc, kind, ev.event)
-        if isinstance(doc.get("response"), dict):
-            changed |= self._response(doc["response"], kind in TERMINAL)
-        if not changed:
-            return before + ev.raw
-        return before + encode(_dump(doc, False), event=ev.event)
+            changed = self._unknown(doc, kind, event)
+        return before, changed
 
     def _unknown(self, doc: dict[str, Any], kind: str, event: str | None) -> bool:
         """An event type this masker does not model (audio transcripts, annotations, a
@@ -206,7 +218,7 @@ class ResponsesMaskingReframer(EventMasker):
     def _delta(self, doc: dict[str, Any], kind: str, event: str | None,
                piece: str | None = None) -> bool:
         piece = piece or DELTAS[kind]
-        key = (piece, _int(doc.get("output_index")), _sub(piece, doc))
+        key = (piece, index_value(doc.get("output_index")), _sub(piece, doc))
         changed = _blank_logprobs(doc)
         text = doc.get("delta")
         if not isinstance(text, str) or not text:
@@ -232,7 +244,7 @@ class ResponsesMaskingReframer(EventMasker):
 
     def _done(self, doc: dict[str, Any], kind: str) -> tuple[bytes, bool]:
         piece, field = DONES[kind]
-        key = (piece, _int(doc.get("output_index")), _sub(piece, doc))
+        key = (piece, index_value(doc.get("output_index")), _sub(piece, doc))
         changed = _blank_logprobs(doc)
         text = doc.get(field)
         if not isinstance(text, str):
@@ -254,14 +266,14 @@ class ResponsesMaskingReframer(EventMasker):
         if not isinstance(part, dict):
             return b"", False
         changed = _blank_logprobs(part)
-        oi = _int(doc.get("output_index"))
+        oi = index_value(doc.get("output_index"))
         if kind.startswith("response.reasoning_summary_part"):
-            key, field = ("s", oi, _int(doc.get("summary_index"))), "text"
+            key, field = ("s", oi, index_value(doc.get("summary_index"))), "text"
         elif part.get("type") == "reasoning_text":
-            key, field = ("r", oi, _int(doc.get("content_index"))), "text"
+            key, field = ("r", oi, index_value(doc.get("content_index"))), "text"
         else:
             field = "refusal" if part.get("type") == "refusal" else "text"
-            key = ("c", oi, _int(doc.get("content_index")))
+            key = ("c", oi, index_value(doc.get("content_index")))
         if part.get("annotations"):   # citations: each string on its own
             changed |= self._mask_each(string_slots(part, "annotations", _NOT_TEXT))
         text = part.get(field)
@@ -275,7 +287,7 @@ class ResponsesMaskingReframer(EventMasker):
 
     def _item(self, doc: dict[str, Any], kind: str) -> tuple[bytes, bool]:
         item = doc.get("item")
-        oi = _int(doc.get("output_index"))
+        oi = index_value(doc.get("output_index"))
         before, changed = self._item_texts(item, oi, ITEMS[kind])
         if ITEMS[kind]:
             self.items[oi] = item

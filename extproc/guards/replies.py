@@ -24,6 +24,7 @@ from .decisions import decide
 from .names import mask_name, name_readings
 from .reframe import SSEMaskingReframer
 from .settings import Guard
+from .side_texts import side_slots
 from .unread import refuse_reply_media
 from .webhook import Collected, Text, Verdict, masks_by_text
 
@@ -148,7 +149,9 @@ class WholeJsonGuard(BodyTransform):
         rejecting = [g for g in self.guards if g.action == "reject"]
         # the texts, read once for every reject guard; a JSON value (a tool's input) as its
         # JSON text, keys and numbers included, as the client reads it
-        texts = [(None, t) for _, t in adapter.response_texts(doc)] if rejecting else []
+        side = side_slots(doc)    # an error's message, a feedback: a client shows them
+        texts = [(None, t) for _, t in adapter.response_texts(doc)] \
+            + [(None, holder[key]) for holder, key in side] if rejecting else []
         for guard in rejecting:
             hits = found(guard, texts)
             if hits:
@@ -162,6 +165,12 @@ class WholeJsonGuard(BodyTransform):
         masked: dict[str, set[str]] = {}
         changed = bool(masking) and adapter.rewrite_response_texts(   # keys and numbers too
             doc, MaskingFn(lambda text: mask_text(masking, text, masked)))
+        for holder, key in side if masking else ():
+            text = holder[key]
+            new = mask_text(masking, text, masked)
+            if new != text:
+                holder[key] = new
+                changed = True
         if ex is not None:
             for name, detectors in masked.items():
                 decide(ex, name, "response", "masked", ",".join(sorted(detectors)))

@@ -13,8 +13,9 @@ from typing import Any
 from ..codecs import jsonunique
 from ..codecs.sse import Event
 from ..providers import Adapter
-from ..providers.slots import JSON_PIECES
+from ..providers.slots import JSON_PIECES, BadIndex
 from ..providers.values import value_slots
+from .side_texts import side_slots
 
 
 @dataclass
@@ -68,7 +69,11 @@ def read_event(adapter: Adapter, ev: Event, whole: Iterator[int],
         held.unreadable = True
         return held, False, False
     held.doc = doc
-    texts = adapter.stream_texts(doc, ev.event)   # strings, whole JSON values
+    try:
+        texts = adapter.stream_texts(doc, ev.event)   # strings, whole JSON values
+    except BadIndex:   # -1, true: a client would join pieces the guards keep apart
+        held.unreadable = True
+        return held, False, False
     held.media = next((k for k in texts.unread if k not in allow_unread), None)
     for slot in texts.slots:
         if slot.whole:   # a JSON value's keys, numbers and strings, each on its own
@@ -77,5 +82,7 @@ def read_event(adapter: Adapter, ev: Event, whole: Iterator[int],
                               if holder[key])
         else:
             held.slots.append((slot.piece, slot.holder, slot.key))
+    # an error's message, a feedback: a client shows them too (`side_texts`)
+    held.slots.extend((next(whole), holder, key) for holder, key in side_slots(doc))
     held.ends, held.ends_all, held.ends_pieces = texts.ends, texts.ends_all, texts.ends_pieces
     return held, bool(texts.ends or texts.ends_pieces) or texts.ends_all, False

@@ -21,6 +21,8 @@ END_AFTER = "x-mock-end-after"
 #: a streamed reply ends after N of its frames with the provider's mid-stream error event
 #: (OpenAI's error chunk, Anthropic's `event: error`, Gemini's error object; SSE streams)
 ERROR_AFTER = "x-mock-error-after"
+#: the message of that mid-stream error event (default: the provider's usual one)
+ERROR_MESSAGE = "x-mock-error-message"
 #: where the reply goes besides visible text: the formats' SHAPES (refusal, thinking, tool,
 #: tool-escaped, start; image and audio, generated media with the reply; mcp, an MCP
 #: server's tool result; partial-args, Vertex's streamed call arguments; parts, content as
@@ -60,6 +62,8 @@ class Control:
     omit_usage: bool = False
     #: ``x-mock-wait-ms: N``: N ms before the status and headers go out
     wait_ms: int = 0
+    #: ``x-mock-error-message``: the mid-stream error event's message
+    error_message: str | None = None
 
     @property
     def echo(self) -> bool:
@@ -93,6 +97,7 @@ def parse_control(headers: Mapping[str, str]) -> Control:
     if status is not None and status > 599:
         raise ControlError(f"invalid {STATUS} header: {status} is not an HTTP status")
     usage = headers.get(USAGE)
+    error_message = headers.get(ERROR_MESSAGE)
     if usage is not None and usage.strip().lower() != "omit":
         raise ControlError(f"invalid {USAGE} header: {usage!r} is not 'omit'")
     return Control(
@@ -107,6 +112,7 @@ def parse_control(headers: Mapping[str, str]) -> Control:
         success_status=status if status is not None and 200 < status < 300 else None,
         omit_usage=usage is not None,
         wait_ms=_int_header(headers, WAIT_MS, 0) or 0,
+        error_message=None if error_message is None else decode_header_text(error_message),
     )
 
 

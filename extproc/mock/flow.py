@@ -45,13 +45,14 @@ async def generate(
     error: Callable[[int, str | None, str | None], bytes],
     headers: dict[str, str],
     build: Callable[..., Plan],
-    stream_error: bytes | None = None,
+    stream_error: Callable[[str | None], bytes] | None = None,
 ) -> web.StreamResponse:
     """Shared flow: control headers, status override, validation, then build and send.
     A format with `SHAPES` (the chat formats) gets `build(data, text, shape)`, and an
     `x-mock-shape` it does not have is a 400; the others get `build(data, text)`. With
     `x-mock-error-after: N` a streamed plan ends after N frames with `stream_error` (the
-    format's mid-stream error event; a format without one ignores the header)."""
+    format's mid-stream error event, its message `x-mock-error-message`'s text when given; a
+    format without one ignores the header)."""
     body = await request.read()
     try:
         control = parse_control(request.headers)
@@ -78,7 +79,8 @@ async def generate(
     plan = build(data, text, control.shape) if shapes is not None else build(data, text)
     if control.error_after is not None and plan.streamed and stream_error is not None:
         plan = dataclasses.replace(plan, frames=[*plan.frames[:control.error_after],
-                                                 stream_error], settled=0)
+                                                 stream_error(control.error_message)],
+                                   settled=0)
     if control.success_status is not None:
         plan = dataclasses.replace(plan, status=control.success_status)
     if control.omit_usage and not plan.streamed:

@@ -77,8 +77,10 @@ async def openai_chat(request: web.Request) -> web.StreamResponse:
     def error(status: int, message: str | None, param: str | None) -> bytes:
         return openai.error_body(status, message, param)
 
-    overloaded = json.loads(openai.error_body(500, "The server had an error"))
-    event = b"data: " + json.dumps(overloaded, separators=(",", ":")).encode() + b"\n\n"
+    def event(message: str | None) -> bytes:
+        overloaded = json.loads(openai.error_body(500, message or "The server had an error"))
+        return b"data: " + json.dumps(overloaded, separators=(",", ":")).encode() + b"\n\n"
+
     return await generate(request, openai, error, headers, build, event)
 
 
@@ -103,9 +105,12 @@ async def anthropic_messages(request: web.Request) -> web.StreamResponse:
     def error(status: int, message: str | None, param: str | None) -> bytes:
         return anthropic.error_body(status, message, f"req_{rid}")
 
-    overloaded = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
-    event = b"event: error\ndata: " + json.dumps(overloaded, separators=(",", ":")).encode() \
-        + b"\n\n"
+    def event(message: str | None) -> bytes:
+        overloaded = {"type": "error", "error": {"type": "overloaded_error",
+                                                 "message": message or "Overloaded"}}
+        return b"event: error\ndata: " \
+            + json.dumps(overloaded, separators=(",", ":")).encode() + b"\n\n"
+
     return await generate(request, anthropic, error, headers, build, event)
 
 
@@ -128,8 +133,11 @@ async def google_generate(request: web.Request, route: google.GoogleRoute) -> we
     def error(status: int, message: str | None, param: str | None) -> bytes:
         return google.error_body(status, message)
 
-    overloaded = json.loads(google.error_body(503, "The model is overloaded."))
-    event = b"data: " + json.dumps(overloaded, separators=(",", ": ")).encode() + b"\r\n\r\n"
+    def event(message: str | None) -> bytes:
+        overloaded = json.loads(google.error_body(503, message or "The model is overloaded."))
+        return b"data: " + json.dumps(overloaded, separators=(",", ": ")).encode() \
+            + b"\r\n\r\n"
+
     return await generate(request, google, error, {"Content-Type": GOOGLE_JSON}, build,
                           event if sse else None)
 

@@ -104,8 +104,26 @@ def field_strings(obj: dict[str, Any], known: Container[Any], skip: frozenset[st
             for slot in string_slots(obj, key, skip)]
 
 
+class BadIndex(ValueError):
+    """An event's index that is not a non-negative integer. A client reads `-1` as the last
+    choice or block and `true` or `"1"` as the second (the SDKs index a list with it, their
+    models coerce it), so the pieces the guards keep apart would be one text to the client:
+    the guards refuse such an event as unreadable."""
+
+
+def index_value(value: Any) -> int:
+    """An index as every client reads it: a non-negative integer (an integral float, as a
+    lenient model coerces it, reads as that integer); 0 when missing (null); `BadIndex`
+    otherwise."""
+    if value is None:
+        return 0
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, float) and value.is_integer() and value >= 0:
+        return int(value)
+    raise BadIndex(f"an index that is not a non-negative integer: {str(value)[:20]!r}")
+
+
 def piece_index(obj: dict[str, Any]) -> int:
-    """The index of a choice, content block or candidate: its ``index``, 0 when that is
-    missing or not an integer (a malformed event is still read, never a crash)."""
-    index = obj.get("index", 0)
-    return index if isinstance(index, int) and not isinstance(index, bool) else 0
+    """The index of a choice, content block or candidate: its ``index`` (`index_value`)."""
+    return index_value(obj.get("index"))

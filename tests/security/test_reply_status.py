@@ -7,6 +7,8 @@
    prompt estimate alone.
 2. An error reply's body was never read: its message can quote any text (a prompt echoed
    back, what a broken or hostile upstream put there).
+3. Nor was an error inside a 200 stream (OpenAI's error chunk, Anthropic's `event: error`):
+   its message went out as it came (`guards.side_texts`).
 
 The mock sends its normal reply with a 2xx of `x-mock-status`, and an error whose message is
 `x-mock-reply` with a 4xx or 5xx one.
@@ -124,3 +126,29 @@ def test_an_error_reply_without_a_match_passes_as_it_came(gw: Gateway) -> None:
     r = post(gw, 503, "the model is overloaded", stream=True)
     assert r.status_code == 503
     assert r.json()["error"]["message"] == "the model is overloaded"
+
+
+def _midstream(gw: Gateway, path: str, message: str) -> httpx.Response:
+    anthropic = path.startswith("/st-anthropic")
+    body: dict[str, Any] = {"model": "claude-sonnet-4-5" if anthropic else "gpt-4o-mini",
+                            "stream": True, "max_tokens": 500,
+                            "messages": [{"role": "user", "content": "hi"}]}
+    headers = {"x-mock-reply": "one two three", "x-mock-error-after": "2",
+               "x-mock-error-message": message, "x-mock-chunk-bytes": "5",
+               "x-test-client": uuid.uuid4().hex}
+    if anthropic:
+        headers["anthropic-version"] = "2023-06-01"
+    return httpx.post(gw.url + path, json=body, headers=headers, timeout=30)
+
+
+@pytest.mark.parametrize("path", [PATH, "/st-anthropic/v1/messages"])
+def test_a_midstream_error_event_is_read(gw: Gateway, path: str) -> None:
+    """A stream's own error event (OpenAI's error chunk, Anthropic's `event: error`),
+    after a 200, went out unread: its message is masked, and a reject guard's match in it
+    ends the stream refused, as in any other text of the reply."""
+    r = _midstream(gw, path, f"overloaded while writing to {EMAIL}")
+    assert r.status_code == 200
+    assert EMAIL not in r.text and "<EMAIL>" in r.text and "overloaded" in r.text, r.text
+    r = _midstream(gw, path, f"overloaded, key {AWS_KEY}")
+    assert r.status_code == 200
+    assert AWS_KEY not in r.text and "aws access key" in r.text, r.text

@@ -182,6 +182,9 @@ def openai_stream(draw: st.DrawFn) -> bytes:
                     st.one_of(st.none(), CONTENT))
             if rarely(8):
                 delta["tool_calls"] = [{"index": 0, "function": {"arguments": draw(CONTENT)}}]
+            if rarely(5):   # a field the gateway does not know: its strings are read too
+                delta[draw(st.sampled_from(["note", "thinking", "x"]))] = draw(
+                    st.one_of(CONTENT, st.integers(), st.none(), st.booleans()))
             choice: dict[str, Any] = {"index": 1 if rarely(4) else 0, "delta": delta,
                                       "logprobs": None, "finish_reason": None}
             if draw(sometimes(8)):
@@ -249,6 +252,20 @@ def test_one_event_chunks_take_the_fast_path_and_give_what_parsing_gives(
     ends = [i + 2 for i in range(len(raw)) if raw.startswith(b"\n\n", i)]
     cuts = [e for i, e in enumerate(ends) if i >= len(keep) or keep[i]]
     assert run_events(raw, cuts, True, action) == run_events(raw, cuts, False, action)
+
+
+_UNKNOWN_DELTA_FIELD = (  # compact, as the fast path takes it: the unknown field's string
+    # must be read as the full parse reads it (the fast path once passed it unread)
+    b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":'
+    b'[{"index":0,"delta":{"note":"write to jane.roe@example.org","content":"hi"},'
+    b'"finish_reason":null}]}\n\n')
+
+
+def test_an_unknown_delta_field_is_read_on_the_fast_path_too() -> None:
+    for skim in (True, False):
+        out = b"".join(o for o in run_events(_UNKNOWN_DELTA_FIELD, [], skim, "mask")
+                       if isinstance(o, bytes))
+        assert b"jane.roe" not in out and b"<EMAIL>" in out, out
 
 
 def test_the_fast_path_passes_unchanged_events_through_and_splices_masked_text() -> None:
