@@ -117,7 +117,8 @@ STREAM_CUTS = HOT.counter(
 USAGE_UNREAD = HOT.counter(
     "extproc_usage_unread", "Replies whose usage the gateway could not read, so token limits "
     "and spend budgets charged their worst case (reason: oversized_event, broken_stream, "
-    "too_large, not_json, encoded, no_usage, deferred)", ["route", "provider", "model", "reason"])
+    "too_large, not_json, encoded, no_usage, untranslated, deferred)",
+    ["route", "provider", "model", "reason"])
 UNSHOWN = HOT.counter(
     "extproc_unshown", "Requests and replies Envoy did not show the gateway although a "
     "policy needed them, by what was missing (request_body, response_body: body mode NONE; "

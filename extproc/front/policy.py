@@ -35,6 +35,8 @@ from ..auth.credentials import (
 )
 from ..context import succeeded
 from ..limits.policy import MAX_OUTPUT
+from ..llm.policy import USAGE_UNREAD, USAGE_UNREAD_KIND
+from ..llm.transforms import UNTRANSLATED
 from ..policy import Answer, BodyTransform, Policy, Reject
 from ..providers import adapter_for, read_request
 from ..providers.endpoints import adapter_of
@@ -69,16 +71,34 @@ class _Translating(BodyTransform):
     with its headers held (`whole_body`: Envoy buffers it), so one the translator cannot read
     is answered with a clean 502 in OpenAI's format instead of a 200 carrying an error."""
 
-    def __init__(self, translator: ReplyTranslator, whole: bool, upstream: int) -> None:
+    def __init__(self, translator: ReplyTranslator, whole: bool, upstream: int,
+                 state: dict[str, Any]) -> None:
         self.translator = translator
         self.whole_body = whole
         self.upstream = upstream
+        self.state: dict[str, Any] | None = state if upstream == 200 else None
 
     def feed(self, chunk: bytes) -> bytes:
-        return self.translator.feed(chunk)
+        out = self.translator.feed(chunk)
+        if self.translator.failed:
+            self._untranslated()
+        return out
+
+    def _untranslated(self) -> None:
+        """A backend's 2xx reply the front could not translate (an error event, a finish
+        reason it cannot express, a JSON-mode answer cut short): the backend generated and
+        billed it, but its usage may never be read (the translator stops there). Budgets
+        then charge their worst case, unless the usage was read already."""
+        state, self.state = self.state, None
+        if state is not None and "usage" not in state and USAGE_UNREAD not in state:
+            state[USAGE_UNREAD] = "a reply the unified front could not translate"
+            state[USAGE_UNREAD_KIND] = UNTRANSLATED
 
     def finish(self) -> bytes:
         out = self.translator.finish()
+        if self.translator.failed:
+            self._untranslated()
+        self.state = None
         if self.whole_body:
             status = self.translator.status or self.upstream
             if self.translator.failed and status == 200:
@@ -184,7 +204,8 @@ class FrontModels(_FrontPolicy):
             return None
         assert st.reply is not None
         status = 200 if succeeded(ex.status) else ex.status
-        return _Translating(st.translator, not st.reply.stream and status == 200, status)
+        return _Translating(st.translator, not st.reply.stream and status == 200, status,
+                            ex.state)
 
 
 def _message(body: bytes) -> str:

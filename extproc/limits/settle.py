@@ -9,7 +9,8 @@ count of bytes sizes it). Usage the gateway could not read leaves a partial coun
 the whole reservation (default deny, for budgets), and so does an admitted request whose
 exchange ended before any reply came (`no_reply`: the client left, or the stream broke,
 while the provider may have been generating; a reasoning model can take minutes before its
-headers). An upstream error status charges nothing.
+headers), or whose whole reply ended before its usage was read (`unreported`). An
+upstream error status charges nothing.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ def charges(ex: Context, held: Held, uses_tokens: bool) -> tuple[float, float]:
         gone = no_reply(ex)
         charged = spending.charge(held.price, ex.state.get("usage"), held.input_estimate,
                                   delivered, 200 if gone else ex.status,
-                                  unread=gone or ex.state.get(USAGE_UNREAD) is not None,
+                                  unread=gone or unreported(ex, held)
+                                  or ex.state.get(USAGE_UNREAD) is not None,
                                   reserved=held.cost,
                                   partial=ex.state.get(USAGE_PARTIAL) is True,
                                   media=_media(held))
@@ -102,7 +104,7 @@ def actual_tokens(ex: Context, held: Held) -> int:
             (usage.input_tokens or 0) + (usage.output_tokens or 0))
     delivered = held.delivered.tokens if held.delivered is not None else 0
     counted = held.input_estimate + delivered
-    if ex.state.get(USAGE_UNREAD) is not None:
+    if ex.state.get(USAGE_UNREAD) is not None or unreported(ex, held):
         return max(held.estimate, counted, reported or 0)
     if reported is not None and ex.state.get(USAGE_PARTIAL) is not True:
         return reported
@@ -110,11 +112,21 @@ def actual_tokens(ex: Context, held: Held) -> int:
 
 
 def no_reply(ex: Context) -> bool:
-    """The exchange of an admitted request ended before any reply headers came: the client
-    went away (or Envoy's stream to us broke) after the request went upstream. Envoy's own
-    answers (a 503 when the upstream cannot be reached, a 504 on its timeout) and the
-    gateway's refusals all carry a status."""
-    return ex.status == 0
+    """The exchange of an admitted request ended before any reply came: the client went
+    away (or Envoy's stream to us broke) after the request went upstream, or the upstream
+    did not answer in time (a 504: Envoy's own on its route or idle timeout, as a client
+    asking for a whole reply that takes longer gets, or the provider's deadline; either way
+    it may have generated). Envoy's other answers (a 503 when the upstream cannot be
+    reached) and the gateway's refusals carry their status and cost nothing."""
+    return ex.status in (0, 504)
+
+
+def unreported(ex: Context, held: Held) -> bool:
+    """A 2xx whole reply whose usage never reached the meter: the exchange refused or
+    ended it before it was read (a reply guard's refusal, the unified front's reply it
+    could not translate, a client gone mid-body). The provider billed it all the same.
+    (A stream's output is counted as it goes: `held.delivered`.)"""
+    return 200 <= ex.status < 300 and held.delivered is None and "usage" not in ex.state
 
 
 def _media(held: Held) -> bool:

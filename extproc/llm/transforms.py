@@ -56,7 +56,10 @@ TOO_LARGE = "too_large"
 NOT_JSON = "not_json"
 ENCODED = "encoded"
 NO_USAGE = "no_usage"
-UNREAD_KINDS = (OVERSIZED_EVENT, BROKEN_STREAM, TOO_LARGE, NOT_JSON, ENCODED, NO_USAGE)
+#: a backend's 2xx reply the unified front could not translate before its usage was read
+UNTRANSLATED = "untranslated"
+UNREAD_KINDS = (OVERSIZED_EVENT, BROKEN_STREAM, TOO_LARGE, NOT_JSON, ENCODED, NO_USAGE,
+                UNTRANSLATED)
 #: how large a value read from an event too large to hold (its usage, an error) may be
 MAX_FIELD_BYTES = 64 * 1024
 

@@ -140,6 +140,8 @@ class StreamReply(ReplyTranslator):
         self._usage: Any = None
         self._choices: dict[int, _Choice] = {}
         self._done = False
+        self._backend_error = False   # the stream ended in Gemini's own error object
+        self._finished = False        # it ended as it should, with [DONE]
 
     @property
     def held_bytes(self) -> int:
@@ -164,6 +166,7 @@ class StreamReply(ReplyTranslator):
     def _translate(self, doc: Any, out: list[bytes]) -> None:
         failed = google_error(doc, 200)
         if failed:
+            self._backend_error = True
             raise failed
         if not isinstance(doc, dict):
             raise unreadable("an event that is not a JSON object")
@@ -232,6 +235,9 @@ class StreamReply(ReplyTranslator):
         except Failed as failed:
             out.append(chunk_event(failed.error))
             self._done = True
+        # a stream this could not translate (a finish reason Chat Completions has no word
+        # for, a broken event), not one the backend ended with its own error: `failed`
+        self.failed = self._done and not self._backend_error and not self._finished
         return b"".join(out)
 
     def feed(self, chunk: bytes) -> bytes:
@@ -246,7 +252,7 @@ class StreamReply(ReplyTranslator):
                                     "created": self._ctx.created, "model": self._ctx.model,
                                     "choices": [], "usage": usage(self._usage)}))
         out.append(DONE)
-        self._done = True
+        self._done = self._finished = True
 
     def finish(self) -> bytes:
         out = self._run(self._end)

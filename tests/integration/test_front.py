@@ -550,3 +550,38 @@ def test_nothing_is_left_behind(gw: Gateway) -> None:
     stats = gw.server.wait_idle()
     assert stats["streams_active"] == 0 and stats["exchanges_alive"] == 0
     assert stats["stream_errors"] == 0
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
+@pytest.mark.parametrize("model", ["claude-sonnet-4-5", "gemini-2.5-flash"])
+def test_a_reply_the_front_cannot_translate_pays_its_reservation(
+        tmp_path: Path, mock: Mock, model: str, stream: bool) -> None:
+    """The backend answered 200 and generated, but its reply broke off where the front could
+    not translate it (here cut mid-event; a Gemini finish reason Chat Completions has no word
+    for, a JSON-mode answer cut at max_tokens): the translator stops before the usage, so
+    the budget is charged the whole reservation, not the prompt estimate alone."""
+    limit = {"name": "tokens", "key": ["header:x-test-client"],
+             "tokens": [{"limit": 100_000, "per": "30d"}]}
+    g = Gateway(tmp_path, front_config(tmp_path, rate_limits=[limit]), mock=mock)
+    headers = {"authorization": f"Bearer {KEY}", "x-test-client": uuid.uuid4().hex,
+               "x-mock-reply": TEXT}
+
+    def post(max_tokens: int, stream: bool = False, **extra: str) -> httpx.Response:
+        r = httpx.post(f"{g.url}/v1/chat/completions", headers={**headers, **extra},
+                       timeout=30, json={"model": model, "messages": MSG,
+                                         "max_tokens": max_tokens, "stream": stream})
+        g.server.wait_idle()   # (settled when the exchange ends)
+        return r
+
+    try:
+        whole = post(300)     # the same request, answered in full: what it reserves, costs
+        reserved = 100_000 - int(whole.headers["x-ratelimit-remaining-tokens"])
+        cost = whole.json()["usage"]["total_tokens"]
+        cut = post(300, stream, **{"x-mock-end-after": "120"})
+        assert cut.status_code == (200 if stream else 502), cut.text
+        assert "could not be translated" in cut.text or "unreadable" in cut.text, cut.text
+        probe = post(1)       # reserves the prompt estimate and one token
+        left = int(probe.headers["x-ratelimit-remaining-tokens"])
+        assert 100_000 - cost - (reserved - 299) - left == reserved
+    finally:
+        g.close()

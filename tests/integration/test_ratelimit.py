@@ -276,6 +276,20 @@ def test_a_client_gone_before_the_reply_pays_its_reservation(gw: Gateway, provid
     assert _remaining_tokens(gw, route, who) == before - 301 - 2    # (the probe's own 2)
 
 
+@pytest.mark.parametrize(("status", "charged"), [(504, True), (503, False), (429, False)])
+def test_a_timeout_pays_its_reservation_other_errors_nothing(gw: Gateway, status: int,
+                                                              charged: bool) -> None:
+    """A 504 (Envoy's own when the upstream takes longer than its timeouts, as a whole
+    reasoning reply can; or the provider's deadline): the upstream may have generated it
+    all, so it is charged the reservation. Other errors cost nothing."""
+    route = "rl-tokens-openai"
+    who = client_id()
+    before = _remaining_tokens(gw, route, who)
+    r = request(gw, "openai", route, {**who, "x-mock-status": str(status)}, max_tokens=300)
+    assert r.status_code == status
+    assert _remaining_tokens(gw, route, who) == before - 2 - (301 if charged else 0)
+
+
 def test_a_client_gone_mid_stream_pays_for_what_was_delivered(gw: Gateway) -> None:
     route = "rl-tokens-openai"
     who = client_id()
