@@ -25,8 +25,8 @@ from typing import NamedTuple
 class Window:
     limit: int          # units per period (requests, tokens or micro-units of currency)
     period_s: float
-    #: what the units are, when it is not requests or tokens ("spend"): it is part of the
-    #: suffix, so a spend window never shares state with a token window of the same numbers
+    #: what the units are when they are not requests ("tokens", "spend"): it is part of
+    #: the suffix, so no two kinds of window of the same numbers share state
     unit: str = ""
     #: seconds one unit occupies (derived)
     interval: float = field(init=False, compare=False, repr=False)
@@ -39,7 +39,8 @@ class Window:
         interval = self.period_s / self.limit
         object.__setattr__(self, "interval", interval)
         object.__setattr__(self, "slack", max(1e-9, 1e-4 * interval))
-        # requests and tokens keep the suffix they always had (stored state stays valid)
+        # requests keep the suffix they always had (stored state stays valid); tokens and
+        # spend name their unit, so no two kinds of window share state
         unit = f"{self.unit}:" if self.unit else ""
         object.__setattr__(self, "suffix", f"|{unit}{self.limit}/{float(self.period_s)!r}")
 

@@ -139,6 +139,10 @@ def parse_limits(c: Checker, raw: Any) -> LimitsSettings:
                           default_max_tokens=int(default_max), chars_per_token=float(cpt))
 
 
+#: the unit a window's stored state is named with (requests keep the bare name they had)
+_WINDOW_UNITS = {"requests": "", "tokens": "tokens", "spend": budgets.UNIT}
+
+
 def _windows(c: Checker, d: Mapping[str, Any], key: str, path: str) -> tuple[Window, ...]:
     out: list[Window] = []
     for i, item in enumerate(c.sequence(d.get(key), join(path, key))):
@@ -156,7 +160,9 @@ def _windows(c: Checker, d: Mapping[str, Any], key: str, path: str) -> tuple[Win
             c.error(join(where, "per"), f"expected a duration like 1s, 1m, 1h, 1d, got "
                     f"{w.get('per')!r}")
         elif limit is not None:
-            out.append(Window(limit, period, budgets.UNIT if key == "spend" else ""))
+            # each kind its own state: a tokens window of the same numbers as a requests
+            # window once shared it, and a request's token refund gave the request back
+            out.append(Window(limit, period, _WINDOW_UNITS[key]))
     return tuple(out)
 
 

@@ -101,7 +101,11 @@ async def test_no_max_tokens_reserves_the_default() -> None:
     (200, Usage(input_tokens=2, output_tokens=7), None, 9),
     (200, None, 'data: {"content":"abcdefgh"}\n\ndata: {"content":"x"}\n\n', 2 + 3),
     (500, Usage(input_tokens=2, output_tokens=7, total_tokens=9), None, 0),
-    (0, None, None, 0),
+    # no reply at all (the client left while the upstream generated), a 504 (it outlasted
+    # Envoy's timeout), a whole 2xx reply whose usage was never read: the reservation
+    (0, None, None, 52),
+    (504, None, None, 52),
+    (200, None, None, 52),
 ])
 async def test_settlement(status: int, usage: Usage | None, delivered: str | None,
                           charged: int) -> None:
@@ -344,3 +348,29 @@ def test_the_model_key_is_the_backend_model_on_the_unified_front() -> None:
     other.state.update(backend_provider="vertex", backend_model="gemini-2.5-flash")
     assert keys.values(other, ["model"], "vertex/gemini-2.5-flash", "u") != \
         keys.values(by_name, ["model"], "gemini-2.5-flash", "u")
+
+
+async def test_a_requests_and_a_tokens_window_of_the_same_numbers_keep_apart() -> None:
+    """A limit with `requests` and `tokens` windows of the same limit and period once
+    stored both in one state: an upstream error's token refund gave the request back, so
+    the request limit never held for failing requests."""
+    cfg = loader.parse({"routes": [{"name": "r", "provider": "openai", "rate_limits": [
+        {"name": "both", "key": ["header:x-c"], "requests": [{"limit": 5, "per": "1h"}],
+         "tokens": [{"limit": 5, "per": "1h"}]}]}]})
+    rl = cfg.routes["r"].policies[1]
+    assert isinstance(rl, RateLimit)
+    (spec,) = rl.limits
+    assert spec.requests[0].suffix != spec.tokens[0].suffix
+    refused = 0
+    for _ in range(8):
+        ex = exchange({"x-c": "a"})
+        try:
+            await rl.on_request_headers(ex)
+            await rl.on_request_body(ex, b'{"model":"m","messages":[],"max_tokens":1}')
+        except Reject as exc:
+            assert exc.status == 429, exc
+            refused += 1
+            continue
+        ex.status = 400                     # the upstream refused it: no tokens charged
+        await rl.on_finish(ex)
+    assert refused == 3                     # 5 requests an hour, whatever the tokens did

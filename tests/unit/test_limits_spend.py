@@ -161,7 +161,11 @@ DELIVERED = 'data: {"content":"abcdefgh"}\n\ndata: {"content":"x"}\n\n'   # 3 to
     # a stream cut short: the prompt estimate (2) plus the delivered output (3)
     (200, None, DELIVERED, D("0.000035")),
     (500, Usage(input_tokens=2, output_tokens=7), None, D(0)),   # upstream error: nothing
-    (0, None, None, D(0)),
+    # no reply at all (the client left while the upstream generated), a 504 (it outlasted
+    # Envoy's timeout), a whole 2xx reply whose usage was never read: the worst case
+    (0, None, None, WORST),
+    (504, None, None, WORST),
+    (200, None, None, WORST),
 ])
 async def test_settlement_charges_the_real_cost(status: int, usage: Usage | None,
                                                 delivered: str | None, charged: Decimal
