@@ -19,7 +19,9 @@ Google's `alt` (or `$alt`, its alias: both at once are refused) may be `sse` or 
 `:streamGenerateContent`, `sse` streams SSE and `json` (or none) a JSON array. Google's
 `$ct` and `$httpMethod` system parameters (they make Google read the body as another type,
 or the request as another method) are refused, and so are `fields` and `callback` (a field
-mask that can drop the reply's usage report, JSONP), in either spelling.
+mask that can drop the reply's usage report, JSONP), and `userProject`, `quotaUser` and
+`userIp` (the project billed and the quota charged are the operator's choice), in either
+spelling.
 """
 
 from __future__ import annotations
@@ -153,10 +155,14 @@ _REREAD = ("$ct", "$httpMethod")
 #: ... and those that change what the reply holds: a field mask (`fields`) can drop the usage
 #: report the budgets settle on, JSONP (`callback`) wraps the reply in code no reader reads
 _RESHAPE = ("fields", "$fields", "callback", "$callback")
+#: ... and those that choose whose account and quota the operator's credential uses (the
+#: billed project, the quota user): the operator's choice, as the `x-goog-user-project`
+#: header the gateway strips is, never the client's
+_ACCOUNT = ("userProject", "$userProject", "quotaUser", "$quotaUser", "userIp", "$userIp")
 #: every system parameter above by its folded name (`target.fold_name`): one spelled in
 #: another case or with spaces (`ALT`, `$Ct`, `fields `) is refused, whether or not Google
 #: reads names so
-_SYSTEM = {fold_name(name): name for name in (*_ALT, *_REREAD, *_RESHAPE)}
+_SYSTEM = {fold_name(name): name for name in (*_ALT, *_REREAD, *_RESHAPE, *_ACCOUNT)}
 
 
 def classify(provider: str, method: str, target: Target,
@@ -166,7 +172,7 @@ def classify(provider: str, method: str, target: Target,
     path = target.path
     google = provider in ("gemini", "vertex")
     if google:
-        for name in (*_REREAD, *_RESHAPE):
+        for name in (*_REREAD, *_RESHAPE, *_ACCOUNT):
             if name in target.params:
                 raise BadQuery(f"the system parameter {name!r} is not accepted by the gateway")
         for name in target.params:

@@ -101,6 +101,18 @@ def test_a_field_mask_or_jsonp_is_refused(gw: Gateway, query: str) -> None:
     assert r.json()["error"]["code"] == 400
 
 
+@pytest.mark.parametrize("query", ["?userProject=victim", "?%24userProject=victim",
+                                   "?quotaUser=someone", "?$quotaUser=someone",
+                                   "?userIp=10.0.0.1", "?UserProject=victim"])
+def test_the_account_a_key_bills_is_not_the_clients_to_choose(gw: Gateway, query: str) -> None:
+    """Google's `userProject` picks the project the operator's credential bills, and
+    `quotaUser` (and the older `userIp`) whose quota it charges (found by the auth audit):
+    the operator's choice, as the `x-goog-user-project` header the gateway strips is."""
+    r, upstream = send(gw, GEMINI, query)
+    refused(r, upstream)
+    assert r.json()["error"]["code"] == 400
+
+
 def test_a_field_mask_header_is_refused(gw: Gateway) -> None:
     httpx.get(gw.mock.url + "/reset")
     r = httpx.post(gw.url + GEMINI, json=GEMINI_BODY, timeout=30,
