@@ -65,6 +65,7 @@ class RemoteJWKS:
         self._fetch = fetch
         self._clock = clock
         self._keys: KeySet | None = None
+        self._body: bytes | None = None    # the document the keys were read from
         self._fetched_at = 0.0           # last success
         self._attempted_at: float | None = None   # last attempt, success or not
         self._error: str | None = None   # why the last attempt failed
@@ -100,6 +101,14 @@ class RemoteJWKS:
             keys = self._keys.candidates(kid, alg)
         return keys
 
+    def tick(self) -> None:
+        """Start a background refresh if the keys are stale; never blocks (a cached
+        token's check calls it, so a retired key goes even when every token is cached)."""
+        now = self._clock()
+        if self._keys is not None and now - self._fetched_at >= self.refresh_s \
+                and self._may_attempt(now):
+            self._start()
+
     def _may_attempt(self, now: float) -> bool:
         if self._inflight is not None:
             return True                  # joining a fetch in flight costs nothing
@@ -129,7 +138,11 @@ class RemoteJWKS:
         else:
             if keys.skipped:
                 log.info("JWKS %s: skipped %s", self.url, "; ".join(keys.skipped))
-            self._keys, self._fetched_at, self._error = keys, self._clock(), None
+            if body != self._body or self._keys is None:
+                # a new set only when the document changed: the tokens cached against the
+                # old set are verified again (a retired key's are then refused)
+                self._keys, self._body = keys, body
+            self._fetched_at, self._error = self._clock(), None
         finally:
             self._inflight = None
 

@@ -5,7 +5,8 @@ Runs first on a route, in the request-headers phase only (it never asks for a bo
 verified by the route's providers; anything else presented is looked up as an API key. The
 outcome is an `Identity` in `ex.state["identity"]` (what rate limits key on), dynamic metadata
 (`subject`, `auth`, forwarded `claims`) and, optionally, claims forwarded as request headers.
-Verified tokens are cached (bounded LRU keyed by the token's SHA-256, never past `exp`).
+Verified tokens are cached (bounded LRU keyed by the token's SHA-256, never past `exp`, nor
+past a change of their issuer's key set: a key taken out of the JWKS ends its tokens).
 
 Subjects are namespaced by where they come from, so that one source cannot speak for
 another's users: a JWT's is `jwt:<provider name>:<sub>` and an API key's `key:<subject>` (the
@@ -117,7 +118,7 @@ class Authenticate(Policy):
         self.auth = auth
         self.credential = credential
         self.clock = clock
-        self._cache: OrderedDict[bytes, tuple[_Grant, float]] = OrderedDict()
+        self._cache: OrderedDict[bytes, tuple[_Grant, float, Any, Any]] = OrderedDict()
         self._key_grants: dict[str, _Grant] = {}
         self.stats = {"accepted": 0, "rejected": 0, "cache_hits": 0}
         native = PROVIDER_HEADER[provider][0]
@@ -239,10 +240,13 @@ class Authenticate(Policy):
         now = self.clock()
         hit = self._cache.get(digest)
         if hit is not None:
-            if now < hit[1]:
+            grant, exp, keys, keyset = hit
+            # good until exp, and while the issuer's keys are the set it was verified
+            # with: a key taken out of the JWKS (a compromised key retired) ends it
+            if now < exp and (keys is None or _current(keys) is keyset):
                 self._cache.move_to_end(digest)
                 self.stats["cache_hits"] += 1
-                return hit[0]
+                return grant
             del self._cache[digest]
         header = read_header(token)
         provider = self._provider_for(token)
@@ -255,7 +259,8 @@ class Authenticate(Policy):
         grant = self._grant(Identity(subject, "jwt", provider.name,
                                      {**claims, "sub": subject}))
         if verified.exp is not None and self.auth.cache_size:
-            self._cache[digest] = (grant, verified.exp)
+            keys = provider.keys if verified.keyset is not None else None
+            self._cache[digest] = (grant, verified.exp, keys, verified.keyset)
             if len(self._cache) > self.auth.cache_size:
                 self._cache.popitem(last=False)
         return grant
@@ -344,3 +349,12 @@ def json_equal(a: Any, b: Any) -> bool:
             b, int | float | list | tuple | dict):
         return False
     return type(a) is type(b) and bool(a == b)
+
+
+def _current(keys: Any) -> Any:
+    """The key set an issuer's key source holds now; a remote one that is stale starts its
+    refresh in the background (a cached token's check, too, must see a retired key go)."""
+    tick = getattr(keys, "tick", None)
+    if tick is not None:
+        tick()
+    return getattr(keys, "keyset", None)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import binascii
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import jwt
@@ -46,6 +46,9 @@ class KeySource(Protocol):
 class Verified:
     claims: Mapping[str, Any]
     exp: float | None
+    #: the key set the signing key was found in (None: a shared secret): a cached token is
+    #: good only while its issuer's keys are still that set (`auth.policy`)
+    keyset: Any = None
 
 
 @dataclass(frozen=True)
@@ -91,9 +94,10 @@ class JWTProvider:
             raise AuthError(f"no signing key of issuer {self.name!r} matches the token "
                             f"({which}, alg {alg})")
         last: AuthError | None = None
+        keyset = getattr(self.keys, "keyset", None)
         for key in keys:
             try:
-                return self._decode(token, key.key, alg)
+                return replace(self._decode(token, key.key, alg), keyset=keyset)
             except AuthError as exc:
                 if exc.message != _BAD_SIGNATURE:
                     raise

@@ -356,6 +356,28 @@ def test_unknown_kid_then_key_rotation(gw: Gateway, jwks: JWKSServer,
     assert r.status_code == 200, r.text
 
 
+def test_a_key_taken_out_of_the_jwks_ends_its_cached_tokens(gw: Gateway, jwks: JWKSServer,
+                                                            keys: dict[str, SigningKey]) -> None:
+    """A verified token is cached until its exp, but not past its signing key: once the
+    issuer retires the key (as it does a compromised one), the next refresh of the JWKS ends
+    the tokens it signed, cached or not (found by the auth audit)."""
+    before = list(jwks.keys)
+    token = keys["k1"].token()
+    assert chat(gw, bearer(token)).status_code == 200          # verified, and cached
+    try:
+        jwks.keys = [keys["k2"].jwk()]                         # k1 retired
+        statuses = []
+        for _ in range(30):                                    # refresh_s is 1 s
+            time.sleep(0.2)
+            statuses.append(chat(gw, bearer(token)).status_code)
+            if statuses[-1] == 401:
+                break
+        assert statuses[-1] == 401, statuses
+        assert_401(chat(gw, bearer(token)), "kid 'k1'")
+    finally:
+        jwks.keys = before
+
+
 def test_jwks_down_cached_keys_still_verify(gw: Gateway, jwks: JWKSServer,
                                             keys: dict[str, SigningKey]) -> None:
     assert chat(gw, bearer(keys["k1"].token())).status_code == 200
