@@ -22,8 +22,9 @@ compares a claim with its allowed values as JSON values (`json_equal`): `true` i
 items is allowed.
 
 Where the gateway swaps credentials, the client's are removed: the credential headers, and
-credential parameters of the URL query (see `querycreds`), the latter by rewriting `:path`
-(also in `ex.request_headers`, so later policies read the path that goes upstream). On a
+credential parameters of the URL query (see `querycreds`), the latter by rewriting `:path`.
+`ex.request_headers` follows, so later policies read what goes upstream: the path, without
+the removed headers, with the forwarded claims (never the injected credential). On a
 Gemini route that accepts API keys (and names no `header:`), a `key=` (or Google's alias
 `$key=`) query parameter is accepted as the gateway API key when no credential header is
 sent, as Gemini's REST examples do; it is only ever looked up as an API key, never verified
@@ -124,6 +125,9 @@ class Authenticate(Policy):
         native = PROVIDER_HEADER[provider][0]
         self._native = native if native != "authorization" else None
         forwarded = tuple(auth.forward_claims.values()) if auth else ()
+        # and their underscore spellings, which Envoy passes on and which a CGI-style
+        # upstream reads as the same header (`x_gateway_subject` as `x-gateway-subject`)
+        forwarded += tuple(h.replace("-", "_") for h in forwarded if "-" in h)
         # headers that must never reach the upstream from the client: its credentials and
         # anything it could use to spoof a forwarded claim
         self._strip = tuple(dict.fromkeys((*CLIENT_CREDENTIAL_HEADERS, *forwarded,
@@ -152,8 +156,12 @@ class Authenticate(Policy):
         for name in self._strip:
             if name in headers and name not in inject:
                 ex.remove_request_header(name)
+                del headers[name]   # later policies read what goes upstream (the limit
+                # keys: a client's own `x-gateway-subject` is not the forwarded one)
         for name, value in inject.items():
             ex.set_request_header(name, value)
+        if self.auth is not None:
+            headers.update(grant.headers)   # the forwarded claims; never the credential
         if upstream_path != path:
             ex.set_request_header(":path", upstream_path)
             headers[":path"] = upstream_path

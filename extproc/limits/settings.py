@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from ..auth.credentials import CLIENT_CREDENTIAL_HEADERS as CREDENTIALS
 from ..schema import Checker, join
 from ..spend.prices import Pricing
 from . import budgets
@@ -208,6 +209,13 @@ def parse_route_limits(c: Checker, raw: Any, path: str, provider: str, route: st
                 c.error(join(join(where, "key"), j),
                         f"unknown descriptor {k!r} (one of: {', '.join(DESCRIPTORS)}, "
                         "claim:<name>, header:<name>)")
+            elif k.lower().startswith("header:") and k[7:].strip().lower() in CREDENTIALS:
+                # a credential as the client spells it: `Bearer x`, `bearer x` and
+                # `x-api-key: x` are one client in as many buckets, and the gateway
+                # removes it where it swaps credentials
+                c.error(join(join(where, "key"), j),
+                        f"{k!r} keys on a credential as the client spells it; key on "
+                        "'subject' or 'api_key', which name the authenticated client")
         requests = _windows(c, d, "requests", where)
         tokens = _windows(c, d, "tokens", where)
         spend = _windows(c, d, "spend", where)

@@ -34,7 +34,7 @@ API_KEY = "gw-security-identity-alice"
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 GEMINI = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
 GEMINI_PATH = "/v1beta/models/gemini-2.5-flash:streamGenerateContent"
-ROUTES = ("id-openai", "id-gemini", "id-gemini-open", "id-short")
+ROUTES = ("id-openai", "id-gemini", "id-gemini-open", "id-short", "id-header")
 
 
 def _config(tmp: Path) -> dict[str, Any]:
@@ -62,6 +62,10 @@ def _config(tmp: Path) -> dict[str, Any]:
              "upstream_credential": {"file": "secrets/gemini.key"}},
             {"name": "id-short", "provider": "openai", "auth": {"jwt": ["short"]},
              "upstream_credential": {"file": "secrets/openai.key"}},
+            {"name": "id-header", "provider": "openai", "auth": client,
+             "upstream_credential": {"file": "secrets/openai.key"},
+             "rate_limits": [{"name": "per-forwarded", "key": ["header:x-gateway-subject"],
+                              "requests": [{"limit": 2, "per": "1h"}]}]},
         ],
     }
 
@@ -266,3 +270,27 @@ def test_no_state_is_left_behind(gw: Gateway) -> None:
     assert gw.server is not None
     stats = gw.server.wait_idle()
     assert stats["streams_active"] == 0 and stats["exchanges_alive"] == 0
+
+
+def test_a_limit_keyed_on_a_forwarded_claim_reads_the_forwarded_value(gw: Gateway) -> None:
+    """A limit keyed on `header:x-gateway-subject`, the header the gateway forwards the
+    subject in, read the client's own header of that name (found by the auth audit): a
+    fresh value each time was a fresh bucket, and `key:bob` charged bob. It reads the
+    forwarded subject now, and the client's spellings of it (`x_gateway_subject` too) never
+    reach the upstream."""
+    statuses = [chat(gw, {**bearer(API_KEY), "x-gateway-subject": f"spoof-{i}",
+                          "x_gateway_subject": "key:admin"}, route="id-header").status_code
+                for i in range(3)]
+    assert statuses == [200, 200, 429], statuses
+    seen = gw.mock.last()["headers"]
+    assert "x_gateway_subject" not in seen and seen["x-gateway-subject"] == "key:alice"
+
+
+def test_a_limit_cannot_key_on_a_credential_as_the_client_spells_it() -> None:
+    from extproc import loader
+    from extproc.schema import ConfigError
+    for header in ("header:authorization", "header:X-Api-Key"):
+        with pytest.raises(ConfigError) as exc:
+            loader.parse({"routes": [{"name": "r", "provider": "openai", "rate_limits": [
+                {"name": "l", "key": [header], "requests": [{"limit": 1, "per": "1h"}]}]}]})
+        assert "keys on a credential" in "\n".join(exc.value.errors)
