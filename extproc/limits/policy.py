@@ -52,6 +52,7 @@ from .estimate import prompt_tokens
 from .gcra import Outcome, Window, WindowState
 from .headers import KINDS, duration, headers, period, summary, tightness
 from .keys import DESCRIPTORS, PREFIXED
+from .reasoning import hidden_reasoning
 from .settle import Held, charges, delivered_counter
 from .store import Store, StoreUnavailable
 
@@ -155,6 +156,13 @@ class RateLimit(Policy):
         extra = opaque(read[0]) if opaque is not None and read is not None else 0
         choices = adapter.output_choices(read[0]) if read is not None else 1
         thinking = adapter.thinking_budget(read[0]) if read is not None else 0
+        if read is not None and self.settles:
+            backend = ex.state.get("backend_provider")   # the unified front's backend
+            ex.state[_HIDDEN] = hidden_reasoning(
+                backend or self.provider,
+                None if backend or ex.endpoint is None else ex.endpoint.name,
+                ex.state.get("backend_model") if backend else getattr(prompt, "model", None),
+                read[0])
         if self.settles and read is not None:
             admit_deferred(ex, adapter.deferred_reply(read[0]), self.allow_background,
                            lambda: _decided(ex, next(s.name for s in self.limits
@@ -189,7 +197,7 @@ class RateLimit(Policy):
 
     async def _admit(self, ex: Context, prompt: Any, body: bytes | None,
                      extra_input: int = 0, choices: int = 1, thinking: int = 0) -> None:
-        held = Held()
+        held = Held(hidden=ex.state.pop(_HIDDEN, False))
         model = getattr(prompt, "model", None) or ex.state.get("model")
         if self.settles:
             self._estimate(ex, held, prompt, body, extra_input, choices, thinking)
@@ -357,6 +365,10 @@ class RateLimit(Policy):
                                             spec.amounts(0.0, tokens, spend), label)
                 except StoreUnavailable as exc:
                     self._backend_error(exc)
+
+
+#: where on_request_body leaves `reasoning.hidden_reasoning` for `_admit`
+_HIDDEN = "_hidden_reasoning"
 
 
 def _amount(w: Window) -> str:

@@ -5,12 +5,13 @@ stream delivers (`delivered_counter`), and what the request really cost once it 
 The provider's usage is trusted when it is its final report. A stream cut short (or ended by
 an error after a partial report) is charged at least the prompt estimate plus the output
 delivered so far, and at least its whole reservation when it delivered generated media (no
-count of bytes sizes it). Usage the gateway could not read leaves a partial count: at least
-the whole reservation (default deny, for budgets), and so does an admitted request whose
-exchange ended before any reply came (`no_reply`: the client left, or the stream broke,
-while the provider may have been generating; a reasoning model can take minutes before its
-headers), or whose whole reply ended before its usage was read (`unreported`). An
-upstream error status charges nothing.
+count of bytes sizes it) or when its model may think in tokens no stream shows and no
+report counted them (`reasoning`: what it delivered leaves the thinking out). Usage the
+gateway could not read leaves a partial count: at least the whole reservation (default
+deny, for budgets), and so does an admitted request whose exchange ended before any reply
+came (`no_reply`: the client left, or the stream broke, while the provider may have been
+generating; a reasoning model can take minutes before its headers), or whose whole reply
+ended before its usage was read (`unreported`). An upstream error status charges nothing.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ class Held:
     keys: list[tuple[str, Any, Any]] = field(default_factory=list)   # (key, LimitSpec, label)
     delivered: DeliveredText | StreamCut | None = None   # what counts the output
     settled: bool = False
+    #: the model may think in tokens no reply shows (`reasoning`): a stream that ends
+    #: without its usage report pays its reservation, not what it delivered
+    hidden: bool = False
 
 
 def delivered_counter(ex: Context, held: Held, adapter: Adapter, provider: str,
@@ -80,7 +84,7 @@ def charges(ex: Context, held: Held, uses_tokens: bool) -> tuple[float, float]:
                                   or ex.state.get(USAGE_UNREAD) is not None,
                                   reserved=held.cost,
                                   partial=ex.state.get(USAGE_PARTIAL) is True,
-                                  media=_media(held))
+                                  media=_media(held), hidden=held.hidden)
         ex.state["spend_charged"] = charged
         spend = spending.micro(charged - held.cost)
     # counted: let go of the counter (a stream cut refers to the exchange, and one cut short
@@ -108,7 +112,10 @@ def actual_tokens(ex: Context, held: Held) -> int:
         return max(held.estimate, counted, reported or 0)
     if reported is not None and ex.state.get(USAGE_PARTIAL) is not True:
         return reported
-    return max(counted, reported or 0, held.estimate if _media(held) else 0)
+    # a model that thinks unseen: what was delivered leaves its thinking out, unless a report
+    # (Gemini's running count, which has the thoughts) says how much it was
+    unseen = held.hidden and reported is None
+    return max(counted, reported or 0, held.estimate if _media(held) or unseen else 0)
 
 
 def no_reply(ex: Context) -> bool:

@@ -58,13 +58,14 @@ def money(amount: Decimal | int | float, *, micro_units: bool = False,
 
 def charge(price: Price, usage: Usage | None, input_estimate: int, delivered: int,
            status: int, unread: bool = False, reserved: Decimal = Decimal(0),
-           partial: bool = False, media: bool = False) -> Decimal:
+           partial: bool = False, media: bool = False, hidden: bool = False) -> Decimal:
     """What a finished request costs: nothing unless upstream answered 2xx, the provider's
     usage at the price when the stream reported it whole, else at least the prompt
     estimate plus the delivered output (a stream cut short, or one that reported only
     part of its usage: `partial`), and at least the `reserved` worst case when it delivered
-    generated `media` (its tokens cannot be sized). When the reply's usage could not be
-    read (`unread`), what was counted is partial: at least the `reserved` worst case."""
+    generated `media` (its tokens cannot be sized) or its model may think unseen (`hidden`)
+    and no report came. When the reply's usage could not be read (`unread`), what was
+    counted is partial: at least the `reserved` worst case."""
     if not 200 <= status < 300:
         return Decimal(0)
     counted = Usage(input_tokens=input_estimate, output_tokens=delivered)
@@ -75,7 +76,8 @@ def charge(price: Price, usage: Usage | None, input_estimate: int, delivered: in
     if reported and not partial:
         return cost
     cost = max(cost, price.cost(counted))
-    return max(cost, reserved) if media else cost
+    # (`hidden`: the model may think in tokens no stream shows, and no report counted them)
+    return max(cost, reserved) if media or (hidden and not reported) else cost
 
 
 def token_allowance(remaining: int, reserved_output: int) -> int:

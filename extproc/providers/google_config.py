@@ -43,6 +43,17 @@ def thinking_budget(body: Any) -> int:
     return max(found, default=0)
 
 
+def thinking_shown_or_off(body: Any) -> bool:
+    """The request's thoughts are in the reply (`includeThoughts: true`) or there are none
+    (`thinkingBudget: 0`), in any spelling Google's parser reads."""
+    configs = [as_dict(c) for c in _fields(body, "thinkingConfig", "thinking_config")]
+    shown = any(c.get(f) is True or (isinstance(c.get(f), str) and c[f].strip() == "true")
+                for c in configs for f in ("includeThoughts", "include_thoughts"))
+    budgets = [n for c in configs for f in ("thinkingBudget", "thinking_budget")
+               if (n := as_proto_int(c.get(f))) is not None]
+    return shown or (bool(budgets) and max(budgets) == 0)
+
+
 def asks_media(body: Any) -> list[str]:
     """Images and audio, as the response modalities (``responseModalities``) name them;
     audio when the request configures speech (``speechConfig``)."""

@@ -459,6 +459,34 @@ def test_a_stream_whose_usage_cannot_be_read_pays_its_reservation(gw: Gateway) -
     assert int(probe.headers["x-ratelimit-remaining-tokens"]) <= TOKENS - reserved - 2
 
 
+@pytest.mark.parametrize("model", ["o3-mini", "gpt-4o-mini"])
+def test_a_client_gone_from_a_reasoning_stream_pays_its_reservation(gw: Gateway,
+                                                                    model: str) -> None:
+    """A reasoning model thinks in tokens no stream carries, before its first visible one,
+    and they are billed as output: a client that leaves after some text (found by the spend
+    audit) is charged the reservation, since what it got leaves the thinking out. A model
+    that does not think pays what it got."""
+    route = "rl-tokens-openai"
+    who = client_id()
+    before = _remaining_tokens(gw, route, who)
+    words = " ".join(f"w{i}" for i in range(200))
+    received = b""
+    with httpx.Client(timeout=30) as client, client.stream(
+            "POST", f"{gw.url}/{route}/v1/chat/completions",
+            json={**CHAT, "model": model, "stream": True, "max_completion_tokens": 2000},
+            headers={**who, "x-mock-reply": words, "x-mock-delay-ms": "20"}) as r:
+        assert r.status_code == 200
+        for chunk in r.iter_raw():
+            received += chunk
+            if received.count(b"data: ") >= 10:
+                break                             # the client goes away
+    charged = before - _remaining_tokens(gw, route, who) - 2
+    if model == "o3-mini":
+        assert charged == 2001
+    else:
+        assert 9 <= charged < 100, charged
+
+
 def test_reservations_stop_concurrent_overspend_and_settle_frees_them(gw: Gateway) -> None:
     who = client_id()
     short = {**who, "x-mock-reply": "a short answer"}

@@ -76,9 +76,13 @@ def _case(name: str, ask: int) -> tuple[dict[str, Any], str, dict[str, Any], lis
         req = {"model": "gpt-4o", "stream": True, "max_output_tokens": ask, "input": "hi"}
         return {"provider": "openai"}, "/v1/responses", req, \
             _responses(f"response.{kind}.delta", "delta")
-    if name == "gemini_function_call":
+    if name in ("gemini_function_call", "gemini_thinking_call"):
+        # (no thinking: a thinking model's hidden thoughts make a stream it leaves pay
+        # its reservation, `test_a_model_that_thinks_unseen_pays_its_reservation`)
+        off = {"thinkingConfig": {"thinkingBudget": 0}} if name == "gemini_function_call" \
+            else {}
         req = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}],
-               "generationConfig": {"maxOutputTokens": ask}}
+               "generationConfig": {"maxOutputTokens": ask, **off}}
         frame = m_google.build_stream(req, REPLY, sse=True, shape="tool")[0]
         doc = json.loads(frame[len(b"data: "):])
         doc["candidates"][0].pop("finishReason")      # the stream goes on: not finished
@@ -172,3 +176,33 @@ async def test_a_generated_image_left_part_way_pays_at_least_its_reservation(
         for p in r.finishers:
             await p.on_finish(ex)
         assert ex.state["tokens_charged"] >= floor
+
+
+@pytest.mark.parametrize(("provider", "model", "extra", "hidden"), [
+    ("openai", "o3-mini", {}, True),
+    ("openai", "gpt-5.1", {}, True),
+    ("openai", "gpt-4o", {"reasoning_effort": "high"}, True),
+    ("openai", "gpt-4o", {}, False),
+    ("gemini", "gemini-2.5-flash", {}, True),
+    ("gemini", "gemini-2.5-flash", {"generationConfig": {"thinkingConfig": {
+        "includeThoughts": True}}}, False),
+    ("gemini", "gemini-2.0-flash", {}, False),
+    ("anthropic", "claude-sonnet-4-5", {"thinking": {"type": "enabled",
+                                                     "budget_tokens": 2048}}, False),
+])
+def test_which_requests_may_think_unseen(provider: str, model: str, extra: dict[str, Any],
+                                         hidden: bool) -> None:
+    from extproc.limits.reasoning import hidden_reasoning
+    endpoint = "chat.completions" if provider == "openai" else \
+        "streamGenerateContent" if provider == "gemini" else "messages"
+    assert hidden_reasoning(provider, endpoint, model, {"model": model, **extra}) is hidden
+
+
+async def test_a_model_that_thinks_unseen_pays_its_reservation(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Gemini 2.5 thinks by default, its thoughts hidden: they come before the first visible
+    token and are billed as output, so a client that leaves after some text cannot be
+    charged what it got (found by the spend audit, with an o3 stream): it pays its
+    reservation. With the thinking off, it pays what it got (above)."""
+    state, _ = await _left("gemini_thinking_call", False, monkeypatch)
+    assert state["tokens_charged"] == state["ratelimit"]["reserved_tokens"]
