@@ -43,7 +43,7 @@ from ..providers.slots import JSON_PIECES, NAME_PIECE, BadIndex, Piece, TextSlot
 from ..providers.values import MaskingFn, rewrite_json_strings
 from .event_stream import UNREADABLE, EventMasker, ended, media, plain, refusal_message
 from .names import mask_name
-from .side_texts import side_slots
+from .side_texts import lists_tokens, side_slots
 from .stops import GOOGLE, _dump, stop_events, stream_head
 from .stream import GuardTriggered, StreamMasker
 
@@ -245,6 +245,8 @@ class SSEMaskingReframer(EventMasker):
         if doc is None:
             return self._rejected(UNREADABLE)
         self._current = (data, event)
+        if lists_tokens(doc):   # its tokens one by one, unasked: no guard reads them
+            return self._rejected(UNREADABLE)
         try:
             texts = self.adapter.stream_texts(doc, event)   # strings, and whole JSON values
         except BadIndex:     # -1, true: a client would join pieces the guards keep apart

@@ -24,7 +24,7 @@ from .decisions import decide
 from .names import mask_name, name_readings
 from .reframe import SSEMaskingReframer
 from .settings import Guard
-from .side_texts import side_slots
+from .side_texts import lists_tokens, side_slots
 from .unread import refuse_reply_media
 from .webhook import Collected, Text, Verdict, masks_by_text
 
@@ -93,6 +93,10 @@ class WholeJsonGuard(BodyTransform):
                 doc = None
         if isinstance(doc, dict) or (isinstance(doc, list) and self.arrays and all(
                 isinstance(item, dict) for item in doc)):
+            if any(lists_tokens(d) for d in (doc if isinstance(doc, list) else [doc])):
+                raise Reject(502, "the provider's reply lists its tokens one by one (log "
+                             "probabilities), which no reply guard can read",
+                             details="extproc_unreadable_reply")
             refuse_reply_media(ex, (*self.guards, *self.policy.response_webhooks),
                                self.policy.stats, self.adapter, doc)
             return body, doc

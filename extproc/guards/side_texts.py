@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..providers.values import value_slots
+from ..providers.values import as_list, value_slots
 
 #: a Responses API `error` event's fields that are not its message (it has no `error` key)
 _EVENT_FIELDS = frozenset(("type", "sequence_number"))
@@ -42,3 +42,27 @@ def side_slots(doc: dict[str, Any]) -> list[tuple[Any, Any]]:
         if isinstance(delta, dict) and delta.get("stop_details") is not None:
             out += value_slots(delta, "stop_details")
     return [(holder, key) for holder, key in out if holder[key]]
+
+
+#: where a reply lists its tokens one by one (with their log probabilities): OpenAI chat's
+#: `logprobs.content` and `.refusal`, legacy completions' `logprobs.tokens`, Gemini's
+#: `logprobsResult`
+_TOKEN_LISTS = ("content", "refusal", "tokens", "top_logprobs")
+
+
+def lists_tokens(doc: dict[str, Any]) -> bool:
+    """Does a reply or event list the model's tokens one by one? A request that asks for
+    them is refused before it is sent (`Adapter.unreadable_reply`), so only an upstream that
+    sends them unasked does: each token is a fragment no guard can read a value in (a
+    value's characters spread over many), so such a reply is refused as unreadable."""
+    for choice in as_list(doc.get("choices")):
+        if isinstance(choice, dict):
+            logprobs = choice.get("logprobs")
+            if isinstance(logprobs, dict) and any(
+                    logprobs.get(k) for k in _TOKEN_LISTS):
+                return True
+    for candidate in as_list(doc.get("candidates")):
+        if isinstance(candidate, dict) and (candidate.get("logprobsResult")
+                                            or candidate.get("logprobs_result")):
+            return True
+    return False

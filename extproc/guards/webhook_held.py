@@ -15,7 +15,7 @@ from ..codecs.sse import Event
 from ..providers import Adapter
 from ..providers.slots import JSON_PIECES, BadIndex
 from ..providers.values import value_slots
-from .side_texts import side_slots
+from .side_texts import lists_tokens, side_slots
 
 
 @dataclass
@@ -69,6 +69,9 @@ def read_event(adapter: Adapter, ev: Event, whole: Iterator[int],
         held.unreadable = True
         return held, False, False
     held.doc = doc
+    if lists_tokens(doc):   # its tokens one by one, unasked: no guard reads them
+        held.unreadable = True
+        return held, False, False
     try:
         texts = adapter.stream_texts(doc, ev.event)   # strings, whole JSON values
     except BadIndex:   # -1, true: a client would join pieces the guards keep apart

@@ -124,3 +124,41 @@ def test_an_ordinary_event_has_no_side_texts() -> None:
                 {"type": "message_start", "message": {"content": []}},
                 {"candidates": [], "error": None}):
         assert side_slots(doc) == []
+
+
+LOGPROBS = [{"token": "jane", "logprob": -0.1, "bytes": [106], "top_logprobs": []}]
+
+
+@pytest.mark.parametrize(("provider", "doc"), [
+    ("openai", {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                "choices": [{"index": 0, "delta": {"content": "hi"},
+                             "logprobs": {"content": LOGPROBS}, "finish_reason": None}]}),
+    ("gemini", {"candidates": [{"content": {"role": "model", "parts": [{"text": "hi"}]},
+                                "logprobsResult": {"chosenCandidates": [
+                                    {"token": "jane", "logProbability": -0.1}]}}]}),
+])
+def test_tokens_listed_unasked_end_the_stream_refused(provider: str,
+                                                      doc: dict[str, Any]) -> None:
+    """A request for log probabilities is refused before it is sent: an upstream that lists
+    the reply's tokens one by one all the same (each a fragment no guard can read a value
+    in) ends the stream refused; `"logprobs": null` is nothing."""
+    out = run(provider, sse(doc), "mask", [])
+    assert b"jane" not in out and (b"content_filter" in out or b"SAFETY" in out
+                                   or b"error" in out), out
+    quiet = json.loads(json.dumps(doc))
+    for key in ("choices", "candidates"):
+        for c in quiet.get(key, []):
+            c.pop("logprobsResult", None)
+            if "logprobs" in c:
+                c["logprobs"] = None
+    out = run(provider, sse(quiet), "mask", [])
+    assert b"hi" in out and b"content_filter" not in out, out
+
+
+def test_a_whole_reply_listing_its_tokens_is_refused() -> None:
+    doc = {"id": "c", "object": "chat.completion", "created": 1, "model": "m",
+           "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"},
+                        "logprobs": {"content": LOGPROBS}, "finish_reason": "stop"}],
+           "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+    code, body = sent(exchange(200, json.dumps(doc).encode()))
+    assert code == 502 and b"jane" not in body and b"one by one" in body, body
