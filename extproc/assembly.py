@@ -17,6 +17,7 @@ from typing import Any
 
 from .auth.credentials import UpstreamCredential
 from .auth.policy import Authenticate
+from .auth.scope import VertexScope
 from .auth.settings import AuthSettings, parse_credential, parse_route_auth
 from .config import AUTO_ORDER, PROVIDERS, RequestMatch, RouteConfig
 from .front.policy import FrontModels, FrontRequest
@@ -33,7 +34,7 @@ from .spend.settings import SpendSettings, parse_price
 
 _KEYS = ("name", "provider", "providers", "streams", "auth", "upstream_credential",
          "rate_limits", "guards", "plugins", "passthrough", "envoy_route_names", "match",
-         "default_price", "allow_background", *FRONT_KEYS)
+         "default_price", "allow_background", "project", "location", *FRONT_KEYS)
 FRONT = "openai-compatible"
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
@@ -127,6 +128,15 @@ def _variant(c: Checker, d: Any, path: str, name: str, provider: str, route_auth
     builtin: list[Policy] = []
     if route_auth is not None or credential is not None:
         builtin.append(Authenticate(provider, route_auth, credential))
+    for key in ("project", "location"):
+        if key in d and provider != "vertex":
+            c.error(join(path, key), f"only for a provider: vertex route, not {provider}")
+    project = c.string(d, "project", path) if provider == "vertex" else None
+    location = c.string(d, "location", path) if provider == "vertex" else None
+    if project is not None or location is not None:
+        # the project its credential bills and the region it runs in: the route's, never
+        # the client's to name in the path (auth.scope)
+        builtin.append(VertexScope(project, location))
     if route_guard:
         # before usage metering and limits: a refused prompt costs no budget (on a route
         # whose guards read replies only, it refuses a request for what they cannot read)

@@ -1,0 +1,71 @@
+"""A Vertex AI route's project and location (found by the auth audit): Vertex reads the
+project to bill and the region to run in from the path, so with the operator's credential
+injected a client could name any project that credential reaches, another team's. A route
+that sets `project` and `location` serves those only: another is refused (403, Google's
+format) and never sent; the client's own credential never goes upstream either way."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from extproc import loader
+from extproc.auth.apikeys import hash_key
+from extproc.schema import ConfigError
+from tests.harness import Gateway, Mock
+
+pytestmark = pytest.mark.envoy
+
+KEY = "gw-vertex-scope-key"
+BODY = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+
+
+def path(project: str, location: str) -> str:
+    return (f"/vertex/v1/projects/{project}/locations/{location}/publishers/google/models/"
+            "gemini-2.5-flash:generateContent")
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory, mock: Mock) -> Iterator[Gateway]:
+    tmp = tmp_path_factory.mktemp("vertex-scope")
+    (tmp / "vertex.key").write_text("ya29.operator\n")
+    config = {"auth": {"api_keys": [{"id": "k", "sha256": hash_key(KEY), "subject": "a"}]},
+              "routes": [{"name": "vertex", "provider": "vertex", "auth": {"api_keys": True},
+                          "upstream_credential": {"file": "vertex.key"},
+                          "project": "team-a", "location": "us-central1"}]}
+    gateway = Gateway(tmp, config, mock=mock)
+    yield gateway
+    gateway.close()
+
+
+def send(gw: Gateway, target: str) -> tuple[httpx.Response, bool]:
+    httpx.get(gw.mock.url + "/reset")
+    r = httpx.post(gw.url + target, json=BODY, timeout=30,
+                   headers={"authorization": f"Bearer {KEY}"})
+    last = gw.mock.last()
+    return r, last is not None and last["path"] != "/reset"
+
+
+def test_the_routes_project_and_location_pass(gw: Gateway) -> None:
+    r, sent = send(gw, path("team-a", "us-central1"))
+    assert r.status_code == 200, r.text
+    assert sent and gw.mock.last()["headers"]["authorization"] == "Bearer ya29.operator"
+
+
+@pytest.mark.parametrize(("project", "location", "what"), [
+    ("team-b", "us-central1", "project"), ("team-a", "europe-west4", "location")])
+def test_another_project_or_location_is_refused(gw: Gateway, project: str, location: str,
+                                                what: str) -> None:
+    r, sent = send(gw, path(project, location))
+    assert r.status_code == 403, r.text
+    assert r.json()["error"]["status"] == "PERMISSION_DENIED"
+    assert f"serves the {what}" in r.json()["error"]["message"]
+    assert not sent
+
+
+def test_project_and_location_belong_to_vertex_routes() -> None:
+    with pytest.raises(ConfigError) as exc:
+        loader.parse({"routes": [{"name": "o", "provider": "openai", "project": "p"}]})
+    assert "only for a provider: vertex route" in "\n".join(exc.value.errors)
