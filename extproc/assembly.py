@@ -119,6 +119,13 @@ def _variant(c: Checker, d: Any, path: str, name: str, provider: str, route_auth
     rate = parse_route_limits(c, d["rate_limits"], join(path, "rate_limits"), provider,
                               name, limits, pricing, streams.max_event_bytes, background) \
         if "rate_limits" in d else None
+    header = getattr(route_auth, "header", None)
+    for spec in rate.limits if rate is not None and header else ():
+        if f"header:{header.lower()}" in spec.key:
+            # the route's own credential header: removed before any limit reads it
+            c.error(join(path, "rate_limits"), f"limit {spec.name!r} keys on "
+                    f"'header:{header}', the route's credential header; key on 'subject' "
+                    "or 'api_key', which name the authenticated client")
     if rate is not None and rate.settles and not streams.usage:
         what = "token budgets" if rate.uses_tokens else "spend budgets"
         c.error(join(path, "rate_limits"), f"{what} settle on the provider's usage: "

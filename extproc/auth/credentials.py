@@ -24,9 +24,11 @@ log = logging.getLogger("extproc.auth")
 #: every header a client may carry a credential in; all are removed before going upstream
 CLIENT_CREDENTIAL_HEADERS = ("authorization", "x-api-key", "api-key", "x-goog-api-key")
 #: headers that pick which account the provider bills a key to (an OpenAI organization or
-#: project, a Google quota project): with the gateway's credential, the operator's choice,
-#: removed from what the client sent wherever the gateway injects its credential
-CREDENTIAL_SCOPE_HEADERS = ("openai-organization", "openai-project", "x-goog-user-project")
+#: project, a Google quota project or quota user): with the gateway's credential, the
+#: operator's choice, removed from what the client sent wherever the gateway injects its
+#: credential
+CREDENTIAL_SCOPE_HEADERS = ("openai-organization", "openai-project", "x-goog-user-project",
+                            "x-goog-quota-user")
 #: the header each provider reads its key from, and the value's format
 PROVIDER_HEADER: dict[str, tuple[str, str]] = {
     "openai": ("authorization", "Bearer {}"),

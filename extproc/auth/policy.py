@@ -125,9 +125,9 @@ class Authenticate(Policy):
         native = PROVIDER_HEADER[provider][0]
         self._native = native if native != "authorization" else None
         forwarded = tuple(auth.forward_claims.values()) if auth else ()
-        # and their underscore spellings, which Envoy passes on and which a CGI-style
-        # upstream reads as the same header (`x_gateway_subject` as `x-gateway-subject`)
-        forwarded += tuple(h.replace("-", "_") for h in forwarded if "-" in h)
+        # any spelling of theirs with `_` for `-` (`x_gateway_subject`, `x-gateway_subject`),
+        # which Envoy passes on and a CGI-style upstream reads as the same header
+        self._spellings = frozenset(_fold(h) for h in forwarded)
         # headers that must never reach the upstream from the client: its credentials and
         # anything it could use to spoof a forwarded claim
         self._strip = tuple(dict.fromkeys((*CLIENT_CREDENTIAL_HEADERS, *forwarded,
@@ -153,7 +153,10 @@ class Authenticate(Policy):
         if self.provider == "anthropic" and self.credential and \
                 "anthropic-version" not in headers:
             inject["anthropic-version"] = ANTHROPIC_VERSION
-        for name in self._strip:
+        strip = self._strip
+        if self._spellings:
+            strip += tuple(h for h in headers if "_" in h and _fold(h) in self._spellings)
+        for name in strip:
             if name in headers and name not in inject:
                 ex.remove_request_header(name)
                 del headers[name]   # later policies read what goes upstream (the limit
@@ -366,3 +369,8 @@ def _current(keys: Any) -> Any:
     if tick is not None:
         tick()
     return getattr(keys, "keyset", None)
+
+
+def _fold(header: str) -> str:
+    """A header name as a server that reads `_` as `-` reads it."""
+    return header.lower().replace("_", "-")

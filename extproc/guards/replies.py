@@ -130,6 +130,9 @@ class WholeJsonGuard(BodyTransform):
         # tool-call arguments as the tool reads them; the two passes visit the same texts
         # in the same order
         adapter.rewrite_response_texts(doc, MaskingFn(lambda t: collected.add("assistant", t)))
+        side = side_slots(doc) if isinstance(doc, dict) else []   # (an error's message...)
+        for holder, key in side:
+            collected.add("assistant", holder[key])
         if not collected.texts:
             return False
         verdict = await self.policy._verdict(
@@ -139,7 +142,10 @@ class WholeJsonGuard(BodyTransform):
         if verdict.action == "reject":
             self.policy.stats["response_rejected"] += 1
             refuse(ex, guard, "response", verdict)
-        adapter.rewrite_response_texts(doc, MaskingFn(collected.rewriter(masks_by_text(verdict))))
+        rewrite = collected.rewriter(masks_by_text(verdict))
+        adapter.rewrite_response_texts(doc, MaskingFn(rewrite))
+        for holder, key in side:   # after the others, in the order they were collected
+            holder[key] = rewrite(holder[key])
         decide(ex, guard.name, "response", "masked")
         return True
 

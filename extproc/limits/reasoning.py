@@ -20,9 +20,9 @@ from ..providers.values import as_dict
 
 #: model names of OpenAI's reasoning families, as OpenAI or an OpenAI-compatible server names
 #: them (`o3-mini`, `gpt-5.1`, `openai/gpt-oss-120b`, `o4-mini-2025-04-16`)
-_OPENAI_REASONING = re.compile(r"(?:^|/)(?:o[1-9]|gpt-5|gpt-oss)", re.IGNORECASE)
-#: Gemini models that do not think
-_GEMINI_PLAIN = re.compile(r"gemini-(?:1\.|2\.0)", re.IGNORECASE)
+_OPENAI_REASONING = re.compile(r"(?:^|/)(?:o[1-9]|gpt-5(?!-chat)|gpt-oss)", re.IGNORECASE)
+#: Google models that do not think (Gemini before 2.5, Gemma)
+_GEMINI_PLAIN = re.compile(r"gemini-(?:1\.|2\.0)|gemma", re.IGNORECASE)
 _OPENAI_ENDPOINTS = frozenset(("chat.completions", "responses"))
 _GOOGLE_ENDPOINTS = frozenset(("generateContent", "streamGenerateContent"))
 
@@ -45,5 +45,7 @@ def hidden_reasoning(provider: str, endpoint: str | None, model: str | None,
             return False
         if google_config.thinking_shown_or_off(doc):
             return False
-        return True
+        # the unified front's chat request: a `reasoning_effort` is sent as a thinking
+        # budget with its thoughts shown (or, for `none`, none)
+        return not (endpoint is None and doc.get("reasoning_effort") is not None)
     return False

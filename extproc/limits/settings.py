@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ..auth.credentials import CLIENT_CREDENTIAL_HEADERS as CREDENTIALS
+from ..auth.credentials import CLIENT_CREDENTIAL_HEADERS, CREDENTIAL_SCOPE_HEADERS
 from ..schema import Checker, join
 from ..spend.prices import Pricing
 from . import budgets
@@ -140,6 +140,8 @@ def parse_limits(c: Checker, raw: Any) -> LimitsSettings:
                           default_max_tokens=int(default_max), chars_per_token=float(cpt))
 
 
+#: headers no limit may key on (`parse_route_limits`)
+CREDENTIALS = frozenset((*CLIENT_CREDENTIAL_HEADERS, *CREDENTIAL_SCOPE_HEADERS))
 #: the unit a window's stored state is named with (requests keep the bare name they had)
 _WINDOW_UNITS = {"requests": "", "tokens": "tokens", "spend": budgets.UNIT}
 
@@ -210,6 +212,7 @@ def parse_route_limits(c: Checker, raw: Any, path: str, provider: str, route: st
                         f"unknown descriptor {k!r} (one of: {', '.join(DESCRIPTORS)}, "
                         "claim:<name>, header:<name>)")
             elif k.lower().startswith("header:") and k[7:].strip().lower() in CREDENTIALS:
+                # (and the headers that pick the account it bills: removed upstream)
                 # a credential as the client spells it: `Bearer x`, `bearer x` and
                 # `x-api-key: x` are one client in as many buckets, and the gateway
                 # removes it where it swaps credentials

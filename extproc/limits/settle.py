@@ -124,8 +124,9 @@ def no_reply(ex: Context) -> bool:
     did not answer in time (a 504: Envoy's own on its route or idle timeout, as a client
     asking for a whole reply that takes longer gets, or the provider's deadline; either way
     it may have generated). Envoy's other answers (a 503 when the upstream cannot be
-    reached) and the gateway's refusals carry their status and cost nothing."""
-    return ex.status in (0, 504)
+    reached) cost nothing, and so does a request the gateway itself refused after admitting
+    it (a later policy's refusal, a failure: it never went upstream)."""
+    return ex.status in (0, 504) and ex.rejection is None and not ex.failed
 
 
 def unreported(ex: Context, held: Held) -> bool:

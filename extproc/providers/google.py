@@ -190,6 +190,11 @@ def _read(obj: dict[str, Any]) -> tuple[str, str | None, Usage, str | None]:
     return text, as_str(_get(candidate, "finishReason", "finish_reason")), usage, None
 
 
+#: the fields of a streamed response a guard's own event repeats (`rest_event`)
+_HEAD_FIELDS = frozenset(("responseId", "response_id", "modelVersion", "model_version",
+                          "createTime", "create_time"))
+
+
 class GoogleAdapter(Adapter):
     needles = (b'TokenCount"', b'token_count"', b'"finishReason"', b'"blockReason"', b'"error"')
     event_paths = (("error",), ("usageMetadata",), ("usage_metadata",),
@@ -361,8 +366,9 @@ class GoogleAdapter(Adapter):
         part: dict[str, Any] = rest_part(kind, text) if is_partial(kind) else {"text": text}
         if kind == "thought":
             part["thought"] = True
-        out = {k: v for k, v in doc.items()
-               if k not in ("candidates", "usageMetadata", "usage_metadata")}
+        # the head fields only: anything else the event held (a feedback, an error) was
+        # read in its own event, and is not repeated unread here
+        out = {k: v for k, v in doc.items() if k in _HEAD_FIELDS}
         out["candidates"] = [{"content": {"parts": [part], "role": "model"}, "index": index}]
         return out
 

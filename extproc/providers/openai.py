@@ -174,6 +174,11 @@ def _argument_slots(slots: list[TextSlot], piece: Piece, function: dict[str, Any
         slots.append(TextSlot(piece, function, "arguments", whole=True))
 
 
+#: the fields of a chunk a guard's own event repeats (`rest_event`): its identity
+HEAD_FIELDS = frozenset(("id", "object", "created", "model", "system_fingerprint",
+                         "service_tier"))
+
+
 class OpenAIAdapter(Adapter):
     needles = (b'_tokens"', b'"finish_reason":"', b'"finish_reason": "', b'"error"')
     event_paths = (("error",), ("usage",), ("choices", EACH, "index"),
@@ -342,7 +347,9 @@ class OpenAIAdapter(Adapter):
             delta = {"audio": {"transcript": text}}
         else:
             delta = {key: text}
-        out = {k: v for k, v in doc.items() if k not in ("choices", "usage")}
+        # the head fields only: anything else the event held (an error, a field newer
+        # than this code) was read in its own event, and is not repeated unread here
+        out = {k: v for k, v in doc.items() if k in HEAD_FIELDS}
         choice: dict[str, Any] = {"index": index, "delta": delta}
         for c in as_list(doc.get("choices")):
             if isinstance(c, dict) and piece_index(c) == index and "logprobs" in c:

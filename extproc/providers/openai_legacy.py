@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from extproc.providers.base import Adapter, Delta, Prompt, Usage
-from extproc.providers.openai import OpenAIAdapter, usage_of
+from extproc.providers.openai import HEAD_FIELDS, OpenAIAdapter, usage_of
 from extproc.providers.slots import EventTexts, Piece, TextSlot, piece_index
 from extproc.providers.values import (
     as_dict,
@@ -152,7 +152,7 @@ class OpenAICompletionsAdapter(_Slotted):
         return out
 
     def rest_event(self, doc: dict[str, Any], piece: Piece, text: str) -> dict[str, Any]:
-        out = {k: v for k, v in doc.items() if k not in ("choices", "usage")}
+        out = {k: v for k, v in doc.items() if k in HEAD_FIELDS}   # (see openai's)
         out["choices"] = [{"text": text, "index": piece[0], "logprobs": None,
                            "finish_reason": None}]
         return out

@@ -332,7 +332,8 @@ def test_the_account_a_key_bills_is_not_the_clients_to_choose(gw: Gateway) -> No
     OpenAI organization or project, a Google quota project) are the operator's: a client's
     are removed, as its own credentials are."""
     scope = {"openai-organization": "org-other", "openai-project": "proj_other",
-             "x-goog-user-project": "someone-elses-project"}
+             "x-goog-user-project": "someone-elses-project",
+             "x-goog-quota-user": "someone-else"}   # (quotaUser's header form)
     r = httpx.post(f"{gw.url}/auth-openai/v1/chat/completions", json=CHAT, timeout=30,
                    headers={"authorization": f"Bearer {API_KEY}", **scope})
     assert r.status_code == 200, r.text

@@ -278,19 +278,28 @@ def test_a_limit_keyed_on_a_forwarded_claim_reads_the_forwarded_value(gw: Gatewa
     fresh value each time was a fresh bucket, and `key:bob` charged bob. It reads the
     forwarded subject now, and the client's spellings of it (`x_gateway_subject` too) never
     reach the upstream."""
-    statuses = [chat(gw, {**bearer(API_KEY), "x-gateway-subject": f"spoof-{i}",
-                          "x_gateway_subject": "key:admin"}, route="id-header").status_code
-                for i in range(3)]
+    spellings = {"x_gateway_subject": "key:admin", "x-gateway_subject": "key:admin",
+                 "x_gateway-subject": "key:admin"}
+    statuses = [chat(gw, {**bearer(API_KEY), "x-gateway-subject": f"spoof-{i}", **spellings},
+                     route="id-header").status_code for i in range(3)]
     assert statuses == [200, 200, 429], statuses
     seen = gw.mock.last()["headers"]
-    assert "x_gateway_subject" not in seen and seen["x-gateway-subject"] == "key:alice"
+    assert not set(spellings) & set(seen) and seen["x-gateway-subject"] == "key:alice"
 
 
 def test_a_limit_cannot_key_on_a_credential_as_the_client_spells_it() -> None:
     from extproc import loader
     from extproc.schema import ConfigError
-    for header in ("header:authorization", "header:X-Api-Key"):
+    for header in ("header:authorization", "header:X-Api-Key", "header:openai-project"):
         with pytest.raises(ConfigError) as exc:
             loader.parse({"routes": [{"name": "r", "provider": "openai", "rate_limits": [
                 {"name": "l", "key": [header], "requests": [{"limit": 1, "per": "1h"}]}]}]})
         assert "keys on a credential" in "\n".join(exc.value.errors)
+    # nor on the route's own credential header, removed before any limit reads it
+    with pytest.raises(ConfigError) as exc:
+        loader.parse({"auth": {"api_keys": [{"id": "k", "sha256": "0" * 64, "subject": "a"}]},
+                      "routes": [{"name": "r", "provider": "openai",
+                                  "auth": {"api_keys": True, "header": "x-gw-key"},
+                                  "rate_limits": [{"name": "l", "key": ["header:X-GW-Key"],
+                                                   "requests": [{"limit": 1, "per": "1h"}]}]}]})
+    assert "the route's credential header" in "\n".join(exc.value.errors)

@@ -187,6 +187,8 @@ async def test_a_generated_image_left_part_way_pays_at_least_its_reservation(
     ("gemini", "gemini-2.5-flash", {"generationConfig": {"thinkingConfig": {
         "includeThoughts": True}}}, False),
     ("gemini", "gemini-2.0-flash", {}, False),
+    ("gemini", "gemma-3-27b-it", {}, False),
+    ("openai", "gpt-5-chat-latest", {}, False),
     ("anthropic", "claude-sonnet-4-5", {"thinking": {"type": "enabled",
                                                      "budget_tokens": 2048}}, False),
 ])
@@ -206,3 +208,14 @@ async def test_a_model_that_thinks_unseen_pays_its_reservation(
     reservation. With the thinking off, it pays what it got (above)."""
     state, _ = await _left("gemini_thinking_call", False, monkeypatch)
     assert state["tokens_charged"] == state["ratelimit"]["reserved_tokens"]
+
+
+def test_the_fronts_gemini_backend_thinks_unseen_unless_an_effort_is_named() -> None:
+    """On the unified front the chat request is what is read: a `reasoning_effort` is sent
+    to Gemini with its thoughts shown (or none), so they are delivered and counted."""
+    from extproc.limits.reasoning import hidden_reasoning
+    chat = {"model": "fast", "messages": []}
+    assert hidden_reasoning("gemini", None, "gemini-2.5-flash", chat) is True
+    for effort in ("low", "none"):
+        assert hidden_reasoning("gemini", None, "gemini-2.5-flash",
+                                {**chat, "reasoning_effort": effort}) is False

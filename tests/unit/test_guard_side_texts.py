@@ -162,3 +162,41 @@ def test_a_whole_reply_listing_its_tokens_is_refused() -> None:
            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
     code, body = sent(exchange(200, json.dumps(doc).encode()))
     assert code == 502 and b"jane" not in body and b"one by one" in body, body
+
+
+def test_a_webhook_reads_the_side_texts_of_a_whole_reply() -> None:
+    """A whole 200 reply's error message (or feedback) reaches a webhook reply guard with
+    the reply's texts, and its masks are applied there (found by the review)."""
+    import asyncio
+
+    from extproc import loader
+    from extproc.exchange import Exchange
+    from extproc.guards.replies import WholeJsonGuard
+    from extproc.guards.webhook import Mask, Verdict
+
+    cfg = loader.parse({"guards": {"w": {"webhook": {"url": "http://dlp:9100/check"},
+                                         "apply_to": ["response"]}},
+                        "routes": [{"name": "r", "provider": "openai", "guards": ["w"]}]})
+    policy = next(p for p in cfg.routes["r"].policies
+                  if getattr(p, "response_webhooks", None))
+    seen: list[str] = []
+
+    async def ask(guard: Any, call: Any) -> Verdict:
+        seen.extend(t.text for t in call.texts)
+        at = next(i for i, t in enumerate(call.texts) if EMAIL in t.text)
+        start = call.texts[at].text.index(EMAIL)
+        return Verdict("mask", (Mask(at, start, start + len(EMAIL), "<EMAIL>"),))
+
+    policy._ask = ask   # type: ignore[method-assign]
+    ex = Exchange(cfg.routes["r"], "r")
+    ex.request_headers = {":path": "/v1/chat/completions"}
+    ex.status = 200
+    doc = {"error": {"message": f"saw {EMAIL}", "type": "server_error"}}
+    guard = WholeJsonGuard(policy, ex)
+
+    async def run() -> bytes:
+        return await guard.feed_async(json.dumps(doc).encode()) + await guard.finish_async()
+
+    out = asyncio.run(run())
+    assert f"saw {EMAIL}" in seen
+    assert EMAIL.encode() not in out and b"saw <EMAIL>" in out, out

@@ -374,3 +374,19 @@ async def test_a_requests_and_a_tokens_window_of_the_same_numbers_keep_apart() -
         ex.status = 400                     # the upstream refused it: no tokens charged
         await rl.on_finish(ex)
     assert refused == 3                     # 5 requests an hour, whatever the tokens did
+
+
+async def test_a_request_refused_after_admission_costs_nothing() -> None:
+    """A later policy's refusal (the unified front's, a plugin's) or a failure after the
+    limits admitted a request: it never went upstream, so, unlike an exchange that got no
+    reply, it costs nothing (found by the review of the no-reply rule)."""
+    for refused in ("rejection", "failed"):
+        rl, _, _ = policy(LimitSpec("t", (), tokens=(Window(1000, 60, "tokens"),)))
+        ex = exchange()
+        await rl.on_request_body(ex, BODY)
+        if refused == "rejection":
+            ex.rejection = (400, "extproc_front_unsupported")
+        else:
+            ex.failed = True
+        await rl.on_finish(ex)
+        assert ex.state["tokens_charged"] == 0, refused

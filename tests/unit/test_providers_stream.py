@@ -18,7 +18,7 @@ from extproc.mock import google as mock_google
 from extproc.mock import openai as mock_openai
 from extproc.mock.common import Reply
 from extproc.providers import PROVIDERS, Adapter, Delta, Usage, adapter_for
-from extproc.providers.slots import string_slots
+from extproc.providers.slots import BadIndex, string_slots
 from extproc.providers.values import dump_compact
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
@@ -510,7 +510,11 @@ def test_mutated_events_stream_texts_hold_and_rest_events_carry_only_the_rest(
     doc = load_or_text(data)
     if not isinstance(doc, dict):
         return
-    texts = adapter.stream_texts(doc, event)
+    try:
+        texts = adapter.stream_texts(doc, event)
+    except BadIndex:   # an index a client reads as another's: refused by every caller
+        assert "index" in data
+        return
     strings = {(id(h), k) for h, k in string_slots({"doc": doc}, "doc")}
     for slot in texts.slots:
         if slot.whole and not isinstance(slot.holder[slot.key], str):
