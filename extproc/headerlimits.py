@@ -116,7 +116,14 @@ def enforce(ex: Exchange, msg: pb.HttpHeaders, replies: Sequence[Reply],
     else:
         parsed = reply  # type: ignore[assignment]
         if parsed.WhichOneof("response") != "request_headers":
-            return replies  # a refusal already
+            # a refusal already, and it stays (a 401, a 429 say more), unless it is a 400
+            # about the request's shape (no body, say) while its headers by themselves are
+            # past the limits: the 431 is the more specific answer
+            if parsed.WhichOneof("response") != "immediate_response" \
+                    or parsed.immediate_response.status.code != 400 \
+                    or fits(msg.headers.headers, None, limits):
+                return replies
+            return (refusal(ex, parsed, limits),)
         if _quick_fit(msg, ex.request_headers, parsed.ByteSize(), limits):
             return replies
     if parsed.WhichOneof("response") != "request_headers":

@@ -3,8 +3,9 @@ classified: the policies a pass-through endpoint leaves, the codings to undo), h
 STREAMED chunks, the size limit, the body as every policy reads it (`reading.read_body`,
 decoded and parsed once), each policy's `on_request_body`, and the one reply that carries
 the result (a body mutation with its content-length in BUFFERED, a `streamed_response` in
-FULL_DUPLEX_STREAMED), trailers included. A base class of `Exchange`, which owns the state
-it reads.
+FULL_DUPLEX_STREAMED), trailers included. A request with no body to an endpoint whose body a
+policy reads is refused, and such a body goes upstream labelled `application/json`, the way
+the policies read it. A base class of `Exchange`, which owns the state it reads.
 """
 
 from __future__ import annotations
@@ -71,10 +72,18 @@ class RequestBody(HeaderMutations):
         if self.endpoint.passthrough:   # auth and request limits only; plugins as they like
             self._body_policies = tuple(p for p in self.route.policies if not p.reads_json)
             self._needs_request_body = any(p.needs_request_body for p in self._body_policies)
-        elif self.route.reads_request_body and not self.request_ended:
+        elif self.route.reads_request_body:
+            if self.request_ended:      # no body at all: nothing a policy could read
+                raise Unreadable(400, f"the request has no body ({self.endpoint.name} takes "
+                                 "a JSON body)", "extproc_no_body")
             self._codings = encodings(headers.get("content-encoding", ""))
             if self._codings:           # the provider gets the body as the policies read it
                 self.remove_request_header("content-encoding")
+            if headers.get("content-type", "").split(";", 1)[0].strip().lower() \
+                    != "application/json":
+                # the provider picks its parser by it: it reads the body as the policies
+                # read it, JSON, whatever the client labelled it (form data, protobuf)
+                self.set_request_header("content-type", "application/json")
 
     async def _on_request_body(self, b: pb.HttpBody) -> Sequence[Reply]:
         self.request_body_bytes += len(b.body)

@@ -135,3 +135,35 @@ def test_a_system_parameter_in_another_case_is_refused(gw: Gateway, query: str) 
 
 def test_a_parameter_repeated_in_another_case_is_refused(gw: Gateway) -> None:
     refused(*send(gw, AZURE, "?api-version=2024-10-21&Api-Version=2025-01-01"))
+
+
+def test_the_provider_reads_the_body_as_json_whatever_it_was_labelled(gw: Gateway) -> None:
+    """The gateway reads a body as JSON; a provider picks its parser by the content type
+    (found by the Envoy audit: form data, `application/x-protobuf` went up as labelled). The
+    provider gets `application/json`, the reading the policies made."""
+    for ctype in ("application/x-protobuf", "application/x-www-form-urlencoded",
+                  "text/plain", None):
+        httpx.get(gw.mock.url + "/reset")
+        headers = {"x-goog-api-key": KEY, "content-type": ctype or ""}
+        if ctype is None:
+            del headers["content-type"]
+        r = httpx.post(gw.url + GEMINI, content=b'{"contents": [{"role": "user", "parts": '
+                       b'[{"text": "hi"}]}]}', headers=headers, timeout=30)
+        assert r.status_code == 200, (ctype, r.text)
+        assert gw.mock.last()["headers"]["content-type"] == "application/json", ctype
+
+
+def test_a_request_without_a_body_is_refused(gw: Gateway) -> None:
+    """A body-less request on an endpoint that takes a JSON body went up unread (found by
+    the Envoy audit: `Content-Length: 0`): no guard or budget saw it. Refused (400)."""
+    r, upstream = send_empty(gw)
+    assert r.status_code == 400 and "has no body" in r.json()["error"]["message"], r.text
+    assert upstream is None
+
+
+def send_empty(gw: Gateway) -> tuple[httpx.Response, str | None]:
+    httpx.get(gw.mock.url + "/reset")
+    r = httpx.post(gw.url + GEMINI, content=b"", timeout=30,
+                   headers={"x-goog-api-key": KEY, "content-type": "application/json"})
+    last: dict[str, Any] | None = gw.mock.last()
+    return r, (last["raw_path"] if last is not None and last["path"] != "/reset" else None)

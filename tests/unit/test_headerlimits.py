@@ -138,6 +138,15 @@ def test_a_refusal_stays_the_refusal() -> None:
     assert enforce(exchange(), headers, (rejection,), LIMITS) == (rejection,)
 
 
+def test_a_400_about_the_requests_shape_gives_way_to_the_431() -> None:
+    """A body-less request whose headers alone are past the limits: the 431 says more."""
+    shape = P.immediate(400, b"{}", {}, "extproc_no_body")
+    over = BASE + [(f"x-{i}", b"v") for i in range(40)]
+    (out,) = enforce(exchange(), over, (shape,), LIMITS)
+    assert out.immediate_response.details == "extproc_request_headers_too_large"
+    assert enforce(exchange(), BASE, (shape,), LIMITS) == (shape,)
+
+
 def test_the_limits_are_the_server_configs() -> None:
     server = loader.parse({"server": {"max_request_headers_kb": 64,
                                       "max_request_headers_count": 50},
