@@ -257,6 +257,11 @@ class Exchange(RequestBody):
         policies = self.route.policies if self.route is not None else self._unseen_request()
         if not (self.request_ended or self._body_seen) and self.request_mode != P.NONE:
             self.state["local_reply"] = True   # Envoy's own answer (a 413): sent nowhere
+            if self.status < 400 and self._needs_request_body:
+                # not Envoy's: the upstream answered a request whose body no policy saw
+                # (an HTTP/2 body of trailers alone, which Envoy does not show us)
+                raise Reject(502, "the gateway got a reply to a request whose body it "
+                             "never saw", details="extproc_unseen_body")
         if h.end_of_stream:
             self.ended_at = time.monotonic()
         elif succeeded(self.status) and self.state.get("stream"):

@@ -127,3 +127,25 @@ def test_what_tools_report_in_a_responses_reply_is_masked() -> None:
     assert adapter.rewrite_response_texts(body, lambda t: t.replace(EMAIL, "<EMAIL>"))
     assert EMAIL not in json.dumps(body)
     assert body["output"][0]["name"] == "lookup" and body["output"][0]["id"] == "mcp_1"
+
+
+async def test_a_reply_to_a_request_whose_body_was_never_shown_is_refused() -> None:
+    """An HTTP/2 request whose body is trailers alone: Envoy shows the processor no body and
+    sends the request on (found by the Envoy audit). A 2xx reply to it answers a request no
+    policy read: refused (502). Envoy's own answers (a 413) pass as they are."""
+    from extproc import loader
+    from extproc.exchange import Exchange
+    from extproc.protocol import BUFFERED, STREAMED
+    from tests.unit.test_exchange import request_headers, response_headers, send
+
+    cfg = loader.parse({"guards": {"pii": {"detectors": ["email"], "action": "mask"}},
+                        "routes": [{"name": "r", "provider": "openai", "guards": ["pii"]}]})
+    for status, refused in ((200, True), (413, False)):
+        ex = Exchange(cfg.routes["r"], "r")
+        await send(ex, request_headers(req_mode=BUFFERED, resp_mode=STREAMED))
+        (reply,) = await send(ex, response_headers(status))
+        if refused:
+            assert reply.immediate_response.status.code == 502
+            assert reply.immediate_response.details == "extproc_unseen_body"
+        else:
+            assert reply.WhichOneof("response") == "response_headers"

@@ -250,7 +250,7 @@ class Context:
 def test_the_servicer_routes_by_attributes_and_refuses_what_nothing_claims() -> None:
     processor = Processor(config())
     # (the body modes the reference Envoy config sets: the route's usage reads the reply)
-    first = request_headers(eos=True, req_mode=P.BUFFERED, resp_mode=P.STREAMED)
+    first = request_headers(eos=False, req_mode=P.BUFFERED, resp_mode=P.STREAMED)
     first.attributes[ATTRIBUTES_KEY].fields["xds.route_name"].string_value = \
         "httproute/llm/openai/rule/0/match/0/x"
     ctx = Context([first])
