@@ -515,6 +515,24 @@ def test_istio_inserts_the_filter_off_and_enables_it_per_named_route() -> None:
 
 
 @needs_kubectl
+def test_istio_binds_only_this_namespaces_routes_and_exports_nothing() -> None:
+    """Found by the mesh audit: with `hosts: ["*"]` a VirtualService in any namespace could
+    bind to the gateway with a route named like ours, which the per-route patch (matched by
+    route name) gives our route identity and so the provider key, sent wherever it likes.
+    The providers' ServiceEntries were a TLS-originating way out for every sidecar, and
+    Istio's default retries sent one request the policies saw twice."""
+    docs = rendered("overlays/istio")
+    (server,) = one(docs, "Gateway")["spec"]["servers"]
+    assert server["hosts"] == ["./*"]
+    vs = one(docs, "VirtualService")["spec"]
+    assert vs["exportTo"] == ["."]
+    assert all(r["retries"] == {"attempts": 0} for r in vs["http"])
+    for kind in ("ServiceEntry", "DestinationRule"):
+        found = of_kind(docs, kind)
+        assert found and all(d["spec"]["exportTo"] == ["."] for d in found), kind
+
+
+@needs_kubectl
 def test_istio_filter_and_route_patches_are_accepted_by_envoy(tmp_path: Path) -> None:
     """Our reference Envoy config with the EnvoyFilter's filter and per-route patches in
     place of its own (as istiod merges them) passes `envoy --mode validate`."""
