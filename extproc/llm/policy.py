@@ -18,6 +18,7 @@ reply to it is rewritten into `text/event-stream`, element by element.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -161,7 +162,7 @@ class LLMTraffic(Policy):
             if seen.finish_reason:
                 md["finish_reason"] = ex.state["finish_reason"] = seen.finish_reason
             if seen.error:
-                md["upstream_error"] = ex.state["upstream_error"] = seen.error[:200]
+                md["upstream_error"] = ex.state["upstream_error"] = loggable_error(seen.error)
             md.update(seen.usage.as_dict())
             ex.metadata.update(md)
             if not seen.final:     # budgets charge at least the output delivered
@@ -195,6 +196,20 @@ USAGE_PARTIAL = "usage_partial"
 #: the reason a reply generated later and fetched elsewhere (`Adapter.deferred_reply`, let
 #: through by a route's `allow_background`) has its usage unread: decided on the request
 DEFERRED = "deferred"
+
+
+#: an error kind as providers name them (`overloaded_error`, `Overloaded`, `INTERNAL`): one
+#: word, no digits run, nothing a prompt could be quoted in
+_ERROR_KIND = re.compile(r"[A-Za-z][A-Za-z_.]{0,63}")
+WITHHELD_ERROR = "the provider's error event (its message is not logged)"
+
+
+def loggable_error(message: str) -> str:
+    """What the access logs and Envoy's metadata say of a stream's error event: its kind when
+    the provider named one word, else a fixed phrase. A provider's message often quotes the
+    prompt (an address, a key) and the logs hold no prompt or reply text; the client gets the
+    message itself, read by the reply guards (`guards.side_texts`)."""
+    return message if _ERROR_KIND.fullmatch(message) else WITHHELD_ERROR
 
 
 def unread(ex: Context, reason: str, kind: str) -> None:

@@ -152,3 +152,25 @@ def test_a_midstream_error_event_is_read(gw: Gateway, path: str) -> None:
     r = _midstream(gw, path, f"overloaded, key {AWS_KEY}")
     assert r.status_code == 200
     assert AWS_KEY not in r.text and "aws access key" in r.text, r.text
+
+
+def test_a_midstream_error_message_is_not_logged(gw: Gateway) -> None:
+    """The error event's message often quotes the prompt: the client gets it masked, and
+    the access logs (the server's and Envoy's metadata) name the error without its text
+    (found by the operations audit: both logs held the address and the key)."""
+    from extproc.llm.policy import WITHHELD_ERROR, loggable_error
+    for message in (f"overloaded while writing to {EMAIL}", f"key {AWS_KEY}"):
+        rid = uuid.uuid4().hex
+        body: dict[str, Any] = {"model": "gpt-4o-mini", "stream": True, "max_tokens": 50,
+                                "messages": [{"role": "user", "content": "hi"}]}
+        r = httpx.post(gw.url + PATH, json=body, timeout=30, headers={
+            "x-mock-reply": "one two", "x-mock-error-after": "2", "x-request-id": rid,
+            "x-mock-error-message": message, "x-test-client": uuid.uuid4().hex})
+        assert r.status_code == 200
+        envoy = gw.access_log(rid)
+        server = gw.server_access_line(rid)
+        assert envoy["extproc"]["upstream_error"] == server["upstream_error"] == WITHHELD_ERROR
+        for line in (json.dumps(envoy), json.dumps(server)):
+            assert EMAIL not in line and AWS_KEY not in line
+    assert loggable_error("overloaded_error") == "overloaded_error"
+    assert loggable_error("INTERNAL") == "INTERNAL"
