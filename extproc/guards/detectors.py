@@ -164,17 +164,24 @@ def _phone(c: str) -> int:
     return _whole(7 <= sum(ch.isdigit() for ch in c) <= 15, c)
 
 
+#: a card candidate's separators, dropped to leave its digits (the pattern admits no other)
+_CARD_SEPARATORS = str.maketrans("", "", " -")
+#: a digit's value, and its value doubled as Luhn counts it (digits summed: 7 -> 14 -> 5)
+_LUHN_ONCE = {ch: int(ch) for ch in "0123456789"}
+_LUHN_TWICE = {ch: (2 * int(ch)) % 9 if ch not in "09" else int(ch) for ch in "0123456789"}
+
+
 def _luhn(c: str) -> int:
-    digits = [int(ch) for ch in c if ch.isdigit()]
-    if not 13 <= len(digits) <= 19 or len(set(digits)) == 1:
+    digits = c.translate(_CARD_SEPARATORS)
+    if not 13 <= len(digits) <= 19 or not (digits.isascii() and digits.isdigit()) \
+            or digits.count(digits[0]) == len(digits):
         return 0
     # no card number starts with 0 (ISO/IEC 7812), and with 1 only UATP's 15 digits: a
     # millisecond timestamp (13 digits from 1) or a 64-bit id (18-19) is no card
-    if digits[0] == 0 or (digits[0] == 1 and len(digits) != 15):
+    if digits[0] == "0" or (digits[0] == "1" and len(digits) != 15):
         return 0
-    total = 0
-    for i, d in enumerate(reversed(digits)):
-        total += (d * 2 - 9 if d > 4 else d * 2) if i % 2 else d
+    once, twice = _LUHN_ONCE, _LUHN_TWICE
+    total = sum(once[ch] for ch in digits[::-2]) + sum(twice[ch] for ch in digits[-2::-2])
     return _whole(total % 10 == 0, c)
 
 
