@@ -72,6 +72,8 @@ from .webhook_held import Held, ends_piece, is_json, read_event
 
 #: how long tool-call arguments are held whole, in segments, before they go on raw
 JSON_HOLD_SEGMENTS = 16
+#: how many events a segment holds at most, however little text they carry
+MAX_HELD_EVENTS = 512
 
 
 #: the function that asks the webhook about some texts; raises WebhookError on failure
@@ -175,8 +177,11 @@ class WebhookStreamGuard(BodyTransform):
                     f"{NAMES.get(held.media, held.media)}, which it cannot read and does not "
                     "let pass unread"))
                 return b"".join(out)
-            if not self.held and not held.slots and not final:
-                out.append(ev.raw)              # nothing waits and nothing to check
+            if not held.slots and not final and (not self.held or not ev.has_data):
+                # nothing to check: it goes on now if nothing waits, and a comment (a
+                # keep-alive) always does, or a client's idle timeout could cut a stream
+                # whose text is held (a comment carries nothing a client reads)
+                out.append(ev.raw)
                 continue
             if final:                           # [DONE]: what is held is checked first
                 out.append(await self._release())
@@ -223,9 +228,12 @@ class WebhookStreamGuard(BodyTransform):
         number, a URL) is not cut in two; the events after the last such end wait for the
         next segment. Past twice `segment_chars` it ends at the last word end there is, or
         anywhere."""
-        if self._json_held():
+        # events without text (empty deltas) do not grow the segment: past a count of them
+        # what is held is checked and goes on, so no upstream makes it hold without end
+        crowded = len(self.held) >= MAX_HELD_EVENTS
+        if self._json_held() and not crowded:
             return None
-        full = self.pending_chars >= 2 * self.segment
+        full = self.pending_chars >= 2 * self.segment or crowded
         if self.pending_chars < self.segment or not last.slots:
             return 0 if full else None
         key, holder, slot = last.slots[-1]

@@ -484,3 +484,39 @@ def test_a_segment_never_ends_inside_a_word(lead: int, segment: int, cuts: list[
     for call in hook.calls:
         text = call[0].text
         assert "john." not in text or "john.doe@example.org" in text
+
+
+def test_events_without_text_are_not_held_without_end_and_keep_alives_go_on() -> None:
+    """Found by the operations audit: once some text was held (a word shorter than a
+    segment), every event without text was held too, 100,000 empty deltas took 174 MiB and
+    a keep-alive comment never reached the client, whose idle timeout could then cut a slow
+    stream. A comment now goes on at once, and past `MAX_HELD_EVENTS` events what is held is
+    checked and goes on."""
+    from extproc.guards.webhook import PASS
+    from extproc.guards.webhook_stream import MAX_HELD_EVENTS
+
+    calls: list[Any] = []
+
+    async def hook(texts: list[Any]) -> Any:
+        calls.append([t.text for t in texts])
+        return PASS
+
+    def chunk(content: str) -> bytes:
+        return b"data: " + json.dumps({"id": "c", "object": "chat.completion.chunk",
+                                       "created": 1, "model": "m", "choices": [
+                                           {"index": 0, "delta": {"content": content},
+                                            "finish_reason": None}]}).encode() + b"\n\n"
+
+    async def run() -> tuple[bytes, bytes, int]:
+        t = WebhookStreamGuard("openai", "dlp", hook, 200, False, 1 << 20, lambda g, o: None)
+        first = await t.feed_async(chunk("Thinking"))
+        kept = await t.feed_async(b": keep-alive\n\n")
+        rest = b""
+        for _ in range(MAX_HELD_EVENTS * 3):
+            rest += await t.feed_async(chunk(""))
+        return first + kept, rest, len(t.held)
+
+    before, rest, held = asyncio.run(run())
+    assert b"Thinking" not in before and before.endswith(b":\n\n")   # the word waits
+    assert b"Thinking" in rest and held < MAX_HELD_EVENTS
+    assert calls and calls[0] == ["Thinking"]
