@@ -98,6 +98,11 @@ class RequestBody(HeaderMutations):
             return (P.CONTINUE_REQUEST_BODY,)
         # BUFFERED sends the whole body in one message (end_of_stream is false only when
         # trailers follow); only STREAMED and FULL_DUPLEX chunks are held until the end.
+        if self.request_mode == P.BUFFERED_PARTIAL and not b.end_of_stream:
+            # the part Envoy buffered, the rest going upstream unseen: a policy that reads
+            # the body would read part of it (a mesh's BufferedPartial), so it is refused
+            raise Reject(413, "request body exceeds what the gateway's Envoy buffers for "
+                         "the policies to read", details="extproc_body_too_large")
         final = b.end_of_stream or self.request_mode in (P.BUFFERED, P.BUFFERED_PARTIAL)
         if not final:
             self._hold(b.body)

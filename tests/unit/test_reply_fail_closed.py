@@ -149,3 +149,25 @@ async def test_a_reply_to_a_request_whose_body_was_never_shown_is_refused() -> N
             assert reply.immediate_response.details == "extproc_unseen_body"
         else:
             assert reply.WhichOneof("response") == "response_headers"
+
+
+async def test_a_partly_buffered_body_is_refused_not_read_as_whole() -> None:
+    """Found by the mesh audit: a mesh's BufferedPartial sends the part of a body Envoy
+    buffered (end_of_stream false) and the rest goes upstream unseen; reading the part as
+    the whole let the rest past the guards. Refused (413); the whole body still reads."""
+    from extproc import loader
+    from extproc.exchange import Exchange
+    from extproc.protocol import BUFFERED_PARTIAL, STREAMED
+    from tests.unit.test_exchange import request_body, request_headers, send
+
+    cfg = loader.parse({"guards": {"pii": {"detectors": ["email"], "action": "mask"}},
+                        "routes": [{"name": "r", "provider": "openai", "guards": ["pii"]}]})
+    body = b'{"model":"m","messages":[{"role":"user","content":"mail a@example.com"}]}'
+    for eos, status in ((False, 413), (True, None)):
+        ex = Exchange(cfg.routes["r"], "r")
+        await send(ex, request_headers(req_mode=BUFFERED_PARTIAL, resp_mode=STREAMED))
+        (reply,) = await send(ex, request_body(body, eos))
+        if status is None:
+            assert reply.WhichOneof("response") == "request_body"
+        else:
+            assert reply.immediate_response.status.code == status
