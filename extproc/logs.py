@@ -73,8 +73,20 @@ class TextFormatter(logging.Formatter):
         line = super().format(record)
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
-            line += " " + " ".join(f"{k}={_escaped(str(v))}" for k, v in fields.items())
+            line += " " + " ".join(f"{k}={_value(v)}" for k, v in fields.items())
         return line
+
+
+#: a field value written bare (logfmt): anything else is quoted, so a client's value with a
+#: space (`r1 route=admin`) cannot pass for fields of its own
+_BARE = re.compile(r"[^\s\"=\\]*")
+
+
+def _value(value: object) -> str:
+    text = _escaped(str(value))
+    if _BARE.fullmatch(text) and text:
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def setup_logging(level: str | None = None, prefix: str | None = None,
