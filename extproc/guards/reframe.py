@@ -39,11 +39,11 @@ from ..codecs.jsontext import JsonTextMasker
 from ..codecs.sse import Event, encode
 from ..providers import Adapter, adapter_for
 from ..providers.openai import DELTA_TEXT_FIELDS, OpenAIAdapter
-from ..providers.slots import JSON_PIECES, NAME_PIECE, BadIndex, Piece, TextSlot
+from ..providers.slots import JSON_PIECES, NAME_PIECE, Piece, TextSlot
 from ..providers.values import MaskingFn, rewrite_json_strings
 from .event_stream import UNREADABLE, EventMasker, ended, media, plain, refusal_message
 from .names import mask_name
-from .side_texts import lists_tokens, side_slots
+from .side_texts import event_texts
 from .stops import GOOGLE, _dump, stop_events, stream_head
 from .stream import GuardTriggered, StreamMasker
 
@@ -245,14 +245,12 @@ class SSEMaskingReframer(EventMasker):
         if doc is None:
             return self._rejected(UNREADABLE)
         self._current = (data, event)
-        if lists_tokens(doc):   # its tokens one by one, unasked: no guard reads them
+        read = event_texts(self.adapter, doc, event)
+        if read is None:
             return self._rejected(UNREADABLE)
-        try:
-            texts = self.adapter.stream_texts(doc, event)   # strings, and whole JSON values
-        except BadIndex:     # -1, true: a client would join pieces the guards keep apart
-            return self._rejected(UNREADABLE)
+        texts, side = read
         texts.slots.extend(TextSlot(SIDE_PIECE, holder, key, whole=True)  # an error's
-                           for holder, key in side_slots(doc))           # message...
+                           for holder, key in side)                       # message...
         if texts.unread:     # an image, audio: refused unless every guard lets it pass
             media(texts.unread, self.allow_unread)
         if not texts.slots and not texts.ends and not texts.ends_all \

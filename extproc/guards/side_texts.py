@@ -6,13 +6,17 @@ event, Google's error object, the Responses API's `error` event and a failed res
 `promptFeedback` (`blockReasonMessage`). A broken or hostile upstream can put any text
 there, so the reply guards read each of them whole (sans-IO): `side_slots(doc)` gives every
 text of them (strings, keys and numbers) as (holder, key) slots, `holder[key]` reading and
-writing it, as `providers.values.value_slots` does.
+writing it, as `providers.values.value_slots` does. `event_texts` is what the stream guards
+(local and webhook) read of an event: the adapter's texts and these, or nothing when the
+event cannot be read as a client reads it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from ..providers.base import Adapter
+from ..providers.slots import BadIndex, EventTexts
 from ..providers.values import as_list, value_slots
 
 #: a Responses API `error` event's fields that are not its message (it has no `error` key)
@@ -66,3 +70,18 @@ def lists_tokens(doc: dict[str, Any]) -> bool:
                                             or candidate.get("logprobs_result")):
             return True
     return False
+
+
+def event_texts(adapter: Adapter, doc: dict[str, Any], event: str | None
+                ) -> tuple[EventTexts, list[tuple[Any, Any]]] | None:
+    """What the reply guards read of a stream event: the adapter's texts, and the side
+    texts (`side_slots`); None when the event is unreadable and ends the stream refused: it
+    lists its tokens unasked (`lists_tokens`), or an index a client would read as another's
+    (`BadIndex`: -1, true), which would join pieces the guards keep apart."""
+    if lists_tokens(doc):
+        return None
+    try:
+        texts = adapter.stream_texts(doc, event)   # strings, and whole JSON values
+    except BadIndex:
+        return None
+    return texts, side_slots(doc)

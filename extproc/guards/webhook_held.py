@@ -13,9 +13,9 @@ from typing import Any
 from ..codecs import jsonunique
 from ..codecs.sse import Event
 from ..providers import Adapter
-from ..providers.slots import JSON_PIECES, BadIndex
+from ..providers.slots import JSON_PIECES
 from ..providers.values import value_slots
-from .side_texts import lists_tokens, side_slots
+from .side_texts import event_texts
 
 
 @dataclass
@@ -69,14 +69,11 @@ def read_event(adapter: Adapter, ev: Event, whole: Iterator[int],
         held.unreadable = True
         return held, False, False
     held.doc = doc
-    if lists_tokens(doc):   # its tokens one by one, unasked: no guard reads them
+    read = event_texts(adapter, doc, ev.event)
+    if read is None:   # tokens listed unasked, an index a client reads as another's
         held.unreadable = True
         return held, False, False
-    try:
-        texts = adapter.stream_texts(doc, ev.event)   # strings, whole JSON values
-    except BadIndex:   # -1, true: a client would join pieces the guards keep apart
-        held.unreadable = True
-        return held, False, False
+    texts, side = read
     held.media = next((k for k in texts.unread if k not in allow_unread), None)
     for slot in texts.slots:
         if slot.whole:   # a JSON value's keys, numbers and strings, each on its own
@@ -86,6 +83,6 @@ def read_event(adapter: Adapter, ev: Event, whole: Iterator[int],
         else:
             held.slots.append((slot.piece, slot.holder, slot.key))
     # an error's message, a feedback: a client shows them too (`side_texts`)
-    held.slots.extend((next(whole), holder, key) for holder, key in side_slots(doc))
+    held.slots.extend((next(whole), holder, key) for holder, key in side)
     held.ends, held.ends_all, held.ends_pieces = texts.ends, texts.ends_all, texts.ends_pieces
     return held, bool(texts.ends or texts.ends_pieces) or texts.ends_all, False

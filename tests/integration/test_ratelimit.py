@@ -290,21 +290,29 @@ def test_a_timeout_pays_its_reservation_other_errors_nothing(gw: Gateway, status
     assert _remaining_tokens(gw, route, who) == before - 2 - (301 if charged else 0)
 
 
-def test_a_client_gone_mid_stream_pays_for_what_was_delivered(gw: Gateway) -> None:
-    route = "rl-tokens-openai"
-    who = client_id()
-    before = _remaining_tokens(gw, route, who)
+def _leave_after_ten_events(gw: Gateway, route: str, who: dict[str, str],
+                            body: dict[str, Any]) -> bytes:
+    """Stream a 200-word chat reply, paced, and go away after its first ten events: what
+    the client got."""
     words = " ".join(f"w{i}" for i in range(200))
     received = b""
     with httpx.Client(timeout=30) as client, client.stream(
             "POST", f"{gw.url}/{route}/v1/chat/completions",
-            json={**CHAT, "stream": True, "max_tokens": 2000},
+            json={**CHAT, "stream": True, **body},
             headers={**who, "x-mock-reply": words, "x-mock-delay-ms": "20"}) as r:
         assert r.status_code == 200
         for chunk in r.iter_raw():
             received += chunk
             if received.count(b"data: ") >= 10:
                 break                             # the client goes away
+    return received
+
+
+def test_a_client_gone_mid_stream_pays_for_what_was_delivered(gw: Gateway) -> None:
+    route = "rl-tokens-openai"
+    who = client_id()
+    before = _remaining_tokens(gw, route, who)
+    received = _leave_after_ten_events(gw, route, who, {"max_tokens": 2000})
     delivered = received.count(b'"content":"')
     charged = before - _remaining_tokens(gw, route, who) - 2
     # the prompt estimate (1) plus at least what the client got, far less than the
@@ -469,17 +477,7 @@ def test_a_client_gone_from_a_reasoning_stream_pays_its_reservation(gw: Gateway,
     route = "rl-tokens-openai"
     who = client_id()
     before = _remaining_tokens(gw, route, who)
-    words = " ".join(f"w{i}" for i in range(200))
-    received = b""
-    with httpx.Client(timeout=30) as client, client.stream(
-            "POST", f"{gw.url}/{route}/v1/chat/completions",
-            json={**CHAT, "model": model, "stream": True, "max_completion_tokens": 2000},
-            headers={**who, "x-mock-reply": words, "x-mock-delay-ms": "20"}) as r:
-        assert r.status_code == 200
-        for chunk in r.iter_raw():
-            received += chunk
-            if received.count(b"data: ") >= 10:
-                break                             # the client goes away
+    _leave_after_ten_events(gw, route, who, {"model": model, "max_completion_tokens": 2000})
     charged = before - _remaining_tokens(gw, route, who) - 2
     if model == "o3-mini":
         assert charged == 2001
