@@ -4,6 +4,7 @@ api-key, spend."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Mapping
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .config import Config
+    from .grpc_tls import TlsFiles
 
 DEFAULT_CONFIG = os.environ.get("EXTPROC_CONFIG", "config/gateway.yaml")
 #: cores `--workers auto` leaves to others, chiefly Envoy's `--concurrency` worker threads
@@ -84,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "scraper on another host)")
     p.add_argument("--watch-config", action="store_true",
                    help="reload the config when its file changes (SIGHUP always reloads)")
+    p.add_argument("--tls-cert", metavar="PEM",
+                   help="serve gRPC over TLS with this certificate chain (with --tls-key)")
+    p.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
+    p.add_argument("--tls-client-ca", metavar="PEM",
+                   help="refuse callers whose client certificate does not chain to this CA "
+                   "(mutual TLS: what keeps others from reading the injected provider keys)")
     p.add_argument("--log-format", choices=("json", "text"),
                    help="log lines as JSON objects (default) or text; env EXTPROC_LOG_FORMAT")
 
@@ -107,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="e.g. openai=https://api.openai.com (default: the mock provider)")
     p.add_argument("--fail-open", action="store_true",
                    help="let requests through when the processor is unreachable")
+    p.add_argument("--extproc-tls", nargs=3, metavar=("CERT", "KEY", "CA"),
+                   help="reach the processor over mutual TLS: Envoy's client certificate "
+                   "and key, and the CA the server's certificate chains to (the server runs "
+                   "with --tls-cert/--tls-key/--tls-client-ca)")
+    p.add_argument("--extproc-tls-name", metavar="NAME",
+                   help="the name the server's certificate carries (default: the "
+                   "processor's host for the place)")
     p.add_argument("-o", "--output", help="write to this file instead of stdout")
 
     p = sub.add_parser("up", help="run Envoy, the server and the mock provider together")
@@ -186,11 +201,30 @@ def _serve(args: argparse.Namespace) -> int:
     opts = ServeOptions(config_path=args.config, addresses=addresses or ("127.0.0.1:50051",),
                         admin_port=args.admin_port, admin_host=args.admin_host,
                         workers=resolve_workers(args.workers, unix=bool(args.unix)),
-                        watch_config=args.watch_config)
+                        watch_config=args.watch_config, tls=_tls_files(args))
+    from .grpc_tls import TlsError, load
+    try:
+        if opts.tls is not None:
+            load(opts.tls)   # now, with a clear error, rather than in each worker
+    except TlsError as exc:
+        print(f"extproc serve: {exc}", file=sys.stderr)
+        return 2
+    from .server import warn_open
+    warn_open(opts)
     if opts.workers > 1:
         from .workers import run_workers
         return run_workers(opts)
     return run(opts)
+
+
+def _tls_files(args: argparse.Namespace) -> TlsFiles | None:
+    from .grpc_tls import TlsFiles
+    if not (args.tls_cert or args.tls_key or args.tls_client_ca):
+        return None
+    if not (args.tls_cert and args.tls_key):
+        raise SystemExit("extproc serve: --tls-cert and --tls-key go together "
+                         "(--tls-client-ca needs them too)")
+    return TlsFiles(args.tls_cert, args.tls_key, args.tls_client_ca)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -268,6 +302,10 @@ def _render(args: argparse.Namespace) -> int:
     if args.upstream:
         settings = envoy_config.settings_for(
             args.place, **changes, upstreams={**settings.upstreams, **_upstreams(args.upstream)})
+    if args.extproc_tls:
+        cert, key, ca = args.extproc_tls
+        settings = dataclasses.replace(settings, extproc_tls=envoy_config.ExtprocTls(
+            cert, key, ca, args.extproc_tls_name or settings.extproc_host))
     text = envoy_config.render(settings)
     if args.output:
         Path(args.output).write_text(text)

@@ -42,6 +42,18 @@ CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
 @dataclass(frozen=True)
+class ExtprocTls:
+    """Mutual TLS to the processor (`extproc serve --tls-cert/--tls-key/--tls-client-ca`):
+    Envoy's client certificate and key, the CA the server's certificate must chain to, and
+    the name (DNS or IP) that certificate must carry."""
+
+    cert: str
+    key: str
+    ca: str
+    server_name: str
+
+
+@dataclass(frozen=True)
 class EnvoySettings:
     listen_address: str = "127.0.0.1"
     listen_port: int = 10000
@@ -53,6 +65,8 @@ class EnvoySettings:
     extproc_port: int = 50051
     #: a unix socket path: the processor listens there (`extproc serve --unix PATH`)
     extproc_unix: str | None = None
+    #: mutual TLS to the processor (None: plain gRPC, for a loopback address or a socket)
+    extproc_tls: ExtprocTls | None = None
     upstreams: dict[str, str] = field(
         default_factory=lambda: dict.fromkeys(PROVIDERS, "http://127.0.0.1:8081"))
     failure_mode_allow: bool = False
@@ -185,6 +199,8 @@ def render_dict(s: EnvoySettings) -> dict[str, Any]:
             cluster.pop("dns_lookup_family", None)
             cluster["load_assignment"]["endpoints"] = [{"lb_endpoints": [
                 {"endpoint": {"address": {"pipe": {"path": s.extproc_unix}}}}]}]
+        if cluster["name"] == "extproc" and s.extproc_tls:
+            cluster["transport_socket"] = extproc_tls(s.extproc_tls)
     for listener in doc["static_resources"]["listeners"]:
         for chain in listener["filter_chains"]:
             for f in chain["filters"]:
@@ -245,6 +261,17 @@ def upstream_tls(host: str, ca_bundle: str = CA_BUNDLE) -> dict[str, Any]:
             "match_typed_subject_alt_names": [{"san_type": san_type,
                                                "matcher": {"exact": host}}]}}}
     return {"name": "envoy.transport_sockets.tls", "typed_config": tls}
+
+
+def extproc_tls(t: ExtprocTls) -> dict[str, Any]:
+    """The processor cluster's transport socket: Envoy shows its client certificate, and the
+    server's must chain to `t.ca` and name `t.server_name`; gRPC over h2 (ALPN)."""
+    socket = upstream_tls(t.server_name, t.ca)
+    common = socket["typed_config"]["common_tls_context"]
+    common["tls_certificates"] = [{"certificate_chain": {"filename": t.cert},
+                                   "private_key": {"filename": t.key}}]
+    common["alpn_protocols"] = ["h2"]
+    return socket
 
 
 def dump(doc: dict[str, Any]) -> str:

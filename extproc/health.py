@@ -33,6 +33,11 @@ class Health(health_pb2_grpc.HealthServicer):
     def closing(self) -> bool:
         return self._closing
 
+    def serving(self, service: str = "") -> bool:
+        """Whether `service` is SERVING now (what `/healthz` on the admin port answers, for
+        probes that cannot speak gRPC over the port's mutual TLS)."""
+        return self._status.get(service) == SERVING
+
     async def set_all(self, status: int) -> None:
         """Give every service `status` (ignored once `shutdown()` ran)."""
         if not self._closing:

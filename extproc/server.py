@@ -11,7 +11,9 @@ config file, JWKS and secret files it names, a Kubernetes volume's `..data` syml
 `filewatch`), polled once a second: no extra dependency, works on every filesystem and in
 containers.
 
-The admin port serves `/metrics` (Prometheus), `/stats` (JSON), `/healthz` and `/spend`
+The admin port serves `/metrics` (Prometheus), `/stats` (JSON), `/healthz` (200 while the
+gRPC health service says SERVING, else 503: for probes that cannot reach a mutual-TLS gRPC
+port) and `/spend`
 (JSON: each spend budget key's spend and remaining amount in its current window, from this
 process's memory store or from Redis; `extproc spend` reads it).
 """
@@ -32,7 +34,7 @@ import grpc
 from aiohttp import web
 from grpc_health.v1 import health_pb2_grpc
 
-from . import accesslog, filewatch, httpclient, loader, metrics, native
+from . import accesslog, filewatch, grpc_tls, httpclient, loader, metrics, native
 from . import config as cfgmod
 from .auth.settings import warm_up
 from .health import SERVING, Health
@@ -50,6 +52,8 @@ class ServeOptions:
     admin_host: str = "127.0.0.1"
     workers: int = 1
     watch_config: bool = False
+    #: TLS on every address (mutual when it names a client CA); None: plain
+    tls: grpc_tls.TlsFiles | None = None
     #: told the admin port once it is bound (a `--workers` worker binds port 0 and tells
     #: its supervisor which port it got)
     admin_bound: Callable[[int], None] | None = None
@@ -74,8 +78,12 @@ async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
     server.add_generic_rpc_handlers((processor.handler(),))
     health_service = Health(("", SERVICE))
     health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
+    credentials = grpc_tls.server_credentials(opts.tls) if opts.tls else None
     for address in opts.addresses:
-        server.add_insecure_port(address)
+        if credentials is not None:
+            server.add_secure_port(address, credentials)
+        else:
+            server.add_insecure_port(address)
     # before the port opens: a SIGTERM from then on drains (once started) instead of killing
     # a process that may already hold a stream
     stop = asyncio.Event()
@@ -86,7 +94,8 @@ async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
 
     runner = None
     if opts.admin_port is not None:
-        runner = await _start_admin(processor, opts.admin_host, opts.admin_port)
+        runner = await _start_admin(processor, health_service, opts.admin_host,
+                                    opts.admin_port)
         if opts.admin_bound is not None:
             opts.admin_bound(runner.addresses[0][1])
 
@@ -126,6 +135,20 @@ async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
         await runner.cleanup()
     accesslog.flush()
     log.info("stopped")
+
+
+def warn_open(opts: ServeOptions) -> None:
+    """Say so when a TCP address off this host takes callers without a client certificate:
+    the server's replies carry the provider keys it injects."""
+    if opts.tls is not None and opts.tls.client_ca:
+        return
+    exposed = [a for a in opts.addresses if not a.startswith("unix:")
+               and not a.startswith(("127.", "localhost:", "[::1]:"))]
+    if exposed:
+        log.warning("the gRPC port (%s) takes any caller that reaches it, and its replies "
+                    "carry the provider keys the server injects: keep it behind a "
+                    "NetworkPolicy, or ask callers for a client certificate "
+                    "(--tls-client-ca), or serve on a unix socket", ", ".join(exposed))
 
 
 def _load(path: str) -> cfgmod.Config:
@@ -179,12 +202,16 @@ async def _watch(processor: Processor, path: str, watch: filewatch.Watch,
             _reload(processor, path, watch)
 
 
-async def _start_admin(processor: Processor, host: str, port: int) -> web.AppRunner:
+async def _start_admin(processor: Processor, health: Health, host: str, port: int
+                       ) -> web.AppRunner:
     async def stats(_: web.Request) -> web.Response:
         return web.json_response(processor.stats())
 
     async def healthz(_: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
+        # the gRPC health service's answer: 503 before the server serves and once it drains
+        if health.serving():
+            return web.Response(text="ok\n")
+        return web.Response(status=503, text="not serving\n")
 
     async def spend(_: web.Request) -> web.Response:
         from .limits.settings import configured, spend_budgets
@@ -220,6 +247,9 @@ def run(opts: ServeOptions) -> int:
     except ConfigError as exc:
         for line in exc.errors:
             log.error("config: %s", line)
+        return 2
+    except grpc_tls.TlsError as exc:
+        log.error("%s", exc)
         return 2
     return 0
 

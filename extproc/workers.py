@@ -7,7 +7,7 @@ admin port it serves that port itself, for all of them:
 - `/metrics`: every worker's metrics in one exposition, each series labelled `worker="i"`
   (`merge_expositions`), plus `extproc_worker_up{worker="i"}`. A restarted worker's counters
   start again under the same label, which Prometheus' `rate()` reads as a counter reset.
-- `/healthz`: 200 while every worker is alive, else 503.
+- `/healthz`: 200 while every worker is alive and its own `/healthz` says it serves, else 503.
 - `/stats`: each worker's `/stats`, in a list.
 - `/spend`: the spend budgets: from Redis once, or each worker's memory store's, every row
   marked with its `worker`.
@@ -123,9 +123,10 @@ class _AdminHandler(http.server.BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         ports = self.server.worker_ports()
         if path == "/healthz":
-            ok = all(self.server.alive())
-            self._send(200 if ok else 503, b"ok\n" if ok else b"a worker is down\n",
-                       "text/plain")
+            ok = all(self.server.alive()) and all(
+                port and _fetch(port, "/healthz") is not None for port in ports)
+            self._send(200 if ok else 503, b"ok\n" if ok else
+                       b"a worker is down or not serving\n", "text/plain")
         elif path == "/metrics":
             texts, up = [], []
             for i, port in enumerate(ports):

@@ -132,6 +132,8 @@ def sigterm_mid_stream(gw: Gateway, server: Server, words: int,
     stream, the health watch opened before, and when the signal was sent."""
     watch = HealthWatch(server.port)
     assert check(server.port) == SERVING
+    assert httpx.get(f"http://127.0.0.1:{server.admin_port}/healthz", timeout=2
+                     ).status_code == 200
     stream = Stream(gw, words, delay_ms)
     stream.start()
     assert stream.first.wait(10) and stream.error is None and not stream.ended
@@ -140,13 +142,22 @@ def sigterm_mid_stream(gw: Gateway, server: Server, words: int,
     return stream, watch, sent
 
 
-def assert_not_serving_at_once(watch: HealthWatch, sent: float, port: int) -> None:
+def assert_not_serving_at_once(watch: HealthWatch, sent: float, server: Server) -> None:
+    port = server.port
     assert watch.not_serving.wait(2), f"no NOT_SERVING; seen {watch.seen}"
     at = next(t for t, s in watch.seen if s == NOT_SERVING)
     assert at - sent < 1.0, f"NOT_SERVING {at - sent:.2f}s after SIGTERM"
     # a probe on a new connection: never SERVING again (NOT_SERVING, or refused once the
     # listening socket is closed, which a kubelet probe reads as a failure too)
     assert check(port) in (NOT_SERVING, grpc.StatusCode.UNAVAILABLE)
+    # the admin port's /healthz, the probe of a mutual-TLS gRPC port, says so too (or is
+    # closed already, when no stream kept the server)
+    try:
+        health = httpx.get(f"http://127.0.0.1:{server.admin_port}/healthz", timeout=2)
+    except httpx.ConnectError:
+        server.proc.popen.wait(5)   # it is exiting: no TimeoutExpired
+    else:
+        assert health.status_code == 503, health.text
     deadline = time.monotonic() + 2
     while watch.ended is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -158,7 +169,7 @@ def test_sigterm_reports_not_serving_at_once_and_the_stream_finishes(gw: Gateway
     grace = 8.0
     server = start(gw, grace)
     stream, watch, sent = sigterm_mid_stream(gw, server, 12, 250)      # about 3.5 s
-    assert_not_serving_at_once(watch, sent, server.port)
+    assert_not_serving_at_once(watch, sent, server)
     # a new request now: the listening socket is closed and Envoy's connection got GOAWAY,
     # so Envoy's new connection is refused; with no other replica, Envoy (fail closed)
     # answers 500 in the provider's format instead of passing the request on unprocessed
@@ -184,7 +195,7 @@ def test_a_stream_longer_than_the_grace_period_is_cut_at_it(gw: Gateway) -> None
     grace = 2.0
     server = start(gw, grace)
     stream, watch, sent = sigterm_mid_stream(gw, server, 40, 250)      # about 10 s
-    assert_not_serving_at_once(watch, sent, server.port)
+    assert_not_serving_at_once(watch, sent, server)
     code = server.proc.popen.wait(grace + 5)
     exited = time.monotonic()
     assert code == 0
@@ -208,7 +219,7 @@ def test_with_workers_every_worker_drains(gw: Gateway) -> None:
         assert time.monotonic() < deadline, "the second worker did not start"
         time.sleep(0.1)
     stream, watch, sent = sigterm_mid_stream(gw, server, 12, 250)
-    assert_not_serving_at_once(watch, sent, server.port)
+    assert_not_serving_at_once(watch, sent, server)
     stream.join(30)
     assert stream.status == 200 and stream.error is None, stream.error
     assert stream.words() == " ".join(WORDS[:12])
@@ -226,6 +237,6 @@ def test_the_health_watch_does_not_hold_an_idle_server(gw: Gateway) -> None:
     watch = HealthWatch(server.port)
     sent = time.monotonic()
     server.proc.signal(signal.SIGTERM)
-    assert_not_serving_at_once(watch, sent, server.port)
+    assert_not_serving_at_once(watch, sent, server)
     assert server.proc.popen.wait(10) == 0
     assert time.monotonic() - sent < 5, "an open health Watch held the grace period"
