@@ -7,54 +7,16 @@ import argparse
 import dataclasses
 import os
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from .workers import RESERVED_CORES_ENV, resolve_workers
 
 if TYPE_CHECKING:
     from .config import Config
     from .grpc_tls import TlsFiles
 
 DEFAULT_CONFIG = os.environ.get("EXTPROC_CONFIG", "config/gateway.yaml")
-#: cores `--workers auto` leaves to others, chiefly Envoy's `--concurrency` worker threads
-RESERVED_CORES_ENV = "EXTPROC_RESERVED_CORES"
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity, e.g. a cpuset), else all."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def resolve_workers(value: str, cores: int | None = None,
-                    environ: Mapping[str, str] | None = None, unix: bool = False) -> int:
-    """`--workers`: a count, or `auto`: one worker per usable core minus
-    EXTPROC_RESERVED_CORES (default 1, the core of an Envoy run with `--concurrency 1`
-    beside the server), at least 1; 1 when the server listens on a unix socket (which
-    workers cannot share). Raises ValueError for anything else."""
-    text = value.strip().lower()
-    if text != "auto":
-        try:
-            count = int(text)
-        except ValueError:
-            count = 0
-        if count < 1:
-            raise ValueError(f"--workers takes a count of at least 1 or auto, got {value!r}")
-        return count
-    environ = os.environ if environ is None else environ
-    raw = environ.get(RESERVED_CORES_ENV, "1")
-    try:
-        reserved = int(raw)
-    except ValueError:
-        raise ValueError(f"{RESERVED_CORES_ENV} must be a whole number of cores, "
-                         f"got {raw!r}") from None
-    if reserved < 0:
-        raise ValueError(f"{RESERVED_CORES_ENV} must be 0 or more, got {reserved}")
-    if unix:
-        return 1
-    return max(1, (usable_cores() if cores is None else cores) - reserved)
 
 
 def _workers_arg(value: str) -> str:

@@ -1,4 +1,5 @@
-"""`serve --workers N`: N server processes on one port, supervised, behind one admin port.
+"""`serve --workers N`: N server processes on one port, supervised, behind one admin port
+(and what `--workers auto` means on this machine: `resolve_workers`).
 
 The supervisor starts N spawned workers that share the gRPC port through SO_REUSEPORT,
 forwards SIGTERM, SIGINT and SIGHUP to them, and restarts a worker that crashes. With an
@@ -30,7 +31,7 @@ import signal
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -38,6 +39,47 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("extproc.server")
 FETCH_TIMEOUT_S = 2.0
+#: cores `--workers auto` leaves to others, chiefly Envoy's `--concurrency` worker threads
+RESERVED_CORES_ENV = "EXTPROC_RESERVED_CORES"
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. a cpuset), else all."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def resolve_workers(value: str, cores: int | None = None,
+                    environ: Mapping[str, str] | None = None, unix: bool = False) -> int:
+    """`--workers`: a count, or `auto`: one worker per usable core minus
+    EXTPROC_RESERVED_CORES (default 1, the core of an Envoy run with `--concurrency 1`
+    beside the server), at least 1; 1 when the server listens on a unix socket (which
+    workers cannot share). Raises ValueError for anything else."""
+    text = value.strip().lower()
+    if text != "auto":
+        try:
+            count = int(text)
+        except ValueError:
+            count = 0
+        if count < 1:
+            raise ValueError(f"--workers takes a count of at least 1 or auto, got {value!r}")
+        return count
+    environ = os.environ if environ is None else environ
+    raw = environ.get(RESERVED_CORES_ENV, "1")
+    try:
+        reserved = int(raw)
+    except ValueError:
+        raise ValueError(f"{RESERVED_CORES_ENV} must be a whole number of cores, "
+                         f"got {raw!r}") from None
+    if reserved < 0:
+        raise ValueError(f"{RESERVED_CORES_ENV} must be 0 or more, got {reserved}")
+    if unix:
+        return 1
+    return max(1, (usable_cores() if cores is None else cores) - reserved)
+
+
 _UP_HELP = ("# HELP extproc_worker_up Whether the supervisor read this worker's metrics "
             "(1) or not (0)\n# TYPE extproc_worker_up gauge\n")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from extproc import cli
+from extproc import cli, workers
 
 
 @pytest.mark.parametrize(("cores", "env", "want"), [
@@ -16,35 +16,35 @@ from extproc import cli
     (1, {}, 1),
 ])
 def test_auto_is_cores_minus_reserved(cores: int, env: dict[str, str], want: int) -> None:
-    assert cli.resolve_workers("auto", cores=cores, environ=env) == want
-    assert cli.resolve_workers(" AUTO ", cores=cores, environ=env) == want
+    assert workers.resolve_workers("auto", cores=cores, environ=env) == want
+    assert workers.resolve_workers(" AUTO ", cores=cores, environ=env) == want
 
 
 def test_auto_counts_the_cores_this_process_may_use(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli.os, "sched_getaffinity", lambda _pid: {0, 3, 5}, raising=False)
-    monkeypatch.setattr(cli.os, "cpu_count", lambda: 64)
-    assert cli.usable_cores() == 3
-    assert cli.resolve_workers("auto", environ={}) == 2
+    monkeypatch.setattr(workers.os, "sched_getaffinity", lambda _pid: {0, 3, 5}, raising=False)
+    monkeypatch.setattr(workers.os, "cpu_count", lambda: 64)
+    assert workers.usable_cores() == 3
+    assert workers.resolve_workers("auto", environ={}) == 2
 
 
 def test_auto_on_a_unix_socket_is_one_worker() -> None:
-    assert cli.resolve_workers("auto", cores=8, environ={}, unix=True) == 1
+    assert workers.resolve_workers("auto", cores=8, environ={}, unix=True) == 1
 
 
 def test_a_count_is_taken_as_given() -> None:
-    assert cli.resolve_workers("3", cores=1, environ={"EXTPROC_RESERVED_CORES": "9"}) == 3
+    assert workers.resolve_workers("3", cores=1, environ={"EXTPROC_RESERVED_CORES": "9"}) == 3
 
 
 @pytest.mark.parametrize("value", ["0", "-2", "two", "", "1.5"])
 def test_a_bad_count_is_refused(value: str) -> None:
     with pytest.raises(ValueError, match="--workers"):
-        cli.resolve_workers(value, cores=4, environ={})
+        workers.resolve_workers(value, cores=4, environ={})
 
 
 @pytest.mark.parametrize("reserved", ["x", "-1", "1.5"])
 def test_a_bad_reservation_is_refused(reserved: str) -> None:
     with pytest.raises(ValueError, match="EXTPROC_RESERVED_CORES"):
-        cli.resolve_workers("auto", cores=4, environ={"EXTPROC_RESERVED_CORES": reserved})
+        workers.resolve_workers("auto", cores=4, environ={"EXTPROC_RESERVED_CORES": reserved})
 
 
 def test_the_command_line_refuses_a_bad_value(capsys: pytest.CaptureFixture[str]) -> None:
@@ -63,7 +63,7 @@ def test_the_command_line_serves_auto_workers(monkeypatch: pytest.MonkeyPatch) -
 
     import extproc.workers
     monkeypatch.setattr(extproc.workers, "run_workers", fake_run_workers)
-    monkeypatch.setattr(cli, "usable_cores", lambda: 4)
+    monkeypatch.setattr(workers, "usable_cores", lambda: 4)
     monkeypatch.setenv("EXTPROC_RESERVED_CORES", "1")
     assert cli.main(["serve", "--workers", "auto", "--config", "config/gateway.yaml"]) == 0
     assert seen == {"workers": 3}
