@@ -71,8 +71,9 @@ class PatternDetector:
 
     def __init__(self, name: str, pattern: re.Pattern[str], placeholder: str, max_len: int,
                  chars: str, starts: str, validate: Validator | None = None,
-                 after: re.Pattern[str] | None = None) -> None:
+                 after: re.Pattern[str] | None = None, shortest: int = 1) -> None:
         self.name, self.placeholder, self.max_len = name, placeholder, max_len
+        self._shortest = max(1, shortest)   # the fewest characters a match has
         self._re, self._chars, self._validate = pattern, chars, validate
         self._after = after
         self.match_chars = frozenset(chars)   # what a match is made of
@@ -102,9 +103,11 @@ class PatternDetector:
         if accepted or self._after is None:
             return accepted
         fullmatch, after = self._re.fullmatch, self._after.match
-        for e in range(end - 1, start, -1):
-            if (text[e] not in _ALNUM_SET and text[e - 1] in _ALNUM_SET
-                    and fullmatch(text, start, e) and after(text, e)):
+        # the group boundaries inside the candidate, found in C, longest candidate first;
+        # none that would leave fewer characters than a match has
+        for e in reversed([m.start() for m in
+                           _BOUNDARY.finditer(text, start + self._shortest, end)]):
+            if fullmatch(text, start, e) and after(text, e):
                 accepted = self._validate(text[start:e])
                 if accepted:
                     return accepted
@@ -164,25 +167,27 @@ def _phone(c: str) -> int:
     return _whole(7 <= sum(ch.isdigit() for ch in c) <= 15, c)
 
 
-#: a card candidate's separators, dropped to leave its digits (the pattern admits no other)
-_CARD_SEPARATORS = str.maketrans("", "", " -")
-#: a digit's value, and its value doubled as Luhn counts it (digits summed: 7 -> 14 -> 5)
-_LUHN_ONCE = {ch: int(ch) for ch in "0123456789"}
-_LUHN_TWICE = {ch: (2 * int(ch)) % 9 if ch not in "09" else int(ch) for ch in "0123456789"}
+#: a digit's value, and its value doubled as Luhn counts it (digits summed: 7 -> 14 -> 5),
+#: as byte translations: the sums then run in C (`sum` of bytes), no Python step per digit
+_LUHN_ONCE = bytes.maketrans(b"0123456789", bytes(range(10)))
+_LUHN_TWICE = bytes.maketrans(b"0123456789", bytes((2 * d) % 9 if d not in (0, 9) else d
+                                                    for d in range(10)))
 
 
 def _luhn(c: str) -> int:
-    digits = c.translate(_CARD_SEPARATORS)
-    if not 13 <= len(digits) <= 19 or not (digits.isascii() and digits.isdigit()) \
-            or digits.count(digits[0]) == len(digits):
+    # bytes from the start: the separators go, the checks and the sums run in C
+    raw = c.encode("ascii", "replace").translate(None, b" -")
+    n = len(raw)
+    if not 13 <= n <= 19 or not raw.isdigit():
         return 0
     # no card number starts with 0 (ISO/IEC 7812), and with 1 only UATP's 15 digits: a
-    # millisecond timestamp (13 digits from 1) or a 64-bit id (18-19) is no card
-    if digits[0] == "0" or (digits[0] == "1" and len(digits) != 15):
+    # millisecond timestamp (13 digits from 1) or a 64-bit id (18-19) is no card; nor is
+    # one digit repeated
+    first = raw[0]
+    if first == 0x30 or (first == 0x31 and n != 15) or raw.count(first) == n:
         return 0
-    once, twice = _LUHN_ONCE, _LUHN_TWICE
-    total = sum(once[ch] for ch in digits[::-2]) + sum(twice[ch] for ch in digits[-2::-2])
-    return _whole(total % 10 == 0, c)
+    total = sum(raw[::-2].translate(_LUHN_ONCE)) + sum(raw[-2::-2].translate(_LUHN_TWICE))
+    return len(c) if total % 10 == 0 else 0
 
 
 def _ssn(c: str) -> int:
@@ -310,7 +315,11 @@ _AFTER: dict[str, re.Pattern[str]] = {name: _p(close) for name, close in {
     "phone": r"(?![\w@]|[.-]\d)", "card": r"(?!\w)",
 }.items()}
 assert all(_BUILTINS[n][0].pattern.endswith(a.pattern) for n, a in _AFTER.items())
-_ALNUM_SET = frozenset(_ALNUM)
+#: the fewest characters a match of these has: 13 digits for a card, 7 for a phone (so a
+#: shorter candidate is never tried)
+_SHORTEST: dict[str, int] = {"card": 13, "phone": 7}
+#: a group boundary: a character that is not an ASCII letter or digit, after one that is
+_BOUNDARY = re.compile(r"(?<=[A-Za-z0-9])[^A-Za-z0-9]")
 BUILTIN_PLACEHOLDERS: dict[str, str] = {name: spec[1] for name, spec in _BUILTINS.items()}
 
 
@@ -321,5 +330,5 @@ def builtin_detector(name: str, placeholder: str | None = None) -> PatternDetect
     pattern, default, max_len, chars, starts, validate = _BUILTINS[name]
     cls = PrivateKeyDetector if name == "private_key" else PatternDetector
     return cls(name, pattern, placeholder or default, max_len, chars, starts, validate,
-               _AFTER.get(name))
+               _AFTER.get(name), _SHORTEST.get(name, 1))
 

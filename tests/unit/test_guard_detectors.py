@@ -10,6 +10,7 @@ import re
 import string
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -517,3 +518,113 @@ def test_email_candidates_are_never_retried_shorter() -> None:
     text = crafted + " mail a@ex.com.-x.org and b-@c-.d.io"
     assert [text[s.start:s.end] for s in detector.find(text)] == ["a@ex.com"]
     assert calls == ["a@ex.com"]
+
+
+# ---- the card and phone validators' fast paths against their plain definitions ----
+
+def _plain_luhn(c: str) -> int:
+    """The card rule written plainly: 13-19 ASCII digits once ' ' and '-' are dropped, not one
+    digit repeated, not from 0, from 1 only with 15 digits, and the Luhn sum."""
+    digits = c.replace(" ", "").replace("-", "")
+    if not (13 <= len(digits) <= 19 and digits.isascii() and digits.isdigit()) \
+            or len(set(digits)) == 1 or digits[0] == "0" \
+            or (digits[0] == "1" and len(digits) != 15):
+        return 0
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch) * (2 if i % 2 else 1)
+        total += d - 9 if d > 9 else d
+    return len(c) if total % 10 == 0 else 0
+
+
+def _plain_accept(det: Any, text: str, start: int, end: int) -> int:
+    """`PatternDetector._accept` as first written: every earlier position tried, one by one."""
+    accepted = det._validate(text[start:end])
+    if accepted or det._after is None:
+        return accepted
+    alnum = set(string.ascii_letters + string.digits)
+    for e in range(end - 1, start, -1):
+        if (text[e] not in alnum and text[e - 1] in alnum
+                and det._re.fullmatch(text, start, e) and det._after.match(text, e)):
+            accepted = det._validate(text[start:e])
+            if accepted:
+                return accepted
+    return 0
+
+
+def _luhn_digit(body: str) -> str:
+    """The check digit that makes `body` + it pass Luhn."""
+    total = 0
+    for i, ch in enumerate(reversed(body)):
+        d = int(ch) * (1 if i % 2 else 2)
+        total += d - 9 if d > 9 else d
+    return str(-total % 10)
+
+
+@st.composite
+def _card_like(draw: st.DrawFn) -> str:
+    """Digits a card could be (11-21 of them, from any first digit, half of them with a right
+    check digit), grouped by ' ' or '-' at random places, sometimes with another character."""
+    n = draw(st.integers(11, 21))
+    body = "".join(draw(st.lists(st.sampled_from("0123456789"), min_size=n - 1,
+                                 max_size=n - 1)))
+    digits = body + (_luhn_digit(body) if draw(st.booleans())
+                     else draw(st.sampled_from("0123456789")))
+    out = []
+    for ch in digits:
+        out.append(ch)
+        if draw(st.integers(0, 4)) == 0:
+            out.append(draw(st.sampled_from([" ", "-", " ", "-", "x", "\u0663"])))
+    return "".join(out).strip()
+
+
+@given(c=_card_like())
+@settings(max_examples=3000, deadline=None)
+def test_the_card_check_is_the_plain_luhn_rule(c: str) -> None:
+    from extproc.guards.detectors import _luhn
+    assert _luhn(c) == _plain_luhn(c)
+
+
+def test_the_card_check_sees_valid_and_invalid_cards() -> None:
+    from extproc.guards.detectors import _luhn
+    for good in ("4111 1111 1111 1111", "378282246310005", "1" + "0" * 13 + "9"):
+        assert _luhn(good) == _plain_luhn(good) == len(good), good
+    for bad in ("4111 1111 1111 1112", "0111111111111111" + "7", "1" * 16, "4" * 12):
+        assert _luhn(bad) == _plain_luhn(bad) == 0, bad
+
+
+@st.composite
+def _grouped(draw: st.DrawFn) -> str:
+    """Runs of digit groups as cards and phone numbers are written, some a valid card with a
+    group after it (so the whole candidate fails and a shorter one passes)."""
+    parts = []
+    for _ in range(draw(st.integers(1, 4))):
+        if draw(st.booleans()):
+            n = draw(st.integers(13, 16))
+            body = "4" + "".join(draw(st.lists(st.sampled_from("0123456789"),
+                                               min_size=n - 2, max_size=n - 2)))
+            card = body + _luhn_digit(body)
+            sep = draw(st.sampled_from([" ", "-"]))
+            parts.append(sep.join(card[i:i + 4] for i in range(0, n, 4)))
+            parts.append(sep + "".join(draw(st.lists(st.sampled_from("0123456789"),
+                                                     min_size=1, max_size=4))))
+        else:
+            parts.append(draw(st.sampled_from(["+1 555 123 4567", "(555) 123-4567",
+                                               "555-123-4567", "+44 20 7946 0958 12",
+                                               "+1234567 123456789"])))
+            parts.append(draw(st.sampled_from(["", " 12", "-1234", " 99 9"])))
+        parts.append(draw(st.sampled_from([" ", ", ", " a ", "\n", "."])))
+    return "".join(parts)
+
+
+@pytest.mark.parametrize("name", ["card", "phone"])
+@given(text=_grouped())
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_shorter_candidates_are_tried_as_the_plain_loop_tries_them(name: str,
+                                                                   text: str) -> None:
+    det = builtin_detector(name)
+    search, pos = det._re.search, 0
+    while (m := search(text, pos)) is not None:
+        assert det._accept(text, m.start(), m.end()) == \
+            _plain_accept(det, text, m.start(), m.end()), text
+        pos = m.start() + 1
