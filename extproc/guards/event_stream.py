@@ -11,7 +11,7 @@ messages and Gemini; `reframe_responses.py` for the Responses API) implement tho
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ..codecs import jsonunique
@@ -85,6 +85,41 @@ def media(kinds: Sequence[str], allowed: frozenset[str]) -> None:
     for kind in kinds:
         if kind not in allowed:
             raise GuardTriggered(UNREAD + kind)
+
+
+class EndedPieces:
+    """The pieces of a stream that an event has ended: a choice's finish reason, a content
+    block's stop, a candidate's finish reason, a stream-level stop or error, `[DONE]`. A
+    provider writes nothing more for such a piece. Text for one afterwards would be read
+    apart from the text it continues, while a client joins the two (a value split around
+    the end would go out in clear, and a relay that puts a finish reason on every chunk
+    would turn masking into per-chunk masking), so it ends the stream refused (`check`)."""
+
+    __slots__ = ("every", "groups", "pieces", "some")
+
+    def __init__(self) -> None:
+        self.groups: set[Any] = set()    # choices, blocks, candidates (a piece's first member)
+        self.pieces: set[Any] = set()    # pieces ended one by one
+        self.every = False
+        self.some = False
+
+    def note(self, ends: Iterable[Any], ends_all: bool, ends_pieces: Iterable[Any]) -> None:
+        """Count what an event ends as ended (`EventTexts.ends`, `.ends_all`,
+        `.ends_pieces`), after its own texts were read."""
+        if ends_all:
+            self.every = True
+        self.groups.update(ends)
+        self.pieces.update(ends_pieces)
+        self.some = self.every or bool(self.groups) or bool(self.pieces)
+
+    def end_all(self) -> None:
+        self.every = self.some = True
+
+    def check(self, piece: Any) -> None:
+        """Raise `GuardTriggered` (unreadable) when `piece` has ended."""
+        if self.some and (self.every or piece in self.pieces
+                          or (isinstance(piece, tuple) and piece[0] in self.groups)):
+            raise GuardTriggered(UNREADABLE)
 
 
 def ended(chains: dict[Any, Any], texts: EventTexts) -> list[Any]:

@@ -14,7 +14,9 @@ is replaced by what its chain releases now (possibly nothing: the held suffix fo
 later event), and what is still held when the piece ends (a finish reason, a content block's
 stop, a stream-level stop or error, ``[DONE]``, the stream's end) is appended to the piece's
 text in the event that ends it, or else goes out just before that event in the adapter's
-``rest_event`` (made from the piece's last text event). Events without text, and text events
+``rest_event`` (made from the piece's last text event). Text for a piece after its end ends
+the stream refused (``EndedPieces``): read apart from what it continues, a value split
+around the end would go out in clear. Events without text, and text events
 whose texts go out unchanged at once (most of them: nothing held, nothing masked), pass
 through byte for byte, without re-encoding. OpenAI's usual content event (compact, one
 choice, no other text in its delta) is not even parsed: its text literal is cut out, and the
@@ -41,7 +43,7 @@ from ..providers import Adapter, adapter_for
 from ..providers.openai import DELTA_TEXT_FIELDS, OpenAIAdapter
 from ..providers.slots import JSON_PIECES, NAME_PIECE, Piece, TextSlot
 from ..providers.values import MaskingFn, rewrite_json_strings
-from .event_stream import UNREADABLE, EventMasker, ended, media, plain, refusal_message
+from .event_stream import UNREADABLE, EndedPieces, EventMasker, ended, media, plain, refusal_message
 from .names import mask_name
 from .side_texts import event_texts
 from .stops import GOOGLE, _dump, stop_events, stream_head
@@ -139,6 +141,8 @@ class SSEMaskingReframer(EventMasker):
         self.make = maskers
         super().__init__(max_event_bytes, on_reject, on_done, allow_unread)
         self.chains: dict[Piece, Chain] = {}
+        #: the pieces ended so far: text for one of them ends the stream refused
+        self.closed = EndedPieces()
         # each piece's last text event: its data (or the chunk that was that one event, as
         # `_chunk_text` saw it, decoded only if needed) and its name
         self.last: dict[Piece, tuple[str | bytes, str | None]] = {}
@@ -240,7 +244,9 @@ class SSEMaskingReframer(EventMasker):
         """`_event` of an event with data (`raw`: its bytes) that the fast path left: its
         data parsed, its texts masked, re-encoded only if they changed."""
         if data.strip() == "[DONE]":
-            return self._end() + raw
+            out = self._end() + raw
+            self.closed.end_all()
+            return out
         doc = self._parse(data)
         if doc is None:
             return self._rejected(UNREADABLE)
@@ -286,6 +292,8 @@ class SSEMaskingReframer(EventMasker):
             if rest:
                 last_slot.holder[last_slot.key] += rest
                 changed = True
+        if texts.ends or texts.ends_all or texts.ends_pieces:
+            self.closed.note(texts.ends, texts.ends_all, texts.ends_pieces)
         body = _encode(_dump(doc, self.google), event, self.terminator) if changed else raw
         return b"".join(before) + body
 
@@ -349,6 +357,7 @@ class SSEMaskingReframer(EventMasker):
         return mask_name(name, lambda reading: self._whole_text("", reading))
 
     def _text(self, key: Piece, text: str) -> str:
+        self.closed.check(key)
         self.last[key] = self._current
         return self._chain(key).feed(text)
 

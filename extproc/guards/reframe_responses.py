@@ -54,6 +54,7 @@ from .event_stream import UNREADABLE, EventMasker, media, plain, refusal_message
 from .names import mask_name
 from .reframe import Chain, MaskerFactory, _Chain, _dump, json_chain
 from .side_texts import side_slots
+from .stream import GuardTriggered
 
 Key = tuple[str, int, int]   # (piece kind, output index, content or summary index)
 
@@ -141,6 +142,7 @@ class ResponsesMaskingReframer(EventMasker):
         self.items: dict[int, Any] = {}          # completed output items, as sent
         self.response: dict[str, Any] | None = None   # the last whole response seen
         self.seq = 0
+        self.closed = False   # after a terminal or error event, or [DONE]: no delta more
 
     # --- one event ------------------------------------------------------------------------
     def _event(self, ev: Event) -> bytes:
@@ -149,6 +151,7 @@ class ResponsesMaskingReframer(EventMasker):
             return ev.raw
         data = ev.data
         if data.strip() == "[DONE]":
+            self.closed = True
             return self._end() + ev.raw
         doc = self._parse(data)
         if doc is None:
@@ -183,6 +186,7 @@ class ResponsesMaskingReframer(EventMasker):
             before, changed = self._item(doc, kind)
         elif kind in TERMINAL or kind == "error":
             before = self._end()
+            self.closed = True
         elif kind in MEDIA_EVENTS:    # a partial image: refused unless let pass, never read
             media([MEDIA_EVENTS[kind]], self.allow_unread)
         elif kind not in _WHOLE_RESPONSE:
@@ -224,19 +228,18 @@ class ResponsesMaskingReframer(EventMasker):
         if not isinstance(text, str) or not text:
             return changed
         json_text = kind in JSON_TEXTS
-        if key in self.final:        # a delta after its piece ended: masked on its own
-            masked = self._mask_whole(text, json_text)
-        else:
-            chain = self.chains.get(key)
-            if chain is None:
-                maskers = self.make()
-                chain = self.chains[key] = json_chain(maskers) if json_text \
-                    else _Chain(maskers)
-                self.raw[key], self.sent[key] = [], []
-            self.raw[key].append(text)
-            masked = chain.feed(text)
-            self.sent[key].append(masked)
-            self.last[key] = (doc, event)
+        if key in self.final or self.closed:   # a delta after its piece or the response
+            raise GuardTriggered(UNREADABLE)    # ended: refused (`EndedPieces`)
+        chain = self.chains.get(key)
+        if chain is None:
+            maskers = self.make()
+            chain = self.chains[key] = json_chain(maskers) if json_text \
+                else _Chain(maskers)
+            self.raw[key], self.sent[key] = [], []
+        self.raw[key].append(text)
+        masked = chain.feed(text)
+        self.sent[key].append(masked)
+        self.last[key] = (doc, event)
         if masked == text:
             return changed
         doc["delta"] = masked

@@ -54,7 +54,7 @@ from ..codecs.sse import Event, SSEDecoder, SSEError, encode
 from ..policy import BodyTransform
 from ..providers import Adapter, adapter_for
 from ..providers.unread import NAMES
-from .event_stream import OVERSIZED, UNREADABLE, plain, refusal_message
+from .event_stream import OVERSIZED, UNREADABLE, EndedPieces, plain, refusal_message
 from .stops import GOOGLE, _dump, stop_events, stream_head
 from .stream import GuardTriggered
 from .webhook import (
@@ -101,6 +101,7 @@ class WebhookStreamGuard(BodyTransform):
         self.decoder = SSEDecoder(max_event_bytes)
         self.terminator = b"\r\n\r\n" if self.google else b"\n\n"
         self.held: list[Held] = []
+        self.closed = EndedPieces()   # text for one of these ends the stream refused
         self.pending: dict[Hashable, list[str]] = {}    # held text per piece, in pieces
         self.pending_chars = 0
         self.context: dict[Hashable, str] = {}          # delivered text per piece (its tail)
@@ -184,10 +185,19 @@ class WebhookStreamGuard(BodyTransform):
                 out.append(ev.raw)
                 continue
             if final:                           # [DONE]: what is held is checked first
+                self.closed.end_all()
                 out.append(await self._release())
                 if not self.stopped:
                     out.append(ev.raw)
                 continue
+            try:   # text for a piece that has ended: read apart from what it continues
+                for key, _, _ in held.slots:
+                    if isinstance(key, tuple):   # (a value read whole has a number)
+                        self.closed.check(key)
+            except GuardTriggered:
+                out.append(await self._refuse(refusal_message(UNREADABLE), report=False))
+                return b"".join(out)
+            self.closed.note(held.ends, held.ends_all, held.ends_pieces)
             self.held.append(held)
             for key, holder, slot in held.slots:
                 text = holder[slot]
