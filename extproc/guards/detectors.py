@@ -126,6 +126,11 @@ class PatternDetector:
 _BEGIN = "-----BEGIN"
 _PK_HEADER = re.compile(r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY-----")
 _PK_HEADER_CHARS = frozenset(string.ascii_uppercase + string.digits + " -")
+#: a key block's body as `_PRIVATE_KEY` reads it, and what may follow it while the block
+#: can still end: a start of its END line (a character of neither means it never will)
+_PK_BODY = re.compile(r"(?:[A-Za-z0-9+/=\s:,.]|-(?!-)){0,9000}+")
+_PK_END_PREFIX = re.compile(r"-{1,4}|-----(?:E|EN|END[ A-Z0-9]{0,56}"
+                            r"|END[ A-Z0-9]{0,40}PRIVATE KEY-{1,4})?")
 
 
 class PrivateKeyDetector(PatternDetector):
@@ -146,8 +151,14 @@ class PrivateKeyDetector(PatternDetector):
         return best
 
     def _open(self, text: str, q: int) -> bool:
-        if _PK_HEADER.match(text, q):
-            return self._re.match(text, q) is None  # header seen, block not complete yet
+        header = _PK_HEADER.match(text, q)
+        if header:   # header seen: open while what follows can still become a body and end
+            if self._re.match(text, q) is not None:
+                return False   # complete
+            body = _PK_BODY.match(text, header.end())
+            assert body is not None   # (it matches the empty string)
+            return body.end() == len(text) or _PK_END_PREFIX.fullmatch(text, body.end()) \
+                is not None
         rest = text[q + len(_BEGIN):]  # header not complete: could it still become one?
         return len(rest) <= 56 and "-----" not in rest and set(rest) <= _PK_HEADER_CHARS
 

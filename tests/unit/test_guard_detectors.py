@@ -628,3 +628,20 @@ def test_shorter_candidates_are_tried_as_the_plain_loop_tries_them(name: str,
         assert det._accept(text, m.start(), m.end()) == \
             _plain_accept(det, text, m.start(), m.end()), text
         pos = m.start() + 1
+
+
+def test_a_key_header_followed_by_what_no_key_holds_is_not_held() -> None:
+    """Prose after a PEM header (a model explaining key files) cannot become a key block: the
+    streaming masker holds none of it, while a block that can still end stays held."""
+    det = builtin_detector("private_key")
+    prose = "Your key file starts with -----BEGIN PRIVATE KEY----- and that's it! Then"
+    assert det.tail_start(prose) == len(prose)
+    begin = prose.index("-----BEGIN")
+    block = "x -----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34GkxFhD90vcN\nLYLI"
+    for tail in ("", "\n-", "\n--", "\n-----", "\n-----EN", "\n-----END RSA PRIVA",
+                 "\n-----END RSA PRIVATE KEY----"):
+        assert det.tail_start(block + tail) == 2, tail
+    assert det.tail_start(prose[:begin + 20]) == begin   # a header not whole yet: held
+    assert det.tail_start(prose[:begin + 36]) == begin   # a header and a body yet to come
+    for after in ("\n--x", "\n-----ENX", "\n-----END RSA PRIVATE KEY--x", " don't"):
+        assert det.tail_start(block + after) > 2, after
