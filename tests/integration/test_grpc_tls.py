@@ -165,6 +165,32 @@ def test_callers_without_the_cas_certificate_are_refused(gw: Gateway, pki: Pki) 
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
+def _first_bytes(pki: Pki, port: int, alpn: list[str] | None) -> bytes:
+    """What the server sends after a client with the CA's certificate opens HTTP/2."""
+    context = ssl.create_default_context(cafile=str(pki.ca_file))
+    context.load_cert_chain(pki.client_cert, pki.client_key)
+    if alpn is not None:
+        context.set_alpn_protocols(alpn)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        tls.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes.fromhex("000000040000000000"))
+        try:
+            return tls.recv(64)
+        except (ConnectionError, ssl.SSLError):
+            return b""
+
+
+def test_a_caller_that_does_not_negotiate_h2_is_cut(gw: Gateway, pki: Pki) -> None:
+    """gRPC's TLS stack closes a connection whose handshake did not pick ALPN h2, client
+    certificate or not: every gateway's TLS settings for the processor must offer h2 (the
+    Kubernetes mtls components set it where the gateway does not do so itself)."""
+    port = gw.server_port
+    settings = 4   # the server's first frame on a connection it keeps: SETTINGS
+    assert _first_bytes(pki, port, ["h2"])[3] == settings
+    assert _first_bytes(pki, port, ["h2", "http/1.1"])[3] == settings   # the default of some
+    assert _first_bytes(pki, port, None) == b""
+
+
 def _served_serial(pki: Pki, port: int) -> int:
     context = ssl.create_default_context(cafile=str(pki.ca_file))
     context.load_cert_chain(pki.client_cert, pki.client_key)
