@@ -887,6 +887,32 @@ def test_the_mtls_component_secures_the_grpc_port(overlay: str, tmp_path: Path) 
     assert len(added) == 1 and plain <= {(d["kind"], d["metadata"]["name"]) for d in docs}
 
 
+@needs_kubectl
+def test_the_mtls_components_and_secrets_are_documented() -> None:
+    docs = (ROOT / "docs/kubernetes.md").read_text()
+    for o in MTLS_OVERLAYS:
+        assert f"components: [../../components/mtls/{o}]" in docs
+        assert f"../../components/mtls/{o}" in (K8S / f"components/mtls/{o}/kustomization.yaml"
+                                                 ).read_text()
+    for secret in (SERVER_TLS_SECRET, CLIENT_TLS_SECRET):
+        assert secret in docs
+    for key in ("tls.crt", "tls.key", "ca.crt"):
+        assert key in docs
+    assert server_name(rendered("base")) in docs
+    # the cert-manager example writes the two Secrets, the server's for the Service's name
+    section = docs[docs.index("## Mutual TLS to the server"):docs.index("## Known gaps")]
+    (block,) = [b.split("```")[0] for b in section.split("```yaml\n")[1:]]
+    certs = {d["spec"]["secretName"]: d["spec"] for d in yaml.safe_load_all(block)
+             if d["kind"] == "Certificate"}
+    assert {SERVER_TLS_SECRET, CLIENT_TLS_SECRET} <= set(certs)
+    assert certs[SERVER_TLS_SECRET]["dnsNames"] == [server_name(rendered("base"))]
+    assert "server auth" in certs[SERVER_TLS_SECRET]["usages"]
+    assert "client auth" in certs[CLIENT_TLS_SECRET]["usages"]
+    # the sidecar needs none: its server listens on a unix socket inside the pod
+    assert not (K8S / "components/mtls/sidecar").exists()
+    assert "sidecar" in docs[docs.index("## Mutual TLS to the server"):]
+
+
 def test_every_overlay_is_documented() -> None:
     readme = (K8S / "README.md").read_text()
     docs = (ROOT / "docs/kubernetes.md").read_text()
