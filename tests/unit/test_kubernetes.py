@@ -31,7 +31,7 @@ PROVIDERS = ("openai", "azure", "anthropic", "gemini", "vertex")
 K8S_VERSION = "1.33.0"
 CORE_KINDS = {"Namespace", "Deployment", "Service", "ConfigMap", "Secret",
               "PodDisruptionBudget", "HorizontalPodAutoscaler", "NetworkPolicy",
-              "ServiceAccount"}
+              "ServiceAccount", "Role", "RoleBinding"}
 
 needs_kubectl = pytest.mark.skipif(
     shutil.which("kubectl") is None,
@@ -767,6 +767,14 @@ def test_the_sidecar_envoy_sends_only_routes_its_server_config_has() -> None:
 SERVER_TLS_SECRET = "extproc-tls"
 CLIENT_TLS_SECRET = "extproc-gateway-client"
 MTLS_OVERLAYS = ("envoy-gateway", "istio", "agentgateway", "kgateway")
+#: the objects each gateway's component adds to its overlay
+MTLS_ADDS = {
+    "envoy-gateway": {("Backend", "extproc-tls")},
+    "istio": {("DestinationRule", "extproc"), ("Role", "llm-ingress-credentials"),
+              ("RoleBinding", "llm-ingress-credentials")},
+    "agentgateway": {("AgentgatewayPolicy", "extproc-tls")},
+    "kgateway": {("BackendConfigPolicy", "extproc")},
+}
 TLS_DIR = "/etc/extproc-tls"
 
 
@@ -818,6 +826,16 @@ def _client_side(overlay: str, docs: tuple[dict[str, Any], ...]) -> None:
                   if p["applyTo"] == "HTTP_FILTER"]
         assert flt["patch"]["value"]["typed_config"]["grpc_service"]["envoy_grpc"][
             "cluster_name"] == f"outbound|{port}||{name}"
+        # istiod serves a credentialName only to a gateway whose service account may list
+        # the namespace's Secrets (a SubjectAccessReview for `list secrets`)
+        sa = one(docs, "Deployment", "llm-ingress")["spec"]["template"]["spec"][
+            "serviceAccountName"]
+        binding = one(docs, "RoleBinding", "llm-ingress-credentials")
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa,
+                                        "namespace": "llm-gateway"}]
+        role = one(docs, "Role", binding["roleRef"]["name"])
+        assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets"],
+                                  "verbs": ["list"]}]
     elif overlay == "kgateway":
         bcp = one(docs, "BackendConfigPolicy", "extproc")["spec"]
         ext = one(docs, "GatewayExtension")["spec"]["extProc"]
@@ -881,10 +899,10 @@ def test_the_mtls_component_secures_the_grpc_port(overlay: str, tmp_path: Path) 
     assert names == ["extproc"]
     _client_side(overlay, docs)
     # nothing else changed: the same objects as the overlay without the component, but for
-    # the gateway object the component adds
+    # the gateway objects the component adds
     plain = {(d["kind"], d["metadata"]["name"]) for d in rendered(f"overlays/{overlay}")}
-    added = {(d["kind"], d["metadata"]["name"]) for d in docs} - plain
-    assert len(added) == 1 and plain <= {(d["kind"], d["metadata"]["name"]) for d in docs}
+    mine = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    assert plain <= mine and mine - plain == MTLS_ADDS[overlay]
 
 
 @needs_kubectl
