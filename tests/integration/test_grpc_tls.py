@@ -25,7 +25,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from extproc.auth.apikeys import hash_key
@@ -57,8 +57,10 @@ class CA:
         path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
         return path
 
-    def issue(self, directory: Path, name: str, *, server: bool) -> tuple[Path, Path, int]:
-        """(cert file, key file, serial) of a new leaf for 127.0.0.1 (server) or a client."""
+    def issue(self, directory: Path, name: str, *, server: bool, dns: str | None = None,
+              usage: x509.ObjectIdentifier | None = None) -> tuple[Path, Path, int]:
+        """(cert file, key file, serial) of a new leaf for 127.0.0.1 (server; the DNS name
+        `dns` instead when given) or a client; `usage`: its one extended key usage."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
         serial = x509.random_serial_number()
@@ -70,7 +72,10 @@ class CA:
                    .not_valid_after(now + datetime.timedelta(days=1)))
         if server:
             builder = builder.add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+                [x509.DNSName(dns) if dns else x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False)
+        if usage is not None:
+            builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         cert = builder.sign(self.key, hashes.SHA256())
         cert_path, key_path = directory / f"{name}.pem", directory / f"{name}.key"
         cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
@@ -163,6 +168,82 @@ def test_callers_without_the_cas_certificate_are_refused(gw: Gateway, pki: Pki) 
         with pytest.raises(grpc.RpcError) as info:
             _health(target, credentials)
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def _first_bytes(pki: Pki, port: int, alpn: list[str] | None) -> bytes:
+    """What the server sends after a client with the CA's certificate opens HTTP/2."""
+    context = ssl.create_default_context(cafile=str(pki.ca_file))
+    context.load_cert_chain(pki.client_cert, pki.client_key)
+    if alpn is not None:
+        context.set_alpn_protocols(alpn)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        tls.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes.fromhex("000000040000000000"))
+        try:
+            return tls.recv(64)
+        except (ConnectionError, ssl.SSLError):
+            return b""
+
+
+def test_a_caller_that_does_not_negotiate_h2_is_cut(gw: Gateway, pki: Pki) -> None:
+    """gRPC's TLS stack closes a connection whose handshake did not pick ALPN h2, client
+    certificate or not: every gateway's TLS settings for the processor must offer h2 (the
+    Kubernetes mtls components set it where the gateway does not do so itself)."""
+    port = gw.server_port
+    settings = 4   # the server's first frame on a connection it keeps: SETTINGS
+    assert _first_bytes(pki, port, ["h2"])[3] == settings
+    assert _first_bytes(pki, port, ["h2", "http/1.1"])[3] == settings   # the default of some
+    assert _first_bytes(pki, port, None) == b""
+
+
+#: the name the Kubernetes mtls components check the server's certificate for
+SERVICE_NAME = "extproc.llm-gateway.svc.cluster.local"
+
+
+@pytest.mark.parametrize("check", ["san", "auto_sni_san"])
+def test_envoy_checks_the_service_name_as_the_kubernetes_gateways_do(
+        tmp_path: Path, check: str) -> None:
+    """The certificates docs/kubernetes.md makes (a DNS name and server auth for the server,
+    client auth for the gateway) with Envoy set as the gateways set it: SNI the Service's
+    name and that name checked either as a SAN (Istio, kgateway, agentgateway) or by
+    auto_sni_san_validation (Envoy Gateway: sni and no SAN list), ALPN h2. The server's own
+    certificate is no client certificate: it is refused."""
+    ca = CA("extproc-ca")
+    ca_file = ca.write(tmp_path / "ca.crt")
+    server_cert, server_key, _ = ca.issue(tmp_path, "server", server=True, dns=SERVICE_NAME,
+                                          usage=ExtendedKeyUsageOID.SERVER_AUTH)
+    client_cert, client_key, _ = ca.issue(tmp_path, "client", server=False,
+                                          usage=ExtendedKeyUsageOID.CLIENT_AUTH)
+    tls = ExtprocTls(str(client_cert), str(client_key), str(ca_file), SERVICE_NAME)
+
+    def auto_sni(doc: dict[str, Any]) -> None:
+        (cluster,) = [c for c in doc["static_resources"]["clusters"] if c["name"] == "extproc"]
+        context = cluster["transport_socket"]["typed_config"]
+        context["common_tls_context"]["validation_context"].pop(
+            "match_typed_subject_alt_names")
+        context["auto_sni_san_validation"] = True
+
+    gateway = Gateway(tmp_path, _config(tmp_path), start_server=False,
+                      settings={"extproc_tls": tls},
+                      adjust=auto_sni if check == "auto_sni_san" else None)
+    try:
+        gateway.server = Server(gateway.config_path, tmp_path, port=gateway.server_port,
+                                extra=["--tls-cert", str(server_cert), "--tls-key",
+                                       str(server_key), "--tls-client-ca", str(ca_file)])
+        r = _chat(gateway)
+        assert r.status_code == 200, r.text
+        target = f"127.0.0.1:{gateway.server_port}"
+        as_client = grpc.ssl_channel_credentials(
+            root_certificates=ca_file.read_bytes(), private_key=server_key.read_bytes(),
+            certificate_chain=server_cert.read_bytes())
+        with grpc.secure_channel(target, as_client,
+                                 [("grpc.ssl_target_name_override", SERVICE_NAME)]) as channel:
+            with pytest.raises(grpc.RpcError) as info:
+                health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service=""), timeout=5)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        gateway.close()
 
 
 def _served_serial(pki: Pki, port: int) -> int:

@@ -31,7 +31,7 @@ PROVIDERS = ("openai", "azure", "anthropic", "gemini", "vertex")
 K8S_VERSION = "1.33.0"
 CORE_KINDS = {"Namespace", "Deployment", "Service", "ConfigMap", "Secret",
               "PodDisruptionBudget", "HorizontalPodAutoscaler", "NetworkPolicy",
-              "ServiceAccount"}
+              "ServiceAccount", "Role", "RoleBinding"}
 
 needs_kubectl = pytest.mark.skipif(
     shutil.which("kubectl") is None,
@@ -128,22 +128,28 @@ def test_core_objects_pass_kubernetes_validate(rel: str) -> None:
     assert checked >= 9
 
 
-@needs_kubectl
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_the_redis_component_sets_the_url_from_a_secret(overlay: str, tmp_path: Path
-                                                        ) -> None:
-    """As documented: `components: [../../components/redis]` added to an overlay."""
+def render_with_components(overlay: str, components: list[str], tmp_path: Path
+                           ) -> tuple[str, tuple[dict[str, Any], ...]]:
+    """The overlay as a user edits it: `components: [...]` added to its kustomization."""
     copy = tmp_path / "overlays" / overlay
     shutil.copytree(K8S / "overlays" / overlay, copy)
     for part in ("base", "components"):
         (tmp_path / part).symlink_to(K8S / part)
     kust = yaml.safe_load((copy / "kustomization.yaml").read_text())
-    kust["components"] = ["../../components/redis"]
+    kust["components"] = components
     (copy / "kustomization.yaml").write_text(yaml.safe_dump(kust))
     r = subprocess.run(["kubectl", "kustomize", str(copy)], capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    docs = tuple(d for d in yaml.safe_load_all(r.stdout) if d)
+    return r.stdout, tuple(d for d in yaml.safe_load_all(r.stdout) if d)
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_redis_component_sets_the_url_from_a_secret(overlay: str, tmp_path: Path
+                                                        ) -> None:
+    """As documented: `components: [../../components/redis]` added to an overlay."""
+    _, docs = render_with_components(overlay, ["../../components/redis"], tmp_path)
     spec = dict(pod_specs(docs))["extproc"]
     assert extproc_container(spec)["env"] == [{
         "name": "EXTPROC_LIMITS_REDIS_URL",
@@ -305,10 +311,25 @@ EG_EXTPROC = closed({
                                                          "not": {"pattern":
                                                                  "^envoy.filters.http"}}}}),
 }, ("backendRefs",))
-#: api/v1alpha1/backend_types.go (BackendSpec, FQDNEndpoint); clienttrafficpolicy_types.go,
+#: api/v1alpha1/backend_types.go (BackendSpec, FQDNEndpoint, BackendTLSSettings and its CEL
+#: rules) with the inline BackendTLSConfig of envoyproxy_types.go (clientCertificateRef) and
+#: tls_types.go (TLSSettings: versions, alpnProtocols); clienttrafficpolicy_types.go,
 #: connection_types.go (ClientConnection.bufferLimit and its pattern)
+EG_TLS_VERSION = {"enum": ["Auto", "1.0", "1.1", "1.2", "1.3"]}
+EG_BACKEND_TLS = {**closed({
+    "caCertificateRefs": {"type": "array", "maxItems": 8, "items": closed(
+        {"group": STR, "kind": STR, "name": STR}, ("group", "kind", "name"))},
+    "wellKnownCACertificates": {"enum": ["System"]}, "insecureSkipVerify": BOOL,
+    "sni": STR, "autoSNIFromEndpointHostname": BOOL,
+    "clientCertificateRef": closed({"group": STR, "kind": STR, "name": STR,
+                                    "namespace": STR}, ("name",)),
+    "minVersion": EG_TLS_VERSION, "maxVersion": EG_TLS_VERSION, "ciphers": STRS,
+    "ecdhCurves": STRS, "signatureAlgorithms": STRS, "alpnProtocols": STRS}),
+    "not": {"anyOf": [{"required": ["caCertificateRefs", "wellKnownCACertificates"]},
+                      {"required": ["sni", "autoSNIFromEndpointHostname"]}]}}
 EG_BACKEND = closed({"endpoints": {"type": "array", "minItems": 1, "items": closed({
-    "fqdn": closed({"hostname": STR, "port": INT}, ("hostname", "port"))}, ("fqdn",))}})
+    "fqdn": closed({"hostname": STR, "port": INT}, ("hostname", "port"))}, ("fqdn",))},
+    "tls": EG_BACKEND_TLS})
 #: istio/api networking/v1alpha3/envoy_filter.proto (ApplyTo, PatchContext, Operation)
 ISTIO_PATCH = closed({
     "applyTo": {"enum": ["HTTP_FILTER", "HTTP_ROUTE"]},
@@ -320,8 +341,26 @@ ISTIO_PATCH = closed({
                                             "INSERT_AFTER", "INSERT_FIRST", "REPLACE"]},
                      "value": {"type": "object"}}, ("operation", "value"))},
     ("applyTo", "match", "patch"))
+#: istio/api networking/v1alpha3/destination_rule.proto (DestinationRule, TrafficPolicy,
+#: PortTrafficPolicy, ClientTLSSettings and its TLSmode), type/v1beta1/selector.proto
+#: (WorkloadSelector, PortSelector); networking/v1 is the same message
+ISTIO_CLIENT_TLS = closed({
+    "mode": {"enum": ["DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL"]},
+    "clientCertificate": STR, "privateKey": STR, "caCertificates": STR,
+    "credentialName": STR, "subjectAltNames": STRS, "sni": STR, "insecureSkipVerify": BOOL,
+    "caCrl": STR})
+ISTIO_DESTINATION_RULE = closed({
+    "host": STR, "exportTo": STRS,
+    "workloadSelector": closed({"matchLabels": {"type": "object",
+                                                "additionalProperties": STR}}),
+    "trafficPolicy": closed({
+        "tls": ISTIO_CLIENT_TLS,
+        "portLevelSettings": {"type": "array", "items": closed({
+            "port": closed({"number": INT}, ("number",)), "tls": ISTIO_CLIENT_TLS})}})},
+    ("host",))
 #: agentgateway v1.4.1 controller/api/v1alpha1/agentgateway/agentgateway_policy_types.go
-#: (ExtProc, ProcessingOptions, BodySendMode: no Streamed; FailureMode)
+#: (ExtProc, ProcessingOptions, BodySendMode: no Streamed; FailureMode; BackendFull's
+#: BackendTLS: mtlsCertificateRef, caCertificateRefs a ConfigMap name only in v1.4.1)
 AGW_BODY = {"enum": ["None", "Buffered", "BufferedPartial", "FullDuplexStreamed"]}
 AGW_EXTPROC = closed({
     "backendRef": BACKEND_REF, "failureMode": {"enum": ["FailOpen", "FailClosed"]},
@@ -334,9 +373,29 @@ AGW_EXTPROC = closed({
     "metadataContext": {"type": "object", "maxProperties": 64, "additionalProperties": {
         "type": "object", "additionalProperties": STR}},
     "requestAttributes": {"type": "object", "additionalProperties": STR}}, ("backendRef",))
+AGW_BACKEND_TLS = {**closed({
+    "mtlsCertificateRef": {"type": "array", "maxItems": 1, "items": closed(
+        {"name": STR, "group": STR, "kind": STR}, ("name",))},
+    "caCertificateRefs": {"type": "array", "maxItems": 1, "items": closed({"name": STR},
+                                                                         ("name",))},
+    "insecureSkipVerify": {"enum": ["All", "Hostname"]}, "sni": STR,
+    "verifySubjectAltNames": {"type": "array", "minItems": 1, "maxItems": 16, "items": STR},
+    "alpnProtocols": {"type": "array", "minItems": 1, "maxItems": 16, "items": STR},
+    "keyExchangeGroups": STRS}),
+    "not": {"required": ["verifySubjectAltNames", "insecureSkipVerify"]}}
+#: the kinds an AgentgatewayPolicy may target (its targetRefs CEL rule)
+AGW_TARGET_REFS = {**TARGET_REFS, "items": {**TARGET_REFS["items"], "anyOf": [
+    {"properties": {"group": {"const": ""}, "kind": {"const": "Service"}}},
+    {"properties": {"group": {"const": "agentgateway.dev"},
+                    "kind": {"const": "AgentgatewayBackend"}}},
+    {"properties": {"group": {"const": "gateway.networking.k8s.io"},
+                    "kind": {"enum": ["Gateway", "HTTPRoute", "GRPCRoute", "ListenerSet"]}}},
+    {"properties": {"group": {"const": "inference.networking.k8s.io"},
+                    "kind": {"const": "InferencePool"}}}]}}
 #: kgateway api/v1alpha1/kgateway/ext_proc_types.go (ExtProcProvider, ProcessingMode),
 #: gateway_extensions_types.go (GatewayExtensionSpec, ExtGrpcService), backend_types.go
-#: (StaticBackend, Host), backend_config_policy_types.go (TLS), traffic_policy_types.go
+#: (StaticBackend, Host), backend_config_policy_types.go (TargetRefs' CEL rule, TLS and its
+#: AtMostOneOf trust source), traffic_policy_types.go
 KGW_BODY = {"enum": ["NONE", "STREAMED", "BUFFERED", "BUFFERED_PARTIAL",
                      "FULL_DUPLEX_STREAMED"]}
 KGW_HDR = {"enum": ["DEFAULT", "SEND", "SKIP"]}
@@ -349,6 +408,26 @@ KGW_EXTPROC = closed({
                               "requestBodyMode": KGW_BODY, "responseBodyMode": KGW_BODY,
                               "requestTrailerMode": KGW_HDR, "responseTrailerMode": KGW_HDR})},
     ("grpcService",))
+KGW_TRUST = ("secretRef", "files", "insecureSkipVerify", "wellKnownCACertificates")
+KGW_TLS = {**closed({
+    "secretRef": closed({"name": STR}, ("name",)),
+    "files": closed({"tlsCertificate": STR, "tlsKey": STR, "rootCA": STR}),
+    "wellKnownCACertificates": {"enum": ["System"]}, "insecureSkipVerify": BOOL,
+    "sni": {"type": "string", "minLength": 1}, "verifySubjectAltNames": STRS,
+    "parameters": closed({"minVersion": {"enum": ["AUTO", "1.0", "1.1", "1.2", "1.3"]},
+                          "maxVersion": {"enum": ["AUTO", "1.0", "1.1", "1.2", "1.3"]},
+                          "cipherSuites": STRS, "ecdhCurves": STRS,
+                          "signatureAlgorithms": STRS}),
+    "alpnProtocols": STRS, "allowRenegotiation": BOOL, "simpleTLS": BOOL}),
+    "not": {"anyOf": [{"required": [a, b]} for i, a in enumerate(KGW_TRUST)
+                      for b in KGW_TRUST[i + 1:]]}}
+KGW_BCP_TARGET_REFS = {**TARGET_REFS, "maxItems": 16, "items": {
+    **TARGET_REFS["items"], "anyOf": [
+        {"properties": {"group": {"const": ""}, "kind": {"const": "Service"}}},
+        {"properties": {"group": {"const": "gateway.kgateway.dev"},
+                        "kind": {"const": "Backend"}}},
+        {"properties": {"group": {"const": "networking.istio.io"},
+                        "kind": {"const": "Hostname"}}}]}}
 
 SPECS: dict[tuple[str, str], dict[str, Any]] = {
     ("gateway.envoyproxy.io/v1alpha1", "EnvoyExtensionPolicy"): closed(
@@ -363,7 +442,8 @@ SPECS: dict[tuple[str, str], dict[str, Any]] = {
         {"workloadSelector": closed({"labels": {"type": "object"}}, ("labels",)),
          "configPatches": {"type": "array", "items": ISTIO_PATCH}}, ("configPatches",)),
     ("agentgateway.dev/v1alpha1", "AgentgatewayPolicy"): closed(
-        {"targetRefs": TARGET_REFS, "traffic": closed({"extProc": AGW_EXTPROC})},
+        {"targetRefs": AGW_TARGET_REFS, "traffic": closed({"extProc": AGW_EXTPROC}),
+         "backend": closed({"tls": AGW_BACKEND_TLS})},
         ("targetRefs",)),
     ("agentgateway.dev/v1alpha1", "AgentgatewayBackend"): closed(
         {"static": closed({"host": STR, "port": INT}, ("host", "port")),
@@ -380,8 +460,8 @@ SPECS: dict[tuple[str, str], dict[str, Any]] = {
         {"static": closed({"hosts": {"type": "array", "minItems": 1, "items": closed(
             {"host": STR, "port": INT}, ("host", "port"))}}, ("hosts",))}, ("static",)),
     ("gateway.kgateway.dev/v1alpha1", "BackendConfigPolicy"): closed(
-        {"targetRefs": TARGET_REFS, "tls": closed({"sni": STR, "wellKnownCACertificates": {
-            "enum": ["System"]}})}, ("targetRefs",)),
+        {"targetRefs": KGW_BCP_TARGET_REFS, "tls": KGW_TLS}, ("targetRefs",)),
+    ("networking.istio.io/v1", "DestinationRule"): ISTIO_DESTINATION_RULE,
 }
 #: the Gateway API objects (v1, standard channel) every Gateway API overlay uses
 GATEWAY_API = {"GatewayClass", "Gateway", "HTTPRoute", "BackendTLSPolicy"}
@@ -424,6 +504,31 @@ def test_the_schema_checks_refuse_what_a_gateway_would() -> None:
         jsonschema.validate({"targetRefs": good["targetRefs"], "traffic": {"extProc": {
             "backendRef": {"name": "x"}, "processingOptions": {"requestBodyMode": "Streamed"}}}},
             agw)
+    # the client-certificate fields of the mtls components, misspelt or combined as the
+    # gateways' CRD rules refuse
+    service = [{"group": "", "kind": "Service", "name": "extproc"}]
+    for key, bad in (
+            (("gateway.envoyproxy.io/v1alpha1", "Backend"), {"tls": {
+                "clientCertificateRefs": [{"name": "s"}]}}),
+            (("gateway.envoyproxy.io/v1alpha1", "Backend"), {"tls": {
+                "wellKnownCACertificates": "System",
+                "caCertificateRefs": [{"group": "", "kind": "Secret", "name": "s"}]}}),
+            (("networking.istio.io/v1", "DestinationRule"), {"host": "h", "trafficPolicy": {
+                "tls": {"mode": "MUTAL", "credentialName": "s"}}}),
+            (("gateway.kgateway.dev/v1alpha1", "BackendConfigPolicy"), {
+                "targetRefs": service, "tls": {"secretRef": {"name": "s"},
+                                               "wellKnownCACertificates": "System"}}),
+            (("gateway.kgateway.dev/v1alpha1", "BackendConfigPolicy"), {
+                "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                                "name": "llm"}], "tls": {"sni": "h"}}),
+            (("agentgateway.dev/v1alpha1", "AgentgatewayPolicy"), {
+                "targetRefs": service, "backend": {"tls": {
+                    "mtlsCertificateRefs": [{"name": "s"}]}}}),
+            (("agentgateway.dev/v1alpha1", "AgentgatewayPolicy"), {
+                "targetRefs": service, "backend": {"tls": {
+                    "mtlsCertificateRef": [{"name": "a"}, {"name": "b"}]}}})):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, SPECS[key])
 
 
 # ---------------------------------------------------------------- per integration
@@ -651,6 +756,179 @@ def test_the_sidecar_envoy_sends_only_routes_its_server_config_has() -> None:
     assert sent and sent <= set(cfg.routes)
     with_front = envoy_config.render_dict(envoy_config.settings_for("kubernetes-sidecar"))
     assert "unified" in _route_values(with_front)
+
+
+# ---------------------------------------------------------------- mutual TLS to the server
+#
+# components/mtls/<gateway>: the server asks every caller for a client certificate from the
+# operator's CA (the replies carry the provider key it injects), and the gateway presents one.
+
+#: the Secrets the components name (docs/kubernetes.md, "Mutual TLS to the server")
+SERVER_TLS_SECRET = "extproc-tls"
+CLIENT_TLS_SECRET = "extproc-gateway-client"
+MTLS_OVERLAYS = ("envoy-gateway", "istio", "agentgateway", "kgateway")
+#: the objects each gateway's component adds to its overlay
+MTLS_ADDS = {
+    "envoy-gateway": {("Backend", "extproc-tls")},
+    "istio": {("DestinationRule", "extproc"), ("Role", "llm-ingress-credentials"),
+              ("RoleBinding", "llm-ingress-credentials")},
+    "agentgateway": {("AgentgatewayPolicy", "extproc-tls")},
+    "kgateway": {("BackendConfigPolicy", "extproc")},
+}
+TLS_DIR = "/etc/extproc-tls"
+
+
+def server_name(docs: tuple[dict[str, Any], ...]) -> str:
+    """The Service's DNS name: what each gateway checks the server's certificate for."""
+    svc = one(docs, "Service", "extproc")
+    return f"extproc.{svc['metadata']['namespace']}.svc.cluster.local"
+
+
+def grpc_port(docs: tuple[dict[str, Any], ...]) -> int:
+    svc = one(docs, "Service", "extproc")
+    return next(p["port"] for p in svc["spec"]["ports"] if p["name"] == "grpc")
+
+
+def _client_side(overlay: str, docs: tuple[dict[str, Any], ...]) -> None:
+    """The gateway object that presents the client certificate names the Secret, checks the
+    server's certificate for the Service's name, and negotiates h2 (the server's gRPC stack
+    closes a TLS connection without ALPN h2)."""
+    name, port = server_name(docs), grpc_port(docs)
+    if overlay == "envoy-gateway":
+        (ext,) = one(docs, "EnvoyExtensionPolicy")["spec"]["extProc"]
+        (ref,) = ext["backendRefs"]
+        assert ref == {"group": "gateway.envoyproxy.io", "kind": "Backend",
+                       "name": "extproc-tls", "port": port}
+        backend = one(docs, "Backend", "extproc-tls")["spec"]
+        assert backend["endpoints"] == [{"fqdn": {"hostname": name, "port": port}}]
+        tls = backend["tls"]
+        assert tls["clientCertificateRef"] == {"kind": "Secret", "name": CLIENT_TLS_SECRET}
+        assert tls["caCertificateRefs"] == [{"group": "", "kind": "Secret",
+                                             "name": CLIENT_TLS_SECRET}]
+        assert tls["sni"] == name and tls["alpnProtocols"] == ["h2"]
+        # the providers' Backends keep their own TLS (no client certificate, no ALPN h2)
+        assert all("tls" not in d["spec"] for d in of_kind(docs, "Backend")
+                   if d["metadata"]["name"] != "extproc-tls")
+    elif overlay == "istio":
+        dr = one(docs, "DestinationRule", "extproc")["spec"]
+        assert dr["host"] == name and dr["exportTo"] == ["."]
+        ingress = one(docs, "Deployment", "llm-ingress")["spec"]["template"]["metadata"]
+        assert dr["workloadSelector"]["matchLabels"].items() <= ingress["labels"].items()
+        (level,) = dr["trafficPolicy"]["portLevelSettings"]
+        assert level["port"] == {"number": port}
+        assert level["tls"] == {"mode": "MUTUAL", "credentialName": CLIENT_TLS_SECRET,
+                                "sni": name, "subjectAltNames": [name]}
+        # Istio offers ALPN h2 itself on an HTTP/2 cluster: the port must stay grpc
+        svc_port = next(p for p in one(docs, "Service", "extproc")["spec"]["ports"]
+                        if p["port"] == port)
+        assert svc_port["appProtocol"] == "grpc"
+        (flt,) = [p for p in one(docs, "EnvoyFilter")["spec"]["configPatches"]
+                  if p["applyTo"] == "HTTP_FILTER"]
+        assert flt["patch"]["value"]["typed_config"]["grpc_service"]["envoy_grpc"][
+            "cluster_name"] == f"outbound|{port}||{name}"
+        # istiod serves a credentialName only to a gateway whose service account may list
+        # the namespace's Secrets (a SubjectAccessReview for `list secrets`)
+        sa = one(docs, "Deployment", "llm-ingress")["spec"]["template"]["spec"][
+            "serviceAccountName"]
+        binding = one(docs, "RoleBinding", "llm-ingress-credentials")
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa,
+                                        "namespace": "llm-gateway"}]
+        role = one(docs, "Role", binding["roleRef"]["name"])
+        assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets"],
+                                  "verbs": ["list"]}]
+    elif overlay == "kgateway":
+        bcp = one(docs, "BackendConfigPolicy", "extproc")["spec"]
+        ext = one(docs, "GatewayExtension")["spec"]["extProc"]
+        assert bcp["targetRefs"] == [{"group": "", "kind": "Service",
+                                      "name": ext["grpcService"]["backendRef"]["name"]}]
+        assert bcp["tls"] == {"secretRef": {"name": CLIENT_TLS_SECRET}, "sni": name,
+                              "verifySubjectAltNames": [name], "alpnProtocols": ["h2"]}
+    elif overlay == "agentgateway":
+        policy = one(docs, "AgentgatewayPolicy", "extproc-tls")["spec"]
+        called = {d["spec"]["traffic"]["extProc"]["backendRef"]["name"]
+                  for d in of_kind(docs, "AgentgatewayPolicy") if "traffic" in d["spec"]}
+        assert policy["targetRefs"] == [{"group": "", "kind": "Service",
+                                         "name": called.pop()}] and not called
+        assert policy["backend"]["tls"] == {
+            "mtlsCertificateRef": [{"name": CLIENT_TLS_SECRET}], "sni": name,
+            "verifySubjectAltNames": [name], "alpnProtocols": ["h2"]}
+    else:
+        raise AssertionError(overlay)
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", MTLS_OVERLAYS)
+def test_the_mtls_component_secures_the_grpc_port(overlay: str, tmp_path: Path) -> None:
+    """As documented: `components: [../../components/mtls/<gateway>]` added to the overlay."""
+    import kubernetes_validate
+    from yamllint import linter
+    from yamllint.config import YamlLintConfig
+    text, docs = render_with_components(overlay, [f"../../components/mtls/{overlay}"],
+                                        tmp_path)
+    conf = YamlLintConfig("extends: default\nrules: {line-length: disable, "
+                          "indentation: {indent-sequences: whatever}, "
+                          "document-start: disable}\n")
+    assert [str(p) for p in linter.run(text, conf)] == []
+    assert {d["metadata"].get("namespace") for d in docs
+            if d["kind"] not in ("Namespace", "GatewayClass")} == {"llm-gateway"}
+    for d in docs:
+        if d["kind"] in CORE_KINDS:
+            kubernetes_validate.validate(d, K8S_VERSION, strict=True)
+        elif (d["apiVersion"], d["kind"]) in SPECS:
+            jsonschema.validate(d["spec"], SPECS[(d["apiVersion"], d["kind"])])
+    # the server: the three flags on files of the mounted Secret, a directory mount
+    spec = dict(pod_specs(docs))["extproc"]
+    c = extproc_container(spec)
+    assert c["args"][-3:] == [f"--tls-cert={TLS_DIR}/tls.crt",
+                              f"--tls-key={TLS_DIR}/tls.key",
+                              f"--tls-client-ca={TLS_DIR}/ca.crt"]
+    assert not any(a.startswith(("--unix", "--tls")) for a in c["args"][:-3])
+    (mount,) = [m for m in c["volumeMounts"] if m["mountPath"] == TLS_DIR]
+    assert mount["readOnly"] is True and "subPath" not in mount
+    (vol,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    assert vol["secret"]["secretName"] == SERVER_TLS_SECRET and "items" not in vol["secret"]
+    assert vol["secret"]["defaultMode"] == 0o440                  # group-readable: fsGroup
+    # the kubelet cannot speak gRPC over mutual TLS: /healthz on the admin port instead,
+    # the base's timings kept
+    base = extproc_container(dict(pod_specs(rendered("base")))["extproc"])
+    assert "metrics" in {p["name"] for p in c["ports"]}
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert c[probe] == {**{k: v for k, v in base[probe].items() if k != "grpc"},
+                            "httpGet": {"path": "/healthz", "port": "metrics"}}
+    names = [x["name"] for x in spec.get("initContainers", []) + spec["containers"]]
+    assert names == ["extproc"]
+    _client_side(overlay, docs)
+    # nothing else changed: the same objects as the overlay without the component, but for
+    # the gateway objects the component adds
+    plain = {(d["kind"], d["metadata"]["name"]) for d in rendered(f"overlays/{overlay}")}
+    mine = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    assert plain <= mine and mine - plain == MTLS_ADDS[overlay]
+
+
+@needs_kubectl
+def test_the_mtls_components_and_secrets_are_documented() -> None:
+    docs = (ROOT / "docs/kubernetes.md").read_text()
+    for o in MTLS_OVERLAYS:
+        assert f"components: [../../components/mtls/{o}]" in docs
+        assert f"../../components/mtls/{o}" in (K8S / f"components/mtls/{o}/kustomization.yaml"
+                                                 ).read_text()
+    for secret in (SERVER_TLS_SECRET, CLIENT_TLS_SECRET):
+        assert secret in docs
+    for key in ("tls.crt", "tls.key", "ca.crt"):
+        assert key in docs
+    assert server_name(rendered("base")) in docs
+    # the cert-manager example writes the two Secrets, the server's for the Service's name
+    section = docs[docs.index("## Mutual TLS to the server"):docs.index("## Known gaps")]
+    (block,) = [b.split("```")[0] for b in section.split("```yaml\n")[1:]]
+    certs = {d["spec"]["secretName"]: d["spec"] for d in yaml.safe_load_all(block)
+             if d["kind"] == "Certificate"}
+    assert {SERVER_TLS_SECRET, CLIENT_TLS_SECRET} <= set(certs)
+    assert certs[SERVER_TLS_SECRET]["dnsNames"] == [server_name(rendered("base"))]
+    assert "server auth" in certs[SERVER_TLS_SECRET]["usages"]
+    assert "client auth" in certs[CLIENT_TLS_SECRET]["usages"]
+    # the sidecar needs none: its server listens on a unix socket inside the pod
+    assert not (K8S / "components/mtls/sidecar").exists()
+    assert "sidecar" in docs[docs.index("## Mutual TLS to the server"):]
 
 
 def test_every_overlay_is_documented() -> None:
