@@ -312,6 +312,12 @@ class Exchange(RequestBody):
         return ()
 
     async def _on_response_body(self, b: pb.HttpBody) -> Sequence[Reply]:
+        if self.response_mode == P.BUFFERED_PARTIAL and not b.end_of_stream \
+                and self._transforms:
+            # the part Envoy buffered, the rest going to the client unseen (a mesh's
+            # BufferedPartial): no guard may read a part as the whole, so it is refused
+            raise Reject(502, "the reply exceeds what the gateway's Envoy buffers for the "
+                         "policies to read", details="extproc_reply_too_large")
         replies = self.response_chunk(b)  # None only when a transform calls out
         if replies is not None:
             return replies

@@ -171,3 +171,29 @@ async def test_a_partly_buffered_body_is_refused_not_read_as_whole() -> None:
             assert reply.WhichOneof("response") == "request_body"
         else:
             assert reply.immediate_response.status.code == status
+
+
+@pytest.mark.parametrize("streamed", [True, False])
+async def test_a_partly_buffered_reply_is_refused_not_read_as_whole(streamed: bool) -> None:
+    """Found by the protocol audit: with a mesh's BufferedPartial for replies, Envoy sends the
+    part of a reply it buffered (end_of_stream false) and the rest to the client unseen;
+    reading the part as the whole let an address late in the reply out in clear. Refused
+    (502) before the headers go out; a reply that fits, whole, is read and masked."""
+    ctype = "text/event-stream" if streamed else "application/json"
+    if streamed:
+        head = b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m",' \
+               b'"choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}\n\n'
+    else:
+        head = json.dumps({"id": "c", "object": "chat.completion", "created": 1,
+                           "model": "m", "choices": [{"index": 0, "finish_reason": "stop",
+                           "message": {"role": "assistant", "content": f"mail {EMAIL}"}}],
+                           "usage": {"prompt_tokens": 1, "completion_tokens": 2,
+                                     "total_tokens": 3}}).encode()
+    ex, _ = await start(P.BUFFERED_PARTIAL, **{"content-type": ctype})
+    status, doc = refused(await send(ex, response_body(head, False)))
+    assert status == 502 and "buffers" in doc["error"]["message"]
+    if not streamed:
+        ex, _ = await start(P.BUFFERED_PARTIAL, **{"content-type": ctype})
+        (reply,) = await send(ex, response_body(head, True))
+        assert reply.WhichOneof("response") == "response_body"
+        assert EMAIL.encode() not in reply.response_body.response.body_mutation.body
