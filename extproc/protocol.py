@@ -180,9 +180,12 @@ def streamed_reply(response: bool, body: bytes, end_of_stream: bool) -> bytes:
 
 
 #: serialised headers replies by everything they say (bounded; cleared when full): the
-#: same identity's headers and metadata on every request of an authenticated client
+#: same identity's headers and metadata on every request of an authenticated client. Only
+#: small replies are kept: one that carries a client's long path (rewritten to its canonical
+#: form) is not worth keeping, and 4096 of them would let clients fill the memory
 _HEADERS_REPLIES: dict[tuple[Any, ...], bytes] = {}
 MEMO_SIZE = 4096
+MEMO_MAX_BYTES = 2048
 
 
 def headers_reply(response: bool, sets: Mapping[str, str], removes: Sequence[str],
@@ -207,6 +210,8 @@ def headers_reply(response: bool, sets: Mapping[str, str], removes: Sequence[str
     if metadata:
         fill_metadata(msg.dynamic_metadata, metadata)
     data = msg.SerializeToString()
+    if len(data) > MEMO_MAX_BYTES:
+        return data
     if len(_HEADERS_REPLIES) >= MEMO_SIZE:
         _HEADERS_REPLIES.clear()
     _HEADERS_REPLIES[key] = data

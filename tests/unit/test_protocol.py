@@ -207,3 +207,18 @@ def test_a_lone_surrogate_is_written_as_its_escape_never_raised() -> None:
     assert ours["list"].list_value.values[0].string_value == "\\ud800"
     m = P.header_mutation({"x-model": "gpt\ud800", "x-raw": "caf\udce9"})
     assert [h.header.raw_value for h in m.set_headers] == [b"gpt\\ud800", b"caf\xe9"]
+
+
+def test_large_headers_replies_are_not_memoised() -> None:
+    """Found by the protocol audit: each memoised reply kept the client's rewritten path, so
+    4096 requests with 90 KB paths held about 750 MB. Small replies are still memoised."""
+    P._HEADERS_REPLIES.clear()
+    small = P.headers_reply(False, {"authorization": "Bearer k"}, (), {}, None)
+    assert P.headers_reply(False, {"authorization": "Bearer k"}, (), {}, None) is small
+    assert len(P._HEADERS_REPLIES) == 1
+    for i in range(50):
+        path = "/v1/chat/completions?" + "a" * 90_000 + str(i)
+        data = P.headers_reply(False, {":path": path}, (), {}, None)
+        assert path.encode() in data
+    assert len(P._HEADERS_REPLIES) == 1
+    assert sum(len(v) for v in P._HEADERS_REPLIES.values()) <= P.MEMO_MAX_BYTES
