@@ -58,9 +58,15 @@ def route_config(c: Checker, raw: Any, path: str, auth: AuthSettings, limits: Li
     envoy_names = _envoy_route_names(c, d.get("envoy_route_names"),
                                      join(path, "envoy_route_names"))
     match = _match(c, d["match"], join(path, "match")) if "match" in d else None
+    anonymous = d.get("auth") == "none"   # anonymous clients, said on purpose
     route_auth = parse_route_auth(c, d["auth"], join(path, "auth"), auth) \
-        if "auth" in d else None
+        if "auth" in d and not anonymous else None
     credentials = _credentials(c, d, path, provider, served, base)
+    if credentials and "auth" not in d:
+        c.error(path, "injects the operator's provider credential (upstream_credential) but "
+                "authenticates no client: anyone who reaches the gateway would use it; add "
+                "auth: (JWT providers and/or API keys), or auth: none to serve anonymous "
+                "clients on purpose")
     route_guard = route_guards(c, d["guards"], join(path, "guards"), guards) \
         if "guards" in d else ()
     plugins = [p for i, item in enumerate(c.sequence(d.get("plugins"), join(path, "plugins")))

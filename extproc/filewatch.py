@@ -100,6 +100,7 @@ class Watch:
     def __init__(self, config_path: str, loaded: State | None = None) -> None:
         self.config_path = os.path.abspath(config_path)
         self._last: State = {}
+        self._seen: State | None = None   # a changed state seen once, not yet reported
         self.loaded(loaded if loaded is not None else state([self.config_path]))
 
     @property
@@ -117,6 +118,25 @@ class Watch:
         """A load was refused: go on watching what the running config read, and also what
         the refused load tried to read (a file it missed may appear), as `noted` found it."""
         self._last = {**self._last, **noted}
+
+    def poll_settled(self) -> list[str]:
+        """`poll()`, but a change is reported only once the files have stayed as they are
+        for one more look: a file being written in place (`cat > file`, `scp`, an editor
+        that does not rename) is not read half-done, when a cut at a line end could be a
+        valid config that has lost a route's guards or limits. Replacing a file by a rename
+        (what Kubernetes does) is still safest: a writer that pauses longer than a look
+        is not told apart from a finished one."""
+        if file_id(self.config_path) is None:
+            return []
+        now = state(self.paths)
+        if now == self._last:
+            self._seen = None
+            return []
+        if now != self._seen:
+            self._seen = now
+            return []
+        self._seen = None
+        return self.poll()
 
     def poll(self) -> list[str]:
         """The paths that changed since the last look (each change is reported once); none

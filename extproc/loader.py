@@ -38,11 +38,48 @@ def load(path: str | Path) -> Config:
     except OSError as exc:
         raise ConfigError([f"<file>: cannot read {path}: {exc.strerror}"]) from exc
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:   # PyYAML names a string it parsed "<unicode string>"
         where = str(exc).replace('"<unicode string>"', f'"{path}"')
         raise ConfigError([f"<file>: not valid YAML: {where}"]) from exc
     return parse(data, source=str(path))
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the
+    last copy without a word, so a second `guards:` in a route would silently replace the
+    first). Keys brought in by a merge (`<<: *anchor`) may still be overridden."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> Any:
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"found the key {key!r} twice (first on line "
+                    f"{seen[key].line + 1}); one of them would be silently ignored",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def _no_nulls(c: Checker, value: Any, path: str) -> None:
+    """Refuse a key written with no value (`audiences:`, `guards:`): a template variable that
+    rendered empty or an anchor that went away reads as null, which would switch a check off
+    as if the key were an empty list or absent. Say [] or remove the key."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if item is None:
+                c.error(join(path, str(key)), "has no value: give one ([] for an empty "
+                        "list), or remove the key")
+            else:
+                _no_nulls(c, item, join(path, str(key)))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _no_nulls(c, item, f"{path}[{i}]")
 
 
 def parse(data: Any, source: str = "<memory>") -> Config:
@@ -50,6 +87,7 @@ def parse(data: Any, source: str = "<memory>") -> Config:
     c = Checker()
     if isinstance(data, dict):  # top-level x-* keys hold YAML anchors (as in docker compose)
         data = {k: v for k, v in data.items() if not str(k).startswith("x-")}
+    _no_nulls(c, data, "")
     top = c.mapping(data, "", ("server", "auth", "limits", "guards", "routes",
                                "default_route", "routing", "prices", "spend"))
     server = _server(c, top.get("server"))

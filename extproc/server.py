@@ -192,11 +192,13 @@ def _reload(processor: Processor, path: str, watch: filewatch.Watch | None = Non
 async def _watch(processor: Processor, path: str, watch: filewatch.Watch,
                  interval: float = 1.0) -> None:
     """Reload when a file the running config was read from changes: the config file, a JWKS
-    or secret file it names, a Kubernetes volume's `..data` swap (see `filewatch`). A file
-    caught half-written is refused, then retried when it changes again."""
+    or secret file it names, a Kubernetes volume's `..data` swap (see `filewatch`), once the
+    files have stayed unchanged for one more look (`poll_settled`: a file being written is
+    not read half-done). A file that does not load is refused, then retried when it
+    changes again."""
     while True:
         await asyncio.sleep(interval)
-        changed = watch.poll()
+        changed = watch.poll_settled()
         if changed:
             log.info("config changed (%s): reloading", ", ".join(changed))
             _reload(processor, path, watch)

@@ -289,3 +289,25 @@ def test_a_secret_read_that_races_the_swap_keeps_the_last_good_value(
     vol.update({"openai": "sk-cccc"})
     mono[0] += 1
     assert s.value() == "sk-cccc"
+
+
+def test_a_change_is_reported_settled_only_once_the_files_stay_as_they_are(
+        tmp_path: Path) -> None:
+    """What the server's watcher reloads from: a file caught while it is written in place is
+    not read until it has stayed the same for one more look (a cut at a line end can be a
+    valid config that has lost a route's guards)."""
+    f = tmp_path / "gateway.yaml"
+    f.write_text("a: 1\n")
+    watch = loaded_watch(f)
+    assert watch.poll_settled() == []
+    with f.open("a") as w:
+        w.write("b: 2\n")          # the writer has begun...
+    assert watch.poll_settled() == []
+    with f.open("a") as w:
+        w.write("c: 3\n")          # ... and goes on: still not settled
+    assert watch.poll_settled() == []
+    assert watch.poll_settled() == [str(f)]     # the same as the last look: reported
+    assert watch.poll_settled() == []           # once
+    f.write_text("d: 4\n")
+    assert watch.poll_settled() == []
+    assert watch.poll_settled() == [str(f)]
