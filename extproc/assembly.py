@@ -62,7 +62,7 @@ def route_config(c: Checker, raw: Any, path: str, auth: AuthSettings, limits: Li
     route_auth = parse_route_auth(c, d["auth"], join(path, "auth"), auth) \
         if "auth" in d and not anonymous else None
     credentials = _credentials(c, d, path, provider, served, base)
-    if credentials and "auth" not in d:
+    if (credentials or (front is not None and front.credentials)) and "auth" not in d:
         c.error(path, "injects the operator's provider credential (upstream_credential) but "
                 "authenticates no client: anyone who reaches the gateway would use it; add "
                 "auth: (JWT providers and/or API keys), or auth: none to serve anonymous "

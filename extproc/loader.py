@@ -66,20 +66,21 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _no_nulls(c: Checker, value: Any, path: str) -> None:
-    """Refuse a key written with no value (`audiences:`, `guards:`): a template variable that
-    rendered empty or an anchor that went away reads as null, which would switch a check off
-    as if the key were an empty list or absent. Say [] or remove the key."""
+def _nulls(value: Any, path: str, out: list[str]) -> list[str]:
+    """The paths of keys written with no value (`audiences:`, `guards:`). A template variable
+    that rendered empty or an anchor that went away reads as null, which would switch a
+    check off as if the key were an empty list or absent: refused (`parse`), unless a
+    check of that key already says what is wrong."""
     if isinstance(value, dict):
         for key, item in value.items():
             if item is None:
-                c.error(join(path, str(key)), "has no value: give one ([] for an empty "
-                        "list), or remove the key")
+                out.append(join(path, str(key)))
             else:
-                _no_nulls(c, item, join(path, str(key)))
+                _nulls(item, join(path, str(key)), out)
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            _no_nulls(c, item, f"{path}[{i}]")
+            _nulls(item, join(path, i), out)
+    return out
 
 
 def parse(data: Any, source: str = "<memory>") -> Config:
@@ -87,7 +88,7 @@ def parse(data: Any, source: str = "<memory>") -> Config:
     c = Checker()
     if isinstance(data, dict):  # top-level x-* keys hold YAML anchors (as in docker compose)
         data = {k: v for k, v in data.items() if not str(k).startswith("x-")}
-    _no_nulls(c, data, "")
+    nulls = _nulls(data, "", [])
     top = c.mapping(data, "", ("server", "auth", "limits", "guards", "routes",
                                "default_route", "routing", "prices", "spend"))
     server = _server(c, top.get("server"))
@@ -116,6 +117,9 @@ def parse(data: Any, source: str = "<memory>") -> Config:
     default = c.string(top, "default_route", "")
     if default is not None and default not in declared:
         c.error("default_route", f"names no route: {default!r}")
+    for path in nulls:
+        if not any(e.startswith(path + ":") for e in c.errors):
+            c.error(path, "has no value: give one ([] for an empty list), or remove the key")
     c.raise_if_any()
     return Config(server=server, routes=routes, default_route=default,
                   unmatched_status=unmatched, source=source)

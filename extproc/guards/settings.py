@@ -138,6 +138,9 @@ def _guard(c: Checker, name: str, raw: Any, path: str) -> Guard | None:
                 c.error(join(join(path, "apply_to"), i), f"expected request or response, "
                         f"got {item!r}")
         apply_to = frozenset(i for i in items if i in DIRECTIONS)
+        if not items and d.get("apply_to") is not None:
+            c.error(join(path, "apply_to"), "is empty: the guard would check nothing "
+                    "(request, response, or both; remove it for both)")
     allow_unread = _allow_unread(c, d, path)
     if not detectors and "webhook" not in d and len(c.errors) == before:
         c.error(path, "detects nothing: name detectors, patterns and/or deny words, "
@@ -209,6 +212,9 @@ def _roles(c: Checker, d: Mapping[str, Any], path: str) -> frozenset[str]:
         if r not in ROLES:
             c.error(join(join(path, "roles"), i), f"unknown role {r!r} (one of: "
                     f"{', '.join(ROLES)})")
+    if not roles and d.get("roles") is not None:
+        c.error(join(path, "roles"), "is empty: the guard would read no prompt text "
+                "(remove it for every role)")
     return frozenset(r for r in roles if r in ROLES)
 
 

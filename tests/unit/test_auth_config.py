@@ -173,11 +173,27 @@ async def test_configured_policy_accepts_what_it_should(conf_dir: Path) -> None:
 
 
 def test_route_with_only_upstream_credential(conf_dir: Path) -> None:
-    data = {"routes": [{"name": "a", "provider": "azure",
-                        "upstream_credential": {"file": "secrets/openai.key"}}]}
-    p = auth_policy(parse(data, conf_dir), "a")
+    """Anonymous clients on a route that injects the provider key: only when said (auth:
+    none); left out, auth: would make the route an open proxy to the operator's account."""
+    route = {"name": "a", "provider": "azure",
+             "upstream_credential": {"file": "secrets/openai.key"}}
+    p = auth_policy(parse({"routes": [{**route, "auth": "none"}]}, conf_dir), "a")
     assert p.auth is None
     assert p.credential is not None and p.credential.headers() == {"api-key": "sk-from-file"}
+    with pytest.raises(ConfigError) as info:
+        parse({"routes": [route]}, conf_dir)
+    assert info.value.errors == [
+        "routes[0]: injects the operator's provider credential (upstream_credential) but "
+        "authenticates no client: anyone who reaches the gateway would use it; add auth: "
+        "(JWT providers and/or API keys), or auth: none to serve anonymous clients on "
+        "purpose"]
+    front = {"name": "f", "provider": "openai-compatible",
+             "backends": {"openai": {"upstream_credential": {"file": "secrets/openai.key"}}},
+             "models": [{"model": "gpt-*", "backend": "openai"}]}
+    with pytest.raises(ConfigError) as info:
+        parse({"routes": [front]}, conf_dir)
+    assert "authenticates no client" in info.value.errors[0]
+    assert parse({"routes": [{**front, "auth": "none"}]}, conf_dir).routes["f"]
 
 
 def test_route_without_auth_has_no_authenticate_policy(conf_dir: Path) -> None:

@@ -515,3 +515,69 @@ def test_passthrough_entries_are_validated() -> None:
     for where in ("passthrough[0].path", "passthrough[1].path", "passthrough[2].methods",
                   "passthrough[3].path", "passthrough[4]"):
         assert where in text, text
+
+
+# --- keys with no value, and keys given twice --------------------------------------------
+
+@pytest.mark.parametrize(("where", "doc"), [
+    ("auth.jwt_providers.idp.audiences",
+     {"auth": {"jwt_providers": {"idp": {"issuer": "https://idp/", "audiences": None,
+                                         "jwks": {"file": "/dev/null"}}}}}),
+    ("guards.pii.roles", {"guards": {"pii": {"detectors": ["email"], "roles": None}}}),
+    ("guards.pii.apply_to", {"guards": {"pii": {"detectors": ["email"], "apply_to": None}}}),
+    ("routes[0].guards", {"routes": [{"name": "r", "provider": "openai", "guards": None}]}),
+    ("routes[0].rate_limits", {"routes": [{"name": "r", "provider": "openai",
+                                           "rate_limits": None}]}),
+])
+def test_a_key_with_no_value_is_refused_not_read_as_empty(where: str, doc: dict[str, Any]
+                                                          ) -> None:
+    """Found by the config audit: a key left blank (a template variable that rendered
+    empty) read as an empty list or as absent, and switched its check off: `audiences:`
+    accepted every token of the issuer, `roles:` masked no prompt, a route's `guards:` or
+    `rate_limits:` left it unguarded or unlimited."""
+    doc = {"routes": [{"name": "r", "provider": "openai"}], **doc}
+    errors = errors_of(doc)
+    assert f"{where}: has no value: give one ([] for an empty list), or remove the key" \
+        in errors, errors
+
+
+@pytest.mark.parametrize("key", ["roles", "apply_to"])
+def test_a_guard_told_to_read_nothing_is_refused(key: str) -> None:
+    errors = errors_of({"guards": {"pii": {"detectors": ["email"], key: []}},
+                        "routes": [{"name": "r", "provider": "openai", "guards": ["pii"]}]})
+    assert errors[0].startswith(f"guards.pii.{key}: is empty"), errors
+
+
+def test_a_key_with_no_value_that_a_check_already_names_is_said_once() -> None:
+    errors = errors_of({"routes": [{"name": "r", "provider": None}]})
+    assert len(errors) == 1 and errors[0].startswith("routes[0].provider:"), errors
+
+
+def test_a_key_given_twice_is_refused(tmp_path: Path) -> None:
+    """PyYAML keeps the last copy of a repeated key without a word: a second `guards:` in a
+    route removed its masking. Refused, naming both lines; a key a merge brings in may
+    still be overridden."""
+    f = tmp_path / "gateway.yaml"
+    f.write_text(textwrap.dedent("""\
+        guards:
+          pii: {detectors: [email]}
+        routes:
+          - name: r
+            provider: openai
+            guards: [pii]
+            guards: []
+    """))
+    with pytest.raises(ConfigError) as info:
+        loader.load(f)
+    (error,) = info.value.errors
+    assert "found the key 'guards' twice (first on line 6)" in error
+    f.write_text(textwrap.dedent("""\
+        guards:
+          pii: {detectors: [email]}
+        x-route: &route {provider: openai, guards: [pii]}
+        routes:
+          - <<: *route
+            name: r
+            guards: []
+    """))
+    assert loader.load(f).routes["r"]

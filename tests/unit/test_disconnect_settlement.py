@@ -57,7 +57,7 @@ def _case(name: str, ask: int) -> tuple[dict[str, Any], str, dict[str, Any], lis
         frames = frames[:next(i for i, f in enumerate(frames) if b'"index":1' in f)]
         return {"provider": "anthropic"}, "/v1/messages", messages, frames
     if name == "unified_reasoning":
-        route = {"provider": "openai-compatible",
+        route = {"provider": "openai-compatible", "auth": "none",
                  "backends": {"anthropic": {"upstream_credential": {"env": "FAKE_KEY"}}},
                  "models": [{"model": "claude-*", "backend": "anthropic"}]}
         frames = m_anthropic.build_stream(messages, REPLY, "thinking")

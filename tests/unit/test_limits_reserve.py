@@ -195,7 +195,7 @@ def test_every_backend_says_what_its_request_may_generate(provider: str) -> None
 def _front(limit: int = 100_000) -> dict[str, Any]:
     os.environ.setdefault("EXTPROC_TEST_FRONT_KEY", "k")
     credential = {"upstream_credential": {"env": "EXTPROC_TEST_FRONT_KEY"}}
-    return {"provider": "openai-compatible",
+    return {"provider": "openai-compatible", "auth": "none",
             "backends": {"anthropic": credential, "gemini": credential},
             "models": [{"model": "claude-*", "backend": "anthropic"},
                        {"model": "gemini-*", "backend": "gemini"}],
