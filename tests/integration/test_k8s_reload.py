@@ -31,7 +31,7 @@ def config(placeholder: str, key_file: Path) -> str:
     return yaml.safe_dump({
         "server": {"max_request_body_bytes": 1048576, "grace_period_s": 5},
         "guards": {"pii": {"detectors": ["email"], "placeholders": {"email": placeholder}}},
-        "routes": [{"name": "k8s", "provider": "openai", "guards": ["pii"],
+        "routes": [{"name": "k8s", "provider": "openai", "guards": ["pii"], "auth": "none",
                     "upstream_credential": {"file": str(key_file)}}]})
 
 

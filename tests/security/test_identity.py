@@ -58,7 +58,7 @@ def _config(tmp: Path) -> dict[str, Any]:
              "upstream_credential": {"file": "secrets/openai.key"}, "rate_limits": per_user},
             {"name": "id-gemini", "provider": "gemini", "auth": client,
              "upstream_credential": {"file": "secrets/gemini.key"}},
-            {"name": "id-gemini-open", "provider": "gemini",
+            {"name": "id-gemini-open", "provider": "gemini", "auth": "none",
              "upstream_credential": {"file": "secrets/gemini.key"}},
             {"name": "id-short", "provider": "openai", "auth": {"jwt": ["short"]},
              "upstream_credential": {"file": "secrets/openai.key"}},
