@@ -3,11 +3,14 @@ and debts. Sans-IO: plain functions of (stored state, now); the stores keep the 
 
 A window allows `limit` units per `period_s`, with a burst of the whole limit. Its state is
 one number, the theoretical arrival time (TAT): the time at which the window will be full
-again. A cost `n` moves the TAT forward by `n * period_s / limit`; it fits while the TAT stays
-within one period of now. An admission over several windows (a per-minute and a per-day
-budget, requests and tokens of the same key) is all-or-nothing: either every window takes its
-cost or none does. Settling moves a TAT by a signed amount: a refund never lends more than a
-full window, a charge may go past the period (a debt that later requests wait out).
+again. Being a time, it is named by the window's kind and period alone: when a reload
+changes the limit, the share of the window used so far carries over (80% of 10 requests
+used is 80% of a new limit of 5). A cost `n` moves the TAT forward by
+`n * period_s / limit`; it fits while the TAT stays within one period of now. An admission
+over several windows (a per-minute and a per-day budget, requests and tokens of the same
+key) is all-or-nothing: either every window takes its cost or none does. Settling moves a
+TAT by a signed amount: a refund never lends more than a full window, a charge may go past
+the period (a debt that later requests wait out).
 
 The Redis backend runs the same arithmetic in a Lua script (`redis_store.py`); the tests hold
 the two to the same results.
@@ -39,10 +42,12 @@ class Window:
         interval = self.period_s / self.limit
         object.__setattr__(self, "interval", interval)
         object.__setattr__(self, "slack", max(1e-9, 1e-4 * interval))
-        # requests keep the suffix they always had (stored state stays valid); tokens and
-        # spend name their unit, so no two kinds of window share state
+        # named by kind and period, not by limit: the state is a time, so a changed limit
+        # carries the share of the window already used (lowering a limit or a budget by a
+        # reload never hands every key a fresh one); tokens and spend name their unit, so
+        # no two kinds of window share state
         unit = f"{self.unit}:" if self.unit else ""
-        object.__setattr__(self, "suffix", f"|{unit}{self.limit}/{float(self.period_s)!r}")
+        object.__setattr__(self, "suffix", f"|{unit}per/{float(self.period_s)!r}")
 
 
 class WindowState(NamedTuple):

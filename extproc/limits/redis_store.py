@@ -140,9 +140,10 @@ class RedisStore:
         return self._keys(_tag(key), windows)
 
     def _keys(self, tag: str, windows: Sequence[Window]) -> list[str]:
-        # requests and tokens keep the names they always had; a spend window's has its unit
+        # by kind and period, not limit (`gcra.Window.suffix`): a changed limit carries the
+        # share of the window used
         return [f"{self.prefix}{{{tag}}}:{w.unit + ':' if w.unit else ''}"
-                f"{w.limit}/{w.period_s:.17g}" for w in windows]
+                f"per/{w.period_s:.17g}" for w in windows]
 
     def label_key(self, key: str) -> str:
         return f"{self.prefix}{{{_tag(key)}}}:label"

@@ -75,7 +75,10 @@ class LimitsSettings:
 
     def store(self) -> Store:
         if self._store is None:
-            key = (self.backend, self.redis_url, self.timeout_ms)
+            # memory: one store whatever the Redis settings say, so a reload that changes
+            # only them keeps every budget spent
+            key = (self.backend, self.redis_url, self.timeout_ms) \
+                if self.backend == "redis" else ("memory",)
             if key not in _STORES:
                 if self.backend == "redis":
                     from .redis_store import RedisStore
@@ -127,17 +130,31 @@ def parse_limits(c: Checker, raw: Any) -> LimitsSettings:
                                   "default_max_tokens", "chars_per_token"))
     backend = c.choice(d, "backend", "limits", ("memory", "redis"), "memory", what="backend")
     url = c.string(d, "redis_url", "limits", "redis://127.0.0.1:6379/0")
+    env = os.environ.get("EXTPROC_LIMITS_REDIS_URL")
+    if env is not None:   # set: the Redis backend at that URL, whatever the file says
+        if not env.strip():
+            c.error("EXTPROC_LIMITS_REDIS_URL", "is set but empty (a Secret key with no "
+                    "value?): unset it for the file's backend, or give a Redis URL")
+        backend, url, where = "redis", env.strip(), "EXTPROC_LIMITS_REDIS_URL"
+    else:
+        where = "limits.redis_url"
     if url and not url.startswith(("redis://", "rediss://", "unix://")):
-        c.error("limits.redis_url", f"expected redis://, rediss:// or unix://, got {url!r}")
+        c.error(where, f"expected redis://, rediss:// or unix://, got {_shown(url)!r}")
     timeout = c.number(d, "timeout_ms", "limits", 50.0, minimum=1)
     mode = c.choice(d, "on_backend_error", "limits", ("allow", "deny"), "allow")
     default_max = c.number(d, "default_max_tokens", "limits", 1024, minimum=1, integer=True)
     cpt = c.number(d, "chars_per_token", "limits", 4.0, minimum=0.5)
-    if os.environ.get("EXTPROC_LIMITS_REDIS_URL"):
-        backend, url = "redis", os.environ["EXTPROC_LIMITS_REDIS_URL"]
     return LimitsSettings(backend=backend or "memory", redis_url=url or "",
                           timeout_ms=float(timeout), fail_open=mode != "deny",
                           default_max_tokens=int(default_max), chars_per_token=float(cpt))
+
+
+def _shown(url: str) -> str:
+    """A URL as an error may show it: no password (`redis://:secret@host`)."""
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest:
+        return f"{scheme}://***@{rest.rpartition('@')[2]}"
+    return url if "@" not in url else "***@" + url.rpartition("@")[2]
 
 
 #: headers no limit may key on (`parse_route_limits`)
@@ -165,6 +182,10 @@ def _windows(c: Checker, d: Mapping[str, Any], key: str, path: str) -> tuple[Win
         elif limit is not None:
             # each kind its own state: a tokens window of the same numbers as a requests
             # window once shared it, and a request's token refund gave the request back
+            if any(o.period_s == period for o in out):
+                c.error(join(where, "per"), "another window of this list has the same "
+                        "period: only the smaller limit would count; keep one")
+                continue
             out.append(Window(limit, period, _WINDOW_UNITS[key]))
     return tuple(out)
 

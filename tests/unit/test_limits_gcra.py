@@ -314,7 +314,7 @@ def test_when_several_windows_deny_the_wait_is_the_longest(order: int) -> None:
 
 def test_requests_and_tokens_of_one_key_are_all_or_nothing() -> None:
     store, _ = new_store()
-    w = [Window(3, MINUTE), Window(1000, MINUTE)]   # requests, tokens
+    w = [Window(3, MINUTE), Window(1000, MINUTE, "tokens")]   # requests, tokens
     assert admit(store, "k", w, [1, 400]).allowed
     assert admit(store, "k", w, [1, 400]).allowed
     out = admit(store, "k", w, [1, 400])        # tokens say no: the request is not counted
@@ -677,7 +677,7 @@ async def test_a_zero_delta_changes_and_stores_nothing() -> None:
 
 async def test_settle_moves_each_window_by_its_own_delta() -> None:
     store, _ = new_store()
-    w = [Window(10, MINUTE), Window(1000, MINUTE)]
+    w = [Window(10, MINUTE), Window(1000, MINUTE, "tokens")]
     assert admit(store, "k", w, [1, 500]).allowed
     await store.settle("k", w, [0, -300])
     assert [s.remaining for s in peek(store, "k", w)] == [9, 800]
@@ -735,7 +735,7 @@ def test_reserve_then_settle_leaves_exactly_the_actual_cost(
     estimate = data.draw(st.integers(0, limit - used), label="estimate")
     actual = data.draw(st.integers(0, 3 * limit), label="actual")
     store, clock = new_store()
-    w = [Window(3 * limit, period), Window(limit, period)]     # requests, tokens
+    w = [Window(3 * limit, period), Window(limit, period, "tokens")]  # requests, tokens
     interval = period / limit
     assert admit(store, "k", w, [1, used]).allowed
     assert admit(store, "k", w, [1, estimate]).allowed
@@ -790,15 +790,30 @@ def test_windows_of_one_key_are_independent() -> None:
     assert [s.remaining for s in out.windows] == [0, 0]
 
 
-@pytest.mark.parametrize("changed", [Window(20, MINUTE), Window(10, 2 * MINUTE),
-                                     Window(10, 59.5), Window(11, MINUTE)])
-def test_changing_a_windows_shape_starts_it_fresh(changed: Window) -> None:
+@pytest.mark.parametrize("changed", [Window(10, 2 * MINUTE), Window(10, 59.5)])
+def test_changing_a_windows_period_starts_it_fresh(changed: Window) -> None:
     store, _ = new_store()
     old = Window(10, MINUTE)
     assert window_key("k", old) != window_key("k", changed)
     assert burst(store, "k", [old]) == 10
     assert burst(store, "k", [changed]) == changed.limit
     assert not admit(store, "k", [old], [1]).allowed     # the old shape kept its state
+
+
+@pytest.mark.parametrize(("used", "new_limit", "left"), [
+    (10, 5, 0), (8, 5, 1), (4, 5, 3), (10, 20, 0), (5, 20, 10), (0, 5, 5)])
+def test_changing_a_windows_limit_carries_the_share_used(used: int, new_limit: int,
+                                                         left: int) -> None:
+    """Found by the config audit: the state was named by the limit, so lowering a limit (or
+    a spend budget) by a reload handed every key a fresh window at the new value. The state
+    is a time: the share of the window used carries over to the new limit."""
+    store, _ = new_store()
+    old, changed = Window(10, MINUTE), Window(new_limit, MINUTE)
+    assert window_key("k", old) == window_key("k", changed)
+    if used:
+        assert admit(store, "k", [old], [used]).allowed
+    assert peek(store, "k", [changed])[0].remaining == left
+    assert burst(store, "k", [changed]) == left
 
 
 def test_the_same_shape_keeps_its_state() -> None:

@@ -390,3 +390,30 @@ async def test_a_request_refused_after_admission_costs_nothing() -> None:
             ex.failed = True
         await rl.on_finish(ex)
         assert ex.state["tokens_charged"] == 0, refused
+
+
+def test_the_memory_store_outlives_a_reload_that_changes_only_redis_settings() -> None:
+    """Found by the config audit: the memory store was kept by (backend, redis_url,
+    timeout_ms), so a reload adding `timeout_ms` gave every client a fresh budget."""
+    from extproc.limits.settings import parse_limits
+    from extproc.schema import Checker
+    first = parse_limits(Checker(), {"backend": "memory"}).store()
+    again = parse_limits(Checker(), {"backend": "memory", "timeout_ms": 60,
+                                      "redis_url": "redis://other:6379/1"}).store()
+    assert again is first
+
+
+@pytest.mark.parametrize(("value", "said"), [
+    ("", "EXTPROC_LIMITS_REDIS_URL: is set but empty"),
+    ("redis.internal:6379", "EXTPROC_LIMITS_REDIS_URL: expected redis://"),
+    ("http://:hunter2@redis:6379", "EXTPROC_LIMITS_REDIS_URL: expected redis://"),
+])
+def test_a_redis_url_from_the_environment_is_checked_like_the_files(
+        monkeypatch: pytest.MonkeyPatch, value: str, said: str) -> None:
+    """An empty value (a Secret key with none) silently meant the per-process memory
+    backend; a URL with no scheme ended `check` and `serve` in a traceback."""
+    monkeypatch.setenv("EXTPROC_LIMITS_REDIS_URL", value)
+    with pytest.raises(ConfigError) as info:
+        loader.parse({"routes": [{"name": "r", "provider": "openai"}]})
+    assert any(e.startswith(said) for e in info.value.errors), info.value.errors
+    assert not any("hunter2" in e for e in info.value.errors)

@@ -195,8 +195,8 @@ async def test_keys_share_a_hash_tag_and_expire(server: RedisServer) -> None:
     windows = [Window(50, HOUR), Window(1000, 24 * HOUR)]
     try:
         names = store.keys(key, windows)
-        tags = {re.fullmatch(r"extproc:rl:\{([0-9a-f]{20})\}:\d+/\d+", n)[1] for n in names}
-        assert len(tags) == 1 and names[0].endswith(":50/3600")
+        tags = {re.fullmatch(r"extproc:rl:\{([0-9a-f]{20})\}:per/\d+", n)[1] for n in names}
+        assert len(tags) == 1 and names[0].endswith(":per/3600")
 
         assert not (await store.admit(key, windows, [51, 1])).allowed
         assert await client.exists(*names) == 0                 # a denial writes nothing

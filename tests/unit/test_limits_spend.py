@@ -122,11 +122,11 @@ def test_spend_budgets_need_usage_and_get_the_routes_pricing() -> None:
 
 def test_spend_windows_never_share_state_with_token_windows() -> None:
     tokens, money_w = Window(10_000, 60.0), Window(10_000, 60.0, "spend")
-    assert tokens.suffix == "|10000/60.0"                  # unchanged: stored state stays
-    assert money_w.suffix == "|spend:10000/60.0" and tokens != money_w
+    assert tokens.suffix == "|per/60.0"       # by kind and period: a changed limit carries
+    assert money_w.suffix == "|spend:per/60.0" and tokens != money_w   # the share used
     red = RedisStore("redis://127.0.0.1:1/0")
     names = red.keys("k", [tokens, money_w])
-    assert names[0].endswith("}:10000/60") and names[1].endswith("}:spend:10000/60")
+    assert names[0].endswith("}:per/60") and names[1].endswith("}:spend:per/60")
     mem = MemoryStore(Clock())
     assert mem.admit_now("k", [tokens], [10_000]).allowed
     out = mem.admit_now("k", [money_w], [10_000])
