@@ -157,7 +157,8 @@ class AnthropicAdapter(Adapter):
     def undecodable_inputs(self, body: dict[str, Any]) -> list[str]:
         """A base64 document source of a text media type whose data is not base64."""
         if unreadable(holder for _, holder, _ in request_slots(as_dict(body))):
-            return ["a text document in base64 that does not decode"]
+            return ["a text document in base64 that the gateway cannot read as text (not base64, "
+                    "UTF-16 or UTF-32, or a binary file labelled text)"]
         return []
 
     #: what a body with an unread input holds (a block of an unknown kind with a payload)

@@ -225,7 +225,8 @@ class GoogleAdapter(Adapter):
         """What a request carries that the model reads as text but the gateway cannot:
         inline text data that is not base64 (`providers.inline`)."""
         if unreadable(holder for _, holder, _ in request_slots(as_dict(body))):
-            return ["inline text data that is not base64"]
+            return ["inline text data that the gateway cannot read as text (not base64, UTF-16 "
+                    "or UTF-32, a binary file labelled text, or two media types)"]
         return []
 
     unread_needles = (b"nline", b"ileData", b"ile_data", b"ileSearch", b"ile_search", b"etrieval",

@@ -7,10 +7,11 @@ content in base64.
 The model reads such a part as it reads a text part, so the guards must too, or a prompt
 would carry an address or a key past them in base64. `InlineText` presents the part as a text
 slot (``ref[None]``): the data decoded to read it, and encoded back (standard base64) when a
-guard rewrites it; `DataUrlText` does the same for a data URL. Data that is not base64
-cannot be read: `unreadable` finds such parts, so the request is refused rather than sent
-unread. Binary media (images, audio, video, PDF) carry no text the gateway reads: they are
-`providers.unread`'s.
+guard rewrites it; `DataUrlText` does the same for a data URL. Data that is not base64, or
+not text in an 8-bit charset whatever its label (UTF-16 or UTF-32, a PDF or another binary
+file labelled text), cannot be read: `unreadable` finds such parts, so the request is
+refused rather than sent unread. Binary media (images, audio, video, PDF) carry no text the
+gateway reads: they are `providers.unread`'s.
 """
 
 from __future__ import annotations
@@ -55,16 +56,26 @@ def is_text_type(mime: Any) -> bool:
     return True
 
 
+#: what starts a file that is no text in an 8-bit charset, whatever its label says: a
+#: UTF-16 or UTF-32 byte order mark (the provider may decode it; the guards would read
+#: every other byte), a PDF
+_NOT_8BIT_TEXT = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff", b"%PDF-")
+
+
 def decode(data: str) -> str | None:
     """base64 (standard or URL-safe, padding optional) to text, undecodable UTF-8 bytes
     kept as surrogates (so an unchanged text encodes back to the same bytes); None if
-    `data` is not base64."""
+    `data` is not base64, or not text the guards can read as the provider would: a NUL
+    byte (UTF-16 or UTF-32 text, or a binary file labelled text, such as a PDF as
+    `text/plain`), a UTF-16/32 byte order mark, a PDF."""
     text = "".join(data.split())
     urlsafe = "-" in text or "_" in text
     try:
         raw = base64.b64decode(text + "=" * (-len(text) % 4),
                                altchars=b"-_" if urlsafe else None, validate=True)
     except (binascii.Error, ValueError):
+        return None
+    if b"\x00" in raw or raw.startswith(_NOT_8BIT_TEXT):
         return None
     return raw.decode("utf-8", "surrogateescape")
 
@@ -108,9 +119,19 @@ class InlineText(_Base64Text):
     def _store(self, data: str) -> None:
         self.blob["data"] = data
 
+    def undecodable(self) -> bool:
+        # `mimeType` and `mime_type` both given, and not alike: which one the provider
+        # reads is its parser's choice (text to the guards, a PDF to the model)
+        types = [self.blob[k] for k in _MIME if k in self.blob]
+        if len(types) > 1 and len({str(t).strip().lower() for t in types}) > 1:
+            return True
+        return super().undecodable()
+
 
 def is_text_blob(blob: Any) -> bool:
-    """True for inline data that holds text: a media type of text and string data."""
+    """True for inline data that holds text: a media type of text and string data (with
+    both spellings of the media type, when either says text: `InlineText.undecodable`
+    then refuses two that differ)."""
     return isinstance(blob, dict) and isinstance(blob.get("data"), str) \
         and any(is_text_type(blob.get(key)) for key in _MIME)
 

@@ -241,7 +241,8 @@ class OpenAIAdapter(Adapter):
     def undecodable_inputs(self, body: dict[str, Any]) -> list[str]:
         """A file part's data URL of a text media type whose data is not base64."""
         if isinstance(body, dict) and unreadable(h for _, h, _ in request_slots(body)):
-            return ["a text file whose data does not decode"]
+            return ["a text file that the gateway cannot read as text (not base64, UTF-16 or "
+                    "UTF-32, or a binary file labelled text)"]
         return []
 
     #: what a body with an unread input holds (a part of an unknown kind carrying "data")

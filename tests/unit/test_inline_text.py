@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extproc.providers.inline import InlineText, decode, is_text_type
+from extproc.providers.inline import InlineText, decode, is_text_blob, is_text_type
 from tests.leak_prompts import ENDPOINTS, GEMINI, contents, turn
 from tests.leaks import EMAILS, KEYS
 from tests.unit.test_no_leaks import run
@@ -89,6 +89,16 @@ def test_inline_text_that_does_not_decode_is_refused(provider: str) -> None:
     assert b"cannot read" in out.refused[1]
 
 
+@pytest.mark.parametrize("provider", ["gemini", "anthropic"])
+def test_an_address_in_utf16_text_refuses_the_prompt(provider: str) -> None:
+    data = base64.b64encode("mail jane.roe@example.org".encode("utf-16")).decode()
+    endpoint, body = (GEMINI_EP, gemini("text/plain", data)) if provider == "gemini" \
+        else (ANTHROPIC_EP, anthropic("text/plain", data))
+    out = run(endpoint, json.dumps(endpoint.wrap(body)).encode())
+    assert out.refused is not None and out.refused[0] == 400
+    assert b"cannot read" in out.refused[1] and b"UTF-16" in out.refused[1]
+
+
 def test_binary_media_and_clean_text_pass_byte_for_byte() -> None:
     for body in (gemini("image/png", "iVBORw0KGgo="), gemini("text/plain", b64("hello\n")),
                  gemini("application/pdf", b64(EMAILS[0]))):    # a PDF: not read as text
@@ -104,9 +114,14 @@ def test_text_media_types() -> None:
                                              None, 3, "application/octet-stream"))
 
 
+#: bytes of 8-bit text (any of them but NUL; valid UTF-8 or not), not starting as a UTF-16
+#: or UTF-32 byte order mark or a PDF does
+EIGHT_BIT = st.binary(max_size=64).map(lambda b: b.replace(b"\x00", b"")).filter(
+    lambda b: not b.startswith((b"\xff\xfe", b"\xfe\xff", b"%PDF-")))
+
+
 @settings(max_examples=300, deadline=None)
-@given(raw=st.binary(max_size=64), urlsafe=st.booleans(), strip=st.booleans(),
-       wrap=st.integers(0, 8))
+@given(raw=EIGHT_BIT, urlsafe=st.booleans(), strip=st.booleans(), wrap=st.integers(0, 8))
 def test_any_base64_spelling_reads_the_same_and_an_unchanged_text_encodes_back(
         raw: bytes, urlsafe: bool, strip: bool, wrap: int) -> None:
     data = (base64.urlsafe_b64encode(raw) if urlsafe else base64.b64encode(raw)).decode()
@@ -170,3 +185,27 @@ def test_a_text_file_in_a_function_response_is_guarded() -> None:
     assert out.refused is None
     part = json.loads(out.upstream)["contents"][0]["parts"][0]["functionResponse"]["parts"][0]
     assert base64.b64decode(part["inlineData"]["data"]).decode() == "mail <EMAIL>"
+
+
+@pytest.mark.parametrize("raw", [
+    "mail jane.roe@example.org".encode("utf-16"),       # a BOM, then every other byte NUL
+    "mail jane.roe@example.org".encode("utf-16-le"),    # no BOM: NULs
+    "mail jane.roe@example.org".encode("utf-32"),
+    b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\n(mail jane.roe@example.org)",
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"])
+def test_text_the_guards_cannot_read_as_the_provider_would_is_refused(raw: bytes) -> None:
+    """Found by the request audit: a file labelled text was read as UTF-8 whatever it held,
+    so the same address saved as UTF-16 or UTF-32 passed the mask and the reject guards,
+    and a PDF labelled text/plain went upstream unread. Such data does not decode."""
+    data = base64.b64encode(raw).decode()
+    assert decode(data) is None
+    assert InlineText({"mimeType": "text/plain", "data": data}).undecodable()
+
+
+def test_two_spellings_of_a_blobs_media_type_that_differ_are_refused() -> None:
+    data = base64.b64encode(b"plain text").decode()
+    assert InlineText({"mimeType": "text/plain", "mime_type": "text/plain",
+                       "data": data}).undecodable() is False
+    for other in ("application/pdf", "image/png", "text/csv"):
+        blob = {"mimeType": "text/plain", "mime_type": other, "data": data}
+        assert is_text_blob(blob) and InlineText(blob).undecodable(), other
