@@ -46,10 +46,12 @@ from extproc.providers.base import Adapter, Delta, Prompt, Usage
 from extproc.providers.inline import unreadable
 from extproc.providers.openai import usage_of
 from extproc.providers.responses_items import (
+    given_tools,
     is_arguments,
     output_media,
     output_slots,
     request_slots,
+    tool_kinds,
     visible_text,
 )
 from extproc.providers.unread import unread_inputs
@@ -172,9 +174,9 @@ class OpenAIResponsesAdapter(Adapter):
             "later, to be fetched elsewhere)"
 
     def asks_media(self, body: dict[str, Any]) -> list[str]:
-        """An image, when the request offers the image generation tool."""
-        asked = any(isinstance(tool, dict) and tool.get("type") == "image_generation"
-                    for tool in as_list(as_dict(body).get("tools")))
+        """An image, when the request offers the image generation tool (at the top, in an
+        item that gives tools, inside a namespace: `responses_items.given_tools`)."""
+        asked = any("image_generation" in tool_kinds(tool) for tool in given_tools(body))
         return ["image"] if asked else []
 
     def reply_media(self, body: Any) -> list[str]:

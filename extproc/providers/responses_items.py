@@ -116,7 +116,8 @@ def request_slots(body: dict[str, Any], inputs: bool = False) -> list[Slot]:
             _part_slots(value, "user", out, inputs)
     for tool in as_list(body.get("tools")):
         tool_slots(tool, out)
-        if inputs:
+    if inputs:   # (the texts of tools an item gives are read with the item)
+        for tool in given_tools(body):
             out.extend((Unread(kind), None, "system") for kind in tool_inputs(tool))
     text_format = as_dict(as_dict(body.get("text")).get("format"))
     if text_format.get("type") == "json_schema":
@@ -239,6 +240,29 @@ def tool_slots(tool: Any, out: list[Slot]) -> None:
         out.append((tool, "server_description", "system"))
     for inner in as_list(tool.get("tools")):
         tool_slots(inner, out)
+
+
+def given_tools(body: Any) -> list[Any]:
+    """Every tool a request gives the model: the top-level `tools`, and those an
+    `additional_tools` or `configuration_update` item of `input` or `instructions` adds (a
+    namespace's own tools are its, `tool_inputs` and `asks_media` look inside)."""
+    body = as_dict(body)
+    tools = list(as_list(body.get("tools")))
+    for field in ("input", "instructions"):
+        for item in as_list(body.get(field)):
+            if as_dict(item).get("type") in ("additional_tools", "configuration_update"):
+                tools.extend(as_list(as_dict(item).get("tools")))
+    return tools
+
+
+def tool_kinds(tool: Any) -> list[str]:
+    """A tool's type and, at any depth, those of a namespace's tools."""
+    if not isinstance(tool, dict):
+        return []
+    out = [tool["type"]] if isinstance(tool.get("type"), str) else []
+    for inner in as_list(tool.get("tools")):
+        out.extend(tool_kinds(inner))
+    return out
 
 
 def tool_inputs(tool: Any) -> list[str]:

@@ -231,6 +231,14 @@ CASES: list[tuple[str, str, str, Body, tuple[str, str]]] = [
                                                    "type": "base64", "data": PDF,
                                                    "media_type": "application/zip"}}]}}]},
      ("system", "document")),
+    # hosted tools an input item gives (the request audit)
+    ("responses-additional-tools-file-search", "openai", RESPONSES,
+     responses(said(), {"type": "additional_tools", "tools": [
+         {"type": "file_search", "vector_store_ids": ["vs_1"]}]}), ("system", "file")),
+    ("responses-configuration-update-code-files", "openai", RESPONSES,
+     responses({"type": "configuration_update", "tools": [{"type": "code_interpreter",
+                "container": {"type": "auto", "file_ids": ["file-abc"]}}]}, said()),
+     ("system", "file")),
     ("responses-namespace-skill-reference", "openai", RESPONSES,
      {**responses(said()), "tools": [{"type": "namespace", "name": "n", "tools": [
          {"type": "shell", "environment": {"type": "container_auto", "skills": [

@@ -439,6 +439,17 @@ ASKED = [
     ("responses-image-tool", "responses", RESPONSES,
      {"tools": [{"type": "web_search"}, {"type": "image_generation", "partial_images": 1}]},
      "image"),
+    # tools an input item gives, and a namespace's (the request audit)
+    ("responses-image-tool-in-an-item", "responses", RESPONSES,
+     {"input": [{"type": "message", "role": "user", "content": "draw a cat"},
+                {"type": "additional_tools", "tools": [{"type": "image_generation"}]}]},
+     "image"),
+    ("responses-image-tool-in-an-update", "responses", RESPONSES,
+     {"input": [{"type": "configuration_update", "tools": [{"type": "image_generation"}]},
+                {"type": "message", "role": "user", "content": "draw a cat"}]}, "image"),
+    ("responses-image-tool-in-a-namespace", "responses", RESPONSES,
+     {"tools": [{"type": "namespace", "name": "n", "tools": [{"type": "image_generation"}]}]},
+     "image"),
     ("gemini-image", "gemini", GEMINI, {"generationConfig": {"responseModalities":
                                                              ["TEXT", "IMAGE"]}}, "image"),
     ("gemini-audio-snake", "gemini", GEMINI, {"generation_config": {"response_modalities":
