@@ -68,12 +68,21 @@ async def _written(write: Coroutine[Any, Any, None], waiting: Any) -> None:
         waiting = _resume(write)
 
 
-def _abandon(write: Coroutine[Any, Any, None]) -> None:
-    """Close a write the stream no longer waits for (it failed or was cancelled)."""
+def _abandon(write: Coroutine[Any, Any, None], waiting: Any) -> None:
+    """Close a write the stream no longer waits for (it failed or was cancelled). The send
+    it was waiting on may still fail (the call is gone): that failure is read here, or
+    asyncio would log it as an error no one retrieved."""
     try:
         write.close()
     except Exception:   # the stream is already ending on an error of its own
         log.debug("closing an abandoned write failed", exc_info=True)
+    if isinstance(waiting, asyncio.Future):
+        waiting.add_done_callback(_retrieved)
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _serialize(reply: Reply) -> bytes:
@@ -185,13 +194,15 @@ class Processor(ExternalProcessorServicer):
         except asyncio.CancelledError:
             pass  # Envoy closed the stream: the request is over, nothing went wrong
         except Exception:
+            if context.done():   # a write that lost the race with Envoy closing the
+                return           # stream (ExecuteBatchError): that end, not a failure
             self.stream_errors += 1
             log.exception("ext_proc stream failed (route=%s request_id=%s)", ex.route_name,
                           ex.request_id)
             raise
         finally:
             if waiting is not _DONE:  # the stream failed or was cancelled: drop the write
-                _abandon(writing)  # type: ignore[arg-type]
+                _abandon(writing, waiting)  # type: ignore[arg-type]
             self.streams_active -= 1
             if ex.request_headers:
                 outcome = metrics.outcome(ex)
