@@ -36,7 +36,7 @@ _GUARDS = ["keys", "pii"]
 #: rewritten to SSE). The catalogue puts texts beside images and files, as real requests
 #: do: these guards let such inputs pass unread (tests/unit/test_unread_inputs.py refuses
 #: them)
-_UNREAD = ["image", "audio", "video", "document", "file"]
+_UNREAD = ["image", "audio", "video", "document", "file", "fetched"]
 CONFIG = loader.parse({
     "guards": {"keys": {"detectors": ["aws_access_key"], "action": "reject",
                         "allow_unread": _UNREAD},

@@ -163,7 +163,7 @@ class AnthropicAdapter(Adapter):
 
     #: what a body with an unread input holds (a block of an unknown kind with a payload)
     unread_needles = (b"image", b"document", b"container_upload", b"data", b"file_id",
-                      b"source", b"skill", b"\\u")
+                      b"source", b"skill", b"web_fetch", b"mcp_servers", b"\\u")
 
     def unread_inputs(self, body: dict[str, Any]) -> list[tuple[str, str]]:
         """(role, kind) of each input no guard can read (`providers.unread`)."""

@@ -200,8 +200,13 @@ def request_slots(body: dict[str, Any], inputs: bool = False) -> Iterator[Slot]:
     if inputs and isinstance(container, dict):
         for _ in as_list(container.get("skills")):
             yield "system", Unread("file"), None
+    if inputs and as_list(body.get("mcp_servers")):
+        # MCP servers the request names: their tools and results reach the model unseen
+        yield "system", Unread("fetched"), None
     for tool in as_list(body.get("tools")):
         if isinstance(tool, dict):
+            if inputs and str(tool.get("type", "")).startswith("web_fetch"):
+                yield "system", Unread("fetched"), None   # pages at URLs the prompt names
             if isinstance(tool.get("description"), str):
                 yield "system", tool, "description"
             for key in ("input_schema", "input_examples"):   # examples: shown to the model

@@ -230,7 +230,7 @@ class GoogleAdapter(Adapter):
         return []
 
     unread_needles = (b"nline", b"ileData", b"ile_data", b"ileSearch", b"ile_search", b"etrieval",
-                     b"\\u")
+                      b"rlContext", b"rl_context", b"\\u")
 
     def unread_inputs(self, body: dict[str, Any]) -> list[tuple[str, str]]:
         """(role, kind) of each input no guard can read (`providers.unread`)."""

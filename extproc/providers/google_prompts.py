@@ -212,6 +212,11 @@ def request_slots(body: dict[str, Any], inputs: bool = False) -> Iterator[Slot]:
             # stores of files Google searches itself; Vertex's retrieval (a RAG corpus, a
             # Vertex AI Search data store, an external API) loads documents the same way
             yield "system", Unread("file"), None
+        if inputs and any(as_dict(tool).get(name) is not None
+                          for name in ("urlContext", "url_context")):
+            # URL context: Google fetches the pages the prompt names, for the model only
+            # (neither the page nor its text ever crosses the gateway)
+            yield "system", Unread("fetched"), None
         for name in _DECLARATIONS:
             for declaration in items(as_dict(tool).get(name)):
                 if not isinstance(declaration, dict):

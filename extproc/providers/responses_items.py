@@ -268,13 +268,16 @@ def tool_kinds(tool: Any) -> list[str]:
 def tool_inputs(tool: Any) -> list[str]:
     """What a hosted tool makes the provider load for the model by itself, which no guard
     reads (`providers.unread` kinds): files by id (code interpreter, a shell's container),
-    vector stores (file search), skills (inline, as a zip: a document; by reference), at
-    any depth of a namespace's tools."""
+    vector stores (file search), skills (inline, as a zip: a document; by reference), a
+    remote MCP server's tools and results (`fetched`), at any depth of a namespace's
+    tools."""
     if not isinstance(tool, dict):
         return []
     out: list[str] = []
     if tool.get("vector_store_ids"):
         out.append("file")
+    if tool.get("type") == "mcp":   # a remote MCP server: its tools and results, unseen
+        out.append("fetched")
     for holder in (tool, as_dict(tool.get("container")), as_dict(tool.get("environment"))):
         if holder.get("file_ids"):
             out.append("file")

@@ -23,13 +23,16 @@ from typing import Any
 from extproc.providers.inline import file_data_slot, is_text_type
 
 #: what an unread input can be, as `allow_unread` names it (`file`: a file by id, URL or URI
-#: of no stated type, or the data of a part kind newer than the adapters)
-KINDS = ("image", "audio", "video", "document", "file")
+#: of no stated type, or the data of a part kind newer than the adapters; `fetched`: what a
+#: hosted tool loads from a URL the request names, which no guard sees before the model)
+KINDS = ("image", "audio", "video", "document", "file", "fetched")
 #: how an error message names one
 NAMES = {"image": "an image", "audio": "audio", "video": "a video",
          "document": "a binary document (a PDF, an office file)",
          "file": "a file the provider fetches by id or URL, or data of a kind the gateway "
-                 "does not know"}
+                 "does not know",
+         "fetched": "what a tool fetches for the model from a URL the request names (URL "
+                    "context, web fetch, an MCP server)"}
 
 
 class Unread:

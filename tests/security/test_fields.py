@@ -32,8 +32,12 @@ def config() -> dict[str, Any]:
     routes = [{"name": f"{action}-{p}", "provider": p, "guards": [action]}
               for p in PROVIDERS for action in ("mask", "reject")]
     return {"server": {"max_request_body_bytes": 1048576},
-            "guards": {"mask": {"detectors": detectors, "action": "mask"},
-                       "reject": {"detectors": detectors, "action": "reject"}},
+            # (an MCP server's description is read: these guards let its tools pass,
+            # which tests/unit/test_unread_inputs.py refuses by default)
+            "guards": {"mask": {"detectors": detectors, "action": "mask",
+                                "allow_unread": ["fetched"]},
+                       "reject": {"detectors": detectors, "action": "reject",
+                                  "allow_unread": ["fetched"]}},
             "routes": routes}
 
 

@@ -231,6 +231,22 @@ CASES: list[tuple[str, str, str, Body, tuple[str, str]]] = [
                                                    "type": "base64", "data": PDF,
                                                    "media_type": "application/zip"}}]}}]},
      ("system", "document")),
+    # tools that fetch, for the model only, what a URL the request names holds (the request
+    # audit): the page, an MCP server's tools and results never cross the gateway first
+    ("gemini-url-context", "gemini", GEMINI, {**gemini(), "tools": [{"urlContext": {}}]},
+     ("system", "fetched")),
+    ("gemini-url-context-snake", "gemini", GEMINI, {**gemini(), "tools": [{"url_context": {}}]},
+     ("system", "fetched")),
+    ("anthropic-web-fetch", "anthropic", MESSAGES,
+     {**messages(), "tools": [{"type": "web_fetch_20250910", "name": "web_fetch"}]},
+     ("system", "fetched")),
+    ("anthropic-mcp-servers", "anthropic", MESSAGES,
+     {**messages(), "mcp_servers": [{"type": "url", "url": "https://mcp.x.test/sse",
+                                     "name": "crm"}]}, ("system", "fetched")),
+    ("responses-mcp-server", "openai", RESPONSES,
+     {**responses(said()), "tools": [{"type": "mcp", "server_label": "crm",
+                                      "server_url": "https://mcp.x.test/",
+                                      "require_approval": "never"}]}, ("system", "fetched")),
     # hosted tools an input item gives (the request audit)
     ("responses-additional-tools-file-search", "openai", RESPONSES,
      responses(said(), {"type": "additional_tools", "tools": [
