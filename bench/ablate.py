@@ -38,6 +38,8 @@ def without(doc: dict[str, Any], variant: str) -> dict[str, Any]:
                           ("-auth", "auth")):
             if part in drop:
                 route.pop(key, None)
+        if "-auth" in drop:
+            route["auth"] = "none"   # anonymous on purpose (the key is still injected)
     if "-guards" in drop:
         out.pop("guards", None)
     return out
