@@ -68,7 +68,7 @@ class LimitsSettings:
     backend: str = "memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
     timeout_ms: float = 50.0
-    fail_open: bool = True
+    fail_open: bool = False
     default_max_tokens: int = 1024
     chars_per_token: float = 4.0
     _store: Store | None = field(default=None, repr=False)
@@ -141,7 +141,8 @@ def parse_limits(c: Checker, raw: Any) -> LimitsSettings:
     if url and not url.startswith(("redis://", "rediss://", "unix://")):
         c.error(where, f"expected redis://, rediss:// or unix://, got {_shown(url)!r}")
     timeout = c.number(d, "timeout_ms", "limits", 50.0, minimum=1)
-    mode = c.choice(d, "on_backend_error", "limits", ("allow", "deny"), "allow")
+    # deny unless said: a Redis that is down must not turn every budget off
+    mode = c.choice(d, "on_backend_error", "limits", ("allow", "deny"), "deny")
     default_max = c.number(d, "default_max_tokens", "limits", 1024, minimum=1, integer=True)
     cpt = c.number(d, "chars_per_token", "limits", 4.0, minimum=0.5)
     return LimitsSettings(backend=backend or "memory", redis_url=url or "",

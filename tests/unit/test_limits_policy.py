@@ -417,3 +417,13 @@ def test_a_redis_url_from_the_environment_is_checked_like_the_files(
         loader.parse({"routes": [{"name": "r", "provider": "openai"}]})
     assert any(e.startswith(said) for e in info.value.errors), info.value.errors
     assert not any("hunter2" in e for e in info.value.errors)
+
+
+def test_limits_fail_closed_unless_told_otherwise() -> None:
+    """A Redis that is down or slow answers 503 by default: limits that turn off when their
+    store does would be sidestepped by anyone who can slow it."""
+    from extproc.limits.settings import parse_limits
+    from extproc.schema import Checker
+    assert parse_limits(Checker(), {"backend": "redis"}).fail_open is False
+    assert parse_limits(Checker(), None).fail_open is False
+    assert parse_limits(Checker(), {"on_backend_error": "allow"}).fail_open is True
