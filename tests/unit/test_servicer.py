@@ -45,8 +45,10 @@ class SlowContext:
     """grpc.aio's context as far as Process uses it: reads from a list, writes slowly."""
 
     def __init__(self, messages: Sequence[pb.ProcessingRequest], write_delay: float = 0.002,
-                 fail_on_write: int | None = None, fail_at_start: bool = False) -> None:
+                 fail_on_write: int | None = None, fail_at_start: bool = False,
+                 call_ended: bool = False) -> None:
         self.messages = list(messages)
+        self.call_ended = call_ended   # what done() says once a write has failed
         self.fail_at_start = fail_at_start  # fail before the write's first wait (as gRPC
         # does for a call that has already ended)
         self.delay = write_delay
@@ -61,6 +63,11 @@ class SlowContext:
 
     def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
         return (("x-extproc-route", "openai"),)
+
+    def done(self) -> bool:
+        """True once the call has ended (Envoy closed the stream): a write failing then
+        lost a race with that end."""
+        return self.call_ended
 
     async def read(self) -> Any:
         await asyncio.sleep(0)
@@ -171,6 +178,24 @@ def test_a_write_that_fails_as_it_starts_fails_the_stream_once() -> None:
         assert proc.stream_errors == 1 and proc.streams_active == 0
         assert len(ctx.written) == 2 and ctx.in_flight == 0
         assert ctx.started == 3, "a write was started after one had failed"
+        await asyncio.sleep(0.01)
+        assert other_tasks() == []
+        assert unhandled == []
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("at_start", [False, True])
+def test_a_write_that_fails_because_the_call_ended_is_the_streams_end(at_start: bool) -> None:
+    """A client leaving mid-stream: Envoy ends the call and the send in flight fails. That is
+    the stream's end, not a failure: no error counted or raised, nothing left behind."""
+    async def main() -> None:
+        unhandled = unhandled_errors()
+        ctx = SlowContext(stream_messages(), write_delay=0.001, fail_on_write=2,
+                          fail_at_start=at_start, call_ended=True)
+        proc = processor()
+        await proc.Process(iter(()), ctx)  # type: ignore[arg-type]
+        assert proc.stream_errors == 0 and proc.streams_active == 0
         await asyncio.sleep(0.01)
         assert other_tasks() == []
         assert unhandled == []
