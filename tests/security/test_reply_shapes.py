@@ -38,8 +38,12 @@ PROVIDERS = ("openai", "azure", "anthropic", "vertex")
 
 
 def config() -> dict[str, Any]:
-    guards = {"keys": {"detectors": ["secrets"], "action": "reject"},
-              "pii": {"detectors": ["email", "card"], "action": "mask"}}
+    # MCP servers the request names are refused by default (`fetched`, tests/unit/
+    # test_unread_inputs.py): these guards let them in, to read what their tools return
+    guards = {"keys": {"detectors": ["secrets"], "action": "reject",
+                       "allow_unread": ["fetched"]},
+              "pii": {"detectors": ["email", "card"], "action": "mask",
+                      "allow_unread": ["fetched"]}}
     routes = [{"name": f"s-{p}", "provider": p, "guards": ["keys", "pii"]} for p in PROVIDERS]
     return {"server": {"max_request_body_bytes": 1048576}, "guards": guards,
             "routes": routes}
