@@ -195,7 +195,10 @@ class Processor(ExternalProcessorServicer):
             pass  # Envoy closed the stream: the request is over, nothing went wrong
         except Exception:
             if context.done():   # a write that lost the race with Envoy closing the
-                return           # stream (ExecuteBatchError): that end, not a failure
+                # stream (ExecuteBatchError): that end, not a failure (kept at debug level)
+                log.debug("ext_proc stream ended by Envoy mid-write (route=%s request_id=%s)",
+                          ex.route_name, ex.request_id, exc_info=True)
+                return
             self.stream_errors += 1
             log.exception("ext_proc stream failed (route=%s request_id=%s)", ex.route_name,
                           ex.request_id)

@@ -29,11 +29,17 @@ UNREAD = "unread_"
 #: what a refusal names when an event is larger than the route's `streams.max_event_bytes`:
 #: the stream ends there, as for an unreadable event
 OVERSIZED = "an_oversized_event"
+#: text for a choice, block or candidate after the event that ended it (`EndedPieces`)
+AFTER_END = "text_after_its_end"
 
 
 def refusal_message(detector: str) -> str:
     """What the error event of a refused stream says: what a reject guard found (never the
     value), or the media it carries that the route's guards cannot read."""
+    if detector == AFTER_END:
+        return ("response blocked by a guard: the upstream sent text for a choice, block or "
+                "candidate after its end (a finish reason, a stop), which the guards cannot "
+                "read with the text it continues")
     if detector == OVERSIZED:
         return ("response blocked by a guard: a stream event is larger than the route's "
                 "streams.max_event_bytes, so the guards could not read it")
@@ -88,38 +94,39 @@ def media(kinds: Sequence[str], allowed: frozenset[str]) -> None:
 
 
 class EndedPieces:
-    """The pieces of a stream that an event has ended: a choice's finish reason, a content
-    block's stop, a candidate's finish reason, a stream-level stop or error, `[DONE]`. A
-    provider writes nothing more for such a piece. Text for one afterwards would be read
-    apart from the text it continues, while a client joins the two (a value split around
-    the end would go out in clear, and a relay that puts a finish reason on every chunk
-    would turn masking into per-chunk masking), so it ends the stream refused (`check`)."""
+    """The choices, blocks and candidates of a stream that an event has ended: a choice's
+    finish reason, a content block's stop, a candidate's finish reason, a stream-level stop
+    or error, `[DONE]`. A provider writes no more text for them. Text for one afterwards
+    would be read apart from the text it continues, while a client joins the two (a value
+    split around the end would go out in clear, and a relay that puts a finish reason on
+    every chunk would turn masking into per-chunk masking), so it ends the stream refused
+    (`check`, `AFTER_END`). Pieces ended one by one (a Vertex streamed argument's last
+    piece) are not counted: the next call's argument of the same path is a new value."""
 
-    __slots__ = ("every", "groups", "pieces", "some")
+    __slots__ = ("every", "groups", "some")
 
     def __init__(self) -> None:
         self.groups: set[Any] = set()    # choices, blocks, candidates (a piece's first member)
-        self.pieces: set[Any] = set()    # pieces ended one by one
         self.every = False
         self.some = False
 
-    def note(self, ends: Iterable[Any], ends_all: bool, ends_pieces: Iterable[Any]) -> None:
-        """Count what an event ends as ended (`EventTexts.ends`, `.ends_all`,
-        `.ends_pieces`), after its own texts were read."""
+    def note(self, ends: Iterable[Any], ends_all: bool) -> None:
+        """Count what an event ends as ended (`EventTexts.ends`, `.ends_all`), after its own
+        texts were read."""
         if ends_all:
             self.every = True
         self.groups.update(ends)
-        self.pieces.update(ends_pieces)
-        self.some = self.every or bool(self.groups) or bool(self.pieces)
+        self.some = self.every or bool(self.groups)
 
     def end_all(self) -> None:
         self.every = self.some = True
 
     def check(self, piece: Any) -> None:
-        """Raise `GuardTriggered` (unreadable) when `piece` has ended."""
-        if self.some and (self.every or piece in self.pieces
+        """Raise `GuardTriggered` (`AFTER_END`) when `piece`'s choice, block or candidate
+        has ended."""
+        if self.some and (self.every
                           or (isinstance(piece, tuple) and piece[0] in self.groups)):
-            raise GuardTriggered(UNREADABLE)
+            raise GuardTriggered(AFTER_END)
 
 
 def ended(chains: dict[Any, Any], texts: EventTexts) -> list[Any]:

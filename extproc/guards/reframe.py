@@ -292,8 +292,8 @@ class SSEMaskingReframer(EventMasker):
             if rest:
                 last_slot.holder[last_slot.key] += rest
                 changed = True
-        if texts.ends or texts.ends_all or texts.ends_pieces:
-            self.closed.note(texts.ends, texts.ends_all, texts.ends_pieces)
+        if texts.ends or texts.ends_all:
+            self.closed.note(texts.ends, texts.ends_all)
         body = _encode(_dump(doc, self.google), event, self.terminator) if changed else raw
         return b"".join(before) + body
 

@@ -50,7 +50,7 @@ from ..codecs.sse import Event, encode
 from ..providers.responses_items import is_arguments, output_media, output_slots
 from ..providers.slots import BadIndex, index_value, string_slots
 from ..providers.values import EntryRef, as_list, value_slots
-from .event_stream import UNREADABLE, EventMasker, media, plain, refusal_message
+from .event_stream import AFTER_END, UNREADABLE, EventMasker, media, plain, refusal_message
 from .names import mask_name
 from .reframe import Chain, MaskerFactory, _Chain, _dump, json_chain
 from .side_texts import side_slots
@@ -229,7 +229,7 @@ class ResponsesMaskingReframer(EventMasker):
             return changed
         json_text = kind in JSON_TEXTS
         if key in self.final or self.closed:   # a delta after its piece or the response
-            raise GuardTriggered(UNREADABLE)    # ended: refused (`EndedPieces`)
+            raise GuardTriggered(AFTER_END)     # ended: refused (`EndedPieces`)
         chain = self.chains.get(key)
         if chain is None:
             maskers = self.make()

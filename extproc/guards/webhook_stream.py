@@ -54,7 +54,14 @@ from ..codecs.sse import Event, SSEDecoder, SSEError, encode
 from ..policy import BodyTransform
 from ..providers import Adapter, adapter_for
 from ..providers.unread import NAMES
-from .event_stream import OVERSIZED, UNREADABLE, EndedPieces, plain, refusal_message
+from .event_stream import (
+    AFTER_END,
+    OVERSIZED,
+    UNREADABLE,
+    EndedPieces,
+    plain,
+    refusal_message,
+)
 from .stops import GOOGLE, _dump, stop_events, stream_head
 from .stream import GuardTriggered
 from .webhook import (
@@ -195,9 +202,9 @@ class WebhookStreamGuard(BodyTransform):
                     if isinstance(key, tuple):   # (a value read whole has a number)
                         self.closed.check(key)
             except GuardTriggered:
-                out.append(await self._refuse(refusal_message(UNREADABLE), report=False))
+                out.append(await self._refuse(refusal_message(AFTER_END), report=False))
                 return b"".join(out)
-            self.closed.note(held.ends, held.ends_all, held.ends_pieces)
+            self.closed.note(held.ends, held.ends_all)
             self.held.append(held)
             for key, holder, slot in held.slots:
                 text = holder[slot]

@@ -195,6 +195,10 @@ _HEAD_FIELDS = frozenset(("responseId", "response_id", "modelVersion", "model_ve
                           "createTime", "create_time"))
 
 
+#: a finish reason that ends nothing: none, or the proto default some serialisers write on
+#: every chunk
+_NO_FINISH = (None, "", 0, "FINISH_REASON_UNSPECIFIED")
+
 class GoogleAdapter(Adapter):
     needles = (b'TokenCount"', b'token_count"', b'"finishReason"', b'"blockReason"', b'"error"')
     event_paths = (("error",), ("usageMetadata",), ("usage_metadata",),
@@ -355,7 +359,7 @@ class GoogleAdapter(Adapter):
             if metadata:                             # (rare): each string whole
                 out.slots.extend(TextSlot((index, "metadata", n), holder, key, whole=True)
                                  for n, (holder, key) in enumerate(metadata))
-            if _get(candidate, "finishReason", "finish_reason"):
+            if _get(candidate, "finishReason", "finish_reason") not in _NO_FINISH:
                 ends.append(index)
         out.ends = tuple(ends)
         if ended:

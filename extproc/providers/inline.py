@@ -62,22 +62,30 @@ def is_text_type(mime: Any) -> bool:
 _NOT_8BIT_TEXT = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff", b"%PDF-")
 
 
-def decode(data: str) -> str | None:
-    """base64 (standard or URL-safe, padding optional) to text, undecodable UTF-8 bytes
-    kept as surrogates (so an unchanged text encodes back to the same bytes); None if
-    `data` is not base64, or not text the guards can read as the provider would: a NUL
-    byte (UTF-16 or UTF-32 text, or a binary file labelled text, such as a PDF as
-    `text/plain`), a UTF-16/32 byte order mark, a PDF."""
+def _raw(data: str) -> bytes | None:
+    """base64 (standard or URL-safe, padding optional) to bytes; None if it is not base64."""
     text = "".join(data.split())
     urlsafe = "-" in text or "_" in text
     try:
-        raw = base64.b64decode(text + "=" * (-len(text) % 4),
-                               altchars=b"-_" if urlsafe else None, validate=True)
+        return base64.b64decode(text + "=" * (-len(text) % 4),
+                                altchars=b"-_" if urlsafe else None, validate=True)
     except (binascii.Error, ValueError):
         return None
-    if b"\x00" in raw or raw.startswith(_NOT_8BIT_TEXT):
-        return None
-    return raw.decode("utf-8", "surrogateescape")
+
+
+def decode(data: str) -> str | None:
+    """base64 to text, undecodable UTF-8 bytes kept as surrogates (so an unchanged text
+    encodes back to the same bytes); None if `data` is not base64. What is read of a reply
+    (every byte a guard may mask); a prompt must also be `readable`."""
+    raw = _raw(data)
+    return None if raw is None else raw.decode("utf-8", "surrogateescape")
+
+
+def readable(raw: bytes) -> bool:
+    """Whether bytes of a file labelled text are text the guards read as the provider
+    would: no NUL byte (UTF-16 or UTF-32 text, a binary file such as a PDF labelled
+    `text/plain`), no UTF-16/32 byte order mark, no PDF."""
+    return b"\x00" not in raw and not raw.startswith(_NOT_8BIT_TEXT)
 
 
 class _Base64Text:
@@ -101,8 +109,13 @@ class _Base64Text:
         self._store(base64.b64encode(text.encode("utf-8", "surrogateescape")).decode())
 
     def undecodable(self) -> bool:
+        """Not base64, or not text the guards read as the provider would (`readable`): a
+        prompt carrying it is refused."""
         data = self._data()
-        return data is not None and decode(data) is None
+        if data is None:
+            return False
+        raw = _raw(data)
+        return raw is None or not readable(raw)
 
 
 class InlineText(_Base64Text):

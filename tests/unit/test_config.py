@@ -581,3 +581,11 @@ def test_a_key_given_twice_is_refused(tmp_path: Path) -> None:
             guards: []
     """))
     assert loader.load(f).routes["r"]
+
+
+def test_an_unhashable_key_is_a_config_error(tmp_path: Path) -> None:
+    f = tmp_path / "gateway.yaml"
+    f.write_text("routes:\n  - name: a\n    provider: openai\n    ? [x, y]\n    : 1\n")
+    with pytest.raises(ConfigError) as info:
+        loader.load(f)
+    assert "unhashable" in info.value.errors[0]

@@ -186,3 +186,63 @@ def test_text_after_its_pieces_end_is_refused_by_the_webhook_guard(case: str) ->
     out = asyncio.run(go())
     assert b"mple.com" not in out, out
     assert b"blocked" in out
+
+
+# --- what is not an end (the review of the change) ---------------------------------------
+
+def _call(call: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    part = {"functionCall": call, **(extra or {})}
+    return {"candidates": [{"content": {"role": "model", "parts": [part]}, "index": 0}]}
+
+
+#: two get_weather calls in one Vertex stream, each streaming `$.location` (go-genai's
+#: TestChatStoresStreamedFunctionCallTurn; streamFunctionCallArguments)
+TWO_CALLS = [
+    _call({"name": "get_weather", "willContinue": True}, {"thoughtSignature": "c2ln"}),
+    _call({"partialArgs": [{"jsonPath": "$.location", "stringValue": "New ",
+                            "willContinue": True}], "willContinue": True}),
+    _call({"partialArgs": [{"jsonPath": "$.location", "stringValue": "Delhi"}],
+           "willContinue": True}),
+    _call({}),
+    _call({"name": "get_weather", "willContinue": True}),
+    _call({"partialArgs": [{"jsonPath": "$.location", "stringValue": "San Francisco"}],
+           "willContinue": True}),
+    _call({}),
+    {"candidates": [{"content": {"role": "model", "parts": [{"text": ""}]},
+                     "finishReason": "STOP", "index": 0}]},
+]
+
+
+def test_a_second_vertex_call_with_the_same_argument_path_goes_on() -> None:
+    """A streamed argument's last piece ends that argument, not the path: the next call's
+    argument of the same path is a new value, not text after an end."""
+    raw = _sse(TWO_CALLS, crlf=True)
+    out = _masked("vertex", None, raw, len(raw) // 3)
+    assert REFUSED not in out and b"San Francisco" in out, out[-400:]
+
+    class Pass:
+        async def __call__(self, texts: list[Text]) -> Verdict:
+            return Verdict("pass")
+
+    guard = WebhookStreamGuard("vertex", "dlp", Pass(), 200, False, 1 << 20,
+                               lambda g, o: None)
+
+    async def go() -> bytes:
+        return await guard.feed_async(raw) + await guard.finish_async()
+
+    out = asyncio.run(go())
+    assert b"blocked" not in out and b"San Francisco" in out, out[-400:]
+
+
+def test_the_unspecified_finish_reason_ends_nothing() -> None:
+    """Serialisers that write proto defaults put FINISH_REASON_UNSPECIFIED on every chunk."""
+    raw = _sse([_gemini(first, "FINISH_REASON_UNSPECIFIED"), _gemini(second, "STOP")],
+               crlf=True)
+    out = _masked("gemini", None, raw, len(raw) // 2)
+    assert REFUSED not in out and b"<EMAIL>" in out and b"john" not in out, out
+
+
+def test_the_refusal_says_the_upstream_wrote_after_an_end() -> None:
+    raw = _sse([_chat(0, first, "stop"), _chat(0, second), "[DONE]"])
+    out = _masked("openai", None, raw, len(raw))
+    assert b"after its end" in out, out

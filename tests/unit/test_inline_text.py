@@ -114,14 +114,9 @@ def test_text_media_types() -> None:
                                              None, 3, "application/octet-stream"))
 
 
-#: bytes of 8-bit text (any of them but NUL; valid UTF-8 or not), not starting as a UTF-16
-#: or UTF-32 byte order mark or a PDF does
-EIGHT_BIT = st.binary(max_size=64).map(lambda b: b.replace(b"\x00", b"")).filter(
-    lambda b: not b.startswith((b"\xff\xfe", b"\xfe\xff", b"%PDF-")))
-
-
 @settings(max_examples=300, deadline=None)
-@given(raw=EIGHT_BIT, urlsafe=st.booleans(), strip=st.booleans(), wrap=st.integers(0, 8))
+@given(raw=st.binary(max_size=64), urlsafe=st.booleans(), strip=st.booleans(),
+       wrap=st.integers(0, 8))
 def test_any_base64_spelling_reads_the_same_and_an_unchanged_text_encodes_back(
         raw: bytes, urlsafe: bool, strip: bool, wrap: int) -> None:
     data = (base64.urlsafe_b64encode(raw) if urlsafe else base64.b64encode(raw)).decode()
@@ -198,8 +193,9 @@ def test_text_the_guards_cannot_read_as_the_provider_would_is_refused(raw: bytes
     so the same address saved as UTF-16 or UTF-32 passed the mask and the reject guards,
     and a PDF labelled text/plain went upstream unread. Such data does not decode."""
     data = base64.b64encode(raw).decode()
-    assert decode(data) is None
     assert InlineText({"mimeType": "text/plain", "data": data}).undecodable()
+    # read all the same where it is read (a reply: every byte a guard may mask)
+    assert decode(data) == raw.decode("utf-8", "surrogateescape")
 
 
 def test_two_spellings_of_a_blobs_media_type_that_differ_are_refused() -> None:
@@ -209,3 +205,26 @@ def test_two_spellings_of_a_blobs_media_type_that_differ_are_refused() -> None:
     for other in ("application/pdf", "image/png", "text/csv"):
         blob = {"mimeType": "text/plain", "mime_type": other, "data": data}
         assert is_text_blob(blob) and InlineText(blob).undecodable(), other
+
+
+def test_inline_text_in_a_reply_that_a_prompt_could_not_carry_is_still_read() -> None:
+    """The prompt side refuses text the guards cannot read as the provider would; a reply is
+    read whatever it holds (every byte a guard may mask), never passed on unread."""
+    from extproc.guards.reframe import SSEMaskingReframer
+    from extproc.guards.scanner import Scanner, builtin
+    from extproc.guards.stream import StreamMasker
+    from extproc.providers import adapter_for
+
+    payload = b"contact john.doe@example.com\x00\n"
+    doc = {"candidates": [{"content": {"role": "model", "parts": [{"inlineData": {
+        "mimeType": "text/plain", "data": base64.b64encode(payload).decode()}}]},
+        "finishReason": "STOP", "index": 0}]}
+    texts = adapter_for("gemini").response_texts(doc)
+    assert any("john.doe@example.com" in t for _, t in texts), texts
+    scanner = Scanner(builtin(["email"]))
+    t = SSEMaskingReframer("gemini", lambda: [StreamMasker(scanner)], 1 << 20)
+    out = t.feed(b"data: " + json.dumps(doc).encode() + b"\r\n\r\n") + t.finish()
+    assert base64.b64encode(payload) not in out
+    masked = json.loads(out.split(b"data: ", 1)[1])
+    data = masked["candidates"][0]["content"]["parts"][0]["inlineData"]["data"]
+    assert b"<EMAIL>" in base64.b64decode(data)
