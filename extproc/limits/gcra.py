@@ -3,14 +3,15 @@ and debts. Sans-IO: plain functions of (stored state, now); the stores keep the 
 
 A window allows `limit` units per `period_s`, with a burst of the whole limit. Its state is
 one number, the theoretical arrival time (TAT): the time at which the window will be full
-again. Being a time, it is named by the window's kind and period alone: when a reload
-changes the limit, the share of the window used so far carries over (80% of 10 requests
-used is 80% of a new limit of 5). A cost `n` moves the TAT forward by
-`n * period_s / limit`; it fits while the TAT stays within one period of now. An admission
-over several windows (a per-minute and a per-day budget, requests and tokens of the same
-key) is all-or-nothing: either every window takes its cost or none does. Settling moves a
-TAT by a signed amount: a refund never lends more than a full window, a charge may go past
-the period (a debt that later requests wait out).
+again. It is named by the window's kind and period alone, and stored with the interval
+(`period_s / limit`) it was written with: when a reload changes the limit, the units used so
+far carry over (`rescale`: 8 of 10 used are 8 of a new limit of 5, the window over its limit
+until 3 units' time has passed; 10 of 10 are 10 of a new 100, 90 left). A cost `n` moves the
+TAT forward by `n * period_s / limit`; it fits while the TAT stays within one period of now.
+An admission over several windows (a per-minute and a per-day budget, requests and tokens of
+the same key) is all-or-nothing: either every window takes its cost or none does. Settling
+moves a TAT by a signed amount: a refund never lends more than a full window, a charge may
+go past the period (a debt that later requests wait out).
 
 The Redis backend runs the same arithmetic in a Lua script (`redis_store.py`); the tests hold
 the two to the same results.
@@ -42,10 +43,9 @@ class Window:
         interval = self.period_s / self.limit
         object.__setattr__(self, "interval", interval)
         object.__setattr__(self, "slack", max(1e-9, 1e-4 * interval))
-        # named by kind and period, not by limit: the state is a time, so a changed limit
-        # carries the share of the window already used (lowering a limit or a budget by a
-        # reload never hands every key a fresh one); tokens and spend name their unit, so
-        # no two kinds of window share state
+        # named by kind and period, not by limit: a changed limit carries the units used
+        # (`rescale`; lowering a limit or a budget by a reload never hands every key a
+        # fresh one); tokens and spend name their unit, so no two kinds share state
         unit = f"{self.unit}:" if self.unit else ""
         object.__setattr__(self, "suffix", f"|{unit}per/{float(self.period_s)!r}")
 
@@ -112,3 +112,13 @@ def settle(tat: float, w: Window, delta: float, now: float) -> float:
 def expiry(tats: Sequence[float], now: float) -> float:
     """Seconds after which the stored state equals a fresh one (a TTL for the keys)."""
     return max(0.0, max(tats, default=now) - now)
+
+
+def rescale(tat: float, old_interval: float | None, interval: float, now: float) -> float:
+    """A TAT written by a window of `old_interval` (seconds per unit; None: unknown), as a
+    window of `interval` reads it: the units used so far carry over when the limit changed
+    (a reload), so a lowered limit or budget is never a fresh one and a raised one gives
+    the difference."""
+    if old_interval is None or old_interval <= 0 or old_interval == interval or tat <= now:
+        return tat
+    return now + (tat - now) * (interval / old_interval)

@@ -85,6 +85,16 @@ class LimitSpec:
     spend: tuple[Window, ...] = ()
     cut_streams: bool = False
 
+    def __post_init__(self) -> None:
+        # each kind's windows named by their unit, however the spec was made: windows of one
+        # period but of two kinds must never share a stored state
+        for kind, unit in (("tokens", "tokens"), ("spend", "spend")):
+            windows = getattr(self, kind)
+            if any(w.unit != unit for w in windows):
+                object.__setattr__(self, kind, tuple(
+                    w if w.unit == unit else Window(w.limit, w.period_s, unit)
+                    for w in windows))
+
     @property
     def windows(self) -> tuple[Window, ...]:
         return self.requests + self.tokens + self.spend

@@ -59,21 +59,36 @@ local sec = tonumber(t[1])
 local now = tonumber(t[2]) / 1000000
 local n = math.floor(#ARGV / 3)             -- windows; KEYS[n + 1], if given, is the label
 local maxttl = 0
-local function read_tat(k)                  -- the TAT in the frame of `sec`, or now if absent
+local function read_tat(k, interval)        -- the TAT in the frame of `sec`, or now if absent
   local s = redis.call('GET', k)
   if not s then return now end
+  local old = nil                           -- the interval it was written with ('tat/ival')
+  local slash = string.find(s, '/', 1, true)
+  if slash then
+    old = tonumber(string.sub(s, slash + 1))
+    s = string.sub(s, 1, slash - 1)
+  end
+  local tat
   local dot = string.find(s, '.', 1, true)
-  if not dot then return (tonumber(s) or sec) - sec end
-  return (tonumber(string.sub(s, 1, dot - 1)) - sec) + tonumber('0' .. string.sub(s, dot))
+  if not dot then
+    tat = (tonumber(s) or sec) - sec
+  else
+    tat = (tonumber(string.sub(s, 1, dot - 1)) - sec) + tonumber('0' .. string.sub(s, dot))
+  end
+  -- the limit changed since (a reload): the units used carry over (`gcra.rescale`)
+  if old and old > 0 and old ~= interval and tat > now then
+    tat = now + (tat - now) * (interval / old)
+  end
+  return tat
 end
-local function write_tat(k, tat)            -- TTL: gcra.expiry plus a margin
+local function write_tat(k, tat, interval)  -- TTL: gcra.expiry plus a margin
   local whole = math.floor(tat)
   local frac = string.format('%.15f', tat - whole)
   if string.sub(frac, 1, 1) == '1' then whole, frac = whole + 1, '0.000000000000000' end
   local ttl = math.ceil(math.max(0, tat - now) * 1000) + {margin}
   if ttl > maxttl then maxttl = ttl end
-  redis.call('SET', k, string.format('%d', sec + whole) .. string.sub(frac, 2),
-             'PX', string.format('%d', ttl))
+  redis.call('SET', k, string.format('%d', sec + whole) .. string.sub(frac, 2) .. '/' ..
+             string.format('%.17g', interval), 'PX', string.format('%d', ttl))
 end
 local function write_label()                -- a spend limit's label lives as its windows do
   if #KEYS > n and maxttl > 0 then
@@ -88,20 +103,20 @@ end
 # KEYS: one per window (+ the label's); ARGV: limit, period_s, cost per window (+ the label)
 # -> {allowed, now, TATs read}
 _ADMIT = _COMMON + """
-local before, after, allowed = {}, {}, 1
+local before, after, intervals, allowed = {}, {}, {}, 1
 for i = 1, n do
   local k = KEYS[i]
   local limit, period, cost = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1]),
                               tonumber(ARGV[3 * i])
   local interval = period / limit
-  local tat = read_tat(k)
+  local tat = read_tat(k, interval)
   local moved = math.max(tat, now) + cost * interval
   local eps = math.max(1e-9, 1e-4 * interval)      -- gcra.tolerance
   if cost * interval > period + eps or moved - period > now + eps then allowed = 0 end
-  before[i], after[i] = string.format('%.17g', tat), moved
+  before[i], after[i], intervals[i] = string.format('%.17g', tat), moved, interval
 end
 if allowed == 1 then
-  for i = 1, n do write_tat(KEYS[i], after[i]) end
+  for i = 1, n do write_tat(KEYS[i], after[i], intervals[i]) end
   write_label()
 end
 return {allowed, string.format('%.17g', now), unpack(before)}
@@ -114,9 +129,10 @@ for i = 1, n do
   local limit, period, delta = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1]),
                                tonumber(ARGV[3 * i])
   if delta ~= 0 then
-    local moved = math.max(read_tat(k), now) + delta * (period / limit)
+    local interval = period / limit
+    local moved = math.max(read_tat(k, interval), now) + delta * interval
     if delta < 0 then moved = math.max(moved, now) end
-    write_tat(k, moved)
+    write_tat(k, moved, interval)
   end
 end
 write_label()
@@ -141,7 +157,7 @@ class RedisStore:
 
     def _keys(self, tag: str, windows: Sequence[Window]) -> list[str]:
         # by kind and period, not limit (`gcra.Window.suffix`): a changed limit carries the
-        # share of the window used
+        # units used (each value says the interval it was written with)
         return [f"{self.prefix}{{{tag}}}:{w.unit + ':' if w.unit else ''}"
                 f"per/{w.period_s:.17g}" for w in windows]
 
@@ -188,7 +204,8 @@ class RedisStore:
                 stored = await self._redis.mget(self._keys(tag, wins)) if wins else []
                 sec, usec = await self._redis.time()
                 now = sec + usec / 1e6
-                tats = [float(t) if t is not None else None for t in stored]
+                tats = [None if t is None else _stored_tat(t, w.interval, now)
+                        for t, w in zip(stored, wins, strict=True)]
                 if all(t is None or t <= now for t in tats):
                     continue
                 out += budgets.rows(lab, tats, now)
@@ -215,6 +232,14 @@ class RedisStore:
         except (RedisError, OSError) as exc:
             reason = " ".join(str(exc).split())[:160] or "no detail"
             raise StoreUnavailable(f"redis: {type(exc).__name__}: {reason}") from None
+
+
+def _stored_tat(raw: bytes | str, interval: float, now: float) -> float:
+    """A stored TAT (`tat/interval`, as the scripts write it) read as a window of
+    `interval` reads it (`gcra.rescale`)."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    tat, _, old = text.partition("/")
+    return gcra.rescale(float(tat), float(old) if old else None, interval, now)
 
 
 def _tag(key: str) -> str:

@@ -1,11 +1,12 @@
 """Where limit state lives: the interface every backend implements, and the in-memory one.
 
 A key names one limit for one descriptor value (say `openai/per-user/alice`); each of its
-windows is stored under the key plus the window's shape, so changing a limit in the config
-starts that window fresh. In memory, state is per process: with `--workers N` each worker
-enforces its own budget (use Redis for one budget across workers and replicas). The event
-loop runs one coroutine at a time and the memory store never awaits in between reading and
-writing, so every admission is atomic.
+windows is stored under the key plus the window's kind and period, with the interval it was
+written with, so a limit changed in the config carries the units used (`gcra.rescale`) and a
+changed period starts that window fresh. In memory, state is per process: with `--workers N`
+each worker enforces its own budget (use Redis for one budget across workers and replicas).
+The event loop runs one coroutine at a time and the memory store never awaits in between
+reading and writing, so every admission is atomic.
 
 A spend limit's admissions and settlements carry its `label` (route, limit name, descriptor
 values, currency, spend windows: see `budgets`), which the store keeps as long as the
@@ -53,6 +54,7 @@ class MemoryStore:
         start = time.monotonic()
         self.clock = clock or (lambda: time.monotonic() - start)
         self._tats: dict[str, float] = {}
+        self._intervals: dict[str, float] = {}   # what each TAT was written with
         self._labels: dict[str, Label] = {}
         self._sweep_at = 4096
 
@@ -67,11 +69,12 @@ class MemoryStore:
                   label: Label | None = None) -> Outcome:
         now = self.clock()
         keys = [key + w.suffix for w in windows]
-        tats = [self._tats.get(k, now) for k in keys]
+        tats = [self._tat(k, w, now) for k, w in zip(keys, windows, strict=True)]
         outcome, stored = gcra.admit(tats, windows, costs, now)
         if outcome.allowed:
-            for k, t in zip(keys, stored, strict=True):
+            for k, t, w in zip(keys, stored, windows, strict=True):
                 self._tats[k] = t
+                self._intervals[k] = w.interval
             if label is not None:
                 self._labels[key] = label
             self._maybe_sweep(now)
@@ -85,19 +88,30 @@ class MemoryStore:
         for w, d in zip(windows, deltas, strict=True):
             if d:
                 k = window_key(key, w)
-                self._tats[k] = gcra.settle(self._tats.get(k, now), w, d, now)
+                self._tats[k] = gcra.settle(self._tat(k, w, now), w, d, now)
+                self._intervals[k] = w.interval
         self._maybe_sweep(now)
+
+    def _tat(self, k: str, w: Window, now: float) -> float:
+        """The window's TAT (now when it has none), its units carried over a changed limit."""
+        tat = self._tats.get(k)
+        if tat is None:
+            return now
+        return gcra.rescale(tat, self._intervals.get(k), w.interval, now)
 
     def _maybe_sweep(self, now: float) -> None:
         if len(self._tats) < self._sweep_at:
             return
         self._tats = {k: t for k, t in self._tats.items() if t > now}
+        self._intervals = {k: i for k, i in self._intervals.items() if k in self._tats}
         self._labels = {k: v for k, v in self._labels.items()
                         if any(t > now for t in self._spend_tats(k, v))}
         self._sweep_at = max(4096, 2 * len(self._tats))
 
     def _spend_tats(self, key: str, label: Label) -> list[float | None]:
-        return [self._tats.get(key + w.suffix) for w in budgets.windows(label)]
+        now = self.clock()
+        return [self._tat(key + w.suffix, w, now) if key + w.suffix in self._tats else None
+                for w in budgets.windows(label)]
 
     async def spend_budgets(self) -> list[dict[str, Any]]:
         now = self.clock()

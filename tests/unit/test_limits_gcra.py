@@ -800,20 +800,28 @@ def test_changing_a_windows_period_starts_it_fresh(changed: Window) -> None:
     assert not admit(store, "k", [old], [1]).allowed     # the old shape kept its state
 
 
-@pytest.mark.parametrize(("used", "new_limit", "left"), [
-    (10, 5, 0), (8, 5, 1), (4, 5, 3), (10, 20, 0), (5, 20, 10), (0, 5, 5)])
-def test_changing_a_windows_limit_carries_the_share_used(used: int, new_limit: int,
+#: (units used of 10 a minute, the new limit, what is left at once after the change)
+LIMIT_CHANGES = [(10, 5, 0), (8, 5, 0), (4, 5, 1), (10, 20, 10), (5, 20, 15), (0, 5, 5),
+                 (10, 100, 90)]
+
+
+@pytest.mark.parametrize(("used", "new_limit", "left"), LIMIT_CHANGES)
+def test_changing_a_windows_limit_carries_the_units_used(used: int, new_limit: int,
                                                          left: int) -> None:
     """Found by the config audit: the state was named by the limit, so lowering a limit (or
-    a spend budget) by a reload handed every key a fresh window at the new value. The state
-    is a time: the share of the window used carries over to the new limit."""
-    store, _ = new_store()
+    a spend budget) by a reload handed every key a fresh window at the new value. The units
+    used now carry over: a lowered limit is never a fresh one, and a raised one (to unblock
+    a team) gives the difference at once."""
+    store, clock = new_store()
     old, changed = Window(10, MINUTE), Window(new_limit, MINUTE)
     assert window_key("k", old) == window_key("k", changed)
     if used:
         assert admit(store, "k", [old], [used]).allowed
     assert peek(store, "k", [changed])[0].remaining == left
     assert burst(store, "k", [changed]) == left
+    if used > new_limit:   # over the new limit: it waits out the units past it, and one
+        clock.t += (used - new_limit + 1) * MINUTE / new_limit
+        assert admit(store, "k", [changed], [1]).allowed
 
 
 def test_the_same_shape_keeps_its_state() -> None:

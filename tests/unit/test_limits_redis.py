@@ -152,6 +152,37 @@ async def test_counts_stay_exact_for_token_sized_windows(server: RedisServer) ->
         await store.close()
 
 
+async def test_a_changed_limit_carries_the_units_used_like_memory_store(
+        server: RedisServer) -> None:
+    """A reload that lowers or raises a limit: the units used carry over (a lowered limit is
+    never a fresh one, a raised one gives the difference), in Redis as in memory, and the
+    spend listing reads the state the same way."""
+    from tests.unit.test_limits_gcra import LIMIT_CHANGES
+    store = RedisStore(server.url, timeout_s=2.0)
+    try:
+        for used, new_limit, left in LIMIT_CHANGES:
+            key, old, changed = fresh_key(), Window(10, HOUR), Window(new_limit, HOUR)
+            if used:
+                assert (await store.admit(key, [old], [used])).allowed
+            peek = await store.admit(key, [changed], [0])
+            assert peek.windows[0].remaining == left, (used, new_limit)
+            memory = MemoryStore()
+            if used:
+                await memory.admit("k", [old], [used])
+            mem = await memory.admit("k", [changed], [0])
+            assert mem.windows[0].remaining == left
+        # a value written by the older scripts (no interval) is read as it is
+        client = aioredis.Redis.from_url(server.url)
+        key = fresh_key()
+        (name,) = store.keys(key, [Window(10, HOUR)])
+        sec, _ = await client.time()
+        await client.set(name, f"{sec + 360}.000000000000000", px=3_600_000)
+        assert (await store.admit(key, [Window(10, HOUR)], [0])).windows[0].remaining == 9
+        await client.aclose()
+    finally:
+        await store.close()
+
+
 async def test_concurrent_requests_across_replicas_are_exact(server: RedisServer) -> None:
     replicas = [RedisStore(server.url, timeout_s=5.0) for _ in range(4)]
     key, w = fresh_key(), [Window(50, HOUR)]
