@@ -13,7 +13,8 @@ hold every detector to:
 That needs matches no longer than `max_len`: the built-ins bound every quantifier; a custom
 pattern's `max_len` is a cap its author promises (longer matches are still masked when whole).
 
-Built-ins use Python `re` (ASCII classes) with bounded quantifiers and no ambiguous nested
+Built-ins use Python `re` (ASCII classes; an e-mail's local part also takes Latin, Greek and
+Cyrillic letters) with bounded quantifiers and no ambiguous nested
 repetition, so a scan does bounded work per position; custom patterns use RE2 (linear time).
 Their `tail_start` takes the run of characters that a match is made of at the end of the text,
 from its first character that a match can begin with.
@@ -113,6 +114,11 @@ class PatternDetector:
                     return accepted
         return 0
 
+    def can_end(self, last: str) -> bool:
+        """Whether a text ending with `last` can have a tail to hold (what `Scanner` asks once
+        per last character, to skip the detectors that cannot)."""
+        return last in self.match_chars
+
     def tail_start(self, text: str) -> int:
         n = len(text)
         if not n or text[-1] not in self.match_chars:
@@ -121,6 +127,37 @@ class PatternDetector:
         run = lo + len(text[lo:].rstrip(self._chars))
         m = self._starts.search(text, run)
         return m.start() if m else n
+
+
+# an e-mail local part: ASCII letters and digits, `._%+-`, the apostrophe (o'brien) and the
+# letters of the Latin, Greek and Cyrillic alphabets (müller, jörg): a name written so is
+# masked whole. Not every script's: CJK text puts no space before an address, and its
+# words would be taken for the local part
+_LOCAL = ("A-Za-z0-9._%+'\\-\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f"
+          "\u0370-\u03ff\u0400-\u04ff\u1e00-\u1eff")
+#: a character an e-mail match is made of (`_LOCAL`, `@`); the run of them that ends a text,
+#: read backwards (held whole, in one pass)
+_EMAIL_CHAR = re.compile(f"[{_LOCAL}@]")
+_EMAIL_RUN_BACK = re.compile(f"[{_LOCAL}@]*")
+
+
+class EmailDetector(PatternDetector):
+    """E-mail addresses, whose local part may hold letters beyond ASCII (`_LOCAL`): its tail
+    is the run of such characters that ends the text (a `PatternDetector`'s is of a set it
+    lists), from its first character that can start one (any but `@`)."""
+
+    def can_end(self, last: str) -> bool:
+        return _EMAIL_CHAR.match(last) is not None
+
+    def tail_start(self, text: str) -> int:
+        n = len(text)
+        if not n or _EMAIL_CHAR.match(text, n - 1) is None:
+            return n   # no run at the end: nothing to hold
+        lo = max(0, n - self.max_len)
+        run = n - _EMAIL_RUN_BACK.match(text[lo:][::-1]).end()   # type: ignore[union-attr]
+        while run < n and text[run] == "@":
+            run += 1
+        return run
 
 
 _BEGIN = "-----BEGIN"
@@ -136,6 +173,9 @@ _PK_END_PREFIX = re.compile(r"-{1,4}|-----(?:E|EN|END[ A-Z0-9]{0,56}"
 class PrivateKeyDetector(PatternDetector):
     """PEM private key blocks. The body cannot hold '--', so a block that more text could
     complete starts at the last '-----BEGIN' (or a partial one at the very end)."""
+
+    def can_end(self, last: str) -> bool:
+        return True   # a held block may end with any character
 
     def tail_start(self, text: str) -> int:
         n = len(text)
@@ -266,7 +306,7 @@ _HEX = string.hexdigits
 _ALNUM = string.ascii_letters + string.digits
 _UPPER_DIGITS = string.ascii_uppercase + string.digits
 
-_EMAIL = _p(r"[A-Za-z0-9._%+-](?<![A-Za-z0-9._%+-][\s\S])[A-Za-z0-9._%+-]{0,63}"
+_EMAIL = _p(rf"[{_LOCAL}](?<![{_LOCAL}][\s\S])[{_LOCAL}]{{0,63}}"
             r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}"
             r"(?![A-Za-z0-9-])")
 _PHONE = _p(r"[+(\d](?<![\w+.-][\s\S])(?:"
@@ -339,7 +379,8 @@ def builtin_detector(name: str, placeholder: str | None = None) -> PatternDetect
     if name not in _BUILTINS:
         raise KeyError(name)
     pattern, default, max_len, chars, starts, validate = _BUILTINS[name]
-    cls = PrivateKeyDetector if name == "private_key" else PatternDetector
+    cls = PrivateKeyDetector if name == "private_key" else \
+        EmailDetector if name == "email" else PatternDetector
     return cls(name, pattern, placeholder or default, max_len, chars, starts, validate,
                _AFTER.get(name), _SHORTEST.get(name, 1))
 

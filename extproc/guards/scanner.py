@@ -213,9 +213,10 @@ class Scanner:
 
     def _detectors_ending_with(self, last: str) -> _Tailing:
         """The detectors whose `tail_start` can be short of the end of a text ending with
-        `last` (a built-in's is not, unless `last` is one of the characters of its matches)."""
-        found = tuple(d for d in self.detectors if type(d) is not PatternDetector
-                      or last in d.match_chars)
+        `last` (a built-in's is not, unless its `can_end(last)`: for most, `last` is one of
+        the characters of its matches)."""
+        found = tuple(d for d in self.detectors if not isinstance(d, PatternDetector)
+                      or d.can_end(last))
         tailing = _Tailing.of(found)
         if len(self._tailing) < 4096:
             self._tailing[last] = tailing

@@ -394,3 +394,25 @@ def test_the_rest_of_an_overlapping_match_is_masked_after_a_cut_at_the_bound() -
                 out.append(masker.feed(ch))
                 assert masker.held <= scanner.max_len + LOOKAHEAD
             assert "".join(out) + masker.finish() == scanner.mask(text), context
+
+
+NAMES_BEYOND_ASCII = ["mail müller.hans@example.de now", "o'brien@example.com, thanks",
+                      "Ιωάννης@example.gr", "x иван.петров@example.ru y",
+                      "请联系jörg@example.com谢谢", "café.owner@example.fr."]
+
+
+@pytest.mark.skipif(PII is None, reason="extproc.guards.scanner not there yet")
+@pytest.mark.parametrize("text", NAMES_BEYOND_ASCII)
+def test_an_address_whose_name_goes_beyond_ascii_is_masked_whole_for_every_split(
+        text: str) -> None:
+    """Found by the masker audit: `müller@...` went out as `mü<EMAIL>` and `o'brien@...`
+    as `o'<EMAIL>`, streamed or whole. The local part now takes the apostrophe and Latin,
+    Greek and Cyrillic letters, and the streaming masker holds them as it holds ASCII."""
+    whole = PII.mask(text)
+    name = text[:text.index("@")].split()[-1].removeprefix("请联系")
+    assert name not in whole and "<EMAIL>" in whole, whole
+    for pieces in [list(text), *([text[:k], text[k:]] for k in range(len(text) + 1))]:
+        masker = StreamMasker(PII)
+        out = stream(masker, pieces)
+        assert "".join(out) == whole, pieces
+        assert not any(name[:2] in chunk for chunk in out if "<EMAIL>" not in chunk), out
