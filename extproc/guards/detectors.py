@@ -129,12 +129,14 @@ class PatternDetector:
         return m.start() if m else n
 
 
-# an e-mail local part: ASCII letters and digits, `._%+-`, the apostrophe (o'brien) and the
-# letters of the Latin, Greek and Cyrillic alphabets (müller, jörg): a name written so is
-# masked whole. Not every script's: CJK text puts no space before an address, and its
-# words would be taken for the local part
-_LOCAL = ("A-Za-z0-9._%+'\\-\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f"
+# an e-mail local part: ASCII letters and digits, `._%+-`, the apostrophe inside it
+# (o'brien) and the letters of the Latin, Greek and Cyrillic alphabets (müller, jörg): a name
+# written so is masked whole. Not every script's: CJK text puts no space before an address,
+# and its words would be taken for the local part. A match starts after an opening quote
+# ('john@...'), not after an apostrophe inside a name
+_START = ("A-Za-z0-9._%+\\-\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f"
           "\u0370-\u03ff\u0400-\u04ff\u1e00-\u1eff")
+_LOCAL = _START + "'"
 #: a character an e-mail match is made of (`_LOCAL`, `@`); the run of them that ends a text,
 #: read backwards (held whole, in one pass)
 _EMAIL_CHAR = re.compile(f"[{_LOCAL}@]")
@@ -144,7 +146,7 @@ _EMAIL_RUN_BACK = re.compile(f"[{_LOCAL}@]*")
 class EmailDetector(PatternDetector):
     """E-mail addresses, whose local part may hold letters beyond ASCII (`_LOCAL`): its tail
     is the run of such characters that ends the text (a `PatternDetector`'s is of a set it
-    lists), from its first character that can start one (any but `@`)."""
+    lists), from its first character that can start one (any but `@` and `'`)."""
 
     def can_end(self, last: str) -> bool:
         return _EMAIL_CHAR.match(last) is not None
@@ -155,7 +157,7 @@ class EmailDetector(PatternDetector):
             return n   # no run at the end: nothing to hold
         lo = max(0, n - self.max_len)
         run = n - _EMAIL_RUN_BACK.match(text[lo:][::-1]).end()   # type: ignore[union-attr]
-        while run < n and text[run] == "@":
+        while run < n and text[run] in "@'":   # (no match starts with either)
             run += 1
         return run
 
@@ -306,7 +308,7 @@ _HEX = string.hexdigits
 _ALNUM = string.ascii_letters + string.digits
 _UPPER_DIGITS = string.ascii_uppercase + string.digits
 
-_EMAIL = _p(rf"[{_LOCAL}](?<![{_LOCAL}][\s\S])[{_LOCAL}]{{0,63}}"
+_EMAIL = _p(rf"[{_START}](?<![{_START}][\s\S])(?<![{_START}]'[\s\S])[{_LOCAL}]{{0,63}}"
             r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}"
             r"(?![A-Za-z0-9-])")
 _PHONE = _p(r"[+(\d](?<![\w+.-][\s\S])(?:"
