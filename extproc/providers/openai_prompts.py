@@ -53,6 +53,9 @@ OPAQUE = frozenset({"type", "id", "data", "signature", "encrypted_content", "for
 _READ_OR_OPAQUE = MESSAGE_KEYS | OPAQUE
 #: keys of a part that carry data or a file no guard reads (an `Unread` input)
 PAYLOADS = ("data", "file_id", "file_data", "image_url", "input_audio", "file")
+#: part kinds OpenAI-compatible servers load as media (vLLM's): not OpenAI's own, read as
+#: the media they are
+MEDIA_PARTS = {"video_url": "video", "audio_url": "audio", "image_embeds": "image"}
 #: a message's or a delta's texts besides its content: (field, reply kind)
 EXTRA = (("refusal", "text"), ("reasoning_content", "thinking"), ("reasoning", "thinking"))
 #: (role or kind, holder, key): a text at holder[key] (a string, or a JSON value read as
@@ -75,7 +78,12 @@ def content_slots(holder: dict[str, Any], role: str, inputs: bool = False) -> It
             if not isinstance(kind, str) or kind not in PART_TYPES:   # a kind newer than
                 # this code (or malformed): every string in it is read
                 yield from ((role, h, k) for h, k in field_strings(part, OPAQUE, OPAQUE))
-                if inputs and any(key in part for key in PAYLOADS):   # and what it carries
+                if not inputs:
+                    continue
+                if kind in MEDIA_PARTS:
+                    yield role, Unread(MEDIA_PARTS[kind]), None
+                elif any(key in part for key in PAYLOADS) or any(   # what it carries: data,
+                        isinstance(v, dict) and "url" in v for v in part.values()):  # a URL
                     yield role, Unread("file"), None
                 continue
             key = "refusal" if kind == "refusal" else "text"
