@@ -133,7 +133,9 @@ class PatternDetector:
 # (o'brien) and the letters of the Latin, Greek and Cyrillic alphabets (müller, jörg): a name
 # written so is masked whole. Not every script's: CJK text puts no space before an address,
 # and its words would be taken for the local part. A match starts after an opening quote
-# ('john@...'), not after an apostrophe inside a name
+# ('john@...'), not after an apostrophe inside a name; it may start inside a run of those
+# letters (not of ASCII ones): the leftmost start wins, so a name is masked whole, and one
+# glued to more than 64 letters is masked from its last 64 rather than not at all
 _START = ("A-Za-z0-9._%+\\-\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f"
           "\u0370-\u03ff\u0400-\u04ff\u1e00-\u1eff")
 _LOCAL = _START + "'"
@@ -308,7 +310,7 @@ _HEX = string.hexdigits
 _ALNUM = string.ascii_letters + string.digits
 _UPPER_DIGITS = string.ascii_uppercase + string.digits
 
-_EMAIL = _p(rf"[{_START}](?<![{_START}][\s\S])(?<![{_START}]'[\s\S])[{_LOCAL}]{{0,63}}"
+_EMAIL = _p(rf"[{_START}](?<![A-Za-z0-9._%+-][\s\S])(?<![{_START}]'[\s\S])[{_LOCAL}]{{0,63}}"
             r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}"
             r"(?![A-Za-z0-9-])")
 _PHONE = _p(r"[+(\d](?<![\w+.-][\s\S])(?:"

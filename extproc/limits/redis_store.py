@@ -60,8 +60,8 @@ local now = tonumber(t[2]) / 1000000
 local n = math.floor(#ARGV / 3)             -- windows; KEYS[n + 1], if given, is the label
 local maxttl = 0
 local function read_tat(k, interval)        -- the TAT in the frame of `sec`, or now if absent
-  local s = redis.call('GET', k)
-  if not s then return now end
+  local s = redis.call('GET', k)            -- (and whether a changed limit rescaled it)
+  if not s then return now, false end
   local old = nil                           -- the interval it was written with ('tat/ival')
   local slash = string.find(s, '/', 1, true)
   if slash then
@@ -76,10 +76,11 @@ local function read_tat(k, interval)        -- the TAT in the frame of `sec`, or
     tat = (tonumber(string.sub(s, 1, dot - 1)) - sec) + tonumber('0' .. string.sub(s, dot))
   end
   -- the limit changed since (a reload): the units used carry over (`gcra.rescale`)
-  if old and old > 0 and old ~= interval and tat > now then
-    tat = now + (tat - now) * (interval / old)
+  if old and old > 0 and old ~= interval then
+    if tat > now then tat = now + (tat - now) * (interval / old) end
+    return tat, true
   end
-  return tat
+  return tat, false
 end
 local function write_tat(k, tat, interval)  -- TTL: gcra.expiry plus a margin
   local whole = math.floor(tat)
@@ -103,21 +104,26 @@ end
 # KEYS: one per window (+ the label's); ARGV: limit, period_s, cost per window (+ the label)
 # -> {allowed, now, TATs read}
 _ADMIT = _COMMON + """
-local before, after, intervals, allowed = {}, {}, {}, 1
+local before, after, intervals, read, changed, allowed = {}, {}, {}, {}, {}, 1
 for i = 1, n do
   local k = KEYS[i]
   local limit, period, cost = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1]),
                               tonumber(ARGV[3 * i])
   local interval = period / limit
-  local tat = read_tat(k, interval)
+  local tat, rescaled = read_tat(k, interval)
   local moved = math.max(tat, now) + cost * interval
   local eps = math.max(1e-9, 1e-4 * interval)      -- gcra.tolerance
   if cost * interval > period + eps or moved - period > now + eps then allowed = 0 end
-  before[i], after[i], intervals[i] = string.format('%.17g', tat), moved, interval
+  before[i], after[i], intervals[i], read[i], changed[i] =
+    string.format('%.17g', tat), moved, interval, tat, rescaled
 end
 if allowed == 1 then
   for i = 1, n do write_tat(KEYS[i], after[i], intervals[i]) end
   write_label()
+else                                        -- a rescaled state is kept, or it would go on
+  for i = 1, n do                           -- draining at the old limit's rate
+    if changed[i] then write_tat(KEYS[i], read[i], intervals[i]) end
+  end
 end
 return {allowed, string.format('%.17g', now), unpack(before)}
 """
@@ -130,7 +136,8 @@ for i = 1, n do
                                tonumber(ARGV[3 * i])
   if delta ~= 0 then
     local interval = period / limit
-    local moved = math.max(read_tat(k, interval), now) + delta * interval
+    local tat = read_tat(k, interval)
+    local moved = math.max(tat, now) + delta * interval
     if delta < 0 then moved = math.max(moved, now) end
     write_tat(k, moved, interval)
   end

@@ -78,6 +78,11 @@ class MemoryStore:
             if label is not None:
                 self._labels[key] = label
             self._maybe_sweep(now)
+        else:   # a window read at another limit keeps its rescaled state, or it would go on
+            for k, t, w in zip(keys, tats, windows, strict=True):   # draining at the old rate
+                if k in self._tats and self._intervals.get(k, w.interval) != w.interval:
+                    self._tats[k] = t
+                    self._intervals[k] = w.interval
         return outcome
 
     async def settle(self, key: str, windows: Sequence[Window], deltas: Sequence[float],

@@ -246,7 +246,7 @@ class OpenAIAdapter(Adapter):
         return []
 
     #: what a body with an unread input holds (a part of an unknown kind carrying "data")
-    unread_needles = (b"image", b"audio", b"file", b"data", b"video", b'"url"', b"\\u")
+    unread_needles = (b"image", b"audio", b"file", b"data", b"video", b"url", b"http", b"\\u")
 
     def unread_inputs(self, body: dict[str, Any]) -> list[tuple[str, str]]:
         """(role, kind) of each input no guard can read (`providers.unread`)."""

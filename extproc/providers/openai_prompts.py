@@ -63,6 +63,13 @@ EXTRA = (("refusal", "text"), ("reasoning_content", "thinking"), ("reasoning", "
 Slot = tuple[str, Any, Any]
 
 
+def _url(value: Any) -> bool:
+    """A part's value that names what a server would fetch: `{"url": ...}` or a URL."""
+    if isinstance(value, dict):
+        return "url" in value
+    return isinstance(value, str) and value.startswith(("http://", "https://", "data:"))
+
+
 def content_slots(holder: dict[str, Any], role: str, inputs: bool = False) -> Iterator[Slot]:
     """String content, string parts, and the text (a refusal part's refusal) of any part;
     with `inputs`, an `Unread` marker for each image, audio and binary or fetched file."""
@@ -82,10 +89,10 @@ def content_slots(holder: dict[str, Any], role: str, inputs: bool = False) -> It
                     continue
                 if kind in MEDIA_PARTS:
                     yield role, Unread(MEDIA_PARTS[kind]), None
-                elif any(key in part for key in PAYLOADS) or any(   # what it carries: data,
-                        isinstance(v, dict) and "url" in v for v in part.values()):  # a URL
-                    yield role, Unread("file"), None
-                continue
+                elif any(key in part for key in PAYLOADS) or (   # what it carries: data, or
+                        role != "assistant" and any(_url(v) for v in part.values())):  # a URL
+                    yield role, Unread("file"), None   # a server may fetch (not a citation
+                continue                               # an earlier reply made)
             key = "refusal" if kind == "refusal" else "text"
             if isinstance(part.get(key), str):
                 yield role, part, key

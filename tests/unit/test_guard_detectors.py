@@ -645,3 +645,15 @@ def test_a_key_header_followed_by_what_no_key_holds_is_not_held() -> None:
     assert det.tail_start(prose[:begin + 36]) == begin   # a header and a body yet to come
     for after in ("\n--x", "\n-----ENX", "\n-----END RSA PRIVATE KEY--x", " don't"):
         assert det.tail_start(block + after) > 2, after
+
+
+def test_an_address_glued_to_a_long_run_of_letters_is_still_masked() -> None:
+    """Found by the second review: with letters beyond ASCII in the local part, an address
+    glued to 64 or more of them matched nowhere (a local part is at most 64 characters), where
+    it used to be masked from its ASCII name. A match may start inside such a run: the last
+    64 characters and the domain are masked."""
+    scanner = Scanner(builtin(["email"]))
+    for text in ["ω" * 70 + "john@example.com", "x " + "é" * 80 + "@example.com",
+                 "ок" * 40 + "jean.roe@example.org"]:
+        out = scanner.mask(text)
+        assert "<EMAIL>" in out and "@example" not in out, out

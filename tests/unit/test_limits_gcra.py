@@ -824,6 +824,21 @@ def test_changing_a_windows_limit_carries_the_units_used(used: int, new_limit: i
         assert admit(store, "k", [changed], [1]).allowed
 
 
+def test_a_lowered_limit_drains_at_its_own_rate_after_a_refusal() -> None:
+    """Found by the second review: the units carried over were rescaled on reading only,
+    and a refusal writes nothing, so they went on draining at the old limit's rate while
+    Retry-After said the new one's. The refusal keeps the rescaled state."""
+    store, clock = new_store()
+    old, lowered = Window(10, MINUTE), Window(5, MINUTE)
+    assert admit(store, "k", [old], [8]).allowed
+    refused = admit(store, "k", [lowered], [1])
+    assert not refused.allowed and refused.retry_after_s == pytest.approx(48)
+    clock.t += 24
+    assert not admit(store, "k", [lowered], [1]).allowed
+    clock.t += 24.001
+    assert admit(store, "k", [lowered], [1]).allowed
+
+
 def test_the_same_shape_keeps_its_state() -> None:
     store, _ = new_store()
     assert window_key("k", Window(10, 60)) == window_key("k", Window(10, 60.0))

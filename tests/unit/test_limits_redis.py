@@ -171,6 +171,14 @@ async def test_a_changed_limit_carries_the_units_used_like_memory_store(
                 await memory.admit("k", [old], [used])
             mem = await memory.admit("k", [changed], [0])
             assert mem.windows[0].remaining == left
+        # refused after a lowered limit: the rescaled state is kept, so it drains at the
+        # new rate and Retry-After holds (the second review)
+        key = fresh_key()
+        assert (await store.admit(key, [Window(10, 6.0)], [8])).allowed
+        refused = await store.admit(key, [Window(5, 6.0)], [1])
+        assert not refused.allowed and refused.retry_after_s == pytest.approx(4.8, abs=0.2)
+        await asyncio.sleep(2.4)
+        assert not (await store.admit(key, [Window(5, 6.0)], [1])).allowed
         # a value written by the older scripts (no interval) is read as it is
         client = aioredis.Redis.from_url(server.url)
         key = fresh_key()

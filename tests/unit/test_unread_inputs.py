@@ -122,6 +122,8 @@ CASES: list[tuple[str, str, str, Body, tuple[str, str]]] = [
     ("chat-unknown-part-by-url", "openai", CHAT,
      chat({"type": "document_url", "document_url": {"url": "https://x.test/a.bin"}}),
      ("user", "file")),
+    ("chat-unknown-part-url-string", "openai", CHAT,
+     chat({"type": "document_url", "document_url": "https://x.test/a.pdf"}), ("user", "file")),
     ("chat-file-id", "openai", CHAT,
      chat({"type": "file", "file": {"file_id": "file-abc"}}), ("user", "file")),
     ("chat-system-image", "openai", CHAT,
@@ -464,3 +466,17 @@ def test_a_role_spelled_with_braces_gets_the_same_clean_refusal(role: str) -> No
     _, refused = run(config(), "openai", CHAT, body)
     assert refused is not None and refused[0] == 400
     assert f"in a {role} message, which guard 'pii'" in refused[1]["error"]["message"]
+
+
+def test_a_citation_an_earlier_reply_made_is_not_a_file() -> None:
+    """An assistant turn may echo the reply's citations back (`url_citation` parts): text
+    the model wrote, not a file a server fetches; a user's part naming a URL is one."""
+    from extproc.providers import adapter_for
+    cite = {"type": "url_citation", "url_citation": {"url": "https://x.test/", "title": "t"}}
+    body = {"model": "gpt-4o-mini", "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": [{"type": "text", "text": "see"}, cite]},
+        {"role": "user", "content": "more"}]}
+    assert adapter_for("openai").unread_inputs(body) == []
+    body["messages"][0]["content"] = [{"type": "text", "text": "see"}, cite]
+    assert adapter_for("openai").unread_inputs(body) == [("user", "file")]
