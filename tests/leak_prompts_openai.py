@@ -58,6 +58,11 @@ _CALL = _call("x")
 _TEXT_FILE = "data:text/plain;base64,bm90ZXM="
 CHAT = fields_of({
     "user-string": lambda t: chat({"role": "user", "content": t}),
+    # what an OpenAI-compatible server (vLLM) renders into the prompt with its chat template
+    "vllm-documents": lambda t: chat(documents=[{"title": "notes", "text": t}]),
+    "vllm-chat-template": lambda t: chat(chat_template="{{ '" + t + "' }}{% for m in messages %}"
+                                         "{{ m.content }}{% endfor %}"),
+    "vllm-chat-template-kwargs": lambda t: chat(chat_template_kwargs={"persona": t}),
     "user-text-part": lambda t: chat({"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": "https://x.test/a.png"}},
         {"type": "text", "text": t}]}),

@@ -214,6 +214,12 @@ def request_slots(body: dict[str, Any], inputs: bool = False) -> Iterator[Slot]:
         yield from content_slots(prediction, "user")
     for message in as_list(body.get("messages")):
         yield from message_slots(message, inputs)
+    # what OpenAI-compatible servers render into the prompt with their chat template (vLLM's
+    # `documents`, a template of the client's own, its arguments): every string, read
+    for key, role in (("documents", "user"), ("chat_template", "system"),
+                      ("chat_template_kwargs", "system")):
+        if key in body:
+            yield from ((role, h, k) for h, k in string_slots(body, key, OPAQUE))
     # Azure On Your Data: instructions to the model, and documents Azure retrieves itself
     for source in as_list(body.get("data_sources")):
         parameters = as_dict(as_dict(source).get("parameters"))
