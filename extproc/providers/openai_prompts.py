@@ -87,8 +87,8 @@ def content_slots(holder: dict[str, Any], role: str, inputs: bool = False) -> It
                 yield from ((role, h, k) for h, k in field_strings(part, OPAQUE, OPAQUE))
                 if not inputs:
                     continue
-                if kind in MEDIA_PARTS:
-                    yield role, Unread(MEDIA_PARTS[kind]), None
+                if isinstance(kind, str) and kind in MEDIA_PARTS:   # (a type may be any
+                    yield role, Unread(MEDIA_PARTS[kind]), None      # value: unhashable)
                 elif any(key in part for key in PAYLOADS) or (   # what it carries: data, or
                         role != "assistant" and any(_url(v) for v in part.values())):  # a URL
                     yield role, Unread("file"), None   # a server may fetch (not a citation

@@ -480,3 +480,13 @@ def test_a_citation_an_earlier_reply_made_is_not_a_file() -> None:
     assert adapter_for("openai").unread_inputs(body) == []
     body["messages"][0]["content"] = [{"type": "text", "text": "see"}, cite]
     assert adapter_for("openai").unread_inputs(body) == [("user", "file")]
+
+
+def test_a_part_whose_type_is_not_a_string_is_read_not_a_failure() -> None:
+    """Found by the exchange fuzzer in CI: a part type given as an object (unhashable) made
+    the media-part lookup raise, and the client a 500."""
+    from extproc.providers import adapter_for
+    for kind in ({"a": 1}, ["video_url"], 3, None):
+        body = {"model": "m", "messages": [{"role": "user", "content": [
+            {"type": kind, "url": "https://x.test/a"}]}]}
+        assert adapter_for("openai").unread_inputs(body) == [("user", "file")]
