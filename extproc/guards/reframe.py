@@ -357,7 +357,8 @@ class SSEMaskingReframer(EventMasker):
         return mask_name(name, lambda reading: self._whole_text("", reading))
 
     def _text(self, key: Piece, text: str) -> str:
-        self.closed.check(key)
+        if self.closed.some:   # (every chunk comes here: no call until something ended)
+            self.closed.check(key)
         self.last[key] = self._current
         return self._chain(key).feed(text)
 

@@ -197,13 +197,14 @@ class WebhookStreamGuard(BodyTransform):
                 if not self.stopped:
                     out.append(ev.raw)
                 continue
-            try:   # text for a piece that has ended: read apart from what it continues
-                for key, _, _ in held.slots:
-                    if isinstance(key, tuple):   # (a value read whole has a number)
-                        self.closed.check(key)
-            except GuardTriggered:
-                out.append(await self._refuse(refusal_message(AFTER_END), report=False))
-                return b"".join(out)
+            if self.closed.some:   # text for a piece that has ended: refused
+                try:
+                    for key, _, _ in held.slots:
+                        if isinstance(key, tuple):   # (a value read whole has a number)
+                            self.closed.check(key)
+                except GuardTriggered:
+                    out.append(await self._refuse(refusal_message(AFTER_END), report=False))
+                    return b"".join(out)
             self.closed.note(held.ends, held.ends_all)
             self.held.append(held)
             for key, holder, slot in held.slots:
