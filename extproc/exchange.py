@@ -92,6 +92,8 @@ class Exchange(RequestBody):
         self._async_transforms = False
         self._ends_early = False                 # a transform may end the response early
         self._cut = False                        # ...and did: nothing more is sent
+        self._buffered_seen = False              # the one BUFFERED reply body message came
+        self._buffered_part = False              # ...without end_of_stream (see _refusal)
         self.endpoint: Endpoint | None = None    # what the request is (reading.py)
         self._codings: list[str] = []            # the request body's content-encoding
         self.bind(route, route_name)
@@ -175,6 +177,11 @@ class Exchange(RequestBody):
             self.ended_at = time.monotonic()
             return (self._with_metadata(P.immediate(exc.status, exc.body, exc.headers,
                                                     exc.details or "extproc_answered")),)
+        if isinstance(exc, Reject) and self._buffered_part and \
+                exc.details == "extproc_unreadable_reply" and self._transforms:
+            # an unreadable part of a reply asked for BUFFERED, with more to come: most
+            # likely Envoy ignored the override (trailers are the only other reason)
+            exc = unshown.refuse_ignored_response_override(self.route_name or "unknown")
         if isinstance(exc, Reject):
             # what it said, not the exception: its traceback's frames would hold this exchange
             self.rejection = (exc.status, exc.details)
@@ -340,8 +347,18 @@ class Exchange(RequestBody):
         return (P.body_reply(True, b""),)
 
     def _response_ends(self, b: pb.HttpBody) -> bool:
-        # BUFFERED: the whole body in one message, final even when trailers follow
-        return b.end_of_stream or self.response_mode in (P.BUFFERED, P.BUFFERED_PARTIAL)
+        # BUFFERED: the whole body in one message, final even when trailers follow; a second
+        # one means Envoy ignored the override that asked for it (`allow_mode_override`)
+        if self.response_mode == P.BUFFERED:
+            if self._buffered_seen and self._transforms:
+                raise unshown.refuse_ignored_response_override(self.route_name or "unknown")
+            self._buffered_seen = True
+            self._buffered_part = not b.end_of_stream
+            if self._buffered_part and self.status >= 400 and self._transforms:
+                # an error reply is read as text if it is no JSON: a part would pass as whole
+                raise unshown.refuse_ignored_response_override(self.route_name or "unknown")
+            return True
+        return b.end_of_stream or self.response_mode == P.BUFFERED_PARTIAL
 
     def _saw_upstream(self, chunk: bytes) -> None:
         """Count a response chunk as the provider sent it, and watch for its first token."""

@@ -11,7 +11,8 @@ decides that, not ours, and some of it leaves a policy blind while the traffic f
   mode (`protocol_config`, on the stream's first message) is `NONE` where a policy needs the
   body is refused before it goes upstream, unless `server.trust_mode_override` says the filter
   allows the override; and a request body asked for that way that never came (the reply
-  arrives instead) gets its reply refused;
+  arrives instead) gets its reply refused; so does a reply asked for `BUFFERED` that comes in
+  more than one message (Envoy ignored the override; its first part was read as the whole);
 * skipped headers (`request_header_mode` or `response_header_mode: SKIP`): a body with no
   headers before it belongs to a request no policy classified, or a reply no policy set up
   for, and is refused (a reply's refusal is a reset: its headers are already out);
@@ -33,8 +34,9 @@ log = logging.getLogger("extproc.unshown")
 
 #: the `what` label: a body Envoy is configured not to send, one asked for that never came,
 #: headers it skipped, observability mode
-WHAT = ("request_body", "response_body", "request_body_override_ignored", "request_headers",
-        "response_headers", "observability_mode")
+WHAT = ("request_body", "response_body", "request_body_override_ignored",
+        "response_body_override_ignored", "request_headers", "response_headers",
+        "observability_mode")
 FIX = ("set the ext_proc filter's processing_mode to request_body_mode: BUFFERED and "
        "response_body_mode: STREAMED (the reference config's modes)")
 _LOG_EVERY_S = 60.0
@@ -78,6 +80,18 @@ def refuse_ignored_override(route: str) -> Reject:
     return Reject(500, "the gateway is misconfigured: Envoy ignored its request for the "
                   f"request body (mode_override) on route '{route}', so the request went "
                   f"upstream unchecked; {FIX}, or set allow_mode_override: true",
+                  details="extproc_body_not_shown")
+
+
+def refuse_ignored_response_override(route: str) -> Reject:
+    """The refusal of a reply that came in parts after the processor asked Envoy to buffer
+    it (`mode_override`, for a policy that reads the reply whole): Envoy ignored the
+    override, so its response headers are already out, and a part is no whole reply to read
+    (an unreadable first part, or any second one). The stream is reset; the log says why."""
+    count(route, "response_body_override_ignored")
+    return Reject(502, "the gateway is misconfigured: Envoy sent the reply in parts though "
+                  f"the gateway asked it to buffer it (mode_override) on route '{route}', so "
+                  "the reply was cut; set allow_mode_override: true on the ext_proc filter",
                   details="extproc_body_not_shown")
 
 

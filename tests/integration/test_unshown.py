@@ -148,6 +148,31 @@ def test_a_request_body_override_envoy_ignores_refuses_the_reply(trusting: Gatew
     assert unshown(trusting, "req-none", "request_body_override_ignored") >= 1
 
 
+@pytest.mark.parametrize("error", [False, True])
+def test_a_reply_buffered_by_an_override_envoy_ignores_is_cut_not_read_in_parts(
+        strict: Gateway, error: bool) -> None:
+    """The reply guards ask Envoy to buffer a JSON reply (or an error reply); an Envoy
+    without allow_mode_override streams it instead. Its parts are never read as whole
+    replies: an unreadable part, or a second one, resets the stream, and the metric and the
+    log say why."""
+    rid = new_rid()
+    before = unshown(strict, "ref", "response_body_override_ignored")
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": PROMPT}]}
+    headers = {"x-mock-reply": REPLY, "x-request-id": rid, "x-mock-chunk-bytes": "48",
+               "x-mock-delay-ms": "20", **KEY}
+    if error:   # an error reply quoting the address, cut inside it (`bob.smit|h@...`)
+        headers |= {"x-mock-status": "400"}
+    try:
+        r = httpx.post(f"{strict.url}/ref/v1/chat/completions", json=body, timeout=30,
+                       headers=headers)
+    except httpx.HTTPError:
+        pass                                  # the connection reset mid-reply
+    else:
+        assert "bob.smith" not in r.text and not r.text.rstrip().endswith("}")
+    assert unshown(strict, "ref", "response_body_override_ignored") == before + 1
+    assert "response_body_override_ignored" in strict.server.proc.log()
+
+
 def test_a_request_body_without_its_headers_is_refused(strict: Gateway) -> None:
     rid = new_rid()
     r = chat(strict, "/qh-skip/", rid=rid, key=False)
