@@ -26,7 +26,8 @@ CHAT = (b'{"model":"gpt-4o-mini","stream":true,'
 
 
 def stream_messages(chunks: int = 5) -> list[pb.ProcessingRequest]:
-    """One streamed OpenAI exchange as Envoy sends it in the reference config's modes."""
+    """One streamed OpenAI exchange as Envoy sends it in the reference config's modes
+    (request BUFFERED = 2, response STREAMED = 1)."""
     events = [b'data: {"id":"c1","object":"chat.completion.chunk","model":"gpt-4o-mini",'
               b'"choices":[{"index":0,"delta":{"content":"w%d "},"finish_reason":null}]}\n\n'
               % i for i in range(chunks)]
@@ -34,7 +35,7 @@ def stream_messages(chunks: int = 5) -> list[pb.ProcessingRequest]:
                   b'"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n')
     events.append(b"data: [DONE]\n\n")
     return [
-        request_headers({":path": "/openai/v1/chat/completions"}, req_mode=1, resp_mode=2),
+        request_headers({":path": "/openai/v1/chat/completions"}, req_mode=2, resp_mode=1),
         request_body(CHAT, True),
         response_headers(200, **{"content-type": "text/event-stream"}),
         *(response_body(e, i == len(events) - 1) for i, e in enumerate(events)),
