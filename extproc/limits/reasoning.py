@@ -1,13 +1,13 @@
 """Whether a request may make the model reason where no reply shows it (sans-IO).
 
-OpenAI's reasoning models (o-series, gpt-5, gpt-oss) and the Responses API's reasoning
-think in tokens no stream carries, and Gemini 2.5 and later think by default, their
-thoughts hidden unless `includeThoughts` asks for them. Those tokens are billed as output
-and come before the first visible one. A stream of such a request that ends without the
-provider's final usage report (the client left, the upstream broke) cannot be charged what
-it delivered, which leaves the thinking out: budgets charge it its reservation instead
-(`settle`). Anthropic streams its thinking (or its redacted data), which is counted as
-delivered.
+OpenAI's reasoning models (o-series, gpt-5 and later, gpt-oss: any model not known to be
+plain) and the Responses API's reasoning think in tokens no stream carries, and Gemini 2.5
+and later think by default, their thoughts hidden unless `includeThoughts` asks for them.
+Those tokens are billed as output and come before the first visible one. A stream of such a
+request that ends without the provider's final usage report (the client left, the upstream
+broke) cannot be charged what it delivered, which leaves the thinking out: budgets charge it
+its reservation instead (`settle`). Anthropic streams its thinking (or its redacted data),
+which is counted as delivered.
 """
 
 from __future__ import annotations
@@ -18,9 +18,13 @@ from typing import Any
 from ..providers import google_config
 from ..providers.values import as_dict
 
-#: model names of OpenAI's reasoning families, as OpenAI or an OpenAI-compatible server names
-#: them (`o3-mini`, `gpt-5.1`, `openai/gpt-oss-120b`, `o4-mini-2025-04-16`)
-_OPENAI_REASONING = re.compile(r"(?:^|/)(?:o[1-9]|gpt-5(?!-chat)|gpt-oss)", re.IGNORECASE)
+#: OpenAI models known not to reason (GPT-3.5 and GPT-4 families, `chatgpt-4o`, `gpt-5-chat`,
+#: the legacy completion models), after any `ft:` and `provider/` prefix. Default deny: any
+#: other name may (a new family, a fine-tune of o4-mini, a model of an OpenAI-compatible
+#: server), so a cut stream of it pays its reservation, not only what it delivered.
+_OPENAI_PLAIN = re.compile(
+    r"(?:gpt-3\.5|gpt-4(?:o|\.1|\.5|-|$)|chatgpt-4o|gpt-5-chat|babbage|davinci|text-)",
+    re.IGNORECASE)
 #: Google models that do not think (Gemini before 2.5, Gemma)
 _GEMINI_PLAIN = re.compile(r"gemini-(?:1\.|2\.0)|gemma", re.IGNORECASE)
 _OPENAI_ENDPOINTS = frozenset(("chat.completions", "responses"))
@@ -37,7 +41,7 @@ def hidden_reasoning(provider: str, endpoint: str | None, model: str | None,
             return False
         if doc.get("reasoning_effort") is not None or doc.get("reasoning") is not None:
             return True
-        return bool(model and _OPENAI_REASONING.search(model))
+        return not (model and _OPENAI_PLAIN.match(_base_model(model)))
     if provider in ("gemini", "vertex"):
         if model and _GEMINI_PLAIN.search(model):
             return False
@@ -49,3 +53,11 @@ def hidden_reasoning(provider: str, endpoint: str | None, model: str | None,
         # budget with its thoughts shown (or, for `none`, none)
         return not (endpoint is None and doc.get("reasoning_effort") is not None)
     return False
+
+
+def _base_model(model: str) -> str:
+    """The model a name stands for: `ft:gpt-4o-mini:acme::x` is gpt-4o-mini's fine-tune,
+    `openai/gpt-4o` an OpenAI-compatible server's name for gpt-4o."""
+    if model[:3].lower() == "ft:":
+        model = model[3:].partition(":")[0]
+    return model.rpartition("/")[2]

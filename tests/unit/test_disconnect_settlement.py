@@ -189,6 +189,19 @@ async def test_a_generated_image_left_part_way_pays_at_least_its_reservation(
     ("gemini", "gemini-2.0-flash", {}, False),
     ("gemini", "gemma-3-27b-it", {}, False),
     ("openai", "gpt-5-chat-latest", {}, False),
+    # default deny (found by the spend audit): a family or fine-tune the gateway does not
+    # know may think unseen; only known plain models are charged what they delivered
+    ("openai", "gpt-6-sol", {}, True),
+    ("openai", "gpt-6.1-astra-2026-10-01", {}, True),
+    ("openai", "ft:o4-mini-2025-04-16:acme::abc", {}, True),
+    ("openai", "codex-mini-latest", {}, True),
+    ("openai", "meta-llama/Llama-3.1-8B-Instruct", {}, True),
+    ("openai", "ft:gpt-4o-mini-2024-07-18:acme::abc", {}, False),
+    ("openai", "openai/gpt-4.1-mini", {}, False),
+    ("openai", "gpt-4", {}, False),
+    ("openai", "gpt-4-turbo", {}, False),
+    ("openai", "gpt-3.5-turbo-instruct", {}, False),
+    ("openai", "gpt-40", {}, True),
     ("anthropic", "claude-sonnet-4-5", {"thinking": {"type": "enabled",
                                                      "budget_tokens": 2048}}, False),
 ])
