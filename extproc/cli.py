@@ -76,7 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--upstream", action="append", default=[], metavar="PROVIDER=URL",
                    help="e.g. openai=https://api.openai.com (default: the mock provider)")
     p.add_argument("--fail-open", action="store_true",
-                   help="let requests through when the processor is unreachable")
+                   help="let requests through when the processor is unreachable or slow "
+                   "(refused when a route authenticates, injects a key, guards or limits: "
+                   "those would then be skipped)")
+    p.add_argument("--fail-open-skipping-policies", action="store_true",
+                   help="--fail-open even so: whoever can make the processor slow or "
+                   "unreachable gets past every policy, with the injected provider key")
     p.add_argument("--extproc-tls", nargs=3, metavar=("CERT", "KEY", "CA"),
                    help="reach the processor over mutual TLS: Envoy's client certificate "
                    "and key, and the CA the server's certificate chains to (the server runs "
@@ -258,7 +263,20 @@ def _upstreams(pairs: list[str]) -> dict[str, str]:
 def _render(args: argparse.Namespace) -> int:
     from . import envoy_config, loader
     cfg = loader.load(args.config)
-    changes: dict = {**envoy_config.limits_of(cfg.server), "failure_mode_allow": args.fail_open,
+    fail_open = args.fail_open or args.fail_open_skipping_policies
+    enforcing = sorted(name for name, route in cfg.routes.items()
+                       if any(type(p).__name__ != "LLMTraffic" for p in route.policies))
+    if fail_open and enforcing:
+        said = f"route{'s' if len(enforcing) > 1 else ''} {', '.join(enforcing)}"
+        text = (f"--fail-open lets requests through unprocessed when the processor is "
+                f"unreachable or misses Envoy's message timeout, so {said} would skip "
+                "authentication, guards and limits (and a request whose headers were "
+                "answered would go out with the injected provider key and an unread body)")
+        if not args.fail_open_skipping_policies:
+            raise SystemExit(f"extproc render-envoy: {text}; drop --fail-open, or say "
+                             "--fail-open-skipping-policies")
+        print(f"warning: {text}", file=sys.stderr)
+    changes: dict = {**envoy_config.limits_of(cfg.server), "failure_mode_allow": fail_open,
                      "front": envoy_config.serves_front(cfg.routes)}
     settings = envoy_config.settings_for(args.place, **changes)
     if args.upstream:

@@ -74,9 +74,11 @@ def test_every_rendered_envoy_config_passes_envoy_validate(tmp_path: Path, place
     out = tmp_path / "envoy.yaml"
     args = ["render-envoy", "--place", place, "-o", str(out)]
     if fail_open:
-        args += ["--fail-open", "--upstream", "openai=https://api.openai.com"]
+        args += ["--fail-open-skipping-policies", "--upstream", "openai=https://api.openai.com"]
     r = run(*args)
     assert r.returncode == 0, r.stderr
+    if fail_open:
+        assert "warning: --fail-open lets requests through unprocessed" in r.stderr
     v = subprocess.run([envoy_binary(), "--mode", "validate", "-c", str(out)],
                        capture_output=True, text=True, timeout=60)
     assert v.returncode == 0, v.stdout[-2000:] + v.stderr[-2000:]
@@ -85,6 +87,20 @@ def test_every_rendered_envoy_config_passes_envoy_validate(tmp_path: Path, place
     assert "request_body_buffer_limit: 8388608" in text
     if fail_open:
         assert "sni: api.openai.com" in text
+
+
+def test_fail_open_is_refused_where_a_route_enforces_policies(tmp_path: Path) -> None:
+    """Found by the red team: fail-open Envoy sends a request unprocessed when the processor
+    is down or slow, so authentication, guards and limits are skipped, and a request whose
+    headers were answered (the provider key injected) goes out with an unread body."""
+    r = run("render-envoy", "--fail-open")           # the reference config: every policy
+    assert r.returncode != 0 and "routes anthropic, azure, gemini" in r.stderr, r.stderr
+    assert "--fail-open-skipping-policies" in r.stderr and "Traceback" not in r.stderr
+    metered = write_config(tmp_path / "metered.yaml",
+                           {"routes": [{"name": "m", "provider": "openai"}]})
+    r = run("render-envoy", "--fail-open", "--config", str(metered))
+    assert r.returncode == 0 and "failure_mode_allow: true" in r.stdout, r.stderr
+    assert "warning" not in r.stderr
 
 
 def _health(port: int) -> int:
