@@ -44,8 +44,9 @@ from ..context import succeeded
 from ..policy import BodyTransform, Policy, Reject
 from ..providers import adapter_for, read_request
 from ..providers.endpoints import adapter_of, is_passthrough
+from ..providers.values import dump_compact
 from ..spend.cost import priced_as
-from . import budgets, keys, spending
+from . import bound, budgets, keys, spending
 from .cut import MAX_EVENT_BYTES
 from .deferred import admit_deferred, answered
 from .estimate import prompt_tokens
@@ -118,8 +119,10 @@ class RateLimit(Policy):
                  *, fail_open: bool = True, default_max_tokens: int = 1024,
                  chars_per_token: float = 4.0, pricing: Pricing | None = None,
                  max_event_bytes: int = MAX_EVENT_BYTES,
-                 allow_background: bool = False) -> None:
+                 allow_background: bool = False, write_max_tokens: bool = True) -> None:
         super().__init__({})
+        #: write `default_max_tokens` into a request that names no max output (`bound`)
+        self.write_max_tokens = write_max_tokens
         self.allow_background = allow_background   # (`deferred`)
         #: the route's streams.max_event_bytes: the largest event a stream cut holds to
         #: count; one larger ends the stream there (`cut: "unreadable"`)
@@ -178,6 +181,18 @@ class RateLimit(Policy):
                            lambda: _decided(ex, next(s.name for s in self.limits
                                                      if s.tokens or s.spend), "deferred"))
         await self._admit(ex, prompt, body, extra, choices, thinking)
+        if self.write_max_tokens and self.settles and read is not None and prompt is not None \
+                and not prompt.max_output_tokens and ex.endpoint is not None \
+                and ex.endpoint.name in bound.ENDPOINTS and ex.state.get(MAX_OUTPUT) is None:
+            # what was reserved is what the provider may generate (`bound`); the body as it
+            # is now (a guard may have masked it), not as first read
+            now = read_request(adapter, ex.request_headers.get(":path", ""), body, ex.state)
+            doc = bound.bounded(ex.endpoint.name, now[0], self.default_max_tokens + thinking,
+                                getattr(prompt, "model", None) or ex.state.get("model")) \
+                if now is not None else None
+            if doc is not None:
+                text = dump_compact(doc)
+                return text.encode("utf-8") if text else None
         return None
 
     def _estimate(self, ex: Context, held: Held, prompt: Any, body: bytes | None,

@@ -41,7 +41,7 @@ def hidden_reasoning(provider: str, endpoint: str | None, model: str | None,
             return False
         if doc.get("reasoning_effort") is not None or doc.get("reasoning") is not None:
             return True
-        return not (model and _OPENAI_PLAIN.match(_base_model(model)))
+        return not plain_openai_model(model)
     if provider in ("gemini", "vertex"):
         if model and _GEMINI_PLAIN.search(model):
             return False
@@ -53,6 +53,11 @@ def hidden_reasoning(provider: str, endpoint: str | None, model: str | None,
         # budget with its thoughts shown (or, for `none`, none)
         return not (endpoint is None and doc.get("reasoning_effort") is not None)
     return False
+
+
+def plain_openai_model(model: str | None) -> bool:
+    """Is this an OpenAI model known not to reason (`_OPENAI_PLAIN`)?"""
+    return bool(model and _OPENAI_PLAIN.match(_base_model(model)))
 
 
 def _base_model(model: str) -> str:

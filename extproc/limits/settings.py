@@ -7,7 +7,8 @@ Top level (optional; the default is the in-memory backend, failing open)::
       redis_url: redis://127.0.0.1:6379/0
       timeout_ms: 50                   # per Redis call
       on_backend_error: allow          # allow (fail open) | deny (503 + Retry-After: 1)
-      default_max_tokens: 1024         # output reserved when a request names no maximum
+      default_max_tokens: 1024         # output reserved when a request names no maximum...
+      write_max_tokens: true           # ...and written into it on token/spend routes
       chars_per_token: 4               # how prompt text is turned into a token estimate
 
 The environment variable `EXTPROC_LIMITS_REDIS_URL`, when set, selects the Redis backend at
@@ -70,6 +71,7 @@ class LimitsSettings:
     timeout_ms: float = 50.0
     fail_open: bool = False
     default_max_tokens: int = 1024
+    write_max_tokens: bool = True
     chars_per_token: float = 4.0
     _store: Store | None = field(default=None, repr=False)
 
@@ -127,7 +129,8 @@ def parse_duration(value: Any) -> float | None:
 
 def parse_limits(c: Checker, raw: Any) -> LimitsSettings:
     d = c.mapping(raw, "limits", ("backend", "redis_url", "timeout_ms", "on_backend_error",
-                                  "default_max_tokens", "chars_per_token"))
+                                  "default_max_tokens", "write_max_tokens",
+                                  "chars_per_token"))
     backend = c.choice(d, "backend", "limits", ("memory", "redis"), "memory", what="backend")
     url = c.string(d, "redis_url", "limits", "redis://127.0.0.1:6379/0")
     env = os.environ.get("EXTPROC_LIMITS_REDIS_URL")
@@ -144,10 +147,12 @@ def parse_limits(c: Checker, raw: Any) -> LimitsSettings:
     # deny unless said: a Redis that is down must not turn every budget off
     mode = c.choice(d, "on_backend_error", "limits", ("allow", "deny"), "deny")
     default_max = c.number(d, "default_max_tokens", "limits", 1024, minimum=1, integer=True)
+    write = c.boolean(d, "write_max_tokens", "limits", True)
     cpt = c.number(d, "chars_per_token", "limits", 4.0, minimum=0.5)
     return LimitsSettings(backend=backend or "memory", redis_url=url or "",
                           timeout_ms=float(timeout), fail_open=mode != "deny",
-                          default_max_tokens=int(default_max), chars_per_token=float(cpt))
+                          default_max_tokens=int(default_max), write_max_tokens=bool(write),
+                          chars_per_token=float(cpt))
 
 
 def _shown(url: str) -> str:
@@ -259,5 +264,6 @@ def parse_route_limits(c: Checker, raw: Any, path: str, provider: str, route: st
         return None
     return RateLimit(provider, route, specs, shared.store(), fail_open=shared.fail_open,
                      default_max_tokens=shared.default_max_tokens,
+                     write_max_tokens=shared.write_max_tokens,
                      chars_per_token=shared.chars_per_token, pricing=pricing,
                      max_event_bytes=max_event_bytes, allow_background=allow_background)

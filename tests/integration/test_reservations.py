@@ -120,3 +120,48 @@ def test_gemini_counts_written_as_strings_are_reserved(gw: Gateway, provider: st
     r = httpx.post(f"{gw.url}/rs-{provider}{path}", json=body, headers=who(), timeout=30)
     assert r.status_code == 429, r.text
     assert "480001 tokens" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(("route", "path", "body", "field"), [
+    ("rs-openai", "/v1/chat/completions",
+     {"model": "o4-mini", "messages": [{"role": "user", "content": "hi"}]},
+     ("max_completion_tokens",)),
+    ("rs-openai", "/v1/chat/completions",       # a model known not to reason: the older field
+     {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}],
+      "max_tokens": None}, ("max_tokens",)),
+    ("rs-openai", "/v1/responses", {"model": "gpt-5", "input": "hi"}, ("max_output_tokens",)),
+    ("rs-gemini", GEMINI, {"contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+                           "generationConfig": {"temperature": 0.5, "maxOutputTokens": 0}},
+     ("generationConfig", "maxOutputTokens")),
+    ("rs-vertex", "/v1/projects/p/locations/l/publishers/google/models/"
+                  "gemini-2.5-flash:generateContent",
+     {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]},
+     ("generationConfig", "maxOutputTokens")),
+])
+def test_a_request_naming_no_max_is_sent_the_max_it_reserved(
+        gw: Gateway, route: str, path: str, body: dict[str, Any], field: tuple[str, ...]) -> None:
+    """Found by the spend audit: a request naming no max reserved `default_max_tokens` but
+    the provider could generate up to the model's own maximum, and a client that left before
+    the usage came was charged the reservation only, again and again. What is reserved is
+    now written into the request the provider reads (`limits.write_max_tokens`)."""
+    before = gw.mock.last()
+    r = httpx.post(f"{gw.url}/{route}{path}", json=body, headers=who(), timeout=30)
+    upstream = gw.mock.last()
+    assert upstream is not None and upstream != before
+    sent = json.loads(upstream["body"])
+    for key in field:
+        sent = sent[key]
+    assert sent == DEFAULT_MAX
+    assert reserved(r) == 1 + DEFAULT_MAX
+    if route == "rs-gemini":   # the rest of the config is as the client wrote it
+        assert json.loads(upstream["body"])["generationConfig"]["temperature"] == 0.5
+
+
+def test_a_request_naming_its_max_is_sent_as_it_is(gw: Gateway) -> None:
+    body = {"model": "o4-mini", "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 300}
+    r = httpx.post(f"{gw.url}/rs-openai/v1/chat/completions", json=body, headers=who(),
+                   timeout=30)
+    sent = json.loads(gw.mock.last()["body"])
+    assert sent["max_tokens"] == 300 and "max_completion_tokens" not in sent
+    assert reserved(r) == 1 + 300

@@ -35,11 +35,13 @@ from extproc.spend.prices import Price, PriceEntry, PriceTable, Pricing
 from tests.harness import RedisServer
 
 D = Decimal
-#: model "m": 2.50 per million input tokens, 10.00 per million output tokens
+#: model "gpt-4o-m" (one known not to reason: a stream cut short is charged what it
+#: delivered): 2.50 per million input tokens, 10.00 per million output tokens
 PRICE = Price(input=D("2.50"), output=D("10.00"), cached_input=D("1.25"))
-PRICING = Pricing(PriceTable([PriceEntry("openai", "m", PRICE)]))
+PRICING = Pricing(PriceTable([PriceEntry("openai", "gpt-4o-m", PRICE)]))
 #: 2 input tokens ("12345678" at 4 characters per token) and max_tokens 50
-BODY = b'{"model":"m","max_tokens":50,"messages":[{"role":"user","content":"12345678"}]}'
+BODY = (b'{"model":"gpt-4o-m","max_tokens":50,'
+        b'"messages":[{"role":"user","content":"12345678"}]}')
 #: worst case: (2 x 2.50 + 50 x 10.00) / 1e6
 WORST = D("0.000505")
 
@@ -229,7 +231,7 @@ async def test_an_unpriced_model_is_refused() -> None:
     rl, mem, _ = policy(LimitSpec("s", (), spend=(spend("1"),)))
     ex = exchange()
     with pytest.raises(Reject) as r:
-        await rl.on_request_body(ex, BODY.replace(b'"m"', b'"gpt-unknown"'))
+        await rl.on_request_body(ex, BODY.replace(b'"gpt-4o-m"', b'"gpt-unknown"'))
     assert r.value.status == 403
     assert "'gpt-unknown'" in r.value.message and "prices.models" in r.value.message
     assert "default_price" in r.value.message
@@ -238,7 +240,7 @@ async def test_an_unpriced_model_is_refused() -> None:
     rl, _, _ = policy(LimitSpec("s", (), spend=(spend("1"),)),
                       pricing=Pricing(PRICING.table, Price(D(1), D(4))))
     ok = exchange()
-    await rl.on_request_body(ok, BODY.replace(b'"m"', b'"gpt-unknown"'))
+    await rl.on_request_body(ok, BODY.replace(b'"gpt-4o-m"', b'"gpt-unknown"'))
     # (2 x 1 + 50 x 4) / 1e6 = 0.000202
     assert ok.state["ratelimit"]["reserved_spend"] == "0.000202"
 

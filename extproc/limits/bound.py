@@ -1,0 +1,65 @@
+"""The output bound a token or spend budget writes into a request that names none (sans-IO).
+
+A request that names no maximum output reserves `limits.default_max_tokens` (plus a thinking
+budget it names) for each reply, but the provider's own bound is then the model's: up to
+tens of thousands of tokens. When such a request's usage never comes back (the client left
+while the provider generated a whole reply, a stream of a model that thinks unseen was cut
+after its first token), settling can only charge the reservation, which then bounds nothing
+the provider bills. So on a route with token or spend budgets the gateway writes the
+reservation into the request, in the field the endpoint reads (`limits.write_max_tokens`,
+on by default): what it reserved is what the provider may generate.
+
+* OpenAI and Azure chat: `max_completion_tokens` (it bounds reasoning too; reasoning models
+  refuse `max_tokens`), or `max_tokens` for a model known not to reason (some older Azure
+  API versions and OpenAI-compatible servers know only that one);
+* the Responses API: `max_output_tokens`;
+* Gemini and Vertex: `generationConfig.maxOutputTokens` (it bounds thinking too); a value of
+  0, which Gemini reads as unset, is replaced;
+* Anthropic always names `max_tokens`, legacy completions default to 16 tokens, and
+  embeddings and token counts generate nothing: nothing to write. The unified front writes
+  its own bound (`translate`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .reasoning import plain_openai_model
+
+#: the endpoints a bound is written for
+ENDPOINTS = frozenset(("chat.completions", "responses", "generateContent",
+                       "streamGenerateContent"))
+
+
+def _named(value: Any) -> bool:
+    return value is not None and value != 0
+
+
+def bounded(endpoint: str, doc: dict[str, Any], n: int,
+            model: str | None) -> dict[str, Any] | None:
+    """`doc` with `n` written as its maximum output per reply, or None when it names one
+    (or the endpoint takes none)."""
+    if endpoint == "chat.completions":
+        if _named(doc.get("max_completion_tokens")) or _named(doc.get("max_tokens")):
+            return None
+        key = "max_tokens" if plain_openai_model(model) else "max_completion_tokens"
+        out = {k: v for k, v in doc.items() if v is not None or k not in (
+            "max_tokens", "max_completion_tokens")}
+        out[key] = n
+        return out
+    if endpoint == "responses":
+        if _named(doc.get("max_output_tokens")):
+            return None
+        return {**doc, "max_output_tokens": n}
+    if endpoint in ("generateContent", "streamGenerateContent"):
+        configs = [k for k in ("generationConfig", "generation_config")
+                   if isinstance(doc.get(k), dict)]
+        if any(_named(doc[k].get(f)) for k in configs
+               for f in ("maxOutputTokens", "max_output_tokens")):
+            return None
+        key = configs[0] if configs else "generationConfig"
+        config = {f: v for f, v in (doc.get(key) or {}).items()
+                  if f not in ("maxOutputTokens", "max_output_tokens")}
+        config["maxOutputTokens"] = n
+        return {**doc, key: config}
+    return None
