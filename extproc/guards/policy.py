@@ -55,6 +55,7 @@ from .reframe import SSEMaskingReframer
 from .reframe_completions import CompletionsMaskingReframer
 from .reframe_responses import ResponsesMaskingReframer
 from .replies import WholeJsonGuard, describe, found, mask_text, refuse
+from .request_fields import refuse_field_matches
 from .settings import ROLES, Guard
 from .stream import StreamMasker
 from .unread import refuse_asked_media, refuse_deferred_reply, refuse_unread_inputs
@@ -304,6 +305,8 @@ class Guards(Policy):
                 decide(ex, guard.name, "request", "rejected", ",".join(hits))
                 raise Reject(400, f"request blocked by guard '{guard.name}': the prompt "
                              f"contains {describe(hits)}", details="extproc_guard_rejected")
+        refuse_field_matches(ex, tuple(g for g in (*self.rejecting, *self.masking)
+                                       if g.scanner is not None), self.stats, doc)
         if not self.masking and not self.request_webhooks:
             return None
         masked: dict[str, set[str]] = {}

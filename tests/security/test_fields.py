@@ -197,6 +197,39 @@ def test_a_prompt_field_is_refused_before_the_provider(gw: Gateway, provider: st
     assert last is None or marker not in last["body"]
 
 
+#: fields the provider receives and keeps beside the prompt, which no model reads (found by
+#: the red team: a mask guard sent them in clear, a reject guard let them pass)
+SIDE_FIELDS: list[tuple[str, str, dict[str, Any]]] = [
+    ("openai-stop", "openai", {"messages": HI, "stop": ["END", VALUE]}),
+    ("openai-stop-string", "openai", {"messages": HI, "stop": VALUE}),
+    ("openai-user", "openai", {"messages": HI, "user": EMAIL}),
+    ("openai-safety-identifier", "openai", {"messages": HI, "safety_identifier": EMAIL}),
+    ("openai-metadata", "openai", {"messages": HI, "store": True,
+                                   "metadata": {"customer": VALUE}}),
+    ("anthropic-stop-sequences", "anthropic", {"messages": HI, "stop_sequences": [VALUE]}),
+    ("anthropic-user-id", "anthropic", {"messages": HI, "metadata": {"user_id": EMAIL}}),
+    ("gemini-stop-sequences", "gemini", {"contents": GEMINI_HI, "generationConfig": {
+        "stopSequences": [VALUE]}}),
+    ("gemini-labels", "gemini", {"contents": GEMINI_HI, "labels": {"owner": EMAIL}}),
+]
+
+
+@pytest.mark.parametrize("action", ["mask", "reject"])
+@pytest.mark.parametrize(("provider", "fields"), [(p, f) for _, p, f in SIDE_FIELDS],
+                         ids=[i for i, _, _ in SIDE_FIELDS])
+def test_a_field_beside_the_prompt_is_refused_before_the_provider(
+        gw: Gateway, provider: str, fields: dict[str, Any], action: str) -> None:
+    """Masking a stop sequence or a user id would change what it means: refused by both."""
+    before = gw.mock.last()
+    r = httpx.post(url(gw, action, provider), json=prompt_body(provider, fields), timeout=30)
+    assert r.status_code == 400, r.text
+    message = provider_error(provider, r)
+    assert f"blocked by guard '{action}': a field sent to the provider beside the prompt" \
+        in message
+    no_fragment(r.content)
+    assert gw.mock.last() == before
+
+
 # ------------------------------------------------------------------------------ replies
 
 Read = Callable[[Any], str]    # a reply's text in the field under test
