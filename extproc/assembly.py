@@ -34,7 +34,8 @@ from .spend.settings import SpendSettings, parse_price
 
 _KEYS = ("name", "provider", "providers", "streams", "auth", "upstream_credential",
          "rate_limits", "guards", "plugins", "passthrough", "envoy_route_names", "match",
-         "default_price", "allow_background", "project", "location", *FRONT_KEYS)
+         "default_price", "allow_background", "allow_stored_context", "project", "location",
+         *FRONT_KEYS)
 FRONT = "openai-compatible"
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
@@ -122,8 +123,12 @@ def _variant(c: Checker, d: Any, path: str, name: str, provider: str, route_auth
     # a reply made later and fetched elsewhere (the Responses API's background mode):
     # refused where budgets settle or guards read replies, unless the route allows it
     background = c.boolean(d, "allow_background", path, False)
+    # input the provider adds from its storage (`limits.stored`): refused where budgets
+    # settle, unless the route allows it
+    stored = c.boolean(d, "allow_stored_context", path, False)
     rate = parse_route_limits(c, d["rate_limits"], join(path, "rate_limits"), provider,
-                              name, limits, pricing, streams.max_event_bytes, background) \
+                              name, limits, pricing, streams.max_event_bytes, background,
+                              stored) \
         if "rate_limits" in d else None
     header = getattr(route_auth, "header", None)
     for spec in rate.limits if rate is not None and header else ():

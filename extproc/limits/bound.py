@@ -22,9 +22,15 @@ on by default): what it reserved is what the provider may generate.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..providers import read_request
+from ..providers.values import dump_compact
 from .reasoning import plain_openai_model
+
+if TYPE_CHECKING:
+    from ..context import Context
+    from ..providers.base import Adapter
 
 #: the endpoints a bound is written for
 ENDPOINTS = frozenset(("chat.completions", "responses", "generateContent",
@@ -63,3 +69,16 @@ def bounded(endpoint: str, doc: dict[str, Any], n: int,
         config["maxOutputTokens"] = n
         return {**doc, key: config}
     return None
+
+
+def write(ex: Context, adapter: Adapter, body: bytes, n: int, model: str | None) -> bytes | None:
+    """The request body with `n` written as its bound, for a request that names none
+    (`bounded`); None to send it as it is. The body as it is now (a guard may have masked
+    it), not as the first policy read it."""
+    endpoint = ex.endpoint
+    if endpoint is None or endpoint.name not in ENDPOINTS:
+        return None
+    now = read_request(adapter, ex.request_headers.get(":path", ""), body, ex.state)
+    doc = bounded(endpoint.name, now[0], n, model) if now is not None else None
+    text = dump_compact(doc) if doc is not None else ""
+    return text.encode("utf-8") if text else None

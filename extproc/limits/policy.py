@@ -44,7 +44,6 @@ from ..context import succeeded
 from ..policy import BodyTransform, Policy, Reject
 from ..providers import adapter_for, read_request
 from ..providers.endpoints import adapter_of, is_passthrough
-from ..providers.values import dump_compact
 from ..spend.cost import priced_as
 from . import bound, budgets, keys, spending
 from .cut import MAX_EVENT_BYTES
@@ -56,6 +55,7 @@ from .keys import DESCRIPTORS, PREFIXED
 from .reasoning import hidden_reasoning
 from .settle import Held, charges, delivered_counter
 from .store import Store, StoreUnavailable
+from .stored import refuse_stored_context, stored_context
 
 if TYPE_CHECKING:
     from ..context import Context
@@ -119,8 +119,10 @@ class RateLimit(Policy):
                  *, fail_open: bool = True, default_max_tokens: int = 1024,
                  chars_per_token: float = 4.0, pricing: Pricing | None = None,
                  max_event_bytes: int = MAX_EVENT_BYTES,
-                 allow_background: bool = False, write_max_tokens: bool = True) -> None:
+                 allow_background: bool = False, write_max_tokens: bool = True,
+                 allow_stored_context: bool = False) -> None:
         super().__init__({})
+        self.allow_stored_context = allow_stored_context   # (`stored`)
         #: write `default_max_tokens` into a request that names no max output (`bound`)
         self.write_max_tokens = write_max_tokens
         self.allow_background = allow_background   # (`deferred`)
@@ -180,19 +182,17 @@ class RateLimit(Policy):
             admit_deferred(ex, adapter.deferred_reply(read[0]), self.allow_background,
                            lambda: _decided(ex, next(s.name for s in self.limits
                                                      if s.tokens or s.spend), "deferred"))
+            stored = None if self.allow_stored_context or ex.endpoint is None else \
+                stored_context(ex.endpoint.name, read[0])
+            if stored is not None:
+                refuse_stored_context(stored, lambda: _decided(
+                    ex, next(s.name for s in self.limits if s.tokens or s.spend), "stored"))
         await self._admit(ex, prompt, body, extra, choices, thinking)
         if self.write_max_tokens and self.settles and read is not None and prompt is not None \
-                and not prompt.max_output_tokens and ex.endpoint is not None \
-                and ex.endpoint.name in bound.ENDPOINTS and ex.state.get(MAX_OUTPUT) is None:
-            # what was reserved is what the provider may generate (`bound`); the body as it
-            # is now (a guard may have masked it), not as first read
-            now = read_request(adapter, ex.request_headers.get(":path", ""), body, ex.state)
-            doc = bound.bounded(ex.endpoint.name, now[0], self.default_max_tokens + thinking,
-                                getattr(prompt, "model", None) or ex.state.get("model")) \
-                if now is not None else None
-            if doc is not None:
-                text = dump_compact(doc)
-                return text.encode("utf-8") if text else None
+                and not prompt.max_output_tokens and ex.state.get(MAX_OUTPUT) is None:
+            # what was reserved is what the provider may generate
+            return bound.write(ex, adapter, body, self.default_max_tokens + thinking,
+                               getattr(prompt, "model", None) or ex.state.get("model"))
         return None
 
     def _estimate(self, ex: Context, held: Held, prompt: Any, body: bytes | None,

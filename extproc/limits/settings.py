@@ -217,9 +217,11 @@ def _spend_limit(c: Checker, value: Any, path: str) -> int | None:
 def parse_route_limits(c: Checker, raw: Any, path: str, provider: str, route: str,
                        shared: LimitsSettings, pricing: Pricing | None = None,
                        max_event_bytes: int = MAX_EVENT_BYTES,
-                       allow_background: bool = False) -> RateLimit | None:
+                       allow_background: bool = False,
+                       allow_stored_context: bool = False) -> RateLimit | None:
     """A route's `rate_limits:` as its `RateLimit` policy (None on errors, which are on
-    `c`); `allow_background`: the route's option of that name (`RateLimit`)."""
+    `c`); `allow_background`, `allow_stored_context`: the route's options of those names
+    (`RateLimit`)."""
     before = len(c.errors)
     specs: list[LimitSpec] = []
     names: set[str] = set()
@@ -266,4 +268,5 @@ def parse_route_limits(c: Checker, raw: Any, path: str, provider: str, route: st
                      default_max_tokens=shared.default_max_tokens,
                      write_max_tokens=shared.write_max_tokens,
                      chars_per_token=shared.chars_per_token, pricing=pricing,
-                     max_event_bytes=max_event_bytes, allow_background=allow_background)
+                     max_event_bytes=max_event_bytes, allow_background=allow_background,
+                     allow_stored_context=allow_stored_context)

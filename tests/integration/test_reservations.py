@@ -40,12 +40,15 @@ def config(base: Any) -> dict[str, Any]:
         {"name": "rs-small", "provider": "openai", "rate_limits": _limits(1000)},
         {"name": "rs-gemini", "provider": "gemini", "rate_limits": _limits()},
         {"name": "rs-vertex", "provider": "vertex", "rate_limits": _limits()},
+        {"name": "rs-stored", "provider": "openai", "rate_limits": _limits(),
+         "allow_stored_context": True},
     ]
     return doc
 
 
 def adjust(doc: dict[str, Any]) -> None:
     for route, cluster in (("rs-openai", "openai"), ("rs-small", "openai"),
+                           ("rs-stored", "openai"),
                            ("rs-gemini", "gemini"), ("rs-vertex", "vertex")):
         add_route(doc, f"/{route}/", cluster, route)
 
@@ -165,3 +168,34 @@ def test_a_request_naming_its_max_is_sent_as_it_is(gw: Gateway) -> None:
     sent = json.loads(gw.mock.last()["body"])
     assert sent["max_tokens"] == 300 and "max_completion_tokens" not in sent
     assert reserved(r) == 1 + 300
+
+
+@pytest.mark.parametrize(("route", "path", "body", "field"), [
+    ("rs-openai", "/v1/responses", {"model": "gpt-4o", "input": "go on",
+                                    "previous_response_id": "resp_1"}, "previous_response_id"),
+    ("rs-openai", "/v1/responses", {"model": "gpt-4o", "input": "go on",
+                                    "conversation": "conv_1"}, "conversation"),
+    ("rs-openai", "/v1/responses", {"model": "gpt-4o", "prompt": {"id": "pmpt_1"}},
+     "prompt.id"),
+    ("rs-gemini", GEMINI, {"contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+                           "cachedContent": "cachedContents/abc"}, "cachedContent"),
+])
+def test_input_the_provider_keeps_is_refused_where_budgets_cannot_reserve_it(
+        gw: Gateway, route: str, path: str, body: dict[str, Any], field: str) -> None:
+    """Found by the spend audit: such input is billed but never crosses the gateway, so
+    every one of many such requests sent at once fitted the budget on its prompt estimate,
+    and together they spent it many times over before the first settled."""
+    before = gw.mock.last()
+    r = httpx.post(f"{gw.url}/{route}{path}", json=body, headers=who(), timeout=30)
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["message"].startswith(f"request refused: {field} (")
+    assert "allow_stored_context" in error["message"]
+    assert gw.mock.last() == before
+
+
+def test_a_route_may_allow_input_the_provider_keeps(gw: Gateway) -> None:
+    body = {"model": "gpt-4o", "input": "go on", "previous_response_id": "resp_1"}
+    r = httpx.post(f"{gw.url}/rs-stored/v1/responses", json=body, headers=who(), timeout=30)
+    assert reserved(r) == 2 + DEFAULT_MAX         # the input it sees, and the default max
+    assert json.loads(gw.mock.last()["body"])["previous_response_id"] == "resp_1"
