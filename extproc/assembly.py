@@ -38,6 +38,8 @@ _KEYS = ("name", "provider", "providers", "streams", "auth", "upstream_credentia
          *FRONT_KEYS)
 FRONT = "openai-compatible"
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+#: methods that read what the provider has, and generate nothing
+_READS = {"GET", "HEAD", "OPTIONS"}
 
 
 def route_config(c: Checker, raw: Any, path: str, auth: AuthSettings, limits: LimitsSettings,
@@ -137,6 +139,14 @@ def _variant(c: Checker, d: Any, path: str, name: str, provider: str, route_auth
             c.error(join(path, "rate_limits"), f"limit {spec.name!r} keys on "
                     f"'header:{header}', the route's credential header; key on 'subject' "
                     "or 'api_key', which name the authenticated client")
+    for i, allowed in enumerate(passthrough if rate is not None and rate.settles else ()):
+        if set(allowed.methods) - _READS and not allowed.unmetered:
+            # (a generation through it, images or a batch, would spend past every budget)
+            c.error(join(join(path, "passthrough"), i), f"{'/'.join(allowed.methods)} "
+                    f"{allowed.path} on a route with token or spend budgets is neither "
+                    "reserved nor charged (no policy reads a pass-through's body); say "
+                    "unmetered: true if nothing it serves costs, or serve it on a route "
+                    "without budgets")
     if rate is not None and rate.settles and not streams.usage:
         what = "token budgets" if rate.uses_tokens else "spend budgets"
         c.error(join(path, "rate_limits"), f"{what} settle on the provider's usage: "
@@ -254,7 +264,7 @@ def _passthrough(c: Checker, raw: Any, path: str) -> tuple[Passthrough, ...]:
     out = []
     for i, item in enumerate(c.sequence(raw, path)):
         where = join(path, i)
-        d = c.mapping(item, where, ("path", "methods"))
+        d = c.mapping(item, where, ("path", "methods", "unmetered"))
         pattern = c.string(d, "path", where, required=True)
         methods = c.sequence(d.get("methods", ["GET"]), join(where, "methods"))
         bad = [m for m in methods if m not in _METHODS]
@@ -265,7 +275,8 @@ def _passthrough(c: Checker, raw: Any, path: str) -> tuple[Passthrough, ...]:
         elif pattern is not None and "**" in pattern.removesuffix("/**"):
             c.error(join(where, "path"), "'**' may only end the pattern, as '/**'")
         elif pattern is not None and not bad:
-            out.append(Passthrough(pattern, tuple(methods) or ("GET",)))
+            out.append(Passthrough(pattern, tuple(methods) or ("GET",),
+                                   c.boolean(d, "unmetered", where, False)))
     return tuple(out)
 
 

@@ -81,6 +81,8 @@ class Passthrough:
 
     path: str
     methods: tuple[str, ...] = ("GET",)
+    #: the route's config says that requests through it may cost what no budget charges
+    unmetered: bool = False
 
     def matches(self, method: str, path: str) -> bool:
         return method in self.methods and _glob(self.path).fullmatch(path) is not None

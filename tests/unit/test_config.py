@@ -517,6 +517,26 @@ def test_passthrough_entries_are_validated() -> None:
         assert where in text, text
 
 
+def test_a_passthrough_that_may_generate_is_refused_where_budgets_settle() -> None:
+    """Found by the spend audit: a POST pass-through (images, batches) on a route with spend
+    or token budgets was neither reserved nor charged, a way around every budget."""
+    def route(limits: dict[str, Any], **entry: Any) -> dict[str, Any]:
+        return {"routes": [{"name": "r", "provider": "openai", "rate_limits": [
+            {"name": "l", "key": ["route"], **limits}], "passthrough": [
+            {"path": "/openai/v1/models"}, {"path": "/openai/v1/images/generations",
+                                            "methods": ["POST"], **entry}]}]}
+    for limits in ({"tokens": [{"limit": 1000, "per": "1m"}]},
+                   {"spend": [{"limit": 1, "per": "1d"}]}):
+        with pytest.raises(ConfigError) as err:
+            loader.parse(route(limits))
+        assert "routes[0].passthrough[1]: POST /openai/v1/images/generations on a route " \
+            "with token or spend budgets is neither reserved nor charged" in str(err.value)
+        said = loader.parse(route(limits, unmetered=True)).routes["r"].passthrough[1]
+        assert said.unmetered and said.methods == ("POST",)
+    # request limits only: nothing to reserve, nothing to get around
+    loader.parse(route({"requests": [{"limit": 10, "per": "1m"}]}))
+
+
 # --- keys with no value, and keys given twice --------------------------------------------
 
 @pytest.mark.parametrize(("where", "doc"), [
