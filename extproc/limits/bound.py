@@ -58,13 +58,17 @@ def bounded(endpoint: str, doc: dict[str, Any], n: int,
             return None
         return {**doc, "max_output_tokens": n}
     if endpoint in ("generateContent", "streamGenerateContent"):
-        configs = [k for k in ("generationConfig", "generation_config")
-                   if isinstance(doc.get(k), dict)]
+        # (null is proto3 JSON's absent; a config that is no object the provider refuses)
+        present = [k for k in ("generationConfig", "generation_config")
+                   if doc.get(k) is not None]
+        configs = [k for k in present if isinstance(doc[k], dict)]
+        if len(configs) < len(present):
+            return None
         if any(_named(doc[k].get(f)) for k in configs
                for f in ("maxOutputTokens", "max_output_tokens")):
             return None
         key = configs[0] if configs else "generationConfig"
-        config = {f: v for f, v in (doc.get(key) or {}).items()
+        config = {f: v for f, v in (doc[key] if configs else {}).items()
                   if f not in ("maxOutputTokens", "max_output_tokens")}
         config["maxOutputTokens"] = n
         return {**doc, key: config}

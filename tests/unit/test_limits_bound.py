@@ -26,6 +26,9 @@ from extproc.limits.bound import bounded
      {"generation_config": {"temperature": 1, "maxOutputTokens": 9}}),
     ("generateContent", {"generationConfig": {"maxOutputTokens": "12"}}, None, None),
     ("generateContent", {"generationConfig": {"max_output_tokens": 12}}, None, None),
+    ("generateContent", {"generationConfig": [None]}, None, None),   # (found by the fuzzer)
+    ("generateContent", {"generationConfig": None}, None,
+     {"generationConfig": {"maxOutputTokens": 9}}),
     ("messages", {"max_tokens": 5}, "claude", None),
     ("completions", {"prompt": "x"}, "gpt-3.5-turbo-instruct", None),
     ("embeddings", {"input": "x"}, None, None),
