@@ -566,7 +566,6 @@ def test_envoy_gateway_fails_closed_and_names_every_route() -> None:
     assert server_config("overlays/envoy-gateway")["server"]["max_request_body_bytes"] == \
         8 * 1024 * 1024
     routes = http_routes(docs)
-    cfg = {r["name"]: r for r in server_config("overlays/envoy-gateway")["routes"]}
     tls = {d["spec"]["targetRefs"][0]["name"]: d["spec"]["validation"]
            for d in of_kind(docs, "BackendTLSPolicy")}
     backends = {d["metadata"]["name"]: d["spec"] for d in of_kind(docs, "Backend")}
