@@ -731,6 +731,19 @@ def test_kgateway_fails_closed_explicitly_and_routes_by_the_same_prefixes() -> N
 
 
 @needs_kubectl
+def test_kgateways_listener_buffer_holds_a_whole_prompt() -> None:
+    """Found by the mesh review: the overlay said the gateway's buffer limit was raised to
+    the server's body limit, but nothing raised kgateway's 1 MiB default, so a Buffered
+    prompt between 1 and 8 MiB was refused by the gateway."""
+    docs = rendered("overlays/kgateway")
+    notes = one(docs, "Gateway")["metadata"]["annotations"]
+    limit = notes["kgateway.dev/per-connection-buffer-limit"]
+    assert limit == "8Mi"
+    assert server_config("overlays/kgateway")["server"]["max_request_body_bytes"] == \
+        8 * 1024 * 1024
+
+
+@needs_kubectl
 def test_sidecar_runs_the_server_as_a_native_sidecar_on_a_socket() -> None:
     docs = rendered("overlays/sidecar")
     (_, spec), = pod_specs(docs)
