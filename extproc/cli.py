@@ -232,6 +232,9 @@ def identity_lines(cfg: Config) -> list[str]:
             provider = (f"openai-compatible: {len(models.entries)} models -> "
                         f"{', '.join(models.backends)}")
         lines.append(f"{route.name} ({provider}) <- " + " | ".join(ways))
+    if cfg.route_owners:
+        owners = ", ".join(f"{o.kind} {o.namespace}/{o.name or '*'}" for o in cfg.route_owners)
+        lines.append(f"only Envoy routes of: {owners} (routing.route_owners)")
     if cfg.default_route:
         lines.append(f"anything else -> {cfg.default_route} (default_route)")
     else:

@@ -18,6 +18,12 @@ Shape (every key is optional unless marked; unknown keys are errors)::
                                         # the body (else such a request is refused: unshown)
     routing:                            # how a request finds its route (extproc.routing)
       unmatched_status: 404             # 404 or 403: the answer when no route claims it
+      route_owners:                     # the Kubernetes objects whose Envoy routes may use
+        - {kind: VirtualService, namespace: llm-gateway, name: llm}   # these routes (Istio,
+        - {kind: HTTPRoute, namespace: llm-gateway}   # Envoy Gateway; name optional): when
+                                        # given, a request whose Envoy route metadata
+                                        # (xds.route_metadata) names no such owner is refused,
+                                        # and only such owners' annotations name a route
     default_route: openai               # explicit opt-in: the route of a request nothing
                                         # else names (after every source below)
     routes:                             # required: one entry per Envoy route
@@ -115,6 +121,27 @@ class RequestMatch:
 
 
 @dataclass(frozen=True)
+class RouteOwner:
+    """A Kubernetes object whose Envoy routes may use the gateway's routes
+    (`routing.route_owners`): its kind (compared without case or hyphens, so `VirtualService`
+    is Istio's `virtual-service`), its namespace, and its name (None: any in the namespace)."""
+
+    kind: str
+    namespace: str
+    name: str | None = None
+
+    def admits(self, kind: str, namespace: str, name: str) -> bool:
+        """True when the object (kind, namespace, name) is this owner."""
+        return (owner_kind(kind) == owner_kind(self.kind) and namespace == self.namespace
+                and (self.name is None or name == self.name))
+
+
+def owner_kind(kind: str) -> str:
+    """A kind as owners compare it: `VirtualService`, `virtual-service` -> `virtualservice`."""
+    return kind.replace("-", "").lower()
+
+
+@dataclass(frozen=True)
 class RouteConfig:
     name: str
     provider: str
@@ -181,6 +208,8 @@ class Config:
     default_route: str | None = None
     #: the status of a request no route claims (404 or 403)
     unmatched_status: int = 404
+    #: when given, only Envoy routes these objects own are served (extproc.routing)
+    route_owners: tuple[RouteOwner, ...] = ()
     source: str = "<memory>"
 
     def route(self, name: str | None) -> RouteConfig | None:

@@ -58,9 +58,12 @@ class EnvoySettings:
     listen_address: str = "127.0.0.1"
     listen_port: int = 10000
     admin_port: int = 9901
-    #: compose: reachable by Prometheus inside the compose network (never publish it: the
-    #: admin API can stop Envoy)
+    #: loopback everywhere: whoever reaches the admin API can stop Envoy, or turn on debug
+    #: logs (POST /logging) that print the provider key the processor injects
     admin_address: str = "127.0.0.1"
+    #: a listener on listen_address that serves only the admin's GET /stats/prometheus and
+    #: GET /ready, proxied to the admin on loopback (compose: for Prometheus); None: none
+    stats_port: int | None = None
     extproc_host: str = "127.0.0.1"
     extproc_port: int = 50051
     #: a unix socket path: the processor listens there (`extproc serve --unix PATH`)
@@ -92,7 +95,7 @@ KUBERNETES_UPSTREAMS: dict[str, str] = {
 
 PLACES: dict[str, EnvoySettings] = {
     "local": EnvoySettings(),
-    "compose": EnvoySettings(listen_address="0.0.0.0", admin_address="0.0.0.0",
+    "compose": EnvoySettings(listen_address="0.0.0.0", stats_port=9902,
                              extproc_host="extproc",
                              upstreams=dict.fromkeys(PROVIDERS, "http://mock:8081")),
     "test": EnvoySettings(),
@@ -210,7 +213,52 @@ def render_dict(s: EnvoySettings) -> dict[str, Any]:
                         host["routes"] = [r for r in host["routes"]
                                           if r.get("name", "").split("-")[0] != "unified"]
                 _say_unrouted(hcm)
+    if s.stats_port is not None:
+        doc["static_resources"]["listeners"].append(
+            stats_listener(s.listen_address, s.stats_port))
+        doc["static_resources"]["clusters"].append(admin_cluster(s.admin_port))
     return doc
+
+
+#: what the stats listener lets through to the admin API (GET only; all else is a 404)
+STATS_PATHS = ("/stats/prometheus", "/ready")
+ADMIN_CLUSTER = "envoy_admin"
+
+
+def stats_listener(address: str, port: int) -> dict[str, Any]:
+    """A listener that exposes the admin's read-only STATS_PATHS and nothing else, so the
+    admin itself can stay on loopback (its other endpoints change Envoy's state, and debug
+    logging would print the injected provider keys)."""
+    get = [{"name": ":method", "string_match": {"exact": "GET"}}]
+    routes: list[dict[str, Any]] = [
+        {"match": {"path": path, "headers": get}, "route": {"cluster": ADMIN_CLUSTER}}
+        for path in STATS_PATHS]
+    routes.append({"match": {"prefix": "/"}, "direct_response": {"status": 404}})
+    return {
+        "name": "envoy_stats",
+        "address": {"socket_address": {"address": address, "port_value": port}},
+        "filter_chains": [{"filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network."
+                         "http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": "envoy_stats",
+                "normalize_path": True, "merge_slashes": True,
+                "path_with_escaped_slashes_action": "REJECT_REQUEST",
+                "route_config": {"name": "envoy_stats", "virtual_hosts": [
+                    {"name": "envoy_stats", "domains": ["*"], "routes": routes}]},
+                "http_filters": [{
+                    "name": "envoy.filters.http.router",
+                    "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters."
+                                              "http.router.v3.Router"}}]}}]}]}
+
+
+def admin_cluster(admin_port: int) -> dict[str, Any]:
+    """The admin API on loopback, as the stats listener's upstream."""
+    return {"name": ADMIN_CLUSTER, "type": "STATIC", "connect_timeout": "1s",
+            "load_assignment": {"cluster_name": ADMIN_CLUSTER, "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": {"socket_address": {
+                    "address": "127.0.0.1", "port_value": admin_port}}}}]}]}}
 
 
 def served_prefixes(hcm: dict[str, Any]) -> list[str]:

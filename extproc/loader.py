@@ -21,6 +21,7 @@ from .config import (
     DEFAULT_MAX_HEADERS_KB,
     Config,
     RouteConfig,
+    RouteOwner,
     ServerConfig,
 )
 from .guards.settings import parse_guards
@@ -95,7 +96,7 @@ def parse(data: Any, source: str = "<memory>") -> Config:
     top = c.mapping(data, "", ("server", "auth", "limits", "guards", "routes",
                                "default_route", "routing", "prices", "spend"))
     server = _server(c, top.get("server"))
-    unmatched = _routing(c, top.get("routing"))
+    unmatched, owners = _routing(c, top.get("routing"))
     base = Path(source).parent if source != "<memory>" else Path.cwd()
     auth = parse_auth(c, top.get("auth"), base)
     limits = parse_limits(c, top.get("limits"))
@@ -125,7 +126,7 @@ def parse(data: Any, source: str = "<memory>") -> Config:
             c.error(path, "has no value: give one ([] for an empty list), or remove the key")
     c.raise_if_any()
     return Config(server=server, routes=routes, default_route=default,
-                  unmatched_status=unmatched, source=source)
+                  unmatched_status=unmatched, route_owners=owners, source=source)
 
 
 def _server(c: Checker, raw: Any) -> ServerConfig:
@@ -151,10 +152,25 @@ def _server(c: Checker, raw: Any) -> ServerConfig:
                                                       False))
 
 
-def _routing(c: Checker, raw: Any) -> int:
-    d = c.mapping(raw, "routing", ("unmatched_status",))
+def _routing(c: Checker, raw: Any) -> tuple[int, tuple[RouteOwner, ...]]:
+    """`routing`: the status of what no route claims, and the trusted route owners."""
+    d = c.mapping(raw, "routing", ("unmatched_status", "route_owners"))
+    owners = []
+    raw_owners = c.sequence(d.get("route_owners"), "routing.route_owners")
+    if "route_owners" in d and d["route_owners"] == []:
+        c.error("routing.route_owners", "name at least one owner (or remove the key)")
+    for i, item in enumerate(raw_owners):
+        path = join("routing.route_owners", i)
+        o = c.mapping(item, path, ("kind", "namespace", "name"))
+        if not isinstance(item, dict):
+            continue
+        kind = c.string(o, "kind", path, required=True)
+        namespace = c.string(o, "namespace", path, required=True)
+        name = c.string(o, "name", path)
+        if kind and namespace:
+            owners.append(RouteOwner(kind, namespace, name))
     status = d.get("unmatched_status", 404)
     if status not in UNMATCHED_STATUSES or isinstance(status, bool):
         c.error("routing.unmatched_status", f"must be 404 or 403, got {status!r}")
-        return 404
-    return int(status)
+        return 404, tuple(owners)
+    return int(status), tuple(owners)

@@ -1,7 +1,16 @@
 """Which route a request is on: the route lookup, from whatever the Envoy in front can give.
 
-Tried in this order, once per ext_proc stream (on its request headers); the first source
-that speaks decides:
+Once per ext_proc stream (on its request headers). First, when the config names
+`routing.route_owners`, the Envoy route must belong to one of them: the request attribute
+`xds.route_metadata` must name its owner, and every object it names must be admitted, or the
+request is refused whatever else names a route. Istio puts the VirtualService (or other
+object) a route came from in `filter_metadata.istio.config`
+(`/apis/networking.istio.io/<version>/namespaces/<ns>/virtual-service/<name>`); Envoy Gateway
+lists the HTTPRoute's kind, name and namespace in `filter_metadata.envoy-gateway.resources[]`.
+On a shared gateway this is what stops another namespace's route, named like ours or
+annotated like ours, from borrowing our route and its provider key.
+
+Then the route is tried in this order; the first source that speaks decides:
 
 1. `x-extproc-route` gRPC initial metadata (Envoy's per-route `grpc_initial_metadata`, an
    Istio EnvoyFilter route patch, agentgateway's `metadataContext`). A name no route has is
@@ -13,7 +22,9 @@ that speaks decides:
    `envoy.config.core.v3.Metadata`): `filter_metadata.extproc.route`, else the HTTPRoute
    annotation `gateway.envoyproxy.io/extproc-route`, which Envoy Gateway copies into
    `filter_metadata.envoy-gateway.resources[].annotations` without its prefix (as
-   `extproc-route`; the prefixed key is read too). A name no route has is refused.
+   `extproc-route`; the prefixed key is read too), read only from a resource that
+   `routing.route_owners` admits (none when it is not given: an annotation is anyone's
+   to write). A name no route has is refused.
 4. The request itself: the first route, in config order, whose `match` holds.
 5. `default_route`, when the config names one (an explicit opt-in).
 
@@ -36,7 +47,7 @@ from envoy.config.core.v3.base_pb2 import Metadata
 from google.protobuf import text_format
 
 from . import protocol as P
-from .config import Config, RequestMatch, RouteConfig
+from .config import Config, RequestMatch, RouteConfig, RouteOwner
 from .providers.endpoints import table
 from .reading import Unreadable, canonical_target
 
@@ -50,12 +61,17 @@ METADATA_NAMESPACE = P.METADATA_NAMESPACE
 EG_NAMESPACE = "envoy-gateway"
 EG_ANNOTATION = "gateway.envoyproxy.io/extproc-route"
 EG_KEYS = ("extproc-route", EG_ANNOTATION)
+#: Istio names the object a route came from (util.BuildConfigInfoMetadata):
+#: filter_metadata.istio.config = /apis/<group>/<version>/namespaces/<ns>/<kind>/<name>
+ISTIO_NAMESPACE = "istio"
+_ISTIO_CONFIG = re.compile(r"/apis/[^/]+/[^/]+/namespaces/([^/]+)/([^/]+)/([^/]+)")
 _CACHE_SIZE = 4096
 
 
 class Resolution(NamedTuple):
     """The lookup's answer: the route (None when refused), its name, which source decided
-    (`metadata`, `route_name`, `route_metadata`, `match`, `default`, `none`), and the
+    (`metadata`, `route_name`, `route_metadata`, `match`, `default`, `none`, `unowned`:
+    refused because no configured owner has its Envoy route), and the
     refusal's (status, message) when there is no route."""
 
     route: RouteConfig | None
@@ -71,27 +87,80 @@ def glob(pattern: str) -> re.Pattern[str]:
     return re.compile(rx)
 
 
-def route_metadata_name(text: str) -> str | None:
-    """The route name a `xds.route_metadata` attribute carries, if any (see module doc)."""
+#: an object a route came from: (kind, namespace, name)
+Owner = tuple[str, str, str]
+
+
+class RouteMetadata(NamedTuple):
+    """What a `xds.route_metadata` attribute says: our own `filter_metadata.extproc.route`,
+    the objects the route came from (Istio's and Envoy Gateway's), and each Envoy Gateway
+    resource's `extproc-route` annotation (with the resource it is on)."""
+
+    own_route: str | None
+    owners: tuple[Owner, ...]
+    annotations: tuple[tuple[Owner, str], ...]
+
+
+def read_route_metadata(text: str) -> RouteMetadata | None:
+    """A `xds.route_metadata` attribute read (None when it is not Metadata text)."""
     meta = Metadata()
     try:
         text_format.Parse(text, meta)
     except text_format.ParseError:
         return None
     fm = meta.filter_metadata
+    own = None
     if METADATA_NAMESPACE in fm:
         value = fm[METADATA_NAMESPACE].fields.get("route")
         if value is not None and value.string_value:
-            return value.string_value
+            own = value.string_value
+    owners: list[Owner] = []
+    annotations: list[tuple[Owner, str]] = []
+    if ISTIO_NAMESPACE in fm:
+        config = fm[ISTIO_NAMESPACE].fields.get("config")
+        found = _ISTIO_CONFIG.fullmatch(config.string_value) if config is not None else None
+        if found is not None:
+            namespace, kind, name = found.groups()
+            owners.append((kind, namespace, name))
     if EG_NAMESPACE in fm:
         resources = fm[EG_NAMESPACE].fields.get("resources")
         for item in resources.list_value.values if resources is not None else ():
-            notes = item.struct_value.fields.get("annotations")
+            f = item.struct_value.fields
+            kind, namespace, name = (f[k].string_value if k in f else ""
+                                     for k in ("kind", "namespace", "name"))
+            owner = (kind, namespace, name)
+            owners.append(owner)
+            notes = f.get("annotations")
             for key in EG_KEYS if notes is not None else ():
                 value = notes.struct_value.fields.get(key)
                 if value is not None and value.string_value:
-                    return value.string_value
-    return None
+                    annotations.append((owner, value.string_value))
+                    break
+    return RouteMetadata(own, tuple(owners), tuple(annotations))
+
+
+def admitted(owner: Owner, owners: tuple[RouteOwner, ...]) -> bool:
+    """True when one of the configured `owners` is this object."""
+    return all(owner) and any(o.admits(*owner) for o in owners)
+
+
+def route_metadata_name(text: str, owners: tuple[RouteOwner, ...] = ()) -> str | None:
+    """The route name a `xds.route_metadata` attribute carries, if any (see module doc):
+    our own namespace's, else the annotation of an Envoy Gateway resource `owners` admits."""
+    meta = read_route_metadata(text)
+    if meta is None:
+        return None
+    if meta.own_route:
+        return meta.own_route
+    return next((name for owner, name in meta.annotations if admitted(owner, owners)), None)
+
+
+def owned(text: str | None, owners: tuple[RouteOwner, ...]) -> bool:
+    """True when route metadata names the object its route came from, and `owners` admits
+    every object it names."""
+    meta = read_route_metadata(text) if text else None
+    return meta is not None and bool(meta.owners) and all(
+        admitted(o, owners) for o in meta.owners)
 
 
 def _host(authority: str) -> str:
@@ -131,6 +200,8 @@ class Router:
         self._named: dict[str, Resolution] = {}
         self._by_route_name: dict[str, Resolution | None] = {}
         self._by_metadata: dict[str, Resolution | None] = {}
+        self._owners = config.route_owners
+        self._owned: dict[str, bool] = {}
 
     def resolve(self, initial: str | None, attributes: Mapping[str, Any] | None,
                 headers: Mapping[str, str] | Any) -> Resolution:
@@ -145,10 +216,15 @@ class Router:
 
     def _find(self, initial: str | None, attributes: Mapping[str, Any] | None,
               headers: Mapping[str, str] | Any) -> Resolution:
+        fields = attributes[ATTRIBUTES_KEY].fields \
+            if attributes and ATTRIBUTES_KEY in attributes else None
+        if self._owners and not self._is_owned(
+                fields[ROUTE_METADATA].string_value
+                if fields is not None and ROUTE_METADATA in fields else ""):
+            return Resolution(None, None, "unowned", (self.config.unmatched_status, UNOWNED))
         if initial:
             return self._name(initial, "metadata")
-        if attributes and ATTRIBUTES_KEY in attributes:
-            fields = attributes[ATTRIBUTES_KEY].fields
+        if fields is not None:
             if ROUTE_NAME in fields and self._patterns:
                 found = self._envoy_route(fields[ROUTE_NAME].string_value)
                 if found is not None:
@@ -186,10 +262,17 @@ class Router:
         _remember(self._by_route_name, value, found)
         return found
 
+    def _is_owned(self, text: str) -> bool:
+        found = self._owned.get(text)
+        if found is None:
+            found = owned(text, self._owners)
+            _remember(self._owned, text, found)
+        return found
+
     def _metadata(self, text: str) -> Resolution | None:
         if text in self._by_metadata:
             return self._by_metadata[text]
-        name = route_metadata_name(text)
+        name = route_metadata_name(text, self._owners)
         found = self._name(name, "route_metadata") if name else None
         _remember(self._by_metadata, text, found)
         return found
@@ -207,6 +290,11 @@ class Router:
         return Resolution(None, route.name, source, (
             404, f"no provider served by route {route.name!r} has this endpoint (served: "
                  f"{', '.join(route.variants)})"))
+
+
+#: the refusal of a request whose Envoy route no `routing.route_owners` entry owns
+UNOWNED = ("no gateway route serves this request (its Envoy route belongs to no "
+           "routing.route_owners object)")
 
 
 def unrouted(name: str | None) -> tuple[int, str]:

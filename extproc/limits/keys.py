@@ -63,6 +63,8 @@ def descriptor(d: str, ex: Context, identity: Any, model: str | None, route: str
             return f"{backend}/{ex.state.get('backend_model') or '-'}"
         return model or "-"
     if d == "client_ip":
+        # the peer's address only where the gateway appends it (Envoy: use_remote_address;
+        # docs/rate-limits.md, "Client addresses"); else whatever the client sent
         xff = ex.request_headers.get("x-forwarded-for", "")
         return xff.rsplit(",", 1)[-1].strip() or "-"
     if d.startswith("claim:"):

@@ -9,7 +9,8 @@ HTTPRoutes with `envoy_route_names` patterns; azure and vertex are named by the 
 annotation `gateway.envoyproxy.io/extproc-route`, which EG hands over in the route metadata.
 Every provider route reaches its own extproc route with auth, limits, the PII guard and usage
 in the access log (tests/mesh/suite.py); an HTTPRoute no extproc route claims, or whose
-annotation names no configured route, is refused and never forwarded."""
+annotation names no configured route, is refused and never forwarded; so is another
+namespace's HTTPRoute annotated with our route's name (`routing.route_owners`)."""
 
 from __future__ import annotations
 
@@ -56,7 +57,11 @@ IDENTITY = {
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, mock: Mock) -> Iterator[Gateway]:
     log_dir = tmp_path_factory.mktemp("envoy-gateway")
-    gateway = Gateway(log_dir, reference_config(log_dir / "keys", IDENTITY), mock=mock,
+    config = reference_config(log_dir / "keys", IDENTITY)
+    # as deploy/kubernetes/overlays/envoy-gateway/extproc.yaml: our namespace's HTTPRoutes only
+    config["routing"] = {**config.get("routing", {}), "route_owners": [
+        {"kind": "HTTPRoute", "namespace": "llm-gateway"}]}
+    gateway = Gateway(log_dir, config, mock=mock,
                       envoy_doc=lambda ports: render("envoy_gateway.yaml", ports))
     yield gateway
     gateway.close()
@@ -87,6 +92,16 @@ class TestEnvoyGateway(ProviderRoutes):
         assert r.status_code == 404, r.text
         assert r.json()["error"]["type"] == "gateway_error"
         assert "'retired'" in r.json()["error"]["message"]    # the annotation was read
+
+    def test_another_namespaces_httproute_annotated_like_ours_is_refused(
+            self, gw: Gateway) -> None:
+        """Found by the mesh review: an HTTPRoute of namespace `tenant` annotated
+        extproc-route: openai (on the tenant's own Gateway, calling our Service) got our
+        openai route, and the key was injected toward the tenant's server. The annotation of
+        a namespace routing.route_owners does not name is never read: refused, unforwarded."""
+        r = refused_unforwarded(gw, "/tenant")
+        assert r.status_code == 404, r.text
+        assert r.json()["error"]["type"] == "gateway_error"
 
     def test_a_prompt_past_egs_default_32KiB_buffer_is_read_and_guarded(
             self, gw: Gateway) -> None:

@@ -197,9 +197,13 @@ def test_prometheus_scrapes_the_extproc_admin_port_and_envoy_admin() -> None:
     assert extproc["static_configs"][0]["targets"] == [f"extproc:{ADMIN_PORT}"]
     envoy = jobs["envoy"]
     assert envoy["metrics_path"] == "/stats/prometheus"
-    assert envoy["static_configs"][0]["targets"] == ["envoy:9901"]
-    envoy_admin = _load_yaml(ROOT / "envoy/compose.yaml")["admin"]["address"]["socket_address"]
-    assert envoy_admin["port_value"] == 9901
+    compose = _load_yaml(ROOT / "envoy/compose.yaml")
+    (stats,) = [li for li in compose["static_resources"]["listeners"]
+                if li["name"] == "envoy_stats"]
+    port = stats["address"]["socket_address"]["port_value"]
+    assert envoy["static_configs"][0]["targets"] == [f"envoy:{port}"]
+    # the admin API itself stays on Envoy's loopback (see test_envoy_config)
+    assert compose["admin"]["address"]["socket_address"]["address"] == "127.0.0.1"
     mounts = _mounts("prometheus")
     assert (ROOT / mounts["/etc/prometheus/prometheus.yml"]).resolve() == PROMETHEUS
 

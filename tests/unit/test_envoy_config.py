@@ -3,7 +3,10 @@ only its chain, and the request header limits are the extproc config's."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+import httpx
 
 from extproc import config as cfgmod
 from extproc import envoy_config, loader
@@ -59,3 +62,42 @@ def test_header_limits_and_path_normalisation_are_rendered() -> None:
     assert ext_proc["disabled"] is True
     enable = conf["route_config"]["typed_per_filter_config"]["envoy.filters.http.ext_proc"]
     assert enable["disabled"] is False
+
+
+def test_every_place_keeps_the_admin_api_on_loopback() -> None:
+    """Found by the mesh review: compose bound Envoy's admin to 0.0.0.0, so any container
+    on the compose network could POST /logging?router=debug and read the injected provider
+    key in Envoy's log. Prometheus now scrapes a listener of its own instead."""
+    for place in envoy_config.PLACES:
+        doc = envoy_config.render_dict(envoy_config.settings_for(place))
+        assert doc["admin"]["address"]["socket_address"]["address"] == "127.0.0.1", place
+
+
+def test_the_stats_listener_lets_only_reads_of_stats_and_readiness_through(
+        tmp_path: Path) -> None:
+    """Through the real Envoy: GET /stats/prometheus and /ready reach the admin; the admin's
+    other endpoints (debug logging, config dump, quit), a POST, or a path dressed up to
+    look like the stats path, get a 404 and never reach it."""
+    from tests.harness import Envoy, free_port
+    stats, admin = free_port(), free_port()
+    doc = envoy_config.render_dict(envoy_config.settings_for(
+        "test", listen_port=free_port(), admin_port=admin, stats_port=stats))
+    envoy = Envoy(doc, tmp_path)
+    try:
+        envoy.proc.wait_port(stats, 60)
+        url = f"http://127.0.0.1:{stats}"
+        r = httpx.get(f"{url}/stats/prometheus", timeout=10)
+        assert r.status_code == 200 and "envoy_server_live" in r.text
+        assert httpx.get(f"{url}/ready", timeout=10).status_code == 200
+        for method, path in (("POST", "/logging?router=debug"), ("GET", "/config_dump"),
+                             ("POST", "/quitquitquit"), ("POST", "/stats/prometheus"),
+                             ("GET", "/stats/prometheus/../config_dump"),
+                             ("GET", "/stats/prometheus%2F..%2Fconfig_dump"),
+                             ("GET", "/stats")):
+            r = httpx.request(method, f"{url}{path}", timeout=10)
+            assert r.status_code in (400, 404), (method, path, r.status_code)
+        levels = httpx.get(f"http://127.0.0.1:{admin}/logging", timeout=10)
+        assert "router: debug" not in levels.text    # the POST never reached the admin
+        assert envoy.proc.alive()
+    finally:
+        envoy.stop()

@@ -184,11 +184,13 @@ def test_every_overlay_config_passes_extproc_check(rel: str, tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize(("overlay", "keys"), [("envoy-gateway", {"envoy_route_names"}),
-                                               ("kgateway", {"match"})])
+                                               ("kgateway", {"match"}), ("istio", set())])
 def test_overlay_configs_differ_from_the_base_by_route_identity_only(
         overlay: str, keys: set[str]) -> None:
     base = yaml.safe_load((K8S / "base/gateway.yaml").read_text())
     mine = yaml.safe_load((K8S / f"overlays/{overlay}/extproc.yaml").read_text())
+    if overlay != "kgateway":      # whose routes may use ours (routing.route_owners)
+        assert set(mine.pop("routing")) == {"route_owners"}
     for route in mine["routes"]:
         assert keys <= set(route), route["name"]
         for k in keys:
@@ -564,7 +566,6 @@ def test_envoy_gateway_fails_closed_and_names_every_route() -> None:
     assert server_config("overlays/envoy-gateway")["server"]["max_request_body_bytes"] == \
         8 * 1024 * 1024
     routes = http_routes(docs)
-    cfg = {r["name"]: r for r in server_config("overlays/envoy-gateway")["routes"]}
     tls = {d["spec"]["targetRefs"][0]["name"]: d["spec"]["validation"]
            for d in of_kind(docs, "BackendTLSPolicy")}
     backends = {d["metadata"]["name"]: d["spec"] for d in of_kind(docs, "Backend")}
@@ -572,12 +573,32 @@ def test_envoy_gateway_fails_closed_and_names_every_route() -> None:
         route = routes[f"llm-{p}"]
         assert route["metadata"]["annotations"]["gateway.envoyproxy.io/extproc-route"] == p
         _route_wiring(route, p)
-        assert cfg[p]["envoy_route_names"] == [f"httproute/*/llm-{p}/**"]
         host = backends[p]["endpoints"][0]["fqdn"]["hostname"]
         assert tls[p] == {"hostname": host, "wellKnownCACertificates": "System"}
-    policy = one(docs, "NetworkPolicy")["spec"]["ingress"][0]["from"]
-    assert policy == [{"namespaceSelector": {"matchLabels": {
-        "kubernetes.io/metadata.name": "envoy-gateway-system"}}}]
+
+
+@needs_kubectl
+def test_envoy_gateway_trusts_only_its_own_gateway_and_namespace() -> None:
+    """Found by the mesh review: Envoy Gateway runs every Gateway's Envoy pods in
+    envoy-gateway-system, so admitting that namespace admitted other teams' gateways; and
+    the route name patterns (`httproute/*/...`) and the annotation fallback took any
+    namespace's HTTPRoute. Another team's Gateway, a Backend to our Service and an HTTPRoute
+    named llm-openai (or annotated extproc-route: openai) to their server got our key."""
+    docs = rendered("overlays/envoy-gateway")
+    gateway = one(docs, "Gateway")["metadata"]
+    ns = gateway["namespace"]
+    ours = {"gateway.envoyproxy.io/owning-gateway-name": gateway["name"],
+            "gateway.envoyproxy.io/owning-gateway-namespace": ns}
+    admitted = one(docs, "NetworkPolicy")["spec"]["ingress"][0]["from"]
+    assert admitted == [
+        {"namespaceSelector": {"matchLabels": {
+            "kubernetes.io/metadata.name": "envoy-gateway-system"}},
+         "podSelector": {"matchLabels": ours}},
+        {"podSelector": {"matchLabels": ours}}]
+    cfg = server_config("overlays/envoy-gateway")
+    assert cfg["routing"]["route_owners"] == [{"kind": "HTTPRoute", "namespace": ns}]
+    for route in cfg["routes"]:
+        assert route["envoy_route_names"] == [f"httproute/{ns}/llm-{route['name']}/**"]
 
 
 @needs_kubectl
@@ -600,6 +621,12 @@ def test_istio_inserts_the_filter_off_and_enables_it_per_named_route() -> None:
         f"outbound|{port['port']}||extproc.{svc['metadata']['namespace']}.svc.cluster.local")
     assert tc["failure_mode_allow"] is False
     assert tc["metadata_options"] == {"receiving_namespaces": {"untyped": ["extproc"]}}
+    # the server trusts x-extproc-route only on routes of our VirtualService, which Istio
+    # names in the route metadata the filter sends
+    assert tc["request_attributes"] == ["xds.route_metadata"]
+    vs = one(docs, "VirtualService")["metadata"]
+    assert server_config("overlays/istio")["routing"]["route_owners"] == [
+        {"kind": "VirtualService", "namespace": vs["namespace"], "name": vs["name"]}]
     vs_routes = {r["name"]: r for r in one(docs, "VirtualService")["spec"]["http"]}
     per_route = {p["match"]["routeConfiguration"]["vhost"]["route"]["name"]: p
                  for p in patches if p["applyTo"] == "HTTP_ROUTE"}
@@ -701,6 +728,19 @@ def test_kgateway_fails_closed_explicitly_and_routes_by_the_same_prefixes() -> N
     for p in PROVIDERS:
         _route_wiring(routes[f"llm-{p}"], p)
         assert cfg[p]["match"] == {"path_prefix": f"/{p}/"}
+
+
+@needs_kubectl
+def test_kgateways_listener_buffer_holds_a_whole_prompt() -> None:
+    """Found by the mesh review: the overlay said the gateway's buffer limit was raised to
+    the server's body limit, but nothing raised kgateway's 1 MiB default, so a Buffered
+    prompt between 1 and 8 MiB was refused by the gateway."""
+    docs = rendered("overlays/kgateway")
+    notes = one(docs, "Gateway")["metadata"]["annotations"]
+    limit = notes["kgateway.dev/per-connection-buffer-limit"]
+    assert limit == "8Mi"
+    assert server_config("overlays/kgateway")["server"]["max_request_body_bytes"] == \
+        8 * 1024 * 1024
 
 
 @needs_kubectl

@@ -53,17 +53,30 @@ def attrs(route_name: str | None = None, metadata: str | None = None) -> Any:
     return req.attributes
 
 
-def eg_metadata(route: str, key: str = "extproc-route") -> str:
+def eg_metadata(route: str, key: str = "extproc-route", namespace: str = "llm") -> str:
     """`xds.route_metadata` as Envoy 1.40 sent it for a route shaped like Envoy Gateway's
     (the text format of envoy.config.core.v3.Metadata, copied from a real run): EG copies
-    the annotation `gateway.envoyproxy.io/extproc-route` without its prefix."""
+    the annotation `gateway.envoyproxy.io/extproc-route` without its prefix, beside the
+    HTTPRoute's kind, name and namespace."""
     return (
         'filter_metadata { key: "envoy-gateway" value { fields { key: "resources" value { '
         'list_value { values { struct_value { fields { key: "annotations" value { struct_value '
         '{ fields { key: "KEY" value { string_value: "ROUTE" } '
         '} } } } fields { key: "kind" value { string_value: "HTTPRoute" } } fields { key: '
         '"name" value { string_value: "openai" } } fields { key: "namespace" value { '
-        'string_value: "llm" } } } } } } } } } ').replace("ROUTE", route).replace("KEY", key)
+        'string_value: "NS" } } } } } } } } } ').replace("ROUTE", route).replace("KEY", key) \
+        .replace('"NS"', f'"{namespace}"')
+
+
+def istio_metadata(namespace: str, name: str, version: str = "v1") -> str:
+    """`xds.route_metadata` of a route Istio generated from a VirtualService
+    (util.BuildConfigInfoMetadata)."""
+    return ('filter_metadata { key: "istio" value { fields { key: "config" value { '
+            f'string_value: "/apis/networking.istio.io/{version}/namespaces/{namespace}/'
+            f'virtual-service/{name}" }} }} }} }}')
+
+
+OURS = {"route_owners": [{"kind": "HTTPRoute", "namespace": "llm"}]}
 
 
 def own_metadata(route: str) -> str:
@@ -85,12 +98,14 @@ def test_initial_metadata_comes_first_and_an_unknown_name_is_refused() -> None:
 
 
 def test_envoy_route_name_patterns_then_route_metadata() -> None:
-    r = Router(config())
-    eg = r.resolve(None, attrs("httproute/llm/openai/rule/0/match/0/llm_example_com"), H)
+    r = Router(config(routing=OURS))
+    eg = r.resolve(None, attrs("httproute/llm/openai/rule/0/match/0/llm_example_com",
+                               eg_metadata("", "none")), H)
     assert (eg.route.name, eg.source) == ("openai", "route_name")
     # a route name no pattern claims falls through to the route's metadata
     meta = r.resolve(None, attrs("httproute/llm/other/rule/0", eg_metadata("gemini")), H)
     assert (meta.route.name, meta.source) == ("gemini", "route_metadata")
+    r = Router(config())
     own = r.resolve(None, attrs(None, own_metadata("anthropic")), H)
     assert (own.route.name, own.source) == ("anthropic", "route_metadata")
     bad = r.resolve(None, attrs(None, own_metadata("ghost")), H)
@@ -130,9 +145,10 @@ def test_unmatched_is_refused_neutrally_or_given_the_explicit_default() -> None:
 
 
 def test_answers_are_cached_per_distinct_value() -> None:
-    r = Router(config())
-    a = r.resolve(None, attrs("httproute/llm/openai/rule/0"), H)
-    assert r.resolve(None, attrs("httproute/llm/openai/rule/0"), H) is a
+    r = Router(config(routing=OURS))
+    named = ("httproute/llm/openai/rule/0", eg_metadata("", "none"))
+    a = r.resolve(None, attrs(*named), H)
+    assert r.resolve(None, attrs(*named), H) is a
     m = r.resolve(None, attrs(None, eg_metadata("gemini")), H)
     assert r.resolve(None, attrs(None, eg_metadata("gemini")), H) is m
 
@@ -188,9 +204,72 @@ def test_route_metadata_parsing_ignores_what_it_cannot_read() -> None:
     assert route_metadata_name("not { a metadata") is None
     assert route_metadata_name("") is None
     assert route_metadata_name('filter_metadata { key: "other" value { } }') is None
-    assert route_metadata_name(eg_metadata("x")) == "x"
-    assert route_metadata_name(eg_metadata("y", "gateway.envoyproxy.io/extproc-route")) == "y"
-    assert route_metadata_name(eg_metadata("z", "other-annotation")) is None
+    owners = config(routing=OURS).route_owners
+    assert route_metadata_name(eg_metadata("x"), owners) == "x"
+    assert route_metadata_name(eg_metadata("y", "gateway.envoyproxy.io/extproc-route"),
+                               owners) == "y"
+    assert route_metadata_name(eg_metadata("z", "other-annotation"), owners) is None
+
+
+def test_an_annotation_is_read_only_from_an_owned_namespace() -> None:
+    """Found by the mesh review: on a shared Envoy Gateway, another team's HTTPRoute
+    annotated `extproc-route: openai` (on their own Gateway, their policy pointing at our
+    Service) got our route and so our provider key. An annotation is now read only from
+    an HTTPRoute `routing.route_owners` admits, and with no owners configured, from none."""
+    unowned = Router(config())
+    found = unowned.resolve(None, attrs(None, eg_metadata("gemini")), H)
+    assert found.route is None and found.source == "none"
+    assert route_metadata_name(eg_metadata("gemini")) is None
+    r = Router(config(routing=OURS))
+    ours = r.resolve(None, attrs(None, eg_metadata("gemini")), H)
+    assert (ours.route.name, ours.source) == ("gemini", "route_metadata")
+    theirs = r.resolve(None, attrs(None, eg_metadata("gemini", namespace="tenant")), H)
+    assert theirs.route is None and theirs.source == "unowned"
+    assert theirs.refusal is not None and theirs.refusal[0] == 404
+    # nor does a route name our glob claims help a route from another namespace
+    named = r.resolve(None, attrs("httproute/llm/openai/rule/0/match/0/x",
+                                  eg_metadata("", "none", namespace="tenant")), H)
+    assert named.route is None and named.source == "unowned"
+
+
+def test_route_owners_gate_every_source_on_istio_route_metadata() -> None:
+    """Found by the mesh review: on a shared Istio ingress, a VirtualService of another
+    namespace with a route named like ours got our EnvoyFilter's per-route patch, so our
+    x-extproc-route and our provider key. With `route_owners`, x-extproc-route (and every
+    other source) is trusted only on a route Istio generated from our VirtualService."""
+    r = Router(config(routing={"route_owners": [
+        {"kind": "VirtualService", "namespace": "llm-gateway", "name": "llm"}]}))
+    ours = r.resolve("gemini", attrs(None, istio_metadata("llm-gateway", "llm")), H)
+    assert (ours.route.name, ours.source) == ("gemini", "metadata")
+    # Istio's stored version may be another; the object is what counts
+    old = r.resolve("gemini", attrs(None, istio_metadata("llm-gateway", "llm", "v1beta1")), H)
+    assert old.route is not None
+    for meta in (istio_metadata("tenant", "llm"), istio_metadata("llm-gateway", "other"),
+                 own_metadata("gemini"), eg_metadata("gemini", namespace="llm-gateway"),
+                 "not { metadata", None):
+        found = r.resolve("gemini", attrs(None, meta), H)
+        assert found.route is None and found.source == "unowned", meta
+        assert found.refusal == (404, "no gateway route serves this request (its Envoy route "
+                                      "belongs to no routing.route_owners object)")
+    # no attributes at all (a filter that does not send xds.route_metadata): refused
+    assert r.resolve("gemini", None, H).source == "unowned"
+    assert r.resolve(None, None, {**H, ":path": "/anthropic/v1/messages"}).route is None
+    # the answer is cached per metadata text, as the other sources' are
+    assert len(r._owned) == 8
+
+
+@pytest.mark.parametrize(("routing", "error"), [
+    ({"route_owners": []}, "routing.route_owners: name at least one owner (or remove the key)"),
+    ({"route_owners": [{"kind": "HTTPRoute"}]},
+     "routing.route_owners[0].namespace: is required"),
+    ({"route_owners": [{"kind": "HTTPRoute", "namespace": "a", "nam": "x"}]},
+     "routing.route_owners[0].nam: unknown key (known keys: kind, name, namespace)"),
+    ({"route_owners": "llm"}, "routing.route_owners: expected a list, got str"),
+])
+def test_check_names_each_route_owner_mistake(routing: dict[str, Any], error: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        loader.parse({"routing": routing, "routes": [{"name": "r", "provider": "openai"}]})
+    assert error in exc.value.errors
 
 
 @pytest.mark.parametrize(("route", "error"), [
