@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,18 @@ PROVIDER_HEADER: dict[str, tuple[str, str]] = {
     "vertex": ("authorization", "Bearer {}"),
 }
 ANTHROPIC_VERSION = "2023-06-01"
+
+
+def fold_header(name: str) -> str:
+    """A header name as a server that reads `_` as `-` reads it (WSGI/CGI, LiteLLM):
+    lower-cased, every `_` a `-`. Envoy passes names with `_` on by default."""
+    return name.lower().replace("_", "-")
+
+
+def spellings_of(headers: Iterable[str], names: frozenset[str]) -> list[str]:
+    """The names in `headers` that are one of `names` (folded: see `fold_header`) in any
+    spelling: `x_api_key`, `X_Api-Key` and `x-api-key` are all `x-api-key`."""
+    return [h for h in headers if h in names or fold_header(h) in names]
 
 
 class SecretError(ValueError):

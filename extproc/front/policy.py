@@ -32,6 +32,8 @@ from ..auth.credentials import (
     ANTHROPIC_VERSION,
     CLIENT_CREDENTIAL_HEADERS,
     CREDENTIAL_SCOPE_HEADERS,
+    fold_header,
+    spellings_of,
 )
 from ..context import succeeded
 from ..limits.policy import MAX_OUTPUT
@@ -51,6 +53,9 @@ log = logging.getLogger("extproc.front")
 BACKEND_HEADER = "x-extproc-backend"
 _STATE = "front"
 CHAT = "chat.completions"
+#: request headers no backend gets from a client (folded: see `fold_header`)
+_CLIENT_ONLY = frozenset(fold_header(h) for h in (
+    *CLIENT_CREDENTIAL_HEADERS, *CREDENTIAL_SCOPE_HEADERS, "anthropic-beta"))
 
 
 @dataclass
@@ -254,10 +259,10 @@ class FrontRequest(_FrontPolicy):
                                 max_event_bytes=self.max_event_bytes)
         headers = ex.request_headers
         # the client's credentials, the account they bill, and a backend's own feature
-        # switches (the front speaks OpenAI's API: what it translates is all a backend gets)
-        for name in (*CLIENT_CREDENTIAL_HEADERS, *CREDENTIAL_SCOPE_HEADERS, "anthropic-beta"):
-            if name in headers:
-                ex.remove_request_header(name)
+        # switches (the front speaks OpenAI's API: what it translates is all a backend gets),
+        # in any spelling with `_` for `-` (`x_api_key`), as a CGI-style backend reads them
+        for name in spellings_of(tuple(headers), _CLIENT_ONLY):
+            ex.remove_request_header(name)
         credential = self.front.credentials.get(backend.provider)
         if credential is not None:
             for name, value in credential.headers().items():

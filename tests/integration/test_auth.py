@@ -347,6 +347,27 @@ def test_the_account_a_key_bills_is_not_the_clients_to_choose(gw: Gateway) -> No
     assert not set(scope) & set(gw.mock.last()["headers"])
 
 
+def test_underscore_spellings_of_credential_and_account_headers_never_reach_upstream(
+        gw: Gateway) -> None:
+    """Envoy passes header names with `_` on, and an upstream that reads `_` as `-` (WSGI,
+    CGI, LiteLLM) would honour `x_api_key` or `openai_organization` beside the injected
+    key: every spelling is removed (found by the red-team review)."""
+    sent = {"x_api_key": "sk-client-1", "api_key": "sk-client-2",
+            "x_goog_api_key": "sk-client-3", "openai_organization": "org-other",
+            "openai_project": "proj_other", "x_goog_user_project": "other-project",
+            "x_goog_quota_user": "someone-else", "x-gateway_subject": "mallory"}
+    r = httpx.post(f"{gw.url}/auth-openai/v1/chat/completions", json=CHAT, timeout=30,
+                   headers={"authorization": f"Bearer {API_KEY}", **sent,
+                            "x_client_trace": "kept"})
+    assert r.status_code == 200, r.text
+    seen = gw.mock.last()["headers"]
+    assert seen["x_client_trace"] == "kept"        # Envoy does pass `_` names on
+    assert not {h.replace("_", "-") for h in seen} & {h.replace("_", "-") for h in sent} \
+        - {"x-gateway-subject"}, seen
+    assert seen["x-gateway-subject"] == "key:alice-svc" and "x-gateway_subject" not in seen
+    assert "sk-client" not in json.dumps(gw.mock.last())
+
+
 def test_unknown_kid_then_key_rotation(gw: Gateway, jwks: JWKSServer,
                                        keys: dict[str, SigningKey]) -> None:
     token = keys["k2"].token()

@@ -568,3 +568,31 @@ async def test_two_providers_chosen_by_issuer() -> None:
     # partner's issuer, signed by corp's key: partner's keys do not verify it
     await rejected(p, bearer(token(n=0, kid="c1", issuer=ISS2)))
     await rejected(p, bearer(token(n=0, kid="p1", issuer=ISS2)))
+
+
+UNDERSCORED = {"x_api_key": "sk-client-1", "api_key": "sk-client-2",
+               "x_goog_api_key": "sk-client-3", "x-api_key": "sk-client-4",
+               "openai_organization": "org-other", "openai_project": "proj_other",
+               "x_goog_user_project": "other-project", "x_goog_quota_user": "someone",
+               "x-goog_quota-user": "someone-else"}
+
+
+async def test_underscore_spellings_of_credential_and_account_headers_are_removed(
+        upstream: Secret) -> None:
+    """Envoy passes header names with `_` on, and a CGI-style upstream (WSGI, LiteLLM) reads
+    `x_api_key` as `x-api-key`: every spelling of a credential or account header goes (found
+    by the red-team review: only the dash spellings were removed)."""
+    p = policy("openai", upstream, jwt_=(), api_keys=STORE)
+    ex = await run(p, {**bearer(API_KEY), **UNDERSCORED, "x_request_id": "kept"})
+    assert sorted(ex._req_remove) == sorted(UNDERSCORED)
+    assert set(UNDERSCORED).isdisjoint(ex.request_headers)
+    assert ex.request_headers["x_request_id"] == "kept"
+    assert ex._req_set == {"authorization": f"Bearer {UPSTREAM}"}
+
+
+async def test_underscore_spellings_of_credentials_go_without_an_upstream_credential() -> None:
+    p = policy("openai", jwt_=(), api_keys=STORE)
+    ex = await run(p, {**bearer(API_KEY), **UNDERSCORED})
+    # the account headers are the client's own where the gateway injects no credential
+    assert sorted(ex._req_remove) == ["api_key", "authorization", "x-api_key", "x_api_key",
+                                      "x_goog_api_key"]
