@@ -23,7 +23,9 @@ from ..filewatch import FileId
 log = logging.getLogger("extproc.auth")
 
 #: every header a client may carry a credential in; all are removed before going upstream
-CLIENT_CREDENTIAL_HEADERS = ("authorization", "x-api-key", "api-key", "x-goog-api-key")
+#: (`ocp-apim-subscription-key`: Azure API Management's key, never the client's to send)
+CLIENT_CREDENTIAL_HEADERS = ("authorization", "x-api-key", "api-key", "x-goog-api-key",
+                             "ocp-apim-subscription-key")
 #: headers that pick which account the provider bills a key to (an OpenAI organization or
 #: project, a Google quota project or quota user): with the gateway's credential, the
 #: operator's choice, removed from what the client sent wherever the gateway injects its

@@ -596,3 +596,11 @@ async def test_underscore_spellings_of_credentials_go_without_an_upstream_creden
     # the account headers are the client's own where the gateway injects no credential
     assert sorted(ex._req_remove) == ["api_key", "authorization", "x-api_key", "x_api_key",
                                       "x_goog_api_key"]
+
+
+async def test_an_api_management_subscription_key_is_removed(upstream: Secret) -> None:
+    p = policy("azure", upstream, jwt_=(), api_keys=STORE)
+    ex = await run(p, {"api-key": API_KEY, "ocp-apim-subscription-key": "sk-client",
+                       ":path": "/openai/x?subscription-key=s1&$access_token=t1&v=1"})
+    assert "ocp-apim-subscription-key" in ex._req_remove
+    assert ex._req_set[":path"] == "/openai/x?v=1"
