@@ -37,6 +37,8 @@ class StaticKeys:
 
     def __init__(self, keyset: KeySet) -> None:
         self.keyset = keyset
+        if keyset.skipped:    # a weak RSA key, a private one, ...: the operator should know
+            log.warning("JWKS: skipped %s", "; ".join(keyset.skipped))
 
     @classmethod
     def from_file(cls, path: str | Path) -> StaticKeys:
@@ -142,7 +144,7 @@ class RemoteJWKS:
                         f"{len(self._keys)} cached keys" if self._keys else "no keys")
         else:
             if keys.skipped:
-                log.info("JWKS %s: skipped %s", self.shown_url, "; ".join(keys.skipped))
+                log.warning("JWKS %s: skipped %s", self.shown_url, "; ".join(keys.skipped))
             if body != self._body or self._keys is None:
                 # a new set only when the document changed: the tokens cached against the
                 # old set are verified again (a retired key's are then refused)

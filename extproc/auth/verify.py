@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import jwt
 from jwt.utils import base64url_decode, base64url_encode
 
-from .keys import ASYMMETRIC, SYMMETRIC, Key
+from .keys import ASYMMETRIC, MIN_SECRET_BYTES, SYMMETRIC, Key
 
 
 class AuthError(Exception):
@@ -82,6 +82,9 @@ class JWTProvider:
         if alg in SYMMETRIC:
             if self.shared_secret is None:
                 raise AuthError(f"token algorithm {_short(alg)} needs a shared secret")
+            if len(self.shared_secret) < MIN_SECRET_BYTES[alg]:   # the config refuses these
+                raise AuthError(f"token algorithm {_short(alg)} is not accepted by issuer "
+                                f"{self.name!r} (its shared secret is too short for it)")
             return self._decode(token, self.shared_secret, alg)
         if alg not in ASYMMETRIC or self.keys is None:
             raise AuthError(f"token algorithm {_short(alg)} is not supported")

@@ -367,3 +367,43 @@ async def test_describe_remote_source() -> None:
     await src.candidates("a", "ES256")
     assert describe_source(src) == {"url": URL, "keys": 2, "fetches": 1, "error": None}
     assert describe_source(object()) == {}
+
+
+async def test_the_jwks_fetch_does_not_follow_a_redirect() -> None:
+    """The config checks the JWKS URL (https, or http to a loopback host); a redirect it
+    followed could take the fetch to plain http or another host (found by the red-team
+    review). A 3xx is a failed fetch that says so."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from extproc import httpclient
+
+    body = jwks("a")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/moved":
+                self.send_response(302)
+                self.send_header("location", "/jwks.json")
+                self.send_header("content-length", "0")
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        assert await httpclient.fetch_bytes(base + "/jwks.json", 5) == body
+        with pytest.raises(RuntimeError, match=r"HTTP 302 .*not followed"):
+            await httpclient.fetch_bytes(base + "/moved", 5)
+    finally:
+        await httpclient.close()
+        httpd.shutdown()
+        httpd.server_close()
