@@ -2,7 +2,8 @@
 
 Clients never hold provider keys: the gateway strips whatever credential the client sent and
 sets the provider's (OpenAI and Vertex `Authorization: Bearer`, Azure `api-key`, Anthropic
-`x-api-key` plus `anthropic-version`, Gemini `x-goog-api-key`). The value is read from an
+`x-api-key` plus `anthropic-version`, Gemini `x-goog-api-key`), and removes from the reply
+the headers that name the provider account the key belongs to. The value is read from an
 environment variable or a file named in the config, never from the config itself; a file is
 re-read when it changes (mounted secrets rotate, Vertex access tokens expire hourly), and
 followed through a Kubernetes volume's `..data` symlink swap (see `Secret`).
@@ -16,9 +17,13 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import filewatch
 from ..filewatch import FileId
+
+if TYPE_CHECKING:
+    from ..context import Context
 
 log = logging.getLogger("extproc.auth")
 
@@ -32,6 +37,10 @@ CLIENT_CREDENTIAL_HEADERS = ("authorization", "x-api-key", "api-key", "x-goog-ap
 #: credential
 CREDENTIAL_SCOPE_HEADERS = ("openai-organization", "openai-project", "x-goog-user-project",
                             "x-goog-quota-user")
+#: reply headers that name the account a provider key belongs to (OpenAI's organization
+#: and project, Anthropic's organization id): where the gateway injects its credential, the
+#: operator's account, removed from what the client gets
+ACCOUNT_REPLY_HEADERS = ("openai-organization", "openai-project", "anthropic-organization-id")
 #: the header each provider reads its key from, and the value's format
 PROVIDER_HEADER: dict[str, tuple[str, str]] = {
     "openai": ("authorization", "Bearer {}"),
@@ -126,6 +135,16 @@ class Secret:
 
     def describe(self) -> str:
         return f"env {self.env}" if self.env else f"file {self.file}"
+
+
+def strip_account_reply_headers(ex: Context) -> None:
+    """Remove the reply headers naming the provider account (`ACCOUNT_REPLY_HEADERS`) from
+    the response, and from `ex.response_headers`, which later policies read."""
+    headers = ex.response_headers
+    for name in ACCOUNT_REPLY_HEADERS:
+        if name in headers:
+            ex.remove_response_header(name)
+            del headers[name]
 
 
 @dataclass

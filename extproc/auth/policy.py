@@ -24,7 +24,9 @@ items is allowed.
 Where the gateway swaps credentials, the client's are removed: the credential headers, and
 credential parameters of the URL query (see `querycreds`), the latter by rewriting `:path`.
 `ex.request_headers` follows, so later policies read what goes upstream: the path, without
-the removed headers, with the forwarded claims (never the injected credential). On a
+the removed headers, with the forwarded claims (never the injected credential). Where the
+provider's credential is injected, the reply's headers that name its account
+(`openai-organization`, `openai-project`, `anthropic-organization-id`) are removed. On a
 Gemini route that accepts API keys (and names no `header:`), a `key=` (or Google's alias
 `$key=`) query parameter is accepted as the gateway API key when no credential header is
 sent, as Gemini's REST examples do; it is only ever looked up as an API key, never verified
@@ -52,6 +54,7 @@ from .credentials import (
     UpstreamCredential,
     fold_header,
     spellings_of,
+    strip_account_reply_headers,
 )
 from .querycreds import strip_query_credentials
 from .verify import AuthError, JWTProvider, peek_issuer, read_header, scopes_of
@@ -167,6 +170,12 @@ class Authenticate(Policy):
         if upstream_path != path:
             ex.set_request_header(":path", upstream_path)
             headers[":path"] = upstream_path
+
+    async def on_response_headers(self, ex: Context) -> None:
+        """Where the gateway's credential was injected, the reply does not name the account
+        it belongs to (`openai-organization`, `anthropic-organization-id`, ...)."""
+        if self.credential is not None:
+            strip_account_reply_headers(ex)
 
     def _grant(self, identity: Identity) -> _Grant:
         """What an identity adds to every request: forwarded claims and metadata."""

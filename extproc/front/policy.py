@@ -34,6 +34,7 @@ from ..auth.credentials import (
     CREDENTIAL_SCOPE_HEADERS,
     fold_header,
     spellings_of,
+    strip_account_reply_headers,
 )
 from ..context import succeeded
 from ..limits.policy import MAX_OUTPUT
@@ -181,6 +182,8 @@ class FrontModels(_FrontPolicy):
 
     async def on_response_headers(self, ex: Context) -> None:
         st: FrontState | None = ex.state.get(_STATE)
+        if st is not None and st.backend.provider in self.front.credentials:
+            strip_account_reply_headers(ex)     # the account the backend's key bills
         if st is None or st.reply is None:
             return
         headers = ex.response_headers

@@ -604,3 +604,46 @@ async def test_an_api_management_subscription_key_is_removed(upstream: Secret) -
                        ":path": "/openai/x?subscription-key=s1&$access_token=t1&v=1"})
     assert "ocp-apim-subscription-key" in ex._req_remove
     assert ex._req_set[":path"] == "/openai/x?v=1"
+
+
+ACCOUNT_REPLY = {"openai-organization": "org-operator", "openai-project": "proj_operator",
+                 "anthropic-organization-id": "8c1f-operator"}
+
+
+async def reply_headers(p: Any, ex: Exchange | None = None) -> Exchange:
+    ex = ex or Exchange(route=None)
+    ex.status = 200
+    ex.response_headers = {":status": "200", "content-type": "application/json",
+                           "x-ratelimit-remaining-requests": "9", **ACCOUNT_REPLY}
+    await p.on_response_headers(ex)
+    return ex
+
+
+async def test_a_reply_does_not_name_the_account_of_the_injected_key(upstream: Secret) -> None:
+    """The reply's `openai-organization` or `anthropic-organization-id` named the operator's
+    provider account to every client (found by the red-team review)."""
+    for provider in ("openai", "anthropic"):
+        ex = await reply_headers(policy(provider, upstream))
+        assert sorted(ex._resp_remove) == sorted(ACCOUNT_REPLY)
+        assert set(ACCOUNT_REPLY).isdisjoint(ex.response_headers)
+        # the provider's own rate-limit headers are the client's to read
+        assert ex.response_headers["x-ratelimit-remaining-requests"] == "9"
+
+
+async def test_a_reply_keeps_its_account_headers_without_an_injected_key() -> None:
+    ex = await reply_headers(policy("openai"))          # the client's own key upstream
+    assert ex._resp_remove == []
+
+
+async def test_the_unified_front_strips_its_backends_account_headers(upstream: Secret) -> None:
+    from extproc.front.policy import FrontModels, FrontState
+    from extproc.front.settings import FrontConfig
+    from extproc.translate import Backend, module_for
+
+    front = FrontConfig(models=None, credentials={   # type: ignore[arg-type]
+        "anthropic": UpstreamCredential("anthropic", upstream)})
+    p = FrontModels(front, "unified")
+    for provider, stripped in (("anthropic", sorted(ACCOUNT_REPLY)), ("openai", [])):
+        ex = Exchange(route=None)
+        ex.state["front"] = FrontState("m", Backend(provider, "m"), module_for(provider))
+        assert sorted((await reply_headers(p, ex))._resp_remove) == stripped
