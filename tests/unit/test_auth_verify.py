@@ -442,6 +442,18 @@ def test_read_header_on_undecodable_bytes_is_an_autherror() -> None:
         read_header(token)
 
 
+@pytest.mark.parametrize(("claim", "value"), [
+    ("exp", str(int(time.time()) + 600)), ("nbf", str(int(time.time()) - 5)),
+    ("iat", str(int(time.time()))), ("nbf", True), ("iat", False), ("nbf", False),
+])
+async def test_a_time_claim_that_is_not_a_json_number_is_refused(claim: str,
+                                                                 value: Any) -> None:
+    """PyJWT int()s `exp`, `nbf` and `iat`, so "1700000000" and true passed as times (found
+    by the red-team review); RFC 7519 makes them JSON numbers."""
+    message = await refused(provider(jwk(rsa_key())), sign(rsa_key(), **{claim: value}))
+    assert message == f"token {claim!r} is not a number", message
+
+
 def test_peek_issuer() -> None:
     assert peek_issuer(sign(rsa_key(), iss="https://a.example/")) == "https://a.example/"
     assert peek_issuer(sign(rsa_key(), iss=None)) is None
@@ -458,6 +470,12 @@ def test_peek_issuer() -> None:
     ({"scope": {"chat": True}}, set()),
     ({"scope": 7}, set()),
     ({}, set()),
+    # only the ASCII space separates scopes (RFC 6749 3.3): any other whitespace is part of
+    # one scope that names neither (found by the red-team review: str.split() split them)
+    ({"scope": "chat\u00a0admin"}, {"chat\u00a0admin"}),
+    ({"scope": "chat\tadmin\nembed"}, {"chat\tadmin\nembed"}),
+    ({"scope": "chat\u2003admin\u3000x"}, {"chat\u2003admin\u3000x"}),
+    ({"scp": "a\x1cb"}, {"a\x1cb"}),
 ])
 def test_scopes_of(claims_: dict[str, Any], expected: set[str]) -> None:
     assert scopes_of(claims_) == expected
