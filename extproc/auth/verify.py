@@ -123,14 +123,14 @@ class JWTProvider:
                          "verify_sub": True})
         except jwt.PyJWTError as exc:
             raise AuthError(_reason(exc)) from None
-        for name in _TIME_CLAIMS:    # PyJWT reads "1700000000" and true as numbers
-            if name in claims and not _is_number(claims[name]):
-                raise AuthError(f"token {name!r} is not a number")
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub.strip():
             raise AuthError(_BAD_SUBJECT)
         if self.max_lifetime_s is not None:
             self._check_lifetime(claims)
+        for name in _TIME_CLAIMS:    # PyJWT reads "1700000000" and true as numbers
+            if name in claims and not _is_number(claims[name]):
+                raise AuthError(f"token {name!r} is not a number")
         exp = claims.get("exp")
         return Verified(claims=claims, exp=float(exp) if exp is not None else None)
 
