@@ -25,9 +25,16 @@ def session() -> aiohttp.ClientSession:
 
 
 async def fetch_bytes(url: str, timeout_s: float) -> bytes:
-    """GET `url`; the body of a 200 answer, else an exception that says what went wrong."""
+    """GET `url`; the body of a 200 answer, else an exception that says what went wrong.
+
+    Redirects are not followed (a 3xx is a failure, saying so): the URL is the one the
+    config names and checks (a JWKS's: https, or http only to a loopback host), and a
+    redirect could take the fetch to http, or to another host, where keys can be swapped."""
     timeout = aiohttp.ClientTimeout(total=timeout_s)
-    async with session().get(url, timeout=timeout) as resp:
+    async with session().get(url, timeout=timeout, allow_redirects=False) as resp:
+        if 300 <= resp.status < 400:
+            raise RuntimeError(f"HTTP {resp.status} (a redirect: not followed; name the "
+                               "final URL in the config)")
         if resp.status != 200:
             raise RuntimeError(f"HTTP {resp.status}")
         body = await resp.content.read(MAX_RESPONSE_BYTES + 1)

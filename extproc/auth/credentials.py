@@ -2,7 +2,8 @@
 
 Clients never hold provider keys: the gateway strips whatever credential the client sent and
 sets the provider's (OpenAI and Vertex `Authorization: Bearer`, Azure `api-key`, Anthropic
-`x-api-key` plus `anthropic-version`, Gemini `x-goog-api-key`). The value is read from an
+`x-api-key` plus `anthropic-version`, Gemini `x-goog-api-key`), and removes from the reply
+the headers that name the provider account the key belongs to. The value is read from an
 environment variable or a file named in the config, never from the config itself; a file is
 re-read when it changes (mounted secrets rotate, Vertex access tokens expire hourly), and
 followed through a Kubernetes volume's `..data` symlink swap (see `Secret`).
@@ -13,22 +14,33 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import filewatch
 from ..filewatch import FileId
 
+if TYPE_CHECKING:
+    from ..context import Context
+
 log = logging.getLogger("extproc.auth")
 
 #: every header a client may carry a credential in; all are removed before going upstream
-CLIENT_CREDENTIAL_HEADERS = ("authorization", "x-api-key", "api-key", "x-goog-api-key")
+#: (`ocp-apim-subscription-key`: Azure API Management's key, never the client's to send)
+CLIENT_CREDENTIAL_HEADERS = ("authorization", "x-api-key", "api-key", "x-goog-api-key",
+                             "ocp-apim-subscription-key")
 #: headers that pick which account the provider bills a key to (an OpenAI organization or
 #: project, a Google quota project or quota user): with the gateway's credential, the
 #: operator's choice, removed from what the client sent wherever the gateway injects its
 #: credential
 CREDENTIAL_SCOPE_HEADERS = ("openai-organization", "openai-project", "x-goog-user-project",
                             "x-goog-quota-user")
+#: reply headers that name the account a provider key belongs to (OpenAI's organization
+#: and project, Anthropic's organization id): where the gateway injects its credential, the
+#: operator's account, removed from what the client gets
+ACCOUNT_REPLY_HEADERS = ("openai-organization", "openai-project", "anthropic-organization-id")
 #: the header each provider reads its key from, and the value's format
 PROVIDER_HEADER: dict[str, tuple[str, str]] = {
     "openai": ("authorization", "Bearer {}"),
@@ -38,6 +50,18 @@ PROVIDER_HEADER: dict[str, tuple[str, str]] = {
     "vertex": ("authorization", "Bearer {}"),
 }
 ANTHROPIC_VERSION = "2023-06-01"
+
+
+def fold_header(name: str) -> str:
+    """A header name as a server that reads `_` as `-` reads it (WSGI/CGI, LiteLLM):
+    lower-cased, every `_` a `-`. Envoy passes names with `_` on by default."""
+    return name.lower().replace("_", "-")
+
+
+def spellings_of(headers: Iterable[str], names: frozenset[str]) -> list[str]:
+    """The names in `headers` that are one of `names` (folded: see `fold_header`) in any
+    spelling: `x_api_key`, `X_Api-Key` and `x-api-key` are all `x-api-key`."""
+    return [h for h in headers if h in names or fold_header(h) in names]
 
 
 class SecretError(ValueError):
@@ -111,6 +135,16 @@ class Secret:
 
     def describe(self) -> str:
         return f"env {self.env}" if self.env else f"file {self.file}"
+
+
+def strip_account_reply_headers(ex: Context) -> None:
+    """Remove the reply headers naming the provider account (`ACCOUNT_REPLY_HEADERS`) from
+    the response, and from `ex.response_headers`, which later policies read."""
+    headers = ex.response_headers
+    for name in ACCOUNT_REPLY_HEADERS:
+        if name in headers:
+            ex.remove_response_header(name)
+            del headers[name]
 
 
 @dataclass

@@ -8,7 +8,9 @@ coroutine (the shared HTTP client in production, a fake in unit tests) and a clo
 * A token with an unknown `kid` triggers a refetch at most once per `min_refetch_s`, so
   a flood of forged kids cannot hammer the endpoint; key rotation is picked up at once.
 * A failed fetch keeps the last good keys. With no keys ever fetched, requests fail with a
-  401 that says why, and the next fetch is tried no sooner than `min_refetch_s` later.
+  401 that says only that the issuer's signing keys are unavailable (never the URL, the
+  host or the error: those go to the log and the admin /stats, the URL's userinfo and query
+  redacted), and the next fetch is tried no sooner than `min_refetch_s` later.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
 from .. import filewatch
 from .keys import Key, KeySet, KeySetError
@@ -34,6 +37,8 @@ class StaticKeys:
 
     def __init__(self, keyset: KeySet) -> None:
         self.keyset = keyset
+        if keyset.skipped:    # a weak RSA key, a private one, ...: the operator should know
+            log.warning("JWKS: skipped %s", "; ".join(keyset.skipped))
 
     @classmethod
     def from_file(cls, path: str | Path) -> StaticKeys:
@@ -58,6 +63,7 @@ class RemoteJWKS:
                  refresh_s: float = 300.0, min_refetch_s: float = 15.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.url = url
+        self.shown_url = redact_url(url)     # for logs and /stats
         self.timeout_s = timeout_s
         self.refresh_s = refresh_s
         self.min_refetch_s = min_refetch_s
@@ -90,8 +96,9 @@ class RemoteJWKS:
             if self._may_attempt(now):
                 await self._refresh()
             if self._keys is None:
-                raise AuthError(f"no signing keys available from the JWKS endpoint "
-                                f"({self._error or 'not fetched yet'})")
+                # why (the URL, an internal host, a TLS error) is the operator's to read in
+                # the log and /stats, not every client's who sends a JWT-shaped token
+                raise AuthError(UNAVAILABLE)
         elif now - self._fetched_at >= self.refresh_s and self._may_attempt(now):
             self._start()                # stale: refresh in the background, serve old keys
         keys = self._keys.candidates(kid, alg)
@@ -132,12 +139,12 @@ class RemoteJWKS:
             if not keys:
                 raise KeySetError("the JWKS has no usable signing keys")
         except Exception as exc:  # network errors, bad JSON, empty sets: keep the old keys
-            self._error = f"fetching {self.url} failed: {_describe(exc)}"
+            self._error = f"fetching {self.shown_url} failed: {_describe(exc, self._redact)}"
             log.warning("JWKS %s (keeping %s)", self._error,
                         f"{len(self._keys)} cached keys" if self._keys else "no keys")
         else:
             if keys.skipped:
-                log.info("JWKS %s: skipped %s", self.url, "; ".join(keys.skipped))
+                log.warning("JWKS %s: skipped %s", self.shown_url, "; ".join(keys.skipped))
             if body != self._body or self._keys is None:
                 # a new set only when the document changed: the tokens cached against the
                 # old set are verified again (a retired key's are then refused)
@@ -146,18 +153,55 @@ class RemoteJWKS:
         finally:
             self._inflight = None
 
+    def _redact(self, text: str) -> str:
+        """An error's text with the URL's secrets (userinfo, query) replaced, wherever the
+        error quotes them (an HTTP client's errors quote the URL, in its spelling or ours)."""
+        secrets = {self.url: self.shown_url}
+        try:
+            parts = urlsplit(self.url)
+        except ValueError:
+            parts = None
+        if parts is not None:
+            hidden = [parts.netloc.rpartition("@")[0], parts.query, parts.fragment,
+                      *(v for vs in parse_qs(parts.query).values() for v in vs)]
+            for value in hidden:
+                for spelling in (value, unquote(value), quote(unquote(value), safe="")):
+                    if spelling:
+                        secrets.setdefault(spelling, "***")
+        for secret, shown in sorted(secrets.items(), key=lambda kv: -len(kv[0])):
+            text = text.replace(secret, shown)
+        return text
 
-def _describe(exc: BaseException) -> str:
+
+#: what a client is told when its issuer's keys could never be fetched
+UNAVAILABLE = "the issuer's signing keys are unavailable"
+
+
+def redact_url(url: str) -> str:
+    """A URL fit for a log line: its userinfo (`user:pass@`), query and fragment, which may
+    carry credentials, replaced by `***`."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+    except ValueError:
+        return "<unreadable URL>"
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, netloc, parts.path, "***" if parts.query else "",
+                       "***" if parts.fragment else ""))
+
+
+def _describe(exc: BaseException, redact: Callable[[str], str]) -> str:
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return "timed out"
-    text = str(exc) or type(exc).__name__
+    text = redact(str(exc) or type(exc).__name__)   # before cutting: no secret half-shown
     return text if len(text) < 200 else text[:200] + "..."
 
 
 def describe_source(source: Any) -> dict[str, Any]:
     """A small status dict for the admin /stats page."""
     if isinstance(source, RemoteJWKS):
-        return {"url": source.url, "keys": len(source.keyset or ()),
+        return {"url": source.shown_url, "keys": len(source.keyset or ()),
                 "fetches": source.fetches, "error": source.last_error}
     if isinstance(source, StaticKeys):
         return {"keys": len(source.keyset)}

@@ -3,7 +3,9 @@
 Only public signing keys are kept: RSA, EC and OKP keys whose `use` is absent or `sig`.
 Symmetric (`oct`) keys in a JWKS are ignored on purpose: HS* tokens verify only against a
 shared secret the config names explicitly, so no published key can ever be used as an HMAC
-secret (the RS256/HS256 algorithm-confusion attack).
+secret (the RS256/HS256 algorithm-confusion attack). An RSA key under `MIN_RSA_BITS` (2048)
+is skipped with the reason in `KeySet.skipped` (logged by its source): PyJWT only warns,
+and a 512-bit or smaller modulus can be factored, letting anyone sign tokens.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ _FAMILY: dict[str, tuple[str, str | None]] = {
 }
 ASYMMETRIC = tuple(_FAMILY)
 SYMMETRIC = ("HS256", "HS384", "HS512")
+#: the smallest RSA modulus a key may have (NIST SP 800-131A); smaller keys are skipped
+MIN_RSA_BITS = 2048
+#: the shortest shared secret each HMAC algorithm accepts: its hash's length (RFC 7518 3.2)
+MIN_SECRET_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 ALGORITHMS = ASYMMETRIC + SYMMETRIC
 
 
@@ -115,6 +121,10 @@ def _parse_key(jwk: Any) -> Key | None:
     if kid is not None and not isinstance(kid, str):
         raise KeySetError("kid must be a string")
     parsed = jwt.PyJWK(dict(jwk), algorithm=alg or _default_alg(kty, jwk.get("crv")))
+    if kty == "RSA":
+        bits = getattr(parsed.key, "key_size", 0)
+        if bits < MIN_RSA_BITS:
+            raise KeySetError(f"RSA key of {bits} bits is under {MIN_RSA_BITS} (ignored)")
     crv = jwk.get("crv")
     return Key(kid=kid, kty=kty, crv=crv, alg=alg, key=parsed.key)
 

@@ -24,7 +24,9 @@ items is allowed.
 Where the gateway swaps credentials, the client's are removed: the credential headers, and
 credential parameters of the URL query (see `querycreds`), the latter by rewriting `:path`.
 `ex.request_headers` follows, so later policies read what goes upstream: the path, without
-the removed headers, with the forwarded claims (never the injected credential). On a
+the removed headers, with the forwarded claims (never the injected credential). Where the
+provider's credential is injected, the reply's headers that name its account
+(`openai-organization`, `openai-project`, `anthropic-organization-id`) are removed. On a
 Gemini route that accepts API keys (and names no `header:`), a `key=` (or Google's alias
 `$key=`) query parameter is accepted as the gateway API key when no credential header is
 sent, as Gemini's REST examples do; it is only ever looked up as an API key, never verified
@@ -50,6 +52,9 @@ from .credentials import (
     CREDENTIAL_SCOPE_HEADERS,
     PROVIDER_HEADER,
     UpstreamCredential,
+    fold_header,
+    spellings_of,
+    strip_account_reply_headers,
 )
 from .querycreds import strip_query_credentials
 from .verify import AuthError, JWTProvider, peek_issuer, read_header, scopes_of
@@ -125,14 +130,14 @@ class Authenticate(Policy):
         native = PROVIDER_HEADER[provider][0]
         self._native = native if native != "authorization" else None
         forwarded = tuple(auth.forward_claims.values()) if auth else ()
-        # any spelling of theirs with `_` for `-` (`x_gateway_subject`, `x-gateway_subject`),
-        # which Envoy passes on and a CGI-style upstream reads as the same header
-        self._spellings = frozenset(_fold(h) for h in forwarded)
         # headers that must never reach the upstream from the client: its credentials and
-        # anything it could use to spoof a forwarded claim
-        self._strip = tuple(dict.fromkeys((*CLIENT_CREDENTIAL_HEADERS, *forwarded,
-                                           *((auth.header,) if auth and auth.header else ()),
-                                           *(CREDENTIAL_SCOPE_HEADERS if credential else ()))))
+        # anything it could use to spoof a forwarded claim, in any spelling with `_` for `-`
+        # (`x_api_key`, `openai_organization`, `x_gateway_subject`), which Envoy passes on
+        # and a CGI-style upstream (WSGI, LiteLLM) reads as the same header
+        self._strip = frozenset(fold_header(h) for h in (
+            *CLIENT_CREDENTIAL_HEADERS, *forwarded,
+            *((auth.header,) if auth and auth.header else ()),
+            *(CREDENTIAL_SCOPE_HEADERS if credential else ())))
 
     async def on_request_headers(self, ex: Context) -> None:
         headers = ex.request_headers
@@ -153,11 +158,8 @@ class Authenticate(Policy):
         if self.provider == "anthropic" and self.credential and \
                 "anthropic-version" not in headers:
             inject["anthropic-version"] = ANTHROPIC_VERSION
-        strip = self._strip
-        if self._spellings:
-            strip += tuple(h for h in headers if "_" in h and _fold(h) in self._spellings)
-        for name in strip:
-            if name in headers and name not in inject:
+        for name in spellings_of(tuple(headers), self._strip):
+            if name not in inject:
                 ex.remove_request_header(name)
                 del headers[name]   # later policies read what goes upstream (the limit
                 # keys: a client's own `x-gateway-subject` is not the forwarded one)
@@ -168,6 +170,12 @@ class Authenticate(Policy):
         if upstream_path != path:
             ex.set_request_header(":path", upstream_path)
             headers[":path"] = upstream_path
+
+    async def on_response_headers(self, ex: Context) -> None:
+        """Where the gateway's credential was injected, the reply does not name the account
+        it belongs to (`openai-organization`, `anthropic-organization-id`, ...)."""
+        if self.credential is not None:
+            strip_account_reply_headers(ex)
 
     def _grant(self, identity: Identity) -> _Grant:
         """What an identity adds to every request: forwarded claims and metadata."""
@@ -369,8 +377,3 @@ def _current(keys: Any) -> Any:
     if tick is not None:
         tick()
     return getattr(keys, "keyset", None)
-
-
-def _fold(header: str) -> str:
-    """A header name as a server that reads `_` as `-` reads it."""
-    return header.lower().replace("_", "-")

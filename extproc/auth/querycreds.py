@@ -1,11 +1,14 @@
 """Credentials in the URL query: found, and removed before the request goes upstream.
 
 Some clients put a key in the URL: Gemini's REST examples use `?key=`, Google APIs also read
-`$key`, `access_token` and `oauth_token`, and other APIs use `api_key`, `api-key` or `apikey`.
-Wherever the gateway replaces the client's credential (a route with `auth:` or an
-`upstream_credential:`), a parameter with one of these names (`QUERY_CREDENTIAL_PARAMS`;
-the name compared percent-decoded and case-insensitively) is removed from the query, so the
-gateway key never reaches the provider, its logs, or a provider key the client slipped in.
+`access_token` and `oauth_token`, each also spelled as a `$`-prefixed system parameter
+(`$key`, `$access_token`, `$oauth_token`), Azure API Management reads `subscription-key`,
+and other APIs use `api_key`, `api-key` or `apikey`. Wherever the gateway replaces the
+client's credential (a route with `auth:` or an `upstream_credential:`), a parameter that is
+one of these names (`QUERY_CREDENTIAL_PARAMS`), or one of them after one leading `$`
+(`$api_key` too: `is_credential_param`), the name compared percent-decoded and
+case-insensitively, is removed from the query, so the gateway key never reaches the
+provider, its logs, or a provider key the client slipped in.
 
 The path keeps everything else byte for byte: the other parameters, their order, their
 encoding, empty ones. The query is split on `&` only, as the canonical reading splits it
@@ -20,11 +23,13 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote_plus
 
-#: parameter names that carry a credential in a URL (compared lower-cased, percent-decoded)
+#: parameter names that carry a credential in a URL (compared lower-cased, percent-decoded;
+#: each also with one leading `$`, Google's system-parameter spelling: `is_credential_param`)
 QUERY_CREDENTIAL_PARAMS = frozenset({
-    "key", "$key",                  # Google API keys (Gemini, Vertex express mode)
+    "key",                          # Google API keys (Gemini, Vertex express mode)
     "access_token", "oauth_token",  # OAuth 2.0 bearer tokens in the URI (RFC 6750 2.3)
     "api_key", "api-key", "apikey",
+    "subscription-key",             # Azure API Management's subscription key
 })
 _SEPARATOR = re.compile(r"(&)")
 
@@ -32,6 +37,13 @@ _SEPARATOR = re.compile(r"(&)")
 def param_name(piece: str) -> str:
     """A query piece's name as a server would read it: percent-decoded, lower-cased."""
     return unquote_plus(piece.partition("=")[0]).strip().lower()
+
+
+def is_credential_param(name: str) -> bool:
+    """Is a parameter name (as `param_name` reads it) one that carries a credential: one of
+    `QUERY_CREDENTIAL_PARAMS`, bare or after one leading `$` (`$key`, `$access_token`)."""
+    return name in QUERY_CREDENTIAL_PARAMS or (
+        name[:1] == "$" and name[1:] in QUERY_CREDENTIAL_PARAMS)
 
 
 def strip_query_credentials(path: str) -> tuple[str, list[tuple[str, str]]]:
@@ -46,7 +58,7 @@ def strip_query_credentials(path: str) -> tuple[str, list[tuple[str, str]]]:
     for i in range(0, len(pieces), 2):
         piece = pieces[i]
         name = param_name(piece)
-        if name in QUERY_CREDENTIAL_PARAMS:
+        if is_credential_param(name):
             removed.append((name, unquote_plus(piece.partition("=")[2])))
             continue
         if kept:

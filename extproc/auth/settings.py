@@ -9,9 +9,11 @@ Top level (shared by routes, so one JWKS is fetched and cached once)::
           audiences: [llm-gateway]              # required; [] turns the audience check off
           jwks: {url: https://idp.example.com/.well-known/jwks.json,
                  timeout_s: 2, refresh_s: 300, min_refetch_s: 15}
-                # or {file: jwks.json} or {inline: {keys: [...]}}
+                # or {file: jwks.json} or {inline: {keys: [...]}}; a url is https (http only
+                # to a loopback host), fetched without following redirects
           algorithms: [RS256]                   # RS*, PS*, ES*, EdDSA; HS* needs shared_secret
-          shared_secret: {env: CORP_HS_SECRET}  # or {file: ...}; only for HS256/384/512
+          shared_secret: {env: CORP_HS_SECRET}  # or {file: ...}; only for HS256/384/512, at
+                                                # least 32/48/64 bytes (the hash's length)
           leeway_s: 60                          # clock skew allowed on exp, nbf and iat
           required_claims: [email]              # besides exp, iss and sub, always required
           max_lifetime: 1h                      # optional: refuse tokens without iat, or
@@ -50,19 +52,21 @@ Relative file paths are relative to the config file's directory.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .. import httpclient
 from ..limits.settings import parse_duration
 from ..schema import Checker, join
 from .apikeys import ApiKey, ApiKeyStore
 from .credentials import CLIENT_CREDENTIAL_HEADERS, Secret, SecretError, UpstreamCredential
-from .jwks import RemoteJWKS, StaticKeys
-from .keys import ALGORITHMS, SYMMETRIC, KeySet, KeySetError
+from .jwks import RemoteJWKS, StaticKeys, redact_url
+from .keys import ALGORITHMS, MIN_SECRET_BYTES, SYMMETRIC, KeySet, KeySetError
 from .policy import RouteAuth
 from .verify import JWTProvider
 
@@ -172,9 +176,14 @@ def _provider(c: Checker, name: str, raw: Any, path: str, base: Path) -> JWTProv
         ref = _secret(c, d.get("shared_secret"), join(path, "shared_secret"), base)
         if ref is not None:
             secret = ref.value().encode()
-            if len(secret) < 32:
+            need = max((MIN_SECRET_BYTES[a] for a in algorithms if a in MIN_SECRET_BYTES),
+                       default=MIN_SECRET_BYTES["HS256"])
+            if len(secret) < need:
+                strongest = max((a for a in algorithms if a in MIN_SECRET_BYTES),
+                                key=MIN_SECRET_BYTES.__getitem__, default="HS256")
                 c.error(join(path, "shared_secret"),
-                        "must be at least 32 bytes (256 bits) for HS256")
+                        f"must be at least {need} bytes ({need * 8} bits) for {strongest}, "
+                        f"the length of its hash (got {len(secret)})")
     symmetric = [a for a in algorithms if a in SYMMETRIC]
     if symmetric and "shared_secret" not in d:
         c.error(join(path, "algorithms"),
@@ -224,9 +233,11 @@ def _jwks(c: Checker, raw: Any, path: str, base: Path) -> Any:
         c.error(join(path, given[0]), f"unusable JWKS: {exc}")
         return None
     url = c.string(d, "url", path)
-    if url is not None and not url.startswith(("http://", "https://")):
-        c.error(join(path, "url"), f"expected an http(s) URL, got {url!r}")
-        return None
+    if url is not None:
+        problem = _jwks_url_problem(url)
+        if problem is not None:
+            c.error(join(path, "url"), problem)
+            return None
     timeout = float(c.number(d, "timeout_s", path, 2.0))
     refresh = float(c.number(d, "refresh_s", path, 300.0))
     refetch = float(c.number(d, "min_refetch_s", path, 15.0))
@@ -237,6 +248,33 @@ def _jwks(c: Checker, raw: Any, path: str, base: Path) -> Any:
         _REMOTE[key] = RemoteJWKS(url, httpclient.fetch_bytes, timeout_s=timeout,
                                   refresh_s=refresh, min_refetch_s=refetch)
     return _REMOTE[key]
+
+
+def _jwks_url_problem(url: str) -> str | None:
+    """Why a JWKS URL cannot be used, or None. Keys decide who may sign tokens: they come
+    over https, or over http only from this host (127.0.0.0/8, ::1, localhost), where no
+    network sits between the gateway and the issuer."""
+    if not url.startswith(("http://", "https://")):
+        return f"expected an https URL, got {redact_url(url)!r}"
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        host = None
+    if not host:
+        return f"expected an https URL with a host, got {redact_url(url)!r}"
+    if url.startswith("http://") and not _loopback(host):
+        return ("must be https: keys fetched over http can be swapped on the way (http is "
+                f"accepted only from a loopback host), got {redact_url(url)!r}")
+    return None
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def warm_up() -> None:

@@ -6,16 +6,18 @@ wrong, never the token or a key.
 
 Whatever `required_claims` says, a token must carry `exp`, `iss` and a `sub` that is a
 non-empty string: the subject is who rate limits and logs count, so a token without one (or
-with `""`, which every such token would share) names nobody and is refused. With
-`max_lifetime_s`, a token must also carry a numeric `iat`, and `exp - iat` may not exceed
-it (no leeway: both are the issuer's own clock), so a long-lived token minted by mistake or
-by a compromised client of the issuer is refused.
+with `""`, which every such token would share) names nobody and is refused. Its `exp`, `nbf`
+and `iat` (when present) must be JSON numbers (PyJWT alone reads `"1700000000"` and `true`
+as numbers). With `max_lifetime_s`, a token must also carry a numeric `iat`, and
+`exp - iat` may not exceed it (no leeway: both are the issuer's own clock), so a long-lived
+token minted by mistake or by a compromised client of the issuer is refused.
 """
 
 from __future__ import annotations
 
 import binascii
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -23,7 +25,7 @@ from typing import Any, Protocol
 import jwt
 from jwt.utils import base64url_decode, base64url_encode
 
-from .keys import ASYMMETRIC, SYMMETRIC, Key
+from .keys import ASYMMETRIC, MIN_SECRET_BYTES, SYMMETRIC, Key
 
 
 class AuthError(Exception):
@@ -82,6 +84,9 @@ class JWTProvider:
         if alg in SYMMETRIC:
             if self.shared_secret is None:
                 raise AuthError(f"token algorithm {_short(alg)} needs a shared secret")
+            if len(self.shared_secret) < MIN_SECRET_BYTES[alg]:   # the config refuses these
+                raise AuthError(f"token algorithm {_short(alg)} is not accepted by issuer "
+                                f"{self.name!r} (its shared secret is too short for it)")
             return self._decode(token, self.shared_secret, alg)
         if alg not in ASYMMETRIC or self.keys is None:
             raise AuthError(f"token algorithm {_short(alg)} is not supported")
@@ -123,6 +128,9 @@ class JWTProvider:
             raise AuthError(_BAD_SUBJECT)
         if self.max_lifetime_s is not None:
             self._check_lifetime(claims)
+        for name in _TIME_CLAIMS:    # PyJWT reads "1700000000" and true as numbers
+            if name in claims and not _is_number(claims[name]):
+                raise AuthError(f"token {name!r} is not a number")
         exp = claims.get("exp")
         return Verified(claims=claims, exp=float(exp) if exp is not None else None)
 
@@ -137,6 +145,16 @@ class JWTProvider:
         if lifetime > self.max_lifetime_s:
             raise AuthError(f"token lifetime (exp - iat) of {_span(lifetime)} is longer than "
                             f"the {_span(self.max_lifetime_s)} issuer {self.name!r} allows")
+
+
+#: the NumericDate claims (RFC 7519 2): JSON numbers, never strings or booleans
+_TIME_CLAIMS = ("exp", "nbf", "iat")
+
+
+def _is_number(value: Any) -> bool:
+    """A finite JSON number (not a bool, which Python counts as an int)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and \
+        math.isfinite(value)
 
 
 _BAD_SIGNATURE = "token signature is invalid"
@@ -223,12 +241,14 @@ def peek_issuer(token: str) -> str | None:
 
 
 def scopes_of(claims: Mapping[str, Any]) -> set[str]:
-    """Scopes from `scope` (space-separated, RFC 8693) or `scp` (list or string)."""
+    """Scopes from `scope` (separated by ASCII spaces: RFC 8693 4.2, RFC 6749 3.3) or `scp`
+    (list or string). Only the space separates: `chat\u00a0admin` or `chat\tadmin` is one
+    scope that names neither, not two."""
     out: set[str] = set()
     for name in ("scope", "scp"):
         value = claims.get(name)
         if isinstance(value, str):
-            out.update(value.split())
+            out.update(s for s in value.split(" ") if s)
         elif isinstance(value, Sequence):
             out.update(v for v in value if isinstance(v, str))
     return out

@@ -32,6 +32,9 @@ from ..auth.credentials import (
     ANTHROPIC_VERSION,
     CLIENT_CREDENTIAL_HEADERS,
     CREDENTIAL_SCOPE_HEADERS,
+    fold_header,
+    spellings_of,
+    strip_account_reply_headers,
 )
 from ..context import succeeded
 from ..limits.policy import MAX_OUTPUT
@@ -51,6 +54,9 @@ log = logging.getLogger("extproc.front")
 BACKEND_HEADER = "x-extproc-backend"
 _STATE = "front"
 CHAT = "chat.completions"
+#: request headers no backend gets from a client (folded: see `fold_header`)
+_CLIENT_ONLY = frozenset(fold_header(h) for h in (
+    *CLIENT_CREDENTIAL_HEADERS, *CREDENTIAL_SCOPE_HEADERS, "anthropic-beta"))
 
 
 @dataclass
@@ -176,6 +182,8 @@ class FrontModels(_FrontPolicy):
 
     async def on_response_headers(self, ex: Context) -> None:
         st: FrontState | None = ex.state.get(_STATE)
+        if st is not None and st.backend.provider in self.front.credentials:
+            strip_account_reply_headers(ex)     # the account the backend's key bills
         if st is None or st.reply is None:
             return
         headers = ex.response_headers
@@ -254,10 +262,10 @@ class FrontRequest(_FrontPolicy):
                                 max_event_bytes=self.max_event_bytes)
         headers = ex.request_headers
         # the client's credentials, the account they bill, and a backend's own feature
-        # switches (the front speaks OpenAI's API: what it translates is all a backend gets)
-        for name in (*CLIENT_CREDENTIAL_HEADERS, *CREDENTIAL_SCOPE_HEADERS, "anthropic-beta"):
-            if name in headers:
-                ex.remove_request_header(name)
+        # switches (the front speaks OpenAI's API: what it translates is all a backend gets),
+        # in any spelling with `_` for `-` (`x_api_key`), as a CGI-style backend reads them
+        for name in spellings_of(tuple(headers), _CLIENT_ONLY):
+            ex.remove_request_header(name)
         credential = self.front.credentials.get(backend.provider)
         if credential is not None:
             for name, value in credential.headers().items():

@@ -1,4 +1,4 @@
-"""The key a limit counts a request under, built from its descriptors (sans-IO).
+r"""The key a limit counts a request under, built from its descriptors (sans-IO).
 
 A key is the route, the limit's name and one value per descriptor (subject, API key, claim,
 header, client IP, route, model), each escaped so no value can spell the separator of
@@ -12,11 +12,19 @@ the model it names, or two patterns naming one backend model, count in one bucke
 The `subject` descriptor is the namespaced subject of `auth.policy` (`jwt:<provider>:<sub>`,
 `key:<subject>`), so a JWT user and an API key with the same raw subject get separate buckets
 unless the config gives them one namespace.
+
+A `claim:` descriptor keeps its JSON type: a string claim is its text (as it always was, so
+existing keys stay), any other value is `\j` and its JSON (`\j1`, `\jtrue`, `\jnull`,
+`\j["a","b"]`; numbers by value, so `1` and `1.0` are one), and an absent claim is `\-`.
+No escaped string starts with `\j` or `\-` (`escape` doubles every backslash), so `1`,
+`"1"`, `true` and `"True"` count in four buckets, and a missing claim is neither `null` nor
+the string `"-"`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -38,10 +46,43 @@ def limit_key(route: str, name: str, parts: Sequence[str]) -> str:
     return key if len(key) <= 200 else hashlib.sha256(key.encode()).hexdigest()
 
 
+class Tagged(str):
+    """A key part already escaped and marked with its type (a `claim:` value that is not a
+    string: see the module's docstring); `escape` keeps it as it is."""
+
+    __slots__ = ()
+
+
+#: the part of a `claim:` descriptor whose claim is absent (no claim, or no identity)
+ABSENT = Tagged("\\-")
+
+
+def claim_part(value: Any = ABSENT) -> str:
+    """A claim as a key part: a string as it is, anything else tagged with its JSON type."""
+    if isinstance(value, str):
+        return value
+    text = json.dumps(_canonical(value), sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False)
+    return Tagged("\\j" + escape(text))
+
+
+def _canonical(value: Any) -> Any:
+    """A JSON value with each integral float as the int it equals (1.0 is the number 1)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    return value
+
+
 def escape(part: str) -> str:
     """A key part that cannot contain the separator (\\x1f), with what cannot be encoded
     (lone surrogates: undecodable header bytes, claims with invalid escapes) spelled out:
-    distinct parts stay distinct."""
+    distinct parts stay distinct. A `Tagged` part is escaped already."""
+    if isinstance(part, Tagged):
+        return part
     if "\\" in part or "\x1f" in part:
         part = part.replace("\\", "\\\\").replace("\x1f", "\\x1f")
     if not part.isascii():
@@ -68,6 +109,7 @@ def descriptor(d: str, ex: Context, identity: Any, model: str | None, route: str
         xff = ex.request_headers.get("x-forwarded-for", "")
         return xff.rsplit(",", 1)[-1].strip() or "-"
     if d.startswith("claim:"):
-        value = identity.claims.get(d[6:]) if identity is not None else None
-        return str(value) if value is not None else "-"
+        if identity is None or d[6:] not in identity.claims:
+            return ABSENT
+        return claim_part(identity.claims[d[6:]])
     return ex.request_headers.get(d[7:], "-")  # header:<name>

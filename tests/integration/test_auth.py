@@ -347,6 +347,27 @@ def test_the_account_a_key_bills_is_not_the_clients_to_choose(gw: Gateway) -> No
     assert not set(scope) & set(gw.mock.last()["headers"])
 
 
+def test_underscore_spellings_of_credential_and_account_headers_never_reach_upstream(
+        gw: Gateway) -> None:
+    """Envoy passes header names with `_` on, and an upstream that reads `_` as `-` (WSGI,
+    CGI, LiteLLM) would honour `x_api_key` or `openai_organization` beside the injected
+    key: every spelling is removed (found by the red-team review)."""
+    sent = {"x_api_key": "sk-client-1", "api_key": "sk-client-2",
+            "x_goog_api_key": "sk-client-3", "openai_organization": "org-other",
+            "openai_project": "proj_other", "x_goog_user_project": "other-project",
+            "x_goog_quota_user": "someone-else", "x-gateway_subject": "mallory"}
+    r = httpx.post(f"{gw.url}/auth-openai/v1/chat/completions", json=CHAT, timeout=30,
+                   headers={"authorization": f"Bearer {API_KEY}", **sent,
+                            "x_client_trace": "kept"})
+    assert r.status_code == 200, r.text
+    seen = gw.mock.last()["headers"]
+    assert seen["x_client_trace"] == "kept"        # Envoy does pass `_` names on
+    assert not {h.replace("_", "-") for h in seen} & {h.replace("_", "-") for h in sent} \
+        - {"x-gateway-subject"}, seen
+    assert seen["x-gateway-subject"] == "key:alice-svc" and "x-gateway_subject" not in seen
+    assert "sk-client" not in json.dumps(gw.mock.last())
+
+
 def test_unknown_kid_then_key_rotation(gw: Gateway, jwks: JWKSServer,
                                        keys: dict[str, SigningKey]) -> None:
     token = keys["k2"].token()
@@ -402,8 +423,10 @@ def test_jwks_down_cached_keys_still_verify(gw: Gateway, jwks: JWKSServer,
 def test_no_keys_ever_fetched_is_a_clear_401_not_a_500(gw: Gateway,
                                                        keys: dict[str, SigningKey]) -> None:
     r = chat(gw, bearer(keys["k1"].token()), route="auth-dead")
-    assert_401(r, "no signing keys available from the JWKS endpoint")
-    assert "failed" in r.json()["error"]["message"]
+    assert_401(r, "the issuer's signing keys are unavailable")
+    # nothing of the JWKS URL or the fetch error reaches the client
+    for detail in ("127.0.0.1", "jwks", "JWKS", "connect", "refused", "fetching"):
+        assert detail not in r.text and detail not in r.headers["www-authenticate"]
 
 
 def test_no_state_is_left_behind(gw: Gateway, keys: dict[str, SigningKey]) -> None:

@@ -417,6 +417,23 @@ def test_a_backend_gets_no_account_or_feature_header_of_the_clients(gw: Gateway)
         assert not set(sent) & set(gw.mock.last()["headers"]), model
 
 
+def test_a_backend_gets_no_underscore_spelling_of_a_clients_credential_or_account(
+        gw: Gateway) -> None:
+    """A backend that reads `_` as `-` (WSGI, CGI, LiteLLM) must not find the client's key or
+    account beside the injected key in `x_api_key` or `openai_organization` (found by the
+    red-team review: only the dash spellings were removed)."""
+    sent = {"x_api_key": "sk-client-1", "api_key": "sk-client-2",
+            "x_goog_api_key": "sk-client-3", "openai_organization": "org-other",
+            "openai_project": "proj_other", "x_goog_user_project": "other-project",
+            "anthropic_beta": "context-1m-2025-08-07"}
+    for model in ("claude-sonnet-4-5", "gemini-2.5-flash", "gpt-4o-mini"):
+        client(gw, **sent, x_client_trace="kept").chat.completions.create(
+            model=model, messages=MSG)
+        seen = gw.mock.last()["headers"]
+        assert seen["x_client_trace"] == "kept", model     # Envoy passes `_` names on
+        assert not set(sent) & set(seen), (model, seen)
+
+
 def test_gemini_gets_a_tool_result_as_the_guards_read_it(gw: Gateway) -> None:
     """A tool result whose object would read otherwise than its text (escapes decoded) goes
     to Gemini as the text the guards read; one that reads the same goes as its object,

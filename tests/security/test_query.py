@@ -167,3 +167,26 @@ def send_empty(gw: Gateway) -> tuple[httpx.Response, str | None]:
                    headers={"x-goog-api-key": KEY, "content-type": "application/json"})
     last: dict[str, Any] | None = gw.mock.last()
     return r, (last["raw_path"] if last is not None and last["path"] != "/reset" else None)
+
+
+@pytest.mark.parametrize("query", ["?$access_token=tok-1", "?%24oauth_token=tok-1",
+                                   "?$api_key=tok-1&alt=sse", "?subscription-key=tok-1",
+                                   "?$apikey=tok-1"])
+def test_every_dollar_spelling_of_a_query_credential_is_removed(gw: Gateway,
+                                                                 query: str) -> None:
+    """Google reads `$access_token`, `$oauth_token` and `$api_key` as it reads the bare
+    names, and Azure API Management reads `subscription-key`: none reaches the provider
+    (found by the red-team review: only `$key` was removed)."""
+    r, upstream = send(gw, GEMINI, query)
+    assert r.status_code == 200, r.text
+    assert upstream is not None and "tok-1" not in upstream, upstream
+
+
+def test_an_api_management_subscription_key_header_is_removed(gw: Gateway) -> None:
+    httpx.get(gw.mock.url + "/reset")
+    r = httpx.post(gw.url + AZURE, json=AZURE_BODY, timeout=30,
+                   headers={"api-key": KEY, "ocp-apim-subscription-key": "tok-2",
+                            "ocp_apim_subscription_key": "tok-3"})
+    assert r.status_code == 200, r.text
+    seen = gw.mock.last()["headers"]
+    assert "tok-2" not in str(seen) and "tok-3" not in str(seen), seen

@@ -228,6 +228,17 @@ def test_remote_jwks_is_shared_across_reloads(conf_dir: Path) -> None:
     assert first.fetches == 0                  # nothing is fetched at load
 
 
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8080/jwks.json",
+                                 "http://127.3.4.5/jwks.json", "http://[::1]:9/jwks.json",
+                                 "http://localhost:9000/jwks.json",
+                                 "https://idp.example.com/jwks.json"])
+def test_a_jwks_url_is_https_or_http_to_a_loopback_host(url: str, conf_dir: Path) -> None:
+    data = valid()
+    data["auth"]["jwt_providers"]["corp"]["jwks"] = {"url": url}
+    keys = auth_policy(parse(data, conf_dir)).auth.jwt[0].keys    # type: ignore[union-attr]
+    assert isinstance(keys, RemoteJWKS) and keys.url == url
+
+
 def test_top_level_x_keys_are_ignored(conf_dir: Path) -> None:
     data = valid()
     data["x-anything"] = {"whatever": [1, 2, 3]}
@@ -352,6 +363,13 @@ def _del(path: str) -> Callable[[dict[str, Any]], None]:
     return apply
 
 
+def _both(*changes: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    def apply(data: dict[str, Any]) -> None:
+        for change in changes:
+            change(data)
+    return apply
+
+
 CORP = "auth.jwt_providers.corp"
 ROUTE_AUTH = "routes.0.auth"
 
@@ -385,7 +403,30 @@ ERROR_CASES: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
      _set(f"{CORP}.jwks", {"inline": {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}}),
      "auth.jwt_providers.corp.jwks.inline", "no usable public signing keys"),
     ("jwks url not http", _set(f"{CORP}.jwks", {"url": "file:///etc/jwks.json"}),
-     "auth.jwt_providers.corp.jwks.url", "expected an http(s) URL"),
+     "auth.jwt_providers.corp.jwks.url", "expected an https URL"),
+    # keys fetched over plain http can be swapped on the way: only a loopback host may
+    # serve them so (found by the red-team review)
+    ("jwks url http to a remote host",
+     _set(f"{CORP}.jwks", {"url": "http://idp.example.com/jwks.json"}),
+     "auth.jwt_providers.corp.jwks.url", "must be https"),
+    ("jwks url http to a private address",
+     _set(f"{CORP}.jwks", {"url": "http://10.0.0.7:8080/jwks.json"}),
+     "auth.jwt_providers.corp.jwks.url", "must be https"),
+    ("jwks url http to a name that starts like localhost",
+     _set(f"{CORP}.jwks", {"url": "http://localhost.evil.example/jwks.json"}),
+     "auth.jwt_providers.corp.jwks.url", "must be https"),
+    ("jwks url without a host", _set(f"{CORP}.jwks", {"url": "https:///jwks.json"}),
+     "auth.jwt_providers.corp.jwks.url", "with a host"),
+    ("jwks url error hides its userinfo",
+     _set(f"{CORP}.jwks", {"url": "http://u:hunter2@idp.example.com/jwks.json"}),
+     "auth.jwt_providers.corp.jwks.url", "'http://***@idp.example.com/jwks.json'"),
+    # an HMAC secret shorter than its hash (RFC 7518 3.2)
+    ("HS384 with a 40-byte secret", _both(_set(f"{CORP}.algorithms", ["RS256", "HS384"]),
+                                          _set(f"{CORP}.shared_secret", {"env": HS_ENV})),
+     "auth.jwt_providers.corp.shared_secret", "at least 48 bytes (384 bits) for HS384"),
+    ("HS512 with a 40-byte secret", _both(_set(f"{CORP}.algorithms", ["HS256", "HS512"]),
+                                          _set(f"{CORP}.shared_secret", {"env": HS_ENV})),
+     "auth.jwt_providers.corp.shared_secret", "at least 64 bytes (512 bits) for HS512"),
     ("issuer missing", _del(f"{CORP}.issuer"),
      "auth.jwt_providers.corp.issuer", "is required"),
     ("audiences missing", _del(f"{CORP}.audiences"),

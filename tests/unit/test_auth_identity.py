@@ -22,7 +22,12 @@ from extproc.auth.credentials import Secret, UpstreamCredential
 from extproc.auth.jwks import StaticKeys
 from extproc.auth.keys import KeySet
 from extproc.auth.policy import Authenticate, Identity, RouteAuth
-from extproc.auth.querycreds import QUERY_CREDENTIAL_PARAMS, param_name, strip_query_credentials
+from extproc.auth.querycreds import (
+    QUERY_CREDENTIAL_PARAMS,
+    is_credential_param,
+    param_name,
+    strip_query_credentials,
+)
 from extproc.auth.verify import AuthError, JWTProvider, read_header
 from extproc.exchange import Exchange
 from extproc.limits.gcra import Window
@@ -256,6 +261,14 @@ async def test_max_lifetime() -> None:
      [("access_token", "T"), ("api_key", "A"), ("api-key", "B"), ("apikey", "C"),
       ("oauth_token", "O")]),
     ("/p?keys=1&monkey=2&key_id=3&&x=", "/p?keys=1&monkey=2&key_id=3&&x=", []),
+    # Google's `$` system-parameter spelling of every credential name, and Azure API
+    # Management's subscription key (found by the red-team review: only `$key` was removed)
+    ("/p?$access_token=T&%24oauth_token=O&$API_KEY=A&$apikey=C&$api-key=B&x=1", "/p?x=1",
+     [("$access_token", "T"), ("$oauth_token", "O"), ("$api_key", "A"), ("$apikey", "C"),
+      ("$api-key", "B")]),
+    ("/p?subscription-key=S&$subscription-key=Z&x=1", "/p?x=1",
+     [("subscription-key", "S"), ("$subscription-key", "Z")]),
+    ("/p?$$key=1&$alt=sse&%24keys=2", "/p?$$key=1&$alt=sse&%24keys=2", []),
     ("/p?key", "/p", [("key", "")]),
     ("/p?", "/p?", []),
 ])
@@ -266,7 +279,7 @@ def test_strip_query_credentials(path: str, expected: str,
 
 _piece = st.one_of(
     st.sampled_from([*sorted(QUERY_CREDENTIAL_PARAMS), "KEY", "%6bey", "Api_Key", "alt",
-                     "keys", "", "x"]),
+                     "keys", "", "x", "$access_token", "%24api_key", "$$key", "$alt"]),
     st.text(alphabet="abcdefk_-%$+=2F", max_size=8),
 ).flatmap(lambda name: st.tuples(st.just(name), st.text(alphabet="ab=%+/:K1", max_size=6)))
 
@@ -287,7 +300,7 @@ def test_strip_query_credentials_properties(params: list[tuple[str, str]],
         assert err.value.status == 400 and err.value.details == "extproc_ambiguous_query"
         return
     out, removed = strip_query_credentials(path)
-    kept = [p for p in pieces if param_name(p) not in QUERY_CREDENTIAL_PARAMS]
+    kept = [p for p in pieces if not is_credential_param(param_name(p))]
     assert len(removed) == len(pieces) - len(kept)
     if not removed:
         assert out == path                                 # untouched, byte for byte

@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
-from extproc.auth.jwks import RemoteJWKS, StaticKeys, describe_source
+from extproc.auth.jwks import UNAVAILABLE, RemoteJWKS, StaticKeys, describe_source, redact_url
 from extproc.auth.keys import KeySet, KeySetError
 from extproc.auth.verify import AuthError
 
@@ -223,16 +223,16 @@ async def test_no_keys_ever_and_failing_endpoint() -> None:
     with pytest.raises(AuthError) as info:
         await src.candidates("a", "ES256")
     assert info.value.status == 401
-    assert "JWKS" in info.value.message
-    assert "timed out" in info.value.message
+    assert info.value.message == UNAVAILABLE
+    assert src.last_error is not None and "timed out" in src.last_error
     assert src.fetches == 1
     clock.t += 14                       # too soon to try again
     for _ in range(20):
-        with pytest.raises(AuthError, match="JWKS"):
+        with pytest.raises(AuthError, match="signing keys are unavailable"):
             await src.candidates("a", "ES256")
     assert src.fetches == 1
     clock.t += 1
-    with pytest.raises(AuthError, match="JWKS"):
+    with pytest.raises(AuthError, match="signing keys are unavailable"):
         await src.candidates("a", "ES256")
     assert src.fetches == 2
 
@@ -240,8 +240,9 @@ async def test_no_keys_ever_and_failing_endpoint() -> None:
 async def test_endpoint_recovers_after_failures() -> None:
     clock, fetch = Clock(), FakeFetch(RuntimeError("HTTP 503"), jwks("a"))
     src = remote(fetch, clock)
-    with pytest.raises(AuthError, match="HTTP 503"):
+    with pytest.raises(AuthError, match="signing keys are unavailable"):
         await src.candidates("a", "ES256")
+    assert src.last_error is not None and "HTTP 503" in src.last_error
     clock.t += 15
     assert len(await src.candidates("a", "ES256")) == 1
     assert src.last_error is None
@@ -252,8 +253,8 @@ async def test_empty_key_set_counts_as_failure() -> None:
     src = remote(fetch, clock)
     with pytest.raises(AuthError) as info:
         await src.candidates("a", "ES256")
-    assert "JWKS" in info.value.message
-    assert "no usable signing keys" in info.value.message
+    assert info.value.message == UNAVAILABLE
+    assert src.last_error is not None and "no usable signing keys" in src.last_error
     assert src.keyset is None
     clock.t += 1
     with pytest.raises(AuthError):
@@ -264,9 +265,50 @@ async def test_empty_key_set_counts_as_failure() -> None:
 async def test_long_error_text_is_truncated() -> None:
     clock, fetch = Clock(), FakeFetch(RuntimeError("x" * 5000))
     src = remote(fetch, clock)
-    with pytest.raises(AuthError) as info:
+    with pytest.raises(AuthError):
         await src.candidates(None, "ES256")
-    assert len(info.value.message) < 400
+    assert src.last_error is not None and len(src.last_error) < 400
+
+
+SECRET_URL = ("https://svc-user:p%40ss-w0rd@idp.internal.corp:8443/jwks.json"
+              "?access_token=tok-3f9a1c&tenant=t1#frag-secret")
+
+
+@pytest.mark.parametrize("error", [
+    RuntimeError(f"Cannot connect to host idp.internal.corp:8443 ssl:True [{SECRET_URL}]"),
+    RuntimeError("GET https://svc-user:p@ss-w0rd@idp.internal.corp:8443/jwks.json"
+                 "?access_token=tok-3f9a1c&tenant=t1 failed: certificate verify failed: "
+                 "self-signed certificate in certificate chain" + "x" * 300),
+    TimeoutError(),
+])
+async def test_a_failed_first_fetch_tells_the_client_nothing_of_the_url_or_error(
+        error: Exception) -> None:
+    """The 401 body and WWW-Authenticate of anyone sending a JWT-shaped token carried the
+    fetch error: the JWKS URL with its userinfo and query token, an internal host, TLS error
+    text (found by the red-team review). The client is told only that the keys are
+    unavailable; the log and /stats keep the detail, the URL's secrets redacted."""
+    clock, fetch = Clock(), FakeFetch(error)
+    src = RemoteJWKS(SECRET_URL, fetch, clock=clock)
+    with pytest.raises(AuthError) as info:
+        await src.candidates("a", "RS256")
+    assert info.value.status == 401
+    assert info.value.message == "the issuer's signing keys are unavailable"
+    shown = [src.last_error, describe_source(src)["url"], src.shown_url]
+    assert all(s is not None for s in shown)
+    for text in shown:
+        for secret in ("p%40ss", "p@ss", "w0rd", "svc-user", "tok-3f9a1c", "frag-secret"):
+            assert secret not in str(text), text
+    assert "idp.internal.corp:8443/jwks.json" in str(src.last_error)   # the operator's
+    assert describe_source(src)["url"] == "https://***@idp.internal.corp:8443/jwks.json?***#***"
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    (URL, URL),
+    ("https://u:p@h/j?x=1", "https://***@h/j?***"),
+    ("http://127.0.0.1:8080/jwks.json", "http://127.0.0.1:8080/jwks.json"),
+])
+def test_redact_url(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
 
 
 async def test_a_cancelled_waiter_does_not_cancel_the_shared_fetch() -> None:
@@ -325,3 +367,43 @@ async def test_describe_remote_source() -> None:
     await src.candidates("a", "ES256")
     assert describe_source(src) == {"url": URL, "keys": 2, "fetches": 1, "error": None}
     assert describe_source(object()) == {}
+
+
+async def test_the_jwks_fetch_does_not_follow_a_redirect() -> None:
+    """The config checks the JWKS URL (https, or http to a loopback host); a redirect it
+    followed could take the fetch to plain http or another host (found by the red-team
+    review). A 3xx is a failed fetch that says so."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from extproc import httpclient
+
+    body = jwks("a")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/moved":
+                self.send_response(302)
+                self.send_header("location", "/jwks.json")
+                self.send_header("content-length", "0")
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        assert await httpclient.fetch_bytes(base + "/jwks.json", 5) == body
+        with pytest.raises(RuntimeError, match=r"HTTP 302 .*not followed"):
+            await httpclient.fetch_bytes(base + "/moved", 5)
+    finally:
+        await httpclient.close()
+        httpd.shutdown()
+        httpd.server_close()

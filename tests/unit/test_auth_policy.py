@@ -568,3 +568,82 @@ async def test_two_providers_chosen_by_issuer() -> None:
     # partner's issuer, signed by corp's key: partner's keys do not verify it
     await rejected(p, bearer(token(n=0, kid="c1", issuer=ISS2)))
     await rejected(p, bearer(token(n=0, kid="p1", issuer=ISS2)))
+
+
+UNDERSCORED = {"x_api_key": "sk-client-1", "api_key": "sk-client-2",
+               "x_goog_api_key": "sk-client-3", "x-api_key": "sk-client-4",
+               "openai_organization": "org-other", "openai_project": "proj_other",
+               "x_goog_user_project": "other-project", "x_goog_quota_user": "someone",
+               "x-goog_quota-user": "someone-else"}
+
+
+async def test_underscore_spellings_of_credential_and_account_headers_are_removed(
+        upstream: Secret) -> None:
+    """Envoy passes header names with `_` on, and a CGI-style upstream (WSGI, LiteLLM) reads
+    `x_api_key` as `x-api-key`: every spelling of a credential or account header goes (found
+    by the red-team review: only the dash spellings were removed)."""
+    p = policy("openai", upstream, jwt_=(), api_keys=STORE)
+    ex = await run(p, {**bearer(API_KEY), **UNDERSCORED, "x_request_id": "kept"})
+    assert sorted(ex._req_remove) == sorted(UNDERSCORED)
+    assert set(UNDERSCORED).isdisjoint(ex.request_headers)
+    assert ex.request_headers["x_request_id"] == "kept"
+    assert ex._req_set == {"authorization": f"Bearer {UPSTREAM}"}
+
+
+async def test_underscore_spellings_of_credentials_go_without_an_upstream_credential() -> None:
+    p = policy("openai", jwt_=(), api_keys=STORE)
+    ex = await run(p, {**bearer(API_KEY), **UNDERSCORED})
+    # the account headers are the client's own where the gateway injects no credential
+    assert sorted(ex._req_remove) == ["api_key", "authorization", "x-api_key", "x_api_key",
+                                      "x_goog_api_key"]
+
+
+async def test_an_api_management_subscription_key_is_removed(upstream: Secret) -> None:
+    p = policy("azure", upstream, jwt_=(), api_keys=STORE)
+    ex = await run(p, {"api-key": API_KEY, "ocp-apim-subscription-key": "sk-client",
+                       ":path": "/openai/x?subscription-key=s1&$access_token=t1&v=1"})
+    assert "ocp-apim-subscription-key" in ex._req_remove
+    assert ex._req_set[":path"] == "/openai/x?v=1"
+
+
+ACCOUNT_REPLY = {"openai-organization": "org-operator", "openai-project": "proj_operator",
+                 "anthropic-organization-id": "8c1f-operator"}
+
+
+async def reply_headers(p: Any, ex: Exchange | None = None) -> Exchange:
+    ex = ex or Exchange(route=None)
+    ex.status = 200
+    ex.response_headers = {":status": "200", "content-type": "application/json",
+                           "x-ratelimit-remaining-requests": "9", **ACCOUNT_REPLY}
+    await p.on_response_headers(ex)
+    return ex
+
+
+async def test_a_reply_does_not_name_the_account_of_the_injected_key(upstream: Secret) -> None:
+    """The reply's `openai-organization` or `anthropic-organization-id` named the operator's
+    provider account to every client (found by the red-team review)."""
+    for provider in ("openai", "anthropic"):
+        ex = await reply_headers(policy(provider, upstream))
+        assert sorted(ex._resp_remove) == sorted(ACCOUNT_REPLY)
+        assert set(ACCOUNT_REPLY).isdisjoint(ex.response_headers)
+        # the provider's own rate-limit headers are the client's to read
+        assert ex.response_headers["x-ratelimit-remaining-requests"] == "9"
+
+
+async def test_a_reply_keeps_its_account_headers_without_an_injected_key() -> None:
+    ex = await reply_headers(policy("openai"))          # the client's own key upstream
+    assert ex._resp_remove == []
+
+
+async def test_the_unified_front_strips_its_backends_account_headers(upstream: Secret) -> None:
+    from extproc.front.policy import FrontModels, FrontState
+    from extproc.front.settings import FrontConfig
+    from extproc.translate import Backend, module_for
+
+    front = FrontConfig(models=None, credentials={   # type: ignore[arg-type]
+        "anthropic": UpstreamCredential("anthropic", upstream)})
+    p = FrontModels(front, "unified")
+    for provider, stripped in (("anthropic", sorted(ACCOUNT_REPLY)), ("openai", [])):
+        ex = Exchange(route=None)
+        ex.state["front"] = FrontState("m", Backend(provider, "m"), module_for(provider))
+        assert sorted((await reply_headers(p, ex))._resp_remove) == stripped

@@ -442,6 +442,18 @@ def test_read_header_on_undecodable_bytes_is_an_autherror() -> None:
         read_header(token)
 
 
+@pytest.mark.parametrize(("claim", "value"), [
+    ("exp", str(int(time.time()) + 600)), ("nbf", str(int(time.time()) - 5)),
+    ("iat", str(int(time.time()))), ("nbf", True), ("iat", False), ("nbf", False),
+])
+async def test_a_time_claim_that_is_not_a_json_number_is_refused(claim: str,
+                                                                 value: Any) -> None:
+    """PyJWT int()s `exp`, `nbf` and `iat`, so "1700000000" and true passed as times (found
+    by the red-team review); RFC 7519 makes them JSON numbers."""
+    message = await refused(provider(jwk(rsa_key())), sign(rsa_key(), **{claim: value}))
+    assert message == f"token {claim!r} is not a number", message
+
+
 def test_peek_issuer() -> None:
     assert peek_issuer(sign(rsa_key(), iss="https://a.example/")) == "https://a.example/"
     assert peek_issuer(sign(rsa_key(), iss=None)) is None
@@ -458,6 +470,12 @@ def test_peek_issuer() -> None:
     ({"scope": {"chat": True}}, set()),
     ({"scope": 7}, set()),
     ({}, set()),
+    # only the ASCII space separates scopes (RFC 6749 3.3): any other whitespace is part of
+    # one scope that names neither (found by the red-team review: str.split() split them)
+    ({"scope": "chat\u00a0admin"}, {"chat\u00a0admin"}),
+    ({"scope": "chat\tadmin\nembed"}, {"chat\tadmin\nembed"}),
+    ({"scope": "chat\u2003admin\u3000x"}, {"chat\u2003admin\u3000x"}),
+    ({"scp": "a\x1cb"}, {"a\x1cb"}),
 ])
 def test_scopes_of(claims_: dict[str, Any], expected: set[str]) -> None:
     assert scopes_of(claims_) == expected
@@ -499,6 +517,46 @@ def test_keyset_refuses_private_keys() -> None:
     assert len(ks.skipped) == 1
     assert ks.skipped[0].startswith("keys[0]:")
     assert "private" in ks.skipped[0]
+
+
+def _small_rsa_jwk(bits: int, e: int = 65537) -> dict[str, Any]:
+    """An RSA public JWK with a `bits`-bit modulus (cryptography will not generate one
+    under 1024 bits; the JWK is built from two primes of half the size)."""
+    def prime(n_bits: int, start: int) -> int:
+        c = (1 << (n_bits - 1)) | start | 1
+        while not all(pow(a, c - 1, c) == 1 for a in (2, 3, 5, 7, 11, 13)) or \
+                (c - 1) % e == 0:
+            c += 2
+        return c
+    n = prime(bits // 2, 12345) * prime(bits // 2, 67891)
+    def b64(i: int) -> str:
+        return base64.urlsafe_b64encode(i.to_bytes((i.bit_length() + 7) // 8, "big")
+                                        ).rstrip(b"=").decode()
+    return {"kty": "RSA", "n": b64(n), "e": b64(e), "kid": f"weak-{bits}"}
+
+
+@pytest.mark.parametrize("weak", [
+    _small_rsa_jwk(256, e=3), _small_rsa_jwk(512), _small_rsa_jwk(1024),
+    jwk(rsa.generate_private_key(public_exponent=65537, key_size=1024), kid="weak-gen"),
+])
+def test_an_rsa_key_under_2048_bits_is_skipped(weak: dict[str, Any]) -> None:
+    """PyJWT only warns about a short RSA key; one of 256 or 512 bits is factored in
+    minutes to hours, and then anyone signs tokens (found by the red-team review)."""
+    ks = KeySet.parse({"keys": [weak, jwk(rsa_key(), kid="ok")]})
+    assert [k.kid for k in ks.keys] == ["ok"]
+    assert len(ks.skipped) == 1 and "under 2048" in ks.skipped[0], ks.skipped
+
+
+async def test_a_shared_secret_shorter_than_its_hash_verifies_nothing() -> None:
+    for alg, size in (("HS256", 32), ("HS384", 48), ("HS512", 64)):
+        for secret, ok in ((b"s" * (size - 1), False), (b"s" * size, True)):
+            p = JWTProvider(name="hs", issuer=ISS, audiences=(AUD,), keys=None,
+                            algorithms=(alg,), shared_secret=secret)
+            token = jwt.encode(claims(sub="svc"), secret, algorithm=alg)
+            if ok:
+                assert (await verify(p, token)).claims["sub"] == "svc"
+            else:
+                assert "shared secret is too short" in await refused(p, token)
 
 
 @pytest.mark.parametrize("bad", [

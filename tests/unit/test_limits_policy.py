@@ -253,10 +253,37 @@ async def test_descriptors() -> None:
     assert rl._key(ex, spec, "gpt") == "\x1f".join(
         ["r", "l", "alice", "k1", "ml", "v", "192.0.2.7", "r", "gpt"])
     anon = exchange()
-    assert rl._key(anon, spec, None) == "\x1f".join(["r", "l", "-", "-", "-", "-", "-", "r",
-                                                     "-"])
+    # an absent claim is tagged (`\-`), not the string "-" a claim may hold
+    assert rl._key(anon, spec, None) == "\x1f".join(["r", "l", "-", "-", "\\-", "-", "-",
+                                                     "r", "-"])
     long = exchange({"x-c": "v" * 500})
     assert len(rl._key(long, spec, None)) == 64              # long keys are hashed
+
+
+@pytest.mark.parametrize("claims", [{"tier": 1}, {"tier": "1"}, {"tier": True},
+                                    {"tier": "True"}, {"tier": "true"}, {"tier": None},
+                                    {"tier": "-"}, {}, {"tier": "\\-"}, {"tier": "\\j1"},
+                                    {"tier": [1]}, {"tier": ["1"]}, {"tier": {"a": 1}},
+                                    {"tier": "\\jnull"}, {"tier": 2}])
+def test_distinct_claim_values_count_in_distinct_buckets(claims: dict[str, Any]) -> None:
+    """`claim:` keys used str(value): 1, "1", true and "True" shared a bucket, and an absent
+    claim, null and "-" another (found by the red-team review). Each JSON value, and
+    absence, has its own key; a string's key is its text, as before (Redis keys stay)."""
+    spec = LimitSpec("l", ("claim:tier",), requests=(Window(1, 60),))
+    rl, _, _ = policy(spec)
+    others = [{"tier": 1}, {"tier": "1"}, {"tier": True}, {"tier": "True"}, {"tier": "true"},
+              {"tier": None}, {"tier": "-"}, {}, {"tier": "\\-"}, {"tier": "\\j1"},
+              {"tier": [1]}, {"tier": ["1"]}, {"tier": {"a": 1}}, {"tier": "\\jnull"},
+              {"tier": 2}]
+
+    def key(c: dict[str, Any]) -> str:
+        return rl._key(exchange({}, Identity("alice", "jwt", "corp", c)), spec, None)
+
+    mine = key(claims)
+    assert [o for o in others if key(o) == mine] == [claims]
+    if isinstance(claims.get("tier"), str):
+        assert mine == "\x1f".join(["r", "l", claims["tier"].replace("\\", "\\\\")])
+    assert key({"tier": 1.0}) == key({"tier": 1})        # one JSON number
 
 
 def test_delivered_text_estimates_from_a_sample() -> None:
