@@ -239,6 +239,10 @@ class FrontRequest(_FrontPolicy):
             raise Reject(400, f"{backend.provider} cannot honour {exc.field}: {exc.reason}",
                          details="extproc_front_unsupported",
                          code="unsupported_parameter", param=exc.field) from None
+        except RecursionError:   # (a value nested deeper than Python walks)
+            raise Reject(400, f"the request cannot be translated for {backend.provider}: "
+                         "it nests deeper than the gateway reads",
+                         details="extproc_front_untranslatable") from None
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise Reject(400, f"the request cannot be translated for {backend.provider}: "
                          f"{exc}", details="extproc_front_untranslatable") from None

@@ -16,12 +16,12 @@ escapes, no exponents), else as the text.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 from urllib.parse import urlsplit
 
 from extproc.translate.base import Unsupported
+from extproc.translate.exact_json import Inexact, loads_exact
 
 __all__ = ["THOUGHT_SEP", "Refusals", "bad", "contents", "text_of"]
 
@@ -81,19 +81,17 @@ def texts_of(content: Any, field: str, kinds: tuple[str, ...] = ("text",)) -> li
     return texts
 
 
-_JSON_STRING = re.compile(r'"[^"]*"')
-_EXPONENT = re.compile(r"[0-9.][eE]")
-
-
 def tool_result(text: str) -> Any:
     """A tool's result as Gemini gets it: the JSON object it spells, where the object reads
-    as the text does (no escape, no exponent: what the guards read in the text is what the
-    model reads in the object), else the text itself, as OpenAI sends it."""
-    if "\\" in text or _EXPONENT.search(_JSON_STRING.sub("", text)):
+    as the text does (no escape, and every number written back as the client wrote it:
+    `exact_json`; what the guards read in the text is what the model reads in the object),
+    else the text itself, as OpenAI sends it (so too a text nested deeper than Python
+    parses)."""
+    if "\\" in text:
         return text
     try:
-        value = json.loads(text)
-    except ValueError:
+        value = loads_exact(text)
+    except ValueError:   # (Inexact: a number Gemini would get rewritten)
         return text
     return value if isinstance(value, dict) else text
 
@@ -188,8 +186,11 @@ def _arguments(call: Any, field: str) -> tuple[str, str, dict[str, Any]]:
         raise bad(f"{field}.id", "must be a non-empty string")
     raw = function.get("arguments")
     try:
-        args = json.loads(raw) if isinstance(raw, str) and raw.strip() else {}
-    except ValueError:
+        args = loads_exact(raw) if isinstance(raw, str) and raw.strip() else {}
+    except Inexact as exc:
+        # the guards read the text; Gemini would get the number as Python writes it
+        raise bad(f"{field}.function.arguments", str(exc)) from None
+    except ValueError:   # (not JSON, or nested deeper than Python parses)
         args = None
     if not isinstance(args, dict) or (raw is not None and not isinstance(raw, str)):
         raise bad(f"{field}.function.arguments", "must be a JSON object in a string")
