@@ -318,6 +318,8 @@ class Builder:
                 raise self.bad(f"{path}.function.parameters", "must be an object")
             spec: dict[str, Any] = {"name": fn["name"]}
             if fn.get("description") is not None:
+                if not isinstance(fn["description"], str):
+                    raise self.bad(f"{path}.function.description", "must be a string")
                 spec["description"] = fn["description"]
             spec["input_schema"] = params or {"type": "object", "properties": {}}
             for key in fn:
