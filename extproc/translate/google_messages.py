@@ -27,6 +27,8 @@ __all__ = ["THOUGHT_SEP", "Refusals", "bad", "contents", "text_of"]
 
 #: joins a Gemini thoughtSignature to a tool call id (so it comes back with the tool call)
 THOUGHT_SEP = "__thought__"
+#: the longest thoughtSignature taken back (base64 characters; Gemini's are a few KiB)
+MAX_SIGNATURE = 64 * 1024
 _DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+);base64,(.*)", re.S)
 _B64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 _IMAGE_EXT = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg",
@@ -47,6 +49,11 @@ class Refusals:
             self.dropped.append(field)
             return
         raise Unsupported(field, reason)
+
+    def note(self, field: str) -> None:
+        """A field left out in either mode (a label the backend has no place for): listed
+        with the dropped fields, so it is logged, never silently ignored."""
+        self.dropped.append(field)
 
 
 def bad(field: str, reason: str) -> Unsupported:
@@ -166,7 +173,14 @@ def _user_part(part: Any, field: str, req: Refusals) -> dict[str, Any]:
     if not isinstance(file.get("file_data"), str):
         raise bad(f"{field}.file.file_data", "required (a base64 data URL)")
     mime, data = _data_url(file["file_data"], f"{field}.file.file_data")
-    return {"inlineData": {"mimeType": mime, "data": data}}   # filename: a label, not sent
+    name = file.get("filename")
+    if name is not None:
+        if not isinstance(name, str):
+            raise bad(f"{field}.file.filename", "must be a string")
+        # Gemini's inlineData has no name: left out in either mode (refusing it would refuse
+        # the file parts the OpenAI SDK sends, which name their file), but never silently
+        req.note(f"{field}.file.filename")
+    return {"inlineData": {"mimeType": mime, "data": data}}
 
 
 def _arguments(call: Any, field: str) -> tuple[str, str, dict[str, Any]]:
@@ -195,6 +209,16 @@ def _arguments(call: Any, field: str) -> tuple[str, str, dict[str, Any]]:
     if not isinstance(args, dict) or (raw is not None and not isinstance(raw, str)):
         raise bad(f"{field}.function.arguments", "must be a JSON object in a string")
     return call["id"], function["name"], args
+
+
+def _signature(signature: str, field: str) -> str:
+    """A thoughtSignature carried in a tool call id: Gemini's bytes in base64, as the reply
+    translator put it there, of a bounded length."""
+    if len(signature) > MAX_SIGNATURE or len(signature) % 4 \
+            or not _B64.fullmatch(signature):
+        raise bad(field, f"the thoughtSignature after {THOUGHT_SEP} must be base64 of at "
+                  f"most {MAX_SIGNATURE} characters, as Gemini gave it")
+    return signature
 
 
 def _message(msg: Any, i: int, req: Refusals, calls: dict[str, str],
@@ -260,7 +284,8 @@ def _message(msg: Any, i: int, req: Refusals, calls: dict[str, str],
         part: dict[str, Any] = {"functionCall": {"name": name, "args": args}}
         _, sep, signature = call_id.partition(THOUGHT_SEP)
         if sep and signature:
-            part["thoughtSignature"] = signature
+            part["thoughtSignature"] = _signature(signature,
+                                                  f"{field}.tool_calls[{j}].id")
         parts.append(part)
     if not parts:
         raise bad(f"{field}.content", "an assistant message needs content or tool_calls")
