@@ -11,7 +11,10 @@ Consecutive turns of one role are merged.
 What the model reads is what the guards read (they read the OpenAI request before it is
 translated): a list of text parts stays a list of parts, never joined into one text; a tool
 result goes as the JSON object it spells only where that object reads as its text does (no
-escapes, no exponents), else as the text.
+escapes, every number written back as the client wrote it), else as the text; tool-call
+arguments whose numbers would be rewritten are refused (`exact_json`). A thoughtSignature
+must be base64 of a bounded length; a file part's filename, which Gemini has no place for,
+is left out and listed with the dropped fields.
 """
 
 from __future__ import annotations
