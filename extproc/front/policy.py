@@ -39,7 +39,7 @@ from ..auth.credentials import (
 from ..context import succeeded
 from ..limits.policy import MAX_OUTPUT
 from ..llm.policy import USAGE_UNREAD, USAGE_UNREAD_KIND
-from ..llm.transforms import UNTRANSLATED
+from ..llm.transforms import NO_USAGE, UNTRANSLATED
 from ..policy import Answer, BodyTransform, Policy, Reject
 from ..providers import adapter_for, read_request
 from ..providers.endpoints import adapter_of
@@ -86,24 +86,33 @@ class _Translating(BodyTransform):
 
     def feed(self, chunk: bytes) -> bytes:
         out = self.translator.feed(chunk)
-        if self.translator.failed:
-            self._untranslated()
+        self._unread()
         return out
 
-    def _untranslated(self) -> None:
-        """A backend's 2xx reply the front could not translate (an error event, a finish
-        reason it cannot express, a JSON-mode answer cut short): the backend generated and
-        billed it, but its usage may never be read (the translator stops there). Budgets
-        then charge their worst case, unless the usage was read already."""
+    def _unread(self) -> None:
+        """Mark a backend's 2xx reply whose usage the gateway will not read, so budgets
+        charge their worst case (unless the usage was read already):
+
+        * one the front could not translate (an error event, a finish reason it cannot
+          express, a JSON-mode answer cut short): the backend generated and billed it, but
+          the translator stops before its usage;
+        * one whose backend reported no usage count at all (`usage_unread`): the translator
+          made up no zeros, and an OpenAI stream without a usage chunk would otherwise be
+          charged only what the gateway counted of it, as a report of nothing would be."""
+        if self.translator.failed:
+            why, kind = "a reply the unified front could not translate", UNTRANSLATED
+        elif self.translator.usage_unread:
+            why, kind = "a reply without its usage report", NO_USAGE
+        else:
+            return
         state, self.state = self.state, None
         if state is not None and "usage" not in state and USAGE_UNREAD not in state:
-            state[USAGE_UNREAD] = "a reply the unified front could not translate"
-            state[USAGE_UNREAD_KIND] = UNTRANSLATED
+            state[USAGE_UNREAD] = why
+            state[USAGE_UNREAD_KIND] = kind
 
     def finish(self) -> bytes:
         out = self.translator.finish()
-        if self.translator.failed:
-            self._untranslated()
+        self._unread()
         self.state = None
         if self.whole_body:
             status = self.translator.status or self.upstream
@@ -247,6 +256,10 @@ class FrontRequest(_FrontPolicy):
             raise Reject(400, f"{backend.provider} cannot honour {exc.field}: {exc.reason}",
                          details="extproc_front_unsupported",
                          code="unsupported_parameter", param=exc.field) from None
+        except RecursionError:   # (a value nested deeper than Python walks)
+            raise Reject(400, f"the request cannot be translated for {backend.provider}: "
+                         "it nests deeper than the gateway reads",
+                         details="extproc_front_untranslatable") from None
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise Reject(400, f"the request cannot be translated for {backend.provider}: "
                          f"{exc}", details="extproc_front_untranslatable") from None

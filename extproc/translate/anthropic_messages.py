@@ -7,10 +7,10 @@ mode, notes the field; ``bad`` is for malformed input, refused in either mode.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from extproc.translate.base import Unsupported
+from extproc.translate.exact_json import Inexact, loads_exact
 
 __all__ = ["JSON_TOOL", "Builder"]
 
@@ -281,8 +281,11 @@ class Builder:
                 self.refuse(f"{path}.function.{key}", "unknown field")
         arguments = fn.get("arguments")
         try:
-            parsed = json.loads(arguments) if arguments != "" else {}
-        except (TypeError, ValueError):
+            parsed = loads_exact(arguments) if arguments != "" else {}
+        except Inexact as exc:
+            # the guards read the text; Anthropic would get the number as Python writes it
+            raise self.bad(f"{path}.function.arguments", str(exc)) from None
+        except (TypeError, ValueError):   # (not JSON, or nested deeper than Python parses)
             parsed = None
         if not isinstance(parsed, dict):
             raise self.bad(f"{path}.function.arguments", "must be a JSON object "
@@ -315,6 +318,8 @@ class Builder:
                 raise self.bad(f"{path}.function.parameters", "must be an object")
             spec: dict[str, Any] = {"name": fn["name"]}
             if fn.get("description") is not None:
+                if not isinstance(fn["description"], str):
+                    raise self.bad(f"{path}.function.description", "must be a string")
                 spec["description"] = fn["description"]
             spec["input_schema"] = params or {"type": "object", "properties": {}}
             for key in fn:

@@ -30,6 +30,8 @@ an unknown reason -> stop. Usage: ``prompt_tokens`` = input + cache writes + cac
 ``prompt_tokens_details`` ``{cached_tokens: cache reads, cache_write_tokens: cache writes}``
 (always both), ``completion_tokens`` = output tokens, ``completion_tokens_details.
 reasoning_tokens`` only when Anthropic reports ``output_tokens_details.thinking_tokens``.
+A reply whose usage has no count at all gets no usage (no ``usage`` member, no usage chunk)
+and sets ``usage_unread``: zeros would read as a real report.
 
 JSON mode (``json_tool``, the request's `JSON_TOOL` for ``response_format: json_object``): the
 forced tool's call is the answer: its input becomes ``content``, as compact JSON with UTF-8
@@ -91,8 +93,15 @@ def _int(value: Any) -> int:
     return value
 
 
-def openai_usage(usage: dict[str, Any]) -> dict[str, Any]:
-    """OpenAI's reading of Anthropic's usage (see the module docstring)."""
+_COUNTS = ("input_tokens", "output_tokens", "cache_creation_input_tokens",
+           "cache_read_input_tokens")
+
+
+def openai_usage(usage: dict[str, Any]) -> dict[str, Any] | None:
+    """OpenAI's reading of Anthropic's usage (see the module docstring); None when it has
+    no count at all (nothing to make zeros of)."""
+    if all(usage.get(key) is None for key in _COUNTS):
+        return None
     fresh, write = _int(usage.get("input_tokens")), _int(usage.get("cache_creation_input_tokens"))
     read, out = _int(usage.get("cache_read_input_tokens")), _int(usage.get("output_tokens"))
     prompt = fresh + write + read
@@ -232,12 +241,17 @@ class WholeReply(_Held):
         if thoughts:
             message["reasoning_content"] = "".join(thoughts)
         msg_id = msg.get("id")
-        return {"id": self._ctx.id or f"chatcmpl-{msg_id}", "object": "chat.completion",
-                "created": self._ctx.created, "model": self._ctx.model,
-                "choices": [{"index": 0, "message": message, "logprobs": None,
-                             "finish_reason": _finish(msg.get("stop_reason"),
-                                                      json_used and not calls)}],
-                "usage": openai_usage(msg["usage"])}
+        choice = {"index": 0, "message": message, "logprobs": None,
+                  "finish_reason": _finish(msg.get("stop_reason"), json_used and not calls)}
+        out: dict[str, Any] = {"id": self._ctx.id or f"chatcmpl-{msg_id}",
+                               "object": "chat.completion", "created": self._ctx.created,
+                               "model": self._ctx.model, "choices": [choice]}
+        counts = openai_usage(msg["usage"])
+        if counts is None:    # no zeros made up: the gateway reads its usage as unread
+            self.usage_unread = True
+        else:
+            out["usage"] = counts
+        return out
 
 
 def media_type(content_type: str) -> str:

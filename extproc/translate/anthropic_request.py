@@ -19,13 +19,15 @@ meaning. The choices, each against Anthropic's API as of anthropic-sdk-python 2.
   block, ``filename`` as its ``title``). ``input_audio``, ``file_id`` and other files are
   refused. ``prompt_cache_breakpoint`` is refused (OpenAI's TTLs are not Anthropic's).
 * ``assistant``: text and ``refusal`` (field or parts) become text blocks, ``tool_calls`` become
-  ``tool_use`` blocks (``arguments`` parsed; "" is ``{}``); an assistant message left with no
-  block is skipped. ``tool`` messages become ``tool_result`` blocks of a user turn. Consecutive
-  turns of one role are merged (Anthropic alternates roles). ``name`` on a message, the
+  ``tool_use`` blocks (``arguments`` parsed, refused when a number in them would not be
+  written back as the client wrote it, `exact_json`; "" is ``{}``); an assistant message left
+  with no block is skipped. ``tool`` messages become ``tool_result`` blocks of a user turn.
+  Consecutive turns of one role are merged (Anthropic alternates roles). ``name`` on a message, the
   ``function`` role, ``audio``, ``function_call`` and a non-standard ``reasoning_content``
   (a thinking block needs Anthropic's signature) are refused.
-* ``tools`` (function tools; ``strict: true`` is Anthropic's strict tool use), ``tool_choice``
-  (auto, required -> any, none, a named function -> tool), ``parallel_tool_calls: false`` ->
+* ``tools`` (function tools, a ``description`` only as a string; ``strict: true`` is
+  Anthropic's strict tool use), ``tool_choice`` (auto, required -> any, none, a named
+  function -> tool), ``parallel_tool_calls: false`` ->
   ``disable_parallel_tool_use``. Custom tools, ``allowed_tools`` and the legacy
   ``functions``/``function_call`` are refused.
 * ``response_format``: ``text`` is the default; ``json_schema`` -> ``output_config.format``

@@ -128,10 +128,13 @@ class StreamReply(ReplyTranslator):
             if not self._finished:
                 raise _Unreadable("message_stop before message_delta")
             out = b""
-            if self._ctx.include_usage:
+            counts = openai_usage(self._usage)
+            if counts is None:   # no count in any event: no zeros made up
+                self.usage_unread = True
+            elif self._ctx.include_usage:
                 out = chunk_event({"id": self._id, "object": "chat.completion.chunk",
                                    "created": self._ctx.created, "model": self._ctx.model,
-                                   "choices": [], "usage": openai_usage(self._usage)})
+                                   "choices": [], "usage": counts})
             self._ended = True
             return out + DONE
         index = ev.get("index")   # content_block_stop

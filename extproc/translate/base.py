@@ -40,7 +40,10 @@ OpenAI reply: usage metering, the reply guards, the stream cut):
   ``prompt_tokens_details.cached_tokens`` (cache reads), ``completion_tokens_details.
   reasoning_tokens``, and, where the backend reports cache writes (Anthropic),
   ``prompt_tokens_details.cache_write_tokens`` (where OpenAI's newer usage reports its own;
-  the gateway prices them apart).
+  the gateway prices them apart). A backend that reported no counts at all gets no usage
+  (no usage chunk, no ``usage`` member: zeros would read as a real report of nothing) and
+  the translator sets ``usage_unread``, so budgets charge their worst case, as for a
+  native route's reply without its usage report.
 * A backend error before the stream starts is a non-200 status: translated whole into
   ``{"error": {"message", "type", "param", "code"}}``. An error event during a stream becomes
   ``data: {"error": {...}}\\n\\n`` (what the OpenAI SDK raises as ``APIError``) and the stream
@@ -126,6 +129,9 @@ class ReplyTranslator:
     status: int | None = None
     #: a 200 reply could not be translated (what was produced is an OpenAI error instead)
     failed: bool = False
+    #: the backend's reply ended without any usage count: none was made up (set by the
+    #: time the reply's end is translated)
+    usage_unread: bool = False
 
     def feed(self, chunk: bytes) -> bytes:
         raise NotImplementedError

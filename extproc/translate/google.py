@@ -23,16 +23,19 @@ out and listed, never conversation content, malformed values or the legacy funct
   ``fileUri`` (with per-request file limits). Google fetches the URL, not the gateway.
   ``detail`` other than auto and ``prompt_cache_breakpoint`` are refused (droppable).
   ``input_audio`` wav/mp3 -> inlineData audio/wav|audio/mp3; ``file.file_data`` (a base64
-  data URL) -> inlineData with its type (``filename`` is a label and is not sent; ``file_id``
-  is refused).
+  data URL) -> inlineData with its type (``filename`` has no place in inlineData: left out
+  and listed as dropped in either mode; ``file_id`` is refused).
 * assistant -> a ``model`` turn: text (content, text and refusal parts, ``refusal``) and
-  ``functionCall {name, args}`` parts (arguments must be a JSON object). A tool call id
-  holding ``__thought__<signature>`` (as this translator makes them) sends the signature back
-  as the part's ``thoughtSignature``, which Gemini 3 requires in function-calling turns.
+  ``functionCall {name, args}`` parts (arguments must be a JSON object whose numbers are
+  written back as the client wrote them, `exact_json`). A tool call id holding
+  ``__thought__<signature>`` (as this translator makes them) sends the signature back as the
+  part's ``thoughtSignature``, which Gemini 3 requires in function-calling turns (base64 of
+  at most `google_messages.MAX_SIGNATURE` characters, else refused).
   ``reasoning_content`` is refused (droppable); ``audio`` and ``function_call`` are refused.
 * tool -> ``functionResponse {name, response: {"content": X}}`` in a ``user`` turn, the name
   taken from the assistant tool call with that id (unknown id: refused); X is the tool's
-  text parsed as JSON when it is a JSON object, else the text itself.
+  text parsed as JSON when it is a JSON object that reads as its text does (no escape, its
+  numbers written back as written), else the text itself.
 * consecutive turns of one role are merged (Gemini alternates user and model).
 * ``name`` on any message: refused (droppable; Gemini has no participant names).
 * tools (function only) -> ``tools[{functionDeclarations[{name, description,
@@ -45,13 +48,15 @@ out and listed, never conversation content, malformed values or the legacy funct
   switch). ``functions`` / ``function_call`` (legacy) are refused.
 * response_format: text -> nothing, json_object -> ``responseMimeType: application/json``,
   json_schema -> that + ``responseJsonSchema`` (full JSON Schema; ``responseSchema`` takes
-  only the OpenAPI subset). name, description and strict are not sent.
+  only the OpenAPI subset). name and strict are not sent; description is refused
+  (droppable: OpenAI shows it to the model, Gemini has no place for it).
 * generationConfig: temperature, top_p -> topP, stop -> stopSequences, max_tokens /
   max_completion_tokens (the latter wins) -> maxOutputTokens, n -> candidateCount, seed,
   presence_penalty -> presencePenalty, frequency_penalty -> frequencyPenalty (a 0 penalty,
   the default, is not sent: some Gemini models refuse any penalty field),
   reasoning_effort -> ``thinkingConfig {thinkingBudget, includeThoughts: true}`` with the
-  budgets of `THINKING_BUDGETS` (none -> 0 and no thoughts).
+  budgets of `THINKING_BUDGETS` (none -> 0 and no thoughts); xhigh and max are refused
+  (droppable: then sent as high).
 * refused unless at their default: logprobs / top_logprobs (not translated back),
   logit_bias, metadata, store, service_tier (auto), modalities ([text]), verbosity
   (medium), audio, prediction, web_search_options, moderation, prompt_cache_key,

@@ -11,22 +11,27 @@ Consecutive turns of one role are merged.
 What the model reads is what the guards read (they read the OpenAI request before it is
 translated): a list of text parts stays a list of parts, never joined into one text; a tool
 result goes as the JSON object it spells only where that object reads as its text does (no
-escapes, no exponents), else as the text.
+escapes, every number written back as the client wrote it), else as the text; tool-call
+arguments whose numbers would be rewritten are refused (`exact_json`). A thoughtSignature
+must be base64 of a bounded length; a file part's filename, which Gemini has no place for,
+is left out and listed with the dropped fields.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 from urllib.parse import urlsplit
 
 from extproc.translate.base import Unsupported
+from extproc.translate.exact_json import Inexact, loads_exact
 
 __all__ = ["THOUGHT_SEP", "Refusals", "bad", "contents", "text_of"]
 
 #: joins a Gemini thoughtSignature to a tool call id (so it comes back with the tool call)
 THOUGHT_SEP = "__thought__"
+#: the longest thoughtSignature taken back (base64 characters; Gemini's are a few KiB)
+MAX_SIGNATURE = 64 * 1024
 _DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+);base64,(.*)", re.S)
 _B64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 _IMAGE_EXT = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg",
@@ -47,6 +52,11 @@ class Refusals:
             self.dropped.append(field)
             return
         raise Unsupported(field, reason)
+
+    def note(self, field: str) -> None:
+        """A field left out in either mode (a label the backend has no place for): listed
+        with the dropped fields, so it is logged, never silently ignored."""
+        self.dropped.append(field)
 
 
 def bad(field: str, reason: str) -> Unsupported:
@@ -81,19 +91,17 @@ def texts_of(content: Any, field: str, kinds: tuple[str, ...] = ("text",)) -> li
     return texts
 
 
-_JSON_STRING = re.compile(r'"[^"]*"')
-_EXPONENT = re.compile(r"[0-9.][eE]")
-
-
 def tool_result(text: str) -> Any:
     """A tool's result as Gemini gets it: the JSON object it spells, where the object reads
-    as the text does (no escape, no exponent: what the guards read in the text is what the
-    model reads in the object), else the text itself, as OpenAI sends it."""
-    if "\\" in text or _EXPONENT.search(_JSON_STRING.sub("", text)):
+    as the text does (no escape, and every number written back as the client wrote it:
+    `exact_json`; what the guards read in the text is what the model reads in the object),
+    else the text itself, as OpenAI sends it (so too a text nested deeper than Python
+    parses)."""
+    if "\\" in text:
         return text
     try:
-        value = json.loads(text)
-    except ValueError:
+        value = loads_exact(text)
+    except ValueError:   # (Inexact: a number Gemini would get rewritten)
         return text
     return value if isinstance(value, dict) else text
 
@@ -168,7 +176,14 @@ def _user_part(part: Any, field: str, req: Refusals) -> dict[str, Any]:
     if not isinstance(file.get("file_data"), str):
         raise bad(f"{field}.file.file_data", "required (a base64 data URL)")
     mime, data = _data_url(file["file_data"], f"{field}.file.file_data")
-    return {"inlineData": {"mimeType": mime, "data": data}}   # filename: a label, not sent
+    name = file.get("filename")
+    if name is not None:
+        if not isinstance(name, str):
+            raise bad(f"{field}.file.filename", "must be a string")
+        # Gemini's inlineData has no name: left out in either mode (refusing it would refuse
+        # the file parts the OpenAI SDK sends, which name their file), but never silently
+        req.note(f"{field}.file.filename")
+    return {"inlineData": {"mimeType": mime, "data": data}}
 
 
 def _arguments(call: Any, field: str) -> tuple[str, str, dict[str, Any]]:
@@ -188,12 +203,25 @@ def _arguments(call: Any, field: str) -> tuple[str, str, dict[str, Any]]:
         raise bad(f"{field}.id", "must be a non-empty string")
     raw = function.get("arguments")
     try:
-        args = json.loads(raw) if isinstance(raw, str) and raw.strip() else {}
-    except ValueError:
+        args = loads_exact(raw) if isinstance(raw, str) and raw.strip() else {}
+    except Inexact as exc:
+        # the guards read the text; Gemini would get the number as Python writes it
+        raise bad(f"{field}.function.arguments", str(exc)) from None
+    except ValueError:   # (not JSON, or nested deeper than Python parses)
         args = None
     if not isinstance(args, dict) or (raw is not None and not isinstance(raw, str)):
         raise bad(f"{field}.function.arguments", "must be a JSON object in a string")
     return call["id"], function["name"], args
+
+
+def _signature(signature: str, field: str) -> str:
+    """A thoughtSignature carried in a tool call id: Gemini's bytes in base64, as the reply
+    translator put it there, of a bounded length."""
+    if len(signature) > MAX_SIGNATURE or len(signature) % 4 \
+            or not _B64.fullmatch(signature):
+        raise bad(field, f"the thoughtSignature after {THOUGHT_SEP} must be base64 of at "
+                  f"most {MAX_SIGNATURE} characters, as Gemini gave it")
+    return signature
 
 
 def _message(msg: Any, i: int, req: Refusals, calls: dict[str, str],
@@ -259,7 +287,8 @@ def _message(msg: Any, i: int, req: Refusals, calls: dict[str, str],
         part: dict[str, Any] = {"functionCall": {"name": name, "args": args}}
         _, sep, signature = call_id.partition(THOUGHT_SEP)
         if sep and signature:
-            part["thoughtSignature"] = signature
+            part["thoughtSignature"] = _signature(signature,
+                                                  f"{field}.tool_calls[{j}].id")
         parts.append(part)
     if not parts:
         raise bad(f"{field}.content", "an assistant message needs content or tool_calls")

@@ -71,13 +71,22 @@ def google_error(doc: Any, status: int) -> Failed | None:
     return Failed(openai_error(status, error["message"], kind, name), status)
 
 
-def usage(meta: Any) -> dict[str, Any]:
-    """OpenAI usage from usageMetadata (missing counts are 0)."""
+_COUNTS = ("promptTokenCount", "toolUsePromptTokenCount", "thoughtsTokenCount",
+           "candidatesTokenCount", "totalTokenCount", "cachedContentTokenCount")
+
+
+def usage(meta: Any) -> dict[str, Any] | None:
+    """OpenAI usage from usageMetadata (a missing count is 0, as Gemini leaves zeros out);
+    None when it reports no count at all (no usageMetadata): nothing to make zeros of."""
     meta = meta if isinstance(meta, dict) else {}
 
     def count(key: str) -> int:
         value = meta.get(key)
         return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+    if not any(isinstance(meta.get(key), int) and not isinstance(meta.get(key), bool)
+               for key in _COUNTS):
+        return None
 
     prompt = count("promptTokenCount") + count("toolUsePromptTokenCount")
     thoughts = count("thoughtsTokenCount")
@@ -179,7 +188,8 @@ def completion(doc: Any, ctx: ReplyContext) -> dict[str, Any]:
     """A whole GenerateContentResponse as a ``chat.completion``; raises Failed.
 
     A blocked prompt (promptFeedback.blockReason, no candidates) is one choice with no
-    content and finish_reason ``content_filter`` (as LiteLLM answers it)."""
+    content and finish_reason ``content_filter`` (as LiteLLM answers it). Without any usage
+    count the completion has no ``usage`` (the gateway then reads its usage as unread)."""
     if not isinstance(doc, dict):
         raise unreadable("not a JSON object")
     failed = google_error(doc, 200)
@@ -217,6 +227,10 @@ def completion(doc: Any, ctx: ReplyContext) -> dict[str, Any]:
             raise unreadable("a candidate without a finishReason")
         choices.append({"index": index, "message": message, "logprobs": None,
                         "finish_reason": finish(cand["finishReason"], bool(calls))})
-    return {"id": ctx.id or f"chatcmpl-{rid or 'gemini'}", "object": "chat.completion",
-            "created": ctx.created, "model": ctx.model, "choices": choices,
-            "usage": usage(doc.get("usageMetadata"))}
+    out: dict[str, Any] = {"id": ctx.id or f"chatcmpl-{rid or 'gemini'}",
+                           "object": "chat.completion", "created": ctx.created,
+                           "model": ctx.model, "choices": choices}
+    counts = usage(doc.get("usageMetadata"))
+    if counts is not None:
+        out["usage"] = counts
+    return out

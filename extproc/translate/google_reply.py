@@ -6,7 +6,8 @@ the incremental translators, built on `google_parts`.
 * `StreamReply` (a 200 ``text/event-stream`` reply to a stream request, ``alt=sse``): each
   ``data:`` event is a GenerateContentResponse; its text, thought and functionCall parts
   are released as ``chat.completion.chunk`` events as soon as the event completes. The usage
-  chunk (``include_usage``) and ``[DONE]`` come when the upstream stream ends and every
+  chunk (``include_usage``; none, and ``usage_unread`` set, when no event had a usage
+  count) and ``[DONE]`` come when the upstream stream ends and every
   candidate has finished; a stream that ends earlier, an ``error`` event, an unreadable
   event or a part the translator cannot map ends with an OpenAI error event (no ``[DONE]``).
 * `BufferedReply` (everything else): the body is buffered (capped at `MAX_BODY`) and
@@ -105,7 +106,9 @@ class BufferedReply(ReplyTranslator):
                 if self._ctx.stream else "a whole request got a reply that is not JSON")
         if doc is None:
             raise unreadable("not JSON")
-        return completion(doc, self._ctx)
+        out = completion(doc, self._ctx)
+        self.usage_unread = "usage" not in out
+        return out
 
     def finish(self) -> bytes:
         try:
@@ -247,10 +250,13 @@ class StreamReply(ReplyTranslator):
         self._events(self._decoder.finish(), out)
         if not self._choices or not all(c.finished for c in self._choices.values()):
             raise unreadable("the stream ended before a finishReason (truncated upstream)")
-        if self._ctx.include_usage:
+        counts = usage(self._usage)
+        if counts is None:      # no usageMetadata in any event: no zeros made up
+            self.usage_unread = True
+        elif self._ctx.include_usage:
             out.append(chunk_event({"id": self._id, "object": "chat.completion.chunk",
                                     "created": self._ctx.created, "model": self._ctx.model,
-                                    "choices": [], "usage": usage(self._usage)}))
+                                    "choices": [], "usage": counts}))
         out.append(DONE)
         self._done = self._finished = True
 

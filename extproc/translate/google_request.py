@@ -19,8 +19,11 @@ __all__ = ["THINKING_BUDGETS", "max_output_tokens", "translate_request"]
 
 #: reasoning_effort -> thinkingConfig.thinkingBudget (tokens). 0 disables thinking (Gemini
 #: 2.5 Flash / Flash-Lite; 2.5 Pro refuses it); 512..24576 is inside every 2.5 model's range.
+#: xhigh and max ask for more than that range holds: refused, or (drop_unsupported) sent as
+#: high and listed among the dropped fields (`CAPPED_EFFORTS`).
 THINKING_BUDGETS = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576,
                     "xhigh": 24576, "max": 24576}
+CAPPED_EFFORTS = frozenset({"xhigh", "max"})
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]*")     # URL-safe model / project / location
 
@@ -184,6 +187,10 @@ def _generation(doc: dict[str, Any], req: Refusals) -> dict[str, Any]:
             spec = fmt["json_schema"]
             for key in set(spec) - {"name", "description", "schema", "strict"}:
                 raise bad(f"response_format.json_schema.{key}", "unknown field")
+            if spec.get("description") is not None:
+                # (OpenAI shows it to the model; Gemini's request has no place for it)
+                req.refuse("response_format.json_schema.description",
+                           "Gemini's structured output has no schema description")
             gen["responseMimeType"] = "application/json"
             if spec.get("schema") is not None:
                 if not isinstance(spec["schema"], dict):
@@ -195,6 +202,9 @@ def _generation(doc: dict[str, Any], req: Refusals) -> dict[str, Any]:
     if effort is not None:
         if effort not in THINKING_BUDGETS:
             raise bad("reasoning_effort", f"unknown effort {effort!r}")
+        if effort in CAPPED_EFFORTS:   # (drop mode: sent as high, listed as dropped)
+            req.refuse("reasoning_effort", f"{effort} exceeds the largest thinking budget "
+                       f"every Gemini 2.5 model takes ({THINKING_BUDGETS[effort]}, as high)")
         thinking: dict[str, Any] = {"thinkingBudget": THINKING_BUDGETS[effort]}
         if effort != "none":
             thinking["includeThoughts"] = True

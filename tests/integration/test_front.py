@@ -602,3 +602,54 @@ def test_a_reply_the_front_cannot_translate_pays_its_reservation(
         assert 100_000 - cost - (reserved - 299) - left == reserved
     finally:
         g.close()
+
+
+@pytest.mark.parametrize("model", ["claude-sonnet-4-5", "gemini-2.5-flash"])
+def test_tool_call_json_whose_numbers_would_be_rewritten_is_a_400(gw: Gateway,
+                                                                   model: str) -> None:
+    """Arguments the translation would send with a number rewritten (the guards read
+    4.111111111111111e15, the backend would get 4111111111111111.0) never go upstream: a 400
+    in OpenAI's format naming them; so too arguments nested deeper than Python parses (a
+    500 with a traceback before)."""
+    before = len(mock_lines(gw, "POST"))
+    for arguments in ('{"card": 4.111111111111111e15}', "[" * 5000 + "]" * 5000):
+        with pytest.raises(openai.BadRequestError) as exc:
+            client(gw).chat.completions.create(model=model, messages=[
+                {"role": "user", "content": "pay"},
+                {"role": "assistant", "content": None, "tool_calls": [
+                    {"id": "c1", "type": "function",
+                     "function": {"name": "pay", "arguments": arguments}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": "ok"}])
+        assert exc.value.param == "messages[1].tool_calls[0].function.arguments"
+    assert len(mock_lines(gw, "POST")) == before
+
+
+@pytest.mark.parametrize("model", ["gemini-2.5-flash", "vertex/gemini-2.5-pro"])
+def test_a_reply_without_usage_pays_its_reservation(tmp_path: Path, mock: Mock,
+                                                    model: str) -> None:
+    """A backend reply with no usage report gets no made-up usage: the front's translation
+    said 0 tokens and the budget charged 0; it is now charged its whole reservation."""
+    limit = {"name": "tokens", "key": ["header:x-test-client"],
+             "tokens": [{"limit": 100_000, "per": "30d"}]}
+    g = Gateway(tmp_path, front_config(tmp_path, rate_limits=[limit]), mock=mock)
+    headers = {"authorization": f"Bearer {KEY}", "x-test-client": uuid.uuid4().hex,
+               "x-mock-reply": TEXT}
+
+    def post(max_tokens: int, **extra: str) -> httpx.Response:
+        r = httpx.post(f"{g.url}/v1/chat/completions", headers={**headers, **extra},
+                       timeout=30, json={"model": model, "messages": MSG,
+                                         "max_tokens": max_tokens})
+        g.server.wait_idle()   # (settled when the exchange ends)
+        return r
+
+    try:
+        whole = post(300)
+        reserved = 100_000 - int(whole.headers["x-ratelimit-remaining-tokens"])
+        cost = whole.json()["usage"]["total_tokens"]
+        bare = post(300, **{"x-mock-usage": "omit"})
+        probe = post(1)       # reserves the prompt estimate and one token
+        left = int(probe.headers["x-ratelimit-remaining-tokens"])
+        assert 100_000 - cost - (reserved - 299) - left == reserved   # (was 0)
+        assert bare.status_code == 200 and "usage" not in bare.json(), bare.text
+    finally:
+        g.close()

@@ -232,6 +232,11 @@ MALFORMED = [
      "response_format.json_schema.schema"),
     (_req(tools=[{"type": "function", "function": {"name": JSON_TOOL}}]),
      "tools[0].function.name"),
+    # (a description that is not a text would reach Anthropic as the client's object)
+    (_req(tools=[{"type": "function", "function": {"name": "f", "description": {"a": 1}}}]),
+     "tools[0].function.description"),
+    (_req(tools=[{"type": "function", "function": {"name": "f", "description": ["x"]}}]),
+     "tools[0].function.description"),
 ]
 
 

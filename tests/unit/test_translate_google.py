@@ -18,6 +18,8 @@ import pytest
 
 from extproc.translate.base import Backend, Unsupported
 from extproc.translate.google import THINKING_BUDGETS, translate_request
+from extproc.translate.google_messages import THOUGHT_SEP
+from extproc.translate.google_request import CAPPED_EFFORTS
 
 GOLDEN = Path(__file__).parent.parent / "golden" / "translate" / "google_requests.json"
 GEMINI = Backend("gemini", "gemini-2.5-flash")
@@ -110,7 +112,8 @@ CASES: dict[str, tuple[Backend, dict[str, Any], bool]] = {
         service_tier="auto", modalities=["text"], verbosity="medium", logit_bias={},
         metadata={}, top_logprobs=None, user=None, audio=None, prediction=None,
         functions=None, function_call=None, temperature=None, stream=False), False),
-    **{f"reasoning_{effort}": (GEMINI, req(reasoning_effort=effort), False)
+    **{f"reasoning_{effort}": (GEMINI, req(reasoning_effort=effort),
+                               effort in CAPPED_EFFORTS)   # (sent as high: dropped)
        for effort in THINKING_BUDGETS},
     "drop_mode": (GEMINI, req(
         messages=[{"role": "user", "name": "ann", "content": [
@@ -237,6 +240,12 @@ REFUSED: list[tuple[dict[str, Any], str, bool]] = [
     (req(prompt_cache_options={"ttl": "30m"}), "prompt_cache_options", True),
     (req(parallel_tool_calls=False, tools=[WEATHER_TOOL]), "parallel_tool_calls", True),
     (req(unknown_field=True), "unknown_field", True),
+    # (OpenAI shows these to the model; Gemini has no place for them, or a smaller budget)
+    (req(response_format={"type": "json_schema", "json_schema": {
+        "name": "a", "description": "the answer", "schema": {"type": "object"}}}),
+     "response_format.json_schema.description", True),
+    (req(reasoning_effort="xhigh"), "reasoning_effort", True),
+    (req(reasoning_effort="max"), "reasoning_effort", True),
     (req(n=True), "n", False),
     (req(logprobs=0), "logprobs", True),
     (req(functions=[{"name": "f"}]), "functions", False),
@@ -405,3 +414,41 @@ def test_text_parts_are_never_joined_into_a_value_no_guard_read() -> None:
     assert body["systemInstruction"]["parts"] == [{"text": "key AKIAIOSF"},
                                                   {"text": "ODNN7EXAMPLE"}]
     assert body["contents"][1]["parts"] == [{"text": "key AKIAIOSF"}, {"text": "ODNN7EXAMPLE"}]
+
+
+def test_a_file_name_gemini_has_no_place_for_is_listed_as_dropped_in_either_mode() -> None:
+    """Gemini's inlineData has no name: it is left out, and never silently (the OpenAI SDK
+    sends a filename with every file, so refusing it would refuse file parts)."""
+    part = {"type": "file", "file": {"file_data": f"data:application/pdf;base64,{PNG}",
+                                     "filename": "a.pdf"}}
+    for drop in (False, True):
+        out = translate_request(req(messages=[{"role": "user", "content": [part]}]), GEMINI,
+                                drop_unsupported=drop)
+        assert out.dropped == ("messages[0].content[0].file.filename",)
+        assert b"a.pdf" not in out.body
+    part["file"]["filename"] = {"a": 1}
+    with pytest.raises(Unsupported) as err:
+        translate_request(req(messages=[{"role": "user", "content": [part]}]), GEMINI)
+    assert err.value.field == "messages[0].content[0].file.filename"
+
+
+def _signed(call_id: str) -> dict[str, Any]:
+    return req(messages=[
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": call_id, "type": "function",
+             "function": {"name": "lookup", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": call_id, "content": "ok"}])
+
+
+@pytest.mark.parametrize("signature", [
+    "not base64!", "abc", "a" * 4 + "\n", "{\"x\":1}", "QUJD" * (16 * 1024 + 1)])
+def test_a_thought_signature_that_is_not_bounded_base64_is_refused(signature: str) -> None:
+    with pytest.raises(Unsupported) as err:
+        translate_request(_signed(f"c1{THOUGHT_SEP}{signature}"), GEMINI)
+    assert err.value.field == "messages[1].tool_calls[0].id"
+
+
+def test_a_thought_signature_gemini_gave_goes_back() -> None:
+    body = json.loads(translate_request(_signed(f"c1{THOUGHT_SEP}QUJD+/=="), GEMINI).body)
+    assert body["contents"][1]["parts"][0]["thoughtSignature"] == "QUJD+/=="

@@ -377,7 +377,8 @@ def test_unusable_whole_replies_are_errors(doc: Any, code: str, message: str) ->
     ("IMAGE_SAFETY", "content_filter")])
 def test_finish_reasons(reason: str, finish: str) -> None:
     out, _ = run(200, SSE, STREAM, _sse(_cand([{"text": "x"}], reason)))
-    assert json.loads(events(out)[-3])["choices"][0]["finish_reason"] == finish
+    # (no usageMetadata: no usage chunk, so the finish chunk is right before [DONE])
+    assert json.loads(events(out)[-2])["choices"][0]["finish_reason"] == finish
     whole = json.loads(run(200, JSON, WHOLE, json.dumps(_cand([{"text": "x"}], reason))
                            .encode())[0])
     assert whole["choices"][0]["finish_reason"] == finish

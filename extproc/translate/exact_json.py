@@ -1,0 +1,63 @@
+"""JSON a client wrote inside a string (tool-call arguments, a tool's result) that a translator
+parses and sends on re-serialised (sans-IO).
+
+The guards read that string as the client wrote it; the backend gets what Python writes back.
+The two are the same text but for the numbers: ``4.111111111111111e15``,
+``4111111111111111e0`` or ``4111111111111110.9999999`` come back as ``4111111111111111.0``, a
+card number no guard read. `loads_exact` therefore reads a text only when every number in it
+would be written back exactly as it is written (``12``, ``0.5``, ``-3``, ``1e+21``), and
+raises `Inexact` (a `ValueError`) naming the first one that would not; the caller refuses the
+field or keeps the text as it is. Text nested deeper than Python parses raises `ValueError`
+too (not `RecursionError`), so no caller fails with a 500.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+__all__ = ["Inexact", "loads_exact"]
+
+
+class Inexact(ValueError):
+    """A number that would not be written back as the client wrote it."""
+
+    def __init__(self, number: str, written: str) -> None:
+        # (the message names neither: it may be a card number, and messages are logged)
+        super().__init__("a number in it would not reach the backend as written (a parser "
+                         "rewrites an exponent, a trailing zero, digits past a double's "
+                         "precision): write numbers as JSON writes them back, or as strings")
+        self.number = number
+        self.written = written
+
+
+def _int(text: str) -> int:
+    value = int(text)    # (ValueError past Python's digit limit)
+    written = json.dumps(value)
+    if written != text:   # -0
+        raise Inexact(text, written)
+    return value
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    written = json.dumps(value)   # (1e999: Infinity)
+    if written != text:
+        raise Inexact(text, written)
+    return value
+
+
+def _constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+_DECODER = json.JSONDecoder(parse_int=_int, parse_float=_float, parse_constant=_constant)
+
+
+def loads_exact(text: str) -> Any:
+    """`text` as JSON, if every number in it reads back as written; else `ValueError`
+    (`Inexact` for a number, a plain one for what is not JSON or is nested too deep)."""
+    try:
+        return _DECODER.decode(text)
+    except RecursionError:
+        raise ValueError("JSON nested deeper than the gateway reads") from None
