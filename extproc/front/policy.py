@@ -37,6 +37,7 @@ from ..auth.credentials import (
     strip_account_reply_headers,
 )
 from ..context import succeeded
+from ..limits.bound import WRITE_MAX
 from ..limits.policy import MAX_OUTPUT
 from ..llm.policy import USAGE_UNREAD, USAGE_UNREAD_KIND
 from ..llm.transforms import NO_USAGE, UNTRANSLATED
@@ -249,6 +250,11 @@ class FrontRequest(_FrontPolicy):
             raise Reject(400, "the request could not be read as Chat Completions",
                          details="extproc_front_unreadable")
         backend = st.backend
+        # a request naming no max, on a route with budgets: the bound they reserved
+        # (`limits.bound`; the Anthropic backend is always sent one)
+        written = ex.state.pop(WRITE_MAX, None)
+        if written is not None and backend.provider != "anthropic":
+            doc = {**doc, "max_completion_tokens": written}
         try:
             t = st.module.translate_request(doc, backend,
                                             drop_unsupported=self.front.drop_unsupported)

@@ -16,8 +16,10 @@ on by default): what it reserved is what the provider may generate.
 * Gemini and Vertex: `generationConfig.maxOutputTokens` (it bounds thinking too); a value of
   0, which Gemini reads as unset, is replaced;
 * Anthropic always names `max_tokens`, legacy completions default to 16 tokens, and
-  embeddings and token counts generate nothing: nothing to write. The unified front writes
-  its own bound (`translate`).
+  embeddings and token counts generate nothing: nothing to write.
+* The unified front: the bound is left in the exchange's state (`WRITE_MAX`) for the front,
+  which writes it as the client's `max_completion_tokens` before translating for an OpenAI,
+  Azure, Gemini or Vertex backend (the Anthropic backend is always sent a limit).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
     from ..context import Context
     from ..providers.base import Adapter
 
+#: where the bound for a unified front's request waits for the front (`front.policy`)
+WRITE_MAX = "write_max_output"
 #: the endpoints a bound is written for
 ENDPOINTS = frozenset(("chat.completions", "responses", "generateContent",
                        "streamGenerateContent"))

@@ -189,8 +189,13 @@ class RateLimit(Policy):
                     ex, next(s.name for s in self.limits if s.tokens or s.spend), "stored"))
         await self._admit(ex, prompt, body, extra, choices, thinking)
         if self.write_max_tokens and self.settles and read is not None and prompt is not None \
-                and not prompt.max_output_tokens and ex.state.get(MAX_OUTPUT) is None:
-            # what was reserved is what the provider may generate
+                and not prompt.max_output_tokens:
+            # what was reserved is what the provider may generate (the unified front writes
+            # it into what it sends the backend)
+            front = ex.state.get(MAX_OUTPUT)
+            if front is not None:
+                ex.state[bound.WRITE_MAX] = front(self.default_max_tokens)
+                return None
             return bound.write(ex, adapter, body, self.default_max_tokens + thinking,
                                getattr(prompt, "model", None) or ex.state.get("model"))
         return None

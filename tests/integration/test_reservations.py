@@ -96,6 +96,10 @@ def test_the_front_reserves_the_max_tokens_anthropic_is_sent(
 def test_the_front_reserves_what_gemini_may_generate(gw: Gateway, body: dict[str, Any],
                                                     output: int) -> None:
     assert reserved(front(gw, "gemini-2.5-flash", **body)) == 1 + output
+    # ...and sends it: a request naming no max is sent the bound it reserved (found by the
+    # spend audit: the model's own limit bounded a reply whose usage never came back)
+    sent = json.loads(gw.mock.last()["body"])["generationConfig"]
+    assert sent["maxOutputTokens"] * sent.get("candidateCount", 1) == output
 
 
 def test_a_completions_batch_reserves_every_prompts_completions(gw: Gateway) -> None:
@@ -199,3 +203,9 @@ def test_a_route_may_allow_input_the_provider_keeps(gw: Gateway) -> None:
     r = httpx.post(f"{gw.url}/rs-stored/v1/responses", json=body, headers=who(), timeout=30)
     assert reserved(r) == 2 + DEFAULT_MAX         # the input it sees, and the default max
     assert json.loads(gw.mock.last()["body"])["previous_response_id"] == "resp_1"
+
+
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "azure/my-deployment"])
+def test_the_front_sends_an_openai_backend_the_max_it_reserved(gw: Gateway, model: str) -> None:
+    assert reserved(front(gw, model)) == 1 + DEFAULT_MAX
+    assert json.loads(gw.mock.last()["body"])["max_completion_tokens"] == DEFAULT_MAX
