@@ -24,6 +24,7 @@ on by default): what it reserved is what the provider may generate.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from ..providers import read_request
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from ..context import Context
     from ..providers.base import Adapter
 
+_EMPTY = re.compile(rb"\s*}")
 #: where the bound for a unified front's request waits for the front (`front.policy`)
 WRITE_MAX = "write_max_output"
 #: the endpoints a bound is written for
@@ -79,14 +81,33 @@ def bounded(endpoint: str, doc: dict[str, Any], n: int,
     return None
 
 
-def write(ex: Context, adapter: Adapter, body: bytes, n: int, model: str | None) -> bytes | None:
+def write(ex: Context, adapter: Adapter, body: bytes, doc: dict[str, Any], n: int,
+          model: str | None) -> bytes | None:
     """The request body with `n` written as its bound, for a request that names none
-    (`bounded`); None to send it as it is. The body as it is now (a guard may have masked
-    it), not as the first policy read it."""
+    (`bounded`); None to send it as it is. `doc` is the request as first read: where it
+    has none of the fields, they are put in front of the body as it is now (no second parse
+    or dump of a body a guard may have masked); else the body as it is now is read and
+    written again."""
     endpoint = ex.endpoint
     if endpoint is None or endpoint.name not in ENDPOINTS:
         return None
+    name = endpoint.name
+    insert: bytes | None = None
+    if name == "chat.completions" and "max_tokens" not in doc \
+            and "max_completion_tokens" not in doc:
+        key = "max_tokens" if plain_openai_model(model) else "max_completion_tokens"
+        insert = b'"%s":%d,' % (key.encode(), n)
+    elif name == "responses" and "max_output_tokens" not in doc:
+        insert = b'"max_output_tokens":%d,' % n
+    elif name in ("generateContent", "streamGenerateContent") \
+            and "generationConfig" not in doc and "generation_config" not in doc:
+        insert = b'"generationConfig":{"maxOutputTokens":%d},' % n
+    start = len(body) - len(body.lstrip())
+    if insert is not None and body[start:start + 1] == b"{":
+        if _EMPTY.match(body, start + 1):   # an empty object: no comma after the field
+            insert = insert[:-1]
+        return body[:start + 1] + insert + body[start + 1:]
     now = read_request(adapter, ex.request_headers.get(":path", ""), body, ex.state)
-    doc = bounded(endpoint.name, now[0], n, model) if now is not None else None
-    text = dump_compact(doc) if doc is not None else ""
+    new = bounded(name, now[0], n, model) if now is not None else None
+    text = dump_compact(new) if new is not None else ""
     return text.encode("utf-8") if text else None

@@ -196,7 +196,7 @@ class RateLimit(Policy):
             if front is not None:
                 ex.state[bound.WRITE_MAX] = front(self.default_max_tokens)
                 return None
-            return bound.write(ex, adapter, body, self.default_max_tokens + thinking,
+            return bound.write(ex, adapter, body, read[0], self.default_max_tokens + thinking,
                                getattr(prompt, "model", None) or ex.state.get("model"))
         return None
 

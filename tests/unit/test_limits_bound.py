@@ -3,11 +3,16 @@
 
 from __future__ import annotations
 
+import json
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from extproc.limits.bound import bounded
+from extproc.limits.bound import bounded, write
+from extproc.providers import adapter_for
 
 
 @pytest.mark.parametrize(("endpoint", "doc", "model", "want"), [
@@ -39,3 +44,32 @@ def test_a_bound_is_written_only_where_none_is_named(
     before = repr(doc)
     assert bounded(endpoint, doc, 9, model) == want
     assert repr(doc) == before            # the request as read is left as it was
+
+
+# --- the bound put in front of the body, against the body read and written again ---------
+
+_VALUES = st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6)
+                       | st.text(max_size=8),
+                       lambda inner: st.lists(inner, max_size=3)
+                       | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=8)
+_FIELDS = {"max_tokens", "max_completion_tokens", "max_output_tokens", "generationConfig",
+           "generation_config"}
+_DOCS = st.dictionaries(st.text(max_size=8).filter(lambda k: k not in _FIELDS), _VALUES,
+                        max_size=5)
+
+
+@given(endpoint=st.sampled_from(["chat.completions", "responses", "generateContent",
+                                 "streamGenerateContent"]),
+       doc=_DOCS, model=st.sampled_from([None, "gpt-4o", "o3"]),
+       pretty=st.booleans(), lead=st.sampled_from(["", " ", "\n\t "]))
+def test_the_bound_put_in_front_is_the_bound_written_again(
+        endpoint: str, doc: dict[str, Any], model: str | None, pretty: bool,
+        lead: str) -> None:
+    """`write` skips the second parse and dump where the request has none of the fields:
+    what it sends reads as what `bounded` would have written."""
+    body = (lead + json.dumps(doc, indent=2 if pretty else None)).encode()
+    ex = SimpleNamespace(endpoint=SimpleNamespace(name=endpoint), state={},
+                         request_headers={":path": ""})
+    out = write(ex, adapter_for("openai"), body, doc, 9, model)  # type: ignore[arg-type]
+    assert out is not None and out.endswith(body.lstrip()[1:])     # the body kept as it was
+    assert json.loads(out) == bounded(endpoint, doc, 9, model)
