@@ -88,15 +88,18 @@ class StreamReport:
         self.unread_kind: str | None = None
         self._skipped: str | None = None   # why an event went by unread, if one did
         self._reported = True              # a usage report was read after the last one
+        self._closing = False              # a usage report came with or after the finish
         #: a whole (non-streamed) reply: its usage is its final report
         self.whole = False
 
     @property
     def final(self) -> bool:
         """Is its usage the provider's final report? A whole reply's is; a stream's only
-        when it ended with a finish reason and no error (else budgets charge at least the
-        output delivered: Anthropic's message_start says one output token)."""
-        return self.whole or (self.finish_reason is not None and self.error is None)
+        when it ended with a finish reason, a usage report came with it or after it, and no
+        error (else budgets charge at least the output delivered: Anthropic's message_start
+        says one output token, and a message_delta without its usage leaves it at that)."""
+        return self.whole or (self.finish_reason is not None and self._closing
+                              and self.error is None)
 
     def meter_once(self, meter: Meter) -> None:
         """Hand the report to `meter`, once."""
@@ -156,6 +159,8 @@ class StreamReport:
             self._last = None
         if delta.finish_reason:
             self.finish_reason = delta.finish_reason
+        if delta.usage is not None and self.finish_reason is not None:
+            self._closing = True
         if delta.error:
             self.error = delta.error
         return delta

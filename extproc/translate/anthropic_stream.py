@@ -38,6 +38,7 @@ class StreamReply(ReplyTranslator):
         self._json: list[str] = []   # the JSON-mode tool input held until its block stops
         self._json_size = 0
         self._usage: dict[str, Any] = {}
+        self._closing = False    # message_delta carried the final output count
         self._finished = False   # the finish chunk went out
         self._ended = False      # [DONE] or an error event went out
         self.failed = False
@@ -121,6 +122,8 @@ class StreamReply(ReplyTranslator):
             delta, usage = ev.get("delta"), ev.get("usage")
             if isinstance(usage, dict):
                 self._usage.update(usage)
+            # the final output count comes here; without it, message_start's says one token
+            self._closing = isinstance(usage, dict) and "output_tokens" in usage
             stop = delta.get("stop_reason") if isinstance(delta, dict) else None
             self._finished = True
             return self._chunk({}, _finish(stop, self._json_only()))
@@ -129,8 +132,8 @@ class StreamReply(ReplyTranslator):
                 raise _Unreadable("message_stop before message_delta")
             out = b""
             counts = openai_usage(self._usage)
-            if counts is None:   # no count in any event: no zeros made up
-                self.usage_unread = True
+            if counts is None or not self._closing:   # no count, or no final output count:
+                self.usage_unread = True              # none made up (worst case charged)
             elif self._ctx.include_usage:
                 out = chunk_event({"id": self._id, "object": "chat.completion.chunk",
                                    "created": self._ctx.created, "model": self._ctx.model,

@@ -62,6 +62,18 @@ def _anthropic_frames(usage: bool) -> list[bytes]:
     return frames
 
 
+def _anthropic_frames_without_the_final_count(usage: bool) -> list[bytes]:
+    """message_start's counts (one output token) and a message_delta without its usage."""
+    frames = []
+    for frame in _anthropic_frames(True):
+        head, _, data = frame.partition(b"data: ")
+        doc = json.loads(data)
+        if doc.get("type") == "message_delta":
+            doc.pop("usage", None)
+        frames.append(head + b"data: " + json.dumps(doc).encode() + b"\n\n")
+    return frames
+
+
 def _gemini_whole(usage: bool) -> bytes:
     doc = json.loads(m_google.build_response({"contents": []}, REPLY))
     if not usage:
@@ -149,3 +161,14 @@ async def test_a_front_stream_without_usage_pays_its_reservation(
     state = await _stream(backend, True, monkeypatch)
     assert USAGE_UNREAD not in state
     assert 0 < state["tokens_charged"] < reserved
+
+
+async def test_a_front_stream_without_its_final_count_pays_its_reservation(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by the red team: message_start's one output token went out as the usage of a
+    400-word reply, charged 8 tokens."""
+    frames = _anthropic_frames_without_the_final_count(True)
+    monkeypatch.setattr(f"{__name__}._anthropic_frames", lambda _usage: frames)
+    state = await _stream("anthropic", True, monkeypatch)
+    assert state["tokens_charged"] == state["ratelimit"]["reserved_tokens"] > ASK
+    assert state[USAGE_UNREAD_KIND] == NO_USAGE

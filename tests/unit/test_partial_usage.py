@@ -73,6 +73,46 @@ def test_a_stream_that_stopped_without_a_finish_reason_is_not_final() -> None:
     assert report.usage.output_tokens == 1 and not report.final
 
 
+def _without_closing_usage(frames: list[bytes]) -> bytes:
+    out = []
+    for f in frames:
+        if b"message_delta" in f:
+            head, _, data = f.partition(b"data: ")
+            doc = json.loads(data)
+            doc.pop("usage")
+            f = head + b"data: " + json.dumps(doc).encode() + b"\n\n"
+        out.append(f)
+    return b"".join(out)
+
+
+def test_a_finish_without_its_usage_is_not_final() -> None:
+    """Found by the red team: an Anthropic message_delta without its usage (a broken or
+    hostile upstream, a relay) left message_start's one output token as a final report: 600
+    delivered words were charged 8 tokens. Usage is final only when a report came with the
+    finish or after it."""
+    body = _without_closing_usage(m_anthropic.build_stream({}, REPLY))
+    report = _report("anthropic", body)
+    assert report.usage.output_tokens == 1 and not report.final
+    whole = _report("anthropic", b"".join(m_anthropic.build_stream({}, REPLY)))
+    assert whole.final and whole.usage.output_tokens > 1
+    # an OpenAI-compatible relay that sends the usage chunk before the finish chunk: what
+    # came after the report is not in it
+    frames = m_openai.build_stream({"stream_options": {"include_usage": True}}, REPLY)
+    usage = next(f for f in frames if b'"choices":[]' in f)
+    finish = next(i for i, f in enumerate(frames) if b'"finish_reason":"' in f)
+    early = [f for f in frames[:finish] if f is not usage] + [usage] + [
+        f for f in frames[finish:] if f is not usage]
+    early.insert(1, early.pop(early.index(usage)))
+    report = _report("openai", b"".join(early))
+    assert report.finish_reason and report.usage.output_tokens and not report.final
+    # OpenAI: the usage chunk after the finish chunk; Gemini: on the finish element
+    for provider, frames in (
+            ("openai", m_openai.build_stream({"stream_options": {"include_usage": True}},
+                                             REPLY)),
+            ("gemini", m_google.build_stream({}, REPLY, sse=True))):
+        assert _report(provider, b"".join(frames)).final, provider
+
+
 def _anthropic() -> tuple[str, bytes, bytes]:
     frames = m_anthropic.build_stream({}, REPLY)
     stop = next(i for i, f in enumerate(frames) if b"content_block_stop" in f)
