@@ -3,7 +3,10 @@
 Clients never hold provider keys: the gateway strips whatever credential the client sent and
 sets the provider's (OpenAI and Vertex `Authorization: Bearer`, Azure `api-key`, Anthropic
 `x-api-key` plus `anthropic-version`, Gemini `x-goog-api-key`), and removes from the reply
-the headers that name the provider account the key belongs to. The value is read from an
+the headers that name the provider account the key belongs to. A 401 from the provider can
+only be about that key (the client's own credential was the gateway's to check), and its
+body names it (OpenAI quotes its last characters): it is replaced by a 502 that says the
+gateway's credential was refused (`CredentialRefused`). The value is read from an
 environment variable or a file named in the config, never from the config itself; a file is
 re-read when it changes (mounted secrets rotate, Vertex access tokens expire hourly), and
 followed through a Kubernetes volume's `..data` symlink swap (see `Secret`).
@@ -21,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from .. import filewatch
 from ..filewatch import FileId
+from ..policy import BodyTransform, Reject
 
 if TYPE_CHECKING:
     from ..context import Context
@@ -145,6 +149,24 @@ def strip_account_reply_headers(ex: Context) -> None:
         if name in headers:
             ex.remove_response_header(name)
             del headers[name]
+
+
+class CredentialRefused(BodyTransform):
+    """The body of a provider's 401 to a request carrying the injected key: withheld (it
+    names the key), and the reply refused with a 502 in the provider's format, its headers
+    held (`whole_body`) until then."""
+
+    whole_body = True
+
+    def feed(self, chunk: bytes) -> bytes:
+        return b""
+
+    def finish(self) -> bytes:
+        log.error("the provider refused the route's upstream_credential (401): replace the "
+                  "key")
+        raise Reject(502, "the provider refused the gateway's credential for this route; "
+                     "its operator must replace it (the provider's message is withheld: it "
+                     "names the key)", details="extproc_upstream_credential_refused")
 
 
 @dataclass

@@ -44,13 +44,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..policy import Policy, Reject
+from ..policy import BodyTransform, Policy, Reject
 from .apikeys import ApiKeyStore
 from .credentials import (
     ANTHROPIC_VERSION,
     CLIENT_CREDENTIAL_HEADERS,
     CREDENTIAL_SCOPE_HEADERS,
     PROVIDER_HEADER,
+    CredentialRefused,
     UpstreamCredential,
     fold_header,
     spellings_of,
@@ -123,6 +124,8 @@ class Authenticate(Policy):
         self.provider = provider
         self.auth = auth
         self.credential = credential
+        #: a provider's 401 to the injected key is read (`response_transform`)
+        self.needs_response_body = credential is not None
         self.clock = clock
         self._cache: OrderedDict[bytes, tuple[_Grant, float, Any, Any]] = OrderedDict()
         self._key_grants: dict[str, _Grant] = {}
@@ -176,6 +179,11 @@ class Authenticate(Policy):
         it belongs to (`openai-organization`, `anthropic-organization-id`, ...)."""
         if self.credential is not None:
             strip_account_reply_headers(ex)
+
+    def response_transform(self, ex: Context) -> BodyTransform | None:
+        """A 401 to the injected key: its body withheld, a 502 instead (`CredentialRefused`)."""
+        return CredentialRefused() if self.credential is not None and ex.status == 401 \
+            else None
 
     def _grant(self, identity: Identity) -> _Grant:
         """What an identity adds to every request: forwarded claims and metadata."""

@@ -368,6 +368,29 @@ def test_underscore_spellings_of_credential_and_account_headers_never_reach_upst
     assert "sk-client" not in json.dumps(gw.mock.last())
 
 
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "gemini"])
+def test_a_provider_401_to_the_injected_key_is_withheld(gw: Gateway, provider: str) -> None:
+    """The client's credential was the gateway's to check, so a provider's 401 is about the
+    injected key, and its body names it (OpenAI quotes its last characters): found by the
+    red-team review. The client gets a 502 in the provider's format saying so."""
+    body, path = {"openai": (CHAT, "/v1/chat/completions"),
+                  "anthropic": ({"model": "claude-sonnet-4-5", "max_tokens": 8,
+                                 "messages": CHAT["messages"]}, "/v1/messages"),
+                  "gemini": ({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]},
+                             "/v1beta/models/gemini-2.5-flash:generateContent")}[provider]
+    r = httpx.post(f"{gw.url}/auth-{provider}{path}", json=body, timeout=30,
+                   headers={"authorization": f"Bearer {API_KEY}", "x-mock-status": "401"})
+    assert r.status_code == 502, r.text
+    assert "refused the gateway's credential" in r.text
+    for said in ("Incorrect API key", "invalid x-api-key", "API key not valid",
+                 "provider-key"):
+        assert said not in r.text
+    # any other error passes as the provider wrote it
+    r = httpx.post(f"{gw.url}/auth-{provider}{path}", json=body, timeout=30,
+                   headers={"authorization": f"Bearer {API_KEY}", "x-mock-status": "429"})
+    assert r.status_code == 429
+
+
 def test_unknown_kid_then_key_rotation(gw: Gateway, jwks: JWKSServer,
                                        keys: dict[str, SigningKey]) -> None:
     token = keys["k2"].token()
