@@ -32,6 +32,7 @@ from ..auth.credentials import (
     ANTHROPIC_VERSION,
     CLIENT_CREDENTIAL_HEADERS,
     CREDENTIAL_SCOPE_HEADERS,
+    CredentialRefused,
     fold_header,
     spellings_of,
     strip_account_reply_headers,
@@ -218,6 +219,8 @@ class FrontModels(_FrontPolicy):
 
     def response_transform(self, ex: Context) -> BodyTransform | None:
         st: FrontState | None = ex.state.get(_STATE)
+        if st is not None and ex.status == 401 and st.backend.provider in self.front.credentials:
+            return CredentialRefused()   # about the key the front injects, and naming it
         if st is None or st.translator is None:
             return None
         assert st.reply is not None

@@ -653,3 +653,17 @@ def test_a_reply_without_usage_pays_its_reservation(tmp_path: Path, mock: Mock,
         assert bare.status_code == 200 and "usage" not in bare.json(), bare.text
     finally:
         g.close()
+
+
+@pytest.mark.parametrize("model", list(CASES))
+def test_a_backends_401_to_the_key_the_front_injects_is_withheld(gw: Gateway,
+                                                                 model: str) -> None:
+    """The backend's 401 is about the key the front injects, and its message names it: the
+    client gets a 502 saying so (found by the red-team review)."""
+    r = httpx.post(f"{gw.url}/v1/chat/completions", timeout=30,
+                   json={"model": model, "messages": MSG},
+                   headers={"authorization": f"Bearer {KEY}", "x-mock-status": "401"})
+    assert r.status_code == 502, r.text
+    assert "refused the gateway's credential" in r.json()["error"]["message"]
+    for said in ("Incorrect API key", "invalid x-api-key", "API key not valid"):
+        assert said not in r.text
