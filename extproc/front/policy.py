@@ -256,8 +256,9 @@ class FrontRequest(_FrontPolicy):
         # a request naming no max, on a route with budgets: the bound they reserved
         # (`limits.bound`; the Anthropic backend is always sent one)
         written = ex.state.pop(WRITE_MAX, None)
-        if written is not None and backend.provider != "anthropic":
-            doc = {**doc, "max_completion_tokens": written}
+        if written is not None and backend.provider != "anthropic":   # (a 0 max_tokens goes)
+            doc = {**{k: v for k, v in doc.items() if k != "max_tokens" or v},
+                   "max_completion_tokens": written}
         try:
             t = st.module.translate_request(doc, backend,
                                             drop_unsupported=self.front.drop_unsupported)

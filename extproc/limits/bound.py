@@ -13,8 +13,9 @@ on by default): what it reserved is what the provider may generate.
   refuse `max_tokens`), or `max_tokens` for a model known not to reason (some older Azure
   API versions and OpenAI-compatible servers know only that one);
 * the Responses API: `max_output_tokens`;
-* Gemini and Vertex: `generationConfig.maxOutputTokens` (it bounds thinking too); a value of
-  0, which Gemini reads as unset, is replaced;
+* Gemini and Vertex: `generationConfig.maxOutputTokens` (it bounds thinking too), at most
+  65536, which they take; a value of 0 (or `"0"`), which Gemini reads as unset, is
+  replaced, and with both spellings of the config given, each gets it;
 * Anthropic always names `max_tokens`, legacy completions default to 16 tokens, and
   embeddings and token counts generate nothing: nothing to write.
 * The unified front: the bound is left in the exchange's state (`WRITE_MAX`) for the front,
@@ -27,8 +28,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from ..providers import read_request
-from ..providers.values import dump_compact
+from ..providers import google_config, read_request
+from ..providers.values import json_bytes
 from .reasoning import plain_openai_model
 
 if TYPE_CHECKING:
@@ -47,6 +48,10 @@ def _named(value: Any) -> bool:
     return value is not None and value != 0
 
 
+#: the most Gemini and Vertex take as `maxOutputTokens` (a larger one is a 400)
+GEMINI_MAX_OUTPUT = 65536
+
+
 def bounded(endpoint: str, doc: dict[str, Any], n: int,
             model: str | None) -> dict[str, Any] | None:
     """`doc` with `n` written as its maximum output per reply, or None when it names one
@@ -55,8 +60,7 @@ def bounded(endpoint: str, doc: dict[str, Any], n: int,
         if _named(doc.get("max_completion_tokens")) or _named(doc.get("max_tokens")):
             return None
         key = "max_tokens" if plain_openai_model(model) else "max_completion_tokens"
-        out = {k: v for k, v in doc.items() if v is not None or k not in (
-            "max_tokens", "max_completion_tokens")}
+        out = {k: v for k, v in doc.items() if k not in ("max_tokens", "max_completion_tokens")}
         out[key] = n
         return out
     if endpoint == "responses":
@@ -70,16 +74,17 @@ def bounded(endpoint: str, doc: dict[str, Any], n: int,
         configs = [k for k in present if isinstance(doc[k], dict)]
         if len(configs) < len(present):
             return None
-        if any(_named(doc[k].get(f)) for k in configs
-               for f in ("maxOutputTokens", "max_output_tokens")):
+        # named as the estimate reads it (`"0"` is 0, which Gemini reads as unset)
+        if google_config.count(doc, "maxOutputTokens", "max_output_tokens"):
             return None
-        key = configs[0] if configs else "generationConfig"
-        config = {f: v for f, v in (doc[key] if configs else {}).items()
-                  if f not in ("maxOutputTokens", "max_output_tokens")}
-        config["maxOutputTokens"] = n
-        return {**doc, key: config}
+        out = dict(doc)
+        for key in configs or ["generationConfig"]:   # both spellings: the bound in each
+            config = {f: v for f, v in (doc[key] if configs else {}).items()
+                      if f not in ("maxOutputTokens", "max_output_tokens")}
+            config["maxOutputTokens"] = min(n, GEMINI_MAX_OUTPUT)
+            out[key] = config
+        return out
     return None
-
 
 def write(ex: Context, adapter: Adapter, body: bytes, doc: dict[str, Any], n: int,
           model: str | None) -> bytes | None:
@@ -101,7 +106,7 @@ def write(ex: Context, adapter: Adapter, body: bytes, doc: dict[str, Any], n: in
         insert = b'"max_output_tokens":%d,' % n
     elif name in ("generateContent", "streamGenerateContent") \
             and "generationConfig" not in doc and "generation_config" not in doc:
-        insert = b'"generationConfig":{"maxOutputTokens":%d},' % n
+        insert = b'"generationConfig":{"maxOutputTokens":%d},' % min(n, GEMINI_MAX_OUTPUT)
     start = len(body) - len(body.lstrip())
     if insert is not None and body[start:start + 1] == b"{":
         if _EMPTY.match(body, start + 1):   # an empty object: no comma after the field
@@ -109,5 +114,4 @@ def write(ex: Context, adapter: Adapter, body: bytes, doc: dict[str, Any], n: in
         return body[:start + 1] + insert + body[start + 1:]
     now = read_request(adapter, ex.request_headers.get(":path", ""), body, ex.state)
     new = bounded(name, now[0], n, model) if now is not None else None
-    text = dump_compact(new) if new is not None else ""
-    return text.encode("utf-8") if text else None
+    return json_bytes(new) if new is not None else None   # (a lone surrogate stays escaped)

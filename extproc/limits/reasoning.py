@@ -18,12 +18,13 @@ from typing import Any
 from ..providers import google_config
 from ..providers.values import as_dict
 
-#: OpenAI models known not to reason (GPT-3.5 and GPT-4 families, `chatgpt-4o`, `gpt-5-chat`,
-#: the legacy completion models), after any `ft:` and `provider/` prefix. Default deny: any
-#: other name may (a new family, a fine-tune of o4-mini, a model of an OpenAI-compatible
-#: server), so a cut stream of it pays its reservation, not only what it delivered.
+#: OpenAI models known not to reason (GPT-3.5, Azure's `gpt-35` among them, and GPT-4
+#: families, `chatgpt-4o`, `gpt-5-chat`, the legacy completion models), after any `ft:` and
+#: `provider/` prefix. Default deny: any other name may (a new family, a fine-tune of
+#: o4-mini, a model of an OpenAI-compatible server), so a cut stream of it pays its
+#: reservation, not only what it delivered.
 _OPENAI_PLAIN = re.compile(
-    r"(?:gpt-3\.5|gpt-4(?:o|\.1|\.5|-|$)|chatgpt-4o|gpt-5-chat|babbage|davinci|text-)",
+    r"(?:gpt-3\.?5|gpt-4(?:o|\.1|\.5|-|$)|chatgpt-4o|gpt-5-chat|babbage|davinci|text-)",
     re.IGNORECASE)
 #: Google models that do not think (Gemini before 2.5, Gemma)
 _GEMINI_PLAIN = re.compile(r"gemini-(?:1\.|2\.0)|gemma", re.IGNORECASE)

@@ -1,11 +1,13 @@
 """Budgets and input the provider keeps: a request that has the provider add context it
-stored earlier (the Responses API's `previous_response_id` and `conversation`, a stored
-`prompt` by id, Gemini's `cachedContent`) is billed for that context as input, but it never
-crosses the gateway, so the prompt estimate leaves it out (sans-IO). Settling charges the
-real usage afterwards, but admission has reserved next to nothing: any number of such
-requests sent at once each fit the budget, and together they spend many times it before the
-first one settles (found by the spend audit: 2,000 concurrent follow-ups to a 200k-token
-conversation charged 2,000 USD against a 1 USD budget).
+stored earlier (the Responses API's `previous_response_id`, `conversation` and
+`item_reference` inputs, a stored `prompt` by id, Gemini's `cachedContent`) is billed for
+that context as input, but it never crosses the gateway, so the prompt estimate leaves it
+out (sans-IO). Settling charges the real usage afterwards, but admission has reserved next
+to nothing: any number of such requests sent at once each fit the budget, and together they
+spend many times it before the first one settles (found by the spend audit: 2,000
+concurrent follow-ups to a 200k-token conversation charged 2,000 USD against a 1 USD
+budget). Files by id or URL are the same kind of input; they are left to the guards'
+`allow_unread` and documented, not refused here.
 
 Default deny, as for replies made later (`deferred`): on a route with token or spend budgets
 such a request is refused (400, in the provider's format, saying why) unless the route sets
@@ -31,6 +33,11 @@ def stored_context(endpoint: str | None, doc: dict[str, Any]) -> str | None:
         prompt = doc.get("prompt")
         if isinstance(prompt, dict) and prompt.get("id") is not None:
             return "prompt.id (a stored prompt)"
+        items = doc.get("input")
+        if isinstance(items, list) and any(isinstance(item, dict) and
+                                           item.get("type") == "item_reference"
+                                           for item in items):
+            return "an item_reference input (a stored item)"
     elif endpoint in ("generateContent", "streamGenerateContent", "countTokens"):
         for key in ("cachedContent", "cached_content"):
             if doc.get(key) is not None:

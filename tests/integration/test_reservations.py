@@ -181,6 +181,9 @@ def test_a_request_naming_its_max_is_sent_as_it_is(gw: Gateway) -> None:
                                     "conversation": "conv_1"}, "conversation"),
     ("rs-openai", "/v1/responses", {"model": "gpt-4o", "prompt": {"id": "pmpt_1"}},
      "prompt.id"),
+    ("rs-openai", "/v1/responses", {"model": "gpt-4o", "input": [
+        {"type": "item_reference", "id": "msg_1"},
+        {"role": "user", "content": "go on"}]}, "an item_reference input"),
     ("rs-gemini", GEMINI, {"contents": [{"role": "user", "parts": [{"text": "hi"}]}],
                            "cachedContent": "cachedContents/abc"}, "cachedContent"),
 ])

@@ -201,6 +201,7 @@ async def test_a_generated_image_left_part_way_pays_at_least_its_reservation(
     ("openai", "gpt-4", {}, False),
     ("openai", "gpt-4-turbo", {}, False),
     ("openai", "gpt-3.5-turbo-instruct", {}, False),
+    ("openai", "gpt-35-turbo", {}, False),           # Azure's name for it
     ("openai", "gpt-40", {}, True),
     ("anthropic", "claude-sonnet-4-5", {"thinking": {"type": "enabled",
                                                      "budget_tokens": 2048}}, False),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from typing import Any
 
 import pytest
@@ -51,13 +52,18 @@ _NUMBER = r"-?(0|[1-9][0-9]{0,25})(\.[0-9]{1,25})?([eE][-+]?[0-9]{1,3})?"
 
 
 @given(st.from_regex(_NUMBER, fullmatch=True))
-def test_a_number_is_read_only_when_it_is_written_back_as_it_is_written(number: str) -> None:
+def test_a_number_is_read_only_when_it_is_written_back_as_it_is_written_or_short(
+        number: str) -> None:
+    """Written back otherwise, a number may not hold a run of 7 or more digits, which could
+    be part of what a guard looks for (the review of this stop: `12.50` was refused, which
+    broke histories a model wrote)."""
     text = '{"n": ' + number + "}"
     try:
         value = loads_exact(text)
     except ValueError:
         return
-    assert json.dumps(value) == text
+    written = json.dumps(value)
+    assert written == text or not re.search(r"[0-9]{7}", written)
 
 
 @given(st.recursive(st.none() | st.booleans() | st.integers()
@@ -77,7 +83,13 @@ def test_every_card_spelling_is_inexact(number: str) -> None:
     assert "4111" not in str(err.value)     # (messages are logged: no number in them)
 
 
-@pytest.mark.parametrize("text", [DEEP, '{"a": NaN}', '{"a": 1e999}', '{"a": -0}', "{"])
+@pytest.mark.parametrize("text", ['{"a": 12.50}', '{"a": 0.10}', '{"a": 1e5}', '{"a": -0}',
+                                  '{"a": 1.0E3}'])
+def test_a_number_written_back_short_is_read(text: str) -> None:
+    assert loads_exact(text) == json.loads(text)
+
+
+@pytest.mark.parametrize("text", [DEEP, '{"a": NaN}', '{"a": 1e999}', '{"a": 1.0E10}', "{"])
 def test_what_cannot_be_read_exactly_is_a_value_error(text: str) -> None:
     with pytest.raises(ValueError):
         loads_exact(text)

@@ -31,6 +31,16 @@ from extproc.providers import adapter_for
      {"generation_config": {"temperature": 1, "maxOutputTokens": 9}}),
     ("generateContent", {"generationConfig": {"maxOutputTokens": "12"}}, None, None),
     ("generateContent", {"generationConfig": {"max_output_tokens": 12}}, None, None),
+    # (found by this stop's review) a "0" is Gemini's unset too; both spellings each get it;
+    # Gemini takes at most 65536; a 0 max_tokens goes, not left beside the bound
+    ("generateContent", {"generationConfig": {"maxOutputTokens": "0"}}, None,
+     {"generationConfig": {"maxOutputTokens": 9}}),
+    ("generateContent", {"generationConfig": {"temperature": 1},
+                         "generation_config": {"max_output_tokens": 0}}, None,
+     {"generationConfig": {"temperature": 1, "maxOutputTokens": 9},
+      "generation_config": {"maxOutputTokens": 9}}),
+    ("chat.completions", {"max_tokens": 0}, "o3", {"max_completion_tokens": 9}),
+    ("chat.completions", {}, "gpt-35-turbo", {"max_tokens": 9}),
     ("generateContent", {"generationConfig": [None]}, None, None),   # (found by the fuzzer)
     ("generateContent", {"generationConfig": None}, None,
      {"generationConfig": {"maxOutputTokens": 9}}),
@@ -73,3 +83,24 @@ def test_the_bound_put_in_front_is_the_bound_written_again(
     out = write(ex, adapter_for("openai"), body, doc, 9, model)  # type: ignore[arg-type]
     assert out is not None and out.endswith(body.lstrip()[1:])     # the body kept as it was
     assert json.loads(out) == bounded(endpoint, doc, 9, model)
+
+
+def test_gemini_is_sent_at_most_what_it_takes() -> None:
+    big = 65536 + 24576
+    assert bounded("generateContent", {}, big, None) == {
+        "generationConfig": {"maxOutputTokens": 65536}}
+    ex = SimpleNamespace(endpoint=SimpleNamespace(name="generateContent"), state={},
+                         request_headers={":path": ""})
+    out = write(ex, adapter_for("gemini"), b"{}", {}, big, None)  # type: ignore[arg-type]
+    assert json.loads(out or b"") == {"generationConfig": {"maxOutputTokens": 65536}}
+
+
+def test_a_lone_surrogate_stays_escaped_when_the_body_is_written_again() -> None:
+    """(found by this stop's review: a 500 for a JavaScript client's cut emoji)"""
+    body = b'{"messages":[{"role":"user","content":"x \\ud83d y"}],"max_tokens":null}'
+    doc = json.loads(body)
+    ex = SimpleNamespace(endpoint=SimpleNamespace(name="chat.completions"), state={},
+                         request_headers={":path": "/v1/chat/completions"})
+    out = write(ex, adapter_for("openai"), body, doc, 9, "o3")  # type: ignore[arg-type]
+    assert out is not None and b"\\ud83d" in out
+    assert json.loads(out)["max_completion_tokens"] == 9
