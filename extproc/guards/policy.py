@@ -55,7 +55,7 @@ from .reframe import SSEMaskingReframer
 from .reframe_completions import CompletionsMaskingReframer
 from .reframe_responses import ResponsesMaskingReframer
 from .replies import WholeJsonGuard, describe, found, mask_text, refuse
-from .request_fields import refuse_field_matches
+from .request_fields import field_texts, refuse_field_matches
 from .settings import ROLES, Guard
 from .stream import StreamMasker
 from .unread import refuse_asked_media, refuse_deferred_reply, refuse_unread_inputs
@@ -369,6 +369,8 @@ class Guards(Policy):
         # them): the webhook may refuse for one, but not mask it
         first_name = len(texts)
         texts.extend(Text("tool", name) for name in dict.fromkeys(identifiers(doc)))
+        # then the fields beside the prompt (`request_fields`): it may refuse for one too
+        texts.extend(Text(role, text) for role, text in field_texts(doc))
         if not texts:
             return False
         verdict = await self._verdict(guard, self._call(ex, guard, "request", texts,
@@ -383,8 +385,9 @@ class Guards(Policy):
             self.stats["rejected"] += 1
             decide(ex, guard.name, "request", "rejected")
             raise Reject(400, f"request blocked by guard '{guard.name}': it would mask a name "
-                         "in the request (a tool's, a function's), which cannot be masked; "
-                         "rename it", details="extproc_guard_rejected")
+                         "in the request (a tool's, a function's) or a field sent beside the "
+                         "prompt (a stop sequence, a user id, metadata), which cannot be "
+                         "masked", details="extproc_guard_rejected")
         masked = collected.rewriter(by_text)
         adapter.rewrite_request_texts(path, doc, MaskingFn(lambda _role, text: masked(text)))
         self.stats["masked"] += 1

@@ -294,6 +294,23 @@ def test_the_webhook_reads_tool_names_and_refuses_a_prompt_it_would_mask_one_of(
     assert last is None or marker not in last["body"]
 
 
+@pytest.mark.parametrize("fields", [{"user": EMAIL}, {"stop": ["END", f"to {EMAIL}"]},
+                                    {"store": True, "metadata": {"customer": EMAIL}}],
+                         ids=["user", "stop", "metadata"])
+def test_the_webhook_reads_the_fields_beside_the_prompt(gw: Gateway,
+                                                        fields: dict[str, Any]) -> None:
+    """They reach the provider and stay there; masked, they would mean something else: a
+    webhook that would mask one refuses the request (found in this stop's review of what
+    the local guards' fix left out)."""
+    marker = uuid.uuid4().hex
+    r = chat(gw, "w-openai", f"{marker} hello", **fields)
+    assert r.status_code == 400, r.text
+    assert "a field sent beside the prompt" in r.json()["error"]["message"]
+    assert EMAIL not in r.text
+    last = gw.mock.last()
+    assert last is None or marker not in last["body"]
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
 def test_the_webhook_masks_the_name_of_a_call_in_a_reply(gw: Gateway, stream: bool) -> None:
     name = f"notify_{EMAIL}"
