@@ -99,6 +99,9 @@ class Guards(Policy):
                                  for role in ROLES}
         self.request_webhooks = tuple(g for g in requests if g.webhook is not None)
         self.prompt_guards = requests
+        #: the local ones (`request_fields`: read once per request, not built each time)
+        self._local_prompt_guards = tuple(g for g in (*self.rejecting, *self.masking)
+                                          if g.scanner is not None)
         responses = tuple(g for g in guards if "response" in g.apply_to) \
             if side == "response" else ()
         # reject guards first: a value they stop must never be masked and sent
@@ -305,8 +308,7 @@ class Guards(Policy):
                 decide(ex, guard.name, "request", "rejected", ",".join(hits))
                 raise Reject(400, f"request blocked by guard '{guard.name}': the prompt "
                              f"contains {describe(hits)}", details="extproc_guard_rejected")
-        refuse_field_matches(ex, tuple(g for g in (*self.rejecting, *self.masking)
-                                       if g.scanner is not None), self.stats, doc)
+        refuse_field_matches(ex, self._local_prompt_guards, self.stats, doc)
         if not self.masking and not self.request_webhooks:
             return None
         masked: dict[str, set[str]] = {}

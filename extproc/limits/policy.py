@@ -143,6 +143,9 @@ class RateLimit(Policy):
         self.uses_spend = any(spec.spend for spec in self.limits)
         #: token or spend budgets: a reservation to estimate up front and settle at the end
         self.settles = self.uses_tokens or self.uses_spend
+        #: the first limit with token or spend windows: the one a refusal of what budgets
+        #: cannot charge (`deferred`, `stored`) is decided under
+        self._budget_name = next((s.name for s in self.limits if s.tokens or s.spend), "")
         self.uses_model = any("model" in spec.key for spec in self.limits)
         # the estimate and the model come from the body; output is counted on the way back
         self.needs_request_body = self.settles or self.uses_model
@@ -179,14 +182,13 @@ class RateLimit(Policy):
                 ex.state.get("backend_model") if backend else getattr(prompt, "model", None),
                 read[0])
         if self.settles and read is not None:
+            budget = self._budget_name
             admit_deferred(ex, adapter.deferred_reply(read[0]), self.allow_background,
-                           lambda: _decided(ex, next(s.name for s in self.limits
-                                                     if s.tokens or s.spend), "deferred"))
+                           lambda: _decided(ex, budget, "deferred"))
             stored = None if self.allow_stored_context or ex.endpoint is None else \
                 stored_context(ex.endpoint.name, read[0])
             if stored is not None:
-                refuse_stored_context(stored, lambda: _decided(
-                    ex, next(s.name for s in self.limits if s.tokens or s.spend), "stored"))
+                refuse_stored_context(stored, lambda: _decided(ex, budget, "stored"))
         await self._admit(ex, prompt, body, extra, choices, thinking)
         if self.write_max_tokens and self.settles and read is not None and prompt is not None \
                 and not prompt.max_output_tokens:
