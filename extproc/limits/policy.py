@@ -6,7 +6,8 @@ Per request, for each configured limit: build its key from descriptors (`keys`),
 atomic admission over all its windows (requests cost 1, token windows the token estimate,
 spend windows the worst-case cost in micro-units: `spending`). The estimate is the prompt's
 plus the most the request may generate: its max output tokens as the provider reads them
-(or `default_max_tokens`, plus a thinking budget named beside no max:
+(or `default_max_tokens`, by model with `default_max_tokens_by_model`: `default_max`,
+plus a thinking budget named beside no max:
 `Adapter.thinking_budget`; on the unified front what the backend is sent, `MAX_OUTPUT`)
 times its choices (`Adapter.output_choices`); a count beyond `MAX_TOKENS` counts as that,
 which no budget holds (a 429 that says it can never fit, not a 500). All limits admit or the
@@ -35,7 +36,6 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +47,7 @@ from ..providers.endpoints import adapter_of, is_passthrough
 from ..spend.cost import priced_as
 from . import bound, budgets, keys, spending
 from .cut import MAX_EVENT_BYTES
+from .default_max import DefaultMax
 from .deferred import admit_deferred, answered
 from .estimate import prompt_tokens
 from .gcra import Outcome, Window, WindowState
@@ -54,6 +55,7 @@ from .headers import KINDS, duration, headers, period, summary, tightness
 from .keys import DESCRIPTORS, PREFIXED
 from .reasoning import hidden_reasoning
 from .settle import Held, charges, delivered_counter
+from .spec import LimitSpec
 from .store import Store, StoreUnavailable
 from .stored import refuse_stored_context, stored_context
 
@@ -75,43 +77,6 @@ _STATE = "ratelimit"           # the decision's summary (read by the access log)
 _HELD = "ratelimit_held"       # what the request reserved, for settlement
 
 
-@dataclass(frozen=True)
-class LimitSpec:
-    """One entry of a route's `rate_limits:` (spend windows count micro-units)."""
-
-    name: str
-    key: tuple[str, ...]
-    requests: tuple[Window, ...] = ()
-    tokens: tuple[Window, ...] = ()
-    spend: tuple[Window, ...] = ()
-    cut_streams: bool = False
-
-    def __post_init__(self) -> None:
-        # each kind's windows named by their unit, however the spec was made: windows of one
-        # period but of two kinds must never share a stored state
-        for kind, unit in (("tokens", "tokens"), ("spend", "spend")):
-            windows = getattr(self, kind)
-            if any(w.unit != unit for w in windows):
-                object.__setattr__(self, kind, tuple(
-                    w if w.unit == unit else Window(w.limit, w.period_s, unit)
-                    for w in windows))
-
-    @property
-    def windows(self) -> tuple[Window, ...]:
-        return self.requests + self.tokens + self.spend
-
-    def amounts(self, requests: float, tokens: float, spend: float) -> list[float]:
-        """One amount per window, by kind."""
-        return [requests] * len(self.requests) + [tokens] * len(self.tokens) + \
-            [spend] * len(self.spend)
-
-    def split(self, states: Sequence[WindowState]) -> dict[str, list[WindowState]]:
-        """A decision's window states by kind."""
-        n, m = len(self.requests), len(self.requests) + len(self.tokens)
-        return {"requests": list(states[:n]), "tokens": list(states[n:m]),
-                "spend": list(states[m:])}
-
-
 class RateLimit(Policy):
     reads_json = True
 
@@ -120,7 +85,8 @@ class RateLimit(Policy):
                  chars_per_token: float = 4.0, pricing: Pricing | None = None,
                  max_event_bytes: int = MAX_EVENT_BYTES,
                  allow_background: bool = False, write_max_tokens: bool = True,
-                 allow_stored_context: bool = False) -> None:
+                 allow_stored_context: bool = False,
+                 max_tokens_by_model: Sequence[tuple[str, int]] = ()) -> None:
         super().__init__({})
         self.allow_stored_context = allow_stored_context   # (`stored`)
         #: write `default_max_tokens` into a request that names no max output (`bound`)
@@ -134,7 +100,8 @@ class RateLimit(Policy):
         self.limits = tuple(limits)
         self.store = store
         self.fail_open = fail_open
-        self.default_max_tokens = default_max_tokens
+        #: what a request naming no max output reserves (and is sent), by model
+        self.default_max = DefaultMax(default_max_tokens, max_tokens_by_model)
         self.chars_per_token = chars_per_token
         self.pricing = pricing
         self.currency = pricing.currency if pricing is not None else "USD"
@@ -195,15 +162,16 @@ class RateLimit(Policy):
             # what was reserved is what the provider may generate (the unified front writes
             # it into what it sends the backend)
             front = ex.state.get(MAX_OUTPUT)
+            model = getattr(prompt, "model", None) or ex.state.get("model")
+            default = self.default_max(priced_as(ex.state, self.provider, model)[1])
             if front is not None:
-                ex.state[bound.WRITE_MAX] = front(self.default_max_tokens)
+                ex.state[bound.WRITE_MAX] = front(default)
                 return None
-            return bound.write(ex, adapter, body, read[0], self.default_max_tokens + thinking,
-                               getattr(prompt, "model", None) or ex.state.get("model"))
+            return bound.write(ex, adapter, body, read[0], default + thinking, model)
         return None
 
     def _estimate(self, ex: Context, held: Held, prompt: Any, body: bytes | None,
-                  extra_input: int, choices: int, thinking: int) -> None:
+                  extra_input: int, choices: int, thinking: int, model: str | None) -> None:
         if prompt is not None:
             held.input_estimate = prompt_tokens((t for _, t in prompt.texts),
                                                 self.chars_per_token)
@@ -212,16 +180,17 @@ class RateLimit(Policy):
         held.input_estimate = min(held.input_estimate + extra_input, MAX_TOKENS)
         endpoint = ex.endpoint
         bound = ex.state.get(MAX_OUTPUT)   # the unified front: what the backend is sent
+        default = self.default_max(priced_as(ex.state, self.provider, model)[1])
         if endpoint is not None and not endpoint.spec.generates:
             held.output = 0   # embeddings, token counts, pass-through: nothing to generate
         elif bound is not None:
-            held.output = bound(self.default_max_tokens) * choices
+            held.output = bound(default) * choices
         elif prompt is not None:
             # n / candidateCount replies (per prompt of a batch) may each run to the max
             held.output = (prompt.max_output_tokens
-                           or self.default_max_tokens + thinking) * choices
+                           or default + thinking) * choices
         else:
-            held.output = self.default_max_tokens
+            held.output = default
         # a count beyond any budget (a max_tokens of 400 digits) can never fit: held at a
         # bound floats and decimals carry exactly, so it is refused as such, not a 500
         held.output = min(held.output, MAX_TOKENS)
@@ -232,7 +201,7 @@ class RateLimit(Policy):
         held = Held(hidden=ex.state.pop(_HIDDEN, False))
         model = getattr(prompt, "model", None) or ex.state.get("model")
         if self.settles:
-            self._estimate(ex, held, prompt, body, extra_input, choices, thinking)
+            self._estimate(ex, held, prompt, body, extra_input, choices, thinking, model)
         if self.uses_spend and not is_passthrough(ex):
             # (a pass-through generates nothing the gateway reads: it reserves no money)
             held.price = self._price(ex, model)

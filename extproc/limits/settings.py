@@ -8,6 +8,8 @@ Top level (optional; the default is the in-memory backend, failing open)::
       timeout_ms: 50                   # per Redis call
       on_backend_error: allow          # allow (fail open) | deny (503 + Retry-After: 1)
       default_max_tokens: 1024         # output reserved when a request names no maximum...
+      default_max_tokens_by_model:     # ...or, for the models of a glob, this (first match)
+        "o*": 16384
       write_max_tokens: true           # ...and written into it on token/spend routes
       chars_per_token: 4               # how prompt text is turned into a token estimate
 
@@ -71,6 +73,8 @@ class LimitsSettings:
     timeout_ms: float = 50.0
     fail_open: bool = False
     default_max_tokens: int = 1024
+    #: (model glob, bound) pairs, first match wins (`default_max`)
+    max_tokens_by_model: tuple[tuple[str, int], ...] = ()
     write_max_tokens: bool = True
     chars_per_token: float = 4.0
     _store: Store | None = field(default=None, repr=False)
@@ -129,7 +133,8 @@ def parse_duration(value: Any) -> float | None:
 
 def parse_limits(c: Checker, raw: Any) -> LimitsSettings:
     d = c.mapping(raw, "limits", ("backend", "redis_url", "timeout_ms", "on_backend_error",
-                                  "default_max_tokens", "write_max_tokens",
+                                  "default_max_tokens", "default_max_tokens_by_model",
+                                  "write_max_tokens",
                                   "chars_per_token"))
     backend = c.choice(d, "backend", "limits", ("memory", "redis"), "memory", what="backend")
     url = c.string(d, "redis_url", "limits", "redis://127.0.0.1:6379/0")
@@ -147,12 +152,35 @@ def parse_limits(c: Checker, raw: Any) -> LimitsSettings:
     # deny unless said: a Redis that is down must not turn every budget off
     mode = c.choice(d, "on_backend_error", "limits", ("allow", "deny"), "deny")
     default_max = c.number(d, "default_max_tokens", "limits", 1024, minimum=1, integer=True)
+    by_model = _by_model(c, d.get("default_max_tokens_by_model"))
     write = c.boolean(d, "write_max_tokens", "limits", True)
     cpt = c.number(d, "chars_per_token", "limits", 4.0, minimum=0.5)
     return LimitsSettings(backend=backend or "memory", redis_url=url or "",
                           timeout_ms=float(timeout), fail_open=mode != "deny",
                           default_max_tokens=int(default_max), write_max_tokens=bool(write),
-                          chars_per_token=float(cpt))
+                          chars_per_token=float(cpt), max_tokens_by_model=by_model)
+
+
+def _by_model(c: Checker, raw: Any) -> tuple[tuple[str, int], ...]:
+    """`limits.default_max_tokens_by_model`: a mapping of model globs to whole numbers of
+    tokens, at least 1 (in the order given: the first glob a model matches wins)."""
+    where = "limits.default_max_tokens_by_model"
+    if raw is None:
+        return ()
+    if not isinstance(raw, Mapping):
+        c.error(where, "expected a mapping of model globs to token counts, e.g. "
+                "{\"o*\": 16384}")
+        return ()
+    out = []
+    for glob, n in raw.items():
+        if not isinstance(glob, str) or not glob:
+            c.error(where, f"expected model globs as keys, got {glob!r}")
+        elif isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            c.error(f"{where}.{glob}", f"expected a whole number of tokens, at least 1, "
+                    f"got {n!r}")
+        else:
+            out.append((glob, n))
+    return tuple(out)
 
 
 def _shown(url: str) -> str:
@@ -266,6 +294,7 @@ def parse_route_limits(c: Checker, raw: Any, path: str, provider: str, route: st
         return None
     return RateLimit(provider, route, specs, shared.store(), fail_open=shared.fail_open,
                      default_max_tokens=shared.default_max_tokens,
+                     max_tokens_by_model=shared.max_tokens_by_model,
                      write_max_tokens=shared.write_max_tokens,
                      chars_per_token=shared.chars_per_token, pricing=pricing,
                      max_event_bytes=max_event_bytes, allow_background=allow_background,
