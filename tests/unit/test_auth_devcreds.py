@@ -131,3 +131,19 @@ def test_the_refusal_names_what_is_trusted_and_both_ways_on() -> None:
     assert "--allow-dev-credentials" in text and "EXTPROC_ALLOW_DEV_CREDENTIALS=1" in text
     line = devcreds.warning(found)
     assert "\n" not in line and "trusts published development credentials" in line
+
+
+def test_the_local_stacks_opt_in_and_the_image_and_manifests_do_not() -> None:
+    """docker compose is the local stack and says so; the image's default command (run
+    elsewhere with real provider keys) and the Kubernetes manifests never do."""
+    import yaml
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    assert compose["services"]["extproc"]["environment"][devcreds.ALLOW_ENV] == "1"
+    dockerfile = (REPO / "Dockerfile").read_text()
+    cmd = next(line for line in dockerfile.splitlines() if line.startswith("CMD"))
+    assert "/app/config/gateway.yaml" in cmd and devcreds.ALLOW_FLAG not in dockerfile
+    assert not any(line.startswith(("ENV", "ARG")) and devcreds.ALLOW_ENV in line
+                   for line in dockerfile.splitlines())
+    for path in (REPO / "deploy").rglob("*.yaml"):
+        text = path.read_text()
+        assert devcreds.ALLOW_ENV not in text and devcreds.ALLOW_FLAG not in text, path
