@@ -26,5 +26,11 @@ EXPOSE 50051 9464
 HEALTHCHECK --interval=5s --timeout=2s --retries=5 \
   CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9464/healthz', timeout=1)"
 ENTRYPOINT ["extproc"]
+# The default config is the local stack's reference config, which trusts the development
+# signing key and API key published with extproc: the server refuses to start on it, so a
+# production run cannot be left open to anyone by accident. Mount your own config
+# (`serve --config /etc/extproc/gateway.yaml ...`), or, for local development only, opt in:
+#   docker run -e EXTPROC_ALLOW_DEV_CREDENTIALS=1 ... extproc:local
+# (docker-compose.yml does). The image itself never opts in.
 CMD ["serve", "--config", "/app/config/gateway.yaml", "--listen", "0.0.0.0:50051", \
      "--admin-host", "0.0.0.0", "--admin-port", "9464"]

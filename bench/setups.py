@@ -336,10 +336,12 @@ def running(key: str, log_dir: Path, burn_us: float = 0,
                 _wait_port(redis_port, redis, "redis-server", 30)
                 redis_url = f"redis://127.0.0.1:{redis_port}/0"
             config = str(processor_config(key, log_dir, redis_url))
+            # the bench is a development setup: (d), (h) and (h2) keep the reference
+            # config's auth, which trusts the published development key and API key
             proc = start.spawn("processor", [
                 *(processor or (py, "-m", "extproc")), "serve", "--config", config,
                 "--listen", f"127.0.0.1:{ext_port}", "--admin-port", str(ext_admin),
-                "--workers", str(WORKERS.get(key, 1))])
+                "--workers", str(WORKERS.get(key, 1)), "--allow-dev-credentials"])
             _wait_port(ext_port, proc, "extproc server", 30)
         doc = envoy_config_for(key, port, admin, ext_port, mock_port)
         path = log_dir / f"{run.name.replace(' ', '-')}-envoy.yaml"

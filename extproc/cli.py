@@ -27,6 +27,14 @@ def _workers_arg(value: str) -> str:
     return value
 
 
+def _allow_dev_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-dev-credentials", action="store_true",
+                   help="this is a local development setup: accept a config that trusts the "
+                   "development signing key or API key published with extproc (refused "
+                   "otherwise: anyone could use the gateway); env "
+                   "EXTPROC_ALLOW_DEV_CREDENTIALS=1")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line's parser (`mock-llm` and `guard-webhook` parse their own options)."""
     parser = argparse.ArgumentParser(prog="extproc", description=__doc__)
@@ -56,10 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "(mutual TLS: what keeps others from reading the injected provider keys)")
     p.add_argument("--log-format", choices=("json", "text"),
                    help="log lines as JSON objects (default) or text; env EXTPROC_LOG_FORMAT")
+    _allow_dev_arg(p)
 
     p = sub.add_parser("check", help="validate config files; exit 1 naming every error")
     p.add_argument("files", nargs="*", default=[DEFAULT_CONFIG],
                    help=f"config files (default {DEFAULT_CONFIG})")
+    _allow_dev_arg(p)
 
     sub.add_parser("mock-llm", help="run the mock LLM provider (--host, --port)")
     sub.add_parser("guard-webhook", help="run the sample guard webhook (--host, --port, "
@@ -163,12 +173,24 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from .auth import devcreds
+    from .loader import load
     from .server import ServeOptions, run
+    allow_dev = devcreds.allowed(args.allow_dev_credentials, os.environ)
+    found = devcreds.dev_credentials(load(args.config))   # a ConfigError: main() says it
+    if found and not allow_dev:
+        print(f"extproc serve: refusing to start: {devcreds.refusal(args.config, found)}",
+              file=sys.stderr)
+        return 2
+    if found:
+        import logging
+        logging.getLogger("extproc.auth").warning("%s", devcreds.warning(found))
     addresses = tuple(args.listen or ()) + tuple(f"unix:{p}" for p in args.unix or ())
     opts = ServeOptions(config_path=args.config, addresses=addresses or ("127.0.0.1:50051",),
                         admin_port=args.admin_port, admin_host=args.admin_host,
                         workers=resolve_workers(args.workers, unix=bool(args.unix)),
-                        watch_config=args.watch_config, tls=_tls_files(args))
+                        watch_config=args.watch_config, tls=_tls_files(args),
+                        allow_dev_credentials=allow_dev)
     from .grpc_tls import TlsError, load
     try:
         if opts.tls is not None:
@@ -195,8 +217,11 @@ def _tls_files(args: argparse.Namespace) -> TlsFiles | None:
 
 
 def _check(args: argparse.Namespace) -> int:
+    """Each file as `serve` would take it: an error where `serve` would refuse to start."""
+    from .auth import devcreds
     from .loader import load
     from .schema import ConfigError
+    allow_dev = devcreds.allowed(args.allow_dev_credentials, os.environ)
     status = 0
     for name in args.files:
         try:
@@ -206,7 +231,15 @@ def _check(args: argparse.Namespace) -> int:
             for line in exc.errors:
                 print(f"{name}: {line}", file=sys.stderr)
             continue
+        found = devcreds.dev_credentials(cfg)
+        if found and not allow_dev:
+            status = 1
+            for line in devcreds.refusal(name, found).splitlines():
+                print(f"{name}: {line}", file=sys.stderr)
+            continue
         print(f"{name}: ok ({len(cfg.routes)} routes: {', '.join(cfg.routes)})")
+        if found:
+            print(f"  warning: {devcreds.warning(found)}")
         for line in identity_lines(cfg):
             print(f"  {line}")
     return status

@@ -36,6 +36,7 @@ from grpc_health.v1 import health_pb2_grpc
 
 from . import accesslog, filewatch, grpc_tls, httpclient, loader, metrics, native
 from . import config as cfgmod
+from .auth.devcreds import dev_credentials, refusal
 from .auth.settings import warm_up
 from .health import SERVING, Health
 from .schema import ConfigError
@@ -57,6 +58,9 @@ class ServeOptions:
     #: told the admin port once it is bound (a `--workers` worker binds port 0 and tells
     #: its supervisor which port it got)
     admin_bound: Callable[[int], None] | None = None
+    #: a reload may trust the published development credentials (`--allow-dev-credentials`;
+    #: the start itself is checked by the command, `extproc.cli`)
+    allow_dev_credentials: bool = False
 
 
 def grpc_options(config: cfgmod.Config) -> list[tuple[str, int]]:
@@ -100,8 +104,10 @@ async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
             opts.admin_bound(runner.addresses[0][1])
 
     watch = filewatch.Watch(opts.config_path, read) if opts.watch_config else None
-    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(processor, opts.config_path, watch))
-    watcher = loop.create_task(_watch(processor, opts.config_path, watch)) \
+    allow_dev = opts.allow_dev_credentials
+    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(processor, opts.config_path, watch,
+                                                           allow_dev))
+    watcher = loop.create_task(_watch(processor, opts.config_path, watch, allow_dev)) \
         if watch is not None else None
     warm_up()
     # What exists now (modules, protobuf descriptors, the config) lives as long as the
@@ -158,10 +164,13 @@ def _load(path: str) -> cfgmod.Config:
     return loader.load(path)
 
 
-def _reload(processor: Processor, path: str, watch: filewatch.Watch | None = None) -> bool:
+def _reload(processor: Processor, path: str, watch: filewatch.Watch | None = None,
+            allow_dev: bool = False) -> bool:
     """Load the file and swap it in for new streams (streams in flight keep the config they
-    started with); an invalid file leaves the running config and logs every error. `watch`
-    learns what the new config read (or what the refused one tried to)."""
+    started with); an invalid file leaves the running config and logs every error, and so
+    does one that trusts the published development credentials unless `allow_dev` (as
+    `serve` refuses to start on it). `watch` learns what the new config read (or what the
+    refused one tried to)."""
     with filewatch.tracking() as read:
         errors: list[str] = []
         try:
@@ -171,6 +180,10 @@ def _reload(processor: Processor, path: str, watch: filewatch.Watch | None = Non
         except Exception as exc:   # what else a file can make loading raise (not UTF-8,
             # nested deeper than Python parses): refused too, never the watcher's end
             errors = [f"{path}: cannot be loaded ({type(exc).__name__}: {str(exc)[:300]})"]
+        else:
+            found = dev_credentials(config)
+            if found and not allow_dev:
+                errors = [refusal(path, found).replace("\n", " ")]
     if errors:
         metrics.RELOADS.labels("refused").inc()
         if watch is not None:
@@ -190,7 +203,7 @@ def _reload(processor: Processor, path: str, watch: filewatch.Watch | None = Non
 
 
 async def _watch(processor: Processor, path: str, watch: filewatch.Watch,
-                 interval: float = 1.0) -> None:
+                 allow_dev: bool = False, interval: float = 1.0) -> None:
     """Reload when a file the running config was read from changes: the config file, a JWKS
     or secret file it names, a Kubernetes volume's `..data` swap (see `filewatch`), once the
     files have stayed unchanged for one more look (`poll_settled`: a file being written is
@@ -201,7 +214,7 @@ async def _watch(processor: Processor, path: str, watch: filewatch.Watch,
         changed = watch.poll_settled()
         if changed:
             log.info("config changed (%s): reloading", ", ".join(changed))
-            _reload(processor, path, watch)
+            _reload(processor, path, watch, allow_dev)
 
 
 async def _start_admin(processor: Processor, health: Health, host: str, port: int

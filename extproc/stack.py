@@ -135,7 +135,10 @@ class Stack:
             server = await self._start(
                 "extproc", py, "-m", "extproc", "serve", "--config", self.config_path,
                 "--listen", f"127.0.0.1:{self.extproc_port}",
-                "--admin-port", str(self.admin_port), "--watch-config")
+                "--admin-port", str(self.admin_port), "--watch-config",
+                # the local stack is a development setup: the reference config trusts the
+                # published development key and API key (`serve` refuses them otherwise)
+                "--allow-dev-credentials")
             await wait_port("127.0.0.1", self.extproc_port, 30, server, "extproc server")
             envoy = await self._start("envoy", envoy_binary(), "-c", str(envoy_yaml),
                                       "--disable-hot-restart", "--log-level", "warn",

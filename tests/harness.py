@@ -160,7 +160,9 @@ class Mock:
 
 
 class Server:
-    """`extproc serve` on a free port, with its admin port for /stats."""
+    """`extproc serve` on a free port, with its admin port for /stats. The tests are a
+    development setup: the server may trust the development credentials published with
+    extproc (the reference config does), which `serve` refuses unless told."""
 
     def __init__(self, config: Path, log_dir: Path, port: int | None = None,
                  extra: list[str] | None = None, name: str = "extproc") -> None:
@@ -169,7 +171,8 @@ class Server:
         self.admin_port = free_port()
         self.proc = Proc(name, [sys.executable, "-m", "extproc", "serve", "--config",
                                 str(config), "--listen", f"127.0.0.1:{self.port}",
-                                "--admin-port", str(self.admin_port), *(extra or [])], log_dir)
+                                "--admin-port", str(self.admin_port),
+                                "--allow-dev-credentials", *(extra or [])], log_dir)
         self.proc.wait_port(self.port)
         self.proc.wait_port(self.admin_port)
 

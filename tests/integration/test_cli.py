@@ -24,6 +24,7 @@ import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
+from extproc.auth.devcreds import ALLOW_ENV
 from extproc.envoy_bin import envoy_binary
 from tests.harness import ROOT, Server, free_port, port_open, write_config
 
@@ -35,12 +36,77 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=60)
 
 
+def run_without_opt_in(*args: str) -> subprocess.CompletedProcess[str]:
+    """`run`, with no EXTPROC_ALLOW_DEV_CREDENTIALS from the caller's environment."""
+    env = {k: v for k, v in os.environ.items() if k != ALLOW_ENV}
+    return subprocess.run([*EXTPROC, *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=60, env=env)
+
+
 def test_check_accepts_the_reference_config() -> None:
-    r = run("check", "config/gateway.yaml")
+    r = run_without_opt_in("check", "config/gateway.yaml", "--allow-dev-credentials")
     assert r.returncode == 0, r.stderr
     assert "ok (6 routes" in r.stdout
+    assert "warning: the gateway trusts published development credentials" in r.stdout
     assert "unified (openai-compatible: 7 models -> openai, azure, anthropic, gemini, " \
         "vertex)" in r.stdout
+
+
+def test_check_says_what_serve_would_refuse_the_reference_config_for() -> None:
+    """`check` passes what `serve` starts on: without the opt-in, the development
+    credentials are an error."""
+    r = run_without_opt_in("check", "config/gateway.yaml")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "ok (" not in r.stdout
+    assert "config/gateway.yaml: config/gateway.yaml trusts the development credentials" \
+        in r.stderr
+    assert "JWT provider 'local-dev'" in r.stderr and "API key 'local-dev-key'" in r.stderr
+
+
+def test_serve_refuses_the_development_credentials_unless_told(tmp_path: Path) -> None:
+    """The reference config trusts a signing key whose private half ships with extproc and
+    an API key the README prints: served as is, anyone could use the gateway and the
+    provider keys it injects. `serve` says so and stops, unless the operator opts in."""
+    port = free_port()
+    r = run_without_opt_in("serve", "--config", "config/gateway.yaml", "--listen",
+                           f"127.0.0.1:{port}")
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and "serving ext_proc" not in r.stderr
+    assert r.stderr.startswith("extproc serve: refusing to start: config/gateway.yaml trusts "
+                               "the development credentials")
+    assert "JWT provider 'local-dev'" in r.stderr and "API key 'local-dev-key'" in r.stderr
+    assert "--allow-dev-credentials" in r.stderr and f"{ALLOW_ENV}=1" in r.stderr
+    # either spelling of the opt-in starts it, with one warning line
+    env = {k: v for k, v in os.environ.items() if k != ALLOW_ENV}
+    for extra, more_env in ((["--allow-dev-credentials"], {}), ([], {ALLOW_ENV: "1"})):
+        port = free_port()
+        log_path = tmp_path / f"serve-{port}.log"
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen([*EXTPROC, "serve", "--config", "config/gateway.yaml",
+                                     "--listen", f"127.0.0.1:{port}", *extra], cwd=ROOT,
+                                    stdout=log, stderr=subprocess.STDOUT,
+                                    env={**env, **more_env})
+        try:
+            deadline = time.monotonic() + 30
+            while "serving ext_proc" not in (text := log_path.read_text()) \
+                    and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert "serving ext_proc" in text, text
+            assert _health(port) == health_pb2.HealthCheckResponse.SERVING
+            assert text.count("trusts published development credentials") == 1, text
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(30) == 0
+
+
+def test_serve_starts_without_a_word_on_a_config_of_its_own(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.yaml", {"routes": [{"name": "o", "provider": "openai"}]})
+    server = Server(config, tmp_path)
+    try:
+        assert _health(server.port) == health_pb2.HealthCheckResponse.SERVING
+        assert "development credentials" not in server.proc.log()
+    finally:
+        assert server.stop() == 0
 
 
 def test_check_names_every_error_by_key_path(tmp_path: Path) -> None:
@@ -142,7 +208,8 @@ def test_serve_workers_share_one_port(tmp_path: Path) -> None:
         s.listen()
     log = (tmp_path / "workers.log").open("wb")
     proc = subprocess.Popen([*EXTPROC, "serve", "--config", "config/gateway.yaml", "--listen",
-                             f"127.0.0.1:{port}", "--workers", "2", "--admin-port", str(admin)],
+                             f"127.0.0.1:{port}", "--workers", "2", "--admin-port", str(admin),
+                             "--allow-dev-credentials"],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30
@@ -205,8 +272,9 @@ def test_up_runs_the_stack_and_stops_it_without_orphans(tmp_path: Path) -> None:
          "--extproc-port", str(ports["extproc"]), "--admin-port", str(ports["admin"]),
          "--envoy-admin-port", str(ports["envoy"])],
         cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
-        env={**os.environ, "EXTPROC_CONFIG": str(ROOT / "config/gateway.yaml"),
-             "PYTHONPATH": str(ROOT)})
+        # no opt-in from here: `up` is a development stack and opts in itself
+        env={**{k: v for k, v in os.environ.items() if k != ALLOW_ENV},
+             "EXTPROC_CONFIG": str(ROOT / "config/gateway.yaml"), "PYTHONPATH": str(ROOT)})
     children: list[int] = []
     try:
         deadline = time.monotonic() + 90
@@ -263,6 +331,7 @@ def test_up_runs_the_stack_and_stops_it_without_orphans(tmp_path: Path) -> None:
         text = (tmp_path / "up.log").read_text()
         for label in ("mock |", "extproc |", "envoy |", "up |"):
             assert label in text
+        assert text.count("trusts published development credentials") == 1
         # the new user's metrics check: tokens and time to first token per model
         metrics = httpx.get(f"http://127.0.0.1:{ports['admin']}/metrics", timeout=5).text
         for model in ("gpt-4o-mini", "gemini-2.5-flash"):
@@ -301,8 +370,8 @@ def test_compose_uses_the_current_rendering_of_the_one_envoy_template(tmp_path: 
 def test_serve_on_a_unix_socket(tmp_path: Path) -> None:
     sock = tmp_path / "extproc.sock"
     proc = subprocess.Popen([*EXTPROC, "serve", "--config", "config/gateway.yaml", "--unix",
-                             str(sock)], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                             str(sock), "--allow-dev-credentials"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
         while not sock.exists():

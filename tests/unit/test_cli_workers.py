@@ -65,5 +65,6 @@ def test_the_command_line_serves_auto_workers(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(extproc.workers, "run_workers", fake_run_workers)
     monkeypatch.setattr(workers, "usable_cores", lambda: 4)
     monkeypatch.setenv("EXTPROC_RESERVED_CORES", "1")
-    assert cli.main(["serve", "--workers", "auto", "--config", "config/gateway.yaml"]) == 0
+    assert cli.main(["serve", "--workers", "auto", "--config", "config/gateway.yaml",
+                     "--allow-dev-credentials"]) == 0
     assert seen == {"workers": 3}

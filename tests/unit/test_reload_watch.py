@@ -23,6 +23,7 @@ from extproc.auth.policy import Authenticate
 from extproc.servicer import Processor
 from tests.kubelet import DATA, DATA_TMP, KubeletVolume
 
+REPO = Path(__file__).resolve().parents[2]
 OLD = 946684800.0    # 2000-01-01: an mtime older than any file written by the test
 
 
@@ -311,3 +312,21 @@ def test_a_change_is_reported_settled_only_once_the_files_stay_as_they_are(
     f.write_text("d: 4\n")
     assert watch.poll_settled() == []
     assert watch.poll_settled() == [str(f)]
+
+
+async def test_a_reload_onto_the_development_credentials_is_refused_unless_allowed(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """What `serve` refuses to start on, a reload does not swap in: a config edited to trust
+    the published development key would open the running gateway to anyone."""
+    f = tmp_path / "gateway.yaml"
+    f.write_text(gateway())
+    processor = Processor(server._load(str(f)))
+    (tmp_path / "keys.json").write_text((REPO / "config" / "dev-jwks.json").read_text())
+    f.write_text(gateway(str(tmp_path / "keys.json"), route="dev"))
+    refused = reloads("refused")
+    assert server._reload(processor, str(f)) is False
+    assert set(processor.config.routes) == {"chat"} and reloads("refused") == refused + 1
+    assert "trusts the development credentials" in caplog.text
+    assert "JWT provider 'corp'" in caplog.text
+    assert server._reload(processor, str(f), allow_dev=True) is True
+    assert set(processor.config.routes) == {"dev"}
