@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import cli_tools
 from .workers import RESERVED_CORES_ENV, resolve_workers
 
 if TYPE_CHECKING:
@@ -337,113 +338,9 @@ def _up(args: argparse.Namespace) -> int:
                  admin_port=args.admin_port, envoy_admin_port=args.envoy_admin_port).run()
 
 
-def _token(args: argparse.Namespace) -> int:
-    from .auth import devtoken as d
-    try:
-        ttl = d.parse_ttl(args.ttl)
-    except ValueError as exc:
-        raise SystemExit(f"--ttl: {exc}") from None
-    claims = {}
-    for pair in args.claim:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise SystemExit(f"--claim expects NAME=VALUE, got {pair!r}")
-        claims[name] = value
-    key, algorithm = None, "RS256"
-    if args.key:
-        try:
-            key = Path(args.key).read_bytes()
-            algorithm = d.algorithm_for(key)
-        except OSError as exc:
-            raise SystemExit(f"--key: cannot read {args.key}: {exc.strerror}") from None
-        except ValueError as exc:
-            raise SystemExit(f"--key {args.key}: {exc}") from None
-    print(d.mint(args.sub, scopes=args.scope, ttl_s=ttl, claims=claims, key_pem=key,
-                 issuer=args.issuer or d.DEV_ISSUER, audience=args.audience or d.DEV_AUDIENCE,
-                 kid=args.kid if args.key else d.DEV_KID, algorithm=algorithm))
-    if not args.key:
-        print("(signed by the development key: trusted by the local stack only)",
-              file=sys.stderr)
-    return 0
-
-
-def _api_key(args: argparse.Namespace) -> int:
-    from .auth.apikeys import hash_key, new_key
-    if args.key:
-        print(hash_key(args.key))
-        return 0
-    key, digest = new_key()
-    print(f"key:    {key}\nsha256: {digest}")
-    print("(give the key to the client; put only the sha256 in auth.api_keys)",
-          file=sys.stderr)
-    return 0
-
-
-def _spend(args: argparse.Namespace) -> int:
-    import asyncio
-    import json
-
-    from .limits.budgets import table
-    if args.admin:
-        import logging
-
-        import httpx
-        logging.getLogger("httpx").setLevel(logging.WARNING)   # no request line in the output
-        url = args.admin.rstrip("/") + "/spend"
-        try:
-            r = httpx.get(url, timeout=10)
-        except httpx.HTTPError as exc:
-            print(f"extproc spend: {url}: {exc}", file=sys.stderr)
-            return 1
-        if r.status_code != 200:
-            print(f"extproc spend: {url}: {r.status_code} {r.text.strip()}", file=sys.stderr)
-            return 1
-        rows = r.json()["budgets"]
-        configured = r.json().get("configured")
-    else:
-        configured = None
-        url = args.redis
-        if not url:
-            import yaml
-
-            from .limits.settings import parse_limits
-            from .schema import Checker
-            # the limits section alone (EXTPROC_LIMITS_REDIS_URL applies, as in the server)
-            try:
-                data = yaml.safe_load(Path(args.config).read_text()) or {}
-            except (OSError, yaml.YAMLError) as exc:
-                print(f"extproc spend: {args.config}: {exc}", file=sys.stderr)
-                return 2
-            limits = parse_limits(Checker(), data.get("limits") if isinstance(data, dict)
-                                  else None)
-            if limits.backend != "redis":
-                print(f"extproc spend: {args.config} keeps budgets in each server's memory: "
-                      "read them with --admin http://HOST:ADMIN_PORT", file=sys.stderr)
-                return 2
-            url = limits.redis_url
-        from .limits.redis_store import RedisStore
-        from .limits.store import StoreUnavailable
-
-        async def read() -> list[dict]:
-            store = RedisStore(url, timeout_s=5.0)
-            try:
-                return await store.spend_budgets()
-            finally:
-                await store.close()
-        try:
-            rows = asyncio.run(read())
-        except StoreUnavailable as exc:
-            print(f"extproc spend: {exc}", file=sys.stderr)
-            return 1
-    if args.json:
-        print(json.dumps(rows, indent=2))
-    else:
-        sys.stdout.write(table(rows, configured))
-    return 0
-
-
 _COMMANDS = {"serve": _serve, "check": _check, "render-envoy": _render,
-             "up": _up, "token": _token, "api-key": _api_key, "spend": _spend}
+             "up": _up, "token": cli_tools.token, "api-key": cli_tools.api_key,
+             "spend": cli_tools.spend}
 
 if __name__ == "__main__":
     raise SystemExit(main())
