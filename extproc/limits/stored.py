@@ -1,18 +1,40 @@
-"""Budgets and input the provider keeps: a request that has the provider add context it
-stored earlier (the Responses API's `previous_response_id`, `conversation` and
-`item_reference` inputs, a stored `prompt` by id, Gemini's `cachedContent`) is billed for
-that context as input, but it never crosses the gateway, so the prompt estimate leaves it
-out (sans-IO). Settling charges the real usage afterwards, but admission has reserved next
-to nothing: any number of such requests sent at once each fit the budget, and together they
-spend many times it before the first one settles (found by the spend audit: 2,000
-concurrent follow-ups to a 200k-token conversation charged 2,000 USD against a 1 USD
-budget). Files by id or URL are the same kind of input; they are left to the guards'
-`allow_unread` and documented, not refused here.
+"""Budgets and input the provider keeps or fetches: a request that has the provider add
+input that never crosses the gateway is billed for it as input, but the prompt estimate
+leaves it out (sans-IO). Such input is context the provider stored earlier (the Responses
+API's `previous_response_id`, `conversation` and `item_reference` inputs, a stored `prompt`
+by id, Gemini's `cachedContent`) and files given by id or URL (`fetched_file`: an OpenAI
+`file` / `input_file` part's `file_id` or `file_url`, an Anthropic block whose source is a
+file id or a URL, a Gemini or Vertex part's `fileData`, an OpenAI-compatible server's
+`video_url` / `audio_url` that is not a data URL): the provider extracts a PDF of hundreds of
+pages into hundreds of thousands of input tokens, a video by URI into a million. Settling
+charges the real usage afterwards, but admission has reserved next to nothing: any number of
+such requests sent at once each fit the budget, and together they spend many times it before
+the first one settles (found by the spend audit: 2,000 concurrent follow-ups to a 200k-token
+conversation charged 2,000 USD against a 1 USD budget).
 
 Default deny, as for replies made later (`deferred`): on a route with token or spend budgets
-such a request is refused (400, in the provider's format, saying why) unless the route sets
-`allow_stored_context: true`, which accepts that overshoot (bounded by how many such
+such a request is refused (400, in the provider's format, naming the field) unless the route
+sets `allow_stored_context: true`, which accepts that overshoot (bounded by how many such
 requests a client sends at once; each is still charged in full when it settles).
+
+Left alone, by design:
+
+* images by URL or file id (an `image_url` / `input_image`, an Anthropic image block, a
+  Gemini `fileData` of an image type, as the request declares it): a provider bills an image
+  at a bounded count whatever its size (about 1,600 tokens on Claude, 258 to 1,120 on
+  Gemini, 1,500 to 2,500 on most OpenAI models; gpt-4o-mini counts up to about 48,000 tokens
+  at a 33x lower price), and the estimate reserves nothing for an image sent inline either:
+  refusing the URL would not close that, a reservation per image would (docs/rate-limits.md);
+* inline data (a base64 PDF, `file_data`, `inlineData`): it crosses the gateway, its size is
+  bounded by the request body's, and the estimate leaves it out as it does all input media;
+* files a hosted tool works on (code execution containers and `container_upload`, file
+  search stores, skills, URL context, web fetch): a tool's result is input of the tool's
+  own, as for every hosted tool (docs/spend-budgets.md);
+* token counts (`count_tokens`, `countTokens`): free, a file in one costs nothing.
+
+The walk looks at the content parts of messages only, keyed by their `type` (Gemini parts by
+their data fields), and only in a body holding one of `NEEDLES`: no second read of a long
+text.
 """
 
 from __future__ import annotations
@@ -20,11 +42,35 @@ from __future__ import annotations
 from typing import Any
 
 from ..policy import Reject
+from ..providers.google_prompts import items
+
+#: bytes every body naming a file by id or URL holds, in any provider's spelling (`file_id`,
+#: `file_url`, `fileData`, `file_data`, a source's `url`, `video_url`), or an escape that
+#: could spell one: a body holding none needs no walk
+NEEDLES = (b"file", b"url", b"\\u")
+_STORED = "a file stored at the provider"
+#: an OpenAI file's fields naming a file the provider gets itself, and what they are
+_OPENAI_FILES = (("file_id", _STORED), ("file_url", "a file the provider fetches from a URL"))
+#: OpenAI part kinds that are images (bounded: left to settle)
+_OPENAI_IMAGES = ("image_url", "input_image", "image")
+#: OpenAI-compatible servers' (vLLM's) media parts a server fetches by URL
+_OPENAI_MEDIA = {"video_url": "a video", "audio_url": "audio"}
+#: Anthropic blocks that hold blocks
+_ANTHROPIC_RESULTS = ("tool_result", "mcp_tool_result")
+#: Anthropic blocks with a source left alone: an image (bounded), a container upload (a
+#: file the code execution tool works on)
+_ANTHROPIC_LEFT = ("image", "container_upload")
+#: a Gemini part's file data, both spellings, and its URI's
+_GOOGLE_FILES = (("fileData", "fileUri"), ("file_data", "file_uri"))
+#: deeper than tool results nest in a real request
+_MAX_DEPTH = 8
 
 
-def stored_context(endpoint: str | None, doc: dict[str, Any]) -> str | None:
-    """What of `doc` the provider adds from its own storage, as a refusal names it; None
-    for a request that carries its whole input."""
+def stored_context(endpoint: str | None, doc: dict[str, Any],
+                   raw: bytes | None = None) -> str | None:
+    """What of `doc` the provider adds from its own storage or fetches, as a refusal names
+    it; None for a request that carries its whole input. `raw`: the bytes `doc` was read
+    from, to skip the file walk of a body that names no file (None: always walk)."""
     if endpoint == "responses":
         if doc.get("previous_response_id") is not None:
             return "previous_response_id (an earlier response's whole conversation)"
@@ -33,15 +79,170 @@ def stored_context(endpoint: str | None, doc: dict[str, Any]) -> str | None:
         prompt = doc.get("prompt")
         if isinstance(prompt, dict) and prompt.get("id") is not None:
             return "prompt.id (a stored prompt)"
-        items = doc.get("input")
-        if isinstance(items, list) and any(isinstance(item, dict) and
+        given = doc.get("input")
+        if isinstance(given, list) and any(isinstance(item, dict) and
                                            item.get("type") == "item_reference"
-                                           for item in items):
+                                           for item in given):
             return "an item_reference input (a stored item)"
     elif endpoint in ("generateContent", "streamGenerateContent", "countTokens"):
         for key in ("cachedContent", "cached_content"):
             if doc.get(key) is not None:
                 return f"{key} (content cached at the provider)"
+    if raw is not None and not any(needle in raw for needle in NEEDLES):
+        return None
+    return fetched_file(endpoint, doc)
+
+
+def fetched_file(endpoint: str | None, doc: dict[str, Any]) -> str | None:
+    """The first file of `doc` the provider reads by id or URL as input (not an image), as
+    its field's path and what it is: ``input[2].content[0].file_id (a file stored at the
+    provider)``; None when there is none, or on an endpoint that takes none."""
+    if endpoint == "chat.completions":
+        return _openai_items(doc.get("messages"), "messages", ("content",))
+    if endpoint == "responses":
+        return _openai_items(doc.get("input"), "input", ("content", "output")) or \
+            _openai_items(doc.get("instructions"), "instructions", ("content", "output"))
+    if endpoint == "messages":
+        for i, message in enumerate(_list(doc.get("messages"))):
+            if isinstance(message, dict):
+                found = _anthropic_blocks(message.get("content"), f"messages[{i}].content", 0)
+                if found is not None:
+                    return found
+        return None
+    if endpoint in ("generateContent", "streamGenerateContent"):
+        for key in ("systemInstruction", "system_instruction"):
+            found = _google_content(doc.get(key), key)
+            if found is not None:
+                return found
+        return _google_contents(doc.get("contents"), "contents")
+    if endpoint == "embedContent":
+        return _google_content(doc.get("content"), "content")
+    if endpoint == "batchEmbedContents":
+        for k, request in enumerate(_list(doc.get("requests"))):
+            if isinstance(request, dict):
+                found = _google_content(request.get("content"), f"requests[{k}].content")
+                if found is not None:
+                    return found
+    return None
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+# --- OpenAI: Chat Completions and the Responses API ------------------------------------
+def _openai_items(value: Any, name: str, keys: tuple[str, ...]) -> str | None:
+    """Messages or input items: each one's parts (under `keys`), and the item itself (a
+    part given as an item)."""
+    for i, item in enumerate(_list(value)):
+        if not isinstance(item, dict):
+            continue
+        at = f"{name}[{i}]"
+        found = _openai_part(item, at)
+        if found is not None:
+            return found
+        for key in keys:
+            for j, part in enumerate(_list(item.get(key))):
+                if isinstance(part, dict):
+                    found = _openai_part(part, f"{at}.{key}[{j}]")
+                    if found is not None:
+                        return found
+    return None
+
+
+def _openai_part(part: dict[str, Any], at: str) -> str | None:
+    """A chat `file` part's `file.file_id`, a Responses `input_file`'s `file_id` or
+    `file_url`, the same fields on a part of a kind newer than this code, a video or audio
+    by URL; not an image, not inline data."""
+    kind = part.get("type")
+    if isinstance(kind, str) and kind in _OPENAI_IMAGES:
+        return None
+    for holder, where in ((part, at), (part.get("file"), f"{at}.file")):
+        if isinstance(holder, dict):
+            for key, what in _OPENAI_FILES:
+                if holder.get(key) is not None:
+                    return f"{where}.{key} ({what})"
+    if isinstance(kind, str) and kind in _OPENAI_MEDIA:
+        value = part.get(kind)
+        url = value.get("url") if isinstance(value, dict) else value
+        if not (isinstance(url, str) and url.startswith("data:")):
+            return f"{at}.{kind} ({_OPENAI_MEDIA[kind]} the server fetches from a URL)"
+    return None
+
+
+# --- Anthropic Messages ----------------------------------------------------------------
+def _anthropic_blocks(value: Any, at: str, depth: int) -> str | None:
+    """A document (or a block of a kind newer than this code) whose source is a file id or
+    a URL, in a message's blocks or a tool result's."""
+    for j, block in enumerate(_list(value)):
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        where = f"{at}[{j}]"
+        if not isinstance(kind, str):
+            kind = ""
+        if kind in _ANTHROPIC_RESULTS:
+            if depth < _MAX_DEPTH:
+                found = _anthropic_blocks(block.get("content"), f"{where}.content", depth + 1)
+                if found is not None:
+                    return found
+            continue
+        source = block.get("source")
+        if kind in _ANTHROPIC_LEFT or not isinstance(source, dict):
+            continue
+        what = "a document" if kind == "document" else "a file"
+        if source.get("type") == "file":
+            return f"{where}.source.file_id ({_STORED})"
+        if source.get("type") == "url":
+            return f"{where}.source.url ({what} the provider fetches from a URL)"
+    return None
+
+
+# --- Gemini and Vertex AI --------------------------------------------------------------
+def _google_contents(value: Any, at: str) -> str | None:
+    for i, content in enumerate(items(value)):
+        found = _google_content(content, f"{at}[{i}]")
+        if found is not None:
+            return found
+    return None
+
+
+def _google_content(content: Any, at: str) -> str | None:
+    """A Content's parts: file data that is no image, in a part or a function response's
+    parts."""
+    if not isinstance(content, dict):
+        return None
+    for j, part in enumerate(items(content.get("parts"))):
+        if not isinstance(part, dict):
+            continue
+        where = f"{at}.parts[{j}]"
+        found = _google_part(part, where)
+        if found is not None:
+            return found
+        for name in ("functionResponse", "function_response"):
+            response = part.get(name)
+            if isinstance(response, dict):
+                for k, inner in enumerate(items(response.get("parts"))):
+                    if isinstance(inner, dict):
+                        found = _google_part(inner, f"{where}.{name}.parts[{k}]")
+                        if found is not None:
+                            return found
+    return None
+
+
+def _google_part(part: dict[str, Any], at: str) -> str | None:
+    for name, uri in _GOOGLE_FILES:
+        data = part.get(name)
+        if data is None:
+            continue
+        mime = (data.get("mimeType") or data.get("mime_type")) if isinstance(data, dict) \
+            else None
+        if isinstance(mime, str) and mime.split("/", 1)[0].strip().lower() == "image":
+            continue
+        key = next((k for k in (uri, "fileUri", "file_uri")
+                    if isinstance(data, dict) and k in data), None)
+        kind = mime if isinstance(mime, str) and mime else "of no stated type"
+        return f"{at}.{name}{'.' + key if key else ''} (a file the provider fetches, {kind})"
     return None
 
 
