@@ -166,7 +166,6 @@ class RateLimit(Policy):
         # the request as read before any policy changed it (masking, the usage option do
         # not touch what is counted here): no second parse of a rewritten body
         memo = ex.state.get("_read")
-        raw = memo[0] if memo is not None and memo[1] is not None else body
         read = memo[1] if memo is not None and memo[1] is not None else read_request(
             adapter, ex.request_headers.get(":path", ""), body, ex.state)
         prompt = ex.state.get("prompt") or (read[1] if read is not None else None)
@@ -187,7 +186,7 @@ class RateLimit(Policy):
             admit_deferred(ex, adapter.deferred_reply(read[0]), self.allow_background,
                            lambda: _decided(ex, budget, "deferred"))
             stored = None if self.allow_stored_context or ex.endpoint is None else \
-                stored_context(ex.endpoint.name, read[0], raw)
+                stored_context(ex.endpoint.name, read[0])
             if stored is not None:
                 refuse_stored_context(stored, lambda: _decided(ex, budget, "stored"))
         await self._admit(ex, prompt, body, extra, choices, thinking)

@@ -32,9 +32,10 @@ Left alone, by design:
   own, as for every hosted tool (docs/spend-budgets.md);
 * token counts (`count_tokens`, `countTokens`): free, a file in one costs nothing.
 
-The walk looks at the content parts of messages only, keyed by their `type` (Gemini parts by
-their data fields), and only in a body holding one of `NEEDLES`: no second read of a long
-text.
+The walk (on every request of a budget route) looks at the content parts of messages only,
+passing most at a glance by their `type` (Gemini parts by their keys), and builds a field's
+path only for the one it refuses: it never reads a text, so a long prompt costs nothing more,
+and a body of many small parts a fraction of its parse.
 """
 
 from __future__ import annotations
@@ -44,15 +45,9 @@ from typing import Any
 from ..policy import Reject
 from ..providers.google_prompts import items
 
-#: bytes every body naming a file by id or URL holds, in any provider's spelling (`file_id`,
-#: `file_url`, `fileData`, `file_data`, a source's `url`, `video_url`), or an escape that
-#: could spell one: a body holding none needs no walk
-NEEDLES = (b"file", b"url", b"\\u")
 _STORED = "a file stored at the provider"
 #: an OpenAI file's fields naming a file the provider gets itself, and what they are
 _OPENAI_FILES = (("file_id", _STORED), ("file_url", "a file the provider fetches from a URL"))
-#: OpenAI part kinds that are images (bounded: left to settle)
-_OPENAI_IMAGES = ("image_url", "input_image", "image")
 #: OpenAI-compatible servers' (vLLM's) media parts a server fetches by URL
 _OPENAI_MEDIA = {"video_url": "a video", "audio_url": "audio"}
 #: Anthropic blocks that hold blocks
@@ -66,11 +61,9 @@ _GOOGLE_FILES = (("fileData", "fileUri"), ("file_data", "file_uri"))
 _MAX_DEPTH = 8
 
 
-def stored_context(endpoint: str | None, doc: dict[str, Any],
-                   raw: bytes | None = None) -> str | None:
+def stored_context(endpoint: str | None, doc: dict[str, Any]) -> str | None:
     """What of `doc` the provider adds from its own storage or fetches, as a refusal names
-    it; None for a request that carries its whole input. `raw`: the bytes `doc` was read
-    from, to skip the file walk of a body that names no file (None: always walk)."""
+    it; None for a request that carries its whole input."""
     if endpoint == "responses":
         if doc.get("previous_response_id") is not None:
             return "previous_response_id (an earlier response's whole conversation)"
@@ -88,8 +81,6 @@ def stored_context(endpoint: str | None, doc: dict[str, Any],
         for key in ("cachedContent", "cached_content"):
             if doc.get(key) is not None:
                 return f"{key} (content cached at the provider)"
-    if raw is not None and not any(needle in raw for needle in NEEDLES):
-        return None
     return fetched_file(endpoint, doc)
 
 
@@ -98,139 +89,153 @@ def fetched_file(endpoint: str | None, doc: dict[str, Any]) -> str | None:
     its field's path and what it is: ``input[2].content[0].file_id (a file stored at the
     provider)``; None when there is none, or on an endpoint that takes none."""
     if endpoint == "chat.completions":
-        return _openai_items(doc.get("messages"), "messages", ("content",))
+        return _openai_items(doc.get("messages"), "messages", ("content",), False)
     if endpoint == "responses":
-        return _openai_items(doc.get("input"), "input", ("content", "output")) or \
-            _openai_items(doc.get("instructions"), "instructions", ("content", "output"))
+        return _openai_items(doc.get("input"), "input", ("content", "output"), True) or \
+            _openai_items(doc.get("instructions"), "instructions", ("content", "output"),
+                          True)
     if endpoint == "messages":
         for i, message in enumerate(_list(doc.get("messages"))):
-            if isinstance(message, dict):
-                found = _anthropic_blocks(message.get("content"), f"messages[{i}].content", 0)
+            if message.__class__ is dict:
+                found = _anthropic_blocks(message.get("content"), 0)
                 if found is not None:
-                    return found
+                    return f"messages[{i}].content{found}"
         return None
     if endpoint in ("generateContent", "streamGenerateContent"):
         for key in ("systemInstruction", "system_instruction"):
-            found = _google_content(doc.get(key), key)
+            found = _google_content(doc.get(key))
             if found is not None:
-                return found
-        return _google_contents(doc.get("contents"), "contents")
+                return key + found
+        for i, content in enumerate(items(doc.get("contents"))):
+            found = _google_content(content)
+            if found is not None:
+                return f"contents[{i}]{found}"
+        return None
     if endpoint == "embedContent":
-        return _google_content(doc.get("content"), "content")
+        found = _google_content(doc.get("content"))
+        return None if found is None else "content" + found
     if endpoint == "batchEmbedContents":
         for k, request in enumerate(_list(doc.get("requests"))):
-            if isinstance(request, dict):
-                found = _google_content(request.get("content"), f"requests[{k}].content")
+            if request.__class__ is dict:
+                found = _google_content(request.get("content"))
                 if found is not None:
-                    return found
+                    return f"requests[{k}].content{found}"
     return None
 
 
 def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
+    return value if value.__class__ is list else []
 
 
 # --- OpenAI: Chat Completions and the Responses API ------------------------------------
-def _openai_items(value: Any, name: str, keys: tuple[str, ...]) -> str | None:
-    """Messages or input items: each one's parts (under `keys`), and the item itself (a
-    part given as an item)."""
-    for i, item in enumerate(_list(value)):
-        if not isinstance(item, dict):
+#: OpenAI part kinds that hold no file by id or URL, or an image (bounded: left to settle):
+#: passed at a glance
+_OPENAI_PLAIN = frozenset({"text", "input_text", "output_text", "refusal", "summary_text",
+                           "reasoning_text", "image_url", "input_image", "image",
+                           "input_audio"})
+
+
+def _openai_items(value: Any, name: str, keys: tuple[str, ...], bare: bool) -> str | None:
+    """Messages or input items: each one's parts (under `keys`) and, with `bare`, an item
+    that is no message (a part given as an item)."""
+    if value.__class__ is not list:
+        return None
+    for i, item in enumerate(value):
+        if item.__class__ is not dict:
             continue
-        at = f"{name}[{i}]"
-        found = _openai_part(item, at)
-        if found is not None:
-            return found
+        if bare and "role" not in item:
+            found = _openai_part(item)
+            if found is not None:
+                return f"{name}[{i}]{found}"
         for key in keys:
-            for j, part in enumerate(_list(item.get(key))):
-                if isinstance(part, dict):
-                    found = _openai_part(part, f"{at}.{key}[{j}]")
-                    if found is not None:
-                        return found
+            parts = item.get(key)
+            if parts.__class__ is not list:
+                continue
+            for j, part in enumerate(parts):
+                if part.__class__ is not dict:
+                    continue
+                kind = part.get("type")
+                if kind.__class__ is str and kind in _OPENAI_PLAIN:
+                    continue
+                found = _openai_part(part)
+                if found is not None:
+                    return f"{name}[{i}].{key}[{j}]{found}"
     return None
 
 
-def _openai_part(part: dict[str, Any], at: str) -> str | None:
+def _openai_part(part: dict[str, Any]) -> str | None:
     """A chat `file` part's `file.file_id`, a Responses `input_file`'s `file_id` or
     `file_url`, the same fields on a part of a kind newer than this code, a video or audio
-    by URL; not an image, not inline data."""
+    by URL (the rest of its path and what it is); not an image, not inline data."""
     kind = part.get("type")
-    if isinstance(kind, str) and kind in _OPENAI_IMAGES:
+    if kind.__class__ is str and kind in _OPENAI_PLAIN:
         return None
-    for holder, where in ((part, at), (part.get("file"), f"{at}.file")):
-        if isinstance(holder, dict):
+    for holder, where in ((part, ""), (part.get("file"), ".file")):
+        if holder.__class__ is dict:
             for key, what in _OPENAI_FILES:
                 if holder.get(key) is not None:
                     return f"{where}.{key} ({what})"
-    if isinstance(kind, str) and kind in _OPENAI_MEDIA:
+    if kind.__class__ is str and kind in _OPENAI_MEDIA:
         value = part.get(kind)
         url = value.get("url") if isinstance(value, dict) else value
         if not (isinstance(url, str) and url.startswith("data:")):
-            return f"{at}.{kind} ({_OPENAI_MEDIA[kind]} the server fetches from a URL)"
+            return f".{kind} ({_OPENAI_MEDIA[kind]} the server fetches from a URL)"
     return None
 
 
 # --- Anthropic Messages ----------------------------------------------------------------
-def _anthropic_blocks(value: Any, at: str, depth: int) -> str | None:
+def _anthropic_blocks(value: Any, depth: int) -> str | None:
     """A document (or a block of a kind newer than this code) whose source is a file id or
-    a URL, in a message's blocks or a tool result's."""
+    a URL, in a message's blocks or a tool result's (the rest of its path and what it is)."""
     for j, block in enumerate(_list(value)):
-        if not isinstance(block, dict):
+        if block.__class__ is not dict:
             continue
         kind = block.get("type")
-        where = f"{at}[{j}]"
-        if not isinstance(kind, str):
+        if kind == "text":
+            continue
+        if kind.__class__ is not str:
             kind = ""
         if kind in _ANTHROPIC_RESULTS:
             if depth < _MAX_DEPTH:
-                found = _anthropic_blocks(block.get("content"), f"{where}.content", depth + 1)
+                found = _anthropic_blocks(block.get("content"), depth + 1)
                 if found is not None:
-                    return found
+                    return f"[{j}].content{found}"
             continue
         source = block.get("source")
-        if kind in _ANTHROPIC_LEFT or not isinstance(source, dict):
+        if kind in _ANTHROPIC_LEFT or source.__class__ is not dict:
             continue
         what = "a document" if kind == "document" else "a file"
         if source.get("type") == "file":
-            return f"{where}.source.file_id ({_STORED})"
+            return f"[{j}].source.file_id ({_STORED})"
         if source.get("type") == "url":
-            return f"{where}.source.url ({what} the provider fetches from a URL)"
+            return f"[{j}].source.url ({what} the provider fetches from a URL)"
     return None
 
 
 # --- Gemini and Vertex AI --------------------------------------------------------------
-def _google_contents(value: Any, at: str) -> str | None:
-    for i, content in enumerate(items(value)):
-        found = _google_content(content, f"{at}[{i}]")
-        if found is not None:
-            return found
-    return None
-
-
-def _google_content(content: Any, at: str) -> str | None:
+def _google_content(content: Any) -> str | None:
     """A Content's parts: file data that is no image, in a part or a function response's
-    parts."""
-    if not isinstance(content, dict):
+    parts (the rest of its path and what it is)."""
+    if content.__class__ is not dict:
         return None
     for j, part in enumerate(items(content.get("parts"))):
-        if not isinstance(part, dict):
+        if part.__class__ is not dict or ("text" in part and len(part) == 1):
             continue
-        where = f"{at}.parts[{j}]"
-        found = _google_part(part, where)
+        found = _google_part(part)
         if found is not None:
-            return found
+            return f".parts[{j}]{found}"
         for name in ("functionResponse", "function_response"):
             response = part.get(name)
-            if isinstance(response, dict):
+            if response.__class__ is dict:
                 for k, inner in enumerate(items(response.get("parts"))):
-                    if isinstance(inner, dict):
-                        found = _google_part(inner, f"{where}.{name}.parts[{k}]")
+                    if inner.__class__ is dict:
+                        found = _google_part(inner)
                         if found is not None:
-                            return found
+                            return f".parts[{j}].{name}.parts[{k}]{found}"
     return None
 
 
-def _google_part(part: dict[str, Any], at: str) -> str | None:
+def _google_part(part: dict[str, Any]) -> str | None:
     for name, uri in _GOOGLE_FILES:
         data = part.get(name)
         if data is None:
@@ -242,7 +247,7 @@ def _google_part(part: dict[str, Any], at: str) -> str | None:
         key = next((k for k in (uri, "fileUri", "file_uri")
                     if isinstance(data, dict) and k in data), None)
         kind = mime if isinstance(mime, str) and mime else "of no stated type"
-        return f"{at}.{name}{'.' + key if key else ''} (a file the provider fetches, {kind})"
+        return f".{name}{'.' + key if key else ''} (a file the provider fetches, {kind})"
     return None
 
 

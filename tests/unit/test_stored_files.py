@@ -182,15 +182,20 @@ async def test_inline_data_and_images_are_not_refused(provider: str,
     assert reply is None, reply
 
 
-def test_the_walk_skips_a_body_that_names_no_file() -> None:
-    doc = chat({"type": "file", "file": {"file_id": "file-abc"}})
-    assert stored.stored_context("chat.completions", doc) is not None
-    assert stored.stored_context("chat.completions", doc, json.dumps(doc).encode()) is not None
-    # a body holding none of the needles cannot name a file: no walk
-    assert stored.stored_context("chat.completions", doc, b'{"model": "m"}') is None
-    # a key spelled with an escape is still found
-    escaped = json.dumps(doc).replace("file_id", "file\\u005fid").encode()
-    assert stored.stored_context("chat.completions", json.loads(escaped), escaped) is not None
+def test_the_walk_names_the_first_file_and_passes_text_at_a_glance() -> None:
+    doc = chat({"type": "text", "text": "file_id: file-abc, url: https://x.test/a.pdf"},
+               {"type": "input_audio", "input_audio": {"data": "AA", "format": "wav"}},
+               {"type": "file", "file": {"file_id": "file-1"}},
+               {"type": "file", "file": {"file_id": "file-2"}})
+    assert stored.stored_context("chat.completions", doc) == \
+        "messages[1].content[3].file.file_id (a file stored at the provider)"
+    # a chat message is no part: its own fields are not read as a file's
+    assert stored.fetched_file("chat.completions", {"messages": [
+        {"role": "user", "content": "hi", "file_id": "file-1"}]}) is None
+    # a part given as a Responses input item is
+    assert stored.fetched_file("responses", {"input": [
+        {"type": "input_file", "file_id": "file-1"}]}) == \
+        "input[0].file_id (a file stored at the provider)"
 
 
 def test_files_in_token_counts_and_legacy_endpoints_are_not_refused() -> None:
