@@ -22,9 +22,10 @@ Left alone, by design:
 * images by URL or file id (an `image_url` / `input_image`, an Anthropic image block, a
   Gemini `fileData` of an image type, as the request declares it): a provider bills an image
   at a bounded count whatever its size (about 1,600 tokens on Claude, 258 to 1,120 on
-  Gemini, 1,500 to 2,500 on most OpenAI models; gpt-4o-mini counts up to about 48,000 tokens
-  at a 33x lower price), and the estimate reserves nothing for an image sent inline either:
-  refusing the URL would not close that, a reservation per image would (docs/rate-limits.md);
+  Gemini, at most a few thousand on most OpenAI models; gpt-4o-mini counts up to about
+  48,000, at a far lower price per token), and the estimate reserves nothing for an image
+  sent inline either: refusing the URL would not close that, a reservation per image would
+  (docs/rate-limits.md);
 * inline data (a base64 PDF, `file_data`, `inlineData`): it crosses the gateway, its size is
   bounded by the request body's, and the estimate leaves it out as it does all input media;
 * files a hosted tool works on (code execution containers and `container_upload`, file
