@@ -125,8 +125,8 @@ def _variant(c: Checker, d: Any, path: str, name: str, provider: str, route_auth
     # a reply made later and fetched elsewhere (the Responses API's background mode):
     # refused where budgets settle or guards read replies, unless the route allows it
     background = c.boolean(d, "allow_background", path, False)
-    # input the provider adds from its storage (`limits.stored`): refused where budgets
-    # settle, unless the route allows it
+    # input the provider adds from its storage or fetches (a file by id or URL:
+    # `limits.stored`): refused where budgets settle, unless the route allows it
     stored = c.boolean(d, "allow_stored_context", path, False)
     rate = parse_route_limits(c, d["rate_limits"], join(path, "rate_limits"), provider,
                               name, limits, pricing, streams.max_event_bytes, background,

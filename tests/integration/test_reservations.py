@@ -39,6 +39,7 @@ def config(base: Any) -> dict[str, Any]:
         {"name": "rs-openai", "provider": "openai", "rate_limits": _limits()},
         {"name": "rs-small", "provider": "openai", "rate_limits": _limits(1000)},
         {"name": "rs-gemini", "provider": "gemini", "rate_limits": _limits()},
+        {"name": "rs-anthropic", "provider": "anthropic", "rate_limits": _limits()},
         {"name": "rs-vertex", "provider": "vertex", "rate_limits": _limits()},
         {"name": "rs-stored", "provider": "openai", "rate_limits": _limits(),
          "allow_stored_context": True},
@@ -49,7 +50,8 @@ def config(base: Any) -> dict[str, Any]:
 def adjust(doc: dict[str, Any]) -> None:
     for route, cluster in (("rs-openai", "openai"), ("rs-small", "openai"),
                            ("rs-stored", "openai"),
-                           ("rs-gemini", "gemini"), ("rs-vertex", "vertex")):
+                           ("rs-gemini", "gemini"), ("rs-vertex", "vertex"),
+                           ("rs-anthropic", "anthropic")):
         add_route(doc, f"/{route}/", cluster, route)
 
 
@@ -206,6 +208,54 @@ def test_a_route_may_allow_input_the_provider_keeps(gw: Gateway) -> None:
     r = httpx.post(f"{gw.url}/rs-stored/v1/responses", json=body, headers=who(), timeout=30)
     assert reserved(r) == 2 + DEFAULT_MAX         # the input it sees, and the default max
     assert json.loads(gw.mock.last()["body"])["previous_response_id"] == "resp_1"
+
+
+FILE_PART = {"type": "file", "file": {"file_id": "file-abc"}}
+
+
+@pytest.mark.parametrize(("route", "path", "body", "field"), [
+    ("rs-openai", "/v1/chat/completions", {"model": "gpt-4o", "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "sum up"}, FILE_PART]}]},
+     "messages[0].content[1].file.file_id (a file stored at the provider)"),
+    ("rs-openai", "/v1/responses", {"model": "gpt-4o", "input": [{"role": "user", "content": [
+        {"type": "input_file", "file_url": "https://x.test/report.pdf"}]}]},
+     "input[0].content[0].file_url (a file the provider fetches from a URL)"),
+    ("rs-anthropic", "/v1/messages", {"model": "claude-sonnet-4-5", "max_tokens": 10,
+                                      "messages": [{"role": "user", "content": [
+        {"type": "document", "source": {"type": "url", "url": "https://x.test/a.pdf"}},
+        {"type": "text", "text": "sum up"}]}]},
+     "messages[0].content[0].source.url (a document the provider fetches from a URL)"),
+    ("rs-vertex", "/v1/projects/p/locations/l/publishers/google/models/gemini-2.5-flash"
+                  ":generateContent",
+     {"contents": [{"role": "user", "parts": [
+         {"text": "sum up"},
+         {"fileData": {"mimeType": "video/mp4", "fileUri": "gs://bucket/talk.mp4"}}]}]},
+     "contents[0].parts[1].fileData.fileUri (a file the provider fetches, video/mp4)"),
+])
+def test_a_file_by_id_or_url_is_refused_where_budgets_cannot_reserve_it(
+        gw: Gateway, route: str, path: str, body: dict[str, Any], field: str) -> None:
+    """Found by the spend audit: the provider bills a file it fetches (a PDF of hundreds of
+    pages, a video) as input the prompt estimate never saw."""
+    before = gw.mock.last()
+    r = httpx.post(f"{gw.url}/{route}{path}", json=body, headers=who(), timeout=30)
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["message"].startswith(f"request refused: {field}; ")
+    assert "allow_stored_context" in error["message"]
+    assert gw.mock.last() == before
+
+
+def test_images_by_url_inline_files_and_allowed_routes_go_through(gw: Gateway) -> None:
+    image = {"type": "image_url", "image_url": {"url": "https://x.test/a.png"}}
+    inline = {"type": "file", "file": {"filename": "a.pdf",
+                                       "file_data": "data:application/pdf;base64,JVBERi0K"}}
+    for route, part in (("rs-openai", image), ("rs-openai", inline),
+                        ("rs-stored", FILE_PART)):
+        body = {"model": "gpt-4o", "messages": [{"role": "user", "content": [part]}]}
+        r = httpx.post(f"{gw.url}/{route}/v1/chat/completions", json=body, headers=who(),
+                       timeout=30)
+        assert reserved(r) > 0
+        assert json.loads(gw.mock.last()["body"])["messages"][0]["content"][0] == part
 
 
 @pytest.mark.parametrize("model", ["gpt-4o-mini", "azure/my-deployment"])
