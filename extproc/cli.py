@@ -174,10 +174,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .auth import devcreds
+    from .auth import devcreds, devkey
     from .loader import load
     from .server import ServeOptions, run
-    allow_dev = devcreds.allowed(args.allow_dev_credentials, os.environ)
+    allow_dev = devkey.allowed(args.allow_dev_credentials, os.environ)
+    if allow_dev:
+        # the flag as the variable too: the workers, and the keys a JWKS URL serves later
+        # (`devkey.without_dev_key`), read the same answer
+        os.environ[devkey.ALLOW_ENV] = "1"
     found = devcreds.dev_credentials(load(args.config))   # a ConfigError: main() says it
     if found and not allow_dev:
         print(f"extproc serve: refusing to start: {devcreds.refusal(args.config, found)}",
@@ -219,10 +223,10 @@ def _tls_files(args: argparse.Namespace) -> TlsFiles | None:
 
 def _check(args: argparse.Namespace) -> int:
     """Each file as `serve` would take it: an error where `serve` would refuse to start."""
-    from .auth import devcreds
+    from .auth import devcreds, devkey
     from .loader import load
     from .schema import ConfigError
-    allow_dev = devcreds.allowed(args.allow_dev_credentials, os.environ)
+    allow_dev = devkey.allowed(args.allow_dev_credentials, os.environ)
     status = 0
     for name in args.files:
         try:

@@ -37,6 +37,7 @@ from grpc_health.v1 import health_pb2_grpc
 from . import accesslog, filewatch, grpc_tls, httpclient, loader, metrics, native
 from . import config as cfgmod
 from .auth.devcreds import dev_credentials, refusal
+from .auth.devcreds import warning as dev_warning
 from .auth.settings import warm_up
 from .health import SERVING, Health
 from .schema import ConfigError
@@ -76,6 +77,7 @@ async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
     """Serve until SIGTERM/SIGINT; then drain within the grace period."""
     with filewatch.tracking() as read:
         config = _load(opts.config_path)
+    _refuse_dev_credentials(config, opts)
     metrics.CONFIG_LOADED.set(time.time())
     processor = Processor(config)
     server = grpc.aio.server(options=grpc_options(config))
@@ -157,6 +159,16 @@ def warn_open(opts: ServeOptions) -> None:
                     "(--tls-client-ca), or serve on a unix socket", ", ".join(exposed))
 
 
+def _refuse_dev_credentials(config: cfgmod.Config, opts: ServeOptions) -> None:
+    """The config this process is about to serve, refused (a ConfigError: exit 2, which the
+    workers' supervisor does not restart) when it trusts the published development
+    credentials without the operator's word: `extproc serve` checks before it starts, but a
+    worker (re)started later loads the file again, and the file may have changed since."""
+    found = dev_credentials(config)
+    if found and not opts.allow_dev_credentials:
+        raise ConfigError([refusal(opts.config_path, found).replace("\n", " ")])
+
+
 def _load(path: str) -> cfgmod.Config:
     """Load the config; inside `filewatch.tracking()`, every file it reads is noted (the
     file itself, JWKS and secret files), each with its state when read."""
@@ -184,6 +196,8 @@ def _reload(processor: Processor, path: str, watch: filewatch.Watch | None = Non
             found = dev_credentials(config)
             if found and not allow_dev:
                 errors = [refusal(path, found).replace("\n", " ")]
+            elif found:
+                log.warning("%s", dev_warning(found))
     if errors:
         metrics.RELOADS.labels("refused").inc()
         if watch is not None:

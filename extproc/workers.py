@@ -234,7 +234,12 @@ def run_workers(opts: ServeOptions) -> int:
     if any(a.startswith("unix:") for a in opts.addresses):
         log.error("--workers > 1 needs a TCP address: a unix socket cannot be shared")
         return 2
-    loader.load(opts.config_path)  # fail fast, once, on a bad config
+    from .auth.devcreds import dev_credentials, refusal
+    # fail fast, once, on a bad config (each worker checks what it loads again)
+    found = dev_credentials(loader.load(opts.config_path))
+    if found and not opts.allow_dev_credentials:
+        log.error("config: %s", refusal(opts.config_path, found).replace("\n", " "))
+        return 2
     ctx = multiprocessing.get_context("spawn")
     stopping = False
     # each worker's admin port, written by the worker once bound (0 until then)

@@ -7,20 +7,21 @@ README publishes. `extproc serve` refuses such a config unless the operator says
 development setup (`allowed`): copied into production, it is a gateway anyone can use with
 the provider keys it injects. Detection is by content (the key's RSA modulus and exponent,
 the key's SHA-256), not by file name, so a renamed or inlined copy is found too. A JWKS
-fetched from a URL is not known at start and is not looked at.
+fetched from a URL is not known at start: the development key is dropped from it when it is
+fetched instead (`devkey.without_dev_key`), unless this process allows it.
 
-Sans-IO: the development public key is written here (a unit test keeps it equal to the
-shipped private key's public half).
+Sans-IO: the development public key is written in `devkey` (a unit test keeps it equal to
+the shipped private key's public half).
 """
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .apikeys import hash_key
+from .devkey import ALLOW_ENV, ALLOW_FLAG, is_dev_key
 from .devtoken import DEV_API_KEY
 from .jwks import StaticKeys
 from .policy import Authenticate
@@ -28,19 +29,6 @@ from .policy import Authenticate
 if TYPE_CHECKING:
     from ..config import Config, RouteConfig
 
-#: the environment variable that allows the development credentials (the flag's twin)
-ALLOW_ENV = "EXTPROC_ALLOW_DEV_CREDENTIALS"
-ALLOW_FLAG = "--allow-dev-credentials"
-_TRUE = ("1", "true", "yes", "on")
-
-#: the public half of extproc/dev/DEV-ONLY-jwt-signing-key.pem (as in config/dev-jwks.json)
-DEV_RSA_N = int.from_bytes(base64.urlsafe_b64decode(
-    "r_7tTqH13iBmbpQnSHl9d4UaruPHaxhdN3O9-PnoksHQYwAC6SPkmxY9bxerL6B-dPztrPoBptke4l4Asssf"
-    "Nj7zTZ6dCEqeTmGMLZ2XjHxmvkMSIrUXAO5dnAmh0B4odYS6zjOMegZquw1JyoT0uhdm2211HB4tCdTaTJDD"
-    "xVDQpwvbH-zp1osadfssunCeXs9c0Wa09YpwTa315jBMHLk4rIGY3e90XvFrFHN7xqpHmhWWFDvKDJB-Wquf"
-    "xqy_mAEKS5aFJF42mvGX2bRgjCHwDu1cwW44Eja77DBmv2DbsrBIntZ70yx_0AHmjetoEjESGOLPe1Rk2WcS"
-    "Tvf6hw=="), "big")
-DEV_RSA_E = 65537
 DEV_API_KEY_SHA256 = hash_key(DEV_API_KEY)
 
 
@@ -78,12 +66,6 @@ def dev_credentials(config: Config) -> list[DevCredential]:
     return list(found)
 
 
-def allowed(flag: bool, environ: Mapping[str, str]) -> bool:
-    """The operator's word that this is a development setup: `--allow-dev-credentials`, or
-    EXTPROC_ALLOW_DEV_CREDENTIALS set to 1, true, yes or on."""
-    return flag or environ.get(ALLOW_ENV, "").strip().lower() in _TRUE
-
-
 def refusal(source: str, found: list[DevCredential]) -> str:
     """Why a server on `source` does not start, and the two ways on (for stderr)."""
     lines = [f"{source} trusts the development credentials published with extproc, so "
@@ -109,10 +91,4 @@ def _routes(routes: Iterable[RouteConfig]) -> Iterable[RouteConfig]:
 
 
 def _holds_dev_key(source: StaticKeys) -> bool:
-    for key in source.keyset.keys:
-        numbers = getattr(key.key, "public_numbers", None)
-        if key.kty == "RSA" and numbers is not None:
-            n = numbers()
-            if n.n == DEV_RSA_N and n.e == DEV_RSA_E:
-                return True
-    return False
+    return any(is_dev_key(key) for key in source.keyset.keys)

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
 from .. import filewatch
+from .devkey import without_dev_key
 from .keys import Key, KeySet, KeySetError
 from .verify import AuthError
 
@@ -135,7 +136,7 @@ class RemoteJWKS:
         self.fetches += 1
         try:
             body = await self._fetch(self.url, self.timeout_s)
-            keys = KeySet.parse(body)
+            keys = without_dev_key(KeySet.parse(body))
             if not keys:
                 raise KeySetError("the JWKS has no usable signing keys")
         except Exception as exc:  # network errors, bad JSON, empty sets: keep the old keys

@@ -15,8 +15,11 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from jwt.algorithms import RSAAlgorithm
 
 from extproc import loader
-from extproc.auth import devcreds, devtoken
+from extproc.auth import devcreds, devkey, devtoken
 from extproc.auth.apikeys import hash_key
+from extproc.auth.jwks import RemoteJWKS
+from extproc.auth.verify import AuthError
+from extproc.schema import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 DEV_JWKS = json.loads((REPO / "config" / "dev-jwks.json").read_text())
@@ -50,7 +53,7 @@ def test_the_written_key_is_the_public_half_of_the_shipped_signing_key() -> None
     """The constants are the key `extproc token` signs with, and config/dev-jwks.json's."""
     key = load_pem_private_key(devtoken.DEV_KEY.read_bytes(), password=None)
     numbers = key.public_key().public_numbers()
-    assert (numbers.n, numbers.e) == (devcreds.DEV_RSA_N, devcreds.DEV_RSA_E)
+    assert (numbers.n, numbers.e) == (devkey.DEV_RSA_N, devkey.DEV_RSA_E)
     assert devcreds.DEV_API_KEY_SHA256 == hash_key("gw-local-dev-key-DEV-ONLY")
 
 
@@ -79,9 +82,54 @@ def test_another_key_is_not_found_even_under_the_dev_kid(tmp_path: Path) -> None
     assert devcreds.dev_credentials(config(tmp_path, {"inline": other_jwks()})) == []
 
 
-def test_a_url_jwks_is_not_looked_at(tmp_path: Path) -> None:
+def test_a_url_jwks_is_not_known_at_start(tmp_path: Path) -> None:
     cfg = config(tmp_path, {"url": "https://idp.example.com/.well-known/jwks.json"})
     assert devcreds.dev_credentials(cfg) == []
+
+
+def _remote(body: bytes) -> RemoteJWKS:
+    async def fetch(url: str, timeout_s: float) -> bytes:
+        return body
+    return RemoteJWKS("https://idp.example.com/jwks.json", fetch)
+
+
+async def test_a_url_that_serves_the_dev_key_loses_it_when_fetched(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """(found by this stop's review) a URL serving the shipped JWKS (a raw GitHub link to
+    config/dev-jwks.json) must not open the gateway where a file holding it may not: the
+    key is dropped when fetched, and a token it signed finds no key."""
+    monkeypatch.delenv(devkey.ALLOW_ENV, raising=False)
+    others = [{**k, "kid": "corp-1"} for k in other_jwks()["keys"]]
+    src = _remote(json.dumps({"keys": [DEV_JWKS["keys"][0], *others]}).encode())
+    assert await src.candidates(devtoken.DEV_KID, "RS256") == []
+    assert len(await src.candidates("corp-1", "RS256")) == 1     # the other key stays
+    only_dev = _remote(json.dumps(DEV_JWKS).encode())
+    with pytest.raises(AuthError):
+        await only_dev.candidates(devtoken.DEV_KID, "RS256")     # no usable key at all
+    assert only_dev.last_error is not None and "no usable signing keys" in only_dev.last_error
+
+
+async def test_a_url_serving_the_dev_key_is_trusted_when_allowed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(devkey.ALLOW_ENV, "1")
+    src = _remote(json.dumps(DEV_JWKS).encode())
+    keys = await src.candidates(devtoken.DEV_KID, "RS256")
+    assert len(keys) == 1 and devkey.is_dev_key(keys[0])
+
+
+async def test_serve_checks_the_config_it_loads_itself(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """(found by this stop's review) `extproc serve` checks before it starts, but a worker
+    the supervisor restarts loads the file again: every load about to serve is checked,
+    and a refused worker exits 2, which the supervisor does not restart."""
+    from extproc import server, workers
+    monkeypatch.delenv(devkey.ALLOW_ENV, raising=False)
+    path = REPO / "config" / "gateway.yaml"
+    opts = server.ServeOptions(str(path), addresses=("127.0.0.1:0",), admin_port=None)
+    with pytest.raises(ConfigError, match="trusts the development credentials"):
+        await server.serve(opts)
+    assert workers.run_workers(server.ServeOptions(
+        str(path), addresses=("127.0.0.1:0",), admin_port=None, workers=2)) == 2
 
 
 def test_the_dev_api_key_is_found_by_its_hash(tmp_path: Path) -> None:
@@ -120,7 +168,7 @@ def test_only_what_a_route_accepts_counts(tmp_path: Path) -> None:
 ])
 def test_the_opt_in_is_the_flag_or_the_environment(flag: bool, env: dict[str, str],
                                                     allowed: bool) -> None:
-    assert devcreds.allowed(flag, env) is allowed
+    assert devkey.allowed(flag, env) is allowed
 
 
 def test_the_refusal_names_what_is_trusted_and_both_ways_on() -> None:

@@ -328,5 +328,8 @@ async def test_a_reload_onto_the_development_credentials_is_refused_unless_allow
     assert set(processor.config.routes) == {"chat"} and reloads("refused") == refused + 1
     assert "trusts the development credentials" in caplog.text
     assert "JWT provider 'corp'" in caplog.text
+    caplog.clear()
     assert server._reload(processor, str(f), allow_dev=True) is True
     assert set(processor.config.routes) == {"dev"}
+    # allowed, it is said: the warning serve logs at start, on the reload too
+    assert "trusts published development credentials" in caplog.text
