@@ -1,16 +1,17 @@
-"""Budgets and input the provider keeps or fetches: a request that has the provider add
-input that never crosses the gateway is billed for it as input, but the prompt estimate
-leaves it out (sans-IO). Such input is context the provider stored earlier (the Responses
-API's `previous_response_id`, `conversation` and `item_reference` inputs, a stored `prompt`
-by id, Gemini's `cachedContent`) and files given by id or URL (`fetched_file`: an OpenAI
-`file` / `input_file` part's `file_id` or `file_url`, an Anthropic block whose source is a
-file id or a URL, a Gemini or Vertex part's `fileData`, an OpenAI-compatible server's
-`video_url` / `audio_url` that is not a data URL): the provider extracts a PDF of hundreds of
-pages into hundreds of thousands of input tokens, a video by URI into a million. Settling
-charges the real usage afterwards, but admission has reserved next to nothing: any number of
-such requests sent at once each fit the budget, and together they spend many times it before
-the first one settles (found by the spend audit: 2,000 concurrent follow-ups to a 200k-token
-conversation charged 2,000 USD against a 1 USD budget).
+"""Budgets and input the provider keeps or fetches: a request that has the provider add input
+that never crosses the gateway is billed for it as input, but the prompt estimate leaves it
+out (sans-IO). Such input is context the provider stored earlier (the Responses API's
+`previous_response_id`, `conversation` and `item_reference` inputs, a stored `prompt` by id,
+an assistant message's `audio.id` in Chat Completions, Gemini's `cachedContent`) and files
+given by id or URL (`fetched_file`: an OpenAI `file` / `input_file` part's `file_id` or
+`file_url`, an Anthropic block whose source is a file id or a URL, a Gemini or Vertex part's
+`fileData`, an OpenAI-compatible server's `video_url` / `audio_url` that is not a data URL):
+the provider extracts a PDF of hundreds of pages into hundreds of thousands of input tokens,
+a video by URI into a million. Settling charges the real usage afterwards, but admission has
+reserved next to nothing: any number of such requests sent at once each fit the budget, and
+together they spend many times it before the first one settles (found by the spend audit:
+2,000 concurrent follow-ups to a 200k-token conversation charged 2,000 USD against a 1 USD
+budget).
 
 Default deny, as for replies made later (`deferred`): on a route with token or spend budgets
 such a request is refused (400, in the provider's format, naming the field) unless the route
@@ -78,6 +79,11 @@ def stored_context(endpoint: str | None, doc: dict[str, Any]) -> str | None:
                                            item.get("type") == "item_reference"
                                            for item in given):
             return "an item_reference input (a stored item)"
+    elif endpoint == "chat.completions":
+        for i, message in enumerate(_list(doc.get("messages"))):
+            audio = message.get("audio") if message.__class__ is dict else None
+            if audio.__class__ is dict and audio.get("id") is not None:
+                return f"messages[{i}].audio.id (an earlier audio reply stored at the provider)"
     elif endpoint in ("generateContent", "streamGenerateContent", "countTokens"):
         for key in ("cachedContent", "cached_content"):
             if doc.get(key) is not None:

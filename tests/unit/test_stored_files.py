@@ -56,6 +56,11 @@ def gemini(*parts: Any) -> dict[str, Any]:
 
 #: (provider, body, the field the refusal names)
 REFUSED = [
+    # (found by this stop's review) an earlier audio reply, by id: billed again as input
+    ("openai", {"model": "gpt-4o-audio-preview", "messages": [
+        {"role": "user", "content": "hi"}, {"role": "assistant", "audio": {"id": "audio_1"}},
+        {"role": "user", "content": "again"}]},
+     "messages[1].audio.id (an earlier audio reply stored at the provider)"),
     ("openai", chat({"type": "file", "file": {"file_id": "file-abc"}}),
      "messages[1].content[1].file.file_id (a file stored at the provider)"),
     ("openai", chat({"type": "file", "file": {"file_id": "file-abc", "filename": "a.pdf"}}),
