@@ -129,10 +129,15 @@ def merge_expositions(texts: Sequence[tuple[str, str]]) -> str:
     return "\n".join(out) + "\n" if out else ""
 
 
+#: the supervisor's client for its workers' admin ports: never through a proxy (urllib
+#: honours HTTP_PROXY even for 127.0.0.1 unless NO_PROXY lists it, and /spend names every
+#: budget's subject and key)
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def _fetch(port: int, path: str) -> bytes | None:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}",
-                                    timeout=FETCH_TIMEOUT_S) as r:
+        with _DIRECT.open(f"http://127.0.0.1:{port}{path}", timeout=FETCH_TIMEOUT_S) as r:
             return r.read()
     except (OSError, ValueError):
         return None

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from types import ModuleType
@@ -52,6 +54,10 @@ if TYPE_CHECKING:
     from ..context import Context
 
 log = logging.getLogger("extproc.front")
+#: a dropped field as the logs and the metadata may name it: a field's path, not a value
+_FIELD_NAME = re.compile(r"[A-Za-z0-9_.\[\]-]{1,64}")
+#: the most dropped fields named in one log line and metadata value
+_MAX_SHOWN = 16
 #: the request header Envoy's route table matches to send a request to its backend's cluster
 BACKEND_HEADER = "x-extproc-backend"
 _STATE = "front"
@@ -274,9 +280,10 @@ class FrontRequest(_FrontPolicy):
             raise Reject(400, f"the request cannot be translated for {backend.provider}: "
                          f"{exc}", details="extproc_front_untranslatable") from None
         if t.dropped:
-            log.info("front dropped %s for %s (route=%s request_id=%s)", ", ".join(t.dropped),
+            shown = shown_fields(t.dropped)
+            log.info("front dropped %s for %s (route=%s request_id=%s)", ", ".join(shown),
                      backend.provider, self.route, ex.request_id)
-            ex.metadata["dropped_fields"] = ",".join(t.dropped)
+            ex.metadata["dropped_fields"] = ",".join(shown)
         options = doc.get("stream_options")
         usage = isinstance(options, dict) and options.get("include_usage") is True
         st.json_tool = getattr(t, "json_tool", None)
@@ -301,3 +308,15 @@ class FrontRequest(_FrontPolicy):
         ex.set_request_header(BACKEND_HEADER, backend.provider)
         ex.clear_route_cache = True
         return t.body
+
+
+def shown_fields(dropped: Sequence[str]) -> list[str]:
+    """The dropped fields as the log line and the `dropped_fields` metadata name them. An
+    unknown field's name is the client's to choose (a card number, a 5,000-character key),
+    and no guard reads key names: a name that is no plain field path is shown as
+    `<unknown field>`, and past `_MAX_SHOWN` the rest are counted, not named."""
+    out = [name if _FIELD_NAME.fullmatch(name) else "<unknown field>"
+           for name in dropped[:_MAX_SHOWN]]
+    if len(dropped) > _MAX_SHOWN:
+        out.append(f"<{len(dropped) - _MAX_SHOWN} more>")
+    return out

@@ -38,6 +38,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..auth.jwks import redact_url
 from ..providers.unread import KINDS as UNREAD_KINDS
 from ..schema import Checker, join
 from .custom import LiteralDetector, RegexDetector
@@ -164,7 +165,8 @@ def _webhook(c: Checker, raw: Any, path: str) -> WebhookSpec | None:
     d = c.mapping(raw, path, ("url", "timeout_ms", "fail", "headers", "segment_chars"))
     url = c.string(d, "url", path, required=True) or ""
     if url and not url.startswith(("http://", "https://")):
-        c.error(join(path, "url"), f"expected an http:// or https:// URL, got {url!r}")
+        c.error(join(path, "url"), "expected an http:// or https:// URL, got "
+                f"{redact_url(url)!r}")   # (no userinfo or query: they may hold a token)
     timeout = c.number(d, "timeout_ms", path, 300, minimum=1, integer=True)
     if timeout is not None and timeout > MAX_TIMEOUT_MS:
         c.error(join(path, "timeout_ms"), f"at most {MAX_TIMEOUT_MS}: the call waits inside "
