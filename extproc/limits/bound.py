@@ -86,6 +86,7 @@ def bounded(endpoint: str, doc: dict[str, Any], n: int,
         return out
     return None
 
+
 def write(ex: Context, adapter: Adapter, body: bytes, doc: dict[str, Any], n: int,
           model: str | None) -> bytes | None:
     """The request body with `n` written as its bound, for a request that names none

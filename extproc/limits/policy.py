@@ -156,22 +156,27 @@ class RateLimit(Policy):
                 stored_context(ex.endpoint.name, read[0])
             if stored is not None:
                 refuse_stored_context(stored, lambda: _decided(ex, budget, "stored"))
-        await self._admit(ex, prompt, body, extra, choices, thinking)
+        model = getattr(prompt, "model", None) or ex.state.get("model")
+        default = self._default_max(ex, model)
+        await self._admit(ex, prompt, body, extra, choices, thinking, default)
         if self.write_max_tokens and self.settles and read is not None and prompt is not None \
                 and not prompt.max_output_tokens:
             # what was reserved is what the provider may generate (the unified front writes
             # it into what it sends the backend)
             front = ex.state.get(MAX_OUTPUT)
-            model = getattr(prompt, "model", None) or ex.state.get("model")
-            default = self.default_max(priced_as(ex.state, self.provider, model)[1])
             if front is not None:
                 ex.state[bound.WRITE_MAX] = front(default)
                 return None
             return bound.write(ex, adapter, body, read[0], default + thinking, model)
         return None
 
+    def _default_max(self, ex: Context, model: str | None) -> int:
+        """What a request naming no max output reserves and is sent: by the model the
+        provider serves (on the unified front the backend's)."""
+        return self.default_max(priced_as(ex.state, self.provider, model)[1])
+
     def _estimate(self, ex: Context, held: Held, prompt: Any, body: bytes | None,
-                  extra_input: int, choices: int, thinking: int, model: str | None) -> None:
+                  extra_input: int, choices: int, thinking: int, default: int) -> None:
         if prompt is not None:
             held.input_estimate = prompt_tokens((t for _, t in prompt.texts),
                                                 self.chars_per_token)
@@ -180,7 +185,6 @@ class RateLimit(Policy):
         held.input_estimate = min(held.input_estimate + extra_input, MAX_TOKENS)
         endpoint = ex.endpoint
         bound = ex.state.get(MAX_OUTPUT)   # the unified front: what the backend is sent
-        default = self.default_max(priced_as(ex.state, self.provider, model)[1])
         if endpoint is not None and not endpoint.spec.generates:
             held.output = 0   # embeddings, token counts, pass-through: nothing to generate
         elif bound is not None:
@@ -197,11 +201,13 @@ class RateLimit(Policy):
         held.estimate = held.input_estimate + held.output
 
     async def _admit(self, ex: Context, prompt: Any, body: bytes | None,
-                     extra_input: int = 0, choices: int = 1, thinking: int = 0) -> None:
+                     extra_input: int = 0, choices: int = 1, thinking: int = 0,
+                     default: int | None = None) -> None:
         held = Held(hidden=ex.state.pop(_HIDDEN, False))
         model = getattr(prompt, "model", None) or ex.state.get("model")
         if self.settles:
-            self._estimate(ex, held, prompt, body, extra_input, choices, thinking, model)
+            self._estimate(ex, held, prompt, body, extra_input, choices, thinking,
+                           self._default_max(ex, model) if default is None else default)
         if self.uses_spend and not is_passthrough(ex):
             # (a pass-through generates nothing the gateway reads: it reserves no money)
             held.price = self._price(ex, model)

@@ -79,11 +79,6 @@ def stored_context(endpoint: str | None, doc: dict[str, Any]) -> str | None:
                                            item.get("type") == "item_reference"
                                            for item in given):
             return "an item_reference input (a stored item)"
-    elif endpoint == "chat.completions":
-        for i, message in enumerate(_list(doc.get("messages"))):
-            audio = message.get("audio") if message.__class__ is dict else None
-            if audio.__class__ is dict and audio.get("id") is not None:
-                return f"messages[{i}].audio.id (an earlier audio reply stored at the provider)"
     elif endpoint in ("generateContent", "streamGenerateContent", "countTokens"):
         for key in ("cachedContent", "cached_content"):
             if doc.get(key) is not None:
@@ -143,13 +138,16 @@ _OPENAI_PLAIN = frozenset({"text", "input_text", "output_text", "refusal", "summ
 
 
 def _openai_items(value: Any, name: str, keys: tuple[str, ...], bare: bool) -> str | None:
-    """Messages or input items: each one's parts (under `keys`) and, with `bare`, an item
-    that is no message (a part given as an item)."""
+    """Messages or input items: each one's parts (under `keys`), an earlier audio reply by
+    id, and, with `bare`, an item that is no message (a part given as an item)."""
     if value.__class__ is not list:
         return None
     for i, item in enumerate(value):
         if item.__class__ is not dict:
             continue
+        audio = item.get("audio")   # a chat message's earlier audio reply, by id
+        if audio.__class__ is dict and audio.get("id") is not None:
+            return f"{name}[{i}].audio.id (an earlier audio reply stored at the provider)"
         if bare and "role" not in item:
             found = _openai_part(item)
             if found is not None:

@@ -194,11 +194,18 @@ def test_input_the_provider_keeps_is_refused_where_budgets_cannot_reserve_it(
     """Found by the spend audit: such input is billed but never crosses the gateway, so
     every one of many such requests sent at once fitted the budget on its prompt estimate,
     and together they spent it many times over before the first settled."""
+    refused_before_upstream(gw, f"/{route}{path}", body, f"request refused: {field} (")
+
+
+def refused_before_upstream(gw: Gateway, path: str, body: dict[str, Any],
+                            opening: str) -> None:
+    """`body` is refused with a 400 whose message opens with `opening` and names the
+    route setting that allows it, and the provider never gets it."""
     before = gw.mock.last()
-    r = httpx.post(f"{gw.url}/{route}{path}", json=body, headers=who(), timeout=30)
+    r = httpx.post(f"{gw.url}{path}", json=body, headers=who(), timeout=30)
     assert r.status_code == 400, r.text
     error = r.json()["error"]
-    assert error["message"].startswith(f"request refused: {field} (")
+    assert error["message"].startswith(opening)
     assert "allow_stored_context" in error["message"]
     assert gw.mock.last() == before
 
@@ -236,13 +243,7 @@ def test_a_file_by_id_or_url_is_refused_where_budgets_cannot_reserve_it(
         gw: Gateway, route: str, path: str, body: dict[str, Any], field: str) -> None:
     """Found by the spend audit: the provider bills a file it fetches (a PDF of hundreds of
     pages, a video) as input the prompt estimate never saw."""
-    before = gw.mock.last()
-    r = httpx.post(f"{gw.url}/{route}{path}", json=body, headers=who(), timeout=30)
-    assert r.status_code == 400, r.text
-    error = r.json()["error"]
-    assert error["message"].startswith(f"request refused: {field}; ")
-    assert "allow_stored_context" in error["message"]
-    assert gw.mock.last() == before
+    refused_before_upstream(gw, f"/{route}{path}", body, f"request refused: {field}; ")
 
 
 def test_images_by_url_inline_files_and_allowed_routes_go_through(gw: Gateway) -> None:
