@@ -12,7 +12,7 @@ a final chunk with ``"choices": []`` carries the usage; ``Delta.drop`` marks it.
 ``{"error": {...}}`` chunk becomes ``Delta.error``. Azure's ``prompt_filter_results``-only
 chunk says nothing.
 
-What the model reads: ``openai_prompts``.
+What the model reads: ``openai_prompts``; what it wrote in a whole reply: ``openai_reply``.
 
 What the model writes (guards): in a whole reply, every choice's ``message.content``,
 ``refusal`` and ``audio.transcript`` (kind "text"), ``reasoning_content`` / ``reasoning``
@@ -29,7 +29,7 @@ field this code does not know has its strings read whole (fail closed).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from extproc.codecs.jsonprune import EACH
@@ -42,22 +42,17 @@ from extproc.providers.openai_parts import (
     reply_media,
 )
 from extproc.providers.openai_prompts import (
-    OPAQUE,
-    Slot,
-    call_slots,
-    content_slots,
-    extra_slots,
     read_text,
     request_slots,
     rewrite_text,
 )
+from extproc.providers.openai_reply import DELTA_FIELDS, ENUMS, reply_slots, visible
 from extproc.providers.slots import (
     NAME_PIECE,
     EventTexts,
     Name,
     Piece,
     TextSlot,
-    field_strings,
     name_slot,
     piece_index,
     string_slots,
@@ -83,58 +78,6 @@ _EMPTY_CHOICES = re.compile(r'"choices"\s*:\s*\[\s*\]')
 
 _AZURE_DEPLOYMENT = re.compile(r"/deployments/([^/]+)/")
 _INCLUDE_USAGE = b'"stream_options":{"include_usage":true},'
-#: keys whose string values are enumerations, ids or opaque payloads (an encrypted
-#: reasoning's data, a signature), not text
-_ENUMS = frozenset({"type", "id", "data", "signature", "encrypted_content", "format"})
-#: the fields of a stream delta read one by one (or holding no text); any other field's
-#: strings (web search ``annotations``, a field newer than this code) are read whole, each
-#: on its own
-_DELTA_FIELDS = frozenset({"role", "content", "refusal", "reasoning_content", "reasoning",
-                           "audio", "tool_calls", "function_call"})
-#: the same for a whole reply's message (``audio`` holds base64 data and its transcript)
-_MESSAGE_FIELDS = _DELTA_FIELDS | {"name"}
-#: every text field of a stream delta, in reading order
-
-
-def _call_names(message: dict[str, Any]) -> Iterator[Slot]:
-    """The names of a reply message's tool calls and legacy function call (kind "name")."""
-    for call in as_list(message.get("tool_calls")):
-        call = as_dict(call)
-        for holder in (as_dict(call.get("function")), as_dict(call.get("custom"))):
-            if isinstance(holder.get("name"), str):
-                yield "name", holder, "name"
-    legacy = as_dict(message.get("function_call"))
-    if isinstance(legacy.get("name"), str):
-        yield "name", legacy, "name"
-
-
-def _reply_slots(body: Any) -> Iterator[Slot]:
-    """(kind, holder, key) of every text the model wrote, choice by choice."""
-    for choice in as_list(as_dict(body).get("choices")):
-        message = as_dict(as_dict(choice).get("message"))
-        for _, holder, key in content_slots(message, "text"):
-            yield "text", holder, key
-        if isinstance(message.get("content"), dict):   # one part, not in a list
-            for holder, key in string_slots(message, "content", OPAQUE):
-                yield "text", holder, key
-        yield from extra_slots(message)   # refusal and reasoning: strings, parts, objects
-        audio = as_dict(message.get("audio"))
-        if isinstance(audio.get("transcript"), str):
-            yield "text", audio, "transcript"
-        # any other field (web search annotations, a field newer than this code): every
-        # string, read whole
-        for holder, field in field_strings(message, _MESSAGE_FIELDS, _ENUMS):
-            yield "result", holder, field
-        yield from _call_names(message)
-        yield from call_slots(message)
-
-
-def _visible(message: dict[str, Any]) -> str:
-    """What the user reads of one reply message: its content, then its refusal."""
-    text = "".join(holder[key] for _, holder, key in content_slots(message, ""))
-    return text + (as_str(message.get("refusal")) or "")
-
-
 def usage_of(raw: Any, given: str = "prompt", made: str = "completion") -> Usage:
     """An OpenAI ``usage`` object, normalised (see ``base``): chat and completions name its
     counts ``prompt``/``completion`` (``prompt_tokens``, ``completion_tokens_details``...),
@@ -229,7 +172,7 @@ class OpenAIAdapter(Adapter):
     def parse_response(self, body: dict[str, Any]) -> tuple[str, str | None, Usage]:
         body = as_dict(body)
         choice = as_dict(pick_indexed(as_list(body.get("choices"))))
-        text = _visible(as_dict(choice.get("message")))
+        text = visible(as_dict(choice.get("message")))
         return text, as_str(choice.get("finish_reason")), usage_of(body.get("usage"))
 
     def rewrite_request_texts(self, path: str, body: dict[str, Any],
@@ -257,11 +200,11 @@ class OpenAIAdapter(Adapter):
 
     def response_texts(self, body: Any) -> list[tuple[str, str]]:
         return [(kind, Name(holder[key]) if kind == "name" else read_text(holder, key))
-                for kind, holder, key in _reply_slots(body)]
+                for kind, holder, key in reply_slots(body)]
 
     def rewrite_response_texts(self, body: dict[str, Any], fn: Callable[[str], str]) -> bool:
         changed = False
-        for kind, holder, key in _reply_slots(body):
+        for kind, holder, key in reply_slots(body):
             rewrite = rewrite_name if kind == "name" else rewrite_text
             changed |= rewrite(holder, key, "assistant", text_only(fn))
         return changed
@@ -327,9 +270,9 @@ class OpenAIAdapter(Adapter):
                 if "arguments" in legacy:
                     _argument_slots(out.slots, (index, "function_call", 0), legacy)
                 for key in delta:   # any other field (annotations, a field newer than
-                    if key not in _DELTA_FIELDS:   # this code): every string, read whole
+                    if key not in DELTA_FIELDS:   # this code): every string, read whole
                         out.slots.extend(TextSlot((index, "other", 0), holder, k, whole=True)
-                                         for holder, k in string_slots(delta, key, _ENUMS))
+                                         for holder, k in string_slots(delta, key, ENUMS))
             if choice.get("finish_reason"):
                 ends.append(index)
         out.ends = tuple(ends)
