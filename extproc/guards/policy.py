@@ -22,6 +22,7 @@ the streaming maskers (`stream.py`) and is re-framed as the provider's
 events (`reframe.py`); a reject guard ends the stream with the provider's finish and error
 events. Whole JSON responses are asked for BUFFERED (their headers wait): a reject guard
 refuses them with an error in the provider's format, mask guards mask them in one pass.
+Which transform a reply gets is `reply_side.py`'s choice.
 
 Local guards read tool-call arguments (JSON source text in a string, both ways) and the
 compact dumps of JSON values as the tool reads them: token by token, escapes decoded
@@ -41,26 +42,20 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..context import succeeded
-from ..policy import BodyTransform, Policy, Reject, chain
+from ..policy import BodyTransform, Policy, Reject
 from ..providers import Adapter, adapter_for, read_request
 from ..providers.endpoints import adapter_of
 from ..providers.values import MaskingFn, json_bytes
 from . import webhook_client
 from .decisions import decide
-from .errors import ErrorReplyGuard
-from .event_stream import UNREAD as UNREAD_DETECTOR
 from .names import identifiers, readings
-from .reframe import SSEMaskingReframer
-from .reframe_completions import CompletionsMaskingReframer
-from .reframe_responses import ResponsesMaskingReframer
-from .replies import WholeJsonGuard, describe, found, mask_text, refuse
+from .replies import describe, found, mask_text, refuse
+from .reply_side import reply_transform
 from .request_fields import field_texts, refuse_field_matches
 from .settings import ROLES, Guard
 from .stream import StreamMasker
 from .unread import refuse_asked_media, refuse_deferred_reply, refuse_unread_inputs
 from .webhook import Call, Collected, Text, Verdict, WebhookError, masks_by_text
-from .webhook_stream import WebhookStreamGuard
 
 log = logging.getLogger("extproc.guards")
 
@@ -123,7 +118,7 @@ class Guards(Policy):
         self._last_warning = 0.0
 
     # --- webhooks -----------------------------------------------------------------------
-    def _call(self, ex: Context, guard: Guard, direction: str, texts: list[Text],
+    def webhook_call(self, ex: Context, guard: Guard, direction: str, texts: list[Text],
               stream: bool = False, model: str | None = None) -> Call:
         identity = ex.state.get("identity")
         model = model or ex.state.get("model")
@@ -132,7 +127,7 @@ class Guards(Policy):
                     subject=getattr(identity, "subject", None),
                     request_id=ex.request_id or None, stream=stream, texts=texts)
 
-    async def _ask(self, guard: Guard, call: Call) -> Verdict:
+    async def ask_webhook(self, guard: Guard, call: Call) -> Verdict:
         """The webhook's verdict; a failure is counted, logged (rate-limited) and raised."""
         assert guard.webhook is not None
         self.stats["webhook_calls"] += 1
@@ -142,12 +137,12 @@ class Guards(Policy):
             self._failed(guard, exc)
             raise
 
-    async def _verdict(self, guard: Guard, call: Call, ex: Context) -> Verdict | None:
+    async def webhook_verdict(self, guard: Guard, call: Call, ex: Context) -> Verdict | None:
         """The webhook's verdict; None when it failed and the guard fails open; a 503
         `Reject` when it failed and the guard fails closed."""
         assert guard.webhook is not None
         try:
-            return await self._ask(guard, call)
+            return await self.ask_webhook(guard, call)
         except WebhookError:
             if guard.webhook.fail_open:
                 decide(ex, guard.name, call.direction, "error_open")
@@ -167,7 +162,8 @@ class Guards(Policy):
             log.warning("guard webhook %r failed (%s); failing %s", guard.name, exc,
                         "open" if guard.webhook.fail_open else "closed")
 
-    def _maskers(self, made: list[tuple[str, StreamMasker]]) -> list[StreamMasker]:
+    def maskers(self, made: list[tuple[str, StreamMasker]]) -> list[StreamMasker]:
+        """A fresh masker per local reply guard (the mask guards' also listed in `made`)."""
         out = []
         for g in self.response_guards:
             assert g.scanner is not None
@@ -178,86 +174,7 @@ class Guards(Policy):
         return out
 
     def response_transform(self, ex: Context) -> BodyTransform | None:
-        if not (self.response_guards or self.response_webhooks):
-            return None
-        if not succeeded(ex.status):   # an error's message may quote any text
-            return ErrorReplyGuard(self.response_guards, self.stats, ex) \
-                if self.response_guards else None
-        encoding = ex.response_headers.get("content-encoding", "identity").strip().lower()
-        if encoding not in ("", "identity"):   # fail closed: a reply we cannot read
-            raise Reject(502, f"the provider's reply is {encoding}-encoded, which the "
-                         "gateway's reply guards cannot read", details="extproc_unreadable_reply")
-        ctype = (ex.pending_response_header("content-type")
-                 or ex.response_headers.get("content-type", ""))
-        ctype = ctype.split(";", 1)[0].strip().lower()
-        if ctype == "text/event-stream":
-            return chain(self._stream_transforms(ex))
-        if ctype == "application/json":
-            return WholeJsonGuard(self, ex)
-        raise Reject(502, f"the provider's reply is {ctype or 'untyped'}, which the gateway's "
-                     "reply guards cannot read", details="extproc_unreadable_reply")
-
-    def _stream_transforms(self, ex: Context) -> list[BodyTransform]:
-        stats = self.stats
-        endpoint = ex.endpoint.name if ex.endpoint else ""
-        adapter = adapter_of(ex, self.adapter)
-        if self.response_webhooks and type(adapter).stream_texts is Adapter.stream_texts:
-            # the webhook stream guard finds texts with the adapter's `stream_texts`; fail
-            # closed on a stream whose adapter has none (the Responses API's) rather than
-            # let it through unseen
-            raise Reject(502, f"the gateway's webhook reply guards cannot read {endpoint} "
-                         "streams; ask for a whole reply (stream: false)",
-                         details="extproc_unreadable_reply")
-        out: list[BodyTransform] = []
-        if self.response_guards:
-            rejecting = [g for g in self.response_guards if g.action == "reject"]
-            made: list[tuple[str, StreamMasker]] = []
-            # the media kinds (an image, audio) every local reply guard lets pass unread
-            allowed = frozenset.intersection(*(g.allow_unread for g in self.response_guards))
-
-            def rejected(detector: str) -> None:
-                stats["response_rejected"] += 1
-                if detector.startswith(UNREAD_DETECTOR):   # media a guard does not allow
-                    kind = detector[len(UNREAD_DETECTOR):]
-                    name = next((g.name for g in self.response_guards
-                                 if kind not in g.allow_unread), "guard")
-                else:
-                    name = next((g.name for g in rejecting if g.scanner is not None and any(
-                        d.name == detector for d in g.scanner.detectors)), "guard")
-                decide(ex, name, "response", "rejected", detector)
-
-            def done() -> None:
-                for name in dict.fromkeys(n for n, m in made if m.found):
-                    found = {d for n, m in made if n == name for d in m.found}
-                    decide(ex, name, "response", "masked", ",".join(sorted(found)))
-
-            if endpoint == "responses":
-                out.append(ResponsesMaskingReframer(self.provider, lambda: self._maskers(made),
-                                                    self.max_event_bytes, rejected, done,
-                                                    allowed))
-            else:
-                reframer = CompletionsMaskingReframer if endpoint == "completions" \
-                    else SSEMaskingReframer
-                out.append(reframer(self.provider, lambda: self._maskers(made),
-                                    self.max_event_bytes, rejected, done, adapter, allowed))
-
-        def report(guard: str, outcome: str) -> None:
-            if outcome in ("rejected", "error-closed"):
-                stats["response_rejected"] += 1
-            if outcome != "pass":
-                decide(ex, guard, "response", outcome.replace("-", "_"))
-
-        for guard in self.response_webhooks:
-            assert guard.webhook is not None
-
-            async def check(texts: list[Text], guard: Guard = guard) -> Verdict:
-                return await self._ask(guard, self._call(ex, guard, "response", texts, True))
-
-            out.append(WebhookStreamGuard(self.provider, guard.name, check,
-                                          guard.webhook.segment_chars, guard.webhook.fail_open,
-                                          self.max_event_bytes, report, adapter,
-                                          guard.allow_unread))
-        return out
+        return reply_transform(self, ex)
 
     async def on_request_body(self, ex: Context, body: bytes) -> bytes | None:
         path = ex.request_headers.get(":path", "")
@@ -375,7 +292,7 @@ class Guards(Policy):
         texts.extend(Text(role, text) for role, text in field_texts(doc))
         if not texts:
             return False
-        verdict = await self._verdict(guard, self._call(ex, guard, "request", texts,
+        verdict = await self.webhook_verdict(guard, self.webhook_call(ex, guard, "request", texts,
                                                         model=model), ex)
         if verdict is None or verdict.action == "pass":
             return False

@@ -46,12 +46,12 @@ class Guards(Protocol):
     response_webhooks: tuple[Guard, ...]
     stats: dict[str, int]
 
-    def _call(self, ex: Context, guard: Guard, direction: str, texts: list[Text],
+    def webhook_call(self, ex: Context, guard: Guard, direction: str, texts: list[Text],
               stream: bool = False, model: str | None = None) -> Call: ...
 
-    async def _verdict(self, guard: Guard, call: Call, ex: Context) -> Verdict | None: ...
+    async def webhook_verdict(self, guard: Guard, call: Call, ex: Context) -> Verdict | None: ...
 
-    def _maskers(self, made: list[tuple[str, StreamMasker]]) -> list[StreamMasker]: ...
+    def maskers(self, made: list[tuple[str, StreamMasker]]) -> list[StreamMasker]: ...
 
 class WholeJsonGuard(BodyTransform):
     """A whole JSON reply, buffered by Envoy (so its headers wait): refused with a 400 in the
@@ -135,8 +135,8 @@ class WholeJsonGuard(BodyTransform):
             collected.add("assistant", holder[key])
         if not collected.texts:
             return False
-        verdict = await self.policy._verdict(
-            guard, self.policy._call(ex, guard, "response", collected.texts), ex)
+        verdict = await self.policy.webhook_verdict(
+            guard, self.policy.webhook_call(ex, guard, "response", collected.texts), ex)
         if verdict is None or verdict.action == "pass":
             return False
         if verdict.action == "reject":
@@ -195,7 +195,7 @@ class WholeJsonGuard(BodyTransform):
         made: list[tuple[str, Any]] = []
         hits: list[str] = []
         events = b"".join(b"data: " + json_bytes(item) + b"\n\n" for item in items)
-        reframer = SSEMaskingReframer(self.policy.provider, lambda: self.policy._maskers(made),
+        reframer = SSEMaskingReframer(self.policy.provider, lambda: self.policy.maskers(made),
                                       len(events) + 1, hits.append)
         out = reframer.feed(events) + reframer.finish()
         if hits:

@@ -187,7 +187,7 @@ def test_a_webhook_reads_the_side_texts_of_a_whole_reply() -> None:
         start = call.texts[at].text.index(EMAIL)
         return Verdict("mask", (Mask(at, start, start + len(EMAIL), "<EMAIL>"),))
 
-    policy._ask = ask   # type: ignore[method-assign]
+    policy.ask_webhook = ask   # type: ignore[method-assign]
     ex = Exchange(cfg.routes["r"], "r")
     ex.request_headers = {":path": "/v1/chat/completions"}
     ex.status = 200
