@@ -161,6 +161,14 @@ def _variant(c: Checker, d: Any, path: str, name: str, provider: str, route_auth
             c.error(join(path, key), f"only for a provider: vertex route, not {provider}")
     project = c.string(d, "project", path) if provider == "vertex" else None
     location = c.string(d, "location", path) if provider == "vertex" else None
+    if provider == "vertex" and credential is not None and project is None:
+        c.error(join(path, "project"), "a vertex route that injects the operator's credential "
+                "must name the Google Cloud project it bills, or a client names any project "
+                "the credential reaches in the path: set project: <id> (and location: "
+                "<region>), or project: '*' to let clients pick on purpose")
+    # '*': any, said on purpose
+    project = None if project == "*" else project
+    location = None if location == "*" else location
     if project is not None or location is not None:
         # the project its credential bills and the region it runs in: the route's, never
         # the client's to name in the path (auth.scope)

@@ -69,3 +69,44 @@ def test_project_and_location_belong_to_vertex_routes() -> None:
     with pytest.raises(ConfigError) as exc:
         loader.parse({"routes": [{"name": "o", "provider": "openai", "project": "p"}]})
     assert "only for a provider: vertex route" in "\n".join(exc.value.errors)
+
+
+@pytest.fixture(autouse=True)
+def _vertex_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VERTEX_TOKEN", "ya29.operator")
+
+
+def _vertex_route(**extra: object) -> dict:
+    return {"name": "vertex", "provider": "vertex", "auth": {"api_keys": True},
+            "upstream_credential": {"env": "VERTEX_TOKEN"}, **extra}
+
+
+def test_a_vertex_route_injecting_a_credential_must_name_its_project() -> None:
+    # without a project, the client's path picks whichever project the credential reaches
+    config = {"auth": {"api_keys": [{"id": "k", "sha256": hash_key(KEY), "subject": "a"}]}}
+    with pytest.raises(ConfigError) as exc:
+        loader.parse({**config, "routes": [_vertex_route()]})
+    errors = "\n".join(exc.value.errors)
+    assert "routes[0].project" in errors and "project: '*'" in errors
+    # a location alone does not pin the project
+    with pytest.raises(ConfigError):
+        loader.parse({**config, "routes": [_vertex_route(location="us-central1")]})
+
+
+@pytest.mark.parametrize("extra", [{"project": "team-a"}, {"project": "*"},
+                                   {"project": "*", "location": "*"}])
+def test_a_named_or_starred_project_loads(extra: dict) -> None:
+    config = {"auth": {"api_keys": [{"id": "k", "sha256": hash_key(KEY), "subject": "a"}]},
+              "routes": [_vertex_route(**extra)]}
+    route = loader.parse(config).routes["vertex"]
+    scopes = [p for p in route.policies if type(p).__name__ == "VertexScope"]
+    if extra["project"] == "*":   # any project, said on purpose: nothing pins the path
+        assert all(s.project is None for s in scopes)
+        assert all(s.location is None for s in scopes) or "location" not in extra
+    else:
+        assert [s.project for s in scopes] == ["team-a"]
+
+
+def test_a_vertex_route_without_a_credential_needs_no_project() -> None:
+    # the client's own credential goes upstream: it bills only what the client may
+    loader.parse({"routes": [{"name": "vertex", "provider": "vertex", "auth": "none"}]})
