@@ -175,14 +175,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from .auth import devcreds, devkey
-    from .loader import load
-    from .server import ServeOptions, run
+    from .server import ServeOptions, load_tracked, run
     allow_dev = devkey.allowed(args.allow_dev_credentials, os.environ)
     if allow_dev:
         # the flag as the variable too: the workers, and the keys a JWKS URL serves later
         # (`devkey.without_dev_key`), read the same answer
         os.environ[devkey.ALLOW_ENV] = "1"
-    found = devcreds.dev_credentials(load(args.config))   # a ConfigError: main() says it
+    # loaded once, here: a ConfigError is said by main(); a single process serves this one
+    config, read = load_tracked(args.config)
+    found = devcreds.dev_credentials(config)
     if found and not allow_dev:
         print(f"extproc serve: refusing to start: {devcreds.refusal(args.config, found)}",
               file=sys.stderr)
@@ -196,6 +197,8 @@ def _serve(args: argparse.Namespace) -> int:
                         workers=resolve_workers(args.workers, unix=bool(args.unix)),
                         watch_config=args.watch_config, tls=_tls_files(args),
                         allow_dev_credentials=allow_dev)
+    if opts.workers == 1:
+        opts.loaded = (config, read)
     from .grpc_tls import TlsError, load
     try:
         if opts.tls is not None:

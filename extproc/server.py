@@ -62,6 +62,9 @@ class ServeOptions:
     #: a reload may trust the published development credentials (`--allow-dev-credentials`;
     #: the start itself is checked by the command, `extproc.cli`)
     allow_dev_credentials: bool = False
+    #: the config `extproc serve` has loaded and checked already (`load_tracked`), served as
+    #: it is by a single process (each `--workers` worker loads the file itself)
+    loaded: tuple[cfgmod.Config, filewatch.State] | None = None
 
 
 def grpc_options(config: cfgmod.Config) -> list[tuple[str, int]]:
@@ -75,8 +78,10 @@ def grpc_options(config: cfgmod.Config) -> list[tuple[str, int]]:
 
 async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
     """Serve until SIGTERM/SIGINT; then drain within the grace period."""
-    with filewatch.tracking() as read:
-        config = _load(opts.config_path)
+    if opts.loaded is not None:
+        (config, read), opts.loaded = opts.loaded, None
+    else:
+        config, read = load_tracked(opts.config_path)
     _refuse_dev_credentials(config, opts)
     metrics.CONFIG_LOADED.set(time.time())
     processor = Processor(config)
@@ -167,6 +172,12 @@ def _refuse_dev_credentials(config: cfgmod.Config, opts: ServeOptions) -> None:
     found = dev_credentials(config)
     if found and not opts.allow_dev_credentials:
         raise ConfigError([refusal(opts.config_path, found).replace("\n", " ")])
+
+
+def load_tracked(path: str) -> tuple[cfgmod.Config, filewatch.State]:
+    """Load the config at start, with every file it read (for `--watch-config`)."""
+    with filewatch.tracking() as read:
+        return _load(path), read
 
 
 def _load(path: str) -> cfgmod.Config:

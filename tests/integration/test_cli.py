@@ -109,6 +109,24 @@ def test_serve_starts_without_a_word_on_a_config_of_its_own(tmp_path: Path) -> N
         assert server.stop() == 0
 
 
+def test_serve_reads_the_config_once_at_start(tmp_path: Path) -> None:
+    """The command checks the config before it starts and the server serves that reading:
+    what loading says (a JWKS key skipped) is said once, not once per reading."""
+    jwks = json.loads((ROOT / "config/dev-jwks.json").read_text())
+    jwks["keys"].append({"kty": "oct", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0", "kid": "h"})
+    (tmp_path / "jwks.json").write_text(json.dumps(jwks))
+    config = write_config(tmp_path / "c.yaml", {
+        "auth": {"jwt_providers": {"p": {"issuer": "https://idp.example/", "audiences": ["a"],
+                                         "jwks": {"file": "jwks.json"}}}},
+        "routes": [{"name": "o", "provider": "openai", "auth": {"jwt": ["p"]}}]})
+    server = Server(config, tmp_path)
+    try:
+        assert _health(server.port) == health_pb2.HealthCheckResponse.SERVING
+        assert server.proc.log().count("JWKS: skipped") == 1, server.proc.log()
+    finally:
+        assert server.stop() == 0
+
+
 def test_check_names_every_error_by_key_path(tmp_path: Path) -> None:
     bad = write_config(tmp_path / "bad.yaml", {
         "routes": [{"name": "a", "provider": "openai"}, {"name": "b", "provider": "openai"},
