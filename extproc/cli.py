@@ -36,6 +36,12 @@ def _allow_dev_arg(p: argparse.ArgumentParser) -> None:
                    "EXTPROC_ALLOW_DEV_CREDENTIALS=1")
 
 
+def _admin_token_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--admin-token-file", metavar="PATH",
+                   help=f"a file holding the admin token (16+ characters): {what}; env "
+                   "EXTPROC_ADMIN_TOKEN_FILE")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line's parser (`mock-llm` and `guard-webhook` parse their own options)."""
     parser = argparse.ArgumentParser(prog="extproc", description=__doc__)
@@ -55,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--admin-host", default="127.0.0.1",
                    help="address the admin port binds (default 127.0.0.1; 0.0.0.0 for a "
                    "scraper on another host)")
+    _admin_token_arg(p, "ask for this token (`Authorization: Bearer`) on /spend, from "
+                     "every peer; without it /spend answers loopback peers only")
     p.add_argument("--watch-config", action="store_true",
                    help="reload the config when its file changes (SIGHUP always reloads)")
     p.add_argument("--tls-cert", metavar="PEM",
@@ -143,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "config's limits.redis_url when its backend is redis)")
     p.add_argument("--config", default=DEFAULT_CONFIG,
                    help=f"the config whose limits.redis_url to read (default {DEFAULT_CONFIG})")
+    _admin_token_arg(p, "sent to --admin as `Authorization: Bearer` (a server given one "
+                     "asks for it)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     return parser
 
@@ -191,12 +201,19 @@ def _serve(args: argparse.Namespace) -> int:
     if found:
         import logging
         logging.getLogger("extproc.auth").warning("%s", devcreds.warning(found))
+    from .admin import AdminTokenError, read_token, token_path
+    path = token_path(args.admin_token_file)
+    try:
+        admin_token = read_token(path) if path else None   # once: a reload keeps it
+    except AdminTokenError as exc:
+        print(f"extproc serve: {exc}", file=sys.stderr)
+        return 2
     addresses = tuple(args.listen or ()) + tuple(f"unix:{p}" for p in args.unix or ())
     opts = ServeOptions(config_path=args.config, addresses=addresses or ("127.0.0.1:50051",),
                         admin_port=args.admin_port, admin_host=args.admin_host,
                         workers=resolve_workers(args.workers, unix=bool(args.unix)),
                         watch_config=args.watch_config, tls=_tls_files(args),
-                        allow_dev_credentials=allow_dev)
+                        allow_dev_credentials=allow_dev, admin_token=admin_token)
     if opts.workers == 1:
         opts.loaded = (config, read)
     from .grpc_tls import TlsError, load

@@ -8,6 +8,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import httpx
 
 
 def token(args: argparse.Namespace) -> int:
@@ -62,14 +66,27 @@ def spend(args: argparse.Namespace) -> int:
 
         import httpx
         logging.getLogger("httpx").setLevel(logging.WARNING)   # no request line in the output
+        from .admin import AdminTokenError, is_loopback, read_token, token_path
         url = args.admin.rstrip("/") + "/spend"
+        path = token_path(args.admin_token_file)
         try:
-            r = httpx.get(url, timeout=10)
+            token = read_token(path) if path else None
+        except AdminTokenError as exc:
+            print(f"extproc spend: {exc}", file=sys.stderr)
+            return 2
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        host = httpx.URL(url).host
+        try:
+            # a loopback address is this host's: never through a proxy (which would see
+            # the token and every budget's subject)
+            r = httpx.get(url, headers=headers, timeout=10,
+                          trust_env=not (host == "localhost" or is_loopback(host)))
         except httpx.HTTPError as exc:
             print(f"extproc spend: {url}: {exc}", file=sys.stderr)
             return 1
         if r.status_code != 200:
-            print(f"extproc spend: {url}: {r.status_code} {r.text.strip()}", file=sys.stderr)
+            print(f"extproc spend: {url}: {r.status_code} {r.reason_phrase}: "
+                  f"{_said(r)}", file=sys.stderr)
             return 1
         rows = r.json()["budgets"]
         configured = r.json().get("configured")
@@ -113,3 +130,12 @@ def spend(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(table(rows, configured))
     return 0
+
+
+def _said(r: httpx.Response) -> str:
+    """What a server said in refusing: its JSON `error`, else its text (cut short)."""
+    try:
+        error = r.json().get("error")
+    except (ValueError, AttributeError):
+        error = None
+    return error if isinstance(error, str) and error else r.text.strip()[:500]

@@ -11,11 +11,8 @@ config file, JWKS and secret files it names, a Kubernetes volume's `..data` syml
 `filewatch`), polled once a second: no extra dependency, works on every filesystem and in
 containers.
 
-The admin port serves `/metrics` (Prometheus), `/stats` (JSON), `/healthz` (200 while the
-gRPC health service says SERVING, else 503: for probes that cannot reach a mutual-TLS gRPC
-port) and `/spend`
-(JSON: each spend budget key's spend and remaining amount in its current window, from this
-process's memory store or from Redis; `extproc spend` reads it).
+The admin port serves `/metrics`, `/stats`, `/healthz` and `/spend` (`extproc.admin`:
+`/spend` only to loopback peers, or to those with the admin token when one is given).
 """
 
 from __future__ import annotations
@@ -28,13 +25,12 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
-from aiohttp import web
 from grpc_health.v1 import health_pb2_grpc
 
-from . import accesslog, filewatch, grpc_tls, httpclient, loader, metrics, native
+from . import accesslog, admin, filewatch, grpc_tls, httpclient, loader, metrics, native
 from . import config as cfgmod
 from .auth.devcreds import dev_credentials, refusal
 from .auth.devcreds import warning as dev_warning
@@ -64,7 +60,11 @@ class ServeOptions:
     allow_dev_credentials: bool = False
     #: the config `extproc serve` has loaded and checked already (`load_tracked`), served as
     #: it is by a single process (each `--workers` worker loads the file itself)
-    loaded: tuple[cfgmod.Config, filewatch.State] | None = None
+    loaded: tuple[cfgmod.Config, filewatch.State] | None = field(default=None, repr=False)
+    #: the admin token `/spend` asks for (`--admin-token-file`, read once by the command;
+    #: a `--workers` worker gets it with these options, never in its argv or environment);
+    #: None: `/spend` only to loopback peers
+    admin_token: str | None = field(default=None, repr=False)
 
 
 def grpc_options(config: cfgmod.Config) -> list[tuple[str, int]]:
@@ -105,8 +105,8 @@ async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
 
     runner = None
     if opts.admin_port is not None:
-        runner = await _start_admin(processor, health_service, opts.admin_host,
-                                    opts.admin_port)
+        runner = await admin.start(processor, health_service, opts.admin_host,
+                                   opts.admin_port, opts.admin_token)
         if opts.admin_bound is not None:
             opts.admin_bound(runner.addresses[0][1])
 
@@ -240,42 +240,6 @@ async def _watch(processor: Processor, path: str, watch: filewatch.Watch,
         if changed:
             log.info("config changed (%s): reloading", ", ".join(changed))
             _reload(processor, path, watch, allow_dev)
-
-
-async def _start_admin(processor: Processor, health: Health, host: str, port: int
-                       ) -> web.AppRunner:
-    async def stats(_: web.Request) -> web.Response:
-        return web.json_response(processor.stats())
-
-    async def healthz(_: web.Request) -> web.Response:
-        # the gRPC health service's answer: 503 before the server serves and once it drains
-        if health.serving():
-            return web.Response(text="ok\n")
-        return web.Response(status=503, text="not serving\n")
-
-    async def spend(_: web.Request) -> web.Response:
-        from .limits.settings import configured, spend_budgets
-        from .limits.store import StoreUnavailable
-        try:
-            found = await spend_budgets()
-            found["configured"] = configured(processor.config.routes)
-            return web.json_response(found)
-        except StoreUnavailable as exc:
-            return web.json_response({"error": str(exc)}, status=503)
-
-    async def prometheus(_: web.Request) -> web.Response:
-        return web.Response(body=await metrics.render_async(),
-                            headers={"content-type": metrics.CONTENT_TYPE})
-
-    app = web.Application()
-    app.router.add_get("/stats", stats)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/spend", spend)
-    app.router.add_get("/metrics", prometheus)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    return runner
 
 
 def run(opts: ServeOptions) -> int:

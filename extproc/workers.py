@@ -11,7 +11,9 @@ admin port it serves that port itself, for all of them:
 - `/healthz`: 200 while every worker is alive and its own `/healthz` says it serves, else 503.
 - `/stats`: each worker's `/stats`, in a list.
 - `/spend`: the spend budgets: from Redis once, or each worker's memory store's, every row
-  marked with its `worker`.
+  marked with its `worker`; to the clients `extproc.admin.spend_allowed` lets in (loopback
+  peers, or with an admin token, those that send it). The workers ask the same of the
+  supervisor, which sends them the token when there is one.
 
 Worker i serves its own admin endpoints on 127.0.0.1, on a port the kernel picks (so no
 port next to the admin port has to be free), and tells the supervisor which, through
@@ -33,6 +35,8 @@ import time
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+
+from .admin import refusal, spend_allowed
 
 if TYPE_CHECKING:
     from .server import ServeOptions
@@ -135,9 +139,12 @@ def merge_expositions(texts: Sequence[tuple[str, str]]) -> str:
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def _fetch(port: int, path: str) -> bytes | None:
+def _fetch(port: int, path: str, token: str | None = None) -> bytes | None:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
     try:
-        with _DIRECT.open(f"http://127.0.0.1:{port}{path}", timeout=FETCH_TIMEOUT_S) as r:
+        with _DIRECT.open(request, timeout=FETCH_TIMEOUT_S) as r:
             return r.read()
     except (OSError, ValueError):
         return None
@@ -147,9 +154,10 @@ class _Admin(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], worker_ports: Callable[[], list[int]],
-                 alive: Callable[[], list[bool]]) -> None:
+                 alive: Callable[[], list[bool]], token: str | None = None) -> None:
         self.worker_ports = worker_ports   # 0: that worker has not bound its port (yet)
         self.alive = alive
+        self.token = token   # the admin token /spend asks for (None: loopback peers only)
         super().__init__(address, _AdminHandler)
 
 
@@ -159,9 +167,12 @@ class _AdminHandler(http.server.BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def _send(self, status: int, body: bytes, ctype: str) -> None:
+    def _send(self, status: int, body: bytes, ctype: str,
+              headers: Mapping[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("content-type", ctype)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("content-length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -191,18 +202,27 @@ class _AdminHandler(http.server.BaseHTTPRequestHandler):
                                 "stats": json.loads(body) if body else None})
             self._send(200, json.dumps({"workers": workers}).encode(), "application/json")
         elif path == "/spend":
-            self._send(*_spend(ports, self.server.alive()))
+            token = self.server.token
+            status = spend_allowed(self.client_address[0], self.headers.get("Authorization"),
+                                   token)
+            if status != 200:
+                headers, body = refusal(status)
+                ctype = headers.pop("content-type")
+                self._send(status, body, ctype, headers)
+            else:
+                self._send(*_spend(ports, self.server.alive(), token))
         else:
             self._send(404, b"not found\n", "text/plain")
 
 
-def _spend(ports: list[int], alive: list[bool]) -> tuple[int, bytes, str]:
+def _spend(ports: list[int], alive: list[bool], token: str | None = None
+           ) -> tuple[int, bytes, str]:
     """`/spend` of all workers: a shared (Redis) store's budgets once, each worker's own
-    (memory) budgets marked with its index."""
+    (memory) budgets marked with its index (asked with the admin token, if any)."""
     rows: list[dict[str, Any]] = []
     configured = None   # (every worker runs the same config)
     for i, (port, up) in enumerate(zip(ports, alive, strict=True)):
-        body = _fetch(port, "/spend") if up and port else None
+        body = _fetch(port, "/spend", token) if up and port else None
         if body is None:
             continue
         found = json.loads(body)
@@ -261,7 +281,7 @@ def run_workers(opts: ServeOptions) -> int:
     admin = None
     if opts.admin_port is not None:
         admin = _Admin((opts.admin_host, opts.admin_port), lambda: list(ports),
-                       lambda: list(alive))
+                       lambda: list(alive), opts.admin_token)
         threading.Thread(target=admin.serve_forever, name="extproc-admin", daemon=True).start()
 
     def forward(signum: int, _frame: object) -> None:

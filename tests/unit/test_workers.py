@@ -52,8 +52,8 @@ def test_spend_lists_each_workers_memory_budgets_or_redis_once(monkeypatch: Any)
     row = {"route": "r", "limit": "l", "key": {}, "spent": "1.00"}
     answers = {1: {"store": "memory", "budgets": [row]}, 2: None,
                3: {"store": "memory", "budgets": [row, row]}}
-    monkeypatch.setattr(workers, "_fetch", lambda port, path: None if answers[port] is None
-                        else json.dumps(answers[port]).encode())
+    monkeypatch.setattr(workers, "_fetch", lambda port, path, token=None:
+                        None if answers[port] is None else json.dumps(answers[port]).encode())
     status, body, _ = workers._spend([1, 2, 3], [True, True, True])
     found = json.loads(body)
     assert status == 200 and found["store"] == "memory"
@@ -67,7 +67,7 @@ def test_a_worker_that_has_not_bound_its_admin_port_is_not_asked(monkeypatch: An
     asked: list[int] = []
     row = {"route": "r", "limit": "l", "key": {}, "spent": "1.00"}
 
-    def fetch(port: int, path: str) -> bytes:
+    def fetch(port: int, path: str, token: str | None = None) -> bytes:
         asked.append(port)
         return json.dumps({"store": "memory", "budgets": [row]}).encode()
     monkeypatch.setattr(workers, "_fetch", fetch)
@@ -78,7 +78,7 @@ def test_a_worker_that_has_not_bound_its_admin_port_is_not_asked(monkeypatch: An
 
 def test_spend_of_the_workers_says_how_many_budgets_are_configured(monkeypatch: Any) -> None:
     answers = {1: {"store": "memory", "budgets": [], "configured": 0}, 2: None}
-    monkeypatch.setattr(workers, "_fetch", lambda port, path: None if answers[port] is None
-                        else json.dumps(answers[port]).encode())
+    monkeypatch.setattr(workers, "_fetch", lambda port, path, token=None:
+                        None if answers[port] is None else json.dumps(answers[port]).encode())
     assert json.loads(workers._spend([1, 2], [True, True])[1])["configured"] == 0
     assert "configured" not in json.loads(workers._spend([2], [True])[1])
