@@ -12,7 +12,7 @@ budget's subject, API key id, client IP and `claim:`/`header:` values, so it is 
 - with an admin token (`--admin-token-file` / EXTPROC_ADMIN_TOKEN_FILE, `read_token`), to a
   request carrying `Authorization: Bearer <token>`, from every peer, loopback included
   (else 401);
-- without one, to a loopback peer (127.0.0.0/8, ::1, ::ffff:127.x) (else 403).
+- without one, to a loopback peer (127.0.0.1, ::1, ::ffff:127.0.0.1) (else 403).
 
 The `--workers` supervisor's own admin server (`extproc.workers`) applies the same rule.
 """
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from .servicer import Processor
 
 TOKEN_ENV = "EXTPROC_ADMIN_TOKEN_FILE"
+_LOOPBACK = frozenset({ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")})
 MIN_TOKEN_CHARS = 16
 _HOW = ("/spend names budget subjects and is served only to loopback peers unless the "
         "server is given an admin token (--admin-token-file or EXTPROC_ADMIN_TOKEN_FILE)")
@@ -79,7 +80,9 @@ def read_token(path: str) -> str:
 
 
 def is_loopback(peer: str | None) -> bool:
-    """Whether a peer address is loopback: 127.0.0.0/8, ::1, or IPv4-mapped ::ffff:127.x."""
+    """Whether a peer address is the host's own: 127.0.0.1, ::1 or ::ffff:127.0.0.1. Not the
+    rest of 127.0.0.0/8: a mesh sidecar delivers the traffic it forwards from such addresses
+    (Istio's from 127.0.0.6), which would make every peer it forwards loopback."""
     if not peer:
         return False
     try:
@@ -88,7 +91,7 @@ def is_loopback(peer: str | None) -> bool:
         return False
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    return ip.is_loopback
+    return ip in _LOOPBACK
 
 
 def spend_allowed(peer: str | None, authorization: str | None, token: str | None) -> int:

@@ -81,6 +81,7 @@ def route_config(c: Checker, raw: Any, path: str, auth: AuthSettings, limits: Li
     if passthrough and provider == "auto":
         c.error(join(path, "passthrough"), "a provider: auto route cannot tell whose "
                 "pass-through a path is: give that provider a route of its own")
+    scope = _vertex_scope(c, d, path, served, credentials)
     if len(c.errors) > before or name is None or provider is None:
         return None
     variants = {}
@@ -89,7 +90,9 @@ def route_config(c: Checker, raw: Any, path: str, auth: AuthSettings, limits: Li
         checker = c if i == 0 else Checker()
         variant = _variant(checker, d, path, name, each, route_auth, credentials.get(each),
                            route_guard, tuple(plugins), passthrough, limits, pricing,
-                           spend or SpendSettings())
+                           spend or SpendSettings(), scope)
+        # an error only this provider's reading finds is reported too, never dropped
+        c.errors.extend(e for e in checker.errors if checker is not c and e not in c.errors)
         if variant is None:
             return None
         variants[each] = variant
@@ -119,7 +122,7 @@ def _variant(c: Checker, d: Any, path: str, name: str, provider: str, route_auth
              credential: UpstreamCredential | None, route_guard: tuple[Guard, ...],
              plugins: tuple[Policy, ...], passthrough: tuple[Passthrough, ...],
              limits: LimitsSettings, pricing: Pricing,
-             spend: SpendSettings) -> RouteConfig | None:
+             spend: SpendSettings, scope: VertexScope | None = None) -> RouteConfig | None:
     before = len(c.errors)
     streams = streams_config(c, provider, d.get("streams"), join(path, "streams"))
     # a reply made later and fetched elsewhere (the Responses API's background mode):
@@ -156,23 +159,10 @@ def _variant(c: Checker, d: Any, path: str, name: str, provider: str, route_auth
     builtin: list[Policy] = []
     if route_auth is not None or credential is not None:
         builtin.append(Authenticate(provider, route_auth, credential))
-    for key in ("project", "location"):
-        if key in d and provider != "vertex":
-            c.error(join(path, key), f"only for a provider: vertex route, not {provider}")
-    project = c.string(d, "project", path) if provider == "vertex" else None
-    location = c.string(d, "location", path) if provider == "vertex" else None
-    if provider == "vertex" and credential is not None and project is None:
-        c.error(join(path, "project"), "a vertex route that injects the operator's credential "
-                "must name the Google Cloud project it bills, or a client names any project "
-                "the credential reaches in the path: set project: <id> (and location: "
-                "<region>), or project: '*' to let clients pick on purpose")
-    # '*': any, said on purpose
-    project = None if project == "*" else project
-    location = None if location == "*" else location
-    if project is not None or location is not None:
+    if provider == "vertex" and scope is not None:
         # the project its credential bills and the region it runs in: the route's, never
         # the client's to name in the path (auth.scope)
-        builtin.append(VertexScope(project, location))
+        builtin.append(scope)
     if route_guard:
         # before usage metering and limits: a refused prompt costs no budget (on a route
         # whose guards read replies only, it refuses a request for what they cannot read)
@@ -188,6 +178,31 @@ def _variant(c: Checker, d: Any, path: str, name: str, provider: str, route_auth
     return RouteConfig(name=name, provider=provider, policies=(*builtin, *plugins),
                        streams=streams, plugins=plugins, passthrough=passthrough,
                        pricing=pricing)
+
+
+def _vertex_scope(c: Checker, d: Any, path: str, served: tuple[str, ...],
+                  credentials: dict[str, UpstreamCredential]) -> VertexScope | None:
+    """The Google Cloud project and location a route that serves Vertex pins (`project`,
+    `location`; `"*"`: any, said on purpose), read once for every provider the route serves.
+    With the operator's credential injected, `project` is required: else the client's path
+    names whichever project that credential reaches."""
+    if "vertex" not in served:
+        for key in ("project", "location"):
+            if key in d:
+                c.error(join(path, key), "only for a provider: vertex route (or an auto "
+                        f"route that serves vertex), not {', '.join(served) or 'this one'}")
+        return None
+    project = c.string(d, "project", path)
+    location = c.string(d, "location", path)
+    if credentials.get("vertex") is not None and project is None:
+        c.error(join(path, "project"), "a route that serves vertex with the operator's "
+                "credential must name the Google Cloud project it bills, or a client names "
+                "any project the credential reaches in the path: set project: <id> (and "
+                "location: <region>), or project: '*' to let clients pick on purpose")
+    project = None if project == "*" else project
+    location = None if location == "*" else location
+    return VertexScope(project, location) if project is not None or location is not None \
+        else None
 
 
 def _served(c: Checker, d: Any, path: str, provider: str | None) -> tuple[str, ...]:

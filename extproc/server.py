@@ -59,7 +59,8 @@ class ServeOptions:
     #: the start itself is checked by the command, `extproc.cli`)
     allow_dev_credentials: bool = False
     #: the config `extproc serve` has loaded and checked already (`load_tracked`), served as
-    #: it is by a single process (each `--workers` worker loads the file itself)
+    #: it is by a single process (the `--workers` supervisor drops it: each worker loads
+    #: the file itself)
     loaded: tuple[cfgmod.Config, filewatch.State] | None = field(default=None, repr=False)
     #: the admin token `/spend` asks for (`--admin-token-file`, read once by the command;
     #: a `--workers` worker gets it with these options, never in its argv or environment);

@@ -119,7 +119,7 @@ class Guards(Policy):
 
     # --- webhooks -----------------------------------------------------------------------
     def webhook_call(self, ex: Context, guard: Guard, direction: str, texts: list[Text],
-              stream: bool = False, model: str | None = None) -> Call:
+                     stream: bool = False, model: str | None = None) -> Call:
         identity = ex.state.get("identity")
         model = model or ex.state.get("model")
         return Call(guard=guard.name, direction=direction, route=self.route,

@@ -45,13 +45,17 @@ class Guards(Protocol):
     response_guards: tuple[Guard, ...]
     response_webhooks: tuple[Guard, ...]
     stats: dict[str, int]
+    max_event_bytes: int
 
     def webhook_call(self, ex: Context, guard: Guard, direction: str, texts: list[Text],
-              stream: bool = False, model: str | None = None) -> Call: ...
+                     stream: bool = False, model: str | None = None) -> Call: ...
+
+    async def ask_webhook(self, guard: Guard, call: Call) -> Verdict: ...
 
     async def webhook_verdict(self, guard: Guard, call: Call, ex: Context) -> Verdict | None: ...
 
     def maskers(self, made: list[tuple[str, StreamMasker]]) -> list[StreamMasker]: ...
+
 
 class WholeJsonGuard(BodyTransform):
     """A whole JSON reply, buffered by Envoy (so its headers wait): refused with a 400 in the

@@ -20,7 +20,7 @@ from .event_stream import UNREAD as UNREAD_DETECTOR
 from .reframe import SSEMaskingReframer
 from .reframe_completions import CompletionsMaskingReframer
 from .reframe_responses import ResponsesMaskingReframer
-from .replies import WholeJsonGuard
+from .replies import Guards, WholeJsonGuard
 from .settings import Guard
 from .stream import StreamMasker
 from .webhook import Text, Verdict
@@ -28,7 +28,6 @@ from .webhook_stream import WebhookStreamGuard
 
 if TYPE_CHECKING:
     from ..context import Context
-    from .policy import Guards
 
 
 def reply_transform(guards: Guards, ex: Context) -> BodyTransform | None:

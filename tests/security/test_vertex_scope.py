@@ -110,3 +110,47 @@ def test_a_named_or_starred_project_loads(extra: dict) -> None:
 def test_a_vertex_route_without_a_credential_needs_no_project() -> None:
     # the client's own credential goes upstream: it bills only what the client may
     loader.parse({"routes": [{"name": "vertex", "provider": "vertex", "auth": "none"}]})
+
+
+def _auto_route(providers: list[str] | None = None, **extra: object) -> dict:
+    served = providers or ["openai", "azure", "anthropic", "gemini", "vertex"]
+    route = {"name": "llm", "provider": "auto", "auth": {"api_keys": True},
+             "upstream_credential": {p: {"env": "VERTEX_TOKEN"} for p in served}, **extra}
+    if providers is not None:
+        route["providers"] = providers
+    return route
+
+
+def _scopes(route: object) -> list[tuple[str | None, str | None]]:
+    return [(p.project, p.location) for p in route.policies   # type: ignore[attr-defined]
+            if type(p).__name__ == "VertexScope"]
+
+
+AUTH = {"api_keys": [{"id": "k", "sha256": hash_key(KEY), "subject": "a"}]}
+
+
+@pytest.mark.parametrize("providers", [None, ["azure", "vertex"], ["vertex", "openai"]])
+def test_an_auto_route_serving_vertex_with_a_credential_must_name_its_project(
+        providers: list[str] | None) -> None:
+    # Vertex is rarely the first provider an auto route recognises: the check must not
+    # depend on which provider's settings are read first (found by this stop's review)
+    with pytest.raises(ConfigError) as exc:
+        loader.parse({"auth": AUTH, "routes": [_auto_route(providers)]})
+    assert "routes[0].project" in "\n".join(exc.value.errors)
+
+
+@pytest.mark.parametrize("providers", [None, ["azure", "vertex"], ["vertex", "openai"]])
+def test_an_auto_routes_project_pins_its_vertex_requests_only(
+        providers: list[str] | None) -> None:
+    route = loader.parse({"auth": AUTH, "routes": [
+        _auto_route(providers, project="team-a", location="us-central1")]}).routes["llm"]
+    assert route.variants is not None
+    for name, variant in route.variants.items():
+        assert _scopes(variant) == ([("team-a", "us-central1")] if name == "vertex" else [])
+
+
+def test_a_project_on_a_route_that_serves_no_vertex_is_refused() -> None:
+    with pytest.raises(ConfigError) as exc:
+        loader.parse({"auth": AUTH, "routes": [_auto_route(["azure", "openai"],
+                                                           project="p")]})
+    assert "only for a provider: vertex route" in "\n".join(exc.value.errors)

@@ -48,7 +48,9 @@ def _get(host: str, port: int, path: str, headers: dict[str, str] | None = None
 
 
 @pytest.mark.parametrize(("peer", "loopback"), [
-    ("127.0.0.1", True), ("127.8.9.10", True), ("::1", True), ("::ffff:127.0.0.1", True),
+    ("127.0.0.1", True), ("::1", True), ("::ffff:127.0.0.1", True),
+    # the rest of 127/8 is where a mesh sidecar forwards from (Istio: 127.0.0.6)
+    ("127.0.0.6", False), ("127.8.9.10", False), ("::ffff:127.0.0.6", False),
     ("192.0.2.2", False), ("10.0.0.1", False), ("::ffff:10.0.0.1", False), ("fd00::2", False),
     ("0.0.0.0", False), ("", False), (None, False), ("not-an-ip", False)])
 def test_loopback_peers(peer: str | None, loopback: bool) -> None:

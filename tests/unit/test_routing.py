@@ -172,7 +172,8 @@ AUTO_PATHS = [
 @pytest.mark.parametrize(("path", "provider"), AUTO_PATHS)
 def test_provider_auto_recognises_the_provider_from_the_path(path: str, provider: str) -> None:
     cfg = config(routes=[{"name": "llm", "provider": "auto", "match": {"host": "llm.example"},
-                          "upstream_credential": KEYS, "auth": "none"}])
+                          "upstream_credential": KEYS, "auth": "none",
+                          "project": "*"}])   # Vertex: any project, said on purpose
     found = Router(cfg).resolve(None, None, {**H, ":path": path})
     assert found.route is not None and found.route.provider == provider
     assert found.name == "llm" and found.route.name == "llm"
