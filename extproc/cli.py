@@ -214,7 +214,7 @@ def _serve(args: argparse.Namespace) -> int:
                         workers=resolve_workers(args.workers, unix=bool(args.unix)),
                         watch_config=args.watch_config, tls=_tls_files(args),
                         allow_dev_credentials=allow_dev, admin_token=admin_token)
-    opts.loaded = (config, read)   # served by a single process, checked by the supervisor
+    opts.loaded = (config, read)   # checked: served by a single process as it is
     from .grpc_tls import TlsError, load
     try:
         if opts.tls is not None:

@@ -293,7 +293,6 @@ class Exchange(ResponseBody):
         return ()
 
 
-
 _DISPATCH: dict[str, Handler] = {
     "request_headers": Exchange._on_request_headers,
     "request_body": Exchange._on_request_body,

@@ -79,11 +79,11 @@ def grpc_options(config: cfgmod.Config) -> list[tuple[str, int]]:
 
 async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
     """Serve until SIGTERM/SIGINT; then drain within the grace period."""
-    if opts.loaded is not None:
+    if opts.loaded is not None:   # the command's reading, which it checked
         (config, read), opts.loaded = opts.loaded, None
     else:
         config, read = load_tracked(opts.config_path)
-    _refuse_dev_credentials(config, opts)
+        _refuse_dev_credentials(config, opts)
     metrics.CONFIG_LOADED.set(time.time())
     processor = Processor(config)
     server = grpc.aio.server(options=grpc_options(config))
@@ -166,10 +166,11 @@ def warn_open(opts: ServeOptions) -> None:
 
 
 def _refuse_dev_credentials(config: cfgmod.Config, opts: ServeOptions) -> None:
-    """The config this process is about to serve, refused (a ConfigError: exit 2, which the
+    """The config this process loaded itself, refused (a ConfigError: exit 2, which the
     workers' supervisor does not restart) when it trusts the published development
-    credentials without the operator's word: `extproc serve` checks before it starts, but a
-    worker (re)started later loads the file again, and the file may have changed since."""
+    credentials without the operator's word: `extproc serve` checks its own reading before
+    it starts, but a worker (re)started later loads the file again, and the file may have
+    changed since."""
     found = dev_credentials(config)
     if found and not opts.allow_dev_credentials:
         raise ConfigError([refusal(opts.config_path, found).replace("\n", " ")])

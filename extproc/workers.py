@@ -260,14 +260,13 @@ def run_workers(opts: ServeOptions) -> int:
         log.error("--workers > 1 needs a TCP address: a unix socket cannot be shared")
         return 2
     from .auth.devcreds import dev_credentials, refusal
-    # fail fast, once, on a bad config (each worker checks what it loads again): the one
-    # `extproc serve` read, if it did; the workers never get it (each loads its own)
-    config = opts.loaded[0] if opts.loaded is not None else loader.load(opts.config_path)
-    opts.loaded = None
-    found = dev_credentials(config)
-    if found and not opts.allow_dev_credentials:
-        log.error("config: %s", refusal(opts.config_path, found).replace("\n", " "))
-        return 2
+    if opts.loaded is None:   # (`extproc serve` checked its own reading already)
+        # fail fast, once, on a bad config (each worker checks what it loads again)
+        found = dev_credentials(loader.load(opts.config_path))
+        if found and not opts.allow_dev_credentials:
+            log.error("config: %s", refusal(opts.config_path, found).replace("\n", " "))
+            return 2
+    opts.loaded = None   # the workers never get it: each loads its own
     ctx = multiprocessing.get_context("spawn")
     stopping = False
     # each worker's admin port, written by the worker once bound (0 until then)
