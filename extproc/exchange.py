@@ -27,8 +27,8 @@ from typing import Any
 from envoy.extensions.filters.http.ext_proc.v3.processing_mode_pb2 import ProcessingMode
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 
+from . import headerlimits, unshown
 from . import protocol as P
-from . import unshown
 from .config import RouteConfig
 from .context import succeeded
 from .errors import error_body
@@ -53,8 +53,13 @@ class Exchange(ResponseBody):
 
     def __init__(self, route: RouteConfig | None, route_name: str | None = None,
                  max_request_body: int = 8 * 1024 * 1024,
-                 trust_override: bool = True) -> None:
+                 trust_override: bool = True,
+                 header_limits: headerlimits.HeaderLimits | None = None) -> None:
         self.max_request_body = max_request_body
+        #: Envoy's request header limits (`headerlimits`): a request whose headers the
+        #: gateway's changes would take past them is refused with a 431 (None: unchecked)
+        self.header_limits = header_limits
+        self._held_headers: pb.HttpHeaders | None = None
         #: whether a body mode Envoy is configured NONE may be upgraded by mode_override
         #: (`server.trust_mode_override`; the servicer passes the config's, False by default)
         self.trust_override = trust_override
@@ -139,9 +144,12 @@ class Exchange(ResponseBody):
         if handler is None:
             return ()
         try:
-            return await handler(self, getattr(req, kind))
+            replies = await handler(self, getattr(req, kind))
         except Exception as exc:
-            return self._refusal(kind, exc)
+            replies = self._refusal(kind, exc)
+        if kind == "request_headers" and self.header_limits is not None:
+            return headerlimits.enforce(self, req.request_headers, replies, self.header_limits)
+        return replies
 
     def _refusal(self, kind: str, exc: Exception) -> Sequence[Reply]:
         """The reply when handling a message raised: a policy's Reject, or a 500."""
@@ -212,6 +220,12 @@ class Exchange(ResponseBody):
             # a body Envoy is configured not to send comes only if it honours the override
             self._awaiting_body = self.request_mode == P.NONE and want_req != P.NONE
             self.request_mode, self.response_mode = want_req, want_resp
+        if self.request_mode == P.FULL_DUPLEX and self._needs_request_body:
+            # Envoy sends the body at once and holds the headers until their reply: it
+            # waits for the body's verdict (`_after_held_headers`), so the provider gets
+            # nothing, the credential included, for a request a body policy refuses
+            self._held_headers = h
+            return ()
         return self._headers_reply(False, override)
 
     def _headers_reply(self, response: bool, override: ProcessingMode | None

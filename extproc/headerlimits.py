@@ -27,7 +27,8 @@ from .errors import error_body, error_kind
 
 if TYPE_CHECKING:
     from .config import ServerConfig
-    from .exchange import Exchange, Reply
+    from .context import Context
+    from .protocol import Reply
 
 DETAILS = "extproc_request_headers_too_large"
 #: room kept for a header set with the request body (content-length): one header this long
@@ -102,7 +103,7 @@ def _quick_fit(msg: pb.HttpHeaders, read: Mapping[str, str], reply_size: int,
     return bound + reply_size + RESERVE_BYTES <= limits.max_bytes
 
 
-def enforce(ex: Exchange, msg: pb.HttpHeaders, replies: Sequence[Reply],
+def enforce(ex: Context, msg: pb.HttpHeaders, replies: Sequence[Reply],
             limits: HeaderLimits) -> Sequence[Reply]:
     """`replies` to a request headers message, or the 431 that replaces them when the
     request's headers, as the reply would leave them, exceed Envoy's limits."""
@@ -135,7 +136,7 @@ def enforce(ex: Exchange, msg: pb.HttpHeaders, replies: Sequence[Reply],
     return (refusal(ex, parsed, limits),)
 
 
-def refusal(ex: Exchange, reply: pb.ProcessingResponse, limits: HeaderLimits
+def refusal(ex: Context, reply: pb.ProcessingResponse, limits: HeaderLimits
             ) -> pb.ProcessingResponse:
     """The 431 in the route provider's error format, with the metadata `reply` carried."""
     message = (f"request headers too large: they must fit in {limits.max_bytes // 1024} KiB "

@@ -22,6 +22,8 @@ BUFFERED = ProcessingMode.BUFFERED
 BUFFERED_PARTIAL = ProcessingMode.BUFFERED_PARTIAL
 FULL_DUPLEX = ProcessingMode.FULL_DUPLEX_STREAMED
 MODE_NAMES = {v: k for k, v in ProcessingMode.BodySendMode.items()}
+#: one reply to Envoy: a message, or its bytes serialised ahead
+Reply = bytes | pb.ProcessingResponse
 METADATA_NAMESPACE = "extproc"
 
 _BAD = str.maketrans({"\r": " ", "\n": " ", "\0": " "})

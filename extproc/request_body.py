@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 
+from . import headerlimits, unshown
 from . import protocol as P
-from . import unshown
 from .mutations import HeaderMutations
 from .policy import Policy, Reject
 from .reading import Unreadable, encodings, read_body, read_endpoint
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("extproc.exchange")
 
-Reply = bytes | pb.ProcessingResponse
+Reply = P.Reply
 
 
 class RequestBody(HeaderMutations):
@@ -52,6 +52,13 @@ class RequestBody(HeaderMutations):
     _held: list[bytes]
     _held_size: int
     _codings: list[str]
+    provider: str
+    done: bool
+    rejection: tuple[int, str | None] | None
+    #: Envoy's request header limits, checked on the request headers reply (None: unchecked)
+    header_limits: headerlimits.HeaderLimits | None
+    #: the request headers message whose reply waits for the body (FULL_DUPLEX_STREAMED)
+    _held_headers: pb.HttpHeaders | None
 
     def _with_metadata(self, msg: pb.ProcessingResponse) -> pb.ProcessingResponse:
         raise NotImplementedError   # the Exchange's: the pending metadata on a reply
@@ -138,7 +145,7 @@ class RequestBody(HeaderMutations):
                 if replaced is not None:
                     new = replaced
         if duplex:
-            return (P.streamed_reply(False, new, True),)
+            return self._after_held_headers(P.streamed_reply(False, new, True))
         extra = None
         if new is not original and self.request_mode == P.BUFFERED:
             extra = {"content-length": str(len(new))}
@@ -153,6 +160,27 @@ class RequestBody(HeaderMutations):
             common.body_mutation.body = new
         return (self._with_metadata(pb.ProcessingResponse(
             request_body=pb.BodyResponse(response=common))),)
+
+    def _after_held_headers(self, last: Reply) -> Sequence[Reply]:
+        """The last reply to a FULL_DUPLEX_STREAMED body a policy read, after the reply to the
+        request headers, held for the body's verdict (`_on_request_headers`). Envoy holds
+        the request's headers until that reply: the provider is sent nothing, the injected
+        credential included, before every policy has passed the body, and a refusal is an
+        answer the upstream never sees. The reply carries what the body's policies set too
+        (the unified front's path, backend and credential), checked against Envoy's header
+        limits as the headers reply always is."""
+        held, self._held_headers = self._held_headers, None
+        if held is None:
+            return (last,)
+        common = self._common(False)
+        head = self._with_metadata(pb.ProcessingResponse(
+            request_headers=pb.HeadersResponse(response=common) if common is not None
+            else pb.HeadersResponse()))
+        if self.header_limits is not None:
+            checked = headerlimits.enforce(self, held, (head,), self.header_limits)
+            if checked[0] is not head:   # the 431 that replaces it: the request ends here
+                return checked
+        return (head, last)
 
     def _readable(self, body: bytes) -> bytes:
         """The body as every policy reads it (`reading.read_body`), parsed once: the parse

@@ -2,8 +2,8 @@
 
 It finds which route the request is on (`extproc.routing`: the stream's `x-extproc-route`
 metadata, Envoy's route attributes, or the request itself), feeds each message to the
-Exchange and writes its replies (the request headers reply checked against Envoy's header
-limits, `headerlimits`).
+Exchange (with Envoy's header limits, `headerlimits`, which it checks the request headers
+reply against) and writes its replies.
 Envoy closing the stream (an ended iterator or a cancelled call) is the normal end. Replies
 may be pre-serialised bytes, so the method is registered with a serializer that passes bytes
 through.
@@ -140,7 +140,7 @@ class Processor(ExternalProcessorServicer):
         config, router = self._current
         initial = self._route_name(context)
         ex = Exchange(None, None, config.server.max_request_body_bytes,
-                      config.server.trust_mode_override)
+                      config.server.trust_mode_override, headerlimits.of(config.server))
         routed = self.routed
         self._alive.add(ex)
         self.streams_total += 1
@@ -172,9 +172,7 @@ class Processor(ExternalProcessorServicer):
                     found = router.resolve(initial, req.attributes, req.request_headers)
                     ex.bind(found.route, found.name, found.refusal)
                     routed[found.source] = routed.get(found.source, 0) + 1
-                    replies = headerlimits.enforce(
-                        ex, req.request_headers, await ex.handle(req, kind),
-                        headerlimits.of(config.server))
+                    replies = await ex.handle(req, kind)
                 else:
                     replies = await ex.handle(req, kind)
                 timers[kind](clock() - started)

@@ -20,6 +20,7 @@ from google.protobuf.message import Message
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from extproc import headerlimits
 from extproc import protocol as P
 from extproc.config import RouteConfig
 from extproc.exchange import Exchange
@@ -584,26 +585,116 @@ async def full_duplex(ex: Exchange, msg: pb.ProcessingRequest, kind: str
 
 
 async def test_full_duplex_request_is_n_to_m() -> None:
+    """Nothing for the headers and the held chunks; the headers' reply (held for the body's
+    verdict: Envoy sends nothing upstream until it comes) leads the body's last reply."""
     ex = Exchange(transform_route(), "transform")
     assert await ex.handle(request_headers(req_mode=P.FULL_DUPLEX,
-                                           resp_mode=P.FULL_DUPLEX)) == (
-        P.CONTINUE_REQUEST_HEADERS,)
-    out = []
-    for i, chunk in enumerate(REQUEST_CHUNKS):
-        out.append(await full_duplex(ex, request_body(chunk, i == len(REQUEST_CHUNKS) - 1),
-                                     "request_body"))
-    assert out[:-1] == [[]] * (len(REQUEST_CHUNKS) - 1)  # nothing for held chunks
-    assert out[-1] == [(tagged(REQUEST), True)]
+                                           resp_mode=P.FULL_DUPLEX)) == ()
+    for chunk in REQUEST_CHUNKS[:-1]:
+        assert await ex.handle(request_body(chunk, False)) == ()   # held
+    head, last = await send(ex, request_body(REQUEST_CHUNKS[-1], True))
+    assert head.WhichOneof("response") == "request_headers" and is_continue(head)
+    assert streamed(last, "request_body") == (tagged(REQUEST), True)
 
 
 async def test_full_duplex_request_ending_with_trailers() -> None:
     ex = Exchange(transform_route(), "transform")
-    await send(ex, request_headers(req_mode=P.FULL_DUPLEX, resp_mode=P.FULL_DUPLEX))
+    assert await ex.handle(request_headers(req_mode=P.FULL_DUPLEX,
+                                           resp_mode=P.FULL_DUPLEX)) == ()
     for chunk in REQUEST_CHUNKS:
         assert await ex.handle(request_body(chunk, False)) == ()
-    body_end, trailers = await send(ex, REQUEST_TRAILERS)
+    head, body_end, trailers = await send(ex, REQUEST_TRAILERS)
+    assert head.WhichOneof("response") == "request_headers"
     assert streamed(body_end, "request_body") == (tagged(REQUEST), True)
     assert trailers.WhichOneof("response") == "request_trailers" and is_continue(trailers)
+
+
+async def test_full_duplex_headers_reply_carries_what_the_body_policies_set() -> None:
+    """A header a policy sets while reading the body (the unified front's path, backend and
+    credential) goes in the held headers reply: in FULL_DUPLEX_STREAMED a body reply
+    carries no header mutation, and such a header was lost."""
+    class SetsOnBody(Policy):
+        name = "sets-on-body"
+        needs_request_body = True
+
+        async def on_request_headers(self, ex: Exchange) -> None:
+            ex.set_request_header("x-from-headers", "1")
+
+        async def on_request_body(self, ex: Exchange, body: bytes) -> bytes | None:
+            ex.set_request_header(":path", "/v1/elsewhere")
+            ex.clear_route_cache = True
+            ex.metadata["picked"] = "b"
+            return None
+
+    ex = Exchange(plain_route(SetsOnBody({})), "plain")
+    assert await ex.handle(request_headers(req_mode=P.FULL_DUPLEX,
+                                           resp_mode=P.FULL_DUPLEX)) == ()
+    head, last = await send(ex, request_body(REQUEST, True))
+    common = head.request_headers.response
+    assert set_headers(common.header_mutation) == {"x-from-headers": b"1",
+                                                   ":path": b"/v1/elsewhere"}
+    assert common.clear_route_cache
+    assert head.dynamic_metadata.fields["extproc"].struct_value.fields["picked"] \
+        .string_value == "b"
+    assert streamed(last, "request_body") == (REQUEST, True)
+
+
+async def test_full_duplex_body_refused_before_the_headers_go_upstream() -> None:
+    """A body a policy refuses is answered before any headers reply: Envoy never sends the
+    request (nor the key the gateway injects) upstream."""
+    class KeyThenRefuse(Policy):
+        name = "key-then-refuse"
+        needs_request_body = True
+
+        async def on_request_headers(self, ex: Exchange) -> None:
+            ex.set_request_header("authorization", "Bearer sk-provider")
+
+        async def on_request_body(self, ex: Exchange, body: bytes) -> bytes | None:
+            raise Reject(400, "no")
+
+    ex = Exchange(plain_route(KeyThenRefuse({})), "plain")
+    assert await ex.handle(request_headers(req_mode=P.FULL_DUPLEX,
+                                           resp_mode=P.FULL_DUPLEX)) == ()
+    assert await ex.handle(request_body(REQUEST[:5], False)) == ()
+    (reply,) = await send(ex, request_body(REQUEST[5:], True))
+    status, _, _, _ = immediate(reply)
+    assert status == 400 and ex.done
+    assert b"sk-provider" not in reply.SerializeToString()
+
+
+async def test_full_duplex_held_headers_reply_is_checked_against_header_limits() -> None:
+    """The held reply, with what the body's policies set, meets Envoy's header limits as
+    every request headers reply does: past them, the 431 replaces it and the body."""
+    class LongHeaderOnBody(Policy):
+        name = "long-header-on-body"
+        needs_request_body = True
+
+        async def on_request_body(self, ex: Exchange, body: bytes) -> bytes | None:
+            ex.set_request_header("x-long", "v" * 3000)
+            return None
+
+    limits = headerlimits.HeaderLimits(max_bytes=2048, max_count=100)
+    ex = Exchange(plain_route(LongHeaderOnBody({})), "plain", header_limits=limits)
+    assert await ex.handle(request_headers(req_mode=P.FULL_DUPLEX,
+                                           resp_mode=P.FULL_DUPLEX)) == ()
+    (reply,) = await send(ex, request_body(REQUEST, True))
+    status, _, _, details = immediate(reply)
+    assert (status, details) == (431, headerlimits.DETAILS) and ex.done
+    ex = Exchange(plain_route(LongHeaderOnBody({})), "plain",
+                  header_limits=headerlimits.HeaderLimits(max_bytes=8192, max_count=100))
+    await send(ex, request_headers(req_mode=P.FULL_DUPLEX, resp_mode=P.FULL_DUPLEX))
+    head, _ = await send(ex, request_body(REQUEST, True))
+    assert set_headers(head.request_headers.response.header_mutation)["x-long"] == b"v" * 3000
+
+
+async def test_full_duplex_headers_reply_is_not_held_without_a_body_policy() -> None:
+    ex = Exchange(plain_route(), "plain")
+    assert await ex.handle(request_headers(req_mode=P.FULL_DUPLEX,
+                                           resp_mode=P.FULL_DUPLEX)) == (
+        P.CONTINUE_REQUEST_HEADERS,)
+    ex = Exchange(transform_route(), "transform")   # a body policy, but no body
+    assert await ex.handle(request_headers(req_mode=P.FULL_DUPLEX, resp_mode=P.FULL_DUPLEX,
+                                           eos=True)) == (P.CONTINUE_REQUEST_HEADERS,)
 
 
 async def test_full_duplex_response_is_n_to_m() -> None:

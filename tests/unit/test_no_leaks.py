@@ -84,16 +84,21 @@ async def _exchange(endpoint: Endpoint, chunks: list[bytes], codings: list[str],
     extra = {"content-encoding": ", ".join(codings)} if codings else {}
     head = request_headers({":path": endpoint.path, **extra}, req_mode=mode,
                            resp_mode=P.NONE if mode != P.FULL_DUPLEX else P.FULL_DUPLEX)
-    [reply] = await send(ex, head)
-    assert reply.WhichOneof("response") == "request_headers", reply
-    removed = "content-encoding" in reply.request_headers.response.header_mutation.remove_headers
-    assert removed == bool(codings)   # the provider gets the body the guards read
+    # the headers reply: at once, or in FULL_DUPLEX_STREAMED with the body's verdict
+    replies = await send(ex, head)
+    assert len(replies) == (0 if mode == P.FULL_DUPLEX else 1), replies
+    headers_reply = replies[0] if replies else None
     sent: list[bytes] = []
     for i, chunk in enumerate(chunks):
         for r in await send(ex, request_body(chunk, i == len(chunks) - 1)):
             if r.WhichOneof("response") == "immediate_response":
                 ir = r.immediate_response
+                assert not sent or headers_reply is not None   # nothing went upstream
                 return Outcome(b"".join(sent), (ir.status.code, ir.body))
+            if r.WhichOneof("response") == "request_headers":
+                assert headers_reply is None and not sent, r   # once, before any body
+                headers_reply = r
+                continue
             mutation = r.request_body.response.body_mutation
             which = mutation.WhichOneof("mutation")
             if which == "streamed_response":
@@ -102,6 +107,11 @@ async def _exchange(endpoint: Endpoint, chunks: list[bytes], codings: list[str],
                 sent.append(mutation.body)
             else:
                 sent.append(chunk)    # CONTINUE: the client's own bytes go on
+    assert headers_reply is not None and \
+        headers_reply.WhichOneof("response") == "request_headers", headers_reply
+    removed = "content-encoding" in \
+        headers_reply.request_headers.response.header_mutation.remove_headers
+    assert removed == bool(codings)   # the provider gets the body the guards read
     raw = b"".join(sent)
     return Outcome(raw if removed else decode(raw, codings), None)
 
