@@ -6,7 +6,9 @@ each message type to its handler. The rules it keeps (docs/architecture.md, "Pro
 
 * one reply per message, of the matching type, outside FULL_DUPLEX_STREAMED;
 * in FULL_DUPLEX_STREAMED body mode only `streamed_response` replies, any number of them
-  (N:M), always ending with `end_of_stream`;
+  (N:M), always ending with `end_of_stream`; a request body a policy reads holds the request
+  headers' reply until its verdict (Envoy holds the headers meanwhile: nothing goes upstream
+  before every policy passed the body);
 * `mode_override` in the headers replies, so bodies no policy needs are never sent to us;
 * a response a transform may end early (`BodyTransform.ends_early`: a stream cut at its
   budget) is switched from STREAMED to FULL_DUPLEX_STREAMED; when the transform has `ended`,
@@ -249,6 +251,15 @@ class Exchange(ResponseBody):
             self.status = int(self.response_headers.get(":status", "0"))
         except ValueError:
             self.status = 0
+        if self._held_headers is not None:
+            # Envoy answered while the request's headers waited for the body's verdict (a
+            # timeout, a request it refused itself): the request never went upstream
+            self._held_headers = None
+            self._common(False)   # the request's pending changes, never to be sent
+            self.state["local_reply"] = True
+            if self.status < 400:
+                raise Reject(502, "the gateway got a reply to a request it never let "
+                             "through", details="extproc_unseen_body")
         policies = self.route.policies if self.route is not None else self._unseen_request()
         if not (self.request_ended or self._body_seen) and self.request_mode != P.NONE:
             self.state["local_reply"] = True   # Envoy's own answer (a 413): sent nowhere

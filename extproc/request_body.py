@@ -3,7 +3,8 @@ classified: the policies a pass-through endpoint leaves, the codings to undo), h
 STREAMED chunks, the size limit, the body as every policy reads it (`reading.read_body`,
 decoded and parsed once), each policy's `on_request_body`, and the one reply that carries
 the result (a body mutation with its content-length in BUFFERED, a `streamed_response` in
-FULL_DUPLEX_STREAMED), trailers included. A request with no body to an endpoint whose body a
+FULL_DUPLEX_STREAMED, after the request headers' reply held for the body's verdict), trailers
+included. A request with no body to an endpoint whose body a
 policy reads is refused, and such a body goes upstream labelled `application/json`, the way
 the policies read it. A base class of `Exchange`, which owns the state it reads.
 """
@@ -203,6 +204,8 @@ class RequestBody(HeaderMutations):
         # the body ends with the trailers: close our side of it
         if self._needs_request_body:
             body_replies = await self._finish_request_body(b"", True)
+            if self.done:   # the held headers reply was refused (a 431): the request ends
+                return body_replies
         else:
             body_replies = (P.streamed_reply(False, b"", True),)
         return (*body_replies, P.CONTINUE_REQUEST_TRAILERS)

@@ -687,6 +687,46 @@ async def test_full_duplex_held_headers_reply_is_checked_against_header_limits()
     assert set_headers(head.request_headers.response.header_mutation)["x-long"] == b"v" * 3000
 
 
+async def test_full_duplex_held_headers_refused_on_the_trailers_path_end_there() -> None:
+    """A body ending with trailers whose held headers reply is refused (the 431) gets that
+    refusal alone: no trailers reply after it."""
+    class LongHeaderOnBody(Policy):
+        name = "long-header-on-body"
+        needs_request_body = True
+
+        async def on_request_body(self, ex: Exchange, body: bytes) -> bytes | None:
+            ex.set_request_header("x-long", "v" * 3000)
+            return None
+
+    ex = Exchange(plain_route(LongHeaderOnBody({})), "plain",
+                  header_limits=headerlimits.HeaderLimits(max_bytes=2048, max_count=100))
+    await send(ex, request_headers(req_mode=P.FULL_DUPLEX, resp_mode=P.FULL_DUPLEX))
+    assert await ex.handle(request_body(REQUEST, False)) == ()
+    (reply,) = await send(ex, REQUEST_TRAILERS)
+    assert immediate(reply)[0] == 431 and ex.done
+
+
+@pytest.mark.parametrize(("status", "refused"), [(408, False), (413, False), (200, True)])
+async def test_envoy_answering_while_the_headers_are_held(status: int, refused: bool) -> None:
+    """Envoy's own answer (a timeout, say) while the request's headers wait for the body's
+    verdict: nothing went upstream, so it is Envoy's local reply, passed on; the request's
+    pending changes and its held reply are dropped (a body end after it sends none). A
+    success there would be a reply to a request no policy let through: refused."""
+    route = RouteConfig("transform", "openai", (Gatekeeper({}), TagRequest({"user": "u"})))
+    ex = Exchange(route, "transform")
+    await send(ex, request_headers(req_mode=P.FULL_DUPLEX, resp_mode=P.FULL_DUPLEX))
+    assert await ex.handle(request_body(REQUEST[:9], False)) == ()
+    (reply,) = await send(ex, response_headers(status))
+    if refused:
+        assert immediate(reply)[0] == 502
+        return
+    assert reply.WhichOneof("response") == "response_headers"
+    assert ex.state.get("local_reply") is True
+    assert not ex._req_set and not ex._req_remove   # the Gatekeeper's, never sent
+    replies = await send(ex, request_body(REQUEST[9:], True))
+    assert [r.WhichOneof("response") for r in replies] == ["request_body"]
+
+
 async def test_full_duplex_headers_reply_is_not_held_without_a_body_policy() -> None:
     ex = Exchange(plain_route(), "plain")
     assert await ex.handle(request_headers(req_mode=P.FULL_DUPLEX,

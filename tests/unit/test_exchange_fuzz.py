@@ -124,10 +124,18 @@ async def _run(route: str, msgs: list[Any], config: cfgmod.Config = CONFIG) -> E
     that a FULL_DUPLEX_STREAMED response body is ended."""
     ex = Exchange(config.route(route), route, config.server.max_request_body_bytes)
     duplex_ended = False
+    request_replies: list[str] = []   # the request side's reply kinds, in FULL_DUPLEX
     for msg in msgs:
         replies = await send(ex, msg)
         kind = msg.WhichOneof("request")
-        if kind == "response_body" and ex.response_mode == P.FULL_DUPLEX:
+        if kind in ("request_headers", "request_body") and ex.request_mode == P.FULL_DUPLEX:
+            # N:M, the headers' reply held for the body's verdict: one headers reply,
+            # before any body reply, or one refusal alone
+            kinds = [r.WhichOneof("response") for r in replies]
+            if "immediate_response" in kinds:
+                assert kinds == ["immediate_response"], kinds
+            request_replies += kinds
+        elif kind == "response_body" and ex.response_mode == P.FULL_DUPLEX:
             duplex_ended = duplex_ended or any(
                 r.response_body.response.body_mutation.streamed_response.end_of_stream
                 for r in replies if r.WhichOneof("response") == "response_body")
@@ -138,6 +146,10 @@ async def _run(route: str, msgs: list[Any], config: cfgmod.Config = CONFIG) -> E
     else:
         if ex.response_mode == P.FULL_DUPLEX and not ex.failed:
             assert duplex_ended, "the response body was never ended"
+    if request_replies and request_replies != ["immediate_response"]:
+        assert request_replies[0] == "request_headers", request_replies
+        assert request_replies.count("request_headers") == 1, request_replies
+        assert request_replies[-1] == "request_body", request_replies
     ex.close()
     return ex
 
@@ -145,9 +157,10 @@ async def _run(route: str, msgs: list[Any], config: cfgmod.Config = CONFIG) -> E
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(route=st.sampled_from(sorted(CONFIG.routes)), stream=st.booleans(), sse=st.booleans(),
        mode=st.sampled_from([P.STREAMED, P.STREAMED, P.BUFFERED, P.FULL_DUPLEX]),
+       req_mode=st.sampled_from([P.BUFFERED, P.BUFFERED, P.FULL_DUPLEX]),
        action=st.sampled_from(sorted(CONFIGS)), data=st.data())
 def test_random_values_anywhere_never_fail_the_gateway(route: str, stream: bool, sse: bool,
-                                                       mode: int, action: str,
+                                                       mode: int, req_mode: int, action: str,
                                                        data: st.DataObject) -> None:
     path, valid = _request(route, stream)
     ctype, frames = _reply(route, valid, stream, sse)
@@ -159,11 +172,17 @@ def test_random_values_anywhere_never_fail_the_gateway(route: str, stream: bool,
     cuts = [] if mode == P.BUFFERED else \
         sorted(set(data.draw(st.lists(st.integers(0, len(raw)), max_size=6))))
     chunks = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True)]
+    if req_mode == P.FULL_DUPLEX:   # Envoy streams the request body too (both ways duplex)
+        mode = P.FULL_DUPLEX
+        at = sorted(set(data.draw(st.lists(st.integers(0, len(body)), max_size=3))))
+        parts = [body[a:b] for a, b in zip([0, *at], [*at, len(body)], strict=True)]
+    else:
+        parts = [body]
     msgs = [
         request_headers({":path": path, "authorization": f"Bearer {DEV_API_KEY}",
                          "content-length": str(len(body))},
-                        req_mode=P.BUFFERED, resp_mode=mode),
-        request_body(body, True),
+                        req_mode=req_mode, resp_mode=mode),
+        *[request_body(p, i == len(parts) - 1) for i, p in enumerate(parts)],
         response_headers(200, **{"content-type": ctype}),
         *[response_body(c, i == len(chunks) - 1) for i, c in enumerate(chunks)],
     ]
