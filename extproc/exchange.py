@@ -235,10 +235,13 @@ class Exchange(ResponseBody):
         """The one reply to a headers message, with what is pending for it (then cleared)."""
         sets, removes = (self._resp_set, self._resp_remove) if response \
             else (self._req_set, self._req_remove)
-        data = P.headers_reply(response, sets, removes, self.metadata, override)
+        clear = not response and self.clear_route_cache and bool(sets or removes)
+        data = P.headers_reply(response, sets, removes, self.metadata, override, clear)
         sets.clear()
         removes.clear()
         self.metadata = {}
+        if clear:
+            self.clear_route_cache = False
         return (data,)
 
 

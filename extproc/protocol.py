@@ -191,20 +191,23 @@ MEMO_MAX_BYTES = 2048
 
 
 def headers_reply(response: bool, sets: Mapping[str, str], removes: Sequence[str],
-                  metadata: Mapping[str, object], override: ProcessingMode | None) -> bytes:
+                  metadata: Mapping[str, object], override: ProcessingMode | None,
+                  clear_route_cache: bool = False) -> bytes:
     """The serialised reply to a headers message: a constant when it says nothing, and the
-    memoised bytes when an earlier reply said the same."""
+    memoised bytes when an earlier reply said the same. `clear_route_cache` (Envoy picks the
+    route again) is set only with a header mutation, what it would route on."""
     if not sets and not removes and override is None and not metadata:
         return CONTINUE_RESPONSE_HEADERS if response else CONTINUE_REQUEST_HEADERS
     key = (response, tuple(sets.items()), tuple(removes), freeze(metadata),
            None if override is None else (override.request_body_mode,
-                                          override.response_body_mode))
+                                          override.response_body_mode), clear_route_cache)
     cached = _HEADERS_REPLIES.get(key)
     if cached is not None:
         return cached
     headers = pb.HeadersResponse()
     if sets or removes:
         headers.response.header_mutation.CopyFrom(header_mutation(sets, removes))
+        headers.response.clear_route_cache = clear_route_cache
     msg = pb.ProcessingResponse(response_headers=headers) if response \
         else pb.ProcessingResponse(request_headers=headers)
     if override is not None:

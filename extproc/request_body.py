@@ -64,6 +64,9 @@ class RequestBody(HeaderMutations):
     def _with_metadata(self, msg: pb.ProcessingResponse) -> pb.ProcessingResponse:
         raise NotImplementedError   # the Exchange's: the pending metadata on a reply
 
+    def _headers_reply(self, response: bool, override: Any) -> Sequence[Reply]:
+        raise NotImplementedError   # the Exchange's: a headers reply with what is pending
+
     def _read(self, headers: dict[str, str]) -> None:
         """Classify the request by its canonical target (sent upstream if it differs), and
         commit to decoding a compressed body that a policy will read."""
@@ -173,10 +176,7 @@ class RequestBody(HeaderMutations):
         held, self._held_headers = self._held_headers, None
         if held is None:
             return (last,)
-        common = self._common(False)
-        head = self._with_metadata(pb.ProcessingResponse(
-            request_headers=pb.HeadersResponse(response=common) if common is not None
-            else pb.HeadersResponse()))
+        (head,) = self._headers_reply(False, None)
         if self.header_limits is not None:
             checked = headerlimits.enforce(self, held, (head,), self.header_limits)
             if checked[0] is not head:   # the 431 that replaces it: the request ends here

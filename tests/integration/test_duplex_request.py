@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import openai
 import pytest
 
 from tests.harness import Gateway, Mock
@@ -26,6 +25,7 @@ from tests.integration.test_front import (
     KEY_HEADER,
     MSG,
     TEXT,
+    client,
     front_config,
 )
 
@@ -79,11 +79,6 @@ def upstream_requests(gw: Gateway) -> int:
                      params={"filter": r"upstream_rq_total$"}, timeout=5).text
     return sum(int(m[2]) for m in re.finditer(r"^cluster\.([^:]+)\.upstream_rq_total: (\d+)$",
                                                text, re.M) if "extproc" not in m[1])
-
-
-def client(gw: Gateway, rid: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{gw.url}/v1", api_key=KEY, max_retries=0,
-                         default_headers={"x-mock-reply": TEXT, "x-request-id": rid})
 
 
 def test_the_filter_is_full_duplex(gw: Gateway) -> None:

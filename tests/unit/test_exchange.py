@@ -662,17 +662,20 @@ async def test_full_duplex_body_refused_before_the_headers_go_upstream() -> None
     assert b"sk-provider" not in reply.SerializeToString()
 
 
+class LongHeaderOnBody(Policy):
+    """Sets a 3,000-byte request header while reading the body."""
+
+    name = "long-header-on-body"
+    needs_request_body = True
+
+    async def on_request_body(self, ex: Exchange, body: bytes) -> bytes | None:
+        ex.set_request_header("x-long", "v" * 3000)
+        return None
+
+
 async def test_full_duplex_held_headers_reply_is_checked_against_header_limits() -> None:
     """The held reply, with what the body's policies set, meets Envoy's header limits as
     every request headers reply does: past them, the 431 replaces it and the body."""
-    class LongHeaderOnBody(Policy):
-        name = "long-header-on-body"
-        needs_request_body = True
-
-        async def on_request_body(self, ex: Exchange, body: bytes) -> bytes | None:
-            ex.set_request_header("x-long", "v" * 3000)
-            return None
-
     limits = headerlimits.HeaderLimits(max_bytes=2048, max_count=100)
     ex = Exchange(plain_route(LongHeaderOnBody({})), "plain", header_limits=limits)
     assert await ex.handle(request_headers(req_mode=P.FULL_DUPLEX,
@@ -690,14 +693,6 @@ async def test_full_duplex_held_headers_reply_is_checked_against_header_limits()
 async def test_full_duplex_held_headers_refused_on_the_trailers_path_end_there() -> None:
     """A body ending with trailers whose held headers reply is refused (the 431) gets that
     refusal alone: no trailers reply after it."""
-    class LongHeaderOnBody(Policy):
-        name = "long-header-on-body"
-        needs_request_body = True
-
-        async def on_request_body(self, ex: Exchange, body: bytes) -> bytes | None:
-            ex.set_request_header("x-long", "v" * 3000)
-            return None
-
     ex = Exchange(plain_route(LongHeaderOnBody({})), "plain",
                   header_limits=headerlimits.HeaderLimits(max_bytes=2048, max_count=100))
     await send(ex, request_headers(req_mode=P.FULL_DUPLEX, resp_mode=P.FULL_DUPLEX))
