@@ -56,6 +56,7 @@ class ResponseBody(RequestBody):
         if self._async_transforms or self._configured is None:
             return None
         try:
+            self._refuse_partial(b)
             if self._cut:
                 return self._after_cut()
             chunk, eos = b.body, self._response_ends(b)
@@ -77,12 +78,7 @@ class ResponseBody(RequestBody):
         return chunk
 
     async def _on_response_body(self, b: pb.HttpBody) -> Sequence[Reply]:
-        if self.response_mode == P.BUFFERED_PARTIAL and not b.end_of_stream \
-                and self._transforms:
-            # the part Envoy buffered, the rest going to the client unseen (a mesh's
-            # BufferedPartial): no guard may read a part as the whole, so it is refused
-            raise Reject(502, "the reply exceeds what the gateway's Envoy buffers for the "
-                         "policies to read", details="extproc_reply_too_large")
+        self._refuse_partial(b)
         replies = self.response_chunk(b)  # None only when a transform calls out
         if replies is not None:
             return replies
@@ -95,6 +91,14 @@ class ResponseBody(RequestBody):
             out += await run_transforms_async(self._transforms, b"", True)
             eos = self._cut = True
         return self._response_replies(chunk, out, eos)
+
+    def _refuse_partial(self, b: pb.HttpBody) -> None:
+        if self.response_mode == P.BUFFERED_PARTIAL and not b.end_of_stream \
+                and self._transforms:
+            # the part Envoy buffered, the rest going to the client unseen (a mesh's
+            # BufferedPartial): no guard may read a part as the whole, so it is refused
+            raise Reject(502, "the reply exceeds what the gateway's Envoy buffers for the "
+                         "policies to read", details="extproc_reply_too_large")
 
     def _after_cut(self) -> Sequence[Reply]:
         """A response chunk after a transform ended the response: in FULL_DUPLEX_STREAMED

@@ -95,8 +95,13 @@ def header_values(msg: Message) -> Iterator[HeaderValue]:
 
 
 async def send(ex: Exchange, msg: pb.ProcessingRequest) -> list[pb.ProcessingResponse]:
-    """Feed one message; parse the replies and check rules that hold for every reply."""
-    replies = await ex.handle(msg)
+    """Feed one message the way the servicer does (a response body to `response_chunk`
+    first, `handle` when that declines); parse the replies and check rules that hold for
+    every reply."""
+    replies = ex.response_chunk(msg.response_body) \
+        if msg.WhichOneof("request") == "response_body" else None
+    if replies is None:
+        replies = await ex.handle(msg)
     out = []
     for reply in replies:
         assert isinstance(reply, bytes | pb.ProcessingResponse), type(reply)
