@@ -90,8 +90,9 @@ class RequestBody(HeaderMutations):
             self._codings = encodings(headers.get("content-encoding", ""))
             if self._codings:           # the provider gets the body as the policies read it
                 self.remove_request_header("content-encoding")
-            if headers.get("content-type", "").split(";", 1)[0].strip().lower() \
-                    != "application/json":
+            if headers.get("content-type", "") != "application/json":
+                # (a parameter too: `charset=utf-7` makes a server that honours it, aiohttp's
+                # `request.json()` or Express's body-parser, decode another text)
                 # the provider picks its parser by it: it reads the body as the policies
                 # read it, JSON, whatever the client labelled it (form data, protobuf)
                 self.set_request_header("content-type", "application/json")
