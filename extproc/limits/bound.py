@@ -74,8 +74,9 @@ def bounded(endpoint: str, doc: dict[str, Any], n: int,
         configs = [k for k in present if isinstance(doc[k], dict)]
         if len(configs) < len(present):
             return None
-        # named as the estimate reads it (`"0"` is 0, which Gemini reads as unset)
-        if google_config.count(doc, "maxOutputTokens", "max_output_tokens"):
+        # named as the estimate reads it (`"0"` is 0, which Gemini reads as unset, in any
+        # spelling: the bound then replaces every spelling)
+        if google_config.max_output(doc):
             return None
         out = dict(doc)
         for key in configs or ["generationConfig"]:   # both spellings: the bound in each

@@ -45,7 +45,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..policy import Reject
-from ..providers.google_prompts import items
+from ..providers.google_prompts import items, media_types
 
 _STORED = "a file stored at the provider"
 #: an OpenAI file's fields naming a file the provider gets itself, and what they are
@@ -245,15 +245,20 @@ def _google_part(part: dict[str, Any]) -> str | None:
         data = part.get(name)
         if data is None:
             continue
-        mime = (data.get("mimeType") or data.get("mime_type")) if isinstance(data, dict) \
-            else None
-        if isinstance(mime, str) and mime.split("/", 1)[0].strip().lower() == "image":
+        # both spellings of its type when they differ (Google keeps one): an image only
+        # when each says so
+        mime = next((m for m in media_types(data) if not _image(m)), "")
+        if mime == "":
             continue
         key = next((k for k in (uri, "fileUri", "file_uri")
                     if isinstance(data, dict) and k in data), None)
         kind = mime if isinstance(mime, str) and mime else "of no stated type"
         return f".{name}{'.' + key if key else ''} (a file the provider fetches, {kind})"
     return None
+
+
+def _image(mime: Any) -> bool:
+    return isinstance(mime, str) and mime.split("/", 1)[0].strip().lower() == "image"
 
 
 def refuse_stored_context(why: str, refused: Any) -> None:

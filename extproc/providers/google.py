@@ -60,7 +60,7 @@ from extproc.providers.google_prompts import (
     PART_KEYS,
     VALUES,
     Slot,
-    data_kind,
+    data_kinds,
     other_part_slots,
     part_media,
     part_slots,
@@ -218,7 +218,7 @@ class GoogleAdapter(Adapter):
         if model is None:
             fallback = as_str(body.get("model"))
             model = fallback.rsplit("/", 1)[-1] if fallback else None
-        max_tokens = config.count(body, "maxOutputTokens", "max_output_tokens")
+        max_tokens = config.max_output(body)
         return Prompt(model, method == "streamGenerateContent", max_tokens,
                       lambda: [(role, read_value(holder[key]))
                                for role, holder, key in request_slots(body)])
@@ -335,9 +335,9 @@ class GoogleAdapter(Adapter):
                     key = _VALUE_KEYS.get(name)
                     if key is None:
                         if name in DATA:         # inline data, a file by URI
-                            media = data_kind(name, part[name])
-                            if media is not None:    # an image, speech: no guard reads it
-                                out.unread += (media,)
+                            media = data_kinds(name, part[name])
+                            if media:                # an image, speech: no guard reads it
+                                out.unread += tuple(media)
                             elif name in BLOBS and is_text_blob(part[name]):
                                 out.slots.append(TextSlot((index, "inline", pi),
                                                           InlineText(part[name]), None,

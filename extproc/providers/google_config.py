@@ -32,10 +32,19 @@ def count(body: Any, camel: str, snake: str) -> int | None:
     return max(found) if found else None
 
 
+def max_output(body: Any) -> int | None:
+    """``maxOutputTokens``: the largest given, or None when none is, or when any spelling
+    gives 0 (Gemini reads 0 as unset, the model's own limit, and which of two spellings
+    Google keeps is its parser's choice: a 0 beside a 100 may be the one kept)."""
+    found = [n for v in _fields(body, "maxOutputTokens", "max_output_tokens")
+             if (n := as_proto_int(v)) is not None]
+    return max(found) if found and min(found) > 0 else None
+
+
 def thinking_budget(body: Any) -> int:
     """``thinkingConfig.thinkingBudget`` when no ``maxOutputTokens`` (which counts thoughts)
     bounds the reply; dynamic thinking (-1) names no number."""
-    if count(body, "maxOutputTokens", "max_output_tokens"):
+    if max_output(body):
         return 0
     found = [n for config in _fields(body, "thinkingConfig", "thinking_config")
              for field in ("thinkingBudget", "thinking_budget")

@@ -108,36 +108,44 @@ def _data_slots(part: dict[str, Any], role: str, inputs: bool) -> Iterator[Slot]
         if is_text_blob(blob):
             yield role, InlineText(blob), None
         elif blob is not None and inputs:
-            yield role, Unread(media_kind(_mime(blob)) or "document"), None
+            yield from ((role, Unread(kind), None) for kind in data_kinds(name, blob))
     if not inputs:
         return
     for name in FILES:
         data = part.get(name)
         if data is not None:
-            yield role, Unread(media_kind(_mime(data), "file") or "file"), None
+            yield from ((role, Unread(kind), None) for kind in data_kinds(name, data))
 
 
-def data_kind(name: str, value: Any) -> str | None:
-    """The kind of a part's `name` field (inline data or file data, either spelling) as an
-    input no guard reads (`providers.unread`); None when the gateway reads it (inline data
-    of a text type) or it is neither (or null)."""
+def data_kinds(name: str, value: Any) -> list[str]:
+    """The kinds of a part's `name` field (inline data or file data, either spelling) as an
+    input no guard reads (`providers.unread`): one, or one per media type when `mimeType`
+    and `mime_type` both state one and they differ (Google's parser keeps one of them, so
+    the input is read as each: a PDF also labelled an image is a document too); empty when
+    the gateway reads it (inline data of a text type) or it is neither (or null)."""
     if value is None:
-        return None
+        return []
     if name in BLOBS:
-        return None if is_text_blob(value) else media_kind(_mime(value)) or "document"
+        if is_text_blob(value):
+            return []
+        return list(dict.fromkeys(media_kind(m) or "document" for m in media_types(value)))
     if name in FILES:
-        return media_kind(_mime(value), "file") or "file"
-    return None
+        return list(dict.fromkeys(media_kind(m, "file") or "file" for m in media_types(value)))
+    return []
 
 
 def part_media(part: dict[str, Any]) -> list[str]:
     """The kinds of a part's inputs no guard reads (its inline and file data)."""
-    return [kind for name in DATA if name in part
-            for kind in (data_kind(name, part[name]),) if kind is not None]
+    return [kind for name in DATA if name in part for kind in data_kinds(name, part[name])]
 
 
-def _mime(blob: Any) -> Any:
-    return (blob.get("mimeType") or blob.get("mime_type")) if isinstance(blob, dict) else None
+def media_types(blob: Any) -> list[Any]:
+    """The media types inline or file data states, in either spelling (both when both are
+    given and differ), or `[None]` when it states none."""
+    if not isinstance(blob, dict):
+        return [None]
+    return list(dict.fromkeys(v for v in (blob.get("mimeType"), blob.get("mime_type")) if v)) \
+        or [None]
 
 
 def _content_slots(holder: Any, key: Any, role: str | None, inputs: bool) -> Iterator[Slot]:

@@ -134,6 +134,13 @@ class OpenAICompletionsAdapter(_Slotted):
         """Token ids in ``prompt`` (text the gateway cannot read)."""
         return _token_ids(as_dict(body).get("prompt"))
 
+    unread_needles = (b"prompt_embeds",)
+
+    def unread_inputs(self, body: dict[str, Any]) -> list[tuple[str, str]]:
+        """vLLM's ``prompt_embeds`` (a base64 tensor the model reads as its prompt): data of
+        a kind no guard reads (`providers.unread`, kind ``file``)."""
+        return [("user", "file")] if as_dict(body).get("prompt_embeds") is not None else []
+
     def stream_texts(self, doc: dict[str, Any], event: str | None = None) -> EventTexts:
         """Every choice's ``text``; a choice's finish reason ends it, an error chunk ends
         every choice."""

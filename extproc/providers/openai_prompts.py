@@ -55,7 +55,8 @@ _READ_OR_OPAQUE = MESSAGE_KEYS | OPAQUE
 PAYLOADS = ("data", "file_id", "file_data", "image_url", "input_audio", "file")
 #: part kinds OpenAI-compatible servers load as media (vLLM's): not OpenAI's own, read as
 #: the media they are
-MEDIA_PARTS = {"video_url": "video", "audio_url": "audio", "image_embeds": "image"}
+MEDIA_PARTS = {"video_url": "video", "audio_url": "audio", "image_embeds": "image",
+               "audio_embeds": "audio", "video_embeds": "video"}
 #: a message's or a delta's texts besides its content: (field, reply kind)
 EXTRA = (("refusal", "text"), ("reasoning_content", "thinking"), ("reasoning", "thinking"))
 #: (role or kind, holder, key): a text at holder[key] (a string, or a JSON value read as

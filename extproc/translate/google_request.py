@@ -166,9 +166,10 @@ def _generation(doc: dict[str, Any], req: Refusals) -> dict[str, Any]:
     stop = stop_sequences(doc.get("stop"))
     if stop:
         gen["stopSequences"] = stop
-    limit = _number(doc, "max_completion_tokens", True)
-    if limit is None:
-        limit = _number(doc, "max_tokens", True)
+    # the first of them that bounds anything (a 0 is Gemini's unset: `max_completion_tokens:
+    # 0` beside `max_tokens: 1` sends 1, as the route's reading reserved, never 0)
+    limits = [_number(doc, key, True) for key in ("max_completion_tokens", "max_tokens")]
+    limit = next((v for v in limits if v), None)
     if limit is not None:
         gen["maxOutputTokens"] = limit
     n = _number(doc, "n", True)
@@ -215,19 +216,16 @@ def _generation(doc: dict[str, Any], req: Refusals) -> dict[str, Any]:
 def max_output_tokens(doc: dict[str, Any], default: int) -> int:
     """The most one candidate of the request `translate_request` sends may generate, for the
     budgets that reserve it: its ``maxOutputTokens`` (the client's max_completion_tokens,
-    else max_tokens), which bounds thinking too (Gemini counts thoughts in it); without one
-    (or 0, which Gemini reads as unset) the reply is bounded only by the model, so `default`
-    (the route's ``default_max_tokens``) stands for the answer, plus the thinking budget of
-    its ``reasoning_effort``. `n` (``candidateCount``) multiplies it (the route's reading of
-    Chat Completions counts it). For a request the translation refuses, any value."""
-    limit = None
-    for key in ("max_completion_tokens", "max_tokens"):
+    else max_tokens, the first that is not 0), which bounds thinking too (Gemini counts
+    thoughts in it); without one (0 is Gemini's unset) the reply is bounded only by the
+    model, so `default` (the route's ``default_max_tokens``) stands for the answer, plus the
+    thinking budget of its ``reasoning_effort``. `n` (``candidateCount``) multiplies it (the
+    route's reading of Chat Completions counts it). For a request the translation refuses,
+    any value."""
+    for key in ("max_completion_tokens", "max_tokens"):   # the first that bounds, as sent
         value = doc.get(key)
-        if value is not None:
-            limit = value if isinstance(value, int) and not isinstance(value, bool) else None
-            break
-    if limit is not None and limit > 0:
-        return limit
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
     effort = doc.get("reasoning_effort")
     return default + (THINKING_BUDGETS.get(effort, 0) if isinstance(effort, str) else 0)
 

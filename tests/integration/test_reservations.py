@@ -263,3 +263,19 @@ def test_images_by_url_inline_files_and_allowed_routes_go_through(gw: Gateway) -
 def test_the_front_sends_an_openai_backend_the_max_it_reserved(gw: Gateway, model: str) -> None:
     assert reserved(front(gw, model)) == 1 + DEFAULT_MAX
     assert json.loads(gw.mock.last()["body"])["max_completion_tokens"] == DEFAULT_MAX
+
+
+@pytest.mark.parametrize(("given", "sent"), [
+    ({"max_completion_tokens": 0, "max_tokens": 7}, 7), ({"max_completion_tokens": 0}, None),
+    ({"max_completion_tokens": 9, "max_tokens": 7}, 9)])
+def test_the_front_sends_a_gemini_backend_the_max_it_reserved(
+        gw: Gateway, given: dict[str, int], sent: int | None) -> None:
+    """Found by review: `max_completion_tokens: 0` beside a `max_tokens` was read by the
+    route as a max (so the front wrote none), while the Gemini translation sent
+    `maxOutputTokens: 0`, which Gemini reads as unset (the model's own limit). A 0 names no
+    max: the first that is not 0 is sent and reserved, else the default."""
+    r = front(gw, "gemini-2.5-flash", **given)
+    config = json.loads(gw.mock.last()["body"]).get("generationConfig", {})
+    expected = sent if sent is not None else DEFAULT_MAX
+    assert config.get("maxOutputTokens") == expected, config
+    assert reserved(r) - 1 == expected            # (1 the prompt's estimate)
