@@ -103,10 +103,17 @@ def parse_auth(c: Checker, raw: Any, base: Path) -> AuthSettings:
                 keys.append(k)
                 namespaces[join("auth.api_keys", i)] = k.subject_namespace
         seen: set[str] = set()
+        hashes: dict[str, str] = {}
         for k in keys:
             if k.id in seen:
                 c.error("auth.api_keys", f"duplicate id {k.id!r}")
             seen.add(k.id)
+            # one key, two entries: the store keeps one, so a revocation (or a subject) in
+            # the other would silently do nothing
+            if k.sha256 in hashes:
+                c.error("auth.api_keys", f"keys {hashes[k.sha256]!r} and {k.id!r} have the "
+                        "same sha256: one key is one entry (revoke it there)")
+            hashes.setdefault(k.sha256, k.id)
         out.api_keys = ApiKeyStore(keys)
     _check_namespaces(c, namespaces)
     return out

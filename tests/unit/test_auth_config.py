@@ -439,6 +439,10 @@ ERROR_CASES: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
      "auth.api_keys[0].sha256", "expected 64 hex digits"),
     ("duplicate api key id", _set("auth.api_keys.1.id", "ci"),
      "auth.api_keys", "duplicate id 'ci'"),
+    # found by review: the store kept the last entry of a hash, so an entry marking the key
+    # revoked did nothing when the key was listed again (in either case of its hex digits)
+    ("one key in two entries", _set("auth.api_keys.1.sha256", hash_key(API_KEY).upper()),
+     "auth.api_keys", "have the same sha256"),
     ("api_keys route flag without keys", _del("auth.api_keys"),
      "routes[0].auth.api_keys", "no keys are defined"),
     ("upstream env var not set",
