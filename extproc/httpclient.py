@@ -37,10 +37,25 @@ async def fetch_bytes(url: str, timeout_s: float) -> bytes:
                                "final URL in the config)")
         if resp.status != 200:
             raise RuntimeError(f"HTTP {resp.status}")
-        body = await resp.content.read(MAX_RESPONSE_BYTES + 1)
+        body = await read_bounded(resp.content, MAX_RESPONSE_BYTES)
         if len(body) > MAX_RESPONSE_BYTES:
             raise RuntimeError(f"response larger than {MAX_RESPONSE_BYTES} bytes")
         return body
+
+
+async def read_bounded(content: aiohttp.StreamReader, limit: int) -> bytes:
+    """The whole body, or its first `limit` + 1 bytes when it is longer (so the caller can
+    tell). `StreamReader.read(n)` returns what is buffered, up to n bytes, not n bytes: a
+    body that arrives in more than one read (chunked, or large) needs the loop."""
+    parts: list[bytes] = []
+    size = 0
+    while size <= limit:
+        part = await content.read(limit + 1 - size)
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
 
 
 async def close() -> None:

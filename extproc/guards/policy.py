@@ -55,7 +55,15 @@ from .request_fields import field_texts, refuse_field_matches
 from .settings import ROLES, Guard
 from .stream import StreamMasker
 from .unread import refuse_asked_media, refuse_deferred_reply, refuse_unread_inputs
-from .webhook import Call, Collected, Text, Verdict, WebhookError, masks_by_text
+from .webhook import (
+    AnswerTooLarge,
+    Call,
+    Collected,
+    Text,
+    Verdict,
+    WebhookError,
+    masks_by_text,
+)
 
 log = logging.getLogger("extproc.guards")
 
@@ -143,6 +151,13 @@ class Guards(Policy):
         assert guard.webhook is not None
         try:
             return await self.ask_webhook(guard, call)
+        except AnswerTooLarge:              # the client's doing, not an outage: refused
+            decide(ex, guard.name, call.direction, "error_closed")
+            request = call.direction == "request"
+            raise Reject(413 if request else 502,
+                         f"guard '{guard.name}' cannot judge this much text at once (its "
+                         f"verdict would be too long){'; send less' if request else ''}",
+                         details="extproc_guard_too_large") from None
         except WebhookError:
             if guard.webhook.fail_open:
                 decide(ex, guard.name, call.direction, "error_open")
@@ -154,13 +169,14 @@ class Guards(Policy):
     def _failed(self, guard: Guard, exc: Exception) -> None:
         assert guard.webhook is not None
         self.stats["webhook_errors"] += 1
-        if guard.webhook.fail_open:
+        opens = guard.webhook.fail_open and not isinstance(exc, AnswerTooLarge)
+        if opens:
             self.stats["webhook_failed_open"] += 1
         now = time.monotonic()
         if now - self._last_warning >= 10:       # one line per 10 s, not one per request
             self._last_warning = now
             log.warning("guard webhook %r failed (%s); failing %s", guard.name, exc,
-                        "open" if guard.webhook.fail_open else "closed")
+                        "open" if opens else "closed")
 
     def maskers(self, made: list[tuple[str, StreamMasker]]) -> list[StreamMasker]:
         """A fresh masker per local reply guard (the mask guards' also listed in `made`)."""

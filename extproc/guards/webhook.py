@@ -72,6 +72,12 @@ class WebhookError(Exception):
     """The webhook gave no usable verdict (down, slow, an error status, a bad answer)."""
 
 
+class AnswerTooLarge(WebhookError):
+    """The webhook's verdict is longer than the gateway reads. A client decides that (a
+    mask verdict grows with the values it masks: about 70 bytes of answer for 7 of prompt),
+    so it is never the outage a `fail: open` guard lets pass: the texts are refused."""
+
+
 @dataclass
 class Text:
     role: str

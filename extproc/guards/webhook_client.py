@@ -8,7 +8,15 @@ import asyncio
 import aiohttp
 
 from .. import httpclient
-from .webhook import Call, MalformedAnswer, Verdict, WebhookError, WebhookSpec, parse_answer
+from .webhook import (
+    AnswerTooLarge,
+    Call,
+    MalformedAnswer,
+    Verdict,
+    WebhookError,
+    WebhookSpec,
+    parse_answer,
+)
 
 MAX_ANSWER_BYTES = 1024 * 1024
 
@@ -20,11 +28,11 @@ async def check(spec: WebhookSpec, call: Call) -> Verdict:
         async with asyncio.timeout(spec.timeout_s):
             async with httpclient.session().post(spec.url, data=call.body(),
                                                  headers=headers) as resp:
-                body = await resp.content.read(MAX_ANSWER_BYTES + 1)
                 if resp.status != 200:
                     raise WebhookError(f"HTTP {resp.status}")
+                body = await httpclient.read_bounded(resp.content, MAX_ANSWER_BYTES)
                 if len(body) > MAX_ANSWER_BYTES:
-                    raise WebhookError("answer too large")
+                    raise AnswerTooLarge(f"answer larger than {MAX_ANSWER_BYTES} bytes")
     except TimeoutError:
         raise WebhookError(f"no answer within {spec.timeout_s * 1000:.0f} ms") from None
     except aiohttp.ClientError as exc:

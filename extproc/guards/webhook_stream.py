@@ -66,6 +66,7 @@ from .stops import GOOGLE, _dump, stop_events, stream_head
 from .stream import GuardTriggered
 from .webhook import (
     CONTEXT_CHARS,
+    AnswerTooLarge,
     Text,
     Verdict,
     WebhookError,
@@ -340,13 +341,15 @@ class WebhookStreamGuard(BodyTransform):
             return b"".join(h.event.raw for h in held)
         try:
             verdict = await self.check(texts)
-        except WebhookError:
-            if self.fail_open:
-                self.report(self.guard, "error-open")
+        except WebhookError as exc:
+            if self.fail_open and not isinstance(exc, AnswerTooLarge):   # (the client's
+                self.report(self.guard, "error-open")                 # doing: refused)
                 verdict = Verdict("pass")
             else:
                 self.report(self.guard, "error-closed")
-                return self._stop(f"response refused: guard '{self.guard}' is unavailable")
+                why = "cannot judge this much text at once" if isinstance(
+                    exc, AnswerTooLarge) else "is unavailable"
+                return self._stop(f"response refused: guard '{self.guard}' {why}")
         if verdict.action == "reject":
             self.report(self.guard, "rejected")
             reason = f": {verdict.reason}" if verdict.reason else ""

@@ -17,6 +17,7 @@ from extproc.codecs.jsonescape import decode_escapes
 from extproc.codecs.jsontext import JsonSource, read_texts, rewrite
 from extproc.guards.scanner import Scanner, builtin
 from extproc.guards.webhook import (
+    AnswerTooLarge,
     Call,
     Collected,
     MalformedAnswer,
@@ -99,14 +100,15 @@ def test_split_masked_keeps_boundaries_and_masks_like_the_whole(
 class FakeWebhook:
     """Masks e-mail addresses, rejects 'falcon', or fails, like a webhook would."""
 
-    def __init__(self, fail: bool = False) -> None:
+    def __init__(self, fail: bool = False, error: WebhookError | None = None) -> None:
         self.calls: list[list[Text]] = []
-        self.fail = fail
+        self.fail = fail or error is not None
+        self.error = error or WebhookError("HTTP 500")
 
     async def __call__(self, texts: list[Text]) -> Verdict:
         self.calls.append(texts)
         if self.fail:
-            raise WebhookError("HTTP 500")
+            raise self.error
         if any("falcon" in t.text for t in texts):
             return Verdict("reject", reason="a codename")
         masks = tuple(Mask(i, s.start, s.end, "<EMAIL>")
@@ -206,6 +208,18 @@ def test_a_failing_webhook_fails_closed_or_open() -> None:
     out = b"".join(chunks)
     assert client_text("openai", out) == whole and out.endswith(b"data: [DONE]\n\n")
     assert ("dlp", "error-open") in reports
+
+
+def test_a_verdict_too_long_to_read_is_refused_even_by_a_fail_open_guard() -> None:
+    """A verdict past the answer cap is the client's doing (found by review: a mask verdict
+    grows with the values masked), not an outage: the stream ends refused."""
+    raw, _ = with_value("openai")
+    hook = FakeWebhook(error=AnswerTooLarge("answer larger than 1048576 bytes"))
+    chunks, reports = run("openai", raw, [], hook, fail_open=True)
+    out = b"".join(chunks)
+    assert b"jane" not in out and b"cannot judge this much text" in out
+    assert b"content_filter" in out and b"[DONE]" not in out
+    assert ("dlp", "error-closed") in reports and ("dlp", "error-open") not in reports
 
 
 def test_events_without_text_pass_at_once() -> None:
