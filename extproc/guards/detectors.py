@@ -150,6 +150,46 @@ class EmailDetector(PatternDetector):
     is the run of such characters that ends the text (a `PatternDetector`'s is of a set it
     lists), from its first character that can start one (any but `@` and `'`)."""
 
+    def find(self, text: str) -> list[Span]:
+        """`PatternDetector.find`, with the pattern run only where a match can be: a match
+        holds one `@`, the domain after it is `_DOMAIN` and its local part is at most 64
+        characters after the `@` before it. So each `@` whose domain fails is passed over
+        (one check), and for the others the pattern is searched from the first start that
+        can reach it, up to the character after its domain, until one is accepted (every
+        later start reaches the same `@` and ends where it does): a start inside a long run
+        of letters no longer re-reads a long domain once per letter (crafted text cost
+        1.2-1.7 s of CPU per MiB, against 0.06 for prose; found by review). `find_plain` is
+        the plain scan; a property test proves the two equal."""
+        spans: list[Span] = []
+        search, domain, name = self._re.search, _DOMAIN.match, self.name
+        covered = 0
+        before = -1            # the `@` before this one: a match holds no other
+        at = text.find("@")
+        while at >= 0:
+            d = domain(text, at + 1)
+            if d is not None:
+                # a match using this `@` starts after the one before it, at most 64 before
+                # it, and (its domain as matched alone, the character after it checked by
+                # the lookahead) ends where `d` does: the search needs the text to one past
+                pos, stop = max(at - 64, before + 1), d.end() + 1
+                while pos < at and (m := search(text, pos, stop)) is not None \
+                        and m.start() < at:
+                    start = m.start()
+                    end = start + self._accept(text, start, m.end())
+                    if end > start:
+                        if end > covered:
+                            spans.append(Span(start, end, name))
+                            covered = end
+                        break   # a later start reaches this `@` too, and ends here
+                    pos = start + 1
+            before = at
+            at = text.find("@", at + 1)
+        return spans
+
+    def find_plain(self, text: str) -> list[Span]:
+        """The plain scan `find` stands in for (`PatternDetector.find`)."""
+        return PatternDetector.find(self, text)
+
     def can_end(self, last: str) -> bool:
         return _EMAIL_CHAR.match(last) is not None
 
@@ -310,9 +350,13 @@ _HEX = string.hexdigits
 _ALNUM = string.ascii_letters + string.digits
 _UPPER_DIGITS = string.ascii_uppercase + string.digits
 
+#: an e-mail address's domain, and what may not follow it (`EmailDetector.find` checks it
+#: alone after each `@` before the whole pattern runs)
+_DOMAIN_RE = (r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}"
+              r"(?![A-Za-z0-9-])")
+_DOMAIN = _p(_DOMAIN_RE)
 _EMAIL = _p(rf"[{_START}](?<![A-Za-z0-9._%+-][\s\S])(?<![{_START}]'[\s\S])[{_LOCAL}]{{0,63}}"
-            r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}"
-            r"(?![A-Za-z0-9-])")
+            rf"@{_DOMAIN_RE}")
 _PHONE = _p(r"[+(\d](?<![\w+.-][\s\S])(?:"
             r"(?<=\+)(?:\d{7,15}|\d{1,3}(?:[ .-]?\(\d{1,4}\)[ .-]?\d{1,10}|[ .-]\d{1,10})"
             r"(?:[ .-]\d{1,10}){0,5})"                                  # +CC groups, (area)

@@ -657,3 +657,37 @@ def test_an_address_glued_to_a_long_run_of_letters_is_still_masked() -> None:
                  "ок" * 40 + "jean.roe@example.org"]:
         out = scanner.mask(text)
         assert "<EMAIL>" in out and "@example" not in out, out
+
+
+# pieces that make e-mail candidates hard: letters beyond ASCII (a match may start inside a
+# run of them), apostrophes and quotes, several `@`, labels at and past their limits, dots
+# and hyphens where a domain may or may not go on, and text around
+_EMAIL_PIECES = st.sampled_from([
+    "é", "éé", "Ж", "ø", "a", "Z", "9", ".", "_", "%", "+", "-", "'", '"', " ", "\n", "@",
+    "@@", "john", "o'brien", "x" * 63, "x" * 64, "é" * 64, "ab.", "example", ".com", ".c",
+    ".co.uk", "-a", "a-", "b" * 61, "." + "c" * 61, "1", "ü@x.io", "a@b.cc", "@ex-ample.org",
+    "q" * 24, "example.comm" + "m" * 20, "中", "😀"])
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_EMAIL_PIECES, max_size=40).map("".join))
+def test_the_email_fast_path_finds_what_the_plain_scan_finds(text: str) -> None:
+    """`EmailDetector.find` runs the pattern only near an `@` whose domain holds (a fast path
+    against crafted text, found by review); over texts built of the hard cases it finds
+    exactly the spans of the plain scan."""
+    email = builtin_detector("email")
+    assert email.find(text) == email.find_plain(text)  # type: ignore[attr-defined]
+
+
+def test_the_email_fast_path_passes_over_failing_domains_once() -> None:
+    """The crafted text of the review (letters beyond ASCII, then an `@` and a long domain
+    that fails at its end) is found empty by both scans; the fast path checks each domain
+    once instead of once per letter (its cost is the bench's to measure, not a test's)."""
+    unit = "é" * 64 + "@" + ".".join(["a" * 61] * 8) + "1 "
+    text = unit * 20
+    email = builtin_detector("email")
+    assert email.find(text) == email.find_plain(text) == []
+    crafted = unit * 3 + "write to jörg.müller@example.com " + unit
+    spans = email.find(crafted)
+    assert [crafted[s.start:s.end] for s in spans] == ["jörg.müller@example.com"]
+    assert spans == email.find_plain(crafted)  # type: ignore[attr-defined]
