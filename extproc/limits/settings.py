@@ -11,7 +11,7 @@ Top level (optional; the default is the in-memory backend, failing open)::
       default_max_tokens_by_model:     # ...or, for the models of a glob, this (first match)
         "o*": 16384
       write_max_tokens: true           # ...and written into it on token/spend routes
-      chars_per_token: 4               # how prompt text is turned into a token estimate
+      chars_per_token: 4               # ASCII prompt text per token in the estimate
 
 The environment variable `EXTPROC_LIMITS_REDIS_URL`, when set, selects the Redis backend at
 that URL whatever the file says (docker compose uses it, so one config file serves both the

@@ -305,6 +305,22 @@ def test_delivered_text_estimates_from_a_sample() -> None:
     assert prompt_tokens(["12345", "678"]) == 2 and prompt_tokens([]) == 0
 
 
+@pytest.mark.parametrize(("text", "tokens"), [
+    ("abcdefgh", 2), ("привет", 3), ("你好世界", 4), ("😀😀", 6), ("éa", 1),
+    ("".join(chr(0xE0020 + i % 90) for i in range(2000)), 6000),   # tag characters
+    ("".join(chr(0x20000 + i) for i in range(2000)), 6000),        # CJK extension B
+    ("a\ud800b", 2)])                      # a lone surrogate (from an escape) is 3 bytes
+def test_the_prompt_estimate_counts_characters_by_their_utf8_length(text: str,
+                                                                    tokens: int) -> None:
+    """Found by review: every character counted a quarter of a token, so a prompt of rare
+    characters (which byte-level tokenizers split into their bytes: 2,000 tag characters
+    are 6,000 tokens to Claude's) reserved, and was charged when abandoned before its usage
+    report, a twelfth of what the provider bills. ASCII counts at chars_per_token, every
+    other character by its UTF-8 length: half a token for 2 bytes, one for 3, three for 4."""
+    assert prompt_tokens([text]) == tokens
+    assert prompt_tokens([text, "abcd"]) == tokens + 1
+
+
 def _route(rate: list[dict[str, Any]], **top: Any) -> dict[str, Any]:
     return {**top, "routes": [{"name": "r", "provider": "openai", "rate_limits": rate}]}
 
