@@ -222,8 +222,9 @@ def _serve(args: argparse.Namespace) -> int:
     except TlsError as exc:
         print(f"extproc serve: {exc}", file=sys.stderr)
         return 2
-    from .server import warn_open
+    from .server import warn_open, warn_per_worker_limits
     warn_open(opts)
+    warn_per_worker_limits(config, opts.workers)
     if opts.workers > 1:
         from .workers import run_workers
         return run_workers(opts)

@@ -165,6 +165,25 @@ def warn_open(opts: ServeOptions) -> None:
                     "(--tls-client-ca), or serve on a unix socket", ", ".join(exposed))
 
 
+def warn_per_worker_limits(config: cfgmod.Config, workers: int) -> None:
+    """Say so when `--workers N` serves limits kept in memory: each worker keeps its own
+    budgets, so every request, token and spend limit is N times looser than it reads
+    (found by review: documented, but nothing said it at start)."""
+    from .limits.policy import RateLimit
+    from .limits.redis_store import RedisStore
+    if workers <= 1:
+        return
+    names = sorted({name for name, route in config.routes.items()
+                    for r in (route, *route.variants.values()) for p in r.policies
+                    if isinstance(p, RateLimit) and not isinstance(p.store, RedisStore)})
+    if names:
+        log.warning("with --workers %d the rate limits and budgets of route%s %s are kept "
+                    "in memory, per worker: each worker enforces the whole limit on the "
+                    "connections it gets, so together they allow up to %d times as much; "
+                    "set limits.backend: redis (or EXTPROC_LIMITS_REDIS_URL) for one budget",
+                    workers, "s" if len(names) > 1 else "", ", ".join(names), workers)
+
+
 def _refuse_dev_credentials(config: cfgmod.Config, opts: ServeOptions) -> None:
     """The config this process loaded itself, refused (a ConfigError: exit 2, which the
     workers' supervisor does not restart) when it trusts the published development
