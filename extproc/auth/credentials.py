@@ -169,6 +169,50 @@ class CredentialRefused(BodyTransform):
                      "names the key)", details="extproc_upstream_credential_refused")
 
 
+class CredentialNamed(BodyTransform):
+    """The body of a provider's other error (not 401) to a request carrying the injected
+    key, held whole (`whole_body`): passed on as it is, unless it names the key, as
+    Google's 403 to a suspended API key does (`Consumer 'api_key:AIza...' has been
+    suspended`, in its message and its details; found by review). Such a body is withheld,
+    the reply refused with a 502 in the provider's format. `secret` is the key as sent."""
+
+    whole_body = True
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret.encode()
+        self._held: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> bytes:
+        self._held.append(chunk)
+        return b""
+
+    @property
+    def held_bytes(self) -> int:
+        return sum(len(c) for c in self._held)
+
+    def finish(self) -> bytes:
+        body = b"".join(self._held)
+        self._held = []
+        if self.secret and self.secret in body:
+            log.error("the provider's error reply names the route's upstream_credential: "
+                      "withheld (the key may be suspended or revoked: check it)")
+            raise Reject(502, "the provider answered with an error that names the gateway's "
+                         "credential for this route (withheld); its operator must check the "
+                         "key", details="extproc_upstream_credential_named")
+        return body
+
+
+def credential_transform(status: int, secret: str) -> BodyTransform | None:
+    """The transform of a provider's error reply to a request carrying the injected key
+    `secret`: a 401 is about that key and names it (`CredentialRefused`); another error is
+    passed on unless it names it (`CredentialNamed`); a success is left alone."""
+    if status == 401:
+        return CredentialRefused()
+    if status >= 400:
+        return CredentialNamed(secret)
+    return None
+
+
 @dataclass
 class UpstreamCredential:
     provider: str

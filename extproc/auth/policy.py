@@ -51,8 +51,8 @@ from .credentials import (
     CLIENT_CREDENTIAL_HEADERS,
     CREDENTIAL_SCOPE_HEADERS,
     PROVIDER_HEADER,
-    CredentialRefused,
     UpstreamCredential,
+    credential_transform,
     fold_header,
     spellings_of,
     strip_account_reply_headers,
@@ -181,9 +181,11 @@ class Authenticate(Policy):
             strip_account_reply_headers(ex)
 
     def response_transform(self, ex: Context) -> BodyTransform | None:
-        """A 401 to the injected key: its body withheld, a 502 instead (`CredentialRefused`)."""
-        return CredentialRefused() if self.credential is not None and ex.status == 401 \
-            else None
+        """An error to the injected key: a 401's body withheld, a 502 instead; another's
+        withheld only if it names the key (`credential_transform`)."""
+        if self.credential is None:
+            return None
+        return credential_transform(ex.status, self.credential.secret.value())
 
     def _grant(self, identity: Identity) -> _Grant:
         """What an identity adds to every request: forwarded claims and metadata."""

@@ -35,6 +35,7 @@ from ..auth.credentials import (
     CLIENT_CREDENTIAL_HEADERS,
     CREDENTIAL_SCOPE_HEADERS,
     CredentialRefused,
+    credential_transform,
     fold_header,
     spellings_of,
     strip_account_reply_headers,
@@ -44,7 +45,7 @@ from ..limits.bound import WRITE_MAX
 from ..limits.policy import MAX_OUTPUT
 from ..llm.policy import USAGE_UNREAD, USAGE_UNREAD_KIND
 from ..llm.transforms import NO_USAGE, UNTRANSLATED
-from ..policy import Answer, BodyTransform, Policy, Reject
+from ..policy import Answer, BodyTransform, Policy, Reject, TransformChain
 from ..providers import adapter_for, read_request
 from ..providers.endpoints import adapter_of
 from ..translate import Backend, ReplyContext, ReplyTranslator, Unsupported, module_for
@@ -225,14 +226,21 @@ class FrontModels(_FrontPolicy):
 
     def response_transform(self, ex: Context) -> BodyTransform | None:
         st: FrontState | None = ex.state.get(_STATE)
-        if st is not None and ex.status == 401 and st.backend.provider in self.front.credentials:
-            return CredentialRefused()   # about the key the front injects, and naming it
+        credential = self.front.credentials.get(st.backend.provider) if st is not None \
+            else None
+        # an error to the key the front injects: a 401's body withheld (it names the key),
+        # another's withheld if it names it, before it is translated (`credential_transform`)
+        named = credential_transform(ex.status, credential.secret.value()) \
+            if credential is not None else None
+        if isinstance(named, CredentialRefused):
+            return named
         if st is None or st.translator is None:
-            return None
+            return named
         assert st.reply is not None
         status = 200 if succeeded(ex.status) else ex.status
-        return _Translating(st.translator, not st.reply.stream and status == 200, status,
-                            ex.state)
+        translating = _Translating(st.translator, not st.reply.stream and status == 200,
+                                   status, ex.state)
+        return translating if named is None else TransformChain([named, translating])
 
 
 def _message(body: bytes) -> str:

@@ -121,7 +121,17 @@ class StreamReply(ReplyTranslator):
         if kind == "message_delta":
             delta, usage = ev.get("delta"), ev.get("usage")
             if isinstance(usage, dict):
-                self._usage.update(usage)
+                # a null count keeps message_start's (as Anthropic's SDK does: its delta
+                # usage types them optional); an input count takes the larger, as the
+                # native adapter's `merge_usage` (a null erased the prompt's tokens: found
+                # by review)
+                for key, value in usage.items():
+                    if value is None:
+                        continue
+                    if key.endswith("input_tokens") and isinstance(value, int) \
+                            and isinstance(self._usage.get(key), int):
+                        value = max(value, self._usage[key])
+                    self._usage[key] = value
             # the final output count comes here; without it, message_start's says one token
             self._closing = isinstance(usage, dict) and "output_tokens" in usage
             stop = delta.get("stop_reason") if isinstance(delta, dict) else None

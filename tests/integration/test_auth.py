@@ -391,6 +391,30 @@ def test_a_provider_401_to_the_injected_key_is_withheld(gw: Gateway, provider: s
     assert r.status_code == 429
 
 
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "gemini"])
+def test_a_provider_error_naming_the_injected_key_is_withheld(gw: Gateway,
+                                                              provider: str) -> None:
+    """Found by review: only a 401 was withheld, but Google answers a suspended key with a
+    403 whose message spells it ("Consumer 'api_key:AIza...' has been suspended"). Any
+    error naming the injected key is refused with a 502; one that does not passes on."""
+    body, path = {"openai": (CHAT, "/v1/chat/completions"),
+                  "anthropic": ({"model": "claude-sonnet-4-5", "max_tokens": 8,
+                                 "messages": CHAT["messages"]}, "/v1/messages"),
+                  "gemini": ({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]},
+                             "/v1beta/models/gemini-2.5-flash:generateContent")}[provider]
+    key = f"provider-key-{provider}"
+    said = f"Permission denied: Consumer 'api_key:{key}' has been suspended."
+    r = httpx.post(f"{gw.url}/auth-{provider}{path}", json=body, timeout=30,
+                   headers={"authorization": f"Bearer {API_KEY}", "x-mock-status": "403",
+                            "x-mock-reply": said})
+    assert r.status_code == 502, r.text
+    assert key not in r.text and "names the gateway's credential" in r.text
+    r = httpx.post(f"{gw.url}/auth-{provider}{path}", json=body, timeout=30,
+                   headers={"authorization": f"Bearer {API_KEY}", "x-mock-status": "403",
+                            "x-mock-reply": "Permission denied: the model is not enabled."})
+    assert r.status_code == 403 and "the model is not enabled" in r.text
+
+
 def test_unknown_kid_then_key_rotation(gw: Gateway, jwks: JWKSServer,
                                        keys: dict[str, SigningKey]) -> None:
     token = keys["k2"].token()

@@ -1,0 +1,136 @@
+"""A provider's error that names the key the gateway injects is withheld, not only its 401
+(found by review): Google answers a suspended API key with a 403 whose message and details
+spell the key whole ("Consumer 'api_key:AIza...' has been suspended";
+google/generative-ai-docs#356). On a route or a front backend whose key the gateway
+injects, such a reply is refused with a 502 in the client's format; an error that does not
+name the key passes on as it was. And the front's Anthropic stream keeps message_start's
+prompt counts when a message_delta's are null (found by the same review)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+
+import pytest
+
+from extproc import loader
+from extproc import protocol as P
+from extproc.exchange import Exchange
+from extproc.mock import anthropic as m_anthropic
+from extproc.mock.common import Reply
+from extproc.translate import anthropic
+from extproc.translate.base import ReplyContext
+from tests.unit.test_exchange import (
+    replacement,
+    request_body,
+    request_headers,
+    response_body,
+    response_headers,
+    send,
+)
+
+_ROUTES = (f"named{i}" for i in itertools.count())
+MSG = [{"role": "user", "content": "hi"}]
+GEMINI_KEY = "AIzaSyFAKE-operator-key-0123456789abcd"
+SUSPENDED = json.dumps({"error": {
+    "code": 403,
+    "message": f"Permission denied: Consumer 'api_key:{GEMINI_KEY}' has been suspended.",
+    "status": "PERMISSION_DENIED",
+    "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                 "reason": "CONSUMER_SUSPENDED", "domain": "googleapis.com",
+                 "metadata": {"containerInfo": f"api_key:{GEMINI_KEY}"}}]}}).encode()
+QUOTA = json.dumps({"error": {"code": 429, "message": "Resource has been exhausted.",
+                              "status": "RESOURCE_EXHAUSTED"}}).encode()
+
+
+def _route(front: bool) -> Any:
+    name = next(_ROUTES)
+    if front:
+        raw = {"name": name, "provider": "openai-compatible", "auth": "none",
+               "backends": {"gemini": {"upstream_credential": {"env": "FAKE_GEMINI_KEY"}}},
+               "models": [{"model": "gemini-*", "backend": "gemini"}]}
+    else:
+        raw = {"name": name, "provider": "gemini", "auth": "none",
+               "upstream_credential": {"env": "FAKE_GEMINI_KEY"}}
+    return loader.parse({"routes": [raw]}).route(name), name
+
+
+async def _answer(front: bool, stream: bool, status: int, body: bytes) -> tuple[list[Any],
+                                                                               list[Any]]:
+    route, name = _route(front)
+    ex = Exchange(route, name)
+    if front:
+        path = "/v1/chat/completions"
+        req = {"model": "gemini-2.5-flash", "messages": MSG, "stream": stream}
+    else:
+        method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+        path = f"/v1beta/models/gemini-2.5-flash:{method}"
+        req = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+    await send(ex, request_headers(path=path, req_mode=P.BUFFERED, resp_mode=P.STREAMED))
+    await send(ex, request_body(json.dumps(req).encode(), True))
+    head = await send(ex, response_headers(status, **{
+        "content-type": "application/json; charset=UTF-8"}))
+    tail = await send(ex, response_body(body, True)) if not any(
+        r.WhichOneof("response") == "immediate_response" for r in head) else []
+    ex.close()
+    return head, tail
+
+
+@pytest.mark.parametrize("front", [False, True])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_error_naming_the_injected_key_is_withheld(
+        front: bool, stream: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_GEMINI_KEY", GEMINI_KEY)
+    head, tail = await _answer(front, stream, 403, SUSPENDED)
+    # the headers wait for the body's verdict (the whole body is asked for)
+    assert head[0].mode_override.response_body_mode == P.BUFFERED
+    (refused,) = tail
+    assert refused.immediate_response.status.code == 502
+    body = refused.immediate_response.body
+    assert GEMINI_KEY.encode() not in body and b"names the gateway's credential" in body
+    assert refused.immediate_response.details == "extproc_upstream_credential_named"
+
+
+@pytest.mark.parametrize("front", [False, True])
+async def test_an_error_not_naming_it_passes_on(front: bool,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_GEMINI_KEY", GEMINI_KEY)
+    _, tail = await _answer(front, False, 429, QUOTA)
+    kinds = [r.WhichOneof("response") for r in tail]
+    assert kinds == ["response_body"], kinds
+    out = replacement(tail[0])
+    text = QUOTA if out is None else out
+    assert b"Resource has been exhausted" in text
+
+
+REPLY = Reply.make(" ".join(f"w{i}" for i in range(50)), "m", "rid", 1700000000, 7)
+
+
+def _frames(delta_usage: dict[str, Any]) -> list[bytes]:
+    frames = []
+    for frame in m_anthropic.build_stream({"messages": MSG}, REPLY):
+        head, _, data = frame.partition(b"data: ")
+        doc = json.loads(data)
+        if doc.get("type") == "message_start":
+            doc["message"]["usage"].update(input_tokens=30, cache_read_input_tokens=5000,
+                                           cache_creation_input_tokens=2000)
+        if doc.get("type") == "message_delta":
+            doc["usage"] = {**doc["usage"], **delta_usage}
+        frames.append(head + b"data: " + json.dumps(doc).encode() + b"\n\n")
+    return frames
+
+
+@pytest.mark.parametrize(("delta_usage", "prompt"), [
+    ({"input_tokens": None, "cache_read_input_tokens": None,
+      "cache_creation_input_tokens": None}, 7030),
+    ({"input_tokens": 0}, 7030),                    # the larger count stays
+    ({"input_tokens": 40}, 7040)])                  # a later, larger count is taken
+def test_the_fronts_anthropic_stream_keeps_message_starts_counts(
+        delta_usage: dict[str, Any], prompt: int) -> None:
+    ctx = ReplyContext(model="m", stream=True, include_usage=True, created=1)
+    t = anthropic.reply_translator(200, "text/event-stream", ctx)
+    out = b"".join(t.feed(f) for f in _frames(delta_usage)) + t.finish()
+    usage = [json.loads(line[6:])["usage"] for line in out.split(b"\n\n")
+             if line.startswith(b"data: {") and b'"choices":[]' in line]
+    assert usage and usage[0]["prompt_tokens"] == prompt, usage
