@@ -137,6 +137,10 @@ ANTHROPIC = fields_of({
         "format": {"type": "json_schema", "schema": schema(t)}}},
     "output-format-beta-schema": lambda t: {"messages": [_AHI], "output_format": {
         "type": "json_schema", "schema": schema(t)}},
+    # the compaction beta's summarising prompt (found by review)
+    "context-management-compact-instructions": lambda t: {"messages": [_AHI],
+                                                          "context_management": {"edits": [
+        {"type": "compact_20260112", "instructions": t}]}},
 }, idents=("tool-use-name", "tool-name"))
 
 # --- Gemini / Vertex -------------------------------------------------------------------

@@ -83,7 +83,31 @@ def stored_context(endpoint: str | None, doc: dict[str, Any]) -> str | None:
         for key in ("cachedContent", "cached_content"):
             if doc.get(key) is not None:
                 return f"{key} (content cached at the provider)"
+    elif endpoint == "messages":
+        found = _compaction(doc.get("context_management"))
+        if found is not None:
+            return found
     return fetched_file(endpoint, doc)
+
+
+def _compaction(config: Any) -> str | None:
+    """An Anthropic compaction edit (`context_management.edits[]` of a `compact_*` type, or
+    one of a type this code does not know): the provider runs a pass of its own over the
+    whole conversation to summarise it, and reports that pass apart from the message's
+    usage (`usage.iterations`), which the budgets do not settle on (found by review)."""
+    if config.__class__ is not dict:
+        return None
+    for i, edit in enumerate(_list(config.get("edits"))):
+        kind = edit.get("type") if edit.__class__ is dict else None
+        if not (isinstance(kind, str) and kind.startswith(_CLEARING_EDITS)):
+            return (f"context_management.edits[{i}] (a {kind if isinstance(kind, str) else ''}"
+                    " edit: compaction runs a pass of the provider's own, billed apart from "
+                    "the usage the budgets read)")
+    return None
+
+
+#: the context edits that only clear parts of the conversation (no pass of their own)
+_CLEARING_EDITS = ("clear_tool_uses_", "clear_thinking_")
 
 
 def fetched_file(endpoint: str | None, doc: dict[str, Any]) -> str | None:

@@ -218,6 +218,13 @@ def request_slots(body: dict[str, Any], inputs: bool = False) -> Iterator[Slot]:
         yield "system", config, "format"
     if isinstance(body.get("output_format"), dict | list):
         yield "system", body, "output_format"
+    # a compaction edit's instructions: the prompt the model summarises the conversation
+    # with (found by review; the budgets refuse compaction, `limits.stored`)
+    management = body.get("context_management")
+    if isinstance(management, dict):
+        for edit in as_list(management.get("edits")):
+            if isinstance(edit, dict) and isinstance(edit.get("instructions"), str):
+                yield "system", edit, "instructions"
     for message in as_list(body.get("messages")):
         if isinstance(message, dict):
             yield from _blocks_slots(message, "content", lower_role(message.get("role")), 0,

@@ -100,10 +100,20 @@ REFUSED = [
     ("vertex", gemini({"functionResponse": {"name": "f", "response": {}, "parts": [
         {"fileData": {"mimeType": "application/pdf", "fileUri": "gs://b/a.pdf"}}]}}),
      "contents[0].parts[1].functionResponse.parts[0].fileData.fileUri"),
+    # (found by review) Anthropic's compaction: a pass of the provider's own over the whole
+    # conversation, billed apart from the usage the budgets read (`usage.iterations`)
+    ("anthropic", {**claude(), "context_management": {"edits": [
+        {"type": "compact_20260112", "trigger": {"type": "input_tokens", "value": 50000}}]}},
+     "context_management.edits[0] (a compact_20260112 edit"),
+    ("anthropic", {**claude(), "context_management": {"edits": [
+        {"type": "clear_thinking_20251015"}, {"type": "summarize_2027"}]}},
+     "context_management.edits[1] (a summarize_2027 edit"),
 ]
 
 #: inputs that cross the gateway or are billed at a bounded count: never refused here
 PASSED = [
+    ("anthropic", {**claude(), "context_management": {"edits": [      # clearing, no pass
+        {"type": "clear_thinking_20251015"}, {"type": "clear_tool_uses_20250919"}]}}),
     ("openai", chat({"type": "file", "file": {"file_data": PDF, "filename": "a.pdf"}})),
     ("openai", chat({"type": "image_url", "image_url": {"url": "https://x.test/a.png"}})),
     ("openai", chat({"type": "video_url", "video_url": {"url": "data:video/mp4;base64,AA"}})),
