@@ -56,7 +56,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("extproc.front")
 #: a dropped field as the logs and the metadata may name it: a field's path, not a value
-_FIELD_NAME = re.compile(r"[A-Za-z0-9_.\[\]-]{1,64}")
+#: a plain field path: identifiers and `[n]` indices joined by dots
+_FIELD_NAME = re.compile(r"(?:[A-Za-z_][A-Za-z0-9_]*|\[\d{1,6}\])"
+                         r"(?:\.?(?:[A-Za-z_][A-Za-z0-9_]*|\[\d{1,6}\]))*")
+#: what no field name of an API holds: a run of digits (a card, an account, a phone)
+_DIGIT_RUN = re.compile(r"\d{5}")
 #: the most dropped fields named in one log line and metadata value
 _MAX_SHOWN = 16
 #: the request header Envoy's route table matches to send a request to its backend's cluster
@@ -318,13 +322,32 @@ class FrontRequest(_FrontPolicy):
         return t.body
 
 
+def _plain(name: str) -> bool:
+    """A field path as APIs name fields: at most 64 characters of identifiers and indices,
+    no run of five digits, nothing a built-in detector finds (an AWS key is an identifier;
+    found by review: a card number, dashed or glued to `card_`, and an API key were shown)."""
+    return len(name) <= 64 and _FIELD_NAME.fullmatch(name) is not None \
+        and _DIGIT_RUN.search(name) is None and not _secret_scanner().find(name)
+
+
+def _secret_scanner() -> Any:
+    """Every built-in detector, made once (the guards' own patterns)."""
+    global _SCANNER
+    if _SCANNER is None:
+        from ..guards.scanner import BUILTIN_NAMES, Scanner, builtin
+        _SCANNER = Scanner(builtin(list(BUILTIN_NAMES)))
+    return _SCANNER
+
+
+_SCANNER: Any = None
+
+
 def shown_fields(dropped: Sequence[str]) -> list[str]:
     """The dropped fields as the log line and the `dropped_fields` metadata name them. An
     unknown field's name is the client's to choose (a card number, a 5,000-character key),
     and no guard reads key names: a name that is no plain field path is shown as
     `<unknown field>`, and past `_MAX_SHOWN` the rest are counted, not named."""
-    out = [name if _FIELD_NAME.fullmatch(name) else "<unknown field>"
-           for name in dropped[:_MAX_SHOWN]]
+    out = [name if _plain(name) else "<unknown field>" for name in dropped[:_MAX_SHOWN]]
     if len(dropped) > _MAX_SHOWN:
         out.append(f"<{len(dropped) - _MAX_SHOWN} more>")
     return out

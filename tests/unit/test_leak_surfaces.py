@@ -28,6 +28,14 @@ def test_a_dropped_field_is_named_only_by_a_plain_path() -> None:
     assert shown_fields(("logprobs", "json_schema.description", "tools[0].strict")) == [
         "logprobs", "json_schema.description", "tools[0].strict"]
     assert shown_fields((f"card {CARD}", "x" * 65)) == ["<unknown field>"] * 2
+    # found by review: names without a space that spell a secret were shown whole
+    secrets = (CARD, "4111-1111-1111-1111", f"card_{CARD}", f"messages[0].{CARD}",
+               "sk-ant-api03-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789", "AKIAIOSFODNN7EXAMPLE",
+               "john.doe@example", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.abcde",
+               "ghp_aB3dE5fG7hI9jK1lM3nO5pQ7rS9tU1vW3xY5")
+    assert shown_fields(secrets[:16]) == ["<unknown field>"] * len(secrets)
+    assert shown_fields(("topK", "web_search_options", "messages[12].content[0].x_y")) == [
+        "topK", "web_search_options", "messages[12].content[0].x_y"]
     many = shown_fields(tuple(f"f{i}" for i in range(40)))
     assert len(many) == 17 and many[-1] == "<24 more>"
 
