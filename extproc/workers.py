@@ -150,6 +150,10 @@ def _fetch(port: int, path: str, token: str | None = None) -> bytes | None:
         return None
 
 
+#: seconds the supervisor's admin port waits on a connection for its request
+ADMIN_IDLE_S = 10.0
+
+
 class _Admin(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
@@ -163,6 +167,9 @@ class _Admin(http.server.ThreadingHTTPServer):
 
 class _AdminHandler(http.server.BaseHTTPRequestHandler):
     server: _Admin
+    #: a connection that sends no whole request in this long is closed (found by review:
+    #: half-sent requests held a thread each, indefinitely)
+    timeout = ADMIN_IDLE_S
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
