@@ -139,7 +139,7 @@ async def start(processor: Processor, health: Health, host: str, port: int,
         from .limits.settings import configured, spend_budgets
         from .limits.store import StoreUnavailable
         try:
-            found: dict[str, Any] = await spend_budgets()
+            found: dict[str, Any] = await spend_budgets(processor.config.routes)
             found["configured"] = configured(processor.config.routes)
             return web.json_response(found)
         except StoreUnavailable as exc:

@@ -95,16 +95,24 @@ class LimitsSettings:
         return self._store
 
 
-async def spend_budgets() -> dict[str, Any]:
-    """What `GET /spend` answers: every spend budget with state in the stores this process
-    uses (`budgets.rows`), and which kind of store holds them (`memory`: this process's own;
-    `redis`: shared by every worker and replica)."""
+async def spend_budgets(routes: Mapping[str, Any]) -> dict[str, Any]:
+    """What `GET /spend` answers: every spend budget with state in the stores the running
+    config's `routes` use (`budgets.rows`), and which kind of store holds them (`memory`:
+    this process's own; `redis`: shared by every worker and replica). Not every store made
+    since start: a config a reload refused, or one replaced since, made its own (found by
+    review: one naming an unreachable Redis turned `/spend` into a 503 until a restart)."""
+    stores: dict[int, Store] = {}
+    for route in routes.values():
+        for r in (route, *getattr(route, "variants", {}).values()):
+            for policy in r.policies:
+                if isinstance(policy, RateLimit):
+                    stores.setdefault(id(policy.store), policy.store)
     rows: list[dict[str, Any]] = []
-    kinds = set()
-    for (backend, *_), store in list(_STORES.items()):
-        kinds.add(backend)
+    redis = bool(stores)
+    for store in stores.values():
+        redis = redis and not isinstance(store, MemoryStore)
         rows += await store.spend_budgets()
-    return {"store": "redis" if kinds == {"redis"} else "memory", "budgets": rows}
+    return {"store": "redis" if redis else "memory", "budgets": rows}
 
 
 def configured(routes: Mapping[str, Any]) -> int:
