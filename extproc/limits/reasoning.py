@@ -6,8 +6,12 @@ and later think by default, their thoughts hidden unless `includeThoughts` asks 
 Those tokens are billed as output and come before the first visible one. A stream of such a
 request that ends without the provider's final usage report (the client left, the upstream
 broke) cannot be charged what it delivered, which leaves the thinking out: budgets charge it
-its reservation instead (`settle`). Anthropic streams its thinking (or its redacted data),
-which is counted as delivered.
+its reservation instead (`settle`). Anthropic's extended thinking (`thinking` enabled or
+adaptive) counts too, and so do Gemini's thoughts when `includeThoughts` shows them: what
+streams is a summary (or, with Anthropic's `display: omitted`, nothing until the block's
+signature), and the provider bills the whole thinking (found by review: a client that left
+while the model thought was charged a few tokens of a 32,000-token reservation). Only
+thinking turned off (`thinkingBudget: 0`, Anthropic's `disabled` or no `thinking`) is not.
 """
 
 from __future__ import annotations
@@ -48,11 +52,16 @@ def hidden_reasoning(provider: str, endpoint: str | None, model: str | None,
             return False
         if endpoint is not None and endpoint not in _GOOGLE_ENDPOINTS:
             return False
-        if google_config.thinking_shown_or_off(doc):
+        if endpoint is None:   # the unified front's chat request: `none` sends no thinking
+            return doc.get("reasoning_effort") != "none"
+        return not google_config.thinking_off(doc)   # shown thoughts are a summary
+    if provider == "anthropic":
+        if endpoint is None:   # the unified front's chat request: an effort turns it on
+            return doc.get("reasoning_effort") not in (None, "none")
+        if endpoint != "messages":
             return False
-        # the unified front's chat request: a `reasoning_effort` is sent as a thinking
-        # budget with its thoughts shown (or, for `none`, none)
-        return not (endpoint is None and doc.get("reasoning_effort") is not None)
+        thinking = doc.get("thinking")
+        return isinstance(thinking, dict) and thinking.get("type") != "disabled"
     return False
 
 

@@ -52,15 +52,14 @@ def thinking_budget(body: Any) -> int:
     return max(found, default=0)
 
 
-def thinking_shown_or_off(body: Any) -> bool:
-    """The request's thoughts are in the reply (`includeThoughts: true`) or there are none
-    (`thinkingBudget: 0`), in any spelling Google's parser reads."""
-    configs = [as_dict(c) for c in _fields(body, "thinkingConfig", "thinking_config")]
-    shown = any(c.get(f) is True or (isinstance(c.get(f), str) and c[f].strip() == "true")
-                for c in configs for f in ("includeThoughts", "include_thoughts"))
-    budgets = [n for c in configs for f in ("thinkingBudget", "thinking_budget")
-               if (n := as_proto_int(c.get(f))) is not None]
-    return shown or (bool(budgets) and max(budgets) == 0)
+def thinking_off(body: Any) -> bool:
+    """The request turns thinking off (`thinkingBudget: 0`), in every spelling it gives a
+    budget in (Google's parser keeps one of them). Thoughts it shows (`includeThoughts`)
+    are a summary of what is billed, so they do not count as shown."""
+    budgets = [n for c in _fields(body, "thinkingConfig", "thinking_config")
+               for f in ("thinkingBudget", "thinking_budget")
+               if (n := as_proto_int(as_dict(c).get(f))) is not None]
+    return bool(budgets) and max(budgets) == 0
 
 
 def asks_media(body: Any) -> list[str]:
