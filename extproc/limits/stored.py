@@ -74,11 +74,10 @@ def stored_context(endpoint: str | None, doc: dict[str, Any]) -> str | None:
         prompt = doc.get("prompt")
         if isinstance(prompt, dict) and prompt.get("id") is not None:
             return "prompt.id (a stored prompt)"
-        given = doc.get("input")
-        if isinstance(given, list) and any(isinstance(item, dict) and
-                                           item.get("type") == "item_reference"
-                                           for item in given):
-            return "an item_reference input (a stored item)"
+        for field in ("input", "instructions"):
+            given = doc.get(field)
+            if isinstance(given, list) and any(_item_reference(item) for item in given):
+                return f"an item_reference in {field} (a stored item)"
     elif endpoint in ("generateContent", "streamGenerateContent", "countTokens"):
         for key in ("cachedContent", "cached_content"):
             if doc.get(key) is not None:
@@ -88,6 +87,16 @@ def stored_context(endpoint: str | None, doc: dict[str, Any]) -> str | None:
         if found is not None:
             return found
     return fetched_file(endpoint, doc)
+
+
+def _item_reference(item: Any) -> bool:
+    """A Responses API input item that names a stored item: `type: item_reference`, or an
+    `id` with no type (null or absent: OpenAI's `ItemReference` makes `type` optional) and
+    no `role` (a message's type is optional too, its role is not; found by review)."""
+    if item.__class__ is not dict:
+        return False
+    kind = item.get("type")
+    return kind == "item_reference" or (kind is None and "id" in item and "role" not in item)
 
 
 def _compaction(config: Any) -> str | None:

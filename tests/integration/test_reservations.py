@@ -185,7 +185,16 @@ def test_a_request_naming_its_max_is_sent_as_it_is(gw: Gateway) -> None:
      "prompt.id"),
     ("rs-openai", "/v1/responses", {"model": "gpt-4o", "input": [
         {"type": "item_reference", "id": "msg_1"},
-        {"role": "user", "content": "go on"}]}, "an item_reference input"),
+        {"role": "user", "content": "go on"}]}, "an item_reference in input"),
+    # (found by review) OpenAI's ItemReference makes its `type` optional: a bare id, or a
+    # null type, names a stored item too; and instructions take items
+    ("rs-openai", "/v1/responses", {"model": "gpt-4o", "input": [
+        {"id": "msg_1"}, {"role": "user", "content": "go on"}]}, "an item_reference in input"),
+    ("rs-openai", "/v1/responses", {"model": "gpt-4o", "input": [
+        {"id": "rs_1", "type": None}, {"role": "user", "content": "go on"}]},
+     "an item_reference in input"),
+    ("rs-openai", "/v1/responses", {"model": "gpt-4o", "input": "go on", "instructions": [
+        {"type": "item_reference", "id": "msg_1"}]}, "an item_reference in instructions"),
     ("rs-gemini", GEMINI, {"contents": [{"role": "user", "parts": [{"text": "hi"}]}],
                            "cachedContent": "cachedContents/abc"}, "cachedContent"),
 ])
