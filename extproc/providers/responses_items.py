@@ -267,7 +267,8 @@ def tool_kinds(tool: Any) -> list[str]:
 
 def tool_inputs(tool: Any) -> list[str]:
     """What a hosted tool makes the provider load for the model by itself, which no guard
-    reads (`providers.unread` kinds): files by id (code interpreter, a shell's container),
+    reads (`providers.unread` kinds): files by id (code interpreter, a shell's container,
+    and a container by id, which holds files uploaded to it or left by earlier runs),
     vector stores (file search), skills (inline, as a zip: a document; by reference), a
     remote MCP server's tools and results (`fetched`), at any depth of a namespace's
     tools."""
@@ -278,8 +279,10 @@ def tool_inputs(tool: Any) -> list[str]:
         out.append("file")
     if tool.get("type") == "mcp":   # a remote MCP server: its tools and results, unseen
         out.append("fetched")
+    if isinstance(tool.get("container"), str):   # an existing container by id: its files
+        out.append("file")                       # (uploaded, or left by earlier runs)
     for holder in (tool, as_dict(tool.get("container")), as_dict(tool.get("environment"))):
-        if holder.get("file_ids"):
+        if holder.get("file_ids") or holder.get("container_id"):   # (found by review)
             out.append("file")
         for skill in as_list(holder.get("skills")):
             out.append("document" if as_dict(skill).get("type") == "inline" else "file")
@@ -333,16 +336,21 @@ def output_slots(item: Any) -> list[Slot]:
     kind = _kind(item)
     if kind == "message":
         cited = 0
-        for index, part in enumerate(as_list(item.get("content"))):
+        content = item.get("content")
+        if isinstance(content, str):   # (as OpenAI-compatible servers may write it)
+            out.append((item, "content", ("c", 0)))
+        for index, part in enumerate(as_list(content)):
             if isinstance(part, dict):
                 key = "refusal" if part.get("type") == "refusal" else "text"
-                if part.get("type") in ("output_text", "refusal") \
-                        and isinstance(part.get(key), str):
+                if isinstance(part.get(key), str):   # a part of any kind (`text`, newer)
                     out.append((part, key, ("c", index)))
                 if part.get("annotations"):   # citations: titles, URLs, file names
                     for holder, field in string_slots(part, "annotations", _OPAQUE_KEYS):
                         out.append((holder, field, ("o", cited)))
                         cited += 1
+                if part.get("type") not in ("output_text", "refusal"):
+                    _rest(part, (key, "annotations", "logprobs"), out)
+        _rest(item, _MESSAGE_KEYS, out)
     elif kind in _ARGUMENT_KEYS:
         key = _ARGUMENT_KEYS[kind]
         if isinstance(item.get(key), str):
@@ -352,6 +360,8 @@ def output_slots(item: Any) -> list[Slot]:
             for index, part in enumerate(as_list(item.get(field))):
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
                     out.append((part, "text", (piece, index)))
+                    _rest(part, ("text",), out)
+        _rest(item, ("summary", "content"), out)
     if kind not in ("message", "reasoning"):
         # everything else such an item says (an MCP call's output, code-interpreter logs, a
         # web search's query, an image's revised prompt, a kind newer than this code): the
@@ -367,6 +377,28 @@ def output_slots(item: Any) -> list[Slot]:
         if isinstance(item.get("server_label"), str):   # an MCP server's name, echoed
             out.append((item, "server_label", ("n", len(rest))))
     return out
+
+
+#: the fields of a message output item read field by field (`output_slots`)
+_MESSAGE_KEYS = ("content",)
+
+
+def _rest(obj: dict[str, Any], known: tuple[str, ...], out: list[Slot]) -> None:
+    """Every string of a message or reasoning item (or of one of their parts) beyond the
+    fields read field by field (`known`) and the opaque ones: a field or part kind newer
+    than this code, the client reads it (found by review: they went out unmasked). Each
+    string is masked on its own (piece "x", numbered by its place in `out`)."""
+    for k in list(obj):
+        if k in known or k in _OPAQUE_KEYS:
+            continue
+        value = obj[k]
+        if isinstance(value, str):
+            out.append((obj, k, ("x", len(out))))
+        elif isinstance(value, dict | list):
+            rest: list[Slot] = []
+            _generic({k: value}, "assistant", rest)   # (the strings' own holders)
+            out.extend((holder, key, ("x", len(out) + n))
+                       for n, (holder, key, _) in enumerate(rest))
 
 
 def output_media(item: Any) -> list[str]:
