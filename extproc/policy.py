@@ -63,6 +63,10 @@ class BodyTransform:
     #: the transform needs the whole body before it decides (it may raise `Reject` from
     #: `finish`): the exchange then asks Envoy for the body BUFFERED, holding the headers
     whole_body: bool = False
+    #: it reads a body in parts as well (a whole-body transform that only prefers the
+    #: whole): a reply Envoy sends in parts though asked to buffer it (it ignores
+    #: `mode_override`) is read as it comes rather than refused
+    parts_ok: bool = False
 
     #: the transform may end the response before the upstream does (a stream cut at its
     #: budget): the exchange then asks Envoy for the body FULL_DUPLEX_STREAMED, and ends the
@@ -138,6 +142,7 @@ class TransformChain(BodyTransform):
         self.parts = parts
         self.is_async = any(p.is_async for p in parts)
         self.whole_body = any(p.whole_body for p in parts)
+        self.parts_ok = all(p.parts_ok for p in parts)
         self.ends_early = any(p.ends_early for p in parts)
 
     @property

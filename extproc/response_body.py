@@ -112,6 +112,8 @@ class ResponseBody(RequestBody):
         # BUFFERED: the whole body in one message, final even when trailers follow; a second
         # one means Envoy ignored the override that asked for it (`allow_mode_override`)
         if self.response_mode == P.BUFFERED:
+            if self._transforms and all(t.parts_ok for t in self._transforms):
+                return b.end_of_stream   # read in parts as well: whole or not, as it comes
             if self._buffered_seen and self._transforms:
                 raise unshown.refuse_ignored_response_override(self.route_name or "unknown")
             self._buffered_seen = True

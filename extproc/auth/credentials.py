@@ -171,35 +171,49 @@ class CredentialRefused(BodyTransform):
 
 class CredentialNamed(BodyTransform):
     """The body of a provider's other error (not 401) to a request carrying the injected
-    key, held whole (`whole_body`): passed on as it is, unless it names the key, as
-    Google's 403 to a suspended API key does (`Consumer 'api_key:AIza...' has been
-    suspended`, in its message and its details; found by review). Such a body is withheld,
-    the reply refused with a 502 in the provider's format. `secret` is the key as sent."""
+    key: passed on as it is, unless it names the key, as Google's 403 to a suspended API key
+    does (`Consumer 'api_key:AIza...' has been suspended`, in its message and its details;
+    found by review). Such a reply is refused with a 502 in the provider's format.
+
+    It asks for the body whole (`whole_body`: the headers wait, so the refusal is a clean
+    502), but reads it in parts too (`parts_ok`), for an Envoy that ignores the request:
+    all but the last `len(secret) - 1` bytes go on at once, so no byte of the key ever
+    does, and a key found after the headers went out resets the reply. `secret` is the key
+    the route injects."""
 
     whole_body = True
+    parts_ok = True
 
     def __init__(self, secret: str) -> None:
         self.secret = secret.encode()
-        self._held: list[bytes] = []
+        self._tail = b""
 
     def feed(self, chunk: bytes) -> bytes:
-        self._held.append(chunk)
-        return b""
+        data = self._tail + chunk
+        self._check(data)
+        keep = len(self.secret) - 1
+        if keep <= 0 or len(data) <= keep:
+            self._tail = data if keep > 0 else b""
+            return b"" if keep > 0 else data
+        self._tail = data[len(data) - keep:]
+        return data[:len(data) - keep]
 
     @property
     def held_bytes(self) -> int:
-        return sum(len(c) for c in self._held)
+        return len(self._tail)
 
     def finish(self) -> bytes:
-        body = b"".join(self._held)
-        self._held = []
-        if self.secret and self.secret in body:
+        data, self._tail = self._tail, b""
+        self._check(data)
+        return data
+
+    def _check(self, data: bytes) -> None:
+        if self.secret and self.secret in data:
             log.error("the provider's error reply names the route's upstream_credential: "
                       "withheld (the key may be suspended or revoked: check it)")
             raise Reject(502, "the provider answered with an error that names the gateway's "
                          "credential for this route (withheld); its operator must check the "
                          "key", details="extproc_upstream_credential_named")
-        return body
 
 
 def credential_transform(status: int, secret: str) -> BodyTransform | None:

@@ -59,8 +59,9 @@ log = logging.getLogger("extproc.front")
 #: a plain field path: identifiers and `[n]` indices joined by dots
 _FIELD_NAME = re.compile(r"(?:[A-Za-z_][A-Za-z0-9_]*|\[\d{1,6}\])"
                          r"(?:\.?(?:[A-Za-z_][A-Za-z0-9_]*|\[\d{1,6}\]))*")
-#: what no field name of an API holds: a run of digits (a card, an account, a phone)
-_DIGIT_RUN = re.compile(r"\d{5}")
+#: what no field name of an API holds: a run of digits (a card, an account, a phone), or
+#: as many digits in groups (`card_4111_1111_...`, `a[4111][1111]...`)
+_DIGIT_RUN = re.compile(r"\d{5}|(?:\d\D*){7}")
 #: the most dropped fields named in one log line and metadata value
 _MAX_SHOWN = 16
 #: the request header Envoy's route table matches to send a request to its backend's cluster
@@ -94,6 +95,7 @@ class _Translating(BodyTransform):
                  state: dict[str, Any]) -> None:
         self.translator = translator
         self.whole_body = whole
+        self.parts_ok = not whole   # (an error or a stream: translated as it comes)
         self.upstream = upstream
         self.state: dict[str, Any] | None = state if upstream == 200 else None
 
@@ -324,8 +326,9 @@ class FrontRequest(_FrontPolicy):
 
 def _plain(name: str) -> bool:
     """A field path as APIs name fields: at most 64 characters of identifiers and indices,
-    no run of five digits, nothing a built-in detector finds (an AWS key is an identifier;
-    found by review: a card number, dashed or glued to `card_`, and an API key were shown)."""
+    no run of five digits nor seven digits in all, nothing a built-in detector finds (an
+    AWS key is an identifier; found by review: a card number, dashed, glued to `card_` or
+    in groups, and an API key were shown)."""
     return len(name) <= 64 and _FIELD_NAME.fullmatch(name) is not None \
         and _DIGIT_RUN.search(name) is None and not _secret_scanner().find(name)
 

@@ -134,7 +134,7 @@ class OpenAICompletionsAdapter(_Slotted):
         """Token ids in ``prompt`` (text the gateway cannot read)."""
         return _token_ids(as_dict(body).get("prompt"))
 
-    unread_needles = (b"prompt_embeds",)
+    unread_needles = (b"prompt_embeds", b"\\u")   # (a key spelled with an escape too)
 
     def unread_inputs(self, body: dict[str, Any]) -> list[tuple[str, str]]:
         """vLLM's ``prompt_embeds`` (a base64 tensor the model reads as its prompt): data of

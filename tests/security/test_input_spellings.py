@@ -130,6 +130,20 @@ def test_prompt_embeds_are_an_input_no_guard_reads(gw: Gateway) -> None:
     assert "file" in r.json()["error"]["message"]
 
 
+def test_prompt_embeds_spelled_with_an_escape_are_read_too(gw: Gateway) -> None:
+    """Found by the review of this fix: the walk ran only when the body's bytes held
+    `prompt_embeds`, and `"prompt\\u005fembeds"` is the same key to a JSON parser."""
+    headers = {**_headers(), "content-type": "application/json"}
+    raw = ('{"model": "meta-llama/Llama-3.1-8B-Instruct", "max_tokens": 16, '
+           f'"prompt\\u005fembeds": "{EMBEDS}"}}').encode()
+    assert b"prompt_embeds" not in raw
+    r = httpx.post(f"{gw.url}/sp-guarded/v1/completions", content=raw, headers=headers,
+                   timeout=30)
+    last = gw.mock.last()
+    assert r.status_code == 400, r.text[:300]
+    assert last is None or last["headers"].get("x-request-id") != headers["x-request-id"]
+
+
 @pytest.mark.parametrize(("kind", "name"), [("audio_embeds", "audio"),
                                             ("video_embeds", "a video")])
 def test_vllm_media_embeddings_are_inputs_no_guard_reads(gw: Gateway, kind: str,

@@ -134,3 +134,49 @@ def test_the_fronts_anthropic_stream_keeps_message_starts_counts(
     usage = [json.loads(line[6:])["usage"] for line in out.split(b"\n\n")
              if line.startswith(b"data: {") and b'"choices":[]' in line]
     assert usage and usage[0]["prompt_tokens"] == prompt, usage
+
+
+def _body_out(replies: list[Any]) -> tuple[bytes, bool]:
+    """What the client got of a reply's body, and whether the reply was refused."""
+    out, refused = b"", False
+    for r in replies:
+        kind = r.WhichOneof("response")
+        if kind == "immediate_response":
+            refused = True
+        elif kind == "response_body":
+            out += r.response_body.response.body_mutation.body
+    return out, refused
+
+
+@pytest.mark.parametrize("front", [False, True])
+async def test_an_error_envoy_sends_in_parts_is_read_as_it_comes(
+        front: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: every error on a key-injecting route asks for its body whole; an
+    Envoy that ignores `mode_override` (no `allow_mode_override`) sends it in parts, which
+    reset the reply (a whole-body transform reads no part as the whole). The check reads
+    parts too: an error that does not name the key goes on whole, one that does (split
+    across the parts) is refused before any byte of the key goes out."""
+    monkeypatch.setenv("FAKE_GEMINI_KEY", GEMINI_KEY)
+    for body, names in ((QUOTA, False), (SUSPENDED, True)):
+        route, name = _route(front)
+        ex = Exchange(route, name)
+        path = "/v1/chat/completions" if front else \
+            "/v1beta/models/gemini-2.5-flash:generateContent"
+        req = {"model": "gemini-2.5-flash", "messages": MSG} if front else \
+            {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+        await send(ex, request_headers(path=path, req_mode=P.BUFFERED, resp_mode=P.STREAMED))
+        await send(ex, request_body(json.dumps(req).encode(), True))
+        (head,) = await send(ex, response_headers(
+            403 if names else 429, **{"content-type": "application/json"}))
+        assert head.mode_override.response_body_mode == P.BUFFERED   # asked, then ignored
+        cut = body.index(GEMINI_KEY.encode()) + 10 if names else len(body) // 2
+        first = await send(ex, response_body(body[:cut], False))
+        last = await send(ex, response_body(body[cut:], True))
+        ex.close()
+        out, refused = _body_out(first + last)
+        if names:   # refused, and not even the key's first bytes, sent in the first part
+            assert refused and GEMINI_KEY.encode()[:10] not in out
+        else:       # on whole (translated to OpenAI's error on the front)
+            assert not refused and b"Resource has been exhausted" in out
+            if not front:
+                assert out == QUOTA

@@ -34,6 +34,9 @@ def test_a_dropped_field_is_named_only_by_a_plain_path() -> None:
                "john.doe@example", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.abcde",
                "ghp_aB3dE5fG7hI9jK1lM3nO5pQ7rS9tU1vW3xY5")
     assert shown_fields(secrets[:16]) == ["<unknown field>"] * len(secrets)
+    grouped = ("card_4111_1111_1111_1111", "_4111_1111_1111_1111", "ssn_123_45_6789",
+               "a[4111][1111][1111][1111]", "phone_415_555_0132")
+    assert shown_fields(grouped) == ["<unknown field>"] * len(grouped)
     assert shown_fields(("topK", "web_search_options", "messages[12].content[0].x_y")) == [
         "topK", "web_search_options", "messages[12].content[0].x_y"]
     many = shown_fields(tuple(f"f{i}" for i in range(40)))
