@@ -80,10 +80,18 @@ def table(found: Sequence[Mapping[str, Any]], configured: int | None = None) -> 
     lines = [head]
     for r in sorted(found, key=lambda r: (r["route"], r["limit"],
                                           sorted(r["key"].items()), r["per"])):
-        key = ",".join(f"{k}={v}" for k, v in r["key"].items()) or "-"
+        key = ",".join(f"{k}={_cell(v)}" for k, v in r["key"].items()) or "-"
         lines.append((r["route"], r["limit"], key, r["per"],
                       f"{r['budget']} {r['currency']}", f"{r['spent']} {r['currency']}",
                       f"{r['remaining']} {r['currency']}", f"{r['reset_s']:g}s"))
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     return "".join("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip()
                    + "\n" for line in lines)
+
+
+def _cell(value: Any) -> str:
+    """A key value as a table cell: a character a terminal acts on (a line break, an escape
+    sequence) spelled out, so a claim cannot forge a row (found by review)."""
+    text = str(value)
+    return text if text.isprintable() else "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)

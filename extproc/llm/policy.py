@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..context import succeeded
-from ..policy import BodyTransform, Policy
+from ..policy import BodyTransform, Policy, Reject
 from ..providers import adapter_for, read_request
 from ..providers.endpoints import adapter_of, is_passthrough
+from ..reading import MAX_MODEL_CHARS
 from ..schema import Checker, join
 from ..spend.cost import CostReport, priced_as
 from . import json_array
@@ -81,6 +82,14 @@ class LLMTraffic(Policy):
         ex.state[_KEY] = req
         endpoint = ex.endpoint
         if endpoint is not None and endpoint.path_stream is not None:   # Gemini/Vertex
+            model = endpoint.model
+            if isinstance(model, str) and (len(model) > MAX_MODEL_CHARS
+                                           or not model.isprintable()):
+                # as a body's model is (`reading`), on a route that reads no body too
+                # (found by review: a NEL or line separator reached metadata and the log)
+                raise Reject(400, f"the model name is not one a provider serves (more than "
+                             f"{MAX_MODEL_CHARS} characters, or a control character)",
+                             details="extproc_bad_model")
             req.stream = endpoint.path_stream
             req.json_array = endpoint.json_array
             req.model = endpoint.model

@@ -478,3 +478,15 @@ def test_extproc_spend_says_when_no_spend_budget_is_configured() -> None:
     assert budgets.table([], 0).startswith("no spend budgets are configured")
     assert budgets.table([], 2).startswith("no spend recorded")
     assert budgets.table([]).startswith("no spend recorded")   # (unknown: --redis)
+
+
+def test_the_spend_table_spells_out_what_a_terminal_acts_on() -> None:
+    """Found by review: a key value (a claim, a subject) holding a line break forged a row
+    of `extproc spend`'s table, and an escape sequence reached the terminal."""
+    row = {"route": "r", "limit": "team", "key": {"claim:team": "ml\nr  fake  -  1d",
+                                                  "subject": "\x1b[2Jbob"},
+           "per": "1d", "budget": "1", "spent": "0", "remaining": "1", "currency": "USD",
+           "reset_s": 3600.0}
+    text = budgets.table([row])
+    assert len(text.splitlines()) == 2 and "\x1b" not in text.replace("\\x1b", "")
+    assert "ml\\nr" in text and "\\x1b[2Jbob" in text
