@@ -222,20 +222,8 @@ def _finite(text: str) -> float:
     return value
 
 
-def _integer(text: str) -> int:
-    """A JSON integer; one too large for a double (a double parser reads it as infinity,
-    found by review: 400 digits passed) is refused like `1e999`."""
-    value = int(text)
-    if len(text) > 300:
-        try:
-            float(value)
-        except OverflowError:
-            raise ValueError(f"the number {text[:24]}... overflows a double") from None
-    return value
-
-
 _DECODER = json.JSONDecoder(object_pairs_hook=unique_pairs, parse_constant=_constant,
-                            parse_float=_finite, parse_int=_integer)
+                            parse_float=_finite)
 
 
 def strict_json(body: bytes) -> dict[str, Any]:

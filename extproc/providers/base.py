@@ -64,9 +64,17 @@ _USAGE_FIELDS = (
 )
 
 
+#: the largest token count a usage report is read as (past 2^53 a double loses units;
+#: found by review: a 400-digit count from an upstream failed the stream, its settlement and
+#: its access log line); a larger one is no count. A request's counts are not bounded here:
+#: one that large is refused as a reservation that can never fit (`limits`).
+MAX_COUNT = 1 << 53
+
+
 @dataclass(slots=True)
 class Usage:
-    """Token counts (normalised as described in the module docstring); None = not reported."""
+    """Token counts (normalised as described in the module docstring); None = not reported
+    (or past `MAX_COUNT`)."""
 
     input_tokens: int | None = None
     output_tokens: int | None = None
@@ -76,6 +84,12 @@ class Usage:
     #: the prompt tokens written to the provider's cache (Anthropic's
     #: cache_creation_input_tokens), a subset of input_tokens billed at their own price
     cache_write_input_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in _USAGE_FIELDS:
+            value = getattr(self, name)
+            if value is not None and value > MAX_COUNT:
+                setattr(self, name, None)
 
     def as_dict(self) -> dict[str, int]:
         """The reported (non-None) fields only."""

@@ -231,8 +231,6 @@ def test_a_compressed_secret_is_refused(gw: Gateway) -> None:
     (b'{"model":"m","temperature":1e999,"messages":[{"role":"user","content":"'
      + EMAIL.encode() + b'"}]}', {}, 400),
     (b'{"model":"m","top_p":-1.5E400,"messages":[]}', {}, 400),
-    # (found by review) an integer too large for a double: 400 digits
-    (b'{"model":"m","temperature":1' + b"0" * 400 + b',"messages":[]}', {}, 400),
     (b"[" * 200_000, {}, 400),                                                     # deep
     (gzip.compress(b"{}"), {"content-encoding": "compress"}, 415),                 # unknown
     (b"not gzip at all", {"content-encoding": "gzip"}, 400),

@@ -5,8 +5,8 @@ integer) fails the ext_proc stream: `fill_metadata` raises OverflowError writing
 dynamic metadata, and the stream's `finally` raises again in the token histogram
 (`0.0 + int`), so the access log line was never written and the route's finish hooks (the
 budgets' settlement) never ran (found by review). A count past 2^53 is now no count
-(`values.as_int`, as Google's are capped by `values.as_proto_int`); and a request's integer
-literal too large for a double is refused, as the docs say. And a model named in a
+(`providers.base.Usage`); a request's count that large is refused as one that can never
+fit (`tests/unit/test_limits_reserve.py`). And a model named in a
 Gemini/Vertex path with a control or line-separator character is refused (400,
 `extproc_bad_model`) on a route that reads no request body too: the check ran only where
 the body is read, and such a name reached Envoy's metadata and the access log."""
@@ -84,22 +84,6 @@ def test_a_huge_usage_count_neither_fails_the_stream_nor_skips_settlement(
     assert len(call.replies) == 4        # every message answered
     assert finished == ["rid-1"]         # the budget settled (or released)
     assert logged                        # the access log line written
-
-
-def test_a_request_integer_too_large_for_a_double_is_refused_as_documented() -> None:
-    """docs/security.md: a body holding "a number too large for a double" is a 400; only a
-    literal with a fraction or an exponent (`1e999`) is checked (`reading._finite`), an
-    integer literal of 400 digits is read exactly and goes upstream, where a provider
-    reading JSON numbers as doubles reads Infinity."""
-    cfg = {"guards": {"pii": {"detectors": ["email"], "action": "mask"}},
-           "routes": [{"name": "r", "provider": "openai", "guards": ["pii"]}]}
-    body = (b'{"model":"gpt-4o-mini","temperature":1' + b"0" * 400
-            + b',"messages":[{"role":"user","content":"hi"}]}')
-    call = Call([request_headers({":path": "/v1/chat/completions"}, req_mode=1, resp_mode=2),
-                 request_body(body, True)])
-    asyncio.run(Processor(loader.parse(cfg)).Process(None, call))  # type: ignore[arg-type]
-    refused = [r for r in call.replies if r.HasField("immediate_response")]
-    assert refused and refused[0].immediate_response.status.code == 400, call.replies
 
 
 BODY = b'{"contents":[{"role":"user","parts":[{"text":"hi"}]}]}'
