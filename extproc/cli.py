@@ -325,10 +325,8 @@ def _render(args: argparse.Namespace) -> int:
     from . import envoy_config, loader
     cfg = loader.load(args.config)
     fail_open = args.fail_open or args.fail_open_skipping_policies
-    # (a `provider: auto` route's policies are in its variants, one per provider)
     enforcing = sorted(name for name, route in cfg.routes.items()
-                       if any(type(p).__name__ != "LLMTraffic"
-                              for r in (route, *route.variants.values()) for p in r.policies))
+                       if any(type(p).__name__ != "LLMTraffic" for p in route.every_policy))
     if fail_open and enforcing:
         said = f"route{'s' if len(enforcing) > 1 else ''} {', '.join(enforcing)}"
         text = (f"--fail-open lets requests through unprocessed when the processor is "

@@ -179,6 +179,12 @@ class RouteConfig:
         return any(p.needs_response_body for p in self.policies)
 
     @cached_property
+    def every_policy(self) -> tuple[Policy, ...]:
+        """Its policies and, for `provider: auto`, those of each variant (one per provider,
+        where an auto route's own policies are): what a check over a config must read."""
+        return (*self.policies, *(p for v in self.variants.values() for p in v.policies))
+
+    @cached_property
     def finishers(self) -> tuple[Policy, ...]:
         """The policies whose `on_finish` runs when an exchange ends."""
         return tuple(p for p in self.policies if p.needs_finish)

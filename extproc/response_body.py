@@ -56,7 +56,6 @@ class ResponseBody(RequestBody):
         if self._async_transforms or self._configured is None:
             return None
         try:
-            self._refuse_partial(b)
             if self._cut:
                 return self._after_cut()
             chunk, eos = b.body, self._response_ends(b)
@@ -78,7 +77,6 @@ class ResponseBody(RequestBody):
         return chunk
 
     async def _on_response_body(self, b: pb.HttpBody) -> Sequence[Reply]:
-        self._refuse_partial(b)
         replies = self.response_chunk(b)  # None only when a transform calls out
         if replies is not None:
             return replies
@@ -91,14 +89,6 @@ class ResponseBody(RequestBody):
             out += await run_transforms_async(self._transforms, b"", True)
             eos = self._cut = True
         return self._response_replies(chunk, out, eos)
-
-    def _refuse_partial(self, b: pb.HttpBody) -> None:
-        if self.response_mode == P.BUFFERED_PARTIAL and not b.end_of_stream \
-                and self._transforms:
-            # the part Envoy buffered, the rest going to the client unseen (a mesh's
-            # BufferedPartial): no guard may read a part as the whole, so it is refused
-            raise Reject(502, "the reply exceeds what the gateway's Envoy buffers for the "
-                         "policies to read", details="extproc_reply_too_large")
 
     def _after_cut(self) -> Sequence[Reply]:
         """A response chunk after a transform ended the response: in FULL_DUPLEX_STREAMED
@@ -122,7 +112,14 @@ class ResponseBody(RequestBody):
                 # an error reply is read as text if it is no JSON: a part would pass as whole
                 raise unshown.refuse_ignored_response_override(self.route_name or "unknown")
             return True
-        return b.end_of_stream or self.response_mode == P.BUFFERED_PARTIAL
+        if self.response_mode == P.BUFFERED_PARTIAL:
+            if not b.end_of_stream and self._transforms:
+                # the part Envoy buffered, the rest going to the client unseen (a mesh's
+                # BufferedPartial): no guard may read a part as the whole, so it is refused
+                raise Reject(502, "the reply exceeds what the gateway's Envoy buffers for "
+                             "the policies to read", details="extproc_reply_too_large")
+            return True
+        return b.end_of_stream
 
     def _saw_upstream(self, chunk: bytes) -> None:
         """Count a response chunk as the provider sent it, and watch for its first token."""

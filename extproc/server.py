@@ -174,7 +174,7 @@ def warn_per_worker_limits(config: cfgmod.Config, workers: int) -> None:
     if workers <= 1:
         return
     names = sorted({name for name, route in config.routes.items()
-                    for r in (route, *route.variants.values()) for p in r.policies
+                    for p in route.every_policy
                     if isinstance(p, RateLimit) and not isinstance(p.store, RedisStore)})
     if names:
         log.warning("with --workers %d the rate limits and budgets of route%s %s are kept "

@@ -26,7 +26,7 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -333,16 +333,11 @@ def _plain(name: str) -> bool:
         and _DIGIT_RUN.search(name) is None and not _secret_scanner().find(name)
 
 
+@cache
 def _secret_scanner() -> Any:
     """Every built-in detector, made once (the guards' own patterns)."""
-    global _SCANNER
-    if _SCANNER is None:
-        from ..guards.scanner import BUILTIN_NAMES, Scanner, builtin
-        _SCANNER = Scanner(builtin(list(BUILTIN_NAMES)))
-    return _SCANNER
-
-
-_SCANNER: Any = None
+    from ..guards.scanner import BUILTIN_NAMES, Scanner, builtin
+    return Scanner(builtin(list(BUILTIN_NAMES)))
 
 
 def shown_fields(dropped: Sequence[str]) -> list[str]:

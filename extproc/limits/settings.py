@@ -103,10 +103,9 @@ async def spend_budgets(routes: Mapping[str, Any]) -> dict[str, Any]:
     review: one naming an unreachable Redis turned `/spend` into a 503 until a restart)."""
     stores: dict[int, Store] = {}
     for route in routes.values():
-        for r in (route, *getattr(route, "variants", {}).values()):
-            for policy in r.policies:
-                if isinstance(policy, RateLimit):
-                    stores.setdefault(id(policy.store), policy.store)
+        for policy in route.every_policy:
+            if isinstance(policy, RateLimit):
+                stores.setdefault(id(policy.store), policy.store)
     rows: list[dict[str, Any]] = []
     redis = bool(stores)
     for store in stores.values():
@@ -120,10 +119,9 @@ def configured(routes: Mapping[str, Any]) -> int:
     limits with `spend:` windows; each of a `provider: auto` route's variants counts once)."""
     seen: set[tuple[str, str]] = set()
     for name, route in routes.items():
-        for r in (route, *getattr(route, "variants", {}).values()):
-            for policy in r.policies:
-                if isinstance(policy, RateLimit):
-                    seen.update((name, spec.name) for spec in policy.limits if spec.spend)
+        for policy in route.every_policy:
+            if isinstance(policy, RateLimit):
+                seen.update((name, spec.name) for spec in policy.limits if spec.spend)
     return len(seen)
 
 
