@@ -16,8 +16,13 @@ on by default): what it reserved is what the provider may generate.
 * Gemini and Vertex: `generationConfig.maxOutputTokens` (it bounds thinking too), at most
   65536, which they take; a value of 0 (or `"0"`), which Gemini reads as unset, is
   replaced, and with both spellings of the config given, each gets it;
-* Anthropic always names `max_tokens`, legacy completions default to 16 tokens, and
-  embeddings and token counts generate nothing: nothing to write.
+* legacy completions: `max_tokens`, and the bound is OpenAI's own default for them,
+  `LEGACY_COMPLETIONS_MAX` (16 tokens), not `default_max_tokens`: a request naming none
+  gets from OpenAI what it always did, and an OpenAI-compatible server whose default is the
+  rest of the context (llama.cpp, Ollama) is held to it too; a `max_tokens` of 0 (with
+  `echo`, the prompt's log probabilities alone) is named and left as it is;
+* Anthropic always names `max_tokens`, and embeddings and token counts generate nothing:
+  nothing to write.
 * The unified front: the bound is left in the exchange's state (`WRITE_MAX`) for the front,
   which writes it as the client's `max_completion_tokens` before translating for an OpenAI,
   Azure, Gemini or Vertex backend (the Anthropic backend is always sent a limit).
@@ -40,8 +45,11 @@ _EMPTY = re.compile(rb"\s*}")
 #: where the bound for a unified front's request waits for the front (`front.policy`)
 WRITE_MAX = "write_max_output"
 #: the endpoints a bound is written for
-ENDPOINTS = frozenset(("chat.completions", "responses", "generateContent",
+ENDPOINTS = frozenset(("chat.completions", "completions", "responses", "generateContent",
                        "streamGenerateContent"))
+#: OpenAI's `max_tokens` for a legacy completion that names none (its API reference), which
+#: budgets reserve and write for such a request
+LEGACY_COMPLETIONS_MAX = 16
 
 
 def _named(value: Any) -> bool:
@@ -63,6 +71,10 @@ def bounded(endpoint: str, doc: dict[str, Any], n: int,
         out = {k: v for k, v in doc.items() if k not in ("max_tokens", "max_completion_tokens")}
         out[key] = n
         return out
+    if endpoint == "completions":
+        if doc.get("max_tokens") is not None:
+            return None
+        return {**doc, "max_tokens": n}
     if endpoint == "responses":
         if _named(doc.get("max_output_tokens")):
             return None
@@ -104,6 +116,8 @@ def write(ex: Context, adapter: Adapter, body: bytes, doc: dict[str, Any], n: in
             and "max_completion_tokens" not in doc:
         key = "max_tokens" if plain_openai_model(model) else "max_completion_tokens"
         insert = b'"%s":%d,' % (key.encode(), n)
+    elif name == "completions" and "max_tokens" not in doc:
+        insert = b'"max_tokens":%d,' % n
     elif name == "responses" and "max_output_tokens" not in doc:
         insert = b'"max_output_tokens":%d,' % n
     elif name in ("generateContent", "streamGenerateContent") \

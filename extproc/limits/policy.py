@@ -172,7 +172,10 @@ class RateLimit(Policy):
 
     def _default_max(self, ex: Context, model: str | None) -> int:
         """What a request naming no max output reserves and is sent: by the model the
-        provider serves (on the unified front the backend's)."""
+        provider serves (on the unified front the backend's); a legacy completion, OpenAI's
+        own default (`bound.LEGACY_COMPLETIONS_MAX`)."""
+        if ex.endpoint is not None and ex.endpoint.name == "completions":
+            return bound.LEGACY_COMPLETIONS_MAX
         return self.default_max(priced_as(ex.state, self.provider, model)[1])
 
     def _estimate(self, ex: Context, held: Held, prompt: Any, body: bytes | None,

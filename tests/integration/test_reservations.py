@@ -166,6 +166,21 @@ def test_a_request_naming_no_max_is_sent_the_max_it_reserved(
         assert json.loads(upstream["body"])["generationConfig"]["temperature"] == 0.5
 
 
+def test_a_legacy_completion_naming_no_max_is_sent_openais_default(gw: Gateway) -> None:
+    """Found by review: a legacy completion naming no `max_tokens` reserved the default
+    but was sent as it was; OpenAI then generates 16 tokens, an OpenAI-compatible server
+    (llama.cpp, Ollama) the rest of the context, which a client leaving before the usage
+    came was never charged. OpenAI's default is now written, and reserved."""
+    body = {"model": "gpt-3.5-turbo-instruct", "prompt": "hi"}
+    r = httpx.post(f"{gw.url}/rs-openai/v1/completions", json=body, headers=who(), timeout=30)
+    assert json.loads(gw.mock.last()["body"])["max_tokens"] == 16
+    assert reserved(r) == 1 + 16
+    r = httpx.post(f"{gw.url}/rs-openai/v1/completions", json={**body, "n": 3}, headers=who(),
+                   timeout=30)
+    assert json.loads(gw.mock.last()["body"])["max_tokens"] == 16
+    assert reserved(r) == 1 + 3 * 16
+
+
 def test_a_request_naming_its_max_is_sent_as_it_is(gw: Gateway) -> None:
     body = {"model": "o4-mini", "messages": [{"role": "user", "content": "hi"}],
             "max_tokens": 300}

@@ -45,7 +45,12 @@ from extproc.providers import adapter_for
     ("generateContent", {"generationConfig": None}, None,
      {"generationConfig": {"maxOutputTokens": 9}}),
     ("messages", {"max_tokens": 5}, "claude", None),
-    ("completions", {"prompt": "x"}, "gpt-3.5-turbo-instruct", None),
+    # legacy completions: OpenAI's default written (an OpenAI-compatible server's may be
+    # the rest of the context); a 0 (echo only) is named
+    ("completions", {"prompt": "x"}, "gpt-3.5-turbo-instruct", {"prompt": "x", "max_tokens": 9}),
+    ("completions", {"prompt": "x", "max_tokens": None}, None, {"prompt": "x", "max_tokens": 9}),
+    ("completions", {"prompt": "x", "max_tokens": 0}, None, None),
+    ("completions", {"prompt": "x", "max_tokens": 5}, None, None),
     ("embeddings", {"input": "x"}, None, None),
 ])
 def test_a_bound_is_written_only_where_none_is_named(
@@ -68,8 +73,8 @@ _DOCS = st.dictionaries(st.text(max_size=8).filter(lambda k: k not in _FIELDS), 
                         max_size=5)
 
 
-@given(endpoint=st.sampled_from(["chat.completions", "responses", "generateContent",
-                                 "streamGenerateContent"]),
+@given(endpoint=st.sampled_from(["chat.completions", "completions", "responses",
+                                 "generateContent", "streamGenerateContent"]),
        doc=_DOCS, model=st.sampled_from([None, "gpt-4o", "o3"]),
        pretty=st.booleans(), lead=st.sampled_from(["", " ", "\n\t "]))
 def test_the_bound_put_in_front_is_the_bound_written_again(
