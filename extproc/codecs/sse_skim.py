@@ -12,6 +12,12 @@ before it (`_frame`); a next chunk that shares them is searched only around the 
 between, where a needle could be (a needle wholly inside the known needle-free prefix or
 suffix is impossible).
 
+A partial event carried over to the next chunk is known to hold no blank line. While the
+chunks that follow do not end it, each is only looked at with the few bytes before it
+(`_grow`): kept aside, not joined to the carry nor searched again with it, so an event
+arriving in many small chunks costs its length once, not once per chunk. It is joined and
+skimmed as usual when a chunk ends it.
+
 An event that would have to be held larger than `max_event_bytes` to be whole is handed
 over (`SSESkimmer.oversized`) once the whole events before it are done with; `PastLimit`
 then lets it go by without holding it, reading only the few fields its caller needs on the
@@ -37,6 +43,9 @@ _BLANK_LINES = (b"\n\n", b"\r\n\r\n", b"\r\r")
 #: hundred bytes; finding the common prefix of two large chunks copies them repeatedly)
 _FRAME_MAX = 4096
 _LF_ONLY = (b"\n\n",)
+#: the bytes of a growing carry looked at again with the next chunk: a blank line (4 bytes
+#: at most) or a `may_drop` marker (17 at most) may begin in them
+_EDGE = 16
 
 
 def _separators(buf: bytes) -> tuple[bytes, ...]:
@@ -97,7 +106,10 @@ class SSESkimmer:
 
     An observer (`hold_partial=False`) forwards every chunk at once. When events may be
     dropped, a partial event at the end of a chunk is held back while `may_drop(partial)`
-    says it could still become one to drop, and forwarded as soon as it cannot.
+    says it could still become one to drop, and forwarded as soon as it cannot. `may_drop`
+    must decide by a marker of at most 17 bytes that a partial which can no longer be
+    dropped shows (and keeps showing as it grows): while a partial grows, it is asked of the
+    new bytes with the 16 before them.
     """
 
     def __init__(self, needles: tuple[bytes, ...], on_event: Callable[[Event], bool],
@@ -109,7 +121,10 @@ class SSESkimmer:
         self.max = max_event_bytes
         self.hold_partial = hold_partial
         self.may_drop = may_drop or (lambda partial: True)
-        self.carry = b""  # the partial event at the end of what was seen
+        self._carry = b""  # the partial event at the end of what was seen...
+        self._more: list[bytes] = []   # ...and the chunks it grew by since (`_grow`)
+        self._size = 0     # the length of both together
+        self._edge = b""   # their last `_EDGE` bytes
         self.released = 0  # how much of `carry` has been forwarded already
         #: set by `feed` when the partial event it ends with is too large to hold: that
         #: event's bytes so far (forwarded, not held); the caller takes it (`PastLimit`)
@@ -120,6 +135,44 @@ class SSESkimmer:
         # with the one before it (both needle-free): see `_quiet`
         self._last = b""
         self._pre = self._post = b""
+
+    @property
+    def carry(self) -> bytes:
+        """The partial event at the end of what was seen (joined when it grew since)."""
+        if self._more:
+            self._carry = b"".join([self._carry, *self._more])
+            self._more = []
+        return self._carry
+
+    def _keep(self, carry: bytes) -> None:
+        self._carry = carry
+        self._more = []
+        self._size = len(carry)
+        self._edge = carry[-_EDGE:]
+
+    def _grow(self, chunk: bytes) -> bytes | None:
+        """A chunk after a partial event (which holds no blank line), when it does not end
+        that event nor take it past `max_event_bytes`: what to forward, the chunk kept aside
+        (no copy or search of the partial). None when it does: the usual skim then."""
+        joined = self._edge + chunk
+        if _boundary_after(joined, 0, _separators(joined)) >= 0:
+            return None
+        size = self._size + len(chunk)
+        if size > self.max:
+            return None
+        before = self._size
+        self._more.append(chunk)
+        self._size = size
+        self._edge = joined[-_EDGE:]
+        if not self.hold_partial:
+            return chunk
+        if self.released == before:   # forwarded already: it cannot be dropped any more
+            self.released = size
+            return chunk
+        if self.may_drop(joined):     # (still held whole: nothing of it was forwarded)
+            return b""
+        self.released = size
+        return self.carry
 
     def _events(self, raw: bytes, final: bool = False) -> list[Event]:
         # `max_event_bytes` bounds what is held waiting for an event's end; an event that
@@ -174,9 +227,15 @@ class SSESkimmer:
         return True
 
     def feed(self, chunk: bytes) -> bytes:
-        carry = self.carry
-        if not carry and self._quiet(chunk):
+        if self._size:
+            grown = self._grow(chunk)
+            if grown is not None:
+                return grown
+            carry = self.carry
+        elif self._quiet(chunk):
             return chunk
+        else:
+            carry = b""
         buf = carry + chunk if carry else chunk
         find = buf.find
         # where each needle next occurs: searched again only once scanning has passed it,
@@ -221,16 +280,18 @@ class SSESkimmer:
             # the partial event at the end is too large to hold: it goes out as it comes
             # (`PastLimit` takes it from here), after the whole events before it as they
             # were decided (one to drop stays dropped)
-            self.carry, self.released = b"", 0
+            self._keep(b"")
+            self.released = 0
             self.oversized = buf[tail:]
             if not self.hold_partial:
                 return chunk
             out.append(buf[last:])
             return b"".join(out)
-        self.carry = buf[tail:]
+        carry = buf[tail:]
+        self._keep(carry)
         if not self.hold_partial:  # observing: forward everything, keep the tail to look at
             return chunk
-        hold = tail < n and self.may_drop(self.carry)
+        hold = tail < n and self.may_drop(carry)
         stop = tail if hold else n
         self.released = 0 if hold else n - tail
         if not dropped and not held and stop == n:
@@ -241,7 +302,8 @@ class SSESkimmer:
     def finish(self) -> bytes:
         """End of stream: look at (and, when holding, release) what is left."""
         carry, released = self.carry, self.released
-        self.carry, self.released = b"", 0
+        self._keep(b"")
+        self.released = 0
         if not carry:
             return b""
         kept = []

@@ -178,3 +178,70 @@ def test_one_event_chunks_sharing_a_frame(runs, drop: bool, extra: list[int]) ->
         assert out == b"".join(e.raw for e in events_ if b'"drop":true' not in e.raw)
     else:
         assert out == data
+
+
+# Long events in many small chunks: a partial event carried over grows by chunks kept aside
+# (`_grow`), looked at only with the bytes before them, and is joined when a chunk ends it.
+LONG_WORDS = st.sampled_from(["alpha ", "NEEDLE", "NEE", "DLE", '"drop":true',
+                              "x" * 40, "δ✓", ": c"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts=st.lists(st.lists(LONG_WORDS, min_size=1, max_size=30), min_size=1, max_size=4),
+       end=st.sampled_from(ENDS), size=st.integers(1, 9), drop=st.booleans(),
+       limit=st.sampled_from([1 << 20, 200, 60]), guard=st.booleans())
+def test_long_events_in_small_chunks(texts: list[list[str]], end: str, size: int,
+                                     drop: bool, limit: int, guard: bool) -> None:
+    """The same events seen and the same bytes out as the whole stream gives, for events cut
+    into pieces of a few bytes (so each arrives in many chunks); under a low
+    `max_event_bytes` the event that passes it is handed over (`oversized`) as before."""
+    data = b"".join(f"data: {''.join(t)}{end}{end}".encode() for t in texts)
+    # (an event showing "alpha" is never one to drop, as the guard says)
+    assume(not (guard and any(b"alpha" in e.raw and b'"drop":true' in e.raw
+                              for e in full_decode(data))))
+    chunks = [data[i:i + size] for i in range(0, len(data), size)]
+
+    def run(pieces: list[bytes]) -> tuple[bytes, list[bytes], list[bytes]]:
+        seen: list[bytes] = []
+        handed: list[bytes] = []
+
+        def on_event(ev: Event) -> bool:
+            seen.append(ev.raw)
+            return drop and b'"drop":true' in ev.raw
+
+        may_drop = (lambda partial: b"alpha" not in partial) if guard else None
+        skim = SSESkimmer(NEEDLES, on_event, max_event_bytes=limit, hold_partial=drop,
+                          may_drop=may_drop)
+        out = []
+        for chunk in pieces:
+            out.append(skim.feed(chunk))
+            if skim.oversized is not None:
+                handed.append(skim.oversized)
+                skim.oversized = None
+                return b"".join(out), seen, handed   # (`PastLimit` takes it from here)
+            if drop and guard:
+                assert b"alpha" not in skim.carry[skim.released:]
+        out.append(skim.finish())
+        return b"".join(out), seen, handed
+
+    got = run(chunks)
+    events_ = full_decode(data)
+    if not got[2]:         # nothing oversized: what the whole stream gives
+        assert got == run([data])
+        assert b"".join(got[1]) == b"".join(e.raw for e in events_
+                                            if any(n in e.raw for n in NEEDLES))
+        return
+    # an event longer than the limit was handed over from its start, with the events
+    # before it seen (and dropped) as the whole stream would have them
+    assert limit < 1 << 20
+    handed = got[2][0]
+    starts = [0, *event_boundaries(data)]
+    s = next(a for a in starts if data[a:].startswith(handed) and
+             len(data) - a >= len(handed))
+    whole = next(e for e, a in zip(events_, starts, strict=False) if a == s)
+    assert len(whole.raw) > limit and len(handed) > limit
+    before = [e for e, a in zip(events_, starts, strict=False) if a < s]
+    assert b"".join(got[1]) == b"".join(e.raw for e in before
+                                        if any(n in e.raw for n in NEEDLES))
+    kept = b"".join(e.raw for e in before if not (drop and b'"drop":true' in e.raw))
+    assert got[0] == (kept + handed if drop else data[:s + len(handed)])
