@@ -31,6 +31,22 @@ UNREAD = "unread_"
 OVERSIZED = "an_oversized_event"
 #: text for a choice, block or candidate after the event that ended it (`EndedPieces`)
 AFTER_END = "text_after_its_end"
+#: text for a choice or candidate of an index the request did not ask for (`unasked`)
+UNASKED = "a_choice_not_asked_for"
+#: no bound on the choices of a stream (the request's count is not known)
+ANY_CHOICES = 1 << 62
+#: where the guards leave the choices a request asked for (`Adapter.output_choices`), for
+#: its stream's guards
+ASKED_CHOICES = "guards_asked_choices"
+
+
+def unasked(piece: Any, choices: int) -> bool:
+    """Is `piece` (a text's piece) of a choice or candidate beyond the `choices` the
+    request asked for? The SDKs' common stream loops read the first choice of each event
+    whatever its index (`chunk.choices[0].delta.content`, google-genai's `chunk.text`), so
+    text sent as choice 1 of a request for one is joined to choice 0's by the client, while
+    the guards read the two apart: a value split between them would go out in clear."""
+    return isinstance(piece, tuple) and type(piece[0]) is int and piece[0] >= choices
 
 
 def refusal_message(detector: str) -> str:
@@ -40,6 +56,10 @@ def refusal_message(detector: str) -> str:
         return ("response blocked by a guard: the upstream sent text for a choice, block or "
                 "candidate after its end (a finish reason, a stop), which the guards cannot "
                 "read with the text it continues")
+    if detector == UNASKED:
+        return ("response blocked by a guard: the upstream sent text for a choice or "
+                "candidate the request did not ask for, which a client reads as the text of "
+                "the one it asked for")
     if detector == OVERSIZED:
         return ("response blocked by a guard: a stream event is larger than the route's "
                 "streams.max_event_bytes, so the guards could not read it")

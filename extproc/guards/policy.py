@@ -48,6 +48,7 @@ from ..providers.endpoints import adapter_of
 from ..providers.values import MaskingFn, json_bytes
 from . import webhook_client
 from .decisions import decide
+from .event_stream import ASKED_CHOICES
 from .names import identifiers, readings
 from .replies import describe, found, mask_text, refuse
 from .reply_side import reply_transform
@@ -216,6 +217,8 @@ class Guards(Policy):
             refuse_asked_media(ex, self.reply_guards, self.stats, adapter, doc)
         refuse_deferred_reply(ex, self.reads_replies, self.stats, adapter, doc,
                               self.allow_background)
+        if self.reads_replies and adapter.indexed_choices:
+            ex.state[ASKED_CHOICES] = adapter.output_choices(doc)
         check = getattr(adapter, "unreadable_reply", None) if self.reads_replies else None
         unreadable = check(doc) if check is not None else []
         if unreadable:

@@ -43,7 +43,18 @@ from ..providers import Adapter, adapter_for
 from ..providers.openai import DELTA_TEXT_FIELDS, OpenAIAdapter
 from ..providers.slots import JSON_PIECES, NAME_PIECE, Piece, TextSlot
 from ..providers.values import MaskingFn, rewrite_json_strings
-from .event_stream import UNREADABLE, EndedPieces, EventMasker, ended, media, plain, refusal_message
+from .event_stream import (
+    ANY_CHOICES,
+    UNASKED,
+    UNREADABLE,
+    EndedPieces,
+    EventMasker,
+    ended,
+    media,
+    plain,
+    refusal_message,
+    unasked,
+)
 from .names import mask_name
 from .side_texts import event_texts
 from .stops import GOOGLE, _dump, stop_events, stream_head
@@ -143,6 +154,9 @@ class SSEMaskingReframer(EventMasker):
         self.chains: dict[Piece, Chain] = {}
         #: the pieces ended so far: text for one of them ends the stream refused
         self.closed = EndedPieces()
+        #: the choices or candidates the request asked for: text for another ends the
+        #: stream refused (`event_stream.unasked`; set by `reply_side` where it is known)
+        self.choices = ANY_CHOICES
         # each piece's last text event: its data (or the chunk that was that one event, as
         # `_chunk_text` saw it, decoded only if needed) and its name
         self.last: dict[Piece, tuple[str | bytes, str | None]] = {}
@@ -223,6 +237,8 @@ class SSEMaskingReframer(EventMasker):
     def _chain(self, key: Piece) -> Chain:
         chain = self.chains.get(key)
         if chain is None:
+            if unasked(key, self.choices):
+                raise GuardTriggered(UNASKED)
             maskers = self.make()
             chain = self.chains[key] = json_chain(maskers) if key[1] in JSON_PIECES \
                 else _Chain(maskers)

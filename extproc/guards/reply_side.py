@@ -16,12 +16,14 @@ from ..providers import Adapter
 from ..providers.endpoints import adapter_of
 from .decisions import decide
 from .errors import ErrorReplyGuard
+from .event_stream import ANY_CHOICES, ASKED_CHOICES
 from .event_stream import UNREAD as UNREAD_DETECTOR
 from .reframe import SSEMaskingReframer
 from .reframe_completions import CompletionsMaskingReframer
 from .reframe_responses import ResponsesMaskingReframer
 from .replies import Guards, WholeJsonGuard
 from .settings import Guard
+from .stops import GOOGLE
 from .stream import StreamMasker
 from .webhook import Text, Verdict
 from .webhook_stream import WebhookStreamGuard
@@ -35,6 +37,18 @@ def reply_transform(guards: Guards, ex: Context) -> BodyTransform | None:
     when the route has no reply guard; raises `Reject` for a reply they cannot read."""
     if not (guards.response_guards or guards.response_webhooks):
         return None
+    ctype = (ex.pending_response_header("content-type")
+             or ex.response_headers.get("content-type", ""))
+    label = utf8_label(ctype)
+    if label is not None:   # the client decodes the bytes the way the guards read them
+        ex.set_response_header("content-type", label)
+    if ex.status != 200 and succeeded(ex.status) \
+            and adapter_of(ex, guards.adapter).name in GOOGLE:
+        # google-genai takes every status but 200 for an error and shows its whole body,
+        # which a reply is not read as: no Google API answers a call so
+        raise Reject(502, f"the provider answered {ex.status}, which Google's SDK reads as "
+                     "an error; the gateway's reply guards read Google replies of status 200",
+                     details="extproc_unreadable_reply")
     if not succeeded(ex.status):   # an error's message may quote any text
         return ErrorReplyGuard(guards.response_guards, guards.stats, ex) \
             if guards.response_guards else None
@@ -42,8 +56,6 @@ def reply_transform(guards: Guards, ex: Context) -> BodyTransform | None:
     if encoding not in ("", "identity"):   # fail closed: a reply we cannot read
         raise Reject(502, f"the provider's reply is {encoding}-encoded, which the "
                      "gateway's reply guards cannot read", details="extproc_unreadable_reply")
-    ctype = (ex.pending_response_header("content-type")
-             or ex.response_headers.get("content-type", ""))
     ctype = ctype.split(";", 1)[0].strip().lower()
     if ctype == "text/event-stream":
         return chain(_stream_transforms(guards, ex))
@@ -51,6 +63,24 @@ def reply_transform(guards: Guards, ex: Context) -> BodyTransform | None:
         return WholeJsonGuard(guards, ex)
     raise Reject(502, f"the provider's reply is {ctype or 'untyped'}, which the gateway's "
                  "reply guards cannot read", details="extproc_unreadable_reply")
+
+
+def utf8_label(ctype: str) -> str | None:
+    """The content type to send the client instead of `ctype` when it names a charset other
+    than UTF-8 (or more than one), else None. The guards read a reply's bytes as UTF-8 (JSON
+    also as UTF-16 or -32, as JSON readers detect it), while a client may decode it by the
+    charset it is given (httpx's `response.text`, which google-genai reads whole replies
+    with and every SDK reads error replies with): `+AEA-` is `@` in UTF-7. Relabelled, the
+    client reads what the guards read."""
+    if ";" not in ctype:
+        return None
+    media, _, params = ctype.partition(";")
+    charsets = [value.strip().strip('"').strip().lower()
+                for name, eq, value in (p.partition("=") for p in params.split(";"))
+                if eq and name.strip().lower() == "charset"]
+    if not charsets or charsets == ["utf-8"]:
+        return None
+    return f"{media.strip()}; charset=utf-8"
 
 
 def _stream_transforms(guards: Guards, ex: Context) -> list[BodyTransform]:
@@ -65,6 +95,9 @@ def _stream_transforms(guards: Guards, ex: Context) -> list[BodyTransform]:
                      "streams; ask for a whole reply (stream: false)",
                      details="extproc_unreadable_reply")
     out: list[BodyTransform] = []
+    # text for a choice or candidate the request did not ask for ends the stream refused
+    choices: int = ex.state.get(ASKED_CHOICES, ANY_CHOICES) if adapter.indexed_choices \
+        else ANY_CHOICES
     if guards.response_guards:
         rejecting = [g for g in guards.response_guards if g.action == "reject"]
         made: list[tuple[str, StreamMasker]] = []
@@ -94,8 +127,10 @@ def _stream_transforms(guards: Guards, ex: Context) -> list[BodyTransform]:
         else:
             reframer = CompletionsMaskingReframer if endpoint == "completions" \
                 else SSEMaskingReframer
-            out.append(reframer(guards.provider, lambda: guards.maskers(made),
-                                guards.max_event_bytes, rejected, done, adapter, allowed))
+            masking = reframer(guards.provider, lambda: guards.maskers(made),
+                               guards.max_event_bytes, rejected, done, adapter, allowed)
+            masking.choices = choices
+            out.append(masking)
 
     def report(guard: str, outcome: str) -> None:
         if outcome in ("rejected", "error-closed"):
@@ -110,8 +145,10 @@ def _stream_transforms(guards: Guards, ex: Context) -> list[BodyTransform]:
             call = guards.webhook_call(ex, guard, "response", texts, True)
             return await guards.ask_webhook(guard, call)
 
-        out.append(WebhookStreamGuard(guards.provider, guard.name, check,
-                                      guard.webhook.segment_chars, guard.webhook.fail_open,
-                                      guards.max_event_bytes, report, adapter,
-                                      guard.allow_unread))
+        webhook = WebhookStreamGuard(guards.provider, guard.name, check,
+                                     guard.webhook.segment_chars, guard.webhook.fail_open,
+                                     guards.max_event_bytes, report, adapter,
+                                     guard.allow_unread)
+        webhook.choices = choices
+        out.append(webhook)
     return out

@@ -8,7 +8,8 @@ there, so the reply guards read each of them whole (sans-IO): `side_slots(doc)` 
 text of them (strings, keys and numbers) as (holder, key) slots, `holder[key]` reading and
 writing it, as `providers.values.value_slots` does. `event_texts` is what the stream guards
 (local and webhook) read of an event: the adapter's texts and these, or nothing when the
-event cannot be read as a client reads it.
+event cannot be read as a client reads it; of an event named `error`, every text of its
+data (Anthropic's SDK shows it whole).
 """
 
 from __future__ import annotations
@@ -80,6 +81,12 @@ def event_texts(adapter: Adapter, doc: dict[str, Any], event: str | None
     (`BadIndex`: -1, true), which would join pieces the guards keep apart."""
     if lists_tokens(doc):
         return None
+    if event == "error":
+        # Anthropic's SDK raises on an event so named with its whole data as the message,
+        # whatever the data's type: every text of it, read whole
+        return EventTexts(ends_all=True), [(holder, key) for name in list(doc)
+                                           for holder, key in value_slots(doc, name)
+                                           if holder[key]]
     try:
         texts = adapter.stream_texts(doc, event)   # strings, and whole JSON values
     except BadIndex:

@@ -56,11 +56,14 @@ from ..providers import Adapter, adapter_for
 from ..providers.unread import NAMES
 from .event_stream import (
     AFTER_END,
+    ANY_CHOICES,
     OVERSIZED,
+    UNASKED,
     UNREADABLE,
     EndedPieces,
     plain,
     refusal_message,
+    unasked,
 )
 from .stops import GOOGLE, _dump, stop_events, stream_head
 from .stream import GuardTriggered
@@ -110,6 +113,8 @@ class WebhookStreamGuard(BodyTransform):
         self.terminator = b"\r\n\r\n" if self.google else b"\n\n"
         self.held: list[Held] = []
         self.closed = EndedPieces()   # text for one of these ends the stream refused
+        #: the choices or candidates the request asked for (`event_stream.unasked`)
+        self.choices = ANY_CHOICES
         self.pending: dict[Hashable, list[str]] = {}    # held text per piece, in pieces
         self.pending_chars = 0
         self.context: dict[Hashable, str] = {}          # delivered text per piece (its tail)
@@ -206,6 +211,9 @@ class WebhookStreamGuard(BodyTransform):
                 except GuardTriggered:
                     out.append(await self._refuse(refusal_message(AFTER_END), report=False))
                     return b"".join(out)
+            if any(unasked(key, self.choices) for key, _, _ in held.slots):
+                out.append(await self._refuse(refusal_message(UNASKED), report=False))
+                return b"".join(out)
             self.closed.note(held.ends, held.ends_all)
             self.held.append(held)
             for key, holder, slot in held.slots:

@@ -177,6 +177,9 @@ class Adapter(ABC):
     needles: tuple[bytes, ...] = (b"usage", b"error", b"finish", b"stop", b"Token")
     #: its streams end with the event `data: [DONE]` (OpenAI chat and legacy completions)
     done_event: bool = False
+    #: the first member of its stream texts' pieces is the index of a choice or candidate,
+    #: of which a request asks `output_choices` (not a content block's, as Anthropic's is)
+    indexed_choices: bool = False
     #: byte strings of which each streamed event of generated output (of any kind: text,
     #: thinking, refusal, tool arguments, media) holds one: a stream cut short counts at
     #: least a token per occurrence (`limits.estimate`)

@@ -200,6 +200,7 @@ _HEAD_FIELDS = frozenset(("responseId", "response_id", "modelVersion", "model_ve
 _NO_FINISH = (None, "", 0, "FINISH_REASON_UNSPECIFIED")
 
 class GoogleAdapter(Adapter):
+    indexed_choices = True
     needles = (b'TokenCount"', b'token_count"', b'"finishReason"', b'"blockReason"', b'"error"')
     event_paths = (("error",), ("usageMetadata",), ("usage_metadata",),
                    ("candidates", EACH, "index"), ("candidates", EACH, "finishReason"),

@@ -128,6 +128,7 @@ class OpenAIAdapter(Adapter):
                    ("choices", EACH, "finish_reason"))
     inline_needles = (b"base64", b"\\u")   # what a body with a text file's data URL holds
     done_event = True
+    indexed_choices = True
     """OpenAI and Azure OpenAI Chat Completions."""
     #: every chunk of output is one choice's delta (content, refusal, reasoning_content,
     #: tool-call arguments, audio); audio is media, read exactly

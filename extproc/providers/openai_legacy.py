@@ -117,6 +117,7 @@ class OpenAICompletionsAdapter(_Slotted):
     needles = _CHAT.needles
     event_paths = _CHAT.event_paths
     done_event = True
+    indexed_choices = True
     streams = True
     generates = True
     text_marker = b'"text"'
