@@ -38,6 +38,9 @@ USAGE = "x-mock-usage"
 #: wait N ms before answering at all (status and headers), as a provider generating a whole
 #: reply, or a reasoning model thinking before its first event, does
 WAIT_MS = "x-mock-wait-ms"
+#: ``x-mock-charset: X``: the reply's Content-Type names ``charset=X`` (its bytes unchanged),
+#: as an upstream that labels its replies otherwise might
+CHARSET = "x-mock-charset"
 
 
 class ControlError(ValueError):
@@ -64,6 +67,8 @@ class Control:
     wait_ms: int = 0
     #: ``x-mock-error-message``: the mid-stream error event's message
     error_message: str | None = None
+    #: ``x-mock-charset``: the charset the reply's Content-Type names
+    charset: str | None = None
 
     @property
     def echo(self) -> bool:
@@ -113,6 +118,7 @@ def parse_control(headers: Mapping[str, str]) -> Control:
         omit_usage=usage is not None,
         wait_ms=_int_header(headers, WAIT_MS, 0) or 0,
         error_message=None if error_message is None else decode_header_text(error_message),
+        charset=headers.get(CHARSET),
     )
 
 

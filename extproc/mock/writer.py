@@ -38,7 +38,11 @@ async def send_plan(request: web.Request, plan: Plan, control: Control) -> MockR
     chunks, chunked = plan_chunks(plan, control)
     if control.end_after is not None:
         chunks = _first_bytes(chunks, control.end_after)
-    resp = MockResponse(status=plan.status, headers=plan.headers)
+    headers = plan.headers
+    if control.charset is not None:
+        headers = {k: f"{v}; charset={control.charset}" if k.lower() == "content-type" else v
+                   for k, v in headers.items()}
+    resp = MockResponse(status=plan.status, headers=headers)
     if chunked:
         resp.enable_chunked_encoding()
     else:
