@@ -20,6 +20,7 @@ each message type to its handler. The rules it keeps (docs/architecture.md, "Pro
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -34,7 +35,7 @@ from . import protocol as P
 from .config import RouteConfig
 from .context import succeeded
 from .errors import error_body
-from .policy import Answer, BodyTransform, Policy, Reject
+from .policy import Answer, BodyTransform, Policy, Reject, cancelled
 from .providers import forget_request
 from .providers.endpoints import Endpoint
 from .providers.tokens import FIRST_TOKEN
@@ -149,6 +150,15 @@ class Exchange(ResponseBody):
             replies = await handler(self, getattr(req, kind))
         except Exception as exc:
             replies = self._refusal(kind, exc)
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise   # the stream itself is cancelled: Envoy closed it
+            # a policy's own wait cancelled (a plugin's deadline cancelling its call out, a
+            # shared task another request's end cancelled) while Envoy waits for the reply:
+            # a failure like any other. Let through, it would end the stream with gRPC's OK,
+            # which Envoy takes for "processing complete" and sends the message on unread.
+            replies = self._refusal(kind, cancelled(exc))
         if kind == "request_headers" and self.header_limits is not None:
             return headerlimits.enforce(self, req.request_headers, replies, self.header_limits)
         return replies

@@ -19,6 +19,19 @@ if TYPE_CHECKING:
     from .context import Context
 
 
+class PolicyCancelled(RuntimeError):
+    """A policy's own wait was cancelled while the stream was not (`cancelled`)."""
+
+
+def cancelled(exc: BaseException) -> PolicyCancelled:
+    """`asyncio.CancelledError` raised in a policy while the stream goes on, as the failure
+    it is (a 500, logged with it as the cause): a plugin's deadline that cancels its call
+    out, or a shared task another request's end cancelled."""
+    failure = PolicyCancelled("a policy's wait was cancelled while the stream was not")
+    failure.__cause__ = exc
+    return failure
+
+
 class Reject(Exception):
     """Raised by a policy to answer the client itself, in the route provider's error format.
 

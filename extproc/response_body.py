@@ -9,6 +9,7 @@ sent them, a BUFFERED reply Envoy streamed anyway refused, and trailers. A base 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -18,7 +19,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 
 from . import protocol as P
 from . import unshown
-from .policy import BodyTransform, Reject, run_transforms, run_transforms_async
+from .policy import BodyTransform, Reject, cancelled, run_transforms, run_transforms_async
 from .request_body import Reply, RequestBody
 
 log = logging.getLogger("extproc.exchange")
@@ -68,6 +69,8 @@ class ResponseBody(RequestBody):
             return self._response_replies(chunk, out, eos)
         except Exception as exc:
             return self._refusal("response_body", exc)
+        except asyncio.CancelledError as exc:   # (synchronous: never the stream's own)
+            return self._refusal("response_body", cancelled(exc))
 
     def _untransformed(self, chunk: bytes) -> bytes:
         """A response chunk no transform reads: refused if the reply's headers never came
