@@ -139,6 +139,10 @@ class RateLimit(Policy):
         # token-id inputs (legacy completions, embeddings) carry no text: count them as given
         opaque = getattr(adapter, "opaque_tokens", None)
         extra = opaque(read[0]) if opaque is not None and read is not None else 0
+        if read is not None:   # earlier reasoning sent back sealed: billed as input
+            sealed = adapter.opaque_context_chars(read[0])
+            if sealed:
+                extra += math.ceil(sealed / self.chars_per_token)
         choices = adapter.output_choices(read[0]) if read is not None else 1
         thinking = adapter.thinking_budget(read[0]) if read is not None else 0
         if read is not None and self.settles:

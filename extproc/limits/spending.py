@@ -76,8 +76,10 @@ def charge(price: Price, usage: Usage | None, input_estimate: int, delivered: in
     if reported and not partial:
         return cost
     cost = max(cost, price.cost(counted))
-    # (`hidden`: the model may think in tokens no stream shows, and no report counted them)
-    return max(cost, reserved) if media or (hidden and not reported) else cost
+    # (`hidden`: the model may think in tokens no stream shows, and no report counted them:
+    # none came, or only a partial one without a thinking count, as Anthropic's first)
+    unseen = hidden and (not reported or usage is None or usage.reasoning_tokens is None)
+    return max(cost, reserved) if media or unseen else cost
 
 
 def token_allowance(remaining: int, reserved_output: int) -> int:

@@ -142,6 +142,15 @@ class AnthropicAdapter(Adapter):
     output_markers = (b'"content_block_delta"', b'"content_block_start"')
     dense_markers = (b'"content_block_start"',)
 
+    def opaque_context_chars(self, body: dict[str, Any]) -> int:
+        """Each ``redacted_thinking`` block's ``data`` (sent back in a tool-use loop)."""
+        return sum(len(block["data"])
+                   for message in as_list(as_dict(body).get("messages"))
+                   if isinstance(message, dict)
+                   for block in as_list(message.get("content"))
+                   if isinstance(block, dict) and block.get("type") == "redacted_thinking"
+                   and isinstance(block.get("data"), str))
+
     def parse_request(self, path: str, body: dict[str, Any]) -> Prompt:
         body = as_dict(body)
         return Prompt(

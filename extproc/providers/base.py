@@ -232,6 +232,13 @@ class Adapter(ABC):
         ``candidateCount``): each may run to the max output tokens. At least 1."""
         return 1
 
+    def opaque_context_chars(self, body: dict[str, Any]) -> int:
+        """Characters of earlier reasoning the request sends back sealed (a Responses
+        reasoning item's ``encrypted_content``, an Anthropic ``redacted_thinking`` block's
+        ``data``): no guard reads them, but the provider reads them into the model's context
+        and bills them as input, so budgets estimate them as text of that length."""
+        return 0
+
     def thinking_budget(self, body: dict[str, Any]) -> int:
         """Output tokens a request that names no max output sets aside for thinking on top
         of its answer (Gemini's ``thinkingConfig.thinkingBudget``): a reservation adds them

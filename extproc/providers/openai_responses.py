@@ -119,6 +119,15 @@ class OpenAIResponsesAdapter(Adapter):
     dense_markers = (b'"partial_image_b64"', b'"result"')
     first_token = re.compile(rb'"delta":\s*"[^"]')
 
+    def opaque_context_chars(self, body: dict[str, Any]) -> int:
+        """Each input (or instructions) item's ``encrypted_content``: a reasoning item sent
+        back with ``store: false``."""
+        body = as_dict(body)
+        return sum(len(item["encrypted_content"])
+                   for field in ("input", "instructions")
+                   for item in as_list(body.get(field))
+                   if isinstance(item, dict) and isinstance(item.get("encrypted_content"), str))
+
     def parse_request(self, path: str, body: dict[str, Any]) -> Prompt:
         body = as_dict(body)
         return Prompt(

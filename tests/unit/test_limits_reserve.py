@@ -271,3 +271,38 @@ async def test_a_spend_route_refuses_a_huge_max_tokens_cleanly(digits: int) -> N
     assert not ex.failed
     assert refused is not None and refused.status.code == 429
     assert b"request may cost up to" in refused.body
+
+
+# --- earlier reasoning sent back sealed (found by review) ----------------------------------
+
+SEALED = "E" * 40_000   # the provider decrypts it into the model's context: billed as input
+
+
+async def test_a_responses_reasoning_item_sent_back_sealed_is_reserved() -> None:
+    """A Responses `reasoning` item's `encrypted_content` (`store: false` tool loops) was
+    estimated as nothing: many such requests at once each fit a budget they overshoot."""
+    items = [{"role": "user", "content": "hi"},
+             {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": SEALED},
+             {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+             {"type": "function_call_output", "call_id": "c1", "output": "ok"}]
+    body = {"model": "o3", "store": False, "max_output_tokens": 100, "input": items}
+    ex, refused = await admit({"provider": "openai", "rate_limits": _tokens()},
+                              "/v1/responses", body)
+    assert refused is None and reserved(ex) >= len(SEALED) // 4 + 100
+
+
+async def test_an_anthropic_redacted_thinking_block_is_reserved() -> None:
+    def body(block: dict[str, Any]) -> dict[str, Any]:
+        return {"model": "claude-sonnet-4-5", "max_tokens": 100, "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": [
+                block, {"type": "tool_use", "id": "t1", "name": "f", "input": {}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "t1", "content": "ok"}]}]}
+    route = {"provider": "anthropic", "rate_limits": _tokens()}
+    ex, refused = await admit(route, "/v1/messages",
+                              body({"type": "redacted_thinking", "data": SEALED}))
+    assert refused is None and reserved(ex) >= len(SEALED) // 4 + 100
+    clear, _ = await admit(route, "/v1/messages",
+                           body({"type": "thinking", "thinking": SEALED, "signature": "s"}))
+    assert reserved(ex) >= reserved(clear) - 10   # as the same reasoning in clear

@@ -12,7 +12,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -29,7 +28,7 @@ from extproc.limits.spending import money, spend_allowance, to_micro, token_allo
 from extproc.limits.store import MemoryStore
 from extproc.policy import Reject
 from extproc.providers.base import Usage
-from extproc.providers.endpoints import PASSTHROUGH
+from extproc.providers.endpoints import PASSTHROUGH, Endpoint
 from extproc.schema import ConfigError
 from extproc.spend.prices import Price, PriceEntry, PriceTable, Pricing
 from tests.harness import RedisServer
@@ -250,7 +249,7 @@ async def test_a_passthrough_is_not_priced_and_costs_nothing() -> None:
         PriceTable([])))                                     # nothing is priced
     ex = exchange()
     ex.request_headers[":path"] = "/v1/models"
-    ex.endpoint = SimpleNamespace(adapter=None, spec=PASSTHROUGH, json_array=False)
+    ex.endpoint = Endpoint(PASSTHROUGH)   # (the real one: a fake lacked its name)
     ex.request_ended = True
     await rl.on_request_headers(ex)
     assert ex._resp_set["x-ratelimit-remaining-spend"] == "1.00"
