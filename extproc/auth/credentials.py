@@ -35,6 +35,19 @@ log = logging.getLogger("extproc.auth")
 #: (`ocp-apim-subscription-key`: Azure API Management's key, never the client's to send)
 CLIENT_CREDENTIAL_HEADERS = ("authorization", "x-api-key", "api-key", "x-goog-api-key",
                              "ocp-apim-subscription-key")
+#: the user's own credentials for the gateway's side of the world, which a provider has no
+#: use for: a browser's cookies for the gateway's origin, a proxy's credential, and the
+#: identity provider's tokens that authenticating front proxies attach to every request
+#: (oauth2-proxy, AWS ALB with OIDC, Google IAP, Azure App Service authentication); removed
+#: wherever the gateway authenticates the client or injects its own credential
+USER_SESSION_HEADERS = (
+    "cookie", "proxy-authorization",
+    "x-forwarded-access-token", "x-auth-request-access-token", "x-forwarded-id-token",
+    "x-amzn-oidc-accesstoken", "x-amzn-oidc-data",
+    "x-goog-iap-jwt-assertion",
+    "x-ms-token-aad-access-token", "x-ms-token-aad-id-token", "x-ms-token-aad-refresh-token",
+    "x-ms-client-principal",
+)
 #: headers that pick which account the provider bills a key to (an OpenAI organization or
 #: project, a Google quota project or quota user): with the gateway's credential, the
 #: operator's choice, removed from what the client sent wherever the gateway injects its

@@ -51,6 +51,7 @@ from .credentials import (
     CLIENT_CREDENTIAL_HEADERS,
     CREDENTIAL_SCOPE_HEADERS,
     PROVIDER_HEADER,
+    USER_SESSION_HEADERS,
     UpstreamCredential,
     credential_transform,
     fold_header,
@@ -138,7 +139,7 @@ class Authenticate(Policy):
         # (`x_api_key`, `openai_organization`, `x_gateway_subject`), which Envoy passes on
         # and a CGI-style upstream (WSGI, LiteLLM) reads as the same header
         self._strip = frozenset(fold_header(h) for h in (
-            *CLIENT_CREDENTIAL_HEADERS, *forwarded,
+            *CLIENT_CREDENTIAL_HEADERS, *USER_SESSION_HEADERS, *forwarded,
             *((auth.header,) if auth and auth.header else ()),
             *(CREDENTIAL_SCOPE_HEADERS if credential else ())))
 

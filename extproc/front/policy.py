@@ -34,6 +34,7 @@ from ..auth.credentials import (
     ANTHROPIC_VERSION,
     CLIENT_CREDENTIAL_HEADERS,
     CREDENTIAL_SCOPE_HEADERS,
+    USER_SESSION_HEADERS,
     CredentialRefused,
     credential_transform,
     fold_header,
@@ -70,7 +71,8 @@ _STATE = "front"
 CHAT = "chat.completions"
 #: request headers no backend gets from a client (folded: see `fold_header`)
 _CLIENT_ONLY = frozenset(fold_header(h) for h in (
-    *CLIENT_CREDENTIAL_HEADERS, *CREDENTIAL_SCOPE_HEADERS, "anthropic-beta"))
+    *CLIENT_CREDENTIAL_HEADERS, *USER_SESSION_HEADERS, *CREDENTIAL_SCOPE_HEADERS,
+    "anthropic-beta"))
 
 
 @dataclass
