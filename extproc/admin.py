@@ -15,14 +15,21 @@ budget's subject, API key id, client IP and `claim:`/`header:` values, so it is 
 - without one, to a loopback peer (127.0.0.1, ::1, ::ffff:127.0.0.1) (else 403).
 
 The `--workers` supervisor's own admin server (`extproc.workers`) applies the same rule.
+
+The port shares its process, and so its file descriptors, with the gRPC server: it holds at
+most `MAX_CONNECTIONS` connections at once (one more is closed as it opens) and closes a
+connection that has sent nothing for `IDLE_S` seconds (before its first request, within one,
+or between two), so that connections left open to it cannot starve the gRPC port of
+descriptors.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -115,9 +122,95 @@ def refusal(status: int) -> tuple[dict[str, str], bytes]:
     return headers, json.dumps({"error": REFUSALS[status]}).encode()
 
 
+#: the most connections the admin port holds at once (scrapers, probes and `extproc spend`
+#: need a few)
+MAX_CONNECTIONS = 64
+#: seconds a connection may sit idle, before its first request or between two
+IDLE_S = 10.0
+
+
+class _Closed(asyncio.Protocol):
+    """A connection past `MAX_CONNECTIONS`: closed as it opens."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
+
+
+class _Watched(asyncio.Protocol):
+    """aiohttp's handler of one connection, closed once the peer has sent nothing for
+    `idle_s` seconds (aiohttp's own keep-alive timeout runs only between requests in the
+    versions before 3.14)."""
+
+    def __init__(self, inner: asyncio.Protocol, idle_s: float) -> None:
+        self.inner = inner
+        self.idle_s = idle_s
+        self.transport: asyncio.BaseTransport | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    def _arm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = asyncio.get_running_loop().call_later(self.idle_s, self._idle)
+
+    def _idle(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self._arm()
+        self.inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._arm()
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.transport = None
+        self.inner.connection_lost(exc)
+
+
+def capped(server: web.Server, most: int, idle_s: float) -> Callable[[], asyncio.BaseProtocol]:
+    """`server`'s protocol factory, for at most `most` open connections, each closed once
+    idle for `idle_s` seconds."""
+    def factory() -> asyncio.BaseProtocol:
+        if len(server.connections) >= most:
+            return _Closed()
+        return _Watched(server(), idle_s)
+    return factory
+
+
+class AdminServer:
+    """The admin port being served: its `addresses`; `cleanup` stops it."""
+
+    def __init__(self, runner: web.AppRunner, listener: asyncio.Server) -> None:
+        self.runner = runner
+        self.listener = listener
+
+    @property
+    def addresses(self) -> list[Any]:
+        return [sock.getsockname() for sock in self.listener.sockets]
+
+    async def cleanup(self) -> None:
+        self.listener.close()
+        await self.runner.cleanup()   # (closes the connections still open)
+
+
 async def start(processor: Processor, health: Health, host: str, port: int,
-                token: str | None = None) -> web.AppRunner:
-    """Serve the admin endpoints on host:port until the returned runner is cleaned up."""
+                token: str | None = None, *, most: int = MAX_CONNECTIONS,
+                idle_s: float = IDLE_S) -> AdminServer:
+    """Serve the admin endpoints on host:port until the returned server is cleaned up."""
     from aiohttp import web
 
     from . import metrics
@@ -154,10 +247,12 @@ async def start(processor: Processor, health: Health, host: str, port: int,
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/spend", spend)
     app.router.add_get("/metrics", prometheus)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=idle_s)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    return runner
+    assert runner.server is not None
+    listener = await asyncio.get_running_loop().create_server(
+        capped(runner.server, most, idle_s), host, port, reuse_address=True)
+    return AdminServer(runner, listener)
 
 
 def _peer(request: web.Request) -> str | None:

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from extproc import admin, loader, workers
 from extproc.admin import AdminTokenError, is_loopback, read_token, spend_allowed
@@ -109,7 +108,7 @@ def test_the_flag_wins_over_the_environment() -> None:
     assert admin.token_path(None, {}) is None
 
 
-async def _admin_server(host: str, token: str | None) -> web.AppRunner:
+async def _admin_server(host: str, token: str | None) -> admin.AdminServer:
     config = loader.parse({"routes": [{"name": "chat", "provider": "openai", "auth": "none"}]})
     health = Health(("", SERVICE))
     await health.set_all(SERVING)
