@@ -112,7 +112,8 @@ def _front(route: RouteConfig, front: FrontConfig, envoy_names: tuple[str, ...],
     the model list is its only pass-through."""
     policies = list(route.policies)
     at = 1 if policies and isinstance(policies[0], Authenticate) else 0
-    policies.insert(at, FrontModels(front, route.name))
+    guarded = any(getattr(p, "reads_replies", None) is not None for p in policies)
+    policies.insert(at, FrontModels(front, route.name, guarded))
     policies.append(FrontRequest(front, route.name, route.streams.max_event_bytes))
     return replace(route, policies=tuple(policies), front=front, envoy_route_names=envoy_names,
                    match=match, passthrough=(Passthrough("/v1/models", ("GET",)),))

@@ -94,8 +94,11 @@ class _Translating(BodyTransform):
     is answered with a clean 502 in OpenAI's format instead of a 200 carrying an error."""
 
     def __init__(self, translator: ReplyTranslator, whole: bool, upstream: int,
-                 state: dict[str, Any]) -> None:
+                 state: dict[str, Any], guarded: bool = False) -> None:
         self.translator = translator
+        #: the route's guards read replies: a refusal made of the backend's text (which
+        #: they never see: it is answered at once) does not carry that text
+        self.guarded = guarded
         self.whole_body = whole
         self.parts_ok = not whole   # (an error or a stream: translated as it comes)
         self.upstream = upstream
@@ -136,7 +139,10 @@ class _Translating(BodyTransform):
             if self.translator.failed and status == 200:
                 status = 502
             if status != self.upstream:
-                raise Reject(status, _message(out), details="extproc_front_untranslatable")
+                message = _message(out) if not self.guarded else (
+                    f"the backend's reply could not be translated (it answered {status}); "
+                    "its message is withheld, as the route's reply guards cannot read it")
+                raise Reject(status, message, details="extproc_front_untranslatable")
         return out
 
     @property
@@ -166,9 +172,11 @@ class _FrontPolicy(Policy):
 class FrontModels(_FrontPolicy):
     needs_response_body = True
 
-    def __init__(self, front: FrontConfig, route: str) -> None:
+    def __init__(self, front: FrontConfig, route: str, guarded: bool = False) -> None:
         super().__init__(front, route)
         self.created = int(time.time())
+        #: the route's guards read replies (`_Translating.guarded`)
+        self.guarded = guarded
 
     async def on_request_headers(self, ex: Context) -> None:
         endpoint = ex.endpoint
@@ -247,7 +255,7 @@ class FrontModels(_FrontPolicy):
         assert st.reply is not None
         status = 200 if succeeded(ex.status) else ex.status
         translating = _Translating(st.translator, not st.reply.stream and status == 200,
-                                   status, ex.state)
+                                   status, ex.state, self.guarded)
         return translating if named is None else TransformChain([named, translating])
 
 

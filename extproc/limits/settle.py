@@ -113,10 +113,9 @@ def actual_tokens(ex: Context, held: Held) -> int:
     if reported is not None and ex.state.get(USAGE_PARTIAL) is not True:
         return reported
     # a model that thinks unseen: what was delivered leaves its thinking out, unless a report
-    # (Gemini's running count, which has the thoughts) says how much it was; a partial
-    # report without a thinking count (Anthropic's message_start: 1 output token) does not
-    unseen = held.hidden and (usage is None or reported is None
-                              or usage.reasoning_tokens is None)
+    # (Gemini's running count, which has the thoughts) says how much it was; a stream's
+    # opening report (Anthropic's message_start: 1 output token) does not
+    unseen = held.hidden and (usage is None or reported is None or usage.opening)
     return max(counted, reported or 0, held.estimate if _media(held) or unseen else 0)
 
 

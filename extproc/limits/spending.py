@@ -77,8 +77,8 @@ def charge(price: Price, usage: Usage | None, input_estimate: int, delivered: in
         return cost
     cost = max(cost, price.cost(counted))
     # (`hidden`: the model may think in tokens no stream shows, and no report counted them:
-    # none came, or only a partial one without a thinking count, as Anthropic's first)
-    unseen = hidden and (not reported or usage is None or usage.reasoning_tokens is None)
+    # none came, or only a stream's opening one, Anthropic's message_start)
+    unseen = hidden and (not reported or usage is None or usage.opening)
     return max(cost, reserved) if media or unseen else cost
 
 

@@ -228,7 +228,10 @@ class AnthropicAdapter(Adapter):
             return Delta()
         if kind == "message_start":
             message = as_dict(obj.get("message"))
-            return Delta(usage=usage_or_none(_usage(message.get("usage"))))
+            usage = usage_or_none(_usage(message.get("usage")))
+            if usage is not None:
+                usage.opening = True   # before any output: it counts no thinking
+            return Delta(usage=usage)
         if kind == "message_delta":
             delta = as_dict(obj.get("delta"))
             return Delta(
@@ -315,6 +318,8 @@ class AnthropicAdapter(Adapter):
             reasoning_tokens=(
                 new.reasoning_tokens if new.reasoning_tokens is not None else acc.reasoning_tokens
             ),
+            # still the opening count until a later report counts the output
+            opening=acc.opening if new.output_tokens is None else new.opening,
         )
         if merged.input_tokens is not None and merged.output_tokens is not None:
             merged.total_tokens = merged.input_tokens + merged.output_tokens

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from extproc.codecs.jsonprune import Path
@@ -84,6 +84,9 @@ class Usage:
     #: the prompt tokens written to the provider's cache (Anthropic's
     #: cache_creation_input_tokens), a subset of input_tokens billed at their own price
     cache_write_input_tokens: int | None = None
+    #: a stream's opening report, written before any output (Anthropic's `message_start`:
+    #: one output token): it counts none of a model's thinking (`limits.settle`)
+    opening: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in _USAGE_FIELDS:

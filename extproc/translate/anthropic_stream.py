@@ -132,8 +132,10 @@ class StreamReply(ReplyTranslator):
                             and isinstance(self._usage.get(key), int):
                         value = max(value, self._usage[key])
                     self._usage[key] = value
-            # the final output count comes here; without it, message_start's says one token
-            self._closing = isinstance(usage, dict) and "output_tokens" in usage
+            # the final output count comes here; without it (or with a null one: found by
+            # review), message_start's says one token
+            self._closing = isinstance(usage, dict) \
+                and isinstance(usage.get("output_tokens"), int)
             stop = delta.get("stop_reason") if isinstance(delta, dict) else None
             self._finished = True
             return self._chunk({}, _finish(stop, self._json_only()))
