@@ -16,6 +16,7 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from extproc import reading
 from extproc.providers.endpoints import (
     BadQuery,
     Passthrough,
@@ -289,8 +290,23 @@ _JSON = st.recursive(
 @settings(max_examples=300)
 @given(st.dictionaries(st.text(max_size=8), _JSON, max_size=5))
 def test_any_plain_json_object_reads_as_itself(doc: dict[str, Any]) -> None:
-    assert strict_json(json.dumps(doc).encode()) == doc
-    assert strict_json(json.dumps(doc, ensure_ascii=False).encode()) == doc
+    """...unless two keys of one object differ only by case, or a top-level key differs so
+    from a field the gateway reads: then it is refused (a case-insensitive reader, Go's
+    encoding/json, takes them for one field)."""
+    for text in (json.dumps(doc), json.dumps(doc, ensure_ascii=False)):
+        if _folds(doc) or any(k != reading._READ_FIELDS.get(k.casefold(), k) for k in doc):
+            with pytest.raises(Unreadable, match="differ only by case"):
+                strict_json(text.encode())
+        else:
+            assert strict_json(text.encode()) == doc
+
+
+def _folds(value: Any) -> bool:
+    """Does any object in `value` hold two keys that differ only by case?"""
+    if isinstance(value, dict):
+        return len({k.casefold() for k in value}) < len(value) or any(
+            _folds(v) for v in value.values())
+    return isinstance(value, list) and any(_folds(v) for v in value)
 
 
 def _depth(value: Any) -> int:

@@ -1,0 +1,65 @@
+"""Found by the differential-parsing review: keys that are one field to Go's encoding/json.
+
+`reading.strict_json` refuses an object that repeats a key exactly (after escapes are
+decoded), but Go's encoding/json, which OpenAI-compatible servers written in Go decode
+requests with (Ollama's `/v1/chat/completions`: gin's `ShouldBindJSON` into
+`openai.ChatCompletionRequest`, the server the gateway's own `limits.bound` names beside
+llama.cpp), matches a struct field case-insensitively, folding each rune as
+`unicode.ToUpper(unicode.ToLower(r))` (so U+017F, the long s, is `S` and U+212A is `K`), and
+keeps the LAST of the keys that match (golang/go#43664: `{"dist": "ok", "Dist": "KO"}`
+reads KO). The gateway reads `messages` and passes an unknown top-level `Messages` unread;
+the server reads the `Messages` it was sent after it. The same holds for the counts the
+budgets reserve by (`max_tokens` then `MAX_TOKENS`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from extproc import protocol as P
+from extproc.exchange import Exchange
+from extproc.reading import Unreadable, strict_json
+from tests.unit.test_exchange import request_body, request_headers, send
+from tests.unit.test_stored_files import TOKENS, _route
+from tests.unit.test_unread_inputs import CHAT, config, run
+
+SECRET = "mail john@example.com"
+
+
+@pytest.mark.parametrize("key", ["Messages", "MESSAGES", "me\u017f\u017fages"],
+                         ids=["Title", "UPPER", "long-s"])
+def test_a_second_messages_key_in_another_case_never_reaches_the_provider_unguarded(
+        key: str) -> None:
+    body = {"model": "llama3", "messages": [{"role": "user", "content": "hello"}],
+            key: [{"role": "user", "content": SECRET}]}
+    sent, refused = run(config(), "openai", CHAT, body)
+    assert refused is not None or b"john@example.com" not in sent, \
+        f"{key!r} went upstream unread: {sent!r}"
+
+
+def test_strict_json_refuses_keys_one_field_to_a_case_insensitive_reader() -> None:
+    with pytest.raises(Unreadable):
+        strict_json(b'{"max_tokens": 16, "MAX_TOKENS": 100000, "messages": []}')
+
+
+def test_a_count_repeated_in_another_case_is_not_reserved_at_its_smaller_value() -> None:
+    """Budgets reserve 16 and write no bound (one is named); Ollama generates up to the
+    100000 the last key asks for."""
+    body = {"model": "llama3", "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 16, "Max_Tokens": 100000}
+
+    async def go() -> tuple[object, object]:
+        r, name = _route("openai", rate_limits=TOKENS)
+        ex = Exchange(r, name)
+        await send(ex, request_headers(req_mode=P.BUFFERED, path=CHAT))
+        replies = await send(ex, request_body(json.dumps(body).encode(), True))
+        return replies, ex
+
+    replies, ex = asyncio.run(go())
+    refused = [x for x in replies if x.WhichOneof("response") == "immediate_response"]
+    prompt = ex.state.get("prompt")
+    assert refused or (prompt is not None and prompt.max_output_tokens >= 100000), \
+        f"reserved at max_tokens={getattr(prompt, 'max_output_tokens', None)}"
