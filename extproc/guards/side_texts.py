@@ -62,6 +62,8 @@ def lists_tokens(doc: dict[str, Any]) -> bool:
     value's characters spread over many), so such a reply is refused as unreadable."""
     for choice in as_list(doc.get("choices")):
         if isinstance(choice, dict):
+            if choice.get("token_ids"):   # vLLM's return_token_ids (found by review)
+                return True
             logprobs = choice.get("logprobs")
             if isinstance(logprobs, dict) and any(
                     logprobs.get(k) for k in _TOKEN_LISTS):

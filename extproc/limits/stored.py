@@ -193,7 +193,8 @@ def _openai_items(value: Any, name: str, keys: tuple[str, ...], bare: bool) -> s
                 if part.__class__ is not dict:
                     continue
                 kind = part.get("type")
-                if kind.__class__ is str and kind in _OPENAI_PLAIN:
+                if kind.__class__ is str and kind in _OPENAI_PLAIN \
+                        and _OPENAI_MEDIA.keys().isdisjoint(part):
                     continue
                 found = _openai_part(part)
                 if found is not None:
@@ -206,18 +207,20 @@ def _openai_part(part: dict[str, Any]) -> str | None:
     `file_url`, the same fields on a part of a kind newer than this code, a video or audio
     by URL (the rest of its path and what it is); not an image, not inline data."""
     kind = part.get("type")
-    if kind.__class__ is str and kind in _OPENAI_PLAIN:
-        return None
-    for holder, where in ((part, ""), (part.get("file"), ".file")):
-        if holder.__class__ is dict:
-            for key, what in _OPENAI_FILES:
-                if holder.get(key) is not None:
-                    return f"{where}.{key} ({what})"
-    if kind.__class__ is str and kind in _OPENAI_MEDIA:
-        value = part.get(kind)
-        url = value.get("url") if isinstance(value, dict) else value
-        if not (isinstance(url, str) and url.startswith("data:")):
-            return f".{kind} ({_OPENAI_MEDIA[kind]} the server fetches from a URL)"
+    if not (kind.__class__ is str and kind in _OPENAI_PLAIN):
+        for holder, where in ((part, ""), (part.get("file"), ".file")):
+            if holder.__class__ is dict:
+                for key, what in _OPENAI_FILES:
+                    if holder.get(key) is not None:
+                        return f"{where}.{key} ({what})"
+    # by its key, whatever its type: vLLM reads a part with a `uuid`, or without a type,
+    # as the media its keys name (found by review: a `text` part with a `video_url`)
+    for key, what in _OPENAI_MEDIA.items():
+        if key in part:
+            value = part[key]
+            url = value.get("url") if isinstance(value, dict) else value
+            if not (isinstance(url, str) and url.startswith("data:")):
+                return f".{key} ({what} the server fetches from a URL)"
     return None
 
 

@@ -122,6 +122,14 @@ HEAD_FIELDS = frozenset(("id", "object", "created", "model", "system_fingerprint
                          "service_tier"))
 
 
+def token_ids_asked(body: dict[str, Any]) -> list[str]:
+    """vLLM's (and SGLang's, LMDeploy's) ``return_token_ids``: every choice then lists the
+    reply's token ids, the unmasked output to anyone with the model's public tokenizer
+    (found by review). Any value but null or false asks for them (default deny)."""
+    value = body.get("return_token_ids")
+    return [] if value is None or value is False else ["token ids (return_token_ids)"]
+
+
 class OpenAIAdapter(Adapter):
     needles = (b'_tokens"', b'"finish_reason":"', b'"finish_reason": "', b'"error"')
     event_paths = (("error",), ("usage",), ("choices", EACH, "index"),
@@ -157,7 +165,7 @@ class OpenAIAdapter(Adapter):
         body = as_dict(body)
         if body.get("logprobs") is True or (as_int(body.get("top_logprobs")) or 0) > 0:
             return ["token log probabilities (logprobs)"]
-        return []
+        return token_ids_asked(body)
 
     def asks_media(self, body: dict[str, Any]) -> list[str]:
         """Audio, when the request asks for the audio modality (`modalities`, `audio`)."""
@@ -190,7 +198,8 @@ class OpenAIAdapter(Adapter):
         return []
 
     #: what a body with an unread input holds (a part of an unknown kind carrying "data")
-    unread_needles = (b"image", b"audio", b"file", b"data", b"video", b"url", b"http", b"\\u")
+    unread_needles = (b"image", b"audio", b"file", b"data", b"video", b"url", b"http",
+                      b"embeds", b"\\u")
 
     def unread_inputs(self, body: dict[str, Any]) -> list[tuple[str, str]]:
         """(role, kind) of each input no guard can read (`providers.unread`)."""

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from extproc.providers.base import Adapter, Delta, Prompt, Usage
-from extproc.providers.openai import HEAD_FIELDS, OpenAIAdapter, usage_of
+from extproc.providers.openai import HEAD_FIELDS, OpenAIAdapter, token_ids_asked, usage_of
 from extproc.providers.slots import EventTexts, Piece, TextSlot, piece_index
 from extproc.providers.values import (
     as_dict,
@@ -177,7 +177,8 @@ class OpenAICompletionsAdapter(_Slotted):
         spell the reply (the ``echo: true, logprobs: 0`` idiom); a value the API would
         refuse is refused here first (default deny)."""
         asked = as_dict(body).get("logprobs") is not None
-        return ["token log probabilities (logprobs)"] if asked else []
+        return ["token log probabilities (logprobs)"] if asked else \
+            token_ids_asked(as_dict(body))
 
     def parse_request(self, path: str, body: dict[str, Any]) -> Prompt:
         body = as_dict(body)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from extproc.providers.slots import field_strings, string_slots
-from extproc.providers.unread import Unread, file_holders
+from extproc.providers.unread import Unread, file_holders, media_keys
 from extproc.providers.values import (
     as_dict,
     as_list,
@@ -88,8 +88,11 @@ def content_slots(holder: dict[str, Any], role: str, inputs: bool = False) -> It
                 yield from ((role, h, k) for h, k in field_strings(part, OPAQUE, OPAQUE))
                 if not inputs:
                     continue
+                media = media_keys(part)
                 if isinstance(kind, str) and kind in MEDIA_PARTS:   # (a type may be any
                     yield role, Unread(MEDIA_PARTS[kind]), None      # value: unhashable)
+                elif media:                     # a part without a type: media by its keys
+                    yield role, Unread(media[0]), None
                 elif any(key in part for key in PAYLOADS) or (   # what it carries: data, or
                         role != "assistant" and any(_url(v) for v in part.values())):  # a URL
                     yield role, Unread("file"), None   # a server may fetch (not a citation
@@ -108,6 +111,10 @@ def content_slots(holder: dict[str, Any], role: str, inputs: bool = False) -> It
                 yield role, Unread("image"), None
             elif kind == "input_audio":
                 yield role, Unread("audio"), None
+            else:   # a text part carrying media keys besides: media to vLLM
+                media = media_keys(part)
+                if media:
+                    yield role, Unread(media[0]), None
 
 
 def extra_slots(message: dict[str, Any]) -> Iterator[Slot]:

@@ -163,7 +163,8 @@ class OpenAIResponsesAdapter(Adapter):
         return []
 
     unread_needles = (b"image", b"audio", b"file", b"data", b"computer_call_output",
-                      b"vector_store", b"skill", b"mcp", b"container", b"\\u")
+                      b"vector_store", b"skill", b"mcp", b"container", b"video", b"embeds",
+                      b"\\u")
 
     def unread_inputs(self, body: dict[str, Any]) -> list[tuple[str, str]]:
         """(role, kind) of each input no guard can read (`providers.unread`)."""

@@ -45,7 +45,7 @@ from __future__ import annotations
 from typing import Any
 
 from extproc.providers.slots import string_slots
-from extproc.providers.unread import Unread, file_holders
+from extproc.providers.unread import Unread, file_holders, media_keys
 from extproc.providers.values import as_dict, as_list, as_str
 
 Slot = tuple[Any, Any, Any]
@@ -198,6 +198,9 @@ def _part_slots(part: Any, role: str, out: list[Slot], inputs: bool) -> None:
     if key is not None:
         if isinstance(part.get(key), str):
             out.append((part, key, role))
+        media = media_keys(part) if inputs else ()
+        if media:   # media keys beside the text: media to vLLM (`media_keys`)
+            out.append((Unread(media[0]), None, role))
     elif kind in ("input_file", "file"):   # its name, and a text file, are read
         if isinstance(part.get("filename"), str):
             out.append((part, "filename", role))

@@ -95,3 +95,18 @@ def file_holders(file: Any, inputs: bool) -> list[Any]:
 def unread_inputs(slots: Iterable[tuple[Any, Any]]) -> list[tuple[str, str]]:
     """(role, kind) of every `Unread` marker among (role, holder) pairs, in walk order."""
     return [(role, holder.kind) for role, holder in slots if holder.__class__ is Unread]
+
+
+#: the keys by which vLLM reads a content part as media, whatever its `type` says, when the
+#: part has a `uuid` or no type (`chat_utils._parse_chat_message_content_mm_part`; its
+#: request model keeps them on a text part), and the kind of media each loads
+MEDIA_KEYS = {"image_url": "image", "image_embeds": "image", "audio_embeds": "audio",
+              "prompt_embeds": "file", "audio_url": "audio", "input_audio": "audio",
+              "video_url": "video", "video_embeds": "video"}
+
+
+def media_keys(part: dict[str, Any]) -> list[str]:
+    """The kinds of media a part carries by its keys (`MEDIA_KEYS`), read as such whatever
+    its type (found by review: `{"type": "text", "uuid": ..., "video_url": ...}` is a video
+    to vLLM, and was text to the guards)."""
+    return [kind for key, kind in MEDIA_KEYS.items() if key in part]
