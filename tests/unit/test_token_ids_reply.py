@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from extproc.policy import Reject
 from tests.unit.test_guard_fields import EMAIL, whole
 from tests.unit.test_unread_inputs import CHAT, config, run
