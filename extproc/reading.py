@@ -51,6 +51,11 @@ from .target import PATH_SAFE, Target, fold_name
 #: deepest JSON nesting accepted in a request body (real prompts, tool schemas included, stay
 #: far below; Python's own parser fails at about a thousand)
 MAX_DEPTH = 128
+#: most JSON objects and arrays accepted in a request body: each costs the parse about 100
+#: bytes of memory, held until the reply's headers, and `{}` is 3 bytes (8 MiB of them,
+#: 8 KiB gzipped, held 200 MiB: found by review); real requests, long chats with tool
+#: schemas and token-id batches included, hold a few thousand
+MAX_CONTAINERS = 1 << 17
 log = logging.getLogger("extproc.reading")
 SUPPORTED_ENCODINGS = ("gzip", "x-gzip", "deflate", "br", "zstd", "identity")
 
@@ -292,8 +297,9 @@ def strict_json(body: bytes) -> dict[str, Any]:
             from None
     if text.startswith("\ufeff"):
         text = text[1:]
-    if body.count(b"[") + body.count(b"{") > MAX_DEPTH:
-        _check_depth(body)
+    opening = body.count(b"[") + body.count(b"{")
+    if opening > MAX_DEPTH:
+        _check_depth(body, opening > MAX_CONTAINERS)
     try:
         doc = _DECODER.decode(text)
     except RepeatedKey as exc:
@@ -340,7 +346,7 @@ _PEEL = 8
 _TOO_MANY_OPEN = b"(" * (MAX_DEPTH + 1)
 
 
-def _check_depth(body: bytes) -> None:
+def _check_depth(body: bytes, count: bool = False) -> None:
     """Refuse nesting deeper than MAX_DEPTH before parsing (brackets inside strings do not
     count), with no Python step per byte: a crafted body of millions of brackets must not
     cost seconds, nor allocate in proportion.
@@ -353,7 +359,8 @@ def _check_depth(body: bytes) -> None:
     innermost pair, so it lowers the deepest point by one at most), which empties a usual body
     in a few passes; one still nested after _PEEL passes gets its exact depth from running
     sums in C. A body that is not valid JSON may be judged wrongly here; the parser refuses
-    it after."""
+    it after. With `count`, a body of more than `MAX_CONTAINERS` objects and arrays outside
+    strings is refused (413) too."""
     text = body.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_STRUCTURE)
     outside = []
     pos, n = 0, len(text)
@@ -368,6 +375,9 @@ def _check_depth(body: bytes) -> None:
     rest = brackets.translate(_AS_PARENS)
     if _TOO_MANY_OPEN in rest:   # that many in a row: too deep, whatever comes after
         raise _too_deep()
+    if count and brackets.count(b"[") + brackets.count(b"{") > MAX_CONTAINERS:
+        raise Unreadable(413, f"the request body holds more than {MAX_CONTAINERS} JSON objects "
+                         "and arrays", "extproc_body_too_large")
     for _ in range(_PEEL):
         if not rest:
             return
