@@ -33,6 +33,13 @@ OVERSIZED = "an_oversized_event"
 AFTER_END = "text_after_its_end"
 #: text for a choice or candidate of an index the request did not ask for (`unasked`)
 UNASKED = "a_choice_not_asked_for"
+#: more choices, blocks or candidates open at once than a stream guard keeps
+#: (`MAX_OPEN_PIECES`)
+TOO_MANY_PIECES = "too_many_open_pieces"
+#: the most pieces (a choice's or block's text, a call's arguments) one stream guard keeps
+#: open at once, each with its maskers and its last event (found by review: an upstream
+#: naming a new index in every event grew them without bound); OpenAI's `n` is at most 128
+MAX_OPEN_PIECES = 1024
 #: no bound on the choices of a stream (the request's count is not known)
 ANY_CHOICES = 1 << 62
 #: where the guards leave the choices a request asked for (`Adapter.output_choices`), for
@@ -56,6 +63,9 @@ def refusal_message(detector: str) -> str:
         return ("response blocked by a guard: the upstream sent text for a choice, block or "
                 "candidate after its end (a finish reason, a stop), which the guards cannot "
                 "read with the text it continues")
+    if detector == TOO_MANY_PIECES:
+        return (f"response blocked by a guard: the upstream opened more than "
+                f"{MAX_OPEN_PIECES} choices, blocks or candidates at once")
     if detector == UNASKED:
         return ("response blocked by a guard: the upstream sent text for a choice or "
                 "candidate the request did not ask for, which a client reads as the text of "

@@ -45,6 +45,8 @@ from ..providers.slots import JSON_PIECES, NAME_PIECE, Piece, TextSlot
 from ..providers.values import MaskingFn, rewrite_json_strings
 from .event_stream import (
     ANY_CHOICES,
+    MAX_OPEN_PIECES,
+    TOO_MANY_PIECES,
     UNASKED,
     UNREADABLE,
     EndedPieces,
@@ -239,6 +241,8 @@ class SSEMaskingReframer(EventMasker):
         if chain is None:
             if unasked(key, self.choices):
                 raise GuardTriggered(UNASKED)
+            if len(self.chains) >= MAX_OPEN_PIECES:
+                raise GuardTriggered(TOO_MANY_PIECES)
             maskers = self.make()
             chain = self.chains[key] = json_chain(maskers) if key[1] in JSON_PIECES \
                 else _Chain(maskers)
