@@ -45,6 +45,7 @@ from .codecs.jsonunique import RepeatedKey, unique_pairs
 from .policy import Reject
 from .providers.base import Prompt
 from .providers.endpoints import BadQuery, Endpoint, Passthrough, Unknown, classify
+from .providers.fieldcase import case_variant, may_fold
 from .providers.shapes import check as check_shape
 from .target import PATH_SAFE, Target, fold_name
 
@@ -234,56 +235,7 @@ def _finite(text: str) -> float:
     return value
 
 
-class FoldedKey(ValueError):
-    """Two keys of an object, or a top-level key and a field the gateway reads, are one
-    field to a reader that matches keys case-insensitively."""
-
-    def __init__(self, key: str, other: str) -> None:
-        super().__init__(f"{key!r} and {other!r}")
-        self.key, self.other = key, other
-
-
-def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """`unique_pairs`, and no two keys that differ only by case: Go's encoding/json, which
-    OpenAI-compatible servers written in Go (Ollama) decode requests with, matches a field
-    case-insensitively and keeps the last key that matches, so `messages` then `Messages`
-    is one field to it, the second (found by review). Folded as `str.casefold` (the long s,
-    U+017F, is `s`; the Kelvin sign `k`), a little wider than Go's fold."""
-    doc = unique_pairs(pairs)
-    if len(doc) > 1 and len({key.casefold() for key in doc}) != len(doc):
-        seen: dict[str, str] = {}
-        for key in doc:
-            other = seen.setdefault(key.casefold(), key)
-            if other != key:
-                raise FoldedKey(other, key)
-    return doc
-
-
-#: the top-level fields the gateway reads or writes in an OpenAI, Azure or Anthropic request
-#: (folded): a key that is one of them to a case-insensitive reader but not to the gateway
-#: (`Messages` alone, `Max_Tokens` after the bound the gateway puts first) is refused
-_READ_FIELDS = {name.casefold(): name for name in (
-    "model", "messages", "prompt", "suffix", "input", "instructions", "system", "tools",
-    "functions", "tool_choice", "function_call", "response_format", "text", "stop", "user",
-    "metadata", "max_tokens", "max_completion_tokens", "max_output_tokens", "n", "best_of",
-    "stream", "stream_options", "logprobs", "top_logprobs", "modalities", "audio",
-    "reasoning", "reasoning_effort", "thinking", "previous_response_id", "conversation",
-    "background", "store", "include", "prediction", "container", "context_management",
-    "mcp_servers", "return_token_ids", "safety_identifier", "prompt_cache_key")}
-
-
-def _case_variant(doc: dict[str, Any]) -> tuple[str, str] | None:
-    """A top-level key that differs from a field the gateway reads only by case, and that
-    field; None when there is none."""
-    for key in doc:
-        if not key.islower() or not key.isascii():
-            name = _READ_FIELDS.get(key.casefold())
-            if name is not None and name != key:
-                return key, name
-    return None
-
-
-_DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_constant=_constant,
+_DECODER = json.JSONDecoder(object_pairs_hook=unique_pairs, parse_constant=_constant,
                             parse_float=_finite)
 
 
@@ -305,8 +257,6 @@ def strict_json(body: bytes) -> dict[str, Any]:
     except RepeatedKey as exc:
         raise Unreadable(400, f"the request body repeats the key {exc.name!r}; providers "
                          "read such bodies differently", "extproc_bad_json") from None
-    except FoldedKey as exc:
-        raise _folded(exc.key, exc.other) from None
     except RecursionError:
         raise _too_deep() from None
     except ValueError as exc:
@@ -314,16 +264,16 @@ def strict_json(body: bytes) -> dict[str, Any]:
                          "extproc_bad_json") from None
     if not isinstance(doc, dict):
         raise Unreadable(400, "the request body must be a JSON object", "extproc_bad_json")
-    variant = _case_variant(doc)
-    if variant is not None:
+    variant = case_variant(doc) if may_fold(body) else None
+    if variant is not None:   # one field to a reader that folds case (`fieldcase`)
         raise _folded(*variant)
     return doc
 
 
-def _folded(key: str, other: str) -> Unreadable:
-    return Unreadable(400, f"the request body's keys {key[:40]!r} and {other[:40]!r} differ "
-                      "only by case, which servers that match keys case-insensitively read "
-                      "as one field", "extproc_bad_json")
+def _folded(key: str, field: str) -> Unreadable:
+    return Unreadable(400, f"the request body's key {key[:40]!r} differs from the field "
+                      f"{field!r} only by case, which servers that match keys "
+                      "case-insensitively read as that field", "extproc_bad_json")
 
 
 def _short(exc: ValueError) -> str:

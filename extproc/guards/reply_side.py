@@ -75,10 +75,13 @@ def utf8_label(ctype: str) -> str | None:
     if ";" not in ctype:
         return None
     media, _, params = ctype.partition(";")
-    charsets = [value.strip().strip('"').strip().lower()
-                for name, eq, value in (p.partition("=") for p in params.split(";"))
-                if eq and name.strip().lower() == "charset"]
-    if not charsets or charsets == ["utf-8"]:
+    # every spelling of the parameter: RFC 2231's `charset*=''utf-7` and `charset*0=...`
+    # too, which httpx's reading (`email.message`) takes (found by review)
+    charsets = [(name, value.strip().strip('"').strip().lower())
+                for name, eq, value in ((n.strip().lower(), e, v) for n, e, v in
+                                        (p.partition("=") for p in params.split(";")))
+                if name.startswith("charset")]
+    if not charsets or charsets == [("charset", "utf-8")]:
         return None
     return f"{media.strip()}; charset=utf-8"
 

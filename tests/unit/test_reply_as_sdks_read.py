@@ -136,7 +136,11 @@ def test_an_error_reply_in_a_charset_the_guards_do_not_read_is_withheld() -> Non
     ("text/event-stream; charset=iso-8859-1", "text/event-stream; charset=utf-8"),
     ("application/json; charset=utf-8; charset=utf-7", "application/json; charset=utf-8"),
     ("text/html; charset=utf-16", "text/html; charset=utf-8"),
-    ("application/json; boundary=x", None)])
+    ("application/json; boundary=x", None),
+    # RFC 2231 spellings, which httpx's reading (email.message) takes (found by review)
+    ("application/json; charset*=''utf-7", "application/json; charset=utf-8"),
+    ("application/json; charset*0=utf-7", "application/json; charset=utf-8"),
+    ("application/json; charset=utf-8; charset*=''utf-7", "application/json; charset=utf-8")])
 def test_a_reply_naming_another_charset_is_relabelled(given: str, sent: str | None) -> None:
     from extproc.guards.reply_side import utf8_label
     assert utf8_label(given) == sent
@@ -246,3 +250,17 @@ def test_the_choices_a_stream_asked_for_are_read_as_before() -> None:
     texts = _texts(got, lambda d: "".join(c["delta"].get("content") or ""
                                           for c in d["choices"] if c["index"] == 1))
     assert texts == "two <EMAIL> end"
+
+
+@pytest.mark.parametrize("ctype", ["application/json; charset*=''utf-7",
+                                   "application/json; charset*0=utf-7"])
+def test_an_rfc2231_charset_is_relabelled(ctype: str) -> None:
+    """As the client shows it: httpx decodes the RFC 2231 spellings too (found by review)."""
+    import httpx
+    text = EMAIL.replace("@", "+AEA-")
+    body = json.dumps({"candidates": [{"content": {"role": "model", "parts": [
+        {"text": f"mail {text}"}]}, "finishReason": "STOP"}]}).encode()
+    assert EMAIL in httpx.Response(200, headers={"content-type": ctype}, content=body).text
+    _, got, sent = exchange_typed("gemini", GENERATE, GEMINI, 200, ctype, [body])
+    shown = httpx.Response(200, headers={"content-type": sent}, content=got).text
+    assert EMAIL not in shown, (sent, shown)
