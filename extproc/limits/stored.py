@@ -216,8 +216,8 @@ def _openai_part(part: dict[str, Any]) -> str | None:
     # by its key, whatever its type: vLLM reads a part with a `uuid`, or without a type,
     # as the media its keys name (found by review: a `text` part with a `video_url`)
     for key, what in _OPENAI_MEDIA.items():
-        if key in part:
-            value = part[key]
+        value = part.get(key)
+        if value is not None:
             url = value.get("url") if isinstance(value, dict) else value
             if not (isinstance(url, str) and url.startswith("data:")):
                 return f".{key} ({what} the server fetches from a URL)"

@@ -108,5 +108,9 @@ MEDIA_KEYS = {"image_url": "image", "image_embeds": "image", "audio_embeds": "au
 def media_keys(part: dict[str, Any]) -> list[str]:
     """The kinds of media a part carries by its keys (`MEDIA_KEYS`), read as such whatever
     its type (found by review: `{"type": "text", "uuid": ..., "video_url": ...}` is a video
-    to vLLM, and was text to the guards)."""
-    return [kind for key, kind in MEDIA_KEYS.items() if key in part]
+    to vLLM, and was text to the guards). A key that is null counts only beside a `uuid`
+    (vLLM's branch that reads parts by their keys, some by presence alone): a client that
+    writes its unset fields as null sends text parts with `"image_url": null`."""
+    vllm = "uuid" in part
+    return [kind for key, kind in MEDIA_KEYS.items()
+            if part.get(key) is not None or (vllm and key in part)]

@@ -95,3 +95,23 @@ def test_a_responses_text_part_with_a_uuid_and_a_media_key_is_refused_on_a_guard
     body = {"model": "m", "input": [{"role": "user", "content": [part]}]}
     _, refused = run(config(), "openai", "/v1/responses", body)
     assert refused is not None and refused[0] == 400
+
+
+# --- found by the review of that fix: a null media key is no media (vLLM reads a key only
+# when it has a value); a client writing unset fields as null sends such text parts
+
+@pytest.mark.parametrize(("path", "body"), [
+    (CHAT, {"model": "m", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "hi", "image_url": None, "input_audio": None}]}]}),
+    ("/v1/responses", {"model": "m", "input": [{"role": "user", "content": [
+        {"type": "input_text", "text": "hi", "image_url": None}]}]}),
+], ids=["chat", "responses"])
+def test_a_text_part_with_null_media_keys_is_read_as_text(path: str, body: Body) -> None:
+    _, refused = run(config(), "openai", path, body)
+    assert refused is None, refused
+
+
+def test_a_null_video_url_is_no_stored_context() -> None:
+    body = chat({"type": "text", "text": "hi", "video_url": None})
+    reply, _ = asyncio.run(_send("openai", body, rate_limits=TOKENS))
+    assert reply is None, reply
