@@ -50,7 +50,16 @@ from ..codecs.sse import Event, encode
 from ..providers.responses_items import is_arguments, output_media, output_slots
 from ..providers.slots import BadIndex, index_value, string_slots
 from ..providers.values import EntryRef, as_list, value_slots
-from .event_stream import AFTER_END, UNREADABLE, EventMasker, media, plain, refusal_message
+from .event_stream import (
+    AFTER_END,
+    MAX_OPEN_PIECES,
+    TOO_MANY_PIECES,
+    UNREADABLE,
+    EventMasker,
+    media,
+    plain,
+    refusal_message,
+)
 from .names import mask_name
 from .reframe import Chain, MaskerFactory, _Chain, _dump, json_chain
 from .side_texts import side_slots
@@ -232,6 +241,8 @@ class ResponsesMaskingReframer(EventMasker):
             raise GuardTriggered(AFTER_END)     # ended: refused (`EndedPieces`)
         chain = self.chains.get(key)
         if chain is None:
+            if len(self.chains) >= MAX_OPEN_PIECES:   # (found by review, as `reframe`'s)
+                raise GuardTriggered(TOO_MANY_PIECES)
             maskers = self.make()
             chain = self.chains[key] = json_chain(maskers) if json_text \
                 else _Chain(maskers)

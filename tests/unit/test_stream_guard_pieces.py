@@ -11,6 +11,7 @@ import json
 
 from extproc.guards.event_stream import MAX_OPEN_PIECES
 from extproc.guards.reframe import SSEMaskingReframer
+from extproc.guards.reframe_responses import ResponsesMaskingReframer
 from extproc.guards.scanner import Scanner, builtin
 from extproc.guards.stream import StreamMasker
 
@@ -47,3 +48,23 @@ def test_pieces_that_end_free_their_place() -> None:
     for i in range(MAX_OPEN_PIECES + 50):
         guard.feed(_event(i, "x", "stop"))
     assert not guard.stopped and len(guard.chains) <= 1
+
+
+def _delta(index: int, text: str) -> bytes:
+    doc = {"type": "response.output_text.delta", "item_id": f"msg_{index}",
+           "output_index": index, "content_index": 0, "delta": text,
+           "sequence_number": index}
+    return b"event: response.output_text.delta\ndata: " + json.dumps(doc).encode() + b"\n\n"
+
+
+def test_a_responses_stream_opening_piece_after_piece_is_refused_too() -> None:
+    """(found by the review of the bound: the Responses API's guard keeps its own pieces)"""
+    guard = ResponsesMaskingReframer("openai", lambda: [StreamMasker(SCANNER, action="mask")],
+                                     1 << 20)
+    out = b""
+    for i in range(MAX_OPEN_PIECES + 200):
+        out += guard.feed(_delta(i, "x"))
+        if guard.stopped:
+            break
+    assert guard.stopped and len(guard.chains) <= MAX_OPEN_PIECES
+    assert b"more than 1024 choices" in out
