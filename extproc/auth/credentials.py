@@ -45,8 +45,14 @@ USER_SESSION_HEADERS = (
     "x-forwarded-access-token", "x-auth-request-access-token", "x-forwarded-id-token",
     "x-amzn-oidc-accesstoken", "x-amzn-oidc-data",
     "x-goog-iap-jwt-assertion",
-    "x-ms-token-aad-access-token", "x-ms-token-aad-id-token", "x-ms-token-aad-refresh-token",
     "x-ms-client-principal",
+    "cf-access-jwt-assertion",                  # Cloudflare Access
+    "x-pomerium-jwt-assertion",                 # Pomerium
+    # Azure App Service authentication, one per identity provider it signs users in with
+    *(f"x-ms-token-{idp}-{kind}-token"
+      for idp in ("aad", "google", "facebook", "microsoftaccount", "twitter", "apple",
+                  "github")
+      for kind in ("access", "id", "refresh")),
 )
 #: headers that pick which account the provider bills a key to (an OpenAI organization or
 #: project, a Google quota project or quota user): with the gateway's credential, the

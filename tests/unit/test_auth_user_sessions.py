@@ -12,7 +12,11 @@ from tests.unit.test_auth_policy import API_KEY, STORE, policy, run, upstream  #
 
 USER_CREDENTIALS = ("cookie", "proxy-authorization", "x-forwarded-access-token",
                     "x-amzn-oidc-accesstoken", "x-goog-iap-jwt-assertion",
-                    "x-ms-token-aad-access-token")
+                    "x-ms-token-aad-access-token",
+                    # (found by the review of the fix: the same proxies' other tokens)
+                    "x-ms-token-google-access-token", "x-ms-token-facebook-id-token",
+                    "x-ms-token-twitter-refresh-token", "cf-access-jwt-assertion",
+                    "x-pomerium-jwt-assertion")
 
 
 @pytest.mark.parametrize("name", USER_CREDENTIALS)
