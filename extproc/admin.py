@@ -17,10 +17,11 @@ budget's subject, API key id, client IP and `claim:`/`header:` values, so it is 
 The `--workers` supervisor's own admin server (`extproc.workers`) applies the same rule.
 
 The port shares its process, and so its file descriptors, with the gRPC server: it holds at
-most `MAX_CONNECTIONS` connections at once (one more is closed as it opens) and closes a
-connection that has sent nothing for `IDLE_S` seconds (before its first request, within one,
-or between two), so that connections left open to it cannot starve the gRPC port of
-descriptors.
+most `MAX_CONNECTIONS` connections at once and `MAX_PER_PEER` from one address (one more is
+closed as it opens: a peer holding its places never takes the kubelet's or Prometheus's),
+and closes a connection that has sent nothing for `IDLE_S` seconds (before its first
+request, within one, or between two), so that connections left open to it cannot starve the
+gRPC port of descriptors.
 """
 
 from __future__ import annotations
@@ -122,28 +123,49 @@ def refusal(status: int) -> tuple[dict[str, str], bytes]:
     return headers, json.dumps({"error": REFUSALS[status]}).encode()
 
 
-#: the most connections the admin port holds at once (scrapers, probes and `extproc spend`
-#: need a few)
-MAX_CONNECTIONS = 64
+#: the most connections the admin port holds at once, and from one peer address (scrapers,
+#: probes and `extproc spend` each need a few; found by review: one cap for all let a peer
+#: holding every place lock the kubelet's probes out)
+MAX_CONNECTIONS = 256
+MAX_PER_PEER = 16
 #: seconds a connection may sit idle, before its first request or between two
 IDLE_S = 10.0
 
 
-class _Closed(asyncio.Protocol):
-    """A connection past `MAX_CONNECTIONS`: closed as it opens."""
+class _Places:
+    """The admin connections open: in all and by peer address."""
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport.close()
+    def __init__(self, most: int, per_peer: int) -> None:
+        self.most, self.per_peer = most, per_peer
+        self.total = 0
+        self.by_peer: dict[str, int] = {}
+
+    def take(self, peer: str) -> bool:
+        if self.total >= self.most or self.by_peer.get(peer, 0) >= self.per_peer:
+            return False
+        self.total += 1
+        self.by_peer[peer] = self.by_peer.get(peer, 0) + 1
+        return True
+
+    def give(self, peer: str) -> None:
+        self.total -= 1
+        left = self.by_peer[peer] - 1
+        if left:
+            self.by_peer[peer] = left
+        else:
+            del self.by_peer[peer]
 
 
 class _Watched(asyncio.Protocol):
-    """aiohttp's handler of one connection, closed once the peer has sent nothing for
-    `idle_s` seconds (aiohttp's own keep-alive timeout runs only between requests in the
-    versions before 3.14)."""
+    """aiohttp's handler of one connection, when it has a place (else closed as it opens),
+    closed once the peer has sent nothing for `idle_s` seconds (aiohttp's own keep-alive
+    timeout runs only between requests in the versions before 3.14)."""
 
-    def __init__(self, inner: asyncio.Protocol, idle_s: float) -> None:
+    def __init__(self, inner: asyncio.Protocol, places: _Places, idle_s: float) -> None:
         self.inner = inner
+        self.places = places
         self.idle_s = idle_s
+        self.peer: str | None = None   # set once it holds a place
         self.transport: asyncio.BaseTransport | None = None
         self.timer: asyncio.TimerHandle | None = None
 
@@ -157,37 +179,48 @@ class _Watched(asyncio.Protocol):
             self.transport.close()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
+        name = transport.get_extra_info("peername")
+        peer = str(name[0]) if isinstance(name, tuple) and name else "?"
+        if not self.places.take(peer):
+            transport.close()
+            return
+        self.peer, self.transport = peer, transport
         self._arm()
         self.inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
-        self._arm()
-        self.inner.data_received(data)
+        if self.peer is not None:
+            self._arm()
+            self.inner.data_received(data)
 
     def eof_received(self) -> bool | None:
-        return self.inner.eof_received()
+        return self.inner.eof_received() if self.peer is not None else None
 
     def pause_writing(self) -> None:
-        self.inner.pause_writing()
+        if self.peer is not None:
+            self.inner.pause_writing()
 
     def resume_writing(self) -> None:
-        self.inner.resume_writing()
+        if self.peer is not None:
+            self.inner.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.timer is not None:
             self.timer.cancel()
-        self.transport = None
-        self.inner.connection_lost(exc)
+        peer, self.peer, self.transport = self.peer, None, None
+        if peer is not None:
+            self.places.give(peer)
+            self.inner.connection_lost(exc)
 
 
-def capped(server: web.Server, most: int, idle_s: float) -> Callable[[], asyncio.BaseProtocol]:
-    """`server`'s protocol factory, for at most `most` open connections, each closed once
-    idle for `idle_s` seconds."""
+def capped(server: web.Server, most: int, per_peer: int,
+           idle_s: float) -> Callable[[], asyncio.BaseProtocol]:
+    """`server`'s protocol factory, for at most `most` open connections and `per_peer`
+    from one address, each closed once idle for `idle_s` seconds."""
+    places = _Places(most, per_peer)
+
     def factory() -> asyncio.BaseProtocol:
-        if len(server.connections) >= most:
-            return _Closed()
-        return _Watched(server(), idle_s)
+        return _Watched(server(), places, idle_s)
     return factory
 
 
@@ -209,7 +242,7 @@ class AdminServer:
 
 async def start(processor: Processor, health: Health, host: str, port: int,
                 token: str | None = None, *, most: int = MAX_CONNECTIONS,
-                idle_s: float = IDLE_S) -> AdminServer:
+                per_peer: int = MAX_PER_PEER, idle_s: float = IDLE_S) -> AdminServer:
     """Serve the admin endpoints on host:port until the returned server is cleaned up."""
     from aiohttp import web
 
@@ -251,7 +284,7 @@ async def start(processor: Processor, health: Health, host: str, port: int,
     await runner.setup()
     assert runner.server is not None
     listener = await asyncio.get_running_loop().create_server(
-        capped(runner.server, most, idle_s), host, port, reuse_address=True)
+        capped(runner.server, most, per_peer, idle_s), host, port, reuse_address=True)
     return AdminServer(runner, listener)
 
 

@@ -1,7 +1,8 @@
 """The admin port shares its process's file descriptors with the gRPC server (left alone in
-an earlier note, now bounded): it holds at most `most` connections at once, closing one more
-as it opens, and closes a connection that has sent nothing for `idle_s` seconds, while the
-port keeps answering."""
+an earlier note, now bounded): it holds at most `most` connections at once and `per_peer`
+from one address, closing one more as it opens, and closes a connection that has sent
+nothing for `idle_s` seconds, while the port keeps answering; a peer holding all its places
+never locks another peer (the kubelet's probes) out (found by the review of the first cap)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ from extproc.health import SERVING, Health
 from extproc.servicer import SERVICE, Processor
 
 
-async def _server(most: int, idle_s: float) -> admin.AdminServer:
+async def _server(most: int, idle_s: float, per_peer: int = 64) -> admin.AdminServer:
     config = loader.parse({"routes": [{"name": "chat", "provider": "openai", "auth": "none"}]})
     health = Health(("", SERVICE))
     await health.set_all(SERVING)
     return await admin.start(Processor(config), health, "127.0.0.1", 0, most=most,
-                             idle_s=idle_s)
+                             per_peer=per_peer, idle_s=idle_s)
 
 
 async def _closed_by_peer(reader: asyncio.StreamReader, within: float) -> bool:
@@ -27,8 +28,8 @@ async def _closed_by_peer(reader: asyncio.StreamReader, within: float) -> bool:
         return False
 
 
-async def _healthz(port: int) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def _healthz(port: int, source: str = "127.0.0.1") -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
     writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     await writer.drain()
     data = await reader.read()
@@ -72,5 +73,30 @@ async def test_a_connection_that_sends_nothing_is_closed_when_idle() -> None:
         await server.cleanup()
 
 
+async def test_a_peer_reopening_its_connections_cannot_lock_another_out() -> None:
+    """One peer (127.0.0.1) holds every place it may have and opens each again as soon as it
+    is closed; another (127.0.0.2, the kubelet) is answered every time."""
+    server = await _server(most=8, idle_s=1.0, per_peer=4)
+    port = server.addresses[0][1]
+
+    async def hold() -> None:   # one place: reopened as soon as it is closed
+        while True:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            await reader.read()          # returns once the server closes it
+            writer.close()
+
+    holders = [asyncio.create_task(hold()) for _ in range(6)]
+    try:
+        await asyncio.sleep(0.3)
+        for _ in range(4):
+            assert (await _healthz(port, "127.0.0.2")).startswith(b"HTTP/1.1 200")
+            await asyncio.sleep(0.3)
+    finally:
+        for task in holders:
+            task.cancel()
+        await asyncio.gather(*holders, return_exceptions=True)
+        await server.cleanup()
+
+
 def test_the_defaults_leave_room_for_scrapers_and_probes() -> None:
-    assert admin.MAX_CONNECTIONS >= 16 and admin.IDLE_S >= 5
+    assert admin.MAX_CONNECTIONS >= 64 and admin.MAX_PER_PEER >= 8 and admin.IDLE_S >= 5
