@@ -19,6 +19,7 @@ from .auth.credentials import UpstreamCredential
 from .auth.policy import Authenticate
 from .auth.scope import VertexScope
 from .auth.settings import AuthSettings, parse_credential, parse_route_auth
+from .autoroute import AutoProvider
 from .config import AUTO_ORDER, PROVIDERS, RequestMatch, RouteConfig
 from .front.policy import FrontModels, FrontRequest
 from .front.settings import FRONT_KEYS, FrontConfig, parse_front
@@ -100,6 +101,9 @@ def route_config(c: Checker, raw: Any, path: str, auth: AuthSettings, limits: Li
         return _front(variants[provider], front, envoy_names, match)
     if provider != "auto":
         return replace(variants[provider], envoy_route_names=envoy_names, match=match)
+    # each variant tells Envoy the provider it serves, for Envoy to route by (`autoroute`)
+    variants = {each: replace(v, policies=(*v.policies, AutoProvider(each)))
+                for each, v in variants.items()}
     return RouteConfig(name=name, provider="auto", plugins=tuple(plugins),
                        passthrough=passthrough, envoy_route_names=envoy_names, match=match,
                        variants=variants, pricing=pricing)
