@@ -11,6 +11,7 @@ request's path. Errors are collected on the `Checker` with their path in the fil
 from __future__ import annotations
 
 import importlib
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,9 @@ FRONT = "openai-compatible"
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 #: methods that read what the provider has, and generate nothing
 _READS = {"GET", "HEAD", "OPTIONS"}
+#: a pass-through a guarded route lets through without `unguarded`: a model listing, or one
+#: model's entry (names and limits, no prompt, no generated text)
+_LISTING = re.compile(r"/(?:[^*]*/)?models(?:/\*)?")
 
 
 def route_config(c: Checker, raw: Any, path: str, auth: AuthSettings, limits: LimitsSettings,
@@ -147,6 +151,17 @@ def _variant(c: Checker, d: Any, path: str, name: str, provider: str, route_auth
             c.error(join(path, "rate_limits"), f"limit {spec.name!r} keys on "
                     f"'header:{header}', the route's credential header; key on 'subject' "
                     "or 'api_key', which name the authenticated client")
+    for i, allowed in enumerate(passthrough if route_guard else ()):
+        if not allowed.unguarded and not (set(allowed.methods) <= _READS
+                                          and _LISTING.fullmatch(allowed.path)):
+            # (found by review: a POST through it carries a prompt, a GET fetches stored
+            # output, a background reply or a batch's file, past every guard)
+            c.error(join(join(path, "passthrough"), i), f"{'/'.join(allowed.methods)} "
+                    f"{allowed.path} on a route with guards is read by none of them (no "
+                    "policy reads a pass-through's body): a prompt sent through it, or "
+                    "stored output fetched, would pass them. Say unguarded: true if it "
+                    "carries neither, or serve it on a route without guards (model "
+                    "listings, GET .../models and .../models/*, need neither)")
     for i, allowed in enumerate(passthrough if rate is not None and rate.settles else ()):
         if set(allowed.methods) - _READS and not allowed.unmetered:
             # (a generation through it, images or a batch, would spend past every budget)
@@ -275,6 +290,11 @@ def _match(c: Checker, raw: Any, path: str) -> RequestMatch | None:
     if host is not None and ("*" in host.removeprefix("*.") or ":" in host):
         c.error(join(path, "host"), f"a host name, or '*.' and a domain (no port): {host!r}")
     headers = c.mapping(d.get("headers"), join(path, "headers"), d.get("headers") or {})
+    if "headers" in d and not headers:   # (no header would match every request)
+        c.error(join(path, "headers"), "name at least one header, or leave headers out")
+    if not (prefix or host or headers):
+        c.error(path, "give at least one of path_prefix, host, headers")
+        return None
     pairs = []
     for key, value in headers.items():
         if not isinstance(key, str) or not key or key.startswith(":"):
@@ -292,7 +312,7 @@ def _passthrough(c: Checker, raw: Any, path: str) -> tuple[Passthrough, ...]:
     out = []
     for i, item in enumerate(c.sequence(raw, path)):
         where = join(path, i)
-        d = c.mapping(item, where, ("path", "methods", "unmetered"))
+        d = c.mapping(item, where, ("path", "methods", "unmetered", "unguarded"))
         pattern = c.string(d, "path", where, required=True)
         methods = c.sequence(d.get("methods", ["GET"]), join(where, "methods"))
         bad = [m for m in methods if m not in _METHODS]
@@ -304,7 +324,8 @@ def _passthrough(c: Checker, raw: Any, path: str) -> tuple[Passthrough, ...]:
             c.error(join(where, "path"), "'**' may only end the pattern, as '/**'")
         elif pattern is not None and not bad:
             out.append(Passthrough(pattern, tuple(methods) or ("GET",),
-                                   c.boolean(d, "unmetered", where, False)))
+                                   c.boolean(d, "unmetered", where, False),
+                                   c.boolean(d, "unguarded", where, False)))
     return tuple(out)
 
 

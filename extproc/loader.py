@@ -7,6 +7,7 @@ route's policies are built by `extproc.assembly`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ from .schema import Checker, ConfigError, join
 from .spend.settings import parse_prices, parse_spend
 
 UNMATCHED_STATUSES = (404, 403)
+
+log = logging.getLogger("extproc.config")
 
 
 def load(path: str | Path) -> Config:
@@ -125,6 +128,11 @@ def parse(data: Any, source: str = "<memory>") -> Config:
         if not any(e.startswith(path + ":") for e in c.errors):
             c.error(path, "has no value: give one ([] for an empty list), or remove the key")
     c.raise_if_any()
+    listed = {g for raw in raw_routes if isinstance(raw, dict)
+              for g in (raw.get("guards") if isinstance(raw.get("guards"), list) else ())
+              if isinstance(g, str)}
+    for name in sorted(set(guards or {}) - listed):   # (found by review: silently nothing)
+        log.warning("guard %r is listed on no route: it guards nothing", name)
     return Config(server=server, routes=routes, default_route=default,
                   unmatched_status=unmatched, route_owners=owners, source=source)
 

@@ -112,10 +112,10 @@ class Secret:
     def load(self) -> str:
         """Read the value now; SecretError says what is missing."""
         if self.env is not None:
-            value = os.environ.get(self.env)
-            if not value:
-                raise SecretError(f"environment variable {self.env} is not set")
-            self._value = value.strip()
+            value = (os.environ.get(self.env) or "").strip()
+            if not value:   # (blank as a blank file is: found by review)
+                raise SecretError(f"environment variable {self.env} is not set, or blank")
+            self._value = value
             return self._value
         assert self.file is not None
         filewatch.note(self.file)

@@ -24,6 +24,24 @@ def _sanitize(text: str) -> str:
     return _SURROGATE.sub("\ufffd", text)
 
 
+#: RE2's one-character escapes that Python's parser does not know (a Unicode class, any
+#: byte), and its end of text, as Python spells what they match, for `longest_match`
+_RE2_ONLY = re.compile(r"\\[pP](?:\{[^}]*\}|[A-Za-z])|\\C")
+
+
+def longest_match(pattern: str) -> int | None:
+    """The most characters a match of `pattern` can have, or None when it is unbounded (a
+    `+`, `*` or `{n,}`) or cannot be told (Python's parser, which measures it, reads RE2's
+    syntax with its own one-character escapes taken as any character)."""
+    import re._parser as sre_parse  # (the standard library's, as `re` compiles with)
+
+    try:
+        most = sre_parse.parse(_RE2_ONLY.sub(".", pattern.replace("\\z", "$"))).getwidth()[1]
+    except (re.error, RecursionError, OverflowError, ValueError):
+        return None
+    return None if most >= sre_parse.MAXREPEAT else int(most)
+
+
 def _strip_word_boundaries(pattern: str) -> str:
     r"""`pattern` without its \b and \B assertions: a superset of its matches. RE2 computes
     match ranges as if at the beginning of the text, where \B (and \b before a non-word

@@ -41,7 +41,7 @@ from typing import Any
 from ..auth.jwks import redact_url
 from ..providers.unread import KINDS as UNREAD_KINDS
 from ..schema import Checker, join
-from .custom import LiteralDetector, RegexDetector
+from .custom import LiteralDetector, RegexDetector, longest_match
 from .detectors import Detector, PatternError
 from .scanner import BUILTIN_GROUPS, BUILTIN_NAMES, Scanner, builtin
 from .webhook import WebhookSpec
@@ -113,6 +113,18 @@ def _guard(c: Checker, name: str, raw: Any, path: str) -> Guard | None:
         max_len = c.number(p, "max_len", where, 256, minimum=1, integer=True)
         if regex is None:
             continue
+        longest = longest_match(regex)
+        if longest is None or longest > int(max_len):
+            # a streamed reply holds back only max_len characters for it: a longer match
+            # would go out in clear, masked or refused only in a whole reply (found by review)
+            c.error(join(where, "regex"), f"its matches can be longer than max_len "
+                    f"({int(max_len)} characters): "
+                    + ("they are unbounded (a +, * or {n,})" if longest is None
+                       else f"up to {longest}")
+                    + "; a streamed reply holds back only max_len characters, so a longer "
+                    "match would pass it. Bound every repeat ({1,64} for +) and set max_len "
+                    "to at least the longest match")
+            continue
         try:
             detectors.append(RegexDetector(str(pname), regex, placeholder or "<REDACTED>",
                                            int(max_len)))
@@ -181,10 +193,11 @@ def _webhook(c: Checker, raw: Any, path: str) -> WebhookSpec | None:
             env = c.mapping(value, where, ("env",))
             var = c.string(env, "env", where, required=True)
             if var is not None:
-                if var not in os.environ:
-                    c.error(join(where, "env"), f"environment variable {var} is not set")
+                if not os.environ.get(var, "").strip():   # (unset or blank: found by review)
+                    c.error(join(where, "env"), f"environment variable {var} is not set, "
+                            "or blank")
                 else:
-                    headers.append((str(hname).lower(), os.environ[var]))
+                    headers.append((str(hname).lower(), os.environ[var].strip()))
         elif isinstance(value, str):
             headers.append((str(hname).lower(), value))
         else:

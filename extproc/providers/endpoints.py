@@ -83,6 +83,9 @@ class Passthrough:
     methods: tuple[str, ...] = ("GET",)
     #: the route's config says that requests through it may cost what no budget charges
     unmetered: bool = False
+    #: the route's config says that requests through it carry no prompt and fetch no output,
+    #: which its guards would read and cannot (no policy reads a pass-through's body)
+    unguarded: bool = False
 
     def matches(self, method: str, path: str) -> bool:
         return method in self.methods and _glob(self.path).fullmatch(path) is not None

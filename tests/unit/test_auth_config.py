@@ -503,7 +503,8 @@ def test_upstream_env_var_unset_with_monkeypatch(conf_dir: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(UPSTREAM_ENV)
     assert errors_of(valid(), conf_dir) == [
-        f"routes[0].upstream_credential: environment variable {UPSTREAM_ENV} is not set"]
+        f"routes[0].upstream_credential: environment variable {UPSTREAM_ENV} is not set, "
+        "or blank"]
 
 
 def test_upstream_file_empty(conf_dir: Path) -> None:
