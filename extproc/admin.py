@@ -18,7 +18,8 @@ The `--workers` supervisor's own admin server (`extproc.workers`) applies the sa
 
 The port shares its process, and so its file descriptors, with the gRPC server: it holds at
 most `MAX_CONNECTIONS` connections at once and `MAX_PER_PEER` from one address (one more is
-closed as it opens: a peer holding its places never takes the kubelet's or Prometheus's),
+closed as it opens: one peer holding its places never takes the kubelet's or Prometheus's;
+`MAX_CONNECTIONS / MAX_PER_PEER` peers together could),
 and closes a connection that has sent nothing for `IDLE_S` seconds (before its first
 request, within one, or between two), so that connections left open to it cannot starve the
 gRPC port of descriptors.

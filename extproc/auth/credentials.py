@@ -48,12 +48,11 @@ USER_SESSION_HEADERS = (
     "x-ms-client-principal",
     "cf-access-jwt-assertion",                  # Cloudflare Access
     "x-pomerium-jwt-assertion",                 # Pomerium
-    # Azure App Service authentication, one per identity provider it signs users in with
-    *(f"x-ms-token-{idp}-{kind}-token"
-      for idp in ("aad", "google", "facebook", "microsoftaccount", "twitter", "apple",
-                  "github")
-      for kind in ("access", "id", "refresh")),
 )
+#: prefixes of the same: Azure App Service authentication's token store, one header per
+#: token of each identity provider it signs users in with (`x-ms-token-aad-id-token`,
+#: `x-ms-token-twitter-access-token-secret`, a custom OpenID Connect provider's)
+USER_SESSION_PREFIXES = ("x-ms-token-",)
 #: headers that pick which account the provider bills a key to (an OpenAI organization or
 #: project, a Google quota project or quota user): with the gateway's credential, the
 #: operator's choice, removed from what the client sent wherever the gateway injects its
@@ -81,10 +80,13 @@ def fold_header(name: str) -> str:
     return name.lower().replace("_", "-")
 
 
-def spellings_of(headers: Iterable[str], names: frozenset[str]) -> list[str]:
-    """The names in `headers` that are one of `names` (folded: see `fold_header`) in any
-    spelling: `x_api_key`, `X_Api-Key` and `x-api-key` are all `x-api-key`."""
-    return [h for h in headers if h in names or fold_header(h) in names]
+def spellings_of(headers: Iterable[str], names: frozenset[str],
+                 prefixes: tuple[str, ...] = ()) -> list[str]:
+    """The names in `headers` that are one of `names`, or start with one of `prefixes`
+    (folded: see `fold_header`), in any spelling: `x_api_key`, `X_Api-Key` and `x-api-key`
+    are all `x-api-key`."""
+    return [h for h in headers if h in names or fold_header(h) in names
+            or (prefixes and fold_header(h).startswith(prefixes))]
 
 
 class SecretError(ValueError):

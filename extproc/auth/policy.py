@@ -52,6 +52,7 @@ from .credentials import (
     CREDENTIAL_SCOPE_HEADERS,
     PROVIDER_HEADER,
     USER_SESSION_HEADERS,
+    USER_SESSION_PREFIXES,
     UpstreamCredential,
     credential_transform,
     fold_header,
@@ -162,7 +163,7 @@ class Authenticate(Policy):
         if self.provider == "anthropic" and self.credential and \
                 "anthropic-version" not in headers:
             inject["anthropic-version"] = ANTHROPIC_VERSION
-        for name in spellings_of(tuple(headers), self._strip):
+        for name in spellings_of(tuple(headers), self._strip, USER_SESSION_PREFIXES):
             if name not in inject:
                 ex.remove_request_header(name)
                 del headers[name]   # later policies read what goes upstream (the limit

@@ -35,6 +35,7 @@ from ..auth.credentials import (
     CLIENT_CREDENTIAL_HEADERS,
     CREDENTIAL_SCOPE_HEADERS,
     USER_SESSION_HEADERS,
+    USER_SESSION_PREFIXES,
     CredentialRefused,
     credential_transform,
     fold_header,
@@ -318,7 +319,7 @@ class FrontRequest(_FrontPolicy):
         # the client's credentials, the account they bill, and a backend's own feature
         # switches (the front speaks OpenAI's API: what it translates is all a backend gets),
         # in any spelling with `_` for `-` (`x_api_key`), as a CGI-style backend reads them
-        for name in spellings_of(tuple(headers), _CLIENT_ONLY):
+        for name in spellings_of(tuple(headers), _CLIENT_ONLY, USER_SESSION_PREFIXES):
             ex.remove_request_header(name)
         credential = self.front.credentials.get(backend.provider)
         if credential is not None:

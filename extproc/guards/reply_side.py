@@ -78,7 +78,7 @@ def utf8_label(ctype: str) -> str | None:
     # every spelling of the parameter: RFC 2231's `charset*=''utf-7` and `charset*0=...`
     # too, which httpx's reading (`email.message`) takes (found by review)
     charsets = [(name, value.strip().strip('"').strip().lower())
-                for name, eq, value in ((n.strip().lower(), e, v) for n, e, v in
+                for name, eq, value in ((n.strip().strip("\"'").lower(), e, v) for n, e, v in
                                         (p.partition("=") for p in params.split(";")))
                 if name.startswith("charset")]
     if not charsets or charsets == [("charset", "utf-8")]:

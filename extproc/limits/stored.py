@@ -217,7 +217,8 @@ def _openai_part(part: dict[str, Any]) -> str | None:
     # as the media its keys name (found by review: a `text` part with a `video_url`)
     for key, what in _OPENAI_MEDIA.items():
         value = part.get(key)
-        if value is not None:
+        # (null beside a uuid: vLLM's media cached under it, stored context too)
+        if value is not None or (key in part and "uuid" in part):
             url = value.get("url") if isinstance(value, dict) else value
             if not (isinstance(url, str) and url.startswith("data:")):
                 return f".{key} ({what} the server fetches from a URL)"

@@ -128,7 +128,8 @@ def test_the_openai_key_never_reaches_the_anthropic_upstream(gw: Gateway,
 
 def test_a_clients_own_provider_header_picks_nothing(gw: Gateway,
                                                      upstreams: dict[str, Mock]) -> None:
-    """Removed before routing, and replaced by the processor's pick."""
+    """Replaced by the processor's pick. (Its removal before routing, which matters where
+    the processor sets nothing, is checked on every rendered config: test_envoy_config.)"""
     before = upstreams["anthropic"].last()
     r = httpx.post(f"{gw.url}/any/v1/chat/completions", json={
         "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},

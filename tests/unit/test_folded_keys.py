@@ -25,7 +25,7 @@ from extproc.exchange import Exchange
 from extproc.reading import Unreadable, strict_json
 from tests.unit.test_exchange import request_body, request_headers, send
 from tests.unit.test_stored_files import TOKENS, _route
-from tests.unit.test_unread_inputs import CHAT, config, run
+from tests.unit.test_unread_inputs import CHAT, MESSAGES, RESPONSES, config, run
 
 SECRET = "mail john@example.com"
 
@@ -108,3 +108,115 @@ SCHEMA = {"type": "object", "properties": {"ID": {"type": "string"}, "id": {"typ
 def test_schema_properties_that_differ_by_case_are_accepted(body: dict[str, Any]) -> None:
     _, refused = run(config(), "openai", CHAT, body)
     assert refused is None, refused
+
+
+# --- found by the review of the places: more fields Go servers bind (Ollama's Anthropic and
+# Responses APIs, LocalAI), and pairs refused at any place but in user data ---------------
+
+MAIL = "john@example.com"
+
+
+def _passes_unread(provider: str, path: str, body: dict) -> bytes | None:
+    sent, refused = run(config(), provider, path, body)
+    if refused is not None:
+        return None
+    return sent if MAIL.encode() in sent else None
+
+
+def test_anthropic_tool_use_input_in_another_case_is_refused_or_read() -> None:
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [
+        {"role": "user", "content": "send it"},
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": "t1", "name": "send", "Input": {"to": MAIL}}]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "t1", "content": "sent"}]}]}
+    sent = _passes_unread("anthropic", MESSAGES, body)
+    assert sent is None, f"tool_use.Input went upstream unread: {sent!r}"
+
+
+def test_responses_tool_output_part_text_in_another_case_is_refused_or_read() -> None:
+    body = {"model": "llama3", "input": [
+        {"role": "user", "content": "look it up"},
+        {"type": "function_call", "call_id": "c1", "name": "lookup", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1",
+         "output": [{"type": "input_text", "Text": f"owner: {MAIL}"}]}]}
+    sent = _passes_unread("openai", RESPONSES, body)
+    assert sent is None, f"function_call_output.output[].Text went upstream unread: {sent!r}"
+
+
+def test_a_legacy_function_description_in_another_case_is_refused_or_read() -> None:
+    body = {"model": "llama3", "messages": [{"role": "user", "content": "hi"}],
+            "functions": [{"name": "send", "Description": f"always cc {MAIL}",
+                           "parameters": {"type": "object", "properties": {}}}]}
+    sent = _passes_unread("openai", CHAT, body)
+    assert sent is None, f"functions[].Description went upstream unread: {sent!r}"
+
+
+def test_the_same_key_spelled_exactly_is_read_and_masked() -> None:
+    """Control: with the exact key, the guard masks (the route's pii guard works)."""
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [
+        {"role": "user", "content": "send it"},
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": "t1", "name": "send", "input": {"to": MAIL}}]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "t1", "content": "sent"}]}]}
+    assert _passes_unread("anthropic", MESSAGES, body) is None
+
+
+@pytest.mark.parametrize(("provider", "path", "body"), [
+    ("openai", RESPONSES, {"model": "llama3", "input": [
+        {"role": "user", "content": "note it"},
+        {"type": "custom_tool_call", "call_id": "c1", "name": "note", "Input": f"to {MAIL}"},
+        {"type": "custom_tool_call_output", "call_id": "c1", "output": "ok"}]}),
+    ("anthropic", MESSAGES, {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [
+        {"role": "user", "content": "search"},
+        {"role": "assistant", "content": [
+            {"type": "server_tool_use", "id": "s1", "name": "web_search",
+             "Input": {"query": MAIL}}]}]}),
+], ids=["responses.custom_tool_call.Input", "anthropic.server_tool_use.Input"])
+def test_more_call_inputs_in_another_case_are_refused_or_read(
+        provider: str, path: str, body: dict) -> None:
+    """Ollama binds both (`custom_tool_call` history, `ContentBlock.Input`)."""
+    sent = _passes_unread(provider, path, body)
+    assert sent is None, f"went upstream unread: {sent!r}"
+
+
+@pytest.mark.parametrize("part", [
+    {"type": "video_url", "Video_URL": {"url": "https://example.com/two-hours.mp4"}},
+    {"type": "audio_url", "Audio_URL": {"url": "https://example.com/long.wav"}},
+], ids=["Video_URL", "Audio_URL"])
+def test_a_media_url_key_in_another_case_is_stored_context_on_a_budget_route(
+        part: dict) -> None:
+    """LocalAI (Go, echo's binder; `core/http/middleware/request.go`) re-decodes every content
+    part into `schema.Content{Type, Text, ImageURL, AudioURL, VideoURL, InputAudio}`, so
+    `Video_URL` is the video it fetches; `fieldcase._PART` lists neither `video_url` nor
+    `audio_url`, and `limits.stored` looks for the exact keys: admitted with nothing
+    reserved (the exact `video_url` is refused)."""
+    import asyncio
+
+    from tests.unit.test_stored_files import TOKENS, _send
+    from tests.unit.test_unread_inputs import chat
+    reply, _ = asyncio.run(_send("openai", chat(part), rate_limits=TOKENS))
+    assert reply is not None, "admitted on a budget route"
+
+
+@pytest.mark.parametrize(("provider", "path", "body"), [
+    ("anthropic", MESSAGES, {"model": "c", "max_tokens": 64, "messages": [
+        {"role": "user", "content": "send it"},
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": "t1", "name": "send", "input": {"to": "nobody"},
+             "Input": {"to": MAIL}}]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "t1", "content": "sent"}]}]}),
+    ("openai", RESPONSES, {"model": "m", "input": [
+        {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1",
+         "output": [{"type": "input_text", "text": "ok", "Text": MAIL}]}]}),
+    ("openai", CHAT, {"model": "m", "messages": [{"role": "user", "content": "hi"}],
+                      "functions": [{"name": "f", "description": "d",
+                                     "Description": f"cc {MAIL}"}]}),
+], ids=["tool_use.input+Input", "output[].text+Text", "functions[].description+Description"])
+def test_two_keys_that_differ_only_by_case_are_still_refused(
+        provider: str, path: str, body: dict) -> None:
+    sent, refused = run(config(), provider, path, body)
+    assert refused is not None or MAIL.encode() not in sent, sent
