@@ -24,21 +24,45 @@ def _sanitize(text: str) -> str:
     return _SURROGATE.sub("\ufffd", text)
 
 
-#: RE2's one-character escapes that Python's parser does not know (a Unicode class, any
-#: byte), and its end of text, as Python spells what they match, for `longest_match`
-_RE2_ONLY = re.compile(r"\\[pP](?:\{[^}]*\}|[A-Za-z])|\\C")
+#: RE2's syntax that Python's parser reads otherwise, each taken in turn from the left (so
+#: an escaped backslash is never the start of another): a quoted run `\Q...\E`, a Unicode
+#: class `\pL` / `\p{Greek}`, a code point `\x{4e00}`, any byte `\C`, the end of text `\z`,
+#: a POSIX class `[:alpha:]`, a named group `(?<name>`, the ungreedy flag `U`
+_RE2_SYNTAX = re.compile(r"\\\\|\\Q(.*?)(?:\\E|$)|\\[pP](?:\{[^}]*\}|[A-Za-z])|\\x\{[0-9A-Fa-f]+\}"
+                         r"|\\C|\\z|\[:\^?[a-z]+:\]|\(\?<(?=[A-Za-z_])|\(\?([a-zA-Z]*)U([a-zA-Z]*)\)",
+                         re.DOTALL)
+#: what `longest_match` says of a pattern it cannot measure
+UNMEASURED = -1
+
+
+def _as_python(m: re.Match[str]) -> str:
+    text = m.group(0)
+    if text == "\\\\":
+        return text
+    if text.startswith("\\Q"):
+        return re.escape(m.group(1))
+    if text == "\\z":
+        return "$"
+    if text.startswith("[:"):
+        return "a"              # one character of the class it is inside
+    if text == "(?<":
+        return "(?P<"
+    if text.startswith("(?") and text.endswith(")"):
+        flags = (m.group(2) or "") + (m.group(3) or "")
+        return f"(?{flags})" if flags else ""
+    return "."                  # one character
 
 
 def longest_match(pattern: str) -> int | None:
-    """The most characters a match of `pattern` can have, or None when it is unbounded (a
-    `+`, `*` or `{n,}`) or cannot be told (Python's parser, which measures it, reads RE2's
-    syntax with its own one-character escapes taken as any character)."""
+    """The most characters a match of RE2 `pattern` can have; None when it is unbounded (a
+    `+`, `*` or `{n,}`); `UNMEASURED` when it cannot be told (Python's parser measures it,
+    with RE2's own syntax read as Python spells what it matches: `_RE2_SYNTAX`)."""
     import re._parser as sre_parse  # (the standard library's, as `re` compiles with)
 
     try:
-        most = sre_parse.parse(_RE2_ONLY.sub(".", pattern.replace("\\z", "$"))).getwidth()[1]
+        most = sre_parse.parse(_RE2_SYNTAX.sub(_as_python, pattern)).getwidth()[1]
     except (re.error, RecursionError, OverflowError, ValueError):
-        return None
+        return UNMEASURED
     return None if most >= sre_parse.MAXREPEAT else int(most)
 
 

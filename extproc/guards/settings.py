@@ -41,7 +41,7 @@ from typing import Any
 from ..auth.jwks import redact_url
 from ..providers.unread import KINDS as UNREAD_KINDS
 from ..schema import Checker, join
-from .custom import LiteralDetector, RegexDetector, longest_match
+from .custom import UNMEASURED, LiteralDetector, RegexDetector, longest_match
 from .detectors import Detector, PatternError
 from .scanner import BUILTIN_GROUPS, BUILTIN_NAMES, Scanner, builtin
 from .webhook import WebhookSpec
@@ -114,16 +114,16 @@ def _guard(c: Checker, name: str, raw: Any, path: str) -> Guard | None:
         if regex is None:
             continue
         longest = longest_match(regex)
-        if longest is None or longest > int(max_len):
+        if longest is None or longest == UNMEASURED or longest > int(max_len):
             # a streamed reply holds back only max_len characters for it: a longer match
             # would go out in clear, masked or refused only in a whole reply (found by review)
+            how = ("they are unbounded (a +, * or {n,})" if longest is None else
+                   "the gateway cannot measure them (RE2 syntax it does not know)"
+                   if longest == UNMEASURED else f"up to {longest}")
             c.error(join(where, "regex"), f"its matches can be longer than max_len "
-                    f"({int(max_len)} characters): "
-                    + ("they are unbounded (a +, * or {n,})" if longest is None
-                       else f"up to {longest}")
-                    + "; a streamed reply holds back only max_len characters, so a longer "
-                    "match would pass it. Bound every repeat ({1,64} for +) and set max_len "
-                    "to at least the longest match")
+                    f"({int(max_len)} characters): {how}; a streamed reply holds back only "
+                    "max_len characters, so a longer match would pass it. Bound every repeat "
+                    "({1,64} for +) and set max_len to at least the longest match")
             continue
         try:
             detectors.append(RegexDetector(str(pname), regex, placeholder or "<REDACTED>",
@@ -199,7 +199,10 @@ def _webhook(c: Checker, raw: Any, path: str) -> WebhookSpec | None:
                 else:
                     headers.append((str(hname).lower(), os.environ[var].strip()))
         elif isinstance(value, str):
-            headers.append((str(hname).lower(), value))
+            if not value.strip():   # (a template that came out empty: found by review)
+                c.error(where, "is blank")
+            else:
+                headers.append((str(hname).lower(), value))
         else:
             c.error(where, "expected a string or {env: NAME}")
     if len(c.errors) > before:

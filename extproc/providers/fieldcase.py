@@ -15,11 +15,11 @@ the APIs put their own fields (the top level, messages and their parts, tool cal
 definitions, Responses items, the response format), a key that differs only by case from
 one of those fields: the gateway refuses either. User data (a tool's parameter schema,
 `metadata`, a tool call's input) is not looked into: a server decodes it into a map, with
-its keys as they are, and a schema may well have both `ID` and `id`. Folded with
-`str.casefold` (the long s, U+017F, is `s`; the Kelvin sign is `k`), a little wider than
-Go's fold. A place this list misses still has its pairs refused; a lone key in another case
-there is what is left (found by review: Ollama's Anthropic and Responses APIs, LocalAI bind
-further fields, now listed).
+its keys as they are, and a schema may well have both `ID` and `id`. Folded with `fold`:
+`str.casefold` (the long s, U+017F, is `s`; the Kelvin sign is `k`) with Go's fold of the
+dotted and dotless i, a little wider than Go's. A place this list misses still has its
+pairs refused; a lone key in another case there is what is left (found by review: Ollama's
+Anthropic and Responses APIs, LocalAI bind further fields, now listed).
 """
 
 from __future__ import annotations
@@ -33,16 +33,29 @@ from typing import Any
 Node = tuple[dict[str, str], frozenset[str], dict[str, "Node | None"]]
 
 
+#: Go's fold of the dotted and dotless i (`unicode.ToUpper(unicode.ToLower(r))` is `I` for
+#: both), which `str.casefold` leaves apart from `i` (found by review: `descr\u0131ption`
+#: was Go's `description`)
+_GO_ONLY = str.maketrans({"\u0130": "i", "\u0131": "i"})
+
+
+def fold(key: str) -> str:
+    """`key` as a case-insensitive reader compares it: `str.casefold`, with Go's fold of
+    the Turkish i; a little wider than Go's (`ß` is `ss` here)."""
+    return key.translate(_GO_ONLY).casefold()
+
+
 def _node(fields: str, **children: Node | None) -> Node:
     names = (*fields.split(), *children)
-    return {name.casefold(): name for name in names}, frozenset(names), children
+    return {fold(name): name for name in names}, frozenset(names), children
 
 
 #: keys whose values are user data wherever they are (a schema, a map the user names keys
 #: of): neither place is looked into
 USER_DATA = frozenset(("parameters", "input_schema", "schema", "properties", "metadata",
                        "variables", "headers", "env", "logit_bias", "patternProperties",
-                       "definitions", "$defs", "args", "response_schema", "responseSchema"))
+                       "definitions", "$defs", "args", "response_schema", "responseSchema",
+                       "response", "input_examples", "chat_template_kwargs", "labels"))
 
 _FUNCTION = _node("name description strict", arguments=None, parameters=None)
 _CALL = _node("id type index", function=_FUNCTION)
@@ -95,13 +108,13 @@ def case_variant(value: Any, node: Node | None = REQUEST) -> tuple[str, str] | N
     if len(value) > 1:   # two keys that are one field to a case-insensitive reader
         seen: dict[str, str] = {}
         for key in value:
-            other = seen.setdefault(key.casefold(), key)
+            other = seen.setdefault(fold(key), key)
             if other != key:
                 return key, other
     fields, names, children = node if node is not None else ({}, frozenset(), {})
     for key, item in value.items():
         if fields and not (key.isascii() and key.islower()) and key not in names:
-            name = fields.get(key.casefold())
+            name = fields.get(fold(key))
             if name is not None:
                 return key, name
         if not isinstance(item, dict | list):
