@@ -71,6 +71,28 @@ class JsonSource(str):
     __slots__ = ()
 
 
+#: the most JSON objects and arrays a JSON source text is read with (as a request body is:
+#: `reading.MAX_CONTAINERS`); each costs the token walk Python steps (found by review:
+#: 6 MB of `{},` in one tool call's arguments held the event loop about 5 s)
+MAX_SOURCE_CONTAINERS = 1 << 17
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+class SourceTooLarge(ValueError):
+    """A JSON source text holds more than `MAX_SOURCE_CONTAINERS` objects and arrays."""
+
+
+def checked_source(text: str) -> JsonSource:
+    """`text` as a `JsonSource`; `SourceTooLarge` when it holds more than
+    `MAX_SOURCE_CONTAINERS` objects and arrays outside its strings (brackets are counted
+    in C; the strings are taken out only when the count says there may be too many)."""
+    if text.count("{") + text.count("[") > MAX_SOURCE_CONTAINERS:
+        bare = _STRING.sub("", text)
+        if bare.count("{") + bare.count("[") > MAX_SOURCE_CONTAINERS:
+            raise SourceTooLarge(f"more than {MAX_SOURCE_CONTAINERS} JSON objects and arrays")
+    return JsonSource(text)
+
+
 class TokenMasker(Protocol):
     """Masks one token at a time: ``feed`` returns what is safe to release, ``end`` ends the
     token (releases the rest) and starts afresh on the next, independent one."""

@@ -42,6 +42,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from ..codecs.jsontext import MAX_SOURCE_CONTAINERS, SourceTooLarge
 from ..policy import BodyTransform, Policy, Reject
 from ..providers import Adapter, adapter_for, read_request
 from ..providers.endpoints import adapter_of
@@ -194,6 +195,14 @@ class Guards(Policy):
         return reply_transform(self, ex)
 
     async def on_request_body(self, ex: Context, body: bytes) -> bytes | None:
+        try:
+            return await self._on_request_body(ex, body)
+        except SourceTooLarge:
+            raise Reject(413, f"a tool call's arguments hold more than {MAX_SOURCE_CONTAINERS} "
+                         "JSON objects and arrays, which the gateway's guards do not read",
+                         details="extproc_body_too_large") from None
+
+    async def _on_request_body(self, ex: Context, body: bytes) -> bytes | None:
         path = ex.request_headers.get(":path", "")
         adapter = adapter_of(ex, self.adapter)
         read = read_request(adapter, path, body, ex.state)

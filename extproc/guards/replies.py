@@ -13,7 +13,7 @@ import json
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from ..codecs import jsonunique
-from ..codecs.jsontext import JsonSource, read_texts, rewrite
+from ..codecs.jsontext import MAX_SOURCE_CONTAINERS, JsonSource, SourceTooLarge, read_texts, rewrite
 from ..codecs.sse import SSEDecoder
 from ..llm.transforms import PARSED_REPLY
 from ..policy import BodyTransform, Reject
@@ -55,6 +55,12 @@ class Guards(Protocol):
     async def webhook_verdict(self, guard: Guard, call: Call, ex: Context) -> Verdict | None: ...
 
     def maskers(self, made: list[tuple[str, StreamMasker]]) -> list[StreamMasker]: ...
+
+
+def _too_large() -> Reject:
+    return Reject(502, f"the provider's reply has tool-call arguments of more than "
+                  f"{MAX_SOURCE_CONTAINERS} JSON objects and arrays, which the gateway's "
+                  "reply guards do not read", details="extproc_unreadable_reply")
 
 
 class WholeJsonGuard(BodyTransform):
@@ -110,8 +116,11 @@ class WholeJsonGuard(BodyTransform):
     def finish(self) -> bytes:
         ex, self.ex = self.ex, None
         body, doc = self._doc(ex)
-        if doc is None or not self._local(doc, ex):
-            return body
+        try:
+            if doc is None or not self._local(doc, ex):
+                return body
+        except SourceTooLarge:
+            raise _too_large() from None
         return json_bytes(doc)
 
     async def finish_async(self) -> bytes:
@@ -119,9 +128,12 @@ class WholeJsonGuard(BodyTransform):
         body, doc = self._doc(ex)
         if doc is None or ex is None:
             return body
-        changed = self._local(doc, ex)
-        for guard in self.policy.response_webhooks:
-            changed = await self._webhook(doc, ex, guard) or changed
+        try:
+            changed = self._local(doc, ex)
+            for guard in self.policy.response_webhooks:
+                changed = await self._webhook(doc, ex, guard) or changed
+        except SourceTooLarge:
+            raise _too_large() from None
         if not changed:
             return body
         return json_bytes(doc)

@@ -14,7 +14,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import unquote
 
-from extproc.codecs.jsontext import JsonSource
+from extproc.codecs.jsontext import JsonSource, checked_source
 from extproc.providers.base import Usage
 from extproc.providers.slots import Name, string_slots
 
@@ -240,7 +240,7 @@ def read_value(value: Any) -> str:
 def read_arguments(value: Any) -> str:
     """Tool-call arguments as the guards read them: a string is JSON source (a
     ``JsonSource``), any other value its compact dump (``read_value``)."""
-    return JsonSource(value) if isinstance(value, str) else read_value(value)
+    return checked_source(value) if isinstance(value, str) else read_value(value)
 
 
 def rewrite_arguments(holder: Any, key: Any, role: str, fn: Callable[[str, str], str]) -> bool:
@@ -248,7 +248,7 @@ def rewrite_arguments(holder: Any, key: Any, role: str, fn: Callable[[str, str],
     a ``JsonSource`` (a plain str is stored back, only if it differs); any other value as
     ``rewrite_json_strings`` does. True if anything changed."""
     if isinstance(holder[key], str):
-        return rewrite_slot(holder, key, role, lambda r, t: str(fn(r, JsonSource(t))))
+        return rewrite_slot(holder, key, role, lambda r, t: str(fn(r, checked_source(t))))
     return rewrite_json_strings(holder, key, role, fn)
 
 
