@@ -1,5 +1,6 @@
 """Sans-IO detectors of sensitive content in a str: the `Detector` contract and the built-in
-detectors (PII and secrets). Custom RE2 patterns and deny-lists are in `custom.py`.
+detectors (PII and secrets), their patterns with their validators (`validators`: Luhn, the
+IBAN check, ...). Custom RE2 patterns and deny-lists are in `custom.py`.
 
 A detector reports validated `Span`s left to right, none inside another (they do not overlap,
 except a built-in's with a validator: see `PatternDetector`), and `tail_start`: where
@@ -22,12 +23,13 @@ from its first character that a match can begin with.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import string
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
+
+from . import validators
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,98 +249,6 @@ class PrivateKeyDetector(PatternDetector):
         return len(rest) <= 56 and "-----" not in rest and set(rest) <= _PK_HEADER_CHARS
 
 
-# ---- built-in validators ----
-
-def _whole(ok: bool, c: str) -> int:
-    return len(c) if ok else 0
-
-
-def _email(c: str) -> int:
-    labels = c.rpartition("@")[2].split(".")
-    return _whole(all(not (x.startswith("-") or x.endswith("-")) for x in labels), c)
-
-
-def _phone(c: str) -> int:
-    return _whole(7 <= sum(ch.isdigit() for ch in c) <= 15, c)
-
-
-#: a digit's value, and its value doubled as Luhn counts it (digits summed: 7 -> 14 -> 5),
-#: as byte translations: the sums then run in C (`sum` of bytes), no Python step per digit
-_LUHN_ONCE = bytes.maketrans(b"0123456789", bytes(range(10)))
-_LUHN_TWICE = bytes.maketrans(b"0123456789", bytes((2 * d) % 9 if d not in (0, 9) else d
-                                                    for d in range(10)))
-
-
-def _luhn(c: str) -> int:
-    # bytes from the start: the separators go, the checks and the sums run in C
-    raw = c.encode("ascii", "replace").translate(None, b" -")
-    n = len(raw)
-    if not 13 <= n <= 19 or not raw.isdigit():
-        return 0
-    # no card number starts with 0 (ISO/IEC 7812), and with 1 only UATP's 15 digits: a
-    # millisecond timestamp (13 digits from 1) or a 64-bit id (18-19) is no card; nor is
-    # one digit repeated
-    first = raw[0]
-    if first == 0x30 or (first == 0x31 and n != 15) or raw.count(first) == n:
-        return 0
-    total = sum(raw[::-2].translate(_LUHN_ONCE)) + sum(raw[-2::-2].translate(_LUHN_TWICE))
-    return len(c) if total % 10 == 0 else 0
-
-
-def _ssn(c: str) -> int:
-    area, group, serial = c.split("-")
-    bad = area in ("000", "666") or area[0] == "9" or group == "00" or serial == "0000"
-    return _whole(not bad, c)
-
-
-IBAN_LENGTHS: dict[str, int] = {x[:2]: int(x[2:]) for x in (  # the IBAN registry
-    "AD24 AE23 AL28 AT20 AZ28 BA20 BE16 BG22 BH22 BI27 BR29 BY28 CH21 CR22 CY28 CZ24 DE22 DJ27 "
-    "DK18 DO28 EE20 EG29 ES24 FI18 FK18 FO18 FR27 GB22 GE22 GI23 GL18 GR27 GT28 HN28 HR21 HU28 "
-    "IE22 IL23 IQ23 IS26 IT27 JO30 KW30 KZ20 LB28 LC32 LI21 LT20 LU20 LV21 LY25 MC27 MD24 ME22 "
-    "MK19 MN20 MR27 MT31 MU30 NI28 NL18 NO15 OM23 PK24 PL28 PS29 PT25 QA29 RO24 RS22 RU33 SA24 "
-    "SC31 SD18 SE24 SI19 SK24 SM27 SO23 ST25 SV28 TL23 TN24 TR26 UA29 VA22 VG24 XK20 YE30 "
-).split()}
-
-
-def _iban(c: str) -> int:
-    """The country's IBAN length (a grouped candidate may be cut at a group boundary, when an
-    upper-case word follows it) and the mod-97 check."""
-    want = IBAN_LENGTHS.get(c[:2])
-    compact = c.replace(" ", "")
-    if want is None or len(compact) < want:
-        return 0
-    if len(compact) > want:
-        cut = [i for i, ch in enumerate(c) if ch != " "][want - 1] + 1
-        if c[cut] != " ":
-            return 0
-        c, compact = c[:cut], compact[:want]
-    number = int("".join(str(int(ch, 36)) for ch in compact[4:] + compact[:4]))
-    return _whole(number % 97 == 1, c)
-
-
-def _ipv4(c: str) -> int:
-    return _whole(all(int(octet) <= 255 for octet in c.split(".")), c)
-
-
-def _ipv6(c: str) -> int:
-    candidates = [c, c[:-1]] if c.endswith(":") and not c.endswith("::") else [c]
-    for x in candidates:
-        groups = [g for g in x.split(":") if g]
-        if not (any(ch.isdigit() for ch in x) or len(groups) >= 4):
-            continue  # '::', 'a::b', 'dead:beef': too likely to be prose or code
-        try:
-            ipaddress.IPv6Address(x)
-        except ValueError:
-            continue
-        return len(x)
-    return 0
-
-
-def _openai(c: str) -> int:
-    body = c[3:]
-    return _whole(any(ch.isdigit() for ch in body) and any(ch.isalpha() for ch in body), c)
-
-
 # ---- built-in patterns: each starts with a literal or one character class (so `re` can skip
 # ahead), with "not preceded by" checks as lookbehinds right after that first character ----
 
@@ -391,16 +301,18 @@ _PRIVATE_KEY = _p(r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY-----"
 # name: (pattern, default placeholder, max_len (longest reach: match plus lookahead, rounded
 # up), chars, starts, validator)
 _BUILTINS: dict[str, tuple[re.Pattern[str], str, int, str, str, Validator | None]] = {
-    "email": (_EMAIL, "<EMAIL>", 640, _ALNUM + "._%+-@", _ALNUM + "._%+-", _email),
-    "phone": (_PHONE, "<PHONE>", 80, string.digits + " .-()+", string.digits + "+(", _phone),
-    "card": (_CARD, "<CARD>", 32, string.digits + " -", string.digits, _luhn),
-    "us_ssn": (_SSN, "<SSN>", 16, string.digits + "-", string.digits, _ssn),
-    "iban": (_IBAN, "<IBAN>", 48, _UPPER_DIGITS + " ", string.ascii_uppercase, _iban),
-    "ipv4": (_IPV4, "<IP>", 20, string.digits + ".", string.digits, _ipv4),
-    "ipv6": (_IPV6, "<IP>", 56, _HEX + ":.", _HEX + ":", _ipv6),
+    "email": (_EMAIL, "<EMAIL>", 640, _ALNUM + "._%+-@", _ALNUM + "._%+-", validators.email),
+    "phone": (_PHONE, "<PHONE>", 80, string.digits + " .-()+", string.digits + "+(",
+              validators.phone),
+    "card": (_CARD, "<CARD>", 32, string.digits + " -", string.digits, validators.luhn),
+    "us_ssn": (_SSN, "<SSN>", 16, string.digits + "-", string.digits, validators.ssn),
+    "iban": (_IBAN, "<IBAN>", 48, _UPPER_DIGITS + " ", string.ascii_uppercase,
+             validators.iban),
+    "ipv4": (_IPV4, "<IP>", 20, string.digits + ".", string.digits, validators.ipv4),
+    "ipv6": (_IPV6, "<IP>", 56, _HEX + ":.", _HEX + ":", validators.ipv6),
     "aws_access_key": (_AWS, "<SECRET>", 24, _UPPER_DIGITS, "A", None),
     "github_token": (_GITHUB, "<SECRET>", 272, _ALNUM + "_", "g", None),
-    "openai_key": (_OPENAI, "<SECRET>", 256, _ALNUM + "_-", "s", _openai),
+    "openai_key": (_OPENAI, "<SECRET>", 256, _ALNUM + "_-", "s", validators.openai_key),
     "anthropic_key": (_ANTHROPIC, "<SECRET>", 264, _ALNUM + "_-", "s", None),
     "private_key": (_PRIVATE_KEY, "<SECRET>", 9216, "", "-", None),
     "jwt": (_JWT, "<SECRET>", 8192, _ALNUM + "_-.", "e", None),

@@ -316,7 +316,7 @@ def pasted_cards(draw: st.DrawFn) -> tuple[str, int, int]:
     """A text with a valid card number (13-19 digits, laid out as cards are) in it, followed by
     random digits, spaces and slashes; and where the card number is."""
     n = draw(st.integers(13, 19))
-    # a card number starts with 2-9, or with 1 as UATP's 15 digits (`detectors._luhn`)
+    # a card number starts with 2-9, or with 1 as UATP's 15 digits (`validators.luhn`)
     body = draw(st.sampled_from("123456789" if n == 15 else "23456789")) + "".join(
         draw(st.lists(st.sampled_from("0123456789"), min_size=n - 2, max_size=n - 2)))
     pan = body + luhn_digit(body)
