@@ -47,7 +47,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ..codecs.sse import Event, encode
-from ..providers.responses_items import is_arguments, output_media, output_slots
+from ..providers.responses_items import is_arguments
+from ..providers.responses_output import output_media, output_slots
 from ..providers.slots import BadIndex, index_value, string_slots
 from ..providers.values import EntryRef, as_list, value_slots
 from .event_stream import (

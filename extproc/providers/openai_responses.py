@@ -18,7 +18,7 @@ included, ``output_tokens_details.reasoning_tokens``), ``total_tokens``. Rewriti
 visits every generated text a client can read, which is more than the visible text:
 message text and refusals, function / MCP call arguments, custom tool input, code
 interpreter code, reasoning summaries and reasoning text, and the names of calls
-(``responses_items.output_slots``); a rewritten part's ``logprobs`` list is emptied (its
+(``responses_output.output_slots``); a rewritten part's ``logprobs`` list is emptied (its
 tokens would spell the original).
 
 A request with ``background`` set is a deferred reply (``deferred_reply``): the answer is
@@ -48,12 +48,10 @@ from extproc.providers.openai import usage_of
 from extproc.providers.responses_items import (
     given_tools,
     is_arguments,
-    output_media,
-    output_slots,
     request_slots,
     tool_kinds,
-    visible_text,
 )
+from extproc.providers.responses_output import output_media, output_slots, visible_text
 from extproc.providers.unread import unread_inputs
 from extproc.providers.values import (
     as_dict,
@@ -190,7 +188,7 @@ class OpenAIResponsesAdapter(Adapter):
         return ["image"] if asked else []
 
     def reply_media(self, body: Any) -> list[str]:
-        """Every output item's generated image (`responses_items.output_media`)."""
+        """Every output item's generated image (`responses_output.output_media`)."""
         return [kind for item in as_list(as_dict(body).get("output"))
                 for kind in output_media(item)]
 

@@ -29,15 +29,10 @@ text format's description and schema. Known items are read field by field:
 
 Any other item type (MCP calls and listings, shell and apply_patch calls and outputs, tool
 search, web and file search calls, programs, ...) is read whole: every string value at any
-depth except identifiers, enums and binary payloads (``_OPAQUE_KEYS``), role "tool". A new
+depth except identifiers, enums and binary payloads (``OPAQUE_KEYS``), role "tool". A new
 item type the gateway does not know yet is therefore still read, never passed on unread.
 
-Output slots (label = the piece of the stream the text belongs to) cover the texts of one
-output item: a message's ``output_text`` / ``refusal`` parts, ``("c", content_index)``;
-``function_call`` / ``mcp_call`` ``arguments``, ``custom_tool_call`` ``input`` and
-``code_interpreter_call`` ``code``, ``("a", 0)``; a reasoning item's ``summary[i].text``,
-``("s", i)``, and ``content[i].text``, ``("r", i)``. The streamed-reply reframer keys its
-maskers by the same pieces.
+The output items of replies are read in `responses_output`.
 """
 
 from __future__ import annotations
@@ -60,7 +55,7 @@ _NO_TEXT_ITEMS = frozenset({"item_reference", "compaction_trigger", "computer_ca
 PAYLOADS = ("data", "file_id", "file_data", "file_url", "image_url")
 _TOOL_OUTPUTS = frozenset({"function_call_output", "custom_tool_call_output"})
 #: keys whose string values are identifiers, enums or binary payloads, not text
-_OPAQUE_KEYS = frozenset({
+OPAQUE_KEYS = frozenset({
     "type", "id", "call_id", "item_id", "status", "role", "approval_request_id",
     "caller_id", "container_id", "file_id", "file_data", "file_url", "image_url",
     "encrypted_content", "signature", "fingerprint", "mime_type", "detail",
@@ -68,10 +63,10 @@ _OPAQUE_KEYS = frozenset({
     "headers", "data", "vector_store_ids", "mode", "ttl",
 })
 #: output item types whose one generated text is streamed as argument deltas, and its key
-_ARGUMENT_KEYS = {"function_call": "arguments", "mcp_call": "arguments",
+ARGUMENT_KEYS = {"function_call": "arguments", "mcp_call": "arguments",
                   "custom_tool_call": "input", "code_interpreter_call": "code"}
 #: output item types and their keys holding media, not text (`output_media`)
-_MEDIA: dict[str | None, tuple[str, ...]] = {"image_generation_call": ("result",)}
+MEDIA_KEYS: dict[str | None, tuple[str, ...]] = {"image_generation_call": ("result",)}
 
 
 def is_arguments(holder: Any, key: Any) -> bool:
@@ -82,7 +77,7 @@ def is_arguments(holder: Any, key: Any) -> bool:
         and holder.get("type") in ("function_call", "mcp_call", "mcp_approval_request")
 
 
-def _kind(obj: dict[str, Any]) -> str | None:
+def item_kind(obj: dict[str, Any]) -> str | None:
     """An item's or part's ``type``: None when absent, "?" (an unknown kind) when it is
     not a string."""
     kind = obj.get("type")
@@ -132,7 +127,7 @@ def item_slots(item: Any, out: list[Slot], default_role: str = "user",
     """The slots of one input item (see the module docstring)."""
     if not isinstance(item, dict):
         return
-    kind = _kind(item)
+    kind = item_kind(item)
     if kind == "message" or (kind is None and "role" in item):
         role = as_str(item.get("role")) or default_role
         role = _ROLES.get(role, role)
@@ -165,12 +160,12 @@ def item_slots(item: Any, out: list[Slot], default_role: str = "user",
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
                     out.append((part, "text", "assistant"))
     elif kind not in _NO_TEXT_ITEMS:
-        _generic(item, "tool", out)
+        generic_slots(item, "tool", out)
         _item_values(item, kind, out)
 
 
 def _item_values(item: dict[str, Any], kind: str | None, out: list[Slot]) -> None:
-    """What `_generic` (strings only) leaves of the items that carry JSON values the model
+    """What `generic_slots` (strings only) leaves of the items that carry JSON values the model
     reads whole, keys and numbers included: tool definitions and schemas given as an item,
     a tool search's arguments, an MCP server's tool list, a shell call's environment."""
     if kind in ("additional_tools", "configuration_update"):
@@ -193,7 +188,7 @@ def _part_slots(part: Any, role: str, out: list[Slot], inputs: bool) -> None:
         return
     if not isinstance(part, dict):
         return
-    kind = _kind(part)
+    kind = item_kind(part)
     key = _TEXT_PARTS.get(kind) if kind is not None else None
     if key is not None:
         if isinstance(part.get(key), str):
@@ -212,7 +207,7 @@ def _part_slots(part: Any, role: str, out: list[Slot], inputs: bool) -> None:
         if inputs:
             out.append((Unread("audio"), None, role))
     elif kind not in _NO_TEXT_PARTS:
-        _generic(part, role, out)
+        generic_slots(part, role, out)
         if inputs and any(key in part for key in PAYLOADS):   # and what it carries
             out.append((Unread("file"), None, role))
 
@@ -309,11 +304,11 @@ def _strings(holder: dict[str, Any], key: str, role: str, out: list[Slot]) -> No
         out.extend((parent, slot, role) for parent, slot in string_slots(holder, key))
 
 
-def _generic(obj: dict[str, Any], role: str, out: list[Slot]) -> None:
+def generic_slots(obj: dict[str, Any], role: str, out: list[Slot]) -> None:
     """Every string value of an item or part of a kind not known field by field, except
-    those under ``_OPAQUE_KEYS`` (at any depth)."""
+    those under ``OPAQUE_KEYS`` (at any depth)."""
     stack: list[tuple[Any, Any]] = [(obj, k) for k in reversed(list(obj))
-                                    if k not in _OPAQUE_KEYS]
+                                    if k not in OPAQUE_KEYS]
     seen: set[int] = {id(obj)}
     while stack:
         parent, slot = stack.pop()
@@ -322,104 +317,7 @@ def _generic(obj: dict[str, Any], role: str, out: list[Slot]) -> None:
             out.append((parent, slot, role))
         elif isinstance(value, dict) and id(value) not in seen:
             seen.add(id(value))
-            stack.extend((value, k) for k in reversed(list(value)) if k not in _OPAQUE_KEYS)
+            stack.extend((value, k) for k in reversed(list(value)) if k not in OPAQUE_KEYS)
         elif isinstance(value, list) and id(value) not in seen:
             seen.add(id(value))
             stack.extend((value, i) for i in reversed(range(len(value))))
-
-
-# --------------------------------------------------------------------------- replies
-
-
-def output_slots(item: Any) -> list[Slot]:
-    """The generated texts of one output item, as (holder, key, piece), in item order."""
-    out: list[Slot] = []
-    if not isinstance(item, dict):
-        return out
-    kind = _kind(item)
-    if kind == "message":
-        cited = 0
-        content = item.get("content")
-        if isinstance(content, str):   # (as OpenAI-compatible servers may write it)
-            out.append((item, "content", ("c", 0)))
-        for index, part in enumerate(as_list(content)):
-            if isinstance(part, dict):
-                key = "refusal" if part.get("type") == "refusal" else "text"
-                if isinstance(part.get(key), str):   # a part of any kind (`text`, newer)
-                    out.append((part, key, ("c", index)))
-                if part.get("annotations"):   # citations: titles, URLs, file names
-                    for holder, field in string_slots(part, "annotations", _OPAQUE_KEYS):
-                        out.append((holder, field, ("o", cited)))
-                        cited += 1
-                if part.get("type") not in ("output_text", "refusal"):
-                    _rest(part, (key, "annotations", "logprobs"), out)
-        _rest(item, _MESSAGE_KEYS, out)
-    elif kind in _ARGUMENT_KEYS:
-        key = _ARGUMENT_KEYS[kind]
-        if isinstance(item.get(key), str):
-            out.append((item, key, ("a", 0)))
-    elif kind == "reasoning":
-        for field, piece in (("summary", "s"), ("content", "r")):
-            for index, part in enumerate(as_list(item.get(field))):
-                if isinstance(part, dict) and isinstance(part.get("text"), str):
-                    out.append((part, "text", (piece, index)))
-                    _rest(part, ("text",), out)
-        _rest(item, ("summary", "content"), out)
-    if kind not in ("message", "reasoning"):
-        # everything else such an item says (an MCP call's output, code-interpreter logs, a
-        # web search's query, an image's revised prompt, a kind newer than this code): the
-        # provider or a tool wrote it, the client reads it; each string is masked on its own,
-        # a tool's name (piece "n") as a name (`slots.Name`)
-        covered = {id(holder) for holder, _, _ in out}
-        rest: list[Slot] = []
-        _generic(item, "assistant", rest)
-        out.extend((holder, key, ("n" if key == "name" else "o", n))
-                   for n, (holder, key, _) in enumerate(rest)
-                   if not (id(holder) in covered and key == _ARGUMENT_KEYS.get(kind))
-                   and not (holder is item and key in _MEDIA.get(kind, ())))
-        if isinstance(item.get("server_label"), str):   # an MCP server's name, echoed
-            out.append((item, "server_label", ("n", len(rest))))
-    return out
-
-
-#: the fields of a message output item read field by field (`output_slots`)
-_MESSAGE_KEYS = ("content",)
-
-
-def _rest(obj: dict[str, Any], known: tuple[str, ...], out: list[Slot]) -> None:
-    """Every string of a message or reasoning item (or of one of their parts) beyond the
-    fields read field by field (`known`) and the opaque ones: a field or part kind newer
-    than this code, the client reads it (found by review: they went out unmasked). Each
-    string is masked on its own (piece "x", numbered by its place in `out`)."""
-    for k in list(obj):
-        if k in known or k in _OPAQUE_KEYS:
-            continue
-        value = obj[k]
-        if isinstance(value, str):
-            out.append((obj, k, ("x", len(out))))
-        elif isinstance(value, dict | list):
-            rest: list[Slot] = []
-            _generic({k: value}, "assistant", rest)   # (the strings' own holders)
-            out.extend((holder, key, ("x", len(out) + n))
-                       for n, (holder, key, _) in enumerate(rest))
-
-
-def output_media(item: Any) -> list[str]:
-    """The kinds of the media no guard reads (`providers.unread`) in one output item: a
-    generated image (an ``image_generation_call``'s ``result``), an image the code
-    interpreter made (an ``image`` output)."""
-    if not isinstance(item, dict):
-        return []
-    kind = _kind(item)
-    if kind == "image_generation_call":
-        return ["image"] if item.get("result") else []
-    if kind == "code_interpreter_call":
-        return ["image" for output in as_list(item.get("outputs"))
-                if isinstance(output, dict) and output.get("type") == "image"]
-    return []
-
-
-def visible_text(item: Any) -> str:
-    """What a reader of the reply reads as the answer in one output item: a message's
-    ``output_text`` and ``refusal`` parts (not tool arguments, not reasoning)."""
-    return "".join(holder[key] for holder, key, piece in output_slots(item) if piece[0] == "c")
