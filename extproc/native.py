@@ -37,6 +37,7 @@ MODULES: tuple[str, ...] = (
     "extproc.guards.stream",
     "extproc.guards.scanner",
     "extproc.guards.event_stream",
+    "extproc.guards.chains",
     "extproc.guards.reframe",
     "extproc.guards.reframe_completions",
     "extproc.guards.reframe_responses",

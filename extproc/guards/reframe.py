@@ -37,12 +37,12 @@ from collections.abc import Callable
 from json.encoder import encode_basestring  # how json.dumps(ensure_ascii=False) writes a str
 from typing import Any
 
-from ..codecs.jsontext import JsonTextMasker
 from ..codecs.sse import Event, encode
 from ..providers import Adapter, adapter_for
 from ..providers.openai import DELTA_TEXT_FIELDS, OpenAIAdapter
 from ..providers.slots import JSON_PIECES, NAME_PIECE, Piece, TextSlot
 from ..providers.values import MaskingFn, rewrite_json_strings
+from .chains import Chain, MaskerChain, MaskerFactory, json_chain
 from .event_stream import (
     ANY_CHOICES,
     MAX_OPEN_PIECES,
@@ -60,9 +60,8 @@ from .event_stream import (
 from .names import mask_name
 from .side_texts import event_texts
 from .stops import GOOGLE, _dump, stop_events, stream_head
-from .stream import GuardTriggered, StreamMasker
+from .stream import GuardTriggered
 
-MaskerFactory = Callable[[], list[StreamMasker]]
 #: the piece of a side text (`side_texts`), each read whole
 SIDE_PIECE: Piece = (-1, "side", 0)
 
@@ -100,43 +99,6 @@ def _encode(data: str, event: str | None, terminator: bytes) -> bytes:
     if event is None and "\n" not in data and "\r" not in data:
         return b"data: " + data.encode() + terminator
     return encode(data, event=event, terminator=terminator)
-
-
-class _Chain:
-    """Maskers applied in order (reject guards first, then mask guards)."""
-
-    def __init__(self, maskers: list[StreamMasker]) -> None:
-        self.maskers = maskers
-
-    def feed(self, text: str) -> str:
-        for m in self.maskers:
-            text = m.feed(text) if text else ""
-        return text
-
-    def finish(self) -> str:
-        out = ""
-        for m in self.maskers:
-            out = (m.feed(out) if out else "") + m.finish()
-        return out
-
-    def end(self) -> str:
-        """End one text and start afresh on the next (a token of JSON source text)."""
-        out = ""
-        for m in self.maskers:
-            out = (m.feed(out) if out else "") + m.end()
-        return out
-
-    @property
-    def held(self) -> int:
-        return sum(m.held for m in self.maskers)
-
-
-Chain = _Chain | JsonTextMasker
-
-
-def json_chain(maskers: list[StreamMasker]) -> JsonTextMasker:
-    """The chain of a piece of JSON source text (tool-call arguments)."""
-    return JsonTextMasker(_Chain(maskers))
 
 
 class SSEMaskingReframer(EventMasker):
@@ -245,7 +207,7 @@ class SSEMaskingReframer(EventMasker):
                 raise GuardTriggered(TOO_MANY_PIECES)
             maskers = self.make()
             chain = self.chains[key] = json_chain(maskers) if key[1] in JSON_PIECES \
-                else _Chain(maskers)
+                else MaskerChain(maskers)
         return chain
 
     # --- one event ------------------------------------------------------------------------
@@ -369,7 +331,7 @@ class SSEMaskingReframer(EventMasker):
 
     def _whole_text(self, _role: str, text: str) -> str:
         """A text no later event continues, through a chain of its own."""
-        chain = _Chain(self.make())
+        chain = MaskerChain(self.make())
         return chain.feed(text) + chain.finish()
 
     def _whole_name(self, name: str) -> str:

@@ -51,6 +51,7 @@ from ..providers.responses_items import is_arguments
 from ..providers.responses_output import output_media, output_slots
 from ..providers.slots import BadIndex, index_value, string_slots
 from ..providers.values import EntryRef, as_list, value_slots
+from .chains import Chain, MaskerChain, MaskerFactory, json_chain
 from .event_stream import (
     AFTER_END,
     MAX_OPEN_PIECES,
@@ -62,8 +63,8 @@ from .event_stream import (
     refusal_message,
 )
 from .names import mask_name
-from .reframe import Chain, MaskerFactory, _Chain, _dump, json_chain
 from .side_texts import side_slots
+from .stops import _dump, refusal_events
 from .stream import GuardTriggered
 
 Key = tuple[str, int, int]   # (piece kind, output index, content or summary index)
@@ -246,7 +247,7 @@ class ResponsesMaskingReframer(EventMasker):
                 raise GuardTriggered(TOO_MANY_PIECES)
             maskers = self.make()
             chain = self.chains[key] = json_chain(maskers) if json_text \
-                else _Chain(maskers)
+                else MaskerChain(maskers)
             self.raw[key], self.sent[key] = [], []
         self.raw[key].append(text)
         masked = chain.feed(text)
@@ -358,7 +359,7 @@ class ResponsesMaskingReframer(EventMasker):
         if not text:
             return text
         maskers = self.make()
-        chain = json_chain(maskers) if json_text else _Chain(maskers)
+        chain = json_chain(maskers) if json_text else MaskerChain(maskers)
         return chain.feed(text) + chain.finish()
 
     def _close(self, key: Key, full: str | None) -> bytes:
@@ -395,22 +396,3 @@ class ResponsesMaskingReframer(EventMasker):
         message = refusal_message(detector)
         items = [self.items[i] for i in sorted(self.items)]
         return refusal_events(self.response, items, self.seq, message)
-
-
-def refusal_events(response: dict[str, Any] | None, items: list[Any], seq: int,
-                   message: str) -> bytes:
-    """The events that end a refused Responses stream: ``response.incomplete`` (reason
-    ``content_filter``), then an ``error`` event."""
-    base = dict(response) if isinstance(response, dict) else {
-        "id": "resp_blocked", "object": "response", "created_at": 0, "model": "",
-        "parallel_tool_calls": True, "tool_choice": "auto", "tools": []}
-    base.update(status="incomplete", incomplete_details={"reason": "content_filter"},
-                error=None, output=items, usage=None)
-    incomplete = {"type": "response.incomplete", "sequence_number": seq + 1,
-                  "response": base}
-    detail = {"type": "invalid_request_error", "code": "content_filter", "message": message,
-              "param": None}
-    error = {"type": "error", "sequence_number": seq + 2, "code": "content_filter",
-             "message": message, "param": None, "error": detail}
-    return (encode(_dump(incomplete, False), event="response.incomplete")
-            + encode(_dump(error, False), event="error"))

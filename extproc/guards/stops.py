@@ -1,8 +1,8 @@
 """How a refused stream ends, in the provider's own format: a finish event the SDKs
 understand (OpenAI `finish_reason: content_filter`, Anthropic `stop_reason: refusal`, Gemini
-`finishReason: SAFETY`), then an error event; and how a re-encoded event is written
-(`_dump`, as the providers write theirs). Shared by the masking reframers and the webhook
-stream guard."""
+`finishReason: SAFETY`, a Responses stream's `response.incomplete`), then an error event;
+and how a re-encoded event is written (`_dump`, as the providers write theirs). Shared by
+the masking reframers and the webhook stream guard."""
 
 from __future__ import annotations
 
@@ -71,3 +71,22 @@ def stop_events(provider: str, message: str, head: dict[str, Any] | None = None)
     error = {"error": {"message": message, "type": "invalid_request_error",
                        "param": None, "code": "content_filter"}}
     return encode(_dump(stop, False)) + encode(_dump(error, False))
+
+
+def refusal_events(response: dict[str, Any] | None, items: list[Any], seq: int,
+                   message: str) -> bytes:
+    """The events that end a refused Responses stream: ``response.incomplete`` (reason
+    ``content_filter``), then an ``error`` event."""
+    base = dict(response) if isinstance(response, dict) else {
+        "id": "resp_blocked", "object": "response", "created_at": 0, "model": "",
+        "parallel_tool_calls": True, "tool_choice": "auto", "tools": []}
+    base.update(status="incomplete", incomplete_details={"reason": "content_filter"},
+                error=None, output=items, usage=None)
+    incomplete = {"type": "response.incomplete", "sequence_number": seq + 1,
+                  "response": base}
+    detail = {"type": "invalid_request_error", "code": "content_filter", "message": message,
+              "param": None}
+    error = {"type": "error", "sequence_number": seq + 2, "code": "content_filter",
+             "message": message, "param": None, "error": detail}
+    return (encode(_dump(incomplete, False), event="response.incomplete")
+            + encode(_dump(error, False), event="error"))
