@@ -32,10 +32,11 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 
 from . import headerlimits, unshown
 from . import protocol as P
+from .codecs.jsontext import SourceTooLarge
 from .config import RouteConfig
 from .context import succeeded
 from .errors import error_body
-from .policy import Answer, BodyTransform, Policy, Reject, cancelled
+from .policy import Answer, BodyTransform, Policy, Reject, cancelled, sources_too_large
 from .providers import forget_request
 from .providers.endpoints import Endpoint
 from .providers.tokens import FIRST_TOKEN
@@ -176,6 +177,8 @@ class Exchange(ResponseBody):
             # an unreadable part of a reply asked for BUFFERED, with more to come: most
             # likely Envoy ignored the override (trailers are the only other reason)
             exc = unshown.refuse_ignored_response_override(self.route_name or "unknown")
+        if isinstance(exc, SourceTooLarge):   # read by a policy that does not refuse it
+            exc = sources_too_large(kind.startswith("request"))   # itself (token limits)
         if isinstance(exc, Reject):
             # what it said, not the exception: its traceback's frames would hold this exchange
             self.rejection = (exc.status, exc.details)

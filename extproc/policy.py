@@ -51,6 +51,20 @@ class Reject(Exception):
         self.details = details
 
 
+def sources_too_large(request: bool) -> Reject:
+    """The refusal of a body whose tool-call arguments and JSON values hold more than
+    `jsontext.MAX_SOURCE_CONTAINERS` objects and arrays together (`SourceTooLarge`): 413
+    for a request, 502 for a reply."""
+    from .codecs.jsontext import MAX_SOURCE_CONTAINERS
+    if request:
+        return Reject(413, f"the request's tool-call arguments hold more than "
+                      f"{MAX_SOURCE_CONTAINERS} JSON objects and arrays, which the gateway "
+                      "does not read", details="extproc_body_too_large")
+    return Reject(502, f"the provider's reply has tool-call arguments of more than "
+                  f"{MAX_SOURCE_CONTAINERS} JSON objects and arrays, which the gateway's "
+                  "reply guards do not read", details="extproc_unreadable_reply")
+
+
 class Answer(Reject):
     """Raised by a policy to answer the request itself with a body of its own (a 200 the
     gateway serves, such as the unified front's model list): not a refusal."""

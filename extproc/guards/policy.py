@@ -42,8 +42,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..codecs.jsontext import MAX_SOURCE_CONTAINERS, SourceTooLarge
-from ..policy import BodyTransform, Policy, Reject
+from ..codecs.jsontext import SourceTooLarge
+from ..policy import BodyTransform, Policy, Reject, sources_too_large
 from ..providers import Adapter, adapter_for, read_request
 from ..providers.endpoints import adapter_of
 from ..providers.values import MaskingFn, json_bytes
@@ -198,9 +198,7 @@ class Guards(Policy):
         try:
             return await self._on_request_body(ex, body)
         except SourceTooLarge:
-            raise Reject(413, f"a tool call's arguments hold more than {MAX_SOURCE_CONTAINERS} "
-                         "JSON objects and arrays, which the gateway's guards do not read",
-                         details="extproc_body_too_large") from None
+            raise sources_too_large(True) from None
 
     async def _on_request_body(self, ex: Context, body: bytes) -> bytes | None:
         path = ex.request_headers.get(":path", "")

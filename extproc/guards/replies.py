@@ -13,10 +13,17 @@ import json
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from ..codecs import jsonunique
-from ..codecs.jsontext import MAX_SOURCE_CONTAINERS, JsonSource, SourceTooLarge, read_texts, rewrite
+from ..codecs.jsontext import (
+    MAX_SOURCE_CONTAINERS,
+    JsonSource,
+    SourceTooLarge,
+    check_sources,
+    read_texts,
+    rewrite,
+)
 from ..codecs.sse import SSEDecoder
 from ..llm.transforms import PARSED_REPLY
-from ..policy import BodyTransform, Reject
+from ..policy import BodyTransform, Reject, sources_too_large
 from ..providers.endpoints import adapter_of
 from ..providers.slots import Name
 from ..providers.values import MaskingFn, json_bytes
@@ -58,9 +65,7 @@ class Guards(Protocol):
 
 
 def _too_large() -> Reject:
-    return Reject(502, f"the provider's reply has tool-call arguments of more than "
-                  f"{MAX_SOURCE_CONTAINERS} JSON objects and arrays, which the gateway's "
-                  "reply guards do not read", details="extproc_unreadable_reply")
+    return sources_too_large(False)
 
 
 class WholeJsonGuard(BodyTransform):
@@ -109,6 +114,12 @@ class WholeJsonGuard(BodyTransform):
                              details="extproc_unreadable_reply")
             refuse_reply_media(ex, (*self.guards, *self.policy.response_webhooks),
                                self.policy.stats, self.adapter, doc)
+            if body.count(b"{") + body.count(b"[") > MAX_SOURCE_CONTAINERS:
+                try:   # the guards would walk them all: the body's cap, as a request's
+                    check_sources(t for d in (doc if isinstance(doc, list) else [doc])
+                                  for _, t in self.adapter.response_texts(d))
+                except SourceTooLarge:
+                    raise _too_large() from None
             return body, doc
         raise Reject(502, "the provider's reply is not a JSON object the gateway's reply "
                      "guards can read", details="extproc_unreadable_reply")

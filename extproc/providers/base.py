@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from extproc.codecs.jsonprune import Path
+from extproc.codecs.jsontext import check_sources
 from extproc.providers.slots import EventTexts, Piece
 
 _USAGE_FIELDS = (
@@ -136,7 +137,9 @@ class Prompt:
     def texts(self) -> list[tuple[str, str]]:
         texts = self._texts
         if callable(texts):
-            texts = self._texts = texts()
+            texts = texts()
+            check_sources(t for _, t in texts)   # (SourceTooLarge: the body's cap)
+            self._texts = texts
         return texts
 
     def __eq__(self, other: object) -> bool:

@@ -57,3 +57,67 @@ def test_a_reply_with_such_arguments_is_refused() -> None:
     with pytest.raises(Reject) as refused:
         whole("openai", "mask", body)
     assert refused.value.status == 502
+
+
+# ---- the cap is the body's, not each text's (found by the review of the cap) -------------
+
+def _calls(k: int, per: int) -> dict[str, Any]:
+    args = "[" + "{}," * (per - 1) + "{}]"
+    msgs: list[dict[str, Any]] = [{"role": "user", "content": "hi"}]
+    msgs.append({"role": "assistant", "content": None, "tool_calls": [
+        {"id": f"c{i}", "type": "function", "function": {"name": "f", "arguments": args}}
+        for i in range(k)]})
+    msgs += [{"role": "tool", "tool_call_id": f"c{i}", "content": "ok"} for i in range(k)]
+    return {"model": "m", "messages": msgs}
+
+
+def test_many_calls_each_under_the_cap_are_refused_together() -> None:
+    """20 calls of just under the cap each (7.9 MB, a few KiB gzipped): each passed the
+    per-text check, and the guards walked 2.6 M containers (7 s of the event loop)."""
+    _, refused = run(config(), "openai", CHAT, _calls(20, MAX_SOURCE_CONTAINERS - 72))
+    assert refused is not None and refused[0] == 413, refused
+
+
+def test_calls_under_the_cap_together_are_read() -> None:
+    sent, refused = run(config(), "openai", CHAT, _calls(4, MAX_SOURCE_CONTAINERS // 5))
+    assert refused is None, refused
+
+
+def test_object_valued_arguments_of_a_whole_reply_count_too() -> None:
+    """An Anthropic reply's tool_use input is an object, read as its compact dump: 2 M
+    objects there were walked whole (5-7 s), past the cap that strings get."""
+    body = {"id": "msg_1", "type": "message", "role": "assistant",
+            "model": "claude-sonnet-4-5",
+            "content": [{"type": "tool_use", "id": "toolu_1", "name": "f",
+                         "input": {"rows": [{}] * 2_000_000}}],
+            "stop_reason": "tool_use", "usage": {"input_tokens": 1, "output_tokens": 1}}
+    with pytest.raises(Reject) as refused:
+        whole("anthropic", "mask", body)
+    assert refused.value.status == 502
+
+
+async def test_a_route_with_token_limits_and_no_guards_answers_413() -> None:
+    """The prompt estimate reads the texts too, outside the guards: it answered 500."""
+    import uuid
+
+    from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
+
+    from extproc import loader
+    from extproc.exchange import Exchange
+    from tests.unit.test_exchange import request_body, request_headers
+
+    name = f"r{uuid.uuid4().hex[:10]}"
+    cfg = loader.parse({"routes": [{"name": name, "provider": "openai", "auth": "none",
+                                    "rate_limits": [{"name": "t", "key": [], "tokens": [
+                                        {"limit": 10**9, "per": "1d"}]}]}]})
+    ex = Exchange(cfg.routes[name], name, cfg.server.max_request_body_bytes)
+    raw = json.dumps(_calls(1, MAX_SOURCE_CONTAINERS + 1)).encode()
+    statuses = []
+    for msg in (request_headers(path=CHAT, req_mode=1), request_body(raw, True)):
+        for reply in await ex.handle(msg):
+            if isinstance(reply, bytes):
+                reply = pb.ProcessingResponse.FromString(reply)
+            if reply.WhichOneof("response") == "immediate_response":
+                statuses.append(reply.immediate_response.status.code)
+    assert statuses == [413], statuses
+    assert not ex.failed
