@@ -42,7 +42,7 @@ from .providers.endpoints import Endpoint
 from .providers.tokens import FIRST_TOKEN
 from .request_body import Reply
 from .response_body import ResponseBody
-from .routing import unrouted
+from .routing import ROUTING_HEADERS, unrouted
 
 log = logging.getLogger("extproc.exchange")
 
@@ -212,6 +212,11 @@ class Exchange(ResponseBody):
         if self.route is None:
             raise Reject(*(self._unrouted or unrouted(self.route_name)),
                          details="extproc_unknown_route")
+        for name in ROUTING_HEADERS:
+            if name in headers:   # the client's: the proxy in front may have routed by it
+                raise Reject(400, f"the request carries {name}, a header only the gateway "
+                             "sets; the proxy in front of it must remove a client's before "
+                             "routing", details="extproc_routing_header")
         self._read(headers)
         if h.end_of_stream:
             self._needs_request_body = False

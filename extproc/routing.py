@@ -29,8 +29,12 @@ Then the route is tried in this order; the first source that speaks decides:
 5. `default_route`, when the config names one (an explicit opt-in).
 
 Anything else is refused with `unmatched_status` (404 or 403) in the gateway's neutral
-error format. A route with `provider: auto` is then narrowed to the provider its path is
-served by (`extproc.providers.endpoints` tables), or refused (404) if none serves it.
+error format. So is a request that arrives carrying one of the gateway's own routing headers
+(`ROUTING_HEADERS`): only the gateway sets them, after this lookup, and the shipped Envoy
+configs remove a client's before routing; seeing one means the proxy in front routed by a
+header the client chose (agentgateway routes before its ext_proc runs and never again).
+A route with `provider: auto` is then narrowed to the provider its path is served by
+(`extproc.providers.endpoints` tables), or refused (404) if none serves it.
 
 Every answer that depends on one value only (a name, a route name, a metadata text) is
 cached per distinct value, so the lookup costs a dict hit per stream. Sans-IO: it reads an
@@ -52,6 +56,9 @@ from .providers.endpoints import table
 from .reading import Unreadable, canonical_target
 
 ATTRIBUTES_KEY = "envoy.filters.http.ext_proc"
+#: the headers the gateway itself sets for Envoy to route by (the unified front's backend,
+#: an auto route's provider: `front.policy.BACKEND_HEADER`, `autoroute.PROVIDER_HEADER`)
+ROUTING_HEADERS = ("x-extproc-backend", "x-extproc-provider")
 ROUTE_NAME = "xds.route_name"
 ROUTE_METADATA = "xds.route_metadata"
 #: our own namespace in route metadata (`filter_metadata: {extproc: {route: <name>}}`)

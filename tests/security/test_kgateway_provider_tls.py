@@ -49,7 +49,7 @@ pytestmark = pytest.mark.envoy
 def _cert(tmp: Path, name: str, issuer: tuple[Any, x509.Name] | None) -> tuple[Any, x509.Name]:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     b = (x509.CertificateBuilder().subject_name(subject)
          .issuer_name(issuer[1] if issuer else subject).public_key(key.public_key())
          .serial_number(x509.random_serial_number())

@@ -79,7 +79,7 @@ def test_many_calls_each_under_the_cap_are_refused_together() -> None:
 
 
 def test_calls_under_the_cap_together_are_read() -> None:
-    sent, refused = run(config(), "openai", CHAT, _calls(4, MAX_SOURCE_CONTAINERS // 5))
+    _, refused = run(config(), "openai", CHAT, _calls(4, MAX_SOURCE_CONTAINERS // 5))
     assert refused is None, refused
 
 
