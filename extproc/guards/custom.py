@@ -25,11 +25,15 @@ def _sanitize(text: str) -> str:
 
 
 #: RE2's syntax that Python's parser reads otherwise, each taken in turn from the left (so
-#: an escaped backslash is never the start of another): a quoted run `\Q...\E`, a Unicode
-#: class `\pL` / `\p{Greek}`, a code point `\x{4e00}`, any byte `\C`, the end of text `\z`,
-#: a POSIX class `[:alpha:]`, a named group `(?<name>`, the ungreedy flag `U`
-_RE2_SYNTAX = re.compile(r"\\\\|\\Q(.*?)(?:\\E|$)|\\[pP](?:\{[^}]*\}|[A-Za-z])|\\x\{[0-9A-Fa-f]+\}"
-                         r"|\\C|\\z|\[:\^?[a-z]+:\]|\(\?<(?=[A-Za-z_])|\(\?([a-zA-Z]*)U([a-zA-Z]*)\)",
+#: an escape is never the start of another: `\\p` is a backslash and a `p`, `\\[:digit:]`
+#: the text "[:digit:]"): a quoted run `\Q...\E`, a Unicode class `\pL` / `\p{Greek}`, a
+#: code point `\x{4e00}`, any byte `\C`, the end of text `\z`, any other escape (kept as
+#: it is), a POSIX class `[:alpha:]`, a named group `(?<name>`, flags (`(?i)` anywhere,
+#: `(?U:`, `(?i-U)`: Python takes global flags only at the start, and none changes a
+#: match's length)
+_RE2_SYNTAX = re.compile(r"\\Q(.*?)(?:\\E|$)|\\[pP](?:\{[^}]*\}|[A-Za-z])|\\x\{[0-9A-Fa-f]+\}"
+                         r"|\\C|\\z|\\.|\[:\^?[a-z]+:\]|\(\?<(?=[A-Za-z_])"
+                         r"|\(\?[imsU]*(?:-[imsU]*)?(\)|:)",
                          re.DOTALL)
 #: what `longest_match` says of a pattern it cannot measure
 UNMEASURED = -1
@@ -37,8 +41,6 @@ UNMEASURED = -1
 
 def _as_python(m: re.Match[str]) -> str:
     text = m.group(0)
-    if text == "\\\\":
-        return text
     if text.startswith("\\Q"):
         return re.escape(m.group(1))
     if text == "\\z":
@@ -47,9 +49,10 @@ def _as_python(m: re.Match[str]) -> str:
         return "a"              # one character of the class it is inside
     if text == "(?<":
         return "(?P<"
-    if text.startswith("(?") and text.endswith(")"):
-        flags = (m.group(2) or "") + (m.group(3) or "")
-        return f"(?{flags})" if flags else ""
+    if text.startswith("(?"):   # flags: a group of its own, or none
+        return "(?:" if m.group(2) == ":" else ""
+    if len(text) == 2 and text != "\\C":
+        return text             # an escape Python reads as RE2 does
     return "."                  # one character
 
 

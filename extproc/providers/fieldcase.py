@@ -73,13 +73,14 @@ _FORMAT = _node("type name description strict", json_schema=_node(
 #: a request's top level: every field the gateway reads or writes in an OpenAI, Azure or
 #: Anthropic request, and the places below it
 REQUEST: Node = _node(
-    "model prompt suffix instructions tool_choice function_call text stop user "
+    "model prompt suffix instructions tool_choice function_call stop user "
     "max_tokens max_completion_tokens max_output_tokens n best_of stream "
     "logprobs top_logprobs modalities audio reasoning reasoning_effort thinking "
     "previous_response_id conversation background store include prediction container "
     "context_management mcp_servers return_token_ids safety_identifier prompt_cache_key",
     messages=_MESSAGE, input=_MESSAGE, system=_PART, tools=_TOOL, functions=_FUNCTION,
-    response_format=_FORMAT, stream_options=_node("include_usage"), metadata=None)
+    response_format=_FORMAT, stream_options=_node("include_usage"), metadata=None,
+    text=_node("verbosity", format=_FORMAT))   # (the Responses API's; Ollama binds Format)
 
 #: a key that a case-insensitive reader may fold into another: one with an upper-case ASCII
 #: letter, a byte past ASCII or an escape, followed by its colon (a body without one, most

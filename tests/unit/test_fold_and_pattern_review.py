@@ -145,3 +145,42 @@ def test_tool_call_arguments_under_a_turkish_i_function_never_reach_the_provider
         {"role": "tool", "tool_call_id": "c1", "content": "sent"}]}
     sent, refused = run(config(), "openai", CHAT, body)
     assert refused is not None or b"john@example.com" not in sent, sent
+
+
+# ---- found by the review of these fixes ------------------------------------------------------
+
+def test_an_escaped_bracket_before_a_posix_spelling_is_not_under_measured() -> None:
+    """RE2 reads `\\[:digit:]` as the text "[:digit:]"; the translation took `[:digit:]` for
+    a POSIX class after the escaped `[`, and Python read the `\\a` left over: 7, not 15."""
+    pattern, text = r"ID\[:digit:][0-9]{4}", "ID[:digit:]1234"
+    assert _re2_longest(pattern, text) == 15
+    assert longest_match(pattern) >= 15
+
+
+def test_such_a_pattern_with_a_short_max_len_is_refused_at_load() -> None:
+    with pytest.raises(ConfigError):
+        parse(_config({"patterns": {"tag": {"regex": r"ID\[:digit:][0-9]{4}", "max_len": 8,
+                                            "placeholder": "<TAG>"}}, "action": "mask"}))
+
+
+@pytest.mark.parametrize(("pattern", "most"), [
+    (r"EMP-(?i)[a-z]{6}", 10), (r"(?U:a{1,3})", 3), (r"(?i-U)a{1,3}", 3), (r"x(?s:.{2})", 3)])
+def test_a_bounded_pattern_with_flags_anywhere_is_measured(pattern: str, most: int) -> None:
+    """RE2 takes flags anywhere; Python only at the start, so these were refused as
+    unmeasurable (a false refusal)."""
+    re2.compile(pattern)
+    assert longest_match(pattern) == most
+
+
+def test_a_responses_text_format_in_another_case_is_refused() -> None:
+    """Ollama binds the Responses API's `text.Format` (Go's case-insensitive decoding) and
+    sends its schema to the model; the gateway reads `text.format` only."""
+    from tests.unit.test_unread_inputs import RESPONSES, config, run
+
+    schema = {"type": "json_schema", "name": "c", "schema": {"type": "object", "properties": {
+        "to": {"type": "string", "enum": ["john@example.com"]}}}}
+    body = {"model": "llama3", "input": "give me the contact", "text": {"Format": schema}}
+    _, refused = run(config(), "openai", RESPONSES, body)
+    assert refused is not None and refused[0] == 400, refused
+    sent, refused = run(config(), "openai", RESPONSES, {**body, "text": {"format": schema}})
+    assert refused is not None or b"john@example.com" not in sent, sent
