@@ -42,14 +42,16 @@ from ..auth.credentials import (
     spellings_of,
     strip_account_reply_headers,
 )
+from ..codecs.jsontext import JsonSource, SourceTooLarge, check_sources
 from ..context import succeeded
 from ..limits.bound import WRITE_MAX
 from ..limits.policy import MAX_OUTPUT
 from ..llm.policy import USAGE_UNREAD, USAGE_UNREAD_KIND
 from ..llm.transforms import NO_USAGE, UNTRANSLATED
-from ..policy import Answer, BodyTransform, Policy, Reject, TransformChain
+from ..policy import Answer, BodyTransform, Policy, Reject, TransformChain, sources_too_large
 from ..providers import adapter_for, read_request
 from ..providers.endpoints import adapter_of
+from ..providers.values import as_dict, as_list
 from ..translate import Backend, ReplyContext, ReplyTranslator, Unsupported, module_for
 from .settings import FrontConfig
 
@@ -290,6 +292,10 @@ class FrontRequest(_FrontPolicy):
         if written is not None and backend.provider != "anthropic":   # (a 0 max_tokens goes)
             doc = {**{k: v for k, v in doc.items() if k != "max_tokens" or v},
                    "max_completion_tokens": written}
+        try:   # the texts a translation parses as JSON: the body's cap, as the guards'
+            check_sources(_parsed_texts(doc))
+        except SourceTooLarge:
+            raise sources_too_large(True) from None
         try:
             t = st.module.translate_request(doc, backend,
                                             drop_unsupported=self.front.drop_unsupported)
@@ -359,4 +365,25 @@ def shown_fields(dropped: Sequence[str]) -> list[str]:
     out = [name if _plain(name) else "<unknown field>" for name in dropped[:_MAX_SHOWN]]
     if len(dropped) > _MAX_SHOWN:
         out.append(f"<{len(dropped) - _MAX_SHOWN} more>")
+    return out
+
+
+def _parsed_texts(doc: dict[str, Any]) -> list[JsonSource]:
+    """What a backend's translation parses as JSON in a Chat Completions request: each tool
+    call's `arguments`, and each tool message's text content (Gemini's function response
+    is the object it spells). An unguarded front has no other cap on them (found by review:
+    one call's 2.6 M objects took 212 MiB while it was translated)."""
+    out: list[JsonSource] = []
+    for msg in as_list(doc.get("messages")):
+        if not isinstance(msg, dict):
+            continue
+        for call in as_list(msg.get("tool_calls")):
+            args = as_dict(as_dict(call).get("function")).get("arguments")
+            if isinstance(args, str):
+                out.append(JsonSource(args))
+        if msg.get("role") == "tool":
+            content = msg.get("content")
+            parts = [content] if isinstance(content, str) else [
+                as_dict(part).get("text") for part in as_list(content)]
+            out.extend(JsonSource(text) for text in parts if isinstance(text, str))
     return out

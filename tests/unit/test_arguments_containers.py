@@ -121,3 +121,36 @@ async def test_a_route_with_token_limits_and_no_guards_answers_413() -> None:
                 statuses.append(reply.immediate_response.status.code)
     assert statuses == [413], statuses
     assert not ex.failed
+
+
+async def test_an_unguarded_fronts_translation_is_held_to_the_cap(monkeypatch) -> None:
+    """The unified front's translation parses a call's arguments (and a tool's result for
+    Gemini) as JSON: on a route without guards, one call of 2.6 M objects was translated
+    and sent (212 MiB of Python objects while it was)."""
+    from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
+
+    from extproc import loader
+    from extproc import protocol as P
+    from extproc.exchange import Exchange
+    from tests.unit.test_exchange import request_body, request_headers, send
+
+    monkeypatch.setenv("FAKE_KEY", "k")
+    cfg = loader.parse({"routes": [{
+        "name": "front", "provider": "openai-compatible", "auth": "none",
+        "backends": {"anthropic": {"upstream_credential": {"env": "FAKE_KEY"}},
+                     "gemini": {"upstream_credential": {"env": "FAKE_KEY"}}},
+        "models": [{"model": "claude-*", "backend": "anthropic"},
+                   {"model": "gemini-*", "backend": "gemini"}]}]})
+    big = '{"a":[' + "{}," * (MAX_SOURCE_CONTAINERS + 1) + "{}]}"
+    for model, doc in (("claude-x", _call(big)),
+                       ("gemini-x", {**_call("{}"), "messages": [
+                           *_call("{}")["messages"][:2],
+                           {"role": "tool", "tool_call_id": "c", "content": big}]})):
+        ex = Exchange(cfg.route("front"), "front")
+        await send(ex, request_headers(req_mode=P.BUFFERED, path="/v1/chat/completions"))
+        replies = await send(ex, request_body(json.dumps({**doc, "model": model}).encode(),
+                                              True))
+        got = [pb.ProcessingResponse.FromString(x) if isinstance(x, bytes) else x
+               for x in replies]
+        assert [r.immediate_response.status.code for r in got
+                if r.WhichOneof("response") == "immediate_response"] == [413], model
