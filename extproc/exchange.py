@@ -32,7 +32,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 
 from . import headerlimits, unshown
 from . import protocol as P
-from .codecs.jsontext import SourceTooLarge
+from .codecs.jsoncap import SourceTooLarge
 from .config import RouteConfig
 from .context import succeeded
 from .errors import error_body

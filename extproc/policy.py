@@ -53,9 +53,9 @@ class Reject(Exception):
 
 def sources_too_large(request: bool) -> Reject:
     """The refusal of a body whose tool-call arguments and JSON values hold more than
-    `jsontext.MAX_SOURCE_CONTAINERS` objects and arrays together (`SourceTooLarge`): 413
+    `jsoncap.MAX_SOURCE_CONTAINERS` objects and arrays together (`SourceTooLarge`): 413
     for a request, 502 for a reply."""
-    from .codecs.jsontext import MAX_SOURCE_CONTAINERS
+    from .codecs.jsoncap import MAX_SOURCE_CONTAINERS
     if request:
         return Reject(413, f"the request's tool-call arguments hold more than "
                       f"{MAX_SOURCE_CONTAINERS} JSON objects and arrays, which the gateway "

@@ -42,7 +42,8 @@ from ..auth.credentials import (
     spellings_of,
     strip_account_reply_headers,
 )
-from ..codecs.jsontext import JsonSource, SourceTooLarge, check_sources
+from ..codecs.jsoncap import SourceTooLarge, check_sources
+from ..codecs.jsontext import JsonSource
 from ..context import succeeded
 from ..limits.bound import WRITE_MAX
 from ..limits.policy import MAX_OUTPUT

@@ -42,7 +42,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..codecs.jsontext import SourceTooLarge
+from ..codecs.jsoncap import SourceTooLarge
 from ..policy import BodyTransform, Policy, Reject, sources_too_large
 from ..providers import Adapter, adapter_for, read_request
 from ..providers.endpoints import adapter_of

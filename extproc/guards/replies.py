@@ -13,14 +13,8 @@ import json
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from ..codecs import jsonunique
-from ..codecs.jsontext import (
-    MAX_SOURCE_CONTAINERS,
-    JsonSource,
-    SourceTooLarge,
-    check_sources,
-    read_texts,
-    rewrite,
-)
+from ..codecs.jsoncap import MAX_SOURCE_CONTAINERS, SourceTooLarge, check_sources
+from ..codecs.jsontext import JsonSource, read_texts, rewrite
 from ..codecs.sse import SSEDecoder
 from ..llm.transforms import PARSED_REPLY
 from ..policy import BodyTransform, Reject, sources_too_large

@@ -51,8 +51,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from extproc.codecs.jsoncap import check_sources
 from extproc.codecs.jsonprune import Path
-from extproc.codecs.jsontext import check_sources
 from extproc.providers.slots import EventTexts, Piece
 
 _USAGE_FIELDS = (

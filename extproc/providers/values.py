@@ -14,7 +14,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import unquote
 
-from extproc.codecs.jsontext import JsonSource, checked_source
+from extproc.codecs.jsoncap import checked_source
+from extproc.codecs.jsontext import JsonSource
 from extproc.providers.base import Usage
 from extproc.providers.slots import Name, string_slots
 

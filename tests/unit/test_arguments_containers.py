@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from extproc.codecs.jsontext import MAX_SOURCE_CONTAINERS, SourceTooLarge, checked_source
+from extproc.codecs.jsoncap import MAX_SOURCE_CONTAINERS, SourceTooLarge, checked_source
 from extproc.policy import Reject
 from tests.unit.test_guard_fields import whole
 from tests.unit.test_unread_inputs import CHAT, config, run
