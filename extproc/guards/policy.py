@@ -58,8 +58,8 @@ from .settings import ROLES, Guard
 from .stream import StreamMasker
 from .unread import refuse_asked_media, refuse_deferred_reply, refuse_unread_inputs
 from .webhook import (
-    AnswerTooLarge,
     Call,
+    ClientSized,
     Collected,
     Text,
     Verdict,
@@ -153,7 +153,7 @@ class Guards(Policy):
         assert guard.webhook is not None
         try:
             return await self.ask_webhook(guard, call)
-        except AnswerTooLarge:              # the client's doing, not an outage: refused
+        except ClientSized:                 # the client's doing, not an outage: refused
             decide(ex, guard.name, call.direction, "error_closed")
             request = call.direction == "request"
             raise Reject(413 if request else 502,
@@ -171,7 +171,7 @@ class Guards(Policy):
     def _failed(self, guard: Guard, exc: Exception) -> None:
         assert guard.webhook is not None
         self.stats["webhook_errors"] += 1
-        opens = guard.webhook.fail_open and not isinstance(exc, AnswerTooLarge)
+        opens = guard.webhook.fail_open and not isinstance(exc, ClientSized)
         if opens:
             self.stats["webhook_failed_open"] += 1
         now = time.monotonic()

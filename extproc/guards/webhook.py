@@ -44,6 +44,9 @@ class WebhookSpec:
     headers: tuple[tuple[str, str], ...] = ()
     #: streamed responses: check text once this many characters are held (at a word end)
     segment_chars: int = 200
+    #: `fail: open` covers calls of at most this many characters of text; a longer one that
+    #: fails is refused (`CallTooLarge`)
+    fail_open_max_chars: int = 32768
 
 
 @dataclass(frozen=True)
@@ -72,10 +75,21 @@ class WebhookError(Exception):
     """The webhook gave no usable verdict (down, slow, an error status, a bad answer)."""
 
 
-class AnswerTooLarge(WebhookError):
+class ClientSized(WebhookError):
+    """A failure the size of the client's text decides, so never the outage a `fail: open`
+    guard lets pass: the texts are refused (a 413 for a prompt)."""
+
+
+class AnswerTooLarge(ClientSized):
     """The webhook's verdict is longer than the gateway reads. A client decides that (a
-    mask verdict grows with the values it masks: about 70 bytes of answer for 7 of prompt),
-    so it is never the outage a `fail: open` guard lets pass: the texts are refused."""
+    mask verdict grows with the values it masks: about 70 bytes of answer for 7 of prompt)."""
+
+
+class CallTooLarge(ClientSized):
+    """The webhook refused the call's size (HTTP 413), or a `fail: open` guard's call longer
+    than its `fail_open_max_chars` failed: a client could send text a webhook cannot judge in
+    time (found by review: 2 MiB of digit groups timed the sample out at 300 ms) to have it
+    let through unread."""
 
 
 @dataclass
@@ -98,6 +112,10 @@ class Call:
     request_id: str | None = None
     stream: bool = False
     texts: list[Text] = field(default_factory=list)
+
+    def chars(self) -> int:
+        """The characters of text the call carries (its texts and their context)."""
+        return sum(len(t.text) + len(t.context or "") for t in self.texts)
 
     def body(self) -> bytes:
         texts = []

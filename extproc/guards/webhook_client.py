@@ -1,5 +1,7 @@
 """The guard webhook's HTTP adapter: one POST on the process's shared client, bounded by the
-guard's timeout; every way it can fail becomes `WebhookError` with a short reason."""
+guard's timeout, no redirect followed; every way it can fail becomes `WebhookError` with a
+short reason (`CallTooLarge` for a webhook that refuses the call's size: the client's
+doing, never failed open)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ from .. import httpclient
 from .webhook import (
     AnswerTooLarge,
     Call,
+    CallTooLarge,
+    ClientSized,
     MalformedAnswer,
     Verdict,
     WebhookError,
@@ -22,12 +26,33 @@ MAX_ANSWER_BYTES = 1024 * 1024
 
 
 async def check(spec: WebhookSpec, call: Call) -> Verdict:
-    """POST `call` to the webhook and return its verdict, or raise `WebhookError`."""
+    """POST `call` to the webhook and return its verdict, or raise `WebhookError` (a
+    `ClientSized` one for a `fail: open` guard's call past `fail_open_max_chars`)."""
+    try:
+        return await _check(spec, call)
+    except ClientSized:
+        raise
+    except WebhookError as exc:
+        n = call.chars()
+        if spec.fail_open and n > spec.fail_open_max_chars:
+            raise CallTooLarge(f"{exc} for {n} characters, more than fail_open_max_chars "
+                               f"({spec.fail_open_max_chars})") from None
+        raise
+
+
+async def _check(spec: WebhookSpec, call: Call) -> Verdict:
     headers = {"content-type": "application/json", **dict(spec.headers)}
     try:
         async with asyncio.timeout(spec.timeout_s):
-            async with httpclient.session().post(spec.url, data=call.body(),
-                                                 headers=headers) as resp:
+            # no redirect followed: a 307 would take the texts and the webhook's headers to
+            # another host, a 303 turn the call into a GET whose answer judges nothing
+            async with httpclient.session().post(spec.url, data=call.body(), headers=headers,
+                                                 allow_redirects=False) as resp:
+                if 300 <= resp.status < 400:
+                    raise WebhookError(f"HTTP {resp.status} (a redirect: not followed; name "
+                                       "the final URL in the config)")
+                if resp.status == 413:
+                    raise CallTooLarge("HTTP 413: the webhook takes no call this large")
                 if resp.status != 200:
                     raise WebhookError(f"HTTP {resp.status}")
                 body = await httpclient.read_bounded(resp.content, MAX_ANSWER_BYTES)

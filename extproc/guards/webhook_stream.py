@@ -69,7 +69,7 @@ from .stops import GOOGLE, _dump, stop_events, stream_head
 from .stream import GuardTriggered
 from .webhook import (
     CONTEXT_CHARS,
-    AnswerTooLarge,
+    ClientSized,
     Text,
     Verdict,
     WebhookError,
@@ -359,13 +359,13 @@ class WebhookStreamGuard(BodyTransform):
         try:
             verdict = await self.check(texts)
         except WebhookError as exc:
-            if self.fail_open and not isinstance(exc, AnswerTooLarge):   # (the client's
+            if self.fail_open and not isinstance(exc, ClientSized):   # (the client's
                 self.report(self.guard, "error-open")                 # doing: refused)
                 verdict = Verdict("pass")
             else:
                 self.report(self.guard, "error-closed")
                 why = "cannot judge this much text at once" if isinstance(
-                    exc, AnswerTooLarge) else "is unavailable"
+                    exc, ClientSized) else "is unavailable"
                 return self._stop(f"response refused: guard '{self.guard}' {why}")
         if verdict.action == "reject":
             self.report(self.guard, "rejected")
