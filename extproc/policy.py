@@ -53,15 +53,15 @@ class Reject(Exception):
 
 def sources_too_large(request: bool) -> Reject:
     """The refusal of a body whose tool-call arguments and JSON values hold more than
-    `jsoncap.MAX_SOURCE_CONTAINERS` objects and arrays together (`SourceTooLarge`): 413
+    `jsoncap.MAX_SOURCE_TOKENS` strings, objects and arrays together (`SourceTooLarge`): 413
     for a request, 502 for a reply."""
-    from .codecs.jsoncap import MAX_SOURCE_CONTAINERS
+    from .codecs.jsoncap import MAX_SOURCE_TOKENS
     if request:
         return Reject(413, f"the request's tool-call arguments hold more than "
-                      f"{MAX_SOURCE_CONTAINERS} JSON objects and arrays, which the gateway "
+                      f"{MAX_SOURCE_TOKENS} JSON strings, objects and arrays, which the gateway "
                       "does not read", details="extproc_body_too_large")
     return Reject(502, f"the provider's reply has tool-call arguments of more than "
-                  f"{MAX_SOURCE_CONTAINERS} JSON objects and arrays, which the gateway's "
+                  f"{MAX_SOURCE_TOKENS} JSON strings, objects and arrays, which the gateway's "
                   "reply guards do not read", details="extproc_unreadable_reply")
 
 

@@ -294,7 +294,8 @@ class FrontRequest(_FrontPolicy):
             doc = {**{k: v for k, v in doc.items() if k != "max_tokens" or v},
                    "max_completion_tokens": written}
         try:   # the texts a translation parses as JSON: the body's cap, as the guards'
-            check_sources(_parsed_texts(doc))
+            check_sources(_parsed_texts(doc, backend.provider in ("gemini", "vertex")),
+                          numbers=True)   # (`exact_json` reads each number in Python)
         except SourceTooLarge:
             raise sources_too_large(True) from None
         try:
@@ -369,11 +370,11 @@ def shown_fields(dropped: Sequence[str]) -> list[str]:
     return out
 
 
-def _parsed_texts(doc: dict[str, Any]) -> list[JsonSource]:
+def _parsed_texts(doc: dict[str, Any], results: bool) -> list[JsonSource]:
     """What a backend's translation parses as JSON in a Chat Completions request: each tool
-    call's `arguments`, and each tool message's text content (Gemini's function response
-    is the object it spells). An unguarded front has no other cap on them (found by review:
-    one call's 2.6 M objects took 212 MiB while it was translated)."""
+    call's `arguments`, and with `results` (Gemini's function response is the object a
+    tool message spells) each tool message's text. An unguarded front has no other cap on
+    them (found by review: one call's 2.6 M objects took 212 MiB while it was translated)."""
     out: list[JsonSource] = []
     for msg in as_list(doc.get("messages")):
         if not isinstance(msg, dict):
@@ -382,7 +383,7 @@ def _parsed_texts(doc: dict[str, Any]) -> list[JsonSource]:
             args = as_dict(as_dict(call).get("function")).get("arguments")
             if isinstance(args, str):
                 out.append(JsonSource(args))
-        if msg.get("role") == "tool":
+        if results and msg.get("role") == "tool":
             content = msg.get("content")
             parts = [content] if isinstance(content, str) else [
                 as_dict(part).get("text") for part in as_list(content)]

@@ -1,7 +1,7 @@
-"""Tool-call arguments holding very many JSON objects and arrays (found by review): the
+"""Tool-call arguments holding very many JSON strings, objects and arrays (found by review): the
 request body's own cap (`reading.MAX_CONTAINERS`) counts the containers outside strings,
 while the guards read a call's `arguments` string as JSON source, token by token: 6 MB of
-`{},` there held the event loop about 5 s (pure build). Past `MAX_SOURCE_CONTAINERS` such
+`{},` there held the event loop about 5 s (pure build). Past `MAX_SOURCE_TOKENS` such
 arguments are refused: a 413 for a request, a 502 for a reply; brackets inside the
 arguments' own strings (code a tool writes) do not count."""
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from extproc.codecs.jsoncap import MAX_SOURCE_CONTAINERS, SourceTooLarge, checked_source
+from extproc.codecs.jsoncap import MAX_SOURCE_TOKENS, SourceTooLarge, checked_source
 from extproc.policy import Reject
 from tests.unit.test_guard_fields import whole
 from tests.unit.test_unread_inputs import CHAT, config, run
@@ -28,7 +28,7 @@ def _call(arguments: str) -> dict[str, Any]:
 
 
 def test_arguments_of_more_containers_than_a_body_may_hold_are_refused() -> None:
-    args = "[" + "{}," * MAX_SOURCE_CONTAINERS + "{}]"
+    args = "[" + "{}," * MAX_SOURCE_TOKENS + "{}]"
     _, refused = run(config(), "openai", CHAT, _call(args))
     assert refused is not None and refused[0] == 413, refused
 
@@ -40,15 +40,15 @@ def test_arguments_within_the_bound_are_read_and_masked() -> None:
 
 
 def test_brackets_inside_the_arguments_strings_do_not_count() -> None:
-    code = "{[" * (MAX_SOURCE_CONTAINERS + 5)
+    code = "{[" * (MAX_SOURCE_TOKENS + 5)
     text = json.dumps({"file": "a.py", "content": code})
     assert checked_source(text) == text
     with pytest.raises(SourceTooLarge):
-        checked_source("[" + "[]," * MAX_SOURCE_CONTAINERS + "[]]")
+        checked_source("[" + "[]," * MAX_SOURCE_TOKENS + "[]]")
 
 
 def test_a_reply_with_such_arguments_is_refused() -> None:
-    args = "[" + "{}," * MAX_SOURCE_CONTAINERS + "{}]"
+    args = "[" + "{}," * MAX_SOURCE_TOKENS + "{}]"
     body = {"id": "c", "object": "chat.completion", "model": "m", "choices": [
         {"index": 0, "finish_reason": "tool_calls", "message": {
             "role": "assistant", "content": None, "tool_calls": [
@@ -74,12 +74,12 @@ def _calls(k: int, per: int) -> dict[str, Any]:
 def test_many_calls_each_under_the_cap_are_refused_together() -> None:
     """20 calls of just under the cap each (7.9 MB, a few KiB gzipped): each passed the
     per-text check, and the guards walked 2.6 M containers (7 s of the event loop)."""
-    _, refused = run(config(), "openai", CHAT, _calls(20, MAX_SOURCE_CONTAINERS - 72))
+    _, refused = run(config(), "openai", CHAT, _calls(20, MAX_SOURCE_TOKENS - 72))
     assert refused is not None and refused[0] == 413, refused
 
 
 def test_calls_under_the_cap_together_are_read() -> None:
-    _, refused = run(config(), "openai", CHAT, _calls(4, MAX_SOURCE_CONTAINERS // 5))
+    _, refused = run(config(), "openai", CHAT, _calls(4, MAX_SOURCE_TOKENS // 5))
     assert refused is None, refused
 
 
@@ -111,7 +111,7 @@ async def test_a_route_with_token_limits_and_no_guards_answers_413() -> None:
                                     "rate_limits": [{"name": "t", "key": [], "tokens": [
                                         {"limit": 10**9, "per": "1d"}]}]}]})
     ex = Exchange(cfg.routes[name], name, cfg.server.max_request_body_bytes)
-    raw = json.dumps(_calls(1, MAX_SOURCE_CONTAINERS + 1)).encode()
+    raw = json.dumps(_calls(1, MAX_SOURCE_TOKENS + 1)).encode()
     statuses = []
     for msg in (request_headers(path=CHAT, req_mode=1), request_body(raw, True)):
         for reply in await ex.handle(msg):
@@ -141,7 +141,7 @@ async def test_an_unguarded_fronts_translation_is_held_to_the_cap(monkeypatch) -
                      "gemini": {"upstream_credential": {"env": "FAKE_KEY"}}},
         "models": [{"model": "claude-*", "backend": "anthropic"},
                    {"model": "gemini-*", "backend": "gemini"}]}]})
-    big = '{"a":[' + "{}," * (MAX_SOURCE_CONTAINERS + 1) + "{}]}"
+    big = '{"a":[' + "{}," * (MAX_SOURCE_TOKENS + 1) + "{}]}"
     for model, doc in (("claude-x", _call(big)),
                        ("gemini-x", {**_call("{}"), "messages": [
                            *_call("{}")["messages"][:2],
@@ -154,3 +154,102 @@ async def test_an_unguarded_fronts_translation_is_held_to_the_cap(monkeypatch) -
                for x in replies]
         assert [r.immediate_response.status.code for r in got
                 if r.WhichOneof("response") == "immediate_response"] == [413], model
+
+
+# ---- the cap counts what the token reader reads (found by the review of the per-body cap) --
+
+def test_an_escaped_quote_outside_strings_hides_no_bracket() -> None:
+    """The reader takes `\\"` outside a string for an escape, not a string's start: every
+    bracket after it is walked, and counted."""
+    from extproc.codecs.jsoncap import check_sources
+    from extproc.codecs.jsontext import JsonSource
+
+    hidden = '\\"' + "{" * (2 * MAX_SOURCE_TOKENS) + '"'
+    with pytest.raises(SourceTooLarge):
+        checked_source(hidden)
+    with pytest.raises(SourceTooLarge):
+        check_sources([JsonSource(hidden)])
+    _, refused = run(config(), "openai", CHAT, _call(hidden))
+    assert refused is not None and refused[0] == 413, refused
+
+
+def test_strings_count_as_brackets_do() -> None:
+    """1.35 M strings in one array: no container to count, 5 s of walking."""
+    _, refused = run(config(), "openai", CHAT, _call("[" + '"a",' * MAX_SOURCE_TOKENS + '"a"]'))
+    assert refused is not None and refused[0] == 413, refused
+
+
+def test_an_object_valued_tool_input_of_many_strings_counts_too() -> None:
+    doc = {"model": "m", "max_tokens": 10, "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "f",
+                                           "input": {"a": ["a"] * (MAX_SOURCE_TOKENS + 1)}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t",
+                                      "content": "ok"}]}]}
+    _, refused = run(config(), "anthropic", "/v1/messages", doc)
+    assert refused is not None and refused[0] == 413, refused
+
+
+def test_escaped_brackets_in_a_whole_reply_count_as_the_brackets_they_are() -> None:
+    """A reply writing `{` as `\\u007b` in the arguments strings keeps its raw count low;
+    the decoded arguments are what the guards walk."""
+    from extproc.guards.replies import WholeJsonGuard
+    from tests.unit.test_guard_fields import PATHS, exchange, guards
+
+    args = ("[" + "{}," * (MAX_SOURCE_TOKENS // 2 + 1000) + "{}]").replace("{", "\\u007b") \
+        .replace("[", "\\u005b")
+    calls = ",".join(f'{{"id":"t{i}","type":"function","function":{{"name":"f",'
+                     f'"arguments":"{args}"}}}}' for i in range(4))
+    body = ('{"id":"c","object":"chat.completion","model":"m","choices":[{"index":0,'
+            '"finish_reason":"tool_calls","message":{"role":"assistant","content":null,'
+            f'"tool_calls":[{calls}]}}}}]}}').encode()
+    assert body.count(b"{") + body.count(b"[") < MAX_SOURCE_TOKENS
+    assert sum(c["function"]["arguments"].count("{") for c in json.loads(body)[
+        "choices"][0]["message"]["tool_calls"]) > MAX_SOURCE_TOKENS
+    transform = WholeJsonGuard(guards("mask", "openai", side=1), exchange(PATHS["openai"]))
+    transform.feed(body)
+    with pytest.raises(Reject) as refused:
+        transform.finish()
+    assert refused.value.status == 502
+
+
+def _front(monkeypatch: pytest.MonkeyPatch) -> Any:
+    from extproc import loader
+
+    monkeypatch.setenv("FAKE_KEY", "k")
+    return loader.parse({"routes": [{
+        "name": "front", "provider": "openai-compatible", "auth": "none",
+        "backends": {"anthropic": {"upstream_credential": {"env": "FAKE_KEY"}}},
+        "models": [{"model": "claude-*", "backend": "anthropic"}]}]}).route("front")
+
+
+async def _front_statuses(route: Any, doc: dict[str, Any]) -> list[int]:
+    from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
+
+    from extproc import protocol as P
+    from extproc.exchange import Exchange
+    from tests.unit.test_exchange import request_body, request_headers, send
+
+    ex = Exchange(route, "front")
+    await send(ex, request_headers(req_mode=P.BUFFERED, path="/v1/chat/completions"))
+    replies = await send(ex, request_body(json.dumps(doc).encode(), True))
+    got = [pb.ProcessingResponse.FromString(x) if isinstance(x, bytes) else x
+           for x in replies]
+    return [r.immediate_response.status.code for r in got
+            if r.WhichOneof("response") == "immediate_response"]
+
+
+async def test_the_fronts_translation_counts_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its JSON reader takes a Python step per number: 4 M numbers held the loop 6 s."""
+    args = '{"a":[' + "1," * MAX_SOURCE_TOKENS + "1]}"
+    doc = {**_call(args), "model": "claude-x"}
+    assert await _front_statuses(_front(monkeypatch), doc) == [413]
+
+
+async def test_a_tool_result_the_backend_gets_as_text_is_not_counted(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only Gemini's translation parses a tool's result; Anthropic gets it as text."""
+    rows = json.dumps([{"id": i} for i in range(150_000)], separators=(",", ":"))
+    doc = {**_call("{}"), "model": "claude-x"}
+    doc["messages"][2]["content"] = rows
+    assert await _front_statuses(_front(monkeypatch), doc) == []
