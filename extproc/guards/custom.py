@@ -24,46 +24,104 @@ def _sanitize(text: str) -> str:
     return _SURROGATE.sub("\ufffd", text)
 
 
-#: RE2's syntax that Python's parser reads otherwise, each taken in turn from the left (so
-#: an escape is never the start of another: `\\p` is a backslash and a `p`, `\\[:digit:]`
-#: the text "[:digit:]"): a quoted run `\Q...\E`, a Unicode class `\pL` / `\p{Greek}`, a
-#: code point `\x{4e00}`, any byte `\C`, the end of text `\z`, any other escape (kept as
-#: it is), a POSIX class `[:alpha:]`, a named group `(?<name>`, flags (`(?i)` anywhere,
-#: `(?U:`, `(?i-U)`: Python takes global flags only at the start, and none changes a
-#: match's length)
-_RE2_SYNTAX = re.compile(r"\\Q(.*?)(?:\\E|$)|\\[pP](?:\{[^}]*\}|[A-Za-z])|\\x\{[0-9A-Fa-f]+\}"
-                         r"|\\C|\\z|\\.|\[:\^?[a-z]+:\]|\(\?<(?=[A-Za-z_])"
-                         r"|\(\?[imsU]*(?:-[imsU]*)?(\)|:)",
-                         re.DOTALL)
 #: what `longest_match` says of a pattern it cannot measure
 UNMEASURED = -1
+_OCTAL = re.compile(r"0[0-7]{0,2}|[1-7][0-7]{1,2}")   # RE2's octal escapes (a lone \1 is none)
+_EMPTY_UPTO = re.compile(r"\{,[0-9]*\}")             # `{,n}`: text to RE2, a repeat to Python
 
 
-def _as_python(m: re.Match[str]) -> str:
-    text = m.group(0)
-    if text.startswith("\\Q"):
-        return re.escape(m.group(1))
-    if text == "\\z":
-        return "$"
-    if text.startswith("[:"):
-        return "a"              # one character of the class it is inside
-    if text == "(?<":
-        return "(?P<"
-    if text.startswith("(?"):   # flags: a group of its own, or none
-        return "(?:" if m.group(2) == ":" else ""
-    if len(text) == 2 and text != "\\C":
-        return text             # an escape Python reads as RE2 does
-    return "."                  # one character
+def _class_end(pattern: str, i: int) -> int:
+    r"""Where the character class opening at `pattern[i]` (a `[`) ends, as RE2 reads it: a
+    `]` first (after any `^`) is a member, a backslash escapes what follows (`\p{...}`,
+    `\x{...}` whole), `[:name:]` is a POSIX class. -1 when it never ends."""
+    n, j = len(pattern), i + 1
+    if j < n and pattern[j] == "^":
+        j += 1
+    if j < n and pattern[j] == "]":
+        j += 1
+    while j < n:
+        c = pattern[j]
+        if c == "\\":
+            if pattern.startswith(("p{", "P{", "x{"), j + 1):
+                k = pattern.find("}", j)
+                j = n if k < 0 else k + 1
+            else:
+                j += 2
+        elif pattern.startswith("[:", j) and pattern.find(":]", j + 2) >= 0:
+            j = pattern.find(":]", j + 2) + 2
+        elif c == "]":
+            return j + 1
+        else:
+            j += 1
+    return -1
+
+
+def _as_python(pattern: str) -> str:
+    r"""RE2 `pattern` as a Python pattern whose matches are as long as RE2's: a character
+    class is one character whatever is in it (escapes, POSIX classes, what looks like a
+    flag), `\Q...\E` its text escaped, a Unicode class, `\x{...}`, `\C` or an octal
+    escape one character, `\z` the end, `{,n}` text (found by review, each under-measured
+    a pattern once: an escaped `[` before `[:digit:]`, `(?i)` inside a class, `\10`, `{,1}`),
+    flags anywhere (RE2 takes `(?i)` mid-pattern and `(?U:`; no flag changes a match's
+    length) and named groups dropped; any other escape kept, as Python reads it alike."""
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "\\" and i + 1 < n:
+            nxt = pattern[i + 1]
+            if nxt == "Q":
+                k = pattern.find("\\E", i + 2)
+                out.append(re.escape(pattern[i + 2:n if k < 0 else k]))
+                i = n if k < 0 else k + 2
+                continue
+            if nxt in "pPx" and i + 2 < n and pattern[i + 2] == "{":
+                k = pattern.find("}", i)
+                i = n if k < 0 else k + 1
+                out.append(".")
+                continue
+            octal = _OCTAL.match(pattern, i + 1)
+            if nxt in "pP" or nxt == "C" or octal is not None:
+                out.append(".")
+                i = octal.end() if octal is not None else i + 2 + (nxt in "pP")
+                continue
+            out.append("$" if nxt == "z" else pattern[i:i + 2])
+            i += 2
+        elif c == "[":
+            end = _class_end(pattern, i)
+            if end < 0:
+                return pattern   # (not RE2: Python refuses it too, so it is unmeasured)
+            out.append("a")
+            i = end
+        elif c == "{" and _EMPTY_UPTO.match(pattern, i):
+            out.append("\\{")
+            i += 1
+        elif pattern.startswith("(?", i):
+            flags = re.match(r"\(\?[imsU]*(?:-[imsU]*)?(\)|:)", pattern[i:])
+            named = re.match(r"\(\?P?<[A-Za-z_][A-Za-z0-9_]*>", pattern[i:])
+            if flags is not None:
+                out.append("(?:" if flags.group(1) == ":" else "")
+                i += flags.end()
+            elif named is not None:
+                out.append("(?:")
+                i += named.end()
+            else:
+                out.append("(?")
+                i += 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
 
 
 def longest_match(pattern: str) -> int | None:
     """The most characters a match of RE2 `pattern` can have; None when it is unbounded (a
     `+`, `*` or `{n,}`); `UNMEASURED` when it cannot be told (Python's parser measures it,
-    with RE2's own syntax read as Python spells what it matches: `_RE2_SYNTAX`)."""
+    with RE2's own syntax read as Python spells what it matches: `_as_python`)."""
     import re._parser as sre_parse  # (the standard library's, as `re` compiles with)
 
     try:
-        most = sre_parse.parse(_RE2_SYNTAX.sub(_as_python, pattern)).getwidth()[1]
+        most = sre_parse.parse(_as_python(pattern)).getwidth()[1]
     except (re.error, RecursionError, OverflowError, ValueError):
         return UNMEASURED
     return None if most >= sre_parse.MAXREPEAT else int(most)

@@ -184,3 +184,18 @@ def test_a_responses_text_format_in_another_case_is_refused() -> None:
     assert refused is not None and refused[0] == 400, refused
     sent, refused = run(config(), "openai", RESPONSES, {**body, "text": {"format": schema}})
     assert refused is not None or b"john@example.com" not in sent, sent
+
+
+@pytest.mark.parametrize(("pattern", "text"), [
+    # a class is one character whatever looks like a flag in it (dropping `(?i)` there left
+    # `[]abcdefgh]`, a longer class, and measured 40)
+    (r"(?:[(?i)]abcdefgh]){40}", "(abcdefgh]" * 40),
+    # `\10` is octal to RE2 (one character), a back-reference to Python (measured 0)
+    (r"()()()()()()()()()()(?:\10){300}", "\x08" * 300),
+    # `{,1}` is text to RE2, a repeat to Python (measured 100)
+    (r"(?:.{,1}){100}", "x{,1}" * 100),
+])
+def test_longest_match_reads_classes_octals_and_empty_lower_bounds_as_re2(pattern: str,
+                                                                          text: str) -> None:
+    assert _re2_longest(pattern, text) == len(text)
+    assert longest_match(pattern) >= len(text)
