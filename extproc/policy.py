@@ -52,17 +52,18 @@ class Reject(Exception):
 
 
 def sources_too_large(request: bool) -> Reject:
-    """The refusal of a body whose tool-call arguments and JSON values hold more than
-    `jsoncap.MAX_SOURCE_TOKENS` strings, objects and arrays together (`SourceTooLarge`): 413
-    for a request, 502 for a reply."""
-    from .codecs.jsoncap import MAX_SOURCE_TOKENS
+    """The refusal of a body whose tool-call arguments and JSON values (tool inputs and
+    results) would take the gateway more than `jsoncap.MAX_SOURCE_STEPS` steps to read
+    (`SourceTooLarge`): 413 for a request, 502 for a reply."""
+    from .codecs.jsoncap import MAX_SOURCE_STEPS
     if request:
-        return Reject(413, f"the request's tool-call arguments hold more than "
-                      f"{MAX_SOURCE_TOKENS} JSON strings, objects and arrays, which the gateway "
-                      "does not read", details="extproc_body_too_large")
-    return Reject(502, f"the provider's reply has tool-call arguments of more than "
-                  f"{MAX_SOURCE_TOKENS} JSON strings, objects and arrays, which the gateway's "
-                  "reply guards do not read", details="extproc_unreadable_reply")
+        return Reject(413, "the request's tool-call arguments and JSON tool inputs and "
+                      f"results hold more than {MAX_SOURCE_STEPS} JSON quotes, brackets and "
+                      "escapes together, more than the gateway reads; send less",
+                      details="extproc_body_too_large")
+    return Reject(502, "the provider's reply has tool-call arguments and JSON values of "
+                  f"more than {MAX_SOURCE_STEPS} JSON quotes, brackets and escapes, more "
+                  "than the gateway's reply guards read", details="extproc_unreadable_reply")
 
 
 class Answer(Reject):

@@ -1,12 +1,11 @@
 """How much JSON source one body may hand the guards: tool-call arguments and JSON values are
-read token by token in Python (`jsontext`): each string, object and array a few steps, the
-runs between them one each. So a body's `JsonSource`s together hold at most
-`MAX_SOURCE_TOKENS` strings, objects and arrays (counted as the reader reads them: a
-backslash outside a string escapes what follows, so `\\"` there starts no string). Past it
-a request is refused 413 and a reply 502 (`policy.sources_too_large`). The unified front,
-which parses such texts with a Python step per number (`translate.exact_json`), counts
-numbers too. Sans-IO; the quotes and brackets are counted in C first, and the texts are
-read exactly only when that count says there may be too many."""
+read token by token in Python (`jsontext`), one step for every quote, backslash and, outside
+strings, bracket, each run between two of them handed to the maskers. So the steps of a
+body's `JsonSource`s together are bounded: at most `MAX_SOURCE_STEPS` of those characters
+(counted in C, brackets inside strings too, so never fewer than the reader takes). Past it a
+request is refused 413 and a reply 502 (`policy.sources_too_large`). The unified front,
+which parses such texts with a Python step per number (`translate.exact_json`), counts the
+runs of digits too. Sans-IO."""
 
 from __future__ import annotations
 
@@ -15,57 +14,53 @@ from collections.abc import Iterable
 
 from .jsontext import JsonSource
 
-#: the most JSON strings, objects and arrays one body's JSON source texts are read with (as
-#: many as the containers of a request body outside its strings: `reading.MAX_CONTAINERS`);
-#: each costs the token walk Python steps (found by review: 6 MB of `{},` in one tool call's
-#: arguments held the event loop about 5 s; then twenty calls each under a per-text cap 7 s,
-#: and 1.35 M strings in one array, no container among them, 5 s)
-MAX_SOURCE_TOKENS = 1 << 17
-#: a string (its closing quote captured), or an escape outside strings: replaced by `\1`, a
-#: string leaves one quote and an escape nothing
-_STRING_OR_ESCAPE = re.compile(r'"(?:[^"\\]|\\.)*(")|\\.', re.DOTALL)
+#: the most steps one body's JSON source texts are read in: at most about 1 s of the event
+#: loop on the bench machine, pure Python (262,144 strings take 0.9 s, as many `a]` 0.5 s),
+#: the order of what 8 MiB of prose costs the detectors (docs/security.md); a tool result of
+#: 30,000 rows of two string fields (1.1 MB, 300,000 steps) fits. Found by review, each a
+#: way past the cap before it: 6 MB of `{},` in one tool call's arguments held the event
+#: loop 5 s; twenty calls each under a per-text cap 7 s; 1.35 M strings in one array, no
+#: container among them, 5 s; 2 MB of `a]` 3.3 s
+MAX_SOURCE_STEPS = 1 << 19
+_STEP_CHARS = ('"', "\\", "{", "}", "[", "]")
+_STEP_BYTES = tuple(c.encode() for c in _STEP_CHARS)
 _DIGITS = re.compile(r"[0-9]+")
 
 
 class SourceTooLarge(ValueError):
-    """JSON source texts hold more than `MAX_SOURCE_TOKENS` strings, objects and arrays."""
+    """JSON source texts would take the guards more than `MAX_SOURCE_STEPS` steps."""
 
 
 def checked_source(text: str) -> JsonSource:
-    """`text` as a `JsonSource`; `SourceTooLarge` when it alone holds more than
-    `MAX_SOURCE_TOKENS` strings, objects and arrays."""
+    """`text` as a `JsonSource`; `SourceTooLarge` when it alone takes more than
+    `MAX_SOURCE_STEPS` steps to read."""
     check_sources((JsonSource(text),))
     return JsonSource(text)
 
 
 def check_sources(texts: Iterable[str], numbers: bool = False) -> None:
     """`SourceTooLarge` when the `JsonSource`s among `texts` (one body's tool-call arguments
-    and JSON values) hold more than `MAX_SOURCE_TOKENS` strings, objects and arrays
-    together (with `numbers`, numbers too): the cap is the body's, not each text's."""
-    sources = [t for t in texts if isinstance(t, JsonSource)]
-    if sum(_at_most(t, numbers) for t in sources) <= MAX_SOURCE_TOKENS:
-        return
+    and JSON values) take more than `MAX_SOURCE_STEPS` steps to read together (with
+    `numbers`, a step per number too): the cap is the body's, not each text's."""
     total = 0
-    for t in sources:
-        total += tokens(t, numbers)
-        if total > MAX_SOURCE_TOKENS:
-            raise SourceTooLarge(f"more than {MAX_SOURCE_TOKENS} JSON strings, objects and "
-                                 "arrays")
+    for t in texts:
+        if isinstance(t, JsonSource):
+            total += steps(t, numbers)
+            if total > MAX_SOURCE_STEPS:
+                raise SourceTooLarge(f"more than {MAX_SOURCE_STEPS} JSON quotes, brackets and "
+                                     "escapes")
 
 
-def tokens(text: str, numbers: bool = False) -> int:
-    """The strings, objects and arrays of JSON source `text` as the token reader finds them
-    (with `numbers`, its numbers too: each run of digits outside strings)."""
-    bare = _STRING_OR_ESCAPE.sub(r"\1", text)
-    n = bare.count('"') + bare.count("{") + bare.count("[")
+def steps(text: str, numbers: bool = False) -> int:
+    """At least the steps the token reader takes over JSON source `text`: its quotes,
+    backslashes and brackets (with `numbers`, and its runs of digits)."""
+    n = sum(text.count(c) for c in _STEP_CHARS)
     if numbers:
-        n += _DIGITS.subn("", bare)[1]
+        n += _DIGITS.subn("", text)[1]
     return n
 
 
-def _at_most(text: str, numbers: bool) -> int:
-    """At least `tokens(text, numbers)`, counted in C: every quote, bracket (and digit)."""
-    n = text.count('"') + text.count("{") + text.count("[")
-    if numbers:
-        n += sum(text.count(d) for d in "0123456789")
-    return n
+def raw_steps(body: bytes) -> int:
+    """`steps` of every JSON source in a JSON `body`, at most: an escape that spells one
+    of those characters in a string (`\\u007b`, `\\"`) starts with a backslash."""
+    return sum(body.count(c) for c in _STEP_BYTES)

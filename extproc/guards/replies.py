@@ -13,7 +13,7 @@ import json
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from ..codecs import jsonunique
-from ..codecs.jsoncap import MAX_SOURCE_TOKENS, SourceTooLarge, check_sources
+from ..codecs.jsoncap import MAX_SOURCE_STEPS, SourceTooLarge, check_sources, raw_steps
 from ..codecs.jsontext import JsonSource, read_texts, rewrite
 from ..codecs.sse import SSEDecoder
 from ..llm.transforms import PARSED_REPLY
@@ -108,8 +108,7 @@ class WholeJsonGuard(BodyTransform):
                              details="extproc_unreadable_reply")
             refuse_reply_media(ex, (*self.guards, *self.policy.response_webhooks),
                                self.policy.stats, self.adapter, doc)
-            if body.count(b"{") + body.count(b"[") + body.count(b'"') > MAX_SOURCE_TOKENS \
-                    or b"\\u" in body:   # (a `\u007b` in a string is a bracket there)
+            if raw_steps(body) > MAX_SOURCE_STEPS:   # (else its sources cannot pass it)
                 try:   # the guards would walk them all: the body's cap, as a request's
                     check_sources(t for d in (doc if isinstance(doc, list) else [doc])
                                   for _, t in self.adapter.response_texts(d))

@@ -1,7 +1,7 @@
 """Tool-call arguments holding very many JSON strings, objects and arrays (found by review): the
 request body's own cap (`reading.MAX_CONTAINERS`) counts the containers outside strings,
 while the guards read a call's `arguments` string as JSON source, token by token: 6 MB of
-`{},` there held the event loop about 5 s (pure build). Past `MAX_SOURCE_TOKENS` such
+`{},` there held the event loop about 5 s (pure build). Past `MAX_SOURCE_STEPS` such
 arguments are refused: a 413 for a request, a 502 for a reply; brackets inside the
 arguments' own strings (code a tool writes) do not count."""
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from extproc.codecs.jsoncap import MAX_SOURCE_TOKENS, SourceTooLarge, checked_source
+from extproc.codecs.jsoncap import MAX_SOURCE_STEPS, SourceTooLarge, checked_source
 from extproc.policy import Reject
 from tests.unit.test_guard_fields import whole
 from tests.unit.test_unread_inputs import CHAT, config, run
@@ -28,7 +28,7 @@ def _call(arguments: str) -> dict[str, Any]:
 
 
 def test_arguments_of_more_containers_than_a_body_may_hold_are_refused() -> None:
-    args = "[" + "{}," * MAX_SOURCE_TOKENS + "{}]"
+    args = "[" + "{}," * MAX_SOURCE_STEPS + "{}]"
     _, refused = run(config(), "openai", CHAT, _call(args))
     assert refused is not None and refused[0] == 413, refused
 
@@ -39,16 +39,20 @@ def test_arguments_within_the_bound_are_read_and_masked() -> None:
     assert refused is None and b"john@example.com" not in sent
 
 
-def test_brackets_inside_the_arguments_strings_do_not_count() -> None:
-    code = "{[" * (MAX_SOURCE_TOKENS + 5)
+def test_a_large_source_file_in_the_arguments_is_read() -> None:
+    """The count is of every quote, backslash and bracket, inside the arguments' strings
+    too (never fewer than the reader's steps; a review found each exact count the reader
+    could outrun): a tool call writing a 400 KB source file still fits."""
+    code = "def f(x):\n    return {'a': [x, \"b\"]}\n" * 10_000
     text = json.dumps({"file": "a.py", "content": code})
+    assert len(text) > 400_000
     assert checked_source(text) == text
     with pytest.raises(SourceTooLarge):
-        checked_source("[" + "[]," * MAX_SOURCE_TOKENS + "[]]")
+        checked_source("[" + "[]," * MAX_SOURCE_STEPS + "[]]")
 
 
 def test_a_reply_with_such_arguments_is_refused() -> None:
-    args = "[" + "{}," * MAX_SOURCE_TOKENS + "{}]"
+    args = "[" + "{}," * MAX_SOURCE_STEPS + "{}]"
     body = {"id": "c", "object": "chat.completion", "model": "m", "choices": [
         {"index": 0, "finish_reason": "tool_calls", "message": {
             "role": "assistant", "content": None, "tool_calls": [
@@ -72,14 +76,14 @@ def _calls(k: int, per: int) -> dict[str, Any]:
 
 
 def test_many_calls_each_under_the_cap_are_refused_together() -> None:
-    """20 calls of just under the cap each (7.9 MB, a few KiB gzipped): each passed the
-    per-text check, and the guards walked 2.6 M containers (7 s of the event loop)."""
-    _, refused = run(config(), "openai", CHAT, _calls(20, MAX_SOURCE_TOKENS - 72))
+    """Calls each well under the cap, over it together (the review's case: twenty calls
+    each just under a per-text cap, 7.9 MB, a few KiB gzipped, 7 s of the event loop)."""
+    _, refused = run(config(), "openai", CHAT, _calls(30, MAX_SOURCE_STEPS // 50))
     assert refused is not None and refused[0] == 413, refused
 
 
 def test_calls_under_the_cap_together_are_read() -> None:
-    _, refused = run(config(), "openai", CHAT, _calls(4, MAX_SOURCE_TOKENS // 5))
+    _, refused = run(config(), "openai", CHAT, _calls(4, MAX_SOURCE_STEPS // 10))
     assert refused is None, refused
 
 
@@ -111,7 +115,7 @@ async def test_a_route_with_token_limits_and_no_guards_answers_413() -> None:
                                     "rate_limits": [{"name": "t", "key": [], "tokens": [
                                         {"limit": 10**9, "per": "1d"}]}]}]})
     ex = Exchange(cfg.routes[name], name, cfg.server.max_request_body_bytes)
-    raw = json.dumps(_calls(1, MAX_SOURCE_TOKENS + 1)).encode()
+    raw = json.dumps(_calls(1, MAX_SOURCE_STEPS + 1)).encode()
     statuses = []
     for msg in (request_headers(path=CHAT, req_mode=1), request_body(raw, True)):
         for reply in await ex.handle(msg):
@@ -141,7 +145,7 @@ async def test_an_unguarded_fronts_translation_is_held_to_the_cap(monkeypatch) -
                      "gemini": {"upstream_credential": {"env": "FAKE_KEY"}}},
         "models": [{"model": "claude-*", "backend": "anthropic"},
                    {"model": "gemini-*", "backend": "gemini"}]}]})
-    big = '{"a":[' + "{}," * (MAX_SOURCE_TOKENS + 1) + "{}]}"
+    big = '{"a":[' + "{}," * (MAX_SOURCE_STEPS + 1) + "{}]}"
     for model, doc in (("claude-x", _call(big)),
                        ("gemini-x", {**_call("{}"), "messages": [
                            *_call("{}")["messages"][:2],
@@ -164,7 +168,7 @@ def test_an_escaped_quote_outside_strings_hides_no_bracket() -> None:
     from extproc.codecs.jsoncap import check_sources
     from extproc.codecs.jsontext import JsonSource
 
-    hidden = '\\"' + "{" * (2 * MAX_SOURCE_TOKENS) + '"'
+    hidden = '\\"' + "{" * (2 * MAX_SOURCE_STEPS) + '"'
     with pytest.raises(SourceTooLarge):
         checked_source(hidden)
     with pytest.raises(SourceTooLarge):
@@ -175,7 +179,7 @@ def test_an_escaped_quote_outside_strings_hides_no_bracket() -> None:
 
 def test_strings_count_as_brackets_do() -> None:
     """1.35 M strings in one array: no container to count, 5 s of walking."""
-    _, refused = run(config(), "openai", CHAT, _call("[" + '"a",' * MAX_SOURCE_TOKENS + '"a"]'))
+    _, refused = run(config(), "openai", CHAT, _call("[" + '"a",' * MAX_SOURCE_STEPS + '"a"]'))
     assert refused is not None and refused[0] == 413, refused
 
 
@@ -183,7 +187,7 @@ def test_an_object_valued_tool_input_of_many_strings_counts_too() -> None:
     doc = {"model": "m", "max_tokens": 10, "messages": [
         {"role": "user", "content": "hi"},
         {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "f",
-                                           "input": {"a": ["a"] * (MAX_SOURCE_TOKENS + 1)}}]},
+                                           "input": {"a": ["a"] * (MAX_SOURCE_STEPS + 1)}}]},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t",
                                       "content": "ok"}]}]}
     _, refused = run(config(), "anthropic", "/v1/messages", doc)
@@ -196,16 +200,16 @@ def test_escaped_brackets_in_a_whole_reply_count_as_the_brackets_they_are() -> N
     from extproc.guards.replies import WholeJsonGuard
     from tests.unit.test_guard_fields import PATHS, exchange, guards
 
-    args = ("[" + "{}," * (MAX_SOURCE_TOKENS // 2 + 1000) + "{}]").replace("{", "\\u007b") \
+    args = ("[" + "{}," * (MAX_SOURCE_STEPS // 2 + 1000) + "{}]").replace("{", "\\u007b") \
         .replace("[", "\\u005b")
     calls = ",".join(f'{{"id":"t{i}","type":"function","function":{{"name":"f",'
                      f'"arguments":"{args}"}}}}' for i in range(4))
     body = ('{"id":"c","object":"chat.completion","model":"m","choices":[{"index":0,'
             '"finish_reason":"tool_calls","message":{"role":"assistant","content":null,'
             f'"tool_calls":[{calls}]}}}}]}}').encode()
-    assert body.count(b"{") + body.count(b"[") < MAX_SOURCE_TOKENS
+    assert body.count(b"{") + body.count(b"[") < MAX_SOURCE_STEPS
     assert sum(c["function"]["arguments"].count("{") for c in json.loads(body)[
-        "choices"][0]["message"]["tool_calls"]) > MAX_SOURCE_TOKENS
+        "choices"][0]["message"]["tool_calls"]) > MAX_SOURCE_STEPS
     transform = WholeJsonGuard(guards("mask", "openai", side=1), exchange(PATHS["openai"]))
     transform.feed(body)
     with pytest.raises(Reject) as refused:
@@ -241,7 +245,7 @@ async def _front_statuses(route: Any, doc: dict[str, Any]) -> list[int]:
 
 async def test_the_fronts_translation_counts_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
     """Its JSON reader takes a Python step per number: 4 M numbers held the loop 6 s."""
-    args = '{"a":[' + "1," * MAX_SOURCE_TOKENS + "1]}"
+    args = '{"a":[' + "1," * MAX_SOURCE_STEPS + "1]}"
     doc = {**_call(args), "model": "claude-x"}
     assert await _front_statuses(_front(monkeypatch), doc) == [413]
 
@@ -253,3 +257,39 @@ async def test_a_tool_result_the_backend_gets_as_text_is_not_counted(
     doc = {**_call("{}"), "model": "claude-x"}
     doc["messages"][2]["content"] = rows
     assert await _front_statuses(_front(monkeypatch), doc) == []
+
+
+# ---- the count is of the reader's steps (found by the review of the token count) ---------
+
+@pytest.mark.parametrize("args", [
+    "]" * (MAX_SOURCE_STEPS + 1),                 # closing brackets: a step each
+    "}" * (MAX_SOURCE_STEPS + 1),
+    "a]" * (MAX_SOURCE_STEPS + 1),                # and a run masked between each two
+    "\\a" * (MAX_SOURCE_STEPS + 1),               # escapes outside strings
+    '"' + "\\n" * (MAX_SOURCE_STEPS + 1) + '"',   # and inside one
+], ids=["close-brackets", "close-braces", "runs", "escapes-outside", "escapes-inside"])
+def test_every_step_the_reader_takes_is_counted(args: str) -> None:
+    with pytest.raises(SourceTooLarge):
+        checked_source(args)
+
+
+def test_arguments_of_runs_between_closing_brackets_are_refused() -> None:
+    """2 MB of `a]` took the guards 3.3 s, counted as nothing."""
+    _, refused = run(config(), "openai", CHAT, _call("a]" * (MAX_SOURCE_STEPS + 1)))
+    assert refused is not None and refused[0] == 413, refused
+    assert "JSON tool inputs and results" in refused[1]["error"]["message"], refused
+
+
+def test_a_tool_result_of_thirty_thousand_rows_is_read() -> None:
+    """A Gemini functionResponse of 30,000 rows of two fields (1.1 MB, a database query's
+    answer): refused when strings were counted as 131,072 tokens, read again now."""
+    from tests.unit.test_unread_inputs import GEMINI
+
+    rows = [{"id": f"r{i}", "name": f"item {i}"} for i in range(30_000)]
+    doc = {"contents": [
+        {"role": "user", "parts": [{"text": "list the items"}]},
+        {"role": "model", "parts": [{"functionCall": {"name": "query", "args": {}}}]},
+        {"role": "user", "parts": [{"functionResponse": {"name": "query",
+                                                         "response": {"rows": rows}}}]}]}
+    _, refused = run(config(), "gemini", GEMINI, doc)
+    assert refused is None, refused
