@@ -175,7 +175,7 @@ MAX_TIMEOUT_MS = 4000
 def _webhook(c: Checker, raw: Any, path: str) -> WebhookSpec | None:
     before = len(c.errors)
     d = c.mapping(raw, path, ("url", "timeout_ms", "fail", "headers", "segment_chars",
-                              "fail_open_max_chars"))
+                              "fail_open_max_bytes"))
     url = c.string(d, "url", path, required=True) or ""
     if url and not url.startswith(("http://", "https://")):
         c.error(join(path, "url"), "expected an http:// or https:// URL, got "
@@ -186,7 +186,7 @@ def _webhook(c: Checker, raw: Any, path: str) -> WebhookSpec | None:
                 "an ext_proc message, which Envoy times out after message_timeout (5 s)")
     fail = c.choice(d, "fail", path, ("open", "closed"), "closed", what="fail mode")
     segment = c.number(d, "segment_chars", path, 200, minimum=16, integer=True)
-    open_max = c.number(d, "fail_open_max_chars", path, 32768, minimum=1, integer=True)
+    open_max = c.number(d, "fail_open_max_bytes", path, 65536, minimum=1, integer=True)
     headers: list[tuple[str, str]] = []
     raw_headers = d.get("headers") or {}
     for hname, value in c.mapping(raw_headers, join(path, "headers"), raw_headers).items():
@@ -212,7 +212,7 @@ def _webhook(c: Checker, raw: Any, path: str) -> WebhookSpec | None:
     return WebhookSpec(url=url, timeout_s=float(timeout or 300) / 1000,
                        fail_open=fail == "open", headers=tuple(headers),
                        segment_chars=int(segment or 200),
-                       fail_open_max_chars=int(open_max or 32768))
+                       fail_open_max_bytes=int(open_max or 65536))
 
 
 def _allow_unread(c: Checker, d: Mapping[str, Any], path: str) -> frozenset[str]:

@@ -44,9 +44,10 @@ class WebhookSpec:
     headers: tuple[tuple[str, str], ...] = ()
     #: streamed responses: check text once this many characters are held (at a word end)
     segment_chars: int = 200
-    #: `fail: open` covers calls of at most this many characters of text; a longer one that
-    #: fails is refused (`CallTooLarge`)
-    fail_open_max_chars: int = 32768
+    #: `fail: open` covers calls of at most this many bytes (the JSON the webhook reads: a
+    #: client decides it by its text, and by how many texts it splits it into); a larger
+    #: call that fails is refused (`CallTooLarge`)
+    fail_open_max_bytes: int = 65536
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class AnswerTooLarge(ClientSized):
 
 class CallTooLarge(ClientSized):
     """The webhook refused the call's size (HTTP 413), or a `fail: open` guard's call longer
-    than its `fail_open_max_chars` failed: a client could send text a webhook cannot judge in
+    than its `fail_open_max_bytes` failed: a client could send text a webhook cannot judge in
     time (found by review: 2 MiB of digit groups timed the sample out at 300 ms) to have it
     let through unread."""
 
@@ -112,10 +113,6 @@ class Call:
     request_id: str | None = None
     stream: bool = False
     texts: list[Text] = field(default_factory=list)
-
-    def chars(self) -> int:
-        """The characters of text the call carries (its texts and their context)."""
-        return sum(len(t.text) + len(t.context or "") for t in self.texts)
 
     def body(self) -> bytes:
         texts = []

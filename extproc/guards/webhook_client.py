@@ -27,26 +27,26 @@ MAX_ANSWER_BYTES = 1024 * 1024
 
 async def check(spec: WebhookSpec, call: Call) -> Verdict:
     """POST `call` to the webhook and return its verdict, or raise `WebhookError` (a
-    `ClientSized` one for a `fail: open` guard's call past `fail_open_max_chars`)."""
+    `ClientSized` one for a `fail: open` guard's call past `fail_open_max_bytes`)."""
+    body = call.body()
     try:
-        return await _check(spec, call)
+        return await _check(spec, call, body)
     except ClientSized:
         raise
     except WebhookError as exc:
-        n = call.chars()
-        if spec.fail_open and n > spec.fail_open_max_chars:
-            raise CallTooLarge(f"{exc} for {n} characters, more than fail_open_max_chars "
-                               f"({spec.fail_open_max_chars})") from None
+        if spec.fail_open and len(body) > spec.fail_open_max_bytes:
+            raise CallTooLarge(f"{exc} for a call of {len(body)} bytes, more than "
+                               f"fail_open_max_bytes ({spec.fail_open_max_bytes})") from None
         raise
 
 
-async def _check(spec: WebhookSpec, call: Call) -> Verdict:
+async def _check(spec: WebhookSpec, call: Call, data: bytes) -> Verdict:
     headers = {"content-type": "application/json", **dict(spec.headers)}
     try:
         async with asyncio.timeout(spec.timeout_s):
             # no redirect followed: a 307 would take the texts and the webhook's headers to
             # another host, a 303 turn the call into a GET whose answer judges nothing
-            async with httpclient.session().post(spec.url, data=call.body(), headers=headers,
+            async with httpclient.session().post(spec.url, data=data, headers=headers,
                                                  allow_redirects=False) as resp:
                 if 300 <= resp.status < 400:
                     raise WebhookError(f"HTTP {resp.status} (a redirect: not followed; name "
