@@ -51,13 +51,14 @@ from . import webhook_client
 from .decisions import decide
 from .event_stream import ASKED_CHOICES
 from .names import identifiers, readings
-from .replies import describe, found, mask_text, refuse
+from .replies import describe, found, mask_text, read_once, refuse
 from .reply_side import reply_transform
 from .request_fields import field_texts, refuse_field_matches
 from .settings import ROLES, Guard
 from .stream import StreamMasker
 from .unread import refuse_asked_media, refuse_deferred_reply, refuse_unread_inputs
 from .webhook import (
+    AnswerTooLarge,
     Call,
     ClientSized,
     Collected,
@@ -153,12 +154,14 @@ class Guards(Policy):
         assert guard.webhook is not None
         try:
             return await self.ask_webhook(guard, call)
-        except ClientSized:                 # the client's doing, not an outage: refused
+        except ClientSized as exc:          # the client's doing, not an outage: refused
             decide(ex, guard.name, call.direction, "error_closed")
             request = call.direction == "request"
+            why = "its verdict would be too long" if isinstance(exc, AnswerTooLarge) \
+                else "it failed on a call this large, which it does not let through unread"
             raise Reject(413 if request else 502,
-                         f"guard '{guard.name}' cannot judge this much text at once (its "
-                         f"verdict would be too long){'; send less' if request else ''}",
+                         f"guard '{guard.name}' cannot judge this much text at once ({why})"
+                         f"{'; send less' if request else ''}",
                          details="extproc_guard_too_large") from None
         except WebhookError:
             if guard.webhook.fail_open:
@@ -236,11 +239,12 @@ class Guards(Policy):
                          details="extproc_guard_unreadable")
         strings: list[tuple[str, str]] | None = None
         names: list[tuple[None, str]] | None = None
+        read = read_once(texts) if len(self.rejecting) > 1 else texts
         for guard in self.rejecting:
-            hits = found(guard, texts)
+            hits = found(guard, read)
             if not hits:
                 if strings is None:   # JSON values string by string, escapes undone
-                    strings = _strings(adapter, path, doc)
+                    strings = read_once(_strings(adapter, path, doc))
                 hits = found(guard, strings)
             if not hits:
                 if names is None:     # tool and function names: read whatever the roles

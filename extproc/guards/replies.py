@@ -290,6 +290,21 @@ def found(guard: Guard, texts: list[tuple[str, str]] | list[tuple[None, str]]) -
     return names
 
 
+def read_once(texts: list[tuple[Any, str]]) -> list[tuple[Any, str]]:
+    """`texts` with each `JsonSource` and `Name` replaced by what `found` reads of it: read
+    once for every guard that looks (found by review: each reject guard read a body's JSON
+    source again, so three of them took 7 readings)."""
+    out: list[tuple[Any, str]] = []
+    for role, text in texts:
+        if isinstance(text, JsonSource):
+            out.extend((role, piece) for piece in read_texts(text))
+        elif isinstance(text, Name):
+            out.extend((role, piece) for piece in name_readings(text))
+        else:
+            out.append((role, text))
+    return out
+
+
 def describe(names: list[Any]) -> str:
     """'email', 'email and phone', 'email, phone and card'."""
     kinds = [str(n).replace("_", " ") for n in names]

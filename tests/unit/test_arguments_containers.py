@@ -83,7 +83,7 @@ def test_many_calls_each_under_the_cap_are_refused_together() -> None:
 
 
 def test_calls_under_the_cap_together_are_read() -> None:
-    _, refused = run(config(), "openai", CHAT, _calls(4, MAX_SOURCE_STEPS // 10))
+    _, refused = run(config(), "openai", CHAT, _calls(4, MAX_SOURCE_STEPS // 16))
     assert refused is None, refused
 
 
@@ -293,3 +293,42 @@ def test_a_tool_result_of_thirty_thousand_rows_is_read() -> None:
                                                          "response": {"rows": rows}}}]}]}
     _, refused = run(config(), "gemini", GEMINI, doc)
     assert refused is None, refused
+
+
+# ---- a JSON value's items, and several reject guards (found by the review of the steps) --
+
+def test_the_numbers_of_an_object_valued_tool_input_count() -> None:
+    """Each number of a JSON value is masked as a text of its own: 4 M of them (7.6 MiB, a
+    few KiB gzipped) held the event loop 18 s, counted as one run and two brackets."""
+    doc = {"model": "m", "max_tokens": 10, "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "f",
+                                           "input": {"a": [1] * (MAX_SOURCE_STEPS + 1)}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t",
+                                      "content": "ok"}]}]}
+    _, refused = run(config(), "anthropic", "/v1/messages", doc)
+    assert refused is not None and refused[0] == 413, refused
+
+
+def _readings(monkeypatch: pytest.MonkeyPatch, reject_guards: int) -> int:
+    """How often the guards read a tool call's JSON source with `reject_guards` reject
+    guards that find nothing (and no mask guard)."""
+    from extproc import loader
+    from extproc.guards import replies
+
+    calls = []
+    real = replies.read_texts
+    monkeypatch.setattr(replies, "read_texts", lambda t: calls.append(1) or real(t))
+    guards = {f"g{i}": {"detectors": ["email"], "action": "reject"}
+              for i in range(reject_guards)}
+    cfg = loader.parse({"guards": guards, "routes": [
+        {"name": "openai", "provider": "openai", "guards": list(guards)}]})
+    _, refused = run(cfg, "openai", CHAT, _call(json.dumps({"rows": [{"a": 1}] * 10})))
+    assert refused is None, refused
+    return len(calls)
+
+
+def test_several_reject_guards_read_the_json_source_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each reject guard read it again, twice: three took seven readings (10.7 s at the cap)."""
+    assert _readings(monkeypatch, 3) == _readings(monkeypatch, 1) <= 2

@@ -95,6 +95,7 @@ def test_a_call_past_fail_open_max_bytes_that_times_out_is_refused() -> None:
     out, g = _on(_slow(), prompt, fail="open", timeout_ms=100, fail_open_max_bytes=1000)
     assert isinstance(out, Reject) and out.status == 413, out
     assert "cannot judge this much text" in out.message
+    assert "failed on a call this large" in out.message   # (no verdict was too long)
     assert g.stats["webhook_failed_open"] == 0
 
 
