@@ -57,6 +57,12 @@ MAX_DEPTH = 128
 #: 8 KiB gzipped, held 200 MiB: found by review); real requests, long chats with tool
 #: schemas and token-id batches included, hold a few thousand
 MAX_CONTAINERS = 1 << 17
+#: most JSON values (objects, arrays, and the members and items in them) accepted outside
+#: strings in a request body: the guards walk a JSON value item by item (a Python step or
+#: more each, twice or three times), and a list of numbers holds no container (found by
+#: review: 3.9 M zeros, 7.8 MB, in a countTokens `instances` or an unknown message field
+#: took 8-18 s); OpenAI caps an embeddings batch at 300,000 token ids
+MAX_VALUES = 1 << 19
 log = logging.getLogger("extproc.reading")
 SUPPORTED_ENCODINGS = ("gzip", "x-gzip", "deflate", "br", "zstd", "identity")
 
@@ -250,8 +256,9 @@ def strict_json(body: bytes) -> dict[str, Any]:
     if text.startswith("\ufeff"):
         text = text[1:]
     opening = body.count(b"[") + body.count(b"{")
-    if opening > MAX_DEPTH:
-        _check_depth(body, opening > MAX_CONTAINERS)
+    values = opening + body.count(b",")
+    if opening > MAX_DEPTH or values > MAX_VALUES:
+        _check_depth(body, opening > MAX_CONTAINERS, values > MAX_VALUES)
     try:
         doc = _DECODER.decode(text)
     except RepeatedKey as exc:
@@ -287,7 +294,7 @@ def _too_deep() -> Unreadable:
 
 
 #: every byte but a quote and a bracket, deleted
-_NOT_STRUCTURE = bytes(range(256)).translate(None, b'"[]{}')
+_NOT_STRUCTURE = bytes(range(256)).translate(None, b'"[]{},')
 _QUOTED = re.compile(rb'"[^"]*"')
 _AS_STEPS = bytes.maketrans(b"[]{}", b"\x02\x00\x02\x00")
 _AS_PARENS = bytes.maketrans(b"[]{}", b"()()")
@@ -296,21 +303,22 @@ _PEEL = 8
 _TOO_MANY_OPEN = b"(" * (MAX_DEPTH + 1)
 
 
-def _check_depth(body: bytes, count: bool = False) -> None:
+def _check_depth(body: bytes, count: bool = False, count_values: bool = False) -> None:
     """Refuse nesting deeper than MAX_DEPTH before parsing (brackets inside strings do not
     count), with no Python step per byte: a crafted body of millions of brackets must not
     cost seconds, nor allocate in proportion.
 
     With the escaped backslashes and then the escaped quotes taken out (in valid JSON a run of
     backslashes pairs up from its left), every quote left opens or closes a string; one
-    `translate` keeps the quotes and the brackets only. The strings then go with one regex,
+    `translate` keeps the quotes, brackets and commas only. The strings then go with one regex,
     a slice at a time (each slice ends outside a string), and what is left is the brackets
     outside strings. Each `replace` of "()" peels one level of nesting off (it removes every
     innermost pair, so it lowers the deepest point by one at most), which empties a usual body
     in a few passes; one still nested after _PEEL passes gets its exact depth from running
     sums in C. A body that is not valid JSON may be judged wrongly here; the parser refuses
     it after. With `count`, a body of more than `MAX_CONTAINERS` objects and arrays outside
-    strings is refused (413) too."""
+    strings is refused (413) too; with `count_values`, one of more than `MAX_VALUES` values
+    (objects, arrays and commas, outside strings)."""
     text = body.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_STRUCTURE)
     outside = []
     pos, n = 0, len(text)
@@ -322,12 +330,18 @@ def _check_depth(body: bytes, count: bool = False) -> None:
         outside.append(_QUOTED.sub(b"", text[pos:end]))
         pos = end
     brackets = b"".join(outside).replace(b'"', b"")
+    commas = brackets.count(b",")
+    brackets = brackets.replace(b",", b"")
     rest = brackets.translate(_AS_PARENS)
     if _TOO_MANY_OPEN in rest:   # that many in a row: too deep, whatever comes after
         raise _too_deep()
-    if count and brackets.count(b"[") + brackets.count(b"{") > MAX_CONTAINERS:
+    opening = brackets.count(b"[") + brackets.count(b"{")
+    if count and opening > MAX_CONTAINERS:
         raise Unreadable(413, f"the request body holds more than {MAX_CONTAINERS} JSON objects "
                          "and arrays", "extproc_body_too_large")
+    if count_values and opening + commas > MAX_VALUES:
+        raise Unreadable(413, f"the request body holds more than {MAX_VALUES} JSON values",
+                         "extproc_body_too_large")
     for _ in range(_PEEL):
         if not rest:
             return

@@ -54,3 +54,41 @@ def test_brackets_inside_strings_do_not_count() -> None:
     text = "{[" * (MAX_CONTAINERS + 10)
     doc = {"model": "m", "messages": [{"role": "user", "content": text}]}
     assert strict_json(json.dumps(doc).encode()) == doc
+
+
+# ---- values, not only containers (found by review: a list of numbers holds no container,
+# and the guards walk a JSON value item by item: 3.9 M zeros took 8-18 s) ------------------
+
+def test_more_values_than_the_bound_are_refused() -> None:
+    from extproc.reading import MAX_VALUES
+
+    for doc in ({"model": "m", "messages": [{"role": "user", "content": "hi",
+                                             "zz": [0] * (MAX_VALUES + 1)}]},
+                {"contents": [], "instances": [None] * (MAX_VALUES + 1)}):
+        body = json.dumps(doc, separators=(",", ":")).encode()
+        with pytest.raises(Unreadable) as refused:
+            strict_json(body)
+        assert refused.value.status == 413 and "JSON values" in refused.value.message
+
+
+def test_commas_inside_strings_do_not_count() -> None:
+    from extproc.reading import MAX_VALUES
+
+    prose = "one, two, three, " * (MAX_VALUES // 2)
+    doc = strict_json(json.dumps({"model": "m", "messages": [
+        {"role": "user", "content": prose}]}).encode())
+    assert doc["messages"][0]["content"] == prose
+    under = json.dumps({"input": [1] * (MAX_VALUES - 10)}, separators=(",", ":")).encode()
+    assert len(strict_json(under)["input"]) == MAX_VALUES - 10
+
+
+async def test_a_count_tokens_request_of_millions_of_numbers_is_refused() -> None:
+    """countTokens `instances` were read as a plain dump the JSON-source cap never counted,
+    then masked number by number (3.9 M numbers: 18 s)."""
+    from tests.unit.test_unread_inputs import _run, config
+
+    raw = json.dumps({"contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+                      "instances": [0] * 1_000_000}, separators=(",", ":")).encode()
+    _, refused = await _run(config(), "gemini",
+                            "/v1beta/models/gemini-2.5-flash:countTokens", raw)
+    assert refused is not None and refused[0] == 413, refused
