@@ -130,36 +130,29 @@ def longest_match(pattern: str) -> int | None:
 def _strip_word_boundaries(pattern: str) -> str:
     r"""`pattern` without its \b and \B assertions: a superset of its matches. RE2 computes
     match ranges as if at the beginning of the text, where \B (and \b before a non-word
-    character) would wrongly rule out matches in the middle of a text."""
-    out, i, n, in_class, literal_close = [], 0, len(pattern), False, -1
+    character) would wrongly rule out matches in the middle of a text. A character class
+    (`_class_end`) and a `\Q...\E` run are kept as they are."""
+    out, i, n = [], 0, len(pattern)
     while i < n:
         c = pattern[i]
         if c == "\\" and i + 1 < n:
             nxt = pattern[i + 1]
-            if nxt == "Q":
-                j = pattern.find("\\E", i + 2)
-                j = n if j < 0 else j + 2
-            elif nxt in "bB" and not in_class:
+            if nxt in "bB":
                 i += 2
                 continue
+            if nxt == "Q":   # a quoted run, to its \E (or the end)
+                k = pattern.find("\\E", i + 2)
+                j = n if k < 0 else k + 2
             else:
                 j = i + 2
-            out.append(pattern[i:j])
-            i = j
-            continue
-        if in_class and pattern.startswith("[:", i):
-            j = pattern.find(":]", i + 2)
-            j = n if j < 0 else j + 2
-            out.append(pattern[i:j])
-            i = j
-            continue
-        if in_class and c == "]" and i != literal_close:
-            in_class = False
-        elif not in_class and c == "[":
-            in_class = True
-            literal_close = i + 1 + pattern.startswith("^", i + 1)  # ']' there is a literal
-        out.append(c)
-        i += 1
+        elif c == "[":
+            j = _class_end(pattern, i)
+            if j < 0:
+                j = n
+        else:
+            j = i + 1
+        out.append(pattern[i:j])
+        i = j
     return "".join(out)
 
 
