@@ -36,8 +36,9 @@ class SourceTooLarge(ValueError):
 def checked_source(text: str) -> JsonSource:
     """`text` as a `JsonSource`; `SourceTooLarge` when it alone takes more than
     `MAX_SOURCE_STEPS` steps to read."""
-    check_sources((JsonSource(text),))
-    return JsonSource(text)
+    source = JsonSource(text)
+    check_sources((source,))
+    return source
 
 
 def check_sources(texts: Iterable[str], numbers: bool = False) -> None:
