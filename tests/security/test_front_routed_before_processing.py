@@ -28,23 +28,20 @@ import openai
 import pytest
 
 from tests.harness import Gateway, Mock
+from tests.integration.test_duplex_request import _all_duplex
 from tests.integration.test_front import MSG, client, front_config, rid
 
 pytestmark = pytest.mark.envoy
 
 
 def _agentgateway_like(doc: dict[str, Any]) -> None:
+    _all_duplex(doc)
     hcm = doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
         "typed_config"]
     hcm.pop("early_header_mutation_extensions", None)
     for f in hcm["http_filters"]:
         if f["name"] == "envoy.filters.http.ext_proc":
-            tc = f["typed_config"]
-            tc["route_cache_action"] = "RETAIN"
-            tc["processing_mode"].update(
-                request_body_mode="FULL_DUPLEX_STREAMED",
-                response_body_mode="FULL_DUPLEX_STREAMED",
-                request_trailer_mode="SEND", response_trailer_mode="SEND")
+            f["typed_config"]["route_cache_action"] = "RETAIN"
 
 
 @pytest.fixture(scope="module")
