@@ -19,7 +19,9 @@ what the provider will act on (sans-IO).
 * **JSON.** `strict_json` parses a body as one JSON object, refusing what parsers disagree on:
   duplicate keys (Python keeps the last, others the first), NaN and Infinity (and a number
   too large for a double, `1e999`, which reads as Infinity), nesting deeper than
-  `MAX_DEPTH`, a top-level value that is not an object, invalid UTF-8.
+  `MAX_DEPTH`, a top-level value that is not an object, invalid UTF-8; and, before the
+  parse, more objects, arrays or values than the parser and the guards should walk
+  (`codecs.jsonbounds`, 413).
 
 * **Endpoint.** `read_endpoint` classifies the canonical target (`providers.endpoints`).
 * **The whole body.** `read_body` does all of the above for one endpoint, then checks the
@@ -31,16 +33,16 @@ a 404 `Reject` for an endpoint the route does not serve.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import math
-import operator
 import re
 import zlib
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
+from .codecs import jsonbounds
+from .codecs.jsonbounds import MAX_CONTAINERS, MAX_DEPTH, MAX_VALUES
 from .codecs.jsonunique import RepeatedKey, unique_pairs
 from .policy import Reject
 from .providers.base import Prompt
@@ -49,20 +51,6 @@ from .providers.fieldcase import case_variant, may_fold
 from .providers.shapes import check as check_shape
 from .target import PATH_SAFE, Target, fold_name
 
-#: deepest JSON nesting accepted in a request body (real prompts, tool schemas included, stay
-#: far below; Python's own parser fails at about a thousand)
-MAX_DEPTH = 128
-#: most JSON objects and arrays accepted in a request body: each costs the parse about 100
-#: bytes of memory, held until the reply's headers, and `{}` is 3 bytes (8 MiB of them,
-#: 8 KiB gzipped, held 200 MiB: found by review); real requests, long chats with tool
-#: schemas and token-id batches included, hold a few thousand
-MAX_CONTAINERS = 1 << 17
-#: most JSON values (objects, arrays, and the members and items in them) accepted outside
-#: strings in a request body: the guards walk a JSON value item by item (a Python step or
-#: more each, twice or three times), and a list of numbers holds no container (found by
-#: review: 3.9 M zeros, 7.8 MB, in a countTokens `instances` or an unknown message field
-#: took 8-18 s); OpenAI caps an embeddings batch at 300,000 token ids
-MAX_VALUES = 1 << 19
 log = logging.getLogger("extproc.reading")
 SUPPORTED_ENCODINGS = ("gzip", "x-gzip", "deflate", "br", "zstd", "identity")
 
@@ -258,7 +246,13 @@ def strict_json(body: bytes) -> dict[str, Any]:
     opening = body.count(b"[") + body.count(b"{")
     values = opening + body.count(b",")
     if opening > MAX_DEPTH or values > MAX_VALUES:
-        _check_depth(body, opening > MAX_CONTAINERS, values > MAX_VALUES)
+        try:
+            jsonbounds.check(body, opening > MAX_CONTAINERS, values > MAX_VALUES)
+        except jsonbounds.TooDeep:
+            raise _too_deep() from None
+        except jsonbounds.TooMany as exc:
+            raise Unreadable(413, f"the request body holds {exc}",
+                             "extproc_body_too_large") from None
     try:
         doc = _DECODER.decode(text)
     except RepeatedKey as exc:
@@ -291,68 +285,6 @@ def _short(exc: ValueError) -> str:
 def _too_deep() -> Unreadable:
     return Unreadable(400, f"the request body nests deeper than {MAX_DEPTH} levels",
                       "extproc_bad_json")
-
-
-#: every byte but a quote and a bracket, deleted
-_NOT_STRUCTURE = bytes(range(256)).translate(None, b'"[]{},')
-_QUOTED = re.compile(rb'"[^"]*"')
-_AS_STEPS = bytes.maketrans(b"[]{}", b"\x02\x00\x02\x00")
-_AS_PARENS = bytes.maketrans(b"[]{}", b"()()")
-_SLICE = 1 << 16
-_PEEL = 8
-_TOO_MANY_OPEN = b"(" * (MAX_DEPTH + 1)
-
-
-def _check_depth(body: bytes, count: bool = False, count_values: bool = False) -> None:
-    """Refuse nesting deeper than MAX_DEPTH before parsing (brackets inside strings do not
-    count), with no Python step per byte: a crafted body of millions of brackets must not
-    cost seconds, nor allocate in proportion.
-
-    With the escaped backslashes and then the escaped quotes taken out (in valid JSON a run of
-    backslashes pairs up from its left), every quote left opens or closes a string; one
-    `translate` keeps the quotes, brackets and commas only. The strings then go with one regex,
-    a slice at a time (each slice ends outside a string), and what is left is the brackets
-    outside strings. Each `replace` of "()" peels one level of nesting off (it removes every
-    innermost pair, so it lowers the deepest point by one at most), which empties a usual body
-    in a few passes; one still nested after _PEEL passes gets its exact depth from running
-    sums in C. A body that is not valid JSON may be judged wrongly here; the parser refuses
-    it after. With `count`, a body of more than `MAX_CONTAINERS` objects and arrays outside
-    strings is refused (413) too; with `count_values`, one of more than `MAX_VALUES` values
-    (objects, arrays and commas, outside strings)."""
-    text = body.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_STRUCTURE)
-    outside = []
-    pos, n = 0, len(text)
-    while pos < n:
-        end = min(pos + _SLICE, n)
-        if text.count(b'"', pos, end) % 2:   # `end` falls in a string: take all of it
-            close = text.find(b'"', end)
-            end = n if close < 0 else close + 1
-        outside.append(_QUOTED.sub(b"", text[pos:end]))
-        pos = end
-    brackets = b"".join(outside).replace(b'"', b"")
-    commas = brackets.count(b",")
-    brackets = brackets.replace(b",", b"")
-    rest = brackets.translate(_AS_PARENS)
-    if _TOO_MANY_OPEN in rest:   # that many in a row: too deep, whatever comes after
-        raise _too_deep()
-    opening = brackets.count(b"[") + brackets.count(b"{")
-    if count and opening > MAX_CONTAINERS:
-        raise Unreadable(413, f"the request body holds more than {MAX_CONTAINERS} JSON objects "
-                         "and arrays", "extproc_body_too_large")
-    if count_values and opening + commas > MAX_VALUES:
-        raise Unreadable(413, f"the request body holds more than {MAX_VALUES} JSON values",
-                         "extproc_body_too_large")
-    for _ in range(_PEEL):
-        if not rest:
-            return
-        rest = rest.replace(b"()", b"")
-    if not rest:
-        return
-    # an opening bracket adds 2 and a closing one 0, so the depth after the i-th bracket
-    # (from 1) is the running sum minus i
-    steps = brackets.translate(_AS_STEPS)
-    if max(map(operator.sub, itertools.accumulate(steps), itertools.count(1))) > MAX_DEPTH:
-        raise _too_deep()
 
 
 # ------------------------------------------------------------------------------ endpoints
