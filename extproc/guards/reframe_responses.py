@@ -50,7 +50,8 @@ from ..codecs.sse import Event, encode
 from ..providers.responses_items import is_arguments
 from ..providers.responses_output import output_media, output_slots
 from ..providers.slots import BadIndex, index_value, string_slots
-from ..providers.values import EntryRef, as_list, value_slots
+from ..providers.value_refs import EntryRef, value_slots
+from ..providers.values import as_list
 from .chains import Chain, MaskerChain, MaskerFactory, json_chain
 from .event_stream import (
     AFTER_END,

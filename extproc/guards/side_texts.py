@@ -18,7 +18,8 @@ from typing import Any
 
 from ..providers.base import Adapter
 from ..providers.slots import BadIndex, EventTexts
-from ..providers.values import as_list, value_slots
+from ..providers.value_refs import value_slots
+from ..providers.values import as_list
 
 #: a Responses API `error` event's fields that are not its message (it has no `error` key)
 _EVENT_FIELDS = frozenset(("type", "sequence_number"))

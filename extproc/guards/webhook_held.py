@@ -14,7 +14,7 @@ from ..codecs import jsonunique
 from ..codecs.sse import Event
 from ..providers import Adapter
 from ..providers.slots import JSON_PIECES
-from ..providers.values import value_slots
+from ..providers.value_refs import value_slots
 from .side_texts import event_texts
 
 

@@ -1,7 +1,7 @@
 """Mask guards reach the keys and numbers of the JSON values the model reads or writes (a
 schema's property names, a tool input's fields, a card number written as a JSON number), in
-prompts and in whole replies: `MaskingFn` and `rename_keys` in `providers.values`. Any other
-rewriting fn still sees string values only."""
+prompts and in whole replies: `MaskingFn` in `providers.values`, `rename_keys` in
+`providers.value_refs`. Any other rewriting fn still sees string values only."""
 
 from __future__ import annotations
 
@@ -13,12 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from extproc.providers import adapter_for
-from extproc.providers.values import (
-    MaskingFn,
-    rename_keys,
-    rewrite_json_strings,
-    value_slots,
-)
+from extproc.providers.value_refs import rename_keys, value_slots
+from extproc.providers.values import MaskingFn, rewrite_json_strings
 
 EMAIL = re.compile(r"[\w.]+@[\w.]+\.\w+")
 

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from extproc.providers import values
-from extproc.providers.values import MaskingFn, rename_keys, rewrite_json_strings
+from extproc.providers import value_refs
+from extproc.providers.value_refs import rename_keys
+from extproc.providers.values import MaskingFn, rewrite_json_strings
 
 
 class Counting(dict):  # type: ignore[type-arg]
@@ -45,8 +46,8 @@ def test_reading_every_key_and_value_walks_the_object_a_few_times() -> None:
 
 def test_masked_keys_are_renamed_in_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
-    real = values.rename_keys
-    monkeypatch.setattr(values, "rename_keys",
+    real = value_refs.rename_keys
+    monkeypatch.setattr(value_refs, "rename_keys",
                         lambda obj, names: calls.append(len(names)) or real(obj, names))
     obj = {f"u{i}@example.com": i for i in range(300)} | {"plain": 1}
     holder = {"input": obj}
