@@ -1,12 +1,13 @@
 """The rate-limit parts of the config, validated with every error named by its key path.
 
-Top level (optional; the default is the in-memory backend, failing open)::
+Top level (optional; the default is the in-memory backend, which cannot fail; a backend
+error refuses by default)::
 
     limits:
       backend: memory                  # memory (per process) | redis (shared)
       redis_url: redis://127.0.0.1:6379/0
       timeout_ms: 50                   # per Redis call
-      on_backend_error: allow          # allow (fail open) | deny (503 + Retry-After: 1)
+      on_backend_error: deny           # deny (503 + Retry-After: 1, the default) | allow
       default_max_tokens: 1024         # output reserved when a request names no maximum...
       default_max_tokens_by_model:     # ...or, for the models of a glob, this (first match)
         "o*": 16384

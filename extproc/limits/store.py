@@ -109,8 +109,11 @@ class MemoryStore:
             return
         self._tats = {k: t for k, t in self._tats.items() if t > now}
         self._intervals = {k: i for k, i in self._intervals.items() if k in self._tats}
+        # a label lives while one of its windows does (found by review: a drained window
+        # reads None here, and comparing it failed every admission and settlement of the
+        # process once the store held 4096 windows and one spend budget had gone idle)
         self._labels = {k: v for k, v in self._labels.items()
-                        if any(t > now for t in self._spend_tats(k, v))}
+                        if any(t is not None and t > now for t in self._spend_tats(k, v))}
         self._sweep_at = max(4096, 2 * len(self._tats))
 
     def _spend_tats(self, key: str, label: Label) -> list[float | None]:

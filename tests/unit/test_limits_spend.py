@@ -353,6 +353,28 @@ async def test_the_memory_store_lists_spend_budgets() -> None:
     assert budgets.table([]).startswith("no spend")
 
 
+async def test_sweeping_the_memory_store_past_an_idle_spend_budget() -> None:
+    """Found by review: once the store held 4096 windows, its sweep compared the drained
+    window of an idle spend budget (None) with the clock, and every admission of the
+    process failed with a 500 from then on."""
+    spec = LimitSpec("team", ("header:x-team",), spend=(spend("0.01", 60),),
+                     requests=(Window(100, 3600),))
+    rl, mem, clock = policy(spec)
+    ex = exchange()
+    ex.request_headers["x-team"] = "ml"
+    await rl.on_request_body(ex, BODY)
+    await rl.on_finish(ex)                               # charged, then idle
+    assert len(await mem.spend_budgets()) == 1
+    clock.t += 120                                       # the spend window drains
+    for i in range(5000):                                # other teams fill the store
+        other = exchange()
+        other.request_headers["x-team"] = f"t{i}"
+        await rl.on_request_body(other, BODY)           # (a refusal would raise)
+        await rl.on_finish(other)
+    teams = {row["key"]["header:x-team"] for row in await mem.spend_budgets()}
+    assert len(teams) == 5000 and "ml" not in teams
+
+
 # --- in Redis ----------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
