@@ -34,7 +34,7 @@ from . import accesslog, admin, filewatch, grpc_tls, httpclient, loader, metrics
 from . import config as cfgmod
 from .auth.devcreds import dev_credentials, refusal
 from .auth.devcreds import warning as dev_warning
-from .auth.settings import warm_up
+from .auth.jwks_settings import warm_up
 from .health import SERVING, Health
 from .schema import ConfigError
 from .servicer import SERVICE, Processor

@@ -9,8 +9,8 @@ Top level (shared by routes, so one JWKS is fetched and cached once)::
           audiences: [llm-gateway]              # required; [] turns the audience check off
           jwks: {url: https://idp.example.com/.well-known/jwks.json,
                  timeout_s: 2, refresh_s: 300, min_refetch_s: 15}
-                # or {file: jwks.json} or {inline: {keys: [...]}}; a url is https (http only
-                # to a loopback host), fetched without following redirects
+                # or {file: jwks.json} or {inline: {keys: [...]}} (`auth.jwks_settings`); a
+                # url is https (http only to a loopback host), fetched without redirects
           algorithms: [RS256]                   # RS*, PS*, ES*, EdDSA; HS* needs shared_secret
           shared_secret: {env: CORP_HS_SECRET}  # or {file: ...}; only for HS256/384/512, at
                                                 # least 32/48/64 bytes (the hash's length)
@@ -52,21 +52,18 @@ Relative file paths are relative to the config file's directory.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from .. import httpclient
 from ..limits.settings import parse_duration
 from ..schema import Checker, join
 from .apikeys import ApiKey, ApiKeyStore
 from .credentials import CLIENT_CREDENTIAL_HEADERS, Secret, SecretError, UpstreamCredential
-from .jwks import RemoteJWKS, StaticKeys, redact_url
-from .keys import ALGORITHMS, MIN_SECRET_BYTES, SYMMETRIC, KeySet, KeySetError
+from .jwks_settings import parse_jwks
+from .keys import ALGORITHMS, MIN_SECRET_BYTES, SYMMETRIC
 from .policy import RouteAuth
 from .verify import JWTProvider
 
@@ -75,8 +72,6 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _NAMESPACE = re.compile(r"^[A-Za-z0-9._@/-]+(:[A-Za-z0-9._@/-]+)*$")
 _RESERVED_HEADERS = {"host", "content-length", "content-type", "transfer-encoding",
                      "connection", "te", "upgrade"}
-#: remote JWKS sources by settings, so a config reload keeps the keys already fetched
-_REMOTE: dict[tuple[str, float, float, float], RemoteJWKS] = {}
 
 
 @dataclass
@@ -201,7 +196,7 @@ def _provider(c: Checker, name: str, raw: Any, path: str, base: Path) -> JWTProv
         if "jwks" not in d:
             c.error(join(path, "jwks"), "is required for asymmetric algorithms")
         else:
-            keys = _jwks(c, d.get("jwks"), join(path, "jwks"), base)
+            keys = parse_jwks(c, d.get("jwks"), join(path, "jwks"), base)
     leeway = c.number(d, "leeway_s", path, 60.0)
     required = _strings(c, d, "required_claims", path, ("sub",))
     lifetime = None
@@ -217,84 +212,6 @@ def _provider(c: Checker, name: str, raw: Any, path: str, base: Path) -> JWTProv
                        algorithms=algorithms, shared_secret=secret, leeway_s=float(leeway),
                        required_claims=required, max_lifetime_s=lifetime,
                        subject_namespace=namespace)
-
-
-def _jwks(c: Checker, raw: Any, path: str, base: Path) -> Any:
-    d = c.mapping(raw, path, ("file", "inline", "url", "timeout_s", "refresh_s",
-                              "min_refetch_s"))
-    given = [k for k in ("file", "inline", "url") if k in d]
-    if len(given) != 1:
-        c.error(path, "needs exactly one of: file, inline, url")
-        return None
-    try:
-        if "inline" in d:
-            return StaticKeys(_nonempty(KeySet.parse(d["inline"])))
-        if "file" in d:
-            f = c.string(d, "file", path)
-            if f is None:
-                return None
-            src = StaticKeys.from_file(base / f)
-            _nonempty(src.keyset)
-            return src
-    except KeySetError as exc:
-        c.error(join(path, given[0]), f"unusable JWKS: {exc}")
-        return None
-    url = c.string(d, "url", path)
-    if url is not None:
-        problem = _jwks_url_problem(url)
-        if problem is not None:
-            c.error(join(path, "url"), problem)
-            return None
-    timeout = float(c.number(d, "timeout_s", path, 2.0))
-    refresh = float(c.number(d, "refresh_s", path, 300.0))
-    refetch = float(c.number(d, "min_refetch_s", path, 15.0))
-    if url is None:
-        return None
-    key = (url, timeout, refresh, refetch)
-    if key not in _REMOTE:
-        _REMOTE[key] = RemoteJWKS(url, httpclient.fetch_bytes, timeout_s=timeout,
-                                  refresh_s=refresh, min_refetch_s=refetch)
-    return _REMOTE[key]
-
-
-def _jwks_url_problem(url: str) -> str | None:
-    """Why a JWKS URL cannot be used, or None. Keys decide who may sign tokens: they come
-    over https, or over http only from this host (127.0.0.0/8, ::1, localhost), where no
-    network sits between the gateway and the issuer."""
-    if not url.startswith(("http://", "https://")):
-        return f"expected an https URL, got {redact_url(url)!r}"
-    try:
-        host = urlsplit(url).hostname
-    except ValueError:
-        host = None
-    if not host:
-        return f"expected an https URL with a host, got {redact_url(url)!r}"
-    if url.startswith("http://") and not _loopback(host):
-        return ("must be https: keys fetched over http can be swapped on the way (http is "
-                f"accepted only from a loopback host), got {redact_url(url)!r}")
-    return None
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def warm_up() -> None:
-    """Start fetching every remote JWKS the loaded configs name (call inside the loop)."""
-    for source in _REMOTE.values():
-        source.warm()
-
-
-def _nonempty(keyset: KeySet) -> KeySet:
-    if not keyset:
-        detail = f" ({'; '.join(keyset.skipped)})" if keyset.skipped else ""
-        raise KeySetError(f"no usable public signing keys{detail}")
-    return keyset
 
 
 def _secret(c: Checker, raw: Any, path: str, base: Path) -> Secret | None:
