@@ -49,7 +49,7 @@ from typing import Any
 from ..codecs.sse import Event, encode
 from ..providers.responses_items import is_arguments
 from ..providers.responses_output import output_media, output_slots
-from ..providers.slots import BadIndex, index_value, string_slots
+from ..providers.slots import UnreadableEvent, index_value, string_slots
 from ..providers.value_refs import EntryRef, value_slots
 from ..providers.values import as_list
 from .chains import Chain, MaskerChain, MaskerFactory, json_chain
@@ -174,7 +174,8 @@ class ResponsesMaskingReframer(EventMasker):
         self.seq = max(self.seq, _int(doc.get("sequence_number")))
         try:
             before, changed = self._kind(doc, kind, ev.event)
-        except BadIndex:   # -1, true: a client would join pieces the guards keep apart
+        except UnreadableEvent:   # -1, true: a client would join pieces the guards keep
+            # apart; a text field holding a list or object
             return self._rejected(UNREADABLE)
         # an error's message (the `error` event's, a failed response's): a client shows it
         changed |= self._mask_each(side_slots(doc))

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..providers.base import Adapter
-from ..providers.slots import BadIndex, EventTexts
+from ..providers.slots import EventTexts, UnreadableEvent
 from ..providers.value_refs import value_slots
 from ..providers.values import as_list
 
@@ -80,8 +80,9 @@ def event_texts(adapter: Adapter, doc: dict[str, Any], event: str | None
                 ) -> tuple[EventTexts, list[tuple[Any, Any]]] | None:
     """What the reply guards read of a stream event: the adapter's texts, and the side
     texts (`side_slots`); None when the event is unreadable and ends the stream refused: it
-    lists its tokens unasked (`lists_tokens`), or an index a client would read as another's
-    (`BadIndex`: -1, true), which would join pieces the guards keep apart."""
+    lists its tokens unasked (`lists_tokens`), an index a client would read as another's
+    (`BadIndex`: -1, true), which would join pieces the guards keep apart, or a text field
+    holding a list or an object (`NotText`), which a client shows whole."""
     if lists_tokens(doc):
         return None
     if event == "error":
@@ -92,6 +93,6 @@ def event_texts(adapter: Adapter, doc: dict[str, Any], event: str | None
                                            if holder[key]]
     try:
         texts = adapter.stream_texts(doc, event)   # strings, and whole JSON values
-    except BadIndex:
+    except UnreadableEvent:   # a bad index, or a text field holding no text
         return None
     return texts, side_slots(doc)

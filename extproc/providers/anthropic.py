@@ -56,6 +56,7 @@ from extproc.providers.slots import (
     name_slot,
     piece_index,
     string_slots,
+    text_field,
 )
 from extproc.providers.unread import unread_inputs
 from extproc.providers.values import (
@@ -95,6 +96,10 @@ def _reply_slots(body: Any) -> Iterator[Slot]:
         if not isinstance(block, dict):
             continue
         kind = block.get("type")
+        if kind in ("text", "thinking") and isinstance(block.get(kind), dict | list):
+            # not what Anthropic writes, but what a client shows whole (found by review):
+            # read whole, its keys and numbers too
+            yield "result", block, kind
         if kind == "text" and isinstance(block.get("text"), str):
             yield "text", block, "text"
             for holder, key in _citation_slots(block):
@@ -258,8 +263,7 @@ class AnthropicAdapter(Adapter):
                 index = piece_index(doc)
                 for key in delta:                # a delta has its type and one field
                     if key in _DELTA_TYPES:
-                        text = delta[key]
-                        if text and isinstance(text, str):
+                        if text_field(delta, key):   # (a list or object: NotText)
                             out.slots.append(TextSlot((index, key, 0), delta, key))
                     elif key not in OPAQUE:   # a citations_delta's citation, a delta
                         # newer than this code: every string whole, ids aside
@@ -270,8 +274,7 @@ class AnthropicAdapter(Adapter):
             if isinstance(block, dict):
                 index = piece_index(doc)
                 for key in ("text", "thinking"):
-                    text = block.get(key)
-                    if text and isinstance(text, str):
+                    if text_field(block, key):
                         out.slots.append(TextSlot((index, key, 0), block, key))
                 if block.get("citations"):
                     out.slots.extend(TextSlot((index, "citation", 0), holder, k, whole=True)

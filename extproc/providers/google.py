@@ -77,6 +77,7 @@ from extproc.providers.slots import (
     name_slot,
     piece_index,
     string_slots,
+    text_field,
 )
 from extproc.providers.unread import unread_inputs
 from extproc.providers.values import (
@@ -138,6 +139,8 @@ def _reply_slots(obj: Any) -> Iterator[Slot]:
                         for holder, key in partial_reply_slots(part[call]):
                             yield "tool", holder, key
                 yield from part_slots(part, kind)
+                if isinstance(part.get("text"), dict | list):   # not what Gemini writes, but
+                    yield "result", part, "text"   # a client shows it whole: read whole
                 for holder, key in other_part_slots(part):
                     yield "result", holder, key
         if isinstance(candidate, dict):
@@ -328,8 +331,7 @@ class GoogleAdapter(Adapter):
                     continue
                 for name in part:                # a part has one or two keys
                     if name == "text":
-                        text = part["text"]
-                        if text and isinstance(text, str):
+                        if text_field(part, "text"):   # (a list or object: NotText)
                             kind = "thought" if part.get("thought") is True else "text"
                             out.slots.append(TextSlot((index, kind, 0), part, "text"))
                         continue

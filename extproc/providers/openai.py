@@ -56,6 +56,7 @@ from extproc.providers.slots import (
     name_slot,
     piece_index,
     string_slots,
+    text_field,
 )
 from extproc.providers.unread import unread_inputs
 from extproc.providers.values import (
@@ -259,8 +260,7 @@ class OpenAIAdapter(Adapter):
                         part_slots(out, index, key, text)
                 audio = delta.get("audio")
                 if isinstance(audio, dict):
-                    text = audio.get("transcript")
-                    if text and isinstance(text, str):
+                    if text_field(audio, "transcript"):
                         out.slots.append(TextSlot((index, "audio", 0), audio, "transcript"))
                     if has_audio(delta):
                         out.unread += ("audio",)
@@ -273,7 +273,7 @@ class OpenAIAdapter(Adapter):
                             _argument_slots(out.slots, (index, "tool", sub), function)
                         custom = as_dict(as_dict(call).get("custom"))   # free text
                         name_slot(out.slots, (index, NAME_PIECE, sub), custom)
-                        if custom.get("input") and isinstance(custom["input"], str):
+                        if text_field(custom, "input"):
                             out.slots.append(TextSlot((index, "custom", sub), custom, "input"))
                 legacy = as_dict(delta.get("function_call"))
                 name_slot(out.slots, (index, NAME_PIECE, 0), legacy)

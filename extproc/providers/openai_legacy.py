@@ -27,7 +27,7 @@ from typing import Any
 
 from extproc.providers.base import Adapter, Delta, Prompt, Usage
 from extproc.providers.openai import HEAD_FIELDS, OpenAIAdapter, token_ids_asked, usage_of
-from extproc.providers.slots import EventTexts, Piece, TextSlot, piece_index
+from extproc.providers.slots import EventTexts, Piece, TextSlot, piece_index, text_field
 from extproc.providers.values import (
     as_dict,
     as_int,
@@ -36,6 +36,7 @@ from extproc.providers.values import (
     load_json,
     path_only,
     pick_indexed,
+    rewrite_json_strings,
     rewrite_slot,
     text_only,
     usage_or_none,
@@ -151,8 +152,7 @@ class OpenAICompletionsAdapter(_Slotted):
             if not isinstance(choice, dict):
                 continue
             index = piece_index(choice)
-            text = choice.get("text")
-            if text and isinstance(text, str):
+            if text_field(choice, "text"):   # (a list or object: NotText)
                 out.slots.append(TextSlot((index, "text", 0), choice, "text"))
             if choice.get("finish_reason"):
                 ends.append(index)
@@ -195,8 +195,9 @@ class OpenAICompletionsAdapter(_Slotted):
         by_role = text_only(fn)
         changed = False
         for choice in as_list(as_dict(body).get("choices")):
-            if isinstance(choice, dict) and isinstance(choice.get("text"), str):
-                if rewrite_slot(choice, "text", "assistant", by_role):
+            if isinstance(choice, dict) and isinstance(choice.get("text"), str | dict | list):
+                # (a list or an object, which a client shows whole, is read whole)
+                if rewrite_json_strings(choice, "text", "assistant", by_role):
                     changed = True
                     if choice.get("logprobs") is not None:   # its tokens spell the original
                         choice["logprobs"] = None

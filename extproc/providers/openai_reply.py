@@ -48,7 +48,7 @@ def reply_slots(body: Any) -> Iterator[Slot]:
                 yield "text", holder, key
         yield from extra_slots(message)   # refusal and reasoning: strings, parts, objects
         audio = as_dict(message.get("audio"))
-        if isinstance(audio.get("transcript"), str):
+        if isinstance(audio.get("transcript"), str | dict | list):   # (any value: whole)
             yield "text", audio, "transcript"
         # any other field (web search annotations, a field newer than this code): every
         # string, read whole

@@ -104,7 +104,30 @@ def field_strings(obj: dict[str, Any], known: Container[Any], skip: frozenset[st
             for slot in string_slots(obj, key, skip)]
 
 
-class BadIndex(ValueError):
+class UnreadableEvent(ValueError):
+    """A stream event the guards cannot read the way a client reads it: the guards end the
+    stream refused (`guards.side_texts.event_texts`)."""
+
+
+class NotText(UnreadableEvent):
+    """A field where the provider writes text holding another value, a list or an object
+    (found by review: the Anthropic SDK builds its events without validation and shows such
+    a `delta.text` whole, google-genai quotes it in its error, while the guards read text
+    fields as strings)."""
+
+
+def text_field(holder: dict[str, Any], key: str) -> str | None:
+    """``holder[key]`` when it is a non-empty string; None when it is missing, null or
+    empty (a falsy value shows nothing); `NotText` for any other value."""
+    value = holder.get(key)
+    if value.__class__ is str or isinstance(value, str):
+        return value or None
+    if value:
+        raise NotText(f"the field {key!r} holds a {type(value).__name__}, not text")
+    return None
+
+
+class BadIndex(UnreadableEvent):
     """An event's index that is not a non-negative integer. A client reads `-1` as the last
     choice or block and `true` or `"1"` as the second (the SDKs index a list with it, their
     models coerce it), so the pieces the guards keep apart would be one text to the client:

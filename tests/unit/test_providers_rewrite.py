@@ -845,9 +845,10 @@ def expected(texts: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], list[
         except ValueError:  # a text, or an object value that is a string: one call
             after.append((role, mark(text, role)))
             continue
-        # a dump of an object value (tool input or arguments, a tool's schema): one call per
+        # a dump of an object value (tool input or arguments, a tool's schema, a reply's
+        # text field holding a list or an object, read whole as a "result"): one call per
         # string inside
-        assert role in ("tool", "system")
+        assert role in ("tool", "system", "result")
         after.append((role, dump_compact(mark(value, role)) if value != {} else text))
     return calls, after
 
