@@ -36,6 +36,10 @@ class Context(Protocol):
     done: bool
     failed: bool
     request_ended: bool
+    #: every request policy has passed the request and its last reply lets it go upstream
+    #: (Envoy sends nothing a provider could act on before): False for a request that
+    #: ended while a policy still held it (Envoy's message timeout, the client leaving)
+    released: bool
     request_body_bytes: int
     response_body_bytes: int
     #: a policy's refusal (status, details), for metrics and the access log

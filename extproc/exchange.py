@@ -78,6 +78,7 @@ class Exchange(ResponseBody):
         self.state: dict[str, Any] = {}          # per-request scratch space for policies
         self.done = False
         self.request_ended = False               # the request had no body (headers only)
+        self.released = False                    # the request's last reply let it go on
         self.request_mode: int = P.NONE
         self.response_mode: int = P.NONE
         self.request_body_bytes = 0
@@ -246,6 +247,8 @@ class Exchange(ResponseBody):
             # nothing, the credential included, for a request a body policy refuses
             self._held_headers = h
             return ()
+        if not self._needs_request_body:   # no policy reads the body: it follows unheld
+            self.released = True
         return self._headers_reply(False, override)
 
     def _headers_reply(self, response: bool, override: ProcessingMode | None

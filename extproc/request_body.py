@@ -48,6 +48,7 @@ class RequestBody(HeaderMutations):
     _needs_request_body: bool
     _awaiting_body: bool
     request_ended: bool
+    released: bool
     _body_seen: bool
     _body_policies: tuple[Policy, ...]
     _held: list[bytes]
@@ -149,6 +150,7 @@ class RequestBody(HeaderMutations):
                 replaced = await policy.on_request_body(self, new)
                 if replaced is not None:
                     new = replaced
+        self.released = True   # every policy passed it: the replies below let it go on
         if duplex:
             return self._after_held_headers(P.streamed_reply(False, new, True))
         extra = None

@@ -6,6 +6,7 @@ from outside: a header upstream, a rewritten request body, an upper-cased respon
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from extproc.exchange import Exchange
@@ -80,3 +81,16 @@ class CutAtAllowance(Policy):
         from extproc.providers.endpoints import adapter_of
 
         return cut_transform(ex, adapter_of(ex, adapter_for(ex.provider)))
+
+
+class SlowBody(Policy):
+    """Reads the request body and waits `x-test-slow-ms` milliseconds on it before letting
+    it go, as a plugin calling a slow policy service does (plugins run after the limits)."""
+
+    needs_request_body = True
+
+    async def on_request_body(self, ex: Exchange, body: bytes) -> bytes | None:
+        ms = int(ex.request_headers.get("x-test-slow-ms", "0") or 0)
+        if ms:
+            await asyncio.sleep(ms / 1000)
+        return None

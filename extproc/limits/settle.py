@@ -126,8 +126,12 @@ def no_reply(ex: Context) -> bool:
     asking for a whole reply that takes longer gets, or the provider's deadline; either way
     it may have generated). Envoy's other answers (a 503 when the upstream cannot be
     reached) cost nothing, and so does a request the gateway itself refused after admitting
-    it (a later policy's refusal, a failure: it never went upstream)."""
-    return ex.status in (0, 504) and ex.rejection is None and not ex.failed
+    it (a later policy's refusal, a failure: it never went upstream), or one that ended
+    while a policy still held it (`released` false: a plugin after the limits outlasting
+    Envoy's message timeout, which answers the client 504 itself, or the client leaving
+    then; found by review: such a request was charged its whole reservation)."""
+    return ex.status in (0, 504) and ex.rejection is None and not ex.failed \
+        and ex.released
 
 
 def unreported(ex: Context, held: Held) -> bool:

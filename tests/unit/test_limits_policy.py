@@ -114,6 +114,7 @@ async def test_settlement(status: int, usage: Usage | None, delivered: str | Non
     rl, _, _ = policy(LimitSpec("t", (), tokens=(Window(1000, 60),)))
     ex = exchange()
     await rl.on_request_body(ex, BODY)                       # reserves 52
+    ex.released = True                                       # the request went upstream
     ex.status = status
     ex.response_headers = {"content-type": "text/event-stream"}
     if delivered is not None:
@@ -128,6 +129,24 @@ async def test_settlement(status: int, usage: Usage | None, delivered: str | Non
     probe = exchange()
     await rl.on_request_body(probe, BODY)
     assert probe._resp_set["x-ratelimit-remaining-tokens"] == str(1000 - charged - 52)
+
+
+@pytest.mark.parametrize("status", [0, 504])
+async def test_a_request_a_policy_still_held_costs_nothing(status: int) -> None:
+    """Found by review: a plugin after the limits outlasting Envoy's message timeout (Envoy
+    answers the client 504 itself), or the client leaving while it waited, ended the
+    exchange with no reply before the request went upstream, and it was charged its whole
+    reservation as if the provider had generated."""
+    rl, _, _ = policy(LimitSpec("t", (), tokens=(Window(1000, 60),)))
+    ex = exchange()
+    await rl.on_request_body(ex, BODY)                       # reserves 52
+    assert not ex.released                                   # (a later policy waits)
+    ex.status = status
+    await rl.on_finish(ex)
+    assert ex.state["tokens_charged"] == 0
+    probe = exchange()
+    await rl.on_request_body(probe, BODY)
+    assert probe._resp_set["x-ratelimit-remaining-tokens"] == str(1000 - 52)
 
 
 @pytest.mark.parametrize(("usage", "delivered", "charged"), [

@@ -174,6 +174,7 @@ async def test_settlement_charges_the_real_cost(status: int, usage: Usage | None
     rl, _, _ = policy(LimitSpec("s", (), spend=(spend("0.01"),)))
     ex = exchange()
     await rl.on_request_body(ex, BODY)
+    ex.released = True                                       # the request went upstream
     ex.status = status
     ex.response_headers = {"content-type": "text/event-stream"}
     if delivered is not None:
@@ -363,6 +364,7 @@ async def test_sweeping_the_memory_store_past_an_idle_spend_budget() -> None:
     ex = exchange()
     ex.request_headers["x-team"] = "ml"
     await rl.on_request_body(ex, BODY)
+    ex.released = True
     await rl.on_finish(ex)                               # charged, then idle
     assert len(await mem.spend_budgets()) == 1
     clock.t += 120                                       # the spend window drains
@@ -370,6 +372,7 @@ async def test_sweeping_the_memory_store_past_an_idle_spend_budget() -> None:
         other = exchange()
         other.request_headers["x-team"] = f"t{i}"
         await rl.on_request_body(other, BODY)           # (a refusal would raise)
+        other.released = True                            # (it went upstream: charged)
         await rl.on_finish(other)
     teams = {row["key"]["header:x-team"] for row in await mem.spend_budgets()}
     assert len(teams) == 5000 and "ml" not in teams
