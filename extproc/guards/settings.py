@@ -248,4 +248,15 @@ def route_guards(c: Checker, raw: Any, path: str, shared: dict[str, Guard]
             c.error(join(path, i), f"unknown guard {name!r} (known: {known})")
         else:
             out.append(shared[name])
+    for direction in DIRECTIONS:   # a route's webhooks are called one after another inside
+        # one message (found by review: two fail-open guards of 3 s each outlasted Envoy's
+        # 5 s timer, and the client got a 504 instead of the pass failing open promised)
+        waits = [g for g in out if g.webhook is not None and direction in g.apply_to]
+        total = sum(round(g.webhook.timeout_s * 1000) for g in waits if g.webhook)
+        if len(waits) > 1 and total > MAX_TIMEOUT_MS:
+            c.error(path, f"the {direction} webhook guards "
+                    f"({', '.join(repr(g.name) for g in waits)}) may wait {total} ms in all, "
+                    f"one after another inside one ext_proc message: at most "
+                    f"{MAX_TIMEOUT_MS} ms together, as Envoy times the message out after "
+                    "message_timeout (5 s); lower their timeout_ms")
     return tuple(out)

@@ -126,6 +126,26 @@ def test_webhook_config_errors_name_their_path(monkeypatch: pytest.MonkeyPatch) 
         assert expected in text, text
 
 
+def test_a_routes_webhooks_fit_one_message_together() -> None:
+    """Found by review: a route's webhook guards are called one after another inside one
+    ext_proc message, so two fail-open guards of 3 s each outlasted Envoy's 5 s message
+    timeout, and the client got Envoy's 504 instead of the pass failing open promised."""
+    def hook(ms: int, apply_to: list[str]) -> dict[str, Any]:
+        return {"webhook": {"url": "http://dlp:9100/check", "timeout_ms": ms, "fail": "open"},
+                "apply_to": apply_to}
+
+    text = errors({"guards": {"a": hook(3000, ["request"]), "b": hook(3000, ["request"]),
+                              "c": hook(2500, ["response"])},
+                   "routes": [{"name": "r", "provider": "openai", "guards": ["a", "b", "c"]}]})
+    assert "routes[0].guards: the request webhook guards ('a', 'b') may wait 6000 ms" in text
+    assert "response webhook" not in text          # one alone may take its 4000
+    cfg = loader.parse({"guards": {"a": hook(2000, ["request", "response"]),
+                                   "b": hook(2000, ["request"]), "c": hook(4000, ["request"])},
+                        "routes": [{"name": "r", "provider": "openai", "guards": ["a", "b"]},
+                                   {"name": "s", "provider": "openai", "guards": ["c"]}]})
+    assert set(cfg.routes) == {"r", "s"}
+
+
 def test_a_webhook_guard_parses(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DLP_KEY", "s3cret")
     cfg = loader.parse({"guards": {"w": {"webhook": {
