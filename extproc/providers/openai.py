@@ -35,6 +35,7 @@ from typing import Any
 from extproc.codecs.jsonprune import EACH
 from extproc.providers.base import Adapter, Delta, Prompt, Usage
 from extproc.providers.inline import unreadable
+from extproc.providers.openai_other import OTHER, other_slots, rest_delta
 from extproc.providers.openai_parts import (
     DELTA_TEXT_FIELDS,
     has_audio,
@@ -55,7 +56,6 @@ from extproc.providers.slots import (
     TextSlot,
     name_slot,
     piece_index,
-    string_slots,
     text_field,
 )
 from extproc.providers.unread import unread_inputs
@@ -280,9 +280,8 @@ class OpenAIAdapter(Adapter):
                 if "arguments" in legacy:
                     _argument_slots(out.slots, (index, "function_call", 0), legacy)
                 for key in delta:   # any other field (annotations, a field newer than
-                    if key not in DELTA_FIELDS:   # this code): every string, read whole
-                        out.slots.extend(TextSlot((index, "other", 0), holder, k, whole=True)
-                                         for holder, k in string_slots(delta, key, ENUMS))
+                    if key not in DELTA_FIELDS:   # this code): every string, each path a
+                        other_slots(out, index, delta, key, ENUMS)   # piece, as SDKs join
             if choice.get("finish_reason"):
                 ends.append(index)
         out.ends = tuple(ends)
@@ -299,6 +298,8 @@ class OpenAIAdapter(Adapter):
             delta = {"function_call": {"arguments": text}}
         elif key == "audio":
             delta = {"audio": {"transcript": text}}
+        elif key.startswith(OTHER):
+            delta = rest_delta(key, text)
         else:
             delta = {key: text}
         # the head fields only: anything else the event held (an error, a field newer

@@ -1,0 +1,102 @@
+"""A chat stream delta's fields this code does not model are read as the openai SDK joins
+them (found by review): its stream helper (`ChatCompletionStreamState`, behind
+`client.chat.completions.stream`) appends each string to the one at the same path and merges
+a list of objects entry by entry by `index`, so a value split over two events reached the
+user joined while the guards read each event's strings apart. Each test streams a reply
+through the real `Processor` (sans-IO) with the email mask guard on, and reads it back with
+the SDK's own SSE decoder and accumulator (openai 3.63, as in the venv)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from openai._models import construct_type
+from openai._streaming import SSEDecoder
+from openai.lib.streaming.chat._completions import ChatCompletionStreamState
+from openai.types.chat import ChatCompletionChunk
+
+from tests.unit.test_reply_as_sdks_read import EMAIL, exchange_typed
+
+CHAT = json.dumps({"model": "gpt-4o-mini", "stream": True,
+                   "messages": [{"role": "user", "content": "hi"}]})
+
+
+def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
+    doc = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+           "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return b"data: " + json.dumps(doc, separators=(",", ":")).encode() + b"\n\n"
+
+
+def stream(deltas: list[dict[str, Any]]) -> bytes:
+    """What the client gets of a stream of these deltas, then a stop and [DONE]."""
+    chunks = [event(d) for d in deltas] + [event({}, "stop"), b"data: [DONE]\n\n"]
+    status, body, _ = exchange_typed("openai", "/v1/chat/completions", CHAT, 200,
+                                     "text/event-stream", chunks, stream=True)
+    assert status is None, body
+    return body
+
+
+def accumulated(body: bytes) -> dict[str, Any]:
+    """The message the openai SDK's stream helper builds from the client's bytes."""
+    state = ChatCompletionStreamState()
+    for sse in SSEDecoder().iter_bytes(iter([body])):
+        if sse.data.startswith("[DONE]"):
+            break
+        state.handle_chunk(construct_type(type_=ChatCompletionChunk, value=sse.json()))
+    return state.current_completion_snapshot.choices[0].message.to_dict()
+
+
+def details(*texts: str) -> list[dict[str, Any]]:
+    return [{"reasoning_details": [{"type": "reasoning.text", "text": t, "index": 0}]}
+            for t in texts]
+
+
+def test_a_value_split_in_a_list_entry_is_masked_where_the_sdk_joins_it() -> None:
+    body = stream([{"role": "assistant"}, *details("mail john.doe@exa", "mple.com now"),
+                   {"content": "ok"}])
+    message = accumulated(body)
+    assert EMAIL.encode() not in body
+    assert message["reasoning_details"] == [
+        {"type": "reasoning.text", "text": "mail <EMAIL> now", "index": 0}]
+    assert message["content"] == "ok"
+
+
+def test_a_value_split_in_a_string_field_is_masked_where_the_sdk_joins_it() -> None:
+    body = stream([{"role": "assistant", "thinking": "mail john.doe@exa"},
+                   {"thinking": "mple.com now"}])
+    assert accumulated(body)["thinking"] == "mail <EMAIL> now"
+
+
+def test_what_is_held_at_the_end_comes_back_at_its_path() -> None:
+    """The last event of a field ends where an address might go on: the guard holds it and
+    sends it back, at the same path, once the choice ends (`openai_other.rest_delta`)."""
+    body = stream([{"role": "assistant", "x_trace": {"steps": [
+        {"index": 0, "note": "write to bob"}]}}])
+    message = accumulated(body)
+    assert message["x_trace"] == {"steps": [{"index": 0, "note": "write to bob"}]}
+
+
+def test_entries_of_other_indexes_stay_apart() -> None:
+    body = stream([{"reasoning_details": [{"text": "john.doe@", "index": 0},
+                                          {"text": "a@b", "index": 1}]},
+                   {"reasoning_details": [{"text": "example.com", "index": 0}]}])
+    got = accumulated(body)["reasoning_details"]
+    assert [e["text"] for e in got] == ["<EMAIL>", "a@b"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 40), min_size=1, max_size=6, unique=True))
+def test_any_split_reads_as_the_whole(cuts: list[int]) -> None:
+    """However the value is split over events, the SDK's joined value is the whole one
+    masked."""
+    whole = "to john.doe@example.com and jane@example.org, thanks"
+    bounds = [0, *sorted(c for c in cuts if c < len(whole)), len(whole)]
+    pieces = [whole[a:b] for a, b in itertools.pairwise(bounds) if b > a]
+    body = stream([{"role": "assistant"}, *details(*pieces)])
+    text = accumulated(body)["reasoning_details"][0]["text"]
+    assert text == re.sub(r"[\w.]+@[\w.]+\.\w+", "<EMAIL>", whole)
