@@ -107,15 +107,21 @@ def _error_message(raw: Any) -> str:
     return as_str(raw) or "error"
 
 
-def _argument_slots(slots: list[TextSlot], piece: Piece, function: dict[str, Any]) -> None:
+def _argument_slots(out: EventTexts, piece: Piece, function: dict[str, Any],
+                    base: list[str | int] | None) -> None:
     """Streamed arguments: a non-empty string continues the piece; a JSON value (not what
-    OpenAI sends) is checked whole, keys and numbers included."""
+    OpenAI sends, but what the openai SDK merges across events, string by string) is read
+    as a field this code does not model, at its path in the call (`openai_other`); the
+    legacy function call's (`base` None) whole, keys and numbers included."""
     value = function["arguments"]
     if isinstance(value, str):
         if value:
-            slots.append(TextSlot(piece, function, "arguments"))
+            out.slots.append(TextSlot(piece, function, "arguments"))
     elif value and isinstance(value, dict | list):
-        slots.append(TextSlot(piece, function, "arguments", whole=True))
+        if base is None:
+            out.slots.append(TextSlot(piece, function, "arguments", whole=True))
+        else:
+            other_slots(out, piece[0], function, "arguments", frozenset(), base)
 
 
 #: the fields of a chunk a guard's own event repeats (`rest_event`): its identity
@@ -270,7 +276,8 @@ class OpenAIAdapter(Adapter):
                         sub = piece_index({"index": as_dict(call).get("index", ti)})
                         name_slot(out.slots, (index, NAME_PIECE, sub), function)
                         if "arguments" in function:
-                            _argument_slots(out.slots, (index, "tool", sub), function)
+                            _argument_slots(out, (index, "tool", sub), function,
+                                            ["tool_calls", sub, "function"])
                         custom = as_dict(as_dict(call).get("custom"))   # free text
                         name_slot(out.slots, (index, NAME_PIECE, sub), custom)
                         if text_field(custom, "input"):
@@ -278,7 +285,7 @@ class OpenAIAdapter(Adapter):
                 legacy = as_dict(delta.get("function_call"))
                 name_slot(out.slots, (index, NAME_PIECE, 0), legacy)
                 if "arguments" in legacy:
-                    _argument_slots(out.slots, (index, "function_call", 0), legacy)
+                    _argument_slots(out, (index, "function_call", 0), legacy, None)
                 for key in delta:   # any other field (annotations, a field newer than
                     if key not in DELTA_FIELDS:   # this code): every string, each path a
                         other_slots(out, index, delta, key, ENUMS)   # piece, as SDKs join

@@ -14,8 +14,10 @@ held rest, at its path, for the SDK to append it there.
 
 A path is the field's key, then each object key and, for an entry of a list of objects, the
 entry's ``index`` (an integer in the path). A list of strings is extended entry by entry by
-the SDK, never joined: its strings, and those of an entry without an integer ``index`` (the
-SDK refuses such a delta), are read whole, each on its own.
+the SDK, never joined: its strings, and an entry without an integer ``index`` (the SDK
+refuses such a delta), are read whole, each on its own, keys and numbers too. So are numbers
+anywhere (as their JSON text). Tool-call arguments sent as an object instead of JSON source
+(not what OpenAI sends) are read the same way, at their path in the call.
 """
 
 from __future__ import annotations
@@ -23,25 +25,30 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from extproc.providers.slots import EventTexts, TextSlot, string_slots
+from extproc.providers.slots import EventTexts, TextSlot
 
 #: a piece key of an unknown field's string: this, then the JSON of its path
 OTHER = "other:"
 Path = list[str | int]
 
 
-def other_slots(out: EventTexts, index: int, delta: dict[str, Any], key: str,
-                skip: frozenset[str]) -> None:
-    """Add the strings of ``delta[key]`` (a field this code does not model) to `out`, each
-    a piece of its own path; keys in `skip` (ids, types, signatures) hold no text."""
-    stack: list[tuple[Any, Any, Path]] = [(delta, key, [key])]
+def other_slots(out: EventTexts, index: int, holder: dict[str, Any], key: str,
+                skip: frozenset[str], base: Path | None = None) -> None:
+    """Add the strings of ``holder[key]`` (a field this code does not model, at `base`
+    within the delta: the delta itself when None) to `out`, each a piece of its own path;
+    keys in `skip` (ids, types, signatures) hold no text. A number is read whole, as its
+    JSON text (the SDK adds two numbers at one path: no client joins their digits)."""
+    stack: list[tuple[Any, Any, Path]] = [(holder, key, [*(base or ()), key])]
     found: list[TextSlot] = []
     while stack:
-        holder, slot, path = stack.pop()
-        value = holder[slot]
+        parent, slot, path = stack.pop()
+        value = parent[slot]
         if isinstance(value, str):
             if value:
-                found.append(TextSlot((index, OTHER + json.dumps(path), 0), holder, slot))
+                found.append(TextSlot((index, OTHER + json.dumps(path), 0), parent, slot))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            found.append(TextSlot((index, OTHER + json.dumps(path), 0), parent, slot,
+                                  whole=True))
         elif isinstance(value, dict):
             stack.extend((value, k, [*path, k]) for k in reversed(list(value))
                          if k not in skip and k != "index")
@@ -52,10 +59,9 @@ def other_slots(out: EventTexts, index: int, delta: dict[str, Any], key: str,
                 if isinstance(at, int) and not isinstance(at, bool) and at >= 0:
                     stack.extend((entry, k, [*path, at, k]) for k in reversed(list(entry))
                                  if k not in skip and k != "index")
-                else:   # joined by no client: each string whole, on its own
-                    found.extend(TextSlot((index, OTHER + json.dumps(path), 0), h, k,
-                                          whole=True)
-                                 for h, k in reversed(string_slots(value, i, skip)))
+                elif isinstance(entry, str | dict | list):   # joined by no client: each
+                    found.append(TextSlot((index, OTHER + json.dumps(path), 0), value, i,
+                                          whole=True))   # text whole, on its own
     out.slots += found
 
 

@@ -524,6 +524,8 @@ def test_mutated_events_stream_texts_hold_and_rest_events_carry_only_the_rest(
         if slot.whole and not isinstance(slot.holder[slot.key], str):
             # a JSON value of this event, read and masked whole (keys and numbers too)
             value = slot.holder[slot.key]
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                continue   # a number of a field the code does not model: its JSON text
             assert isinstance(value, dict | list) and value
             assert {(id(h), k) for h, k in string_slots(slot.holder, slot.key)} <= strings
             continue

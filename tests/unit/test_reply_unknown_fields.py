@@ -13,6 +13,7 @@ import json
 import re
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from openai._models import construct_type
@@ -20,6 +21,7 @@ from openai._streaming import SSEDecoder
 from openai.lib.streaming.chat._completions import ChatCompletionStreamState
 from openai.types.chat import ChatCompletionChunk
 
+from tests.unit import test_reply_as_sdks_read as sdks_read
 from tests.unit.test_reply_as_sdks_read import EMAIL, exchange_typed
 
 CHAT = json.dumps({"model": "gpt-4o-mini", "stream": True,
@@ -100,3 +102,37 @@ def test_any_split_reads_as_the_whole(cuts: list[int]) -> None:
     body = stream([{"role": "assistant"}, *details(*pieces)])
     text = accumulated(body)["reasoning_details"][0]["text"]
     assert text == re.sub(r"[\w.]+@[\w.]+\.\w+", "<EMAIL>", whole)
+
+
+def call(arguments: Any) -> dict[str, Any]:
+    return {"tool_calls": [{"index": 0, "id": "t", "type": "function",
+                            "function": {"name": "send", "arguments": arguments}}]}
+
+
+def test_arguments_sent_as_objects_are_masked_where_the_sdk_merges_them() -> None:
+    """Not what OpenAI sends, but what the SDK merges key by key across events."""
+    body = stream([{"role": "assistant"}, call({"to": "john.doe@exa"}), call({"to": "mple.com"})])
+    (merged,) = accumulated(body)["tool_calls"]
+    assert merged["function"]["arguments"] == {"to": "<EMAIL>"}
+
+
+def test_a_number_in_an_unknown_field_is_read() -> None:
+    """A card number as a JSON number (the SDK keeps it whole: it adds numbers, never
+    joins their digits): read as its JSON text, masked to a string."""
+    guards = {"pii": {"detectors": ["card"], "action": "mask"}}
+    body = stream_with(guards, [{"role": "assistant", "x_ref": {"card": 4111111111111111}}])
+    assert b"4111111111111111" not in body
+    assert accumulated(body)["x_ref"] == {"card": "<CARD>"}
+
+
+def stream_with(guards: dict[str, Any], deltas: list[dict[str, Any]]) -> bytes:
+    """`stream` under a config whose openai route has these guards."""
+    config = {"guards": guards, "routes": [{"name": "openai", "provider": "openai",
+                                            "guards": list(guards)}]}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sdks_read, "CONFIG", config)
+        chunks = [event(d) for d in deltas] + [event({}, "stop"), b"data: [DONE]\n\n"]
+        status, body, _ = exchange_typed("openai", "/v1/chat/completions", CHAT, 200,
+                                         "text/event-stream", chunks, stream=True)
+    assert status is None, body
+    return body
