@@ -53,12 +53,15 @@ USER_SESSION_HEADERS = (
 #: token of each identity provider it signs users in with (`x-ms-token-aad-id-token`,
 #: `x-ms-token-twitter-access-token-secret`, a custom OpenID Connect provider's)
 USER_SESSION_PREFIXES = ("x-ms-token-",)
-#: headers that pick which account the provider bills a key to (an OpenAI organization or
-#: project, a Google quota project or quota user): with the gateway's credential, the
-#: operator's choice, removed from what the client sent wherever the gateway injects its
-#: credential
+#: headers that pick which account the provider bills a key to, and how (an OpenAI
+#: organization or project, a Google quota project or quota user, Vertex's Provisioned
+#: Throughput or pay-as-you-go and its priority or flex tier: found by review, a client's
+#: `x-vertex-ai-llm-shared-request-type: priority` was billed at the dearer rate): with the
+#: gateway's credential, the operator's choice, removed from what the client sent wherever
+#: the gateway injects its credential
 CREDENTIAL_SCOPE_HEADERS = ("openai-organization", "openai-project", "x-goog-user-project",
-                            "x-goog-quota-user")
+                            "x-goog-quota-user", "x-vertex-ai-llm-request-type",
+                            "x-vertex-ai-llm-shared-request-type")
 #: reply headers that name the account a provider key belongs to (OpenAI's organization
 #: and project, Anthropic's organization id): where the gateway injects its credential, the
 #: operator's account, removed from what the client gets

@@ -333,7 +333,11 @@ def test_the_account_a_key_bills_is_not_the_clients_to_choose(gw: Gateway) -> No
     are removed, as its own credentials are."""
     scope = {"openai-organization": "org-other", "openai-project": "proj_other",
              "x-goog-user-project": "someone-elses-project",
-             "x-goog-quota-user": "someone-else"}   # (quotaUser's header form)
+             "x-goog-quota-user": "someone-else",   # (quotaUser's header form)
+             # Vertex's billing: pay-as-you-go instead of Provisioned Throughput, and its
+             # dearer priority tier (found by review)
+             "x-vertex-ai-llm-request-type": "shared",
+             "x-vertex-ai-llm-shared-request-type": "priority"}
     r = httpx.post(f"{gw.url}/auth-openai/v1/chat/completions", json=CHAT, timeout=30,
                    headers={"authorization": f"Bearer {API_KEY}", **scope})
     assert r.status_code == 200, r.text
