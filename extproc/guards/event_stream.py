@@ -87,32 +87,37 @@ _PLAIN = re.compile(rb"(?:\xef\xbb\xbf)?(?:(?:data|event):[^\r\n]*(?:\r\n|\r(?!\
 
 def plain(ev: Event) -> Event:
     """`ev` as what a client reads of it, so that nothing goes out that the guards did not
-    read: an event of `data` and `event` lines as it came; one with a comment, an `id`, a
-    `retry` or any other line, made again of its data and name (what SSE clients dispatch);
-    one with no data (no client dispatches it) an empty comment, which keeps a keep-alive
-    alive. A reader that is no SSE parser (an SDK that reads a reply mislabelled
-    `text/event-stream` as JSON) then sees only what the guards read. An event name that is
-    no provider's kind of name (`_NAME`) raises `GuardTriggered` (unreadable): a name
-    cannot be masked."""
+    read: an event of `data` lines and one `event` line as it came; one with a comment, an
+    `id`, a `retry`, a second `event` or any other line, made again of its data and name
+    (what SSE clients dispatch); one with no data (no client dispatches it) an empty
+    comment, which keeps a keep-alive alive; an unterminated last one with data, ended. A
+    reader that is no SSE parser (an SDK that reads a reply mislabelled `text/event-stream`
+    as JSON) then sees only what the guards read. An event name that is no provider's kind
+    of name (`_NAME`) raises `GuardTriggered` (unreadable): a name cannot be masked."""
     raw = ev.raw
     if ev.event is not None and _NAME.fullmatch(ev.event) is None:
         raise GuardTriggered(UNREADABLE)   # a name is no text to mask: refused, not sent
-    if ev.terminated and ev.has_data and _PLAIN.fullmatch(raw) is not None:
-        return ev
+    if ev.terminated and ev.has_data and _PLAIN.fullmatch(raw) is not None \
+            and (ev.event is None or raw.count(b"event:") == 1):
+        return ev   # (two event lines: the client keeps the last, the first goes unread)
     end = raw[len(raw.rstrip(b"\r\n")):] if ev.terminated else b""
     if _BLANKS.fullmatch(end) is None:
-        end = b"\n\n" if ev.terminated else b""
+        # an unterminated last event with data is ended: the guards read it as if it were
+        # (SDKs dispatch it too), and the events the guards add after it (what a masker
+        # still held) must not join its line (found by review: the held text was lost)
+        end = b"\n\n" if ev.terminated or ev.has_data else b""
     if not ev.has_data:
         out = b":" + end if end else b""
     else:
         out = encode(ev.data, event=ev.event)
         out = out[:-2] + end   # (encode's own blank line, LF LF, replaced)
-    return Event(out, ev.data, ev.event, None, None, ev.has_data, ev.terminated)
+    return Event(out, ev.data, ev.event, None, None, ev.has_data, bool(end))
 
 
 _BLANKS = re.compile(rb"(?:\r\n|\r|\n){2}")
-#: an event name as providers name theirs (`content_block_delta`, `response.output_text.delta`)
-_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+#: an event name as providers name theirs (`content_block_delta`, `response.output_text.delta`):
+#: a letter first, so no number (a card's, an SSN) passes as a name (found by review)
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.:-]{0,127}")
 
 
 def media(kinds: Sequence[str], allowed: frozenset[str]) -> None:

@@ -279,3 +279,27 @@ def test_another_spelling_of_the_charset_is_relabelled(ctype: str, client: str) 
     assert EMAIL in _shown(client, ctype, body)   # what the client shows without the gateway
     _, got, sent = exchange_typed("gemini", GENERATE, GEMINI, 200, ctype, [body])
     assert EMAIL not in _shown(client, sent, got), (sent, _shown(client, sent, got))
+
+
+def test_an_unterminated_last_event_does_not_swallow_the_text_held_before_it() -> None:
+    """Found by review: the upstream closed right after its last event's data line while
+    the masker still held text; that event went out without a line end and the event
+    carrying the held text was appended to its line, so the SDK read invalid JSON and the
+    held text was lost. It is ended now, as the guards and the SDKs read it."""
+    from openai._streaming import SSEDecoder
+
+    def chunk(delta: dict[str, Any], end: str = "\n\n") -> bytes:
+        return ("data: " + json.dumps({"id": "c1", "object": "chat.completion.chunk",
+                                       "created": 1, "model": "m", "choices": [
+                                           {"index": 0, "delta": delta,
+                                            "finish_reason": None}]}) + end).encode()
+
+    request = json.dumps({**json.loads(CHAT), "stream": True})
+    chunks = [chunk({"role": "assistant", "content": "write to bob"}),   # "bob" is held
+              chunk({}, end="")]                                         # unterminated
+    status, got = exchange("openai", "/v1/chat/completions", request, 200,
+                           "text/event-stream", chunks, stream=True)
+    assert status is None
+    events = list(SSEDecoder().iter_bytes(iter([got])))
+    texts = [json.loads(e.data)["choices"][0]["delta"].get("content", "") for e in events]
+    assert "".join(texts) == "write to bob"

@@ -28,7 +28,7 @@ from extproc.codecs.sse import Event, SSEDecoder
 from extproc.guards.event_stream import plain
 from extproc.guards.reframe import SSEMaskingReframer
 from extproc.guards.scanner import Scanner, builtin
-from extproc.guards.stream import StreamMasker
+from extproc.guards.stream import GuardTriggered, StreamMasker
 from extproc.servicer import Processor
 from tests.unit.test_exchange import request_body, request_headers, response_body, response_headers
 
@@ -63,6 +63,10 @@ def event(raw: bytes, terminated: bool = True) -> Event:
     (b"DATA: " + EMAIL.encode() + b"\n\n", b":\n\n"),                 # fields are cased
     (b'data:{"a":1}\ndata:2\n\n', b'data:{"a":1}\ndata:2\n\n'),
     (b"event: ping\n\n", b":\n\n"),                                   # a name, no data
+    # two names: a client keeps the last; the first goes unread, so it goes (found by
+    # review)
+    (b"event: mail " + EMAIL.encode() + b'\nevent: ping\ndata: {"a":1}\n\n',
+     b'event: ping\ndata: {"a":1}\n\n'),
 ])
 def test_plain_keeps_only_what_a_client_reads(raw: bytes, out: bytes) -> None:
     ev = event(raw)
@@ -74,10 +78,20 @@ def test_plain_keeps_only_what_a_client_reads(raw: bytes, out: bytes) -> None:
         assert (again.data, again.event) == (ev.data, ev.event)
 
 
+@pytest.mark.parametrize("name", [b"4111111111111111", b"123-45-6789", b"1"])
+def test_a_name_that_is_no_word_is_unreadable(name: bytes) -> None:
+    """A provider names its events with words; a number as a name (a card's, an SSN) is no
+    text a guard can mask in place (found by review)."""
+    with pytest.raises(GuardTriggered):
+        plain(event(b"event: " + name + b'\ndata: {"a":1}\n\n'))
+
+
 def test_plain_of_an_unterminated_event() -> None:
     assert plain(event(b"{" + EMAIL.encode() + b"}", terminated=False)).raw == b""
+    # one with data is ended, as the guards and the SDKs read it: the events a masker adds
+    # after it (the text it still held) must not join its line (found by review)
     ev = plain(event(b'data: {"a":1}\n: x', terminated=False))
-    assert ev.raw == b'data: {"a":1}' and not ev.terminated
+    assert ev.raw == b'data: {"a":1}\n\n' and ev.terminated
 
 
 WHOLE = json.dumps({"id": "c1", "object": "chat.completion", "created": 1, "model": "m",
