@@ -235,7 +235,8 @@ class RedisStore:
             async with asyncio.timeout(2 * self.timeout_s):
                 return await script(keys=keys, args=args)
         except TimeoutError:
-            raise StoreUnavailable(f"redis: no answer within {self.timeout_s:g}s") from None
+            raise StoreUnavailable(f"redis: no answer within {2 * self.timeout_s:g}s "
+                                   "(twice timeout_ms)") from None
         except (RedisError, OSError) as exc:
             reason = " ".join(str(exc).split())[:160] or "no detail"
             raise StoreUnavailable(f"redis: {type(exc).__name__}: {reason}") from None
