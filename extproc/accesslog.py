@@ -68,6 +68,8 @@ def fields(ex: Context, outcome: str) -> dict[str, Any]:
         "guard_request": ex.state.get("guard_request"),
         "guard_response": ex.state.get("guard_response"),
         "ratelimit": ex.state.get("ratelimit"),
+        "interrupted": ex.state.get("interrupted"),          # the message a policy held
+        "interrupted_after_ms": ex.state.get("interrupted_after_ms"),
         "request_bytes": ex.request_body_bytes or None,
         "response_bytes": ex.response_body_bytes or None,
     }

@@ -207,6 +207,8 @@ def outcome(ex: Context) -> str:
         return "guard_rejected"
     if ex.state.get("local_reply") and ex.status >= 400:   # Envoy's refusal, before upstream
         return "error" if ex.status >= 500 else "gateway_rejected"
+    if ex.state.get("interrupted"):   # the stream ended while a policy handled a message
+        return "interrupted"
     if ex.status >= 400 or ex.state.get("upstream_error"):
         return "upstream_error"
     if ex.status == 0 or ex.ended_at is None:

@@ -80,6 +80,25 @@ def _abandon(write: Coroutine[Any, Any, None], waiting: Any) -> None:
         waiting.add_done_callback(_retrieved)
 
 
+#: when `_interrupted` last logged (one line per 10 s, not one per request, when a policy
+#: service is slow for everyone)
+_LAST_INTERRUPTED = [0.0]
+
+
+def _interrupted(ex: Exchange, kind: str, waited_s: float) -> None:
+    """Note that the stream ended while a policy was handling its `kind` message, after
+    `waited_s`: the exchange's outcome is then `interrupted`, and a warning says where."""
+    ex.state["interrupted"] = kind
+    ex.state["interrupted_after_ms"] = round(waited_s * 1000, 1)
+    now = time.monotonic()
+    if now - _LAST_INTERRUPTED[0] >= 10:
+        _LAST_INTERRUPTED[0] = now
+        log.warning("stream ended while a policy handled its %s message, after %.0f ms: "
+                    "Envoy's message timeout (the client got a 504) or the client leaving "
+                    "(route=%s request_id=%s)", kind, waited_s * 1000, ex.route_name,
+                    ex.request_id)
+
+
 def _retrieved(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
@@ -154,6 +173,7 @@ class Processor(ExternalProcessorServicer):
         # ends only once the last one is out.
         writing: Coroutine[Any, Any, None] | None = None
         waiting: Any = _DONE
+        handling: str | None = None   # the kind of message a policy is handling, awaited
         try:
             while True:
                 req = await read()
@@ -172,9 +192,12 @@ class Processor(ExternalProcessorServicer):
                     found = router.resolve(initial, req.attributes, req.request_headers)
                     ex.bind(found.route, found.name, found.refusal)
                     routed[found.source] = routed.get(found.source, 0) + 1
+                    handling = kind
                     replies = await ex.handle(req, kind)
                 else:
+                    handling = kind
                     replies = await ex.handle(req, kind)
+                handling = None
                 timers[kind](clock() - started)
                 for reply in replies:
                     if waiting is not _DONE:
@@ -190,7 +213,12 @@ class Processor(ExternalProcessorServicer):
                 await _written(writing, waiting)  # type: ignore[arg-type]
             waiting = _DONE
         except asyncio.CancelledError:
-            pass  # Envoy closed the stream: the request is over, nothing went wrong
+            # Envoy closed the stream: the request is over. While a policy still handled a
+            # message, that is Envoy's message timeout (the client got Envoy's 504) or the
+            # client leaving during the wait: said apart from a client leaving (found by
+            # review: a slow plugin or webhook read as the client's doing)
+            if handling is not None:
+                _interrupted(ex, handling, clock() - started)
         except Exception:
             if context.done():   # a write that lost the race with Envoy closing the
                 # stream (ExecuteBatchError): that end, not a failure (kept at debug level)

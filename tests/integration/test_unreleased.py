@@ -2,7 +2,8 @@
 no budget (found by review: it was charged its whole reservation). A plugin runs after the
 limits have admitted the request; when it outlasts Envoy's message timeout, Envoy answers
 the client 504 itself, and when the client leaves while it waits, the stream just ends.
-Either way the processor's exchange ends with no reply and the request not released.
+Either way the processor's exchange ends with no reply and the request not released; its
+outcome is `interrupted`, not `aborted`.
 Through the real Envoy, with the message timeout at 200 ms; the budget left is read from
 the `x-ratelimit-remaining-tokens` header of a probe request before and after."""
 
@@ -55,14 +56,19 @@ def test_a_request_a_plugin_held_past_its_end_costs_nothing(gw: Gateway, how: st
     who = {"x-test-client": uuid.uuid4().hex}
     before = _remaining(gw, who)          # (its own 2 tokens already taken)
     seen = gw.mock.last()
+    rid = uuid.uuid4().hex
     if how == "message_timeout":
         reply = httpx.post(f"{gw.url}/openai/v1/chat/completions", json=BODY, timeout=30,
-                           headers={**who, "x-test-slow-ms": "600"})
+                           headers={**who, "x-test-slow-ms": "600", "x-request-id": rid})
         assert reply.status_code == 504, reply.text
     else:
         with pytest.raises(httpx.TimeoutException):
             httpx.post(f"{gw.url}/openai/v1/chat/completions", json=BODY, timeout=0.08,
-                       headers={**who, "x-test-slow-ms": "150"})
+                       headers={**who, "x-test-slow-ms": "150", "x-request-id": rid})
+    # said apart from a client leaving on its own (found by review: counted "aborted")
+    line = gw.server_access_line(rid)
+    assert line["outcome"] == "interrupted" and line["interrupted"] == "request_body", line
+    assert line["interrupted_after_ms"] >= 50, line
     time.sleep(0.8)                       # the plugin's wait ends; the exchange settles
     _settled(gw)
     assert gw.mock.last() == seen         # nothing reached the provider
