@@ -36,7 +36,7 @@ def rename_keys(obj: dict[str, Any], names: dict[str, str]) -> bool:
     return True
 
 
-class _Keys:
+class ObjectKeys:
     """The keys of one object in order, as its `KeyRef`s and `EntryRef`s read them by
     position: listed once (found by review: each read counted through the object up to its
     position, so masking an object of n keys took O(n^2), 20,000 keys 18 s), and listed
@@ -74,8 +74,8 @@ class _Entry:
 
     __slots__ = ("keys", "position")
 
-    def __init__(self, obj: dict[str, Any] | _Keys, position: int) -> None:
-        self.keys = obj if isinstance(obj, _Keys) else _Keys(obj)
+    def __init__(self, obj: dict[str, Any] | ObjectKeys, position: int) -> None:
+        self.keys = obj if isinstance(obj, ObjectKeys) else ObjectKeys(obj)
         self.position = position
 
     @property
@@ -141,7 +141,7 @@ def value_slots(holder: Any, key: Any, defer: bool = False) -> list[tuple[Any, A
     values, in order): each string, and, unlike `string_slots`, each key of an object (a
     `KeyRef`) and each number (a `NumberRef`; booleans and nulls hold no text).
     ``holder[key]`` reads each text and storing there rewrites it in place, but with `defer`
-    a key's new text waits for its object's `_Keys.flush` (`rewrite_json_strings` calls it).
+    a key's new text waits for its object's `ObjectKeys.flush` (`rewrite_json_strings` calls it).
     Iterative and cycle-safe."""
     out: list[tuple[Any, Any]] = []
     stack: list[tuple[Any, Any]] = [(holder, key)]
@@ -159,7 +159,7 @@ def value_slots(holder: Any, key: Any, defer: bool = False) -> list[tuple[Any, A
         elif isinstance(item, dict) and id(item) not in seen:
             seen.add(id(item))
             positions = range(len(item))
-            keys = _Keys(item, defer)   # (one list of its keys for all its refs)
+            keys = ObjectKeys(item, defer)   # (one list of its keys for all its refs)
             stack.extend((EntryRef(keys, position), None) for position in reversed(positions))
             stack.extend((KeyRef(keys, position), None) for position in reversed(positions))
         elif isinstance(item, list) and id(item) not in seen:

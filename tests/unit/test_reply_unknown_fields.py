@@ -8,6 +8,7 @@ the SDK's own SSE decoder and accumulator (openai 3.63, as in the venv)."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import re
@@ -136,3 +137,68 @@ def stream_with(guards: dict[str, Any], deltas: list[dict[str, Any]]) -> bytes:
                                          "text/event-stream", chunks, stream=True)
     assert status is None, body
     return body
+
+
+def test_keys_and_index_keys_are_read_whole() -> None:
+    """Found by the review of the first fix: an `index` key's string value and the keys of
+    an object were skipped (the SDK replaces an `index` value and never joins keys: each is
+    read whole, on its own)."""
+    body = stream([{"role": "assistant", "x_meta": {"index": f"mail {EMAIL}"}},
+                   {"x_more": {EMAIL: "hi"}},
+                   call({"index": EMAIL}), call({EMAIL: "x"})])
+    assert EMAIL.encode() not in body
+
+
+@pytest.mark.parametrize("index", [-1, True, "0"])
+def test_an_entry_index_the_sdk_reads_as_another_position_is_unreadable(index: Any) -> None:
+    """The SDK indexes its list with an entry's `index`: -1 is the last entry, true the
+    second; such an entry's text would join another's the guards keep apart."""
+    deltas = [{"reasoning_details": [{"text": "mail john.doe@exa", "index": index}]},
+              {"reasoning_details": [{"text": "mple.com", "index": index}]}]
+    chunks = [event(d) for d in deltas] + [event({}, "stop"), b"data: [DONE]\n\n"]
+    _status, body, _ = exchange_typed("openai", "/v1/chat/completions", CHAT, 200,
+                                     "text/event-stream", chunks, stream=True)
+    assert EMAIL.encode() not in body and b"mple.com" not in body
+    assert b'"error"' in body
+
+
+def test_many_paths_in_one_stream_are_bounded() -> None:
+    """Each path is a piece: an upstream naming a new one in every event is refused past
+    the guards' bound on open pieces (`MAX_OPEN_PIECES`), as new indexes are."""
+    body = stream_or_refused([{f"x_{i}": "some text"} for i in range(1100)])
+    assert b"too many" in body or b"more than" in body
+
+
+def stream_or_refused(deltas: list[dict[str, Any]]) -> bytes:
+    chunks = [event(d) for d in deltas] + [event({}, "stop"), b"data: [DONE]\n\n"]
+    _status, body, _ = exchange_typed("openai", "/v1/chat/completions", CHAT, 200,
+                                      "text/event-stream", chunks, stream=True)
+    return body
+
+
+def test_a_field_named_by_what_a_guard_finds_is_masked() -> None:
+    body = stream([{"role": "assistant", EMAIL: "mail john.doe@exa"}, {EMAIL: "mple.com"}])
+    assert EMAIL.encode() not in body
+
+
+def test_the_webhook_stream_guard_keeps_a_bounded_context() -> None:
+    """Found by the review of the first fix: each path is a piece, and the webhook stream
+    guard kept the delivered tail of every piece it ever saw (a new path in every event:
+    24 MB for a 1.5 MB stream); it keeps the `MAX_OPEN_PIECES` most recent."""
+    from extproc.guards.event_stream import MAX_OPEN_PIECES
+    from extproc.guards.webhook import Verdict
+    from extproc.guards.webhook_stream import WebhookStreamGuard
+
+    async def passes(_texts: Any) -> Verdict:
+        return Verdict("pass")
+
+    async def run() -> WebhookStreamGuard:
+        guard = WebhookStreamGuard("openai", "dlp", passes, 16, False, 1 << 20,
+                                   lambda _g, _o: None)
+        for e in range(MAX_OPEN_PIECES + 200):
+            await guard.feed_async(event({"x": {f"k{e}": "some words here and there "}}))
+        return guard
+
+    guard = asyncio.run(run())
+    assert not guard.stopped
+    assert 0 < len(guard.context) <= MAX_OPEN_PIECES
