@@ -49,7 +49,7 @@ from typing import Any
 from ..codecs.sse import Event, encode
 from ..providers.responses_items import is_arguments
 from ..providers.responses_output import output_media, output_slots
-from ..providers.slots import UnreadableEvent, index_value, string_slots
+from ..providers.slots import UnreadableEvent, index_value, string_slots, text_field
 from ..providers.value_refs import EntryRef, value_slots
 from ..providers.values import as_list
 from .chains import Chain, MaskerChain, MaskerFactory, json_chain
@@ -212,7 +212,7 @@ class ResponsesMaskingReframer(EventMasker):
         text is streamed through its own maskers, as a text part's; any other event has
         every text (each string, key and number) masked on its own, ids and enumerations
         aside."""
-        if kind.endswith(".delta") and isinstance(doc.get("delta"), str):
+        if kind.endswith(".delta") and isinstance(doc.get("delta"), str):   # (else: whole)
             return self._delta(doc, kind, event, kind)
         # every text of the event's fields (its `response` is read by `_response`): keys and
         # numbers too, as in any JSON value the model writes
@@ -237,8 +237,8 @@ class ResponsesMaskingReframer(EventMasker):
         piece = piece or DELTAS[kind]
         key = (piece, index_value(doc.get("output_index")), _sub(piece, doc))
         changed = _blank_logprobs(doc)
-        text = doc.get("delta")
-        if not isinstance(text, str) or not text:
+        text = text_field(doc, "delta")   # (a list or an object: NotText, unreadable)
+        if text is None:
             return changed
         json_text = kind in JSON_TEXTS
         if key in self.final or self.closed:   # a delta after its piece or the response

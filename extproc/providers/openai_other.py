@@ -96,7 +96,7 @@ def other_slots(out: EventTexts, index: int, holder: dict[str, Any], key: str,
                 at = item.get("index") if isinstance(item, dict) else None
                 if at is not None:   # merged by the SDK into the entry at that position
                     entries.append((_Entry(value, i), [*path, index_value(at)]))
-                elif (isinstance(item, str) and item) or isinstance(item, dict | list) or (
+                elif (isinstance(item, str | dict | list) and item) or (
                         isinstance(item, int | float) and not isinstance(item, bool)):
                     # extended by the SDK, never joined (or a list it cannot merge)
                     found.append(TextSlot(piece, value, i, whole=True))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from extproc.providers.openai_prompts import OPAQUE, PAYLOADS
-from extproc.providers.slots import EventTexts, TextSlot, field_strings
+from extproc.providers.slots import EventTexts, TextSlot, field_strings, text_field
 from extproc.providers.values import as_dict, as_list
 
 #: a chat message's or a stream delta's text fields (each a string, or parts: `part_slots`)
@@ -37,7 +37,7 @@ def part_slots(out: EventTexts, index: int, key: str, value: Any) -> None:
             continue
         kind = part.get("type")
         text = "refusal" if kind == "refusal" else "text"
-        if part.get(text) and isinstance(part[text], str):
+        if text_field(part, text):   # (a list or an object: NotText, the event unreadable)
             out.slots.append(TextSlot((index, key, 0), part, text))
         out.slots.extend(TextSlot((index, key, 1), h, k)
                          for h, k in field_strings(part, (text, *OPAQUE), OPAQUE) if h[k])

@@ -30,11 +30,18 @@ def call_names(message: dict[str, Any]) -> Iterator[Slot]:
     for call in as_list(message.get("tool_calls")):
         call = as_dict(call)
         for holder in (as_dict(call.get("function")), as_dict(call.get("custom"))):
-            if isinstance(holder.get("name"), str):
-                yield "name", holder, "name"
-    legacy = as_dict(message.get("function_call"))
-    if isinstance(legacy.get("name"), str):
-        yield "name", legacy, "name"
+            yield from _name(holder)
+    yield from _name(as_dict(message.get("function_call")))
+
+
+def _name(holder: dict[str, Any]) -> Iterator[Slot]:
+    """A call's name (kind "name"); one that is no string (a list, an object: not what a
+    provider writes, but what a client shows), each string of it, as a "result"."""
+    if isinstance(holder.get("name"), str):
+        yield "name", holder, "name"
+    elif isinstance(holder.get("name"), dict | list):
+        for inner, key in string_slots(holder, "name", frozenset()):
+            yield "result", inner, key
 
 
 def reply_slots(body: Any) -> Iterator[Slot]:
@@ -43,6 +50,11 @@ def reply_slots(body: Any) -> Iterator[Slot]:
         message = as_dict(as_dict(choice).get("message"))
         for _, holder, key in content_slots(message, "text"):
             yield "text", holder, key
+        for part in as_list(message.get("content")):   # a part's text that is no string
+            for field in ("text", "refusal"):
+                if isinstance(part, dict) and isinstance(part.get(field), dict | list):
+                    for inner, key in string_slots(part, field, frozenset()):
+                        yield "result", inner, key
         if isinstance(message.get("content"), dict):   # one part, not in a list
             for holder, key in string_slots(message, "content", OPAQUE):
                 yield "text", holder, key

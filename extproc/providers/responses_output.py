@@ -42,6 +42,8 @@ def output_slots(item: Any) -> list[Slot]:
                 key = "refusal" if part.get("type") == "refusal" else "text"
                 if isinstance(part.get(key), str):   # a part of any kind (`text`, newer)
                     out.append((part, key, ("c", index)))
+                elif isinstance(part.get(key), dict | list):   # no text but what a client
+                    _rest(part, tuple(k for k in part if k != key), out)   # shows: each alone
                 if part.get("annotations"):   # citations: titles, URLs, file names
                     for holder, field in string_slots(part, "annotations", OPAQUE_KEYS):
                         out.append((holder, field, ("o", cited)))
@@ -59,6 +61,8 @@ def output_slots(item: Any) -> list[Slot]:
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
                     out.append((part, "text", (piece, index)))
                     _rest(part, ("text",), out)
+                elif isinstance(part, dict):   # (a text that is no string: each string)
+                    _rest(part, (), out)
         _rest(item, ("summary", "content"), out)
     if kind not in ("message", "reasoning"):
         # everything else such an item says (an MCP call's output, code-interpreter logs, a

@@ -67,8 +67,7 @@ def name_slot(slots: list[TextSlot], piece: Piece, holder: dict[str, Any],
               key: str = "name") -> None:
     """Add the name of a call at ``holder[key]`` (a non-empty string) as a whole slot of
     the piece (field `NAME_PIECE`): a provider sends a call's name in one event."""
-    name = holder.get(key)
-    if name and isinstance(name, str):
+    if text_field(holder, key):   # (a list or an object: NotText, the event unreadable)
         slots.append(TextSlot(piece, holder, key, whole=True))
 
 

@@ -110,3 +110,87 @@ def test_empty_or_null_text_fields_are_no_text() -> None:
         texts = adapter.stream_texts({"type": "content_block_delta", "index": 0,
                                       "delta": {"type": "text_delta", "text": value}})
         assert texts.slots == []
+
+
+# --- the review of the first fix: the other text fields ----------------------------------
+
+CHAT_STREAM = json.dumps({"model": "gpt-4o-mini", "stream": True,
+                          "messages": [{"role": "user", "content": "hi"}]})
+RESPONSES = json.dumps({"model": "gpt-4o-mini", "stream": True, "input": "hi"})
+HIDDEN = {"v": EMAIL}
+
+
+def _sse(doc: dict[str, Any], name: str | None = None) -> bytes:
+    return ((f"event: {name}\n" if name else "") + f"data: {json.dumps(doc)}\n\n").encode()
+
+
+def _chat(delta: dict[str, Any]) -> list[bytes]:
+    head = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    return [_sse({**head, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}),
+            _sse({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
+            b"data: [DONE]\n\n"]
+
+
+def _responses(kind: str, **doc: Any) -> list[bytes]:
+    return [_sse({"type": kind, "sequence_number": 0, "item_id": "m", "output_index": 0,
+                  **doc}, kind)]
+
+
+@pytest.mark.parametrize(("route", "path", "request_", "chunks"), [
+    ("openai", "/v1/chat/completions", CHAT_STREAM,
+     _chat({"content": [{"type": "text", "text": HIDDEN}]})),
+    ("openai", "/v1/chat/completions", CHAT_STREAM,
+     _chat({"refusal": [{"type": "refusal", "refusal": [EMAIL]}]})),
+    ("openai", "/v1/chat/completions", CHAT_STREAM, _chat({"tool_calls": [
+        {"index": 0, "id": "t", "type": "function",
+         "function": {"name": HIDDEN, "arguments": ""}}]})),
+    ("openai", "/v1/chat/completions", CHAT_STREAM,
+     _chat({"function_call": {"name": HIDDEN, "arguments": ""}})),
+    ("openai", "/v1/responses", RESPONSES,
+     _responses("response.output_text.delta", content_index=0, delta=HIDDEN)),
+    ("openai", "/v1/responses", RESPONSES,
+     _responses("response.function_call_arguments.delta", delta=HIDDEN)),
+    ("openai", "/v1/responses", RESPONSES,
+     _responses("response.reasoning_summary_text.delta", summary_index=0, delta=[EMAIL])),
+    ("anthropic", "/v1/messages", MESSAGES, [START, block_start(
+        {"type": "tool_use", "id": "t", "name": HIDDEN, "input": {}})]),
+], ids=["chat-part", "chat-refusal-part", "chat-tool-name", "chat-function-name",
+        "responses-text", "responses-arguments", "responses-summary", "anthropic-tool-name"])
+def test_other_stream_text_fields_that_are_not_strings_end_the_stream(
+        route: str, path: str, request_: str, chunks: list[bytes]) -> None:
+    _status, body, _ = exchange_typed(route, path, request_, 200, "text/event-stream",
+                                      chunks, stream=True)
+    assert EMAIL.encode() not in body
+    assert b"error" in body
+
+
+@pytest.mark.parametrize(("path", "reply"), [
+    ("/v1/chat/completions", {"id": "c", "object": "chat.completion", "created": 1,
+                              "model": "m", "choices": [{"index": 0, "finish_reason": "stop",
+                                                         "message": {
+                                                             "role": "assistant",
+                                                             "content": [{"type": "text",
+                                                                          "text": HIDDEN}]}}]}),
+    ("/v1/chat/completions", {"id": "c", "object": "chat.completion", "created": 1,
+                              "model": "m", "choices": [{"index": 0, "finish_reason": "stop",
+                                                         "message": {
+                                                             "role": "assistant",
+                                                             "tool_calls": [{
+                                                                 "id": "t",
+                                                                 "type": "function",
+                                                                 "function": {
+                                                                     "name": HIDDEN,
+                                                                     "arguments": "{}"}}]}}]}),
+    ("/v1/responses", {"id": "r", "object": "response", "status": "completed",
+                       "output": [{"type": "message", "id": "m", "role": "assistant",
+                                   "content": [{"type": "output_text", "text": HIDDEN,
+                                                "annotations": []}]}]}),
+], ids=["chat-part", "chat-tool-name", "responses-text"])
+def test_other_whole_reply_text_fields_that_are_not_strings_are_read(
+        path: str, reply: dict[str, Any]) -> None:
+    request = json.dumps({**json.loads(RESPONSES if "responses" in path else CHAT_STREAM),
+                          "stream": False})
+    status, body = exchange("openai", path, request, 200, "application/json",
+                            [json.dumps(reply).encode()])
+    assert EMAIL.encode() not in body, body
+    assert status is not None or b"<EMAIL>" in body
