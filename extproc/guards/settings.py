@@ -44,7 +44,7 @@ from ..schema import Checker, join
 from .custom import UNMEASURED, LiteralDetector, RegexDetector, longest_match
 from .detectors import Detector, PatternError
 from .scanner import BUILTIN_GROUPS, BUILTIN_NAMES, Scanner, builtin
-from .webhook import WebhookSpec
+from .webhook import MESSAGE_BUDGET_MS, WebhookSpec
 
 ACTIONS = ("mask", "reject")
 ROLES = ("system", "user", "assistant", "tool")
@@ -169,7 +169,7 @@ def _guard(c: Checker, name: str, raw: Any, path: str) -> Guard | None:
 
 #: a webhook call waits inside one ext_proc message: it must end well before Envoy's
 #: message_timeout (5 s in the reference config)
-MAX_TIMEOUT_MS = 4000
+MAX_TIMEOUT_MS = MESSAGE_BUDGET_MS
 
 
 def _webhook(c: Checker, raw: Any, path: str) -> WebhookSpec | None:

@@ -74,7 +74,9 @@ from .webhook import (
     Text,
     Verdict,
     WebhookError,
+    ask_by,
     masks_by_text,
+    message_deadline,
     rewrite_source,
     source_texts,
     split_masked,
@@ -134,6 +136,7 @@ class WebhookStreamGuard(BodyTransform):
         # those that have shown an escape (their reading is sent beside their source)
         self.readings = ArgumentReadings()
         self.ending = False                             # the stream's last release
+        self.deadline = 0.0   # when this message's calls must be done (`webhook.ask_by`)
         self.stopped = False
         self.head: dict[str, Any] = {}                  # `stream_head` of its first chunk
         # (with an id: OpenAI's refusal chunk repeats it; the other formats have none)
@@ -146,6 +149,7 @@ class WebhookStreamGuard(BodyTransform):
     async def feed_async(self, chunk: bytes) -> bytes:
         if self.stopped:
             return b""
+        self.deadline = message_deadline()   # (shared by the calls this message makes)
         try:
             events = self.decoder.feed(chunk)
         except SSEError as exc:                 # an event past the size limit: never sent
@@ -158,6 +162,7 @@ class WebhookStreamGuard(BodyTransform):
     async def finish_async(self) -> bytes:
         if self.stopped:
             return b""
+        self.deadline = message_deadline()
         try:
             events = self.decoder.finish()
         except SSEError:
@@ -358,7 +363,7 @@ class WebhookStreamGuard(BodyTransform):
         if not texts:                           # a decoder's rest, and nothing in it
             return b"".join(h.event.raw for h in held)
         try:
-            verdict = await self.check(texts)
+            verdict = await ask_by(self.check, texts, self.deadline)
         except WebhookError as exc:
             if self.fail_open and not isinstance(exc, ClientSized):   # (the client's
                 self.report(self.guard, "error-open")                 # doing: refused)
