@@ -215,6 +215,8 @@ class SSEMaskingReframer(EventMasker):
         ev = plain(ev)   # (only what a client reads of it goes out)
         if not ev.has_data:
             return ev.raw
+        if ev.event is not None:
+            self._check_name(ev.event)
         data = ev.data
         if self.skim:
             out = self._openai_text(ev.raw, data, ev.event)
@@ -333,6 +335,9 @@ class SSEMaskingReframer(EventMasker):
         """A text no later event continues, through a chain of its own."""
         chain = MaskerChain(self.make())
         return chain.feed(text) + chain.finish()
+
+    def _mask_name(self, name: str) -> str:
+        return self._whole_text("", name)
 
     def _whole_name(self, name: str) -> str:
         """A call's name (whole), as and through `names.mask_name`."""

@@ -161,6 +161,8 @@ class ResponsesMaskingReframer(EventMasker):
         ev = plain(ev)   # (only what a client reads of it goes out)
         if not ev.has_data:
             return ev.raw
+        if ev.event is not None:
+            self._check_name(ev.event)
         data = ev.data
         if data.strip() == "[DONE]":
             self.closed = True
@@ -356,6 +358,9 @@ class ResponsesMaskingReframer(EventMasker):
         if ends and final is None:
             self.final[key] = (text, masked)
         return before, masked
+
+    def _mask_name(self, name: str) -> str:
+        return self._mask_whole(name)
 
     def _mask_whole(self, text: str, json_text: bool = False) -> str:
         if not text:

@@ -254,3 +254,18 @@ def test_an_encoded_error_reply_is_replaced() -> None:
     asyncio.run(Processor(loader.parse(CONFIG)).Process(None, call))  # type: ignore[arg-type]
     code, body = sent(call.replies[2:])
     assert code == 500 and b"gzip-encoded" in body
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_an_event_name_a_guard_finds_something_in_ends_the_stream(provider: str) -> None:
+    """A name cannot be masked: one holding what a guard finds (a card number after a
+    letter, which the name rule lets through) ends the stream refused (found by review)."""
+    cards = Scanner(builtin(["card"]))
+    t = SSEMaskingReframer(provider, lambda: [StreamMasker(cards, action="mask")], 1 << 20)
+    data = b'{"type":"ping"}' if provider == "anthropic" else (
+        b'{"id":"c","object":"chat.completion.chunk","created":1,"model":"m",'
+        b'"choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]}')
+    out = t.feed(b"event: x.4111111111111111\ndata: " + data + b"\n\n") + t.finish()
+    assert b"4111111111111111" not in out and b"error" in out
+    clean = SSEMaskingReframer(provider, lambda: [StreamMasker(cards, action="mask")], 1 << 20)
+    assert b"event: ping" in clean.feed(b"event: ping\ndata: " + data + b"\n\n")
