@@ -36,7 +36,15 @@ from .codecs.jsoncap import SourceTooLarge
 from .config import RouteConfig
 from .context import succeeded
 from .errors import error_body
-from .policy import Answer, BodyTransform, Policy, Reject, cancelled, sources_too_large
+from .policy import (
+    MESSAGE_STARTED,
+    Answer,
+    BodyTransform,
+    Policy,
+    Reject,
+    cancelled,
+    sources_too_large,
+)
 from .providers import forget_request
 from .providers.endpoints import Endpoint
 from .providers.tokens import FIRST_TOKEN
@@ -148,6 +156,7 @@ class Exchange(ResponseBody):
         handler = _DISPATCH.get(kind)  # type: ignore[arg-type]
         if handler is None:
             return ()
+        MESSAGE_STARTED.set(time.monotonic())   # (the calls made for it share its time)
         try:
             replies = await handler(self, getattr(req, kind))
         except Exception as exc:

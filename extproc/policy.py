@@ -13,10 +13,17 @@ Built-in policies (auth, rate limits, guards) and custom ones loaded from config
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .context import Context
+
+#: when the ext_proc message being handled arrived (monotonic seconds; set by the exchange
+#: for each message it awaits): the calls policies and transforms make while handling it
+#: share the message's time (`guards.webhook.ask_by`), which Envoy's message_timeout bounds
+MESSAGE_STARTED: ContextVar[float | None] = ContextVar("extproc_message_started",
+                                                       default=None)
 
 
 class PolicyCancelled(RuntimeError):

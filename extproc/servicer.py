@@ -187,6 +187,7 @@ class Processor(ExternalProcessorServicer):
                 if kind == "response_body":  # a stream's every chunk: no coroutine if we can
                     replies = ex.response_chunk(req.response_body)
                     if replies is None:
+                        handling = kind
                         replies = await ex.handle(req, kind)
                 elif kind == "request_headers":
                     found = router.resolve(initial, req.attributes, req.request_headers)

@@ -94,3 +94,34 @@ class SlowBody(Policy):
         if ms:
             await asyncio.sleep(ms / 1000)
         return None
+
+
+class _SlowChunks(BodyTransform):
+    is_async = True
+
+    def __init__(self, ms: int) -> None:
+        self.ms = ms
+
+    def feed(self, chunk: bytes) -> bytes:
+        return chunk
+
+    def finish(self) -> bytes:
+        return b""
+
+    async def feed_async(self, chunk: bytes) -> bytes:
+        await asyncio.sleep(self.ms / 1000)
+        return chunk
+
+    async def finish_async(self) -> bytes:
+        return b""
+
+
+class SlowReply(Policy):
+    """A reply transform that calls out, as a webhook guard does: each reply chunk waits
+    `x-test-slow-reply-ms` milliseconds (a request header)."""
+
+    needs_response_body = True
+
+    def response_transform(self, ex: Exchange) -> BodyTransform | None:
+        ms = int(ex.request_headers.get("x-test-slow-reply-ms", "0") or 0)
+        return _SlowChunks(ms) if ms else None

@@ -65,7 +65,9 @@ from .webhook import (
     Text,
     Verdict,
     WebhookError,
+    ask_by,
     masks_by_text,
+    message_deadline,
 )
 
 log = logging.getLogger("extproc.guards")
@@ -142,8 +144,10 @@ class Guards(Policy):
         """The webhook's verdict; a failure is counted, logged (rate-limited) and raised."""
         assert guard.webhook is not None
         self.stats["webhook_calls"] += 1
-        try:
-            return await webhook_client.check(guard.webhook, call)
+        spec = guard.webhook
+        try:   # (the message's calls share its time: a route's guards one after another)
+            return await ask_by(lambda c: webhook_client.check(spec, c), call,
+                                message_deadline())
         except WebhookError as exc:
             self._failed(guard, exc)
             raise

@@ -26,6 +26,7 @@ from typing import Any
 
 from ..codecs.jsonescape import decode_escapes, parses
 from ..codecs.jsontext import JsonSource, read_texts, rewrite
+from ..policy import MESSAGE_STARTED
 from ..providers.values import json_bytes
 
 VERSION = 1
@@ -86,8 +87,11 @@ _clock = time.monotonic
 
 
 def message_deadline() -> float:
-    """When the webhook calls of a message starting now must be done (`ask_by`)."""
-    return _clock() + MESSAGE_BUDGET_MS / 1000
+    """When the webhook calls made for the ext_proc message being handled must be done
+    (`ask_by`): `MESSAGE_BUDGET_MS` after it arrived (`policy.MESSAGE_STARTED`, set by the
+    exchange; now, outside one), whichever guards and transforms make them."""
+    started = MESSAGE_STARTED.get()
+    return (_clock() if started is None else started) + MESSAGE_BUDGET_MS / 1000
 
 
 async def ask_by(check: Callable[[Any], Awaitable[Verdict]], texts: Any,

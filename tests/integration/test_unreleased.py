@@ -9,6 +9,7 @@ the `x-ratelimit-remaining-tokens` header of a probe request before and after.""
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,7 +30,8 @@ BODY = {"model": "gpt-4o-mini", "max_tokens": 5000,
 def gw(tmp_path_factory: pytest.TempPathFactory, mock: Mock) -> Iterator[Gateway]:
     config = {"limits": {"backend": "memory"},
               "routes": [{"name": "openai", "provider": "openai",
-                          "plugins": [{"class": "tests.plugins:SlowBody"}],
+                          "plugins": [{"class": "tests.plugins:SlowBody"},
+                                      {"class": "tests.plugins:SlowReply"}],
                           "rate_limits": [{"name": "tokens", "key": ["header:x-test-client"],
                                            "tokens": [{"limit": 100_000, "per": "30d"}]}]}]}
     gateway = Gateway(tmp_path_factory.mktemp("unreleased"), config, mock=mock,
@@ -89,3 +91,17 @@ def test_a_request_the_plugin_let_go_is_charged(gw: Gateway) -> None:
     _settled(gw)
     usage = reply.json()["usage"]["total_tokens"]
     assert before - _remaining(gw, who) == usage + 2
+
+
+def test_a_reply_chunk_a_transform_held_past_the_timeout_is_interrupted(gw: Gateway) -> None:
+    """Found by the review of the outcome: a reply chunk held by a transform that calls out
+    (a webhook guard, an async plugin) past Envoy's message timeout read as the client's
+    leaving. Envoy resets the reply then (its headers are out)."""
+    rid = uuid.uuid4().hex
+    with contextlib.suppress(httpx.HTTPError):
+        httpx.post(f"{gw.url}/openai/v1/chat/completions", timeout=30,
+                   json={**BODY, "max_tokens": 5, "stream": True},
+                   headers={"x-test-client": uuid.uuid4().hex, "x-request-id": rid,
+                            "x-test-slow-reply-ms": "600"})
+    line = gw.server_access_line(rid)
+    assert line["outcome"] == "interrupted" and line["interrupted"] == "response_body", line

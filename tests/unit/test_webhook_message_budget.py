@@ -15,6 +15,7 @@ import pytest
 from extproc.guards import webhook
 from extproc.guards.webhook import MESSAGE_BUDGET_MS, WebhookError
 from extproc.guards.webhook_stream import WebhookStreamGuard
+from extproc.policy import MESSAGE_STARTED, run_transforms_async
 
 
 def event(text: str) -> bytes:
@@ -50,3 +51,32 @@ def test_a_messages_calls_stop_when_its_budget_is_spent(monkeypatch: pytest.Monk
         assert out.count(b"data: ") == 12            # every event let through, unchanged
     else:
         assert len(calls) == 1 and b"unavailable" in out and b"word" not in out
+
+
+def test_the_guards_and_the_end_of_one_message_share_its_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by the review of the first budget: each guard, and a last message's feed and
+    finish, started a budget of their own (two fail-open guards of 2 s each waited 8 s on
+    one chunk). The message's arrival (`policy.MESSAGE_STARTED`, set by the exchange) is
+    the one start every call of it counts from."""
+    clock = [1000.0]
+    monkeypatch.setattr(webhook, "_clock", lambda: clock[0])
+    calls: list[str] = []
+
+    def slow(name: str) -> Any:
+        async def check(_texts: Any) -> Any:   # waits out a 2 s timeout, then fails
+            calls.append(name)
+            clock[0] += 2.0
+            raise WebhookError("no answer within 2000 ms")
+        return check
+
+    async def run() -> bytes:
+        MESSAGE_STARTED.set(clock[0])
+        guards = [WebhookStreamGuard("openai", name, slow(name), 50, True, 1 << 20,
+                                     lambda _g, _o: None) for name in ("a", "b")]
+        chunk = b"".join(event("word " * 10) for _ in range(12))
+        return await run_transforms_async(guards, chunk, True)
+
+    out = asyncio.run(run())
+    assert calls == ["a", "a"], calls          # 4 s: two calls of the first guard, no more
+    assert out.count(b"data: ") == 12          # failed open: every event through, unchanged
