@@ -17,7 +17,7 @@ from typing import Any
 from ..codecs import jsonunique
 from ..codecs.sse import Event, SSEDecoder, SSEError, encode
 from ..policy import BodyTransform
-from ..providers.slots import EventTexts
+from ..providers.slots import EventTexts, UnreadableEvent
 from ..providers.unread import NAMES
 from .stream import GuardTriggered
 
@@ -252,6 +252,8 @@ class EventMasker(BodyTransform):
                 out.append(self._event(ev))
             except GuardTriggered as hit:
                 out.append(self._rejected(hit.detector))
+            except UnreadableEvent:   # a text that cannot change where a guard changes it
+                out.append(self._rejected(UNREADABLE))
         return b"".join(out)
 
     @staticmethod

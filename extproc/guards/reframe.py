@@ -40,7 +40,7 @@ from typing import Any
 from ..codecs.sse import Event, encode
 from ..providers import Adapter, adapter_for
 from ..providers.openai import DELTA_TEXT_FIELDS, OpenAIAdapter
-from ..providers.slots import JSON_PIECES, NAME_PIECE, Piece, TextSlot
+from ..providers.slots import JSON_PIECES, NAME_PIECE, Piece, TextSlot, UnreadableEvent
 from ..providers.values import MaskingFn, rewrite_json_strings
 from .chains import Chain, MaskerChain, MaskerFactory, json_chain
 from .event_stream import (
@@ -263,7 +263,10 @@ class SSEMaskingReframer(EventMasker):
                 masked = self._text(piece, text)
                 here[piece] = slot
             if masked != text:
-                holder[key] = masked
+                try:
+                    holder[key] = masked
+                except UnreadableEvent:   # a key clients merge by (`FixedKey`): refused
+                    raise GuardTriggered(UNREADABLE) from None
                 changed = True
         before: list[bytes] = []
         for piece in ended(self.chains, texts):

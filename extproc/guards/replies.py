@@ -19,7 +19,7 @@ from ..codecs.sse import SSEDecoder
 from ..llm.transforms import PARSED_REPLY
 from ..policy import BodyTransform, Reject, sources_too_large
 from ..providers.endpoints import adapter_of
-from ..providers.slots import Name
+from ..providers.slots import Name, UnreadableEvent
 from ..providers.values import MaskingFn, json_bytes
 from .decisions import decide
 from .names import mask_name, name_readings
@@ -56,6 +56,11 @@ class Guards(Protocol):
     async def webhook_verdict(self, guard: Guard, call: Call, ex: Context) -> Verdict | None: ...
 
     def maskers(self, made: list[tuple[str, StreamMasker]]) -> list[StreamMasker]: ...
+
+
+def _unreadable() -> Reject:
+    return Reject(502, "the provider's reply is not a JSON object the gateway's reply guards "
+                  "can read", details="extproc_unreadable_reply")
 
 
 def _too_large() -> Reject:
@@ -120,25 +125,29 @@ class WholeJsonGuard(BodyTransform):
 
     def finish(self) -> bytes:
         ex, self.ex = self.ex, None
-        body, doc = self._doc(ex)
         try:
+            body, doc = self._doc(ex)
             if doc is None or not self._local(doc, ex):
                 return body
         except SourceTooLarge:
             raise _too_large() from None
+        except UnreadableEvent:   # a text field holding no text (`slots.NotText`)
+            raise _unreadable() from None
         return json_bytes(doc)
 
     async def finish_async(self) -> bytes:
         ex, self.ex = self.ex, None
-        body, doc = self._doc(ex)
-        if doc is None or ex is None:
-            return body
         try:
+            body, doc = self._doc(ex)
+            if doc is None or ex is None:
+                return body
             changed = self._local(doc, ex)
             for guard in self.policy.response_webhooks:
                 changed = await self._webhook(doc, ex, guard) or changed
         except SourceTooLarge:
             raise _too_large() from None
+        except UnreadableEvent:   # a text field holding no text (`slots.NotText`)
+            raise _unreadable() from None
         if not changed:
             return body
         return json_bytes(doc)

@@ -53,6 +53,7 @@ from typing import Any
 from ..codecs.sse import Event, SSEDecoder, SSEError, encode
 from ..policy import BodyTransform
 from ..providers import Adapter, adapter_for
+from ..providers.slots import UnreadableEvent
 from ..providers.unread import NAMES
 from .event_stream import (
     AFTER_END,
@@ -397,9 +398,13 @@ class WebhookStreamGuard(BodyTransform):
                     new = [whole] + [""] * (len(mine) - 1)
                 else:
                     new = split_masked(pending[key], masks[0] or [])
-                for (h, holder, slot), text in zip(mine, new, strict=True):
-                    holder[slot] = text
-                    changed.add(id(h))
+                try:
+                    for (h, holder, slot), text in zip(mine, new, strict=True):
+                        holder[slot] = text
+                        changed.add(id(h))
+                except UnreadableEvent:   # a key clients merge by (`FixedKey`): unmaskable
+                    self.report(self.guard, "rejected")
+                    return self._stop(refusal_message(UNREADABLE))
                 delivered[key] = "".join(new)
         else:
             self.report(self.guard, "pass")

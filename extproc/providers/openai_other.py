@@ -15,13 +15,13 @@ position (``-1`` the last entry, ``true`` the second), so an index that is no no
 integer makes the event unreadable (`BadIndex`, as a choice's). `rest_delta` builds the
 delta that carries a piece's held rest at its path.
 
-Read whole, each on its own (the SDK never joins them): each object key (renamed if
-masked), each number (its JSON text), the value of an ``index`` or ``type`` key (the SDK
-replaces those), the strings of a list of strings (the SDK extends it) and an entry of a
-list without an ``index`` (the SDK refuses such a delta), and an object of
-more than `MAX_KEYS` keys with everything in it (so renaming masked keys stays one pass),
-and a value under a key that is no field name as providers spell them (letters, digits and
-`_`): a rest event would repeat that key as it came.
+Each object key is read whole and may not change: a client merges by key, so a key a guard
+would mask makes the event unreadable (`FixedKey`; masked, it would split what the client
+joins, and the rest event would repeat it as it came: found by review). Read whole, each on
+its own (the SDK never joins them): each number (its JSON text; the SDK adds two numbers at
+one path, which no guard reads: a known limit), the value of an ``index`` or ``type`` key
+(the SDK replaces those), the strings of a list of strings (the SDK extends it) and an entry
+of a list without an ``index`` (the SDK refuses such a delta).
 Tool-call arguments sent as an object instead of JSON source (not what OpenAI sends) are
 read the same way, at their path in the call.
 """
@@ -29,22 +29,15 @@ read the same way, at their path in the call.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
-from extproc.providers.slots import EventTexts, TextSlot, index_value
-from extproc.providers.value_refs import EntryRef, KeyRef, ObjectKeys
+from extproc.providers.slots import EventTexts, FixedKey, TextSlot, index_value
 
 #: a piece key of an unknown field's string: this, then the JSON of its path
 OTHER = "other:"
-#: an object of more keys than this is read whole (its keys renamed in one pass)
-MAX_KEYS = 64
 Path = list[str | int]
 #: keys whose value the SDK replaces instead of joining
 _REPLACED = ("index", "type")
-#: a key as providers spell their fields: a path of such keys only is a piece (the rest
-#: event repeats its keys); under any other key a value is read whole
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 
 def other_slots(out: EventTexts, index: int, holder: dict[str, Any], key: str,
@@ -53,14 +46,11 @@ def other_slots(out: EventTexts, index: int, holder: dict[str, Any], key: str,
     the delta: the delta itself when None) to `out`; keys in `skip` (ids, types,
     signatures) hold no text. Strings are pieces of their path; the rest is read whole."""
     found: list[TextSlot] = []
-    at = list(holder).index(key)
-    top = EntryRef(holder, at)
-    if _NAME.fullmatch(key) is None:   # no field's name: it and its value whole, alone
-        piece = (index, OTHER + json.dumps([*(base or ()), key]), 0)
-        out.slots += [TextSlot(piece, top, None, whole=True),
-                      TextSlot(piece, KeyRef(holder, at), None, whole=True)]
-        return
-    stack: list[tuple[Any, Path]] = [(top, [*(base or ()), key])]
+    path0: Path = [*(base or ()), key]
+    if base is None:   # the field's own name, as a client merges it
+        found.append(TextSlot((index, OTHER + json.dumps(path0), 0), FixedKey(key), None,
+                              whole=True))
+    stack: list[tuple[Any, Path]] = [(_Entry(holder, key), path0)]
     while stack:
         ref, path = stack.pop()
         value = ref[None]
@@ -71,24 +61,16 @@ def other_slots(out: EventTexts, index: int, holder: dict[str, Any], key: str,
         elif isinstance(value, int | float) and not isinstance(value, bool):
             found.append(TextSlot(piece, ref, None, whole=True))
         elif isinstance(value, dict):
-            if len(value) > MAX_KEYS:
-                found.append(TextSlot(piece, ref, None, whole=True))
-                continue
-            keys = ObjectKeys(value)
             children: list[tuple[Any, Path]] = []
-            for at, name in enumerate(list(keys.names)):
-                found.append(TextSlot(piece, KeyRef(keys, at), None, whole=True))
+            for name in value:
+                found.append(TextSlot(piece, FixedKey(name), None, whole=True))
                 if name in skip:
                     continue
-                child = EntryRef(keys, at)
-                if name in _REPLACED or _NAME.fullmatch(name) is None:
-                    # replaced by the SDK, not joined; or under a key no provider spells
-                    # (a rest event would repeat the key as it came, masked or not): whole,
-                    # alone
-                    if not (name == "index" and isinstance(child[None], int)):
-                        found.append(TextSlot(piece, child, None, whole=True))
+                if name in _REPLACED:   # replaced by the SDK, not joined: whole, alone
+                    if not (name == "index" and isinstance(value[name], int)):
+                        found.append(TextSlot(piece, value, name, whole=True))
                     continue
-                children.append((child, [*path, name]))
+                children.append((_Entry(value, name), [*path, name]))
             stack.extend(reversed(children))
         elif isinstance(value, list):
             entries: list[tuple[Any, Path]] = []
@@ -105,11 +87,12 @@ def other_slots(out: EventTexts, index: int, holder: dict[str, Any], key: str,
 
 
 class _Entry:
-    """An entry of a list as a slot: ``ref[None]`` reads and writes ``items[i]``."""
+    """A member of an object or an entry of a list as a slot: ``ref[None]`` reads and writes
+    ``items[i]`` (the object's keys never change here: `FixedKey`)."""
 
     __slots__ = ("i", "items")
 
-    def __init__(self, items: list[Any], i: int) -> None:
+    def __init__(self, items: Any, i: Any) -> None:
         self.items = items
         self.i = i
 

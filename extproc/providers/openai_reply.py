@@ -39,9 +39,15 @@ def _name(holder: dict[str, Any]) -> Iterator[Slot]:
     provider writes, but what a client shows), each string of it, as a "result"."""
     if isinstance(holder.get("name"), str):
         yield "name", holder, "name"
-    elif isinstance(holder.get("name"), dict | list):
-        for inner, key in string_slots(holder, "name", frozenset()):
-            yield "result", inner, key
+    elif _json_value(holder.get("name")):   # whole: its keys and numbers too
+        yield "result", holder, "name"
+
+
+def _json_value(value: Any) -> bool:
+    """A value that is no string but holds text a client shows: a non-empty list or object,
+    or a number."""
+    return (isinstance(value, dict | list) and bool(value)) or (
+        isinstance(value, int | float) and not isinstance(value, bool))
 
 
 def reply_slots(body: Any) -> Iterator[Slot]:
@@ -50,11 +56,10 @@ def reply_slots(body: Any) -> Iterator[Slot]:
         message = as_dict(as_dict(choice).get("message"))
         for _, holder, key in content_slots(message, "text"):
             yield "text", holder, key
-        for part in as_list(message.get("content")):   # a part's text that is no string
-            for field in ("text", "refusal"):
-                if isinstance(part, dict) and isinstance(part.get(field), dict | list):
-                    for inner, key in string_slots(part, field, frozenset()):
-                        yield "result", inner, key
+        for part in as_list(message.get("content")):   # a part's text that is no string:
+            for field in ("text", "refusal"):          # whole, its keys and numbers too
+                if isinstance(part, dict) and _json_value(part.get(field)):
+                    yield "result", part, field
         if isinstance(message.get("content"), dict):   # one part, not in a list
             for holder, key in string_slots(message, "content", OPAQUE):
                 yield "text", holder, key

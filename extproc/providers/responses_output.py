@@ -22,7 +22,7 @@ from extproc.providers.responses_items import (
     generic_slots,
     item_kind,
 )
-from extproc.providers.slots import string_slots
+from extproc.providers.slots import string_slots, text_field
 from extproc.providers.values import as_list
 
 
@@ -42,8 +42,8 @@ def output_slots(item: Any) -> list[Slot]:
                 key = "refusal" if part.get("type") == "refusal" else "text"
                 if isinstance(part.get(key), str):   # a part of any kind (`text`, newer)
                     out.append((part, key, ("c", index)))
-                elif isinstance(part.get(key), dict | list):   # no text but what a client
-                    _rest(part, tuple(k for k in part if k != key), out)   # shows: each alone
+                else:   # a list, an object, a number: unreadable (NotText; whole: a 502)
+                    text_field(part, key)
                 if part.get("annotations"):   # citations: titles, URLs, file names
                     for holder, field in string_slots(part, "annotations", OPAQUE_KEYS):
                         out.append((holder, field, ("o", cited)))
@@ -61,8 +61,8 @@ def output_slots(item: Any) -> list[Slot]:
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
                     out.append((part, "text", (piece, index)))
                     _rest(part, ("text",), out)
-                elif isinstance(part, dict):   # (a text that is no string: each string)
-                    _rest(part, (), out)
+                elif isinstance(part, dict):
+                    text_field(part, "text")   # (no string: NotText)
         _rest(item, ("summary", "content"), out)
     if kind not in ("message", "reasoning"):
         # everything else such an item says (an MCP call's output, code-interpreter logs, a

@@ -126,6 +126,29 @@ def text_field(holder: dict[str, Any], key: str) -> str | None:
     return None
 
 
+class Unmaskable(UnreadableEvent):
+    """A text a guard would change where no change is possible (`FixedKey`)."""
+
+
+class FixedKey:
+    """A key of an object that a client merges across events by its keys, as a slot: it
+    reads as the key and refuses any change (`Unmaskable`: the event is unreadable), since
+    a renamed key would split what the client joins, and a rest event would repeat the old
+    name (found by review: a masked key came back as it was)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __getitem__(self, _key: None) -> str:
+        return self.name
+
+    def __setitem__(self, _key: None, text: str) -> None:
+        if text != self.name:
+            raise Unmaskable("a key a guard would mask in an object clients merge by key")
+
+
 class BadIndex(UnreadableEvent):
     """An event's index that is not a non-negative integer. A client reads `-1` as the last
     choice or block and `true` or `"1"` as the second (the SDKs index a list with it, their

@@ -176,9 +176,40 @@ def stream_or_refused(deltas: list[dict[str, Any]]) -> bytes:
     return body
 
 
-def test_a_field_named_by_what_a_guard_finds_is_masked() -> None:
-    body = stream([{"role": "assistant", EMAIL: "mail john.doe@exa"}, {EMAIL: "mple.com"}])
+def test_a_key_a_guard_would_mask_makes_the_event_unreadable() -> None:
+    """A client merges by key: a renamed key would split what it joins, and the rest event
+    at the piece's end repeated the key as it came (found by the review of the second
+    fix: `{"falcon": "write to "}` then `{"falcon": "bob"}` with `falcon` a deny word)."""
+    guards = {"words": {"deny": {"words": ["falcon"]}, "action": "mask"},
+              "pii": {"detectors": ["email"], "action": "mask"}}
+    for deltas in ([{"role": "assistant", EMAIL: "mail john.doe@exa"}, {EMAIL: "mple.com"}],
+                   [{"role": "assistant", "x_meta": {"falcon": "write to bob"}}]):
+        body = stream_refused(guards, deltas)
+        assert EMAIL.encode() not in body and b"falcon" not in body and b"error" in body
+
+
+@pytest.mark.parametrize("deltas", [
+    [{"x_meta": {"a-b": "mail john.doe@exa"}}, {"x_meta": {"a-b": "mple.com now"}}],
+    [{"x-meta": "mail john.doe@exa"}, {"x-meta": "mple.com now"}],
+    [{"x_meta": {**{f"k{i}": "v" for i in range(64)}, "t": "mail john.doe@exa"}},
+     {"x_meta": {"t": "mple.com now"}}],
+], ids=["odd-key", "odd-field", "many-keys"])
+def test_any_key_and_any_size_is_read_as_the_sdk_joins_it(deltas: list[dict[str, Any]]) -> None:
+    """Found by the review of the second fix: values under keys that are no identifiers,
+    and objects of many keys, were read whole per event while the SDK still joins them."""
+    body = stream([{"role": "assistant"}, *deltas])
     assert EMAIL.encode() not in body
+
+
+def stream_refused(guards: dict[str, Any], deltas: list[dict[str, Any]]) -> bytes:
+    config = {"guards": guards, "routes": [{"name": "openai", "provider": "openai",
+                                            "guards": list(guards)}]}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sdks_read, "CONFIG", config)
+        chunks = [event(d) for d in deltas] + [event({}, "stop"), b"data: [DONE]\n\n"]
+        _status, body, _ = exchange_typed("openai", "/v1/chat/completions", CHAT, 200,
+                                          "text/event-stream", chunks, stream=True)
+    return body
 
 
 def test_the_webhook_stream_guard_keeps_a_bounded_context() -> None:
