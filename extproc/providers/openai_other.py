@@ -50,18 +50,18 @@ def other_slots(out: EventTexts, index: int, holder: dict[str, Any], key: str,
     if base is None:   # the field's own name, as a client merges it
         found.append(TextSlot((index, OTHER + json.dumps(path0), 0), FixedKey(key), None,
                               whole=True))
-    stack: list[tuple[Any, Path]] = [(_Entry(holder, key), path0)]
+    stack: list[tuple[Any, Any, Path]] = [(holder, key, path0)]
     while stack:
-        ref, path = stack.pop()
-        value = ref[None]
+        parent, slot, path = stack.pop()
+        value = parent[slot]
         piece = (index, OTHER + json.dumps(path), 0)
         if isinstance(value, str):
             if value:
-                found.append(TextSlot(piece, ref, None))
+                found.append(TextSlot(piece, parent, slot))
         elif isinstance(value, int | float) and not isinstance(value, bool):
-            found.append(TextSlot(piece, ref, None, whole=True))
+            found.append(TextSlot(piece, parent, slot, whole=True))
         elif isinstance(value, dict):
-            children: list[tuple[Any, Path]] = []
+            children: list[tuple[Any, Any, Path]] = []
             for name in value:
                 found.append(TextSlot(piece, FixedKey(name), None, whole=True))
                 if name in skip:
@@ -70,37 +70,20 @@ def other_slots(out: EventTexts, index: int, holder: dict[str, Any], key: str,
                     if not (name == "index" and isinstance(value[name], int)):
                         found.append(TextSlot(piece, value, name, whole=True))
                     continue
-                children.append((_Entry(value, name), [*path, name]))
+                children.append((value, name, [*path, name]))
             stack.extend(reversed(children))
         elif isinstance(value, list):
-            entries: list[tuple[Any, Path]] = []
+            entries: list[tuple[Any, Any, Path]] = []
             for i, item in enumerate(value):
                 at = item.get("index") if isinstance(item, dict) else None
                 if at is not None:   # merged by the SDK into the entry at that position
-                    entries.append((_Entry(value, i), [*path, index_value(at)]))
+                    entries.append((value, i, [*path, index_value(at)]))
                 elif (isinstance(item, str | dict | list) and item) or (
                         isinstance(item, int | float) and not isinstance(item, bool)):
                     # extended by the SDK, never joined (or a list it cannot merge)
                     found.append(TextSlot(piece, value, i, whole=True))
             stack.extend(reversed(entries))
     out.slots += found
-
-
-class _Entry:
-    """A member of an object or an entry of a list as a slot: ``ref[None]`` reads and writes
-    ``items[i]`` (the object's keys never change here: `FixedKey`)."""
-
-    __slots__ = ("i", "items")
-
-    def __init__(self, items: Any, i: Any) -> None:
-        self.items = items
-        self.i = i
-
-    def __getitem__(self, _key: None) -> Any:
-        return self.items[self.i]
-
-    def __setitem__(self, _key: None, value: Any) -> None:
-        self.items[self.i] = value
 
 
 def rest_delta(key: str, text: str) -> dict[str, Any]:

@@ -503,11 +503,9 @@ def test_delta_text_is_what_stream_texts_call_visible(provider: str, name: str) 
 
 def location(holder: Any, key: Any) -> tuple[int, Any]:
     """Where in the event's JSON a slot's text is: (the id of its object or list, its key or
-    index), through the references the slots of fields the code does not model hold."""
+    index), through an `EntryRef` a whole value's slots may hold."""
     if key is None and isinstance(holder, EntryRef):
         return id(holder.obj), holder.name()
-    if key is None and hasattr(holder, "items") and hasattr(holder, "i"):   # a list entry
-        return id(holder.items), holder.i
     return id(holder), key
 
 
