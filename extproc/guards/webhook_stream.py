@@ -137,7 +137,6 @@ class WebhookStreamGuard(BodyTransform):
         # those that have shown an escape (their reading is sent beside their source)
         self.readings = ArgumentReadings()
         self.ending = False                             # the stream's last release
-        self.deadline = 0.0   # when this message's calls must be done (`webhook.ask_by`)
         self.stopped = False
         self.head: dict[str, Any] = {}                  # `stream_head` of its first chunk
         # (with an id: OpenAI's refusal chunk repeats it; the other formats have none)
@@ -150,7 +149,6 @@ class WebhookStreamGuard(BodyTransform):
     async def feed_async(self, chunk: bytes) -> bytes:
         if self.stopped:
             return b""
-        self.deadline = message_deadline()   # (shared by the calls this message makes)
         try:
             events = self.decoder.feed(chunk)
         except SSEError as exc:                 # an event past the size limit: never sent
@@ -163,7 +161,6 @@ class WebhookStreamGuard(BodyTransform):
     async def finish_async(self) -> bytes:
         if self.stopped:
             return b""
-        self.deadline = message_deadline()
         try:
             events = self.decoder.finish()
         except SSEError:
@@ -364,7 +361,7 @@ class WebhookStreamGuard(BodyTransform):
         if not texts:                           # a decoder's rest, and nothing in it
             return b"".join(h.event.raw for h in held)
         try:
-            verdict = await ask_by(self.check, texts, self.deadline)
+            verdict = await ask_by(self.check, texts, message_deadline())   # (the message's)
         except WebhookError as exc:
             if self.fail_open and not isinstance(exc, ClientSized):   # (the client's
                 self.report(self.guard, "error-open")                 # doing: refused)

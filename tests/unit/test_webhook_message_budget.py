@@ -38,6 +38,7 @@ def test_a_messages_calls_stop_when_its_budget_is_spent(monkeypatch: pytest.Monk
         raise WebhookError("no answer within 3000 ms")
 
     async def run() -> bytes:
+        MESSAGE_STARTED.set(clock[0])   # (as the exchange sets it for each message)
         guard = WebhookStreamGuard("openai", "dlp", slow, 50, fail_open, 1 << 20,
                                    lambda _g, _o: None)
         return await guard.feed_async(b"".join(event("word " * 10) for _ in range(12)))
