@@ -19,6 +19,7 @@ from ..codecs.sse import Event, SSEDecoder, SSEError, encode
 from ..policy import BodyTransform
 from ..providers.slots import EventTexts, UnreadableEvent
 from ..providers.unread import NAMES
+from .chains import MaskerChain, MaskerFactory
 from .stream import GuardTriggered
 
 #: what a refusal names when an event is not the JSON object the guards read: the stream
@@ -177,6 +178,7 @@ class EventMasker(BodyTransform):
     """The SSE loop of a masking reframer; subclasses give `_event`, `_end`, `_rejected`."""
 
     chains: dict[Any, Any]
+    make: MaskerFactory
 
     def __init__(self, max_event_bytes: int, on_reject: Callable[[str], None] | None,
                  on_done: Callable[[], None] | None,
@@ -205,7 +207,8 @@ class EventMasker(BodyTransform):
 
     def _mask_name(self, name: str) -> str:
         """`name` through the guards' maskers, whole."""
-        raise NotImplementedError
+        chain = MaskerChain(self.make())
+        return chain.feed(name) + chain.finish()
 
     @property
     def held(self) -> int:

@@ -336,11 +336,7 @@ class SSEMaskingReframer(EventMasker):
 
     def _whole_text(self, _role: str, text: str) -> str:
         """A text no later event continues, through a chain of its own."""
-        chain = MaskerChain(self.make())
-        return chain.feed(text) + chain.finish()
-
-    def _mask_name(self, name: str) -> str:
-        return self._whole_text("", name)
+        return self._mask_name(text)
 
     def _whole_name(self, name: str) -> str:
         """A call's name (whole), as and through `names.mask_name`."""

@@ -359,9 +359,6 @@ class ResponsesMaskingReframer(EventMasker):
             self.final[key] = (text, masked)
         return before, masked
 
-    def _mask_name(self, name: str) -> str:
-        return self._mask_whole(name)
-
     def _mask_whole(self, text: str, json_text: bool = False) -> str:
         if not text:
             return text
