@@ -173,7 +173,7 @@ class Processor(ExternalProcessorServicer):
         # ends only once the last one is out.
         writing: Coroutine[Any, Any, None] | None = None
         waiting: Any = _DONE
-        handling: str | None = None   # the kind of message a policy is handling, awaited
+        handling: str | None = None   # the kind of message being handled (None: waiting)
         try:
             while True:
                 req = await read()
@@ -184,19 +184,17 @@ class Processor(ExternalProcessorServicer):
                     continue
                 counts[kind] += 1
                 started = clock()
+                handling = kind
                 if kind == "response_body":  # a stream's every chunk: no coroutine if we can
                     replies = ex.response_chunk(req.response_body)
                     if replies is None:
-                        handling = kind
                         replies = await ex.handle(req, kind)
                 elif kind == "request_headers":
                     found = router.resolve(initial, req.attributes, req.request_headers)
                     ex.bind(found.route, found.name, found.refusal)
                     routed[found.source] = routed.get(found.source, 0) + 1
-                    handling = kind
                     replies = await ex.handle(req, kind)
                 else:
-                    handling = kind
                     replies = await ex.handle(req, kind)
                 handling = None
                 timers[kind](clock() - started)

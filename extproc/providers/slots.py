@@ -119,7 +119,7 @@ def text_field(holder: dict[str, Any], key: str) -> str | None:
     """``holder[key]`` when it is a non-empty string; None when it is missing, null or
     empty (a falsy value shows nothing); `NotText` for any other value."""
     value = holder.get(key)
-    if value.__class__ is str or isinstance(value, str):
+    if isinstance(value, str):
         return value or None
     if value:
         raise NotText(f"the field {key!r} holds a {type(value).__name__}, not text")
