@@ -65,9 +65,12 @@ def policy(*specs: LimitSpec, pricing: Pricing | None = PRICING, store: Any = No
                      pricing=pricing), mem, clock
 
 
-def exchange() -> Exchange:
+def exchange(team: str | None = None) -> Exchange:
+    """An exchange of a chat request (from `team`: its `x-team` header)."""
     ex = Exchange(route=None)
     ex.request_headers = {":path": "/v1/chat/completions"}
+    if team is not None:
+        ex.request_headers["x-team"] = team
     return ex
 
 
@@ -340,8 +343,7 @@ async def test_the_memory_store_lists_spend_budgets() -> None:
     spec = LimitSpec("team", ("header:x-team",), spend=(spend("0.01", 3600),),
                      requests=(Window(10, 60),))
     rl, mem, _ = policy(spec)
-    ex = exchange()
-    ex.request_headers["x-team"] = "ml"
+    ex = exchange("ml")
     await rl.on_request_body(ex, BODY)
     (row,) = await mem.spend_budgets()
     assert row == {"route": "r", "limit": "team", "key": {"header:x-team": "ml"},
@@ -361,16 +363,14 @@ async def test_sweeping_the_memory_store_past_an_idle_spend_budget() -> None:
     spec = LimitSpec("team", ("header:x-team",), spend=(spend("0.01", 60),),
                      requests=(Window(100, 3600),))
     rl, mem, clock = policy(spec)
-    ex = exchange()
-    ex.request_headers["x-team"] = "ml"
+    ex = exchange("ml")
     await rl.on_request_body(ex, BODY)
     ex.released = True
     await rl.on_finish(ex)                               # charged, then idle
     assert len(await mem.spend_budgets()) == 1
     clock.t += 120                                       # the spend window drains
     for i in range(5000):                                # other teams fill the store
-        other = exchange()
-        other.request_headers["x-team"] = f"t{i}"
+        other = exchange(f"t{i}")
         await rl.on_request_body(other, BODY)           # (a refusal would raise)
         other.released = True                            # (it went upstream: charged)
         await rl.on_finish(other)
@@ -394,8 +394,7 @@ async def test_replicas_sharing_redis_admit_exactly_what_fits(redis_url: str) ->
     replicas = [policy(spec, store=s)[0] for s in stores]
 
     async def one(i: int) -> Exchange | None:
-        ex = exchange()
-        ex.request_headers["x-team"] = team
+        ex = exchange(team)
         try:
             await replicas[i % 4].on_request_body(ex, BODY)
         except Reject as r:

@@ -35,11 +35,24 @@ def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
     return b"data: " + json.dumps(doc, separators=(",", ":")).encode() + b"\n\n"
 
 
-def stream(deltas: list[dict[str, Any]]) -> bytes:
-    """What the client gets of a stream of these deltas, then a stop and [DONE]."""
+def replied(deltas: list[dict[str, Any]], guards: dict[str, Any] | None = None
+            ) -> tuple[int | None, bytes]:
+    """The status (None: the upstream's) and what the client gets of a stream of these
+    deltas, then a stop and [DONE]; with `guards`, under a config whose openai route has
+    these guards (else the email mask and the secrets reject guard)."""
     chunks = [event(d) for d in deltas] + [event({}, "stop"), b"data: [DONE]\n\n"]
-    status, body, _ = exchange_typed("openai", "/v1/chat/completions", CHAT, 200,
-                                     "text/event-stream", chunks, stream=True)
+    with pytest.MonkeyPatch.context() as patch:
+        if guards is not None:
+            patch.setattr(sdks_read, "CONFIG", {"guards": guards, "routes": [
+                {"name": "openai", "provider": "openai", "guards": list(guards)}]})
+        status, body, _ = exchange_typed("openai", "/v1/chat/completions", CHAT, 200,
+                                         "text/event-stream", chunks, stream=True)
+    return status, body
+
+
+def stream(deltas: list[dict[str, Any]], guards: dict[str, Any] | None = None) -> bytes:
+    """`replied`'s body, of a stream that went on (no refusal of its status)."""
+    status, body = replied(deltas, guards)
     assert status is None, body
     return body
 
@@ -121,22 +134,9 @@ def test_a_number_in_an_unknown_field_is_read() -> None:
     """A card number as a JSON number (the SDK keeps it whole: it adds numbers, never
     joins their digits): read as its JSON text, masked to a string."""
     guards = {"pii": {"detectors": ["card"], "action": "mask"}}
-    body = stream_with(guards, [{"role": "assistant", "x_ref": {"card": 4111111111111111}}])
+    body = stream([{"role": "assistant", "x_ref": {"card": 4111111111111111}}], guards)
     assert b"4111111111111111" not in body
     assert accumulated(body)["x_ref"] == {"card": "<CARD>"}
-
-
-def stream_with(guards: dict[str, Any], deltas: list[dict[str, Any]]) -> bytes:
-    """`stream` under a config whose openai route has these guards."""
-    config = {"guards": guards, "routes": [{"name": "openai", "provider": "openai",
-                                            "guards": list(guards)}]}
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sdks_read, "CONFIG", config)
-        chunks = [event(d) for d in deltas] + [event({}, "stop"), b"data: [DONE]\n\n"]
-        status, body, _ = exchange_typed("openai", "/v1/chat/completions", CHAT, 200,
-                                         "text/event-stream", chunks, stream=True)
-    assert status is None, body
-    return body
 
 
 def test_keys_and_index_keys_are_read_whole() -> None:
@@ -153,11 +153,9 @@ def test_keys_and_index_keys_are_read_whole() -> None:
 def test_an_entry_index_the_sdk_reads_as_another_position_is_unreadable(index: Any) -> None:
     """The SDK indexes its list with an entry's `index`: -1 is the last entry, true the
     second; such an entry's text would join another's the guards keep apart."""
-    deltas = [{"reasoning_details": [{"text": "mail john.doe@exa", "index": index}]},
-              {"reasoning_details": [{"text": "mple.com", "index": index}]}]
-    chunks = [event(d) for d in deltas] + [event({}, "stop"), b"data: [DONE]\n\n"]
-    _status, body, _ = exchange_typed("openai", "/v1/chat/completions", CHAT, 200,
-                                     "text/event-stream", chunks, stream=True)
+    _status, body = replied([
+        {"reasoning_details": [{"text": "mail john.doe@exa", "index": index}]},
+        {"reasoning_details": [{"text": "mple.com", "index": index}]}])
     assert EMAIL.encode() not in body and b"mple.com" not in body
     assert b'"error"' in body
 
@@ -165,15 +163,8 @@ def test_an_entry_index_the_sdk_reads_as_another_position_is_unreadable(index: A
 def test_many_paths_in_one_stream_are_bounded() -> None:
     """Each path is a piece: an upstream naming a new one in every event is refused past
     the guards' bound on open pieces (`MAX_OPEN_PIECES`), as new indexes are."""
-    body = stream_or_refused([{f"x_{i}": "some text"} for i in range(1100)])
+    _status, body = replied([{f"x_{i}": "some text"} for i in range(1100)])
     assert b"too many" in body or b"more than" in body
-
-
-def stream_or_refused(deltas: list[dict[str, Any]]) -> bytes:
-    chunks = [event(d) for d in deltas] + [event({}, "stop"), b"data: [DONE]\n\n"]
-    _status, body, _ = exchange_typed("openai", "/v1/chat/completions", CHAT, 200,
-                                      "text/event-stream", chunks, stream=True)
-    return body
 
 
 def test_a_key_a_guard_would_mask_makes_the_event_unreadable() -> None:
@@ -184,7 +175,7 @@ def test_a_key_a_guard_would_mask_makes_the_event_unreadable() -> None:
               "pii": {"detectors": ["email"], "action": "mask"}}
     for deltas in ([{"role": "assistant", EMAIL: "mail john.doe@exa"}, {EMAIL: "mple.com"}],
                    [{"role": "assistant", "x_meta": {"falcon": "write to bob"}}]):
-        body = stream_refused(guards, deltas)
+        _status, body = replied(deltas, guards)
         assert EMAIL.encode() not in body and b"falcon" not in body and b"error" in body
 
 
@@ -199,17 +190,6 @@ def test_any_key_and_any_size_is_read_as_the_sdk_joins_it(deltas: list[dict[str,
     and objects of many keys, were read whole per event while the SDK still joins them."""
     body = stream([{"role": "assistant"}, *deltas])
     assert EMAIL.encode() not in body
-
-
-def stream_refused(guards: dict[str, Any], deltas: list[dict[str, Any]]) -> bytes:
-    config = {"guards": guards, "routes": [{"name": "openai", "provider": "openai",
-                                            "guards": list(guards)}]}
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sdks_read, "CONFIG", config)
-        chunks = [event(d) for d in deltas] + [event({}, "stop"), b"data: [DONE]\n\n"]
-        _status, body, _ = exchange_typed("openai", "/v1/chat/completions", CHAT, 200,
-                                          "text/event-stream", chunks, stream=True)
-    return body
 
 
 def test_the_webhook_stream_guard_keeps_a_bounded_context() -> None:
