@@ -1,5 +1,6 @@
 """Several detectors as one: their matches with overlaps resolved, their common `tail_start`,
-masking with placeholders, and the catalogue of built-in detectors by name.
+masking with placeholders, and the catalogue of built-in detectors by name. The built-ins
+read each text folded to its ASCII look-alike (`fold`), custom detectors as written.
 
 Sans-IO like the detectors: a streaming masker can keep a buffer, emit the part before
 `tail_start` (spans of `find` that start before it are final) and hold the rest.
@@ -19,6 +20,7 @@ from extproc.guards.detectors import (
     Span,
     builtin_detector,
 )
+from extproc.guards.fold import fold, prepare
 
 BUILTIN_NAMES: tuple[str, ...] = (
     "email", "phone", "card", "us_ssn", "iban", "ipv4", "ipv6",
@@ -132,6 +134,13 @@ class Scanner:
         needs = [_NEEDS.get(d.name) if isinstance(d, PatternDetector) else None
                  for d in self.detectors]
         self._needs = tuple(n[1] if n is not None else None for n in needs)
+        #: which detectors read the text folded (`fold`: the built-ins), which as written
+        self._folds = tuple(isinstance(d, PatternDetector) for d in self.detectors)
+        if any(self._folds):
+            prepare()
+        # the last text folded and its fold: a streaming masker asks `may_match`, then
+        # `find_from` and `tail_start`, of the same window
+        self._fold_in = self._fold_out = ""
         # what any match of any detector contains (None: some detector has no such need)
         self._any_char: re.Pattern[str] | None = None
         self._any_need: tuple[re.Pattern[str], ...] = ()
@@ -149,9 +158,17 @@ class Scanner:
         `find(text)` may still start there when it continues a match begun before `start`."""
         if self._any_char is None:
             return True
+        if not text.isascii():
+            text = self._fold(text)
         if self._any_char.search(text, start) is None:
             return False
         return any(need.search(text, start) is not None for need in self._any_need)
+
+    def _fold(self, text: str) -> str:
+        """`fold(text)`, once for the same text in a row."""
+        if text is not self._fold_in:
+            self._fold_in, self._fold_out = text, fold(text)
+        return self._fold_out
 
     def find(self, text: str) -> list[Span]:
         """All detectors' matches, non-overlapping (see the class), left to right."""
@@ -164,14 +181,17 @@ class Scanner:
         that no longer sees what came before the cut lets a match start there, longer than
         any in the whole text) cannot shadow a real match after `start`; with `crossing`,
         one that runs past `start` is kept from there on (the rest of a match that
-        overlapped a released span), ranked by where it really starts."""
-        if self._any_char is not None and self._any_char.search(text) is None:
+        overlapped a released span), ranked by where it really starts. The built-ins read
+        the text folded (`fold`), the others as written: the same length, so every span is
+        a place in `text`."""
+        folded = text if text.isascii() else self._fold(text)
+        if self._any_char is not None and self._any_char.search(folded) is None:
             return []   # not one character any match holds (most prose): one search
         found: list[tuple[int, int, int, Span]] = []
         for rank, (detector, need) in enumerate(zip(self.detectors, self._needs, strict=True)):
-            if need is not None and need.search(text) is None:
+            if need is not None and need.search(folded) is None:
                 continue   # cannot match here: skip the detector's full scan
-            for s in detector.find(text):
+            for s in detector.find(folded if self._folds[rank] else text):
                 if s.start >= start:
                     found.append((s.start, s.start - s.end, rank, s))
                 elif crossing and s.end > start:
@@ -189,11 +209,13 @@ class Scanner:
         return spans
 
     def tail_start(self, text: str) -> int:
-        """The earliest `tail_start` of the detectors: the text from there on must be held."""
+        """The earliest `tail_start` of the detectors: the text from there on must be held.
+        The built-ins read the text folded, as `find_from` gives it them."""
         n = len(text)
         if not n:
             return 0
-        last = text[-1]
+        folded = text if text.isascii() else self._fold(text)
+        last = folded[-1]
         tailing = self._tailing.get(last)
         if tailing is None:
             tailing = self._detectors_ending_with(last)
@@ -203,10 +225,10 @@ class Scanner:
             # matches are made of; without a character one of them can start with in it,
             # none holds anything (each one's own run is a suffix of it), only the others do
             lo = n - reach if n > reach else 0
-            if starts.search(text, lo + len(text[lo:].rstrip(chars))) is None:
+            if starts.search(folded, lo + len(folded[lo:].rstrip(chars))) is None:
                 detectors = others
         for d in detectors:
-            ts = d.tail_start(text)
+            ts = d.tail_start(folded if isinstance(d, PatternDetector) else text)
             if ts < n:
                 n = ts
         return n

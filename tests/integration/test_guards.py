@@ -582,3 +582,36 @@ def test_an_image_or_a_file_no_guard_reads_is_refused_by_default(gw: Gateway) ->
     part = upstream_body(gw)["contents"][0]["parts"][1]
     blob = part.get("inlineData") or part["inline_data"]
     assert base64.b64decode(blob["data"]) == PNG
+
+
+# ---- values written in look-alike characters (`guards.fold`) --------------------------------
+
+#: a card in Arabic-Indic digits and an address with a fullwidth at sign and full stop: read
+#: as the plain values, masked where they stand
+LOOKALIKE_CARD = "4111 1111 1111 1111".translate(
+    str.maketrans("0123456789", "".join(chr(0x0660 + i) for i in range(10))))
+LOOKALIKE_EMAIL = "john.doe\uff20example\uff0ecom"
+
+
+def test_a_prompt_in_look_alike_characters_is_masked_upstream(gw: Gateway) -> None:
+    phone = "+1 415 555 0100".translate(   # fullwidth
+        str.maketrans("+0123456789", "".join(chr(0xFF0B + i) for i in (0, *range(5, 15)))))
+    r = openai_chat(gw, f"card {LOOKALIKE_CARD}, mail {LOOKALIKE_EMAIL}, tel {phone}")
+    assert r.status_code == 200, r.text
+    assert upstream_body(gw)["messages"][1]["content"] == "card <CARD>, mail <EMAIL>, tel <PHONE>"
+
+
+def test_a_stream_in_look_alike_characters_is_masked_across_3_byte_chunks(gw: Gateway) -> None:
+    reply = f"Card {LOOKALIKE_CARD}; write to {LOOKALIKE_EMAIL} today."
+    with httpx.Client(timeout=30) as client, client.stream(
+            "POST", f"{gw.url}/g-openai/v1/chat/completions",
+            json={"model": "gpt-4o-mini", "stream": True,
+                  "messages": [{"role": "user", "content": "hi"}]},
+            headers={"x-mock-reply": reply.encode(), "x-mock-chunk-bytes": b"3"}) as r:
+        assert r.status_code == 200
+        raw = b"".join(r.iter_raw())
+    text = "".join(c["choices"][0]["delta"].get("content") or ""
+                   for c in sse_json(raw) if c.get("choices"))
+    assert text == "Card <CARD>; write to <EMAIL> today."
+    for digit in ("\u0664", "\u0661"):   # no digit of it, raw or escaped
+        assert digit.encode() not in raw and b"\\u066" not in raw
