@@ -2,7 +2,8 @@
 slots, found by the endpoint's adapter (every text the model writes; a value that arrives
 whole, a Gemini function call's args, as each of its keys, numbers and strings), the pieces
 it ends, and whether it is unreadable (not the JSON object the guard reads) or carries media
-no guard reads."""
+no guard reads; and a webhook's answer about them: where a word still open ends them
+(`word_start`), a mask written back into them (`write_masks`)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from ..providers import Adapter
 from ..providers.slots import JSON_PIECES
 from ..providers.value_refs import value_slots
 from .side_texts import event_texts
+from .webhook import Mask, rewrite_source, split_masked
 
 
 @dataclass
@@ -86,3 +88,52 @@ def read_event(adapter: Adapter, ev: Event, whole: Iterator[int],
     held.slots.extend((next(whole), holder, key) for holder, key in side)
     held.ends, held.ends_all, held.ends_pieces = texts.ends, texts.ends_all, texts.ends_pieces
     return held, bool(texts.ends or texts.ends_pieces) or texts.ends_all, False
+
+
+def word_start(held: list[Held], least: int) -> int | None:
+    """How many of the last `held` events hold the word still open at the end of their text
+    (the events from the last word end with at least `least` characters before it); None
+    when there is no such word end, or the held text is not one plain piece (several
+    choices' texts interleave, tool-call arguments and whole values have their own ends)."""
+    keys = {key for h in held for key, _, _ in h.slots}
+    if len(keys) != 1 or any(is_json(k) or not isinstance(k, tuple) for k in keys):
+        return None
+    cut: int | None = None
+    before, chars = "", 0
+    for index, h in enumerate(held):
+        texts = [holder[slot] for _, holder, slot in h.slots if holder[slot]]
+        if not texts:
+            continue
+        if before and chars >= max(least, 1) \
+                and (before[-1].isspace() or texts[0][0].isspace()):
+            cut = index
+        before = texts[-1]
+        chars += sum(len(t) for t in texts)
+    return None if cut is None else len(held) - cut
+
+
+def write_masks(held: list[Held], keys: list[Hashable], sent: dict[Hashable, list[int]],
+                decoded: set[Hashable], pending: dict[Hashable, list[str]],
+                delivered: dict[Hashable, str], by_text: dict[int, list[Mask]]) -> set[int]:
+    """Write a mask verdict into the held events: each piece's masked text (`sent`: the
+    indexes of the texts it was sent as; `by_text`: the masks per text) goes where its held
+    texts were, split at the same places (`split_masked`), or for arguments read as the tool
+    reads them (`decoded`), whole in the piece's first event, the others left empty.
+    `delivered` is updated to each piece's new text. The ids of the events changed; raises
+    `UnreadableEvent` for a text at a key clients merge by (`FixedKey`)."""
+    changed: set[int] = set()
+    slots = [(h, key, holder, slot) for h in held for key, holder, slot in h.slots]
+    for key in keys:
+        masks = [by_text.get(i) for i in sent[key]]
+        if not any(masks):
+            continue
+        mine = [(h, holder, slot) for h, k, holder, slot in slots if k == key]
+        if key in decoded:     # the masked arguments in the piece's first event
+            new = [rewrite_source(delivered[key], masks)] + [""] * (len(mine) - 1)
+        else:
+            new = split_masked(pending[key], masks[0] or [])
+        for (h, holder, slot), text in zip(mine, new, strict=True):
+            holder[slot] = text
+            changed.add(id(h))
+        delivered[key] = "".join(new)
+    return changed

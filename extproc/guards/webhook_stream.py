@@ -78,12 +78,10 @@ from .webhook import (
     ask_by,
     masks_by_text,
     message_deadline,
-    rewrite_source,
     source_texts,
-    split_masked,
 )
 from .webhook_args import ArgumentReadings
-from .webhook_held import Held, ends_piece, is_json, read_event
+from .webhook_held import Held, ends_piece, is_json, read_event, word_start, write_masks
 
 #: how long tool-call arguments are held whole, in segments, before they go on raw
 JSON_HOLD_SEGMENTS = 16
@@ -281,32 +279,10 @@ class WebhookStreamGuard(BodyTransform):
             tail = self.readings.tail(key)
         if tail and tail[-1].isspace():
             return 0
-        keep = self._word_start(0 if full else self.segment)
+        keep = word_start(self.held, 0 if full else self.segment)
         if keep is not None:
             return keep
         return 0 if full else None
-
-    def _word_start(self, least: int) -> int | None:
-        """How many of the last held events hold the word still open at the end of the
-        held text (the events from the last word end with at least `least` characters
-        before it); None when there is no such word end, or the held text is not one plain
-        piece (several choices' texts interleave, tool-call arguments and whole values have
-        their own ends)."""
-        keys = {key for h in self.held for key, _, _ in h.slots}
-        if len(keys) != 1 or any(is_json(k) or not isinstance(k, tuple) for k in keys):
-            return None
-        cut: int | None = None
-        before, chars = "", 0
-        for index, h in enumerate(self.held):
-            texts = [holder[slot] for _, holder, slot in h.slots if holder[slot]]
-            if not texts:
-                continue
-            if before and chars >= max(least, 1) \
-                    and (before[-1].isspace() or texts[0][0].isspace()):
-                cut = index
-            before = texts[-1]
-            chars += sum(len(t) for t in texts)
-        return None if cut is None else len(self.held) - cut
 
     # --- the verdict on what is held ----------------------------------------------------
     async def _release(self, keep: int = 0) -> bytes:
@@ -383,26 +359,12 @@ class WebhookStreamGuard(BodyTransform):
                               "tool-call arguments too long to hold, which streamed on")
         if verdict.action == "mask":
             self.report(self.guard, "masked")
-            by_text = masks_by_text(verdict)
-            slots = [(h, key, holder, slot) for h in held for key, holder, slot in h.slots]
-            for key in keys:
-                masks = [by_text.get(i) for i in sent[key]]
-                if not any(masks):
-                    continue
-                mine = [(h, holder, slot) for h, k, holder, slot in slots if k == key]
-                if key in decoded:     # the masked arguments in the piece's first event
-                    whole = rewrite_source(delivered[key], masks)
-                    new = [whole] + [""] * (len(mine) - 1)
-                else:
-                    new = split_masked(pending[key], masks[0] or [])
-                try:
-                    for (h, holder, slot), text in zip(mine, new, strict=True):
-                        holder[slot] = text
-                        changed.add(id(h))
-                except UnreadableEvent:   # a key clients merge by (`FixedKey`): unmaskable
-                    self.report(self.guard, "rejected")
-                    return self._stop(refusal_message(UNREADABLE))
-                delivered[key] = "".join(new)
+            try:
+                changed = write_masks(held, keys, sent, decoded, pending, delivered,
+                                      masks_by_text(verdict))
+            except UnreadableEvent:   # a key clients merge by (`FixedKey`): unmaskable
+                self.report(self.guard, "rejected")
+                return self._stop(refusal_message(UNREADABLE))
         else:
             self.report(self.guard, "pass")
         context = self.context
