@@ -14,8 +14,11 @@ only where the result is a character the built-ins' matches are made of (`_TARGE
 Letters of other alphabets drawn like Latin ones (a Cyrillic a) are not folded: Russian or
 Greek prose would pay for it in every word, and a domain so spelled is another domain.
 
-One character for one (a code point for a code point), so a match's place in the folded text
-is its place in the text: spans mask the text as written. Folding a character never depends
+The built-ins read both the text as written and its fold (`scanner.Scanner`): a look-alike
+beside a value may fold to what glues it to a word (a Japanese full stop before a number, an
+en dash after an address), and as written it still stands apart. One character for one (a
+code point for a code point), so a match's place in the folded text is its place in the
+text: spans mask the text as written. Folding a character never depends
 on its neighbours, so a text folded piece by piece is the whole text folded, and a streaming
 masker stays exact. Custom patterns and word lists read the text as written (their authors
 wrote them for it); webhook guards get it as written too. Zero-width and other invisible
@@ -24,7 +27,8 @@ docs/security.md.
 
 Cost: an ASCII text is returned as it is (one check); any other is searched once for a
 character that may fold (`_FOLDABLE`, one character class: CJK, Cyrillic or accented prose
-has none, or a few), and only those are replaced. Not compiled.
+has none, or a few), and only then translated, in C. A streaming masker folds each piece
+once, as it arrives, and keeps the fold of what it holds (`stream.StreamMasker`).
 """
 
 from __future__ import annotations
@@ -86,7 +90,8 @@ def foldable() -> dict[str, str]:
     return found
 
 
-_MAP: dict[str, str] = {}
+#: `str.translate`'s table: each code point that folds to its look-alike's
+_TABLE: dict[int, int] = {}
 _FOLDABLE: re.Pattern[str] | None = None
 
 
@@ -95,8 +100,9 @@ def prepare() -> re.Pattern[str]:
     that no request waits for it."""
     global _FOLDABLE
     if _FOLDABLE is None:
-        _MAP.update(foldable())
-        bmp = _ranges(ch for ch in sorted(_MAP) if ord(ch) < 0x10000)
+        found = foldable()
+        _TABLE.update({ord(ch): ord(to) for ch, to in found.items()})
+        bmp = _ranges(ch for ch in sorted(found) if ord(ch) < 0x10000)
         # the BMP's characters that fold and every character of the other planes: one
         # class, which `re` reads from a bitmap and one range (the exact class, with the
         # other planes' few dozen ranges, it reads range by range: 15 times slower)
@@ -124,16 +130,13 @@ def _span(lo: int, hi: int) -> str:
     return re.escape(chr(lo)) if lo == hi else f"{re.escape(chr(lo))}-{re.escape(chr(hi))}"
 
 
-def _one(m: re.Match[str]) -> str:
-    ch = m.group()
-    return _MAP.get(ch, ch)   # (an emoji: a character of another plane that does not fold)
-
-
 def fold(text: str) -> str:
-    """`text` with each character folded to its ASCII look-alike (same length)."""
+    """`text` with each character folded to its ASCII look-alike (same length); `text`
+    itself when nothing in it folds."""
     if text.isascii():
         return text
     pattern = _FOLDABLE or prepare()
     if pattern.search(text) is None:
         return text
-    return pattern.sub(_one, text)
+    out = text.translate(_TABLE)   # (in C: no call per character)
+    return text if out == text else out   # (an emoji: of another plane, folds to itself)

@@ -1,6 +1,7 @@
 """Several detectors as one: their matches with overlaps resolved, their common `tail_start`,
 masking with placeholders, and the catalogue of built-in detectors by name. The built-ins
-read each text folded to its ASCII look-alike (`fold`), custom detectors as written.
+read each text as written and folded to its ASCII look-alike (`fold`), custom detectors as
+written.
 
 Sans-IO like the detectors: a streaming masker can keep a buffer, emit the part before
 `tail_start` (spans of `find` that start before it are final) and hold the rest.
@@ -134,13 +135,12 @@ class Scanner:
         needs = [_NEEDS.get(d.name) if isinstance(d, PatternDetector) else None
                  for d in self.detectors]
         self._needs = tuple(n[1] if n is not None else None for n in needs)
-        #: which detectors read the text folded (`fold`: the built-ins), which as written
+        #: which detectors also read the text folded (`fold`: the built-ins), and whether any
+        #: does
         self._folds = tuple(isinstance(d, PatternDetector) for d in self.detectors)
-        if any(self._folds):
+        self.folds: bool = any(self._folds)
+        if self.folds:
             prepare()
-        # the last text folded and its fold: a streaming masker asks `may_match`, then
-        # `find_from` and `tail_start`, of the same window
-        self._fold_in = self._fold_out = ""
         # what any match of any detector contains (None: some detector has no such need)
         self._any_char: re.Pattern[str] | None = None
         self._any_need: tuple[re.Pattern[str], ...] = ()
@@ -152,51 +152,67 @@ class Scanner:
         # the shared look of the built-ins among them (`_Tailing`)
         self._tailing: dict[str, _Tailing] = {}
 
-    def may_match(self, text: str, start: int = 0) -> bool:
+    def may_match(self, text: str, start: int = 0, folded: str | None = None) -> bool:
         """False when no detector's match can start at or after `start`: a cheap check for
         what every match of a built-in contains (always True with other detectors). A span of
-        `find(text)` may still start there when it continues a match begun before `start`."""
+        `find(text)` may still start there when it continues a match begun before `start`.
+        `folded`: `fold(text)`, when the caller has it (a streaming masker folds each piece
+        once)."""
         if self._any_char is None:
             return True
-        if not text.isascii():
-            text = self._fold(text)
-        if self._any_char.search(text, start) is None:
+        if self._may(text, start):
+            return True
+        if folded is None:
+            folded = self.folded(text)
+        return folded is not text and self._may(folded, start)
+
+    def _may(self, text: str, start: int) -> bool:
+        if self._any_char is None or self._any_char.search(text, start) is None:
             return False
         return any(need.search(text, start) is not None for need in self._any_need)
 
-    def _fold(self, text: str) -> str:
-        """`fold(text)`, once for the same text in a row."""
-        if text is not self._fold_in:
-            self._fold_in, self._fold_out = text, fold(text)
-        return self._fold_out
+    def folded(self, text: str) -> str:
+        """What the built-ins read besides `text`: `fold(text)` (`text` itself when nothing
+        in it folds, or no built-in reads it)."""
+        return fold(text) if self.folds else text
 
     def find(self, text: str) -> list[Span]:
         """All detectors' matches, non-overlapping (see the class), left to right."""
         return self.find_from(text, 0)
 
-    def find_from(self, text: str, start: int, crossing: bool = False) -> list[Span]:
+    def find_from(self, text: str, start: int, crossing: bool = False,
+                  folded: str | None = None) -> list[Span]:
         """`find` as a streaming masker needs it, `text[:start]` being left context (text
         already released): the detectors' matches that start before `start` are dropped
         before overlaps are resolved, so one that the cut context made up (a lookbehind
         that no longer sees what came before the cut lets a match start there, longer than
         any in the whole text) cannot shadow a real match after `start`; with `crossing`,
         one that runs past `start` is kept from there on (the rest of a match that
-        overlapped a released span), ranked by where it really starts. The built-ins read
-        the text folded (`fold`), the others as written: the same length, so every span is
-        a place in `text`."""
-        folded = text if text.isascii() else self._fold(text)
-        if self._any_char is not None and self._any_char.search(folded) is None:
+        overlapped a released span), ranked by where it really starts.
+
+        The built-ins read the text as written and folded (`folded`, else `fold(text)`):
+        a value in look-alike characters is found in the fold, and one that a look-alike
+        beside it would glue to a word there (a Japanese full stop before a number) as
+        written. Custom detectors read it as written. The fold has the text's length, so
+        every span is a place in `text`."""
+        if folded is None:
+            folded = self.folded(text)
+        both = folded is not text
+        any_char = self._any_char
+        if any_char is not None and any_char.search(text) is None \
+                and (not both or any_char.search(folded) is None):
             return []   # not one character any match holds (most prose): one search
         found: list[tuple[int, int, int, Span]] = []
         for rank, (detector, need) in enumerate(zip(self.detectors, self._needs, strict=True)):
-            if need is not None and need.search(folded) is None:
-                continue   # cannot match here: skip the detector's full scan
-            for s in detector.find(folded if self._folds[rank] else text):
-                if s.start >= start:
-                    found.append((s.start, s.start - s.end, rank, s))
-                elif crossing and s.end > start:
-                    found.append((s.start, s.start - s.end, rank,
-                                  Span(start, s.end, s.detector)))
+            for reading in (text, folded) if both and self._folds[rank] else (text,):
+                if need is not None and need.search(reading) is None:
+                    continue   # cannot match here: skip the detector's full scan
+                for s in detector.find(reading):
+                    if s.start >= start:
+                        found.append((s.start, s.start - s.end, rank, s))
+                    elif crossing and s.end > start:
+                        found.append((s.start, s.start - s.end, rank,
+                                      Span(start, s.end, s.detector)))
         if not found:
             return []
         found.sort(key=lambda f: f[:3])
@@ -208,14 +224,23 @@ class Scanner:
                 end = span.end
         return spans
 
-    def tail_start(self, text: str) -> int:
+    def tail_start(self, text: str, folded: str | None = None) -> int:
         """The earliest `tail_start` of the detectors: the text from there on must be held.
-        The built-ins read the text folded, as `find_from` gives it them."""
-        n = len(text)
-        if not n:
+        The built-ins read the text as written and folded, as in `find_from`."""
+        if not text:
             return 0
-        folded = text if text.isascii() else self._fold(text)
-        last = folded[-1]
+        if folded is None:
+            folded = self.folded(text)
+        n = self._tail(text, text, False)
+        if folded is not text:
+            n = min(n, self._tail(folded, text, True))
+        return n
+
+    def _tail(self, reading: str, text: str, builtins_only: bool) -> int:
+        """`tail_start` with the built-ins reading `reading` (the text or its fold) and the
+        other detectors `text` (or, `builtins_only`, not asked)."""
+        n = len(reading)
+        last = reading[-1]
         tailing = self._tailing.get(last)
         if tailing is None:
             tailing = self._detectors_ending_with(last)
@@ -225,10 +250,15 @@ class Scanner:
             # matches are made of; without a character one of them can start with in it,
             # none holds anything (each one's own run is a suffix of it), only the others do
             lo = n - reach if n > reach else 0
-            if starts.search(folded, lo + len(folded[lo:].rstrip(chars))) is None:
+            if starts.search(reading, lo + len(reading[lo:].rstrip(chars))) is None:
                 detectors = others
         for d in detectors:
-            ts = d.tail_start(folded if isinstance(d, PatternDetector) else text)
+            if isinstance(d, PatternDetector):
+                ts = d.tail_start(reading)
+            elif builtins_only:
+                continue
+            else:
+                ts = d.tail_start(text)
             if ts < n:
                 n = ts
         return n

@@ -41,6 +41,8 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Protocol
 
+from extproc.guards.fold import fold
+
 if TYPE_CHECKING:
     from extproc.guards.detectors import Span
 
@@ -58,7 +60,7 @@ class ScannerLike(Protocol):
 
     def find(self, text: str) -> list[Span]: ...
 
-    def tail_start(self, text: str) -> int: ...
+    def tail_start(self, text: str, folded: str | None = None) -> int: ...
 
     def mask(self, text: str, spans: list[Span] | None = None) -> str: ...
 
@@ -89,6 +91,12 @@ class StreamMasker:
         self.found: list[str] = []
         self._left = ""          # released raw text kept as left context
         self._buf = ""           # raw text not released yet
+        # a scanner whose built-ins also read the text folded (`Scanner.folds`): the fold of
+        # each piece is made once, as it arrives, and kept beside the raw text (the same
+        # length, cut at the same places; the same objects while nothing in them folds)
+        self._folding: bool = bool(getattr(scanner, "folds", False))
+        self._fleft = ""
+        self._fbuf = ""
         self._stopped: str | None = None   # why no more feeding: "finished" or a detector
         self._at_span = False    # the released text ends with a span
         # scanner.may_match(text, start): False when no match can start at or after `start`
@@ -110,28 +118,38 @@ class StreamMasker:
             return ""
         left = self._left
         window, c = left + self._buf + text, len(left)
+        fwindow = window          # its fold (`_folding`): the same object while none differs
+        if self._folding:
+            ftext = fold(text)
+            if ftext is not text or self._fleft is not left or self._fbuf is not self._buf:
+                fwindow = self._fleft + self._fbuf + ftext
         may_match = self._may_match
-        if may_match is None or self._at_span or may_match(window, c):
-            self._buf = window[c:]   # held, should a reject stop here
-            spans = self._spans(window, c)
-            return self._release(window, c, self._hold(window, c, spans), spans)
+        if may_match is None or self._at_span or (
+                may_match(window, c, fwindow) if self._folding else may_match(window, c)):
+            self._hold_from(window, fwindow, c)   # held, should a reject stop here
+            spans = self._spans(window, c, fwindow)
+            return self._release(window, c, self._hold(window, c, spans, fwindow), spans,
+                                 fwindow)
         # the common case: no match can start in the unreleased text, so only the tail that
         # could still grow into one is held (what `_hold` and `_release` do without spans)
         n = len(window)
-        hold = self.scanner.tail_start(window)
+        hold = self._tail_start(window, fwindow)
         if hold < c:
             hold = c
         if hold < n - self.bound:
             hold = n - self.bound
-        self._left = window[hold - self.context:hold] if hold > self.context else window[:hold]
-        self._buf = window[hold:]
+        self._left_as(window, fwindow, hold - self.context if hold > self.context else 0, hold)
+        self._hold_from(window, fwindow, hold)
         return window[c:hold]
 
     def finish(self) -> str:
         """End of stream: release everything still held, masked."""
         self._check()
         window, c = self._left + self._buf, len(self._left)
-        out = self._release(window, c, len(window), self._spans(window, c))
+        fwindow = window
+        if self._fleft is not self._left or self._fbuf is not self._buf:
+            fwindow = self._fleft + self._fbuf
+        out = self._release(window, c, len(window), self._spans(window, c, fwindow), fwindow)
         self._stopped = "finished"
         return out
 
@@ -140,7 +158,7 @@ class StreamMasker:
         and start afresh on the next text as a new masker would (no left context); `found`
         is kept."""
         out = self.finish()
-        self._left = self._buf = ""
+        self._left = self._buf = self._fleft = self._fbuf = ""
         self._at_span = False
         self._stopped = None
         return out
@@ -151,7 +169,25 @@ class StreamMasker:
         if self._stopped is not None:
             raise GuardTriggered(self._stopped)
 
-    def _spans(self, window: str, c: int) -> list[Span]:
+    # --- the text kept, and its fold -------------------------------------------------------
+    def _left_as(self, window: str, fwindow: str, lo: int, hold: int) -> None:
+        """Keep `window[lo:hold]` as the left context (and the same of its fold: the same
+        object when they are equal, so that the scanner reads one text)."""
+        left = self._left = window[lo:hold]
+        self._fleft = left if fwindow is window else _same(left, fwindow[lo:hold])
+
+    def _hold_from(self, window: str, fwindow: str, hold: int) -> None:
+        """Hold `window[hold:]` (and the same of its fold, as `_left_as`)."""
+        buf = self._buf = window[hold:]
+        self._fbuf = buf if fwindow is window else _same(buf, fwindow[hold:])
+
+    def _tail_start(self, window: str, fwindow: str) -> int:
+        if self._folding:
+            return self.scanner.tail_start(window, fwindow)
+        return self.scanner.tail_start(window)
+
+    # --- matches and the hold --------------------------------------------------------------
+    def _spans(self, window: str, c: int, fwindow: str) -> list[Span]:
         """The scanner's matches in the unreleased part of the window, left to right.
 
         A match starting in the left context belongs to released text: either it was released
@@ -164,10 +200,12 @@ class StreamMasker:
         resolves overlaps: one that the cut context made up (a lookbehind no longer sees
         what preceded the cut, so a match starts there that the whole text does not have)
         would otherwise take the place of a real one it overlaps, then be dropped here, and
-        the real one would go out in clear."""
+        the real one would go out in clear. (`fwindow`: the window's fold, for a scanner that
+        folds.)"""
         find_from = self._find_from
         if find_from is not None:
-            found: list[Span] = find_from(window, c, self._at_span)
+            found: list[Span] = find_from(window, c, self._at_span, fwindow) \
+                if self._folding else find_from(window, c, self._at_span)
             return found
         spans = self.scanner.find(window)
         if self._at_span:
@@ -175,10 +213,10 @@ class StreamMasker:
                      for s in spans]
         return sorted((s for s in spans if s.start >= c), key=lambda s: s.start)
 
-    def _hold(self, window: str, c: int, spans: list[Span]) -> int:
+    def _hold(self, window: str, c: int, spans: list[Span], fwindow: str) -> int:
         """Where the held-back text starts: nothing before it can still change."""
         n = len(window)
-        hold = max(self.scanner.tail_start(window), c)
+        hold = max(self._tail_start(window, fwindow), c)
         for s in reversed(spans):      # non-overlapping: one step back at most
             if s.end > hold or s.end + LOOKAHEAD > n:
                 hold = min(hold, s.start)
@@ -190,7 +228,8 @@ class StreamMasker:
                     hold = s.end
         return hold
 
-    def _release(self, window: str, c: int, hold: int, spans: list[Span]) -> str:
+    def _release(self, window: str, c: int, hold: int, spans: list[Span],
+                 fwindow: str) -> str:
         final = [s for s in spans if s.end <= hold]
         if final and self.action == "reject":
             self.found.append(final[0].detector)
@@ -206,6 +245,11 @@ class StreamMasker:
             self._at_span = bool(final) and final[-1].end == hold
             if self._at_span:          # keep all of that span: the scanner sees it again
                 keep = min(keep, final[-1].start - self.context)
-            self._left = window[max(0, keep):hold]
-        self._buf = window[hold:]
+            self._left_as(window, fwindow, max(0, keep), hold)
+        self._hold_from(window, fwindow, hold)
         return out
+
+
+def _same(raw: str, folded: str) -> str:
+    """`folded`, or `raw` itself when they are equal (nothing in it folds any more)."""
+    return raw if folded == raw else folded
