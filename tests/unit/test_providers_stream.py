@@ -524,9 +524,10 @@ def test_mutated_events_stream_texts_hold_and_rest_events_carry_only_the_rest(
     except BadIndex:   # an index a client reads as another's: refused by every caller
         assert "index" in data
         return
-    except NotText:    # a text field holding no string (a list, a number): refused too
-        assert any(f'"{field}"' in data for field in
-                   ("text", "thinking", "partial_json", "transcript", "input"))
+    except NotText as exc:   # a text field holding no string (a list, a number): refused
+        # too; the error names the field, which the event holds (a call's `name` too)
+        field = str(exc).split("'")[1]
+        assert f'"{field}"' in data
         return
     strings = {(id(h), k) for h, k in string_slots({"doc": doc}, "doc")}
     for slot in texts.slots:
@@ -557,3 +558,38 @@ def test_mutated_events_stream_texts_hold_and_rest_events_carry_only_the_rest(
         # key names on its path, for a field the code does not model, each read whole)
         assert again.ends == () and not again.ends_all
         assert adapter.stream_delta(json.dumps(made), event).usage is None
+
+
+def test_a_gemini_finish_reason_that_ends_nothing_is_no_finish_reason() -> None:
+    """FINISH_REASON_UNSPECIFIED (the proto default some serialisers write on every chunk)
+    ends nothing: it is not reported as the finish reason, and a JSON-array stream that
+    breaks after chunks that say it is not taken for a finished one (its usage is not the
+    final report)."""
+    from extproc.llm.json_array import JsonArrayToSSE
+
+    adapter = adapter_for("gemini")
+
+    def element(finish: str | None, out: int = 2) -> dict[str, Any]:
+        candidate: dict[str, Any] = {"content": {"parts": [{"text": "hi"}], "role": "model"},
+                                     "index": 0}
+        if finish is not None:
+            candidate["finishReason"] = finish
+        return {"candidates": [candidate],
+                "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": out,
+                                  "totalTokenCount": 3 + out}}
+
+    unspecified = element("FINISH_REASON_UNSPECIFIED")
+    assert adapter.stream_delta(json.dumps(unspecified), None).finish_reason is None
+    assert adapter.parse_response(unspecified)[1] is None
+    assert adapter.parse_response([unspecified, element("STOP", 4)])[1] == "STOP"
+    assert adapter.parse_response([element("STOP", 4), unspecified])[1] == "STOP"
+    assert adapter.stream_delta(json.dumps(element("STOP")), None).finish_reason == "STOP"
+    reports: list[Any] = []
+    broken = ("[" + json.dumps(unspecified) + "," + json.dumps(element(
+        "FINISH_REASON_UNSPECIFIED", 4)) + ",").encode()     # the upstream broke here
+    t = JsonArrayToSSE(adapter, reports.append, 1 << 20)
+    t.feed(broken)
+    t.finish()
+    (report,) = reports
+    assert report.finish_reason is None and not report.final
+    assert report.usage.output_tokens == 4
