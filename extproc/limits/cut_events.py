@@ -31,7 +31,7 @@ from ..codecs.sse import encode
 from ..errors import error_body
 from ..providers.anthropic import AnthropicAdapter
 from ..providers.base import Adapter
-from ..providers.google import GoogleAdapter
+from ..providers.google import GoogleAdapter, finish_reason
 from ..providers.openai import OpenAIAdapter
 from ..providers.openai_legacy import OpenAICompletionsAdapter
 from ..providers.openai_responses import OpenAIResponsesAdapter
@@ -229,7 +229,8 @@ class Gemini(Format):
         for c in candidates if isinstance(candidates, list) else ():
             if isinstance(c, dict):
                 i = _int(c.get("index"))
-                self.open[i] = self.open.get(i, False) or bool(c.get("finishReason"))
+                # (FINISH_REASON_UNSPECIFIED ends nothing: the stream can still be cut)
+                self.open[i] = self.open.get(i, False) or finish_reason(c) is not None
         if isinstance(doc.get("usageMetadata"), dict):
             self.usage = doc["usageMetadata"]
         for k in ("modelVersion", "responseId", "createTime"):

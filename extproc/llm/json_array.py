@@ -6,8 +6,16 @@
   final error event in Google's format;
 * `JsonArrayObserver`: the array passed through, parsed for usage.
 
+Every element held whole is checked to be a JSON object (strict UTF-8, no raw control
+character in a string, not nested too deep to parse): one that is not is never sent on nor
+altered. The stream ends there as it does when the array itself breaks (trailing garbage, a
+second array): the elements before it went out, the rewrite then sends Google's error event,
+and the usage is unread (`BROKEN_STREAM`), so budgets charge their worst case.
+
 An element too large to hold whole comes in `Part`s (an inline image can be megabytes): it
-is read for the adapter's `event_paths` only, as an SSE event's are.
+is read for the adapter's `event_paths` only, as an SSE event's are, and goes out before it
+is whole: one that turns out not to be JSON leaves the usage unread (`OVERSIZED_EVENT`)
+unless a later element reports it.
 """
 
 from __future__ import annotations
@@ -41,20 +49,34 @@ class _JsonArray(BodyTransform):
         self.failed: str | None = None
         self.max = max_element_bytes
         self._pruner: JsonPruner | None = None   # reading an element passing in parts
+        self.count = 0                  # the elements seen so far (whole or in parts)
+
+    def _break(self, why: str) -> None:
+        """The stream broke (`why`): nothing more of it is read, and its usage is unread."""
+        self.failed = self.acc.unread = why
+        self.acc.unread_kind = BROKEN_STREAM
 
     def _elements(self, chunk: bytes) -> list[bytes | Part]:
+        """The elements (and parts) the chunk completes that may go out, in order; the
+        stream breaks at the first that is not an array element or not a JSON object."""
         if self.failed:
             return []
         try:
             elements = self.splitter.feed_parts(chunk)
         except JsonArrayError as exc:   # (the elements before the error still go out)
-            self.failed = self.acc.unread = str(exc)
-            self.acc.unread_kind = BROKEN_STREAM
+            self._break(str(exc))
             elements = exc.elements
-        for e in elements:
+        for i, e in enumerate(elements):
             if isinstance(e, bytes):
+                self.count += 1
+                why = _not_an_object(e)
+                if why is not None:      # (the elements before it still go out)
+                    self._break(f"array element {self.count} is not a JSON object: {why}")
+                    return elements[:i]
                 self.acc.see_element(e)
             else:
+                if e.first:
+                    self.count += 1
                 self._see_part(e)
         return elements
 
@@ -75,6 +97,25 @@ class _JsonArray(BodyTransform):
         self.acc.done()
         self.meter(self.acc)
         return self.failed
+
+
+def _not_an_object(element: bytes) -> str | None:
+    """Why an array element is not a JSON object, or None when it is one."""
+    try:
+        doc = json.loads(element.decode("utf-8"))
+    except UnicodeDecodeError:
+        return "not UTF-8"
+    except ValueError:    # (a raw control character in a string among them)
+        return "not valid JSON"
+    except RecursionError:
+        return "nested too deeply"
+    if not isinstance(doc, dict):
+        return f"a JSON {_KINDS.get(type(doc), 'value')}"
+    return None
+
+
+_KINDS: dict[type, str] = {list: "array", str: "string", int: "number", float: "number",
+                           bool: "boolean", type(None): "null"}
 
 
 class JsonArrayToSSE(_JsonArray):

@@ -19,7 +19,9 @@ the adapter reads (`Adapter.event_paths`, `codecs.jsonprune`): its usage and fin
 are read exactly as the whole event's would be. One that is not whole, valid JSON (or whose
 usage itself is past the bound, or too intricate to read on the way: `jsonprune.MAX_TOKENS`)
 leaves the usage unread, unless a later event reports it:
-the report says so (`StreamReport.unread`) and budgets charge their worst case.
+the report says so (`StreamReport.unread`) and budgets charge their worst case. So does an
+event held whole that may carry usage (its bytes name a count) but is not a JSON object
+(`BROKEN_STREAM`); the valid report before it is still read.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from ..codecs.sse import Event, SSEError
 from ..codecs.sse_skim import PastLimit, SSESkimmer
 from ..policy import BodyTransform
 from ..providers.base import Adapter, Delta, Usage
+from ..providers.values import load_json
 
 log = logging.getLogger("extproc.llm")
 
@@ -45,7 +48,9 @@ MAX_JSON_BODY = 16 * 1024 * 1024
 
 #: why a reply's usage went unread, as `StreamReport.unread_kind` and the metric's label:
 #: an event or array element past `streams.max_event_bytes` with no report after it, a
-#: JSON-array stream that broke, a whole reply over `MAX_JSON_BODY` or not JSON; `encoded`
+#: stream that broke (a JSON-array stream cut short, or with an element that is not a JSON
+#: object; a usage report that is not JSON, with no report after it), a whole reply over
+#: `MAX_JSON_BODY` or not JSON; `encoded`
 #: (a reply in a content-encoding) is decided before any transform (`llm.policy`);
 #: `no_usage`, a whole reply of an endpoint that generates output, parsed, with no usage
 #: report in it (every such endpoint reports one: a reply without it was cut down on the
@@ -68,7 +73,9 @@ class StreamReport:
     """What a stream reported: usage, finish reason, a mid-stream error.
 
     Only events that can carry one of them are parsed (substring prefilters, no JSON); with
-    cumulative usage (Gemini) only the last report is parsed, once, at the end.
+    cumulative usage (Gemini) only the last report is parsed, once, at the end (and the one
+    before it too, should the last not be JSON). A usage report that is not JSON leaves the
+    usage unread (`BROKEN_STREAM`) unless a later one is read.
     """
 
     def __init__(self, adapter: Adapter, cumulative: bool) -> None:
@@ -78,6 +85,8 @@ class StreamReport:
         self.error: str | None = None
         self.cumulative = cumulative
         self._last: tuple[str, str | None] | None = None
+        #: the report stored before `_last`: read instead, should `_last` not be JSON
+        self._before: tuple[str, str | None] | None = None
         self.metered = False   # handed to the meter (at [DONE] or at the end)
         #: why the usage could not be read (an event past `max_event_bytes` with no usage
         #: read after it, a body that is not the JSON it claims): what it holds is then
@@ -87,6 +96,7 @@ class StreamReport:
         #: which of `UNREAD_KINDS` it is (a bounded label for the metric)
         self.unread_kind: str | None = None
         self._skipped: str | None = None   # why an event went by unread, if one did
+        self._broken = False               # a usage report was not JSON
         self._reported = True              # a usage report was read after the last one
         self._closing = False              # a usage report came with or after the finish
         #: a whole (non-streamed) reply: its usage is its final report
@@ -133,10 +143,18 @@ class StreamReport:
         if not usage and not other:
             return None
         if self.cumulative and not other:  # only the last report counts: parse it at the end
-            self._last = (data, event)
+            self._before, self._last = self._last, (data, event)
             self._reported = True
             return None
-        return self._apply(data, event)
+        delta = self._apply(data, event)
+        if usage and delta.usage is None and _not_an_object(data):
+            self._unparsed()
+        return delta
+
+    def _unparsed(self) -> None:
+        """A usage report was not JSON: unless a later one is read, the usage is unread."""
+        self._broken = True
+        self._reported = False
 
     def see_large(self, doc: Any, event: str | None, reason: str) -> None:
         """An event too large to hold went by (`reason`), read for the fields at the
@@ -156,7 +174,7 @@ class StreamReport:
             self._reported = True
             # a report read now is later than one stored to be read at the end
             # (cumulative usage: that one must not win over it)
-            self._last = None
+            self._last = self._before = None
         if delta.finish_reason:
             self.finish_reason = delta.finish_reason
         if delta.usage is not None and self.finish_reason is not None:
@@ -168,12 +186,26 @@ class StreamReport:
     def done(self) -> Usage:
         if self._last is not None:   # (stored, and counted as reported, when it was seen)
             reported = self._reported
-            self._apply(*self._last)
+            last, before = self._last, self._before
+            self._last = self._before = None
+            if self._apply(*last).usage is None and _not_an_object(last[0]):
+                # not JSON: the usage is unread, and the report before it still stands
+                self._unparsed()
+                reported = False
+                if before is not None:
+                    self._apply(*before)
             self._reported = reported
-            self._last = None
-        if not self._reported and self.unread is None and self._skipped is not None:
-            self.unread, self.unread_kind = self._skipped, OVERSIZED_EVENT
+        if not self._reported and self.unread is None:
+            if self._broken:
+                self.unread, self.unread_kind = "a usage report that is not JSON", BROKEN_STREAM
+            elif self._skipped is not None:
+                self.unread, self.unread_kind = self._skipped, OVERSIZED_EVENT
         return self.usage
+
+
+def _not_an_object(data: str) -> bool:
+    """Is an event's data not a JSON object (not JSON at all, or another JSON value)?"""
+    return not isinstance(load_json(data), dict)
 
 
 class SSEObserver(BodyTransform):

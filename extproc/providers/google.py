@@ -10,7 +10,9 @@ A stream event is one ``GenerateContentResponse``: an ``alt=sse`` event's data o
 of the streamed JSON array, as text. ``stream_delta`` reads candidate index 0 only. Visible
 text is its ``parts[].text`` without ``thought: true``; ``functionCall`` parts are not text.
 
-Finish reasons: the candidate's own ``finishReason`` ("STOP", "MAX_TOKENS", "SAFETY", ...).
+Finish reasons: the candidate's own ``finishReason`` ("STOP", "MAX_TOKENS", "SAFETY", ...);
+``FINISH_REASON_UNSPECIFIED`` (the proto default some serialisers write on every chunk), an
+empty one or one that is not a string ends nothing and is no finish reason (`finish_reason`).
 A blocked prompt (``promptFeedback.blockReason`` and no candidates) reports
 ``"blocked:" + blockReason`` (e.g. ``"blocked:SAFETY"``, ``"blocked:PROHIBITED_CONTENT"``),
 so policies can tell a refused prompt from a reply stopped by a safety filter ("SAFETY").
@@ -190,7 +192,7 @@ def _read(obj: dict[str, Any]) -> tuple[str, str | None, Usage, str | None]:
         for part in map(as_dict, as_list(as_dict(candidate.get("content")).get("parts")))
         if part.get("thought") is not True
     )
-    return text, as_str(_get(candidate, "finishReason", "finish_reason")), usage, None
+    return text, finish_reason(candidate), usage, None
 
 
 #: the fields of a streamed response a guard's own event repeats (`rest_event`)
@@ -201,6 +203,16 @@ _HEAD_FIELDS = frozenset(("responseId", "response_id", "modelVersion", "model_ve
 #: a finish reason that ends nothing: none, or the proto default some serialisers write on
 #: every chunk
 _NO_FINISH = (None, "", 0, "FINISH_REASON_UNSPECIFIED")
+
+
+def finish_reason(candidate: Any) -> str | None:
+    """A candidate's finish reason (either spelling), or None while it has not finished: no
+    finish reason, one that ends nothing (`_NO_FINISH`), or one that is not a string. What
+    the stream cut (`limits.cut_events`), the usage report's finality and the reported
+    finish reason all go by."""
+    value = _get(as_dict(candidate), "finishReason", "finish_reason")
+    return None if value in _NO_FINISH else as_str(value)
+
 
 class GoogleAdapter(Adapter):
     indexed_choices = True

@@ -14,6 +14,8 @@ before any pattern, then the pattern with the longest literal text (`claude-sonn
 before `claude-*`); of those, the one with the latest `since` date that is not in the future,
 so a price change can be written down before it takes effect. A table can sit on top of
 another (`fallback`): the config's entries are looked up first, then the shipped defaults.
+The config's table also holds its currency (`prices.currency`), which holds even when it lists
+no entry.
 A model found nowhere has no price: the caller reports it as unpriced (or uses the route's
 `default_price`), never as free.
 """
@@ -101,14 +103,23 @@ class PriceTable:
     """Entries looked up by provider and model; see the module docstring for the order."""
 
     def __init__(self, entries: Iterable[PriceEntry], fallback: PriceTable | None = None,
-                 today: Callable[[], dt.date] | None = None) -> None:
+                 today: Callable[[], dt.date] | None = None,
+                 currency: str | None = None) -> None:
         self.entries = tuple(entries)
         self.fallback = fallback
+        #: the currency it was configured in (None: that of its entries, see `currency`)
+        self.configured_currency = currency
         self.today = today or (lambda: dt.datetime.now(dt.UTC).date())
         self._by_provider: dict[str, list[PriceEntry]] = {}
         for entry in sorted(self.entries, key=PriceEntry.specificity, reverse=True):
             self._by_provider.setdefault(entry.provider, []).append(entry)
         self._cache: dict[tuple[str, str, dt.date], PriceEntry | None] = {}
+
+    @property
+    def currency(self) -> str:
+        """The currency its prices are in: the configured one, else that of its first entry
+        (or its fallback's), else USD."""
+        return _currency(self)
 
     def __len__(self) -> int:
         return len(self.entries) + (len(self.fallback) if self.fallback is not None else 0)
@@ -156,7 +167,7 @@ class Pricing:
 
     @property
     def currency(self) -> str:
-        return self.default.currency if self.default is not None else _currency(self.table)
+        return self.default.currency if self.default is not None else self.table.currency
 
     def price(self, provider: str, model: str | None) -> Price | None:
         """The model's price on that provider, the route's default, or None (unpriced)."""
@@ -165,6 +176,8 @@ class Pricing:
 
 
 def _currency(table: PriceTable) -> str:
+    if table.configured_currency is not None:
+        return table.configured_currency
     for entry in table.entries:
         return entry.price.currency
     return _currency(table.fallback) if table.fallback is not None else "USD"

@@ -75,7 +75,7 @@ def parse_prices(c: Checker, raw: Any) -> PriceTable:
         if provider and model and price is not None:
             entries.append(PriceEntry(provider, model, price, since, source="config"))
     fallback = default_table() if use_defaults else None
-    return PriceTable(entries, fallback=fallback)
+    return PriceTable(entries, fallback=fallback, currency=currency)
 
 
 def parse_price(c: Checker, raw: Any, path: str, currency: str) -> Price | None:

@@ -353,8 +353,8 @@ def test_an_array_element_too_large_that_is_not_json_leaves_the_usage_unread() -
     run(t, [b'[{"candidates": []}', b', }'])     # an array that breaks: what followed
     assert t.meter.reports[0].unread_kind == "broken_stream"     # the break went unread
     t = JsonArrayObserver(adapter_for("gemini"), Meter(), 2048)
-    run(t, [bad])                       # whole within one chunk: read whole
-    assert t.meter.reports[0].unread is None
+    run(t, [bad])                       # whole within one chunk: checked whole, and, not
+    assert t.meter.reports[0].unread_kind == "broken_stream"   # JSON, it breaks the stream
     r = reply("hello there")
     body = b"".join(google.build_stream(REQUEST, r, sse=False))
     t = JsonArrayObserver(adapter_for("gemini"), Meter(), 2048)
@@ -490,3 +490,72 @@ def test_the_usage_chunk_is_dropped_whatever_the_chunking_before_an_event_too_la
         out = run(SSEReframer(adapter_for("openai"), meter, 1024), chunks)
         assert out == first + big + b"data: [DONE]\n\n"
         assert meter.reports[0].usage.output_tokens == 2
+
+
+_USAGE_ELEMENT = (b'{"candidates":[{"content":{"parts":[{"text":"hi"}]},"finishReason":"STOP"}],'
+                  b'"usageMetadata":{"promptTokenCount":5,"candidatesTokenCount":3,'
+                  b'"totalTokenCount":8}}')
+_FIRST = b'{"candidates":[{"content":{"parts":[{"text":"a"}]}}]}'
+#: array elements that are not a JSON object: not sent on, the stream ends at them
+_NOT_OBJECTS = [b"1", b'"abc"', b"[1,2]", b"null", b"tru", b"@@@", b'{"a": 1 2 3}', b'{"a"}',
+                b"[" * 5000 + b"]" * 5000, b'{"a":' * 5000 + b"1" + b"}" * 5000,
+                b'{"candidates":[{"content":{"parts":[{"text":"a\nb"}]}}]}',   # raw newline
+                b'{"candidates":[{"content":{"parts":[{"text":"a\tb"}]}}]}',   # raw tab
+                b'{"candidates":[{"content":{"parts":[{"text":"a\xffb"}]}}]}']  # not UTF-8
+
+
+@settings(max_examples=60, deadline=None)
+@given(bad=st.sampled_from(_NOT_OBJECTS), cuts=CUTS)
+def test_an_array_element_that_is_not_a_json_object_ends_the_stream(bad: bytes,
+                                                                    cuts: list[int]) -> None:
+    """Default deny: an element the gateway cannot read as a JSON object (a scalar, invalid
+    JSON, a raw control character in a string, nesting too deep) is never sent on, nor
+    altered: the elements before it went out, the stream ends there with Google's error
+    event, and its usage is unread (budgets charge at least their reservation), under any
+    chunking."""
+    array = b"[" + _FIRST + b",\r\n" + bad + b",\r\n" + _USAGE_ELEMENT + b"]"
+    t = JsonArrayToSSE(adapter_for("gemini"), Meter(), 1 << 20)
+    out = run(t, split(array, cuts))
+    events = SSEDecoder().feed(out)
+    assert [json.loads(e.data) for e in events[:-1]] == [json.loads(_FIRST)]
+    error = json.loads(events[-1].data)["error"]
+    assert (error["code"], error["status"]) == (502, "UNAVAILABLE")
+    assert "array element 2 is not a JSON object" in error["message"]
+    (report,) = t.meter.reports
+    assert report.unread_kind == "broken_stream" and report.unread is not None
+    assert not report.final
+    observer = JsonArrayObserver(adapter_for("gemini"), Meter(), 1 << 20)
+    chunks = split(array, cuts)
+    assert [observer.feed(c) for c in chunks] == chunks and observer.finish() == b""
+    assert observer.meter.reports[0].unread_kind == "broken_stream"
+
+
+def test_an_invalid_last_usage_report_keeps_the_earlier_one_and_is_unread() -> None:
+    """With cumulative usage (Gemini) only the last report is parsed, at the end: one that
+    is not JSON leaves the usage unread, and does not wipe the valid report before it."""
+    def element(n: int, extra: bytes = b"") -> bytes:
+        return (b'{"candidates":[{"content":{"parts":[{"text":"' + b"w " * 20 + b'"}]}}],'
+                b'"usageMetadata":{"promptTokenCount":5,"candidatesTokenCount":'
+                + str(n).encode() + b"}" + extra + b"}")
+
+    valid = [element(20), element(40)]
+    broken = [*valid, element(60, b' "oops"')]
+    # a JSON-array stream: the broken element is refused, the usage before it kept
+    t = JsonArrayToSSE(adapter_for("gemini"), Meter(), 1 << 20)
+    out = run(t, [b"[" + b",".join(broken) + b"]"])
+    (report,) = t.meter.reports
+    assert (report.usage.input_tokens, report.usage.output_tokens) == (5, 40)
+    assert report.unread_kind == "broken_stream"
+    assert out.count(b"data: ") == 3 and b"upstream stream broken" in out
+    # an SSE stream (alt=sse) passes its events on as they are; its usage is read the same
+    for events, unread in ((valid, None), (broken, "broken_stream")):
+        sse = SSEObserver(adapter_for("gemini"), Meter(), True, 1 << 20)
+        run(sse, [b"".join(b"data: " + e + b"\r\n\r\n" for e in events)])
+        (report,) = sse.meter.reports
+        assert (report.usage.input_tokens, report.usage.output_tokens) == (5, 40)
+        assert report.unread_kind == unread
+    # a report that is not JSON, then a valid one: the usage is read
+    sse = SSEObserver(adapter_for("gemini"), Meter(), True, 1 << 20)
+    run(sse, [b"".join(b"data: " + e + b"\r\n\r\n" for e in [broken[2], valid[1]])])
+    (report,) = sse.meter.reports
+    assert report.usage.output_tokens == 40 and report.unread is None

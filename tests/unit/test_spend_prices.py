@@ -116,6 +116,33 @@ def test_a_config_price_since_a_future_date_is_ignored_until_then() -> None:
     assert later.lookup("openai", "gpt-4o").input == D(1)   # type: ignore[union-attr]
 
 
+def test_the_configured_currency_holds_without_any_model_price() -> None:
+    """`prices.currency` is the config's one currency even when it lists no model (and the
+    shipped USD table is off): a route's default_price, its cost metadata and its spend
+    budgets are in it, never in a USD made up for the empty table."""
+    from extproc.limits.policy import RateLimit
+    from extproc.providers.base import Usage
+    from extproc.spend.cost import request_cost
+
+    for models in ([], [{"provider": "anthropic", "model": "claude-x", "input": 3,
+                         "output": 15}]):
+        cfg = parse({"prices": {"currency": "EUR", "defaults": False, "models": models},
+                     "routes": [{"name": "r", "provider": "openai",
+                                 "default_price": {"input": 1, "output": 4},
+                                 "rate_limits": [{"name": "s", "key": [],
+                                                  "spend": [{"limit": 25, "per": "1d"}]}]}]})
+        pricing = cfg.routes["r"].pricing
+        assert pricing.default is not None and pricing.default.currency == "EUR"
+        assert pricing.currency == "EUR"
+        (budget,) = [p for p in cfg.routes["r"].policies if isinstance(p, RateLimit)]
+        assert budget.currency == "EUR"
+        cost = request_cost(pricing, "openai", "gpt-x", Usage(input_tokens=1000,
+                                                              output_tokens=1000))
+        assert cost.fields() == {"cost": 0.005, "currency": "EUR"}
+    assert parse_prices(Checker(), {"currency": "EUR", "defaults": False}).currency == "EUR"
+    assert parse_prices(Checker(), {}).currency == "USD"
+
+
 def _errors(data: dict[str, Any]) -> list[str]:
     base = {"routes": [{"name": "r", "provider": "openai"}]}
     with pytest.raises(ConfigError) as err:

@@ -329,3 +329,36 @@ def test_the_cut_holds_events_as_large_as_the_route_reads() -> None:
         out = run(t, [stream[:first + 1000], stream[first + 1000:]])
         assert (t.unreadable is not None) is ends
         assert (out == stream) is not ends
+
+
+def _gemini_chunk(i: int, finish: str | None, spelling: str = "finishReason") -> bytes:
+    candidate: dict[str, Any] = {"content": {"parts": [{"text": f"word{i} " * 10}],
+                                             "role": "model"}, "index": 0}
+    if finish is not None:
+        candidate[spelling] = finish
+    doc = {"candidates": [candidate],
+           "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 20 * (i + 1),
+                             "totalTokenCount": 3 + 20 * (i + 1)}}
+    return b"data: " + json.dumps(doc).encode() + b"\r\n\r\n"
+
+
+def test_a_gemini_finish_reason_that_ends_nothing_does_not_stop_the_cut() -> None:
+    """Serialisers that write proto defaults put FINISH_REASON_UNSPECIFIED on every chunk:
+    a candidate that says so has not finished, and the stream is still cut at its budget,
+    as one without a finishReason is (the adapter, and guards, read it the same way)."""
+    for finish in (None, "FINISH_REASON_UNSPECIFIED", ""):
+        body = b"".join(_gemini_chunk(i, finish) for i in range(10)) \
+            + _gemini_chunk(10, "STOP")
+        cut = StreamCut(Gemini(False), 25, b'"text"', prompt=3)
+        docs = sse_docs(run(cut, [body]))
+        assert cut.ended and cut.tokens == 40, finish
+        assert docs[-1][1]["candidates"][0]["finishReason"] == "MAX_TOKENS"
+        assert len(docs) == 3
+    # a real finish reason, in either spelling, ends the candidate: nothing left to cut
+    for spelling in ("finishReason", "finish_reason"):
+        fmt = Gemini(False)
+        fmt.see(json.loads(_gemini_chunk(0, "STOP", spelling)[6:]), None)
+        assert fmt.finished()
+        fmt = Gemini(False)
+        fmt.see(json.loads(_gemini_chunk(0, "FINISH_REASON_UNSPECIFIED", spelling)[6:]), None)
+        assert not fmt.finished()
