@@ -322,7 +322,8 @@ class FrontRequest(_FrontPolicy):
         st.json_tool = getattr(t, "json_tool", None)
         st.reply = ReplyContext(model=backend.model, stream=t.stream,
                                 include_usage=t.stream and usage, created=int(time.time()),
-                                max_event_bytes=self.max_event_bytes)
+                                max_event_bytes=self.max_event_bytes,
+                                thinking=getattr(t, "thinking", False))
         headers = ex.request_headers
         # the client's credentials, the account they bill, and a backend's own feature
         # switches (the front speaks OpenAI's API: what it translates is all a backend gets),

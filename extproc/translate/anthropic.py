@@ -3,7 +3,7 @@ Messages behind. The request side lives in `anthropic_request` (and `anthropic_m
 the reply side in `anthropic_reply` (whole replies, errors) and `anthropic_stream`
 (streams); this module is the interface `extproc.translate.base` describes, plus the
 JSON-mode link between the two (``AnthropicTranslated.json_tool`` -> ``reply_translator(...,
-json_tool=)``)."""
+json_tool=)``; and ``AnthropicTranslated.thinking`` -> ``ReplyContext.thinking``)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,9 @@
 (the part of `anthropic_request` that walks the conversation; its docstring says the choices).
 
 `Builder` carries one translation's drop switch: ``refuse`` raises `Unsupported` or, in drop
-mode, notes the field; ``bad`` is for malformed input, refused in either mode.
+mode, notes the field (request options, message metadata, unknown fields); ``bad`` is for
+malformed input and for conversation content Anthropic cannot take (a part, a message, a tool
+call of the history: dropping it would change the conversation), refused in either mode.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ class Builder:
 
     @staticmethod
     def bad(field: str, reason: str) -> Unsupported:
-        """Malformed input: refused even in drop mode."""
+        """Malformed input, or conversation content Anthropic cannot take: refused even in
+        drop mode."""
         return Unsupported(field, reason)
 
     # -- content -------------------------------------------------------------------------------
@@ -54,14 +57,11 @@ class Builder:
         for j, part in enumerate(content):
             path = f"{where}.content[{j}]"
             if not isinstance(part, dict) or part.get("type") != "text":
-                self.refuse(path, "only text parts are supported here")
-                continue
-            block = self.text_part(part, path)
-            if block is not None:
-                texts.append(block["text"])
+                raise self.bad(path, "only text parts are supported here")
+            texts.append(self.text_part(part, path)["text"])
         return texts
 
-    def text_part(self, part: dict[str, Any], path: str) -> dict[str, Any] | None:
+    def text_part(self, part: dict[str, Any], path: str) -> dict[str, Any]:
         text = part.get("text")
         if not isinstance(text, str):
             raise self.bad(f"{path}.text", "must be a string")
@@ -73,7 +73,7 @@ class Builder:
                 self.refuse(f"{path}.{key}", "unknown field")
         return {"type": "text", "text": text}
 
-    def user_part(self, part: Any, path: str) -> dict[str, Any] | None:
+    def user_part(self, part: Any, path: str) -> dict[str, Any]:
         if not isinstance(part, dict):
             raise self.bad(path, "must be an object")
         kind = part.get("type")
@@ -84,10 +84,8 @@ class Builder:
         if kind == "file":
             return self.file(part, path)
         if kind == "input_audio":
-            self.refuse(path, "Anthropic does not take audio input")
-            return None
-        self.refuse(path, f"unsupported content part type {kind!r}")
-        return None
+            raise self.bad(path, "Anthropic does not take audio input")
+        raise self.bad(path, f"unsupported content part type {kind!r}")
 
     def _extra(self, part: dict[str, Any], known: set[str], path: str) -> None:
         for key in part:
@@ -96,7 +94,7 @@ class Builder:
             elif key not in known and key != "prompt_cache_breakpoint":
                 self.refuse(f"{path}.{key}", "unknown field")
 
-    def image(self, part: dict[str, Any], path: str) -> dict[str, Any] | None:
+    def image(self, part: dict[str, Any], path: str) -> dict[str, Any]:
         self._extra(part, {"type", "image_url"}, path)
         image = part.get("image_url")
         if not isinstance(image, dict) or not isinstance(image.get("url"), str):
@@ -113,17 +111,15 @@ class Builder:
             header, sep, data = url[5:].partition(",")
             media, _, encoding = header.partition(";")
             if not sep or encoding != "base64" or media not in _IMAGE_TYPES:
-                self.refuse(f"{path}.image_url.url", "a data URL must be a base64 "
-                            + ", ".join(_IMAGE_TYPES) + " image")
-                return None
+                raise self.bad(f"{path}.image_url.url", "a data URL must be a base64 "
+                               + ", ".join(_IMAGE_TYPES) + " image")
             return {"type": "image",
                     "source": {"type": "base64", "media_type": media, "data": data}}
         if url.startswith(("https://", "http://")):
             return {"type": "image", "source": {"type": "url", "url": url}}
-        self.refuse(f"{path}.image_url.url", "only data: and http(s) image URLs are supported")
-        return None
+        raise self.bad(f"{path}.image_url.url", "only data: and http(s) image URLs are supported")
 
-    def file(self, part: dict[str, Any], path: str) -> dict[str, Any] | None:
+    def file(self, part: dict[str, Any], path: str) -> dict[str, Any]:
         self._extra(part, {"type", "file"}, path)
         file = part.get("file")
         if not isinstance(file, dict):
@@ -132,15 +128,13 @@ class Builder:
             if key not in ("file_data", "filename", "file_id"):
                 self.refuse(f"{path}.file.{key}", "unknown field")
         if file.get("file_id") is not None:
-            self.refuse(f"{path}.file.file_id", "OpenAI's stored files are not reachable "
-                        "from Anthropic")
-            return None
+            raise self.bad(f"{path}.file.file_id", "OpenAI's stored files are not reachable "
+                           "from Anthropic")
         data = file.get("file_data")
         prefix = "data:application/pdf;base64,"
         if not isinstance(data, str) or not data.startswith(prefix):
-            self.refuse(f"{path}.file.file_data",
-                        "only a PDF given as a data:application/pdf;base64, URL is supported")
-            return None
+            raise self.bad(f"{path}.file.file_data",
+                           "only a PDF given as a data:application/pdf;base64, URL is supported")
         block: dict[str, Any] = {"type": "document", "source": {
             "type": "base64", "media_type": "application/pdf", "data": data[len(prefix):]}}
         name = file.get("filename")
@@ -164,9 +158,8 @@ class Builder:
                 raise self.bad(where, "must be an object")
             role = message.get("role")
             if role == "function":
-                self.refuse(where, "the deprecated function role is not supported; "
-                            "use tool messages")
-                continue
+                raise self.bad(where, "the deprecated function role is not supported; "
+                               "use tool messages")
             if role not in _MESSAGE_KEYS:
                 raise self.bad(f"{where}.role", f"unknown role {role!r}")
             for key in message:
@@ -201,12 +194,7 @@ class Builder:
             return [{"type": "text", "text": content}]
         if not isinstance(content, list):
             raise self.bad(f"{where}.content", "must be a string or a list of parts")
-        blocks = []
-        for j, part in enumerate(content):
-            block = self.user_part(part, f"{where}.content[{j}]")
-            if block is not None:
-                blocks.append(block)
-        return blocks
+        return [self.user_part(part, f"{where}.content[{j}]") for j, part in enumerate(content)]
 
     def tool_result(self, message: dict[str, Any], where: str) -> dict[str, Any]:
         call_id = message.get("tool_call_id")
@@ -221,12 +209,14 @@ class Builder:
         return {"type": "tool_result", "tool_use_id": call_id, "content": result}
 
     def assistant_blocks(self, message: dict[str, Any], where: str) -> list[dict[str, Any]]:
-        for key in ("audio", "function_call", "reasoning_content"):
+        for key in ("audio", "function_call"):   # what the assistant said: content
             if message.get(key) is not None:
-                self.refuse(f"{where}.{key}", {
+                raise self.bad(f"{where}.{key}", {
                     "audio": "Anthropic has no audio output",
-                    "function_call": "deprecated; use tool_calls",
-                    "reasoning_content": "Anthropic needs its own signed thinking blocks"}[key])
+                    "function_call": "deprecated; use tool_calls"}[key])
+        if message.get("reasoning_content") is not None:
+            self.refuse(f"{where}.reasoning_content",
+                        "Anthropic needs its own signed thinking blocks")
         blocks: list[dict[str, Any]] = []
         content = message.get("content")
         if isinstance(content, str):
@@ -240,11 +230,9 @@ class Builder:
                     self._extra(part, {"type", "refusal"}, path)
                     blocks.append({"type": "text", "text": part["refusal"]})
                 elif isinstance(part, dict) and part.get("type") == "text":
-                    block = self.text_part(part, path)
-                    if block is not None:
-                        blocks.append(block)
+                    blocks.append(self.text_part(part, path))
                 else:
-                    self.refuse(path, "only text and refusal parts are supported here")
+                    raise self.bad(path, "only text and refusal parts are supported here")
         elif content is not None:
             raise self.bad(f"{where}.content", "must be a string, a list of parts or null")
         refusal = message.get("refusal")
@@ -257,18 +245,15 @@ class Builder:
         if calls is not None:
             if not isinstance(calls, list):
                 raise self.bad(f"{where}.tool_calls", "must be a list")
-            for j, call in enumerate(calls):
-                block = self.tool_use(call, f"{where}.tool_calls[{j}]")
-                if block is not None:
-                    blocks.append(block)
+            blocks += [self.tool_use(call, f"{where}.tool_calls[{j}]")
+                       for j, call in enumerate(calls)]
         return blocks
 
-    def tool_use(self, call: Any, path: str) -> dict[str, Any] | None:
+    def tool_use(self, call: Any, path: str) -> dict[str, Any]:
         if not isinstance(call, dict):
             raise self.bad(path, "must be an object")
         if call.get("type") != "function":
-            self.refuse(path, "only function tool calls are supported")
-            return None
+            raise self.bad(path, "only function tool calls are supported")
         for key in call:
             if key not in ("id", "type", "function"):
                 self.refuse(f"{path}.{key}", "unknown field")
@@ -340,7 +325,11 @@ class Builder:
             return {"type": "any"}
         if isinstance(choice, dict) and choice.get("type") == "function":
             fn = choice.get("function")
-            if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            # nothing beside the name is ignored (as the Gemini backend refuses it)
+            if set(choice) != {"type", "function"} or not isinstance(fn, dict) \
+                    or set(fn) != {"name"}:
+                raise self.bad("tool_choice", "must be {type: function, function: {name}}")
+            if not isinstance(fn["name"], str):
                 raise self.bad("tool_choice.function.name", "must be a string")
             return {"type": "tool", "name": fn["name"]}
         if isinstance(choice, dict) and choice.get("type") in ("allowed_tools", "custom"):

@@ -17,7 +17,10 @@ type:
   any other content block (server tools' blocks: the request never asks for server tools)
   or delta, an ``error`` event (mapped, see `error_body`), bytes that are not Anthropic's
   events, and a stream that ends without ``message_stop`` (truncated upstream). After an
-  error event nothing follows, no ``[DONE]``.
+  error event nothing follows, no ``[DONE]``; an ``error`` event after ``message_start`` is
+  preceded by a usage chunk of the counts reported so far (``include_usage`` only; see
+  `StreamReply._partial_usage`). A tool call whose arguments streamed empty gets ``"{}"``
+  when its block stops.
 * 200 ``application/json``: the whole ``message`` -> one ``chat.completion`` (text blocks
   joined as ``content``, null when there are only tool calls; thinking joined as
   ``reasoning_content``), held until ``finish`` and capped at `MAX_BODY`.

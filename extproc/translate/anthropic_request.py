@@ -4,10 +4,14 @@ sans-IO.
 Every field of the Chat Completions request (openai-python 3.60's ``CompletionCreateParams``)
 is translated, accepted because it is given at its default value, or refused with
 `Unsupported` naming it (with ``drop_unsupported``: left out and named in
-``Translated.dropped``). Malformed input (a wrong type, a tool call's arguments that are not a
-JSON object) is refused even with ``drop_unsupported``: dropping it would change the request's
-meaning. The choices, each against Anthropic's API as of anthropic-sdk-python 2.16 and the
-``anthropic-version: 2023-06-01`` the gateway injects:
+``Translated.dropped``): request options, message metadata (``name``, an image's ``detail``,
+a cache breakpoint, ``reasoning_content``) and unknown fields. Malformed input (a wrong type, a
+tool call's arguments that are not a JSON object), conversation content Anthropic cannot take
+(a part, a ``function``-role message, an assistant's ``audio`` or ``function_call``, a tool
+call that is not a function's) and the legacy ``functions``/``function_call`` are refused
+even with ``drop_unsupported``, as docs/unified-front.md says and the Gemini backend does:
+dropping them would change the conversation. The choices, each against Anthropic's API as of
+anthropic-sdk-python 2.16 and the ``anthropic-version: 2023-06-01`` the gateway injects:
 
 * ``system`` and ``developer`` messages become the top-level ``system`` text blocks, in order,
   wherever they stand (Anthropic has no system turn mid-conversation: a late system message is
@@ -16,8 +20,8 @@ meaning. The choices, each against Anthropic's API as of anthropic-sdk-python 2.
 * ``user`` parts: text; ``image_url`` with a ``data:image/{jpeg,png,gif,webp};base64,`` URL
   (a base64 image source) or an http(s) URL (a url image source), ``detail`` only ``auto``;
   ``file`` with ``file_data`` a ``data:application/pdf;base64,`` URL (a base64 ``document``
-  block, ``filename`` as its ``title``). ``input_audio``, ``file_id`` and other files are
-  refused. ``prompt_cache_breakpoint`` is refused (OpenAI's TTLs are not Anthropic's).
+  block, ``filename`` as its ``title``). ``input_audio``, ``file_id``, other files and other
+  images are refused. ``prompt_cache_breakpoint`` is refused (OpenAI's TTLs are not Anthropic's).
 * ``assistant``: text and ``refusal`` (field or parts) become text blocks, ``tool_calls`` become
   ``tool_use`` blocks (``arguments`` parsed, refused when a number in them would not be
   written back as the client wrote it, `exact_json`; "" is ``{}``); an assistant message left
@@ -27,13 +31,15 @@ meaning. The choices, each against Anthropic's API as of anthropic-sdk-python 2.
   (a thinking block needs Anthropic's signature) are refused.
 * ``tools`` (function tools, a ``description`` only as a string; ``strict: true`` is
   Anthropic's strict tool use), ``tool_choice`` (auto, required -> any, none, a named
-  function -> tool), ``parallel_tool_calls: false`` ->
+  function -> tool: ``{type: function, function: {name}}`` and no other key),
+  ``parallel_tool_calls: false`` ->
   ``disable_parallel_tool_use``. Custom tools, ``allowed_tools`` and the legacy
   ``functions``/``function_call`` are refused.
 * ``response_format``: ``text`` is the default; ``json_schema`` -> ``output_config.format``
   (Anthropic's structured outputs, generally available, no beta header; Anthropic always
   constrains, so ``strict`` is honoured either way; ``description`` has no place and is
-  refused). ``json_object`` (any JSON object) has no Anthropic format: it becomes a forced tool
+  refused; a ``json_schema`` beside another type is refused, never silently left out).
+  ``json_object`` (any JSON object) has no Anthropic format: it becomes a forced tool
   `JSON_TOOL` with ``input_schema: {"type": "object"}`` whose input is the answer, and the
   reply translator (``json_tool=``, see ``AnthropicTranslated.json_tool``) turns that tool call
   back into the message's content; it cannot be combined with ``tools``, ``tool_choice`` or
@@ -52,9 +58,9 @@ meaning. The choices, each against Anthropic's API as of anthropic-sdk-python 2.
 * ``temperature`` (Anthropic's range is 0..1: above 1 is refused, never clamped), ``top_p``,
   ``stop`` -> ``stop_sequences``, ``user`` / ``safety_identifier`` -> ``metadata.user_id``
   (both given and different: refused), ``service_tier`` ``auto`` (Anthropic's default) or
-  ``default`` -> ``standard_only``, ``stream`` -> ``stream: true``; ``stream_options``
-  (``include_usage`` is for the reply translator; ``include_obfuscation: true`` is refused:
-  the translated stream has no obfuscation pad).
+  ``default`` -> ``standard_only``, ``stream`` -> ``stream: true``; ``stream_options``, only
+  with ``stream: true`` (``include_usage`` is for the reply translator;
+  ``include_obfuscation: true`` is refused: the translated stream has no obfuscation pad).
 * Accepted only at their default (null, or the value in `_DEFAULTS`): ``n``, ``logprobs``,
   ``top_logprobs``, ``presence_penalty``, ``frequency_penalty``, ``logit_bias``, ``seed``,
   ``audio``, ``modalities``, ``prediction``, ``web_search_options``, ``store``, ``metadata``,
@@ -93,6 +99,10 @@ _DEFAULTS: dict[str, tuple[Any, ...]] = {
     "prompt_cache_key": (), "prompt_cache_options": (), "prompt_cache_retention": (),
     "verbosity": ("medium",),
 }
+#: the legacy function calling: refused even in drop mode (dropped, the model would answer
+#: without the functions the client offered)
+_LEGACY = {"functions": "legacy functions: use tools",
+           "function_call": "legacy function_call: use tool_choice"}
 _HANDLED = {"messages", "model", "max_tokens", "max_completion_tokens", "temperature", "top_p",
             "stop", "stream", "stream_options", "tools", "tool_choice", "parallel_tool_calls",
             "response_format", "reasoning_effort", "user", "safety_identifier", "service_tier"}
@@ -103,6 +113,7 @@ class AnthropicTranslated(Translated):
     """`Translated` plus what the reply translator must know of the request."""
 
     json_tool: str | None = None   # pass to reply_translator(..., json_tool=) (json_object)
+    thinking: bool = False         # thinking is on: pass as ReplyContext.thinking
 
 
 def _same(value: Any, default: Any) -> bool:
@@ -162,6 +173,8 @@ def translate_request(doc: dict[str, Any], backend: Backend, *,
         if key not in _DEFAULTS:
             b.refuse(key, "unknown field")
         elif value is not None and not any(_same(value, d) for d in _DEFAULTS[key]):
+            if key in _LEGACY:   # (refused in either mode, as the docs say)
+                raise b.bad(key, _LEGACY[key])
             b.refuse(key, "Anthropic has no equivalent (only the default value is accepted)")
     system, turns = b.messages(doc.get("messages"))
 
@@ -231,6 +244,9 @@ def translate_request(doc: dict[str, Any], backend: Backend, *,
     fmt = doc.get("response_format")
     if fmt is not None:
         kind = fmt.get("type") if isinstance(fmt, dict) else None
+        if isinstance(fmt, dict) and kind != "json_schema" and "json_schema" in fmt:
+            # a schema the format would not use, never silently left out (as on Gemini)
+            raise b.bad("response_format", "must be text, json_object or json_schema")
         if kind == "json_schema":
             body["output_config"] = {"format": _json_schema(fmt, b)}
         elif kind == "json_object":
@@ -267,10 +283,11 @@ def translate_request(doc: dict[str, Any], backend: Backend, *,
         raise b.bad("stream", "must be a boolean")
     if stream:
         body["stream"] = True
-    _stream_options(doc.get("stream_options"), b)
+    _stream_options(doc.get("stream_options"), bool(stream), b)
     data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
     return AnthropicTranslated(body=data, path=PATH, dropped=tuple(b.dropped),
-                               stream=bool(stream), json_tool=json_tool)
+                               stream=bool(stream), json_tool=json_tool,
+                               thinking="thinking" in body)
 
 
 def _json_schema(fmt: dict[str, Any], b: Builder) -> dict[str, Any]:
@@ -297,9 +314,11 @@ def _user(doc: dict[str, Any], b: Builder) -> str | None:
     return ident if ident is not None else user
 
 
-def _stream_options(options: Any, b: Builder) -> None:
+def _stream_options(options: Any, stream: bool, b: Builder) -> None:
     if options is None:
         return
+    if not stream:   # (as OpenAI and the Gemini backend refuse it)
+        raise b.bad("stream_options", "only allowed with stream: true")
     if not isinstance(options, dict):
         raise b.bad("stream_options", "must be an object")
     for key, value in options.items():

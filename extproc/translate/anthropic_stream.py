@@ -35,6 +35,7 @@ class StreamReply(ReplyTranslator):
         self._id: str | None = None
         self._blocks: dict[int, tuple[str, int]] = {}   # Anthropic index -> (kind, tool index)
         self._tools = 0
+        self._argued: set[int] = set()   # the tool calls whose argument text went out
         self._json: list[str] = []   # the JSON-mode tool input held until its block stops
         self._json_size = 0
         self._usage: dict[str, Any] = {}
@@ -100,7 +101,7 @@ class StreamReply(ReplyTranslator):
             error = _mapped_error(ev.get("error"), 500)
             if error is None:
                 raise _Unreadable("an error event without an error")
-            return chunk_event(error)
+            return self._partial_usage() + chunk_event(error)
         if kind == "message_start":
             msg = ev.get("message")
             if self._id is not None or not isinstance(msg, dict):
@@ -138,7 +139,9 @@ class StreamReply(ReplyTranslator):
                 and isinstance(usage.get("output_tokens"), int)
             stop = delta.get("stop_reason") if isinstance(delta, dict) else None
             self._finished = True
-            return self._chunk({}, _finish(stop, self._json_only()))
+            # (a call whose block was never stopped ends here)
+            out = self._no_arguments(sorted(t for k, t in self._blocks.values() if k == "tool"))
+            return out + self._chunk({}, _finish(stop, self._json_only()))
         if kind == "message_stop":
             if not self._finished:
                 raise _Unreadable("message_stop before message_delta")
@@ -153,7 +156,10 @@ class StreamReply(ReplyTranslator):
             self._ended = True
             return out + DONE
         index = ev.get("index")   # content_block_stop
-        if isinstance(index, int) and self._blocks.get(index, ("", 0))[0] == "json":
+        blk, tool = self._blocks.get(index, ("", 0)) if isinstance(index, int) else ("", 0)
+        if blk == "tool":
+            return self._no_arguments([tool])
+        if blk == "json":
             text, self._json, self._json_size = "".join(self._json), [], 0
             self._blocks[index] = ("stopped", 0)
             try:
@@ -164,6 +170,38 @@ class StreamReply(ReplyTranslator):
                 raise _Unreadable("the JSON-mode answer is not an object")
             return self._chunk({"content": _dump(answer).decode()})
         return b""
+
+    def _no_arguments(self, tools: list[int]) -> bytes:
+        """The end of tool calls: one whose arguments streamed empty (``input: {}`` and no
+        argument text, as Anthropic streams a call without arguments) gets "{}", as the whole
+        reply and OpenAI give it ("" is not JSON)."""
+        out = b""
+        for tool in tools:
+            if tool not in self._argued:
+                self._argued.add(tool)
+                out += self._chunk({"tool_calls": [{"index": tool,
+                                                    "function": {"arguments": "{}"}}]})
+        return out
+
+    def _partial_usage(self) -> bytes:
+        """What an error event leaves of the counts Anthropic reported (found by review: they
+        were thrown away, and the budgets charged the gateway's estimate of the prompt where
+        the native route charges at least them): with include_usage (which the gateway adds
+        for its meter), a usage chunk of them goes out before the error event, so the stream
+        is charged at least them and the output delivered, as on the native route. With
+        thinking on and no final output count, they leave the thinking out (message_start's
+        count precedes it): the usage is marked unread, so budgets charge the reservation,
+        as the native route does for a thinking stream without its final count."""
+        counts = openai_usage(self._usage) if self._id is not None else None
+        if counts is None:
+            return b""
+        if self._ctx.thinking and not self._closing:
+            self.usage_unread = True
+        if not self._ctx.include_usage:
+            return b""
+        return chunk_event({"id": self._id, "object": "chat.completion.chunk",
+                            "created": self._ctx.created, "model": self._ctx.model,
+                            "choices": [], "usage": counts})
 
     def _json_only(self) -> bool:
         kinds = [k for k, _ in self._blocks.values()]
@@ -192,6 +230,8 @@ class StreamReply(ReplyTranslator):
                 self._json_size = len(given)
                 return b""
             self._blocks[index] = ("tool", self._tools)
+            if given:
+                self._argued.add(self._tools)
             self._tools += 1
             call = {"index": self._tools - 1, "id": block["id"], "type": "function",
                     "function": {"name": block["name"], "arguments": given}}
@@ -225,5 +265,6 @@ class StreamReply(ReplyTranslator):
                 if self._json_size > MAX_BODY:
                     raise _Unreadable(f"the JSON-mode answer exceeds {MAX_BODY} bytes")
                 return b""
+            self._argued.add(tool)
             return self._chunk({"tool_calls": [{"index": tool, "function": {"arguments": piece}}]})
         raise _Unreadable(f"unsupported {kind!r} delta in a {blk} block")

@@ -31,7 +31,8 @@ OpenAI reply: usage metering, the reply guards, the stream cut):
   first chunk of a choice carries ``delta.role: "assistant"``. Text is ``delta.content``;
   thinking is ``delta.reasoning_content``; tool calls are ``delta.tool_calls[{index, id,
   type: "function", function: {name, arguments: ""}}]`` then argument deltas
-  ``[{index, function: {arguments}}]``. The finish chunk has an empty delta and the
+  ``[{index, function: {arguments}}]``; a call whose arguments stream empty gets the delta
+  ``"{}"`` (as OpenAI sends it: ``""`` is not JSON). The finish chunk has an empty delta and the
   ``finish_reason`` (stop, length, tool_calls, content_filter).
 * With ``ReplyContext.include_usage`` the last chunk before ``[DONE]`` is
   ``{"choices": [], "usage": {...}}`` as OpenAI sends it. Usage is OpenAI's reading of the
@@ -47,7 +48,8 @@ OpenAI reply: usage metering, the reply guards, the stream cut):
 * A backend error before the stream starts is a non-200 status: translated whole into
   ``{"error": {"message", "type", "param", "code"}}``. An error event during a stream becomes
   ``data: {"error": {...}}\\n\\n`` (what the OpenAI SDK raises as ``APIError``) and the stream
-  ends there, without ``[DONE]``.
+  ends there, without ``[DONE]``; with ``include_usage``, counts the backend reported before
+  it may come first in a usage chunk (Anthropic's: what a native route's meter reads).
 * A reply the translator cannot read (not JSON, not the backend's shape, a truncated stream)
   never passes through untranslated: it becomes an OpenAI error (a whole reply) or a final
   error event (a stream).
@@ -114,6 +116,9 @@ class ReplyContext:
     include_usage: bool = False    # stream_options.include_usage (after the gateway's own)
     created: int = 0               # unix seconds, for `created`
     id: str | None = None          # the completion id (else made from the backend's)
+    #: the backend was asked to think (Anthropic's thinking: `AnthropicTranslated.thinking`):
+    #: a stream that ends before its final count may have billed thinking no count reported
+    thinking: bool = False
     #: the largest stream event held to translate (the route's `streams.max_event_bytes`):
     #: a larger one ends the stream with an error event, as it cannot go out untranslated
     max_event_bytes: int = 16 << 20

@@ -110,8 +110,6 @@ UNSUPPORTED = [
     (_req(web_search_options={}), "web_search_options"),
     (_req(store=True), "store"),
     (_req(metadata={"k": "v"}), "metadata"),
-    (_req(functions=[{"name": "f"}]), "functions"),
-    (_req(function_call="auto"), "function_call"),
     (_req(moderation={"model": "omni-moderation-latest"}), "moderation"),
     (_req(prompt_cache_key="k"), "prompt_cache_key"),
     (_req(prompt_cache_options={"mode": "explicit"}), "prompt_cache_options"),
@@ -123,38 +121,15 @@ UNSUPPORTED = [
     (_req(stream=True, stream_options={"include_obfuscation": True}),
      "stream_options.include_obfuscation"),
     (_req(stream=True, stream_options={"chunk": 1}), "stream_options.chunk"),
-    (_msgs(U, {"role": "function", "name": "f", "content": "x"}), "messages[1]"),
     (_msgs({"role": "user", "name": "bob", "content": "Hi"}), "messages[0].name"),
     (_msgs({"role": "system", "name": "sys", "content": "Hi"}, U), "messages[0].name"),
     (_msgs({"role": "user", "content": "Hi", "foo": 1}), "messages[0].foo"),
-    (_msgs({"role": "user", "content": [{"type": "text", "text": "a"}, {
-        "type": "input_audio", "input_audio": {"data": "AA", "format": "wav"}}]}),
-     "messages[0].content[1]"),
-    (_msgs({"role": "user", "content": [{"type": "video", "video": {}}]}),
-     "messages[0].content[0]"),
-    (_msgs({"role": "user", "content": [{"type": "file", "file": {"file_id": "file-1"}}]}),
-     "messages[0].content[0].file.file_id"),
-    (_msgs({"role": "user", "content": [{"type": "file", "file": {
-        "file_data": "data:text/plain;base64,aGk=", "filename": "a.txt"}}]}),
-     "messages[0].content[0].file.file_data"),
     (_msgs({"role": "user", "content": [{"type": "image_url", "image_url": {
         "url": "https://x/a.png", "detail": "high"}}]}), "messages[0].content[0].image_url.detail"),
-    (_msgs({"role": "user", "content": [{"type": "image_url", "image_url": {
-        "url": "ftp://x/a.png"}}]}), "messages[0].content[0].image_url.url"),
-    (_msgs({"role": "user", "content": [{"type": "image_url", "image_url": {
-        "url": "data:image/svg+xml;base64,PHN2Zz4="}}]}), "messages[0].content[0].image_url.url"),
     (_msgs({"role": "user", "content": [{"type": "text", "text": "a", "prompt_cache_breakpoint": {
         "mode": "explicit"}}]}), "messages[0].content[0].prompt_cache_breakpoint"),
-    (_msgs({"role": "system", "content": [{"type": "image_url", "image_url": {
-        "url": "https://x/a.png"}}]}, U), "messages[0].content[0]"),
     (_msgs(U, {"role": "assistant", "content": "a", "reasoning_content": "hmm"}),
      "messages[1].reasoning_content"),
-    (_msgs(U, {"role": "assistant", "content": None, "audio": {"id": "audio_1"}}),
-     "messages[1].audio"),
-    (_msgs(U, {"role": "assistant", "content": None, "function_call": {
-        "name": "f", "arguments": "{}"}}), "messages[1].function_call"),
-    (_msgs(U, {"role": "assistant", "tool_calls": [{"id": "c", "type": "custom", "custom": {
-        "name": "f", "input": "x"}}]}), "messages[1].tool_calls[0]"),
     (_req(tools=[{"type": "custom", "custom": {"name": "grep"}}]), "tools[0]"),
     (_req(tools=[{"type": "function", "function": {"name": "f", "x": 1}}]),
      "tools[0].function.x"),
@@ -174,8 +149,48 @@ UNSUPPORTED = [
 ]
 
 
-@pytest.mark.parametrize(("request_doc", "field"), UNSUPPORTED,
-                         ids=[f"{f}-{i}" for i, (_, f) in enumerate(UNSUPPORTED)])
+# Conversation content (a part, a message, a tool call of the history) and the legacy
+# functions/function_call: refused in either mode, as docs/unified-front.md says and the Gemini
+# backend does (found by review: drop mode left them out, the model answering a conversation
+# the client never sent)
+CONTENT = [
+    (_req(functions=[{"name": "f"}]), "functions"),
+    (_req(function_call="auto"), "function_call"),
+    (_msgs(U, {"role": "function", "name": "f", "content": "x"}), "messages[1]"),
+    (_msgs({"role": "user", "content": [{"type": "text", "text": "a"}, {
+        "type": "input_audio", "input_audio": {"data": "AA", "format": "wav"}}]}),
+     "messages[0].content[1]"),
+    (_msgs({"role": "user", "content": [{"type": "video", "video": {}}]}),
+     "messages[0].content[0]"),
+    (_msgs({"role": "user", "content": [{"type": "file", "file": {"file_id": "file-1"}}]}),
+     "messages[0].content[0].file.file_id"),
+    (_msgs({"role": "user", "content": [{"type": "file", "file": {
+        "file_data": "data:text/plain;base64,aGk=", "filename": "a.txt"}}]}),
+     "messages[0].content[0].file.file_data"),
+    (_msgs({"role": "user", "content": [{"type": "image_url", "image_url": {
+        "url": "ftp://x/a.png"}}]}), "messages[0].content[0].image_url.url"),
+    (_msgs({"role": "user", "content": [{"type": "image_url", "image_url": {
+        "url": "data:image/svg+xml;base64,PHN2Zz4="}}]}), "messages[0].content[0].image_url.url"),
+    (_msgs({"role": "system", "content": [{"type": "image_url", "image_url": {
+        "url": "https://x/a.png"}}]}, U), "messages[0].content[0]"),
+    (_msgs(U, {"role": "assistant", "content": None, "audio": {"id": "audio_1"}}),
+     "messages[1].audio"),
+    (_msgs(U, {"role": "assistant", "content": None, "function_call": {
+        "name": "f", "arguments": "{}"}}), "messages[1].function_call"),
+    (_msgs(U, {"role": "assistant", "tool_calls": [{"id": "c", "type": "custom", "custom": {
+        "name": "f", "input": "x"}}]}), "messages[1].tool_calls[0]"),
+    (_msgs(U, {"role": "assistant", "content": [{"type": "image_url", "image_url": {
+        "url": "https://x/a.png"}}]}), "messages[1].content[0]"),
+    (_msgs(U, A_CALL, {"role": "tool", "tool_call_id": "t1", "content": [
+        {"type": "image_url", "image_url": {"url": "https://x/a.png"}}]}),
+     "messages[2].content[0]"),
+    (_req(functions=[{"name": "f", "parameters": {"type": "object"}}], function_call="auto"),
+     "functions"),
+]
+
+
+@pytest.mark.parametrize(("request_doc", "field"), UNSUPPORTED + CONTENT,
+                         ids=[f"{f}-{i}" for i, (_, f) in enumerate(UNSUPPORTED + CONTENT)])
 def test_unsupported_is_refused_naming_the_field(request_doc: dict, field: str) -> None:
     with pytest.raises(Unsupported) as err:
         translate_request(request_doc, BACKEND)
@@ -194,6 +209,15 @@ def test_drop_mode_leaves_it_out_and_lists_it(request_doc: dict, field: str) -> 
         assert top not in body   # not translated under any name Anthropic shares
     # what is left is still a request Anthropic reads
     assert body["model"] == BACKEND.model and body["messages"]
+
+
+@pytest.mark.parametrize(("request_doc", "field"), CONTENT,
+                         ids=[f"{f}-{i}" for i, (_, f) in enumerate(CONTENT)])
+def test_content_and_legacy_functions_are_refused_even_in_drop_mode(request_doc: dict,
+                                                                     field: str) -> None:
+    with pytest.raises(Unsupported) as err:
+        translate_request(request_doc, BACKEND, drop_unsupported=True)
+    assert err.value.field == field
 
 
 def test_thinking_is_fine_after_an_earlier_tool_loop_ended() -> None:
@@ -237,6 +261,20 @@ MALFORMED = [
      "tools[0].function.description"),
     (_req(tools=[{"type": "function", "function": {"name": "f", "description": ["x"]}}]),
      "tools[0].function.description"),
+    # default deny, as the Gemini backend refuses them (found by review: the unknown keys
+    # of a named tool choice were ignored, a text format's schema silently left out, and
+    # stream_options without stream taken)
+    (_req(tools=TOOLS, tool_choice={"type": "function", "function": {"name": "f"},
+                                    "extra": True}), "tool_choice"),
+    (_req(tools=TOOLS, tool_choice={"type": "function", "function": {"name": "f",
+                                                                     "bogus": 1}}),
+     "tool_choice"),
+    (_req(response_format={"type": "text", "json_schema": {
+        "name": "x", "schema": {"type": "object"}}}), "response_format"),
+    (_req(response_format={"type": "json_object", "json_schema": {
+        "name": "x", "schema": {"type": "object"}}}), "response_format"),
+    (_req(stream_options={"include_usage": True}), "stream_options"),
+    (_req(stream=False, stream_options={"include_usage": True}), "stream_options"),
 ]
 
 
@@ -354,7 +392,8 @@ def test_stream_goldens_validate_as_openai_chunks(name: str) -> None:
         assert chunk.model == "claude-front" and chunk.created == ctx.created
         assert chunk.id == (ctx.id or chunk.id) and chunk.id.startswith("chatcmpl-")
     usage = [ev for ev in events if isinstance(ev, dict) and ev.get("usage")]
-    assert len(usage) == (1 if ctx.include_usage and not errored else 0)
+    # (an errored stream after message_start: the counts reported so far, before the error)
+    assert len(usage) == (1 if ctx.include_usage else 0)
     if usage:
         assert usage[0]["choices"] == [] and events[-2] is usage[0]
 
@@ -586,6 +625,144 @@ def test_error_before_message_start_and_nothing_after_it() -> None:
     out = _run(_stream_of(err, START, TEXT0, *STOP), [], 200, "text/event-stream", CTX, None)
     assert _events(out) == [{"error": {"message": "slow down", "type": "rate_limit_error",
                                        "param": None, "code": "rate_limit_exceeded"}}]
+
+
+def _tool_start(index: int, name: str = "get_time") -> dict[str, Any]:
+    return {"type": "content_block_start", "index": index, "content_block": {
+        "type": "tool_use", "id": f"toolu_{index}", "name": name, "input": {}}}
+
+
+def _piece(index: int, text: str) -> dict[str, Any]:
+    return {"type": "content_block_delta", "index": index,
+            "delta": {"type": "input_json_delta", "partial_json": text}}
+
+
+def _block_stop(index: int) -> dict[str, Any]:
+    return {"type": "content_block_stop", "index": index}
+
+
+TOOL_STOP = [{"type": "message_delta", "delta": {"stop_reason": "tool_use"},
+              "usage": {"output_tokens": 12}}, {"type": "message_stop"}]
+
+
+@pytest.mark.parametrize("pieces", [[], [""], ["", ""]])
+def test_a_streamed_tool_call_without_arguments_carries_an_empty_object(
+        pieces: list[str]) -> None:
+    """Found by review: a tool call Anthropic streams with no input (`input: {}`, then no
+    argument text, or only empty pieces) reached the client as `arguments: ""`, which is not
+    JSON; the whole reply (and OpenAI) gives "{}". Its block's end now carries "{}", in any
+    chunking, and the OpenAI SDK reads "{}"; a call with arguments gets no more than them."""
+    data = _stream_of(START, _tool_start(0), *[_piece(0, p) for p in pieces], _block_stop(0),
+                      _tool_start(1, "f"), _piece(1, '{"a":'), _piece(1, " 1}"),
+                      _block_stop(1), *TOOL_STOP)
+    out = _run(data, [], 200, "text/event-stream", CTX, None)
+    assert _run(data, [1] * len(data), 200, "text/event-stream", CTX, None) == out
+    args: dict[int, str] = {}
+    for ev in _events(out):
+        if isinstance(ev, dict) and ev.get("choices"):
+            ChatCompletionChunk.model_validate(ev)
+            for call in ev["choices"][0]["delta"].get("tool_calls") or []:
+                args[call["index"]] = args.get(call["index"], "") + call["function"][
+                    "arguments"]
+    assert args == {0: "{}", 1: '{"a": 1}'}
+    whole = {**START["message"], "stop_reason": "tool_use", "content": [
+        {"type": "tool_use", "id": "toolu_0", "name": "get_time", "input": {}}]}
+    doc = json.loads(_run(json.dumps(whole).encode(), [], 200, "application/json", WHOLE_CTX,
+                          None))
+    assert doc["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"] == "{}"
+    with _client(200, out, "text/event-stream").chat.completions.stream(
+            model="claude-front", messages=[U]) as stream:
+        calls = stream.get_final_completion().choices[0].message.tool_calls
+    assert [c.function.arguments for c in calls] == ["{}", '{"a": 1}']
+
+
+def test_a_tool_call_whose_block_never_stopped_gets_its_empty_object_at_the_finish() -> None:
+    out = _run(_stream_of(START, _tool_start(0), *TOOL_STOP), [], 200, "text/event-stream",
+               CTX, None)
+    chunks = [ev for ev in _events(out) if isinstance(ev, dict) and ev.get("choices")]
+    assert chunks[-2]["choices"][0]["delta"] == {"tool_calls": [
+        {"index": 0, "function": {"arguments": "{}"}}]}
+    assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+def test_a_streamed_tool_call_given_whole_at_its_start_gets_nothing_more() -> None:
+    start = _tool_start(0)
+    start["content_block"]["input"] = {"tz": "UTC"}
+    out = _run(_stream_of(START, start, _block_stop(0), *TOOL_STOP), [], 200,
+               "text/event-stream", CTX, None)
+    calls = [call for ev in _events(out) if isinstance(ev, dict) and ev.get("choices")
+             for call in ev["choices"][0]["delta"].get("tool_calls") or []]
+    assert [c["function"]["arguments"] for c in calls] == ['{"tz":"UTC"}']
+
+
+ERROR = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+BIG_START = {"type": "message_start", "message": {**START["message"], "usage": {
+    "input_tokens": 3000, "cache_read_input_tokens": 10, "output_tokens": 1}}}
+
+
+@pytest.mark.parametrize("include_usage", [True, False])
+def test_an_error_event_keeps_the_counts_anthropic_reported(include_usage: bool) -> None:
+    """Found by review: an error event after message_start threw Anthropic's counts away, so
+    the budgets charged the gateway's estimate of the prompt (402 tokens) where the native
+    route charges the 3,000 Anthropic reported. With include_usage (which the gateway adds
+    for its meter) the counts reported so far go out as a usage chunk right before the
+    error event; the stream is not marked failed, nor its usage unread (as the native
+    route, which charges at least them and the output delivered)."""
+    ctx = ReplyContext("claude-front", True, include_usage, 1700000000)
+    data = _stream_of(BIG_START, TEXT0, {"type": "content_block_delta", "index": 0, "delta": {
+        "type": "text_delta", "text": "partial"}}, ERROR)
+    tr = reply_translator(200, "text/event-stream", ctx)
+    out = b"".join(tr.feed(data[i:i + 7]) for i in range(0, len(data), 7)) + tr.finish()
+    events = _events(out)
+    assert _last_error(out)["code"] == "overloaded"
+    assert not tr.failed and not tr.usage_unread
+    usage = [ev for ev in events if isinstance(ev, dict) and ev.get("usage")]
+    if not include_usage:
+        assert usage == []
+        return
+    assert usage == [events[-2]] and usage[0]["choices"] == []
+    assert usage[0]["usage"] == {"prompt_tokens": 3010, "completion_tokens": 1,
+                                 "total_tokens": 3011,
+                                 "prompt_tokens_details": {"cached_tokens": 10,
+                                                           "cache_write_tokens": 0}}
+    ChatCompletionChunk.model_validate(usage[0])
+    with pytest.raises(openai.APIError, match="Overloaded"):
+        for _ in _client(200, out, "text/event-stream").chat.completions.create(
+                model="claude-front", messages=[U], stream=True):
+            pass
+
+
+def test_an_error_event_after_the_final_count_carries_it() -> None:
+    data = _stream_of(BIG_START, TEXT0, {"type": "message_delta", "delta": {
+        "stop_reason": "end_turn"}, "usage": {"output_tokens": 40}}, ERROR)
+    tr = reply_translator(200, "text/event-stream", CTX)
+    events = _events(tr.feed(data) + tr.finish())
+    assert events[-2]["usage"]["completion_tokens"] == 40 and not tr.usage_unread
+
+
+@pytest.mark.parametrize(("final", "unread"), [(False, True), (True, False)])
+def test_an_error_event_of_a_thinking_request_before_its_final_count_is_unread(
+        final: bool, unread: bool) -> None:
+    """With thinking asked for, message_start's counts leave out the thinking Anthropic
+    bills before anything shows: an error before the final count marks the usage unread (its
+    counts still go out), so the budgets charge the reservation, as the native route does
+    for a thinking request whose stream ends with message_start's counts."""
+    ctx = ReplyContext("claude-front", True, True, 1700000000, thinking=True)
+    events = [BIG_START, {"type": "content_block_start", "index": 0, "content_block": {
+        "type": "thinking", "thinking": ""}}]
+    if final:
+        events.append({"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                       "usage": {"output_tokens": 40}})
+    tr = reply_translator(200, "text/event-stream", ctx)
+    got = _events(tr.feed(_stream_of(*events, ERROR)) + tr.finish())
+    assert tr.usage_unread is unread and not tr.failed
+    assert got[-2]["usage"]["prompt_tokens"] == 3010
+
+
+def test_an_error_event_before_any_count_has_no_usage() -> None:
+    tr = reply_translator(200, "text/event-stream", CTX)
+    events = _events(tr.feed(_stream_of(ERROR)) + tr.finish())
+    assert len(events) == 1 and not tr.usage_unread and not tr.failed
 
 
 def test_dropped_events_and_deltas_release_nothing() -> None:
