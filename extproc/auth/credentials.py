@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from .. import filewatch
 from ..filewatch import FileId
@@ -186,18 +187,32 @@ class CredentialRefused(BodyTransform):
         return b""
 
     def finish(self) -> bytes:
-        log.error("the provider refused the route's upstream_credential (401): replace the "
-                  "key")
-        raise Reject(502, "the provider refused the gateway's credential for this route; "
-                     "its operator must replace it (the provider's message is withheld: it "
-                     "names the key)", details="extproc_upstream_credential_refused")
+        _refused("401")
+
+
+def _refused(why: str) -> NoReturn:
+    log.error("the provider refused the route's upstream_credential (%s): replace the key",
+              why)
+    raise Reject(502, "the provider refused the gateway's credential for this route; its "
+                 "operator must replace it (the provider's message is withheld: it names "
+                 "the key)", details="extproc_upstream_credential_refused")
+
+
+#: Google's reason for an error about the API key itself (`API_KEY_INVALID` in a 400,
+#: `API_KEY_SERVICE_BLOCKED`, `API_KEY_IP_ADDRESS_BLOCKED` ... in a 403): with the key the
+#: gateway injects, the operator's to fix, not the client's (found by review: the client got
+#: "API key not valid" as a 400)
+_KEY_REASON = re.compile(rb'"reason"\s*:\s*"API_KEY_[A-Z_]*"')
+#: the most bytes of a body that `_KEY_REASON` matches across a cut (its spaces aside)
+_KEY_REASON_BYTES = 64
 
 
 class CredentialNamed(BodyTransform):
     """The body of a provider's other error (not 401) to a request carrying the injected
     key: passed on as it is, unless it names the key, as Google's 403 to a suspended API key
     does (`Consumer 'api_key:AIza...' has been suspended`, in its message and its details;
-    found by review). Such a reply is refused with a 502 in the provider's format.
+    found by review), or says the key itself is refused (`_KEY_REASON`: Google answers an
+    invalid key with a 400). Such a reply is refused with a 502 in the provider's format.
 
     It asks for the body whole (`whole_body`: the headers wait, so the refusal is a clean
     502), but reads it in parts too (`parts_ok`), for an Envoy that ignores the request:
@@ -215,7 +230,7 @@ class CredentialNamed(BodyTransform):
     def feed(self, chunk: bytes) -> bytes:
         data = self._tail + chunk
         self._check(data)
-        keep = len(self.secret) - 1
+        keep = max(len(self.secret), _KEY_REASON_BYTES) - 1
         if keep <= 0 or len(data) <= keep:
             self._tail = data if keep > 0 else b""
             return b"" if keep > 0 else data
@@ -232,6 +247,9 @@ class CredentialNamed(BodyTransform):
         return data
 
     def _check(self, data: bytes) -> None:
+        found = _KEY_REASON.search(data)
+        if found is not None:   # the key refused: as a 401 is
+            _refused(found.group().rsplit(b'"', 2)[-2].decode())
         if self.secret and self.secret in data:
             log.error("the provider's error reply names the route's upstream_credential: "
                       "withheld (the key may be suspended or revoked: check it)")

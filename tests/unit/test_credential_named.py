@@ -180,3 +180,39 @@ async def test_an_error_envoy_sends_in_parts_is_read_as_it_comes(
             assert not refused and b"Resource has been exhausted" in out
             if not front:
                 assert out == QUOTA
+
+
+# found by review: Google answers an invalid (or restricted) API key with a 400 (a 403)
+# whose message blames the caller; with the key the gateway injects, that is the operator's
+# to fix, and the client gets the 502 a 401 gets
+INVALID_KEY = json.dumps({"error": {
+    "code": 400, "message": "API key not valid. Please pass a valid API key.",
+    "status": "INVALID_ARGUMENT",
+    "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                 "reason": "API_KEY_INVALID", "domain": "googleapis.com",
+                 "metadata": {"service": "generativelanguage.googleapis.com"}}]}},
+    indent=2).encode()
+
+
+@pytest.mark.parametrize("front", [False, True])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_googles_refusal_of_the_injected_key_is_the_gateways_502(
+        front: bool, stream: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_GEMINI_KEY", GEMINI_KEY)
+    _, tail = await _answer(front, stream, 400, INVALID_KEY)
+    (refused,) = tail
+    assert refused.immediate_response.status.code == 502
+    assert b"refused the gateway's credential" in refused.immediate_response.body
+    assert b"API key not valid" not in refused.immediate_response.body
+    assert refused.immediate_response.details == "extproc_upstream_credential_refused"
+
+
+def test_the_reason_is_found_across_any_cut_of_the_body() -> None:
+    from extproc.auth.credentials import CredentialNamed
+    from extproc.policy import Reject
+    for cut in range(1, len(INVALID_KEY)):
+        named = CredentialNamed(GEMINI_KEY)
+        with pytest.raises(Reject):
+            named.feed(INVALID_KEY[:cut])
+            named.feed(INVALID_KEY[cut:])
+            named.finish()
