@@ -203,16 +203,36 @@ def _refused(why: str) -> NoReturn:
 #: gateway injects, the operator's to fix, not the client's (found by review: the client got
 #: "API key not valid" as a 400)
 _KEY_REASON = re.compile(rb'"reason"\s*:\s*"API_KEY_[A-Z_]*"')
-#: the most bytes of a body that `_KEY_REASON` matches across a cut (its spaces aside)
+#: the account ids providers write in their error messages, and what each becomes: an
+#: OpenAI organization or project id (`Rate limit reached for gpt-4o in organization
+#: org-...`), Anthropic's organization id (`the rate limit for your organization (<uuid>)`),
+#: a Google project number (`for consumer 'project_number:123...'`, `projects/123...`)
+_ACCOUNT_IDS: tuple[tuple[re.Pattern[bytes], bytes], ...] = (
+    (re.compile(rb"\b((?:org|proj)[-_])[A-Za-z0-9]{16,40}\b"), rb"\1<redacted>"),
+    (re.compile(rb"(organization\W{0,4})[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+                rb"[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"), rb"\1<redacted>"),
+    (re.compile(rb"(project_number:|projects/)[0-9]{4,20}"), rb"\1<redacted>"),
+)
+#: the most bytes of a body that `_KEY_REASON` or an account id matches across a cut
 _KEY_REASON_BYTES = 64
+
+
+def redact_accounts(data: bytes) -> bytes:
+    """`data` with the account ids a provider's error message names replaced
+    (`_ACCOUNT_IDS`): where the gateway injects its credential, the account is the
+    operator's, as the reply headers that name it are (`ACCOUNT_REPLY_HEADERS`)."""
+    for pattern, replacement in _ACCOUNT_IDS:
+        data = pattern.sub(replacement, data)
+    return data
 
 
 class CredentialNamed(BodyTransform):
     """The body of a provider's other error (not 401) to a request carrying the injected
-    key: passed on as it is, unless it names the key, as Google's 403 to a suspended API key
-    does (`Consumer 'api_key:AIza...' has been suspended`, in its message and its details;
-    found by review), or says the key itself is refused (`_KEY_REASON`: Google answers an
-    invalid key with a 400). Such a reply is refused with a 502 in the provider's format.
+    key: passed on with the account ids in it redacted (`redact_accounts`), unless it names
+    the key, as Google's 403 to a suspended API key does (`Consumer 'api_key:AIza...' has
+    been suspended`, in its message and its details; found by review), or says the key
+    itself is refused (`_KEY_REASON`: Google answers an invalid key with a 400). Such a
+    reply is refused with a 502 in the provider's format.
 
     It asks for the body whole (`whole_body`: the headers wait, so the refusal is a clean
     502), but reads it in parts too (`parts_ok`), for an Envoy that ignores the request:
@@ -230,6 +250,7 @@ class CredentialNamed(BodyTransform):
     def feed(self, chunk: bytes) -> bytes:
         data = self._tail + chunk
         self._check(data)
+        data = redact_accounts(data)   # (an id cut at the end waits in the tail)
         keep = max(len(self.secret), _KEY_REASON_BYTES) - 1
         if keep <= 0 or len(data) <= keep:
             self._tail = data if keep > 0 else b""
@@ -244,7 +265,7 @@ class CredentialNamed(BodyTransform):
     def finish(self) -> bytes:
         data, self._tail = self._tail, b""
         self._check(data)
-        return data
+        return redact_accounts(data)
 
     def _check(self, data: bytes) -> None:
         found = _KEY_REASON.search(data)

@@ -216,3 +216,46 @@ def test_the_reason_is_found_across_any_cut_of_the_body() -> None:
             named.feed(INVALID_KEY[:cut])
             named.feed(INVALID_KEY[cut:])
             named.finish()
+
+
+# found by review: the operator's account ids in a provider's error message went to the
+# client, though the reply headers naming the account are removed
+ACCOUNT_ERRORS = [
+    (b'{"error":{"message":"Rate limit reached for gpt-4o-mini in organization '
+     b'org-AbCdEfGhIjKlMnOpQrStUvWx on requests per min (RPM): Limit 3, Used 3, '
+     b'Requested 1.","type":"requests","code":"rate_limit_exceeded"}}',
+     [b"AbCdEfGhIjKlMnOpQrStUvWx"]),
+    (b'{"type":"error","error":{"type":"rate_limit_error","message":"This request would '
+     b'exceed the rate limit for your organization (1b2c3d4e-aaaa-bbbb-cccc-0123456789ab) of '
+     b'50,000 input tokens per minute."}}', [b"1b2c3d4e-aaaa"]),
+    (json.dumps({"error": {"code": 429, "message": "Quota exceeded for quota metric 'x' and "
+                           "limit 'y' of service 'generativelanguage.googleapis.com' for "
+                           "consumer 'project_number:123456789012'.",
+                           "status": "RESOURCE_EXHAUSTED",
+                           "details": [{"reason": "RATE_LIMIT_EXCEEDED",
+                                        "metadata": {"consumer": "projects/123456789012"}}]}}
+                ).encode(), [b"123456789012"]),
+]
+
+
+@pytest.mark.parametrize(("body", "ids"), ACCOUNT_ERRORS)
+def test_account_ids_in_an_error_are_redacted_across_any_cut(body: bytes,
+                                                             ids: list[bytes]) -> None:
+    from extproc.auth.credentials import CredentialNamed
+    for cut in range(0, len(body) + 1, 3):
+        named = CredentialNamed(GEMINI_KEY)
+        out = named.feed(body[:cut]) + named.feed(body[cut:]) + named.finish()
+        for account in ids:
+            assert account not in out, cut
+        assert b"<redacted>" in out and json.loads(out)
+
+
+@pytest.mark.parametrize("front", [False, True])
+async def test_a_google_quota_error_reaches_the_client_without_the_project_number(
+        front: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_GEMINI_KEY", GEMINI_KEY)
+    body, _ = ACCOUNT_ERRORS[2]
+    _, tail = await _answer(front, False, 429, body)
+    out = replacement(tail[0])
+    assert out is not None and b"123456789012" not in out
+    assert b"Quota exceeded" in out
