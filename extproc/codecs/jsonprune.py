@@ -96,11 +96,18 @@ class JsonError(ValueError):
     """The text is not JSON (or not JSON this reader can use)."""
 
 
+class JsonLimit(JsonError):
+    """The text may be JSON, but past what this reader reads on the way (a value at a path,
+    a number, the tokens, the depth)."""
+
+
 class JsonPruner:
     """Feed a JSON text in pieces; `finish` gives the pruned document (see the module)."""
 
     def __init__(self, paths: Iterable[Path], max_value_bytes: int = 64 * 1024,
-                 max_tokens: int = MAX_TOKENS) -> None:
+                 max_tokens: int = MAX_TOKENS, strict: bool = False) -> None:
+        """`strict`: NaN and Infinity are not JSON (by default they are read, as
+        `json.loads` reads them)."""
         self.trie = _trie(paths)
         self.max_value = max_value_bytes
         self.tokens_left = max_tokens
@@ -108,6 +115,9 @@ class JsonPruner:
         self.stack: list[_Frame] = []
         self.root: Any = None
         self.error: str | None = None
+        #: the error is the text's (not JSON), not a limit of the reader (`JsonLimit`)
+        self.invalid = False
+        self.strict = strict
         self.in_string = False
         self.escape = 0              # 1: after a backslash; 2-5: hex digits of \\u still due
         self.gap = b""               # text outside strings since the last token
@@ -126,6 +136,7 @@ class JsonPruner:
                 self._feed(data)
             except JsonError as exc:
                 self.error = str(exc)
+                self.invalid = not isinstance(exc, JsonLimit)
 
     def finish(self) -> Any | None:
         """The pruned document, or None when the text was not whole, valid JSON (or a value
@@ -139,6 +150,7 @@ class JsonPruner:
                     raise JsonError("the text ends before its value does")
             except JsonError as exc:
                 self.error = str(exc)
+                self.invalid = not isinstance(exc, JsonLimit)
         return None if self.error is not None else self.root
 
     def _feed(self, data: bytes) -> None:
@@ -152,7 +164,7 @@ class JsonPruner:
             end = n if m is None else m.start()
             if end > pos:
                 if len(self.gap) + end - pos > _MAX_GAP:
-                    raise JsonError("a number or a run of spaces too long")
+                    raise JsonLimit("a number or a run of spaces too long")
                 self.gap += data[pos:end]
                 if self.capture is not None:
                     self._captured(data[pos:end])
@@ -166,7 +178,7 @@ class JsonPruner:
         capture = self.capture
         assert capture is not None
         if len(capture) + len(piece) > self.max_value:
-            raise JsonError(f"a value at a path is larger than {self.max_value} bytes")
+            raise JsonLimit(f"a value at a path is larger than {self.max_value} bytes")
         capture += piece
 
     # --- strings ----------------------------------------------------------------------------
@@ -253,7 +265,7 @@ class JsonPruner:
         if self.expect not in (_VALUE, _VALUE_OR_END):
             raise JsonError("unexpected text between tokens")
         m = _SCALAR.fullmatch(gap)
-        if m is None:
+        if m is None or (self.strict and m.group(1)[-1:] in (b"N", b"y")):   # NaN, Infinity
             raise JsonError("an invalid number or literal")
         if self.capture is None:   # (a captured scalar's bytes were kept as they came)
             self._value_start()
@@ -267,7 +279,7 @@ class JsonPruner:
     def _token(self, c: int) -> None:
         self.tokens_left -= 1
         if self.tokens_left < 0:
-            raise JsonError("too many tokens to read on the way")
+            raise JsonLimit("too many tokens to read on the way")
         expect = self.expect
         if c == 0x22:   # "
             if expect in (_KEY, _KEY_OR_END):
@@ -345,7 +357,7 @@ class JsonPruner:
 
     def _open(self, is_object: bool) -> None:
         if len(self.stack) >= MAX_DEPTH:
-            raise JsonError("the document nests too deeply")
+            raise JsonLimit("the document nests too deeply")
         trie = self._value_start()
         if self.capture is not None:
             self._captured(b"{" if is_object else b"[")

@@ -14,12 +14,15 @@ and the usage is unread (`BROKEN_STREAM`), so budgets charge their worst case.
 
 An element too large to hold whole comes in `Part`s (an inline image can be megabytes): it
 is read for the adapter's `event_paths` only, as an SSE event's are, and goes out before it
-is whole: one that turns out not to be JSON leaves the usage unread (`OVERSIZED_EVENT`)
-unless a later element reports it.
+is whole (so does one larger than that which arrives whole, as it would in parts): one that
+turns out not to be a JSON object ends the stream after it (`BROKEN_STREAM`); one whose
+value at a path is past what is read on the way (`jsonprune.JsonLimit`) leaves the usage
+unread (`OVERSIZED_EVENT`) unless a later element reports it.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 
 from ..codecs.jsonarray import JsonArrayError, JsonArraySplitter, Part, SSEPieces, element_to_sse
@@ -49,6 +52,8 @@ class _JsonArray(BodyTransform):
         self.failed: str | None = None
         self.max = max_element_bytes
         self._pruner: JsonPruner | None = None   # reading an element passing in parts
+        self._utf8 = codecs.getincrementaldecoder("utf-8")()   # ... and its text
+        self._not_utf8 = False
         self.count = 0                  # the elements seen so far (whole or in parts)
 
     def _break(self, why: str) -> None:
@@ -67,6 +72,11 @@ class _JsonArray(BodyTransform):
             self._break(str(exc))
             elements = exc.elements
         for i, e in enumerate(elements):
+            if isinstance(e, bytes) and len(e) > self.max:
+                # whole in this chunk, but larger than an element held whole: read as its
+                # parts are under any other split (sent, then checked), so any split of the
+                # stream gives the same output (found by review)
+                e = elements[i] = Part(e, True, True)
             if isinstance(e, bytes):
                 self.count += 1
                 why = _not_an_object(e)
@@ -77,32 +87,62 @@ class _JsonArray(BodyTransform):
             else:
                 if e.first:
                     self.count += 1
-                self._see_part(e)
+                why = self._see_part(e)
+                if why is not None:      # (it went out: the stream ends after it)
+                    self._break(f"array element {self.count} is not a JSON object: {why}")
+                    return elements[:i + 1]
         return elements
 
-    def _see_part(self, part: Part) -> None:
+    def _see_part(self, part: Part) -> str | None:
+        """Read a part of an element too large to hold (for the adapter's paths only);
+        at its last, why the element was no JSON object, if it was none (checked as the
+        parts pass: its text, UTF-8 and its top value)."""
         if part.first or self._pruner is None:
-            self._pruner = JsonPruner(self.acc.adapter.event_paths, MAX_FIELD_BYTES)
+            self._pruner = JsonPruner(self.acc.adapter.event_paths, MAX_FIELD_BYTES,
+                                      strict=True)
+            self._utf8 = codecs.getincrementaldecoder("utf-8")()
+            self._not_utf8 = False
         self._pruner.feed(part.data)
-        if part.last:
-            doc, self._pruner = self._pruner.finish(), None
+        try:
+            self._utf8.decode(part.data, final=part.last)
+        except UnicodeDecodeError:
+            self._not_utf8 = True
+            self._utf8 = codecs.getincrementaldecoder("utf-8")()
+        if not part.last:
+            return None
+        pruner, self._pruner = self._pruner, None
+        doc = pruner.finish()
+        if self._not_utf8:
+            why: str | None = "not UTF-8"
+        elif pruner.invalid:
+            why = "not valid JSON"
+        elif pruner.error is None and not isinstance(doc, dict):
+            why = f"a JSON {_KINDS.get(type(doc), 'value')}" if doc is not None \
+                else "not an object"
+        else:
+            why = None
+        if why is None:
             self.acc.see_large(doc, None, f"an array element larger than {self.max} bytes")
+        return why
 
     def _end(self) -> str | None:
         if not self.failed:
             try:
                 self.splitter.finish()
-            except JsonArrayError as exc:
-                self.failed = str(exc)
+            except JsonArrayError as exc:   # (cut before its end: what it held is unread)
+                self._break(str(exc))
         self.acc.done()
         self.meter(self.acc)
         return self.failed
 
 
 def _not_an_object(element: bytes) -> str | None:
-    """Why an array element is not a JSON object, or None when it is one."""
+    """Why an array element is not a JSON object, or None when it is one. (JSON as RFC 8259
+    has it: no NaN or Infinity, and numbers of any length, which Python's int would refuse
+    past 4,300 digits: read as text here.)"""
     try:
-        doc = json.loads(element.decode("utf-8"))
+        doc = json.loads(element.decode("utf-8"), parse_constant=_no_constant,
+                         parse_int=str, parse_float=str)
     except UnicodeDecodeError:
         return "not UTF-8"
     except ValueError:    # (a raw control character in a string among them)
@@ -112,6 +152,10 @@ def _not_an_object(element: bytes) -> str | None:
     if not isinstance(doc, dict):
         return f"a JSON {_KINDS.get(type(doc), 'value')}"
     return None
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
 
 
 _KINDS: dict[type, str] = {list: "array", str: "string", int: "number", float: "number",

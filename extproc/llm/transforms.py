@@ -75,7 +75,7 @@ class StreamReport:
     Only events that can carry one of them are parsed (substring prefilters, no JSON); with
     cumulative usage (Gemini) only the last report is parsed, once, at the end (and the one
     before it too, should the last not be JSON). A usage report that is not JSON leaves the
-    usage unread (`BROKEN_STREAM`) unless a later one is read.
+    usage unread (`BROKEN_STREAM`): with cumulative usage unless a later one is read.
     """
 
     def __init__(self, adapter: Adapter, cumulative: bool) -> None:
@@ -97,6 +97,7 @@ class StreamReport:
         self.unread_kind: str | None = None
         self._skipped: str | None = None   # why an event went by unread, if one did
         self._broken = False               # a usage report was not JSON
+        self._lost = False                 # ... and no later one can stand for it
         self._reported = True              # a usage report was read after the last one
         self._closing = False              # a usage report came with or after the finish
         #: a whole (non-streamed) reply: its usage is its final report
@@ -152,9 +153,14 @@ class StreamReport:
         return delta
 
     def _unparsed(self) -> None:
-        """A usage report was not JSON: unless a later one is read, the usage is unread."""
+        """A usage report was not JSON: with cumulative usage (each report repeats the ones
+        before it) the usage is unread unless a later one is read; otherwise (Anthropic's
+        `message_start` alone carries the prompt's count) it stays unread (found by review:
+        a broken `message_start` was charged the output count alone)."""
         self._broken = True
         self._reported = False
+        if not self.cumulative:
+            self._lost = True
 
     def see_large(self, doc: Any, event: str | None, reason: str) -> None:
         """An event too large to hold went by (`reason`), read for the fields at the
@@ -195,7 +201,7 @@ class StreamReport:
                 if before is not None:
                     self._apply(*before)
             self._reported = reported
-        if not self._reported and self.unread is None:
+        if (not self._reported or self._lost) and self.unread is None:
             if self._broken:
                 self.unread, self.unread_kind = "a usage report that is not JSON", BROKEN_STREAM
             elif self._skipped is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -341,10 +342,10 @@ def test_an_array_element_too_large_that_is_not_json_leaves_the_usage_unread() -
     bad = big.replace(b'"text":"', b'"text":"\t')    # a raw tab in a string: not JSON
     for t in (JsonArrayObserver(adapter_for("gemini"), Meter(), 2048),
               JsonArrayToSSE(adapter_for("gemini"), Meter(), 2048)):
-        run(t, [bad[:2500], bad[2500:]])   # held past the bound before it ends
-        (report,) = t.meter.reports
-        assert report.unread is not None and "larger than 2048 bytes" in report.unread
-        assert report.unread_kind == "oversized_event"
+        run(t, [bad[:2500], bad[2500:]])   # held past the bound before it ends: it went
+        (report,) = t.meter.reports         # out, and not JSON, it breaks the stream there
+        assert report.unread is not None and "not valid JSON" in report.unread
+        assert report.unread_kind == "broken_stream"
     for t in (JsonArrayObserver(adapter_for("gemini"), Meter(), 2048),
               JsonArrayToSSE(adapter_for("gemini"), Meter(), 2048)):
         run(t, [big[:2500], big[2500:]])   # JSON with no usage in it: read, as held whole
@@ -559,3 +560,75 @@ def test_an_invalid_last_usage_report_keeps_the_earlier_one_and_is_unread() -> N
     run(sse, [b"".join(b"data: " + e + b"\r\n\r\n" for e in [broken[2], valid[1]])])
     (report,) = sse.meter.reports
     assert report.usage.output_tokens == 40 and report.unread is None
+
+
+def test_a_broken_report_of_a_provider_whose_reports_do_not_repeat_stays_unread() -> None:
+    """Anthropic's message_start alone carries the prompt's count: one that is not JSON
+    leaves the usage unread though message_delta's output count reads (found by review: it
+    was charged the 12 output tokens alone)."""
+    def ev(name: str, data: str) -> bytes:
+        return f"event: {name}\ndata: {data}\n\n".encode()
+    start = json.dumps({"type": "message_start", "message": {
+        "id": "msg_1", "type": "message", "role": "assistant", "content": [],
+        "model": "claude-x", "usage": {"input_tokens": 50000, "output_tokens": 1}}})
+    rest = (ev("message_delta", json.dumps({"type": "message_delta",
+                                            "delta": {"stop_reason": "end_turn"},
+                                            "usage": {"output_tokens": 12}}))
+            + ev("message_stop", '{"type": "message_stop"}'))
+    for data, unread in ((start, None), (start.replace('"content"', '"x" "content"'),
+                                         "broken_stream")):
+        observer = SSEObserver(adapter_for("anthropic"), Meter(), False, 1 << 20)
+        run(observer, [ev("message_start", data) + rest])
+        (report,) = observer.meter.reports
+        assert report.unread_kind == unread
+
+
+@pytest.mark.parametrize(("element", "broken"), [
+    (b'{"a": NaN}', True), (b'{"a": Infinity}', True),
+    (b'{"a": ' + b"9" * 5000 + b"}", False), (b'{"a": 1e999}', False)])
+def test_an_element_is_read_as_json_has_it(element: bytes, broken: bool) -> None:
+    """No NaN or Infinity (not JSON), and numbers of any length (JSON has no limit; Python's
+    int refuses 4,300 digits): found by review."""
+    t = JsonArrayToSSE(adapter_for("gemini"), Meter(), 1 << 20)
+    out = run(t, [b"[" + element + b"]"])
+    assert (b"upstream stream broken" in out) is broken
+    assert (t.meter.reports[0].unread_kind == "broken_stream") is broken
+
+
+def test_an_array_cut_before_its_end_leaves_the_usage_unread() -> None:
+    """A stream cut before its `]` may hide output the provider billed (found by review: it
+    was charged the last report's count, unlike one with trailing bytes after its end)."""
+    element = (b'{"candidates":[{"content":{"parts":[{"text":"hi"}]}}],'
+               b'"usageMetadata":{"promptTokenCount":5,"candidatesTokenCount":2}}')
+    t = JsonArrayToSSE(adapter_for("gemini"), Meter(), 1 << 20)
+    out = run(t, [b"[" + element + b","])
+    assert b"upstream stream broken" in out
+    assert t.meter.reports[0].unread_kind == "broken_stream"
+
+
+_HEAD = (b'{"candidates":[{"content":{"parts":[{"text":"hi"}]}}],'
+         b'"usageMetadata":{"promptTokenCount":5,"candidatesTokenCount":3}}')
+LARGE = {   # elements larger than the 200 bytes held whole
+    "object": b'{"candidates":[{"content":{"parts":[{"text":"' + b"x" * 400 + b'"}]}}]}',
+    "raw newline": b'{"candidates":[{"content":{"parts":[{"text":"' + b"x\n" * 200 + b'"}]}}]}',
+    "not UTF-8": b'{"candidates":[{"content":{"parts":[{"text":"' + b"\xff" * 300 + b'"}]}}]}',
+    "array": b"[" + b"1," * 200 + b"1]",
+    "NaN": b'{"a":[' + b"NaN," * 100 + b"1]}",
+}
+
+
+@settings(max_examples=60, deadline=None)
+@given(kind=st.sampled_from(sorted(LARGE)), cuts=st.lists(st.integers(0, 2000), max_size=8))
+def test_a_large_element_is_read_the_same_under_any_split(kind: str, cuts: list[int]) -> None:
+    """An element larger than what is held whole goes out as it comes, and one that turns
+    out not to be a JSON object ends the stream after it, however the stream is split
+    (found by review: in one chunk it was refused, in two sent on unchecked)."""
+    stream = b"[" + _HEAD + b"," + LARGE[kind] + b"," + _HEAD + b"]"
+    results = []
+    for chunks in ([stream], split(stream, cuts)):
+        t = JsonArrayToSSE(adapter_for("gemini"), Meter(), 200)
+        results.append((run(t, chunks), t.meter.reports[0].unread_kind))
+    assert results[0] == results[1]
+    out, unread = results[0]
+    assert (unread == "broken_stream") is (kind != "object")
+    assert (b"upstream stream broken" in out) is (kind != "object")
