@@ -36,6 +36,7 @@ class StreamReply(ReplyTranslator):
         self._blocks: dict[int, tuple[str, int]] = {}   # Anthropic index -> (kind, tool index)
         self._tools = 0
         self._argued: set[int] = set()   # the tool calls whose argument text went out
+        self._stopped: set[int] = set()  # the content blocks stopped (no delta may follow)
         self._json: list[str] = []   # the JSON-mode tool input held until its block stops
         self._json_size = 0
         self._usage: dict[str, Any] = {}
@@ -156,6 +157,8 @@ class StreamReply(ReplyTranslator):
             self._ended = True
             return out + DONE
         index = ev.get("index")   # content_block_stop
+        if isinstance(index, int):
+            self._stopped.add(index)
         blk, tool = self._blocks.get(index, ("", 0)) if isinstance(index, int) else ("", 0)
         if blk == "tool":
             return self._no_arguments([tool])
@@ -243,6 +246,8 @@ class StreamReply(ReplyTranslator):
         kind = delta.get("type") if isinstance(delta, dict) else None
         if block is None or kind is None:
             raise _Unreadable("a misplaced content_block_delta")
+        if index in self._stopped:   # (a call's "{}" may have gone out: found by review)
+            raise _Unreadable("a content_block_delta after its block stopped")
         blk, tool = block
         if blk == "text" and kind == "text_delta" and isinstance(delta.get("text"), str):
             return self._chunk({"content": delta["text"]}) if delta["text"] else b""

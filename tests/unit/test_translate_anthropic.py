@@ -889,3 +889,18 @@ def test_a_lone_surrogate_stays_escaped_and_deep_json_is_unreadable() -> None:
     tr = reply_translator(400, "application/json", WHOLE_CTX)   # an error body that deep
     tr.feed(DEEP)
     assert "error" in json.loads(tr.finish())
+
+
+def test_a_delta_after_its_block_stopped_ends_the_stream_with_an_error() -> None:
+    """Found by review: an argument delta after its call's block stopped (after the "{}"
+    the stop carries) reached the client as arguments `{}{"a":1}`, not JSON; a text delta
+    after its block stopped is as far outside the protocol. The stream ends with an error
+    event instead."""
+    late = _stream_of(START, _tool_start(0), _block_stop(0), _piece(0, '{"a":1}'), *TOOL_STOP)
+    out = _run(late, [], 200, "text/event-stream", CTX, None)
+    events = _events(out)
+    assert isinstance(events[-1], dict) and "error" in events[-1], events[-1]
+    args = "".join(call["function"]["arguments"] for ev in events
+                   if isinstance(ev, dict) and ev.get("choices")
+                   for call in ev["choices"][0]["delta"].get("tool_calls") or [])
+    assert args == "{}"
