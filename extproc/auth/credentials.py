@@ -206,24 +206,45 @@ _KEY_REASON = re.compile(rb'"reason"\s*:\s*"API_KEY_[A-Z_]*"')
 #: the account ids providers write in their error messages, and what each becomes: an
 #: OpenAI organization or project id (`Rate limit reached for gpt-4o in organization
 #: org-...`), Anthropic's organization id (`the rate limit for your organization (<uuid>)`),
-#: a Google project number (`for consumer 'project_number:123...'`, `projects/123...`)
+#: a Google project number (`for consumer 'project_number:123...'`, `projects/123...`, `has
+#: not been used in project 123...`, `?project=123...`, `on project #123...`,
+#: `"containerInfo": "123..."`)
 _ACCOUNT_IDS: tuple[tuple[re.Pattern[bytes], bytes], ...] = (
     (re.compile(rb"\b((?:org|proj)[-_])[A-Za-z0-9]{16,40}\b"), rb"\1<redacted>"),
     (re.compile(rb"(organization\W{0,4})[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                 rb"[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"), rb"\1<redacted>"),
-    (re.compile(rb"(project_number:|projects/)[0-9]{4,20}"), rb"\1<redacted>"),
+    (re.compile(rb"(project_number:|projects/|\bproject #?|[?&]project=|"
+                rb'"containerInfo"\s{0,4}:\s{0,4}")[0-9]{4,20}'), rb"\1<redacted>"),
 )
 #: the most bytes of a body that `_KEY_REASON` or an account id matches across a cut
 _KEY_REASON_BYTES = 64
 
 
-def redact_accounts(data: bytes) -> bytes:
-    """`data` with the account ids a provider's error message names replaced
-    (`_ACCOUNT_IDS`): where the gateway injects its credential, the account is the
-    operator's, as the reply headers that name it are (`ACCOUNT_REPLY_HEADERS`)."""
-    for pattern, replacement in _ACCOUNT_IDS:
-        data = pattern.sub(replacement, data)
-    return data
+def redact_accounts(data: bytes, upto: int | None = None) -> tuple[bytes, int]:
+    """`data[:cut]` with the account ids a provider's error message names replaced
+    (`_ACCOUNT_IDS`: where the gateway injects its credential, the account is the
+    operator's, as the reply headers that name it are: `ACCOUNT_REPLY_HEADERS`), and `cut`:
+    `upto` (default: all of it), moved back to the start of an id that reaches it (it may go
+    on in what follows, so it waits whole). The ids are found in all of `data`, so any cut
+    of a body gives what the whole body gives (found by review: ids redacted early at a
+    cut let their rest out)."""
+    cut = len(data) if upto is None else upto
+    spans = sorted((m.start(), m.end(), m.expand(replacement))
+                   for pattern, replacement in _ACCOUNT_IDS for m in pattern.finditer(data))
+    if upto is not None:
+        for start, end, _ in reversed(spans):
+            if start < cut <= end:
+                cut = start
+    out: list[bytes] = []
+    pos = 0
+    for start, end, replacement in spans:
+        if end > cut:
+            break
+        if start >= pos:
+            out += (data[pos:start], replacement)
+            pos = end
+    out.append(data[pos:cut])
+    return b"".join(out), cut
 
 
 class CredentialNamed(BodyTransform):
@@ -243,20 +264,23 @@ class CredentialNamed(BodyTransform):
     whole_body = True
     parts_ok = True
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, google: bool = False) -> None:
+        """`google`: the key is Google's (a Gemini or Vertex route or backend), whose
+        refusal of it is read from the reply (`_KEY_REASON`)."""
         self.secret = secret.encode()
+        self.google = google
         self._tail = b""
 
     def feed(self, chunk: bytes) -> bytes:
-        data = self._tail + chunk
+        data = self._tail + chunk    # (as it came: the key is looked for whole in it)
         self._check(data)
-        data = redact_accounts(data)   # (an id cut at the end waits in the tail)
         keep = max(len(self.secret), _KEY_REASON_BYTES) - 1
-        if keep <= 0 or len(data) <= keep:
-            self._tail = data if keep > 0 else b""
-            return b"" if keep > 0 else data
-        self._tail = data[len(data) - keep:]
-        return data[:len(data) - keep]
+        if len(data) <= keep:
+            self._tail = data
+            return b""
+        out, cut = redact_accounts(data, len(data) - keep)
+        self._tail = data[cut:]
+        return out
 
     @property
     def held_bytes(self) -> int:
@@ -265,11 +289,12 @@ class CredentialNamed(BodyTransform):
     def finish(self) -> bytes:
         data, self._tail = self._tail, b""
         self._check(data)
-        return redact_accounts(data)
+        return redact_accounts(data)[0]
 
     def _check(self, data: bytes) -> None:
-        found = _KEY_REASON.search(data)
-        if found is not None:   # the key refused: as a 401 is
+        found = _KEY_REASON.search(data) if self.google else None
+        if found is not None:   # the key refused: as a 401 is (only Google says it so: from
+            # another upstream the words may be a client's text it echoes, found by review)
             _refused(found.group().rsplit(b'"', 2)[-2].decode())
         if self.secret and self.secret in data:
             log.error("the provider's error reply names the route's upstream_credential: "
@@ -279,14 +304,16 @@ class CredentialNamed(BodyTransform):
                          "key", details="extproc_upstream_credential_named")
 
 
-def credential_transform(status: int, secret: str) -> BodyTransform | None:
+def credential_transform(status: int, secret: str, provider: str = ""
+                         ) -> BodyTransform | None:
     """The transform of a provider's error reply to a request carrying the injected key
-    `secret`: a 401 is about that key and names it (`CredentialRefused`); another error is
-    passed on unless it names it (`CredentialNamed`); a success is left alone."""
+    `secret` of `provider`: a 401 is about that key and names it (`CredentialRefused`);
+    another error is passed on unless it names it or is Google's refusal of it
+    (`CredentialNamed`); a success is left alone."""
     if status == 401:
         return CredentialRefused()
     if status >= 400:
-        return CredentialNamed(secret)
+        return CredentialNamed(secret, google=provider in ("gemini", "vertex"))
     return None
 
 

@@ -187,7 +187,8 @@ class Authenticate(Policy):
         withheld only if it names the key (`credential_transform`)."""
         if self.credential is None:
             return None
-        return credential_transform(ex.status, self.credential.secret.value())
+        return credential_transform(ex.status, self.credential.secret.value(),
+                                    self.credential.provider)
 
     def _grant(self, identity: Identity) -> _Grant:
         """What an identity adds to every request: forwarded claims and metadata."""

@@ -250,8 +250,8 @@ class FrontModels(_FrontPolicy):
             else None
         # an error to the key the front injects: a 401's body withheld (it names the key),
         # another's withheld if it names it, before it is translated (`credential_transform`)
-        named = credential_transform(ex.status, credential.secret.value()) \
-            if credential is not None else None
+        named = credential_transform(ex.status, credential.secret.value(),
+                                     credential.provider) if credential is not None else None
         if isinstance(named, CredentialRefused):
             return named
         if st is None or st.translator is None:

@@ -211,7 +211,7 @@ def test_the_reason_is_found_across_any_cut_of_the_body() -> None:
     from extproc.auth.credentials import CredentialNamed
     from extproc.policy import Reject
     for cut in range(1, len(INVALID_KEY)):
-        named = CredentialNamed(GEMINI_KEY)
+        named = CredentialNamed(GEMINI_KEY, google=True)
         with pytest.raises(Reject):
             named.feed(INVALID_KEY[:cut])
             named.feed(INVALID_KEY[cut:])
@@ -238,16 +238,61 @@ ACCOUNT_ERRORS = [
 ]
 
 
+ACCOUNT_ERRORS += [   # Google's SERVICE_DISABLED and BILLING_DISABLED (found by review)
+    (json.dumps({"error": {"code": 403, "message": "Generative Language API has not been used "
+                           "in project 123456789012 before or it is disabled. Enable it by "
+                           "visiting https://console.developers.google.com/apis/api/"
+                           "generativelanguage.googleapis.com/overview?project=123456789012 "
+                           "then retry.", "status": "PERMISSION_DENIED",
+                           "details": [{"reason": "SERVICE_DISABLED", "metadata": {
+                               "consumer": "projects/123456789012",
+                               "containerInfo": "123456789012"}}]}}).encode(),
+     [b"123456789012"]),
+    (b'{"error":{"code":403,"message":"This API method requires billing to be enabled. '
+     b'Please enable billing on project #123456789012 by visiting ..."}}', [b"123456789012"]),
+]
+
+
 @pytest.mark.parametrize(("body", "ids"), ACCOUNT_ERRORS)
-def test_account_ids_in_an_error_are_redacted_across_any_cut(body: bytes,
-                                                             ids: list[bytes]) -> None:
+def test_account_ids_in_an_error_are_redacted_the_same_across_any_cut(
+        body: bytes, ids: list[bytes]) -> None:
     from extproc.auth.credentials import CredentialNamed
-    for cut in range(0, len(body) + 1, 3):
+    named = CredentialNamed(GEMINI_KEY)
+    whole = named.feed(body) + named.finish()
+    assert b"<redacted>" in whole and json.loads(whole)
+    for account in ids:
+        assert account not in whole
+    for cut in range(len(body) + 1):   # (found by review: an id cut in two let its rest out)
         named = CredentialNamed(GEMINI_KEY)
-        out = named.feed(body[:cut]) + named.feed(body[cut:]) + named.finish()
-        for account in ids:
-            assert account not in out, cut
-        assert b"<redacted>" in out and json.loads(out)
+        assert named.feed(body[:cut]) + named.feed(body[cut:]) + named.finish() == whole, cut
+
+
+def test_a_key_shaped_like_an_account_id_is_found_across_any_cut() -> None:
+    """An OpenAI project key (`sk-proj-...`) holds an id's shape: redacting it at a cut hid
+    the key from the check, and its rest went out (found by review)."""
+    from extproc.auth.credentials import CredentialNamed
+    from extproc.policy import Reject
+    key = "sk-proj-Ab12Cd34Ef56Gh78Ij90Kl12Mn34Op56Qr78St90Uv12Wx34Yz56"
+    body = (b'{"error": {"message": "The API key ' + key.encode()
+            + b' has been disabled.", "type": "invalid_request_error"}}')
+    for cut in range(len(body) + 1):
+        named = CredentialNamed(key)
+        sent = b""
+        with pytest.raises(Reject):
+            sent += named.feed(body[:cut])
+            sent += named.feed(body[cut:])
+            named.finish()
+        assert key[8:20].encode() not in sent, cut
+
+
+def test_only_google_routes_read_a_key_refusal_from_the_body() -> None:
+    """Another upstream may echo a client's text that spells Google's reason: that is the
+    client's error, not the key's (found by review)."""
+    from extproc.auth.credentials import credential_transform
+    echo = b'{"detail": [{"input": {"reason": "API_KEY_INVALID"}, "msg": "bad"}]}'
+    named = credential_transform(422, "sk-key", "openai")
+    assert named is not None
+    assert named.feed(echo) + named.finish() == echo
 
 
 @pytest.mark.parametrize("front", [False, True])
