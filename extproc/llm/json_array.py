@@ -54,6 +54,7 @@ class _JsonArray(BodyTransform):
         self._pruner: JsonPruner | None = None   # reading an element passing in parts
         self._utf8 = codecs.getincrementaldecoder("utf-8")()   # ... and its text
         self._not_utf8 = False
+        self._top = b""
         self.count = 0                  # the elements seen so far (whole or in parts)
 
     def _break(self, why: str) -> None:
@@ -102,6 +103,9 @@ class _JsonArray(BodyTransform):
                                       strict=True)
             self._utf8 = codecs.getincrementaldecoder("utf-8")()
             self._not_utf8 = False
+            self._top = b""   # its first byte but spaces: `{` for an object
+        if not self._top:
+            self._top = part.data.lstrip(b" \t\r\n")[:1]
         self._pruner.feed(part.data)
         try:
             self._utf8.decode(part.data, final=part.last)
@@ -114,6 +118,8 @@ class _JsonArray(BodyTransform):
         doc = pruner.finish()
         if self._not_utf8:
             why: str | None = "not UTF-8"
+        elif self._top != b"{":   # (known from its first byte, whatever limit came after)
+            why = "not an object"
         elif pruner.invalid:
             why = "not valid JSON"
         elif pruner.error is None and not isinstance(doc, dict):
@@ -121,8 +127,10 @@ class _JsonArray(BodyTransform):
                 else "not an object"
         else:
             why = None
-        if why is None:
-            self.acc.see_large(doc, None, f"an array element larger than {self.max} bytes")
+        if why is None:   # (a reader's limit hit: what followed it was not checked, and
+            # no later report may stand for it)
+            self.acc.see_large(doc, None, f"an array element larger than {self.max} bytes",
+                               sticky=pruner.error is not None)
         return why
 
     def _end(self) -> str | None:

@@ -162,14 +162,20 @@ class StreamReport:
         if not self.cumulative:
             self._lost = True
 
-    def see_large(self, doc: Any, event: str | None, reason: str) -> None:
+    def see_large(self, doc: Any, event: str | None, reason: str,
+                  sticky: bool = False) -> None:
         """An event too large to hold went by (`reason`), read for the fields at the
         adapter's `event_paths` only: `doc` is what they make of it, read as the whole event
         would be; None when it was not whole, valid JSON (or a field was too large), and
-        then, without a report after it, the usage is unread."""
+        then, without a report after it, the usage is unread. With non-cumulative usage (or
+        `sticky`: what went by was not read to its end) a later report cannot stand for it,
+        and the usage stays unread (found by review: a large `message_start` not read was
+        forgiven by `message_delta`'s output count)."""
         if doc is None:
             self._skipped = reason
             self._reported = False
+            if sticky or not self.cumulative:
+                self._lost = True
             return
         self.see(json.dumps(doc), event)
 

@@ -22,11 +22,24 @@ from extproc.providers.value_refs import KeyRef, value_slots
 
 
 def load_json(data: str | bytes) -> Any:
-    """Parse JSON, or None when it is not JSON (including absurdly deep nesting)."""
+    """Parse JSON, or None when it is not JSON (including absurdly deep nesting). An integer
+    longer than Python reads (4,300 digits) is JSON too: read as a float (found by review: a
+    long number in a tool's arguments made the usage report beside it unreadable)."""
     try:
         return json.loads(data)
+    except ValueError as exc:
+        if "integer string conversion" not in str(exc):
+            return None
+    except (TypeError, RecursionError):
+        return None
+    try:
+        return json.loads(data, parse_int=_long_int)
     except (ValueError, TypeError, RecursionError):
         return None
+
+
+def _long_int(text: str) -> int | float:
+    return int(text) if len(text) <= 4000 else float(text)
 
 
 def json_bytes(obj: Any) -> bytes:

@@ -632,3 +632,47 @@ def test_a_large_element_is_read_the_same_under_any_split(kind: str, cuts: list[
     out, unread = results[0]
     assert (unread == "broken_stream") is (kind != "object")
     assert (b"upstream stream broken" in out) is (kind != "object")
+
+
+@pytest.mark.parametrize(("element", "kind"), [
+    (b"9" * 5000, "broken_stream"),                          # no object, past a limit
+    (b"[" * 520 + b"]" * 520, "broken_stream"),
+    (b'{"a": ' + b"9" * 5000 + b" @@@}", "oversized_event"),  # garbage past a limit
+    (b'{"a": [' + b"{}," * 8400 + b"{}]}", "oversized_event"),  # valid, past the tokens
+])
+def test_a_large_element_past_the_readers_limits_is_never_forgiven(element: bytes,
+                                                                    kind: str) -> None:
+    """Found by review: past a reader's limit the rest of an element went unchecked and a
+    later usage report cleared it. A top value that is no object is known from its first
+    byte (the stream ends); otherwise the usage stays unread whatever follows."""
+    stream = b"[" + _HEAD + b"," + element + b"," + _HEAD + b"]"
+    t = JsonArrayToSSE(adapter_for("gemini"), Meter(), 2048)
+    out = run(t, [stream[i:i + 1000] for i in range(0, len(stream), 1000)])
+    assert t.meter.reports[0].unread_kind == kind
+    assert (b"upstream stream broken" in out) is (kind == "broken_stream")
+
+
+def test_a_large_unread_report_of_non_cumulative_usage_stays_unread() -> None:
+    """Anthropic's message_start, larger than max_event_bytes and not JSON, was forgiven by
+    message_delta's count under some splits (found by review)."""
+    start = ('{"type": "message_start", "message": {"id": "m", "usage": {"input_tokens": '
+             '2500, "output_tokens": 1}, "pad": "' + "x" * 600 + '"}')   # one } missing
+    data = (f"event: message_start\ndata: {start}\n\n"
+            'event: message_delta\ndata: {"type": "message_delta", "delta": {}, '
+            '"usage": {"output_tokens": 7}}\n\n').encode()
+    for size in (len(data), 100):
+        observer = SSEObserver(adapter_for("anthropic"), Meter(), False, 256)
+        run(observer, [data[i:i + size] for i in range(0, len(data), size)])
+        assert observer.meter.reports[0].unread is not None, size
+
+
+def test_a_long_number_beside_the_usage_leaves_it_readable() -> None:
+    """JSON numbers of any length: Python's json refuses integers past 4,300 digits, which
+    made the report unreadable (found by review)."""
+    last = (b'{"candidates":[{"content":{"parts":[{"functionCall":{"name":"f","args":{"n":'
+            + b"9" * 4400 + b'}}}]},"finishReason":"STOP"}],'
+            b'"usageMetadata":{"promptTokenCount":5,"candidatesTokenCount":9}}')
+    t = JsonArrayObserver(adapter_for("gemini"), Meter(), 1 << 20)
+    run(t, [b"[" + _HEAD + b"," + last + b"]"])
+    (report,) = t.meter.reports
+    assert report.usage.output_tokens == 9 and report.unread is None
