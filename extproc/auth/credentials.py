@@ -202,7 +202,7 @@ def _refused(why: str) -> NoReturn:
 #: `API_KEY_SERVICE_BLOCKED`, `API_KEY_IP_ADDRESS_BLOCKED` ... in a 403): with the key the
 #: gateway injects, the operator's to fix, not the client's (found by review: the client got
 #: "API key not valid" as a 400)
-_KEY_REASON = re.compile(rb'"reason"\s*:\s*"API_KEY_[A-Z_]*"')
+_KEY_REASON = re.compile(rb'"reason"\s{0,8}:\s{0,8}"API_KEY_[A-Z_]{0,40}"')
 #: the account ids providers write in their error messages, and what each becomes: an
 #: OpenAI organization or project id (`Rate limit reached for gpt-4o in organization
 #: org-...`), Anthropic's organization id (`the rate limit for your organization (<uuid>)`),
@@ -216,32 +216,39 @@ _ACCOUNT_IDS: tuple[tuple[re.Pattern[bytes], bytes], ...] = (
     (re.compile(rb"(project_number:|projects/|\bproject #?|[?&]project=|"
                 rb'"containerInfo"\s{0,4}:\s{0,4}")[0-9]{4,20}'), rb"\1<redacted>"),
 )
-#: the most bytes of a body that `_KEY_REASON` or an account id matches across a cut
-_KEY_REASON_BYTES = 64
+#: the most bytes of a body that `_KEY_REASON` or an account id matches (each bounded, so
+#: that a body cut anywhere is read as it is whole: found by review)
+_KEY_REASON_BYTES = 96
 
 
-def redact_accounts(data: bytes, upto: int | None = None) -> tuple[bytes, int]:
-    """`data[:cut]` with the account ids a provider's error message names replaced
+def redact_accounts(data: bytes, upto: int | None = None, start: int = 0
+                    ) -> tuple[bytes, int]:
+    """`data[start:cut]` with the account ids a provider's error message names replaced
     (`_ACCOUNT_IDS`: where the gateway injects its credential, the account is the
     operator's, as the reply headers that name it are: `ACCOUNT_REPLY_HEADERS`), and `cut`:
     `upto` (default: all of it), moved back to the start of an id that reaches it (it may go
-    on in what follows, so it waits whole). The ids are found in all of `data`, so any cut
-    of a body gives what the whole body gives (found by review: ids redacted early at a
-    cut let their rest out)."""
+    on in what follows, so it waits whole). The ids are found in all of `data` from `start`
+    (`data[:start]`: what was released before it, which their word boundaries see), so any
+    cut of a body gives what the whole body gives (found by review: ids redacted early at a
+    cut let their rest out). Overlapping ids are redacted together."""
     cut = len(data) if upto is None else upto
     spans = sorted((m.start(), m.end(), m.expand(replacement))
-                   for pattern, replacement in _ACCOUNT_IDS for m in pattern.finditer(data))
+                   for pattern, replacement in _ACCOUNT_IDS
+                   for m in pattern.finditer(data, start))
     if upto is not None:
-        for start, end, _ in reversed(spans):
-            if start < cut <= end:
-                cut = start
+        for first, end, _ in reversed(spans):
+            if first < cut <= end:
+                cut = first
     out: list[bytes] = []
-    pos = 0
-    for start, end, replacement in spans:
+    pos = start
+    for first, end, replacement in spans:
         if end > cut:
             break
-        if start >= pos:
-            out += (data[pos:start], replacement)
+        if first >= pos:
+            out += (data[pos:first], replacement)
+            pos = end
+        elif end > pos:   # (overlapping the one before: its rest goes too)
+            out.append(b"<redacted>")
             pos = end
     out.append(data[pos:cut])
     return b"".join(out), cut
@@ -270,6 +277,7 @@ class CredentialNamed(BodyTransform):
         self.secret = secret.encode()
         self.google = google
         self._tail = b""
+        self._before = b""   # the last byte released (the ids' word boundaries see it)
 
     def feed(self, chunk: bytes) -> bytes:
         data = self._tail + chunk    # (as it came: the key is looked for whole in it)
@@ -278,7 +286,12 @@ class CredentialNamed(BodyTransform):
         if len(data) <= keep:
             self._tail = data
             return b""
-        out, cut = redact_accounts(data, len(data) - keep)
+        before = self._before
+        out, cut = redact_accounts(before + data, len(before) + len(data) - keep,
+                                   len(before))
+        cut -= len(before)
+        if cut > 0:
+            self._before = data[cut - 1:cut]
         self._tail = data[cut:]
         return out
 
@@ -289,7 +302,7 @@ class CredentialNamed(BodyTransform):
     def finish(self) -> bytes:
         data, self._tail = self._tail, b""
         self._check(data)
-        return redact_accounts(data)[0]
+        return redact_accounts(self._before + data, None, len(self._before))[0]
 
     def _check(self, data: bytes) -> None:
         found = _KEY_REASON.search(data) if self.google else None

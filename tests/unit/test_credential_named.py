@@ -304,3 +304,32 @@ async def test_a_google_quota_error_reaches_the_client_without_the_project_numbe
     out = replacement(tail[0])
     assert out is not None and b"123456789012" not in out
     assert b"Quota exceeded" in out
+
+
+TRICKY = [   # found by review: ids beside text, ids overlapping, a reason spaced out
+    b'{"error":{"message":"xorg-AbCdEfGhIjKlMnOporganization (1b2c3d4e-1234-5678-9abc-'
+    b'def012345678) ' + b"." * 60 + b'"}}',
+    b'{"error":{"message":"x_org-organizationprojects/123456789012 ' + b"." * 60 + b'"}}',
+    b'{"error":{"message":"model xorg-AbCdEfGhIjKlMnOpQrStUvWx not found ' + b"." * 60 + b'"}}',
+    b'{"error":{"message":"in org-AbCdEfGhIjKlMnOpQrprojects/123456789012 ' + b"." * 50
+    + b'"}}',
+    b'{"error":{"details":[{"reason"' + b" " * 80 + b': "API_KEY_INVALID"}]}}',
+]
+
+
+@pytest.mark.parametrize("body", TRICKY)
+def test_any_split_of_an_error_body_gives_the_whole_bodys_output(body: bytes) -> None:
+    from extproc.auth.credentials import CredentialNamed
+    from extproc.policy import Reject
+
+    def outcome(parts: list[bytes]) -> bytes | str:
+        named = CredentialNamed(GEMINI_KEY, google=True)
+        try:
+            return b"".join(named.feed(p) for p in parts) + named.finish()
+        except Reject:
+            return "refused"
+    whole = outcome([body])
+    assert whole == "refused" or b"123456789012" not in whole
+    for cut in range(len(body) + 1):
+        assert outcome([body[:cut], body[cut:]]) == whole, cut
+    assert outcome([body[i:i + 1] for i in range(len(body))]) == whole
