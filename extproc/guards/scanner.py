@@ -158,9 +158,11 @@ class Scanner:
         `find(text)` may still start there when it continues a match begun before `start`.
         `folded`: `fold(text)`, when the caller has it (a streaming masker folds each piece
         once)."""
-        if self._any_char is None:
+        any_char = self._any_char
+        if any_char is None:
             return True
-        if self._may(text, start):
+        if any_char.search(text, start) is not None \
+                and any(need.search(text, start) is not None for need in self._any_need):
             return True
         if folded is None:
             folded = self.folded(text)

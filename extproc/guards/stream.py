@@ -116,13 +116,15 @@ class StreamMasker:
             self._check()
         if not text:
             return ""
-        left = self._left
-        window, c = left + self._buf + text, len(left)
+        left, buf = self._left, self._buf
+        window, c = left + buf + text, len(left)
         fwindow = window          # its fold (`_folding`): the same object while none differs
         if self._folding:
-            ftext = fold(text)
-            if ftext is not text or self._fleft is not left or self._fbuf is not self._buf:
-                fwindow = self._fleft + self._fbuf + ftext
+            fleft, fbuf = self._fleft, self._fbuf
+            if not text.isascii() or fleft is not left or fbuf is not buf:
+                ftext = fold(text)
+                if ftext is not text or fleft is not left or fbuf is not buf:
+                    fwindow = fleft + fbuf + ftext
         may_match = self._may_match
         if may_match is None or self._at_span or (
                 may_match(window, c, fwindow) if self._folding else may_match(window, c)):
@@ -138,8 +140,13 @@ class StreamMasker:
             hold = c
         if hold < n - self.bound:
             hold = n - self.bound
-        self._left_as(window, fwindow, hold - self.context if hold > self.context else 0, hold)
-        self._hold_from(window, fwindow, hold)
+        lo = hold - self.context if hold > self.context else 0
+        if fwindow is window:   # (every chunk of most streams: nothing folds)
+            self._left = self._fleft = window[lo:hold]
+            self._buf = self._fbuf = window[hold:]
+        else:
+            self._left_as(window, fwindow, lo, hold)
+            self._hold_from(window, fwindow, hold)
         return window[c:hold]
 
     def finish(self) -> str:
