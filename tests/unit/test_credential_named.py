@@ -77,19 +77,42 @@ async def _answer(front: bool, stream: bool, status: int, body: bytes) -> tuple[
     return head, tail
 
 
+# found by review: Google answers an invalid (or restricted) API key with a 400 (a 403)
+# whose message blames the caller; with the key the gateway injects, that is the operator's
+# to fix, and the client gets the 502 a 401 gets
+INVALID_KEY = json.dumps({"error": {
+    "code": 400, "message": "API key not valid. Please pass a valid API key.",
+    "status": "INVALID_ARGUMENT",
+    "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                 "reason": "API_KEY_INVALID", "domain": "googleapis.com",
+                 "metadata": {"service": "generativelanguage.googleapis.com"}}]}},
+    indent=2).encode()
+
+#: an error about the injected key: (status, body, what the 502 says, what it withholds,
+#: its details)
+ABOUT_THE_KEY = {
+    "names it": (403, SUSPENDED, b"names the gateway's credential", GEMINI_KEY.encode(),
+                 "extproc_upstream_credential_named"),
+    "refuses it": (400, INVALID_KEY, b"refused the gateway's credential",
+                   b"API key not valid", "extproc_upstream_credential_refused"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ABOUT_THE_KEY))
 @pytest.mark.parametrize("front", [False, True])
 @pytest.mark.parametrize("stream", [False, True])
-async def test_an_error_naming_the_injected_key_is_withheld(
-        front: bool, stream: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_an_error_about_the_injected_key_is_the_gateways_502(
+        case: str, front: bool, stream: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    status, error, says, withheld, details = ABOUT_THE_KEY[case]
     monkeypatch.setenv("FAKE_GEMINI_KEY", GEMINI_KEY)
-    head, tail = await _answer(front, stream, 403, SUSPENDED)
+    head, tail = await _answer(front, stream, status, error)
     # the headers wait for the body's verdict (the whole body is asked for)
     assert head[0].mode_override.response_body_mode == P.BUFFERED
     (refused,) = tail
     assert refused.immediate_response.status.code == 502
     body = refused.immediate_response.body
-    assert GEMINI_KEY.encode() not in body and b"names the gateway's credential" in body
-    assert refused.immediate_response.details == "extproc_upstream_credential_named"
+    assert withheld not in body and says in body
+    assert refused.immediate_response.details == details
 
 
 @pytest.mark.parametrize("front", [False, True])
@@ -180,31 +203,6 @@ async def test_an_error_envoy_sends_in_parts_is_read_as_it_comes(
             assert not refused and b"Resource has been exhausted" in out
             if not front:
                 assert out == QUOTA
-
-
-# found by review: Google answers an invalid (or restricted) API key with a 400 (a 403)
-# whose message blames the caller; with the key the gateway injects, that is the operator's
-# to fix, and the client gets the 502 a 401 gets
-INVALID_KEY = json.dumps({"error": {
-    "code": 400, "message": "API key not valid. Please pass a valid API key.",
-    "status": "INVALID_ARGUMENT",
-    "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                 "reason": "API_KEY_INVALID", "domain": "googleapis.com",
-                 "metadata": {"service": "generativelanguage.googleapis.com"}}]}},
-    indent=2).encode()
-
-
-@pytest.mark.parametrize("front", [False, True])
-@pytest.mark.parametrize("stream", [False, True])
-async def test_googles_refusal_of_the_injected_key_is_the_gateways_502(
-        front: bool, stream: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FAKE_GEMINI_KEY", GEMINI_KEY)
-    _, tail = await _answer(front, stream, 400, INVALID_KEY)
-    (refused,) = tail
-    assert refused.immediate_response.status.code == 502
-    assert b"refused the gateway's credential" in refused.immediate_response.body
-    assert b"API key not valid" not in refused.immediate_response.body
-    assert refused.immediate_response.details == "extproc_upstream_credential_refused"
 
 
 def test_the_reason_is_found_across_any_cut_of_the_body() -> None:

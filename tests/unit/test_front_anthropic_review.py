@@ -15,26 +15,14 @@ Anthropic route (found by review, each failed on the code before its fix):
 from __future__ import annotations
 
 import base64
-import itertools
 import json
 from typing import Any
 
 import pytest
 
-from extproc import loader
-from extproc import protocol as P
-from extproc.exchange import Exchange
 from tests.unit import test_front_usage_unread as fu
-from tests.unit.test_exchange import (
-    immediate,
-    request_body,
-    request_headers,
-    response_body,
-    response_headers,
-    send,
-)
+from tests.unit.test_front_client_json import front_reply
 
-_ROUTES = (f"frontanth{i}" for i in itertools.count())
 _KEY = {"upstream_credential": {"env": "FAKE_KEY"}}
 
 # ---- drop_unsupported: conversation content and the legacy functions ----------------------
@@ -63,18 +51,7 @@ CONTENT = {
 
 async def _refusal(backend: str, doc: dict[str, Any],
                    monkeypatch: pytest.MonkeyPatch) -> tuple[int, dict[str, Any], str]:
-    monkeypatch.setenv("FAKE_KEY", "k")
-    name = next(_ROUTES)
-    cfg = loader.parse({"routes": [{
-        "name": name, "provider": "openai-compatible", "auth": "none",
-        "backends": {backend: _KEY}, "drop_unsupported": True,
-        "models": [{"model": "front-*", "backend": backend}]}]})
-    ex = Exchange(cfg.route(name), name)
-    await send(ex, request_headers(req_mode=P.BUFFERED, path="/v1/chat/completions"))
-    replies = await send(ex, request_body(json.dumps({**doc, "model": "front-x"}).encode(),
-                                          True))
-    status, body, _, details = immediate(replies[-1])
-    return status, body, details
+    return await front_reply(doc, backend, monkeypatch, drop_unsupported=True)
 
 
 @pytest.mark.parametrize("case", sorted(CONTENT))
@@ -119,36 +96,17 @@ def _frames_with_error(input_tokens: int, thinking: bool = False) -> list[bytes]
     return out
 
 
-async def _charged(route: dict[str, Any], path: str, req: dict[str, Any],
-                   frames: list[bytes], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    monkeypatch.setenv("FAKE_KEY", "k")
-    name = next(_ROUTES)
-    cfg = loader.parse({"routes": [{"name": name, **route, "rate_limits": [{
-        "name": "t", "key": [], "tokens": [{"limit": 10 ** 6, "per": "1d"}]}]}]})
-    r = cfg.route(name)
-    ex = Exchange(r, name)
-    await send(ex, request_headers(req_mode=P.BUFFERED, resp_mode=P.STREAMED, path=path))
-    await send(ex, request_body(json.dumps(req).encode(), True))
-    await send(ex, response_headers(200, **{"content-type": "text/event-stream"}))
-    for i, f in enumerate(frames):
-        await send(ex, response_body(f, i == len(frames) - 1))
-    ex.close()
-    for p in r.finishers:
-        await p.on_finish(ex)
-    return ex.state
-
-
 async def _front_and_native(frames: list[bytes], thinking: bool,
                             monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, Any],
                                                                       dict[str, Any]]:
-    front = await _charged(
+    front = await fu.charged(
         {"provider": "openai-compatible", "auth": "none", "backends": {"anthropic": _KEY},
          "models": [{"model": "front-*", "backend": "anthropic"}]},
         "/v1/chat/completions",
         {"model": "front-x", "stream": True, "max_completion_tokens": fu.ASK,
          "messages": fu.MSG, **({"reasoning_effort": "low"} if thinking else {})},
         frames, monkeypatch)
-    native = await _charged(
+    native = await fu.charged(
         {"provider": "anthropic", "auth": "none", **_KEY}, "/v1/messages",
         {"model": "claude-x", "stream": True, "max_tokens": fu.ASK, "messages": fu.MSG,
          **({"thinking": {"type": "enabled", "budget_tokens": 1999}} if thinking else {})},

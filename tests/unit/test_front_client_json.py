@@ -150,14 +150,16 @@ def test_a_tool_result_nested_too_deep_goes_to_gemini_as_its_text() -> None:
 _ROUTES = (f"cj{i}" for i in itertools.count())
 
 
-async def _front(doc: dict[str, Any], backend: str,
-                 monkeypatch: pytest.MonkeyPatch) -> tuple[int, dict[str, Any], str]:
+async def front_reply(doc: dict[str, Any], backend: str, monkeypatch: pytest.MonkeyPatch,
+                      **route: Any) -> tuple[int, dict[str, Any], str]:
+    """The front's answer to the request `doc` (a refusal's status, body and details), on a
+    route served by `backend`, with `route`'s settings besides."""
     monkeypatch.setenv("FAKE_KEY", "k")
     name = next(_ROUTES)
     cfg = loader.parse({"routes": [{
         "name": name, "provider": "openai-compatible", "auth": "none",
         "backends": {backend: {"upstream_credential": {"env": "FAKE_KEY"}}},
-        "models": [{"model": "front-*", "backend": backend}]}]})
+        "models": [{"model": "front-*", "backend": backend}], **route}]})
     ex = Exchange(cfg.route(name), name)
     await send(ex, request_headers(req_mode=P.BUFFERED, path="/v1/chat/completions"))
     replies = await send(ex, request_body(json.dumps({**doc, "model": "front-x"}).encode(),
@@ -171,7 +173,7 @@ async def _front(doc: dict[str, Any], backend: str,
 async def test_the_front_answers_a_400_in_openai_format(
         backend: str, arguments: str, monkeypatch: pytest.MonkeyPatch) -> None:
     doc = _doc(_call(arguments), {"role": "tool", "tool_call_id": "c1", "content": "ok"})
-    status, body, details = await _front(doc, backend, monkeypatch)
+    status, body, details = await front_reply(doc, backend, monkeypatch)
     assert status == 400, body
     error = body["error"]
     assert error["type"] == "invalid_request_error"

@@ -125,19 +125,16 @@ def _case(backend: str, usage: bool) -> tuple[dict[str, Any], str, list[bytes]]:
     return route, "/v1/chat/completions", frames
 
 
-async def _stream(backend: str, usage: bool, monkeypatch: pytest.MonkeyPatch
-                  ) -> dict[str, Any]:
-    """A whole front stream, served by `backend` with or without its usage counts."""
+async def charged(route: dict[str, Any], path: str, req: dict[str, Any],
+                  frames: list[bytes], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """A whole stream of `frames` on a route like `route` with a token budget, the
+    request `req` sent to `path`: the exchange's state once it is settled."""
     monkeypatch.setenv("FAKE_KEY", "k")
-    route, path, frames = _case(backend, usage)
     rname = next(_ROUTES)
     cfg = loader.parse({"routes": [{"name": rname, **route, "rate_limits": [{
         "name": "t", "key": [], "tokens": [{"limit": 10 ** 6, "per": "1d"}]}]}]})
     r = cfg.route(rname)
     ex = Exchange(r, rname)
-    # (reasoning_effort none: Gemini thinks unseen otherwise, which pays the reservation)
-    req = {"model": "front-x", "stream": True, "max_completion_tokens": ASK,
-           "messages": MSG, **({"reasoning_effort": "none"} if backend == "gemini" else {})}
     await send(ex, request_headers(req_mode=P.BUFFERED, resp_mode=P.STREAMED, path=path))
     await send(ex, request_body(json.dumps(req).encode(), True))
     await send(ex, response_headers(200, **{"content-type": "text/event-stream"}))
@@ -147,6 +144,16 @@ async def _stream(backend: str, usage: bool, monkeypatch: pytest.MonkeyPatch
     for p in r.finishers:
         await p.on_finish(ex)
     return ex.state
+
+
+async def _stream(backend: str, usage: bool, monkeypatch: pytest.MonkeyPatch
+                  ) -> dict[str, Any]:
+    """A whole front stream, served by `backend` with or without its usage counts."""
+    route, path, frames = _case(backend, usage)
+    # (reasoning_effort none: Gemini thinks unseen otherwise, which pays the reservation)
+    req = {"model": "front-x", "stream": True, "max_completion_tokens": ASK,
+           "messages": MSG, **({"reasoning_effort": "none"} if backend == "gemini" else {})}
+    return await charged(route, path, req, frames, monkeypatch)
 
 
 @pytest.mark.parametrize("backend", ["gemini", "anthropic"])
