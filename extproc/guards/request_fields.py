@@ -1,14 +1,17 @@
 """Strings of a request that no model reads but the provider receives, and keeps: stop
 sequences (OpenAI's `stop`, Anthropic's `stop_sequences`, Gemini's `stopSequences`), the
 end-user and cache ids (`user`, `safety_identifier`, `prompt_cache_key`), `metadata`
-(Anthropic's `user_id` in it; OpenAI stores it with the completion), and Vertex `labels`
-(billing labels). They are no prompt, so the adapters' slots leave them out, but a guard
-that keeps an address from the provider must keep it out of them too (sans-IO).
+(Anthropic's `user_id` in it; OpenAI stores it with the completion), Vertex `labels`
+(billing labels), and the user's location a web search tool localises its searches by
+(`web_search_options.user_location` in OpenAI chat, a tool's `user_location` in the
+Responses API and Anthropic's). They are no prompt, so the adapters' slots leave them out,
+but a guard that keeps an address from the provider must keep it out of them too (sans-IO).
 
 Every local guard reads them, the mask guards too, and a match is refused, not masked:
 a masked stop sequence would stop elsewhere, a masked user id would merge users, and the
 client would not know. The request walkers are not involved: these are top-level fields
-(and Gemini's generation config), the same in every adapter that has them.
+(and Gemini's generation config, and the tools' locations), the same in every adapter that
+has them.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ _FIELDS = ("stop", "stop_sequences", "user", "safety_identifier", "prompt_cache_
            "metadata", "labels")
 _CONFIGS = ("generationConfig", "generation_config")
 _CONFIG_FIELDS = ("stopSequences", "stop_sequences")
+#: where a web search tool is told the user's location (free text: city, region)
+_LOCATION = "user_location"
 
 
 def _strings(value: Any, out: list[tuple[str, str]], depth: int = 0) -> None:
@@ -55,6 +60,13 @@ def field_texts(doc: dict[str, Any]) -> list[tuple[str, str]]:
             for field in _CONFIG_FIELDS:
                 if field in config:
                     _strings(config[field], out)
+    options = doc.get("web_search_options")
+    if isinstance(options, dict) and _LOCATION in options:
+        _strings(options[_LOCATION], out)
+    tools = doc.get("tools")
+    for tool in tools if isinstance(tools, list) else ():
+        if isinstance(tool, dict) and _LOCATION in tool:
+            _strings(tool[_LOCATION], out)
     return out
 
 
@@ -71,6 +83,7 @@ def refuse_field_matches(ex: Context, guards: tuple[Guard, ...], stats: dict[str
             stats["rejected"] += 1
             decide(ex, guard.name, "request", "rejected", ",".join(hits))
             raise Reject(400, f"request blocked by guard '{guard.name}': a field sent to the "
-                         f"provider beside the prompt (a stop sequence, a user id, metadata) "
+                         f"provider beside the prompt (a stop sequence, a user id, metadata, a "
+                         f"search location) "
                          f"contains {describe(hits)}, which cannot be masked there without "
                          "changing what it means", details="extproc_guard_rejected")

@@ -4,13 +4,18 @@ reads what it understands and passes over the rest; a field the provider would r
 shape the adapter passes over (a message's content as an object, a text part whose text is
 not a string) would then reach the provider unguarded. Such a body is refused instead (the
 provider would refuse it too): `check(endpoint, body)` says what is wrong, or None. Google's
-repeated fields accept a lone object and are read so (`google._items`); they need no check
-here.
+repeated fields accept a lone object and are read so (`google_prompts.items`); a Content, a
+part or a text in another shape (a list of strings for `parts`, a number for `text`, a
+string for `contents`) is refused. So is a tool's description, or a Responses request's
+`instructions`, or an Anthropic tool result's content, in a shape the adapters pass over
+(found by review: each of them went to the provider unread).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from extproc.providers.values import as_dict
 
 #: a chat message's text fields besides its content: the adapter reads them as strings
 _CHAT_STRINGS = ("refusal", "reasoning_content", "reasoning")
@@ -18,9 +23,14 @@ _TEXT_KEYS = {"text": "text", "input_text": "text", "output_text": "text",
               "refusal": "refusal", "thinking": "thinking"}
 
 
-def _parts(value: Any, where: str, strings: bool) -> str | None:
+#: blocks whose `content` is read as a message's (Anthropic's tool results)
+_NESTED = ("tool_result", "mcp_tool_result")
+
+
+def _parts(value: Any, where: str, strings: bool, depth: int = 0) -> str | None:
     """Content: a string, null, or a list of parts (objects; strings too when `strings`)
-    whose text fields, when present, are strings."""
+    whose text fields, when present, are strings (and a tool result's content, content
+    again)."""
     if value is None or isinstance(value, str):
         return None
     if not isinstance(value, list):
@@ -30,10 +40,43 @@ def _parts(value: Any, where: str, strings: bool) -> str | None:
             continue
         if not isinstance(part, dict):
             return f"{where}[{i}] must be an object"
-        key = _TEXT_KEYS.get(part.get("type")) if isinstance(part.get("type"), str) else None
+        kind = part.get("type") if isinstance(part.get("type"), str) else None
+        key = _TEXT_KEYS.get(kind) if kind is not None else None
         if key is not None and key in part and not isinstance(part[key], str):
             return f"{where}[{i}].{key} must be a string"
+        if kind in _NESTED and depth < 8:
+            error = _parts(part.get("content"), f"{where}[{i}].content", strings, depth + 1)
+            if error:
+                return error
     return None
+
+
+def _strings(body: dict[str, Any], paths: tuple[tuple[str, ...], ...]) -> str | None:
+    """Each field at a path (`*`: every item of a list) that is given is a string: the
+    adapters read only a string there."""
+    for path in paths:
+        holders: list[Any] = [body]
+        for step in path[:-1]:
+            if step == "*":
+                holders = [item for h in holders if isinstance(h, list) for item in h]
+            else:
+                holders = [h.get(step) for h in holders if isinstance(h, dict)]
+        for holder in holders:
+            if isinstance(holder, dict) and holder.get(path[-1]) is not None \
+                    and not isinstance(holder[path[-1]], str):
+                return f"'{'.'.join(path).replace('.*', '[]')}' must be a string"
+    return None
+
+
+#: the fields each endpoint's adapter reads only as strings (beside its messages)
+_STRINGS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "chat.completions": (("tools", "*", "function", "description"),
+                         ("functions", "*", "description"),
+                         ("response_format", "json_schema", "description")),
+    "responses": (("tools", "*", "description"), ("text", "format", "description")),
+    "messages": (("tools", "*", "description"),),
+    "count_tokens": (("tools", "*", "description"),),
+}
 
 
 def _messages(body: dict[str, Any], key: str, strings: bool) -> str | None:
@@ -88,12 +131,84 @@ def _counts(body: dict[str, Any], names: tuple[str, ...]) -> str | None:
     return None
 
 
+# --- Google: Contents, parts and texts, in every request body a Google adapter reads ------
+_GOOGLE = ("generateContent", "streamGenerateContent", "countTokens", "embedContent",
+           "batchEmbedContents")
+
+
+def _listed(value: Any) -> list[Any] | None:
+    """A repeated field as Google reads it (a list, or a lone object), None otherwise."""
+    if isinstance(value, list):
+        return value
+    return [value] if isinstance(value, dict) else None
+
+
+def _google_content(value: Any, where: str) -> str | None:
+    """A Content (an object whose parts are objects with a string text), or a bare string
+    (read as one text), or null."""
+    if value is None or isinstance(value, str):
+        return None
+    if not isinstance(value, dict):
+        return f"{where} must be a Content object"
+    if value.get("parts") is None:
+        return None
+    parts = _listed(value["parts"])
+    if parts is None:
+        return f"{where}.parts must be a list of parts"
+    for i, part in enumerate(parts):
+        if not isinstance(part, dict):
+            return f"{where}.parts[{i}] must be an object"
+        if part.get("text") is not None and not isinstance(part["text"], str):
+            return f"{where}.parts[{i}].text must be a string"
+    return None
+
+
+def _google_request(body: dict[str, Any], where: str) -> str | None:
+    for key in ("systemInstruction", "system_instruction", "content"):
+        error = _google_content(body.get(key), where + key)
+        if error:
+            return error
+    if body.get("contents") is not None:
+        contents = _listed(body["contents"])
+        if contents is None:
+            return f"'{where}contents' must be a list of Contents"
+        for i, content in enumerate(contents):
+            error = _google_content(content, f"{where}contents[{i}]")
+            if error:
+                return error
+    for tool in _listed(body.get("tools")) or ():
+        for name in ("functionDeclarations", "function_declarations"):
+            for i, declaration in enumerate(_listed(as_dict(tool).get(name)) or ()):
+                if as_dict(declaration).get("description") is not None \
+                        and not isinstance(declaration["description"], str):
+                    return f"{where}tools[].{name}[{i}].description must be a string"
+    return None
+
+
+def _google(body: dict[str, Any]) -> str | None:
+    """The request, a countTokens' inner request and a batch's requests, as the Google
+    adapters read them whatever the path says."""
+    error = _google_request(body, "")
+    for key in ("generateContentRequest", "generate_content_request"):
+        if error is None and isinstance(body.get(key), dict):
+            error = _google_request(body[key], key + ".")
+    if error is None and body.get("requests") is not None:
+        requests = _listed(body["requests"])
+        if requests is None or not all(isinstance(r, dict) for r in requests):
+            return "'requests' must be a list of objects"
+        for i, request in enumerate(requests):
+            error = error or _google_request(request, f"requests[{i}].")
+    return error
+
+
 def check(endpoint: str, body: dict[str, Any]) -> str | None:
     """What is wrong with the shape of a request's text fields or of the counts budgets
     reserve by, or None."""
-    error = _counts(body, _COUNTS.get(endpoint, ()))
+    error = _counts(body, _COUNTS.get(endpoint, ())) or _strings(body, _STRINGS.get(endpoint, ()))
     if error:
         return error
+    if endpoint in _GOOGLE:
+        return _google(body)
     if endpoint == "chat.completions":
         return _messages(body, "messages", strings=True)
     if endpoint in ("messages", "count_tokens"):
@@ -104,18 +219,19 @@ def check(endpoint: str, body: dict[str, Any]) -> str | None:
                 return error
         return _messages(body, "messages", strings=False)
     if endpoint == "responses":
-        items = body.get("input")
-        if items is None or isinstance(items, str):
-            return None
-        if not isinstance(items, list):
-            return "'input' must be a string or a list of items"
-        for i, item in enumerate(items):
-            if not isinstance(item, dict):
-                return f"input[{i}] must be an object"
-            if "content" in item:
-                error = _parts(item["content"], f"input[{i}].content", strings=False)
-                if error:
-                    return error
+        for field in ("instructions", "input"):
+            items = body.get(field)
+            if items is None or isinstance(items, str):
+                continue
+            if not isinstance(items, list):
+                return f"'{field}' must be a string or a list of items"
+            for i, item in enumerate(items):
+                if not isinstance(item, dict):
+                    return f"{field}[{i}] must be an object"
+                if "content" in item:
+                    error = _parts(item["content"], f"{field}[{i}].content", strings=False)
+                    if error:
+                        return error
         return None
     if endpoint == "completions":
         return _token_input(body.get("prompt", ""), "prompt")

@@ -211,6 +211,13 @@ SIDE_FIELDS: list[tuple[str, str, dict[str, Any]]] = [
     ("gemini-stop-sequences", "gemini", {"contents": GEMINI_HI, "generationConfig": {
         "stopSequences": [VALUE]}}),
     ("gemini-labels", "gemini", {"contents": GEMINI_HI, "labels": {"owner": EMAIL}}),
+    # the user's location a web search tool searches by: free text the provider acts on
+    # (found by review, 2026-12-07)
+    ("openai-search-location", "openai", {"messages": HI, "web_search_options": {
+        "user_location": {"type": "approximate", "approximate": {"city": VALUE}}}}),
+    ("anthropic-search-location", "anthropic", {"messages": HI, "tools": [
+        {"type": "web_search_20250305", "name": "web_search", "user_location": {
+            "type": "approximate", "city": VALUE, "region": EMAIL}}]}),
 ]
 
 
@@ -226,6 +233,35 @@ def test_a_field_beside_the_prompt_is_refused_before_the_provider(
     message = provider_error(provider, r)
     assert f"blocked by guard '{action}': a field sent to the provider beside the prompt" \
         in message
+    no_fragment(r.content)
+    assert gw.mock.last() == before
+
+
+#: a text where the provider's schema has one, in a shape the adapters pass over (found by
+#: review, 2026-12-07: each went to the provider unread, by mask and reject guards alike)
+SHAPES: list[tuple[str, str, dict[str, Any]]] = [
+    ("gemini-parts-string", "gemini", {"contents": [{"role": "user", "parts": VALUE}]}),
+    ("gemini-text-list", "gemini", {"contents": [{"role": "user", "parts": [
+        {"text": [VALUE]}]}]}),
+    ("gemini-system-parts-list", "gemini", {"contents": GEMINI_HI, "systemInstruction": {
+        "parts": [VALUE]}}),
+    ("openai-tool-description-list", "openai", {"messages": HI, "tools": [{
+        "type": "function", "function": {"name": "send", "description": [VALUE]}}]}),
+    ("anthropic-tool-result-object", "anthropic", {"messages": [{"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "toolu_1", "content": {
+            "type": "text", "text": VALUE}}]}]}),
+]
+
+
+@pytest.mark.parametrize("action", ["mask", "reject"])
+@pytest.mark.parametrize(("provider", "fields"), [(p, f) for _, p, f in SHAPES],
+                         ids=[i for i, _, _ in SHAPES])
+def test_a_text_in_a_shape_no_adapter_reads_is_refused_before_the_provider(
+        gw: Gateway, provider: str, fields: dict[str, Any], action: str) -> None:
+    before = gw.mock.last()
+    r = httpx.post(url(gw, action, provider), json=prompt_body(provider, fields), timeout=30)
+    assert r.status_code == 400, r.text
+    assert "the request body is not a valid" in provider_error(provider, r)
     no_fragment(r.content)
     assert gw.mock.last() == before
 

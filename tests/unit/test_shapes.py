@@ -38,6 +38,34 @@ EMAIL = "john.doe@example.com"
     ("completions", {"prompt": {"text": EMAIL}}),
     ("embeddings", {"input": [[EMAIL]]}),
     ("embeddings", {"input": {"text": EMAIL}}),
+    # found by review (2026-12-07): Google's Contents, parts and texts, tool descriptions,
+    # Responses instructions and Anthropic tool results in shapes the adapters passed over
+    ("generateContent", {"contents": [{"role": "user", "parts": EMAIL}]}),
+    ("generateContent", {"contents": [{"role": "user", "parts": [EMAIL]}]}),
+    ("generateContent", {"contents": [{"role": "user", "parts": [{"text": [EMAIL]}]}]}),
+    ("generateContent", {"contents": [{"role": "user", "parts": [{"text": 4111111111111111}]}]}),
+    ("generateContent", {"contents": EMAIL}),
+    ("generateContent", {"contents": [[{"text": EMAIL}]]}),
+    ("streamGenerateContent", {"contents": [], "systemInstruction": {"parts": EMAIL}}),
+    ("streamGenerateContent", {"contents": [], "system_instruction": [EMAIL]}),
+    ("generateContent", {"contents": [], "tools": [{"functionDeclarations": [
+        {"name": "f", "description": [EMAIL]}]}]}),
+    ("countTokens", {"contents": [{"parts": EMAIL}]}),
+    ("countTokens", {"generateContentRequest": {"contents": [{"parts": [EMAIL]}]}}),
+    ("embedContent", {"content": {"parts": EMAIL}}),
+    ("batchEmbedContents", {"requests": [{"content": {"parts": [{"text": [EMAIL]}]}}]}),
+    ("batchEmbedContents", {"requests": [EMAIL]}),
+    ("chat.completions", {"messages": [], "tools": [{"type": "function", "function": {
+        "name": "f", "description": [EMAIL]}}]}),
+    ("chat.completions", {"messages": [], "functions": [{"name": "f", "description": {
+        "text": EMAIL}}]}),
+    ("responses", {"instructions": 4111111111111111}),
+    ("responses", {"instructions": [{"role": "system", "content": {"text": EMAIL}}]}),
+    ("responses", {"tools": [{"type": "function", "name": "f", "description": [EMAIL]}]}),
+    ("messages", {"messages": [{"role": "user", "content": [{
+        "type": "tool_result", "tool_use_id": "t", "content": {"type": "text",
+                                                               "text": EMAIL}}]}]}),
+    ("messages", {"messages": [], "tools": [{"name": "f", "description": [EMAIL]}]}),
 ])
 def test_text_in_a_shape_no_adapter_reads_is_refused(endpoint: str, body: dict[str, Any]
                                                      ) -> None:
@@ -61,6 +89,23 @@ def test_text_in_a_shape_no_adapter_reads_is_refused(endpoint: str, body: dict[s
     ("completions", {"prompt": "hi"}), ("completions", {"prompt": ["a", "b"]}),
     ("completions", {"prompt": [1, 2]}), ("completions", {"prompt": [[1, 2], [3]]}),
     ("embeddings", {"input": ["a"]}), ("generateContent", {"contents": {"parts": {"text": "x"}}}),
+    ("generateContent", {"contents": ["hi", {"role": "user", "parts": [
+        {"text": "x"}, {"inlineData": {"mimeType": "text/plain", "data": "eA=="}},
+        {"text": None}]}], "systemInstruction": "be brief", "tools": [
+        {"functionDeclarations": [{"name": "f", "description": "d"}]}, {"googleSearch": {}}]}),
+    ("countTokens", {"generateContentRequest": {"model": "m", "contents": [
+        {"parts": [{"text": "x"}]}], "system_instruction": {"parts": {"text": "s"}}}}),
+    ("embedContent", {"content": {"parts": [{"text": "x"}]}}),
+    ("batchEmbedContents", {"requests": [{"model": "m", "content": {"parts": [{"text": "x"}]}}]}),
+    ("chat.completions", {"messages": [], "tools": [{"type": "function", "function": {
+        "name": "f", "description": "d"}}, {"type": "function", "function": {"name": "g"}}]}),
+    ("responses", {"instructions": [{"role": "system", "content": [
+        {"type": "input_text", "text": "s"}]}], "input": "hi"}),
+    ("messages", {"messages": [{"role": "user", "content": [
+        {"type": "tool_result", "tool_use_id": "t", "content": "ok"},
+        {"type": "tool_result", "tool_use_id": "u", "content": [{"type": "text", "text": "x"}]},
+        {"type": "tool_result", "tool_use_id": "v"}]}],
+        "tools": [{"name": "f", "description": "d"}, {"type": "web_search_20250305"}]}),
 ])
 def test_the_shapes_providers_accept_pass(endpoint: str, body: dict[str, Any]) -> None:
     assert check(endpoint, body) is None
