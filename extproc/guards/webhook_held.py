@@ -3,11 +3,11 @@ slots, found by the endpoint's adapter (every text the model writes; a value tha
 whole, a Gemini function call's args, as each of its keys, numbers and strings), the pieces
 it ends, and whether it is unreadable (not the JSON object the guard reads) or carries media
 no guard reads; and a webhook's answer about them: where a word still open ends them
-(`word_start`), a mask written back into them (`write_masks`)."""
+(`WordEnds`, kept up to date as they are held), a mask written back into them (`write_masks`)."""
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,26 +90,55 @@ def read_event(adapter: Adapter, ev: Event, whole: Iterator[int],
     return held, bool(texts.ends or texts.ends_pieces) or texts.ends_all, False
 
 
-def word_start(held: list[Held], least: int) -> int | None:
-    """How many of the last `held` events hold the word still open at the end of their text
-    (the events from the last word end with at least `least` characters before it); None
-    when there is no such word end, or the held text is not one plain piece (several
-    choices' texts interleave, tool-call arguments and whole values have their own ends)."""
-    keys = {key for h in held for key, _, _ in h.slots}
-    if len(keys) != 1 or any(is_json(k) or not isinstance(k, tuple) for k in keys):
-        return None
-    cut: int | None = None
-    before, chars = "", 0
-    for index, h in enumerate(held):
-        texts = [holder[slot] for _, holder, slot in h.slots if holder[slot]]
+class WordEnds:
+    """Where a word still open ends the held events, kept up to date as they are held (`add`,
+    in order; a new instance for other held events), so a segment's end is found in constant
+    time per event, not by reading all that is held again (found by review: text without
+    spaces in one-character events made each event cost as much as all those held)."""
+
+    def __init__(self, held: Iterable[Held] = ()) -> None:
+        self.count = 0                  # the events held
+        self.key: Hashable | None = None   # the one piece their texts are of, while plain
+        self.plain = True               # one piece, not JSON, not a whole value (or none)
+        self.before = ""                # the last text held
+        self.chars = 0                  # the characters held
+        #: the index of the last event after a word end, and the characters before it
+        self.cut: int | None = None
+        self.cut_chars = 0
+        for h in held:
+            self.add(h)
+
+    def add(self, held: Held) -> None:
+        """Note the event `held`, the next one held."""
+        self.count += 1
+        if not self.plain:              # (nor will it be again: a piece is never unheld)
+            return
+        for key, _, _ in held.slots:
+            if self.key is None:
+                self.key = key
+                self.plain = isinstance(key, tuple) and not is_json(key)
+            elif key != self.key:
+                self.plain = False
+            if not self.plain:
+                return
+        texts = [holder[slot] for _, holder, slot in held.slots if holder[slot]]
         if not texts:
-            continue
-        if before and chars >= max(least, 1) \
-                and (before[-1].isspace() or texts[0][0].isspace()):
-            cut = index
-        before = texts[-1]
-        chars += sum(len(t) for t in texts)
-    return None if cut is None else len(held) - cut
+            return
+        if self.before and (self.before[-1].isspace() or texts[0][0].isspace()):
+            self.cut, self.cut_chars = self.count - 1, self.chars
+        self.before = texts[-1]
+        self.chars += sum(len(t) for t in texts)
+
+    def start(self, least: int) -> int | None:
+        """How many of the last held events hold the word still open at the end of their
+        text (the events from the last word end with at least `least` characters before it);
+        None when there is no such word end, or the held text is not one plain piece
+        (several choices' texts interleave, tool-call arguments and whole values have their
+        own ends)."""
+        if not self.plain or self.key is None or self.cut is None \
+                or self.cut_chars < max(least, 1):
+            return None
+        return self.count - self.cut
 
 
 def write_masks(held: list[Held], keys: list[Hashable], sent: dict[Hashable, list[int]],

@@ -81,7 +81,7 @@ from .webhook import (
     source_texts,
 )
 from .webhook_args import ArgumentReadings
-from .webhook_held import Held, ends_piece, is_json, read_event, word_start, write_masks
+from .webhook_held import Held, WordEnds, ends_piece, is_json, read_event, write_masks
 
 #: how long tool-call arguments are held whole, in segments, before they go on raw
 JSON_HOLD_SEGMENTS = 16
@@ -118,6 +118,7 @@ class WebhookStreamGuard(BodyTransform):
         self.terminator = b"\r\n\r\n" if self.google else b"\n\n"
         self.held: list[Held] = []
         self.held_raw = 0                               # their bytes
+        self.words = WordEnds()                         # where a word open in them starts
         self.max_held = MAX_HELD_EVENT_SIZES * max_event_bytes
         self.closed = EndedPieces()   # text for one of these ends the stream refused
         #: the choices or candidates the request asked for (`event_stream.unasked`)
@@ -226,6 +227,7 @@ class WebhookStreamGuard(BodyTransform):
                 held.doc = None   # (only an event whose texts change is written again)
             self.held.append(held)
             self.held_raw += len(ev.raw)
+            self.words.add(held)
             for key, holder, slot in held.slots:
                 text = holder[slot]
                 self.pending.setdefault(key, []).append(text)
@@ -279,7 +281,7 @@ class WebhookStreamGuard(BodyTransform):
             tail = self.readings.tail(key)
         if tail and tail[-1].isspace():
             return 0
-        keep = word_start(self.held, 0 if full else self.segment)
+        keep = self.words.start(0 if full else self.segment)
         if keep is not None:
             return keep
         return 0 if full else None
@@ -287,7 +289,7 @@ class WebhookStreamGuard(BodyTransform):
     # --- the verdict on what is held ----------------------------------------------------
     async def _release(self, keep: int = 0) -> bytes:
         """Check what is held and send it on (or stop the stream); the last `keep` held
-        events (one plain piece's text: `_word_start`) wait for the next segment."""
+        events (one plain piece's text: `WordEnds`) wait for the next segment."""
         if keep:
             kept = self.held[-keep:]
             self.held = self.held[:-keep]
@@ -296,14 +298,14 @@ class WebhookStreamGuard(BodyTransform):
                     self.pending[key].pop()
             out = await self._release()
             if not self.stopped:
-                self.held = kept
+                self.held, self.words = kept, WordEnds(kept)
                 self.held_raw = sum(len(h.event.raw) for h in kept)
                 for h in kept:
                     for key, holder, slot in h.slots:
                         self.pending.setdefault(key, []).append(holder[slot])
                         self.pending_chars += len(holder[slot])
             return out
-        held, self.held, self.held_raw = self.held, [], 0
+        held, self.held, self.held_raw, self.words = self.held, [], 0, WordEnds()
         pending, self.pending, self.pending_chars = self.pending, {}, 0
         # arguments past the hold that ended (or the stream did) with no more text: what
         # their decoder still holds is read too
@@ -389,4 +391,5 @@ class WebhookStreamGuard(BodyTransform):
     def _stop(self, message: str) -> bytes:
         self.stopped = True
         self.held, self.pending, self.pending_chars, self.held_raw = [], {}, 0, 0
+        self.words = WordEnds()
         return stop_events(self.provider, message, self.head)
