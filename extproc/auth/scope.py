@@ -5,17 +5,46 @@ Vertex names the project to bill, and the region to run in, in the request's pat
 operator's credential injected, a client could name any project that credential can reach:
 another team's, billed for its requests. A route that sets `project` (and `location`) serves
 those only; a path naming another is refused (403 in Google's format) before it is sent.
+So is a body naming a resource of another project or location beside the prompt: a cached
+content, a retrieval tool's RAG corpus or Vertex AI Search data store
+(`projects/{project}/locations/{location}/...`), which the provider reads with the same
+credential (found by review: a client read another project's corpus so). The prompt's own
+texts (contents, the system instruction, function declarations) are not looked at: a user
+may write a resource name there, and the provider does not fetch it.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from typing import Any
 
 from ..context import Context
 from ..policy import Policy, Reject
+from ..providers import read_request
 
 _PROJECT = re.compile(r"/projects/([^/]+)/")
 _LOCATION = re.compile(r"/locations/([^/]+)/")
+#: the same, in a resource name of the body (it starts with `projects/` or holds `/projects/`)
+_BODY_PROJECT = re.compile(r"(?:^|/)projects/([^/]*)")
+_BODY_LOCATION = re.compile(r"(?:^|/)locations/([^/]*)")
+#: the prompt's texts, which the model reads and the provider fetches nothing by
+_PROMPT = frozenset({"contents", "systemInstruction", "system_instruction",
+                     "functionDeclarations", "function_declarations"})
+
+
+def _names(value: Any, depth: int = 0) -> Iterator[str]:
+    """Every string in `value` that names a project (`projects/...`), outside `_PROMPT`."""
+    if isinstance(value, str):
+        if "projects/" in value:
+            yield value
+    elif depth < 16 and isinstance(value, dict):
+        for key, item in value.items():
+            if key not in _PROMPT:
+                yield from _names(item, depth + 1)
+    elif depth < 16 and isinstance(value, list):
+        for item in value:
+            yield from _names(item, depth + 1)
 
 
 class VertexScope(Policy):
@@ -26,13 +55,30 @@ class VertexScope(Policy):
         self.project = project
         self.location = location
 
+    needs_request_body = True
+
     async def on_request_headers(self, ex: Context) -> None:
         path = ex.request_headers.get(":path", "").split("?", 1)[0]
-        for want, pattern, what in ((self.project, _PROJECT, "project"),
-                                    (self.location, _LOCATION, "location")):
+        self._check(path, _PROJECT, _LOCATION, "")
+
+    async def on_request_body(self, ex: Context, body: bytes) -> bytes | None:
+        endpoint = ex.endpoint
+        if endpoint is None or endpoint.adapter is None or b"projects/" not in body:
+            return None   # (a pass-through's body is no request the provider reads so)
+        read = read_request(endpoint.adapter, ex.request_headers.get(":path", ""), body,
+                            ex.state)
+        if read is not None:   # (a body that is no JSON object is refused as such)
+            for name in _names(read[0]):
+                self._check(name, _BODY_PROJECT, _BODY_LOCATION,
+                            "; a resource the body names is another's")
+        return None
+
+    def _check(self, text: str, project: re.Pattern[str], location: re.Pattern[str],
+               where: str) -> None:
+        for want, pattern, what in ((self.project, project, "project"),
+                                    (self.location, location, "location")):
             if want is None:
                 continue
-            named = pattern.findall(path)
-            if any(n != want for n in named):
-                raise Reject(403, f"this route serves the {what} {want!r} only",
+            if any(n != want for n in pattern.findall(text)):
+                raise Reject(403, f"this route serves the {what} {want!r} only{where}",
                              details="extproc_vertex_scope")

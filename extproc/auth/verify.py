@@ -152,9 +152,15 @@ _TIME_CLAIMS = ("exp", "nbf", "iat")
 
 
 def _is_number(value: Any) -> bool:
-    """A finite JSON number (not a bool, which Python counts as an int)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and \
-        math.isfinite(value)
+    """A finite JSON number (not a bool, which Python counts as an int) that a float holds
+    (an integer of 400 digits is no date: `math.isfinite` would raise on it, a 500; found by
+    review)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 _BAD_SIGNATURE = "token signature is invalid"

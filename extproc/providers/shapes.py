@@ -1,14 +1,15 @@
-"""The shapes of the request fields that carry prompt text, and of the counts budgets
-reserve by (max tokens, choices), checked before any policy reads them (sans-IO). An adapter
-reads what it understands and passes over the rest; a field the provider would read in a
-shape the adapter passes over (a message's content as an object, a text part whose text is
-not a string) would then reach the provider unguarded. Such a body is refused instead (the
-provider would refuse it too): `check(endpoint, body)` says what is wrong, or None. Google's
-repeated fields accept a lone object and are read so (`google_prompts.items`); a Content, a
-part or a text in another shape (a list of strings for `parts`, a number for `text`, a
-string for `contents`) is refused. So is a tool's description, or a Responses request's
-`instructions`, or an Anthropic tool result's content, in a shape the adapters pass over
-(found by review: each of them went to the provider unread).
+"""The shapes of the request fields that carry prompt text, of the counts budgets reserve by
+(max tokens, choices) and of OpenAI's `stream` flag, checked before any policy reads them
+(sans-IO). An adapter reads what it understands and passes over the rest; a field the
+provider would read in a shape the adapter passes over (a message's content as an object, a
+text part whose text is not a string) would then reach the provider unguarded. Such a body
+is refused instead (the provider would refuse it too): `check(endpoint, body)` says what is
+wrong, or None. Google's repeated fields accept a lone object and are read so
+(`google_prompts.items`); a Content, a part or a text in another shape (a list of strings
+for `parts`, a number for `text`, a string for `contents`) is refused. So is a tool's
+description, a Responses request's `instructions`, or an Anthropic tool result's content,
+in a shape the adapters pass over (found by review: each of them went to the provider
+unread).
 """
 
 from __future__ import annotations
@@ -201,10 +202,24 @@ def _google(body: dict[str, Any]) -> str | None:
     return error
 
 
+#: OpenAI's `stream`, which decides whether the gateway asks for the usage report
+#: (`include_usage`): a lenient server reads "true" or 1 as true, and would then stream
+#: without one (found by review)
+_FLAGS = {"chat.completions": ("stream",), "completions": ("stream",)}
+
+
+def _flags(body: dict[str, Any], names: tuple[str, ...]) -> str | None:
+    for name in names:
+        if body.get(name) is not None and not isinstance(body[name], bool):
+            return f"'{name}' must be a boolean"
+    return None
+
+
 def check(endpoint: str, body: dict[str, Any]) -> str | None:
-    """What is wrong with the shape of a request's text fields or of the counts budgets
-    reserve by, or None."""
-    error = _counts(body, _COUNTS.get(endpoint, ())) or _strings(body, _STRINGS.get(endpoint, ()))
+    """What is wrong with the shape of a request's text fields, of the counts budgets
+    reserve by, or of a flag that decides how usage is read, or None."""
+    error = _counts(body, _COUNTS.get(endpoint, ())) or _flags(body, _FLAGS.get(endpoint, ())) \
+        or _strings(body, _STRINGS.get(endpoint, ()))
     if error:
         return error
     if endpoint in _GOOGLE:

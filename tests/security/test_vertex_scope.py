@@ -65,6 +65,44 @@ def test_another_project_or_location_is_refused(gw: Gateway, project: str, locat
     assert not sent
 
 
+def send_body(gw: Gateway, body: dict) -> tuple[httpx.Response, bool]:
+    httpx.get(gw.mock.url + "/reset")
+    r = httpx.post(gw.url + path("team-a", "us-central1"), json=body, timeout=30,
+                   headers={"authorization": f"Bearer {KEY}"})
+    last = gw.mock.last()
+    return r, last is not None and last["path"] != "/reset"
+
+
+RAG = "projects/team-b/locations/us-central1/ragCorpora/hr"
+STORE = "projects/team-b/locations/global/collections/default_collection/dataStores/hr-docs"
+
+
+@pytest.mark.parametrize("extra", [
+    {"tools": [{"retrieval": {"vertexRagStore": {"ragResources": [{"ragCorpus": RAG}]}}}]},
+    {"tools": [{"retrieval": {"vertexAiSearch": {"datastore": STORE}}}]},
+    {"cachedContent": "projects/team-b/locations/us-central1/cachedContents/1"},
+    {"cached_content": "projects/team-a/locations/europe-west4/cachedContents/1"},
+], ids=["rag-corpus", "search-datastore", "cached-content", "cached-content-location"])
+def test_a_resource_of_another_project_named_in_the_body_is_refused(
+        gw: Gateway, extra: dict) -> None:
+    """Found by review: the path was pinned, the body was not, and the provider reads a
+    retrieval tool's corpus or a cached content with the operator's credential."""
+    r, sent = send_body(gw, {**BODY, **extra})
+    assert r.status_code == 403, r.text
+    assert r.json()["error"]["status"] == "PERMISSION_DENIED"
+    assert "a resource the body names is another's" in r.json()["error"]["message"]
+    assert not sent
+
+
+def test_the_routes_own_resources_and_a_prompt_naming_another_pass(gw: Gateway) -> None:
+    own = "projects/team-a/locations/us-central1/cachedContents/1"
+    prompt = {"contents": [{"role": "user", "parts": [{"text": f"what is {RAG}?"}]}]}
+    for body in ({**BODY, "cachedContent": own}, prompt):
+        r, sent = send_body(gw, body)
+        assert r.status_code == 200, r.text
+        assert sent
+
+
 def test_project_and_location_belong_to_vertex_routes() -> None:
     with pytest.raises(ConfigError) as exc:
         loader.parse({"routes": [{"name": "o", "provider": "openai", "project": "p"}]})

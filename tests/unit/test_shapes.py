@@ -66,6 +66,10 @@ EMAIL = "john.doe@example.com"
         "type": "tool_result", "tool_use_id": "t", "content": {"type": "text",
                                                                "text": EMAIL}}]}]}),
     ("messages", {"messages": [], "tools": [{"name": "f", "description": [EMAIL]}]}),
+    # a stream flag a lenient server reads as true, with no usage report asked for
+    ("chat.completions", {"messages": [], "stream": "true"}),
+    ("chat.completions", {"messages": [], "stream": 1}),
+    ("completions", {"prompt": "hi", "stream": "True"}),
 ])
 def test_text_in_a_shape_no_adapter_reads_is_refused(endpoint: str, body: dict[str, Any]
                                                      ) -> None:
@@ -96,6 +100,9 @@ def test_text_in_a_shape_no_adapter_reads_is_refused(endpoint: str, body: dict[s
     ("countTokens", {"generateContentRequest": {"model": "m", "contents": [
         {"parts": [{"text": "x"}]}], "system_instruction": {"parts": {"text": "s"}}}}),
     ("embedContent", {"content": {"parts": [{"text": "x"}]}}),
+    ("chat.completions", {"messages": [], "stream": True}),
+    ("chat.completions", {"messages": [], "stream": None}),
+    ("completions", {"prompt": "hi", "stream": False}),
     ("batchEmbedContents", {"requests": [{"model": "m", "content": {"parts": [{"text": "x"}]}}]}),
     ("chat.completions", {"messages": [], "tools": [{"type": "function", "function": {
         "name": "f", "description": "d"}}, {"type": "function", "function": {"name": "g"}}]}),
