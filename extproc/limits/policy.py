@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +53,8 @@ from .estimate import prompt_tokens
 from .gcra import Outcome, Window, WindowState
 from .headers import KINDS, duration, headers, period, summary, tightness
 from .keys import DESCRIPTORS, PREFIXED
+from .media import DEFAULTS as MEDIA_DEFAULTS
+from .media import media_tokens
 from .reasoning import hidden_reasoning
 from .settle import Held, charges, delivered_counter
 from .spec import LimitSpec
@@ -86,8 +88,11 @@ class RateLimit(Policy):
                  max_event_bytes: int = MAX_EVENT_BYTES,
                  allow_background: bool = False, write_max_tokens: bool = True,
                  allow_stored_context: bool = False,
-                 max_tokens_by_model: Sequence[tuple[str, int]] = ()) -> None:
+                 max_tokens_by_model: Sequence[tuple[str, int]] = (),
+                 media_tokens: Mapping[str, int] | None = None) -> None:
         super().__init__({})
+        #: what an input media item counts where no report says (`limits.media`)
+        self.media_tokens = dict(MEDIA_DEFAULTS if media_tokens is None else media_tokens)
         self.allow_stored_context = allow_stored_context   # (`stored`)
         #: write `default_max_tokens` into a request that names no max output (`bound`)
         self.write_max_tokens = write_max_tokens
@@ -162,7 +167,9 @@ class RateLimit(Policy):
                 refuse_stored_context(stored, lambda: _decided(ex, budget, "stored"))
         model = getattr(prompt, "model", None) or ex.state.get("model")
         default = self._default_max(ex, model)
-        await self._admit(ex, prompt, body, extra, choices, thinking, default)
+        media = media_tokens(adapter, body, read[0], self.media_tokens) \
+            if read is not None and self.settles else 0
+        await self._admit(ex, prompt, body, extra, choices, thinking, default, media)
         if self.write_max_tokens and self.settles and read is not None and prompt is not None \
                 and not prompt.max_output_tokens:
             # what was reserved is what the provider may generate (the unified front writes
@@ -209,8 +216,8 @@ class RateLimit(Policy):
 
     async def _admit(self, ex: Context, prompt: Any, body: bytes | None,
                      extra_input: int = 0, choices: int = 1, thinking: int = 0,
-                     default: int | None = None) -> None:
-        held = Held(hidden=ex.state.pop(_HIDDEN, False))
+                     default: int | None = None, media: int = 0) -> None:
+        held = Held(hidden=ex.state.pop(_HIDDEN, False), media=min(media, MAX_TOKENS))
         model = getattr(prompt, "model", None) or ex.state.get("model")
         if self.settles:
             self._estimate(ex, held, prompt, body, extra_input, choices, thinking,

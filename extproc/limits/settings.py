@@ -13,6 +13,8 @@ error refuses by default)::
         "o*": 16384
       write_max_tokens: true           # ...and written into it on token/spend routes
       chars_per_token: 4               # ASCII prompt text per token in the estimate
+      input_media_tokens: {image: 2500}  # an input media item where no usage report is
+                                       # read (kinds: image audio video document file)
 
 The environment variable `EXTPROC_LIMITS_REDIS_URL`, when set, selects the Redis backend at
 that URL whatever the file says (docker compose uses it, so one config file serves both the
@@ -56,6 +58,7 @@ from . import budgets
 from .cut import MAX_EVENT_BYTES
 from .gcra import Window
 from .keys import DESCRIPTORS, PREFIXED
+from .media import DEFAULTS as MEDIA_DEFAULTS
 from .policy import LimitSpec, RateLimit
 from .spending import to_micro
 from .store import MemoryStore, Store
@@ -78,6 +81,8 @@ class LimitsSettings:
     max_tokens_by_model: tuple[tuple[str, int], ...] = ()
     write_max_tokens: bool = True
     chars_per_token: float = 4.0
+    #: tokens per input media item where no usage report is read, by kind (`media`)
+    media_tokens: dict[str, int] = field(default_factory=lambda: dict(MEDIA_DEFAULTS))
     _store: Store | None = field(default=None, repr=False)
 
     def store(self) -> Store:
@@ -142,7 +147,7 @@ def parse_limits(c: Checker, raw: Any) -> LimitsSettings:
     d = c.mapping(raw, "limits", ("backend", "redis_url", "timeout_ms", "on_backend_error",
                                   "default_max_tokens", "default_max_tokens_by_model",
                                   "write_max_tokens",
-                                  "chars_per_token"))
+                                  "chars_per_token", "input_media_tokens"))
     backend = c.choice(d, "backend", "limits", ("memory", "redis"), "memory", what="backend")
     url = c.string(d, "redis_url", "limits", "redis://127.0.0.1:6379/0")
     env = os.environ.get("EXTPROC_LIMITS_REDIS_URL")
@@ -162,10 +167,18 @@ def parse_limits(c: Checker, raw: Any) -> LimitsSettings:
     by_model = _by_model(c, d.get("default_max_tokens_by_model"))
     write = c.boolean(d, "write_max_tokens", "limits", True)
     cpt = c.number(d, "chars_per_token", "limits", 4.0, minimum=0.5)
+    media = dict(MEDIA_DEFAULTS)
+    given = c.mapping(d.get("input_media_tokens"), "limits.input_media_tokens",
+                      MEDIA_DEFAULTS)
+    for kind in MEDIA_DEFAULTS:
+        if kind in given:
+            media[kind] = int(c.number(given, kind, "limits.input_media_tokens",
+                                       MEDIA_DEFAULTS[kind], integer=True))
     return LimitsSettings(backend=backend or "memory", redis_url=url or "",
                           timeout_ms=float(timeout), fail_open=mode != "deny",
                           default_max_tokens=int(default_max), write_max_tokens=bool(write),
-                          chars_per_token=float(cpt), max_tokens_by_model=by_model)
+                          chars_per_token=float(cpt), max_tokens_by_model=by_model,
+                          media_tokens=media)
 
 
 def _by_model(c: Checker, raw: Any) -> tuple[tuple[str, int], ...]:
@@ -305,4 +318,5 @@ def parse_route_limits(c: Checker, raw: Any, path: str, provider: str, route: st
                      write_max_tokens=shared.write_max_tokens,
                      chars_per_token=shared.chars_per_token, pricing=pricing,
                      max_event_bytes=max_event_bytes, allow_background=allow_background,
-                     allow_stored_context=allow_stored_context)
+                     allow_stored_context=allow_stored_context,
+                     media_tokens=shared.media_tokens)

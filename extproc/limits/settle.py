@@ -11,7 +11,9 @@ gateway could not read leaves a partial count: at least the whole reservation (d
 deny, for budgets), and so does an admitted request whose exchange ended before any reply
 came (`no_reply`: the client left, or the stream broke, while the provider may have been
 generating; a reasoning model can take minutes before its headers), or whose whole reply
-ended before its usage was read (`unreported`). An upstream error status charges nothing.
+ended before its usage was read (`unreported`). Input media counts its bound (`media`) in
+each of these charges made without a final report. An upstream error status charges
+nothing.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class Held:
     #: the model may think in tokens no reply shows (`reasoning`): a stream that ends
     #: without its usage report pays its reservation, not what it delivered
     hidden: bool = False
+    #: what the request's input media counts where no report says what it cost (`media`)
+    media: int = 0
 
 
 def delivered_counter(ex: Context, held: Held, adapter: Adapter, provider: str,
@@ -78,7 +82,8 @@ def charges(ex: Context, held: Held, uses_tokens: bool) -> tuple[float, float]:
     if held.price is not None:
         delivered = held.delivered.tokens if held.delivered is not None else 0
         gone = no_reply(ex)
-        charged = spending.charge(held.price, ex.state.get("usage"), held.input_estimate,
+        charged = spending.charge(held.price, ex.state.get("usage"),
+                                  held.input_estimate + held.media,
                                   delivered, 200 if gone else ex.status,
                                   unread=gone or unreported(ex, held)
                                   or ex.state.get(USAGE_UNREAD) is not None,
@@ -98,7 +103,7 @@ def actual_tokens(ex: Context, held: Held) -> int:
     `USAGE_PARTIAL` marks a report an error event ended, `USAGE_UNREAD` usage the gateway
     could not read; `no_reply`, a request that got no reply at all."""
     if no_reply(ex):
-        return held.estimate
+        return held.estimate + held.media
     if not 200 <= ex.status < 300:
         return 0
     usage = ex.state.get("usage")
@@ -107,9 +112,9 @@ def actual_tokens(ex: Context, held: Held) -> int:
         reported = usage.total_tokens if usage.total_tokens is not None else (
             (usage.input_tokens or 0) + (usage.output_tokens or 0))
     delivered = held.delivered.tokens if held.delivered is not None else 0
-    counted = held.input_estimate + delivered
+    counted = held.input_estimate + held.media + delivered   # (the media's bound too)
     if ex.state.get(USAGE_UNREAD) is not None or unreported(ex, held):
-        return max(held.estimate, counted, reported or 0)
+        return max(held.estimate + held.media, counted, reported or 0)
     if reported is not None and ex.state.get(USAGE_PARTIAL) is not True:
         return reported
     # a model that thinks unseen: what was delivered leaves its thinking out, unless a report

@@ -122,6 +122,26 @@ def test_a_generated_image_cut_short_pays_its_reservation(gw: Gateway) -> None:
     assert charged >= 1 + 3000, charged
 
 
+def test_a_client_that_leaves_before_the_report_pays_for_its_images(gw: Gateway) -> None:
+    """Found by review: the images a provider bills as input were in no charge made without
+    its usage report, so a client that left after the first tokens paid for none of them."""
+    route, client = "rl-tokens-openai", who()
+    png = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4" \
+          "nGNgYGBgAAAABQABpfZFQAAAAABJRU5ErkJggg=="
+    parts = [{"type": "text", "text": "what are these?"}] + \
+        [{"type": "image_url", "image_url": {"url": png}}] * 3
+    before = _remaining_tokens(gw, route, client)
+    got = _stream(gw, f"/{route}/v1/chat/completions",
+                  {"model": "gpt-4o", "max_tokens": 400, "stream": True,
+                   "messages": [{"role": "user", "content": parts}]},
+                  {**client, "x-mock-reply": WORDS, "x-mock-delay-ms": "10"},
+                  b'"content":"', 5)
+    assert b'"usage":{' not in got
+    charged = before - _remaining_tokens(gw, route, client) - 2
+    # three images at `limits.input_media_tokens.image` (2,500), the text and what came
+    assert 3 * 2500 <= charged < 3 * 2500 + 400, charged
+
+
 def test_a_cut_streams_limit_cuts_a_thinking_stream(gw: Gateway) -> None:
     got = _stream(gw, "/out-cut/v1/messages",
                   {"model": "claude-sonnet-4-5", "max_tokens": 50, "stream": True,
