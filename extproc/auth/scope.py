@@ -63,8 +63,10 @@ class VertexScope(Policy):
 
     async def on_request_body(self, ex: Context, body: bytes) -> bytes | None:
         endpoint = ex.endpoint
-        if endpoint is None or endpoint.adapter is None or b"projects/" not in body:
+        if endpoint is None or endpoint.adapter is None:
             return None   # (a pass-through's body is no request the provider reads so)
+        # (no look at the bytes first: JSON may spell "projects/" as "projects\/" or with
+        # \u escapes; the parse is shared with the other policies, the walk skips the prompt)
         read = read_request(endpoint.adapter, ex.request_headers.get(":path", ""), body,
                             ex.state)
         if read is not None:   # (a body that is no JSON object is refused as such)

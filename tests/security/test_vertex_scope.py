@@ -6,6 +6,7 @@ format) and never sent; the client's own credential never goes upstream either w
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import httpx
@@ -92,6 +93,20 @@ def test_a_resource_of_another_project_named_in_the_body_is_refused(
     assert r.json()["error"]["status"] == "PERMISSION_DENIED"
     assert "a resource the body names is another's" in r.json()["error"]["message"]
     assert not sent
+
+
+def test_a_resource_name_spelled_with_json_escapes_is_refused(gw: Gateway) -> None:
+    """JSON may write "/" as "\\/" and any letter as a \\u escape: the check reads the
+    parsed body, never the bytes."""
+    body = json.dumps({**BODY, "cachedContent": "projects/team-b/locations/us-central1/"
+                       "cachedContents/1"}).replace("/", "\\/").replace("p", "\\u0070")
+    httpx.get(gw.mock.url + "/reset")
+    r = httpx.post(gw.url + path("team-a", "us-central1"), content=body, timeout=30,
+                   headers={"authorization": f"Bearer {KEY}",
+                            "content-type": "application/json"})
+    assert r.status_code == 403, r.text
+    last = gw.mock.last()
+    assert last is None or last["path"] == "/reset"
 
 
 def test_the_routes_own_resources_and_a_prompt_naming_another_pass(gw: Gateway) -> None:
