@@ -82,8 +82,9 @@ def charges(ex: Context, held: Held, uses_tokens: bool) -> tuple[float, float]:
     if held.price is not None:
         delivered = held.delivered.tokens if held.delivered is not None else 0
         gone = no_reply(ex)
-        charged = spending.charge(held.price, ex.state.get("usage"),
-                                  held.input_estimate + held.media,
+        usage = ex.state.get("usage")
+        charged = spending.charge(held.price, usage,
+                                  held.input_estimate + unreported_media(held, usage),
                                   delivered, 200 if gone else ex.status,
                                   unread=gone or unreported(ex, held)
                                   or ex.state.get(USAGE_UNREAD) is not None,
@@ -112,9 +113,10 @@ def actual_tokens(ex: Context, held: Held) -> int:
         reported = usage.total_tokens if usage.total_tokens is not None else (
             (usage.input_tokens or 0) + (usage.output_tokens or 0))
     delivered = held.delivered.tokens if held.delivered is not None else 0
-    counted = held.input_estimate + held.media + delivered   # (the media's bound too)
+    media = unreported_media(held, usage)
+    counted = held.input_estimate + media + delivered
     if ex.state.get(USAGE_UNREAD) is not None or unreported(ex, held):
-        return max(held.estimate + held.media, counted, reported or 0)
+        return max(held.estimate + media, counted, reported or 0)
     if reported is not None and ex.state.get(USAGE_PARTIAL) is not True:
         return reported
     # a model that thinks unseen: what was delivered leaves its thinking out, unless a report
@@ -122,6 +124,17 @@ def actual_tokens(ex: Context, held: Held) -> int:
     # opening report (Anthropic's message_start: 1 output token) does not
     unseen = held.hidden and (usage is None or reported is None or usage.opening)
     return max(counted, reported or 0, held.estimate if _media(held) or unseen else 0)
+
+
+def unreported_media(held: Held, usage: Any) -> int:
+    """What the input media counts beside the prompt estimate: its bound (`media`) unless a
+    report read, even a partial one (Anthropic's message_start, Gemini's running count, a
+    report an error event ended), counted the input, media included (found by review: an
+    error event after message_start charged eight small images 20,000 tokens where the
+    report said 810)."""
+    if held.media and usage is not None and not usage.is_empty() and usage.input_tokens:
+        return 0
+    return held.media
 
 
 def no_reply(ex: Context) -> bool:

@@ -141,16 +141,31 @@ async def test_anthropic_documents_and_gemini_video_count_too() -> None:
     assert state["tokens_charged"] == state["ratelimit_held"].estimate + DEFAULTS["video"]
 
 
-async def test_an_anthropic_stream_left_after_message_start_pays_at_least_the_bound() -> None:
-    """message_start reports the input, images included; a stream left after it pays the
-    larger of that report and the gateway's count, which holds the bound."""
+ERROR = b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error",' \
+    b'"message":"Overloaded"}}\n\n'
+
+
+async def test_a_report_of_the_input_read_before_an_error_event_replaces_the_bound() -> None:
+    """message_start reports the input, images included: a stream an error event ends pays
+    that count and what it delivered, not the bound (found by review: eight small images
+    were charged 20,000 tokens where the report said 810). (A client that leaves after
+    message_start, before the stream's end, settles on the bound: the report is published
+    at the stream's end.)"""
     req = {"model": "claude-sonnet-4-5", "max_tokens": 50, "stream": True, "messages": [{
         "role": "user", "content": [{"type": "image", "source": {
-            "type": "base64", "media_type": "image/png", "data": PNG.split(",", 1)[1]}},
-            {"type": "text", "text": "hi"}]}]}
+            "type": "base64", "media_type": "image/png", "data": PNG.split(",", 1)[1]}}] * 8
+        + [{"type": "text", "text": "hi"}]}]}
     ex, route = await exchange("anthropic", "/v1/messages", req)
-    state = await left_after(ex, route, m_anthropic.build_stream(req, REPLY)[:3])
-    assert state["tokens_charged"] >= DEFAULTS["image"]
+    frames = m_anthropic.build_stream(req, REPLY)[:4]
+    assert b'"input_tokens":7' in frames[0]
+    await send(ex, response_headers(200, **{"content-type": "text/event-stream"}))
+    for frame in frames:
+        await send(ex, response_body(frame, False))
+    await send(ex, response_body(ERROR, True))
+    state = await finish(ex, route)
+    assert state["usage"].input_tokens == 7
+    assert 7 <= state["tokens_charged"] < 100, state["tokens_charged"]
+    assert state["spend_charged"] < Decimal(100 * 2) / 10 ** 6
 
 
 def test_a_bound_of_an_unknown_kind_or_below_zero_does_not_load() -> None:
