@@ -36,8 +36,8 @@ from .spend.settings import SpendSettings, parse_price
 
 _KEYS = ("name", "provider", "providers", "streams", "auth", "upstream_credential",
          "rate_limits", "guards", "plugins", "passthrough", "envoy_route_names", "match",
-         "default_price", "allow_background", "allow_stored_context", "project", "location",
-         *FRONT_KEYS)
+         "default_price", "allow_background", "allow_stored_context", "project",
+         "project_number", "location", *FRONT_KEYS)
 FRONT = "openai-compatible"
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 #: methods that read what the provider has, and generate nothing
@@ -207,7 +207,7 @@ def _vertex_scope(c: Checker, d: Any, path: str, served: tuple[str, ...],
     With the operator's credential injected, `project` is required: else the client's path
     names whichever project that credential reaches."""
     if "vertex" not in served:
-        for key in ("project", "location"):
+        for key in ("project", "project_number", "location"):
             if key in d:
                 c.error(join(path, key), "only for a provider: vertex route (or an auto "
                         f"route that serves vertex), not {', '.join(served) or 'this one'}")
@@ -221,8 +221,16 @@ def _vertex_scope(c: Checker, d: Any, path: str, served: tuple[str, ...],
                 "location: <region>), or project: '*' to let clients pick on purpose")
     project = None if project == "*" else project
     location = None if location == "*" else location
-    return VertexScope(project, location) if project is not None or location is not None \
-        else None
+    # the project's number, as Vertex's own resource names (a cached content, a corpus)
+    # spell it: the same project
+    number = d.get("project_number")
+    if number is not None and (isinstance(number, bool) or not str(number).isdigit()
+                               or project is None):
+        c.error(join(path, "project_number"), "expected the number of the route's project "
+                f"(digits, beside project: <id>), got {number!r}")
+        number = None
+    return VertexScope(project, location, None if number is None else str(number)) \
+        if project is not None or location is not None else None
 
 
 def _served(c: Checker, d: Any, path: str, provider: str | None) -> tuple[str, ...]:

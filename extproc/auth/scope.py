@@ -5,12 +5,13 @@ Vertex names the project to bill, and the region to run in, in the request's pat
 operator's credential injected, a client could name any project that credential can reach:
 another team's, billed for its requests. A route that sets `project` (and `location`) serves
 those only; a path naming another is refused (403 in Google's format) before it is sent.
-So is a body naming a resource of another project or location beside the prompt: a cached
-content, a retrieval tool's RAG corpus or Vertex AI Search data store
-(`projects/{project}/locations/{location}/...`), which the provider reads with the same
-credential (found by review: a client read another project's corpus so). The prompt's own
-texts (contents, the system instruction, function declarations) are not looked at: a user
-may write a resource name there, and the provider does not fetch it.
+So is a body naming a resource of another project or location: a cached content, or in a
+tool (a retrieval tool's RAG corpus or Vertex AI Search data store; function declarations
+aside), `projects/{project}/locations/{location}/...`, which the provider reads with the
+same credential (found by review: a client read another project's corpus so). Vertex names
+the resources it creates by the project's number: a route's `project_number` is the same
+project. Nothing else in the body is looked at (the prompt, schemas, labels: a user may
+write a resource name there, and the provider fetches nothing by it).
 """
 
 from __future__ import annotations
@@ -28,32 +29,45 @@ _LOCATION = re.compile(r"/locations/([^/]+)/")
 #: the same, in a resource name of the body (it starts with `projects/` or holds `/projects/`)
 _BODY_PROJECT = re.compile(r"(?:^|/)projects/([^/]*)")
 _BODY_LOCATION = re.compile(r"(?:^|/)locations/([^/]*)")
-#: the prompt's texts, which the model reads and the provider fetches nothing by
-_PROMPT = frozenset({"contents", "systemInstruction", "system_instruction",
-                     "functionDeclarations", "function_declarations"})
+#: a tool's declarations of the client's own functions: text the model reads
+_DECLARATIONS = frozenset({"functionDeclarations", "function_declarations"})
+_CACHED = ("cachedContent", "cached_content")
+_INNER = ("generateContentRequest", "generate_content_request")   # countTokens'
 
 
-def _names(value: Any, depth: int = 0) -> Iterator[str]:
-    """Every string in `value` that names a project (`projects/...`), outside `_PROMPT`."""
+def _strings(value: Any, depth: int = 0) -> Iterator[str]:
+    """Every string in `value` that names a project (`projects/...`), but in declarations."""
     if isinstance(value, str):
         if "projects/" in value:
             yield value
     elif depth < 16 and isinstance(value, dict):
         for key, item in value.items():
-            if key not in _PROMPT:
-                yield from _names(item, depth + 1)
+            if key not in _DECLARATIONS:
+                yield from _strings(item, depth + 1)
     elif depth < 16 and isinstance(value, list):
         for item in value:
-            yield from _names(item, depth + 1)
+            yield from _strings(item, depth + 1)
+
+
+def _names(body: dict[str, Any]) -> Iterator[str]:
+    """The resource names a request gives the provider to read: its cached content, and
+    what its tools name (also in a countTokens' inner request)."""
+    for doc in (body, *(body[k] for k in _INNER if isinstance(body.get(k), dict))):
+        for key in (*_CACHED, "tools"):
+            if doc.get(key) is not None:
+                yield from _strings(doc[key])
 
 
 class VertexScope(Policy):
     """Refuses a request whose path names another project or location than the route's."""
 
-    def __init__(self, project: str | None, location: str | None) -> None:
+    def __init__(self, project: str | None, location: str | None,
+                 number: str | None = None) -> None:
         super().__init__({})
         self.project = project
         self.location = location
+        #: the project's number, the same project as its id in a resource name
+        self.number = number
 
     needs_request_body = True
 
@@ -69,7 +83,7 @@ class VertexScope(Policy):
         # \u escapes; the parse is shared with the other policies, the walk skips the prompt)
         read = read_request(endpoint.adapter, ex.request_headers.get(":path", ""), body,
                             ex.state)
-        if read is not None:   # (a body that is no JSON object is refused as such)
+        if read is not None and isinstance(read[0], dict):   # (else refused as such)
             for name in _names(read[0]):
                 self._check(name, _BODY_PROJECT, _BODY_LOCATION,
                             "; a resource the body names is another's")
@@ -81,6 +95,7 @@ class VertexScope(Policy):
                                     (self.location, location, "location")):
             if want is None:
                 continue
-            if any(n != want for n in pattern.findall(text)):
+            if any(n != want and (what == "location" or n != self.number)
+                   for n in pattern.findall(text)):
                 raise Reject(403, f"this route serves the {what} {want!r} only{where}",
                              details="extproc_vertex_scope")

@@ -82,10 +82,6 @@ def stored_context(endpoint: str | None, doc: dict[str, Any]) -> str | None:
         for key in ("cachedContent", "cached_content"):
             if doc.get(key) is not None:
                 return f"{key} (content cached at the provider)"
-        for i, tool in enumerate(items(doc.get("tools"))):
-            if endpoint != "countTokens" and isinstance(tool, dict) \
-                    and tool.get("retrieval") is not None:   # Vertex's: passages it adds
-                return f"tools[{i}].retrieval (passages the provider retrieves from a store)"
     elif endpoint == "messages":
         found = _compaction(doc.get("context_management"))
         if found is not None:

@@ -24,8 +24,8 @@ _TEXT_KEYS = {"text": "text", "input_text": "text", "output_text": "text",
               "refusal": "refusal", "thinking": "thinking"}
 
 
-#: blocks whose `content` is read as a message's (Anthropic's tool results)
-_NESTED = ("tool_result", "mcp_tool_result")
+#: blocks whose `content` is read as a message's (Anthropic's tool results, search results)
+_NESTED = ("tool_result", "mcp_tool_result", "search_result")
 
 
 def _parts(value: Any, where: str, strings: bool, depth: int = 0) -> str | None:
@@ -49,6 +49,16 @@ def _parts(value: Any, where: str, strings: bool, depth: int = 0) -> str | None:
             error = _parts(part.get("content"), f"{where}[{i}].content", strings, depth + 1)
             if error:
                 return error
+        source = part.get("source") if kind == "document" else None
+        if isinstance(source, dict) and depth < 8:   # a document given as text or blocks
+            if source.get("type") == "content":
+                error = _parts(source.get("content"), f"{where}[{i}].source.content",
+                               strings, depth + 1)
+                if error:
+                    return error
+            elif source.get("type") == "text" and source.get("data") is not None \
+                    and not isinstance(source["data"], str):
+                return f"{where}[{i}].source.data must be a string"
     return None
 
 
@@ -72,6 +82,7 @@ def _strings(body: dict[str, Any], paths: tuple[tuple[str, ...], ...]) -> str | 
 #: the fields each endpoint's adapter reads only as strings (beside its messages)
 _STRINGS: dict[str, tuple[tuple[str, ...], ...]] = {
     "chat.completions": (("tools", "*", "function", "description"),
+                         ("tools", "*", "custom", "description"),
                          ("functions", "*", "description"),
                          ("response_format", "json_schema", "description")),
     "responses": (("tools", "*", "description"), ("text", "format", "description")),
@@ -161,6 +172,11 @@ def _google_content(value: Any, where: str) -> str | None:
             return f"{where}.parts[{i}] must be an object"
         if part.get("text") is not None and not isinstance(part["text"], str):
             return f"{where}.parts[{i}].text must be a string"
+        for name in ("functionResponse", "function_response"):
+            # a function response's parts are files (inline or by URI), never text
+            for j, inner in enumerate(_listed(as_dict(part.get(name)).get("parts")) or ()):
+                if not isinstance(inner, dict) or inner.get("text") is not None:
+                    return f"{where}.parts[{i}].{name}.parts[{j}] must be a file part"
     return None
 
 
@@ -169,6 +185,11 @@ def _google_request(body: dict[str, Any], where: str) -> str | None:
         error = _google_content(body.get(key), where + key)
         if error:
             return error
+    # an embedding's title, in the request or its config: read as a string only
+    for holder, at in ((body, where), *((as_dict(body.get(k)), f"{where}{k}.") for k in (
+            "embedContentConfig", "embed_content_config"))):
+        if holder.get("title") is not None and not isinstance(holder["title"], str):
+            return f"{at}title must be a string"
     if body.get("contents") is not None:
         contents = _listed(body["contents"])
         if contents is None:
@@ -191,7 +212,9 @@ def _google(body: dict[str, Any]) -> str | None:
     adapters read them whatever the path says."""
     error = _google_request(body, "")
     for key in ("generateContentRequest", "generate_content_request"):
-        if error is None and isinstance(body.get(key), dict):
+        if error is None and body.get(key) is not None:
+            if not isinstance(body[key], dict):
+                return f"'{key}' must be an object"
             error = _google_request(body[key], key + ".")
     if error is None and body.get("requests") is not None:
         requests = _listed(body["requests"])

@@ -35,7 +35,8 @@ def gw(tmp_path_factory: pytest.TempPathFactory, mock: Mock) -> Iterator[Gateway
     config = {"auth": {"api_keys": [{"id": "k", "sha256": hash_key(KEY), "subject": "a"}]},
               "routes": [{"name": "vertex", "provider": "vertex", "auth": {"api_keys": True},
                           "upstream_credential": {"file": "vertex.key"},
-                          "project": "team-a", "location": "us-central1"}]}
+                          "project": "team-a", "project_number": 123456789012,
+                          "location": "us-central1"}]}
     gateway = Gateway(tmp, config, mock=mock)
     yield gateway
     gateway.close()
@@ -110,12 +111,39 @@ def test_a_resource_name_spelled_with_json_escapes_is_refused(gw: Gateway) -> No
 
 
 def test_the_routes_own_resources_and_a_prompt_naming_another_pass(gw: Gateway) -> None:
-    own = "projects/team-a/locations/us-central1/cachedContents/1"
+    """The route's project by its id or by its number (Vertex names the resources it
+    creates so), and another project named where the provider fetches nothing by it: the
+    prompt, a function's description, an output schema, a label (found by the review of
+    the fix: schemas naming "projects/..." were refused)."""
     prompt = {"contents": [{"role": "user", "parts": [{"text": f"what is {RAG}?"}]}]}
-    for body in ({**BODY, "cachedContent": own}, prompt):
+    bodies = [
+        {**BODY, "cachedContent": "projects/team-a/locations/us-central1/cachedContents/1"},
+        {**BODY, "cachedContent": "projects/123456789012/locations/us-central1/"
+                                  "cachedContents/1"},
+        {**BODY, "tools": [{"retrieval": {"vertexRagStore": {"ragResources": [
+            {"ragCorpus": "projects/123456789012/locations/us-central1/ragCorpora/c"}]}}},
+            {"functionDeclarations": [{"name": "f", "description": f"reads {RAG}"}]}]},
+        {**BODY, "generationConfig": {"responseMimeType": "application/json",
+                                      "responseJsonSchema": {
+                                          "$id": "https://example.com/projects/s.json",
+                                          "enum": ["projects/active"]}}},
+        {**BODY, "labels": {"origin": "projects/team-b"}},
+        prompt]
+    for body in bodies:
         r, sent = send_body(gw, body)
-        assert r.status_code == 200, r.text
+        assert r.status_code == 200, (body, r.text)
         assert sent
+    r, sent = send(gw, path("123456789012", "us-central1"))
+    assert r.status_code == 200 and sent, r.text
+
+
+def test_a_project_number_must_be_digits_beside_a_project() -> None:
+    config = {"auth": {"api_keys": [{"id": "k", "sha256": hash_key(KEY), "subject": "a"}]}}
+    for extra in ({"project": "team-a", "project_number": "team-b"},
+                  {"project": "*", "project_number": 1}):
+        with pytest.raises(ConfigError) as exc:
+            loader.parse({**config, "routes": [_vertex_route(**extra)]})
+        assert "routes[0].project_number" in "\n".join(exc.value.errors)
 
 
 def test_project_and_location_belong_to_vertex_routes() -> None:

@@ -66,6 +66,25 @@ EMAIL = "john.doe@example.com"
         "type": "tool_result", "tool_use_id": "t", "content": {"type": "text",
                                                                "text": EMAIL}}]}]}),
     ("messages", {"messages": [], "tools": [{"name": "f", "description": [EMAIL]}]}),
+    # found by the review of the fix (2026-12-07): more shapes the adapters passed over
+    ("messages", {"messages": [{"role": "user", "content": [{
+        "type": "tool_result", "tool_use_id": "t", "content": [{
+            "type": "search_result", "source": "s", "title": "t",
+            "content": [{"type": "text", "text": [EMAIL]}]}]}]}]}),
+    ("messages", {"messages": [{"role": "user", "content": [{"type": "document", "source": {
+        "type": "content", "content": [{"type": "text", "text": [EMAIL]}]}}]}]}),
+    ("messages", {"messages": [{"role": "user", "content": [{"type": "document", "source": {
+        "type": "text", "media_type": "text/plain", "data": [EMAIL]}}]}]}),
+    ("embedContent", {"content": {"parts": [{"text": "hi"}]}, "title": [EMAIL]}),
+    ("batchEmbedContents", {"requests": [{"content": {"parts": [{"text": "hi"}]},
+                                          "title": {"t": EMAIL}}]}),
+    ("embedContent", {"content": {"parts": [{"text": "hi"}]},
+                      "embedContentConfig": {"title": [EMAIL]}}),
+    ("countTokens", {"generateContentRequest": [{"contents": [{"parts": [{"text": EMAIL}]}]}]}),
+    ("generateContent", {"contents": [{"role": "user", "parts": [{"functionResponse": {
+        "name": "f", "response": {}, "parts": [{"text": EMAIL}]}}]}]}),
+    ("chat.completions", {"messages": [], "tools": [{"type": "custom", "custom": {
+        "name": "f", "description": [EMAIL]}}]}),
     # a stream flag a lenient server reads as true, with no usage report asked for
     ("chat.completions", {"messages": [], "stream": "true"}),
     ("chat.completions", {"messages": [], "stream": 1}),
@@ -100,6 +119,21 @@ def test_text_in_a_shape_no_adapter_reads_is_refused(endpoint: str, body: dict[s
     ("countTokens", {"generateContentRequest": {"model": "m", "contents": [
         {"parts": [{"text": "x"}]}], "system_instruction": {"parts": {"text": "s"}}}}),
     ("embedContent", {"content": {"parts": [{"text": "x"}]}}),
+    ("messages", {"messages": [{"role": "user", "content": [{
+        "type": "tool_result", "tool_use_id": "t", "content": [{
+            "type": "search_result", "source": "s", "title": "t",
+            "content": [{"type": "text", "text": "ok"}]}]},
+        {"type": "document", "source": {"type": "content", "content": [
+            {"type": "text", "text": "x"}]}},
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain",
+                                        "data": "x"}}]}]}),
+    ("embedContent", {"content": {"parts": [{"text": "hi"}]}, "title": "t",
+                      "embedContentConfig": {"title": "t"}}),
+    ("generateContent", {"contents": [{"role": "user", "parts": [{"functionResponse": {
+        "name": "f", "response": {}, "parts": [{"inlineData": {
+            "mimeType": "image/png", "data": "eA=="}}]}}]}]}),
+    ("chat.completions", {"messages": [], "tools": [{"type": "custom", "custom": {
+        "name": "f", "description": "runs code"}}]}),
     ("chat.completions", {"messages": [], "stream": True}),
     ("chat.completions", {"messages": [], "stream": None}),
     ("completions", {"prompt": "hi", "stream": False}),
