@@ -227,14 +227,19 @@ SIDE_FIELDS: list[tuple[str, str, dict[str, Any]]] = [
 def test_a_field_beside_the_prompt_is_refused_before_the_provider(
         gw: Gateway, provider: str, fields: dict[str, Any], action: str) -> None:
     """Masking a stop sequence or a user id would change what it means: refused by both."""
+    assert f"blocked by guard '{action}': a field sent to the provider beside the prompt" \
+        in refused_before(gw, action, provider, fields)
+
+
+def refused_before(gw: Gateway, action: str, provider: str, fields: dict[str, Any]) -> str:
+    """POST a prompt with `fields` to the `action` route: it is a 400 that carries no part of
+    the value and the provider never saw; its message."""
     before = gw.mock.last()
     r = httpx.post(url(gw, action, provider), json=prompt_body(provider, fields), timeout=30)
     assert r.status_code == 400, r.text
-    message = provider_error(provider, r)
-    assert f"blocked by guard '{action}': a field sent to the provider beside the prompt" \
-        in message
     no_fragment(r.content)
     assert gw.mock.last() == before
+    return provider_error(provider, r)
 
 
 #: a text where the provider's schema has one, in a shape the adapters pass over (found by
@@ -258,12 +263,7 @@ SHAPES: list[tuple[str, str, dict[str, Any]]] = [
                          ids=[i for i, _, _ in SHAPES])
 def test_a_text_in_a_shape_no_adapter_reads_is_refused_before_the_provider(
         gw: Gateway, provider: str, fields: dict[str, Any], action: str) -> None:
-    before = gw.mock.last()
-    r = httpx.post(url(gw, action, provider), json=prompt_body(provider, fields), timeout=30)
-    assert r.status_code == 400, r.text
-    assert "the request body is not a valid" in provider_error(provider, r)
-    no_fragment(r.content)
-    assert gw.mock.last() == before
+    assert "the request body is not a valid" in refused_before(gw, action, provider, fields)
 
 
 # ------------------------------------------------------------------------------ replies
