@@ -132,28 +132,12 @@ class StreamMasker:
             self._check()
         if not text:
             return ""
+        left, buf = self._left, self._buf
         looked = self._looked
-        if looked >= self.batch and len(self._buf) + len(text) - looked < looked >> 3:
+        if looked >= self.batch and len(buf) + len(text) - looked < looked >> 3:
             self._add(text)   # a long held text: looked at again once it grew by an eighth
             return ""
-        out = self._feed(text)
-        self._looked = len(self._buf)
-        return out
-
-    def _add(self, text: str) -> None:
-        """Hold `text` after what is held, unread (and its fold beside it)."""
-        buf = self._buf + text
-        if self._folding:
-            fbuf = self._fbuf
-            ftext = fold(text)
-            self._fbuf = buf if fbuf is self._buf and ftext is text else fbuf + ftext
-        else:
-            self._fbuf = buf
-        self._buf = buf
-
-    def _feed(self, text: str) -> str:
-        """`feed` with a look at all that is held."""
-        left, buf = self._left, self._buf
+        # a look at all that is held (`_looked` records how much it held after)
         window, c = left + buf + text, len(left)
         fwindow = window          # its fold (`_folding`): the same object while none differs
         if self._folding:
@@ -167,8 +151,10 @@ class StreamMasker:
                 may_match(window, c, fwindow) if self._folding else may_match(window, c)):
             self._hold_from(window, fwindow, c)   # held, should a reject stop here
             spans = self._spans(window, c, fwindow)
-            return self._release(window, c, self._hold(window, c, spans, fwindow), spans,
-                                 fwindow)
+            out = self._release(window, c, self._hold(window, c, spans, fwindow), spans,
+                                fwindow)
+            self._looked = len(self._buf)
+            return out
         # the common case: no match can start in the unreleased text, so only the tail that
         # could still grow into one is held (what `_hold` and `_release` do without spans)
         n = len(window)
@@ -184,7 +170,19 @@ class StreamMasker:
         else:
             self._left_as(window, fwindow, lo, hold)
             self._hold_from(window, fwindow, hold)
+        self._looked = n - hold
         return window[c:hold]
+
+    def _add(self, text: str) -> None:
+        """Hold `text` after what is held, unread (and its fold beside it)."""
+        buf = self._buf + text
+        if self._folding:
+            fbuf = self._fbuf
+            ftext = fold(text)
+            self._fbuf = buf if fbuf is self._buf and ftext is text else fbuf + ftext
+        else:
+            self._fbuf = buf
+        self._buf = buf
 
     def finish(self) -> str:
         """End of stream: release everything still held, masked."""
