@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..llm.policy import USAGE_PARTIAL, USAGE_UNREAD
 from ..policy import BodyTransform
-from ..providers.base import Adapter
+from ..providers.base import Adapter, Usage
 from . import spending
 from .cut import StreamCut, cut_transform
 from .estimate import TEXT_MARKERS, DeliveredText
@@ -83,12 +83,14 @@ def charges(ex: Context, held: Held, uses_tokens: bool) -> tuple[float, float]:
         delivered = held.delivered.tokens if held.delivered is not None else 0
         gone = no_reply(ex)
         usage = ex.state.get("usage")
-        charged = spending.charge(held.price, usage,
-                                  held.input_estimate + unreported_media(held, usage),
+        media = unreported_media(held, usage)
+        charged = spending.charge(held.price, usage, held.input_estimate + media,
                                   delivered, 200 if gone else ex.status,
                                   unread=gone or unreported(ex, held)
                                   or ex.state.get(USAGE_UNREAD) is not None,
-                                  reserved=held.cost,
+                                  # the media's bound beside the reservation, as for tokens
+                                  reserved=held.cost + held.price.cost(
+                                      Usage(input_tokens=media)) if media else held.cost,
                                   partial=ex.state.get(USAGE_PARTIAL) is True,
                                   media=_media(held), hidden=held.hidden)
         ex.state["spend_charged"] = charged
@@ -123,7 +125,7 @@ def actual_tokens(ex: Context, held: Held) -> int:
     # (Gemini's running count, which has the thoughts) says how much it was; a stream's
     # opening report (Anthropic's message_start: 1 output token) does not
     unseen = held.hidden and (usage is None or reported is None or usage.opening)
-    return max(counted, reported or 0, held.estimate if _media(held) or unseen else 0)
+    return max(counted, reported or 0, held.estimate + media if _media(held) or unseen else 0)
 
 
 def unreported_media(held: Held, usage: Any) -> int:

@@ -26,6 +26,8 @@ _TEXT_KEYS = {"text": "text", "input_text": "text", "output_text": "text",
 
 #: blocks whose `content` is read as a message's (Anthropic's tool results, search results)
 _NESTED = ("tool_result", "mcp_tool_result", "search_result")
+#: the fields of Anthropic blocks read as strings only (`anthropic_prompts`)
+_BLOCK_STRINGS = {"document": ("title", "context"), "search_result": ("title", "source")}
 
 
 def _parts(value: Any, where: str, strings: bool, depth: int = 0) -> str | None:
@@ -49,6 +51,9 @@ def _parts(value: Any, where: str, strings: bool, depth: int = 0) -> str | None:
             error = _parts(part.get("content"), f"{where}[{i}].content", strings, depth + 1)
             if error:
                 return error
+        for name in _BLOCK_STRINGS.get(kind or "", ()):   # a document's or result's labels
+            if part.get(name) is not None and not isinstance(part[name], str):
+                return f"{where}[{i}].{name} must be a string"
         source = part.get("source") if kind == "document" else None
         if isinstance(source, dict) and depth < 8:   # a document given as text or blocks
             if source.get("type") == "content":

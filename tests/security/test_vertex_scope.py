@@ -6,6 +6,7 @@ format) and never sent; the client's own credential never goes upstream either w
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Iterator
 
@@ -110,6 +111,39 @@ def test_a_resource_name_spelled_with_json_escapes_is_refused(gw: Gateway) -> No
     assert last is None or last["path"] == "/reset"
 
 
+def test_a_body_the_check_could_misread_is_refused(gw: Gateway) -> None:
+    """Found by review: on a route where no other policy read the body as JSON, a gzip body
+    or a key given twice (the last one read, the first one another parser's) passed the
+    check. The body is now read as the provider reads it: decoded, each key once."""
+    evil = {**BODY, "cachedContent": "projects/team-b/locations/us-central1/cachedContents/1"}
+    twice = json.dumps(evil)[:-1] + ', "cachedContent": "projects/team-a/locations/' \
+        'us-central1/cachedContents/1"}'
+    for content, extra, status in ((gzip.compress(json.dumps(evil).encode()),
+                                    {"content-encoding": "gzip"}, 403),
+                                   (twice.encode(), {}, 400)):
+        httpx.get(gw.mock.url + "/reset")
+        r = httpx.post(gw.url + path("team-a", "us-central1"), content=content, timeout=30,
+                       headers={"authorization": f"Bearer {KEY}",
+                                "content-type": "application/json", **extra})
+        assert r.status_code == status, r.text
+        last = gw.mock.last()
+        assert last is None or last["path"] == "/reset"
+
+
+@pytest.mark.parametrize("extra", [
+    {"modelArmorConfig": {"promptTemplateName":
+                          "projects/team-b/locations/us-central1/templates/t"}},
+    {"model_armor_config": {"response_template_name":
+                            "projects/team-b/locations/us-central1/templates/t"}},
+    {"tools": [{"retrieval": {"vertexAiSearch": {
+        "datastore": "projects/team-a/locations/europe-west4/collections/c/dataStores/d"}}}]},
+], ids=["model-armor", "model-armor-snake", "search-in-another-region"])
+def test_other_resources_the_provider_reads_are_checked(gw: Gateway, extra: dict) -> None:
+    r, sent = send_body(gw, {**BODY, **extra})
+    assert r.status_code == 403, r.text
+    assert not sent
+
+
 def test_the_routes_own_resources_and_a_prompt_naming_another_pass(gw: Gateway) -> None:
     """The route's project by its id or by its number (Vertex names the resources it
     creates so), and another project named where the provider fetches nothing by it: the
@@ -128,6 +162,11 @@ def test_the_routes_own_resources_and_a_prompt_naming_another_pass(gw: Gateway) 
                                           "$id": "https://example.com/projects/s.json",
                                           "enum": ["projects/active"]}}},
         {**BODY, "labels": {"origin": "projects/team-b"}},
+        # Vertex AI Search lives in global, us or eu, whatever the route's region
+        {**BODY, "tools": [{"retrieval": {"vertexAiSearch": {"datastore": STORE.replace(
+            "team-b", "team-a")}}}]},
+        {**BODY, "modelArmorConfig": {"promptTemplateName":
+                                      "projects/team-a/locations/us-central1/templates/t"}},
         prompt]
     for body in bodies:
         r, sent = send_body(gw, body)

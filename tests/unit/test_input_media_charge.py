@@ -101,6 +101,9 @@ async def test_a_request_that_got_no_reply_pays_for_its_images() -> None:
     state = await finish(ex, route)    # the client left before any reply
     held = state["ratelimit_held"]
     assert state["tokens_charged"] == held.estimate + 4 * DEFAULTS["image"]
+    # spend: the whole reservation and the images beside it, as the tokens (found by the
+    # review of the fix: the bound took the output reservation's place)
+    assert state["spend_charged"] == held.cost + Decimal(4 * DEFAULTS["image"]) / 10 ** 6
 
 
 async def test_a_report_read_replaces_the_bound() -> None:

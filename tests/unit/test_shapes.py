@@ -85,6 +85,15 @@ EMAIL = "john.doe@example.com"
         "name": "f", "response": {}, "parts": [{"text": EMAIL}]}}]}]}),
     ("chat.completions", {"messages": [], "tools": [{"type": "custom", "custom": {
         "name": "f", "description": [EMAIL]}}]}),
+    ("messages", {"messages": [{"role": "user", "content": [{"type": "document", "title": [
+        EMAIL], "source": {"type": "text", "media_type": "text/plain", "data": "x"}}]}]}),
+    ("messages", {"messages": [{"role": "user", "content": [{"type": "document", "context": {
+        "t": EMAIL}, "source": {"type": "text", "media_type": "text/plain", "data": "x"}}]}]}),
+    ("messages", {"messages": [{"role": "user", "content": [{"type": "search_result",
+        "source": [EMAIL], "title": "t", "content": [{"type": "text", "text": "x"}]}]}]}),
+    ("messages", {"messages": [{"role": "user", "content": [{"type": "tool_result",
+        "tool_use_id": "t", "content": [{"type": "search_result", "source": "s", "title": {
+            "t": EMAIL}, "content": []}]}]}]}),
     # a stream flag a lenient server reads as true, with no usage report asked for
     ("chat.completions", {"messages": [], "stream": "true"}),
     ("chat.completions", {"messages": [], "stream": 1}),
