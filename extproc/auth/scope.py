@@ -28,15 +28,15 @@ from ..providers import read_request
 
 _PROJECT = re.compile(r"/projects/([^/]+)/")
 _LOCATION = re.compile(r"/locations/([^/]+)/")
-#: the same, in a resource name of the body (it starts with `projects/` or holds `/projects/`)
-_BODY_PROJECT = re.compile(r"(?:^|/)projects/([^/]*)")
-_BODY_LOCATION = re.compile(r"(?:^|/)locations/([^/]*)")
+#: the same, anywhere in a resource name of the body (` projects/...`, `//host/projects/...`)
+_BODY_PROJECT = re.compile(r"projects/([^/]*)")
+_BODY_LOCATION = re.compile(r"locations/([^/]*)")
 #: a tool's declarations of the client's own functions: text the model reads
 _DECLARATIONS = frozenset({"functionDeclarations", "function_declarations"})
 #: the fields that name resources the provider reads: a cached content, Model Armor's
 #: templates, countTokens' model (its inner request's), and the tools
-_RESOURCES = ("cachedContent", "cached_content", "modelArmorConfig", "model_armor_config",
-              "model", "tools")
+_RESOURCES = frozenset({"cachedcontent", "cached_content", "modelarmorconfig",
+                        "model_armor_config", "model", "tools"})   # (compared case-folded)
 #: Vertex AI Search's data stores and engines live in these locations only, whatever the
 #: region a route runs in
 _SEARCH = re.compile(r"/(?:dataStores|engines)/")
@@ -62,9 +62,9 @@ def _names(body: dict[str, Any]) -> Iterator[str]:
     """The resource names a request gives the provider to read (`_RESOURCES`, also in a
     countTokens' inner request)."""
     for doc in (body, *(body[k] for k in _INNER if isinstance(body.get(k), dict))):
-        for key in _RESOURCES:
-            if doc.get(key) is not None:
-                yield from _strings(doc[key])
+        for key, value in doc.items():
+            if key.lower() in _RESOURCES:
+                yield from _strings(value)
 
 
 class VertexScope(Policy):

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..llm.policy import USAGE_PARTIAL, USAGE_UNREAD
 from ..policy import BodyTransform
-from ..providers.base import Adapter, Usage
+from ..providers.base import Adapter
 from . import spending
 from .cut import StreamCut, cut_transform
 from .estimate import TEXT_MARKERS, DeliveredText
@@ -83,14 +83,14 @@ def charges(ex: Context, held: Held, uses_tokens: bool) -> tuple[float, float]:
         delivered = held.delivered.tokens if held.delivered is not None else 0
         gone = no_reply(ex)
         usage = ex.state.get("usage")
-        media = unreported_media(held, usage)
-        charged = spending.charge(held.price, usage, held.input_estimate + media,
+        floor = input_floor(held, usage)
+        charged = spending.charge(held.price, usage, floor,
                                   delivered, 200 if gone else ex.status,
                                   unread=gone or unreported(ex, held)
                                   or ex.state.get(USAGE_UNREAD) is not None,
-                                  # the media's bound beside the reservation, as for tokens
-                                  reserved=held.cost + held.price.cost(
-                                      Usage(input_tokens=media)) if media else held.cost,
+                                  # the reservation with that input, as for tokens
+                                  reserved=held.cost if floor == held.input_estimate
+                                  else held.price.worst_case(floor, held.output),
                                   partial=ex.state.get(USAGE_PARTIAL) is True,
                                   media=_media(held), hidden=held.hidden)
         ex.state["spend_charged"] = charged
@@ -115,28 +115,30 @@ def actual_tokens(ex: Context, held: Held) -> int:
         reported = usage.total_tokens if usage.total_tokens is not None else (
             (usage.input_tokens or 0) + (usage.output_tokens or 0))
     delivered = held.delivered.tokens if held.delivered is not None else 0
-    media = unreported_media(held, usage)
-    counted = held.input_estimate + media + delivered
+    floor = input_floor(held, usage)
+    counted = floor + delivered
     if ex.state.get(USAGE_UNREAD) is not None or unreported(ex, held):
-        return max(held.estimate + media, counted, reported or 0)
+        return max(floor + held.output, counted, reported or 0)
     if reported is not None and ex.state.get(USAGE_PARTIAL) is not True:
         return reported
     # a model that thinks unseen: what was delivered leaves its thinking out, unless a report
     # (Gemini's running count, which has the thoughts) says how much it was; a stream's
     # opening report (Anthropic's message_start: 1 output token) does not
     unseen = held.hidden and (usage is None or reported is None or usage.opening)
-    return max(counted, reported or 0, held.estimate + media if _media(held) or unseen else 0)
+    return max(counted, reported or 0, floor + held.output if _media(held) or unseen else 0)
 
 
-def unreported_media(held: Held, usage: Any) -> int:
-    """What the input media counts beside the prompt estimate: its bound (`media`) unless a
-    report read, even a partial one (Anthropic's message_start, Gemini's running count, a
-    report an error event ended), counted the input, media included (found by review: an
-    error event after message_start charged eight small images 20,000 tokens where the
-    report said 810)."""
-    if held.media and usage is not None and not usage.is_empty() and usage.input_tokens:
-        return 0
-    return held.media
+def input_floor(held: Held, usage: Any) -> int:
+    """The input a charge without a final report counts: the prompt estimate and the input
+    media's bound (`media`), or, once a report read counted the input (even a partial one:
+    Anthropic's message_start, Gemini's running count, a report an error event ended), that
+    count, media included, when it is more than the estimate. Found by review: an error
+    event after message_start charged eight small images 20,000 tokens where the report
+    said 810; and where the charge is the whole reservation, the reported input must stand
+    beside its output part, not compete with it."""
+    if usage is not None and not usage.is_empty() and usage.input_tokens:
+        return max(held.input_estimate, usage.input_tokens)
+    return held.input_estimate + held.media
 
 
 def no_reply(ex: Context) -> bool:

@@ -137,7 +137,10 @@ def test_a_body_the_check_could_misread_is_refused(gw: Gateway) -> None:
                             "projects/team-b/locations/us-central1/templates/t"}},
     {"tools": [{"retrieval": {"vertexAiSearch": {
         "datastore": "projects/team-a/locations/europe-west4/collections/c/dataStores/d"}}}]},
-], ids=["model-armor", "model-armor-snake", "search-in-another-region"])
+    {"tools": [{"retrieval": {"vertexRagStore": {"ragResources": [{"ragCorpus": " " + RAG}]}}}]},
+    {"CachedContent": "projects/team-b/locations/us-central1/cachedContents/1"},
+], ids=["model-armor", "model-armor-snake", "search-in-another-region", "leading-space",
+        "key-case"])
 def test_other_resources_the_provider_reads_are_checked(gw: Gateway, extra: dict) -> None:
     r, sent = send_body(gw, {**BODY, **extra})
     assert r.status_code == 403, r.text

@@ -171,6 +171,31 @@ async def test_a_report_of_the_input_read_before_an_error_event_replaces_the_bou
     assert state["spend_charged"] < Decimal(100 * 2) / 10 ** 6
 
 
+async def test_a_reported_input_stands_beside_the_output_reservation() -> None:
+    """A model that thinks unseen, ended by an error after message_start: the whole
+    reservation is charged, with the input the report counted in place of the prompt
+    estimate, beside the output reserved (found by review: the report's input took the
+    output reservation's place, 4,097 tokens where 6,096 were due)."""
+    req = {"model": "claude-sonnet-4-5", "max_tokens": 4096, "stream": True,
+           "thinking": {"type": "enabled", "budget_tokens": 2048}, "messages": [{
+               "role": "user", "content": [{"type": "image", "source": {
+                   "type": "base64", "media_type": "image/png",
+                   "data": PNG.split(",", 1)[1]}}] * 8 + [{"type": "text", "text": "hi"}]}]}
+    ex, route = await exchange("anthropic", "/v1/messages", req)
+    start = {"type": "message_start", "message": {
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+        "content": [], "stop_reason": None, "stop_sequence": None,
+        "usage": {"input_tokens": 2000, "output_tokens": 1}}}
+    await send(ex, response_headers(200, **{"content-type": "text/event-stream"}))
+    await send(ex, response_body(f"event: message_start\ndata: {json.dumps(start)}\n\n"
+                                 .encode(), False))
+    await send(ex, response_body(ERROR, True))
+    state = await finish(ex, route)
+    held = state["ratelimit_held"]
+    assert state["tokens_charged"] == 2000 + held.output
+    assert state["spend_charged"] == held.price.worst_case(2000, held.output)
+
+
 def test_a_bound_of_an_unknown_kind_or_below_zero_does_not_load() -> None:
     with pytest.raises(loader.ConfigError) as exc:
         loader.parse({"limits": {"input_media_tokens": {"picture": 1, "audio": -1}},
