@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..policy import Reject
-from ..providers.unread import NAMES
+from ..providers.unread import NAMES, inputs_of
 from .decisions import decide
 from .settings import Guard
 
@@ -45,13 +45,9 @@ def _check(ex: Context | None, guards: Iterable[Guard], kind: str, direction: st
 def refuse_unread_inputs(ex: Context, guards: Iterable[Guard], stats: dict[str, int],
                          adapter: Adapter, doc: Any, body: bytes) -> None:
     """A prompt input no guard can read (an image, a PDF, a file by id or URL), unless every
-    prompt guard that reads its role lets its kind pass. A byte precheck
-    (`unread_needles`) keeps the walk off bodies that cannot hold one."""
-    find = getattr(adapter, "unread_inputs", None)
-    if find is None or not any(n in body for n in getattr(adapter, "unread_needles", ())):
-        return
+    prompt guard that reads its role lets its kind pass (`providers.unread.inputs_of`)."""
     guards = tuple(guards)
-    for role, kind in find(doc):
+    for role, kind in inputs_of(adapter, body, doc, ex.state):
         _check(ex, guards, kind, "request", stats, "rejected",
                f"request refused: the prompt carries {NAMES[kind]} in a {role} message", role)
 

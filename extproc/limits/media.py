@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..providers.unread import inputs_of
+
 #: tokens one input item of each kind (`providers.unread.KINDS`) counts where no report says
 #: what it cost: an image as the providers bill their largest (Claude about 1,600; Gemini
 #: 258 to 1,120; OpenAI's gpt-4o and later about 1,500 to 2,500, its gpt-4o-mini far more at
@@ -26,13 +28,8 @@ DEFAULTS: dict[str, int] = {"image": 2500, "audio": 4000, "video": 16000, "docum
                             "file": 8000, "fetched": 0}
 
 
-def media_tokens(adapter: Any, body: bytes, doc: Any, per_kind: Mapping[str, int]) -> int:
-    """The tokens `doc`'s input media count (`per_kind` of each item), 0 for a body that
-    holds none (the adapter's needles rule most bodies out without a walk)."""
-    needles = getattr(adapter, "unread_needles", None)
-    if needles is not None and not any(n in body for n in needles):
-        return 0
-    reading = getattr(adapter, "unread_inputs", None)
-    if reading is None or not isinstance(doc, dict):
-        return 0
-    return sum(per_kind.get(kind, 0) for _, kind in reading(doc))
+def media_tokens(adapter: Any, body: bytes, doc: Any, per_kind: Mapping[str, int],
+                 memo: dict[str, Any] | None = None) -> int:
+    """The tokens `doc`'s input media count (`per_kind` of each item): the inputs the guards
+    refuse unless allowed (`inputs_of`; one walk of the request for both, with `memo`)."""
+    return sum(per_kind.get(kind, 0) for _, kind in inputs_of(adapter, body, doc, memo))

@@ -167,7 +167,7 @@ class RateLimit(Policy):
                 refuse_stored_context(stored, lambda: _decided(ex, budget, "stored"))
         model = getattr(prompt, "model", None) or ex.state.get("model")
         default = self._default_max(ex, model)
-        media = media_tokens(adapter, body, read[0], self.media_tokens) \
+        media = media_tokens(adapter, body, read[0], self.media_tokens, ex.state) \
             if read is not None and self.settles else 0
         await self._admit(ex, prompt, body, extra, choices, thinking, default, media)
         if self.write_max_tokens and self.settles and read is not None and prompt is not None \

@@ -11,9 +11,9 @@ gateway could not read leaves a partial count: at least the whole reservation (d
 deny, for budgets), and so does an admitted request whose exchange ended before any reply
 came (`no_reply`: the client left, or the stream broke, while the provider may have been
 generating; a reasoning model can take minutes before its headers), or whose whole reply
-ended before its usage was read (`unreported`). Input media counts its bound (`media`) in
-each of these charges made without a final report. An upstream error status charges
-nothing.
+ended before its usage was read (`unreported`). In each of these charges made without a
+final report the input counted is the prompt estimate and the input media's bound, or the
+input a report counted (`input_floor`). An upstream error status charges nothing.
 """
 
 from __future__ import annotations

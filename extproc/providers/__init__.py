@@ -20,6 +20,7 @@ from extproc.providers.google_extra import GoogleCountTokensAdapter, GoogleEmbed
 from extproc.providers.openai import OpenAIAdapter
 from extproc.providers.openai_legacy import OpenAICompletionsAdapter, OpenAIEmbeddingsAdapter
 from extproc.providers.openai_responses import OpenAIResponsesAdapter
+from extproc.providers.unread import UNREAD_MEMO
 
 _ADAPTERS: dict[str, Adapter] = {
     "openai": OpenAIAdapter("openai"),
@@ -108,6 +109,7 @@ def forget_request(memo: dict[str, Any]) -> None:
     open stream would otherwise keep them for its whole reply (up to about 100 MiB for an
     8 MiB body of tiny messages)."""
     memo.pop("_read", None)
+    memo.pop(UNREAD_MEMO, None)    # (`unread.inputs_of`: the parsed body beside its inputs)
     memo.pop("prompt", None)
     memo.pop("max_output", None)   # limits.policy.MAX_OUTPUT: the front's, over the request
 

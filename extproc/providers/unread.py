@@ -97,6 +97,29 @@ def unread_inputs(slots: Iterable[tuple[Any, Any]]) -> list[tuple[str, str]]:
     return [(role, holder.kind) for role, holder in slots if holder.__class__ is Unread]
 
 
+#: where `inputs_of` keeps its answer in the exchange's state (`forget_request` drops it)
+UNREAD_MEMO = "_unread_inputs"
+
+
+def inputs_of(adapter: Any, body: bytes, doc: Any,
+              memo: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+    """(role, kind) of each input of the request `doc` no guard can read, as its adapter
+    finds them (`unread_inputs`); none at once for a body whose bytes cannot hold one (the
+    adapter's `unread_needles`). With `memo` (the exchange's state), the policies that ask
+    (the guards refuse them, budgets count them) walk one request once."""
+    if memo is not None:
+        hit = memo.get(UNREAD_MEMO)
+        if hit is not None and hit[0] is doc:
+            return hit[1]   # type: ignore[no-any-return]
+    find = getattr(adapter, "unread_inputs", None)
+    found: list[tuple[str, str]] = []
+    if find is not None and any(n in body for n in getattr(adapter, "unread_needles", ())):
+        found = find(doc)
+    if memo is not None:
+        memo[UNREAD_MEMO] = (doc, found)
+    return found
+
+
 #: the keys by which vLLM reads a content part as media, whatever its `type` says, when the
 #: part has a `uuid` or no type (`chat_utils._parse_chat_message_content_mm_part`; its
 #: request model keeps them on a text part), and the kind of media each loads

@@ -121,17 +121,23 @@ def run(provider: str, raw: bytes, cuts: list[int], hook: FakeWebhook, segment: 
     reports: list[tuple[str, str]] = []
     t = WebhookStreamGuard(provider, "dlp", hook, segment, fail_open, 1 << 20,
                            lambda g, o: reports.append((g, o)))
+    return feed_split(t, raw, cuts), reports
+
+
+def feed_split(guard: WebhookStreamGuard, raw: bytes, cuts: list[int]) -> list[bytes]:
+    """`raw` through `guard`, cut at `cuts` (modulo its length): what it sends for each
+    piece, then at the end."""
 
     async def go() -> list[bytes]:
         points = sorted({c % (len(raw) + 1) for c in cuts})
         out, last = [], 0
         for p in [*points, len(raw)]:
-            out.append(await t.feed_async(raw[last:p]))
+            out.append(await guard.feed_async(raw[last:p]))
             last = p
-        out.append(await t.finish_async())
+        out.append(await guard.finish_async())
         return out
 
-    return asyncio.run(go()), reports
+    return asyncio.run(go())
 
 
 @settings(max_examples=40, deadline=None)

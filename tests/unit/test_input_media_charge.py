@@ -196,6 +196,33 @@ async def test_a_reported_input_stands_beside_the_output_reservation() -> None:
     assert state["spend_charged"] == held.price.worst_case(2000, held.output)
 
 
+async def test_guards_and_budgets_walk_a_request_for_its_media_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guards (which refuse what they cannot read) and the budgets (which count it) ask
+    the same question of one parsed request: one walk, let go with the request."""
+    from extproc.providers.openai import OpenAIAdapter
+    from extproc.providers.unread import UNREAD_MEMO
+    walks: list[int] = []
+    walk = OpenAIAdapter.unread_inputs
+    monkeypatch.setattr(OpenAIAdapter, "unread_inputs",
+                        lambda self, body: walks.append(1) or walk(self, body))
+    rname = next(_ROUTES)
+    cfg = loader.parse({"guards": {"pii": {"detectors": ["email"], "allow_unread": ["image"]}},
+                        "routes": [{"name": rname, "provider": "openai", "guards": ["pii"],
+                                    "rate_limits": [{"name": "t", "key": [], "tokens": [
+                                        {"limit": 10 ** 9, "per": "1d"}]}]}]})
+    route = cfg.route(rname)
+    ex = Exchange(route, rname)
+    await send(ex, request_headers(req_mode=P.BUFFERED, resp_mode=P.STREAMED,
+                                   path="/v1/chat/completions"))
+    await send(ex, request_body(json.dumps(chat(3)).encode(), True))
+    assert walks == [1]
+    assert ex.state["ratelimit_held"].media == 3 * DEFAULTS["image"]
+    assert UNREAD_MEMO in ex.state
+    await send(ex, response_headers(200, **{"content-type": "text/event-stream"}))
+    assert UNREAD_MEMO not in ex.state   # (the parsed request goes with the rest of it)
+
+
 def test_a_bound_of_an_unknown_kind_or_below_zero_does_not_load() -> None:
     with pytest.raises(loader.ConfigError) as exc:
         loader.parse({"limits": {"input_media_tokens": {"picture": 1, "audio": -1}},

@@ -7,7 +7,6 @@ each event read all those held, 3 million held events read for 20,000 characters
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import itertools
 import json
@@ -25,6 +24,7 @@ from extproc.guards.webhook import Mask, Text, Verdict
 from extproc.guards.webhook_held import Held, WordEnds, is_json, read_event
 from extproc.guards.webhook_stream import WebhookStreamGuard
 from extproc.providers import adapter_for
+from tests.unit.test_guard_webhook import feed_split
 
 EMAIL = Scanner(builtin(["email"]))
 
@@ -159,17 +159,7 @@ def _run(cls: type[WebhookStreamGuard], provider: str, raw: bytes, cuts: list[in
 
     guard = cls(provider, "dlp", hook, segment, False, 1 << 20,
                 lambda g, o: reports.append(o))
-
-    async def go() -> list[bytes]:
-        points = sorted({c % (len(raw) + 1) for c in cuts})
-        out, last = [], 0
-        for p in [*points, len(raw)]:
-            out.append(await guard.feed_async(raw[last:p]))
-            last = p
-        out.append(await guard.finish_async())
-        return out
-
-    return calls, reports, asyncio.run(go())
+    return calls, reports, feed_split(guard, raw, cuts)
 
 
 def _anthropic_stream(pieces: list[str], kinds: list[str]) -> bytes:
