@@ -82,6 +82,8 @@ class PatternDetector:
         self.match_chars = frozenset(chars)   # what a match is made of
         self.start_chars = frozenset(starts)  # what a match can begin with
         self._starts = re.compile("[" + re.escape(starts) + "]")
+        #: verdicts of `_accept`, by candidate (bounded: cleared when full)
+        self._memo: dict[tuple[int, str], int] = {}
 
     def find(self, text: str) -> list[Span]:
         if self._validate is None:
@@ -100,7 +102,29 @@ class PatternDetector:
 
     def _accept(self, text: str, start: int, end: int) -> int:
         """The validated length of the candidate text[start:end], else of its longest shorter
-        candidate that ends at a group boundary; 0 when none passes."""
+        candidate that ends at a group boundary; 0 when none passes.
+
+        Called only where the pattern matched at `start` (its lookbehinds passed), the answer
+        is a function of text[start:end + 1] alone: the validator reads a prefix of the
+        candidate, the retries' full matches read it from `start` (the lookbehinds there as
+        in that match) and their closing checks read at most the character after a boundary
+        inside it. So it is kept, by that text and the candidate's length, in a memo shared
+        by all texts: a stream's masker scans the same digits again with every piece while
+        they are held (card-shaped groups cost a Luhn check and retries each time)."""
+        assert self._validate is not None
+        if end - start > _MEMO_LONGEST:
+            return self._judge(text, start, end)
+        memo = self._memo
+        key = (end - start, text[start:end + 1])
+        accepted = memo.get(key)
+        if accepted is None:
+            accepted = self._judge(text, start, end)
+            if len(memo) >= _MEMO_SIZE:
+                memo.clear()
+            memo[key] = accepted
+        return accepted
+
+    def _judge(self, text: str, start: int, end: int) -> int:
         assert self._validate is not None
         accepted = self._validate(text[start:end])
         if accepted or self._after is None:
@@ -329,6 +353,12 @@ assert all(_BUILTINS[n][0].pattern.endswith(a.pattern) for n, a in _AFTER.items(
 #: the fewest characters a match of these has: 13 digits for a card, 7 for a phone (so a
 #: shorter candidate is never tried)
 _SHORTEST: dict[str, int] = {"card": 13, "phone": 7}
+#: candidates whose verdict a built-in keeps (`PatternDetector._accept`): a stream holds
+#: a few dozen at a time; cleared when full. Only candidates up to `_MEMO_LONGEST`
+#: characters are kept (a card, a phone, an IBAN, an IP; not a long e-mail or key), so the
+#: memo holds under a megabyte per detector whatever the text
+_MEMO_SIZE = 4096
+_MEMO_LONGEST = 96
 #: a group boundary: a character that is not an ASCII letter or digit, after one that is
 _BOUNDARY = re.compile(r"(?<=[A-Za-z0-9])[^A-Za-z0-9]")
 BUILTIN_PLACEHOLDERS: dict[str, str] = {name: spec[1] for name, spec in _BUILTINS.items()}
