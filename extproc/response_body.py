@@ -59,6 +59,8 @@ class ResponseBody(RequestBody):
         try:
             if self._cut:
                 return self._after_cut()
+            if self._buffered_part and self._ends_buffered(b):
+                return _CONTINUE_BODY
             chunk, eos = b.body, self._response_ends(b)
             self._saw_upstream(chunk)
             out = run_transforms(self._transforms, chunk, eos) if self._transforms \
@@ -85,6 +87,8 @@ class ResponseBody(RequestBody):
             return replies
         if self._cut:
             return self._after_cut()
+        if self._buffered_part and self._ends_buffered(b):
+            return _CONTINUE_BODY
         chunk, eos = b.body, self._response_ends(b)
         self._saw_upstream(chunk)
         out = await run_transforms_async(self._transforms, chunk, eos)
@@ -100,6 +104,19 @@ class ResponseBody(RequestBody):
         if self.response_mode == P.FULL_DUPLEX:
             return ()
         return (P.body_reply(True, b""),)
+
+    def _ends_buffered(self, b: pb.HttpBody) -> bool:
+        """Whether `b`, after the one part of a reply asked for BUFFERED that came without
+        end_of_stream, only ends it: no bytes, end_of_stream. Envoy ignored the override and
+        streamed the reply, but its first part held all of it (a chunked reply whose last
+        chunk came apart), so the transforms read the whole reply: nothing is left to read,
+        and it passes (bytes would be refused, `_response_ends`)."""
+        if self.response_mode != P.BUFFERED or b.body or not b.end_of_stream:
+            return False
+        self._buffered_part = False
+        if self._transforms:
+            unshown.whole_in_first_part(self.route_name or "unknown")
+        return True
 
     def _response_ends(self, b: pb.HttpBody) -> bool:
         # BUFFERED: the whole body in one message, final even when trailers follow; a second

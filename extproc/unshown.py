@@ -12,7 +12,9 @@ decides that, not ours, and some of it leaves a policy blind while the traffic f
   body is refused before it goes upstream, unless `server.trust_mode_override` says the filter
   allows the override; and a request body asked for that way that never came (the reply
   arrives instead) gets its reply refused; so does a reply asked for `BUFFERED` that comes in
-  more than one message (Envoy ignored the override; its first part was read as the whole);
+  more than one message with bytes (Envoy ignored the override; its first part was read as
+  the whole). One whose second message only ends it, with no bytes, was read whole: it goes
+  out, and the log says the override was ignored;
 * skipped headers (`request_header_mode` or `response_header_mode: SKIP`): a body with no
   headers before it belongs to a request no policy classified, or a reply no policy set up
   for, and is refused (a reply's refusal is a reset: its headers are already out);
@@ -93,6 +95,21 @@ def refuse_ignored_response_override(route: str) -> Reject:
                   f"the gateway asked it to buffer it (mode_override) on route '{route}', so "
                   "the reply was cut; set allow_mode_override: true on the ext_proc filter",
                   details="extproc_body_not_shown")
+
+
+def whole_in_first_part(route: str) -> None:
+    """A reply asked for `BUFFERED` that Envoy streamed, all its bytes in the first part and
+    its end in a message of none: nothing went unread, so it is delivered, not refused or
+    counted; but Envoy ignored the override, and the next reply to come in two parts will be
+    refused. Logged once a minute per route."""
+    now = time.monotonic()
+    key = (route, "whole_in_first_part")
+    if now - _logged.get(key, -_LOG_EVERY_S) >= _LOG_EVERY_S:
+        _logged[key] = now
+        log.warning("route %s: Envoy streamed a reply the gateway asked it to buffer "
+                    "(mode_override ignored); this one came whole in its first part, but a "
+                    "reply sent in parts will be reset: set allow_mode_override: true on the "
+                    "ext_proc filter (docs/running.md, 'Envoy's processing modes')", route)
 
 
 def refuse_skipped_headers(route: str, which: str) -> Reject:

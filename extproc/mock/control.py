@@ -18,6 +18,9 @@ STATUS = "x-mock-status"
 FAIL_AFTER = "x-mock-fail-after"
 #: end the body cleanly after N bytes (a stream that stops short, mid-event, without a reset)
 END_AFTER = "x-mock-end-after"
+#: ``x-mock-end-delay-ms: N``: end the body N ms after its last byte, in chunked encoding (the
+#: last chunk, of no bytes, comes apart: as from a provider that flushes its body first)
+END_DELAY_MS = "x-mock-end-delay-ms"
 #: a streamed reply ends after N of its frames with the provider's mid-stream error event
 #: (OpenAI's error chunk, Anthropic's `event: error`, Gemini's error object; SSE streams)
 ERROR_AFTER = "x-mock-error-after"
@@ -69,6 +72,8 @@ class Control:
     error_message: str | None = None
     #: ``x-mock-charset``: the charset the reply's Content-Type names
     charset: str | None = None
+    #: ``x-mock-end-delay-ms: N``: the body's end (chunked) N ms after its last byte
+    end_delay_ms: int = 0
 
     @property
     def echo(self) -> bool:
@@ -119,6 +124,7 @@ def parse_control(headers: Mapping[str, str]) -> Control:
         wait_ms=_int_header(headers, WAIT_MS, 0) or 0,
         error_message=None if error_message is None else decode_header_text(error_message),
         charset=headers.get(CHARSET),
+        end_delay_ms=_int_header(headers, END_DELAY_MS, 0) or 0,
     )
 
 
@@ -153,6 +159,8 @@ def plan_chunks(plan: Plan, control: Control) -> tuple[list[bytes], bool]:
     frame (or UTF-8 character) boundaries; otherwise each stream frame is one chunk and a
     non-streamed body is written at once with a content-length.
     """
+    if control.end_delay_ms and not control.chunk_bytes and not plan.streamed:
+        return [b"".join(plan.frames)], True   # chunked: its end can come apart
     if control.chunk_bytes:
         body = b"".join(plan.frames)
         size = control.chunk_bytes

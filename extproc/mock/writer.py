@@ -1,8 +1,8 @@
 """Writing a planned mock response to the wire, with the x-mock-* misbehaviours applied.
 
 Honours chunk size (``x-mock-chunk-bytes``), the inter-chunk delay (``x-mock-delay-ms``), the
-mid-body connection reset (``x-mock-fail-after``) and the body ended short
-(``x-mock-end-after``).
+mid-body connection reset (``x-mock-fail-after``), the body ended short
+(``x-mock-end-after``) and its end delayed (``x-mock-end-delay-ms``).
 """
 
 from __future__ import annotations
@@ -68,6 +68,8 @@ async def send_plan(request: web.Request, plan: Plan, control: Control) -> MockR
             resp.aborted = True
             await abort_connection(request)
             return resp
+        if control.end_delay_ms:
+            await asyncio.sleep(control.end_delay_ms / 1000)
         await resp.write_eof()
     except ConnectionError:
         resp.aborted = True

@@ -185,6 +185,36 @@ def test_a_reply_buffered_by_an_override_envoy_ignores_is_cut_not_read_in_parts(
     assert "response_body_override_ignored" in strict.server.proc.log()
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_reply_whose_end_comes_apart_is_delivered_whole(strict: Gateway,
+                                                           stream: bool) -> None:
+    """Found by CI: an Envoy without allow_mode_override streams a reply the reply guards
+    asked it to buffer; when all its bytes come in the first part and its end in a second
+    message of no bytes (a chunked reply whose last chunk comes apart), nothing went unread,
+    and the reply is delivered whole and masked, not reset. Streams are read in parts
+    anyway."""
+    rid = new_rid()
+    before = unshown(strict, "ref", "response_body_override_ignored")
+    body = {"model": "gpt-4o-mini", "stream": stream,
+            "messages": [{"role": "user", "content": PROMPT}]}
+    headers = {"x-mock-reply": REPLY, "x-request-id": rid, "x-mock-end-delay-ms": "100",
+               **KEY}
+    r = httpx.post(f"{strict.url}/ref/v1/chat/completions", json=body, headers=headers,
+                   timeout=30)
+    assert r.status_code == 200
+    assert "bob.smith" not in r.text and "<EMAIL>" in r.text
+    if stream:
+        assert r.text.rstrip().endswith("data: [DONE]")
+    else:
+        assert json.loads(r.text)["choices"][0]["message"]["content"] == \
+            "write to <EMAIL> today"
+    assert unshown(strict, "ref", "response_body_override_ignored") == before
+    if not stream:
+        assert "this one came whole in its first part" in strict.server.proc.log()
+    seen = strict.mock.last()
+    assert seen is not None and seen["headers"].get("x-request-id") == rid
+
+
 def test_a_request_body_without_its_headers_is_refused(strict: Gateway) -> None:
     rid = new_rid()
     r = chat(strict, "/qh-skip/", rid=rid, key=False)

@@ -197,3 +197,32 @@ async def test_a_partly_buffered_reply_is_refused_not_read_as_whole(streamed: bo
         (reply,) = await send(ex, response_body(head, True))
         assert reply.WhichOneof("response") == "response_body"
         assert EMAIL.encode() not in reply.response_body.response.body_mutation.body
+
+
+@pytest.mark.parametrize(("rest", "delivered"), [(b"", True), (b" ", False), (b"}", False)])
+async def test_a_buffered_reply_envoy_streamed_passes_only_when_its_end_adds_no_byte(
+        rest: bytes, delivered: bool) -> None:
+    """Found by CI: asked to buffer a JSON reply, an Envoy that ignores `mode_override`
+    streams it; a first part holding all of it, then a message of no bytes that only ends
+    it, was refused (a reset) though nothing went unread. It now passes, masked; a second
+    part with any byte is still refused."""
+    whole = json.dumps({"id": "c", "object": "chat.completion", "created": 1, "model": "m",
+                        "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                            "role": "assistant", "content": f"mail {EMAIL}"}}],
+                        "usage": {"prompt_tokens": 1, "completion_tokens": 2,
+                                  "total_tokens": 3}}).encode()
+    ex = Exchange(route(), "r")
+    await send(ex, request_headers(req_mode=P.BUFFERED, resp_mode=P.STREAMED))
+    await send(ex, request_body(CHAT.replace(b'"stream": true', b'"stream": false'), True))
+    (head,) = await send(ex, response_headers(200, **{"content-type": "application/json"}))
+    assert head.mode_override.response_body_mode == P.BUFFERED
+    (first,) = await send(ex, response_body(whole, False))
+    masked = first.response_body.response.body_mutation.body
+    assert EMAIL.encode() not in masked and json.loads(masked)["choices"]
+    (last,) = await send(ex, response_body(rest, True))
+    if delivered:
+        assert last.WhichOneof("response") == "response_body"
+        assert not last.response_body.response.HasField("body_mutation")
+    else:
+        assert last.WhichOneof("response") == "immediate_response"
+        assert last.immediate_response.status.code == 502
