@@ -139,6 +139,10 @@ class StreamReply(ReplyTranslator):
             self._closing = isinstance(usage, dict) \
                 and isinstance(usage.get("output_tokens"), int)
             stop = delta.get("stop_reason") if isinstance(delta, dict) else None
+            if any(k == "json" for k, _ in self._blocks.values()):
+                # the JSON-mode answer is held whole until its block stops: one never
+                # stopped would be lost behind a normal end (found by review)
+                raise _Unreadable("the JSON-mode answer's block did not end")
             self._finished = True
             # (a call whose block was never stopped ends here)
             out = self._no_arguments(sorted(t for k, t in self._blocks.values() if k == "tool"))

@@ -169,6 +169,9 @@ def _generation(doc: dict[str, Any], req: Refusals) -> dict[str, Any]:
     # the first of them that bounds anything (a 0 is Gemini's unset: `max_completion_tokens:
     # 0` beside `max_tokens: 1` sends 1, as the route's reading reserved, never 0)
     limits = [_number(doc, key, True) for key in ("max_completion_tokens", "max_tokens")]
+    for key, value in zip(("max_completion_tokens", "max_tokens"), limits, strict=True):
+        if value is not None and value < 0:   # (as OpenAI: a budget reserves what is sent)
+            raise bad(key, "must not be negative")
     limit = next((v for v in limits if v), None)
     if limit is not None:
         gen["maxOutputTokens"] = limit
@@ -274,6 +277,9 @@ def translate_request(doc: dict[str, Any], backend: Backend, *,
             if key not in ("include_usage", "include_obfuscation") \
                     or value not in (None, True, False):
                 raise bad(f"stream_options.{key}", "unknown field or not a boolean")
+            if key == "include_obfuscation" and value is True:
+                req.refuse("stream_options.include_obfuscation",
+                           "the translated stream has no obfuscation pad")
     path = _path(backend, stream)
     turns, system = contents(doc, req)
     body: dict[str, Any] = {"contents": turns}

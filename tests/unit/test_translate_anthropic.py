@@ -685,6 +685,23 @@ def test_a_tool_call_whose_block_never_stopped_gets_its_empty_object_at_the_fini
     assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
 
 
+def test_a_json_mode_answer_whose_block_never_stopped_ends_the_stream_with_an_error() -> None:
+    """Found by review: the JSON-mode answer is held until its block stops; an upstream that
+    went on to message_delta without stopping it lost the answer behind a normal
+    `tool_calls` finish, usage and [DONE]. It is an error event now, never a finish."""
+    data = _stream_of(START, _tool_start(0, JSON_TOOL), _piece(0, '{"answer": "the reply"}'),
+                      *TOOL_STOP)
+    tr = reply_translator(200, "text/event-stream", CTX, json_tool=JSON_TOOL)
+    out = tr.feed(data) + tr.finish()
+    assert "did not end" in _last_error(out)["message"]
+    assert tr.failed
+    assert not any(isinstance(ev, dict) and ev.get("choices") and
+                   ev["choices"][0].get("finish_reason") for ev in _events(out))
+    stopped = _stream_of(START, _tool_start(0, JSON_TOOL), _piece(0, '{"answer": "x"}'),
+                         _block_stop(0), *TOOL_STOP)
+    assert b"[DONE]" in _run(stopped, [], 200, "text/event-stream", CTX, JSON_TOOL)
+
+
 def test_a_streamed_tool_call_given_whole_at_its_start_gets_nothing_more() -> None:
     start = _tool_start(0)
     start["content_block"]["input"] = {"tz": "UTC"}

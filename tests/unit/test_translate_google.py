@@ -329,6 +329,12 @@ REFUSED: list[tuple[dict[str, Any], str, bool]] = [
     (req(stream_options={"include_usage": True}), "stream_options", False),
     (req(stream=True, stream_options={"include_usage": True, "x": True}),
      "stream_options.x", False),
+    # found by review: sent as given while budgets reserved the next limit (-3 beside 5),
+    # and a padding the translated stream does not have accepted in silence
+    (req(max_completion_tokens=-3, max_tokens=5), "max_completion_tokens", False),
+    (req(max_tokens=-1), "max_tokens", False),
+    (req(stream=True, stream_options={"include_obfuscation": True}),
+     "stream_options.include_obfuscation", True),
 ]
 
 
