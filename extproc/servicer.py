@@ -240,6 +240,10 @@ class Processor(ExternalProcessorServicer):
             ex.close()
             if ex.route is not None and ex.route.finishers:
                 self._start_finish(ex)
+            # A failed send's exception is kept by its future, and its traceback keeps this
+            # frame: a cycle only the cyclic GC frees (an idle server may not run it for
+            # long). The frame holds neither the exchange nor the write past here.
+            ex = writing = waiting = None  # type: ignore[assignment]
 
     def _start_finish(self, ex: Exchange) -> None:
         """Run the finish hooks as far as they go without waiting (settling in memory never

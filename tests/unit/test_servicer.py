@@ -9,6 +9,7 @@ last reply is out, and a failed or cancelled write leaves nothing behind.
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Sequence
 from typing import Any
 
@@ -202,6 +203,44 @@ def test_a_write_that_fails_because_the_call_ended_is_the_streams_end(at_start: 
         assert unhandled == []
 
     asyncio.run(main())
+
+
+class FailedSend(SlowContext):
+    """Writes as gRPC's do: each awaits its send's future, and a send whose call is gone
+    fails by an exception set on that future (the same object raised out of every write)."""
+
+    async def write(self, reply: Any) -> None:
+        self.started += 1
+        sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.started == self.fail_on_write:
+            self.call_ended = True
+            sent.set_exception(RuntimeError('Failed "execute_batch": 1'))
+        else:
+            sent.set_result(None)
+        await sent
+
+
+@pytest.mark.parametrize("fail_on_write", [1, 2, 4])
+def test_a_send_failed_as_grpc_fails_it_leaves_no_exchange_to_the_cyclic_gc(
+        fail_on_write: int) -> None:
+    """Found by review of a flaky test (test_clients_that_leave_mid_stream_log_no_error:
+    `exchanges_alive` 1, ten seconds after 80 clients left): the failed send's exception,
+    kept by its future, has a traceback through Process's frame, which held the exchange. A
+    cycle only the cyclic GC frees, and an idle server allocates too little to run it. The
+    frame lets go of the exchange as the stream ends."""
+    async def main() -> None:
+        ctx = FailedSend(stream_messages(), fail_on_write=fail_on_write)
+        proc = processor()
+        await proc.Process(iter(()), ctx)  # type: ignore[arg-type]
+        await asyncio.sleep(0.01)
+        assert proc.stream_errors == 0 and proc.streams_active == 0
+        assert proc.stats()["exchanges_alive"] == 0
+
+    gc.disable()
+    try:
+        asyncio.run(main())
+    finally:
+        gc.enable()
 
 
 def test_cancelling_the_stream_mid_write_cancels_the_write() -> None:
