@@ -231,6 +231,7 @@ class RateLimit(Policy):
         named: list[tuple[WindowState, str]] = []   # every window, with its limit's name
         admitted: list[tuple[str, LimitSpec, Any]] = []
         cut: list[dict[str, list[WindowState]]] = []   # the states of cut_streams limits
+        held.keys, ex.state[_HELD] = admitted, held   # (before a wait: see `on_finish`)
         for spec in self.limits:
             parts = keys.values(ex, spec.key, model, self.route)
             key = keys.limit_key(self.route, spec.name, parts)
@@ -240,7 +241,7 @@ class RateLimit(Policy):
             try:
                 outcome = await self.store.admit(key, spec.windows, costs, label)
             except StoreUnavailable as exc:
-                await self._unwind(admitted, held)
+                await self._unwind(ex, admitted, held)
                 self._backend_error(exc)
                 _decided(ex, spec.name, "backend_error_open" if self.fail_open
                          else "backend_error_closed")
@@ -254,7 +255,7 @@ class RateLimit(Policy):
                 states[kind].extend(own[kind])
             named.extend((st, spec.name) for st in outcome.windows)
             if not outcome.allowed:
-                await self._unwind(admitted, held)
+                await self._unwind(ex, admitted, held)
                 self.stats["limited"] += 1
                 # the refusing limit's own windows (those before it are given back)
                 _decided(ex, spec.name, "limited", own)
@@ -265,8 +266,6 @@ class RateLimit(Policy):
         self.stats["allowed"] += 1
         for _, spec, _ in admitted:
             _decided(ex, spec.name, "allowed")
-        held.keys = admitted
-        ex.state[_HELD] = held
         closest = min(named, key=lambda p: tightness(p[0]))[1] if named else None
         reserved: dict[str, Any] = {}
         if self.uses_tokens:
@@ -307,14 +306,19 @@ class RateLimit(Policy):
                         found.append(each)
         return min(found) if found else None
 
-    async def _unwind(self, admitted: list[tuple[str, LimitSpec, Any]], held: Held) -> None:
-        """Give back what the limits before a refusal took."""
-        for key, spec, label in admitted:
+    async def _unwind(self, ex: Context, admitted: list[tuple[str, LimitSpec, Any]],
+                      held: Held) -> None:
+        """Give back what the limits before a refusal took, each key off the list as it is
+        given back (what a cancel leaves on it, the finish settles), then nothing is held."""
+        while admitted:
+            key, spec, label = admitted[0]
             deltas = spec.amounts(-1.0, -float(held.estimate), -spending.micro(held.cost))
             try:
                 await self.store.settle(key, spec.windows, deltas, label)
             except StoreUnavailable as exc:
                 self._backend_error(exc)
+            del admitted[0]
+        ex.state.pop(_HELD, None)
 
     def _limited(self, spec: LimitSpec, outcome: Outcome, costs: list[float],
                  states: dict[str, list[WindowState]], cost: Decimal) -> Reject:
@@ -372,8 +376,10 @@ class RateLimit(Policy):
                                  self.chars_per_token, self.max_event_bytes)
 
     async def on_finish(self, ex: Context) -> None:
+        # (what is held is recorded before admission waits, each key as it is admitted: a
+        # stream cancelled between two admissions settles what the first took)
         held: Held | None = ex.state.get(_HELD)
-        if held is None or held.settled or not self.settles:
+        if held is None or held.settled or not self.settles or not held.keys:
             return
         held.settled = True
         tokens, spend = charges(ex, held, self.uses_tokens)

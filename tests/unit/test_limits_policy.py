@@ -3,6 +3,7 @@ descriptors, reservation estimates, headers, refusals and settlement paths."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -491,3 +492,63 @@ def test_limits_fail_closed_unless_told_otherwise() -> None:
     assert parse_limits(Checker(), {"backend": "redis"}).fail_open is False
     assert parse_limits(Checker(), None).fail_open is False
     assert parse_limits(Checker(), {"on_backend_error": "allow"}).fail_open is True
+
+
+class SlowStore(MemoryStore):
+    """The memory store answering as Redis does, after a round trip: an admission waits."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock)
+        self.admitted: list[str] = []
+        self.settled: list[tuple[str, list[float]]] = []
+        self.one = asyncio.Event()   # set once a key is admitted
+
+    async def admit(self, key: str, windows: Any, costs: Any, label: Any = None) -> Any:
+        await asyncio.sleep(0.01)
+        self.admitted.append(key)
+        self.one.set()
+        return self.admit_now(key, windows, costs, label)
+
+    async def settle(self, key: str, windows: Any, deltas: Any, label: Any = None) -> None:
+        self.settled.append((key, list(deltas)))
+        await super().settle(key, windows, deltas, label)
+
+
+async def test_a_stream_cancelled_between_two_admissions_gives_back_the_first() -> None:
+    """Found by review: the limits recorded what they held only once every limit had
+    admitted, so a stream Envoy cancelled while the second waited on Redis (the client
+    gone, a message timeout) kept the first limit's tokens reserved for a request that never
+    went upstream. The finish now settles what was admitted, once."""
+    first = LimitSpec("a", (), tokens=(Window(1000, 60, "tokens"),))
+    second = LimitSpec("b", (), tokens=(Window(1000, 60, "tokens"),))
+    clock = Clock()
+    store = SlowStore(clock)
+    rl, _, _ = policy(first, second)
+    rl.store = store   # (an empty memory store is falsy: `policy` would take its own)
+    ex = exchange()
+    task = asyncio.create_task(rl.on_request_body(ex, BODY))
+    await store.one.wait()
+    await asyncio.sleep(0)
+    task.cancel()                    # while 'b' waits on its round trip
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await rl.on_finish(ex)
+    assert [key.split("\x1f")[1] for key, _ in store.settled] == ["a"]
+    assert store.settled[0][1][0] < 0    # its reservation given back
+    await rl.on_finish(ex)               # once
+    assert len(store.settled) == 1
+
+
+async def test_a_refusal_gives_back_once_and_leaves_nothing_to_settle() -> None:
+    first = LimitSpec("a", (), tokens=(Window(1000, 60, "tokens"),))
+    second = LimitSpec("b", (), tokens=(Window(10, 60, "tokens"),))   # refuses
+    clock = Clock()
+    store = SlowStore(clock)
+    rl, _, _ = policy(first, second)
+    rl.store = store
+    ex = exchange()
+    with pytest.raises(Reject):
+        await rl.on_request_body(ex, BODY)
+    assert [key.split("\x1f")[1] for key, _ in store.settled] == ["a"]
+    await rl.on_finish(ex)
+    assert len(store.settled) == 1 and "tokens_charged" not in ex.state
