@@ -10,6 +10,7 @@ sent them, a BUFFERED reply Envoy streamed anyway refused, and trailers. A base 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
@@ -26,6 +27,14 @@ log = logging.getLogger("extproc.exchange")
 
 #: the reply to a response chunk passed on unchanged (shared: a tuple of bytes)
 _CONTINUE_BODY: tuple[Reply, ...] = (P.CONTINUE_RESPONSE_BODY,)
+
+
+def _json_container(body: bytes) -> bool:
+    """Whether `body` is a whole JSON object or array."""
+    try:
+        return isinstance(json.loads(body), dict | list)
+    except (ValueError, RecursionError):
+        return False
 
 
 class ResponseBody(RequestBody):
@@ -128,8 +137,11 @@ class ResponseBody(RequestBody):
                 raise unshown.refuse_ignored_response_override(self.route_name or "unknown")
             self._buffered_seen = True
             self._buffered_part = not b.end_of_stream
-            if self._buffered_part and self.status >= 400 and self._transforms:
-                # an error reply is read as text if it is no JSON: a part would pass as whole
+            if self._buffered_part and self.status >= 400 and self._transforms \
+                    and not _json_container(b.body):
+                # an error reply is read as text if it is no JSON: a part would pass as
+                # whole (one that is a JSON object or array holds all its texts: read so,
+                # its end coming apart passes, as a 2xx reply's does)
                 raise unshown.refuse_ignored_response_override(self.route_name or "unknown")
             return True
         if self.response_mode == P.BUFFERED_PARTIAL:

@@ -185,31 +185,35 @@ def test_a_reply_buffered_by_an_override_envoy_ignores_is_cut_not_read_in_parts(
     assert "response_body_override_ignored" in strict.server.proc.log()
 
 
-@pytest.mark.parametrize("stream", [False, True])
-def test_a_reply_whose_end_comes_apart_is_delivered_whole(strict: Gateway,
-                                                           stream: bool) -> None:
+@pytest.mark.parametrize("kind", ["whole", "stream", "error"])
+def test_a_reply_whose_end_comes_apart_is_delivered_whole(strict: Gateway, kind: str) -> None:
     """Found by CI: an Envoy without allow_mode_override streams a reply the reply guards
     asked it to buffer; when all its bytes come in the first part and its end in a second
     message of no bytes (a chunked reply whose last chunk comes apart), nothing went unread,
-    and the reply is delivered whole and masked, not reset. Streams are read in parts
-    anyway."""
+    and the reply is delivered whole and masked, not reset. So is an error reply that is a
+    JSON object (found by the review of that fix: a 429 was reset, and the client lost the
+    status it backs off on). Streams are read in parts anyway."""
     rid = new_rid()
     before = unshown(strict, "ref", "response_body_override_ignored")
-    body = {"model": "gpt-4o-mini", "stream": stream,
+    body = {"model": "gpt-4o-mini", "stream": kind == "stream",
             "messages": [{"role": "user", "content": PROMPT}]}
     headers = {"x-mock-reply": REPLY, "x-request-id": rid, "x-mock-end-delay-ms": "100",
                **KEY}
+    if kind == "error":
+        headers["x-mock-status"] = "429"
     r = httpx.post(f"{strict.url}/ref/v1/chat/completions", json=body, headers=headers,
                    timeout=30)
-    assert r.status_code == 200
+    assert r.status_code == (429 if kind == "error" else 200)
     assert "bob.smith" not in r.text and "<EMAIL>" in r.text
-    if stream:
+    if kind == "stream":
         assert r.text.rstrip().endswith("data: [DONE]")
-    else:
+    elif kind == "whole":
         assert json.loads(r.text)["choices"][0]["message"]["content"] == \
             "write to <EMAIL> today"
+    else:
+        assert json.loads(r.text)["error"]["message"] == "write to <EMAIL> today"
     assert unshown(strict, "ref", "response_body_override_ignored") == before
-    if not stream:
+    if kind != "stream":
         assert "this one came whole in its first part" in strict.server.proc.log()
     seen = strict.mock.last()
     assert seen is not None and seen["headers"].get("x-request-id") == rid

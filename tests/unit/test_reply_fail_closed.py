@@ -226,3 +226,28 @@ async def test_a_buffered_reply_envoy_streamed_passes_only_when_its_end_adds_no_
     else:
         assert last.WhichOneof("response") == "immediate_response"
         assert last.immediate_response.status.code == 502
+
+
+@pytest.mark.parametrize(("first", "read"), [
+    (json.dumps({"error": {"message": f"mail {EMAIL}", "type": "rate_limit"}}).encode(), True),
+    (f"mail {EMAIL}".encode(), False),          # text: a part may cut a value in two
+    (b'{"error": {"message": "mail john.doe@exa', False)])   # no whole JSON value
+async def test_an_error_reply_envoy_streamed_is_read_whole_only_as_a_json_value(
+        first: bytes, read: bool) -> None:
+    """Found by review: an error reply's first part was refused whatever it held, so a 429
+    whose end came apart reset the stream. A part that is a whole JSON object or array holds
+    all its texts: read as the whole reply, masked, its empty end passes; anything else is
+    still refused at its first part."""
+    ex = Exchange(route(), "r")
+    await send(ex, request_headers(req_mode=P.BUFFERED, resp_mode=P.STREAMED))
+    await send(ex, request_body(CHAT.replace(b'"stream": true', b'"stream": false'), True))
+    (head,) = await send(ex, response_headers(429, **{"content-type": "application/json"}))
+    assert head.mode_override.response_body_mode == P.BUFFERED
+    (reply,) = await send(ex, response_body(first, False))
+    if not read:
+        assert reply.WhichOneof("response") == "immediate_response"
+        return
+    masked = reply.response_body.response.body_mutation.body
+    assert EMAIL.encode() not in masked and b"<EMAIL>" in masked
+    (last,) = await send(ex, response_body(b"", True))
+    assert last.WhichOneof("response") == "response_body"
