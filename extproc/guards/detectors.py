@@ -59,6 +59,8 @@ class PatternError(ValueError):
 
 
 Validator = Callable[[str], int]  # the accepted length of a candidate (a prefix), 0 rejects
+#: verdicts of candidates, by detector, candidate length and text (`PatternDetector._accept`)
+Memo = dict[tuple[str, int, str], int]
 
 
 class PatternDetector:
@@ -82,10 +84,11 @@ class PatternDetector:
         self.match_chars = frozenset(chars)   # what a match is made of
         self.start_chars = frozenset(starts)  # what a match can begin with
         self._starts = re.compile("[" + re.escape(starts) + "]")
-        #: verdicts of `_accept`, by candidate (bounded: cleared when full)
-        self._memo: dict[tuple[int, str], int] = {}
 
-    def find(self, text: str) -> list[Span]:
+    def find(self, text: str, memo: Memo | None = None) -> list[Span]:
+        """The matches in `text`. `memo`: verdicts of candidates kept from earlier texts of
+        one stream (`_accept`), which a streaming masker passes as it scans the text it
+        holds again with each piece."""
         if self._validate is None:
             return [Span(*m.span(), self.name) for m in self._re.finditer(text)]
         spans: list[Span] = []
@@ -93,38 +96,39 @@ class PatternDetector:
         pos = covered = 0
         while (m := search(text, pos)) is not None:
             start = m.start()
-            end = start + self._accept(text, start, m.end())
+            end = start + (self._judge(text, start, m.end()) if memo is None
+                           else self._accept(text, start, m.end(), memo))
             if end > start and end > covered:
                 spans.append(Span(start, end, name))
                 covered = end
             pos = start + 1
         return spans
 
-    def _accept(self, text: str, start: int, end: int) -> int:
-        """The validated length of the candidate text[start:end], else of its longest shorter
-        candidate that ends at a group boundary; 0 when none passes.
+    def _accept(self, text: str, start: int, end: int, memo: Memo) -> int:
+        """`_judge`, its verdict kept in `memo`.
 
         Called only where the pattern matched at `start` (its lookbehinds passed), the answer
         is a function of text[start:end + 1] alone: the validator reads a prefix of the
         candidate, the retries' full matches read it from `start` (the lookbehinds there as
         in that match) and their closing checks read at most the character after a boundary
-        inside it. So it is kept, by that text and the candidate's length, in a memo shared
-        by all texts: a stream's masker scans the same digits again with every piece while
-        they are held (card-shaped groups cost a Luhn check and retries each time)."""
-        assert self._validate is not None
-        if end - start > _MEMO_LONGEST:
+        inside it. So it is kept by that text, the candidate's length and the detector: a
+        stream's masker scans the digits it holds again with every piece (card-shaped groups
+        cost a Luhn check and retries each time). The memo is the stream's, not shared: no
+        value outlives its stream or is timed by another's."""
+        if end - start > MEMO_LONGEST:
             return self._judge(text, start, end)
-        memo = self._memo
-        key = (end - start, text[start:end + 1])
+        key = (self.name, end - start, text[start:end + 1])
         accepted = memo.get(key)
         if accepted is None:
             accepted = self._judge(text, start, end)
-            if len(memo) >= _MEMO_SIZE:
+            if len(memo) >= MEMO_SIZE:
                 memo.clear()
             memo[key] = accepted
         return accepted
 
     def _judge(self, text: str, start: int, end: int) -> int:
+        """The validated length of the candidate text[start:end], else of its longest shorter
+        candidate that ends at a group boundary; 0 when none passes."""
         assert self._validate is not None
         accepted = self._validate(text[start:end])
         if accepted or self._after is None:
@@ -176,7 +180,7 @@ class EmailDetector(PatternDetector):
     is the run of such characters that ends the text (a `PatternDetector`'s is of a set it
     lists), from its first character that can start one (any but `@` and `'`)."""
 
-    def find(self, text: str) -> list[Span]:
+    def find(self, text: str, memo: Memo | None = None) -> list[Span]:
         """`PatternDetector.find`, with the pattern run only where a match can be: a match
         holds one `@`, the domain after it is `_DOMAIN` and its local part is at most 64
         characters after the `@` before it. So each `@` whose domain fails is passed over
@@ -201,7 +205,8 @@ class EmailDetector(PatternDetector):
                 while pos < at and (m := search(text, pos, stop)) is not None \
                         and m.start() < at:
                     start = m.start()
-                    end = start + self._accept(text, start, m.end())
+                    end = start + (self._judge(text, start, m.end()) if memo is None
+                                   else self._accept(text, start, m.end(), memo))
                     if end > start:
                         if end > covered:
                             spans.append(Span(start, end, name))
@@ -353,12 +358,12 @@ assert all(_BUILTINS[n][0].pattern.endswith(a.pattern) for n, a in _AFTER.items(
 #: the fewest characters a match of these has: 13 digits for a card, 7 for a phone (so a
 #: shorter candidate is never tried)
 _SHORTEST: dict[str, int] = {"card": 13, "phone": 7}
-#: candidates whose verdict a built-in keeps (`PatternDetector._accept`): a stream holds
-#: a few dozen at a time; cleared when full. Only candidates up to `_MEMO_LONGEST`
-#: characters are kept (a card, a phone, an IBAN, an IP; not a long e-mail or key), so the
-#: memo holds under a megabyte per detector whatever the text
-_MEMO_SIZE = 4096
-_MEMO_LONGEST = 96
+#: verdicts a stream's memo keeps (`PatternDetector._accept`): its masker's window holds a
+#: few dozen candidates at a time; cleared when full. Only candidates up to `MEMO_LONGEST`
+#: characters are kept (a card, a phone, an IBAN, an IP; not a long e-mail or key): at most
+#: about 200 KB a stream, 70 KB for ASCII text
+MEMO_SIZE = 512
+MEMO_LONGEST = 96
 #: a group boundary: a character that is not an ASCII letter or digit, after one that is
 _BOUNDARY = re.compile(r"(?<=[A-Za-z0-9])[^A-Za-z0-9]")
 BUILTIN_PLACEHOLDERS: dict[str, str] = {name: spec[1] for name, spec in _BUILTINS.items()}

@@ -17,6 +17,7 @@ from typing import NamedTuple
 from extproc.guards.detectors import (
     BUILTIN_PLACEHOLDERS,
     Detector,
+    Memo,
     PatternDetector,
     Span,
     builtin_detector,
@@ -139,6 +140,8 @@ class Scanner:
         #: does
         self._folds = tuple(isinstance(d, PatternDetector) for d in self.detectors)
         self.folds: bool = any(self._folds)
+        #: `find_from` takes a stream's memo of the built-ins' verdicts (`StreamMasker`)
+        self.takes_memo: bool = self.folds
         if self.folds:
             prepare()
         # what any match of any detector contains (None: some detector has no such need)
@@ -183,7 +186,7 @@ class Scanner:
         return self.find_from(text, 0)
 
     def find_from(self, text: str, start: int, crossing: bool = False,
-                  folded: str | None = None) -> list[Span]:
+                  folded: str | None = None, memo: Memo | None = None) -> list[Span]:
         """`find` as a streaming masker needs it, `text[:start]` being left context (text
         already released): the detectors' matches that start before `start` are dropped
         before overlaps are resolved, so one that the cut context made up (a lookbehind
@@ -196,7 +199,8 @@ class Scanner:
         a value in look-alike characters is found in the fold, and one that a look-alike
         beside it would glue to a word there (a Japanese full stop before a number) as
         written. Custom detectors read it as written. The fold has the text's length, so
-        every span is a place in `text`."""
+        every span is a place in `text`. `memo`: the stream's verdicts of the built-ins'
+        candidates (`PatternDetector.find`), kept from one call to the next."""
         if folded is None:
             folded = self.folded(text)
         both = folded is not text
@@ -209,7 +213,8 @@ class Scanner:
             for reading in (text, folded) if both and self._folds[rank] else (text,):
                 if need is not None and need.search(reading) is None:
                     continue   # cannot match here: skip the detector's full scan
-                for s in detector.find(reading):
+                for s in detector.find(reading) if memo is None or not self._folds[rank] \
+                        else detector.find(reading, memo):  # type: ignore[call-arg]
                     if s.start >= start:
                         found.append((s.start, s.start - s.end, rank, s))
                     elif crossing and s.end > start:

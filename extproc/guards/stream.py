@@ -120,6 +120,10 @@ class StreamMasker:
         # scanner.find_from(text, start, crossing): the matches from `start` on, those that
         # start in the left context dropped before overlaps are resolved (`_spans`)
         self._find_from = getattr(scanner, "find_from", None)
+        # the built-ins' verdicts of the candidates in the held text, which each look reads
+        # again (`PatternDetector._accept`): this stream's own, let go with it
+        self._memo: dict[tuple[str, int, str], int] | None = \
+            {} if getattr(scanner, "takes_memo", False) else None
 
     @property
     def held(self) -> int:
@@ -247,8 +251,12 @@ class StreamMasker:
         folds.)"""
         find_from = self._find_from
         if find_from is not None:
-            found: list[Span] = find_from(window, c, self._at_span, fwindow) \
-                if self._folding else find_from(window, c, self._at_span)
+            memo = self._memo
+            if memo is not None:
+                found: list[Span] = find_from(window, c, self._at_span, fwindow, memo)
+            else:
+                found = find_from(window, c, self._at_span, fwindow) \
+                    if self._folding else find_from(window, c, self._at_span)
             return found
         spans = self.scanner.find(window)
         if self._at_span:

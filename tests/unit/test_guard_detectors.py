@@ -625,7 +625,7 @@ def test_shorter_candidates_are_tried_as_the_plain_loop_tries_them(name: str,
     det = builtin_detector(name)
     search, pos = det._re.search, 0
     while (m := search(text, pos)) is not None:
-        assert det._accept(text, m.start(), m.end()) == \
+        assert det._judge(text, m.start(), m.end()) == \
             _plain_accept(det, text, m.start(), m.end()), text
         pos = m.start() + 1
 
