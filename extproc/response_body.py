@@ -20,6 +20,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 
 from . import protocol as P
 from . import unshown
+from .context import succeeded
 from .policy import BodyTransform, Reject, cancelled, run_transforms, run_transforms_async
 from .request_body import Reply, RequestBody
 
@@ -29,10 +30,11 @@ log = logging.getLogger("extproc.exchange")
 _CONTINUE_BODY: tuple[Reply, ...] = (P.CONTINUE_RESPONSE_BODY,)
 
 
-def _json_container(body: bytes) -> bool:
-    """Whether `body` is a whole JSON object or array."""
+def _json_value(body: bytes) -> bool:
+    """Whether `body` is a whole JSON object, array or string (what the error reply guard
+    reads as JSON text: `guards.errors`)."""
     try:
-        return isinstance(json.loads(body), dict | list)
+        return isinstance(json.loads(body), dict | list | str)
     except (ValueError, RecursionError):
         return False
 
@@ -137,11 +139,12 @@ class ResponseBody(RequestBody):
                 raise unshown.refuse_ignored_response_override(self.route_name or "unknown")
             self._buffered_seen = True
             self._buffered_part = not b.end_of_stream
-            if self._buffered_part and self.status >= 400 and self._transforms \
-                    and not _json_container(b.body):
-                # an error reply is read as text if it is no JSON: a part would pass as
-                # whole (one that is a JSON object or array holds all its texts: read so,
-                # its end coming apart passes, as a 2xx reply's does)
+            if self._buffered_part and not succeeded(self.status) and self._transforms \
+                    and not _json_value(b.body):
+                # a reply other than a 2xx (an error, a redirect) is read as text if it is
+                # no JSON: a part would pass as whole (one that is a JSON object, array or
+                # string holds all its texts: read so, its end coming apart passes, as a
+                # 2xx reply's does)
                 raise unshown.refuse_ignored_response_override(self.route_name or "unknown")
             return True
         if self.response_mode == P.BUFFERED_PARTIAL:
