@@ -308,16 +308,16 @@ class RateLimit(Policy):
 
     async def _unwind(self, ex: Context, admitted: list[tuple[str, LimitSpec, Any]],
                       held: Held) -> None:
-        """Give back what the limits before a refusal took, each key off the list as it is
-        given back (what a cancel leaves on it, the finish settles), then nothing is held."""
+        """Give back what the limits before a refusal took, each key off the list before its
+        give-back is sent (a cancel while Redis answers leaves that one taken, never given
+        back twice; the finish settles the keys not reached), then nothing is held."""
         while admitted:
-            key, spec, label = admitted[0]
+            key, spec, label = admitted.pop(0)
             deltas = spec.amounts(-1.0, -float(held.estimate), -spending.micro(held.cost))
             try:
                 await self.store.settle(key, spec.windows, deltas, label)
             except StoreUnavailable as exc:
                 self._backend_error(exc)
-            del admitted[0]
         ex.state.pop(_HELD, None)
 
     def _limited(self, spec: LimitSpec, outcome: Outcome, costs: list[float],

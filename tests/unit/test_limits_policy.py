@@ -552,3 +552,50 @@ async def test_a_refusal_gives_back_once_and_leaves_nothing_to_settle() -> None:
     assert [key.split("\x1f")[1] for key, _ in store.settled] == ["a"]
     await rl.on_finish(ex)
     assert len(store.settled) == 1 and "tokens_charged" not in ex.state
+
+
+class AppliedFirst(SlowStore):
+    """A store that applies each call before its reply comes back, as Redis does (the
+    script runs, the client waits on the socket)."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock)
+        self.net: dict[str, float] = {}
+        self.giving = asyncio.Event()   # set once a give-back is applied
+
+    async def admit(self, key: str, windows: Any, costs: Any, label: Any = None) -> Any:
+        out = self.admit_now(key, windows, costs, label)
+        if out.allowed:
+            name = key.split("\x1f")[1]
+            self.net[name] = self.net.get(name, 0.0) + costs[0]
+        await asyncio.sleep(0.01)
+        return out
+
+    async def settle(self, key: str, windows: Any, deltas: Any, label: Any = None) -> None:
+        await MemoryStore.settle(self, key, windows, deltas, label)
+        name = key.split("\x1f")[1]
+        self.net[name] = self.net.get(name, 0.0) + deltas[0]
+        if deltas[0] < 0:
+            self.giving.set()
+        await asyncio.sleep(0.01)
+
+
+async def test_a_give_back_cancelled_in_flight_is_never_given_twice() -> None:
+    """Found by the review of the fix above: a refusal's give-back took a key off the list
+    only once Redis had answered, so a stream cancelled between the two gave it back again
+    at the finish, a credit of a whole reservation. Each key is off the list before its
+    give-back goes out; the keys it did not reach are settled at the finish."""
+    a = LimitSpec("a", (), tokens=(Window(1000, 60, "tokens"),))
+    b = LimitSpec("b", (), tokens=(Window(1000, 60, "tokens"),))
+    c = LimitSpec("c", (), tokens=(Window(10, 60, "tokens"),))   # refuses
+    store = AppliedFirst(Clock())
+    rl, _, _ = policy(a, b, c)
+    rl.store = store
+    ex = exchange()
+    task = asyncio.create_task(rl.on_request_body(ex, BODY))
+    await store.giving.wait()         # 'a' given back, its answer on the way
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await rl.on_finish(ex)
+    assert store.net == {"a": 0.0, "b": 0.0}   # nothing held, nothing credited
