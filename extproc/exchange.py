@@ -24,6 +24,7 @@ import asyncio
 import logging
 import re
 import time
+import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
@@ -175,7 +176,21 @@ class Exchange(ResponseBody):
         return replies
 
     def _refusal(self, kind: str, exc: Exception) -> Sequence[Reply]:
-        """The reply when handling a message raised: a policy's Reject, or a 500."""
+        """The reply when handling a message raised: a policy's Reject, or a 500. Then the
+        frames the exception went through let go of their locals: one kept by a failed
+        future (a connection's) holds its traceback, whose policy frame holds this exchange
+        and that future, a cycle only the cyclic GC frees (found by review)."""
+        try:
+            return self._refused(kind, exc)
+        finally:
+            seen: BaseException | None = exc
+            for _ in range(8):   # and those of the exceptions it was raised from
+                if seen is None:
+                    break
+                traceback.clear_frames(seen.__traceback__)
+                seen = seen.__cause__ or seen.__context__
+
+    def _refused(self, kind: str, exc: Exception) -> Sequence[Reply]:
         if isinstance(exc, Answer):   # the gateway answers the request itself
             self.done = True
             self.status = exc.status

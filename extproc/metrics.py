@@ -100,7 +100,8 @@ GUARD_DECISIONS = HOT.counter(
     ["route", "guard", "direction", "decision"])
 RATELIMIT_DECISIONS = HOT.counter(
     "extproc_ratelimit_decisions", "Rate-limit admissions (decision: allowed, limited, unpriced, "
-    "backend_error_open, backend_error_closed)", ["route", "limit", "decision"])
+    "backend_error_open, backend_error_closed) and settlements the store did not record "
+    "(settle_error: the reservation stays charged)", ["route", "limit", "decision"])
 SPEND = HOT.counter(
     "extproc_spend", "What requests cost at the route's prices (from the provider's usage; "
     "in `currency`, the config's prices.currency)",

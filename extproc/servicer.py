@@ -246,15 +246,23 @@ class Processor(ExternalProcessorServicer):
             ex = writing = waiting = None  # type: ignore[assignment]
 
     def _start_finish(self, ex: Exchange) -> None:
-        """Run the finish hooks as far as they go without waiting (settling in memory never
-        waits); what waits (Redis) goes on in a Task of its own, as this stream's may be
-        being cancelled (Envoy closed it). No Task for the common case: its creation and
-        two scheduled steps cost more than settling does."""
+        """Run the finish hooks: in a Task of their own when one may wait (Redis:
+        `Policy.finish_waits`), as this stream's may be being cancelled (Envoy closed it);
+        else in place, as far as they go (settling in memory never waits), and what waits
+        after all goes on in a Task. No Task for the common case: its creation and two
+        scheduled steps cost more than settling does."""
         finishing = self._finish(ex)
-        waiting = _resume(finishing)
-        if waiting is _DONE:
-            return
-        task = asyncio.get_running_loop().create_task(_written(finishing, waiting))
+        assert ex.route is not None
+        if ex.route.finish_waits:
+            # run where a timeout inside the hooks applies: `asyncio.timeout` cancels the
+            # Task current as it starts, and by hand that is this stream's, ending (found
+            # by review: settlement waited on a stalled Redis forever, unseen)
+            task = asyncio.get_running_loop().create_task(finishing)
+        else:
+            waiting = _resume(finishing)
+            if waiting is _DONE:
+                return
+            task = asyncio.get_running_loop().create_task(_written(finishing, waiting))
         self._finishing.add(task)
         task.add_done_callback(self._finishing.discard)
 

@@ -123,6 +123,7 @@ class RateLimit(Policy):
         self.needs_request_body = self.settles or self.uses_model
         self.needs_response_body = self.settles
         self.needs_finish = self.settles
+        self.finish_waits = bool(getattr(store, "waits", True))
         self.stats = {"allowed": 0, "limited": 0, "backend_errors": 0}
         self._last_error_log = 0.0
 
@@ -317,7 +318,7 @@ class RateLimit(Policy):
             try:
                 await self.store.settle(key, spec.windows, deltas, label)
             except StoreUnavailable as exc:
-                self._backend_error(exc)
+                self._settle_error(ex, spec.name, exc)
         ex.state.pop(_HELD, None)
 
     def _limited(self, spec: LimitSpec, outcome: Outcome, costs: list[float],
@@ -356,6 +357,17 @@ class RateLimit(Policy):
         return keys.limit_key(self.route, spec.name,
                               keys.values(ex, spec.key, model, self.route))
 
+    def _settle_error(self, ex: Context, limit: str, exc: StoreUnavailable) -> None:
+        """A settlement or give-back the store did not record: the reservation stays."""
+        self.stats["backend_errors"] += 1
+        metrics.RATELIMIT_DECISIONS.labels(ex.route_name or "unknown", limit,
+                                           "settle_error").inc()
+        now = time.monotonic()
+        if now - self._last_error_log > 5:
+            self._last_error_log = now
+            log.warning("rate limit settlement not recorded (%s): the reservation stays "
+                        "charged", exc)
+
     def _backend_error(self, exc: StoreUnavailable) -> None:
         self.stats["backend_errors"] += 1
         now = time.monotonic()
@@ -391,7 +403,7 @@ class RateLimit(Policy):
                     await self.store.settle(key, spec.windows,
                                             spec.amounts(0.0, tokens, spend), label)
                 except StoreUnavailable as exc:
-                    self._backend_error(exc)
+                    self._settle_error(ex, spec.name, exc)
 
 
 #: where on_request_body leaves `reasoning.hidden_reasoning` for `_admit`

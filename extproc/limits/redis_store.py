@@ -150,6 +150,9 @@ return 1
 class RedisStore:
     """The Store interface over one Redis connection pool."""
 
+    #: its calls wait on Redis (`Policy.finish_waits`)
+    waits = True
+
     def __init__(self, url: str, timeout_s: float = 0.05, prefix: str = "extproc:rl:") -> None:
         self.prefix = prefix
         self.timeout_s = timeout_s

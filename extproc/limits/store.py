@@ -48,6 +48,9 @@ def window_key(key: str, w: Window) -> str:
 class MemoryStore:
     """TATs in a dict; entries that have drifted back to 'full' are swept as it grows."""
 
+    #: its calls never wait (`Policy.finish_waits`)
+    waits = False
+
     def __init__(self, clock: Callable[[], float] | None = None) -> None:
         # seconds since the store was made: small numbers keep float steps far below the
         # arithmetic's tolerances (at the magnitude of a long uptime they are not)

@@ -599,3 +599,25 @@ async def test_a_give_back_cancelled_in_flight_is_never_given_twice() -> None:
         await task
     await rl.on_finish(ex)
     assert store.net == {"a": 0.0, "b": 0.0}   # nothing held, nothing credited
+
+
+async def test_a_settlement_the_store_did_not_record_is_counted_and_said(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Found by review: a settlement Redis refused was one rate-limited warning that said
+    'failing closed' (it neither fails open nor closed: the reservation stays charged) and
+    no metric counted it."""
+    from extproc.metrics import RATELIMIT_DECISIONS
+
+    class SettleDown(MemoryStore):
+        async def settle(self, *a: Any) -> None:
+            raise StoreUnavailable("connection refused")
+
+    rl, _, _ = policy(LimitSpec("t", (), tokens=(Window(1000, 60, "tokens"),)))
+    rl.store = SettleDown(Clock())
+    ex = exchange()
+    ex.route_name = "r-settle"
+    await rl.on_request_body(ex, BODY)
+    before = RATELIMIT_DECISIONS.labels("r-settle", "t", "settle_error").value
+    await rl.on_finish(ex)
+    assert RATELIMIT_DECISIONS.labels("r-settle", "t", "settle_error").value == before + 1
+    assert "settlement not recorded" in caplog.text and "failing" not in caplog.text

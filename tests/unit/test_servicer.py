@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -243,6 +244,57 @@ def test_a_send_failed_as_grpc_fails_it_leaves_no_exchange_to_the_cyclic_gc(
         gc.enable()
 
 
+class FailingIO(Policy):
+    """A plugin whose I/O fails as a connection's does: the exception kept on a future."""
+
+    async def on_request_headers(self, ex: Any) -> None:
+        failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        failed.set_exception(ConnectionError("backend gone"))
+        await failed
+
+
+@pytest.mark.parametrize("reject", [False, True])
+def test_a_policy_failed_by_a_kept_exception_leaves_no_exchange_to_the_cyclic_gc(
+        reject: bool) -> None:
+    """Found by the review of the fix above: a policy awaiting a future that failed left
+    future -> exception -> traceback -> the policy's frame -> the exchange and the future,
+    a cycle only the cyclic GC frees. The frames let go of their locals once the refusal
+    is made (a 500 for a failure, the policy's own status for a Reject raised from it)."""
+    from extproc.config import RouteConfig
+    from extproc.policy import Reject
+
+    class RejectsFromIt(FailingIO):
+        async def on_request_headers(self, ex: Any) -> None:
+            try:
+                await super().on_request_headers(ex)
+            except ConnectionError as exc:
+                raise Reject(503, "backend gone") from exc
+
+    async def main() -> None:
+        cfg = loader.parse({"routes": [{"name": "openai", "provider": "openai"}]})
+        cfg.routes["openai"] = RouteConfig("openai", "openai",
+                                           (RejectsFromIt() if reject else FailingIO(),))
+        proc = Processor(cfg)
+        ctx = SlowContext([request_headers({":path": "/v1/chat/completions"}),
+                           request_body(CHAT, True)])
+        await proc.Process(iter(()), ctx)  # type: ignore[arg-type]
+        await asyncio.sleep(0.01)
+        (reply,) = [pb.ProcessingResponse.FromString(w) for w in ctx.written]
+        assert reply.immediate_response.status.code == (503 if reject else 500)
+        assert proc.stats()["exchanges_alive"] == 0
+
+    # (no log record of the failure: pytest keeps records, and one holds the exception)
+    quiet = logging.getLogger("extproc.exchange")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    gc.disable()
+    try:
+        asyncio.run(main())
+    finally:
+        gc.enable()
+        quiet.setLevel(level)
+
+
 def test_cancelling_the_stream_mid_write_cancels_the_write() -> None:
     """Envoy closing the stream cancels the handler while a reply may be going out."""
     async def main() -> None:
@@ -269,6 +321,7 @@ class FinishNow(Policy):
     """A finish hook that never waits (as settling in memory)."""
 
     needs_finish = True
+    finish_waits = False
 
     async def on_finish(self, ex: Any) -> None:
         FINISHED.append(f"now:{self.options.get('tag')}")
@@ -284,8 +337,28 @@ class FinishLater(Policy):
         FINISHED.append("later")
 
 
+class FinishLaterUnsaid(FinishLater):
+    """A finish hook that waits though it says it never does."""
+
+    finish_waits = False
+
+
+class FinishTimesOut(Policy):
+    """A finish hook waiting on a stalled backend, under a timeout (as the Redis store's)."""
+
+    needs_finish = True
+
+    async def on_finish(self, ex: Any) -> None:
+        try:
+            async with asyncio.timeout(0.05):
+                await asyncio.Event().wait()
+        except TimeoutError:
+            FINISHED.append("timed out")
+
+
 class FinishBoom(Policy):
     needs_finish = True
+    finish_waits = False
 
     async def on_finish(self, ex: Any) -> None:
         raise RuntimeError("settling failed")
@@ -311,13 +384,16 @@ def test_finish_hooks_that_never_wait_are_done_when_the_stream_ends() -> None:
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("later", ["FinishLater", "FinishLaterUnsaid"])
 def test_finish_hooks_that_wait_go_on_in_a_task_in_order_and_a_failure_stops_none(
-        caplog: pytest.LogCaptureFixture) -> None:
+        caplog: pytest.LogCaptureFixture, later: str) -> None:
+    """A route with a hook that may wait runs them all in a Task; one that waits though it
+    said it would not is run in place up to that wait, then in a Task."""
     async def main() -> None:
         unhandled = unhandled_errors()
-        proc = finishing("FinishNow=a", "FinishLater", "FinishBoom", "FinishNow=b")
+        proc = finishing("FinishNow=a", later, "FinishBoom", "FinishNow=b")
         await proc.Process(iter(()), SlowContext(stream_messages(), write_delay=0))  # type: ignore[arg-type]
-        assert FINISHED == ["now:a"]          # up to the first wait, then a Task
+        assert FINISHED == ([] if later == "FinishLater" else ["now:a"])
         assert len(proc._finishing) == 1
         await proc.drain(5)
         assert FINISHED == ["now:a", "later", "now:b"]
@@ -326,6 +402,22 @@ def test_finish_hooks_that_wait_go_on_in_a_task_in_order_and_a_failure_stops_non
 
     asyncio.run(main())
     assert "FinishBoom.on_finish failed" in caplog.text
+
+
+def test_a_timeout_inside_a_finish_hook_applies() -> None:
+    """Found by review: run in place, a hook's `asyncio.timeout` was bound to the stream's
+    Task, which had ended, so a settlement waiting on a stalled Redis never timed out (nor
+    was counted as finishing, and its exchange stayed alive). Hooks that may wait run in a
+    Task of their own, where it applies."""
+    async def main() -> None:
+        proc = finishing("FinishTimesOut")
+        await proc.Process(iter(()), SlowContext(stream_messages(), write_delay=0))  # type: ignore[arg-type]
+        assert proc.stats()["finishing"] == 1
+        await proc.drain(2)
+        assert FINISHED == ["timed out"]
+        assert proc.stats()["finishing"] == 0 and proc.stats()["exchanges_alive"] == 0
+
+    asyncio.run(main())
 
 
 def test_finish_hooks_run_when_envoy_cancels_the_stream() -> None:
