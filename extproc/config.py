@@ -189,11 +189,6 @@ class RouteConfig:
         """The policies whose `on_finish` runs when an exchange ends."""
         return tuple(p for p in self.policies if p.needs_finish)
 
-    @cached_property
-    def finish_waits(self) -> bool:
-        """Whether any of them may wait (`Policy.finish_waits`): a Task runs them."""
-        return any(p.finish_waits for p in self.finishers)
-
 
 @dataclass(frozen=True)
 class ServerConfig:

@@ -24,7 +24,6 @@ import asyncio
 import logging
 import re
 import time
-import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
@@ -177,17 +176,19 @@ class Exchange(ResponseBody):
 
     def _refusal(self, kind: str, exc: Exception) -> Sequence[Reply]:
         """The reply when handling a message raised: a policy's Reject, or a 500. Then the
-        frames the exception went through let go of their locals: one kept by a failed
-        future (a connection's) holds its traceback, whose policy frame holds this exchange
-        and that future, a cycle only the cyclic GC frees (found by review)."""
+        exception (and those it was raised from) lets go of its traceback, once logged: one
+        kept by a failed future (a connection's) held its traceback, whose policy frame
+        held this exchange and that future, a cycle only the cyclic GC frees (found by
+        review). Not the frames' locals: clearing a frame closes a suspended coroutine or
+        generator it belongs to (found by the next review)."""
         try:
             return self._refused(kind, exc)
         finally:
             seen: BaseException | None = exc
-            for _ in range(8):   # and those of the exceptions it was raised from
+            for _ in range(8):
                 if seen is None:
                     break
-                traceback.clear_frames(seen.__traceback__)
+                seen.__traceback__ = None
                 seen = seen.__cause__ or seen.__context__
 
     def _refused(self, kind: str, exc: Exception) -> Sequence[Reply]:

@@ -138,9 +138,9 @@ class Policy:
     needs_response_body: bool = False
     #: the policy's `on_finish` must run when the exchange ends
     needs_finish: bool = False
-    #: its `on_finish` may wait (I/O): the hooks then run in a Task of their own, where a
-    #: timeout inside them (`asyncio.timeout`) applies; False runs them in place as the
-    #: stream ends (settling in memory), which costs no Task
+    #: its `on_finish` may wait (I/O): the hooks run on from it in a Task of their own,
+    #: where a timeout inside them (`asyncio.timeout`) applies; False (it never waits) runs
+    #: it in place as the stream ends (settling in memory), which costs no Task
     finish_waits: bool = True
     #: the policy reads the request body as the provider's JSON (the built-in LLM policies):
     #: the exchange then refuses a body that cannot be read one way only (extproc.reading)

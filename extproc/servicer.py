@@ -34,6 +34,17 @@ _KINDS = ("request_headers", "request_body", "request_trailers", "response_heade
 
 
 _DONE = object()   # what `_resume` returns once a write's coroutine has finished
+_SWITCH = object()  # what it returns when finish hooks driven by hand go on in a Task
+
+
+class _ToTask:
+    """Awaited by the finish hooks (`_finish`) before the first that may wait: driven by
+    hand so far, they go on in a Task of their own from there (`_finish_in_task`), where a
+    timeout inside that hook applies (`asyncio.timeout` cancels the Task current as it
+    starts: by hand, the stream's, which is ending)."""
+
+    def __await__(self) -> Any:
+        yield _SWITCH
 
 
 def _resume(write: Coroutine[Any, Any, None]) -> Any:
@@ -66,6 +77,34 @@ async def _written(write: Coroutine[Any, Any, None], waiting: Any) -> None:
             except Exception:
                 pass   # the write's coroutine raises it itself, just below
         waiting = _resume(write)
+
+
+async def _finish_in_task(finishing: Coroutine[Any, Any, None], waiting: Any) -> None:
+    """The finish hooks, on from where `_start_finish` left them, in this Task, driven as
+    a Task drives its coroutine: what they wait on is awaited here, and a cancel of this
+    Task (a timeout of theirs, `asyncio.timeout`) is thrown into them."""
+    while True:
+        try:
+            if waiting is None:   # a bare yield: give the loop one turn
+                await asyncio.sleep(0)
+            elif waiting is not _SWITCH and not waiting.done():
+                waiting._asyncio_future_blocking = False
+                try:
+                    await waiting
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    pass   # the hooks raise it themselves, just below
+        except asyncio.CancelledError as exc:
+            try:
+                waiting = finishing.throw(exc)
+            except StopIteration:
+                return
+            continue
+        try:
+            waiting = finishing.send(None)
+        except StopIteration:
+            return
 
 
 def _abandon(write: Coroutine[Any, Any, None], waiting: Any) -> None:
@@ -246,23 +285,17 @@ class Processor(ExternalProcessorServicer):
             ex = writing = waiting = None  # type: ignore[assignment]
 
     def _start_finish(self, ex: Exchange) -> None:
-        """Run the finish hooks: in a Task of their own when one may wait (Redis:
-        `Policy.finish_waits`), as this stream's may be being cancelled (Envoy closed it);
-        else in place, as far as they go (settling in memory never waits), and what waits
-        after all goes on in a Task. No Task for the common case: its creation and two
-        scheduled steps cost more than settling does."""
+        """Run the finish hooks in place as far as they go without waiting (settling in
+        memory never waits), and the rest in a Task of their own, as this stream's may be
+        being cancelled (Envoy closed it): from the first hook that may wait
+        (`Policy.finish_waits`: settling over Redis), or from where one waits though it
+        said it would not. No Task for the common case: its creation and two scheduled
+        steps cost more than settling does."""
         finishing = self._finish(ex)
-        assert ex.route is not None
-        if ex.route.finish_waits:
-            # run where a timeout inside the hooks applies: `asyncio.timeout` cancels the
-            # Task current as it starts, and by hand that is this stream's, ending (found
-            # by review: settlement waited on a stalled Redis forever, unseen)
-            task = asyncio.get_running_loop().create_task(finishing)
-        else:
-            waiting = _resume(finishing)
-            if waiting is _DONE:
-                return
-            task = asyncio.get_running_loop().create_task(_written(finishing, waiting))
+        waiting = _resume(finishing)
+        if waiting is _DONE:
+            return
+        task = asyncio.get_running_loop().create_task(_finish_in_task(finishing, waiting))
         self._finishing.add(task)
         task.add_done_callback(self._finishing.discard)
 
@@ -270,7 +303,11 @@ class Processor(ExternalProcessorServicer):
     async def _finish(ex: Exchange) -> None:
         """Run the route's `on_finish` hooks (settlement) once the stream is over."""
         assert ex.route is not None
+        in_place = True
         for policy in ex.route.finishers:
+            if in_place and policy.finish_waits:
+                in_place = False
+                await _ToTask()
             try:
                 await policy.on_finish(ex)
             except Exception:

@@ -19,7 +19,7 @@ import pytest
 from envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 
 from extproc import loader
-from extproc.policy import Policy
+from extproc.policy import Policy, Reject
 from extproc.servicer import Processor
 from tests.unit.test_exchange import request_body, request_headers, response_body, response_headers
 
@@ -258,10 +258,10 @@ def test_a_policy_failed_by_a_kept_exception_leaves_no_exchange_to_the_cyclic_gc
         reject: bool) -> None:
     """Found by the review of the fix above: a policy awaiting a future that failed left
     future -> exception -> traceback -> the policy's frame -> the exchange and the future,
-    a cycle only the cyclic GC frees. The frames let go of their locals once the refusal
-    is made (a 500 for a failure, the policy's own status for a Reject raised from it)."""
+    a cycle only the cyclic GC frees. The exceptions let go of their tracebacks once the
+    refusal is made (a 500 for a failure, the policy's own status for a Reject raised from
+    it)."""
     from extproc.config import RouteConfig
-    from extproc.policy import Reject
 
     class RejectsFromIt(FailingIO):
         async def on_request_headers(self, ex: Any) -> None:
@@ -293,6 +293,43 @@ def test_a_policy_failed_by_a_kept_exception_leaves_no_exchange_to_the_cyclic_gc
     finally:
         gc.enable()
         quiet.setLevel(level)
+
+
+def _kept_errors() -> Any:
+    """A long-lived generator handing out the errors it caught (its frame, suspended, is in
+    each one's traceback): as a plugin's watcher of a backend might."""
+    while True:
+        try:
+            raise ConnectionError("backend down")
+        except ConnectionError as exc:
+            yield exc
+
+
+class KeptError(Policy):
+    errors = _kept_errors()
+
+    async def on_request_headers(self, ex: Any) -> None:
+        raise Reject(503, "backend down") from next(self.errors)
+
+
+def test_letting_go_of_a_refusals_traceback_leaves_the_code_it_went_through_running(
+        ) -> None:
+    """Found by review: clearing the frames of a refusal's traceback closed a suspended
+    generator (or coroutine) they belonged to: a plugin's watcher died at the first refusal.
+    Only the exceptions' tracebacks are let go of."""
+    from extproc.config import RouteConfig
+
+    async def main() -> None:
+        cfg = loader.parse({"routes": [{"name": "openai", "provider": "openai"}]})
+        cfg.routes["openai"] = RouteConfig("openai", "openai", (KeptError(),))
+        proc = Processor(cfg)
+        for _ in range(3):
+            ctx = SlowContext([request_headers({":path": "/v1/chat/completions"})])
+            await proc.Process(iter(()), ctx)  # type: ignore[arg-type]
+            (reply,) = [pb.ProcessingResponse.FromString(w) for w in ctx.written]
+            assert reply.immediate_response.status.code == 503
+
+    asyncio.run(main())
 
 
 def test_cancelling_the_stream_mid_write_cancels_the_write() -> None:
@@ -387,13 +424,13 @@ def test_finish_hooks_that_never_wait_are_done_when_the_stream_ends() -> None:
 @pytest.mark.parametrize("later", ["FinishLater", "FinishLaterUnsaid"])
 def test_finish_hooks_that_wait_go_on_in_a_task_in_order_and_a_failure_stops_none(
         caplog: pytest.LogCaptureFixture, later: str) -> None:
-    """A route with a hook that may wait runs them all in a Task; one that waits though it
-    said it would not is run in place up to that wait, then in a Task."""
+    """The hooks run in place up to one that may wait, or one that waits though it said it
+    would not, and on from there in a Task."""
     async def main() -> None:
         unhandled = unhandled_errors()
         proc = finishing("FinishNow=a", later, "FinishBoom", "FinishNow=b")
         await proc.Process(iter(()), SlowContext(stream_messages(), write_delay=0))  # type: ignore[arg-type]
-        assert FINISHED == ([] if later == "FinishLater" else ["now:a"])
+        assert FINISHED == ["now:a"]
         assert len(proc._finishing) == 1
         await proc.drain(5)
         assert FINISHED == ["now:a", "later", "now:b"]
@@ -416,6 +453,20 @@ def test_a_timeout_inside_a_finish_hook_applies() -> None:
         await proc.drain(2)
         assert FINISHED == ["timed out"]
         assert proc.stats()["finishing"] == 0 and proc.stats()["exchanges_alive"] == 0
+
+    asyncio.run(main())
+
+
+def test_hooks_before_one_that_may_wait_still_run_as_the_stream_ends() -> None:
+    """Found by the review of the fix above: one plugin hook that may wait moved every hook
+    of the route into the Task, settling in memory too, so the client's next request could
+    be admitted before its last one was settled. Those before it run in place."""
+    async def main() -> None:
+        proc = finishing("FinishNow=a", "FinishTimesOut", "FinishNow=b")
+        await proc.Process(iter(()), SlowContext(stream_messages(), write_delay=0))  # type: ignore[arg-type]
+        assert FINISHED == ["now:a"]
+        await proc.drain(2)
+        assert FINISHED == ["now:a", "timed out", "now:b"]
 
     asyncio.run(main())
 
