@@ -149,12 +149,15 @@ class SSEDecoder:
 
     __slots__ = ("_buf", "_first", "_max", "_scan", "_skip", "fast")
 
-    def __init__(self, max_event_bytes: int = 1 << 20, fast: bool = True) -> None:
+    def __init__(self, max_event_bytes: int = 1 << 20, fast: bool = True,
+                 start: bool = True) -> None:
         """`fast`: take `_feed_lf` for a chunk it can cut (False: always the plain way, for
-        the tests)."""
+        the tests). `start`: the bytes fed begin the stream (a BOM there is the stream's);
+        False for a decoder fed a stretch from its middle (`sse_skim`)."""
         self._max = max_event_bytes
         self.fast = fast
         self._reset()
+        self._first = start
 
     def _reset(self) -> None:
         self._buf = bytearray()  # the current, incomplete event starts at offset 0

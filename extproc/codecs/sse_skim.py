@@ -135,6 +135,7 @@ class SSESkimmer:
         # with the one before it (both needle-free): see `_quiet`
         self._last = b""
         self._pre = self._post = b""
+        self._fed = 0   # the bytes fed so far: where in the stream a stretch decoded starts
 
     @property
     def carry(self) -> bytes:
@@ -174,18 +175,19 @@ class SSESkimmer:
         self.released = size
         return self.carry
 
-    def _events(self, raw: bytes, final: bool = False) -> list[Event]:
-        # `max_event_bytes` bounds what is held waiting for an event's end; an event that
-        # arrived whole (in memory already) is read whatever its size
-        decoder = SSEDecoder(max(self.max, len(raw)))
+    def _events(self, raw: bytes, final: bool = False, at: int = 1) -> list[Event]:
+        # an event that arrived whole is read whatever its size; a BOM is the stream's only
+        # at its start (`at`, where `raw` starts in it: found by review)
+        decoder = SSEDecoder(max(self.max, len(raw)), start=at == 0)
         events = decoder.feed(raw)
         return events + decoder.finish() if final else events
 
     def _visit(self, buf: bytes, start: int, end: int, out: list[bytes], last: int,
-               dropped: bool) -> tuple[int, bool]:
-        """Decode buf[start:end] (whole events) once; cut out the events to drop."""
+               dropped: bool, base: int) -> tuple[int, bool]:
+        """Decode buf[start:end] (whole events; `buf` starts at `base` in the stream) once;
+        cut out the events to drop."""
         at = start
-        for ev in self._events(buf[start:end], final=True):
+        for ev in self._events(buf[start:end], final=True, at=base + start):
             ev_start, at = at, at + len(ev.raw)
             if self.on_event(ev) and ev_start >= last:
                 out.append(buf[last:ev_start])
@@ -227,6 +229,8 @@ class SSESkimmer:
         return True
 
     def feed(self, chunk: bytes) -> bytes:
+        fed = self._fed
+        self._fed = fed + len(chunk)
         if self._size:
             grown = self._grow(chunk)
             if grown is not None:
@@ -237,6 +241,7 @@ class SSESkimmer:
         else:
             carry = b""
         buf = carry + chunk if carry else chunk
+        base = fed - len(carry)
         find = buf.find
         # where each needle next occurs: searched again only once scanning has passed it,
         # never again once absent (each absent needle costs one pass over the chunk, not one
@@ -269,11 +274,13 @@ class SSESkimmer:
                 break
             if start != span_end:
                 if span_start >= 0:
-                    last, dropped = self._visit(buf, span_start, span_end, out, last, dropped)
+                    last, dropped = self._visit(buf, span_start, span_end, out, last, dropped,
+                                             base)
                 span_start = start
             span_end = pos = end
         if span_start >= 0:
-            last, dropped = self._visit(buf, span_start, span_end, out, last, dropped)
+            last, dropped = self._visit(buf, span_start, span_end, out, last, dropped,
+                                             base)
         if tail < 0:
             tail = _boundary_before(buf, pos, n, seps)
         if n - tail > self.max:
@@ -307,7 +314,7 @@ class SSESkimmer:
         if not carry:
             return b""
         kept = []
-        for ev in self._events(carry, final=True):
+        for ev in self._events(carry, final=True, at=self._fed - len(carry)):
             interesting = any(needle in ev.raw for needle in self.needles)
             if not (interesting and self.on_event(ev) and not released):
                 kept.append(ev.raw)
