@@ -98,6 +98,7 @@ class JsonArraySplitter:
         self._error: JsonArrayError | None = None
         self._parts = False      # feeding by feed_parts: an element too large comes in Parts
         self._passing = False    # inside such an element, its first Part already handed on
+        self._failed_at = 0      # where in the buffer the error (`_fail`) was found
 
     @property
     def closed(self) -> bool:
@@ -145,6 +146,7 @@ class JsonArraySplitter:
             raise self._error
 
     def _fail(self, message: str, pos: int) -> JsonArrayError:
+        self._failed_at = pos
         return JsonArrayError(f"{message} (at byte {self._dropped + pos} of the stream)")
 
     def _scan(self, out: list[bytes | Part]) -> None:
@@ -153,7 +155,16 @@ class JsonArraySplitter:
         limit = self.max_element_bytes
         while pos < n:
             if state == _IN_ELEMENT:
-                pos, done = self._scan_element(pos, n)
+                try:
+                    pos, done = self._scan_element(pos, n)
+                except JsonArrayError:
+                    # an element too large to hold broke: what of it came before the break
+                    # goes on, as much whatever the split (found by review)
+                    at = self._failed_at
+                    if self._parts and at > start and (self._passing or at - start > limit):
+                        out.append(Part(bytes(buf[start:at]), first=not self._passing,
+                                        last=False))
+                    raise
                 if not done:
                     break
                 state = _AFTER

@@ -676,3 +676,22 @@ def test_a_long_number_beside_the_usage_leaves_it_readable() -> None:
     run(t, [b"[" + _HEAD + b"," + last + b"]"])
     (report,) = t.meter.reports
     assert report.usage.output_tokens == 9 and report.unread is None
+
+
+@settings(max_examples=150, deadline=None)
+@given(size=st.integers(0, 300), broken=st.sampled_from([b"]", b"}]]", b']"}', b"}}"]),
+       cuts=CUTS)
+def test_an_element_too_large_to_hold_that_breaks_goes_out_as_much_for_any_split(
+        size: int, broken: bytes, cuts: list[int]) -> None:
+    """Found by review: an element past max_event_bytes whose brackets do not balance sent
+    none of itself when it came whole, and what had come of it in earlier chunks when
+    split: how much went out before the error event depended on the chunking. What came
+    before the break goes out, then the error event, for any split."""
+    element = b'{"candidates":[{"content":{"parts":[{"text":"' + b"x" * size + b'"}]}}' \
+        + broken
+    data = b"[" + element + b"]"
+    whole_meter, split_meter = Meter(), Meter()
+    whole = run(JsonArrayToSSE(adapter_for("gemini"), whole_meter, 100), [data])
+    assert run(JsonArrayToSSE(adapter_for("gemini"), split_meter, 100),
+               split(data, cuts)) == whole
+    assert whole_meter.reports[0].unread_kind == split_meter.reports[0].unread_kind
