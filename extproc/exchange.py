@@ -175,23 +175,7 @@ class Exchange(ResponseBody):
         return replies
 
     def _refusal(self, kind: str, exc: Exception) -> Sequence[Reply]:
-        """The reply when handling a message raised: a policy's Reject, or a 500. Then the
-        exception (and those it was raised from) lets go of its traceback, once logged: one
-        kept by a failed future (a connection's) held its traceback, whose policy frame
-        held this exchange and that future, a cycle only the cyclic GC frees (found by
-        review). Not the frames' locals: clearing a frame closes a suspended coroutine or
-        generator it belongs to (found by the next review)."""
-        try:
-            return self._refused(kind, exc)
-        finally:
-            seen: BaseException | None = exc
-            for _ in range(8):
-                if seen is None:
-                    break
-                seen.__traceback__ = None
-                seen = seen.__cause__ or seen.__context__
-
-    def _refused(self, kind: str, exc: Exception) -> Sequence[Reply]:
+        """The reply when handling a message raised: a policy's Reject, or a 500."""
         if isinstance(exc, Answer):   # the gateway answers the request itself
             self.done = True
             self.status = exc.status

@@ -81,9 +81,12 @@ async def _written(write: Coroutine[Any, Any, None], waiting: Any) -> None:
 
 async def _finish_in_task(finishing: Coroutine[Any, Any, None], waiting: Any) -> None:
     """The finish hooks, on from where `_start_finish` left them, in this Task, driven as
-    a Task drives its coroutine: what they wait on is awaited here, and a cancel of this
-    Task (a timeout of theirs, `asyncio.timeout`) is thrown into them."""
+    a Task drives its coroutine: what they wait on is awaited here and its outcome, an
+    error or a cancel by another, reaches them as they go on; a cancel of this Task (a
+    timeout of theirs, `asyncio.timeout`) is thrown into them."""
+    task = asyncio.current_task()
     while True:
+        cancel: BaseException | None = None
         try:
             if waiting is None:   # a bare yield: give the loop one turn
                 await asyncio.sleep(0)
@@ -91,20 +94,18 @@ async def _finish_in_task(finishing: Coroutine[Any, Any, None], waiting: Any) ->
                 waiting._asyncio_future_blocking = False
                 try:
                     await waiting
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    pass   # the hooks raise it themselves, just below
+                except BaseException:
+                    if task is not None and task.cancelling():
+                        raise   # this Task's own cancel
+                    # (else the future's outcome: the hooks get it as they go on)
         except asyncio.CancelledError as exc:
-            try:
-                waiting = finishing.throw(exc)
-            except StopIteration:
-                return
-            continue
-        try:
-            waiting = finishing.send(None)
+            cancel = exc
+        try:   # (outside the handler: what the hooks raise next has no cancel as context)
+            waiting = finishing.send(None) if cancel is None else finishing.throw(cancel)
         except StopIteration:
             return
+        finally:
+            cancel = None   # (its traceback holds this frame: no cycle through it)
 
 
 def _abandon(write: Coroutine[Any, Any, None], waiting: Any) -> None:

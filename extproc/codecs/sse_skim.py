@@ -39,6 +39,7 @@ from .sse import Event, SSEDecoder
 from .sse_large import LargeEventReader
 
 _BLANK_LINES = (b"\n\n", b"\r\n\r\n", b"\r\r")
+_BOM = b"\xef\xbb\xbf"
 #: the largest chunk a frame is learnt from (a paced stream's chunk is one event, a few
 #: hundred bytes; finding the common prefix of two large chunks copies them repeatedly)
 _FRAME_MAX = 4096
@@ -290,6 +291,8 @@ class SSESkimmer:
             self._keep(b"")
             self.released = 0
             self.oversized = buf[tail:]
+            if base + tail == 0 and self.oversized.startswith(_BOM):   # the stream's BOM
+                self.oversized = self.oversized[len(_BOM):]
             if not self.hold_partial:
                 return chunk
             out.append(buf[last:])

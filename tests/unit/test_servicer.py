@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -244,57 +243,6 @@ def test_a_send_failed_as_grpc_fails_it_leaves_no_exchange_to_the_cyclic_gc(
         gc.enable()
 
 
-class FailingIO(Policy):
-    """A plugin whose I/O fails as a connection's does: the exception kept on a future."""
-
-    async def on_request_headers(self, ex: Any) -> None:
-        failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        failed.set_exception(ConnectionError("backend gone"))
-        await failed
-
-
-@pytest.mark.parametrize("reject", [False, True])
-def test_a_policy_failed_by_a_kept_exception_leaves_no_exchange_to_the_cyclic_gc(
-        reject: bool) -> None:
-    """Found by the review of the fix above: a policy awaiting a future that failed left
-    future -> exception -> traceback -> the policy's frame -> the exchange and the future,
-    a cycle only the cyclic GC frees. The exceptions let go of their tracebacks once the
-    refusal is made (a 500 for a failure, the policy's own status for a Reject raised from
-    it)."""
-    from extproc.config import RouteConfig
-
-    class RejectsFromIt(FailingIO):
-        async def on_request_headers(self, ex: Any) -> None:
-            try:
-                await super().on_request_headers(ex)
-            except ConnectionError as exc:
-                raise Reject(503, "backend gone") from exc
-
-    async def main() -> None:
-        cfg = loader.parse({"routes": [{"name": "openai", "provider": "openai"}]})
-        cfg.routes["openai"] = RouteConfig("openai", "openai",
-                                           (RejectsFromIt() if reject else FailingIO(),))
-        proc = Processor(cfg)
-        ctx = SlowContext([request_headers({":path": "/v1/chat/completions"}),
-                           request_body(CHAT, True)])
-        await proc.Process(iter(()), ctx)  # type: ignore[arg-type]
-        await asyncio.sleep(0.01)
-        (reply,) = [pb.ProcessingResponse.FromString(w) for w in ctx.written]
-        assert reply.immediate_response.status.code == (503 if reject else 500)
-        assert proc.stats()["exchanges_alive"] == 0
-
-    # (no log record of the failure: pytest keeps records, and one holds the exception)
-    quiet = logging.getLogger("extproc.exchange")
-    level = quiet.level
-    quiet.setLevel(logging.CRITICAL)
-    gc.disable()
-    try:
-        asyncio.run(main())
-    finally:
-        gc.enable()
-        quiet.setLevel(level)
-
-
 def _kept_errors() -> Any:
     """A long-lived generator handing out the errors it caught (its frame, suspended, is in
     each one's traceback): as a plugin's watcher of a backend might."""
@@ -312,11 +260,11 @@ class KeptError(Policy):
         raise Reject(503, "backend down") from next(self.errors)
 
 
-def test_letting_go_of_a_refusals_traceback_leaves_the_code_it_went_through_running(
-        ) -> None:
-    """Found by review: clearing the frames of a refusal's traceback closed a suspended
-    generator (or coroutine) they belonged to: a plugin's watcher died at the first refusal.
-    Only the exceptions' tracebacks are let go of."""
+def test_a_refusal_leaves_the_code_its_exception_went_through_running() -> None:
+    """Found by review: clearing the frames of a refusal's traceback (to free a policy's
+    frame that a kept exception held, with its exchange, in a cycle) closed a suspended
+    generator or coroutine they belonged to: a plugin's watcher died at the first refusal.
+    Nothing of a refusal's exception is cleared (docs/configuration.md, plugins)."""
     from extproc.config import RouteConfig
 
     async def main() -> None:
@@ -393,6 +341,35 @@ class FinishTimesOut(Policy):
             FINISHED.append("timed out")
 
 
+class Abort(BaseException):
+    """A library's own BaseException (neither an Exception nor a cancel)."""
+
+
+class FinishCatchesAbort(Policy):
+    """A hook whose I/O fails with a BaseException it handles itself."""
+
+    needs_finish = True
+
+    async def on_finish(self, ex: Any) -> None:
+        failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.01, failed.set_exception, Abort())
+        try:
+            await failed
+        except Abort:
+            FINISHED.append("caught abort")
+
+
+class FinishTimesOutThenFails(Policy):
+    needs_finish = True
+
+    async def on_finish(self, ex: Any) -> None:
+        try:
+            async with asyncio.timeout(0.02):
+                await asyncio.Event().wait()
+        except TimeoutError:
+            raise RuntimeError("gave up on the backend") from None
+
+
 class FinishBoom(Policy):
     needs_finish = True
     finish_waits = False
@@ -455,6 +432,24 @@ def test_a_timeout_inside_a_finish_hook_applies() -> None:
         assert proc.stats()["finishing"] == 0 and proc.stats()["exchanges_alive"] == 0
 
     asyncio.run(main())
+
+
+def test_hooks_run_in_the_task_as_a_plain_task_would_run_them(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Found by review of the Task that drives the hooks: a BaseException a hook's future
+    failed with was raised in the driver, not in the hook (whose handler never ran, nor the
+    hooks after it), and what a hook raised after its timeout had the cancel as context in
+    the log. The hook handles its own outcome; its error is logged as it is."""
+    async def main() -> None:
+        proc = finishing("FinishCatchesAbort", "FinishTimesOutThenFails", "FinishNow=b")
+        await proc.Process(iter(()), SlowContext(stream_messages(), write_delay=0))  # type: ignore[arg-type]
+        await proc.drain(2)
+        assert FINISHED == ["caught abort", "now:b"]
+        assert proc.stats()["finishing"] == 0 and other_tasks() == []
+
+    asyncio.run(main())
+    assert "FinishTimesOutThenFails.on_finish failed" in caplog.text
+    assert "gave up on the backend" in caplog.text and "CancelledError" not in caplog.text
 
 
 def test_hooks_before_one_that_may_wait_still_run_as_the_stream_ends() -> None:

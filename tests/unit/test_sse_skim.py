@@ -278,3 +278,23 @@ def test_a_bom_is_the_streams_only_at_its_start(stream, end: str, boms: list[boo
     skim.finish()
     want = [(e.data, e.event) for e in full_decode(data) if any(n in e.raw for n in NEEDLES)]
     assert seen == want
+
+
+def test_the_streams_bom_before_an_event_too_large_to_hold_is_not_read_as_its_field() -> None:
+    """Found by the review of the fix above: the stream's BOM went with an event too large
+    to hold to the large-event reader, which read `\\ufeffdata` as an unknown field and lost
+    the event's usage; whole, the same event was read."""
+    from extproc.codecs.sse_skim import PastLimit
+
+    bom = b"\xef\xbb\xbf"
+    ev = b'data: {"usage":{"total_tokens":5},"pad":"' + b"x" * 100 + b'"}\n\n'
+    last = b'data: {"usage":{"total_tokens":7}}\n\n'
+    for lead in (bom, b""):
+        skipped: list[object] = []
+        skim = SSESkimmer((b'"usage"',), lambda e: False, 64)
+        past = PastLimit(skim, lambda doc, name, why, into=skipped: into.append(doc),
+                         paths=(("usage",),))
+        for part in (lead + ev[:40], ev[40:100], ev[100:], last):
+            past.feed(part)
+        past.finish()
+        assert skipped == [{"usage": {"total_tokens": 5}}], lead
