@@ -81,10 +81,10 @@ async def _written(write: Coroutine[Any, Any, None], waiting: Any) -> None:
 
 async def _finish_in_task(finishing: Coroutine[Any, Any, None], waiting: Any) -> None:
     """The finish hooks, on from where `_start_finish` left them, in this Task, driven as
-    a Task drives its coroutine: what they wait on is awaited here and its outcome, an
-    error or a cancel by another, reaches them as they go on; a cancel of this Task (a
-    timeout of theirs, `asyncio.timeout`) is thrown into them."""
-    task = asyncio.current_task()
+    a Task drives its coroutine: what they wait on is awaited here, and its outcome (a
+    result, an error, a cancel: another's, or this Task's, which cancels it) reaches them
+    as they go on; a cancel of this Task that did not cancel it (during a bare yield, or
+    once it was done) is thrown into them, as a Task throws it."""
     while True:
         cancel: BaseException | None = None
         try:
@@ -94,10 +94,12 @@ async def _finish_in_task(finishing: Coroutine[Any, Any, None], waiting: Any) ->
                 waiting._asyncio_future_blocking = False
                 try:
                     await waiting
-                except BaseException:
-                    if task is not None and task.cancelling():
-                        raise   # this Task's own cancel
-                    # (else the future's outcome: the hooks get it as they go on)
+                except BaseException as exc:
+                    # decided by where it came from (found by review: this Task's count
+                    # of cancels said nothing of it, and a hook's own error escaped it)
+                    if not (waiting.done() and (waiting.cancelled()
+                                                or waiting.exception() is exc)):
+                        raise
         except asyncio.CancelledError as exc:
             cancel = exc
         try:   # (outside the handler: what the hooks raise next has no cancel as context)

@@ -359,6 +359,32 @@ class FinishCatchesAbort(Policy):
             FINISHED.append("caught abort")
 
 
+class FinishReleasesOnTimeout(Policy):
+    """A hook whose timeout fires while it waits, and whose release of what it holds fails
+    (its own I/O error, during the cancel): it handles that, and the cancel becomes its
+    TimeoutError."""
+
+    needs_finish = True
+
+    async def on_finish(self, ex: Any) -> None:
+        try:
+            async with asyncio.timeout(0.02):
+                try:
+                    await asyncio.sleep(1)
+                except asyncio.CancelledError:
+                    failed: asyncio.Future[None] = \
+                        asyncio.get_running_loop().create_future()
+                    asyncio.get_running_loop().call_later(
+                        0.005, failed.set_exception, ConnectionError("release failed"))
+                    try:
+                        await failed
+                    except ConnectionError:
+                        FINISHED.append("release failed, handled")
+                    raise
+        except TimeoutError:
+            FINISHED.append("timed out, handled")
+
+
 class FinishTimesOutThenFails(Policy):
     needs_finish = True
 
@@ -436,15 +462,18 @@ def test_a_timeout_inside_a_finish_hook_applies() -> None:
 
 def test_hooks_run_in_the_task_as_a_plain_task_would_run_them(
         caplog: pytest.LogCaptureFixture) -> None:
-    """Found by review of the Task that drives the hooks: a BaseException a hook's future
-    failed with was raised in the driver, not in the hook (whose handler never ran, nor the
-    hooks after it), and what a hook raised after its timeout had the cancel as context in
-    the log. The hook handles its own outcome; its error is logged as it is."""
+    """Found by reviews of the Task that drives the hooks: a BaseException a hook's future
+    failed with, or an error of its own I/O while its timeout's cancel was under way, was
+    raised in the driver, not in the hook (whose handler never ran, nor the hooks after
+    it), and what a hook raised after its timeout had the cancel as context in the log.
+    The hook handles its own outcome; its error is logged as it is."""
     async def main() -> None:
-        proc = finishing("FinishCatchesAbort", "FinishTimesOutThenFails", "FinishNow=b")
+        proc = finishing("FinishCatchesAbort", "FinishReleasesOnTimeout",
+                         "FinishTimesOutThenFails", "FinishNow=b")
         await proc.Process(iter(()), SlowContext(stream_messages(), write_delay=0))  # type: ignore[arg-type]
         await proc.drain(2)
-        assert FINISHED == ["caught abort", "now:b"]
+        assert FINISHED == ["caught abort", "release failed, handled", "timed out, handled",
+                            "now:b"]
         assert proc.stats()["finishing"] == 0 and other_tasks() == []
 
     asyncio.run(main())
