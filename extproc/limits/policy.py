@@ -36,7 +36,6 @@ import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from .. import metrics
@@ -50,12 +49,13 @@ from .cut import MAX_EVENT_BYTES
 from .default_max import DefaultMax
 from .deferred import admit_deferred, answered
 from .estimate import prompt_tokens
-from .gcra import Outcome, Window, WindowState
-from .headers import KINDS, duration, headers, period, summary, tightness
+from .gcra import WindowState
+from .headers import KINDS, duration, headers, summary, tightness
 from .keys import DESCRIPTORS, PREFIXED
 from .media import DEFAULTS as MEDIA_DEFAULTS
 from .media import media_tokens
 from .reasoning import hidden_reasoning
+from .refusal import limited
 from .settle import Held, charges, delivered_counter
 from .spec import LimitSpec
 from .store import Store, StoreUnavailable
@@ -260,7 +260,7 @@ class RateLimit(Policy):
                 self.stats["limited"] += 1
                 # the refusing limit's own windows (those before it are given back)
                 _decided(ex, spec.name, "limited", own)
-                raise self._limited(spec, outcome, costs, states, held.cost)
+                raise limited(spec, outcome, costs, held.cost, self.currency, states)
             admitted.append((key, spec, label))
             if spec.cut_streams:
                 cut.append(own)
@@ -321,38 +321,6 @@ class RateLimit(Policy):
                 self._settle_error(ex, spec.name, exc)
         ex.state.pop(_HELD, None)
 
-    def _limited(self, spec: LimitSpec, outcome: Outcome, costs: list[float],
-                 states: dict[str, list[WindowState]], cost: Decimal) -> Reject:
-        out = headers(states)
-        kinds = [k for k in KINDS for _ in getattr(spec, k)]
-        if math.isinf(outcome.retry_after_s):
-            # the window the request can never fit in; the OpenAI and Anthropic SDKs retry a
-            # 429 unless told not to: this one would be refused every time
-            out["x-should-retry"] = "false"
-            i = next(i for i, w in enumerate(spec.windows) if costs[i] > w.limit)
-            w = spec.windows[i]
-            if kinds[i] == "spend":
-                message = (f"request may cost up to {spending.money(cost, round_up=True)} "
-                           f"{self.currency}, more than the whole '{spec.name}' budget of "
-                           f"{_amount(w)} {self.currency} per {period(w.period_s)}")
-            else:
-                message = (f"request needs about {int(costs[i])} tokens, more than the whole "
-                           f"'{spec.name}' budget of {w.limit} tokens per "
-                           f"{period(w.period_s)}")
-        else:
-            denied = [i for i, st in enumerate(outcome.windows) if costs[i] > st.remaining]
-            i = denied[0] if denied else 0
-            w = spec.windows[i]
-            out["retry-after"] = str(max(1, math.ceil(outcome.retry_after_s)))
-            if kinds[i] == "spend":
-                message = (f"spend limit '{spec.name}' exceeded: {_amount(w)} "
-                           f"{self.currency} per {period(w.period_s)}; retry after "
-                           f"{out['retry-after']}s")
-            else:
-                message = (f"rate limit '{spec.name}' exceeded: {w.limit} {kinds[i]} per "
-                           f"{period(w.period_s)}; retry after {out['retry-after']}s")
-        return Reject(429, message, headers=out, details="extproc_ratelimited")
-
     def _key(self, ex: Context, spec: LimitSpec, model: str | None) -> str:
         return keys.limit_key(self.route, spec.name,
                               keys.values(ex, spec.key, model, self.route))
@@ -408,10 +376,6 @@ class RateLimit(Policy):
 
 #: where on_request_body leaves `reasoning.hidden_reasoning` for `_admit`
 _HIDDEN = "_hidden_reasoning"
-
-
-def _amount(w: Window) -> str:
-    return spending.money(w.limit, micro_units=True)
 
 
 def _decided(ex: Context, limit: str, decision: str,
