@@ -136,13 +136,17 @@ def _budget(effort: Any, b: Builder) -> int | None:
 
 
 def _max_tokens(doc: dict[str, Any]) -> int | None:
+    """The first of ``max_completion_tokens`` and ``max_tokens`` given; each given one must
+    be a positive integer (one sent beside the other is checked too, not passed over)."""
+    limit = None
     for key in ("max_completion_tokens", "max_tokens"):
         value = doc.get(key)
         if value is not None:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise Unsupported(key, "must be a positive integer")
-            return value
-    return None
+            if limit is None:
+                limit = value
+    return limit
 
 
 def max_output_tokens(doc: dict[str, Any], default: int) -> int:

@@ -248,6 +248,9 @@ MALFORMED = [
     (_req(top_p=1.5), "top_p"),
     (_req(max_tokens=0), "max_tokens"),
     (_req(max_completion_tokens=2.5), "max_completion_tokens"),
+    # the second limit given is checked too (it was passed over once the first was read)
+    (_req(max_completion_tokens=5, max_tokens=-1), "max_tokens"),
+    (_req(max_completion_tokens=5, max_tokens="x"), "max_tokens"),
     (_req(reasoning_effort="extreme"), "reasoning_effort"),
     (_req(stop=[1]), "stop"),
     (_req(tool_choice="sometimes"), "tool_choice"),
