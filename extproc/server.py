@@ -36,6 +36,7 @@ from .auth.devcreds import dev_credentials, refusal
 from .auth.devcreds import warning as dev_warning
 from .auth.jwks_settings import warm_up
 from .health import SERVING, Health
+from .limits import settings as limits_settings
 from .schema import ConfigError
 from .servicer import SERVICE, Processor
 
@@ -144,6 +145,7 @@ async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
     # cancelled. It returns as soon as no RPC is left.
     await server.stop(grace)
     await processor.drain(5.0)
+    await limits_settings.close_stores()
     await httpclient.close()
     if runner is not None:
         await runner.cleanup()

@@ -44,6 +44,7 @@ price is refused (403), since its spend could not be counted.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -62,6 +63,8 @@ from .media import DEFAULTS as MEDIA_DEFAULTS
 from .policy import LimitSpec, RateLimit
 from .spending import to_micro
 from .store import MemoryStore, Store
+
+log = logging.getLogger(__name__)
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -99,6 +102,21 @@ class LimitsSettings:
                     _STORES[key] = MemoryStore()
             self._store = _STORES[key]
         return self._store
+
+
+async def close_stores() -> None:
+    """Close every store made since start, at shutdown once the last settlement is done: a
+    Redis store's connection pool left open was a ResourceWarning at exit, its connections
+    dropped rather than closed. The next `LimitsSettings.store` makes a new one."""
+    stores = list(_STORES.values())
+    _STORES.clear()
+    for store in stores:
+        close = getattr(store, "close", None)
+        if close is not None:
+            try:
+                await close()
+            except Exception as exc:    # exiting: say it, close the others
+                log.warning("closing a limits store: %s: %s", type(exc).__name__, exc)
 
 
 async def spend_budgets(routes: Mapping[str, Any]) -> dict[str, Any]:
