@@ -102,10 +102,7 @@ def whole_in_first_part(route: str) -> None:
     its end in a message of none: nothing went unread, so it is delivered, not refused or
     counted; but Envoy ignored the override, and the next reply to come in two parts will be
     refused. Logged once a minute per route."""
-    now = time.monotonic()
-    key = (route, "whole_in_first_part")
-    if now - _logged.get(key, -_LOG_EVERY_S) >= _LOG_EVERY_S:
-        _logged[key] = now
+    if _due(route, "whole_in_first_part"):
         log.warning("route %s: Envoy streamed a reply the gateway asked it to buffer "
                     "(mode_override ignored); this one came whole in its first part, but a "
                     "reply sent in parts will be reset: set allow_mode_override: true on the "
@@ -128,10 +125,16 @@ def observed(route: str) -> None:
 def count(route: str, what: str) -> None:
     from .metrics import UNSHOWN  # (metrics imports the exchange's modules)
     UNSHOWN.labels(route, what).inc()
-    now = time.monotonic()
-    key = (route, what)
-    if now - _logged.get(key, -_LOG_EVERY_S) >= _LOG_EVERY_S:
-        _logged[key] = now
+    if _due(route, what):
         log.error("route %s: Envoy does not show the gateway what its policies need (%s); "
                   "requests are refused, except in observability mode, where nothing can "
                   "be: see docs/running.md, 'Envoy's processing modes'", route, what)
+
+
+def _due(route: str, what: str) -> bool:
+    """Whether `what` on `route` is to be logged now: at most once a minute each."""
+    now = time.monotonic()
+    if now - _logged.get((route, what), -_LOG_EVERY_S) < _LOG_EVERY_S:
+        return False
+    _logged[(route, what)] = now
+    return True

@@ -128,3 +128,29 @@ async def test_a_pass_through_request_needs_no_body_and_is_not_refused() -> None
     # while the same route refuses a chat request it could not read the reply of
     ex = Exchange(route, "r", trust_override=False)
     await one(ex, request_headers(req_mode=B, resp_mode=N), "immediate_response")
+
+
+def test_each_kind_is_logged_at_most_once_a_minute_per_route(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(unshown.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(unshown, "_logged", {})
+
+    def logged() -> list[str]:
+        out = [r.getMessage()[:30] for r in caplog.records if r.name == unshown.log.name]
+        caplog.clear()
+        return out
+
+    for _ in range(3):
+        unshown.whole_in_first_part("a")
+        unshown.count("a", "request_body")
+    unshown.whole_in_first_part("b")
+    assert len(logged()) == 3            # one each: a's two kinds, b's
+    clock[0] += 59.9
+    unshown.whole_in_first_part("a")
+    unshown.count("a", "request_body")
+    assert logged() == []
+    clock[0] += 0.1
+    unshown.whole_in_first_part("a")
+    unshown.count("a", "request_body")
+    assert len(logged()) == 2
