@@ -160,6 +160,12 @@ def _date(c: Checker, d: Any, path: str) -> dt.date | None:
     value = d.get("since")
     if value is None:
         return None
+    if isinstance(value, dt.datetime):
+        # (YAML reads an unquoted time stamp as one: a date it is not, and comparing it with
+        # today's date raised on every request for the model, found by review)
+        c.error(join(path, "since"), f"expected a date like 2025-09-29, got a date and time "
+                f"({value.isoformat(sep=' ')})")
+        return None
     if isinstance(value, dt.date):
         return value
     try:

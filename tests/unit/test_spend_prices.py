@@ -160,6 +160,12 @@ def test_config_errors_are_named_by_path() -> None:
             "prices.models[0].output: expected a price per million tokens (a number >= 0), "
             "got 'x'",
             "prices.models[0].since: expected a date like 2025-09-29, got 'soon'"]
+    # YAML's unquoted time stamp is a datetime: refused, as comparing it with today's date
+    # raised on every request for the model
+    assert _errors({"prices": {"models": [{"provider": "openai", "model": "m", "input": 1,
+                                           "output": 1, "since": dt.datetime(2025, 1, 1)}]}}) \
+        == ["prices.models[0].since: expected a date like 2025-09-29, got a date and time "
+            "(2025-01-01 00:00:00)"]
     assert _errors({"prices": {"models": [{"provider": "nope", "model": "m", "input": 1}]}}) == [
         "prices.models[0].provider: unknown provider 'nope' (one of: openai, azure, anthropic, "
         "gemini, vertex)", "prices.models[0].output: is required (a price per million tokens)"]
