@@ -54,6 +54,10 @@ def test_targets_are_read_as_the_provider_decodes_them(raw: str, path: str,
 @pytest.mark.parametrize("raw", [
     "/a%2Fb", "/a%2fb", "/a%5Cb", "/a%252F", "/a%25", "/a%3Fb", "/a%23b", "/a%00b", "/a%0Ab",
     "/a%FFb", "relative", "/a#frag", "/x?alt=sse&alt=json", "/x?key=1&k%65y=2",
+    # dot segments, as written or encoded: one server resolves them, another does not
+    "/v1/files/../chat/completions", "/v1/files/%2e%2e/chat/completions", "/v1/./x",
+    "/v1/%2E/x", "/v1/x/..", "/v1/x/.", "/v1/.%2e/x", "/..", "/v1/files/x/..;/chat",
+    "/v1/x/.;a=1/y",
 ])
 def test_ambiguous_targets_are_refused(raw: str) -> None:
     with pytest.raises(Unreadable) as err:
@@ -73,6 +77,22 @@ def test_a_raw_semicolon_in_the_query_is_refused(raw: str) -> None:
         canonical_target(raw)
     assert (err.value.status, err.value.details) == (400, "extproc_ambiguous_query")
     assert "';'" in err.value.message and "%3B" in err.value.message
+
+
+def test_dot_segments_are_refused_before_a_passthrough_could_match_them() -> None:
+    """`/v1/files/../chat/completions` matched a pass-through's `/v1/files/**` (unguarded,
+    unmetered) while a server resolving dot segments reads a chat completion."""
+    allowed = (Passthrough("/v1/files/**", ("GET", "POST", "DELETE")),)
+    assert classify("openai", "POST", canonical_target("/v1/files/f1/content"),
+                    allowed).passthrough
+    for raw in ("/v1/files/../chat/completions", "/v1/files/%2e%2e/chat/completions",
+                "/v1/files/x/../../responses", "/v1/files/x/..;/chat/completions"):
+        with pytest.raises(Unreadable) as err:
+            classify("openai", "POST", canonical_target(raw), allowed)
+        assert (err.value.status, err.value.details) == (400, "extproc_bad_path")
+        assert "'..'" in err.value.message
+    # a dot inside a segment is no dot segment
+    assert canonical_target("/v1/files/.env/a..b/...").path == "/v1/files/.env/a..b/..."
 
 
 def test_an_encoded_semicolon_is_a_semicolon_in_a_value() -> None:
@@ -113,6 +133,11 @@ def test_any_spelling_of_a_path_has_one_canonical_form(segments: list[str],
     spelled = "/" + "/".join(
         "".join(quote(ch, safe="") if data.draw(st.booleans()) else ch for ch in seg)
         for seg in segments)
+    if any(seg.partition(";")[0] in (".", "..") for seg in segments):   # a dot segment
+        for raw in (path, spelled):
+            with pytest.raises(Unreadable):
+                canonical_target(raw)
+        return
     assert canonical_target(spelled).raw == canonical_target(path).raw
     assert canonical_target(spelled).path == path
 
