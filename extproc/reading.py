@@ -58,6 +58,8 @@ SUPPORTED_ENCODINGS = ("gzip", "x-gzip", "deflate", "br", "zstd", "identity")
 _PLAIN = re.compile(r"/[A-Za-z0-9/:@!$&'()*,;=._~-]*(?:\?[A-Za-z0-9/:@!$&'()*,;=._~?-]*)?")
 _ENCODED_SEPARATOR = re.compile(r"%(?:2[fF]|5[cC]|25)")
 _BAD_DECODED = re.compile(r"[%\\?#\x00-\x1f\x7f]")
+#: headers a server may take for the request's method instead of ':method'
+_METHOD_OVERRIDES = ("x-http-method-override", "x-http-method", "x-method-override")
 
 
 class Unreadable(Reject):
@@ -313,9 +315,10 @@ def read_endpoint(provider: str, passthrough: tuple[Passthrough, ...],
     raw = headers.get(":path", "")
     target = canonical_target(raw)
     method = headers.get(":method", "GET")
-    if "x-http-method-override" in headers:   # Google honours it: another method than ours
-        raise Unreadable(400, "x-http-method-override is not accepted by the gateway",
-                         "extproc_bad_method")
+    for name in _METHOD_OVERRIDES:   # Google honours the first: another method than ours
+        if name in headers:          # (and frameworks the others, found by review)
+            raise Unreadable(400, f"{name} is not accepted by the gateway",
+                             "extproc_bad_method")
     if "x-goog-fieldmask" in headers:   # Google's field mask: it can drop the usage report
         raise Unreadable(400, "x-goog-fieldmask is not accepted by the gateway (a field mask "
                          "can drop the usage report the budgets settle on)", "extproc_bad_query")

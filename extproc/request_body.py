@@ -78,9 +78,11 @@ class RequestBody(HeaderMutations):
             headers[":path"] = path
             self.set_request_header(":path", path)
         if self.endpoint.passthrough and not self.request_ended \
-                and headers.get(":method") in ("GET", "HEAD"):
-            raise Unreadable(400, "a GET or HEAD request may not carry a body here",
-                             "extproc_unexpected_body")
+                and headers.get(":method") in ("GET", "HEAD", "OPTIONS"):
+            # (OPTIONS too, found by review: a listing's OPTIONS carried a prompt past the
+            # guards, which let listings through without `unguarded` as reading methods)
+            raise Unreadable(400, f"a {headers.get(':method')} request may not carry a body "
+                             "here", "extproc_unexpected_body")
         if self.endpoint.passthrough:   # auth and request limits only; plugins as they like
             self._body_policies = tuple(p for p in self.route.policies if not p.reads_json)
             self._needs_request_body = any(p.needs_request_body for p in self._body_policies)

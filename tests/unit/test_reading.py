@@ -95,6 +95,46 @@ def test_dot_segments_are_refused_before_a_passthrough_could_match_them() -> Non
     assert canonical_target("/v1/files/.env/a..b/...").path == "/v1/files/.env/a..b/..."
 
 
+@pytest.mark.parametrize("method", ["GET", "HEAD", "OPTIONS"])
+async def test_a_reading_method_through_a_listing_may_carry_no_body(method: str) -> None:
+    """A guarded route lets model listings through without `unguarded` for the methods that
+    read (GET, HEAD, OPTIONS): none of them may carry a body, which no guard would read (an
+    OPTIONS with a prompt passed, found by review); without a body it passes."""
+    from extproc import loader
+    from extproc import protocol as P
+    from extproc.exchange import Exchange
+    from tests.unit.test_exchange import request_headers, send
+    cfg = loader.parse({"guards": {"pii": {"detectors": ["email"], "action": "reject"}},
+                        "routes": [{"name": "o", "provider": "openai", "guards": ["pii"],
+                                    "passthrough": [{"path": "/v1/models",
+                                                     "methods": ["GET", "HEAD", "OPTIONS"]}]}]})
+    for eos, status in ((False, 400), (True, None)):
+        ex = Exchange(cfg.route("o"), "o", cfg.server.max_request_body_bytes)
+        req = request_headers(path="/v1/models", req_mode=P.BUFFERED, eos=eos)
+        [h] = [h for h in req.request_headers.headers.headers if h.key == ":method"]
+        h.raw_value = method.encode()
+        [reply] = await send(ex, req)
+        if status is None:
+            assert reply.WhichOneof("response") == "request_headers"
+        else:
+            assert reply.WhichOneof("response") == "immediate_response"
+            assert reply.immediate_response.status.code == status
+            assert f"a {method} request may not carry a body".encode() in \
+                reply.immediate_response.body
+
+
+@pytest.mark.parametrize("name", ["x-http-method-override", "x-http-method",
+                                  "x-method-override"])
+def test_a_method_override_header_is_refused(name: str) -> None:
+    """A server honouring one acts on another method than the one the gateway classified."""
+    from extproc.reading import read_endpoint
+    headers = {":method": "POST", ":path": "/v1/chat/completions", name: "GET"}
+    with pytest.raises(Unreadable) as err:
+        read_endpoint("openai", (), headers)
+    assert (err.value.status, err.value.details) == (400, "extproc_bad_method")
+    assert name in err.value.message
+
+
 def test_an_encoded_semicolon_is_a_semicolon_in_a_value() -> None:
     assert canonical_target("/x?a=1%3B2&b=%3b").params == {"a": "1;2", "b": ";"}
     assert canonical_target("/x/a;b?c=1").path == "/x/a;b"   # not the query's business
