@@ -31,6 +31,12 @@ Failures are fast and never retried (a retried script could charge twice): every
 has `timeout_s`, the whole call at most twice that, and any Redis error, refusal or timeout
 becomes StoreUnavailable with a one-line reason. The pool replaces dead connections when it
 hands them out, so once Redis is back the next call works on the same store.
+
+An admission given up on (a timeout, a lost connection, a cancel) may yet be run by Redis.
+Each admission carries a mark key of its own (a random id, the same hash tag); an allowed one
+sets it for `MARK_MS`. The store then voids it in a Task (`_VOID`, tried again on
+`VOID_RETRIES`): the void gives back what a marked admission took and marks it void, so a
+second void gives nothing and an admission that reaches Redis after its void never runs.
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
+import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -51,7 +60,17 @@ from . import budgets, gcra
 from .gcra import Outcome, Window
 from .store import Label, StoreUnavailable
 
+log = logging.getLogger("extproc.limits")
+
 MARGIN_MS = 1000        # keys outlive their window by this much
+#: how long an allowed admission's mark lives, for a void to find it (`_VOID`)
+MARK_MS = 30_000
+#: how long a void's mark keeps an admission still on its way from running
+VOID_MS = 600_000
+#: when a void is tried again after its first try fails (seconds after the first try)
+VOID_RETRIES = (0.25, 1.0, 3.0, 10.0)
+#: voids pending at once; past it one is dropped (logged): Redis is then down or hung anyway
+MAX_VOIDS = 256
 
 _COMMON = """
 local t = redis.call('TIME')
@@ -91,9 +110,9 @@ local function write_tat(k, tat, interval)  -- TTL: gcra.expiry plus a margin
   redis.call('SET', k, string.format('%d', sec + whole) .. string.sub(frac, 2) .. '/' ..
              string.format('%.17g', interval), 'PX', string.format('%d', ttl))
 end
-local function write_label()                -- a spend limit's label lives as its windows do
-  if #KEYS > n and maxttl > 0 then
-    local k = KEYS[n + 1]
+local function write_label(at)              -- a spend limit's label lives as its windows do
+  if #KEYS >= at and maxttl > 0 then          -- (KEYS[at], if given, with ARGV[3 * n + 1])
+    local k = KEYS[at]
     local keep = redis.call('PTTL', k)
     if keep < maxttl then keep = maxttl end
     redis.call('SET', k, ARGV[3 * n + 1], 'PX', string.format('%d', keep))
@@ -101,9 +120,29 @@ local function write_label()                -- a spend limit's label lives as it
 end
 """.replace("{margin}", str(MARGIN_MS))
 
-# KEYS: one per window (+ the label's); ARGV: limit, period_s, cost per window (+ the label)
-# -> {allowed, now, TATs read}
+# the settlement of every window by its delta (the give-back of a negative one stops at now)
+_SETTLE_WINDOWS = """
+for i = 1, n do
+  local k = KEYS[i]
+  local limit, period, delta = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1]),
+                               tonumber(ARGV[3 * i])
+  if delta ~= 0 then
+    local interval = period / limit
+    local tat = read_tat(k, interval)
+    local moved = math.max(tat, now) + delta * interval
+    if delta < 0 then moved = math.max(moved, now) end
+    write_tat(k, moved, interval)
+  end
+end
+"""
+
+# KEYS: one per window, the admission's mark (+ the label's); ARGV: limit, period_s, cost per
+# window (+ the label) -> {allowed, now, TATs read}, or {-1} for an admission voided before it
+# ran. An allowed admission leaves its mark ('1') for MARK_MS: a void finds it and gives back
+# what it took (`_VOID`).
 _ADMIT = _COMMON + """
+local mark = KEYS[n + 1]
+if redis.call('EXISTS', mark) == 1 then return {-1} end
 local before, after, intervals, read, changed, allowed = {}, {}, {}, {}, {}, 1
 for i = 1, n do
   local k = KEYS[i]
@@ -119,30 +158,32 @@ for i = 1, n do
 end
 if allowed == 1 then
   for i = 1, n do write_tat(KEYS[i], after[i], intervals[i]) end
-  write_label()
+  write_label(n + 2)
+  redis.call('SET', mark, '1', 'PX', '{mark_ms}')
 else                                        -- a rescaled state is kept, or it would go on
   for i = 1, n do                           -- draining at the old limit's rate
     if changed[i] then write_tat(KEYS[i], read[i], intervals[i]) end
   end
 end
 return {allowed, string.format('%.17g', now), unpack(before)}
-"""
+""".replace("{mark_ms}", str(MARK_MS))
 
 # KEYS: one per window (+ the label's); ARGV: limit, period_s, delta per window (+ the label)
-_SETTLE = _COMMON + """
-for i = 1, n do
-  local k = KEYS[i]
-  local limit, period, delta = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1]),
-                               tonumber(ARGV[3 * i])
-  if delta ~= 0 then
-    local interval = period / limit
-    local tat = read_tat(k, interval)
-    local moved = math.max(tat, now) + delta * interval
-    if delta < 0 then moved = math.max(moved, now) end
-    write_tat(k, moved, interval)
-  end
-end
-write_label()
+_SETTLE = _COMMON + _SETTLE_WINDOWS + """
+write_label(n + 1)
+return 1
+"""
+
+# An admission the gateway gave up on (a timeout, a cancel) that Redis may run yet: KEYS: one
+# per window, its mark; ARGV: limit, period_s, minus its cost per window. Marks it void (an
+# admission that has not run yet then never does) and, if it ran and was allowed, gives back
+# what it took, once: -> 1 given back, 0 nothing to give back.
+_VOID = _COMMON + f"""
+local mark = KEYS[n + 1]
+local state = redis.call('GET', mark)
+redis.call('SET', mark, 'void', 'PX', '{VOID_MS}')
+if state ~= '1' then return 0 end
+""" + _SETTLE_WINDOWS + """
 return 1
 """
 
@@ -161,6 +202,9 @@ class RedisStore:
             retry=Retry(NoBackoff(), 0), health_check_interval=30)
         self._admit = self._redis.register_script(_ADMIT)
         self._settle = self._redis.register_script(_SETTLE)
+        self._void_script = self._redis.register_script(_VOID)
+        self._voids: set[asyncio.Task[None]] = set()
+        self._dropped_logged = -60.0
 
     def keys(self, key: str, windows: Sequence[Window]) -> list[str]:
         return self._keys(_tag(key), windows)
@@ -176,11 +220,23 @@ class RedisStore:
 
     async def admit(self, key: str, windows: Sequence[Window], costs: Sequence[float],
                     label: Label | None = None) -> Outcome:
-        keys, args = self.keys(key, windows), _args(windows, costs)
+        tag = _tag(key)
+        windows_keys, args = self._keys(tag, windows), _args(windows, costs)
+        mark = f"{self.prefix}{{{tag}}}:admission:{os.urandom(8).hex()}"
+        keys = [*windows_keys, mark]
         if label is not None:
             keys.append(self.label_key(key))
             args.append(_json(label))
-        reply = await self._call(self._admit, keys, args)
+        try:
+            reply = await self._call(self._admit, keys, args)
+        except BaseException:
+            # a timeout, a lost connection, a cancel: Redis may have run it, or may run it
+            # yet, for a request that was refused or went on unmetered (found by review: its
+            # whole reservation stayed charged)
+            self._void_later([*windows_keys, mark], _args(windows, [-c for c in costs]))
+            raise
+        if int(reply[0]) < 0:                    # cannot happen: voided only once given up
+            raise StoreUnavailable("redis: the admission was voided before it ran")
         now, tats = float(reply[1]), [float(t) for t in reply[2:]]
         outcome, _ = gcra.admit(tats, windows, costs, now)
         if outcome.allowed != bool(int(reply[0])):     # cannot happen: same arithmetic
@@ -230,7 +286,44 @@ class RedisStore:
         except (RedisError, OSError, TimeoutError):
             return False
 
+    def _void_later(self, keys: list[str], args: list[str]) -> None:
+        """Void an admission the gateway gave up on, in a Task of its own (`_VOID`)."""
+        if len(self._voids) >= MAX_VOIDS:
+            now = time.monotonic()
+            if now - self._dropped_logged >= 60:
+                self._dropped_logged = now
+                log.warning("redis: %d admissions the gateway gave up on are being voided "
+                            "already; one more is not: if Redis runs it, its reservation "
+                            "stays charged until its window passes", MAX_VOIDS)
+            return
+        task = asyncio.get_running_loop().create_task(self._void(keys, args))
+        self._voids.add(task)
+        task.add_done_callback(self._voids.discard)
+
+    async def _void(self, keys: list[str], args: list[str]) -> None:
+        waited = 0.0
+        for at in (0.0, *VOID_RETRIES):
+            await asyncio.sleep(at - waited)
+            waited = at
+            try:
+                given = await self._call(self._void_script, keys, args)
+            except StoreUnavailable:
+                continue
+            if int(given):
+                log.info("redis: gave back an admission Redis ran after the gateway had "
+                         "given up on it")
+            return
+        log.warning("redis: could not void an admission the gateway gave up on (no answer "
+                    "in %.0f s): if Redis ran it, its reservation stays charged until its "
+                    "window passes", waited)
+
     async def close(self) -> None:
+        """Let pending voids finish (a second at most), then close the pool."""
+        if self._voids:
+            _, pending = await asyncio.wait(set(self._voids), timeout=1.0)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         await self._redis.aclose()
 
     async def _call(self, script: AsyncScript, keys: list[str], args: list[str]) -> Any:
