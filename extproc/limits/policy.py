@@ -230,7 +230,7 @@ class RateLimit(Policy):
         cost = spending.micro(held.cost)
         states: dict[str, list[WindowState]] = {kind: [] for kind in KINDS}
         named: list[tuple[WindowState, str]] = []   # every window, with its limit's name
-        admitted: list[tuple[str, LimitSpec, Any]] = []
+        admitted: list[tuple[str, LimitSpec, Any, str | None, list[float]]] = []
         cut: list[dict[str, list[WindowState]]] = []   # the states of cut_streams limits
         held.keys, ex.state[_HELD] = admitted, held   # (before a wait: see `on_finish`)
         for spec in self.limits:
@@ -239,8 +239,9 @@ class RateLimit(Policy):
             label = budgets.label(self.route, spec.name, spec.key, parts, self.currency,
                                   spec.spend) if spec.spend else None
             costs = spec.amounts(1.0, float(held.estimate), cost)
+            ticket = self.store.ticket()
             try:
-                outcome = await self.store.admit(key, spec.windows, costs, label)
+                outcome = await self.store.admit(key, spec.windows, costs, label, ticket)
             except StoreUnavailable as exc:
                 await self._unwind(ex, admitted, held)
                 self._backend_error(exc)
@@ -261,11 +262,11 @@ class RateLimit(Policy):
                 # the refusing limit's own windows (those before it are given back)
                 _decided(ex, spec.name, "limited", own)
                 raise limited(spec, outcome, costs, held.cost, self.currency, states)
-            admitted.append((key, spec, label))
+            admitted.append((key, spec, label, ticket, costs))
             if spec.cut_streams:
                 cut.append(own)
         self.stats["allowed"] += 1
-        for _, spec, _ in admitted:
+        for _, spec, *_ in admitted:
             _decided(ex, spec.name, "allowed")
         closest = min(named, key=lambda p: tightness(p[0]))[1] if named else None
         reserved: dict[str, Any] = {}
@@ -307,17 +308,18 @@ class RateLimit(Policy):
                         found.append(each)
         return min(found) if found else None
 
-    async def _unwind(self, ex: Context, admitted: list[tuple[str, LimitSpec, Any]],
+    async def _unwind(self, ex: Context,
+                      admitted: list[tuple[str, LimitSpec, Any, str | None, list[float]]],
                       held: Held) -> None:
         """Give back what the limits before a refusal took, each key off the list before its
-        give-back is sent (a cancel while Redis answers leaves that one taken, never given
-        back twice; the finish settles the keys not reached), then nothing is held."""
+        give-back is sent (the finish gives back the keys not reached), then nothing is
+        held. Over Redis a give-back is its admission's void, tried until Redis answers it:
+        never lost to a timeout, never given twice."""
         while admitted:
-            key, spec, label = admitted.pop(0)
-            deltas = spec.amounts(-1.0, -float(held.estimate), -spending.micro(held.cost))
+            key, spec, label, ticket, costs = admitted.pop(0)
             try:
-                await self.store.settle(key, spec.windows, deltas, label)
-            except StoreUnavailable as exc:
+                await self.store.give_back(key, spec.windows, costs, label, ticket)
+            except StoreUnavailable as exc:   # (a store without tickets: a settlement)
                 self._settle_error(ex, spec.name, exc)
         ex.state.pop(_HELD, None)
 
@@ -365,7 +367,7 @@ class RateLimit(Policy):
         tokens, spend = charges(ex, held, self.uses_tokens)
         if not tokens and not spend:
             return
-        for key, spec, label in held.keys:
+        for key, spec, label, *_ in held.keys:
             if spec.tokens or spec.spend:
                 try:
                     await self.store.settle(key, spec.windows,

@@ -1,9 +1,9 @@
 """Limit state in Redis: one budget for every worker and replica, exact under concurrency.
 
-Each operation is one Lua script (EVALSHA; redis-py loads the script again on NOSCRIPT, as
-after a Redis restart). Redis runs a script alone, so an admission over all windows of a key
-reads, decides and writes atomically: concurrent requests from any number of replicas are
-serialised, none is lost and none slips past the limit.
+Each operation is one Lua script (`redis_scripts`; EVALSHA, and redis-py loads the script
+again on NOSCRIPT, as after a Redis restart). Redis runs a script alone, so an admission
+over all windows of a key reads, decides and writes atomically: concurrent requests from any
+number of replicas are serialised, none is lost and none slips past the limit.
 
 The scripts are gcra.admit and gcra.settle line for line (the same float operations in the
 same order, the same tolerances). `now` is Redis's own clock (TIME), so replicas with
@@ -33,10 +33,12 @@ becomes StoreUnavailable with a one-line reason. The pool replaces dead connecti
 hands them out, so once Redis is back the next call works on the same store.
 
 An admission given up on (a timeout, a lost connection, a cancel) may yet be run by Redis.
-Each admission carries a mark key of its own (a random id, the same hash tag); an allowed one
-sets it for `MARK_MS`. The store then voids it in a Task (`_VOID`, tried again on
-`VOID_RETRIES`): the void gives back what a marked admission took and marks it void, so a
-second void gives nothing and an admission that reaches Redis after its void never runs.
+Each admission carries a mark key of its own (its `ticket`, the same hash tag); an allowed one
+sets it for `redis_scripts.MARK_MS`. The store then voids it in a Task (`redis_scripts.VOID`,
+tried until Redis answers it): the void gives back what a marked admission took and marks it
+void, so a second void gives nothing and an admission that reaches Redis after its void never
+runs. A refusal's give-back of the limits admitted before it (`give_back`) is their void too:
+a settlement lost to a timeout could not be tried again without charging twice.
 """
 
 from __future__ import annotations
@@ -58,134 +60,16 @@ from redis.exceptions import RedisError
 
 from . import budgets, gcra
 from .gcra import Outcome, Window
+from .redis_scripts import ADMIT, SETTLE, VOID
 from .store import Label, StoreUnavailable
 
 log = logging.getLogger("extproc.limits")
 
-MARGIN_MS = 1000        # keys outlive their window by this much
-#: how long an allowed admission's mark lives, for a void to find it (`_VOID`)
-MARK_MS = 30_000
-#: how long a void's mark keeps an admission still on its way from running
-VOID_MS = 600_000
-#: when a void is tried again after its first try fails (seconds after the first try)
-VOID_RETRIES = (0.25, 1.0, 3.0, 10.0)
+#: the waits before a void's next tries, then every VOID_EVERY_S until Redis answers it
+VOID_RETRIES = (0.25, 1.0, 3.0)
+VOID_EVERY_S = 5.0
 #: voids pending at once; past it one is dropped (logged): Redis is then down or hung anyway
-MAX_VOIDS = 256
-
-_COMMON = """
-local t = redis.call('TIME')
-local sec = tonumber(t[1])
-local now = tonumber(t[2]) / 1000000
-local n = math.floor(#ARGV / 3)             -- windows; KEYS[n + 1], if given, is the label
-local maxttl = 0
-local function read_tat(k, interval)        -- the TAT in the frame of `sec`, or now if absent
-  local s = redis.call('GET', k)            -- (and whether a changed limit rescaled it)
-  if not s then return now, false end
-  local old = nil                           -- the interval it was written with ('tat/ival')
-  local slash = string.find(s, '/', 1, true)
-  if slash then
-    old = tonumber(string.sub(s, slash + 1))
-    s = string.sub(s, 1, slash - 1)
-  end
-  local tat
-  local dot = string.find(s, '.', 1, true)
-  if not dot then
-    tat = (tonumber(s) or sec) - sec
-  else
-    tat = (tonumber(string.sub(s, 1, dot - 1)) - sec) + tonumber('0' .. string.sub(s, dot))
-  end
-  -- the limit changed since (a reload): the units used carry over (`gcra.rescale`)
-  if old and old > 0 and old ~= interval then
-    if tat > now then tat = now + (tat - now) * (interval / old) end
-    return tat, true
-  end
-  return tat, false
-end
-local function write_tat(k, tat, interval)  -- TTL: gcra.expiry plus a margin
-  local whole = math.floor(tat)
-  local frac = string.format('%.15f', tat - whole)
-  if string.sub(frac, 1, 1) == '1' then whole, frac = whole + 1, '0.000000000000000' end
-  local ttl = math.ceil(math.max(0, tat - now) * 1000) + {margin}
-  if ttl > maxttl then maxttl = ttl end
-  redis.call('SET', k, string.format('%d', sec + whole) .. string.sub(frac, 2) .. '/' ..
-             string.format('%.17g', interval), 'PX', string.format('%d', ttl))
-end
-local function write_label(at)              -- a spend limit's label lives as its windows do
-  if #KEYS >= at and maxttl > 0 then          -- (KEYS[at], if given, with ARGV[3 * n + 1])
-    local k = KEYS[at]
-    local keep = redis.call('PTTL', k)
-    if keep < maxttl then keep = maxttl end
-    redis.call('SET', k, ARGV[3 * n + 1], 'PX', string.format('%d', keep))
-  end
-end
-""".replace("{margin}", str(MARGIN_MS))
-
-# the settlement of every window by its delta (the give-back of a negative one stops at now)
-_SETTLE_WINDOWS = """
-for i = 1, n do
-  local k = KEYS[i]
-  local limit, period, delta = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1]),
-                               tonumber(ARGV[3 * i])
-  if delta ~= 0 then
-    local interval = period / limit
-    local tat = read_tat(k, interval)
-    local moved = math.max(tat, now) + delta * interval
-    if delta < 0 then moved = math.max(moved, now) end
-    write_tat(k, moved, interval)
-  end
-end
-"""
-
-# KEYS: one per window, the admission's mark (+ the label's); ARGV: limit, period_s, cost per
-# window (+ the label) -> {allowed, now, TATs read}, or {-1} for an admission voided before it
-# ran. An allowed admission leaves its mark ('1') for MARK_MS: a void finds it and gives back
-# what it took (`_VOID`).
-_ADMIT = _COMMON + """
-local mark = KEYS[n + 1]
-if redis.call('EXISTS', mark) == 1 then return {-1} end
-local before, after, intervals, read, changed, allowed = {}, {}, {}, {}, {}, 1
-for i = 1, n do
-  local k = KEYS[i]
-  local limit, period, cost = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1]),
-                              tonumber(ARGV[3 * i])
-  local interval = period / limit
-  local tat, rescaled = read_tat(k, interval)
-  local moved = math.max(tat, now) + cost * interval
-  local eps = math.max(1e-9, 1e-4 * interval)      -- gcra.tolerance
-  if cost * interval > period + eps or moved - period > now + eps then allowed = 0 end
-  before[i], after[i], intervals[i], read[i], changed[i] =
-    string.format('%.17g', tat), moved, interval, tat, rescaled
-end
-if allowed == 1 then
-  for i = 1, n do write_tat(KEYS[i], after[i], intervals[i]) end
-  write_label(n + 2)
-  redis.call('SET', mark, '1', 'PX', '{mark_ms}')
-else                                        -- a rescaled state is kept, or it would go on
-  for i = 1, n do                           -- draining at the old limit's rate
-    if changed[i] then write_tat(KEYS[i], read[i], intervals[i]) end
-  end
-end
-return {allowed, string.format('%.17g', now), unpack(before)}
-""".replace("{mark_ms}", str(MARK_MS))
-
-# KEYS: one per window (+ the label's); ARGV: limit, period_s, delta per window (+ the label)
-_SETTLE = _COMMON + _SETTLE_WINDOWS + """
-write_label(n + 1)
-return 1
-"""
-
-# An admission the gateway gave up on (a timeout, a cancel) that Redis may run yet: KEYS: one
-# per window, its mark; ARGV: limit, period_s, minus its cost per window. Marks it void (an
-# admission that has not run yet then never does) and, if it ran and was allowed, gives back
-# what it took, once: -> 1 given back, 0 nothing to give back.
-_VOID = _COMMON + f"""
-local mark = KEYS[n + 1]
-local state = redis.call('GET', mark)
-redis.call('SET', mark, 'void', 'PX', '{VOID_MS}')
-if state ~= '1' then return 0 end
-""" + _SETTLE_WINDOWS + """
-return 1
-"""
+MAX_VOIDS = 1024
 
 
 class RedisStore:
@@ -200,9 +84,9 @@ class RedisStore:
         self._redis = aioredis.Redis.from_url(
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
             retry=Retry(NoBackoff(), 0), health_check_interval=30)
-        self._admit = self._redis.register_script(_ADMIT)
-        self._settle = self._redis.register_script(_SETTLE)
-        self._void_script = self._redis.register_script(_VOID)
+        self._admit = self._redis.register_script(ADMIT)
+        self._settle = self._redis.register_script(SETTLE)
+        self._void_script = self._redis.register_script(VOID)
         self._voids: set[asyncio.Task[None]] = set()
         self._dropped_logged = -60.0
 
@@ -218,11 +102,15 @@ class RedisStore:
     def label_key(self, key: str) -> str:
         return f"{self.prefix}{{{_tag(key)}}}:label"
 
+    def ticket(self) -> str:
+        """A new admission's id (its mark's name), for `give_back`."""
+        return os.urandom(8).hex()
+
     async def admit(self, key: str, windows: Sequence[Window], costs: Sequence[float],
-                    label: Label | None = None) -> Outcome:
+                    label: Label | None = None, ticket: str | None = None) -> Outcome:
         tag = _tag(key)
         windows_keys, args = self._keys(tag, windows), _args(windows, costs)
-        mark = f"{self.prefix}{{{tag}}}:admission:{os.urandom(8).hex()}"
+        mark = f"{self.prefix}{{{tag}}}:admission:{ticket or self.ticket()}"
         keys = [*windows_keys, mark]
         if label is not None:
             keys.append(self.label_key(key))
@@ -242,6 +130,28 @@ class RedisStore:
         if outcome.allowed != bool(int(reply[0])):     # cannot happen: same arithmetic
             raise StoreUnavailable("redis: the script and gcra.admit disagree")
         return outcome
+
+    async def give_back(self, key: str, windows: Sequence[Window], costs: Sequence[float],
+                        label: Label | None = None, ticket: str | None = None) -> None:
+        """Give back all that the allowed admission `ticket` took, once: its void
+        (`redis_scripts.VOID`), tried again in the background until Redis answers it when
+        this try gets no answer
+        (a settlement, which could not be tried again, would leave it charged: found by
+        review). Without a ticket, a settlement of minus `costs`. Never raises
+        StoreUnavailable; a cancel, after scheduling the void."""
+        if ticket is None:
+            await self.settle(key, windows, [-c for c in costs], label)
+            return
+        tag = _tag(key)
+        keys = [*self._keys(tag, windows), f"{self.prefix}{{{tag}}}:admission:{ticket}"]
+        args = _args(windows, [-c for c in costs])
+        try:
+            await self._call(self._void_script, keys, args)
+        except StoreUnavailable:
+            self._void_later(keys, args)
+        except BaseException:
+            self._void_later(keys, args)
+            raise
 
     async def settle(self, key: str, windows: Sequence[Window], deltas: Sequence[float],
                      label: Label | None = None) -> None:
@@ -287,7 +197,7 @@ class RedisStore:
             return False
 
     def _void_later(self, keys: list[str], args: list[str]) -> None:
-        """Void an admission the gateway gave up on, in a Task of its own (`_VOID`)."""
+        """Void an admission the gateway gave up on, in a Task of its own (`redis_scripts.VOID`)."""
         if len(self._voids) >= MAX_VOIDS:
             now = time.monotonic()
             if now - self._dropped_logged >= 60:
@@ -301,29 +211,38 @@ class RedisStore:
         task.add_done_callback(self._voids.discard)
 
     async def _void(self, keys: list[str], args: list[str]) -> None:
-        waited = 0.0
-        for at in (0.0, *VOID_RETRIES):
-            await asyncio.sleep(at - waited)
-            waited = at
+        """Try the void until Redis answers it: a try on a new connection while Redis hangs
+        never reaches it, while the admission, sent on an open one, runs once Redis is back
+        (found by review: tries that ended after 10 s left it charged)."""
+        waits, waited, warned = iter(VOID_RETRIES), 0.0, False
+        while True:
             try:
                 given = await self._call(self._void_script, keys, args)
+                break
             except StoreUnavailable:
-                continue
-            if int(given):
-                log.info("redis: gave back an admission Redis ran after the gateway had "
-                         "given up on it")
-            return
-        log.warning("redis: could not void an admission the gateway gave up on (no answer "
-                    "in %.0f s): if Redis ran it, its reservation stays charged until its "
-                    "window passes", waited)
+                wait = next(waits, VOID_EVERY_S)
+                await asyncio.sleep(wait)
+                waited += wait
+                if waited >= 10 and not warned:
+                    warned = True
+                    log.warning("redis: no answer for %.0f s to the void of an admission the "
+                                "gateway gave up on; trying on every %.0f s", waited,
+                                VOID_EVERY_S)
+        if int(given):
+            log.info("redis: gave back an admission the gateway had given up on or refused")
 
     async def close(self) -> None:
-        """Let pending voids finish (a second at most), then close the pool."""
+        """Let pending voids finish (a second at most: one Redis still does not answer is
+        given up, logged), then close the pool."""
         if self._voids:
             _, pending = await asyncio.wait(set(self._voids), timeout=1.0)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+            if pending:
+                log.warning("redis: %d voids of admissions the gateway gave up on had no "
+                            "answer at shutdown: if Redis runs those admissions, they stay "
+                            "charged until their windows pass", len(pending))
         await self._redis.aclose()
 
     async def _call(self, script: AsyncScript, keys: list[str], args: list[str]) -> Any:

@@ -43,7 +43,8 @@ class Held:
     output: int = 0                                    # the output part of `estimate`
     price: Price | None = None
     cost: Decimal = Decimal(0)                         # reserved per spend window
-    keys: list[tuple[str, Any, Any]] = field(default_factory=list)   # (key, LimitSpec, label)
+    #: (key, LimitSpec, label, the store's ticket, the costs admitted)
+    keys: list[tuple[str, Any, Any, str | None, list[float]]] = field(default_factory=list)
     delivered: DeliveredText | StreamCut | None = None   # what counts the output
     settled: bool = False
     #: the model may think in tokens no reply shows (`reasoning`): a stream that ends

@@ -30,8 +30,17 @@ class StoreUnavailable(Exception):
 
 
 class Store(Protocol):
+    def ticket(self) -> str | None:
+        """An id for the next admission, for `give_back` (None: the store needs none)."""
+        ...
+
     async def admit(self, key: str, windows: Sequence[Window], costs: Sequence[float],
-                    label: Label | None = None) -> Outcome: ...
+                    label: Label | None = None, ticket: str | None = None) -> Outcome: ...
+
+    async def give_back(self, key: str, windows: Sequence[Window], costs: Sequence[float],
+                        label: Label | None = None, ticket: str | None = None) -> None:
+        """Give back what the allowed admission `ticket` of `costs` took, exactly once."""
+        ...
 
     async def settle(self, key: str, windows: Sequence[Window], deltas: Sequence[float],
                      label: Label | None = None) -> None: ...
@@ -64,9 +73,16 @@ class MemoryStore:
     def __len__(self) -> int:
         return len(self._tats)
 
+    def ticket(self) -> None:
+        return None
+
     async def admit(self, key: str, windows: Sequence[Window], costs: Sequence[float],
-                    label: Label | None = None) -> Outcome:
+                    label: Label | None = None, ticket: str | None = None) -> Outcome:
         return self.admit_now(key, windows, costs, label)
+
+    async def give_back(self, key: str, windows: Sequence[Window], costs: Sequence[float],
+                        label: Label | None = None, ticket: str | None = None) -> None:
+        await self.settle(key, windows, [-c for c in costs], label)
 
     def admit_now(self, key: str, windows: Sequence[Window], costs: Sequence[float],
                   label: Label | None = None) -> Outcome:

@@ -218,7 +218,13 @@ async def test_a_request_larger_than_the_window_never_fits() -> None:
 
 
 class Down:
+    def ticket(self) -> None:
+        return None
+
     async def admit(self, *a: Any) -> Any:
+        raise StoreUnavailable("connection refused")
+
+    async def give_back(self, *a: Any) -> None:
         raise StoreUnavailable("connection refused")
 
     async def settle(self, *a: Any) -> None:
@@ -503,7 +509,8 @@ class SlowStore(MemoryStore):
         self.settled: list[tuple[str, list[float]]] = []
         self.one = asyncio.Event()   # set once a key is admitted
 
-    async def admit(self, key: str, windows: Any, costs: Any, label: Any = None) -> Any:
+    async def admit(self, key: str, windows: Any, costs: Any, label: Any = None,
+                    ticket: Any = None) -> Any:
         await asyncio.sleep(0.01)
         self.admitted.append(key)
         self.one.set()
@@ -563,7 +570,8 @@ class AppliedFirst(SlowStore):
         self.net: dict[str, float] = {}
         self.giving = asyncio.Event()   # set once a give-back is applied
 
-    async def admit(self, key: str, windows: Any, costs: Any, label: Any = None) -> Any:
+    async def admit(self, key: str, windows: Any, costs: Any, label: Any = None,
+                    ticket: Any = None) -> Any:
         out = self.admit_now(key, windows, costs, label)
         if out.allowed:
             name = key.split("\x1f")[1]

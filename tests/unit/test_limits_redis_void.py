@@ -19,6 +19,7 @@ from extproc import protocol as P
 from extproc.exchange import Exchange
 from extproc.limits import settings
 from extproc.limits.gcra import Window
+from extproc.limits.policy import RateLimit
 from extproc.limits.redis_store import RedisStore, _args, _tag
 from extproc.limits.store import StoreUnavailable
 from tests.harness import RedisServer
@@ -152,6 +153,93 @@ async def test_a_request_refused_for_a_hung_redis_leaves_its_budget_uncharged(
         rows = await store.spend_budgets()
         assert rows == []                                  # nothing held in any window
         assert (await marks(srv)).count(b"void") == 1
+    finally:
+        await settings.close_stores()
+        srv.stop()
+
+
+async def test_a_void_is_tried_until_redis_answers_it(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tries on new connections never reach a hung Redis, while the admission, sent on an
+    open one, runs once it is back: the void goes on until one is answered (tries that
+    stopped after a fixed time left it charged, found by review)."""
+    from extproc.limits import redis_store
+    monkeypatch.setattr(redis_store, "VOID_RETRIES", (0.05,))
+    monkeypatch.setattr(redis_store, "VOID_EVERY_S", 0.1, raising=False)
+    srv = RedisServer(tmp_path)
+    store, w = RedisStore(srv.url), [Window(100, HOUR)]
+    try:
+        assert await remaining(store, "k", w) == 100
+        assert srv.proc is not None
+        srv.proc.signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(StoreUnavailable):
+                await store.admit("k", w, [30])
+            await asyncio.sleep(1.0)                       # ten tries and more, unanswered
+            assert store._voids
+        finally:
+            srv.proc.signal(signal.SIGCONT)
+        await settled(store)
+        assert await remaining(store, "k", w) == 100
+    finally:
+        await store.close()
+        srv.stop()
+
+
+@pytest.mark.parametrize("on_error", ["deny", "allow"])
+async def test_a_refusal_gives_back_the_earlier_limits_though_redis_hangs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, on_error: str) -> None:
+    """Two limits; Redis hangs as the second is admitted: that admission is voided and the
+    first limit's give-back, which a settlement sent into the hang lost, is its admission's
+    void, tried until Redis answers (found by review: ~970 tokens stayed held)."""
+    monkeypatch.setattr(settings, "_STORES", {})
+    srv = RedisServer(tmp_path)
+    cfg = loader.parse({
+        "limits": {"backend": "redis", "redis_url": srv.url, "timeout_ms": 50,
+                   "on_backend_error": on_error},
+        "routes": [{"name": "openai", "provider": "openai", "rate_limits": [
+            {"name": "toks", "key": ["route"], "tokens": [{"limit": 100000, "per": "1h"}]},
+            {"name": "reqs", "key": ["route"], "requests": [{"limit": 100, "per": "1h"}]}]}]})
+    route = cfg.route("openai")
+    store = settings._STORES[("redis", srv.url, 50.0)]
+    assert isinstance(store, RedisStore)
+    admit = store.admit
+    calls = []
+
+    async def hang_on_the_second(*args: object, **kw: object) -> object:
+        calls.append(args[0])
+        if len(calls) == 2:
+            assert srv.proc is not None
+            srv.proc.signal(signal.SIGSTOP)
+        return await admit(*args, **kw)  # type: ignore[arg-type]
+
+    doc = {"model": "gpt-4o", "max_tokens": 900, "messages": [{"role": "user",
+                                                               "content": "hi"}]}
+    try:
+        assert (await store.admit("warm", [Window(1, HOUR)], [0])).allowed
+        monkeypatch.setattr(store, "admit", hang_on_the_second)
+        ex = Exchange(route, "openai")
+        await send(ex, request_headers({}, req_mode=P.BUFFERED, resp_mode=P.STREAMED))
+        try:
+            [reply] = await send(ex, request_body(json.dumps(doc).encode(), True))
+            await asyncio.sleep(0.3)
+        finally:
+            assert srv.proc is not None
+            srv.proc.signal(signal.SIGCONT)
+        if on_error == "deny":
+            assert reply.immediate_response.status.code == 503
+        else:
+            assert reply.WhichOneof("response") == "request_body"
+        ex.close()
+        for policy in route.finishers:
+            await policy.on_finish(ex)
+        await settled(store)
+        monkeypatch.setattr(store, "admit", admit)
+        limits = next(p for p in route.finishers if isinstance(p, RateLimit)).limits
+        toks, reqs = (next(s for s in limits if s.name == n) for n in ("toks", "reqs"))
+        left = [(await store.admit(k, s.windows, [0] * len(s.windows))).windows[0].remaining
+                for k, s in zip(calls, (toks, reqs), strict=True)]
+        assert left == [100000, 100]
     finally:
         await settings.close_stores()
         srv.stop()
