@@ -118,13 +118,14 @@ return 1
 
 # An admission the gateway gave up on (a timeout, a cancel) that Redis may run yet, or one a
 # refusal gives back: KEYS: one per window, its mark; ARGV: limit, period_s, minus its cost
-# per window. Marks it void (an admission that has not run yet then never does) and, if it
-# ran and was allowed, gives back what it took, once: -> 1 given back, 0 nothing given back.
+# per window (+ 'ran': it is known to have run and been allowed, so a mark expired since is
+# no reason to keep it). Marks it void (an admission that has not run yet then never does)
+# and, if it ran and was allowed, gives back what it took, once: -> 1 given back, 0 nothing.
 VOID = COMMON + f"""
 local mark = KEYS[n + 1]
 local state = redis.call('GET', mark)
 redis.call('SET', mark, 'void', 'PX', '{VOID_MS}')
-if state ~= '1' then return 0 end
+if state == 'void' or (state ~= '1' and ARGV[3 * n + 1] ~= 'ran') then return 0 end
 """ + SETTLE_WINDOWS + """
 return 1
 """

@@ -144,7 +144,8 @@ class RedisStore:
             return
         tag = _tag(key)
         keys = [*self._keys(tag, windows), f"{self.prefix}{{{tag}}}:admission:{ticket}"]
-        args = _args(windows, [-c for c in costs])
+        # (it ran: a hang longer than the mark's life does not keep it charged)
+        args = [*_args(windows, [-c for c in costs]), "ran"]
         try:
             await self._call(self._void_script, keys, args)
         except StoreUnavailable:

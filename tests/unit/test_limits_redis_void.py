@@ -120,6 +120,32 @@ async def test_a_void_gives_back_once_and_nothing_for_a_denied_admission(
         await store.close()
 
 
+async def test_a_give_back_of_an_admission_known_to_have_run_outlives_its_mark(
+        server: RedisServer) -> None:
+    """A refusal's give-back of an earlier limit tried through a hang longer than the mark
+    lives: that admission is known to have run, so its void gives it back all the same, once;
+    a void of an admission given up on (not known to have run) finds nothing to give."""
+    store, w, key = RedisStore(server.url, timeout_s=2.0), [Window(100, HOUR)], "expired"
+    tag = _tag(key)
+    client = aioredis.Redis.from_url(server.url)
+    try:
+        ticket = store.ticket()
+        assert (await store.admit(key, w, [30], ticket=ticket)).allowed
+        mark = f"extproc:rl:{{{tag}}}:admission:{ticket}"
+        assert await client.get(mark) == b"1"
+        await client.delete(mark)                          # expired meanwhile
+        keys = [*store._keys(tag, w), mark]
+        assert await store._void_script(keys=keys, args=_args(w, [-30])) == 0
+        await client.delete(mark)
+        await store.give_back(key, w, [30], ticket=ticket)
+        assert await remaining(store, key, w) == 100
+        await store.give_back(key, w, [30], ticket=ticket)  # once
+        assert await remaining(store, key, w) == 100
+    finally:
+        await client.aclose()
+        await store.close()
+
+
 async def test_a_request_refused_for_a_hung_redis_leaves_its_budget_uncharged(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Through an exchange: a spend budget over a hung Redis answers 503 (fail closed), and
