@@ -367,11 +367,20 @@ class RateLimit(Policy):
         tokens, spend = charges(ex, held, self.uses_tokens)
         if not tokens and not spend:
             return
-        for key, spec, label, *_ in held.keys:
+        # a request that never went upstream gives its reservation back as its admission's
+        # void, tried again while Redis does not answer (found by review: a stream cancelled
+        # while a second limit waited on a hung Redis kept the first one's tokens)
+        back = not ex.released and tokens <= 0 and spend <= 0
+        for key, spec, label, ticket, _ in held.keys:
             if spec.tokens or spec.spend:
                 try:
-                    await self.store.settle(key, spec.windows,
-                                            spec.amounts(0.0, tokens, spend), label)
+                    if back:
+                        await self.store.give_back(key, spec.windows,
+                                                   spec.amounts(0.0, -tokens, -spend), label,
+                                                   ticket)
+                    else:
+                        await self.store.settle(key, spec.windows,
+                                                spec.amounts(0.0, tokens, spend), label)
                 except StoreUnavailable as exc:
                     self._settle_error(ex, spec.name, exc)
 

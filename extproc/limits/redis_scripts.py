@@ -7,10 +7,10 @@ and writes all windows of one key atomically. The arithmetic is `gcra`'s, line f
 from __future__ import annotations
 
 MARGIN_MS = 1000        # keys outlive their window by this much
-#: how long an allowed admission's mark lives, for a void to find it (`VOID`): a void is
-#: tried again at least every VOID_EVERY_S until Redis answers it, so once Redis runs a
-#: delayed admission its void follows within seconds
-MARK_MS = 10_000
+#: how long an allowed admission's mark lives: a void or give-back finds it for that long
+#: (a void of an admission Redis ran late follows within seconds: it is tried until Redis
+#: answers it; a give-back sent into a hang longer than this gives nothing)
+MARK_MS = 30_000
 #: how long a void's mark keeps an admission still on its way from running
 VOID_MS = 600_000
 
@@ -116,16 +116,24 @@ write_label(n + 1)
 return 1
 """
 
-# An admission the gateway gave up on (a timeout, a cancel) that Redis may run yet, or one a
-# refusal gives back: KEYS: one per window, its mark; ARGV: limit, period_s, minus its cost
-# per window (+ 'ran': it is known to have run and been allowed, so a mark expired since is
-# no reason to keep it). Marks it void (an admission that has not run yet then never does)
-# and, if it ran and was allowed, gives back what it took, once: -> 1 given back, 0 nothing.
-VOID = COMMON + f"""
+# An admission the gateway gave up on (a timeout, a cancel) that Redis may run yet, or one
+# whose reservation is given back (a refusal by a later limit, a request that never went
+# upstream): KEYS: one per window, its mark; ARGV: limit, period_s, minus what to give back
+# per window (+ 'ran': the admission is known to have run). Only a mark still '1' is given
+# back, and it turns 'void' for the rest of its life (so tries of the same give-back, however
+# late, give once; past its life a give-back gives nothing, never twice). A mark not there
+# for an admission not known to have run becomes 'void' for VOID_MS: that admission, if it
+# is still on its way, never runs. -> 1 given back, 0 nothing.
+VOID = COMMON + """
 local mark = KEYS[n + 1]
 local state = redis.call('GET', mark)
-redis.call('SET', mark, 'void', 'PX', '{VOID_MS}')
-if state == 'void' or (state ~= '1' and ARGV[3 * n + 1] ~= 'ran') then return 0 end
+if state == '1' then
+  redis.call('SET', mark, 'void', 'KEEPTTL')
 """ + SETTLE_WINDOWS + """
-return 1
-"""
+  return 1
+end
+if not state and ARGV[3 * n + 1] ~= 'ran' then
+  redis.call('SET', mark, 'void', 'PX', '{void_ms}')
+end
+return 0
+""".replace("{void_ms}", str(VOID_MS))

@@ -34,11 +34,13 @@ hands them out, so once Redis is back the next call works on the same store.
 
 An admission given up on (a timeout, a lost connection, a cancel) may yet be run by Redis.
 Each admission carries a mark key of its own (its `ticket`, the same hash tag); an allowed one
-sets it for `redis_scripts.MARK_MS`. The store then voids it in a Task (`redis_scripts.VOID`,
-tried until Redis answers it): the void gives back what a marked admission took and marks it
-void, so a second void gives nothing and an admission that reaches Redis after its void never
-runs. A refusal's give-back of the limits admitted before it (`give_back`) is their void too:
-a settlement lost to a timeout could not be tried again without charging twice.
+sets it to '1' for `redis_scripts.MARK_MS`. The store then voids it in a Task
+(`redis_scripts.VOID`, tried until Redis answers it): a void gives back what a marked
+admission took and turns its mark 'void', so a second gives nothing, and marks an admission
+not there yet so that it never runs. A give-back of an admission known to have run
+(`give_back`: a refusal by a later limit, a request that never went upstream) is its void
+too, tried while its mark lives: a settlement lost to a timeout could not be tried again
+without the risk of giving twice.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ from redis.exceptions import RedisError
 
 from . import budgets, gcra
 from .gcra import Outcome, Window
-from .redis_scripts import ADMIT, SETTLE, VOID
+from .redis_scripts import ADMIT, MARK_MS, SETTLE, VOID
 from .store import Label, StoreUnavailable
 
 log = logging.getLogger("extproc.limits")
@@ -133,25 +135,26 @@ class RedisStore:
 
     async def give_back(self, key: str, windows: Sequence[Window], costs: Sequence[float],
                         label: Label | None = None, ticket: str | None = None) -> None:
-        """Give back all that the allowed admission `ticket` took, once: its void
-        (`redis_scripts.VOID`), tried again in the background until Redis answers it when
-        this try gets no answer
-        (a settlement, which could not be tried again, would leave it charged: found by
-        review). Without a ticket, a settlement of minus `costs`. Never raises
+        """Give back `costs` (what the allowed admission `ticket` took, or part of it),
+        once: its void (`redis_scripts.VOID`), tried again in the background, while the
+        admission's mark lives, when this try gets no answer (a settlement, which could not
+        be tried again, would leave it charged: found by review). Only for a ticket that
+        was allowed. Without a ticket, a settlement of minus `costs`. Never raises
         StoreUnavailable; a cancel, after scheduling the void."""
         if ticket is None:
             await self.settle(key, windows, [-c for c in costs], label)
             return
         tag = _tag(key)
         keys = [*self._keys(tag, windows), f"{self.prefix}{{{tag}}}:admission:{ticket}"]
-        # (it ran: a hang longer than the mark's life does not keep it charged)
         args = [*_args(windows, [-c for c in costs]), "ran"]
+        # (past the mark's life a give-back gives nothing: no use trying it after that)
+        until = time.monotonic() + MARK_MS / 1000
         try:
             await self._call(self._void_script, keys, args)
         except StoreUnavailable:
-            self._void_later(keys, args)
+            self._void_later(keys, args, until)
         except BaseException:
-            self._void_later(keys, args)
+            self._void_later(keys, args, until)
             raise
 
     async def settle(self, key: str, windows: Sequence[Window], deltas: Sequence[float],
@@ -197,8 +200,10 @@ class RedisStore:
         except (RedisError, OSError, TimeoutError):
             return False
 
-    def _void_later(self, keys: list[str], args: list[str]) -> None:
-        """Void an admission the gateway gave up on, in a Task of its own (`redis_scripts.VOID`)."""
+    def _void_later(self, keys: list[str], args: list[str], until: float | None = None
+                    ) -> None:
+        """Void an admission, in a Task of its own (`redis_scripts.VOID`), tried until Redis
+        answers it or, if given, the monotonic time `until` passes."""
         if len(self._voids) >= MAX_VOIDS:
             now = time.monotonic()
             if now - self._dropped_logged >= 60:
@@ -207,11 +212,11 @@ class RedisStore:
                             "already; one more is not: if Redis runs it, its reservation "
                             "stays charged until its window passes", MAX_VOIDS)
             return
-        task = asyncio.get_running_loop().create_task(self._void(keys, args))
+        task = asyncio.get_running_loop().create_task(self._void(keys, args, until))
         self._voids.add(task)
         task.add_done_callback(self._voids.discard)
 
-    async def _void(self, keys: list[str], args: list[str]) -> None:
+    async def _void(self, keys: list[str], args: list[str], until: float | None) -> None:
         """Try the void until Redis answers it: a try on a new connection while Redis hangs
         never reaches it, while the admission, sent on an open one, runs once Redis is back
         (found by review: tries that ended after 10 s left it charged)."""
@@ -222,6 +227,11 @@ class RedisStore:
                 break
             except StoreUnavailable:
                 wait = next(waits, VOID_EVERY_S)
+                if until is not None and time.monotonic() + wait > until:
+                    log.warning("redis: a give-back had no answer while its admission's mark "
+                                "lived (%.0f s): that reservation stays charged until its "
+                                "window passes", MARK_MS / 1000)
+                    return
                 await asyncio.sleep(wait)
                 waited += wait
                 if waited >= 10 and not warned:
