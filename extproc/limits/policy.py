@@ -218,7 +218,8 @@ class RateLimit(Policy):
     async def _admit(self, ex: Context, prompt: Any, body: bytes | None,
                      extra_input: int = 0, choices: int = 1, thinking: int = 0,
                      default: int | None = None, media: int = 0) -> None:
-        held = Held(hidden=ex.state.pop(_HIDDEN, False), media=min(media, MAX_TOKENS))
+        held = Held(hidden=ex.state.pop(_HIDDEN, False), media=min(media, MAX_TOKENS),
+                    admitted_at=time.monotonic())
         model = getattr(prompt, "model", None) or ex.state.get("model")
         if self.settles:
             self._estimate(ex, held, prompt, body, extra_input, choices, thinking,
@@ -370,7 +371,10 @@ class RateLimit(Policy):
         # a request that never went upstream gives its reservation back as its admission's
         # void, tried again while Redis does not answer (found by review: a stream cancelled
         # while a second limit waited on a hung Redis kept the first one's tokens)
-        back = not ex.released and tokens <= 0 and spend <= 0
+        # (while the store can give back by ticket: over Redis, while the admission's mark
+        # lives; found by review: a plugin refusing 31 s later gave nothing back)
+        back = not ex.released and tokens <= 0 and spend <= 0 \
+            and time.monotonic() - held.admitted_at < self.store.give_back_s
         for key, spec, label, ticket, _ in held.keys:
             if spec.tokens or spec.spend:
                 try:

@@ -79,6 +79,8 @@ class RedisStore:
 
     #: its calls wait on Redis (`Policy.finish_waits`)
     waits = True
+    #: a give-back by ticket works while the admission's mark lives: with room for its tries
+    give_back_s = MARK_MS / 1000 - 10
 
     def __init__(self, url: str, timeout_s: float = 0.05, prefix: str = "extproc:rl:") -> None:
         self.prefix = prefix

@@ -52,6 +52,8 @@ class Held:
     hidden: bool = False
     #: what the request's input media counts where no report says what it cost (`media`)
     media: int = 0
+    #: when the limits admitted it (monotonic): a give-back by ticket works for a while only
+    admitted_at: float = 0.0
 
 
 def delivered_counter(ex: Context, held: Held, adapter: Adapter, provider: str,

@@ -30,6 +30,9 @@ class StoreUnavailable(Exception):
 
 
 class Store(Protocol):
+    #: how long after an admission `give_back` can give it back (then settle instead)
+    give_back_s: float
+
     def ticket(self) -> str | None:
         """An id for the next admission, for `give_back` (None: the store needs none)."""
         ...
@@ -72,6 +75,8 @@ class MemoryStore:
 
     def __len__(self) -> int:
         return len(self._tats)
+
+    give_back_s = float("inf")
 
     def ticket(self) -> None:
         return None

@@ -218,6 +218,8 @@ async def test_a_request_larger_than_the_window_never_fits() -> None:
 
 
 class Down:
+    give_back_s = float("inf")
+
     def ticket(self) -> None:
         return None
 

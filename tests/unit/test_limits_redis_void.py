@@ -338,3 +338,41 @@ async def test_a_stream_cancelled_while_a_second_limit_waits_on_a_hung_redis_kee
     finally:
         await settings.close_stores()
         srv.stop()
+
+
+async def test_a_request_refused_long_after_its_admission_is_given_back_by_settling(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plugin after the limits that refuses later than a give-back by ticket can work (the
+    admission's mark gone): the finish settles the reservation back as before (found by
+    review: a refusal 31 s after the admission gave nothing back, silently)."""
+    monkeypatch.setattr(settings, "_STORES", {})
+    srv = RedisServer(tmp_path)
+    cfg = loader.parse({
+        "limits": {"backend": "redis", "redis_url": srv.url, "timeout_ms": 500},
+        "routes": [{"name": "openai", "provider": "openai", "rate_limits": [
+            {"name": "toks", "key": ["route"], "tokens": [{"limit": 100000, "per": "1h"}]}]}]})
+    route = cfg.route("openai")
+    store = settings._STORES[("redis", srv.url, 500.0)]
+    assert isinstance(store, RedisStore)
+    rl = next(p for p in route.finishers if isinstance(p, RateLimit))
+    doc = {"model": "gpt-4o", "max_tokens": 900, "messages": [{"role": "user",
+                                                               "content": "hi"}]}
+    client = aioredis.Redis.from_url(srv.url)
+    try:
+        ex = Exchange(route, "openai")
+        await send(ex, request_headers({}, req_mode=P.BUFFERED, resp_mode=P.STREAMED))
+        await rl.on_request_body(ex, json.dumps(doc).encode())   # admitted, never released
+        key = ex.state["ratelimit_held"].keys[0][0]
+        assert (await store.admit(key, rl.limits[0].windows, [0])).windows[0].remaining \
+            < 100000
+        async for mark in client.scan_iter(match="extproc:rl:*:admission:*"):
+            await client.delete(mark)                      # its life is over
+        monkeypatch.setattr(store, "give_back_s", 0.0)     # (instead of waiting 20 s)
+        ex.close()
+        await rl.on_finish(ex)
+        left = (await store.admit(key, rl.limits[0].windows, [0])).windows[0].remaining
+        assert left == 100000
+    finally:
+        await client.aclose()
+        await settings.close_stores()
+        srv.stop()
