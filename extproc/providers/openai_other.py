@@ -67,7 +67,8 @@ def other_slots(out: EventTexts, index: int, holder: dict[str, Any], key: str,
                 if name in skip:
                     continue
                 if name in _REPLACED:   # replaced by the SDK, not joined: whole, alone
-                    if not (name == "index" and isinstance(value[name], int)):
+                    if not (name == "index" and isinstance(value[name], int)) \
+                            and _holds_text(value[name]):
                         found.append(TextSlot(piece, value, name, whole=True))
                     continue
                 children.append((value, name, [*path, name]))
@@ -78,12 +79,19 @@ def other_slots(out: EventTexts, index: int, holder: dict[str, Any], key: str,
                 at = item.get("index") if isinstance(item, dict) else None
                 if at is not None:   # merged by the SDK into the entry at that position
                     entries.append((value, i, [*path, index_value(at)]))
-                elif (isinstance(item, str | dict | list) and item) or (
-                        isinstance(item, int | float) and not isinstance(item, bool)):
+                elif _holds_text(item):
                     # extended by the SDK, never joined (or a list it cannot merge)
                     found.append(TextSlot(piece, value, i, whole=True))
             stack.extend(reversed(entries))
     out.slots += found
+
+
+def _holds_text(value: Any) -> bool:
+    """Whether a value read whole has text a guard could find: a string, a number (its JSON
+    text), a container with anything in it; not a null, a boolean or an empty one (a null
+    `type` in an object of arguments was a slot of no text, found by a property test)."""
+    return (isinstance(value, str | dict | list) and bool(value)) or (
+        isinstance(value, int | float) and not isinstance(value, bool))
 
 
 def rest_delta(key: str, text: str) -> dict[str, Any]:
