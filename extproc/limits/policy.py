@@ -368,11 +368,8 @@ class RateLimit(Policy):
         tokens, spend = charges(ex, held, self.uses_tokens)
         if not tokens and not spend:
             return
-        # a request that never went upstream gives its reservation back as its admission's
-        # void, tried again while Redis does not answer (found by review: a stream cancelled
-        # while a second limit waited on a hung Redis kept the first one's tokens)
-        # (while the store can give back by ticket: over Redis, while the admission's mark
-        # lives; found by review: a plugin refusing 31 s later gave nothing back)
+        # a request that never went upstream gives its reservation back by ticket (over
+        # Redis: tried until answered, while the admission's mark lives; found by review)
         back = not ex.released and tokens <= 0 and spend <= 0 \
             and time.monotonic() - held.admitted_at < self.store.give_back_s
         for key, spec, label, ticket, _ in held.keys:

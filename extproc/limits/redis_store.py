@@ -106,6 +106,10 @@ class RedisStore:
     def label_key(self, key: str) -> str:
         return f"{self.prefix}{{{_tag(key)}}}:label"
 
+    def _mark(self, tag: str, ticket: str) -> str:
+        """The key of an admission's mark (`redis_scripts`), beside its windows."""
+        return f"{self.prefix}{{{tag}}}:admission:{ticket}"
+
     def ticket(self) -> str:
         """A new admission's id (its mark's name), for `give_back`."""
         return os.urandom(8).hex()
@@ -114,7 +118,7 @@ class RedisStore:
                     label: Label | None = None, ticket: str | None = None) -> Outcome:
         tag = _tag(key)
         windows_keys, args = self._keys(tag, windows), _args(windows, costs)
-        mark = f"{self.prefix}{{{tag}}}:admission:{ticket or self.ticket()}"
+        mark = self._mark(tag, ticket or self.ticket())
         keys = [*windows_keys, mark]
         if label is not None:
             keys.append(self.label_key(key))
@@ -147,17 +151,15 @@ class RedisStore:
             await self.settle(key, windows, [-c for c in costs], label)
             return
         tag = _tag(key)
-        keys = [*self._keys(tag, windows), f"{self.prefix}{{{tag}}}:admission:{ticket}"]
+        keys = [*self._keys(tag, windows), self._mark(tag, ticket)]
         args = [*_args(windows, [-c for c in costs]), "ran"]
-        # (past the mark's life a give-back gives nothing: no use trying it after that)
-        until = time.monotonic() + MARK_MS / 1000
         try:
             await self._call(self._void_script, keys, args)
-        except StoreUnavailable:
-            self._void_later(keys, args, until)
-        except BaseException:
-            self._void_later(keys, args, until)
-            raise
+        except BaseException as exc:
+            # (past the mark's life a give-back gives nothing: no use trying it after that)
+            self._void_later(keys, args, time.monotonic() + MARK_MS / 1000)
+            if not isinstance(exc, StoreUnavailable):
+                raise
 
     async def settle(self, key: str, windows: Sequence[Window], deltas: Sequence[float],
                      label: Label | None = None) -> None:

@@ -62,6 +62,8 @@ class MemoryStore:
 
     #: its calls never wait (`Policy.finish_waits`)
     waits = False
+    #: a give-back is a settlement here, however late
+    give_back_s = float("inf")
 
     def __init__(self, clock: Callable[[], float] | None = None) -> None:
         # seconds since the store was made: small numbers keep float steps far below the
@@ -75,8 +77,6 @@ class MemoryStore:
 
     def __len__(self) -> int:
         return len(self._tats)
-
-    give_back_s = float("inf")
 
     def ticket(self) -> None:
         return None

@@ -7,23 +7,15 @@ import asyncio
 import os
 import signal
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
+from redis import Redis
 
 from extproc.limits import settings
 from extproc.limits.redis_store import RedisStore
 from extproc.server import ServeOptions, serve
 from tests.harness import RedisServer
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    srv = RedisServer(tmp_path_factory.mktemp("redis"))
-    yield srv
-    srv.stop()
 
 
 def free_port() -> int:
@@ -34,16 +26,16 @@ def free_port() -> int:
 
 def clients(url: str) -> int:
     """Connections Redis holds, this check's own left out."""
-    with redis.Redis.from_url(url) as r:
+    with Redis.from_url(url) as r:
         return len(r.client_list()) - 1
 
 
-def test_serve_closes_the_redis_pool_as_it_stops(tmp_path: Path, server: RedisServer,
+def test_serve_closes_the_redis_pool_as_it_stops(tmp_path: Path, redis: RedisServer,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(settings, "_STORES", {})
     config = tmp_path / "gateway.yaml"
     config.write_text(
-        f"limits: {{backend: redis, redis_url: '{server.url}', timeout_ms: 500}}\n"
+        f"limits: {{backend: redis, redis_url: '{redis.url}', timeout_ms: 500}}\n"
         "routes:\n  - name: openai\n    provider: openai\n    rate_limits:\n"
         "      - {name: all, key: [route], requests: [{limit: 5, per: 1m}]}\n")
     opts = ServeOptions(str(config), addresses=(f"127.0.0.1:{free_port()}",))
@@ -55,10 +47,10 @@ def test_serve_closes_the_redis_pool_as_it_stops(tmp_path: Path, server: RedisSe
         stores = [s for s in settings._STORES.values() if isinstance(s, RedisStore)]
         assert len(stores) == 1
         assert await stores[0].ping()             # the pool holds a connection now
-        open_before = await asyncio.to_thread(clients, server.url)
+        open_before = await asyncio.to_thread(clients, redis.url)
         os.kill(os.getpid(), signal.SIGTERM)  # serve's own handler: a clean stop
         await asyncio.wait_for(task, 30)
-        return open_before, await asyncio.to_thread(clients, server.url)
+        return open_before, await asyncio.to_thread(clients, redis.url)
 
     before, after = asyncio.run(main())
     assert before >= 1
