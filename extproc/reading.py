@@ -37,6 +37,7 @@ import json
 import logging
 import math
 import re
+import unicodedata
 import zlib
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes
@@ -88,6 +89,22 @@ def _dot_segment(path: str) -> bool:
                                 for seg in path.split("/"))
 
 
+def _dot_like_segment(path: str) -> bool:
+    """Whether a decoded `path` has a segment that a server may read as `.` or `..`: one
+    with spaces around its dots (`..%20`: servers that trim a segment's end resolve it) or
+    dots of another form that Unicode normalisation makes `.` (the fullwidth full stop, the one-dot
+    leader, the small full stop)."""
+    for seg in path.split("/"):
+        seg = seg.partition(";")[0]
+        if "." not in seg and seg.isascii():
+            continue
+        if not seg.isascii():
+            seg = unicodedata.normalize("NFKC", seg)
+        if seg.strip(" ") in (".", ".."):
+            return True
+    return False
+
+
 def canonical_target(raw: str) -> Target:
     """The canonical reading of a `:path` value; `Unreadable` (400) for an ambiguous one."""
     if _PLAIN.fullmatch(raw):   # nothing encoded: read as is, sent as is
@@ -126,12 +143,13 @@ def _slow_target(raw: str) -> Target:
     if _BAD_DECODED.search(decoded):
         raise Unreadable(400, "the request path holds an encoded or control character that "
                          "servers read differently ('%', '\\', '?', '#')", "extproc_bad_path")
-    if _dot_segment(decoded):
+    if _dot_segment(decoded) or _dot_like_segment(decoded):
         # (found by review: left as written, /v1/files/../chat/completions matched a
         # pass-through's /v1/files/** while a server resolving it reads a chat completion;
         # Envoy's normalize_path resolves them first, a proxy in front may not)
-        raise Unreadable(400, "the request path holds a '.' or '..' segment, which servers "
-                         "resolve differently (or not at all)", "extproc_bad_path")
+        raise Unreadable(400, "the request path holds a '.' or '..' segment (or one a server "
+                         "may read as one), which servers resolve differently (or not at "
+                         "all)", "extproc_bad_path")
     pairs: list[tuple[str, str]] = []
     seen: set[str] = set()
     if sep and query:

@@ -58,6 +58,10 @@ def test_targets_are_read_as_the_provider_decodes_them(raw: str, path: str,
     "/v1/files/../chat/completions", "/v1/files/%2e%2e/chat/completions", "/v1/./x",
     "/v1/%2E/x", "/v1/x/..", "/v1/x/.", "/v1/.%2e/x", "/..", "/v1/files/x/..;/chat",
     "/v1/x/.;a=1/y",
+    # segments a server may read as dot segments: trimmed of spaces, or normalised (NFKC)
+    "/v1/files/..%20/chat/completions", "/v1/files/%20..%20/chat", "/v1/x/.%20/y",
+    "/v1/files/%EF%BC%8E%EF%BC%8E/chat/completions", "/v1/files/\uff0e\uff0e/chat",
+    "/v1/files/%E2%80%A5/chat", "/v1/x/%E2%80%A4/y", "/v1/x/%EF%B9%92%2e/y",
 ])
 def test_ambiguous_targets_are_refused(raw: str) -> None:
     with pytest.raises(Unreadable) as err:
@@ -91,8 +95,15 @@ def test_dot_segments_are_refused_before_a_passthrough_could_match_them() -> Non
             classify("openai", "POST", canonical_target(raw), allowed)
         assert (err.value.status, err.value.details) == (400, "extproc_bad_path")
         assert "'..'" in err.value.message
-    # a dot inside a segment is no dot segment
+    for raw in ("/v1/files/..%20/chat/completions",
+                "/v1/files/%EF%BC%8E%EF%BC%8E/chat/completions"):   # trimmed, normalised
+        with pytest.raises(Unreadable) as err:
+            classify("openai", "POST", canonical_target(raw), allowed)
+        assert (err.value.status, err.value.details) == (400, "extproc_bad_path")
+    # a dot inside a segment is no dot segment, in any form
     assert canonical_target("/v1/files/.env/a..b/...").path == "/v1/files/.env/a..b/..."
+    assert canonical_target("/v1/files/a%20..%20b/%E2%80%A6").path == \
+        "/v1/files/a .. b/\u2026"
 
 
 @pytest.mark.parametrize("method", ["GET", "HEAD", "OPTIONS"])
