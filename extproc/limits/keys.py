@@ -7,7 +7,9 @@ values by name, the readable label `extproc spend` shows for a spend limit's key
 
 The `model` descriptor is the model the provider acts on: on the unified front, the backend's
 provider and model (`gemini/gemini-2.5-flash`), not the name the client sent, so an alias and
-the model it names, or two patterns naming one backend model, count in one bucket.
+the model it names, or two patterns naming one backend model, count in one bucket. A dated
+snapshot counts as the model it is a snapshot of (`model_family`): `claude-sonnet-4-5` and
+`claude-sonnet-4-5-20250929` are one bucket, so switching spellings opens no second budget.
 
 The `subject` descriptor is the namespaced subject of `auth.policy` (`jwt:<provider>:<sub>`,
 `key:<subject>`), so a JWT user and an API key with the same raw subject get separate buckets
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +36,18 @@ if TYPE_CHECKING:
 
 DESCRIPTORS = ("subject", "api_key", "client_ip", "route", "model")
 PREFIXED = ("claim:", "header:")
+#: the end of a model name that names one snapshot of the model the rest names: OpenAI's
+#: dates (`-2024-08-06`, the older `-0613`), Anthropic's (`-20250929`, `@20250929` on
+#: Vertex), Google's stable versions (`-001`) and `-latest`
+_SNAPSHOT = re.compile(r"(?:-20\d\d-[01]\d-[0-3]\d|[-@]20\d{6}|-(?:0[1-9]|1[0-2])[0-3]\d"
+                       r"|-\d{3}|-latest)$")
+
+
+def model_family(model: str) -> str:
+    """The model a name stands for, without the snapshot it may end in: a per-model limit
+    counts `gpt-4o` and `gpt-4o-2024-08-06` in one bucket (found by review: each dated name
+    of a model the provider serves opened another budget)."""
+    return _SNAPSHOT.sub("", model) or model
 
 
 def values(ex: Context, descriptors: Sequence[str], model: str | None, route: str
@@ -101,8 +116,8 @@ def descriptor(d: str, ex: Context, identity: Any, model: str | None, route: str
     if d == "model":
         backend = ex.state.get("backend_provider")   # the unified front's (`front.policy`)
         if backend is not None:
-            return f"{backend}/{ex.state.get('backend_model') or '-'}"
-        return model or "-"
+            return f"{backend}/{model_family(ex.state.get('backend_model') or '-')}"
+        return model_family(model) if model else "-"
     if d == "client_ip":
         # the peer's address only where the gateway appends it (Envoy: use_remote_address;
         # docs/rate-limits.md, "Client addresses"); else whatever the client sent

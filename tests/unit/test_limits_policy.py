@@ -421,6 +421,46 @@ def test_the_model_key_is_the_backend_model_on_the_unified_front() -> None:
     other.state.update(backend_provider="vertex", backend_model="gemini-2.5-flash")
     assert keys.values(other, ["model"], "vertex/gemini-2.5-flash", "u") != \
         keys.values(by_name, ["model"], "gemini-2.5-flash", "u")
+    dated = exchange()
+    dated.state.update(backend_provider="gemini", backend_model="gemini-2.5-flash-001")
+    assert keys.values(dated, ["model"], "g", "u") == ["gemini/gemini-2.5-flash"]
+
+
+@pytest.mark.parametrize(("name", "family"), [
+    ("gpt-4o-2024-08-06", "gpt-4o"), ("gpt-4o-mini-2024-07-18", "gpt-4o-mini"),
+    ("gpt-4-0613", "gpt-4"), ("gpt-3.5-turbo-0125", "gpt-3.5-turbo"),
+    ("o3-mini-2025-01-31", "o3-mini"), ("claude-sonnet-4-5-20250929", "claude-sonnet-4-5"),
+    ("claude-3-5-sonnet-v2@20241022", "claude-3-5-sonnet-v2"),
+    ("claude-3-5-sonnet-latest", "claude-3-5-sonnet"), ("gemini-2.0-flash-001", "gemini-2.0-flash"),
+    # no snapshot at the end: the name itself
+    ("gpt-4o", "gpt-4o"), ("gpt-4-1106-preview", "gpt-4-1106-preview"),
+    ("text-embedding-3-large", "text-embedding-3-large"), ("llama-2048", "llama-2048"),
+    ("gpt-4-1399", "gpt-4-1399"), ("-latest", "-latest"),
+])
+def test_a_dated_snapshot_counts_as_the_model_it_is_of(name: str, family: str) -> None:
+    from extproc.limits import keys
+    assert keys.values(exchange(), ["model"], name, "r") == [family]
+
+
+async def test_switching_to_a_dated_snapshot_opens_no_second_budget() -> None:
+    """A per-model budget spent on `claude-sonnet-4-5` refuses its dated snapshot too (found
+    by review: the snapshot's name, priced and served alike, had a budget of its own)."""
+    rl, _, _ = policy(LimitSpec("per-user-model", ("subject", "model"),
+                                tokens=(Window(1000, 60),)), provider="anthropic")
+    who = Identity("jwt:p:alice", "jwt", "p", {"sub": "alice"})
+
+    def body(model: str) -> bytes:
+        return json.dumps({"model": model, "max_tokens": 900,
+                           "messages": [{"role": "user", "content": "hi"}]}).encode()
+
+    first = exchange({":path": "/v1/messages"}, who)
+    await rl.on_request_body(first, body("claude-sonnet-4-5"))
+    for model in ("claude-sonnet-4-5", "claude-sonnet-4-5-20250929"):
+        with pytest.raises(Reject) as err:
+            await rl.on_request_body(exchange({":path": "/v1/messages"}, who), body(model))
+        assert err.value.status == 429
+    other = exchange({":path": "/v1/messages"}, who)   # another model: a budget of its own
+    await rl.on_request_body(other, body("claude-haiku-4-5-20251001"))
 
 
 async def test_a_requests_and_a_tokens_window_of_the_same_numbers_keep_apart() -> None:
