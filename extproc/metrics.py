@@ -75,7 +75,7 @@ GENAI = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model"
 REQUESTS = HOT.counter(
     "extproc_requests", "HTTP requests the gateway handled, by how they ended (outcome: ok, "
     "upstream_error, auth_denied, rate_limited, guard_rejected, guard_unavailable, "
-    "gateway_rejected, error, aborted)",
+    "gateway_rejected, error, interrupted, aborted)",
     ["route", "provider", "model", "outcome"])
 TOKENS = HOT.histogram(
     "gen_ai_client_token_usage", "Tokens per request as the provider reported them "
@@ -143,6 +143,8 @@ HELD_BYTES = Gauge(
 RELOADS = Counter(
     "extproc_config_reloads", "Config reloads (result: ok, refused)", ["result"],
     registry=OTHERS)
+for _result in ("ok", "refused"):   # both at 0 from the start: `increase(...) > 0` then
+    RELOADS.labels(_result)         # sees the first refusal (found by review)
 CONFIG_LOADED = Gauge(
     "extproc_config_loaded_timestamp_seconds", "When the running config was loaded",
     registry=OTHERS)

@@ -89,6 +89,26 @@ async def test_the_served_exposition_is_the_registry_s() -> None:
     assert await metrics.render_async() == want
 
 
+def test_a_fresh_server_serves_both_reload_results_at_zero_and_names_every_outcome() -> None:
+    """An alert on `increase(extproc_config_reloads_total{result="refused"}[10m]) > 0` sees
+    the first refusal only if the series was there before it (found by review: it appeared
+    at 1); the requests counter's help names every outcome `outcome()` gives."""
+    import subprocess
+    import sys
+    text = subprocess.run(
+        [sys.executable, "-c", "from extproc import metrics; "
+         "import sys; sys.stdout.write(metrics.render().decode())"],
+        capture_output=True, text=True, check=True).stdout
+    for result in ("ok", "refused"):
+        assert f'extproc_config_reloads_total{{result="{result}"}} 0.0' in text
+    help_line = next(line for line in text.splitlines()
+                     if line.startswith("# HELP extproc_requests_total"))
+    for outcome in ("ok", "upstream_error", "auth_denied", "rate_limited", "guard_rejected",
+                    "guard_unavailable", "gateway_rejected", "error", "interrupted",
+                    "aborted"):
+        assert f" {outcome}," in help_line or f" {outcome})" in help_line, outcome
+
+
 class FakeExchange:
     def __init__(self, **state: Any) -> None:
         self.route_name, self.provider, self.request_id = "r", "openai", "rid-1"
