@@ -7,6 +7,7 @@ Validation never stops at the first problem: a `Checker` walks the document, rec
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -83,6 +84,11 @@ class Checker:
         if isinstance(value, bool) or not ok:
             kind = "an integer" if integer else "a number"
             self.error(join(path, key), f"expected {kind}, got {value!r}")
+            return default
+        if isinstance(value, float) and not math.isfinite(value):
+            # .nan passed every minimum, .inf meant no bound at all (a leeway_s accepting
+            # any expired token, a timeout that never fires)
+            self.error(join(path, key), f"must be a finite number, got {value!r}")
             return default
         if value < minimum:
             self.error(join(path, key), f"must be >= {minimum}, got {value!r}")

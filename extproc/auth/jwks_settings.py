@@ -55,9 +55,12 @@ def parse_jwks(c: Checker, raw: Any, path: str, base: Path) -> Any:
         if problem is not None:
             c.error(join(path, "url"), problem)
             return None
-    timeout = float(c.number(d, "timeout_s", path, 2.0))
-    refresh = float(c.number(d, "refresh_s", path, 300.0))
-    refetch = float(c.number(d, "min_refetch_s", path, 15.0))
+    # floors (found by review): a timeout of 0 is none at all (a hung endpoint then holds
+    # every request, and the refresh for good); no refetch floor lets forged kids fetch the
+    # JWKS once each
+    timeout = float(c.number(d, "timeout_s", path, 2.0, minimum=0.01))
+    refresh = float(c.number(d, "refresh_s", path, 300.0, minimum=1))
+    refetch = float(c.number(d, "min_refetch_s", path, 15.0, minimum=0.1))
     if url is None:
         return None
     key = (url, timeout, refresh, refetch)

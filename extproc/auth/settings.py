@@ -266,6 +266,14 @@ def parse_route_auth(c: Checker, raw: Any, path: str, shared: AuthSettings) -> R
         if n not in shared.providers:
             known = ", ".join(shared.providers) or "none defined under auth.jwt_providers"
             c.error(join(join(path, "jwt"), i), f"unknown JWT provider {n!r} (known: {known})")
+        elif any(p.issuer == shared.providers[n].issuer for p in providers):
+            # a token is checked by the first provider of its issuer alone: the second's
+            # audience, claims and lifetime would never apply (found by review)
+            first = next(p.name for p in providers if p.issuer == shared.providers[n].issuer)
+            c.error(join(join(path, "jwt"), i),
+                    f"JWT providers {first!r} and {n!r} have the same issuer "
+                    f"{shared.providers[n].issuer!r}: a token would be checked by {first!r} "
+                    "alone; give each issuer one provider on a route")
         else:
             providers.append(shared.providers[n])
     use_keys = c.boolean(d, "api_keys", path, False)

@@ -138,10 +138,14 @@ class JWTProvider:
         assert self.max_lifetime_s is not None
         exp, iat = claims.get("exp"), claims.get("iat")
         for name, value in (("exp", exp), ("iat", iat)):
-            if isinstance(value, bool) or not isinstance(value, int | float):
+            if not _is_number(value):   # (an infinite or 400-digit one too: found by review,
+                # a 500 spelling out the span)
                 raise AuthError(f"token {name!r} is not a number (issuer {self.name!r} "
                                 "limits token lifetime)")
         lifetime = exp - iat
+        if not _is_number(lifetime):   # 1e308 - (-1e308): two finite numbers, no span
+            raise AuthError(f"token lifetime (exp - iat) is beyond any the issuer "
+                            f"{self.name!r} allows")
         if lifetime > self.max_lifetime_s:
             raise AuthError(f"token lifetime (exp - iat) of {_span(lifetime)} is longer than "
                             f"the {_span(self.max_lifetime_s)} issuer {self.name!r} allows")
@@ -169,6 +173,8 @@ _BAD_SUBJECT = "token subject ('sub') must be a non-empty string"
 
 def _span(seconds: float) -> str:
     """A duration for an error message: 3600 -> '1h', 90 -> '1m30s'."""
+    if not _is_number(seconds) or abs(seconds) >= 1e12:
+        return f"{seconds:g}s"
     total = int(seconds)
     if total != seconds or total <= 0:
         return f"{seconds:g}s"

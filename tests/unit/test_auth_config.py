@@ -481,6 +481,30 @@ ERROR_CASES: list[tuple[str, Callable[[dict[str, Any]], None], str, str]] = [
      "routes[0].auth.cache_size", "must be >= 0"),
     ("unknown route auth key", _set(f"{ROUTE_AUTH}.scope", ["chat"]),
      "routes[0].auth.scope", "unknown key"),
+    # found by review: a timeout of 0 is no timeout (a hung JWKS endpoint held every
+    # request), no refetch floor let each forged kid fetch the keys; .inf and .nan passed
+    ("jwks timeout 0", _set(f"{CORP}.jwks", {"url": "https://idp.example/jwks",
+                                             "timeout_s": 0}),
+     "auth.jwt_providers.corp.jwks.timeout_s", "must be >= 0.01"),
+    ("jwks timeout infinite", _set(f"{CORP}.jwks", {"url": "https://idp.example/jwks",
+                                                    "timeout_s": float("inf")}),
+     "auth.jwt_providers.corp.jwks.timeout_s", "must be a finite number"),
+    ("jwks refetch 0", _set(f"{CORP}.jwks", {"url": "https://idp.example/jwks",
+                                             "min_refetch_s": 0}),
+     "auth.jwt_providers.corp.jwks.min_refetch_s", "must be >= 0.1"),
+    ("jwks refresh 0", _set(f"{CORP}.jwks", {"url": "https://idp.example/jwks",
+                                             "refresh_s": 0}),
+     "auth.jwt_providers.corp.jwks.refresh_s", "must be >= 1"),
+    ("leeway infinite", _set(f"{CORP}.leeway_s", float("inf")),
+     "auth.jwt_providers.corp.leeway_s", "must be a finite number"),
+    ("leeway nan", _set(f"{CORP}.leeway_s", float("nan")),
+     "auth.jwt_providers.corp.leeway_s", "must be a finite number"),
+    # found by review: a token was checked by the first provider of its issuer alone
+    ("two providers of one issuer on a route",
+     _both(_set("auth.jwt_providers.partner", {"issuer": ISS, "audiences": ["other"],
+                                               "jwks": {"file": "jwks.json"}}),
+           _set(f"{ROUTE_AUTH}.jwt", ["corp", "partner"])),
+     "routes[0].auth.jwt[1]", "'corp' and 'partner' have the same issuer"),
 ]
 
 

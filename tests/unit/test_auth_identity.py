@@ -238,6 +238,14 @@ async def test_max_lifetime() -> None:
         "token 'iat' is not a number (issuer 'corp' limits token lifetime)")
     assert await refused(p, token(iat=True)) == (
         "token 'iat' is not a number (issuer 'corp' limits token lifetime)")
+    # found by review: a span past any float was a 500 (OverflowError), a 400-digit one
+    # spelled out in the message
+    assert await refused(p, token(iat=-1e308, exp=1e308)) == (
+        "token lifetime (exp - iat) is beyond any the issuer 'corp' allows")
+    assert await refused(p, token(iat=now, exp=10**400)) == (
+        "token 'exp' is not a number (issuer 'corp' limits token lifetime)")
+    assert (await refused(p, token(iat=now - 10**15, exp=now))).startswith(
+        "token lifetime (exp - iat) of 1e+15s is longer")
     # without max_lifetime, a long-lived token (and one without iat) is accepted as before
     await provider().verify(t := token(iat=None, exp=now + 86400 * 365), read_header(t))
 
