@@ -21,9 +21,9 @@ retry-after are gcra's by construction. A denied admission writes nothing.
 
 Every key lives as long as its window needs (gcra.expiry, here per key) plus a margin, so idle
 keys vanish. All windows of one limit key share a Redis Cluster hash tag, which makes the
-multi-key scripts legal on a cluster: f"{prefix}{{{sha1(key)[:20]}}}:{limit}/{period}"
-(a spend window's name has its unit: `...:spend:{limit}/{period}`, so it never shares state
-with a token window of the same numbers). A spend limit's admissions and settlements also
+multi-key scripts legal on a cluster: f"{prefix}{{{sha1(key)[:20]}}}:per/{period}" for a
+request window, `...:tokens:per/{period}` and `...:spend:per/{period}` for the others (named
+by kind and period, not by limit: `gcra.Window.suffix`), so no two kinds share state. A spend limit's admissions and settlements also
 write its label (`...}:label`, JSON: see `budgets`) under the same hash tag, living as long
 as the longest of its windows; `spend_budgets` finds the labels with SCAN.
 
