@@ -102,6 +102,14 @@ def states(tats: Sequence[float], windows: Sequence[Window], now: float
                  for t, w in zip(tats, windows, strict=True))
 
 
+def given_back(st: WindowState, cost: float) -> WindowState:
+    """A window's state `st`, read as an admission of `cost` took it, once that admission is
+    given back (a later limit refused the request): what the store then holds."""
+    w = st.window
+    reset = max(0.0, st.reset_s - cost * w.interval)
+    return WindowState(w, remaining(reset, w, 0.0), reset)
+
+
 def settle(tat: float, w: Window, delta: float, now: float) -> float:
     """Move a window by `delta` units: positive charges (may exceed the window: a debt),
     negative refunds (never below now, so a refund cannot lend more than a full window)."""

@@ -55,7 +55,7 @@ from .keys import DESCRIPTORS, PREFIXED
 from .media import DEFAULTS as MEDIA_DEFAULTS
 from .media import media_tokens
 from .reasoning import hidden_reasoning
-from .refusal import limited
+from .refusal import limited, refused_states
 from .settle import Held, charges, delivered_counter
 from .spec import LimitSpec
 from .store import Store, StoreUnavailable
@@ -233,6 +233,7 @@ class RateLimit(Policy):
         named: list[tuple[WindowState, str]] = []   # every window, with its limit's name
         admitted: list[tuple[str, LimitSpec, Any, str | None, list[float]]] = []
         cut: list[dict[str, list[WindowState]]] = []   # the states of cut_streams limits
+        shown: list[tuple[LimitSpec, tuple[WindowState, ...], list[float]]] = []
         held.keys, ex.state[_HELD] = admitted, held   # (before a wait: see `on_finish`)
         for spec in self.limits:
             parts = keys.values(ex, spec.key, model, self.route)
@@ -262,8 +263,10 @@ class RateLimit(Policy):
                 self.stats["limited"] += 1
                 # the refusing limit's own windows (those before it are given back)
                 _decided(ex, spec.name, "limited", own)
-                raise limited(spec, outcome, costs, held.cost, self.currency, states)
+                raise limited(spec, outcome, costs, held.cost, self.currency,
+                              refused_states(own, shown))
             admitted.append((key, spec, label, ticket, costs))
+            shown.append((spec, outcome.windows, costs))
             if spec.cut_streams:
                 cut.append(own)
         self.stats["allowed"] += 1

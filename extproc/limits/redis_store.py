@@ -23,9 +23,10 @@ Every key lives as long as its window needs (gcra.expiry, here per key) plus a m
 keys vanish. All windows of one limit key share a Redis Cluster hash tag, which makes the
 multi-key scripts legal on a cluster: f"{prefix}{{{sha1(key)[:20]}}}:per/{period}" for a
 request window, `...:tokens:per/{period}` and `...:spend:per/{period}` for the others (named
-by kind and period, not by limit: `gcra.Window.suffix`), so no two kinds share state. A spend limit's admissions and settlements also
-write its label (`...}:label`, JSON: see `budgets`) under the same hash tag, living as long
-as the longest of its windows; `spend_budgets` finds the labels with SCAN.
+by kind and period, not by limit: `gcra.Window.suffix`), so no two kinds share state. A
+spend limit's admissions and settlements also write its label (`...}:label`, JSON: see
+`budgets`) under the same hash tag, living as long as the longest of its windows;
+`spend_budgets` finds the labels with SCAN.
 
 Failures are fast and never retried (a retried script could charge twice): every socket step
 has `timeout_s`, the whole call at most twice that, and any Redis error, refusal or timeout

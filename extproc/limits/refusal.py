@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from ..policy import Reject
 from . import spending
-from .gcra import Outcome, Window, WindowState
+from .gcra import Outcome, Window, WindowState, given_back
 from .headers import KINDS, headers, period
 from .spec import LimitSpec
 
@@ -46,6 +46,21 @@ def limited(spec: LimitSpec, outcome: Outcome, costs: list[float], cost: Decimal
             message = (f"rate limit '{spec.name}' exceeded: {w.limit} {kinds[i]} per "
                        f"{period(w.period_s)}; retry after {out['retry-after']}s")
     return Reject(429, message, headers=out, details="extproc_ratelimited")
+
+
+def refused_states(refusing: dict[str, list[WindowState]],
+                   before: list[tuple[LimitSpec, tuple[WindowState, ...], list[float]]]
+                   ) -> dict[str, list[WindowState]]:
+    """Every window's state for a refusal's `x-ratelimit-*` headers: the refusing limit's as
+    it read them, and those of the limits admitted `before` it (each with the states its
+    admission showed and its costs) once their admissions are given back (found by review:
+    a refused client was told the request it was refused had been counted)."""
+    out = {kind: list(refusing[kind]) for kind in KINDS}
+    for spec, states, costs in before:
+        own = spec.split([given_back(st, c) for st, c in zip(states, costs, strict=True)])
+        for kind in KINDS:
+            out[kind].extend(own[kind])
+    return out
 
 
 def amount(w: Window) -> str:

@@ -426,6 +426,29 @@ def test_the_model_key_is_the_backend_model_on_the_unified_front() -> None:
     assert keys.values(dated, ["model"], "g", "u") == ["gemini/gemini-2.5-flash"]
 
 
+async def test_a_refusal_by_a_later_limit_shows_the_earlier_ones_given_back() -> None:
+    """A 429 from the second limit gives the first one back: its x-ratelimit-* headers say
+    what the client has left after that, as the store holds it (found by review: they
+    counted the refused request)."""
+    rl, mem, _ = policy(
+        LimitSpec("per-user", ("subject",), requests=(Window(10, 60),),
+                  tokens=(Window(1000, 60),)),
+        LimitSpec("global", (), requests=(Window(1, 60),)))
+    body = b'{"model":"gpt-4o-mini","max_tokens":880,"messages":[{"role":"user","content":"hi"}]}'
+    bob = Identity("jwt:p:bob", "jwt", "p", {"sub": "bob"})
+    alice = Identity("jwt:p:alice", "jwt", "p", {"sub": "alice"})
+    await rl.on_request_body(exchange(identity=bob), body)   # takes the global request
+    with pytest.raises(Reject) as err:
+        await rl.on_request_body(exchange(identity=alice), body)
+    assert err.value.status == 429 and "'global'" in err.value.message
+    held = mem.admit_now(rl._key(exchange(identity=alice), rl.limits[0], None),
+                         rl.limits[0].windows, [0, 0])
+    assert [st.remaining for st in held.windows] == [10, 1000]   # nothing of alice's held
+    assert err.value.headers["x-ratelimit-remaining-tokens"] == "1000"
+    assert err.value.headers["x-ratelimit-remaining-requests"] == "0"   # the global's
+    assert err.value.headers["x-ratelimit-reset-tokens"] == "0ms"
+
+
 @pytest.mark.parametrize(("name", "family"), [
     ("gpt-4o-2024-08-06", "gpt-4o"), ("gpt-4o-mini-2024-07-18", "gpt-4o-mini"),
     ("gpt-4-0613", "gpt-4"), ("gpt-3.5-turbo-0125", "gpt-3.5-turbo"),
