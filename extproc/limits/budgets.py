@@ -23,6 +23,7 @@ from typing import Any
 from . import gcra
 from .gcra import Window
 from .headers import period
+from .keys import escape
 from .spending import money
 
 UNIT = "spend"
@@ -40,8 +41,11 @@ def _shown(value: str) -> str:
 
 def label(route: str, limit: str, descriptors: Sequence[str], values: Sequence[str],
           currency: str, windows: Sequence[Window]) -> dict[str, Any]:
+    """The label of a spend limit's bucket. Its key values are the key's own parts (escaped:
+    `keys.escape`), so two buckets never show alike: an absent claim is `\\-`, the string
+    claim `\\-` is `\\\\-` (found by review: both showed `\\-`)."""
     return {"route": route, "limit": limit,
-            "key": dict(zip(descriptors, map(_shown, values), strict=True)),
+            "key": dict(zip(descriptors, (_shown(escape(v)) for v in values), strict=True)),
             "currency": currency,
             "windows": [[w.limit, float(w.period_s)] for w in windows if w.unit == UNIT]}
 

@@ -484,6 +484,22 @@ def test_a_spend_label_keeps_a_bounded_value_of_a_long_key() -> None:
     assert keys.limit_key("r", "spend", [long]) != keys.limit_key("r", "spend", [long + "y"])
 
 
+async def test_two_buckets_never_show_the_same_key() -> None:
+    """An absent claim and the string claim `\\-` are two buckets; `extproc spend` shows
+    each by its key part as the key spells it (found by review: both showed `\\-`)."""
+    from extproc.limits import keys
+    mem = MemoryStore(lambda: 1000.0)
+    w = (Window(25_000_000, 86400, budgets.UNIT),)
+    for part in (keys.ABSENT, keys.claim_part("\\-"), keys.claim_part("ml")):
+        mem.admit_now(keys.limit_key("r", "team", [part]), w, [1_000_000.0],
+                      budgets.label("r", "team", ["claim:team"], [part], "USD", w))
+    rows = await mem.spend_budgets()
+    shown = sorted(r["key"]["claim:team"] for r in rows)
+    assert shown == sorted(["\\-", "\\\\-", "ml"])
+    cells = [line.split()[2] for line in budgets.table(rows).splitlines()[1:]]
+    assert len(set(cells)) == 3
+
+
 def test_extproc_spend_says_when_no_spend_budget_is_configured() -> None:
     """An empty answer from a server whose config sets no spend budget is not "nothing
     spent yet": the table says there is nothing to spend against, and how to set one."""
