@@ -7,6 +7,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
 WORKDIR /src
 COPY pyproject.toml setup.py README.md ./
 COPY extproc ./extproc
+# extproc/envoy_template.yaml links to envoy/envoy.yaml: without it the wheel has no template
+COPY envoy ./envoy
 RUN find extproc -name '*.so' -delete && rm -f extproc/_native_build.py \
     && pip wheel --no-cache-dir --no-deps -w /wheels .
 
