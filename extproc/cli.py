@@ -28,6 +28,29 @@ def _workers_arg(value: str) -> str:
     return value
 
 
+def _port_arg(value: str) -> int:
+    """A TCP port, 0 to 65535 (gRPC would bind 99999 as 34463 without a word)."""
+    try:
+        port = int(value)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {value!r}")
+    return port
+
+
+def _listen_arg(value: str) -> str:
+    """HOST:PORT (an IPv6 host in brackets), the port from 1 to 65535."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or (":" in host and not (host.startswith("[")
+                                                    and host.endswith("]"))):
+        raise argparse.ArgumentTypeError(
+            f"expected HOST:PORT (an IPv6 host in brackets: [::1]:50051), got {value!r}")
+    if _port_arg(port) == 0:
+        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {value!r}")
+    return value
+
+
 def _allow_dev_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-dev-credentials", action="store_true",
                    help="this is a local development setup: accept a config that trusts the "
@@ -49,13 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the ext_proc gRPC server")
     p.add_argument("--config", default=DEFAULT_CONFIG, help="YAML config file")
-    p.add_argument("--listen", action="append", metavar="HOST:PORT",
+    p.add_argument("--listen", action="append", metavar="HOST:PORT", type=_listen_arg,
                    help="TCP address to serve on (repeatable; default 127.0.0.1:50051)")
     p.add_argument("--unix", action="append", metavar="PATH", help="unix socket to serve on")
     p.add_argument("--workers", type=_workers_arg, default="1", metavar="N|auto",
                    help="processes sharing the TCP port through SO_REUSEPORT; auto: one "
                    f"per usable core minus ${RESERVED_CORES_ENV} (default 1, for Envoy)")
-    p.add_argument("--admin-port", type=int,
+    p.add_argument("--admin-port", type=_port_arg,
                    help="HTTP port for /metrics, /stats, /healthz and /spend (of all the "
                    "workers); without it, no admin endpoint")
     p.add_argument("--admin-host", default="127.0.0.1",
@@ -113,18 +136,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("up", help="run Envoy, the server and the mock provider together")
     p.add_argument("--config", default=DEFAULT_CONFIG,
                    help=f"the server's YAML config (default {DEFAULT_CONFIG})")
-    p.add_argument("--port", type=int, default=10000,
+    p.add_argument("--port", type=_port_arg, default=10000,
                    help="Envoy's listener port, where clients connect (default 10000)")
     p.add_argument("--upstream", action="append", default=[], metavar="PROVIDER=URL",
                    help="send PROVIDER's route to URL instead of the mock, e.g. "
                    "openai=https://api.openai.com (repeatable)")
-    p.add_argument("--mock-port", type=int, default=8081,
+    p.add_argument("--mock-port", type=_port_arg, default=8081,
                    help="the mock provider's port (default 8081)")
-    p.add_argument("--extproc-port", type=int, default=50051,
+    p.add_argument("--extproc-port", type=_port_arg, default=50051,
                    help="the server's gRPC port, which Envoy calls (default 50051)")
-    p.add_argument("--admin-port", type=int, default=9464,
+    p.add_argument("--admin-port", type=_port_arg, default=9464,
                    help="the server's admin port: /metrics, /stats, /spend (default 9464)")
-    p.add_argument("--envoy-admin-port", type=int, default=9901,
+    p.add_argument("--envoy-admin-port", type=_port_arg, default=9901,
                    help="Envoy's admin port (default 9901)")
 
     p = sub.add_parser("token", help="mint a JWT for the local stack (development key)")

@@ -69,6 +69,30 @@ class ServeOptions:
     admin_token: str | None = field(default=None, repr=False)
 
 
+class ListenError(Exception):
+    """An address the server cannot serve on (in use, not this machine's, no such
+    directory): said in one line, and the process exits 2."""
+
+
+def _why_not(address: str) -> str:
+    """Why binding `address` fails, as the system says it (gRPC's own error does not)."""
+    import socket
+    try:
+        if address.startswith("unix:"):
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.bind(address[5:])
+            os.unlink(address[5:])
+        else:
+            host, _, port = address.rpartition(":")
+            host = host.strip("[]")
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            with socket.socket(family) as sock:
+                sock.bind((host, int(port)))
+    except (OSError, ValueError) as exc:
+        return getattr(exc, "strerror", None) or str(exc)
+    return "gRPC could not bind it"
+
+
 def grpc_options(config: cfgmod.Config) -> list[tuple[str, int]]:
     size = config.server.grpc_max_message_bytes
     return [("grpc.max_receive_message_length", size),
@@ -93,10 +117,14 @@ async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
     health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
     credentials = grpc_tls.server_credentials(opts.tls) if opts.tls else None
     for address in opts.addresses:
-        if credentials is not None:
-            server.add_secure_port(address, credentials)
-        else:
-            server.add_insecure_port(address)
+        try:
+            port = server.add_secure_port(address, credentials) if credentials is not None \
+                else server.add_insecure_port(address)
+        except RuntimeError:
+            port = 0
+        if not port:   # (a traceback before; found by review)
+            await server.stop(None)
+            raise ListenError(f"cannot listen on {address}: {_why_not(address)}")
     # before the port opens: a SIGTERM from then on drains (once started) instead of killing
     # a process that may already hold a stream
     stop = asyncio.Event()
@@ -107,8 +135,13 @@ async def serve(opts: ServeOptions, ready: asyncio.Event | None = None) -> None:
 
     runner = None
     if opts.admin_port is not None:
-        runner = await admin.start(processor, health_service, opts.admin_host,
-                                   opts.admin_port, opts.admin_token)
+        try:
+            runner = await admin.start(processor, health_service, opts.admin_host,
+                                       opts.admin_port, opts.admin_token)
+        except OSError as exc:
+            await server.stop(None)
+            raise ListenError(f"cannot open the admin port on {opts.admin_host}:"
+                              f"{opts.admin_port}: {exc.strerror or exc}") from None
         if opts.admin_bound is not None:
             opts.admin_bound(runner.addresses[0][1])
 
@@ -275,7 +308,7 @@ def run(opts: ServeOptions) -> int:
         for line in exc.errors:
             log.error("config: %s", line)
         return 2
-    except grpc_tls.TlsError as exc:
+    except (grpc_tls.TlsError, ListenError) as exc:
         log.error("%s", exc)
         return 2
     return 0

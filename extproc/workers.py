@@ -285,6 +285,7 @@ def run_workers(opts: ServeOptions) -> int:
         p.start()
         return p
 
+    failed = False   # a worker exited 2 (it could not start) while not stopping
     procs = {i: start(i) for i in range(opts.workers)}
     alive = [True] * opts.workers   # as this loop last saw them (the admin thread reads it)
     admin = None
@@ -312,6 +313,12 @@ def run_workers(opts: ServeOptions) -> int:
                 p.join()
                 if stopping or p.exitcode == 2:
                     del procs[i]
+                    if not stopping:   # it cannot start (its config, its address): neither
+                        # can the others; stop them and say so (found by review: a worker
+                        # failing to bind was restarted for ever)
+                        log.error("worker %d could not start; stopping", i)
+                        failed = True
+                        forward(signal.SIGTERM, None)
                 else:
                     log.error("worker %d exited with %s; restarting it", i, p.exitcode)
                     procs[i] = start(i)
@@ -319,4 +326,4 @@ def run_workers(opts: ServeOptions) -> int:
         if admin is not None:
             admin.shutdown()
             admin.server_close()
-    return 0
+    return 2 if failed else 0
