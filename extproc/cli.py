@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="run the ext_proc gRPC server")
-    p.add_argument("--config", default=DEFAULT_CONFIG, help="YAML config file")
+    p.add_argument("--config", default=DEFAULT_CONFIG,
+                   help=f"YAML config file (default {DEFAULT_CONFIG}, from the current directory)")
     p.add_argument("--listen", action="append", metavar="HOST:PORT", type=_listen_arg,
                    help="TCP address to serve on (repeatable; default 127.0.0.1:50051)")
     p.add_argument("--unix", action="append", metavar="PATH", help="unix socket to serve on")
@@ -201,8 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(_COMMANDS[args.command](args) or 0)
     except ConfigError as exc:   # a config no command can use: say why, not a traceback
+        where = getattr(args, "config", None) or "config"   # (the file, as `check` says it)
         for line in exc.errors:
-            print(f"extproc {args.command}: config: {line}", file=sys.stderr)
+            line = line.removeprefix("<file>: ")
+            print(f"extproc {args.command}: {where}: {line}", file=sys.stderr)
         return 2
 
 
@@ -372,7 +375,11 @@ def _render(args: argparse.Namespace) -> int:
             cert, key, ca, args.extproc_tls_name or settings.extproc_host))
     text = envoy_config.render(settings)
     if args.output:
-        Path(args.output).write_text(text)
+        try:
+            Path(args.output).write_text(text)
+        except OSError as exc:   # (a traceback before; found by review)
+            raise SystemExit(f"extproc render-envoy: cannot write {args.output}: "
+                             f"{exc.strerror or exc}") from None
     else:
         sys.stdout.write(text)
     return 0

@@ -114,8 +114,13 @@ def spend(args: argparse.Namespace) -> int:
         from .limits.redis_store import RedisStore
         from .limits.store import StoreUnavailable
 
-        async def read() -> list[dict]:
+        try:
             store = RedisStore(url, timeout_s=5.0)
+        except ValueError as exc:   # a URL redis cannot read (a traceback before: review)
+            print(f"extproc spend: {exc}", file=sys.stderr)
+            return 2
+
+        async def read() -> list[dict]:
             try:
                 return await store.spend_budgets()
             finally:

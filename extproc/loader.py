@@ -35,6 +35,20 @@ UNMATCHED_STATUSES = (404, 403)
 log = logging.getLogger("extproc.config")
 
 
+def _yaml_error(exc: yaml.YAMLError, path: Path) -> str:
+    """PyYAML's error in one line, where it is as FILE:LINE:COLUMN (PyYAML's own spans
+    several lines, and names the text it parsed "<unicode string>")."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if mark is None or not problem:
+        return " ".join(str(exc).replace('"<unicode string>"', f'"{path}"').split())
+    context = getattr(exc, "context", None)
+    context_mark = getattr(exc, "context_mark", None)
+    also = f" ({context} at line {context_mark.line + 1})" \
+        if context and context_mark is not None else ""
+    return f"{path}:{mark.line + 1}:{mark.column + 1}: {problem}{also}"
+
+
 def load(path: str | Path) -> Config:
     """Read and validate a config file; raise ConfigError listing every problem."""
     path = Path(path)
@@ -44,9 +58,8 @@ def load(path: str | Path) -> Config:
         raise ConfigError([f"<file>: cannot read {path}: {exc.strerror}"]) from exc
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)
-    except yaml.YAMLError as exc:   # PyYAML names a string it parsed "<unicode string>"
-        where = str(exc).replace('"<unicode string>"', f'"{path}"')
-        raise ConfigError([f"<file>: not valid YAML: {where}"]) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"<file>: not valid YAML: {_yaml_error(exc, path)}"]) from exc
     return parse(data, source=str(path))
 
 

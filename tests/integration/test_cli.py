@@ -145,10 +145,27 @@ def test_a_config_that_cannot_be_read_is_an_error_not_a_traceback(tmp_path: Path
     for config in (str(tmp_path / "missing.yaml"), str(bad)):
         r = run("render-envoy", "--place", "local", "--config", config)
         assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
-        assert r.stderr.startswith("extproc render-envoy: config: ")
+        assert r.stderr.startswith(f"extproc render-envoy: {config}: ")   # the file, named
     assert "cannot read" in run("render-envoy", "--config", str(tmp_path / "missing.yaml")
                                 ).stderr
     assert "routes[0].provider: unknown provider 'gemni'" in r.stderr
+
+
+def test_wrong_input_to_commands_is_one_line_naming_what(tmp_path: Path) -> None:
+    """Found by review: each of these was a traceback, or PyYAML's six lines."""
+    r = run("render-envoy", "--config", "config/gateway.yaml", "-o",
+            str(tmp_path / "no" / "such" / "dir" / "envoy.yaml"))
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip() == (f"extproc render-envoy: cannot write "
+                                f"{tmp_path}/no/such/dir/envoy.yaml: No such file or directory")
+    r = run("spend", "--redis", "notaurl")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1 and "Redis URL must specify" in r.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("routes:\n  - name: a\n   provider: x\n")
+    r = run("serve", "--config", str(bad))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith(f"extproc serve: {bad}: not valid YAML: {bad}:3:4: expected")
 
 
 @pytest.mark.parametrize("place", ["local", "compose", "test", "kubernetes-sidecar"])
