@@ -174,6 +174,8 @@ def line(ex: Context, outcome: str, now: float | None = None) -> str:
     parts = [f'{{"ts":"{_ts(time.time() if now is None else now)}","level":"info",'
              f'"logger":"{log.name}","msg":"request"']
     add = parts.append
+    if logs.current_process:   # a --workers worker, as the formatter says it (review)
+        add(f',"process":{encode_basestring(logs.current_process)}')
     for k, v in fields(ex, outcome).items():
         cls = v.__class__   # the common value types inline: `_json` without a call
         if cls is str:

@@ -15,6 +15,8 @@ from typing import Any
 FORMATS = ("json", "text")
 #: the format setup_logging chose (read by the access log's fast path)
 current_format = "json"
+#: the `process` field of every JSON line (a `--workers` worker's name), or None
+current_process: str | None = None
 
 
 class JsonFormatter(logging.Formatter):
@@ -91,7 +93,8 @@ def _value(value: object) -> str:
 
 def setup_logging(level: str | None = None, prefix: str | None = None,
                   fmt: str | None = None) -> None:
-    global current_format
+    global current_format, current_process
+    current_process = prefix
     level = (level or os.environ.get("EXTPROC_LOG_LEVEL", "INFO")).upper()
     fmt = (fmt or os.environ.get("EXTPROC_LOG_FORMAT", "json")).lower()
     current_format = "text" if fmt == "text" else "json"

@@ -121,6 +121,25 @@ class FakeExchange:
         self.state = state
 
 
+def test_a_workers_access_line_names_its_process_as_its_other_lines_do() -> None:
+    """Under `--workers` every JSON line carries `process` (the worker); the access line,
+    written past the formatter, lacked it (found by review)."""
+    import logging
+
+    from extproc import logs
+    ex = FakeExchange()
+    try:
+        logs.setup_logging(prefix="worker1")
+        doc = json.loads(accesslog.line(ex, "ok"))  # type: ignore[arg-type]
+        record = logging.LogRecord("extproc.access", logging.INFO, __file__, 1, "request",
+                                   None, None)
+        other = json.loads(logging.getLogger().handlers[0].format(record))
+    finally:
+        logs.setup_logging()
+    assert doc["process"] == other["process"] == "worker1"
+    assert "process" not in json.loads(accesslog.line(ex, "ok"))  # type: ignore[arg-type]
+
+
 @given(model=st.text(), subject=st.text(), guard=st.text())
 def test_the_fast_access_line_is_the_json_of_its_fields(model: str, subject: str,
                                                         guard: str) -> None:
