@@ -29,25 +29,28 @@ def _workers_arg(value: str) -> str:
 
 
 def _port_arg(value: str) -> int:
-    """A TCP port, 0 to 65535 (gRPC would bind 99999 as 34463 without a word)."""
-    try:
-        port = int(value)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
+    """A TCP port, 0 (any free one) to 65535, in ASCII digits (gRPC would bind 99999 as
+    34463 without a word, and cannot read fullwidth digits)."""
+    if not (value.isascii() and value.isdigit() and int(value) <= 65535):
         raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {value!r}")
-    return port
+    return int(value)
 
 
 def _listen_arg(value: str) -> str:
-    """HOST:PORT (an IPv6 host in brackets), the port from 1 to 65535."""
+    """HOST:PORT (an IPv6 host in brackets; port 0: any free one), or a gRPC unix address
+    (`unix:PATH`, `unix-abstract:NAME`), as `--unix` gives one."""
+    if value.startswith(("unix:", "unix-abstract:")):
+        return value
     host, sep, port = value.rpartition(":")
     if not sep or not host or (":" in host and not (host.startswith("[")
                                                     and host.endswith("]"))):
         raise argparse.ArgumentTypeError(
             f"expected HOST:PORT (an IPv6 host in brackets: [::1]:50051), got {value!r}")
-    if _port_arg(port) == 0:
-        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {value!r}")
+    try:
+        _port_arg(port)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected a port from 0 to 65535 in {value!r}") from None
     return value
 
 

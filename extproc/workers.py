@@ -285,14 +285,20 @@ def run_workers(opts: ServeOptions) -> int:
         p.start()
         return p
 
-    failed = False   # a worker exited 2 (it could not start) while not stopping
-    procs = {i: start(i) for i in range(opts.workers)}
     alive = [True] * opts.workers   # as this loop last saw them (the admin thread reads it)
     admin = None
-    if opts.admin_port is not None:
-        admin = _Admin((opts.admin_host, opts.admin_port), lambda: list(ports),
-                       lambda: list(alive), opts.admin_token)
+    if opts.admin_port is not None:   # (before any worker: found by review, a busy port
+        try:                          # left the workers serving with no supervisor)
+            admin = _Admin((opts.admin_host, opts.admin_port), lambda: list(ports),
+                           lambda: list(alive), opts.admin_token)
+        except OSError as exc:
+            log.error("cannot open the admin port on %s:%s: %s", opts.admin_host,
+                      opts.admin_port, exc.strerror or exc)
+            return 2
         threading.Thread(target=admin.serve_forever, name="extproc-admin", daemon=True).start()
+    failed = False   # a worker could not start at all: every one is stopped, exit 2
+    first = set(range(opts.workers))   # workers on their first start
+    procs = {i: start(i) for i in range(opts.workers)}
 
     def forward(signum: int, _frame: object) -> None:
         nonlocal stopping
@@ -313,16 +319,24 @@ def run_workers(opts: ServeOptions) -> int:
                 p.join()
                 if stopping or p.exitcode == 2:
                     del procs[i]
-                    if not stopping:   # it cannot start (its config, its address): neither
-                        # can the others; stop them and say so (found by review: a worker
-                        # failing to bind was restarted for ever)
+                    if not stopping and i in first:   # it cannot start (its address, its
+                        # config): neither can the others; stop them and say so (found by
+                        # review: a worker failing to bind was restarted for ever)
                         log.error("worker %d could not start; stopping", i)
                         failed = True
                         forward(signal.SIGTERM, None)
+                    elif not stopping:   # a restart that cannot start (the config file
+                        # changed since): the others serve on (found by review)
+                        log.error("worker %d could not start again; the others serve on", i)
                 else:
                     log.error("worker %d exited with %s; restarting it", i, p.exitcode)
+                    first.discard(i)
                     procs[i] = start(i)
     finally:
+        for p in procs.values():   # the supervisor failing: no worker left without it
+            if p.pid and p.is_alive():
+                os.kill(p.pid, signal.SIGTERM)
+                p.join(timeout=30)
         if admin is not None:
             admin.shutdown()
             admin.server_close()

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -38,8 +39,9 @@ def serve(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize(("args", "said"), [
     (["--listen", "notahostport"], "expected HOST:PORT"),
-    (["--listen", "127.0.0.1:99999"], "expected a port from 0 to 65535, got '99999'"),
-    (["--listen", "127.0.0.1:0"], "expected a port from 1 to 65535"),
+    (["--listen", "127.0.0.1:99999"], "expected a port from 0 to 65535 in '127.0.0.1:99999'"),
+    (["--listen", "127.0.0.1:\uff15\uff10\uff10\uff15\uff11"], "expected a port from 0"),
+    (["--listen", "127.0.0.1:50_051"], "expected a port from 0"),
     (["--listen", "::1:50051"], "an IPv6 host in brackets"),
     (["--admin-port", "70000"], "expected a port from 0 to 65535"),
 ])
@@ -76,3 +78,58 @@ def test_workers_that_cannot_bind_stop_the_supervisor(busy_port: int) -> None:
     assert done.returncode == 2, done.stderr[-2000:]
     assert "could not start; stopping" in done.stderr
     assert "restarting it" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_busy_supervisor_admin_port_is_one_line_and_starts_no_worker(busy_port: int) -> None:
+    """Found by review: the supervisor bound its admin port after starting the workers, and
+    a busy one left them serving with no supervisor (a traceback, then orphans)."""
+    port = _free_port()
+    done = serve("--listen", f"127.0.0.1:{port}", "--workers", "2",
+                 "--admin-port", str(busy_port))
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"cannot open the admin port on 127.0.0.1:{busy_port}" in done.stderr
+    assert "Traceback" not in done.stderr
+    with socket.socket() as sock:   # no worker left serving
+        assert sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_a_restarted_worker_that_cannot_start_leaves_the_others_serving(tmp_path: Path
+                                                                        ) -> None:
+    """A worker that crashes is restarted and loads the config file again; if that file has
+    since become invalid (an edit whose reload the running workers refused), the restart
+    exits 2 and the others serve on (found by review: the supervisor stopped them all)."""
+    import os
+    import signal
+    import time
+    config = tmp_path / "gateway.yaml"
+    config.write_text((ROOT / "config/gateway.yaml").read_text())
+    for name in ("dev-jwks.json", "dev-secrets"):   # the files it names, beside it
+        (tmp_path / name).symlink_to(ROOT / "config" / name)
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "extproc", "serve",
+                             "--allow-dev-credentials", "--config", str(config),
+                             "--listen", f"127.0.0.1:{port}", "--workers", "2"],
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+
+    def serving() -> bool:
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+    try:
+        deadline = time.monotonic() + 60
+        workers: list[int] = []
+        while time.monotonic() < deadline and len(workers) < 2:
+            time.sleep(0.2)
+            children = subprocess.run(["pgrep", "-P", str(proc.pid), "-f", "spawn_main"],
+                                      capture_output=True, text=True).stdout.split()
+            workers = [int(pid) for pid in children] if serving() else []
+        assert len(workers) == 2, "the workers did not start"
+        time.sleep(2)   # both serving
+        config.write_text("routes_typo: []\n")
+        os.kill(workers[0], signal.SIGKILL)
+        time.sleep(8)   # the restart loads the broken file and exits 2
+        assert proc.poll() is None and serving()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert "could not start again; the others serve on" in err, err[-3000:]
+    assert proc.returncode == 0
