@@ -58,7 +58,7 @@ SUPPORTED_ENCODINGS = ("gzip", "x-gzip", "deflate", "br", "zstd", "identity")
 #: a target with nothing to decode: no '%', no '+' (a space in a query), no '#', no controls
 _PLAIN = re.compile(r"/[A-Za-z0-9/:@!$&'()*,;=._~-]*(?:\?[A-Za-z0-9/:@!$&'()*,;=._~?-]*)?")
 _ENCODED_SEPARATOR = re.compile(r"%(?:2[fF]|5[cC]|25)")
-_BAD_DECODED = re.compile(r"[%\\?#\x00-\x1f\x7f]")
+_BAD_DECODED = re.compile(r"[%\\?#\x00-\x1f\x7f-\x9f]")
 #: headers a server may take for the request's method instead of ':method'
 _METHOD_OVERRIDES = ("x-http-method-override", "x-http-method", "x-method-override")
 
@@ -98,9 +98,10 @@ def _dot_like_segment(path: str) -> bool:
         seg = seg.partition(";")[0]
         if "." not in seg and seg.isascii():
             continue
-        if not seg.isascii():
-            seg = unicodedata.normalize("NFKC", seg)
-        if seg.strip(" ") in (".", ".."):
+        if not seg.isascii():   # (invisible format characters, a zero-width space, a BOM,
+            seg = "".join(c for c in unicodedata.normalize("NFKC", seg)   # dropped too)
+                          if unicodedata.category(c) != "Cf")
+        if seg.strip() in (".", ".."):   # (every space Python trims: NEL too)
             return True
     return False
 
@@ -143,6 +144,14 @@ def _slow_target(raw: str) -> Target:
     if _BAD_DECODED.search(decoded):
         raise Unreadable(400, "the request path holds an encoded or control character that "
                          "servers read differently ('%', '\\', '?', '#')", "extproc_bad_path")
+    if not decoded.isascii():
+        folded = unicodedata.normalize("NFKC", decoded)
+        if folded.count("/") != decoded.count("/") or _BAD_DECODED.search(folded):
+            # a fullwidth solidus or percent sign (found by review): one '/' more to a
+            # server that normalises, and `a<U+FF0F>..<U+FF0F>chat` a dot segment there
+            raise Unreadable(400, "the request path holds a character a server may read as "
+                             "'/', '%', '\\', '?' or '#' (a fullwidth form)",
+                             "extproc_bad_path")
     if _dot_segment(decoded) or _dot_like_segment(decoded):
         # (found by review: left as written, /v1/files/../chat/completions matched a
         # pass-through's /v1/files/** while a server resolving it reads a chat completion;

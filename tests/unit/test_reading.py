@@ -62,6 +62,15 @@ def test_targets_are_read_as_the_provider_decodes_them(raw: str, path: str,
     "/v1/files/..%20/chat/completions", "/v1/files/%20..%20/chat", "/v1/x/.%20/y",
     "/v1/files/%EF%BC%8E%EF%BC%8E/chat/completions", "/v1/files/\uff0e\uff0e/chat",
     "/v1/files/%E2%80%A5/chat", "/v1/x/%E2%80%A4/y", "/v1/x/%EF%B9%92%2e/y",
+    # ... with any space Python trims, or a format character beside the dots (review)
+    "/v1/x/..%C2%85/y", "/v1/x/..%E2%80%8B/y", "/v1/x/%EF%BB%BF../y", "/v1/x/..%C2%AD/y",
+    "/v1/x/..%C2%A0/y", "/v1/x/%E3%80%80../y",
+    # a fullwidth '/', '%', '\\', '?' or '#': one more separator to a server normalising
+    "/v1/files/a%EF%BC%8F..%EF%BC%8F..%EF%BC%8Fchat/completions", "/v1/files/a\uff0fb",
+    "/v1/files/%EF%BC%85%EF%BC%92%EF%BD%85", "/v1/x/%EF%BC%BCy", "/v1/x/%EF%BC%9Fa=1",
+    "/v1/x/%EF%BC%83y",
+    # C1 controls, as C0 ones
+    "/v1/x/a%C2%80b", "/v1/x/a%C2%9Fb",
 ])
 def test_ambiguous_targets_are_refused(raw: str) -> None:
     with pytest.raises(Unreadable) as err:
@@ -104,6 +113,8 @@ def test_dot_segments_are_refused_before_a_passthrough_could_match_them() -> Non
     assert canonical_target("/v1/files/.env/a..b/...").path == "/v1/files/.env/a..b/..."
     assert canonical_target("/v1/files/a%20..%20b/%E2%80%A6").path == \
         "/v1/files/a .. b/\u2026"
+    assert canonical_target("/v1/files/caf%C3%A9/%E2%80%A5x").path == \
+        "/v1/files/caf\u00e9/\u2025x"
 
 
 @pytest.mark.parametrize("method", ["GET", "HEAD", "OPTIONS"])
