@@ -38,16 +38,22 @@ DESCRIPTORS = ("subject", "api_key", "client_ip", "route", "model")
 PREFIXED = ("claim:", "header:")
 #: the end of a model name that names one snapshot of the model the rest names: OpenAI's
 #: dates (`-2024-08-06`, the older `-0613`), Anthropic's (`-20250929`, `@20250929` on
-#: Vertex), Google's stable versions (`-001`) and `-latest`
+#: Vertex), Google's stable versions (`-001`, `@003` on Vertex) and dated previews
+#: (`-preview-05-20`: the preview's), and `-latest`
 _SNAPSHOT = re.compile(r"(?:-20\d\d-[01]\d-[0-3]\d|[-@]20\d{6}|-(?:0[1-9]|1[0-2])[0-3]\d"
-                       r"|-\d{3}|-latest)$")
+                       r"|(?:(?<=-preview)|(?<=-exp))-[01]\d-[0-3]\d|[-@]\d{3}|-latest)$")
 
 
 def model_family(model: str) -> str:
-    """The model a name stands for, without the snapshot it may end in: a per-model limit
-    counts `gpt-4o` and `gpt-4o-2024-08-06` in one bucket (found by review: each dated name
-    of a model the provider serves opened another budget)."""
-    return _SNAPSHOT.sub("", model) or model
+    """The model a name stands for, without the snapshots it may end in (every one:
+    `...-20250929-latest`): a per-model limit counts `gpt-4o` and `gpt-4o-2024-08-06` in one
+    bucket (found by review: each dated name of a model the provider serves opened another
+    budget)."""
+    while True:
+        shorter = _SNAPSHOT.sub("", model)
+        if not shorter or shorter == model:
+            return model
+        model = shorter
 
 
 def values(ex: Context, descriptors: Sequence[str], model: str | None, route: str

@@ -455,6 +455,11 @@ async def test_a_refusal_by_a_later_limit_shows_the_earlier_ones_given_back() ->
     ("o3-mini-2025-01-31", "o3-mini"), ("claude-sonnet-4-5-20250929", "claude-sonnet-4-5"),
     ("claude-3-5-sonnet-v2@20241022", "claude-3-5-sonnet-v2"),
     ("claude-3-5-sonnet-latest", "claude-3-5-sonnet"), ("gemini-2.0-flash-001", "gemini-2.0-flash"),
+    ("gemini-2.5-flash-preview-05-20", "gemini-2.5-flash-preview"),
+    ("gemini-2.0-flash-thinking-exp-01-21", "gemini-2.0-flash-thinking-exp"),
+    ("gemini-2.0-flash-thinking-exp-1219", "gemini-2.0-flash-thinking-exp"),
+    ("textembedding-gecko@003", "textembedding-gecko"),
+    ("claude-sonnet-4-5-20250929-latest", "claude-sonnet-4-5"),
     # no snapshot at the end: the name itself
     ("gpt-4o", "gpt-4o"), ("gpt-4-1106-preview", "gpt-4-1106-preview"),
     ("text-embedding-3-large", "text-embedding-3-large"), ("llama-2048", "llama-2048"),
