@@ -22,6 +22,7 @@ from ..providers.endpoints import adapter_of
 from ..providers.slots import Name, UnreadableEvent
 from ..providers.values import MaskingFn, json_bytes
 from .decisions import decide
+from .joined import mask_joined
 from .names import mask_name, name_readings
 from .reframe import SSEMaskingReframer
 from .settings import Guard
@@ -187,11 +188,15 @@ class WholeJsonGuard(BodyTransform):
             return self._elements(doc, ex)
         adapter = self.adapter
         rejecting = [g for g in self.guards if g.action == "reject"]
+        # texts a client reads joined (a candidate's parts, a message's blocks): read
+        # joined too, as a stream's masker reads them (`joined`)
+        groups = [g for g in adapter.joined_reply_texts(doc) if len(g) > 1]
         # the texts, read once for every reject guard; a JSON value (a tool's input) as its
         # JSON text, keys and numbers included, as the client reads it
         side = side_slots(doc)    # an error's message, a feedback: a client shows them
         texts = [(None, t) for _, t in adapter.response_texts(doc)] \
-            + [(None, holder[key]) for holder, key in side] if rejecting else []
+            + [(None, holder[key]) for holder, key in side] \
+            + [(None, "".join(h[k] for h, k in g)) for g in groups] if rejecting else []
         for guard in rejecting:
             hits = found(guard, texts)
             if hits:
@@ -203,8 +208,17 @@ class WholeJsonGuard(BodyTransform):
         masking = [g for g in self.guards if g.action == "mask"]
 
         masked: dict[str, set[str]] = {}
-        changed = bool(masking) and adapter.rewrite_response_texts(   # keys and numbers too
-            doc, MaskingFn(lambda text: mask_text(masking, text, masked)))
+        changed = False
+        for group in groups if masking else ():
+            old = [holder[key] for holder, key in group]
+            new = mask_joined(masking, old, masked)
+            if new != old:
+                for (holder, key), text in zip(group, new, strict=True):
+                    holder[key] = text
+                changed = True
+        if masking:   # each text on its own too, keys and numbers of JSON values included
+            changed = adapter.rewrite_response_texts(
+                doc, MaskingFn(lambda text: mask_text(masking, text, masked))) or changed
         for holder, key in side if masking else ():
             text = holder[key]
             new = mask_text(masking, text, masked)

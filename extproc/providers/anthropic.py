@@ -209,6 +209,13 @@ class AnthropicAdapter(Adapter):
         return [(kind, Name(holder[key]) if kind == "name" else read_value(holder[key]))
                 for kind, holder, key in _reply_slots(body)]
 
+    def joined_reply_texts(self, body: Any) -> list[list[tuple[dict[str, Any], str]]]:
+        """The text blocks, and the thinking blocks (the SDK's `get_final_text()` joins
+        the text blocks)."""
+        blocks = [b for b in as_list(as_dict(body).get("content")) if isinstance(b, dict)]
+        return [[(b, kind) for b in blocks if b.get("type") == kind
+                 and isinstance(b.get(kind), str)] for kind in ("text", "thinking")]
+
     def rewrite_response_texts(self, body: dict[str, Any], fn: Callable[[str], str]) -> bool:
         changed = False
         for kind, holder, key in _reply_slots(body):

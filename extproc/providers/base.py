@@ -233,6 +233,12 @@ class Adapter(ABC):
         self.rewrite_response_texts(body, lambda t: texts.append(("text", t)) or t)
         return texts
 
+    def joined_reply_texts(self, body: Any) -> list[list[tuple[dict[str, Any], str]]]:
+        """Groups of a whole reply's texts, each as the (holder, key) of its strings in the
+        order a client joins them into one text (a candidate's parts, a message's blocks):
+        the reply guards read each group joined too (`guards.joined`). None by default."""
+        return []
+
     def output_choices(self, body: dict[str, Any]) -> int:
         """How many replies the request asks for at once (OpenAI ``n``, Gemini
         ``candidateCount``): each may run to the max output tokens. At least 1."""

@@ -308,6 +308,18 @@ class GoogleAdapter(Adapter):
                 for element in (body if isinstance(body, list) else [body])
                 for kind, holder, key in _reply_slots(element)]
 
+    def joined_reply_texts(self, body: Any) -> list[list[tuple[dict[str, Any], str]]]:
+        """Per candidate, its text parts and its thought parts (`response.text` joins the
+        one, a stream's masker reads each as one piece)."""
+        groups = []
+        for candidate in as_list(as_dict(body).get("candidates")):
+            parts = as_list(as_dict(as_dict(candidate).get("content")).get("parts"))
+            for thought in (False, True):
+                groups.append([(part, "text") for part in parts if isinstance(part, dict)
+                               and isinstance(part.get("text"), str)
+                               and (part.get("thought") is True) is thought])
+        return groups
+
     def rewrite_response_texts(self, body: dict[str, Any] | list[Any],
                                fn: Callable[[str], str]) -> bool:
         """A whole buffered JSON-array stream is also accepted."""

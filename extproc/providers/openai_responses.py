@@ -192,6 +192,14 @@ class OpenAIResponsesAdapter(Adapter):
         return [kind for item in as_list(as_dict(body).get("output"))
                 for kind in output_media(item)]
 
+    def joined_reply_texts(self, body: Any) -> list[list[tuple[dict[str, Any], str]]]:
+        """Every message item's `output_text` parts, in order (the SDK's `output_text`
+        joins them)."""
+        return [[(part, "text") for item in as_list(as_dict(body).get("output"))
+                 if isinstance(item, dict) and item.get("type") == "message"
+                 for part in as_list(item.get("content")) if isinstance(part, dict)
+                 and part.get("type") == "output_text" and isinstance(part.get("text"), str)]]
+
     def rewrite_response_texts(self, body: dict[str, Any], fn: Callable[[str], str]) -> bool:
         by_role = text_only(fn)
         changed = False
