@@ -22,7 +22,7 @@ from ..providers.endpoints import adapter_of
 from ..providers.slots import Name, UnreadableEvent
 from ..providers.values import MaskingFn, json_bytes
 from .decisions import decide
-from .joined import mask_joined
+from .joined import Cut, mask_joined, split_joined
 from .names import mask_name, name_readings
 from .reframe import SSEMaskingReframer
 from .settings import Guard
@@ -154,7 +154,34 @@ class WholeJsonGuard(BodyTransform):
         return json_bytes(doc)
 
     async def _webhook(self, doc: dict[str, Any] | list[Any], ex: Context, guard: Guard) -> bool:
-        """One webhook on the reply: raise `Reject`, or mask; True if it masked."""
+        """One webhook on the reply: raise `Reject`, or mask; True if it masked. Texts a
+        client reads joined (`joined`) go in a second call, each group as one text, once
+        the first call's masks are made (found by review: a webhook read them apart)."""
+        changed = await self._webhook_texts(doc, ex, guard)
+        groups = [g for g in self.adapter.joined_reply_texts(doc) if len(g) > 1] \
+            if isinstance(doc, dict) else []
+        if not groups:
+            return changed
+        verdict = await self.policy.webhook_verdict(guard, self.policy.webhook_call(
+            ex, guard, "response",
+            [Text("assistant", "".join(h[k] for h, k in g)) for g in groups]), ex)
+        if verdict is None or verdict.action == "pass":
+            return changed
+        if verdict.action == "reject":
+            self.policy.stats["response_rejected"] += 1
+            refuse(ex, guard, "response", verdict)
+        for i, masks in masks_by_text(verdict).items():
+            group = groups[i]
+            new = split_joined([h[k] for h, k in group], sorted(
+                (Cut(m.start, m.end, m.placeholder) for m in masks), key=lambda c: c.start))
+            for (holder, key), text in zip(group, new, strict=True):
+                holder[key] = text
+        decide(ex, guard.name, "response", "masked")
+        return True
+
+    async def _webhook_texts(self, doc: dict[str, Any] | list[Any], ex: Context,
+                             guard: Guard) -> bool:
+        """One webhook call on the reply's texts, each on its own."""
         adapter = self.adapter
         collected = Collected()
         # keys and numbers of JSON values too, each a text of its own (MaskingFn), and

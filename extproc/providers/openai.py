@@ -43,6 +43,7 @@ from extproc.providers.openai_parts import (
     reply_media,
 )
 from extproc.providers.openai_prompts import (
+    content_slots,
     read_text,
     request_slots,
     rewrite_text,
@@ -218,6 +219,17 @@ class OpenAIAdapter(Adapter):
     def response_texts(self, body: Any) -> list[tuple[str, str]]:
         return [(kind, Name(holder[key]) if kind == "name" else read_text(holder, key))
                 for kind, holder, key in reply_slots(body)]
+
+    def joined_reply_texts(self, body: Any) -> list[list[tuple[Any, Any]]]:
+        """Per choice, the string texts of a message's content given as a list of parts
+        (OpenAI-compatible servers write one; `openai_reply.visible` joins them)."""
+        groups = []
+        for choice in as_list(as_dict(body).get("choices")):
+            message = as_dict(as_dict(choice).get("message"))
+            if isinstance(message.get("content"), list):
+                groups.append([(holder, key) for _, holder, key in content_slots(message, "")
+                               if isinstance(holder[key], str)])
+        return groups
 
     def rewrite_response_texts(self, body: dict[str, Any], fn: Callable[[str], str]) -> bool:
         changed = False
