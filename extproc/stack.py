@@ -23,7 +23,8 @@ from .envoy_bin import envoy_binary
 _COLORS = {"mock": "35", "extproc": "36", "envoy": "33"}
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """This process gets SIGTERM when its parent dies (Linux; elsewhere nothing)."""
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
@@ -92,7 +93,7 @@ class Stack:
     async def _start(self, label: str, *argv: str) -> asyncio.subprocess.Process:
         proc = await asyncio.create_subprocess_exec(
             *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            stdin=asyncio.subprocess.DEVNULL, preexec_fn=_die_with_parent)
+            stdin=asyncio.subprocess.DEVNULL, preexec_fn=die_with_parent)
         self.procs[label] = proc
         asyncio.get_running_loop().create_task(self._pump(label, proc))
         return proc

@@ -248,6 +248,8 @@ def _worker(opts: ServeOptions, index: int, ports: Any) -> None:
     kernel picks, written to `ports[index]` (shared with the supervisor) once bound."""
     from .logs import setup_logging
     from .server import run
+    from .stack import die_with_parent
+    die_with_parent()   # (a SIGKILLed supervisor left its workers serving: found by review)
     setup_logging(prefix=f"worker{index}")
     if opts.admin_port is not None:
         opts.admin_host, opts.admin_port = "127.0.0.1", 0
@@ -263,8 +265,12 @@ def _worker(opts: ServeOptions, index: int, ports: Any) -> None:
 def run_workers(opts: ServeOptions) -> int:
     """Supervise N worker processes until they have all stopped."""
     from . import loader
-    if any(a.startswith("unix:") for a in opts.addresses):
+    if any(a.startswith(("unix:", "unix-abstract:")) for a in opts.addresses):
         log.error("--workers > 1 needs a TCP address: a unix socket cannot be shared")
+        return 2
+    if any(a.rpartition(":")[2] == "0" for a in opts.addresses):   # (each worker would
+        log.error("--workers > 1 needs a fixed port: with port 0 each worker would listen "
+                  "on a port of its own")   # get a port of its own: found by review)
         return 2
     from .auth.devcreds import dev_credentials, refusal
     if opts.loaded is None:   # (`extproc serve` checked its own reading already)
@@ -299,6 +305,10 @@ def run_workers(opts: ServeOptions) -> int:
     failed = False   # a worker could not start at all: every one is stopped, exit 2
     first = set(range(opts.workers))   # workers on their first start
     procs = {i: start(i) for i in range(opts.workers)}
+    #: restarts that could not start (the config file broken since), by when to try again,
+    #: and the last wait (doubled each time, up to a minute): tried until the file is fixed
+    down: dict[int, float] = {}
+    waits: dict[int, float] = {}
 
     def forward(signum: int, _frame: object) -> None:
         nonlocal stopping
@@ -312,6 +322,10 @@ def run_workers(opts: ServeOptions) -> int:
     try:
         while procs:
             time.sleep(0.2)
+            for i, when in list(down.items()):
+                if not stopping and time.monotonic() >= when:
+                    del down[i]
+                    procs[i] = start(i)
             for i, p in list(procs.items()):
                 alive[i] = p.is_alive()
                 if alive[i]:
@@ -319,18 +333,25 @@ def run_workers(opts: ServeOptions) -> int:
                 p.join()
                 if stopping or p.exitcode == 2:
                     del procs[i]
-                    if not stopping and i in first:   # it cannot start (its address, its
-                        # config): neither can the others; stop them and say so (found by
-                        # review: a worker failing to bind was restarted for ever)
+                    if stopping:
+                        continue
+                    if i in first or not procs:   # it cannot start (its address, its
+                        # config) and no worker serves: stop them all and say so, exit 2
+                        # (found by review: restarted for ever, or exit 0 serving nothing)
                         log.error("worker %d could not start; stopping", i)
                         failed = True
                         forward(signal.SIGTERM, None)
-                    elif not stopping:   # a restart that cannot start (the config file
-                        # changed since): the others serve on (found by review)
-                        log.error("worker %d could not start again; the others serve on", i)
+                        down.clear()
+                    else:   # a restart that cannot start (the config file changed since):
+                        # the others serve on, and it is tried again (found by review)
+                        waits[i] = wait = min(60.0, 2 * waits.get(i, 2.5))
+                        log.error("worker %d could not start again; the others serve on, "
+                                  "trying again in %.0f s", i, wait)
+                        down[i] = time.monotonic() + wait
                 else:
                     log.error("worker %d exited with %s; restarting it", i, p.exitcode)
                     first.discard(i)
+                    waits.pop(i, None)
                     procs[i] = start(i)
     finally:
         for p in procs.values():   # the supervisor failing: no worker left without it

@@ -93,43 +93,109 @@ def test_a_busy_supervisor_admin_port_is_one_line_and_starts_no_worker(busy_port
         assert sock.connect_ex(("127.0.0.1", port)) != 0
 
 
-def test_a_restarted_worker_that_cannot_start_leaves_the_others_serving(tmp_path: Path
-                                                                        ) -> None:
-    """A worker that crashes is restarted and loads the config file again; if that file has
-    since become invalid (an edit whose reload the running workers refused), the restart
-    exits 2 and the others serve on (found by review: the supervisor stopped them all)."""
-    import os
-    import signal
+def test_workers_need_a_fixed_tcp_port() -> None:
+    """With port 0 each worker listened on a port of its own, none known (found by review);
+    a unix-abstract name cannot be shared either."""
+    for address in ("127.0.0.1:0", "unix-abstract:extproc-test"):
+        done = serve("--listen", address, "--workers", "2")
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert "--workers > 1 needs a" in done.stderr and "Traceback" not in done.stderr
+
+
+def _start_workers(tmp_path: Path, port: int) -> tuple[subprocess.Popen[str], Path, list[int]]:
+    """`serve --workers 2` on a copy of the reference config, once both workers serve."""
     import time
     config = tmp_path / "gateway.yaml"
     config.write_text((ROOT / "config/gateway.yaml").read_text())
     for name in ("dev-jwks.json", "dev-secrets"):   # the files it names, beside it
         (tmp_path / name).symlink_to(ROOT / "config" / name)
-    port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "extproc", "serve",
                              "--allow-dev-credentials", "--config", str(config),
                              "--listen", f"127.0.0.1:{port}", "--workers", "2"],
                             stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    deadline = time.monotonic() + 60
+    workers: list[int] = []
+    while time.monotonic() < deadline and len(workers) < 2:
+        time.sleep(0.2)
+        children = subprocess.run(["pgrep", "-P", str(proc.pid), "-f", "spawn_main"],
+                                  capture_output=True, text=True).stdout.split()
+        workers = [int(pid) for pid in children] if _serving(port) else []
+    assert len(workers) == 2, "the workers did not start"
+    time.sleep(2)   # both serving
+    return proc, config, workers
 
-    def serving() -> bool:
-        with socket.socket() as sock:
-            return sock.connect_ex(("127.0.0.1", port)) == 0
+
+def _serving(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_when_every_restart_fails_the_supervisor_exits_2(tmp_path: Path) -> None:
+    """Both workers killed, the config broken since: nothing serves, so the supervisor
+    stops with exit status 2 (found by review: it exited 0)."""
+    import os
+    import signal
+    port = _free_port()
+    proc, config, workers = _start_workers(tmp_path, port)
     try:
-        deadline = time.monotonic() + 60
-        workers: list[int] = []
-        while time.monotonic() < deadline and len(workers) < 2:
-            time.sleep(0.2)
-            children = subprocess.run(["pgrep", "-P", str(proc.pid), "-f", "spawn_main"],
-                                      capture_output=True, text=True).stdout.split()
-            workers = [int(pid) for pid in children] if serving() else []
-        assert len(workers) == 2, "the workers did not start"
-        time.sleep(2)   # both serving
+        config.write_text("routes_typo: []\n")
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 2, err[-3000:]
+    assert "could not start; stopping" in err and not _serving(port)
+
+
+def test_a_killed_supervisor_leaves_no_worker(tmp_path: Path) -> None:
+    """Found by review: a SIGKILLed supervisor left its workers serving, orphaned."""
+    import os
+    import signal
+    import time
+    port = _free_port()
+    proc, _, workers = _start_workers(tmp_path, port)
+    proc.kill()
+    proc.communicate(timeout=30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}")
+                                              for pid in workers):
+        time.sleep(0.2)
+    for pid in workers:   # (none left, or the test would leave them: stop them)
+        if os.path.exists(f"/proc/{pid}"):
+            os.kill(pid, signal.SIGKILL)
+            raise AssertionError(f"worker {pid} outlived its supervisor")
+
+
+def test_a_restarted_worker_that_cannot_start_leaves_the_others_serving(tmp_path: Path
+                                                                        ) -> None:
+    """A worker that crashes is restarted and loads the config file again; if that file has
+    since become invalid (an edit whose reload the running workers refused), the restart
+    exits 2, the others serve on (found by review: the supervisor stopped them all), and it
+    is tried again until the file is fixed (found by review: it stayed down for good)."""
+    import os
+    import signal
+    import time
+    port = _free_port()
+    proc, config, workers = _start_workers(tmp_path, port)
+    good = config.read_text()
+    try:
         config.write_text("routes_typo: []\n")
         os.kill(workers[0], signal.SIGKILL)
-        time.sleep(8)   # the restart loads the broken file and exits 2
-        assert proc.poll() is None and serving()
+        time.sleep(4)   # the restart loads the broken file and exits 2
+        assert proc.poll() is None and _serving(port)
+        config.write_text(good)
+        deadline = time.monotonic() + 40
+        count = 0
+        while time.monotonic() < deadline and count < 2:
+            time.sleep(0.5)
+            count = len(subprocess.run(["pgrep", "-P", str(proc.pid), "-f", "spawn_main"],
+                                       capture_output=True, text=True).stdout.split())
+        assert count == 2, "the worker was not started again once the file was fixed"
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
-    assert "could not start again; the others serve on" in err, err[-3000:]
+    assert "could not start again; the others serve on, trying again in 5 s" in err, \
+        err[-3000:]
     assert proc.returncode == 0
