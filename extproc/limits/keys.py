@@ -41,14 +41,22 @@ PREFIXED = ("claim:", "header:")
 #: Vertex), Google's stable versions (`-001`, `@003` on Vertex) and dated previews
 #: (`-preview-05-20`: the preview's), and `-latest`
 _SNAPSHOT = re.compile(r"(?:-20\d\d-[01]\d-[0-3]\d|[-@]20\d{6}|-(?:0[1-9]|1[0-2])[0-3]\d"
-                       r"|(?:(?<=-preview)|(?<=-exp))-[01]\d-[0-3]\d|[-@]\d{3}|-latest)$")
+                       r"|(?:(?<=-preview)|(?<=-exp))-[01]\d-[0-3]\d|-latest)$")
+_VERSION = re.compile(r"[-@]\d{3}$")
 
 
 def model_family(model: str) -> str:
-    """The model a name stands for, without the snapshots it may end in (every one:
-    `...-20250929-latest`): a per-model limit counts `gpt-4o` and `gpt-4o-2024-08-06` in one
-    bucket (found by review: each dated name of a model the provider serves opened another
-    budget)."""
+    """The model a name stands for, without the snapshots it may end in (every date and
+    `-latest`: `...-20250929-latest`; one version number at most, so a free-form name such
+    as an Azure deployment's `team-100-200` keeps the rest): a per-model limit counts
+    `gpt-4o` and `gpt-4o-2024-08-06` in one bucket (found by review: each dated name of a
+    model the provider serves opened another budget)."""
+    model = _dated(model)
+    shorter = _VERSION.sub("", model)
+    return _dated(shorter) if shorter else model
+
+
+def _dated(model: str) -> str:
     while True:
         shorter = _SNAPSHOT.sub("", model)
         if not shorter or shorter == model:

@@ -65,6 +65,7 @@ def test_targets_are_read_as_the_provider_decodes_them(raw: str, path: str,
     # ... with any space Python trims, or a format character beside the dots (review)
     "/v1/x/..%C2%85/y", "/v1/x/..%E2%80%8B/y", "/v1/x/%EF%BB%BF../y", "/v1/x/..%C2%AD/y",
     "/v1/x/..%C2%A0/y", "/v1/x/%E3%80%80../y",
+    "/v1/x/..%EF%B8%8F/y", "/v1/x/..%CD%8F/y", "/v1/x/..%E3%85%A4/y", "/v1/x/..%F3%A0%84%80/y",
     # a fullwidth '/', '%', '\\', '?' or '#': one more separator to a server normalising
     "/v1/files/a%EF%BC%8F..%EF%BC%8F..%EF%BC%8Fchat/completions", "/v1/files/a\uff0fb",
     "/v1/files/%EF%BC%85%EF%BC%92%EF%BD%85", "/v1/x/%EF%BC%BCy", "/v1/x/%EF%BC%9Fa=1",
