@@ -45,6 +45,7 @@ from urllib.parse import quote, unquote_to_bytes
 from .codecs import jsonbounds
 from .codecs.jsonbounds import MAX_CONTAINERS, MAX_DEPTH, MAX_VALUES
 from .codecs.jsonunique import RepeatedKey, unique_pairs
+from .pathsegments import dot_like_segment, dot_segment
 from .policy import Reject
 from .providers.base import Prompt
 from .providers.endpoints import BadQuery, Endpoint, Passthrough, Unknown, classify
@@ -81,48 +82,11 @@ def _decode(raw: str, what: str, plus: bool = False) -> str:
     return text
 
 
-def _dot_segment(path: str) -> bool:
-    """Whether `path` has a `.` or `..` segment, which one server resolves (RFC 3986) and
-    another takes as written; also with parameters (`..;x`: servers that strip a segment's
-    parameters resolve it, and Envoy's normalize_path does)."""
-    return "/." in path and any(seg.partition(";")[0] in (".", "..")
-                                for seg in path.split("/"))
-
-
-#: default-ignorable code points beside the format characters (Unicode's
-#: Default_Ignorable_Code_Point): variation selectors, the combining grapheme joiner, the
-#: Hangul fillers, Mongolian free variation selectors, Khmer inherent vowels, tags
-_IGNORABLE = ((0x034F, 0x034F), (0x115F, 0x1160), (0x17B4, 0x17B5), (0x180B, 0x180F),
-              (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFFA0, 0xFFA0), (0xE0000, 0xE0FFF))
-
-
-def _ignorable(c: str) -> bool:
-    n = ord(c)
-    return unicodedata.category(c) == "Cf" or any(lo <= n <= hi for lo, hi in _IGNORABLE)
-
-
-def _dot_like_segment(path: str) -> bool:
-    """Whether a decoded `path` has a segment that a server may read as `.` or `..`: one
-    with spaces around its dots (`..%20`: servers that trim a segment's end resolve it) or
-    dots of another form that Unicode normalisation makes `.` (the fullwidth full stop, the one-dot
-    leader, the small full stop)."""
-    for seg in path.split("/"):
-        seg = seg.partition(";")[0]
-        if "." not in seg and seg.isascii():
-            continue
-        if not seg.isascii():   # (what a server may drop as invisible: format characters,
-            seg = "".join(c for c in unicodedata.normalize("NFKC", seg)   # a zero-width
-                          if not _ignorable(c))                           # space, a BOM)
-        if seg.strip() in (".", ".."):   # (every space Python trims: NEL too)
-            return True
-    return False
-
-
 def canonical_target(raw: str) -> Target:
     """The canonical reading of a `:path` value; `Unreadable` (400) for an ambiguous one."""
     if _PLAIN.fullmatch(raw):   # nothing encoded: read as is, sent as is
         path, _, query = raw.partition("?")
-        if ";" in query or _dot_segment(path):
+        if ";" in query or dot_segment(path):
             return _slow_target(raw)   # refused there
         pairs = [(n, v) for n, _, v in (item.partition("=") for item in query.split("&")
                                          if item)] if query else []
@@ -164,7 +128,7 @@ def _slow_target(raw: str) -> Target:
             raise Unreadable(400, "the request path holds a character a server may read as "
                              "'/', '%', '\\', '?' or '#' (a fullwidth form)",
                              "extproc_bad_path")
-    if _dot_segment(decoded) or _dot_like_segment(decoded):
+    if dot_segment(decoded) or dot_like_segment(decoded):
         # (found by review: left as written, /v1/files/../chat/completions matched a
         # pass-through's /v1/files/** while a server resolving it reads a chat completion;
         # Envoy's normalize_path resolves them first, a proxy in front may not)
