@@ -7,7 +7,7 @@ masked on its own too (`replies`); here the group is read joined, as a stream's 
 them (found by review: `jane.roe@` and `example.org` in two parts passed a whole reply,
 masked in the same reply streamed). A match across a boundary is replaced where it starts;
 the rest of it is taken out of the texts after (a text left with nothing holds the
-placeholder too). Webhook guards get each group's joined text in a call of its own.
+placeholder too). Webhook guards get each group's joined text instead of its texts.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from .detectors import Span
 from .settings import Guard
-from .webhook import split_masked
+from .webhook import DEFAULT_PLACEHOLDER, split_masked
 
 #: a group: the (holder, key) of each text, in the order the client joins them
 Group = list[tuple[dict, str]]
@@ -59,7 +59,8 @@ def split_joined(texts: list[str], cuts: Sequence[Cut]) -> list[str]:
     out = split_masked(texts, list(cuts))
     low = 0
     for i, text in enumerate(texts):
-        if text and not out[i]:
-            out[i] = next(c.placeholder for c in cuts if c.start <= low < c.end)
+        if text and not out[i]:   # (a webhook's empty placeholder: the default one here)
+            out[i] = next(c.placeholder for c in cuts if c.start <= low < c.end) \
+                or DEFAULT_PLACEHOLDER
         low += len(text)
     return out

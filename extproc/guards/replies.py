@@ -154,56 +154,50 @@ class WholeJsonGuard(BodyTransform):
         return json_bytes(doc)
 
     async def _webhook(self, doc: dict[str, Any] | list[Any], ex: Context, guard: Guard) -> bool:
-        """One webhook on the reply: raise `Reject`, or mask; True if it masked. Texts a
-        client reads joined (`joined`) go in a second call, each group as one text, once
-        the first call's masks are made (found by review: a webhook read them apart)."""
-        changed = await self._webhook_texts(doc, ex, guard)
-        groups = [g for g in self.adapter.joined_reply_texts(doc) if len(g) > 1] \
-            if isinstance(doc, dict) else []
-        if not groups:
-            return changed
-        verdict = await self.policy.webhook_verdict(guard, self.policy.webhook_call(
-            ex, guard, "response",
-            [Text("assistant", "".join(h[k] for h, k in g)) for g in groups]), ex)
-        if verdict is None or verdict.action == "pass":
-            return changed
-        if verdict.action == "reject":
-            self.policy.stats["response_rejected"] += 1
-            refuse(ex, guard, "response", verdict)
-        for i, masks in masks_by_text(verdict).items():
-            group = groups[i]
-            new = split_joined([h[k] for h, k in group], sorted(
-                (Cut(m.start, m.end, m.placeholder) for m in masks), key=lambda c: c.start))
-            for (holder, key), text in zip(group, new, strict=True):
-                holder[key] = text
-        decide(ex, guard.name, "response", "masked")
-        return True
-
-    async def _webhook_texts(self, doc: dict[str, Any] | list[Any], ex: Context,
-                             guard: Guard) -> bool:
-        """One webhook call on the reply's texts, each on its own."""
+        """One webhook call on the reply: raise `Reject`, or mask; True if it masked. Texts
+        a client reads joined (`joined`) are sent as one text per group, in the same call,
+        instead of one by one (found by review: a webhook read them apart; a second call
+        then doubled the wait on the webhook)."""
         adapter = self.adapter
+        groups = [g for g in adapter.joined_reply_texts(doc) if len(g) > 1] \
+            if isinstance(doc, dict) else []
+        # a grouped text goes in its group's joined text alone (one- and no-character
+        # strings are shared objects: nothing to hide in them, sent as they are)
+        grouped = {id(h[k]) for g in groups for h, k in g if len(h[k]) > 1}
         collected = Collected()
         # keys and numbers of JSON values too, each a text of its own (MaskingFn), and
         # tool-call arguments as the tool reads them; the two passes visit the same texts
         # in the same order
-        adapter.rewrite_response_texts(doc, MaskingFn(lambda t: collected.add("assistant", t)))
+        adapter.rewrite_response_texts(doc, MaskingFn(lambda t: collected.add(
+            None if id(t) in grouped else "assistant", t)))
         side = side_slots(doc) if isinstance(doc, dict) else []   # (an error's message...)
         for holder, key in side:
             collected.add("assistant", holder[key])
-        if not collected.texts:
+        first = len(collected.texts)   # the groups' joined texts after the others
+        texts = [*collected.texts,
+                 *(Text("assistant", "".join(h[k] for h, k in g)) for g in groups)]
+        if not texts:
             return False
         verdict = await self.policy.webhook_verdict(
-            guard, self.policy.webhook_call(ex, guard, "response", collected.texts), ex)
+            guard, self.policy.webhook_call(ex, guard, "response", texts), ex)
         if verdict is None or verdict.action == "pass":
             return False
         if verdict.action == "reject":
             self.policy.stats["response_rejected"] += 1
             refuse(ex, guard, "response", verdict)
-        rewrite = collected.rewriter(masks_by_text(verdict))
+        masks = masks_by_text(verdict)
+        rewrite = collected.rewriter(masks)
         adapter.rewrite_response_texts(doc, MaskingFn(rewrite))
         for holder, key in side:   # after the others, in the order they were collected
             holder[key] = rewrite(holder[key])
+        for i, group in enumerate(groups):   # untouched by the rewrite: their texts went
+            found = masks.get(first + i)     # in the joined text alone
+            if found:
+                new = split_joined([h[k] for h, k in group], sorted(
+                    (Cut(m.start, m.end, m.placeholder) for m in found),
+                    key=lambda c: c.start))
+                for (holder, key), text in zip(group, new, strict=True):
+                    holder[key] = text
         decide(ex, guard.name, "response", "masked")
         return True
 

@@ -151,6 +151,14 @@ def test_a_text_wholly_inside_a_value_is_never_left_empty() -> None:
     assert all(b["text"] for b in json.loads(body)["content"]), body
 
 
+def test_an_empty_placeholder_leaves_no_text_empty() -> None:
+    """A webhook may mask with an empty placeholder: a text wholly inside such a value gets
+    the default one rather than nothing (found by review)."""
+    from extproc.guards.joined import Cut, split_joined
+    from extproc.guards.webhook import DEFAULT_PLACEHOLDER
+    assert split_joined(["ab", "cd", "ef"], [Cut(1, 5, "")]) == ["a", DEFAULT_PLACEHOLDER, "f"]
+
+
 def openai_list(secret: str) -> tuple[str, str, dict, dict]:
     """An OpenAI-compatible server's chat reply whose content is a list of text parts."""
     a, b = split(secret)
@@ -198,3 +206,5 @@ def test_a_webhook_guard_reads_joined_texts_as_one_text(monkeypatch: pytest.Monk
         assert status is None and b"<EMAIL>" in body, (shape.__name__, body)
         assert EMAIL[:9].encode() not in body and EMAIL[9:].encode() not in body, body
         assert any(EMAIL in text for texts in calls for text in texts), calls
+        assert len(calls) == 1, calls   # one call: the group in it, joined, not apart
+        assert not any(EMAIL[:9] in t and EMAIL not in t for t in calls[0]), calls
