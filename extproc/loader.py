@@ -53,13 +53,17 @@ def load(path: str | Path) -> Config:
     """Read and validate a config file; raise ConfigError listing every problem."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"<file>: cannot read {path}: {exc.strerror}"]) from exc
-    try:
+    except UnicodeDecodeError as exc:   # (a traceback, and a worker restarted for ever:
+        raise ConfigError([f"<file>: {path} is not UTF-8 (byte {exc.start})"]) from None
+    try:                                # found by review)
         data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         raise ConfigError([f"<file>: not valid YAML: {_yaml_error(exc, path)}"]) from exc
+    except RecursionError:
+        raise ConfigError([f"<file>: {path} nests its YAML too deeply"]) from None
     return parse(data, source=str(path))
 
 

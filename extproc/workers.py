@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("extproc.server")
 FETCH_TIMEOUT_S = 2.0
+#: a worker that dies this soon after it started is tried again after a wait, not at once
+CRASH_LOOP_S = 10.0
 #: cores `--workers auto` leaves to others, chiefly Envoy's `--concurrency` worker threads
 RESERVED_CORES_ENV = "EXTPROC_RESERVED_CORES"
 
@@ -243,13 +245,15 @@ def _spend(ports: list[int], alive: list[bool], token: str | None = None
     return 200, json.dumps(answer).encode(), "application/json"
 
 
-def _worker(opts: ServeOptions, index: int, ports: Any) -> None:
+def _worker(opts: ServeOptions, index: int, ports: Any, supervisor: int) -> None:
     """One worker process: `serve` with its admin endpoints on 127.0.0.1 at a port the
     kernel picks, written to `ports[index]` (shared with the supervisor) once bound."""
     from .logs import setup_logging
     from .server import run
     from .stack import die_with_parent
     die_with_parent()   # (a SIGKILLed supervisor left its workers serving: found by review)
+    if os.getppid() != supervisor:   # it died before that took: nothing would stop us
+        raise SystemExit(0)
     setup_logging(prefix=f"worker{index}")
     if opts.admin_port is not None:
         opts.admin_host, opts.admin_port = "127.0.0.1", 0
@@ -268,7 +272,7 @@ def run_workers(opts: ServeOptions) -> int:
     if any(a.startswith(("unix:", "unix-abstract:")) for a in opts.addresses):
         log.error("--workers > 1 needs a TCP address: a unix socket cannot be shared")
         return 2
-    if any(a.rpartition(":")[2] == "0" for a in opts.addresses):   # (each worker would
+    if any(int(a.rpartition(":")[2]) == 0 for a in opts.addresses):   # (each worker would
         log.error("--workers > 1 needs a fixed port: with port 0 each worker would listen "
                   "on a port of its own")   # get a port of its own: found by review)
         return 2
@@ -285,9 +289,13 @@ def run_workers(opts: ServeOptions) -> int:
     # each worker's admin port, written by the worker once bound (0 until then)
     ports = ctx.Array("i", opts.workers, lock=False)
 
+    started: dict[int, float] = {}   # when each worker was last started
+
     def start(i: int) -> multiprocessing.process.BaseProcess:
         ports[i] = 0
-        p = ctx.Process(target=_worker, args=(opts, i, ports), name=f"extproc-worker-{i}")
+        p = ctx.Process(target=_worker, args=(opts, i, ports, os.getpid()),
+                        name=f"extproc-worker-{i}")
+        started[i] = time.monotonic()
         p.start()
         return p
 
@@ -320,7 +328,7 @@ def run_workers(opts: ServeOptions) -> int:
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, forward)
     try:
-        while procs:
+        while procs or (down and not stopping):   # (workers waiting to be tried again too)
             time.sleep(0.2)
             for i, when in list(down.items()):
                 if not stopping and time.monotonic() >= when:
@@ -348,6 +356,16 @@ def run_workers(opts: ServeOptions) -> int:
                         log.error("worker %d could not start again; the others serve on, "
                                   "trying again in %.0f s", i, wait)
                         down[i] = time.monotonic() + wait
+                elif time.monotonic() - started[i] < CRASH_LOOP_S:   # died as it started
+                    # (a crash at load, not a config error: found by review, restarted every
+                    # second for ever): tried again with the same backoff
+                    del procs[i]
+                    first.discard(i)
+                    waits[i] = wait = min(60.0, 2 * waits.get(i, 2.5))
+                    log.error("worker %d exited with %s %.1f s after it started; trying "
+                              "again in %.0f s", i, p.exitcode, time.monotonic() - started[i],
+                              wait)
+                    down[i] = time.monotonic() + wait
                 else:
                     log.error("worker %d exited with %s; restarting it", i, p.exitcode)
                     first.discard(i)

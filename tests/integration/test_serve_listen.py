@@ -96,7 +96,7 @@ def test_a_busy_supervisor_admin_port_is_one_line_and_starts_no_worker(busy_port
 def test_workers_need_a_fixed_tcp_port() -> None:
     """With port 0 each worker listened on a port of its own, none known (found by review);
     a unix-abstract name cannot be shared either."""
-    for address in ("127.0.0.1:0", "unix-abstract:extproc-test"):
+    for address in ("127.0.0.1:0", "127.0.0.1:00", "unix-abstract:extproc-test"):
         done = serve("--listen", address, "--workers", "2")
         assert done.returncode == 2, done.stderr[-2000:]
         assert "--workers > 1 needs a" in done.stderr and "Traceback" not in done.stderr
@@ -147,6 +147,9 @@ def test_when_every_restart_fails_the_supervisor_exits_2(tmp_path: Path) -> None
             proc.kill()
     assert proc.returncode == 2, err[-3000:]
     assert "could not start; stopping" in err and not _serving(port)
+    # killed as they had just started: tried again after a wait, not at once (found by
+    # review: a worker crashing at load was restarted every second for ever)
+    assert "s after it started; trying again in 5 s" in err, err[-3000:]
 
 
 def test_a_killed_supervisor_leaves_no_worker(tmp_path: Path) -> None:
@@ -177,9 +180,12 @@ def test_a_restarted_worker_that_cannot_start_leaves_the_others_serving(tmp_path
     import os
     import signal
     import time
+
+    from extproc.workers import CRASH_LOOP_S
     port = _free_port()
     proc, config, workers = _start_workers(tmp_path, port)
     good = config.read_text()
+    time.sleep(CRASH_LOOP_S)   # a crash, not a worker dying as it starts (tried later)
     try:
         config.write_text("routes_typo: []\n")
         os.kill(workers[0], signal.SIGKILL)
@@ -199,3 +205,29 @@ def test_a_restarted_worker_that_cannot_start_leaves_the_others_serving(tmp_path
     assert "could not start again; the others serve on, trying again in 5 s" in err, \
         err[-3000:]
     assert proc.returncode == 0
+
+
+def test_a_worker_whose_supervisor_is_gone_does_not_serve(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """A worker whose supervisor died before it asked to die with it would never be told:
+    it checks its parent is still the supervisor, and stops (found by review: a worker
+    started just before its supervisor was SIGKILLed served on alone)."""
+    from extproc import server, stack, workers
+    served: list[object] = []
+    monkeypatch.setattr(stack, "die_with_parent", lambda: None)
+    monkeypatch.setattr(server, "run", lambda opts: served.append(opts) or 0)
+    with pytest.raises(SystemExit) as done:
+        workers._worker(server.ServeOptions(config_path="x"), 0, [0], supervisor=1)
+    assert done.value.code == 0 and served == []
+
+
+def test_a_config_that_is_no_utf8_or_nests_too_deep_is_a_config_error(tmp_path: Path) -> None:
+    """Both were tracebacks, exit 1, and a worker restarted every second (found by review)."""
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b"# caf\xe9\nroutes: []\n")
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    for path, said in ((latin, "is not UTF-8 (byte 5)"), (deep, "nests its YAML too deeply")):
+        done = serve("--config", str(path))
+        assert done.returncode == 2 and said in done.stderr, done.stderr[-2000:]
+        assert "Traceback" not in done.stderr
