@@ -30,9 +30,10 @@ def _ignorable(c: str) -> bool:
 
 def dot_like_segment(path: str) -> bool:
     """Whether a decoded `path` has a segment that a server may read as `.` or `..`: one
-    with spaces around its dots (`..%20`: servers that trim a segment's end resolve it) or
-    dots of another form that Unicode normalisation makes `.` (the fullwidth full stop, the one-dot
-    leader, the small full stop)."""
+    that is (as `dot_segment` finds), one with spaces around its dots (`..%20`: servers
+    that trim a segment's end resolve it), or dots of another form that Unicode
+    normalisation makes `.` (the fullwidth full stop, the one-dot leader, the small full
+    stop)."""
     for seg in path.split("/"):
         seg = seg.partition(";")[0]
         if "." not in seg and seg.isascii():

@@ -128,7 +128,7 @@ def _slow_target(raw: str) -> Target:
             raise Unreadable(400, "the request path holds a character a server may read as "
                              "'/', '%', '\\', '?' or '#' (a fullwidth form)",
                              "extproc_bad_path")
-    if dot_segment(decoded) or dot_like_segment(decoded):
+    if dot_like_segment(decoded):   # (`dot_segment`'s as written among them)
         # (found by review: left as written, /v1/files/../chat/completions matched a
         # pass-through's /v1/files/** while a server resolving it reads a chat completion;
         # Envoy's normalize_path resolves them first, a proxy in front may not)

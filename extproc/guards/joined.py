@@ -19,9 +19,6 @@ from .detectors import Span
 from .settings import Guard
 from .webhook import DEFAULT_PLACEHOLDER, split_masked
 
-#: a group: the (holder, key) of each text, in the order the client joins them
-Group = list[tuple[dict, str]]
-
 
 class Cut(NamedTuple):
     """A value to replace in a joined text: its span there and its placeholder."""
