@@ -16,21 +16,71 @@ MaskerFactory = Callable[[], list[StreamMasker]]
 
 
 class MaskerChain:
-    """Maskers applied in order (reject guards first, then mask guards)."""
+    """Maskers applied in order (reject guards first, then mask guards).
+
+    Two texts a client reads joined (adjacent content blocks) go through one chain, with a
+    boundary between them (`mark`): each masker finds where the boundary falls in what it
+    releases (`StreamMasker.mark`) and marks the next masker's text there, so `cuts` tells
+    where it falls in the chain's output, a match begun before it falling before it whole."""
 
     def __init__(self, maskers: list[StreamMasker]) -> None:
         self.maskers = maskers
+        #: boundaries marked and not yet released past by the last masker
+        self.pending = 0
+        #: where the boundaries released by the last `feed` or `finish` fell in its output
+        self.cuts: list[int] = []
 
     def feed(self, text: str) -> str:
+        if self.pending:
+            return self._through(text, False)
         for m in self.maskers:
             text = m.feed(text) if text else ""
         return text
 
     def finish(self) -> str:
+        if self.pending:
+            return self._through("", True)
         out = ""
         for m in self.maskers:
             out = (m.feed(out) if out else "") + m.finish()
         return out
+
+    def mark(self) -> bool:
+        """A boundary at the end of the text so far; True when nothing is held (it lies
+        after everything released), else a later `feed` or `finish` puts it in `cuts`."""
+        for m in self.maskers:   # a masker holding nothing passes it on to the next
+            if not m.mark():
+                self.pending += 1
+                return False
+        return True
+
+    def _through(self, text: str, finish: bool) -> str:
+        """`feed` (or `finish`) with boundaries pending: each masker is fed its text cut at
+        the boundaries the masker before it released, marked there."""
+        cuts: list[int] = []
+        for m in self.maskers:
+            parts: list[str] = []
+            found: list[int] = []
+            n = prev = 0
+            for p in [*cuts, -1]:
+                piece = text[prev:] if p < 0 else text[prev:p]
+                if piece:
+                    out = m.feed(piece)
+                    found += [n + x for x in m.take_cuts()]
+                    parts.append(out)
+                    n += len(out)
+                if p >= 0:
+                    if m.mark():
+                        found.append(n)
+                    prev = p
+            if finish:
+                out = m.finish()
+                found += [n + x for x in m.take_cuts()]
+                parts.append(out)
+            text, cuts = "".join(parts), found
+        self.pending -= len(cuts)
+        self.cuts = cuts
+        return text
 
     def end(self) -> str:
         """End one text and start afresh on the next (a token of JSON source text)."""

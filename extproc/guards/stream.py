@@ -124,11 +124,32 @@ class StreamMasker:
         # again (`PatternDetector._accept`): this stream's own, let go with it
         self._memo: dict[tuple[str, int, str], int] | None = \
             {} if getattr(scanner, "takes_memo", False) else None
+        # boundaries between two texts read joined (`mark`) not yet released past: their
+        # offsets in the held text; and where those released fell in the last output
+        self._marks: list[int] = []
+        self._cuts: list[int] = []
 
     @property
     def held(self) -> int:
         """Characters currently held back."""
         return len(self._buf)
+
+    def mark(self) -> bool:
+        """A boundary at the end of the text so far: the end of one text a client reads
+        joined with the next (two content blocks), fed on as one text. True when nothing is
+        held (the boundary lies after everything released); else the call that releases
+        past it tells where it fell in its output (`take_cuts`): a match that starts before
+        it falls before it whole, placeholder and all."""
+        if not self._buf:
+            return True
+        self._marks.append(len(self._buf))
+        return False
+
+    def take_cuts(self) -> list[int]:
+        """Where the boundaries released by the last `feed` or `finish` fell in its output
+        (in order), and forget them."""
+        cuts, self._cuts = self._cuts, []
+        return cuts
 
     def feed(self, text: str) -> str:
         """Take the next piece; return the masked text that is safe to release now."""
@@ -175,6 +196,8 @@ class StreamMasker:
             self._left_as(window, fwindow, lo, hold)
             self._hold_from(window, fwindow, hold)
         self._looked = n - hold
+        if self._marks:
+            self._passed(window[c:hold], [])
         return window[c:hold]
 
     def _add(self, text: str) -> None:
@@ -205,6 +228,7 @@ class StreamMasker:
         is kept."""
         out = self.finish()
         self._left = self._buf = self._fleft = self._fbuf = ""
+        self._marks = []
         self._at_span = False
         self._looked = 0
         self._stopped = None
@@ -287,10 +311,13 @@ class StreamMasker:
             self._stopped = final[0].detector
             raise GuardTriggered(final[0].detector)
         self.found.extend(s.detector for s in final)
-        out = window[c:hold]
+        raw = out = window[c:hold]
+        moved: list[Span] = []
         if final:
-            out = self.scanner.mask(out, [dataclasses.replace(s, start=s.start - c,
-                                                              end=s.end - c) for s in final])
+            moved = [dataclasses.replace(s, start=s.start - c, end=s.end - c) for s in final]
+            out = self.scanner.mask(out, moved)
+        if self._marks:
+            self._passed(raw, moved)
         if hold > c:                   # else the left context stays as it is
             keep = hold - self.context
             self._at_span = bool(final) and final[-1].end == hold
@@ -299,6 +326,24 @@ class StreamMasker:
             self._left_as(window, fwindow, max(0, keep), hold)
         self._hold_from(window, fwindow, hold)
         return out
+
+
+    def _passed(self, raw: str, spans: list[Span]) -> None:
+        """`raw` (masked with `spans`, in its own offsets) is released: note where the
+        boundaries it passes fall in the output (`take_cuts`)."""
+        k = len(raw)
+        keep: list[int] = []
+        for p in self._marks:
+            if p > k:
+                keep.append(p - k)
+                continue
+            before = [s for s in spans if s.start < p]   # (sorted, apart)
+            if not before:
+                self._cuts.append(p)
+            else:   # a match begun before the boundary falls before it whole
+                end = max(p, before[-1].end)
+                self._cuts.append(len(self.scanner.mask(raw[:end], before)))
+        self._marks = keep
 
 
 def _same(raw: str, folded: str) -> str:
