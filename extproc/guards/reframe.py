@@ -32,14 +32,13 @@ nothing of the matched value is ever sent.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from json.encoder import encode_basestring  # how json.dumps(ensure_ascii=False) writes a str
 from typing import Any
 
 from ..codecs.sse import Event, encode
 from ..providers import Adapter, adapter_for
-from ..providers.openai import DELTA_TEXT_FIELDS, OpenAIAdapter
+from ..providers.openai import OpenAIAdapter
 from ..providers.slots import JSON_PIECES, NAME_PIECE, Piece, TextSlot, UnreadableEvent
 from ..providers.values import MaskingFn, rewrite_json_strings
 from .chains import Chain, MaskerChain, MaskerFactory, json_chain
@@ -58,41 +57,13 @@ from .event_stream import (
     unasked,
 )
 from .names import mask_name
+from .openai_event import OPENAI_TEXT, STRINGS, TEXT_LITERAL, TEXT_LITERAL_BYTES
 from .side_texts import event_texts
 from .stops import GOOGLE, _dump, stop_events, stream_head
 from .stream import GuardTriggered
 
 #: the piece of a side text (`side_texts`), each read whole
 SIDE_PIECE: Piece = (-1, "side", 0)
-
-# The common OpenAI event, a content delta of one choice, when it is written the way `_dump`
-# writes it: compact, strings without escapes, integers only (outside the text), one choice
-# with no finish_reason, every value but the choices and the delta a scalar, and no other
-# text in the delta (a refusal or reasoning field is null if there). Then the masked text
-# spliced into the data is exactly what parsing, masking and re-encoding would give.
-_STR = r'"[^"\\\x00-\x1f]*"'
-_SCALAR = r'(?:"[^"\\\x00-\x1f]*"|0|-?[1-9][0-9]{0,17}|true|false|null)'
-_MEMBER = rf'{_STR}:{_SCALAR}'
-_OTHER_TEXT = "|".join(f for f in DELTA_TEXT_FIELDS if f != "content")
-# a delta member the slow path would not read: the role, a text field that is null, or
-# another key whose value is no string (the slow path reads the strings of a delta field it
-# does not know, so one holding a string leaves the fast path)
-_NUMBER = r'(?:0|-?[1-9][0-9]{0,17}|true|false|null)'
-_DELTA_MEMBER = (rf'(?:"role":{_SCALAR}'
-                 rf'|"(?!(?:content|role|{_OTHER_TEXT})")[^"\\\x00-\x1f]*":{_NUMBER}'
-                 rf'|"(?:{_OTHER_TEXT})":null)')
-_TEXT = r'"[^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*)*"'
-# an event member outside the choices: no side text (`side_texts`: an error, a feedback)
-_TOP_MEMBER = (rf'"(?!(?:error|type|stop_details|promptFeedback|prompt_feedback)")'
-               rf'[^"\\\x00-\x1f]*":{_SCALAR}')
-_OPENAI_TEXT = re.compile(
-    rf'\{{(?:{_TOP_MEMBER},)*"choices":\[\{{"index":(0|[1-9][0-9]{{0,8}}),"delta":\{{'
-    rf'(?:{_DELTA_MEMBER},)*"content":({_TEXT})(?:,{_DELTA_MEMBER})*\}}'
-    rf'(?:,"finish_reason":null|,(?!"finish_reason"){_MEMBER})*\}}\](?:,{_TOP_MEMBER})*\}}')
-_TEXT_LITERAL = re.compile(_TEXT)
-_TEXT_LITERAL_BYTES = re.compile(_TEXT.encode())
-_STRINGS = re.compile(r'"([^"]*)"(:?)')  # in text without escapes: each string, ':' if a key
-
 
 def _encode(data: str, event: str | None, terminator: bytes) -> bytes:
     """`encode(data, event=event, terminator=terminator)`, faster for one line of data."""
@@ -180,7 +151,7 @@ class SSEMaskingReframer(EventMasker):
     def _chunk_text(self, chunk: bytes) -> bytes | None:
         """`_openai_text` of a chunk that is the last such event's bytes around another text
         literal: `data: `, the data before the text, the literal, the data after it and a
-        blank line. The frame holds no line end (`_OPENAI_TEXT` admits none) and neither
+        blank line. The frame holds no line end (`OPENAI_TEXT` admits none) and neither
         does a literal, so the chunk is one whole event; and as the literal is cut at ASCII
         quotes, decoding it alone gives what decoding the whole chunk would. None when the
         chunk is not such an event (nothing has changed then)."""
@@ -190,7 +161,7 @@ class SSEMaskingReframer(EventMasker):
         if not (chunk.startswith(head) and chunk.endswith(tail)):
             return None
         literal = chunk[len(head):len(chunk) - len(tail)]
-        if _TEXT_LITERAL_BYTES.fullmatch(literal) is None:
+        if TEXT_LITERAL_BYTES.fullmatch(literal) is None:
             return None
         if literal == b'""':
             self._current = (chunk, None)   # (a refusal next repeats its head)
@@ -285,21 +256,21 @@ class SSEMaskingReframer(EventMasker):
         return b"".join(before) + body
 
     def _openai_text(self, raw: bytes, data: str, event: str | None) -> bytes | None:
-        """`_event` for the common OpenAI event (see `_OPENAI_TEXT`) without parsing it all:
+        """`_event` for the common OpenAI event (see `OPENAI_TEXT`) without parsing it all:
         the raw event when its text goes out unchanged, else the masked text spliced into
         the data. None when the event is not of that kind (nothing has changed then)."""
         frame = self._frame
         if frame is not None and data.startswith(frame[0]) and data.endswith(frame[1]):
             pre, post, piece = frame   # the data around the text as in the last such event
             text = data[len(pre):len(data) - len(post)]
-            if _TEXT_LITERAL.fullmatch(text) is None:
+            if TEXT_LITERAL.fullmatch(text) is None:
                 return None
         else:
-            m = _OPENAI_TEXT.fullmatch(data)
+            m = OPENAI_TEXT.fullmatch(data)
             if m is None:
                 return None
             pre, text, post = data[:m.start(2)], m.group(2), data[m.end(2):]
-            keys = [k for k, colon in _STRINGS.findall(pre + post) if colon]
+            keys = [k for k, colon in STRINGS.findall(pre + post) if colon]
             if len(set(keys)) < len(keys):
                 return None   # a key twice: json.loads keeps one
             piece = (int(m.group(1)), "content", 0)
