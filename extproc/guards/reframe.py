@@ -14,7 +14,9 @@ is replaced by what its chain releases now (possibly nothing: the held suffix fo
 later event), and what is still held when the piece ends (a finish reason, a content block's
 stop, a stream-level stop or error, ``[DONE]``, the stream's end) is appended to the piece's
 text in the event that ends it, or else goes out just before that event in the adapter's
-``rest_event`` (made from the piece's last text event). Text for a piece after its end ends
+``rest_event`` (made from the piece's last text event); but a content block of a kind a
+client reads joined with the next of its kind (``Adapter.stream_joins``) has its chain read
+on into that one, the boundary marked (``block_join``). Text for a piece after its end ends
 the stream refused (``EndedPieces``): read apart from what it continues, a value split
 around the end would go out in clear. Events without text, and text events
 whose texts go out unchanged at once (most of them: nothing held, nothing masked), pass
@@ -39,8 +41,16 @@ from typing import Any
 from ..codecs.sse import Event, encode
 from ..providers import Adapter, adapter_for
 from ..providers.openai import OpenAIAdapter
-from ..providers.slots import JSON_PIECES, NAME_PIECE, Piece, TextSlot, UnreadableEvent
+from ..providers.slots import (
+    JSON_PIECES,
+    NAME_PIECE,
+    EventTexts,
+    Piece,
+    TextSlot,
+    UnreadableEvent,
+)
 from ..providers.values import MaskingFn, rewrite_json_strings
+from .block_join import HeldBlocks
 from .chains import Chain, MaskerChain, MaskerFactory, json_chain
 from .event_stream import (
     ANY_CHOICES,
@@ -104,6 +114,10 @@ class SSEMaskingReframer(EventMasker):
         # the same as a chunk has it: `data: ` and the data before the text, the data after
         # it and LF LF; then the frame itself
         self._bframe: tuple[bytes, bytes, str, str, Piece] | None = None
+        #: the piece fields whose adjacent blocks a client reads joined, and those blocks'
+        #: chain from a block's stop on (`block_join`)
+        self.joins = self.adapter.stream_joins
+        self.held_blocks: HeldBlocks | None = None
 
     def feed(self, chunk: bytes) -> bytes:
         """`EventMasker.feed`, faster for OpenAI's stream of one-line `data:` events (LF only)
@@ -214,6 +228,22 @@ class SSEMaskingReframer(EventMasker):
                            for holder, key in side)                       # message...
         if texts.unread:     # an image, audio: refused unless every guard lets it pass
             media(texts.unread, self.allow_unread)
+        held, pre = self.held_blocks, b""
+        if held is not None and not held.continues(doc, texts, self.chains):
+            self.held_blocks = None   # (the blocks after are read apart)
+            pre = held.release(self.chains, self.last, self._rest_event)
+        out = self._masked(raw, doc, texts, event)
+        held = self.held_blocks   # (its output held while a boundary after a block waits)
+        if held is None:
+            return pre + out
+        out = held.send(out, self._rest_event)
+        if held.live is not None and not held.holding:
+            self.held_blocks = None   # its chain reads on as the live block's own
+        return pre + out
+
+    def _masked(self, raw: bytes, doc: dict[str, Any], texts: EventTexts,
+                event: str | None) -> bytes:
+        """`_parsed` of an event read (`doc`, its `texts`)."""
         if not texts.slots and not texts.ends and not texts.ends_all \
                 and not texts.ends_pieces:
             return raw
@@ -243,7 +273,11 @@ class SSEMaskingReframer(EventMasker):
         for piece in ended(self.chains, texts):
             last_slot = here.get(piece)   # (compiled, a variable keeps one type)
             if last_slot is None:
-                before.append(self._synthetic(piece))
+                if piece[1] in self.joins and not texts.ends_all:   # read on into the
+                    self.held_blocks = HeldBlocks.after(          # next block of its kind
+                        self.held_blocks, piece, self.chains, self.last)
+                else:
+                    before.append(self._synthetic(piece))
                 continue
             self.last.pop(piece, None)
             rest = self._rest(piece)
@@ -317,7 +351,9 @@ class SSEMaskingReframer(EventMasker):
         if self.closed.some:   # (every chunk comes here: no call until something ended)
             self.closed.check(key)
         self.last[key] = self._current
-        return self._chain(key).feed(text)
+        out = self._chain(key).feed(text)
+        held = self.held_blocks
+        return out if held is None or key != held.live else held.route(text, out)
 
     def _rest(self, key: Piece) -> str:
         chain = self.chains.pop(key, None)
@@ -331,6 +367,11 @@ class SSEMaskingReframer(EventMasker):
         last = self.last.pop(key, None)
         if not rest or last is None:
             return b""
+        return self._rest_event(key, rest, last)
+
+    def _rest_event(self, key: Piece, rest: str, last: tuple[str | bytes, str | None]) -> bytes:
+        """The adapter's rest event of `key` carrying `rest`, made from `last` (its last
+        text event)."""
         data, event = last
         if isinstance(data, bytes):   # the chunk `_chunk_text` read: `data: ...` and LF LF
             data = data[6:-2].decode("utf-8", "replace")
@@ -340,7 +381,9 @@ class SSEMaskingReframer(EventMasker):
         return encode(_dump(doc, self.google), event=event, terminator=self.terminator)
 
     def _end(self) -> bytes:
-        return b"".join(self._synthetic(key) for key in list(self.chains))
+        held, self.held_blocks = self.held_blocks, None
+        out = held.release(self.chains, self.last, self._rest_event) if held else b""
+        return out + b"".join(self._synthetic(key) for key in list(self.chains))
 
     # --- reject ---------------------------------------------------------------------------
     def _head(self) -> dict[str, Any]:
@@ -355,6 +398,7 @@ class SSEMaskingReframer(EventMasker):
 
     def _rejected(self, detector: str) -> bytes:
         self.stopped = True
+        self.held_blocks = None   # (what it held is never sent)
         if self.on_reject is not None:
             self.on_reject(detector)
         return stop_events(self.provider, refusal_message(detector), self._head())

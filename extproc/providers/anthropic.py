@@ -146,6 +146,9 @@ class AnthropicAdapter(Adapter):
     #: start (which may carry text, or redacted thinking, whole)
     output_markers = (b'"content_block_delta"', b'"content_block_start"')
     dense_markers = (b'"content_block_start"',)
+    #: adjacent text blocks (and thinking blocks) are one text to a client: the SDK's
+    #: `get_final_text()` and a chat UI join them
+    stream_joins = frozenset({"text", "thinking"})
 
     def opaque_context_chars(self, body: dict[str, Any]) -> int:
         """Each ``redacted_thinking`` block's ``data`` (sent back in a tool-use loop)."""

@@ -193,6 +193,9 @@ class Adapter(ABC):
     #: byte strings that start an event that may carry much output in one piece (a block's
     #: start, a function call, media): its output is read exactly, not estimated
     dense_markers: tuple[bytes, ...] = ()
+    #: the stream pieces' fields (`Piece`'s second member) whose adjacent pieces a client
+    #: reads joined, each a content block of that type (`guards.block_join`)
+    stream_joins: frozenset[str] = frozenset()
 
     def __init__(self, name: str) -> None:
         self.name = name

@@ -1,0 +1,184 @@
+"""Adjacent content blocks of one kind masked as one text in a stream (sans-IO).
+
+Anthropic streams a message's text as content blocks (a new one where a citation starts or
+ends, around a server tool's use), and a client reads adjacent text blocks as one text: the
+SDK's `get_final_text()` joins them, a chat UI prints them one after the other. Masked each
+on its own, a value split exactly at a block's end went out in clear (its first half let go
+at the block's stop, before its second half arrived). So a block's masker chain reads on into
+the next block of the same kind (`Adapter.stream_joins`: text, thinking) with a boundary
+marked between the two (`MaskerChain.mark`), as a whole reply's joined texts are read
+(`joined`): each block keeps its own characters, a value's placeholder goes in the block
+where the value starts, the rest of the value is taken out of the blocks after, and a block
+that lay wholly inside a value holds the default placeholder rather than nothing (a provider
+refuses an empty text block sent back as history).
+
+What the chain still held at a block's stop belongs to that block until the chain releases
+past the boundary, which needs the next block's first characters. So while a boundary is
+pending, the block's stop and every event after it are held (`HeldBlocks.items`), the text
+the chain releases for the block goes into a rest event put before its stop (`Rest`), and
+all of it goes out, in order, once the boundary is placed. A boundary is placed at the
+latest when the chain's held text is released: within a match's length of the next block's
+text, or at once when an event that is not that block's start or text arrives (another kind
+of block, the message's end, an error; the chain is finished there, the blocks after read
+apart). Nothing but events without text (a ping) is held beyond that, and at most
+`MAX_QUIET` of those.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..providers.slots import EventTexts, Piece
+from .chains import Chain, MaskerChain
+from .webhook import DEFAULT_PLACEHOLDER
+
+#: events without text (pings) held at most while a boundary is pending: past it the
+#: chain is finished and the held events go out
+MAX_QUIET = 64
+
+
+class Rest:
+    """A block whose stop is held: its piece, its last text event (what its rest event is
+    made from), the text the chain released for it after its stop, and whether nothing of
+    its text has gone out (`empty`: it then holds the default placeholder)."""
+
+    __slots__ = ("empty", "last", "piece", "text")
+
+    def __init__(self, piece: Piece, last: Any, empty: bool) -> None:
+        self.piece = piece
+        self.last = last
+        self.text = ""
+        self.empty = empty
+
+
+class HeldBlocks:
+    """The chain of the blocks of one kind read as one text, from a block's stop until the
+    boundaries after it are placed (`pending`), with the events held meanwhile."""
+
+    def __init__(self, field: str, chain: Chain) -> None:
+        self.field = field
+        self.chain = chain
+        #: the block the chain reads now (the next block of the kind, once started)
+        self.live: Piece | None = None
+        self.items: list[bytes | Rest] = []
+        #: the held blocks whose boundary the chain has not released past, in order
+        self.pending: list[Rest] = []
+        self.quiet = 0
+        self._raw = False       # the live block has text
+        self._out = False       # something of it has gone out
+
+    @staticmethod
+    def after(held: HeldBlocks | None, piece: Piece, chains: dict[Piece, Chain],
+              last: dict[Piece, Any]) -> HeldBlocks:
+        """The held blocks once the block `piece` stopped (its chain and last text event
+        taken out of `chains` and `last`): `held` when it is that block's, else new."""
+        chain = chains.pop(piece)
+        if held is None or held.chain is not chain:
+            held = HeldBlocks(piece[1], chain)
+        held.stop(piece, last.pop(piece, None))
+        return held
+
+    @property
+    def holding(self) -> bool:
+        return bool(self.pending)
+
+    def stop(self, piece: Piece, last: Any) -> None:
+        """The block `piece` (whose chain is `chain`) stopped: a boundary after its text."""
+        empty = self.live is not None and self._raw and not self._out
+        self.live = None
+        self._raw = self._out = False
+        if isinstance(self.chain, MaskerChain) and not self.chain.mark():
+            rest = Rest(piece, last, empty)
+            self.pending.append(rest)
+            self.items.append(rest)
+
+    def continues(self, doc: dict[str, Any], texts: EventTexts,
+                  chains: dict[Piece, Chain]) -> bool:
+        """Does the event go on with the held blocks: the next block of the kind starting
+        (it becomes `live`, and its chain in `chains` is theirs), text of the live block
+        alone, its stop, or an event without text or end (a ping, at most `MAX_QUIET` while
+        holding)?"""
+        if texts.ends_all or texts.unread or texts.ends_pieces:
+            return False
+        kind = doc.get("type")
+        if kind == "content_block_start":
+            block = doc.get("content_block")
+            if self.live is not None or not isinstance(block, dict) \
+                    or block.get("type") != self.field:
+                return False
+            index = doc.get("index")
+            if type(index) is not int:
+                return False
+            live = self.live = (index, self.field, 0)
+            chains[live] = self.chain
+            return all(slot.piece == live for slot in texts.slots)
+        if not texts.slots and not texts.ends:
+            self.quiet += 1
+            return not self.holding or self.quiet <= MAX_QUIET
+        live = self.live
+        return live is not None and all(slot.piece == live for slot in texts.slots) \
+            and all(end == live[0] for end in texts.ends)
+
+    def route(self, text: str, released: str) -> str:
+        """What the live block's `text` released (`released`, from `chain.feed`): the part
+        before each boundary placed by it goes to that held block, the rest out with the
+        live block's event (nothing while a boundary is still pending)."""
+        if text:
+            self._raw = True
+        prev = 0
+        cuts = self.chain.cuts if isinstance(self.chain, MaskerChain) else []
+        for cut in cuts:
+            self.pending.pop(0).text += released[prev:cut]
+            prev = cut
+        if self.pending:
+            self.pending[0].text += released[prev:]
+            return ""
+        out = released[prev:]
+        if out:
+            self._out = True
+        return out
+
+    def send(self, out: bytes, rest_event: RestEvent) -> bytes:
+        """An event's output `out`: held (nothing sent) while a boundary is pending, else
+        sent after the events held so far."""
+        if self.pending:
+            self.items.append(out)
+            return b""
+        items, self.items = self.items, []
+        return render(items, rest_event) + out
+
+    def release(self, chains: dict[Piece, Chain], last: dict[Piece, Any],
+                rest_event: RestEvent) -> bytes:
+        """Finish the chain (the blocks after are read apart): every pending boundary is
+        placed, the held events go out with their rest events, and what the chain released
+        after the last boundary goes in a rest event of the live block (whose chain and
+        last event are taken out of `chains` and `last`)."""
+        released = self.chain.finish()
+        tail = self.route("", released) if self.pending or released else ""
+        out = render(self.items, rest_event)
+        self.items = []
+        if self.live is not None:
+            chains.pop(self.live, None)
+            its_last = last.pop(self.live, None)
+            if tail and its_last is not None:
+                out += rest_event(self.live, tail, its_last)
+        return out
+
+
+#: makes a piece's rest event (`SSEMaskingReframer._rest_event`): piece, text, last event
+RestEvent = Callable[[Piece, str, Any], bytes]
+
+
+def render(items: list[bytes | Rest], rest_event: RestEvent) -> bytes:
+    """The held events in order, each held block's rest event (`rest_event(piece, text,
+    last)`) before its stop."""
+    out: list[bytes] = []
+    for item in items:
+        if isinstance(item, Rest):
+            text = item.text or (DEFAULT_PLACEHOLDER if item.empty else "")
+            if text and item.last is not None:
+                out.append(rest_event(item.piece, text, item.last))
+        else:
+            out.append(item)
+    return b"".join(out)

@@ -1,0 +1,162 @@
+"""Adjacent Anthropic content blocks of one kind are one text to a client (the SDK's
+`get_final_text()` joins a message's text blocks), so a stream guard reads them as one
+(`guards.block_join`): a value split exactly at a block's end was let go in clear before
+(found by review: `jane.roe@` at one text block's end and `example.org` at the next's start
+passed a stream, while the same message whole was masked). For any blocks and any chunking
+of the stream, each block's text is what the whole-reply rule gives it, the events stay a
+valid Messages stream (every block started, its deltas, stopped, in order), and no chunk
+carries any part of a value the guard masks."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from extproc.guards.joined import Cut
+from extproc.guards.reframe import SSEMaskingReframer
+from extproc.guards.scanner import Scanner, builtin
+from extproc.guards.stream import StreamMasker
+from extproc.guards.webhook import DEFAULT_PLACEHOLDER, split_masked
+
+SCANNER = Scanner(builtin(["email", "aws_access_key"]))
+DELTA = {"text": "text_delta", "thinking": "thinking_delta"}
+
+
+def guard(action: str = "mask") -> SSEMaskingReframer:
+    return SSEMaskingReframer("anthropic", lambda: [StreamMasker(SCANNER, action=action)],
+                              1 << 20)
+
+
+def sse(doc: dict[str, Any]) -> bytes:
+    return f"event: {doc['type']}\ndata: {json.dumps(doc)}\n\n".encode()
+
+
+def stream(blocks: list[tuple[str, list[str]]], pings: bool = False) -> bytes:
+    """A Messages stream of `blocks`: (kind, the block's deltas), kind text, thinking or
+    tool_use."""
+    out = [sse({"type": "message_start", "message": {
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x",
+        "content": [], "stop_reason": None, "usage": {"input_tokens": 5, "output_tokens": 1}}})]
+    for i, (kind, deltas) in enumerate(blocks):
+        if kind == "tool_use":
+            out.append(sse({"type": "content_block_start", "index": i, "content_block": {
+                "type": "tool_use", "id": f"toolu_{i}", "name": "f", "input": {}}}))
+            out.append(sse({"type": "content_block_delta", "index": i, "delta": {
+                "type": "input_json_delta", "partial_json": "{}"}}))
+        else:
+            out.append(sse({"type": "content_block_start", "index": i,
+                            "content_block": {"type": kind, kind: ""}}))
+            out += [sse({"type": "content_block_delta", "index": i,
+                         "delta": {"type": DELTA[kind], kind: d}}) for d in deltas]
+        out.append(sse({"type": "content_block_stop", "index": i}))
+        if pings:
+            out.append(sse({"type": "ping"}))
+    out.append(sse({"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                    "usage": {"output_tokens": 9}}))
+    out.append(sse({"type": "message_stop"}))
+    return b"".join(out)
+
+
+def run(data: bytes, cuts: list[int], action: str = "mask") -> list[bytes]:
+    g = guard(action)
+    points = sorted({min(c, len(data)) for c in cuts})
+    chunks = [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
+    return [g.feed(c) for c in chunks] + [g.finish()]
+
+
+def blocks_read(out: bytes) -> list[tuple[str, str]]:
+    """The blocks a client builds from the stream (kind, text), checking that each is
+    started, given deltas and stopped, in order."""
+    got: dict[int, list[Any]] = {}
+    order: list[int] = []
+    for raw in out.split(b"\n\n"):
+        if not raw.strip():
+            continue
+        lines = dict(line.split(": ", 1) for line in raw.decode().split("\n"))
+        doc = json.loads(lines["data"])
+        assert lines["event"] == doc["type"]
+        if doc["type"] == "content_block_start":
+            assert doc["index"] not in got
+            block = doc["content_block"]
+            got[doc["index"]] = [block["type"], block.get(block["type"], ""), False]
+            order.append(doc["index"])
+        elif doc["type"] == "content_block_delta":
+            state = got[doc["index"]]
+            assert not state[2], "a delta after its block's stop"
+            delta = doc["delta"]
+            if delta["type"] != "input_json_delta":
+                state[1] += delta[state[0]]
+        elif doc["type"] == "content_block_stop":
+            got[doc["index"]][2] = True
+    assert order == sorted(order) and all(state[2] for state in got.values())
+    return [(got[i][0], got[i][1]) for i in order]
+
+
+def expected(blocks: list[tuple[str, list[str]]]) -> list[tuple[str, str]]:
+    """The whole-reply rule over each run of adjacent blocks of one kind."""
+    out: list[tuple[str, str]] = []
+    i = 0
+    while i < len(blocks):
+        kind = blocks[i][0]
+        j = i
+        while j < len(blocks) and blocks[j][0] == kind:
+            j += 1
+        texts = ["".join(d) for _, d in blocks[i:j]]
+        if kind != "tool_use":
+            joined = "".join(texts)
+            spans = SCANNER.find(joined)
+            masked = split_masked(texts, [Cut(s.start, s.end, SCANNER.mask(
+                joined[s.start:s.end], [s.__class__(0, s.end - s.start, s.detector)]))
+                for s in sorted(spans, key=lambda s: s.start)])
+            texts = [m or (DEFAULT_PLACEHOLDER if t else "") for t, m in zip(texts, masked,
+                                                                          strict=True)]
+        out += [(kind, "" if kind == "tool_use" else t) for t in texts]
+        i = j
+    return out
+
+
+TEXT = st.text(st.sampled_from("ab.@x- AKIA0123456789"), max_size=12)
+BLOCK = st.tuples(st.sampled_from(["text", "text", "thinking", "tool_use"]),
+                  st.lists(TEXT, max_size=3))
+
+
+@given(blocks=st.lists(BLOCK, min_size=1, max_size=5), pings=st.booleans(),
+       cuts=st.lists(st.integers(0, 3000), max_size=8))
+@example(blocks=[("text", ["write to jane.roe@"]), ("text", ["example.org now"])],
+         pings=False, cuts=[])
+@example(blocks=[("text", ["x jane@"]), ("text", ["exa"]), ("text", ["mple.org y"])],
+         pings=True, cuts=[400, 700])
+@example(blocks=[("thinking", ["key AKIAIOSF"]), ("thinking", ["ODNN7EXAMPLE"]),
+                 ("text", ["ok"])], pings=False, cuts=[])
+def test_adjacent_blocks_of_a_kind_are_masked_as_one_text(
+        blocks: list[tuple[str, list[str]]], pings: bool, cuts: list[int]) -> None:
+    data = stream(blocks, pings)
+    out = b"".join(run(data, cuts))
+    assert blocks_read(out) == expected(blocks)
+
+
+def test_a_value_split_at_a_block_boundary_never_goes_out() -> None:
+    data = stream([("text", ["write to jane.roe@"]), ("text", ["example.org now"])])
+    for cut in range(len(data)):
+        out = b"".join(run(data, [cut]))
+        assert b"jane" not in out and b"example.org" not in out
+        assert blocks_read(out) == [("text", "write to <EMAIL>"), ("text", " now")]
+
+
+def test_a_reject_guard_refuses_a_value_split_at_a_block_boundary() -> None:
+    data = stream([("text", ["the key AKIAIOSF"]), ("text", ["ODNN7EXAMPLE, done"])])
+    out = b"".join(run(data, [], action="reject"))
+    assert b"AKIA" not in out and b"ODNN" not in out
+    assert b'"stop_reason": "refusal"' in out or b'"stop_reason":"refusal"' in out
+
+
+def test_blocks_of_another_kind_between_are_read_apart() -> None:
+    # a tool's use between two text blocks: the first one's held text goes out at its stop
+    data = stream([("text", ["mail jane@"]), ("tool_use", []), ("text", ["example.org"])])
+    out = run(data, [])
+    assert blocks_read(b"".join(out)) == expected(
+        [("text", ["mail jane@"]), ("tool_use", []), ("text", ["example.org"])])
+
