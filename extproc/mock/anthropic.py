@@ -13,7 +13,9 @@ escape (``common.dump_escaped``; a whole reply's input is an object, as with ``t
 ``mcp`` answers as the MCP connector does: an ``mcp_tool_use`` block (server ``mock``, tool
 ``lookup``, its input streamed as ``input_json_delta``), then an ``mcp_tool_result`` block
 whose content is one text block, the reply (whole, in its ``content_block_start``), then a
-text block saying ``THINKING_ANSWER``.
+text block saying ``THINKING_ANSWER``; ``blocks`` cuts the reply into text blocks at each
+``|`` (the ``|`` left out), as Anthropic cuts a message's text around citations, each block
+streamed in one-word deltas.
 
 A plain-text document with citations enabled is cited, as Anthropic cites it: the reply's
 text block carries a ``char_location`` citation of its first 200 characters (streamed as a
@@ -36,11 +38,12 @@ from extproc.mock.common import (
     count_prompt_tokens,
     dump_compact,
     dump_escaped,
+    split_pieces,
     texts_of_parts,
 )
 
 MODELS = ("claude-sonnet-4-5", "claude-opus-4-1", "claude-3-5-haiku-latest")
-SHAPES = ("thinking", "tool", "tool-escaped", "start", "mcp")
+SHAPES = ("thinking", "tool", "tool-escaped", "start", "mcp", "blocks")
 THINKING_ANSWER = "Done."
 TOOL_NAME = "mock_tool"
 
@@ -191,6 +194,8 @@ def build_response(request: dict[str, Any], reply: Reply, shape: str | None = No
         content, stop = [_tool_use(reply, request)], "tool_use"
     elif shape == "mcp":
         content = [*_mcp(reply), {"type": "text", "text": THINKING_ANSWER}]
+    elif shape == "blocks":
+        content = [{"type": "text", "text": text} for text in reply.text.split("|")]
     body = _message(reply, content, stop, reply.completion_tokens)
     return dump_compact(body).encode("utf-8")
 
@@ -241,6 +246,11 @@ def build_stream(request: dict[str, Any], reply: Reply,
         frames += _block(1, result, [])
         frames += _block(2, {"type": "text", "text": ""},
                          [{"type": "text_delta", "text": THINKING_ANSWER}])
+    elif shape == "blocks":
+        for i, block in enumerate(reply.text.split("|")):
+            frames += _block(i, {"type": "text", "text": ""},
+                             [{"type": "text_delta", "text": piece}
+                              for piece in split_pieces(block)])
     else:
         citation = _citation(request)
         cites = [{"type": "citations_delta", "citation": citation}] if citation else []

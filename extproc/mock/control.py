@@ -29,11 +29,11 @@ ERROR_MESSAGE = "x-mock-error-message"
 #: where the reply goes besides visible text: the formats' SHAPES (refusal, thinking, tool,
 #: tool-escaped, start; image and audio, generated media with the reply; mcp, an MCP
 #: server's tool result; partial-args, Vertex's streamed call arguments; parts, content as
-#: a list of parts); a shape a provider
+#: a list of parts; blocks, Anthropic text blocks cut at each `|`); a shape a provider
 #: has not is a 400
 SHAPE = "x-mock-shape"
 SHAPES = ("refusal", "thinking", "tool", "tool-escaped", "start", "image", "audio", "mcp",
-          "partial-args", "parts")
+          "partial-args", "parts", "blocks")
 ECHO = "echo"
 #: ``x-mock-usage: omit``: a whole (non-streamed) reply leaves out its usage report
 #: (``usage``, ``usageMetadata``), as an upstream that is not quite the provider might
