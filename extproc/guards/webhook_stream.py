@@ -16,7 +16,8 @@ The texts are every text the model writes, where the adapter's `stream_texts` fi
 candidate; the same texts the local guards' reframer reads). Each piece of text (an OpenAI
 choice's content, its refusal, one tool call's arguments, an Anthropic content block, a
 Gemini candidate's text or thought text) is one entry of the call's `texts`, with up to 256
-characters of what was already delivered before it as `context`; a value that arrives whole
+characters of what was already delivered before it as `context` (for an Anthropic content
+block, from the last block of its kind on: the SDK joins them); a value that arrives whole
 (a Gemini function call's args: each key, number and string of it) is an entry of its own. A
 multi-word value split across two segments can be detected, but not masked any more
 (segments end at word ends, so a word, an address or a URL, is not cut in two unless it is
@@ -126,6 +127,7 @@ class WebhookStreamGuard(BodyTransform):
         self.pending: dict[Hashable, list[str]] = {}    # held text per piece, in pieces
         self.pending_chars = 0
         self.context: dict[Hashable, str] = {}          # delivered text per piece (its tail)
+        self.joined: dict[str, str] = {}   # the same of the last block of a joined kind
         self._whole = itertools.count()                 # keys of values that arrive whole
         # tool-call arguments (JSON source): the pieces held whole since their first text,
         # which are sent decoded once they end; those still open; and every one seen
@@ -329,7 +331,7 @@ class WebhookStreamGuard(BodyTransform):
             else:
                 sent[k] = [len(texts)] if joined else []
                 if joined:
-                    texts.append(Text("assistant", joined, self.context.get(k, "")))
+                    texts.append(Text("assistant", joined, self._context(k)))
                 before = self.readings.context.get(k, "")
                 view = self._reading(k, joined) if is_json(k) else None
                 if view is not None:            # arguments past the hold, escapes decoded
@@ -372,7 +374,11 @@ class WebhookStreamGuard(BodyTransform):
         context = self.context
         for key, text in delivered.items():
             if isinstance(key, tuple):              # not a whole value: it may continue
-                context[key] = (context.pop(key, "") + text)[-CONTEXT_CHARS:]
+                tail = (self._context(key) + text)[-CONTEXT_CHARS:]
+                context.pop(key, None)
+                context[key] = tail
+                if key[1] in self.adapter.stream_joins:
+                    self.joined[key[1]] = tail
                 if len(context) > MAX_OPEN_PIECES:   # the least recently delivered goes
                     # (found by review: a path per piece of a field the code does not
                     # model made one per event, 24 MB for a 1.5 MB stream)
@@ -380,6 +386,15 @@ class WebhookStreamGuard(BodyTransform):
         return b"".join(
             encode(_dump(h.doc, self.google), event=h.event.event, terminator=self.terminator)
             if id(h) in changed else h.event.raw for h in held)
+
+    def _context(self, key: Hashable) -> str:
+        """What was delivered before the piece `key`: its own tail, or for a content block
+        that a client reads joined with the one before of its kind (`stream_joins`: the
+        SDK joins a message's text blocks), that one's tail."""
+        tail = self.context.get(key)
+        if tail is None and isinstance(key, tuple) and key[1] in self.adapter.stream_joins:
+            tail = self.joined.get(key[1])
+        return tail or ""
 
     def _reading(self, key: Hashable, raw: str) -> str | None:
         """The decoded reading of the source of arguments past the hold released now

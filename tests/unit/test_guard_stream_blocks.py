@@ -9,6 +9,7 @@ carries any part of a value the guard masks."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -160,3 +161,27 @@ def test_blocks_of_another_kind_between_are_read_apart() -> None:
     assert blocks_read(b"".join(out)) == expected(
         [("text", ["mail jane@"]), ("tool_use", []), ("text", ["example.org"])])
 
+
+def test_a_webhook_guard_gets_the_block_before_as_context() -> None:
+    """A webhook guard reads a stream in segments, each with what was delivered before it as
+    context; a block's first segment gets the last block of its kind's (the SDK joins
+    them), so a value split between two blocks is seen whole."""
+    from extproc.guards.webhook import Text, Verdict
+    from extproc.guards.webhook_stream import WebhookStreamGuard
+    calls: list[list[Text]] = []
+
+    async def hook(texts: list[Text]) -> Verdict:
+        calls.append(texts)
+        return Verdict("pass")
+
+    async def go() -> None:
+        g = WebhookStreamGuard("anthropic", "dlp", hook, 200, False, 1 << 20,
+                               lambda guard, outcome: None)
+        await g.feed_async(stream([("text", ["write to jane.roe@"]), ("tool_use", []),
+                                   ("text", ["example.org now"])]))
+        await g.finish_async()
+
+    asyncio.run(go())
+    texts = [t for call in calls for t in call if t.text]
+    assert [(t.text, t.context) for t in texts if "example.org" in t.text] == [
+        ("example.org now", "write to jane.roe@")]
