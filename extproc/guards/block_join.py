@@ -18,10 +18,12 @@ pending, the block's stop and every event after it are held (`HeldBlocks.items`)
 the chain releases for the block goes into a rest event put before its stop (`Rest`), and
 all of it goes out, in order, once the boundary is placed. A boundary is placed at the
 latest when the chain's held text is released: within a match's length of the next block's
-text, or at once when an event that is not that block's start or text arrives (another kind
-of block, the message's end, an error; the chain is finished there, the blocks after read
-apart). Nothing but events without text (a ping) is held beyond that, and at most
-`MAX_QUIET` of those.
+text, or at once when an event that is not that block's start, text or citation arrives
+(another kind of block, the message's end, an error; the chain is finished there, the
+blocks after read apart). A ping goes out at once meanwhile (a keep-alive held is none), and
+events held past `HELD_EVENT_SIZES` times the route's `streams.max_event_bytes` end the
+stream refused (`HELD_TOO_MUCH`; found by review: an upstream that padded every event of the
+next block held gigabytes).
 """
 
 from __future__ import annotations
@@ -29,13 +31,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..providers.slots import EventTexts, Piece
+from ..providers.slots import EventTexts, Piece, TextSlot
 from .chains import Chain, MaskerChain
+from .event_stream import HELD_TOO_MUCH
+from .stream import GuardTriggered
 from .webhook import DEFAULT_PLACEHOLDER
 
-#: events without text (pings) held at most while a boundary is pending: past it the
-#: chain is finished and the held events go out
-MAX_QUIET = 64
+#: the most bytes of events held while a boundary is pending, in `streams.max_event_bytes`
+HELD_EVENT_SIZES = 4
 
 
 class Rest:
@@ -56,26 +59,28 @@ class HeldBlocks:
     """The chain of the blocks of one kind read as one text, from a block's stop until the
     boundaries after it are placed (`pending`), with the events held meanwhile."""
 
-    def __init__(self, field: str, chain: Chain) -> None:
+    def __init__(self, field: str, chain: Chain, max_event_bytes: int) -> None:
         self.field = field
         self.chain = chain
+        self.max_bytes = HELD_EVENT_SIZES * max_event_bytes
+        self.size = 0           # bytes of the events held
+        self.ping = False       # the event read is a ping: it goes out at once
         #: the block the chain reads now (the next block of the kind, once started)
         self.live: Piece | None = None
         self.items: list[bytes | Rest] = []
         #: the held blocks whose boundary the chain has not released past, in order
         self.pending: list[Rest] = []
-        self.quiet = 0
         self._raw = False       # the live block has text
         self._out = False       # something of it has gone out
 
     @staticmethod
     def after(held: HeldBlocks | None, piece: Piece, chains: dict[Piece, Chain],
-              last: dict[Piece, Any]) -> HeldBlocks:
+              last: dict[Piece, Any], max_event_bytes: int) -> HeldBlocks:
         """The held blocks once the block `piece` stopped (its chain and last text event
         taken out of `chains` and `last`): `held` when it is that block's, else new."""
         chain = chains.pop(piece)
         if held is None or held.chain is not chain:
-            held = HeldBlocks(piece[1], chain)
+            held = HeldBlocks(piece[1], chain, max_event_bytes)
         held.stop(piece, last.pop(piece, None))
         return held
 
@@ -97,11 +102,12 @@ class HeldBlocks:
                   chains: dict[Piece, Chain]) -> bool:
         """Does the event go on with the held blocks: the next block of the kind starting
         (it becomes `live`, and its chain in `chains` is theirs), text of the live block
-        alone, its stop, or an event without text or end (a ping, at most `MAX_QUIET` while
-        holding)?"""
+        (its citations too, read whole: found by review, a cited block ended the joining),
+        its stop, or an event without text or end (a ping)?"""
+        kind = doc.get("type")
+        self.ping = kind == "ping" and not texts.slots and not texts.ends
         if texts.ends_all or texts.unread or texts.ends_pieces:
             return False
-        kind = doc.get("type")
         if kind == "content_block_start":
             block = doc.get("content_block")
             if self.live is not None or not isinstance(block, dict) \
@@ -112,12 +118,11 @@ class HeldBlocks:
                 return False
             live = self.live = (index, self.field, 0)
             chains[live] = self.chain
-            return all(slot.piece == live for slot in texts.slots)
+            return all(_of(slot, live) for slot in texts.slots)
         if not texts.slots and not texts.ends:
-            self.quiet += 1
-            return not self.holding or self.quiet <= MAX_QUIET
+            return True
         live = self.live
-        return live is not None and all(slot.piece == live for slot in texts.slots) \
+        return live is not None and all(_of(slot, live) for slot in texts.slots) \
             and all(end == live[0] for end in texts.ends)
 
     def route(self, text: str, released: str) -> str:
@@ -142,10 +147,15 @@ class HeldBlocks:
     def send(self, out: bytes, rest_event: RestEvent) -> bytes:
         """An event's output `out`: held (nothing sent) while a boundary is pending, else
         sent after the events held so far."""
-        if self.pending:
+        if self.pending and not self.ping:
             self.items.append(out)
+            self.size += len(out)
+            if self.size > self.max_bytes:
+                raise GuardTriggered(HELD_TOO_MUCH)
             return b""
-        items, self.items = self.items, []
+        if self.pending:
+            return out
+        items, self.items, self.size = self.items, [], 0
         return render(items, rest_event) + out
 
     def release(self, chains: dict[Piece, Chain], last: dict[Piece, Any],
@@ -158,12 +168,19 @@ class HeldBlocks:
         tail = self.route("", released) if self.pending or released else ""
         out = render(self.items, rest_event)
         self.items = []
+        if not tail and self._raw and not self._out:   # (found by review: left empty)
+            tail = DEFAULT_PLACEHOLDER
         if self.live is not None:
             chains.pop(self.live, None)
             its_last = last.pop(self.live, None)
             if tail and its_last is not None:
                 out += rest_event(self.live, tail, its_last)
         return out
+
+
+def _of(slot: TextSlot, live: Piece) -> bool:
+    """Is `slot` of the live block: its text, or a string of it read whole (a citation)?"""
+    return slot.piece == live or (slot.whole and slot.piece[0] == live[0])
 
 
 #: makes a piece's rest event (`SSEMaskingReframer._rest_event`): piece, text, last event

@@ -32,6 +32,9 @@ UNREAD = "unread_"
 OVERSIZED = "an_oversized_event"
 #: text for a choice, block or candidate after the event that ended it (`EndedPieces`)
 AFTER_END = "text_after_its_end"
+#: more bytes of events than a stream guard holds while it places the boundary between two
+#: content blocks read joined (`block_join`)
+HELD_TOO_MUCH = "too_much_held"
 #: text for a choice or candidate of an index the request did not ask for (`unasked`)
 UNASKED = "a_choice_not_asked_for"
 #: more choices, blocks or candidates open at once than a stream guard keeps
@@ -71,6 +74,10 @@ def refusal_message(detector: str) -> str:
         return ("response blocked by a guard: the upstream sent text for a choice or "
                 "candidate the request did not ask for, which a client reads as the text of "
                 "the one it asked for")
+    if detector == HELD_TOO_MUCH:
+        return ("response blocked by a guard: the upstream sent more than four times the "
+                "route's streams.max_event_bytes between a content block's end and the "
+                "next block's text, which the guards read with it")
     if detector == OVERSIZED:
         return ("response blocked by a guard: a stream event is larger than the route's "
                 "streams.max_event_bytes, so the guards could not read it")

@@ -275,7 +275,8 @@ class SSEMaskingReframer(EventMasker):
             if last_slot is None:
                 if piece[1] in self.joins and not texts.ends_all:   # read on into the
                     self.held_blocks = HeldBlocks.after(          # next block of its kind
-                        self.held_blocks, piece, self.chains, self.last)
+                        self.held_blocks, piece, self.chains, self.last,
+                        self.max_event_bytes)
                 else:
                     before.append(self._synthetic(piece))
                 continue

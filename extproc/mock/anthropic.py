@@ -15,7 +15,7 @@ escape (``common.dump_escaped``; a whole reply's input is an object, as with ``t
 whose content is one text block, the reply (whole, in its ``content_block_start``), then a
 text block saying ``THINKING_ANSWER``; ``blocks`` cuts the reply into text blocks at each
 ``|`` (the ``|`` left out), as Anthropic cuts a message's text around citations, each block
-streamed in one-word deltas.
+streamed in one-word deltas (and citing the document, as below, when the request gives one).
 
 A plain-text document with citations enabled is cited, as Anthropic cites it: the reply's
 text block carries a ``char_location`` citation of its first 200 characters (streamed as a
@@ -195,7 +195,9 @@ def build_response(request: dict[str, Any], reply: Reply, shape: str | None = No
     elif shape == "mcp":
         content = [*_mcp(reply), {"type": "text", "text": THINKING_ANSWER}]
     elif shape == "blocks":
-        content = [{"type": "text", "text": text} for text in reply.text.split("|")]
+        content = [{"type": "text", "text": text, **({"citations": [citation]} if citation
+                                                     else {})}
+                   for text in reply.text.split("|")]
     body = _message(reply, content, stop, reply.completion_tokens)
     return dump_compact(body).encode("utf-8")
 
@@ -246,11 +248,13 @@ def build_stream(request: dict[str, Any], reply: Reply,
         frames += _block(1, result, [])
         frames += _block(2, {"type": "text", "text": ""},
                          [{"type": "text_delta", "text": THINKING_ANSWER}])
-    elif shape == "blocks":
+    elif shape == "blocks":   # (each cites the document, when the request gives one)
+        citation = _citation(request)
+        cites = [{"type": "citations_delta", "citation": citation}] if citation else []
         for i, block in enumerate(reply.text.split("|")):
             frames += _block(i, {"type": "text", "text": ""},
-                             [{"type": "text_delta", "text": piece}
-                              for piece in split_pieces(block)])
+                             [*cites, *({"type": "text_delta", "text": piece}
+                                        for piece in split_pieces(block))])
     else:
         citation = _citation(request)
         cites = [{"type": "citations_delta", "citation": citation}] if citation else []

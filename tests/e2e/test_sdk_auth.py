@@ -117,23 +117,33 @@ def test_anthropic_sdk_with_a_token_and_a_bad_one(gw: Gateway, token: str) -> No
     assert exc.value.body["error"]["type"] == "authentication_error"
 
 
-@pytest.mark.parametrize("chunk", ["4096", "3"])
+CITED: list[Any] = [{"role": "user", "content": [
+    {"type": "document", "source": {"type": "text", "media_type": "text/plain",
+                                    "data": "The team meets on Mondays."},
+     "title": "notes", "citations": {"enabled": True}},
+    {"type": "text", "text": "who do I write to?"}]}]
+
+
+@pytest.mark.parametrize(("chunk", "messages"), [("4096", MSG), ("3", MSG), ("7", CITED)],
+                         ids=["whole-chunks", "3-byte-chunks", "cited-blocks"])
 def test_anthropic_sdk_reads_a_value_split_between_text_blocks_masked(
-        gw: Gateway, chunk: str) -> None:
+        gw: Gateway, chunk: str, messages: list[Any]) -> None:
     """The SDK joins a message's text blocks (`get_final_text()`, `text_stream`): an address
     cut at a block's end is masked, streamed under any chunking and whole, and each block
-    keeps its own text, the placeholder in the block where the address starts."""
+    keeps its own text, the placeholder in the block where the address starts; blocks
+    that cite a document too (found by review: a citation ended the joining)."""
     client = anthropic.Anthropic(base_url=f"{gw.url}/anthropic", api_key=DEV_API_KEY,
                                  max_retries=0, default_headers={
                                      "x-mock-reply": "write to john.doe@exa|mple.com now",
                                      "x-mock-shape": "blocks", "x-mock-chunk-bytes": chunk})
     with client.messages.stream(model="claude-sonnet-4-5", max_tokens=100,
-                                messages=MSG) as stream:
+                                messages=messages) as stream:
         streamed = "".join(stream.text_stream)
         final = stream.get_final_message()
     assert streamed == stream.get_final_text() == "write to <EMAIL> now"
     assert [b.text for b in final.content if b.type == "text"] == ["write to <EMAIL>", " now"]
-    whole = client.messages.create(model="claude-sonnet-4-5", max_tokens=100, messages=MSG)
+    whole = client.messages.create(model="claude-sonnet-4-5", max_tokens=100,
+                                   messages=messages)
     assert [b.text for b in whole.content if b.type == "text"] == ["write to <EMAIL>", " now"]
 
 

@@ -35,9 +35,15 @@ def sse(doc: dict[str, Any]) -> bytes:
     return f"event: {doc['type']}\ndata: {json.dumps(doc)}\n\n".encode()
 
 
-def stream(blocks: list[tuple[str, list[str]]], pings: bool = False) -> bytes:
+CITATION = {"type": "char_location", "cited_text": "the doc says hi", "document_index": 0,
+            "document_title": "doc", "start_char_index": 0, "end_char_index": 15}
+
+
+def stream(blocks: list[tuple[str, list[str]]], pings: bool = False,
+           cited: bool = False) -> bytes:
     """A Messages stream of `blocks`: (kind, the block's deltas), kind text, thinking or
-    tool_use."""
+    tool_use; `cited`: each text block's deltas follow a citation, as Anthropic streams a
+    cited block."""
     out = [sse({"type": "message_start", "message": {
         "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x",
         "content": [], "stop_reason": None, "usage": {"input_tokens": 5, "output_tokens": 1}}})]
@@ -50,6 +56,9 @@ def stream(blocks: list[tuple[str, list[str]]], pings: bool = False) -> bytes:
         else:
             out.append(sse({"type": "content_block_start", "index": i,
                             "content_block": {"type": kind, kind: ""}}))
+            if cited and kind == "text":
+                out.append(sse({"type": "content_block_delta", "index": i, "delta": {
+                    "type": "citations_delta", "citation": CITATION}}))
             out += [sse({"type": "content_block_delta", "index": i,
                          "delta": {"type": DELTA[kind], kind: d}}) for d in deltas]
         out.append(sse({"type": "content_block_stop", "index": i}))
@@ -88,7 +97,7 @@ def blocks_read(out: bytes) -> list[tuple[str, str]]:
             state = got[doc["index"]]
             assert not state[2], "a delta after its block's stop"
             delta = doc["delta"]
-            if delta["type"] != "input_json_delta":
+            if delta["type"] not in ("input_json_delta", "citations_delta"):
                 state[1] += delta[state[0]]
         elif doc["type"] == "content_block_stop":
             got[doc["index"]][2] = True
@@ -125,16 +134,19 @@ BLOCK = st.tuples(st.sampled_from(["text", "text", "thinking", "tool_use"]),
 
 
 @given(blocks=st.lists(BLOCK, min_size=1, max_size=5), pings=st.booleans(),
-       cuts=st.lists(st.integers(0, 3000), max_size=8))
+       cited=st.booleans(), cuts=st.lists(st.integers(0, 3000), max_size=8))
 @example(blocks=[("text", ["write to jane.roe@"]), ("text", ["example.org now"])],
-         pings=False, cuts=[])
+         pings=False, cited=False, cuts=[])
+@example(blocks=[("text", ["write to jane.roe@"]), ("text", ["example.org now"])],
+         pings=False, cited=True, cuts=[])   # (found by review: a citation ended the join)
 @example(blocks=[("text", ["x jane@"]), ("text", ["exa"]), ("text", ["mple.org y"])],
-         pings=True, cuts=[400, 700])
+         pings=True, cited=False, cuts=[400, 700])
 @example(blocks=[("thinking", ["key AKIAIOSF"]), ("thinking", ["ODNN7EXAMPLE"]),
-                 ("text", ["ok"])], pings=False, cuts=[])
+                 ("text", ["ok"])], pings=False, cited=False, cuts=[])
 def test_adjacent_blocks_of_a_kind_are_masked_as_one_text(
-        blocks: list[tuple[str, list[str]]], pings: bool, cuts: list[int]) -> None:
-    data = stream(blocks, pings)
+        blocks: list[tuple[str, list[str]]], pings: bool, cited: bool,
+        cuts: list[int]) -> None:
+    data = stream(blocks, pings, cited)
     out = b"".join(run(data, cuts))
     assert blocks_read(out) == expected(blocks)
 
@@ -152,6 +164,62 @@ def test_a_reject_guard_refuses_a_value_split_at_a_block_boundary() -> None:
     out = b"".join(run(data, [], action="reject"))
     assert b"AKIA" not in out and b"ODNN" not in out
     assert b'"stop_reason": "refusal"' in out or b'"stop_reason":"refusal"' in out
+
+
+def test_a_reject_guard_refuses_a_value_split_before_a_cited_block() -> None:
+    data = stream([("text", ["the key AKIAIOSF"]), ("text", ["ODNN7EXAMPLE, done"])],
+                  cited=True)
+    out = b"".join(run(data, [], action="reject"))
+    assert b"AKIA" not in out and b"ODNN" not in out and b"refusal" in out
+
+
+def _delta(index: int, text: str, **extra: str) -> bytes:
+    return sse({"type": "content_block_delta", "index": index,
+                "delta": {"type": "text_delta", "text": text}, **extra})
+
+
+def _opened(g: SSEMaskingReframer, head: str) -> bytes:
+    """A message whose first text block ends with `head`, and the next text block started."""
+    out = g.feed(stream([("text", [head])])[:-1].rsplit(b"event: message_delta", 1)[0])
+    return out + g.feed(sse({"type": "content_block_start", "index": 1,
+                             "content_block": {"type": "text", "text": ""}}))
+
+
+def test_what_is_held_between_two_blocks_is_bounded() -> None:
+    """Found by review: an upstream padding each event of the next block with a field no
+    guard reads was held whole until the boundary was placed (gigabytes for a private-key
+    guard). Past four times `max_event_bytes` the stream ends refused, nothing of the value
+    sent."""
+    g = SSEMaskingReframer("anthropic", lambda: [StreamMasker(SCANNER)], 4096)
+    out = _opened(g, "write to jane.roe@")
+    for _ in range(200):
+        out += g.feed(_delta(1, "e", pad="p" * 1000))
+        if g.stopped:
+            break
+    assert g.stopped and b"more than four times" in out
+    assert b"jane" not in out and g.held_blocks is None   # (what it held, dropped)
+
+
+def test_a_ping_goes_out_at_once_while_a_block_end_is_held() -> None:
+    g = guard()
+    _opened(g, "write to jane.roe@")
+    ping = sse({"type": "ping"})
+    assert g.held_blocks is not None and g.held_blocks.holding
+    assert g.feed(ping) == ping
+
+
+def test_a_block_wholly_inside_a_value_is_never_left_empty() -> None:
+    # found by review: a citation after the second block's text finished the chain there,
+    # and the block, all of whose text was the address's rest, went out empty
+    g = guard()
+    out = _opened(g, "write to jane.roe@")
+    out += g.feed(_delta(1, "example.org"))
+    out += g.feed(sse({"type": "content_block_delta", "index": 1, "delta": {
+        "type": "citations_delta", "citation": CITATION}}))
+    out += g.feed(sse({"type": "content_block_stop", "index": 1}))
+    out += g.feed(b"event: message_stop" + stream([]).split(b"event: message_stop", 1)[1])
+    out += g.finish()
+    assert [text for _, text in blocks_read(out)] == ["write to <EMAIL>", "<REDACTED>"]
 
 
 def test_blocks_of_another_kind_between_are_read_apart() -> None:
