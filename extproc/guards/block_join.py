@@ -33,12 +33,16 @@ from typing import Any
 
 from ..providers.slots import EventTexts, Piece, TextSlot
 from .chains import Chain, MaskerChain
-from .event_stream import HELD_TOO_MUCH
+from .event_stream import HELD_TOO_MUCH, UNREADABLE
 from .stream import GuardTriggered
 from .webhook import DEFAULT_PLACEHOLDER
 
-#: the most bytes of events held while a boundary is pending, in `streams.max_event_bytes`
+#: the most bytes of events held while a boundary is pending: `HELD_EVENT_SIZES` times
+#: `streams.max_event_bytes`, and never less than `HELD_FLOOR` (the next block's text to
+#: place a private key's boundary, one character per delta, is about 1 MB of events: found
+#: by review, a route with a small `max_event_bytes` refused such a stream)
 HELD_EVENT_SIZES = 4
+HELD_FLOOR = 4 << 20
 
 
 class Rest:
@@ -62,7 +66,7 @@ class HeldBlocks:
     def __init__(self, field: str, chain: Chain, max_event_bytes: int) -> None:
         self.field = field
         self.chain = chain
-        self.max_bytes = HELD_EVENT_SIZES * max_event_bytes
+        self.max_bytes = max(HELD_EVENT_SIZES * max_event_bytes, HELD_FLOOR)
         self.size = 0           # bytes of the events held
         self.ping = False       # the event read is a ping: it goes out at once
         #: the block the chain reads now (the next block of the kind, once started)
@@ -79,7 +83,12 @@ class HeldBlocks:
         """The held blocks once the block `piece` stopped (its chain and last text event
         taken out of `chains` and `last`): `held` when it is that block's, else new."""
         chain = chains.pop(piece)
-        if held is None or held.chain is not chain:
+        if held is not None and held.chain is not chain:
+            # one block's stop ending texts of two kinds (a delta with both `text` and
+            # `thinking`): no provider writes it, and the first one's held events would
+            # be lost; refused, as an event the guards cannot read
+            raise GuardTriggered(UNREADABLE)
+        if held is None:
             held = HeldBlocks(piece[1], chain, max_event_bytes)
         held.stop(piece, last.pop(piece, None))
         return held
@@ -106,6 +115,16 @@ class HeldBlocks:
         its stop, or an event without text or end (a ping)?"""
         kind = doc.get("type")
         self.ping = kind == "ping" and not texts.slots and not texts.ends
+        goes_on = self._goes_on(kind, doc, texts, chains)
+        if not goes_on and self.live is not None and self.pending and not texts.ends_all:
+            # something inside the next block that no provider sends there (another block,
+            # text of another kind): read apart, a value split at the boundary would go out
+            # in clear (found by review); refused as an event the guards cannot read
+            raise GuardTriggered(UNREADABLE)
+        return goes_on
+
+    def _goes_on(self, kind: Any, doc: dict[str, Any], texts: EventTexts,
+                 chains: dict[Piece, Chain]) -> bool:
         if texts.ends_all or texts.unread or texts.ends_pieces:
             return False
         if kind == "content_block_start":

@@ -75,9 +75,10 @@ def refusal_message(detector: str) -> str:
                 "candidate the request did not ask for, which a client reads as the text of "
                 "the one it asked for")
     if detector == HELD_TOO_MUCH:
-        return ("response blocked by a guard: the upstream sent more than four times the "
-                "route's streams.max_event_bytes between a content block's end and the "
-                "next block's text, which the guards read with it")
+        return ("response blocked by a guard: the upstream sent more events than the "
+                "guards hold (four times the route's streams.max_event_bytes, at least 4 "
+                "MiB) between a content block's end and the next block's text, which the "
+                "guards read with it")
     if detector == OVERSIZED:
         return ("response blocked by a guard: a stream event is larger than the route's "
                 "streams.max_event_bytes, so the guards could not read it")

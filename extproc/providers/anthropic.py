@@ -51,6 +51,7 @@ from extproc.providers.slots import (
     NAME_PIECE,
     EventTexts,
     Name,
+    NamedApart,
     Piece,
     TextSlot,
     name_slot,
@@ -266,6 +267,10 @@ class AnthropicAdapter(Adapter):
         """One piece per content block, keyed by the field its text is in (a block has one
         kind): (index, "text" | "thinking" | "partial_json", 0)."""
         kind = doc.get("type", event)
+        if event is not None and kind != event:
+            # Anthropic names each event by its data's type; a client may go by either
+            # (found by review: `content_block_delta` data typed `ping` went unread)
+            raise NamedApart(f"event {event!r} holds data of type {kind!r}")
         out = EventTexts()
         if kind == "content_block_delta":
             delta = doc.get("delta")

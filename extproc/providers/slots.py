@@ -156,6 +156,11 @@ class BadIndex(UnreadableEvent):
     the guards refuse such an event as unreadable."""
 
 
+class NamedApart(UnreadableEvent):
+    """An event whose SSE name and data `type` disagree, where the provider always writes
+    them equal (Anthropic): a client may go by either, so the guards refuse it."""
+
+
 def index_value(value: Any) -> int:
     """An index as every client reads it: a non-negative integer (an integral float, as a
     lenient model coerces it, reads as that integer); 0 when missing (null); `BadIndex`

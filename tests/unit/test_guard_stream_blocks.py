@@ -13,6 +13,7 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -188,15 +189,18 @@ def _opened(g: SSEMaskingReframer, head: str) -> bytes:
 def test_what_is_held_between_two_blocks_is_bounded() -> None:
     """Found by review: an upstream padding each event of the next block with a field no
     guard reads was held whole until the boundary was placed (gigabytes for a private-key
-    guard). Past four times `max_event_bytes` the stream ends refused, nothing of the value
-    sent."""
-    g = SSEMaskingReframer("anthropic", lambda: [StreamMasker(SCANNER)], 4096)
+    guard). Past four times `max_event_bytes` (at least 4 MiB) the stream ends refused,
+    nothing of the value sent."""
+    g = SSEMaskingReframer("anthropic", lambda: [StreamMasker(SCANNER)], 1 << 18)
     out = _opened(g, "write to jane.roe@")
-    for _ in range(200):
-        out += g.feed(_delta(1, "e", pad="p" * 1000))
+    fed = 0
+    for _ in range(40):
+        fed += 1
+        out += g.feed(_delta(1, "e", pad="p" * 200_000))
         if g.stopped:
             break
-    assert g.stopped and b"more than four times" in out
+    assert fed == 21   # 4 MiB held, and one event more
+    assert g.stopped and b"more events than the guards hold" in out
     assert b"jane" not in out and g.held_blocks is None   # (what it held, dropped)
 
 
@@ -253,3 +257,46 @@ def test_a_webhook_guard_gets_the_block_before_as_context() -> None:
     texts = [t for call in calls for t in call if t.text]
     assert [(t.text, t.context) for t in texts if "example.org" in t.text] == [
         ("example.org now", "write to jane.roe@")]
+
+
+def test_a_block_stopping_texts_of_two_kinds_is_refused() -> None:
+    # no provider writes it; joined, the first kind's held text would be lost
+    g = guard()
+    out = g.feed(stream([("text", ["x"])]).split(b"event: content_block_delta", 1)[0])
+    out += g.feed(sse({"type": "content_block_delta", "index": 0, "delta": {
+        "type": "text_delta", "text": "write to jane@", "thinking": "key AKIA"}}))
+    out += g.feed(sse({"type": "content_block_stop", "index": 0}))
+    out += g.finish()
+    assert g.stopped and b"jane" not in out and b"AKIA" not in out
+
+
+@pytest.mark.parametrize("stray", [
+    sse({"type": "content_block_start", "index": 5, "content_block": {
+        "type": "tool_use", "id": "toolu_5", "name": "f", "input": {}}}),
+    sse({"type": "content_block_delta", "index": 1, "delta": {
+        "type": "input_json_delta", "partial_json": "{}"}}),
+    sse({"type": "content_block_delta", "index": 1, "delta": {
+        "type": "thinking_delta", "thinking": "hm"}}),
+], ids=["another-block", "json-in-the-block", "thinking-in-the-block"])
+@pytest.mark.parametrize("action", ["mask", "reject"])
+def test_anything_else_inside_the_next_block_while_a_boundary_waits_is_refused(
+        stray: bytes, action: str) -> None:
+    """Found by review: a stray event inside the next text block, while the boundary before
+    it waited, finished the joining there, and a key split around both went out in clear.
+    No provider sends one; the stream ends refused."""
+    g = guard(action)
+    out = _opened(g, "see my key AKIA")
+    out += g.feed(_delta(1, "IOSF"))
+    out += g.feed(stray)
+    out += g.feed(_delta(1, "ODNN7EXAMPLE ok"))
+    out += g.finish()
+    assert g.stopped and b"AKIA" not in out and b"ODNN" not in out
+
+
+def test_an_event_named_apart_from_its_type_is_refused() -> None:
+    # found by review: `content_block_delta` holding data typed `ping` went out unread
+    g = guard("reject")
+    out = g.feed(stream([("text", ["x"])]).split(b"event: content_block_delta", 1)[0])
+    out += g.feed(b'event: content_block_delta\ndata: {"type": "ping", "index": 0, "delta": '
+                  b'{"type": "text_delta", "text": "AKIAIOSFODNN7EXAMPLE"}}\n\n')
+    assert g.stopped and b"AKIA" not in out
