@@ -94,6 +94,13 @@ class HeldBlocks:
         return held
 
     @property
+    def weight(self) -> int:
+        """What is held here (for `extproc_held_bytes`): the events' bytes, the text
+        waiting for its rest events, and the chain's held text while no block reads it."""
+        return self.size + sum(len(r.text) for r in self.pending) \
+            + (self.chain.held if self.live is None else 0)
+
+    @property
     def holding(self) -> bool:
         return bool(self.pending)
 

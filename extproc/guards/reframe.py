@@ -119,6 +119,12 @@ class SSEMaskingReframer(EventMasker):
         self.joins = self.adapter.stream_joins
         self.held_blocks: HeldBlocks | None = None
 
+    @property
+    def held(self) -> int:
+        """`EventMasker.held`, and what held blocks keep (`HeldBlocks.weight`)."""
+        blocks = self.held_blocks
+        return sum(c.held for c in self.chains.values()) + (blocks.weight if blocks else 0)
+
     def feed(self, chunk: bytes) -> bytes:
         """`EventMasker.feed`, faster for OpenAI's stream of one-line `data:` events (LF only)
         once nothing is held: a chunk of whole events is cut into them by

@@ -300,3 +300,13 @@ def test_an_event_named_apart_from_its_type_is_refused() -> None:
     out += g.feed(b'event: content_block_delta\ndata: {"type": "ping", "index": 0, "delta": '
                   b'{"type": "text_delta", "text": "AKIAIOSFODNN7EXAMPLE"}}\n\n')
     assert g.stopped and b"AKIA" not in out
+
+
+def test_what_is_held_between_two_blocks_counts_in_the_held_bytes() -> None:
+    # `extproc_held_bytes` sums `held_bytes`: the events held for a boundary count too
+    g = guard()
+    _opened(g, "write to jane.roe@")
+    before = g.held_bytes
+    g.feed(_delta(1, "e", pad="p" * 5000))
+    assert g.held_blocks is not None and g.held_blocks.holding
+    assert g.held_bytes >= before + 5000
