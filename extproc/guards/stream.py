@@ -30,10 +30,12 @@ its length, held text stays under ``bound + bound // 8``, and text goes out at m
 of the held text later than it could. Holding longer never changes what goes out, only when.
 
 The scanner keeps the rest of a match that overlaps an earlier one, from the earlier one's end
-on. When the released text ends with a match, the left context keeps all of it, so the rest of
-a match overlapping it is found and masked as in the whole text; and then a match that runs
-from the left context into the unreleased text is masked from there (it can only be such a
-rest, of a match cut short by the context).
+on. When the released text ends with a match whose overlapping match's rest the scanner gave
+(a span starting where the released text ends), the left context keeps all of it, so that rest
+is found and masked as in the whole text; and then a match that runs from the left context
+into the unreleased text is masked from there (it can only be such a rest, of a match cut
+short by the context). With no such rest there is none to find later: a match starting before
+the hold ends in the window that released it, or `tail_start` would have held it.
 Exactness rests on this detector contract:
 
 - a match is at most ``max_len`` characters long (a longer one can be missed or cut);
@@ -320,7 +322,14 @@ class StreamMasker:
             self._passed(raw, moved)
         if hold > c:                   # else the left context stays as it is
             keep = hold - self.context
-            self._at_span = bool(final) and final[-1].end == hold
+            # the released text ends with a span that a match overlaps: the scanner gave
+            # that match's rest, from the span's end (a match starting before the hold
+            # ends in this window, or `tail_start` would have held it); with no such rest,
+            # a match found later from the cut context on is made up by the cut (found by
+            # hypothesis: an address's run too long to be one, around a card number, cut
+            # to a valid address and masked)
+            self._at_span = bool(final) and final[-1].end == hold \
+                and any(s.start == hold for s in spans)
             if self._at_span:          # keep all of that span: the scanner sees it again
                 keep = min(keep, final[-1].start - self.context)
             self._left_as(window, fwindow, max(0, keep), hold)
