@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..providers.slots import EventTexts, Piece, TextSlot
-from .chains import Chain, MaskerChain
+from .chains import Chain, JoinedChain
 from .event_stream import HELD_TOO_MUCH, UNREADABLE
 from .stream import GuardTriggered
 from .webhook import DEFAULT_PLACEHOLDER
@@ -105,13 +105,21 @@ class HeldBlocks:
         return bool(self.pending)
 
     def stop(self, piece: Piece, last: Any) -> None:
-        """The block `piece` (whose chain is `chain`) stopped: a boundary after its text."""
+        """The block `piece` (whose chain is `chain`) stopped: what its own maskers still
+        held goes through the joined ones, and a boundary after its text."""
+        chain = self.chain
+        if not isinstance(chain, JoinedChain):
+            return
+        tail = self.route("", chain.end_block())
         empty = self.live is not None and self._raw and not self._out
         self.live = None
         self._raw = self._out = False
-        if isinstance(self.chain, MaskerChain) and not self.chain.mark():
+        resolved = chain.mark()
+        if tail or not resolved:
             rest = Rest(piece, last, empty)
-            self.pending.append(rest)
+            rest.text = tail
+            if not resolved:
+                self.pending.append(rest)
             self.items.append(rest)
 
     def continues(self, doc: dict[str, Any], texts: EventTexts,
@@ -158,7 +166,8 @@ class HeldBlocks:
         if text:
             self._raw = True
         prev = 0
-        cuts = self.chain.cuts if isinstance(self.chain, MaskerChain) else []
+        chain = self.chain
+        cuts = chain.take_cuts() if isinstance(chain, JoinedChain) else []
         for cut in cuts:
             self.pending.pop(0).text += released[prev:cut]
             prev = cut

@@ -93,8 +93,58 @@ class MaskerChain:
     def held(self) -> int:
         return sum(m.held for m in self.maskers)
 
+    def take_cuts(self) -> list[int]:
+        """`cuts`, forgotten."""
+        cuts, self.cuts = self.cuts, []
+        return cuts
 
-Chain = MaskerChain | JsonTextMasker
+
+class JoinedChain:
+    """The chain of a content block that a client reads joined with the next of its kind
+    (`block_join`): the block's own maskers, as any piece has, then maskers that read on
+    across the blocks, with a boundary marked at each block's end. A value is caught as in
+    a whole reply: in each block on its own (a key glued to the next block's first word is
+    no key joined), and in the blocks joined (a value split between them)."""
+
+    def __init__(self, make: MaskerFactory) -> None:
+        self.make = make
+        self.block = MaskerChain(make())
+        self.joined = MaskerChain(make())
+
+    def feed(self, text: str) -> str:
+        out = self.block.feed(text)
+        return self.joined.feed(out) if out else ""
+
+    def end_block(self) -> str:
+        """The block ended: what its own maskers still held, through the joined ones (the
+        boundaries it passes in `take_cuts`); the next block gets maskers of its own."""
+        out = self.block.finish()
+        self.block = MaskerChain(self.make())
+        return self.joined.feed(out) if out else ""
+
+    def mark(self) -> bool:
+        return self.joined.mark()
+
+    def finish(self) -> str:
+        out = self.end_block()
+        cuts = self.joined.take_cuts()
+        rest = self.joined.finish()
+        self.joined.cuts = cuts + [len(out) + x for x in self.joined.take_cuts()]
+        return out + rest
+
+    def take_cuts(self) -> list[int]:
+        return self.joined.take_cuts()
+
+    @property
+    def pending(self) -> int:
+        return self.joined.pending
+
+    @property
+    def held(self) -> int:
+        return self.block.held + self.joined.held
+
+
+Chain = MaskerChain | JsonTextMasker | JoinedChain
 
 
 def json_chain(maskers: list[StreamMasker]) -> JsonTextMasker:

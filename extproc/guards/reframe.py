@@ -51,7 +51,7 @@ from ..providers.slots import (
 )
 from ..providers.values import MaskingFn, rewrite_json_strings
 from .block_join import HeldBlocks
-from .chains import Chain, MaskerChain, MaskerFactory, json_chain
+from .chains import Chain, JoinedChain, MaskerChain, MaskerFactory, json_chain
 from .event_stream import (
     ANY_CHOICES,
     MAX_OPEN_PIECES,
@@ -196,9 +196,9 @@ class SSEMaskingReframer(EventMasker):
                 raise GuardTriggered(UNASKED)
             if len(self.chains) >= MAX_OPEN_PIECES:
                 raise GuardTriggered(TOO_MANY_PIECES)
-            maskers = self.make()
-            chain = self.chains[key] = json_chain(maskers) if key[1] in JSON_PIECES \
-                else MaskerChain(maskers)
+            chain = self.chains[key] = json_chain(self.make()) if key[1] in JSON_PIECES \
+                else JoinedChain(self.make) if key[1] in self.joins \
+                else MaskerChain(self.make())
         return chain
 
     # --- one event ------------------------------------------------------------------------

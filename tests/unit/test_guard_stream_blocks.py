@@ -107,7 +107,8 @@ def blocks_read(out: bytes) -> list[tuple[str, str]]:
 
 
 def expected(blocks: list[tuple[str, list[str]]]) -> list[tuple[str, str]]:
-    """The whole-reply rule over each run of adjacent blocks of one kind."""
+    """The whole-reply rule over each run of adjacent blocks of one kind: each block masked
+    on its own, then the run joined."""
     out: list[tuple[str, str]] = []
     i = 0
     while i < len(blocks):
@@ -115,14 +116,15 @@ def expected(blocks: list[tuple[str, list[str]]]) -> list[tuple[str, str]]:
         j = i
         while j < len(blocks) and blocks[j][0] == kind:
             j += 1
-        texts = ["".join(d) for _, d in blocks[i:j]]
+        raw = ["".join(d) for _, d in blocks[i:j]]
+        texts = [SCANNER.mask(t) for t in raw]
         if kind != "tool_use":
             joined = "".join(texts)
             spans = SCANNER.find(joined)
             masked = split_masked(texts, [Cut(s.start, s.end, SCANNER.mask(
                 joined[s.start:s.end], [s.__class__(0, s.end - s.start, s.detector)]))
                 for s in sorted(spans, key=lambda s: s.start)])
-            texts = [m or (DEFAULT_PLACEHOLDER if t else "") for t, m in zip(texts, masked,
+            texts = [m or (DEFAULT_PLACEHOLDER if t else "") for t, m in zip(raw, masked,
                                                                           strict=True)]
         out += [(kind, "" if kind == "tool_use" else t) for t in texts]
         i = j
@@ -144,6 +146,8 @@ BLOCK = st.tuples(st.sampled_from(["text", "text", "thinking", "tool_use"]),
          pings=True, cited=False, cuts=[400, 700])
 @example(blocks=[("thinking", ["key AKIAIOSF"]), ("thinking", ["ODNN7EXAMPLE"]),
                  ("text", ["ok"])], pings=False, cited=False, cuts=[])
+@example(blocks=[("text", ["AKIAIOSFODNN7EXAMPLE"]), ("text", ["fine 1. "])],
+         pings=False, cited=False, cuts=[])   # (found by hypothesis: joined, no key)
 def test_adjacent_blocks_of_a_kind_are_masked_as_one_text(
         blocks: list[tuple[str, list[str]]], pings: bool, cited: bool,
         cuts: list[int]) -> None:
