@@ -4,13 +4,15 @@ Anthropic streams a message's text as content blocks (a new one where a citation
 ends, around a server tool's use), and a client reads adjacent text blocks as one text: the
 SDK's `get_final_text()` joins them, a chat UI prints them one after the other. Masked each
 on its own, a value split exactly at a block's end went out in clear (its first half let go
-at the block's stop, before its second half arrived). So a block's masker chain reads on into
-the next block of the same kind (`Adapter.stream_joins`: text, thinking) with a boundary
-marked between the two (`MaskerChain.mark`), as a whole reply's joined texts are read
-(`joined`): each block keeps its own characters, a value's placeholder goes in the block
-where the value starts, the rest of the value is taken out of the blocks after, and a block
-that lay wholly inside a value holds the default placeholder rather than nothing (a provider
-refuses an empty text block sent back as history).
+at the block's stop, before its second half arrived). So a block is read on its own, then by
+maskers that read on into the next block of the same kind (`Adapter.stream_joins`: text,
+thinking) with a boundary marked between the two (`chains.JoinedChain`, `MaskerChain.mark`),
+as a whole reply's texts are read, each on its own and then joined (`joined`; a key glued to
+the next block's first word is no key joined): each block keeps its own characters, a
+value's placeholder goes in the block where the value starts, the rest of the value is taken
+out of the blocks after, and a block that lay wholly inside a value holds the default
+placeholder rather than nothing (a provider refuses an empty text block sent back as
+history).
 
 What the chain still held at a block's stop belongs to that block until the chain releases
 past the boundary, which needs the next block's first characters. So while a boundary is
