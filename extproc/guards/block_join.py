@@ -65,7 +65,7 @@ class HeldBlocks:
     """The chain of the blocks of one kind read as one text, from a block's stop until the
     boundaries after it are placed (`pending`), with the events held meanwhile."""
 
-    def __init__(self, field: str, chain: Chain, max_event_bytes: int) -> None:
+    def __init__(self, field: str, chain: JoinedChain, max_event_bytes: int) -> None:
         self.field = field
         self.chain = chain
         self.max_bytes = max(HELD_EVENT_SIZES * max_event_bytes, HELD_FLOOR)
@@ -85,6 +85,7 @@ class HeldBlocks:
         """The held blocks once the block `piece` stopped (its chain and last text event
         taken out of `chains` and `last`): `held` when it is that block's, else new."""
         chain = chains.pop(piece)
+        assert isinstance(chain, JoinedChain)   # (`stream_joins` pieces get one)
         if held is not None and held.chain is not chain:
             # one block's stop ending texts of two kinds (a delta with both `text` and
             # `thinking`): no provider writes it, and the first one's held events would
@@ -110,8 +111,6 @@ class HeldBlocks:
         """The block `piece` (whose chain is `chain`) stopped: what its own maskers still
         held goes through the joined ones, and a boundary after its text."""
         chain = self.chain
-        if not isinstance(chain, JoinedChain):
-            return
         tail = self.route("", chain.end_block())
         empty = self.live is not None and self._raw and not self._out
         self.live = None
@@ -168,9 +167,7 @@ class HeldBlocks:
         if text:
             self._raw = True
         prev = 0
-        chain = self.chain
-        cuts = chain.take_cuts() if isinstance(chain, JoinedChain) else []
-        for cut in cuts:
+        for cut in self.chain.take_cuts():
             self.pending.pop(0).text += released[prev:cut]
             prev = cut
         if self.pending:

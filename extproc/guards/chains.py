@@ -136,10 +136,6 @@ class JoinedChain:
         return self.joined.take_cuts()
 
     @property
-    def pending(self) -> int:
-        return self.joined.pending
-
-    @property
     def held(self) -> int:
         return self.block.held + self.joined.held
 

@@ -336,7 +336,6 @@ class StreamMasker:
         self._hold_from(window, fwindow, hold)
         return out
 
-
     def _passed(self, raw: str, spans: list[Span]) -> None:
         """`raw` (masked with `spans`, in its own offsets) is released: note where the
         boundaries it passes fall in the output (`take_cuts`)."""
