@@ -20,6 +20,7 @@ from ..policy import BodyTransform
 from ..providers.slots import EventTexts, UnreadableEvent
 from ..providers.unread import NAMES
 from .chains import MaskerChain, MaskerFactory
+from .invisible import HIDDEN_MOST, TOO_MANY_HIDDEN
 from .stream import GuardTriggered
 
 #: what a refusal names when an event is not the JSON object the guards read: the stream
@@ -79,6 +80,10 @@ def refusal_message(detector: str) -> str:
                 "guards hold (four times the route's streams.max_event_bytes, at least 4 "
                 "MiB) between a content block's end and the next block's text, which the "
                 "guards read with it")
+    if detector == TOO_MANY_HIDDEN:
+        return (f"response blocked by a guard: the upstream sent more than {HIDDEN_MOST} "
+                "invisible characters (zero-width spaces, joiners, format characters) inside "
+                "what could still be a sensitive value, more than the guards hold")
     if detector == OVERSIZED:
         return ("response blocked by a guard: a stream event is larger than the route's "
                 "streams.max_event_bytes, so the guards could not read it")

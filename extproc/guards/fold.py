@@ -22,8 +22,8 @@ text: spans mask the text as written. Folding a character never depends
 on its neighbours, so a text folded piece by piece is the whole text folded, and a streaming
 masker stays exact. Custom patterns and word lists read the text as written (their authors
 wrote them for it); webhook guards get it as written too. Zero-width and other invisible
-characters inside a value are not removed (that would not be one for one): see
-docs/security.md.
+characters are not folded (taking them out is not one for one): the built-ins read the fold
+with them taken out as one more reading (`invisible`).
 
 Cost: an ASCII text is returned as it is (one check); any other is searched once for a
 character that may fold (`_FOLDABLE`, one character class: CJK, Cyrillic or accented prose

@@ -1,7 +1,7 @@
 """Several detectors as one: their matches with overlaps resolved, their common `tail_start`,
 masking with placeholders, and the catalogue of built-in detectors by name. The built-ins
-read each text as written and folded to its ASCII look-alike (`fold`), custom detectors as
-written.
+read each text as written, folded to its ASCII look-alike (`fold`) and folded with its
+invisible characters taken out (`invisible`), custom detectors as written.
 
 Sans-IO like the detectors: a streaming masker can keep a buffer, emit the part before
 `tail_start` (spans of `find` that start before it are final) and hold the rest.
@@ -23,6 +23,7 @@ from extproc.guards.detectors import (
     builtin_detector,
 )
 from extproc.guards.fold import fold, prepare
+from extproc.guards.invisible import Compacted
 
 BUILTIN_NAMES: tuple[str, ...] = (
     "email", "phone", "card", "us_ssn", "iban", "ipv4", "ipv6",
@@ -169,7 +170,10 @@ class Scanner:
             return True
         if folded is None:
             folded = self.folded(text)
-        return folded is not text and self._may(folded, start)
+        if folded is not text and self._may(folded, start):
+            return True
+        hidden = None if folded.isascii() or not self.folds else Compacted.of(folded)
+        return hidden is not None and self._may(hidden.text, hidden.visible(start))
 
     def _may(self, text: str, start: int) -> bool:
         if self._any_char is None or self._any_char.search(text, start) is None:
@@ -198,9 +202,12 @@ class Scanner:
         The built-ins read the text as written and folded (`folded`, else `fold(text)`):
         a value in look-alike characters is found in the fold, and one that a look-alike
         beside it would glue to a word there (a Japanese full stop before a number) as
-        written. Custom detectors read it as written. The fold has the text's length, so
-        every span is a place in `text`. `memo`: the stream's verdicts of the built-ins'
-        candidates (`PatternDetector.find`), kept from one call to the next."""
+        written; and the fold compacted (`invisible.Compacted`, when it holds invisible
+        characters): a value with a zero-width space inside is found there, its span mapped
+        back to the text from its first visible character to its last. Custom detectors read
+        it as written. The fold has the text's length, so every span is a place in `text`.
+        `memo`: the stream's verdicts of the built-ins' candidates (`PatternDetector.find`),
+        kept from one call to the next."""
         if folded is None:
             folded = self.folded(text)
         both = folded is not text
@@ -209,6 +216,7 @@ class Scanner:
                 and (not both or any_char.search(folded) is None):
             return []   # not one character any match holds (most prose): one search
         found: list[tuple[int, int, int, Span]] = []
+        hidden = None if folded.isascii() or not self.folds else Compacted.of(folded)
         for rank, (detector, need) in enumerate(zip(self.detectors, self._needs, strict=True)):
             for reading in (text, folded) if both and self._folds[rank] else (text,):
                 if need is not None and need.search(reading) is None:
@@ -220,6 +228,8 @@ class Scanner:
                     elif crossing and s.end > start:
                         found.append((s.start, s.start - s.end, rank,
                                       Span(start, s.end, s.detector)))
+            if hidden is not None and self._folds[rank]:
+                self._find_hidden(hidden, detector, need, rank, start, crossing, memo, found)
         if not found:
             return []
         found.sort(key=lambda f: f[:3])
@@ -231,9 +241,26 @@ class Scanner:
                 end = span.end
         return spans
 
+    @staticmethod
+    def _find_hidden(hidden: Compacted, detector: Detector, need: re.Pattern[str] | None,
+                     rank: int, start: int, crossing: bool, memo: Memo | None,
+                     found: list[tuple[int, int, int, Span]]) -> None:
+        """A built-in's matches in the fold with its invisible characters taken out, as places
+        in the text as written (`find_from`)."""
+        reading = hidden.text
+        if need is not None and need.search(reading) is None:
+            return
+        for s in detector.find(reading) if memo is None \
+                else detector.find(reading, memo):  # type: ignore[call-arg]
+            a, b = hidden.span(s.start, s.end)
+            if a >= start:
+                found.append((a, a - b, rank, Span(a, b, s.detector)))
+            elif crossing and b > start:
+                found.append((a, a - b, rank, Span(start, b, s.detector)))
+
     def tail_start(self, text: str, folded: str | None = None) -> int:
         """The earliest `tail_start` of the detectors: the text from there on must be held.
-        The built-ins read the text as written and folded, as in `find_from`."""
+        The built-ins read the text as written, folded and compacted, as in `find_from`."""
         if not text:
             return 0
         if folded is None:
@@ -241,6 +268,11 @@ class Scanner:
         n = self._tail(text, text, False)
         if folded is not text:
             n = min(n, self._tail(folded, text, True))
+        hidden = None if folded.isascii() or not self.folds else Compacted.of(folded)
+        if hidden is not None and hidden.text:
+            ts = self._tail(hidden.text, hidden.text, True)
+            if ts < len(hidden.text):
+                n = min(n, hidden.place(ts))
         return n
 
     def _tail(self, reading: str, text: str, builtins_only: bool) -> int:

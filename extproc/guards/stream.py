@@ -17,7 +17,13 @@ is skipped and only ``tail_start`` is computed):
 
 Held text is bounded: after each look at what is held, at most ``scanner.max_len + LOOKAHEAD``
 characters (``bound``). Where the rules would hold more, the hold is cut to that bound, never
-inside a match: a match the cut falls in is released whole, masked.
+inside a match: a match the cut falls in is released whole, masked. The built-ins also read
+the text with its invisible characters taken out (`invisible`), where a match is longer as
+written by the invisible characters inside it: the bound and the left context count visible
+characters (the invisible ones among them held too, at most ``HIDDEN_MOST``; past it a stream
+is refused when the hold would be cut, and the left context is cut short, which can only make
+the scanner find more, never less, in the unreleased text), and a match followed by nothing
+but invisible characters is not final.
 
 Long held text is looked at again only once it has grown by an eighth: when the masker held
 at least ``batch`` characters after its last look (a run that could still be a key, a token
@@ -54,6 +60,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Protocol
 
 from extproc.guards.fold import fold
+from extproc.guards.invisible import HIDDEN_MOST, TOO_MANY_HIDDEN, count, has, trailing
 
 if TYPE_CHECKING:
     from extproc.guards.detectors import Span
@@ -116,6 +123,9 @@ class StreamMasker:
         self._fleft = ""
         self._fbuf = ""
         self._stopped: str | None = None   # why no more feeding: "finished" or a detector
+        # an invisible character came (`invisible`): the bound and the left context count
+        # visible characters from then on (before, there are no others)
+        self._hidden = False
         self._at_span = False    # the released text ends with a span
         # scanner.may_match(text, start): False when no match can start at or after `start`
         self._may_match = getattr(scanner, "may_match", None)
@@ -159,6 +169,8 @@ class StreamMasker:
             self._check()
         if not text:
             return ""
+        if not self._hidden and self._folding and not text.isascii() and has(text):
+            self._hidden = True
         left, buf = self._left, self._buf
         looked = self._looked
         if looked >= self.batch and len(buf) + len(text) - looked < looked >> 3:
@@ -189,8 +201,11 @@ class StreamMasker:
         if hold < c:
             hold = c
         if hold < n - self.bound:
-            hold = n - self.bound
-        lo = hold - self.context if hold > self.context else 0
+            hold = self._cut(window, hold, n)
+        if self._hidden:
+            lo = self._back(window, hold)
+        else:
+            lo = hold - self.context if hold > self.context else 0
         if fwindow is window:   # (every chunk of most streams: nothing folds)
             self._left = self._fleft = window[lo:hold]
             self._buf = self._fbuf = window[hold:]
@@ -294,16 +309,49 @@ class StreamMasker:
         """Where the held-back text starts: nothing before it can still change."""
         n = len(window)
         hold = max(self._tail_start(window, fwindow), c)
+        # a match is final once a visible character follows it (invisible ones are not
+        # read between a value's characters: `invisible`)
+        seen = n - trailing(window) if self._hidden else n
         for s in reversed(spans):      # non-overlapping: one step back at most
-            if s.end > hold or s.end + LOOKAHEAD > n:
+            if s.end > hold or s.end + LOOKAHEAD > seen:
                 hold = min(hold, s.start)
-        cut = n - self.bound
-        if hold < cut:                 # over the bound: release, but never half a match
-            hold = cut
+        if hold < n - self.bound:      # over the bound: release, but never half a match
+            hold = self._cut(window, hold, n)
             for s in spans:
                 if s.start < hold < s.end:
                     hold = s.end
         return hold
+
+    def _back(self, window: str, point: int) -> int:
+        """Where the left context before `point` starts: `context` characters back, and as
+        many more as there are invisible ones among them (the reading without them sees
+        `context` characters), at most `HIDDEN_MOST` more."""
+        lo = point - self.context
+        if lo <= 0:
+            return 0
+        if self._hidden:
+            hidden = count(window[lo:point])
+            most = point - self.context - HIDDEN_MOST
+            while hidden and lo > most:
+                start = max(0, most, lo - hidden)
+                hidden = count(window[start:lo])
+                lo = start
+        return max(lo, 0)
+
+    def _cut(self, window: str, hold: int, n: int) -> int:
+        """Where the held text is cut when the rules would hold `window[hold:]`, more than
+        `bound` characters: `bound` visible ones are held, and the invisible ones among them
+        (a value read with them taken out is longer by them, `invisible`), at most
+        `HIDDEN_MOST`; past it the stream is refused, not a value's start released."""
+        cut = n - self.bound
+        if self._hidden:
+            hidden = count(window[hold:])
+            if hidden:
+                if hidden > HIDDEN_MOST:
+                    self._stopped = TOO_MANY_HIDDEN
+                    raise GuardTriggered(TOO_MANY_HIDDEN)
+                cut = hold if cut - hidden < hold else cut - hidden
+        return cut
 
     def _release(self, window: str, c: int, hold: int, spans: list[Span],
                  fwindow: str) -> str:
@@ -321,7 +369,7 @@ class StreamMasker:
         if self._marks:
             self._passed(raw, moved)
         if hold > c:                   # else the left context stays as it is
-            keep = hold - self.context
+            keep = self._back(window, hold)
             # the released text ends with a span that a match overlaps: the scanner gave
             # that match's rest, from the span's end (a match starting before the hold
             # ends in this window, or `tail_start` would have held it); with no such rest,
@@ -331,8 +379,8 @@ class StreamMasker:
             self._at_span = bool(final) and final[-1].end == hold \
                 and any(s.start == hold for s in spans)
             if self._at_span:          # keep all of that span: the scanner sees it again
-                keep = min(keep, final[-1].start - self.context)
-            self._left_as(window, fwindow, max(0, keep), hold)
+                keep = min(keep, self._back(window, final[-1].start))
+            self._left_as(window, fwindow, keep, hold)
         self._hold_from(window, fwindow, hold)
         return out
 

@@ -1,0 +1,135 @@
+"""Invisible characters: the text the built-in detectors read with them taken out, and the way
+back to the places in the text as written.
+
+A zero-width space, joiner or non-joiner, a soft hyphen, a word joiner, a byte order mark, a
+variation selector, a bidirectional control or a tag character shows nothing, so a value with
+them inside (`john\\u200b.doe@example.com`, a key with one after every character) reads to a
+client, a model or a human as the plain value, and a tool that parses it usually drops them.
+They are Unicode's default ignorable code points (`DerivedCoreProperties.txt`,
+`Default_Ignorable_Code_Point`): a renderer shows nothing for them when it cannot draw them.
+
+The built-ins read a text as written, folded (`fold`), and folded with these taken out
+(`Compacted`, one more reading in `scanner.Scanner`): a match found there is mapped back to
+the text as written, from its first visible character to its last, so the placeholder
+replaces the invisible characters inside a value with it and nothing else. The text passed
+on is unchanged where no value is found: emoji sequences (joiners, variation selectors),
+Persian and Indic text (non-joiners) and bidirectional marks stay as they are. Taking them
+out can glue a value to a word (`card\\u200b4111…`): the readings with them in find it there.
+
+Taking characters out is not one for one, so a match is longer in the text as written than
+in this reading by the invisible characters inside it: a streaming masker holds those too
+(`stream.StreamMasker`), up to `HIDDEN_MOST` of them in what it holds, past which the stream
+is refused (`TOO_MANY_HIDDEN`) rather than a value's start released.
+
+Cost: an ASCII text has none (one check, in C); any other is searched once (one character
+class) and only a text with some is copied.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from typing import NamedTuple
+
+#: Unicode's Default_Ignorable_Code_Point (16.0.0): a unit test checks them against the
+#: general categories they are in (format, nonspacing marks, fillers, unassigned in the
+#: ranges Unicode reserves as ignorable)
+RANGES: tuple[tuple[int, int], ...] = (
+    (0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160),
+    (0x17B4, 0x17B5), (0x180B, 0x180F), (0x200B, 0x200F), (0x202A, 0x202E),
+    (0x2060, 0x206F), (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF),
+    (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A),
+    (0xE0000, 0xE0FFF),
+)
+_CLASS = "".join(f"\\U{lo:08x}-\\U{hi:08x}" if lo != hi else f"\\U{lo:08x}"
+                 for lo, hi in RANGES)
+#: one invisible character; a run of them
+INVISIBLE: re.Pattern[str] = re.compile(f"[{_CLASS}]")
+_RUN = re.compile(f"[{_CLASS}]+")
+_TRAILING = re.compile(f"[{_CLASS}]+\\Z")
+
+#: invisible characters a streaming masker holds at most (`stream.StreamMasker`): past it the
+#: stream is refused with `TOO_MANY_HIDDEN` (a value's start is never released for them)
+HIDDEN_MOST = 4096
+#: why a stream is refused past `HIDDEN_MOST`
+TOO_MANY_HIDDEN = "too_many_invisible"
+
+
+def has(text: str) -> bool:
+    """Whether `text` holds an invisible character."""
+    return not text.isascii() and INVISIBLE.search(text) is not None
+
+
+def count(text: str) -> int:
+    """How many invisible characters `text` holds."""
+    if text.isascii():
+        return 0
+    return sum(m.end() - m.start() for m in _RUN.finditer(text))
+
+
+def trailing(text: str) -> int:
+    """How many invisible characters end `text`."""
+    if not text or text[-1].isascii():
+        return 0
+    m = _TRAILING.search(text)
+    return 0 if m is None else m.end() - m.start()
+
+
+class Compacted(NamedTuple):
+    """A text with its invisible characters taken out, and where they were: `at[k]` is the
+    place in `text` before which the k-th run was, `before[k]` how many were taken out up to
+    and including that run."""
+
+    text: str
+    at: list[int]
+    before: list[int]
+
+    @classmethod
+    def of(cls, text: str) -> Compacted | None:
+        """`text` compacted, or None when it holds no invisible character."""
+        if text.isascii():
+            return None
+        parts: list[str] = []
+        at: list[int] = []
+        before: list[int] = []
+        pos = removed = 0
+        for m in _RUN.finditer(text):
+            start, end = m.span()
+            parts.append(text[pos:start])
+            removed += end - start
+            at.append(start - (removed - (end - start)))
+            before.append(removed)
+            pos = end
+        if not at:
+            return None
+        parts.append(text[pos:])
+        return cls("".join(parts), at, before)
+
+    def place(self, j: int) -> int:
+        """Where the character at `j` of `text` stands in the text as written."""
+        k = bisect_right(self.at, j)
+        return j + (self.before[k - 1] if k else 0)
+
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        """`text[start:end]` (not empty) in the text as written: from its first character to
+        its last, the invisible ones between them included."""
+        return self.place(start), self.place(end - 1) + 1
+
+    def visible(self, i: int) -> int:
+        """How many characters of `text` stand before `i` of the text as written."""
+        # the runs end before i where at[k] + before[k] <= i (their last character before i)
+        lo, hi = 0, len(self.at)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.at[mid] + self.before[mid] <= i:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo == 0:
+            return min(i, self.at[0]) if self.at else i
+        taken = self.before[lo - 1]
+        if lo < len(self.at):   # inside the next run: its characters before i are no text
+            run_start = self.at[lo] + self.before[lo - 1]
+            if i > run_start:
+                return self.at[lo]
+        return i - taken
