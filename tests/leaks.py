@@ -23,6 +23,7 @@ import zstandard
 from hypothesis import strategies as st
 
 from extproc import loader
+from extproc.guards.invisible import INVISIBLE
 
 EMAILS = ("jane.roe@example.org", "zq.hidden-77@corp-mail.test", "x_y+z@sub.d0main.io")
 KEYS = ("AKIAIOSFODNN7EXAMPLE", "AKIAQWERTZUIOPLKJHGF", "ASIAZXCVBNMLKJHGFDSA")
@@ -58,10 +59,22 @@ ESCAPED_BEFORE = ("\n", "\t", "\"", "\\")
 ESCAPED_AFTER = ("\n", "\"", "\\")
 
 
+#: invisible characters a secret may carry inside (`extproc.guards.invisible`): a client, a
+#: model or a tool reads the secret through them
+HIDDEN = ("\u200b", "\u200d", "\u00ad", "\u2060", "\ufeff", "\ufe0f", "\U000e0041")
+
+
 @st.composite
-def placed(draw: st.DrawFn, secret: str, escaped: bool = True) -> str:
+def placed(draw: st.DrawFn, secret: str, escaped: bool = True, hidden: bool = True) -> str:
     """`secret` alone, or at the start, in the middle or at the end of some text; with
-    `escaped`, the characters next to it may be ones JSON escapes."""
+    `escaped`, the characters next to it may be ones JSON escapes. With `hidden`, one time
+    in four the secret has invisible characters inside."""
+    if hidden and draw(st.integers(0, 3)) == 0:
+        cuts = sorted(set(draw(st.lists(st.integers(1, len(secret) - 1), min_size=1,
+                                        max_size=4))))
+        secret = "".join(secret[a:b] + (draw(st.sampled_from(HIDDEN)) * draw(st.integers(1, 2))
+                                        if b < len(secret) else "")
+                         for a, b in zip([0, *cuts], [*cuts, len(secret)], strict=True))
     where = draw(st.sampled_from(["alone", "start", "middle", "end"]))
     before, after = (_BEFORE + ESCAPED_BEFORE, _AFTER + ESCAPED_AFTER) if escaped \
         else (_BEFORE, _AFTER)
@@ -171,13 +184,14 @@ def fragments(secret: str, size: int = 6) -> list[str]:
 
 def readings(raw: bytes, docs: list[Any]) -> list[str]:
     """The ways a client (or a provider) can read what crossed: the bytes as text, the same
-    with JSON escapes undone, and every string of the JSON documents, escapes undone too."""
+    with JSON escapes undone, and every string of the JSON documents, escapes undone too;
+    and each of them with its invisible characters taken out."""
     text = raw.decode("utf-8", "replace")
     out = [text, unescape(text)]
     for doc in docs:
         for s in strings(doc):
             out += [s, unescape(s)]
-    return out
+    return out + [INVISIBLE.sub("", reading) for reading in out]   # read through them
 
 
 def find_secret(raw: bytes, docs: list[Any], secret: str, whole: bool = True) -> str | None:

@@ -174,7 +174,10 @@ def test_no_prompt_secret_reaches_the_provider(case: tuple[Endpoint, Field],
     email = data.draw(st.sampled_from(EMAILS))
     key = data.draw(st.sampled_from(KEYS))
     secret = {"email": email, "key": key, "both": f"{email} {key}"}[kind]
-    text = data.draw(placed(secret, escaped=not field.args))
+    # (a grammar's source writes an invisible character as its own escape, which is read as
+    # written: the known limit of GRAMMAR below)
+    text = data.draw(placed(secret, escaped=not field.args,
+                            hidden=field.id != "custom-tool-grammar"))
     body = endpoint.wrap(field.build(text))
     if endpoint.provider in ("gemini", "vertex"):
         rnd = data.draw(st.randoms(use_true_random=False))
