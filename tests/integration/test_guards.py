@@ -615,3 +615,53 @@ def test_a_stream_in_look_alike_characters_is_masked_across_3_byte_chunks(gw: Ga
     assert text == "Card <CARD>; write to <EMAIL> today."
     for digit in ("\u0664", "\u0661"):   # no digit of it, raw or escaped
         assert digit.encode() not in raw and b"\\u066" not in raw
+
+
+#: zero-width and format characters inside the values (`guards.invisible`)
+ZWSP, ZWJ, SHY = "\u200b", "\u200d", "\u00ad"
+HIDDEN_EMAIL = f"john{ZWSP}.doe@exam{SHY}ple.com"
+HIDDEN_CARD = f"4111{ZWSP}1111{ZWSP}1111{ZWSP}1111"
+
+
+def test_a_prompt_with_invisible_characters_inside_its_values_is_masked_upstream(
+        gw: Gateway) -> None:
+    emoji = "\U0001f468\u200d\U0001f469\u200d\U0001f467"   # joiners outside a value stay
+    r = openai_chat(gw, f"card {HIDDEN_CARD}, mail {HIDDEN_EMAIL} {emoji}")
+    assert r.status_code == 200, r.text
+    assert upstream_body(gw)["messages"][1]["content"] == f"card <CARD>, mail <EMAIL> {emoji}"
+
+
+def test_a_reject_guard_refuses_a_key_spread_with_joiners(gw: Gateway) -> None:
+    r = openai_chat(gw, f"my key is {ZWJ.join(AWS_KEY)}")
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["message"] == ("request blocked by guard 'secrets': the prompt "
+                                            "contains aws access key")
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_stream_with_invisible_characters_inside_its_values_is_masked_across_3_byte_chunks(
+        gw: Gateway, provider: str) -> None:
+    reply = f"Card {HIDDEN_CARD}; write to {HIDDEN_EMAIL} today."
+    if provider == "openai":
+        url, body = f"{gw.url}/g-openai/v1/chat/completions", {
+            "model": "gpt-4o-mini", "stream": True,
+            "messages": [{"role": "user", "content": "hi"}]}
+    else:
+        url, body = f"{gw.url}/g-anthropic/v1/messages", {
+            "model": "claude-sonnet-5-5", "max_tokens": 100, "stream": True,
+            "messages": [{"role": "user", "content": "hi"}]}
+    with httpx.Client(timeout=30) as client, client.stream(
+            "POST", url, json=body,
+            headers={"x-mock-reply": reply.encode(), "x-mock-chunk-bytes": b"3"}) as r:
+        assert r.status_code == 200
+        raw = b"".join(r.iter_raw())
+    events = sse_json(raw)
+    if provider == "openai":
+        text = "".join(c["choices"][0]["delta"].get("content") or ""
+                       for c in events if c.get("choices"))
+    else:
+        text = "".join(e["delta"]["text"] for e in events
+                       if e.get("type") == "content_block_delta")
+    assert text == "Card <CARD>; write to <EMAIL> today."
+    for piece in (b"john", b"doe@", b"1111", b"ple.com"):
+        assert piece not in raw
