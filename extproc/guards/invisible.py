@@ -16,6 +16,11 @@ on is unchanged where no value is found: emoji sequences (joiners, variation sel
 Persian and Indic text (non-joiners) and bidirectional marks stay as they are. Taking them
 out can glue a value to a word (`card\\u200b4111…`): the readings with them in find it there.
 
+Tag characters (`U+E0020`-`U+E007E`) spell ASCII that no one sees and a model reads ("ASCII
+smuggling": a prompt or a reply can carry a key written in them): the built-ins read them a
+fourth way, as the ASCII they stand for with every other character a space (`tagged`, one
+character for one), so a value spelled in them is masked where it stands.
+
 Taking characters out is not one for one, so a match is longer in the text as written than
 in this reading by the invisible characters inside it: a streaming masker holds those too
 (`stream.StreamMasker`), up to `HIDDEN_MOST` of them in what it holds, past which the stream
@@ -48,6 +53,13 @@ INVISIBLE: re.Pattern[str] = re.compile(f"[{_CLASS}]")
 _RUN = re.compile(f"[{_CLASS}]+")
 _TRAILING = re.compile(f"[{_CLASS}]+\\Z")
 
+#: the tag characters that stand for printable ASCII (`U+E0020`-`U+E007E`: a space to a tilde),
+#: which a model reads as the ASCII they spell ("ASCII smuggling"); the rest of the text in
+#: their reading (`tagged`)
+_TAG = re.compile("[\U000e0020-\U000e007e]")
+_NOT_TAG = re.compile("[^\U000e0020-\U000e007e]")
+_TAG_ASCII = {cp: cp - 0xE0000 for cp in range(0xE0020, 0xE007F)}
+
 #: invisible characters a streaming masker holds at most (`stream.StreamMasker`): past it the
 #: stream is refused with `TOO_MANY_HIDDEN` (a value's start is never released for them)
 HIDDEN_MOST = 4096
@@ -73,6 +85,15 @@ def trailing(text: str) -> int:
         return 0
     m = _TRAILING.search(text)
     return 0 if m is None else m.end() - m.start()
+
+
+def tagged(text: str) -> str | None:
+    """What `text` spells in tag characters, one character for one: each tag character as the
+    ASCII it stands for, every other character a space (so a value spelled in them reads
+    apart from the visible text around it); None when it has none."""
+    if text.isascii() or _TAG.search(text) is None:
+        return None
+    return _NOT_TAG.sub(" ", text).translate(_TAG_ASCII)
 
 
 class Compacted(NamedTuple):

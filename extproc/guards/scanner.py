@@ -23,7 +23,7 @@ from extproc.guards.detectors import (
     builtin_detector,
 )
 from extproc.guards.fold import fold, prepare
-from extproc.guards.invisible import Compacted
+from extproc.guards.invisible import Compacted, tagged
 
 BUILTIN_NAMES: tuple[str, ...] = (
     "email", "phone", "card", "us_ssn", "iban", "ipv4", "ipv6",
@@ -173,7 +173,11 @@ class Scanner:
         if folded is not text and self._may(folded, start):
             return True
         hidden = None if folded.isascii() or not self.folds else Compacted.of(folded)
-        return hidden is not None and self._may(hidden.text, hidden.visible(start))
+        if hidden is None:
+            return False
+        tags = tagged(text)
+        return self._may(hidden.text, hidden.visible(start)) \
+            or (tags is not None and self._may(tags, start))
 
     def _may(self, text: str, start: int) -> bool:
         if self._any_char is None or self._any_char.search(text, start) is None:
@@ -204,21 +208,28 @@ class Scanner:
         beside it would glue to a word there (a Japanese full stop before a number) as
         written; and the fold compacted (`invisible.Compacted`, when it holds invisible
         characters): a value with a zero-width space inside is found there, its span mapped
-        back to the text from its first visible character to its last. Custom detectors read
+        back to the text from its first visible character to its last; and what the text
+        spells in tag characters (`invisible.tagged`, one for one). Custom detectors read
         it as written. The fold has the text's length, so every span is a place in `text`.
         `memo`: the stream's verdicts of the built-ins' candidates (`PatternDetector.find`),
         kept from one call to the next."""
         if folded is None:
             folded = self.folded(text)
         both = folded is not text
+        hidden = None if folded.isascii() or not self.folds else Compacted.of(folded)
+        # (tag characters are invisible ones)
+        tags = tagged(text) if hidden is not None else None
         any_char = self._any_char
         if any_char is not None and any_char.search(text) is None \
-                and (not both or any_char.search(folded) is None):
+                and (not both or any_char.search(folded) is None) \
+                and (tags is None or any_char.search(tags) is None):
             return []   # not one character any match holds (most prose): one search
         found: list[tuple[int, int, int, Span]] = []
-        hidden = None if folded.isascii() or not self.folds else Compacted.of(folded)
+        readings: tuple[str, ...] = (text, folded) if both else (text,)
+        if tags is not None:
+            readings += (tags,)
         for rank, (detector, need) in enumerate(zip(self.detectors, self._needs, strict=True)):
-            for reading in (text, folded) if both and self._folds[rank] else (text,):
+            for reading in readings if self._folds[rank] else (text,):
                 if need is not None and need.search(reading) is None:
                     continue   # cannot match here: skip the detector's full scan
                 for s in detector.find(reading) if memo is None or not self._folds[rank] \
@@ -269,10 +280,14 @@ class Scanner:
         if folded is not text:
             n = min(n, self._tail(folded, text, True))
         hidden = None if folded.isascii() or not self.folds else Compacted.of(folded)
-        if hidden is not None and hidden.text:
-            ts = self._tail(hidden.text, hidden.text, True)
-            if ts < len(hidden.text):
-                n = min(n, hidden.place(ts))
+        if hidden is not None:
+            if hidden.text:
+                ts = self._tail(hidden.text, hidden.text, True)
+                if ts < len(hidden.text):
+                    n = min(n, hidden.place(ts))
+            tags = tagged(text)
+            if tags is not None:
+                n = min(n, self._tail(tags, text, True))
         return n
 
     def _tail(self, reading: str, text: str, builtins_only: bool) -> int:

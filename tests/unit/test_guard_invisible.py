@@ -1,8 +1,9 @@
 """Invisible characters inside a value do not hide it from the built-in detectors
 (`guards.invisible`): a zero-width space, joiner, soft hyphen, word joiner, byte order mark,
-variation selector, bidirectional control or tag character between its characters, whole
-texts and streams alike, for any chunking; the text around it, emoji sequences and Persian
-non-joiners included, goes out unchanged. (Each value below went out in clear before.)"""
+variation selector, bidirectional control or tag character between its characters, nor a
+value spelled in tag characters, whole texts and streams alike, for any chunking; the text
+around it, emoji sequences and Persian non-joiners included, goes out unchanged. (Each value
+below went out in clear before.)"""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from extproc.guards.invisible import (
     Compacted,
     count,
     has,
+    tagged,
     trailing,
 )
 from extproc.guards.scanner import Scanner, builtin
@@ -44,6 +46,11 @@ def spread(value: str, sep: str) -> str:
     return sep.join(value)
 
 
+def tags(value: str) -> str:
+    """`value` spelled in tag characters: invisible, and read by a model as the ASCII."""
+    return "".join(chr(0xE0000 + ord(ch)) for ch in value)
+
+
 MASKED = [
     (f"mail john{ZWSP}.doe@example.com ok", "mail <EMAIL> ok"),
     (f"mail {spread('john.doe@example.com', ZWNJ)} ok", "mail <EMAIL> ok"),
@@ -59,6 +66,10 @@ MASKED = [
     # in look-alike characters too (fullwidth digits and at sign, `fold`)
     (f"card \uff14\uff11\uff11\uff11{ZWSP}\uff11\uff11\uff11\uff11{ZWSP}"
      f"\uff11\uff11\uff11\uff11{ZWSP}\uff11\uff11\uff11\uff11 ok", "card <CARD> ok"),
+    # spelled in tag characters ("ASCII smuggling"), beside visible text or glued to it
+    (f"Hello {tags('AKIAIOSFODNN7EXAMPLE')} ok", "Hello <SECRET> ok"),
+    (f"Hi{tags('mail john.doe@example.com')}!", f"Hi{tags('mail ')}<EMAIL>!"),
+    (f"a{tags('4111 1111 1111 1111')}b", "a<CARD>b"),
     # an invisible character beside a value, not inside it, stays where it is
     (f"mail {ZWSP}john@example.com{ZWSP} ok", f"mail {ZWSP}<EMAIL>{ZWSP} ok"),
     # one that glues a value to a word taken out is still a boundary as written
@@ -93,6 +104,7 @@ UNCHANGED = [
     "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645 \u0628\u0631\u0648\u0645",  # Persian ZWNJ
     f"shy{SHY}phen{ZWSP}ation {RLO}right to left{PDF} and 12{ZWSP}34 or 2024{ZWSP}12",
     f"order 4111{ZWSP}1111{ZWSP}1111{ZWSP}1112 (Luhn fails)",
+    f"a flag \U0001f3f4{tags('gbsct')}\U000e007f and {tags('plain words')} in tags",
 ]
 
 
@@ -146,7 +158,8 @@ FRAGMENTS = st.sampled_from([
     "john.doe@example.com", "a@b.co", "4111 1111 1111 1111", "4111111111111111", "1111",
     "123-45-6789", "+1 415-555-0100", "192.168.0.1", "AKIAIOSFODNN7EXAMPLE", "AKIA",
     "sk-proj-a1B2c3D4e5F6g7H8i9J0k1L2m3N4", "eyJ", "@", ".", "-", " ", "x", "card", "é",
-    "\U0001f468", "\u0645\u06cc",
+    "\U0001f468", "\u0645\u06cc", tags("john.doe@example.com"), tags("AKIAIOSFODNN7EXAMPLE"),
+    tags("4111 1111 1111 1111"), tags("AKIA"), tags("@"), tags(" x"),
 ])
 
 
@@ -181,6 +194,12 @@ def test_any_chunking_masks_like_the_whole_text(scanner: Scanner, text: str, cut
             for span in detector.find(hidden.text):
                 a, b = hidden.span(span.start, span.end)
                 assert set(range(a, b)) <= covered, (text, span)
+    # and every one it matches in what the text spells in tag characters
+    spelled = tagged(text)
+    if spelled is not None:
+        for detector in scanner.detectors:
+            for span in detector.find(spelled):
+                assert set(range(span.start, span.end)) <= covered, (text, span)
 
 
 @pytest.mark.parametrize("scanner", [SCANNER, SMALL], ids=["all", "small"])
