@@ -62,14 +62,20 @@ ESCAPED_AFTER = ("\n", "\"", "\\")
 #: invisible characters a secret may carry inside (`extproc.guards.invisible`): a client, a
 #: model or a tool reads the secret through them
 HIDDEN = ("\u200b", "\u200d", "\u00ad", "\u2060", "\ufeff", "\ufe0f", "\U000e0041")
+#: ASCII to the tag characters that spell it, and back: invisible, and read by a model
+SPELLED = {cp: cp + 0xE0000 for cp in range(0x20, 0x7F)}
+_UNSPELLED = {cp + 0xE0000: cp for cp in range(0x20, 0x7F)}
 
 
 @st.composite
 def placed(draw: st.DrawFn, secret: str, escaped: bool = True, hidden: bool = True) -> str:
     """`secret` alone, or at the start, in the middle or at the end of some text; with
     `escaped`, the characters next to it may be ones JSON escapes. With `hidden`, one time
-    in four the secret has invisible characters inside."""
-    if hidden and draw(st.integers(0, 3)) == 0:
+    in eight the secret is spelled in tag characters, and one in four of the others has
+    invisible characters inside."""
+    if hidden and draw(st.integers(0, 7)) == 0:   # spelled in tag characters
+        secret = secret.translate(SPELLED)
+    elif hidden and draw(st.integers(0, 2)) == 0:
         cuts = sorted(set(draw(st.lists(st.integers(1, len(secret) - 1), min_size=1,
                                         max_size=4))))
         secret = "".join(secret[a:b] + (draw(st.sampled_from(HIDDEN)) * draw(st.integers(1, 2))
@@ -191,7 +197,8 @@ def readings(raw: bytes, docs: list[Any]) -> list[str]:
     for doc in docs:
         for s in strings(doc):
             out += [s, unescape(s)]
-    return out + [INVISIBLE.sub("", reading) for reading in out]   # read through them
+    return out + [INVISIBLE.sub("", reading) for reading in out] \
+        + [reading.translate(_UNSPELLED) for reading in out]   # read through them, or spelled
 
 
 def find_secret(raw: bytes, docs: list[Any], secret: str, whole: bool = True) -> str | None:

@@ -665,3 +665,33 @@ def test_a_stream_with_invisible_characters_inside_its_values_is_masked_across_3
     assert text == "Card <CARD>; write to <EMAIL> today."
     for piece in (b"john", b"doe@", b"1111", b"ple.com"):
         assert piece not in raw
+
+
+def spelled(value: str) -> str:
+    """`value` in tag characters: invisible, and read by a model as the ASCII it spells."""
+    return "".join(chr(0xE0000 + ord(ch)) for ch in value)
+
+
+def test_a_value_spelled_in_tag_characters_is_masked_upstream(gw: Gateway) -> None:
+    r = openai_chat(gw, f"mail {spelled(EMAIL)} please")
+    assert r.status_code == 200, r.text
+    assert upstream_body(gw)["messages"][1]["content"] == "mail <EMAIL> please"
+
+
+def test_a_key_smuggled_out_in_tag_characters_ends_the_stream_refused(gw: Gateway) -> None:
+    with httpx.Client(timeout=30) as client, client.stream(
+            "POST", f"{gw.url}/g-openai/v1/chat/completions",
+            json={"model": "gpt-4o-mini", "stream": True,
+                  "messages": [{"role": "user", "content": "hi"}]},
+            headers={"x-mock-reply": f"all fine{spelled(AWS_KEY)} ok".encode(),
+                     "x-mock-chunk-bytes": b"5"}) as r:
+        assert r.status_code == 200
+        raw = b"".join(r.iter_raw())
+    assert b"response blocked by a guard: it contains aws access key" in raw
+    events = sse_json(raw)
+    text = "".join(c["choices"][0]["delta"].get("content") or ""
+                   for c in events if c.get("choices"))
+    assert text.startswith("all") and spelled("AKIA") not in text   # ("fine" may be held)
+    assert spelled("AKIA").encode() not in raw and b"\\udb40" not in raw
+    assert [c["choices"][0]["finish_reason"] for c in events if c.get("choices")][-1] \
+        == "content_filter"
