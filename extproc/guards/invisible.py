@@ -8,8 +8,8 @@ client, a model or a human as the plain value, and a tool that parses it usually
 They are Unicode's default ignorable code points (`DerivedCoreProperties.txt`,
 `Default_Ignorable_Code_Point`): a renderer shows nothing for them when it cannot draw them.
 
-The built-ins read a text as written, folded (`fold`), and folded with these taken out
-(`Compacted`, one more reading in `scanner.Scanner`): a match found there is mapped back to
+The built-ins read a text as written, folded (`fold`), and both with these taken out
+(`Compacted`, more readings in `scanner.Scanner`): a match found there is mapped back to
 the text as written, from its first visible character to its last, so the placeholder
 replaces the invisible characters inside a value with it and nothing else. The text passed
 on is unchanged where no value is found: emoji sequences (joiners, variation selectors),
@@ -24,10 +24,15 @@ character for one), so a value spelled in them is masked where it stands.
 Taking characters out is not one for one, so a match is longer in the text as written than
 in this reading by the invisible characters inside it: a streaming masker holds those too
 (`stream.StreamMasker`), up to `HIDDEN_MOST` of them in what it holds, past which the stream
-is refused (`TOO_MANY_HIDDEN`) rather than a value's start released.
+is refused (`TOO_MANY_HIDDEN`) rather than a value's start released. The built-ins read both
+the text as written and its fold with them taken out: a look-alike beside a value (an en
+dash after an address) glues it to a word in the fold, and an invisible character inside it
+breaks it as written.
 
 Cost: an ASCII text has none (one check, in C); any other is searched once (one character
-class) and only a text with some is copied.
+class), and only a text with some is copied and read again. A streaming masker keeps each
+run of them in the text it released as one character (`squeeze`), so the context it reads
+again with every piece stays short however many came.
 """
 
 from __future__ import annotations
@@ -53,6 +58,9 @@ INVISIBLE: re.Pattern[str] = re.compile(f"[{_CLASS}]")
 _RUN = re.compile(f"[{_CLASS}]+")
 _TRAILING = re.compile(f"[{_CLASS}]+\\Z")
 
+# a run of them, its first kept (`squeeze`)
+_SQUEEZE = re.compile(f"([{_CLASS}])[{_CLASS}]+")
+
 #: the tag characters that stand for printable ASCII (`U+E0020`-`U+E007E`: a space to a tilde),
 #: which a model reads as the ASCII they spell ("ASCII smuggling"); the rest of the text in
 #: their reading (`tagged`)
@@ -77,6 +85,13 @@ def count(text: str) -> int:
     if text.isascii():
         return 0
     return sum(m.end() - m.start() for m in _RUN.finditer(text))
+
+
+def squeeze(text: str) -> str:
+    """`text` with each run of invisible characters cut to its first."""
+    if text.isascii():
+        return text
+    return _SQUEEZE.sub(r"\1", text)
 
 
 def trailing(text: str) -> int:
@@ -125,6 +140,11 @@ class Compacted(NamedTuple):
             return None
         parts.append(text[pos:])
         return cls("".join(parts), at, before)
+
+    def again(self, text: str) -> Compacted:
+        """`text`, which holds its invisible characters where this one's text as written did
+        (its fold, or the text of which this is the fold), compacted the same way."""
+        return self._replace(text=_RUN.sub("", text))
 
     def place(self, j: int) -> int:
         """Where the character at `j` of `text` stands in the text as written."""

@@ -206,7 +206,7 @@ class Scanner:
         The built-ins read the text as written and folded (`folded`, else `fold(text)`):
         a value in look-alike characters is found in the fold, and one that a look-alike
         beside it would glue to a word there (a Japanese full stop before a number) as
-        written; and the fold compacted (`invisible.Compacted`, when it holds invisible
+        written; and both compacted (`invisible.Compacted`, when they hold invisible
         characters): a value with a zero-width space inside is found there, its span mapped
         back to the text from its first visible character to its last; and what the text
         spells in tag characters (`invisible.tagged`, one for one). Custom detectors read
@@ -241,6 +241,9 @@ class Scanner:
                                       Span(start, s.end, s.detector)))
             if hidden is not None and self._folds[rank]:
                 self._find_hidden(hidden, detector, need, rank, start, crossing, memo, found)
+                if both:   # as written too: a look-alike beside the value stays apart
+                    self._find_hidden(hidden.again(text), detector, need, rank, start,
+                                      crossing, memo, found)
         if not found:
             return []
         found.sort(key=lambda f: f[:3])
@@ -281,10 +284,11 @@ class Scanner:
             n = min(n, self._tail(folded, text, True))
         hidden = None if folded.isascii() or not self.folds else Compacted.of(folded)
         if hidden is not None:
-            if hidden.text:
-                ts = self._tail(hidden.text, hidden.text, True)
-                if ts < len(hidden.text):
-                    n = min(n, hidden.place(ts))
+            for compacted in (hidden, hidden.again(text)) if folded is not text else (hidden,):
+                if compacted.text:
+                    ts = self._tail(compacted.text, compacted.text, True)
+                    if ts < len(compacted.text):
+                        n = min(n, compacted.place(ts))
             tags = tagged(text)
             if tags is not None:
                 n = min(n, self._tail(tags, text, True))

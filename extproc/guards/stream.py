@@ -20,10 +20,10 @@ characters (``bound``). Where the rules would hold more, the hold is cut to that
 inside a match: a match the cut falls in is released whole, masked. The built-ins also read
 the text with its invisible characters taken out (`invisible`), where a match is longer as
 written by the invisible characters inside it: the bound and the left context count visible
-characters (the invisible ones among them held too, at most ``HIDDEN_MOST``; past it a stream
-is refused when the hold would be cut, and the left context is cut short, which can only make
-the scanner find more, never less, in the unreleased text), and a match followed by nothing
-but invisible characters is not final.
+characters (the invisible ones among them held too, at most ``HIDDEN_MOST``: past it a stream
+is refused when the hold would be cut; the left context keeps each run of them as one, which
+no reading tells from the run), and a match followed by nothing but invisible characters is
+not final.
 
 Long held text is looked at again only once it has grown by an eighth: when the masker held
 at least ``batch`` characters after its last look (a run that could still be a key, a token
@@ -60,7 +60,14 @@ import dataclasses
 from typing import TYPE_CHECKING, Protocol
 
 from extproc.guards.fold import fold
-from extproc.guards.invisible import HIDDEN_MOST, TOO_MANY_HIDDEN, count, has, trailing
+from extproc.guards.invisible import (
+    HIDDEN_MOST,
+    TOO_MANY_HIDDEN,
+    count,
+    has,
+    squeeze,
+    trailing,
+)
 
 if TYPE_CHECKING:
     from extproc.guards.detectors import Span
@@ -203,14 +210,15 @@ class StreamMasker:
         if hold < n - self.bound:
             hold = self._cut(window, hold, n)
         if self._hidden:
-            lo = self._back(window, hold)
-        else:
+            self._left_as(window, fwindow, self._back(window, hold), hold, hold - self.context)
+            self._hold_from(window, fwindow, hold)
+        elif fwindow is window:   # (every chunk of most streams: nothing folds)
             lo = hold - self.context if hold > self.context else 0
-        if fwindow is window:   # (every chunk of most streams: nothing folds)
             self._left = self._fleft = window[lo:hold]
             self._buf = self._fbuf = window[hold:]
         else:
-            self._left_as(window, fwindow, lo, hold)
+            self._left_as(window, fwindow, hold - self.context if hold > self.context else 0,
+                          hold, 0)
             self._hold_from(window, fwindow, hold)
         self._looked = n - hold
         if self._marks:
@@ -258,9 +266,20 @@ class StreamMasker:
             raise GuardTriggered(self._stopped)
 
     # --- the text kept, and its fold -------------------------------------------------------
-    def _left_as(self, window: str, fwindow: str, lo: int, hold: int) -> None:
+    def _left_as(self, window: str, fwindow: str, lo: int, hold: int, as_written: int) -> None:
         """Keep `window[lo:hold]` as the left context (and the same of its fold: the same
-        object when they are equal, so that the scanner reads one text)."""
+        object when they are equal, so that the scanner reads one text). Once invisible
+        characters came (`_hidden`), each run of them before `as_written` is kept as its
+        first: no built-in's match holds one, one reads as a boundary as a run does, the
+        reading without them drops them, and what is read of the context's tag characters
+        (the last `context` characters, or all from a span the scanner must see again) is
+        kept as it came. So the context stays short however many came (found by review: a
+        context of thousands of them, read again with every piece)."""
+        if self._hidden and as_written > lo:
+            left = self._left = squeeze(window[lo:as_written]) + window[as_written:hold]
+            self._fleft = left if fwindow is window else _same(
+                left, squeeze(fwindow[lo:as_written]) + fwindow[as_written:hold])
+            return
         left = self._left = window[lo:hold]
         self._fleft = left if fwindow is window else _same(left, fwindow[lo:hold])
 
@@ -325,18 +344,17 @@ class StreamMasker:
     def _back(self, window: str, point: int) -> int:
         """Where the left context before `point` starts: `context` characters back, and as
         many more as there are invisible ones among them (the reading without them sees
-        `context` characters), at most `HIDDEN_MOST` more."""
+        `context` characters; `_left_as` keeps each run of them short)."""
         lo = point - self.context
         if lo <= 0:
             return 0
         if self._hidden:
             hidden = count(window[lo:point])
-            most = point - self.context - HIDDEN_MOST
-            while hidden and lo > most:
-                start = max(0, most, lo - hidden)
+            while hidden and lo > 0:
+                start = lo - hidden if lo > hidden else 0
                 hidden = count(window[start:lo])
                 lo = start
-        return max(lo, 0)
+        return lo
 
     def _cut(self, window: str, hold: int, n: int) -> int:
         """Where the held text is cut when the rules would hold `window[hold:]`, more than
@@ -378,9 +396,11 @@ class StreamMasker:
             # to a valid address and masked)
             self._at_span = bool(final) and final[-1].end == hold \
                 and any(s.start == hold for s in spans)
+            as_written = hold - self.context
             if self._at_span:          # keep all of that span: the scanner sees it again
                 keep = min(keep, self._back(window, final[-1].start))
-            self._left_as(window, fwindow, keep, hold)
+                as_written = min(as_written, final[-1].start)
+            self._left_as(window, fwindow, keep, hold, as_written)
         self._hold_from(window, fwindow, hold)
         return out
 

@@ -70,6 +70,14 @@ MASKED = [
     (f"Hello {tags('AKIAIOSFODNN7EXAMPLE')} ok", "Hello <SECRET> ok"),
     (f"Hi{tags('mail john.doe@example.com')}!", f"Hi{tags('mail ')}<EMAIL>!"),
     (f"a{tags('4111 1111 1111 1111')}b", "a<CARD>b"),
+    # found by review: a look-alike beside it glues the value in the fold, and the invisible
+    # character inside breaks it as written; read as written without them
+    (f"write to john.doe{ZWSP}@example.com\u2013 thanks", "write to <EMAIL>\u2013 thanks"),
+    (f"ssn \u2013123-45{ZWSP}-6789 ok", "ssn \u2013<SSN> ok"),
+    (f"key \uff0dsk-proj-a1B2c3D4e5F6{ZWSP}g7H8i9J0k1L2m3N4 ok", "key \uff0d<SECRET> ok"),
+    (f"card \uff0b4111{ZWSP} 1111 1111 1111 ok", "card \uff0b<CARD> ok"),
+    (f"ip \uff0e192{ZWSP}.168.0.1 ok", "ip \uff0e<IP> ok"),
+    (f"mail john{ZWSP}.doe@example.com\u2013 ok", "mail <EMAIL>\u2013 ok"),
     # an invisible character beside a value, not inside it, stays where it is
     (f"mail {ZWSP}john@example.com{ZWSP} ok", f"mail {ZWSP}<EMAIL>{ZWSP} ok"),
     # one that glues a value to a word taken out is still a boundary as written
@@ -160,6 +168,7 @@ FRAGMENTS = st.sampled_from([
     "sk-proj-a1B2c3D4e5F6g7H8i9J0k1L2m3N4", "eyJ", "@", ".", "-", " ", "x", "card", "é",
     "\U0001f468", "\u0645\u06cc", tags("john.doe@example.com"), tags("AKIAIOSFODNN7EXAMPLE"),
     tags("4111 1111 1111 1111"), tags("AKIA"), tags("@"), tags(" x"),
+    "\u2013", "\uff0e", "\uff0b", "\uff0d", "\uff14\uff11\uff11\uff11",
 ])
 
 
@@ -260,3 +269,31 @@ def test_invisible_characters_in_prose_are_not_held() -> None:
     out = "".join(masker.feed(prose[i:i + 5]) for i in range(0, len(prose), 5))
     assert masker.held < 16
     assert out + masker.finish() == prose
+
+
+def test_a_stream_dense_with_them_keeps_a_short_left_context() -> None:
+    # found by review: the context reached back over thousands of them, read again with
+    # every piece; each run is kept as one character, which every reading reads the same
+    masker = StreamMasker(SCANNER)
+    text = (" " + ZWSP * 64 + tags("ab") + ZWJ * 30) * 300 + "mail john.doe@example.com ok"
+    longest = 0
+    out = []
+    for i in range(0, len(text), 4):
+        out.append(masker.feed(text[i:i + 4]))
+        longest = max(longest, len(masker._left))
+    out.append(masker.finish())
+    assert "".join(out) == SCANNER.mask(text)
+    assert longest <= 4 * masker.context
+
+
+@pytest.mark.parametrize("scanner", [SCANNER, SMALL], ids=["all", "small"])
+@pytest.mark.parametrize("size", [1, 50, 6000])
+def test_thousands_of_them_before_a_value_stream_like_the_whole_text(scanner: Scanner,
+                                                                      size: int) -> None:
+    # found by review: the left context reached back over at most 4096 of them, so the
+    # word the whole text glues to the value was cut off, and the stream masked more
+    for text in ("x" + ZWSP * 5000 + "4111" + ZWSP + "111111111111 ok",
+                 "x" + ZWSP * 5000 + "4111111111111111 ok",
+                 "AKIA" + tags("q") * 3000 + "IOSFODNN7EXAMPLE ok"):   # (held: < HIDDEN_MOST)
+        pieces = [text[i:i + size] for i in range(0, len(text), size)]
+        assert "".join(stream(StreamMasker(scanner), pieces)) == scanner.mask(text)
