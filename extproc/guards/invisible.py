@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
+from itertools import accumulate
 from typing import NamedTuple
 
 #: Unicode's Default_Ignorable_Code_Point (16.0.0): a unit test checks them against the
@@ -56,6 +57,7 @@ _CLASS = "".join(f"\\U{lo:08x}-\\U{hi:08x}" if lo != hi else f"\\U{lo:08x}"
 #: one invisible character; a run of them
 INVISIBLE: re.Pattern[str] = re.compile(f"[{_CLASS}]")
 _RUN = re.compile(f"[{_CLASS}]+")
+_SPLIT = re.compile(f"([{_CLASS}]+)")
 _TRAILING = re.compile(f"[{_CLASS}]+\\Z")
 
 # a run of them, its first kept (`squeeze`)
@@ -84,7 +86,15 @@ def count(text: str) -> int:
     """How many invisible characters `text` holds."""
     if text.isascii():
         return 0
-    return sum(m.end() - m.start() for m in _RUN.finditer(text))
+    return sum(map(len, _RUN.findall(text)))
+
+
+def compacted(text: str) -> str | None:
+    """`text` with its invisible characters taken out; None when it holds none."""
+    if text.isascii():
+        return None
+    out = _RUN.sub("", text)
+    return None if len(out) == len(text) else out
 
 
 def squeeze(text: str) -> str:
@@ -125,21 +135,12 @@ class Compacted(NamedTuple):
         """`text` compacted, or None when it holds no invisible character."""
         if text.isascii():
             return None
-        parts: list[str] = []
-        at: list[int] = []
-        before: list[int] = []
-        pos = removed = 0
-        for m in _RUN.finditer(text):
-            start, end = m.span()
-            parts.append(text[pos:start])
-            removed += end - start
-            at.append(start - (removed - (end - start)))
-            before.append(removed)
-            pos = end
-        if not at:
+        pieces = _SPLIT.split(text)   # the visible runs and the invisible ones, alternating
+        if len(pieces) == 1:
             return None
-        parts.append(text[pos:])
-        return cls("".join(parts), at, before)
+        seen = pieces[0::2]
+        return cls("".join(seen), list(accumulate(map(len, seen[:-1]))),
+                   list(accumulate(map(len, pieces[1::2]))))
 
     def again(self, text: str) -> Compacted:
         """`text`, which holds its invisible characters where this one's text as written did

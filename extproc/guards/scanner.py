@@ -23,7 +23,7 @@ from extproc.guards.detectors import (
     builtin_detector,
 )
 from extproc.guards.fold import fold, prepare
-from extproc.guards.invisible import Compacted, tagged
+from extproc.guards.invisible import Compacted, compacted, tagged
 
 BUILTIN_NAMES: tuple[str, ...] = (
     "email", "phone", "card", "us_ssn", "iban", "ipv4", "ipv6",
@@ -172,12 +172,14 @@ class Scanner:
             folded = self.folded(text)
         if folded is not text and self._may(folded, start):
             return True
-        hidden = None if folded.isascii() or not self.folds else Compacted.of(folded)
-        if hidden is None:
+        if folded.isascii() or not self.folds:
+            return False
+        # (a need is found without lookbehind: in the rest compacted, if it starts there)
+        rest = compacted(folded[start:])
+        if rest is None:
             return False
         tags = tagged(text)
-        return self._may(hidden.text, hidden.visible(start)) \
-            or (tags is not None and self._may(tags, start))
+        return self._may(rest, 0) or (tags is not None and self._may(tags, start))
 
     def _may(self, text: str, start: int) -> bool:
         if self._any_char is None or self._any_char.search(text, start) is None:
