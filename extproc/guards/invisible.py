@@ -18,8 +18,9 @@ out can glue a value to a word (`card\\u200b4111…`): the readings with them in
 
 Tag characters (`U+E0020`-`U+E007E`) spell ASCII that no one sees and a model reads ("ASCII
 smuggling": a prompt or a reply can carry a key written in them): the built-ins read them a
-fourth way, as the ASCII they stand for with every other character a space (`tagged`, one
-character for one), so a value spelled in them is masked where it stands.
+further way, as the ASCII they stand for, the other invisible characters taken out and
+every other character a space (`tagged`), so a value spelled in them is masked where it
+stands.
 
 Taking characters out is not one for one, so a match is longer in the text as written than
 in this reading by the invisible characters inside it: a streaming masker holds those too
@@ -30,9 +31,11 @@ dash after an address) glues it to a word in the fold, and an invisible characte
 breaks it as written.
 
 Cost: an ASCII text has none (one check, in C); any other is searched once (one character
-class), and only a text with some is copied and read again. A streaming masker keeps each
-run of them in the text it released as one character (`squeeze`), so the context it reads
-again with every piece stays short however many came.
+class), and only a text with some is copied and read again. A streaming masker whose
+detectors are all built-ins keeps each run of them in the text it released as one character
+(`squeeze`), so the context it reads again with every piece stays short however many came
+(a custom pattern may count them: there the context reaches back over at most
+`HIDDEN_MOST`).
 """
 
 from __future__ import annotations
@@ -69,6 +72,12 @@ _SQUEEZE = re.compile(f"([{_CLASS}])[{_CLASS}]+")
 _TAG = re.compile("[\U000e0020-\U000e007e]")
 _NOT_TAG = re.compile("[^\U000e0020-\U000e007e]")
 _TAG_ASCII = {cp: cp - 0xE0000 for cp in range(0xE0020, 0xE007F)}
+# a run of the invisible characters other than those (taken out of the tag reading)
+_NOT_TAG_CLASS = _CLASS.replace("\\U000e0000-\\U000e0fff",
+                                "\\U000e0000-\\U000e001f\\U000e007f-\\U000e0fff")
+assert _NOT_TAG_CLASS != _CLASS
+_SPLIT_NOT_TAG = re.compile(f"([{_NOT_TAG_CLASS}]+)")
+_SQUEEZE_NOT_TAG = re.compile(f"([{_NOT_TAG_CLASS}])[{_NOT_TAG_CLASS}]+")
 
 #: invisible characters a streaming masker holds at most (`stream.StreamMasker`): past it the
 #: stream is refused with `TOO_MANY_HIDDEN` (a value's start is never released for them)
@@ -89,6 +98,14 @@ def count(text: str) -> int:
     return sum(map(len, _RUN.findall(text)))
 
 
+def squeeze_not_tags(text: str) -> str:
+    """`text` with each run of invisible characters other than tag characters cut to its
+    first (the tag characters' reading takes them out: `tagged`)."""
+    if text.isascii():
+        return text
+    return _SQUEEZE_NOT_TAG.sub(r"\1", text)
+
+
 def compacted(text: str) -> str | None:
     """`text` with its invisible characters taken out; None when it holds none."""
     if text.isascii():
@@ -104,6 +121,13 @@ def squeeze(text: str) -> str:
     return _SQUEEZE.sub(r"\1", text)
 
 
+def count_not_tags(text: str) -> int:
+    """How many invisible characters other than tag characters `text` holds."""
+    if text.isascii():
+        return 0
+    return sum(map(len, _SPLIT_NOT_TAG.findall(text)))
+
+
 def trailing(text: str) -> int:
     """How many invisible characters end `text`."""
     if not text or text[-1].isascii():
@@ -112,13 +136,21 @@ def trailing(text: str) -> int:
     return 0 if m is None else m.end() - m.start()
 
 
-def tagged(text: str) -> str | None:
-    """What `text` spells in tag characters, one character for one: each tag character as the
-    ASCII it stands for, every other character a space (so a value spelled in them reads
-    apart from the visible text around it); None when it has none."""
+def tagged(text: str) -> Compacted | None:
+    """What `text` spells in tag characters: each tag character as the ASCII it stands for,
+    the other invisible characters taken out (one between two tag characters hides nothing
+    from a model either: found by review) and every other character a space, so a value
+    spelled in them reads apart from the visible text around it; with the way back to the
+    text (`Compacted.place`). None when it has none."""
     if text.isascii() or _TAG.search(text) is None:
         return None
-    return _NOT_TAG.sub(" ", text).translate(_TAG_ASCII)
+    pieces = _SPLIT_NOT_TAG.split(text)
+    if len(pieces) == 1:
+        return Compacted(_NOT_TAG.sub(" ", text).translate(_TAG_ASCII), [], [])
+    seen = pieces[0::2]
+    return Compacted(_NOT_TAG.sub(" ", "".join(seen)).translate(_TAG_ASCII),
+                     list(accumulate(map(len, seen[:-1]))),
+                     list(accumulate(map(len, pieces[1::2]))))
 
 
 class Compacted(NamedTuple):

@@ -141,6 +141,8 @@ class Scanner:
         #: does
         self._folds = tuple(isinstance(d, PatternDetector) for d in self.detectors)
         self.folds: bool = any(self._folds)
+        #: every detector a built-in (none reads an invisible character as part of a match)
+        self.builtins_only: bool = all(self._folds)
         #: `find_from` takes a stream's memo of the built-ins' verdicts (`StreamMasker`)
         self.takes_memo: bool = self.folds
         if self.folds:
@@ -179,7 +181,8 @@ class Scanner:
         if rest is None:
             return False
         tags = tagged(text)
-        return self._may(rest, 0) or (tags is not None and self._may(tags, start))
+        return self._may(rest, 0) \
+            or (tags is not None and self._may(tags.text, tags.visible(start)))
 
     def _may(self, text: str, start: int) -> bool:
         if self._any_char is None or self._any_char.search(text, start) is None:
@@ -211,7 +214,7 @@ class Scanner:
         written; and both compacted (`invisible.Compacted`, when they hold invisible
         characters): a value with a zero-width space inside is found there, its span mapped
         back to the text from its first visible character to its last; and what the text
-        spells in tag characters (`invisible.tagged`, one for one). Custom detectors read
+        spells in tag characters (`invisible.tagged`). Custom detectors read
         it as written. The fold has the text's length, so every span is a place in `text`.
         `memo`: the stream's verdicts of the built-ins' candidates (`PatternDetector.find`),
         kept from one call to the next."""
@@ -224,12 +227,10 @@ class Scanner:
         any_char = self._any_char
         if any_char is not None and any_char.search(text) is None \
                 and (not both or any_char.search(folded) is None) \
-                and (tags is None or any_char.search(tags) is None):
+                and (tags is None or any_char.search(tags.text) is None):
             return []   # not one character any match holds (most prose): one search
         found: list[tuple[int, int, int, Span]] = []
         readings: tuple[str, ...] = (text, folded) if both else (text,)
-        if tags is not None:
-            readings += (tags,)
         for rank, (detector, need) in enumerate(zip(self.detectors, self._needs, strict=True)):
             for reading in readings if self._folds[rank] else (text,):
                 if need is not None and need.search(reading) is None:
@@ -246,6 +247,9 @@ class Scanner:
                 if both:   # as written too: a look-alike beside the value stays apart
                     self._find_hidden(hidden.again(text), detector, need, rank, start,
                                       crossing, memo, found)
+                if tags is not None:
+                    self._find_hidden(tags, detector, need, rank, start, crossing, memo,
+                                      found)
         if not found:
             return []
         found.sort(key=lambda f: f[:3])
@@ -292,8 +296,10 @@ class Scanner:
                     if ts < len(compacted.text):
                         n = min(n, compacted.place(ts))
             tags = tagged(text)
-            if tags is not None:
-                n = min(n, self._tail(tags, text, True))
+            if tags is not None and tags.text:
+                ts = self._tail(tags.text, tags.text, True)
+                if ts < len(tags.text):
+                    n = min(n, tags.place(ts))
         return n
 
     def _tail(self, reading: str, text: str, builtins_only: bool) -> int:

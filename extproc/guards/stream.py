@@ -22,8 +22,10 @@ the text with its invisible characters taken out (`invisible`), where a match is
 written by the invisible characters inside it: the bound and the left context count visible
 characters (the invisible ones among them held too, at most ``HIDDEN_MOST``: past it a stream
 is refused when the hold would be cut; the left context keeps each run of them as one, which
-no reading tells from the run), and a match followed by nothing but invisible characters is
-not final.
+no built-in's reading tells from the run, or, with a custom pattern in the scanner, which may
+count them, reaches back over at most ``HIDDEN_MOST`` of them: past that a stream can mask
+more than the whole text, never less), and a match followed by nothing but invisible
+characters is not final.
 
 Long held text is looked at again only once it has grown by an eighth: when the masker held
 at least ``batch`` characters after its last look (a run that could still be a key, a token
@@ -57,6 +59,7 @@ nothing containing any part of it has been released.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from extproc.guards.fold import fold
@@ -64,8 +67,10 @@ from extproc.guards.invisible import (
     HIDDEN_MOST,
     TOO_MANY_HIDDEN,
     count,
+    count_not_tags,
     has,
     squeeze,
+    squeeze_not_tags,
     trailing,
 )
 
@@ -133,6 +138,9 @@ class StreamMasker:
         # an invisible character came (`invisible`): the bound and the left context count
         # visible characters from then on (before, there are no others)
         self._hidden = False
+        # the left context may keep each run of them as one (`_left_as`): no custom pattern
+        # reads it (one may count them: `K[^Z]{0,80}Z`, found by review)
+        self._squeezes = bool(getattr(scanner, "builtins_only", False))
         self._at_span = False    # the released text ends with a span
         # scanner.may_match(text, start): False when no match can start at or after `start`
         self._may_match = getattr(scanner, "may_match", None)
@@ -210,7 +218,8 @@ class StreamMasker:
         if hold < n - self.bound:
             hold = self._cut(window, hold, n)
         if self._hidden:
-            self._left_as(window, fwindow, self._back(window, hold), hold, hold - self.context)
+            self._left_as(window, fwindow, self._back(window, hold), hold,
+                          self._back(window, hold, count_not_tags))
             self._hold_from(window, fwindow, hold)
         elif fwindow is window:   # (every chunk of most streams: nothing folds)
             lo = hold - self.context if hold > self.context else 0
@@ -269,16 +278,22 @@ class StreamMasker:
     def _left_as(self, window: str, fwindow: str, lo: int, hold: int, as_written: int) -> None:
         """Keep `window[lo:hold]` as the left context (and the same of its fold: the same
         object when they are equal, so that the scanner reads one text). Once invisible
-        characters came (`_hidden`), each run of them before `as_written` is kept as its
-        first: no built-in's match holds one, one reads as a boundary as a run does, the
-        reading without them drops them, and what is read of the context's tag characters
-        (the last `context` characters, or all from a span the scanner must see again) is
-        kept as it came. So the context stays short however many came (found by review: a
-        context of thousands of them, read again with every piece)."""
-        if self._hidden and as_written > lo:
-            left = self._left = squeeze(window[lo:as_written]) + window[as_written:hold]
+        characters came (`_hidden`), and when every detector is a built-in, each run of them
+        before `as_written` is kept as its first: no built-in's match holds one, one reads as
+        a boundary as a run does, the readings without them drop them, and the reading of the
+        tag characters reads `context` characters back from `as_written` on (tag and visible
+        ones: `_back` with `count_not_tags`; or all from a span the scanner must see again):
+        there only the runs of other invisible characters are cut, which it takes out
+        (found by hypothesis: a tag character before a run cut off). So
+        the context stays short however many came (found by review: a context of thousands
+        of them, read again with every piece). A custom pattern may count them
+        (`K[^Z]{0,80}Z`), so with one the context is kept as it came, reaching back over at
+        most `HIDDEN_MOST` of them (`_back`)."""
+        if self._hidden and self._squeezes:
+            at = as_written if as_written > lo else lo
+            left = self._left = squeeze(window[lo:at]) + squeeze_not_tags(window[at:hold])
             self._fleft = left if fwindow is window else _same(
-                left, squeeze(fwindow[lo:as_written]) + fwindow[as_written:hold])
+                left, squeeze(fwindow[lo:at]) + squeeze_not_tags(fwindow[at:hold]))
             return
         left = self._left = window[lo:hold]
         self._fleft = left if fwindow is window else _same(left, fwindow[lo:hold])
@@ -341,18 +356,23 @@ class StreamMasker:
                     hold = s.end
         return hold
 
-    def _back(self, window: str, point: int) -> int:
+    def _back(self, window: str, point: int, counter: Callable[[str], int] = count) -> int:
         """Where the left context before `point` starts: `context` characters back, and as
         many more as there are invisible ones among them (the reading without them sees
-        `context` characters; `_left_as` keeps each run of them short)."""
+        `context` characters; `_left_as` keeps each run of them short), or, with a custom
+        pattern (`_squeezes` False), at most `HIDDEN_MOST` more: past that the readings
+        without them see less context before a value than the whole text gives, which can
+        make them find more, never less. `counter`: which characters the reading that needs
+        the context does not see (`count_not_tags` for the tag characters' reading)."""
         lo = point - self.context
         if lo <= 0:
             return 0
         if self._hidden:
-            hidden = count(window[lo:point])
-            while hidden and lo > 0:
-                start = lo - hidden if lo > hidden else 0
-                hidden = count(window[start:lo])
+            hidden = counter(window[lo:point])
+            most = 0 if self._squeezes else point - self.context - HIDDEN_MOST
+            while hidden and lo > most and lo > 0:
+                start = max(lo - hidden, most, 0)
+                hidden = counter(window[start:lo])
                 lo = start
         return lo
 
@@ -396,7 +416,8 @@ class StreamMasker:
             # to a valid address and masked)
             self._at_span = bool(final) and final[-1].end == hold \
                 and any(s.start == hold for s in spans)
-            as_written = hold - self.context
+            as_written = self._back(window, hold, count_not_tags) if self._hidden \
+                else hold - self.context
             if self._at_span:          # keep all of that span: the scanner sees it again
                 keep = min(keep, self._back(window, final[-1].start))
                 as_written = min(as_written, final[-1].start)

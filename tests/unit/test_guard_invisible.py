@@ -35,6 +35,11 @@ SCANNER = Scanner(builtin())
 #: short matches only: its masker's bound (the longest match) is passed by the invisible
 #: characters inside a value, which it holds too
 SMALL = Scanner(builtin(["aws_access_key", "card", "us_ssn"]))
+#: built-ins beside a custom pattern that counts invisible characters in its matches
+MIXED = Scanner([*builtin(["email", "phone", "card"]),
+                 RegexDetector("kz", r"K[^Z]{0,80}Z", "<KZ>", max_len=82)])
+SCANNERS = [SCANNER, SMALL, MIXED]
+IDS = ["all", "small", "mixed"]
 ZWSP, ZWNJ, ZWJ, SHY, WJ, BOM, VS16, RLO, PDF = ("\u200b", "\u200c", "\u200d", "\u00ad",
                                                 "\u2060", "\ufeff", "\ufe0f", "\u202e",
                                                 "\u202c")
@@ -70,6 +75,9 @@ MASKED = [
     (f"Hello {tags('AKIAIOSFODNN7EXAMPLE')} ok", "Hello <SECRET> ok"),
     (f"Hi{tags('mail john.doe@example.com')}!", f"Hi{tags('mail ')}<EMAIL>!"),
     (f"a{tags('4111 1111 1111 1111')}b", "a<CARD>b"),
+    # found by review: another invisible character inside the spelled value
+    (f"key {tags('AKIA')}{ZWSP}{tags('IOSFODNN7EXAMPLE')} ok", "key <SECRET> ok"),
+    (f"{tags('john.doe')}{ZWSP}{VS16}\U000e0001{tags('@example.com')}", "<EMAIL>"),
     # found by review: a look-alike beside it glues the value in the fold, and the invisible
     # character inside breaks it as written; read as written without them
     (f"write to john.doe{ZWSP}@example.com\u2013 thanks", "write to <EMAIL>\u2013 thanks"),
@@ -168,7 +176,7 @@ FRAGMENTS = st.sampled_from([
     "sk-proj-a1B2c3D4e5F6g7H8i9J0k1L2m3N4", "eyJ", "@", ".", "-", " ", "x", "card", "é",
     "\U0001f468", "\u0645\u06cc", tags("john.doe@example.com"), tags("AKIAIOSFODNN7EXAMPLE"),
     tags("4111 1111 1111 1111"), tags("AKIA"), tags("@"), tags(" x"),
-    "\u2013", "\uff0e", "\uff0b", "\uff0d", "\uff14\uff11\uff11\uff11",
+    "\u2013", "\uff0e", "\uff0b", "\uff0d", "\uff14\uff11\uff11\uff11", "K", "Z~",
 ])
 
 
@@ -186,7 +194,7 @@ def hidden_texts(draw: st.DrawFn, runs: tuple[int, ...] = (1, 2, 13)) -> str:
     return "".join(parts)
 
 
-@pytest.mark.parametrize("scanner", [SCANNER, SMALL], ids=["all", "small"])
+@pytest.mark.parametrize("scanner", SCANNERS, ids=IDS)
 @settings(max_examples=600, deadline=None)
 @given(text=hidden_texts(), cuts=CUTS, per_char=st.booleans())
 def test_any_chunking_masks_like_the_whole_text(scanner: Scanner, text: str, cuts: list[int],
@@ -200,6 +208,8 @@ def test_any_chunking_masks_like_the_whole_text(scanner: Scanner, text: str, cut
     hidden = Compacted.of(text)
     if hidden is not None:
         for detector in scanner.detectors:
+            if isinstance(detector, RegexDetector):
+                continue
             for span in detector.find(hidden.text):
                 a, b = hidden.span(span.start, span.end)
                 assert set(range(a, b)) <= covered, (text, span)
@@ -207,11 +217,14 @@ def test_any_chunking_masks_like_the_whole_text(scanner: Scanner, text: str, cut
     spelled = tagged(text)
     if spelled is not None:
         for detector in scanner.detectors:
-            for span in detector.find(spelled):
-                assert set(range(span.start, span.end)) <= covered, (text, span)
+            if isinstance(detector, RegexDetector):
+                continue   # (custom patterns read the text as written)
+            for span in detector.find(spelled.text):
+                a, b = spelled.span(span.start, span.end)
+                assert set(range(a, b)) <= covered, (text, span)
 
 
-@pytest.mark.parametrize("scanner", [SCANNER, SMALL], ids=["all", "small"])
+@pytest.mark.parametrize("scanner", SCANNERS, ids=IDS)
 @settings(max_examples=300, deadline=None)
 @given(text=hidden_texts((1, 70, 300)), cuts=st.lists(st.integers(0, 4000), max_size=30))
 def test_long_runs_of_them_stream_like_the_whole_text(scanner: Scanner, text: str,
@@ -283,7 +296,7 @@ def test_a_stream_dense_with_them_keeps_a_short_left_context() -> None:
         longest = max(longest, len(masker._left))
     out.append(masker.finish())
     assert "".join(out) == SCANNER.mask(text)
-    assert longest <= 4 * masker.context
+    assert longest <= 6 * masker.context
 
 
 @pytest.mark.parametrize("scanner", [SCANNER, SMALL], ids=["all", "small"])
@@ -293,7 +306,39 @@ def test_thousands_of_them_before_a_value_stream_like_the_whole_text(scanner: Sc
     # found by review: the left context reached back over at most 4096 of them, so the
     # word the whole text glues to the value was cut off, and the stream masked more
     for text in ("x" + ZWSP * 5000 + "4111" + ZWSP + "111111111111 ok",
+                 # found by hypothesis: the tag before the run glues the key in the tag
+                 # reading, and was cut with the run
+                 "a@b.co " * 12 + tags(" x") + ZWSP * 70 + tags("AKIAIOSFODNN7EXAMPLE"),
                  "x" + ZWSP * 5000 + "4111111111111111 ok",
                  "AKIA" + tags("q") * 3000 + "IOSFODNN7EXAMPLE ok"):   # (held: < HIDDEN_MOST)
         pieces = [text[i:i + size] for i in range(0, len(text), size)]
         assert "".join(stream(StreamMasker(scanner), pieces)) == scanner.mask(text)
+
+
+# found by review: with a custom pattern in the scanner the left context is kept as it came
+# (cut to one character, a run too long for `K[^Z]{0,80}Z` became a made-up match in the
+# context that hid the real one after it, or ran into a span)
+CUSTOM_CASES = [
+    ("K" + ZWSP * 100 + "~" * 54, "K~~~~~Z tail"),
+    (" K" + ZWSP * 100 + "b" * 42, "@+1 4111 1111 1111 1111.Zcom end"),
+]
+
+
+@pytest.mark.parametrize(("head", "rest"), CUSTOM_CASES)
+@pytest.mark.parametrize("action", ["mask", "reject"])
+def test_a_custom_pattern_reads_the_context_as_it_came(head: str, rest: str,
+                                                       action: str) -> None:
+    text = head + rest
+    whole = MIXED.find(text)
+    for pieces in ([head, rest], list(text)):
+        masker = StreamMasker(MIXED, action=action)
+        released: list[str] = []
+        try:
+            for piece in pieces:
+                released.append(masker.feed(piece))
+            released.append(masker.finish())
+        except GuardTriggered as hit:
+            assert action == "reject" and hit.detector == whole[0].detector
+            assert text[:whole[0].start].startswith("".join(released))
+        else:
+            assert action == "mask" and "".join(released) == MIXED.mask(text)
