@@ -9,7 +9,7 @@ client, a model or a human as the plain value, so the built-ins read it as that.
   small, font (mathematical letters and digits), no-break and spacing variants (not
   superscripts, subscripts, circled or squared forms: a footnote mark after a number is no
   digit of it);
-- Unicode hyphens, the en dash and the minus sign to `-`;
+- Unicode hyphens, the en dash and the minus sign to `-`, the Braille blank to a space;
 only where the result is a character the built-ins' matches are made of (`_TARGETS`).
 Letters of other alphabets drawn like Latin ones (a Cyrillic a) are not folded: Russian or
 Greek prose would pay for it in every word, and a domain so spelled is another domain.
@@ -48,6 +48,9 @@ _TAGS = frozenset(("", "<wide>", "<narrow>", "<small>", "<font>", "<noBreak>", "
 _EXPLICIT: dict[int, str] = {
     **{cp: "-" for cp in (0x2010, 0x2011, 0x2012, 0x2013, 0x2043, 0x2212, 0xFE58, 0xFE63,
                           0xFF0D)},
+    # the Braille blank: no decomposition, but it renders as a space (found by review: a
+    # card grouped by it read as the spaced card)
+    0x2800: " ",
 }
 #: what a character may fold to: what the built-ins' matches are made of. Folding a CJK
 #: comma, colon or bracket, an ideographic full stop or an em dash (in nearly every
@@ -56,7 +59,7 @@ _TARGETS = frozenset(string.ascii_letters + string.digits + " .-+@_%'")
 #: where the characters that fold other than digits are (read off every code point: a unit
 #: test holds the two equal), searched once, on first use, instead of all 1.1 million
 _BLOCKS = ((0xA0, 0x2FF), (0x370, 0x3FF), (0x1F00, 0x218F), (0x2212, 0x2212),
-           (0x3000, 0x303F), (0xFB00, 0xFB4F), (0xFE30, 0xFE6F), (0xFF00, 0xFFEF),
+           (0x2800, 0x2800), (0x3000, 0x303F), (0xFB00, 0xFB4F), (0xFE30, 0xFE6F), (0xFF00, 0xFFEF),
            (0x1D400, 0x1D7FF))
 
 

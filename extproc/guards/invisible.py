@@ -24,8 +24,9 @@ stands.
 
 Taking characters out is not one for one, so a match is longer in the text as written than
 in this reading by the invisible characters inside it: a streaming masker holds those too
-(`stream.StreamMasker`), up to `HIDDEN_MOST` of them in what it holds, past which the stream
-is refused (`TOO_MANY_HIDDEN`) rather than a value's start released. The built-ins read both
+(`stream.StreamMasker`): where they carry what it holds past its longest match, up to
+`HIDDEN_MOST` of them, past which the stream is refused (`TOO_MANY_HIDDEN`) rather than a
+value's start released. The built-ins read both
 the text as written and its fold with them taken out: a look-alike beside a value (an en
 dash after an address) glues it to a word in the fold, and an invisible character inside it
 breaks it as written.
@@ -35,7 +36,7 @@ class), and only a text with some is copied and read again. A streaming masker w
 detectors are all built-ins keeps each run of them in the text it released as one character
 (`squeeze`), so the context it reads again with every piece stays short however many came
 (a custom pattern may count them: there the context reaches back over at most
-`HIDDEN_MOST`).
+`CONTEXT_HIDDEN_MOST`).
 """
 
 from __future__ import annotations
@@ -61,7 +62,6 @@ _CLASS = "".join(f"\\U{lo:08x}-\\U{hi:08x}" if lo != hi else f"\\U{lo:08x}"
 INVISIBLE: re.Pattern[str] = re.compile(f"[{_CLASS}]")
 _RUN = re.compile(f"[{_CLASS}]+")
 _SPLIT = re.compile(f"([{_CLASS}]+)")
-_TRAILING = re.compile(f"[{_CLASS}]+\\Z")
 
 # a run of them, its first kept (`squeeze`)
 _SQUEEZE = re.compile(f"([{_CLASS}])[{_CLASS}]+")
@@ -79,9 +79,13 @@ assert _NOT_TAG_CLASS != _CLASS
 _SPLIT_NOT_TAG = re.compile(f"([{_NOT_TAG_CLASS}]+)")
 _SQUEEZE_NOT_TAG = re.compile(f"([{_NOT_TAG_CLASS}])[{_NOT_TAG_CLASS}]+")
 
-#: invisible characters a streaming masker holds at most (`stream.StreamMasker`): past it the
-#: stream is refused with `TOO_MANY_HIDDEN` (a value's start is never released for them)
+#: invisible characters a streaming masker holds at most past its longest match
+#: (`stream.StreamMasker`): past it the stream is refused with `TOO_MANY_HIDDEN` (a value's
+#: start is never released for them)
 HIDDEN_MOST = 4096
+#: invisible characters a streaming masker whose scanner has a custom pattern reaches back
+#: over in its left context at most (the others keep each run as one: `stream._left_as`)
+CONTEXT_HIDDEN_MOST = 1024
 #: why a stream is refused past `HIDDEN_MOST`
 TOO_MANY_HIDDEN = "too_many_invisible"
 
@@ -132,8 +136,10 @@ def trailing(text: str) -> int:
     """How many invisible characters end `text`."""
     if not text or text[-1].isascii():
         return 0
-    m = _TRAILING.search(text)
-    return 0 if m is None else m.end() - m.start()
+    # matched from the end (found by review: a search for a run before the end of the text
+    # tried every place in every run, quadratic in a run's length)
+    m = _RUN.match(text[::-1])
+    return 0 if m is None else m.end()
 
 
 def tagged(text: str) -> Compacted | None:

@@ -23,7 +23,7 @@ written by the invisible characters inside it: the bound and the left context co
 characters (the invisible ones among them held too, at most ``HIDDEN_MOST``: past it a stream
 is refused when the hold would be cut; the left context keeps each run of them as one, which
 no built-in's reading tells from the run, or, with a custom pattern in the scanner, which may
-count them, reaches back over at most ``HIDDEN_MOST`` of them: past that a stream can mask
+count them, reaches back over at most ``CONTEXT_HIDDEN_MOST`` of them: past that a stream can mask
 more than the whole text, never less), and a match followed by nothing but invisible
 characters is not final.
 
@@ -64,6 +64,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from extproc.guards.fold import fold
 from extproc.guards.invisible import (
+    CONTEXT_HIDDEN_MOST,
     HIDDEN_MOST,
     TOO_MANY_HIDDEN,
     count,
@@ -288,7 +289,7 @@ class StreamMasker:
         the context stays short however many came (found by review: a context of thousands
         of them, read again with every piece). A custom pattern may count them
         (`K[^Z]{0,80}Z`), so with one the context is kept as it came, reaching back over at
-        most `HIDDEN_MOST` of them (`_back`)."""
+        most `CONTEXT_HIDDEN_MOST` of them (`_back`)."""
         if self._hidden and self._squeezes:
             at = as_written if as_written > lo else lo
             left = self._left = squeeze(window[lo:at]) + squeeze_not_tags(window[at:hold])
@@ -360,7 +361,7 @@ class StreamMasker:
         """Where the left context before `point` starts: `context` characters back, and as
         many more as there are invisible ones among them (the reading without them sees
         `context` characters; `_left_as` keeps each run of them short), or, with a custom
-        pattern (`_squeezes` False), at most `HIDDEN_MOST` more: past that the readings
+        pattern (`_squeezes` False), at most `CONTEXT_HIDDEN_MOST` more: past that the readings
         without them see less context before a value than the whole text gives, which can
         make them find more, never less. `counter`: which characters the reading that needs
         the context does not see (`count_not_tags` for the tag characters' reading)."""
@@ -369,7 +370,7 @@ class StreamMasker:
             return 0
         if self._hidden:
             hidden = counter(window[lo:point])
-            most = 0 if self._squeezes else point - self.context - HIDDEN_MOST
+            most = 0 if self._squeezes else point - self.context - CONTEXT_HIDDEN_MOST
             while hidden and lo > most and lo > 0:
                 start = max(lo - hidden, most, 0)
                 hidden = counter(window[start:lo])
