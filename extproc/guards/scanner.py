@@ -158,12 +158,14 @@ class Scanner:
         # the shared look of the built-ins among them (`_Tailing`)
         self._tailing: dict[str, _Tailing] = {}
 
-    def may_match(self, text: str, start: int = 0, folded: str | None = None) -> bool:
+    def may_match(self, text: str, start: int = 0, folded: str | None = None,
+                  hidden: bool = True) -> bool:
         """False when no detector's match can start at or after `start`: a cheap check for
         what every match of a built-in contains (always True with other detectors). A span of
         `find(text)` may still start there when it continues a match begun before `start`.
         `folded`: `fold(text)`, when the caller has it (a streaming masker folds each piece
-        once)."""
+        once). `hidden` False: the caller knows the text holds no invisible character (a
+        streaming masker before the first), so its readings without them are skipped."""
         any_char = self._any_char
         if any_char is None:
             return True
@@ -174,7 +176,7 @@ class Scanner:
             folded = self.folded(text)
         if folded is not text and self._may(folded, start):
             return True
-        if folded.isascii() or not self.folds:
+        if not hidden or folded.isascii() or not self.folds:
             return False
         # (a need is found without lookbehind: in the rest compacted, if it starts there)
         rest = compacted(folded[start:])
@@ -199,7 +201,8 @@ class Scanner:
         return self.find_from(text, 0)
 
     def find_from(self, text: str, start: int, crossing: bool = False,
-                  folded: str | None = None, memo: Memo | None = None) -> list[Span]:
+                  folded: str | None = None, memo: Memo | None = None,
+                  hidden: bool = True) -> list[Span]:
         """`find` as a streaming masker needs it, `text[:start]` being left context (text
         already released): the detectors' matches that start before `start` are dropped
         before overlaps are resolved, so one that the cut context made up (a lookbehind
@@ -217,13 +220,14 @@ class Scanner:
         spells in tag characters (`invisible.tagged`). Custom detectors read
         it as written. The fold has the text's length, so every span is a place in `text`.
         `memo`: the stream's verdicts of the built-ins' candidates (`PatternDetector.find`),
-        kept from one call to the next."""
+        kept from one call to the next. `hidden`: as in `may_match`."""
         if folded is None:
             folded = self.folded(text)
         both = folded is not text
-        hidden = None if folded.isascii() or not self.folds else Compacted.of(folded)
+        compact = None if not hidden or folded.isascii() or not self.folds \
+            else Compacted.of(folded)
         # (tag characters are invisible ones)
-        tags = tagged(text) if hidden is not None else None
+        tags = tagged(text) if compact is not None else None
         any_char = self._any_char
         if any_char is not None and any_char.search(text) is None \
                 and (not both or any_char.search(folded) is None) \
@@ -242,10 +246,10 @@ class Scanner:
                     elif crossing and s.end > start:
                         found.append((s.start, s.start - s.end, rank,
                                       Span(start, s.end, s.detector)))
-            if hidden is not None and self._folds[rank]:
-                self._find_hidden(hidden, detector, need, rank, start, crossing, memo, found)
+            if compact is not None and self._folds[rank]:
+                self._find_hidden(compact, detector, need, rank, start, crossing, memo, found)
                 if both:   # as written too: a look-alike beside the value stays apart
-                    self._find_hidden(hidden.again(text), detector, need, rank, start,
+                    self._find_hidden(compact.again(text), detector, need, rank, start,
                                       crossing, memo, found)
                 if tags is not None:
                     self._find_hidden(tags, detector, need, rank, start, crossing, memo,
@@ -278,9 +282,10 @@ class Scanner:
             elif crossing and b > start:
                 found.append((a, a - b, rank, Span(start, b, s.detector)))
 
-    def tail_start(self, text: str, folded: str | None = None) -> int:
+    def tail_start(self, text: str, folded: str | None = None, hidden: bool = True) -> int:
         """The earliest `tail_start` of the detectors: the text from there on must be held.
-        The built-ins read the text as written, folded and compacted, as in `find_from`."""
+        The built-ins read the text as written, folded and compacted, as in `find_from`
+        (`hidden`: as in `may_match`)."""
         if not text:
             return 0
         if folded is None:
@@ -288,9 +293,11 @@ class Scanner:
         n = self._tail(text, text, False)
         if folded is not text:
             n = min(n, self._tail(folded, text, True))
-        hidden = None if folded.isascii() or not self.folds else Compacted.of(folded)
-        if hidden is not None:
-            for compacted in (hidden, hidden.again(text)) if folded is not text else (hidden,):
+        compact = None if not hidden or folded.isascii() or not self.folds \
+            else Compacted.of(folded)
+        if compact is not None:
+            for compacted in (compact, compact.again(text)) if folded is not text \
+                    else (compact,):
                 if compacted.text:
                     ts = self._tail(compacted.text, compacted.text, True)
                     if ts < len(compacted.text):

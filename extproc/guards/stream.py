@@ -94,7 +94,8 @@ class ScannerLike(Protocol):
 
     def find(self, text: str) -> list[Span]: ...
 
-    def tail_start(self, text: str, folded: str | None = None) -> int: ...
+    def tail_start(self, text: str, folded: str | None = None,
+                   hidden: bool = True) -> int: ...
 
     def mask(self, text: str, spans: list[Span] | None = None) -> str: ...
 
@@ -137,7 +138,8 @@ class StreamMasker:
         self._fbuf = ""
         self._stopped: str | None = None   # why no more feeding: "finished" or a detector
         # an invisible character came (`invisible`): the bound and the left context count
-        # visible characters from then on (before, there are no others)
+        # visible characters from then on, and the scanner reads the text without them
+        # (before, there are none: a window with a curly quote would cost a search a look)
         self._hidden = False
         # the left context may keep each run of them as one (`_left_as`): no custom pattern
         # reads it (one may count them: `K[^Z]{0,80}Z`, found by review)
@@ -203,7 +205,8 @@ class StreamMasker:
                     fwindow = fleft + fbuf + ftext
         may_match = self._may_match
         if may_match is None or self._at_span or (
-                may_match(window, c, fwindow) if self._folding else may_match(window, c)):
+                may_match(window, c, fwindow, self._hidden) if self._folding
+                else may_match(window, c)):
             self._hold_from(window, fwindow, c)   # held, should a reject stop here
             spans = self._spans(window, c, fwindow)
             out = self._release(window, c, self._hold(window, c, spans, fwindow), spans,
@@ -306,7 +309,7 @@ class StreamMasker:
 
     def _tail_start(self, window: str, fwindow: str) -> int:
         if self._folding:
-            return self.scanner.tail_start(window, fwindow)
+            return self.scanner.tail_start(window, fwindow, self._hidden)
         return self.scanner.tail_start(window)
 
     # --- matches and the hold --------------------------------------------------------------
@@ -329,9 +332,10 @@ class StreamMasker:
         if find_from is not None:
             memo = self._memo
             if memo is not None:
-                found: list[Span] = find_from(window, c, self._at_span, fwindow, memo)
+                found: list[Span] = find_from(window, c, self._at_span, fwindow, memo,
+                                              self._hidden)
             else:
-                found = find_from(window, c, self._at_span, fwindow) \
+                found = find_from(window, c, self._at_span, fwindow, None, self._hidden) \
                     if self._folding else find_from(window, c, self._at_span)
             return found
         spans = self.scanner.find(window)

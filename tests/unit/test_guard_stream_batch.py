@@ -98,9 +98,9 @@ class Counting:
         self.find, self.mask = scanner.find, scanner.mask
         self.may_match, self.find_from = scanner.may_match, scanner.find_from
 
-    def tail_start(self, text: str, folded: str | None = None) -> int:
+    def tail_start(self, text: str, folded: str | None = None, hidden: bool = True) -> int:
         self.read += len(text)
-        return self.scanner.tail_start(text, folded)
+        return self.scanner.tail_start(text, folded, hidden)
 
 
 def _b64(n: int, alphabet: str) -> str:
